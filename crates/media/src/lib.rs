@@ -1,0 +1,34 @@
+//! Sans-I/O media core of zerocast.
+//!
+//! Everything here takes bytes (`&[u8]`) and returns values: no sockets, no clocks, no filesystem,
+//! no async runtime. The same code indexes a file on disk, a cached title or (later) a live ring, and
+//! it can be fuzzed and property-tested without any setup.
+//!
+//! | module      | what it does                                                            |
+//! |-------------|-------------------------------------------------------------------------|
+//! | [`read`]    | bounds-checked big-endian reader; every parser reads through it         |
+//! | [`time`]    | exact media times (ticks over a timescale), frame rates, 90 kHz stamps  |
+//! | [`timecode`]| `HH:MM:SS:FF`, drop-frame `HH:MM:SS;FF`, `HH:MM:SS.mmm`, seconds, `1h2m3s` |
+//! | [`mp4`]     | ISO BMFF: box walk, `stbl` expansion, fragments (`moof`/`trun`)          |
+//! | [`ts`]      | MPEG-TS: PAT/PMT, PES starts, random access points, PTS unwrap         |
+//! | [`webm`]    | Matroska/WebM: EBML walk, Cues, cluster scan                            |
+//! | [`nal`]     | H.264/H.265 NAL unit scanning (IDR/IRAP detection, SPS dimensions)      |
+//! | [`index`]   | container detection and the common [`MediaInfo`] seek index             |
+//!
+//! Invariant: parsers are total. Any input yields a value or an [`Error`], never a panic, a hang or an
+//! allocation larger than the input justifies. Declared lengths and counts are checked against the
+//! bytes actually present, with checked arithmetic.
+
+pub mod error;
+pub mod index;
+pub mod mp4;
+pub mod nal;
+pub mod read;
+pub mod time;
+pub mod timecode;
+pub mod ts;
+pub mod webm;
+
+pub use error::Error;
+pub use index::{detect, index, AudioInfo, Container, Keyframe, MediaInfo, SeekPoint, VideoInfo};
+pub use time::{FrameRate, MediaTime};

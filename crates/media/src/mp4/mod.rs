@@ -1,0 +1,378 @@
+//! ISO base media file format (MP4, fragmented MP4): the seek index.
+//!
+//! ```text
+//! ftyp | moov ----------------------------------------- | mdat ... | moof mdat | moof mdat ...
+//!        mvhd  trak* ------------------------  mvex
+//!              tkhd edts/elst mdia ----------   trex*
+//!                             mdhd hdlr minf/stbl (see stbl.rs)
+//! moof: mfhd traf* (tfhd tfdt trun*)            (fragments, ISO/IEC 14496-12 §8.8)
+//! ```
+//! The index may sit before or after `mdat`: the whole file is in memory, so the top level is walked
+//! box by box (O(number of top-level boxes)) and `moov` is found wherever it is. Fragmented files
+//! are indexed by walking every `moof`, which makes `sidx` and `mfra` unnecessary (they are skipped).
+
+pub mod stbl;
+
+use crate::error::{Error, Result};
+use crate::index::{AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
+use crate::read::Reader;
+use crate::time::{FrameRate, MediaTime};
+use stbl::SampleTable;
+
+type FourCC = [u8; 4];
+
+/// One box: its type, its body, and the absolute offset of its first header byte.
+pub(crate) struct Mp4Box<'a> {
+    pub kind: FourCC,
+    pub body: Reader<'a>,
+    pub start: u64,
+}
+
+/// Reads the next box header from `r`; `Ok(None)` at the end. A box that claims more bytes than its
+/// parent holds is an error, except an `mdat` at the top level of a truncated file, which is clamped
+/// (`lenient`).
+pub(crate) fn next_box<'a>(r: &mut Reader<'a>, lenient: bool) -> Result<Option<Mp4Box<'a>>> {
+    if r.remaining() == 0 {
+        return Ok(None);
+    }
+    let start = r.position();
+    let size = u64::from(r.u32()?);
+    let kind = r.fourcc()?;
+    let (header, size) = match size {
+        1 => (16u64, r.u64()?),
+        0 => (8, 8 + r.remaining() as u64),
+        s => (8, s),
+    };
+    let body_len = size.checked_sub(header).ok_or_else(|| {
+        Error::malformed(
+            "mp4 box",
+            format!("{} at {start} has size {size}", show(kind)),
+        )
+    })?;
+    let body_len = if body_len > r.remaining() as u64 {
+        if lenient && &kind == b"mdat" {
+            r.remaining() as u64
+        } else {
+            return Err(Error::Truncated {
+                what: "mp4 box",
+                offset: start,
+                needed: size,
+                available: r.remaining() as u64 + header,
+            });
+        }
+    } else {
+        body_len
+    };
+    let body = r.sub(body_len as usize, "mp4 box")?;
+    Ok(Some(Mp4Box { kind, body, start }))
+}
+
+pub(crate) fn show(k: FourCC) -> String {
+    k.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
+
+/// Finds the first child box of the given type.
+fn child<'a>(parent: &Reader<'a>, kind: &FourCC) -> Result<Option<Reader<'a>>> {
+    let mut r = parent.clone();
+    while let Some(b) = next_box(&mut r, false)? {
+        if &b.kind == kind {
+            return Ok(Some(b.body));
+        }
+    }
+    Ok(None)
+}
+
+/// Version and flags of a full box.
+fn full_box(r: &mut Reader<'_>) -> Result<(u8, u32)> {
+    let v = r.u32()?;
+    Ok(((v >> 24) as u8, v & 0x00ff_ffff))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Trex {
+    duration: u32,
+    size: u32,
+    flags: u32,
+}
+
+#[derive(Debug, Default)]
+struct Track<'a> {
+    id: u32,
+    handler: FourCC,
+    timescale: u32,
+    /// First media time shown, from the edit list (0 without one).
+    media_time: i64,
+    codec: String,
+    width: Option<u32>,
+    height: Option<u32>,
+    channels: Option<u16>,
+    sample_rate: Option<u32>,
+    stbl: Option<Reader<'a>>,
+    trex: Trex,
+}
+
+/// Indexes an MP4 held in memory.
+pub fn index(data: &[u8]) -> Result<MediaInfo> {
+    let mut top = Reader::new(data, 0, "mp4");
+    let mut moov = None;
+    let mut moofs = Vec::new();
+    loop {
+        match next_box(&mut top, true) {
+            Ok(Some(b)) => match &b.kind {
+                b"moov" => moov = Some(b.body),
+                b"moof" => moofs.push((b.start, b.body)),
+                _ => {}
+            },
+            Ok(None) => break,
+            // A truncated file: index what is complete.
+            Err(Error::Truncated { .. }) if moov.is_some() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let moov = moov.ok_or_else(|| {
+        Error::malformed(
+            "mp4",
+            "no moov box (the index is missing; the file may be truncated)",
+        )
+    })?;
+    let (movie_scale, movie_duration, mut tracks) = parse_moov(&moov)?;
+    let data_len = data.len() as u64;
+
+    let video_pos = tracks.iter().position(|t| &t.handler == b"vide");
+    let audio = tracks
+        .iter()
+        .find(|t| &t.handler == b"soun")
+        .map(|t| AudioInfo {
+            codec: t.codec.clone(),
+            sample_rate: t.sample_rate,
+            channels: t.channels,
+        });
+    let Some(vi) = video_pos else {
+        return Ok(MediaInfo {
+            container: Container::Mp4,
+            duration: MediaTime::new(movie_duration as i64, movie_scale),
+            video: None,
+            audio,
+            keyframes: Vec::new(),
+        });
+    };
+    let track = tracks.swap_remove(vi);
+    let mut table = match &track.stbl {
+        Some(stbl) => stbl::expand(stbl, data_len)?,
+        None => SampleTable::default(),
+    };
+    for (start, body) in &moofs {
+        stbl::append_fragment(&mut table, *start, body, track.id, track.trex, data_len)?;
+    }
+    table.clip_to(data_len);
+    let (keyframes, duration, frame_delta) = table.keyframes(track.media_time);
+    let frame_rate =
+        frame_delta.and_then(|d| FrameRate::from_frame_duration(u64::from(track.timescale), d));
+    Ok(MediaInfo {
+        container: Container::Mp4,
+        duration: MediaTime::new(duration, track.timescale),
+        video: Some(VideoInfo {
+            codec: track.codec,
+            width: track.width,
+            height: track.height,
+            frame_rate,
+        }),
+        audio,
+        keyframes: keyframes
+            .into_iter()
+            .map(|(t, offset)| Keyframe {
+                time: MediaTime::new(t, track.timescale),
+                offset,
+            })
+            .collect(),
+    })
+}
+
+fn parse_moov<'a>(moov: &Reader<'a>) -> Result<(u32, u64, Vec<Track<'a>>)> {
+    let mut scale = 1;
+    let mut duration = 0;
+    let mut tracks = Vec::new();
+    let mut trexes = Vec::new();
+    let mut r = moov.clone();
+    while let Some(b) = next_box(&mut r, false)? {
+        let mut body = b.body;
+        match &b.kind {
+            b"mvhd" => {
+                let (v, _) = full_box(&mut body)?;
+                if v == 1 {
+                    body.skip(16)?;
+                    scale = body.u32()?;
+                    duration = body.u64()?;
+                } else {
+                    body.skip(8)?;
+                    scale = body.u32()?;
+                    duration = u64::from(body.u32()?);
+                }
+            }
+            b"trak" => tracks.push(parse_trak(&body)?),
+            b"mvex" => {
+                let mut m = body;
+                while let Some(t) = next_box(&mut m, false)? {
+                    if &t.kind == b"trex" {
+                        let mut t = t.body;
+                        full_box(&mut t)?;
+                        let id = t.u32()?;
+                        t.u32()?; // default_sample_description_index
+                        let trex = Trex {
+                            duration: t.u32()?,
+                            size: t.u32()?,
+                            flags: t.u32()?,
+                        };
+                        trexes.push((id, trex));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for t in &mut tracks {
+        if let Some((_, trex)) = trexes.iter().find(|(id, _)| *id == t.id) {
+            t.trex = *trex;
+        }
+    }
+    Ok((scale.max(1), duration, tracks))
+}
+
+fn parse_trak<'a>(trak: &Reader<'a>) -> Result<Track<'a>> {
+    let mut t = Track::default();
+    if let Some(mut tkhd) = child(trak, b"tkhd")? {
+        let (v, _) = full_box(&mut tkhd)?;
+        tkhd.skip(if v == 1 { 16 } else { 8 })?;
+        t.id = tkhd.u32()?;
+    }
+    if let Some(edts) = child(trak, b"edts")? {
+        if let Some(mut elst) = child(&edts, b"elst")? {
+            let (v, _) = full_box(&mut elst)?;
+            let n = elst.u32()?;
+            let entry = if v == 1 { 20 } else { 12 };
+            let n = elst.check_count(u64::from(n), entry)?;
+            for _ in 0..n {
+                let media_time = if v == 1 {
+                    elst.skip(8)?;
+                    elst.u64()? as i64
+                } else {
+                    elst.skip(4)?;
+                    i64::from(elst.u32()? as i32)
+                };
+                elst.skip(4)?; // media rate
+                               // An empty edit (-1) only delays the start; times are relative to the first frame.
+                if media_time >= 0 {
+                    t.media_time = media_time;
+                    break;
+                }
+            }
+        }
+    }
+    let mdia = child(trak, b"mdia")?.ok_or_else(|| Error::malformed("mp4 trak", "no mdia box"))?;
+    if let Some(mut mdhd) = child(&mdia, b"mdhd")? {
+        let (v, _) = full_box(&mut mdhd)?;
+        mdhd.skip(if v == 1 { 16 } else { 8 })?;
+        t.timescale = mdhd.u32()?.max(1);
+    }
+    if let Some(mut hdlr) = child(&mdia, b"hdlr")? {
+        full_box(&mut hdlr)?;
+        hdlr.skip(4)?;
+        t.handler = hdlr.fourcc()?;
+    }
+    if let Some(minf) = child(&mdia, b"minf")? {
+        if let Some(stbl) = child(&minf, b"stbl")? {
+            if let Some(mut stsd) = child(&stbl, b"stsd")? {
+                full_box(&mut stsd)?;
+                if stsd.u32()? > 0 {
+                    if let Some(entry) = next_box(&mut stsd, false)? {
+                        describe(&mut t, entry.kind, entry.body)?;
+                    }
+                }
+            }
+            t.stbl = Some(stbl);
+        }
+    }
+    Ok(t)
+}
+
+/// Codec and picture/sound parameters from the first sample entry.
+fn describe(t: &mut Track<'_>, kind: FourCC, mut e: Reader<'_>) -> Result<()> {
+    t.codec = match &kind {
+        b"avc1" | b"avc3" => "h264".into(),
+        b"hvc1" | b"hev1" => "hevc".into(),
+        b"vp09" => "vp9".into(),
+        b"vp08" => "vp8".into(),
+        b"av01" => "av1".into(),
+        b"mp4a" => "aac".into(),
+        b"Opus" => "opus".into(),
+        b"ac-3" => "ac3".into(),
+        b"ec-3" => "eac3".into(),
+        b".mp3" => "mp3".into(),
+        other => show(*other),
+    };
+    match &t.handler {
+        b"vide" => {
+            e.skip(24)?; // reserved, data_reference_index, pre_defined, reserved
+            t.width = Some(u32::from(e.u16()?));
+            t.height = Some(u32::from(e.u16()?));
+        }
+        b"soun" => {
+            e.skip(16)?; // reserved, data_reference_index, version, revision, vendor
+            t.channels = Some(e.u16()?);
+            e.skip(6)?; // sample size, pre_defined, reserved
+            t.sample_rate = Some(e.u32()? >> 16);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn boxes_that_overrun_their_parent_are_errors() {
+        let mut data = bx(b"moov", &bx(b"trak", &[]));
+        data[3] = 200; // moov claims 200 bytes
+        assert!(matches!(index(&data), Err(Error::Truncated { .. })));
+        // size 3 is smaller than its own header
+        let bad = [0, 0, 0, 3, b'f', b'r', b'e', b'e'];
+        assert!(index(&bad).is_err());
+    }
+
+    #[test]
+    fn missing_moov_is_reported() {
+        let data = bx(b"ftyp", b"isom");
+        let e = index(&data).unwrap_err().to_string();
+        assert!(e.contains("no moov"), "{e}");
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let mut base = bx(b"ftyp", b"isom\0\0\0\0");
+        base.extend(bx(
+            b"moov",
+            &bx(b"trak", &bx(b"mdia", &bx(b"hdlr", b"\0\0\0\0\0\0\0\0vide"))),
+        ));
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..20_000 {
+            let mut d = base.clone();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..d.len());
+                d[i] = rng.u8(..);
+            }
+            d.truncate(rng.usize(..=d.len()));
+            let _ = index(&d);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! H.264 and H.265 NAL units in Annex B byte streams (as carried in MPEG-TS PES payloads).
+//!
+//! Used where a container does not flag keyframes itself: a PES whose payload holds an H.264 IDR
+//! slice (type 5) or an H.265 IRAP picture (types 16-23) is a random access point. Also reads the
+//! picture size from an H.264 SPS.
+
+use crate::error::Result;
+use crate::read::BitReader;
+
+/// Video codecs whose NAL units we understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    H264,
+    H265,
+}
+
+/// Iterates over NAL unit payloads (without start codes) of an Annex B byte stream.
+pub fn annex_b(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let start = find_start_code(data)?;
+        let body = &data[start..];
+        let end = find_start_code(body).map(|e| e - 3).unwrap_or(body.len());
+        // A 4-byte start code leaves one trailing zero on the previous unit; trim it.
+        let mut unit = &body[..end];
+        while let [rest @ .., 0] = unit {
+            unit = rest;
+        }
+        data = &body[end..];
+        Some(unit)
+    })
+}
+
+/// Index just past the next `00 00 01`.
+fn find_start_code(data: &[u8]) -> Option<usize> {
+    data.windows(3).position(|w| w == [0, 0, 1]).map(|p| p + 3)
+}
+
+/// What a scan of the start of an access unit found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// An IDR (H.264) or IRAP (H.265) picture starts here.
+    pub random_access: bool,
+    /// A picture slice of any kind was seen (so the scan saw the whole header part).
+    pub saw_slice: bool,
+}
+
+/// Looks through the NAL units at the start of an access unit for a random access picture. Stops at
+/// the first slice, since what follows it is picture data.
+pub fn scan(codec: Codec, data: &[u8]) -> Scan {
+    let mut out = Scan::default();
+    for unit in annex_b(data) {
+        let Some(&first) = unit.first() else { continue };
+        match codec {
+            Codec::H264 => match first & 0x1f {
+                5 => {
+                    out.random_access = true;
+                    out.saw_slice = true;
+                    break;
+                }
+                1..=4 => {
+                    out.saw_slice = true;
+                    break;
+                }
+                _ => {}
+            },
+            Codec::H265 => match (first >> 1) & 0x3f {
+                16..=23 => {
+                    out.random_access = true;
+                    out.saw_slice = true;
+                    break;
+                }
+                0..=9 => {
+                    out.saw_slice = true;
+                    break;
+                }
+                _ => {}
+            },
+        }
+    }
+    out
+}
+
+/// Finds the first H.264 SPS in an Annex B stream.
+pub fn find_h264_sps(data: &[u8]) -> Option<&[u8]> {
+    annex_b(data).find(|u| u.first().map(|b| b & 0x1f) == Some(7))
+}
+
+/// Removes emulation prevention bytes (`00 00 03` -> `00 00`). Copies a header-sized unit.
+fn rbsp(unit: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(unit.len());
+    let mut zeros = 0;
+    for &b in unit {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// Picture width and height from an H.264 sequence parameter set (NAL unit including its header
+/// byte), after cropping.
+pub fn h264_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
+    let data = rbsp(sps.get(1..).unwrap_or_default());
+    let mut r = BitReader::new(&data);
+    let profile = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format = 1;
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format = r.ue()?;
+        if chroma_format == 3 {
+            r.bit()?; // separate_colour_plane_flag
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bit()?; // qpprime_y_zero_transform_bypass_flag
+        if r.bit()? == 1 {
+            let lists = if chroma_format == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bit()? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i32, 8i32);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        if next != 0 {
+                            last = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?;
+        }
+        1 => {
+            r.bit()?;
+            r.se()?;
+            r.se()?;
+            let cycle = r.ue()?.min(255);
+            for _ in 0..cycle {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = u64::from(r.ue()?) + 1;
+    let height_units = u64::from(r.ue()?) + 1;
+    let frame_mbs_only = u64::from(r.bit()?);
+    if frame_mbs_only == 0 {
+        r.bit()?; // mb_adaptive_frame_field_flag
+    }
+    r.bit()?; // direct_8x8_inference_flag
+    let (mut cl, mut cr, mut ct, mut cb) = (0u64, 0u64, 0u64, 0u64);
+    if r.bit()? == 1 {
+        cl = u64::from(r.ue()?);
+        cr = u64::from(r.ue()?);
+        ct = u64::from(r.ue()?);
+        cb = u64::from(r.ue()?);
+    }
+    let (sub_w, sub_h) = match chroma_format {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let crop_x = if chroma_format == 0 { 1 } else { sub_w };
+    let crop_y = (2 - frame_mbs_only) * if chroma_format == 0 { 1 } else { sub_h };
+    let width = (width_mbs * 16).saturating_sub(crop_x * (cl + cr));
+    let height = ((2 - frame_mbs_only) * height_units * 16).saturating_sub(crop_y * (ct + cb));
+    Ok((
+        width.min(u64::from(u32::MAX)) as u32,
+        height.min(u64::from(u32::MAX)) as u32,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_annex_b_with_both_start_code_lengths() {
+        let data = [
+            0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x65, 1, 2, 0, 0, 0, 1, 0x41, 7,
+        ];
+        let units: Vec<&[u8]> = annex_b(&data).collect();
+        assert_eq!(
+            units,
+            vec![&[9, 0xf0][..], &[0x65, 1, 2][..], &[0x41, 7][..]]
+        );
+    }
+
+    #[test]
+    fn finds_idr_and_irap() {
+        let idr = [0, 0, 1, 9, 0x10, 0, 0, 1, 0x67, 0, 0, 1, 0x65, 0x88];
+        assert!(scan(Codec::H264, &idr).random_access);
+        let p = [0, 0, 1, 9, 0x30, 0, 0, 1, 0x41, 0x9a];
+        let s = scan(Codec::H264, &p);
+        assert!(!s.random_access && s.saw_slice);
+        // H.265: type 19 (IDR_W_RADL) is (19 << 1) = 0x26 in the first header byte.
+        assert!(scan(Codec::H265, &[0, 0, 1, 0x26, 0x01, 0xaf]).random_access);
+        assert!(!scan(Codec::H265, &[0, 0, 1, 0x02, 0x01, 0xd0]).random_access);
+    }
+
+    #[test]
+    fn sps_dimensions_with_cropping() {
+        // The SPS of demo/faststart.mp4 (x264, 320x180: 12 macroblock rows, 12 lines cropped).
+        let sps = [
+            0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0x9f, 0x9f, 0x01, 0x10, 0x00, 0x00,
+            0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x00, 0xf1, 0x42, 0x99, 0x60,
+        ];
+        assert_eq!(h264_sps_dimensions(&sps).unwrap(), (320, 180));
+        assert!(h264_sps_dimensions(&[0x67]).is_err());
+    }
+}

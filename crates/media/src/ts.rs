@@ -1,0 +1,365 @@
+//! MPEG-TS (ISO/IEC 13818-1): the seek index.
+//!
+//! ```text
+//! packet (188 bytes): 0x47 | TEI PUSI prio PID(13) | scrambling AFC(2) CC(4) | [adaptation] [payload]
+//! adaptation field:  length | disc RAI prio PCR OPCR splice private ext | ...
+//! PES header:        00 00 01 stream_id len(16) | flags | flags(PTS DTS ..) | hdr_len | PTS [DTS]
+//! ```
+//! A random access point is a video PES start whose packet carries the adaptation field's
+//! random_access_indicator, or (when a muxer does not set it) whose payload holds an H.264 IDR or an
+//! H.265 IRAP picture. Its offset is the start of that packet. PTS are 33-bit and wrap about every
+//! 26.5 h; they are unwrapped in order ([`Unwrapper`]), and times are made relative to the first
+//! frame, so a stream that starts at PTS 95,000 s still starts at 0.
+
+use crate::error::{Error, Result};
+use crate::index::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
+use crate::nal::{self, Codec};
+use crate::time::{FrameRate, MediaTime, Ts90k, Unwrapper};
+
+pub const PACKET: usize = 188;
+pub const SYNC: u8 = 0x47;
+/// How much of a PES payload to look through for an IDR/IRAP NAL unit (SEI can be long).
+const SCAN_LIMIT: usize = 4096;
+
+/// The first offset where three packets in a row (or all there are) start with the sync byte.
+pub fn find_sync(data: &[u8]) -> Option<usize> {
+    let limit = data.len().min(PACKET * 8);
+    (0..limit.min(PACKET)).find(|&start| {
+        let packets = (data.len() - start) / PACKET;
+        packets >= 1 && (0..packets.min(3)).all(|i| data[start + i * PACKET] == SYNC)
+    })
+}
+
+/// A parsed packet header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub pid: u16,
+    pub pusi: bool,
+    pub cc: u8,
+    pub has_payload: bool,
+    pub random_access: bool,
+    /// Offset of the payload within the packet.
+    pub payload_start: usize,
+}
+
+/// Parses a 188-byte packet's header; `None` when it is not a valid packet.
+pub fn header(p: &[u8]) -> Option<Header> {
+    if p.len() < PACKET || p[0] != SYNC {
+        return None;
+    }
+    let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
+    let afc = (p[3] >> 4) & 0x3;
+    let mut payload_start = 4;
+    let mut random_access = false;
+    if afc & 0x2 != 0 {
+        let len = usize::from(p[4]);
+        if 5 + len > PACKET {
+            return None;
+        }
+        if len > 0 {
+            random_access = p[5] & 0x40 != 0;
+        }
+        payload_start = 5 + len;
+    }
+    Some(Header {
+        pid,
+        pusi: p[1] & 0x40 != 0,
+        cc: p[3] & 0x0f,
+        has_payload: afc & 0x1 != 0 && payload_start < PACKET,
+        random_access,
+        payload_start,
+    })
+}
+
+/// Reads a 33-bit timestamp from its 5-byte PES encoding.
+fn timestamp(b: &[u8]) -> Ts90k {
+    let v = (u64::from(b[0] >> 1) & 0x07) << 30
+        | u64::from(b[1]) << 22
+        | (u64::from(b[2]) >> 1) << 15
+        | u64::from(b[3]) << 7
+        | u64::from(b[4]) >> 1;
+    Ts90k(v)
+}
+
+/// PTS and DTS from the start of a PES packet, and where its payload begins.
+pub fn pes_header(p: &[u8]) -> Option<(Option<Ts90k>, Option<Ts90k>, usize)> {
+    if p.len() < 9 || p[..3] != [0, 0, 1] {
+        return None;
+    }
+    let flags = p[7];
+    let hdr_end = 9 + usize::from(p[8]);
+    let pts = (flags & 0x80 != 0 && p.len() >= 14).then(|| timestamp(&p[9..14]));
+    let dts = (flags & 0x40 != 0 && p.len() >= 19).then(|| timestamp(&p[14..19]));
+    Some((pts, dts, hdr_end.min(p.len())))
+}
+
+/// Section payload (after the pointer field) of a PSI packet, bounded by section_length.
+fn section(payload: &[u8]) -> Option<&[u8]> {
+    let pointer = usize::from(*payload.first()?);
+    let s = payload.get(1 + pointer..)?;
+    if s.len() < 3 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([s[1] & 0x0f, s[2]]));
+    s.get(..(3 + len).min(s.len()))
+}
+
+/// The program map PID from a PAT section.
+pub fn pat_pmt_pid(payload: &[u8]) -> Option<u16> {
+    let s = section(payload)?;
+    if s[0] != 0x00 {
+        return None;
+    }
+    // 8 bytes of header, 4 of CRC at the end, 4 per program.
+    let programs = s.get(8..s.len().checked_sub(4)?)?;
+    programs
+        .chunks_exact(4)
+        .find(|e| u16::from_be_bytes([e[0], e[1]]) != 0)
+        .map(|e| u16::from_be_bytes([e[2] & 0x1f, e[3]]))
+}
+
+/// An elementary stream declared in the PMT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    pub pid: u16,
+    pub stream_type: u8,
+    /// The format_identifier of a registration descriptor (`Opus`, `HEVC`, `AC-3`...).
+    pub registration: Option<[u8; 4]>,
+}
+
+/// Elementary streams from a PMT section.
+pub fn pmt_streams(payload: &[u8]) -> Vec<Stream> {
+    let mut out = Vec::new();
+    let Some(s) = section(payload) else {
+        return out;
+    };
+    if s.len() < 16 || s[0] != 0x02 {
+        return out;
+    }
+    let info_len = usize::from(u16::from_be_bytes([s[10] & 0x0f, s[11]]));
+    let end = s.len() - 4;
+    let mut i = 12 + info_len;
+    while i + 5 <= end {
+        let stream_type = s[i];
+        let pid = u16::from_be_bytes([s[i + 1] & 0x1f, s[i + 2]]);
+        let es_len = usize::from(u16::from_be_bytes([s[i + 3] & 0x0f, s[i + 4]]));
+        let desc = s.get(i + 5..(i + 5 + es_len).min(end)).unwrap_or_default();
+        let mut registration = None;
+        let mut d = 0;
+        while d + 2 <= desc.len() {
+            let (tag, len) = (desc[d], usize::from(desc[d + 1]));
+            if tag == 0x05 && len >= 4 && d + 6 <= desc.len() {
+                registration = Some([desc[d + 2], desc[d + 3], desc[d + 4], desc[d + 5]]);
+            }
+            d += 2 + len;
+        }
+        out.push(Stream {
+            pid,
+            stream_type,
+            registration,
+        });
+        i += 5 + es_len;
+    }
+    out
+}
+
+/// Codec name of a video stream type, and the NAL syntax to scan it with.
+pub fn video_codec(s: &Stream) -> Option<(&'static str, Option<Codec>)> {
+    match (s.stream_type, s.registration.as_ref()) {
+        (0x1b, _) => Some(("h264", Some(Codec::H264))),
+        (0x24, _) | (0x06, Some(b"HEVC")) => Some(("hevc", Some(Codec::H265))),
+        (0x01 | 0x02, _) => Some(("mpeg2video", None)),
+        (0x10, _) => Some(("mpeg4", None)),
+        _ => None,
+    }
+}
+
+pub fn audio_codec(s: &Stream) -> Option<&'static str> {
+    match (s.stream_type, s.registration.as_ref()) {
+        (0x0f | 0x11, _) => Some("aac"),
+        (0x03 | 0x04, _) => Some("mp3"),
+        (0x81, _) | (0x06, Some(b"AC-3")) => Some("ac3"),
+        (0x87, _) | (0x06, Some(b"EAC3")) => Some("eac3"),
+        (0x06, Some(b"Opus")) => Some("opus"),
+        _ => None,
+    }
+}
+
+/// A video PES being collected.
+struct Pending {
+    offset: u64,
+    pts: Option<i64>,
+    flagged: bool,
+    head: Vec<u8>,
+}
+
+/// Indexes an MPEG-TS held in memory.
+pub fn index(data: &[u8]) -> Result<MediaInfo> {
+    let start =
+        find_sync(data).ok_or_else(|| Error::malformed("mpegts", "no sync byte pattern"))?;
+    let mut pmt_pid = None;
+    let mut video: Option<(Stream, &'static str, Option<Codec>)> = None;
+    let mut audio: Option<&'static str> = None;
+    let mut unwrap = Unwrapper::default();
+    let mut pending: Option<Pending> = None;
+    let mut frames: Vec<i64> = Vec::new();
+    let mut keys: Vec<(i64, u64)> = Vec::new();
+    let mut dims = None;
+    let mut scratch = Vec::new();
+
+    let finish = |p: Pending,
+                  keys: &mut Vec<(i64, u64)>,
+                  codec: Option<Codec>,
+                  dims: &mut Option<(u32, u32)>| {
+        let key = p.flagged || codec.is_some_and(|c| nal::scan(c, &p.head).random_access);
+        if key && dims.is_none() && codec == Some(Codec::H264) {
+            *dims = nal::find_h264_sps(&p.head).and_then(|s| nal::h264_sps_dimensions(s).ok());
+        }
+        if let (true, Some(pts)) = (key, p.pts) {
+            keys.push((pts, p.offset));
+        }
+    };
+
+    let mut pos = start;
+    while pos + PACKET <= data.len() {
+        let p = &data[pos..pos + PACKET];
+        let Some(h) = header(p) else {
+            // Lost sync: find the next packet start.
+            match find_sync(&data[pos + 1..]) {
+                Some(skip) => {
+                    pos += 1 + skip;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        let at = pos as u64;
+        pos += PACKET;
+        if !h.has_payload {
+            continue;
+        }
+        let payload = &p[h.payload_start..];
+        if h.pid == 0 && h.pusi {
+            pmt_pid = pat_pmt_pid(payload).or(pmt_pid);
+            continue;
+        }
+        if Some(h.pid) == pmt_pid && h.pusi && video.is_none() {
+            for s in pmt_streams(payload) {
+                if let Some((name, codec)) = video_codec(&s) {
+                    video.get_or_insert((s, name, codec));
+                } else if let Some(a) = audio_codec(&s) {
+                    audio.get_or_insert(a);
+                }
+            }
+            continue;
+        }
+        let Some((vs, _, codec)) = video else {
+            continue;
+        };
+        if h.pid != vs.pid {
+            continue;
+        }
+        if h.pusi {
+            if let Some(prev) = pending.take() {
+                finish(prev, &mut keys, codec, &mut dims);
+            }
+            let (pts, _dts, body) = pes_header(payload).unwrap_or((None, None, payload.len()));
+            let pts = pts.map(|t| unwrap.unwrap(t));
+            if let Some(t) = pts {
+                frames.push(t);
+            }
+            scratch.clear();
+            scratch.extend_from_slice(&payload[body..]);
+            pending = Some(Pending {
+                offset: at,
+                pts,
+                flagged: h.random_access,
+                head: std::mem::take(&mut scratch),
+            });
+        } else if let Some(p) = pending.as_mut() {
+            if !p.flagged && p.head.len() < SCAN_LIMIT {
+                // Copies at most SCAN_LIMIT bytes per frame, at index time only.
+                p.head.extend_from_slice(payload);
+            }
+        }
+    }
+    if let Some(prev) = pending.take() {
+        finish(prev, &mut keys, video.and_then(|v| v.2), &mut dims);
+    }
+
+    let Some((_, vname, _)) = video else {
+        return Ok(MediaInfo {
+            container: Container::MpegTs,
+            duration: MediaTime::ZERO,
+            video: None,
+            audio: audio.map(|a| AudioInfo {
+                codec: a.into(),
+                sample_rate: None,
+                channels: None,
+            }),
+            keyframes: Vec::new(),
+        });
+    };
+    frames.sort_unstable();
+    let first = frames.first().copied().unwrap_or(0);
+    let delta = most_common(frames.windows(2).map(|w| (w[1] - w[0]) as u64));
+    let last = frames.last().copied().unwrap_or(0);
+    let duration = last - first + delta.unwrap_or(0) as i64;
+    keys.sort_by_key(|k| k.0);
+    Ok(MediaInfo {
+        container: Container::MpegTs,
+        duration: MediaTime::new(duration, Ts90k::HZ),
+        video: Some(VideoInfo {
+            codec: vname.into(),
+            width: dims.map(|d| d.0),
+            height: dims.map(|d| d.1),
+            frame_rate: delta.and_then(|d| FrameRate::from_frame_duration(u64::from(Ts90k::HZ), d)),
+        }),
+        audio: audio.map(|a| AudioInfo {
+            codec: a.into(),
+            sample_rate: None,
+            channels: None,
+        }),
+        keyframes: keys
+            .into_iter()
+            .map(|(t, offset)| Keyframe {
+                time: MediaTime::new(t - first, Ts90k::HZ),
+                offset,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_decode() {
+        // PTS 0x1_2345_6789 encoded with marker bits.
+        let v: u64 = 0x1_2345_6789;
+        let b = [
+            0x21 | (((v >> 30) as u8 & 0x7) << 1),
+            (v >> 22) as u8,
+            (((v >> 15) as u8) << 1) | 1,
+            (v >> 7) as u8,
+            ((v as u8) << 1) | 1,
+        ];
+        assert_eq!(timestamp(&b), Ts90k(v));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..2000 {
+            let n = rng.usize(0..PACKET * 6);
+            let mut d: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            for i in (0..d.len()).step_by(PACKET) {
+                if rng.bool() {
+                    d[i] = SYNC;
+                }
+            }
+            let _ = index(&d);
+        }
+    }
+}
