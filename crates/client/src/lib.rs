@@ -1,1 +1,309 @@
+//! zerocast client: the two calls a player makes.
+//!
+//! - [`timecode_to_index`]: "where does `01:09:14:28` start in this video?" → a byte offset (asks the
+//!   server's `/api/videos/{id}/seek`).
+//! - [`request_chunk`]: "send me `size` bytes from `offset`" → streamed into any `AsyncWrite` as
+//!   the frames arrive, never buffered whole.
+//!
+//! Plain HTTP/1.1 over one TCP connection per call (hyper's client connection, no pool).
 
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad URL '{0}': expected http://HOST[:PORT]/videos/ID")]
+    BadUrl(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{url}: {status}: {message}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("HTTP error talking to {addr}: {source}")]
+    Http { addr: String, source: hyper::Error },
+    #[error("the server sent {got} bytes, {expected} were expected")]
+    ShortBody { expected: u64, got: u64 },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// True for "no such video" (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A video's URL split into the parts we need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoUrl {
+    /// `host:port`
+    pub authority: String,
+    /// The id, percent-encoded as in the URL.
+    pub id: String,
+}
+
+impl VideoUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let uri: Uri = url.parse().map_err(|_| Error::BadUrl(url.into()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(Error::BadUrl(url.into()));
+        }
+        let auth = uri.authority().ok_or_else(|| Error::BadUrl(url.into()))?;
+        let authority = match auth.port_u16() {
+            Some(_) => auth.to_string(),
+            None => format!("{}:80", auth.host()),
+        };
+        let id = uri
+            .path()
+            .strip_prefix("/videos/")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::BadUrl(url.into()))?;
+        Ok(VideoUrl {
+            authority,
+            id: id.to_string(),
+        })
+    }
+
+    pub fn video_path(&self) -> String {
+        format!("/videos/{}", self.id)
+    }
+
+    pub fn seek_path(&self, timecode: &str) -> String {
+        let t: String =
+            percent_encoding::utf8_percent_encode(timecode, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        format!("/api/videos/{}/seek?t={t}", self.id)
+    }
+}
+
+/// A point in time as the server describes it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TimePoint {
+    pub seconds: f64,
+    pub timecode: Option<String>,
+}
+
+/// The server's answer to a seek.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Seek {
+    pub offset: u64,
+    pub keyframe: TimePoint,
+    pub keyframe_index: usize,
+    pub requested: TimePoint,
+    pub frame_rate: Option<String>,
+    pub size: u64,
+}
+
+async fn send(
+    url: &VideoUrl,
+    path: &str,
+    range: Option<String>,
+) -> Result<hyper::Response<hyper::body::Incoming>> {
+    let addr = url.authority.clone();
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|source| Error::Http {
+            addr: addr.clone(),
+            source,
+        })?;
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header(http::header::HOST, &addr);
+    if let Some(r) = range {
+        req = req.header(http::header::RANGE, r);
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|source| Error::Http { addr, source })
+}
+
+/// Reads an error document's message (bounded) from a failed response.
+async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Error {
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024);
+    let message = match body.collect().await {
+        Ok(b) => {
+            let b = b.to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&b).trim().to_string())
+        }
+        Err(_) => String::new(),
+    };
+    Error::Status {
+        url: url.to_string(),
+        status,
+        message,
+    }
+}
+
+/// Resolves a timecode (`01:09:14:28`, `01:09:14;28`, `4154.93`, `1h9m14s`) to the byte offset of
+/// the keyframe at or before it.
+pub async fn timecode_to_index(video: &str, timecode: &str) -> Result<Seek> {
+    let url = VideoUrl::parse(video)?;
+    let resp = send(&url, &url.seek_path(timecode), None).await?;
+    if !resp.status().is_success() {
+        return Err(failure(video, resp).await);
+    }
+    let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("seek answer: {e}")))
+}
+
+/// Fetches `size` bytes of `video` from `offset` (fewer at the end of the video) and streams them
+/// into `out` as they arrive. Returns the number of bytes written.
+pub async fn request_chunk<W: AsyncWrite + Unpin>(
+    video: &str,
+    offset: u64,
+    size: u64,
+    out: &mut W,
+) -> Result<u64> {
+    let url = VideoUrl::parse(video)?;
+    if size == 0 {
+        return Ok(0);
+    }
+    let last = offset.saturating_add(size - 1);
+    let resp = send(
+        &url,
+        &url.video_path(),
+        Some(format!("bytes={offset}-{last}")),
+    )
+    .await?;
+    // 200 means the range covered the whole video; anything else than 206 is an error.
+    let (skip, expected) = match resp.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            let cr = resp
+                .headers()
+                .get(http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let (start, end) = parse_content_range(cr)
+                .ok_or_else(|| Error::Protocol(format!("Content-Range '{cr}'")))?;
+            if start != offset {
+                return Err(Error::Protocol(format!(
+                    "asked for offset {offset}, got {cr}"
+                )));
+            }
+            (0, end - start + 1)
+        }
+        StatusCode::OK => (offset, size),
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            let total = resp
+                .headers()
+                .get(http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes */"))
+                .unwrap_or("?")
+                .to_string();
+            return Err(Error::Status {
+                url: video.into(),
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                message: format!("offset {offset} is past the end of the video ({total} bytes)"),
+            });
+        }
+        _ => return Err(failure(video, resp).await),
+    };
+    let mut body = resp.into_body();
+    let (mut skipped, mut written) = (0u64, 0u64);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|source| Error::Http {
+            addr: url.authority.clone(),
+            source,
+        })?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        if skipped < skip {
+            let n = (skip - skipped).min(data.len() as u64) as usize;
+            skipped += n as u64;
+            let _ = bytes::Buf::advance(&mut data, n);
+        }
+        let n = (expected - written).min(data.len() as u64) as usize;
+        out.write_all(&data[..n]).await.map_err(Error::Output)?;
+        written += n as u64;
+        if written == expected {
+            break;
+        }
+    }
+    out.flush().await.map_err(Error::Output)?;
+    if written < expected && skip == 0 {
+        return Err(Error::ShortBody {
+            expected,
+            got: written,
+        });
+    }
+    Ok(written)
+}
+
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let r = v.strip_prefix("bytes ")?;
+    let (range, _total) = r.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b).then_some((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = VideoUrl::parse("http://127.0.0.1:8080/videos/movies/a%20b.mp4").unwrap();
+        assert_eq!(u.authority, "127.0.0.1:8080");
+        assert_eq!(u.id, "movies/a%20b.mp4");
+        assert_eq!(
+            VideoUrl::parse("http://host/videos/x").unwrap().authority,
+            "host:80"
+        );
+        for bad in [
+            "ftp://h/videos/x",
+            "http://h/other/x",
+            "http://h/videos/",
+            "nonsense",
+        ] {
+            assert!(VideoUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            u.seek_path("01:02:03;04"),
+            "/api/videos/movies/a%20b.mp4/seek?t=01%3A02%3A03%3B04"
+        );
+    }
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 9-1/1000"), None);
+        assert_eq!(parse_content_range("bytes */1000"), None);
+    }
+}

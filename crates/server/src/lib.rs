@@ -1,1 +1,142 @@
+//! zerocast's server: a video library held in memory, served over HTTP/1.1 with RFC 9110 ranges,
+//! and resolved by time through the media crate's seek indexes.
+//!
+//! The shell is thin: [`http::decide`] and the [`range`]/[`precondition`] modules are pure functions;
+//! this module only accepts connections and hands requests to hyper.
 
+pub mod api;
+pub mod body;
+pub mod error;
+pub mod http;
+pub mod library;
+pub mod precondition;
+pub mod range;
+
+pub use error::{Error, Result};
+pub use library::{default_cache_budget, Library, LoadEvent, Title};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// A connection that has not sent a complete request head within this time is closed (it also
+    /// bounds idle keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// How long in-flight responses may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+    pub policy: http::Policy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            policy: http::Policy::default(),
+        }
+    }
+}
+
+struct State {
+    library: Library,
+    config: Config,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish()
+    }
+}
+
+impl Server {
+    pub async fn bind(config: Config, library: Library) -> Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Server {
+            listener,
+            state: Arc::new(State { library, config }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight responses finish
+    /// within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.header_read_timeout)
+            .keep_alive(true)
+            // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
+            .writev(true);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            let svc = service_fn(move |req| {
+                let resp = http::handle(&state.library, &state.config.policy, &req);
+                tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+                std::future::ready(Ok::<_, Infallible>(resp))
+            });
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    // Clients close connections whenever they like (a browser abandons a range
+                    // request at every seek); that is not a server error.
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: no new connections, waiting for in-flight responses");
+        let grace = self.state.config.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; closing the remaining connections"
+            );
+        }
+    }
+}

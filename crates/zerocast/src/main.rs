@@ -1,1 +1,386 @@
-fn main() {}
+//! `zerocast`: serve a video library; fetch chunks, seek by timecode and index files from the shell.
+//!
+//! Exit codes: 0 success, 1 failure (server down, unknown id, bad timecode, I/O), 2 bad usage.
+
+mod demo;
+mod size;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use server::{Config, Library, LoadEvent, Server};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zerocast",
+    version,
+    about = "A zero-copy video streaming server"
+)]
+struct Cli {
+    /// Log format: human-readable or one JSON object per line.
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a video library over HTTP (the embedded demo library without --library).
+    Serve(ServeArgs),
+    /// Fetch a chunk of a video: from a byte offset or from the keyframe at a timecode.
+    Get {
+        /// http://HOST:PORT/videos/ID
+        url: String,
+        /// Start at the keyframe at or before this time (01:09:14:28, 01:09:14;28, 4154.93, 1h9m14s).
+        #[arg(long, conflicts_with = "offset")]
+        at: Option<String>,
+        /// Start at this byte offset.
+        #[arg(long)]
+        offset: Option<u64>,
+        /// How many bytes (20MiB, 1GB, 1048576).
+        #[arg(long, default_value = "20MiB", value_parser = size::parse)]
+        size: u64,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the byte offset where the keyframe at or before TIMECODE starts.
+    Seek {
+        /// http://HOST:PORT/videos/ID
+        url: String,
+        timecode: String,
+        /// Print the server's whole JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Index a local file (no server): print its keyframe table, or one offset with --at.
+    Index {
+        file: PathBuf,
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct ServeArgs {
+    /// Directory of videos, scanned recursively (default: the embedded demo library).
+    #[arg(long)]
+    library: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Memory for titles (e.g. 8GiB) [default: half the RAM]; titles beyond it are mapped from disk.
+    #[arg(long, value_parser = size::parse)]
+    cache_size: Option<u64>,
+    /// TOML file with the same settings; flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    library: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    cache_size: Option<String>,
+    log_format: Option<LogFormat>,
+    header_read_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    max_ranges: Option<usize>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            // A closed pipe (`zerocast get ... | head`) is not a failure.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                0
+            } else {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let file = match &args.config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+                }
+                None => FileConfig::default(),
+            };
+            init_logging(cli.log_format.or(file.log_format).unwrap_or(LogFormat::Human));
+            rt.block_on(serve(args, file))
+        }
+        Command::Get { url, at, offset, size, output } => {
+            rt.block_on(get(&url, at.as_deref(), offset, size, output.as_deref()))
+        }
+        Command::Seek { url, timecode, json } => rt.block_on(async {
+            let s = client::timecode_to_index(&url, &timecode).await?;
+            if json {
+                println!(
+                    "{{\"offset\":{},\"keyframe_seconds\":{},\"keyframe_timecode\":{:?},\"requested_seconds\":{},\"frame_rate\":{:?}}}",
+                    s.offset, s.keyframe.seconds, s.keyframe.timecode, s.requested.seconds, s.frame_rate
+                );
+            } else {
+                println!(
+                    "{}\tkeyframe {} ({:.3} s) for {} ({:.3} s)",
+                    s.offset,
+                    s.keyframe.timecode.as_deref().unwrap_or("-"),
+                    s.keyframe.seconds,
+                    timecode,
+                    s.requested.seconds
+                );
+            }
+            Ok(())
+        }),
+        Command::Index { file, at } => index(&file, at.as_deref()),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
+    let mut config = Config::default();
+    if let Some(l) = args.listen.or(file.listen) {
+        config.listen = l;
+    }
+    if let Some(s) = file.header_read_timeout_secs {
+        config.header_read_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = file.shutdown_grace_secs {
+        config.shutdown_grace = Duration::from_secs(s);
+    }
+    if let Some(m) = file.max_ranges {
+        config.policy.max_ranges = m.max(1);
+    }
+    let budget = match (args.cache_size, &file.cache_size) {
+        (Some(s), _) => s,
+        (None, Some(s)) => size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("cache_size in the config file")?,
+        (None, None) => server::default_cache_budget(),
+    };
+    let library = match args.library.or(file.library) {
+        Some(dir) => {
+            let dir2 = dir.clone();
+            tokio::task::spawn_blocking(move || load_library(&dir2, budget))
+                .await?
+                .with_context(|| format!("loading the library {}", dir.display()))?
+        }
+        None => {
+            tracing::info!("no --library given: serving the embedded demo library");
+            let lib = Library::from_static(demo::FILES, SystemTime::now());
+            for t in lib.titles() {
+                report(&LoadEvent::Loaded {
+                    title: t,
+                    bytes: t.data.len() as u64,
+                });
+            }
+            lib
+        }
+    };
+    let server = Server::bind(config, library).await?;
+    tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn load_library(dir: &Path, budget: u64) -> Result<Library> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} loading [{bar:40}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = std::time::Instant::now();
+    let lib = Library::load(dir, budget, |ev| match (&bar, &ev) {
+        (Some(b), LoadEvent::Found { bytes, .. }) => b.set_length(*bytes),
+        (Some(b), LoadEvent::Loaded { title, bytes }) => {
+            b.inc(*bytes);
+            b.set_message(title.id.clone());
+            if let Err(e) = &title.index {
+                b.suspend(|| tracing::warn!(id = %title.id, reason = %e, "cannot index; served as plain bytes without seek"));
+            }
+        }
+        _ => report(&ev),
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let bytes: u64 = lib.titles().map(|t| t.data.len() as u64).sum();
+    let cached: u64 = lib
+        .titles()
+        .filter(|t| t.cached)
+        .map(|t| t.data.len() as u64)
+        .sum();
+    tracing::info!(
+        titles = lib.len(),
+        bytes,
+        cached_bytes = cached,
+        mapped_bytes = bytes - cached,
+        seconds = started.elapsed().as_secs_f64(),
+        "library loaded"
+    );
+    Ok(lib)
+}
+
+fn report(ev: &LoadEvent<'_>) {
+    match ev {
+        LoadEvent::Found { files, bytes } => tracing::info!(files, bytes, "scanning library"),
+        LoadEvent::Loaded { title, bytes } => match &title.index {
+            Ok(i) => tracing::info!(
+                id = %title.id, bytes, container = title.container.name(), cached = title.cached,
+                keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), "loaded"
+            ),
+            Err(e) => {
+                tracing::warn!(id = %title.id, bytes, reason = %e, "cannot index; served as plain bytes without seek")
+            }
+        },
+        LoadEvent::Skipped { path, reason } => {
+            tracing::warn!(path = %path.display(), %reason, "skipped")
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("signal received");
+}
+
+async fn get(
+    url: &str,
+    at: Option<&str>,
+    offset: Option<u64>,
+    size: u64,
+    output: Option<&Path>,
+) -> Result<()> {
+    let offset = match (at, offset) {
+        (Some(tc), _) => {
+            let s = client::timecode_to_index(url, tc).await?;
+            eprintln!(
+                "{tc}: keyframe {} ({:.3} s) at byte {}",
+                s.keyframe.timecode.as_deref().unwrap_or("-"),
+                s.keyframe.seconds,
+                s.offset
+            );
+            s.offset
+        }
+        (None, Some(o)) => o,
+        (None, None) => 0,
+    };
+    let n = match output {
+        Some(p) => {
+            let mut f = tokio::fs::File::create(p)
+                .await
+                .with_context(|| format!("creating {}", p.display()))?;
+            client::request_chunk(url, offset, size, &mut f).await?
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            client::request_chunk(url, offset, size, &mut out).await?
+        }
+    };
+    eprintln!("{n} bytes from offset {offset}");
+    Ok(())
+}
+
+fn index(path: &Path, at: Option<&str>) -> Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let info = media::index(&data).with_context(|| format!("indexing {}", path.display()))?;
+    let rate = info.frame_rate();
+    if let Some(tc) = at {
+        let t = media::timecode::parse(tc, rate)?;
+        let p = info.seek(t)?;
+        println!(
+            "{}\tkeyframe {} ({:.3} s) for {tc}",
+            p.keyframe.offset,
+            rate.map(|r| media::timecode::format(p.keyframe.time, r))
+                .unwrap_or_default(),
+            p.keyframe.time.as_secs_f64()
+        );
+        return Ok(());
+    }
+    let v = info.video.as_ref();
+    println!(
+        "# {} {} {}x{} {} fps, duration {:.3} s, {} keyframes",
+        info.container.name(),
+        v.map_or("-", |v| v.codec.as_str()),
+        v.and_then(|v| v.width).unwrap_or(0),
+        v.and_then(|v| v.height).unwrap_or(0),
+        rate.map_or("-".into(), |r| r.to_string()),
+        info.duration.as_secs_f64(),
+        info.keyframes.len()
+    );
+    if info.keyframes.is_empty() && info.video.is_none() {
+        bail!("{} has no video track to index", path.display());
+    }
+    println!("# index\tseconds\ttimecode\toffset");
+    for (i, k) in info.keyframes.iter().enumerate() {
+        println!(
+            "{i}\t{:.6}\t{}\t{}",
+            k.time.as_secs_f64(),
+            rate.map(|r| media::timecode::format(k.time, r))
+                .unwrap_or_default(),
+            k.offset
+        );
+    }
+    Ok(())
+}

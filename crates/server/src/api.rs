@@ -1,0 +1,104 @@
+//! JSON documents of the HTTP API.
+
+use crate::library::Title;
+use media::timecode;
+use media::{FrameRate, MediaTime, SeekPoint};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TitleDoc {
+    pub id: String,
+    pub url: String,
+    pub container: String,
+    pub content_type: String,
+    pub size: u64,
+    pub cached_in_memory: bool,
+    pub seekable: bool,
+    /// Why the title has no seek index, when it has none.
+    pub index_error: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// A rational such as `30000/1001`.
+    pub frame_rate: Option<String>,
+    pub frames_per_second: Option<f64>,
+    pub keyframes: Option<usize>,
+}
+
+impl TitleDoc {
+    pub fn new(t: &Title) -> Self {
+        let info = t.index.as_ref().ok();
+        let video = info.and_then(|i| i.video.as_ref());
+        let rate = video.and_then(|v| v.frame_rate);
+        TitleDoc {
+            id: t.id.clone(),
+            url: format!("/videos/{}", crate::http::encode_id(&t.id)),
+            container: t.container.name().into(),
+            content_type: t.container.mime().into(),
+            size: t.data.len() as u64,
+            cached_in_memory: t.cached,
+            seekable: info.is_some_and(|i| !i.keyframes.is_empty()),
+            index_error: t.index.as_ref().err().cloned(),
+            duration_seconds: info.map(|i| i.duration.as_secs_f64()),
+            video_codec: video.map(|v| v.codec.clone()),
+            audio_codec: info.and_then(|i| i.audio.as_ref()).map(|a| a.codec.clone()),
+            width: video.and_then(|v| v.width),
+            height: video.and_then(|v| v.height),
+            frame_rate: rate.map(|r| r.to_string()),
+            frames_per_second: rate.map(FrameRate::as_f64),
+            keyframes: info.map(|i| i.keyframes.len()),
+        }
+    }
+}
+
+/// A point in time, as seconds and (when the frame rate is known) as a timecode.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimeDoc {
+    pub seconds: f64,
+    pub timecode: Option<String>,
+}
+
+impl TimeDoc {
+    pub fn new(t: MediaTime, rate: Option<FrameRate>) -> Self {
+        TimeDoc {
+            seconds: t.as_secs_f64(),
+            timecode: rate.map(|r| timecode::format(t, r)),
+        }
+    }
+}
+
+/// The answer of `/api/videos/{id}/seek?t=...`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SeekDoc {
+    pub id: String,
+    /// Where the keyframe at or before the requested time starts, in bytes from the start of the file.
+    pub offset: u64,
+    pub keyframe: TimeDoc,
+    /// Position of that keyframe among the title's keyframes.
+    pub keyframe_index: usize,
+    pub requested: TimeDoc,
+    pub frame_rate: Option<String>,
+    pub size: u64,
+}
+
+impl SeekDoc {
+    pub fn new(t: &Title, requested: MediaTime, p: SeekPoint, rate: Option<FrameRate>) -> Self {
+        SeekDoc {
+            id: t.id.clone(),
+            offset: p.keyframe.offset,
+            keyframe: TimeDoc::new(p.keyframe.time, rate),
+            keyframe_index: p.index,
+            requested: TimeDoc::new(requested, rate),
+            frame_rate: rate.map(|r| r.to_string()),
+            size: t.data.len() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDoc {
+    pub error: String,
+    pub status: u16,
+}

@@ -1,0 +1,66 @@
+//! A response body made of `Bytes` that already exist: slices of a cached title, and for multipart
+//! responses the small part headers between them. hyper writes the frames with `writev`
+//! (`http1::Builder::writev(true)`), so video bytes are never copied in user space.
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[derive(Debug, Default)]
+pub struct Chunks {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    pub fn empty() -> Self {
+        Chunks::default()
+    }
+
+    pub fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.remaining += b.len() as u64;
+            self.parts.push_back(b);
+        }
+    }
+}
+
+impl From<Bytes> for Chunks {
+    fn from(b: Bytes) -> Self {
+        let mut c = Chunks::default();
+        c.push(b);
+        c
+    }
+}
+
+impl From<String> for Chunks {
+    fn from(s: String) -> Self {
+        Bytes::from(s).into()
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.parts.pop_front().map(|b| {
+            self.remaining -= b.len() as u64;
+            Ok(Frame::data(b))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}

@@ -1,0 +1,357 @@
+//! Routes and responses. Each request is first resolved into an outcome (which title, which
+//! precondition result, which ranges), and only then rendered.
+//!
+//! | route                              | what                                               |
+//! |------------------------------------|----------------------------------------------------|
+//! | `GET|HEAD /videos/{id}`            | the title's bytes, RFC 9110 ranges and conditions  |
+//! | `GET /api/videos`                  | JSON list of titles                                |
+//! | `GET /api/videos/{id}`             | JSON of one title                                  |
+//! | `GET /api/videos/{id}/seek?t=T`    | JSON: byte offset of the keyframe at or before T   |
+//! | `GET /healthz`                     | `ok`                                               |
+//! | `GET /`                            | an HTML page with a player per title               |
+
+use crate::api::{ErrorDoc, SeekDoc, TitleDoc};
+use crate::body::Chunks;
+use crate::error::Error;
+use crate::library::{Library, Title};
+use crate::precondition::{self, Precondition, Validators};
+use crate::range::{self, ByteRange, Resolution};
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use std::fmt::Write as _;
+
+/// Settings that shape responses.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Most ranges accepted in one request (more: 416).
+    pub max_ranges: usize,
+    /// `Cache-Control` for video bytes.
+    pub cache_control: HeaderValue,
+    /// The boundary of multipart/byteranges responses.
+    pub boundary: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            ^ u128::from(std::process::id());
+        Policy {
+            max_ranges: 100,
+            cache_control: HeaderValue::from_static("public, max-age=3600"),
+            boundary: format!("zerocast-{:024x}", seed & ((1 << 96) - 1)),
+        }
+    }
+}
+
+const ID_SET: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>');
+
+/// A title id as it goes into a URL path.
+pub fn encode_id(id: &str) -> String {
+    utf8_percent_encode(id, ID_SET).to_string()
+}
+
+/// What a request asks for, before anything is looked up.
+enum Route<'a> {
+    Video(&'a str),
+    List,
+    Info(&'a str),
+    Seek(&'a str),
+    Health,
+    Index,
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    if let Some(id) = path.strip_prefix("/videos/") {
+        return Some(Route::Video(id));
+    }
+    if let Some(rest) = path.strip_prefix("/api/videos") {
+        return match rest {
+            "" | "/" => Some(Route::List),
+            _ => {
+                let rest = rest.strip_prefix('/')?;
+                Some(match rest.strip_suffix("/seek") {
+                    Some(id) => Route::Seek(id),
+                    None => Route::Info(rest),
+                })
+            }
+        };
+    }
+    match path {
+        "/healthz" => Some(Route::Health),
+        "/" => Some(Route::Index),
+        _ => None,
+    }
+}
+
+fn lookup<'l>(lib: &'l Library, raw: &str) -> Result<&'l std::sync::Arc<Title>, Error> {
+    let id = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::UnknownTitle(raw.to_string()))?;
+    lib.get(&id)
+        .ok_or_else(|| Error::UnknownTitle(id.into_owned()))
+}
+
+/// Handles one request. Never fails: errors become responses here.
+pub fn handle<B>(lib: &Library, policy: &Policy, req: &Request<B>) -> Response<Chunks> {
+    let path = req.uri().path();
+    let result = match route(path) {
+        None => Err(Error::NoRoute),
+        Some(r) => {
+            let m = req.method();
+            if m != Method::GET && m != Method::HEAD {
+                Err(Error::Method(m.clone()))
+            } else {
+                match r {
+                    Route::Video(id) => lookup(lib, id).map(|t| video(t, policy, m, req.headers())),
+                    Route::List => {
+                        let docs: Vec<TitleDoc> = lib.titles().map(|t| TitleDoc::new(t)).collect();
+                        Ok(json(StatusCode::OK, &docs))
+                    }
+                    Route::Info(id) => {
+                        lookup(lib, id).map(|t| json(StatusCode::OK, &TitleDoc::new(t)))
+                    }
+                    Route::Seek(id) => lookup(lib, id).and_then(|t| seek(t, req.uri().query())),
+                    Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n".into())),
+                    Route::Index => Ok(text(
+                        StatusCode::OK,
+                        "text/html; charset=utf-8",
+                        index_page(lib),
+                    )),
+                }
+            }
+        }
+    };
+    let mut resp = result.unwrap_or_else(error_response);
+    if req.method() == Method::HEAD {
+        *resp.body_mut() = Chunks::empty();
+    }
+    resp
+}
+
+/// Maps an error to its response: the only place where errors become statuses.
+fn error_response(e: Error) -> Response<Chunks> {
+    let status = e.status();
+    let mut resp = json(
+        status,
+        &ErrorDoc {
+            error: e.to_string(),
+            status: status.as_u16(),
+        },
+    );
+    if let Error::Method(_) = e {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    resp
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
+    let mut s =
+        serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    let mut r = text(status, "application/json", s);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Chunks> {
+    let len = body.len();
+    let mut r = Response::new(Chunks::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+fn seek(t: &Title, query: Option<&str>) -> Result<Response<Chunks>, Error> {
+    let raw = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("t="))
+        .ok_or(Error::MissingTime)?;
+    let value = percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned();
+    let info = t.index.as_ref().map_err(|reason| Error::NotSeekable {
+        id: t.id.clone(),
+        reason: reason.clone(),
+    })?;
+    let rate = info.frame_rate();
+    let at = media::timecode::parse(&value, rate).map_err(Error::BadTime)?;
+    let point = info.seek(at).map_err(|e| match e {
+        media::Error::NoKeyframes => Error::NotSeekable {
+            id: t.id.clone(),
+            reason: e.to_string(),
+        },
+        media::Error::PastEnd {
+            requested,
+            duration,
+        } => Error::BadTime(media::Error::Timecode(format!(
+            "'{value}' ({requested} s) is past the end of {} ({duration} s)",
+            t.id
+        ))),
+        e => Error::BadTime(e),
+    })?;
+    Ok(json(StatusCode::OK, &SeekDoc::new(t, at, point, rate)))
+}
+
+/// What to send for `GET|HEAD /videos/{id}`, decided before rendering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Full,
+    Partial(Vec<ByteRange>),
+    NotModified,
+    PreconditionFailed,
+    Unsatisfiable,
+}
+
+/// Decides the outcome of a request for a title (RFC 9110 §13.2.2 then §14.2).
+pub fn decide(method: &Method, headers: &HeaderMap, t: &Title, policy: &Policy) -> Outcome {
+    let range = headers.get(RANGE).and_then(|v| v.to_str().ok());
+    // Range handling is defined for GET only (RFC 9110 §14.2).
+    let range = range.filter(|_| method == Method::GET);
+    let v = Validators {
+        etag: &t.etag,
+        last_modified: t.last_modified,
+    };
+    match precondition::evaluate(headers, v, range.is_some()) {
+        Precondition::NotModified => return Outcome::NotModified,
+        Precondition::Failed => return Outcome::PreconditionFailed,
+        Precondition::Proceed {
+            ranges_allowed: false,
+        } => return Outcome::Full,
+        Precondition::Proceed {
+            ranges_allowed: true,
+        } => {}
+    }
+    let Some(specs) = range.and_then(range::parse) else {
+        return Outcome::Full;
+    };
+    match range::resolve(&specs, t.data.len() as u64, policy.max_ranges) {
+        Resolution::Full => Outcome::Full,
+        Resolution::Partial(r) => Outcome::Partial(r),
+        Resolution::Unsatisfiable => Outcome::Unsatisfiable,
+    }
+}
+
+fn video(t: &Title, policy: &Policy, method: &Method, headers: &HeaderMap) -> Response<Chunks> {
+    let outcome = decide(method, headers, t, policy);
+    render(t, policy, outcome)
+}
+
+/// Renders an outcome. Bodies are slices of the title's `Bytes`: O(1), no copy.
+pub fn render(t: &Title, policy: &Policy, outcome: Outcome) -> Response<Chunks> {
+    let len = t.data.len() as u64;
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&t.etag) {
+        h.insert(ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(t.last_modified)) {
+        h.insert(LAST_MODIFIED, v);
+    }
+    h.insert(CACHE_CONTROL, policy.cache_control.clone());
+    let ctype = HeaderValue::from_static(t.container.mime());
+    let (status, body) = match outcome {
+        Outcome::NotModified => (StatusCode::NOT_MODIFIED, Chunks::empty()),
+        Outcome::PreconditionFailed => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            (StatusCode::PRECONDITION_FAILED, Chunks::empty())
+        }
+        Outcome::Unsatisfiable => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            (StatusCode::RANGE_NOT_SATISFIABLE, Chunks::empty())
+        }
+        Outcome::Full => {
+            h.insert(CONTENT_TYPE, ctype);
+            h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            (StatusCode::OK, Chunks::from(t.data.clone()))
+        }
+        Outcome::Partial(ranges) if ranges.len() == 1 => {
+            let one = ranges[0];
+            h.insert(CONTENT_TYPE, ctype);
+            h.insert(CONTENT_LENGTH, HeaderValue::from(one.len()));
+            if let Ok(v) = HeaderValue::from_str(&one.content_range(len)) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            let body = Chunks::from(t.data.slice(one.start as usize..one.end as usize));
+            (StatusCode::PARTIAL_CONTENT, body)
+        }
+        Outcome::Partial(ranges) => {
+            let b = &policy.boundary;
+            let mut body = Chunks::empty();
+            for x in &ranges {
+                let head = format!(
+                    "\r\n--{b}\r\nContent-Type: {}\r\nContent-Range: {}\r\n\r\n",
+                    t.container.mime(),
+                    x.content_range(len)
+                );
+                body.push(Bytes::from(head));
+                body.push(t.data.slice(x.start as usize..x.end as usize));
+            }
+            body.push(Bytes::from(format!("\r\n--{b}--\r\n")));
+            let total = http_body::Body::size_hint(&body).exact().unwrap_or(0);
+            if let Ok(v) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={b}")) {
+                h.insert(CONTENT_TYPE, v);
+            }
+            h.insert(CONTENT_LENGTH, HeaderValue::from(total));
+            (StatusCode::PARTIAL_CONTENT, body)
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = h;
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn index_page(lib: &Library) -> String {
+    let mut s = String::from(
+        "<!doctype html><meta charset=utf-8><title>zerocast</title>\
+         <style>body{font-family:sans-serif;margin:2em}video{max-width:480px;display:block}</style>\
+         <h1>zerocast library</h1>",
+    );
+    for t in lib.titles() {
+        let url = format!("/videos/{}", encode_id(&t.id));
+        let id = html_escape(&t.id);
+        let _ = write!(
+            s,
+            "<h2>{id}</h2><p>{} · {} bytes · <a href=\"/api/videos/{}\">info</a></p>",
+            t.container.name(),
+            t.data.len(),
+            encode_id(&t.id)
+        );
+        if matches!(t.container, media::Container::Mp4 | media::Container::WebM) {
+            let _ = write!(s, "<video controls preload=metadata src=\"{url}\"></video>");
+        } else {
+            let _ = write!(s, "<p><a href=\"{url}\">download</a></p>");
+        }
+    }
+    s
+}

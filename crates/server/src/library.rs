@@ -1,0 +1,277 @@
+//! The video library: titles found by scanning a directory, held in memory within a budget, each
+//! indexed once at load.
+//!
+//! A title's bytes are one [`Bytes`]: a single heap allocation (cached) or, beyond the cache budget, a
+//! read-only mapping of the file (served from the page cache). Either way the serving path only ever
+//! slices it. A title's id is its path relative to the library with `/` separators; ids are looked up
+//! in a map built at load time and never joined to a filesystem path, so no request can reach outside
+//! the library.
+
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use media::{Container, MediaInfo};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One video.
+#[derive(Debug)]
+pub struct Title {
+    pub id: String,
+    pub data: Bytes,
+    /// True when the bytes sit in our own memory, false when mapped from the file (page cache).
+    pub cached: bool,
+    pub container: Container,
+    /// The seek index, or why the title could not be indexed (it is still served as bytes).
+    pub index: Result<MediaInfo, String>,
+    /// A strong entity tag, quoted.
+    pub etag: String,
+    /// Whole seconds.
+    pub last_modified: SystemTime,
+}
+
+impl Title {
+    /// Builds a title from bytes already in memory and indexes it.
+    pub fn new(id: String, data: Bytes, cached: bool, etag: String, modified: SystemTime) -> Self {
+        let container = media::detect(&data);
+        let index = if data.is_empty() {
+            Err("empty file".to_string())
+        } else {
+            media::index(&data).map_err(|e| e.to_string())
+        };
+        let secs = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Title {
+            id,
+            data,
+            cached,
+            container,
+            index,
+            etag,
+            last_modified: UNIX_EPOCH + Duration::from_secs(secs),
+        }
+    }
+}
+
+/// What happened while loading, for a progress bar or log lines.
+#[derive(Debug)]
+pub enum LoadEvent<'a> {
+    /// The scan found this many files and bytes in all.
+    Found { files: usize, bytes: u64 },
+    /// One title is loaded (`ok == false`: it could not be indexed and will be served as bytes).
+    Loaded { title: &'a Title, bytes: u64 },
+    /// A file was left out (unreadable, or a symlink that leads outside the library).
+    Skipped { path: &'a Path, reason: String },
+}
+
+/// All titles by id.
+#[derive(Debug, Default)]
+pub struct Library {
+    titles: BTreeMap<String, Arc<Title>>,
+}
+
+impl Library {
+    pub fn get(&self, id: &str) -> Option<&Arc<Title>> {
+        self.titles.get(id)
+    }
+
+    pub fn titles(&self) -> impl Iterator<Item = &Arc<Title>> {
+        self.titles.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.titles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.titles.is_empty()
+    }
+
+    pub fn insert(&mut self, title: Title) {
+        self.titles.insert(title.id.clone(), Arc::new(title));
+    }
+
+    /// A library of static byte strings (the embedded demo titles).
+    pub fn from_static(files: &[(&str, &'static [u8])], modified: SystemTime) -> Self {
+        let mut lib = Library::default();
+        for (id, data) in files {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.hash(&mut h);
+            let etag = format!("\"{:x}-{:016x}\"", data.len(), h.finish());
+            lib.insert(Title::new(
+                id.to_string(),
+                Bytes::from_static(data),
+                true,
+                etag,
+                modified,
+            ));
+        }
+        lib
+    }
+
+    /// Scans `root` recursively and loads every regular file; the first `budget` bytes (in id order)
+    /// are read into memory, the rest are mapped. Dotfiles are skipped; symlinks are followed only
+    /// when they resolve inside `root`.
+    pub fn load(root: &Path, budget: u64, mut events: impl FnMut(LoadEvent<'_>)) -> Result<Self> {
+        let lib_err = |source| Error::Library {
+            path: root.display().to_string(),
+            source,
+        };
+        let canon_root = root.canonicalize().map_err(lib_err)?;
+        if !canon_root.is_dir() {
+            return Err(lib_err(std::io::Error::other("not a directory")));
+        }
+        let mut files = Vec::new();
+        let mut seen_dirs = HashSet::new();
+        let mut skipped = Vec::new();
+        walk(
+            &canon_root,
+            &canon_root,
+            &mut seen_dirs,
+            &mut files,
+            &mut skipped,
+        );
+        for (path, reason) in &skipped {
+            events(LoadEvent::Skipped {
+                path,
+                reason: reason.clone(),
+            });
+        }
+        files.sort();
+        let total: u64 = files.iter().map(|f| f.2).sum();
+        events(LoadEvent::Found {
+            files: files.len(),
+            bytes: total,
+        });
+        let mut lib = Library::default();
+        let mut used = 0u64;
+        for (id, path, len) in files {
+            let cache = used.saturating_add(len) <= budget;
+            match read(&path, cache) {
+                Ok((data, modified)) => {
+                    if cache {
+                        used += len;
+                    }
+                    let etag = format!(
+                        "\"{:x}-{:x}\"",
+                        data.len(),
+                        modified
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos())
+                    );
+                    let title = Title::new(id, data, cache, etag, modified);
+                    events(LoadEvent::Loaded {
+                        title: &title,
+                        bytes: len,
+                    });
+                    lib.insert(title);
+                }
+                Err(e) => events(LoadEvent::Skipped {
+                    path: &path,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(lib)
+    }
+}
+
+fn read(path: &Path, cache: bool) -> std::io::Result<(Bytes, SystemTime)> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    if meta.len() == 0 {
+        return Ok((Bytes::new(), modified));
+    }
+    if cache {
+        // One allocation of exactly the file's size; `Bytes::from(Vec)` takes it over without a copy.
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        std::io::Read::read_to_end(&mut &file, &mut buf)?;
+        Ok((Bytes::from(buf), modified))
+    } else {
+        // SAFETY: the mapping is read-only and private to us. The library directory is expected not
+        // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
+        // file is truncated anyway, reads past its new end would fault. Titles beyond the memory
+        // budget are mapped so the kernel's page cache can hold and evict them.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok((Bytes::from_owner(map), modified))
+    }
+}
+
+/// Collects (id, path, len) of regular files under `dir`.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<(String, PathBuf, u64)>,
+    skipped: &mut Vec<(PathBuf, String)>,
+) {
+    if !seen.insert(dir.to_path_buf()) {
+        return; // a symlink loop
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            skipped.push((dir.to_path_buf(), e.to_string()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // Resolve symlinks and keep only what stays inside the library.
+        let real = match path.canonicalize() {
+            Ok(r) => r,
+            Err(e) => {
+                skipped.push((path, e.to_string()));
+                continue;
+            }
+        };
+        if !real.starts_with(root) {
+            skipped.push((path, "symlink leads outside the library".into()));
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&real) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(root, &real, seen, out, skipped);
+        } else if meta.is_file() {
+            let Some(id) = id_of(root, dir, &path) else {
+                skipped.push((path, "file name is not UTF-8".into()));
+                continue;
+            };
+            out.push((id, real, meta.len()));
+        }
+    }
+}
+
+/// The id of `path` (found while walking `dir`, itself inside `root`).
+fn id_of(root: &Path, dir: &Path, path: &Path) -> Option<String> {
+    let rel_dir = dir.strip_prefix(root).ok()?;
+    let name = path.file_name()?.to_str()?;
+    let mut parts: Vec<&str> = rel_dir
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect::<Option<_>>()?;
+    parts.push(name);
+    Some(parts.join("/"))
+}
+
+/// Half of the machine's memory, or 1 GiB when that cannot be read.
+pub fn default_cache_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(1 << 30, |kib| kib * 1024 / 2)
+}

@@ -1,0 +1,161 @@
+//! Conditional requests (RFC 9110 §13) evaluated in the order of §13.2.2. Sans-I/O.
+
+use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+use http::HeaderMap;
+use std::time::SystemTime;
+
+/// The validators of a representation.
+#[derive(Debug, Clone, Copy)]
+pub struct Validators<'a> {
+    /// A strong entity tag, with its quotes: `"1f2e-1a"`.
+    pub etag: &'a str,
+    /// Truncated to whole seconds.
+    pub last_modified: SystemTime,
+}
+
+/// What the preconditions decide before any range is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Carry on; `ranges_allowed` is false when `If-Range` did not match (send the whole entity).
+    Proceed {
+        ranges_allowed: bool,
+    },
+    NotModified,
+    Failed,
+}
+
+fn header<'h>(h: &'h HeaderMap, name: http::header::HeaderName) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn date(s: &str) -> Option<SystemTime> {
+    httpdate::parse_http_date(s.trim()).ok()
+}
+
+/// Whether an `If-Match`/`If-None-Match` list contains our tag. `weak` selects weak comparison
+/// (`W/"x"` matches `"x"`), used by If-None-Match; If-Match uses the strong comparison.
+fn list_matches(list: &str, etag: &str, weak: bool) -> bool {
+    list.split(',').map(str::trim).any(|t| {
+        if t == "*" {
+            return true;
+        }
+        match t.strip_prefix("W/") {
+            Some(w) => weak && w == etag,
+            None => t == etag,
+        }
+    })
+}
+
+/// RFC 9110 §13.2.2, steps 1-5, for GET and HEAD.
+pub fn evaluate(h: &HeaderMap, v: Validators<'_>, has_range: bool) -> Precondition {
+    // 1. If-Match (strong), else 2. If-Unmodified-Since.
+    if let Some(m) = header(h, IF_MATCH) {
+        if !list_matches(m, v.etag, false) {
+            return Precondition::Failed;
+        }
+    } else if let Some(d) = header(h, IF_UNMODIFIED_SINCE).and_then(date) {
+        if v.last_modified > d {
+            return Precondition::Failed;
+        }
+    }
+    // 3. If-None-Match (weak), else 4. If-Modified-Since.
+    if let Some(m) = header(h, IF_NONE_MATCH) {
+        if list_matches(m, v.etag, true) {
+            return Precondition::NotModified;
+        }
+    } else if let Some(d) = header(h, IF_MODIFIED_SINCE).and_then(date) {
+        if v.last_modified <= d {
+            return Precondition::NotModified;
+        }
+    }
+    // 5. If-Range: an entity tag must match strongly (a weak tag never does); a date must equal
+    // Last-Modified exactly. Anything else means "send the whole representation".
+    let ranges_allowed = match header(h, IF_RANGE).map(str::trim) {
+        None => true,
+        Some(_) if !has_range => true,
+        Some(t) if t.starts_with('"') => t == v.etag,
+        Some(t) if t.starts_with("W/") => false,
+        Some(t) => date(t) == Some(v.last_modified),
+    };
+    Precondition::Proceed { ranges_allowed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn v() -> Validators<'static> {
+        Validators {
+            etag: "\"abc\"",
+            last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+
+    fn eval(pairs: &[(&'static str, &str)], range: bool) -> Precondition {
+        let mut h = HeaderMap::new();
+        for (k, val) in pairs {
+            h.insert(*k, val.parse().unwrap());
+        }
+        evaluate(&h, v(), range)
+    }
+
+    const LM: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+    const EARLIER: &str = "Tue, 14 Nov 2023 22:13:19 GMT";
+    const OK: Precondition = Precondition::Proceed {
+        ranges_allowed: true,
+    };
+    const WHOLE: Precondition = Precondition::Proceed {
+        ranges_allowed: false,
+    };
+
+    #[test]
+    fn order_of_section_13_2_2() {
+        assert_eq!(eval(&[], true), OK);
+        assert_eq!(
+            eval(&[("if-match", "\"zzz\"")], false),
+            Precondition::Failed
+        );
+        assert_eq!(
+            eval(&[("if-match", "W/\"abc\"")], false),
+            Precondition::Failed
+        );
+        assert_eq!(eval(&[("if-match", "\"x\", \"abc\"")], false), OK);
+        assert_eq!(
+            eval(&[("if-unmodified-since", EARLIER)], false),
+            Precondition::Failed
+        );
+        assert_eq!(
+            eval(&[("if-none-match", "W/\"abc\"")], false),
+            Precondition::NotModified
+        );
+        assert_eq!(
+            eval(&[("if-none-match", "*")], false),
+            Precondition::NotModified
+        );
+        assert_eq!(eval(&[("if-none-match", "\"other\"")], false), OK);
+        assert_eq!(
+            eval(&[("if-modified-since", LM)], false),
+            Precondition::NotModified
+        );
+        assert_eq!(eval(&[("if-modified-since", EARLIER)], false), OK);
+        // If-None-Match wins over If-Modified-Since.
+        assert_eq!(
+            eval(
+                &[("if-none-match", "\"other\""), ("if-modified-since", LM)],
+                false
+            ),
+            OK
+        );
+    }
+
+    #[test]
+    fn if_range_is_strong_only() {
+        assert_eq!(eval(&[("if-range", "\"abc\"")], true), OK);
+        assert_eq!(eval(&[("if-range", "W/\"abc\"")], true), WHOLE);
+        assert_eq!(eval(&[("if-range", "\"old\"")], true), WHOLE);
+        assert_eq!(eval(&[("if-range", LM)], true), OK);
+        assert_eq!(eval(&[("if-range", EARLIER)], true), WHOLE);
+        assert_eq!(eval(&[("if-range", "garbage")], true), WHOLE);
+    }
+}
