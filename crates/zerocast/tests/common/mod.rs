@@ -1,0 +1,237 @@
+//! Shared test harness: a real server on 127.0.0.1:0, a raw HTTP/1.1 client that shows exactly what
+//! went over the wire, and ffprobe as the oracle.
+#![allow(dead_code)]
+
+use server::{Config, Library, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn demo_dir() -> PathBuf {
+    repo().join("demo")
+}
+
+pub const DEMO: [&str; 5] = [
+    "faststart.mp4",
+    "ntsc-moov-at-end.mp4",
+    "fragmented.mp4",
+    "clip.ts",
+    "vp9-opus.webm",
+];
+
+/// Fails loudly when a tool the suite needs is missing: `scripts/test` installs them.
+pub fn require(tool: &str) {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{tool} is not installed; run the test suite with `scripts/test`, which installs it"
+    );
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(library: Library) -> Self {
+        Self::start_with(Config::default(), library)
+    }
+
+    pub fn demo() -> Self {
+        Self::start(Library::load(&demo_dir(), u64::MAX, |_| {}).expect("demo library"))
+    }
+
+    pub fn start_with(mut config: Config, library: Library) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (atx, arx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = Server::bind(config, library).await.expect("bind");
+                atx.send(server.local_addr()).unwrap();
+                server
+                    .run(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addr = arx.recv().expect("server started");
+        TestServer {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request(self.addr, "GET", path, headers)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request on a fresh connection, read to the end (`Connection: close`).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> Resp {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+/// Video packets as ffprobe sees them: (pts seconds, byte position, keyframe).
+pub fn ffprobe_video_packets(input: &str) -> Vec<(f64, Option<u64>, bool)> {
+    require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_packets",
+            "-show_entries",
+        ])
+        .args(["packet=pts_time,pos,flags", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let pts: f64 = f.first()?.parse().ok()?;
+            Some((
+                pts,
+                f.get(1).and_then(|p| p.parse().ok()),
+                f.get(2).is_some_and(|fl| fl.starts_with('K')),
+            ))
+        })
+        .collect()
+}
+
+/// Keyframes per ffprobe as (seconds from the first frame, byte position).
+pub fn ffprobe_keyframes(input: &str) -> Vec<(f64, u64)> {
+    let packets = ffprobe_video_packets(input);
+    let first = packets.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let mut keys: Vec<(f64, u64)> = packets
+        .iter()
+        .filter(|p| p.2)
+        .map(|p| (p.0 - first, p.1.expect("keyframe position")))
+        .collect();
+    keys.sort_by(|a, b| a.0.total_cmp(&b.0));
+    keys
+}
+
+pub fn ffmpeg(args: &[&str]) {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn library(dir: &Path) -> Library {
+    Library::load(dir, u64::MAX, |_| {}).expect("library")
+}
+
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
