@@ -1,0 +1,328 @@
+//! Real clients against a real server: ffmpeg and ffprobe over HTTP, and the zerocast CLI.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn zerocast(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(args)
+        .output()
+        .expect("run zerocast")
+}
+
+#[test]
+fn ffmpeg_seeks_and_decodes_a_frame_over_http() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, t) in [
+        ("faststart.mp4", "5"),
+        ("ntsc-moov-at-end.mp4", "61.5"),
+        ("fragmented.mp4", "3"),
+        ("clip.ts", "5"),
+        ("vp9-opus.webm", "3"),
+    ] {
+        let png = dir.path().join(format!("{name}.png"));
+        ffmpeg(&[
+            "-ss",
+            t,
+            "-i",
+            &srv.url(&format!("/videos/{name}")),
+            "-frames:v",
+            "1",
+            png.to_str().unwrap(),
+        ]);
+        let size = std::fs::metadata(&png).unwrap().len();
+        assert!(size > 1000, "{name}: a real picture, got {size} bytes");
+    }
+}
+
+#[test]
+fn ffprobe_reports_the_duration_over_http() {
+    let srv = TestServer::demo();
+    for name in DEMO {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(srv.url(&format!("/videos/{name}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let remote: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let ours = srv.get(&format!("/api/videos/{name}"), &[]).json()["duration_seconds"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (remote - ours).abs() < 0.25,
+            "{name}: ffprobe {remote} s, zerocast {ours} s"
+        );
+    }
+}
+
+#[test]
+fn ffmpeg_decodes_whole_files_without_errors() {
+    let srv = TestServer::demo();
+    for name in DEMO {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(srv.url(&format!("/videos/{name}")))
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}");
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn cli_get_at_returns_the_bytes_at_the_offset_seek_printed() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, tc) in [
+        ("ntsc-moov-at-end.mp4", "00:01:02;10"),
+        ("clip.ts", "00:00:05:12"),
+        ("vp9-opus.webm", "4.5"),
+    ] {
+        let url = srv.url(&format!("/videos/{name}"));
+        let seek = zerocast(&["seek", &url, tc]);
+        assert!(
+            seek.status.success(),
+            "{}",
+            String::from_utf8_lossy(&seek.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&seek.stdout);
+        let offset: usize = stdout.split('\t').next().unwrap().trim().parse().unwrap();
+        let out = dir.path().join("chunk");
+        let get = zerocast(&[
+            "get",
+            &url,
+            "--at",
+            tc,
+            "--size",
+            "64KiB",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            get.status.success(),
+            "{}",
+            String::from_utf8_lossy(&get.stderr)
+        );
+        let data = std::fs::read(demo_dir().join(name)).unwrap();
+        let got = std::fs::read(&out).unwrap();
+        let end = (offset + 65536).min(data.len());
+        assert_eq!(got, &data[offset..end], "{name} at {tc}");
+        // The local index agrees with the server.
+        let local = zerocast(&["index", demo_dir().join(name).to_str().unwrap(), "--at", tc]);
+        assert!(local.status.success());
+        let local_off: usize = String::from_utf8_lossy(&local.stdout)
+            .split('\t')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(local_off, offset);
+    }
+    // --offset and a size past the end: the rest of the file.
+    let url = srv.url("/videos/clip.ts");
+    let out = dir.path().join("tail");
+    let get = zerocast(&[
+        "get",
+        &url,
+        "--offset",
+        "330000",
+        "--size",
+        "1MB",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(get.status.success());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        &std::fs::read(demo_dir().join("clip.ts")).unwrap()[330000..]
+    );
+    // To stdout.
+    let get = zerocast(&["get", &url, "--offset", "188", "--size", "188"]);
+    assert_eq!(
+        get.stdout,
+        &std::fs::read(demo_dir().join("clip.ts")).unwrap()[188..376]
+    );
+}
+
+#[test]
+fn cli_index_prints_the_keyframe_table() {
+    let out = zerocast(&["index", demo_dir().join("faststart.mp4").to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let oracle = ffprobe_keyframes(demo_dir().join("faststart.mp4").to_str().unwrap());
+    assert_eq!(rows.len(), oracle.len());
+    assert!(rows[1].contains("00:00:02:00"), "{}", rows[1]);
+    assert!(rows[1].ends_with(&oracle[1].1.to_string()));
+}
+
+#[test]
+fn cli_errors_are_clear_with_nonzero_exit() {
+    let srv = TestServer::demo();
+    // Server down: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = zerocast(&["seek", &format!("http://{closed}/videos/x.mp4"), "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+    // Unknown id.
+    let out = zerocast(&["get", &srv.url("/videos/nope.mp4"), "--size", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no title with id 'nope.mp4'"));
+    // Bad timecode.
+    let out = zerocast(&["seek", &srv.url("/videos/clip.ts"), "00:00:00:99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frame 99 out of range"));
+    // Offset past the end.
+    let out = zerocast(&[
+        "get",
+        &srv.url("/videos/clip.ts"),
+        "--offset",
+        "99999999",
+        "--size",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+    // Bad size and bad URL are usage errors.
+    assert_eq!(
+        zerocast(&["get", &srv.url("/videos/clip.ts"), "--size", "lots"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        zerocast(&["get", "ftp://x/videos/a", "--size", "1"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn serve_binary_runs_the_embedded_demo_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log line: {line}"));
+        seen.push(v.clone());
+        if v["fields"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("listening")
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.iter()
+            .filter(|v| v["fields"]["message"] == "loaded")
+            .count(),
+        DEMO.len()
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = request(addr, "GET", "/api/videos", &[]);
+    assert_eq!(r.json().as_array().unwrap().len(), DEMO.len());
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    assert!(lines.any(|l| l.unwrap().contains("shutting down")));
+}
+
+#[test]
+fn serve_reads_a_config_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::copy(demo_dir().join("clip.ts"), lib.join("only.ts")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("zerocast.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "library = {:?}\nlisten = \"127.0.0.1:1\"\ncache_size = \"1MiB\"\n",
+            lib
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ok = None;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            ok = Some(request(addr, "GET", "/api/videos", &[]));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let list = ok.expect("server from config started").json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], "only.ts");
+    assert_eq!(list[0]["cached_in_memory"], true);
+    // A bad config file is a clear error.
+    std::fs::write(&cfg, "listen = 5\n").unwrap();
+    let out = zerocast(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config file"));
+}
