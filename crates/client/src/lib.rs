@@ -246,7 +246,7 @@ pub async fn request_chunk<W: AsyncWrite + Unpin>(
         if skipped < skip {
             let n = (skip - skipped).min(data.len() as u64) as usize;
             skipped += n as u64;
-            let _ = bytes::Buf::advance(&mut data, n);
+            bytes::Buf::advance(&mut data, n);
         }
         let n = (expected - written).min(data.len() as u64) as usize;
         out.write_all(&data[..n]).await.map_err(Error::Output)?;

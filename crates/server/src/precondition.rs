@@ -24,7 +24,7 @@ pub enum Precondition {
     Failed,
 }
 
-fn header<'h>(h: &'h HeaderMap, name: http::header::HeaderName) -> Option<&'h str> {
+fn header(h: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

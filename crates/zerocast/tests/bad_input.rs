@@ -170,7 +170,8 @@ fn quick_timeout_server() -> TestServer {
         header_read_timeout: Duration::from_millis(500),
         ..Config::default()
     };
-    TestServer::start_with(config, library(&demo_dir()))
+    let dir = demo_copy();
+    TestServer::start_with(config, library(dir.path()))
 }
 
 #[test]

@@ -281,3 +281,28 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         assert_eq!(body, &data[a as usize..=b as usize]);
     }
 }
+
+#[test]
+fn titles_beyond_the_cache_budget_are_mapped_and_served_the_same() {
+    // A budget that holds only the smallest demo title: the rest are mapped from their files.
+    let dir = demo_copy();
+    let lib = server::Library::load(dir.path(), 260_000, |_| {}).unwrap();
+    let cached: Vec<bool> = lib.titles().map(|t| t.cached).collect();
+    assert_eq!(cached.iter().filter(|c| **c).count(), 1, "{cached:?}");
+    let srv = TestServer::start(lib);
+    let mut rng = fastrand::Rng::with_seed(5);
+    for name in DEMO {
+        let data = file(name);
+        let info = srv.get(&format!("/api/videos/{name}"), &[]).json();
+        assert_eq!(info["seekable"], true, "{name}: indexed from the mapping");
+        for _ in 0..10 {
+            let a = rng.usize(0..data.len());
+            let b = (a + rng.usize(0..200_000)).min(data.len() - 1);
+            let r = srv.get(
+                &format!("/videos/{name}"),
+                &[("Range", &format!("bytes={a}-{b}"))],
+            );
+            assert_eq!(r.body, &data[a..=b], "{name} {a}-{b}");
+        }
+    }
+}

@@ -32,7 +32,20 @@ fn extra_fixtures(dir: &Path) {
         "1",
         dir.join("nocues.webm").to_str().unwrap(),
     ]);
+    // Fragmented with a global sidx in front of the fragments.
+    let mp4 = d.join("faststart.mp4");
+    ffmpeg(&[
+        "-i",
+        mp4.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "frag_keyframe+empty_moov+default_base_moof+global_sidx",
+        dir.join("sidx.mp4").to_str().unwrap(),
+    ]);
 }
+
+const EXTRA: [&str; 3] = ["wrap.ts", "nocues.webm", "sidx.mp4"];
 
 fn check_index_against_ffprobe(path: &Path) {
     let data = std::fs::read(path).unwrap();
@@ -94,8 +107,14 @@ fn indexes_match_ffprobe_for_every_container() {
     for name in DEMO {
         check_index_against_ffprobe(&demo_dir().join(name));
     }
-    check_index_against_ffprobe(&dir.path().join("wrap.ts"));
-    check_index_against_ffprobe(&dir.path().join("nocues.webm"));
+    for name in EXTRA {
+        check_index_against_ffprobe(&dir.path().join(name));
+    }
+    let sidx = std::fs::read(dir.path().join("sidx.mp4")).unwrap();
+    assert!(
+        sidx.windows(4).any(|w| w == b"sidx"),
+        "the fixture has a sidx box"
+    );
     // The wrap fixture really crosses 2^33 ticks and still starts at 0.
     let info = media::index(&std::fs::read(dir.path().join("wrap.ts")).unwrap()).unwrap();
     assert_eq!(info.keyframes[0].time.as_secs_f64(), 0.0);
@@ -104,14 +123,11 @@ fn indexes_match_ffprobe_for_every_container() {
 
 #[test]
 fn seek_answers_agree_with_ffprobe_at_random_times() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = demo_copy();
     extra_fixtures(dir.path());
-    for name in DEMO {
-        std::fs::copy(demo_dir().join(name), dir.path().join(name)).unwrap();
-    }
     let srv = TestServer::start(library(dir.path()));
     let mut rng = fastrand::Rng::with_seed(42);
-    for name in DEMO.iter().copied().chain(["wrap.ts", "nocues.webm"]) {
+    for name in DEMO.iter().copied().chain(EXTRA) {
         let oracle = ffprobe_keyframes(dir.path().join(name).to_str().unwrap());
         let info = srv.get(&format!("/api/videos/{name}"), &[]).json();
         let duration = info["duration_seconds"].as_f64().unwrap();

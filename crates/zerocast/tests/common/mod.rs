@@ -43,6 +43,7 @@ pub fn require(tool: &str) {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -52,8 +53,12 @@ impl TestServer {
         Self::start_with(Config::default(), library)
     }
 
+    /// The demo clips (and nothing else from `demo/`), loaded from a copy with `Library::load`.
     pub fn demo() -> Self {
-        Self::start(Library::load(&demo_dir(), u64::MAX, |_| {}).expect("demo library"))
+        let dir = demo_copy();
+        let mut s = Self::start(library(dir.path()));
+        s._dir = Some(dir);
+        s
     }
 
     pub fn start_with(mut config: Config, library: Library) -> Self {
@@ -79,6 +84,7 @@ impl TestServer {
         let addr = arx.recv().expect("server started");
         TestServer {
             addr,
+            _dir: None,
             stop: Some(tx),
             thread: Some(thread),
         }
@@ -226,6 +232,15 @@ pub fn ffmpeg(args: &[&str]) {
         "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A temporary directory holding copies of the demo clips.
+pub fn demo_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in DEMO {
+        std::fs::copy(demo_dir().join(name), dir.path().join(name)).unwrap();
+    }
+    dir
 }
 
 pub fn library(dir: &Path) -> Library {
