@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One video.
 #[derive(Debug)]
@@ -56,13 +56,28 @@ impl Title {
     }
 }
 
+impl Title {
+    /// Memory held by the seek index (not counting the title's bytes).
+    pub fn index_bytes(&self) -> usize {
+        self.index.as_ref().map_or(0, |i| {
+            i.keyframes.capacity() * std::mem::size_of::<media::Keyframe>() + std::mem::size_of::<MediaInfo>()
+        })
+    }
+}
+
 /// What happened while loading, for a progress bar or log lines.
 #[derive(Debug)]
 pub enum LoadEvent<'a> {
     /// The scan found this many files and bytes in all.
     Found { files: usize, bytes: u64 },
-    /// One title is loaded (`ok == false`: it could not be indexed and will be served as bytes).
-    Loaded { title: &'a Title, bytes: u64 },
+    /// One title is loaded (its `index` may be an error: then it is served as bytes without seek).
+    /// `read` is the time to bring its bytes into memory, `indexed` the time to build its index.
+    Loaded {
+        title: &'a Title,
+        bytes: u64,
+        read: Duration,
+        indexed: Duration,
+    },
     /// A file was left out (unreadable, or a symlink that leads outside the library).
     Skipped { path: &'a Path, reason: String },
 }
@@ -150,6 +165,7 @@ impl Library {
         let mut used = 0u64;
         for (id, path, len) in files {
             let cache = used.saturating_add(len) <= budget;
+            let started = Instant::now();
             match read(&path, cache) {
                 Ok((data, modified)) => {
                     if cache {
@@ -162,10 +178,13 @@ impl Library {
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| d.as_nanos())
                     );
+                    let read = started.elapsed();
                     let title = Title::new(id, data, cache, etag, modified);
                     events(LoadEvent::Loaded {
                         title: &title,
                         bytes: len,
+                        read,
+                        indexed: started.elapsed() - read,
                     });
                     lib.insert(title);
                 }

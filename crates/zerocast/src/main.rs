@@ -211,6 +211,8 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
                 report(&LoadEvent::Loaded {
                     title: t,
                     bytes: t.data.len() as u64,
+                    read: Duration::ZERO,
+                    indexed: Duration::ZERO,
                 });
             }
             lib
@@ -234,9 +236,17 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
         b
     });
     let started = std::time::Instant::now();
+    let (mut read_time, mut index_time) = (Duration::ZERO, Duration::ZERO);
     let lib = Library::load(dir, budget, |ev| match (&bar, &ev) {
+        (_, LoadEvent::Loaded { read, indexed, .. }) if bar.is_none() => {
+            read_time += *read;
+            index_time += *indexed;
+            report(&ev)
+        }
         (Some(b), LoadEvent::Found { bytes, .. }) => b.set_length(*bytes),
-        (Some(b), LoadEvent::Loaded { title, bytes }) => {
+        (Some(b), LoadEvent::Loaded { title, bytes, read, indexed }) => {
+            read_time += *read;
+            index_time += *indexed;
             b.inc(*bytes);
             b.set_message(title.id.clone());
             if let Err(e) = &title.index {
@@ -259,7 +269,10 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
         bytes,
         cached_bytes = cached,
         mapped_bytes = bytes - cached,
+        index_bytes = lib.titles().map(|t| t.index_bytes()).sum::<usize>(),
         seconds = started.elapsed().as_secs_f64(),
+        read_seconds = read_time.as_secs_f64(),
+        index_seconds = index_time.as_secs_f64(),
         "library loaded"
     );
     Ok(lib)
@@ -268,7 +281,7 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
 fn report(ev: &LoadEvent<'_>) {
     match ev {
         LoadEvent::Found { files, bytes } => tracing::info!(files, bytes, "scanning library"),
-        LoadEvent::Loaded { title, bytes } => match &title.index {
+        LoadEvent::Loaded { title, bytes, .. } => match &title.index {
             Ok(i) => tracing::info!(
                 id = %title.id, bytes, container = title.container.name(), cached = title.cached,
                 keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), "loaded"
