@@ -28,6 +28,8 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Length of the accept queue asked of the kernel.
+    pub listen_backlog: u32,
     /// A connection that has not sent a complete request head within this time is closed (it also
     /// bounds idle keep-alive connections).
     pub header_read_timeout: Duration,
@@ -40,6 +42,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen_backlog: 16384,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             policy: http::Policy::default(),

@@ -60,7 +60,8 @@ impl Title {
     /// Memory held by the seek index (not counting the title's bytes).
     pub fn index_bytes(&self) -> usize {
         self.index.as_ref().map_or(0, |i| {
-            i.keyframes.capacity() * std::mem::size_of::<media::Keyframe>() + std::mem::size_of::<MediaInfo>()
+            i.keyframes.capacity() * std::mem::size_of::<media::Keyframe>()
+                + std::mem::size_of::<MediaInfo>()
         })
     }
 }

@@ -244,7 +244,15 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
             report(&ev)
         }
         (Some(b), LoadEvent::Found { bytes, .. }) => b.set_length(*bytes),
-        (Some(b), LoadEvent::Loaded { title, bytes, read, indexed }) => {
+        (
+            Some(b),
+            LoadEvent::Loaded {
+                title,
+                bytes,
+                read,
+                indexed,
+            },
+        ) => {
             read_time += *read;
             index_time += *indexed;
             b.inc(*bytes);
