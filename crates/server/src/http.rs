@@ -261,12 +261,8 @@ pub fn render(t: &Title, policy: &Policy, outcome: Outcome) -> Response<Chunks> 
     let len = t.data.len() as u64;
     let mut h = HeaderMap::new();
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&t.etag) {
-        h.insert(ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(t.last_modified)) {
-        h.insert(LAST_MODIFIED, v);
-    }
+    h.insert(ETAG, t.etag_header.clone());
+    h.insert(LAST_MODIFIED, t.last_modified_header.clone());
     h.insert(CACHE_CONTROL, policy.cache_control.clone());
     let ctype = HeaderValue::from_static(t.container.mime());
     let (status, body) = match outcome {

@@ -30,8 +30,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Length of the accept queue asked of the kernel.
     pub listen_backlog: u32,
-    /// A connection that has not sent a complete request head within this time is closed (it also
-    /// bounds idle keep-alive connections).
+    /// A connection that has not sent a complete request head within this time is closed. hyper
+    /// uses the same timer for idle keep-alive connections, and starts it once a response has been
+    /// handed to the kernel, while a slow client may still be receiving it: so it is not short
+    /// (nginx: 60 s for headers, 75 s keep-alive).
     pub header_read_timeout: Duration,
     /// How long in-flight responses may run after a shutdown signal.
     pub shutdown_grace: Duration,
@@ -43,7 +45,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             listen_backlog: 16384,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             policy: http::Policy::default(),
         }

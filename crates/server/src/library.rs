@@ -30,6 +30,9 @@ pub struct Title {
     pub etag: String,
     /// Whole seconds.
     pub last_modified: SystemTime,
+    /// `ETag` and `Last-Modified` as header values, formatted once at load rather than per response.
+    pub etag_header: http::HeaderValue,
+    pub last_modified_header: http::HeaderValue,
 }
 
 impl Title {
@@ -44,14 +47,21 @@ impl Title {
         let secs = modified
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let last_modified = UNIX_EPOCH + Duration::from_secs(secs);
+        // Built from hex digits, quotes and an HTTP date: always valid header values.
+        let header = |s: String| {
+            http::HeaderValue::try_from(s).unwrap_or(http::HeaderValue::from_static(""))
+        };
         Title {
+            etag_header: header(etag.clone()),
+            last_modified_header: header(httpdate::fmt_http_date(last_modified)),
             id,
             data,
             cached,
             container,
             index,
             etag,
-            last_modified: UNIX_EPOCH + Duration::from_secs(secs),
+            last_modified,
         }
     }
 }
