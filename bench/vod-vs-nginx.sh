@@ -4,6 +4,7 @@
 #   bench/vod-vs-nginx.sh                       # DUR=5 s per run, ROUNDS=3, both servers
 #   DUR=10 ROUNDS=5 bench/vod-vs-nginx.sh
 #   SERVERS=zerocast bench/vod-vs-nginx.sh      # one server only
+#   ZEROCAST_CONFIG=my.toml ONLY='4MiB' IDLE=0 bench/vod-vs-nginx.sh   # a zerocast config, some rows
 #
 # Installs nginx, wrk, iperf3 and ffmpeg from Debian packages when missing; makes bench/media/ when
 # absent (a ~1 GiB 720p H.264 MP4 and a 20 MB one); builds zerocast in release mode; starts both
@@ -36,7 +37,9 @@ trap cleanup EXIT
 
 declare -A PIDS URL
 if [[ " $SERVERS " == *" zerocast "* ]]; then
-  target/release/zerocast serve --library bench/media --listen 127.0.0.1:$ZPORT 2> "$OUT/zerocast.log" &
+  # shellcheck disable=SC2086
+  target/release/zerocast serve --library bench/media --listen 127.0.0.1:$ZPORT \
+    ${ZEROCAST_CONFIG:+--config "$ZEROCAST_CONFIG"} 2> "$OUT/zerocast.log" &
   PIDS[zerocast]=$!
   PIDS_TO_STOP+=("$!")
   until grep -q listening "$OUT/zerocast.log"; do sleep 0.1; done

@@ -7,17 +7,45 @@ use http_body::{Frame, SizeHint};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 #[derive(Debug, Default)]
 pub struct Chunks {
     parts: VecDeque<Bytes>,
     remaining: u64,
+    file: Option<FileSource>,
+}
+
+/// Where the bytes of a single-part body also live in a file (a title's sealed memfd, or the
+/// title's own file), so a writer that can use `sendfile` (the HTTP/1.1 fast path) may send them
+/// from there instead of writing the `Bytes`. hyper ignores it and writes the `Bytes`.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Chunks {
     pub fn empty() -> Self {
         Chunks::default()
+    }
+
+    /// Marks this single-part body as also readable from `file` (see [`FileSource`]).
+    pub fn with_file(mut self, file: FileSource) -> Self {
+        debug_assert_eq!(file.len, self.remaining);
+        self.file = Some(file);
+        self
+    }
+
+    pub fn file(&self) -> Option<&FileSource> {
+        self.file.as_ref()
+    }
+
+    /// The frames still to send.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter()
     }
 
     pub fn push(&mut self, b: Bytes) {

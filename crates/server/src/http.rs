@@ -11,7 +11,7 @@
 //! | `GET /`                            | an HTML page with a player per title               |
 
 use crate::api::{ErrorDoc, SeekDoc, TitleDoc};
-use crate::body::Chunks;
+use crate::body::{Chunks, FileSource};
 use crate::error::Error;
 use crate::library::{Library, Title};
 use crate::precondition::{self, Precondition, Validators};
@@ -34,6 +34,9 @@ pub struct Policy {
     pub cache_control: HeaderValue,
     /// The boundary of multipart/byteranges responses.
     pub boundary: String,
+    /// Single-part bodies at least this long are sent with `sendfile` from the title's file when
+    /// it has one (see h1.rs); shorter ones with `writev`. Measured in docs/benchmarks.md.
+    pub sendfile_min: u64,
 }
 
 impl Default for Policy {
@@ -46,6 +49,7 @@ impl Default for Policy {
             max_ranges: 100,
             cache_control: HeaderValue::from_static("public, max-age=3600"),
             boundary: format!("zerocast-{:024x}", seed & ((1 << 96) - 1)),
+            sendfile_min: 1 << 20,
         }
     }
 }
@@ -281,7 +285,10 @@ pub fn render(t: &Title, policy: &Policy, outcome: Outcome) -> Response<Chunks> 
         Outcome::Full => {
             h.insert(CONTENT_TYPE, ctype);
             h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-            (StatusCode::OK, Chunks::from(t.data.clone()))
+            (
+                StatusCode::OK,
+                file_backed(t, 0, len, Chunks::from(t.data.clone())),
+            )
         }
         Outcome::Partial(ranges) if ranges.len() == 1 => {
             let one = ranges[0];
@@ -290,7 +297,8 @@ pub fn render(t: &Title, policy: &Policy, outcome: Outcome) -> Response<Chunks> 
             if let Ok(v) = HeaderValue::from_str(&one.content_range(len)) {
                 h.insert(CONTENT_RANGE, v);
             }
-            let body = Chunks::from(t.data.slice(one.start as usize..one.end as usize));
+            let slice = t.data.slice(one.start as usize..one.end as usize);
+            let body = file_backed(t, one.start, one.len(), Chunks::from(slice));
             (StatusCode::PARTIAL_CONTENT, body)
         }
         Outcome::Partial(ranges) => {
@@ -318,6 +326,17 @@ pub fn render(t: &Title, policy: &Policy, outcome: Outcome) -> Response<Chunks> 
     *r.status_mut() = status;
     *r.headers_mut() = h;
     r
+}
+
+fn file_backed(t: &Title, offset: u64, len: u64, body: Chunks) -> Chunks {
+    match &t.file {
+        Some(file) if len > 0 => body.with_file(FileSource {
+            file: file.clone(),
+            offset,
+            len,
+        }),
+        _ => body,
+    }
 }
 
 fn html_escape(s: &str) -> String {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod body;
 pub mod error;
+mod h1;
 pub mod http;
 pub mod library;
 pub mod precondition;
@@ -15,9 +16,7 @@ pub mod range;
 pub use error::{Error, Result};
 pub use library::{default_cache_budget, Library, LoadEvent, Title};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
+use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +54,8 @@ impl Default for Config {
 struct State {
     library: Library,
     config: Config,
+    /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1.rs).
+    http: hyper::server::conn::http1::Builder,
 }
 
 /// A bound server, ready to run.
@@ -79,9 +80,19 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .keep_alive(true)
+            // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
+            .writev(true);
         Ok(Server {
             listener,
-            state: Arc::new(State { library, config }),
+            state: Arc::new(State {
+                library,
+                config,
+                http,
+            }),
         })
     }
 
@@ -94,13 +105,9 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight responses finish
     /// within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.header_read_timeout)
-            .keep_alive(true)
-            // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
-            .writev(true);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Every connection task holds a clone; the count tells when all have finished.
+        let active = Arc::new(());
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -117,31 +124,32 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let state = self.state.clone();
-            let svc = service_fn(move |req| {
-                let resp = http::handle(&state.library, &state.config.policy, &req);
-                tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
-                std::future::ready(Ok::<_, Infallible>(resp))
-            });
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+            let stopped = stopped.clone();
+            let guard = active.clone();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = h1::connection(stream, state, stopped).await {
                     // Clients close connections whenever they like (a browser abandons a range
                     // request at every seek); that is not a server error.
                     tracing::debug!(%peer, error = %e, "connection ended");
                 }
+                drop(guard);
             });
         }
         drop(self.listener);
         tracing::info!("shutting down: no new connections, waiting for in-flight responses");
+        let _ = stop.send(true);
         let grace = self.state.config.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?grace,
-                "grace period over; closing the remaining connections"
-            );
+        let deadline = tokio::time::Instant::now() + grace;
+        while Arc::strong_count(&active) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    ?grace,
+                    open = Arc::strong_count(&active) - 1,
+                    "grace period over; closing the remaining connections"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

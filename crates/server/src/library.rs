@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use media::{Container, MediaInfo};
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub struct Title {
     pub data: Bytes,
     /// True when the bytes sit in our own memory, false when mapped from the file (page cache).
     pub cached: bool,
+    /// A file holding exactly `data`: the sealed memfd of a cached title, or the title's own file
+    /// when it is mapped. `None` for static titles. Used for `sendfile`.
+    pub file: Option<Arc<std::fs::File>>,
     pub container: Container,
     /// The seek index, or why the title could not be indexed (it is still served as bytes).
     pub index: Result<MediaInfo, String>,
@@ -53,6 +57,7 @@ impl Title {
             http::HeaderValue::try_from(s).unwrap_or(http::HeaderValue::from_static(""))
         };
         Title {
+            file: None,
             etag_header: header(etag.clone()),
             last_modified_header: header(httpdate::fmt_http_date(last_modified)),
             id,
@@ -178,7 +183,7 @@ impl Library {
             let cache = used.saturating_add(len) <= budget;
             let started = Instant::now();
             match read(&path, cache) {
-                Ok((data, modified)) => {
+                Ok((data, file, modified)) => {
                     if cache {
                         used += len;
                     }
@@ -190,7 +195,8 @@ impl Library {
                             .map_or(0, |d| d.as_nanos())
                     );
                     let read = started.elapsed();
-                    let title = Title::new(id, data, cache, etag, modified);
+                    let mut title = Title::new(id, data, cache, etag, modified);
+                    title.file = file;
                     events(LoadEvent::Loaded {
                         title: &title,
                         bytes: len,
@@ -209,25 +215,46 @@ impl Library {
     }
 }
 
-fn read(path: &Path, cache: bool) -> std::io::Result<(Bytes, SystemTime)> {
-    let file = std::fs::File::open(path)?;
+fn read(path: &Path, cache: bool) -> std::io::Result<(Bytes, Option<Arc<File>>, SystemTime)> {
+    let mut file = File::open(path)?;
     let meta = file.metadata()?;
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     if meta.len() == 0 {
-        return Ok((Bytes::new(), modified));
+        return Ok((Bytes::new(), None, modified));
     }
     if cache {
-        // One allocation of exactly the file's size; `Bytes::from(Vec)` takes it over without a copy.
-        let mut buf = Vec::with_capacity(meta.len() as usize);
-        std::io::Read::read_to_end(&mut &file, &mut buf)?;
-        Ok((Bytes::from(buf), modified))
+        // The cache is a memfd: the kernel copies the file into it (copy_file_range), it is sealed
+        // so its bytes can never change or shrink, and it is mapped read-only as the title's
+        // `Bytes`. One copy in memory serves both `writev` (from the mapping) and `sendfile`
+        // (from the fd).
+        let fd = rustix::fs::memfd_create(
+            "zerocast-title",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )?;
+        let mut mem = File::from(fd);
+        let copied = std::io::copy(&mut file, &mut mem)?;
+        if copied != meta.len() {
+            return Err(std::io::Error::other(format!(
+                "file changed while loading ({copied} of {} bytes)",
+                meta.len()
+            )));
+        }
+        use rustix::fs::SealFlags;
+        rustix::fs::fcntl_add_seals(
+            &mem,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )?;
+        // SAFETY: the memfd is sealed against writes, shrinking and growing, so the mapped bytes
+        // can never change and no access inside the mapping can fault for lack of backing.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&mem)? };
+        Ok((Bytes::from_owner(map), Some(Arc::new(mem)), modified))
     } else {
         // SAFETY: the mapping is read-only and private to us. The library directory is expected not
         // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
         // file is truncated anyway, reads past its new end would fault. Titles beyond the memory
         // budget are mapped so the kernel's page cache can hold and evict them.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok((Bytes::from_owner(map), modified))
+        Ok((Bytes::from_owner(map), Some(Arc::new(file)), modified))
     }
 }
 

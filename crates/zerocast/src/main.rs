@@ -100,6 +100,7 @@ struct FileConfig {
     header_read_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     max_ranges: Option<usize>,
+    sendfile_min: Option<String>,
 }
 
 fn main() {
@@ -189,6 +190,11 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
     }
     if let Some(m) = file.max_ranges {
         config.policy.max_ranges = m.max(1);
+    }
+    if let Some(s) = &file.sendfile_min {
+        config.policy.sendfile_min = size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("sendfile_min in the config file")?;
     }
     let budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,

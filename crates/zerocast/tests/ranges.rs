@@ -306,3 +306,68 @@ fn titles_beyond_the_cache_budget_are_mapped_and_served_the_same() {
         }
     }
 }
+
+#[test]
+fn sendfile_and_writev_paths_send_the_same_bytes() {
+    // sendfile_min = 1: every single-part body goes out with sendfile, from the sealed memfd of a
+    // cached title (budget MAX) or from the title's own file (budget 0).
+    for budget in [u64::MAX, 0] {
+        let dir = demo_copy();
+        let mut config = server::Config::default();
+        config.policy.sendfile_min = 1;
+        let lib = server::Library::load(dir.path(), budget, |_| {}).unwrap();
+        assert!(lib
+            .titles()
+            .all(|t| t.file.is_some() && t.cached == (budget == u64::MAX)));
+        let srv = TestServer::start_with(config, lib);
+        let mut rng = fastrand::Rng::with_seed(budget);
+        for name in DEMO {
+            let data = file(name);
+            assert_eq!(
+                srv.get(&format!("/videos/{name}"), &[]).body,
+                data,
+                "{name} whole"
+            );
+            for _ in 0..20 {
+                let a = rng.usize(0..data.len());
+                let b = (a + rng.usize(0..300_000)).min(data.len() - 1);
+                let r = srv.get(
+                    &format!("/videos/{name}"),
+                    &[("Range", &format!("bytes={a}-{b}"))],
+                );
+                assert_eq!(r.status, 206);
+                assert_eq!(r.body, &data[a..=b], "{name} {a}-{b} (budget {budget})");
+            }
+            let h = request(srv.addr, "HEAD", &format!("/videos/{name}"), &[]);
+            assert!(h.body.is_empty());
+            assert_eq!(
+                h.header("content-length"),
+                Some(data.len().to_string().as_str())
+            );
+        }
+    }
+}
+
+#[test]
+fn pipelined_requests_and_hand_over_to_hyper_on_one_connection() {
+    use std::io::{Read, Write};
+    let srv = TestServer::demo();
+    let data = file("clip.ts");
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    // Three requests in one write: two for the fast path, then an API request that hands the
+    // connection to hyper, then a video request that hyper serves.
+    let reqs = "GET /videos/clip.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n\
+                GET /videos/clip.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n\
+                GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+                GET /videos/clip.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=20-29\r\nConnection: close\r\n\r\n";
+    s.write_all(reqs.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 206").count(), 3, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
+    for chunk in [&data[0..10], &data[10..20], &data[20..30]] {
+        assert!(raw.windows(10).any(|w| w == chunk));
+    }
+    assert!(text.contains("ok\n"));
+}
