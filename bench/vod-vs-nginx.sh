@@ -11,7 +11,7 @@
 # servers on loopback (nginx with bench/nginx.conf.in: sendfile, tcp_nopush, tcp_nodelay,
 # open_file_cache, no access log, one worker per core); measures the loopback ceiling with iperf3;
 # runs every row against each server in alternation (A B A B ...) with the same wrk Lua script;
-# measures 10,000 idle keep-alive connections; stops everything it started by PID; prints one table
+# measures 10,000 idle keep-alive connections (first, on the fresh servers); stops everything it started by PID; prints one table
 # (medians of the rounds) and keeps the raw outputs in bench/results/<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,40 +60,8 @@ if [[ " $SERVERS " == *" nginx "* ]]; then
   cat bench/media/big.mp4 bench/media/small.mp4 > /dev/null
 fi
 
-# The physical ceiling: one loopback TCP stream.
-iperf3 -s -1 -p 5299 > /dev/null 2>&1 &
-sleep 0.3
-iperf3 -c 127.0.0.1 -p 5299 -t 5 -J > "$OUT/iperf3.json" 2>&1 || true
-CEIL=$(python3 -c "import json;print(json.load(open('$OUT/iperf3.json'))['end']['sum_received']['bits_per_second']/8e9)" 2>/dev/null || echo 0)
-echo "# iperf3 loopback ceiling: $CEIL GB/s" | tee -a "$OUT/env.txt"
-
-# name conns threads path size len [duration multiplier: connection setup dominates short runs]
-ROWS=(
-  "range_1KiB 64 2 /videos/big.mp4 1024 $BIG"
-  "range_16KiB 64 2 /videos/big.mp4 16384 $BIG"
-  "range_64KiB 64 2 /videos/big.mp4 65536 $BIG"
-  "range_256KiB 64 2 /videos/big.mp4 262144 $BIG"
-  "range_1MiB 64 2 /videos/big.mp4 1048576 $BIG"
-  "range_4MiB 64 2 /videos/big.mp4 4194304 $BIG"
-  "whole_20MB 64 2 /videos/small.mp4 0 $SMALL"
-  "range_1MiB_c1000 1000 2 /videos/big.mp4 1048576 $BIG 2"
-  "range_1MiB_c10000 10000 2 /videos/big.mp4 1048576 $BIG 4"
-)
-[ -n "${ONLY:-}" ] && mapfile -t ROWS < <(printf '%s\n' "${ROWS[@]}" | grep -E "$ONLY")
-for row in "${ROWS[@]}"; do
-  read -r name conns threads path size len mult <<< "$row"
-  dur=$((DUR * ${mult:-1}))
-  for round in $(seq 1 "$ROUNDS"); do
-    for srv in $SERVERS; do
-      echo "row $name round $round $srv" >&2
-      # shellcheck disable=SC2086
-      echo "$dur" > "$OUT/$name.duration"
-      wrk_run "$OUT/$name.$srv.$round.txt" "$conns" "$threads" "${URL[$srv]}" "$path" "$size" "$len" "$dur" ${PIDS[$srv]}
-    done
-  done
-done
-
-# Idle keep-alive connections: RSS before and with $IDLE connections open after one request each.
+# Idle keep-alive connections, on the fresh servers (before any load has grown or shrunk their heaps):
+# RSS before and with $IDLE connections open after one request each.
 if [ "$IDLE" -gt 0 ]; then
   for srv in $SERVERS; do
     port=${URL[$srv]##*:}
@@ -110,6 +78,40 @@ if [ "$IDLE" -gt 0 ]; then
     sleep 2
   done
 fi
+
+
+# The physical ceiling: one loopback TCP stream.
+iperf3 -s -1 -p 5299 > /dev/null 2>&1 &
+sleep 0.3
+iperf3 -c 127.0.0.1 -p 5299 -t 5 -J > "$OUT/iperf3.json" 2>&1 || true
+CEIL=$(python3 -c "import json;print(json.load(open('$OUT/iperf3.json'))['end']['sum_received']['bits_per_second']/8e9)" 2>/dev/null || echo 0)
+echo "# iperf3 loopback ceiling: $CEIL GB/s" | tee -a "$OUT/env.txt"
+
+# name conns threads path size len [duration multiplier: connection setup dominates short runs]
+ROWS=(
+  "range_1KiB 64 2 /videos/big.mp4 1024 $BIG"
+  "range_16KiB 64 2 /videos/big.mp4 16384 $BIG"
+  "range_64KiB 64 2 /videos/big.mp4 65536 $BIG"
+  "range_256KiB 64 2 /videos/big.mp4 262144 $BIG"
+  "range_1MiB 64 2 /videos/big.mp4 1048576 $BIG"
+  "range_4MiB 64 2 /videos/big.mp4 4194304 $BIG"
+  "whole_20MB 64 2 /videos/small.mp4 0 $SMALL 4"
+  "range_1MiB_c1000 1000 2 /videos/big.mp4 1048576 $BIG 2"
+  "range_1MiB_c10000 10000 2 /videos/big.mp4 1048576 $BIG 4"
+)
+[ -n "${ONLY:-}" ] && mapfile -t ROWS < <(printf '%s\n' "${ROWS[@]}" | grep -E "$ONLY")
+for row in "${ROWS[@]}"; do
+  read -r name conns threads path size len mult <<< "$row"
+  dur=$((DUR * ${mult:-1}))
+  for round in $(seq 1 "$ROUNDS"); do
+    for srv in $SERVERS; do
+      echo "row $name round $round $srv" >&2
+      # shellcheck disable=SC2086
+      echo "$dur" > "$OUT/$name.duration"
+      wrk_run "$OUT/$name.$srv.$round.txt" "$conns" "$threads" "${URL[$srv]}" "$path" "$size" "$len" "$dur" ${PIDS[$srv]}
+    done
+  done
+done
 
 python3 bench/summarize.py "$OUT" "$CEIL" "$SERVERS" | tee "$OUT/table.md"
 echo "raw outputs in $OUT"

@@ -31,14 +31,6 @@ use tokio::time::Instant;
 const MAX_HEAD: usize = 32 * 1024;
 const MAX_HEADERS: usize = 64;
 
-/// What became of one request.
-enum Next {
-    KeepAlive,
-    Close,
-    /// Not ours: hyper takes the connection over.
-    Hyper,
-}
-
 pub(crate) async fn connection(
     mut stream: TcpStream,
     state: Arc<State>,
@@ -63,11 +55,12 @@ pub(crate) async fn connection(
                 _ = shutdown.changed() => return Ok(()),
             }
         }
-        let head_len = loop {
+        // Parse the head once; turn it into a request we serve, or hand the connection to hyper.
+        let (head_len, request) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => break n,
+                Ok(httparse::Status::Complete(n)) => break (n, ours(&req)),
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
                 // Too large or malformed: hyper answers it properly (431/400).
                 _ => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
@@ -75,47 +68,40 @@ pub(crate) async fn connection(
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(4096);
             }
-            match tokio::time::timeout_at(
-                deadline,
-                tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf),
-            )
-            .await
-            {
+            let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf);
+            match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Err(_) => return Ok(()), // closed, or the header-read timeout
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
             }
         };
-        match respond(&mut stream, &buf[..head_len], &state, &mut head).await? {
-            Next::KeepAlive => buf.advance(head_len),
-            Next::Close => return Ok(()),
-            Next::Hyper => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
+        let Some((req, close)) = request else {
+            return hyper_takeover(stream, buf.freeze(), &state, shutdown).await;
+        };
+        let resp = crate::http::handle(&state.library, &state.config.policy, &req);
+        tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+        let head_only = req.method() == Method::HEAD;
+        write_response(&mut stream, resp, head_only, close, &state, &mut head).await?;
+        if close {
+            return Ok(());
         }
+        buf.advance(head_len);
     }
 }
 
-/// Parses one complete request head and answers it, or says it is hyper's.
-async fn respond(
-    stream: &mut TcpStream,
-    raw: &[u8],
-    state: &State,
-    head: &mut Vec<u8>,
-) -> io::Result<Next> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    if !matches!(parsed.parse(raw), Ok(httparse::Status::Complete(_))) {
-        return Ok(Next::Hyper);
-    }
+/// The request, and whether the client asked to close, when it is one the fast path serves:
+/// `GET|HEAD /videos/...` over HTTP/1.1 without a body, `Expect` or `Upgrade`. `None`: hyper's.
+fn ours(parsed: &httparse::Request<'_, '_>) -> Option<(Request<()>, bool)> {
     let method = match parsed.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Ok(Next::Hyper),
+        _ => return None,
     };
-    let path = parsed.path.unwrap_or("");
+    let path = parsed.path?;
     if parsed.version != Some(1) || !path.starts_with("/videos/") {
-        return Ok(Next::Hyper);
+        return None;
     }
-    let mut builder = Request::builder().method(method.clone()).uri(path);
+    let mut builder = Request::builder().method(method).uri(path);
     let mut close = false;
     for h in parsed.headers.iter() {
         let name = h.name;
@@ -124,7 +110,7 @@ async fn respond(
             || name.eq_ignore_ascii_case("upgrade")
             || (name.eq_ignore_ascii_case("content-length") && h.value != b"0")
         {
-            return Ok(Next::Hyper);
+            return None;
         }
         if name.eq_ignore_ascii_case("connection") {
             close |= h
@@ -134,13 +120,7 @@ async fn respond(
         }
         builder = builder.header(name, h.value);
     }
-    let Ok(req) = builder.body(()) else {
-        return Ok(Next::Hyper);
-    };
-    let resp = crate::http::handle(&state.library, &state.config.policy, &req);
-    tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
-    write_response(stream, resp, method == Method::HEAD, close, state, head).await?;
-    Ok(if close { Next::Close } else { Next::KeepAlive })
+    builder.body(()).ok().map(|r| (r, close))
 }
 
 fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
