@@ -32,3 +32,19 @@ pub mod webm;
 pub use error::Error;
 pub use index::{detect, index, AudioInfo, Container, Keyframe, MediaInfo, SeekPoint, VideoInfo};
 pub use time::{FrameRate, MediaTime};
+
+/// Test support: feeds `check` with `rounds` random mutations of `base` (a few bytes changed, then
+/// truncated at a random point), the shape of input a fuzzer starts from.
+#[cfg(test)]
+pub(crate) fn mutations(base: &[u8], seed: u64, rounds: usize, mut check: impl FnMut(&[u8])) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..rounds {
+        let mut d = base.to_vec();
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(..d.len());
+            d[i] = rng.u8(..);
+        }
+        d.truncate(rng.usize(..=d.len()));
+        check(&d);
+    }
+}

@@ -87,32 +87,32 @@ pub fn parse(input: &str, rate: Option<FrameRate>) -> Result<MediaTime> {
     }
     match fields.len() {
         1 => decimal(input, s),
-        2 => {
-            let m = int(input, fields[0], "minutes")?;
-            let secs = decimal(input, fields[1])?;
-            below(
-                input,
-                secs.ticks as u64 / u64::from(secs.scale),
-                60,
-                "seconds",
-            )?;
-            add_whole_seconds(input, secs, m * 60)
-        }
+        // MM:SS[.mmm] (minutes unbounded) or HH:MM:SS[.mmm] (minutes below 60).
+        2 => clock(input, 0, int(input, fields[0], "minutes")?, fields[1]),
         3 => {
             let h = int(input, fields[0], "hours")?;
             let m = below(input, int(input, fields[1], "minutes")?, 60, "minutes")?;
-            let secs = decimal(input, fields[2])?;
-            below(
-                input,
-                secs.ticks as u64 / u64::from(secs.scale),
-                60,
-                "seconds",
-            )?;
-            add_whole_seconds(input, secs, h * 3600 + m * 60)
+            clock(input, h, m, fields[2])
         }
         4 => frames(input, &fields, drop, rate),
         _ => Err(bad(input, FORMS)),
     }
+}
+
+/// Hours, minutes and a decimal seconds field (below 60) as one time.
+fn clock(input: &str, h: u64, m: u64, secs: &str) -> Result<MediaTime> {
+    let secs = decimal(input, secs)?;
+    below(
+        input,
+        secs.ticks as u64 / u64::from(secs.scale),
+        60,
+        "seconds",
+    )?;
+    let whole = h
+        .checked_mul(3600)
+        .and_then(|x| x.checked_add(m.checked_mul(60)?))
+        .ok_or_else(|| bad(input, "too large"))?;
+    add_whole_seconds(input, secs, whole)
 }
 
 fn add_whole_seconds(input: &str, t: MediaTime, secs: u64) -> Result<MediaTime> {

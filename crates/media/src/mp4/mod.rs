@@ -364,15 +364,8 @@ mod tests {
             b"moov",
             &bx(b"trak", &bx(b"mdia", &bx(b"hdlr", b"\0\0\0\0\0\0\0\0vide"))),
         ));
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..20_000 {
-            let mut d = base.clone();
-            for _ in 0..rng.usize(1..4) {
-                let i = rng.usize(..d.len());
-                d[i] = rng.u8(..);
-            }
-            d.truncate(rng.usize(..=d.len()));
-            let _ = index(&d);
-        }
+        crate::mutations(&base, 3, 20_000, |d| {
+            let _ = index(d);
+        });
     }
 }
