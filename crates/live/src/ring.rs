@@ -1,0 +1,373 @@
+//! The ring and viewer cursors. Time is passed in (`now`, any monotonic origin), never read.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A run of whole TS packets as ingested; `keyframe` when it starts with a video keyframe's PES.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub seq: u64,
+    pub data: Bytes,
+    pub keyframe: bool,
+    pub arrived: Duration,
+}
+
+/// How much a ring keeps (beyond the current GOP, which it always keeps).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug)]
+pub struct Ring {
+    units: VecDeque<Unit>,
+    next_seq: u64,
+    bytes: usize,
+    last_keyframe: Option<u64>,
+    /// The latest PAT and PMT packets, sent before a viewer's first (or post-skip) keyframe.
+    psi: Bytes,
+    limits: Limits,
+}
+
+impl Ring {
+    pub fn new(limits: Limits) -> Self {
+        Ring {
+            units: VecDeque::new(),
+            next_seq: 0,
+            bytes: 0,
+            last_keyframe: None,
+            psi: Bytes::new(),
+            limits,
+        }
+    }
+
+    pub fn set_psi(&mut self, pat_pmt: Bytes) {
+        self.psi = pat_pmt;
+    }
+
+    pub fn psi(&self) -> &Bytes {
+        &self.psi
+    }
+
+    /// Bytes held by the units (shared with viewers, counted once).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.units.front().map_or(self.next_seq, |u| u.seq)
+    }
+
+    pub fn end_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn last_keyframe(&self) -> Option<u64> {
+        self.last_keyframe
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&Unit> {
+        let i = seq.checked_sub(self.first_seq())?;
+        self.units.get(usize::try_from(i).ok()?)
+    }
+
+    /// Appends a unit and evicts the oldest ones beyond the limits, never the current GOP.
+    pub fn push(&mut self, data: Bytes, keyframe: bool, now: Duration) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += data.len();
+        if keyframe {
+            self.last_keyframe = Some(seq);
+        }
+        self.units.push_back(Unit {
+            seq,
+            data,
+            keyframe,
+            arrived: now,
+        });
+        while let Some(front) = self.units.front() {
+            let over = self.bytes > self.limits.max_bytes
+                || now.saturating_sub(front.arrived) > self.limits.max_age;
+            let in_current_gop = self.last_keyframe.is_none_or(|k| front.seq >= k);
+            if !over || in_current_gop {
+                break;
+            }
+            self.bytes -= front.data.len();
+            self.units.pop_front();
+        }
+        seq
+    }
+}
+
+/// When a lagging viewer is given up on.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerPolicy {
+    /// More skips than this within `skip_period` disconnects the viewer.
+    pub max_skips: usize,
+    pub skip_period: Duration,
+    /// Most bytes handed out per step (one vectored write).
+    pub max_batch_bytes: usize,
+}
+
+/// What a viewer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Write these, in order, in one vectored write. `skipped` when the viewer had fallen out of
+    /// the ring and jumps to the newest keyframe (PAT/PMT first).
+    Send { parts: Vec<Bytes>, skipped: bool },
+    /// Nothing new: wait for the next push.
+    Wait,
+    /// Fell behind too often: close the connection.
+    Disconnect,
+}
+
+/// One viewer's position in a ring.
+#[derive(Debug, Default)]
+pub struct Viewer {
+    next: Option<u64>,
+    skips: VecDeque<Duration>,
+    pub total_skips: u64,
+}
+
+impl Viewer {
+    /// Units between this viewer and the publisher.
+    pub fn lag(&self, ring: &Ring) -> u64 {
+        self.next.map_or(0, |n| ring.end_seq().saturating_sub(n))
+    }
+
+    pub fn step(&mut self, ring: &Ring, now: Duration, policy: &ViewerPolicy) -> Step {
+        let mut parts = Vec::new();
+        let mut skipped = false;
+        let next = match self.next {
+            Some(n) if n >= ring.first_seq() => n,
+            started => {
+                let Some(k) = ring.last_keyframe() else {
+                    return Step::Wait;
+                };
+                if started.is_some() {
+                    skipped = true;
+                    self.total_skips += 1;
+                    self.skips.push_back(now);
+                    while self
+                        .skips
+                        .front()
+                        .is_some_and(|t| now.saturating_sub(*t) > policy.skip_period)
+                    {
+                        self.skips.pop_front();
+                    }
+                    if self.skips.len() > policy.max_skips {
+                        return Step::Disconnect;
+                    }
+                }
+                if !ring.psi().is_empty() {
+                    parts.push(ring.psi().clone());
+                }
+                k
+            }
+        };
+        let mut seq = next;
+        let mut batch = 0;
+        while let Some(u) = ring.get(seq) {
+            if batch > 0 && batch + u.data.len() > policy.max_batch_bytes {
+                break;
+            }
+            batch += u.data.len();
+            parts.push(u.data.clone());
+            seq += 1;
+        }
+        self.next = Some(seq);
+        if parts.is_empty() {
+            Step::Wait
+        } else {
+            Step::Send { parts, skipped }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: ViewerPolicy = ViewerPolicy {
+        max_skips: 3,
+        skip_period: Duration::from_secs(30),
+        max_batch_bytes: 1 << 20,
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A unit whose bytes name it, so tests can tell units apart: [seq as u8; len].
+    fn unit(seq: u64, len: usize) -> Bytes {
+        Bytes::from(vec![seq as u8; len])
+    }
+
+    fn ring(max_bytes: usize) -> Ring {
+        let mut r = Ring::new(Limits {
+            max_bytes,
+            max_age: Duration::from_secs(60),
+        });
+        r.set_psi(Bytes::from_static(b"PSI"));
+        r
+    }
+
+    #[test]
+    fn a_late_joiner_starts_with_psi_then_the_latest_keyframe() {
+        let mut r = ring(1 << 20);
+        for s in 0..10 {
+            r.push(unit(s, 10), s % 4 == 0, ms(s));
+        }
+        let mut v = Viewer::default();
+        match v.step(&r, ms(10), &POLICY) {
+            Step::Send { parts, skipped } => {
+                assert!(!skipped);
+                assert_eq!(parts[0], Bytes::from_static(b"PSI"));
+                assert_eq!(parts[1][0], 8, "keyframe unit 8 comes right after the PSI");
+                assert_eq!(parts.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(v.step(&r, ms(10), &POLICY), Step::Wait);
+        r.push(unit(10, 10), false, ms(11));
+        assert_eq!(
+            v.step(&r, ms(11), &POLICY),
+            Step::Send {
+                parts: vec![unit(10, 10)],
+                skipped: false
+            }
+        );
+        // No keyframe yet: nothing to start from.
+        assert_eq!(
+            Viewer::default().step(&ring(100), ms(0), &POLICY),
+            Step::Wait
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_but_the_current_gop_is_kept() {
+        let mut r = ring(1000);
+        for s in 0..1000 {
+            r.push(unit(s, 100), s % 50 == 0, ms(s));
+            let gop = (s - s / 50 * 50 + 1) as usize * 100;
+            assert!(
+                r.bytes() <= 1000.max(gop),
+                "seq {s}: {} bytes held",
+                r.bytes()
+            );
+            assert!(
+                r.first_seq() <= r.last_keyframe().unwrap(),
+                "the current GOP is never evicted"
+            );
+        }
+        // Age limit too.
+        let mut r = Ring::new(Limits {
+            max_bytes: usize::MAX,
+            max_age: ms(100),
+        });
+        for s in 0..1000 {
+            r.push(unit(s, 1), true, ms(s));
+        }
+        assert!(r.end_seq() - r.first_seq() <= 102);
+    }
+
+    #[test]
+    fn a_slow_viewer_skips_to_a_keyframe_and_is_dropped_after_repeated_skips() {
+        let mut r = ring(2000);
+        let mut fast = Viewer::default();
+        let mut slow = Viewer::default();
+        r.push(unit(0, 100), true, ms(0));
+        assert!(matches!(fast.step(&r, ms(0), &POLICY), Step::Send { .. }));
+        assert!(matches!(slow.step(&r, ms(0), &POLICY), Step::Send { .. }));
+        let mut outcome = Vec::new();
+        for s in 1..400u64 {
+            r.push(unit(s, 100), s % 10 == 0, ms(s));
+            // The fast viewer reads everything, in order, never skipping.
+            match fast.step(&r, ms(s), &POLICY) {
+                Step::Send { parts, skipped } => {
+                    assert!(!skipped);
+                    assert_eq!(parts, vec![unit(s, 100)]);
+                }
+                other => panic!("fast viewer: {other:?}"),
+            }
+            // The slow viewer reads once every 60 units.
+            if s % 60 == 0 {
+                match slow.step(&r, ms(s), &POLICY) {
+                    Step::Send { parts, skipped } => {
+                        assert!(skipped, "fell out of a 20-unit ring");
+                        assert_eq!(parts[0], Bytes::from_static(b"PSI"));
+                        assert_eq!(parts[1][0] % 10, 0, "resumes at a keyframe");
+                        outcome.push("skip");
+                    }
+                    Step::Disconnect => {
+                        outcome.push("disconnect");
+                        break;
+                    }
+                    Step::Wait => panic!("slow viewer waits"),
+                }
+            }
+        }
+        assert_eq!(outcome, ["skip", "skip", "skip", "disconnect"]);
+        assert_eq!(slow.total_skips, 4);
+    }
+
+    #[test]
+    fn random_viewers_see_contiguous_units_except_at_counted_skips() {
+        let mut rng = fastrand::Rng::with_seed(8);
+        let mut r = ring(5_000);
+        let mut viewers: Vec<(Viewer, Option<u8>)> =
+            (0..20).map(|_| (Viewer::default(), None)).collect();
+        let policy = ViewerPolicy {
+            max_skips: usize::MAX,
+            ..POLICY
+        };
+        let mut skips = 0;
+        for s in 0..3000u64 {
+            // Byte 0 names the unit, byte 1 says whether it is a keyframe.
+            let key = rng.u8(0..8) == 0;
+            let mut data = vec![s as u8; rng.usize(2..400)];
+            data[1] = u8::from(key);
+            r.push(Bytes::from(data), key, ms(s));
+            for (v, last) in viewers.iter_mut() {
+                if rng.u8(0..4) != 0 {
+                    continue;
+                }
+                if let Step::Send { parts, skipped } = v.step(&r, ms(s), &policy) {
+                    let starts_over = skipped || last.is_none();
+                    let units = if starts_over {
+                        assert_eq!(
+                            parts[0],
+                            Bytes::from_static(b"PSI"),
+                            "PAT/PMT before a (re)start"
+                        );
+                        assert_eq!(parts[1][1], 1, "a (re)start is at a keyframe");
+                        &parts[1..]
+                    } else {
+                        assert_eq!(parts[0][0], last.unwrap().wrapping_add(1), "contiguous");
+                        &parts[..]
+                    };
+                    skips += usize::from(skipped);
+                    for w in units.windows(2) {
+                        assert_eq!(
+                            w[1][0],
+                            w[0][0].wrapping_add(1),
+                            "contiguous within a batch"
+                        );
+                    }
+                    *last = Some(units.last().unwrap()[0]);
+                }
+            }
+            let gop: usize = (r.last_keyframe().unwrap_or(0)..r.end_seq())
+                .filter_map(|q| r.get(q))
+                .map(|u| u.data.len())
+                .sum();
+            assert!(
+                r.bytes() <= 5_000 + gop,
+                "bounded by the limit plus the current GOP"
+            );
+        }
+        assert!(skips > 0, "some viewers lagged out of the ring and skipped");
+    }
+}
