@@ -18,7 +18,7 @@ use crate::body::Chunks;
 use crate::State;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -78,8 +78,7 @@ pub(crate) async fn connection(
         let Some((req, close)) = request else {
             return hyper_takeover(stream, buf.freeze(), &state, shutdown).await;
         };
-        let resp = crate::http::handle(&state.library, &state.config.policy, &req);
-        tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+        let resp = answer(&state, &req);
         let head_only = req.method() == Method::HEAD;
         write_response(&mut stream, resp, head_only, close, &state, &mut head).await?;
         if close {
@@ -123,6 +122,13 @@ fn ours(parsed: &httparse::Request<'_, '_>) -> Option<(Request<()>, bool)> {
     builder.body(()).ok().map(|r| (r, close))
 }
 
+/// Answers one request (on either path) and logs it at debug level.
+fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
+    let resp = crate::http::handle(&state.library, &state.config.policy, req);
+    tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+    resp
+}
+
 fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
     out.clear();
     let status = resp.status();
@@ -137,9 +143,12 @@ fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"date: ");
-    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // Formatted straight into the reused head buffer: no allocation per response.
+    let _ = write!(
+        out,
+        "date: {}\r\n",
+        httpdate::HttpDate::from(std::time::SystemTime::now())
+    );
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -193,10 +202,8 @@ async fn write_response(
         return Ok(());
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
-    let parts: Vec<&Bytes> = body.parts().collect();
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
-    slices.push(IoSlice::new(head));
-    slices.extend(parts.iter().map(|b| IoSlice::new(&b[..])));
+    let slices_iter = std::iter::once(&head[..]).chain(body.parts().map(|b| &b[..]));
+    let mut slices: Vec<IoSlice<'_>> = slices_iter.map(IoSlice::new).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         let n = stream.write_vectored(rest).await?;
@@ -218,9 +225,7 @@ async fn hyper_takeover(
     let io = hyper_util::rt::TokioIo::new(Rewind { read, stream });
     let st = state.clone();
     let svc = hyper::service::service_fn(move |req| {
-        let resp = crate::http::handle(&st.library, &st.config.policy, &req);
-        tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
-        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+        std::future::ready(Ok::<_, std::convert::Infallible>(answer(&st, &req)))
     });
     let conn = state.http.serve_connection(io, svc);
     tokio::pin!(conn);
