@@ -5,7 +5,12 @@
 //! - [`request_chunk`]: "send me `size` bytes from `offset`" → streamed into any `AsyncWrite` as
 //!   the frames arrive, never buffered whole.
 //!
+//! - [`live::publish`] and [`live::watch`]: push an MPEG-TS file to a live stream in real time,
+//!   and follow one.
+//!
 //! Plain HTTP/1.1 over one TCP connection per call (hyper's client connection, no pool).
+
+pub mod live;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};

@@ -1,8 +1,7 @@
-//! The live core of zerocast, sans-I/O: a per-stream ring of units and the cursors of its viewers.
-//!
-//! **Status: a building block, not yet wired to ingest or HTTP** (see ARCHITECTURE.md). The server
-//! will cut ingested MPEG-TS into units at keyframes (`media::ts::Splitter`), push them here, and
-//! let each viewer task `step` its cursor when the stream's `Notify` fires.
+//! The live core of zerocast, sans-I/O: how an ingest body is framed ([`body`]), the slabs it is
+//! received into ([`slab`]), how received packets become units ([`ingest`]), the per-stream ring
+//! and the cursors of its viewers ([`ring`]), and live HLS cut from the same units ([`hls`]).
+//! The server's async shell (crates/server/src/live.rs) does the I/O around these.
 //!
 //! ```text
 //!            first_seq                         latest keyframe          end_seq
@@ -10,10 +9,18 @@
 //!              ^ slow viewer's cursor fell out: skip to K, re-send PAT/PMT
 //!                                                ^ a new viewer starts here, PAT/PMT first
 //! ```
-//! Invariants: the ring is bounded by bytes and age but always keeps the current GOP (from the
-//! latest keyframe on); every unit is a `Bytes` shared by all viewers (no per-viewer copies); a
-//! viewer only ever resumes at a keyframe after the PAT/PMT, never mid-GOP.
+//! Invariants: the ring is bounded by bytes (hard) and age (the current GOP excepted); every unit
+//! is a `Bytes` shared by all viewers and HLS segments (no per-viewer copies); a viewer only ever
+//! (re)starts at a keyframe after the PAT/PMT seen just before it, never mid-GOP.
 
+pub mod body;
+pub mod hls;
+pub mod ingest;
 pub mod ring;
+pub mod slab;
 
+pub use body::{BodyError, RequestBody, Want};
+pub use hls::{HlsLimits, Segment, Segmenter};
+pub use ingest::Ingest;
 pub use ring::{Limits, Ring, Step, Unit, Viewer, ViewerPolicy};
+pub use slab::Slab;

@@ -10,13 +10,19 @@ pub struct Unit {
     pub seq: u64,
     pub data: Bytes,
     pub keyframe: bool,
+    /// For a keyframe: the PAT and PMT packets last seen before it, sent first to a viewer that
+    /// starts here (so its counters continue exactly into the stream's next PAT and PMT).
+    pub psi: Vec<Bytes>,
     pub arrived: Duration,
 }
 
-/// How much a ring keeps (beyond the current GOP, which it always keeps).
+/// How much a ring keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// A hard limit on the bytes held, the current GOP included (a stream without keyframes must
+    /// not grow without bound).
     pub max_bytes: usize,
+    /// Units older than this are dropped, except those of the current GOP.
     pub max_age: Duration,
 }
 
@@ -26,8 +32,6 @@ pub struct Ring {
     next_seq: u64,
     bytes: usize,
     last_keyframe: Option<u64>,
-    /// The latest PAT and PMT packets, sent before a viewer's first (or post-skip) keyframe.
-    psi: Bytes,
     limits: Limits,
 }
 
@@ -38,17 +42,8 @@ impl Ring {
             next_seq: 0,
             bytes: 0,
             last_keyframe: None,
-            psi: Bytes::new(),
             limits,
         }
-    }
-
-    pub fn set_psi(&mut self, pat_pmt: Bytes) {
-        self.psi = pat_pmt;
-    }
-
-    pub fn psi(&self) -> &Bytes {
-        &self.psi
     }
 
     /// Bytes held by the units (shared with viewers, counted once).
@@ -73,8 +68,24 @@ impl Ring {
         self.units.get(usize::try_from(i).ok()?)
     }
 
-    /// Appends a unit and evicts the oldest ones beyond the limits, never the current GOP.
-    pub fn push(&mut self, data: Bytes, keyframe: bool, now: Duration) -> u64 {
+    /// The units held, oldest first.
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.units.iter()
+    }
+
+    /// Appends a unit that continues the current GOP.
+    pub fn push(&mut self, data: Bytes, now: Duration) -> u64 {
+        self.append(data, false, Vec::new(), now)
+    }
+
+    /// Appends a unit that starts with a keyframe, and the PAT/PMT to send before it.
+    pub fn push_keyframe(&mut self, data: Bytes, psi: Vec<Bytes>, now: Duration) -> u64 {
+        self.append(data, true, psi, now)
+    }
+
+    /// Appends a unit, then evicts from the front: units older than `max_age` outside the current
+    /// GOP, and anything beyond `max_bytes` (the newest unit stays whatever its size).
+    fn append(&mut self, data: Bytes, keyframe: bool, psi: Vec<Bytes>, now: Duration) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += data.len();
@@ -85,14 +96,20 @@ impl Ring {
             seq,
             data,
             keyframe,
+            psi,
             arrived: now,
         });
         while let Some(front) = self.units.front() {
-            let over = self.bytes > self.limits.max_bytes
-                || now.saturating_sub(front.arrived) > self.limits.max_age;
-            let in_current_gop = self.last_keyframe.is_none_or(|k| front.seq >= k);
-            if !over || in_current_gop {
+            let in_current_gop = self.last_keyframe.is_some_and(|k| front.seq >= k);
+            let too_old = now.saturating_sub(front.arrived) > self.limits.max_age;
+            let too_big = self.bytes > self.limits.max_bytes && front.seq != seq;
+            let evict = too_big || (too_old && !in_current_gop);
+            if !evict {
                 break;
+            }
+            if self.last_keyframe == Some(front.seq) {
+                // A GOP larger than the whole ring: new viewers wait for the next keyframe.
+                self.last_keyframe = None;
             }
             self.bytes -= front.data.len();
             self.units.pop_front();
@@ -109,6 +126,8 @@ pub struct ViewerPolicy {
     pub skip_period: Duration,
     /// Most bytes handed out per step (one vectored write).
     pub max_batch_bytes: usize,
+    /// Most units handed out per step (a vectored write takes at most 1024 slices).
+    pub max_batch_units: usize,
 }
 
 /// What a viewer should do next.
@@ -161,8 +180,8 @@ impl Viewer {
                         return Step::Disconnect;
                     }
                 }
-                if !ring.psi().is_empty() {
-                    parts.push(ring.psi().clone());
+                if let Some(u) = ring.get(k) {
+                    parts.extend(u.psi.iter().cloned());
                 }
                 k
             }
@@ -170,7 +189,9 @@ impl Viewer {
         let mut seq = next;
         let mut batch = 0;
         while let Some(u) = ring.get(seq) {
-            if batch > 0 && batch + u.data.len() > policy.max_batch_bytes {
+            let full = batch + u.data.len() > policy.max_batch_bytes
+                || parts.len() >= policy.max_batch_units;
+            if batch > 0 && full {
                 break;
             }
             batch += u.data.len();
@@ -194,6 +215,7 @@ mod tests {
         max_skips: 3,
         skip_period: Duration::from_secs(30),
         max_batch_bytes: 1 << 20,
+        max_batch_units: 1000,
     };
 
     fn ms(n: u64) -> Duration {
@@ -206,19 +228,26 @@ mod tests {
     }
 
     fn ring(max_bytes: usize) -> Ring {
-        let mut r = Ring::new(Limits {
+        Ring::new(Limits {
             max_bytes,
             max_age: Duration::from_secs(60),
-        });
-        r.set_psi(Bytes::from_static(b"PSI"));
-        r
+        })
+    }
+
+    /// Pushes a unit; a keyframe comes with its PAT/PMT ("PSI").
+    fn put(r: &mut Ring, data: Bytes, keyframe: bool, now: Duration) {
+        if keyframe {
+            r.push_keyframe(data, vec![Bytes::from_static(b"PSI")], now);
+        } else {
+            r.push(data, now);
+        }
     }
 
     #[test]
     fn a_late_joiner_starts_with_psi_then_the_latest_keyframe() {
         let mut r = ring(1 << 20);
         for s in 0..10 {
-            r.push(unit(s, 10), s % 4 == 0, ms(s));
+            put(&mut r, unit(s, 10), s % 4 == 0, ms(s));
         }
         let mut v = Viewer::default();
         match v.step(&r, ms(10), &POLICY) {
@@ -231,7 +260,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(v.step(&r, ms(10), &POLICY), Step::Wait);
-        r.push(unit(10, 10), false, ms(11));
+        put(&mut r, unit(10, 10), false, ms(11));
         assert_eq!(
             v.step(&r, ms(11), &POLICY),
             Step::Send {
@@ -247,28 +276,32 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_but_the_current_gop_is_kept() {
-        let mut r = ring(1000);
+    fn memory_is_bounded_and_the_current_gop_kept_within_the_limit() {
+        let mut r = ring(10_000);
         for s in 0..1000 {
-            r.push(unit(s, 100), s % 50 == 0, ms(s));
-            let gop = (s - s / 50 * 50 + 1) as usize * 100;
-            assert!(
-                r.bytes() <= 1000.max(gop),
-                "seq {s}: {} bytes held",
-                r.bytes()
-            );
+            put(&mut r, unit(s, 100), s % 50 == 0, ms(s));
+            assert!(r.bytes() <= 10_000, "seq {s}: {} bytes held", r.bytes());
             assert!(
                 r.first_seq() <= r.last_keyframe().unwrap(),
                 "the current GOP is never evicted"
             );
         }
+        // A GOP larger than the ring (a stream whose keyframes stopped): still bounded, and new
+        // viewers wait for the next keyframe instead of starting mid-GOP.
+        let mut r = ring(1000);
+        for s in 0..100 {
+            put(&mut r, unit(s, 100), s == 0, ms(s));
+            assert!(r.bytes() <= 1000);
+        }
+        assert_eq!(r.last_keyframe(), None);
+        assert_eq!(Viewer::default().step(&r, ms(100), &POLICY), Step::Wait);
         // Age limit too.
         let mut r = Ring::new(Limits {
             max_bytes: usize::MAX,
             max_age: ms(100),
         });
         for s in 0..1000 {
-            r.push(unit(s, 1), true, ms(s));
+            put(&mut r, unit(s, 1), true, ms(s));
         }
         assert!(r.end_seq() - r.first_seq() <= 102);
     }
@@ -278,12 +311,12 @@ mod tests {
         let mut r = ring(2000);
         let mut fast = Viewer::default();
         let mut slow = Viewer::default();
-        r.push(unit(0, 100), true, ms(0));
+        put(&mut r, unit(0, 100), true, ms(0));
         assert!(matches!(fast.step(&r, ms(0), &POLICY), Step::Send { .. }));
         assert!(matches!(slow.step(&r, ms(0), &POLICY), Step::Send { .. }));
         let mut outcome = Vec::new();
         for s in 1..400u64 {
-            r.push(unit(s, 100), s % 10 == 0, ms(s));
+            put(&mut r, unit(s, 100), s % 10 == 0, ms(s));
             // The fast viewer reads everything, in order, never skipping.
             match fast.step(&r, ms(s), &POLICY) {
                 Step::Send { parts, skipped } => {
@@ -329,7 +362,7 @@ mod tests {
             let key = rng.u8(0..8) == 0;
             let mut data = vec![s as u8; rng.usize(2..400)];
             data[1] = u8::from(key);
-            r.push(Bytes::from(data), key, ms(s));
+            put(&mut r, Bytes::from(data), key, ms(s));
             for (v, last) in viewers.iter_mut() {
                 if rng.u8(0..4) != 0 {
                     continue;
@@ -359,14 +392,7 @@ mod tests {
                     *last = Some(units.last().unwrap()[0]);
                 }
             }
-            let gop: usize = (r.last_keyframe().unwrap_or(0)..r.end_seq())
-                .filter_map(|q| r.get(q))
-                .map(|u| u.data.len())
-                .sum();
-            assert!(
-                r.bytes() <= 5_000 + gop,
-                "bounded by the limit plus the current GOP"
-            );
+            assert!(r.bytes() <= 5_000, "bounded by the limit");
         }
         assert!(skips > 0, "some viewers lagged out of the ring and skipped");
     }

@@ -72,7 +72,7 @@ pub fn header(p: &[u8]) -> Option<Header> {
 }
 
 /// Reads a 33-bit timestamp from its 5-byte PES encoding.
-fn timestamp(b: &[u8]) -> Ts90k {
+pub(crate) fn timestamp(b: &[u8]) -> Ts90k {
     let v = (u64::from(b[0] >> 1) & 0x07) << 30
         | u64::from(b[1]) << 22
         | (u64::from(b[2]) >> 1) << 15
@@ -330,78 +330,11 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
     })
 }
 
-/// Where a live MPEG-TS stream can be cut: the splitter follows PAT and PMT and reports, for each
-/// run of whole packets it is given, the packet positions where a video keyframe's PES starts
-/// (random_access_indicator, or an IDR/IRAP NAL unit in that first packet's payload), plus the
-/// latest PAT and PMT packets so a new viewer can be sent them first. It never copies payloads:
-/// positions are returned and the caller slices its own `Bytes`.
-#[derive(Debug, Default, Clone)]
-pub struct Splitter {
-    pmt_pid: Option<u16>,
-    video: Option<(u16, Option<Codec>)>,
-}
+mod restamp;
+mod splitter;
 
-/// What one `feed` found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Cuts {
-    /// Offsets of packets that start a video keyframe, in order.
-    pub keyframes: Vec<usize>,
-    /// Offsets of the last PAT and PMT packets in this input, when it held them.
-    pub pat: Option<usize>,
-    pub pmt: Option<usize>,
-}
-
-impl Splitter {
-    /// Looks at `data`, which must be whole 188-byte packets (the caller keeps any partial packet
-    /// for the next call). A packet without the sync byte is an error: live input is not resynced
-    /// silently.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Cuts> {
-        if !data.len().is_multiple_of(PACKET) {
-            return Err(Error::malformed(
-                "mpegts",
-                "input is not whole 188-byte packets",
-            ));
-        }
-        let mut cuts = Cuts::default();
-        for (i, p) in data.chunks_exact(PACKET).enumerate() {
-            let at = i * PACKET;
-            let h = header(p).ok_or_else(|| {
-                Error::malformed("mpegts", format!("no sync byte at offset {at}"))
-            })?;
-            if !h.has_payload {
-                continue;
-            }
-            let payload = &p[h.payload_start..];
-            if h.pid == 0 && h.pusi {
-                if let Some(pid) = pat_pmt_pid(payload) {
-                    if self.pmt_pid != Some(pid) {
-                        self.video = None;
-                    }
-                    self.pmt_pid = Some(pid);
-                    cuts.pat = Some(at);
-                }
-            } else if Some(h.pid) == self.pmt_pid && h.pusi {
-                if let Some(s) = pmt_streams(payload)
-                    .iter()
-                    .find(|s| video_codec(s).is_some())
-                {
-                    self.video = video_codec(s).map(|(_, c)| (s.pid, c));
-                }
-                cuts.pmt = Some(at);
-            } else if let Some((pid, codec)) = self.video {
-                if h.pid == pid && h.pusi {
-                    let body = pes_header(payload).map_or(payload.len(), |(_, _, b)| b);
-                    let key = h.random_access
-                        || codec.is_some_and(|c| nal::scan(c, &payload[body..]).random_access);
-                    if key {
-                        cuts.keyframes.push(at);
-                    }
-                }
-            }
-        }
-        Ok(cuts)
-    }
-}
+pub use restamp::Restamp;
+pub use splitter::{Cut, Splitter};
 
 #[cfg(test)]
 mod tests {
@@ -419,38 +352,6 @@ mod tests {
             ((v as u8) << 1) | 1,
         ];
         assert_eq!(timestamp(&b), Ts90k(v));
-    }
-
-    #[test]
-    fn splitter_finds_keyframes_and_psi_in_whole_packets() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
-        let whole = index(&data).unwrap();
-        let mut s = Splitter::default();
-        // Feed in uneven runs of whole packets, as a socket would deliver them.
-        let mut found = Vec::new();
-        let mut psi = 0;
-        let mut off = 0;
-        for n in [1usize, 7, 100, 3, 500].iter().cycle() {
-            if off >= data.len() {
-                break;
-            }
-            let end = (off + n * PACKET).min(data.len());
-            let cuts = s.feed(&data[off..end]).unwrap();
-            found.extend(cuts.keyframes.iter().map(|k| (off + k) as u64));
-            psi += usize::from(cuts.pat.is_some()) + usize::from(cuts.pmt.is_some());
-            off = end;
-        }
-        let expect: Vec<u64> = whole.keyframes.iter().map(|k| k.offset).collect();
-        assert_eq!(found, expect);
-        assert!(psi >= 2, "PAT and PMT seen");
-        assert!(s.feed(&data[..100]).is_err(), "partial packets are refused");
-        let mut bad = data[..PACKET * 2].to_vec();
-        bad[PACKET] = 0;
-        assert!(
-            Splitter::default().feed(&bad).is_err(),
-            "lost sync is an error"
-        );
     }
 
     #[test]

@@ -10,15 +10,23 @@
 //!   `sendfile` from the title's file;
 //! - anything else in one `writev` of the head and the body's `Bytes`.
 //!
+//! It also owns the two long-lived live requests, which hyper's request/response model does not
+//! fit: `PUT|POST /live/{name}` (the body is read straight into ingest slabs, see live.rs) and
+//! `GET /live/{name}.ts` (a viewer loop writing batches from the ring).
+//!
 //! Any request it does not handle (other routes, a request body, `Expect`, `Upgrade`, HTTP/1.0,
 //! headers it cannot represent) hands the connection to hyper, replaying the bytes already read,
 //! and hyper serves that request and the rest of the connection.
 
 use crate::body::Chunks;
+use crate::error::Error;
+use crate::live;
 use crate::State;
+use ::live::RequestBody;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
 use std::io::{self, IoSlice, Write as _};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,6 +41,7 @@ const MAX_HEADERS: usize = 64;
 
 pub(crate) async fn connection(
     mut stream: TcpStream,
+    peer: SocketAddr,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -75,9 +84,44 @@ pub(crate) async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        let Some((req, close)) = request else {
-            return hyper_takeover(stream, buf.freeze(), &state, shutdown).await;
+        let (req, close) = match request {
+            None => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
+            Some(Ours::Plain(req, close)) => (req, close),
+            Some(Ours::Watch(req, http10)) => {
+                let name = live_name(&req).trim_end_matches(".ts");
+                let found = state
+                    .live
+                    .get(name)
+                    .filter(|s| s.read().state != live::State::Ended);
+                let Some(s) = found else {
+                    let resp = crate::http::error_response(Error::UnknownStream(name.into()));
+                    write_response(&mut stream, resp, false, http10, &state, &mut head).await?;
+                    if http10 {
+                        return Ok(());
+                    }
+                    buf.advance(head_len);
+                    continue;
+                };
+                drop(buf);
+                drop(head);
+                return live::watch_ts(&mut stream, s, &state.live, !http10, shutdown).await;
+            }
+            Some(Ours::Publish(req, body, expect)) => {
+                buf.advance(head_len);
+                return publish(stream, peer, &state, req, body, expect, buf, shutdown).await;
+            }
         };
+        if let Some(name) = req
+            .uri()
+            .path()
+            .strip_prefix("/live/")
+            .and_then(|p| p.strip_suffix("/index.m3u8"))
+        {
+            state
+                .live
+                .wait_for_segment(name, std::time::Duration::from_secs(10))
+                .await;
+        }
         let resp = answer(&state, &req);
         let head_only = req.method() == Method::HEAD;
         write_response(&mut stream, resp, head_only, close, &state, &mut head).await?;
@@ -88,30 +132,75 @@ pub(crate) async fn connection(
     }
 }
 
-/// The request, and whether the client asked to close, when it is one the fast path serves:
-/// `GET|HEAD /videos/...` over HTTP/1.1 without a body, `Expect` or `Upgrade`. `None`: hyper's.
-fn ours(parsed: &httparse::Request<'_, '_>) -> Option<(Request<()>, bool)> {
+/// A request the fast path serves.
+enum Ours {
+    /// Answered by `http::handle`; `true` when the client asked to close.
+    Plain(Request<()>, bool),
+    /// A live `.ts` viewer; `true` for HTTP/1.0 (no chunked encoding).
+    Watch(Request<()>, bool),
+    /// A publisher, its body's framing, and whether it expects `100 Continue`.
+    Publish(Request<()>, RequestBody, bool),
+}
+
+/// The stream name part of a `/live/...` path.
+fn live_name<B>(req: &Request<B>) -> &str {
+    let p = req.uri().path().trim_start_matches("/live/");
+    p.split('/').next().unwrap_or(p)
+}
+
+/// Sorts a parsed request head: `GET|HEAD /videos/...` and the live HLS routes over HTTP/1.1
+/// without a body, `Expect` or `Upgrade`; `GET /live/{name}.ts`; `PUT|POST /live/{name}`.
+/// `None`: hyper's.
+fn ours(parsed: &httparse::Request<'_, '_>) -> Option<Ours> {
     let method = match parsed.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
+        Some("PUT") => Method::PUT,
+        Some("POST") => Method::POST,
         _ => return None,
     };
     let path = parsed.path?;
-    if parsed.version != Some(1) || !path.starts_with("/videos/") {
+    let version = parsed.version?;
+    let live = path.strip_prefix("/live/");
+    let live_path = live.map(|p| p.split('?').next().unwrap_or(p));
+    let watch =
+        method == Method::GET && live_path.is_some_and(|p| !p.contains('/') && p.ends_with(".ts"));
+    let publish =
+        matches!(method, Method::PUT | Method::POST) && live_path.is_some_and(|p| !p.contains('/'));
+    let plain = matches!(method, Method::GET | Method::HEAD)
+        && version == 1
+        && (path.starts_with("/videos/") || (live.is_some() && !watch));
+    if !(plain || watch || publish) {
         return None;
     }
     let mut builder = Request::builder().method(method).uri(path);
-    let mut close = false;
+    let mut close = version == 0;
+    let mut length = None;
+    let mut chunked = false;
+    let mut expect = false;
     for h in parsed.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-            || name.eq_ignore_ascii_case("upgrade")
-            || (name.eq_ignore_ascii_case("content-length") && h.value != b"0")
-        {
+        if name.eq_ignore_ascii_case("upgrade") {
             return None;
-        }
-        if name.eq_ignore_ascii_case("connection") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only chunked is understood (as the last coding); anything else is hyper's to refuse.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") || !publish {
+                return None;
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            if n != 0 && !publish {
+                return None;
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !publish || !h.value.eq_ignore_ascii_case(b"100-continue") {
+                return None;
+            }
+            expect = true;
+        } else if name.eq_ignore_ascii_case("connection") {
             close |= h
                 .value
                 .split(|b| *b == b',')
@@ -119,12 +208,73 @@ fn ours(parsed: &httparse::Request<'_, '_>) -> Option<(Request<()>, bool)> {
         }
         builder = builder.header(name, h.value);
     }
-    builder.body(()).ok().map(|r| (r, close))
+    let req = builder.body(()).ok()?;
+    Some(if publish {
+        let body = match (chunked, length) {
+            (true, _) => RequestBody::chunked(),
+            (false, Some(n)) => RequestBody::length(n),
+            (false, None) => RequestBody::until_close(),
+        };
+        Ours::Publish(req, body, expect)
+    } else if watch {
+        Ours::Watch(req, version == 0)
+    } else {
+        Ours::Plain(req, close)
+    })
+}
+
+/// A publisher: checks its key and the stream, then reads its body until it ends. Errors before
+/// the body are answered without reading it (and the connection closed).
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: &Arc<State>,
+    req: Request<()>,
+    body: RequestBody,
+    expect: bool,
+    side: BytesMut,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut head = Vec::new();
+    let name = live_name(&req);
+    let key = live::presented_key(req.uri(), req.headers());
+    let admitted = state
+        .live
+        .authorize(name, key.as_deref(), peer.ip())
+        .and_then(|()| state.live.begin_publish(name, peer));
+    let mut publish = match admitted {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(stream = name, %peer, error = %e, "publish refused");
+            let resp = crate::http::error_response(e);
+            return write_response(&mut stream, resp, false, true, state, &mut head).await;
+        }
+    };
+    if expect {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
+    let end = live::ingest(&mut stream, &mut publish, body, side, &state.live, shutdown).await;
+    let s = publish.stream.clone();
+    let refused = match &end {
+        live::End::Refused(why) => Some(Error::BadIngest(why.clone())),
+        _ => None,
+    };
+    let dropped = matches!(end, live::End::Dropped(_));
+    publish.finish(end);
+    if dropped {
+        return Ok(());
+    }
+    let resp = match refused {
+        Some(e) => crate::http::error_response(e),
+        None => crate::http::json(http::StatusCode::OK, &state.live.doc(&s)),
+    };
+    write_response(&mut stream, resp, false, true, state, &mut head).await
 }
 
 /// Answers one request (on either path) and logs it at debug level.
 fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
-    let resp = crate::http::handle(&state.library, &state.config.policy, req);
+    let resp = crate::http::handle(&state.library, &state.live, &state.config.policy, req);
     tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
     resp
 }
@@ -206,7 +356,8 @@ async fn write_response(
     let mut slices: Vec<IoSlice<'_>> = slices_iter.map(IoSlice::new).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
-        let n = stream.write_vectored(rest).await?;
+        let upto = rest.len().min(live::IOV_MAX);
+        let n = stream.write_vectored(&rest[..upto]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -7,6 +7,12 @@
 //! | `GET /api/videos`                  | JSON list of titles                                |
 //! | `GET /api/videos/{id}`             | JSON of one title                                  |
 //! | `GET /api/videos/{id}/seek?t=T`    | JSON: byte offset of the keyframe at or before T   |
+//! | `PUT|POST /live/{name}`            | publish MPEG-TS (the ingest loop, see live.rs)     |
+//! | `GET /live/{name}.ts`              | watch: chunked MPEG-TS from the latest keyframe    |
+//! | `GET /live/{name}/index.m3u8`      | live HLS playlist                                  |
+//! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable)                       |
+//! | `GET /api/streams[/{name}]`        | JSON of live streams                               |
+//! | `GET /metrics`                     | Prometheus text of the live counters               |
 //! | `GET /healthz`                     | `ok`                                               |
 //! | `GET /`                            | an HTML page with a player per title               |
 
@@ -14,16 +20,18 @@ use crate::api::{ErrorDoc, SeekDoc, TitleDoc};
 use crate::body::{Chunks, FileSource};
 use crate::error::Error;
 use crate::library::{Library, Title};
+use crate::live::Live;
 use crate::precondition::{self, Precondition, Validators};
 use crate::range::{self, ByteRange, Resolution};
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, LAST_MODIFIED, RANGE,
+    ETAG, LAST_MODIFIED, RANGE, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Settings that shape responses.
 #[derive(Debug, Clone)]
@@ -76,6 +84,22 @@ enum Route<'a> {
     Seek(&'a str),
     Health,
     Index,
+    /// `/live/{name}.ts`: served by the viewer loop (h1.rs); here only HEAD.
+    LiveTs(&'a str),
+    Playlist(&'a str),
+    Segment(&'a str, &'a str),
+    Streams,
+    StreamInfo(&'a str),
+    Metrics,
+}
+
+/// Splits a `/live/...` path into its route.
+fn live_route(rest: &str) -> Option<Route<'_>> {
+    match rest.split_once('/') {
+        None => rest.strip_suffix(".ts").map(Route::LiveTs),
+        Some((name, "index.m3u8")) => Some(Route::Playlist(name)),
+        Some((name, seg)) => seg.strip_suffix(".ts").map(|seq| Route::Segment(name, seq)),
+    }
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
@@ -94,7 +118,17 @@ fn route(path: &str) -> Option<Route<'_>> {
             }
         };
     }
+    if let Some(rest) = path.strip_prefix("/live/") {
+        return live_route(rest);
+    }
+    if let Some(rest) = path.strip_prefix("/api/streams") {
+        return match rest {
+            "" | "/" => Some(Route::Streams),
+            _ => rest.strip_prefix('/').map(Route::StreamInfo),
+        };
+    }
     match path {
+        "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Health),
         "/" => Some(Route::Index),
         _ => None,
@@ -110,7 +144,12 @@ fn lookup<'l>(lib: &'l Library, raw: &str) -> Result<&'l std::sync::Arc<Title>, 
 }
 
 /// Handles one request. Never fails: errors become responses here.
-pub fn handle<B>(lib: &Library, policy: &Policy, req: &Request<B>) -> Response<Chunks> {
+pub fn handle<B>(
+    lib: &Library,
+    live: &Live,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Response<Chunks> {
     let path = req.uri().path();
     let result = match route(path) {
         None => Err(Error::NoRoute),
@@ -133,8 +172,40 @@ pub fn handle<B>(lib: &Library, policy: &Policy, req: &Request<B>) -> Response<C
                     Route::Index => Ok(text(
                         StatusCode::OK,
                         "text/html; charset=utf-8",
-                        index_page(lib),
+                        index_page(lib, live),
                     )),
+                    Route::LiveTs(name) => stream(live, name).map(|_| {
+                        let mut r = text(StatusCode::OK, "video/mp2t", String::new());
+                        r.headers_mut().remove(CONTENT_LENGTH);
+                        r
+                    }),
+                    Route::Playlist(name) => stream(live, name).map(|s| {
+                        s.stats.playlist_requests.fetch_add(1, Relaxed);
+                        let body = s.read().hls.playlist();
+                        let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
+                        r.headers_mut()
+                            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                        r
+                    }),
+                    Route::Segment(name, seq) => {
+                        stream(live, name).and_then(|s| segment(&s, seq, req.headers()))
+                    }
+                    Route::Streams => {
+                        let docs: Vec<_> = live.list().iter().map(|s| live.doc(s)).collect();
+                        Ok(json(StatusCode::OK, &docs))
+                    }
+                    Route::StreamInfo(name) => {
+                        stream(live, name).map(|s| json(StatusCode::OK, &live.doc(&s)))
+                    }
+                    Route::Metrics => {
+                        let mut out = String::new();
+                        live.metrics(&mut out);
+                        Ok(text(
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            out,
+                        ))
+                    }
                 }
             }
         }
@@ -146,8 +217,63 @@ pub fn handle<B>(lib: &Library, policy: &Policy, req: &Request<B>) -> Response<C
     resp
 }
 
+fn stream(live: &Live, name: &str) -> Result<std::sync::Arc<crate::live::Stream>, Error> {
+    live.get(name)
+        .ok_or_else(|| Error::UnknownStream(name.to_string()))
+}
+
+/// A live HLS segment: the `Bytes` it was cut as, immutable once listed.
+fn segment(
+    s: &crate::live::Stream,
+    seq: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Chunks>, Error> {
+    let unknown = || Error::UnknownSegment {
+        stream: s.name.clone(),
+        seq: seq.to_string(),
+    };
+    let n: u64 = seq.parse().map_err(|_| unknown())?;
+    let inner = s.read();
+    let seg = inner.hls.get(n).ok_or_else(unknown)?;
+    s.stats.segment_requests.fetch_add(1, Relaxed);
+    let etag = format!("\"{:x}-{n}\"", s.instance);
+    let mut h = HeaderMap::new();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=600, immutable"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    // Segments carry no Last-Modified, so If-Modified-Since never matches.
+    let v = Validators {
+        etag: &etag,
+        last_modified: std::time::SystemTime::now(),
+    };
+    let (status, body) = match precondition::evaluate(headers, v, false) {
+        Precondition::NotModified => (StatusCode::NOT_MODIFIED, Chunks::empty()),
+        Precondition::Failed => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            (StatusCode::PRECONDITION_FAILED, Chunks::empty())
+        }
+        Precondition::Proceed { .. } => {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+            h.insert(CONTENT_LENGTH, HeaderValue::from(seg.bytes));
+            let mut body = Chunks::empty();
+            for p in &seg.parts {
+                body.push(p.clone());
+            }
+            (StatusCode::OK, body)
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = h;
+    Ok(r)
+}
+
 /// Maps an error to its response: the only place where errors become statuses.
-fn error_response(e: Error) -> Response<Chunks> {
+pub(crate) fn error_response(e: Error) -> Response<Chunks> {
     let status = e.status();
     let mut resp = json(
         status,
@@ -156,14 +282,23 @@ fn error_response(e: Error) -> Response<Chunks> {
             status: status.as_u16(),
         },
     );
-    if let Error::Method(_) = e {
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    match e {
+        Error::Method(_) => {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        Error::KeyRequired(_) => {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"zerocast publish\""),
+            );
+        }
+        _ => {}
     }
     resp
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
     let mut s =
         serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
@@ -346,12 +481,26 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn index_page(lib: &Library) -> String {
+fn index_page(lib: &Library, live: &Live) -> String {
     let mut s = String::from(
         "<!doctype html><meta charset=utf-8><title>zerocast</title>\
          <style>body{font-family:sans-serif;margin:2em}video{max-width:480px;display:block}</style>\
          <h1>zerocast library</h1>",
     );
+    let streams = live.list();
+    if !streams.is_empty() {
+        s.push_str("<h1>live</h1><ul>");
+        for st in streams {
+            let n = html_escape(&st.name);
+            let _ = write!(
+                s,
+                "<li>{n} ({}): <a href=\"/live/{n}.ts\">MPEG-TS</a> · \
+                 <a href=\"/live/{n}/index.m3u8\">HLS</a> · <a href=\"/api/streams/{n}\">info</a></li>",
+                st.read().state.name()
+            );
+        }
+        s.push_str("</ul>");
+    }
     for t in lib.titles() {
         let url = format!("/videos/{}", encode_id(&t.id));
         let id = html_escape(&t.id);

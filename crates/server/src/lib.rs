@@ -10,6 +10,7 @@ pub mod error;
 mod h1;
 pub mod http;
 pub mod library;
+pub mod live;
 pub mod precondition;
 pub mod range;
 
@@ -37,6 +38,7 @@ pub struct Config {
     /// How long in-flight responses may run after a shutdown signal.
     pub shutdown_grace: Duration,
     pub policy: http::Policy,
+    pub live: live::LiveConfig,
 }
 
 impl Default for Config {
@@ -47,12 +49,14 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             policy: http::Policy::default(),
+            live: live::LiveConfig::default(),
         }
     }
 }
 
 struct State {
     library: Library,
+    live: Arc<live::Live>,
     config: Config,
     /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1.rs).
     http: hyper::server::conn::http1::Builder,
@@ -89,11 +93,17 @@ impl Server {
         Ok(Server {
             listener,
             state: Arc::new(State {
+                live: Arc::new(live::Live::new(config.live.clone())),
                 library,
                 config,
                 http,
             }),
         })
+    }
+
+    /// The live streams (for inspection: tests, metrics).
+    pub fn live(&self) -> Arc<live::Live> {
+        self.state.live.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -127,7 +137,7 @@ impl Server {
             let stopped = stopped.clone();
             let guard = active.clone();
             tokio::spawn(async move {
-                if let Err(e) = h1::connection(stream, state, stopped).await {
+                if let Err(e) = h1::connection(stream, peer, state, stopped).await {
                     // Clients close connections whenever they like (a browser abandons a range
                     // request at every seek); that is not a server error.
                     tracing::debug!(%peer, error = %e, "connection ended");

@@ -71,6 +71,30 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Publish an MPEG-TS file to a live stream, paced in real time from its timestamps.
+    Publish {
+        /// An MPEG-TS file (remux others first: ffmpeg -i IN -c copy -f mpegts OUT.ts).
+        file: PathBuf,
+        /// http://HOST:PORT/live/NAME
+        url: String,
+        /// The stream key (or ?key= in the URL).
+        #[arg(long)]
+        key: Option<String>,
+        /// Send the file again and again (as one continuous stream) until interrupted.
+        #[arg(long = "loop")]
+        looped: bool,
+    },
+    /// Watch a live stream: print its bitrate and keyframe arrivals, optionally save it.
+    Watch {
+        /// http://HOST:PORT/live/NAME.ts
+        url: String,
+        /// Write the stream here.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -87,6 +111,10 @@ struct ServeArgs {
     /// TOML file with the same settings; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A live publish key: NAME=SECRET for one stream, or SECRET for any stream (repeatable).
+    /// Without any key, only publishers on this machine (loopback) may publish.
+    #[arg(long = "publish-key", value_name = "[NAME=]SECRET")]
+    publish_keys: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -101,6 +129,32 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
+    #[serde(default)]
+    live: LiveFile,
+}
+
+/// The `[live]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveFile {
+    /// A key that may publish any stream.
+    publish_key: Option<String>,
+    /// Per-stream keys: `[live.keys] show = "secret"`.
+    #[serde(default)]
+    keys: std::collections::HashMap<String, String>,
+    /// Seconds a dropped publisher has to come back.
+    grace_secs: Option<u64>,
+    /// Seconds of stream kept for viewers that lag (the current GOP always).
+    window_secs: Option<u64>,
+    /// Most bytes kept per stream (e.g. "64MiB").
+    window_size: Option<String>,
+    hls_segment_secs: Option<f64>,
+    hls_window: Option<usize>,
+    /// Bits per second above which a publisher is slowed down.
+    max_ingest_bitrate: Option<u64>,
+    viewer_max_skips: Option<usize>,
+    viewer_skip_period_secs: Option<u64>,
+    viewer_stall_timeout_secs: Option<u64>,
 }
 
 fn main() {
@@ -162,7 +216,80 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }),
         Command::Index { file, at } => index(&file, at.as_deref()),
+        Command::Publish { file, url, key, looped } => {
+            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            rt.block_on(async {
+                let publishing = client::live::publish(&url, key.as_deref(), data.into(), looped, |p| {
+                    eprint!(
+                        "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}   ",
+                        p.bytes as f64 / 1e6,
+                        p.elapsed.as_secs_f64(),
+                        p.bytes as f64 * 8.0 / p.elapsed.as_secs_f64().max(0.001) / 1e6,
+                        p.loops + 1
+                    );
+                });
+                let done = tokio::select! {
+                    r = publishing => r?,
+                    () = shutdown_signal() => {
+                        eprintln!();
+                        return Ok(());
+                    }
+                };
+                eprintln!(
+                    "\rpublished {} bytes in {:.1} s ({} pass{})",
+                    done.bytes,
+                    done.elapsed.as_secs_f64(),
+                    done.loops,
+                    if done.loops == 1 { "" } else { "es" }
+                );
+                Ok(())
+            })
+        }
+        Command::Watch { url, output, duration } => rt.block_on(watch(&url, output.as_deref(), duration)),
     }
+}
+
+async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> Result<()> {
+    let mut file = match output {
+        Some(p) => Some(
+            tokio::fs::File::create(p)
+                .await
+                .with_context(|| format!("creating {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let duration = duration.map(Duration::from_secs_f64);
+    let events = |e: client::live::WatchEvent<'_>| match e {
+        client::live::WatchEvent::Keyframe(at) => println!("{:8.3} s  keyframe", at.as_secs_f64()),
+        client::live::WatchEvent::Progress(w) => println!(
+            "{:8.3} s  {:.2} Mbit/s, {} bytes, {} keyframes",
+            w.elapsed.as_secs_f64(),
+            w.bitrate / 1e6,
+            w.bytes,
+            w.keyframes
+        ),
+    };
+    let watching = client::live::watch(url, file.as_mut(), duration, events);
+    let seen = tokio::select! {
+        r = watching => r?,
+        () = shutdown_signal() => return Ok(()),
+    };
+    println!(
+        "{} bytes, {} keyframes in {:.1} s; first keyframe after {}; {}",
+        seen.bytes,
+        seen.keyframes,
+        seen.elapsed.as_secs_f64(),
+        seen.first_keyframe.map_or("-".into(), |d| format!(
+            "{:.0} ms",
+            d.as_secs_f64() * 1000.0
+        )),
+        if seen.ended {
+            "the stream ended"
+        } else {
+            "stopped"
+        }
+    );
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -196,6 +323,7 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
             .map_err(anyhow::Error::msg)
             .context("sendfile_min in the config file")?;
     }
+    apply_live(&mut config.live, &file.live, &args.publish_keys)?;
     let budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,
         (None, Some(s)) => size::parse(s)
@@ -227,6 +355,58 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
     let server = Server::bind(config, library).await?;
     tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
     server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[String]) -> Result<()> {
+    c.global_key.clone_from(&f.publish_key);
+    c.keys.clone_from(&f.keys);
+    for k in flags {
+        match k.split_once('=') {
+            Some((name, secret)) => {
+                if !server::live::valid_name(name) || secret.is_empty() {
+                    bail!("--publish-key {k}: expected NAME=SECRET with a valid stream name");
+                }
+                c.keys.insert(name.to_string(), secret.to_string());
+            }
+            None if !k.is_empty() => c.global_key = Some(k.clone()),
+            None => bail!("--publish-key: empty key"),
+        }
+    }
+    if let Some(s) = f.grace_secs {
+        c.grace = Duration::from_secs(s);
+    }
+    if let Some(s) = f.window_secs {
+        c.ring.max_age = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = &f.window_size {
+        c.ring.max_bytes = size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("live.window_size")? as usize;
+    }
+    if let Some(s) = f.hls_segment_secs {
+        c.hls.min_segment = Duration::from_secs_f64(s.clamp(0.1, 60.0));
+    }
+    if let Some(n) = f.hls_window {
+        c.hls.window = n.max(2);
+    }
+    if let Some(b) = f.max_ingest_bitrate {
+        c.max_ingest_bitrate = b.max(100_000);
+    }
+    if let Some(n) = f.viewer_max_skips {
+        c.viewer.max_skips = n;
+    }
+    if let Some(s) = f.viewer_skip_period_secs {
+        c.viewer.skip_period = Duration::from_secs(s);
+    }
+    if let Some(s) = f.viewer_stall_timeout_secs {
+        c.stall_timeout = Duration::from_secs(s.max(1));
+    }
+    if c.keys.is_empty() && c.global_key.is_none() {
+        tracing::info!(
+            "no publish key configured: only loopback publishers may publish (see --publish-key)"
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,435 @@
+//! Live: publish an MPEG-TS file in real time, and watch a live stream.
+
+use crate::{failure, Error, Result};
+use bytes::{Bytes, BytesMut};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use media::ts::{Cut, Restamp, Splitter, PACKET};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// `http://HOST[:PORT]/live/NAME[.ts][?key=K]` split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveUrl {
+    pub authority: String,
+    pub name: String,
+    pub key: Option<String>,
+}
+
+impl LiveUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = || Error::BadUrl(format!("{url}' (expected http://HOST[:PORT]/live/NAME"));
+        let uri: Uri = url.parse().map_err(|_| bad())?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad());
+        }
+        let auth = uri.authority().ok_or_else(bad)?;
+        let authority = match auth.port_u16() {
+            Some(_) => auth.to_string(),
+            None => format!("{}:80", auth.host()),
+        };
+        let name = uri
+            .path()
+            .strip_prefix("/live/")
+            .map(|n| n.strip_suffix(".ts").unwrap_or(n))
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+            .ok_or_else(bad)?;
+        let key = uri
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("key="))
+            .map(|k| {
+                percent_encoding::percent_decode_str(k)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+        Ok(LiveUrl {
+            authority,
+            name: name.to_string(),
+            key,
+        })
+    }
+}
+
+/// When each run of packets is due, from the file's PCR (or, without PCR, its PES timestamps):
+/// `(packet offset, 90 kHz ticks since the first)`, offsets rising, ticks never falling.
+pub fn schedule(data: &[u8]) -> Vec<(usize, u64)> {
+    let packets = data.len() / PACKET;
+    let mut pcr = Vec::new();
+    let mut pts = Vec::new();
+    let mut pcr_pid = None;
+    for i in 0..packets {
+        let p = &data[i * PACKET..(i + 1) * PACKET];
+        let Some(h) = media::ts::header(p) else {
+            continue;
+        };
+        if p[3] & 0x20 != 0 && p[4] >= 7 && p[5] & 0x10 != 0 && pcr_pid.is_none_or(|x| x == h.pid) {
+            pcr_pid = Some(h.pid);
+            let b = &p[6..11];
+            let base = u64::from(b[0]) << 25
+                | u64::from(b[1]) << 17
+                | u64::from(b[2]) << 9
+                | u64::from(b[3]) << 1
+                | u64::from(b[4]) >> 7;
+            pcr.push((i * PACKET, base));
+        }
+        if h.pusi && h.has_payload {
+            if let Some((Some(t), dts, _)) = media::ts::pes_header(&p[h.payload_start..]) {
+                pts.push((i * PACKET, dts.unwrap_or(t).0));
+            }
+        }
+    }
+    let marks = if pcr.len() >= 2 { pcr } else { pts };
+    let mut out = Vec::with_capacity(marks.len());
+    let mut unwrap = media::time::Unwrapper::default();
+    let mut first = None;
+    let mut last = 0u64;
+    for (off, t) in marks {
+        let t = unwrap.unwrap(media::time::Ts90k(t));
+        let base = *first.get_or_insert(t);
+        // Never backwards (B-frame PTS without DTS), never a jump of more than 10 s.
+        let rel = (t - base).max(0) as u64;
+        let rel = rel.clamp(last, last + 900_000);
+        last = rel;
+        out.push((off, rel));
+    }
+    out
+}
+
+/// What `publish` did.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub bytes: u64,
+    pub loops: u64,
+    pub elapsed: Duration,
+}
+
+/// Publishes an MPEG-TS file to `url` (`http://HOST/live/NAME`), paced in real time from its
+/// timestamps, as one chunked POST. With `looped`, sends it again and again, continuing counters
+/// and timestamps so players see one stream. `progress` is called about once a second.
+pub async fn publish(
+    url: &str,
+    key: Option<&str>,
+    data: Bytes,
+    looped: bool,
+    mut progress: impl FnMut(&Published),
+) -> Result<Published> {
+    let u = LiveUrl::parse(url)?;
+    let start = media::ts::find_sync(&data)
+        .filter(|&s| s == 0)
+        .ok_or_else(|| Error::Protocol("the file is not MPEG-TS (no sync byte at offset 0); remux it: ffmpeg -i IN -c copy -f mpegts OUT.ts".into()))?;
+    let data = data.slice(start..data.len() / PACKET * PACKET);
+    let plan = schedule(&data);
+    if plan.is_empty() {
+        return Err(Error::Protocol(
+            "no timestamps in the file to pace it by".into(),
+        ));
+    }
+    let total_ticks = plan.last().map_or(0, |p| p.1) + 3600;
+    let mut sock = TcpStream::connect(&u.authority)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: u.authority.clone(),
+            source,
+        })?;
+    let _ = sock.set_nodelay(true);
+    let key = key.map(String::from).or(u.key.clone());
+    let mut path = format!("/live/{}", u.name);
+    if let Some(k) = &key {
+        path.push_str("?key=");
+        path.push_str(
+            &percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
+    }
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\nuser-agent: zerocast/{}\r\ncontent-type: video/mp2t\r\n\
+         transfer-encoding: chunked\r\nexpect: 100-continue\r\n\r\n",
+        u.authority,
+        env!("CARGO_PKG_VERSION")
+    );
+    let io = |e: std::io::Error| Error::Protocol(format!("publishing to {url}: {e}"));
+    sock.write_all(head.as_bytes()).await.map_err(io)?;
+    let (status, body) = read_response(&mut sock).await.map_err(io)?;
+    if status != StatusCode::CONTINUE {
+        return Err(status_error(url, status, &body));
+    }
+    let mut report = Published::default();
+    let began = Instant::now();
+    let mut restamp = Restamp::default();
+    let mut next_report = Duration::from_secs(1);
+    loop {
+        let mut copy = BytesMut::from(&data[..]);
+        if report.loops > 0 {
+            restamp.new_session();
+        }
+        restamp.apply(&mut copy);
+        let base = report.loops * total_ticks;
+        let mut sent = 0;
+        let mut i = 0;
+        while sent < copy.len() {
+            // Everything due within the next 20 ms goes in one chunk.
+            let due_ticks = base + plan.get(i).map_or(total_ticks, |p| p.1);
+            let due = Duration::from_micros(due_ticks * 100 / 9);
+            let now = began.elapsed();
+            if due > now {
+                tokio::time::sleep(due - now).await;
+            }
+            let horizon = plan.get(i).map_or(u64::MAX, |p| p.1 + 1800);
+            while i < plan.len() && plan[i].1 <= horizon {
+                i += 1;
+            }
+            let end = plan.get(i).map_or(copy.len(), |p| p.0);
+            if end > sent {
+                let chunk = &copy[sent..end];
+                let line = format!("{:x}\r\n", chunk.len());
+                let mut ok = sock.write_all(line.as_bytes()).await;
+                if ok.is_ok() {
+                    ok = sock.write_all(chunk).await;
+                }
+                if ok.is_ok() {
+                    ok = sock.write_all(b"\r\n").await;
+                }
+                if let Err(e) = ok {
+                    // The server may have refused the stream and said why.
+                    if let Ok((status, body)) = read_response(&mut sock).await {
+                        return Err(status_error(url, status, &body));
+                    }
+                    return Err(io(e));
+                }
+                report.bytes += chunk.len() as u64;
+                sent = end;
+            }
+            report.elapsed = began.elapsed();
+            if report.elapsed >= next_report {
+                progress(&report);
+                next_report += Duration::from_secs(1);
+            }
+        }
+        report.loops += 1;
+        if !looped {
+            break;
+        }
+    }
+    sock.write_all(b"0\r\n\r\n").await.map_err(io)?;
+    let (status, body) = read_response(&mut sock).await.map_err(io)?;
+    if !status.is_success() {
+        return Err(status_error(url, status, &body));
+    }
+    report.elapsed = began.elapsed();
+    Ok(report)
+}
+
+fn status_error(url: &str, status: StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    Error::Status {
+        url: url.into(),
+        status,
+        message,
+    }
+}
+
+/// Reads one response (head, and a body up to 64 KiB by Content-Length or until close).
+async fn read_response(sock: &mut TcpStream) -> std::io::Result<(StatusCode, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let status = StatusCode::from_u16(resp.code.unwrap_or(500))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let len = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                });
+            let mut body = buf[n..].to_vec();
+            if status != StatusCode::CONTINUE {
+                let want = len.unwrap_or(64 << 10).min(64 << 10);
+                while body.len() < want {
+                    let mut b = [0u8; 4096];
+                    match tokio::time::timeout_at(deadline, sock.read(&mut b)).await {
+                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                        Ok(Ok(k)) => body.extend_from_slice(&b[..k]),
+                    }
+                }
+            }
+            return Ok((status, body));
+        }
+        if buf.len() > 64 << 10 {
+            return Err(std::io::Error::other("response head too long"));
+        }
+        let mut b = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, sock.read(&mut b)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(k)) => buf.extend_from_slice(&b[..k]),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// What a viewer has seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub bytes: u64,
+    pub keyframes: u64,
+    /// From the request to the first keyframe's first byte.
+    pub first_keyframe: Option<Duration>,
+    pub elapsed: Duration,
+    /// Bits per second over the last report interval.
+    pub bitrate: f64,
+    /// Whether the server ended the stream (rather than `duration` running out).
+    pub ended: bool,
+}
+
+/// An event while watching.
+#[derive(Debug, Clone)]
+pub enum WatchEvent<'a> {
+    /// About once a second.
+    Progress(&'a Watched),
+    /// A keyframe arrived (at this time since the request).
+    Keyframe(Duration),
+}
+
+/// Watches `url` (`http://HOST/live/NAME.ts`): writes the stream to `out` (when given) for at
+/// most `duration`, following its keyframes.
+pub async fn watch<W: AsyncWrite + Unpin>(
+    url: &str,
+    mut out: Option<&mut W>,
+    duration: Option<Duration>,
+    mut events: impl FnMut(WatchEvent<'_>),
+) -> Result<Watched> {
+    let u = LiveUrl::parse(url)?;
+    let began = Instant::now();
+    let tcp = TcpStream::connect(&u.authority)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: u.authority.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let http = |source| Error::Http {
+        addr: u.authority.clone(),
+        source,
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(http)?;
+    tokio::spawn(conn);
+    let req = Request::get(format!("/live/{}.ts", u.name))
+        .header(http::header::HOST, &u.authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(http)?;
+    if !resp.status().is_success() {
+        return Err(failure(url, resp).await);
+    }
+    let mut body = resp.into_body();
+    let mut seen = Watched::default();
+    let mut splitter = Splitter::default();
+    let mut pending = BytesMut::new();
+    let mut cuts = Vec::new();
+    let mut window = (Duration::ZERO, 0u64);
+    let deadline = duration.map(|d| began + d);
+    loop {
+        let frame = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            },
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else {
+            seen.ended = true;
+            break;
+        };
+        let frame = frame.map_err(http)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if let Some(w) = out.as_mut() {
+            w.write_all(&data).await.map_err(Error::Output)?;
+        }
+        seen.bytes += data.len() as u64;
+        pending.extend_from_slice(&data);
+        let whole = pending.len() / PACKET * PACKET;
+        let packets = pending.split_to(whole);
+        cuts.clear();
+        splitter
+            .feed(&packets, &mut cuts)
+            .map_err(|e| Error::Protocol(format!("the stream is not valid MPEG-TS: {e}")))?;
+        for c in &cuts {
+            if let Cut::Keyframe { .. } = c {
+                seen.keyframes += 1;
+                let at = began.elapsed();
+                seen.first_keyframe.get_or_insert(at);
+                events(WatchEvent::Keyframe(at));
+            }
+        }
+        seen.elapsed = began.elapsed();
+        if seen.elapsed - window.0 >= Duration::from_secs(1) {
+            let secs = (seen.elapsed - window.0).as_secs_f64();
+            seen.bitrate = (seen.bytes - window.1) as f64 * 8.0 / secs;
+            window = (seen.elapsed, seen.bytes);
+            events(WatchEvent::Progress(&seen));
+        }
+    }
+    if let Some(w) = out.as_mut() {
+        w.flush().await.map_err(Error::Output)?;
+    }
+    seen.elapsed = began.elapsed();
+    Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_urls() {
+        let u = LiveUrl::parse("http://127.0.0.1:8080/live/show?key=a%20b").unwrap();
+        assert_eq!(u.authority, "127.0.0.1:8080");
+        assert_eq!(u.name, "show");
+        assert_eq!(u.key.as_deref(), Some("a b"));
+        assert_eq!(LiveUrl::parse("http://h/live/x.ts").unwrap().name, "x");
+        for bad in [
+            "http://h/videos/x",
+            "http://h/live/",
+            "http://h/live/a/b",
+            "rtmp://h/live/x",
+        ] {
+            assert!(LiveUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_follows_the_clip_in_real_time() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let plan = schedule(&data);
+        assert!(plan.len() > 10);
+        assert!(plan.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 >= w[0].1));
+        let info = media::ts::index(&data).unwrap();
+        let secs = plan.last().unwrap().1 as f64 / 90_000.0;
+        let want = info.duration.as_secs_f64();
+        assert!(
+            (secs - want).abs() < 1.0,
+            "paced over {secs} s for a {want} s clip"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Live HLS cut from the ring's units, sans-I/O: a segment is the list of `Bytes` already in
+//! memory (PAT/PMT, then the units from one keyframe up to a later one), never a file or a copy.
+//!
+//! A segment is closed at the first keyframe at least `min_segment` after its own start (so the
+//! target duration follows the stream's GOP), measured by PTS, or by arrival time when PTS are
+//! missing. The playlist slides over the last `window` segments; a few more are kept for players
+//! still fetching them. After a publisher reconnect the next segment carries
+//! `EXT-X-DISCONTINUITY`; when the stream ends the playlist gets `EXT-X-ENDLIST`.
+
+use bytes::Bytes;
+use media::time::Ts90k;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct HlsLimits {
+    /// A segment ends at the first keyframe at least this long after its start.
+    pub min_segment: Duration,
+    /// Segments listed in the playlist.
+    pub window: usize,
+    /// Segments kept beyond the window for players that are still fetching them.
+    pub spare: usize,
+    /// A segment that grows beyond this (no keyframe for a long time) is dropped.
+    pub max_segment_bytes: usize,
+}
+
+impl Default for HlsLimits {
+    fn default() -> Self {
+        HlsLimits {
+            min_segment: Duration::from_secs(2),
+            window: 6,
+            spare: 3,
+            max_segment_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Media sequence number.
+    pub seq: u64,
+    /// PAT/PMT, then the units, in order.
+    pub parts: Vec<Bytes>,
+    pub bytes: usize,
+    pub duration: Duration,
+    pub discontinuity: bool,
+}
+
+#[derive(Debug)]
+struct Open {
+    parts: Vec<Bytes>,
+    bytes: usize,
+    start_pts: Option<Ts90k>,
+    started: Duration,
+    discontinuity: bool,
+}
+
+#[derive(Debug)]
+pub struct Segmenter {
+    segments: VecDeque<Segment>,
+    open: Option<Open>,
+    next_seq: u64,
+    /// Discontinuities that slid out of the list (EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuity_seq: u64,
+    pending_discontinuity: bool,
+    ended: bool,
+    limits: HlsLimits,
+    /// Segments dropped because they outgrew `max_segment_bytes`.
+    pub dropped: u64,
+}
+
+impl Segmenter {
+    pub fn new(limits: HlsLimits) -> Self {
+        Segmenter {
+            segments: VecDeque::new(),
+            open: None,
+            next_seq: 0,
+            discontinuity_seq: 0,
+            pending_discontinuity: false,
+            ended: false,
+            limits,
+            dropped: 0,
+        }
+    }
+
+    /// Adds a unit that continues the current segment (units before the first keyframe are not
+    /// part of any segment).
+    pub fn push(&mut self, data: Bytes) {
+        let Some(open) = &mut self.open else { return };
+        open.bytes += data.len();
+        open.parts.push(data);
+        if open.bytes > self.limits.max_segment_bytes {
+            self.open = None;
+            self.dropped += 1;
+            self.pending_discontinuity = true;
+        }
+    }
+
+    /// Adds a unit that starts with a keyframe, with the PAT/PMT to begin a segment with.
+    pub fn push_keyframe(&mut self, data: Bytes, psi: &[Bytes], pts: Option<Ts90k>, now: Duration) {
+        if let Some(open) = &self.open {
+            let elapsed = match (open.start_pts, pts) {
+                (Some(a), Some(b)) => {
+                    Duration::from_micros((b.0 + Ts90k::WRAP - a.0) % Ts90k::WRAP * 100 / 9)
+                }
+                _ => now.saturating_sub(open.started),
+            };
+            if elapsed < self.limits.min_segment {
+                self.push(data);
+                return;
+            }
+            self.close(elapsed);
+        }
+        let mut parts: Vec<Bytes> = psi.to_vec();
+        let bytes = parts.iter().map(Bytes::len).sum::<usize>() + data.len();
+        parts.push(data);
+        self.open = Some(Open {
+            parts,
+            bytes,
+            start_pts: pts,
+            started: now,
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+        });
+    }
+
+    /// A publisher came back: close what is open and mark the next segment discontinuous.
+    pub fn discontinuity(&mut self, now: Duration) {
+        if let Some(open) = &self.open {
+            let d = now.saturating_sub(open.started);
+            self.close(d);
+        }
+        self.pending_discontinuity = true;
+    }
+
+    /// The stream ended: close what is open and end the playlist.
+    pub fn end(&mut self, now: Duration) {
+        if let Some(open) = &self.open {
+            let d = now.saturating_sub(open.started);
+            self.close(d);
+        }
+        self.ended = true;
+    }
+
+    fn close(&mut self, duration: Duration) {
+        let Some(open) = self.open.take() else { return };
+        self.segments.push_back(Segment {
+            seq: self.next_seq,
+            parts: open.parts,
+            bytes: open.bytes,
+            duration,
+            discontinuity: open.discontinuity,
+        });
+        self.next_seq += 1;
+        while self.segments.len() > self.limits.window + self.limits.spare {
+            if let Some(old) = self.segments.pop_front() {
+                self.discontinuity_seq += u64::from(old.discontinuity);
+            }
+        }
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.seq;
+        self.segments
+            .get(usize::try_from(seq.checked_sub(first)?).ok()?)
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Segments that can be listed (none yet: the first keyframe interval is still open).
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Bytes referenced by the kept segments and the open one (shared with the ring: most of them
+    /// are the same allocations).
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.bytes).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.bytes)
+    }
+
+    /// The media playlist; segment URIs are `{seq}.ts`, relative to the playlist.
+    pub fn playlist(&self) -> String {
+        let skip = self.segments.len().saturating_sub(self.limits.window);
+        let listed = self.segments.iter().skip(skip);
+        // Discontinuities in the kept-but-unlisted segments count as slid out too.
+        let disc_seq = self.discontinuity_seq
+            + self
+                .segments
+                .iter()
+                .take(skip)
+                .map(|s| u64::from(s.discontinuity))
+                .sum::<u64>();
+        let target = listed
+            .clone()
+            .map(|s| s.duration.as_secs_f64().ceil() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let first = listed.clone().next().map_or(self.next_seq, |s| s.seq);
+        let mut out = String::with_capacity(256 + 40 * self.limits.window);
+        let _ = write!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n\
+             #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}\n"
+        );
+        for s in listed {
+            if s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = write!(
+                out,
+                "#EXTINF:{:.3},\n{}.ts\n",
+                s.duration.as_secs_f64(),
+                s.seq
+            );
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HlsLimits {
+        HlsLimits {
+            min_segment: Duration::from_secs(2),
+            window: 3,
+            spare: 1,
+            max_segment_bytes: 10_000,
+        }
+    }
+
+    fn b(n: u8) -> Bytes {
+        Bytes::from(vec![n; 10])
+    }
+
+    /// Feeds a 1 fps keyframe stream (keyframe each second, 4 units per second).
+    fn feed(s: &mut Segmenter, from_sec: u64, secs: u64) {
+        for t in from_sec..from_sec + secs {
+            let now = Duration::from_secs(t);
+            s.push_keyframe(
+                b(t as u8),
+                &[Bytes::from_static(b"PSI")],
+                Some(Ts90k(t * 90_000)),
+                now,
+            );
+            for _ in 0..3 {
+                s.push(b(t as u8));
+            }
+        }
+    }
+
+    #[test]
+    fn segments_start_at_keyframes_with_psi_and_the_playlist_slides() {
+        let mut s = Segmenter::new(limits());
+        assert!(s.is_empty());
+        feed(&mut s, 0, 3);
+        assert_eq!(s.len(), 1, "closed at the first keyframe 2 s in");
+        let seg = s.get(0).unwrap();
+        assert_eq!(seg.parts[0], Bytes::from_static(b"PSI"));
+        assert_eq!(seg.parts.len(), 1 + 8, "2 s of units");
+        assert_eq!(seg.duration, Duration::from_secs(2));
+        feed(&mut s, 3, 20);
+        let p = s.playlist();
+        assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
+        assert_eq!(p.matches("#EXTINF:2.000,").count(), 3, "{p}");
+        let first = s.segments.front().unwrap().seq + (s.len() as u64 - 3);
+        assert!(
+            p.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")),
+            "{p}"
+        );
+        assert!(p.contains(&format!("\n{first}.ts\n")), "{p}");
+        assert!(!p.contains("ENDLIST"));
+        assert!(s.get(0).is_none(), "slid out and dropped");
+        assert!(s.len() <= 4, "window plus spare");
+        s.end(Duration::from_secs(23));
+        assert!(s.playlist().ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn a_reconnect_marks_a_discontinuity_and_counts_it_when_it_slides_out() {
+        let mut s = Segmenter::new(limits());
+        feed(&mut s, 0, 5);
+        s.discontinuity(Duration::from_secs(5));
+        feed(&mut s, 100, 5);
+        let p = s.playlist();
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+        feed(&mut s, 105, 20);
+        let p = s.playlist();
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 0, "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_stays_bounded() {
+        let mut s = Segmenter::new(limits());
+        feed(&mut s, 0, 1);
+        for _ in 0..10_000 {
+            s.push(b(1));
+            assert!(s.bytes() <= 10_000 + 10);
+        }
+        assert_eq!(s.dropped, 1);
+        feed(&mut s, 1, 5);
+        let p = s.playlist();
+        assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
+    }
+}

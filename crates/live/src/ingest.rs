@@ -1,0 +1,186 @@
+//! From received packets to units, sans-I/O: continuity fixed up across publisher sessions
+//! ([`media::ts::Restamp`]), cut at video keyframes ([`media::ts::Splitter`]), and pushed to the
+//! ring and the HLS segmenter as slices of the one `Bytes` the packets were received into.
+
+use crate::hls::Segmenter;
+use crate::ring::Ring;
+use bytes::{Bytes, BytesMut};
+use media::time::Ts90k;
+use media::ts::{Cut, Restamp, Splitter, PACKET};
+use std::time::Duration;
+
+/// What one publisher session (and the ones that continue it) keeps between reads.
+#[derive(Debug, Default)]
+pub struct Ingest {
+    splitter: Splitter,
+    restamp: Restamp,
+    cuts: Vec<Cut>,
+    /// The latest PAT and PMT packets (slices of received units).
+    pat: Option<Bytes>,
+    pmt: Option<Bytes>,
+    pub keyframes: u64,
+    pub units: u64,
+}
+
+impl Ingest {
+    /// A publisher came back: its packets are rewritten to continue the stream, and its PAT/PMT
+    /// are followed afresh.
+    pub fn new_session(&mut self) {
+        self.restamp.new_session();
+        self.splitter = Splitter::default();
+    }
+
+    pub fn sessions(&self) -> u64 {
+        self.restamp.sessions() + 1
+    }
+
+    pub fn video_codec(&self) -> Option<&'static str> {
+        self.splitter.video_codec()
+    }
+
+    pub fn audio_codecs(&self) -> &[&'static str] {
+        self.splitter.audio_codecs()
+    }
+
+    /// Rewrites whole packets in place and finds where they can be cut; returns them frozen, to
+    /// be published with [`Ingest::commit`]. Needs no lock on the stream.
+    pub fn prepare(&mut self, mut packets: BytesMut) -> Result<Bytes, media::Error> {
+        self.restamp.apply(&mut packets);
+        self.cuts.clear();
+        self.splitter.feed(&packets, &mut self.cuts)?;
+        Ok(packets.freeze())
+    }
+
+    /// Publishes what `prepare` returned: one unit per run that starts at a keyframe (or
+    /// continues the previous one), each a slice of `data`.
+    pub fn commit(&mut self, data: Bytes, ring: &mut Ring, hls: &mut Segmenter, now: Duration) {
+        let mut start = 0;
+        let mut key: Option<Option<Ts90k>> = None;
+        let cuts = std::mem::take(&mut self.cuts);
+        for cut in &cuts {
+            match *cut {
+                Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
+                Cut::Pmt(at) => self.pmt = Some(data.slice(at..at + PACKET)),
+                Cut::Keyframe { at, pts } => {
+                    if at > start {
+                        self.emit(data.slice(start..at), key.take(), ring, hls, now);
+                    }
+                    start = at;
+                    key = Some(pts);
+                }
+            }
+        }
+        if start < data.len() {
+            self.emit(data.slice(start..), key, ring, hls, now);
+        }
+        self.cuts = cuts;
+    }
+
+    fn emit(
+        &mut self,
+        unit: Bytes,
+        key: Option<Option<Ts90k>>,
+        ring: &mut Ring,
+        hls: &mut Segmenter,
+        now: Duration,
+    ) {
+        self.units += 1;
+        match key {
+            Some(pts) => {
+                self.keyframes += 1;
+                let psi: Vec<Bytes> = self.pat.iter().chain(&self.pmt).cloned().collect();
+                hls.push_keyframe(unit.clone(), &psi, pts, now);
+                ring.push_keyframe(unit, psi, now);
+            }
+            None => {
+                hls.push(unit.clone());
+                ring.push(unit, now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::HlsLimits;
+    use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
+
+    #[test]
+    fn units_start_at_keyframes_and_a_late_viewer_gets_psi_then_a_keyframe() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let info = media::ts::index(&data).unwrap();
+        let mut ring = Ring::new(Limits {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+        });
+        let mut hls = Segmenter::new(HlsLimits::default());
+        let mut ingest = Ingest::default();
+        // Reads of odd sizes; whole packets go in, as the slab hands them out.
+        let mut pending = BytesMut::new();
+        for (i, chunk) in data.chunks(7_001).enumerate() {
+            pending.extend_from_slice(chunk);
+            let whole = pending.len() / PACKET * PACKET;
+            let packets = pending.split_to(whole);
+            let frozen = ingest.prepare(packets).unwrap();
+            ingest.commit(frozen, &mut ring, &mut hls, Duration::from_millis(i as u64));
+        }
+        assert_eq!(ingest.keyframes as usize, info.keyframes.len());
+        // The ring, concatenated, is the input.
+        let all: Vec<u8> = ring.units().flat_map(|u| u.data.iter().copied()).collect();
+        assert_eq!(all, data);
+        // Keyframe units start exactly at the index's keyframe offsets.
+        let mut off = 0u64;
+        let mut keys = Vec::new();
+        for u in ring.units() {
+            if u.keyframe {
+                keys.push(off);
+                assert_eq!(u.psi.len(), 2, "PAT and PMT kept for it");
+                assert_eq!(u.psi[0][1] & 0x1f, 0, "PAT first");
+            }
+            off += u.data.len() as u64;
+        }
+        let want: Vec<u64> = info.keyframes.iter().map(|k| k.offset).collect();
+        assert_eq!(keys, want);
+        let mut v = Viewer::default();
+        let policy = ViewerPolicy {
+            max_skips: 3,
+            skip_period: Duration::from_secs(10),
+            max_batch_bytes: 1 << 30,
+            max_batch_units: 1 << 20,
+        };
+        match v.step(&ring, Duration::ZERO, &policy) {
+            Step::Send { parts, .. } => {
+                let bytes: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                let last = *want.last().unwrap() as usize;
+                assert_eq!(
+                    &bytes[..188],
+                    &ring.get(ring.last_keyframe().unwrap()).unwrap().psi[0][..]
+                );
+                assert_eq!(
+                    &bytes[376..],
+                    &data[last..],
+                    "then the last keyframe onwards"
+                );
+                // What the viewer got is a valid TS that indexes from its first keyframe.
+                let got = media::ts::index(&bytes).unwrap();
+                assert_eq!(got.keyframes[0].offset, 376);
+            }
+            other => panic!("{other:?}"),
+        }
+        hls.end(Duration::from_secs(100));
+        assert!(!hls.is_empty());
+        let seg = hls.get(0).unwrap();
+        let bytes: Vec<u8> = seg.parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(media::ts::index(&bytes).unwrap().keyframes[0].offset, 376);
+    }
+
+    #[test]
+    fn bad_packets_are_refused_before_anything_is_published() {
+        let mut ingest = Ingest::default();
+        let mut bad = BytesMut::from(&[0u8; PACKET * 2][..]);
+        bad[0] = 0x47;
+        assert!(ingest.prepare(bad).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Where a live MPEG-TS stream can be cut.
+
+use super::{audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, PACKET};
+use crate::error::{Error, Result};
+use crate::nal::{self, Codec};
+use crate::time::Ts90k;
+
+/// One thing the splitter found, at the offset of its packet within the input given to `feed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// A PAT packet (PID 0, section start).
+    Pat(usize),
+    /// A PMT packet of the program the PAT names.
+    Pmt(usize),
+    /// The first packet of a video keyframe's PES, with its PTS when the header carries one.
+    Keyframe { at: usize, pts: Option<Ts90k> },
+}
+
+/// Follows PAT and PMT of a live MPEG-TS and reports, for each run of whole packets it is given,
+/// where PAT, PMT and video keyframes (random_access_indicator, or an IDR/IRAP NAL unit in the
+/// first packet's payload) start, in stream order. It never copies: the caller slices its own
+/// `Bytes` at the offsets.
+#[derive(Debug, Default, Clone)]
+pub struct Splitter {
+    pmt_pid: Option<u16>,
+    video: Option<(u16, Option<Codec>)>,
+    video_name: Option<&'static str>,
+    audio_names: Vec<&'static str>,
+}
+
+impl Splitter {
+    /// Looks at `data`, which must be whole 188-byte packets (the caller keeps any partial packet
+    /// for the next call), and appends what it finds to `out`. A packet without the sync byte is an
+    /// error: live input is not resynced silently.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Cut>) -> Result<()> {
+        if !data.len().is_multiple_of(PACKET) {
+            return Err(Error::malformed(
+                "mpegts",
+                "input is not whole 188-byte packets",
+            ));
+        }
+        for (i, p) in data.chunks_exact(PACKET).enumerate() {
+            let at = i * PACKET;
+            let h = header(p).ok_or_else(|| {
+                Error::malformed("mpegts", format!("no sync byte at offset {at}"))
+            })?;
+            if !h.has_payload || !h.pusi {
+                continue;
+            }
+            let payload = &p[h.payload_start..];
+            if h.pid == 0 {
+                if let Some(pid) = pat_pmt_pid(payload) {
+                    if self.pmt_pid != Some(pid) {
+                        self.video = None;
+                    }
+                    self.pmt_pid = Some(pid);
+                    out.push(Cut::Pat(at));
+                }
+            } else if Some(h.pid) == self.pmt_pid {
+                let streams = pmt_streams(payload);
+                self.video = None;
+                self.video_name = None;
+                self.audio_names.clear();
+                for s in &streams {
+                    if let Some((name, codec)) = video_codec(s) {
+                        if self.video.is_none() {
+                            self.video = Some((s.pid, codec));
+                            self.video_name = Some(name);
+                        }
+                    } else if let Some(name) = audio_codec(s) {
+                        self.audio_names.push(name);
+                    }
+                }
+                out.push(Cut::Pmt(at));
+            } else if let Some((pid, codec)) = self.video {
+                if h.pid == pid {
+                    let (pts, body) = match pes_header(payload) {
+                        Some((pts, _, body)) => (pts, body),
+                        None => (None, payload.len()),
+                    };
+                    let key = h.random_access
+                        || codec.is_some_and(|c| nal::scan(c, &payload[body..]).random_access);
+                    if key {
+                        out.push(Cut::Keyframe { at, pts });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The video codec the PMT declares (`h264`, `hevc`, ...), once a PMT was seen.
+    pub fn video_codec(&self) -> Option<&'static str> {
+        self.video_name
+    }
+
+    /// The audio codecs the PMT declares.
+    pub fn audio_codecs(&self) -> &[&'static str] {
+        &self.audio_names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ts::index;
+
+    #[test]
+    fn finds_keyframes_and_psi_in_whole_packets_in_order() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let whole = index(&data).unwrap();
+        let mut s = Splitter::default();
+        // Feed in uneven runs of whole packets, as a socket would deliver them.
+        let mut found = Vec::new();
+        let mut pts = Vec::new();
+        let (mut pat, mut pmt) = (0, 0);
+        let mut off = 0;
+        let mut cuts = Vec::new();
+        let mut last = None;
+        for n in [1usize, 7, 100, 3, 500].iter().cycle() {
+            if off >= data.len() {
+                break;
+            }
+            let end = (off + n * PACKET).min(data.len());
+            cuts.clear();
+            s.feed(&data[off..end], &mut cuts).unwrap();
+            for c in &cuts {
+                let at = match *c {
+                    Cut::Pat(at) => {
+                        assert_eq!(data[off + at + 5], 0, "PAT table id");
+                        pat += 1;
+                        at
+                    }
+                    Cut::Pmt(at) => {
+                        assert_eq!(data[off + at + 5], 2, "PMT table id");
+                        pmt += 1;
+                        at
+                    }
+                    Cut::Keyframe { at, pts: p } => {
+                        found.push((off + at) as u64);
+                        pts.push(p.expect("ffmpeg writes a PTS on every video PES"));
+                        at
+                    }
+                };
+                assert!(
+                    last.is_none_or(|l| off + at > l),
+                    "cuts come in stream order"
+                );
+                last = Some(off + at);
+            }
+            off = end;
+        }
+        let expect: Vec<u64> = whole.keyframes.iter().map(|k| k.offset).collect();
+        assert_eq!(found, expect);
+        assert!(pts.windows(2).all(|w| w[1].0 > w[0].0), "keyframe PTS rise");
+        assert!(pat >= 1 && pmt >= 1, "PAT and PMT seen");
+        assert_eq!(s.video_codec(), Some("h264"));
+        assert_eq!(s.audio_codecs(), ["aac"]);
+        assert!(
+            s.feed(&data[..100], &mut cuts).is_err(),
+            "partial packets are refused"
+        );
+        let mut bad = data[..PACKET * 2].to_vec();
+        bad[PACKET] = 0;
+        assert!(
+            Splitter::default().feed(&bad, &mut cuts).is_err(),
+            "lost sync is an error"
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(10);
+        let mut cuts = Vec::new();
+        for _ in 0..2000 {
+            let n = rng.usize(0..6) * PACKET;
+            let mut d: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            for i in (0..d.len()).step_by(PACKET) {
+                d[i] = super::super::SYNC;
+            }
+            let mut s = Splitter::default();
+            let _ = s.feed(&d, &mut cuts);
+        }
+    }
+}
