@@ -49,6 +49,10 @@ pub struct LiveConfig {
     pub publisher_timeout: Duration,
     /// A viewer whose socket takes nothing for this long is disconnected.
     pub stall_timeout: Duration,
+    /// The kernel send buffer of a viewer socket (SO_SNDBUF; the kernel doubles it). Bounds what
+    /// a stalled viewer costs in the kernel, and makes a slow one's writes progress in steps
+    /// small enough to tell slow from stalled. 0 leaves the kernel's autotuning.
+    pub viewer_send_buffer: usize,
     /// How long an ended stream stays listed (and its HLS playlist, with ENDLIST, served).
     pub linger: Duration,
     pub max_streams: usize,
@@ -64,7 +68,7 @@ impl Default for LiveConfig {
             viewer: ViewerPolicy {
                 max_skips: 3,
                 skip_period: Duration::from_secs(60),
-                max_batch_bytes: 1 << 20,
+                max_batch_bytes: 256 << 10,
                 max_batch_units: 512,
             },
             hls: HlsLimits::default(),
@@ -76,6 +80,7 @@ impl Default for LiveConfig {
             max_ingest_bitrate: 100_000_000,
             publisher_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(15),
+            viewer_send_buffer: 256 << 10,
             linger: Duration::from_secs(60),
             max_streams: 10_000,
         }
@@ -747,6 +752,12 @@ pub async fn watch_ts(
         "date: {}\r\n\r\n",
         httpdate::HttpDate::from(std::time::SystemTime::now())
     ));
+    if live.config.viewer_send_buffer > 0 {
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(
+            &*sock,
+            live.config.viewer_send_buffer,
+        );
+    }
     sock.write_all(head.as_bytes()).await?;
     let stats = &stream.stats;
     stats.viewers.fetch_add(1, Relaxed);
@@ -766,8 +777,9 @@ pub async fn watch_ts(
         let now = live.now();
         let (step, ended, lag) = {
             let inner = stream.read();
+            let lag = viewer.lag(&inner.ring);
             let step = viewer.step(&inner.ring, now, &policy);
-            (step, inner.state == State::Ended, viewer.lag(&inner.ring))
+            (step, inner.state == State::Ended, lag)
         };
         match step {
             Step::Send { parts, skipped } => {

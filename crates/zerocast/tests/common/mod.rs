@@ -43,6 +43,7 @@ pub fn require(tool: &str) {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub live: std::sync::Arc<server::live::Live>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -73,7 +74,7 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let server = Server::bind(config, library).await.expect("bind");
-                atx.send(server.local_addr()).unwrap();
+                atx.send((server.local_addr(), server.live())).unwrap();
                 server
                     .run(async {
                         let _ = rx.await;
@@ -81,9 +82,10 @@ impl TestServer {
                     .await;
             });
         });
-        let addr = arx.recv().expect("server started");
+        let (addr, live) = arx.recv().expect("server started");
         TestServer {
             addr,
+            live,
             _dir: None,
             stop: Some(tx),
             thread: Some(thread),
