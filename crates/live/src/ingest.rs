@@ -55,7 +55,9 @@ impl Ingest {
     /// continues the previous one), each a slice of `data`.
     pub fn commit(&mut self, data: Bytes, ring: &mut Ring, hls: &mut Segmenter, now: Duration) {
         let mut start = 0;
-        let mut key: Option<Option<Ts90k>> = None;
+        // For the run being collected when it starts at a keyframe: its PTS, and the PAT/PMT
+        // seen before that keyframe (not later ones inside the run).
+        let mut key: Option<(Option<Ts90k>, Vec<Bytes>)> = None;
         let cuts = std::mem::take(&mut self.cuts);
         for cut in &cuts {
             match *cut {
@@ -66,7 +68,7 @@ impl Ingest {
                         self.emit(data.slice(start..at), key.take(), ring, hls, now);
                     }
                     start = at;
-                    key = Some(pts);
+                    key = Some((pts, self.pat.iter().chain(&self.pmt).cloned().collect()));
                 }
             }
         }
@@ -79,16 +81,15 @@ impl Ingest {
     fn emit(
         &mut self,
         unit: Bytes,
-        key: Option<Option<Ts90k>>,
+        key: Option<(Option<Ts90k>, Vec<Bytes>)>,
         ring: &mut Ring,
         hls: &mut Segmenter,
         now: Duration,
     ) {
         self.units += 1;
         match key {
-            Some(pts) => {
+            Some((pts, psi)) => {
                 self.keyframes += 1;
-                let psi: Vec<Bytes> = self.pat.iter().chain(&self.pmt).cloned().collect();
                 hls.push_keyframe(unit.clone(), &psi, pts, now);
                 ring.push_keyframe(unit, psi, now);
             }
@@ -163,6 +164,17 @@ mod tests {
                     &data[last..],
                     "then the last keyframe onwards"
                 );
+                // The PAT/PMT sent first are the ones just before the keyframe: the stream's next
+                // PAT and PMT continue their counters.
+                let mut last = std::collections::HashMap::new();
+                for p in bytes.chunks_exact(PACKET) {
+                    let h = media::ts::header(p).unwrap();
+                    if let Some(prev) = last.insert(h.pid, h.cc) {
+                        if h.has_payload {
+                            assert_eq!(h.cc, (prev + 1) & 15, "pid {}", h.pid);
+                        }
+                    }
+                }
                 // What the viewer got is a valid TS that indexes from its first keyframe.
                 let got = media::ts::index(&bytes).unwrap();
                 assert_eq!(got.keyframes[0].offset, 376);

@@ -15,7 +15,7 @@
 use bytes::BytesMut;
 
 /// Retired slabs kept for reuse (a ring of a few seconds spans a handful of slabs).
-const RETIRED: usize = 16;
+const RETIRED: usize = 4;
 
 #[derive(Debug)]
 pub struct Slab {

@@ -1,0 +1,539 @@
+//! `zerocast-load`: thousands of live viewers from one process, each checking that what it gets is
+//! continuous MPEG-TS, and (optionally) the publisher too, so that publisher-to-viewer latency can
+//! be measured on one clock.
+//!
+//! Each viewer is a raw HTTP/1.1 GET of `/live/{stream}.ts` on its own socket (from source
+//! addresses 127.0.0.2.. when given, to go beyond one address's ports), decoding the chunked body
+//! with the server's own framing parser and the TS with the media crate. It records bytes, time to
+//! the first keyframe, continuity-counter gaps (a skip shows as one), and latency marks.
+//!
+//! Latency marks: with `--publish FILE`, this process publishes FILE in a loop, paced in real time,
+//! and appends to each chunk one TS packet on PID 0x1FF0 (not in the PMT, so players ignore it)
+//! carrying the time it was written. A viewer that reads the packet computes now − then.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use live::{RequestBody, Want};
+use media::ts::{Cut, Splitter, PACKET};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+const MARK_PID: u16 = 0x1ff0;
+/// Only the first viewer failure and gap are described on stderr.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+static GAP_REPORTED: AtomicBool = AtomicBool::new(false);
+const MARK_MAGIC: &[u8; 6] = b"ZCMARK";
+
+#[derive(Parser, Debug)]
+#[command(name = "zerocast-load", about = "Live viewer load client for zerocast")]
+struct Args {
+    /// The server, http://HOST:PORT
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The stream name.
+    #[arg(long)]
+    stream: String,
+    /// How many viewers.
+    #[arg(long, default_value_t = 100)]
+    viewers: usize,
+    /// Seconds to measure for, after all viewers are connected.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// New connections per second (0: all at once).
+    #[arg(long, default_value_t = 1000)]
+    ramp: u64,
+    /// Source addresses to spread the connections over (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    bind: Vec<IpAddr>,
+    /// Bytes per read (and per viewer buffer).
+    #[arg(long, default_value_t = 64 << 10)]
+    read_size: usize,
+    /// Publish this MPEG-TS file to the stream (looped, real time, with latency marks).
+    #[arg(long)]
+    publish: Option<std::path::PathBuf>,
+    /// The publish key.
+    #[arg(long)]
+    key: Option<String>,
+    /// The server's PID, for its CPU time and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Publish to this many streams, {stream}-0 .. {stream}-(N-1), at once (with --publish);
+    /// viewers are spread over them. Reports bytes sent that the server did not count.
+    #[arg(long, default_value_t = 0)]
+    publishers: usize,
+}
+
+#[derive(Default)]
+struct ViewerStats {
+    bytes: AtomicU64,
+    gaps: AtomicU64,
+    /// Microseconds from the request to the first keyframe (0: none yet).
+    first_keyframe_us: AtomicU64,
+    failed: AtomicBool,
+    ended: AtomicBool,
+}
+
+struct Shared {
+    epoch: std::time::Instant,
+    stop: AtomicBool,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+fn authority(server: &str) -> Result<SocketAddr> {
+    let a = server.trim_start_matches("http://").trim_end_matches('/');
+    a.parse()
+        .with_context(|| format!("--server {server}: expected http://IP:PORT"))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let addr = authority(&args.server)?;
+    let shared = Arc::new(Shared {
+        epoch: std::time::Instant::now(),
+        stop: AtomicBool::new(false),
+        latencies_us: Mutex::new(Vec::new()),
+    });
+    let streams: Vec<String> = if args.publishers > 0 {
+        (0..args.publishers)
+            .map(|i| format!("{}-{i}", args.stream))
+            .collect()
+    } else {
+        vec![args.stream.clone()]
+    };
+    let mut sent: Vec<Arc<AtomicU64>> = Vec::new();
+    if let Some(file) = &args.publish {
+        let data =
+            Arc::new(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        for name in &streams {
+            let counter = Arc::new(AtomicU64::new(0));
+            sent.push(counter.clone());
+            let (sh, name, key, data) =
+                (shared.clone(), name.clone(), args.key.clone(), data.clone());
+            tokio::spawn(async move {
+                if let Err(e) = publish(addr, &name, key.as_deref(), &data, sh, &counter).await {
+                    eprintln!("publisher {name}: {e:#}");
+                }
+            });
+        }
+        // Wait for a keyframe in every ring.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let docs = api_all(addr).await.unwrap_or_default();
+            let up = docs
+                .iter()
+                .filter(|d| d["ring_units"].as_u64() > Some(1) && d["state"] == "live")
+                .filter(|d| streams.iter().any(|n| d["name"] == n.as_str()))
+                .count();
+            if up == streams.len() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {up} of {} published streams came up", streams.len());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let stats: Vec<Arc<ViewerStats>> = (0..args.viewers).map(|_| Arc::default()).collect();
+    let connect_start = Instant::now();
+    let mut tasks = Vec::with_capacity(args.viewers);
+    for (i, st) in stats.iter().enumerate() {
+        if args.ramp > 0 {
+            let due = connect_start + Duration::from_secs_f64(i as f64 / args.ramp as f64);
+            tokio::time::sleep_until(due).await;
+        }
+        let bind = (!args.bind.is_empty()).then(|| args.bind[i % args.bind.len()]);
+        let (st, sh, stream, rs) = (
+            st.clone(),
+            shared.clone(),
+            streams[i % streams.len()].clone(),
+            args.read_size,
+        );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = viewer(addr, bind, &stream, rs, &st, &sh).await {
+                if !st.failed.swap(true, Relaxed) && !REPORTED.swap(true, Relaxed) {
+                    eprintln!("a viewer of {stream} failed: {e:#}");
+                }
+            }
+        }));
+    }
+    let ramp = connect_start.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measure.
+    let cpu0 = args.server_pid.and_then(proc_cpu);
+    let self0 = proc_cpu(std::process::id());
+    let each0: Vec<u64> = stats.iter().map(|s| s.bytes.load(Relaxed)).collect();
+    let bytes0: u64 = each0.iter().sum();
+    let gaps0: u64 = stats.iter().map(|s| s.gaps.load(Relaxed)).sum();
+    let api0 = api_sum(addr, &streams).await;
+    shared.latencies_us.lock().unwrap().clear();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu1 = args.server_pid.and_then(proc_cpu);
+    let self1 = proc_cpu(std::process::id());
+    let rss = args.server_pid.and_then(proc_rss);
+    let each1: Vec<u64> = stats.iter().map(|s| s.bytes.load(Relaxed)).collect();
+    let bytes1: u64 = each1.iter().sum();
+    let gaps1: u64 = stats.iter().map(|s| s.gaps.load(Relaxed)).sum();
+    let api1 = api_sum(addr, &streams).await;
+    shared.stop.store(true, Relaxed);
+    // Publishers stop at their next chunk; then every byte sent must have been counted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let docs = api_all(addr).await.unwrap_or_default();
+    let mut ingest_loss = 0u64;
+    let mut ingest_sent = 0u64;
+    for (name, sent) in streams.iter().zip(&sent) {
+        let got = docs
+            .iter()
+            .find(|d| d["name"] == name.as_str())
+            .and_then(|d| d["bytes_in"].as_u64())
+            .unwrap_or(0);
+        let sent = sent.load(Relaxed);
+        ingest_sent += sent;
+        ingest_loss += sent.saturating_sub(got);
+    }
+    let mut lat = std::mem::take(&mut *shared.latencies_us.lock().unwrap());
+    lat.sort_unstable();
+    let mut ttfk: Vec<u64> = stats
+        .iter()
+        .map(|s| s.first_keyframe_us.load(Relaxed))
+        .filter(|&t| t > 0)
+        .collect();
+    ttfk.sort_unstable();
+    let failed = stats.iter().filter(|s| s.failed.load(Relaxed)).count();
+    let ended = stats.iter().filter(|s| s.ended.load(Relaxed)).count();
+    let viewers_with_gaps = stats.iter().filter(|s| s.gaps.load(Relaxed) > 0).count();
+    let mut per_viewer: Vec<f64> = each1
+        .iter()
+        .zip(&each0)
+        .map(|(b, a)| (b - a) as f64 * 8.0 / wall / 1e6)
+        .collect();
+    per_viewer.sort_by(f64::total_cmp);
+    let pct = |v: &[u64], p: f64| -> Option<f64> {
+        (!v.is_empty()).then(|| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
+    };
+    let lat64: Vec<u64> = lat.iter().map(|&x| u64::from(x)).collect();
+    let delta = |k: &str| api1.get(k).copied().unwrap_or(0) - api0.get(k).copied().unwrap_or(0);
+    let report = serde_json::json!({
+        "viewers": args.viewers,
+        "connected_in_seconds": ramp.as_secs_f64(),
+        "measured_seconds": wall,
+        "failed": failed,
+        "ended_by_server": ended,
+        "viewers_with_gaps_total": viewers_with_gaps,
+        "gaps_in_window": gaps1 - gaps0,
+        "throughput_mbit_s": (bytes1 - bytes0) as f64 * 8.0 / wall / 1e6,
+        "per_viewer_mbit_s_min": per_viewer.first(),
+        "per_viewer_mbit_s_median": per_viewer.get(per_viewer.len() / 2),
+        "time_to_first_keyframe_ms": {"p50": pct(&ttfk, 0.5), "p99": pct(&ttfk, 0.99), "max": pct(&ttfk, 1.0), "count": ttfk.len()},
+        "latency_ms": {"p50": pct(&lat64, 0.5), "p99": pct(&lat64, 0.99), "max": pct(&lat64, 1.0), "samples": lat64.len()},
+        "server_cpu_percent": match (cpu0, cpu1) { (Some(a), Some(b)) => Some((b - a) / wall * 100.0), _ => None },
+        "server_rss_kib": rss,
+        "load_client_cpu_percent": match (self0, self1) { (Some(a), Some(b)) => Some((b - a) / wall * 100.0), _ => None },
+        "server_skips_in_window": delta("skips"),
+        "server_slow_disconnects_in_window": delta("slow_disconnects"),
+        "server_stalled_disconnects_in_window": delta("stalled_disconnects"),
+        "server_max_lag_units": api1.get("max_lag_units"),
+        "publishers": sent.len(),
+        "ingest_bytes_sent": ingest_sent,
+        "ingest_bytes_lost": ingest_loss,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) of a process.
+fn proc_cpu(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn proc_rss(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Counters summed over the given streams (max for max_lag_units).
+async fn api_sum(
+    addr: SocketAddr,
+    names: &[String],
+) -> std::collections::HashMap<&'static str, u64> {
+    let mut out = std::collections::HashMap::new();
+    for d in api_all(addr).await.unwrap_or_default() {
+        if !names.iter().any(|n| d["name"] == n.as_str()) {
+            continue;
+        }
+        for k in ["skips", "slow_disconnects", "stalled_disconnects"] {
+            *out.entry(k).or_insert(0) += d[k].as_u64().unwrap_or(0);
+        }
+        let m = out.entry("max_lag_units").or_insert(0);
+        *m = (*m).max(d["max_lag_units"].as_u64().unwrap_or(0));
+    }
+    out
+}
+
+/// GET /api/streams as JSON.
+async fn api_all(addr: SocketAddr) -> Result<Vec<serde_json::Value>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(b"GET /api/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no response head")?;
+    Ok(serde_json::from_slice(&raw[at + 4..])?)
+}
+
+async fn connect(addr: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let sock = TcpSocket::new_v4()?;
+    if let Some(ip) = bind {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    sock.connect(addr).await
+}
+
+async fn viewer(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    stream: &str,
+    read_size: usize,
+    st: &ViewerStats,
+    sh: &Shared,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut s = connect(addr, bind).await?;
+    s.write_all(format!("GET /live/{stream}.ts HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; read_size];
+    // The response head.
+    let mut have = 0;
+    let body_at = loop {
+        let n = s.read(&mut buf[have..]).await?;
+        if n == 0 {
+            bail!("closed before a response");
+        }
+        have += n;
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut h);
+        if let httparse::Status::Complete(at) = r.parse(&buf[..have])? {
+            if r.code != Some(200) {
+                bail!("status {:?}", r.code);
+            }
+            break at;
+        }
+        if have == buf.len() {
+            bail!("response head too long");
+        }
+    };
+    let mut body = RequestBody::chunked();
+    let mut framing: Vec<u8> = Vec::new();
+    let mut pkt = [0u8; PACKET];
+    let mut fill = 0;
+    let mut cc: Vec<(u16, u8)> = Vec::new();
+    let mut splitter = Some(Splitter::default());
+    let mut cuts = Vec::new();
+    let mut first = true;
+    let (mut from, mut to) = (body_at, have);
+    while !sh.stop.load(Relaxed) {
+        if !first {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                st.ended.store(true, Relaxed);
+                return Ok(());
+            }
+            (from, to) = (0, n);
+        }
+        first = false;
+        let mut i = from;
+        while i < to {
+            match body.want() {
+                Want::Data(m) => {
+                    let k = (m as usize).min(to - i);
+                    st.bytes.fetch_add(k as u64, Relaxed);
+                    // Whole packets are checked in place; only a packet split across reads
+                    // (or chunks) is assembled in `pkt`.
+                    let mut d = &buf[i..i + k];
+                    if fill > 0 {
+                        let n = (PACKET - fill).min(d.len());
+                        pkt[fill..fill + n].copy_from_slice(&d[..n]);
+                        fill += n;
+                        d = &d[n..];
+                        if fill == PACKET {
+                            fill = 0;
+                            on_packet(&pkt, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+                        }
+                    }
+                    let mut whole = d.chunks_exact(PACKET);
+                    for p in &mut whole {
+                        let p: &[u8; PACKET] = p.try_into().expect("chunks_exact");
+                        on_packet(p, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+                    }
+                    let rest = whole.remainder();
+                    pkt[..rest.len()].copy_from_slice(rest);
+                    fill += rest.len();
+                    body.data(k);
+                    i += k;
+                }
+                Want::Framing => {
+                    framing.push(buf[i]);
+                    i += 1;
+                    let used = body.framing(&framing)?;
+                    framing.drain(..used);
+                }
+                Want::Done => {
+                    st.ended.store(true, Relaxed);
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn on_packet(
+    p: &[u8; PACKET],
+    cc: &mut Vec<(u16, u8)>,
+    splitter: &mut Option<Splitter>,
+    cuts: &mut Vec<Cut>,
+    st: &ViewerStats,
+    sh: &Shared,
+    start: Instant,
+) {
+    let Some(h) = media::ts::header(p) else {
+        st.gaps.fetch_add(1, Relaxed);
+        return;
+    };
+    if h.has_payload {
+        match cc.iter_mut().find(|(pid, _)| *pid == h.pid) {
+            Some((_, last)) => {
+                if h.cc != (*last + 1) & 0x0f {
+                    st.gaps.fetch_add(1, Relaxed);
+                    if !GAP_REPORTED.swap(true, Relaxed) {
+                        eprintln!(
+                            "first gap: pid {:#x} cc {} after {} at {:?}",
+                            h.pid,
+                            h.cc,
+                            last,
+                            start.elapsed()
+                        );
+                    }
+                }
+                *last = h.cc;
+            }
+            None => cc.push((h.pid, h.cc)),
+        }
+    }
+    if h.pid == MARK_PID && &p[4..10] == MARK_MAGIC {
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&p[10..18]);
+        let sent = u64::from_be_bytes(t);
+        let now = sh.epoch.elapsed().as_micros() as u64;
+        let lat = now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
+        sh.latencies_us.lock().unwrap().push(lat);
+    }
+    if let Some(sp) = splitter {
+        cuts.clear();
+        if sp.feed(p, cuts).is_ok() && cuts.iter().any(|c| matches!(c, Cut::Keyframe { .. })) {
+            st.first_keyframe_us
+                .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
+            *splitter = None;
+        }
+    }
+}
+
+/// Publishes `data` (MPEG-TS) in a loop, paced in real time, each chunk followed by a mark,
+/// until told to stop; counts the body bytes written.
+async fn publish(
+    addr: SocketAddr,
+    stream: &str,
+    key: Option<&str>,
+    data: &[u8],
+    sh: Arc<Shared>,
+    written: &AtomicU64,
+) -> Result<()> {
+    let data = &data[..data.len() / PACKET * PACKET];
+    let plan = client::live::schedule(data);
+    if plan.is_empty() {
+        bail!("no timestamps to pace the file by");
+    }
+    let total = plan.last().map_or(0, |p| p.1) + 3600;
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let q = key.map(|k| format!("?key={k}")).unwrap_or_default();
+    s.write_all(
+        format!("POST /live/{stream}{q} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let began = Instant::now();
+    let mut restamp = media::ts::Restamp::default();
+    let mut mark_cc = 0u8;
+    let mut chunk = Vec::new();
+    'laps: for lap in 0u64.. {
+        let mut copy = data.to_vec();
+        if lap > 0 {
+            restamp.new_session();
+        }
+        restamp.apply(&mut copy);
+        let (mut i, mut sent) = (0, 0);
+        while sent < copy.len() {
+            let due = lap * total + plan.get(i).map_or(total, |p| p.1);
+            let due = began + Duration::from_micros(due * 100 / 9);
+            tokio::time::sleep_until(due).await;
+            let horizon = plan.get(i).map_or(u64::MAX, |p| p.1 + 1800);
+            while i < plan.len() && plan[i].1 <= horizon {
+                i += 1;
+            }
+            let end = plan.get(i).map_or(copy.len(), |p| p.0);
+            if sh.stop.load(Relaxed) {
+                break 'laps;
+            }
+            if end <= sent {
+                continue;
+            }
+            chunk.clear();
+            chunk.extend_from_slice(&copy[sent..end]);
+            // The mark: PID 0x1FF0, payload only, the time it is written.
+            let now = sh.epoch.elapsed().as_micros() as u64;
+            let mut m = [0xffu8; PACKET];
+            m[..4].copy_from_slice(&[0x47, (MARK_PID >> 8) as u8, MARK_PID as u8, 0x10 | mark_cc]);
+            m[4..10].copy_from_slice(MARK_MAGIC);
+            m[10..18].copy_from_slice(&now.to_be_bytes());
+            mark_cc = (mark_cc + 1) & 0x0f;
+            chunk.extend_from_slice(&m);
+            s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            s.write_all(&chunk).await?;
+            s.write_all(b"\r\n").await?;
+            written.fetch_add(chunk.len() as u64, Relaxed);
+            sent = end;
+        }
+    }
+    Ok(())
+}
