@@ -330,6 +330,7 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
     })
 }
 
+pub mod mux;
 mod restamp;
 mod splitter;
 

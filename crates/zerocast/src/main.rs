@@ -71,9 +71,9 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
-    /// Publish an MPEG-TS file to a live stream, paced in real time from its timestamps.
+    /// Publish an MPEG-TS or MP4 file to a live stream, paced in real time from its timestamps.
     Publish {
-        /// An MPEG-TS file (remux others first: ffmpeg -i IN -c copy -f mpegts OUT.ts).
+        /// An MPEG-TS file, or an MP4 (H.264/H.265 + AAC, remuxed to MPEG-TS in memory).
         file: PathBuf,
         /// http://HOST:PORT/live/NAME
         url: String,
@@ -218,6 +218,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index { file, at } => index(&file, at.as_deref()),
         Command::Publish { file, url, key, looped } => {
             let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // MP4 is remuxed to MPEG-TS in memory first (H.264/H.265 + AAC).
+            let data = match media::index::detect(&data) {
+                media::Container::Mp4 => media::ts::mux::from_mp4(&data)
+                    .with_context(|| format!("remuxing {} to MPEG-TS", file.display()))?,
+                _ => data,
+            };
             rt.block_on(async {
                 let publishing = client::live::publish(&url, key.as_deref(), data.into(), looped, |p| {
                     eprint!(

@@ -289,7 +289,8 @@ fn serve_reads_a_config_file_and_flags_win() {
     std::fs::write(
         &cfg,
         format!(
-            "library = {:?}\nlisten = \"127.0.0.1:1\"\ncache_size = \"1MiB\"\n",
+            "library = {:?}\nlisten = \"127.0.0.1:1\"\ncache_size = \"1MiB\"\n\
+             [live]\nkeys = {{ show = \"cfgkey\" }}\ngrace_secs = 3\n",
             lib
         ),
     )
@@ -301,6 +302,8 @@ fn serve_reads_a_config_file_and_flags_win() {
             cfg.to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--publish-key",
+            "other=flagkey",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -314,12 +317,21 @@ fn serve_reads_a_config_file_and_flags_win() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Publish keys from the file and from the flag (an empty body publishes nothing and ends).
+    let put = |path: &str| request(addr, "PUT", path, &[("Content-Length", "0")]).status;
+    let keys = [
+        put("/live/show"),
+        put("/live/show?key=flagkey"),
+        put("/live/show?key=cfgkey"),
+        put("/live/other?key=flagkey"),
+    ];
     child.kill().unwrap();
     let _ = child.wait();
     let list = ok.expect("server from config started").json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], "only.ts");
     assert_eq!(list[0]["cached_in_memory"], true);
+    assert_eq!(keys, [401, 403, 200, 200]);
     // A bad config file is a clear error.
     std::fs::write(&cfg, "listen = 5\n").unwrap();
     let out = zerocast(&["serve", "--config", cfg.to_str().unwrap()]);

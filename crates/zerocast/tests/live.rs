@@ -884,6 +884,31 @@ fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
         (300_000..2_000_000).contains(&rate),
         "publish rate {rate} bit/s"
     );
+    // An MP4 is remuxed to MPEG-TS and published the same way.
+    let mp4 = common::demo_dir().join("faststart.mp4");
+    let mp4_publisher = Proc(
+        Command::new(bin)
+            .args([
+                "publish",
+                mp4.to_str().unwrap(),
+                &s.url("/live/mp4"),
+                "--key",
+                "cli",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let d = wait_for(&s, "mp4", "an MP4 publisher", |d| {
+        d["ring_units"].as_u64() > Some(3) && d["video_codec"] == "h264"
+    });
+    assert_eq!(d["audio_codecs"][0], "aac");
+    let v = RawViewer::start(s.addr, "/live/mp4.ts", Some(1 << 16), Duration::ZERO);
+    thread::sleep(Duration::from_millis(500));
+    let (_, ts, _) = v.stop();
+    assert_starts_with_psi_and_keyframe(&ts);
+    assert_eq!(cc_gaps(&ts), 0);
+    drop(mp4_publisher);
     // Wrong key: a clear error and a failing exit status.
     let bad = Command::new(bin)
         .args([

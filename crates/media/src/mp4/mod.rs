@@ -11,6 +11,7 @@
 //! box by box (O(number of top-level boxes)) and `moov` is found wherever it is. Fragmented files
 //! are indexed by walking every `moof`, which makes `sidx` and `mfra` unnecessary (they are skipped).
 
+pub mod remux;
 pub mod stbl;
 
 use crate::error::{Error, Result};
@@ -110,6 +111,8 @@ struct Track<'a> {
     channels: Option<u16>,
     sample_rate: Option<u32>,
     stbl: Option<Reader<'a>>,
+    /// The first sample entry: its type and body (codec configuration boxes inside).
+    entry: Option<(FourCC, Reader<'a>)>,
     trex: Trex,
 }
 
@@ -287,6 +290,7 @@ fn parse_trak<'a>(trak: &Reader<'a>) -> Result<Track<'a>> {
                 full_box(&mut stsd)?;
                 if stsd.u32()? > 0 {
                     if let Some(entry) = next_box(&mut stsd, false)? {
+                        t.entry = Some((entry.kind, entry.body.clone()));
                         describe(&mut t, entry.kind, entry.body)?;
                     }
                 }

@@ -1,0 +1,266 @@
+//! MP4 to access units: each track's samples in decode order, with the codec configuration needed
+//! to turn them into elementary streams for MPEG-TS (H.264/H.265 length-prefixed NAL units to
+//! Annex B with the parameter sets before every keyframe; AAC raw frames behind ADTS headers).
+//! The file is in memory; sample data are slices of it.
+
+use super::{child, full_box, next_box, parse_moov, stbl, FourCC};
+use crate::error::{Error, Result};
+use crate::read::Reader;
+
+/// How a track's samples become an elementary stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Codec {
+    /// H.264 or H.265: the NAL length field size, and the parameter sets (SPS/PPS, and VPS).
+    H264 {
+        nal_len: usize,
+        params: Vec<Vec<u8>>,
+    },
+    H265 {
+        nal_len: usize,
+        params: Vec<Vec<u8>>,
+    },
+    /// AAC: the ADTS header fields from the AudioSpecificConfig.
+    Aac {
+        object_type: u8,
+        frequency_index: u8,
+        channels: u8,
+    },
+}
+
+/// One sample: where its bytes are, its decode time and composition offset (track timescale).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub offset: u64,
+    pub size: u32,
+    pub dts: i64,
+    pub cto: i32,
+    pub keyframe: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub codec: Codec,
+    pub timescale: u32,
+    pub samples: Vec<Sample>,
+}
+
+/// The video track (H.264/H.265) and the first AAC track of an MP4, ready to remux. Tracks of
+/// other codecs are left out; fragmented MP4 is not supported here (yet).
+pub fn tracks(data: &[u8]) -> Result<(Option<Track>, Option<Track>)> {
+    let mut top = Reader::new(data, 0, "mp4");
+    let mut moov = None;
+    while let Some(b) = next_box(&mut top, true)? {
+        if &b.kind == b"moov" {
+            moov = Some(b.body);
+        } else if &b.kind == b"moof" {
+            return Err(Error::malformed(
+                "mp4",
+                "fragmented MP4 cannot be remuxed yet; remux it with ffmpeg -c copy -f mpegts",
+            ));
+        }
+    }
+    let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov box"))?;
+    let (_, _, all) = parse_moov(&moov)?;
+    let data_len = data.len() as u64;
+    let (mut video, mut audio) = (None, None);
+    for t in all {
+        let (Some((kind, entry)), Some(stbl)) = (&t.entry, &t.stbl) else {
+            continue;
+        };
+        let Some(codec) = codec(&t.handler, *kind, entry.clone())? else {
+            continue;
+        };
+        let is_video = matches!(codec, Codec::H264 { .. } | Codec::H265 { .. });
+        if (is_video && video.is_some()) || (!is_video && audio.is_some()) {
+            continue;
+        }
+        let mut table = stbl::expand(stbl, data_len)?;
+        table.clip_to(data_len);
+        let samples = (0..table.len())
+            .map(|i| Sample {
+                offset: table.offset[i],
+                size: table.size[i],
+                dts: table.dts[i],
+                cto: table.cto[i],
+                keyframe: table.keyframe[i],
+            })
+            .collect();
+        let track = Track {
+            codec,
+            timescale: t.timescale,
+            samples,
+        };
+        if is_video {
+            video = Some(track);
+        } else {
+            audio = Some(track);
+        }
+    }
+    Ok((video, audio))
+}
+
+fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Codec>> {
+    match (handler, &kind) {
+        (b"vide", b"avc1" | b"avc3" | b"hvc1" | b"hev1") => {
+            e.skip(78)?; // the visual sample entry's fixed fields
+            let h264 = matches!(&kind, b"avc1" | b"avc3");
+            let name = if h264 { b"avcC" } else { b"hvcC" };
+            let Some(mut c) = child(&e, name)? else {
+                return Ok(None);
+            };
+            let mut params = Vec::new();
+            if h264 {
+                c.skip(4)?;
+                let nal_len = usize::from(c.u8()? & 3) + 1;
+                // numOfSequenceParameterSets (5 bits), then numOfPictureParameterSets (8).
+                for mask in [0x1f, 0xff] {
+                    let n = c.u8()? & mask;
+                    for _ in 0..n {
+                        let len = usize::from(c.u16()?);
+                        params.push(c.bytes(len)?.to_vec());
+                    }
+                }
+                Ok(Some(Codec::H264 { nal_len, params }))
+            } else {
+                c.skip(21)?;
+                let nal_len = usize::from(c.u8()? & 3) + 1;
+                let arrays = c.u8()?;
+                for _ in 0..arrays {
+                    c.u8()?;
+                    let n = c.u16()?;
+                    for _ in 0..n {
+                        let len = usize::from(c.u16()?);
+                        params.push(c.bytes(len)?.to_vec());
+                    }
+                }
+                Ok(Some(Codec::H265 { nal_len, params }))
+            }
+        }
+        (b"soun", b"mp4a") => {
+            e.skip(8)?;
+            let version = e.u16()?;
+            e.skip(18)?;
+            e.skip(match version {
+                1 => 16,
+                2 => 36,
+                _ => 0,
+            })?;
+            let Some(mut esds) = child(&e, b"esds")? else {
+                return Ok(None);
+            };
+            full_box(&mut esds)?;
+            let asc = audio_specific_config(&mut esds)?;
+            Ok(asc.map(|(o, f, c)| Codec::Aac {
+                object_type: o,
+                frequency_index: f,
+                channels: c,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads an MPEG-4 descriptor header: its tag and its (bounded) body.
+fn descriptor<'a>(r: &mut Reader<'a>) -> Result<(u8, Reader<'a>)> {
+    let tag = r.u8()?;
+    let mut len = 0usize;
+    for _ in 0..4 {
+        let b = r.u8()?;
+        len = (len << 7) | usize::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    Ok((tag, r.sub(len, "mp4 descriptor")?))
+}
+
+/// Object type, sampling frequency index and channel configuration from an `esds`.
+fn audio_specific_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
+    let (tag, mut es) = descriptor(esds)?;
+    if tag != 0x03 {
+        return Ok(None);
+    }
+    es.skip(2)?;
+    let flags = es.u8()?;
+    if flags & 0x80 != 0 {
+        es.skip(2)?;
+    }
+    if flags & 0x40 != 0 {
+        let n = usize::from(es.u8()?);
+        es.skip(n)?;
+    }
+    if flags & 0x20 != 0 {
+        es.skip(2)?;
+    }
+    let (tag, mut dc) = descriptor(&mut es)?;
+    if tag != 0x04 {
+        return Ok(None);
+    }
+    dc.skip(13)?;
+    let (tag, mut dsi) = descriptor(&mut dc)?;
+    if tag != 0x05 {
+        return Ok(None);
+    }
+    let a = dsi.u8()?;
+    let b = dsi.u8()?;
+    let object_type = a >> 3;
+    let frequency_index = ((a & 7) << 1) | (b >> 7);
+    let channels = (b >> 3) & 0x0f;
+    if object_type == 0 || object_type > 4 || frequency_index > 12 {
+        return Ok(None);
+    }
+    Ok(Some((object_type, frequency_index, channels)))
+}
+
+/// Appends a sample as an Annex B access unit (parameter sets first for a keyframe). NAL lengths
+/// are checked against the sample's bytes.
+pub fn annex_b(
+    sample: &[u8],
+    nal_len: usize,
+    params: &[Vec<u8>],
+    keyframe: bool,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if keyframe {
+        for p in params {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(p);
+        }
+    }
+    let mut r = Reader::new(sample, 0, "mp4 sample");
+    while r.remaining() > 0 {
+        let mut len = 0usize;
+        for _ in 0..nal_len {
+            len = (len << 8) | usize::from(r.u8()?);
+        }
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(r.bytes(len)?);
+    }
+    Ok(())
+}
+
+/// Appends an AAC raw frame behind an ADTS header.
+pub fn adts(
+    frame: &[u8],
+    object_type: u8,
+    frequency_index: u8,
+    channels: u8,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let len = frame.len() + 7;
+    if len >= 1 << 13 {
+        return Err(Error::malformed("aac", "frame too large for ADTS"));
+    }
+    let profile = object_type - 1;
+    out.extend_from_slice(&[
+        0xff,
+        0xf1,
+        (profile << 6) | (frequency_index << 2) | (channels >> 2),
+        ((channels & 3) << 6) | (len >> 11) as u8,
+        (len >> 3) as u8,
+        ((len & 7) << 5) as u8 | 0x1f,
+        0xfc,
+    ]);
+    out.extend_from_slice(frame);
+    Ok(())
+}
