@@ -39,7 +39,7 @@ ulimit -n 20000 2>/dev/null || true
 
 SERVER_PID=
 start_server() {
-  $BIN/zerocast serve --listen 127.0.0.1:$PORT > "$OUT/server-$1.log" 2>&1 &
+  $BIN/zerocast serve --listen 127.0.0.1:$PORT --rtmp-listen off > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1

@@ -38,7 +38,7 @@ trap cleanup EXIT
 declare -A PIDS URL
 if [[ " $SERVERS " == *" zerocast "* ]]; then
   # shellcheck disable=SC2086
-  target/release/zerocast serve --library bench/media --listen 127.0.0.1:$ZPORT \
+  target/release/zerocast serve --library bench/media --listen 127.0.0.1:$ZPORT --rtmp-listen off \
     ${ZEROCAST_CONFIG:+--config "$ZEROCAST_CONFIG"} 2> "$OUT/zerocast.log" &
   PIDS[zerocast]=$!
   PIDS_TO_STOP+=("$!")

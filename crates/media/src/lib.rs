@@ -20,6 +20,7 @@
 //! bytes actually present, with checked arithmetic.
 
 pub mod error;
+pub mod flv;
 pub mod index;
 pub mod mp4;
 pub mod nal;

@@ -13,6 +13,7 @@ pub mod library;
 pub mod live;
 pub mod precondition;
 pub mod range;
+mod rtmp;
 
 pub use error::{Error, Result};
 pub use library::{default_cache_budget, Library, LoadEvent, Title};
@@ -39,6 +40,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub policy: http::Policy,
     pub live: live::LiveConfig,
+    /// Where RTMP publishers connect (`None`: no RTMP).
+    pub rtmp_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             policy: http::Policy::default(),
             live: live::LiveConfig::default(),
+            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
         }
     }
 }
@@ -65,6 +69,7 @@ struct State {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    rtmp: Option<TcpListener>,
     state: Arc<State>,
 }
 
@@ -84,6 +89,14 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let rtmp = match config.rtmp_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
@@ -92,6 +105,7 @@ impl Server {
             .writev(true);
         Ok(Server {
             listener,
+            rtmp,
             state: Arc::new(State {
                 live: Arc::new(live::Live::new(config.live.clone())),
                 library,
@@ -99,6 +113,11 @@ impl Server {
                 http,
             }),
         })
+    }
+
+    /// The RTMP listener's address, when RTMP is on.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The live streams (for inspection: tests, metrics).
@@ -118,6 +137,34 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; the count tells when all have finished.
         let active = Arc::new(());
+        if let Some(rtmp) = self.rtmp {
+            let (live, stopped, active) =
+                (self.state.live.clone(), stopped.clone(), active.clone());
+            tokio::spawn(async move {
+                let mut stop = stopped.clone();
+                loop {
+                    let (sock, peer) = tokio::select! {
+                        a = rtmp.accept() => match a {
+                            Ok(a) => a,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "RTMP accept failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        },
+                        _ = stop.changed() => break,
+                    };
+                    let _ = sock.set_nodelay(true);
+                    let (live, stopped, guard) = (live.clone(), stopped.clone(), active.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = rtmp::connection(sock, peer, live, stopped).await {
+                            tracing::info!(%peer, error = %e, "RTMP connection ended");
+                        }
+                        drop(guard);
+                    });
+                }
+            });
+        }
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {

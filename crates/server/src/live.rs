@@ -527,9 +527,14 @@ impl Live {
 impl Publish {
     /// Publishes the whole packets the slab holds.
     fn publish(&mut self, slab: &mut Slab, live: &Live) -> Result<(), String> {
-        let Some(packets) = slab.take_whole(media::ts::PACKET) else {
-            return Ok(());
-        };
+        match slab.take_whole(media::ts::PACKET) {
+            Some(packets) => self.publish_packets(packets, live),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes whole TS packets (from a slab, or muxed from RTMP).
+    pub fn publish_packets(&mut self, packets: BytesMut, live: &Live) -> Result<(), String> {
         let ingest = self.ingest.as_mut().expect("held while publishing");
         let data = ingest.prepare(packets).map_err(|e| e.to_string())?;
         let now = live.now();

@@ -111,6 +111,9 @@ struct ServeArgs {
     /// TOML file with the same settings; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where RTMP publishers connect (rtmp://HOST/live/NAME?key=K), or `off` [default: 0.0.0.0:1935].
+    #[arg(long, value_name = "ADDR|off")]
+    rtmp_listen: Option<String>,
     /// A live publish key: NAME=SECRET for one stream, or SECRET for any stream (repeatable).
     /// Without any key, only publishers on this machine (loopback) may publish.
     #[arg(long = "publish-key", value_name = "[NAME=]SECRET")]
@@ -129,6 +132,8 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
+    /// "0.0.0.0:1935", or "off".
+    rtmp_listen: Option<String>,
     #[serde(default)]
     live: LiveFile,
 }
@@ -330,6 +335,15 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
             .context("sendfile_min in the config file")?;
     }
     apply_live(&mut config.live, &file.live, &args.publish_keys)?;
+    if let Some(r) = args.rtmp_listen.as_ref().or(file.rtmp_listen.as_ref()) {
+        config.rtmp_listen = match r.as_str() {
+            "off" | "none" => None,
+            a => Some(
+                a.parse()
+                    .with_context(|| format!("rtmp_listen '{a}': expected HOST:PORT or off"))?,
+            ),
+        };
+    }
     let budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,
         (None, Some(s)) => size::parse(s)
@@ -360,6 +374,9 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
     };
     let server = Server::bind(config, library).await?;
     tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
+    if let Some(a) = server.rtmp_addr() {
+        tracing::info!(addr = %a, "RTMP ingest: rtmp://{a}/live/NAME");
+    }
     server.run(shutdown_signal()).await;
     Ok(())
 }

@@ -235,6 +235,8 @@ fn serve_binary_runs_the_embedded_demo_and_stops_on_sigterm() {
             &format!("127.0.0.1:{port}"),
             "--log-format",
             "json",
+            "--rtmp-listen",
+            "127.0.0.1:0",
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -304,6 +306,8 @@ fn serve_reads_a_config_file_and_flags_win() {
             &format!("127.0.0.1:{port}"),
             "--publish-key",
             "other=flagkey",
+            "--rtmp-listen",
+            "127.0.0.1:0",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -108,33 +108,12 @@ fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Cod
             let Some(mut c) = child(&e, name)? else {
                 return Ok(None);
             };
-            let mut params = Vec::new();
-            if h264 {
-                c.skip(4)?;
-                let nal_len = usize::from(c.u8()? & 3) + 1;
-                // numOfSequenceParameterSets (5 bits), then numOfPictureParameterSets (8).
-                for mask in [0x1f, 0xff] {
-                    let n = c.u8()? & mask;
-                    for _ in 0..n {
-                        let len = usize::from(c.u16()?);
-                        params.push(c.bytes(len)?.to_vec());
-                    }
-                }
-                Ok(Some(Codec::H264 { nal_len, params }))
+            let (nal_len, params) = if h264 { avcc(&mut c)? } else { hvcc(&mut c)? };
+            Ok(Some(if h264 {
+                Codec::H264 { nal_len, params }
             } else {
-                c.skip(21)?;
-                let nal_len = usize::from(c.u8()? & 3) + 1;
-                let arrays = c.u8()?;
-                for _ in 0..arrays {
-                    c.u8()?;
-                    let n = c.u16()?;
-                    for _ in 0..n {
-                        let len = usize::from(c.u16()?);
-                        params.push(c.bytes(len)?.to_vec());
-                    }
-                }
-                Ok(Some(Codec::H265 { nal_len, params }))
-            }
+                Codec::H265 { nal_len, params }
+            }))
         }
         (b"soun", b"mp4a") => {
             e.skip(8)?;
@@ -149,7 +128,7 @@ fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Cod
                 return Ok(None);
             };
             full_box(&mut esds)?;
-            let asc = audio_specific_config(&mut esds)?;
+            let asc = esds_config(&mut esds)?;
             Ok(asc.map(|(o, f, c)| Codec::Aac {
                 object_type: o,
                 frequency_index: f,
@@ -158,6 +137,53 @@ fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Cod
         }
         _ => Ok(None),
     }
+}
+
+/// The NAL length size and the parameter sets (SPS, PPS) of an AVCDecoderConfigurationRecord.
+pub fn avcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
+    c.skip(4)?;
+    let nal_len = usize::from(c.u8()? & 3) + 1;
+    let mut params = Vec::new();
+    // numOfSequenceParameterSets (5 bits), then numOfPictureParameterSets (8).
+    for mask in [0x1f, 0xff] {
+        let n = c.u8()? & mask;
+        for _ in 0..n {
+            let len = usize::from(c.u16()?);
+            params.push(c.bytes(len)?.to_vec());
+        }
+    }
+    Ok((nal_len, params))
+}
+
+/// The NAL length size and the parameter sets (VPS, SPS, PPS) of an HEVCDecoderConfigurationRecord.
+pub fn hvcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
+    c.skip(21)?;
+    let nal_len = usize::from(c.u8()? & 3) + 1;
+    let arrays = c.u8()?;
+    let mut params = Vec::new();
+    for _ in 0..arrays {
+        c.u8()?;
+        let n = c.u16()?;
+        for _ in 0..n {
+            let len = usize::from(c.u16()?);
+            params.push(c.bytes(len)?.to_vec());
+        }
+    }
+    Ok((nal_len, params))
+}
+
+/// Object type, sampling frequency index and channel configuration of an AudioSpecificConfig
+/// (`None` for what ADTS cannot carry).
+pub fn audio_specific_config(asc: &[u8]) -> Option<(u8, u8, u8)> {
+    let (&a, &b) = (asc.first()?, asc.get(1)?);
+    let object_type = a >> 3;
+    let frequency_index = ((a & 7) << 1) | (b >> 7);
+    let channels = (b >> 3) & 0x0f;
+    ((1..=4).contains(&object_type) && frequency_index <= 12).then_some((
+        object_type,
+        frequency_index,
+        channels,
+    ))
 }
 
 /// Reads an MPEG-4 descriptor header: its tag and its (bounded) body.
@@ -175,7 +201,7 @@ fn descriptor<'a>(r: &mut Reader<'a>) -> Result<(u8, Reader<'a>)> {
 }
 
 /// Object type, sampling frequency index and channel configuration from an `esds`.
-fn audio_specific_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
+fn esds_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
     let (tag, mut es) = descriptor(esds)?;
     if tag != 0x03 {
         return Ok(None);
@@ -201,15 +227,7 @@ fn audio_specific_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> 
     if tag != 0x05 {
         return Ok(None);
     }
-    let a = dsi.u8()?;
-    let b = dsi.u8()?;
-    let object_type = a >> 3;
-    let frequency_index = ((a & 7) << 1) | (b >> 7);
-    let channels = (b >> 3) & 0x0f;
-    if object_type == 0 || object_type > 4 || frequency_index > 12 {
-        return Ok(None);
-    }
-    Ok(Some((object_type, frequency_index, channels)))
+    Ok(audio_specific_config(dsi.rest()))
 }
 
 /// Appends a sample as an Annex B access unit (parameter sets first for a keyframe). NAL lengths

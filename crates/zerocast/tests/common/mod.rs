@@ -43,6 +43,7 @@ pub fn require(tool: &str) {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub rtmp: SocketAddr,
     pub live: std::sync::Arc<server::live::Live>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -64,6 +65,7 @@ impl TestServer {
 
     pub fn start_with(mut config: Config, library: Library) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (atx, arx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -74,7 +76,9 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let server = Server::bind(config, library).await.expect("bind");
-                atx.send((server.local_addr(), server.live())).unwrap();
+                let rtmp = server.rtmp_addr().expect("RTMP on");
+                atx.send((server.local_addr(), rtmp, server.live()))
+                    .unwrap();
                 server
                     .run(async {
                         let _ = rx.await;
@@ -82,9 +86,10 @@ impl TestServer {
                     .await;
             });
         });
-        let (addr, live) = arx.recv().expect("server started");
+        let (addr, rtmp, live) = arx.recv().expect("server started");
         TestServer {
             addr,
+            rtmp,
             live,
             _dir: None,
             stop: Some(tx),

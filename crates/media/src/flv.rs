@@ -1,0 +1,256 @@
+//! FLV tag bodies (as RTMP carries them) to MPEG-TS, sans-I/O.
+//!
+//! ```text
+//! video tag: FrameType(4) CodecID(4) | AVCPacketType(8) CompositionTime(SI24) | data
+//!   AVC (7): packet type 0 = AVCDecoderConfigurationRecord, 1 = length-prefixed NAL units
+//!   Enhanced RTMP: IsExHeader(1) FrameType(3) PacketType(4) | FourCC | ...
+//!     PacketType 0 = sequence start (hvcC for 'hvc1'), 1 = coded frames (SI24 cts first),
+//!     3 = coded frames without cts
+//! audio tag: SoundFormat(4) rate(2) size(1) type(1) | AACPacketType(8) | data
+//!   AAC (10): packet type 0 = AudioSpecificConfig, 1 = raw frame
+//! ```
+//! Video becomes Annex B (parameter sets before every keyframe), AAC gets ADTS headers, and both
+//! are muxed by [`crate::ts::mux::Muxer`]: PTS = DTS + composition time. The muxer starts at the
+//! first coded video frame (the sequence headers have come before it); audio before that is
+//! dropped, so the stream starts at a keyframe. AV1 and VP9 are parsed and skipped (TS cannot
+//! carry them here).
+
+use crate::error::{Error, Result};
+use crate::mp4::remux::{adts, annex_b, audio_specific_config, avcc, hvcc};
+use crate::read::Reader;
+use crate::ts::mux::{AccessUnit, Audio, Muxer, Video};
+
+/// 1 s added to every timestamp so the PCR (a little behind DTS) never goes below zero.
+const OFFSET_90K: u64 = 90_000;
+
+#[derive(Debug, Default)]
+pub struct ToTs {
+    video: Option<(Video, usize, Vec<Vec<u8>>)>,
+    aac: Option<(u8, u8, u8)>,
+    muxer: Option<Muxer>,
+    scratch: Vec<u8>,
+    /// Coded frames skipped (before the sequence header, or of a codec TS cannot carry here).
+    pub skipped: u64,
+}
+
+fn si24(b: &[u8]) -> i64 {
+    let v = (i32::from(b[0]) << 16) | (i32::from(b[1]) << 8) | i32::from(b[2]);
+    i64::from((v << 8) >> 8)
+}
+
+impl ToTs {
+    /// Codec names, once known.
+    pub fn codecs(&self) -> (Option<&'static str>, Option<&'static str>) {
+        let v = self.video.as_ref().map(|(v, _, _)| match v {
+            Video::H264 => "h264",
+            Video::H265 => "hevc",
+        });
+        (v, self.aac.map(|_| "aac"))
+    }
+
+    /// One video tag body at `ms` (the RTMP timestamp); appends TS packets to `out`.
+    pub fn video(&mut self, body: &[u8], ms: u32, out: &mut Vec<u8>) -> Result<()> {
+        let bad = |why: &str| Error::malformed("flv video", why.to_string());
+        let b0 = *body.first().ok_or_else(|| bad("empty tag"))?;
+        let (codec, packet, keyframe, cts, data, config): (
+            Option<Video>,
+            u8,
+            bool,
+            i64,
+            &[u8],
+            bool,
+        );
+        if b0 & 0x80 != 0 {
+            // Enhanced RTMP.
+            let fourcc = body.get(1..5).ok_or_else(|| bad("short extended header"))?;
+            packet = b0 & 0x0f;
+            keyframe = (b0 >> 4) & 0x07 == 1;
+            codec = (fourcc == b"hvc1").then_some(Video::H265);
+            match packet {
+                0 => (cts, data, config) = (0, &body[5..], true),
+                1 => {
+                    let c = body.get(5..8).ok_or_else(|| bad("short coded frame"))?;
+                    (cts, data, config) = (si24(c), &body[8..], false);
+                }
+                3 => (cts, data, config) = (0, &body[5..], false),
+                _ => return Ok(()), // sequence end, metadata, multitrack: nothing to mux
+            }
+        } else {
+            let id = b0 & 0x0f;
+            keyframe = b0 >> 4 == 1;
+            codec = match id {
+                7 => Some(Video::H264),
+                12 => Some(Video::H265),
+                _ => None,
+            };
+            let h = body.get(1..5).ok_or_else(|| bad("short AVC header"))?;
+            packet = h[0];
+            match packet {
+                0 => (cts, data, config) = (0, &body[5..], true),
+                1 => (cts, data, config) = (si24(&h[1..4]), &body[5..], false),
+                _ => return Ok(()),
+            }
+        }
+        let Some(codec) = codec else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        if config {
+            let mut r = Reader::new(data, 0, "flv sequence header");
+            let (nal_len, params) = match codec {
+                Video::H264 => avcc(&mut r)?,
+                Video::H265 => hvcc(&mut r)?,
+            };
+            self.video = Some((codec, nal_len, params));
+            return Ok(());
+        }
+        let Some((vcodec, nal_len, params)) = &self.video else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let muxer = self
+            .muxer
+            .get_or_insert_with(|| Muxer::new(Some(*vcodec), self.aac.map(|_| Audio::Aac)));
+        self.scratch.clear();
+        annex_b(data, *nal_len, params, keyframe, &mut self.scratch)?;
+        let dts = u64::from(ms) * 90 + OFFSET_90K;
+        let pts = (dts as i64 + cts * 90).max(0) as u64;
+        muxer.video(
+            &AccessUnit {
+                pts,
+                dts,
+                keyframe,
+                data: &self.scratch,
+            },
+            out,
+        );
+        Ok(())
+    }
+
+    /// One audio tag body at `ms`; appends TS packets to `out`.
+    pub fn audio(&mut self, body: &[u8], ms: u32, out: &mut Vec<u8>) -> Result<()> {
+        let (Some(&b0), Some(&packet)) = (body.first(), body.get(1)) else {
+            return Err(Error::malformed("flv audio", "short tag"));
+        };
+        if b0 >> 4 != 10 {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let data = &body[2..];
+        if packet == 0 {
+            self.aac = audio_specific_config(data);
+            return Ok(());
+        }
+        let (Some((o, f, c)), Some(muxer)) = (self.aac, self.muxer.as_mut()) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        self.scratch.clear();
+        adts(data, o, f, c, &mut self.scratch)?;
+        let pts = u64::from(ms) * 90 + OFFSET_90K;
+        muxer.audio(
+            &AccessUnit {
+                pts,
+                dts: pts,
+                keyframe: false,
+                data: &self.scratch,
+            },
+            out,
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FLV tags from an MP4's samples, as an RTMP publisher would send them.
+    #[test]
+    fn an_mp4_sent_as_flv_tags_becomes_a_ts_with_the_same_keyframes() {
+        use crate::mp4::remux::{tracks, Codec};
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../demo/faststart.mp4"
+        ))
+        .unwrap();
+        let (video, audio) = tracks(&data).unwrap();
+        let (video, audio) = (video.unwrap(), audio.unwrap());
+        let Codec::H264 { params, .. } = &video.codec else {
+            panic!()
+        };
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        // Sequence headers: an avcC built from the parameter sets, and an AAC config.
+        let mut avcc = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1];
+        avcc.extend_from_slice(&(params[0].len() as u16).to_be_bytes());
+        avcc.extend_from_slice(&params[0]);
+        avcc.push(1);
+        avcc.extend_from_slice(&(params[1].len() as u16).to_be_bytes());
+        avcc.extend_from_slice(&params[1]);
+        conv.video(&avcc, 0, &mut out).unwrap();
+        let Codec::Aac {
+            object_type,
+            frequency_index,
+            channels,
+        } = audio.codec
+        else {
+            panic!()
+        };
+        let asc = [
+            (object_type << 3) | (frequency_index >> 1),
+            ((frequency_index & 1) << 7) | (channels << 3),
+        ];
+        conv.audio(&[0xaf, 0, asc[0], asc[1]], 0, &mut out).unwrap();
+        let ms = |dts: i64, scale: u32| (dts * 1000 / i64::from(scale)) as u32;
+        let (mut vi, mut ai) = (0, 0);
+        while vi < video.samples.len() || ai < audio.samples.len() {
+            let vt = video.samples.get(vi).map(|s| ms(s.dts, video.timescale));
+            let at = audio.samples.get(ai).map(|s| ms(s.dts, audio.timescale));
+            let video_next = match (vt, at) {
+                (Some(v), Some(a)) => v <= a,
+                (v, _) => v.is_some(),
+            };
+            if video_next {
+                let s = video.samples[vi];
+                vi += 1;
+                let mut tag = vec![if s.keyframe { 0x17 } else { 0x27 }, 1];
+                let cts = (i64::from(s.cto) * 1000 / i64::from(video.timescale)) as i32;
+                tag.extend_from_slice(&cts.to_be_bytes()[1..]);
+                tag.extend_from_slice(&data[s.offset as usize..][..s.size as usize]);
+                conv.video(&tag, vt.unwrap(), &mut out).unwrap();
+            } else {
+                let s = audio.samples[ai];
+                ai += 1;
+                let mut tag = vec![0xaf, 1];
+                tag.extend_from_slice(&data[s.offset as usize..][..s.size as usize]);
+                conv.audio(&tag, at.expect("audio left"), &mut out).unwrap();
+            }
+        }
+        assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
+        let info = crate::ts::index(&out).unwrap();
+        let src = crate::index::index(&data).unwrap();
+        assert_eq!(info.keyframes.len(), src.keyframes.len());
+        assert!((info.duration.as_secs_f64() - src.duration.as_secs_f64()).abs() < 0.1);
+    }
+
+    #[test]
+    fn garbage_tags_are_errors_or_skipped_never_panics() {
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        assert!(conv.video(&[], 0, &mut out).is_err());
+        assert!(conv.video(&[0x17, 0], 0, &mut out).is_err());
+        assert!(
+            conv.video(&[0x17, 0, 0, 0, 0, 1, 2], 0, &mut out).is_err(),
+            "truncated avcC"
+        );
+        let mut rng = fastrand::Rng::with_seed(13);
+        for _ in 0..5000 {
+            let n = rng.usize(0..64);
+            let d: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            let _ = conv.video(&d, rng.u32(..), &mut out);
+            let _ = conv.audio(&d, rng.u32(..), &mut out);
+        }
+        assert_eq!(out.len() % 188, 0);
+    }
+}

@@ -1,0 +1,223 @@
+//! RTMP ingest: ffmpeg publishes with `-f flv rtmp://...`; the stream is watchable as .ts and HLS,
+//! decodes without errors, and carries the source's frames; keys, one publisher per stream, and
+//! connections that misbehave.
+
+mod common;
+
+use common::{ffmpeg, require, TestServer};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A 6 s 320x240 H.264 (1 s GOP, with B-frames) + AAC MP4.
+fn fixture() -> PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("zerocast-rtmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("src.mp4");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "25",
+            "-bf",
+            "2",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            out.to_str().unwrap(),
+        ]);
+        out
+    })
+    .clone()
+}
+
+fn server(f: impl FnOnce(&mut server::live::LiveConfig)) -> TestServer {
+    let mut c = server::Config::default();
+    c.live.ring.max_age = Duration::from_secs(120);
+    f(&mut c.live);
+    TestServer::start_with(c, server::Library::from_static(&[], common::now()))
+}
+
+fn publish(s: &TestServer, path: &str, realtime: bool) -> std::process::Child {
+    require("ffmpeg");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-v", "error", "-nostdin"]);
+    if realtime {
+        c.arg("-re");
+    }
+    c.args(["-i", fixture().to_str().unwrap(), "-c", "copy", "-f", "flv"])
+        .arg(format!("rtmp://{}{path}", s.rtmp))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn doc(s: &TestServer, name: &str) -> Option<serde_json::Value> {
+    let r = s.get(&format!("/api/streams/{name}"), &[]);
+    (r.status == 200).then(|| r.json())
+}
+
+fn wait(s: &TestServer, name: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(d) = doc(s, name).filter(|d| ok(d)) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{name}: {:?}", doc(s, name));
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Video packets (pts, keyframe) of a file, sorted by pts, relative to the first.
+fn video(path: &str) -> Vec<(f64, bool)> {
+    let p = common::ffprobe_video_packets(path);
+    let mut v: Vec<(f64, bool)> = p.iter().map(|x| (x.0, x.2)).collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = v[0].0;
+    v.iter().map(|(t, k)| (t - first, *k)).collect()
+}
+
+#[test]
+fn ffmpeg_publishes_over_rtmp_and_it_plays_as_ts_and_hls() {
+    let s = server(|c| c.global_key = Some("rk".into()));
+    let mut p = publish(&s, "/live/rt?key=rk", true);
+    let d = wait(&s, "rt", |d| d["hls_segments"].as_u64() >= Some(1));
+    assert_eq!(d["video_codec"], "h264");
+    assert_eq!(d["audio_codecs"][0], "aac");
+    for url in ["/live/rt.ts", "/live/rt/index.m3u8"] {
+        let out = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-nostdin",
+                "-i",
+                &s.url(url),
+                "-t",
+                "2",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let st = p.wait().unwrap();
+    let mut err = String::new();
+    p.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(st.success(), "ffmpeg: {err}");
+    let d = wait(&s, "rt", |d| d["state"] == "ended");
+    assert_eq!(d["end_reason"], "publisher finished");
+    // Everything the stream carried (the ring keeps it all here): the source's frames, same
+    // times, same keyframes, continuous counters, no decode error.
+    let stream = s.live.get("rt").unwrap();
+    let ts: Vec<u8> = stream
+        .read()
+        .ring
+        .units()
+        .flat_map(|u| u.data.iter().copied())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rt.ts");
+    std::fs::write(&f, &ts).unwrap();
+    let (a, b) = (
+        video(fixture().to_str().unwrap()),
+        video(f.to_str().unwrap()),
+    );
+    assert_eq!(a.len(), b.len(), "frame count");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.0 - y.0).abs() < 0.002, "pts {x:?} vs {y:?}");
+        assert_eq!(x.1, y.1, "keyframe flag at {x:?}");
+    }
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", f.to_str().unwrap(), "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        dec.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    let mut last = std::collections::HashMap::new();
+    for pkt in ts.chunks_exact(188) {
+        let h = media::ts::header(pkt).unwrap();
+        if let Some(prev) = last.insert(h.pid, h.cc) {
+            assert_eq!(h.cc, (prev + 1) & 15, "continuity on pid {}", h.pid);
+        }
+    }
+}
+
+#[test]
+fn rtmp_keys_one_publisher_and_misbehaving_connections() {
+    let s = server(|c| c.keys.insert("k".into(), "good".into()).map_or((), |_| ()));
+    // Wrong key and no key: ffmpeg fails, nothing is created.
+    for path in ["/live/k?key=bad", "/live/k"] {
+        let out = publish(&s, path, false).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{path} was accepted");
+    }
+    assert!(doc(&s, "k").is_none());
+    // Connections that do nothing, and one that sends garbage, do not stop a real publisher.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(s.rtmp).unwrap())
+        .collect();
+    let mut junk = TcpStream::connect(s.rtmp).unwrap();
+    junk.write_all(&[3u8; 1537]).unwrap();
+    junk.write_all(b"this is not an RTMP chunk stream at all, not even close..........")
+        .unwrap();
+    let mut first = publish(&s, "/live/k?key=good", true);
+    wait(&s, "k", |d| {
+        d["state"] == "live" && d["ring_units"].as_u64() > Some(2)
+    });
+    // A second publisher on the same stream is refused while the first is live.
+    let second = publish(&s, "/live/k?key=good", false)
+        .wait_with_output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert_eq!(doc(&s, "k").unwrap()["sessions"], 1);
+    // The silent connections are closed after the setup timeout (10 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for mut c in idle {
+        c.set_read_timeout(Some(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100),
+        ))
+        .unwrap();
+        let mut b = [0u8; 4096];
+        loop {
+            match c.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an idle RTMP connection was not closed"
+        );
+    }
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
