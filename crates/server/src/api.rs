@@ -143,6 +143,10 @@ pub struct StreamDoc {
 pub struct StreamViewersDoc {
     /// Connected `.ts` viewers.
     pub ts: u64,
+    /// Connected `.flv` viewers (RTMP sources).
+    pub flv: u64,
+    /// Connected RTMP players (RTMP sources).
+    pub rtmp: u64,
     pub ts_total: u64,
     pub hls_playlist_requests: u64,
     pub hls_segment_requests: u64,

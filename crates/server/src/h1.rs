@@ -88,11 +88,16 @@ pub(crate) async fn connection(
             None => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
             Some(Ours::Plain(req, close)) => (req, close),
             Some(Ours::Watch(req, http10)) => {
-                let name = live_name(&req).trim_end_matches(".ts");
-                let found = state
-                    .live
-                    .get(name)
-                    .filter(|s| s.read().state != live::State::Ended);
+                let file = live_name(&req);
+                let (name, output) = match file.strip_suffix(".flv") {
+                    Some(n) => (n, live::Output::Flv),
+                    None => (file.trim_end_matches(".ts"), live::Output::Ts),
+                };
+                let found = state.live.get(name).filter(|s| {
+                    let inner = s.read();
+                    inner.state != live::State::Ended
+                        && (output == live::Output::Ts || inner.flv.is_some())
+                });
                 let Some(s) = found else {
                     let resp = crate::http::error_response(Error::UnknownStream(name.into()));
                     write_response(&mut stream, resp, false, http10, &state, &mut head).await?;
@@ -104,7 +109,8 @@ pub(crate) async fn connection(
                 };
                 drop(buf);
                 drop(head);
-                return live::watch_ts(&mut stream, s, &state.live, !http10, shutdown).await;
+                return live::watch_http(&mut stream, s, &state.live, output, !http10, shutdown)
+                    .await;
             }
             Some(Ours::Publish(req, body, expect)) => {
                 buf.advance(head_len);

@@ -105,12 +105,22 @@ impl State {
     }
 }
 
+/// What a viewer watches: the stream as MPEG-TS (every source), or, for RTMP sources, as FLV over
+/// HTTP or as RTMP messages. Each output has its own ring of units serialised once per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Ts = 0,
+    Flv = 1,
+    Rtmp = 2,
+}
+
 /// Counters of one stream (read by the API and /metrics).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    pub viewers: AtomicI64,
+    /// Connected viewers per [`Output`].
+    pub viewers: [AtomicI64; 3],
     pub viewers_total: AtomicU64,
     pub skips: AtomicU64,
     pub slow_disconnects: AtomicU64,
@@ -125,7 +135,11 @@ pub struct Stats {
 
 #[derive(Debug)]
 pub struct Inner {
+    /// MPEG-TS units (every source).
     pub ring: Ring,
+    /// FLV tags and RTMP messages, when the source is RTMP (see rtmp.rs).
+    pub flv: Option<Ring>,
+    pub rtmp: Option<Ring>,
     pub hls: Segmenter,
     pub state: State,
     pub publisher: Option<SocketAddr>,
@@ -165,8 +179,14 @@ impl Stream {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` on the stream's state for writing (the RTMP shell fills the FLV/RTMP rings); the
+    /// caller wakes the viewers.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.write())
+    }
+
     /// Wakes every viewer once.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.tick.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
@@ -338,6 +358,8 @@ impl Live {
             created: now,
             inner: RwLock::new(Inner {
                 ring: Ring::new(self.config.ring),
+                flv: None,
+                rtmp: None,
                 hls: Segmenter::new(self.config.hls),
                 state: State::Live,
                 publisher: Some(peer),
@@ -434,7 +456,9 @@ impl Live {
             video_codec: inner.video_codec.map(Into::into),
             audio_codecs: inner.audio_codecs.iter().map(|c| c.to_string()).collect(),
             viewers: StreamViewersDoc {
-                ts: st.viewers.load(Relaxed).max(0) as u64,
+                ts: st.viewers[0].load(Relaxed).max(0) as u64,
+                flv: st.viewers[1].load(Relaxed).max(0) as u64,
+                rtmp: st.viewers[2].load(Relaxed).max(0) as u64,
                 ts_total: st.viewers_total.load(Relaxed),
                 hls_playlist_requests: st.playlist_requests.load(Relaxed),
                 hls_segment_requests: st.segment_requests.load(Relaxed),
@@ -482,12 +506,21 @@ impl Live {
         family(
             "output_bytes_total",
             "counter",
-            "Bytes written to .ts viewers",
+            "Bytes written to viewers",
             &|s| s.stats.bytes_out.load(Relaxed),
         );
-        family("viewers", "gauge", "Connected .ts viewers", &|s| {
-            s.stats.viewers.load(Relaxed).max(0) as u64
-        });
+        family(
+            "viewers",
+            "gauge",
+            "Connected viewers (all outputs)",
+            &|s| {
+                s.stats
+                    .viewers
+                    .iter()
+                    .map(|v| v.load(Relaxed).max(0) as u64)
+                    .sum()
+            },
+        );
         family(
             "skips_total",
             "counter",
@@ -737,16 +770,22 @@ async fn closed(sock: &TcpStream) {
     }
 }
 
-/// Serves one `.ts` viewer until the stream ends, the viewer goes, or it is dropped for lagging.
-pub async fn watch_ts(
+/// Serves one `.ts` (or, with `Output::Flv`, `.flv`) viewer over HTTP until the stream ends, the
+/// viewer goes, or it is dropped for lagging.
+pub async fn watch_http(
     sock: &mut TcpStream,
     stream: Arc<Stream>,
     live: &Live,
+    output: Output,
     chunked: bool,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let mut head = String::from(
-        "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncache-control: no-cache, no-store\r\n",
+    let ctype = match output {
+        Output::Flv => "video/x-flv",
+        _ => "video/mp2t",
+    };
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncache-control: no-cache, no-store\r\naccess-control-allow-origin: *\r\n"
     );
     head.push_str(if chunked {
         "transfer-encoding: chunked\r\n"
@@ -757,15 +796,45 @@ pub async fn watch_ts(
         "date: {}\r\n\r\n",
         httpdate::HttpDate::from(std::time::SystemTime::now())
     ));
-    if live.config.viewer_send_buffer > 0 {
-        let _ = rustix::net::sockopt::set_socket_send_buffer_size(
-            &*sock,
-            live.config.viewer_send_buffer,
-        );
+    if output == Output::Flv {
+        // The FLV file header (audio and video) and PreviousTagSize0, once per viewer.
+        let flv: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+        if chunked {
+            head.push_str(&format!("{:x}\r\n", flv.len()));
+        }
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(flv);
+        if chunked {
+            bytes.extend_from_slice(b"\r\n");
+        }
+        sock.write_all(&bytes).await?;
+    } else {
+        sock.write_all(head.as_bytes()).await?;
     }
-    sock.write_all(head.as_bytes()).await?;
+    follow(sock, stream, live, output, chunked, shutdown).await
+}
+
+/// Sets a viewer socket's send buffer (see `LiveConfig::viewer_send_buffer`).
+pub(crate) fn viewer_socket(sock: &TcpStream, live: &Live) {
+    if live.config.viewer_send_buffer > 0 {
+        let _ =
+            rustix::net::sockopt::set_socket_send_buffer_size(sock, live.config.viewer_send_buffer);
+    }
+}
+
+/// Writes a stream's units of one output to a viewer, from the latest keyframe on, until the
+/// stream ends or the viewer goes or is dropped. `chunked`: HTTP chunked framing per batch.
+pub(crate) async fn follow(
+    sock: &mut TcpStream,
+    stream: Arc<Stream>,
+    live: &Live,
+    output: Output,
+    chunked: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    viewer_socket(sock, live);
     let stats = &stream.stats;
-    stats.viewers.fetch_add(1, Relaxed);
+    stats.viewers[output as usize].fetch_add(1, Relaxed);
     stats.viewers_total.fetch_add(1, Relaxed);
     struct Gone<'a>(&'a AtomicI64);
     impl Drop for Gone<'_> {
@@ -773,7 +842,7 @@ pub async fn watch_ts(
             self.0.fetch_sub(1, Relaxed);
         }
     }
-    let _gone = Gone(&stats.viewers);
+    let _gone = Gone(&stats.viewers[output as usize]);
     let policy = live.config.viewer;
     let mut rx = stream.tick.subscribe();
     let mut viewer = Viewer::default();
@@ -782,9 +851,19 @@ pub async fn watch_ts(
         let now = live.now();
         let (step, ended, lag) = {
             let inner = stream.read();
-            let lag = viewer.lag(&inner.ring);
-            let step = viewer.step(&inner.ring, now, &policy);
-            (step, inner.state == State::Ended, lag)
+            let ring = match output {
+                Output::Ts => Some(&inner.ring),
+                Output::Flv => inner.flv.as_ref(),
+                Output::Rtmp => inner.rtmp.as_ref(),
+            };
+            match ring {
+                Some(ring) => {
+                    let lag = viewer.lag(ring);
+                    let step = viewer.step(ring, now, &policy);
+                    (step, inner.state == State::Ended, lag)
+                }
+                None => (Step::Wait, inner.state == State::Ended, 0),
+            }
         };
         match step {
             Step::Send { parts, skipped } => {

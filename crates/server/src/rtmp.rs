@@ -12,10 +12,16 @@
 //!
 //! Stream names and keys: `rtmp://host/live/NAME?key=SECRET` (what OBS users type as the stream
 //! key `NAME?key=SECRET`); the same keys, one-publisher rule and reconnect grace as HTTP ingest.
-//! Playback over RTMP and HTTP-FLV output are not implemented yet (a `play` is refused).
+//!
+//! Outputs of an RTMP source, each serialised once per stream into its own ring and shared by
+//! every viewer of that output: MPEG-TS (for `.ts` and HLS), FLV tags (`GET /live/NAME.flv`), and
+//! RTMP messages for players (`rtmp://host/live/NAME`). An RTMP message is written with a full
+//! (type 0) chunk header and the session's chunk size, so its bytes do not depend on what a
+//! viewer's connection sent before and can be shared.
 
-use crate::live::{End, Live, Publish};
-use bytes::BytesMut;
+use crate::live::{End, Live, Output, Publish, State};
+use bytes::{Bytes, BytesMut};
+use live::Ring;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -28,8 +34,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// A connection must finish the handshake and ask to publish within this time.
+/// A connection must finish the handshake and ask to publish or play within this time.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The chunk size announced to every peer (and used for the shared RTMP messages).
+const CHUNK_SIZE: usize = 4096;
+/// The message stream id the shared RTMP messages are written for (the first `createStream`).
+const PLAY_STREAM_ID: u32 = 1;
 
 /// Serves one RTMP connection until it ends.
 pub(crate) async fn connection(
@@ -72,7 +82,7 @@ pub(crate) async fn connection(
     .map_err(|_| "no complete handshake within 10 s".to_string())??;
 
     let mut config = ServerSessionConfig::new();
-    config.chunk_size = 4096;
+    config.chunk_size = CHUNK_SIZE as u32;
     let (mut session, initial) = ServerSession::new(config).map_err(|e| format!("{e:?}"))?;
     let mut state = Session {
         peer,
@@ -82,6 +92,8 @@ pub(crate) async fn connection(
         out: Vec::new(),
         app: None,
         refused: None,
+        seq: [None, None],
+        play: None,
     };
     state.send(&mut sock, initial).await?;
     let mut input = rest;
@@ -113,6 +125,20 @@ pub(crate) async fn connection(
             }
             if let Some(why) = state.refused.take() {
                 return Err(why);
+            }
+            if let Some(stream) = state.play.take() {
+                // A player: from here on it gets the stream's shared RTMP messages.
+                let live = state.live.clone();
+                return crate::live::follow(
+                    &mut sock,
+                    stream,
+                    &live,
+                    Output::Rtmp,
+                    false,
+                    shutdown,
+                )
+                .await
+                .map_err(|e| e.to_string());
             }
         }
         let limit = match &state.publish {
@@ -162,6 +188,10 @@ struct Session {
     app: Option<String>,
     /// Why the connection is to be closed once the pending responses are sent.
     refused: Option<String>,
+    /// The latest video and audio sequence headers, as (FLV tag, RTMP message).
+    seq: [Option<(Bytes, Bytes)>; 2],
+    /// A stream this connection was accepted to play.
+    play: Option<std::sync::Arc<crate::live::Stream>>,
 }
 
 impl Session {
@@ -266,22 +296,74 @@ impl Session {
                 }
                 Ok(Vec::new())
             }
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let r = session
-                    .reject_request(request_id, "NetStream.Play.Failed", "RTMP playback is not supported yet; watch /live/NAME.ts or /live/NAME/index.m3u8 over HTTP")
-                    .map_err(|e| format!("{e:?}"))?;
-                self.refused = Some("play is not supported".into());
-                Ok(packets(r))
+            ServerSessionEvent::PlayStreamRequested {
+                request_id,
+                stream_key,
+                stream_id,
+                ..
+            } => {
+                let (name, _) = split_key(&stream_key);
+                let found = self.live.get(name).filter(|s| {
+                    let inner = s.read();
+                    inner.state != State::Ended && inner.rtmp.is_some()
+                });
+                let why = match (&found, stream_id) {
+                    (None, _) => Some(format!("no RTMP-published live stream '{name}'")),
+                    (Some(_), id) if id != PLAY_STREAM_ID => Some(format!(
+                        "play on message stream {id}; only {PLAY_STREAM_ID} is served"
+                    )),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    let r = session
+                        .reject_request(request_id, "NetStream.Play.StreamNotFound", &why)
+                        .map_err(|e| format!("{e:?}"))?;
+                    self.refused = Some(why);
+                    return Ok(packets(r));
+                }
+                self.play = found;
+                Ok(packets(
+                    session
+                        .accept_request(request_id)
+                        .map_err(|e| format!("{e:?}"))?,
+                ))
             }
             _ => Ok(Vec::new()),
         }
     }
 
-    /// Remuxes one FLV tag to TS and publishes the packets.
+    /// Remuxes one FLV tag to TS and publishes the packets; serialises it once as an FLV tag and
+    /// as an RTMP message for the FLV and RTMP outputs.
     fn media(&mut self, video: bool, data: &[u8], ms: u32) -> Result<(), String> {
         let Some(publish) = self.publish.as_mut() else {
             return Ok(());
         };
+        let (sequence, keyframe) = classify(video, data);
+        let tag = flv_tag(if video { 9 } else { 8 }, ms, data);
+        let msg = rtmp_message(video, ms, data);
+        if sequence {
+            self.seq[usize::from(video)] = Some((tag, msg));
+        } else {
+            let limits = self.live.config.ring;
+            let now = self.live.now();
+            let seq = &self.seq;
+            publish.stream.update(|inner| {
+                let flv = inner.flv.get_or_insert_with(|| Ring::new(limits));
+                if keyframe {
+                    let psi = seq.iter().rev().flatten().map(|(t, _)| t.clone()).collect();
+                    flv.push_keyframe(tag, psi, now);
+                } else {
+                    flv.push(tag, now);
+                }
+                let rtmp = inner.rtmp.get_or_insert_with(|| Ring::new(limits));
+                if keyframe {
+                    let psi = seq.iter().rev().flatten().map(|(_, m)| m.clone()).collect();
+                    rtmp.push_keyframe(msg, psi, now);
+                } else {
+                    rtmp.push(msg, now);
+                }
+            });
+        }
         self.out.clear();
         let r = if video {
             self.ts.video(data, ms, &mut self.out)
@@ -295,7 +377,9 @@ impl Session {
             }
             return Err(why);
         }
-        if !self.out.is_empty() {
+        if self.out.is_empty() {
+            publish.stream.wake();
+        } else {
             let packets = BytesMut::from(bytes::Bytes::from(std::mem::take(&mut self.out)));
             if let Err(why) = publish.publish_packets(packets, &self.live) {
                 if let Some(p) = self.publish.take() {
@@ -306,6 +390,67 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether a tag is a sequence header, and whether it is a video keyframe.
+fn classify(video: bool, data: &[u8]) -> (bool, bool) {
+    let (Some(&b0), Some(&b1)) = (data.first(), data.get(1)) else {
+        return (false, false);
+    };
+    if !video {
+        return (b0 >> 4 == 10 && b1 == 0, false);
+    }
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: packet type 0 is the sequence start.
+        (b0 & 0x0f == 0, (b0 >> 4) & 0x07 == 1 && b0 & 0x0f != 0)
+    } else {
+        (b1 == 0, b0 >> 4 == 1 && b1 == 1)
+    }
+}
+
+/// An FLV tag (header, body, PreviousTagSize).
+fn flv_tag(kind: u8, ms: u32, body: &[u8]) -> Bytes {
+    let n = body.len();
+    let mut t = Vec::with_capacity(11 + n + 4);
+    t.extend_from_slice(&[kind, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    t.extend_from_slice(&[
+        (ms >> 16) as u8,
+        (ms >> 8) as u8,
+        ms as u8,
+        (ms >> 24) as u8,
+    ]);
+    t.extend_from_slice(&[0, 0, 0]);
+    t.extend_from_slice(body);
+    t.extend_from_slice(&((11 + n) as u32).to_be_bytes());
+    Bytes::from(t)
+}
+
+/// An RTMP audio (type 8, chunk stream 4) or video (type 9, chunk stream 6) message on message
+/// stream 1, with a type 0 header and type 3 continuations of `CHUNK_SIZE` bytes, so that it can
+/// be written to any player whatever came before it on that connection.
+fn rtmp_message(video: bool, ms: u32, body: &[u8]) -> Bytes {
+    let (csid, kind) = if video { (6u8, 9u8) } else { (4, 8) };
+    let extended = ms >= 0xff_ffff;
+    let ts = if extended { 0xff_ffff } else { ms };
+    let n = body.len();
+    let mut m = Vec::with_capacity(n + 16 + n / CHUNK_SIZE * 5);
+    m.push(csid);
+    m.extend_from_slice(&[(ts >> 16) as u8, (ts >> 8) as u8, ts as u8]);
+    m.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8, kind]);
+    m.extend_from_slice(&PLAY_STREAM_ID.to_le_bytes());
+    if extended {
+        m.extend_from_slice(&ms.to_be_bytes());
+    }
+    for (i, chunk) in body.chunks(CHUNK_SIZE).enumerate() {
+        if i > 0 {
+            m.push(0xc0 | csid);
+            if extended {
+                m.extend_from_slice(&ms.to_be_bytes());
+            }
+        }
+        m.extend_from_slice(chunk);
+    }
+    Bytes::from(m)
 }
 
 /// `NAME?key=SECRET` → (`NAME`, `SECRET`).
@@ -329,6 +474,24 @@ fn split_key(stream_key: &str) -> (&str, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_rtmp_messages_are_chunked_with_full_headers() {
+        let body = vec![7u8; CHUNK_SIZE * 2 + 10];
+        let m = rtmp_message(true, 1234, &body);
+        assert_eq!(m[0], 6, "type 0 header on chunk stream 6");
+        assert_eq!(&m[1..4], &[0, 0x04, 0xd2]);
+        assert_eq!(&m[4..8], &[0, 0x20, 0x0a, 9], "length and type");
+        assert_eq!(&m[8..12], &[1, 0, 0, 0], "message stream 1, little-endian");
+        assert_eq!(m[12 + CHUNK_SIZE], 0xc6, "a type 3 continuation");
+        assert_eq!(m.len(), 12 + body.len() + 2);
+        let ext = rtmp_message(false, 0x0100_0000, &[1, 2]);
+        assert_eq!(&ext[1..4], &[0xff, 0xff, 0xff]);
+        assert_eq!(&ext[12..16], &[1, 0, 0, 0], "extended timestamp");
+        let tag = flv_tag(9, 0x0102_0304, &[1, 2, 3]);
+        assert_eq!(&tag[..11], &[9, 0, 0, 3, 2, 3, 4, 1, 0, 0, 0]);
+        assert_eq!(&tag[14..], &14u32.to_be_bytes());
+    }
 
     #[test]
     fn stream_keys_split_like_obs_users_type_them() {
