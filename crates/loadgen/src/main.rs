@@ -60,8 +60,15 @@ struct Args {
     #[arg(long)]
     key: Option<String>,
     /// The server's PID, for its CPU time and RSS.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// What viewers watch: `ts` (GET /live/NAME.ts), `flv` (GET /live/NAME.flv) or `rtmp` (play
+    /// rtmp://RTMP/live/NAME). FLV and RTMP viewers check structure, not continuity counters.
+    #[arg(long, default_value = "ts")]
+    output: String,
+    /// The RTMP server for `--output rtmp` (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:1935")]
+    rtmp: SocketAddr,
     /// Publish to this many streams, {stream}-0 .. {stream}-(N-1), at once (with --publish);
     /// viewers are spread over them. Reports bytes sent that the server did not count.
     #[arg(long, default_value_t = 0)]
@@ -160,8 +167,14 @@ async fn run(args: Args) -> Result<()> {
             streams[i % streams.len()].clone(),
             args.read_size,
         );
+        let (output, rtmp) = (args.output.clone(), args.rtmp);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = viewer(addr, bind, &stream, rs, &st, &sh).await {
+            let r = match output.as_str() {
+                "flv" => flv_viewer(addr, bind, &stream, rs, &st, &sh).await,
+                "rtmp" => rtmp_viewer(rtmp, bind, &stream, rs, &st, &sh).await,
+                _ => viewer(addr, bind, &stream, rs, &st, &sh).await,
+            };
+            if let Err(e) = r {
                 if !st.failed.swap(true, Relaxed) && !REPORTED.swap(true, Relaxed) {
                     eprintln!("a viewer of {stream} failed: {e:#}");
                 }
@@ -171,7 +184,7 @@ async fn run(args: Args) -> Result<()> {
     let ramp = connect_start.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Measure.
-    let cpu0 = args.server_pid.and_then(proc_cpu);
+    let cpu0 = procs_cpu(&args.server_pid);
     let self0 = proc_cpu(std::process::id());
     let each0: Vec<u64> = stats.iter().map(|s| s.bytes.load(Relaxed)).collect();
     let bytes0: u64 = each0.iter().sum();
@@ -181,9 +194,10 @@ async fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu1 = args.server_pid.and_then(proc_cpu);
+    let cpu1 = procs_cpu(&args.server_pid);
     let self1 = proc_cpu(std::process::id());
-    let rss = args.server_pid.and_then(proc_rss);
+    let rss: Option<u64> = (!args.server_pid.is_empty())
+        .then(|| args.server_pid.iter().filter_map(|&p| proc_rss(p)).sum());
     let each1: Vec<u64> = stats.iter().map(|s| s.bytes.load(Relaxed)).collect();
     let bytes1: u64 = each1.iter().sum();
     let gaps1: u64 = stats.iter().map(|s| s.gaps.load(Relaxed)).sum();
@@ -257,6 +271,11 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds of the given processes together.
+fn procs_cpu(pids: &[u32]) -> Option<f64> {
+    (!pids.is_empty()).then(|| pids.iter().filter_map(|&p| proc_cpu(p)).sum())
+}
+
 /// CPU seconds (user + system) of a process.
 fn proc_cpu(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -316,6 +335,262 @@ async fn connect(addr: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpS
         sock.bind(SocketAddr::new(ip, 0))?;
     }
     sock.connect(addr).await
+}
+
+/// Sends a GET and reads the response head; returns the socket, the buffer and where the body
+/// starts and ends in it.
+async fn get(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    path: &str,
+    read_size: usize,
+) -> Result<(TcpStream, Vec<u8>, usize, usize)> {
+    let mut s = connect(addr, bind).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; read_size];
+    let mut have = 0;
+    loop {
+        let n = s.read(&mut buf[have..]).await?;
+        if n == 0 {
+            bail!("closed before a response");
+        }
+        have += n;
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut h);
+        if let httparse::Status::Complete(at) = r.parse(&buf[..have])? {
+            if r.code != Some(200) {
+                bail!("status {:?}", r.code);
+            }
+            return Ok((s, buf, at, have));
+        }
+        if have == buf.len() {
+            bail!("response head too long");
+        }
+    }
+}
+
+/// An HTTP-FLV viewer: checks the FLV header and every tag's framing (PreviousTagSize), and
+/// notes the first video keyframe.
+async fn flv_viewer(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    stream: &str,
+    read_size: usize,
+    st: &ViewerStats,
+    sh: &Shared,
+) -> Result<()> {
+    let start = Instant::now();
+    let (mut s, mut buf, mut from, mut to) =
+        get(addr, bind, &format!("/live/{stream}.flv"), read_size).await?;
+    let mut body = RequestBody::chunked();
+    let mut framing: Vec<u8> = Vec::new();
+    // The FLV parser's window: a tag header, then `skip` body bytes, then PreviousTagSize.
+    let mut head: Vec<u8> = Vec::with_capacity(16);
+    let mut need_header = 9usize; // the file header first
+    let mut last_tag = 0usize; // what the next PreviousTagSize must say
+    let mut skip = 0usize;
+    let mut in_file_header = true;
+    loop {
+        let mut i = from;
+        while i < to {
+            match body.want() {
+                Want::Data(m) => {
+                    let k = (m as usize).min(to - i);
+                    st.bytes.fetch_add(k as u64, Relaxed);
+                    let mut d = &buf[i..i + k];
+                    while !d.is_empty() {
+                        if skip > 0 {
+                            let n = skip.min(d.len());
+                            skip -= n;
+                            d = &d[n..];
+                            continue;
+                        }
+                        let n = (need_header - head.len()).min(d.len());
+                        head.extend_from_slice(&d[..n]);
+                        d = &d[n..];
+                        if head.len() < need_header {
+                            continue;
+                        }
+                        if in_file_header {
+                            if &head[..3] != b"FLV" {
+                                st.gaps.fetch_add(1, Relaxed);
+                            }
+                            in_file_header = false;
+                        } else {
+                            // PreviousTagSize of the last tag (4), then this tag's header (11).
+                            let prev = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+                            if prev as usize != last_tag {
+                                st.gaps.fetch_add(1, Relaxed);
+                            }
+                            let size = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
+                            last_tag = 11 + size;
+                            if head[4] == 9 && size > 0 && st.first_keyframe_us.load(Relaxed) == 0 {
+                                // The body's first two bytes decide; peek when present.
+                                if d.len() >= 2 && d[0] >> 4 == 1 && d[1] == 1 {
+                                    st.first_keyframe_us
+                                        .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
+                                }
+                            }
+                            if !matches!(head[4], 8 | 9 | 18) {
+                                st.gaps.fetch_add(1, Relaxed);
+                            }
+                            skip = size;
+                        }
+                        head.clear();
+                        // Next: PreviousTagSize (after the file header: PreviousTagSize0), then
+                        // a tag header.
+                        need_header = 15;
+                    }
+                    body.data(k);
+                    i += k;
+                }
+                Want::Framing => {
+                    framing.push(buf[i]);
+                    i += 1;
+                    let used = body.framing(&framing)?;
+                    framing.drain(..used);
+                }
+                Want::Done => {
+                    st.ended.store(true, Relaxed);
+                    return Ok(());
+                }
+            }
+        }
+        if sh.stop.load(Relaxed) {
+            return Ok(());
+        }
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            st.ended.store(true, Relaxed);
+            return Ok(());
+        }
+        (from, to) = (0, n);
+    }
+}
+
+/// An RTMP player (rml_rtmp's client session): connect, play, count the media it gets.
+async fn rtmp_viewer(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    stream: &str,
+    read_size: usize,
+    st: &ViewerStats,
+    sh: &Shared,
+) -> Result<()> {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+    };
+    let start = Instant::now();
+    let mut s = connect(addr, bind).await?;
+    let mut buf = vec![0u8; read_size];
+    let mut hs = Handshake::new(PeerType::Client);
+    s.write_all(
+        &hs.generate_outbound_p0_and_p1()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    )
+    .await?;
+    let rest = loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            bail!("closed during the handshake");
+        }
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).await?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                s.write_all(&response_bytes).await?;
+                break remaining_bytes;
+            }
+        }
+    };
+    let mut config = ClientSessionConfig::new();
+    config.tc_url = Some(format!("rtmp://{addr}/live"));
+    let (mut session, initial) =
+        ClientSession::new(config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut out: Vec<u8> = Vec::new();
+    let push = |r: ClientSessionResult, out: &mut Vec<u8>| {
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            out.extend_from_slice(&p.bytes);
+        }
+    };
+    for r in initial {
+        push(r, &mut out);
+    }
+    push(
+        session
+            .request_connection("live".into())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        &mut out,
+    );
+    s.write_all(&out).await?;
+    let mut input = rest;
+    loop {
+        out.clear();
+        if !input.is_empty() {
+            for r in session
+                .handle_input(&input)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            {
+                match r {
+                    ClientSessionResult::RaisedEvent(
+                        ClientSessionEvent::ConnectionRequestAccepted,
+                    ) => {
+                        let r = session
+                            .request_playback(stream.to_string())
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        push(r, &mut out);
+                    }
+                    ClientSessionResult::RaisedEvent(ClientSessionEvent::VideoDataReceived {
+                        data,
+                        ..
+                    }) => {
+                        st.bytes.fetch_add(data.len() as u64, Relaxed);
+                        if data.len() >= 2
+                            && data[0] >> 4 == 1
+                            && data[1] == 1
+                            && st.first_keyframe_us.load(Relaxed) == 0
+                        {
+                            st.first_keyframe_us
+                                .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
+                        }
+                    }
+                    ClientSessionResult::RaisedEvent(ClientSessionEvent::AudioDataReceived {
+                        data,
+                        ..
+                    }) => {
+                        st.bytes.fetch_add(data.len() as u64, Relaxed);
+                    }
+                    ClientSessionResult::RaisedEvent(
+                        ClientSessionEvent::ConnectionRequestRejected { description },
+                    ) => {
+                        bail!("connect rejected: {description}");
+                    }
+                    other => push(other, &mut out),
+                }
+            }
+            if !out.is_empty() {
+                s.write_all(&out).await?;
+            }
+        }
+        if sh.stop.load(Relaxed) {
+            return Ok(());
+        }
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            st.ended.store(true, Relaxed);
+            return Ok(());
+        }
+        input = buf[..n].to_vec();
+    }
 }
 
 async fn viewer(

@@ -169,8 +169,9 @@ fn ours(parsed: &httparse::Request<'_, '_>) -> Option<Ours> {
     let version = parsed.version?;
     let live = path.strip_prefix("/live/");
     let live_path = live.map(|p| p.split('?').next().unwrap_or(p));
-    let watch =
-        method == Method::GET && live_path.is_some_and(|p| !p.contains('/') && p.ends_with(".ts"));
+    let watch = method == Method::GET
+        && live_path
+            .is_some_and(|p| !p.contains('/') && (p.ends_with(".ts") || p.ends_with(".flv")));
     let publish =
         matches!(method, Method::PUT | Method::POST) && live_path.is_some_and(|p| !p.contains('/'));
     let plain = matches!(method, Method::GET | Method::HEAD)

@@ -16,38 +16,45 @@ use std::time::{Duration, Instant};
 /// A 6 s 320x240 H.264 (1 s GOP, with B-frames) + AAC MP4.
 fn fixture() -> PathBuf {
     static F: OnceLock<PathBuf> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("zerocast-rtmp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("src.mp4");
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "25",
-            "-bf",
-            "2",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            out.to_str().unwrap(),
-        ]);
-        out
-    })
-    .clone()
+    F.get_or_init(|| make_fixture("src.mp4", "6")).clone()
+}
+
+/// The same, 40 s long.
+fn long_fixture() -> PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| make_fixture("long.mp4", "40")).clone()
+}
+
+fn make_fixture(name: &str, secs: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zerocast-rtmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        secs,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "25",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        out.to_str().unwrap(),
+    ]);
+    out
 }
 
 fn server(f: impl FnOnce(&mut server::live::LiveConfig)) -> TestServer {
@@ -58,13 +65,19 @@ fn server(f: impl FnOnce(&mut server::live::LiveConfig)) -> TestServer {
 }
 
 fn publish(s: &TestServer, path: &str, realtime: bool) -> std::process::Child {
+    publish_with(s, path, &fixture(), if realtime { &["-re"] } else { &[] })
+}
+
+fn publish_with(
+    s: &TestServer,
+    path: &str,
+    input: &std::path::Path,
+    input_options: &[&str],
+) -> std::process::Child {
     require("ffmpeg");
     let mut c = Command::new("ffmpeg");
-    c.args(["-v", "error", "-nostdin"]);
-    if realtime {
-        c.arg("-re");
-    }
-    c.args(["-i", fixture().to_str().unwrap(), "-c", "copy", "-f", "flv"])
+    c.args(["-v", "error", "-nostdin"]).args(input_options);
+    c.args(["-i", input.to_str().unwrap(), "-c", "copy", "-f", "flv"])
         .arg(format!("rtmp://{}{path}", s.rtmp))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -101,22 +114,24 @@ fn video(path: &str) -> Vec<(f64, bool)> {
 fn ffmpeg_publishes_over_rtmp_and_it_plays_as_ts_and_hls() {
     let s = server(|c| c.global_key = Some("rk".into()));
     let mut p = publish(&s, "/live/rt?key=rk", true);
+    // A second, endless stream for watching every output while it is live.
+    let mut all = publish_with(&s, "/live/all?key=rk", &long_fixture(), &["-re"]);
+    wait(&s, "all", |d| d["hls_segments"].as_u64() >= Some(1));
     let d = wait(&s, "rt", |d| d["hls_segments"].as_u64() >= Some(1));
     assert_eq!(d["video_codec"], "h264");
     assert_eq!(d["audio_codecs"][0], "aac");
-    for url in ["/live/rt.ts", "/live/rt/index.m3u8"] {
+    // Every output at once: .ts, HLS, HTTP-FLV and RTMP playback; each decodes without an error
+    // and shows both codecs.
+    let rtmp_url = format!("rtmp://{}/live/all", s.rtmp);
+    for url in [
+        s.url("/live/all.ts"),
+        s.url("/live/all/index.m3u8"),
+        s.url("/live/all.flv"),
+        rtmp_url,
+    ] {
         let out = Command::new("ffmpeg")
             .args([
-                "-v",
-                "error",
-                "-nostdin",
-                "-i",
-                &s.url(url),
-                "-t",
-                "2",
-                "-f",
-                "null",
-                "-",
+                "-v", "error", "-nostdin", "-i", &url, "-t", "2", "-f", "null", "-",
             ])
             .output()
             .unwrap();
@@ -125,7 +140,57 @@ fn ffmpeg_publishes_over_rtmp_and_it_plays_as_ts_and_hls() {
             "{url}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let probe = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&probe.stdout);
+        assert!(
+            codecs.contains("h264") && codecs.contains("aac"),
+            "{url}: {codecs}"
+        );
     }
+    // A late HTTP-FLV viewer gets the FLV header, the sequence headers, then a keyframe.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET /live/all.flv HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = vec![0u8; 64 << 10];
+    let mut have = 0;
+    while have < 8192 {
+        let n = c.read(&mut raw[have..]).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&raw[..have]));
+        have += n;
+    }
+    let r = common::parse_response(&raw[..have]);
+    assert_eq!(r.header("content-type"), Some("video/x-flv"));
+    let flv = &r.body;
+    assert_eq!(&flv[..13], b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
+    let mut at = 13;
+    let mut tags = Vec::new();
+    while tags.len() < 3 {
+        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
+        tags.push((flv[at], flv[at + 11], flv[at + 12]));
+        at += 11 + size + 4;
+    }
+    assert_eq!(
+        tags,
+        [(9, 0x17, 0), (8, 0xaf, 0), (9, 0x17, 1)],
+        "AVC header, AAC header, keyframe"
+    );
+    drop(c);
+    let d = doc(&s, "all").unwrap();
+    assert!(d["viewers"]["rtmp"].is_u64() && d["viewers"]["flv"].is_u64());
+    // An HTTP-ingest stream (or none) has no FLV output: 404.
+    assert_eq!(s.get("/live/none.flv", &[]).status, 404);
+    all.kill().unwrap();
+    all.wait().unwrap();
     let st = p.wait().unwrap();
     let mut err = String::new();
     p.stderr.take().unwrap().read_to_string(&mut err).unwrap();
