@@ -35,32 +35,40 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-$BIN/zerocast serve --listen 127.0.0.1:$ZHTTP --rtmp-listen 127.0.0.1:$ZRTMP > "$OUT/zerocast.log" 2>&1 &
-ZPID=$!; PIDS+=("$ZPID")
-nginx -c "$PWD/$OUT/nginx/nginx.conf" -p "$PWD/$OUT/nginx" > "$OUT/nginx/stdout.log" 2>&1 &
-PIDS+=($!)
-sleep 1
-NWORKERS=$(pgrep -P "$(cat "$OUT/nginx/nginx.pid")" | paste -sd, -)
-NPIDS="$(cat "$OUT/nginx/nginx.pid"),$NWORKERS"
-echo "zerocast pid $ZPID; nginx pids $NPIDS" >> "$OUT/machine.txt"
-
-run() { # NAME RTMP_PORT OUTPUT PIDS
-  local name=$1 port=$2 output=$3 pids=$4
+# run NAME SERVER OUTPUT: a fresh server for each run, so that RSS is that run's alone.
+run() {
+  local name=$1 server=$2 output=$3 port pids sp
+  if [ "$server" = zerocast ]; then
+    port=$ZRTMP
+    $BIN/zerocast serve --listen 127.0.0.1:$ZHTTP --rtmp-listen 127.0.0.1:$ZRTMP > "$OUT/$name-server.log" 2>&1 &
+    sp=$!; pids=$sp
+    sleep 0.5
+  else
+    port=$NRTMP
+    nginx -c "$PWD/$OUT/nginx/nginx.conf" -p "$PWD/$OUT/nginx" > "$OUT/$name-server.log" 2>&1 &
+    sp=$!
+    sleep 1
+    pids="$(cat "$OUT/nginx/nginx.pid"),$(pgrep -P "$(cat "$OUT/nginx/nginx.pid")" | paste -sd, -)"
+  fi
+  PIDS+=("$sp")
+  local rss0; rss0=$(rss_kib ${pids//,/ })
   ffmpeg -v error -nostdin -re -stream_loop -1 -i bench/media/live2m.ts -c copy -f flv \
     "rtmp://127.0.0.1:$port/live/bench" > "$OUT/$name-ffmpeg.log" 2>&1 &
   local fp=$!
   sleep 3
-  echo "$name: $VIEWERS $output viewers for ${DUR}s" >&2
+  echo "$name: $VIEWERS $output viewers for ${DUR}s (server RSS before viewers: $rss0 KiB)" >&2
+  echo "{\"server_rss_kib_before_viewers\": $rss0}" > "$OUT/$name.baseline"
   $BIN/zerocast-load --server http://127.0.0.1:$ZHTTP --rtmp 127.0.0.1:$port --stream bench \
     --output "$output" --viewers "$VIEWERS" --ramp 500 --duration "$DUR" --server-pid "$pids" \
     --bind 127.0.0.2,127.0.0.3 > "$OUT/$name.json" || true
   kill "$fp" 2>/dev/null || true; wait "$fp" 2>/dev/null || true
-  sleep 2
+  kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true
+  sleep 1
 }
 
 for r in $(seq "$ROUNDS"); do
-  run "zerocast-rtmp-$r" $ZRTMP rtmp "$ZPID"
-  run "nginx-rtmp-$r" $NRTMP rtmp "$NPIDS"
+  run "zerocast-rtmp-$r" zerocast rtmp
+  run "nginx-rtmp-$r" nginx rtmp
 done
-run "zerocast-flv-1" $ZRTMP flv "$ZPID"
+run "zerocast-flv-1" zerocast flv
 python3 bench/summarize_rtmp.py "$OUT" | tee "$OUT/summary.md"

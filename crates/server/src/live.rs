@@ -561,13 +561,18 @@ impl Publish {
     /// Publishes the whole packets the slab holds.
     fn publish(&mut self, slab: &mut Slab, live: &Live) -> Result<(), String> {
         match slab.take_whole(media::ts::PACKET) {
-            Some(packets) => self.publish_packets(packets, live),
+            Some(packets) => self.publish_packets(packets, live, true),
             None => Ok(()),
         }
     }
 
-    /// Publishes whole TS packets (from a slab, or muxed from RTMP).
-    pub fn publish_packets(&mut self, packets: BytesMut, live: &Live) -> Result<(), String> {
+    /// Publishes whole TS packets (from a slab, or muxed from RTMP); wakes the viewers if `wake`.
+    pub fn publish_packets(
+        &mut self,
+        packets: BytesMut,
+        live: &Live,
+        wake: bool,
+    ) -> Result<(), String> {
         let ingest = self.ingest.as_mut().expect("held while publishing");
         let data = ingest.prepare(packets).map_err(|e| e.to_string())?;
         let now = live.now();
@@ -587,7 +592,9 @@ impl Publish {
                 inner.rate_window = (Instant::now(), total);
             }
         }
-        self.stream.wake();
+        if wake {
+            self.stream.wake();
+        }
         Ok(())
     }
 

@@ -94,11 +94,12 @@ pub(crate) async fn connection(
         refused: None,
         seq: [None, None],
         play: None,
+        last_wake: None,
     };
     state.send(&mut sock, initial).await?;
     let mut input = rest;
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-    loop {
+    let play = loop {
         if !input.is_empty() {
             let results = session
                 .handle_input(&input)
@@ -127,18 +128,7 @@ pub(crate) async fn connection(
                 return Err(why);
             }
             if let Some(stream) = state.play.take() {
-                // A player: from here on it gets the stream's shared RTMP messages.
-                let live = state.live.clone();
-                return crate::live::follow(
-                    &mut sock,
-                    stream,
-                    &live,
-                    Output::Rtmp,
-                    false,
-                    shutdown,
-                )
-                .await
-                .map_err(|e| e.to_string());
+                break stream;
             }
         }
         let limit = match &state.publish {
@@ -166,7 +156,14 @@ pub(crate) async fn connection(
             }
             Ok(Ok(n)) => input = buf[..n].to_vec(),
         }
-    }
+    };
+    // A player: from here on it gets the stream's shared RTMP messages. What the session needed
+    // (read buffer, chunk state) is dropped first: a player costs its cursor and its socket.
+    let live = state.live.clone();
+    drop((buf, input, session, state));
+    crate::live::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn live_timeout(live: &Live) -> Duration {
@@ -192,6 +189,8 @@ struct Session {
     seq: [Option<(Bytes, Bytes)>; 2],
     /// A stream this connection was accepted to play.
     play: Option<std::sync::Arc<crate::live::Stream>>,
+    /// When viewers were last woken for this publisher's media.
+    last_wake: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -339,6 +338,15 @@ impl Session {
             return Ok(());
         };
         let (sequence, keyframe) = classify(video, data);
+        // Viewers are woken once per video frame (audio waits for the next one), or every 20 ms
+        // when there is no video: one wake-up per viewer per frame instead of per message.
+        let wake = video
+            || self
+                .last_wake
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(20));
+        if wake {
+            self.last_wake = Some(std::time::Instant::now());
+        }
         let tag = flv_tag(if video { 9 } else { 8 }, ms, data);
         let msg = rtmp_message(video, ms, data);
         if sequence {
@@ -378,10 +386,12 @@ impl Session {
             return Err(why);
         }
         if self.out.is_empty() {
-            publish.stream.wake();
+            if wake {
+                publish.stream.wake();
+            }
         } else {
             let packets = BytesMut::from(bytes::Bytes::from(std::mem::take(&mut self.out)));
-            if let Err(why) = publish.publish_packets(packets, &self.live) {
+            if let Err(why) = publish.publish_packets(packets, &self.live, wake) {
                 if let Some(p) = self.publish.take() {
                     p.finish(End::Refused(why.clone()));
                 }
