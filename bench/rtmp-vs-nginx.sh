@@ -6,6 +6,7 @@
 #
 #   bench/rtmp-vs-nginx.sh            # VIEWERS=1000 DUR=30 ROUNDS=2
 set -euo pipefail
+# Scenarios: ONLY="fanout ingest" (both by default).
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 
@@ -35,9 +36,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# run NAME SERVER OUTPUT: a fresh server for each run, so that RSS is that run's alone.
+# run NAME SERVER OUTPUT [FILE [VIEWERS]]: a fresh server for each run, so that RSS is that run's
+# alone.
 run() {
-  local name=$1 server=$2 output=$3 port pids sp
+  local name=$1 server=$2 output=$3 file=${4:-bench/media/live2m.ts} viewers=${5:-$VIEWERS} port pids sp
   if [ "$server" = zerocast ]; then
     port=$ZRTMP
     $BIN/zerocast serve --listen 127.0.0.1:$ZHTTP --rtmp-listen 127.0.0.1:$ZRTMP > "$OUT/$name-server.log" 2>&1 &
@@ -52,23 +54,35 @@ run() {
   fi
   PIDS+=("$sp")
   local rss0; rss0=$(rss_kib ${pids//,/ })
-  ffmpeg -v error -nostdin -re -stream_loop -1 -i bench/media/live2m.ts -c copy -f flv \
+  ffmpeg -v error -nostdin -re -stream_loop -1 -i "$file" -c copy -f flv \
     "rtmp://127.0.0.1:$port/live/bench" > "$OUT/$name-ffmpeg.log" 2>&1 &
   local fp=$!
   sleep 3
-  echo "$name: $VIEWERS $output viewers for ${DUR}s (server RSS before viewers: $rss0 KiB)" >&2
+  echo "$name: $viewers $output viewers for ${DUR}s (server RSS before viewers: $rss0 KiB)" >&2
   echo "{\"server_rss_kib_before_viewers\": $rss0}" > "$OUT/$name.baseline"
   $BIN/zerocast-load --server http://127.0.0.1:$ZHTTP --rtmp 127.0.0.1:$port --stream bench \
-    --output "$output" --viewers "$VIEWERS" --ramp 500 --duration "$DUR" --server-pid "$pids" \
+    --output "$output" --viewers "$viewers" --ramp 500 --duration "$DUR" --server-pid "$pids" \
     --bind 127.0.0.2,127.0.0.3 > "$OUT/$name.json" || true
   kill "$fp" 2>/dev/null || true; wait "$fp" 2>/dev/null || true
   kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true
   sleep 1
 }
 
+ONLY=${ONLY:-fanout ingest}
+if [[ " $ONLY " == *" fanout "* ]]; then
 for r in $(seq "$ROUNDS"); do
   run "zerocast-rtmp-$r" zerocast rtmp
   run "nginx-rtmp-$r" nginx rtmp
 done
 run "zerocast-flv-1" zerocast flv
+fi
+if [[ " $ONLY " == *" ingest "* ]]; then
+# Ingest alone: one 20 Mbit/s RTMP publisher, no viewers.
+[ -f bench/media/live20m.ts ] || ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 \
+  -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 -c:v libx264 -preset ultrafast -g 60 \
+  -b:v 19500k -minrate 19500k -maxrate 19500k -bufsize 19500k -x264-params nal-hrd=cbr \
+  -c:a aac -b:a 128k -f mpegts bench/media/live20m.ts
+run "zerocast-ingest20" zerocast rtmp bench/media/live20m.ts 0
+run "nginx-ingest20" nginx rtmp bench/media/live20m.ts 0
+fi
 python3 bench/summarize_rtmp.py "$OUT" | tee "$OUT/summary.md"

@@ -13,6 +13,7 @@ for f in sorted(out.glob("*.json")):
     rss = r.get("server_rss_kib") or 0
     base = json.loads(f.with_suffix(".baseline").read_text())["server_rss_kib_before_viewers"] if f.with_suffix(".baseline").exists() else 0
     t = r["time_to_first_keyframe_ms"]
+    per = "-" if not r["viewers"] else f"{(rss - base) / r['viewers']:.1f}"
     skips = r["server_skips_in_window"] if f.name.startswith("zerocast") else "n/a"
-    print(f"| {f.stem} | {r['viewers']} | {r['failed']} | {fmt(r['server_cpu_percent'])} | {rss/1024:.0f} | {(rss - base)/max(r['viewers'],1):.1f} | "
+    print(f"| {f.stem} | {r['viewers']} | {r['failed']} | {fmt(r['server_cpu_percent'])} | {rss/1024:.0f} | {per} | "
           f"{fmt(r['per_viewer_mbit_s_min'])}/{fmt(r['per_viewer_mbit_s_median'])} | {fmt(t['p50'])}/{fmt(t['p99'])} | {skips} | {fmt(r['load_client_cpu_percent'])} |")

@@ -49,6 +49,10 @@ pub struct LiveConfig {
     pub publisher_timeout: Duration,
     /// A viewer whose socket takes nothing for this long is disconnected.
     pub stall_timeout: Duration,
+    /// FLV and RTMP viewers of an RTMP source are woken at most this often (and on keyframes),
+    /// so each write carries several frames: their cost is mostly per write (docs/benchmarks.md).
+    /// `.ts` viewers are woken on every video frame.
+    pub media_batch: Duration,
     /// The kernel send buffer of a viewer socket (SO_SNDBUF; the kernel doubles it). Bounds what
     /// a stalled viewer costs in the kernel, and makes a slow one's writes progress in steps
     /// small enough to tell slow from stalled. 0 leaves the kernel's autotuning.
@@ -81,6 +85,7 @@ impl Default for LiveConfig {
             publisher_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(15),
             viewer_send_buffer: 256 << 10,
+            media_batch: Duration::from_millis(100),
             linger: Duration::from_secs(60),
             max_streams: 10_000,
         }
@@ -165,7 +170,10 @@ pub struct Stream {
     pub instance: u64,
     pub created: Instant,
     inner: RwLock<Inner>,
+    /// Wakes `.ts` viewers (and HLS playlist waiters).
     tick: watch::Sender<u64>,
+    /// Wakes FLV and RTMP viewers (RTMP sources), batched (see `LiveConfig::media_batch`).
+    tick_media: watch::Sender<u64>,
     pub stats: Stats,
 }
 
@@ -187,7 +195,18 @@ impl Stream {
 
     /// Wakes every viewer once.
     pub(crate) fn wake(&self) {
+        self.wake_ts();
+        self.wake_media();
+    }
+
+    /// Wakes the `.ts` viewers.
+    pub(crate) fn wake_ts(&self) {
         self.tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the FLV and RTMP viewers.
+    pub(crate) fn wake_media(&self) {
+        self.tick_media.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -352,6 +371,7 @@ impl Live {
             return Err(Error::TooManyStreams(self.config.max_streams));
         }
         let (tick, _) = watch::channel(0);
+        let (tick_media, _) = watch::channel(0);
         let stream = Arc::new(Stream {
             name: name.to_string(),
             instance: self.next_instance.fetch_add(1, Relaxed),
@@ -374,6 +394,7 @@ impl Live {
                 rate_window: (now, 0),
             }),
             tick,
+            tick_media,
             stats: Stats::default(),
         });
         // An ended stream of the same name is replaced; its viewers have already been told.
@@ -593,7 +614,8 @@ impl Publish {
             }
         }
         if wake {
-            self.stream.wake();
+            // Only `.ts` viewers read this ring; FLV/RTMP viewers have their own wake-ups.
+            self.stream.wake_ts();
         }
         Ok(())
     }
@@ -851,7 +873,10 @@ pub(crate) async fn follow(
     }
     let _gone = Gone(&stats.viewers[output as usize]);
     let policy = live.config.viewer;
-    let mut rx = stream.tick.subscribe();
+    let mut rx = match output {
+        Output::Ts => stream.tick.subscribe(),
+        Output::Flv | Output::Rtmp => stream.tick_media.subscribe(),
+    };
     let mut viewer = Viewer::default();
     loop {
         rx.borrow_and_update();

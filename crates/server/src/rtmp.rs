@@ -95,6 +95,7 @@ pub(crate) async fn connection(
         seq: [None, None],
         play: None,
         last_wake: None,
+        last_media_wake: None,
     };
     state.send(&mut sock, initial).await?;
     let mut input = rest;
@@ -189,8 +190,9 @@ struct Session {
     seq: [Option<(Bytes, Bytes)>; 2],
     /// A stream this connection was accepted to play.
     play: Option<std::sync::Arc<crate::live::Stream>>,
-    /// When viewers were last woken for this publisher's media.
+    /// When `.ts` viewers, and FLV/RTMP viewers, were last woken for this publisher's media.
     last_wake: Option<std::time::Instant>,
+    last_media_wake: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -385,9 +387,14 @@ impl Session {
             }
             return Err(why);
         }
+        let batch = self.live.config.media_batch;
+        if keyframe || self.last_media_wake.is_none_or(|t| t.elapsed() >= batch) {
+            self.last_media_wake = Some(std::time::Instant::now());
+            publish.stream.wake_media();
+        }
         if self.out.is_empty() {
             if wake {
-                publish.stream.wake();
+                publish.stream.wake_ts();
             }
         } else {
             let packets = BytesMut::from(bytes::Bytes::from(std::mem::take(&mut self.out)));
