@@ -87,7 +87,7 @@ pub(crate) async fn connection(
         let (req, close) = match request {
             None => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
             Some(Ours::Plain(req, close)) => (req, close),
-            Some(Ours::Watch(req, http10)) => {
+            Some(Ours::Watch(req, http10, close)) => {
                 let file = live_name(&req);
                 let (name, output) = match file.strip_suffix(".flv") {
                     Some(n) => (n, live::Output::Flv),
@@ -100,8 +100,8 @@ pub(crate) async fn connection(
                 });
                 let Some(s) = found else {
                     let resp = crate::http::error_response(Error::UnknownStream(name.into()));
-                    write_response(&mut stream, resp, false, http10, &state, &mut head).await?;
-                    if http10 {
+                    write_response(&mut stream, resp, false, close, &state, &mut head).await?;
+                    if close {
                         return Ok(());
                     }
                     buf.advance(head_len);
@@ -142,8 +142,9 @@ pub(crate) async fn connection(
 enum Ours {
     /// Answered by `http::handle`; `true` when the client asked to close.
     Plain(Request<()>, bool),
-    /// A live `.ts` viewer; `true` for HTTP/1.0 (no chunked encoding).
-    Watch(Request<()>, bool),
+    /// A live `.ts`/`.flv` viewer; `true` for HTTP/1.0 (no chunked encoding); whether the client
+    /// asked to close (for an error answer).
+    Watch(Request<()>, bool, bool),
     /// A publisher, its body's framing, and whether it expects `100 Continue`.
     Publish(Request<()>, RequestBody, bool),
 }
@@ -224,7 +225,7 @@ fn ours(parsed: &httparse::Request<'_, '_>) -> Option<Ours> {
         };
         Ours::Publish(req, body, expect)
     } else if watch {
-        Ours::Watch(req, version == 0)
+        Ours::Watch(req, version == 0, close)
     } else {
         Ours::Plain(req, close)
     })

@@ -123,40 +123,49 @@ fn ffmpeg_publishes_over_rtmp_and_it_plays_as_ts_and_hls() {
     // Every output at once: .ts, HLS, HTTP-FLV and RTMP playback; each decodes without an error
     // and shows both codecs.
     let rtmp_url = format!("rtmp://{}/live/all", s.rtmp);
-    for url in [
+    let checks: Vec<_> = [
         s.url("/live/all.ts"),
         s.url("/live/all/index.m3u8"),
         s.url("/live/all.flv"),
         rtmp_url,
-    ] {
-        let out = Command::new("ffmpeg")
-            .args([
-                "-v", "error", "-nostdin", "-i", &url, "-t", "2", "-f", "null", "-",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{url}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let probe = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name",
-                "-of",
-                "csv=p=0",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        let codecs = String::from_utf8_lossy(&probe.stdout);
-        assert!(
-            codecs.contains("h264") && codecs.contains("aac"),
-            "{url}: {codecs}"
-        );
+    ]
+    .into_iter()
+    .map(|url| {
+        // All at once, as different players would.
+        thread::spawn(move || {
+            let out = Command::new("ffmpeg")
+                .args([
+                    "-v", "error", "-nostdin", "-i", &url, "-t", "2", "-f", "null", "-",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{url}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let probe = Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&url)
+                .output()
+                .unwrap();
+            let codecs = String::from_utf8_lossy(&probe.stdout);
+            assert!(
+                codecs.contains("h264") && codecs.contains("aac"),
+                "{url}: {codecs}"
+            );
+        })
+    })
+    .collect();
+    for c in checks {
+        c.join().expect("an output check failed");
     }
     // A late HTTP-FLV viewer gets the FLV header, the sequence headers, then a keyframe.
     let mut c = TcpStream::connect(s.addr).unwrap();
@@ -246,7 +255,7 @@ fn rtmp_keys_one_publisher_and_misbehaving_connections() {
     }
     assert!(doc(&s, "k").is_none());
     // Connections that do nothing, and one that sends garbage, do not stop a real publisher.
-    let idle: Vec<TcpStream> = (0..200)
+    let idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(s.rtmp).unwrap())
         .collect();
     let mut junk = TcpStream::connect(s.rtmp).unwrap();
@@ -285,4 +294,49 @@ fn rtmp_keys_one_publisher_and_misbehaving_connections() {
     assert_eq!(s.get("/healthz", &[]).status, 200);
     first.kill().unwrap();
     first.wait().unwrap();
+}
+
+/// The reads of a recorded ffmpeg publish (see crates/server/tests/fixtures and
+/// scripts/record-rtmp-publish.py).
+fn recorded_publish() -> Vec<Vec<u8>> {
+    let path = common::repo().join("crates/server/tests/fixtures/ffmpeg-publish.rtmp");
+    let rec = std::fs::read(path).unwrap();
+    let mut rest = &rec[..];
+    let mut reads = Vec::new();
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        reads.push(rest[4..4 + n].to_vec());
+        rest = &rest[4 + n..];
+    }
+    reads
+}
+
+#[test]
+fn a_publisher_that_stops_mid_chunk_is_cleaned_up_and_the_stream_ends_after_the_grace() {
+    let s = server(|c| c.grace = Duration::from_millis(500));
+    let reads = recorded_publish();
+    // Everything up to the middle of the last read (inside a media chunk), all at once: the
+    // client does not wait for any answer (commands pipelined after `connect`).
+    let last = reads.len() - 1;
+    let mut all: Vec<u8> = reads[..last].concat();
+    all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
+    let mut c = TcpStream::connect(s.rtmp).unwrap();
+    c.write_all(&all).unwrap();
+    let d = wait(&s, "fixture", |d| {
+        d["state"] == "live" && d["ring_units"].as_u64() > Some(0)
+    });
+    assert_eq!(d["video_codec"], "h264");
+    drop(c);
+    let d = wait(&s, "fixture", |d| d["state"] == "ended");
+    assert!(
+        d["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not come back"),
+        "{d}"
+    );
+    // The server carries on: a new publisher of the same name gets a new stream.
+    let mut p = publish(&s, "/live/fixture", false);
+    assert!(p.wait().unwrap().success());
+    assert_eq!(s.get("/healthz", &[]).status, 200);
 }
