@@ -154,6 +154,9 @@ pub struct Inner {
     /// Kept here between sessions, taken by the publishing session.
     ingest: Option<Ingest>,
     pub sessions: u64,
+    /// The latest RTMP timestamp (ms) published, so that a publisher that comes back continues
+    /// the FLV/RTMP outputs' clock instead of starting it over.
+    pub(crate) rtmp_clock: Option<u32>,
     pub video_codec: Option<&'static str>,
     pub audio_codecs: Vec<&'static str>,
     pub end_reason: Option<String>,
@@ -386,6 +389,7 @@ impl Live {
                 session_started: now,
                 generation: 0,
                 ingest: None,
+                rtmp_clock: None,
                 sessions: 1,
                 video_codec: None,
                 audio_codecs: Vec::new(),

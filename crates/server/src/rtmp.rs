@@ -96,6 +96,7 @@ pub(crate) async fn connection(
         play: None,
         last_wake: None,
         last_media_wake: None,
+        clock_offset: None,
     };
     state.send(&mut sock, initial).await?;
     let mut input = rest;
@@ -199,6 +200,9 @@ struct Session {
     refused: Option<String>,
     /// The latest video and audio sequence headers, as (FLV tag, RTMP message).
     seq: [Option<(Bytes, Bytes)>; 2],
+    /// Added to this publisher's timestamps so they continue the stream's clock (set at its
+    /// first media message; 0 for a new stream).
+    clock_offset: Option<u32>,
     /// A stream this connection was accepted to play.
     play: Option<std::sync::Arc<crate::live::Stream>>,
     /// When `.ts` viewers, and FLV/RTMP viewers, were last woken for this publisher's media.
@@ -350,6 +354,13 @@ impl Session {
         let Some(publish) = self.publish.as_mut() else {
             return Ok(());
         };
+        // A publisher that came back within the grace period starts its clock over: continue
+        // the stream's clock 40 ms after where it was, for every output.
+        let offset = *self.clock_offset.get_or_insert_with(|| {
+            let last = publish.stream.read().rtmp_clock;
+            last.map_or(0, |l| l.wrapping_add(40).wrapping_sub(ms))
+        });
+        let ms = ms.wrapping_add(offset);
         let (sequence, keyframe) = classify(video, data);
         // Viewers are woken once per video frame (audio waits for the next one), or every 20 ms
         // when there is no video: one wake-up per viewer per frame instead of per message.
@@ -369,6 +380,7 @@ impl Session {
             let now = self.live.now();
             let seq = &self.seq;
             publish.stream.update(|inner| {
+                inner.rtmp_clock = Some(ms);
                 let flv = inner.flv.get_or_insert_with(|| Ring::new(limits));
                 if keyframe {
                     let psi = seq.iter().rev().flatten().map(|(t, _)| t.clone()).collect();

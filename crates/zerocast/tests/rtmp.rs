@@ -340,3 +340,80 @@ fn a_publisher_that_stops_mid_chunk_is_cleaned_up_and_the_stream_ends_after_the_
     assert!(p.wait().unwrap().success());
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
+
+/// Video tag timestamps of an FLV byte stream (after its 13-byte header), as far as it is whole.
+fn flv_video_times(flv: &[u8]) -> Vec<u32> {
+    let mut at = 13;
+    let mut out = Vec::new();
+    while at + 11 <= flv.len() {
+        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
+        if at + 11 + size + 4 > flv.len() {
+            break;
+        }
+        let ts = u32::from_be_bytes([flv[at + 7], flv[at + 4], flv[at + 5], flv[at + 6]]);
+        if flv[at] == 9 && flv[at + 12] == 1 {
+            out.push(ts);
+        }
+        at += 11 + size + 4;
+    }
+    out
+}
+
+#[test]
+fn an_rtmp_publisher_that_comes_back_within_the_grace_continues_every_output() {
+    let s = server(|c| c.grace = Duration::from_secs(5));
+    let reads = recorded_publish();
+    // The first session: the recorded publish, cut in its last read (the connection drops).
+    let last = reads.len() - 1;
+    let mut all: Vec<u8> = reads[..last].concat();
+    all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
+    let mut c = TcpStream::connect(s.rtmp).unwrap();
+    c.write_all(&all).unwrap();
+    wait(&s, "fixture", |d| d["ring_units"].as_u64() > Some(0));
+    // An HTTP-FLV viewer joins.
+    let mut v = TcpStream::connect(s.addr).unwrap();
+    v.write_all(b"GET /live/fixture.flv HTTP/1.0\r\n\r\n")
+        .unwrap();
+    v.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = v.read_to_end(&mut got);
+        got
+    });
+    wait(&s, "fixture", |d| d["viewers"]["flv"] == 1);
+    drop(c);
+    wait(&s, "fixture", |d| d["state"] == "reconnecting");
+    // ffmpeg comes back on the same stream and publishes to the end.
+    let mut p = publish(&s, "/live/fixture", true);
+    let d = wait(&s, "fixture", |d| {
+        d["sessions"] == 2 && d["state"] == "live"
+    });
+    assert_eq!(d["viewers"]["flv"], 1, "the viewer stayed");
+    assert!(p.wait().unwrap().success());
+    wait(&s, "fixture", |d| d["state"] == "ended");
+    let raw = reader.join().unwrap();
+    let r = common::parse_response(&raw);
+    let times = flv_video_times(&r.body);
+    assert!(times.len() > 100, "{} video frames seen", times.len());
+    assert!(
+        times.windows(2).all(|w| w[1] >= w[0]),
+        "FLV timestamps keep rising across the reconnect: {times:?}"
+    );
+    // The TS output continues too: counters and timestamps across both sessions.
+    let stream = s.live.get("fixture").unwrap();
+    let ts: Vec<u8> = stream
+        .read()
+        .ring
+        .units()
+        .flat_map(|u| u.data.iter().copied())
+        .collect();
+    let mut last_cc = std::collections::HashMap::new();
+    for pkt in ts.chunks_exact(188) {
+        let h = media::ts::header(pkt).unwrap();
+        if let Some(prev) = last_cc.insert(h.pid, h.cc) {
+            assert_eq!(h.cc, (prev + 1) & 15, "continuity on pid {}", h.pid);
+        }
+    }
+    let hls = String::from_utf8_lossy(&s.get("/live/fixture/index.m3u8", &[]).body).into_owned();
+    assert!(hls.contains("#EXT-X-DISCONTINUITY"), "{hls}");
+}
