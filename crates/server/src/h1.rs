@@ -94,9 +94,9 @@ pub(crate) async fn connection(
                     None => (file.trim_end_matches(".ts"), live::Output::Ts),
                 };
                 let found = state.live.get(name).filter(|s| {
-                    let inner = s.read();
-                    inner.state != live::State::Ended
-                        && (output == live::Output::Ts || inner.flv.is_some())
+                    // (The read guard must be gone before `want_media` takes the write lock.)
+                    let ended = s.read().state == live::State::Ended;
+                    !ended && (output == live::Output::Ts || s.want_media(&state.live))
                 });
                 let Some(s) = found else {
                     let resp = crate::http::error_response(Error::UnknownStream(name.into()));

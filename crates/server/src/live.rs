@@ -157,6 +157,8 @@ pub struct Inner {
     /// The latest RTMP timestamp (ms) published, so that a publisher that comes back continues
     /// the FLV/RTMP outputs' clock instead of starting it over.
     pub(crate) rtmp_clock: Option<u32>,
+    /// The latest video and audio sequence headers, as (FLV tag, RTMP message).
+    pub(crate) media_seq: [Option<(bytes::Bytes, bytes::Bytes)>; 2],
     pub video_codec: Option<&'static str>,
     pub audio_codecs: Vec<&'static str>,
     pub end_reason: Option<String>,
@@ -177,6 +179,8 @@ pub struct Stream {
     tick: watch::Sender<u64>,
     /// Wakes FLV and RTMP viewers (RTMP sources), batched (see `LiveConfig::media_batch`).
     tick_media: watch::Sender<u64>,
+    /// A TS source converts its TS to FLV tags once someone watches FLV or RTMP.
+    media_wanted: std::sync::atomic::AtomicBool,
     pub stats: Stats,
 }
 
@@ -188,6 +192,21 @@ impl Stream {
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure the stream has FLV and RTMP outputs: an RTMP source always has them; a TS source
+    /// gets them from the first FLV or RTMP viewer on (converted from its TS by the ingest loop;
+    /// that viewer starts at the next keyframe). False for a TS source whose video is not H.264.
+    pub fn want_media(&self, live: &Live) -> bool {
+        let mut inner = self.write();
+        if inner.video_codec.is_some_and(|c| c != "h264") && inner.flv.is_none() {
+            return false;
+        }
+        let limits = live.config.ring;
+        inner.flv.get_or_insert_with(|| Ring::new(limits));
+        inner.rtmp.get_or_insert_with(|| Ring::new(limits));
+        self.media_wanted.store(true, Relaxed);
+        true
     }
 
     /// Runs `f` on the stream's state for writing (the RTMP shell fills the FLV/RTMP rings); the
@@ -242,6 +261,10 @@ pub struct Publish {
     ingest: Option<Ingest>,
     generation: u64,
     end: Option<End>,
+    /// TS to FLV tags, for the FLV/RTMP outputs of a TS source (once wanted).
+    to_flv: Option<media::flv::FromTs>,
+    tags: Vec<media::flv::Tag>,
+    last_media_wake: Option<Instant>,
 }
 
 /// A stream name: 1 to 128 of `A-Z a-z 0-9 _ - .`, not starting with a dot.
@@ -365,6 +388,9 @@ impl Live {
                         ingest: Some(ingest),
                         generation,
                         end: None,
+                        to_flv: None,
+                        tags: Vec::new(),
+                        last_media_wake: None,
                     });
                 }
                 State::Ended => {}
@@ -390,6 +416,7 @@ impl Live {
                 generation: 0,
                 ingest: None,
                 rtmp_clock: None,
+                media_seq: [None, None],
                 sessions: 1,
                 video_codec: None,
                 audio_codecs: Vec::new(),
@@ -399,6 +426,7 @@ impl Live {
             }),
             tick,
             tick_media,
+            media_wanted: Default::default(),
             stats: Stats::default(),
         });
         // An ended stream of the same name is replaced; its viewers have already been told.
@@ -410,6 +438,9 @@ impl Live {
             ingest: Some(Ingest::default()),
             generation: 0,
             end: None,
+            to_flv: None,
+            tags: Vec::new(),
+            last_media_wake: None,
         })
     }
 
@@ -586,9 +617,37 @@ impl Publish {
     /// Publishes the whole packets the slab holds.
     fn publish(&mut self, slab: &mut Slab, live: &Live) -> Result<(), String> {
         match slab.take_whole(media::ts::PACKET) {
-            Some(packets) => self.publish_packets(packets, live, true),
+            Some(packets) => self.publish_ts(packets, live),
             None => Ok(()),
         }
+    }
+
+    /// Publishes whole TS packets of a TS source, and, once FLV or RTMP viewers want them, the
+    /// same frames as FLV tags.
+    fn publish_ts(&mut self, packets: BytesMut, live: &Live) -> Result<(), String> {
+        if self.to_flv.is_none() && self.stream.media_wanted.load(Relaxed) {
+            self.to_flv = Some(media::flv::FromTs::default());
+        }
+        if let Some(conv) = &mut self.to_flv {
+            self.tags.clear();
+            conv.feed(&packets, &mut self.tags);
+        }
+        let keyframe = self.tags.iter().any(|t| t.keyframe);
+        if !self.tags.is_empty() {
+            let (limits, now, tags) = (live.config.ring, live.now(), &self.tags);
+            self.stream.update(|inner| {
+                for t in tags {
+                    let (video, seq, key) = (t.video, t.sequence, t.keyframe);
+                    crate::rtmp::push_media(inner, limits, now, video, &t.body, t.ms, seq, key);
+                }
+            });
+            let batch = live.config.media_batch;
+            if keyframe || self.last_media_wake.is_none_or(|t| t.elapsed() >= batch) {
+                self.last_media_wake = Some(Instant::now());
+                self.stream.wake_media();
+            }
+        }
+        self.publish_packets(packets, live, true)
     }
 
     /// Publishes whole TS packets (from a slab, or muxed from RTMP); wakes the viewers if `wake`.

@@ -92,7 +92,6 @@ pub(crate) async fn connection(
         out: Vec::new(),
         app: None,
         refused: None,
-        seq: [None, None],
         play: None,
         last_wake: None,
         last_media_wake: None,
@@ -198,8 +197,6 @@ struct Session {
     app: Option<String>,
     /// Why the connection is to be closed once the pending responses are sent.
     refused: Option<String>,
-    /// The latest video and audio sequence headers, as (FLV tag, RTMP message).
-    seq: [Option<(Bytes, Bytes)>; 2],
     /// Added to this publisher's timestamps so they continue the stream's clock (set at its
     /// first media message; 0 for a new stream).
     clock_offset: Option<u32>,
@@ -320,11 +317,12 @@ impl Session {
             } => {
                 let (name, _) = split_key(&stream_key);
                 let found = self.live.get(name).filter(|s| {
-                    let inner = s.read();
-                    inner.state != State::Ended && inner.rtmp.is_some()
+                    // (The read guard must be gone before `want_media` takes the write lock.)
+                    let ended = s.read().state == State::Ended;
+                    !ended && s.want_media(&self.live)
                 });
                 let why = match (&found, stream_id) {
-                    (None, _) => Some(format!("no RTMP-published live stream '{name}'")),
+                    (None, _) => Some(format!("no live stream '{name}' (with H.264/AAC)")),
                     (Some(_), id) if id != PLAY_STREAM_ID => Some(format!(
                         "play on message stream {id}; only {PLAY_STREAM_ID} is served"
                     )),
@@ -371,32 +369,12 @@ impl Session {
         if wake {
             self.last_wake = Some(std::time::Instant::now());
         }
-        let tag = flv_tag(if video { 9 } else { 8 }, ms, data);
-        let msg = rtmp_message(video, ms, data);
-        if sequence {
-            self.seq[usize::from(video)] = Some((tag, msg));
-        } else {
-            let limits = self.live.config.ring;
-            let now = self.live.now();
-            let seq = &self.seq;
-            publish.stream.update(|inner| {
-                inner.rtmp_clock = Some(ms);
-                let flv = inner.flv.get_or_insert_with(|| Ring::new(limits));
-                if keyframe {
-                    let psi = seq.iter().rev().flatten().map(|(t, _)| t.clone()).collect();
-                    flv.push_keyframe(tag, psi, now);
-                } else {
-                    flv.push(tag, now);
-                }
-                let rtmp = inner.rtmp.get_or_insert_with(|| Ring::new(limits));
-                if keyframe {
-                    let psi = seq.iter().rev().flatten().map(|(_, m)| m.clone()).collect();
-                    rtmp.push_keyframe(msg, psi, now);
-                } else {
-                    rtmp.push(msg, now);
-                }
-            });
-        }
+        let limits = self.live.config.ring;
+        let now = self.live.now();
+        publish.stream.update(|inner| {
+            inner.rtmp_clock = Some(ms);
+            push_media(inner, limits, now, video, data, ms, sequence, keyframe);
+        });
         self.out.clear();
         let r = if video {
             self.ts.video(data, ms, &mut self.out)
@@ -429,6 +407,43 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Serialises one FLV tag body once as an FLV tag and once as an RTMP message, and pushes them to
+/// the stream's FLV and RTMP rings (created if needed); sequence headers are kept aside and sent
+/// before every keyframe a viewer starts at.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_media(
+    inner: &mut crate::live::Inner,
+    limits: live::Limits,
+    now: Duration,
+    video: bool,
+    body: &[u8],
+    ms: u32,
+    sequence: bool,
+    keyframe: bool,
+) {
+    let tag = flv_tag(if video { 9 } else { 8 }, ms, body);
+    let msg = rtmp_message(video, ms, body);
+    if sequence {
+        inner.media_seq[usize::from(video)] = Some((tag, msg));
+        return;
+    }
+    let seq = &inner.media_seq;
+    let flv = inner.flv.get_or_insert_with(|| Ring::new(limits));
+    if keyframe {
+        let psi = seq.iter().rev().flatten().map(|(t, _)| t.clone()).collect();
+        flv.push_keyframe(tag, psi, now);
+    } else {
+        flv.push(tag, now);
+    }
+    let rtmp = inner.rtmp.get_or_insert_with(|| Ring::new(limits));
+    if keyframe {
+        let psi = seq.iter().rev().flatten().map(|(_, m)| m.clone()).collect();
+        rtmp.push_keyframe(msg, psi, now);
+    } else {
+        rtmp.push(msg, now);
     }
 }
 

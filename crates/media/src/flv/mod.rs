@@ -15,6 +15,10 @@
 //! dropped, so the stream starts at a keyframe. AV1 and VP9 are parsed and skipped (TS cannot
 //! carry them here).
 
+mod from_ts;
+
+pub use from_ts::{FromTs, Tag};
+
 use crate::error::{Error, Result};
 use crate::mp4::remux::{adts, annex_b, audio_specific_config, avcc, hvcc};
 use crate::read::Reader;

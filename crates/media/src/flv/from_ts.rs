@@ -1,0 +1,301 @@
+//! MPEG-TS to FLV tag bodies, sans-I/O: the reverse of [`super::ToTs`], so that a stream
+//! published over HTTP as MPEG-TS can be watched as HTTP-FLV and over RTMP.
+//!
+//! PES packets are reassembled per PID (a video PES ends where the next one starts, so a frame
+//! comes out one frame late; an audio PES with a length ends when complete). H.264 Annex B
+//! becomes length-prefixed NAL units with an AVCDecoderConfigurationRecord built from the
+//! stream's SPS and PPS; AAC ADTS frames become raw frames with an AudioSpecificConfig from the
+//! ADTS header. Times are milliseconds from the first DTS (33-bit wrap unwrapped). H.265 and
+//! other codecs are skipped (counted): FLV output of TS sources is H.264 + AAC.
+
+use crate::nal;
+use crate::time::{Ts90k, Unwrapper};
+use crate::ts::{header, pat_pmt_pid, pes_header, pmt_streams, PACKET};
+
+/// One FLV tag body to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub video: bool,
+    /// A sequence header (AVC decoder configuration or AAC AudioSpecificConfig).
+    pub sequence: bool,
+    pub keyframe: bool,
+    pub ms: u32,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Pes {
+    data: Vec<u8>,
+    pts: Option<Ts90k>,
+    dts: Option<Ts90k>,
+    /// Bytes the PES header declares after its own header (0: unbounded).
+    expected: usize,
+}
+
+/// Largest PES gathered before it is dropped (a stream without PES starts for a long time).
+const MAX_PES: usize = 16 << 20;
+
+/// AAC sampling rates by frequency index.
+const RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+#[derive(Debug, Default)]
+pub struct FromTs {
+    pmt_pid: Option<u16>,
+    video_pid: Option<u16>,
+    audio_pid: Option<u16>,
+    video: Pes,
+    audio: Pes,
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    avc_sent: Option<(Vec<u8>, Vec<u8>)>,
+    asc_sent: Option<[u8; 2]>,
+    clock: Unwrapper,
+    first: Option<i64>,
+    /// Frames skipped (codec not carried, or before the decoder configuration).
+    pub skipped: u64,
+}
+
+impl FromTs {
+    /// Looks at whole packets; appends the tags that completed.
+    pub fn feed(&mut self, packets: &[u8], out: &mut Vec<Tag>) {
+        for p in packets.chunks_exact(PACKET) {
+            let Some(h) = header(p) else { continue };
+            if !h.has_payload {
+                continue;
+            }
+            let payload = &p[h.payload_start..];
+            if h.pid == 0 && h.pusi {
+                self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
+            } else if Some(h.pid) == self.pmt_pid && h.pusi {
+                for s in pmt_streams(payload) {
+                    match s.stream_type {
+                        0x1b if self.video_pid.is_none() => self.video_pid = Some(s.pid),
+                        0x0f if self.audio_pid.is_none() => self.audio_pid = Some(s.pid),
+                        _ => {}
+                    }
+                }
+            } else if Some(h.pid) == self.video_pid {
+                self.collect(true, h.pusi, payload, out);
+            } else if Some(h.pid) == self.audio_pid {
+                self.collect(false, h.pusi, payload, out);
+            }
+        }
+    }
+
+    fn pes(&mut self, video: bool) -> &mut Pes {
+        if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        }
+    }
+
+    fn collect(&mut self, video: bool, start: bool, payload: &[u8], out: &mut Vec<Tag>) {
+        if start {
+            let done = std::mem::take(self.pes(video));
+            if !done.data.is_empty() {
+                self.emit(video, done, out);
+            }
+            let Some((pts, dts, body)) = pes_header(payload) else {
+                return;
+            };
+            let declared = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+            let pes = self.pes(video);
+            pes.expected = declared.saturating_sub(body.saturating_sub(6));
+            pes.pts = pts;
+            pes.dts = dts.or(pts);
+            pes.data.extend_from_slice(&payload[body..]);
+        } else {
+            let pes = self.pes(video);
+            if pes.pts.is_none() {
+                return; // no PES start seen yet
+            }
+            pes.data.extend_from_slice(payload);
+            if pes.data.len() > MAX_PES {
+                *pes = Pes::default();
+                self.skipped += 1;
+                return;
+            }
+        }
+        let pes = self.pes(video);
+        if pes.expected > 0 && pes.data.len() >= pes.expected {
+            let done = std::mem::take(pes);
+            self.emit(video, done, out);
+        }
+    }
+
+    fn ms(&mut self, t: Ts90k) -> u32 {
+        let t = self.clock.unwrap(t);
+        let first = *self.first.get_or_insert(t);
+        ((t - first).max(0) / 90) as u32
+    }
+
+    fn emit(&mut self, video: bool, pes: Pes, out: &mut Vec<Tag>) {
+        let (Some(pts), Some(dts)) = (pes.pts, pes.dts) else {
+            return;
+        };
+        let ms = self.ms(dts);
+        let cts = ((pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1)) / 90).min(0x7f_ffff) as u32;
+        if video {
+            self.video_frame(&pes.data, ms, cts, out);
+        } else {
+            self.audio_frames(&pes.data, ms, out);
+        }
+    }
+
+    fn video_frame(&mut self, data: &[u8], ms: u32, cts: u32, out: &mut Vec<Tag>) {
+        let mut key = false;
+        let mut body = vec![0, 1, (cts >> 16) as u8, (cts >> 8) as u8, cts as u8];
+        for unit in nal::annex_b(data) {
+            let Some(&b) = unit.first() else { continue };
+            match b & 0x1f {
+                7 => self.sps = Some(unit.to_vec()),
+                8 => self.pps = Some(unit.to_vec()),
+                9 => {} // access unit delimiter: not carried in FLV
+                t => {
+                    key |= t == 5;
+                    body.extend_from_slice(&(unit.len() as u32).to_be_bytes());
+                    body.extend_from_slice(unit);
+                }
+            }
+        }
+        if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+            let fresh = self
+                .avc_sent
+                .as_ref()
+                .is_none_or(|(s, p)| s != sps || p != pps);
+            if fresh && sps.len() >= 4 {
+                let mut c = vec![0x17, 0, 0, 0, 0, 1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+                c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+                c.extend_from_slice(sps);
+                c.push(1);
+                c.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+                c.extend_from_slice(pps);
+                out.push(Tag {
+                    video: true,
+                    sequence: true,
+                    keyframe: false,
+                    ms,
+                    body: c,
+                });
+                self.avc_sent = Some((sps.clone(), pps.clone()));
+            }
+        }
+        if self.avc_sent.is_none() || body.len() == 5 {
+            self.skipped += 1;
+            return;
+        }
+        body[0] = if key { 0x17 } else { 0x27 };
+        out.push(Tag {
+            video: true,
+            sequence: false,
+            keyframe: key,
+            ms,
+            body,
+        });
+    }
+
+    fn audio_frames(&mut self, mut data: &[u8], ms: u32, out: &mut Vec<Tag>) {
+        let mut n = 0u32;
+        while data.len() >= 7 && data[0] == 0xff && data[1] & 0xf0 == 0xf0 {
+            let head = if data[1] & 1 == 1 { 7 } else { 9 };
+            let len = (usize::from(data[3] & 3) << 11)
+                | (usize::from(data[4]) << 3)
+                | usize::from(data[5] >> 5);
+            if len < head || len > data.len() {
+                break;
+            }
+            let object = (data[2] >> 6) + 1;
+            let freq = (data[2] >> 2) & 0x0f;
+            let chan = ((data[2] & 1) << 2) | (data[3] >> 6);
+            let asc = [(object << 3) | (freq >> 1), ((freq & 1) << 7) | (chan << 3)];
+            if self.asc_sent != Some(asc) {
+                out.push(Tag {
+                    video: false,
+                    sequence: true,
+                    keyframe: false,
+                    ms,
+                    body: vec![0xaf, 0, asc[0], asc[1]],
+                });
+                self.asc_sent = Some(asc);
+            }
+            let mut body = vec![0xaf, 1];
+            body.extend_from_slice(&data[head..len]);
+            // 1024 samples per AAC frame: later frames of the PES are that much later.
+            let rate = RATES.get(usize::from(freq)).copied().unwrap_or(48000);
+            out.push(Tag {
+                video: false,
+                sequence: false,
+                keyframe: false,
+                ms: ms + n * 1024 * 1000 / rate,
+                body,
+            });
+            n += 1;
+            data = &data[len..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
+    }
+
+    #[test]
+    fn a_ts_becomes_flv_tags_and_back_with_the_same_keyframes() {
+        let data = clip();
+        let info = crate::ts::index(&data).unwrap();
+        let mut conv = FromTs::default();
+        let mut tags = Vec::new();
+        for chunk in data.chunks(PACKET * 7) {
+            conv.feed(chunk, &mut tags);
+        }
+        assert_eq!(
+            tags.iter().filter(|t| t.sequence).count(),
+            2,
+            "AVC and AAC headers"
+        );
+        let keys = tags.iter().filter(|t| t.keyframe).count();
+        assert_eq!(keys, info.keyframes.len());
+        let video: Vec<u32> = tags
+            .iter()
+            .filter(|t| t.video && !t.sequence)
+            .map(|t| t.ms)
+            .collect();
+        assert!(video.windows(2).all(|w| w[1] >= w[0]));
+        // Back to TS through the RTMP path's converter: the same keyframes and codecs.
+        let mut back = crate::flv::ToTs::default();
+        let mut ts = Vec::new();
+        for t in &tags {
+            if t.video {
+                back.video(&t.body, t.ms, &mut ts).unwrap();
+            } else {
+                back.audio(&t.body, t.ms, &mut ts).unwrap();
+            }
+        }
+        let again = crate::ts::index(&ts).unwrap();
+        assert_eq!(again.keyframes.len(), info.keyframes.len());
+        assert_eq!(back.codecs(), (Some("h264"), Some("aac")));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        let mut conv = FromTs::default();
+        let mut tags = Vec::new();
+        let clip = clip();
+        for _ in 0..300 {
+            let mut d = clip[..PACKET * 40].to_vec();
+            for _ in 0..20 {
+                let i = rng.usize(..d.len());
+                d[i] = rng.u8(..);
+            }
+            conv.feed(&d, &mut tags);
+        }
+    }
+}
