@@ -612,8 +612,8 @@ fn after_the_grace_period_the_stream_ends_and_a_new_one_starts() {
 #[test]
 fn slow_and_stalled_viewers_skip_or_go_and_never_hold_back_the_others() {
     let s = live_server(|c| {
-        c.ring.max_bytes = 1 << 20;
-        c.ring.max_age = Duration::from_secs(2);
+        c.ring.max_bytes = 8 << 20;
+        c.ring.max_age = Duration::from_secs(4);
         c.viewer.max_skips = 2;
         c.stall_timeout = Duration::from_secs(2);
         c.max_ingest_bitrate = 40_000_000;
@@ -627,7 +627,7 @@ fn slow_and_stalled_viewers_skip_or_go_and_never_hold_back_the_others() {
                 "error",
                 "-nostdin",
                 "-stream_loop",
-                "30",
+                "150",
                 "-i",
                 f.to_str().unwrap(),
             ])
@@ -668,11 +668,11 @@ fn slow_and_stalled_viewers_skip_or_go_and_never_hold_back_the_others() {
         "the slow viewer skipped before it was dropped: {d}"
     );
     // Memory: the ring never held more than its limit.
-    assert!(max_ring <= 1 << 20, "ring held {max_ring} bytes");
+    assert!(max_ring <= 8 << 20, "ring held {max_ring} bytes");
     {
         let stream = s.live.get("fast").unwrap();
         let inner = stream.read();
-        assert!(inner.ring.bytes() <= 1 << 20);
+        assert!(inner.ring.bytes() <= 8 << 20);
         assert!(inner.hls.bytes() <= 64 << 20);
     }
     // The ingest was held to its rate limit (40 Mbit/s, with a short burst).
