@@ -937,38 +937,7 @@ fn a_ts_source_is_also_watchable_as_http_flv_and_over_rtmp() {
     let rtmp_url = format!("rtmp://{}/live/both", s.rtmp);
     let checks: Vec<_> = [s.url("/live/both.flv"), rtmp_url]
         .into_iter()
-        .map(|url| {
-            thread::spawn(move || {
-                let out = Command::new("ffmpeg")
-                    .args([
-                        "-v", "error", "-nostdin", "-i", &url, "-t", "3", "-f", "null", "-",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success() && out.stderr.is_empty(),
-                    "{url}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let probe = Command::new("ffprobe")
-                    .args([
-                        "-v",
-                        "error",
-                        "-show_entries",
-                        "stream=codec_name",
-                        "-of",
-                        "csv=p=0",
-                    ])
-                    .arg(&url)
-                    .output()
-                    .unwrap();
-                let codecs = String::from_utf8_lossy(&probe.stdout);
-                assert!(
-                    codecs.contains("h264") && codecs.contains("aac"),
-                    "{url}: {codecs}"
-                );
-            })
-        })
+        .map(|url| thread::spawn(move || common::assert_plays_h264_aac(&url, "3")))
         .collect();
     for c in checks {
         c.join().expect("an output check failed");

@@ -130,39 +130,7 @@ fn ffmpeg_publishes_over_rtmp_and_it_plays_as_ts_and_hls() {
         rtmp_url,
     ]
     .into_iter()
-    .map(|url| {
-        // All at once, as different players would.
-        thread::spawn(move || {
-            let out = Command::new("ffmpeg")
-                .args([
-                    "-v", "error", "-nostdin", "-i", &url, "-t", "2", "-f", "null", "-",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success() && out.stderr.is_empty(),
-                "{url}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let probe = Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-show_entries",
-                    "stream=codec_name",
-                    "-of",
-                    "csv=p=0",
-                ])
-                .arg(&url)
-                .output()
-                .unwrap();
-            let codecs = String::from_utf8_lossy(&probe.stdout);
-            assert!(
-                codecs.contains("h264") && codecs.contains("aac"),
-                "{url}: {codecs}"
-            );
-        })
-    })
+    .map(|url| thread::spawn(move || common::assert_plays_h264_aac(&url, "2")))
     .collect();
     for c in checks {
         c.join().expect("an output check failed");
@@ -311,15 +279,21 @@ fn recorded_publish() -> Vec<Vec<u8>> {
     reads
 }
 
+/// The recorded reads, up to the middle of the last one (inside a media chunk).
+fn cut_in_last_chunk(reads: &[Vec<u8>]) -> Vec<u8> {
+    let last = reads.len() - 1;
+    let mut all: Vec<u8> = reads[..last].concat();
+    all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
+    all
+}
+
 #[test]
 fn a_publisher_that_stops_mid_chunk_is_cleaned_up_and_the_stream_ends_after_the_grace() {
     let s = server(|c| c.grace = Duration::from_millis(500));
     let reads = recorded_publish();
     // Everything up to the middle of the last read (inside a media chunk), all at once: the
     // client does not wait for any answer (commands pipelined after `connect`).
-    let last = reads.len() - 1;
-    let mut all: Vec<u8> = reads[..last].concat();
-    all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
+    let all = cut_in_last_chunk(&reads);
     let mut c = TcpStream::connect(s.rtmp).unwrap();
     c.write_all(&all).unwrap();
     let d = wait(&s, "fixture", |d| {
@@ -364,9 +338,7 @@ fn an_rtmp_publisher_that_comes_back_within_the_grace_continues_every_output() {
     let s = server(|c| c.grace = Duration::from_secs(5));
     let reads = recorded_publish();
     // The first session: the recorded publish, cut in its last read (the connection drops).
-    let last = reads.len() - 1;
-    let mut all: Vec<u8> = reads[..last].concat();
-    all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
+    let all = cut_in_last_chunk(&reads);
     let mut c = TcpStream::connect(s.rtmp).unwrap();
     c.write_all(&all).unwrap();
     wait(&s, "fixture", |d| d["ring_units"].as_u64() > Some(0));

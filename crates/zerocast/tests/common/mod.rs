@@ -257,3 +257,50 @@ pub fn library(dir: &Path) -> Library {
 pub fn now() -> SystemTime {
     SystemTime::now()
 }
+
+/// The codec names ffprobe reports for an input, each once, sorted (ffprobe lists a TS's streams
+/// twice: under the program and alone).
+pub fn codecs(input: &str) -> Vec<String> {
+    require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(input)
+        .output()
+        .expect("ffprobe");
+    let mut c: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// ffmpeg decodes `secs` seconds of `input` without a single error, and ffprobe finds H.264 and
+/// AAC in it (an RTMP input may also show ffmpeg's data streams for RTMP's own messages).
+pub fn assert_plays_h264_aac(input: &str, secs: &str) {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-nostdin", "-i", input, "-t", secs, "-f", "null", "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = codecs(input);
+    assert!(
+        found.iter().any(|c| c == "h264") && found.iter().any(|c| c == "aac"),
+        "{input}: {found:?}"
+    );
+}
