@@ -105,9 +105,55 @@ fn hevc_mp4_remuxes_too_and_bad_input_is_an_error() {
         "hvc1",
         src.to_str().unwrap(),
     ]);
-    let ts = media::ts::mux::from_mp4(&std::fs::read(&src).unwrap()).unwrap();
+    let data = std::fs::read(&src).unwrap();
+    let ts = media::ts::mux::from_mp4(&data).unwrap();
     let out = dir.path().join("hevc.ts");
     std::fs::write(&out, &ts).unwrap();
+    // The same samples as Enhanced RTMP sends them ('hvc1' FourCC: a sequence start with the
+    // hvcC, then coded frames with composition times) become the same 50 frames of H.265 in TS.
+    let (video, _) = media::mp4::remux::tracks(&data).unwrap();
+    let video = video.unwrap();
+    let moov_hvcc = {
+        // The hvcC box's body, as the sequence start carries it.
+        let at = data.windows(4).position(|w| w == b"hvcC").unwrap();
+        let size = u32::from_be_bytes(data[at - 4..at].try_into().unwrap()) as usize;
+        data[at + 4..at - 4 + size].to_vec()
+    };
+    let mut conv = media::flv::ToTs::default();
+    let mut rtmp_ts = Vec::new();
+    let mut start = vec![0x90, b'h', b'v', b'c', b'1']; // ex-header, keyframe, sequence start
+    start.extend_from_slice(&moov_hvcc);
+    conv.video(&start, 0, &mut rtmp_ts).unwrap();
+    for s in &video.samples {
+        let ms = (s.dts * 1000 / i64::from(video.timescale)) as u32;
+        let cts = (i64::from(s.cto) * 1000 / i64::from(video.timescale)) as i32;
+        let frame_type = if s.keyframe { 0x10 } else { 0x20 };
+        let mut tag = vec![0x80 | frame_type | 1, b'h', b'v', b'c', b'1'];
+        tag.extend_from_slice(&cts.to_be_bytes()[1..]);
+        tag.extend_from_slice(&data[s.offset as usize..][..s.size as usize]);
+        conv.video(&tag, ms, &mut rtmp_ts).unwrap();
+    }
+    assert_eq!(conv.codecs().0, Some("hevc"));
+    let from_rtmp = dir.path().join("hevc-rtmp.ts");
+    std::fs::write(&from_rtmp, &rtmp_ts).unwrap();
+    assert_eq!(frames(from_rtmp.to_str().unwrap()).len(), 50);
+    let dec = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-i",
+            from_rtmp.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        dec.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
     assert_eq!(frames(out.to_str().unwrap()).len(), 50);
     // Fragmented MP4 and garbage: errors, not panics.
     let frag = std::fs::read(demo_dir().join("fragmented.mp4")).unwrap();
