@@ -383,8 +383,7 @@ async fn flv_viewer(
     let start = Instant::now();
     let (mut s, mut buf, mut from, mut to) =
         get(addr, bind, &format!("/live/{stream}.flv"), read_size).await?;
-    let mut body = RequestBody::chunked();
-    let mut framing: Vec<u8> = Vec::new();
+    let mut body = Dechunk::default();
     // The FLV parser's window: a tag header, then `skip` body bytes, then PreviousTagSize.
     let mut head: Vec<u8> = Vec::with_capacity(16);
     let mut need_header = 9usize; // the file header first
@@ -392,70 +391,55 @@ async fn flv_viewer(
     let mut skip = 0usize;
     let mut in_file_header = true;
     loop {
-        let mut i = from;
-        while i < to {
-            match body.want() {
-                Want::Data(m) => {
-                    let k = (m as usize).min(to - i);
-                    st.bytes.fetch_add(k as u64, Relaxed);
-                    let mut d = &buf[i..i + k];
-                    while !d.is_empty() {
-                        if skip > 0 {
-                            let n = skip.min(d.len());
-                            skip -= n;
-                            d = &d[n..];
-                            continue;
-                        }
-                        let n = (need_header - head.len()).min(d.len());
-                        head.extend_from_slice(&d[..n]);
-                        d = &d[n..];
-                        if head.len() < need_header {
-                            continue;
-                        }
-                        if in_file_header {
-                            if &head[..3] != b"FLV" {
-                                st.gaps.fetch_add(1, Relaxed);
-                            }
-                            in_file_header = false;
-                        } else {
-                            // PreviousTagSize of the last tag (4), then this tag's header (11).
-                            let prev = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-                            if prev as usize != last_tag {
-                                st.gaps.fetch_add(1, Relaxed);
-                            }
-                            let size = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
-                            last_tag = 11 + size;
-                            if head[4] == 9 && size > 0 && st.first_keyframe_us.load(Relaxed) == 0 {
-                                // The body's first two bytes decide; peek when present.
-                                if d.len() >= 2 && d[0] >> 4 == 1 && d[1] == 1 {
-                                    st.first_keyframe_us
-                                        .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
-                                }
-                            }
-                            if !matches!(head[4], 8 | 9 | 18) {
-                                st.gaps.fetch_add(1, Relaxed);
-                            }
-                            skip = size;
-                        }
-                        head.clear();
-                        // Next: PreviousTagSize (after the file header: PreviousTagSize0), then
-                        // a tag header.
-                        need_header = 15;
+        let done = body.feed(&buf[from..to], |mut d| {
+            st.bytes.fetch_add(d.len() as u64, Relaxed);
+            while !d.is_empty() {
+                if skip > 0 {
+                    let n = skip.min(d.len());
+                    skip -= n;
+                    d = &d[n..];
+                    continue;
+                }
+                let n = (need_header - head.len()).min(d.len());
+                head.extend_from_slice(&d[..n]);
+                d = &d[n..];
+                if head.len() < need_header {
+                    continue;
+                }
+                if in_file_header {
+                    if &head[..3] != b"FLV" {
+                        st.gaps.fetch_add(1, Relaxed);
                     }
-                    body.data(k);
-                    i += k;
+                    in_file_header = false;
+                } else {
+                    // PreviousTagSize of the last tag (4), then this tag's header (11).
+                    let prev = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+                    if prev as usize != last_tag {
+                        st.gaps.fetch_add(1, Relaxed);
+                    }
+                    let size = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
+                    last_tag = 11 + size;
+                    if head[4] == 9 && size > 0 && st.first_keyframe_us.load(Relaxed) == 0 {
+                        // The body's first two bytes decide; peek when present.
+                        if d.len() >= 2 && d[0] >> 4 == 1 && d[1] == 1 {
+                            st.first_keyframe_us
+                                .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
+                        }
+                    }
+                    if !matches!(head[4], 8 | 9 | 18) {
+                        st.gaps.fetch_add(1, Relaxed);
+                    }
+                    skip = size;
                 }
-                Want::Framing => {
-                    framing.push(buf[i]);
-                    i += 1;
-                    let used = body.framing(&framing)?;
-                    framing.drain(..used);
-                }
-                Want::Done => {
-                    st.ended.store(true, Relaxed);
-                    return Ok(());
-                }
+                head.clear();
+                // Next: PreviousTagSize (after the file header: PreviousTagSize0), then
+                // a tag header.
+                need_header = 15;
             }
+        })?;
+        if done {
+            st.ended.store(true, Relaxed);
+            return Ok(());
         }
         if sh.stop.load(Relaxed) {
             return Ok(());
@@ -602,93 +586,85 @@ async fn viewer(
     sh: &Shared,
 ) -> Result<()> {
     let start = Instant::now();
-    let mut s = connect(addr, bind).await?;
-    s.write_all(format!("GET /live/{stream}.ts HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = vec![0u8; read_size];
-    // The response head.
-    let mut have = 0;
-    let body_at = loop {
-        let n = s.read(&mut buf[have..]).await?;
-        if n == 0 {
-            bail!("closed before a response");
-        }
-        have += n;
-        let mut h = [httparse::EMPTY_HEADER; 16];
-        let mut r = httparse::Response::new(&mut h);
-        if let httparse::Status::Complete(at) = r.parse(&buf[..have])? {
-            if r.code != Some(200) {
-                bail!("status {:?}", r.code);
-            }
-            break at;
-        }
-        if have == buf.len() {
-            bail!("response head too long");
-        }
-    };
-    let mut body = RequestBody::chunked();
-    let mut framing: Vec<u8> = Vec::new();
+    let (mut s, mut buf, mut from, mut to) =
+        get(addr, bind, &format!("/live/{stream}.ts"), read_size).await?;
+    let mut body = Dechunk::default();
     let mut pkt = [0u8; PACKET];
     let mut fill = 0;
     let mut cc: Vec<(u16, u8)> = Vec::new();
     let mut splitter = Some(Splitter::default());
     let mut cuts = Vec::new();
-    let mut first = true;
-    let (mut from, mut to) = (body_at, have);
-    while !sh.stop.load(Relaxed) {
-        if !first {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                st.ended.store(true, Relaxed);
-                return Ok(());
+    loop {
+        let done = body.feed(&buf[from..to], |mut d| {
+            st.bytes.fetch_add(d.len() as u64, Relaxed);
+            // Whole packets are checked in place; only a packet split across reads (or
+            // chunks) is assembled in `pkt`.
+            if fill > 0 {
+                let n = (PACKET - fill).min(d.len());
+                pkt[fill..fill + n].copy_from_slice(&d[..n]);
+                fill += n;
+                d = &d[n..];
+                if fill == PACKET {
+                    fill = 0;
+                    on_packet(&pkt, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+                }
             }
-            (from, to) = (0, n);
+            let mut whole = d.chunks_exact(PACKET);
+            for p in &mut whole {
+                let p: &[u8; PACKET] = p.try_into().expect("chunks_exact");
+                on_packet(p, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+            }
+            let rest = whole.remainder();
+            pkt[fill..fill + rest.len()].copy_from_slice(rest);
+            fill += rest.len();
+        })?;
+        if done {
+            st.ended.store(true, Relaxed);
+            return Ok(());
         }
-        first = false;
-        let mut i = from;
-        while i < to {
+        if sh.stop.load(Relaxed) {
+            return Ok(());
+        }
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            st.ended.store(true, Relaxed);
+            return Ok(());
+        }
+        (from, to) = (0, n);
+    }
+}
+
+/// A chunked response body decoded with the server's own framing parser: data spans are handed
+/// to the caller as they are, framing bytes (a few per chunk) are gathered aside.
+#[derive(Default)]
+struct Dechunk {
+    body: Option<RequestBody>,
+    framing: Vec<u8>,
+}
+
+impl Dechunk {
+    /// Feeds one read; calls `data` for each span of body bytes. True once the last chunk came.
+    fn feed(&mut self, mut input: &[u8], mut data: impl FnMut(&[u8])) -> Result<bool> {
+        let body = self.body.get_or_insert_with(RequestBody::chunked);
+        while !input.is_empty() {
             match body.want() {
                 Want::Data(m) => {
-                    let k = (m as usize).min(to - i);
-                    st.bytes.fetch_add(k as u64, Relaxed);
-                    // Whole packets are checked in place; only a packet split across reads
-                    // (or chunks) is assembled in `pkt`.
-                    let mut d = &buf[i..i + k];
-                    if fill > 0 {
-                        let n = (PACKET - fill).min(d.len());
-                        pkt[fill..fill + n].copy_from_slice(&d[..n]);
-                        fill += n;
-                        d = &d[n..];
-                        if fill == PACKET {
-                            fill = 0;
-                            on_packet(&pkt, &mut cc, &mut splitter, &mut cuts, st, sh, start);
-                        }
-                    }
-                    let mut whole = d.chunks_exact(PACKET);
-                    for p in &mut whole {
-                        let p: &[u8; PACKET] = p.try_into().expect("chunks_exact");
-                        on_packet(p, &mut cc, &mut splitter, &mut cuts, st, sh, start);
-                    }
-                    let rest = whole.remainder();
-                    pkt[..rest.len()].copy_from_slice(rest);
-                    fill += rest.len();
+                    let k = usize::try_from(m).unwrap_or(usize::MAX).min(input.len());
+                    data(&input[..k]);
                     body.data(k);
-                    i += k;
+                    input = &input[k..];
                 }
                 Want::Framing => {
-                    framing.push(buf[i]);
-                    i += 1;
-                    let used = body.framing(&framing)?;
-                    framing.drain(..used);
+                    self.framing.push(input[0]);
+                    input = &input[1..];
+                    let used = body.framing(&self.framing)?;
+                    self.framing.drain(..used);
                 }
-                Want::Done => {
-                    st.ended.store(true, Relaxed);
-                    return Ok(());
-                }
+                Want::Done => return Ok(true),
             }
         }
+        Ok(body.want() == Want::Done)
     }
-    Ok(())
 }
 
 fn on_packet(
