@@ -9,7 +9,12 @@
 //!
 //! Latency marks: with `--publish FILE`, this process publishes FILE in a loop, paced in real time,
 //! and appends to each chunk one TS packet on PID 0x1FF0 (not in the PMT, so players ignore it)
-//! carrying the time it was written. A viewer that reads the packet computes now − then.
+//! carrying the time it was written. A viewer that reads the packet computes now − then (the
+//! latency as the viewer process sees it, including its own wait for a CPU), and also arrival −
+//! then, where arrival is the kernel's receive timestamp of the bytes (`SO_TIMESTAMPNS`): when
+//! the server's write put them in the viewer's socket. On a machine where the load client shares
+//! the cores with the server, the second is the latency the server adds; the first adds the load
+//! client's own queueing behind its other viewers.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -86,9 +91,18 @@ struct ViewerStats {
 }
 
 struct Shared {
-    epoch: std::time::Instant,
     stop: AtomicBool,
     latencies_us: Mutex<Vec<u32>>,
+    /// Mark to kernel receive timestamp, TS viewers.
+    arrivals_us: Mutex<Vec<u32>>,
+}
+
+/// Wall-clock microseconds: the clock of the kernel's receive timestamps, so marks and arrivals
+/// compare (one machine, one clock).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn main() -> Result<()> {
@@ -108,9 +122,9 @@ fn authority(server: &str) -> Result<SocketAddr> {
 async fn run(args: Args) -> Result<()> {
     let addr = authority(&args.server)?;
     let shared = Arc::new(Shared {
-        epoch: std::time::Instant::now(),
         stop: AtomicBool::new(false),
         latencies_us: Mutex::new(Vec::new()),
+        arrivals_us: Mutex::new(Vec::new()),
     });
     let streams: Vec<String> = if args.publishers > 0 {
         (0..args.publishers)
@@ -191,6 +205,7 @@ async fn run(args: Args) -> Result<()> {
     let gaps0: u64 = stats.iter().map(|s| s.gaps.load(Relaxed)).sum();
     let api0 = api_sum(addr, &streams).await;
     shared.latencies_us.lock().unwrap().clear();
+    shared.arrivals_us.lock().unwrap().clear();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let wall = t0.elapsed().as_secs_f64();
@@ -220,6 +235,8 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut lat = std::mem::take(&mut *shared.latencies_us.lock().unwrap());
     lat.sort_unstable();
+    let mut arr = std::mem::take(&mut *shared.arrivals_us.lock().unwrap());
+    arr.sort_unstable();
     let mut ttfk: Vec<u64> = stats
         .iter()
         .map(|s| s.first_keyframe_us.load(Relaxed))
@@ -239,6 +256,7 @@ async fn run(args: Args) -> Result<()> {
         (!v.is_empty()).then(|| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
     };
     let lat64: Vec<u64> = lat.iter().map(|&x| u64::from(x)).collect();
+    let arr64: Vec<u64> = arr.iter().map(|&x| u64::from(x)).collect();
     let delta = |k: &str| api1.get(k).copied().unwrap_or(0) - api0.get(k).copied().unwrap_or(0);
     let report = serde_json::json!({
         "viewers": args.viewers,
@@ -253,6 +271,7 @@ async fn run(args: Args) -> Result<()> {
         "per_viewer_mbit_s_median": per_viewer.get(per_viewer.len() / 2),
         "time_to_first_keyframe_ms": {"p50": pct(&ttfk, 0.5), "p99": pct(&ttfk, 0.99), "max": pct(&ttfk, 1.0), "count": ttfk.len()},
         "latency_ms": {"p50": pct(&lat64, 0.5), "p99": pct(&lat64, 0.99), "max": pct(&lat64, 1.0), "samples": lat64.len()},
+        "arrival_latency_ms": {"p50": pct(&arr64, 0.5), "p99": pct(&arr64, 0.99), "max": pct(&arr64, 1.0), "samples": arr64.len()},
         "server_cpu_percent": match (cpu0, cpu1) { (Some(a), Some(b)) => Some((b - a) / wall * 100.0), _ => None },
         "server_rss_kib": rss,
         "load_client_cpu_percent": match (self0, self1) { (Some(a), Some(b)) => Some((b - a) / wall * 100.0), _ => None },
@@ -586,14 +605,20 @@ async fn viewer(
     sh: &Shared,
 ) -> Result<()> {
     let start = Instant::now();
-    let (mut s, mut buf, mut from, mut to) =
+    let (s, mut buf, mut from, mut to) =
         get(addr, bind, &format!("/live/{stream}.ts"), read_size).await?;
+    arrival_stamps(&s)?;
+    // The kernel receive time of the latest bytes read (none for what came with the head).
+    let mut arrival: Option<u64> = None;
     let mut body = Dechunk::default();
     let mut pkt = [0u8; PACKET];
     let mut fill = 0;
-    let mut cc: Vec<(u16, u8)> = Vec::new();
-    let mut splitter = Some(Splitter::default());
-    let mut cuts = Vec::new();
+    let mut check = TsCheck {
+        cc: Vec::new(),
+        splitter: Some(Splitter::default()),
+        cuts: Vec::new(),
+        start,
+    };
     loop {
         let done = body.feed(&buf[from..to], |mut d| {
             st.bytes.fetch_add(d.len() as u64, Relaxed);
@@ -606,13 +631,13 @@ async fn viewer(
                 d = &d[n..];
                 if fill == PACKET {
                     fill = 0;
-                    on_packet(&pkt, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+                    check.packet(&pkt, st, sh, arrival);
                 }
             }
             let mut whole = d.chunks_exact(PACKET);
             for p in &mut whole {
                 let p: &[u8; PACKET] = p.try_into().expect("chunks_exact");
-                on_packet(p, &mut cc, &mut splitter, &mut cuts, st, sh, start);
+                check.packet(p, st, sh, arrival);
             }
             let rest = whole.remainder();
             pkt[fill..fill + rest.len()].copy_from_slice(rest);
@@ -625,13 +650,91 @@ async fn viewer(
         if sh.stop.load(Relaxed) {
             return Ok(());
         }
-        let n = s.read(&mut buf).await?;
+        let (n, at) = read_stamped(&s, &mut buf).await?;
         if n == 0 {
             st.ended.store(true, Relaxed);
             return Ok(());
         }
-        (from, to) = (0, n);
+        (from, to, arrival) = (0, n, at);
     }
+}
+
+/// Asks the kernel to timestamp what arrives on `s` (`SO_TIMESTAMPNS`, wall clock).
+fn arrival_stamps(s: &TcpStream) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: `s` owns a valid socket for the call; the option value is a c_int that lives
+    // across it and its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("SO_TIMESTAMPNS");
+    }
+    Ok(())
+}
+
+/// Reads into `buf` like `read`, and returns the kernel's receive time (wall-clock
+/// microseconds) of the latest bytes read, from the `SCM_TIMESTAMPNS` control message. Not
+/// `AsyncRead`: tokio has no `recvmsg` for TCP, so this waits for readiness and calls it.
+async fn read_stamped(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    loop {
+        s.readable().await?;
+        match s.try_io(tokio::io::Interest::READABLE, || {
+            recv_stamped(s.as_raw_fd(), buf)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+fn recv_stamped(fd: libc::c_int, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    // Room for one cmsghdr and a timespec, u64-aligned as cmsg data must be.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which covers `buf`, exclusively borrowed) and at `control`,
+    // all alive for the call; the kernel writes at most the lengths given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut at = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel just filled, bounded by
+    // `msg_controllen` as it set it; a timespec is read (unaligned-safe) only from a message of
+    // the matching level, type and length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            if h.cmsg_level == libc::SOL_SOCKET
+                && h.cmsg_type == libc::SO_TIMESTAMPNS
+                && h.cmsg_len as usize
+                    >= libc::CMSG_LEN(std::mem::size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                at = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, at))
 }
 
 /// A chunked response body decoded with the server's own framing parser: data spans are handed
@@ -667,53 +770,67 @@ impl Dechunk {
     }
 }
 
-fn on_packet(
-    p: &[u8; PACKET],
-    cc: &mut Vec<(u16, u8)>,
-    splitter: &mut Option<Splitter>,
-    cuts: &mut Vec<Cut>,
-    st: &ViewerStats,
-    sh: &Shared,
+/// What a TS viewer checks packet by packet.
+struct TsCheck {
+    /// The last continuity counter per PID.
+    cc: Vec<(u16, u8)>,
+    /// Looks for the first keyframe; dropped once found.
+    splitter: Option<Splitter>,
+    cuts: Vec<Cut>,
+    /// When the request was sent.
     start: Instant,
-) {
-    let Some(h) = media::ts::header(p) else {
-        st.gaps.fetch_add(1, Relaxed);
-        return;
-    };
-    if h.has_payload {
-        match cc.iter_mut().find(|(pid, _)| *pid == h.pid) {
-            Some((_, last)) => {
-                if h.cc != (*last + 1) & 0x0f {
-                    st.gaps.fetch_add(1, Relaxed);
-                    if !GAP_REPORTED.swap(true, Relaxed) {
-                        eprintln!(
-                            "first gap: pid {:#x} cc {} after {} at {:?}",
-                            h.pid,
-                            h.cc,
-                            last,
-                            start.elapsed()
-                        );
+}
+
+impl TsCheck {
+    fn packet(&mut self, p: &[u8; PACKET], st: &ViewerStats, sh: &Shared, arrival: Option<u64>) {
+        let Self {
+            cc,
+            splitter,
+            cuts,
+            start,
+        } = self;
+        let start = *start;
+        let Some(h) = media::ts::header(p) else {
+            st.gaps.fetch_add(1, Relaxed);
+            return;
+        };
+        if h.has_payload {
+            match cc.iter_mut().find(|(pid, _)| *pid == h.pid) {
+                Some((_, last)) => {
+                    if h.cc != (*last + 1) & 0x0f {
+                        st.gaps.fetch_add(1, Relaxed);
+                        if !GAP_REPORTED.swap(true, Relaxed) {
+                            eprintln!(
+                                "first gap: pid {:#x} cc {} after {} at {:?}",
+                                h.pid,
+                                h.cc,
+                                last,
+                                start.elapsed()
+                            );
+                        }
                     }
+                    *last = h.cc;
                 }
-                *last = h.cc;
+                None => cc.push((h.pid, h.cc)),
             }
-            None => cc.push((h.pid, h.cc)),
         }
-    }
-    if h.pid == MARK_PID && &p[4..10] == MARK_MAGIC {
-        let mut t = [0u8; 8];
-        t.copy_from_slice(&p[10..18]);
-        let sent = u64::from_be_bytes(t);
-        let now = sh.epoch.elapsed().as_micros() as u64;
-        let lat = now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
-        sh.latencies_us.lock().unwrap().push(lat);
-    }
-    if let Some(sp) = splitter {
-        cuts.clear();
-        if sp.feed(p, cuts).is_ok() && cuts.iter().any(|c| matches!(c, Cut::Keyframe { .. })) {
-            st.first_keyframe_us
-                .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
-            *splitter = None;
+        if h.pid == MARK_PID && &p[4..10] == MARK_MAGIC {
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&p[10..18]);
+            let sent = u64::from_be_bytes(t);
+            let us = |t: u64| t.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
+            sh.latencies_us.lock().unwrap().push(us(now_us()));
+            if let Some(a) = arrival {
+                sh.arrivals_us.lock().unwrap().push(us(a));
+            }
+        }
+        if let Some(sp) = splitter {
+            cuts.clear();
+            if sp.feed(p, cuts).is_ok() && cuts.iter().any(|c| matches!(c, Cut::Keyframe { .. })) {
+                st.first_keyframe_us
+                    .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
+                *splitter = None;
+            }
         }
     }
 }
@@ -771,7 +888,7 @@ async fn publish(
             chunk.clear();
             chunk.extend_from_slice(&copy[sent..end]);
             // The mark: PID 0x1FF0, payload only, the time it is written.
-            let now = sh.epoch.elapsed().as_micros() as u64;
+            let now = now_us();
             let mut m = [0xffu8; PACKET];
             m[..4].copy_from_slice(&[0x47, (MARK_PID >> 8) as u8, MARK_PID as u8, 0x10 | mark_cc]);
             m[4..10].copy_from_slice(MARK_MAGIC);
