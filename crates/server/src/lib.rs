@@ -2,7 +2,7 @@
 //! and resolved by time through the media crate's seek indexes.
 //!
 //! The shell is thin: [`http::decide`] and the [`range`]/[`precondition`] modules are pure functions;
-//! this module only accepts connections and hands requests to hyper.
+//! this module only accepts connections and hands each to a worker (see [`workers`]).
 
 pub mod api;
 pub mod body;
@@ -14,6 +14,7 @@ pub mod live;
 pub mod precondition;
 pub mod range;
 mod rtmp;
+mod workers;
 
 pub use error::{Error, Result};
 pub use library::{default_cache_budget, Library, LoadEvent, Title};
@@ -42,6 +43,10 @@ pub struct Config {
     pub live: live::LiveConfig,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
+    /// Worker threads, each a single-threaded runtime that owns the connections handed to it
+    /// (`None`: one per core; `Some(0)`: no workers, connections are tasks of the runtime that
+    /// calls [`Server::run`], work-stealing between its threads). See workers.rs.
+    pub workers: Option<usize>,
 }
 
 impl Default for Config {
@@ -54,6 +59,7 @@ impl Default for Config {
             policy: http::Policy::default(),
             live: live::LiveConfig::default(),
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+            workers: None,
         }
     }
 }
@@ -83,18 +89,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     pub async fn bind(config: Config, library: Library) -> Result<Server> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = listen(config.listen, config.listen_backlog)?;
         let rtmp = match config.rtmp_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| Error::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(listen(addr, config.listen_backlog)?),
             None => None,
         };
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -137,9 +134,21 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; the count tells when all have finished.
         let active = Arc::new(());
+        let count = match self.state.config.workers {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let workers = match workers::Workers::start(count) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start worker threads; serving on the main runtime");
+                Arc::new(workers::Workers::none())
+            }
+        };
         if let Some(rtmp) = self.rtmp {
             let (live, stopped, active) =
                 (self.state.live.clone(), stopped.clone(), active.clone());
+            let workers = workers.clone();
             tokio::spawn(async move {
                 let mut stop = stopped.clone();
                 loop {
@@ -156,7 +165,7 @@ impl Server {
                     };
                     let _ = sock.set_nodelay(true);
                     let (live, stopped, guard) = (live.clone(), stopped.clone(), active.clone());
-                    tokio::spawn(async move {
+                    workers.spawn(sock, move |sock| async move {
                         if let Err(e) = rtmp::connection(sock, peer, live, stopped).await {
                             tracing::info!(%peer, error = %e, "RTMP connection ended");
                         }
@@ -183,7 +192,7 @@ impl Server {
             let state = self.state.clone();
             let stopped = stopped.clone();
             let guard = active.clone();
-            tokio::spawn(async move {
+            workers.spawn(stream, move |stream| async move {
                 if let Err(e) = h1::connection(stream, peer, state, stopped).await {
                     // Clients close connections whenever they like (a browser abandons a range
                     // request at every seek); that is not a server error.
@@ -208,5 +217,23 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // What is still open after the grace period ends with its worker's runtime.
+        workers.stop();
     }
+}
+
+/// A listening socket with SO_REUSEADDR (as `TcpListener::bind` sets it) and our accept-queue
+/// length: tokio's `bind` asks for 1,024, which overflows when thousands connect at once.
+fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(addr)?;
+        sock.listen(backlog)
+    };
+    bind().map_err(|source| Error::Bind { addr, source })
 }

@@ -134,6 +134,8 @@ struct FileConfig {
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
     rtmp_listen: Option<String>,
+    /// Worker threads (default: one per core; 0: tokio's work-stealing runtime instead).
+    workers: Option<usize>,
     #[serde(default)]
     live: LiveFile,
 }
@@ -322,6 +324,9 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
     }
     if let Some(s) = file.header_read_timeout_secs {
         config.header_read_timeout = Duration::from_secs(s.max(1));
+    }
+    if file.workers.is_some() {
+        config.workers = file.workers;
     }
     if let Some(s) = file.shutdown_grace_secs {
         config.shutdown_grace = Duration::from_secs(s);
