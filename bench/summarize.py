@@ -18,6 +18,14 @@ def ms(v):
     return {"us": x / 1000, "ms": x, "s": x * 1000, "m": x * 60000}[u]
 
 
+def wrk_bytes(t):
+    """Bytes wrk read (its "N requests in Ts, X read" line; wrk's units are binary)."""
+    m = re.search(r"requests in \S+, ([\d.]+)([KMGT]?B) read", t)
+    if not m:
+        return None
+    return float(m.group(1)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m.group(2)]
+
+
 def parse(path, name, size):
     dur = float(open(os.path.join(out, name + ".duration")).read())
     t = open(path).read()
@@ -28,7 +36,11 @@ def parse(path, name, size):
     errors = re.search(r"Socket errors: (.*)", t)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
     u, s, rss = map(int, open(path + ".cpu").read().split())
-    gb = (size or SMALL) * rps * dur / 1e9
+    # Bytes on the wire as wrk counted them: heads included, and the parts of responses still in
+    # flight when the run ended (at 10,000 connections a 1 MiB response takes longer than the run,
+    # so completed requests x size would count almost nothing of what was served).
+    read = wrk_bytes(t)
+    gb = (read if read is not None else (size or SMALL) * rps * dur) / 1e9
     return {
         "rps": rps, "gbps": gb / dur,
         "p50": ms(p50.group(1)) if p50 else float("nan"), "p99": ms(p99.group(1)) if p99 else float("nan"),
@@ -66,14 +78,15 @@ for name in SIZES:
               f"{med(runs, 'p50'):.2f} | {med(runs, 'p99'):.2f} | {med(runs, 'user'):.3f} | {med(runs, 'sys'):.3f} | "
               f"{med(runs, 'user') + med(runs, 'sys'):.3f} | {med(runs, 'rss'):.0f} | {errs} |")
 if set(servers) >= {"zerocast", "nginx"}:
-    print("\n| row | req/s zerocast/nginx | CPU s/GB zerocast/nginx | p99 zerocast/nginx |")
-    print("|---|---|---|---|")
+    print("\n| row | req/s zerocast/nginx | GB/s zerocast/nginx | CPU s/GB zerocast/nginx | p99 zerocast/nginx |")
+    print("|---|---|---|---|---|")
     for name in SIZES:
         r = rows.get(name, {})
         if "zerocast" in r and "nginx" in r:
             z, n = r["zerocast"], r["nginx"]
             cz, cn = med(z, "user") + med(z, "sys"), med(n, "user") + med(n, "sys")
-            print(f"| {name} | {med(z, 'rps') / med(n, 'rps'):.2f} | {cz / cn:.2f} | {med(z, 'p99') / med(n, 'p99'):.2f} |")
+            print(f"| {name} | {med(z, 'rps') / med(n, 'rps'):.2f} | {med(z, 'gbps') / med(n, 'gbps'):.2f} | "
+                  f"{cz / cn:.2f} | {med(z, 'p99') / med(n, 'p99'):.2f} |")
 idle = os.path.join(out, "idle.txt")
 if os.path.exists(idle):
     print("\n| server | idle keep-alive connections | RSS before MiB | RSS with them MiB | KiB per connection |")

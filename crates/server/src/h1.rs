@@ -25,7 +25,7 @@ use crate::State;
 use ::live::RequestBody;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
-use std::io::{self, IoSlice, Write as _};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,13 +66,11 @@ pub(crate) async fn connection(
         }
         // Parse the head once; turn it into a request we serve, or hand the connection to hyper.
         let (head_len, request) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => break (n, ours(&req)),
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            match parse_head(&buf) {
+                Head::Complete(n, ours) => break (n, ours),
+                Head::Partial if buf.len() < MAX_HEAD => {}
                 // Too large or malformed: hyper answers it properly (431/400).
-                _ => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
+                _ => return Box::pin(hyper_takeover(stream, buf.freeze(), &state, shutdown)).await,
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(4096);
@@ -85,7 +83,7 @@ pub(crate) async fn connection(
             }
         };
         let (req, close) = match request {
-            None => return hyper_takeover(stream, buf.freeze(), &state, shutdown).await,
+            None => return Box::pin(hyper_takeover(stream, buf.freeze(), &state, shutdown)).await,
             Some(Ours::Plain(req, close)) => (req, close),
             Some(Ours::Watch(req, http10, close)) => {
                 let file = live_name(&req);
@@ -109,12 +107,22 @@ pub(crate) async fn connection(
                 };
                 drop(buf);
                 drop(head);
-                return live::watch_http(&mut stream, s, &state.live, output, !http10, shutdown)
-                    .await;
+                return Box::pin(live::watch_http(
+                    &mut stream,
+                    s,
+                    &state.live,
+                    output,
+                    !http10,
+                    shutdown,
+                ))
+                .await;
             }
             Some(Ours::Publish(req, body, expect)) => {
                 buf.advance(head_len);
-                return publish(stream, peer, &state, req, body, expect, buf, shutdown).await;
+                return Box::pin(publish(
+                    stream, peer, &state, req, body, expect, buf, shutdown,
+                ))
+                .await;
             }
         };
         if let Some(name) = req
@@ -123,10 +131,12 @@ pub(crate) async fn connection(
             .strip_prefix("/live/")
             .and_then(|p| p.strip_suffix("/index.m3u8"))
         {
-            state
-                .live
-                .wait_for_segment(name, std::time::Duration::from_secs(10))
-                .await;
+            Box::pin(
+                state
+                    .live
+                    .wait_for_segment(name, std::time::Duration::from_secs(10)),
+            )
+            .await;
         }
         let resp = answer(&state, &req);
         let head_only = req.method() == Method::HEAD;
@@ -135,6 +145,27 @@ pub(crate) async fn connection(
             return Ok(());
         }
         buf.advance(head_len);
+    }
+}
+
+/// The outcome of `parse_head`: returned and matched at once, never kept (so its size is moot).
+#[allow(clippy::large_enum_variant)]
+enum Head {
+    Complete(usize, Option<Ours>),
+    Partial,
+    Invalid,
+}
+
+/// Parses a request head. Its own function so that the 2 KiB header array lives on the stack
+/// for the parse only, not in every connection's future across its awaits (idle connections
+/// are mostly that future).
+fn parse_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Head::Complete(n, ours(&req)),
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(_) => Head::Invalid,
     }
 }
 
@@ -301,12 +332,9 @@ fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Formatted straight into the reused head buffer: no allocation per response.
-    let _ = write!(
-        out,
-        "date: {}\r\n",
-        httpdate::HttpDate::from(std::time::SystemTime::now())
-    );
+    out.extend_from_slice(b"date: ");
+    date::now(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -360,9 +388,21 @@ async fn write_response(
         return Ok(());
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
+    // A single range is two slices: they live on the stack, only multipart bodies allocate.
     let slices_iter = std::iter::once(&head[..]).chain(body.parts().map(|b| &b[..]));
-    let mut slices: Vec<IoSlice<'_>> = slices_iter.map(IoSlice::new).collect();
-    let mut rest = &mut slices[..];
+    let mut on_stack = [IoSlice::new(&[]); 4];
+    let mut on_heap: Vec<IoSlice<'_>>;
+    let mut rest = if body.parts().count() < on_stack.len() {
+        let mut n = 0;
+        for (slot, s) in on_stack.iter_mut().zip(slices_iter) {
+            *slot = IoSlice::new(s);
+            n += 1;
+        }
+        &mut on_stack[..n]
+    } else {
+        on_heap = slices_iter.map(IoSlice::new).collect();
+        &mut on_heap[..]
+    };
     while !rest.is_empty() {
         let upto = rest.len().min(live::IOV_MAX);
         let n = stream.write_vectored(&rest[..upto]).await?;
@@ -372,6 +412,31 @@ async fn write_response(
         IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
+}
+
+/// The `Date` header value, formatted once a second per thread (as nginx keeps `ngx_cached_http_time`).
+pub(crate) mod date {
+    use std::cell::RefCell;
+    use std::io::Write as _;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+
+    /// Calls `f` with the current HTTP date (IMF-fixdate, 29 bytes).
+    pub(crate) fn now<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+        let t = SystemTime::now();
+        let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHE.with_borrow_mut(|(at, text)| {
+            if *at != secs {
+                text.clear();
+                let _ = write!(text, "{}", httpdate::HttpDate::from(t));
+                *at = secs;
+            }
+            f(text)
+        })
+    }
 }
 
 /// Serves the rest of the connection with hyper, starting with the bytes already read.
@@ -447,5 +512,25 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn cached_date_is_an_http_date_of_now_and_stays_put_within_the_second() {
+        let text = date::now(|d| String::from_utf8(d.to_vec()).unwrap());
+        assert_eq!(text.len(), 29, "{text}");
+        let parsed = httpdate::parse_http_date(&text).unwrap();
+        let now = SystemTime::now();
+        let off = now.duration_since(parsed).unwrap_or_else(|e| e.duration());
+        assert!(off <= Duration::from_secs(1), "{text} vs now");
+        // Asked again at once, it is either the same text or the next second's.
+        let again =
+            date::now(|d| httpdate::parse_http_date(std::str::from_utf8(d).unwrap()).unwrap());
+        assert!(again >= parsed && again <= parsed + Duration::from_secs(1));
     }
 }

@@ -136,6 +136,8 @@ struct FileConfig {
     rtmp_listen: Option<String>,
     /// Worker threads (default: one per core; 0: tokio's work-stealing runtime instead).
     workers: Option<usize>,
+    /// Accept queue length asked of the kernel (capped by net.core.somaxconn).
+    listen_backlog: Option<u32>,
     #[serde(default)]
     live: LiveFile,
 }
@@ -327,6 +329,9 @@ async fn serve(args: ServeArgs, file: FileConfig) -> Result<()> {
     }
     if file.workers.is_some() {
         config.workers = file.workers;
+    }
+    if let Some(b) = file.listen_backlog {
+        config.listen_backlog = b;
     }
     if let Some(s) = file.shutdown_grace_secs {
         config.shutdown_grace = Duration::from_secs(s);
@@ -618,4 +623,26 @@ fn index(path: &Path, at: Option<&str>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example config file in the README is one the server accepts, key for key (the file
+    /// format refuses unknown keys), so the documentation cannot drift from the code.
+    #[test]
+    fn readme_config_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("a toml block in the README")
+            + 8;
+        let len = readme[start..].find("```").expect("its end");
+        let file: FileConfig = toml::from_str(&readme[start..start + len]).expect("parses");
+        assert_eq!(file.workers, Some(4));
+        assert!(file.live.keys.contains_key("show"));
+        let mut config = server::Config::default();
+        apply_live(&mut config.live, &file.live, &[]).expect("live settings apply");
+    }
 }
