@@ -1,7 +1,10 @@
 //! The live core of zerocast, sans-I/O: how an ingest body is framed ([`body`]), the slabs it is
 //! received into ([`slab`]), how received packets become units ([`ingest`]), the per-stream ring
-//! and the cursors of its viewers ([`ring`]), and live HLS cut from the same units ([`hls`]).
-//! The server's async shell (crates/server/src/live.rs) does the I/O around these.
+//! and the cursors of its viewers ([`ring`]), live HLS cut from the same units ([`hls`]), the FLV
+//! and RTMP outputs serialised once per stream ([`outputs`]), and the publisher's lifecycle with
+//! its rate limit, bitrate window, wake batching and viewer stall rule ([`lifecycle`]).
+//! Nothing here reads a clock: time is passed in as `now` (a `Duration` on the live clock) and
+//! deadlines come back out. The server's async shell (crates/server/src/live/) does the I/O.
 //!
 //! ```text
 //!            first_seq                         latest keyframe          end_seq
@@ -13,14 +16,22 @@
 //! is a `Bytes` shared by all viewers and HLS segments (no per-viewer copies); a viewer only ever
 //! (re)starts at a keyframe after the PAT/PMT seen just before it, never mid-GOP.
 
+#![forbid(unsafe_code)]
+
 pub mod body;
 pub mod hls;
 pub mod ingest;
+pub mod lifecycle;
+pub mod outputs;
 pub mod ring;
 pub mod slab;
 
 pub use body::{BodyError, RequestBody, Want};
 pub use hls::{HlsLimits, Segment, Segmenter};
 pub use ingest::Ingest;
+pub use lifecycle::{
+    Batch, Begin, Bitrate, End, Lifecycle, RateLimit, Stall, State, Timing, Transition,
+};
+pub use outputs::MediaOutputs;
 pub use ring::{Limits, Ring, Step, Unit, Viewer, ViewerPolicy};
 pub use slab::Slab;

@@ -13,15 +13,20 @@
 //! | [`ts`]      | MPEG-TS: PAT/PMT, PES starts, random access points, PTS unwrap         |
 //! | [`webm`]    | Matroska/WebM: EBML walk, Cues, cluster scan                            |
 //! | [`nal`]     | H.264/H.265 NAL unit scanning (IDR/IRAP detection, SPS dimensions)      |
-//! | [`index`]   | container detection and the common [`MediaInfo`] seek index             |
+//! | [`info`]    | the common [`MediaInfo`] seek index every container's parser fills in   |
+//! | [`index`]   | container detection, and the dispatch to the right parser              |
+//! | [`flv`]     | FLV/RTMP: tag bodies ↔ TS, and the wire forms (FLV tags, RTMP messages) |
 //!
 //! Invariant: parsers are total. Any input yields a value or an [`Error`], never a panic, a hang or an
 //! allocation larger than the input justifies. Declared lengths and counts are checked against the
 //! bytes actually present, with checked arithmetic.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod flv;
 pub mod index;
+pub mod info;
 pub mod mp4;
 pub mod nal;
 pub mod read;
@@ -31,7 +36,8 @@ pub mod ts;
 pub mod webm;
 
 pub use error::Error;
-pub use index::{detect, index, AudioInfo, Container, Keyframe, MediaInfo, SeekPoint, VideoInfo};
+pub use index::{detect, index};
+pub use info::{AudioInfo, Container, Keyframe, MediaInfo, SeekPoint, VideoInfo};
 pub use time::{FrameRate, MediaTime};
 
 /// Test support: feeds `check` with `rounds` random mutations of `base` (a few bytes changed, then

@@ -12,7 +12,7 @@
 //! frame, so a stream that starts at PTS 95,000 s still starts at 0.
 
 use crate::error::{Error, Result};
-use crate::index::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
+use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
 use crate::nal::{self, Codec};
 use crate::time::{FrameRate, MediaTime, Ts90k, Unwrapper};
 

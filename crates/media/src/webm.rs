@@ -13,7 +13,7 @@
 //! parsing there.
 
 use crate::error::{Error, Result};
-use crate::index::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
+use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
 use crate::time::{FrameRate, MediaTime};
 
 const EBML: u32 = 0x1A45_DFA3;

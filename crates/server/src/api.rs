@@ -1,4 +1,4 @@
-//! JSON documents of the HTTP API.
+//! JSON documents of the library's HTTP API (the live wing's are in live/api.rs).
 
 use crate::library::Title;
 use media::timecode;
@@ -34,7 +34,7 @@ impl TitleDoc {
         let rate = video.and_then(|v| v.frame_rate);
         TitleDoc {
             id: t.id.clone(),
-            url: format!("/videos/{}", crate::http::encode_id(&t.id)),
+            url: format!("/videos/{}", crate::library::encode_id(&t.id)),
             container: t.container.name().into(),
             content_type: t.container.mime().into(),
             size: t.data.len() as u64,
@@ -95,59 +95,4 @@ impl SeekDoc {
             size: t.data.len() as u64,
         }
     }
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct ErrorDoc {
-    pub error: String,
-    pub status: u16,
-}
-
-/// A live stream, as `GET /api/streams[/{name}]` shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct StreamDoc {
-    pub name: String,
-    /// `live`, `reconnecting` (the publisher dropped and may come back) or `ended`.
-    pub state: String,
-    /// The publisher's address while one is connected.
-    pub publisher: Option<String>,
-    pub uptime_seconds: f64,
-    /// Since the current publisher connected.
-    pub session_uptime_seconds: Option<f64>,
-    /// Publisher sessions so far (reconnects + 1).
-    pub sessions: u64,
-    /// Bits per second over the last second.
-    pub input_bitrate: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub video_codec: Option<String>,
-    pub audio_codecs: Vec<String>,
-    pub viewers: StreamViewersDoc,
-    /// Times a viewer fell out of the window and skipped to the newest keyframe.
-    pub skips: u64,
-    /// Viewers dropped after repeated skips.
-    pub slow_disconnects: u64,
-    /// Viewers dropped because their socket took nothing for the stall timeout.
-    pub stalled_disconnects: u64,
-    pub max_lag_units: u64,
-    pub ring_bytes: u64,
-    pub ring_units: u64,
-    pub hls_segments: u64,
-    pub end_reason: Option<String>,
-    pub ts_url: String,
-    pub hls_url: String,
-}
-
-/// Viewers per output.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct StreamViewersDoc {
-    /// Connected `.ts` viewers.
-    pub ts: u64,
-    /// Connected `.flv` viewers (RTMP sources).
-    pub flv: u64,
-    /// Connected RTMP players (RTMP sources).
-    pub rtmp: u64,
-    pub ts_total: u64,
-    pub hls_playlist_requests: u64,
-    pub hls_segment_requests: u64,
 }

@@ -48,6 +48,14 @@ impl Chunks {
         self.parts.iter()
     }
 
+    /// Appends another body's frames (its file source, if any, is dropped: a body of several
+    /// pieces is written with `writev`).
+    pub fn append(&mut self, other: Chunks) {
+        for b in other.parts {
+            self.push(b);
+        }
+    }
+
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.remaining += b.len() as u64;

@@ -1,7 +1,27 @@
-//! The one error type of the server crate, and the one place where errors become HTTP statuses.
+//! The server crate's errors, and the one place where they become HTTP responses and RTMP status
+//! codes.
+//!
+//! Three kinds, for three audiences:
+//! - [`Error`]: a request refused; it reaches the client, as an HTTP status with a JSON body
+//!   ([`Error::response`]) or as an RTMP `_error`/`onStatus` code ([`Error::rtmp_code`]).
+//! - [`ConnError`]: why a connection's task ended (I/O, a timeout, a protocol violation); logged,
+//!   never answered.
+//! - [`StartError`]: why the server could not start (library, listener); for the operator.
 
-use http::StatusCode;
+use crate::body::Chunks;
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
 
+/// The JSON body of an error response.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ErrorDoc {
+    pub error: String,
+    pub status: u16,
+}
+
+/// A request refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no title with id '{0}'")]
@@ -21,6 +41,10 @@ pub enum Error {
     #[error("no live stream '{0}'")]
     UnknownStream(String),
     #[error(
+        "no live stream '{0}' with H.264 video (FLV and RTMP carry H.264 only from TS sources)"
+    )]
+    NoFlvOutput(String),
+    #[error(
         "no segment {seq} in stream '{stream}' (it slid out of the window, or is not cut yet)"
     )]
     UnknownSegment { stream: String, seq: String },
@@ -35,7 +59,112 @@ pub enum Error {
     #[error("too many live streams (limit {0})")]
     TooManyStreams(usize),
     #[error("bad live input: {0}")]
-    BadIngest(String),
+    BadIngest(#[from] IngestError),
+    #[error("unknown RTMP application '{0}' (the application is 'live': rtmp://host/live/NAME)")]
+    UnknownApp(String),
+    #[error("play on RTMP message stream {0}; only stream 1 is served")]
+    PlayStreamId(u32),
+}
+
+impl Error {
+    /// The HTTP status of a refused request.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::UnknownTitle(_)
+            | Error::NoRoute
+            | Error::UnknownStream(_)
+            | Error::NoFlvOutput(_)
+            | Error::UnknownSegment { .. } => StatusCode::NOT_FOUND,
+            Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,
+            Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
+            Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
+            Error::StreamBusy(_) => StatusCode::CONFLICT,
+            Error::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
+            Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The RTMP status code of a refused `connect`, `publish` or `play`.
+    pub fn rtmp_code(&self) -> &'static str {
+        match self {
+            Error::UnknownApp(_) => "NetConnection.Connect.Rejected",
+            Error::StreamBusy(_) => "NetStream.Publish.BadName",
+            Error::UnknownStream(_) | Error::NoFlvOutput(_) | Error::PlayStreamId(_) => {
+                "NetStream.Play.StreamNotFound"
+            }
+            _ => "NetStream.Publish.Unauthorized",
+        }
+    }
+
+    /// The response to a refused request: its status, a JSON body, and the headers the status
+    /// calls for (`Allow` with 405, `WWW-Authenticate` with 401).
+    pub fn response(self) -> Response<Chunks> {
+        let status = self.status();
+        let doc = ErrorDoc {
+            error: self.to_string(),
+            status: status.as_u16(),
+        };
+        let mut body = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        body.push('\n');
+        let len = body.len();
+        let mut resp = Response::new(Chunks::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        match self {
+            Error::Method(_) => {
+                h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Error::KeyRequired(_) => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"zerocast publish\""),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// Live input that cannot be published; the stream ends and the publisher is told why.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Ts(media::Error),
+    #[error("bad {} tag: {source}", if *.video { "video" } else { "audio" })]
+    Tag { video: bool, source: media::Error },
+    #[error("{0}")]
+    Body(#[from] live::BodyError),
+}
+
+/// Why a connection's task ended early. Logged, not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Timeout(&'static str),
+    #[error("closed {0}")]
+    Closed(&'static str),
+    #[error("RTMP handshake: {0}")]
+    Handshake(String),
+    #[error("RTMP: {0}")]
+    Rtmp(String),
+    #[error("refused: {0}")]
+    Refused(#[from] Error),
+    #[error("{0}")]
+    Ingest(#[from] IngestError),
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
     #[error("library directory {path}: {source}")]
     Library {
         path: String,
@@ -48,25 +177,50 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// The status code for an error answered to a client. Only request errors reach a client.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::UnknownTitle(_)
-            | Error::NoRoute
-            | Error::UnknownStream(_)
-            | Error::UnknownSegment { .. } => StatusCode::NOT_FOUND,
-            Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,
-            Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
-            Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
-            Error::StreamBusy(_) => StatusCode::CONFLICT,
-            Error::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
-            Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Library { .. } | Error::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_json_with_its_status_and_the_headers_the_status_calls_for() {
+        let r = Error::KeyRequired("show".into()).response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"zerocast publish\""
+        );
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        let body: Vec<u8> = r.body().parts().flat_map(|b| b.to_vec()).collect();
+        let doc: ErrorDoc = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc.status, 401);
+        assert_eq!(
+            doc.error,
+            "publishing 'show' needs a stream key (?key= or Authorization: Bearer)"
+        );
+        let m = Error::Method(http::Method::DELETE).response();
+        assert_eq!(m.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(m.headers()[ALLOW], "GET, HEAD");
+    }
+
+    #[test]
+    fn rtmp_refusals_carry_the_codes_players_and_encoders_know() {
+        assert_eq!(
+            Error::StreamBusy("s".into()).rtmp_code(),
+            "NetStream.Publish.BadName"
+        );
+        assert_eq!(
+            Error::WrongKey("s".into()).rtmp_code(),
+            "NetStream.Publish.Unauthorized"
+        );
+        assert_eq!(
+            Error::UnknownStream("s".into()).rtmp_code(),
+            "NetStream.Play.StreamNotFound"
+        );
+        assert_eq!(
+            Error::UnknownApp("x".into()).rtmp_code(),
+            "NetConnection.Connect.Rejected"
+        );
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

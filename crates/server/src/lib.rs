@@ -1,11 +1,15 @@
 //! zerocast's server: a video library held in memory, served over HTTP/1.1 with RFC 9110 ranges,
 //! and resolved by time through the media crate's seek indexes.
 //!
-//! The shell is thin: [`http::decide`] and the [`range`]/[`precondition`] modules are pure functions;
-//! this module only accepts connections and hands each to a worker (see [`workers`]).
+//! The shell is thin: [`entity::decide`] and the [`range`]/[`precondition`] modules are pure
+//! functions, and so are the live and media crates underneath; this module only binds the
+//! listeners, accepts connections and hands each to a worker (see workers.rs).
 
 pub mod api;
 pub mod body;
+mod config;
+mod date;
+pub mod entity;
 pub mod error;
 mod h1;
 pub mod http;
@@ -13,11 +17,16 @@ pub mod library;
 pub mod live;
 pub mod precondition;
 pub mod range;
-mod rtmp;
+mod state;
+mod vectored;
 mod workers;
 
-pub use error::{Error, Result};
+pub use config::Config;
+pub use entity::{Entity, Policy};
+pub use error::{ConnError, Error, Result, StartError};
 pub use library::{default_cache_budget, Library, LoadEvent, Title};
+
+use state::State;
 
 use hyper_util::rt::TokioTimer;
 use std::future::Future;
@@ -25,52 +34,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Server settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    /// Length of the accept queue asked of the kernel.
-    pub listen_backlog: u32,
-    /// A connection that has not sent a complete request head within this time is closed. hyper
-    /// uses the same timer for idle keep-alive connections, and starts it once a response has been
-    /// handed to the kernel, while a slow client may still be receiving it: so it is not short
-    /// (nginx: 60 s for headers, 75 s keep-alive).
-    pub header_read_timeout: Duration,
-    /// How long in-flight responses may run after a shutdown signal.
-    pub shutdown_grace: Duration,
-    pub policy: http::Policy,
-    pub live: live::LiveConfig,
-    /// Where RTMP publishers connect (`None`: no RTMP).
-    pub rtmp_listen: Option<SocketAddr>,
-    /// Worker threads, each a single-threaded runtime that owns the connections handed to it
-    /// (`None`: one per core; `Some(0)`: no workers, connections are tasks of the runtime that
-    /// calls [`Server::run`], work-stealing between its threads). See workers.rs.
-    pub workers: Option<usize>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            listen_backlog: 16384,
-            header_read_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(10),
-            policy: http::Policy::default(),
-            live: live::LiveConfig::default(),
-            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
-            workers: None,
-        }
-    }
-}
-
-struct State {
-    library: Library,
-    live: Arc<live::Live>,
-    config: Config,
-    /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1.rs).
-    http: hyper::server::conn::http1::Builder,
-}
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -88,7 +51,7 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    pub async fn bind(config: Config, library: Library) -> Result<Server> {
+    pub async fn bind(config: Config, library: Library) -> Result<Server, StartError> {
         let listener = listen(config.listen, config.listen_backlog)?;
         let rtmp = match config.rtmp_listen {
             Some(addr) => Some(listen(addr, config.listen_backlog)?),
@@ -166,7 +129,7 @@ impl Server {
                     let _ = sock.set_nodelay(true);
                     let (live, stopped, guard) = (live.clone(), stopped.clone(), active.clone());
                     workers.spawn(sock, move |sock| async move {
-                        if let Err(e) = rtmp::connection(sock, peer, live, stopped).await {
+                        if let Err(e) = live::rtmp::connection(sock, peer, live, stopped).await {
                             tracing::info!(%peer, error = %e, "RTMP connection ended");
                         }
                         drop(guard);
@@ -224,7 +187,7 @@ impl Server {
 
 /// A listening socket with SO_REUSEADDR (as `TcpListener::bind` sets it) and our accept-queue
 /// length: tokio's `bind` asks for 1,024, which overflows when thousands connect at once.
-fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
     let bind = || -> std::io::Result<TcpListener> {
         let sock = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -235,7 +198,7 @@ fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
         sock.bind(addr)?;
         sock.listen(backlog)
     };
-    bind().map_err(|source| Error::Bind { addr, source })
+    bind().map_err(|source| StartError::Bind { addr, source })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! in a map built at load time and never joined to a filesystem path, so no request can reach outside
 //! the library.
 
-use crate::error::{Error, Result};
+use crate::error::StartError;
 use bytes::Bytes;
 use media::{Container, MediaInfo};
 use std::collections::{BTreeMap, HashSet};
@@ -146,8 +146,12 @@ impl Library {
     /// Scans `root` recursively and loads every regular file; the first `budget` bytes (in id order)
     /// are read into memory, the rest are mapped. Dotfiles are skipped; symlinks are followed only
     /// when they resolve inside `root`.
-    pub fn load(root: &Path, budget: u64, mut events: impl FnMut(LoadEvent<'_>)) -> Result<Self> {
-        let lib_err = |source| Error::Library {
+    pub fn load(
+        root: &Path,
+        budget: u64,
+        mut events: impl FnMut(LoadEvent<'_>),
+    ) -> Result<Self, StartError> {
+        let lib_err = |source| StartError::Library {
             path: root.display().to_string(),
             source,
         };
@@ -331,4 +335,48 @@ pub fn default_cache_budget() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(1 << 30, |kib| kib * 1024 / 2)
+}
+
+impl crate::entity::Entity for Title {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn content_type(&self) -> &'static str {
+        self.container.mime()
+    }
+
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn etag_header(&self) -> http::HeaderValue {
+        self.etag_header.clone()
+    }
+
+    fn last_modified(&self) -> Option<(SystemTime, http::HeaderValue)> {
+        Some((self.last_modified, self.last_modified_header.clone()))
+    }
+
+    fn cache_control(&self) -> Option<http::HeaderValue> {
+        None
+    }
+
+    fn slice(&self, range: crate::range::ByteRange) -> crate::body::Chunks {
+        crate::entity::file_backed(&self.data, self.file.as_ref(), range)
+    }
+}
+
+const ID_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>');
+
+/// A title id as it goes into a URL path.
+pub fn encode_id(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, ID_SET).to_string()
 }

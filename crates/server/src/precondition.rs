@@ -9,8 +9,10 @@ use std::time::SystemTime;
 pub struct Validators<'a> {
     /// A strong entity tag, with its quotes: `"1f2e-1a"`.
     pub etag: &'a str,
-    /// Truncated to whole seconds.
-    pub last_modified: SystemTime,
+    /// Truncated to whole seconds; `None` for a representation without one (a live segment):
+    /// date conditions are then ignored (RFC 9110 §13.1.3, §13.1.4) and a date in `If-Range`
+    /// never matches.
+    pub last_modified: Option<SystemTime>,
 }
 
 /// What the preconditions decide before any range is looked at.
@@ -54,7 +56,7 @@ pub fn evaluate(h: &HeaderMap, v: Validators<'_>, has_range: bool) -> Preconditi
             return Precondition::Failed;
         }
     } else if let Some(d) = header(h, IF_UNMODIFIED_SINCE).and_then(date) {
-        if v.last_modified > d {
+        if v.last_modified.is_some_and(|lm| lm > d) {
             return Precondition::Failed;
         }
     }
@@ -64,7 +66,7 @@ pub fn evaluate(h: &HeaderMap, v: Validators<'_>, has_range: bool) -> Preconditi
             return Precondition::NotModified;
         }
     } else if let Some(d) = header(h, IF_MODIFIED_SINCE).and_then(date) {
-        if v.last_modified <= d {
+        if v.last_modified.is_some_and(|lm| lm <= d) {
             return Precondition::NotModified;
         }
     }
@@ -75,7 +77,7 @@ pub fn evaluate(h: &HeaderMap, v: Validators<'_>, has_range: bool) -> Preconditi
         Some(_) if !has_range => true,
         Some(t) if t.starts_with('"') => t == v.etag,
         Some(t) if t.starts_with("W/") => false,
-        Some(t) => date(t) == Some(v.last_modified),
+        Some(t) => v.last_modified.is_some_and(|lm| date(t) == Some(lm)),
     };
     Precondition::Proceed { ranges_allowed }
 }
@@ -88,7 +90,7 @@ mod tests {
     fn v() -> Validators<'static> {
         Validators {
             etag: "\"abc\"",
-            last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            last_modified: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         }
     }
 
@@ -147,6 +149,23 @@ mod tests {
             ),
             OK
         );
+    }
+
+    #[test]
+    fn without_a_last_modified_date_conditions_are_ignored_and_if_range_dates_never_match() {
+        let mut h = HeaderMap::new();
+        h.insert(IF_MODIFIED_SINCE, LM.parse().unwrap());
+        h.insert(IF_UNMODIFIED_SINCE, EARLIER.parse().unwrap());
+        let none = Validators {
+            etag: "\"abc\"",
+            last_modified: None,
+        };
+        assert_eq!(evaluate(&h, none, false), OK);
+        let mut r = HeaderMap::new();
+        r.insert(IF_RANGE, LM.parse().unwrap());
+        assert_eq!(evaluate(&r, none, true), WHOLE);
+        r.insert(IF_RANGE, "\"abc\"".parse().unwrap());
+        assert_eq!(evaluate(&r, none, true), OK);
     }
 
     #[test]

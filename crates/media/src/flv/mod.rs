@@ -1,4 +1,5 @@
-//! FLV tag bodies (as RTMP carries them) to MPEG-TS, sans-I/O.
+//! FLV tag bodies (as RTMP carries them) to MPEG-TS and back ([`FromTs`]), and their wire forms as
+//! FLV tags and RTMP messages ([`wire`]), sans-I/O.
 //!
 //! ```text
 //! video tag: FrameType(4) CodecID(4) | AVCPacketType(8) CompositionTime(SI24) | data
@@ -16,6 +17,7 @@
 //! carry them here).
 
 mod from_ts;
+pub mod wire;
 
 pub use from_ts::{FromTs, Tag};
 

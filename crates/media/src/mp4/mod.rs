@@ -15,7 +15,7 @@ pub mod remux;
 pub mod stbl;
 
 use crate::error::{Error, Result};
-use crate::index::{AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
+use crate::info::{AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
 use crate::read::Reader;
 use crate::time::{FrameRate, MediaTime};
 use stbl::SampleTable;

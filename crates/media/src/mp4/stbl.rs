@@ -12,7 +12,7 @@
 
 use super::{full_box, next_box, Trex};
 use crate::error::{Error, Result};
-use crate::index::most_common;
+use crate::info::most_common;
 use crate::read::Reader;
 
 /// Per-sample columns of one track, in decode order.

@@ -1,0 +1,163 @@
+//! The FLV and RTMP outputs of a stream, sans-I/O: each FLV tag body is serialised once as an FLV
+//! tag and once as an RTMP message ([`media::flv::wire`]) and pushed to that output's ring; the
+//! latest sequence headers (AVC/HEVC decoder configuration, AAC AudioSpecificConfig) are kept
+//! aside and handed, like a TS keyframe's PAT/PMT, to every viewer that starts at a keyframe.
+//!
+//! ```text
+//!  tag body ──┬─ flv_tag ──────> FLV ring   (HTTP-FLV viewers)
+//!             └─ rtmp_message ─> RTMP ring  (RTMP players)
+//!  sequence header: kept in `seq[video]`, sent before the keyframe a viewer starts at
+//! ```
+//! The RTMP clock of the stream (the latest timestamp pushed) is kept here too, so that a
+//! publisher that comes back within the grace period continues it instead of starting over.
+
+use crate::ring::{Limits, Ring};
+use bytes::Bytes;
+use media::flv::wire::{self, Kind};
+use std::time::Duration;
+
+/// The chunk size announced to every RTMP peer and used for the shared RTMP messages.
+pub const RTMP_CHUNK_SIZE: usize = 4096;
+/// The message stream id the shared RTMP messages are written for (the first `createStream`).
+pub const RTMP_PLAY_STREAM_ID: u32 = 1;
+
+#[derive(Debug)]
+pub struct MediaOutputs {
+    pub flv: Ring,
+    pub rtmp: Ring,
+    /// The latest audio (0) and video (1) sequence headers, as (FLV tag, RTMP message).
+    seq: [Option<(Bytes, Bytes)>; 2],
+    /// The latest RTMP timestamp (ms) pushed.
+    clock: Option<u32>,
+}
+
+impl MediaOutputs {
+    pub fn new(limits: Limits) -> Self {
+        MediaOutputs {
+            flv: Ring::new(limits),
+            rtmp: Ring::new(limits),
+            seq: [None, None],
+            clock: None,
+        }
+    }
+
+    /// The latest timestamp pushed, if any.
+    pub fn clock(&self) -> Option<u32> {
+        self.clock
+    }
+
+    /// The offset that makes a new publisher session's timestamps continue this stream's clock,
+    /// 40 ms after where it stopped; `first_ms` is the session's first timestamp.
+    pub fn continuation(&self, first_ms: u32) -> u32 {
+        self.clock
+            .map_or(0, |last| last.wrapping_add(40).wrapping_sub(first_ms))
+    }
+
+    /// Serialises one tag body at `ms` for both outputs and pushes it (a sequence header is
+    /// kept aside instead).
+    pub fn push(&mut self, video: bool, body: &[u8], ms: u32, kind: Kind, now: Duration) {
+        self.clock = Some(ms);
+        let tag = Bytes::from(wire::flv_tag(
+            if video { wire::VIDEO } else { wire::AUDIO },
+            ms,
+            body,
+        ));
+        let msg = Bytes::from(wire::rtmp_message(
+            video,
+            ms,
+            body,
+            RTMP_CHUNK_SIZE,
+            RTMP_PLAY_STREAM_ID,
+        ));
+        if kind.sequence {
+            self.seq[usize::from(video)] = Some((tag, msg));
+            return;
+        }
+        if kind.keyframe {
+            // Video's configuration first, then audio's.
+            let flv_psi = self.seq.iter().rev().flatten().map(|(t, _)| t.clone());
+            self.flv.push_keyframe(tag, flv_psi.collect(), now);
+            let rtmp_psi = self.seq.iter().rev().flatten().map(|(_, m)| m.clone());
+            self.rtmp.push_keyframe(msg, rtmp_psi.collect(), now);
+        } else {
+            self.flv.push(tag, now);
+            self.rtmp.push(msg, now);
+        }
+    }
+
+    /// Bytes held by both rings.
+    pub fn bytes(&self) -> usize {
+        self.flv.bytes() + self.rtmp.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Step, Viewer, ViewerPolicy};
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_age: Duration::from_secs(10),
+    };
+    const POLICY: ViewerPolicy = ViewerPolicy {
+        max_skips: 3,
+        skip_period: Duration::from_secs(60),
+        max_batch_bytes: 1 << 20,
+        max_batch_units: 512,
+    };
+
+    fn kind(sequence: bool, keyframe: bool) -> Kind {
+        Kind { sequence, keyframe }
+    }
+
+    #[test]
+    fn a_viewer_starts_with_the_sequence_headers_then_the_keyframe() {
+        let mut o = MediaOutputs::new(LIMITS);
+        let t = Duration::ZERO;
+        o.push(true, &[0x17, 0, 1], 0, kind(true, false), t);
+        o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t);
+        o.push(true, &[0x17, 1, 3], 0, kind(false, true), t);
+        o.push(false, &[0xaf, 1, 4], 20, kind(false, false), t);
+        assert_eq!(o.flv.end_seq(), 2, "sequence headers are not units");
+        for (ring, name) in [(&o.flv, "flv"), (&o.rtmp, "rtmp")] {
+            let Step::Send { parts, .. } = Viewer::default().step(ring, t, &POLICY) else {
+                panic!("{name}: nothing to send");
+            };
+            assert_eq!(
+                parts.len(),
+                4,
+                "{name}: video config, audio config, keyframe, audio"
+            );
+            let body_at = if name == "flv" { 11 } else { 12 };
+            let bodies: Vec<&[u8]> = parts.iter().map(|p| &p[body_at..body_at + 3]).collect();
+            assert_eq!(
+                bodies,
+                [
+                    &[0x17, 0, 1][..],
+                    &[0xaf, 0, 2],
+                    &[0x17, 1, 3],
+                    &[0xaf, 1, 4]
+                ],
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_session_continues_the_clock_40_ms_on() {
+        let mut o = MediaOutputs::new(LIMITS);
+        assert_eq!(o.continuation(500), 0, "a new stream keeps its own clock");
+        o.push(
+            true,
+            &[0x27, 1, 0],
+            9_960,
+            kind(false, false),
+            Duration::ZERO,
+        );
+        let offset = o.continuation(0);
+        assert_eq!(0u32.wrapping_add(offset), 10_000);
+        let offset = o.continuation(7);
+        assert_eq!(7u32.wrapping_add(offset), 10_000);
+    }
+}

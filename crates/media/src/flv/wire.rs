@@ -1,0 +1,198 @@
+//! The wire forms of one FLV tag body, written once per stream for the FLV and RTMP outputs.
+//!
+//! ```text
+//! FLV tag:      Type(8) DataSize(24) Timestamp(24) TimestampExtended(8) StreamID(24)=0 | body
+//!               | PreviousTagSize(32) = 11 + DataSize
+//! RTMP message: fmt=0 | csid(6)   Timestamp(24) Length(24) TypeId(8) StreamId(32 LE)
+//!               [ExtendedTimestamp(32) when Timestamp = 0xFFFFFF]   body[0 .. chunk]
+//!               then per further chunk: fmt=3 | csid   [ExtendedTimestamp(32)]   body[..chunk]
+//! ```
+//! An RTMP message is written with a full (type 0) header on every first chunk, so its bytes do
+//! not depend on what a player's connection carried before it and one serialisation serves every
+//! player. Video goes on chunk stream 6 (type 9), audio on chunk stream 4 (type 8).
+
+/// What one tag body is, from its first two bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kind {
+    /// An AVC/HEVC decoder configuration record or an AAC AudioSpecificConfig: sent before
+    /// every keyframe a viewer starts at, not pushed as media.
+    pub sequence: bool,
+    /// A video keyframe (coded frames, not the sequence start).
+    pub keyframe: bool,
+}
+
+/// Classifies a video or audio tag body (legacy FLV and Enhanced RTMP video headers).
+pub fn classify(video: bool, body: &[u8]) -> Kind {
+    let (Some(&b0), Some(&b1)) = (body.first(), body.get(1)) else {
+        return Kind::default();
+    };
+    if !video {
+        return Kind {
+            sequence: b0 >> 4 == 10 && b1 == 0,
+            keyframe: false,
+        };
+    }
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: IsExHeader, FrameType(3), PacketType(4); packet type 0 is the sequence
+        // start, frame type 1 a keyframe.
+        Kind {
+            sequence: b0 & 0x0f == 0,
+            keyframe: (b0 >> 4) & 0x07 == 1 && b0 & 0x0f != 0,
+        }
+    } else {
+        Kind {
+            sequence: b1 == 0,
+            keyframe: b0 >> 4 == 1 && b1 == 1,
+        }
+    }
+}
+
+/// FLV tag type of video (9) and audio (8) tags; also their RTMP message type ids.
+pub const VIDEO: u8 = 9;
+pub const AUDIO: u8 = 8;
+
+/// An FLV tag: header, body, PreviousTagSize. `ms` is the RTMP timestamp (its top byte goes to
+/// TimestampExtended). A body longer than the 24-bit DataSize allows is cut at 16 MiB − 1 (RTMP
+/// messages cannot be longer either).
+pub fn flv_tag(kind: u8, ms: u32, body: &[u8]) -> Vec<u8> {
+    let body = &body[..body.len().min(0xff_ffff)];
+    let n = body.len();
+    let mut t = Vec::with_capacity(11 + n + 4);
+    t.extend_from_slice(&[kind, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    t.extend_from_slice(&[
+        (ms >> 16) as u8,
+        (ms >> 8) as u8,
+        ms as u8,
+        (ms >> 24) as u8,
+    ]);
+    t.extend_from_slice(&[0, 0, 0]);
+    t.extend_from_slice(body);
+    t.extend_from_slice(&((11 + n) as u32).to_be_bytes());
+    t
+}
+
+/// An RTMP audio or video message on message stream `stream_id`, in chunks of `chunk_size`
+/// bytes (at least 1), with a type 0 header and type 3 continuations (see the module doc).
+pub fn rtmp_message(
+    video: bool,
+    ms: u32,
+    body: &[u8],
+    chunk_size: usize,
+    stream_id: u32,
+) -> Vec<u8> {
+    let (csid, kind) = if video { (6u8, VIDEO) } else { (4, AUDIO) };
+    let body = &body[..body.len().min(0xff_ffff)];
+    let chunk_size = chunk_size.max(1);
+    let extended = ms >= 0xff_ffff;
+    let ts = if extended { 0xff_ffff } else { ms };
+    let n = body.len();
+    let mut m = Vec::with_capacity(n + 16 + n / chunk_size * 5);
+    m.push(csid);
+    m.extend_from_slice(&[(ts >> 16) as u8, (ts >> 8) as u8, ts as u8]);
+    m.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8, kind]);
+    m.extend_from_slice(&stream_id.to_le_bytes());
+    if extended {
+        m.extend_from_slice(&ms.to_be_bytes());
+    }
+    for (i, chunk) in body.chunks(chunk_size).enumerate() {
+        if i > 0 {
+            m.push(0xc0 | csid);
+            if extended {
+                m.extend_from_slice(&ms.to_be_bytes());
+            }
+        }
+        m.extend_from_slice(chunk);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtmp_messages_are_chunked_with_full_headers() {
+        let chunk = 4096;
+        let body = vec![7u8; chunk * 2 + 10];
+        let m = rtmp_message(true, 1234, &body, chunk, 1);
+        assert_eq!(m[0], 6, "type 0 header on chunk stream 6");
+        assert_eq!(&m[1..4], &[0, 0x04, 0xd2]);
+        assert_eq!(&m[4..8], &[0, 0x20, 0x0a, 9], "length and type");
+        assert_eq!(&m[8..12], &[1, 0, 0, 0], "message stream 1, little-endian");
+        assert_eq!(m[12 + chunk], 0xc6, "a type 3 continuation");
+        assert_eq!(m.len(), 12 + body.len() + 2);
+    }
+
+    #[test]
+    fn rtmp_timestamps_past_24_bits_are_extended_on_every_chunk() {
+        let ext = rtmp_message(false, 0x0100_0000, &[1, 2, 3], 2, 1);
+        assert_eq!(&ext[1..4], &[0xff, 0xff, 0xff]);
+        assert_eq!(&ext[12..16], &[1, 0, 0, 0], "extended timestamp");
+        assert_eq!(&ext[16..18], &[1, 2]);
+        assert_eq!(ext[18], 0xc4, "continuation on chunk stream 4");
+        assert_eq!(&ext[19..23], &[1, 0, 0, 0], "extended timestamp repeated");
+        assert_eq!(&ext[23..], &[3]);
+    }
+
+    #[test]
+    fn flv_tags_carry_the_timestamp_top_byte_and_previous_tag_size() {
+        let tag = flv_tag(VIDEO, 0x0102_0304, &[1, 2, 3]);
+        assert_eq!(&tag[..11], &[9, 0, 0, 3, 2, 3, 4, 1, 0, 0, 0]);
+        assert_eq!(&tag[11..14], &[1, 2, 3]);
+        assert_eq!(&tag[14..], &14u32.to_be_bytes());
+    }
+
+    #[test]
+    fn tag_kinds_of_legacy_and_enhanced_headers() {
+        let k = |sequence, keyframe| Kind { sequence, keyframe };
+        assert_eq!(
+            classify(true, &[0x17, 0]),
+            k(true, false),
+            "AVC sequence header"
+        );
+        assert_eq!(classify(true, &[0x17, 1]), k(false, true), "AVC keyframe");
+        assert_eq!(
+            classify(true, &[0x27, 1]),
+            k(false, false),
+            "AVC inter frame"
+        );
+        assert_eq!(
+            classify(true, &[0x90, 0]),
+            k(true, false),
+            "Enhanced sequence start"
+        );
+        assert_eq!(
+            classify(true, &[0x91, 0]),
+            k(false, true),
+            "Enhanced keyframe"
+        );
+        assert_eq!(
+            classify(true, &[0xa1, 0]),
+            k(false, false),
+            "Enhanced inter frame"
+        );
+        assert_eq!(
+            classify(false, &[0xaf, 0]),
+            k(true, false),
+            "AAC sequence header"
+        );
+        assert_eq!(classify(false, &[0xaf, 1]), k(false, false), "AAC frame");
+        assert_eq!(classify(true, &[0x17]), Kind::default(), "too short");
+        assert_eq!(classify(false, &[]), Kind::default());
+    }
+
+    #[test]
+    fn any_body_serialises_without_panicking() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..2_000 {
+            let body: Vec<u8> = (0..rng.usize(0..300)).map(|_| rng.u8(..)).collect();
+            let video = rng.bool();
+            let _ = classify(video, &body);
+            let ms = rng.u32(..);
+            let tag = flv_tag(if video { VIDEO } else { AUDIO }, ms, &body);
+            assert_eq!(tag.len(), body.len() + 15);
+            let m = rtmp_message(video, ms, &body, rng.usize(0..64), 1);
+            assert!(m.len() >= body.len() + 12);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Server settings.
+
+use crate::entity::Policy;
+use crate::live::LiveConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Length of the accept queue asked of the kernel.
+    pub listen_backlog: u32,
+    /// A connection that has not sent a complete request head within this time is closed. hyper
+    /// uses the same timer for idle keep-alive connections, and starts it once a response has been
+    /// handed to the kernel, while a slow client may still be receiving it: so it is not short
+    /// (nginx: 60 s for headers, 75 s keep-alive).
+    pub header_read_timeout: Duration,
+    /// How long in-flight responses may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+    pub policy: Policy,
+    pub live: LiveConfig,
+    /// Where RTMP publishers connect (`None`: no RTMP).
+    pub rtmp_listen: Option<SocketAddr>,
+    /// Worker threads, each a single-threaded runtime that owns the connections handed to it
+    /// (`None`: one per core; `Some(0)`: no workers, connections are tasks of the runtime that
+    /// calls [`Server::run`], work-stealing between its threads). See workers.rs.
+    pub workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen_backlog: 16384,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            policy: Policy::default(),
+            live: LiveConfig::default(),
+            rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+            workers: None,
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Request heads on the fast path, sans-I/O: parse with `httparse`, route with the one router
+//! ([`crate::http::route`]), and decide who serves the request ([`Kind`]): the fast path, a live
+//! viewer or publisher loop, or hyper (anything unusual: other routes, a body where none is
+//! expected, `Expect` other than `100-continue` on a publish, `Upgrade`, HTTP/1.0 plain requests,
+//! codings other than chunked).
+
+use crate::http::{route, Route};
+use crate::live::Output;
+use http::{Method, Request};
+use live::RequestBody;
+
+/// Largest request head accepted (nginx's default large_client_header_buffers is 4 × 8 KiB).
+pub(super) const MAX_HEAD: usize = 32 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// The outcome of [`parse`]: returned and matched at once, never kept (so its size is moot).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Head {
+    /// The head is `n` bytes long; `None`: hyper's.
+    Complete(usize, Option<Kind>),
+    Partial,
+    Invalid,
+}
+
+/// A request the fast path serves.
+#[derive(Debug)]
+pub(super) enum Kind {
+    /// Answered by `http::handle`; `close`: the client asked to close.
+    Plain { req: Request<()>, close: bool },
+    /// A live `.ts`/`.flv` viewer; `http10`: no chunked encoding; `close` for an error answer.
+    Watch {
+        name: String,
+        output: Output,
+        http10: bool,
+        close: bool,
+    },
+    /// A publisher, its body's framing, and whether it expects `100 Continue`.
+    Publish {
+        req: Request<()>,
+        name: String,
+        body: RequestBody,
+        expect: bool,
+    },
+}
+
+/// Parses a request head. Its own function so that the 2 KiB header array lives on the stack
+/// for the parse only, not in every connection's future across its awaits (idle connections
+/// are mostly that future).
+pub(super) fn parse(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Head::Complete(n, classify(&req)),
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(_) => Head::Invalid,
+    }
+}
+
+/// Sorts a parsed head. `None`: hyper's.
+fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
+    let method = match parsed.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        Some("PUT") => Method::PUT,
+        Some("POST") => Method::POST,
+        _ => return None,
+    };
+    let target = parsed.path?;
+    let version = parsed.version?;
+    let path = target.split('?').next().unwrap_or(target);
+    let r = route(&method, path);
+    let watch = match r {
+        Some(Route::Watch(name, output)) if method == Method::GET => Some((name, output)),
+        _ => None,
+    };
+    let publish = match r {
+        Some(Route::Publish(name)) => Some(name),
+        _ => None,
+    };
+    // Plain requests: video bytes and the live routes (an unknown `/live/` path is a 404 here).
+    let plain = matches!(method, Method::GET | Method::HEAD)
+        && version == 1
+        && (r.is_some_and(|r| r.fast()) || (r.is_none() && path.starts_with("/live/")));
+    if !(plain || watch.is_some() || publish.is_some()) {
+        return None;
+    }
+    let mut builder = Request::builder().method(method).uri(target);
+    let mut close = version == 0;
+    let mut length = None;
+    let mut chunked = false;
+    let mut expect = false;
+    for h in parsed.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("upgrade") {
+            return None;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only chunked is understood (as the last coding); anything else is hyper's to refuse.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") || publish.is_none() {
+                return None;
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            if n != 0 && publish.is_none() {
+                return None;
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("expect") {
+            if publish.is_none() || !h.value.eq_ignore_ascii_case(b"100-continue") {
+                return None;
+            }
+            expect = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        builder = builder.header(name, h.value);
+    }
+    let req = builder.body(()).ok()?;
+    Some(if let Some(name) = publish {
+        let body = match (chunked, length) {
+            (true, _) => RequestBody::chunked(),
+            (false, Some(n)) => RequestBody::length(n),
+            (false, None) => RequestBody::until_close(),
+        };
+        Kind::Publish {
+            name: name.to_string(),
+            req,
+            body,
+            expect,
+        }
+    } else if let Some((name, output)) = watch {
+        Kind::Watch {
+            name: name.to_string(),
+            output,
+            http10: version == 0,
+            close,
+        }
+    } else {
+        Kind::Plain { req, close }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a head is sorted into, in short.
+    fn kind(head: &str) -> String {
+        match parse(head.as_bytes()) {
+            Head::Partial => "partial".into(),
+            Head::Invalid => "invalid".into(),
+            Head::Complete(n, k) => {
+                assert_eq!(n, head.len());
+                match k {
+                    None => "hyper".into(),
+                    Some(Kind::Plain { close, .. }) => format!("plain close={close}"),
+                    Some(Kind::Watch {
+                        name,
+                        output,
+                        http10,
+                        ..
+                    }) => format!("watch {name} {output:?} http10={http10}"),
+                    Some(Kind::Publish {
+                        name, body, expect, ..
+                    }) => format!("publish {name} {:?} expect={expect}", body.want()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn video_and_hls_requests_take_the_fast_path() {
+        assert_eq!(
+            kind("GET /videos/a.mp4 HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n"),
+            "plain close=false"
+        );
+        assert_eq!(
+            kind("HEAD /videos/a.mp4 HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "plain close=true"
+        );
+        assert_eq!(
+            kind("GET /live/s/index.m3u8 HTTP/1.1\r\n\r\n"),
+            "plain close=false"
+        );
+        assert_eq!(
+            kind("GET /live/s/3.ts HTTP/1.1\r\n\r\n"),
+            "plain close=false"
+        );
+        assert_eq!(
+            kind("HEAD /live/s.ts HTTP/1.1\r\n\r\n"),
+            "plain close=false"
+        );
+        assert_eq!(
+            kind("GET /live/unknown HTTP/1.1\r\n\r\n"),
+            "plain close=false",
+            "a 404 here"
+        );
+    }
+
+    #[test]
+    fn live_viewers_and_publishers_get_their_loops() {
+        assert_eq!(
+            kind("GET /live/s.ts HTTP/1.1\r\n\r\n"),
+            "watch s Ts http10=false"
+        );
+        assert_eq!(
+            kind("GET /live/s.flv?x=1 HTTP/1.0\r\n\r\n"),
+            "watch s Flv http10=true"
+        );
+        assert_eq!(
+            kind("PUT /live/s?key=k HTTP/1.1\r\nContent-Length: 10\r\n\r\n"),
+            "publish s Data(10) expect=false"
+        );
+        assert_eq!(
+            kind("POST /live/s HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"),
+            "publish s Framing expect=true"
+        );
+        assert_eq!(
+            kind("PUT /live/s HTTP/1.0\r\n\r\n"),
+            format!(
+                "publish s {:?} expect=false",
+                RequestBody::until_close().want()
+            )
+        );
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_hyper() {
+        for head in [
+            "GET /api/videos HTTP/1.1\r\n\r\n",
+            "GET /videos/a.mp4 HTTP/1.0\r\n\r\n",
+            "DELETE /videos/a.mp4 HTTP/1.1\r\n\r\n",
+            "GET /videos/a.mp4 HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "GET /videos/a.mp4 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /videos/a.mp4 HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET /videos/a.mp4 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "PUT /live/s HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "PUT /live/s HTTP/1.1\r\nExpect: something\r\n\r\n",
+            "PUT /live/s HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            "PUT /live/s/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(kind(head), "hyper", "{head:?}");
+        }
+    }
+
+    #[test]
+    fn partial_and_invalid_heads() {
+        assert_eq!(kind("GET /videos/a.mp4 HTTP/1.1\r\nRange: by"), "partial");
+        assert_eq!(kind("GET /videos/a\0.mp4 HTTP/1.1\r\n\r\n"), "invalid");
+    }
+}

@@ -1,0 +1,212 @@
+//! The HTTP/1.1 connection loop, with a fast path for video bytes and the live routes.
+//!
+//! Why not hyper alone: hyper writes bodies from memory (`writev`), and cannot `sendfile`
+//! (hyper#3026). For large ranges the kernel's copy of our bytes into socket buffers is two thirds
+//! of the server's CPU (`docs/benchmarks.md`); `sendfile` from the title's sealed memfd hands the
+//! pages to the socket without that copy. So this loop reads request heads itself (head.rs),
+//! answers them with the same [`http::handle`](crate::http::handle) as everything else (one
+//! decision, one renderer), and writes them (write.rs).
+//!
+//! It also owns the two long-lived live requests, which hyper's request/response model does not
+//! fit: `PUT|POST /live/{name}` (the body is read straight into ingest slabs, live/ingest.rs) and
+//! `GET /live/{name}.ts|.flv` (the viewer loop writing batches from the ring, live/follow.rs).
+//!
+//! Any request it does not handle hands the connection to hyper (handover.rs), replaying the
+//! bytes already read, and hyper serves that request and the rest of the connection.
+
+mod handover;
+mod head;
+mod write;
+
+use crate::body::Chunks;
+use crate::error::Error;
+use crate::http::Route;
+use crate::live::{self, ingest::Ended};
+use crate::state::State;
+use ::http::{Method, Request, Response, StatusCode};
+use bytes::{Buf, BytesMut};
+use head::{Head, Kind, MAX_HEAD};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long a playlist request waits for the first segment of a stream that just started.
+const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut buf = BytesMut::new();
+    let mut head = Vec::new();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        // One deadline for the whole request head, idle wait included (as hyper does).
+        let deadline = Instant::now() + state.config.header_read_timeout;
+        // Idle between requests: hold no buffer, only wait for the socket.
+        if buf.is_empty() {
+            buf = BytesMut::new();
+            tokio::select! {
+                ready = tokio::time::timeout_at(deadline, stream.readable()) => match ready {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                },
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+        // Parse the head once; turn it into a request we serve, or hand the connection to hyper.
+        let (head_len, kind) = loop {
+            match head::parse(&buf) {
+                Head::Complete(n, kind) => break (n, kind),
+                Head::Partial if buf.len() < MAX_HEAD => {}
+                // Too large or malformed: hyper answers it properly (431/400).
+                _ => {
+                    let read = buf.freeze();
+                    return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown))
+                        .await;
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf);
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(0)) | Err(_) => return Ok(()), // closed, or the header-read timeout
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        };
+        let (req, close) = match kind {
+            None => {
+                let read = buf.freeze();
+                return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown)).await;
+            }
+            Some(Kind::Plain { req, close }) => (req, close),
+            Some(Kind::Watch {
+                name,
+                output,
+                http10,
+                close,
+                ..
+            }) => match state.live.watchable(&name, output) {
+                Ok(s) => {
+                    drop(buf);
+                    drop(head);
+                    let w =
+                        live::watch_http(&mut stream, s, &state.live, output, !http10, shutdown);
+                    return Box::pin(w).await;
+                }
+                Err(e) => {
+                    let min = state.config.policy.sendfile_min;
+                    write::response(&mut stream, e.response(), false, close, min, &mut head)
+                        .await?;
+                    if close {
+                        return Ok(());
+                    }
+                    buf.advance(head_len);
+                    continue;
+                }
+            },
+            Some(Kind::Publish {
+                req,
+                name,
+                body,
+                expect,
+            }) => {
+                buf.advance(head_len);
+                let p = Publisher {
+                    peer,
+                    req,
+                    name,
+                    body,
+                    expect,
+                    side: buf,
+                };
+                return Box::pin(publish(stream, &state, p, shutdown)).await;
+            }
+        };
+        if let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) {
+            Box::pin(state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT)).await;
+        }
+        let resp = answer(&state, &req);
+        let head_only = req.method() == Method::HEAD;
+        let min = state.config.policy.sendfile_min;
+        write::response(&mut stream, resp, head_only, close, min, &mut head).await?;
+        if close {
+            return Ok(());
+        }
+        buf.advance(head_len);
+    }
+}
+
+/// A publisher's request, as the head was sorted.
+struct Publisher {
+    peer: SocketAddr,
+    req: Request<()>,
+    name: String,
+    body: ::live::RequestBody,
+    expect: bool,
+    /// Body bytes that came with the head.
+    side: BytesMut,
+}
+
+/// A publisher: checks its key and the stream, then reads its body until it ends. Errors before
+/// the body are answered without reading it (and the connection closed).
+async fn publish(
+    mut stream: TcpStream,
+    state: &Arc<State>,
+    p: Publisher,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut head = Vec::new();
+    let min = state.config.policy.sendfile_min;
+    let key = live::presented_key(p.req.uri(), p.req.headers());
+    let admitted = state
+        .live
+        .authorize(&p.name, key.as_deref(), p.peer.ip())
+        .and_then(|()| state.live.begin_publish(&p.name, p.peer));
+    let mut publish = match admitted {
+        Ok(publish) => publish,
+        Err(e) => {
+            tracing::info!(stream = p.name, peer = %p.peer, error = %e, "publish refused");
+            return write::response(&mut stream, e.response(), false, true, min, &mut head).await;
+        }
+    };
+    if p.expect {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
+    let ended = live::ingest::ingest(
+        &mut stream,
+        &mut publish,
+        p.body,
+        p.side,
+        &state.live,
+        shutdown,
+    )
+    .await;
+    let s = publish.stream.clone();
+    publish.finish(ended.end());
+    let resp = match ended {
+        // Nobody to answer.
+        Ended::Dropped(_) => return Ok(()),
+        Ended::Refused(e) => Error::BadIngest(e).response(),
+        Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
+    };
+    write::response(&mut stream, resp, false, true, min, &mut head).await
+}
+
+/// Answers one request (on either path) and logs it at debug level.
+fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
+    let resp = crate::http::handle(&state.library, &state.live, &state.config.policy, req);
+    tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+    resp
+}

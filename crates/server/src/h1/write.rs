@@ -1,0 +1,124 @@
+//! Writes a response on the fast path: the head rendered into a reused buffer, then the body as
+//! `sendfile` from the entity's file (large single-part bodies: the kernel hands the pages to the
+//! socket without a copy) or in one `writev` with the head (everything else).
+
+use crate::body::Chunks;
+use crate::date;
+use crate::vectored;
+use http::Response;
+use std::io::{self, IoSlice};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+/// Renders a response head (status line, headers, `Date`, `Connection: close` when closing).
+pub(super) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let status = resp.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in resp.headers() {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    date::now(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a response. `head` is the connection's reused head buffer; bodies of at least
+/// `sendfile_min` that live in a file go out with `sendfile`.
+pub(super) async fn response(
+    stream: &mut TcpStream,
+    resp: Response<Chunks>,
+    head_only: bool,
+    close: bool,
+    sendfile_min: u64,
+    head: &mut Vec<u8>,
+) -> io::Result<()> {
+    render_head(&resp, close, head);
+    let body = resp.into_body();
+    if head_only {
+        return stream.write_all(head).await;
+    }
+    if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {
+        // The head goes out with MSG_MORE so the kernel sends it with the first body segment.
+        let mut sent = 0;
+        while sent < head.len() {
+            sent += stream
+                .async_io(Interest::WRITABLE, || {
+                    rustix::net::send(&*stream, &head[sent..], rustix::net::SendFlags::MORE)
+                        .map_err(io::Error::from)
+                })
+                .await?;
+        }
+        let mut offset = src.offset;
+        let end = src.offset + src.len;
+        while offset < end {
+            let want = (end - offset).min(1 << 30) as usize;
+            let n = stream
+                .async_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
+                        .map_err(io::Error::from)
+                })
+                .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "title file shorter than its index",
+                ));
+            }
+        }
+        return Ok(());
+    }
+    // One writev of the head and every body frame; partial writes resume where they stopped.
+    // A single range is two slices: they live on the stack, only multipart bodies allocate.
+    let slices_iter = std::iter::once(&head[..]).chain(body.parts().map(|b| &b[..]));
+    let mut on_stack = [IoSlice::new(&[]); 4];
+    let mut on_heap: Vec<IoSlice<'_>>;
+    let rest = if body.parts().count() < on_stack.len() {
+        let mut n = 0;
+        for (slot, s) in on_stack.iter_mut().zip(slices_iter) {
+            *slot = IoSlice::new(s);
+            n += 1;
+        }
+        &mut on_stack[..n]
+    } else {
+        on_heap = slices_iter.map(IoSlice::new).collect();
+        &mut on_heap[..]
+    };
+    vectored::write_all(stream, rest, |_| None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn a_head_has_the_status_line_headers_date_and_close_when_closing() {
+        let mut resp = Response::new(Chunks::empty());
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, 5.into());
+        let mut out = Vec::new();
+        render_head(&resp, true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 206 Partial Content");
+        assert_eq!(lines[1], "content-length: 5");
+        assert!(
+            lines[2].starts_with("date: ") && lines[2].len() == 6 + 29,
+            "{text}"
+        );
+        assert_eq!(&lines[3..], ["connection: close", "", ""]);
+    }
+}

@@ -1,0 +1,98 @@
+//! Live HLS over HTTP: the playlist (not cached), and segments as entities (immutable, strong
+//! ETag, ranges), cut by `live::hls` from the same `Bytes` the ring holds.
+
+use super::text;
+use crate::body::Chunks;
+use crate::entity::{self, Entity, Policy};
+use crate::error::Error;
+use crate::live::Live;
+use crate::range::ByteRange;
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Request, Response, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::SystemTime;
+
+/// `GET /live/{name}/index.m3u8`.
+pub(super) fn playlist(live: &Live, name: &str) -> Result<Response<Chunks>, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    s.stats.playlist_requests.fetch_add(1, Relaxed);
+    let body = s.read().hls.playlist();
+    let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+/// A live HLS segment: the units it was cut as, immutable once listed. Its ETag names the
+/// stream instance and the sequence number (a new stream of the same name gets new tags).
+struct Segment {
+    parts: Vec<Bytes>,
+    len: u64,
+    etag: String,
+    etag_header: HeaderValue,
+}
+
+impl Entity for Segment {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn content_type(&self) -> &'static str {
+        "video/mp2t"
+    }
+
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn etag_header(&self) -> HeaderValue {
+        self.etag_header.clone()
+    }
+
+    /// Segments carry no Last-Modified: date conditions are ignored, the ETag decides.
+    fn last_modified(&self) -> Option<(SystemTime, HeaderValue)> {
+        None
+    }
+
+    fn cache_control(&self) -> Option<HeaderValue> {
+        Some(HeaderValue::from_static("public, max-age=600, immutable"))
+    }
+
+    fn slice(&self, range: ByteRange) -> Chunks {
+        entity::slice_parts(&self.parts, range)
+    }
+}
+
+/// `GET|HEAD /live/{name}/{seq}.ts`.
+pub(super) fn segment<B>(
+    live: &Live,
+    name: &str,
+    seq: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    let unknown = || Error::UnknownSegment {
+        stream: s.name.clone(),
+        seq: seq.to_string(),
+    };
+    let n: u64 = seq.parse().map_err(|_| unknown())?;
+    let seg = {
+        let inner = s.read();
+        let seg = inner.hls.get(n).ok_or_else(unknown)?;
+        let etag = format!("\"{:x}-{n}\"", s.instance);
+        Segment {
+            parts: seg.parts.clone(),
+            len: seg.bytes as u64,
+            etag_header: HeaderValue::from_str(&etag).map_err(|_| unknown())?,
+            etag,
+        }
+    };
+    s.stats.segment_requests.fetch_add(1, Relaxed);
+    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+}

@@ -1,0 +1,260 @@
+//! Routes and responses: the one router ([`route`]) for every HTTP request, and [`handle`], which
+//! answers the request/response routes (the two long-lived live routes, a publisher's body and a
+//! viewer's stream, are the HTTP/1.1 loop's: see h1/).
+//!
+//! | route                              | what                                      | where      |
+//! |------------------------------------|-------------------------------------------|------------|
+//! | `GET|HEAD /videos/{id}`            | the title's bytes, RFC 9110 ranges        | vod.rs     |
+//! | `GET /api/videos`                  | JSON list of titles                       | vod.rs     |
+//! | `GET /api/videos/{id}`             | JSON of one title                         | vod.rs     |
+//! | `GET /api/videos/{id}/seek?t=T`    | JSON: offset of the keyframe at or before T | vod.rs   |
+//! | `PUT|POST /live/{name}`            | publish MPEG-TS                           | live/ingest.rs |
+//! | `GET /live/{name}.ts`, `.flv`      | watch from the latest keyframe            | live/follow.rs |
+//! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
+//! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
+//! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
+//! | `GET /metrics`                     | Prometheus text of the live counters      | live/api.rs |
+//! | `GET /healthz`                     | `ok`                                      | here       |
+//! | `GET /`                            | an HTML page with a player per title      | page.rs    |
+//!
+//! Every answer is decided first (an [`Error`] or an entity and its [`crate::entity::Outcome`]),
+//! then rendered; errors become responses in one place, [`Error::response`].
+
+mod hls;
+mod page;
+mod vod;
+
+use crate::body::Chunks;
+use crate::entity::Policy;
+use crate::error::Error;
+use crate::library::Library;
+use crate::live::{self, Live, Output};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+
+/// What a request asks for, from its method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Video(&'a str),
+    List,
+    Info(&'a str),
+    Seek(&'a str),
+    Health,
+    Index,
+    /// `PUT|POST /live/{name}`: a publisher.
+    Publish(&'a str),
+    /// `GET|HEAD /live/{name}.ts|.flv`: a viewer (GET: the viewer loop; HEAD: answered here).
+    Watch(&'a str, Output),
+    Playlist(&'a str),
+    Segment(&'a str, &'a str),
+    Streams,
+    StreamInfo(&'a str),
+    Metrics,
+}
+
+impl Route<'_> {
+    /// Whether the route is served by the HTTP/1.1 fast path rather than by hyper (see h1/):
+    /// video bytes (for `sendfile`), live HLS and live viewers, and publishers.
+    pub fn fast(&self) -> bool {
+        matches!(
+            self,
+            Route::Video(_)
+                | Route::Publish(_)
+                | Route::Watch(..)
+                | Route::Playlist(_)
+                | Route::Segment(..)
+        )
+    }
+}
+
+/// The one router. `None`: no such route (404).
+pub fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
+    if let Some(id) = path.strip_prefix("/videos/") {
+        return Some(Route::Video(id));
+    }
+    if let Some(rest) = path.strip_prefix("/api/videos") {
+        return match rest {
+            "" | "/" => Some(Route::List),
+            _ => {
+                let rest = rest.strip_prefix('/')?;
+                Some(match rest.strip_suffix("/seek") {
+                    Some(id) => Route::Seek(id),
+                    None => Route::Info(rest),
+                })
+            }
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/live/") {
+        return live_route(method, rest);
+    }
+    if let Some(rest) = path.strip_prefix("/api/streams") {
+        return match rest {
+            "" | "/" => Some(Route::Streams),
+            _ => rest.strip_prefix('/').map(Route::StreamInfo),
+        };
+    }
+    match path {
+        "/metrics" => Some(Route::Metrics),
+        "/healthz" => Some(Route::Health),
+        "/" => Some(Route::Index),
+        _ => None,
+    }
+}
+
+/// Splits a `/live/...` path into its route.
+fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
+    match rest.split_once('/') {
+        None if matches!(*method, Method::PUT | Method::POST) => Some(Route::Publish(rest)),
+        None => {
+            if let Some(name) = rest.strip_suffix(".ts") {
+                Some(Route::Watch(name, Output::Ts))
+            } else {
+                rest.strip_suffix(".flv")
+                    .map(|name| Route::Watch(name, Output::Flv))
+            }
+        }
+        Some((name, "index.m3u8")) => Some(Route::Playlist(name)),
+        Some((name, seg)) => seg.strip_suffix(".ts").map(|seq| Route::Segment(name, seq)),
+    }
+}
+
+/// Answers one request/response route. Never fails: errors become responses here.
+pub fn handle<B>(
+    lib: &Library,
+    live: &Live,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Response<Chunks> {
+    let m = req.method();
+    let result = match route(m, req.uri().path()) {
+        None => Err(Error::NoRoute),
+        // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
+        Some(Route::Publish(_)) => Err(Error::NoRoute),
+        Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
+        Some(r) => answer(r, lib, live, policy, req),
+    };
+    let mut resp = result.unwrap_or_else(Error::response);
+    if m == Method::HEAD {
+        *resp.body_mut() = Chunks::empty();
+    }
+    resp
+}
+
+fn answer<B>(
+    r: Route<'_>,
+    lib: &Library,
+    live: &Live,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    match r {
+        Route::Video(id) => vod::video(lib, id, policy, req),
+        Route::List => Ok(vod::list(lib)),
+        Route::Info(id) => vod::info(lib, id),
+        Route::Seek(id) => vod::seek(lib, id, req.uri().query()),
+        Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n".into())),
+        Route::Index => Ok(text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::index(lib, live),
+        )),
+        Route::Watch(name, output) => {
+            // A HEAD of a viewer route: what a GET would start with, without the endless body.
+            let s = live
+                .get(name)
+                .ok_or_else(|| Error::UnknownStream(name.into()))?;
+            let mut r = text(StatusCode::OK, output.content_type(), String::new());
+            r.headers_mut().remove(CONTENT_LENGTH);
+            drop(s);
+            Ok(r)
+        }
+        Route::Playlist(name) => hls::playlist(live, name),
+        Route::Segment(name, seq) => hls::segment(live, name, seq, policy, req),
+        Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
+        Route::StreamInfo(name) => {
+            let s = live
+                .get(name)
+                .ok_or_else(|| Error::UnknownStream(name.into()))?;
+            Ok(json(StatusCode::OK, &live::api::doc(live, &s)))
+        }
+        Route::Metrics => {
+            let mut out = String::new();
+            live::api::metrics(live, &mut out);
+            Ok(text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                out,
+            ))
+        }
+        Route::Publish(_) => Err(Error::NoRoute),
+    }
+}
+
+/// A JSON response (pretty, newline-terminated, not cached).
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
+    let mut s =
+        serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    let mut r = text(status, "application/json", s);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Chunks> {
+    let len = body.len();
+    let mut r = Response::new(Chunks::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_from_method_and_path() {
+        let get = Method::GET;
+        let put = Method::PUT;
+        let cases: &[(&Method, &str, Option<Route<'_>>)] = &[
+            (&get, "/videos/a/b.mp4", Some(Route::Video("a/b.mp4"))),
+            (&get, "/api/videos", Some(Route::List)),
+            (&get, "/api/videos/", Some(Route::List)),
+            (&get, "/api/videos/a.mp4", Some(Route::Info("a.mp4"))),
+            (&get, "/api/videos/a.mp4/seek", Some(Route::Seek("a.mp4"))),
+            (
+                &get,
+                "/live/show.ts",
+                Some(Route::Watch("show", Output::Ts)),
+            ),
+            (
+                &get,
+                "/live/show.flv",
+                Some(Route::Watch("show", Output::Flv)),
+            ),
+            (&get, "/live/show", None),
+            (&put, "/live/show", Some(Route::Publish("show"))),
+            (
+                &Method::POST,
+                "/live/show.ts",
+                Some(Route::Publish("show.ts")),
+            ),
+            (&get, "/live/show/index.m3u8", Some(Route::Playlist("show"))),
+            (&get, "/live/show/12.ts", Some(Route::Segment("show", "12"))),
+            (&get, "/live/show/12.mp4", None),
+            (&get, "/api/streams", Some(Route::Streams)),
+            (&get, "/api/streams/show", Some(Route::StreamInfo("show"))),
+            (&get, "/metrics", Some(Route::Metrics)),
+            (&get, "/healthz", Some(Route::Health)),
+            (&get, "/", Some(Route::Index)),
+            (&get, "/etc/passwd", None),
+        ];
+        for (m, path, want) in cases {
+            assert_eq!(route(m, path), *want, "{m} {path}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The library's routes: a title's bytes (an [`Entity`](crate::entity::Entity), so decide then
+//! render with ranges and preconditions), its JSON, and seek by time.
+
+use super::json;
+use crate::api::{SeekDoc, TitleDoc};
+use crate::body::Chunks;
+use crate::entity::{self, Policy};
+use crate::error::Error;
+use crate::library::{Library, Title};
+use http::{Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use std::sync::Arc;
+
+fn lookup<'l>(lib: &'l Library, raw: &str) -> Result<&'l Arc<Title>, Error> {
+    let id = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::UnknownTitle(raw.to_string()))?;
+    lib.get(&id)
+        .ok_or_else(|| Error::UnknownTitle(id.into_owned()))
+}
+
+/// `GET|HEAD /videos/{id}`.
+pub(super) fn video<B>(
+    lib: &Library,
+    id: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let t = lookup(lib, id)?;
+    Ok(entity::serve(&**t, policy, req.method(), req.headers()))
+}
+
+/// `GET /api/videos`.
+pub(super) fn list(lib: &Library) -> Response<Chunks> {
+    let docs: Vec<TitleDoc> = lib.titles().map(|t| TitleDoc::new(t)).collect();
+    json(StatusCode::OK, &docs)
+}
+
+/// `GET /api/videos/{id}`.
+pub(super) fn info(lib: &Library, id: &str) -> Result<Response<Chunks>, Error> {
+    lookup(lib, id).map(|t| json(StatusCode::OK, &TitleDoc::new(t)))
+}
+
+/// `GET /api/videos/{id}/seek?t=T`: the keyframe at or before T.
+pub(super) fn seek(
+    lib: &Library,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response<Chunks>, Error> {
+    let t = lookup(lib, id)?;
+    let raw = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("t="))
+        .ok_or(Error::MissingTime)?;
+    let value = percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned();
+    let info = t.index.as_ref().map_err(|reason| Error::NotSeekable {
+        id: t.id.clone(),
+        reason: reason.clone(),
+    })?;
+    let rate = info.frame_rate();
+    let at = media::timecode::parse(&value, rate).map_err(Error::BadTime)?;
+    let point = info.seek(at).map_err(|e| match e {
+        media::Error::NoKeyframes => Error::NotSeekable {
+            id: t.id.clone(),
+            reason: e.to_string(),
+        },
+        media::Error::PastEnd {
+            requested,
+            duration,
+        } => Error::BadTime(media::Error::Timecode(format!(
+            "'{value}' ({requested} s) is past the end of {} ({duration} s)",
+            t.id
+        ))),
+        e => Error::BadTime(e),
+    })?;
+    Ok(json(StatusCode::OK, &SeekDoc::new(t, at, point, rate)))
+}

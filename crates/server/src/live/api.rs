@@ -1,0 +1,182 @@
+//! What the live wing shows: the JSON document of a stream (`/api/streams[/{name}]`) and the
+//! Prometheus families of `/metrics`, one table of them.
+
+use super::{Live, Stream};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A live stream, as `GET /api/streams[/{name}]` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamDoc {
+    pub name: String,
+    /// `live`, `reconnecting` (the publisher dropped and may come back) or `ended`.
+    pub state: String,
+    /// The publisher's address while one is connected.
+    pub publisher: Option<String>,
+    pub uptime_seconds: f64,
+    /// Since the current publisher connected.
+    pub session_uptime_seconds: Option<f64>,
+    /// Publisher sessions so far (reconnects + 1).
+    pub sessions: u64,
+    /// Bits per second over the last second.
+    pub input_bitrate: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub video_codec: Option<String>,
+    pub audio_codecs: Vec<String>,
+    pub viewers: StreamViewersDoc,
+    /// Times a viewer fell out of the window and skipped to the newest keyframe.
+    pub skips: u64,
+    /// Viewers dropped after repeated skips.
+    pub slow_disconnects: u64,
+    /// Viewers dropped because their socket took nothing for the stall timeout.
+    pub stalled_disconnects: u64,
+    pub max_lag_units: u64,
+    pub ring_bytes: u64,
+    pub ring_units: u64,
+    pub hls_segments: u64,
+    pub end_reason: Option<String>,
+    pub ts_url: String,
+    pub hls_url: String,
+}
+
+/// Viewers per output.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamViewersDoc {
+    /// Connected `.ts` viewers.
+    pub ts: u64,
+    /// Connected `.flv` viewers.
+    pub flv: u64,
+    /// Connected RTMP players.
+    pub rtmp: u64,
+    pub ts_total: u64,
+    pub hls_playlist_requests: u64,
+    pub hls_segment_requests: u64,
+}
+
+fn viewers(s: &Stream, i: usize) -> u64 {
+    s.stats.viewers[i].load(Relaxed).max(0) as u64
+}
+
+/// The JSON document of a stream.
+pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
+    let now = live.now();
+    let inner = s.read();
+    let st = &s.stats;
+    let life = &inner.lifecycle;
+    StreamDoc {
+        name: s.name.clone(),
+        state: life.state().name().into(),
+        publisher: inner.publisher.map(|p| p.to_string()),
+        uptime_seconds: now.saturating_sub(s.created).as_secs_f64(),
+        session_uptime_seconds: life
+            .is_live()
+            .then(|| now.saturating_sub(life.session_started()).as_secs_f64()),
+        sessions: life.sessions(),
+        input_bitrate: inner.bitrate.bps(),
+        bytes_in: st.bytes_in.load(Relaxed),
+        bytes_out: st.bytes_out.load(Relaxed),
+        video_codec: inner.video_codec.map(Into::into),
+        audio_codecs: inner.audio_codecs.iter().map(|c| c.to_string()).collect(),
+        viewers: StreamViewersDoc {
+            ts: viewers(s, 0),
+            flv: viewers(s, 1),
+            rtmp: viewers(s, 2),
+            ts_total: st.viewers_total.load(Relaxed),
+            hls_playlist_requests: st.playlist_requests.load(Relaxed),
+            hls_segment_requests: st.segment_requests.load(Relaxed),
+        },
+        skips: st.skips.load(Relaxed),
+        slow_disconnects: st.slow_disconnects.load(Relaxed),
+        stalled_disconnects: st.stalled_disconnects.load(Relaxed),
+        max_lag_units: st.max_lag_units.load(Relaxed),
+        ring_bytes: inner.ring.bytes() as u64,
+        ring_units: inner.ring.end_seq() - inner.ring.first_seq(),
+        hls_segments: inner.hls.len() as u64,
+        end_reason: life.end_reason().map(Into::into),
+        ts_url: format!("/live/{}.ts", s.name),
+        hls_url: format!("/live/{}/index.m3u8", s.name),
+    }
+}
+
+/// The documents of every stream, sorted by name.
+pub fn docs(live: &Live) -> Vec<StreamDoc> {
+    live.list().iter().map(|s| doc(live, s)).collect()
+}
+
+/// One Prometheus family: name (after `zerocast_live_`), type, help, and its value per stream.
+type Family = (&'static str, &'static str, &'static str, fn(&Stream) -> u64);
+
+const FAMILIES: &[Family] = &[
+    ("up", "gauge", "1 while a publisher is connected", |s| {
+        u64::from(s.read().lifecycle.is_live())
+    }),
+    (
+        "input_bytes_total",
+        "counter",
+        "Bytes received from publishers",
+        |s| s.stats.bytes_in.load(Relaxed),
+    ),
+    (
+        "output_bytes_total",
+        "counter",
+        "Bytes written to viewers",
+        |s| s.stats.bytes_out.load(Relaxed),
+    ),
+    ("viewers", "gauge", "Connected viewers (all outputs)", |s| {
+        (0..3).map(|i| viewers(s, i)).sum()
+    }),
+    (
+        "skips_total",
+        "counter",
+        "Viewer skips to the newest keyframe",
+        |s| s.stats.skips.load(Relaxed),
+    ),
+    (
+        "slow_disconnects_total",
+        "counter",
+        "Viewers dropped after repeated skips",
+        |s| s.stats.slow_disconnects.load(Relaxed),
+    ),
+    (
+        "stalled_disconnects_total",
+        "counter",
+        "Viewers dropped for taking no bytes",
+        |s| s.stats.stalled_disconnects.load(Relaxed),
+    ),
+    (
+        "max_lag_units",
+        "gauge",
+        "Largest viewer lag seen, in units",
+        |s| s.stats.max_lag_units.load(Relaxed),
+    ),
+    ("ring_bytes", "gauge", "Bytes held by the ring", |s| {
+        s.read().ring.bytes() as u64
+    }),
+    (
+        "hls_segment_requests_total",
+        "counter",
+        "HLS segments served",
+        |s| s.stats.segment_requests.load(Relaxed),
+    ),
+];
+
+/// Prometheus text exposition of the live counters.
+pub fn metrics(live: &Live, out: &mut String) {
+    let streams = live.list();
+    for (name, kind, help, get) in FAMILIES {
+        let _ = writeln!(
+            out,
+            "# HELP zerocast_live_{name} {help}\n# TYPE zerocast_live_{name} {kind}"
+        );
+        for s in &streams {
+            let _ = writeln!(
+                out,
+                "zerocast_live_{name}{{stream=\"{}\"}} {}",
+                s.name,
+                get(s)
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The viewer loop of every output: `.ts` and `.flv` over HTTP ([`watch_http`] writes the head),
+//! and RTMP players (rtmp.rs hands its socket over once `play` is accepted). A viewer waits on
+//! its stream's wake-up channel, takes what is new from its output's ring with
+//! `live::Viewer::step` under the read lock, and writes it outside the lock in one `writev`;
+//! a socket that takes nothing for the stall timeout ends it (`live::Stall`).
+
+use super::{Live, Output, Stream};
+use crate::date;
+use crate::vectored;
+use live::{Stall, Step, Viewer};
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The FLV file header (audio and video) and PreviousTagSize0, once per `.flv` viewer.
+const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+
+/// Serves one `.ts` or `.flv` viewer over HTTP until the stream ends, the viewer goes, or it is
+/// dropped for lagging. `chunked`: HTTP/1.1 chunked framing (HTTP/1.0: until close).
+pub async fn watch_http(
+    sock: &mut TcpStream,
+    stream: Arc<Stream>,
+    live: &Live,
+    output: Output,
+    chunked: bool,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\naccess-control-allow-origin: *\r\n{}date: ",
+        output.content_type(),
+        if chunked {
+            "transfer-encoding: chunked\r\n"
+        } else {
+            "connection: close\r\n"
+        }
+    )
+    .into_bytes();
+    date::now(|d| head.extend_from_slice(d));
+    head.extend_from_slice(b"\r\n\r\n");
+    if output == Output::Flv {
+        if chunked {
+            head.extend_from_slice(format!("{:x}\r\n", FLV_HEADER.len()).as_bytes());
+        }
+        head.extend_from_slice(FLV_HEADER);
+        if chunked {
+            head.extend_from_slice(b"\r\n");
+        }
+    }
+    sock.write_all(&head).await?;
+    drop(head);
+    follow(sock, stream, live, output, chunked, shutdown).await
+}
+
+/// Sets a viewer socket's send buffer (see `LiveConfig::viewer_send_buffer`).
+fn viewer_socket(sock: &TcpStream, live: &Live) {
+    if live.config.viewer_send_buffer > 0 {
+        let _ =
+            rustix::net::sockopt::set_socket_send_buffer_size(sock, live.config.viewer_send_buffer);
+    }
+}
+
+/// Counts a connected viewer while it lives.
+struct Connected<'a>(&'a AtomicI64);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Writes a stream's units of one output to a viewer, from the latest keyframe on, until the
+/// stream ends or the viewer goes or is dropped. `chunked`: HTTP chunked framing per batch.
+pub(crate) async fn follow(
+    sock: &mut TcpStream,
+    stream: Arc<Stream>,
+    live: &Live,
+    output: Output,
+    chunked: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    viewer_socket(sock, live);
+    let stats = &stream.stats;
+    stats.viewers[output as usize].fetch_add(1, Relaxed);
+    stats.viewers_total.fetch_add(1, Relaxed);
+    let _connected = Connected(&stats.viewers[output as usize]);
+    let policy = live.config.viewer;
+    let mut rx = stream.subscribe(output);
+    let mut viewer = Viewer::default();
+    loop {
+        rx.borrow_and_update();
+        let now = live.now();
+        let (step, ended, lag) = {
+            let inner = stream.read();
+            let ended = inner.lifecycle.is_ended();
+            match inner.ring(output) {
+                Some(ring) => (viewer.step(ring, now, &policy), ended, viewer.lag(ring)),
+                None => (Step::Wait, ended, 0),
+            }
+        };
+        match step {
+            Step::Send { parts, skipped } => {
+                if skipped {
+                    stats.skips.fetch_add(1, Relaxed);
+                    log_skip(&stream, now, viewer.total_skips);
+                }
+                stats.max_lag_units.fetch_max(lag, Relaxed);
+                let n: usize = parts.iter().map(|p| p.len()).sum();
+                let mut size = [0u8; 20];
+                let size = chunk_size_line(n, &mut size);
+                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
+                if chunked {
+                    slices.push(IoSlice::new(size));
+                }
+                slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+                if chunked {
+                    slices.push(IoSlice::new(b"\r\n"));
+                }
+                let mut stall = Stall::new(live.config.stall_timeout, now);
+                let progress = |n: usize| {
+                    let now = live.now();
+                    stall.wrote(n, now);
+                    Some(live.instant(stall.deadline()))
+                };
+                match vectored::write_all(sock, &mut slices, progress).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        stats.stalled_disconnects.fetch_add(1, Relaxed);
+                        tracing::info!(stream = %stream.name, "viewer took nothing for {:?}; disconnected", live.config.stall_timeout);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+                stats.bytes_out.fetch_add(n as u64, Relaxed);
+            }
+            Step::Disconnect => {
+                stats.slow_disconnects.fetch_add(1, Relaxed);
+                tracing::info!(stream = %stream.name, skips = viewer.total_skips, "viewer keeps falling behind; disconnected");
+                return Ok(());
+            }
+            Step::Wait if ended => {
+                if chunked {
+                    sock.write_all(b"0\r\n\r\n").await?;
+                }
+                return Ok(());
+            }
+            Step::Wait => {
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return Ok(()) },
+                    () = closed(sock) => return Ok(()),
+                    _ = shutdown.changed() => {
+                        if chunked {
+                            sock.write_all(b"0\r\n\r\n").await?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the peer has closed its side (a viewer sends nothing after its request; any
+/// bytes it does send are ignored).
+async fn closed(sock: &TcpStream) {
+    loop {
+        if sock.readable().await.is_err() {
+            return;
+        }
+        let mut b = [0u8; 64];
+        match sock.try_read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Logs skips at most once a second per stream.
+fn log_skip(stream: &Stream, now: Duration, viewer_skips: u64) {
+    let ms = now.as_millis() as u64;
+    let last = stream.stats.last_skip_log.load(Relaxed);
+    if ms.saturating_sub(last) >= 1000
+        && stream
+            .stats
+            .last_skip_log
+            .compare_exchange(last, ms, Relaxed, Relaxed)
+            .is_ok()
+    {
+        tracing::info!(
+            stream = %stream.name,
+            total_skips = stream.stats.skips.load(Relaxed),
+            viewer_skips,
+            "a slow viewer skipped to the newest keyframe"
+        );
+    }
+}
+
+fn chunk_size_line(n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    use std::io::Write as _;
+    let mut w = &mut buf[..];
+    let _ = write!(w, "{n:x}\r\n");
+    let left = w.len();
+    &buf[..20 - left]
+}

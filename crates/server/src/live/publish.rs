@@ -1,0 +1,198 @@
+//! A publisher's hold on a stream. Both sources come in here: whole TS packets from HTTP ingest
+//! ([`Publish::packets`]) and FLV tag bodies from RTMP ([`Publish::tag`]). Each is serialised
+//! once per output and pushed under a brief write lock; viewers are woken per
+//! `live::Batch` (the `.ts` ring per video frame, FLV/RTMP per `media_batch` and keyframes).
+//!
+//! ```text
+//!  TS source:   packets ─ Ingest::prepare/commit ─> TS ring + HLS
+//!                       └ FromTs (once FLV/RTMP is wanted) ─> MediaOutputs (FLV + RTMP rings)
+//!  RTMP source: tag body ─ MediaOutputs (FLV + RTMP rings)
+//!                        └ ToTs ─> packets ─ Ingest::prepare/commit ─> TS ring + HLS
+//! ```
+//! Dropped without [`Publish::finish`] (the task was cancelled), the session counts as a
+//! dropped connection: the publisher may come back within the grace period.
+
+use super::{Live, Stream};
+use crate::error::IngestError;
+use bytes::{Bytes, BytesMut};
+use live::{Batch, End, Ingest, MediaOutputs, Slab};
+use media::flv::wire::{classify, Kind};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// RTMP sources without video wake `.ts` viewers at most this often.
+const AUDIO_ONLY_WAKE: Duration = Duration::from_millis(20);
+
+#[derive(Debug)]
+pub struct Publish {
+    live: Arc<Live>,
+    pub stream: Arc<Stream>,
+    ingest: Option<Ingest>,
+    generation: u64,
+    end: Option<End>,
+    /// TS to FLV tags, for the FLV/RTMP outputs of a TS source (once wanted).
+    to_flv: Option<media::flv::FromTs>,
+    tags: Vec<media::flv::Tag>,
+    /// FLV tags to TS, for an RTMP source's TS output.
+    to_ts: media::flv::ToTs,
+    muxed: Vec<u8>,
+    /// Added to an RTMP session's timestamps so that they continue the stream's clock (set at
+    /// its first tag).
+    clock_offset: Option<u32>,
+    wake_ts: Batch,
+    wake_media: Batch,
+}
+
+impl Publish {
+    pub(super) fn new(
+        live: Arc<Live>,
+        stream: Arc<Stream>,
+        ingest: Ingest,
+        generation: u64,
+    ) -> Self {
+        let media_batch = live.config.media_batch;
+        Publish {
+            live,
+            stream,
+            ingest: Some(ingest),
+            generation,
+            end: None,
+            to_flv: None,
+            tags: Vec::new(),
+            to_ts: media::flv::ToTs::default(),
+            muxed: Vec::new(),
+            clock_offset: None,
+            wake_ts: Batch::new(AUDIO_ONLY_WAKE),
+            wake_media: Batch::new(media_batch),
+        }
+    }
+
+    /// Ends the session.
+    pub fn finish(mut self, end: End) {
+        self.end = Some(end);
+    }
+
+    /// Counts bytes received from the publisher.
+    pub fn received(&self, n: usize) {
+        self.stream.stats.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Publishes the whole TS packets a slab holds (HTTP ingest).
+    pub fn slab(&mut self, slab: &mut Slab) -> Result<(), IngestError> {
+        match slab.take_whole(media::ts::PACKET) {
+            Some(packets) => self.packets(packets),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes whole TS packets of a TS source, and, once FLV or RTMP viewers want them, the
+    /// same frames as FLV tags.
+    pub fn packets(&mut self, packets: BytesMut) -> Result<(), IngestError> {
+        if self.to_flv.is_none() && self.stream.media_wanted.load(Relaxed) {
+            self.to_flv = Some(media::flv::FromTs::default());
+        }
+        if let Some(conv) = &mut self.to_flv {
+            self.tags.clear();
+            conv.feed(&packets, &mut self.tags);
+        }
+        if !self.tags.is_empty() {
+            let now = self.live.now();
+            let keyframe = self.tags.iter().any(|t| t.keyframe);
+            let limits = self.live.config.ring;
+            {
+                let mut inner = self.stream.write();
+                let media = inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+                for t in &self.tags {
+                    let kind = Kind {
+                        sequence: t.sequence,
+                        keyframe: t.keyframe,
+                    };
+                    media.push(t.video, &t.body, t.ms, kind, now);
+                }
+            }
+            if self.wake_media.due(keyframe, now) {
+                self.stream.wake_media();
+            }
+        }
+        self.commit(packets, true)
+    }
+
+    /// Publishes one FLV tag body of an RTMP source at `ms`: serialised once for the FLV and
+    /// RTMP outputs, remuxed to TS for the TS output.
+    pub fn tag(&mut self, video: bool, body: &[u8], ms: u32) -> Result<(), IngestError> {
+        let now = self.live.now();
+        let limits = self.live.config.ring;
+        let kind = classify(video, body);
+        let ms = {
+            let mut inner = self.stream.write();
+            let media = inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+            // A publisher that came back within the grace period starts its clock over:
+            // continue the stream's clock instead, for every output.
+            let offset = *self
+                .clock_offset
+                .get_or_insert_with(|| media.continuation(ms));
+            let ms = ms.wrapping_add(offset);
+            media.push(video, body, ms, kind, now);
+            ms
+        };
+        self.muxed.clear();
+        let muxed = if video {
+            self.to_ts.video(body, ms, &mut self.muxed)
+        } else {
+            self.to_ts.audio(body, ms, &mut self.muxed)
+        };
+        muxed.map_err(|source| IngestError::Tag { video, source })?;
+        if self.wake_media.due(kind.keyframe, now) {
+            self.stream.wake_media();
+        }
+        // `.ts` viewers are woken once per video frame (audio waits for the next one), or every
+        // 20 ms without video.
+        let wake = self.wake_ts.due(video, now);
+        if self.muxed.is_empty() {
+            if wake {
+                self.stream.wake_ts();
+            }
+            return Ok(());
+        }
+        let packets = BytesMut::from(Bytes::from(std::mem::take(&mut self.muxed)));
+        self.commit(packets, wake)
+    }
+
+    /// Commits whole TS packets to the ring and HLS; wakes the `.ts` viewers if `wake`.
+    fn commit(&mut self, packets: BytesMut, wake: bool) -> Result<(), IngestError> {
+        let Some(ingest) = self.ingest.as_mut() else {
+            return Ok(());
+        };
+        let data = ingest.prepare(packets).map_err(IngestError::Ts)?;
+        let now = self.live.now();
+        {
+            let mut inner = self.stream.write();
+            let inner = &mut *inner;
+            ingest.commit(data, &mut inner.ring, &mut inner.hls, now);
+            if inner.video_codec != ingest.video_codec() {
+                inner.video_codec = ingest.video_codec();
+                inner.audio_codecs = ingest.audio_codecs().to_vec();
+            }
+            let total = self.stream.stats.bytes_in.load(Relaxed);
+            inner.bitrate.update(total, now);
+        }
+        if wake {
+            // Only `.ts` viewers read this ring; FLV/RTMP viewers have their own wake-ups.
+            self.stream.wake_ts();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Publish {
+    fn drop(&mut self) {
+        let end = self
+            .end
+            .take()
+            .unwrap_or_else(|| End::Dropped("session cancelled".into()));
+        let ingest = self.ingest.take();
+        self.live
+            .end_session(&self.stream, self.generation, end, ingest);
+    }
+}

@@ -1,0 +1,400 @@
+//! The registry of live streams: names, publish keys, the one-publisher rule, and the thin shell
+//! around each stream's [`Lifecycle`]: its transitions are applied here (HLS ended, viewers
+//! woken, the stream forgotten) and its deadlines become timer tasks on the live clock.
+
+use super::{LiveConfig, Output, Publish};
+use crate::error::Error;
+use http::{HeaderMap, Uri};
+use live::{
+    Begin, Bitrate, End, Ingest, Lifecycle, MediaOutputs, Ring, Segmenter, Timing, Transition,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Counters of one stream (read by the API and /metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Connected viewers per [`Output`].
+    pub viewers: [AtomicI64; 3],
+    pub viewers_total: AtomicU64,
+    pub skips: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    pub stalled_disconnects: AtomicU64,
+    pub playlist_requests: AtomicU64,
+    pub segment_requests: AtomicU64,
+    /// Largest lag (units behind the publisher) seen by a viewer when it was woken.
+    pub max_lag_units: AtomicU64,
+    /// Milliseconds on the live clock when a skip was last logged.
+    pub(super) last_skip_log: AtomicU64,
+}
+
+/// A stream's state, behind its lock.
+#[derive(Debug)]
+pub struct Inner {
+    /// MPEG-TS units (every source).
+    pub ring: Ring,
+    /// FLV tags and RTMP messages: always for an RTMP source, from the first FLV or RTMP viewer
+    /// on for a TS source.
+    pub media: Option<MediaOutputs>,
+    pub hls: Segmenter,
+    pub lifecycle: Lifecycle,
+    pub publisher: Option<SocketAddr>,
+    /// Kept here between sessions, taken by the publishing session.
+    pub(super) ingest: Option<Ingest>,
+    pub video_codec: Option<&'static str>,
+    pub audio_codecs: Vec<&'static str>,
+    /// Input rate over the last whole second.
+    pub bitrate: Bitrate,
+}
+
+impl Inner {
+    /// The ring of one output, if the stream has it.
+    pub fn ring(&self, output: Output) -> Option<&Ring> {
+        match output {
+            Output::Ts => Some(&self.ring),
+            Output::Flv => self.media.as_ref().map(|m| &m.flv),
+            Output::Rtmp => self.media.as_ref().map(|m| &m.rtmp),
+        }
+    }
+}
+
+/// One live stream.
+#[derive(Debug)]
+pub struct Stream {
+    pub name: String,
+    /// Distinguishes this stream from an earlier one of the same name (in segment ETags).
+    pub instance: u64,
+    /// On the live clock.
+    pub created: Duration,
+    inner: RwLock<Inner>,
+    /// Wakes `.ts` viewers (and HLS playlist waiters).
+    tick: watch::Sender<u64>,
+    /// Wakes FLV and RTMP viewers, batched (see `LiveConfig::media_batch`).
+    tick_media: watch::Sender<u64>,
+    /// A TS source converts its TS to FLV tags once someone watches FLV or RTMP.
+    pub(super) media_wanted: AtomicBool,
+    pub stats: Stats,
+}
+
+impl Stream {
+    /// The stream's state, for reading. Never held across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure the stream has FLV and RTMP outputs: an RTMP source always has them; a TS source
+    /// gets them from the first FLV or RTMP viewer on (converted from its TS by the publisher;
+    /// that viewer starts at the next keyframe). False for a TS source whose video is not H.264.
+    pub fn want_media(&self, limits: live::Limits) -> bool {
+        let mut inner = self.write();
+        if inner.video_codec.is_some_and(|c| c != "h264") && inner.media.is_none() {
+            return false;
+        }
+        inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+        self.media_wanted.store(true, Relaxed);
+        true
+    }
+
+    /// A receiver of the wake-ups of one output.
+    pub(super) fn subscribe(&self, output: Output) -> watch::Receiver<u64> {
+        match output {
+            Output::Ts => self.tick.subscribe(),
+            Output::Flv | Output::Rtmp => self.tick_media.subscribe(),
+        }
+    }
+
+    /// Wakes every viewer once.
+    pub(super) fn wake(&self) {
+        self.wake_ts();
+        self.wake_media();
+    }
+
+    /// Wakes the `.ts` viewers (and HLS playlist waiters).
+    pub(super) fn wake_ts(&self) {
+        self.tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the FLV and RTMP viewers.
+    pub(super) fn wake_media(&self) {
+        self.tick_media.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// All live streams.
+#[derive(Debug)]
+pub struct Live {
+    pub config: LiveConfig,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    epoch: Instant,
+    next_instance: AtomicU64,
+}
+
+/// A stream name: 1 to 128 of `A-Z a-z 0-9 _ - .`, not starting with a dot.
+pub fn valid_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Compares keys in time independent of where they differ.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The key a publisher presents: `?key=` or `Authorization: Bearer`.
+pub fn presented_key(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    query_key(uri.query()).or_else(|| {
+        let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+    })
+}
+
+/// The `key=` parameter of a query string, percent-decoded.
+pub(super) fn query_key(query: Option<&str>) -> Option<String> {
+    query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| {
+        kv.strip_prefix("key=").map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+impl Live {
+    pub fn new(config: LiveConfig) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            << 20;
+        Live {
+            config,
+            streams: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            next_instance: AtomicU64::new(seed),
+        }
+    }
+
+    /// Time on the live clock: what the rings, segmenters and lifecycles are given.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// The instant of a time on the live clock (for timers).
+    pub(super) fn instant(&self, at: Duration) -> Instant {
+        self.epoch + at
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            grace: self.config.grace,
+            linger: self.config.linger,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Stream>> {
+        self.map().get(name).cloned()
+    }
+
+    /// A stream that a new viewer of `output` can watch: not ended, and for FLV/RTMP one whose
+    /// video those outputs can carry.
+    pub fn watchable(&self, name: &str, output: Output) -> Result<Arc<Stream>, Error> {
+        let s = self.get(name).filter(|s| !s.read().lifecycle.is_ended());
+        let s = s.ok_or_else(|| Error::UnknownStream(name.into()))?;
+        // (The read guard is gone before `want_media` takes the write lock.)
+        if output != Output::Ts && !s.want_media(self.config.ring) {
+            return Err(Error::NoFlvOutput(name.into()));
+        }
+        Ok(s)
+    }
+
+    /// Streams sorted by name.
+    pub fn list(&self) -> Vec<Arc<Stream>> {
+        let mut v: Vec<_> = self.map().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Checks a publisher's key. Without any key configured, only loopback publishers may publish.
+    pub fn authorize(&self, name: &str, key: Option<&str>, peer: IpAddr) -> Result<(), Error> {
+        if !valid_name(name) {
+            return Err(Error::BadStreamName(name.to_string()));
+        }
+        let expected: Vec<&str> = match self.config.keys.get(name) {
+            Some(k) => vec![k.as_str()],
+            None => self.config.global_key.iter().map(String::as_str).collect(),
+        };
+        if expected.is_empty() && self.config.keys.is_empty() {
+            return if peer.is_loopback() {
+                Ok(())
+            } else {
+                Err(Error::PublishNotConfigured(peer))
+            };
+        }
+        match key {
+            None => Err(Error::KeyRequired(name.to_string())),
+            Some(k) if expected.iter().any(|e| same_key(e, k)) => Ok(()),
+            Some(_) => Err(Error::WrongKey(name.to_string())),
+        }
+    }
+
+    /// Takes the stream for a publisher: a new stream, or one whose publisher dropped within
+    /// the grace period (continued seamlessly). A live stream is refused (409).
+    pub fn begin_publish(self: &Arc<Self>, name: &str, peer: SocketAddr) -> Result<Publish, Error> {
+        let mut map = self.map();
+        let now = self.now();
+        if let Some(s) = map.get(name).cloned() {
+            let mut inner = s.write();
+            match inner.lifecycle.begin(now) {
+                Begin::Busy => return Err(Error::StreamBusy(name.to_string())),
+                Begin::Continue { generation } => {
+                    inner.publisher = Some(peer);
+                    inner.hls.discontinuity(now);
+                    let mut ingest = inner.ingest.take().unwrap_or_default();
+                    ingest.new_session();
+                    drop(inner);
+                    tracing::info!(stream = name, %peer, "publisher is back within the grace period; stream continues");
+                    return Ok(Publish::new(self.clone(), s, ingest, generation));
+                }
+                Begin::Replace => {}
+            }
+        }
+        if map.len() >= self.config.max_streams && !map.contains_key(name) {
+            return Err(Error::TooManyStreams(self.config.max_streams));
+        }
+        let (tick, _) = watch::channel(0);
+        let (tick_media, _) = watch::channel(0);
+        let stream = Arc::new(Stream {
+            name: name.to_string(),
+            instance: self.next_instance.fetch_add(1, Relaxed),
+            created: now,
+            inner: RwLock::new(Inner {
+                ring: Ring::new(self.config.ring),
+                media: None,
+                hls: Segmenter::new(self.config.hls),
+                lifecycle: Lifecycle::new(self.timing(), now),
+                publisher: Some(peer),
+                ingest: None,
+                video_codec: None,
+                audio_codecs: Vec::new(),
+                bitrate: Bitrate::new(Duration::from_secs(1), now),
+            }),
+            tick,
+            tick_media,
+            media_wanted: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        // An ended stream of the same name is replaced; its viewers have already been told.
+        map.insert(name.to_string(), stream.clone());
+        tracing::info!(stream = name, %peer, "publishing");
+        Ok(Publish::new(self.clone(), stream, Ingest::default(), 0))
+    }
+
+    /// Session `generation` of a stream ended; `ingest` is kept for a publisher that comes back.
+    pub(super) fn end_session(
+        self: &Arc<Self>,
+        stream: &Arc<Stream>,
+        generation: u64,
+        end: End,
+        ingest: Option<Ingest>,
+    ) {
+        let dropped = match &end {
+            End::Dropped(why) => Some(why.clone()),
+            _ => None,
+        };
+        let transition = {
+            let mut inner = stream.write();
+            let t = inner.lifecycle.end(generation, end, self.now());
+            if t != Transition::None {
+                inner.publisher = None;
+                inner.ingest = ingest;
+            }
+            t
+        };
+        if let (Transition::Reconnecting { .. }, Some(reason)) = (&transition, dropped) {
+            let grace = self.config.grace;
+            tracing::info!(stream = %stream.name, reason, ?grace, "publisher dropped; waiting for it to come back");
+        }
+        self.apply(stream, transition);
+    }
+
+    /// Carries out what the lifecycle decided, and schedules its next deadline.
+    fn apply(self: &Arc<Self>, stream: &Arc<Stream>, transition: Transition) {
+        match transition {
+            Transition::None => return,
+            Transition::Reconnecting { .. } => stream.wake(),
+            Transition::Ended { reason, .. } => {
+                {
+                    let mut inner = stream.write();
+                    inner.publisher = None;
+                    let now = self.now();
+                    inner.hls.end(now);
+                }
+                stream.wake();
+                tracing::info!(stream = %stream.name, reason, "stream ended");
+            }
+            Transition::Forget => {
+                let mut map = self.map();
+                if map
+                    .get(&stream.name)
+                    .is_some_and(|s| Arc::ptr_eq(s, stream))
+                {
+                    map.remove(&stream.name);
+                }
+                return;
+            }
+        }
+        let Some(at) = stream.read().lifecycle.deadline() else {
+            return;
+        };
+        // Outside a runtime (a publisher dropped during shutdown) there is nothing to wake.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (live, stream) = (self.clone(), stream.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(live.instant(at)).await;
+            let t = stream.write().lifecycle.poll(live.now());
+            live.apply(&stream, t);
+        });
+    }
+
+    /// Waits until the stream has a segment to list (a player that asks for the playlist right
+    /// after the publisher started gets one instead of an error), at most `limit`.
+    pub async fn wait_for_segment(&self, name: &str, limit: Duration) {
+        let Some(stream) = self.get(name) else { return };
+        let mut rx = stream.tick.subscribe();
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let inner = stream.read();
+                if !inner.hls.is_empty() || inner.lifecycle.is_ended() {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }
+}
