@@ -1,0 +1,281 @@
+//! The client subcommands: `get` and `seek` (against a running server), `index` (a local file,
+//! no server), `publish` and `watch` (live streams). Results go to standard output, progress and
+//! notes to standard error.
+
+use crate::serve::shutdown_signal;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+/// `get`: fetches `size` bytes of the video at `url` from `offset`, or from the keyframe at or
+/// before the timecode `at`, into `output` or standard output.
+pub async fn get(
+    url: &str,
+    at: Option<&str>,
+    offset: Option<u64>,
+    size: u64,
+    output: Option<&Path>,
+) -> Result<()> {
+    let offset = match (at, offset) {
+        (Some(tc), _) => {
+            let s = client::timecode_to_index(url, tc).await?;
+            eprintln!(
+                "{tc}: keyframe {} ({:.3} s) at byte {}",
+                s.keyframe.timecode.as_deref().unwrap_or("-"),
+                s.keyframe.seconds,
+                s.offset
+            );
+            s.offset
+        }
+        (None, Some(o)) => o,
+        (None, None) => 0,
+    };
+    let n = match output {
+        Some(p) => {
+            let mut f = tokio::fs::File::create(p)
+                .await
+                .with_context(|| format!("creating {}", p.display()))?;
+            client::request_chunk(url, offset, size, &mut f).await?
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            client::request_chunk(url, offset, size, &mut out).await?
+        }
+    };
+    eprintln!("{n} bytes from offset {offset}");
+    Ok(())
+}
+
+/// What `seek` prints: with `--json` this struct as JSON, otherwise one tab-separated line
+/// that starts with the offset.
+#[derive(Debug, Serialize, PartialEq)]
+struct SeekOutput {
+    offset: u64,
+    keyframe_seconds: f64,
+    keyframe_timecode: Option<String>,
+    requested_seconds: f64,
+    frame_rate: Option<String>,
+}
+
+impl From<client::Seek> for SeekOutput {
+    fn from(s: client::Seek) -> Self {
+        SeekOutput {
+            offset: s.offset,
+            keyframe_seconds: s.keyframe.seconds,
+            keyframe_timecode: s.keyframe.timecode,
+            requested_seconds: s.requested.seconds,
+            frame_rate: s.frame_rate,
+        }
+    }
+}
+
+impl SeekOutput {
+    /// `OFFSET<TAB>keyframe TIMECODE (SECONDS s) for REQUESTED (SECONDS s)`.
+    fn line(&self, requested: &str) -> String {
+        format!(
+            "{}\tkeyframe {} ({:.3} s) for {} ({:.3} s)",
+            self.offset,
+            self.keyframe_timecode.as_deref().unwrap_or("-"),
+            self.keyframe_seconds,
+            requested,
+            self.requested_seconds
+        )
+    }
+}
+
+/// `seek`: prints where the keyframe at or before `timecode` starts in the video at `url`.
+pub async fn seek(url: &str, timecode: &str, json: bool) -> Result<()> {
+    let out = SeekOutput::from(client::timecode_to_index(url, timecode).await?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", out.line(timecode));
+    }
+    Ok(())
+}
+
+/// `index`: prints the keyframe table of a local file, or with `at` the one keyframe at or
+/// before that time.
+pub fn index(path: &Path, at: Option<&str>) -> Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let info = media::index(&data).with_context(|| format!("indexing {}", path.display()))?;
+    let rate = info.frame_rate();
+    if let Some(tc) = at {
+        let t = media::timecode::parse(tc, rate)?;
+        let p = info.seek(t)?;
+        println!(
+            "{}\tkeyframe {} ({:.3} s) for {tc}",
+            p.keyframe.offset,
+            rate.map(|r| media::timecode::format(p.keyframe.time, r))
+                .unwrap_or_default(),
+            p.keyframe.time.as_secs_f64()
+        );
+        return Ok(());
+    }
+    let v = info.video.as_ref();
+    println!(
+        "# {} {} {}x{} {} fps, duration {:.3} s, {} keyframes",
+        info.container.name(),
+        v.map_or("-", |v| v.codec.as_str()),
+        v.and_then(|v| v.width).unwrap_or(0),
+        v.and_then(|v| v.height).unwrap_or(0),
+        rate.map_or("-".into(), |r| r.to_string()),
+        info.duration.as_secs_f64(),
+        info.keyframes.len()
+    );
+    if info.keyframes.is_empty() && info.video.is_none() {
+        bail!("{} has no video track to index", path.display());
+    }
+    println!("# index\tseconds\ttimecode\toffset");
+    for (i, k) in info.keyframes.iter().enumerate() {
+        println!(
+            "{i}\t{:.6}\t{}\t{}",
+            k.time.as_secs_f64(),
+            rate.map(|r| media::timecode::format(k.time, r))
+                .unwrap_or_default(),
+            k.offset
+        );
+    }
+    Ok(())
+}
+
+/// `publish`: sends an MPEG-TS file (or an MP4, remuxed to MPEG-TS in memory first) to the live
+/// stream at `url`, paced in real time, once or (`looped`) until interrupted.
+pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) -> Result<()> {
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // MP4 is remuxed to MPEG-TS in memory first (H.264/H.265 + AAC).
+    let data = match media::index::detect(&data) {
+        media::Container::Mp4 => media::ts::mux::from_mp4(&data)
+            .with_context(|| format!("remuxing {} to MPEG-TS", file.display()))?,
+        _ => data,
+    };
+    let publishing = client::live::publish(url, key, data.into(), looped, |p| {
+        eprint!(
+            "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}   ",
+            p.bytes as f64 / 1e6,
+            p.elapsed.as_secs_f64(),
+            p.bytes as f64 * 8.0 / p.elapsed.as_secs_f64().max(0.001) / 1e6,
+            p.loops + 1
+        );
+    });
+    let done = tokio::select! {
+        r = publishing => r?,
+        () = shutdown_signal() => {
+            eprintln!();
+            return Ok(());
+        }
+    };
+    eprintln!(
+        "\rpublished {} bytes in {:.1} s ({} pass{})",
+        done.bytes,
+        done.elapsed.as_secs_f64(),
+        done.loops,
+        if done.loops == 1 { "" } else { "es" }
+    );
+    Ok(())
+}
+
+/// `watch`: reads the live stream at `url`, printing keyframe arrivals and the bitrate, saving
+/// it to `output`, for `duration` seconds or until the stream ends or a signal comes.
+pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> Result<()> {
+    let mut file = match output {
+        Some(p) => Some(
+            tokio::fs::File::create(p)
+                .await
+                .with_context(|| format!("creating {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let duration = duration.map(Duration::from_secs_f64);
+    let events = |e: client::live::WatchEvent<'_>| match e {
+        client::live::WatchEvent::Keyframe(at) => println!("{:8.3} s  keyframe", at.as_secs_f64()),
+        client::live::WatchEvent::Progress(w) => println!(
+            "{:8.3} s  {:.2} Mbit/s, {} bytes, {} keyframes",
+            w.elapsed.as_secs_f64(),
+            w.bitrate / 1e6,
+            w.bytes,
+            w.keyframes
+        ),
+    };
+    let watching = client::live::watch(url, file.as_mut(), duration, events);
+    let seen = tokio::select! {
+        r = watching => r?,
+        () = shutdown_signal() => return Ok(()),
+    };
+    println!(
+        "{} bytes, {} keyframes in {:.1} s; first keyframe after {}; {}",
+        seen.bytes,
+        seen.keyframes,
+        seen.elapsed.as_secs_f64(),
+        seen.first_keyframe.map_or("-".into(), |d| format!(
+            "{:.0} ms",
+            d.as_secs_f64() * 1000.0
+        )),
+        if seen.ended {
+            "the stream ended"
+        } else {
+            "stopped"
+        }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(timecode: Option<&str>, frame_rate: Option<&str>) -> client::Seek {
+        client::Seek {
+            offset: 123456,
+            keyframe: client::TimePoint {
+                seconds: 4154.9,
+                timecode: timecode.map(str::to_string),
+            },
+            keyframe_index: 7,
+            requested: client::TimePoint {
+                seconds: 4154.93,
+                timecode: None,
+            },
+            frame_rate: frame_rate.map(str::to_string),
+            size: 1 << 30,
+        }
+    }
+
+    /// `seek --json` prints valid JSON with the same keys as ever, `null` where the server has no
+    /// timecode or frame rate (it used to print Rust's `Some("...")`/`None` there).
+    #[test]
+    fn seek_json_is_valid_json() {
+        let out = SeekOutput::from(answer(Some("01:09:14;27"), Some("29.97")));
+        let j: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&out).unwrap()).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({
+                "offset": 123456,
+                "keyframe_seconds": 4154.9,
+                "keyframe_timecode": "01:09:14;27",
+                "requested_seconds": 4154.93,
+                "frame_rate": "29.97",
+            })
+        );
+        let out = SeekOutput::from(answer(None, None));
+        let j: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&out).unwrap()).unwrap();
+        assert!(j["keyframe_timecode"].is_null() && j["frame_rate"].is_null());
+    }
+
+    #[test]
+    fn seek_line_starts_with_the_offset() {
+        let out = SeekOutput::from(answer(Some("01:09:14;27"), Some("29.97")));
+        assert_eq!(
+            out.line("1h9m14.93s"),
+            "123456\tkeyframe 01:09:14;27 (4154.900 s) for 1h9m14.93s (4154.930 s)"
+        );
+        let out = SeekOutput::from(answer(None, None));
+        assert_eq!(
+            out.line("4154.93"),
+            "123456\tkeyframe - (4154.900 s) for 4154.93 (4154.930 s)"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! The `serve` config file (`--config zerocast.toml`): its schema (`FileConfig`, strict: unknown
+//! keys are refused) and its merge with the `serve` flags into the server's settings (`merge`,
+//! `apply_live`). Flags win over the file, the file over the server's defaults.
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::size;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use server::Config;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    library: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    cache_size: Option<String>,
+    log_format: Option<LogFormat>,
+    header_read_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    max_ranges: Option<usize>,
+    sendfile_min: Option<String>,
+    /// "0.0.0.0:1935", or "off".
+    rtmp_listen: Option<String>,
+    /// Worker threads (default: one per core; 0: tokio's work-stealing runtime instead).
+    workers: Option<usize>,
+    /// Accept queue length asked of the kernel (capped by net.core.somaxconn).
+    listen_backlog: Option<u32>,
+    #[serde(default)]
+    live: LiveFile,
+}
+
+/// The `[live]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFile {
+    /// A key that may publish any stream.
+    publish_key: Option<String>,
+    /// Per-stream keys: `[live.keys] show = "secret"`.
+    #[serde(default)]
+    keys: HashMap<String, String>,
+    /// Seconds a dropped publisher has to come back.
+    grace_secs: Option<u64>,
+    /// Seconds of stream kept for viewers that lag (the current GOP always).
+    window_secs: Option<u64>,
+    /// Most bytes kept per stream (e.g. "64MiB").
+    window_size: Option<String>,
+    hls_segment_secs: Option<f64>,
+    hls_window: Option<usize>,
+    /// Bits per second above which a publisher is slowed down.
+    max_ingest_bitrate: Option<u64>,
+    viewer_max_skips: Option<usize>,
+    viewer_skip_period_secs: Option<u64>,
+    viewer_stall_timeout_secs: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses the config file at `path`; without one, the empty config (all defaults).
+    pub fn load(path: Option<&Path>) -> Result<FileConfig> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {}", p.display()))
+            }
+            None => Ok(FileConfig::default()),
+        }
+    }
+
+    /// The log format: `--log-format`, else the file's `log_format`, else human-readable.
+    pub fn log_format(&self, flag: Option<LogFormat>) -> LogFormat {
+        flag.or(self.log_format).unwrap_or(LogFormat::Human)
+    }
+}
+
+/// What `serve` runs with: the server's config, and what the library load takes besides.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    /// Memory for titles, in bytes; titles beyond it are mapped from disk.
+    pub cache_budget: u64,
+    /// The library directory (`None`: the embedded demo library).
+    pub library: Option<PathBuf>,
+}
+
+/// Merges the `serve` flags and the config file into the server's settings.
+pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
+    let mut config = Config::default();
+    if let Some(l) = args.listen.or(file.listen) {
+        config.listen = l;
+    }
+    if let Some(s) = file.header_read_timeout_secs {
+        config.header_read_timeout = Duration::from_secs(s.max(1));
+    }
+    if file.workers.is_some() {
+        config.workers = file.workers;
+    }
+    if let Some(b) = file.listen_backlog {
+        config.listen_backlog = b;
+    }
+    if let Some(s) = file.shutdown_grace_secs {
+        config.shutdown_grace = Duration::from_secs(s);
+    }
+    if let Some(m) = file.max_ranges {
+        config.policy.max_ranges = m.max(1);
+    }
+    if let Some(s) = &file.sendfile_min {
+        config.policy.sendfile_min = size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("sendfile_min in the config file")?;
+    }
+    apply_live(&mut config.live, &file.live, &args.publish_keys)?;
+    if let Some(r) = args.rtmp_listen.as_ref().or(file.rtmp_listen.as_ref()) {
+        config.rtmp_listen = match r.as_str() {
+            "off" | "none" => None,
+            a => Some(
+                a.parse()
+                    .with_context(|| format!("rtmp_listen '{a}': expected HOST:PORT or off"))?,
+            ),
+        };
+    }
+    let cache_budget = match (args.cache_size, &file.cache_size) {
+        (Some(s), _) => s,
+        (None, Some(s)) => size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("cache_size in the config file")?,
+        (None, None) => server::default_cache_budget(),
+    };
+    Ok(Settings {
+        config,
+        cache_budget,
+        library: args.library.or(file.library),
+    })
+}
+
+/// Applies the `[live]` table and the `--publish-key` flags (which add to the file's keys, and
+/// replace its `publish_key` with a bare SECRET) to the live settings.
+pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[String]) -> Result<()> {
+    c.global_key.clone_from(&f.publish_key);
+    c.keys.clone_from(&f.keys);
+    for k in flags {
+        match k.split_once('=') {
+            Some((name, secret)) => {
+                if !server::live::valid_name(name) || secret.is_empty() {
+                    bail!("--publish-key {k}: expected NAME=SECRET with a valid stream name");
+                }
+                c.keys.insert(name.to_string(), secret.to_string());
+            }
+            None if !k.is_empty() => c.global_key = Some(k.clone()),
+            None => bail!("--publish-key: empty key"),
+        }
+    }
+    if let Some(s) = f.grace_secs {
+        c.grace = Duration::from_secs(s);
+    }
+    if let Some(s) = f.window_secs {
+        c.ring.max_age = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = &f.window_size {
+        c.ring.max_bytes = size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("live.window_size")? as usize;
+    }
+    if let Some(s) = f.hls_segment_secs {
+        c.hls.min_segment = Duration::from_secs_f64(s.clamp(0.1, 60.0));
+    }
+    if let Some(n) = f.hls_window {
+        c.hls.window = n.max(2);
+    }
+    if let Some(b) = f.max_ingest_bitrate {
+        c.max_ingest_bitrate = b.max(100_000);
+    }
+    if let Some(n) = f.viewer_max_skips {
+        c.viewer.max_skips = n;
+    }
+    if let Some(s) = f.viewer_skip_period_secs {
+        c.viewer.skip_period = Duration::from_secs(s);
+    }
+    if let Some(s) = f.viewer_stall_timeout_secs {
+        c.stall_timeout = Duration::from_secs(s.max(1));
+    }
+    if c.keys.is_empty() && c.global_key.is_none() {
+        tracing::info!(
+            "no publish key configured: only loopback publishers may publish (see --publish-key)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(toml_text: &str) -> FileConfig {
+        toml::from_str(toml_text).expect("a valid config file")
+    }
+
+    /// The `serve` flags in `line`, split at spaces.
+    fn flags(line: &str) -> ServeArgs {
+        use clap::Parser;
+        let argv = ["zerocast", "serve"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Serve(a) => a,
+            c => panic!("not serve: {c:?}"),
+        }
+    }
+
+    /// The example config file in the README is one the server accepts, key for key (the file
+    /// format refuses unknown keys), so the documentation cannot drift from the code.
+    #[test]
+    fn readme_config_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("a toml block in the README")
+            + 8;
+        let len = readme[start..].find("```").expect("its end");
+        let file: FileConfig = toml::from_str(&readme[start..start + len]).expect("parses");
+        assert_eq!(file.workers, Some(4));
+        assert!(file.live.keys.contains_key("show"));
+        let mut config = server::Config::default();
+        apply_live(&mut config.live, &file.live, &[]).expect("live settings apply");
+    }
+
+    #[test]
+    fn without_file_or_flags_the_server_defaults_hold() {
+        let s = merge(ServeArgs::default(), FileConfig::default()).unwrap();
+        let d = Config::default();
+        assert_eq!(s.config.listen, d.listen);
+        assert_eq!(s.config.rtmp_listen, d.rtmp_listen);
+        assert_eq!(s.config.workers, d.workers);
+        assert_eq!(s.config.header_read_timeout, d.header_read_timeout);
+        assert_eq!(s.config.policy.sendfile_min, d.policy.sendfile_min);
+        assert_eq!(s.config.live.global_key, None);
+        assert!(s.config.live.keys.is_empty());
+        assert_eq!(s.cache_budget, server::default_cache_budget());
+        assert_eq!(s.library, None);
+        assert_eq!(FileConfig::default().log_format(None), LogFormat::Human);
+    }
+
+    #[test]
+    fn the_file_wins_over_the_defaults() {
+        let f = file(
+            r#"
+            library = "/srv/videos"
+            listen = "127.0.0.1:9000"
+            cache_size = "2MiB"
+            log_format = "json"
+            header_read_timeout_secs = 0
+            shutdown_grace_secs = 3
+            max_ranges = 0
+            sendfile_min = "64KiB"
+            rtmp_listen = "off"
+            workers = 0
+            listen_backlog = 128
+            [live]
+            publish_key = "any"
+            grace_secs = 7
+            window_secs = 0
+            window_size = "1MiB"
+            hls_segment_secs = 1000.0
+            hls_window = 1
+            max_ingest_bitrate = 1
+            viewer_max_skips = 5
+            viewer_skip_period_secs = 9
+            viewer_stall_timeout_secs = 0
+            [live.keys]
+            show = "secret"
+            "#,
+        );
+        assert_eq!(f.log_format(None), LogFormat::Json);
+        let s = merge(ServeArgs::default(), f).unwrap();
+        let c = &s.config;
+        assert_eq!(s.library, Some(PathBuf::from("/srv/videos")));
+        assert_eq!(s.cache_budget, 2 << 20);
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.rtmp_listen, None);
+        // Values that would disable something are raised to the least that works.
+        assert_eq!(c.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.policy.max_ranges, 1);
+        assert_eq!(c.policy.sendfile_min, 64 << 10);
+        assert_eq!(c.workers, Some(0));
+        assert_eq!(c.listen_backlog, 128);
+        let l = &c.live;
+        assert_eq!(l.global_key.as_deref(), Some("any"));
+        assert_eq!(l.keys.get("show").map(String::as_str), Some("secret"));
+        assert_eq!(l.grace, Duration::from_secs(7));
+        assert_eq!(l.ring.max_age, Duration::from_secs(1));
+        assert_eq!(l.ring.max_bytes, 1 << 20);
+        assert_eq!(l.hls.min_segment, Duration::from_secs(60));
+        assert_eq!(l.hls.window, 2);
+        assert_eq!(l.max_ingest_bitrate, 100_000);
+        assert_eq!(l.viewer.max_skips, 5);
+        assert_eq!(l.viewer.skip_period, Duration::from_secs(9));
+        assert_eq!(l.stall_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = file(
+            r#"
+            library = "/from/file"
+            listen = "127.0.0.1:9000"
+            cache_size = "1GiB"
+            log_format = "json"
+            rtmp_listen = "127.0.0.1:1936"
+            [live]
+            publish_key = "file-key"
+            [live.keys]
+            show = "from-file"
+            other = "kept"
+            "#,
+        );
+        assert_eq!(f.log_format(Some(LogFormat::Human)), LogFormat::Human);
+        let args = flags(
+            "--library /from/flag --listen 127.0.0.1:9001 --cache-size 5MiB --rtmp-listen off \
+             --publish-key flag-key --publish-key show=from-flag",
+        );
+        let s = merge(args, f).unwrap();
+        assert_eq!(s.library, Some(PathBuf::from("/from/flag")));
+        assert_eq!(s.config.listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(s.cache_budget, 5 << 20);
+        assert_eq!(s.config.rtmp_listen, None);
+        let l = &s.config.live;
+        assert_eq!(l.global_key.as_deref(), Some("flag-key"));
+        assert_eq!(l.keys.get("show").map(String::as_str), Some("from-flag"));
+        assert_eq!(l.keys.get("other").map(String::as_str), Some("kept"));
+        // And an address flag over the file's `off`.
+        let args = flags("--rtmp-listen 127.0.0.1:1937");
+        let s = merge(args, file("rtmp_listen = 'off'")).unwrap();
+        assert_eq!(s.config.rtmp_listen, "127.0.0.1:1937".parse().ok());
+    }
+
+    /// Each case: `FLAGS | CONFIG FILE => the error says`.
+    #[test]
+    fn bad_values_get_a_clear_error() {
+        for case in [
+            " | sendfile_min = 'lots' => sendfile_min in the config file: 'lots' is not a size",
+            " | cache_size = '3 parsecs' => cache_size in the config file: unknown size unit",
+            " | [live]\nwindow_size = 'big' => live.window_size: 'big' is not a size",
+            " | rtmp_listen = 'nowhere' => rtmp_listen 'nowhere': expected HOST:PORT or off",
+            "--rtmp-listen 1935 | => rtmp_listen '1935': expected HOST:PORT or off",
+            "--publish-key a/b=x | => --publish-key a/b=x: expected NAME=SECRET with a valid",
+            "--publish-key show= | => --publish-key show=: expected NAME=SECRET",
+            "--publish-key= | => --publish-key: empty key",
+        ] {
+            let (input, expected) = case.split_once(" => ").unwrap();
+            let (args, toml_text) = input.split_once('|').unwrap();
+            let e = merge(flags(args), file(toml_text)).expect_err(case);
+            assert!(format!("{e:#}").contains(expected), "{case}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn the_file_is_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zerocast.toml");
+        for (text, expected) in [
+            ("listen_port = 80", "unknown field `listen_port`"),
+            ("[live]\nwindow = 3", "unknown field `window`"),
+            (r#"listen = "port 80""#, "invalid socket address"),
+            (r#"log_format = "xml""#, "unknown variant `xml`"),
+            ("workers = -1", "invalid value"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = format!("{:#}", FileConfig::load(Some(&path)).expect_err(text));
+            let context = format!("config file {}: ", path.display());
+            assert!(
+                e.starts_with(&context) && e.contains(expected),
+                "{text}: {e}"
+            );
+        }
+        let missing = dir.path().join("missing.toml");
+        let e = format!("{:#}", FileConfig::load(Some(&missing)).unwrap_err());
+        assert!(
+            e.starts_with(&format!("reading {}", missing.display())),
+            "{e}"
+        );
+        std::fs::write(&path, "workers = 2").unwrap();
+        assert_eq!(FileConfig::load(Some(&path)).unwrap().workers, Some(2));
+    }
+}

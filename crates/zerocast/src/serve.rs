@@ -1,0 +1,155 @@
+//! The `serve` subcommand: merges flags and config file, loads the library (with a progress bar
+//! on a terminal, log lines otherwise) or the embedded demo library, binds and runs the server
+//! until SIGINT/SIGTERM (`shutdown_signal`, also used by `publish` and `watch`).
+
+use crate::cli::ServeArgs;
+use crate::config::{self, FileConfig};
+use crate::demo;
+use anyhow::{Context, Result};
+use server::{Library, LoadEvent, Server};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Runs `serve` with its flags and the config file already read.
+pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
+    let config::Settings {
+        config,
+        cache_budget: budget,
+        library,
+    } = config::merge(args, file)?;
+    let library = match library {
+        Some(dir) => {
+            let dir2 = dir.clone();
+            tokio::task::spawn_blocking(move || load_library(&dir2, budget))
+                .await?
+                .with_context(|| format!("loading the library {}", dir.display()))?
+        }
+        None => {
+            tracing::info!("no --library given: serving the embedded demo library");
+            let lib = Library::from_static(demo::FILES, SystemTime::now());
+            for t in lib.titles() {
+                report(&LoadEvent::Loaded {
+                    title: t,
+                    bytes: t.data.len() as u64,
+                    read: Duration::ZERO,
+                    indexed: Duration::ZERO,
+                });
+            }
+            lib
+        }
+    };
+    let server = Server::bind(config, library).await?;
+    tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
+    if let Some(a) = server.rtmp_addr() {
+        tracing::info!(addr = %a, "RTMP ingest: rtmp://{a}/live/NAME");
+    }
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Loads the library in `dir`: a progress bar on a terminal, a log line per title otherwise;
+/// then one summary log line.
+fn load_library(dir: &Path, budget: u64) -> Result<Library> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} loading [{bar:40}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = std::time::Instant::now();
+    let (mut read_time, mut index_time) = (Duration::ZERO, Duration::ZERO);
+    let lib = Library::load(dir, budget, |ev| match (&bar, &ev) {
+        (_, LoadEvent::Loaded { read, indexed, .. }) if bar.is_none() => {
+            read_time += *read;
+            index_time += *indexed;
+            report(&ev)
+        }
+        (Some(b), LoadEvent::Found { bytes, .. }) => b.set_length(*bytes),
+        (
+            Some(b),
+            LoadEvent::Loaded {
+                title,
+                bytes,
+                read,
+                indexed,
+            },
+        ) => {
+            read_time += *read;
+            index_time += *indexed;
+            b.inc(*bytes);
+            b.set_message(title.id.clone());
+            if let Err(e) = &title.index {
+                b.suspend(|| tracing::warn!(id = %title.id, reason = %e, "cannot index; served as plain bytes without seek"));
+            }
+        }
+        _ => report(&ev),
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let bytes: u64 = lib.titles().map(|t| t.data.len() as u64).sum();
+    let cached: u64 = lib
+        .titles()
+        .filter(|t| t.cached)
+        .map(|t| t.data.len() as u64)
+        .sum();
+    tracing::info!(
+        titles = lib.len(),
+        bytes,
+        cached_bytes = cached,
+        mapped_bytes = bytes - cached,
+        index_bytes = lib.titles().map(|t| t.index_bytes()).sum::<usize>(),
+        seconds = started.elapsed().as_secs_f64(),
+        read_seconds = read_time.as_secs_f64(),
+        index_seconds = index_time.as_secs_f64(),
+        "library loaded"
+    );
+    Ok(lib)
+}
+
+/// One log line for a library load event.
+fn report(ev: &LoadEvent<'_>) {
+    match ev {
+        LoadEvent::Found { files, bytes } => tracing::info!(files, bytes, "scanning library"),
+        LoadEvent::Loaded { title, bytes, .. } => match &title.index {
+            Ok(i) => tracing::info!(
+                id = %title.id, bytes, container = title.container.name(), cached = title.cached,
+                keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), "loaded"
+            ),
+            Err(e) => {
+                tracing::warn!(id = %title.id, bytes, reason = %e, "cannot index; served as plain bytes without seek")
+            }
+        },
+        LoadEvent::Skipped { path, reason } => {
+            tracing::warn!(path = %path.display(), %reason, "skipped")
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("signal received");
+}
