@@ -10,6 +10,6 @@ pub(crate) struct State {
     pub library: Library,
     pub live: Arc<Live>,
     pub config: Config,
-    /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1.rs).
+    /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1/handover.rs).
     pub http: hyper::server::conn::http1::Builder,
 }
