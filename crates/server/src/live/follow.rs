@@ -7,7 +7,7 @@
 use super::{Live, Output, Stream};
 use crate::date;
 use crate::vectored;
-use live::{Stall, Step, Viewer};
+use live::{RateLimit, Stall, Step, Viewer};
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -90,6 +90,8 @@ pub(crate) async fn follow(
     let policy = live.config.viewer;
     let mut rx = stream.subscribe(output);
     let mut viewer = Viewer::default();
+    let input_limit = RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now());
+    let mut input: u64 = 0;
     loop {
         rx.borrow_and_update();
         let now = live.now();
@@ -150,7 +152,12 @@ pub(crate) async fn follow(
             Step::Wait => {
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return Ok(()) },
-                    () = closed(sock) => return Ok(()),
+                    why = closed(sock, live, &input_limit, &mut input) => {
+                        if why == Input::TooMuch {
+                            tracing::info!(stream = %stream.name, bytes = input, "viewer sent more than a viewer may; disconnected");
+                        }
+                        return Ok(());
+                    }
                     _ = shutdown.changed() => {
                         if chunked {
                             sock.write_all(b"0\r\n\r\n").await?;
@@ -163,19 +170,48 @@ pub(crate) async fn follow(
     }
 }
 
-/// Resolves when the peer has closed its side (a viewer sends nothing after its request; any
-/// bytes it does send are ignored).
-async fn closed(sock: &TcpStream) {
+/// What a viewer may send after its request: a burst of this much, then this rate. An HTTP
+/// viewer has nothing to send; an RTMP player sends acknowledgements and pings (a few bytes per
+/// megabyte watched). More than this ends the connection.
+const VIEWER_INPUT_BURST: Duration = Duration::from_secs(8);
+const VIEWER_INPUT_BITS_PER_SECOND: u64 = 64 * 1024;
+/// Most bytes discarded per wake-up before the task yields to the others on its worker.
+const VIEWER_INPUT_PER_WAKE: usize = 4096;
+
+/// Why a viewer's own input ended its connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Input {
+    /// It closed its side, or the socket failed.
+    Closed,
+    /// It sent more than a viewer may.
+    TooMuch,
+}
+
+/// Resolves when the peer has closed its side or has sent more than a viewer may (see
+/// `VIEWER_INPUT_*`). What it sends is discarded; each wake-up reads at most
+/// `VIEWER_INPUT_PER_WAKE` bytes and then yields, so a viewer that sends as fast as it can
+/// never keeps its worker from the other connections.
+async fn closed(sock: &TcpStream, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
+    let mut b = [0u8; 1024];
     loop {
         if sock.readable().await.is_err() {
-            return;
+            return Input::Closed;
         }
-        let mut b = [0u8; 64];
-        match sock.try_read(&mut b) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        let mut this_wake = 0;
+        while this_wake < VIEWER_INPUT_PER_WAKE {
+            match sock.try_read(&mut b) {
+                Ok(0) => return Input::Closed,
+                Ok(n) => this_wake += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Input::Closed,
+            }
+        }
+        *received += this_wake as u64;
+        if limit.wait(*received, live.now()).is_some() {
+            return Input::TooMuch;
+        }
+        if this_wake >= VIEWER_INPUT_PER_WAKE {
+            tokio::task::yield_now().await;
         }
     }
 }
