@@ -237,6 +237,17 @@ mod tests {
                 Some(Route::Watch("show", Output::Flv)),
             ),
             (&get, "/live/show", None),
+            // Exactly one output suffix is taken off: a stream may be named `cam2.ts`.
+            (
+                &get,
+                "/live/cam2.ts.ts",
+                Some(Route::Watch("cam2.ts", Output::Ts)),
+            ),
+            (
+                &get,
+                "/live/cam.ts.flv",
+                Some(Route::Watch("cam.ts", Output::Flv)),
+            ),
             (&put, "/live/show", Some(Route::Publish("show"))),
             (
                 &Method::POST,

@@ -192,28 +192,38 @@ enum Input {
 /// `VIEWER_INPUT_PER_WAKE` bytes and then yields, so a viewer that sends as fast as it can
 /// never keeps its worker from the other connections.
 async fn closed(sock: &TcpStream, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
-    let mut b = [0u8; 1024];
     loop {
         if sock.readable().await.is_err() {
             return Input::Closed;
         }
-        let mut this_wake = 0;
-        while this_wake < VIEWER_INPUT_PER_WAKE {
-            match sock.try_read(&mut b) {
-                Ok(0) => return Input::Closed,
-                Ok(n) => this_wake += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Input::Closed,
-            }
-        }
-        *received += this_wake as u64;
+        let Some(n) = discard(sock) else {
+            return Input::Closed;
+        };
+        *received += n as u64;
         if limit.wait(*received, live.now()).is_some() {
             return Input::TooMuch;
         }
-        if this_wake >= VIEWER_INPUT_PER_WAKE {
+        if n >= VIEWER_INPUT_PER_WAKE {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Reads and drops what the socket holds, up to `VIEWER_INPUT_PER_WAKE` bytes; `None` when the
+/// peer has closed or the socket failed. Not async, so its buffer is on the stack for the call
+/// only, not in every viewer's future.
+fn discard(sock: &TcpStream) -> Option<usize> {
+    let mut b = [0u8; 1024];
+    let mut n = 0;
+    while n < VIEWER_INPUT_PER_WAKE {
+        match sock.try_read(&mut b) {
+            Ok(0) => return None,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return None,
+        }
+    }
+    Some(n)
 }
 
 /// Logs skips at most once a second per stream.
