@@ -32,8 +32,14 @@ fn ffmpeg_seeks_and_decodes_a_frame_over_http() {
             "1",
             png.to_str().unwrap(),
         ]);
-        let size = std::fs::metadata(&png).unwrap().len();
-        assert!(size > 1000, "{name}: a real picture, got {size} bytes");
+        // A real picture: a PNG of the video's 320x180 (its IHDR's width and height).
+        let png = std::fs::read(&png).unwrap();
+        assert_eq!(&png[12..16], b"IHDR", "{name}");
+        let (w, h) = (
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            u32::from_be_bytes(png[20..24].try_into().unwrap()),
+        );
+        assert_eq!((w, h), (320, 180), "{name}: picture size");
     }
 }
 
@@ -73,18 +79,7 @@ fn ffprobe_reports_the_duration_over_http() {
 fn ffmpeg_decodes_whole_files_without_errors() {
     let srv = TestServer::demo();
     for name in DEMO {
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-nostdin", "-i"])
-            .arg(srv.url(&format!("/videos/{name}")))
-            .args(["-f", "null", "-"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name}");
-        assert!(
-            out.stderr.is_empty(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_decodes_without_errors(&srv.url(&format!("/videos/{name}")), None);
     }
 }
 
@@ -137,7 +132,12 @@ fn cli_get_at_returns_the_bytes_at_the_offset_seek_printed() {
             .unwrap();
         assert_eq!(local_off, offset);
     }
-    // --offset and a size past the end: the rest of the file.
+}
+
+#[test]
+fn cli_get_with_an_offset_and_a_size_past_the_end_returns_the_rest() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
     let url = srv.url("/videos/clip.ts");
     let out = dir.path().join("tail");
     let get = zerocast(&[
@@ -155,8 +155,14 @@ fn cli_get_at_returns_the_bytes_at_the_offset_seek_printed() {
         std::fs::read(&out).unwrap(),
         &std::fs::read(demo_dir().join("clip.ts")).unwrap()[330000..]
     );
-    // To stdout.
+}
+
+#[test]
+fn cli_get_without_an_output_file_writes_to_stdout() {
+    let srv = TestServer::demo();
+    let url = srv.url("/videos/clip.ts");
     let get = zerocast(&["get", &url, "--offset", "188", "--size", "188"]);
+    assert!(get.status.success());
     assert_eq!(
         get.stdout,
         &std::fs::read(demo_dir().join("clip.ts")).unwrap()[188..376]
@@ -176,9 +182,8 @@ fn cli_index_prints_the_keyframe_table() {
 }
 
 #[test]
-fn cli_errors_are_clear_with_nonzero_exit() {
-    let srv = TestServer::demo();
-    // Server down: a port nobody listens on.
+fn cli_says_it_cannot_connect_when_the_server_is_down() {
+    // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -186,15 +191,27 @@ fn cli_errors_are_clear_with_nonzero_exit() {
     let out = zerocast(&["seek", &format!("http://{closed}/videos/x.mp4"), "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
-    // Unknown id.
+}
+
+#[test]
+fn cli_names_an_unknown_id() {
+    let srv = TestServer::demo();
     let out = zerocast(&["get", &srv.url("/videos/nope.mp4"), "--size", "10"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no title with id 'nope.mp4'"));
-    // Bad timecode.
+}
+
+#[test]
+fn cli_says_which_frame_of_a_timecode_is_out_of_range() {
+    let srv = TestServer::demo();
     let out = zerocast(&["seek", &srv.url("/videos/clip.ts"), "00:00:00:99"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame 99 out of range"));
-    // Offset past the end.
+}
+
+#[test]
+fn cli_says_an_offset_is_past_the_end() {
+    let srv = TestServer::demo();
     let out = zerocast(&[
         "get",
         &srv.url("/videos/clip.ts"),
@@ -205,19 +222,19 @@ fn cli_errors_are_clear_with_nonzero_exit() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
-    // Bad size and bad URL are usage errors.
-    assert_eq!(
-        zerocast(&["get", &srv.url("/videos/clip.ts"), "--size", "lots"])
-            .status
-            .code(),
-        Some(2)
-    );
-    assert_eq!(
-        zerocast(&["get", "ftp://x/videos/a", "--size", "1"])
-            .status
-            .code(),
-        Some(1)
-    );
+}
+
+#[test]
+fn cli_bad_size_is_a_usage_error() {
+    let srv = TestServer::demo();
+    let out = zerocast(&["get", &srv.url("/videos/clip.ts"), "--size", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn cli_a_url_that_is_not_http_is_an_error() {
+    let out = zerocast(&["get", "ftp://x/videos/a", "--size", "1"]);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
@@ -336,7 +353,12 @@ fn serve_reads_a_config_file_and_flags_win() {
     assert_eq!(list[0]["id"], "only.ts");
     assert_eq!(list[0]["cached_in_memory"], true);
     assert_eq!(keys, [401, 403, 200, 200]);
-    // A bad config file is a clear error.
+}
+
+#[test]
+fn serve_with_a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("zerocast.toml");
     std::fs::write(&cfg, "listen = 5\n").unwrap();
     let out = zerocast(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

@@ -158,10 +158,14 @@ fn seek_answers_agree_with_ffprobe_at_random_times() {
     }
 }
 
+fn ntsc_seek(srv: &TestServer, t: &str) -> Resp {
+    srv.get(&format!("/api/videos/ntsc-moov-at-end.mp4/seek?t={t}"), &[])
+}
+
 #[test]
-fn ntsc_drop_frame_timecodes() {
+fn ntsc_drop_frame_timecodes_land_on_the_right_keyframe() {
     let srv = TestServer::demo();
-    let seek = |t: &str| srv.get(&format!("/api/videos/ntsc-moov-at-end.mp4/seek?t={t}"), &[]);
+    let seek = |t: &str| ntsc_seek(&srv, t);
     let info = srv.get("/api/videos/ntsc-moov-at-end.mp4", &[]).json();
     assert_eq!(info["frame_rate"], "30000/1001");
     // The clip has B-frames: ffprobe shows decode order differing from presentation order.
@@ -180,30 +184,44 @@ fn ntsc_drop_frame_timecodes() {
     // One frame earlier (frame 1799) belongs to the previous GOP.
     let before = seek("00:00:59;29").json();
     assert!((before["keyframe"]["seconds"].as_f64().unwrap() - 58.058).abs() < 1e-6);
+    // Other forms land on the same keyframe.
+    for t in ["60.06", "00:01:00.060", "1m0.06s"] {
+        assert_eq!(seek(t).json()["offset"], j["offset"], "{t}");
+    }
+}
+
+#[test]
+fn drop_frame_labels_that_do_not_exist_are_400() {
+    let srv = TestServer::demo();
     // Frames ;00 and ;01 do not exist at minute 1.
-    let bad = seek("00:01:00;00");
+    let bad = ntsc_seek(&srv, "00:01:00;00");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"]
         .as_str()
         .unwrap()
         .contains("do not exist"));
-    // Other forms land on the same keyframe.
-    for t in ["60.06", "00:01:00.060", "1m0.06s"] {
-        assert_eq!(seek(t).json()["offset"], j["offset"], "{t}");
-    }
-    // Past the end and malformed: 400 saying which.
-    let past = seek("00:02:00;02");
+}
+
+#[test]
+fn a_time_past_the_end_is_400() {
+    let srv = TestServer::demo();
+    let past = ntsc_seek(&srv, "00:02:00;02");
     assert_eq!(past.status, 400);
     assert!(past.json()["error"]
         .as_str()
         .unwrap()
         .contains("past the end"));
+}
+
+#[test]
+fn malformed_or_missing_times_are_400_saying_which() {
+    let srv = TestServer::demo();
     for (t, why) in [
         ("00:00:00:30", "frame 30 out of range"),
         ("banana", "unknown unit"),
         ("1:2:3:4:5", "expected"),
     ] {
-        let r = seek(t);
+        let r = ntsc_seek(&srv, t);
         assert_eq!(r.status, 400, "{t}");
         let e = r.json()["error"].as_str().unwrap().to_string();
         assert!(e.contains(why), "{t}: {e}");
@@ -212,6 +230,11 @@ fn ntsc_drop_frame_timecodes() {
         srv.get("/api/videos/ntsc-moov-at-end.mp4/seek", &[]).status,
         400
     );
+}
+
+#[test]
+fn seeking_in_an_unknown_title_is_404() {
+    let srv = TestServer::demo();
     assert_eq!(srv.get("/api/videos/nope.mp4/seek?t=1", &[]).status, 404);
 }
 

@@ -2,6 +2,10 @@
 //! went over the wire, and ffprobe as the oracle.
 #![allow(dead_code)]
 
+pub mod fixtures;
+pub mod live;
+pub mod ts;
+
 use server::{Config, Library, Server};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -227,6 +231,16 @@ pub fn ffprobe_keyframes(input: &str) -> Vec<(f64, u64)> {
     keys
 }
 
+/// Video frames per ffprobe as (pts seconds, keyframe), in presentation order.
+pub fn ffprobe_frames(input: &str) -> Vec<(f64, bool)> {
+    let mut v: Vec<(f64, bool)> = ffprobe_video_packets(input)
+        .iter()
+        .map(|p| (p.0, p.2))
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
 pub fn ffmpeg(args: &[&str]) {
     require("ffmpeg");
     let out = Command::new("ffmpeg")
@@ -283,21 +297,28 @@ pub fn codecs(input: &str) -> Vec<String> {
     c
 }
 
-/// ffmpeg decodes `secs` seconds of `input` without a single error, and ffprobe finds H.264 and
-/// AAC in it (an RTMP input may also show ffmpeg's data streams for RTMP's own messages).
-pub fn assert_plays_h264_aac(input: &str, secs: &str) {
+/// ffmpeg decodes `input` (its first `secs` seconds, or all of it) without a single error.
+#[track_caller]
+pub fn assert_decodes_without_errors(input: &str, secs: Option<&str>) {
     require("ffmpeg");
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v", "error", "-nostdin", "-i", input, "-t", secs, "-f", "null", "-",
-        ])
-        .output()
-        .expect("ffmpeg");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-v", "error", "-nostdin", "-i", input]);
+    if let Some(t) = secs {
+        c.args(["-t", t]);
+    }
+    let out = c.args(["-f", "null", "-"]).output().expect("ffmpeg");
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{input}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// ffmpeg decodes `secs` seconds of `input` without a single error, and ffprobe finds H.264 and
+/// AAC in it (an RTMP input may also show ffmpeg's data streams for RTMP's own messages).
+#[track_caller]
+pub fn assert_plays_h264_aac(input: &str, secs: &str) {
+    assert_decodes_without_errors(input, Some(secs));
     let found = codecs(input);
     assert!(
         found.iter().any(|c| c == "h264") && found.iter().any(|c| c == "aac"),
