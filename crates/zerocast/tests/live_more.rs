@@ -1,0 +1,415 @@
+//! Live, continued: slow, stalled and fast viewers of a fast publisher, bad input, other codecs,
+//! the CLI, and a TS source's other outputs (the first half is live.rs).
+
+mod common;
+
+use common::fixtures::{audio_only_ts, hevc_opus_ts, live_ts};
+use common::live::{
+    ffmpeg_publish, raw_publish, send_raw, server, stream_doc, ts_publisher, wait_for,
+    wait_for_within, Proc, Reading, Viewer,
+};
+use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
+use common::TestServer;
+use serde_json::json;
+use server::live::LiveConfig;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One stream, `show`, that ffmpeg publishes over PUT in real time, for the tests that only watch
+fn fixture_bytes() -> Vec<u8> {
+    std::fs::read(live_ts()).unwrap()
+}
+
+/// The error document the server answers with.
+fn error_doc(status: u16, error: &str) -> serde_json::Value {
+    json!({ "status": status, "error": error })
+}
+
+// --- Slow, stalled and fast viewers of a fast publisher ------------------------------------------
+
+/// An 8 MiB ring of at most 4 s, two skips allowed, a 2 s stall timeout, a 40 Mbit/s ingest limit.
+fn flood_config(c: &mut LiveConfig) {
+    c.ring.max_bytes = 8 << 20;
+    c.ring.max_age = Duration::from_secs(4);
+    c.viewer.max_skips = 2;
+    c.stall_timeout = Duration::from_secs(2);
+    c.max_ingest_bitrate = 40_000_000;
+}
+
+/// ffmpeg pushes the fixture, looped, as fast as it can (no -re): several times its real rate,
+/// held to the ingest limit.
+fn flood(s: &TestServer) -> Proc {
+    let p = ffmpeg_publish(
+        &live_ts(),
+        &["-stream_loop", "150"],
+        "mpegts",
+        &[],
+        &s.url("/live/fast"),
+    );
+    wait_for(s, "fast", "start", |d| d["ring_units"].as_u64() > Some(3));
+    p
+}
+
+/// Slow viewers need a few ring turnovers to be dropped: more time than the other waits.
+const DROP_WAIT: Duration = Duration::from_secs(60);
+
+fn slow_viewer(s: &TestServer) -> Viewer {
+    let slow = Reading::Slow {
+        size: 4096,
+        pause: Duration::from_millis(20),
+    };
+    Viewer::start(s.addr, "/live/fast.ts", slow)
+}
+
+#[test]
+fn a_slow_viewer_skips_to_the_newest_keyframe_twice_then_is_dropped() {
+    let s = server(flood_config);
+    let _publisher = flood(&s);
+    let slow = slow_viewer(&s);
+    let d = wait_for_within(&s, "fast", "the slow viewer dropped", DROP_WAIT, |d| {
+        d["slow_disconnects"] == 1 && d["viewers"]["ts"] == 0
+    });
+    // Two skips allowed; the third time it falls out of the ring it is dropped instead.
+    assert_eq!(d["skips"], 2, "{d}");
+    assert_eq!(d["stalled_disconnects"], 0, "{d}");
+    let (_, ts, _) = slow.stop();
+    assert_starts_with_psi_and_keyframe(&ts);
+}
+
+#[test]
+fn a_stalled_viewer_is_dropped_after_the_stall_timeout() {
+    let s = server(flood_config);
+    let _publisher = flood(&s);
+    let stalled = Viewer::start(s.addr, "/live/fast.ts", Reading::Stalled);
+    let d = wait_for(&s, "fast", "the stalled viewer dropped", |d| {
+        d["stalled_disconnects"] == 1 && d["viewers"]["ts"] == 0
+    });
+    assert_eq!(
+        d["skips"], 0,
+        "dropped for taking nothing, not for skipping: {d}"
+    );
+    assert_eq!(d["slow_disconnects"], 0, "{d}");
+    drop(stalled);
+}
+
+#[test]
+fn fast_viewers_get_every_byte_while_slow_and_stalled_ones_are_dropped() {
+    let s = server(flood_config);
+    let _publisher = flood(&s);
+    let fast: Vec<Viewer> = (0..3)
+        .map(|_| Viewer::start(s.addr, "/live/fast.ts", Reading::Fast))
+        .collect();
+    let _slow = slow_viewer(&s);
+    let _stalled = Viewer::start(s.addr, "/live/fast.ts", Reading::Stalled);
+    let d = wait_for_within(
+        &s,
+        "fast",
+        "slow and stalled viewers dropped",
+        DROP_WAIT,
+        |d| d["slow_disconnects"] == 1 && d["stalled_disconnects"] == 1 && d["viewers"]["ts"] == 3,
+    );
+    // Only the slow viewer ever skipped.
+    assert_eq!(d["skips"], 2, "{d}");
+    for v in fast {
+        assert!(!v.finished(), "fast viewers stay connected");
+        let (_, ts, _) = v.stop();
+        // A bound, not a value (how much a viewer holds depends on when it is stopped): more than
+        // the 8 MiB ring holds, so it kept up through whole turnovers of the ring while the slow
+        // viewer fell out of it three times.
+        assert!(ts.len() > 8 << 20, "a fast viewer got {} bytes", ts.len());
+        assert_starts_with_psi_and_keyframe(&ts);
+        assert_continuous(&ts, "a fast viewer");
+    }
+}
+
+#[test]
+fn under_a_fast_publisher_the_ring_never_holds_more_than_its_byte_limit() {
+    let s = server(flood_config);
+    let _publisher = flood(&s);
+    let mut max_ring = 0;
+    // Twice the ring's limit through the ring.
+    wait_for(&s, "fast", "16 MiB in", |d| {
+        max_ring = max_ring.max(d["ring_bytes"].as_u64().unwrap());
+        d["bytes_in"].as_u64() >= Some(2 * (8 << 20))
+    });
+    assert!(max_ring <= 8 << 20, "ring held {max_ring} bytes");
+    let stream = s.live.get("fast").unwrap();
+    let inner = stream.read();
+    assert!(inner.ring.bytes() <= 8 << 20);
+    assert!(inner.hls.bytes() <= 64 << 20);
+}
+
+#[test]
+fn a_publisher_faster_than_the_ingest_limit_is_held_to_it() {
+    let s = server(flood_config);
+    let spawned = Instant::now();
+    let _publisher = flood(&s);
+    // The limit: 5 MB/s after a 2 s burst, counted from the session's start (after the spawn),
+    // plus at most one read (a 256 KiB slab) beyond it.
+    let rate = 40_000_000 / 8;
+    let d = wait_for(&s, "fast", "25 MB in", |d| {
+        let bytes_in = d["bytes_in"].as_u64().unwrap();
+        let allowed = rate as f64 * (2.0 + spawned.elapsed().as_secs_f64()) + (256 << 10) as f64;
+        assert!(
+            bytes_in as f64 <= allowed,
+            "{bytes_in} bytes in, {allowed} allowed"
+        );
+        bytes_in >= 25_000_000
+    });
+    // The measured rate: 40 Mbit/s, with a short burst.
+    assert!(d["input_bitrate"].as_u64().unwrap() < 48_000_000, "{d}");
+}
+
+// --- Bad input ------------------------------------------------------------------------------------
+
+#[test]
+fn random_bytes_get_400_and_publish_nothing() {
+    let s = server(|_| {});
+    let mut rng = fastrand::Rng::with_seed(3);
+    let junk: Vec<u8> = (0..PACKET * 10).map(|_| rng.u8(..)).collect();
+    let head = format!(
+        "PUT /live/junk HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        junk.len()
+    );
+    let r = send_raw(s.addr, &head, &junk);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json(),
+        error_doc(
+            400,
+            "bad live input: malformed mpegts: no sync byte at offset 0"
+        )
+    );
+    let d = stream_doc(&s, "junk").unwrap();
+    assert_eq!(d["state"], "ended");
+    assert_eq!(d["ring_units"], 0);
+    assert_eq!(s.get("/healthz", &[]).status, 200, "the server carries on");
+}
+
+#[test]
+fn a_stream_cut_mid_packet_publishes_its_whole_packets() {
+    let s = server(|_| {});
+    let data = fixture_bytes();
+    let cut = &data[..PACKET * 500 + 100];
+    let head = format!(
+        "PUT /live/cut HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        cut.len()
+    );
+    assert_eq!(send_raw(s.addr, &head, cut).status, 200);
+    let d = stream_doc(&s, "cut").unwrap();
+    assert_eq!(d["bytes_in"], cut.len() as u64);
+    assert_eq!(
+        d["ring_bytes"],
+        PACKET as u64 * 500,
+        "the partial packet dropped"
+    );
+    assert_eq!(d["end_reason"], "publisher finished");
+}
+
+#[test]
+fn malformed_chunked_framing_gets_400() {
+    let s = server(|_| {});
+    let r = send_raw(
+        s.addr,
+        "POST /live/chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json(),
+        error_doc(
+            400,
+            "bad live input: malformed chunked encoding: bad chunk size line"
+        )
+    );
+    assert_eq!(s.get("/healthz", &[]).status, 200, "the server carries on");
+}
+
+#[test]
+fn without_a_keyframe_viewers_wait_and_the_ring_stays_bounded() {
+    let s = server(|c| c.ring.max_bytes = 256 << 10);
+    // Audio only, four times over: no keyframe at all, four times the ring's limit.
+    let audio = std::fs::read(audio_only_ts()).unwrap();
+    let big = audio.repeat(4);
+    assert!(big.len() > 256 << 10);
+    let post = raw_publish(s.addr, "/live/nokey", &big);
+    let d = wait_for(&s, "nokey", "all data", |d| {
+        d["bytes_in"].as_u64() == Some(big.len() as u64)
+    });
+    assert!(d["ring_bytes"].as_u64().unwrap() <= 256 << 10, "{d}");
+    let v = Viewer::start(s.addr, "/live/nokey.ts", Reading::Fast);
+    wait_for(&s, "nokey", "the viewer", |d| d["viewers"]["ts"] == 1);
+    // The stream ends: the viewer, still waiting for a keyframe, gets a clean, empty end.
+    assert_eq!(post.end().status, 200);
+    v.wait_closed();
+    let (resp, ts, clean) = v.stop();
+    assert_eq!(resp.status, 200);
+    assert!(clean);
+    assert!(ts.is_empty(), "no keyframe, nothing to start a viewer at");
+}
+
+#[test]
+fn unknown_streams_and_segments_are_404() {
+    let s = server(|_| {});
+    let data = fixture_bytes();
+    let post = raw_publish(s.addr, "/live/cut", &data[..PACKET * 500]);
+    assert_eq!(post.end().status, 200);
+    for (path, error) in [
+        ("/live/nope.ts", "no live stream 'nope'"),
+        ("/live/nope/index.m3u8", "no live stream 'nope'"),
+        (
+            "/live/cut/99999.ts",
+            "no segment 99999 in stream 'cut' (it slid out of the window, or is not cut yet)",
+        ),
+        (
+            "/live/cut/x.ts",
+            "no segment x in stream 'cut' (it slid out of the window, or is not cut yet)",
+        ),
+    ] {
+        let r = s.get(path, &[]);
+        assert_eq!((r.status, r.json()), (404, error_doc(404, error)), "{path}");
+    }
+}
+
+// --- Other codecs, the CLI, other outputs ---------------------------------------------------------
+
+#[test]
+fn hevc_and_opus_pass_through_with_keyframes_found() {
+    let data = std::fs::read(hevc_opus_ts()).unwrap();
+    let s = server(|_| {});
+    let half = data.len() / 2 / PACKET * PACKET;
+    let _p = raw_publish(s.addr, "/live/hevc", &data[..half]);
+    let d = wait_for(&s, "hevc", "all of it", |d| {
+        d["ring_bytes"].as_u64() == Some(half as u64)
+    });
+    assert_eq!(d["video_codec"], "hevc");
+    assert_eq!(d["audio_codecs"], json!(["opus"]));
+    // A viewer gets PAT, PMT, then everything from the last H.265 keyframe.
+    let joined_at = *keyframes(&data).iter().rfind(|&&k| k < half).unwrap();
+    let v = Viewer::start(s.addr, "/live/hevc.ts", Reading::Fast);
+    v.wait_body("the ring from the last keyframe", |ts| {
+        ts.len() == 2 * PACKET + half - joined_at
+    });
+    let (_, ts, _) = v.stop();
+    assert_starts_with_psi_and_keyframe(&ts);
+    assert!(ts[2 * PACKET..] == data[joined_at..half]);
+}
+
+fn zerocast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zerocast"))
+}
+
+#[test]
+fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let f = live_ts();
+    let _publisher = Proc::spawn(zerocast().args([
+        "publish",
+        f.to_str().unwrap(),
+        &s.url("/live/cli"),
+        "--key",
+        "cli",
+        "--loop",
+    ]));
+    wait_for(&s, "cli", "live", |d| d["ring_units"].as_u64() > Some(3));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.ts");
+    let w = zerocast()
+        .args([
+            "watch",
+            &s.url("/live/cli.ts"),
+            "-o",
+            out.to_str().unwrap(),
+            "--duration",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&w.stdout);
+    assert!(
+        w.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    assert!(text.contains("Mbit/s"), "{text}");
+    let saved = std::fs::read(&out).unwrap();
+    assert_starts_with_psi_and_keyframe(&saved);
+    // One line per keyframe it saved: the one it starts at and one a second after it, for 3 s
+    // (3 or 4 of them, depending on where in a GOP it joined).
+    let printed = text.matches("keyframe\n").count();
+    assert_eq!(printed, keyframes(&saved).len(), "{text}");
+    assert!((3..=4).contains(&printed), "{text}");
+    // Real-time pacing: about 3 s of a ~700 kbit/s stream, not the whole file at once. A bound,
+    // not a value: the rate is over the server's last whole second.
+    let d = stream_doc(&s, "cli").unwrap();
+    let rate = d["input_bitrate"].as_u64().unwrap();
+    assert!(
+        (350_000..1_400_000).contains(&rate),
+        "publish rate {rate} bit/s"
+    );
+}
+
+#[test]
+fn the_cli_publishes_an_mp4_remuxed_to_mpeg_ts() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let mp4 = common::demo_dir().join("faststart.mp4");
+    let _publisher = Proc::spawn(zerocast().args([
+        "publish",
+        mp4.to_str().unwrap(),
+        &s.url("/live/mp4"),
+        "--key",
+        "cli",
+    ]));
+    let d = wait_for(&s, "mp4", "an MP4 publisher", |d| {
+        d["ring_units"].as_u64() > Some(3) && d["video_codec"] == "h264"
+    });
+    assert_eq!(d["audio_codecs"], json!(["aac"]));
+    let v = Viewer::start(s.addr, "/live/mp4.ts", Reading::Fast);
+    v.wait_body("two keyframes", |ts| keyframes(ts).len() >= 2);
+    let (_, ts, _) = v.stop();
+    assert_starts_with_psi_and_keyframe(&ts);
+    assert_continuous(&ts, "a remuxed MP4");
+}
+
+#[test]
+fn the_cli_publish_with_a_wrong_key_fails_with_403() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let bad = zerocast()
+        .args([
+            "publish",
+            live_ts().to_str().unwrap(),
+            &s.url("/live/x"),
+            "--key",
+            "no",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("wrong stream key for 'x'"), "{err}");
+    assert_eq!(stream_doc(&s, "x"), None);
+}
+
+/// A stream that ffmpeg publishes over a chunked POST in real time, live for a few keyframes.
+fn live_stream(name: &str) -> (TestServer, Proc) {
+    let s = server(|_| {});
+    let publisher = ts_publisher(&s.url(&format!("/live/{name}")), None);
+    wait_for(&s, name, "live", |d| d["ring_units"].as_u64() > Some(5));
+    (s, publisher)
+}
+
+// The FLV and RTMP outputs of a TS source start when their first viewer comes (see
+// `Stream::want_media`): each of these tests has a stream of its own, that viewer included.
+
+#[test]
+fn a_ts_source_is_also_watchable_as_http_flv() {
+    let (s, _publisher) = live_stream("both");
+    common::assert_plays_h264_aac(&s.url("/live/both.flv"), "3");
+}
+
+#[test]
+fn a_ts_source_is_also_watchable_over_rtmp() {
+    let (s, _publisher) = live_stream("both");
+    common::assert_plays_h264_aac(&format!("rtmp://{}/live/both", s.rtmp), "3");
+}
