@@ -128,10 +128,6 @@ impl Lifecycle {
         self.sessions
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// When the current session started (while live).
     pub fn session_started(&self) -> Duration {
         self.session_started
@@ -192,14 +188,6 @@ impl Lifecycle {
             State::Ended { until } if now >= until => Transition::Forget,
             _ => Transition::None,
         }
-    }
-
-    /// Ends the stream now, whatever its state (server shutdown, an operator).
-    pub fn stop(&mut self, reason: String, now: Duration) -> Transition {
-        if self.is_ended() {
-            return Transition::None;
-        }
-        self.finish(reason, now)
     }
 
     /// When `poll` has something to do next.
@@ -340,10 +328,6 @@ impl Stall {
     pub fn deadline(&self) -> Duration {
         self.last_progress.saturating_add(self.limit)
     }
-
-    pub fn is_stalled(&self, now: Duration) -> bool {
-        now >= self.deadline()
-    }
 }
 
 #[cfg(test)]
@@ -458,18 +442,6 @@ mod tests {
     }
 
     #[test]
-    fn stop_ends_a_stream_in_any_state_but_ended() {
-        let mut l = Lifecycle::new(TIMING, s(0));
-        l.end(0, End::Dropped("x".into()), s(1));
-        assert!(matches!(
-            l.stop("shutdown".into(), s(2)),
-            Transition::Ended { .. }
-        ));
-        assert_eq!(l.stop("again".into(), s(3)), Transition::None);
-        assert_eq!(l.end_reason(), Some("shutdown"));
-    }
-
-    #[test]
     fn the_rate_limit_allows_a_burst_then_the_rate() {
         // 8 Mbit/s = 1 MB/s, 2 s burst.
         let r = RateLimit::new(8_000_000, s(2), s(100));
@@ -519,7 +491,5 @@ mod tests {
         assert_eq!(st.deadline(), s(15), "no progress, no extension");
         st.wrote(100, s(10));
         assert_eq!(st.deadline(), s(25));
-        assert!(!st.is_stalled(ms(24_999)));
-        assert!(st.is_stalled(s(25)));
     }
 }

@@ -41,11 +41,6 @@ impl MediaOutputs {
         }
     }
 
-    /// The latest timestamp pushed, if any.
-    pub fn clock(&self) -> Option<u32> {
-        self.clock
-    }
-
     /// The offset that makes a new publisher session's timestamps continue this stream's clock,
     /// 40 ms after where it stopped; `first_ms` is the session's first timestamp.
     pub fn continuation(&self, first_ms: u32) -> u32 {
@@ -83,11 +78,6 @@ impl MediaOutputs {
             self.flv.push(tag, now);
             self.rtmp.push(msg, now);
         }
-    }
-
-    /// Bytes held by both rings.
-    pub fn bytes(&self) -> usize {
-        self.flv.bytes() + self.rtmp.bytes()
     }
 }
 

@@ -5,16 +5,11 @@
 use crate::http::{get, Dechunk};
 use crate::report::{Shared, ViewerStats};
 use anyhow::Result;
+use media::flv::wire::classify;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
-
-/// Whether an FLV video tag body (or RTMP video message) starts an AVC keyframe: frame type 1,
-/// AVC NALU packet.
-pub fn avc_keyframe(body: &[u8]) -> bool {
-    body.len() >= 2 && body[0] >> 4 == 1 && body[1] == 1
-}
 
 /// An HTTP-FLV viewer: checks the FLV header and every tag's framing (PreviousTagSize), and
 /// notes the first video keyframe.
@@ -112,7 +107,7 @@ impl FlvCheck {
                 self.last_tag = 11 + size;
                 if head[4] == 9 && size > 0 && st.first_keyframe_us.load(Relaxed) == 0 {
                     // The body's first two bytes decide; peek when present.
-                    if avc_keyframe(d) {
+                    if classify(true, d).keyframe {
                         st.first_keyframe_us
                             .store(self.start.elapsed().as_micros().max(1) as u64, Relaxed);
                     }
@@ -184,13 +179,5 @@ mod tests {
         let mut f = b"XYZ\x01\x05\x00\x00\x00\x09".to_vec();
         f.extend(tag(0, 7, b"?"));
         assert_eq!(check(&f, 1).gaps.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn avc_keyframe_needs_frame_type_1_and_a_nalu() {
-        assert!(avc_keyframe(&[0x17, 1]));
-        assert!(!avc_keyframe(&[0x27, 1]));
-        assert!(!avc_keyframe(&[0x17, 0]));
-        assert!(!avc_keyframe(&[0x17]));
     }
 }

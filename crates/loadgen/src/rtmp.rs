@@ -3,10 +3,10 @@
 //! noting the first video keyframe. Structure is rml_rtmp's to check; there are no continuity
 //! counters.
 
-use crate::flv::avc_keyframe;
 use crate::http::connect;
 use crate::report::{Shared, ViewerStats};
 use anyhow::{bail, Result};
+use media::flv::wire::classify;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,7 +97,8 @@ pub async fn viewer(
                         ..
                     }) => {
                         st.bytes.fetch_add(data.len() as u64, Relaxed);
-                        if avc_keyframe(&data) && st.first_keyframe_us.load(Relaxed) == 0 {
+                        if classify(true, &data).keyframe && st.first_keyframe_us.load(Relaxed) == 0
+                        {
                             st.first_keyframe_us
                                 .store(start.elapsed().as_micros().max(1) as u64, Relaxed);
                         }

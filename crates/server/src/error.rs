@@ -9,9 +9,7 @@
 //! - [`StartError`]: why the server could not start (library, listener); for the operator.
 
 use crate::body::Chunks;
-use http::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 /// The JSON body of an error response.
@@ -107,15 +105,8 @@ impl Error {
             error: self.to_string(),
             status: status.as_u16(),
         };
-        let mut body = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        body.push('\n');
-        let len = body.len();
-        let mut resp = Response::new(Chunks::from(body));
-        *resp.status_mut() = status;
+        let mut resp = crate::response::json(status, &doc);
         let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         match self {
             Error::Method(_) => {
                 h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -182,6 +173,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
 
     #[test]
     fn a_refusal_is_json_with_its_status_and_the_headers_the_status_calls_for() {

@@ -17,6 +17,7 @@ pub mod library;
 pub mod live;
 pub mod precondition;
 pub mod range;
+mod response;
 mod state;
 mod vectored;
 mod workers;

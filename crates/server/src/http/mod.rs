@@ -29,7 +29,8 @@ use crate::entity::Policy;
 use crate::error::Error;
 use crate::library::Library;
 use crate::live::{self, Live, Output};
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+pub(crate) use crate::response::{json, text};
+use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, StatusCode};
 
 /// What a request asks for, from its method and path alone.
@@ -188,28 +189,6 @@ fn answer<B>(
         }
         Route::Publish(_) => Err(Error::NoRoute),
     }
-}
-
-/// A JSON response (pretty, newline-terminated, not cached).
-pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
-    let mut s =
-        serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    s.push('\n');
-    let mut r = text(status, "application/json", s);
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
-fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Chunks> {
-    let len = body.len();
-    let mut r = Response::new(Chunks::from(body));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-    r.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    r
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! Small responses built from a `String`: a text body with its type and length, and JSON (pretty,
+//! newline-terminated, not cached). Used by the routes (http/) and by error responses (error.rs).
+
+use crate::body::Chunks;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+pub(crate) fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Chunks> {
+    let len = body.len();
+    let mut r = Response::new(Chunks::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
+    let mut s =
+        serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    let mut r = text(status, "application/json", s);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
