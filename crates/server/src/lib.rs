@@ -22,6 +22,15 @@ mod state;
 mod vectored;
 mod workers;
 
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The HTTP/1.1 fast path's head parser and classifier over arbitrary bytes.
+    pub fn http_head(buf: &[u8]) {
+        crate::h1::fuzz_head(buf);
+    }
+}
+
 pub use config::Config;
 pub use entity::{Entity, Policy};
 pub use error::{ConnError, Error, Result, StartError};

@@ -210,3 +210,9 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
     resp
 }
+
+/// The request-head parser and route classifier over arbitrary bytes (the `http_head` fuzz
+/// target's entry point, through [`crate::fuzzing`]).
+pub(crate) fn fuzz_head(buf: &[u8]) {
+    let _ = head::parse(buf);
+}
