@@ -159,6 +159,20 @@ impl Segmenter {
         }
     }
 
+    /// Keeps only the newest `keep` closed segments (the server is over its memory budget);
+    /// returns the bytes they referenced. Players that still fetch a dropped one get a 404 and
+    /// reload the playlist.
+    pub fn shrink(&mut self, keep: usize) -> usize {
+        let mut freed = 0;
+        while self.segments.len() > keep {
+            if let Some(old) = self.segments.pop_front() {
+                self.discontinuity_seq += u64::from(old.discontinuity);
+                freed += old.bytes;
+            }
+        }
+        freed
+    }
+
     pub fn get(&self, seq: u64) -> Option<&Segment> {
         let first = self.segments.front()?.seq;
         self.segments
@@ -286,6 +300,25 @@ mod tests {
         assert!(s.len() <= 4, "window plus spare");
         s.end(Duration::from_secs(23));
         assert!(s.playlist().ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn shrinking_keeps_the_newest_segments_and_the_media_sequence_moves_on() {
+        let mut s = Segmenter::new(limits());
+        feed(&mut s, 0, 9);
+        assert_eq!(s.len(), 4);
+        let newest = s.segments.back().unwrap().seq;
+        let before = s.bytes();
+        let freed = s.shrink(2);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.bytes(), before - freed);
+        let p = s.playlist();
+        assert!(
+            p.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}\n", newest - 1)),
+            "{p}"
+        );
+        assert!(s.get(newest - 2).is_none(), "dropped");
+        assert_eq!(s.shrink(2), 0, "nothing more to drop");
     }
 
     #[test]

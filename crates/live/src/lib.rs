@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod budget;
 pub mod hls;
 pub mod ingest;
 pub mod lifecycle;
@@ -27,6 +28,7 @@ pub mod ring;
 pub mod slab;
 
 pub use body::{BodyError, RequestBody, Want};
+pub use budget::{Budget, OverBudget};
 pub use hls::{HlsLimits, Segment, Segmenter};
 pub use ingest::Ingest;
 pub use lifecycle::{

@@ -48,6 +48,16 @@ impl MediaOutputs {
             .map_or(0, |last| last.wrapping_add(40).wrapping_sub(first_ms))
     }
 
+    /// Bytes held by both rings.
+    pub fn bytes(&self) -> usize {
+        self.flv.bytes() + self.rtmp.bytes()
+    }
+
+    /// Both rings down to their current GOP (see [`Ring::shrink_to_gop`]); the bytes dropped.
+    pub fn shrink_to_gop(&mut self) -> usize {
+        self.flv.shrink_to_gop() + self.rtmp.shrink_to_gop()
+    }
+
     /// Serialises one tag body at `ms` for both outputs and pushes it (a sequence header is
     /// kept aside instead).
     pub fn push(&mut self, video: bool, body: &[u8], ms: u32, kind: Kind, now: Duration) {

@@ -83,6 +83,25 @@ impl Ring {
         self.append(data, true, psi, now)
     }
 
+    /// Drops every unit before the newest keyframe (the server is over its memory budget);
+    /// returns the bytes dropped. Without a keyframe in the ring, nothing is dropped: new viewers
+    /// wait for the next one anyway, and `max_bytes` bounds the ring.
+    pub fn shrink_to_gop(&mut self) -> usize {
+        let Some(k) = self.last_keyframe else {
+            return 0;
+        };
+        let mut freed = 0;
+        while let Some(front) = self.units.front() {
+            if front.seq >= k {
+                break;
+            }
+            freed += front.data.len();
+            self.units.pop_front();
+        }
+        self.bytes -= freed;
+        freed
+    }
+
     /// Appends a unit, then evicts from the front: units older than `max_age` outside the current
     /// GOP, and anything beyond `max_bytes` (the newest unit stays whatever its size).
     fn append(&mut self, data: Bytes, keyframe: bool, psi: Vec<Bytes>, now: Duration) -> u64 {
@@ -347,6 +366,35 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_keeps_the_current_gop_and_a_viewer_behind_it_skips_to_its_keyframe() {
+        let mut r = ring(1 << 20);
+        let mut behind = Viewer::default();
+        put(&mut r, unit(0, 100), true, ms(0));
+        assert!(matches!(behind.step(&r, ms(0), &POLICY), Step::Send { .. }));
+        put(&mut r, unit(1, 100), false, ms(1));
+        put(&mut r, unit(2, 100), true, ms(2));
+        put(&mut r, unit(3, 100), false, ms(3));
+        assert_eq!(r.shrink_to_gop(), 200, "units 0 and 1 dropped");
+        assert_eq!((r.first_seq(), r.bytes()), (2, 200));
+        match behind.step(&r, ms(4), &POLICY) {
+            Step::Send { parts, skipped } => {
+                assert!(skipped, "the viewer's next unit is gone: a counted skip");
+                assert_eq!(parts[1], unit(2, 100), "restarts at the kept keyframe");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.shrink_to_gop(), 0, "already one GOP");
+    }
+
+    #[test]
+    fn shrinking_without_a_keyframe_keeps_everything() {
+        let mut r = ring(1 << 20);
+        put(&mut r, unit(0, 100), false, ms(0));
+        assert_eq!(r.shrink_to_gop(), 0);
+        assert_eq!(r.bytes(), 100);
+    }
+
+    #[test]
     fn random_viewers_see_contiguous_units_except_at_counted_skips() {
         let mut rng = fastrand::Rng::with_seed(8);
         let mut r = ring(5_000);
@@ -363,6 +411,10 @@ mod tests {
             let mut data = vec![s as u8; rng.usize(2..400)];
             data[1] = u8::from(key);
             put(&mut r, Bytes::from(data), key, ms(s));
+            if rng.u8(0..50) == 0 {
+                // Over the memory budget now and then.
+                r.shrink_to_gop();
+            }
             for (v, last) in viewers.iter_mut() {
                 if rng.u8(0..4) != 0 {
                     continue;

@@ -454,7 +454,7 @@ pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
         times.sort_unstable();
         times
             .windows(2)
-            .map(|w| (w[1] - w[0]) as u64)
+            .map(|w| w[1].abs_diff(w[0]))
             .collect::<Vec<_>>()
             .into_iter()
     });
@@ -489,7 +489,7 @@ pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
             .iter()
             .filter(|b| b.2)
             .map(|b| Keyframe {
-                time: ns(b.0 - first),
+                time: ns(b.0.saturating_sub(first)),
                 offset: b.1,
             })
             .collect()
@@ -498,7 +498,8 @@ pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
     keyframes.dedup_by_key(|k| k.time);
 
     let last_block = blocks.iter().map(|b| b.0).max().unwrap_or(0);
-    let scanned = ns(last_block - first + frame_units.unwrap_or(0) as i64);
+    let frame = i64::try_from(frame_units.unwrap_or(0)).unwrap_or(i64::MAX);
+    let scanned = ns(last_block.saturating_sub(first).saturating_add(frame));
     let duration = match duration {
         Some(d) if d.is_finite() && d > 0.0 => MediaTime::new(
             (d * scale as f64).min(i64::MAX as f64) as i64,

@@ -9,7 +9,7 @@
 //! - [`StartError`]: why the server could not start (library, listener); for the operator.
 
 use crate::body::Chunks;
-use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 /// The JSON body of an error response.
@@ -56,6 +56,8 @@ pub enum Error {
     StreamBusy(String),
     #[error("too many live streams (limit {0})")]
     TooManyStreams(usize),
+    #[error("{0}; try again later")]
+    MemoryBudget(live::OverBudget),
     #[error("bad live input: {0}")]
     BadIngest(#[from] IngestError),
     #[error("unknown RTMP application '{0}' (the application is 'live': rtmp://host/live/NAME)")]
@@ -77,7 +79,7 @@ impl Error {
             Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
             Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
             Error::StreamBusy(_) => StatusCode::CONFLICT,
-            Error::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyStreams(_) | Error::MemoryBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,6 +92,7 @@ impl Error {
         match self {
             Error::UnknownApp(_) => "NetConnection.Connect.Rejected",
             Error::StreamBusy(_) => "NetStream.Publish.BadName",
+            Error::TooManyStreams(_) | Error::MemoryBudget(_) => "NetStream.Publish.Rejected",
             Error::UnknownStream(_) | Error::NoFlvOutput(_) | Error::PlayStreamId(_) => {
                 "NetStream.Play.StreamNotFound"
             }
@@ -110,6 +113,9 @@ impl Error {
         match self {
             Error::Method(_) => {
                 h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Error::TooManyStreams(_) | Error::MemoryBudget(_) => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Error::KeyRequired(_) => {
                 h.insert(

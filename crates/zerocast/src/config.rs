@@ -56,6 +56,8 @@ pub struct LiveFile {
     viewer_max_skips: Option<usize>,
     viewer_skip_period_secs: Option<u64>,
     viewer_stall_timeout_secs: Option<u64>,
+    /// What all live streams together may hold (e.g. "2GiB"); default a quarter of memory.
+    memory_budget: Option<String>,
 }
 
 impl FileConfig {
@@ -183,6 +185,16 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     if let Some(s) = f.viewer_stall_timeout_secs {
         c.stall_timeout = Duration::from_secs(s.max(1));
     }
+    if let Some(s) = &f.memory_budget {
+        let limit = size::parse(s)
+            .map_err(anyhow::Error::msg)
+            .context("live.memory_budget")?;
+        c.memory_budget.limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
+    tracing::info!(
+        memory_budget = c.memory_budget.limit,
+        "live memory budget (rings, HLS segments, receive buffers of all streams)"
+    );
     if c.keys.is_empty() && c.global_key.is_none() {
         tracing::info!(
             "no publish key configured: only loopback publishers may publish (see --publish-key)"
@@ -270,6 +282,7 @@ mod tests {
             viewer_max_skips = 5
             viewer_skip_period_secs = 9
             viewer_stall_timeout_secs = 0
+            memory_budget = "300MiB"
             [live.keys]
             show = "secret"
             "#,
@@ -294,6 +307,7 @@ mod tests {
         assert_eq!(l.grace, Duration::from_secs(7));
         assert_eq!(l.ring.max_age, Duration::from_secs(1));
         assert_eq!(l.ring.max_bytes, 1 << 20);
+        assert_eq!(l.memory_budget.limit, 300 << 20);
         assert_eq!(l.hls.min_segment, Duration::from_secs(60));
         assert_eq!(l.hls.window, 2);
         assert_eq!(l.max_ingest_bitrate, 100_000);

@@ -34,6 +34,9 @@ pub struct StreamDoc {
     pub stalled_disconnects: u64,
     pub max_lag_units: u64,
     pub ring_bytes: u64,
+    /// What the stream holds against the server-wide live memory budget (its rings, HLS
+    /// segments and receive buffer).
+    pub held_bytes: u64,
     pub ring_units: u64,
     pub hls_segments: u64,
     pub end_reason: Option<String>,
@@ -92,6 +95,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         stalled_disconnects: st.stalled_disconnects.load(Relaxed),
         max_lag_units: st.max_lag_units.load(Relaxed),
         ring_bytes: inner.ring.bytes() as u64,
+        held_bytes: s.held() as u64,
         ring_units: inner.ring.end_seq() - inner.ring.first_seq(),
         hls_segments: inner.hls.len() as u64,
         end_reason: life.end_reason().map(Into::into),
@@ -155,6 +159,12 @@ const FAMILIES: &[Family] = &[
         s.read().ring.bytes() as u64
     }),
     (
+        "held_bytes",
+        "gauge",
+        "Bytes the stream holds against the memory budget",
+        |s| s.held() as u64,
+    ),
+    (
         "hls_segment_requests_total",
         "counter",
         "HLS segments served",
@@ -164,6 +174,39 @@ const FAMILIES: &[Family] = &[
 
 /// Prometheus text exposition of the live counters.
 pub fn metrics(live: &Live, out: &mut String) {
+    let m = &live.memory;
+    let server: [(&str, &str, &str, u64); 4] = [
+        (
+            "memory_bytes",
+            "gauge",
+            "Bytes all live streams hold",
+            m.held() as u64,
+        ),
+        (
+            "memory_budget_bytes",
+            "gauge",
+            "The live memory budget",
+            m.limit() as u64,
+        ),
+        (
+            "memory_refused_total",
+            "counter",
+            "Publishers refused because the memory budget was reached",
+            m.refused.load(Relaxed),
+        ),
+        (
+            "memory_shrinks_total",
+            "counter",
+            "Times a stream shrank to its current GOP for the memory budget",
+            m.shrinks.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in server {
+        let _ = writeln!(
+            out,
+            "# HELP zerocast_live_{name} {help}\n# TYPE zerocast_live_{name} {kind}\nzerocast_live_{name} {value}"
+        );
+    }
     let streams = live.list();
     for (name, kind, help, get) in FAMILIES {
         let _ = writeln!(

@@ -13,6 +13,7 @@
 //! - `publish.rs`: a publisher's hold on a stream; TS packets and FLV tags go in here.
 //! - `ingest.rs`: the HTTP ingest read loop. `rtmp.rs`: the RTMP shell.
 //! - `follow.rs`: the viewer loop of every output.
+//! - `memory.rs`: what each stream holds, summed against the server-wide budget.
 //! - `api.rs`: the JSON documents and the Prometheus families.
 //!
 //! Every viewer of a stream waits on the stream's `watch` channel (one per stream and output
@@ -24,6 +25,7 @@
 pub mod api;
 mod follow;
 pub(crate) mod ingest;
+pub mod memory;
 mod publish;
 mod registry;
 pub(crate) mod rtmp;
@@ -32,6 +34,7 @@ pub use follow::watch_http;
 pub use publish::Publish;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
 
+pub use live::Budget;
 use live::{HlsLimits, Limits, ViewerPolicy};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,6 +71,10 @@ pub struct LiveConfig {
     /// How long an ended stream stays listed (and its HLS playlist, with ENDLIST, served).
     pub linger: Duration,
     pub max_streams: usize,
+    /// What all streams together may hold (rings, HLS segments, receive buffers): past it,
+    /// streams shrink to their current GOP and new publishers are refused (503). Default: a
+    /// quarter of the machine's (or the cgroup's) memory.
+    pub memory_budget: Budget,
 }
 
 impl Default for LiveConfig {
@@ -96,6 +103,9 @@ impl Default for LiveConfig {
             media_batch: Duration::from_millis(100),
             linger: Duration::from_secs(60),
             max_streams: 10_000,
+            memory_budget: Budget {
+                limit: live::budget::default_limit(memory::total_memory()),
+            },
         }
     }
 }

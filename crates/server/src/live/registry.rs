@@ -2,6 +2,7 @@
 //! around each stream's [`Lifecycle`]: its transitions are applied here (HLS ended, viewers
 //! woken, the stream forgotten) and its deadlines become timer tasks on the live clock.
 
+use super::memory::Memory;
 use super::{LiveConfig, Output, Publish};
 use crate::error::Error;
 use http::{HeaderMap, Uri};
@@ -10,7 +11,7 @@ use live::{
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -81,6 +82,15 @@ pub struct Stream {
     /// A TS source converts its TS to FLV tags once someone watches FLV or RTMP.
     pub(super) media_wanted: AtomicBool,
     pub stats: Stats,
+    /// What this stream holds, as last counted into `memory`.
+    held: AtomicUsize,
+    memory: Arc<Memory>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.memory.release(&self.held);
+    }
 }
 
 impl Stream {
@@ -104,6 +114,17 @@ impl Stream {
         inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
         self.media_wanted.store(true, Relaxed);
         true
+    }
+
+    /// Bytes this stream holds (rings, HLS segments, receive buffer), as last counted.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
+    }
+
+    /// Re-counts what the stream holds after a change, shrinking it first if the server is
+    /// over its memory budget. Called with the write lock held.
+    pub(super) fn account(&self, inner: &mut Inner) {
+        self.memory.update(&self.held, inner);
     }
 
     /// A receiver of the wake-ups of one output.
@@ -138,6 +159,8 @@ pub struct Live {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     epoch: Instant,
     next_instance: AtomicU64,
+    /// What all streams hold, against the budget.
+    pub memory: Arc<Memory>,
 }
 
 /// A stream name: 1 to 128 of `A-Z a-z 0-9 _ - .`, not starting with a dot.
@@ -182,7 +205,9 @@ impl Live {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             << 20;
+        let memory = Arc::new(Memory::new(config.memory_budget, config.slab_size));
         Live {
+            memory,
             config,
             streams: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
@@ -281,6 +306,10 @@ impl Live {
         if map.len() >= self.config.max_streams && !map.contains_key(name) {
             return Err(Error::TooManyStreams(self.config.max_streams));
         }
+        if let Err(e) = self.memory.admit() {
+            tracing::warn!(stream = name, %peer, error = %e, "publish refused");
+            return Err(e);
+        }
         let (tick, _) = watch::channel(0);
         let (tick_media, _) = watch::channel(0);
         let stream = Arc::new(Stream {
@@ -302,7 +331,10 @@ impl Live {
             tick_media,
             media_wanted: AtomicBool::new(false),
             stats: Stats::default(),
+            held: AtomicUsize::new(0),
+            memory: self.memory.clone(),
         });
+        stream.account(&mut stream.write());
         // An ended stream of the same name is replaced; its viewers have already been told.
         map.insert(name.to_string(), stream.clone());
         tracing::info!(stream = name, %peer, "publishing");
@@ -327,6 +359,7 @@ impl Live {
             if t != Transition::None {
                 inner.publisher = None;
                 inner.ingest = ingest;
+                stream.account(&mut inner);
             }
             t
         };
