@@ -5,7 +5,7 @@ in (each a 4-byte big-endian length, then the bytes), so that a replay keeps the
 the client waited for an answer.
 
     zerocast serve --rtmp-listen 127.0.0.1:19400 &
-    scripts/record-rtmp-publish.py 19401 19400 crates/server/tests/fixtures/ffmpeg-publish.rtmp &
+    scripts/record-rtmp-publish.py 19401 19400 crates/rtmp/tests/fixtures/ffmpeg-publish.rtmp &
     ffmpeg -re -f lavfi -i testsrc2=size=160x120:rate=25 -f lavfi -i sine=sample_rate=44100 -t 1 \
       -c:v libx264 -preset ultrafast -g 25 -bf 0 -c:a aac -b:a 32k -f flv rtmp://127.0.0.1:19401/live/fixture
 """

@@ -1,11 +1,11 @@
 //! The FLV and RTMP outputs of a stream, sans-I/O: each FLV tag body is serialised once as an FLV
-//! tag and once as an RTMP message ([`media::flv::wire`]) and pushed to that output's ring; the
-//! latest sequence headers (AVC/HEVC decoder configuration, AAC AudioSpecificConfig) are kept
+//! tag ([`media::flv::wire`]) and once as an RTMP message ([`rtmp::write`]) and pushed to that
+//! output's ring; the latest sequence headers (AVC/HEVC decoder configuration, AAC AudioSpecificConfig) are kept
 //! aside and handed, like a TS keyframe's PAT/PMT, to every viewer that starts at a keyframe.
 //!
 //! ```text
 //!  tag body ──┬─ flv_tag ──────> FLV ring   (HTTP-FLV viewers)
-//!             └─ rtmp_message ─> RTMP ring  (RTMP players)
+//!             └─ av_message ───> RTMP ring  (RTMP players)
 //!  sequence header: kept in `seq[video]`, sent before the keyframe a viewer starts at
 //! ```
 //! The RTMP clock of the stream (the latest timestamp pushed) is kept here too, so that a
@@ -67,7 +67,7 @@ impl MediaOutputs {
             ms,
             body,
         ));
-        let msg = Bytes::from(wire::rtmp_message(
+        let msg = Bytes::from(rtmp::write::av_message(
             video,
             ms,
             body,

@@ -1,15 +1,10 @@
-//! The wire forms of one FLV tag body, written once per stream for the FLV and RTMP outputs.
+//! The FLV wire form of one tag body, written once per stream for the FLV output, and what a tag
+//! body is ([`classify`]). (Its RTMP message form is `rtmp::write::av_message`.)
 //!
 //! ```text
 //! FLV tag:      Type(8) DataSize(24) Timestamp(24) TimestampExtended(8) StreamID(24)=0 | body
 //!               | PreviousTagSize(32) = 11 + DataSize
-//! RTMP message: fmt=0 | csid(6)   Timestamp(24) Length(24) TypeId(8) StreamId(32 LE)
-//!               [ExtendedTimestamp(32) when Timestamp = 0xFFFFFF]   body[0 .. chunk]
-//!               then per further chunk: fmt=3 | csid   [ExtendedTimestamp(32)]   body[..chunk]
 //! ```
-//! An RTMP message is written with a full (type 0) header on every first chunk, so its bytes do
-//! not depend on what a player's connection carried before it and one serialisation serves every
-//! player. Video goes on chunk stream 6 (type 9), audio on chunk stream 4 (type 8).
 
 /// What one tag body is, from its first two bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,7 +42,7 @@ pub fn classify(video: bool, body: &[u8]) -> Kind {
     }
 }
 
-/// FLV tag type of video (9) and audio (8) tags; also their RTMP message type ids.
+/// FLV tag types of video (9) and audio (8) tags (also their RTMP message type ids).
 pub const VIDEO: u8 = 9;
 pub const AUDIO: u8 = 8;
 
@@ -71,68 +66,9 @@ pub fn flv_tag(kind: u8, ms: u32, body: &[u8]) -> Vec<u8> {
     t
 }
 
-/// An RTMP audio or video message on message stream `stream_id`, in chunks of `chunk_size`
-/// bytes (at least 1), with a type 0 header and type 3 continuations (see the module doc).
-pub fn rtmp_message(
-    video: bool,
-    ms: u32,
-    body: &[u8],
-    chunk_size: usize,
-    stream_id: u32,
-) -> Vec<u8> {
-    let (csid, kind) = if video { (6u8, VIDEO) } else { (4, AUDIO) };
-    let body = &body[..body.len().min(0xff_ffff)];
-    let chunk_size = chunk_size.max(1);
-    let extended = ms >= 0xff_ffff;
-    let ts = if extended { 0xff_ffff } else { ms };
-    let n = body.len();
-    let mut m = Vec::with_capacity(n + 16 + n / chunk_size * 5);
-    m.push(csid);
-    m.extend_from_slice(&[(ts >> 16) as u8, (ts >> 8) as u8, ts as u8]);
-    m.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8, kind]);
-    m.extend_from_slice(&stream_id.to_le_bytes());
-    if extended {
-        m.extend_from_slice(&ms.to_be_bytes());
-    }
-    for (i, chunk) in body.chunks(chunk_size).enumerate() {
-        if i > 0 {
-            m.push(0xc0 | csid);
-            if extended {
-                m.extend_from_slice(&ms.to_be_bytes());
-            }
-        }
-        m.extend_from_slice(chunk);
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rtmp_messages_are_chunked_with_full_headers() {
-        let chunk = 4096;
-        let body = vec![7u8; chunk * 2 + 10];
-        let m = rtmp_message(true, 1234, &body, chunk, 1);
-        assert_eq!(m[0], 6, "type 0 header on chunk stream 6");
-        assert_eq!(&m[1..4], &[0, 0x04, 0xd2]);
-        assert_eq!(&m[4..8], &[0, 0x20, 0x0a, 9], "length and type");
-        assert_eq!(&m[8..12], &[1, 0, 0, 0], "message stream 1, little-endian");
-        assert_eq!(m[12 + chunk], 0xc6, "a type 3 continuation");
-        assert_eq!(m.len(), 12 + body.len() + 2);
-    }
-
-    #[test]
-    fn rtmp_timestamps_past_24_bits_are_extended_on_every_chunk() {
-        let ext = rtmp_message(false, 0x0100_0000, &[1, 2, 3], 2, 1);
-        assert_eq!(&ext[1..4], &[0xff, 0xff, 0xff]);
-        assert_eq!(&ext[12..16], &[1, 0, 0, 0], "extended timestamp");
-        assert_eq!(&ext[16..18], &[1, 2]);
-        assert_eq!(ext[18], 0xc4, "continuation on chunk stream 4");
-        assert_eq!(&ext[19..23], &[1, 0, 0, 0], "extended timestamp repeated");
-        assert_eq!(&ext[23..], &[3]);
-    }
 
     #[test]
     fn flv_tags_carry_the_timestamp_top_byte_and_previous_tag_size() {
@@ -191,8 +127,6 @@ mod tests {
             let ms = rng.u32(..);
             let tag = flv_tag(if video { VIDEO } else { AUDIO }, ms, &body);
             assert_eq!(tag.len(), body.len() + 15);
-            let m = rtmp_message(video, ms, &body, rng.usize(0..64), 1);
-            assert!(m.len() >= body.len() + 12);
         }
     }
 }

@@ -173,9 +173,9 @@ fn make_rtmp_mp4(name: &str, secs: &str) -> PathBuf {
 pub const RTMP_MP4_FRAMES: usize = 6 * FPS;
 
 /// The reads of a recorded ffmpeg RTMP publish of 1 s (25 frames) of 160x120 H.264 + AAC to
-/// `/live/fixture` (see crates/server/tests/fixtures and scripts/record-rtmp-publish.py).
+/// `/live/fixture` (see crates/rtmp/tests/fixtures and scripts/record-rtmp-publish.py).
 pub fn recorded_rtmp_publish() -> Vec<Vec<u8>> {
-    let path = super::repo().join("crates/server/tests/fixtures/ffmpeg-publish.rtmp");
+    let path = super::repo().join("crates/rtmp/tests/fixtures/ffmpeg-publish.rtmp");
     let rec = std::fs::read(path).unwrap();
     let mut rest = &rec[..];
     let mut reads = Vec::new();

@@ -1,0 +1,196 @@
+//! Hostile and unusual RTMP input over a real connection (issue 11): chunk streams interleaved in
+//! the middle of a message, a command with too few values. The server answers or closes cleanly,
+//! never panics, and still takes a real ffmpeg publisher afterwards. Also what an RTMP player is
+//! sent: ffprobe sees exactly the stream's video and audio, nothing else.
+
+mod common;
+
+use common::fixtures::{long_rtmp_mp4, rtmp_mp4};
+use common::live::{rtmp_publisher, server, wait_for, WAIT};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Once;
+use std::time::Instant;
+
+/// Panics anywhere in this test binary (server tasks included) since the hook was installed.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts every panic of the process; the server runs in it, so a panic in a connection task
+/// (which tokio would otherwise swallow) fails the test that checks the count.
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, SeqCst);
+            default(info);
+        }));
+    });
+}
+
+/// A connection that has completed the plain handshake (C0 C1, S0 S1 S2, C2).
+fn handshaken(addr: std::net::SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend((0..1536u32).map(|i| (i * 7) as u8));
+    c.write_all(&c0c1).unwrap();
+    let mut s012 = vec![0u8; 1 + 1536 * 2];
+    c.read_exact(&mut s012).unwrap();
+    assert_eq!(s012[0], 3, "S0: version 3");
+    assert_eq!(&s012[1 + 1536..], &c0c1[1..], "S2 echoes C1");
+    c.write_all(&s012[1..1 + 1536]).unwrap();
+    c
+}
+
+/// One chunk with a type 0 header (chunk stream id < 64).
+fn chunk0(csid: u8, type_id: u8, stream_id: u32, length: usize, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![csid, 0, 0, 0];
+    b.extend_from_slice(&(length as u32).to_be_bytes()[1..]);
+    b.push(type_id);
+    b.extend_from_slice(&stream_id.to_le_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+fn amf_string(s: &str) -> Vec<u8> {
+    let mut b = vec![2];
+    b.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    b.extend_from_slice(s.as_bytes());
+    b
+}
+
+fn amf_number(n: f64) -> Vec<u8> {
+    let mut b = vec![0];
+    b.extend_from_slice(&n.to_be_bytes());
+    b
+}
+
+/// `connect(1, {app: "live"})` as one AMF0 command message on chunk stream 3.
+fn connect_live() -> Vec<u8> {
+    let mut body = amf_string("connect");
+    body.extend(amf_number(1.0));
+    body.push(3);
+    body.extend_from_slice(&3u16.to_be_bytes());
+    body.extend_from_slice(b"app");
+    body.extend(amf_string("live"));
+    body.extend_from_slice(&[0, 0, 9]);
+    chunk0(3, 20, 0, body.len(), &body)
+}
+
+/// Reads what the server sends until `needle` shows up; false if it closes first.
+fn answer_contains(c: &mut TcpStream, needle: &[u8]) -> bool {
+    let mut seen = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&b[..n]),
+        }
+        if seen.windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+    }
+}
+
+/// The server closes the connection (within `WAIT`), whatever it sends first.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    let mut b = [0u8; 4096];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return e.kind() == std::io::ErrorKind::ConnectionReset;
+            }
+        }
+    }
+}
+
+#[test]
+fn chunk_streams_interleaved_mid_message_are_reassembled_and_a_publisher_still_gets_in() {
+    count_panics();
+    let s = server(|_| {});
+    let before = PANICS.load(SeqCst);
+    let mut c = handshaken(s.rtmp);
+    // The first 128-byte chunk of a 300-byte audio message on chunk stream 4, then a whole
+    // 50-byte video message on chunk stream 6, then the rest of the audio message (type 3).
+    let mut input = chunk0(4, 8, 1, 300, &[0xaf; 128]);
+    input.extend(chunk0(6, 9, 1, 50, &[0x17; 50]));
+    input.push(0xc4);
+    input.extend_from_slice(&[0xaf; 128]);
+    input.push(0xc4);
+    input.extend_from_slice(&[0xaf; 44]);
+    // The chunk stream is in step afterwards: a connect is answered.
+    input.extend(connect_live());
+    c.write_all(&input).unwrap();
+    assert!(
+        answer_contains(&mut c, b"NetConnection.Connect.Success"),
+        "the connect after interleaved chunk streams was not answered"
+    );
+    drop(c);
+    let (ok, err) = rtmp_publisher(&s, "/live/after", &rtmp_mp4(), &[]).wait(WAIT);
+    assert!(ok, "ffmpeg: {err}");
+    wait_for(&s, "after", "ended", |d| d["state"] == "ended");
+    assert_eq!(
+        PANICS.load(SeqCst),
+        before,
+        "a panic while serving the input"
+    );
+}
+
+#[test]
+fn a_command_with_fewer_than_three_values_closes_the_connection_cleanly() {
+    count_panics();
+    let s = server(|_| {});
+    let before = PANICS.load(SeqCst);
+    let mut c = handshaken(s.rtmp);
+    let mut body = amf_string("connect");
+    body.extend(amf_number(1.0));
+    c.write_all(&chunk0(3, 20, 0, body.len(), &body)).unwrap();
+    let t = Instant::now();
+    assert!(closed_by_server(&mut c), "the connection was not closed");
+    assert!(t.elapsed() < WAIT, "closed only after {:?}", t.elapsed());
+    drop(c);
+    let (ok, err) = rtmp_publisher(&s, "/live/after", &rtmp_mp4(), &[]).wait(WAIT);
+    assert!(ok, "ffmpeg: {err}");
+    wait_for(&s, "after", "ended", |d| d["state"] == "ended");
+    assert_eq!(
+        PANICS.load(SeqCst),
+        before,
+        "a panic while serving the input"
+    );
+}
+
+/// ffprobe's stream lines (`Stream #0:0: Video: h264 ...`) for `url`.
+fn ffprobe_streams(url: &str) -> Vec<String> {
+    common::require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args(["-v", "info", "-hide_banner", url])
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Stream #"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn an_rtmp_player_sees_exactly_one_video_and_one_audio_stream() {
+    let s = server(|_| {});
+    let _publisher = rtmp_publisher(&s, "/live/p", &long_rtmp_mp4(), &["-re"]);
+    wait_for(&s, "p", "live with a keyframe", |d| {
+        d["ring_units"].as_u64() > Some(2)
+    });
+    let streams = ffprobe_streams(&format!("rtmp://{}/live/p", s.rtmp));
+    let video = streams.iter().filter(|l| l.contains("Video: h264")).count();
+    let audio = streams.iter().filter(|l| l.contains("Audio: aac")).count();
+    assert_eq!(
+        (video, audio, streams.len()),
+        (1, 1, 2),
+        "one H.264 and one AAC stream and nothing else: {streams:#?}"
+    );
+}
