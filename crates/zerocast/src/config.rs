@@ -45,6 +45,8 @@ pub struct LiveFile {
     keys: HashMap<String, String>,
     /// Seconds a dropped publisher has to come back.
     grace_secs: Option<u64>,
+    /// Seconds an ended stream stays listed (its HLS playlist served with ENDLIST).
+    linger_secs: Option<u64>,
     /// Seconds of stream kept for viewers that lag (the current GOP always).
     window_secs: Option<u64>,
     /// Most bytes kept per stream (e.g. "64MiB").
@@ -158,6 +160,9 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(s) = f.grace_secs {
         c.grace = Duration::from_secs(s);
+    }
+    if let Some(s) = f.linger_secs {
+        c.linger = Duration::from_secs(s);
     }
     if let Some(s) = f.window_secs {
         c.ring.max_age = Duration::from_secs(s.max(1));
@@ -274,6 +279,7 @@ mod tests {
             [live]
             publish_key = "any"
             grace_secs = 7
+            linger_secs = 2
             window_secs = 0
             window_size = "1MiB"
             hls_segment_secs = 1000.0
@@ -305,6 +311,7 @@ mod tests {
         assert_eq!(l.global_key.as_deref(), Some("any"));
         assert_eq!(l.keys.get("show").map(String::as_str), Some("secret"));
         assert_eq!(l.grace, Duration::from_secs(7));
+        assert_eq!(l.linger, Duration::from_secs(2));
         assert_eq!(l.ring.max_age, Duration::from_secs(1));
         assert_eq!(l.ring.max_bytes, 1 << 20);
         assert_eq!(l.memory_budget.limit, 300 << 20);
