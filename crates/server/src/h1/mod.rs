@@ -106,9 +106,8 @@ pub(crate) async fn connection(
                     return Box::pin(w).await;
                 }
                 Err(e) => {
-                    let min = state.config.policy.sendfile_min;
-                    write::response(&mut stream, e.response(), false, close, min, &mut head)
-                        .await?;
+                    let c = &state.config;
+                    write::response(&mut stream, e.response(), false, close, c, &mut head).await?;
                     if close {
                         return Ok(());
                     }
@@ -139,8 +138,8 @@ pub(crate) async fn connection(
         }
         let resp = answer(&state, &req);
         let head_only = req.method() == Method::HEAD;
-        let min = state.config.policy.sendfile_min;
-        write::response(&mut stream, resp, head_only, close, min, &mut head).await?;
+        let c = &state.config;
+        write::response(&mut stream, resp, head_only, close, c, &mut head).await?;
         if close {
             return Ok(());
         }
@@ -168,7 +167,7 @@ async fn publish(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut head = Vec::new();
-    let min = state.config.policy.sendfile_min;
+    let c = &state.config;
     let key = live::presented_key(p.req.uri(), p.req.headers());
     let admitted = state
         .live
@@ -178,7 +177,7 @@ async fn publish(
         Ok(publish) => publish,
         Err(e) => {
             tracing::info!(stream = p.name, peer = %p.peer, error = %e, "publish refused");
-            return write::response(&mut stream, e.response(), false, true, min, &mut head).await;
+            return write::response(&mut stream, e.response(), false, true, c, &mut head).await;
         }
     };
     if p.expect {
@@ -201,7 +200,7 @@ async fn publish(
         Ended::Refused(e) => Error::BadIngest(e).response(),
         Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
     };
-    write::response(&mut stream, resp, false, true, min, &mut head).await
+    write::response(&mut stream, resp, false, true, c, &mut head).await
 }
 
 /// Answers one request (on either path) and logs it at debug level.
