@@ -62,6 +62,9 @@ pub enum Error {
     UnknownApp(String),
     #[error("play on RTMP message stream {0}; only stream 1 is served")]
     PlayStreamId(u32),
+    /// Request framing that cannot be trusted (RFC 9112 §6.3).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
 }
 
 impl Error {
@@ -82,6 +85,7 @@ impl Error {
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{parse_response, TestServer};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -95,4 +95,29 @@ fn a_client_of_hyper_that_reads_nothing_is_cut_off_after_the_send_timeout() {
     // HTTP/1.0 requests are hyper's (see h1/head.rs).
     let (s, _dir) = big_title_server(|_| {});
     assert_a_client_that_reads_nothing_is_cut_off(&s, "GET /videos/big.bin HTTP/1.0\r\n\r\n");
+}
+
+/// Sends `raw` on a fresh connection and reads the response until the server closes.
+fn exchange(s: &TestServer, raw: &[u8]) -> common::Resp {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(raw).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(!got.is_empty(), "no answer within 10 s");
+    parse_response(&got)
+}
+
+#[test]
+fn a_publish_with_two_different_content_lengths_is_a_400() {
+    let s = common::live::server(|_| {});
+    let r = exchange(
+        &s,
+        b"PUT /live/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nContent-Length: 2000\r\n\r\n0123456789",
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        common::live::stream_doc(&s, "x").is_none(),
+        "nothing published"
+    );
 }

@@ -91,6 +91,11 @@ pub(crate) async fn connection(
                 return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown)).await;
             }
             Some(Kind::Plain { req, close }) => (req, close),
+            Some(Kind::Bad(why)) => {
+                let resp = Error::BadRequest(why).response();
+                let c = &state.config;
+                return write::response(&mut stream, resp, false, true, c, &mut head).await;
+            }
             Some(Kind::Watch {
                 name,
                 output,
