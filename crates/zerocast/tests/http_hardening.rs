@@ -121,3 +121,28 @@ fn a_publish_with_two_different_content_lengths_is_a_400() {
         "nothing published"
     );
 }
+
+#[test]
+fn a_publisher_sending_one_byte_chunks_is_disconnected() {
+    let s = common::live::server(|_| {});
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"PUT /live/tiny HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    // 1-byte chunks (5 framing bytes per body byte), as fast as the server takes them, for at
+    // most 20 s: the server must end the publish.
+    let chunks = b"1\r\nG\r\n".repeat(10_000);
+    let started = Instant::now();
+    let cut_off = loop {
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        if c.write_all(&chunks).is_err() {
+            break true;
+        }
+    };
+    assert!(
+        cut_off,
+        "still publishing 1-byte chunks after {:?}",
+        started.elapsed()
+    );
+}
