@@ -7,8 +7,11 @@
 //! - [`ConnError`]: why a connection's task ended (I/O, a timeout, a protocol violation); logged,
 //!   never answered.
 //! - [`StartError`]: why the server could not start (library, listener); for the operator.
+//!
+//! Request-derived text in a message (ids, names, timecodes) is clipped ([`Clip`]).
 
 use crate::body::Chunks;
+use crate::clip::Clip;
 use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
@@ -22,43 +25,46 @@ pub struct ErrorDoc {
 /// A request refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no title with id '{0}'")]
+    #[error("no title with id '{}'", Clip(.0))]
     UnknownTitle(String),
     #[error("not found")]
     NoRoute,
-    #[error("method {0} not allowed here")]
+    #[error("method {} not allowed here", Clip(.0.as_str()))]
     Method(http::Method),
     #[error("missing query parameter 't' (a timecode such as 01:09:14:28, 4154.93 or 1h9m14s)")]
     MissingTime,
-    #[error("{0}")]
+    #[error("{}", Clip(&.0.to_string()))]
     BadTime(media::Error),
-    #[error("'{id}' cannot be searched by time: {reason}")]
+    #[error("'{}' cannot be searched by time: {reason}", Clip(.id))]
     NotSeekable { id: String, reason: String },
-    #[error("bad stream name '{0}' (1 to 128 of A-Z a-z 0-9 _ - .)")]
+    #[error("bad stream name '{}' (1 to 128 of A-Z a-z 0-9 _ - .)", Clip(.0))]
     BadStreamName(String),
-    #[error("no live stream '{0}'")]
+    #[error("no live stream '{}'", Clip(.0))]
     UnknownStream(String),
     #[error(
-        "no live stream '{0}' with H.264 video (FLV and RTMP carry H.264 only from TS sources)"
+        "no live stream '{}' with H.264 video (FLV and RTMP carry H.264 only from TS sources)",
+        Clip(.0)
     )]
     NoFlvOutput(String),
     #[error(
-        "no segment {seq} in stream '{stream}' (it slid out of the window, or is not cut yet)"
+        "no segment {} in stream '{}' (it slid out of the window, or is not cut yet)",
+        Clip(.seq),
+        Clip(.stream)
     )]
     UnknownSegment { stream: String, seq: String },
-    #[error("publishing '{0}' needs a stream key (?key= or Authorization: Bearer)")]
+    #[error("publishing '{}' needs a stream key (?key= or Authorization: Bearer)", Clip(.0))]
     KeyRequired(String),
-    #[error("wrong stream key for '{0}'")]
+    #[error("wrong stream key for '{}'", Clip(.0))]
     WrongKey(String),
     #[error("no publish key is configured, so only loopback publishers are accepted (not {0}); set --publish-key")]
     PublishNotConfigured(std::net::IpAddr),
-    #[error("stream '{0}' already has a publisher")]
+    #[error("stream '{}' already has a publisher", Clip(.0))]
     StreamBusy(String),
     #[error("too many live streams (limit {0})")]
     TooManyStreams(usize),
     #[error("bad live input: {0}")]
     BadIngest(#[from] IngestError),
-    #[error("unknown RTMP application '{0}' (the application is 'live': rtmp://host/live/NAME)")]
+    #[error("unknown RTMP application '{}' (the application is 'live': rtmp://host/live/NAME)", Clip(.0))]
     UnknownApp(String),
     #[error("play on RTMP message stream {0}; only stream 1 is served")]
     PlayStreamId(u32),

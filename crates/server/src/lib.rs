@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod body;
+mod clip;
 mod config;
 mod date;
 pub mod entity;

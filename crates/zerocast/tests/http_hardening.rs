@@ -146,3 +146,19 @@ fn a_publisher_sending_one_byte_chunks_is_disconnected() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_30_kb_path_gets_a_short_404() {
+    let s = common::live::server(|_| {});
+    let id = "a".repeat(30 * 1024);
+    for path in [format!("/videos/{id}"), format!("/api/videos/{id}")] {
+        let r = s.get(&path, &[]);
+        assert_eq!(r.status, 404);
+        assert!(
+            r.body.len() < 1024,
+            "{}: a {}-byte answer",
+            &path[..12],
+            r.body.len()
+        );
+    }
+}

@@ -19,6 +19,7 @@ mod head;
 mod write;
 
 use crate::body::Chunks;
+use crate::clip::Clip;
 use crate::error::Error;
 use crate::http::Route;
 use crate::live::{self, ingest::Ended};
@@ -181,7 +182,7 @@ async fn publish(
     let mut publish = match admitted {
         Ok(publish) => publish,
         Err(e) => {
-            tracing::info!(stream = p.name, peer = %p.peer, error = %e, "publish refused");
+            tracing::info!(stream = %Clip(&p.name), peer = %p.peer, error = %e, "publish refused");
             return write::response(&mut stream, e.response(), false, true, c, &mut head).await;
         }
     };
@@ -211,6 +212,7 @@ async fn publish(
 /// Answers one request (on either path) and logs it at debug level.
 fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let resp = crate::http::handle(&state.library, &state.live, &state.config.policy, req);
-    tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+    let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
+    tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
     resp
 }
