@@ -12,7 +12,7 @@
 
 use crate::body::Chunks;
 use crate::clip::Clip;
-use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 /// The JSON body of an error response.
@@ -68,6 +68,9 @@ pub enum Error {
     UnknownApp(String),
     #[error("play on RTMP message stream {0}; only stream 1 is served")]
     PlayStreamId(u32),
+    /// Over the connection cap, or out of descriptors (accept.rs).
+    #[error("the server is at its connection limit; try again shortly")]
+    Overloaded,
     /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -86,7 +89,7 @@ impl Error {
             Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
             Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
             Error::StreamBusy(_) => StatusCode::CONFLICT,
-            Error::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyStreams(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,7 +111,7 @@ impl Error {
     }
 
     /// The response to a refused request: its status, a JSON body, and the headers the status
-    /// calls for (`Allow` with 405, `WWW-Authenticate` with 401).
+    /// calls for (`Allow` with 405, `WWW-Authenticate` with 401, `Retry-After` when overloaded).
     pub fn response(self) -> Response<Chunks> {
         let status = self.status();
         let doc = ErrorDoc {
@@ -126,6 +129,9 @@ impl Error {
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"zerocast publish\""),
                 );
+            }
+            Error::Overloaded => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

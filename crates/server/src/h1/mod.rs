@@ -18,6 +18,8 @@ mod handover;
 mod head;
 mod write;
 
+pub(crate) use write::render_head;
+
 use crate::body::Chunks;
 use crate::clip::Clip;
 use crate::error::Error;
@@ -211,7 +213,13 @@ async fn publish(
 
 /// Answers one request (on either path) and logs it at debug level.
 fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
-    let resp = crate::http::handle(&state.library, &state.live, &state.config.policy, req);
+    let resp = crate::http::handle(
+        &state.library,
+        &state.live,
+        &state.config.policy,
+        &state.conns,
+        req,
+    );
     let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
     tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
     resp

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Renders a response head (status line, headers, `Date`, `Connection: close` when closing).
-pub(super) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
+pub(crate) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
     out.clear();
     let status = resp.status();
     out.extend_from_slice(b"HTTP/1.1 ");
