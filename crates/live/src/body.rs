@@ -7,6 +7,11 @@
 //! and the data never has to be moved. Framing (a chunk-size line, the CRLF after a chunk, the
 //! trailer) is read into a small side buffer and parsed here; body bytes that arrived in that same
 //! small read are the only ones copied.
+//!
+//! Framing is paid for: [`RequestBody::wire`] (body and framing bytes) is what the shell holds to
+//! the ingest rate limit, and once more than [`FRAMING_GRACE`] wire bytes have arrived, framing
+//! that outweighs the body it carries (1-byte chunks: 5 framing bytes per body byte) ends the
+//! body with [`BodyError::Overhead`] (the publisher gets a 400).
 
 /// Why a body is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,7 +20,13 @@ pub enum BodyError {
     Chunked(&'static str),
     #[error("the body ended early: {0}")]
     Truncated(&'static str),
+    #[error("chunk framing ({framing} bytes) outweighs the body it carries ({body} bytes)")]
+    Overhead { framing: u64, body: u64 },
 }
+
+/// Wire bytes after which framing must not outweigh the body (a short body with a long trailer,
+/// or a few small chunks at the start, are fine).
+pub const FRAMING_GRACE: u64 = 64 * 1024;
 
 /// What the shell should read next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,24 +63,34 @@ const MAX_LINE: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct RequestBody {
     mode: Mode,
+    /// Body bytes received so far.
+    body: u64,
+    /// Framing bytes parsed so far (chunk-size lines, CRLFs, trailer).
+    framing: u64,
 }
 
 impl RequestBody {
     pub fn length(n: u64) -> Self {
         RequestBody {
             mode: Mode::Length(n),
+            body: 0,
+            framing: 0,
         }
     }
 
     pub fn chunked() -> Self {
         RequestBody {
             mode: Mode::Chunked(Chunked::Size),
+            body: 0,
+            framing: 0,
         }
     }
 
     pub fn until_close() -> Self {
         RequestBody {
             mode: Mode::UntilClose,
+            body: 0,
+            framing: 0,
         }
     }
 
@@ -82,9 +103,15 @@ impl RequestBody {
         }
     }
 
+    /// Bytes of the body on the wire so far: body and framing (what the rate limit counts).
+    pub fn wire(&self) -> u64 {
+        self.body + self.framing
+    }
+
     /// `n` body bytes were received (no more than [`Want::Data`] allowed).
     pub fn data(&mut self, n: usize) {
         let n = n as u64;
+        self.body += n;
         match &mut self.mode {
             Mode::Length(left) | Mode::Chunked(Chunked::Data(left)) => {
                 *left = left.saturating_sub(n);
@@ -100,7 +127,20 @@ impl RequestBody {
 
     /// Parses framing at the front of `input` and returns how many bytes it used; 0 means it needs
     /// more bytes. Stops where data begins (then `want()` is `Data`) or where the body ends.
+    /// Framing that outweighs the body past [`FRAMING_GRACE`] is [`BodyError::Overhead`].
     pub fn framing(&mut self, input: &[u8]) -> Result<usize, BodyError> {
+        let used = self.parse_framing(input)?;
+        self.framing += used as u64;
+        if self.wire() > FRAMING_GRACE && self.framing > self.body {
+            return Err(BodyError::Overhead {
+                framing: self.framing,
+                body: self.body,
+            });
+        }
+        Ok(used)
+    }
+
+    fn parse_framing(&mut self, input: &[u8]) -> Result<usize, BodyError> {
         let Mode::Chunked(state) = &mut self.mode else {
             return Ok(0);
         };
@@ -163,6 +203,10 @@ mod tests {
 
     /// Drives a body the way the shell does, with reads of the given sizes; returns the data.
     fn drive(mut body: RequestBody, wire: &[u8], read: usize) -> Result<Vec<u8>, BodyError> {
+        drive_mut(&mut body, wire, read)
+    }
+
+    fn drive_mut(body: &mut RequestBody, wire: &[u8], read: usize) -> Result<Vec<u8>, BodyError> {
         let mut data = Vec::new();
         let mut side: Vec<u8> = Vec::new();
         let mut at = 0;
@@ -250,6 +294,74 @@ mod tests {
         // An endless size line is refused, not buffered.
         let long = vec![b'1'; MAX_LINE + 10];
         assert!(drive(RequestBody::chunked(), &long, 1000).is_err());
+    }
+
+    #[test]
+    fn framing_counts_as_wire_bytes() {
+        let parts = [[7u8; 100]; 10];
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let wire = chunk(&refs);
+        let mut body = RequestBody::chunked();
+        assert_eq!(drive_mut(&mut body, &wire, 64).unwrap().len(), 1000);
+        // "64\r\n" and "\r\n" per chunk, "0\r\n\r\n" at the end: every byte that came in.
+        assert_eq!(body.wire(), wire.len() as u64);
+        assert_eq!(body.wire(), 1000 + 10 * 6 + 5);
+        let mut plain = RequestBody::length(1000);
+        drive_mut(&mut plain, &[0; 1000], 64).unwrap();
+        assert_eq!(plain.wire(), 1000);
+    }
+
+    #[test]
+    fn framing_that_outweighs_the_body_ends_it_after_the_grace() {
+        // 1-byte chunks: 6 wire bytes per body byte. Fine for a while, refused past the grace.
+        let one_byte: Vec<u8> = b"1\r\nG\r\n".repeat(20_000);
+        let mut body = RequestBody::chunked();
+        let e = drive_mut(&mut body, &one_byte, 64).unwrap_err();
+        assert!(
+            matches!(e, BodyError::Overhead { framing, body } if framing > body),
+            "{e}"
+        );
+        let wire = body.wire();
+        assert!(
+            (FRAMING_GRACE..FRAMING_GRACE + 16).contains(&wire),
+            "{wire}"
+        );
+        let mut short = b"1\r\nG\r\n".repeat(1000);
+        short.extend_from_slice(b"0\r\n\r\n");
+        let under = drive(RequestBody::chunked(), &short, 64).unwrap();
+        assert_eq!(under.len(), 1000, "under the grace");
+        // Ordinary chunks (one TS packet each: 3 % framing) go on for ever.
+        let parts = vec![[0x47u8; 188]; 2000];
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        assert_eq!(
+            drive(RequestBody::chunked(), &chunk(&refs), 1000)
+                .unwrap()
+                .len(),
+            2000 * 188
+        );
+    }
+
+    #[test]
+    fn wire_bytes_reach_the_rate_limit_before_body_bytes_do() {
+        use crate::RateLimit;
+        use std::time::Duration;
+        // 1,000 bytes/s and no burst; 100-byte chunks carry 6 bytes of framing each.
+        let limit = RateLimit::new(8_000, Duration::ZERO, Duration::ZERO);
+        let parts = [[1u8; 100]; 10];
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let mut body = RequestBody::chunked();
+        drive_mut(&mut body, &chunk(&refs), 512).unwrap();
+        let at = Duration::from_secs(1);
+        assert_eq!(
+            limit.wait(1000, at),
+            None,
+            "the body alone is within the rate"
+        );
+        assert_eq!(
+            limit.wait(body.wire(), at),
+            Some(Duration::from_millis(65)),
+            "its 65 framing bytes are not"
+        );
     }
 
     #[test]

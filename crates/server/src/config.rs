@@ -16,6 +16,12 @@ pub struct Config {
     /// handed to the kernel, while a slow client may still be receiving it: so it is not short
     /// (nginx: 60 s for headers, 75 s keep-alive).
     pub header_read_timeout: Duration,
+    /// A response whose socket takes no bytes for this long is closed with a reset (the client
+    /// stopped reading; like a live viewer's `stall_timeout`). Fast path and hyper alike.
+    pub send_timeout: Duration,
+    /// Most open connections (HTTP and RTMP together); more get a fast `503` (HTTP) or are closed
+    /// (RTMP). `None`: the descriptor limit less what is open at start and a margin (accept.rs).
+    pub max_connections: Option<usize>,
     /// How long in-flight responses may run after a shutdown signal.
     pub shutdown_grace: Duration,
     pub policy: Policy,
@@ -34,6 +40,8 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             listen_backlog: 16384,
             header_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(15),
+            max_connections: None,
             shutdown_grace: Duration::from_secs(10),
             policy: Policy::default(),
             live: LiveConfig::default(),

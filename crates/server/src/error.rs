@@ -7,8 +7,11 @@
 //! - [`ConnError`]: why a connection's task ended (I/O, a timeout, a protocol violation); logged,
 //!   never answered.
 //! - [`StartError`]: why the server could not start (library, listener); for the operator.
+//!
+//! Request-derived text in a message (ids, names, timecodes) is clipped ([`Clip`]).
 
 use crate::body::Chunks;
+use crate::clip::Clip;
 use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
@@ -22,37 +25,40 @@ pub struct ErrorDoc {
 /// A request refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no title with id '{0}'")]
+    #[error("no title with id '{}'", Clip(.0))]
     UnknownTitle(String),
     #[error("not found")]
     NoRoute,
-    #[error("method {0} not allowed here")]
+    #[error("method {} not allowed here", Clip(.0.as_str()))]
     Method(http::Method),
     #[error("missing query parameter 't' (a timecode such as 01:09:14:28, 4154.93 or 1h9m14s)")]
     MissingTime,
-    #[error("{0}")]
+    #[error("{}", Clip(&.0.to_string()))]
     BadTime(media::Error),
-    #[error("'{id}' cannot be searched by time: {reason}")]
+    #[error("'{}' cannot be searched by time: {reason}", Clip(.id))]
     NotSeekable { id: String, reason: String },
-    #[error("bad stream name '{0}' (1 to 128 of A-Z a-z 0-9 _ - .)")]
+    #[error("bad stream name '{}' (1 to 128 of A-Z a-z 0-9 _ - .)", Clip(.0))]
     BadStreamName(String),
-    #[error("no live stream '{0}'")]
+    #[error("no live stream '{}'", Clip(.0))]
     UnknownStream(String),
     #[error(
-        "no live stream '{0}' with H.264 video (FLV and RTMP carry H.264 only from TS sources)"
+        "no live stream '{}' with H.264 video (FLV and RTMP carry H.264 only from TS sources)",
+        Clip(.0)
     )]
     NoFlvOutput(String),
     #[error(
-        "no segment {seq} in stream '{stream}' (it slid out of the window, or is not cut yet)"
+        "no segment {} in stream '{}' (it slid out of the window, or is not cut yet)",
+        Clip(.seq),
+        Clip(.stream)
     )]
     UnknownSegment { stream: String, seq: String },
-    #[error("publishing '{0}' needs a stream key (?key= or Authorization: Bearer)")]
+    #[error("publishing '{}' needs a stream key (?key= or Authorization: Bearer)", Clip(.0))]
     KeyRequired(String),
-    #[error("wrong stream key for '{0}'")]
+    #[error("wrong stream key for '{}'", Clip(.0))]
     WrongKey(String),
     #[error("no publish key is configured, so only loopback publishers are accepted (not {0}); set --publish-key")]
     PublishNotConfigured(std::net::IpAddr),
-    #[error("stream '{0}' already has a publisher")]
+    #[error("stream '{}' already has a publisher", Clip(.0))]
     StreamBusy(String),
     #[error("too many live streams (limit {0})")]
     TooManyStreams(usize),
@@ -60,10 +66,16 @@ pub enum Error {
     MemoryBudget(live::OverBudget),
     #[error("bad live input: {0}")]
     BadIngest(#[from] IngestError),
-    #[error("unknown RTMP application '{0}' (the application is 'live': rtmp://host/live/NAME)")]
+    #[error("unknown RTMP application '{}' (the application is 'live': rtmp://host/live/NAME)", Clip(.0))]
     UnknownApp(String),
     #[error("play on RTMP message stream {0}; only stream 1 is served")]
     PlayStreamId(u32),
+    /// Over the connection cap, or out of descriptors (accept.rs).
+    #[error("the server is at its connection limit; try again shortly")]
+    Overloaded,
+    /// Request framing that cannot be trusted (RFC 9112 §6.3).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
 }
 
 impl Error {
@@ -79,11 +91,14 @@ impl Error {
             Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
             Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
             Error::StreamBusy(_) => StatusCode::CONFLICT,
-            Error::TooManyStreams(_) | Error::MemoryBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyStreams(_) | Error::MemoryBudget(_) | Error::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -101,7 +116,7 @@ impl Error {
     }
 
     /// The response to a refused request: its status, a JSON body, and the headers the status
-    /// calls for (`Allow` with 405, `WWW-Authenticate` with 401).
+    /// calls for (`Allow` with 405, `WWW-Authenticate` with 401, `Retry-After` when overloaded).
     pub fn response(self) -> Response<Chunks> {
         let status = self.status();
         let doc = ErrorDoc {
@@ -122,6 +137,9 @@ impl Error {
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"zerocast publish\""),
                 );
+            }
+            Error::Overloaded => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

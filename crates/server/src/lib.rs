@@ -5,9 +5,12 @@
 //! functions, and so are the live and media crates underneath; this module only binds the
 //! listeners, accepts connections and hands each to a worker (see workers.rs).
 
+mod accept;
 pub mod api;
 pub mod body;
+mod clip;
 mod config;
+mod conns;
 mod date;
 pub mod entity;
 pub mod error;
@@ -78,6 +81,7 @@ impl Server {
             rtmp,
             state: Arc::new(State {
                 live: Arc::new(live::Live::new(config.live.clone())),
+                conns: Arc::new(conns::Conns::new(config.max_connections)),
                 library,
                 config,
                 http,
@@ -121,59 +125,55 @@ impl Server {
         if let Some(rtmp) = self.rtmp {
             let (live, stopped, active) =
                 (self.state.live.clone(), stopped.clone(), active.clone());
-            let workers = workers.clone();
+            let (workers, conns) = (workers.clone(), self.state.conns.clone());
             tokio::spawn(async move {
                 let mut stop = stopped.clone();
-                loop {
-                    let (sock, peer) = tokio::select! {
-                        a = rtmp.accept() => match a {
-                            Ok(a) => a,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "RTMP accept failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                continue;
+                let until = async move {
+                    let _ = stop.changed().await;
+                };
+                accept::run(
+                    &rtmp,
+                    accept::Proto::Rtmp,
+                    conns,
+                    until,
+                    |sock, peer, admitted| {
+                        let _ = sock.set_nodelay(true);
+                        let (live, stopped, guard) =
+                            (live.clone(), stopped.clone(), active.clone());
+                        workers.spawn(sock, move |sock| async move {
+                            if let Err(e) = live::rtmp::connection(sock, peer, live, stopped).await
+                            {
+                                tracing::info!(%peer, error = %e, "RTMP connection ended");
                             }
-                        },
-                        _ = stop.changed() => break,
-                    };
-                    let _ = sock.set_nodelay(true);
-                    let (live, stopped, guard) = (live.clone(), stopped.clone(), active.clone());
-                    workers.spawn(sock, move |sock| async move {
-                        if let Err(e) = live::rtmp::connection(sock, peer, live, stopped).await {
-                            tracing::info!(%peer, error = %e, "RTMP connection ended");
-                        }
-                        drop(guard);
-                    });
-                }
+                            drop((guard, admitted));
+                        });
+                    },
+                )
+                .await;
             });
         }
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+        let conns = self.state.conns.clone();
+        accept::run(
+            &self.listener,
+            accept::Proto::Http,
+            conns,
+            shutdown,
+            |stream, peer, admitted| {
+                let _ = stream.set_nodelay(true);
+                let state = self.state.clone();
+                let stopped = stopped.clone();
+                let guard = active.clone();
+                workers.spawn(stream, move |stream| async move {
+                    if let Err(e) = h1::connection(stream, peer, state, stopped).await {
+                        // Clients close connections whenever they like (a browser abandons a range
+                        // request at every seek); that is not a server error.
+                        tracing::debug!(%peer, error = %e, "connection ended");
                     }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let state = self.state.clone();
-            let stopped = stopped.clone();
-            let guard = active.clone();
-            workers.spawn(stream, move |stream| async move {
-                if let Err(e) = h1::connection(stream, peer, state, stopped).await {
-                    // Clients close connections whenever they like (a browser abandons a range
-                    // request at every seek); that is not a server error.
-                    tracing::debug!(%peer, error = %e, "connection ended");
-                }
-                drop(guard);
-            });
-        }
+                    drop((guard, admitted));
+                });
+            },
+        )
+        .await;
         drop(self.listener);
         tracing::info!("shutting down: no new connections, waiting for in-flight responses");
         let _ = stop.send(true);

@@ -10,6 +10,8 @@ pub(crate) struct State {
     pub library: Library,
     pub live: Arc<Live>,
     pub config: Config,
+    /// Open connections, their cap and counters.
+    pub conns: Arc<crate::conns::Conns>,
     /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1/handover.rs).
     pub http: hyper::server::conn::http1::Builder,
 }

@@ -21,7 +21,11 @@ pub struct FileConfig {
     cache_size: Option<String>,
     log_format: Option<LogFormat>,
     header_read_timeout_secs: Option<u64>,
+    /// A response whose client takes no bytes for this long is reset.
+    send_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    /// Most open connections (default: the descriptor limit less a margin).
+    max_connections: Option<usize>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
@@ -99,6 +103,12 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     }
     if let Some(s) = file.header_read_timeout_secs {
         config.header_read_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = file.send_timeout_secs {
+        config.send_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(n) = file.max_connections {
+        config.max_connections = Some(n.max(1));
     }
     if file.workers.is_some() {
         config.workers = file.workers;
@@ -253,6 +263,8 @@ mod tests {
         assert_eq!(s.config.rtmp_listen, d.rtmp_listen);
         assert_eq!(s.config.workers, d.workers);
         assert_eq!(s.config.header_read_timeout, d.header_read_timeout);
+        assert_eq!(s.config.send_timeout, d.send_timeout);
+        assert_eq!(s.config.max_connections, None);
         assert_eq!(s.config.policy.sendfile_min, d.policy.sendfile_min);
         assert_eq!(s.config.live.global_key, None);
         assert!(s.config.live.keys.is_empty());
@@ -270,7 +282,9 @@ mod tests {
             cache_size = "2MiB"
             log_format = "json"
             header_read_timeout_secs = 0
+            send_timeout_secs = 0
             shutdown_grace_secs = 3
+            max_connections = 0
             max_ranges = 0
             sendfile_min = "64KiB"
             rtmp_listen = "off"
@@ -302,7 +316,9 @@ mod tests {
         assert_eq!(c.rtmp_listen, None);
         // Values that would disable something are raised to the least that works.
         assert_eq!(c.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(c.send_timeout, Duration::from_secs(1));
         assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.max_connections, Some(1));
         assert_eq!(c.policy.max_ranges, 1);
         assert_eq!(c.policy.sendfile_min, 64 << 10);
         assert_eq!(c.workers, Some(0));

@@ -1,15 +1,22 @@
 //! Hand-over to hyper: a request the fast path does not serve, and the rest of its connection,
 //! go to hyper's HTTP/1.1 server, replaying the bytes already read.
+//!
+//! hyper has no write timeout, so the stream we give it keeps one: a write that stays pending
+//! for `Config::send_timeout` fails with `TimedOut` (hyper then drops the connection) and the
+//! socket is set to reset on close, as on the fast path (write.rs).
 
 use crate::state::State;
 use bytes::{Buf, Bytes};
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 /// Serves the rest of the connection with hyper, starting with the bytes already read.
 pub(super) async fn hyper_takeover(
@@ -18,7 +25,13 @@ pub(super) async fn hyper_takeover(
     state: &Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let io = hyper_util::rt::TokioIo::new(Rewind { read, stream });
+    let io = hyper_util::rt::TokioIo::new(Rewind {
+        read,
+        stream,
+        send_timeout: state.config.send_timeout,
+        stall: None,
+        armed: false,
+    });
     let st = state.clone();
     let svc = hyper::service::service_fn(move |req| {
         std::future::ready(Ok::<_, std::convert::Infallible>(super::answer(&st, &req)))
@@ -35,10 +48,52 @@ pub(super) async fn hyper_takeover(
     result.map_err(io::Error::other)
 }
 
-/// A stream that first yields bytes already read from it.
+/// A stream that first yields bytes already read from it, and fails a write that takes nothing
+/// for `send_timeout`.
 struct Rewind {
     read: Bytes,
     stream: TcpStream,
+    send_timeout: Duration,
+    /// The stall timer, made the first time a write has to wait and reset after that.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// Whether the timer runs: a write is waiting and nothing has been taken since it started.
+    armed: bool,
+}
+
+impl Rewind {
+    /// Applies the send timeout to the result of a write.
+    fn timed(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Pending => {
+                let at = Instant::now() + self.send_timeout;
+                let stall = match &mut self.stall {
+                    Some(s) if self.armed => s,
+                    Some(s) => {
+                        s.as_mut().reset(at);
+                        s
+                    }
+                    None => self.stall.insert(Box::pin(tokio::time::sleep_until(at))),
+                };
+                self.armed = true;
+                if stall.as_mut().poll(cx).is_ready() {
+                    super::write::reset_on_close(&self.stream);
+                    tracing::debug!(timeout = ?self.send_timeout, "the client took nothing; connection reset");
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
+            r => {
+                if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                    self.armed = false;
+                }
+                r
+            }
+        }
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -63,7 +118,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.timed(cx, r)
     }
 
     fn poll_write_vectored(
@@ -71,7 +127,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.timed(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -2,7 +2,9 @@
 //! ([`crate::http::route`]), and decide who serves the request ([`Kind`]): the fast path, a live
 //! viewer or publisher loop, or hyper (anything unusual: other routes, a body where none is
 //! expected, `Expect` other than `100-continue` on a publish, `Upgrade`, HTTP/1.0 plain requests,
-//! codings other than chunked).
+//! codings other than chunked). Request framing it cannot trust (a malformed or ambiguous
+//! `Content-Length`, or one beside `Transfer-Encoding`: RFC 9112 §6.3, as strict as hyper) is
+//! [`Kind::Bad`], a 400.
 
 use crate::http::{route, Route};
 use crate::live::Output;
@@ -41,6 +43,8 @@ pub(super) enum Kind {
         body: RequestBody,
         expect: bool,
     },
+    /// Framing that cannot be trusted (why): answered 400, and the connection closed.
+    Bad(&'static str),
 }
 
 /// Parses a request head. Its own function so that the 2 KiB header array lives on the stack
@@ -101,7 +105,11 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            let n = match content_length(h.value) {
+                Ok(n) if length.is_none_or(|m| m == n) => n,
+                Ok(_) => return Some(Kind::Bad("different Content-Length values")),
+                Err(why) => return Some(Kind::Bad(why)),
+            };
             if n != 0 && publish.is_none() {
                 return None;
             }
@@ -118,6 +126,9 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
         builder = builder.header(name, h.value);
+    }
+    if chunked && length.is_some() {
+        return Some(Kind::Bad("Content-Length with Transfer-Encoding"));
     }
     let req = builder.body(()).ok()?;
     Some(if let Some(name) = publish {
@@ -144,6 +155,27 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
     })
 }
 
+/// A `Content-Length` field value (RFC 9112 §6.3): digits only (no sign, no inner space), fitting
+/// a `u64`; a comma-separated list is accepted when every element is the same number (as hyper).
+fn content_length(value: &[u8]) -> Result<u64, &'static str> {
+    let mut n = None;
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return Err("Content-Length is not a number");
+        }
+        let v = part.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        let v = v.ok_or("Content-Length too large")?;
+        if n.is_some_and(|m| m != v) {
+            return Err("different Content-Length values");
+        }
+        n = Some(v);
+    }
+    n.ok_or("Content-Length is not a number")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +199,7 @@ mod tests {
                     Some(Kind::Publish {
                         name, body, expect, ..
                     }) => format!("publish {name} {:?} expect={expect}", body.want()),
+                    Some(Kind::Bad(why)) => format!("bad: {why}"),
                 }
             }
         }
@@ -240,11 +273,69 @@ mod tests {
             "GET /videos/a.mp4 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             "PUT /live/s HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             "PUT /live/s HTTP/1.1\r\nExpect: something\r\n\r\n",
-            "PUT /live/s HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             "PUT /live/s/x HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(kind(head), "hyper", "{head:?}");
         }
+    }
+
+    /// A publish head with these header lines.
+    fn put(lines: &str) -> String {
+        kind(&format!("PUT /live/s HTTP/1.1\r\n{lines}\r\n"))
+    }
+
+    #[test]
+    fn a_content_length_is_digits_only() {
+        for v in [
+            "+0",
+            "+188",
+            "-1",
+            "1 2",
+            "x",
+            "0x10",
+            "1.0",
+            "",
+            " , ",
+            "18446744073709551616",
+        ] {
+            let got = put(&format!("Content-Length: {v}\r\n"));
+            assert!(got.starts_with("bad: Content-Length"), "{v:?}: {got}");
+        }
+        assert_eq!(
+            put("Content-Length: 18446744073709551615\r\n"),
+            format!("publish s Data({}) expect=false", u64::MAX)
+        );
+        assert_eq!(
+            put("Content-Length:  188 \r\n"),
+            "publish s Data(188) expect=false"
+        );
+    }
+
+    #[test]
+    fn different_content_lengths_are_refused_and_the_same_one_repeated_is_not() {
+        let differ = "bad: different Content-Length values";
+        assert_eq!(put("Content-Length: 10\r\nContent-Length: 20\r\n"), differ);
+        assert_eq!(put("Content-Length: 10, 20\r\n"), differ);
+        assert_eq!(
+            kind("GET /videos/a HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n"),
+            differ
+        );
+        let same = "publish s Data(10) expect=false";
+        assert_eq!(put("Content-Length: 10\r\nContent-Length: 10\r\n"), same);
+        assert_eq!(put("Content-Length: 10,10\r\n"), same);
+    }
+
+    #[test]
+    fn a_content_length_beside_transfer_encoding_is_refused() {
+        let bad = "bad: Content-Length with Transfer-Encoding";
+        assert_eq!(
+            put("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+            bad
+        );
+        assert_eq!(
+            put("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+            bad
+        );
     }
 
     #[test]

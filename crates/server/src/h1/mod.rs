@@ -18,7 +18,10 @@ mod handover;
 mod head;
 mod write;
 
+pub(crate) use write::render_head;
+
 use crate::body::Chunks;
+use crate::clip::Clip;
 use crate::error::Error;
 use crate::http::Route;
 use crate::live::{self, ingest::Ended};
@@ -91,6 +94,11 @@ pub(crate) async fn connection(
                 return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown)).await;
             }
             Some(Kind::Plain { req, close }) => (req, close),
+            Some(Kind::Bad(why)) => {
+                let resp = Error::BadRequest(why).response();
+                let c = &state.config;
+                return write::response(&mut stream, resp, false, true, c, &mut head).await;
+            }
             Some(Kind::Watch {
                 name,
                 output,
@@ -106,9 +114,8 @@ pub(crate) async fn connection(
                     return Box::pin(w).await;
                 }
                 Err(e) => {
-                    let min = state.config.policy.sendfile_min;
-                    write::response(&mut stream, e.response(), false, close, min, &mut head)
-                        .await?;
+                    let c = &state.config;
+                    write::response(&mut stream, e.response(), false, close, c, &mut head).await?;
                     if close {
                         return Ok(());
                     }
@@ -139,8 +146,8 @@ pub(crate) async fn connection(
         }
         let resp = answer(&state, &req);
         let head_only = req.method() == Method::HEAD;
-        let min = state.config.policy.sendfile_min;
-        write::response(&mut stream, resp, head_only, close, min, &mut head).await?;
+        let c = &state.config;
+        write::response(&mut stream, resp, head_only, close, c, &mut head).await?;
         if close {
             return Ok(());
         }
@@ -168,7 +175,7 @@ async fn publish(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut head = Vec::new();
-    let min = state.config.policy.sendfile_min;
+    let c = &state.config;
     let key = live::presented_key(p.req.uri(), p.req.headers());
     let admitted = state
         .live
@@ -177,8 +184,8 @@ async fn publish(
     let mut publish = match admitted {
         Ok(publish) => publish,
         Err(e) => {
-            tracing::info!(stream = p.name, peer = %p.peer, error = %e, "publish refused");
-            return write::response(&mut stream, e.response(), false, true, min, &mut head).await;
+            tracing::info!(stream = %Clip(&p.name), peer = %p.peer, error = %e, "publish refused");
+            return write::response(&mut stream, e.response(), false, true, c, &mut head).await;
         }
     };
     if p.expect {
@@ -201,13 +208,20 @@ async fn publish(
         Ended::Refused(e) => Error::BadIngest(e).response(),
         Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
     };
-    write::response(&mut stream, resp, false, true, min, &mut head).await
+    write::response(&mut stream, resp, false, true, c, &mut head).await
 }
 
 /// Answers one request (on either path) and logs it at debug level.
 fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
-    let resp = crate::http::handle(&state.library, &state.live, &state.config.policy, req);
-    tracing::debug!(method = %req.method(), uri = %req.uri(), status = resp.status().as_u16(), "request");
+    let resp = crate::http::handle(
+        &state.library,
+        &state.live,
+        &state.config.policy,
+        &state.conns,
+        req,
+    );
+    let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
+    tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
     resp
 }
 

@@ -1,17 +1,25 @@
 //! Writes a response on the fast path: the head rendered into a reused buffer, then the body as
 //! `sendfile` from the entity's file (large single-part bodies: the kernel hands the pages to the
 //! socket without a copy) or in one `writev` with the head (everything else).
+//!
+//! Every write must take some bytes within `Config::send_timeout`: a client that stops reading
+//! is reset (`SO_LINGER` 0, so the kernel drops what it still holds for it at once) instead of
+//! holding its descriptor and socket buffers for as long as it likes.
 
 use crate::body::Chunks;
+use crate::config::Config;
 use crate::date;
 use crate::vectored;
 use http::Response;
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::time::Duration;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Renders a response head (status line, headers, `Date`, `Connection: close` when closing).
-pub(super) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
+pub(crate) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
     out.clear();
     let status = resp.status();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -35,49 +43,91 @@ pub(super) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8
 }
 
 /// Writes a response. `head` is the connection's reused head buffer; bodies of at least
-/// `sendfile_min` that live in a file go out with `sendfile`.
+/// `sendfile_min` that live in a file go out with `sendfile`. A write that takes nothing within
+/// `send_timeout` fails with `TimedOut`, and the connection is then reset when it is dropped.
 pub(super) async fn response(
     stream: &mut TcpStream,
     resp: Response<Chunks>,
     head_only: bool,
     close: bool,
-    sendfile_min: u64,
+    config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let r = send(stream, resp, head_only, close, config, head).await;
+    if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
+        tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
+        reset_on_close(stream);
+    }
+    r
+}
+
+/// Makes the socket's close a reset (`SO_LINGER` 0): what the kernel still holds for a client that
+/// stopped reading is dropped at once rather than kept until the client reads or TCP gives up.
+pub(crate) fn reset_on_close(stream: &TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO));
+}
+
+/// The head (with `MSG_MORE`, so the kernel sends it with the first body segment), then the body
+/// with `sendfile` from the entity's file; each call must take some bytes within `timeout`.
+async fn sendfile(
+    stream: &TcpStream,
+    head: &[u8],
+    src: &crate::body::FileSource,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < head.len() {
+        let write = stream.async_io(Interest::WRITABLE, || {
+            rustix::net::send(&*stream, &head[sent..], rustix::net::SendFlags::MORE)
+                .map_err(io::Error::from)
+        });
+        sent += within(timeout, write).await?;
+    }
+    let mut offset = src.offset;
+    let end = src.offset + src.len;
+    while offset < end {
+        let want = (end - offset).min(1 << 30) as usize;
+        let write = stream.async_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
+                .map_err(io::Error::from)
+        });
+        let n = within(timeout, write).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "title file shorter than its index",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One write (or a `write_all` of a small head) that must take some bytes by `timeout`.
+async fn within<T>(timeout: Duration, write: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+async fn send(
+    stream: &mut TcpStream,
+    resp: Response<Chunks>,
+    head_only: bool,
+    close: bool,
+    config: &Config,
+    head: &mut Vec<u8>,
+) -> io::Result<()> {
+    let timeout = config.send_timeout;
     render_head(&resp, close, head);
     let body = resp.into_body();
     if head_only {
-        return stream.write_all(head).await;
+        return Box::pin(within(timeout, stream.write_all(head))).await;
     }
+    let sendfile_min = config.policy.sendfile_min;
     if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {
-        // The head goes out with MSG_MORE so the kernel sends it with the first body segment.
-        let mut sent = 0;
-        while sent < head.len() {
-            sent += stream
-                .async_io(Interest::WRITABLE, || {
-                    rustix::net::send(&*stream, &head[sent..], rustix::net::SendFlags::MORE)
-                        .map_err(io::Error::from)
-                })
-                .await?;
-        }
-        let mut offset = src.offset;
-        let end = src.offset + src.len;
-        while offset < end {
-            let want = (end - offset).min(1 << 30) as usize;
-            let n = stream
-                .async_io(Interest::WRITABLE, || {
-                    rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
-                        .map_err(io::Error::from)
-                })
-                .await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "title file shorter than its index",
-                ));
-            }
-        }
-        return Ok(());
+        // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
+        return Box::pin(sendfile(stream, head, src, timeout)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
@@ -95,7 +145,7 @@ pub(super) async fn response(
         on_heap = slices_iter.map(IoSlice::new).collect();
         &mut on_heap[..]
     };
-    vectored::write_all(stream, rest, |_| None).await
+    vectored::write_all(stream, rest, |_| Some(Instant::now() + timeout)).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
 //! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
-//! | `GET /metrics`                     | Prometheus text of the live counters      | live/api.rs |
+//! | `GET /metrics`                     | Prometheus text: live, connections        | live/api.rs, conns.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
 //!
@@ -25,6 +25,7 @@ mod page;
 mod vod;
 
 use crate::body::Chunks;
+use crate::conns::Conns;
 use crate::entity::Policy;
 use crate::error::Error;
 use crate::library::Library;
@@ -124,6 +125,7 @@ pub fn handle<B>(
     lib: &Library,
     live: &Live,
     policy: &Policy,
+    conns: &Conns,
     req: &Request<B>,
 ) -> Response<Chunks> {
     let m = req.method();
@@ -132,7 +134,7 @@ pub fn handle<B>(
         // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
         Some(Route::Publish(_)) => Err(Error::NoRoute),
         Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-        Some(r) => answer(r, lib, live, policy, req),
+        Some(r) => answer(r, lib, live, policy, conns, req),
     };
     let mut resp = result.unwrap_or_else(Error::response);
     if m == Method::HEAD {
@@ -146,6 +148,7 @@ fn answer<B>(
     lib: &Library,
     live: &Live,
     policy: &Policy,
+    conns: &Conns,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
     match r {
@@ -181,6 +184,7 @@ fn answer<B>(
         Route::Metrics => {
             let mut out = String::new();
             live::api::metrics(live, &mut out);
+            conns.metrics(&mut out);
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

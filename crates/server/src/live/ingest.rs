@@ -1,6 +1,8 @@
 //! The HTTP ingest read loop: a publisher's body (`PUT|POST /live/{name}`) read straight into
 //! receive slabs (`live::Slab`), framed by `live::RequestBody`, held to the configured bitrate by
-//! not reading (`live::RateLimit`), and handed to [`Publish`] a read at a time.
+//! not reading (`live::RateLimit`, counting wire bytes: chunk framing included), and handed to
+//! [`Publish`] a read at a time. Framing that outweighs the body ends the publish
+//! (`live::BodyError::Overhead`, a 400).
 
 use super::{Live, Publish};
 use crate::error::{ConnError, IngestError};
@@ -77,7 +79,7 @@ pub async fn ingest(
                     k
                 } else {
                     // Over the rate limit: stop reading for a while (TCP pushes back).
-                    if let Some(wait) = rate.wait(received, live.now()) {
+                    if let Some(wait) = rate.wait(body.wire(), live.now()) {
                         tokio::time::sleep(wait).await;
                     }
                     let buf = slab.spare();
@@ -107,6 +109,10 @@ pub async fn ingest(
                 };
                 side.advance(used);
                 if body.want() == Want::Framing && (used == 0 || side.is_empty()) {
+                    // Framing is read 64 bytes at a time: it counts against the rate too.
+                    if let Some(wait) = rate.wait(body.wire(), live.now()) {
+                        tokio::time::sleep(wait).await;
+                    }
                     if side.capacity() - side.len() < 64 {
                         side.reserve(64);
                     }
@@ -129,6 +135,7 @@ pub async fn ingest(
     tracing::debug!(
         stream = %publish.stream.name,
         received,
+        wire = body.wire(),
         slabs = slab.allocations,
         reclaimed = slab.reclaims,
         copied = slab.carried,

@@ -4,6 +4,7 @@
 
 use super::memory::Memory;
 use super::{LiveConfig, Output, Publish};
+use crate::clip::Clip;
 use crate::error::Error;
 use http::{HeaderMap, Uri};
 use live::{
@@ -297,7 +298,7 @@ impl Live {
                     let mut ingest = inner.ingest.take().unwrap_or_default();
                     ingest.new_session();
                     drop(inner);
-                    tracing::info!(stream = name, %peer, "publisher is back within the grace period; stream continues");
+                    tracing::info!(stream = %Clip(name), %peer, "publisher is back within the grace period; stream continues");
                     return Ok(Publish::new(self.clone(), s, ingest, generation));
                 }
                 Begin::Replace => {}
@@ -337,7 +338,7 @@ impl Live {
         stream.account(&mut stream.write());
         // An ended stream of the same name is replaced; its viewers have already been told.
         map.insert(name.to_string(), stream.clone());
-        tracing::info!(stream = name, %peer, "publishing");
+        tracing::info!(stream = %Clip(name), %peer, "publishing");
         Ok(Publish::new(self.clone(), stream, Ingest::default(), 0))
     }
 
