@@ -308,7 +308,7 @@ impl Live {
             return Err(Error::TooManyStreams(self.config.max_streams));
         }
         if let Err(e) = self.memory.admit() {
-            tracing::warn!(stream = name, %peer, error = %e, "publish refused");
+            tracing::warn!(stream = %crate::clip::Clip(name), %peer, error = %e, "publish refused");
             return Err(e);
         }
         let (tick, _) = watch::channel(0);

@@ -197,7 +197,7 @@ impl Session {
                         self.rtmp.accept(request);
                     }
                     Err(e) => {
-                        tracing::info!(stream = name, peer = %self.peer, error = %e, "RTMP publish refused");
+                        tracing::info!(stream = %crate::clip::Clip(name), peer = %self.peer, error = %e, "RTMP publish refused");
                         self.refuse(request, e);
                     }
                 }

@@ -2,8 +2,11 @@
 //! went over the wire, and ffprobe as the oracle.
 #![allow(dead_code)]
 
+pub mod crowd;
 pub mod fixtures;
 pub mod live;
+pub mod soak;
+pub mod spawned;
 pub mod ts;
 
 use server::{Config, Library, Server};

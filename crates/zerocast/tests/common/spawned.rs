@@ -1,0 +1,87 @@
+//! `zerocast serve` as a separate process (the embedded demo library), optionally under a
+//! descriptor limit (`prlimit --nofile`), with its log lines collected: for the tests that need
+//! the process's own limits, RSS or signals.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Starts the server with at most `nofile` descriptors (if given) and `extra` arguments;
+    /// returns once it listens.
+    pub fn start(nofile: Option<u32>, extra: &[&str]) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .args(["--", env!("CARGO_BIN_EXE_zerocast")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_zerocast")),
+        };
+        let mut child = cmd
+            .args(["serve", "--listen", &listen, "--rtmp-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prlimit and zerocast");
+        let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("listening") {
+                    let _ = tx.send(());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the server started");
+        Served {
+            child,
+            addr: listen.parse().unwrap(),
+            log,
+        }
+    }
+
+    /// Log lines that contain `what`.
+    pub fn log_lines(&self, what: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(what)).cloned().collect()
+    }
+
+    /// The process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
