@@ -24,7 +24,7 @@ use std::io::IsTerminal;
 /// threshold (up to 32 MiB) each time such a mapping is freed; after a burst of live streams,
 /// their receive slabs and buffers then come from the heap, whose fragmentation keeps the memory
 /// after the streams end (300 streams: 1.3 GiB of RSS kept, 19 MiB with the threshold fixed;
-/// docs/benchmarks.md §5). Fixing it at glibc's own default gives the memory back to the system.
+/// docs/benchmarks.md §6). Fixing it at glibc's own default gives the memory back to the system.
 fn fixed_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread
