@@ -1,5 +1,6 @@
 //! Server settings.
 
+use crate::cors::Cors;
 use crate::entity::Policy;
 use crate::live::LiveConfig;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ pub struct Config {
     /// How long in-flight responses may run after a shutdown signal.
     pub shutdown_grace: Duration,
     pub policy: Policy,
+    /// Which origins' pages may read responses (CORS); `*` by default.
+    pub cors: Cors,
     pub live: LiveConfig,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
@@ -44,6 +47,7 @@ impl Default for Config {
             max_connections: None,
             shutdown_grace: Duration::from_secs(10),
             policy: Policy::default(),
+            cors: Cors::default(),
             live: LiveConfig::default(),
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,

@@ -11,6 +11,7 @@ pub mod body;
 mod clip;
 mod config;
 mod conns;
+pub mod cors;
 mod date;
 pub mod entity;
 pub mod error;

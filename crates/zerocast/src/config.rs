@@ -26,6 +26,9 @@ pub struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     /// Most open connections (default: the descriptor limit less a margin).
     max_connections: Option<usize>,
+    /// Origins whose pages may read responses (CORS): `["*"]` (the default), a list of
+    /// `https://host[:port]`, or `[]` for none.
+    cors_origins: Option<Vec<String>>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
@@ -106,6 +109,11 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     }
     if let Some(s) = file.send_timeout_secs {
         config.send_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(list) = &file.cors_origins {
+        config.cors = server::cors::Cors::from_list(list)
+            .map_err(anyhow::Error::msg)
+            .context("cors_origins")?;
     }
     if let Some(n) = file.max_connections {
         config.max_connections = Some(n.max(1));
@@ -285,6 +293,7 @@ mod tests {
             send_timeout_secs = 0
             shutdown_grace_secs = 3
             max_connections = 0
+            cors_origins = ["https://player.example"]
             max_ranges = 0
             sendfile_min = "64KiB"
             rtmp_listen = "off"
@@ -319,6 +328,10 @@ mod tests {
         assert_eq!(c.send_timeout, Duration::from_secs(1));
         assert_eq!(c.shutdown_grace, Duration::from_secs(3));
         assert_eq!(c.max_connections, Some(1));
+        assert_eq!(
+            c.cors,
+            server::cors::Cors::Origins(vec!["https://player.example".into()])
+        );
         assert_eq!(c.policy.max_ranges, 1);
         assert_eq!(c.policy.sendfile_min, 64 << 10);
         assert_eq!(c.workers, Some(0));

@@ -81,6 +81,37 @@ fn an_rtmp_stream_plays_over_rtmp() {
 }
 
 #[test]
+fn a_librtmp_player_plays_an_rtmp_stream() {
+    // rtmpdump is librtmp's own client: the RTMP stack OBS and many players are built on.
+    let shared = shared_all();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump.flv");
+    let url = format!("rtmp://{}/live/all", shared.server.rtmp);
+    assert!(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v rtmpdump"])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "rtmpdump is not installed; run the test suite with `scripts/test`, which installs it"
+    );
+    let dump = Proc::spawn(std::process::Command::new("rtmpdump").args([
+        "--live",
+        "--stop",
+        "3",
+        "-r",
+        &url,
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    let (_, log) = dump.wait(WAIT);
+    assert!(
+        out.metadata().is_ok_and(|m| m.len() > 0),
+        "rtmpdump saved nothing: {log}"
+    );
+    common::assert_plays_h264_aac(out.to_str().unwrap(), "2");
+}
+
+#[test]
 fn a_late_http_flv_viewer_gets_the_header_the_sequence_headers_then_a_keyframe() {
     let shared = shared_all();
     let v = Viewer::start(shared.server.addr, "/live/all.flv", Reading::Fast);

@@ -29,12 +29,14 @@ pub(super) enum Head {
 pub(super) enum Kind {
     /// Answered by `http::handle`; `close`: the client asked to close.
     Plain { req: Request<()>, close: bool },
-    /// A live `.ts`/`.flv` viewer; `http10`: no chunked encoding; `close` for an error answer.
+    /// A live `.ts`/`.flv` viewer; `http10`: no chunked encoding; `close` for an error answer;
+    /// its `Origin`, for the CORS headers.
     Watch {
         name: String,
         output: Output,
         http10: bool,
         close: bool,
+        origin: Option<http::HeaderValue>,
     },
     /// A publisher, its body's framing, and whether it expects `100 Continue`.
     Publish {
@@ -149,6 +151,7 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             output,
             http10: version == 0,
             close,
+            origin: req.headers().get(http::header::ORIGIN).cloned(),
         }
     } else {
         Kind::Plain { req, close }

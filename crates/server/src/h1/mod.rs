@@ -104,18 +104,25 @@ pub(crate) async fn connection(
                 output,
                 http10,
                 close,
-                ..
+                origin,
             }) => match state.live.watchable(&name, output) {
                 Ok(s) => {
                     drop(buf);
                     drop(head);
-                    let w =
-                        live::watch_http(&mut stream, s, &state.live, output, !http10, shutdown);
+                    // Boxed, with what only a viewer needs: an idle connection stays small.
+                    let w = async move {
+                        let cors = state.config.cors.lines(origin.as_ref());
+                        let live = &state.live;
+                        live::watch_http(&mut stream, s, live, output, !http10, &cors, shutdown)
+                            .await
+                    };
                     return Box::pin(w).await;
                 }
                 Err(e) => {
                     let c = &state.config;
-                    write::response(&mut stream, e.response(), false, close, c, &mut head).await?;
+                    let resp = with_cors(e.response(), c, origin.as_ref());
+                    drop((origin, name));
+                    write::response(&mut stream, resp, false, close, c, &mut head).await?;
                     if close {
                         return Ok(());
                     }
@@ -181,11 +188,13 @@ async fn publish(
         .live
         .authorize(&p.name, key.as_deref(), p.peer.ip())
         .and_then(|()| state.live.begin_publish(&p.name, p.peer));
+    let origin = p.req.headers().get(::http::header::ORIGIN).cloned();
     let mut publish = match admitted {
         Ok(publish) => publish,
         Err(e) => {
             tracing::info!(stream = %Clip(&p.name), peer = %p.peer, error = %e, "publish refused");
-            return write::response(&mut stream, e.response(), false, true, c, &mut head).await;
+            let resp = with_cors(e.response(), c, origin.as_ref());
+            return write::response(&mut stream, resp, false, true, c, &mut head).await;
         }
     };
     if p.expect {
@@ -208,18 +217,25 @@ async fn publish(
         Ended::Refused(e) => Error::BadIngest(e).response(),
         Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
     };
+    let resp = with_cors(resp, c, origin.as_ref());
     write::response(&mut stream, resp, false, true, c, &mut head).await
+}
+
+/// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS
+/// headers for the request's origin. (A function of its own: a local borrowed in an async fn
+/// stays in its future across later awaits.)
+fn with_cors(
+    mut resp: Response<Chunks>,
+    c: &crate::config::Config,
+    origin: Option<&::http::HeaderValue>,
+) -> Response<Chunks> {
+    c.cors.apply(origin, resp.headers_mut());
+    resp
 }
 
 /// Answers one request (on either path) and logs it at debug level.
 fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
-    let resp = crate::http::handle(
-        &state.library,
-        &state.live,
-        &state.config.policy,
-        &state.conns,
-        req,
-    );
+    let resp = crate::http::handle(state, req);
     let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
     tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
     resp

@@ -16,6 +16,7 @@
 //! | `GET /metrics`                     | Prometheus text: live, connections        | live/api.rs, conns.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
+//! | `OPTIONS` any of the above         | 204: the path's methods; a CORS preflight | cors.rs    |
 //!
 //! Every answer is decided first (an [`Error`] or an entity and its [`crate::entity::Outcome`]),
 //! then rendered; errors become responses in one place, [`Error::response`].
@@ -25,13 +26,11 @@ mod page;
 mod vod;
 
 use crate::body::Chunks;
-use crate::conns::Conns;
-use crate::entity::Policy;
 use crate::error::Error;
-use crate::library::Library;
-use crate::live::{self, Live, Output};
+use crate::live::{self, Output};
 pub(crate) use crate::response::{json, text};
-use http::header::CONTENT_LENGTH;
+use crate::state::State;
+use http::header::{CONTENT_LENGTH, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 
 /// What a request asks for, from its method and path alone.
@@ -120,37 +119,47 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
     }
 }
 
-/// Answers one request/response route. Never fails: errors become responses here.
-pub fn handle<B>(
-    lib: &Library,
-    live: &Live,
-    policy: &Policy,
-    conns: &Conns,
-    req: &Request<B>,
-) -> Response<Chunks> {
+/// Answers one request/response route. Never fails: errors become responses here. Every answer
+/// (errors and preflights included) carries the CORS headers for the request's `Origin`.
+pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let m = req.method();
-    let result = match route(m, req.uri().path()) {
+    let path = req.uri().path();
+    let origin = req.headers().get(ORIGIN);
+    let cors = &state.config.cors;
+    let result = match route(m, path) {
+        // A preflight, or a bare OPTIONS: what the path takes.
+        _ if m == Method::OPTIONS => match methods(path) {
+            Some(methods) => Ok(cors.preflight(origin, methods)),
+            None => Err(Error::NoRoute),
+        },
         None => Err(Error::NoRoute),
         // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
         Some(Route::Publish(_)) => Err(Error::NoRoute),
         Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-        Some(r) => answer(r, lib, live, policy, conns, req),
+        Some(r) => answer(r, state, req),
     };
     let mut resp = result.unwrap_or_else(Error::response);
     if m == Method::HEAD {
         *resp.body_mut() = Chunks::empty();
     }
+    cors.apply(origin, resp.headers_mut());
     resp
 }
 
-fn answer<B>(
-    r: Route<'_>,
-    lib: &Library,
-    live: &Live,
-    policy: &Policy,
-    conns: &Conns,
-    req: &Request<B>,
-) -> Result<Response<Chunks>, Error> {
+/// The methods a path takes (for `OPTIONS`), `None` if no route has it.
+fn methods(path: &str) -> Option<&'static str> {
+    if route(&Method::GET, path).is_some() {
+        Some("GET, HEAD, OPTIONS")
+    } else if route(&Method::PUT, path).is_some() {
+        Some("PUT, POST, OPTIONS")
+    } else {
+        None
+    }
+}
+
+fn answer<B>(r: Route<'_>, state: &State, req: &Request<B>) -> Result<Response<Chunks>, Error> {
+    let (lib, live, conns) = (&state.library, &*state.live, &state.conns);
+    let policy = &state.config.policy;
     match r {
         Route::Video(id) => vod::video(lib, id, policy, req),
         Route::List => Ok(vod::list(lib)),

@@ -20,17 +20,19 @@ use tokio::sync::watch;
 const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
 
 /// Serves one `.ts` or `.flv` viewer over HTTP until the stream ends, the viewer goes, or it is
-/// dropped for lagging. `chunked`: HTTP/1.1 chunked framing (HTTP/1.0: until close).
+/// dropped for lagging. `chunked`: HTTP/1.1 chunked framing (HTTP/1.0: until close); `cors`: the
+/// CORS header lines for the request's origin (`Cors::lines`).
 pub async fn watch_http(
     sock: &mut TcpStream,
     stream: Arc<Stream>,
     live: &Live,
     output: Output,
     chunked: bool,
+    cors: &str,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\naccess-control-allow-origin: *\r\n{}date: ",
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\n{cors}{}date: ",
         output.content_type(),
         if chunked {
             "transfer-encoding: chunked\r\n"
