@@ -48,14 +48,21 @@ impl MediaOutputs {
             .map_or(0, |last| last.wrapping_add(40).wrapping_sub(first_ms))
     }
 
-    /// Bytes held by both rings.
+    /// Bytes held by both rings and the kept sequence headers.
     pub fn bytes(&self) -> usize {
-        self.flv.bytes() + self.rtmp.bytes()
+        let seq: usize = self
+            .seq
+            .iter()
+            .flatten()
+            .map(|(t, m)| t.len() + m.len())
+            .sum();
+        self.flv.bytes() + self.rtmp.bytes() + seq
     }
 
-    /// Both rings down to their current GOP (see [`Ring::shrink_to_gop`]); the bytes dropped.
-    pub fn shrink_to_gop(&mut self) -> usize {
-        self.flv.shrink_to_gop() + self.rtmp.shrink_to_gop()
+    /// Both rings down to their current GOP and recent units (see [`Ring::shrink_to_gop`]);
+    /// the bytes dropped.
+    pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration) -> usize {
+        self.flv.shrink_to_gop(now, keep) + self.rtmp.shrink_to_gop(now, keep)
     }
 
     /// Serialises one tag body at `ms` for both outputs and pushes it (a sequence header is

@@ -83,16 +83,18 @@ impl Ring {
         self.append(data, true, psi, now)
     }
 
-    /// Drops every unit before the newest keyframe (the server is over its memory budget);
-    /// returns the bytes dropped. Without a keyframe in the ring, nothing is dropped: new viewers
-    /// wait for the next one anyway, and `max_bytes` bounds the ring.
-    pub fn shrink_to_gop(&mut self) -> usize {
+    /// Drops the units before the newest keyframe (the server is over its memory budget) that
+    /// arrived more than `keep` before `now`; returns the bytes dropped. Recent units stay, so
+    /// viewers that read in batches or are a moment behind keep their place (a unit they have
+    /// not read yet would otherwise be gone: a skip). Without a keyframe in the ring, nothing is
+    /// dropped: new viewers wait for the next one anyway, and `max_bytes` bounds the ring.
+    pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration) -> usize {
         let Some(k) = self.last_keyframe else {
             return 0;
         };
         let mut freed = 0;
         while let Some(front) = self.units.front() {
-            if front.seq >= k {
+            if front.seq >= k || now.saturating_sub(front.arrived) <= keep {
                 break;
             }
             freed += front.data.len();
@@ -374,7 +376,7 @@ mod tests {
         put(&mut r, unit(1, 100), false, ms(1));
         put(&mut r, unit(2, 100), true, ms(2));
         put(&mut r, unit(3, 100), false, ms(3));
-        assert_eq!(r.shrink_to_gop(), 200, "units 0 and 1 dropped");
+        assert_eq!(r.shrink_to_gop(ms(4), ms(0)), 200, "units 0 and 1 dropped");
         assert_eq!((r.first_seq(), r.bytes()), (2, 200));
         match behind.step(&r, ms(4), &POLICY) {
             Step::Send { parts, skipped } => {
@@ -383,14 +385,38 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(r.shrink_to_gop(), 0, "already one GOP");
+        assert_eq!(r.shrink_to_gop(ms(4), ms(0)), 0, "already one GOP");
+    }
+
+    #[test]
+    fn shrinking_keeps_recent_units_so_a_viewer_a_moment_behind_keeps_its_place() {
+        let mut r = ring(1 << 20);
+        let mut v = Viewer::default();
+        put(&mut r, unit(0, 100), true, ms(0));
+        put(&mut r, unit(1, 100), false, ms(900));
+        assert!(matches!(v.step(&r, ms(900), &POLICY), Step::Send { .. }));
+        put(&mut r, unit(2, 100), false, ms(1950));
+        put(&mut r, unit(3, 100), true, ms(2000));
+        // Unit 2 came 50 ms ago and the viewer has not read it yet.
+        assert_eq!(
+            r.shrink_to_gop(ms(2000), ms(1000)),
+            200,
+            "only units 0 and 1"
+        );
+        match v.step(&r, ms(2000), &POLICY) {
+            Step::Send { parts, skipped } => {
+                assert!(!skipped);
+                assert_eq!(parts, [unit(2, 100), unit(3, 100)]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn shrinking_without_a_keyframe_keeps_everything() {
         let mut r = ring(1 << 20);
         put(&mut r, unit(0, 100), false, ms(0));
-        assert_eq!(r.shrink_to_gop(), 0);
+        assert_eq!(r.shrink_to_gop(ms(10_000), ms(0)), 0);
         assert_eq!(r.bytes(), 100);
     }
 
@@ -413,7 +439,7 @@ mod tests {
             put(&mut r, Bytes::from(data), key, ms(s));
             if rng.u8(0..50) == 0 {
                 // Over the memory budget now and then.
-                r.shrink_to_gop();
+                r.shrink_to_gop(ms(s), ms(rng.u64(0..50)));
             }
             for (v, last) in viewers.iter_mut() {
                 if rng.u8(0..4) != 0 {

@@ -79,6 +79,15 @@ pub fn decode_all(mut data: &[u8]) -> Result<Vec<Value>, Error> {
     Ok(values)
 }
 
+/// Decodes at most the first `n` values of `data` (the rest is not looked at).
+pub fn decode_first(mut data: &[u8], n: usize) -> Result<Vec<Value>, Error> {
+    let mut values = Vec::new();
+    while !data.is_empty() && values.len() < n {
+        values.push(decode(&mut data)?);
+    }
+    Ok(values)
+}
+
 /// Decodes one value from the front of `data` and advances past it.
 pub fn decode(data: &mut &[u8]) -> Result<Value, Error> {
     value(data, 0)

@@ -80,12 +80,16 @@ pub fn drive(data: &[u8]) -> usize {
     let mut session = Session::new(Config::default());
     let step = usize::from(first >> 1).max(1) * 3;
     let mut events = 0;
+    let (mut sent, mut fed) = (0, 0);
     let mut pieces = rest.chunks(step).peekable();
     loop {
         match hs.input(&mut input, &mut out) {
             Ok(true) => break,
             Ok(false) => match pieces.next() {
-                Some(p) => input.extend_from_slice(p),
+                Some(p) => {
+                    fed += p.len();
+                    input.extend_from_slice(p)
+                }
                 None => return events,
             },
             Err(_) => return events,
@@ -111,9 +115,19 @@ pub fn drive(data: &[u8]) -> usize {
             }
         }
         assert!(session.pending() <= Limits::default().pending);
+        // What is answered stays small next to what was received: a peer cannot make the
+        // server send more than it sends (beyond the fixed answers to one session's commands).
+        sent += session.output().len();
+        assert!(
+            sent <= 16 * 1024 + fed / 8,
+            "{sent} bytes answered to {fed} received"
+        );
         session.output().clear();
         match pieces.next() {
-            Some(p) => input.extend_from_slice(p),
+            Some(p) => {
+                fed += p.len();
+                input.extend_from_slice(p)
+            }
             None => return events,
         }
     }

@@ -49,6 +49,17 @@ const PING_RESPONSE: u16 = 7;
 
 /// Most `createStream`s a connection may make.
 const MAX_STREAMS: u32 = 16;
+/// The smallest acknowledgement window honoured: a peer that asks for an acknowledgement every
+/// byte would get 16 bytes back per byte sent.
+const MIN_PEER_WINDOW: u32 = 4096;
+/// A ping request is answered at most once per this many bytes received (a peer that sends
+/// nothing but pings must not get more back than it sends).
+const PING_EVERY: u32 = 4096;
+/// Command messages larger than this are refused before they are decoded (a command is a name,
+/// a transaction id and a few small values; decoding expands each byte into a value).
+const MAX_COMMAND: usize = 64 << 10;
+/// Values decoded of a command: the most any command we answer takes (`play` has seven).
+const COMMAND_VALUES: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -143,6 +154,8 @@ pub struct Session {
     /// The peer's window acknowledgement size (0: none announced) and what we acknowledged.
     peer_window: u32,
     acked: u32,
+    /// Bytes received when a ping was last answered.
+    ponged: Option<u32>,
 }
 
 fn obj(props: &[(&str, Value)]) -> Value {
@@ -178,6 +191,7 @@ impl Session {
             publishing: None,
             peer_window: 0,
             acked: 0,
+            ponged: None,
         }
     }
 
@@ -263,14 +277,20 @@ impl Session {
             })),
             WINDOW_ACK_SIZE => {
                 if let Some(w) = be32(&m.payload) {
-                    self.peer_window = w;
+                    self.peer_window = w.max(MIN_PEER_WINDOW);
                 }
                 Ok(None)
             }
             USER_CONTROL => {
                 let event = m.payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
                 let value = m.payload.get(2..6).and_then(|b| b.try_into().ok());
-                if let (Some(PING_REQUEST), Some(v)) = (event, value) {
+                let received = self.reader.received();
+                let due = match self.ponged {
+                    None => true,
+                    Some(at) => received.wrapping_sub(at) >= PING_EVERY,
+                };
+                if let (Some(PING_REQUEST), Some(v), true) = (event, value, due) {
+                    self.ponged = Some(received);
                     self.user_control(PING_RESPONSE, v);
                 }
                 Ok(None)
@@ -284,15 +304,22 @@ impl Session {
     }
 
     fn invoke(&mut self, payload: &[u8], stream_id: u32) -> Result<Option<Event>, Error> {
-        let values = amf0::decode_all(payload)?;
+        if payload.len() > MAX_COMMAND {
+            return Err(Error::Command {
+                name: String::new(),
+                why: "a command message over 64 KiB",
+            });
+        }
+        let values = amf0::decode_first(payload, COMMAND_VALUES)?;
         let Some(name) = values.first().and_then(Value::as_str) else {
             return Err(Error::Command {
                 name: String::new(),
                 why: "no command name",
             });
         };
+        // The name is the peer's: only its start goes into the error (and the log).
         let bad = |why| Error::Command {
-            name: name.to_string(),
+            name: name.chars().take(64).collect(),
             why,
         };
         let transaction = values.get(1).and_then(Value::as_number).unwrap_or(0.0);
@@ -340,6 +367,9 @@ impl Session {
                     .and_then(Value::as_str)
                     .ok_or(bad("no stream name"))?;
                 let name = stream.to_string();
+                if stream_id == 0 || stream_id > self.streams {
+                    return Err(bad("on a message stream that createStream did not make"));
+                }
                 if self.publishing.is_some() {
                     return Err(bad("while publishing"));
                 }

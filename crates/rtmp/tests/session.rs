@@ -4,7 +4,7 @@
 mod common;
 
 use common::{chunk0, command, connect, n, publish_commands, s, Server};
-use rtmp::amf0::Value;
+use rtmp::amf0::{self, Value};
 use rtmp::{Error, Event};
 
 #[test]
@@ -199,7 +199,7 @@ fn acknowledgements_follow_the_peers_window() {
     b.extend(publish_commands("show"));
     srv.feed(&b).unwrap();
     let acks_before = srv.sent.iter().filter(|m| m.type_id == 3).count();
-    for i in 0..10 {
+    for i in 0..100 {
         srv.feed(&chunk0(6, i * 40, 9, 1, 100, &[0x27; 100]))
             .unwrap();
     }
@@ -211,6 +211,53 @@ fn acknowledgements_follow_the_peers_window() {
         .collect();
     assert!(acks.len() > acks_before, "{acks:?}");
     assert!(acks.windows(2).all(|w| w[1] - w[0] >= 1000), "{acks:?}");
+}
+
+#[test]
+fn a_tiny_acknowledgement_window_is_raised_so_answers_never_outweigh_input() {
+    let mut srv = Server::new();
+    let mut b = chunk0(2, 0, 5, 0, 4, &1u32.to_be_bytes());
+    b.extend(publish_commands("show"));
+    srv.feed(&b).unwrap();
+    let before = srv.sent_len();
+    // 10,000 one-byte messages: each a 1-byte type-3 header after a 12-byte type-0 one.
+    let mut flood = chunk0(7, 0, 8, 0, 0, &[]);
+    flood.extend_from_slice(&[0xc7u8; 10_000]);
+    srv.feed(&flood).unwrap();
+    let answered = srv.sent_len() - before;
+    assert!(
+        answered * 100 <= flood.len(),
+        "{answered} bytes answered to {}",
+        flood.len()
+    );
+}
+
+#[test]
+fn pings_are_answered_at_most_once_per_4_kib_received() {
+    let mut srv = Server::new();
+    let mut flood = chunk0(2, 0, 4, 0, 6, &[0, 6, 1, 2, 3, 4]);
+    for _ in 0..1000 {
+        flood.extend_from_slice(&[0xc2, 0, 6, 1, 2, 3, 4]);
+    }
+    srv.feed(&flood).unwrap();
+    let pongs = srv.sent.iter().filter(|m| m.type_id == 4).count();
+    assert!(
+        (1..=2).contains(&pongs),
+        "{pongs} pongs to 1,001 pings in 7 KB"
+    );
+}
+
+#[test]
+fn a_command_over_64_kib_is_refused_before_it_is_decoded() {
+    let mut srv = Server::new();
+    srv.feed(&publish_commands("show")).unwrap();
+    // 100 KB of AMF0 nulls: decoded, 100,000 values.
+    let mut body = amf0::encode_all(&[s("onFI")]);
+    body.extend_from_slice(&[0x05u8; 100_000]);
+    let mut msg = Vec::new();
+    rtmp::write::message(&mut msg, 3, 20, 1, 0, &body, 128);
+    let r = srv.feed(&msg);
+    assert!(matches!(r, Err(Error::Command { .. })), "{r:?}");
 }
 
 #[test]
@@ -260,4 +307,20 @@ fn drive_never_panics_on_random_bytes() {
         }
         rtmp::drive(&b);
     }
+}
+
+#[test]
+fn publish_on_a_stream_createstream_did_not_make_is_an_error() {
+    let mut srv = Server::new();
+    let mut b = connect("live");
+    b.extend(command(
+        1,
+        &[s("publish"), n(5.0), Value::Null, s("show"), s("live")],
+    ));
+    let r = srv.feed(&b);
+    assert!(matches!(r, Err(Error::Command { .. })), "{r:?}");
+    assert!(srv
+        .events
+        .iter()
+        .all(|e| !matches!(e, Event::Publish { .. })));
 }

@@ -5,7 +5,9 @@
 mod common;
 
 use common::fixtures::{audio_only_ts, live_ts};
-use common::live::{raw_publish, server, stream_doc, wait_for, wait_until, Reading, Viewer, WAIT};
+use common::live::{
+    raw_publish, server, stream_doc, wait_for, wait_until, ChunkedPost, Reading, Viewer, WAIT,
+};
 use common::{request, TestServer};
 use server::live::{Budget, LiveConfig};
 use std::time::Duration;
@@ -41,9 +43,11 @@ fn past_the_budget_a_stream_shrinks_to_its_current_gop_and_late_joiners_still_st
         data.len() > 2 * (512 << 10),
         "the fixture must overflow the budget"
     );
-    // 12 s of stream arrive at once: nothing is old enough to age out, so only the budget can
-    // keep the stream from holding all of it.
-    let _publisher = raw_publish(s.addr, "/live/big", &data);
+    // 12 s of stream arrive in about 3 s: nothing is old enough to age out (10 s), so only the
+    // budget can keep the stream from holding all of it. (Units of the last second are kept
+    // through a shrink, for viewers a moment behind.)
+    let mut publisher = ChunkedPost::start(s.addr, "/live/big");
+    publisher.send(&data, Duration::from_millis(20));
     let doc = wait_for(&s, "big", "all of it received", |d| {
         d["bytes_in"].as_u64() == Some(data.len() as u64)
     });
@@ -105,4 +109,31 @@ fn what_an_ended_stream_held_is_given_back_and_publishers_are_admitted_again() {
     });
     let r = put(&s, "/live/second");
     assert!(r.status < 300, "admitted again: {}", r.status);
+}
+
+#[test]
+fn a_viewer_that_keeps_up_never_skips_while_its_stream_shrinks_for_the_budget() {
+    let s = server(small_budget);
+    let data = std::fs::read(live_ts()).unwrap();
+    let (first, rest) = data.split_at(common::ts::PACKET * 400);
+    let mut publisher = ChunkedPost::start(s.addr, "/live/big");
+    publisher.send(first, Duration::ZERO);
+    wait_for(&s, "big", "a keyframe", |d| {
+        d["ring_units"].as_u64() > Some(0)
+    });
+    // An FLV viewer: woken every 100 ms (or at a keyframe), so it is always a little behind.
+    let v = Viewer::start(s.addr, "/live/big.flv", Reading::Fast);
+    publisher.send(rest, Duration::from_millis(20));
+    let doc = wait_for(&s, "big", "all of it received", |d| {
+        d["bytes_in"].as_u64() == Some(data.len() as u64)
+    });
+    assert!(
+        metric(&s, "zerocast_live_memory_shrinks_total") > 0,
+        "{doc}"
+    );
+    assert_eq!(doc["skips"], 0, "{doc}");
+    assert!(!v.finished(), "the viewer is still connected");
+    let (body, _) = v.body().unwrap();
+    let tags = common::ts::flv_tags(&body);
+    assert!(tags.len() > 100, "{} FLV tags", tags.len());
 }

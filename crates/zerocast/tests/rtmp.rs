@@ -109,7 +109,10 @@ fn a_librtmp_player_plays_an_rtmp_stream() {
     assert_eq!(common::codecs(out.to_str().unwrap()), ["aac", "h264"]);
     let frames = video(out.to_str().unwrap());
     assert!(frames.len() >= FPS, "{} video frames", frames.len());
-    assert!(frames[0].1, "the first frame a librtmp player gets is a keyframe");
+    assert!(
+        frames[0].1,
+        "the first frame a librtmp player gets is a keyframe"
+    );
 }
 
 #[test]

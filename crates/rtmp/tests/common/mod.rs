@@ -81,6 +81,8 @@ pub struct Server {
     pub sent: Vec<Message>,
     client_reader: ChunkReader,
     sent_bytes: BytesMut,
+    /// Bytes the server sent in all.
+    sent_total: usize,
     pub refuse_publish: Option<&'static str>,
 }
 
@@ -93,6 +95,7 @@ impl Server {
             sent: Vec::new(),
             client_reader: ChunkReader::new(Limits::default()),
             sent_bytes: BytesMut::new(),
+            sent_total: 0,
             refuse_publish: None,
         }
     }
@@ -113,12 +116,18 @@ impl Server {
             }
             self.events.push(e);
         }
-        self.sent_bytes
-            .extend_from_slice(&self.session.take_output());
+        let out = self.session.take_output();
+        self.sent_total += out.len();
+        self.sent_bytes.extend_from_slice(&out);
         while let Some(m) = self.client_reader.read(&mut self.sent_bytes).unwrap() {
             self.sent.push(m);
         }
         Ok(())
+    }
+
+    /// Bytes the server sent in all.
+    pub fn sent_len(&self) -> usize {
+        self.sent_total
     }
 
     /// The commands the server sent: (message stream, AMF0 values).

@@ -198,7 +198,11 @@ async fn publish(
         }
     };
     if p.expect {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        let write = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        match tokio::time::timeout(c.send_timeout, write).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
     }
     let ended = live::ingest::ingest(
         &mut stream,

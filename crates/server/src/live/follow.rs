@@ -147,7 +147,7 @@ pub(crate) async fn follow(
             }
             Step::Wait if ended => {
                 if chunked {
-                    sock.write_all(b"0\r\n\r\n").await?;
+                    last_chunk(sock, live).await?;
                 }
                 return Ok(());
             }
@@ -162,13 +162,25 @@ pub(crate) async fn follow(
                     }
                     _ = shutdown.changed() => {
                         if chunked {
-                            sock.write_all(b"0\r\n\r\n").await?;
+                            last_chunk(sock, live).await?;
                         }
                         return Ok(());
                     }
                 }
             }
         }
+    }
+}
+
+/// Ends a chunked body; a viewer whose socket takes nothing for the stall timeout is not waited
+/// for.
+async fn last_chunk(sock: &mut TcpStream, live: &Live) -> io::Result<()> {
+    match tokio::time::timeout(live.config.stall_timeout, sock.write_all(b"0\r\n\r\n")).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the viewer took nothing",
+        )),
     }
 }
 

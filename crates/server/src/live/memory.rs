@@ -9,10 +9,14 @@ use super::Inner;
 use crate::error::Error;
 use live::Budget;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
 /// HLS segments kept by a stream shrunk for the budget: the newest two, so a player that is
 /// fetching the one before the newest still finds it.
 const SHRUNK_HLS_SEGMENTS: usize = 2;
+/// Units this recent are kept when a ring shrinks: viewers woken in batches (FLV/RTMP, 100 ms)
+/// or a little behind keep their place instead of skipping.
+const SHRUNK_KEEP: Duration = Duration::from_secs(1);
 
 /// Server-wide live memory, shared by every stream.
 #[derive(Debug)]
@@ -58,21 +62,26 @@ impl Memory {
 
     /// Re-counts a stream after a change (under its write lock; `mine` is its last count).
     /// Over the budget, the stream first shrinks its windows to its current GOP.
-    pub(super) fn update(&self, mine: &AtomicUsize, inner: &mut Inner) {
-        let mut now = self.count(inner);
+    pub(super) fn update(&self, mine: &AtomicUsize, inner: &mut Inner, now: Duration) {
+        let mut held = self.count(inner);
         let before = mine.load(Relaxed);
         if self
             .budget
-            .over(self.held().saturating_sub(before).saturating_add(now))
+            .over(self.held().saturating_sub(before).saturating_add(held))
         {
-            let mut freed = inner.ring.shrink_to_gop() + inner.hls.shrink(SHRUNK_HLS_SEGMENTS);
-            freed += inner.media.as_mut().map_or(0, |m| m.shrink_to_gop());
+            let keep = SHRUNK_KEEP;
+            let mut freed = inner.ring.shrink_to_gop(now, keep);
+            freed += inner.hls.shrink(SHRUNK_HLS_SEGMENTS);
+            freed += inner
+                .media
+                .as_mut()
+                .map_or(0, |m| m.shrink_to_gop(now, keep));
             if freed > 0 {
                 self.shrinks.fetch_add(1, Relaxed);
-                now = self.count(inner);
+                held = self.count(inner);
             }
         }
-        self.set(mine, now);
+        self.set(mine, held);
     }
 
     /// Gives back what a stream counted (it is being dropped).

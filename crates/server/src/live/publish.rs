@@ -110,7 +110,7 @@ impl Publish {
                     };
                     media.push(t.video, &t.body, t.ms, kind, now);
                 }
-                self.stream.account(&mut inner);
+                self.stream.account(&mut inner, now);
             }
             if self.wake_media.due(keyframe, now) {
                 self.stream.wake_media();
@@ -135,7 +135,7 @@ impl Publish {
                 .get_or_insert_with(|| media.continuation(ms));
             let ms = ms.wrapping_add(offset);
             media.push(video, body, ms, kind, now);
-            self.stream.account(&mut inner);
+            self.stream.account(&mut inner, now);
             ms
         };
         self.muxed.clear();
@@ -178,7 +178,7 @@ impl Publish {
             }
             let total = self.stream.stats.bytes_in.load(Relaxed);
             inner.bitrate.update(total, now);
-            self.stream.account(inner);
+            self.stream.account(inner, now);
         }
         if wake {
             // Only `.ts` viewers read this ring; FLV/RTMP viewers have their own wake-ups.

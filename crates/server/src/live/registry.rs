@@ -124,8 +124,8 @@ impl Stream {
 
     /// Re-counts what the stream holds after a change, shrinking it first if the server is
     /// over its memory budget. Called with the write lock held.
-    pub(super) fn account(&self, inner: &mut Inner) {
-        self.memory.update(&self.held, inner);
+    pub(super) fn account(&self, inner: &mut Inner, now: Duration) {
+        self.memory.update(&self.held, inner, now);
     }
 
     /// A receiver of the wake-ups of one output.
@@ -295,6 +295,7 @@ impl Live {
                 Begin::Continue { generation } => {
                     inner.publisher = Some(peer);
                     inner.hls.discontinuity(now);
+                    s.account(&mut inner, now);
                     let mut ingest = inner.ingest.take().unwrap_or_default();
                     ingest.new_session();
                     drop(inner);
@@ -335,7 +336,7 @@ impl Live {
             held: AtomicUsize::new(0),
             memory: self.memory.clone(),
         });
-        stream.account(&mut stream.write());
+        stream.account(&mut stream.write(), now);
         // An ended stream of the same name is replaced; its viewers have already been told.
         map.insert(name.to_string(), stream.clone());
         tracing::info!(stream = %Clip(name), %peer, "publishing");
@@ -360,7 +361,7 @@ impl Live {
             if t != Transition::None {
                 inner.publisher = None;
                 inner.ingest = ingest;
-                stream.account(&mut inner);
+                stream.account(&mut inner, self.now());
             }
             t
         };
@@ -382,6 +383,7 @@ impl Live {
                     inner.publisher = None;
                     let now = self.now();
                     inner.hls.end(now);
+                    stream.account(&mut inner, now);
                 }
                 stream.wake();
                 tracing::info!(stream = %stream.name, reason, "stream ended");

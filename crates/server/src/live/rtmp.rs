@@ -61,9 +61,27 @@ pub(crate) async fn connection(
         let events = state.input(&mut buf);
         let out = state.rtmp.take_output();
         if !out.is_empty() {
-            sock.write_all(&out).await?;
+            // A peer that does not read its answers is not waited for: during setup, past the
+            // setup deadline; publishing, past the viewers' stall timeout.
+            let limit = match &state.publish {
+                Some(_) => state.live.config.stall_timeout,
+                None => setup_deadline.saturating_duration_since(tokio::time::Instant::now()),
+            };
+            match tokio::time::timeout(limit, sock.write_all(&out)).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    state.drop_publisher("took none of its answers");
+                    return Err(ConnError::Timeout("the peer took none of its answers"));
+                }
+            }
         }
-        events?;
+        if let Err(e) = events {
+            // Bad input from a publisher ends its stream now (no grace: it would send the same).
+            if let Some(p) = state.publish.take() {
+                p.finish(End::Refused(e.to_string()));
+            }
+            return Err(e);
+        }
         if let Some(why) = state.refused.take() {
             return Err(ConnError::Refused(why));
         }
