@@ -28,6 +28,10 @@ pub struct Config {
     pub policy: Policy,
     /// Which origins' pages may read responses (CORS); `*` by default.
     pub cors: Cors,
+    /// The control API's bearer token (`DELETE /api/streams/...`); `None`: the API is off.
+    pub admin_token: Option<String>,
+    /// The read-only API (JSON, `/metrics`) needs the admin token too.
+    pub private_api: bool,
     pub live: LiveConfig,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
@@ -48,6 +52,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             policy: Policy::default(),
             cors: Cors::default(),
+            admin_token: None,
+            private_api: false,
             live: LiveConfig::default(),
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,

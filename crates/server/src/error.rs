@@ -64,6 +64,14 @@ pub enum Error {
     TooManyStreams(usize),
     #[error("{0}; try again later")]
     MemoryBudget(live::OverBudget),
+    #[error("the control API needs the admin token (Authorization: Bearer)")]
+    AdminRequired,
+    #[error("wrong admin token")]
+    WrongAdminToken,
+    #[error("the control API is off: set admin_token in the config file")]
+    AdminNotConfigured,
+    #[error("stream '{}' has no publisher connected", Clip(.0))]
+    NoPublisher(String),
     #[error("bad live input: {0}")]
     BadIngest(#[from] IngestError),
     #[error("unknown RTMP application '{}' (the application is 'live': rtmp://host/live/NAME)", Clip(.0))]
@@ -87,8 +95,11 @@ impl Error {
             | Error::UnknownStream(_)
             | Error::NoFlvOutput(_)
             | Error::UnknownSegment { .. } => StatusCode::NOT_FOUND,
+            Error::BadIngest(IngestError::Kicked) => StatusCode::FORBIDDEN,
             Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,
-            Error::KeyRequired(_) => StatusCode::UNAUTHORIZED,
+            Error::KeyRequired(_) | Error::AdminRequired => StatusCode::UNAUTHORIZED,
+            Error::WrongAdminToken | Error::AdminNotConfigured => StatusCode::FORBIDDEN,
+            Error::NoPublisher(_) => StatusCode::CONFLICT,
             Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
             Error::StreamBusy(_) => StatusCode::CONFLICT,
             Error::TooManyStreams(_) | Error::MemoryBudget(_) | Error::Overloaded => {
@@ -138,6 +149,12 @@ impl Error {
                     HeaderValue::from_static("Bearer realm=\"zerocast publish\""),
                 );
             }
+            Error::AdminRequired => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"zerocast admin\""),
+                );
+            }
             Error::Overloaded => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -156,6 +173,8 @@ pub enum IngestError {
     Tag { video: bool, source: media::Error },
     #[error("{0}")]
     Body(#[from] live::BodyError),
+    #[error("the publisher was disconnected through the control API")]
+    Kicked,
 }
 
 /// Why a connection's task ended early. Logged, not answered.

@@ -29,6 +29,10 @@ pub struct FileConfig {
     /// Origins whose pages may read responses (CORS): `["*"]` (the default), a list of
     /// `https://host[:port]`, or `[]` for none.
     cors_origins: Option<Vec<String>>,
+    /// The control API's bearer token (DELETE /api/streams/NAME/publisher|viewers); unset: off.
+    admin_token: Option<String>,
+    /// The read-only API (JSON, /metrics) needs the admin token too.
+    private_api: Option<bool>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
@@ -114,6 +118,18 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
         config.cors = server::cors::Cors::from_list(list)
             .map_err(anyhow::Error::msg)
             .context("cors_origins")?;
+    }
+    if let Some(t) = &file.admin_token {
+        if t.len() < 16 {
+            bail!("admin_token: at least 16 characters");
+        }
+        config.admin_token = Some(t.clone());
+    }
+    if let Some(p) = file.private_api {
+        if p && config.admin_token.is_none() {
+            bail!("private_api = true needs an admin_token");
+        }
+        config.private_api = p;
     }
     if let Some(n) = file.max_connections {
         config.max_connections = Some(n.max(1));
@@ -294,6 +310,8 @@ mod tests {
             shutdown_grace_secs = 3
             max_connections = 0
             cors_origins = ["https://player.example"]
+            admin_token = "0123456789abcdef"
+            private_api = true
             max_ranges = 0
             sendfile_min = "64KiB"
             rtmp_listen = "off"
@@ -332,6 +350,8 @@ mod tests {
             c.cors,
             server::cors::Cors::Origins(vec!["https://player.example".into()])
         );
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert!(c.private_api);
         assert_eq!(c.policy.max_ranges, 1);
         assert_eq!(c.policy.sendfile_min, 64 << 10);
         assert_eq!(c.workers, Some(0));

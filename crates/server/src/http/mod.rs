@@ -15,12 +15,14 @@
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
 //! | `GET /metrics`                     | Prometheus text: live, connections        | live/api.rs, conns.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
+//! | `DELETE /api/streams/{name}/publisher`, `/viewers` | control API (admin token) | admin.rs |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
 //! | `OPTIONS` any of the above         | 204: the path's methods; a CORS preflight | cors.rs    |
 //!
 //! Every answer is decided first (an [`Error`] or an entity and its [`crate::entity::Outcome`]),
 //! then rendered; errors become responses in one place, [`Error::response`].
 
+mod admin;
 mod hls;
 mod page;
 mod vod;
@@ -51,9 +53,26 @@ pub enum Route<'a> {
     Streams,
     StreamInfo(&'a str),
     Metrics,
+    /// `DELETE /api/streams/{name}/publisher` (control API).
+    KickPublisher(&'a str),
+    /// `DELETE /api/streams/{name}/viewers` (control API).
+    DropViewers(&'a str),
 }
 
 impl Route<'_> {
+    /// The read-only API (JSON and metrics): behind the admin token when `private_api` is set.
+    pub fn is_api(&self) -> bool {
+        matches!(
+            self,
+            Route::List
+                | Route::Info(_)
+                | Route::Seek(_)
+                | Route::Streams
+                | Route::StreamInfo(_)
+                | Route::Metrics
+        )
+    }
+
     /// Whether the route is served by the HTTP/1.1 fast path rather than by hyper (see h1/):
     /// video bytes (for `sendfile`), live HLS and live viewers, and publishers.
     pub fn fast(&self) -> bool {
@@ -91,6 +110,11 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
     if let Some(rest) = path.strip_prefix("/api/streams") {
         return match rest {
             "" | "/" => Some(Route::Streams),
+            _ if *method == Method::DELETE => match rest.strip_prefix('/')?.rsplit_once('/')? {
+                (name, "publisher") => Some(Route::KickPublisher(name)),
+                (name, "viewers") => Some(Route::DropViewers(name)),
+                _ => None,
+            },
             _ => rest.strip_prefix('/').map(Route::StreamInfo),
         };
     }
@@ -135,6 +159,12 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
         None => Err(Error::NoRoute),
         // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
         Some(Route::Publish(_)) => Err(Error::NoRoute),
+        Some(r @ (Route::KickPublisher(_) | Route::DropViewers(_))) => {
+            admin::control(r, state, req)
+        }
+        Some(r) if r.is_api() && state.config.private_api => {
+            admin::authorize(state, req).and_then(|()| answer(r, state, req))
+        }
         Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
         Some(r) => answer(r, state, req),
     };
@@ -148,7 +178,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
 
 /// The methods a path takes (for `OPTIONS`), `None` if no route has it.
 fn methods(path: &str) -> Option<&'static str> {
-    if route(&Method::GET, path).is_some() {
+    if route(&Method::DELETE, path).is_some_and(|r| !r.is_api()) {
+        Some("DELETE, OPTIONS")
+    } else if route(&Method::GET, path).is_some() {
         Some("GET, HEAD, OPTIONS")
     } else if route(&Method::PUT, path).is_some() {
         Some("PUT, POST, OPTIONS")
@@ -200,7 +232,7 @@ fn answer<B>(r: Route<'_>, state: &State, req: &Request<B>) -> Result<Response<C
                 out,
             ))
         }
-        Route::Publish(_) => Err(Error::NoRoute),
+        Route::Publish(_) | Route::KickPublisher(_) | Route::DropViewers(_) => Err(Error::NoRoute),
     }
 }
 

@@ -91,10 +91,15 @@ pub(crate) async fn follow(
     let _connected = Connected(&stats.viewers[output as usize]);
     let policy = live.config.viewer;
     let mut rx = stream.subscribe(output);
+    // The control API's "drop viewers".
+    let mut drops = stream.drops();
     let mut viewer = Viewer::default();
     let input_limit = RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now());
     let mut input: u64 = 0;
     loop {
+        if drops.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
         rx.borrow_and_update();
         let now = live.now();
         let (step, ended, lag) = {
@@ -154,6 +159,7 @@ pub(crate) async fn follow(
             Step::Wait => {
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return Ok(()) },
+                    _ = drops.changed() => return Ok(()),
                     why = closed(sock, live, &input_limit, &mut input) => {
                         if why == Input::TooMuch {
                             tracing::info!(stream = %stream.name, bytes = input, "viewer sent more than a viewer may; disconnected");

@@ -67,6 +67,7 @@ pub async fn ingest(
     let mut slab = Slab::new(cfg.slab_size, cfg.slab_min_read);
     let rate = RateLimit::new(cfg.max_ingest_bitrate, Duration::from_secs(2), live.now());
     let mut received: u64 = 0;
+    let mut kicks = publish.stream.kicks();
     let end = loop {
         match body.want() {
             Want::Done => break Ended::Clean,
@@ -89,6 +90,7 @@ pub async fn ingest(
                     let r = tokio::select! {
                         r = tokio::time::timeout(cfg.publisher_timeout, read) => r,
                         _ = shutdown.changed() => break Ended::Clean,
+                        _ = kicks.changed() => break Ended::Refused(IngestError::Kicked),
                     };
                     match outcome(r, &body) {
                         Ok(k) => k,
@@ -121,6 +123,7 @@ pub async fn ingest(
                     let r = tokio::select! {
                         r = tokio::time::timeout(cfg.publisher_timeout, read) => r,
                         _ = shutdown.changed() => break Ended::Clean,
+                        _ = kicks.changed() => break Ended::Refused(IngestError::Kicked),
                     };
                     if let Err(end) = outcome(r, &body) {
                         break end;

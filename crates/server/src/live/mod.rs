@@ -32,6 +32,7 @@ pub(crate) mod rtmp;
 
 pub use follow::watch_http;
 pub use publish::Publish;
+pub(crate) use registry::same_key;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
 
 pub use live::Budget;

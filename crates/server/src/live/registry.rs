@@ -86,6 +86,10 @@ pub struct Stream {
     /// What this stream holds, as last counted into `memory`.
     held: AtomicUsize,
     memory: Arc<Memory>,
+    /// Bumped to disconnect the publisher (control API); its sessions watch it.
+    kick: watch::Sender<u64>,
+    /// Bumped to disconnect every viewer (control API); each viewer loop watches it.
+    drop_viewers: watch::Sender<u64>,
 }
 
 impl Drop for Stream {
@@ -126,6 +130,37 @@ impl Stream {
     /// over its memory budget. Called with the write lock held.
     pub(super) fn account(&self, inner: &mut Inner, now: Duration) {
         self.memory.update(&self.held, inner, now);
+    }
+
+    /// Disconnects the publisher, if one is connected (the control API): its session ends as
+    /// refused, so the stream ends without waiting for it to come back. Returns its address.
+    pub fn kick_publisher(&self) -> Option<SocketAddr> {
+        let publisher = self.read().publisher?;
+        self.kick.send_modify(|n| *n = n.wrapping_add(1));
+        Some(publisher)
+    }
+
+    /// What a publisher's session watches for [`Stream::kick_publisher`].
+    pub(super) fn kicks(&self) -> watch::Receiver<u64> {
+        self.kick.subscribe()
+    }
+
+    /// Disconnects every viewer of every output (the control API; they may come back); returns
+    /// how many were connected.
+    pub fn drop_viewers(&self) -> u64 {
+        let connected = self
+            .stats
+            .viewers
+            .iter()
+            .map(|v| v.load(Relaxed).max(0) as u64)
+            .sum();
+        self.drop_viewers.send_modify(|n| *n = n.wrapping_add(1));
+        connected
+    }
+
+    /// What a viewer loop watches for [`Stream::drop_viewers`].
+    pub(super) fn drops(&self) -> watch::Receiver<u64> {
+        self.drop_viewers.subscribe()
     }
 
     /// A receiver of the wake-ups of one output.
@@ -174,7 +209,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Compares keys in time independent of where they differ.
-fn same_key(a: &str, b: &str) -> bool {
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -335,6 +370,8 @@ impl Live {
             stats: Stats::default(),
             held: AtomicUsize::new(0),
             memory: self.memory.clone(),
+            kick: watch::channel(0).0,
+            drop_viewers: watch::channel(0).0,
         });
         stream.account(&mut stream.write(), now);
         // An ended stream of the same name is replaced; its viewers have already been told.

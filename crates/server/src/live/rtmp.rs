@@ -15,7 +15,7 @@
 
 use super::registry::query_key;
 use super::{follow, Live, Output, Publish, Stream};
-use crate::error::{ConnError, Error};
+use crate::error::{ConnError, Error, IngestError};
 use bytes::BytesMut;
 use live::outputs::{RTMP_CHUNK_SIZE, RTMP_PLAY_STREAM_ID};
 use live::End;
@@ -56,6 +56,8 @@ pub(crate) async fn connection(
         play: None,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+    // Once publishing: the control API's kicks.
+    let mut kicks: Option<watch::Receiver<u64>> = None;
     let play = loop {
         // The bytes that came after the handshake, then each read.
         let events = state.input(&mut buf);
@@ -88,6 +90,9 @@ pub(crate) async fn connection(
         if let Some(stream) = state.play.take() {
             break stream;
         }
+        if kicks.is_none() {
+            kicks = state.publish.as_ref().map(|p| p.stream.kicks());
+        }
         let limit = match &state.publish {
             Some(_) => state.live.config.publisher_timeout,
             None => setup_deadline.saturating_duration_since(tokio::time::Instant::now()),
@@ -98,6 +103,14 @@ pub(crate) async fn connection(
             _ = shutdown.changed() => {
                 if let Some(p) = state.publish.take() {
                     p.finish(End::Clean);
+                }
+                return Ok(());
+            }
+            _ = kicked(&mut kicks) => {
+                let why = IngestError::Kicked;
+                tracing::info!(peer = %state.peer, "{why}");
+                if let Some(p) = state.publish.take() {
+                    p.finish(End::Refused(why.to_string()));
                 }
                 return Ok(());
             }
@@ -128,6 +141,16 @@ pub(crate) async fn connection(
     follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown)
         .await
         .map_err(ConnError::Io)
+}
+
+/// Resolves when the publisher is kicked (never before a publish, or once the stream is gone).
+async fn kicked(kicks: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = kicks {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// The server side of the handshake; the bytes that came after it stay in `buf`.
