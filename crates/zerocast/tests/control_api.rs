@@ -34,7 +34,7 @@ fn delete(s: &TestServer, path: &str, token: Option<&str>) -> Resp {
 fn publishing(s: &TestServer) -> common::live::ChunkedPost {
     let data = std::fs::read(live_ts()).unwrap();
     let p = raw_publish(s.addr, "/live/show", &data);
-    wait_for(&s, "show", "live", |d| {
+    wait_for(s, "show", "live", |d| {
         d["state"] == "live" && d["ring_units"].as_u64() > Some(0)
     });
     p
