@@ -32,6 +32,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// The read-only API (JSON, `/metrics`) needs the admin token too.
     pub private_api: bool,
+    /// Paths served only with a signed link (`auth::signed`); `None`: none.
+    pub signed: Option<crate::auth::signed::Signed>,
     pub live: LiveConfig,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
@@ -54,6 +56,7 @@ impl Default for Config {
             cors: Cors::default(),
             admin_token: None,
             private_api: false,
+            signed: None,
             live: LiveConfig::default(),
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,

@@ -72,6 +72,8 @@ pub enum Error {
     AdminNotConfigured,
     #[error("stream '{}' has no publisher connected", Clip(.0))]
     NoPublisher(String),
+    #[error("{0}")]
+    Link(crate::auth::signed::LinkError),
     #[error("bad live input: {0}")]
     BadIngest(#[from] IngestError),
     #[error("unknown RTMP application '{}' (the application is 'live': rtmp://host/live/NAME)", Clip(.0))]
@@ -98,7 +100,9 @@ impl Error {
             Error::BadIngest(IngestError::Kicked) => StatusCode::FORBIDDEN,
             Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,
             Error::KeyRequired(_) | Error::AdminRequired => StatusCode::UNAUTHORIZED,
-            Error::WrongAdminToken | Error::AdminNotConfigured => StatusCode::FORBIDDEN,
+            Error::WrongAdminToken | Error::AdminNotConfigured | Error::Link(_) => {
+                StatusCode::FORBIDDEN
+            }
             Error::NoPublisher(_) => StatusCode::CONFLICT,
             Error::WrongKey(_) | Error::PublishNotConfigured(_) => StatusCode::FORBIDDEN,
             Error::StreamBusy(_) => StatusCode::CONFLICT,

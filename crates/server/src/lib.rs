@@ -7,6 +7,7 @@
 
 mod accept;
 pub mod api;
+pub mod auth;
 pub mod body;
 mod clip;
 mod config;

@@ -33,6 +33,8 @@ pub struct FileConfig {
     admin_token: Option<String>,
     /// The read-only API (JSON, /metrics) needs the admin token too.
     private_api: Option<bool>,
+    /// Paths served only with a signed link: `[signed_urls] secret = "..."`, `prefixes = [...]`.
+    signed_urls: Option<SignedFile>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
@@ -43,6 +45,20 @@ pub struct FileConfig {
     listen_backlog: Option<u32>,
     #[serde(default)]
     live: LiveFile,
+}
+
+/// The `[signed_urls]` table: links to paths under `prefixes` need `expires` and `sig`
+/// (HMAC-SHA256 with `secret`; see `server::auth::signed`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedFile {
+    secret: String,
+    #[serde(default = "signed_prefixes")]
+    prefixes: Vec<String>,
+}
+
+fn signed_prefixes() -> Vec<String> {
+    vec!["/videos/".into(), "/live/".into()]
 }
 
 /// The `[live]` table of the config file.
@@ -130,6 +146,12 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
             bail!("private_api = true needs an admin_token");
         }
         config.private_api = p;
+    }
+    if let Some(sg) = &file.signed_urls {
+        let signed = server::auth::signed::Signed::new(sg.secret.as_bytes(), sg.prefixes.clone())
+            .map_err(anyhow::Error::msg)
+            .context("signed_urls")?;
+        config.signed = Some(signed);
     }
     if let Some(n) = file.max_connections {
         config.max_connections = Some(n.max(1));
@@ -275,8 +297,8 @@ mod tests {
         let file: FileConfig = toml::from_str(&readme[start..start + len]).expect("parses");
         assert_eq!(file.workers, Some(4));
         assert!(file.live.keys.contains_key("show"));
-        let mut config = server::Config::default();
-        apply_live(&mut config.live, &file.live, &[]).expect("live settings apply");
+        let s = merge(ServeArgs::default(), file).expect("the whole file applies");
+        assert!(s.config.signed.is_some() && s.config.admin_token.is_some());
     }
 
     #[test]
@@ -317,6 +339,8 @@ mod tests {
             rtmp_listen = "off"
             workers = 0
             listen_backlog = 128
+            [signed_urls]
+            secret = "0123456789abcdef-signing"
             [live]
             publish_key = "any"
             grace_secs = 7
@@ -352,6 +376,8 @@ mod tests {
         );
         assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
         assert!(c.private_api);
+        let signed = c.signed.as_ref().expect("signed_urls");
+        assert!(signed.covers("/videos/x.mp4") && signed.covers("/live/x.ts"));
         assert_eq!(c.policy.max_ranges, 1);
         assert_eq!(c.policy.sendfile_min, 64 << 10);
         assert_eq!(c.workers, Some(0));

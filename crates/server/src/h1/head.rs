@@ -37,6 +37,8 @@ pub(super) enum Kind {
         http10: bool,
         close: bool,
         origin: Option<http::HeaderValue>,
+        /// The request target (path and query), for a signed link's check.
+        target: String,
     },
     /// A publisher, its body's framing, and whether it expects `100 Continue`.
     Publish {
@@ -152,6 +154,7 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             http10: version == 0,
             close,
             origin: req.headers().get(http::header::ORIGIN).cloned(),
+            target: target.to_string(),
         }
     } else {
         Kind::Plain { req, close }

@@ -105,7 +105,10 @@ pub(crate) async fn connection(
                 http10,
                 close,
                 origin,
-            }) => match state.live.watchable(&name, output) {
+                target,
+            }) => match watch_link(&state, &target)
+                .and_then(|()| state.live.watchable(&name, output))
+            {
                 Ok(s) => {
                     drop(buf);
                     drop(head);
@@ -121,7 +124,7 @@ pub(crate) async fn connection(
                 Err(e) => {
                     let c = &state.config;
                     let resp = with_cors(e.response(), c, origin.as_ref());
-                    drop((origin, name));
+                    drop((origin, name, target));
                     write::response(&mut stream, resp, false, close, c, &mut head).await?;
                     if close {
                         return Ok(());
@@ -223,6 +226,14 @@ async fn publish(
     };
     let resp = with_cors(resp, c, origin.as_ref());
     write::response(&mut stream, resp, false, true, c, &mut head).await
+}
+
+/// A viewer's signed link (`auth::signed`), when its path needs one.
+fn watch_link(state: &State, target: &str) -> Result<(), Error> {
+    let Ok(req) = Request::get(target).body(()) else {
+        return Err(Error::NoRoute);
+    };
+    crate::http::signed_link(state, &req).map(|_| ())
 }
 
 /// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS

@@ -13,13 +13,27 @@ use http::{Request, Response, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
-/// `GET /live/{name}/index.m3u8`.
-pub(super) fn playlist(live: &Live, name: &str) -> Result<Response<Chunks>, Error> {
+/// `GET /live/{name}/index.m3u8`; `carry`: a signed link's query, appended to every segment URI
+/// (so the segments open with the playlist's link).
+pub(super) fn playlist(
+    live: &Live,
+    name: &str,
+    carry: Option<&str>,
+) -> Result<Response<Chunks>, Error> {
     let s = live
         .get(name)
         .ok_or_else(|| Error::UnknownStream(name.into()))?;
     s.stats.playlist_requests.fetch_add(1, Relaxed);
-    let body = s.read().hls.playlist();
+    let mut body = s.read().hls.playlist();
+    if let Some(q) = carry {
+        body = body
+            .lines()
+            .map(|l| match l.starts_with('#') || l.is_empty() {
+                true => format!("{l}\n"),
+                false => format!("{l}?{q}\n"),
+            })
+            .collect();
+    }
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

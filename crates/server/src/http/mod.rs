@@ -150,23 +150,25 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
     let cors = &state.config.cors;
-    let result = match route(m, path) {
+    let result = if m == Method::OPTIONS {
         // A preflight, or a bare OPTIONS: what the path takes.
-        _ if m == Method::OPTIONS => match methods(path) {
-            Some(methods) => Ok(cors.preflight(origin, methods)),
+        methods(path)
+            .map(|methods| cors.preflight(origin, methods))
+            .ok_or(Error::NoRoute)
+    } else {
+        signed_link(state, req).and_then(|carry| match route(m, path) {
             None => Err(Error::NoRoute),
-        },
-        None => Err(Error::NoRoute),
-        // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
-        Some(Route::Publish(_)) => Err(Error::NoRoute),
-        Some(r @ (Route::KickPublisher(_) | Route::DropViewers(_))) => {
-            admin::control(r, state, req)
-        }
-        Some(r) if r.is_api() && state.config.private_api => {
-            admin::authorize(state, req).and_then(|()| answer(r, state, req))
-        }
-        Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-        Some(r) => answer(r, state, req),
+            // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
+            Some(Route::Publish(_)) => Err(Error::NoRoute),
+            Some(r @ (Route::KickPublisher(_) | Route::DropViewers(_))) => {
+                admin::control(r, state, req)
+            }
+            Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
+            Some(r) if r.is_api() && state.config.private_api => {
+                admin::authorize(state, req).and_then(|()| answer(r, state, req, None))
+            }
+            Some(r) => answer(r, state, req, carry.as_deref()),
+        })
     };
     let mut resp = result.unwrap_or_else(Error::response);
     if m == Method::HEAD {
@@ -174,6 +176,21 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     }
     cors.apply(origin, resp.headers_mut());
     resp
+}
+
+/// The signed-link check (`auth::signed`) on the server's clock: what a playlist carries on to
+/// its segment URIs, or why the request is refused.
+pub(crate) fn signed_link<B>(state: &State, req: &Request<B>) -> Result<Option<String>, Error> {
+    let Some(signed) = &state.config.signed else {
+        return Ok(None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    signed
+        .check(req.uri().path(), req.uri().query(), now)
+        .map(|v| v.carry)
+        .map_err(Error::Link)
 }
 
 /// The methods a path takes (for `OPTIONS`), `None` if no route has it.
@@ -189,7 +206,13 @@ fn methods(path: &str) -> Option<&'static str> {
     }
 }
 
-fn answer<B>(r: Route<'_>, state: &State, req: &Request<B>) -> Result<Response<Chunks>, Error> {
+/// Answers a route; `carry`: the signed-link query a playlist passes on to its segment URIs.
+fn answer<B>(
+    r: Route<'_>,
+    state: &State,
+    req: &Request<B>,
+    carry: Option<&str>,
+) -> Result<Response<Chunks>, Error> {
     let (lib, live, conns) = (&state.library, &*state.live, &state.conns);
     let policy = &state.config.policy;
     match r {
@@ -213,7 +236,7 @@ fn answer<B>(r: Route<'_>, state: &State, req: &Request<B>) -> Result<Response<C
             drop(s);
             Ok(r)
         }
-        Route::Playlist(name) => hls::playlist(live, name),
+        Route::Playlist(name) => hls::playlist(live, name, carry),
         Route::Segment(name, seq) => hls::segment(live, name, seq, policy, req),
         Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
         Route::StreamInfo(name) => {

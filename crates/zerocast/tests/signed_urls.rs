@@ -1,0 +1,121 @@
+//! Signed URLs (issue 12, part 6): titles and live streams under the protected prefixes are
+//! served only with a valid, unexpired link; an HLS playlist opened with a scoped link carries it
+//! on to its segments, so ffmpeg plays it with nothing special.
+
+mod common;
+
+use common::fixtures::live_ts;
+use common::live::{raw_publish, wait_until, Reading, Viewer, WAIT};
+use common::{demo_copy, library, TestServer};
+use server::auth::signed::Signed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const SECRET: &[u8] = b"a-signing-secret-for-tests";
+
+fn signer() -> Signed {
+    Signed::new(SECRET, vec!["/videos/".into(), "/live/".into()]).unwrap()
+}
+
+fn server() -> TestServer {
+    let config = server::Config {
+        signed: Some(signer()),
+        ..server::Config::default()
+    };
+    let dir = demo_copy();
+    TestServer::start_with(config, library(dir.path()))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `path?expires=..&sig=..`, signed for the path itself.
+fn link(path: &str, expires: u64) -> String {
+    format!(
+        "{path}?expires={expires}&sig={}",
+        signer().sign(path, expires)
+    )
+}
+
+#[test]
+fn a_title_is_served_with_a_valid_link_and_refused_without_one() {
+    let s = server();
+    let r = s.get(
+        &link("/videos/faststart.mp4", now() + 60),
+        &[("Range", "bytes=0-99")],
+    );
+    assert_eq!(r.status, 206);
+    let bare = s.get("/videos/faststart.mp4", &[]);
+    assert_eq!(bare.status, 403);
+    assert!(bare.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("signed link"));
+}
+
+#[test]
+fn an_expired_link_is_refused_and_says_so() {
+    let s = server();
+    let expired = now() - 1;
+    let r = s.get(&link("/videos/faststart.mp4", expired), &[]);
+    assert_eq!(r.status, 403);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("expired"), "{error}");
+}
+
+#[test]
+fn a_link_to_one_title_does_not_open_another() {
+    let s = server();
+    let q = link("/videos/faststart.mp4", now() + 60);
+    let other = q.replace("faststart.mp4", "clip.ts");
+    assert_eq!(s.get(&other, &[]).status, 403);
+}
+
+#[test]
+fn the_api_and_the_page_need_no_link() {
+    let s = server();
+    assert_eq!(s.get("/api/videos", &[]).status, 200);
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
+
+#[test]
+fn a_live_ts_viewer_needs_a_link() {
+    let s = server();
+    let data = std::fs::read(live_ts()).unwrap();
+    let _p = raw_publish(s.addr, "/live/show", &data);
+    wait_until("the stream", WAIT, || {
+        s.get("/api/streams/show", &[]).status == 200
+    });
+    assert_eq!(s.get("/live/show.ts", &[]).status, 403);
+    let v = Viewer::start(s.addr, &link("/live/show.ts", now() + 60), Reading::Fast);
+    v.wait_body("a GOP", |b| b.len() >= 3 * common::ts::PACKET);
+    common::ts::assert_starts_with_psi_and_keyframe(&v.body().unwrap().0);
+}
+
+#[test]
+fn ffmpeg_plays_hls_through_a_scoped_link_carried_on_to_the_segments() {
+    let s = server();
+    let data = std::fs::read(live_ts()).unwrap();
+    let _p = raw_publish(s.addr, "/live/show", &data);
+    let expires = now() + 300;
+    let scope = "/live/show/";
+    let q = format!(
+        "expires={expires}&scope={scope}&sig={}",
+        signer().sign(scope, expires)
+    );
+    let playlist = format!("/live/show/index.m3u8?{q}");
+    wait_until("a segment", WAIT, || {
+        let r = s.get(&playlist, &[]);
+        r.status == 200 && String::from_utf8_lossy(&r.body).contains(".ts?")
+    });
+    let body = String::from_utf8(s.get(&playlist, &[]).body).unwrap();
+    let seg = body.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert!(seg.ends_with(&q), "{seg}");
+    assert_eq!(s.get(&format!("/live/show/{seg}"), &[]).status, 200);
+    let bare = seg.split('?').next().unwrap();
+    assert_eq!(s.get(&format!("/live/show/{bare}"), &[]).status, 403);
+    common::assert_plays_h264_aac(&s.url(&playlist), "2");
+}
