@@ -194,3 +194,32 @@ fn an_rtmp_player_sees_exactly_one_video_and_one_audio_stream() {
         "one H.264 and one AAC stream and nothing else: {streams:#?}"
     );
 }
+
+#[test]
+fn an_rtmp_publisher_is_held_to_the_ingest_bitrate() {
+    // ffmpeg sends the fixture, looped, as fast as it can (no -re); the server reads 2 Mbit/s.
+    let s = common::live::server(|c| c.max_ingest_bitrate = 2_000_000);
+    let _publisher = common::live::rtmp_publisher(
+        &s,
+        "/live/fast",
+        &common::fixtures::long_rtmp_mp4(),
+        &["-stream_loop", "-1"],
+    );
+    common::live::wait_for(&s, "fast", "publishing", |d| d["state"] == "live");
+    let started = std::time::Instant::now();
+    // The scenario is four seconds of publishing.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let doc = common::live::stream_doc(&s, "fast").unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let bytes = doc["bytes_in"].as_u64().unwrap() as f64;
+    // The rate, plus its 2 s burst, plus what came before the publish was accepted.
+    let allowed = 2_000_000.0 / 8.0 * (elapsed + 2.0) * 1.2 + 256.0 * 1024.0;
+    assert!(
+        bytes <= allowed,
+        "{bytes} bytes in {elapsed:.1} s, allowed {allowed}"
+    );
+    assert!(
+        bytes > 2_000_000.0 / 8.0 * elapsed * 0.5,
+        "it still publishes: {bytes}"
+    );
+}

@@ -18,7 +18,7 @@ use super::{follow, Live, Output, Publish, Stream};
 use crate::error::{ConnError, Error, IngestError};
 use bytes::BytesMut;
 use live::outputs::{RTMP_CHUNK_SIZE, RTMP_PLAY_STREAM_ID};
-use live::End;
+use live::{End, RateLimit};
 use rtmp::{Event, Handshake, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,8 +56,10 @@ pub(crate) async fn connection(
         play: None,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-    // Once publishing: the control API's kicks.
+    // Once publishing: the control API's kicks, the ingest rate limit and what it counts.
     let mut kicks: Option<watch::Receiver<u64>> = None;
+    let mut rate: Option<RateLimit> = None;
+    let mut published: u64 = 0;
     let play = loop {
         // The bytes that came after the handshake, then each read.
         let events = state.input(&mut buf);
@@ -92,6 +94,20 @@ pub(crate) async fn connection(
         }
         if kicks.is_none() {
             kicks = state.publish.as_ref().map(|p| p.stream.kicks());
+        }
+        // Publishing: held to the ingest bitrate by not reading (TCP pushes back), as over HTTP.
+        if state.publish.is_some() {
+            let cfg = &state.live.config;
+            let rate = rate.get_or_insert_with(|| {
+                RateLimit::new(
+                    cfg.max_ingest_bitrate,
+                    Duration::from_secs(2),
+                    state.live.now(),
+                )
+            });
+            if let Some(wait) = rate.wait(published, state.live.now()) {
+                tokio::time::sleep(wait).await;
+            }
         }
         let limit = match &state.publish {
             Some(_) => state.live.config.publisher_timeout,
@@ -130,6 +146,7 @@ pub(crate) async fn connection(
             Ok(Ok(n)) => {
                 if let Some(p) = &state.publish {
                     p.received(n);
+                    published += n as u64;
                 }
             }
         }
