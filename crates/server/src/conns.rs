@@ -99,14 +99,17 @@ impl Conns {
     }
 }
 
-/// The soft descriptor limit, less the descriptors open now and [`FD_MARGIN`].
+/// The soft descriptor limit, less the descriptors open now, [`FD_MARGIN`] and a few per core
+/// for the worker runtimes.
 fn default_max() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
-    limit.saturating_sub(open + FD_MARGIN).max(1)
+    // The worker runtimes, started after this, take a few each (epoll, wake-up and timer fds).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    limit.saturating_sub(open + FD_MARGIN + 4 * workers).max(1)
 }
 
 #[cfg(test)]
