@@ -24,6 +24,7 @@ pub mod range;
 mod response;
 mod state;
 mod vectored;
+mod vod_metrics;
 mod workers;
 
 /// Entry points for the fuzz targets in `fuzz/`; not a stable API.
@@ -83,6 +84,7 @@ impl Server {
             state: Arc::new(State {
                 live: Arc::new(live::Live::new(config.live.clone())),
                 conns: Arc::new(conns::Conns::new(config.max_connections)),
+                vod: Arc::new(vod_metrics::VodMetrics::default()),
                 library,
                 config,
                 http,

@@ -13,7 +13,7 @@
 //! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
 //! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
-//! | `GET /metrics`                     | Prometheus text: live, connections        | live/api.rs, conns.rs |
+//! | `GET /metrics`                     | Prometheus text: live, connections, VOD   | live/api.rs, conns.rs, vod_metrics.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
 //! | `OPTIONS` any of the above         | 204: the path's methods; a CORS preflight | cors.rs    |
@@ -126,7 +126,8 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
     let cors = &state.config.cors;
-    let result = match route(m, path) {
+    let route = route(m, path);
+    let result = match route {
         // A preflight, or a bare OPTIONS: what the path takes.
         _ if m == Method::OPTIONS => match methods(path) {
             Some(methods) => Ok(cors.preflight(origin, methods)),
@@ -141,6 +142,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let mut resp = result.unwrap_or_else(Error::response);
     if m == Method::HEAD {
         *resp.body_mut() = Chunks::empty();
+    }
+    if let Some(Route::Video(_)) = route {
+        state.vod.answered(resp.status(), resp.body().len());
     }
     cors.apply(origin, resp.headers_mut());
     resp
@@ -194,6 +198,7 @@ fn answer<B>(r: Route<'_>, state: &State, req: &Request<B>) -> Result<Response<C
             let mut out = String::new();
             live::api::metrics(live, &mut out);
             conns.metrics(&mut out);
+            state.vod.metrics(lib, &mut out);
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
