@@ -54,6 +54,7 @@ pub(crate) async fn connection(
         publish: None,
         refused: None,
         play: None,
+        finished: false,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
     let play = loop {
@@ -87,6 +88,11 @@ pub(crate) async fn connection(
         }
         if let Some(stream) = state.play.take() {
             break stream;
+        }
+        if state.finished {
+            // The publisher unpublished (deleteStream, its last message): a clean end, not a
+            // setup timeout once the setup deadline has passed.
+            return Ok(());
         }
         let limit = match &state.publish {
             Some(_) => state.live.config.publisher_timeout,
@@ -162,6 +168,8 @@ struct Session {
     refused: Option<Error>,
     /// A stream this connection was accepted to play.
     play: Option<Arc<Stream>>,
+    /// The publisher unpublished; the connection ends.
+    finished: bool,
 }
 
 impl Session {
@@ -180,7 +188,7 @@ impl Session {
             .map_err(|e| ConnError::Rtmp(e.to_string()))?
         {
             self.event(e)?;
-            if self.refused.is_some() || self.play.is_some() {
+            if self.refused.is_some() || self.play.is_some() || self.finished {
                 break;
             }
         }
@@ -228,6 +236,7 @@ impl Session {
             Event::PublishFinished { .. } => {
                 if let Some(p) = self.publish.take() {
                     p.finish(End::Clean);
+                    self.finished = true;
                 }
             }
             Event::Play { request, name } => {
