@@ -20,35 +20,45 @@ use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Why a call failed. A message includes its cause and no variant has a `source()` (a chain
+/// printer would show the cause twice).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad URL '{0}': expected http://HOST[:PORT]/videos/ID")]
-    BadUrl(String),
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    /// A URL the call cannot take (bad usage, not a failure of the server).
+    #[error("bad URL '{url}': expected {expected}")]
+    BadUrl { url: String, expected: &'static str },
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
     #[error("{url}: {status}: {message}")]
     Status {
         url: String,
         status: StatusCode,
         message: String,
     },
-    #[error("HTTP error talking to {addr}: {source}")]
-    Http { addr: String, source: hyper::Error },
+    #[error("HTTP error talking to {addr}: {error}")]
+    Http { addr: String, error: hyper::Error },
     #[error("the server sent {got} bytes, {expected} were expected")]
     ShortBody { expected: u64, got: u64 },
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
     #[error("writing the output: {0}")]
-    Output(#[source] std::io::Error),
+    Output(std::io::Error),
 }
 
 impl Error {
     /// True for "no such video" (HTTP 404).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+
+    /// True for a URL the call cannot take: bad usage.
+    pub fn is_bad_url(&self) -> bool {
+        matches!(self, Error::BadUrl { .. })
+    }
+
+    /// True when the output was closed by its reader (`zerocast get ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -65,11 +75,15 @@ pub struct VideoUrl {
 
 impl VideoUrl {
     pub fn parse(url: &str) -> Result<Self> {
-        let uri: Uri = url.parse().map_err(|_| Error::BadUrl(url.into()))?;
+        let bad = || Error::BadUrl {
+            url: url.into(),
+            expected: "http://HOST[:PORT]/videos/ID",
+        };
+        let uri: Uri = url.parse().map_err(|_| bad())?;
         if uri.scheme_str() != Some("http") {
-            return Err(Error::BadUrl(url.into()));
+            return Err(bad());
         }
-        let auth = uri.authority().ok_or_else(|| Error::BadUrl(url.into()))?;
+        let auth = uri.authority().ok_or_else(bad)?;
         let authority = match auth.port_u16() {
             Some(_) => auth.to_string(),
             None => format!("{}:80", auth.host()),
@@ -78,7 +92,7 @@ impl VideoUrl {
             .path()
             .strip_prefix("/videos/")
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::BadUrl(url.into()))?;
+            .ok_or_else(bad)?;
         Ok(VideoUrl {
             authority,
             id: id.to_string(),
@@ -123,16 +137,16 @@ async fn send(
     let addr = url.authority.clone();
     let tcp = TcpStream::connect(&addr)
         .await
-        .map_err(|source| Error::Connect {
+        .map_err(|error| Error::Connect {
             addr: addr.clone(),
-            source,
+            error,
         })?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
-        .map_err(|source| Error::Http {
+        .map_err(|error| Error::Http {
             addr: addr.clone(),
-            source,
+            error,
         })?;
     tokio::spawn(conn);
     let mut req = Request::get(path).header(http::header::HOST, &addr);
@@ -145,7 +159,7 @@ async fn send(
     sender
         .send_request(req)
         .await
-        .map_err(|source| Error::Http { addr, source })
+        .map_err(|error| Error::Http { addr, error })
 }
 
 /// Reads an error document's message (bounded) from a failed response.
@@ -241,9 +255,9 @@ pub async fn request_chunk<W: AsyncWrite + Unpin>(
     let mut body = resp.into_body();
     let (mut skipped, mut written) = (0u64, 0u64);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|source| Error::Http {
+        let frame = frame.map_err(|error| Error::Http {
             addr: url.authority.clone(),
-            source,
+            error,
         })?;
         let Ok(mut data) = frame.into_data() else {
             continue;

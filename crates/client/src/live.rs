@@ -19,9 +19,33 @@ pub struct LiveUrl {
     pub key: Option<String>,
 }
 
+/// What [`watch`] takes.
+const WATCH_URL: &str = "an http://HOST[:PORT]/live/NAME.ts URL (watch follows MPEG-TS; .flv, \
+                         HLS and rtmp:// are not supported by watch)";
+
 impl LiveUrl {
+    /// A stream's URL to publish to.
     pub fn parse(url: &str) -> Result<Self> {
-        let bad = || Error::BadUrl(format!("{url}' (expected http://HOST[:PORT]/live/NAME"));
+        Self::parse_as(url, "http://HOST[:PORT]/live/NAME")
+    }
+
+    /// A stream's URL to watch: `.ts` or no suffix; not `.flv`, HLS or another scheme.
+    pub fn parse_watch(url: &str) -> Result<Self> {
+        let u = Self::parse_as(url, WATCH_URL)?;
+        if u.name.ends_with(".flv") {
+            return Err(Error::BadUrl {
+                url: url.into(),
+                expected: WATCH_URL,
+            });
+        }
+        Ok(u)
+    }
+
+    fn parse_as(url: &str, expected: &'static str) -> Result<Self> {
+        let bad = || Error::BadUrl {
+            url: url.into(),
+            expected,
+        };
         let uri: Uri = url.parse().map_err(|_| bad())?;
         if uri.scheme_str() != Some("http") {
             return Err(bad());
@@ -132,9 +156,9 @@ pub async fn publish(
     let total_ticks = plan.last().map_or(0, |p| p.1) + 3600;
     let mut sock = TcpStream::connect(&u.authority)
         .await
-        .map_err(|source| Error::Connect {
+        .map_err(|error| Error::Connect {
             addr: u.authority.clone(),
-            source,
+            error,
         })?;
     let _ = sock.set_nodelay(true);
     let key = key.map(String::from).or(u.key.clone());
@@ -314,18 +338,18 @@ pub async fn watch<W: AsyncWrite + Unpin>(
     duration: Option<Duration>,
     mut events: impl FnMut(WatchEvent<'_>),
 ) -> Result<Watched> {
-    let u = LiveUrl::parse(url)?;
+    let u = LiveUrl::parse_watch(url)?;
     let began = Instant::now();
     let tcp = TcpStream::connect(&u.authority)
         .await
-        .map_err(|source| Error::Connect {
+        .map_err(|error| Error::Connect {
             addr: u.authority.clone(),
-            source,
+            error,
         })?;
     let _ = tcp.set_nodelay(true);
-    let http = |source| Error::Http {
+    let http = |error| Error::Http {
         addr: u.authority.clone(),
-        source,
+        error,
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -414,6 +438,23 @@ mod tests {
             "rtmp://h/live/x",
         ] {
             assert!(LiveUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn watch_takes_ts_urls_only() {
+        assert_eq!(
+            LiveUrl::parse_watch("http://h/live/x.ts").unwrap().name,
+            "x"
+        );
+        assert_eq!(LiveUrl::parse_watch("http://h/live/x").unwrap().name, "x");
+        for bad in [
+            "http://h/live/x.flv",
+            "http://h/live/x/index.m3u8",
+            "rtmp://h/live/x",
+        ] {
+            let e = LiveUrl::parse_watch(bad).unwrap_err().to_string();
+            assert_eq!(e, format!("bad URL '{bad}': expected {WATCH_URL}"));
         }
     }
 

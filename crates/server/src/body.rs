@@ -43,6 +43,15 @@ impl Chunks {
         self.file.as_ref()
     }
 
+    /// How many bytes are still to send.
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
     /// The frames still to send.
     pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
         self.parts.iter()

@@ -9,6 +9,11 @@
 //! - [`StartError`]: why the server could not start (library, listener); for the operator.
 //!
 //! Request-derived text in a message (ids, names, timecodes) is clipped ([`Clip`]).
+//!
+//! A message includes its cause (`: {0}`) and no error here has a `source()`: they are printed
+//! with `Display` (logs, JSON bodies, RTMP statuses), and a chain printer (`{:#}` in the binary)
+//! would otherwise print the cause twice. Conversions are plain `From` impls, not `#[from]`
+//! (which would make the cause a source too).
 
 use crate::body::Chunks;
 use crate::clip::Clip;
@@ -75,7 +80,7 @@ pub enum Error {
     #[error("{0}")]
     Link(crate::auth::signed::LinkError),
     #[error("bad live input: {0}")]
-    BadIngest(#[from] IngestError),
+    BadIngest(IngestError),
     #[error("unknown RTMP application '{}' (the application is 'live': rtmp://host/live/NAME)", Clip(.0))]
     UnknownApp(String),
     #[error("play on RTMP message stream {0}; only stream 1 is served")]
@@ -173,10 +178,10 @@ impl Error {
 pub enum IngestError {
     #[error("{0}")]
     Ts(media::Error),
-    #[error("bad {} tag: {source}", if *.video { "video" } else { "audio" })]
-    Tag { video: bool, source: media::Error },
+    #[error("bad {} tag: {error}", if *.video { "video" } else { "audio" })]
+    Tag { video: bool, error: media::Error },
     #[error("{0}")]
-    Body(#[from] live::BodyError),
+    Body(live::BodyError),
     #[error("the publisher was disconnected through the control API")]
     Kicked,
 }
@@ -185,7 +190,7 @@ pub enum IngestError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("{0}")]
     Timeout(&'static str),
     #[error("closed {0}")]
@@ -195,23 +200,47 @@ pub enum ConnError {
     #[error("RTMP: {0}")]
     Rtmp(String),
     #[error("refused: {0}")]
-    Refused(#[from] Error),
+    Refused(Error),
     #[error("{0}")]
-    Ingest(#[from] IngestError),
+    Ingest(IngestError),
+}
+
+/// `From` impls without `#[from]`, which would also make the cause the error's `source()`.
+macro_rules! wraps {
+    ($($from:ty => $to:ident :: $variant:ident),* $(,)?) => {$(
+        impl From<$from> for $to {
+            fn from(e: $from) -> Self {
+                $to::$variant(e)
+            }
+        }
+    )*};
+}
+wraps! {
+    IngestError => Error::BadIngest,
+    live::BodyError => IngestError::Body,
+    std::io::Error => ConnError::Io,
+    Error => ConnError::Refused,
+    IngestError => ConnError::Ingest,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("library directory {path}: {source}")]
-    Library {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("library directory {path}: {error}")]
+    Library { path: String, error: std::io::Error },
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: std::net::SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// The RTMP listener, with the way out: RTMP off, or another address.
+    #[error(
+        "cannot listen for RTMP on {addr}: {error}; serve without RTMP with --rtmp-listen off \
+         (rtmp_listen = \"off\"), or give another --rtmp-listen ADDR"
+    )]
+    RtmpBind {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
     },
 }
 

@@ -25,6 +25,7 @@ pub mod range;
 mod response;
 mod state;
 mod vectored;
+mod vod_metrics;
 mod workers;
 
 /// Entry points for the fuzz targets in `fuzz/`; not a stable API.
@@ -65,30 +66,72 @@ impl std::fmt::Debug for Server {
     }
 }
 
-impl Server {
-    pub async fn bind(config: Config, library: Library) -> Result<Server, StartError> {
-        let listener = listen(config.listen, config.listen_backlog)?;
+/// The server's listening sockets (HTTP, and RTMP when on), bound before the library loads so
+/// that a port in use is reported at once, not after minutes of loading.
+pub struct Listeners {
+    http: TcpListener,
+    rtmp: Option<TcpListener>,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("http", &self.http)
+            .field("rtmp", &self.rtmp)
+            .finish()
+    }
+}
+
+impl Listeners {
+    /// Binds `config.listen` and, when on, `config.rtmp_listen`.
+    pub fn bind(config: &Config) -> Result<Listeners, StartError> {
+        let http =
+            listen(config.listen, config.listen_backlog).map_err(|error| StartError::Bind {
+                addr: config.listen,
+                error,
+            })?;
         let rtmp = match config.rtmp_listen {
-            Some(addr) => Some(listen(addr, config.listen_backlog)?),
+            Some(addr) => Some(
+                listen(addr, config.listen_backlog)
+                    .map_err(|error| StartError::RtmpBind { addr, error })?,
+            ),
             None => None,
         };
+        Ok(Listeners { http, rtmp })
+    }
+}
+
+impl Server {
+    /// Binds the listeners and makes the server: [`Listeners::bind`] then [`Server::new`].
+    pub async fn bind(config: Config, library: Library) -> Result<Server, StartError> {
+        let listeners = Listeners::bind(&config)?;
+        Ok(Server::new(config, listeners, library))
+    }
+
+    /// The server on listeners already bound (with the same `config`).
+    pub fn new(config: Config, listeners: Listeners, library: Library) -> Server {
+        let Listeners {
+            http: listener,
+            rtmp,
+        } = listeners;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .keep_alive(true)
             // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
             .writev(true);
-        Ok(Server {
+        Server {
             listener,
             rtmp,
             state: Arc::new(State {
                 live: Arc::new(live::Live::new(config.live.clone())),
                 conns: Arc::new(conns::Conns::new(config.max_connections)),
+                vod: Arc::new(vod_metrics::VodMetrics::default()),
                 library,
                 config,
                 http,
             }),
-        })
+        }
     }
 
     /// The RTMP listener's address, when RTMP is on.
@@ -199,18 +242,15 @@ impl Server {
 
 /// A listening socket with SO_REUSEADDR (as `TcpListener::bind` sets it) and our accept-queue
 /// length: tokio's `bind` asks for 1,024, which overflows when thousands connect at once.
-fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
-    let bind = || -> std::io::Result<TcpListener> {
-        let sock = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        sock.set_reuseaddr(true)?;
-        sock.bind(addr)?;
-        sock.listen(backlog)
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
     };
-    bind().map_err(|source| StartError::Bind { addr, source })
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(backlog)
 }
 
 #[cfg(test)]

@@ -151,9 +151,9 @@ impl Library {
         budget: u64,
         mut events: impl FnMut(LoadEvent<'_>),
     ) -> Result<Self, StartError> {
-        let lib_err = |source| StartError::Library {
+        let lib_err = |error| StartError::Library {
             path: root.display().to_string(),
-            source,
+            error,
         };
         let canon_root = root.canonicalize().map_err(lib_err)?;
         if !canon_root.is_dir() {

@@ -179,6 +179,8 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
 /// `watch`: reads the live stream at `url`, printing keyframe arrivals and the bitrate, saving
 /// it to `output`, for `duration` seconds or until the stream ends or a signal comes.
 pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> Result<()> {
+    // A URL watch cannot follow is refused before anything is created.
+    client::live::LiveUrl::parse_watch(url)?;
     let mut file = match output {
         Some(p) => Some(
             tokio::fs::File::create(p)

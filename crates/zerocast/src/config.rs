@@ -96,9 +96,22 @@ impl FileConfig {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("config file {}", p.display()))
+                let mut file: FileConfig = toml::from_str(&text)
+                    .with_context(|| format!("config file {}", p.display()))?;
+                file.resolve_paths(p.parent().unwrap_or(Path::new("")));
+                Ok(file)
             }
             None => Ok(FileConfig::default()),
+        }
+    }
+
+    /// Makes the file's relative paths (`library`) relative to `dir`, the file's directory, as
+    /// its author meant them (flags stay relative to the working directory).
+    fn resolve_paths(&mut self, dir: &Path) {
+        if let Some(l) = &mut self.library {
+            if l.is_relative() {
+                *l = dir.join(&*l);
+            }
         }
     }
 
@@ -452,6 +465,25 @@ mod tests {
             let e = merge(flags(args), file(toml_text)).expect_err(case);
             assert!(format!("{e:#}").contains(expected), "{case}: {e:#}");
         }
+    }
+
+    #[test]
+    fn a_relative_library_in_the_file_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zerocast.toml");
+        std::fs::write(&path, "library = \"videos\"").unwrap();
+        let s = merge(ServeArgs::default(), FileConfig::load(Some(&path)).unwrap()).unwrap();
+        assert_eq!(s.library, Some(dir.path().join("videos")));
+        std::fs::write(&path, "library = \"/srv/videos\"").unwrap();
+        let s = merge(ServeArgs::default(), FileConfig::load(Some(&path)).unwrap()).unwrap();
+        assert_eq!(s.library, Some(PathBuf::from("/srv/videos")));
+        // A flag stays relative to the working directory.
+        let s = merge(
+            flags("--library videos"),
+            FileConfig::load(Some(&path)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.library, Some(PathBuf::from("videos")));
     }
 
     #[test]

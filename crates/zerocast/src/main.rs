@@ -1,6 +1,7 @@
 //! `zerocast`: serve a video library; fetch chunks, seek by timecode and index files from the shell.
 //!
-//! Exit codes: 0 success, 1 failure (server down, unknown id, bad timecode, I/O), 2 bad usage.
+//! Exit codes: 0 success, 1 failure (server down, unknown id, bad timecode, I/O, a port in use),
+//! 2 bad usage (clap's errors, and a URL the command cannot take).
 //!
 //! This file parses the command line, sets up logging (for `serve`), dispatches and turns the
 //! result into the exit code. The rest: `cli` (the clap types), `config` (the config file and its
@@ -41,15 +42,22 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
+            let client = || e.chain().filter_map(|c| c.downcast_ref::<client::Error>());
             // A closed pipe (`zerocast get ... | head`) is not a failure.
             if e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
+            }) || client().any(|c| c.is_broken_pipe())
+            {
                 0
             } else {
                 eprintln!("error: {e:#}");
-                1
+                // A URL the command cannot take is bad usage, like a bad flag.
+                if client().any(|c| c.is_bad_url()) {
+                    2
+                } else {
+                    1
+                }
             }
         }
     };

@@ -1,12 +1,13 @@
-//! The `serve` subcommand: merges flags and config file, loads the library (with a progress bar
-//! on a terminal, log lines otherwise) or the embedded demo library, binds and runs the server
-//! until SIGINT/SIGTERM (`shutdown_signal`, also used by `publish` and `watch`).
+//! The `serve` subcommand: merges flags and config file, binds the listeners (first, so that a
+//! port in use is reported before a long library load), loads the library (with a progress bar
+//! on a terminal, log lines otherwise) or the embedded demo library, and runs the server until
+//! SIGINT/SIGTERM (`shutdown_signal`, also used by `publish` and `watch`).
 
 use crate::cli::ServeArgs;
 use crate::config::{self, FileConfig};
 use crate::demo;
 use anyhow::{Context, Result};
-use server::{Library, LoadEvent, Server};
+use server::{Library, Listeners, LoadEvent, Server};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,7 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
         cache_budget: budget,
         library,
     } = config::merge(args, file)?;
+    let listeners = Listeners::bind(&config)?;
     let library = match library {
         Some(dir) => {
             let dir2 = dir.clone();
@@ -39,7 +41,7 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
             lib
         }
     };
-    let server = Server::bind(config, library).await?;
+    let server = Server::new(config, listeners, library);
     tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
     if let Some(a) = server.rtmp_addr() {
         tracing::info!(addr = %a, "RTMP ingest: rtmp://{a}/live/NAME");
@@ -91,6 +93,17 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
     })?;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // Files of no known container are served as plain bytes, but nothing a player can play.
+    if lib
+        .titles()
+        .all(|t| t.container == media::Container::Unknown)
+    {
+        tracing::warn!(
+            files = lib.len(),
+            "no titles found in {} (MP4, MPEG-TS, WebM/Matroska)",
+            dir.display()
+        );
     }
     let bytes: u64 = lib.titles().map(|t| t.data.len() as u64).sum();
     let cached: u64 = lib

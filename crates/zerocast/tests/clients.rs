@@ -232,9 +232,13 @@ fn cli_bad_size_is_a_usage_error() {
 }
 
 #[test]
-fn cli_a_url_that_is_not_http_is_an_error() {
+fn cli_a_url_that_is_not_http_is_bad_usage() {
     let out = zerocast(&["get", "ftp://x/videos/a", "--size", "1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: bad URL 'ftp://x/videos/a': expected http://HOST[:PORT]/videos/ID\n"
+    );
 }
 
 #[test]
@@ -363,4 +367,25 @@ fn serve_with_a_bad_config_file_is_a_clear_error() {
     let out = zerocast(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config file"));
+}
+
+#[test]
+fn watch_refuses_flv_hls_and_rtmp_urls_as_bad_usage() {
+    for url in [
+        "http://127.0.0.1:9/live/show.flv",
+        "http://127.0.0.1:9/live/show/index.m3u8",
+        "rtmp://127.0.0.1:9/live/show",
+    ] {
+        let out = zerocast(&["watch", url]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: bad URL '{url}': expected an http://HOST[:PORT]/live/NAME.ts URL (watch \
+                 follows MPEG-TS; .flv, HLS and rtmp:// are not supported by watch)\n"
+            ),
+            "{url}"
+        );
+    }
 }

@@ -436,3 +436,29 @@ fn concurrent_keep_alive_connections_get_the_right_bytes_with_and_without_worker
         }
     }
 }
+
+/// The value of the `/metrics` sample `name` (with its labels, if any).
+fn metric(s: &TestServer, name: &str) -> u64 {
+    let m = s.get("/metrics", &[]);
+    let text = String::from_utf8_lossy(&m.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn a_range_request_moves_the_vod_counters_in_metrics() {
+    let s = TestServer::demo();
+    let ok = "zerocast_vod_requests_total{class=\"2xx\"}";
+    let client_errors = "zerocast_vod_requests_total{class=\"4xx\"}";
+    let (ok0, errors0) = (metric(&s, ok), metric(&s, client_errors));
+    let bytes0 = metric(&s, "zerocast_vod_body_bytes_total");
+    let r = s.get("/videos/clip.ts", &[("Range", "bytes=100-1099")]);
+    assert_eq!((r.status, r.body.len()), (206, 1000));
+    assert_eq!(metric(&s, ok), ok0 + 1);
+    assert_eq!(metric(&s, client_errors), errors0);
+    assert_eq!(metric(&s, "zerocast_vod_body_bytes_total"), bytes0 + 1000);
+    let size: u64 = DEMO.iter().map(|n| file(n).len() as u64).sum();
+    assert_eq!(metric(&s, "zerocast_library_titles"), DEMO.len() as u64);
+    assert_eq!(metric(&s, "zerocast_library_cached_bytes"), size);
+}

@@ -465,3 +465,59 @@ fn after_an_rtmp_reconnect_the_hls_playlist_marks_the_discontinuity() {
         "{hls}"
     );
 }
+
+// --- What the log says ------------------------------------------------------------------------
+
+/// A publisher (the recorded ffmpeg session) that unpublishes (`deleteStream`, its last message)
+/// after the 10 s RTMP setup deadline and keeps its socket open: the log tells of a clean end,
+/// not of a connection that "did not publish or play within 10 s".
+#[test]
+fn a_clean_rtmp_unpublish_after_the_setup_deadline_logs_a_clean_end() {
+    use common::spawned::Served;
+    let s = Served::start(None, &[]);
+    // Logged right after "listening", which is what `start` waits for.
+    common::live::wait_until("the RTMP address logged", WAIT, || {
+        !s.log_lines("RTMP ingest: rtmp://").is_empty()
+    });
+    let line = s.log_lines("RTMP ingest: rtmp://").remove(0);
+    let rtmp = line
+        .split("rtmp://")
+        .nth(1)
+        .and_then(|r| r.split("/live").next())
+        .unwrap()
+        .to_string();
+    let mut reads = common::fixtures::recorded_rtmp_publish();
+    let delete_stream = reads.pop().unwrap();
+    assert!(delete_stream.windows(12).any(|w| w == b"deleteStream"));
+    let mut c = TcpStream::connect(&rtmp).unwrap();
+    c.write_all(&reads.concat()).unwrap();
+    common::live::wait_until("the stream is live", WAIT, || {
+        let d = common::request(s.addr, "GET", "/api/streams/fixture", &[]);
+        d.status == 200 && d.json()["state"] == "live"
+    });
+    // The scenario is a publish that outlasts the setup deadline: nothing to await but time.
+    std::thread::sleep(Duration::from_millis(10_500));
+    c.write_all(&delete_stream).unwrap();
+    // The server ends the connection; what it still sent is read to the end.
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = c.read_to_end(&mut Vec::new());
+    common::live::wait_until("the RTMP connection closed", WAIT, || {
+        let m = common::request(s.addr, "GET", "/metrics", &[]);
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .any(|l| l == "zerocast_connections_open 1")
+    });
+    // Every line logged before the signal is in once the signal's line is.
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    common::live::wait_until("the server stopping", WAIT, || {
+        !s.log_lines("signal received").is_empty()
+    });
+    let ended = s.log_lines("stream ended");
+    assert!(
+        ended.len() == 1 && ended[0].contains("publisher finished"),
+        "{ended:?}"
+    );
+    let ends = s.log_lines("RTMP connection ended");
+    assert!(ends.is_empty(), "{ends:?}");
+}

@@ -13,7 +13,7 @@
 //! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
 //! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
-//! | `GET /metrics`                     | Prometheus text: live, connections        | live/api.rs, conns.rs |
+//! | `GET /metrics`                     | Prometheus text: live, connections, VOD   | live/api.rs, conns.rs, vod_metrics.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
 //! | `DELETE /api/streams/{name}/publisher`, `/viewers` | control API (admin token) | admin.rs |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
@@ -150,13 +150,14 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
     let cors = &state.config.cors;
+    let routed = route(m, path);
     let result = if m == Method::OPTIONS {
         // A preflight, or a bare OPTIONS: what the path takes.
         methods(path)
             .map(|methods| cors.preflight(origin, methods))
             .ok_or(Error::NoRoute)
     } else {
-        signed_link(state, req).and_then(|carry| match route(m, path) {
+        signed_link(state, req).and_then(|carry| match routed {
             None => Err(Error::NoRoute),
             // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
             Some(Route::Publish(_)) => Err(Error::NoRoute),
@@ -173,6 +174,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let mut resp = result.unwrap_or_else(Error::response);
     if m == Method::HEAD {
         *resp.body_mut() = Chunks::empty();
+    }
+    if let Some(Route::Video(_)) = routed {
+        state.vod.answered(resp.status(), resp.body().len());
     }
     cors.apply(origin, resp.headers_mut());
     resp
@@ -249,6 +253,7 @@ fn answer<B>(
             let mut out = String::new();
             live::api::metrics(live, &mut out);
             conns.metrics(&mut out);
+            state.vod.metrics(lib, &mut out);
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

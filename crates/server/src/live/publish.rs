@@ -144,7 +144,7 @@ impl Publish {
         } else {
             self.to_ts.audio(body, ms, &mut self.muxed)
         };
-        muxed.map_err(|source| IngestError::Tag { video, source })?;
+        muxed.map_err(|error| IngestError::Tag { video, error })?;
         if self.wake_media.due(kind.keyframe, now) {
             self.stream.wake_media();
         }

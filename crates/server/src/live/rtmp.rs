@@ -54,6 +54,7 @@ pub(crate) async fn connection(
         publish: None,
         refused: None,
         play: None,
+        finished: false,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
     // Once publishing: the control API's kicks, the ingest rate limit and what it counts.
@@ -91,6 +92,11 @@ pub(crate) async fn connection(
         }
         if let Some(stream) = state.play.take() {
             break stream;
+        }
+        if state.finished {
+            // The publisher unpublished (deleteStream, its last message): a clean end, not a
+            // setup timeout once the setup deadline has passed.
+            return Ok(());
         }
         if kicks.is_none() {
             kicks = state.publish.as_ref().map(|p| p.stream.kicks());
@@ -202,6 +208,8 @@ struct Session {
     refused: Option<Error>,
     /// A stream this connection was accepted to play.
     play: Option<Arc<Stream>>,
+    /// The publisher unpublished; the connection ends.
+    finished: bool,
 }
 
 impl Session {
@@ -220,7 +228,7 @@ impl Session {
             .map_err(|e| ConnError::Rtmp(e.to_string()))?
         {
             self.event(e)?;
-            if self.refused.is_some() || self.play.is_some() {
+            if self.refused.is_some() || self.play.is_some() || self.finished {
                 break;
             }
         }
@@ -268,6 +276,7 @@ impl Session {
             Event::PublishFinished { .. } => {
                 if let Some(p) = self.publish.take() {
                     p.finish(End::Clean);
+                    self.finished = true;
                 }
             }
             Event::Play { request, name } => {

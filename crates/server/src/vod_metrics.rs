@@ -1,0 +1,109 @@
+//! The VOD families of `/metrics`: `/videos/*` answers by status class and their body bytes
+//! (counted where the fast path and hyper both get their answer, `http::handle`), and the
+//! library's gauges (titles, bytes, bytes cached in memory).
+
+use crate::library::Library;
+use http::StatusCode;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The status classes counted, in the order of [`VodMetrics::requests`].
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// Counters of `/videos/*` answers.
+#[derive(Debug, Default)]
+pub(crate) struct VodMetrics {
+    requests: [AtomicU64; 4],
+    body_bytes: AtomicU64,
+}
+
+impl VodMetrics {
+    /// One `/videos/*` answer with `status` and a body of `body_bytes` (0 for HEAD).
+    pub(crate) fn answered(&self, status: StatusCode, body_bytes: u64) {
+        if let Some(c) = (status.as_u16() / 100)
+            .checked_sub(2)
+            .and_then(|i| self.requests.get(usize::from(i)))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+        self.body_bytes.fetch_add(body_bytes, Relaxed);
+    }
+
+    /// The Prometheus families of VOD and the library.
+    pub(crate) fn metrics(&self, lib: &Library, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP zerocast_vod_requests_total Answers to /videos/* requests, by status class.\n# TYPE zerocast_vod_requests_total counter"
+        );
+        for (class, n) in CLASSES.iter().zip(&self.requests) {
+            let _ = writeln!(
+                out,
+                "zerocast_vod_requests_total{{class=\"{class}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let (mut bytes, mut cached) = (0u64, 0u64);
+        for t in lib.titles() {
+            bytes += t.data.len() as u64;
+            if t.cached {
+                cached += t.data.len() as u64;
+            }
+        }
+        for (name, kind, help, value) in [
+            (
+                "vod_body_bytes_total",
+                "counter",
+                "Body bytes of /videos/* answers (sendfile, writev or hyper; counted in full \
+                 when answered).",
+                self.body_bytes.load(Relaxed),
+            ),
+            (
+                "library_titles",
+                "gauge",
+                "Titles in the library.",
+                lib.len() as u64,
+            ),
+            ("library_bytes", "gauge", "Bytes of all titles.", bytes),
+            (
+                "library_cached_bytes",
+                "gauge",
+                "Bytes of titles held in memory (the rest is mapped from the files).",
+                cached,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP zerocast_{name} {help}\n# TYPE zerocast_{name} {kind}\nzerocast_{name} {value}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_count_by_status_class_and_body_bytes_add_up() {
+        let m = VodMetrics::default();
+        m.answered(StatusCode::PARTIAL_CONTENT, 100);
+        m.answered(StatusCode::NOT_MODIFIED, 0);
+        m.answered(StatusCode::RANGE_NOT_SATISFIABLE, 50);
+        m.answered(StatusCode::CONTINUE, 0);
+        let mut out = String::new();
+        m.metrics(
+            &Library::from_static(&[], std::time::SystemTime::now()),
+            &mut out,
+        );
+        for line in [
+            "zerocast_vod_requests_total{class=\"2xx\"} 1",
+            "zerocast_vod_requests_total{class=\"3xx\"} 1",
+            "zerocast_vod_requests_total{class=\"4xx\"} 1",
+            "zerocast_vod_requests_total{class=\"5xx\"} 0",
+            "zerocast_vod_body_bytes_total 150",
+            "zerocast_library_titles 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
+        }
+    }
+}
