@@ -144,3 +144,22 @@ fn a_private_api_needs_the_token_and_the_media_routes_do_not() {
     assert_eq!(with.status, 200);
     assert_eq!(with.json()["state"], "live");
 }
+
+#[test]
+fn a_preflight_for_the_control_api_allows_delete() {
+    let s = server_with(Some(TOKEN), false);
+    let r = request(
+        s.addr,
+        "OPTIONS",
+        "/api/streams/show/publisher",
+        &[
+            ("Origin", "https://admin.example"),
+            ("Access-Control-Request-Method", "DELETE"),
+        ],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("DELETE, OPTIONS")
+    );
+}

@@ -135,10 +135,8 @@ pub fn soak(nofile: Option<u32>, mix: Mix, run: Duration) -> Soak {
 }
 
 impl Soak {
-    /// Every fast viewer stayed connected, saw no continuity gap and got (nearly) the whole
-    /// stream; every VOD range was answered; `/healthz` was always answered; RSS stayed flat.
-    #[track_caller]
-    pub fn assert_undisturbed(&self) {
+    /// Prints the run's figures (stderr).
+    pub fn report(&self) {
         let p = |q| quantile(&self.vod.latencies, q);
         let hz: Vec<Duration> = {
             let mut v: Vec<_> = self.healthz.iter().map(|h| h.1).collect();
@@ -159,6 +157,13 @@ impl Soak {
             self.rss_warm,
             self.rss_end,
         );
+    }
+
+    /// Every fast viewer stayed connected, saw no continuity gap and got (nearly) the whole
+    /// stream; every VOD range was answered; `/healthz` was always answered; RSS stayed flat.
+    #[track_caller]
+    pub fn assert_undisturbed(&self) {
+        self.report();
         assert!(
             self.publisher_sessions >= 2,
             "the publisher came back: {}",
