@@ -49,7 +49,10 @@ fn error_doc(status: u16, error: &str) -> serde_json::Value {
 /// A PUT with `headers`; `Content-Length: 0` unless they give one (two would be a 400).
 fn put(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {
     let mut h = headers.to_vec();
-    if !h.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+    if !h
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
         h.push(("Content-Length", "0"));
     }
     request(s.addr, "PUT", path, &h)
