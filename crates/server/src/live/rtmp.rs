@@ -153,6 +153,8 @@ pub(crate) async fn connection(
                 if let Some(p) = &state.publish {
                     p.received(n);
                     published += n as u64;
+                } else {
+                    quick_ack(&sock);
                 }
             }
         }
@@ -164,6 +166,14 @@ pub(crate) async fn connection(
     follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown)
         .await
         .map_err(ConnError::Io)
+}
+
+/// During setup, acknowledges what the peer sent at once instead of after the kernel's delayed-ACK
+/// timer: a client with Nagle's algorithm on (ffmpeg's default, rml_rtmp's) holds its next small
+/// message (`connect` after C2, `play` after `createStream`) until its last one is acknowledged,
+/// and a message that gets no answer (C2, a control message) would cost it 40 ms.
+fn quick_ack(sock: &TcpStream) {
+    let _ = rustix::net::sockopt::set_tcp_quickack(sock, true);
 }
 
 /// Resolves when the publisher is kicked (never before a publish, or once the stream is gone).
@@ -185,6 +195,7 @@ async fn handshake(sock: &mut TcpStream, buf: &mut BytesMut, live: &Live) -> Res
         if sock.read_buf(buf).await? == 0 {
             return Err(ConnError::Closed("during the RTMP handshake"));
         }
+        quick_ack(sock);
         let done = hs
             .input(buf, &mut out)
             .map_err(|e| ConnError::Handshake(e.to_string()))?;
