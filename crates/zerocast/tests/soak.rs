@@ -30,13 +30,19 @@ fn a_long_soak_stays_flat() {
     // SOAK_QUIET=1: the VOD clients and the publisher alone, the baseline for the ratios.
     let quiet = std::env::var_os("SOAK_QUIET").is_some();
     let crowd = usize::from(!quiet);
+    // SOAK_MIX=FAST,UPLOADING,NEVER_READING,DROPPING: another crowd (to find what costs what).
+    let n: Vec<usize> = std::env::var("SOAK_MIX").map_or_else(
+        |_| vec![500 * crowd, 50 * crowd, 50 * crowd, 50 * crowd],
+        |m| m.split(',').map(|x| x.parse().unwrap()).collect(),
+    );
     let mix = Mix {
-        fast: 500 * crowd,
-        uploading: 50 * crowd,
-        never_reading: 50 * crowd,
-        dropping: 50 * crowd,
+        fast: n[0],
+        uploading: n[1],
+        never_reading: n[2],
+        dropping: n[3],
         vod: 2,
     };
+    let quiet = quiet || std::env::var_os("SOAK_MIX").is_some();
     let run = soak(None, mix, Duration::from_secs(secs));
     if let Ok(path) = std::env::var("SOAK_CSV") {
         std::fs::write(path, run.csv()).unwrap();
