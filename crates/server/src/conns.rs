@@ -2,7 +2,7 @@
 //! the descriptors open at start and a margin), the count (an [`Admitted`] per connection), and
 //! their `/metrics` families. The accept loops (accept.rs) admit and refuse.
 
-use std::fmt::Write as _;
+use crate::response::metric;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -91,10 +91,7 @@ impl Conns {
                 self.accept_errors.load(Relaxed),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP zerocast_connections_{name} {help}\n# TYPE zerocast_connections_{name} {kind}\nzerocast_connections_{name} {value}"
-            );
+            metric(out, &format!("connections_{name}"), kind, help, value);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Small responses built from a `String`: a text body with its type and length, and JSON (pretty,
 //! newline-terminated, not cached). Used by the routes (http/) and by error responses (error.rs).
+//! And the Prometheus text format's two line kinds, for every family of `/metrics`.
 
 use crate::body::Chunks;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -24,4 +25,28 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+/// The head of a Prometheus family: `# HELP` and `# TYPE` lines for `zerocast_{name}`.
+pub(crate) fn metric_family(out: &mut String, name: &str, kind: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP zerocast_{name} {help}\n# TYPE zerocast_{name} {kind}"
+    );
+}
+
+/// One sample of `zerocast_{name}`; `labels` is `key="value"` (or empty).
+pub(crate) fn metric_sample(out: &mut String, name: &str, labels: &str, value: u64) {
+    use std::fmt::Write;
+    let _ = match labels {
+        "" => writeln!(out, "zerocast_{name} {value}"),
+        _ => writeln!(out, "zerocast_{name}{{{labels}}} {value}"),
+    };
+}
+
+/// A family of one unlabelled sample.
+pub(crate) fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    metric_family(out, name, kind, help);
+    metric_sample(out, name, "", value);
 }

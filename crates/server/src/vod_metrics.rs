@@ -3,8 +3,8 @@
 //! library's gauges (titles, bytes, bytes cached in memory).
 
 use crate::library::Library;
+use crate::response::{metric, metric_family, metric_sample};
 use http::StatusCode;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The status classes counted, in the order of [`VodMetrics::requests`].
@@ -31,15 +31,15 @@ impl VodMetrics {
 
     /// The Prometheus families of VOD and the library.
     pub(crate) fn metrics(&self, lib: &Library, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP zerocast_vod_requests_total Answers to /videos/* requests, by status class.\n# TYPE zerocast_vod_requests_total counter"
-        );
+        let requests = "vod_requests_total";
+        let help = "Answers to /videos/* requests, by status class.";
+        metric_family(out, requests, "counter", help);
         for (class, n) in CLASSES.iter().zip(&self.requests) {
-            let _ = writeln!(
+            metric_sample(
                 out,
-                "zerocast_vod_requests_total{{class=\"{class}\"}} {}",
-                n.load(Relaxed)
+                requests,
+                &format!("class=\"{class}\""),
+                n.load(Relaxed),
             );
         }
         let (mut bytes, mut cached) = (0u64, 0u64);
@@ -71,10 +71,7 @@ impl VodMetrics {
                 cached,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP zerocast_{name} {help}\n# TYPE zerocast_{name} {kind}\nzerocast_{name} {value}"
-            );
+            metric(out, name, kind, help, value);
         }
     }
 }

@@ -97,7 +97,8 @@ pub(crate) async fn connection(
             Some(Kind::Bad(why)) => {
                 let resp = Error::BadRequest(why).response();
                 let c = &state.config;
-                return write::response(&mut stream, resp, false, true, c, &mut head).await;
+                write::response(&mut stream, resp, false, true, c, &mut head).await?;
+                return Box::pin(lingering_close(stream)).await;
             }
             Some(Kind::Watch {
                 name,
@@ -197,7 +198,8 @@ async fn publish(
         Err(e) => {
             tracing::info!(stream = %Clip(&p.name), peer = %p.peer, error = %e, "publish refused");
             let resp = with_cors(e.response(), c, origin.as_ref());
-            return write::response(&mut stream, resp, false, true, c, &mut head).await;
+            write::response(&mut stream, resp, false, true, c, &mut head).await?;
+            return lingering_close(stream).await;
         }
     };
     if p.expect {
@@ -225,7 +227,27 @@ async fn publish(
         Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
     };
     let resp = with_cors(resp, c, origin.as_ref());
-    write::response(&mut stream, resp, false, true, c, &mut head).await
+    write::response(&mut stream, resp, false, true, c, &mut head).await?;
+    lingering_close(stream).await
+}
+
+/// Closes a publisher's connection whose body may not have been read to its end. Closing a socket
+/// with unread bytes makes the kernel answer with a reset, and the client then loses the response
+/// it has not read yet (the refusal and its reason). So: end our side, then read and discard what
+/// the client still sends, for at most a second and 1 MiB (nginx's "lingering close").
+async fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 16 << 10];
+    let mut left: usize = 1 << 20;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// A viewer's signed link (`auth::signed`), when its path needs one.

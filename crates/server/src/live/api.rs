@@ -2,8 +2,8 @@
 //! Prometheus families of `/metrics`, one table of them.
 
 use super::{Live, Stream};
+use crate::response::{metric, metric_family, metric_sample};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// A live stream, as `GET /api/streams[/{name}]` shows it.
@@ -202,24 +202,14 @@ pub fn metrics(live: &Live, out: &mut String) {
         ),
     ];
     for (name, kind, help, value) in server {
-        let _ = writeln!(
-            out,
-            "# HELP zerocast_live_{name} {help}\n# TYPE zerocast_live_{name} {kind}\nzerocast_live_{name} {value}"
-        );
+        metric(out, &format!("live_{name}"), kind, help, value);
     }
     let streams = live.list();
     for (name, kind, help, get) in FAMILIES {
-        let _ = writeln!(
-            out,
-            "# HELP zerocast_live_{name} {help}\n# TYPE zerocast_live_{name} {kind}"
-        );
+        let name = format!("live_{name}");
+        metric_family(out, &name, kind, help);
         for s in &streams {
-            let _ = writeln!(
-                out,
-                "zerocast_live_{name}{{stream=\"{}\"}} {}",
-                s.name,
-                get(s)
-            );
+            metric_sample(out, &name, &format!("stream=\"{}\"", s.name), get(s));
         }
     }
 }
