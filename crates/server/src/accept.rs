@@ -68,10 +68,12 @@ impl Backoff {
     }
 }
 
-/// Which listener a loop serves: an HTTP refusal is a 503, an RTMP one a close.
+/// Which listener a loop serves: an HTTP refusal is a 503; an RTMP or TLS one a close (before
+/// a handshake there is no way to answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proto {
     Http,
+    Tls,
     Rtmp,
 }
 

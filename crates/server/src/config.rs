@@ -32,9 +32,17 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// The read-only API (JSON, `/metrics`) needs the admin token too.
     pub private_api: bool,
+    /// Per-stream credentials for publishing and watching, and the JWT keys (`auth`).
+    pub auth: crate::auth::Rules,
+    /// HTTP callbacks (`on_publish`, `on_play`, `on_unpublish`); `None`: none.
+    pub hooks: Option<crate::auth::hooks::Hooks>,
     /// Paths served only with a signed link (`auth::signed`); `None`: none.
     pub signed: Option<crate::auth::signed::Signed>,
     pub live: LiveConfig,
+    /// Plain HTTP on `listen` (off: HTTPS only).
+    pub plain_http: bool,
+    /// HTTPS (and RTMPS) with rustls (`None`: off).
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
     /// Worker threads, each a single-threaded runtime that owns the connections handed to it
@@ -57,7 +65,11 @@ impl Default for Config {
             admin_token: None,
             private_api: false,
             signed: None,
+            auth: crate::auth::Rules::default(),
+            hooks: None,
             live: LiveConfig::default(),
+            plain_http: true,
+            tls: None,
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,
         }

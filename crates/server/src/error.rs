@@ -32,6 +32,12 @@ pub struct ErrorDoc {
 pub enum Error {
     #[error("no title with id '{}'", Clip(.0))]
     UnknownTitle(String),
+    #[error("publish over HTTP/1.1 (this request came over HTTP/2)")]
+    Http2Publish,
+    #[error("{0}")]
+    Token(crate::auth::TokenError),
+    #[error("{0}")]
+    Hook(crate::auth::hooks::HookError),
     #[error("not found")]
     NoRoute,
     #[error("method {} not allowed here", Clip(.0.as_str()))]
@@ -119,11 +125,14 @@ impl Error {
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Error::Token(crate::auth::TokenError::Missing) => StatusCode::UNAUTHORIZED,
+            Error::Token(_) | Error::Hook(_) => StatusCode::FORBIDDEN,
         }
     }
 
-    /// The RTMP status code of a refused `connect`, `publish` or `play`.
-    pub fn rtmp_code(&self) -> &'static str {
+    /// The RTMP status code of a refused `connect`, `publish` or `play` (`play`: a play).
+    pub fn rtmp_code(&self, play: bool) -> &'static str {
         match self {
             Error::UnknownApp(_) => "NetConnection.Connect.Rejected",
             Error::StreamBusy(_) => "NetStream.Publish.BadName",
@@ -131,6 +140,9 @@ impl Error {
             Error::UnknownStream(_) | Error::NoFlvOutput(_) | Error::PlayStreamId(_) => {
                 "NetStream.Play.StreamNotFound"
             }
+            // A token or a callback refused: a player's play failed; a publisher's name is bad.
+            Error::Token(_) | Error::Hook(_) if play => "NetStream.Play.Failed",
+            Error::Token(_) | Error::Hook(_) => "NetStream.Publish.BadName",
             _ => "NetStream.Publish.Unauthorized",
         }
     }
@@ -197,6 +209,8 @@ pub enum ConnError {
     Closed(&'static str),
     #[error("RTMP handshake: {0}")]
     Handshake(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("RTMP: {0}")]
     Rtmp(String),
     #[error("refused: {0}")]
@@ -242,6 +256,38 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         error: std::io::Error,
     },
+    #[error("TLS certificate: {0}")]
+    Tls(CertError),
+}
+
+/// Why a certificate or key was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{}: {error}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("{}: a PEM certificate that does not parse: {why}", path.display())]
+    BadCertificate {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("{}: no usable private key in it (PKCS#8, PKCS#1 RSA or SEC1 EC, PEM): {why}", path.display())]
+    BadKey {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+    #[error("{} does not belong to the certificate in {}: {why}", key.display(), cert.display())]
+    Mismatch {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        why: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -275,20 +321,23 @@ mod tests {
     #[test]
     fn rtmp_refusals_carry_the_codes_players_and_encoders_know() {
         assert_eq!(
-            Error::StreamBusy("s".into()).rtmp_code(),
+            Error::StreamBusy("s".into()).rtmp_code(false),
             "NetStream.Publish.BadName"
         );
         assert_eq!(
-            Error::WrongKey("s".into()).rtmp_code(),
+            Error::WrongKey("s".into()).rtmp_code(false),
             "NetStream.Publish.Unauthorized"
         );
         assert_eq!(
-            Error::UnknownStream("s".into()).rtmp_code(),
+            Error::UnknownStream("s".into()).rtmp_code(false),
             "NetStream.Play.StreamNotFound"
         );
         assert_eq!(
-            Error::UnknownApp("x".into()).rtmp_code(),
+            Error::UnknownApp("x".into()).rtmp_code(false),
             "NetConnection.Connect.Rejected"
         );
+        let expired = || Error::Token(crate::auth::TokenError::Expired(1));
+        assert_eq!(expired().rtmp_code(true), "NetStream.Play.Failed");
+        assert_eq!(expired().rtmp_code(false), "NetStream.Publish.BadName");
     }
 }

@@ -6,6 +6,7 @@
 //! listeners, accepts connections and hands each to a worker (see workers.rs).
 
 mod accept;
+mod admit;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -17,13 +18,17 @@ mod date;
 pub mod entity;
 pub mod error;
 mod h1;
+mod h2;
 pub mod http;
 pub mod library;
 pub mod live;
 pub mod precondition;
 pub mod range;
 mod response;
+mod rtmp_conn;
 mod state;
+pub mod tls;
+mod transport;
 mod vectored;
 mod vod_metrics;
 mod workers;
@@ -53,8 +58,11 @@ use tokio::net::TcpListener;
 
 /// A bound server, ready to run.
 pub struct Server {
-    listener: TcpListener,
+    /// Plain HTTP (`None` when off).
+    listener: Option<TcpListener>,
     rtmp: Option<TcpListener>,
+    https: Vec<TcpListener>,
+    rtmps: Option<TcpListener>,
     state: Arc<State>,
 }
 
@@ -66,11 +74,15 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// The server's listening sockets (HTTP, and RTMP when on), bound before the library loads so
-/// that a port in use is reported at once, not after minutes of loading.
+/// The server's listening sockets (HTTP, HTTPS, RTMP, RTMPS: those that are on) and the TLS
+/// certificate, bound and read before the library loads so that a port in use or a bad
+/// certificate is reported at once, not after minutes of loading.
 pub struct Listeners {
-    http: TcpListener,
+    http: Option<TcpListener>,
     rtmp: Option<TcpListener>,
+    https: Vec<TcpListener>,
+    rtmps: Option<TcpListener>,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl std::fmt::Debug for Listeners {
@@ -83,13 +95,42 @@ impl std::fmt::Debug for Listeners {
 }
 
 impl Listeners {
-    /// Binds `config.listen` and, when on, `config.rtmp_listen`.
+    /// Binds `config.listen` (when plain HTTP is on), `config.rtmp_listen` (when on) and the TLS
+    /// listeners, and reads the certificate.
     pub fn bind(config: &Config) -> Result<Listeners, StartError> {
-        let http =
-            listen(config.listen, config.listen_backlog).map_err(|error| StartError::Bind {
-                addr: config.listen,
-                error,
-            })?;
+        let bind = |addr| {
+            listen(addr, config.listen_backlog).map_err(|error| StartError::Bind { addr, error })
+        };
+        let http = match config.plain_http {
+            true => Some(bind(config.listen)?),
+            false => None,
+        };
+        let https = match &config.tls {
+            Some(t) => t
+                .listen
+                .iter()
+                .map(|a| bind(*a))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        // The first HTTPS listener's port is where plain HTTP redirects to.
+        let port = https
+            .first()
+            .and_then(|l: &TcpListener| l.local_addr().ok())
+            .map(|a| a.port());
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(
+                tls::Tls::new(t.clone(), port).map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
+        let rtmps = match config.tls.as_ref().and_then(|t| t.rtmps_listen) {
+            Some(addr) => Some(
+                listen(addr, config.listen_backlog)
+                    .map_err(|error| StartError::RtmpBind { addr, error })?,
+            ),
+            None => None,
+        };
         let rtmp = match config.rtmp_listen {
             Some(addr) => Some(
                 listen(addr, config.listen_backlog)
@@ -97,7 +138,13 @@ impl Listeners {
             ),
             None => None,
         };
-        Ok(Listeners { http, rtmp })
+        Ok(Listeners {
+            http,
+            rtmp,
+            https,
+            rtmps,
+            tls,
+        })
     }
 }
 
@@ -113,6 +160,9 @@ impl Server {
         let Listeners {
             http: listener,
             rtmp,
+            https,
+            rtmps,
+            tls,
         } = listeners;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -123,7 +173,10 @@ impl Server {
         Server {
             listener,
             rtmp,
+            https,
+            rtmps,
             state: Arc::new(State {
+                tls,
                 live: Arc::new(live::Live::new(config.live.clone())),
                 conns: Arc::new(conns::Conns::new(config.max_connections)),
                 vod: Arc::new(vod_metrics::VodMetrics::default()),
@@ -139,14 +192,35 @@ impl Server {
         self.rtmp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The HTTPS listeners' addresses.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.https
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The RTMPS listener's address, when on.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Reloads the TLS certificate (SIGHUP); `None` without TLS.
+    pub fn tls_reloader(&self) -> Option<tls::Reloader> {
+        self.state.tls.clone().map(tls::Reloader::new)
+    }
+
     /// The live streams (for inspection: tests, metrics).
     pub fn live(&self) -> Arc<live::Live> {
         self.state.live.clone()
     }
 
+    /// The plain HTTP listener's address (the first HTTPS one when plain HTTP is off).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
-            .local_addr()
+            .iter()
+            .chain(&self.https)
+            .find_map(|l| l.local_addr().ok())
             .unwrap_or(self.state.config.listen)
     }
 
@@ -167,27 +241,39 @@ impl Server {
                 Arc::new(workers::Workers::none())
             }
         };
-        if let Some(rtmp) = self.rtmp {
-            let (live, stopped, active) =
-                (self.state.live.clone(), stopped.clone(), active.clone());
+        let mut loops = Vec::new();
+        let ended = |stop: &tokio::sync::watch::Receiver<bool>| {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.changed().await;
+            }
+        };
+        let rtmp = self.rtmp.into_iter().map(|l| (l, false));
+        for (listener, secure) in rtmp.chain(self.rtmps.into_iter().map(|l| (l, true))) {
+            let tls = if secure { self.state.tls.clone() } else { None };
+            let (server, stopped, active) = (self.state.clone(), stopped.clone(), active.clone());
             let (workers, conns) = (workers.clone(), self.state.conns.clone());
-            tokio::spawn(async move {
-                let mut stop = stopped.clone();
-                let until = async move {
-                    let _ = stop.changed().await;
-                };
+            let until = ended(&stopped);
+            loops.push(tokio::spawn(async move {
                 accept::run(
-                    &rtmp,
+                    &listener,
                     accept::Proto::Rtmp,
                     conns,
                     until,
                     |sock, peer, admitted| {
                         let _ = sock.set_nodelay(true);
-                        let (live, stopped, guard) =
-                            (live.clone(), stopped.clone(), active.clone());
+                        let (server, stopped, guard) =
+                            (server.clone(), stopped.clone(), active.clone());
+                        let tls = tls.clone();
                         workers.spawn(sock, move |sock| async move {
-                            if let Err(e) = live::rtmp::connection(sock, peer, live, stopped).await
-                            {
+                            let served = async {
+                                let sock = match &tls {
+                                    Some(tls) => tls.accept(sock, true).await?,
+                                    None => transport::Transport::Plain(sock),
+                                };
+                                rtmp_conn::connection(sock, peer, server, stopped).await
+                            };
+                            if let Err(e) = served.await {
                                 tracing::info!(%peer, error = %e, "RTMP connection ended");
                             }
                             drop((guard, admitted));
@@ -195,33 +281,54 @@ impl Server {
                     },
                 )
                 .await;
-            });
+            }));
         }
-        let conns = self.state.conns.clone();
-        accept::run(
-            &self.listener,
-            accept::Proto::Http,
-            conns,
-            shutdown,
-            |stream, peer, admitted| {
-                let _ = stream.set_nodelay(true);
-                let state = self.state.clone();
-                let stopped = stopped.clone();
-                let guard = active.clone();
-                workers.spawn(stream, move |stream| async move {
-                    if let Err(e) = h1::connection(stream, peer, state, stopped).await {
-                        // Clients close connections whenever they like (a browser abandons a range
-                        // request at every seek); that is not a server error.
-                        tracing::debug!(%peer, error = %e, "connection ended");
-                    }
-                    drop((guard, admitted));
-                });
-            },
-        )
-        .await;
-        drop(self.listener);
+        if let Some(tls) = &self.state.tls {
+            loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
+        }
+        let plain = self.listener.into_iter().map(|l| (l, false));
+        let mut http: Vec<_> = plain
+            .chain(self.https.into_iter().map(|l| (l, true)))
+            .collect();
+        // The first HTTP listener's loop runs here, until `shutdown`; the others are tasks.
+        let first = if http.is_empty() {
+            None
+        } else {
+            Some(http.remove(0))
+        };
+        for (listener, secure) in http {
+            let serve = serve_http(&self.state, &workers, &stopped, &active, secure);
+            let conns = self.state.conns.clone();
+            let until = ended(&stopped);
+            loops.push(tokio::spawn(async move {
+                let proto = if secure {
+                    accept::Proto::Tls
+                } else {
+                    accept::Proto::Http
+                };
+                accept::run(&listener, proto, conns, until, serve).await;
+            }));
+        }
+        match first {
+            Some((listener, secure)) => {
+                let serve = serve_http(&self.state, &workers, &stopped, &active, secure);
+                let conns = self.state.conns.clone();
+                let proto = if secure {
+                    accept::Proto::Tls
+                } else {
+                    accept::Proto::Http
+                };
+                accept::run(&listener, proto, conns, shutdown, serve).await;
+            }
+            None => shutdown.await,
+        }
         tracing::info!("shutting down: no new connections, waiting for in-flight responses");
         let _ = stop.send(true);
+        for l in loops {
+            // Accept loops end on the stop signal (their listeners closed); the watcher is ended.
+            l.abort();
+            let _ = l.await;
+        }
         let grace = self.state.config.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
         while Arc::strong_count(&active) > 1 {
@@ -237,6 +344,56 @@ impl Server {
         }
         // What is still open after the grace period ends with its worker's runtime.
         workers.stop();
+    }
+}
+
+/// What an HTTP or HTTPS accept loop does with a connection: hand it to a worker, which runs the
+/// TLS handshake (HTTPS) and then HTTP/2 (when ALPN chose it) or the HTTP/1.1 loop.
+fn serve_http(
+    state: &Arc<State>,
+    workers: &Arc<workers::Workers>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    active: &Arc<()>,
+    secure: bool,
+) -> impl FnMut(tokio::net::TcpStream, SocketAddr, conns::Admitted) {
+    let (state, workers, stopped, active) = (
+        state.clone(),
+        workers.clone(),
+        stopped.clone(),
+        active.clone(),
+    );
+    move |stream, peer, admitted| {
+        let _ = stream.set_nodelay(true);
+        let (state, stopped, guard) = (state.clone(), stopped.clone(), active.clone());
+        workers.spawn(stream, move |stream| async move {
+            let served = async {
+                let tls = match &state.tls {
+                    Some(tls) if secure => tls,
+                    _ => {
+                        let plain = transport::Transport::Plain(stream);
+                        return h1::connection(plain, peer, state, stopped)
+                            .await
+                            .map_err(ConnError::from);
+                    }
+                };
+                let stream = tls.accept(stream, false).await?;
+                if h2::chosen(&stream) {
+                    tls.stats
+                        .h2
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Box::pin(h2::connection(stream, peer, state, stopped)).await;
+                }
+                Box::pin(h1::connection(stream, peer, state, stopped))
+                    .await
+                    .map_err(ConnError::from)
+            };
+            if let Err(e) = served.await {
+                // Clients close connections whenever they like (a browser abandons a range
+                // request at every seek); that is not a server error.
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop((guard, admitted));
+        });
     }
 }
 
@@ -277,8 +434,10 @@ mod tests {
         let _client = tokio::net::TcpStream::connect(server.local_addr())
             .await
             .unwrap();
-        let (sock, peer) = server.listener.accept().await.unwrap();
+        let listener = server.listener.as_ref().unwrap();
+        let (sock, peer) = listener.accept().await.unwrap();
         let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let sock = transport::Transport::Plain(sock);
         let fut = h1::connection(sock, peer, server.state.clone(), stopped);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 2048, "h1::connection's future is {size} bytes");

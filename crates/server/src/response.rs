@@ -27,6 +27,23 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response
     r
 }
 
+/// `308 Permanent Redirect` to `to` (the method and body are kept: a publisher's `PUT` stays a
+/// `PUT`), with a short text body.
+pub(crate) fn redirect(to: &str) -> Response<Chunks> {
+    let mut r = text(
+        StatusCode::PERMANENT_REDIRECT,
+        "text/plain",
+        format!("{to}\n"),
+    );
+    match HeaderValue::from_str(to) {
+        Ok(v) => {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+        Err(_) => *r.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    r
+}
+
 /// The head of a Prometheus family: `# HELP` and `# TYPE` lines for `zerocast_{name}`.
 pub(crate) fn metric_family(out: &mut String, name: &str, kind: &str, help: &str) {
     use std::fmt::Write;

@@ -14,6 +14,8 @@ pub(crate) struct State {
     pub conns: Arc<crate::conns::Conns>,
     /// `/videos/*` answers and their body bytes (`/metrics`).
     pub vod: Arc<crate::vod_metrics::VodMetrics>,
+    /// HTTPS/RTMPS: certificate, acceptors, counters (`None`: no TLS).
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1/handover.rs).
     pub http: hyper::server::conn::http1::Builder,
 }

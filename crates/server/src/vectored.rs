@@ -4,17 +4,17 @@
 
 use std::io::{self, IoSlice};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Most slices handed to one writev (the kernel's IOV_MAX).
 pub(crate) const IOV_MAX: usize = 1024;
 
-/// Writes all slices. `progress` is told how many bytes each write took (0 before the first)
+/// Writes all slices, then flushes (TLS: rustls may still hold records after a write takes
+/// bytes; see transport.rs). `progress` is told how many bytes each write took (0 before the first)
 /// and returns the deadline for the next one, or `None` for no deadline; a write that takes
 /// nothing by its deadline fails with `TimedOut` (live viewers: see `live::Stall`).
 pub(crate) async fn write_all(
-    sock: &mut TcpStream,
+    sock: &mut crate::transport::Transport,
     slices: &mut [IoSlice<'_>],
     mut progress: impl FnMut(usize) -> Option<Instant>,
 ) -> io::Result<()> {
@@ -35,6 +35,16 @@ pub(crate) async fn write_all(
         }
         until = progress(n);
         IoSlice::advance_slices(&mut rest, n);
+    }
+    if sock.is_tls() {
+        let flush = sock.flush();
+        match until {
+            Some(at) => match tokio::time::timeout_at(at, flush).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => flush.await?,
+        }
     }
     Ok(())
 }

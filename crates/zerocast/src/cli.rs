@@ -96,9 +96,22 @@ pub struct ServeArgs {
     /// Directory of videos, scanned recursively (default: the embedded demo library).
     #[arg(long)]
     pub library: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:8080].
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    /// Address for plain HTTP, or `off` (HTTPS only) [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR|off")]
+    pub listen: Option<String>,
+    /// An HTTPS listener (repeatable); needs --tls-cert and --tls-key.
+    #[arg(long = "tls-listen", value_name = "ADDR")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate chain for HTTPS and RTMPS (PEM, leaf first); reloaded on SIGHUP and when
+    /// the file changes.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// An RTMPS listener (rtmps://HOST:PORT/live/NAME), with the same certificate [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub rtmps_listen: Option<SocketAddr>,
     /// Memory for titles (e.g. 8GiB) [default: half the RAM]; titles beyond it are mapped from disk.
     #[arg(long, value_parser = size::parse)]
     pub cache_size: Option<u64>,

@@ -41,13 +41,53 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
             lib
         }
     };
+    let plain = config.plain_http;
     let server = Server::new(config, listeners, library);
-    tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
+    // Before the "listening" line: from then on a SIGHUP reloads and no longer ends the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    if plain {
+        tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
+    }
+    for a in server.https_addrs() {
+        tracing::info!(addr = %a, encryption = %encryption(), "HTTPS (HTTP/2 and HTTP/1.1): https://{a}/");
+    }
     if let Some(a) = server.rtmp_addr() {
         tracing::info!(addr = %a, "RTMP ingest: rtmp://{a}/live/NAME");
     }
+    if let Some(a) = server.rtmps_addr() {
+        tracing::info!(addr = %a, encryption = %encryption(), "RTMPS: rtmps://{a}/live/NAME");
+    }
+    let reload = tokio::spawn(reload_on_hangup(hangups, server.tls_reloader()));
     server.run(shutdown_signal()).await;
+    reload.abort();
     Ok(())
+}
+
+/// Where TLS records are encrypted, for the listeners' log lines.
+fn encryption() -> &'static str {
+    if server::tls::kernel_tls_available() {
+        "user space (rustls); the kernel offers kTLS, but the key hand-over to it is not built yet"
+    } else {
+        "user space (rustls); this kernel has no tls ULP (kTLS)"
+    }
+}
+
+/// SIGHUP reloads the TLS certificate (a bad one is refused and logged; the old one stays).
+/// Without TLS a SIGHUP is logged and otherwise ignored (it no longer ends the server).
+async fn reload_on_hangup(
+    mut hup: tokio::signal::unix::Signal,
+    tls: Option<server::tls::Reloader>,
+) {
+    while hup.recv().await.is_some() {
+        match &tls {
+            Some(r) => {
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                let _ = r.reload();
+            }
+            None => tracing::info!("SIGHUP: no TLS certificate to reload; nothing else is reloaded yet (restart for other changes)"),
+        }
+    }
 }
 
 /// Loads the library in `dir`: a progress bar on a terminal, a log line per title otherwise;

@@ -6,6 +6,7 @@
 //! socket is set to reset on close, as on the fast path (write.rs).
 
 use crate::state::State;
+use crate::transport::Transport;
 use bytes::{Buf, Bytes};
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -14,27 +15,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// Serves the rest of the connection with hyper, starting with the bytes already read.
 pub(super) async fn hyper_takeover(
-    stream: TcpStream,
+    stream: Transport,
+    peer: std::net::SocketAddr,
     read: Bytes,
     state: &Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let io = hyper_util::rt::TokioIo::new(Rewind {
-        read,
-        stream,
-        send_timeout: state.config.send_timeout,
-        stall: None,
-        armed: false,
-    });
+    let secure = stream.is_tls();
+    let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config.send_timeout));
     let st = state.clone();
-    let svc = hyper::service::service_fn(move |req| {
-        std::future::ready(Ok::<_, std::convert::Infallible>(super::answer(&st, &req)))
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let st = st.clone();
+        async move {
+            let resp = match super::refused_playlist(&st, &req, peer, secure).await {
+                Some(refused) => refused,
+                None => super::answer(&st, &req, secure),
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = state.http.serve_connection(io, svc);
     tokio::pin!(conn);
@@ -49,10 +52,10 @@ pub(super) async fn hyper_takeover(
 }
 
 /// A stream that first yields bytes already read from it, and fails a write that takes nothing
-/// for `send_timeout`.
-struct Rewind {
+/// for `send_timeout` (also HTTP/2's stream, h2.rs, with nothing to replay).
+pub(crate) struct Rewind {
     read: Bytes,
-    stream: TcpStream,
+    stream: Transport,
     send_timeout: Duration,
     /// The stall timer, made the first time a write has to wait and reset after that.
     stall: Option<Pin<Box<Sleep>>>,
@@ -61,6 +64,16 @@ struct Rewind {
 }
 
 impl Rewind {
+    pub(crate) fn new(stream: Transport, read: Bytes, send_timeout: Duration) -> Rewind {
+        Rewind {
+            read,
+            stream,
+            send_timeout,
+            stall: None,
+            armed: false,
+        }
+    }
+
     /// Applies the send timeout to the result of a write.
     fn timed(
         &mut self,
@@ -80,7 +93,7 @@ impl Rewind {
                 };
                 self.armed = true;
                 if stall.as_mut().poll(cx).is_ready() {
-                    super::write::reset_on_close(&self.stream);
+                    super::write::reset_on_close(self.stream.tcp());
                     tracing::debug!(timeout = ?self.send_timeout, "the client took nothing; connection reset");
                     return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                 }

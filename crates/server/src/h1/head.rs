@@ -39,6 +39,8 @@ pub(super) enum Kind {
         origin: Option<http::HeaderValue>,
         /// The request target (path and query), for a signed link's check.
         target: String,
+        /// A JWT (`?jwt=` or Bearer), for the stream's rules.
+        token: Option<String>,
     },
     /// A publisher, its body's framing, and whether it expects `100 Continue`.
     Publish {
@@ -62,6 +64,35 @@ pub(super) fn parse(buf: &[u8]) -> Head {
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(_) => Head::Invalid,
     }
+}
+
+/// Where plain HTTP sends a request when it redirects to HTTPS on `port`: the same host and
+/// target, `https://`. `None`: not redirected (`/healthz`, for load balancers), or no usable
+/// `Host` (the request is then served as it is).
+pub(super) fn https_location(buf: &[u8], port: u16) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(buf).ok()?;
+    let target = req.path?;
+    if !target.starts_with('/') || target.split('?').next() == Some("/healthz") {
+        return None;
+    }
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    let name = authority.host();
+    let name = if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name.to_owned()
+    };
+    Some(match port {
+        443 => format!("https://{name}{target}"),
+        _ => format!("https://{name}:{port}{target}"),
+    })
 }
 
 /// Sorts a parsed head. `None`: hyper's.
@@ -155,6 +186,7 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             close,
             origin: req.headers().get(http::header::ORIGIN).cloned(),
             target: target.to_string(),
+            token: crate::auth::token(req.uri(), req.headers()),
         }
     } else {
         Kind::Plain { req, close }
@@ -185,6 +217,26 @@ fn content_length(value: &[u8]) -> Result<u64, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_to_https_keeps_host_and_target_and_spares_healthz() {
+        let loc = |head: &str, port| https_location(head.as_bytes(), port);
+        let get = "GET /videos/a.mp4?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
+        assert_eq!(
+            loc(get, 8443).as_deref(),
+            Some("https://example.com:8443/videos/a.mp4?x=1")
+        );
+        assert_eq!(
+            loc(get, 443).as_deref(),
+            Some("https://example.com/videos/a.mp4?x=1")
+        );
+        let v6 = "GET / HTTP/1.1\r\nhost: [::1]:80\r\n\r\n";
+        assert_eq!(loc(v6, 443).as_deref(), Some("https://[::1]/"));
+        assert_eq!(loc("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 443), None);
+        assert_eq!(loc("GET / HTTP/1.1\r\n\r\n", 443), None, "no Host");
+        let bad = "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n";
+        assert_eq!(loc(bad, 443), None, "a Host that is no authority");
+    }
 
     /// What a head is sorted into, in short.
     fn kind(head: &str) -> String {

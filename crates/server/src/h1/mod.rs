@@ -14,7 +14,7 @@
 //! Any request it does not handle hands the connection to hyper (handover.rs), replaying the
 //! bytes already read, and hyper serves that request and the rest of the connection.
 
-mod handover;
+pub(crate) mod handover;
 mod head;
 mod write;
 
@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::http::Route;
 use crate::live::{self, ingest::Ended};
 use crate::state::State;
+use crate::transport::Transport;
 use ::http::{Method, Request, Response, StatusCode};
 use bytes::{Buf, BytesMut};
 use head::{Head, Kind, MAX_HEAD};
@@ -34,15 +35,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How long a playlist request waits for the first segment of a stream that just started.
-const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn connection(
-    mut stream: TcpStream,
+    mut stream: Transport,
     peer: SocketAddr,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
@@ -74,8 +74,8 @@ pub(crate) async fn connection(
                 // Too large or malformed: hyper answers it properly (431/400).
                 _ => {
                     let read = buf.freeze();
-                    return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown))
-                        .await;
+                    let takeover = handover::hyper_takeover(stream, peer, read, &state, shutdown);
+                    return Box::pin(takeover).await;
                 }
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -88,10 +88,19 @@ pub(crate) async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
+        if let Some(port) = redirect_port(&state, &stream) {
+            if let Some(to) = head::https_location(&buf[..head_len], port) {
+                let resp = crate::response::redirect(&to);
+                let c = &state.config;
+                write::response(&mut stream, resp, false, true, c, &mut head).await?;
+                return Box::pin(lingering_close(stream)).await;
+            }
+        }
         let (req, close) = match kind {
             None => {
                 let read = buf.freeze();
-                return Box::pin(handover::hyper_takeover(stream, read, &state, shutdown)).await;
+                let takeover = handover::hyper_takeover(stream, peer, read, &state, shutdown);
+                return Box::pin(takeover).await;
             }
             Some(Kind::Plain { req, close }) => (req, close),
             Some(Kind::Bad(why)) => {
@@ -107,7 +116,9 @@ pub(crate) async fn connection(
                 close,
                 origin,
                 target,
+                token,
             }) => match watch_link(&state, &target)
+                .and_then(|()| crate::admit::viewer(&state, &name, token.as_deref()))
                 .and_then(|()| state.live.watchable(&name, output))
             {
                 Ok(s) => {
@@ -115,7 +126,19 @@ pub(crate) async fn connection(
                     drop(head);
                     // Boxed, with what only a viewer needs: an idle connection stays small.
                     let w = async move {
-                        let cors = state.config.cors.lines(origin.as_ref());
+                        let c = &state.config;
+                        let query = target.split_once('?').map(|(_, q)| q);
+                        let protocol = if stream.is_tls() { "https" } else { "http" };
+                        let hook = crate::auth::hooks::Event::Play;
+                        let asked =
+                            crate::admit::hook(&state, hook, &name, peer, protocol, query).await;
+                        if let Err(e) = asked {
+                            let resp = with_cors(e.response(), c, origin.as_ref());
+                            let mut head = Vec::new();
+                            return write::response(&mut stream, resp, false, true, c, &mut head)
+                                .await;
+                        }
+                        let cors = c.cors.lines(origin.as_ref());
                         let live = &state.live;
                         live::watch_http(&mut stream, s, live, output, !http10, &cors, shutdown)
                             .await
@@ -125,7 +148,7 @@ pub(crate) async fn connection(
                 Err(e) => {
                     let c = &state.config;
                     let resp = with_cors(e.response(), c, origin.as_ref());
-                    drop((origin, name, target));
+                    drop((origin, name, target, token));
                     write::response(&mut stream, resp, false, close, c, &mut head).await?;
                     if close {
                         return Ok(());
@@ -152,10 +175,20 @@ pub(crate) async fn connection(
                 return Box::pin(publish(stream, &state, p, shutdown)).await;
             }
         };
+        let mut refused = None;
         if let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) {
             Box::pin(state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT)).await;
+            let asked = crate::admit::playlist(&state, name, &req, peer, stream.is_tls());
+            refused = Box::pin(asked).await.err();
         }
-        let resp = answer(&state, &req);
+        let resp = match refused {
+            Some(e) => with_cors(
+                e.response(),
+                &state.config,
+                req.headers().get(::http::header::ORIGIN),
+            ),
+            None => answer(&state, &req, stream.is_tls()),
+        };
         let head_only = req.method() == Method::HEAD;
         let c = &state.config;
         write::response(&mut stream, resp, head_only, close, c, &mut head).await?;
@@ -180,7 +213,7 @@ struct Publisher {
 /// A publisher: checks its key and the stream, then reads its body until it ends. Errors before
 /// the body are answered without reading it (and the connection closed).
 async fn publish(
-    mut stream: TcpStream,
+    mut stream: Transport,
     state: &Arc<State>,
     p: Publisher,
     shutdown: watch::Receiver<bool>,
@@ -188,10 +221,21 @@ async fn publish(
     let mut head = Vec::new();
     let c = &state.config;
     let key = live::presented_key(p.req.uri(), p.req.headers());
-    let admitted = state
-        .live
-        .authorize(&p.name, key.as_deref(), p.peer.ip())
-        .and_then(|()| state.live.begin_publish(&p.name, p.peer));
+    let token = crate::auth::token(p.req.uri(), p.req.headers());
+    let presented = crate::auth::Presented {
+        key: key.as_deref(),
+        token: token.as_deref(),
+    };
+    let protocol = if stream.is_tls() { "https" } else { "http" };
+    let checked = crate::admit::publisher(state, &p.name, presented, p.peer);
+    let hooked = match checked {
+        Ok(()) => {
+            let (event, query) = (crate::auth::hooks::Event::Publish, p.req.uri().query());
+            crate::admit::hook(state, event, &p.name, p.peer, protocol, query).await
+        }
+        Err(e) => Err(e),
+    };
+    let admitted = hooked.and_then(|()| state.live.begin_publish(&p.name, p.peer));
     let origin = p.req.headers().get(::http::header::ORIGIN).cloned();
     let mut publish = match admitted {
         Ok(publish) => publish,
@@ -203,7 +247,10 @@ async fn publish(
         }
     };
     if p.expect {
-        let write = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let write = async {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            stream.flush().await
+        };
         match tokio::time::timeout(c.send_timeout, write).await {
             Ok(r) => r?,
             Err(_) => return Ok(()),
@@ -220,6 +267,7 @@ async fn publish(
     .await;
     let s = publish.stream.clone();
     publish.finish(ended.end());
+    crate::admit::unpublished(state, &p.name, p.peer, protocol);
     let resp = match ended {
         // Nobody to answer.
         Ended::Dropped(_) => return Ok(()),
@@ -235,7 +283,7 @@ async fn publish(
 /// with unread bytes makes the kernel answer with a reset, and the client then loses the response
 /// it has not read yet (the refusal and its reason). So: end our side, then read and discard what
 /// the client still sends, for at most a second and 1 MiB (nginx's "lingering close").
-async fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
+async fn lingering_close(mut stream: Transport) -> io::Result<()> {
     use tokio::io::AsyncReadExt;
     stream.shutdown().await?;
     let mut sink = [0u8; 16 << 10];
@@ -250,6 +298,33 @@ async fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// The HTTPS port plain HTTP redirects to, when it does (`redirect_http`).
+fn redirect_port(state: &State, stream: &Transport) -> Option<u16> {
+    let tls = state.tls.as_ref().filter(|t| t.config.redirect_http)?;
+    match stream.is_tls() {
+        true => None,
+        false => tls.https_port,
+    }
+}
+
+/// A playlist request refused by the `on_play` callback (hyper's paths: HTTP/1.1 hand-over and
+/// HTTP/2), answered with CORS; `None`: not a playlist, or admitted.
+pub(crate) async fn refused_playlist<B>(
+    state: &State,
+    req: &Request<B>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Option<Response<Chunks>> {
+    let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) else {
+        return None;
+    };
+    let e = crate::admit::playlist(state, name, req, peer, secure)
+        .await
+        .err()?;
+    let origin = req.headers().get(::http::header::ORIGIN);
+    Some(with_cors(e.response(), &state.config, origin))
+}
+
 /// A viewer's signed link (`auth::signed`), when its path needs one.
 fn watch_link(state: &State, target: &str) -> Result<(), Error> {
     let Ok(req) = Request::get(target).body(()) else {
@@ -261,7 +336,7 @@ fn watch_link(state: &State, target: &str) -> Result<(), Error> {
 /// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS
 /// headers for the request's origin. (A function of its own: a local borrowed in an async fn
 /// stays in its future across later awaits.)
-fn with_cors(
+pub(crate) fn with_cors(
     mut resp: Response<Chunks>,
     c: &crate::config::Config,
     origin: Option<&::http::HeaderValue>,
@@ -270,9 +345,13 @@ fn with_cors(
     resp
 }
 
-/// Answers one request (on either path) and logs it at debug level.
-fn answer<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
-    let resp = crate::http::handle(state, req);
+/// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug
+/// level. `secure`: it came over TLS (HSTS applies).
+pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
+    let mut resp = crate::http::handle(state, req);
+    if secure {
+        crate::tls::hsts(state.config.tls.as_ref(), resp.headers_mut());
+    }
     let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
     tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
     resp

@@ -9,12 +9,13 @@
 use crate::body::Chunks;
 use crate::config::Config;
 use crate::date;
+use crate::transport::Transport;
 use crate::vectored;
 use http::Response;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -46,7 +47,7 @@ pub(crate) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8
 /// `sendfile_min` that live in a file go out with `sendfile`. A write that takes nothing within
 /// `send_timeout` fails with `TimedOut`, and the connection is then reset when it is dropped.
 pub(super) async fn response(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     resp: Response<Chunks>,
     head_only: bool,
     close: bool,
@@ -56,7 +57,7 @@ pub(super) async fn response(
     let r = send(stream, resp, head_only, close, config, head).await;
     if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
         tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
-        reset_on_close(stream);
+        reset_on_close(stream.tcp());
     }
     r
 }
@@ -111,7 +112,7 @@ async fn within<T>(timeout: Duration, write: impl Future<Output = io::Result<T>>
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     resp: Response<Chunks>,
     head_only: bool,
     close: bool,
@@ -122,12 +123,16 @@ async fn send(
     render_head(&resp, close, head);
     let body = resp.into_body();
     if head_only {
-        return Box::pin(within(timeout, stream.write_all(head))).await;
+        let mut only = [IoSlice::new(head)];
+        let deadline = |_| Some(Instant::now() + timeout);
+        return Box::pin(vectored::write_all(stream, &mut only, deadline)).await;
     }
     let sendfile_min = config.policy.sendfile_min;
     if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {
-        // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
-        return Box::pin(sendfile(stream, head, src, timeout)).await;
+        if let Some(sock) = stream.sendfile_socket() {
+            // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
+            return Box::pin(sendfile(sock, head, src, timeout)).await;
+        }
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.

@@ -35,6 +35,14 @@ use crate::state::State;
 use http::header::{CONTENT_LENGTH, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 
+/// What is escaped in a query value passed on to segment URIs: all but RFC 3986's unreserved
+/// characters (a JWT's base64url and dots pass as they are).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// What a request asks for, from its method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -182,6 +190,30 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     resp
 }
 
+/// What a playlist passes on to its segment URIs: the signed link's query, and a token that came
+/// in the query (`?jwt=`) when the stream's rules ask viewers for one.
+fn carried_query<B>(
+    state: &State,
+    name: &str,
+    req: &Request<B>,
+    signed: Option<&str>,
+) -> Option<String> {
+    let rules = &state.config.auth;
+    let jwt = rules
+        .for_stream(crate::auth::Action::Read, name)
+        .and_then(|_| crate::auth::query_param(req.uri().query(), "jwt"))
+        .map(|t| {
+            format!(
+                "jwt={}",
+                percent_encoding::utf8_percent_encode(&t, QUERY_VALUE)
+            )
+        });
+    match (signed, jwt) {
+        (Some(c), Some(j)) => Some(format!("{c}&{j}")),
+        (c, j) => c.map(str::to_string).or(j),
+    }
+}
+
 /// The signed-link check (`auth::signed`) on the server's clock: what a playlist carries on to
 /// its segment URIs, or why the request is refused.
 pub(crate) fn signed_link<B>(state: &State, req: &Request<B>) -> Result<Option<String>, Error> {
@@ -240,8 +272,15 @@ fn answer<B>(
             drop(s);
             Ok(r)
         }
-        Route::Playlist(name) => hls::playlist(live, name, carry),
-        Route::Segment(name, seq) => hls::segment(live, name, seq, policy, req),
+        Route::Playlist(name) => {
+            crate::admit::viewer_request(state, name, req)?;
+            let carried = carried_query(state, name, req, carry);
+            hls::playlist(live, name, carried.as_deref())
+        }
+        Route::Segment(name, seq) => {
+            crate::admit::viewer_request(state, name, req)?;
+            hls::segment(live, name, seq, policy, req)
+        }
         Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
         Route::StreamInfo(name) => {
             let s = live
@@ -254,6 +293,9 @@ fn answer<B>(
             live::api::metrics(live, &mut out);
             conns.metrics(&mut out);
             state.vod.metrics(lib, &mut out);
+            if let Some(tls) = &state.tls {
+                tls.metrics(&mut out);
+            }
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

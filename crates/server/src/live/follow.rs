@@ -6,6 +6,7 @@
 
 use super::{Live, Output, Stream};
 use crate::date;
+use crate::transport::Transport;
 use crate::vectored;
 use live::{RateLimit, Stall, Step, Viewer};
 use std::io::{self, IoSlice};
@@ -17,13 +18,13 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// The FLV file header (audio and video) and PreviousTagSize0, once per `.flv` viewer.
-const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+pub(super) const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
 
 /// Serves one `.ts` or `.flv` viewer over HTTP until the stream ends, the viewer goes, or it is
 /// dropped for lagging. `chunked`: HTTP/1.1 chunked framing (HTTP/1.0: until close); `cors`: the
 /// CORS header lines for the request's origin (`Cors::lines`).
-pub async fn watch_http(
-    sock: &mut TcpStream,
+pub(crate) async fn watch_http(
+    sock: &mut Transport,
     stream: Arc<Stream>,
     live: &Live,
     output: Output,
@@ -53,6 +54,7 @@ pub async fn watch_http(
         }
     }
     sock.write_all(&head).await?;
+    sock.flush().await?;
     drop(head);
     follow(sock, stream, live, output, chunked, shutdown).await
 }
@@ -66,7 +68,7 @@ fn viewer_socket(sock: &TcpStream, live: &Live) {
 }
 
 /// Counts a connected viewer while it lives.
-struct Connected<'a>(&'a AtomicI64);
+pub(super) struct Connected<'a>(pub(super) &'a AtomicI64);
 
 impl Drop for Connected<'_> {
     fn drop(&mut self) {
@@ -77,14 +79,14 @@ impl Drop for Connected<'_> {
 /// Writes a stream's units of one output to a viewer, from the latest keyframe on, until the
 /// stream ends or the viewer goes or is dropped. `chunked`: HTTP chunked framing per batch.
 pub(crate) async fn follow(
-    sock: &mut TcpStream,
+    sock: &mut Transport,
     stream: Arc<Stream>,
     live: &Live,
     output: Output,
     chunked: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    viewer_socket(sock, live);
+    viewer_socket(sock.tcp(), live);
     let stats = &stream.stats;
     stats.viewers[output as usize].fetch_add(1, Relaxed);
     stats.viewers_total.fetch_add(1, Relaxed);
@@ -180,8 +182,12 @@ pub(crate) async fn follow(
 
 /// Ends a chunked body; a viewer whose socket takes nothing for the stall timeout is not waited
 /// for.
-async fn last_chunk(sock: &mut TcpStream, live: &Live) -> io::Result<()> {
-    match tokio::time::timeout(live.config.stall_timeout, sock.write_all(b"0\r\n\r\n")).await {
+async fn last_chunk(sock: &mut Transport, live: &Live) -> io::Result<()> {
+    let write = async {
+        sock.write_all(b"0\r\n\r\n").await?;
+        sock.flush().await
+    };
+    match tokio::time::timeout(live.config.stall_timeout, write).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -211,12 +217,19 @@ enum Input {
 /// `VIEWER_INPUT_*`). What it sends is discarded; each wake-up reads at most
 /// `VIEWER_INPUT_PER_WAKE` bytes and then yields, so a viewer that sends as fast as it can
 /// never keeps its worker from the other connections.
-async fn closed(sock: &TcpStream, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
+async fn closed(sock: &mut Transport, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
     loop {
-        if sock.readable().await.is_err() {
-            return Input::Closed;
-        }
-        let Some(n) = discard(sock) else {
+        let n = match sock {
+            Transport::Plain(sock) => {
+                if sock.readable().await.is_err() {
+                    return Input::Closed;
+                }
+                discard(sock)
+            }
+            // Boxed: only TLS viewers carry its buffer.
+            Transport::Tls(_) => Box::pin(discard_tls(sock)).await,
+        };
+        let Some(n) = n else {
             return Input::Closed;
         };
         *received += n as u64;
@@ -246,8 +259,18 @@ fn discard(sock: &TcpStream) -> Option<usize> {
     Some(n)
 }
 
+/// [`discard`] through TLS: one read of what the peer sent (decrypted and dropped).
+async fn discard_tls(sock: &mut Transport) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1024];
+    match sock.read(&mut b).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
 /// Logs skips at most once a second per stream.
-fn log_skip(stream: &Stream, now: Duration, viewer_skips: u64) {
+pub(super) fn log_skip(stream: &Stream, now: Duration, viewer_skips: u64) {
     let ms = now.as_millis() as u64;
     let last = stream.stats.last_skip_log.load(Relaxed);
     if ms.saturating_sub(last) >= 1000

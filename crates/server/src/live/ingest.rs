@@ -6,11 +6,11 @@
 
 use super::{Live, Publish};
 use crate::error::{ConnError, IngestError};
+use crate::transport::Transport;
 use bytes::{Buf, BytesMut};
 use live::{RateLimit, RequestBody, Slab, Want};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// How an ingest session ended, as the shell saw it.
@@ -55,8 +55,8 @@ fn outcome(
 
 /// Reads a publisher's body into slabs and publishes it. `side` holds body bytes that arrived with
 /// the request head.
-pub async fn ingest(
-    sock: &mut TcpStream,
+pub(crate) async fn ingest(
+    sock: &mut Transport,
     publish: &mut Publish,
     mut body: RequestBody,
     mut side: BytesMut,

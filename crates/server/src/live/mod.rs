@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  PUT/POST /live/{name}  ingest.rs --read into slab--> Publish (publish.rs)
-//!  rtmp://…/live/{name}   rtmp.rs   --FLV tag bodies-->   Ingest::prepare/commit, MediaOutputs
+//!  rtmp://…/live/{name}   rtmp_conn --FLV tag bodies-->   Ingest::prepare/commit, MediaOutputs
 //!                                                         (write lock, brief) → wake viewers
 //!  GET /live/{name}.ts|.flv, RTMP play   follow.rs <--one writev per batch-- Viewer::step
 //!  GET /live/{name}/index.m3u8, /{seq}.ts  (http/hls.rs)  Segmenter (same Bytes)
@@ -11,7 +11,7 @@
 //! - `registry.rs`: the streams, publish keys, the one-publisher rule, and the shell around
 //!   `live::Lifecycle` (grace and linger deadlines become timer tasks on the live clock).
 //! - `publish.rs`: a publisher's hold on a stream; TS packets and FLV tags go in here.
-//! - `ingest.rs`: the HTTP ingest read loop. `rtmp.rs`: the RTMP shell.
+//! - `ingest.rs`: the HTTP ingest read loop. (The RTMP shell is `crate::rtmp_conn`.)
 //! - `follow.rs`: the viewer loop of every output.
 //! - `memory.rs`: what each stream holds, summed against the server-wide budget.
 //! - `api.rs`: the JSON documents and the Prometheus families.
@@ -23,17 +23,17 @@
 //! segmenter and the lifecycle are given.
 
 pub mod api;
-mod follow;
+pub(crate) mod follow;
+pub(crate) mod frames;
 pub(crate) mod ingest;
 pub mod memory;
 mod publish;
 mod registry;
-pub(crate) mod rtmp;
 
-pub use follow::watch_http;
+pub(crate) use follow::watch_http;
 pub use publish::Publish;
-pub(crate) use registry::same_key;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
+pub(crate) use registry::{query_key, same_key};
 
 pub use live::Budget;
 use live::{HlsLimits, Limits, ViewerPolicy};

@@ -141,7 +141,7 @@ impl Stream {
     }
 
     /// What a publisher's session watches for [`Stream::kick_publisher`].
-    pub(super) fn kicks(&self) -> watch::Receiver<u64> {
+    pub(crate) fn kicks(&self) -> watch::Receiver<u64> {
         self.kick.subscribe()
     }
 
@@ -225,7 +225,7 @@ pub fn presented_key(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 }
 
 /// The `key=` parameter of a query string, percent-decoded.
-pub(super) fn query_key(query: Option<&str>) -> Option<String> {
+pub(crate) fn query_key(query: Option<&str>) -> Option<String> {
     query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| {
         kv.strip_prefix("key=").map(|v| {
             percent_encoding::percent_decode_str(v)

@@ -74,6 +74,11 @@ pub struct Chromium {
 
 impl Chromium {
     pub fn open(url: &str) -> Chromium {
+        Chromium::open_with(url, &[])
+    }
+
+    /// With extra command-line flags (e.g. a certificate key to trust).
+    pub fn open_with(url: &str, extra: &[String]) -> Chromium {
         super::require("chromium");
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new("chromium")
@@ -91,6 +96,7 @@ impl Chromium {
                 "--disable-quic",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
             .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,4 +114,16 @@ impl Drop for Chromium {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// hls.js (the npm package's minified build), which `scripts/test` installs under
+/// `target/npm` when missing.
+pub fn hls_js() -> String {
+    let path = super::repo().join("target/npm/node_modules/hls.js/dist/hls.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run the test suite with `scripts/test`, which installs hls.js from npm",
+            path.display()
+        )
+    })
 }

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod live;
 pub mod soak;
 pub mod spawned;
+pub mod tls;
 pub mod ts;
 
 use server::{Config, Library, Server};
@@ -39,8 +40,15 @@ pub fn require(tool: &str) {
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success())
-        || Command::new(tool)
-            .arg("--version")
+        || ["--version", "version"].iter().any(|v| {
+            Command::new(tool)
+                .arg(v)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        // Tools with no version flag that exits 0 (rtmpdump).
+        || Command::new("sh")
+            .args(["-c", &format!("command -v '{tool}'")])
             .output()
             .is_ok_and(|o| o.status.success());
     assert!(
@@ -52,6 +60,9 @@ pub fn require(tool: &str) {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub rtmp: SocketAddr,
+    /// HTTPS listeners and the RTMPS one, when `config.tls` asked for them.
+    pub https: Vec<SocketAddr>,
+    pub rtmps: Option<SocketAddr>,
     pub live: std::sync::Arc<server::live::Live>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -74,6 +85,11 @@ impl TestServer {
     pub fn start_with(mut config: Config, library: Library) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
+        if let Some(t) = &mut config.tls {
+            let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            t.listen.iter_mut().for_each(|a| *a = any);
+            t.rtmps_listen = t.rtmps_listen.map(|_| any);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (atx, arx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -85,7 +101,8 @@ impl TestServer {
             rt.block_on(async move {
                 let server = Server::bind(config, library).await.expect("bind");
                 let rtmp = server.rtmp_addr().expect("RTMP on");
-                atx.send((server.local_addr(), rtmp, server.live()))
+                let tls = (server.https_addrs(), server.rtmps_addr());
+                atx.send((server.local_addr(), rtmp, server.live(), tls))
                     .unwrap();
                 server
                     .run(async {
@@ -94,10 +111,12 @@ impl TestServer {
                     .await;
             });
         });
-        let (addr, rtmp, live) = arx.recv().expect("server started");
+        let (addr, rtmp, live, (https, rtmps)) = arx.recv().expect("server started");
         TestServer {
             addr,
             rtmp,
+            https,
+            rtmps,
             live,
             _dir: None,
             stop: Some(tx),

@@ -2,6 +2,8 @@
 //! keys are refused) and its merge with the `serve` flags into the server's settings (`merge`,
 //! `apply_live`). Flags win over the file, the file over the server's defaults.
 
+mod access;
+
 use crate::cli::{LogFormat, ServeArgs};
 use crate::size;
 use anyhow::{bail, Context, Result};
@@ -17,7 +19,22 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     library: Option<PathBuf>,
-    listen: Option<SocketAddr>,
+    /// Plain HTTP: "HOST:PORT", or "off" (HTTPS only).
+    listen: Option<String>,
+    /// HTTPS listeners, e.g. `["0.0.0.0:8443"]`; need `tls_cert` and `tls_key`.
+    tls_listen: Option<Vec<SocketAddr>>,
+    /// PEM certificate chain (leaf first) and private key, for HTTPS and RTMPS; reloaded on
+    /// SIGHUP and when the files change.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// An RTMPS listener (same certificate); unset: off.
+    rtmps_listen: Option<SocketAddr>,
+    /// Plain HTTP answers 308 to the same URL on the first HTTPS listener (not `/healthz`).
+    redirect_http: Option<bool>,
+    /// `Strict-Transport-Security: max-age=N` on HTTPS answers; unset: not sent.
+    hsts_max_age_secs: Option<u64>,
+    /// A TLS handshake not finished in this time is dropped (default 10).
+    tls_handshake_timeout_secs: Option<u64>,
     cache_size: Option<String>,
     log_format: Option<LogFormat>,
     header_read_timeout_secs: Option<u64>,
@@ -35,6 +52,14 @@ pub struct FileConfig {
     private_api: Option<bool>,
     /// Paths served only with a signed link: `[signed_urls] secret = "..."`, `prefixes = [...]`.
     signed_urls: Option<SignedFile>,
+    /// JWT keys: `[jwt] secret = "..."` (HS256), `public_keys = ["key.pem"]` (RS256/ES256).
+    jwt: Option<access::JwtFile>,
+    /// Per-stream credentials: `[[auth]] streams = "private/*"`, `publish = ["jwt", "key"]`,
+    /// `read = ["jwt"]` (first match wins).
+    #[serde(default)]
+    auth: Vec<access::AuthRuleFile>,
+    /// HTTP callbacks: `[callbacks] on_publish = "http://..."`, `on_play`, `on_unpublish`.
+    callbacks: Option<access::CallbacksFile>,
     max_ranges: Option<usize>,
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
@@ -108,9 +133,14 @@ impl FileConfig {
     /// Makes the file's relative paths (`library`) relative to `dir`, the file's directory, as
     /// its author meant them (flags stay relative to the working directory).
     fn resolve_paths(&mut self, dir: &Path) {
-        if let Some(l) = &mut self.library {
-            if l.is_relative() {
-                *l = dir.join(&*l);
+        let keys = self.jwt.iter_mut().flat_map(|j| j.public_keys.iter_mut());
+        for p in [&mut self.library, &mut self.tls_cert, &mut self.tls_key]
+            .into_iter()
+            .flatten()
+            .chain(keys)
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
             }
         }
     }
@@ -134,8 +164,19 @@ pub struct Settings {
 /// Merges the `serve` flags and the config file into the server's settings.
 pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     let mut config = Config::default();
-    if let Some(l) = args.listen.or(file.listen) {
-        config.listen = l;
+    if let Some(l) = args.listen.as_ref().or(file.listen.as_ref()) {
+        match l.as_str() {
+            "off" | "none" => config.plain_http = false,
+            a => {
+                config.listen = a
+                    .parse()
+                    .with_context(|| format!("listen '{a}': expected HOST:PORT or off"))?
+            }
+        }
+    }
+    config.tls = access::tls(&args, &file)?;
+    if !config.plain_http && config.tls.is_none() {
+        bail!("listen = off needs an HTTPS listener (tls_listen)");
     }
     if let Some(s) = file.header_read_timeout_secs {
         config.header_read_timeout = Duration::from_secs(s.max(1));
@@ -166,6 +207,8 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
             .context("signed_urls")?;
         config.signed = Some(signed);
     }
+    config.auth = access::auth(&file)?;
+    config.hooks = access::hooks(&file)?;
     if let Some(n) = file.max_connections {
         config.max_connections = Some(n.max(1));
     }
@@ -301,7 +344,7 @@ mod tests {
     /// format refuses unknown keys), so the documentation cannot drift from the code.
     #[test]
     fn readme_config_example_parses() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let start = readme
             .find("```toml\n")
             .expect("a toml block in the README")
@@ -312,6 +355,11 @@ mod tests {
         assert!(file.live.keys.contains_key("show"));
         let s = merge(ServeArgs::default(), file).expect("the whole file applies");
         assert!(s.config.signed.is_some() && s.config.admin_token.is_some());
+        let tls = s.config.tls.expect("HTTPS from the example");
+        assert_eq!(tls.listen.len(), 1);
+        assert!(tls.rtmps_listen.is_some() && tls.hsts.is_some());
+        assert!(s.config.auth.jwt.is_some() && s.config.auth.rules.len() == 1);
+        assert!(s.config.hooks.is_some_and(|h| h.on_unpublish.is_some()));
     }
 
     #[test]
@@ -456,6 +504,11 @@ mod tests {
             " | [live]\nwindow_size = 'big' => live.window_size: 'big' is not a size",
             " | rtmp_listen = 'nowhere' => rtmp_listen 'nowhere': expected HOST:PORT or off",
             "--rtmp-listen 1935 | => rtmp_listen '1935': expected HOST:PORT or off",
+            " | listen = 'port 80' => listen 'port 80': expected HOST:PORT or off",
+            "--listen off | => listen = off needs an HTTPS listener",
+            "--tls-listen 127.0.0.1:8443 | => need tls_cert and tls_key",
+            " | tls_cert = 'c.pem'\ntls_key = 'k.pem' => no tls_listen or rtmps_listen uses them",
+            " | redirect_http = true => redirect_http = true needs an HTTPS listener",
             "--publish-key a/b=x | => --publish-key a/b=x: expected NAME=SECRET with a valid",
             "--publish-key show= | => --publish-key show=: expected NAME=SECRET",
             "--publish-key= | => --publish-key: empty key",
@@ -493,7 +546,7 @@ mod tests {
         for (text, expected) in [
             ("listen_port = 80", "unknown field `listen_port`"),
             ("[live]\nwindow = 3", "unknown field `window`"),
-            (r#"listen = "port 80""#, "invalid socket address"),
+            ("tls_listen = \"port 80\"", "invalid type"),
             (r#"log_format = "xml""#, "unknown variant `xml`"),
             ("workers = -1", "invalid value"),
         ] {

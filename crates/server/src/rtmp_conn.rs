@@ -1,4 +1,6 @@
-//! RTMP: the tokio shell around our sans-I/O RTMP core (the `rtmp` crate). The socket is read
+//! RTMP and RTMPS connections: the tokio shell around our sans-I/O RTMP core (the `rtmp` crate),
+//! beside h1/ and h2.rs (it admits publishers and players with the same rules and callbacks,
+//! `admit.rs`). The socket is read
 //! into a `BytesMut` that goes to the handshake, then to the session; what they answer is
 //! written back; their events are decided here with the same rules as HTTP ingest. What a
 //! publisher sends goes to [`Publish::tag`] (serialised once per output there); a player is
@@ -13,9 +15,9 @@
 //! Stream names and keys: `rtmp://host/live/NAME?key=SECRET` (what OBS users type as the stream
 //! key `NAME?key=SECRET`); the same keys, one-publisher rule and reconnect grace as HTTP ingest.
 
-use super::registry::query_key;
-use super::{follow, Live, Output, Publish, Stream};
 use crate::error::{ConnError, Error, IngestError};
+use crate::live::{follow, query_key, Live, Output, Publish, Stream};
+use crate::transport::Transport;
 use bytes::BytesMut;
 use live::outputs::{RTMP_CHUNK_SIZE, RTMP_PLAY_STREAM_ID};
 use live::{End, RateLimit};
@@ -34,11 +36,13 @@ const READ_SIZE: usize = 64 << 10;
 
 /// Serves one RTMP connection until it ends.
 pub(crate) async fn connection(
-    mut sock: TcpStream,
+    mut sock: Transport,
     peer: SocketAddr,
-    live: Arc<Live>,
+    server: Arc<crate::state::State>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
+    let live = server.live.clone();
+    let protocol = if sock.is_tls() { "rtmps" } else { "rtmp" };
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     tokio::time::timeout(SETUP_TIMEOUT, handshake(&mut sock, &mut buf, &live))
         .await
@@ -51,10 +55,14 @@ pub(crate) async fn connection(
         rtmp: rtmp::Session::new(config),
         peer,
         live,
+        server,
+        protocol,
         publish: None,
         refused: None,
         play: None,
         finished: false,
+        pending: None,
+        published: None,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
     // Once publishing: the control API's kicks, the ingest rate limit and what it counts.
@@ -62,6 +70,10 @@ pub(crate) async fn connection(
     let mut rate: Option<RateLimit> = None;
     let mut published: u64 = 0;
     let play = loop {
+        // A publish or play whose credentials passed, waiting on its callback.
+        if let Some(p) = state.pending.take() {
+            state.resolve(p).await;
+        }
         // The bytes that came after the handshake, then each read.
         let events = state.input(&mut buf);
         let out = state.rtmp.take_output();
@@ -72,7 +84,12 @@ pub(crate) async fn connection(
                 Some(_) => state.live.config.stall_timeout,
                 None => setup_deadline.saturating_duration_since(tokio::time::Instant::now()),
             };
-            match tokio::time::timeout(limit, sock.write_all(&out)).await {
+            let write = async {
+                sock.write_all(&out).await?;
+                sock.flush().await?;
+                sock.flush().await
+            };
+            match tokio::time::timeout(limit, write).await {
                 Ok(written) => written?,
                 Err(_) => {
                     state.drop_publisher("took none of its answers");
@@ -97,6 +114,10 @@ pub(crate) async fn connection(
             // The publisher unpublished (deleteStream, its last message): a clean end, not a
             // setup timeout once the setup deadline has passed.
             return Ok(());
+        }
+        if state.pending.is_some() {
+            // Answered at the top, before more input is read.
+            continue;
         }
         if kicks.is_none() {
             kicks = state.publish.as_ref().map(|p| p.stream.kicks());
@@ -154,7 +175,7 @@ pub(crate) async fn connection(
                     p.received(n);
                     published += n as u64;
                 } else {
-                    quick_ack(&sock);
+                    quick_ack(sock.tcp());
                 }
             }
         }
@@ -187,7 +208,7 @@ async fn kicked(kicks: &mut Option<watch::Receiver<u64>>) {
 }
 
 /// The server side of the handshake; the bytes that came after it stay in `buf`.
-async fn handshake(sock: &mut TcpStream, buf: &mut BytesMut, live: &Live) -> Result<(), ConnError> {
+async fn handshake(sock: &mut Transport, buf: &mut BytesMut, live: &Live) -> Result<(), ConnError> {
     let mut hs = Handshake::new(live.now().as_millis() as u32);
     let mut out = Vec::new();
     loop {
@@ -195,12 +216,13 @@ async fn handshake(sock: &mut TcpStream, buf: &mut BytesMut, live: &Live) -> Res
         if sock.read_buf(buf).await? == 0 {
             return Err(ConnError::Closed("during the RTMP handshake"));
         }
-        quick_ack(sock);
+        quick_ack(sock.tcp());
         let done = hs
             .input(buf, &mut out)
             .map_err(|e| ConnError::Handshake(e.to_string()))?;
         if !out.is_empty() {
             sock.write_all(&out).await?;
+            sock.flush().await?;
             out.clear();
         }
         if done {
@@ -221,6 +243,30 @@ struct Session {
     play: Option<Arc<Stream>>,
     /// The publisher unpublished; the connection ends.
     finished: bool,
+    /// The server's settings (auth rules, callbacks).
+    server: Arc<crate::state::State>,
+    /// `rtmp` or `rtmps`, for the callbacks.
+    protocol: &'static str,
+    /// A publish or play that passed its credentials and waits for its callback.
+    pending: Option<Pending>,
+    /// The stream this connection published, for `on_unpublish` when it ends.
+    published: Option<String>,
+}
+
+/// A request waiting for its callback's answer.
+struct Pending {
+    request: Request,
+    name: String,
+    query: Option<String>,
+    play: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(name) = self.published.take() {
+            crate::admit::unpublished(&self.server, &name, self.peer, self.protocol);
+        }
+    }
 }
 
 impl Session {
@@ -242,14 +288,87 @@ impl Session {
             if self.refused.is_some() || self.play.is_some() || self.finished {
                 break;
             }
+            if self.pending.is_some() {
+                break;
+            }
         }
         Ok(())
     }
 
     /// Refuses a request with the error's RTMP code; the connection closes after the answer.
-    fn refuse(&mut self, request: Request, e: Error) {
-        self.rtmp.refuse(request, e.rtmp_code(), &e.to_string());
+    fn refuse(&mut self, request: Request, e: Error, play: bool) {
+        self.rtmp.refuse(request, e.rtmp_code(play), &e.to_string());
         self.refused = Some(e);
+    }
+
+    /// Asks the callback about a pending publish or play, then answers it.
+    async fn resolve(&mut self, p: Pending) {
+        use crate::auth::hooks::Event as Hook;
+        let event = if p.play { Hook::Play } else { Hook::Publish };
+        let (server, peer, q) = (&self.server, self.peer, p.query.as_deref());
+        let asked = crate::admit::hook(server, event, &p.name, peer, self.protocol, q).await;
+        match asked {
+            Ok(()) if p.play => self.play(p.request, &p.name),
+            Ok(()) => self.publish(p.request, &p.name),
+            Err(e) => self.refuse(p.request, e, p.play),
+        }
+    }
+
+    /// Takes the stream for an admitted publisher and accepts its `publish`.
+    fn publish(&mut self, request: Request, name: &str) {
+        match self.live.begin_publish(name, self.peer) {
+            Ok(p) => {
+                self.publish = Some(p);
+                self.published = Some(name.to_string());
+                self.rtmp.accept(request);
+            }
+            Err(e) => {
+                tracing::info!(stream = %crate::clip::Clip(name), peer = %self.peer, error = %e, "RTMP publish refused");
+                self.refuse(request, e, false);
+            }
+        }
+    }
+
+    /// Accepts an admitted player's `play` (the stream must be live).
+    fn play(&mut self, request: Request, name: &str) {
+        let found = self.live.watchable(name, Output::Rtmp).and_then(|s| {
+            if request.stream_id() == RTMP_PLAY_STREAM_ID {
+                Ok(s)
+            } else {
+                Err(Error::PlayStreamId(request.stream_id()))
+            }
+        });
+        match found {
+            Ok(s) => {
+                self.play = Some(s);
+                self.rtmp.accept(request);
+            }
+            Err(e) => self.refuse(request, e, true),
+        }
+    }
+
+    /// A publish or play whose credentials passed: answered now, or after its callback.
+    fn admitted(&mut self, request: Request, name: &str, query: Option<&str>, play: bool) {
+        let hooks = self.server.config.hooks.as_ref();
+        let hooked = hooks.is_some_and(|h| {
+            if play {
+                h.on_play.is_some()
+            } else {
+                h.on_publish.is_some()
+            }
+        });
+        if hooked {
+            self.pending = Some(Pending {
+                request,
+                name: name.to_string(),
+                query: query.map(str::to_string),
+                play,
+            });
+        } else if play {
+            self.play(request, name);
+        } else {
+            self.publish(request, name);
+        }
     }
 
     /// Handles one session event.
@@ -257,25 +376,24 @@ impl Session {
         match e {
             Event::Connect { request, app } => {
                 if app.trim_matches('/') != "live" {
-                    self.refuse(request, Error::UnknownApp(app));
+                    self.refuse(request, Error::UnknownApp(app), false);
                 } else {
                     self.rtmp.accept(request);
                 }
             }
             Event::Publish { request, name } => {
-                let (name, key) = split_key(&name);
-                let admitted = self
-                    .live
-                    .authorize(name, key.as_deref(), self.peer.ip())
-                    .and_then(|()| self.live.begin_publish(name, self.peer));
-                match admitted {
-                    Ok(p) => {
-                        self.publish = Some(p);
-                        self.rtmp.accept(request);
-                    }
+                let (name, query) = split_query(&name);
+                let key = query_key(query);
+                let token = crate::auth::query_param(query, "jwt");
+                let presented = crate::auth::Presented {
+                    key: key.as_deref(),
+                    token: token.as_deref(),
+                };
+                match crate::admit::publisher(&self.server, name, presented, self.peer) {
+                    Ok(()) => self.admitted(request, name, query, false),
                     Err(e) => {
                         tracing::info!(stream = %crate::clip::Clip(name), peer = %self.peer, error = %e, "RTMP publish refused");
-                        self.refuse(request, e);
+                        self.refuse(request, e, false);
                     }
                 }
             }
@@ -291,20 +409,11 @@ impl Session {
                 }
             }
             Event::Play { request, name } => {
-                let (name, _) = split_key(&name);
-                let found = self.live.watchable(name, Output::Rtmp).and_then(|s| {
-                    if request.stream_id() == RTMP_PLAY_STREAM_ID {
-                        Ok(s)
-                    } else {
-                        Err(Error::PlayStreamId(request.stream_id()))
-                    }
-                });
-                match found {
-                    Ok(s) => {
-                        self.play = Some(s);
-                        self.rtmp.accept(request);
-                    }
-                    Err(e) => self.refuse(request, e),
+                let (name, query) = split_query(&name);
+                let token = crate::auth::query_param(query, "jwt");
+                match crate::admit::viewer(&self.server, name, token.as_deref()) {
+                    Ok(()) => self.admitted(request, name, query, true),
+                    Err(e) => self.refuse(request, e, true),
                 }
             }
         }
@@ -326,11 +435,11 @@ impl Session {
     }
 }
 
-/// `NAME?key=SECRET` → (`NAME`, `SECRET`).
-fn split_key(stream_key: &str) -> (&str, Option<String>) {
+/// `NAME?key=SECRET&jwt=TOKEN` → (`NAME`, its query).
+fn split_query(stream_key: &str) -> (&str, Option<&str>) {
     match stream_key.split_once('?') {
         None => (stream_key, None),
-        Some((name, query)) => (name, query_key(Some(query))),
+        Some((name, query)) => (name, Some(query)),
     }
 }
 
@@ -340,8 +449,9 @@ mod tests {
 
     #[test]
     fn stream_keys_split_like_obs_users_type_them() {
-        assert_eq!(split_key("show"), ("show", None));
-        assert_eq!(split_key("show?key=a%20b"), ("show", Some("a b".into())));
-        assert_eq!(split_key("show?x=1&key=k"), ("show", Some("k".into())));
+        assert_eq!(split_query("show"), ("show", None));
+        assert_eq!(split_query("show?key=a%20b"), ("show", Some("key=a%20b")));
+        let (_, q) = split_query("show?x=1&key=k");
+        assert_eq!(query_key(q).as_deref(), Some("k"));
     }
 }

@@ -1,0 +1,108 @@
+//! Admission of publishers and viewers, on every protocol: the stream rules and JWTs
+//! (`auth::Rules`, pure, on the wall clock) with the publish keys (`live::registry`), then the
+//! HTTP callbacks (`auth::hooks`, the only waiting). The shells (h1, h2, RTMP, `http::handle`
+//! for HLS) call these and answer refusals with the one error mapping (`error.rs`).
+
+use crate::auth::hooks::{Call, Event};
+use crate::auth::{self, Action, Denied, Presented};
+use crate::error::Error;
+use crate::state::State;
+use std::net::SocketAddr;
+
+/// A publisher's credentials, checked without waiting: the rules, else the key defaults.
+pub(crate) fn publisher(
+    state: &State,
+    name: &str,
+    presented: Presented<'_>,
+    peer: SocketAddr,
+) -> Result<(), Error> {
+    let live = &state.live;
+    if !crate::live::valid_name(name) {
+        return Err(Error::BadStreamName(name.to_string()));
+    }
+    let key_ok = || live.authorize(name, presented.key, peer.ip()).is_ok();
+    let rules = &state.config.auth;
+    match rules.check(Action::Publish, name, presented, key_ok, auth::unix_now()) {
+        Ok(true) => Ok(()),
+        // No rule, or a rule that takes keys and got none that fits: the registry says why.
+        Ok(false) | Err(Denied::Key) => live.authorize(name, presented.key, peer.ip()),
+        Err(Denied::Token(e)) => Err(Error::Token(e)),
+    }
+}
+
+/// A viewer's credentials (HTTP `.ts`/`.flv`, RTMP play, HLS playlists and segments).
+pub(crate) fn viewer(state: &State, name: &str, token: Option<&str>) -> Result<(), Error> {
+    let presented = Presented { key: None, token };
+    let rules = &state.config.auth;
+    match rules.check(Action::Read, name, presented, || false, auth::unix_now()) {
+        Ok(_) => Ok(()),
+        Err(Denied::Token(e)) => Err(Error::Token(e)),
+        Err(Denied::Key) => Err(Error::Token(auth::TokenError::Missing)),
+    }
+}
+
+/// A viewer's credentials from its request (`?jwt=` or Bearer), read only when a rule covers the
+/// stream.
+pub(crate) fn viewer_request<B>(
+    state: &State,
+    name: &str,
+    req: &http::Request<B>,
+) -> Result<(), Error> {
+    if state.config.auth.for_stream(Action::Read, name).is_none() {
+        return Ok(());
+    }
+    let token = auth::token(req.uri(), req.headers());
+    viewer(state, name, token.as_deref())
+}
+
+/// The `on_play` callback for an HLS playlist request (credentials first, so that the callback
+/// only hears of viewers the rules let in); nothing to do without an `on_play` callback.
+pub(crate) async fn playlist<B>(
+    state: &State,
+    name: &str,
+    req: &http::Request<B>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Result<(), Error> {
+    let Some(_) = state.config.hooks.as_ref().and_then(|h| h.on_play.as_ref()) else {
+        return Ok(());
+    };
+    viewer_request(state, name, req)?;
+    let protocol = if secure { "https" } else { "http" };
+    hook(state, Event::Play, name, peer, protocol, req.uri().query()).await
+}
+
+/// Asks the `on_publish` or `on_play` callback, when configured.
+pub(crate) async fn hook(
+    state: &State,
+    event: Event,
+    stream: &str,
+    client: SocketAddr,
+    protocol: &'static str,
+    query: Option<&str>,
+) -> Result<(), Error> {
+    let Some(hooks) = &state.config.hooks else {
+        return Ok(());
+    };
+    let call = Call {
+        event,
+        stream,
+        client,
+        protocol,
+        query,
+    };
+    hooks.ask(call).await.map_err(Error::Hook)
+}
+
+/// Tells `on_unpublish` that a publisher's session ended, when configured.
+pub(crate) fn unpublished(state: &State, stream: &str, client: SocketAddr, protocol: &'static str) {
+    if let Some(hooks) = &state.config.hooks {
+        hooks.tell(Call {
+            event: Event::Unpublish,
+            stream,
+            client,
+            protocol,
+            query: None,
+        });
+    }
+}

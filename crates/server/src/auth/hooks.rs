@@ -1,0 +1,234 @@
+//! HTTP callbacks, in the style of SRS's hooks: `on_publish` and `on_play` are asked (a JSON
+//! POST) before a publisher or viewer is let in, after its credentials pass; `on_unpublish` is
+//! told when a publisher's session ends. A 2xx answer admits; any other status refuses (403);
+//! no answer within the timeout, or a connection error, refuses too unless `fail_open` is set.
+//!
+//! The body: `{"action": "publish" | "play" | "unpublish", "stream": NAME, "client": "IP:PORT",
+//! "protocol": "http" | "https" | "rtmp" | "rtmps" | "hls", "query": "..."}`.
+//!
+//! Callback URLs are `http://` (the hook service is expected on a private network or this
+//! machine); the request is one HTTP/1.1 POST on a fresh connection (hyper's client).
+
+use bytes::Bytes;
+pub use http::Uri;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The configured callbacks.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    pub on_publish: Option<Uri>,
+    pub on_play: Option<Uri>,
+    pub on_unpublish: Option<Uri>,
+    pub timeout: Duration,
+    /// Admit when the callback cannot be reached or times out (default: refuse).
+    pub fail_open: bool,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            on_publish: None,
+            on_play: None,
+            on_unpublish: None,
+            timeout: Duration::from_secs(3),
+            fail_open: false,
+        }
+    }
+}
+
+/// Which callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Publish,
+    Play,
+    Unpublish,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Publish => "publish",
+            Event::Play => "play",
+            Event::Unpublish => "unpublish",
+        }
+    }
+}
+
+/// One call's facts.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub event: Event,
+    pub stream: &'a str,
+    pub client: SocketAddr,
+    pub protocol: &'static str,
+    pub query: Option<&'a str>,
+}
+
+/// Why a callback refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("refused by the on_{0} callback (it answered {1})")]
+    Refused(&'static str, u16),
+    #[error("the on_{0} callback did not answer: {1}")]
+    Unreachable(&'static str, String),
+}
+
+/// Checks a callback URL from the config.
+pub fn parse_url(s: &str) -> Result<Uri, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("'{s}': {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!("'{s}': a callback URL is http://HOST[:PORT]/PATH"));
+    }
+    Ok(uri)
+}
+
+/// The JSON body of a call.
+pub fn body(call: &Call<'_>) -> String {
+    serde_json::json!({
+        "action": call.event.name(),
+        "stream": call.stream,
+        "client": call.client.to_string(),
+        "protocol": call.protocol,
+        "query": call.query.unwrap_or(""),
+    })
+    .to_string()
+}
+
+/// What an answer (or its absence) decides.
+pub fn decide(
+    event: Event,
+    answer: Result<StatusCode, String>,
+    fail_open: bool,
+) -> Result<(), HookError> {
+    match answer {
+        Ok(s) if s.is_success() => Ok(()),
+        Ok(s) => Err(HookError::Refused(event.name(), s.as_u16())),
+        Err(_) if fail_open => Ok(()),
+        Err(why) => Err(HookError::Unreachable(event.name(), why)),
+    }
+}
+
+impl Hooks {
+    fn url(&self, event: Event) -> Option<&Uri> {
+        match event {
+            Event::Publish => self.on_publish.as_ref(),
+            Event::Play => self.on_play.as_ref(),
+            Event::Unpublish => self.on_unpublish.as_ref(),
+        }
+    }
+
+    /// Asks the callback for `call` (admits at once when that callback is not configured).
+    pub async fn ask(&self, call: Call<'_>) -> Result<(), HookError> {
+        let Some(url) = self.url(call.event) else {
+            return Ok(());
+        };
+        let answer = match tokio::time::timeout(self.timeout, post(url, body(&call))).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        };
+        let decided = decide(call.event, answer, self.fail_open);
+        if let Err(e) = &decided {
+            tracing::info!(stream = %crate::clip::Clip(call.stream), client = %call.client, error = %e, "callback refused");
+        }
+        decided
+    }
+
+    /// Tells the callback (`on_unpublish`), without waiting for it.
+    pub fn tell(&self, call: Call<'_>) {
+        let Some(url) = self.url(call.event).cloned() else {
+            return;
+        };
+        let (body, timeout) = (body(&call), self.timeout);
+        tokio::spawn(async move {
+            if let Ok(Err(e)) | Err(e) = tokio::time::timeout(timeout, post(&url, body))
+                .await
+                .map_err(|_| "timed out".to_string())
+                .map(|r| r.map(|_| ()))
+            {
+                tracing::info!(url = %url, error = %e, "on_unpublish callback failed");
+            }
+        });
+    }
+}
+
+/// One JSON POST; the answer's status.
+async fn post(url: &Uri, body: String) -> Result<StatusCode, String> {
+    let host = url.host().ok_or("no host")?;
+    let port = url.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let path = url.path_and_query().map_or("/", |p| p.as_str());
+    let req = Request::post(path)
+        .header(
+            http::header::HOST,
+            url.authority().map_or(host, |a| a.as_str()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let status = send
+        .send_request(req)
+        .await
+        .map(|r| r.status())
+        .map_err(|e| e.to_string());
+    conn.abort();
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_2xx_admits_other_statuses_refuse_and_silence_refuses_unless_fail_open() {
+        let e = Event::Publish;
+        assert_eq!(decide(e, Ok(StatusCode::NO_CONTENT), false), Ok(()));
+        assert_eq!(
+            decide(e, Ok(StatusCode::INTERNAL_SERVER_ERROR), false),
+            Err(HookError::Refused("publish", 500))
+        );
+        assert_eq!(
+            decide(e, Ok(StatusCode::INTERNAL_SERVER_ERROR), true),
+            Err(HookError::Refused("publish", 500)),
+            "a refusal is a refusal even when fail-open"
+        );
+        assert!(matches!(
+            decide(e, Err("timeout".into()), false),
+            Err(HookError::Unreachable(..))
+        ));
+        assert_eq!(decide(e, Err("timeout".into()), true), Ok(()));
+    }
+
+    #[test]
+    fn the_body_names_the_action_stream_client_protocol_and_query() {
+        let call = Call {
+            event: Event::Play,
+            stream: "show",
+            client: "10.0.0.1:5000".parse().unwrap(),
+            protocol: "rtmp",
+            query: Some("token=1"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&body(&call)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"action": "play", "stream": "show", "client": "10.0.0.1:5000",
+                               "protocol": "rtmp", "query": "token=1"})
+        );
+    }
+
+    #[test]
+    fn callback_urls_are_http_with_a_host() {
+        assert!(parse_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(parse_url("https://auth.example/hook").is_err());
+        assert!(parse_url("/hook").is_err());
+    }
+}

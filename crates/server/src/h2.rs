@@ -1,0 +1,123 @@
+//! HTTP/2 (HTTPS connections whose ALPN chose `h2`), served by hyper: the JSON API, VOD bytes,
+//! live HLS, and live `.ts`/`.flv` viewers (a streaming body, live/frames.rs). Every answer comes
+//! from the same [`crate::http::handle`] as on HTTP/1.1. Publishing is HTTP/1.1's (clients
+//! publish over it; an HTTP/2 publish is refused with a clear 505).
+//!
+//! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
+//! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
+
+use crate::body::Chunks;
+use crate::error::{ConnError, Error};
+use crate::h1::handover::Rewind;
+use crate::http::Route;
+use crate::state::State;
+use crate::transport::Transport;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most streams a client may open at once on one connection.
+const MAX_STREAMS: u32 = 256;
+
+/// Whether the handshake chose HTTP/2.
+pub(crate) fn chosen(stream: &Transport) -> bool {
+    match stream {
+        Transport::Tls(s) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
+        Transport::Plain(_) => false,
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Serves an HTTP/2 connection until it ends or the server shuts down.
+pub(crate) async fn connection(
+    stream: Transport,
+    peer: std::net::SocketAddr,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let io = TokioIo::new(Rewind::new(stream, Bytes::new(), state.config.send_timeout));
+    let (st, stop) = (state.clone(), shutdown.clone());
+    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (st, stop) = (st.clone(), stop.clone());
+        async move { Ok::<_, Infallible>(answer(&st, req, peer, stop).await) }
+    });
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(32 << 10)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(state.config.send_timeout);
+    let conn = b.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    result.map_err(|e| ConnError::Io(std::io::Error::other(e)))
+}
+
+/// One HTTP/2 request: a live viewer gets its endless body; a playlist waits for a first segment
+/// as on HTTP/1.1; the rest is `http::handle`'s.
+async fn answer(
+    state: &Arc<State>,
+    req: Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
+    let boxed = |r: Response<Chunks>| r.map(|b| b.boxed_unsync());
+    let (m, path) = (req.method().clone(), req.uri().path().to_owned());
+    match crate::http::route(&m, &path) {
+        Some(Route::Publish(_)) => {
+            let e = Error::Http2Publish;
+            return boxed(crate::h1::with_cors(
+                e.response(),
+                &state.config,
+                req.headers().get(http::header::ORIGIN),
+            ));
+        }
+        Some(Route::Watch(name, output)) if m == Method::GET => {
+            let origin = req.headers().get(http::header::ORIGIN);
+            let watched = crate::http::signed_link(state, &req)
+                .and_then(|_| crate::admit::viewer_request(state, name, &req))
+                .and_then(|()| state.live.watchable(name, output));
+            let hook = crate::auth::hooks::Event::Play;
+            let q = req.uri().query();
+            let watched = match watched {
+                Ok(s) => crate::admit::hook(state, hook, name, peer, "https", q)
+                    .await
+                    .map(|()| s),
+                Err(e) => Err(e),
+            };
+            return match watched {
+                Ok(s) => {
+                    let mut r =
+                        crate::live::frames::response(s, state.live.clone(), output, shutdown);
+                    state.config.cors.apply(origin, r.headers_mut());
+                    r
+                }
+                Err(e) => boxed(crate::h1::with_cors(e.response(), &state.config, origin)),
+            };
+        }
+        Some(Route::Playlist(name)) => {
+            state
+                .live
+                .wait_for_segment(name, crate::h1::FIRST_SEGMENT_WAIT)
+                .await;
+            if let Some(refused) = crate::h1::refused_playlist(state, &req, peer, true).await {
+                return boxed(refused);
+            }
+        }
+        _ => {}
+    }
+    boxed(crate::h1::answer(state, &req, true))
+}

@@ -1,0 +1,136 @@
+//! The viewer loop over HTTP/2 (h2.rs): the same `live::Viewer::step` as follow.rs, each part a
+//! body frame (the ring's own `Bytes`, no copy) sent through a short channel to hyper's stream.
+//! hyper stops taking frames when the client's flow-control window is full; a viewer whose
+//! channel stays full for the stall timeout is dropped, and one that falls out of the ring skips
+//! to the newest keyframe, exactly as on HTTP/1.1.
+
+use super::follow::{log_skip, Connected, FLV_HEADER};
+use super::{Live, Output, Stream};
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use live::{Step, Viewer};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, watch};
+
+/// Frames queued between the viewer loop and hyper (each a slice of a unit, or a whole unit).
+const QUEUED_FRAMES: usize = 64;
+
+/// The response of an HTTP/2 viewer: its head, and a body fed by a viewer loop task that ends
+/// with the stream, the client, a drop, or `shutdown`.
+pub(crate) fn response(
+    stream: Arc<Stream>,
+    live: Arc<Live>,
+    output: Output,
+    shutdown: watch::Receiver<bool>,
+) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
+    tokio::spawn(feed(tx, stream, live, output, shutdown));
+    let mut r = Response::new(Frames(rx).boxed_unsync());
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(output.content_type()),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    r
+}
+
+/// The body: what the viewer loop sends.
+struct Frames(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Sends one frame; `false`: the viewer is gone, or took nothing for the stall timeout.
+async fn send(tx: &mpsc::Sender<Bytes>, b: Bytes, live: &Live) -> bool {
+    matches!(
+        tokio::time::timeout(live.config.stall_timeout, tx.send(b)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn feed(
+    tx: mpsc::Sender<Bytes>,
+    stream: Arc<Stream>,
+    live: Arc<Live>,
+    output: Output,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stats = &stream.stats;
+    stats.viewers[output as usize].fetch_add(1, Relaxed);
+    stats.viewers_total.fetch_add(1, Relaxed);
+    let _connected = Connected(&stats.viewers[output as usize]);
+    if output == Output::Flv && !send(&tx, Bytes::from_static(FLV_HEADER), &live).await {
+        return;
+    }
+    let policy = live.config.viewer;
+    let mut rx = stream.subscribe(output);
+    let mut drops = stream.drops();
+    let mut viewer = Viewer::default();
+    loop {
+        if drops.has_changed().unwrap_or(true) {
+            return;
+        }
+        rx.borrow_and_update();
+        let now = live.now();
+        let (step, ended) = {
+            let inner = stream.read();
+            let ended = inner.lifecycle.is_ended();
+            match inner.ring(output) {
+                Some(ring) => (viewer.step(ring, now, &policy), ended),
+                None => (Step::Wait, ended),
+            }
+        };
+        match step {
+            Step::Send { parts, skipped } => {
+                if skipped {
+                    stats.skips.fetch_add(1, Relaxed);
+                    log_skip(&stream, now, viewer.total_skips);
+                }
+                for p in parts {
+                    let n = p.len() as u64;
+                    if !send(&tx, p, &live).await {
+                        if !tx.is_closed() {
+                            stats.stalled_disconnects.fetch_add(1, Relaxed);
+                        }
+                        return;
+                    }
+                    stats.bytes_out.fetch_add(n, Relaxed);
+                }
+            }
+            Step::Disconnect => {
+                stats.slow_disconnects.fetch_add(1, Relaxed);
+                return;
+            }
+            Step::Wait if ended => return,
+            Step::Wait => {
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    _ = drops.changed() => return,
+                    () = tx.closed() => return,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}

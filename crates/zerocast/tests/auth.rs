@@ -1,0 +1,437 @@
+//! Auth beyond static keys (issue 12, part 6): JWTs (HS256, RS256, ES256) for publishing and
+//! watching on every protocol (HTTP ingest, `.ts`/`.flv` viewers, HLS playlists and segments,
+//! RTMP publish and play), and the HTTP callbacks (`on_publish`, `on_play`, `on_unpublish`) with
+//! their timeout and fail-closed default. Refusals touch nothing: the stream is not created.
+
+mod common;
+
+use common::fixtures::{live_ts, rtmp_mp4};
+use common::live::{ffmpeg_publish, raw_publish, send_raw, stream_doc, wait_for, Proc};
+use common::{codecs, require, TestServer};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use server::auth::hooks::{parse_url, Hooks};
+use server::auth::{Credential, Keys, Rule, Rules};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An HS256 token for `action` on `stream`, valid for `secs` from now (negative: expired).
+fn token(action: &str, stream: &str, secs: i64) -> String {
+    let exp = (now() as i64 + secs) as u64;
+    let claims = serde_json::json!({"action": action, "stream": stream, "exp": exp});
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+/// Streams `secret-*` need a JWT to publish and to watch; `pems`: public keys besides the
+/// HS256 secret.
+fn rules(pems: &[Vec<u8>]) -> Rules {
+    Rules {
+        rules: vec![Rule {
+            streams: "secret-*".into(),
+            publish: vec![Credential::Jwt],
+            read: vec![Credential::Jwt],
+        }],
+        jwt: Some(Arc::new(Keys::new(Some(SECRET), pems, 5).unwrap())),
+    }
+}
+
+fn server(auth: Rules, hooks: Option<Hooks>) -> TestServer {
+    let config = server::Config {
+        auth,
+        hooks,
+        ..server::Config::default()
+    };
+    TestServer::start_with(config, server::Library::from_static(&[], SystemTime::now()))
+}
+
+/// A one-shot HTTP publish of the first packets of the live fixture; the server's answer.
+fn publish_status(s: &TestServer, path: &str) -> u16 {
+    let body = &std::fs::read(live_ts()).unwrap()[..188 * 100];
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    send_raw(s.addr, &head, body).status
+}
+
+#[test]
+fn an_http_publisher_needs_a_valid_jwt_for_its_stream() {
+    let s = server(rules(&[]), None);
+    assert_eq!(publish_status(&s, "/live/secret-a"), 401, "no token");
+    let expired = token("publish", "secret-a", -60);
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-a?jwt={expired}")),
+        403
+    );
+    let other = token("publish", "secret-b", 60);
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-a?jwt={other}")),
+        403
+    );
+    let read = token("read", "secret-a", 60);
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-a?jwt={read}")),
+        403
+    );
+    let mut forged = token("publish", "secret-a", 60);
+    forged.pop();
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-a?jwt={forged}")),
+        403
+    );
+    assert!(
+        stream_doc(&s, "secret-a").is_none(),
+        "refusals touch nothing"
+    );
+    let good = token("publish", "secret-*", 60);
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-a?jwt={good}")),
+        200
+    );
+    assert!(stream_doc(&s, "secret-a").is_some());
+}
+
+#[test]
+fn a_bearer_jwt_admits_a_publisher_too() {
+    let s = server(rules(&[]), None);
+    let body = &std::fs::read(live_ts()).unwrap()[..188 * 100];
+    let head = format!(
+        "PUT /live/secret-a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        token("publish", "secret-a", 60),
+        body.len()
+    );
+    assert_eq!(send_raw(s.addr, &head, body).status, 200);
+}
+
+/// Publishes the live fixture to `secret-live` with a valid token; waits until it is live.
+fn live_secret(s: &TestServer) -> Proc {
+    let url = s.url(&format!(
+        "/live/secret-live?jwt={}",
+        token("publish", "secret-live", 60)
+    ));
+    let p = ffmpeg_publish(&live_ts(), &["-re"], "mpegts", &[], &url);
+    wait_for(s, "secret-live", "two segments", |d| {
+        d["hls_segments"].as_u64() >= Some(2)
+    });
+    p
+}
+
+#[test]
+fn a_ts_viewer_needs_a_read_jwt_and_gets_the_stream_with_one() {
+    let s = server(rules(&[]), None);
+    let _p = live_secret(&s);
+    assert_eq!(s.get("/live/secret-live.ts", &[]).status, 401);
+    let publish = token("publish", "secret-live", 60);
+    let r = s.get(&format!("/live/secret-live.ts?jwt={publish}"), &[]);
+    assert_eq!(r.status, 403, "a publish token does not let a viewer in");
+    require("ffprobe");
+    let url = s.url(&format!(
+        "/live/secret-live.ts?jwt={}",
+        token("read", "secret-live", 60)
+    ));
+    assert_eq!(codecs(&url), ["aac", "h264"]);
+}
+
+#[test]
+fn an_flv_viewer_presents_its_jwt_as_a_bearer_header() {
+    let s = server(rules(&[]), None);
+    let _p = live_secret(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.flv");
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token("read", "secret-live", 60)
+    );
+    let (ok, err) = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-headers", &auth, "-i"])
+            .arg(s.url("/live/secret-live.flv"))
+            .args(["-t", "2", "-c", "copy", "-y"])
+            .arg(&out),
+    )
+    .wait(Duration::from_secs(30));
+    assert!(ok, "{err}");
+    assert_eq!(codecs(out.to_str().unwrap()), ["aac", "h264"]);
+}
+
+#[test]
+fn an_hls_playlist_fetched_with_a_jwt_carries_it_to_its_segments() {
+    let s = server(rules(&[]), None);
+    let _p = live_secret(&s);
+    assert_eq!(s.get("/live/secret-live/index.m3u8", &[]).status, 401);
+    let t = token("read", "secret-live", 60);
+    let r = s.get(&format!("/live/secret-live/index.m3u8?jwt={t}"), &[]);
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let segment = text
+        .lines()
+        .find(|l| l.ends_with(&t))
+        .expect("a segment URI with the token");
+    let (seg, _) = segment.split_once('?').unwrap();
+    let path = format!("/live/secret-live/{seg}");
+    assert_eq!(s.get(&path, &[]).status, 401, "a segment without the token");
+    assert_eq!(s.get(&format!("{path}?jwt={t}"), &[]).status, 200);
+    require("ffprobe");
+    let url = s.url(&format!("/live/secret-live/index.m3u8?jwt={t}"));
+    assert_eq!(codecs(&url), ["aac", "h264"]);
+}
+
+#[test]
+fn rtmp_publish_and_play_take_the_jwt_from_the_stream_key() {
+    let s = server(rules(&[]), None);
+    let base = format!("rtmp://{}/live", s.rtmp);
+    // Without a token: refused with NetStream.Publish.BadName, and nothing is created.
+    let (ok, err) = ffmpeg_publish(&rtmp_mp4(), &[], "flv", &[], &format!("{base}/secret-r"))
+        .wait(Duration::from_secs(20));
+    assert!(!ok && stream_doc(&s, "secret-r").is_none(), "{err}");
+    let url = format!("{base}/secret-r?jwt={}", token("publish", "secret-r", 60));
+    let _p = ffmpeg_publish(&rtmp_mp4(), &["-re"], "flv", &[], &url);
+    wait_for(&s, "secret-r", "live", |d| d["state"] == "live");
+    let probe = |url: &str| {
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "5000000",
+                "-show_entries",
+                "stream=codec_name",
+            ])
+            .args(["-of", "csv=p=0", url])
+            .output()
+            .unwrap()
+    };
+    let refused = probe(&format!("{base}/secret-r"));
+    assert!(
+        !refused.status.success(),
+        "a player without a token is refused"
+    );
+    let played = probe(&format!(
+        "{base}/secret-r?jwt={}",
+        token("read", "secret-r", 60)
+    ));
+    let text = String::from_utf8_lossy(&played.stdout);
+    assert!(text.contains("h264") && text.contains("aac"), "{text}");
+}
+
+/// An openssl-made key pair: (private PEM, public PEM).
+fn openssl_pair(args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    require("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = (dir.path().join("k.pem"), dir.path().join("p.pem"));
+    let ok = Command::new("openssl")
+        .args(["genpkey"])
+        .args(args)
+        .arg("-out")
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl made the keys");
+    (
+        std::fs::read(private).unwrap(),
+        std::fs::read(public).unwrap(),
+    )
+}
+
+#[test]
+fn rs256_and_es256_tokens_verify_with_their_public_keys() {
+    let (rsa, rsa_pub) = openssl_pair(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    let (ec, ec_pub) = openssl_pair(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    let s = server(rules(&[rsa_pub, ec_pub]), None);
+    let claims = serde_json::json!({"action": "publish", "stream": "secret-k", "exp": now() + 60});
+    let rs = encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(&rsa).unwrap(),
+    )
+    .unwrap();
+    let es = encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(&ec).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(publish_status(&s, &format!("/live/secret-k?jwt={rs}")), 200);
+    assert_eq!(publish_status(&s, &format!("/live/secret-k?jwt={es}")), 200);
+    // The same claims signed by a key the server does not know.
+    let (other, _) = openssl_pair(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    let forged = encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(&other).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        publish_status(&s, &format!("/live/secret-k?jwt={forged}")),
+        403
+    );
+}
+
+/// What the callback server does with each request.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+/// A callback service on 127.0.0.1: answers every request with `answer` and reports each
+/// request's (path, JSON body).
+fn hook_server(answer: Answer) -> (String, mpsc::Receiver<(String, serde_json::Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) <= 2 {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or_default()));
+            match answer {
+                Answer::Status(code) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+                Answer::Hang => held.push(conn),
+            }
+        }
+    });
+    (base, rx)
+}
+
+fn hooks(base: &str) -> Hooks {
+    Hooks {
+        on_publish: Some(parse_url(&format!("{base}/on_publish")).unwrap()),
+        on_play: Some(parse_url(&format!("{base}/on_play")).unwrap()),
+        on_unpublish: Some(parse_url(&format!("{base}/on_unpublish")).unwrap()),
+        timeout: Duration::from_millis(500),
+        fail_open: false,
+    }
+}
+
+#[test]
+fn on_publish_answering_500_refuses_the_publisher() {
+    let (base, calls) = hook_server(Answer::Status(500));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    assert_eq!(publish_status(&s, "/live/hooked?token=abc"), 403);
+    let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(path, "/on_publish");
+    assert_eq!(body["action"], "publish");
+    assert_eq!(body["stream"], "hooked");
+    assert_eq!(body["protocol"], "http");
+    assert_eq!(body["query"], "token=abc");
+    assert!(body["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(stream_doc(&s, "hooked").is_none(), "refusals touch nothing");
+}
+
+#[test]
+fn a_callback_that_never_answers_refuses_after_its_timeout() {
+    let (base, calls) = hook_server(Answer::Hang);
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let started = std::time::Instant::now();
+    assert_eq!(publish_status(&s, "/live/hooked"), 403);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(calls.recv_timeout(Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn a_callback_that_cannot_be_reached_admits_only_when_fail_open() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let s = server(Rules::default(), Some(hooks(&base)));
+    assert_eq!(publish_status(&s, "/live/a"), 403, "fail-closed by default");
+    let open = Hooks {
+        fail_open: true,
+        ..hooks(&base)
+    };
+    let s = server(Rules::default(), Some(open));
+    assert_eq!(publish_status(&s, "/live/a"), 200);
+}
+
+#[test]
+fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
+    let (base, calls) = hook_server(Answer::Status(204));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let mut p = raw_publish(s.addr, "/live/told", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "told", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    assert_eq!(s.get("/live/told/index.m3u8?x=1", &[]).status, 200);
+    p.send(&[], Duration::ZERO);
+    assert_eq!(p.end().status, 200);
+    let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+    while seen.len() < 3 {
+        seen.push(
+            calls
+                .recv_timeout(Duration::from_secs(5))
+                .expect("three calls"),
+        );
+    }
+    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/on_publish", "/on_play", "/on_unpublish"]);
+    assert_eq!(seen[1].1["query"], "x=1");
+    assert_eq!(seen[2].1["action"], "unpublish");
+}
+
+#[test]
+fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
+    let (base, _calls) = hook_server(Answer::Status(403));
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let s = server(Rules::default(), Some(h));
+    let url = format!("rtmp://{}/live/rt", s.rtmp);
+    let _p = ffmpeg_publish(&rtmp_mp4(), &["-re"], "flv", &[], &url);
+    wait_for(&s, "rt", "live", |d| d["state"] == "live");
+    require("rtmpdump");
+    let out = Command::new("rtmpdump")
+        .args(["-r", &url, "-o", "/dev/null", "-B", "1", "-m", "5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NetStream.Play.Failed"), "{text}");
+}

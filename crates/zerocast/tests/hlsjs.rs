@@ -1,0 +1,122 @@
+//! hls.js in a real browser (issue 12, parts 1 and 5): headless Chromium opens a page served from
+//! another origin (the beacon server's port), and hls.js plays zerocast's live HLS from there,
+//! over plain HTTP and over HTTPS (HTTP/2), so CORS and TLS are exercised for real.
+
+mod common;
+
+use common::browser::{beacon_server, hls_js, Chromium};
+use common::fixtures::long_live_ts;
+use common::live::{ffmpeg_publish, stream_doc, wait_for, Proc};
+use common::tls::{spki_sha256, TestCa};
+use common::{demo_copy, library, TestServer};
+use server::tls::TlsConfig;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A page that plays `playlist` with hls.js and reports `playing` (with the time reached) once
+/// the video has advanced two seconds, or `error` with hls.js's fatal error.
+fn page(playlist: &str) -> String {
+    format!(
+        "<!doctype html><meta charset=utf-8><body><video id=v muted autoplay></video>
+<script>{}</script><script>
+const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
+const v = document.getElementById('v');
+if (!Hls.isSupported()) send({{ev: 'error', msg: 'no MSE'}});
+const hls = new Hls();
+let start = null, done = false;
+hls.on(Hls.Events.ERROR, (e, d) => {{ if (d.fatal) send({{ev: 'error', msg: d.type + '/' + d.details}}); }});
+v.addEventListener('timeupdate', () => {{
+  if (start === null) start = v.currentTime;
+  if (!done && v.currentTime > start + 2) {{ done = true; send({{ev: 'playing', t: v.currentTime, w: v.videoWidth}}); }}
+}});
+hls.loadSource('{playlist}');
+hls.attachMedia(v);
+v.play().catch(() => {{}});
+</script>",
+        hls_js()
+    )
+}
+
+/// Opens the page in Chromium and waits for its first verdict.
+fn play(playlist: &str, flags: &[String]) -> HashMap<String, String> {
+    let (base, beacons) = beacon_server(page(playlist));
+    let _chromium = Chromium::open_with(&format!("{base}/page.html"), flags);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(b) = beacons.recv_timeout(Duration::from_millis(200)) {
+            return b;
+        }
+    }
+    panic!("no verdict from the page within 60 s");
+}
+
+/// A live stream `show` on a server with HTTPS: the server, the Chromium flag that trusts its
+/// certificate's key, and the publisher (ffmpeg, real time).
+struct Live {
+    server: TestServer,
+    trust: String,
+    _ca: TestCa,
+    _publisher: Proc,
+}
+
+fn live_server() -> Live {
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let trust = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        spki_sha256(&cert)
+    );
+    let any = "127.0.0.1:0".parse().unwrap();
+    let config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        ..server::Config::default()
+    };
+    let dir = demo_copy();
+    let server = TestServer::start_with(config, library(dir.path()));
+    let url = server.url("/live/show");
+    let publisher = ffmpeg_publish(&long_live_ts(), &["-re"], "mpegts", &[], &url);
+    wait_for(&server, "show", "three HLS segments", |d| {
+        d["hls_segments"].as_u64() >= Some(3)
+    });
+    Live {
+        server,
+        trust,
+        _ca: ca,
+        _publisher: publisher,
+    }
+}
+
+#[track_caller]
+fn assert_played(s: &TestServer, verdict: &HashMap<String, String>) {
+    assert_eq!(
+        verdict.get("ev").map(String::as_str),
+        Some("playing"),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict["w"], "320", "decoded video: {verdict:?}");
+    let doc = stream_doc(s, "show").unwrap();
+    assert!(doc["viewers"]["hls_segment_requests"].as_u64() > Some(0));
+}
+
+#[test]
+fn hls_js_on_another_origin_plays_live_hls_over_http() {
+    let live = live_server();
+    let verdict = play(&live.server.url("/live/show/index.m3u8"), &[]);
+    assert_played(&live.server, &verdict);
+}
+
+#[test]
+fn hls_js_on_another_origin_plays_live_hls_over_https() {
+    let live = live_server();
+    let port = live.server.https[0].port();
+    let url = format!("https://localhost:{port}/live/show/index.m3u8");
+    let verdict = play(&url, std::slice::from_ref(&live.trust));
+    assert_played(&live.server, &verdict);
+    let metrics = live.server.get("/metrics", &[]);
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    let h2 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
+}
