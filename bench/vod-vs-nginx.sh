@@ -5,6 +5,8 @@
 #   DUR=10 ROUNDS=5 bench/vod-vs-nginx.sh
 #   SERVERS=zerocast bench/vod-vs-nginx.sh      # one server only
 #   ZEROCAST_CONFIG=my.toml ONLY='4MiB' IDLE=0 bench/vod-vs-nginx.sh   # a zerocast config, some rows
+#   TLS=1 ONLY='1KiB|1MiB' bench/vod-vs-nginx.sh   # HTTPS on both (same certificate, TLS 1.3,
+#                                                   # AES-128-GCM), then TLS handshakes per second
 #
 # Installs nginx, wrk, iperf3 and ffmpeg from Debian packages when missing; makes bench/media/ when
 # absent (a ~1 GiB 720p H.264 MP4 and a 20 MB one); builds zerocast in release mode; starts both
@@ -22,8 +24,22 @@ SERVERS=${SERVERS:-"zerocast nginx"}
 ZPORT=${ZPORT:-18081}
 NPORT=${NPORT:-18082}
 IDLE=${IDLE:-10000}
-OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+TLS=${TLS:-0}
+OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)$([ "$TLS" = 1 ] && echo -tls)
 mkdir -p "$OUT"
+SCHEME=http
+ZTLS=(--listen "127.0.0.1:$ZPORT")
+SSL=""
+NTLS=""
+if [ "$TLS" = 1 ]; then
+  SCHEME=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
+  printf 'tls_cipher_suites = ["TLS13_AES_128_GCM_SHA256"]\n' > "$OUT/zerocast-tls.toml"
+  ZTLS=(--listen off --tls-listen "127.0.0.1:$ZPORT" --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" --config "$OUT/zerocast-tls.toml")
+  SSL=ssl
+  NTLS="ssl_certificate $PWD/$OUT/cert.pem; ssl_certificate_key $PWD/$OUT/key.pem; ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256; ssl_conf_command Options KTLS; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+fi
 install_tools wrk ffmpeg nginx iperf3 python3
 make_media
 cargo build --release -q -p zerocast
@@ -38,16 +54,20 @@ trap cleanup EXIT
 declare -A PIDS URL
 if [[ " $SERVERS " == *" zerocast "* ]]; then
   # shellcheck disable=SC2086
-  target/release/zerocast serve --library bench/media --listen 127.0.0.1:$ZPORT --rtmp-listen off \
-    ${ZEROCAST_CONFIG:+--config "$ZEROCAST_CONFIG"} 2> "$OUT/zerocast.log" &
+  target/release/zerocast serve --library bench/media --rtmp-listen off \
+    ${ZEROCAST_CONFIG:+--config "$ZEROCAST_CONFIG"} "${ZTLS[@]}" 2> "$OUT/zerocast.log" &
   PIDS[zerocast]=$!
   PIDS_TO_STOP+=("$!")
-  until grep -q listening "$OUT/zerocast.log"; do sleep 0.1; done
-  URL[zerocast]=http://127.0.0.1:$ZPORT
+  until grep -q -E "listening|HTTPS" "$OUT/zerocast.log"; do
+    kill -0 "${PIDS[zerocast]}" 2>/dev/null || { cat "$OUT/zerocast.log"; exit 1; }
+    sleep 0.1
+  done
+  URL[zerocast]=$SCHEME://127.0.0.1:$ZPORT
 fi
 if [[ " $SERVERS " == *" nginx "* ]]; then
   NDIR=$(mktemp -d)
   sed -e "s|@MEDIA@|$PWD/bench/media|" -e "s|@PORT@|$NPORT|" -e "s|@DIR@|$NDIR|" -e "s|@WORKERS@|$(nproc)|" \
+    -e "s|@SSL@|$SSL|" -e "s|@TLS@|$NTLS|" \
     bench/nginx.conf.in > "$NDIR/nginx.conf"
   cp "$NDIR/nginx.conf" "$OUT/nginx.conf"
   nginx -c "$NDIR/nginx.conf"
@@ -55,7 +75,7 @@ if [[ " $SERVERS " == *" nginx "* ]]; then
   master=$(cat "$NDIR/nginx.pid")
   PIDS[nginx]="$master $(pgrep -P "$master" | xargs)"
   PIDS_TO_STOP+=("$master")
-  URL[nginx]=http://127.0.0.1:$NPORT
+  URL[nginx]=$SCHEME://127.0.0.1:$NPORT
   # Warm the page cache for nginx, as zerocast's memory is warm.
   cat bench/media/big.mp4 bench/media/small.mp4 > /dev/null
 fi
@@ -67,7 +87,7 @@ if [ "$IDLE" -gt 0 ]; then
     port=${URL[$srv]##*:}
     # shellcheck disable=SC2086
     before=$(rss_kib ${PIDS[$srv]})
-    coproc IDLEC { python3 bench/idle_conns.py 127.0.0.1 "$port" "$IDLE" /videos/small.mp4 60; }
+    coproc IDLEC { IDLE_TLS=$TLS python3 bench/idle_conns.py 127.0.0.1 "$port" "$IDLE" /videos/small.mp4 60; }
     read -r _ready count <&"${IDLEC[0]}"
     sleep 1
     # shellcheck disable=SC2086
@@ -112,6 +132,25 @@ for row in "${ROWS[@]}"; do
     done
   done
 done
+
+# TLS handshakes per second: new sessions, and resumptions (openssl s_time, two clients at once,
+# as many as this machine has cores; the figure is the sum).
+if [ "$TLS" = 1 ]; then
+  for srv in $SERVERS; do
+    port=${URL[$srv]##*:}
+    for mode in new reuse; do
+      clients=()
+      for i in $(seq "$(nproc)"); do
+        openssl s_time -connect "127.0.0.1:$port" -"$mode" -time "$DUR" -www /healthz 2>/dev/null \
+          | grep -E "connections in [0-9.]+ real" > "$OUT/handshakes.$srv.$mode.$i.txt" &
+        clients+=("$!")
+      done
+      wait "${clients[@]}"
+      awk -v s="$srv" -v m="$mode" '{n += $1; t = $(NF-2)} END {printf "%s %s %.0f\n", s, m, n / '"$DUR"'}' \
+        "$OUT"/handshakes."$srv"."$mode".*.txt | tee -a "$OUT/handshakes.txt"
+    done
+  done
+fi
 
 python3 bench/summarize.py "$OUT" "$CEIL" "$SERVERS" | tee "$OUT/table.md"
 echo "raw outputs in $OUT"

@@ -21,7 +21,7 @@ pub(crate) fn publisher(
         return Err(Error::BadStreamName(name.to_string()));
     }
     let key_ok = || live.authorize(name, presented.key, peer.ip()).is_ok();
-    let rules = &state.config.auth;
+    let rules = &state.config().auth;
     match rules.check(Action::Publish, name, presented, key_ok, auth::unix_now()) {
         Ok(true) => Ok(()),
         // No rule, or a rule that takes keys and got none that fits: the registry says why.
@@ -33,7 +33,7 @@ pub(crate) fn publisher(
 /// A viewer's credentials (HTTP `.ts`/`.flv`, RTMP play, HLS playlists and segments).
 pub(crate) fn viewer(state: &State, name: &str, token: Option<&str>) -> Result<(), Error> {
     let presented = Presented { key: None, token };
-    let rules = &state.config.auth;
+    let rules = &state.config().auth;
     match rules.check(Action::Read, name, presented, || false, auth::unix_now()) {
         Ok(_) => Ok(()),
         Err(Denied::Token(e)) => Err(Error::Token(e)),
@@ -48,7 +48,7 @@ pub(crate) fn viewer_request<B>(
     name: &str,
     req: &http::Request<B>,
 ) -> Result<(), Error> {
-    if state.config.auth.for_stream(Action::Read, name).is_none() {
+    if state.config().auth.for_stream(Action::Read, name).is_none() {
         return Ok(());
     }
     let token = auth::token(req.uri(), req.headers());
@@ -64,7 +64,12 @@ pub(crate) async fn playlist<B>(
     peer: SocketAddr,
     secure: bool,
 ) -> Result<(), Error> {
-    let Some(_) = state.config.hooks.as_ref().and_then(|h| h.on_play.as_ref()) else {
+    let Some(_) = state
+        .config()
+        .hooks
+        .as_ref()
+        .and_then(|h| h.on_play.as_ref())
+    else {
         return Ok(());
     };
     viewer_request(state, name, req)?;
@@ -81,7 +86,7 @@ pub(crate) async fn hook(
     protocol: &'static str,
     query: Option<&str>,
 ) -> Result<(), Error> {
-    let Some(hooks) = &state.config.hooks else {
+    let Some(hooks) = &state.config().hooks else {
         return Ok(());
     };
     let call = Call {
@@ -96,7 +101,7 @@ pub(crate) async fn hook(
 
 /// Tells `on_unpublish` that a publisher's session ended, when configured.
 pub(crate) fn unpublished(state: &State, stream: &str, client: SocketAddr, protocol: &'static str) {
-    if let Some(hooks) = &state.config.hooks {
+    if let Some(hooks) = &state.config().hooks {
         hooks.tell(Call {
             event: Event::Unpublish,
             stream,

@@ -14,7 +14,8 @@ const FD_MARGIN: usize = 32;
 #[derive(Debug)]
 pub struct Conns {
     open: AtomicUsize,
-    max: usize,
+    /// The cap; a reload may change it (connections over a lowered cap stay).
+    max: AtomicUsize,
     refused: AtomicU64,
     accept_errors: AtomicU64,
 }
@@ -34,7 +35,7 @@ impl Conns {
     pub(crate) fn new(max: Option<usize>) -> Self {
         Conns {
             open: AtomicUsize::new(0),
-            max: max.unwrap_or_else(default_max),
+            max: AtomicUsize::new(max.unwrap_or_else(default_max)),
             refused: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }
@@ -44,13 +45,21 @@ impl Conns {
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Admitted> {
         let admitted = self
             .open
-            .fetch_update(Relaxed, Relaxed, |n| (n < self.max).then_some(n + 1))
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max()).then_some(n + 1))
             .is_ok();
         admitted.then(|| Admitted(self.clone()))
     }
 
     pub(crate) fn max(&self) -> usize {
-        self.max
+        self.max.load(Relaxed)
+    }
+
+    /// A new cap (a reload); `None` keeps the one in force (the default is derived from the
+    /// descriptors open at start, which a running server cannot measure again).
+    pub(crate) fn set_max(&self, max: Option<usize>) {
+        if let Some(m) = max {
+            self.max.store(m, Relaxed);
+        }
     }
 
     /// A connection was refused (over the cap, or out of descriptors).
@@ -76,7 +85,7 @@ impl Conns {
                 "max",
                 "gauge",
                 "Connection cap; over it, new connections get a fast 503.",
-                self.max as u64,
+                self.max() as u64,
             ),
             (
                 "refused_total",

@@ -42,7 +42,11 @@ pub(crate) async fn connection(
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
-    let io = TokioIo::new(Rewind::new(stream, Bytes::new(), state.config.send_timeout));
+    let io = TokioIo::new(Rewind::new(
+        stream,
+        Bytes::new(),
+        state.config().send_timeout,
+    ));
     let (st, stop) = (state.clone(), shutdown.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let (st, stop) = (st.clone(), stop.clone());
@@ -53,7 +57,7 @@ pub(crate) async fn connection(
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(32 << 10)
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(state.config.send_timeout);
+        .keep_alive_timeout(state.config().send_timeout);
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -81,7 +85,7 @@ async fn answer(
             let e = Error::Http2Publish;
             return boxed(crate::h1::with_cors(
                 e.response(),
-                &state.config,
+                &state.config(),
                 req.headers().get(http::header::ORIGIN),
             ));
         }
@@ -102,10 +106,10 @@ async fn answer(
                 Ok(s) => {
                     let mut r =
                         crate::live::frames::response(s, state.live.clone(), output, shutdown);
-                    state.config.cors.apply(origin, r.headers_mut());
+                    state.config().cors.apply(origin, r.headers_mut());
                     r
                 }
-                Err(e) => boxed(crate::h1::with_cors(e.response(), &state.config, origin)),
+                Err(e) => boxed(crate::h1::with_cors(e.response(), &state.config(), origin)),
             };
         }
         Some(Route::Playlist(name)) => {

@@ -20,10 +20,13 @@ pub mod error;
 mod h1;
 mod h2;
 pub mod http;
+mod jwks;
 pub mod library;
 pub mod live;
+mod outbound;
 pub mod precondition;
 pub mod range;
+pub mod reload;
 mod response;
 mod rtmp_conn;
 mod state;
@@ -175,15 +178,15 @@ impl Server {
             rtmp,
             https,
             rtmps,
-            state: Arc::new(State {
-                tls,
-                live: Arc::new(live::Live::new(config.live.clone())),
-                conns: Arc::new(conns::Conns::new(config.max_connections)),
-                vod: Arc::new(vod_metrics::VodMetrics::default()),
+            state: Arc::new(State::new(
                 library,
-                config,
+                Arc::new(live::Live::new(config.live.clone())),
+                Arc::new(conns::Conns::new(config.max_connections)),
+                Arc::new(vod_metrics::VodMetrics::default()),
+                tls,
                 http,
-            }),
+                config,
+            )),
         }
     }
 
@@ -205,6 +208,11 @@ impl Server {
         self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Applies new settings and library rescans to the running server (SIGHUP, library watch).
+    pub fn reloader(&self) -> reload::Reload {
+        reload::Reload::new(self.state.clone())
+    }
+
     /// Reloads the TLS certificate (SIGHUP); `None` without TLS.
     pub fn tls_reloader(&self) -> Option<tls::Reloader> {
         self.state.tls.clone().map(tls::Reloader::new)
@@ -221,7 +229,7 @@ impl Server {
             .iter()
             .chain(&self.https)
             .find_map(|l| l.local_addr().ok())
-            .unwrap_or(self.state.config.listen)
+            .unwrap_or(self.state.config().listen)
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight responses finish
@@ -230,7 +238,7 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; the count tells when all have finished.
         let active = Arc::new(());
-        let count = match self.state.config.workers {
+        let count = match self.state.config().workers {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -286,6 +294,7 @@ impl Server {
         if let Some(tls) = &self.state.tls {
             loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
         }
+        loops.push(tokio::spawn(jwks::keep_fresh(self.state.clone())));
         let plain = self.listener.into_iter().map(|l| (l, false));
         let mut http: Vec<_> = plain
             .chain(self.https.into_iter().map(|l| (l, true)))
@@ -329,7 +338,7 @@ impl Server {
             l.abort();
             let _ = l.await;
         }
-        let grace = self.state.config.shutdown_grace;
+        let grace = self.state.config().shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
         while Arc::strong_count(&active) > 1 {
             if tokio::time::Instant::now() >= deadline {

@@ -37,6 +37,43 @@ pub struct Title {
     /// `ETag` and `Last-Modified` as header values, formatted once at load rather than per response.
     pub etag_header: http::HeaderValue,
     pub last_modified_header: http::HeaderValue,
+    /// What identified the file when it was read (a rescan keeps a title whose file still has it).
+    pub stamp: Option<FileStamp>,
+}
+
+/// A file's identity and version without reading it: length, modification time, inode, device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: SystemTime,
+    ino: u64,
+    dev: u64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+/// What a rescan changed, by title id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 impl Title {
@@ -58,6 +95,7 @@ impl Title {
         };
         Title {
             file: None,
+            stamp: None,
             etag_header: header(etag.clone()),
             last_modified_header: header(httpdate::fmt_http_date(last_modified)),
             id,
@@ -149,6 +187,43 @@ impl Library {
     pub fn load(
         root: &Path,
         budget: u64,
+        events: impl FnMut(LoadEvent<'_>),
+    ) -> Result<Self, StartError> {
+        Library::scan(root, budget, None, events)
+    }
+
+    /// Scans `root` again: titles whose files are unchanged (same length, modification time and
+    /// inode) are kept as they are, new and changed files are read and indexed, and titles whose
+    /// files are gone are left out. Requests already running keep the `Bytes` of the titles they
+    /// hold, so a replaced title's old bytes are served to them to the end.
+    pub fn rescan(
+        &self,
+        root: &Path,
+        budget: u64,
+        events: impl FnMut(LoadEvent<'_>),
+    ) -> Result<(Library, Changes), StartError> {
+        let next = Library::scan(root, budget, Some(self), events)?;
+        let mut changes = Changes::default();
+        for (id, t) in &next.titles {
+            match self.titles.get(id) {
+                None => changes.added.push(id.clone()),
+                Some(old) if !Arc::ptr_eq(old, t) => changes.changed.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = self
+            .titles
+            .keys()
+            .filter(|id| !next.titles.contains_key(*id))
+            .cloned()
+            .collect();
+        Ok((next, changes))
+    }
+
+    fn scan(
+        root: &Path,
+        budget: u64,
+        previous: Option<&Library>,
         mut events: impl FnMut(LoadEvent<'_>),
     ) -> Result<Self, StartError> {
         let lib_err = |error| StartError::Library {
@@ -184,6 +259,17 @@ impl Library {
         let mut lib = Library::default();
         let mut used = 0u64;
         for (id, path, len) in files {
+            let stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
+            let kept = previous
+                .and_then(|p| p.titles.get(&id))
+                .filter(|t| stamp.is_some() && t.stamp == stamp);
+            if let Some(t) = kept {
+                if t.cached {
+                    used = used.saturating_add(len);
+                }
+                lib.titles.insert(id, t.clone());
+                continue;
+            }
             let cache = used.saturating_add(len) <= budget;
             let started = Instant::now();
             match read(&path, cache) {
@@ -201,6 +287,7 @@ impl Library {
                     let read = started.elapsed();
                     let mut title = Title::new(id, data, cache, etag, modified);
                     title.file = file;
+                    title.stamp = stamp;
                     events(LoadEvent::Loaded {
                         title: &title,
                         bytes: len,

@@ -349,7 +349,8 @@ impl Session {
 
     /// A publish or play whose credentials passed: answered now, or after its callback.
     fn admitted(&mut self, request: Request, name: &str, query: Option<&str>, play: bool) {
-        let hooks = self.server.config.hooks.as_ref();
+        let config = self.server.config();
+        let hooks = config.hooks.as_ref();
         let hooked = hooks.is_some_and(|h| {
             if play {
                 h.on_play.is_some()

@@ -3,13 +3,15 @@
 use crate::config::Config;
 use crate::library::Library;
 use crate::live::Live;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-/// The library, the live registry and the settings, shared by every connection.
+/// The library, the live registry and the settings, shared by every connection. The settings
+/// and the library are replaced whole by a reload (SIGHUP, a library change); a request works
+/// with the snapshot it took ([`State::config`], [`State::library`]).
 pub(crate) struct State {
-    pub library: Library,
+    library: RwLock<Arc<Library>>,
     pub live: Arc<Live>,
-    pub config: Config,
+    config: RwLock<Arc<Config>>,
     /// Open connections, their cap and counters.
     pub conns: Arc<crate::conns::Conns>,
     /// `/videos/*` answers and their body bytes (`/metrics`).
@@ -18,4 +20,52 @@ pub(crate) struct State {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1/handover.rs).
     pub http: hyper::server::conn::http1::Builder,
+}
+
+impl State {
+    pub(crate) fn new(
+        library: Library,
+        live: Arc<Live>,
+        conns: Arc<crate::conns::Conns>,
+        vod: Arc<crate::vod_metrics::VodMetrics>,
+        tls: Option<Arc<crate::tls::Tls>>,
+        http: hyper::server::conn::http1::Builder,
+        config: Config,
+    ) -> State {
+        State {
+            library: RwLock::new(Arc::new(library)),
+            live,
+            config: RwLock::new(Arc::new(config)),
+            conns,
+            vod,
+            tls,
+            http,
+        }
+    }
+
+    /// The settings now.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The library now.
+    pub(crate) fn library(&self) -> Arc<Library> {
+        self.library
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the settings (new requests and connections see them).
+    pub(crate) fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// Replaces the library.
+    pub(crate) fn set_library(&self, library: Library) {
+        *self.library.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(library);
+    }
 }

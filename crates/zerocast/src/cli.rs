@@ -91,7 +91,7 @@ pub enum Command {
     },
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct ServeArgs {
     /// Directory of videos, scanned recursively (default: the embedded demo library).
     #[arg(long)]
@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// Rescan the library when its files change (inotify); without it, on SIGHUP only.
+    #[arg(long)]
+    pub watch: bool,
     /// An RTMPS listener (rtmps://HOST:PORT/live/NAME), with the same certificate [default: off].
     #[arg(long, value_name = "ADDR")]
     pub rtmps_listen: Option<SocketAddr>,

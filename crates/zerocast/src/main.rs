@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod reload;
 mod serve;
 mod size;
 

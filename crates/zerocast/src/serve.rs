@@ -14,11 +14,14 @@ use std::time::{Duration, SystemTime};
 
 /// Runs `serve` with its flags and the config file already read.
 pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
+    let config_file = args.config.clone();
     let config::Settings {
         config,
         cache_budget: budget,
         library,
-    } = config::merge(args, file)?;
+        watch,
+    } = config::merge(args.clone(), file)?;
+    let library_dir = library.clone();
     let listeners = Listeners::bind(&config)?;
     let library = match library {
         Some(dir) => {
@@ -58,7 +61,15 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     if let Some(a) = server.rtmps_addr() {
         tracing::info!(addr = %a, encryption = %encryption(), "RTMPS: rtmps://{a}/live/NAME");
     }
-    let reload = tokio::spawn(reload_on_hangup(hangups, server.tls_reloader()));
+    let reloader = crate::reload::Reloader {
+        args,
+        config_file,
+        library: library_dir,
+        budget,
+        server: server.reloader(),
+        tls: server.tls_reloader(),
+    };
+    let reload = tokio::spawn(crate::reload::run(hangups, reloader, watch));
     server.run(shutdown_signal()).await;
     reload.abort();
     Ok(())
@@ -70,23 +81,6 @@ fn encryption() -> &'static str {
         "user space (rustls); the kernel offers kTLS, but the key hand-over to it is not built yet"
     } else {
         "user space (rustls); this kernel has no tls ULP (kTLS)"
-    }
-}
-
-/// SIGHUP reloads the TLS certificate (a bad one is refused and logged; the old one stays).
-/// Without TLS a SIGHUP is logged and otherwise ignored (it no longer ends the server).
-async fn reload_on_hangup(
-    mut hup: tokio::signal::unix::Signal,
-    tls: Option<server::tls::Reloader>,
-) {
-    while hup.recv().await.is_some() {
-        match &tls {
-            Some(r) => {
-                tracing::info!("SIGHUP: reloading the TLS certificate");
-                let _ = r.reload();
-            }
-            None => tracing::info!("SIGHUP: no TLS certificate to reload; nothing else is reloaded yet (restart for other changes)"),
-        }
     }
 }
 

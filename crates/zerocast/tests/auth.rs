@@ -49,6 +49,7 @@ fn rules(pems: &[Vec<u8>]) -> Rules {
             read: vec![Credential::Jwt],
         }],
         jwt: Some(Arc::new(Keys::new(Some(SECRET), pems, 5).unwrap())),
+        jwks: None,
     }
 }
 
@@ -434,4 +435,119 @@ fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("NetStream.Play.Failed"), "{text}");
+}
+
+/// base64url without padding (RFC 7515's encoding of JWK numbers).
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An RSA key, its JWKS document (kid "k1") and a publish token for `secret-j` signed by it.
+fn jwks_pair() -> (String, String) {
+    let (private, _) = openssl_pair(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("k.pem");
+    std::fs::write(&k, &private).unwrap();
+    let out = Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let hex = hex.trim().trim_start_matches("Modulus=");
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let doc = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                                            "n": b64url(&n), "e": "AQAB"}]});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let claims = serde_json::json!({"action": "publish", "stream": "secret-j", "exp": now() + 600});
+    let token = encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    (doc.to_string(), token)
+}
+
+fn jwks_rules(url: &str, ca: Option<std::path::PathBuf>) -> Rules {
+    Rules {
+        rules: rules(&[]).rules,
+        jwt: Some(Arc::new(Keys::new(None, &[], 5).unwrap())),
+        jwks: Some(server::auth::JwksSource {
+            url: url.parse().unwrap(),
+            ca,
+            refresh: Duration::from_secs(300),
+        }),
+    }
+}
+
+#[test]
+fn a_token_signed_by_a_key_of_the_jwks_url_admits_once_the_keys_are_fetched() {
+    let (doc, token) = jwks_pair();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len());
+        }
+    });
+    let s = server(jwks_rules(&url, None), None);
+    common::live::wait_until("the JWKS key admits", Duration::from_secs(20), || {
+        publish_status(&s, &format!("/live/secret-j?jwt={token}")) == 200
+    });
+}
+
+#[test]
+fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
+    let (doc, token) = jwks_pair();
+    let mut ca = common::tls::TestCa::new();
+    let (cert, key) = ca.issue();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("jwks.json"), &doc).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // openssl's own HTTPS file server (-WWW serves files of its working directory).
+    let _https = Proc::spawn(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-WWW",
+                "-accept",
+                &port.to_string(),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .current_dir(www.path()),
+    );
+    let url = format!("https://localhost:{port}/jwks.json");
+    let s = server(jwks_rules(&url, Some(ca.ca.clone())), None);
+    common::live::wait_until("the JWKS key admits", Duration::from_secs(20), || {
+        publish_status(&s, &format!("/live/secret-j?jwt={token}")) == 200
+    });
 }

@@ -7,12 +7,11 @@
 //! "protocol": "http" | "https" | "rtmp" | "rtmps" | "hls", "query": "..."}`.
 //!
 //! Callback URLs are `http://` (the hook service is expected on a private network or this
-//! machine); the request is one HTTP/1.1 POST on a fresh connection (hyper's client).
+//! machine); the request is one HTTP/1.1 POST on a fresh connection (`outbound.rs`).
 
 use bytes::Bytes;
+use http::StatusCode;
 pub use http::Uri;
-use http::{Request, StatusCode};
-use http_body_util::Full;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -156,32 +155,9 @@ impl Hooks {
 
 /// One JSON POST; the answer's status.
 async fn post(url: &Uri, body: String) -> Result<StatusCode, String> {
-    let host = url.host().ok_or("no host")?;
-    let port = url.port_u16().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let io = hyper_util::rt::TokioIo::new(tcp);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let path = url.path_and_query().map_or("/", |p| p.as_str());
-    let req = Request::post(path)
-        .header(
-            http::header::HOST,
-            url.authority().map_or(host, |a| a.as_str()),
-        )
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let status = send
-        .send_request(req)
-        .await
-        .map(|r| r.status())
-        .map_err(|e| e.to_string());
-    conn.abort();
-    status
+    let json = Some("application/json");
+    let r = crate::outbound::request(http::Method::POST, url, json, Bytes::from(body), None).await;
+    r.map(|(status, _)| status)
 }
 
 #[cfg(test)]

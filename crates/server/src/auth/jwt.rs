@@ -62,7 +62,17 @@ struct Claims {
     nbf: Option<u64>,
 }
 
+/// Where JWKS keys come from: fetched at start and every `refresh` (by the server's shell,
+/// jwks.rs), over `http://` or `https://` (trusting `ca`, or the system's CA bundle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    pub url: http::Uri,
+    pub ca: Option<std::path::PathBuf>,
+    pub refresh: std::time::Duration,
+}
+
 /// One verification key.
+#[derive(Clone)]
 struct Key {
     kid: Option<String>,
     alg: Algorithm,
@@ -74,6 +84,8 @@ pub struct Keys {
     fixed: Vec<Key>,
     /// From the JWKS URL; replaced whole on each fetch.
     jwks: RwLock<Vec<Key>>,
+    /// When the JWKS keys were last taken (Unix seconds; 0: never).
+    jwks_at: std::sync::atomic::AtomicU64,
     leeway: u64,
 }
 
@@ -121,8 +133,33 @@ impl Keys {
         Ok(Keys {
             fixed,
             jwks: RwLock::new(Vec::new()),
+            jwks_at: std::sync::atomic::AtomicU64::new(0),
             leeway: leeway_secs,
         })
+    }
+
+    /// When the JWKS keys were last taken (Unix seconds), if ever.
+    pub fn jwks_at(&self) -> Option<u64> {
+        let at = self.jwks_at.load(std::sync::atomic::Ordering::Relaxed);
+        (at > 0).then_some(at)
+    }
+
+    /// Takes the JWKS keys another `Keys` holds (a reload with the same JWKS URL).
+    pub fn keep_jwks_of(&self, other: &Keys) {
+        let theirs = other.jwks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = theirs;
+        let at = other.jwks_at.load(std::sync::atomic::Ordering::Relaxed);
+        self.jwks_at.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Replaces the JWKS keys with those of `doc` (RS256 and ES256 keys; others skipped), taken
+    /// at `now` (Unix seconds). Returns how many were taken; a document that does not parse
+    /// changes nothing.
+    pub fn set_jwks_at(&self, doc: &[u8], now: u64) -> Result<usize, String> {
+        let n = self.set_jwks(doc)?;
+        self.jwks_at
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Replaces the JWKS keys with those of `doc` (RS256 and ES256 keys; others skipped).

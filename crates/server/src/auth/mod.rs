@@ -18,7 +18,7 @@ pub mod hooks;
 pub mod jwt;
 pub mod signed;
 
-pub use jwt::{Action, Keys, TokenError};
+pub use jwt::{Action, JwksSource, Keys, TokenError};
 
 use http::{HeaderMap, Uri};
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub struct Rule {
 pub struct Rules {
     pub rules: Vec<Rule>,
     pub jwt: Option<Arc<Keys>>,
+    /// A JWKS URL whose keys join `jwt`'s.
+    pub jwks: Option<JwksSource>,
 }
 
 /// What a client presented for one request.
@@ -180,6 +182,7 @@ mod tests {
                 },
             ],
             jwt: Some(Arc::new(Keys::new(Some(secret), &[], 0).unwrap())),
+            jwks: None,
         }
     }
 

@@ -80,7 +80,12 @@ impl Signed {
         let mut mac = self.key.clone();
         mac.update(scope.as_bytes());
         mac.update(b"\n");
-        mac.update(expires.to_string().as_bytes());
+        // The decimal expiry, formatted on the stack: a check allocates nothing.
+        let mut digits = [0u8; 20];
+        let mut w = &mut digits[..];
+        let _ = std::io::Write::write_fmt(&mut w, format_args!("{expires}"));
+        let n = 20 - w.len();
+        mac.update(&digits[..n]);
         mac
     }
 
@@ -115,9 +120,9 @@ impl Signed {
                 if !s.ends_with('/') || !path.starts_with(s.as_ref()) {
                     return Err(LinkError::OutOfScope);
                 }
-                s.into_owned()
+                s
             }
-            None => path.to_string(),
+            None => std::borrow::Cow::Borrowed(path),
         };
         let Some(sig) = unhex(sig) else {
             return Err(LinkError::BadSignature);
@@ -135,14 +140,16 @@ impl Signed {
     }
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// A 64-digit hex signature as its 32 bytes (on the stack).
+fn unhex(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

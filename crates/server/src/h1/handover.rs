@@ -27,7 +27,7 @@ pub(super) async fn hyper_takeover(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let secure = stream.is_tls();
-    let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config.send_timeout));
+    let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config().send_timeout));
     let st = state.clone();
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let st = st.clone();

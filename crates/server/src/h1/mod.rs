@@ -54,7 +54,7 @@ pub(crate) async fn connection(
             return Ok(());
         }
         // One deadline for the whole request head, idle wait included (as hyper does).
-        let deadline = Instant::now() + state.config.header_read_timeout;
+        let deadline = Instant::now() + state.config().header_read_timeout;
         // Idle between requests: hold no buffer, only wait for the socket.
         if buf.is_empty() {
             buf = BytesMut::new();
@@ -88,13 +88,10 @@ pub(crate) async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        if let Some(port) = redirect_port(&state, &stream) {
-            if let Some(to) = head::https_location(&buf[..head_len], port) {
-                let resp = crate::response::redirect(&to);
-                let c = &state.config;
-                write::response(&mut stream, resp, false, true, c, &mut head).await?;
-                return Box::pin(lingering_close(stream)).await;
-            }
+        if let Some(to) = redirect_port(&state, &stream)
+            .and_then(|port| head::https_location(&buf[..head_len], port))
+        {
+            return Box::pin(redirect(stream, to, state)).await;
         }
         let (req, close) = match kind {
             None => {
@@ -105,7 +102,7 @@ pub(crate) async fn connection(
             Some(Kind::Plain { req, close }) => (req, close),
             Some(Kind::Bad(why)) => {
                 let resp = Error::BadRequest(why).response();
-                let c = &state.config;
+                let c = &state.config();
                 write::response(&mut stream, resp, false, true, c, &mut head).await?;
                 return Box::pin(lingering_close(stream)).await;
             }
@@ -126,7 +123,7 @@ pub(crate) async fn connection(
                     drop(head);
                     // Boxed, with what only a viewer needs: an idle connection stays small.
                     let w = async move {
-                        let c = &state.config;
+                        let c = &state.config();
                         let query = target.split_once('?').map(|(_, q)| q);
                         let protocol = if stream.is_tls() { "https" } else { "http" };
                         let hook = crate::auth::hooks::Event::Play;
@@ -146,7 +143,7 @@ pub(crate) async fn connection(
                     return Box::pin(w).await;
                 }
                 Err(e) => {
-                    let c = &state.config;
+                    let c = &state.config();
                     let resp = with_cors(e.response(), c, origin.as_ref());
                     drop((origin, name, target, token));
                     write::response(&mut stream, resp, false, close, c, &mut head).await?;
@@ -175,27 +172,45 @@ pub(crate) async fn connection(
                 return Box::pin(publish(stream, &state, p, shutdown)).await;
             }
         };
-        let mut refused = None;
-        if let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) {
-            Box::pin(state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT)).await;
-            let asked = crate::admit::playlist(&state, name, &req, peer, stream.is_tls());
-            refused = Box::pin(asked).await.err();
-        }
-        let resp = match refused {
-            Some(e) => with_cors(
-                e.response(),
-                &state.config,
-                req.headers().get(::http::header::ORIGIN),
-            ),
-            None => answer(&state, &req, stream.is_tls()),
+        let resp = match crate::http::route(req.method(), req.uri().path()) {
+            // Boxed: the wait and the callback stay out of every connection's future.
+            Some(Route::Playlist(_)) => {
+                Box::pin(playlist(&state, &req, peer, stream.is_tls())).await
+            }
+            _ => answer(&state, &req, stream.is_tls()),
         };
         let head_only = req.method() == Method::HEAD;
-        let c = &state.config;
+        let c = &state.config();
         write::response(&mut stream, resp, head_only, close, c, &mut head).await?;
         if close {
             return Ok(());
         }
         buf.advance(head_len);
+    }
+}
+
+/// Plain HTTP redirected to HTTPS (`redirect_http`): a 308 to `to`, and the connection closed.
+async fn redirect(mut stream: Transport, to: String, state: Arc<State>) -> io::Result<()> {
+    let resp = crate::response::redirect(&to);
+    let mut head = Vec::new();
+    write::response(&mut stream, resp, false, true, &state.config(), &mut head).await?;
+    lingering_close(stream).await
+}
+
+/// A playlist: waits for a first segment of a stream that just started, asks the `on_play`
+/// callback (when there is one), then answers.
+async fn playlist(
+    state: &State,
+    req: &Request<()>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Response<Chunks> {
+    if let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) {
+        state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
+    }
+    match refused_playlist(state, req, peer, secure).await {
+        Some(refused) => refused,
+        None => answer(state, req, secure),
     }
 }
 
@@ -219,7 +234,7 @@ async fn publish(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut head = Vec::new();
-    let c = &state.config;
+    let c = &state.config();
     let key = live::presented_key(p.req.uri(), p.req.headers());
     let token = crate::auth::token(p.req.uri(), p.req.headers());
     let presented = crate::auth::Presented {
@@ -322,7 +337,7 @@ pub(crate) async fn refused_playlist<B>(
         .await
         .err()?;
     let origin = req.headers().get(::http::header::ORIGIN);
-    Some(with_cors(e.response(), &state.config, origin))
+    Some(with_cors(e.response(), &state.config(), origin))
 }
 
 /// A viewer's signed link (`auth::signed`), when its path needs one.
@@ -350,7 +365,7 @@ pub(crate) fn with_cors(
 pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
     let mut resp = crate::http::handle(state, req);
     if secure {
-        crate::tls::hsts(state.config.tls.as_ref(), resp.headers_mut());
+        crate::tls::hsts(state.config().tls.as_ref(), resp.headers_mut());
     }
     let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
     tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");

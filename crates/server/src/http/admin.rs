@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode};
 
 /// Checks the request's bearer token against the admin token.
 pub(super) fn authorize<B>(state: &State, req: &Request<B>) -> Result<(), Error> {
-    let Some(token) = &state.config.admin_token else {
+    let Some(token) = &state.config().admin_token else {
         return Err(Error::AdminNotConfigured);
     };
     let presented = req

@@ -157,7 +157,7 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let m = req.method();
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
-    let cors = &state.config.cors;
+    let cors = &state.config().cors;
     let routed = route(m, path);
     let result = if m == Method::OPTIONS {
         // A preflight, or a bare OPTIONS: what the path takes.
@@ -173,7 +173,7 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
                 admin::control(r, state, req)
             }
             Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-            Some(r) if r.is_api() && state.config.private_api => {
+            Some(r) if r.is_api() && state.config().private_api => {
                 admin::authorize(state, req).and_then(|()| answer(r, state, req, None))
             }
             Some(r) => answer(r, state, req, carry.as_deref()),
@@ -198,7 +198,7 @@ fn carried_query<B>(
     req: &Request<B>,
     signed: Option<&str>,
 ) -> Option<String> {
-    let rules = &state.config.auth;
+    let rules = &state.config().auth;
     let jwt = rules
         .for_stream(crate::auth::Action::Read, name)
         .and_then(|_| crate::auth::query_param(req.uri().query(), "jwt"))
@@ -217,7 +217,7 @@ fn carried_query<B>(
 /// The signed-link check (`auth::signed`) on the server's clock: what a playlist carries on to
 /// its segment URIs, or why the request is refused.
 pub(crate) fn signed_link<B>(state: &State, req: &Request<B>) -> Result<Option<String>, Error> {
-    let Some(signed) = &state.config.signed else {
+    let Some(signed) = &state.config().signed else {
         return Ok(None);
     };
     let now = std::time::SystemTime::now()
@@ -249,8 +249,9 @@ fn answer<B>(
     req: &Request<B>,
     carry: Option<&str>,
 ) -> Result<Response<Chunks>, Error> {
-    let (lib, live, conns) = (&state.library, &*state.live, &state.conns);
-    let policy = &state.config.policy;
+    let library = state.library();
+    let (lib, live, conns) = (&*library, &*state.live, &state.conns);
+    let policy = &state.config().policy;
     match r {
         Route::Video(id) => vod::video(lib, id, policy, req),
         Route::List => Ok(vod::list(lib)),

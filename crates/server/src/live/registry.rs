@@ -197,6 +197,15 @@ pub struct Live {
     next_instance: AtomicU64,
     /// What all streams hold, against the budget.
     pub memory: Arc<Memory>,
+    /// The publish keys now: per stream, and the global one (replaced by a reload).
+    keys: RwLock<Arc<PublishKeys>>,
+}
+
+/// Publish keys: per stream, and one that may publish any stream without a key of its own.
+#[derive(Debug, Default)]
+struct PublishKeys {
+    per_stream: HashMap<String, String>,
+    global: Option<String>,
 }
 
 /// A stream name: 1 to 128 of `A-Z a-z 0-9 _ - .`, not starting with a dot.
@@ -242,8 +251,13 @@ impl Live {
             .map_or(0, |d| d.as_secs())
             << 20;
         let memory = Arc::new(Memory::new(config.memory_budget, config.slab_size));
+        let keys = PublishKeys {
+            per_stream: config.keys.clone(),
+            global: config.global_key.clone(),
+        };
         Live {
             memory,
+            keys: RwLock::new(Arc::new(keys)),
             config,
             streams: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
@@ -295,16 +309,24 @@ impl Live {
         v
     }
 
+    /// Replaces the publish keys (a reload): publishers from now on are checked against these;
+    /// those already publishing stay.
+    pub fn set_keys(&self, per_stream: HashMap<String, String>, global: Option<String>) {
+        let keys = Arc::new(PublishKeys { per_stream, global });
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
     /// Checks a publisher's key. Without any key configured, only loopback publishers may publish.
     pub fn authorize(&self, name: &str, key: Option<&str>, peer: IpAddr) -> Result<(), Error> {
         if !valid_name(name) {
             return Err(Error::BadStreamName(name.to_string()));
         }
-        let expected: Vec<&str> = match self.config.keys.get(name) {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let expected: Vec<&str> = match keys.per_stream.get(name) {
             Some(k) => vec![k.as_str()],
-            None => self.config.global_key.iter().map(String::as_str).collect(),
+            None => keys.global.iter().map(String::as_str).collect(),
         };
-        if expected.is_empty() && self.config.keys.is_empty() {
+        if expected.is_empty() && keys.per_stream.is_empty() {
             return if peer.is_loopback() {
                 Ok(())
             } else {

@@ -47,6 +47,9 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
     /// How often the certificate files are checked for changes (`None`: only on SIGHUP).
     pub watch_interval: Option<Duration>,
+    /// The cipher suites offered, by IANA name (`TLS13_AES_128_GCM_SHA256`, ...); empty: all of
+    /// ring's (AES-GCM and ChaCha20-Poly1305 for TLS 1.3 and 1.2, ECDHE only).
+    pub cipher_suites: Vec<String>,
 }
 
 impl TlsConfig {
@@ -61,6 +64,7 @@ impl TlsConfig {
             hsts: None,
             handshake_timeout: Duration::from_secs(10),
             watch_interval: Some(Duration::from_secs(2)),
+            cipher_suites: Vec::new(),
         }
     }
 }
@@ -111,6 +115,30 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The provider with only the named cipher suites (all when `names` is empty).
+fn restricted(
+    provider: Arc<CryptoProvider>,
+    names: &[String],
+) -> Result<Arc<CryptoProvider>, CertError> {
+    if names.is_empty() {
+        return Ok(provider);
+    }
+    let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !provider.cipher_suites.iter().any(|s| name(s) == **n))
+    {
+        let known: Vec<String> = provider.cipher_suites.iter().map(name).collect();
+        return Err(CertError::Setup(format!(
+            "unknown cipher suite {unknown}; known: {}",
+            known.join(", ")
+        )));
+    }
+    let mut p = (*provider).clone();
+    p.cipher_suites.retain(|s| names.contains(&name(s)));
+    Ok(Arc::new(p))
+}
+
 /// Whether the kernel offers the `tls` ULP (kTLS).
 pub fn kernel_tls_available() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
@@ -121,7 +149,7 @@ pub fn kernel_tls_available() -> bool {
 impl Tls {
     /// Reads the certificate and makes the acceptors.
     pub(crate) fn new(config: TlsConfig, https_port: Option<u16>) -> Result<Tls, CertError> {
-        let provider = provider();
+        let provider = restricted(provider(), &config.cipher_suites)?;
         let loaded = std::sync::Mutex::new(reload::stamps(&config));
         let first = certs::load(&config.cert, &config.key, &provider)?;
         let certs = Arc::new(Certs::new(first));
@@ -232,6 +260,25 @@ impl Tls {
             name,
             "result=\"refused\"",
             s.reloads_refused.load(Relaxed),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suites_are_restricted_by_name_and_unknown_names_refused() {
+        let one = vec!["TLS13_AES_128_GCM_SHA256".to_string()];
+        let p = restricted(provider(), &one).unwrap();
+        assert_eq!(p.cipher_suites.len(), 1);
+        assert_eq!(restricted(provider(), &[]).unwrap().cipher_suites.len(), 9);
+        let e = restricted(provider(), &["RC4".to_string()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown cipher suite RC4; known: TLS13_"),
+            "{e}"
         );
     }
 }

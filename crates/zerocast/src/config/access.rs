@@ -19,6 +19,12 @@ pub struct JwtFile {
     pub(super) public_keys: Vec<PathBuf>,
     /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
     leeway_secs: Option<u64>,
+    /// A JWKS document's URL (http:// or https://), fetched at start and every
+    /// `jwks_refresh_secs` (default 300).
+    jwks_url: Option<String>,
+    /// The CA that signs the JWKS server's certificate (PEM); default: the system's bundle.
+    pub(super) jwks_ca: Option<PathBuf>,
+    jwks_refresh_secs: Option<u64>,
 }
 
 /// One `[[auth]]` rule.
@@ -91,8 +97,8 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let secret = j.secret.as_deref().map(str::as_bytes);
-            if secret.is_none() && pems.is_empty() {
-                bail!("[jwt] needs a secret or public_keys");
+            if secret.is_none() && pems.is_empty() && j.jwks_url.is_none() {
+                bail!("[jwt] needs a secret, public_keys or a jwks_url");
             }
             let keys = Keys::new(secret, &pems, j.leeway_secs.unwrap_or(30))
                 .map_err(anyhow::Error::msg)?;
@@ -133,7 +139,27 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
             read,
         });
     }
-    Ok(server::auth::Rules { rules, jwt })
+    let jwks = match file
+        .jwt
+        .as_ref()
+        .and_then(|j| j.jwks_url.as_ref().map(|u| (j, u)))
+    {
+        Some((j, url)) => {
+            let uri: server::auth::hooks::Uri = url
+                .parse()
+                .with_context(|| format!("jwt.jwks_url '{url}'"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                bail!("jwt.jwks_url '{url}': expected http(s)://HOST/PATH");
+            }
+            Some(server::auth::JwksSource {
+                url: uri,
+                ca: j.jwks_ca.clone(),
+                refresh: Duration::from_secs(j.jwks_refresh_secs.unwrap_or(300).max(10)),
+            })
+        }
+        None => None,
+    };
+    Ok(server::auth::Rules { rules, jwt, jwks })
 }
 
 /// The HTTPS/RTMPS settings from the flags and the file (flags win; `--tls-listen` replaces the
@@ -168,6 +194,7 @@ pub(super) fn tls(args: &ServeArgs, file: &FileConfig) -> Result<Option<server::
         t.redirect_http = r;
     }
     t.hsts = file.hsts_max_age_secs.map(Duration::from_secs);
+    t.cipher_suites = file.tls_cipher_suites.clone().unwrap_or_default();
     if let Some(s) = file.tls_handshake_timeout_secs {
         t.handshake_timeout = Duration::from_secs(s.max(1));
     }
@@ -233,7 +260,14 @@ mod tests {
                 "'maybe': expected open, key or jwt",
             ),
             ("[jwt]\nsecret = \"short\"", "at least 32 bytes"),
-            ("[jwt]\nleeway_secs = 1", "needs a secret or public_keys"),
+            (
+                "[jwt]\nleeway_secs = 1",
+                "needs a secret, public_keys or a jwks_url",
+            ),
+            (
+                "[jwt]\njwks_url = \"ftp://x/k\"",
+                "expected http(s)://HOST/PATH",
+            ),
             (
                 "[callbacks]\non_play = \"https://x/y\"",
                 "callbacks.on_play",

@@ -19,6 +19,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     library: Option<PathBuf>,
+    /// Rescan the library when its files change (default false: on SIGHUP only).
+    watch: Option<bool>,
     /// Plain HTTP: "HOST:PORT", or "off" (HTTPS only).
     listen: Option<String>,
     /// HTTPS listeners, e.g. `["0.0.0.0:8443"]`; need `tls_cert` and `tls_key`.
@@ -35,6 +37,8 @@ pub struct FileConfig {
     hsts_max_age_secs: Option<u64>,
     /// A TLS handshake not finished in this time is dropped (default 10).
     tls_handshake_timeout_secs: Option<u64>,
+    /// Cipher suites offered, e.g. `["TLS13_AES_128_GCM_SHA256"]`; default: all of rustls/ring's.
+    tls_cipher_suites: Option<Vec<String>>,
     cache_size: Option<String>,
     log_format: Option<LogFormat>,
     header_read_timeout_secs: Option<u64>,
@@ -133,7 +137,10 @@ impl FileConfig {
     /// Makes the file's relative paths (`library`) relative to `dir`, the file's directory, as
     /// its author meant them (flags stay relative to the working directory).
     fn resolve_paths(&mut self, dir: &Path) {
-        let keys = self.jwt.iter_mut().flat_map(|j| j.public_keys.iter_mut());
+        let keys = self
+            .jwt
+            .iter_mut()
+            .flat_map(|j| j.public_keys.iter_mut().chain(j.jwks_ca.as_mut()));
         for p in [&mut self.library, &mut self.tls_cert, &mut self.tls_key]
             .into_iter()
             .flatten()
@@ -159,6 +166,8 @@ pub struct Settings {
     pub cache_budget: u64,
     /// The library directory (`None`: the embedded demo library).
     pub library: Option<PathBuf>,
+    /// Rescan the library when its files change.
+    pub watch: bool,
 }
 
 /// Merges the `serve` flags and the config file into the server's settings.
@@ -249,6 +258,7 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     Ok(Settings {
         config,
         cache_budget,
+        watch: args.watch || file.watch.unwrap_or(false),
         library: args.library.or(file.library),
     })
 }

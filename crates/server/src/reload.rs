@@ -1,0 +1,117 @@
+//! Reload without restart: new settings and a library rescan applied to a running server.
+//!
+//! What takes effect for new requests and connections: publish keys, `[[auth]]` rules and JWT
+//! keys, callbacks, CORS, signed links, the admin token and `private_api`, timeouts, the range
+//! policy, the connection cap, and (tls::reload) the certificate's contents. What cannot change
+//! while the server runs is reported by name and left as it was: listening addresses, workers,
+//! the accept queue, the TLS listeners, files and cipher suites, and the live settings other than
+//! keys (ring, HLS and viewer limits are fixed per stream at its start).
+//!
+//! The library: titles whose files are unchanged are kept, new ones appear, removed ones 404,
+//! changed ones are read again (a new ETag); a request already running keeps the bytes it holds.
+
+use crate::config::Config;
+use crate::library::{Changes, LoadEvent};
+use crate::state::State;
+use crate::StartError;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Applies reloads to a running server (cheap to clone).
+#[derive(Clone)]
+pub struct Reload {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload").finish_non_exhaustive()
+    }
+}
+
+/// The settings `next` asks to change that only a restart can change (names as in the config
+/// file).
+pub fn needs_restart(now: &Config, next: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut differs = |name, changed: bool| {
+        if changed {
+            v.push(name);
+        }
+    };
+    differs(
+        "listen",
+        now.listen != next.listen || now.plain_http != next.plain_http,
+    );
+    differs("rtmp_listen", now.rtmp_listen != next.rtmp_listen);
+    differs("workers", now.workers != next.workers);
+    differs("listen_backlog", now.listen_backlog != next.listen_backlog);
+    let tls = |c: &Config| {
+        c.tls.as_ref().map(|t| {
+            (
+                t.listen.clone(),
+                t.rtmps_listen,
+                t.cert.clone(),
+                t.key.clone(),
+                t.cipher_suites.clone(),
+                t.redirect_http,
+                t.hsts,
+                t.handshake_timeout,
+            )
+        })
+    };
+    differs("tls_*", tls(now) != tls(next));
+    let live = |c: &Config| {
+        let mut l = c.live.clone();
+        l.keys.clear();
+        l.global_key = None;
+        format!("{l:?}")
+    };
+    differs("[live] (other than keys)", live(now) != live(next));
+    v
+}
+
+impl Reload {
+    pub(crate) fn new(state: Arc<State>) -> Reload {
+        Reload { state }
+    }
+
+    /// Applies `next` to new requests and connections; what only a restart can change is kept
+    /// as it is and returned by name.
+    pub fn settings(&self, mut next: Config) -> Vec<&'static str> {
+        let now = self.state.config();
+        let restart = needs_restart(&now, &next);
+        // What cannot change stays as it is.
+        next.listen = now.listen;
+        next.plain_http = now.plain_http;
+        next.rtmp_listen = now.rtmp_listen;
+        next.workers = now.workers;
+        next.listen_backlog = now.listen_backlog;
+        next.tls = now.tls.clone();
+        // The JWKS keys already fetched stay while the URL does.
+        if let (Some(old), Some(new)) = (&now.auth.jwt, &next.auth.jwt) {
+            if now.auth.jwks.is_some() && now.auth.jwks == next.auth.jwks {
+                new.keep_jwks_of(old);
+            }
+        }
+        let keys = (next.live.keys.clone(), next.live.global_key.clone());
+        next.live = now.live.clone();
+        self.state.live.set_keys(keys.0, keys.1);
+        self.state.conns.set_max(next.max_connections);
+        self.state.set_config(next);
+        restart
+    }
+
+    /// Rescans the library directory and serves what it holds now.
+    pub fn library(
+        &self,
+        dir: &Path,
+        budget: u64,
+        events: impl FnMut(LoadEvent<'_>),
+    ) -> Result<Changes, StartError> {
+        let (next, changes) = self.state.library().rescan(dir, budget, events)?;
+        if !changes.is_empty() {
+            self.state.set_library(next);
+        }
+        Ok(changes)
+    }
+}

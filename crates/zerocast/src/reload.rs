@@ -1,0 +1,141 @@
+//! Reload without restart, the binary's side: on SIGHUP the config file is read again and merged
+//! with the flags the server started with, the result applied (`server::reload`: what can change
+//! live changes, what cannot is named in a warning), the TLS certificate reloaded and the library
+//! rescanned; with `watch`, the library is also rescanned when its files change (inotify through
+//! the `notify` crate, changes gathered until 1 s of quiet). A config file that does not parse is
+//! refused with its error and the settings in use stay.
+
+use crate::cli::ServeArgs;
+use crate::config::{self, FileConfig};
+use anyhow::Result;
+use server::library::LoadEvent;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a reload needs: how the server was started, and handles on it.
+pub struct Reloader {
+    pub args: ServeArgs,
+    pub config_file: Option<PathBuf>,
+    pub library: Option<PathBuf>,
+    pub budget: u64,
+    pub server: server::reload::Reload,
+    pub tls: Option<server::tls::Reloader>,
+}
+
+impl Reloader {
+    /// SIGHUP: settings, certificate, library.
+    pub async fn hangup(&self) {
+        tracing::info!("SIGHUP: reloading the config file, the TLS certificate and the library");
+        if let Err(e) = self.settings() {
+            tracing::error!("config reload refused: {e:#}; the settings in use stay");
+        }
+        if let Some(t) = &self.tls {
+            let _ = t.reload();
+        }
+        self.library().await;
+    }
+
+    fn settings(&self) -> Result<()> {
+        let file = FileConfig::load(self.config_file.as_deref())?;
+        let next = config::merge(self.args.clone(), file)?;
+        let mut restart = self.server.settings(next.config);
+        if next.library != self.library {
+            restart.push("library");
+        }
+        if next.cache_budget != self.budget {
+            restart.push("cache_size");
+        }
+        if restart.is_empty() {
+            tracing::info!("settings reloaded; new requests and connections use them");
+        } else {
+            tracing::warn!(
+                needs_restart = %restart.join(", "),
+                "settings reloaded, except these, which only a restart can change"
+            );
+        }
+        Ok(())
+    }
+
+    /// Rescans the library (off the async threads: new titles are read and indexed).
+    pub async fn library(&self) {
+        let Some(dir) = self.library.clone() else {
+            return;
+        };
+        let (server, budget) = (self.server.clone(), self.budget);
+        let d = dir.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            server.library(&d, budget, |ev| {
+                if let LoadEvent::Skipped { path, reason } = ev {
+                    tracing::warn!(path = %path.display(), %reason, "skipped");
+                }
+            })
+        })
+        .await;
+        match scanned {
+            Ok(Ok(c)) if c.is_empty() => tracing::info!("library rescanned: no changes"),
+            Ok(Ok(c)) => tracing::info!(
+                added = ?c.added,
+                changed = ?c.changed,
+                removed = ?c.removed,
+                "library rescanned"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, dir = %dir.display(), "library rescan failed; the titles in use stay")
+            }
+            Err(e) => tracing::error!(error = %e, "library rescan failed"),
+        }
+    }
+}
+
+/// Runs the reloads until the task is dropped: SIGHUP, and library changes when `watch` is on.
+pub async fn run(mut hup: tokio::signal::unix::Signal, r: Reloader, watch: bool) {
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Kept alive for as long as this task runs.
+    let _watcher = match (&r.library, watch) {
+        (Some(dir), true) => watcher(dir, tx),
+        _ => None,
+    };
+    loop {
+        tokio::select! {
+            s = hup.recv() => match s {
+                Some(()) => r.hangup().await,
+                None => return,
+            },
+            Some(()) = changed.recv() => {
+                // Gather a burst of changes (a copy in progress) until 1 s of quiet.
+                while let Ok(Some(())) = tokio::time::timeout(Duration::from_secs(1), changed.recv()).await {}
+                r.library().await;
+            }
+        }
+    }
+}
+
+/// Watches `dir` recursively; each relevant event sends a wake-up.
+fn watcher(
+    dir: &std::path::Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let handler = move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if matches!(
+                ev.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+            ) {
+                let _ = tx.send(());
+            }
+        }
+    };
+    let started = notify::recommended_watcher(handler)
+        .and_then(|mut w| w.watch(dir, RecursiveMode::Recursive).map(|()| w));
+    match started {
+        Ok(w) => {
+            tracing::info!(dir = %dir.display(), "watching the library for changes");
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the library; it is rescanned on SIGHUP only");
+            None
+        }
+    }
+}
