@@ -25,7 +25,7 @@ ZPORT=${ZPORT:-18081}
 NPORT=${NPORT:-18082}
 IDLE=${IDLE:-10000}
 TLS=${TLS:-0}
-OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)$([ "$TLS" = 1 ] && echo -tls)
+OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)$(if [ "$TLS" = 1 ]; then echo -tls; fi)
 mkdir -p "$OUT"
 SCHEME=http
 ZTLS=(--listen "127.0.0.1:$ZPORT")
@@ -146,7 +146,7 @@ if [ "$TLS" = 1 ]; then
         clients+=("$!")
       done
       wait "${clients[@]}"
-      awk -v s="$srv" -v m="$mode" '{n += $1; t = $(NF-2)} END {printf "%s %s %.0f\n", s, m, n / '"$DUR"'}' \
+      awk -v s="$srv" -v m="$mode" '{r += $1 / $4} END {printf "%s %s %.0f\n", s, m, r}' \
         "$OUT"/handshakes."$srv"."$mode".*.txt | tee -a "$OUT/handshakes.txt"
     done
   done

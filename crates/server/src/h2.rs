@@ -3,6 +3,9 @@
 //! from the same [`crate::http::handle`] as on HTTP/1.1. Publishing is HTTP/1.1's (clients
 //! publish over it; an HTTP/2 publish is refused with a clear 505).
 //!
+//! A connection on which no request starts for `header_read_timeout` is closed gracefully, as an
+//! idle HTTP/1.1 keep-alive connection is.
+//!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
 //! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
 
@@ -18,9 +21,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Most streams a client may open at once on one connection.
 const MAX_STREAMS: u32 = 256;
@@ -47,8 +52,11 @@ pub(crate) async fn connection(
         Bytes::new(),
         state.config().send_timeout,
     ));
-    let (st, stop) = (state.clone(), shutdown.clone());
+    // When the last request started (ms since `start`): an idle connection is closed.
+    let (start, last) = (Instant::now(), Arc::new(AtomicU64::new(0)));
+    let (st, stop, seen) = (state.clone(), shutdown.clone(), last.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        seen.store(start.elapsed().as_millis() as u64, Relaxed);
         let (st, stop) = (st.clone(), stop.clone());
         async move { Ok::<_, Infallible>(answer(&st, req, peer, stop).await) }
     });
@@ -60,11 +68,23 @@ pub(crate) async fn connection(
         .keep_alive_timeout(state.config().send_timeout);
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // As HTTP/1.1 keep-alive: no new request for the header-read timeout closes the connection,
+    // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
+    let idle = state.config().header_read_timeout;
+    let result = loop {
+        let quiet_until = start + Duration::from_millis(last.load(Relaxed)) + idle;
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = tokio::time::sleep_until(quiet_until) => {
+                if start + Duration::from_millis(last.load(Relaxed)) + idle <= Instant::now() {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
         }
     };
     result.map_err(|e| ConnError::Io(std::io::Error::other(e)))
@@ -91,7 +111,7 @@ async fn answer(
         }
         Some(Route::Watch(name, output)) if m == Method::GET => {
             let origin = req.headers().get(http::header::ORIGIN);
-            let watched = crate::http::signed_link(state, &req)
+            let watched = crate::http::signed_link(&state.config(), &req)
                 .and_then(|_| crate::admit::viewer_request(state, name, &req))
                 .and_then(|()| state.live.watchable(name, output));
             let hook = crate::auth::hooks::Event::Play;

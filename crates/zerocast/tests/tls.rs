@@ -409,3 +409,122 @@ fn a_malformed_certificate_at_start_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cert.pem: no PEM certificate in it"), "{err}");
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // The idle limit is the header-read timeout, as for HTTP/1.1 keep-alive.
+    let config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        header_read_timeout: Duration::from_secs(1),
+        ..server::Config::default()
+    };
+    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
+    let s = TestServer::start_with(config, empty);
+    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    // The client preface and an empty SETTINGS frame, then nothing.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    tls.flush().unwrap();
+    // Read frames as a client does: acknowledge SETTINGS and PINGs, note each frame's type.
+    let started = Instant::now();
+    let (mut got, mut types) = (Vec::new(), Vec::new());
+    let mut b = [0u8; 1024];
+    loop {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+        while got.len() >= 9 {
+            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (got[3], got[4]);
+            types.push(kind);
+            if kind == 4 && flags & 1 == 0 {
+                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
+            }
+            if kind == 6 && flags & 1 == 0 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&got[9..17]);
+                tls.write_all(&ack).unwrap();
+            }
+            tls.flush().unwrap();
+            got.drain(..9 + len);
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // A GOAWAY frame (type 7) came before the close.
+    assert!(types.contains(&7), "frames: {types:?}");
+}
+
+#[test]
+fn an_http2_viewer_and_playlist_need_their_jwt_as_over_http_1_1() {
+    use server::auth::{Credential, Keys, Rule, Rules};
+    let secret = b"a test secret of at least 32 bytes!!";
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        auth: Rules {
+            rules: vec![Rule {
+                streams: "*".into(),
+                publish: vec![Credential::Key],
+                read: vec![Credential::Jwt],
+            }],
+            jwt: Some(std::sync::Arc::new(
+                Keys::new(Some(secret), &[], 5).unwrap(),
+            )),
+            jwks: None,
+        },
+        ..server::Config::default()
+    };
+    let s = TestServer::start_with(
+        config,
+        server::Library::from_static(&[], std::time::SystemTime::now()),
+    );
+    let _publisher = ffmpeg_publish(&live_ts(), &["-re"], "mpegts", &[], &s.url("/live/h2"));
+    wait_for(&s, "h2", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let claims = serde_json::json!({"action": "read", "stream": "h2", "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap();
+    let (_, status) = curl(s.https[0], &ca, "/live/h2.ts", &["--http2"]);
+    assert_eq!(status, "2 401");
+    let (_, status) = curl(s.https[0], &ca, "/live/h2/index.m3u8", &["--http2"]);
+    assert_eq!(status, "2 401");
+    let (body, status) = curl(
+        s.https[0],
+        &ca,
+        &format!("/live/h2/index.m3u8?jwt={token}"),
+        &["--http2"],
+    );
+    assert_eq!(status, "2 200");
+    assert!(String::from_utf8_lossy(&body).contains(&format!("?jwt={token}")));
+    let (body, status) = curl(
+        s.https[0],
+        &ca,
+        &format!("/live/h2.ts?jwt={token}"),
+        &["--http2", "--max-time", "2"],
+    );
+    assert_eq!(status, "2 200");
+    assert!(body.len() > 188 && body[0] == 0x47, "TS bytes");
+}

@@ -345,7 +345,7 @@ fn watch_link(state: &State, target: &str) -> Result<(), Error> {
     let Ok(req) = Request::get(target).body(()) else {
         return Err(Error::NoRoute);
     };
-    crate::http::signed_link(state, &req).map(|_| ())
+    crate::http::signed_link(&state.config(), &req).map(|_| ())
 }
 
 /// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS

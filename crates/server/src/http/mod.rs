@@ -157,7 +157,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
     let m = req.method();
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
-    let cors = &state.config().cors;
+    // One snapshot of the settings for the whole request.
+    let config = state.config();
+    let cors = &config.cors;
     let routed = route(m, path);
     let result = if m == Method::OPTIONS {
         // A preflight, or a bare OPTIONS: what the path takes.
@@ -165,7 +167,7 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
             .map(|methods| cors.preflight(origin, methods))
             .ok_or(Error::NoRoute)
     } else {
-        signed_link(state, req).and_then(|carry| match routed {
+        signed_link(&config, req).and_then(|carry| match routed {
             None => Err(Error::NoRoute),
             // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
             Some(Route::Publish(_)) => Err(Error::NoRoute),
@@ -173,10 +175,10 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
                 admin::control(r, state, req)
             }
             Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-            Some(r) if r.is_api() && state.config().private_api => {
-                admin::authorize(state, req).and_then(|()| answer(r, state, req, None))
+            Some(r) if r.is_api() && config.private_api => {
+                admin::authorize(state, req).and_then(|()| answer(r, state, &config, req, None))
             }
-            Some(r) => answer(r, state, req, carry.as_deref()),
+            Some(r) => answer(r, state, &config, req, carry.as_deref()),
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
@@ -216,8 +218,11 @@ fn carried_query<B>(
 
 /// The signed-link check (`auth::signed`) on the server's clock: what a playlist carries on to
 /// its segment URIs, or why the request is refused.
-pub(crate) fn signed_link<B>(state: &State, req: &Request<B>) -> Result<Option<String>, Error> {
-    let Some(signed) = &state.config().signed else {
+pub(crate) fn signed_link<B>(
+    config: &crate::config::Config,
+    req: &Request<B>,
+) -> Result<Option<String>, Error> {
+    let Some(signed) = &config.signed else {
         return Ok(None);
     };
     let now = std::time::SystemTime::now()
@@ -246,12 +251,13 @@ fn methods(path: &str) -> Option<&'static str> {
 fn answer<B>(
     r: Route<'_>,
     state: &State,
+    config: &crate::config::Config,
     req: &Request<B>,
     carry: Option<&str>,
 ) -> Result<Response<Chunks>, Error> {
     let library = state.library();
     let (lib, live, conns) = (&*library, &*state.live, &state.conns);
-    let policy = &state.config().policy;
+    let policy = &config.policy;
     match r {
         Route::Video(id) => vod::video(lib, id, policy, req),
         Route::List => Ok(vod::list(lib)),
