@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-5}
 OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-auth
-mkdir -p "$OUT" "$OUT/lib"
+LIB=$(mktemp -d)
+mkdir -p "$OUT"
 install_tools wrk ffmpeg python3
 make_media
 cargo build --release -q -p zerocast
-cp bench/media/small.mp4 "$OUT/lib/small.mp4"
-LEN=$(stat -c %s "$OUT/lib/small.mp4")
+cp bench/media/small.mp4 "$LIB/small.mp4"
+LEN=$(stat -c %s "$LIB/small.mp4")
 machine_report | tee "$OUT/env.txt"
 SECRET=bench-secret-0123456789abcdef
 printf '[signed_urls]\nsecret = "%s"\nprefixes = ["/videos/"]\n' "$SECRET" > "$OUT/signed.toml"
@@ -25,13 +26,13 @@ SIG=$(printf '/videos/small.mp4\n%s' "$EXPIRES" | openssl dgst -sha256 -hmac "$S
 SIGNED_PATH="/videos/small.mp4?expires=$EXPIRES&sig=$SIG"
 
 PIDS_TO_STOP=()
-cleanup() { for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$LIB"; }
 trap cleanup EXIT
 declare -A PID PORT PATHS
 start() { # name port extra...
   local name=$1 port=$2
   shift 2
-  target/release/zerocast serve --library "$OUT/lib" --listen "127.0.0.1:$port" --rtmp-listen off "$@" \
+  target/release/zerocast serve --library "$LIB" --listen "127.0.0.1:$port" --rtmp-listen off "$@" \
     2> "$OUT/$name.log" &
   PID[$name]=$!
   PIDS_TO_STOP+=("$!")

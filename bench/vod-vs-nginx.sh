@@ -33,12 +33,14 @@ SSL=""
 NTLS=""
 if [ "$TLS" = 1 ]; then
   SCHEME=https
+  # A throwaway certificate, outside the results (which are kept).
+  CERTS=$(mktemp -d)
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$CERTS/key.pem" -out "$CERTS/cert.pem" 2>/dev/null
   printf 'tls_cipher_suites = ["TLS13_AES_128_GCM_SHA256"]\n' > "$OUT/zerocast-tls.toml"
-  ZTLS=(--listen off --tls-listen "127.0.0.1:$ZPORT" --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" --config "$OUT/zerocast-tls.toml")
+  ZTLS=(--listen off --tls-listen "127.0.0.1:$ZPORT" --tls-cert "$CERTS/cert.pem" --tls-key "$CERTS/key.pem" --config "$OUT/zerocast-tls.toml")
   SSL=ssl
-  NTLS="ssl_certificate $PWD/$OUT/cert.pem; ssl_certificate_key $PWD/$OUT/key.pem; ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256; ssl_conf_command Options KTLS; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+  NTLS="ssl_certificate $CERTS/cert.pem; ssl_certificate_key $CERTS/key.pem; ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256; ssl_conf_command Options KTLS; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
 fi
 install_tools wrk ffmpeg nginx iperf3 python3
 make_media
