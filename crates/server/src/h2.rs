@@ -34,7 +34,7 @@ const MAX_STREAMS: u32 = 256;
 pub(crate) fn chosen(stream: &Transport) -> bool {
     match stream {
         Transport::Tls(s) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
-        Transport::Plain(_) => false,
+        Transport::Plain(_) | Transport::Ktls(_) => false,
     }
 }
 

@@ -56,6 +56,7 @@ pub fn needs_restart(now: &Config, next: &Config) -> Vec<&'static str> {
                 t.redirect_http,
                 t.hsts,
                 t.handshake_timeout,
+                t.ktls,
             )
         })
     };

@@ -36,7 +36,7 @@ pub(crate) async fn write_all(
         until = progress(n);
         IoSlice::advance_slices(&mut rest, n);
     }
-    if sock.is_tls() {
+    if sock.is_user_tls() {
         let flush = sock.flush();
         match until {
             Some(at) => match tokio::time::timeout_at(at, flush).await {

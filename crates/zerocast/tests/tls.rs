@@ -528,3 +528,65 @@ fn an_http2_viewer_and_playlist_need_their_jwt_as_over_http_1_1() {
     assert_eq!(status, "2 200");
     assert!(body.len() > 188 && body[0] == 0x47, "TS bytes");
 }
+
+/// The value of a `/metrics` sample line that starts with `prefix`.
+fn metric(s: &TestServer, prefix: &str) -> Option<u64> {
+    let m = s.get("/metrics", &[]);
+    String::from_utf8_lossy(&m.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().parse().unwrap()))
+}
+
+#[test]
+fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
+    if server::tls::kernel_tls_available() {
+        eprintln!("SKIPPED: this kernel offers the tls ULP; the kTLS test below runs instead");
+        return;
+    }
+    let (s, ca) = https_server(|t| t.ktls = true);
+    let (body, status) = curl(
+        s.https[0],
+        &ca,
+        "/videos/ntsc-moov-at-end.mp4",
+        &["--http1.1", "-r", "0-1999999"],
+    );
+    assert_eq!(status, "1.1 206");
+    assert_eq!(body, demo_bytes("ntsc-moov-at-end.mp4")[..2_000_000]);
+    assert!(metric(&s, "zerocast_tls_connections_total{path=\"userspace\"}") >= Some(1));
+    assert_eq!(
+        metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}"),
+        Some(0)
+    );
+    assert_eq!(
+        metric(&s, "zerocast_tls_encryption_path{path=\"userspace\"}"),
+        Some(1)
+    );
+}
+
+#[test]
+fn with_ktls_the_kernel_encrypts_ranges_sent_with_sendfile() {
+    if !server::tls::kernel_tls_available() {
+        eprintln!(
+            "SKIPPED: this kernel offers no tls ULP (/proc/sys/net/ipv4/tcp_available_ulp); \
+             run `modprobe tls` where the module exists to test the kTLS path"
+        );
+        return;
+    }
+    let (s, ca) = https_server(|t| t.ktls = true);
+    // Large enough for sendfile (sendfile_min, 1 MiB by default).
+    let (body, status) = curl(
+        s.https[0],
+        &ca,
+        "/videos/ntsc-moov-at-end.mp4",
+        &["--http1.1", "-r", "0-1999999"],
+    );
+    assert_eq!(status, "1.1 206");
+    assert_eq!(body, demo_bytes("ntsc-moov-at-end.mp4")[..2_000_000]);
+    let (_, status) = curl(s.https[0], &ca, "/healthz", &["--http1.1"]);
+    assert_eq!(status, "1.1 200");
+    assert!(metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}") >= Some(2));
+    assert_eq!(
+        metric(&s, "zerocast_tls_connections_total{path=\"ktls_failed\"}"),
+        Some(0)
+    );
+}

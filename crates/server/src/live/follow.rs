@@ -220,7 +220,7 @@ enum Input {
 async fn closed(sock: &mut Transport, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
     loop {
         let n = match sock {
-            Transport::Plain(sock) => {
+            Transport::Plain(sock) | Transport::Ktls(sock) => {
                 if sock.readable().await.is_err() {
                     return Input::Closed;
                 }

@@ -10,6 +10,7 @@
 //! not built yet, so every connection uses rustls.
 
 mod certs;
+pub(crate) mod ktls;
 mod reload;
 
 pub use certs::{CertError, Certs};
@@ -47,6 +48,9 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
     /// How often the certificate files are checked for changes (`None`: only on SIGHUP).
     pub watch_interval: Option<Duration>,
+    /// Hand the session keys to the kernel after the handshake (kTLS), where it offers the `tls`
+    /// ULP: `sendfile` and `writev` then go out encrypted by the kernel (ktls.rs).
+    pub ktls: bool,
     /// The cipher suites offered, by IANA name (`TLS13_AES_128_GCM_SHA256`, ...); empty: all of
     /// ring's (AES-GCM and ChaCha20-Poly1305 for TLS 1.3 and 1.2, ECDHE only).
     pub cipher_suites: Vec<String>,
@@ -65,6 +69,7 @@ impl TlsConfig {
             handshake_timeout: Duration::from_secs(10),
             watch_interval: Some(Duration::from_secs(2)),
             cipher_suites: Vec::new(),
+            ktls: false,
         }
     }
 }
@@ -72,6 +77,8 @@ impl TlsConfig {
 /// The running TLS side: certificate, acceptors, counters.
 pub(crate) struct Tls {
     pub config: TlsConfig,
+    /// kTLS is asked for and the kernel offers it.
+    pub ktls: bool,
     pub certs: Arc<Certs>,
     /// The stamps of the certificate files last read (reload.rs).
     pub loaded: std::sync::Mutex<(reload::Stamp, reload::Stamp)>,
@@ -96,6 +103,11 @@ pub(crate) struct Stats {
     pub failed: AtomicU64,
     pub timed_out: AtomicU64,
     pub h2: AtomicU64,
+    /// Connections whose keys went to the kernel, and hand-overs the kernel refused.
+    pub ktls: AtomicU64,
+    pub ktls_failed: AtomicU64,
+    /// Connections encrypted by rustls.
+    pub userspace: AtomicU64,
     pub reloads: AtomicU64,
     pub reloads_refused: AtomicU64,
 }
@@ -150,6 +162,12 @@ impl Tls {
     /// Reads the certificate and makes the acceptors.
     pub(crate) fn new(config: TlsConfig, https_port: Option<u16>) -> Result<Tls, CertError> {
         let provider = restricted(provider(), &config.cipher_suites)?;
+        let ktls = config.ktls && kernel_tls_available();
+        if config.ktls && !ktls {
+            tracing::warn!(
+                "ktls = true, but this kernel offers no tls ULP: TLS stays in user space"
+            );
+        }
         let loaded = std::sync::Mutex::new(reload::stamps(&config));
         let first = certs::load(&config.cert, &config.key, &provider)?;
         let certs = Arc::new(Certs::new(first));
@@ -161,6 +179,7 @@ impl Tls {
                 .with_no_client_auth()
                 .with_cert_resolver(certs.clone());
             c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            c.enable_secret_extraction = ktls;
             c.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
             if let Ok(t) = rustls::crypto::ring::Ticketer::new() {
                 c.ticketer = t;
@@ -170,6 +189,7 @@ impl Tls {
         let https = TlsAcceptor::from(make(&[b"h2", b"http/1.1"])?);
         let rtmps = TlsAcceptor::from(make(&[])?);
         Ok(Tls {
+            ktls,
             config,
             certs,
             https_port,
@@ -184,13 +204,21 @@ impl Tls {
     /// timeout.
     pub(crate) async fn accept(&self, tcp: TcpStream, rtmp: bool) -> Result<Transport, ConnError> {
         let acceptor = if rtmp { &self.rtmps } else { &self.https };
-        match tokio::time::timeout(self.config.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
+        let corked = crate::transport::Corked::new(tcp, self.ktls);
+        match tokio::time::timeout(self.config.handshake_timeout, acceptor.accept(corked)).await {
+            Ok(Ok(mut tls)) => {
                 self.stats.handshakes.fetch_add(1, Relaxed);
                 let conn = tls.get_ref().1;
                 if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
                     self.stats.resumed.fetch_add(1, Relaxed);
                 }
+                // HTTP/2 stays with rustls: the kernel's gain is `sendfile`, which is HTTP/1.1's.
+                let h2 = conn.alpn_protocol() == Some(b"h2");
+                if self.ktls && !h2 {
+                    return self.to_kernel(tls).await;
+                }
+                tls.get_mut().0.uncork();
+                self.stats.userspace.fetch_add(1, Relaxed);
                 Ok(Transport::Tls(Box::new(tls)))
             }
             Ok(Err(e)) => {
@@ -200,6 +228,45 @@ impl Tls {
             Err(_) => {
                 self.stats.timed_out.fetch_add(1, Relaxed);
                 Err(ConnError::Timeout("TLS handshake not finished in time"))
+            }
+        }
+    }
+
+    /// Hands a finished handshake to the kernel (ktls.rs). A connection that already holds
+    /// decrypted bytes stays in user space; one the kernel refuses is closed (its rustls state is
+    /// spent by then).
+    async fn to_kernel(
+        &self,
+        mut tls: tokio_rustls::server::TlsStream<crate::transport::Corked>,
+    ) -> Result<Transport, ConnError> {
+        use tokio::io::AsyncWriteExt;
+        // The session tickets and anything else rustls still holds for the client go out first.
+        let flushed = tokio::time::timeout(self.config.handshake_timeout, tls.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            self.stats.ktls_failed.fetch_add(1, Relaxed);
+            return Err(ConnError::Tls(
+                "kTLS: the handshake's last records did not go out".into(),
+            ));
+        }
+        let (_, conn) = tls.get_mut();
+        let buffered = conn.process_new_packets().map_or(true, |st| {
+            st.plaintext_bytes_to_read() > 0 || st.tls_bytes_to_write() > 0
+        });
+        if buffered {
+            tls.get_mut().0.uncork();
+            self.stats.userspace.fetch_add(1, Relaxed);
+            return Ok(Transport::Tls(Box::new(tls)));
+        }
+        let (io, conn) = tls.into_inner();
+        match ktls::hand_over(&io.inner, conn) {
+            Ok(()) => {
+                self.stats.ktls.fetch_add(1, Relaxed);
+                Ok(Transport::Ktls(io.inner))
+            }
+            Err(why) => {
+                self.stats.ktls_failed.fetch_add(1, Relaxed);
+                tracing::warn!(%why, "kTLS hand-over refused by the kernel; connection closed");
+                Err(ConnError::Tls(format!("kTLS: {why}")))
             }
         }
     }
@@ -227,10 +294,25 @@ impl Tls {
             out,
             name,
             "gauge",
-            "Where TLS records are encrypted: 1 for the path in use.",
+            "Where new TLS connections are encrypted: 1 for the path in use (kTLS when asked for and offered).",
         );
-        metric_sample(out, name, "path=\"userspace\"", 1);
-        metric_sample(out, name, "path=\"ktls\"", 0);
+        metric_sample(out, name, "path=\"userspace\"", u64::from(!self.ktls));
+        metric_sample(out, name, "path=\"ktls\"", u64::from(self.ktls));
+        let name = "tls_connections_total";
+        metric_family(
+            out,
+            name,
+            "counter",
+            "TLS connections by where they were encrypted; ktls_failed: hand-overs the kernel refused.",
+        );
+        metric_sample(out, name, "path=\"userspace\"", s.userspace.load(Relaxed));
+        metric_sample(out, name, "path=\"ktls\"", s.ktls.load(Relaxed));
+        metric_sample(
+            out,
+            name,
+            "path=\"ktls_failed\"",
+            s.ktls_failed.load(Relaxed),
+        );
         let ulp = u64::from(kernel_tls_available());
         metric(
             out,

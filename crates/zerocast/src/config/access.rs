@@ -195,6 +195,7 @@ pub(super) fn tls(args: &ServeArgs, file: &FileConfig) -> Result<Option<server::
     }
     t.hsts = file.hsts_max_age_secs.map(Duration::from_secs);
     t.cipher_suites = file.tls_cipher_suites.clone().unwrap_or_default();
+    t.ktls = file.ktls.unwrap_or(false);
     if let Some(s) = file.tls_handshake_timeout_secs {
         t.handshake_timeout = Duration::from_secs(s.max(1));
     }

@@ -39,6 +39,8 @@ pub struct FileConfig {
     tls_handshake_timeout_secs: Option<u64>,
     /// Cipher suites offered, e.g. `["TLS13_AES_128_GCM_SHA256"]`; default: all of rustls/ring's.
     tls_cipher_suites: Option<Vec<String>>,
+    /// Hand TLS keys to the kernel after the handshake where it offers kTLS (default false).
+    ktls: Option<bool>,
     cache_size: Option<String>,
     log_format: Option<LogFormat>,
     header_read_timeout_secs: Option<u64>,

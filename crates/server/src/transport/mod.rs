@@ -7,10 +7,15 @@
 //! - TLS in user space: rustls copies each plaintext slice once into its record buffer and
 //!   encrypts it there; `sendfile` is not possible (the kernel would send plaintext), so bodies
 //!   that would go out with it are written from the same mapped `Bytes` instead.
+//! - kernel TLS (tls/ktls.rs): after the handshake the kernel holds the keys; for us the socket
+//!   is plain TCP again, `sendfile` included.
 //!
 //! A TLS write may return before rustls has handed all its records to the socket, so every
 //! writer ends a message with a flush ([`crate::vectored::write_all`] does).
 
+mod corked;
+
+pub(crate) use corked::Corked;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,27 +29,34 @@ pub(crate) enum Transport {
     Plain(TcpStream),
     /// Boxed: rustls's connection state is large, and a plain connection's future should not
     /// carry its size.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Corked>>),
+    /// TLS done by the kernel (kTLS): plaintext for us.
+    Ktls(TcpStream),
 }
 
 impl Transport {
     /// The TCP socket underneath (socket options, `SO_LINGER`).
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(s) => s.get_ref().0,
+            Transport::Plain(s) | Transport::Ktls(s) => s,
+            Transport::Tls(s) => &s.get_ref().0.inner,
         }
     }
 
     /// Whether the bytes are encrypted (HTTPS, RTMPS).
     pub(crate) fn is_tls(&self) -> bool {
+        !matches!(self, Transport::Plain(_))
+    }
+
+    /// Whether rustls encrypts in user space (writers must flush; no `sendfile`).
+    pub(crate) fn is_user_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))
     }
 
-    /// The socket `sendfile` may write to: plain TCP only (user-space TLS must see the bytes).
+    /// The socket `sendfile` may write to: plain TCP and kTLS (user-space TLS must see the bytes).
     pub(crate) fn sendfile_socket(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Plain(s) => Some(s),
+            Transport::Plain(s) | Transport::Ktls(s) => Some(s),
             Transport::Tls(_) => None,
         }
     }
@@ -53,12 +65,12 @@ impl Transport {
     /// decrypted bytes not read yet.
     pub(crate) async fn readable(&mut self) -> io::Result<()> {
         match self {
-            Transport::Plain(s) => s.readable().await,
+            Transport::Plain(s) | Transport::Ktls(s) => s.readable().await,
             Transport::Tls(s) => {
                 let (tcp, conn) = s.get_mut();
                 match conn.process_new_packets() {
                     Ok(st) if st.plaintext_bytes_to_read() > 0 || st.peer_has_closed() => Ok(()),
-                    Ok(_) => tcp.readable().await,
+                    Ok(_) => tcp.inner.readable().await,
                     // The read that follows reports it.
                     Err(_) => Ok(()),
                 }
@@ -74,7 +86,7 @@ impl AsyncRead for Transport {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -87,7 +99,7 @@ impl AsyncWrite for Transport {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -98,7 +110,7 @@ impl AsyncWrite for Transport {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -109,14 +121,14 @@ impl AsyncWrite for Transport {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
