@@ -551,3 +551,22 @@ fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
         publish_status(&s, &format!("/live/secret-j?jwt={token}")) == 200
     });
 }
+
+#[test]
+fn an_rtmp_publisher_refused_by_on_publish_is_told_why_and_nothing_is_created() {
+    let (base, calls) = hook_server(Answer::Status(500));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let url = format!("rtmp://{}/live/hooked-rtmp?session=7", s.rtmp);
+    let (ok, err) =
+        ffmpeg_publish(&rtmp_mp4(), &[], "flv", &[], &url).wait(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(
+        err.contains("refused by the on_publish callback (it answered 500)"),
+        "{err}"
+    );
+    let (_, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(body["protocol"], "rtmp");
+    assert_eq!(body["stream"], "hooked-rtmp");
+    assert_eq!(body["query"], "session=7");
+    assert!(stream_doc(&s, "hooked-rtmp").is_none());
+}
