@@ -73,6 +73,10 @@ pub(crate) async fn playlist<B>(
         return Ok(());
     };
     viewer_request(state, name, req)?;
+    // Only for a stream that exists: junk names get their 404 without a call to the service.
+    if state.live.get(name).is_none() {
+        return Ok(());
+    }
     let protocol = if secure { "https" } else { "http" };
     hook(state, Event::Play, name, peer, protocol, req.uri().query()).await
 }
@@ -89,12 +93,14 @@ pub(crate) async fn hook(
     let Some(hooks) = &state.config().hooks else {
         return Ok(());
     };
+    // Credentials stay here: the service hears the rest of the query.
+    let query = query.map(auth::redact);
     let call = Call {
         event,
         stream,
         client,
         protocol,
-        query,
+        query: query.as_deref(),
     };
     hooks.ask(call).await.map_err(Error::Hook)
 }

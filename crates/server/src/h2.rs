@@ -3,8 +3,8 @@
 //! from the same [`crate::http::handle`] as on HTTP/1.1. Publishing is HTTP/1.1's (clients
 //! publish over it; an HTTP/2 publish is refused with a clear 505).
 //!
-//! A connection on which no request starts for `header_read_timeout` is closed gracefully, as an
-//! idle HTTP/1.1 keep-alive connection is.
+//! A connection with no stream open for `header_read_timeout` is closed gracefully (GOAWAY), as
+//! an idle HTTP/1.1 keep-alive connection is; a long download or a live viewer keeps it open.
 //!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
 //! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
@@ -21,7 +21,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -52,13 +52,28 @@ pub(crate) async fn connection(
         Bytes::new(),
         state.config().send_timeout,
     ));
-    // When the last request started (ms since `start`): an idle connection is closed.
-    let (start, last) = (Instant::now(), Arc::new(AtomicU64::new(0)));
-    let (st, stop, seen) = (state.clone(), shutdown.clone(), last.clone());
+    // Streams open now, and when the last one ended (ms since `start`): a connection with
+    // none open for the idle time is closed.
+    let streams = Arc::new(Streams {
+        start: Instant::now(),
+        open: AtomicUsize::new(0),
+        last: AtomicU64::new(0),
+    });
+    let (st, stop, s2) = (state.clone(), shutdown.clone(), streams.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        seen.store(start.elapsed().as_millis() as u64, Relaxed);
+        let open = Open::new(s2.clone());
         let (st, stop) = (st.clone(), stop.clone());
-        async move { Ok::<_, Infallible>(answer(&st, req, peer, stop).await) }
+        async move {
+            let resp = answer(&st, req, peer, stop).await;
+            // The stream counts as open until hyper drops its body (sent, or reset).
+            Ok::<_, Infallible>(resp.map(|b| {
+                Tracked {
+                    body: b,
+                    _open: open,
+                }
+                .boxed_unsync()
+            }))
+        }
     });
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
@@ -72,7 +87,7 @@ pub(crate) async fn connection(
     // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
     let idle = state.config().header_read_timeout;
     let result = loop {
-        let quiet_until = start + Duration::from_millis(last.load(Relaxed)) + idle;
+        let quiet_until = streams.quiet_since() + idle;
         tokio::select! {
             r = conn.as_mut() => break r,
             _ = shutdown.changed() => {
@@ -80,7 +95,8 @@ pub(crate) async fn connection(
                 break conn.await;
             }
             () = tokio::time::sleep_until(quiet_until) => {
-                if start + Duration::from_millis(last.load(Relaxed)) + idle <= Instant::now() {
+                let quiet = streams.open.load(Relaxed) == 0;
+                if quiet && streams.quiet_since() + idle <= Instant::now() {
                     conn.as_mut().graceful_shutdown();
                     break conn.await;
                 }
@@ -88,6 +104,73 @@ pub(crate) async fn connection(
         }
     };
     result.map_err(|e| ConnError::Io(std::io::Error::other(e)))
+}
+
+/// The streams of one connection: how many are open, and when the last one ended.
+struct Streams {
+    start: Instant,
+    open: AtomicUsize,
+    /// Milliseconds since `start` when the last stream ended (or began, while none had ended).
+    last: AtomicU64,
+}
+
+impl Streams {
+    /// Since when the connection has had nothing to do (now, while streams are open).
+    fn quiet_since(&self) -> Instant {
+        if self.open.load(Relaxed) > 0 {
+            return Instant::now();
+        }
+        self.start + Duration::from_millis(self.last.load(Relaxed))
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Relaxed);
+    }
+}
+
+/// One open stream; counts out when dropped.
+struct Open(Arc<Streams>);
+
+impl Open {
+    fn new(s: Arc<Streams>) -> Open {
+        s.open.fetch_add(1, Relaxed);
+        s.touch();
+        Open(s)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A response body that keeps its stream counted as open.
+struct Tracked {
+    body: Body,
+    _open: Open,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// One HTTP/2 request: a live viewer gets its endless body; a playlist waits for a first segment

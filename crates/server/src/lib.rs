@@ -52,7 +52,6 @@ pub use library::{default_cache_budget, Library, LoadEvent, Title};
 
 use state::State;
 
-use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,12 +166,6 @@ impl Server {
             rtmps,
             tls,
         } = listeners;
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .keep_alive(true)
-            // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
-            .writev(true);
         Server {
             listener,
             rtmp,
@@ -184,7 +177,6 @@ impl Server {
                 Arc::new(conns::Conns::new(config.max_connections)),
                 Arc::new(vod_metrics::VodMetrics::default()),
                 tls,
-                http,
                 config,
             )),
         }

@@ -257,19 +257,28 @@ impl Library {
             bytes: total,
         });
         let mut lib = Library::default();
-        let mut used = 0u64;
-        for (id, path, len) in files {
-            let stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
-            let kept = previous
-                .and_then(|p| p.titles.get(&id))
-                .filter(|t| stamp.is_some() && t.stamp == stamp);
-            if let Some(t) = kept {
-                if t.cached {
-                    used = used.saturating_add(len);
+        // Titles kept from the previous scan: their files are unchanged (same stamp).
+        let mut kept = std::collections::HashMap::new();
+        for (id, path, _) in &files {
+            let stamp = std::fs::metadata(path).ok().map(|m| FileStamp::of(&m));
+            if let Some(t) = previous.and_then(|p| p.titles.get(id)) {
+                if stamp.is_some() && t.stamp == stamp {
+                    kept.insert(id.clone(), t.clone());
                 }
-                lib.titles.insert(id, t.clone());
+            }
+        }
+        // What they hold in memory counts first, whatever order the new files come in.
+        let mut used: u64 = kept
+            .values()
+            .filter(|t| t.cached)
+            .map(|t| t.data.len() as u64)
+            .sum();
+        for (id, path, len) in files {
+            if let Some(t) = kept.remove(&id) {
+                lib.titles.insert(id, t);
                 continue;
             }
+            let stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
             let cache = used.saturating_add(len) <= budget;
             let started = Instant::now();
             match read(&path, cache) {
@@ -466,4 +475,35 @@ const ID_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// A title id as it goes into a URL path.
 pub fn encode_id(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, ID_SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
+        let dir = std::env::temp_dir().join(format!(
+            "zc-lib-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.bin"), vec![1u8; 1000]).unwrap();
+        let lib = Library::load(&dir, 1500, |_| {}).unwrap();
+        assert!(lib.get("b.bin").unwrap().cached);
+        // A new title that sorts first: the kept one already holds 1000 of the 1500 bytes.
+        std::fs::write(dir.join("a.bin"), vec![2u8; 1000]).unwrap();
+        let (next, changes) = lib.rescan(&dir, 1500, |_| {}).unwrap();
+        assert_eq!(changes.added, ["a.bin"]);
+        assert!(
+            Arc::ptr_eq(next.get("b.bin").unwrap(), lib.get("b.bin").unwrap()),
+            "kept"
+        );
+        assert!(
+            !next.get("a.bin").unwrap().cached,
+            "mapped: the budget was spent"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

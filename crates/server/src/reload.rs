@@ -8,7 +8,11 @@
 //! keys (ring, HLS and viewer limits are fixed per stream at its start).
 //!
 //! The library: titles whose files are unchanged are kept, new ones appear, removed ones 404,
-//! changed ones are read again (a new ETag); a request already running keeps the bytes it holds.
+//! changed ones are read again (a new ETag); a request already running keeps the bytes it holds
+//! when the file was replaced by a rename (the usual way: write a new file, rename it over the
+//! old). A title beyond the memory budget is a mapping of its file: a file truncated or
+//! rewritten in place under a running request is read as it changes (and reading past a
+//! truncated end faults), as with any server that maps or `sendfile`s files.
 
 use crate::config::Config;
 use crate::library::{Changes, LoadEvent};

@@ -18,8 +18,6 @@ pub(crate) struct State {
     pub vod: Arc<crate::vod_metrics::VodMetrics>,
     /// HTTPS/RTMPS: certificate, acceptors, counters (`None`: no TLS).
     pub tls: Option<Arc<crate::tls::Tls>>,
-    /// hyper's HTTP/1.1 settings, for the requests the fast path hands over (see h1/handover.rs).
-    pub http: hyper::server::conn::http1::Builder,
 }
 
 impl State {
@@ -29,7 +27,6 @@ impl State {
         conns: Arc<crate::conns::Conns>,
         vod: Arc<crate::vod_metrics::VodMetrics>,
         tls: Option<Arc<crate::tls::Tls>>,
-        http: hyper::server::conn::http1::Builder,
         config: Config,
     ) -> State {
         State {
@@ -39,7 +36,6 @@ impl State {
             conns,
             vod,
             tls,
-            http,
         }
     }
 

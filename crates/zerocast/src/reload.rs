@@ -27,7 +27,10 @@ impl Reloader {
     pub async fn hangup(&self) {
         tracing::info!("SIGHUP: reloading the config file, the TLS certificate and the library");
         if let Err(e) = self.settings() {
-            tracing::error!("config reload refused: {e:#}; the settings in use stay");
+            tracing::error!(
+                "config reload refused: {}; the settings in use stay",
+                summary(&e)
+            );
         }
         if let Some(t) = &self.tls {
             let _ = t.reload();
@@ -84,6 +87,22 @@ impl Reloader {
             }
             Err(e) => tracing::error!(error = %e, "library rescan failed"),
         }
+    }
+}
+
+/// An error's first and last lines: a TOML parse error quotes the offending line of the file
+/// in between, and that line may hold a secret (logs are often shipped elsewhere).
+fn summary(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, .., last] => format!("{first} ... {last}"),
     }
 }
 

@@ -140,6 +140,11 @@ fn a_ts_viewer_needs_a_read_jwt_and_gets_the_stream_with_one() {
     let s = server(rules(&[]), None);
     let _p = live_secret(&s);
     assert_eq!(s.get("/live/secret-live.ts", &[]).status, 401);
+    let head = common::request(s.addr, "HEAD", "/live/secret-live.ts", &[]);
+    assert_eq!(
+        head.status, 401,
+        "HEAD does not tell whether a protected stream is live"
+    );
     let publish = token("publish", "secret-live", 60);
     let r = s.get(&format!("/live/secret-live.ts?jwt={publish}"), &[]);
     assert_eq!(r.status, 403, "a publish token does not let a viewer in");
@@ -358,13 +363,16 @@ fn hooks(base: &str) -> Hooks {
 fn on_publish_answering_500_refuses_the_publisher() {
     let (base, calls) = hook_server(Answer::Status(500));
     let s = server(Rules::default(), Some(hooks(&base)));
-    assert_eq!(publish_status(&s, "/live/hooked?token=abc"), 403);
+    assert_eq!(publish_status(&s, "/live/hooked?token=abc&jwt=x.y.z"), 403);
     let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(path, "/on_publish");
     assert_eq!(body["action"], "publish");
     assert_eq!(body["stream"], "hooked");
     assert_eq!(body["protocol"], "http");
-    assert_eq!(body["query"], "token=abc");
+    assert_eq!(
+        body["query"], "token=abc&jwt=-",
+        "credentials are not passed on"
+    );
     assert!(body["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(stream_doc(&s, "hooked").is_none(), "refusals touch nothing");
 }

@@ -155,6 +155,28 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// A query with the values of its credentials (`key`, `jwt`, `sig`) replaced by `-`: what
+/// callbacks hear and logs show.
+pub fn redact(query: &str) -> String {
+    query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k @ ("key" | "jwt" | "sig"), _)) => format!("{k}=-"),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Whether a `[[auth]]` pattern can match stream names: one `*` at most, and otherwise the
+/// characters a stream name may have.
+pub fn valid_pattern(p: &str) -> bool {
+    !p.is_empty()
+        && p.matches('*').count() <= 1
+        && p.bytes()
+            .all(|b| b == b'*' || b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// The Unix time now, in seconds (the shells' clock for the pure checks).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -225,6 +247,22 @@ mod tests {
             r.check(Action::Publish, "lobby", NONE, || true, 0),
             Err(Denied::Key)
         );
+    }
+
+    #[test]
+    fn credentials_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact("a=1&key=s3&jwt=x.y.z&sig=ab&b="),
+            "a=1&key=-&jwt=-&sig=-&b="
+        );
+        assert_eq!(redact("session=7"), "session=7");
+    }
+
+    #[test]
+    fn patterns_have_one_star_at_most_and_name_characters() {
+        assert!(valid_pattern("cams-*") && valid_pattern("*") && valid_pattern("show"));
+        assert!(!valid_pattern("team-*-hd*"));
+        assert!(!valid_pattern("a b") && !valid_pattern(""));
     }
 
     #[test]

@@ -39,7 +39,14 @@ pub(super) async fn hyper_takeover(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let conn = state.http.serve_connection(io, svc);
+    // hyper's HTTP/1.1 settings, from the settings in force (a reload changes the timeout).
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.config().header_read_timeout)
+        .keep_alive(true)
+        // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
+        .writev(true);
+    let conn = http.serve_connection(io, svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -74,12 +81,12 @@ impl Rewind {
         }
     }
 
-    /// Applies the send timeout to the result of a write.
-    fn timed(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
+    /// Applies the send timeout to the result of a write, a flush or a shutdown (TLS: rustls
+    /// may hold records that wait on the socket in all three).
+    fn timed<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>>
+    where
+        T: Progress,
+    {
         match r {
             Poll::Pending => {
                 let at = Instant::now() + self.send_timeout;
@@ -100,12 +107,29 @@ impl Rewind {
                 Poll::Pending
             }
             r => {
-                if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                if matches!(&r, Poll::Ready(Ok(n)) if n.progressed()) {
                     self.armed = false;
                 }
                 r
             }
         }
+    }
+}
+
+/// Whether a finished I/O call moved bytes (a write of 0 bytes did not; a flush did).
+trait Progress {
+    fn progressed(&self) -> bool;
+}
+
+impl Progress for usize {
+    fn progressed(&self) -> bool {
+        *self > 0
+    }
+}
+
+impl Progress for () {
+    fn progressed(&self) -> bool {
+        true
     }
 }
 
@@ -149,10 +173,12 @@ impl AsyncWrite for Rewind {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let r = Pin::new(&mut self.stream).poll_flush(cx);
+        self.timed(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let r = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.timed(cx, r)
     }
 }

@@ -74,15 +74,22 @@ pub(super) fn https_location(buf: &[u8], port: u16) -> Option<String> {
     let mut req = httparse::Request::new(&mut headers);
     req.parse(buf).ok()?;
     let target = req.path?;
-    if !target.starts_with('/') || target.split('?').next() == Some("/healthz") {
+    // Origin form (`/path`) with the Host header, or absolute form (`http://host/path`).
+    let (authority, target): (http::uri::Authority, String) = if target.starts_with('/') {
+        let host = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok())?;
+        (host.parse().ok()?, target.to_string())
+    } else {
+        let uri: http::Uri = target.parse().ok()?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        (uri.authority()?.clone(), path)
+    };
+    if target.split('?').next() == Some("/healthz") {
         return None;
     }
-    let host = req
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())?;
-    let authority: http::uri::Authority = host.parse().ok()?;
     let name = authority.host();
     let name = if name.contains(':') && !name.starts_with('[') {
         format!("[{name}]")
@@ -236,6 +243,12 @@ mod tests {
         assert_eq!(loc("GET / HTTP/1.1\r\n\r\n", 443), None, "no Host");
         let bad = "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n";
         assert_eq!(loc(bad, 443), None, "a Host that is no authority");
+        let absolute = "GET http://example.com/videos/a.mp4 HTTP/1.1\r\nHost: other\r\n\r\n";
+        assert_eq!(
+            loc(absolute, 443).as_deref(),
+            Some("https://example.com/videos/a.mp4"),
+            "an absolute-form target is redirected too"
+        );
     }
 
     /// What a head is sorted into, in short.

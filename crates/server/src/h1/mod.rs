@@ -300,7 +300,15 @@ async fn publish(
 /// the client still sends, for at most a second and 1 MiB (nginx's "lingering close").
 async fn lingering_close(mut stream: Transport) -> io::Result<()> {
     use tokio::io::AsyncReadExt;
-    stream.shutdown().await?;
+    // TLS: the shutdown flushes rustls and sends close_notify; a client that reads nothing
+    // is not waited for.
+    match tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown()).await {
+        Ok(r) => r?,
+        Err(_) => {
+            write::reset_on_close(stream.tcp());
+            return Ok(());
+        }
+    }
     let mut sink = [0u8; 16 << 10];
     let mut left: usize = 1 << 20;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -367,8 +375,12 @@ pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
     if secure {
         crate::tls::hsts(state.config().tls.as_ref(), resp.headers_mut());
     }
-    let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
-    tracing::debug!(method = %Clip(req.method().as_str()), uri = %Clip(uri), status = resp.status().as_u16(), "request");
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // Credentials in the query (key, jwt, sig) are not logged.
+        let query = req.uri().query().map(crate::auth::redact);
+        let (path, query) = (req.uri().path(), query.as_deref().unwrap_or(""));
+        tracing::debug!(method = %Clip(req.method().as_str()), path = %Clip(path), query = %Clip(query), status = resp.status().as_u16(), "request");
+    }
     resp
 }
 

@@ -270,7 +270,9 @@ fn answer<B>(
             page::index(lib, live),
         )),
         Route::Watch(name, output) => {
-            // A HEAD of a viewer route: what a GET would start with, without the endless body.
+            // A HEAD of a viewer route: what a GET would start with, without the endless body
+            // (and only for whom the GET would be).
+            crate::admit::viewer_request(state, name, req)?;
             let s = live
                 .get(name)
                 .ok_or_else(|| Error::UnknownStream(name.into()))?;

@@ -126,6 +126,13 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
     };
     let mut rules = Vec::new();
     for (i, r) in file.auth.iter().enumerate() {
+        if !server::auth::valid_pattern(&r.streams) {
+            bail!(
+                "auth rule {}: streams = '{}': a stream name or a pattern with one * (letters, digits, _ - .)",
+                i + 1,
+                r.streams
+            );
+        }
         let read = creds(&r.read, "read", i)?;
         if read.contains(&Credential::Key) {
             bail!(
@@ -261,6 +268,7 @@ mod tests {
                 "'maybe': expected open, key or jwt",
             ),
             ("[jwt]\nsecret = \"short\"", "at least 32 bytes"),
+            ("[[auth]]\nstreams = \"a-*-b*\"", "a pattern with one *"),
             (
                 "[jwt]\nleeway_secs = 1",
                 "needs a secret, public_keys or a jwks_url",
