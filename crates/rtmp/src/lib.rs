@@ -1,5 +1,5 @@
 //! zerocast's RTMP core, sans-I/O: bytes in, bytes and events out; no sockets, no clocks, no
-//! runtime. The server's shell (`server::live::rtmp`) reads into a `BytesMut` and hands it here.
+//! runtime. The server's shell (`server::rtmp_conn`) reads into a `BytesMut` and hands it here.
 //!
 //! - [`handshake`] — the server side of the plain handshake (C0 C1 → S0 S1 S2, C2).
 //! - [`chunk`] — the chunk stream reader: all header types, extended timestamps, interleaved
