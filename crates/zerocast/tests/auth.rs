@@ -532,11 +532,7 @@ fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
     let (cert, key) = ca.issue();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("jwks.json"), &doc).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::spawned::free_port();
     // openssl's own HTTPS file server (-WWW serves files of its working directory).
     let _https = Proc::spawn(
         Command::new("openssl")

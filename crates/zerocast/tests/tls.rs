@@ -280,12 +280,7 @@ fn https_addr(s: &Served) -> SocketAddr {
 
 /// `zerocast serve` with HTTPS on a free port, certificate files at `cert`/`key`.
 fn served(cert: &Path, key: &Path) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let tls_listen = format!("127.0.0.1:{port}");
+    let tls_listen = format!("127.0.0.1:{}", common::spawned::free_port());
     let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
     Served::start(
         None,
@@ -537,12 +532,9 @@ fn metric(s: &TestServer, prefix: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().parse().unwrap()))
 }
 
-#[test]
-fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
-    if server::tls::kernel_tls_available() {
-        eprintln!("SKIPPED: this kernel offers the tls ULP; the kTLS test below runs instead");
-        return;
-    }
+/// A server with `ktls = true`, after a 2 MB range over HTTPS/1.1 (large enough for `sendfile`:
+/// `sendfile_min` is 1 MiB) came back whole.
+fn ktls_range() -> (TestServer, TestCa) {
     let (s, ca) = https_server(|t| t.ktls = true);
     let (body, status) = curl(
         s.https[0],
@@ -552,6 +544,16 @@ fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
     );
     assert_eq!(status, "1.1 206");
     assert_eq!(body, demo_bytes("ntsc-moov-at-end.mp4")[..2_000_000]);
+    (s, ca)
+}
+
+#[test]
+fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
+    if server::tls::kernel_tls_available() {
+        eprintln!("SKIPPED: this kernel offers the tls ULP; the kTLS test below runs instead");
+        return;
+    }
+    let (s, _ca) = ktls_range();
     assert!(metric(&s, "zerocast_tls_connections_total{path=\"userspace\"}") >= Some(1));
     assert_eq!(
         metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}"),
@@ -572,16 +574,7 @@ fn with_ktls_the_kernel_encrypts_ranges_sent_with_sendfile() {
         );
         return;
     }
-    let (s, ca) = https_server(|t| t.ktls = true);
-    // Large enough for sendfile (sendfile_min, 1 MiB by default).
-    let (body, status) = curl(
-        s.https[0],
-        &ca,
-        "/videos/ntsc-moov-at-end.mp4",
-        &["--http1.1", "-r", "0-1999999"],
-    );
-    assert_eq!(status, "1.1 206");
-    assert_eq!(body, demo_bytes("ntsc-moov-at-end.mp4")[..2_000_000]);
+    let (s, ca) = ktls_range();
     let (_, status) = curl(s.https[0], &ca, "/healthz", &["--http1.1"]);
     assert_eq!(status, "1.1 200");
     assert!(metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}") >= Some(2));

@@ -8,6 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+/// A port on 127.0.0.1 that was free a moment ago (for a process that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct Served {
     pub child: Child,
     pub addr: SocketAddr,
@@ -18,12 +27,7 @@ impl Served {
     /// Starts the server with at most `nofile` descriptors (if given) and `extra` arguments;
     /// returns once it listens.
     pub fn start(nofile: Option<u32>, extra: &[&str]) -> Served {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{}", free_port());
         let mut cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
