@@ -6,8 +6,8 @@
 //! The body: `{"action": "publish" | "play" | "unpublish", "stream": NAME, "client": "IP:PORT",
 //! "protocol": "http" | "https" | "rtmp" | "rtmps" | "hls", "query": "..."}`.
 //!
-//! Callback URLs are `http://` (the hook service is expected on a private network or this
-//! machine); the request is one HTTP/1.1 POST on a fresh connection (`outbound.rs`).
+//! Callback URLs are `http://` or `https://` (checked against the system's CA bundle, or `ca`);
+//! the request is one HTTP/1.1 POST on a fresh connection (`outbound.rs`).
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -24,6 +24,11 @@ pub struct Hooks {
     pub timeout: Duration,
     /// Admit when the callback cannot be reached or times out (default: refuse).
     pub fail_open: bool,
+    /// For `https://` callbacks: the CA that signs the service's certificate (PEM); `None`: the
+    /// system's bundle.
+    pub ca: Option<std::path::PathBuf>,
+    /// The TLS client configuration, made at the first `https://` call.
+    tls: std::sync::Arc<std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>>>,
 }
 
 impl Default for Hooks {
@@ -34,6 +39,8 @@ impl Default for Hooks {
             on_unpublish: None,
             timeout: Duration::from_secs(3),
             fail_open: false,
+            ca: None,
+            tls: Default::default(),
         }
     }
 }
@@ -78,8 +85,10 @@ pub enum HookError {
 /// Checks a callback URL from the config.
 pub fn parse_url(s: &str) -> Result<Uri, String> {
     let uri: Uri = s.parse().map_err(|e| format!("'{s}': {e}"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!("'{s}': a callback URL is http://HOST[:PORT]/PATH"));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!(
+            "'{s}': a callback URL is http(s)://HOST[:PORT]/PATH"
+        ));
     }
     Ok(uri)
 }
@@ -111,6 +120,17 @@ pub fn decide(
 }
 
 impl Hooks {
+    /// The TLS client configuration an `https://` URL needs (made once).
+    fn tls_for(&self, url: &Uri) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        if url.scheme_str() != Some("https") {
+            return Ok(None);
+        }
+        let made = self
+            .tls
+            .get_or_init(|| crate::outbound::tls_client(self.ca.as_deref()));
+        made.clone().map(Some)
+    }
+
     fn url(&self, event: Event) -> Option<&Uri> {
         match event {
             Event::Publish => self.on_publish.as_ref(),
@@ -124,7 +144,11 @@ impl Hooks {
         let Some(url) = self.url(call.event) else {
             return Ok(());
         };
-        let answer = match tokio::time::timeout(self.timeout, post(url, body(&call))).await {
+        let tls = match self.tls_for(url) {
+            Ok(t) => t,
+            Err(e) => return decide(call.event, Err(e), self.fail_open),
+        };
+        let answer = match tokio::time::timeout(self.timeout, post(url, body(&call), tls)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
@@ -141,8 +165,15 @@ impl Hooks {
             return;
         };
         let (body, timeout) = (body(&call), self.timeout);
+        let tls = match self.tls_for(&url) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(url = %url, error = %e, "on_unpublish callback failed");
+                return;
+            }
+        };
         tokio::spawn(async move {
-            if let Ok(Err(e)) | Err(e) = tokio::time::timeout(timeout, post(&url, body))
+            if let Ok(Err(e)) | Err(e) = tokio::time::timeout(timeout, post(&url, body, tls))
                 .await
                 .map_err(|_| "timed out".to_string())
                 .map(|r| r.map(|_| ()))
@@ -154,9 +185,14 @@ impl Hooks {
 }
 
 /// One JSON POST; the answer's status.
-async fn post(url: &Uri, body: String) -> Result<StatusCode, String> {
+async fn post(
+    url: &Uri,
+    body: String,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<StatusCode, String> {
     let json = Some("application/json");
-    let r = crate::outbound::request(http::Method::POST, url, json, Bytes::from(body), None).await;
+    let body = Bytes::from(body);
+    let r = crate::outbound::request(http::Method::POST, url, json, body, tls.as_ref()).await;
     r.map(|(status, _)| status)
 }
 
@@ -202,9 +238,10 @@ mod tests {
     }
 
     #[test]
-    fn callback_urls_are_http_with_a_host() {
+    fn callback_urls_are_http_or_https_with_a_host() {
         assert!(parse_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(parse_url("https://auth.example/hook").is_err());
+        assert!(parse_url("https://auth.example/hook").is_ok());
+        assert!(parse_url("ftp://auth.example/hook").is_err());
         assert!(parse_url("/hook").is_err());
     }
 }

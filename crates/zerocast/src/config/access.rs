@@ -61,6 +61,8 @@ pub struct CallbacksFile {
     /// Admit when a callback cannot be reached (default false: refuse).
     #[serde(default)]
     fail_open: bool,
+    /// For https:// callbacks: the CA of the service's certificate (PEM); default: the system's.
+    pub(super) ca: Option<PathBuf>,
 }
 
 /// The `[callbacks]` table.
@@ -75,13 +77,14 @@ pub(super) fn hooks(file: &FileConfig) -> Result<Option<server::auth::hooks::Hoo
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("callbacks.{what}"))
     };
-    Ok(Some(server::auth::hooks::Hooks {
-        on_publish: url(&c.on_publish, "on_publish")?,
-        on_play: url(&c.on_play, "on_play")?,
-        on_unpublish: url(&c.on_unpublish, "on_unpublish")?,
-        timeout: Duration::from_millis(c.timeout_ms.unwrap_or(3000).max(1)),
-        fail_open: c.fail_open,
-    }))
+    let mut hooks = server::auth::hooks::Hooks::default();
+    hooks.on_publish = url(&c.on_publish, "on_publish")?;
+    hooks.on_play = url(&c.on_play, "on_play")?;
+    hooks.on_unpublish = url(&c.on_unpublish, "on_unpublish")?;
+    hooks.timeout = Duration::from_millis(c.timeout_ms.unwrap_or(3000).max(1));
+    hooks.fail_open = c.fail_open;
+    hooks.ca = c.ca.clone();
+    Ok(Some(hooks))
 }
 
 /// The `[jwt]` keys and the `[[auth]]` rules.
@@ -277,10 +280,7 @@ mod tests {
                 "[jwt]\njwks_url = \"ftp://x/k\"",
                 "expected http(s)://HOST/PATH",
             ),
-            (
-                "[callbacks]\non_play = \"https://x/y\"",
-                "callbacks.on_play",
-            ),
+            ("[callbacks]\non_play = \"ftp://x/y\"", "callbacks.on_play"),
         ] {
             let e = format!("{:#}", merged(text).expect_err(text));
             assert!(e.contains(expected), "{text}: {e}");

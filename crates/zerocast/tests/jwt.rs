@@ -1,76 +1,20 @@
-//! Auth beyond static keys (issue 12, part 6): JWTs (HS256, RS256, ES256) for publishing and
-//! watching on every protocol (HTTP ingest, `.ts`/`.flv` viewers, HLS playlists and segments,
-//! RTMP publish and play), and the HTTP callbacks (`on_publish`, `on_play`, `on_unpublish`) with
-//! their timeout and fail-closed default. Refusals touch nothing: the stream is not created.
+//! JWTs for publishing and watching (issue 12, part 6): HS256, RS256 and ES256 tokens on every
+//! protocol (HTTP ingest, `.ts`/`.flv` viewers, HLS playlists and segments, RTMP publish and
+//! play), and keys from a JWKS URL over http and https. Refusals touch nothing.
 
 mod common;
 
+use common::auth::{now, openssl_pair, publish_status, rules, server, token};
 use common::fixtures::{live_ts, rtmp_mp4};
-use common::live::{ffmpeg_publish, raw_publish, send_raw, stream_doc, wait_for, Proc};
+use common::live::{ffmpeg_publish, send_raw, stream_doc, wait_for, Proc};
 use common::{codecs, require, TestServer};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use server::auth::hooks::{parse_url, Hooks};
-use server::auth::{Credential, Keys, Rule, Rules};
-use std::io::{BufRead, BufReader, Read, Write};
+use server::auth::{Keys, Rules};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// An HS256 token for `action` on `stream`, valid for `secs` from now (negative: expired).
-fn token(action: &str, stream: &str, secs: i64) -> String {
-    let exp = (now() as i64 + secs) as u64;
-    let claims = serde_json::json!({"action": action, "stream": stream, "exp": exp});
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
-}
-
-/// Streams `secret-*` need a JWT to publish and to watch; `pems`: public keys besides the
-/// HS256 secret.
-fn rules(pems: &[Vec<u8>]) -> Rules {
-    Rules {
-        rules: vec![Rule {
-            streams: "secret-*".into(),
-            publish: vec![Credential::Jwt],
-            read: vec![Credential::Jwt],
-        }],
-        jwt: Some(Arc::new(Keys::new(Some(SECRET), pems, 5).unwrap())),
-        jwks: None,
-    }
-}
-
-fn server(auth: Rules, hooks: Option<Hooks>) -> TestServer {
-    let config = server::Config {
-        auth,
-        hooks,
-        ..server::Config::default()
-    };
-    TestServer::start_with(config, server::Library::from_static(&[], SystemTime::now()))
-}
-
-/// A one-shot HTTP publish of the first packets of the live fixture; the server's answer.
-fn publish_status(s: &TestServer, path: &str) -> u16 {
-    let body = &std::fs::read(live_ts()).unwrap()[..188 * 100];
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    send_raw(s.addr, &head, body).status
-}
+use std::time::Duration;
 
 #[test]
 fn an_http_publisher_needs_a_valid_jwt_for_its_stream() {
@@ -239,33 +183,6 @@ fn rtmp_publish_and_play_take_the_jwt_from_the_stream_key() {
 }
 
 /// An openssl-made key pair: (private PEM, public PEM).
-fn openssl_pair(args: &[&str]) -> (Vec<u8>, Vec<u8>) {
-    require("openssl");
-    let dir = tempfile::tempdir().unwrap();
-    let (private, public) = (dir.path().join("k.pem"), dir.path().join("p.pem"));
-    let ok = Command::new("openssl")
-        .args(["genpkey"])
-        .args(args)
-        .arg("-out")
-        .arg(&private)
-        .status()
-        .unwrap()
-        .success()
-        && Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .unwrap()
-            .success();
-    assert!(ok, "openssl made the keys");
-    (
-        std::fs::read(private).unwrap(),
-        std::fs::read(public).unwrap(),
-    )
-}
-
 #[test]
 fn rs256_and_es256_tokens_verify_with_their_public_keys() {
     let (rsa, rsa_pub) = openssl_pair(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
@@ -300,152 +217,6 @@ fn rs256_and_es256_tokens_verify_with_their_public_keys() {
     );
 }
 
-/// What the callback server does with each request.
-#[derive(Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Reads the request and never answers.
-    Hang,
-}
-
-/// A callback service on 127.0.0.1: answers every request with `answer` and reports each
-/// request's (path, JSON body).
-fn hook_server(answer: Answer) -> (String, mpsc::Receiver<(String, serde_json::Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) <= 2 {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or_default()));
-            match answer {
-                Answer::Status(code) => {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                }
-                Answer::Hang => held.push(conn),
-            }
-        }
-    });
-    (base, rx)
-}
-
-fn hooks(base: &str) -> Hooks {
-    Hooks {
-        on_publish: Some(parse_url(&format!("{base}/on_publish")).unwrap()),
-        on_play: Some(parse_url(&format!("{base}/on_play")).unwrap()),
-        on_unpublish: Some(parse_url(&format!("{base}/on_unpublish")).unwrap()),
-        timeout: Duration::from_millis(500),
-        fail_open: false,
-    }
-}
-
-#[test]
-fn on_publish_answering_500_refuses_the_publisher() {
-    let (base, calls) = hook_server(Answer::Status(500));
-    let s = server(Rules::default(), Some(hooks(&base)));
-    assert_eq!(publish_status(&s, "/live/hooked?token=abc&jwt=x.y.z"), 403);
-    let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(path, "/on_publish");
-    assert_eq!(body["action"], "publish");
-    assert_eq!(body["stream"], "hooked");
-    assert_eq!(body["protocol"], "http");
-    assert_eq!(
-        body["query"], "token=abc&jwt=-",
-        "credentials are not passed on"
-    );
-    assert!(body["client"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert!(stream_doc(&s, "hooked").is_none(), "refusals touch nothing");
-}
-
-#[test]
-fn a_callback_that_never_answers_refuses_after_its_timeout() {
-    let (base, calls) = hook_server(Answer::Hang);
-    let s = server(Rules::default(), Some(hooks(&base)));
-    let started = std::time::Instant::now();
-    assert_eq!(publish_status(&s, "/live/hooked"), 403);
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(calls.recv_timeout(Duration::from_secs(1)).is_ok());
-}
-
-#[test]
-fn a_callback_that_cannot_be_reached_admits_only_when_fail_open() {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let s = server(Rules::default(), Some(hooks(&base)));
-    assert_eq!(publish_status(&s, "/live/a"), 403, "fail-closed by default");
-    let open = Hooks {
-        fail_open: true,
-        ..hooks(&base)
-    };
-    let s = server(Rules::default(), Some(open));
-    assert_eq!(publish_status(&s, "/live/a"), 200);
-}
-
-#[test]
-fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
-    let (base, calls) = hook_server(Answer::Status(204));
-    let s = server(Rules::default(), Some(hooks(&base)));
-    let mut p = raw_publish(s.addr, "/live/told", &std::fs::read(live_ts()).unwrap());
-    wait_for(&s, "told", "a segment", |d| {
-        d["hls_segments"].as_u64() >= Some(1)
-    });
-    assert_eq!(s.get("/live/told/index.m3u8?x=1", &[]).status, 200);
-    p.send(&[], Duration::ZERO);
-    assert_eq!(p.end().status, 200);
-    let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
-    while seen.len() < 3 {
-        seen.push(
-            calls
-                .recv_timeout(Duration::from_secs(5))
-                .expect("three calls"),
-        );
-    }
-    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths, ["/on_publish", "/on_play", "/on_unpublish"]);
-    assert_eq!(seen[1].1["query"], "x=1");
-    assert_eq!(seen[2].1["action"], "unpublish");
-}
-
-#[test]
-fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
-    let (base, _calls) = hook_server(Answer::Status(403));
-    let mut h = hooks(&base);
-    h.on_publish = None;
-    let s = server(Rules::default(), Some(h));
-    let url = format!("rtmp://{}/live/rt", s.rtmp);
-    let _p = ffmpeg_publish(&rtmp_mp4(), &["-re"], "flv", &[], &url);
-    wait_for(&s, "rt", "live", |d| d["state"] == "live");
-    require("rtmpdump");
-    let out = Command::new("rtmpdump")
-        .args(["-r", &url, "-o", "/dev/null", "-B", "1", "-m", "5"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("NetStream.Play.Failed"), "{text}");
-}
-
-/// base64url without padding (RFC 7515's encoding of JWK numbers).
 fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
@@ -554,23 +325,4 @@ fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
     common::live::wait_until("the JWKS key admits", Duration::from_secs(20), || {
         publish_status(&s, &format!("/live/secret-j?jwt={token}")) == 200
     });
-}
-
-#[test]
-fn an_rtmp_publisher_refused_by_on_publish_is_told_why_and_nothing_is_created() {
-    let (base, calls) = hook_server(Answer::Status(500));
-    let s = server(Rules::default(), Some(hooks(&base)));
-    let url = format!("rtmp://{}/live/hooked-rtmp?session=7", s.rtmp);
-    let (ok, err) =
-        ffmpeg_publish(&rtmp_mp4(), &[], "flv", &[], &url).wait(Duration::from_secs(20));
-    assert!(!ok);
-    assert!(
-        err.contains("refused by the on_publish callback (it answered 500)"),
-        "{err}"
-    );
-    let (_, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(body["protocol"], "rtmp");
-    assert_eq!(body["stream"], "hooked-rtmp");
-    assert_eq!(body["query"], "session=7");
-    assert!(stream_doc(&s, "hooked-rtmp").is_none());
 }

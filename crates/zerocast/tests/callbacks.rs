@@ -1,0 +1,235 @@
+//! HTTP callbacks (issue 12, part 6): `on_publish`, `on_play` and `on_unpublish` POSTed as JSON
+//! over http and https, with their timeout and fail-closed default; what the service hears, and
+//! that refusals touch nothing.
+
+mod common;
+
+use common::auth::{publish_status, server};
+use common::fixtures::{live_ts, rtmp_mp4};
+use common::live::{ffmpeg_publish, raw_publish, stream_doc, wait_for};
+use common::require;
+use server::auth::hooks::{parse_url, Hooks};
+use server::auth::Rules;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the callback server does with each request.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+/// A callback service on 127.0.0.1: answers every request with `answer` and reports each
+/// request's (path, JSON body).
+fn hook_server(answer: Answer) -> (String, mpsc::Receiver<(String, serde_json::Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) <= 2 {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or_default()));
+            match answer {
+                Answer::Status(code) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+                Answer::Hang => held.push(conn),
+            }
+        }
+    });
+    (base, rx)
+}
+
+fn hooks(base: &str) -> Hooks {
+    let mut h = Hooks::default();
+    h.on_publish = Some(parse_url(&format!("{base}/on_publish")).unwrap());
+    h.on_play = Some(parse_url(&format!("{base}/on_play")).unwrap());
+    h.on_unpublish = Some(parse_url(&format!("{base}/on_unpublish")).unwrap());
+    h.timeout = Duration::from_millis(500);
+    h
+}
+
+#[test]
+fn on_publish_answering_500_refuses_the_publisher() {
+    let (base, calls) = hook_server(Answer::Status(500));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    assert_eq!(publish_status(&s, "/live/hooked?token=abc&jwt=x.y.z"), 403);
+    let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(path, "/on_publish");
+    assert_eq!(body["action"], "publish");
+    assert_eq!(body["stream"], "hooked");
+    assert_eq!(body["protocol"], "http");
+    assert_eq!(
+        body["query"], "token=abc&jwt=-",
+        "credentials are not passed on"
+    );
+    assert!(body["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(stream_doc(&s, "hooked").is_none(), "refusals touch nothing");
+}
+
+#[test]
+fn a_callback_that_never_answers_refuses_after_its_timeout() {
+    let (base, calls) = hook_server(Answer::Hang);
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let started = std::time::Instant::now();
+    assert_eq!(publish_status(&s, "/live/hooked"), 403);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(calls.recv_timeout(Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn a_callback_that_cannot_be_reached_admits_only_when_fail_open() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let s = server(Rules::default(), Some(hooks(&base)));
+    assert_eq!(publish_status(&s, "/live/a"), 403, "fail-closed by default");
+    let mut open = hooks(&base);
+    open.fail_open = true;
+    let s = server(Rules::default(), Some(open));
+    assert_eq!(publish_status(&s, "/live/a"), 200);
+}
+
+#[test]
+fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
+    let (base, calls) = hook_server(Answer::Status(204));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let mut p = raw_publish(s.addr, "/live/told", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "told", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    assert_eq!(s.get("/live/told/index.m3u8?x=1", &[]).status, 200);
+    p.send(&[], Duration::ZERO);
+    assert_eq!(p.end().status, 200);
+    let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+    while seen.len() < 3 {
+        seen.push(
+            calls
+                .recv_timeout(Duration::from_secs(5))
+                .expect("three calls"),
+        );
+    }
+    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/on_publish", "/on_play", "/on_unpublish"]);
+    assert_eq!(seen[1].1["query"], "x=1");
+    assert_eq!(seen[2].1["action"], "unpublish");
+}
+
+#[test]
+fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
+    let (base, _calls) = hook_server(Answer::Status(403));
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let s = server(Rules::default(), Some(h));
+    let url = format!("rtmp://{}/live/rt", s.rtmp);
+    let _p = ffmpeg_publish(&rtmp_mp4(), &["-re"], "flv", &[], &url);
+    wait_for(&s, "rt", "live", |d| d["state"] == "live");
+    require("rtmpdump");
+    let out = Command::new("rtmpdump")
+        .args(["-r", &url, "-o", "/dev/null", "-B", "1", "-m", "5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NetStream.Play.Failed"), "{text}");
+}
+
+/// base64url without padding (RFC 7515's encoding of JWK numbers).
+#[test]
+fn an_rtmp_publisher_refused_by_on_publish_is_told_why_and_nothing_is_created() {
+    let (base, calls) = hook_server(Answer::Status(500));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let url = format!("rtmp://{}/live/hooked-rtmp?session=7", s.rtmp);
+    let (ok, err) =
+        ffmpeg_publish(&rtmp_mp4(), &[], "flv", &[], &url).wait(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(
+        err.contains("refused by the on_publish callback (it answered 500)"),
+        "{err}"
+    );
+    let (_, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(body["protocol"], "rtmp");
+    assert_eq!(body["stream"], "hooked-rtmp");
+    assert_eq!(body["query"], "session=7");
+    assert!(stream_doc(&s, "hooked-rtmp").is_none());
+}
+
+#[test]
+fn an_https_callback_is_checked_against_the_given_ca_and_asked() {
+    let mut ca = common::tls::TestCa::new();
+    let (cert, key) = ca.issue();
+    // A callback service over TLS (rustls), answering 204 and reporting each request's path.
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, paths) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(sock) = conn else { continue };
+            let tls = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(tls, sock);
+            let mut head = [0u8; 4096];
+            let Ok(n) = s.read(&mut head) else { continue };
+            let line = String::from_utf8_lossy(&head[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let _ = tx.send(line);
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            let _ = s.flush();
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    });
+    let mut h = Hooks::default();
+    h.on_publish = Some(parse_url(&format!("https://localhost:{port}/on_publish")).unwrap());
+    h.timeout = Duration::from_secs(5);
+    h.ca = Some(ca.ca.clone());
+    let s = server(Rules::default(), Some(h));
+    assert_eq!(
+        publish_status(&s, "/live/over-https"),
+        200,
+        "admitted by the https callback"
+    );
+    let line = paths.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(line.starts_with("POST /on_publish "), "{line}");
+}
