@@ -1,66 +1,19 @@
-//! HTTPS, HTTP/2 and RTMPS (issue 12, parts 1, 3 and 4): real clients (curl, ffmpeg, ffprobe,
-//! openssl s_client, a rustls client) against a certificate from a test CA the tests make, and
-//! the hostile cases: a handshake that never completes, a client that speaks no TLS, a thousand
-//! stalled handshakes, bad certificate files.
+//! HTTPS, HTTP/2 and RTMPS (issue 12, parts 1 and 3): real clients (curl, ffmpeg, ffprobe, a
+//! rustls client) against a certificate from a test CA the tests make, and the hostile cases: a
+//! handshake that never completes, a client that speaks no TLS, a thousand stalled handshakes,
+//! an idle HTTP/2 connection.
 
 mod common;
 
 use common::fixtures::live_ts;
 use common::live::{ffmpeg_publish, wait_for, wait_until, Proc};
-use common::spawned::Served;
-use common::tls::{connect, get_on, serial, TestCa};
-use common::{demo_copy, demo_dir, library, require, TestServer};
+use common::tls::{connect, curl, demo_bytes, get_on, https_server, TestCa};
+use common::{require, TestServer};
 use server::tls::TlsConfig;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A server on a copy of the demo clips with HTTPS (and RTMPS), its CA, and `edit` applied.
-fn https_server(edit: impl FnOnce(&mut TlsConfig)) -> (TestServer, TestCa) {
-    let mut ca = TestCa::new();
-    let (cert, key) = ca.issue();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut tls = TlsConfig::new(vec![any], cert, key);
-    tls.rtmps_listen = Some(any);
-    edit(&mut tls);
-    let config = server::Config {
-        tls: Some(tls),
-        ..server::Config::default()
-    };
-    let dir = demo_copy();
-    (TestServer::start_with(config, library(dir.path())), ca)
-}
-
-/// `curl` with the test CA and `localhost` pinned to the listener: (body, `%{http_version}
-/// %{http_code}`).
-fn curl(addr: SocketAddr, ca: &TestCa, path: &str, args: &[&str]) -> (Vec<u8>, String) {
-    require("curl");
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert"])
-        .arg(&ca.ca)
-        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
-        .args(["-w", "\n%{http_version} %{http_code}"])
-        .args(args)
-        .arg(format!("https://localhost:{}{path}", addr.port()))
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success() || out.status.code() == Some(28),
-        "curl {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut body = out.stdout;
-    let at = body.iter().rposition(|&b| b == b'\n').unwrap();
-    let status = String::from_utf8_lossy(&body[at + 1..]).into_owned();
-    body.truncate(at);
-    (body, status)
-}
-
-fn demo_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(demo_dir().join(name)).unwrap()
-}
 
 #[test]
 fn curl_gets_a_vod_range_over_https_http_1_1() {
@@ -263,148 +216,6 @@ fn a_thousand_stalled_handshakes_do_not_keep_others_out() {
     drop(stalled);
 }
 
-/// The serial a fresh handshake sees on the server's HTTPS port.
-fn served_serial(s: &Served, ca: &TestCa) -> String {
-    serial(https_addr(s), &ca.ca)
-}
-
-fn https_addr(s: &Served) -> SocketAddr {
-    let logged = || s.log_lines("HTTPS (HTTP/2").pop();
-    wait_until("the HTTPS log line", Duration::from_secs(10), || {
-        logged().is_some()
-    });
-    let line = logged().unwrap();
-    let at = line.find("https://").unwrap() + 8;
-    line[at..].split('/').next().unwrap().parse().unwrap()
-}
-
-/// `zerocast serve` with HTTPS on a free port, certificate files at `cert`/`key`.
-fn served(cert: &Path, key: &Path) -> Served {
-    let tls_listen = format!("127.0.0.1:{}", common::spawned::free_port());
-    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    Served::start(
-        None,
-        &["--tls-listen", &tls_listen, "--tls-cert", c, "--tls-key", k],
-    )
-}
-
-fn hangup(s: &Served) {
-    let pid = s.child.id() as libc::pid_t;
-    // SAFETY: kill(2) on the child's pid, which is alive (the test holds its handle).
-    unsafe { libc::kill(pid, libc::SIGHUP) };
-}
-
-/// Copies a certificate pair over the files the server reads.
-fn install(
-    from: &(std::path::PathBuf, std::path::PathBuf),
-    to: &Path,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (c, k) = (to.join("cert.pem"), to.join("key.pem"));
-    std::fs::copy(&from.0, &c).unwrap();
-    std::fs::copy(&from.1, &k).unwrap();
-    (c, k)
-}
-
-#[test]
-fn sighup_reloads_the_certificate_while_a_connection_stays_up() {
-    let mut ca = TestCa::new();
-    let (first, second) = (ca.issue(), ca.issue());
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = install(&first, dir.path());
-    let mut s = served(&cert, &key);
-    assert_eq!(served_serial(&s, &ca), "serial=1001");
-    let mut kept = connect(https_addr(&s), &ca.ca, &[b"http/1.1"]);
-    assert_eq!(get_on(&mut kept, "/healthz").status, 200);
-    // Written in place (a watcher would see it too; the signal must not wait for it).
-    std::fs::write(&key, std::fs::read(&second.1).unwrap()).unwrap();
-    std::fs::write(&cert, std::fs::read(&second.0).unwrap()).unwrap();
-    hangup(&s);
-    wait_until(
-        "the new certificate is served",
-        Duration::from_secs(10),
-        || served_serial(&s, &ca) == "serial=1002",
-    );
-    assert_eq!(
-        get_on(&mut kept, "/healthz").status,
-        200,
-        "the old connection still works"
-    );
-    assert!(
-        s.child.try_wait().unwrap().is_none(),
-        "SIGHUP did not end the server"
-    );
-    s.child.kill().unwrap();
-}
-
-#[test]
-fn a_bad_new_certificate_is_refused_and_the_old_one_stays() {
-    let mut ca = TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = install(&ca.issue(), dir.path());
-    let mut s = served(&cert, &key);
-    std::fs::write(
-        &cert,
-        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    hangup(&s);
-    wait_until("the refusal is logged", Duration::from_secs(10), || {
-        !s.log_lines("TLS certificate reload refused").is_empty()
-    });
-    let line = s.log_lines("TLS certificate reload refused").pop().unwrap();
-    assert!(line.contains("cert.pem"), "names the file: {line}");
-    assert_eq!(served_serial(&s, &ca), "serial=1001");
-    s.child.kill().unwrap();
-}
-
-#[test]
-fn a_certificate_replaced_on_disk_is_taken_without_a_signal() {
-    let mut ca = TestCa::new();
-    let (first, second) = (ca.issue(), ca.issue());
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = install(&first, dir.path());
-    let mut s = served(&cert, &key);
-    // As certbot does: new files renamed over the old ones.
-    let (c2, k2) = (dir.path().join("c.new"), dir.path().join("k.new"));
-    std::fs::copy(&second.0, &c2).unwrap();
-    std::fs::copy(&second.1, &k2).unwrap();
-    std::fs::rename(&k2, &key).unwrap();
-    std::fs::rename(&c2, &cert).unwrap();
-    wait_until(
-        "the new certificate is served",
-        Duration::from_secs(15),
-        || served_serial(&s, &ca) == "serial=1002",
-    );
-    s.child.kill().unwrap();
-}
-
-#[test]
-fn a_malformed_certificate_at_start_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, "hello").unwrap();
-    std::fs::write(&key, "hello").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_zerocast"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "off",
-            "--tls-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cert.pem: no PEM certificate in it"), "{err}");
-}
-
 #[test]
 fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let mut ca = TestCa::new();
@@ -522,64 +333,4 @@ fn an_http2_viewer_and_playlist_need_their_jwt_as_over_http_1_1() {
     );
     assert_eq!(status, "2 200");
     assert!(body.len() > 188 && body[0] == 0x47, "TS bytes");
-}
-
-/// The value of a `/metrics` sample line that starts with `prefix`.
-fn metric(s: &TestServer, prefix: &str) -> Option<u64> {
-    let m = s.get("/metrics", &[]);
-    String::from_utf8_lossy(&m.body)
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().parse().unwrap()))
-}
-
-/// A server with `ktls = true`, after a 2 MB range over HTTPS/1.1 (large enough for `sendfile`:
-/// `sendfile_min` is 1 MiB) came back whole.
-fn ktls_range() -> (TestServer, TestCa) {
-    let (s, ca) = https_server(|t| t.ktls = true);
-    let (body, status) = curl(
-        s.https[0],
-        &ca,
-        "/videos/ntsc-moov-at-end.mp4",
-        &["--http1.1", "-r", "0-1999999"],
-    );
-    assert_eq!(status, "1.1 206");
-    assert_eq!(body, demo_bytes("ntsc-moov-at-end.mp4")[..2_000_000]);
-    (s, ca)
-}
-
-#[test]
-fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
-    if server::tls::kernel_tls_available() {
-        eprintln!("SKIPPED: this kernel offers the tls ULP; the kTLS test below runs instead");
-        return;
-    }
-    let (s, _ca) = ktls_range();
-    assert!(metric(&s, "zerocast_tls_connections_total{path=\"userspace\"}") >= Some(1));
-    assert_eq!(
-        metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}"),
-        Some(0)
-    );
-    assert_eq!(
-        metric(&s, "zerocast_tls_encryption_path{path=\"userspace\"}"),
-        Some(1)
-    );
-}
-
-#[test]
-fn with_ktls_the_kernel_encrypts_ranges_sent_with_sendfile() {
-    if !server::tls::kernel_tls_available() {
-        eprintln!(
-            "SKIPPED: this kernel offers no tls ULP (/proc/sys/net/ipv4/tcp_available_ulp); \
-             run `modprobe tls` where the module exists to test the kTLS path"
-        );
-        return;
-    }
-    let (s, ca) = ktls_range();
-    let (_, status) = curl(s.https[0], &ca, "/healthz", &["--http1.1"]);
-    assert_eq!(status, "1.1 200");
-    assert!(metric(&s, "zerocast_tls_connections_total{path=\"ktls\"}") >= Some(2));
-    assert_eq!(
-        metric(&s, "zerocast_tls_connections_total{path=\"ktls_failed\"}"),
-        Some(0)
-    );
 }

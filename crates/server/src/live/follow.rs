@@ -220,7 +220,8 @@ enum Input {
 async fn closed(sock: &mut Transport, live: &Live, limit: &RateLimit, received: &mut u64) -> Input {
     loop {
         let n = match sock {
-            Transport::Plain(sock) | Transport::Ktls(sock) => {
+            Transport::Plain(_) | Transport::Ktls(_) => {
+                let sock = sock.tcp();
                 if sock.readable().await.is_err() {
                     return Input::Closed;
                 }

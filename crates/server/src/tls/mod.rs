@@ -153,6 +153,16 @@ fn restricted(
 
 /// Whether the kernel offers the `tls` ULP (kTLS).
 pub fn kernel_tls_available() -> bool {
+    kernel_lists_tls() || std::env::var_os(ASSUME_ULP).is_some()
+}
+
+/// Set in the environment, the ULP check passes whatever the kernel says: for testing the kTLS
+/// hand-over up to the kernel's answer on a kernel without the module (it then refuses
+/// `TCP_ULP`, and the connection is closed and counted as `ktls_failed`).
+pub const ASSUME_ULP: &str = "ZEROCAST_KTLS_ASSUME_ULP";
+
+/// Whether `/proc/sys/net/ipv4/tcp_available_ulp` lists `tls`.
+pub fn kernel_lists_tls() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
         .map(|s| s.split_whitespace().any(|u| u == "tls"))
         .unwrap_or(false)
@@ -248,20 +258,35 @@ impl Tls {
                 "kTLS: the handshake's last records did not go out".into(),
             ));
         }
+        // What rustls already decrypted (the client's first request, which came with its
+        // Finished) is taken out, and read first from the kTLS socket.
         let (_, conn) = tls.get_mut();
-        let buffered = conn.process_new_packets().map_or(true, |st| {
-            st.plaintext_bytes_to_read() > 0 || st.tls_bytes_to_write() > 0
-        });
-        if buffered {
+        let early = match conn.process_new_packets() {
+            Ok(st) if st.tls_bytes_to_write() == 0 => {
+                let mut early = vec![0u8; st.plaintext_bytes_to_read()];
+                std::io::Read::read_exact(&mut conn.reader(), &mut early)
+                    .ok()
+                    .map(|()| early)
+            }
+            _ => None,
+        };
+        let Some(early) = early else {
+            tracing::debug!(
+                "kTLS: rustls still has records to send; this connection stays in user space"
+            );
             tls.get_mut().0.uncork();
             self.stats.userspace.fetch_add(1, Relaxed);
             return Ok(Transport::Tls(Box::new(tls)));
-        }
+        };
         let (io, conn) = tls.into_inner();
         match ktls::hand_over(&io.inner, conn) {
             Ok(()) => {
                 self.stats.ktls.fetch_add(1, Relaxed);
-                Ok(Transport::Ktls(io.inner))
+                let early = bytes::Bytes::from(early);
+                Ok(Transport::Ktls(Box::new(crate::transport::Ktls {
+                    sock: io.inner,
+                    early,
+                })))
             }
             Err(why) => {
                 self.stats.ktls_failed.fetch_add(1, Relaxed);
@@ -313,7 +338,7 @@ impl Tls {
             "path=\"ktls_failed\"",
             s.ktls_failed.load(Relaxed),
         );
-        let ulp = u64::from(kernel_tls_available());
+        let ulp = u64::from(kernel_lists_tls());
         metric(
             out,
             "tls_kernel_ulp_available",

@@ -31,14 +31,23 @@ pub(crate) enum Transport {
     /// carry its size.
     Tls(Box<TlsStream<Corked>>),
     /// TLS done by the kernel (kTLS): plaintext for us.
-    Ktls(TcpStream),
+    Ktls(Box<Ktls>),
+}
+
+/// A kTLS socket, and what rustls had already decrypted when the keys went to the kernel (the
+/// client's first request, sent with its `Finished`): read before the socket.
+#[derive(Debug)]
+pub(crate) struct Ktls {
+    pub(crate) sock: TcpStream,
+    pub(crate) early: bytes::Bytes,
 }
 
 impl Transport {
     /// The TCP socket underneath (socket options, `SO_LINGER`).
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
-            Transport::Plain(s) | Transport::Ktls(s) => s,
+            Transport::Plain(s) => s,
+            Transport::Ktls(k) => &k.sock,
             Transport::Tls(s) => &s.get_ref().0.inner,
         }
     }
@@ -56,7 +65,8 @@ impl Transport {
     /// The socket `sendfile` may write to: plain TCP and kTLS (user-space TLS must see the bytes).
     pub(crate) fn sendfile_socket(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Plain(s) | Transport::Ktls(s) => Some(s),
+            Transport::Plain(s) => Some(s),
+            Transport::Ktls(k) => Some(&k.sock),
             Transport::Tls(_) => None,
         }
     }
@@ -65,7 +75,9 @@ impl Transport {
     /// decrypted bytes not read yet.
     pub(crate) async fn readable(&mut self) -> io::Result<()> {
         match self {
-            Transport::Plain(s) | Transport::Ktls(s) => s.readable().await,
+            Transport::Plain(s) => s.readable().await,
+            Transport::Ktls(k) if !k.early.is_empty() => Ok(()),
+            Transport::Ktls(k) => k.sock.readable().await,
             Transport::Tls(s) => {
                 let (tcp, conn) = s.get_mut();
                 match conn.process_new_packets() {
@@ -86,7 +98,13 @@ impl AsyncRead for Transport {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Ktls(k) if !k.early.is_empty() => {
+                let n = k.early.len().min(buf.remaining());
+                buf.put_slice(&k.early.split_to(n));
+                Poll::Ready(Ok(()))
+            }
+            Transport::Ktls(k) => Pin::new(&mut k.sock).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -99,7 +117,8 @@ impl AsyncWrite for Transport {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Ktls(k) => Pin::new(&mut k.sock).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -110,7 +129,8 @@ impl AsyncWrite for Transport {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Ktls(k) => Pin::new(&mut k.sock).poll_write_vectored(cx, bufs),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -121,14 +141,16 @@ impl AsyncWrite for Transport {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_flush(cx),
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Ktls(k) => Pin::new(&mut k.sock).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) | Transport::Ktls(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Ktls(k) => Pin::new(&mut k.sock).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }

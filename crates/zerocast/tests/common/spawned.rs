@@ -27,6 +27,11 @@ impl Served {
     /// Starts the server with at most `nofile` descriptors (if given) and `extra` arguments;
     /// returns once it listens.
     pub fn start(nofile: Option<u32>, extra: &[&str]) -> Served {
+        Served::start_with_env(nofile, extra, &[])
+    }
+
+    /// [`Served::start`] with environment variables set for the server.
+    pub fn start_with_env(nofile: Option<u32>, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut cmd = match nofile {
             Some(n) => {
@@ -41,6 +46,7 @@ impl Served {
             .args(["serve", "--listen", &listen, "--rtmp-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

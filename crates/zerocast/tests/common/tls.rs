@@ -2,7 +2,10 @@
 //! it): a CA, and leaf certificates for `localhost` and 127.0.0.1 that it signs, so clients
 //! check the chain for real (`curl --cacert`, ffmpeg `-ca_file`).
 
+use super::{demo_copy, demo_dir, library, require, TestServer};
+use server::tls::TlsConfig;
 use std::io::Write;
+use std::net::SocketAddr;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +19,7 @@ pub struct TestCa {
 }
 
 fn openssl(args: &[&str], dir: &Path) {
-    super::require("openssl");
+    require("openssl");
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -223,4 +226,49 @@ pub fn spki_sha256(cert: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A server on a copy of the demo clips with HTTPS (and RTMPS), its CA, and `edit` applied.
+pub fn https_server(edit: impl FnOnce(&mut TlsConfig)) -> (TestServer, TestCa) {
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut tls = TlsConfig::new(vec![any], cert, key);
+    tls.rtmps_listen = Some(any);
+    edit(&mut tls);
+    let config = server::Config {
+        tls: Some(tls),
+        ..server::Config::default()
+    };
+    let dir = demo_copy();
+    (TestServer::start_with(config, library(dir.path())), ca)
+}
+
+/// `curl` with the test CA and `localhost` pinned to the listener: (body, `%{http_version}
+/// %{http_code}`).
+pub fn curl(addr: SocketAddr, ca: &TestCa, path: &str, args: &[&str]) -> (Vec<u8>, String) {
+    require("curl");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&ca.ca)
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .args(args)
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success() || out.status.code() == Some(28),
+        "curl {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut body = out.stdout;
+    let at = body.iter().rposition(|&b| b == b'\n').unwrap();
+    let status = String::from_utf8_lossy(&body[at + 1..]).into_owned();
+    body.truncate(at);
+    (body, status)
+}
+
+pub fn demo_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(demo_dir().join(name)).unwrap()
 }
