@@ -108,10 +108,11 @@ fn summary(e: &anyhow::Error) -> String {
 
 /// Runs the reloads until the task is dropped: SIGHUP, and library changes when `watch` is on.
 pub async fn run(mut hup: tokio::signal::unix::Signal, r: Reloader, watch: bool) {
-    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // One pending wake-up at most, however many events come (a copy in progress).
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
     // Kept alive for as long as this task runs.
     let _watcher = match (&r.library, watch) {
-        (Some(dir), true) => watcher(dir, tx),
+        (Some(dir), true) => watcher(dir, changed.clone()),
         _ => None,
     };
     loop {
@@ -120,9 +121,9 @@ pub async fn run(mut hup: tokio::signal::unix::Signal, r: Reloader, watch: bool)
                 Some(()) => r.hangup().await,
                 None => return,
             },
-            Some(()) = changed.recv() => {
+            () = changed.notified() => {
                 // Gather a burst of changes (a copy in progress) until 1 s of quiet.
-                while let Ok(Some(())) = tokio::time::timeout(Duration::from_secs(1), changed.recv()).await {}
+                while tokio::time::timeout(Duration::from_secs(1), changed.notified()).await.is_ok() {}
                 r.library().await;
             }
         }
@@ -132,7 +133,7 @@ pub async fn run(mut hup: tokio::signal::unix::Signal, r: Reloader, watch: bool)
 /// Watches `dir` recursively; each relevant event sends a wake-up.
 fn watcher(
     dir: &std::path::Path,
-    tx: tokio::sync::mpsc::UnboundedSender<()>,
+    changed: std::sync::Arc<tokio::sync::Notify>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let handler = move |ev: notify::Result<notify::Event>| {
@@ -141,7 +142,7 @@ fn watcher(
                 ev.kind,
                 EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
             ) {
-                let _ = tx.send(());
+                changed.notify_one();
             }
         }
     };
