@@ -138,6 +138,11 @@ fn plain_http_redirects_to_https_and_https_answers_carry_hsts() {
         200,
         "health checks are not redirected"
     );
+    let no_host = common::live::send_raw(s.addr, "GET /videos/clip.ts HTTP/1.0\r\n\r\n", b"");
+    assert_eq!(
+        no_host.status, 400,
+        "without a Host, nothing is served in the clear"
+    );
     let mut tls = connect(s.https[0], &ca.ca, &[b"http/1.1"]);
     let r = get_on(&mut tls, "/healthz");
     assert_eq!(

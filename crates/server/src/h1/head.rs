@@ -66,40 +66,59 @@ pub(super) fn parse(buf: &[u8]) -> Head {
     }
 }
 
-/// Where plain HTTP sends a request when it redirects to HTTPS on `port`: the same host and
-/// target, `https://`. `None`: not redirected (`/healthz`, for load balancers), or no usable
-/// `Host` (the request is then served as it is).
-pub(super) fn https_location(buf: &[u8], port: u16) -> Option<String> {
+/// What plain HTTP does with a request when it redirects to HTTPS.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Redirect {
+    /// To this URL: the same host and target, `https://`.
+    To(String),
+    /// Served as it is (`/healthz`, for load balancers).
+    Serve,
+    /// Refused: no usable host to redirect to (a missing or malformed `Host`).
+    NoHost,
+}
+
+/// Where plain HTTP sends a request when it redirects to HTTPS on `port`.
+pub(super) fn https_location(buf: &[u8], port: u16) -> Redirect {
+    match location(buf, port) {
+        Ok(Some(to)) => Redirect::To(to),
+        Ok(None) => Redirect::Serve,
+        Err(()) => Redirect::NoHost,
+    }
+}
+
+/// The redirect's URL; `Ok(None)` for `/healthz`; `Err` without a usable host.
+fn location(buf: &[u8], port: u16) -> Result<Option<String>, ()> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    req.parse(buf).ok()?;
-    let target = req.path?;
+    req.parse(buf).map_err(|_| ())?;
+    let target = req.path.ok_or(())?;
     // Origin form (`/path`) with the Host header, or absolute form (`http://host/path`).
+    if target.split('?').next() == Some("/healthz") {
+        return Ok(None);
+    }
     let (authority, target): (http::uri::Authority, String) = if target.starts_with('/') {
         let host = req
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .and_then(|h| std::str::from_utf8(h.value).ok())?;
-        (host.parse().ok()?, target.to_string())
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .ok_or(())?;
+        (host.parse().map_err(|_| ())?, target.to_string())
     } else {
-        let uri: http::Uri = target.parse().ok()?;
+        let uri: http::Uri = target.parse().map_err(|_| ())?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        (uri.authority()?.clone(), path)
+        (uri.authority().ok_or(())?.clone(), path)
     };
-    if target.split('?').next() == Some("/healthz") {
-        return None;
-    }
     let name = authority.host();
     let name = if name.contains(':') && !name.starts_with('[') {
         format!("[{name}]")
     } else {
         name.to_owned()
     };
-    Some(match port {
+    Ok(Some(match port {
         443 => format!("https://{name}{target}"),
         _ => format!("https://{name}:{port}{target}"),
-    })
+    }))
 }
 
 /// Sorts a parsed head. `None`: hyper's.
@@ -227,7 +246,10 @@ mod tests {
 
     #[test]
     fn a_redirect_to_https_keeps_host_and_target_and_spares_healthz() {
-        let loc = |head: &str, port| https_location(head.as_bytes(), port);
+        let loc = |head: &str, port| match https_location(head.as_bytes(), port) {
+            Redirect::To(to) => Some(to),
+            _ => None,
+        };
         let get = "GET /videos/a.mp4?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
         assert_eq!(
             loc(get, 8443).as_deref(),
@@ -239,10 +261,18 @@ mod tests {
         );
         let v6 = "GET / HTTP/1.1\r\nhost: [::1]:80\r\n\r\n";
         assert_eq!(loc(v6, 443).as_deref(), Some("https://[::1]/"));
-        assert_eq!(loc("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 443), None);
-        assert_eq!(loc("GET / HTTP/1.1\r\n\r\n", 443), None, "no Host");
+        let what = |head: &str| https_location(head.as_bytes(), 443);
+        assert_eq!(
+            what("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Redirect::Serve
+        );
+        assert_eq!(
+            what("GET / HTTP/1.0\r\n\r\n"),
+            Redirect::NoHost,
+            "no Host: refused, not served in the clear"
+        );
         let bad = "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n";
-        assert_eq!(loc(bad, 443), None, "a Host that is no authority");
+        assert_eq!(what(bad), Redirect::NoHost, "a Host that is no authority");
         let absolute = "GET http://example.com/videos/a.mp4 HTTP/1.1\r\nHost: other\r\n\r\n";
         assert_eq!(
             loc(absolute, 443).as_deref(),

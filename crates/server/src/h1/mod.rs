@@ -88,10 +88,17 @@ pub(crate) async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        if let Some(to) = redirect_port(&state, &stream)
-            .and_then(|port| head::https_location(&buf[..head_len], port))
-        {
-            return Box::pin(redirect(stream, to, state)).await;
+        if let Some(port) = redirect_port(&state, &stream) {
+            match head::https_location(&buf[..head_len], port) {
+                head::Redirect::To(to) => return Box::pin(redirect(stream, to, state)).await,
+                head::Redirect::NoHost => {
+                    let e = Error::BadRequest("a Host header is needed to redirect to HTTPS");
+                    let c = &state.config();
+                    write::response(&mut stream, e.response(), false, true, c, &mut head).await?;
+                    return Box::pin(lingering_close(stream)).await;
+                }
+                head::Redirect::Serve => {}
+            }
         }
         let (req, close) = match kind {
             None => {
