@@ -82,7 +82,7 @@ impl SampleTable {
             .unwrap_or(0);
         let mut keys: Vec<(i64, u64)> = (0..n)
             .filter(|&i| self.keyframe[i])
-            .map(|i| (pts(i) - first, self.offset[i]))
+            .map(|i| (pts(i).saturating_sub(first), self.offset[i]))
             .collect();
         keys.sort_by_key(|k| k.0);
         (keys, end.saturating_sub(first), frame)
@@ -425,4 +425,25 @@ pub(super) fn append_fragment(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_times_saturate_when_the_declared_times_span_more_than_i64() {
+        // A hostile ctts can push one frame's presentation time to the top of i64 while another
+        // sits near the bottom (found by the media_index fuzzer).
+        let t = SampleTable {
+            offset: vec![0, 10],
+            size: vec![1, 1],
+            dts: vec![i64::MIN + 1, i64::MAX - 1],
+            cto: vec![0, i32::MAX],
+            keyframe: vec![true, true],
+        };
+        let (keys, duration, _) = t.keyframes(0);
+        assert_eq!(keys, vec![(0, 0), (i64::MAX, 10)]);
+        assert_eq!(duration, i64::MAX);
+    }
 }
