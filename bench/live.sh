@@ -6,6 +6,7 @@
 #   bench/live.sh                       # all scenarios
 #   ONLY=fanout bench/live.sh           # one of: fanout idle ingest
 #   VIEWERS=2000 IDLE_VIEWERS=10000 PUBLISHERS=200 DUR=30 bench/live.sh
+#   LIVE_TOML='fanout_threads = 0' bench/live.sh   # [live] settings for the server (to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -38,8 +39,10 @@ done
 ulimit -n 20000 2>/dev/null || true
 
 SERVER_PID=
+printf '[live]\n%s\n' "${LIVE_TOML:-}" > "$OUT/zerocast.toml"
 start_server() {
-  $BIN/zerocast serve --listen 127.0.0.1:$PORT --rtmp-listen off > "$OUT/server-$1.log" 2>&1 &
+  $BIN/zerocast serve --config "$OUT/zerocast.toml" --listen 127.0.0.1:$PORT --rtmp-listen off \
+    > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1

@@ -184,9 +184,12 @@ pub(crate) async fn connection(
     // (read buffer, chunk state) is dropped first: a player costs its cursor and its socket.
     let live = state.live.clone();
     drop((buf, state));
-    follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown)
-        .await
-        .map_err(ConnError::Io)
+    // On the fan-out workers (live::fanout), with the socket.
+    let viewer = {
+        let live = live.clone();
+        async move { follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown).await }
+    };
+    live.fanout.run(viewer).await.map_err(ConnError::Io)
 }
 
 /// During setup, acknowledges what the peer sent at once instead of after the kernel's delayed-ACK

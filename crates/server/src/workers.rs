@@ -1,7 +1,8 @@
 //! Worker threads: one single-threaded tokio runtime per core, each owning the connections handed
 //! to it, nginx-style. The acceptor (on the runtime that calls `Server::run`) deals connections
 //! out in turn; from then on a connection's every wake-up, read and write happens on its worker's
-//! thread.
+//! thread, until it becomes a live viewer: viewer loops run on the fan-out runtime
+//! (`live::fanout`), so that they never queue ahead of requests.
 //!
 //! Why not tokio's work-stealing runtime for connections: a request/response connection gains
 //! nothing from moving between threads, and pays for it on every wake-up (atomic task state, the

@@ -143,9 +143,14 @@ pub(crate) async fn connection(
                                 .await;
                         }
                         let cors = c.cors.lines(origin.as_ref());
-                        let live = &state.live;
-                        live::watch_http(&mut stream, s, live, output, !http10, &cors, shutdown)
-                            .await
+                        let live = state.live.clone();
+                        // On the fan-out workers (live::fanout), with the socket.
+                        let viewer = async move {
+                            let (chunked, l) = (!http10, &live);
+                            live::watch_http(&mut stream, s, l, output, chunked, &cors, shutdown)
+                                .await
+                        };
+                        state.live.fanout.run(viewer).await
                     };
                     return Box::pin(w).await;
                 }

@@ -32,7 +32,8 @@ pub(crate) fn response(
     shutdown: watch::Receiver<bool>,
 ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
-    tokio::spawn(feed(tx, stream, live, output, shutdown));
+    live.fanout
+        .spawn(feed(tx, stream, live.clone(), output, shutdown));
     let mut r = Response::new(Frames(rx).boxed_unsync());
     let h = r.headers_mut();
     h.insert(

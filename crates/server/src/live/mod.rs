@@ -23,6 +23,7 @@
 //! segmenter and the lifecycle are given.
 
 pub mod api;
+pub mod fanout;
 pub(crate) mod follow;
 pub(crate) mod frames;
 pub(crate) mod ingest;
@@ -35,6 +36,7 @@ pub use publish::Publish;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
 pub(crate) use registry::{query_key, same_key};
 
+pub use fanout::FanoutConfig;
 pub use live::Budget;
 use live::{HlsLimits, Limits, ViewerPolicy};
 use std::collections::HashMap;
@@ -76,6 +78,8 @@ pub struct LiveConfig {
     /// streams shrink to their current GOP and new publishers are refused (503). Default: a
     /// quarter of the machine's (or the cgroup's) memory.
     pub memory_budget: Budget,
+    /// Where viewers run: threads of their own, at a lower priority (fanout.rs).
+    pub fanout: FanoutConfig,
 }
 
 impl Default for LiveConfig {
@@ -107,6 +111,7 @@ impl Default for LiveConfig {
             memory_budget: Budget {
                 limit: live::budget::default_limit(memory::total_memory()),
             },
+            fanout: FanoutConfig::default(),
         }
     }
 }

@@ -199,6 +199,8 @@ pub struct Live {
     pub memory: Arc<Memory>,
     /// The publish keys now: per stream, and the global one (replaced by a reload).
     keys: RwLock<Arc<PublishKeys>>,
+    /// Where viewers run (fanout.rs).
+    pub fanout: super::fanout::Fanout,
 }
 
 /// Publish keys: per stream, and one that may publish any stream without a key of its own.
@@ -256,6 +258,7 @@ impl Live {
             global: config.global_key.clone(),
         };
         Live {
+            fanout: super::fanout::Fanout::start(config.fanout),
             memory,
             keys: RwLock::new(Arc::new(keys)),
             config,

@@ -285,6 +285,17 @@ fn vod_client(
     report
 }
 
+/// The crowd's threads stand for other machines: on this one they yield to the VOD clients and
+/// the server (nice `SOAK_CROWD_NICE`, default 10), so that what the VOD clients measure is the
+/// server's latency, not their own place in the run queue behind hundreds of reader threads.
+fn crowd_priority() {
+    let nice = std::env::var("SOAK_CROWD_NICE").map_or(10, |n| n.parse().unwrap());
+    // SAFETY: setpriority takes plain integers and changes only the calling thread's nice value
+    // (Linux: `who` 0 with PRIO_PROCESS is the calling thread); it touches no memory of ours.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    assert_eq!(r, 0, "setpriority: {}", std::io::Error::last_os_error());
+}
+
 impl Crowd {
     /// Starts `mix` around `/live/{stream}.ts`, the VOD clients on `title` (`size` bytes).
     pub fn start(addr: SocketAddr, stream: &str, title: &str, size: u64, mix: Mix) -> Self {
@@ -293,7 +304,10 @@ impl Crowd {
         let path = format!("/live/{stream}.ts");
         let spawn = |f: fn(SocketAddr, String, Arc<AtomicBool>, Arc<AtomicU64>)| {
             let (p, s, c) = (path.clone(), stop.clone(), connects.clone());
-            thread::spawn(move || f(addr, p, s, c))
+            thread::spawn(move || {
+                crowd_priority();
+                f(addr, p, s, c)
+            })
         };
         let mut others = Vec::new();
         for _ in 0..mix.uploading {
@@ -310,7 +324,10 @@ impl Crowd {
                 let (p, s) = (path.clone(), stop.clone());
                 thread::Builder::new()
                     .stack_size(256 << 10)
-                    .spawn(move || fast_viewer(addr, p, s))
+                    .spawn(move || {
+                        crowd_priority();
+                        fast_viewer(addr, p, s)
+                    })
                     .unwrap()
             })
             .collect();

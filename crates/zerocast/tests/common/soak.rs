@@ -59,7 +59,10 @@ pub fn soak(nofile: Option<u32>, mix: Mix, run: Duration) -> Soak {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("zerocast.toml");
     // Never-reading viewers are given up on after 3 s, so they cycle through the run.
-    std::fs::write(&cfg, "[live]\nviewer_stall_timeout_secs = 3\n").unwrap();
+    // SOAK_LIVE: more `[live]` settings (to compare, e.g. "fanout_threads = 0").
+    let extra = std::env::var("SOAK_LIVE").unwrap_or_default();
+    let toml = format!("[live]\nviewer_stall_timeout_secs = 3\n{extra}\n");
+    std::fs::write(&cfg, toml).unwrap();
     let served = super::spawned::Served::start(nofile, &["--config", cfg.to_str().unwrap()]);
     let addr = served.addr;
     let stop = Arc::new(AtomicBool::new(false));

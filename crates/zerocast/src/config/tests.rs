@@ -1,0 +1,263 @@
+//! The config file's schema and its merge with the flags.
+
+use super::*;
+
+fn file(toml_text: &str) -> FileConfig {
+    toml::from_str(toml_text).expect("a valid config file")
+}
+
+/// The `serve` flags in `line`, split at spaces.
+fn flags(line: &str) -> ServeArgs {
+    use clap::Parser;
+    let argv = ["zerocast", "serve"]
+        .into_iter()
+        .chain(line.split_whitespace());
+    match crate::cli::Cli::parse_from(argv).command {
+        crate::cli::Command::Serve(a) => a,
+        c => panic!("not serve: {c:?}"),
+    }
+}
+
+/// The example config file in the README is one the server accepts, key for key (the file
+/// format refuses unknown keys), so the documentation cannot drift from the code.
+#[test]
+fn readme_config_example_parses() {
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("```toml\n")
+        .expect("a toml block in the README")
+        + 8;
+    let len = readme[start..].find("```").expect("its end");
+    let file: FileConfig = toml::from_str(&readme[start..start + len]).expect("parses");
+    assert_eq!(file.workers, Some(4));
+    assert!(file.live.keys.contains_key("show"));
+    let s = merge(ServeArgs::default(), file).expect("the whole file applies");
+    assert!(s.config.signed.is_some() && s.config.admin_token.is_some());
+    let tls = s.config.tls.expect("HTTPS from the example");
+    assert_eq!(tls.listen.len(), 1);
+    assert!(tls.rtmps_listen.is_some() && tls.hsts.is_some());
+    assert!(s.config.auth.jwt.is_some() && s.config.auth.rules.len() == 1);
+    assert!(s.config.hooks.is_some_and(|h| h.on_unpublish.is_some()));
+}
+
+#[test]
+fn without_file_or_flags_the_server_defaults_hold() {
+    let s = merge(ServeArgs::default(), FileConfig::default()).unwrap();
+    let d = Config::default();
+    assert_eq!(s.config.listen, d.listen);
+    assert_eq!(s.config.rtmp_listen, d.rtmp_listen);
+    assert_eq!(s.config.workers, d.workers);
+    assert_eq!(s.config.header_read_timeout, d.header_read_timeout);
+    assert_eq!(s.config.send_timeout, d.send_timeout);
+    assert_eq!(s.config.max_connections, None);
+    assert_eq!(s.config.policy.sendfile_min, d.policy.sendfile_min);
+    assert_eq!(s.config.live.global_key, None);
+    assert!(s.config.live.keys.is_empty());
+    assert_eq!(s.cache_budget, server::default_cache_budget());
+    assert_eq!(s.library, None);
+    assert_eq!(FileConfig::default().log_format(None), LogFormat::Human);
+}
+
+#[test]
+fn the_file_wins_over_the_defaults() {
+    let f = file(
+        r#"
+        library = "/srv/videos"
+        listen = "127.0.0.1:9000"
+        cache_size = "2MiB"
+        log_format = "json"
+        header_read_timeout_secs = 0
+        send_timeout_secs = 0
+        shutdown_grace_secs = 3
+        max_connections = 0
+        cors_origins = ["https://player.example"]
+        admin_token = "0123456789abcdef"
+        private_api = true
+        max_ranges = 0
+        sendfile_min = "64KiB"
+        rtmp_listen = "off"
+        workers = 0
+        listen_backlog = 128
+        [signed_urls]
+        secret = "0123456789abcdef-signing"
+        [live]
+        publish_key = "any"
+        grace_secs = 7
+        linger_secs = 2
+        window_secs = 0
+        window_size = "1MiB"
+        hls_segment_secs = 1000.0
+        hls_window = 1
+        max_ingest_bitrate = 1
+        viewer_max_skips = 5
+        viewer_skip_period_secs = 9
+        viewer_stall_timeout_secs = 0
+        memory_budget = "300MiB"
+        fanout_threads = 3
+        fanout_nice = 0
+        [live.keys]
+        show = "secret"
+        "#,
+    );
+    assert_eq!(f.log_format(None), LogFormat::Json);
+    let s = merge(ServeArgs::default(), f).unwrap();
+    let c = &s.config;
+    assert_eq!(s.library, Some(PathBuf::from("/srv/videos")));
+    assert_eq!(s.cache_budget, 2 << 20);
+    assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.rtmp_listen, None);
+    // Values that would disable something are raised to the least that works.
+    assert_eq!(c.header_read_timeout, Duration::from_secs(1));
+    assert_eq!(c.send_timeout, Duration::from_secs(1));
+    assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(c.max_connections, Some(1));
+    assert_eq!(
+        c.cors,
+        server::cors::Cors::Origins(vec!["https://player.example".into()])
+    );
+    assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+    assert!(c.private_api);
+    let signed = c.signed.as_ref().expect("signed_urls");
+    assert!(signed.covers("/videos/x.mp4") && signed.covers("/live/x.ts"));
+    assert_eq!(c.policy.max_ranges, 1);
+    assert_eq!(c.policy.sendfile_min, 64 << 10);
+    assert_eq!(c.workers, Some(0));
+    assert_eq!(c.listen_backlog, 128);
+    let l = &c.live;
+    assert_eq!(l.global_key.as_deref(), Some("any"));
+    assert_eq!(l.keys.get("show").map(String::as_str), Some("secret"));
+    assert_eq!(l.grace, Duration::from_secs(7));
+    assert_eq!(l.linger, Duration::from_secs(2));
+    assert_eq!(l.ring.max_age, Duration::from_secs(1));
+    assert_eq!(l.ring.max_bytes, 1 << 20);
+    assert_eq!(l.memory_budget.limit, 300 << 20);
+    assert_eq!(l.hls.min_segment, Duration::from_secs(60));
+    assert_eq!(l.hls.window, 2);
+    assert_eq!(l.max_ingest_bitrate, 100_000);
+    assert_eq!(l.viewer.max_skips, 5);
+    assert_eq!(l.viewer.skip_period, Duration::from_secs(9));
+    assert_eq!(l.stall_timeout, Duration::from_secs(1));
+    assert_eq!(l.fanout.threads, Some(3));
+    assert_eq!(l.fanout.nice, 0);
+}
+
+#[test]
+fn a_fanout_nice_outside_0_to_19_is_refused() {
+    for nice in [-1, 20] {
+        let f = file(&format!("[live]\nfanout_nice = {nice}\n"));
+        let e = merge(ServeArgs::default(), f).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("fanout_nice must be 0 to 19"),
+            "{e:#}"
+        );
+    }
+}
+
+#[test]
+fn flags_win_over_the_file() {
+    let f = file(
+        r#"
+        library = "/from/file"
+        listen = "127.0.0.1:9000"
+        cache_size = "1GiB"
+        log_format = "json"
+        rtmp_listen = "127.0.0.1:1936"
+        [live]
+        publish_key = "file-key"
+        [live.keys]
+        show = "from-file"
+        other = "kept"
+        "#,
+    );
+    assert_eq!(f.log_format(Some(LogFormat::Human)), LogFormat::Human);
+    let args = flags(
+        "--library /from/flag --listen 127.0.0.1:9001 --cache-size 5MiB --rtmp-listen off \
+         --publish-key flag-key --publish-key show=from-flag",
+    );
+    let s = merge(args, f).unwrap();
+    assert_eq!(s.library, Some(PathBuf::from("/from/flag")));
+    assert_eq!(s.config.listen, "127.0.0.1:9001".parse().unwrap());
+    assert_eq!(s.cache_budget, 5 << 20);
+    assert_eq!(s.config.rtmp_listen, None);
+    let l = &s.config.live;
+    assert_eq!(l.global_key.as_deref(), Some("flag-key"));
+    assert_eq!(l.keys.get("show").map(String::as_str), Some("from-flag"));
+    assert_eq!(l.keys.get("other").map(String::as_str), Some("kept"));
+    // And an address flag over the file's `off`.
+    let args = flags("--rtmp-listen 127.0.0.1:1937");
+    let s = merge(args, file("rtmp_listen = 'off'")).unwrap();
+    assert_eq!(s.config.rtmp_listen, "127.0.0.1:1937".parse().ok());
+}
+
+/// Each case: `FLAGS | CONFIG FILE => the error says`.
+#[test]
+fn bad_values_get_a_clear_error() {
+    for case in [
+        " | sendfile_min = 'lots' => sendfile_min in the config file: 'lots' is not a size",
+        " | cache_size = '3 parsecs' => cache_size in the config file: unknown size unit",
+        " | [live]\nwindow_size = 'big' => live.window_size: 'big' is not a size",
+        " | rtmp_listen = 'nowhere' => rtmp_listen 'nowhere': expected HOST:PORT or off",
+        "--rtmp-listen 1935 | => rtmp_listen '1935': expected HOST:PORT or off",
+        " | listen = 'port 80' => listen 'port 80': expected HOST:PORT or off",
+        "--listen off | => listen = off needs an HTTPS listener",
+        "--tls-listen 127.0.0.1:8443 | => need tls_cert and tls_key",
+        " | tls_cert = 'c.pem'\ntls_key = 'k.pem' => no tls_listen or rtmps_listen uses them",
+        " | redirect_http = true => redirect_http = true needs an HTTPS listener",
+        "--publish-key a/b=x | => --publish-key a/b=x: expected NAME=SECRET with a valid",
+        "--publish-key show= | => --publish-key show=: expected NAME=SECRET",
+        "--publish-key= | => --publish-key: empty key",
+    ] {
+        let (input, expected) = case.split_once(" => ").unwrap();
+        let (args, toml_text) = input.split_once('|').unwrap();
+        let e = merge(flags(args), file(toml_text)).expect_err(case);
+        assert!(format!("{e:#}").contains(expected), "{case}: {e:#}");
+    }
+}
+
+#[test]
+fn a_relative_library_in_the_file_is_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zerocast.toml");
+    std::fs::write(&path, "library = \"videos\"").unwrap();
+    let s = merge(ServeArgs::default(), FileConfig::load(Some(&path)).unwrap()).unwrap();
+    assert_eq!(s.library, Some(dir.path().join("videos")));
+    std::fs::write(&path, "library = \"/srv/videos\"").unwrap();
+    let s = merge(ServeArgs::default(), FileConfig::load(Some(&path)).unwrap()).unwrap();
+    assert_eq!(s.library, Some(PathBuf::from("/srv/videos")));
+    // A flag stays relative to the working directory.
+    let s = merge(
+        flags("--library videos"),
+        FileConfig::load(Some(&path)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s.library, Some(PathBuf::from("videos")));
+}
+
+#[test]
+fn the_file_is_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zerocast.toml");
+    for (text, expected) in [
+        ("listen_port = 80", "unknown field `listen_port`"),
+        ("[live]\nwindow = 3", "unknown field `window`"),
+        ("tls_listen = \"port 80\"", "invalid type"),
+        (r#"log_format = "xml""#, "unknown variant `xml`"),
+        ("workers = -1", "invalid value"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let e = format!("{:#}", FileConfig::load(Some(&path)).expect_err(text));
+        let context = format!("config file {}: ", path.display());
+        assert!(
+            e.starts_with(&context) && e.contains(expected),
+            "{text}: {e}"
+        );
+    }
+    let missing = dir.path().join("missing.toml");
+    let e = format!("{:#}", FileConfig::load(Some(&missing)).unwrap_err());
+    assert!(
+        e.starts_with(&format!("reading {}", missing.display())),
+        "{e}"
+    );
+    std::fs::write(&path, "workers = 2").unwrap();
+    assert_eq!(FileConfig::load(Some(&path)).unwrap().workers, Some(2));
+}
