@@ -5,9 +5,33 @@
 
 mod common;
 
+use common::added_latency::{added, Arrivals};
 use common::crowd::Mix;
 use common::soak::soak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The harness's own measure: a viewer that gets packets 30 ms after the others shows 30 ms of
+/// added latency for them; PCRs that start over (the next publisher session) are other packets.
+#[test]
+fn the_added_latency_measure_compares_each_packet_with_its_first_arrival() {
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let mut v: [Arrivals; 3] = Default::default();
+    for (session, late) in [(0u64, ms(30)), (1, ms(2))] {
+        for i in 0..400u64 {
+            let (pcr, at) = (1_000 + i * 1_800, t + ms(5_000 * session + 20 * i));
+            v[0].pcr(pcr, at, false);
+            v[1].pcr(pcr, at + late, false);
+            v[2].pcr(pcr, at, false);
+        }
+    }
+    let h = added(&[&v[0], &v[1], &v[2]]);
+    assert!(v[0].notes.len() > 20, "{} notes", v[0].notes.len());
+    assert_eq!(h.count(), 3 * v[0].notes.len() as u64);
+    assert!(h.quantile(0.5) <= ms(1), "{:?}", h.quantile(0.5));
+    let worst = h.quantile(1.0);
+    assert!(worst >= ms(30) && worst <= ms(31), "{worst:?}");
+}
 
 #[test]
 fn a_misbehaving_crowd_does_not_disturb_fast_viewers_or_vod_clients() {

@@ -3,6 +3,7 @@
 //! read, viewers that connect and drop in a loop, and VOD range clients. Every client runs on its
 //! own thread until [`Crowd::stop`].
 
+use super::added_latency::Arrivals;
 use super::ts::PACKET;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -31,6 +32,8 @@ pub struct FastReport {
     pub gaps: u64,
     /// Why the connection ended before the crowd was stopped.
     pub ended: Option<String>,
+    /// When packets with a PCR arrived (`added_latency`).
+    pub arrivals: Arrivals,
 }
 
 /// What the VOD clients saw: each request's time to its whole answer (sorted), when it was
@@ -53,8 +56,10 @@ pub struct Crowd {
 
 /// A `.ts` viewer's body, checked as it arrives: the response head, chunked framing, then
 /// 188-byte packets whose continuity counters are followed per PID.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LiveTs {
+    /// When the bytes being fed were read.
+    now: Instant,
     head_done: bool,
     buf: Vec<u8>,
     /// Bytes left in the current chunk; `None` while a chunk-size line is expected.
@@ -65,8 +70,21 @@ struct LiveTs {
 }
 
 impl LiveTs {
-    /// Takes what was read; false once the response turned out not to be the stream.
-    fn feed(&mut self, data: &[u8]) -> bool {
+    fn new(connected: Instant) -> Self {
+        LiveTs {
+            now: connected,
+            head_done: false,
+            buf: Vec::new(),
+            chunk_left: None,
+            packet: Vec::new(),
+            cc: HashMap::new(),
+            report: FastReport::default(),
+        }
+    }
+
+    /// Takes what was read at `now`; false once the response turned out not to be the stream.
+    fn feed(&mut self, data: &[u8], now: Instant) -> bool {
+        self.now = now;
         self.buf.extend_from_slice(data);
         if !self.head_done {
             let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -136,6 +154,12 @@ impl LiveTs {
             return;
         }
         let disc = p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x80 != 0;
+        // A PCR: adaptation field of at least 7 bytes with the PCR flag; its 33-bit base.
+        if p[3] & 0x20 != 0 && p[4] >= 7 && p[5] & 0x10 != 0 {
+            let b = |i: usize| u64::from(p[i]);
+            let pcr = b(6) << 25 | b(7) << 17 | b(8) << 9 | b(9) << 1 | b(10) >> 7;
+            self.report.arrivals.pcr(pcr, self.now, disc);
+        }
         if let Some(prev) = self.cc.insert(h.pid, h.cc) {
             if !disc && h.cc != (prev + 1) & 0x0f {
                 self.report.gaps += 1;
@@ -151,7 +175,7 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
 }
 
 fn fast_viewer(addr: SocketAddr, path: String, stop: Arc<AtomicBool>) -> FastReport {
-    let mut check = LiveTs::default();
+    let mut check = LiveTs::new(Instant::now());
     let mut s = match get(addr, &path) {
         Ok(s) => s,
         Err(e) => {
@@ -169,7 +193,7 @@ fn fast_viewer(addr: SocketAddr, path: String, stop: Arc<AtomicBool>) -> FastRep
                 break;
             }
             Ok(n) => {
-                if !check.feed(&buf[..n]) {
+                if !check.feed(&buf[..n], Instant::now()) {
                     break;
                 }
             }

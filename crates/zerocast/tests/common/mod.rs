@@ -2,6 +2,7 @@
 //! went over the wire, and ffprobe as the oracle.
 #![allow(dead_code)]
 
+pub mod added_latency;
 pub mod auth;
 pub mod browser;
 pub mod crowd;

@@ -146,13 +146,20 @@ impl Soak {
             v.sort();
             v
         };
+        let arrivals: Vec<_> = self.fast.iter().map(|f| &f.arrivals).collect();
+        let late = super::added_latency::added(&arrivals);
         eprintln!(
             "soak: {} fast viewers, stream {} bytes, {} misbehaving connections, {} publisher sessions; \
+             fast viewers' added latency (after the first to get each packet) p50 {:?} p99 {:?} max {:?} ({} packets); \
              VOD {} ranges p50 {:?} p99 {:?}; /healthz p99 {:?}; RSS {} KiB after warm-up, {} KiB at the end",
             self.fast.len(),
             self.stream_bytes,
             self.misbehaving_connects,
             self.publisher_sessions,
+            late.quantile(0.5),
+            late.quantile(0.99),
+            late.quantile(1.0),
+            late.count(),
             self.vod.latencies.len(),
             p(0.5),
             p(0.99),
