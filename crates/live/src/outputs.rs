@@ -1,18 +1,26 @@
-//! The FLV and RTMP outputs of a stream, sans-I/O: each FLV tag body is serialised once as an FLV
-//! tag ([`media::flv::wire`]) and once as an RTMP message ([`rtmp::write`]) and pushed to that
-//! output's ring; the latest sequence headers (AVC/HEVC decoder configuration, AAC AudioSpecificConfig) are kept
-//! aside and handed, like a TS keyframe's PAT/PMT, to every viewer that starts at a keyframe.
+//! The FLV, RTMP and fragmented-MP4 outputs of a stream, sans-I/O: each FLV tag body is
+//! serialised once as an FLV tag ([`media::flv::wire`]) and once as an RTMP message
+//! ([`rtmp::write`]) and pushed to that output's ring; the latest sequence headers (AVC/HEVC
+//! decoder configuration, AAC AudioSpecificConfig) are kept aside and handed, like a TS
+//! keyframe's PAT/PMT, to every viewer that starts at a keyframe. The fMP4 output is written
+//! once per stream by [`media::cmaf::Fragmenter`]: a fragment per video frame, its head a unit
+//! of the MP4 ring and its samples `Bytes` slices of the FLV tag just made (no copy); the init
+//! segment is what a viewer starting at a keyframe gets first.
 //!
 //! ```text
 //!  tag body ──┬─ flv_tag ──────> FLV ring   (HTTP-FLV viewers)
+//!             │     └─ Fragmenter: moof+mdat head, sample = slice of the FLV tag
+//!             │                 ──> MP4 ring (HTTP-fMP4 viewers)
 //!             └─ av_message ───> RTMP ring  (RTMP players)
-//!  sequence header: kept in `seq[video]`, sent before the keyframe a viewer starts at
+//!  sequence header: kept in `seq[video]`, sent before the keyframe a viewer starts at;
+//!  for MP4, the init segment made from both
 //! ```
 //! The RTMP clock of the stream (the latest timestamp pushed) is kept here too, so that a
 //! publisher that comes back within the grace period continues it instead of starting over.
 
 use crate::ring::{Limits, Ring};
 use bytes::Bytes;
+use media::cmaf::{self, Event, Fragmenter};
 use media::flv::wire::{self, Kind};
 use std::time::Duration;
 
@@ -25,6 +33,13 @@ pub const RTMP_PLAY_STREAM_ID: u32 = 1;
 pub struct MediaOutputs {
     pub flv: Ring,
     pub rtmp: Ring,
+    /// Fragmented MP4 (CMAF): fragment heads and sample slices; the init segment before a
+    /// viewer's first keyframe fragment.
+    pub mp4: Ring,
+    fragmenter: Fragmenter<Bytes>,
+    /// The latest init segment.
+    init: Option<Bytes>,
+    events: Vec<Event<Bytes>>,
     /// The latest audio (0) and video (1) sequence headers, as (FLV tag, RTMP message).
     seq: [Option<(Bytes, Bytes)>; 2],
     /// The latest RTMP timestamp (ms) pushed.
@@ -36,6 +51,10 @@ impl MediaOutputs {
         MediaOutputs {
             flv: Ring::new(limits),
             rtmp: Ring::new(limits),
+            mp4: Ring::new(limits),
+            fragmenter: Fragmenter::default(),
+            init: None,
+            events: Vec::new(),
             seq: [None, None],
             clock: None,
         }
@@ -56,13 +75,18 @@ impl MediaOutputs {
             .flatten()
             .map(|(t, m)| t.len() + m.len())
             .sum();
-        self.flv.bytes() + self.rtmp.bytes() + seq
+        // The MP4 ring's samples are slices of the FLV ring's tags: counted twice, on the safe
+        // side of the budget.
+        let init = self.init.as_ref().map_or(0, Bytes::len);
+        self.flv.bytes() + self.rtmp.bytes() + self.mp4.bytes() + seq + init
     }
 
     /// Both rings down to their current GOP and recent units (see [`Ring::shrink_to_gop`]);
     /// the bytes dropped.
     pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration) -> usize {
-        self.flv.shrink_to_gop(now, keep) + self.rtmp.shrink_to_gop(now, keep)
+        self.flv.shrink_to_gop(now, keep)
+            + self.rtmp.shrink_to_gop(now, keep)
+            + self.mp4.shrink_to_gop(now, keep)
     }
 
     /// Serialises one tag body at `ms` for both outputs and pushes it (a sequence header is
@@ -74,6 +98,7 @@ impl MediaOutputs {
             ms,
             body,
         ));
+        self.push_mp4(video, &tag, ms, now);
         let msg = Bytes::from(rtmp::write::av_message(
             video,
             ms,
@@ -94,6 +119,60 @@ impl MediaOutputs {
         } else {
             self.flv.push(tag, now);
             self.rtmp.push(msg, now);
+        }
+    }
+
+    /// The fMP4 output of one FLV tag (`tag`: header, body, PreviousTagSize).
+    fn push_mp4(&mut self, video: bool, tag: &Bytes, ms: u32, now: Duration) {
+        const HEAD: usize = 11;
+        let Some(body) = tag.get(HEAD..tag.len().saturating_sub(4)) else {
+            return;
+        };
+        match cmaf::flv::read(video, body) {
+            Ok(cmaf::flv::Tag::Video(v)) => self.fragmenter.video_config(v),
+            Ok(cmaf::flv::Tag::Audio(a)) => self.fragmenter.audio_config(a),
+            Ok(cmaf::flv::Tag::Frame {
+                video,
+                keyframe,
+                cto,
+                data,
+            }) => {
+                let sample = tag.slice(HEAD + data..HEAD + body.len());
+                let size = sample.len();
+                // An error is a fragment too large for a 32-bit mdat: that frame is left out.
+                let _ =
+                    self.fragmenter
+                        .frame(video, keyframe, cto, ms, size, sample, &mut self.events);
+            }
+            // A configuration that cannot be read (no SPS, not AAC) leaves the track as it was.
+            Ok(cmaf::flv::Tag::Skip) | Err(_) => {}
+        }
+        for e in self.events.drain(..) {
+            match e {
+                Event::Init(init) => {
+                    // Viewers already watching get the new configuration where it changed.
+                    let init = Bytes::from(init);
+                    self.init = Some(init.clone());
+                    self.mp4.push(init, now);
+                }
+                Event::Fragment {
+                    head,
+                    data,
+                    keyframe,
+                    ..
+                } => {
+                    let head = Bytes::from(head);
+                    if keyframe {
+                        let init = self.init.iter().cloned().collect();
+                        self.mp4.push_keyframe(head, init, now);
+                    } else {
+                        self.mp4.push(head, now);
+                    }
+                    for d in data {
+                        self.mp4.push(d, now);
+                    }
+                }
+            }
         }
     }
 }
@@ -149,6 +228,39 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn an_mp4_viewer_gets_the_init_segment_then_fragments_from_a_keyframe_that_index_as_mp4() {
+        let clip =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let mut tags = Vec::new();
+        media::flv::FromTs::default().feed(&clip, &mut tags);
+        let mut o = MediaOutputs::new(LIMITS);
+        let t = Duration::ZERO;
+        for tag in &tags {
+            let k = wire::classify(tag.video, &tag.body);
+            o.push(tag.video, &tag.body, tag.ms, k, t);
+        }
+        let mut viewer = Viewer::default();
+        let Step::Send { parts, .. } = viewer.step(&o.mp4, t, &POLICY) else {
+            panic!("nothing to send");
+        };
+        assert_eq!(&parts[0][4..8], b"ftyp", "the init segment first");
+        assert_eq!(&parts[1][4..8], b"moof", "then a fragment");
+        let file: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let info = media::index(&file).unwrap();
+        assert_eq!(info.video.map(|v| v.codec).as_deref(), Some("h264"));
+        assert_eq!(info.audio.map(|a| a.codec).as_deref(), Some("aac"));
+        // A late joiner starts at the latest keyframe: its first sample is that keyframe's.
+        let first = (parts[0].len() + parts[1].len()) as u64;
+        assert_eq!(info.keyframes.first().map(|k| k.offset), Some(first));
+        // Samples are slices of the FLV ring's tags, not copies.
+        let flv_tags: Vec<&Bytes> = o.flv.units().map(|u| &u.data).collect();
+        let sample = &parts[2];
+        assert!(flv_tags
+            .iter()
+            .any(|t| t.as_ptr_range().contains(&sample.as_ptr())));
     }
 
     #[test]

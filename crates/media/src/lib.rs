@@ -16,6 +16,7 @@
 //! | [`info`]    | the common [`MediaInfo`] seek index every container's parser fills in   |
 //! | [`index`]   | container detection, and the dispatch to the right parser              |
 //! | [`flv`]     | FLV/RTMP: tag bodies ↔ TS, and the wire forms (FLV tags, RTMP messages) |
+//! | [`cmaf`]    | CMAF / fragmented MP4 writing: init segments, fragment heads, from FLV  |
 //!
 //! Invariant: parsers are total. Any input yields a value or an [`Error`], never a panic, a hang or an
 //! allocation larger than the input justifies. Declared lengths and counts are checked against the
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cmaf;
 pub mod error;
 pub mod flv;
 pub mod index;

@@ -86,3 +86,36 @@ fn chromium_plays_and_seeks_every_container_it_supports() {
     // The browser's abandoned range requests left the server healthy.
     assert_eq!(srv.get("/healthz", &[]).status, 200);
 }
+
+/// A live stream's fragmented MP4 plays in a plain `<video src>`: no script, no player library.
+#[test]
+fn chromium_plays_a_live_stream_as_fragmented_mp4_in_a_plain_video_element() {
+    require("chromium");
+    let s = common::live::server(|_| {});
+    let _publisher = common::live::ts_publisher(&s.url("/live/web"), None);
+    common::live::wait_for(&s, "web", "live", |d| d["ring_units"].as_u64() > Some(5));
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><body><script>
+const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
+const v = document.createElement('video'); v.muted = true; v.autoplay = true; let reported = false;
+v.addEventListener('timeupdate', () => {{ if (!reported && v.currentTime > 1.5) {{ reported = true;
+  send({{ev: 'playing', t: v.currentTime, w: v.videoWidth, h: v.videoHeight}}); }} }});
+v.addEventListener('error', () => send({{ev: 'error', msg: String(v.error && v.error.code)}}));
+v.src = '{}'; document.body.appendChild(v);
+</script>",
+        s.url("/live/web.mp4")
+    );
+    let (base, beacons) = beacon_server(page);
+    let chromium = Chromium::open(&format!("{base}/page.html"));
+    let b = beacons
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the video played 1.5 s within 30 s");
+    drop(chromium);
+    assert_eq!(b.get("ev").map(String::as_str), Some("playing"), "{b:?}");
+    let ffprobe = common::codecs(&s.url("/live/web.mp4"));
+    assert_eq!(ffprobe, ["aac", "h264"]);
+    assert!(
+        b["w"].parse::<u32>().unwrap() > 0 && b["h"].parse::<u32>().unwrap() > 0,
+        "{b:?}"
+    );
+}

@@ -409,6 +409,12 @@ fn a_ts_source_is_also_watchable_as_http_flv() {
 }
 
 #[test]
+fn a_ts_source_is_also_watchable_as_fragmented_mp4() {
+    let (s, _publisher) = live_stream("both");
+    common::assert_plays_h264_aac(&s.url("/live/both.mp4"), "3");
+}
+
+#[test]
 fn a_ts_source_is_also_watchable_over_rtmp() {
     let (s, _publisher) = live_stream("both");
     common::assert_plays_h264_aac(&format!("rtmp://{}/live/both", s.rtmp), "3");

@@ -74,6 +74,12 @@ fn an_rtmp_stream_plays_as_http_flv() {
 }
 
 #[test]
+fn an_rtmp_stream_plays_as_fragmented_mp4() {
+    let shared = shared_all();
+    common::assert_plays_h264_aac(&shared.server.url("/live/all.mp4"), "2");
+}
+
+#[test]
 fn an_rtmp_stream_plays_over_rtmp() {
     let shared = shared_all();
     let url = format!("rtmp://{}/live/all", shared.server.rtmp);

@@ -141,6 +141,8 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
         None => {
             if let Some(name) = rest.strip_suffix(".ts") {
                 Some(Route::Watch(name, Output::Ts))
+            } else if let Some(name) = rest.strip_suffix(".mp4") {
+                Some(Route::Watch(name, Output::Mp4))
             } else {
                 rest.strip_suffix(".flv")
                     .map(|name| Route::Watch(name, Output::Flv))
@@ -338,6 +340,11 @@ mod tests {
                 &get,
                 "/live/show.flv",
                 Some(Route::Watch("show", Output::Flv)),
+            ),
+            (
+                &get,
+                "/live/show.mp4",
+                Some(Route::Watch("show", Output::Mp4)),
             ),
             (&get, "/live/show", None),
             // Exactly one output suffix is taken off: a stream may be named `cam2.ts`.

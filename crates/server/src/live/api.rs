@@ -53,6 +53,9 @@ pub struct StreamViewersDoc {
     pub flv: u64,
     /// Connected RTMP players.
     pub rtmp: u64,
+    /// Connected `.mp4` (fragmented MP4) viewers.
+    #[serde(default)]
+    pub mp4: u64,
     pub ts_total: u64,
     pub hls_playlist_requests: u64,
     pub hls_segment_requests: u64,
@@ -86,6 +89,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
             ts: viewers(s, 0),
             flv: viewers(s, 1),
             rtmp: viewers(s, 2),
+            mp4: viewers(s, 3),
             ts_total: st.viewers_total.load(Relaxed),
             hls_playlist_requests: st.playlist_requests.load(Relaxed),
             hls_segment_requests: st.segment_requests.load(Relaxed),
@@ -129,7 +133,7 @@ const FAMILIES: &[Family] = &[
         |s| s.stats.bytes_out.load(Relaxed),
     ),
     ("viewers", "gauge", "Connected viewers (all outputs)", |s| {
-        (0..3).map(|i| viewers(s, i)).sum()
+        (0..4).map(|i| viewers(s, i)).sum()
     }),
     (
         "skips_total",

@@ -123,6 +123,8 @@ pub enum Output {
     Ts = 0,
     Flv = 1,
     Rtmp = 2,
+    /// Fragmented MP4 (CMAF fragments, one per video frame) over HTTP.
+    Mp4 = 3,
 }
 
 impl Output {
@@ -131,6 +133,7 @@ impl Output {
             Output::Ts => "video/mp2t",
             Output::Flv => "video/x-flv",
             Output::Rtmp => "application/octet-stream",
+            Output::Mp4 => "video/mp4",
         }
     }
 }

@@ -24,7 +24,7 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     /// Connected viewers per [`Output`].
-    pub viewers: [AtomicI64; 3],
+    pub viewers: [AtomicI64; 4],
     pub viewers_total: AtomicU64,
     pub skips: AtomicU64,
     pub slow_disconnects: AtomicU64,
@@ -63,6 +63,7 @@ impl Inner {
             Output::Ts => Some(&self.ring),
             Output::Flv => self.media.as_ref().map(|m| &m.flv),
             Output::Rtmp => self.media.as_ref().map(|m| &m.rtmp),
+            Output::Mp4 => self.media.as_ref().map(|m| &m.mp4),
         }
     }
 }
@@ -167,7 +168,7 @@ impl Stream {
     pub(super) fn subscribe(&self, output: Output) -> watch::Receiver<u64> {
         match output {
             Output::Ts => self.tick.subscribe(),
-            Output::Flv | Output::Rtmp => self.tick_media.subscribe(),
+            Output::Flv | Output::Rtmp | Output::Mp4 => self.tick_media.subscribe(),
         }
     }
 

@@ -1,0 +1,243 @@
+//! A live stream's tracks and frames, as they come, into an init segment and CMAF fragments:
+//! one fragment per video frame, carrying the audio frames that arrived since the previous one
+//! (an audio-only stream: one per audio frame), so a frame is on the wire as soon as it is in.
+//!
+//! Sans-I/O and generic over the caller's handle on a frame's bytes (`T`: a `Bytes` slice of
+//! the tag body in the live wing), which it hands back in the order the bytes go on the wire
+//! after the fragment's head: the writer never touches sample bytes.
+//!
+//! A frame's duration is not known until the next frame of its track arrives; it is written as
+//! the track's previous frame interval, and every fragment's `tfdt` gives the exact decode time,
+//! so an estimate that was off does not accumulate.
+
+use super::fragment::{fragment_head, Run, Sample};
+use super::init::{init_segment, AudioTrack, VideoTrack};
+use super::{AUDIO_TRACK, VIDEO_TRACK};
+use crate::error::Result;
+
+/// How long (stream time, ms) fragments wait for the second track's configuration: an init
+/// segment's tracks cannot change under a viewer, so the first one should name both.
+const START_WAIT_MS: u32 = 1000;
+/// Assumed frame intervals (ms) until a track has shown its own.
+const FIRST_VIDEO_MS: u32 = 33;
+const FIRST_AUDIO_MS: u32 = 21;
+
+/// What the fragmenter produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<T> {
+    /// A new init segment (the first, or one with a changed decoder configuration): what every
+    /// viewer that starts from here on gets first.
+    Init(Vec<u8>),
+    /// A fragment: `head` (`moof` and `mdat` header), then the frames' bytes in this order.
+    Fragment {
+        head: Vec<u8>,
+        data: Vec<T>,
+        /// It starts with a video keyframe (or the stream has no video): a viewer may start here.
+        keyframe: bool,
+        /// Decode time of its video frame (or first audio frame), ms.
+        ms: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Pending<T> {
+    ms: u32,
+    size: u32,
+    data: T,
+}
+
+#[derive(Debug)]
+pub struct Fragmenter<T> {
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    /// Whether the current configuration's init segment has been emitted.
+    init_sent: bool,
+    sequence: u32,
+    /// Per track (video, audio): the last frame's time and the interval before it.
+    last: [Option<(u32, u32)>; 2],
+    /// Audio frames waiting for the next video frame.
+    queued: Vec<Pending<T>>,
+    /// Fragments have started: at the first video keyframe (or first audio frame without video)
+    /// once both tracks are configured, or [`START_WAIT_MS`] after the first frame.
+    started: bool,
+    first_ms: Option<u32>,
+    /// Frames dropped: before the configuration or the first keyframe.
+    pub skipped: u64,
+}
+
+impl<T> Default for Fragmenter<T> {
+    fn default() -> Self {
+        Fragmenter {
+            video: None,
+            audio: None,
+            init_sent: false,
+            sequence: 0,
+            last: [None, None],
+            queued: Vec::new(),
+            started: false,
+            first_ms: None,
+            skipped: 0,
+        }
+    }
+}
+
+/// Most audio frames held for a video frame (about a second of AAC): past it they go out in a
+/// fragment of their own (a stream whose video stopped).
+const MAX_QUEUED: usize = 48;
+
+impl<T> Fragmenter<T> {
+    /// The video track's configuration (a sequence header): a change makes a new init segment.
+    pub fn video_config(&mut self, track: VideoTrack) {
+        if self.video.as_ref() != Some(&track) {
+            self.video = Some(track);
+            self.init_sent = false;
+        }
+    }
+
+    /// The audio track's configuration.
+    pub fn audio_config(&mut self, track: AudioTrack) {
+        if self.audio.as_ref() != Some(&track) {
+            self.audio = Some(track);
+            self.init_sent = false;
+        }
+    }
+
+    /// The init segment of the tracks configured so far.
+    pub fn init(&self) -> Option<Vec<u8>> {
+        (self.video.is_some() || self.audio.is_some())
+            .then(|| init_segment(self.video.as_ref(), self.audio.as_ref()))
+    }
+
+    /// A coded frame of `size` bytes (held by `data`) at decode time `ms`; appends what it
+    /// completes to `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn frame(
+        &mut self,
+        video: bool,
+        keyframe: bool,
+        cto: i32,
+        ms: u32,
+        size: usize,
+        data: T,
+        out: &mut Vec<Event<T>>,
+    ) -> Result<()> {
+        let Ok(size) = u32::try_from(size) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let first = *self.first_ms.get_or_insert(ms);
+        let ready = (self.video.is_some() && self.audio.is_some())
+            || ms.saturating_sub(first) >= START_WAIT_MS;
+        if video {
+            // A viewer can start only at a keyframe: fragments start at one.
+            let may_start = self.started || (keyframe && ready);
+            if self.video.is_none() || !may_start {
+                self.skipped += 1;
+                return Ok(());
+            }
+            self.started = true;
+            self.send_init(out);
+            let sample = Sample {
+                duration: self.interval(0, ms, FIRST_VIDEO_MS),
+                size,
+                keyframe,
+                cto,
+            };
+            self.fragment(Some((ms, sample, data)), out)
+        } else {
+            if self.audio.is_none() || (!self.started && (self.video.is_some() || !ready)) {
+                self.skipped += 1;
+                return Ok(());
+            }
+            self.started = true;
+            self.send_init(out);
+            self.queued.push(Pending { ms, size, data });
+            if self.video.is_none() || self.queued.len() >= MAX_QUEUED {
+                self.fragment(None, out)?;
+            }
+            Ok(())
+        }
+    }
+
+    fn send_init(&mut self, out: &mut Vec<Event<T>>) {
+        if !self.init_sent {
+            if let Some(init) = self.init() {
+                out.push(Event::Init(init));
+            }
+            self.init_sent = true;
+        }
+    }
+
+    /// The interval before this frame of `track` (0 video, 1 audio), as the estimate of its own
+    /// duration; notes the frame.
+    fn interval(&mut self, track: usize, ms: u32, first: u32) -> u32 {
+        let prev = match self.last[track] {
+            Some((at, before)) => match ms.checked_sub(at) {
+                Some(d) if d > 0 && d < 10_000 => d,
+                _ => before,
+            },
+            None => first,
+        };
+        self.last[track] = Some((ms, prev));
+        prev
+    }
+
+    /// One fragment: the video frame (if any), then the queued audio frames.
+    fn fragment(&mut self, video: Option<(u32, Sample, T)>, out: &mut Vec<Event<T>>) -> Result<()> {
+        let queued = std::mem::take(&mut self.queued);
+        // Each audio frame lasts until the next; the last one, as long as the interval before it.
+        let estimates: Vec<u32> = queued
+            .iter()
+            .map(|p| self.interval(1, p.ms, FIRST_AUDIO_MS))
+            .collect();
+        let audio: Vec<Sample> = queued
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Sample {
+                duration: queued
+                    .get(i + 1)
+                    .map_or(estimates[i], |next| next.ms.saturating_sub(p.ms)),
+                size: p.size,
+                keyframe: true,
+                cto: 0,
+            })
+            .collect();
+        let video_sample = video.as_ref().map(|v| [v.1]);
+        let mut runs = Vec::with_capacity(2);
+        if let (Some((ms, _, _)), Some(s)) = (&video, &video_sample) {
+            runs.push(Run {
+                track_id: VIDEO_TRACK,
+                base_time: u64::from(*ms),
+                samples: s,
+            });
+        }
+        if let Some(first) = queued.first() {
+            runs.push(Run {
+                track_id: AUDIO_TRACK,
+                base_time: u64::from(first.ms),
+                samples: &audio,
+            });
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        let head = fragment_head(self.sequence, &runs)?;
+        let (keyframe, ms) = match &video {
+            Some((ms, s, _)) => (s.keyframe, *ms),
+            None => (self.video.is_none(), queued.first().map_or(0, |p| p.ms)),
+        };
+        let mut data = Vec::with_capacity(1 + queued.len());
+        if let Some((_, _, d)) = video {
+            data.push(d);
+        }
+        data.extend(queued.into_iter().map(|p| p.data));
+        out.push(Event::Fragment {
+            head,
+            data,
+            keyframe,
+            ms,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+use super::flv::{read, Tag};
+use super::{Event, Fragmenter};
+use crate::flv::FromTs;
+use crate::ts::PACKET;
+
+fn clip() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
+}
+
+/// demo/clip.ts (H.264 + AAC) through `FromTs`, then the fragmenter: a fragmented MP4 file (init,
+/// then every fragment), and the video frames, keyframes and positions of keyframe data in it.
+pub(crate) fn fmp4_of_clip() -> (Vec<u8>, usize, Vec<u64>) {
+    let data = clip();
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    for chunk in data.chunks(PACKET * 7) {
+        conv.feed(chunk, &mut tags);
+    }
+    let mut f = Fragmenter::<Vec<u8>>::default();
+    let mut events = Vec::new();
+    for t in &tags {
+        match read(t.video, &t.body).unwrap() {
+            Tag::Video(v) => f.video_config(v),
+            Tag::Audio(a) => f.audio_config(a),
+            Tag::Frame {
+                video,
+                keyframe,
+                cto,
+                data,
+            } => {
+                let bytes = t.body[data..].to_vec();
+                f.frame(video, keyframe, cto, t.ms, bytes.len(), bytes, &mut events)
+                    .unwrap();
+            }
+            Tag::Skip => {}
+        }
+    }
+    let mut file = Vec::new();
+    let mut frames = 0;
+    let mut keys = Vec::new();
+    for e in events {
+        match e {
+            Event::Init(init) => {
+                assert!(file.is_empty(), "one init segment for one configuration");
+                file.extend_from_slice(&init);
+            }
+            Event::Fragment {
+                head,
+                data,
+                keyframe,
+                ..
+            } => {
+                file.extend_from_slice(&head);
+                if keyframe {
+                    keys.push(file.len() as u64);
+                }
+                frames += 1;
+                for d in data {
+                    file.extend_from_slice(&d);
+                }
+            }
+        }
+    }
+    (file, frames, keys)
+}
+
+#[test]
+fn a_live_ts_stream_becomes_fragments_the_mp4_indexer_reads_back() {
+    let (file, frames, keys) = fmp4_of_clip();
+    let ts = crate::ts::index(&clip()).unwrap();
+    let info = crate::index(&file).unwrap();
+    let v = info.video.as_ref().expect("a video track");
+    assert_eq!(v.codec, "h264");
+    assert_eq!(
+        (v.width, v.height),
+        (
+            ts.video.as_ref().unwrap().width,
+            ts.video.as_ref().unwrap().height
+        )
+    );
+    assert_eq!(info.audio.as_ref().map(|a| a.codec.as_str()), Some("aac"));
+    // Every keyframe from the first one after both tracks were configured (the AAC
+    // configuration comes with the first audio frame, after the first video keyframe), at the
+    // first byte of its sample (the video run comes first in a fragment).
+    assert!(
+        (ts.keyframes.len() - 1..=ts.keyframes.len()).contains(&info.keyframes.len()),
+        "{} keyframes of {}",
+        info.keyframes.len(),
+        ts.keyframes.len()
+    );
+    let offsets: Vec<u64> = info.keyframes.iter().map(|k| k.offset).collect();
+    assert_eq!(offsets, keys);
+    // One fragment per video frame; the same duration as the source, within a frame.
+    assert!(frames > ts.keyframes.len());
+    let gop = ts.keyframes[1].time.as_secs_f64() - ts.keyframes[0].time.as_secs_f64();
+    let (a, b) = (info.duration.as_secs_f64(), ts.duration.as_secs_f64());
+    let skipped = b - a;
+    assert!(
+        skipped.abs() < 0.1 || (skipped - gop).abs() < 0.1,
+        "{a} s against {b} s"
+    );
+}
+
+#[test]
+fn frames_before_the_first_keyframe_or_without_a_configuration_are_skipped() {
+    let mut f = Fragmenter::<u8>::default();
+    let mut out = Vec::new();
+    f.frame(true, true, 0, 0, 1, 0, &mut out).unwrap();
+    f.frame(false, true, 0, 0, 1, 0, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(f.skipped, 2);
+}
+
+#[test]
+fn tag_bodies_of_any_shape_never_panic() {
+    let (tags, _) = {
+        let data = clip();
+        let mut conv = FromTs::default();
+        let mut tags = Vec::new();
+        conv.feed(&data[..PACKET * 400], &mut tags);
+        (tags, ())
+    };
+    for (i, t) in tags.iter().take(40).enumerate() {
+        crate::mutations(&t.body, i as u64, 200, |d| {
+            let _ = read(true, d);
+            let _ = read(false, d);
+        });
+    }
+}
+
+/// ffprobe sees H.264 and AAC at the source's picture size, and ffmpeg decodes every frame of
+/// the fragmented file with no error.
+#[test]
+fn ffmpeg_decodes_the_fragments_with_no_error() {
+    use std::process::Command;
+    let (file, frames, _) = fmp4_of_clip();
+    let dir = std::env::temp_dir().join(format!("zerocast-cmaf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clip.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe (scripts/test installs ffmpeg)");
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(streams.lines().any(|l| l.starts_with("h264,")), "{streams}");
+    assert!(streams.lines().any(|l| l.starts_with("aac")), "{streams}");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        decode.status.success() && errors.trim().is_empty(),
+        "{errors}"
+    );
+    // Every video frame decoded.
+    let count = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-count_frames",
+            "-show_entries",
+        ])
+        .args(["stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let n: usize = String::from_utf8_lossy(&count.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(n, frames);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
