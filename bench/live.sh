@@ -7,6 +7,7 @@
 #   ONLY=fanout bench/live.sh           # one of: fanout idle ingest
 #   VIEWERS=2000 IDLE_VIEWERS=10000 PUBLISHERS=200 DUR=30 bench/live.sh
 #   LIVE_TOML='fanout_threads = 0' bench/live.sh   # [live] settings for the server (to compare)
+#   OUTPUT=mp4 ONLY=fanout bench/live.sh           # the fan-out viewers watch .mp4 (or flv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -58,7 +59,7 @@ for scenario in $ONLY; do
     start_server fanout
     echo "fanout: $VIEWERS viewers of a 4 Mbit/s stream for ${DUR}s" >&2
     $BIN/zerocast-load --server http://127.0.0.1:$PORT --stream fan --publish bench/media/live4m.ts \
-      --viewers "$VIEWERS" --ramp 1000 --duration "$DUR" --server-pid "$SERVER_PID" \
+      --viewers "$VIEWERS" --ramp 1000 --duration "$DUR" --server-pid "$SERVER_PID" --output "${OUTPUT:-ts}" \
       --bind 127.0.0.2,127.0.0.3 > "$OUT/fanout.json"
     stop_server ;;
   idle)

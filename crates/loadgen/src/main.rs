@@ -17,12 +17,13 @@
 //! client's own queueing behind its other viewers.
 //!
 //! This file holds the arguments and the run (publishers, viewers, the measurement window); the
-//! rest is in modules: [`ts`], [`flv`] and [`rtmp`] (one viewer per protocol), [`http`] (what the
+//! rest is in modules: [`ts`], [`flv`], [`mp4`] and [`rtmp`] (one viewer per protocol), [`http`] (what the
 //! HTTP viewers share), [`publish`] (the publisher and its marks), [`report`] (counters and the
 //! JSON report), [`procfs`] (CPU and RSS from /proc) and [`stamp`] (`SO_TIMESTAMPNS`).
 
 mod flv;
 mod http;
+mod mp4;
 mod procfs;
 mod publish;
 mod report;
@@ -75,8 +76,9 @@ struct Args {
     /// The server's PID, for its CPU time and RSS.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
-    /// What viewers watch: `ts` (GET /live/NAME.ts), `flv` (GET /live/NAME.flv) or `rtmp` (play
-    /// rtmp://RTMP/live/NAME). FLV and RTMP viewers check structure, not continuity counters.
+    /// What viewers watch: `ts` (GET /live/NAME.ts), `flv` (GET /live/NAME.flv), `mp4` (GET
+    /// /live/NAME.mp4) or `rtmp` (play rtmp://RTMP/live/NAME). FLV, MP4 and RTMP viewers check
+    /// structure, not continuity counters.
     #[arg(long, default_value = "ts")]
     output: String,
     /// The RTMP server for `--output rtmp` (HOST:PORT).
@@ -166,6 +168,7 @@ async fn run(args: Args) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             let r = match output.as_str() {
                 "flv" => flv::viewer(addr, bind, &stream, rs, &st, &sh).await,
+                "mp4" => mp4::viewer(addr, bind, &stream, rs, &st, &sh).await,
                 "rtmp" => rtmp::viewer(rtmp, bind, &stream, rs, &st, &sh).await,
                 _ => ts::viewer(addr, bind, &stream, rs, &st, &sh).await,
             };
