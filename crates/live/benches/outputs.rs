@@ -50,6 +50,7 @@ fn outputs(c: &mut Criterion) {
                     t.ms,
                     classify(t.video, &t.body),
                     Duration::ZERO,
+                    0,
                 );
             }
             o

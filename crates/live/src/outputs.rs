@@ -89,16 +89,17 @@ impl MediaOutputs {
             + self.mp4.shrink_to_gop(now, keep)
     }
 
-    /// Serialises one tag body at `ms` for both outputs and pushes it (a sequence header is
-    /// kept aside instead).
-    pub fn push(&mut self, video: bool, body: &[u8], ms: u32, kind: Kind, now: Duration) {
+    /// Serialises one tag body at `ms` for every output and pushes it (a sequence header is
+    /// kept aside instead). `ntp`: the wall clock at `now` (NTP format), what each MP4 fragment's
+    /// `prft` says the frame was received at.
+    pub fn push(&mut self, video: bool, body: &[u8], ms: u32, kind: Kind, now: Duration, ntp: u64) {
         self.clock = Some(ms);
         let tag = Bytes::from(wire::flv_tag(
             if video { wire::VIDEO } else { wire::AUDIO },
             ms,
             body,
         ));
-        self.push_mp4(video, &tag, ms, now);
+        self.push_mp4(video, &tag, ms, now, ntp);
         let msg = Bytes::from(rtmp::write::av_message(
             video,
             ms,
@@ -123,7 +124,7 @@ impl MediaOutputs {
     }
 
     /// The fMP4 output of one FLV tag (`tag`: header, body, PreviousTagSize).
-    fn push_mp4(&mut self, video: bool, tag: &Bytes, ms: u32, now: Duration) {
+    fn push_mp4(&mut self, video: bool, tag: &Bytes, ms: u32, now: Duration, ntp: u64) {
         const HEAD: usize = 11;
         let Some(body) = tag.get(HEAD..tag.len().saturating_sub(4)) else {
             return;
@@ -159,9 +160,17 @@ impl MediaOutputs {
                     head,
                     data,
                     keyframe,
-                    ..
+                    ms,
                 } => {
-                    let head = Bytes::from(head);
+                    // The producer reference time first: when the frame reached the ingest.
+                    let track = if self.fragmenter.has_video() {
+                        cmaf::VIDEO_TRACK
+                    } else {
+                        cmaf::AUDIO_TRACK
+                    };
+                    let mut prft = cmaf::prft(track, ntp, u64::from(ms));
+                    prft.extend_from_slice(&head);
+                    let head = Bytes::from(prft);
                     if keyframe {
                         let init = self.init.iter().cloned().collect();
                         self.mp4.push_keyframe(head, init, now);
@@ -186,6 +195,9 @@ mod tests {
         max_bytes: 1 << 20,
         max_age: Duration::from_secs(10),
     };
+    /// A wall clock (NTP format) for the pushes: 2026-11-26 00:00:00 UTC.
+    const NTP: u64 = (3_973_190_400u64) << 32;
+
     const POLICY: ViewerPolicy = ViewerPolicy {
         max_skips: 3,
         skip_period: Duration::from_secs(60),
@@ -201,10 +213,10 @@ mod tests {
     fn a_viewer_starts_with_the_sequence_headers_then_the_keyframe() {
         let mut o = MediaOutputs::new(LIMITS);
         let t = Duration::ZERO;
-        o.push(true, &[0x17, 0, 1], 0, kind(true, false), t);
-        o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t);
-        o.push(true, &[0x17, 1, 3], 0, kind(false, true), t);
-        o.push(false, &[0xaf, 1, 4], 20, kind(false, false), t);
+        o.push(true, &[0x17, 0, 1], 0, kind(true, false), t, 0);
+        o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t, 0);
+        o.push(true, &[0x17, 1, 3], 0, kind(false, true), t, 0);
+        o.push(false, &[0xaf, 1, 4], 20, kind(false, false), t, 0);
         assert_eq!(o.flv.end_seq(), 2, "sequence headers are not units");
         for (ring, name) in [(&o.flv, "flv"), (&o.rtmp, "rtmp")] {
             let Step::Send { parts, .. } = Viewer::default().step(ring, t, &POLICY) else {
@@ -240,14 +252,18 @@ mod tests {
         let t = Duration::ZERO;
         for tag in &tags {
             let k = wire::classify(tag.video, &tag.body);
-            o.push(tag.video, &tag.body, tag.ms, k, t);
+            o.push(tag.video, &tag.body, tag.ms, k, t, NTP);
         }
         let mut viewer = Viewer::default();
         let Step::Send { parts, .. } = viewer.step(&o.mp4, t, &POLICY) else {
             panic!("nothing to send");
         };
         assert_eq!(&parts[0][4..8], b"ftyp", "the init segment first");
-        assert_eq!(&parts[1][4..8], b"moof", "then a fragment");
+        // Then a fragment: its producer reference time (the wall clock at ingest), its moof.
+        let head = &parts[1];
+        assert_eq!(&head[4..8], b"prft");
+        assert_eq!(u64::from_be_bytes(head[16..24].try_into().unwrap()), NTP);
+        assert_eq!(&head[32 + 4..32 + 8], b"moof");
         let file: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         let info = media::index(&file).unwrap();
         assert_eq!(info.video.map(|v| v.codec).as_deref(), Some("h264"));
@@ -273,6 +289,7 @@ mod tests {
             9_960,
             kind(false, false),
             Duration::ZERO,
+            0,
         );
         let offset = o.continuation(0);
         assert_eq!(0u32.wrapping_add(offset), 10_000);

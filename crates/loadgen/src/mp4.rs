@@ -1,10 +1,13 @@
 //! The HTTP-fMP4 viewer (`--output mp4`): `GET /live/{stream}.mp4`, the chunked body checked for
 //! box structure ([`BoxCheck`]: `ftyp` and `moov` first, then `moof`/`mdat` pairs (a `prft` or
-//! an inline init segment allowed between them), every box size within bounds), and the first
-//! fragment noted as the first keyframe (a viewer starts at a keyframe fragment).
+//! an inline init segment allowed between them), every box size within bounds), the first
+//! fragment noted as the first keyframe (a viewer starts at a keyframe fragment), and each
+//! fragment's `prft` (the wall clock when zerocast's ingest received the frame) read as a
+//! latency mark: ingest to read, on this machine's clock.
 
 use crate::http::{get, Dechunk};
 use crate::report::{Shared, ViewerStats};
+use crate::stamp::now_us;
 use anyhow::Result;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,7 +31,7 @@ pub async fn viewer(
     loop {
         let done = body.feed(&buf[from..to], |d| {
             st.bytes.fetch_add(d.len() as u64, Relaxed);
-            check.feed(d, st);
+            check.feed(d, st, sh);
         })?;
         if done || sh.stop.load(Relaxed) {
             st.ended.store(done, Relaxed);
@@ -54,6 +57,8 @@ struct BoxCheck {
     skip: u64,
     boxes: u64,
     start: Instant,
+    /// The body of a `prft` being gathered.
+    prft: Option<Vec<u8>>,
 }
 
 impl BoxCheck {
@@ -63,11 +68,27 @@ impl BoxCheck {
             skip: 0,
             boxes: 0,
             start,
+            prft: None,
         }
     }
 
-    fn feed(&mut self, mut d: &[u8], st: &ViewerStats) {
+    fn feed(&mut self, mut d: &[u8], st: &ViewerStats, sh: &Shared) {
         while !d.is_empty() {
+            if let Some(p) = &mut self.prft {
+                // Version and flags, track id, NTP time, media time.
+                let n = (24 - p.len()).min(d.len());
+                p.extend_from_slice(&d[..n]);
+                d = &d[n..];
+                self.skip -= n as u64;
+                if p.len() == 24 {
+                    let ntp = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+                    let sent = ntp_to_unix_us(ntp);
+                    let us = now_us().saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
+                    sh.latencies_us.lock().unwrap().push(us);
+                    self.prft = None;
+                }
+                continue;
+            }
             if self.skip > 0 {
                 let n = self.skip.min(d.len() as u64);
                 self.skip -= n;
@@ -104,9 +125,20 @@ impl BoxCheck {
             }
             self.boxes += 1;
             self.skip = size.saturating_sub(8);
+            if &kind == b"prft" && size == 32 {
+                self.prft = Some(Vec::with_capacity(24));
+            }
             self.head.clear();
         }
     }
+}
+
+/// Microseconds since 1970 of an NTP timestamp (seconds since 1900, 32-bit fraction).
+fn ntp_to_unix_us(ntp: u64) -> u64 {
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let secs = (ntp >> 32).saturating_sub(UNIX_TO_NTP);
+    let frac = ((ntp & 0xffff_ffff) * 1_000_000) >> 32;
+    secs * 1_000_000 + frac
 }
 
 #[cfg(test)]
@@ -121,12 +153,38 @@ mod tests {
     }
 
     fn check(input: &[u8], step: usize) -> ViewerStats {
-        let st = ViewerStats::default();
+        check_with(input, step).0
+    }
+
+    fn check_with(input: &[u8], step: usize) -> (ViewerStats, Shared) {
+        let (st, sh) = (ViewerStats::default(), Shared::default());
         let mut c = BoxCheck::new(Instant::now());
         for span in input.chunks(step) {
-            c.feed(span, &st);
+            c.feed(span, &st, &sh);
         }
-        st
+        (st, sh)
+    }
+
+    #[test]
+    fn a_prft_gives_the_latency_from_ingest_in_any_cut() {
+        // Received 0.25 s ago (NTP format).
+        let at = now_us() - 250_000;
+        let ntp = ((at / 1_000_000 + 2_208_988_800) << 32) | (((at % 1_000_000) << 32) / 1_000_000);
+        let mut p = 32u32.to_be_bytes().to_vec();
+        p.extend_from_slice(b"prft");
+        p.extend_from_slice(&[1, 0, 0, 8, 0, 0, 0, 1]);
+        p.extend_from_slice(&ntp.to_be_bytes());
+        p.extend_from_slice(&0u64.to_be_bytes());
+        let mut f = bx(b"ftyp", 8);
+        f.extend(p);
+        f.extend(bx(b"moof", 8));
+        for step in 1..=f.len() {
+            let (st, sh) = check_with(&f, step);
+            assert_eq!(st.gaps.load(Relaxed), 0);
+            let l = sh.latencies_us.lock().unwrap();
+            assert_eq!(l.len(), 1, "spans of {step}");
+            assert!((250_000..1_000_000).contains(&l[0]), "{}", l[0]);
+        }
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl<T> Fragmenter<T> {
         }
     }
 
+    /// Whether a video track is configured (fragments' times then refer to it).
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
     /// The init segment of the tracks configured so far.
     pub fn init(&self) -> Option<Vec<u8>> {
         (self.video.is_some() || self.audio.is_some())

@@ -98,6 +98,7 @@ impl Publish {
         }
         if !self.tags.is_empty() {
             let now = self.live.now();
+            let ntp = self.live.ntp(now);
             let keyframe = self.tags.iter().any(|t| t.keyframe);
             let limits = self.live.config.ring;
             {
@@ -108,7 +109,7 @@ impl Publish {
                         sequence: t.sequence,
                         keyframe: t.keyframe,
                     };
-                    media.push(t.video, &t.body, t.ms, kind, now);
+                    media.push(t.video, &t.body, t.ms, kind, now, ntp);
                 }
                 self.stream.account(&mut inner, now);
             }
@@ -134,7 +135,7 @@ impl Publish {
                 .clock_offset
                 .get_or_insert_with(|| media.continuation(ms));
             let ms = ms.wrapping_add(offset);
-            media.push(video, body, ms, kind, now);
+            media.push(video, body, ms, kind, now, self.live.ntp(now));
             self.stream.account(&mut inner, now);
             ms
         };
