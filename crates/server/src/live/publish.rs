@@ -182,7 +182,8 @@ impl Publish {
             self.stream.account(inner, now);
         }
         if wake {
-            // Only `.ts` viewers read this ring; FLV/RTMP viewers have their own wake-ups.
+            // `.ts` viewers (and `.mp4` ones, whose fragments were pushed before this) are
+            // woken per frame; FLV/RTMP viewers have their own, batched wake-ups.
             self.stream.wake_ts();
         }
         Ok(())

@@ -77,7 +77,7 @@ pub struct Stream {
     /// On the live clock.
     pub created: Duration,
     inner: RwLock<Inner>,
-    /// Wakes `.ts` viewers (and HLS playlist waiters).
+    /// Wakes `.ts` and `.mp4` viewers (and HLS playlist waiters), per video frame.
     tick: watch::Sender<u64>,
     /// Wakes FLV and RTMP viewers, batched (see `LiveConfig::media_batch`).
     tick_media: watch::Sender<u64>,
@@ -167,8 +167,9 @@ impl Stream {
     /// A receiver of the wake-ups of one output.
     pub(super) fn subscribe(&self, output: Output) -> watch::Receiver<u64> {
         match output {
-            Output::Ts => self.tick.subscribe(),
-            Output::Flv | Output::Rtmp | Output::Mp4 => self.tick_media.subscribe(),
+            // Per video frame: `.mp4` viewers too, for low latency (a fragment is a frame).
+            Output::Ts | Output::Mp4 => self.tick.subscribe(),
+            Output::Flv | Output::Rtmp => self.tick_media.subscribe(),
         }
     }
 
