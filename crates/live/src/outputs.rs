@@ -170,16 +170,15 @@ impl MediaOutputs {
                     };
                     let mut prft = cmaf::prft(track, ntp, u64::from(ms));
                     prft.extend_from_slice(&head);
-                    let head = Bytes::from(prft);
-                    if keyframe {
-                        let init = self.init.iter().cloned().collect();
-                        self.mp4.push_keyframe(head, init, now);
+                    // One unit: a viewer gets a fragment's head and samples together or not at
+                    // all (a skip never leaves it inside an mdat).
+                    let init = if keyframe {
+                        self.init.iter().cloned().collect()
                     } else {
-                        self.mp4.push(head, now);
-                    }
-                    for d in data {
-                        self.mp4.push(d, now);
-                    }
+                        Vec::new()
+                    };
+                    self.mp4
+                        .push_parts(Bytes::from(prft), data, keyframe, init, now);
                 }
             }
         }

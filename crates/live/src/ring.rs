@@ -9,11 +9,25 @@ use std::time::Duration;
 pub struct Unit {
     pub seq: u64,
     pub data: Bytes,
+    /// What belongs to this unit after `data` and always goes out with it, in one step: an MP4
+    /// fragment's samples after its head (a viewer must never get a head without its samples).
+    pub more: Vec<Bytes>,
     pub keyframe: bool,
     /// For a keyframe: the PAT and PMT packets last seen before it, sent first to a viewer that
     /// starts here (so its counters continue exactly into the stream's next PAT and PMT).
     pub psi: Vec<Bytes>,
     pub arrived: Duration,
+}
+
+impl Unit {
+    /// Its bytes: `data` and `more`.
+    pub fn len(&self) -> usize {
+        self.data.len() + self.more.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// How much a ring keeps.
@@ -75,12 +89,25 @@ impl Ring {
 
     /// Appends a unit that continues the current GOP.
     pub fn push(&mut self, data: Bytes, now: Duration) -> u64 {
-        self.append(data, false, Vec::new(), now)
+        self.append(data, Vec::new(), false, Vec::new(), now)
     }
 
     /// Appends a unit that starts with a keyframe, and the PAT/PMT to send before it.
     pub fn push_keyframe(&mut self, data: Bytes, psi: Vec<Bytes>, now: Duration) -> u64 {
-        self.append(data, true, psi, now)
+        self.append(data, Vec::new(), true, psi, now)
+    }
+
+    /// Appends a unit of several parts that go out together (an MP4 fragment: its head, then
+    /// its samples); a keyframe one with what to send before it (the init segment).
+    pub fn push_parts(
+        &mut self,
+        data: Bytes,
+        more: Vec<Bytes>,
+        keyframe: bool,
+        psi: Vec<Bytes>,
+        now: Duration,
+    ) -> u64 {
+        self.append(data, more, keyframe, psi, now)
     }
 
     /// Drops the units before the newest keyframe (the server is over its memory budget) that
@@ -97,7 +124,7 @@ impl Ring {
             if front.seq >= k || now.saturating_sub(front.arrived) <= keep {
                 break;
             }
-            freed += front.data.len();
+            freed += front.len();
             self.units.pop_front();
         }
         self.bytes -= freed;
@@ -106,20 +133,29 @@ impl Ring {
 
     /// Appends a unit, then evicts from the front: units older than `max_age` outside the current
     /// GOP, and anything beyond `max_bytes` (the newest unit stays whatever its size).
-    fn append(&mut self, data: Bytes, keyframe: bool, psi: Vec<Bytes>, now: Duration) -> u64 {
+    fn append(
+        &mut self,
+        data: Bytes,
+        more: Vec<Bytes>,
+        keyframe: bool,
+        psi: Vec<Bytes>,
+        now: Duration,
+    ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.bytes += data.len();
-        if keyframe {
-            self.last_keyframe = Some(seq);
-        }
-        self.units.push_back(Unit {
+        let unit = Unit {
             seq,
             data,
+            more,
             keyframe,
             psi,
             arrived: now,
-        });
+        };
+        self.bytes += unit.len();
+        if keyframe {
+            self.last_keyframe = Some(seq);
+        }
+        self.units.push_back(unit);
         while let Some(front) = self.units.front() {
             let in_current_gop = self.last_keyframe.is_some_and(|k| front.seq >= k);
             let too_old = now.saturating_sub(front.arrived) > self.limits.max_age;
@@ -132,7 +168,7 @@ impl Ring {
                 // A GOP larger than the whole ring: new viewers wait for the next keyframe.
                 self.last_keyframe = None;
             }
-            self.bytes -= front.data.len();
+            self.bytes -= front.len();
             self.units.pop_front();
         }
         seq
@@ -210,13 +246,14 @@ impl Viewer {
         let mut seq = next;
         let mut batch = 0;
         while let Some(u) = ring.get(seq) {
-            let full = batch + u.data.len() > policy.max_batch_bytes
-                || parts.len() >= policy.max_batch_units;
+            let full = batch + u.len() > policy.max_batch_bytes
+                || parts.len() + 1 + u.more.len() > policy.max_batch_units;
             if batch > 0 && full {
                 break;
             }
-            batch += u.data.len();
+            batch += u.len();
             parts.push(u.data.clone());
+            parts.extend(u.more.iter().cloned());
             seq += 1;
         }
         self.next = Some(seq);
@@ -261,6 +298,26 @@ mod tests {
             r.push_keyframe(data, vec![Bytes::from_static(b"PSI")], now);
         } else {
             r.push(data, now);
+        }
+    }
+
+    #[test]
+    fn a_unit_of_parts_goes_out_whole_in_one_step_even_past_the_batch_limit() {
+        let mut r = ring(1 << 20);
+        let policy = ViewerPolicy {
+            max_batch_bytes: 25,
+            ..POLICY
+        };
+        let parts = |s: u64| vec![unit(s + 100, 10), unit(s + 200, 10)];
+        r.push_parts(unit(0, 10), parts(0), true, Vec::new(), ms(0));
+        r.push_parts(unit(1, 10), parts(1), false, Vec::new(), ms(1));
+        assert_eq!(r.bytes(), 60, "every part counts");
+        let mut v = Viewer::default();
+        for s in 0..2 {
+            let Step::Send { parts: got, .. } = v.step(&r, ms(2), &policy) else {
+                panic!("unit {s}: nothing to send");
+            };
+            assert_eq!(got, [unit(s, 10), unit(s + 100, 10), unit(s + 200, 10)]);
         }
     }
 

@@ -194,6 +194,15 @@ fn opus_head(r: &mut Reader<'_>) -> Result<AudioTrack> {
     let channels = r.u8()?;
     let skip = r.bytes(2)?;
     let rate = r.bytes(4)?;
+    r.skip(2)?; // output gain
+                // Family 0 (mono, stereo) only: others carry a channel mapping table this writer does not.
+    let family = r.u8()?;
+    if family != 0 || channels > 2 {
+        return Err(Error::malformed(
+            "OpusHead",
+            format!("channel mapping family {family} with {channels} channels is not supported"),
+        ));
+    }
     Ok(AudioTrack {
         codec: AudioCodec::Opus {
             pre_skip: u16::from_le_bytes([skip[0], skip[1]]),

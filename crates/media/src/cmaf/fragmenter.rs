@@ -87,16 +87,22 @@ const MAX_QUEUED: usize = 48;
 
 impl<T> Fragmenter<T> {
     /// The video track's configuration (a sequence header): a change makes a new init segment.
+    /// Once fragments have started, a track that was not in the first init segment is not added
+    /// (players cannot take a new track mid-stream): its frames are skipped.
     pub fn video_config(&mut self, track: VideoTrack) {
-        if self.video.as_ref() != Some(&track) {
+        if self.started && self.video.is_none() {
+            self.skipped += 1;
+        } else if self.video.as_ref() != Some(&track) {
             self.video = Some(track);
             self.init_sent = false;
         }
     }
 
-    /// The audio track's configuration.
+    /// The audio track's configuration (as [`Self::video_config`]).
     pub fn audio_config(&mut self, track: AudioTrack) {
-        if self.audio.as_ref() != Some(&track) {
+        if self.started && self.audio.is_none() {
+            self.skipped += 1;
+        } else if self.audio.as_ref() != Some(&track) {
             self.audio = Some(track);
             self.init_sent = false;
         }

@@ -45,7 +45,8 @@ pub fn init_segment(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> V
     bx(&mut o, b"ftyp", |o| {
         o.extend_from_slice(b"iso6");
         u32(o, 0);
-        for brand in [b"iso6", b"cmfc", b"isom", b"mp41"] {
+        // Not `cmfc`: a CMAF header holds one track, this one may hold two.
+        for brand in [b"iso6", b"isom", b"mp41"] {
             o.extend_from_slice(brand);
         }
     });
@@ -210,11 +211,12 @@ fn audio_entry(o: &mut Vec<u8>, a: &AudioTrack) {
         u16(o, 16); // samplesize
         zeros(o, 4);
         // 16.16 fixed point; rates above 65535 Hz do not fit and are written as 0 (the decoder
-        // configuration carries the real one).
-        let rate = if a.sample_rate <= 0xffff {
-            a.sample_rate << 16
-        } else {
-            0
+        // configuration carries the real one). Opus in ISO BMFF: always 48 kHz here (the input
+        // rate goes in dOps).
+        let rate = match a.codec {
+            AudioCodec::Opus { .. } => 48_000 << 16,
+            AudioCodec::Aac { .. } if a.sample_rate <= 0xffff => a.sample_rate << 16,
+            AudioCodec::Aac { .. } => 0,
         };
         u32(o, rate);
         match &a.codec {

@@ -185,3 +185,66 @@ fn ffmpeg_decodes_the_fragments_with_no_error() {
     assert_eq!(n, frames);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn avc_track() -> super::VideoTrack {
+    let data = clip();
+    let mut tags = Vec::new();
+    FromTs::default().feed(&data[..PACKET * 400], &mut tags);
+    let seq = tags.iter().find(|t| t.video && t.sequence).unwrap();
+    match read(true, &seq.body).unwrap() {
+        Tag::Video(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn aac_track() -> super::AudioTrack {
+    super::AudioTrack {
+        codec: super::AudioCodec::Aac {
+            asc: vec![0x12, 0x10],
+        },
+        channels: 2,
+        sample_rate: 44_100,
+        timescale: 1000,
+    }
+}
+
+#[test]
+fn a_track_configured_after_fragments_started_is_not_added_under_the_viewers() {
+    let mut f = Fragmenter::<u8>::default();
+    let mut out = Vec::new();
+    f.video_config(avc_track());
+    // No audio within the first second: fragments start with video alone.
+    f.frame(true, true, 0, 0, 1, 0, &mut out).unwrap();
+    f.frame(true, true, 0, 1_000, 1, 0, &mut out).unwrap();
+    let inits = |out: &[Event<u8>]| out.iter().filter(|e| matches!(e, Event::Init(_))).count();
+    assert_eq!(inits(&out), 1);
+    f.audio_config(aac_track());
+    f.frame(false, true, 0, 1_010, 1, 0, &mut out).unwrap();
+    f.frame(true, false, 0, 1_040, 1, 0, &mut out).unwrap();
+    assert_eq!(inits(&out), 1, "no second init segment with another track");
+    assert_eq!(
+        f.init()
+            .map(|i| i.windows(4).filter(|w| w == b"trak").count()),
+        Some(1)
+    );
+}
+
+#[test]
+fn an_opus_head_with_a_channel_mapping_table_is_refused() {
+    // Enhanced audio: SoundFormat 9, packet type 0 (sequence start), 'Opus', then OpusHead.
+    let head = |channels: u8, family: u8| {
+        let mut b = vec![0x90];
+        b.extend_from_slice(b"Opus");
+        b.extend_from_slice(b"OpusHead");
+        b.extend_from_slice(&[1, channels, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, family]);
+        b
+    };
+    match read(false, &head(2, 0)).unwrap() {
+        Tag::Audio(a) => {
+            assert_eq!((a.channels, a.sample_rate), (2, 48_000));
+            assert_eq!(a.codec, super::AudioCodec::Opus { pre_skip: 312 });
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(read(false, &head(6, 1)).is_err());
+}

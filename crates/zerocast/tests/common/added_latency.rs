@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 /// One PCR packet in this many is noted (bounds the memory of a long soak).
 pub const EVERY: u64 = 8;
-/// A PCR further than this from the last one (or behind it) starts a new publisher session.
-const JUMP_90K: u64 = 45_000;
 /// Bins of 0.25 ms up to 2 s; the last one holds everything later.
 const BIN_NANOS: u64 = 250_000;
 const BINS: usize = 8_000;
@@ -68,8 +66,10 @@ pub struct Arrivals {
 impl Arrivals {
     /// A packet with a PCR (its 33-bit base, 90 kHz) arrived at `at`.
     pub fn pcr(&mut self, pcr: u64, at: Instant, discontinuity: bool) {
+        // A new publisher session: a discontinuity, or PCRs that start over. (A forward jump is
+        // a viewer skipped ahead: the same session, so its packets still compare.)
         if let Some(last) = self.last_pcr {
-            if discontinuity || pcr < last || pcr - last > JUMP_90K {
+            if discontinuity || pcr < last {
                 self.session += 1;
             }
         }
