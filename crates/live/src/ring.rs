@@ -89,25 +89,12 @@ impl Ring {
 
     /// Appends a unit that continues the current GOP.
     pub fn push(&mut self, data: Bytes, now: Duration) -> u64 {
-        self.append(data, Vec::new(), false, Vec::new(), now)
+        self.push_parts(data, Vec::new(), false, Vec::new(), now)
     }
 
     /// Appends a unit that starts with a keyframe, and the PAT/PMT to send before it.
     pub fn push_keyframe(&mut self, data: Bytes, psi: Vec<Bytes>, now: Duration) -> u64 {
-        self.append(data, Vec::new(), true, psi, now)
-    }
-
-    /// Appends a unit of several parts that go out together (an MP4 fragment: its head, then
-    /// its samples); a keyframe one with what to send before it (the init segment).
-    pub fn push_parts(
-        &mut self,
-        data: Bytes,
-        more: Vec<Bytes>,
-        keyframe: bool,
-        psi: Vec<Bytes>,
-        now: Duration,
-    ) -> u64 {
-        self.append(data, more, keyframe, psi, now)
+        self.push_parts(data, Vec::new(), true, psi, now)
     }
 
     /// Drops the units before the newest keyframe (the server is over its memory budget) that
@@ -131,9 +118,11 @@ impl Ring {
         freed
     }
 
-    /// Appends a unit, then evicts from the front: units older than `max_age` outside the current
-    /// GOP, and anything beyond `max_bytes` (the newest unit stays whatever its size).
-    fn append(
+    /// Appends a unit, `data` then the parts that always go out with it (`more`: an MP4
+    /// fragment's samples after its head), with what a viewer starting at it gets first (`psi`,
+    /// for a keyframe); then evicts from the front: units older than `max_age` outside the
+    /// current GOP, and anything beyond `max_bytes` (the newest unit stays whatever its size).
+    pub fn push_parts(
         &mut self,
         data: Bytes,
         more: Vec<Bytes>,

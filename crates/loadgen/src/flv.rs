@@ -2,13 +2,12 @@
 //! structure ([`FlvCheck`]: the FLV header, every tag's PreviousTagSize and type) rather than
 //! continuity counters, and the first video keyframe noted.
 
-use crate::http::{get, Dechunk};
+use crate::http::follow_body;
 use crate::report::{Shared, ViewerStats};
 use anyhow::Result;
 use media::flv::wire::classify;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 /// An HTTP-FLV viewer: checks the FLV header and every tag's framing (PreviousTagSize), and
@@ -22,29 +21,9 @@ pub async fn viewer(
     sh: &Shared,
 ) -> Result<()> {
     let start = Instant::now();
-    let (mut s, mut buf, mut from, mut to) =
-        get(addr, bind, &format!("/live/{stream}.flv"), read_size).await?;
-    let mut body = Dechunk::default();
     let mut check = FlvCheck::new(start);
-    loop {
-        let done = body.feed(&buf[from..to], |d| {
-            st.bytes.fetch_add(d.len() as u64, Relaxed);
-            check.feed(d, st);
-        })?;
-        if done {
-            st.ended.store(true, Relaxed);
-            return Ok(());
-        }
-        if sh.stop.load(Relaxed) {
-            return Ok(());
-        }
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            st.ended.store(true, Relaxed);
-            return Ok(());
-        }
-        (from, to) = (0, n);
-    }
+    let path = format!("/live/{stream}.flv");
+    follow_body(addr, bind, &path, read_size, st, sh, |d| check.feed(d, st)).await
 }
 
 /// The FLV parser's window: a tag header, then `skip` body bytes, then PreviousTagSize. Each

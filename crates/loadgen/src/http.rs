@@ -1,6 +1,6 @@
 //! The HTTP pieces the viewers and the orchestration share: connecting from a chosen source
 //! address ([`connect`], also the RTMP player's), a GET whose response head is read with
-//! httparse ([`get`], for the TS and FLV viewers), the chunked-body decoder ([`Dechunk`], on the
+//! httparse ([`get`], for the TS viewer, and [`follow_body`], the FLV and MP4 viewers' read loop), the chunked-body decoder ([`Dechunk`], on the
 //! server's own framing parser, one copy for both), and `GET /api/streams` ([`api_all`]).
 
 use anyhow::{bail, Context, Result};
@@ -95,6 +95,41 @@ impl Dechunk {
             }
         }
         Ok(body.want() == Want::Done)
+    }
+}
+
+/// A viewer of a chunked live body: `GET path`, then every span of body bytes counted and handed
+/// to `feed`, until the body ends (noted in `st`), the socket closes, or the run stops.
+pub async fn follow_body(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    path: &str,
+    read_size: usize,
+    st: &crate::report::ViewerStats,
+    sh: &crate::report::Shared,
+    mut feed: impl FnMut(&[u8]),
+) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut s, mut buf, mut from, mut to) = get(addr, bind, path, read_size).await?;
+    let mut body = Dechunk::default();
+    loop {
+        let done = body.feed(&buf[from..to], |d| {
+            st.bytes.fetch_add(d.len() as u64, Relaxed);
+            feed(d);
+        })?;
+        if done {
+            st.ended.store(true, Relaxed);
+            return Ok(());
+        }
+        if sh.stop.load(Relaxed) {
+            return Ok(());
+        }
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            st.ended.store(true, Relaxed);
+            return Ok(());
+        }
+        (from, to) = (0, n);
     }
 }
 

@@ -5,13 +5,12 @@
 //! fragment's `prft` (the wall clock when zerocast's ingest received the frame) read as a
 //! latency mark: ingest to read, on this machine's clock.
 
-use crate::http::{get, Dechunk};
+use crate::http::follow_body;
 use crate::report::{Shared, ViewerStats};
 use crate::stamp::now_us;
 use anyhow::Result;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 /// An HTTP-fMP4 viewer.
@@ -24,26 +23,12 @@ pub async fn viewer(
     sh: &Shared,
 ) -> Result<()> {
     let start = Instant::now();
-    let (mut s, mut buf, mut from, mut to) =
-        get(addr, bind, &format!("/live/{stream}.mp4"), read_size).await?;
-    let mut body = Dechunk::default();
     let mut check = BoxCheck::new(start);
-    loop {
-        let done = body.feed(&buf[from..to], |d| {
-            st.bytes.fetch_add(d.len() as u64, Relaxed);
-            check.feed(d, st, sh);
-        })?;
-        if done || sh.stop.load(Relaxed) {
-            st.ended.store(done, Relaxed);
-            return Ok(());
-        }
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            st.ended.store(true, Relaxed);
-            return Ok(());
-        }
-        (from, to) = (0, n);
-    }
+    let path = format!("/live/{stream}.mp4");
+    follow_body(addr, bind, &path, read_size, st, sh, |d| {
+        check.feed(d, st, sh)
+    })
+    .await
 }
 
 /// Largest box a live fragment stream should carry (a fragment is one frame).
