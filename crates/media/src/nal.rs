@@ -185,9 +185,88 @@ pub fn h264_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
     ))
 }
 
+/// Picture width and height from an H.265 sequence parameter set (NAL unit including its
+/// two-byte header), after the conformance window (ITU-T H.265 §7.3.2.2).
+pub fn h265_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
+    let data = rbsp(sps.get(2..).unwrap_or_default());
+    let mut r = BitReader::new(&data);
+    r.bits(4)?; // sps_video_parameter_set_id
+    let sub_layers = r.bits(3)?; // sps_max_sub_layers_minus1
+    r.bit()?; // sps_temporal_id_nesting_flag
+              // profile_tier_level: general profile (8), compatibility flags (32), constraint flags (48),
+              // level (8).
+    for n in [8, 16, 16, 16, 16, 16, 8] {
+        r.bits(n)?;
+    }
+    let mut present = Vec::with_capacity(sub_layers as usize);
+    for _ in 0..sub_layers {
+        present.push((r.bit()?, r.bit()?));
+    }
+    if sub_layers > 0 {
+        for _ in sub_layers..8 {
+            r.bits(2)?; // reserved_zero_2bits
+        }
+    }
+    for (profile, level) in present {
+        if profile == 1 {
+            // As the general profile: 8 + 32 + 48 bits.
+            for n in [8, 16, 16, 16, 16, 16] {
+                r.bits(n)?;
+            }
+        }
+        if level == 1 {
+            r.bits(8)?;
+        }
+    }
+    r.ue()?; // sps_seq_parameter_set_id
+    let chroma_format = r.ue()?;
+    if chroma_format == 3 {
+        r.bit()?; // separate_colour_plane_flag
+    }
+    let width = u64::from(r.ue()?);
+    let height = u64::from(r.ue()?);
+    let (mut cl, mut cr, mut ct, mut cb) = (0u64, 0u64, 0u64, 0u64);
+    if r.bit()? == 1 {
+        cl = u64::from(r.ue()?);
+        cr = u64::from(r.ue()?);
+        ct = u64::from(r.ue()?);
+        cb = u64::from(r.ue()?);
+    }
+    let sub_w = if matches!(chroma_format, 1 | 2) { 2 } else { 1 };
+    let sub_h = if chroma_format == 1 { 2 } else { 1 };
+    let w = width.saturating_sub(sub_w * cl.saturating_add(cr));
+    let h = height.saturating_sub(sub_h * ct.saturating_add(cb));
+    Ok((
+        w.min(u64::from(u32::MAX)) as u32,
+        h.min(u64::from(u32::MAX)) as u32,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_size_of_an_h265_picture_comes_from_its_sps_after_the_conformance_window() {
+        // `ffmpeg -f lavfi -i testsrc2=size=320x180 -frames:v 1 -c:v libx265 -f hevc`: its SPS
+        // (coded 320x184, cropped to 180 by the conformance window).
+        let sps = hex(
+            "42010101600000030090000003000003003ca00a080b9f796566924caf01680800000300080000\
+                       0300c840",
+        );
+        assert_eq!(h265_sps_dimensions(&sps), Ok((320, 180)));
+        crate::mutations(&sps, 7, 500, |d| {
+            let _ = h265_sps_dimensions(d);
+        });
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
 
     #[test]
     fn splits_annex_b_with_both_start_code_lengths() {

@@ -13,8 +13,8 @@
 
 use super::init::{AudioCodec, AudioTrack, VideoCodec, VideoTrack};
 use crate::error::{Error, Result};
-use crate::mp4::remux::{audio_specific_config, avcc};
-use crate::nal::h264_sps_dimensions;
+use crate::mp4::remux::{audio_specific_config, avcc, hvcc};
+use crate::nal::{h264_sps_dimensions, h265_sps_dimensions};
 use crate::read::Reader;
 
 /// Timescale of the tracks made from FLV: milliseconds.
@@ -121,10 +121,16 @@ fn read_video(b0: u8, r: &mut Reader<'_>) -> Result<Tag> {
 }
 
 fn video_track(hevc: bool, config: Vec<u8>) -> Result<VideoTrack> {
+    let fit = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
     let (width, height, codec) = if hevc {
-        // The picture size of H.265 is left to the decoder configuration (players read it
-        // from there); the sample entry says 0x0.
-        (0, 0, VideoCodec::Hevc { hvcc: config })
+        let (_, params) = hvcc(&mut Reader::new(&config, 0, "hvcC"))?;
+        // NAL unit type 33: the sequence parameter set.
+        let sps = params
+            .iter()
+            .find(|p| p.first().is_some_and(|h| (h >> 1) & 0x3f == 33))
+            .ok_or_else(|| Error::malformed("hvcC", "no sequence parameter set"))?;
+        let (w, h) = h265_sps_dimensions(sps)?;
+        (fit(w), fit(h), VideoCodec::Hevc { hvcc: config })
     } else {
         let (_, params) = avcc(&mut Reader::new(&config, 0, "avcC"))?;
         let sps = params
@@ -132,7 +138,6 @@ fn video_track(hevc: bool, config: Vec<u8>) -> Result<VideoTrack> {
             .find(|p| p.first().is_some_and(|h| h & 0x1f == 7))
             .ok_or_else(|| Error::malformed("avcC", "no sequence parameter set"))?;
         let (w, h) = h264_sps_dimensions(sps)?;
-        let fit = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         (fit(w), fit(h), VideoCodec::Avc { avcc: config })
     };
     Ok(VideoTrack {

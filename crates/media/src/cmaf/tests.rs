@@ -248,3 +248,137 @@ fn an_opus_head_with_a_channel_mapping_table_is_refused() {
     }
     assert!(read(false, &head(6, 1)).is_err());
 }
+
+/// H.265: an MP4 made by ffmpeg (libx265, 320x180) becomes Enhanced-RTMP tag bodies (an `hvc1`
+/// sequence start with its hvcC, then coded frames with their composition times), then
+/// fragments; ffmpeg decodes every frame of them and ffprobe sees hevc at 320x180.
+#[test]
+fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("zerocast-cmaf-hevc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("src.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=25",
+        ])
+        .args([
+            "-t",
+            "2",
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error:keyint=25:open-gop=0",
+        ])
+        .args(["-tag:v", "hvc1"])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg (scripts/test installs it)");
+    assert!(made.success());
+    let mp4 = std::fs::read(&src).unwrap();
+    // The hvcC box's body, as an Enhanced-RTMP sequence start carries it.
+    let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
+    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
+    let hvcc = &mp4[at + 4..at - 4 + size];
+    let (video, _) = crate::mp4::remux::tracks(&mp4).unwrap();
+    let video = video.unwrap();
+    let ms = |t: i64| (t * 1000 / i64::from(video.timescale)) as u32;
+    let mut f = Fragmenter::<Vec<u8>>::default();
+    let mut events = Vec::new();
+    // IsExHeader, FrameType 1 (key), PacketType 0 (sequence start), 'hvc1'.
+    let mut seq = vec![0x90];
+    seq.extend_from_slice(b"hvc1");
+    seq.extend_from_slice(hvcc);
+    match read(true, &seq).unwrap() {
+        Tag::Video(v) => {
+            assert_eq!((v.width, v.height), (320, 180));
+            f.video_config(v);
+        }
+        other => panic!("{other:?}"),
+    }
+    for s in &video.samples {
+        // PacketType 1 (coded frames): SI24 composition time, then the length-prefixed units.
+        let frame_type = if s.keyframe { 1 } else { 2 };
+        let mut body = vec![0x80 | (frame_type << 4) | 1];
+        body.extend_from_slice(b"hvc1");
+        let cto = ms(i64::from(s.cto)).to_be_bytes();
+        body.extend_from_slice(&cto[1..]);
+        body.extend_from_slice(&mp4[s.offset as usize..s.offset as usize + s.size as usize]);
+        let Tag::Frame {
+            keyframe,
+            cto,
+            data,
+            ..
+        } = read(true, &body).unwrap()
+        else {
+            panic!("a coded frame");
+        };
+        let bytes = body[data..].to_vec();
+        f.frame(
+            true,
+            keyframe,
+            cto,
+            ms(s.dts),
+            bytes.len(),
+            bytes,
+            &mut events,
+        )
+        .unwrap();
+    }
+    let mut file = Vec::new();
+    let mut frames = 0;
+    for e in events {
+        match e {
+            Event::Init(i) => file.extend_from_slice(&i),
+            Event::Fragment { head, data, .. } => {
+                frames += 1;
+                file.extend_from_slice(&head);
+                data.iter().for_each(|d| file.extend_from_slice(d));
+            }
+        }
+    }
+    // A stream with no audio starts 1 s in (the writer waits that long for a second track), at
+    // the next keyframe: every frame from there on.
+    let start = video
+        .samples
+        .iter()
+        .position(|s| s.keyframe && ms(s.dts) >= 1000)
+        .unwrap();
+    assert_eq!(frames, video.samples.len() - start);
+    let out = dir.join("out.mp4");
+    std::fs::write(&out, &file).unwrap();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "hevc,320,180"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        decode.status.success() && errors.trim().is_empty(),
+        "{errors}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
