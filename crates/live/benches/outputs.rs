@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use live::ring::Limits;
 use live::MediaOutputs;
-use media::cmaf::{self, Fragmenter};
+use media::cmaf::Fragmenter;
 use media::flv::wire::classify;
 use media::flv::{FromTs, Tag};
 use std::time::Duration;
@@ -64,22 +64,8 @@ fn outputs(c: &mut Criterion) {
             let mut out = Vec::new();
             let mut n = 0;
             for (t, body) in tags.iter().zip(&bodies) {
-                match cmaf::flv::read(t.video, body) {
-                    Ok(cmaf::flv::Tag::Video(v)) => f.video_config(v),
-                    Ok(cmaf::flv::Tag::Audio(a)) => f.audio_config(a),
-                    Ok(cmaf::flv::Tag::Frame {
-                        video,
-                        keyframe,
-                        cto,
-                        data,
-                    }) => {
-                        let sample = body.slice(data..);
-                        let size = sample.len();
-                        f.frame(video, keyframe, cto, t.ms, size, sample, &mut out)
-                            .unwrap();
-                    }
-                    _ => {}
-                }
+                f.tag(t.video, t.ms, body, |start| body.slice(start..), &mut out)
+                    .unwrap();
                 n += out.len();
                 out.clear();
             }

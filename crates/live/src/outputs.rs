@@ -129,25 +129,12 @@ impl MediaOutputs {
         let Some(body) = tag.get(HEAD..tag.len().saturating_sub(4)) else {
             return;
         };
-        match cmaf::flv::read(video, body) {
-            Ok(cmaf::flv::Tag::Video(v)) => self.fragmenter.video_config(v),
-            Ok(cmaf::flv::Tag::Audio(a)) => self.fragmenter.audio_config(a),
-            Ok(cmaf::flv::Tag::Frame {
-                video,
-                keyframe,
-                cto,
-                data,
-            }) => {
-                let sample = tag.slice(HEAD + data..HEAD + body.len());
-                let size = sample.len();
-                // An error is a fragment too large for a 32-bit mdat: that frame is left out.
-                let _ =
-                    self.fragmenter
-                        .frame(video, keyframe, cto, ms, size, sample, &mut self.events);
-            }
-            // A configuration that cannot be read (no SPS, not AAC) leaves the track as it was.
-            Ok(cmaf::flv::Tag::Skip) | Err(_) => {}
-        }
+        // A tag that cannot be read (a configuration without an SPS, not AAC) leaves the tracks
+        // as they were; a frame too large for one fragment is left out.
+        let sample = |start: usize| tag.slice(HEAD + start..HEAD + body.len());
+        let _ = self
+            .fragmenter
+            .tag(video, ms, body, sample, &mut self.events);
         for e in self.events.drain(..) {
             match e {
                 Event::Init(init) => {

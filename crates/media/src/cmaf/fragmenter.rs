@@ -10,6 +10,7 @@
 //! the track's previous frame interval, and every fragment's `tfdt` gives the exact decode time,
 //! so an estimate that was off does not accumulate.
 
+use super::flv::Tag;
 use super::fragment::{fragment_head, Run, Sample};
 use super::init::{init_segment, AudioTrack, VideoTrack};
 use super::{AUDIO_TRACK, VIDEO_TRACK};
@@ -117,6 +118,35 @@ impl<T> Fragmenter<T> {
     pub fn init(&self) -> Option<Vec<u8>> {
         (self.video.is_some() || self.audio.is_some())
             .then(|| init_segment(self.video.as_ref(), self.audio.as_ref()))
+    }
+
+    /// One FLV tag body at `ms` ([`super::flv::read`]): a configuration, or a frame whose bytes
+    /// from offset `start` of the body `sample(start)` hands back as the caller's `T` (a slice,
+    /// not a copy, in the live wing). An error is a tag that cannot be read (a configuration
+    /// without an SPS, not AAC) or a fragment too large for a 32-bit `mdat`; nothing changes then.
+    pub fn tag(
+        &mut self,
+        video: bool,
+        ms: u32,
+        body: &[u8],
+        sample: impl FnOnce(usize) -> T,
+        out: &mut Vec<Event<T>>,
+    ) -> Result<()> {
+        match super::flv::read(video, body)? {
+            Tag::Video(v) => self.video_config(v),
+            Tag::Audio(a) => self.audio_config(a),
+            Tag::Frame {
+                video,
+                keyframe,
+                cto,
+                data,
+            } => {
+                let size = body.len() - data;
+                return self.frame(video, keyframe, cto, ms, size, sample(data), out);
+            }
+            Tag::Skip => {}
+        }
+        Ok(())
     }
 
     /// A coded frame of `size` bytes (held by `data`) at decode time `ms`; appends what it

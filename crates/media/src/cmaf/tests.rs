@@ -19,21 +19,8 @@ pub(crate) fn fmp4_of_clip() -> (Vec<u8>, usize, Vec<u64>) {
     let mut f = Fragmenter::<Vec<u8>>::default();
     let mut events = Vec::new();
     for t in &tags {
-        match read(t.video, &t.body).unwrap() {
-            Tag::Video(v) => f.video_config(v),
-            Tag::Audio(a) => f.audio_config(a),
-            Tag::Frame {
-                video,
-                keyframe,
-                cto,
-                data,
-            } => {
-                let bytes = t.body[data..].to_vec();
-                f.frame(video, keyframe, cto, t.ms, bytes.len(), bytes, &mut events)
-                    .unwrap();
-            }
-            Tag::Skip => {}
-        }
+        let sample = |start: usize| t.body[start..].to_vec();
+        f.tag(t.video, t.ms, &t.body, sample, &mut events).unwrap();
     }
     let mut file = Vec::new();
     let mut frames = 0;
@@ -138,32 +125,10 @@ fn ffmpeg_decodes_the_fragments_with_no_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("clip.mp4");
     std::fs::write(&path, &file).unwrap();
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&path)
-        .output()
-        .expect("ffprobe (scripts/test installs ffmpeg)");
-    let streams = String::from_utf8_lossy(&probe.stdout);
+    let streams = streams(&path);
     assert!(streams.lines().any(|l| l.starts_with("h264,")), "{streams}");
     assert!(streams.lines().any(|l| l.starts_with("aac")), "{streams}");
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let errors = String::from_utf8_lossy(&decode.stderr);
-    assert!(
-        decode.status.success() && errors.trim().is_empty(),
-        "{errors}"
-    );
+    assert_decodes_without_errors(&path);
     // Every video frame decoded.
     let count = Command::new("ffprobe")
         .args([
@@ -353,32 +318,39 @@ fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
     assert_eq!(frames, video.samples.len() - start);
     let out = dir.join("out.mp4");
     std::fs::write(&out, &file).unwrap();
-    let probe = Command::new("ffprobe")
+    let streams = streams(&out);
+    assert_eq!(streams.trim(), "hevc,320,180");
+    assert_decodes_without_errors(&out);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// ffprobe's codec name, width and height of each stream, one line each.
+fn streams(path: &std::path::Path) -> String {
+    let probe = std::process::Command::new("ffprobe")
         .args([
             "-v",
             "error",
             "-show_entries",
             "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
         ])
-        .arg(&out)
+        .args(["-of", "csv=p=0"])
+        .arg(path)
         .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&probe.stdout).trim(),
-        "hevc,320,180"
-    );
-    let decode = Command::new("ffmpeg")
+        .expect("ffprobe (scripts/test installs ffmpeg)");
+    String::from_utf8_lossy(&probe.stdout).into_owned()
+}
+
+/// ffmpeg decodes every frame of `path` and says nothing at `-v error`.
+fn assert_decodes_without_errors(path: &std::path::Path) {
+    let decode = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
-        .arg(&out)
+        .arg(path)
         .args(["-f", "null", "-"])
         .output()
-        .unwrap();
+        .expect("ffmpeg (scripts/test installs it)");
     let errors = String::from_utf8_lossy(&decode.stderr);
     assert!(
         decode.status.success() && errors.trim().is_empty(),
         "{errors}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
