@@ -128,7 +128,9 @@ pub fn h264_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
                     let (mut last, mut next) = (8i32, 8i32);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
+                            // delta_scale is -128..=127 in a valid SPS; a hostile one is any
+                            // i32, so the sum is taken wide (ITU-T H.264 §7.3.2.1.1.1).
+                            next = (i64::from(last) + i64::from(r.se()?)).rem_euclid(256) as i32;
                         }
                         if next != 0 {
                             last = next;
@@ -301,5 +303,19 @@ mod tests {
         ];
         assert_eq!(h264_sps_dimensions(&sps).unwrap(), (320, 180));
         assert!(h264_sps_dimensions(&[0x67]).is_err());
+        crate::mutations(&sps, 11, 500, |d| {
+            let _ = h264_sps_dimensions(d);
+        });
+    }
+
+    #[test]
+    fn a_scaling_list_delta_far_out_of_range_is_read_without_overflow() {
+        // Found by the cmaf_from_flv fuzzer: a High 4:4:4 SPS whose scaling list carries a
+        // delta_scale near i32::MAX (a valid one is -128..=127).
+        let sps = [
+            0x67, 0xf4, 0x4e, 0x00, 0x6a, 0x91, 0x3b, 0x9c, 0xcd, 0x00, 0x00, 0x00, 0x00, 0xff,
+            0xff, 0xff, 0xfa, 0x00, 0x00, 0x00, 0x00, 0x46, 0x00, 0x00,
+        ];
+        let _ = h264_sps_dimensions(&sps);
     }
 }
