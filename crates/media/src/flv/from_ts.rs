@@ -32,6 +32,11 @@ struct Pes {
     expected: usize,
 }
 
+/// While a stream whose PMT lists video has sent no decoder configuration yet (a conversion that
+/// began mid-GOP), audio frames are held back, up to this far into it: so that a viewer, and the
+/// fMP4 writer, start with both tracks at the first keyframe instead of with audio alone.
+const AUDIO_ALONE_AFTER_MS: u32 = 10_000;
+
 /// Largest PES gathered before it is dropped (a stream without PES starts for a long time).
 const MAX_PES: usize = 16 << 20;
 
@@ -199,6 +204,7 @@ impl FromTs {
 
     fn audio_frames(&mut self, mut data: &[u8], ms: u32, out: &mut Vec<Tag>) {
         let mut n = 0u32;
+        let hold = self.video_pid.is_some() && self.avc_sent.is_none() && ms < AUDIO_ALONE_AFTER_MS;
         while data.len() >= 7 && data[0] == 0xff && data[1] & 0xf0 == 0xf0 {
             let head = if data[1] & 1 == 1 { 7 } else { 9 };
             let len = (usize::from(data[3] & 3) << 11)
@@ -220,6 +226,12 @@ impl FromTs {
                     body: vec![0xaf, 0, asc[0], asc[1]],
                 });
                 self.asc_sent = Some(asc);
+            }
+            if hold {
+                self.skipped += 1;
+                n += 1;
+                data = &data[len..];
+                continue;
             }
             let mut body = vec![0xaf, 1];
             body.extend_from_slice(&data[head..len]);
@@ -281,6 +293,33 @@ mod tests {
         let again = crate::ts::index(&ts).unwrap();
         assert_eq!(again.keyframes.len(), info.keyframes.len());
         assert_eq!(back.codecs(), (Some("h264"), Some("aac")));
+    }
+
+    #[test]
+    fn a_conversion_begun_mid_gop_holds_audio_frames_until_the_video_configuration() {
+        let data = clip();
+        let info = crate::ts::index(&data).unwrap();
+        // From the packet after the first keyframe's start: the video configuration comes with
+        // the second keyframe, and audio goes on in between.
+        let from = (info.keyframes[0].offset as usize / PACKET + 1) * PACKET;
+        let mut conv = FromTs::default();
+        // The PAT and PMT first, as a live stream repeats them.
+        let mut input = data[..2 * PACKET].to_vec();
+        input.extend_from_slice(&data[from..]);
+        let mut tags = Vec::new();
+        conv.feed(&input, &mut tags);
+        let first_frame = tags.iter().position(|t| !t.sequence).unwrap();
+        let avc = tags.iter().position(|t| t.video && t.sequence).unwrap();
+        assert!(avc < first_frame, "no frame before the video configuration");
+        assert!(tags[first_frame].video && tags[first_frame].keyframe);
+        assert!(
+            tags.iter().any(|t| !t.video && t.sequence),
+            "the audio configuration came"
+        );
+        assert!(
+            tags.iter().any(|t| !t.video && !t.sequence),
+            "audio follows"
+        );
     }
 
     #[test]
