@@ -42,7 +42,7 @@ fn outputs(c: &mut Criterion) {
     g.throughput(Throughput::Elements((secs * 1000.0) as u64));
     g.bench_function("flv_rtmp_mp4", |b| {
         b.iter(|| {
-            let mut o = MediaOutputs::new(limits);
+            let mut o = MediaOutputs::new(limits, live::LlLimits::default());
             for t in &tags {
                 o.push(
                     t.video,

@@ -1,6 +1,7 @@
 //! The live core of zerocast, sans-I/O: how an ingest body is framed ([`body`]), the slabs it is
 //! received into ([`slab`]), how received packets become units ([`ingest`]), the per-stream ring
-//! and the cursors of its viewers ([`ring`]), live HLS cut from the same units ([`hls`]), the FLV
+//! and the cursors of its viewers ([`ring`]), live HLS cut from the same units ([`hls`]), low-latency HLS cut from the fMP4 fragments
+//! ([`llhls`]), the FLV
 //! and RTMP outputs serialised once per stream ([`outputs`]), and the publisher's lifecycle with
 //! its rate limit, bitrate window, wake batching and viewer stall rule ([`lifecycle`]).
 //! Nothing here reads a clock: time is passed in as `now` (a `Duration` on the live clock) and
@@ -23,6 +24,7 @@ pub mod budget;
 pub mod hls;
 pub mod ingest;
 pub mod lifecycle;
+pub mod llhls;
 pub mod outputs;
 pub mod ring;
 pub mod slab;
@@ -34,6 +36,7 @@ pub use ingest::Ingest;
 pub use lifecycle::{
     Batch, Begin, Bitrate, End, Lifecycle, RateLimit, Stall, State, Timing, Transition,
 };
+pub use llhls::{LlHls, LlLimits};
 pub use outputs::MediaOutputs;
 pub use ring::{Limits, Ring, Step, Unit, Viewer, ViewerPolicy};
 pub use slab::Slab;

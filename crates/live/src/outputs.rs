@@ -18,6 +18,7 @@
 //! The RTMP clock of the stream (the latest timestamp pushed) is kept here too, so that a
 //! publisher that comes back within the grace period continues it instead of starting over.
 
+use crate::llhls::{wallclock, LlHls, LlLimits};
 use crate::ring::{Limits, Ring};
 use bytes::Bytes;
 use media::cmaf::{self, Event, Fragmenter};
@@ -36,6 +37,8 @@ pub struct MediaOutputs {
     /// Fragmented MP4 (CMAF): fragment heads and sample slices; the init segment before a
     /// viewer's first keyframe fragment.
     pub mp4: Ring,
+    /// Low-latency HLS: the same fragments as the MP4 ring, cut into parts and segments.
+    pub llhls: LlHls,
     fragmenter: Fragmenter<Bytes>,
     /// The latest init segment.
     init: Option<Bytes>,
@@ -47,11 +50,12 @@ pub struct MediaOutputs {
 }
 
 impl MediaOutputs {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, ll: LlLimits) -> Self {
         MediaOutputs {
             flv: Ring::new(limits),
             rtmp: Ring::new(limits),
             mp4: Ring::new(limits),
+            llhls: LlHls::new(ll),
             fragmenter: Fragmenter::default(),
             init: None,
             events: Vec::new(),
@@ -75,18 +79,19 @@ impl MediaOutputs {
             .flatten()
             .map(|(t, m)| t.len() + m.len())
             .sum();
-        // The MP4 ring's samples are slices of the FLV ring's tags: counted twice, on the safe
-        // side of the budget.
+        // The MP4 ring's samples are slices of the FLV ring's tags, and LL-HLS holds the MP4
+        // ring's units: counted more than once, on the safe side of the budget.
         let init = self.init.as_ref().map_or(0, Bytes::len);
-        self.flv.bytes() + self.rtmp.bytes() + self.mp4.bytes() + seq + init
+        self.flv.bytes() + self.rtmp.bytes() + self.mp4.bytes() + self.llhls.bytes() + seq + init
     }
 
-    /// Both rings down to their current GOP and recent units (see [`Ring::shrink_to_gop`]);
-    /// the bytes dropped.
-    pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration) -> usize {
+    /// The rings down to their current GOP and recent units (see [`Ring::shrink_to_gop`]), and
+    /// LL-HLS down to `keep_segments`; the bytes dropped.
+    pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration, keep_segments: usize) -> usize {
         self.flv.shrink_to_gop(now, keep)
             + self.rtmp.shrink_to_gop(now, keep)
             + self.mp4.shrink_to_gop(now, keep)
+            + self.llhls.shrink(keep_segments)
     }
 
     /// Serialises one tag body at `ms` for every output and pushes it (a sequence header is
@@ -141,6 +146,7 @@ impl MediaOutputs {
                     // Viewers already watching get the new configuration where it changed.
                     let init = Bytes::from(init);
                     self.init = Some(init.clone());
+                    self.llhls.init(init.clone());
                     self.mp4.push(init, now);
                 }
                 Event::Fragment {
@@ -157,6 +163,10 @@ impl MediaOutputs {
                     };
                     let mut prft = cmaf::prft(track, ntp, u64::from(ms));
                     prft.extend_from_slice(&head);
+                    let prft = Bytes::from(prft);
+                    let unit = std::iter::once(prft.clone()).chain(data.iter().cloned());
+                    let wall = wallclock::ntp_to_unix_ms(ntp);
+                    self.llhls.fragment(unit.collect(), keyframe, ms, wall);
                     // One unit: a viewer gets a fragment's head and samples together or not at
                     // all (a skip never leaves it inside an mdat).
                     let init = if keyframe {
@@ -164,8 +174,7 @@ impl MediaOutputs {
                     } else {
                         Vec::new()
                     };
-                    self.mp4
-                        .push_parts(Bytes::from(prft), data, keyframe, init, now);
+                    self.mp4.push_parts(prft, data, keyframe, init, now);
                 }
             }
         }
@@ -197,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_viewer_starts_with_the_sequence_headers_then_the_keyframe() {
-        let mut o = MediaOutputs::new(LIMITS);
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
         let t = Duration::ZERO;
         o.push(true, &[0x17, 0, 1], 0, kind(true, false), t, 0);
         o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t, 0);
@@ -234,7 +243,7 @@ mod tests {
             std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
         let mut tags = Vec::new();
         media::flv::FromTs::default().feed(&clip, &mut tags);
-        let mut o = MediaOutputs::new(LIMITS);
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
         let t = Duration::ZERO;
         for tag in &tags {
             let k = wire::classify(tag.video, &tag.body);
@@ -267,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_new_session_continues_the_clock_40_ms_on() {
-        let mut o = MediaOutputs::new(LIMITS);
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
         assert_eq!(o.continuation(500), 0, "a new stream keeps its own clock");
         o.push(
             true,

@@ -94,6 +94,19 @@ pub enum Error {
     /// Over the connection cap, or out of descriptors (accept.rs).
     #[error("the server is at its connection limit; try again shortly")]
     Overloaded,
+    #[error("bad LL-HLS query: {0}")]
+    LlQuery(live::llhls::QueryError),
+    #[error(
+        "stream '{}' has segments up to {newest}: segment {asked} is too far ahead to wait for",
+        Clip(.stream)
+    )]
+    LlTooFar {
+        stream: String,
+        asked: u64,
+        newest: u64,
+    },
+    #[error("stream '{}' did not reach the requested segment or part in time", Clip(.0))]
+    LlHoldTimeout(String),
     /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -124,7 +137,10 @@ impl Error {
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
             Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::LlQuery(_) | Error::LlTooFar { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::Token(crate::auth::TokenError::Missing) => StatusCode::UNAUTHORIZED,
             Error::Token(_) | Error::Hook(_) => StatusCode::FORBIDDEN,

@@ -38,7 +38,8 @@ pub(crate) fn chosen(stream: &Transport) -> bool {
     }
 }
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// A response body; an error resets the stream (a part that was cut short, live/llhls.rs).
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves an HTTP/2 connection until it ends or the server shuts down.
 pub(crate) async fn connection(
@@ -155,12 +156,12 @@ struct Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -181,7 +182,7 @@ async fn answer(
     peer: std::net::SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
-    let boxed = |r: Response<Chunks>| r.map(|b| b.boxed_unsync());
+    let boxed = |r: Response<Chunks>| r.map(|b| b.map_err(|never| match never {}).boxed_unsync());
     let (m, path) = (req.method().clone(), req.uri().path().to_owned());
     match crate::http::route(&m, &path) {
         Some(Route::Publish(_)) => {
@@ -215,11 +216,20 @@ async fn answer(
                 Err(e) => boxed(crate::h1::with_cors(e.response(), &state.config(), origin)),
             };
         }
-        Some(Route::Playlist(name)) => {
-            state
-                .live
-                .wait_for_segment(name, crate::h1::FIRST_SEGMENT_WAIT)
-                .await;
+        Some(r) if r.waits() => {
+            let streamed = crate::http::llhls::streamable(r, &req);
+            if let Err(refused) = crate::h1::wait(state, &req, r, streamed.is_some()).await {
+                return boxed(refused);
+            }
+            // A part still being written: its fragments as they arrive.
+            let follow =
+                streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part));
+            if let Some(f) = follow {
+                let mut r = crate::live::llhls::part_response(f, &state.live);
+                let origin = req.headers().get(http::header::ORIGIN);
+                state.config().cors.apply(origin, r.headers_mut());
+                return r;
+            }
             if let Some(refused) = crate::h1::refused_playlist(state, &req, peer, true).await {
                 return boxed(refused);
             }

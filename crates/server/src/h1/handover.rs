@@ -32,6 +32,12 @@ pub(super) async fn hyper_takeover(
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let st = st.clone();
         async move {
+            let route = crate::http::route(req.method(), req.uri().path());
+            if let Some(r) = route.filter(crate::http::Route::waits) {
+                if let Err(refused) = super::wait(&st, &req, r, false).await {
+                    return Ok(refused);
+                }
+            }
             let resp = match super::refused_playlist(&st, &req, peer, secure).await {
                 Some(refused) => refused,
                 None => super::answer(&st, &req, secure),

@@ -16,6 +16,7 @@
 
 pub(crate) mod handover;
 mod head;
+mod part;
 mod write;
 
 pub(crate) use write::render_head;
@@ -186,8 +187,16 @@ pub(crate) async fn connection(
         };
         let resp = match crate::http::route(req.method(), req.uri().path()) {
             // Boxed: the wait and the callback stay out of every connection's future.
-            Some(Route::Playlist(_)) => {
-                Box::pin(playlist(&state, &req, peer, stream.is_tls())).await
+            Some(r) if r.waits() => {
+                match Box::pin(waiting(&mut stream, &state, &req, r, peer, close)).await? {
+                    Some(resp) => resp,
+                    // A part streamed while it was written (part.rs).
+                    None if close => return Ok(()),
+                    None => {
+                        buf.advance(head_len);
+                        continue;
+                    }
+                }
             }
             _ => answer(&state, &req, stream.is_tls()),
         };
@@ -209,20 +218,77 @@ async fn redirect(mut stream: Transport, to: String, state: Arc<State>) -> io::R
     lingering_close(stream).await
 }
 
-/// A playlist: waits for a first segment of a stream that just started, asks the `on_play`
-/// callback (when there is one), then answers.
+/// A request that may wait (see [`Route::waits`]): a playlist waits for a first segment of a
+/// stream that just started, an LL-HLS playlist or part as long as [`crate::http::llhls::hold`]
+/// says; a playlist asks the `on_play` callback (when there is one); then it is answered.
 async fn playlist(
     state: &State,
     req: &Request<()>,
+    route: Route<'_>,
     peer: SocketAddr,
     secure: bool,
-) -> Response<Chunks> {
-    if let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) {
-        state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
+) -> Waited {
+    let streamed = crate::http::llhls::streamable(route, req);
+    if let Err(refused) = wait(state, req, route, streamed.is_some()).await {
+        return Waited::Answer(refused);
     }
-    match refused_playlist(state, req, peer, secure).await {
+    // A part still being written: its fragments as they arrive (part.rs).
+    if let Some(f) = streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part))
+    {
+        return Waited::Follow(f);
+    }
+    Waited::Answer(match refused_playlist(state, req, peer, secure).await {
         Some(refused) => refused,
         None => answer(state, req, secure),
+    })
+}
+
+/// A request that may wait: its answer, or `None` when it was a part written as it arrived.
+async fn waiting(
+    stream: &mut Transport,
+    state: &State,
+    req: &Request<()>,
+    route: Route<'_>,
+    peer: SocketAddr,
+    close: bool,
+) -> io::Result<Option<Response<Chunks>>> {
+    match playlist(state, req, route, peer, stream.is_tls()).await {
+        Waited::Answer(resp) => Ok(Some(resp)),
+        Waited::Follow(f) => {
+            let cors = state
+                .config()
+                .cors
+                .lines(req.headers().get(::http::header::ORIGIN));
+            part::write(stream, f, &cors, close, &state.live).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// What a request that waited gets.
+enum Waited {
+    Answer(Response<Chunks>),
+    Follow(crate::live::llhls::PartFollow),
+}
+
+/// The wait of a [`Route::waits`] route, on any path; `Err`: the request is refused (with CORS).
+pub(crate) async fn wait<B>(
+    state: &State,
+    req: &Request<B>,
+    route: Route<'_>,
+    stream_open: bool,
+) -> Result<(), Response<Chunks>> {
+    match route {
+        Route::Playlist(name) => {
+            state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
+            Ok(())
+        }
+        _ => crate::http::llhls::hold(state, route, req, stream_open)
+            .await
+            .map_err(|e| {
+                let origin = req.headers().get(::http::header::ORIGIN);
+                with_cors(e.response(), &state.config(), origin)
+            }),
     }
 }
 
@@ -350,7 +416,9 @@ pub(crate) async fn refused_playlist<B>(
     peer: SocketAddr,
     secure: bool,
 ) -> Option<Response<Chunks>> {
-    let Some(Route::Playlist(name)) = crate::http::route(req.method(), req.uri().path()) else {
+    let (Route::Playlist(name) | Route::LlPlaylist(name)) =
+        crate::http::route(req.method(), req.uri().path())?
+    else {
         return None;
     };
     let e = crate::admit::playlist(state, name, req, peer, secure)

@@ -40,13 +40,34 @@ pub(super) fn playlist(
     Ok(r)
 }
 
-/// A live HLS segment: the units it was cut as, immutable once listed. Its ETag names the
-/// stream instance and the sequence number (a new stream of the same name gets new tags).
-struct Segment {
+/// A live HLS segment (TS, or an LL-HLS segment, part or init segment): the `Bytes` it was cut
+/// as, immutable once listed. Its ETag names the stream instance and the segment (a new stream of
+/// the same name gets new tags).
+pub(super) struct Segment {
     parts: Vec<Bytes>,
     len: u64,
     etag: String,
     etag_header: HeaderValue,
+    content_type: &'static str,
+}
+
+impl Segment {
+    /// `parts` of `stream`, named `id` within it (`None`: `id` cannot be a header value).
+    pub(super) fn new(
+        parts: Vec<Bytes>,
+        instance: u64,
+        id: &str,
+        content_type: &'static str,
+    ) -> Option<Segment> {
+        let etag = format!("\"{instance:x}-{id}\"");
+        Some(Segment {
+            len: parts.iter().map(|b| b.len() as u64).sum(),
+            parts,
+            etag_header: HeaderValue::from_str(&etag).ok()?,
+            etag,
+            content_type,
+        })
+    }
 }
 
 impl Entity for Segment {
@@ -55,7 +76,7 @@ impl Entity for Segment {
     }
 
     fn content_type(&self) -> &'static str {
-        "video/mp2t"
+        self.content_type
     }
 
     fn etag(&self) -> &str {
@@ -99,13 +120,8 @@ pub(super) fn segment<B>(
     let seg = {
         let inner = s.read();
         let seg = inner.hls.get(n).ok_or_else(unknown)?;
-        let etag = format!("\"{:x}-{n}\"", s.instance);
-        Segment {
-            parts: seg.parts.clone(),
-            len: seg.bytes as u64,
-            etag_header: HeaderValue::from_str(&etag).map_err(|_| unknown())?,
-            etag,
-        }
+        Segment::new(seg.parts.clone(), s.instance, &n.to_string(), "video/mp2t")
+            .ok_or_else(unknown)?
     };
     s.stats.segment_requests.fetch_add(1, Relaxed);
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))

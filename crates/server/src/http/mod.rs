@@ -12,6 +12,8 @@
 //! | `GET /live/{name}.ts`, `.flv`      | watch from the latest keyframe            | live/follow.rs |
 //! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
 //! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
+//! | `GET /live/{name}/ll.m3u8`         | LL-HLS playlist (blocking reload, delta)  | llhls.rs   |
+//! | `GET /live/{name}/init{v}.mp4`, `/{msn}.m4s`, `/{msn}.{part}.m4s` | LL-HLS init, segment, part | llhls.rs |
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
 //! | `GET /metrics`                     | Prometheus text: live, connections, VOD   | live/api.rs, conns.rs, vod_metrics.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
@@ -24,6 +26,7 @@
 
 mod admin;
 mod hls;
+pub(crate) mod llhls;
 mod page;
 mod vod;
 
@@ -58,6 +61,12 @@ pub enum Route<'a> {
     Watch(&'a str, Output),
     Playlist(&'a str),
     Segment(&'a str, &'a str),
+    /// `GET /live/{name}/ll.m3u8`: LL-HLS (may be held: `_HLS_msn`, `_HLS_part`).
+    LlPlaylist(&'a str),
+    /// `GET /live/{name}/init{version}.mp4`.
+    LlInit(&'a str, &'a str),
+    /// `GET /live/{name}/{msn}.m4s` (a segment) or `/{msn}.{part}.m4s` (a part, may be held).
+    LlMedia(&'a str, &'a str),
     Streams,
     StreamInfo(&'a str),
     Metrics,
@@ -91,6 +100,18 @@ impl Route<'_> {
                 | Route::Watch(..)
                 | Route::Playlist(_)
                 | Route::Segment(..)
+                | Route::LlPlaylist(_)
+                | Route::LlInit(..)
+                | Route::LlMedia(..)
+        )
+    }
+
+    /// Whether the answer may wait for the stream (h1/ and h2.rs await [`llhls::hold`] or a
+    /// first segment before answering).
+    pub fn waits(&self) -> bool {
+        matches!(
+            self,
+            Route::Playlist(_) | Route::LlPlaylist(_) | Route::LlMedia(..)
         )
     }
 }
@@ -149,7 +170,17 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
             }
         }
         Some((name, "index.m3u8")) => Some(Route::Playlist(name)),
-        Some((name, seg)) => seg.strip_suffix(".ts").map(|seq| Route::Segment(name, seq)),
+        Some((name, "ll.m3u8")) => Some(Route::LlPlaylist(name)),
+        Some((name, file)) => {
+            if let Some(seq) = file.strip_suffix(".ts") {
+                Some(Route::Segment(name, seq))
+            } else if let Some(media) = file.strip_suffix(".m4s") {
+                Some(Route::LlMedia(name, media))
+            } else {
+                let version = file.strip_prefix("init")?.strip_suffix(".mp4")?;
+                Some(Route::LlInit(name, version))
+            }
+        }
     }
 }
 
@@ -292,6 +323,19 @@ fn answer<B>(
             crate::admit::viewer_request(state, name, req)?;
             hls::segment(live, name, seq, policy, req)
         }
+        Route::LlPlaylist(name) => {
+            crate::admit::viewer_request(state, name, req)?;
+            let carried = carried_query(state, name, req, carry);
+            llhls::playlist(live, name, req.uri().query(), carried.as_deref())
+        }
+        Route::LlInit(name, version) => {
+            crate::admit::viewer_request(state, name, req)?;
+            llhls::init(live, name, version, policy, req)
+        }
+        Route::LlMedia(name, media) => {
+            crate::admit::viewer_request(state, name, req)?;
+            llhls::media(live, name, media, policy, req)
+        }
         Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
         Route::StreamInfo(name) => {
             let s = live
@@ -367,6 +411,23 @@ mod tests {
             (&get, "/live/show/index.m3u8", Some(Route::Playlist("show"))),
             (&get, "/live/show/12.ts", Some(Route::Segment("show", "12"))),
             (&get, "/live/show/12.mp4", None),
+            (&get, "/live/show/ll.m3u8", Some(Route::LlPlaylist("show"))),
+            (
+                &get,
+                "/live/show/12.m4s",
+                Some(Route::LlMedia("show", "12")),
+            ),
+            (
+                &get,
+                "/live/show/12.3.m4s",
+                Some(Route::LlMedia("show", "12.3")),
+            ),
+            (
+                &get,
+                "/live/show/init0.mp4",
+                Some(Route::LlInit("show", "0")),
+            ),
+            (&get, "/live/show/init.mp3", None),
             (&get, "/api/streams", Some(Route::Streams)),
             (&get, "/api/streams/show", Some(Route::StreamInfo("show"))),
             (&get, "/metrics", Some(Route::Metrics)),

@@ -30,11 +30,12 @@ pub(crate) fn response(
     live: Arc<Live>,
     output: Output,
     shutdown: watch::Receiver<bool>,
-) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+) -> Response<UnsyncBoxBody<Bytes, std::io::Error>> {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     live.fanout
         .spawn(feed(tx, stream, live.clone(), output, shutdown));
-    let mut r = Response::new(Frames(rx).boxed_unsync());
+    let body = Frames(rx).map_err(|never| match never {});
+    let mut r = Response::new(body.boxed_unsync());
     let h = r.headers_mut();
     h.insert(
         CONTENT_TYPE,

@@ -75,7 +75,7 @@ impl Memory {
             freed += inner
                 .media
                 .as_mut()
-                .map_or(0, |m| m.shrink_to_gop(now, keep));
+                .map_or(0, |m| m.shrink_to_gop(now, keep, SHRUNK_HLS_SEGMENTS));
             if freed > 0 {
                 self.shrinks.fetch_add(1, Relaxed);
                 held = self.count(inner);

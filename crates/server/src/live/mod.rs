@@ -27,18 +27,20 @@ pub mod fanout;
 pub(crate) mod follow;
 pub(crate) mod frames;
 pub(crate) mod ingest;
+pub(crate) mod llhls;
 pub mod memory;
 mod publish;
 mod registry;
 
 pub(crate) use follow::watch_http;
+pub use llhls::Held;
 pub use publish::Publish;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
 pub(crate) use registry::{query_key, same_key};
 
 pub use fanout::FanoutConfig;
 pub use live::Budget;
-use live::{HlsLimits, Limits, ViewerPolicy};
+use live::{HlsLimits, Limits, LlLimits, ViewerPolicy};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,6 +50,8 @@ pub struct LiveConfig {
     pub ring: Limits,
     pub viewer: ViewerPolicy,
     pub hls: HlsLimits,
+    /// Low-latency HLS: part target, segment length, window.
+    pub ll_hls: LlLimits,
     /// A publisher whose connection drops may come back within this time and continue.
     pub grace: Duration,
     /// Per-stream publish keys.
@@ -96,6 +100,7 @@ impl Default for LiveConfig {
                 max_batch_units: 512,
             },
             hls: HlsLimits::default(),
+            ll_hls: LlLimits::default(),
             grace: Duration::from_secs(10),
             keys: HashMap::new(),
             global_key: None,

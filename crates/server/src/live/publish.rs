@@ -100,10 +100,12 @@ impl Publish {
             let now = self.live.now();
             let ntp = self.live.ntp(now);
             let keyframe = self.tags.iter().any(|t| t.keyframe);
-            let limits = self.live.config.ring;
+            let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
             {
                 let mut inner = self.stream.write();
-                let media = inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+                let media = inner
+                    .media
+                    .get_or_insert_with(|| MediaOutputs::new(limits, ll));
                 for t in &self.tags {
                     let kind = Kind {
                         sequence: t.sequence,
@@ -124,11 +126,13 @@ impl Publish {
     /// RTMP outputs, remuxed to TS for the TS output.
     pub fn tag(&mut self, video: bool, body: &[u8], ms: u32) -> Result<(), IngestError> {
         let now = self.live.now();
-        let limits = self.live.config.ring;
+        let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
         let kind = classify(video, body);
         let ms = {
             let mut inner = self.stream.write();
-            let media = inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+            let media = inner
+                .media
+                .get_or_insert_with(|| MediaOutputs::new(limits, ll));
             // A publisher that came back within the grace period starts its clock over:
             // continue the stream's clock instead, for every output.
             let offset = *self

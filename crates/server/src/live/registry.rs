@@ -112,12 +112,14 @@ impl Stream {
     /// Makes sure the stream has FLV and RTMP outputs: an RTMP source always has them; a TS source
     /// gets them from the first FLV or RTMP viewer on (converted from its TS by the publisher;
     /// that viewer starts at the next keyframe). False for a TS source whose video is not H.264.
-    pub fn want_media(&self, limits: live::Limits) -> bool {
+    pub fn want_media(&self, limits: live::Limits, ll: live::LlLimits) -> bool {
         let mut inner = self.write();
         if inner.video_codec.is_some_and(|c| c != "h264") && inner.media.is_none() {
             return false;
         }
-        inner.media.get_or_insert_with(|| MediaOutputs::new(limits));
+        inner
+            .media
+            .get_or_insert_with(|| MediaOutputs::new(limits, ll));
         self.media_wanted.store(true, Relaxed);
         true
     }
@@ -322,7 +324,7 @@ impl Live {
         let s = self.get(name).filter(|s| !s.read().lifecycle.is_ended());
         let s = s.ok_or_else(|| Error::UnknownStream(name.into()))?;
         // (The read guard is gone before `want_media` takes the write lock.)
-        if output != Output::Ts && !s.want_media(self.config.ring) {
+        if output != Output::Ts && !s.want_media(self.config.ring, self.config.ll_hls) {
             return Err(Error::NoFlvOutput(name.into()));
         }
         Ok(s)
@@ -378,6 +380,9 @@ impl Live {
                 Begin::Continue { generation } => {
                     inner.publisher = Some(peer);
                     inner.hls.discontinuity(now);
+                    if let Some(m) = &mut inner.media {
+                        m.llhls.discontinuity();
+                    }
                     s.account(&mut inner, now);
                     let mut ingest = inner.ingest.take().unwrap_or_default();
                     ingest.new_session();
@@ -468,6 +473,9 @@ impl Live {
                     inner.publisher = None;
                     let now = self.now();
                     inner.hls.end(now);
+                    if let Some(m) = &mut inner.media {
+                        m.llhls.end();
+                    }
                     stream.account(&mut inner, now);
                 }
                 stream.wake();

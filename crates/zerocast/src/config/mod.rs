@@ -111,6 +111,10 @@ pub struct LiveFile {
     window_size: Option<String>,
     hls_segment_secs: Option<f64>,
     hls_window: Option<usize>,
+    /// LL-HLS (`ll.m3u8`): the part target, milliseconds (100-2000).
+    ll_hls_part_ms: Option<u64>,
+    ll_hls_segment_secs: Option<f64>,
+    ll_hls_window: Option<usize>,
     /// Bits per second above which a publisher is slowed down.
     max_ingest_bitrate: Option<u64>,
     viewer_max_skips: Option<usize>,
@@ -307,6 +311,15 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(n) = f.hls_window {
         c.hls.window = n.max(2);
+    }
+    if let Some(ms) = f.ll_hls_part_ms {
+        c.ll_hls.part_target = Duration::from_millis(ms.clamp(100, 2000));
+    }
+    if let Some(s) = f.ll_hls_segment_secs {
+        c.ll_hls.min_segment = Duration::from_secs_f64(s.clamp(0.5, 60.0));
+    }
+    if let Some(n) = f.ll_hls_window {
+        c.ll_hls.window = n.max(2);
     }
     if let Some(b) = f.max_ingest_bitrate {
         c.max_ingest_bitrate = b.max(100_000);

@@ -88,6 +88,9 @@ fn the_file_wins_over_the_defaults() {
         window_size = "1MiB"
         hls_segment_secs = 1000.0
         hls_window = 1
+        ll_hls_part_ms = 5
+        ll_hls_segment_secs = 4
+        ll_hls_window = 1
         max_ingest_bitrate = 1
         viewer_max_skips = 5
         viewer_skip_period_secs = 9
@@ -133,6 +136,9 @@ fn the_file_wins_over_the_defaults() {
     assert_eq!(l.memory_budget.limit, 300 << 20);
     assert_eq!(l.hls.min_segment, Duration::from_secs(60));
     assert_eq!(l.hls.window, 2);
+    assert_eq!(l.ll_hls.part_target, Duration::from_millis(100));
+    assert_eq!(l.ll_hls.min_segment, Duration::from_secs(4));
+    assert_eq!(l.ll_hls.window, 2);
     assert_eq!(l.max_ingest_bitrate, 100_000);
     assert_eq!(l.viewer.max_skips, 5);
     assert_eq!(l.viewer.skip_period, Duration::from_secs(9));

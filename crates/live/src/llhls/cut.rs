@@ -1,0 +1,340 @@
+//! Segments and parts of a stream's LL-HLS playlist, cut from its fMP4 fragments (one per video
+//! frame). A part closes before the fragment that would make it longer than the part target (so
+//! every part is at most `PART-TARGET` and, at a steady frame rate, at least 85 % of it); a
+//! segment closes at the first keyframe at least `min_segment` after its start, or at a keyframe
+//! after the init segment changed. Times are the fragments' decode times (RTMP milliseconds,
+//! wrapping), so a part's duration is what the player will play, not when it arrived.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LlLimits {
+    /// `PART-TARGET`: no part is longer.
+    pub part_target: Duration,
+    /// A segment ends at the first keyframe at least this long after its start.
+    pub min_segment: Duration,
+    /// Complete segments listed in the playlist.
+    pub window: usize,
+    /// Segments kept beyond the window for players still fetching them.
+    pub spare: usize,
+    /// A segment that grows beyond this (no keyframe for a long time) is dropped.
+    pub max_segment_bytes: usize,
+}
+
+impl Default for LlLimits {
+    fn default() -> Self {
+        LlLimits {
+            part_target: Duration::from_millis(333),
+            min_segment: Duration::from_secs(2),
+            window: 12,
+            spare: 3,
+            max_segment_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A partial segment: whole fragments, in order.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub data: Vec<Bytes>,
+    pub bytes: usize,
+    /// Decode time of its first fragment, ms.
+    pub(super) start_ms: u32,
+    /// Set when it closes.
+    pub duration: Duration,
+    /// It starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlSegment {
+    /// Media sequence number.
+    pub msn: u64,
+    pub parts: Vec<Part>,
+    pub bytes: usize,
+    pub(super) start_ms: u32,
+    /// Set when it closes.
+    pub duration: Duration,
+    /// When its first frame reached the ingest, Unix ms (`EXT-X-PROGRAM-DATE-TIME`).
+    pub wall_ms: Option<u64>,
+    /// The version of the init segment it plays with.
+    pub init: u64,
+    pub discontinuity: bool,
+    pub complete: bool,
+}
+
+impl LlSegment {
+    /// The part being written, if this segment is still open.
+    fn open_part(&mut self) -> Option<&mut Part> {
+        self.parts.last_mut().filter(|p| !p.complete)
+    }
+}
+
+#[derive(Debug)]
+pub struct LlHls {
+    /// Oldest first; the last one may be open.
+    pub(super) segments: VecDeque<LlSegment>,
+    next_msn: u64,
+    /// Discontinuities that slid out of the kept segments.
+    pub(super) discontinuity_seq: u64,
+    pending_discontinuity: bool,
+    /// Init segments by version, as long as a kept segment needs them; the last is current.
+    inits: VecDeque<(u64, Bytes)>,
+    /// The init segment changed since the open segment began.
+    init_changed: bool,
+    last_ms: Option<u32>,
+    /// The latest interval between fragments, ms (what a closing part is assumed to last).
+    frame_ms: u32,
+    /// `EXT-X-TARGETDURATION`, seconds: never lowered during a stream.
+    pub(super) target_secs: u64,
+    pub(super) ended: bool,
+    pub(super) limits: LlLimits,
+    /// Segments dropped because they outgrew `max_segment_bytes`.
+    pub dropped: u64,
+}
+
+fn elapsed_ms(from: u32, to: u32) -> u32 {
+    to.wrapping_sub(from)
+}
+
+impl LlHls {
+    pub fn new(limits: LlLimits) -> Self {
+        LlHls {
+            segments: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_seq: 0,
+            pending_discontinuity: false,
+            inits: VecDeque::new(),
+            init_changed: false,
+            last_ms: None,
+            frame_ms: 40,
+            target_secs: limits.min_segment.as_secs_f64().ceil().max(1.0) as u64,
+            ended: false,
+            limits,
+            dropped: 0,
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION`.
+    pub fn target_duration(&self) -> Duration {
+        Duration::from_secs(self.target_secs)
+    }
+
+    pub fn limits(&self) -> &LlLimits {
+        &self.limits
+    }
+
+    /// A new init segment (the tracks' configuration changed): segments from the next keyframe
+    /// on use it.
+    pub fn init(&mut self, init: Bytes) {
+        if self.inits.back().is_some_and(|(_, b)| *b == init) {
+            return;
+        }
+        let version = self.inits.back().map_or(0, |(v, _)| v + 1);
+        self.inits.push_back((version, init));
+        self.init_changed = true;
+    }
+
+    /// The init segment of `version`, while a kept segment needs it.
+    pub fn init_segment(&self, version: u64) -> Option<&Bytes> {
+        self.inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, b)| b)
+    }
+
+    /// Adds one fragment (its `Bytes`, in order): `keyframe` when a player may start at it,
+    /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
+    pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
+        if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
+            if (1..1000).contains(&d) {
+                self.frame_ms = d;
+            }
+        }
+        self.last_ms = Some(ms);
+        let limits = self.limits;
+        let open = self.segments.back().filter(|s| !s.complete);
+        let start_segment = match open {
+            None => keyframe,
+            Some(s) => {
+                keyframe
+                    && (self.init_changed
+                        || u128::from(elapsed_ms(s.start_ms, ms)) >= limits.min_segment.as_millis())
+            }
+        };
+        if start_segment {
+            let Some(&(init, _)) = self.inits.back() else {
+                return;
+            };
+            self.close(ms);
+            self.segments.push_back(LlSegment {
+                msn: self.next_msn,
+                parts: Vec::new(),
+                bytes: 0,
+                start_ms: ms,
+                duration: Duration::ZERO,
+                wall_ms,
+                init,
+                discontinuity: std::mem::take(&mut self.pending_discontinuity),
+                complete: false,
+            });
+            self.next_msn += 1;
+            self.init_changed = false;
+            self.trim();
+        }
+        let frame_ms = self.frame_ms;
+        let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) else {
+            return;
+        };
+        if let Some(part) = seg.open_part() {
+            let would_last = elapsed_ms(part.start_ms, ms).saturating_add(frame_ms);
+            if u128::from(would_last) > limits.part_target.as_millis() {
+                part.duration = Duration::from_millis(elapsed_ms(part.start_ms, ms).into());
+                part.complete = true;
+            }
+        }
+        if seg.open_part().is_none() {
+            seg.parts.push(Part {
+                data: Vec::new(),
+                bytes: 0,
+                start_ms: ms,
+                duration: Duration::ZERO,
+                independent: keyframe,
+                complete: false,
+            });
+        }
+        let bytes: usize = data.iter().map(Bytes::len).sum();
+        seg.bytes += bytes;
+        if let Some(part) = seg.open_part() {
+            part.bytes += bytes;
+            part.data.extend(data);
+        }
+        if seg.bytes > limits.max_segment_bytes {
+            self.segments.pop_back();
+            self.dropped += 1;
+            self.pending_discontinuity = true;
+        }
+    }
+
+    /// Closes the open segment and its open part; they end where the fragment at `ms` begins.
+    fn close(&mut self, ms: u32) {
+        let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) else {
+            return;
+        };
+        if let Some(part) = seg.open_part() {
+            part.duration = Duration::from_millis(elapsed_ms(part.start_ms, ms).into());
+            part.complete = true;
+        }
+        seg.duration = Duration::from_millis(elapsed_ms(seg.start_ms, ms).into());
+        seg.complete = true;
+        let secs = seg.duration.as_secs_f64().ceil() as u64;
+        self.target_secs = self.target_secs.max(secs);
+    }
+
+    /// Drops segments beyond the window and its spare, and the init segments none needs.
+    fn trim(&mut self) {
+        // The open segment is not counted.
+        while self.segments.len() > self.limits.window + self.limits.spare + 1 {
+            if let Some(old) = self.segments.pop_front() {
+                self.discontinuity_seq += u64::from(old.discontinuity);
+            }
+        }
+        self.drop_unused_inits();
+    }
+
+    fn drop_unused_inits(&mut self) {
+        let oldest = self.segments.front().map(|s| s.init);
+        while self.inits.len() > 1 && oldest.is_some_and(|o| self.inits[0].0 < o) {
+            self.inits.pop_front();
+        }
+    }
+
+    /// Where the last fragment ends (its start plus the latest frame interval).
+    fn end_ms(&self) -> u32 {
+        self.last_ms.map_or(0, |l| l.wrapping_add(self.frame_ms))
+    }
+
+    /// A publisher came back: close what is open; the next segment is marked discontinuous.
+    pub fn discontinuity(&mut self) {
+        let end = self.end_ms();
+        self.close(end);
+        self.last_ms = None;
+        self.pending_discontinuity = true;
+    }
+
+    /// The stream ended: close what is open and end the playlist.
+    pub fn end(&mut self) {
+        let end = self.end_ms();
+        self.close(end);
+        self.ended = true;
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Keeps only the newest `keep` complete segments (and the open one): the server is over its
+    /// memory budget. Returns the bytes they referenced.
+    pub fn shrink(&mut self, keep: usize) -> usize {
+        let mut freed = 0;
+        let open = usize::from(self.segments.back().is_some_and(|s| !s.complete));
+        while self.segments.len() > keep + open {
+            if let Some(old) = self.segments.pop_front() {
+                self.discontinuity_seq += u64::from(old.discontinuity);
+                freed += old.bytes;
+            }
+        }
+        self.drop_unused_inits();
+        freed
+    }
+
+    /// Bytes referenced by the kept segments (shared with the MP4 ring) and init segments.
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.bytes).sum::<usize>()
+            + self.inits.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// A kept segment, open or complete.
+    pub fn segment(&self, msn: u64) -> Option<&LlSegment> {
+        let first = self.segments.front()?.msn;
+        self.segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)
+    }
+
+    /// A kept part, open or complete.
+    pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
+        self.segment(msn)?.parts.get(index)
+    }
+
+    /// The part being written (`EXT-X-PRELOAD-HINT`): (msn, index).
+    pub fn hint(&self) -> Option<(u64, usize)> {
+        let seg = self.segments.back().filter(|s| !s.complete)?;
+        let i = seg.parts.iter().position(|p| !p.complete)?;
+        Some((seg.msn, i))
+    }
+
+    /// The newest complete part, (msn, index).
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        self.segments.iter().rev().find_map(|s| {
+            let i = s.parts.iter().rposition(|p| p.complete)?;
+            Some((s.msn, i))
+        })
+    }
+
+    /// The newest complete segment's msn.
+    pub fn last_segment(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.complete)
+            .map(|s| s.msn)
+    }
+
+    /// The msn of the newest segment in the playlist (open or not), or of the first to come.
+    pub fn newest_msn(&self) -> u64 {
+        self.next_msn.saturating_sub(1)
+    }
+}

@@ -1,0 +1,133 @@
+//! The LL-HLS media playlist of a stream, full or as a delta update.
+//!
+//! URIs are relative to the playlist: `init{version}.mp4`, `{msn}.m4s` (a segment),
+//! `{msn}.{part}.m4s` (a part); `carry` (a signed link's query) is appended to every one of them.
+
+use super::cut::{LlHls, LlSegment};
+use super::wallclock::rfc3339_ms;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// `PART-HOLD-BACK` in part targets (RFC 8216bis: at least two, three recommended).
+const PART_HOLD_BACK: u32 = 3;
+/// Parts are listed for the segments within this many target durations of the end.
+const PARTS_LISTED_FOR: u64 = 3;
+/// `CAN-SKIP-UNTIL` in target durations (the minimum RFC 8216bis allows).
+const SKIP_UNTIL: u64 = 6;
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl LlHls {
+    /// `CAN-SKIP-UNTIL`, seconds.
+    pub fn skip_until(&self) -> u64 {
+        SKIP_UNTIL * self.target_secs
+    }
+
+    /// The media playlist; `skip`: a delta update (segments older than `CAN-SKIP-UNTIL` from the
+    /// end replaced by `EXT-X-SKIP`).
+    pub fn playlist(&self, skip: bool, carry: Option<&str>) -> String {
+        let q = carry.map_or(String::new(), |c| format!("?{c}"));
+        // Listed: the newest `window` complete segments, and the open one.
+        let complete = self.segments.iter().filter(|s| s.complete).count();
+        let unlisted = complete.saturating_sub(self.limits.window);
+        let listed: Vec<&LlSegment> = self.segments.iter().skip(unlisted).collect();
+        let disc_seq = self.discontinuity_seq
+            + self
+                .segments
+                .iter()
+                .take(unlisted)
+                .map(|s| u64::from(s.discontinuity))
+                .sum::<u64>();
+        let total: Duration = listed.iter().map(|s| self.played(s)).sum();
+        // A delta update leaves out the segments that start more than CAN-SKIP-UNTIL before the
+        // end (never the open one).
+        let mut skipped = 0;
+        if skip {
+            let mut from_start = total;
+            for s in &listed {
+                if !s.complete || from_start <= Duration::from_secs(self.skip_until()) {
+                    break;
+                }
+                from_start = from_start.saturating_sub(s.duration);
+                skipped += 1;
+            }
+        }
+        let part_target = self.limits.part_target;
+        let first = listed.first().map_or(self.newest_msn() + 1, |s| s.msn);
+        let mut out = String::with_capacity(512 + 64 * listed.len());
+        let _ = write!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},CAN-SKIP-UNTIL={:.1}\n\
+             #EXT-X-PART-INF:PART-TARGET={:.3}\n\
+             #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}\n",
+            self.target_secs,
+            secs(part_target) * f64::from(PART_HOLD_BACK),
+            self.skip_until() as f64,
+            secs(part_target),
+        );
+        if skipped > 0 {
+            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        }
+        // Parts are listed from the segment that starts within three target durations of the end.
+        let parts_from = Duration::from_secs(PARTS_LISTED_FOR * self.target_secs);
+        let mut to_end = total;
+        let mut init = None;
+        for s in listed.iter().skip(skipped) {
+            let with_parts = to_end <= parts_from || !s.complete;
+            to_end = to_end.saturating_sub(self.played(s));
+            if s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if init != Some(s.init) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init{}.mp4{q}\"", s.init);
+                init = Some(s.init);
+            }
+            if let Some(wall) = s.wall_ms {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(wall));
+            }
+            if with_parts {
+                for (i, p) in s.parts.iter().enumerate().filter(|(_, p)| p.complete) {
+                    let _ = write!(
+                        out,
+                        "#EXT-X-PART:DURATION={:.3},URI=\"{}.{i}.m4s{q}\"",
+                        secs(p.duration),
+                        s.msn
+                    );
+                    out.push_str(if p.independent {
+                        ",INDEPENDENT=YES\n"
+                    } else {
+                        "\n"
+                    });
+                }
+            }
+            if s.complete {
+                let _ = writeln!(out, "#EXTINF:{:.3},\n{}.m4s{q}", secs(s.duration), s.msn);
+            }
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        } else if let Some((msn, i)) = self.hint() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{msn}.{i}.m4s{q}\""
+            );
+        }
+        out
+    }
+
+    /// How long a listed segment plays: its duration, or its complete parts' while it is open.
+    fn played(&self, s: &LlSegment) -> Duration {
+        if s.complete {
+            s.duration
+        } else {
+            s.parts
+                .iter()
+                .filter(|p| p.complete)
+                .map(|p| p.duration)
+                .sum()
+        }
+    }
+}

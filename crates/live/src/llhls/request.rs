@@ -1,0 +1,128 @@
+//! A playlist request's LL-HLS query (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) and the decision the
+//! server acts on: answer now, hold the request until the stream has more, or refuse it.
+
+use super::cut::LlHls;
+
+/// What a playlist request asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Hold the answer until the playlist has this segment (complete) or a later one.
+    pub msn: Option<u64>,
+    /// With `msn`: until it has this part of that segment, or a later part.
+    pub part: Option<u64>,
+    /// A delta update (`_HLS_skip=YES` or `v2`): older segments replaced by `EXT-X-SKIP`.
+    pub skip: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("_HLS_part needs _HLS_msn")]
+    PartWithoutMsn,
+    #[error("{0} is not a number")]
+    NotANumber(&'static str),
+    #[error("_HLS_skip is YES or v2")]
+    Skip,
+}
+
+impl Query {
+    /// Reads the `_HLS_` parameters of a query string (others are left to the caller).
+    pub fn parse(query: Option<&str>) -> Result<Query, QueryError> {
+        let mut q = Query::default();
+        for pair in query.unwrap_or("").split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "_HLS_msn" => {
+                    q.msn = Some(v.parse().map_err(|_| QueryError::NotANumber("_HLS_msn"))?)
+                }
+                "_HLS_part" => {
+                    q.part = Some(v.parse().map_err(|_| QueryError::NotANumber("_HLS_part"))?)
+                }
+                "_HLS_skip" => {
+                    q.skip = match v {
+                        "YES" | "v2" => true,
+                        _ => return Err(QueryError::Skip),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if q.part.is_some() && q.msn.is_none() {
+            return Err(QueryError::PartWithoutMsn);
+        }
+        Ok(q)
+    }
+
+    /// Whether the answer waits for the stream (a blocking playlist reload).
+    pub fn is_blocking(&self) -> bool {
+        self.msn.is_some()
+    }
+}
+
+/// What a held request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// A playlist: what its query names (a blocking reload), or else a first complete segment
+    /// (a player that does not read parts needs one).
+    Playlist(Query),
+    /// A part: complete, or only begun when the server streams it as it is written.
+    Part { msn: u64, part: usize, begun: bool },
+}
+
+/// What to do with a held request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Answer with the playlist as it is.
+    Ready,
+    /// Hold it, and ask again when the stream has more.
+    Wait,
+    /// It asks for a segment more than two beyond the newest one: 400 at once (RFC 8216bis
+    /// §6.2.5.2). The newest msn, for the message.
+    TooFar { newest: u64 },
+}
+
+impl LlHls {
+    /// Whether a held request may be answered now.
+    pub fn awaited(&self, a: &Awaited) -> Readiness {
+        match *a {
+            Awaited::Playlist(q) if q.is_blocking() => self.readiness(&q),
+            Awaited::Playlist(_) if self.ended || self.last_segment().is_some() => Readiness::Ready,
+            Awaited::Playlist(_) => Readiness::Wait,
+            Awaited::Part { msn, part, begun } => match self.part(msn, part) {
+                Some(p) if p.complete || begun => Readiness::Ready,
+                _ if self.ended => Readiness::Ready,
+                _ if msn > self.newest_msn().saturating_add(1) => Readiness::TooFar {
+                    newest: self.newest_msn(),
+                },
+                _ => Readiness::Wait,
+            },
+        }
+    }
+
+    /// Whether the playlist now satisfies `q` (always, for a request that does not block or a
+    /// stream that ended).
+    pub fn readiness(&self, q: &Query) -> Readiness {
+        let Some(msn) = q.msn else {
+            return Readiness::Ready;
+        };
+        if self.ended {
+            return Readiness::Ready;
+        }
+        let newest = self.newest_msn();
+        if msn > newest.saturating_add(2) {
+            return Readiness::TooFar { newest };
+        }
+        let has = match q.part {
+            // Parts count from 0; a part past a complete segment's last means the next segment's
+            // first, which (msn, part) order already puts after every part of `msn`.
+            Some(part) => self
+                .last_part()
+                .is_some_and(|(m, p)| (m, p as u64) >= (msn, part)),
+            None => self.last_segment().is_some_and(|m| m >= msn),
+        };
+        if has {
+            Readiness::Ready
+        } else {
+            Readiness::Wait
+        }
+    }
+}

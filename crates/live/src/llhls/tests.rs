@@ -1,0 +1,307 @@
+use super::*;
+use bytes::Bytes;
+use std::time::Duration;
+
+fn limits() -> LlLimits {
+    LlLimits {
+        part_target: Duration::from_millis(333),
+        min_segment: Duration::from_secs(2),
+        window: 4,
+        spare: 1,
+        max_segment_bytes: 1 << 20,
+    }
+}
+
+/// 25 fps from frame `from` on, a keyframe every `gop` frames; each fragment two `Bytes` (head and
+/// sample), its first byte the frame number modulo 256. Wall clock: 1 000 000 s + media time.
+fn feed(l: &mut LlHls, from: u32, frames: u32, gop: u32) {
+    for n in from..from + frames {
+        let ms = n * 40;
+        let head = Bytes::from(vec![n as u8; 8]);
+        let sample = Bytes::from(vec![n as u8; 100]);
+        l.fragment(
+            vec![head, sample],
+            n % gop == 0,
+            ms,
+            Some(1_000_000_000 + u64::from(ms)),
+        );
+    }
+}
+
+fn stream() -> LlHls {
+    let mut l = LlHls::new(limits());
+    l.init(Bytes::from_static(b"init"));
+    l
+}
+
+#[test]
+fn parts_never_exceed_the_part_target_and_start_independent_at_keyframes() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 3 + 10, 50);
+    let seg = l.segment(0).unwrap();
+    assert!(seg.complete);
+    assert_eq!(seg.duration, Duration::from_secs(2));
+    // 333 ms at 40 ms per frame: 8 frames (320 ms) per part; 50 frames = 6 parts and 2 frames.
+    let durations: Vec<u128> = seg.parts.iter().map(|p| p.duration.as_millis()).collect();
+    assert_eq!(durations, [320, 320, 320, 320, 320, 320, 80]);
+    assert_eq!(
+        seg.parts.iter().map(|p| p.duration).sum::<Duration>(),
+        seg.duration
+    );
+    assert!(seg.parts[0].independent && !seg.parts[1].independent);
+    assert_eq!(seg.parts[0].data.len(), 16, "8 fragments of two Bytes each");
+    assert_eq!(seg.parts[0].bytes, 8 * 108);
+    // Every byte of the segment is in exactly one of its parts, in order.
+    let joined: Vec<u8> = seg
+        .parts
+        .iter()
+        .flat_map(|p| p.data.iter().flatten())
+        .copied()
+        .collect();
+    assert_eq!(joined.len(), seg.bytes);
+    assert!(joined.windows(2).all(|w| w[0] <= w[1]));
+    // The fourth segment is open, its part being written is the hint.
+    assert_eq!(l.last_segment(), Some(2));
+    assert_eq!(l.hint(), Some((3, 1)));
+    assert_eq!(l.last_part(), Some((3, 0)));
+}
+
+#[test]
+fn nothing_is_cut_before_the_first_keyframe_or_without_an_init_segment() {
+    let mut l = LlHls::new(limits());
+    feed(&mut l, 0, 60, 50);
+    assert!(l.segment(0).is_none(), "no init segment yet");
+    l.init(Bytes::from_static(b"init"));
+    feed(&mut l, 60, 30, 50);
+    assert!(l.segment(0).is_none(), "no keyframe since the init segment");
+    feed(&mut l, 90, 20, 50);
+    let s = l.segment(0).unwrap();
+    assert_eq!(s.start_ms, 100 * 40);
+    assert_eq!(s.wall_ms, Some(1_000_000_000 + 4000));
+}
+
+#[test]
+fn the_playlist_lists_parts_a_preload_hint_and_the_ingest_wall_clock() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 8 + 20, 50);
+    let p = l.playlist(false, None);
+    assert!(
+        p.starts_with("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n"),
+        "{p}"
+    );
+    assert!(
+        p.contains(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.999,CAN-SKIP-UNTIL=12.0\n"
+        ),
+        "{p}"
+    );
+    assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.333\n"), "{p}");
+    // Window 4: segments 4..=7 complete, 8 open.
+    assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{p}");
+    assert_eq!(p.matches("#EXTINF:2.000,\n").count(), 4, "{p}");
+    assert_eq!(p.matches("#EXT-X-MAP:URI=\"init0.mp4\"").count(), 1, "{p}");
+    // Segment 4 starts at 16 s: 1 000 016 s after the epoch.
+    assert!(
+        p.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:56.000Z\n4.m4s")
+            || p.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:56.000Z\n#EXT-X-PART"),
+        "{p}"
+    );
+    // Parts: for the last three target durations (segments 6, 7 and the open 8), not for 4 and 5.
+    assert!(
+        !p.contains("URI=\"4.0.m4s\"") && !p.contains("URI=\"5.0.m4s\""),
+        "{p}"
+    );
+    assert!(
+        p.contains("#EXT-X-PART:DURATION=0.320,URI=\"6.0.m4s\",INDEPENDENT=YES\n"),
+        "{p}"
+    );
+    assert!(
+        p.contains("#EXT-X-PART:DURATION=0.320,URI=\"8.1.m4s\"\n"),
+        "{p}"
+    );
+    assert!(
+        p.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"8.2.m4s\"\n"),
+        "{p}"
+    );
+    let with_link = l.playlist(false, Some("sig=abc"));
+    assert!(
+        with_link.contains("URI=\"init0.mp4?sig=abc\""),
+        "{with_link}"
+    );
+    assert!(with_link.contains("\n7.m4s?sig=abc\n"), "{with_link}");
+    assert!(with_link.contains("URI=\"8.2.m4s?sig=abc\""), "{with_link}");
+}
+
+#[test]
+fn a_delta_update_skips_what_is_older_than_can_skip_until() {
+    let mut l = LlHls::new(LlLimits {
+        window: 10,
+        ..limits()
+    });
+    l.init(Bytes::from_static(b"init"));
+    feed(&mut l, 0, 50 * 12 + 10, 50);
+    let full = l.playlist(false, None);
+    let delta = l.playlist(true, None);
+    // 10 segments of 2 s listed, CAN-SKIP-UNTIL 12 s: the 4 that start more than 12 s before the
+    // end (the open segment's complete part counts: 20.32 s in all) are skipped: 2 to 6.
+    assert!(
+        delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=5\n"),
+        "{delta}"
+    );
+    assert_eq!(full.matches("#EXTINF").count(), 10);
+    assert_eq!(delta.matches("#EXTINF").count(), 5);
+    assert!(
+        delta.contains("#EXT-X-MEDIA-SEQUENCE:2\n"),
+        "the first listed, skipped or not"
+    );
+    assert!(
+        !delta.contains("\n6.m4s\n") && delta.contains("\n7.m4s\n"),
+        "{delta}"
+    );
+    assert!(delta.contains("#EXT-X-MAP:URI=\"init0.mp4\""), "{delta}");
+}
+
+#[test]
+fn blocking_requests_wait_for_the_part_or_segment_they_name() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 + 9, 50);
+    // Segment 0 complete; segment 1 has part 0 complete (8 frames), part 1 open.
+    let q = |msn, part| Query {
+        msn: Some(msn),
+        part,
+        skip: false,
+    };
+    assert_eq!(l.readiness(&Query::default()), Readiness::Ready);
+    assert_eq!(l.readiness(&q(0, None)), Readiness::Ready);
+    assert_eq!(l.readiness(&q(1, None)), Readiness::Wait);
+    assert_eq!(l.readiness(&q(1, Some(0))), Readiness::Ready);
+    assert_eq!(l.readiness(&q(1, Some(1))), Readiness::Wait);
+    assert_eq!(
+        l.readiness(&q(0, Some(99))),
+        Readiness::Ready,
+        "past segment 0's parts"
+    );
+    assert_eq!(
+        l.readiness(&q(3, None)),
+        Readiness::Wait,
+        "two ahead may wait"
+    );
+    assert_eq!(l.readiness(&q(4, None)), Readiness::TooFar { newest: 1 });
+    feed(&mut l, 59, 8, 50);
+    assert_eq!(l.readiness(&q(1, Some(1))), Readiness::Ready);
+    l.end();
+    assert_eq!(
+        l.readiness(&q(3, None)),
+        Readiness::Ready,
+        "an ended stream holds nothing"
+    );
+    assert!(l.playlist(false, None).ends_with("#EXT-X-ENDLIST\n"));
+}
+
+#[test]
+fn the_query_is_read_and_bad_values_are_refused() {
+    let q = Query::parse(Some("jwt=x&_HLS_msn=12&_HLS_part=3&_HLS_skip=YES")).unwrap();
+    assert_eq!((q.msn, q.part, q.skip), (Some(12), Some(3), true));
+    assert!(q.is_blocking());
+    assert_eq!(Query::parse(None), Ok(Query::default()));
+    assert_eq!(
+        Query::parse(Some("_HLS_part=1")),
+        Err(QueryError::PartWithoutMsn)
+    );
+    assert_eq!(
+        Query::parse(Some("_HLS_msn=-1")),
+        Err(QueryError::NotANumber("_HLS_msn"))
+    );
+    assert_eq!(
+        Query::parse(Some("_HLS_msn=1&_HLS_skip=NO")),
+        Err(QueryError::Skip)
+    );
+    assert_eq!(
+        Query::parse(Some("_HLS_msn=99999999999999999999999")),
+        Err(QueryError::NotANumber("_HLS_msn"))
+    );
+}
+
+#[test]
+fn a_new_init_segment_starts_a_segment_at_the_next_keyframe_and_is_mapped() {
+    let mut l = stream();
+    feed(&mut l, 0, 60, 50);
+    l.init(Bytes::from_static(b"init, new size"));
+    feed(&mut l, 60, 45, 25);
+    // The keyframe at frame 75 starts segment 2 although segment 1 is only 1 s long.
+    let s = l.segment(2).unwrap();
+    assert_eq!((s.start_ms, s.init), (75 * 40, 1));
+    let p = l.playlist(false, None);
+    assert!(
+        p.contains("#EXT-X-MAP:URI=\"init0.mp4\"") && p.contains("#EXT-X-MAP:URI=\"init1.mp4\""),
+        "{p}"
+    );
+    assert_eq!(
+        l.init_segment(1).map(|b| &b[..]),
+        Some(&b"init, new size"[..])
+    );
+    // Once no kept segment needs version 0, it is dropped.
+    feed(&mut l, 105, 50 * 10, 50);
+    assert!(l.init_segment(0).is_none() && l.init_segment(1).is_some());
+}
+
+#[test]
+fn a_reconnect_is_a_discontinuity_and_memory_stays_bounded() {
+    let mut l = stream();
+    feed(&mut l, 0, 120, 50);
+    l.discontinuity();
+    // The new session's clock starts elsewhere.
+    feed(&mut l, 10_000, 120, 50);
+    let p = l.playlist(false, None);
+    assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+    let before = l.bytes();
+    feed(&mut l, 20_000, 50 * 40, 50);
+    assert!(
+        l.bytes() <= before * 2,
+        "window and spare bound what is kept"
+    );
+    let freed = l.shrink(1);
+    assert!(freed > 0 && l.segment(l.newest_msn() - 1).is_some());
+    assert!(l.segment(l.newest_msn() - 2).is_none());
+    // No keyframe for ever: the open segment is dropped at its byte limit.
+    let mut l = LlHls::new(LlLimits {
+        max_segment_bytes: 10_000,
+        ..limits()
+    });
+    l.init(Bytes::from_static(b"init"));
+    feed(&mut l, 0, 1000, 100_000);
+    assert_eq!(l.dropped, 1);
+    assert!(l.bytes() < 10_000);
+}
+
+#[test]
+fn a_part_request_waits_until_the_part_is_complete_or_begun_when_it_can_be_streamed() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 + 9, 50);
+    // Segment 1: part 0 complete, part 1 begun.
+    let part = |msn, part, begun| Awaited::Part { msn, part, begun };
+    assert_eq!(l.awaited(&part(1, 0, false)), Readiness::Ready);
+    assert_eq!(l.awaited(&part(1, 1, false)), Readiness::Wait);
+    assert_eq!(
+        l.awaited(&part(1, 1, true)),
+        Readiness::Ready,
+        "begun: streamed"
+    );
+    assert_eq!(l.awaited(&part(1, 2, true)), Readiness::Wait, "not begun");
+    assert_eq!(
+        l.awaited(&part(2, 0, true)),
+        Readiness::Wait,
+        "the next segment's first"
+    );
+    assert_eq!(
+        l.awaited(&part(3, 0, true)),
+        Readiness::TooFar { newest: 1 }
+    );
+    // A first playlist waits for a complete segment.
+    let mut fresh = stream();
+    let first = Awaited::Playlist(Query::default());
+    feed(&mut fresh, 0, 30, 50);
+    assert_eq!(fresh.awaited(&first), Readiness::Wait);
+    feed(&mut fresh, 30, 30, 50);
+    assert_eq!(fresh.awaited(&first), Readiness::Ready);
+}

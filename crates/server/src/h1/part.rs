@@ -1,0 +1,56 @@
+//! An LL-HLS part still being written, over HTTP/1.1: the head at once, then each fragment as a
+//! chunk as it arrives (the `Bytes` the MP4 ring holds, in one `writev`), then the last chunk
+//! when the part is complete. A part cut short (its segment dropped, no fragment for three
+//! target durations) closes the connection without the last chunk, so the client knows.
+
+use crate::date;
+use crate::live::llhls::PartFollow;
+use crate::live::Live;
+use crate::transport::Transport;
+use crate::vectored;
+use std::io::{self, IoSlice};
+use tokio::io::AsyncWriteExt;
+
+/// Writes the part's response; `cors`: the CORS header lines for the request's origin.
+pub(super) async fn write(
+    sock: &mut Transport,
+    mut follow: PartFollow,
+    cors: &str,
+    close: bool,
+    live: &Live,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncache-control: public, max-age=600, immutable\r\n{cors}transfer-encoding: chunked\r\n{}date: ",
+        if close { "connection: close\r\n" } else { "" }
+    )
+    .into_bytes();
+    date::now(|d| head.extend_from_slice(d));
+    head.extend_from_slice(b"\r\n\r\n");
+    let stall = live.config.stall_timeout;
+    let mut first = Some(head);
+    loop {
+        let data = follow.next().await?;
+        let n: usize = data.iter().flatten().map(|b| b.len()).sum();
+        let size = match &data {
+            Some(_) => format!("{n:x}\r\n"),
+            None => "0\r\n\r\n".to_string(),
+        };
+        let mut slices: Vec<IoSlice<'_>> =
+            Vec::with_capacity(4 + data.as_ref().map_or(0, Vec::len));
+        if let Some(h) = &first {
+            slices.push(IoSlice::new(h));
+        }
+        slices.push(IoSlice::new(size.as_bytes()));
+        if let Some(d) = &data {
+            slices.extend(d.iter().map(|b| IoSlice::new(b)));
+            slices.push(IoSlice::new(b"\r\n"));
+        }
+        // Each write must take some bytes within the stall timeout, as a live viewer's.
+        let progress = |_| Some(tokio::time::Instant::now() + stall);
+        vectored::write_all(sock, &mut slices, progress).await?;
+        first = None;
+        if data.is_none() {
+            return sock.flush().await;
+        }
+    }
+}

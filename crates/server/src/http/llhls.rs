@@ -1,0 +1,206 @@
+//! LL-HLS over HTTP: the playlist (held until it has what `_HLS_msn`/`_HLS_part` ask for, then
+//! rendered by `live::llhls`), and the init segment, segments and parts as entities (immutable,
+//! strong ETag, ranges) made of the `Bytes` the MP4 ring holds.
+//!
+//! A held request waits in [`hold`], before `http::handle` answers it: on HTTP/1.1 in h1/, on
+//! HTTP/2 in h2.rs. A blocking playlist answer may be cached for a second (about a part's
+//! duration), keyed on its URL with the query: what a CDN needs to collapse the requests of all
+//! the players waiting for the same part into one (docs/live.md).
+
+use super::hls::Segment;
+use super::text;
+use crate::body::Chunks;
+use crate::entity::{self, Policy};
+use crate::error::Error;
+use crate::http::Route;
+use crate::live::{Held, Live};
+use crate::state::State;
+use ::live::llhls::{Awaited, Query};
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Request, Response, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A segment (`7`) or a part (`7.2`) of an LL-HLS media URI.
+pub(crate) fn parse_media(media: &str) -> Option<(u64, Option<usize>)> {
+    match media.split_once('.') {
+        None => Some((media.parse().ok()?, None)),
+        Some((msn, part)) => Some((msn.parse().ok()?, Some(part.parse().ok()?))),
+    }
+}
+
+/// A request that may be streamed while its part is written: a GET of a part, without `Range`,
+/// over HTTP/1.1 or later. Its stream, segment and part.
+pub(crate) fn streamable<'a, B>(
+    route: Route<'a>,
+    req: &Request<B>,
+) -> Option<(&'a str, u64, usize)> {
+    let Route::LlMedia(name, media) = route else {
+        return None;
+    };
+    let ranged = req.headers().contains_key(http::header::RANGE);
+    if req.method() != http::Method::GET || ranged || req.version() < http::Version::HTTP_11 {
+        return None;
+    }
+    let (msn, part) = parse_media(media)?;
+    Some((name, msn, part?))
+}
+
+/// Holds an LL-HLS playlist request until the playlist has the segment or part it names (or, with
+/// no `_HLS_msn`, until a stream that just started has a first segment), and a part request until
+/// the part is complete, or, when the caller can stream it (`stream_open`), until it is begun.
+/// Other routes pass at once.
+pub(crate) async fn hold<B>(
+    state: &State,
+    route: Route<'_>,
+    req: &Request<B>,
+    stream_open: bool,
+) -> Result<(), Error> {
+    let (name, awaited) = match route {
+        Route::LlPlaylist(name) => {
+            let q = Query::parse(req.uri().query()).map_err(Error::LlQuery)?;
+            (name, Awaited::Playlist(q))
+        }
+        Route::LlMedia(name, media) => match parse_media(media) {
+            Some((msn, Some(part))) => (
+                name,
+                Awaited::Part {
+                    msn,
+                    part,
+                    begun: stream_open,
+                },
+            ),
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    // Checked before the wait, and for a streamed part, which `http::handle` never sees.
+    crate::http::signed_link(&state.config(), req)?;
+    crate::admit::viewer_request(state, name, req)?;
+    let (asked, blocking) = match awaited {
+        Awaited::Playlist(q) => (q.msn.unwrap_or(0), q.is_blocking()),
+        Awaited::Part { msn, .. } => (msn, true),
+    };
+    match state.live.hold_ll(name, |ll| ll.awaited(&awaited)).await? {
+        Held::Ready => Ok(()),
+        Held::TooFar { newest } => Err(Error::LlTooFar {
+            stream: name.into(),
+            asked,
+            newest,
+        }),
+        // A first playlist is answered as it is; a blocking reload or a part that did not come
+        // in three target durations is refused (RFC 8216bis §6.2.5.2: 503).
+        Held::TimedOut if blocking => Err(Error::LlHoldTimeout(name.into())),
+        Held::TimedOut => Ok(()),
+    }
+}
+
+/// `GET /live/{name}/ll.m3u8`, once [`hold`] let it through.
+pub(super) fn playlist(
+    live: &Live,
+    name: &str,
+    query: Option<&str>,
+    carry: Option<&str>,
+) -> Result<Response<Chunks>, Error> {
+    let q = Query::parse(query).map_err(Error::LlQuery)?;
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    s.stats.playlist_requests.fetch_add(1, Relaxed);
+    let body = {
+        let inner = s.read();
+        let m = inner
+            .media
+            .as_ref()
+            .ok_or_else(|| Error::NoFlvOutput(name.into()))?;
+        m.llhls.playlist(q.skip, carry)
+    };
+    let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
+    let cache = match q.is_blocking() {
+        // What it answers only grows: a second-old copy is at most a part behind.
+        true => "public, max-age=1",
+        false => "no-cache",
+    };
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(r)
+}
+
+/// `GET|HEAD /live/{name}/{msn}.m4s` (a complete segment) or `/{msn}.{part}.m4s` (a complete part).
+pub(super) fn media<B>(
+    live: &Live,
+    name: &str,
+    media: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    let unknown = || Error::UnknownSegment {
+        stream: s.name.clone(),
+        seq: media.to_string(),
+    };
+    let (msn, part) = parse_media(media).ok_or_else(unknown)?;
+    let data = {
+        let inner = s.read();
+        let ll = &inner.media.as_ref().ok_or_else(unknown)?.llhls;
+        match part {
+            Some(i) => {
+                let p = ll.part(msn, i).filter(|p| p.complete).ok_or_else(unknown)?;
+                p.data.clone()
+            }
+            None => {
+                let seg = ll.segment(msn).filter(|s| s.complete).ok_or_else(unknown)?;
+                seg.parts
+                    .iter()
+                    .flat_map(|p| p.data.iter().cloned())
+                    .collect()
+            }
+        }
+    };
+    let id = format!("ll{media}");
+    let seg = Segment::new(data, s.instance, &id, "video/mp4").ok_or_else(unknown)?;
+    s.stats.segment_requests.fetch_add(1, Relaxed);
+    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+}
+
+/// `GET|HEAD /live/{name}/init{version}.mp4`.
+pub(super) fn init<B>(
+    live: &Live,
+    name: &str,
+    version: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    let unknown = || Error::UnknownSegment {
+        stream: s.name.clone(),
+        seq: format!("init{version}"),
+    };
+    let v: u64 = version.parse().map_err(|_| unknown())?;
+    let init = {
+        let inner = s.read();
+        let ll = &inner.media.as_ref().ok_or_else(unknown)?.llhls;
+        ll.init_segment(v).cloned().ok_or_else(unknown)?
+    };
+    let seg = Segment::new(vec![init], s.instance, &format!("init{v}"), "video/mp4")
+        .ok_or_else(unknown)?;
+    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_uris_name_a_segment_or_a_part() {
+        assert_eq!(parse_media("7"), Some((7, None)));
+        assert_eq!(parse_media("7.2"), Some((7, Some(2))));
+        assert_eq!(parse_media("7.x"), None);
+        assert_eq!(parse_media("-1"), None);
+        assert_eq!(parse_media("1.2.3"), None);
+        assert_eq!(parse_media(""), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! The shell of LL-HLS's blocking requests: a request waits on the stream's per-frame tick and
+//! asks `live::llhls` again after each frame, for at most three target durations.
+
+use super::registry::Stream;
+use super::{Live, Output};
+use crate::error::Error;
+use live::llhls::Readiness;
+use live::LlHls;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a held request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Ready,
+    /// What it asked for is further ahead than a held request may wait for.
+    TooFar {
+        newest: u64,
+    },
+    /// Three target durations passed (or the stream is gone).
+    TimedOut,
+}
+
+/// A request on a stream that has no LL-HLS output yet (a TS source that starts converting at
+/// its next keyframe) waits this long for it.
+const FIRST_WAIT: Duration = Duration::from_secs(8);
+
+impl Live {
+    /// Waits until `ready` says so, re-asking after every frame of the stream. Makes sure the
+    /// stream has its fMP4 output (a TS source converts from now on).
+    pub async fn hold_ll(
+        &self,
+        name: &str,
+        mut ready: impl FnMut(&LlHls) -> Readiness,
+    ) -> Result<Held, Error> {
+        let s: Arc<Stream> = self
+            .get(name)
+            .ok_or_else(|| Error::UnknownStream(name.into()))?;
+        let ended = s.read().lifecycle.is_ended();
+        if !ended && !s.want_media(self.config.ring, self.config.ll_hls) {
+            return Err(Error::NoFlvOutput(name.into()));
+        }
+        let mut rx = s.subscribe(Output::Mp4);
+        let limit = {
+            let inner = s.read();
+            match &inner.media {
+                Some(m) if m.llhls.last_segment().is_some() => m.llhls.target_duration() * 3,
+                _ => FIRST_WAIT,
+            }
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            let r = {
+                let inner = s.read();
+                match &inner.media {
+                    _ if inner.lifecycle.is_ended() => Readiness::Ready,
+                    Some(m) => ready(&m.llhls),
+                    None => Readiness::Wait,
+                }
+            };
+            match r {
+                Readiness::Ready => return Ok(Held::Ready),
+                Readiness::TooFar { newest } => return Ok(Held::TooFar { newest }),
+                Readiness::Wait => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Ok(Held::TimedOut),
+            }
+        }
+    }
+}
+
+/// A part that is still being written, followed by a request for it (RFC 8216bis lets a server
+/// hold such a request until the part is complete; zerocast answers at once and sends each
+/// fragment as it arrives, so a player gets a frame as soon as the ingest did).
+#[derive(Debug)]
+pub struct PartFollow {
+    stream: Arc<Stream>,
+    msn: u64,
+    part: usize,
+    /// `Bytes` of the part already handed out.
+    taken: usize,
+    rx: tokio::sync::watch::Receiver<u64>,
+    /// The longest wait for the next fragment.
+    limit: Duration,
+}
+
+impl Live {
+    /// A follower for part `part` of segment `msn` of stream `name`, if that part is begun and not
+    /// complete (a complete one is served as an entity, with ranges and an ETag).
+    pub fn follow_part(&self, name: &str, msn: u64, part: usize) -> Option<PartFollow> {
+        let stream = self.get(name)?;
+        let rx = stream.subscribe(Output::Mp4);
+        let limit = {
+            let inner = stream.read();
+            let ll = &inner.media.as_ref()?.llhls;
+            ll.part(msn, part).filter(|p| !p.complete)?;
+            ll.target_duration() * 3
+        };
+        Some(PartFollow {
+            stream,
+            msn,
+            part,
+            taken: 0,
+            rx,
+            limit,
+        })
+    }
+}
+
+impl PartFollow {
+    /// The part's `Bytes` added since the last call, waiting for the next fragment if there are
+    /// none; `None` once the part is complete and all of it was handed out. An error when the
+    /// part is gone (its segment was dropped) or no fragment came for three target durations:
+    /// the response cannot be ended cleanly then, and its connection is closed.
+    pub async fn next(&mut self) -> std::io::Result<Option<Vec<bytes::Bytes>>> {
+        use std::io::{Error, ErrorKind};
+        loop {
+            self.rx.borrow_and_update();
+            let (new, complete) = {
+                let inner = self.stream.read();
+                let part = inner
+                    .media
+                    .as_ref()
+                    .and_then(|m| m.llhls.part(self.msn, self.part))
+                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "the part was dropped"))?;
+                let new = part.data.get(self.taken..).unwrap_or_default().to_vec();
+                (new, part.complete)
+            };
+            self.taken += new.len();
+            if !new.is_empty() {
+                self.stream
+                    .stats
+                    .bytes_out
+                    .fetch_add(new.iter().map(|b| b.len() as u64).sum(), Relaxed);
+                return Ok(Some(new));
+            }
+            if complete {
+                return Ok(None);
+            }
+            match tokio::time::timeout(self.limit, self.rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::new(ErrorKind::NotFound, "the stream is gone")),
+                Err(_) => return Err(Error::new(ErrorKind::TimedOut, "no fragment came")),
+            }
+        }
+    }
+}
+
+/// What the task following a part sends to its HTTP/2 body.
+enum Sent {
+    Data(bytes::Bytes),
+    Done,
+    Failed(std::io::Error),
+}
+
+/// Fragments queued between the task following a part and hyper.
+const QUEUED: usize = 64;
+
+/// The HTTP/2 response for a part being written: a task on the fan-out workers follows it and
+/// sends each fragment's `Bytes` (no copy) through a short channel. A part cut short resets the
+/// stream, so that no client takes a truncated part for a whole one.
+pub(crate) fn part_response(
+    mut follow: PartFollow,
+    live: &Live,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>> {
+    use http_body_util::BodyExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUED);
+    let stall = live.config.stall_timeout;
+    live.fanout.spawn(async move {
+        loop {
+            let (sent, last) = match follow.next().await {
+                Ok(Some(data)) => (data.into_iter().map(Sent::Data).collect(), false),
+                Ok(None) => (vec![Sent::Done], true),
+                Err(e) => (vec![Sent::Failed(e)], true),
+            };
+            for s in sent {
+                if !matches!(tokio::time::timeout(stall, tx.send(s)).await, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    let body = PartBody { rx, done: false };
+    let mut r = http::Response::new(body.boxed_unsync());
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("video/mp4"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=600, immutable"),
+    );
+    r
+}
+
+struct PartBody {
+    rx: tokio::sync::mpsc::Receiver<Sent>,
+    done: bool,
+}
+
+impl http_body::Body for PartBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Sent::Data(b))) => Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
+            Poll::Ready(Some(Sent::Done)) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Sent::Failed(e))) => Poll::Ready(Some(Err(e))),
+            // The task stopped without finishing (the client stalled): not a whole part.
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other("part cut short")))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}

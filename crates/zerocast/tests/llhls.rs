@@ -1,0 +1,229 @@
+//! Low-latency HLS (issue 13, part 3): `/live/{name}/ll.m3u8` of a stream ffmpeg publishes over
+//! RTMP, read by ffmpeg and by hand as a player would: parts, the preload hint, blocking reloads,
+//! delta updates, and the hinted part streamed while it is written.
+
+mod common;
+
+use common::fixtures::{long_rtmp_mp4, LONG};
+use common::live::{
+    rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared, WAIT,
+};
+use common::ts::dechunk;
+use common::TestServer;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One stream, `ll`, published over RTMP in real time (1 s GOP), with 1 s LL-HLS segments.
+fn shared_ll() -> Arc<Shared> {
+    static S: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
+    shared(&S, LONG / 2, || {
+        let s = server(|c| c.ll_hls.min_segment = Duration::from_secs(1));
+        let publisher = rtmp_publisher(&s, "/live/ll", &long_rtmp_mp4(), &["-re"]);
+        wait_for(&s, "ll", "a stream", |_| true);
+        let s2 = &s;
+        wait_until("a complete LL-HLS segment", WAIT, || {
+            playlist(s2, "").contains("#EXTINF")
+        });
+        (s, publisher)
+    })
+}
+
+fn playlist(s: &TestServer, query: &str) -> String {
+    let r = s.get(&format!("/live/ll/ll.m3u8{query}"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    String::from_utf8(r.body).unwrap()
+}
+
+/// The part the playlist hints at: (msn, part).
+fn hint(p: &str) -> (u64, u64) {
+    let line = p
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .unwrap_or_else(|| panic!("no preload hint in {p}"));
+    let uri = line.trim_end_matches('"').trim_end_matches(".m4s");
+    let (msn, part) = uri.split_once('.').unwrap();
+    (msn.parse().unwrap(), part.parse().unwrap())
+}
+
+#[test]
+fn ffmpeg_plays_the_ll_hls_playlist_of_an_rtmp_stream() {
+    let shared = shared_ll();
+    let p = playlist(&shared.server, "");
+    assert!(p.contains("#EXT-X-MAP:URI=\"init0.mp4\""), "{p}");
+    assert!(p.contains("#EXT-X-PROGRAM-DATE-TIME:20"), "{p}");
+    assert!(p.contains(",INDEPENDENT=YES\n"), "{p}");
+    common::assert_plays_h264_aac(&shared.server.url("/live/ll/ll.m3u8"), "3");
+}
+
+#[test]
+fn a_segment_is_its_parts_joined_and_decodes_after_the_init_segment() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    let p = playlist(s, "");
+    // The newest complete segment, and its parts (listed for the last segments).
+    let msn: u64 = p
+        .lines()
+        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap()
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap();
+    let whole = s.get(&format!("/live/ll/{msn}.m4s"), &[]);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-type"), Some("video/mp4"));
+    let mut joined = Vec::new();
+    for i in 0.. {
+        if !p.contains(&format!("URI=\"{msn}.{i}.m4s\"")) {
+            break;
+        }
+        let part = s.get(&format!("/live/ll/{msn}.{i}.m4s"), &[]);
+        assert_eq!(part.status, 200);
+        joined.extend_from_slice(&part.body);
+    }
+    assert_eq!(joined, whole.body, "segment {msn} is its parts, in order");
+    let init = s.get("/live/ll/init0.mp4", &[]);
+    assert_eq!(init.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seg.mp4");
+    std::fs::write(&file, [init.body, whole.body].concat()).unwrap();
+    common::assert_plays_h264_aac(file.to_str().unwrap(), "1");
+}
+
+#[test]
+fn a_blocking_reload_is_answered_once_the_part_it_names_is_complete() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    let (msn, part) = hint(&playlist(s, ""));
+    let r = s.get(
+        &format!("/live/ll/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let p = String::from_utf8(r.body.clone()).unwrap();
+    assert!(
+        p.contains(&format!("URI=\"{msn}.{part}.m4s\""))
+            && !p.contains(&format!(
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{msn}.{part}.m4s\""
+            )),
+        "part {msn}.{part} is listed complete:\n{p}"
+    );
+    // Cacheable for about a part, keyed on the query: a CDN collapses the players waiting.
+    assert_eq!(r.header("cache-control"), Some("public, max-age=1"));
+    let plain = s.get("/live/ll/ll.m3u8", &[]);
+    assert_eq!(plain.header("cache-control"), Some("no-cache"));
+}
+
+#[test]
+fn a_blocking_reload_too_far_ahead_is_refused_at_once() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    let (msn, _) = hint(&playlist(s, ""));
+    let r = s.get(&format!("/live/ll/ll.m3u8?_HLS_msn={}", msn + 10), &[]);
+    assert_eq!(r.status, 400);
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("too far ahead"), "{msg}");
+    let r = s.get("/live/ll/ll.m3u8?_HLS_part=2", &[]);
+    assert_eq!(r.status, 400, "a part without its segment");
+    let r = s.get("/live/ll/ll.m3u8?_HLS_msn=x", &[]);
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_delta_update_replaces_the_oldest_segments_with_ext_x_skip() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    // 1 s segments: CAN-SKIP-UNTIL is 6 s, so a playlist past 7 s has something to skip.
+    wait_until("an LL-HLS playlist of 8 segments", WAIT, || {
+        playlist(s, "").matches("#EXTINF").count() >= 8
+    });
+    let full = playlist(s, "");
+    assert!(full.contains("CAN-SKIP-UNTIL=6.0"), "{full}");
+    let delta = playlist(s, "?_HLS_skip=YES");
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .unwrap_or_else(|| panic!("no EXT-X-SKIP in {delta}"))
+        .parse()
+        .unwrap();
+    assert!(skipped >= 1);
+    let listed = |p: &str| p.matches("#EXTINF").count();
+    // The two were fetched one after the other: at most one segment apart.
+    assert!(
+        listed(&full).abs_diff(listed(&delta) + skipped) <= 1,
+        "{full}\n{delta}"
+    );
+}
+
+/// Reads a response head (to its blank line) from a raw connection.
+fn read_head(c: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn the_hinted_part_is_sent_while_it_is_written_and_is_the_same_part_once_complete() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    let (msn, part) = hint(&playlist(s, ""));
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        c,
+        "GET /live/ll/{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // The first bytes come before the part is complete: the playlist still hints at it (or at
+    // most just listed it, if it completed in between).
+    let mut first = [0u8; 16];
+    c.read_exact(&mut first).unwrap();
+    let p = playlist(s, "");
+    let (now_msn, now_part) = hint(&p);
+    assert!(
+        (now_msn, now_part) <= (msn, part + 1),
+        "hint moved on by more than one part:\n{p}"
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let (streamed, ended) = dechunk(&[&first[..], &rest].concat());
+    assert!(ended, "the last chunk came");
+    let whole = s.get(&format!("/live/ll/{msn}.{part}.m4s"), &[]);
+    assert_eq!(whole.status, 200);
+    assert!(whole.header("etag").is_some());
+    assert_eq!(
+        streamed, whole.body,
+        "streamed and complete part are the same bytes"
+    );
+    assert_eq!(
+        &streamed[4..8],
+        b"prft",
+        "a fragment starts with its producer reference time"
+    );
+}
+
+#[test]
+fn a_ts_source_gets_ll_hls_from_the_first_request_on() {
+    let s = server(|_| {});
+    let _publisher = ts_publisher(&s.url("/live/tsll"), None);
+    wait_for(&s, "tsll", "a first HLS segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    // The first request starts the conversion and is answered once a first segment exists.
+    let r = s.get("/live/tsll/ll.m3u8", &[]);
+    assert_eq!(r.status, 200);
+    let p = String::from_utf8(r.body).unwrap();
+    assert!(
+        p.contains("#EXTINF") && p.contains("#EXT-X-PRELOAD-HINT"),
+        "{p}"
+    );
+    common::assert_plays_h264_aac(&s.url("/live/tsll/ll.m3u8"), "2");
+}
