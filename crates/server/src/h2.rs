@@ -1,6 +1,6 @@
 //! HTTP/2 (HTTPS connections whose ALPN chose `h2`), served by hyper: the JSON API, VOD bytes,
-//! live HLS, and live `.ts`/`.flv` viewers (a streaming body, live/frames.rs). Every answer comes
-//! from the same [`crate::http::handle`] as on HTTP/1.1. Publishing is HTTP/1.1's (clients
+//! live HLS, and live `.ts`/`.flv` viewers (a streaming body, live/frames.rs); the answers are
+//! hyper_paths.rs's, as for HTTP/1.1 connections handed over to hyper. Publishing is HTTP/1.1's (clients
 //! publish over it; an HTTP/2 publish is refused with a clear 505).
 //!
 //! A connection with no stream open for `header_read_timeout` is closed gracefully (GOAWAY), as
@@ -9,15 +9,12 @@
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
 //! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
 
-use crate::body::Chunks;
-use crate::error::{ConnError, Error};
+use crate::error::ConnError;
 use crate::h1::handover::Rewind;
-use crate::http::Route;
 use crate::state::State;
 use crate::transport::Transport;
 use bytes::Bytes;
-use http::{Method, Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
+use http::Request;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -38,8 +35,7 @@ pub(crate) fn chosen(stream: &Transport) -> bool {
     }
 }
 
-/// A response body; an error resets the stream (a part that was cut short, live/llhls.rs).
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+use crate::hyper_paths::Body;
 
 /// Serves an HTTP/2 connection until it ends or the server shuts down.
 pub(crate) async fn connection(
@@ -65,7 +61,11 @@ pub(crate) async fn connection(
         let open = Open::new(s2.clone());
         let (st, stop) = (st.clone(), stop.clone());
         async move {
-            let resp = answer(&st, req, peer, stop).await;
+            let how = crate::hyper_paths::How {
+                http2: true,
+                secure: true,
+            };
+            let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             // The stream counts as open until hyper drops its body (sent, or reset).
             Ok::<_, Infallible>(resp.map(|b| {
                 Tracked {
@@ -172,69 +172,4 @@ impl http_body::Body for Tracked {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
-}
-
-/// One HTTP/2 request: a live viewer gets its endless body; a playlist waits for a first segment
-/// as on HTTP/1.1; the rest is `http::handle`'s.
-async fn answer(
-    state: &Arc<State>,
-    req: Request<hyper::body::Incoming>,
-    peer: std::net::SocketAddr,
-    shutdown: watch::Receiver<bool>,
-) -> Response<Body> {
-    let boxed = |r: Response<Chunks>| r.map(|b| b.map_err(|never| match never {}).boxed_unsync());
-    let (m, path) = (req.method().clone(), req.uri().path().to_owned());
-    match crate::http::route(&m, &path) {
-        Some(Route::Publish(_)) => {
-            let e = Error::Http2Publish;
-            return boxed(crate::h1::with_cors(
-                e.response(),
-                &state.config(),
-                req.headers().get(http::header::ORIGIN),
-            ));
-        }
-        Some(Route::Watch(name, output)) if m == Method::GET => {
-            let origin = req.headers().get(http::header::ORIGIN);
-            let watched = crate::http::signed_link(&state.config(), &req)
-                .and_then(|_| crate::admit::viewer_request(state, name, &req))
-                .and_then(|()| state.live.watchable(name, output));
-            let hook = crate::auth::hooks::Event::Play;
-            let q = req.uri().query();
-            let watched = match watched {
-                Ok(s) => crate::admit::hook(state, hook, name, peer, "https", q)
-                    .await
-                    .map(|()| s),
-                Err(e) => Err(e),
-            };
-            return match watched {
-                Ok(s) => {
-                    let mut r =
-                        crate::live::frames::response(s, state.live.clone(), output, shutdown);
-                    state.config().cors.apply(origin, r.headers_mut());
-                    r
-                }
-                Err(e) => boxed(crate::h1::with_cors(e.response(), &state.config(), origin)),
-            };
-        }
-        Some(r) if r.waits() => {
-            let streamed = crate::http::llhls::streamable(r, &req);
-            if let Err(refused) = crate::h1::wait(state, &req, r, streamed.is_some()).await {
-                return boxed(refused);
-            }
-            // A part still being written: its fragments as they arrive.
-            let follow =
-                streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part));
-            if let Some(f) = follow {
-                let mut r = crate::live::llhls::part_response(f, &state.live);
-                let origin = req.headers().get(http::header::ORIGIN);
-                state.config().cors.apply(origin, r.headers_mut());
-                return r;
-            }
-            if let Some(refused) = crate::h1::refused_playlist(state, &req, peer, true).await {
-                return boxed(refused);
-            }
-        }
-        _ => {}
-    }
-    boxed(crate::h1::answer(state, &req, true))
 }

@@ -7,6 +7,7 @@
 
 mod accept;
 mod admit;
+mod answer;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -20,6 +21,7 @@ pub mod error;
 mod h1;
 mod h2;
 pub mod http;
+mod hyper_paths;
 mod jwks;
 pub mod library;
 pub mod live;
@@ -166,19 +168,24 @@ impl Server {
             rtmps,
             tls,
         } = listeners;
+        let mut state = State::new(
+            library,
+            Arc::new(live::Live::new(config.live.clone())),
+            Arc::new(conns::Conns::new(config.max_connections)),
+            Arc::new(vod_metrics::VodMetrics::default()),
+            tls,
+            config,
+        );
+        state.rtmp_port = rtmp
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
         Server {
             listener,
             rtmp,
             https,
             rtmps,
-            state: Arc::new(State::new(
-                library,
-                Arc::new(live::Live::new(config.live.clone())),
-                Arc::new(conns::Conns::new(config.max_connections)),
-                Arc::new(vod_metrics::VodMetrics::default()),
-                tls,
-                config,
-            )),
+            state: Arc::new(state),
         }
     }
 

@@ -6,7 +6,7 @@ mod common;
 use common::fixtures::{audio_only_ts, hevc_opus_ts, live_ts};
 use common::live::{
     ffmpeg_publish, raw_publish, send_raw, server, stream_doc, ts_publisher, wait_for,
-    wait_for_within, Proc, Reading, Viewer,
+    wait_for_within, Proc, Reading, Viewer, WAIT,
 };
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
 use common::TestServer;
@@ -418,4 +418,55 @@ fn a_ts_source_is_also_watchable_as_fragmented_mp4() {
 fn a_ts_source_is_also_watchable_over_rtmp() {
     let (s, _publisher) = live_stream("both");
     common::assert_plays_h264_aac(&format!("rtmp://{}/live/both", s.rtmp), "3");
+}
+
+/// A browser's page load goes to hyper (the fast path serves only bytes and live routes), and the
+/// same keep-alive connection then asks for a live stream: it gets the stream, not an empty 200.
+#[test]
+fn a_live_viewer_on_a_connection_that_first_loaded_the_page_gets_the_stream() {
+    use std::io::{Read, Write};
+    let s = server(|_| {});
+    let _publisher = ts_publisher(&s.url("/live/kept"), None);
+    wait_for(&s, "kept", "a first HLS segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // The page's head and its Content-Length body.
+    let mut raw = Vec::new();
+    let mut b = [0u8; 8192];
+    let body_start = loop {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0, "closed before the page came");
+        raw.extend_from_slice(&b[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let page = common::parse_response(&raw[..body_start]);
+    assert_eq!(page.status, 200);
+    let len: usize = page.header("content-length").unwrap().parse().unwrap();
+    while raw.len() < body_start + len {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&b[..n]);
+    }
+    c.write_all(b"GET /live/kept.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = raw.split_off(body_start + len);
+    while got.len() < 64 * 1024 {
+        let n = c.read(&mut b).unwrap();
+        assert!(
+            n > 0,
+            "the viewer's response ended after {} bytes",
+            got.len()
+        );
+        got.extend_from_slice(&b[..n]);
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: video/mp2t"), "{head}");
+    assert!(got.len() - head_end > 32 * 1024, "TS bytes follow the head");
 }

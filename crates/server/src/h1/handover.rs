@@ -28,20 +28,15 @@ pub(super) async fn hyper_takeover(
 ) -> io::Result<()> {
     let secure = stream.is_tls();
     let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config().send_timeout));
-    let st = state.clone();
+    let (st, stop) = (state.clone(), shutdown.clone());
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let st = st.clone();
+        let (st, stop) = (st.clone(), stop.clone());
         async move {
-            let route = crate::http::route(req.method(), req.uri().path());
-            if let Some(r) = route.filter(crate::http::Route::waits) {
-                if let Err(refused) = super::wait(&st, &req, r, false).await {
-                    return Ok(refused);
-                }
-            }
-            let resp = match super::refused_playlist(&st, &req, peer, secure).await {
-                Some(refused) => refused,
-                None => super::answer(&st, &req, secure),
+            let how = crate::hyper_paths::How {
+                http2: false,
+                secure,
             };
+            let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             Ok::<_, std::convert::Infallible>(resp)
         }
     });

@@ -21,6 +21,7 @@ mod write;
 
 pub(crate) use write::render_head;
 
+pub(crate) use crate::answer::{answer, refused_playlist, wait, with_cors};
 use crate::body::Chunks;
 use crate::clip::Clip;
 use crate::error::Error;
@@ -34,13 +35,9 @@ use head::{Head, Kind, MAX_HEAD};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// How long a playlist request waits for the first segment of a stream that just started.
-pub(crate) const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn connection(
     mut stream: Transport,
@@ -254,12 +251,17 @@ async fn waiting(
 ) -> io::Result<Option<Response<Chunks>>> {
     match playlist(state, req, route, peer, stream.is_tls()).await {
         Waited::Answer(resp) => Ok(Some(resp)),
-        Waited::Follow(f) => {
+        Waited::Follow(mut f) => {
+            // Nothing written yet: a part that cannot be followed is still answered (404).
+            let first = match f.next().await {
+                Ok(Some(first)) => first,
+                Ok(None) | Err(_) => return Ok(Some(answer(state, req, stream.is_tls()))),
+            };
             let cors = state
                 .config()
                 .cors
                 .lines(req.headers().get(::http::header::ORIGIN));
-            part::write(stream, f, &cors, close, &state.live).await?;
+            part::write(stream, f, first, &cors, close, &state.live).await?;
             Ok(None)
         }
     }
@@ -269,27 +271,6 @@ async fn waiting(
 enum Waited {
     Answer(Response<Chunks>),
     Follow(crate::live::llhls::PartFollow),
-}
-
-/// The wait of a [`Route::waits`] route, on any path; `Err`: the request is refused (with CORS).
-pub(crate) async fn wait<B>(
-    state: &State,
-    req: &Request<B>,
-    route: Route<'_>,
-    stream_open: bool,
-) -> Result<(), Response<Chunks>> {
-    match route {
-        Route::Playlist(name) => {
-            state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
-            Ok(())
-        }
-        _ => crate::http::llhls::hold(state, route, req, stream_open)
-            .await
-            .map_err(|e| {
-                let origin = req.headers().get(::http::header::ORIGIN);
-                with_cors(e.response(), &state.config(), origin)
-            }),
-    }
 }
 
 /// A publisher's request, as the head was sorted.
@@ -408,60 +389,12 @@ fn redirect_port(state: &State, stream: &Transport) -> Option<u16> {
     }
 }
 
-/// A playlist request refused by the `on_play` callback (hyper's paths: HTTP/1.1 hand-over and
-/// HTTP/2), answered with CORS; `None`: not a playlist, or admitted.
-pub(crate) async fn refused_playlist<B>(
-    state: &State,
-    req: &Request<B>,
-    peer: SocketAddr,
-    secure: bool,
-) -> Option<Response<Chunks>> {
-    let (Route::Playlist(name) | Route::LlPlaylist(name)) =
-        crate::http::route(req.method(), req.uri().path())?
-    else {
-        return None;
-    };
-    let e = crate::admit::playlist(state, name, req, peer, secure)
-        .await
-        .err()?;
-    let origin = req.headers().get(::http::header::ORIGIN);
-    Some(with_cors(e.response(), &state.config(), origin))
-}
-
 /// A viewer's signed link (`auth::signed`), when its path needs one.
 fn watch_link(state: &State, target: &str) -> Result<(), Error> {
     let Ok(req) = Request::get(target).body(()) else {
         return Err(Error::NoRoute);
     };
     crate::http::signed_link(&state.config(), &req).map(|_| ())
-}
-
-/// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS
-/// headers for the request's origin. (A function of its own: a local borrowed in an async fn
-/// stays in its future across later awaits.)
-pub(crate) fn with_cors(
-    mut resp: Response<Chunks>,
-    c: &crate::config::Config,
-    origin: Option<&::http::HeaderValue>,
-) -> Response<Chunks> {
-    c.cors.apply(origin, resp.headers_mut());
-    resp
-}
-
-/// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug
-/// level. `secure`: it came over TLS (HSTS applies).
-pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
-    let mut resp = crate::http::handle(state, req);
-    if secure {
-        crate::tls::hsts(state.config().tls.as_ref(), resp.headers_mut());
-    }
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        // Credentials in the query (key, jwt, sig) are not logged.
-        let query = req.uri().query().map(crate::auth::redact);
-        let (path, query) = (req.uri().path(), query.as_deref().unwrap_or(""));
-        tracing::debug!(method = %Clip(req.method().as_str()), path = %Clip(path), query = %Clip(query), status = resp.status().as_u16(), "request");
-    }
-    resp
 }
 
 /// The request-head parser and route classifier over arbitrary bytes (the `http_head` fuzz

@@ -8,6 +8,7 @@ use crate::live::llhls::PartFollow;
 use crate::live::Live;
 use crate::transport::Transport;
 use crate::vectored;
+use bytes::Bytes;
 use std::io::{self, IoSlice};
 use tokio::io::AsyncWriteExt;
 
@@ -15,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 pub(super) async fn write(
     sock: &mut Transport,
     mut follow: PartFollow,
+    first: Vec<Bytes>,
     cors: &str,
     close: bool,
     live: &Live,
@@ -27,9 +29,13 @@ pub(super) async fn write(
     date::now(|d| head.extend_from_slice(d));
     head.extend_from_slice(b"\r\n\r\n");
     let stall = live.config.stall_timeout;
-    let mut first = Some(head);
+    let mut head = Some(head);
+    let mut first = Some(first);
     loop {
-        let data = follow.next().await?;
+        let data = match first.take() {
+            Some(f) => Some(f),
+            None => follow.next().await?,
+        };
         let n: usize = data.iter().flatten().map(|b| b.len()).sum();
         let size = match &data {
             Some(_) => format!("{n:x}\r\n"),
@@ -37,7 +43,7 @@ pub(super) async fn write(
         };
         let mut slices: Vec<IoSlice<'_>> =
             Vec::with_capacity(4 + data.as_ref().map_or(0, Vec::len));
-        if let Some(h) = &first {
+        if let Some(h) = &head {
             slices.push(IoSlice::new(h));
         }
         slices.push(IoSlice::new(size.as_bytes()));
@@ -48,7 +54,7 @@ pub(super) async fn write(
         // Each write must take some bytes within the stall timeout, as a live viewer's.
         let progress = |_| Some(tokio::time::Instant::now() + stall);
         vectored::write_all(sock, &mut slices, progress).await?;
-        first = None;
+        head = None;
         if data.is_none() {
             return sock.flush().await;
         }

@@ -1,0 +1,89 @@
+//! What every path does around `http::handle` (the HTTP/1.1 fast path in h1/, hyper's HTTP/1.1
+//! and HTTP/2 in hyper_paths.rs): the wait of a route that may wait, the `on_play` callback of a
+//! playlist, CORS on answers made outside `handle`, and the answer itself with HSTS and its log
+//! line.
+
+use crate::body::Chunks;
+use crate::clip::Clip;
+use crate::http::Route;
+use crate::state::State;
+use http::{Method, Request, Response};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long a playlist request waits for the first segment of a stream that just started.
+pub(crate) const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// The wait of a [`Route::waits`] route, on any path; `Err`: the request is refused (with CORS).
+pub(crate) async fn wait<B>(
+    state: &State,
+    req: &Request<B>,
+    route: Route<'_>,
+    stream_open: bool,
+) -> Result<(), Response<Chunks>> {
+    match route {
+        Route::Playlist(name) if req.method() == Method::GET => {
+            state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
+            Ok(())
+        }
+        Route::Playlist(_) => Ok(()),
+        _ => crate::http::llhls::hold(state, route, req, stream_open)
+            .await
+            .map_err(|e| {
+                let origin = req.headers().get(::http::header::ORIGIN);
+                with_cors(e.response(), &state.config(), origin)
+            }),
+    }
+}
+
+/// A playlist request refused by the `on_play` callback (hyper's paths: HTTP/1.1 hand-over and
+/// HTTP/2), answered with CORS; `None`: not a playlist, or admitted.
+pub(crate) async fn refused_playlist<B>(
+    state: &State,
+    req: &Request<B>,
+    peer: SocketAddr,
+    secure: bool,
+) -> Option<Response<Chunks>> {
+    let (Route::Playlist(name) | Route::LlPlaylist(name)) =
+        crate::http::route(req.method(), req.uri().path())?
+    else {
+        return None;
+    };
+    // A preflight carries no credentials and starts no playback: the callback is not asked.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let e = crate::admit::playlist(state, name, req, peer, secure)
+        .await
+        .err()?;
+    let origin = req.headers().get(::http::header::ORIGIN);
+    Some(with_cors(e.response(), &state.config(), origin))
+}
+
+/// A response answered outside `http::handle` (a refused viewer or publisher), with the CORS
+/// headers for the request's origin. (A function of its own: a local borrowed in an async fn
+/// stays in its future across later awaits.)
+pub(crate) fn with_cors(
+    mut resp: Response<Chunks>,
+    c: &crate::config::Config,
+    origin: Option<&::http::HeaderValue>,
+) -> Response<Chunks> {
+    c.cors.apply(origin, resp.headers_mut());
+    resp
+}
+
+/// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug
+/// level. `secure`: it came over TLS (HSTS applies).
+pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
+    let mut resp = crate::http::handle(state, req);
+    if secure {
+        crate::tls::hsts(state.config().tls.as_ref(), resp.headers_mut());
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // Credentials in the query (key, jwt, sig) are not logged.
+        let query = req.uri().query().map(crate::auth::redact);
+        let (path, query) = (req.uri().path(), query.as_deref().unwrap_or(""));
+        tracing::debug!(method = %Clip(req.method().as_str()), path = %Clip(path), query = %Clip(query), status = resp.status().as_u16(), "request");
+    }
+    resp
+}

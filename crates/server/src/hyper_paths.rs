@@ -1,0 +1,99 @@
+//! The answer on the paths hyper serves: HTTP/2, and HTTP/1.1 connections the fast path handed
+//! over (h1/handover.rs). A live viewer gets its endless body (live/frames.rs), a playlist or an
+//! LL-HLS part waits as on the fast path (a part still being written is sent as it arrives), and
+//! the rest is `http::handle`'s.
+
+use crate::body::Chunks;
+use crate::error::Error;
+use crate::http::Route;
+use crate::state::State;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A response body; an error resets the stream or ends the connection (a part that was cut
+/// short, live/llhls.rs).
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Which hyper path a request came by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    pub http2: bool,
+    /// Over TLS (HSTS applies; `https` for the callbacks).
+    pub secure: bool,
+}
+
+/// One request on a hyper path.
+pub(crate) async fn answer<B>(
+    state: &Arc<State>,
+    req: Request<B>,
+    peer: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    how: How,
+) -> Response<Body> {
+    let boxed = |r: Response<Chunks>| r.map(|b| b.map_err(|never| match never {}).boxed_unsync());
+    let (m, path) = (req.method().clone(), req.uri().path().to_owned());
+    let protocol = if how.secure { "https" } else { "http" };
+    match crate::http::route(&m, &path) {
+        Some(Route::Publish(_)) if how.http2 => {
+            let e = Error::Http2Publish;
+            return boxed(crate::answer::with_cors(
+                e.response(),
+                &state.config(),
+                req.headers().get(http::header::ORIGIN),
+            ));
+        }
+        Some(Route::Watch(name, output)) if m == Method::GET => {
+            let origin = req.headers().get(http::header::ORIGIN);
+            let watched = crate::http::signed_link(&state.config(), &req)
+                .and_then(|_| crate::admit::viewer_request(state, name, &req))
+                .and_then(|()| state.live.watchable(name, output));
+            let hook = crate::auth::hooks::Event::Play;
+            let q = req.uri().query();
+            let watched = match watched {
+                Ok(s) => crate::admit::hook(state, hook, name, peer, protocol, q)
+                    .await
+                    .map(|()| s),
+                Err(e) => Err(e),
+            };
+            return match watched {
+                Ok(s) => {
+                    let mut r =
+                        crate::live::frames::response(s, state.live.clone(), output, shutdown);
+                    state.config().cors.apply(origin, r.headers_mut());
+                    r
+                }
+                Err(e) => boxed(crate::answer::with_cors(
+                    e.response(),
+                    &state.config(),
+                    origin,
+                )),
+            };
+        }
+        Some(r) if r.waits() => {
+            let streamed = crate::http::llhls::streamable(r, &req);
+            if let Err(refused) = crate::answer::wait(state, &req, r, streamed.is_some()).await {
+                return boxed(refused);
+            }
+            // A part still being written: its fragments as they arrive.
+            let follow =
+                streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part));
+            if let Some(f) = follow {
+                let mut r = crate::live::llhls::part_response(f, &state.live);
+                let origin = req.headers().get(http::header::ORIGIN);
+                state.config().cors.apply(origin, r.headers_mut());
+                return r;
+            }
+            if let Some(refused) =
+                crate::answer::refused_playlist(state, &req, peer, how.secure).await
+            {
+                return boxed(refused);
+            }
+        }
+        _ => {}
+    }
+    boxed(crate::answer::answer(state, &req, how.secure))
+}
