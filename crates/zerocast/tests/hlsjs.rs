@@ -173,4 +173,10 @@ fn hls_js_plays_ll_hls_in_low_latency_mode_over_https_http2() {
         std::slice::from_ref(&live.trust),
     );
     assert_low_latency(&live.server, &verdict);
+    let metrics = live.server.get("/metrics", &[]);
+    let h2 = String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }

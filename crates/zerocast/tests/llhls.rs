@@ -8,7 +8,6 @@ use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
     rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared, WAIT,
 };
-use common::ts::dechunk;
 use common::TestServer;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -19,7 +18,11 @@ use std::time::Duration;
 fn shared_ll() -> Arc<Shared> {
     static S: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
     shared(&S, LONG / 2, || {
-        let s = server(|c| c.ll_hls.min_segment = Duration::from_secs(1));
+        // 1 s GOP and segments, 200 ms parts: every part is five frames.
+        let s = server(|c| {
+            c.ll_hls.min_segment = Duration::from_secs(1);
+            c.ll_hls.part_target = Duration::from_millis(200);
+        });
         let publisher = rtmp_publisher(&s, "/live/ll", &long_rtmp_mp4(), &["-re"]);
         wait_for(&s, "ll", "a stream", |_| true);
         let s2 = &s;
@@ -119,8 +122,18 @@ fn a_blocking_reload_is_answered_once_the_part_it_names_is_complete() {
 fn a_blocking_reload_too_far_ahead_is_refused_at_once() {
     let shared = shared_ll();
     let s = &shared.server;
-    let (msn, _) = hint(&playlist(s, ""));
-    let r = s.get(&format!("/live/ll/ll.m3u8?_HLS_msn={}", msn + 10), &[]);
+    // The newest complete segment, from a reload that blocks until the next part: two beyond
+    // it may be waited for, three beyond is refused at once.
+    let (msn, part) = hint(&playlist(s, ""));
+    let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
+    let newest: u64 = p
+        .lines()
+        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap()
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap();
+    let r = s.get(&format!("/live/ll/ll.m3u8?_HLS_msn={}", newest + 3), &[]);
     assert_eq!(r.status, 400);
     let msg = r.json()["error"].as_str().unwrap().to_string();
     assert!(msg.contains("too far ahead"), "{msg}");
@@ -167,11 +180,32 @@ fn read_head(c: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
+/// The chunks of a chunked body, in order (and whether the last chunk came).
+fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size = std::str::from_utf8(&raw[..eol]).unwrap();
+        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return (out, true);
+        }
+        out.push(raw[eol + 2..eol + 2 + n].to_vec());
+        raw = &raw[eol + 2 + n + 2..];
+    }
+}
+
 #[test]
-fn the_hinted_part_is_sent_while_it_is_written_and_is_the_same_part_once_complete() {
+fn the_hinted_part_is_sent_frame_by_frame_while_it_is_written() {
     let shared = shared_ll();
     let s = &shared.server;
+    // A blocking reload returns as soon as the hinted part is complete: the new hint has just
+    // begun (one frame of five).
     let (msn, part) = hint(&playlist(s, ""));
+    let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
+    let (msn, part) = hint(&p);
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
     write!(
@@ -182,29 +216,22 @@ fn the_hinted_part_is_sent_while_it_is_written_and_is_the_same_part_once_complet
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    // The first bytes come before the part is complete: the playlist still hints at it (or at
-    // most just listed it, if it completed in between).
-    let mut first = [0u8; 16];
-    c.read_exact(&mut first).unwrap();
-    let p = playlist(s, "");
-    let (now_msn, now_part) = hint(&p);
-    assert!(
-        (now_msn, now_part) <= (msn, part + 1),
-        "hint moved on by more than one part:\n{p}"
-    );
-    let mut rest = Vec::new();
-    c.read_to_end(&mut rest).unwrap();
-    let (streamed, ended) = dechunk(&[&first[..], &rest].concat());
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let (sent, ended) = chunks(&raw);
     assert!(ended, "the last chunk came");
+    // Held until complete, it would have come as one chunk; it came as its frames arrived.
+    assert!(sent.len() >= 2, "{} chunks", sent.len());
     let whole = s.get(&format!("/live/ll/{msn}.{part}.m4s"), &[]);
     assert_eq!(whole.status, 200);
     assert!(whole.header("etag").is_some());
     assert_eq!(
-        streamed, whole.body,
+        sent.concat(),
+        whole.body,
         "streamed and complete part are the same bytes"
     );
     assert_eq!(
-        &streamed[4..8],
+        &whole.body[4..8],
         b"prft",
         "a fragment starts with its producer reference time"
     );

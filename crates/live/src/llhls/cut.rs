@@ -86,15 +86,23 @@ pub struct LlHls {
     /// The init segment changed since the open segment began.
     init_changed: bool,
     last_ms: Option<u32>,
-    /// The latest interval between fragments, ms (what a closing part is assumed to last).
+    /// What the next fragment is assumed to last, ms (see [`LlHls::fragment`]).
     frame_ms: u32,
-    /// `EXT-X-TARGETDURATION`, seconds: never lowered during a stream.
+    last_interval: u32,
+    /// `EXT-X-TARGETDURATION`, seconds: fixed for the stream (RFC 8216bis §4.4.3.1: it must not
+    /// change), from `min_segment`; a segment that would round above it is cut without a
+    /// keyframe.
     pub(super) target_secs: u64,
     pub(super) ended: bool,
     pub(super) limits: LlLimits,
-    /// Segments dropped because they outgrew `max_segment_bytes`.
-    pub dropped: u64,
+    /// Segments cut without a keyframe: they would have outgrown the target duration or
+    /// `max_segment_bytes` (a publisher whose keyframes are further apart than the segment
+    /// length, or none at all).
+    pub cut_short: u64,
 }
+
+/// A step between fragments longer than this (or backwards) is a discontinuity.
+const MAX_STEP_MS: u32 = 10_000;
 
 fn elapsed_ms(from: u32, to: u32) -> u32 {
     to.wrapping_sub(from)
@@ -111,10 +119,11 @@ impl LlHls {
             init_changed: false,
             last_ms: None,
             frame_ms: 40,
-            target_secs: limits.min_segment.as_secs_f64().ceil().max(1.0) as u64,
+            last_interval: 0,
+            target_secs: limits.min_segment.as_secs_f64().round().max(1.0) as u64,
             ended: false,
             limits,
-            dropped: 0,
+            cut_short: 0,
         }
     }
 
@@ -128,13 +137,20 @@ impl LlHls {
     }
 
     /// A new init segment (the tracks' configuration changed): segments from the next keyframe
-    /// on use it.
+    /// on use it. One that no segment uses yet is replaced, so a publisher that flips its
+    /// configuration without sending frames cannot grow the list.
     pub fn init(&mut self, init: Bytes) {
         if self.inits.back().is_some_and(|(_, b)| *b == init) {
             return;
         }
-        let version = self.inits.back().map_or(0, |(v, _)| v + 1);
-        self.inits.push_back((version, init));
+        let newest_used = self.segments.back().map(|s| s.init);
+        match self.inits.back_mut() {
+            Some((v, b)) if newest_used != Some(*v) => *b = init,
+            last => {
+                let version = last.map_or(0, |(v, _)| *v + 1);
+                self.inits.push_back((version, init));
+            }
+        }
         self.init_changed = true;
     }
 
@@ -150,22 +166,37 @@ impl LlHls {
     /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
     pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
-            if (1..1000).contains(&d) {
-                self.frame_ms = d;
+            if d > MAX_STEP_MS {
+                // The clock went back, or far ahead: nothing before can be timed against it.
+                self.discontinuity();
+            } else if d > 0 {
+                // What the next frame is assumed to last: the longer of the last two intervals,
+                // so that an alternation such as 33/34 ms never makes a part too long.
+                self.frame_ms = d.max(self.last_interval);
+                self.last_interval = d;
             }
         }
         self.last_ms = Some(ms);
         let limits = self.limits;
-        let open = self.segments.back().filter(|s| !s.complete);
-        let start_segment = match open {
-            None => keyframe,
+        let bytes: usize = data.iter().map(Bytes::len).sum();
+        let target_ms = self.target_secs.saturating_mul(1000);
+        let (start, independent) = match self.segments.back().filter(|s| !s.complete) {
+            None => (keyframe, true),
             Some(s) => {
-                keyframe
-                    && (self.init_changed
-                        || u128::from(elapsed_ms(s.start_ms, ms)) >= limits.min_segment.as_millis())
+                let elapsed = u64::from(elapsed_ms(s.start_ms, ms));
+                let at_keyframe = keyframe
+                    && (self.init_changed || u128::from(elapsed) >= limits.min_segment.as_millis());
+                // Never longer than the target duration rounds to, nor than the byte limit: cut
+                // without a keyframe then (the new segment's first part is not independent).
+                let too_long = elapsed + u64::from(self.frame_ms) >= target_ms + 500;
+                let too_big = s.bytes + bytes > limits.max_segment_bytes;
+                if !at_keyframe && (too_long || too_big) {
+                    self.cut_short += 1;
+                }
+                (at_keyframe || too_long || too_big, keyframe)
             }
         };
-        if start_segment {
+        if start {
             let Some(&(init, _)) = self.inits.back() else {
                 return;
             };
@@ -197,25 +228,24 @@ impl LlHls {
             }
         }
         if seg.open_part().is_none() {
+            let independent = if seg.parts.is_empty() {
+                independent
+            } else {
+                keyframe
+            };
             seg.parts.push(Part {
                 data: Vec::new(),
                 bytes: 0,
                 start_ms: ms,
                 duration: Duration::ZERO,
-                independent: keyframe,
+                independent,
                 complete: false,
             });
         }
-        let bytes: usize = data.iter().map(Bytes::len).sum();
         seg.bytes += bytes;
         if let Some(part) = seg.open_part() {
             part.bytes += bytes;
             part.data.extend(data);
-        }
-        if seg.bytes > limits.max_segment_bytes {
-            self.segments.pop_back();
-            self.dropped += 1;
-            self.pending_discontinuity = true;
         }
     }
 
@@ -230,8 +260,6 @@ impl LlHls {
         }
         seg.duration = Duration::from_millis(elapsed_ms(seg.start_ms, ms).into());
         seg.complete = true;
-        let secs = seg.duration.as_secs_f64().ceil() as u64;
-        self.target_secs = self.target_secs.max(secs);
     }
 
     /// Drops segments beyond the window and its spare, and the init segments none needs.
@@ -299,9 +327,13 @@ impl LlHls {
 
     /// A kept segment, open or complete.
     pub fn segment(&self, msn: u64) -> Option<&LlSegment> {
-        let first = self.segments.front()?.msn;
-        self.segments
-            .get(usize::try_from(msn.checked_sub(first)?).ok()?)
+        let i = self.segments.binary_search_by_key(&msn, |s| s.msn).ok()?;
+        self.segments.get(i)
+    }
+
+    /// The oldest kept segment's msn.
+    pub fn first_msn(&self) -> Option<u64> {
+        self.segments.front().map(|s| s.msn)
     }
 
     /// A kept part, open or complete.

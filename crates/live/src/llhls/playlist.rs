@@ -44,13 +44,14 @@ impl LlHls {
         // A delta update leaves out the segments that start more than CAN-SKIP-UNTIL before the
         // end (never the open one).
         let mut skipped = 0;
+        // What the segments still written out play for, to the end.
+        let mut to_end = total;
         if skip {
-            let mut from_start = total;
             for s in &listed {
-                if !s.complete || from_start <= Duration::from_secs(self.skip_until()) {
+                if !s.complete || to_end <= Duration::from_secs(self.skip_until()) {
                     break;
                 }
-                from_start = from_start.saturating_sub(s.duration);
+                to_end = to_end.saturating_sub(s.duration);
                 skipped += 1;
             }
         }
@@ -73,7 +74,6 @@ impl LlHls {
         }
         // Parts are listed from the segment that starts within three target durations of the end.
         let parts_from = Duration::from_secs(PARTS_LISTED_FOR * self.target_secs);
-        let mut to_end = total;
         let mut init = None;
         for s in listed.iter().skip(skipped) {
             let with_parts = to_end <= parts_from || !s.complete;

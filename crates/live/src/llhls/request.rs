@@ -71,13 +71,16 @@ pub enum Awaited {
 /// What to do with a held request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
-    /// Answer with the playlist as it is.
+    /// Answer with the playlist (or the part) as it is.
     Ready,
     /// Hold it, and ask again when the stream has more.
     Wait,
-    /// It asks for a segment more than two beyond the newest one: 400 at once (RFC 8216bis
-    /// §6.2.5.2). The newest msn, for the message.
+    /// It asks for more than a held request may wait for: a segment more than two beyond the
+    /// newest complete one, or a part further ahead than the Advance Part Limit (RFC 8216bis
+    /// §6.2.5.2): 400 at once. The newest complete segment, for the message.
     TooFar { newest: u64 },
+    /// A part that will never exist here: slid out, or past its complete segment's last (404).
+    Gone,
 }
 
 impl LlHls {
@@ -87,15 +90,45 @@ impl LlHls {
             Awaited::Playlist(q) if q.is_blocking() => self.readiness(&q),
             Awaited::Playlist(_) if self.ended || self.last_segment().is_some() => Readiness::Ready,
             Awaited::Playlist(_) => Readiness::Wait,
-            Awaited::Part { msn, part, begun } => match self.part(msn, part) {
-                Some(p) if p.complete || begun => Readiness::Ready,
-                _ if self.ended => Readiness::Ready,
-                _ if msn > self.newest_msn().saturating_add(1) => Readiness::TooFar {
-                    newest: self.newest_msn(),
-                },
-                _ => Readiness::Wait,
-            },
+            Awaited::Part { msn, part, begun } => {
+                if self.first_msn().is_some_and(|first| msn < first) {
+                    return Readiness::Gone;
+                }
+                match self.segment(msn) {
+                    Some(s) => match s.parts.get(part) {
+                        Some(p) if p.complete || begun => Readiness::Ready,
+                        Some(_) => Readiness::Wait,
+                        None if s.complete => Readiness::Gone,
+                        None => self.too_far(msn, Some(part as u64)),
+                    },
+                    None if self.ended => Readiness::Gone,
+                    None => self.too_far(msn, Some(part as u64)),
+                }
+            }
         }
+    }
+
+    /// `TooFar` for a request that a held request may not wait for, else `Wait`.
+    fn too_far(&self, msn: u64, part: Option<u64>) -> Readiness {
+        let newest = self.last_segment();
+        let limit = newest
+            .map_or(self.newest_msn(), |m| m + 1)
+            .saturating_add(1);
+        if msn > limit {
+            return Readiness::TooFar {
+                newest: newest.unwrap_or(0),
+            };
+        }
+        // The Advance Part Limit: three seconds of parts (three parts at least).
+        let parts_ahead = (3.0 / self.limits.part_target.as_secs_f64().max(0.001)).ceil() as u64;
+        if let (Some(part), Some((m, p))) = (part, self.last_part()) {
+            if msn == m && part > (p as u64).saturating_add(parts_ahead.max(3)) {
+                return Readiness::TooFar {
+                    newest: newest.unwrap_or(0),
+                };
+            }
+        }
+        Readiness::Wait
     }
 
     /// Whether the playlist now satisfies `q` (always, for a request that does not block or a
@@ -106,10 +139,6 @@ impl LlHls {
         };
         if self.ended {
             return Readiness::Ready;
-        }
-        let newest = self.newest_msn();
-        if msn > newest.saturating_add(2) {
-            return Readiness::TooFar { newest };
         }
         let has = match q.part {
             // Parts count from 0; a part past a complete segment's last means the next segment's
@@ -122,7 +151,7 @@ impl LlHls {
         if has {
             Readiness::Ready
         } else {
-            Readiness::Wait
+            self.too_far(msn, q.part)
         }
     }
 }

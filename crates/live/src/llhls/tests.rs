@@ -159,6 +159,10 @@ fn a_delta_update_skips_what_is_older_than_can_skip_until() {
         "{delta}"
     );
     assert!(delta.contains("#EXT-X-MAP:URI=\"init0.mp4\""), "{delta}");
+    // The parts of the last three target durations are in both.
+    let parts = |p: &str| p.lines().filter(|l| l.starts_with("#EXT-X-PART:")).count();
+    assert_eq!(parts(&delta), parts(&full), "{full}\n{delta}");
+    assert!(parts(&delta) > 6);
 }
 
 #[test]
@@ -182,11 +186,17 @@ fn blocking_requests_wait_for_the_part_or_segment_they_name() {
         "past segment 0's parts"
     );
     assert_eq!(
-        l.readiness(&q(3, None)),
+        l.readiness(&q(2, None)),
         Readiness::Wait,
-        "two ahead may wait"
+        "two beyond the newest complete segment may wait"
     );
-    assert_eq!(l.readiness(&q(4, None)), Readiness::TooFar { newest: 1 });
+    assert_eq!(l.readiness(&q(3, None)), Readiness::TooFar { newest: 0 });
+    // The Advance Part Limit: 3 s of 333 ms parts (10) beyond the newest part (1.0).
+    assert_eq!(l.readiness(&q(1, Some(10))), Readiness::Wait);
+    assert_eq!(
+        l.readiness(&q(1, Some(11))),
+        Readiness::TooFar { newest: 0 }
+    );
     feed(&mut l, 59, 8, 50);
     assert_eq!(l.readiness(&q(1, Some(1))), Readiness::Ready);
     l.end();
@@ -263,15 +273,66 @@ fn a_reconnect_is_a_discontinuity_and_memory_stays_bounded() {
     let freed = l.shrink(1);
     assert!(freed > 0 && l.segment(l.newest_msn() - 1).is_some());
     assert!(l.segment(l.newest_msn() - 2).is_none());
-    // No keyframe for ever: the open segment is dropped at its byte limit.
+    // Keyframes far apart: segments are cut at the byte limit, and what is kept is bounded.
     let mut l = LlHls::new(LlLimits {
-        max_segment_bytes: 10_000,
+        max_segment_bytes: 1_000,
         ..limits()
     });
     l.init(Bytes::from_static(b"init"));
-    feed(&mut l, 0, 1000, 100_000);
-    assert_eq!(l.dropped, 1);
-    assert!(l.bytes() < 10_000);
+    feed(&mut l, 0, 5000, 100_000);
+    assert!(l.cut_short > 100, "{}", l.cut_short);
+    assert!(l.bytes() <= 1_000 * (4 + 1 + 1) + 4, "{}", l.bytes());
+    let s = l.segment(l.newest_msn() - 1).unwrap();
+    assert!(!s.parts[0].independent && s.bytes <= 1_000);
+}
+
+#[test]
+fn segments_never_outgrow_the_target_duration_and_it_never_changes() {
+    // Keyframes every 4 s, segments of 2 s: each is cut before it would round above 2 s.
+    let mut l = stream();
+    feed(&mut l, 0, 25 * 30, 100);
+    for msn in 0..l.newest_msn() {
+        let Some(s) = l.segment(msn) else { continue };
+        assert!(s.duration.as_secs_f64().round() <= 2.0, "{:?}", s.duration);
+    }
+    assert!(l
+        .playlist(false, None)
+        .contains("#EXT-X-TARGETDURATION:2\n"));
+    assert!(l.cut_short > 0);
+    // A clock that goes back is a discontinuity, not a segment of 49 days.
+    feed(&mut l, 10, 200, 50);
+    let p = l.playlist(false, None);
+    assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
+    assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
+}
+
+#[test]
+fn parts_stay_within_the_target_at_frame_intervals_that_alternate() {
+    // 30 fps in milliseconds: 33, 33, 34, ...
+    let mut l = stream();
+    for n in 0..300u32 {
+        let ms = n * 1000 / 30;
+        l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms, None);
+    }
+    let mut parts = 0;
+    for msn in 0..l.newest_msn() {
+        for p in l.segment(msn).unwrap().parts.iter().filter(|p| p.complete) {
+            assert!(p.duration <= Duration::from_millis(333), "{:?}", p.duration);
+            parts += 1;
+        }
+    }
+    assert!(parts > 20);
+}
+
+#[test]
+fn init_segments_that_no_segment_uses_do_not_pile_up() {
+    let mut l = stream();
+    for i in 0..10_000u32 {
+        l.init(Bytes::from(i.to_be_bytes().to_vec()));
+    }
+    assert!(l.bytes() < 100, "{}", l.bytes());
+    feed(&mut l, 0, 60, 50);
+    assert_eq!(l.segment(0).unwrap().init, 0);
 }
 
 #[test]
@@ -295,8 +356,15 @@ fn a_part_request_waits_until_the_part_is_complete_or_begun_when_it_can_be_strea
     );
     assert_eq!(
         l.awaited(&part(3, 0, true)),
-        Readiness::TooFar { newest: 1 }
+        Readiness::TooFar { newest: 0 }
     );
+    assert_eq!(
+        l.awaited(&part(0, 7, true)),
+        Readiness::Gone,
+        "segment 0 has 7 parts"
+    );
+    feed(&mut l, 59, 50 * 20, 50);
+    assert_eq!(l.awaited(&part(0, 0, false)), Readiness::Gone, "slid out");
     // A first playlist waits for a complete segment.
     let mut fresh = stream();
     let first = Awaited::Playlist(Query::default());

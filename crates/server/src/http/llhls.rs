@@ -55,6 +55,10 @@ pub(crate) async fn hold<B>(
     req: &Request<B>,
     stream_open: bool,
 ) -> Result<(), Error> {
+    // A preflight or any other method is answered at once (and never asks for credentials).
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return Ok(());
+    }
     let (name, awaited) = match route {
         Route::LlPlaylist(name) => {
             let q = Query::parse(req.uri().query()).map_err(Error::LlQuery)?;
@@ -91,6 +95,8 @@ pub(crate) async fn hold<B>(
         // in three target durations is refused (RFC 8216bis §6.2.5.2: 503).
         Held::TimedOut if blocking => Err(Error::LlHoldTimeout(name.into())),
         Held::TimedOut => Ok(()),
+        // Answered by the route: 404.
+        Held::Gone => Ok(()),
     }
 }
 
@@ -112,7 +118,8 @@ pub(super) fn playlist(
             .media
             .as_ref()
             .ok_or_else(|| Error::NoFlvOutput(name.into()))?;
-        m.llhls.playlist(q.skip, carry)
+        let carry = carry.map(without_hls_directives).filter(|c| !c.is_empty());
+        m.llhls.playlist(q.skip, carry.as_deref())
     };
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     let cache = match q.is_blocking() {
@@ -190,9 +197,28 @@ pub(super) fn init<B>(
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))
 }
 
+/// A query passed on to the media URIs, without the playlist's own `_HLS_` directives: every
+/// reload would otherwise name the same part by another URL (and split a CDN's cache).
+fn without_hls_directives(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !kv.starts_with("_HLS_") && !kv.is_empty())
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_query_carried_to_media_uris_keeps_credentials_and_drops_directives() {
+        assert_eq!(
+            without_hls_directives("_HLS_msn=3&expires=9&_HLS_part=1&sig=ab&_HLS_skip=YES"),
+            "expires=9&sig=ab"
+        );
+        assert_eq!(without_hls_directives("_HLS_msn=3"), "");
+    }
 
     #[test]
     fn media_uris_name_a_segment_or_a_part() {

@@ -42,6 +42,13 @@ pub struct StreamDoc {
     pub end_reason: Option<String>,
     pub ts_url: String,
     pub hls_url: String,
+    #[serde(default)]
+    pub flv_url: String,
+    #[serde(default)]
+    pub mp4_url: String,
+    /// Low-latency HLS (fMP4 parts).
+    #[serde(default)]
+    pub ll_hls_url: String,
 }
 
 /// Viewers per output.
@@ -105,6 +112,9 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         end_reason: life.end_reason().map(Into::into),
         ts_url: format!("/live/{}.ts", s.name),
         hls_url: format!("/live/{}/index.m3u8", s.name),
+        flv_url: format!("/live/{}.flv", s.name),
+        mp4_url: format!("/live/{}.mp4", s.name),
+        ll_hls_url: format!("/live/{}/ll.m3u8", s.name),
     }
 }
 

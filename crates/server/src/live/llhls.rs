@@ -21,6 +21,8 @@ pub enum Held {
     },
     /// Three target durations passed (or the stream is gone).
     TimedOut,
+    /// What it asked for will never be there (a part that slid out, or past its segment's end).
+    Gone,
 }
 
 /// A request on a stream that has no LL-HLS output yet (a TS source that starts converting at
@@ -63,6 +65,7 @@ impl Live {
             match r {
                 Readiness::Ready => return Ok(Held::Ready),
                 Readiness::TooFar { newest } => return Ok(Held::TooFar { newest }),
+                Readiness::Gone => return Ok(Held::Gone),
                 Readiness::Wait => {}
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
