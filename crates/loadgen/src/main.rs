@@ -17,12 +17,13 @@
 //! client's own queueing behind its other viewers.
 //!
 //! This file holds the arguments and the run (publishers, viewers, the measurement window); the
-//! rest is in modules: [`ts`], [`flv`], [`mp4`] and [`rtmp`] (one viewer per protocol), [`http`] (what the
+//! rest is in modules: [`ts`], [`flv`], [`mp4`], [`llhls`] and [`rtmp`] (one viewer per protocol), [`http`] (what the
 //! HTTP viewers share), [`publish`] (the publisher and its marks), [`report`] (counters and the
 //! JSON report), [`procfs`] (CPU and RSS from /proc) and [`stamp`] (`SO_TIMESTAMPNS`).
 
 mod flv;
 mod http;
+mod llhls;
 mod mp4;
 mod procfs;
 mod publish;
@@ -77,8 +78,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
     /// What viewers watch: `ts` (GET /live/NAME.ts), `flv` (GET /live/NAME.flv), `mp4` (GET
-    /// /live/NAME.mp4) or `rtmp` (play rtmp://RTMP/live/NAME). FLV, MP4 and RTMP viewers check
-    /// structure, not continuity counters.
+    /// /live/NAME.mp4), `llhls` (LL-HLS: blocking reloads and hinted parts of
+    /// /live/NAME/ll.m3u8) or `rtmp` (play rtmp://RTMP/live/NAME). FLV, MP4, LL-HLS and RTMP
+    /// viewers check structure, not continuity counters.
     #[arg(long, default_value = "ts")]
     output: String,
     /// The RTMP server for `--output rtmp` (HOST:PORT).
@@ -169,6 +171,7 @@ async fn run(args: Args) -> Result<()> {
             let r = match output.as_str() {
                 "flv" => flv::viewer(addr, bind, &stream, rs, &st, &sh).await,
                 "mp4" => mp4::viewer(addr, bind, &stream, rs, &st, &sh).await,
+                "llhls" => llhls::viewer(addr, bind, &stream, rs, &st, &sh).await,
                 "rtmp" => rtmp::viewer(rtmp, bind, &stream, rs, &st, &sh).await,
                 _ => ts::viewer(addr, bind, &stream, rs, &st, &sh).await,
             };

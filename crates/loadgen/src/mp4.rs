@@ -36,7 +36,7 @@ const MAX_BOX: u64 = 64 << 20;
 
 /// Top-level boxes, one header (size, type) at a time; each structural fault (a box of an
 /// unexpected type, a size below 8 or above [`MAX_BOX`], not `ftyp` first) counts as a gap.
-struct BoxCheck {
+pub(crate) struct BoxCheck {
     head: Vec<u8>,
     /// Body bytes of the current box still to pass over.
     skip: u64,
@@ -57,7 +57,15 @@ impl BoxCheck {
         }
     }
 
-    fn feed(&mut self, mut d: &[u8], st: &ViewerStats, sh: &Shared) {
+    /// For a stream of fragments whose init segment came elsewhere (LL-HLS parts).
+    pub(crate) fn after_init(start: Instant) -> Self {
+        BoxCheck {
+            boxes: 1,
+            ..BoxCheck::new(start)
+        }
+    }
+
+    pub(crate) fn feed(&mut self, mut d: &[u8], st: &ViewerStats, sh: &Shared) {
         while !d.is_empty() {
             if let Some(p) = &mut self.prft {
                 // Version and flags, track id, NTP time, media time.

@@ -18,6 +18,8 @@ pub(crate) struct State {
     pub vod: Arc<crate::vod_metrics::VodMetrics>,
     /// HTTPS/RTMPS: certificate, acceptors, counters (`None`: no TLS).
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The port the RTMP listener is bound to (the page shows RTMP URLs with it).
+    pub rtmp_port: Option<u16>,
 }
 
 impl State {
@@ -36,6 +38,7 @@ impl State {
             conns,
             vod,
             tls,
+            rtmp_port: None,
         }
     }
 

@@ -288,6 +288,13 @@ fn healthz_says_ok() {
 fn the_index_page_plays_the_demo_titles() {
     let srv = TestServer::demo();
     let page = srv.get("/", &[]);
-    assert!(String::from_utf8_lossy(&page.body)
-        .contains("<video controls preload=metadata src=\"/videos/faststart.mp4\">"));
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains(
+            "<video controls preload=none playsinline muted src=\"/videos/faststart.mp4\""
+        ),
+        "{html}"
+    );
+    // No script from elsewhere.
+    assert!(!html.contains("<script src"), "{html}");
 }

@@ -300,7 +300,7 @@ fn answer<B>(
         Route::Index => Ok(text(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            page::index(lib, live),
+            page::index(lib, state.rtmp_port),
         )),
         Route::Watch(name, output) => {
             // A HEAD of a viewer route: what a GET would start with, without the endless body

@@ -5,6 +5,7 @@
 pub mod added_latency;
 pub mod auth;
 pub mod browser;
+pub mod cdp;
 pub mod crowd;
 pub mod fixtures;
 pub mod live;

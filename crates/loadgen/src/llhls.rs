@@ -1,0 +1,145 @@
+//! The LL-HLS client (`--output llhls`), on one keep-alive connection, as a low-latency player
+//! at the live edge: the playlist once, then per part the hinted part (zerocast sends it while it
+//! is written; each fragment's `prft` is read as a latency mark, ingest to read, as for
+//! `--output mp4`), then a blocking reload for that part (`_HLS_msn`, `_HLS_part`), which answers
+//! once it is complete and names the next hint.
+
+use crate::http::{connect, Dechunk};
+use crate::mp4::BoxCheck;
+use crate::report::{Shared, ViewerStats};
+use anyhow::{bail, Context, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// An LL-HLS client.
+pub async fn viewer(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    stream: &str,
+    read_size: usize,
+    st: &ViewerStats,
+    sh: &Shared,
+) -> Result<()> {
+    let mut conn = Conn {
+        s: connect(addr, bind).await?,
+        buf: vec![0u8; read_size.max(16 << 10)],
+    };
+    let mut check = BoxCheck::after_init(Instant::now());
+    let mut query = String::new();
+    while !sh.stop.load(Relaxed) {
+        let mut playlist = Vec::new();
+        conn.get(&format!("/live/{stream}/ll.m3u8{query}"), |d| {
+            playlist.extend_from_slice(d)
+        })
+        .await?;
+        let (msn, part) = hint(&playlist).context("no EXT-X-PRELOAD-HINT")?;
+        conn.get(&format!("/live/{stream}/{msn}.{part}.m4s"), |d| {
+            st.bytes.fetch_add(d.len() as u64, Relaxed);
+            check.feed(d, st, sh);
+        })
+        .await?;
+        query = format!("?_HLS_msn={msn}&_HLS_part={part}");
+    }
+    Ok(())
+}
+
+/// The part a playlist hints at: (msn, part).
+fn hint(playlist: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(playlist).ok()?;
+    let uri = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))?;
+    let uri = uri.split(['"', '?']).next()?.strip_suffix(".m4s")?;
+    let (msn, part) = uri.split_once('.')?;
+    Some((msn.parse().ok()?, part.parse().ok()?))
+}
+
+/// A keep-alive connection, one request at a time.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// GETs `path` and hands its body (by `Content-Length` or chunked) to `body` as it comes.
+    async fn get(&mut self, path: &str, mut body: impl FnMut(&[u8])) -> Result<()> {
+        self.s
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await?;
+        let mut have = 0;
+        let (at, length) = loop {
+            let n = self.s.read(&mut self.buf[have..]).await?;
+            if n == 0 {
+                bail!("closed before a response to {path}");
+            }
+            have += n;
+            let mut h = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut h);
+            if let httparse::Status::Complete(at) = r.parse(&self.buf[..have])? {
+                if r.code != Some(200) {
+                    bail!("{path}: status {:?}", r.code);
+                }
+                let length = r
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    });
+                break (at, length);
+            }
+            if have == self.buf.len() {
+                bail!("response head too long");
+            }
+        };
+        let (mut from, mut to) = (at, have);
+        match length {
+            Some(mut left) => loop {
+                let k = (left.min((to - from) as u64)) as usize;
+                body(&self.buf[from..from + k]);
+                left -= k as u64;
+                if left == 0 {
+                    return Ok(());
+                }
+                let n = self.s.read(&mut self.buf).await?;
+                if n == 0 {
+                    bail!("{path}: body cut short");
+                }
+                (from, to) = (0, n);
+            },
+            None => {
+                let mut chunks = Dechunk::default();
+                loop {
+                    if chunks.feed(&self.buf[from..to], &mut body)? {
+                        return Ok(());
+                    }
+                    let n = self.s.read(&mut self.buf).await?;
+                    if n == 0 {
+                        bail!("{path}: body cut short");
+                    }
+                    (from, to) = (0, n);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_is_read_with_or_without_a_query() {
+        let p = b"#EXTM3U\n#EXT-X-PART:DURATION=0.320,URI=\"4.1.m4s\"\n\
+                  #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"4.2.m4s?sig=x\"\n";
+        assert_eq!(hint(p), Some((4, 2)));
+        assert_eq!(hint(b"#EXTM3U\n#EXT-X-ENDLIST\n"), None);
+    }
+}

@@ -1,0 +1,238 @@
+'use strict';
+// zerocast's page: live streams (drawn from /api/streams every 2 s), their players and stats,
+// and the timecode boxes of the library. No outside scripts.
+const $ = (sel, el = document) => el.querySelector(sel);
+const make = (tag, props = {}, ...kids) => {
+  const e = Object.assign(document.createElement(tag), props);
+  for (const k of kids) e.append(k);
+  return e;
+};
+const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
+const rtmpPort = document.body.dataset.rtmpPort;
+for (const e of document.querySelectorAll('.host')) e.textContent = `${host}:${rtmpPort || 1935}`;
+
+function rate(bps) {
+  if (bps >= 1e6) return (bps / 1e6).toFixed(2) + ' Mbit/s';
+  if (bps >= 1e3) return (bps / 1e3).toFixed(0) + ' kbit/s';
+  return bps + ' bit/s';
+}
+function since(secs) {
+  const s = Math.floor(secs), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+  return (h ? h + 'h ' : '') + (h || m ? m + 'm ' : '') + (s % 60) + 's';
+}
+
+// --- A live player: the stream's fragmented MP4 through Media Source Extensions. Each top-level
+// box is appended in order; a `prft` box says when the next fragment's frame reached the ingest,
+// so the page knows how far behind the picture is. Where MSE is missing and the browser plays
+// HLS itself (iPhone Safari), the LL-HLS playlist instead (latency from its PROGRAM-DATE-TIME).
+class LivePlayer {
+  constructor(video, name) {
+    this.video = video;
+    this.name = name;
+    this.stamp = null; // [media seconds, wall clock ms] of the latest prft
+    this.abort = new AbortController();
+    this.queue = [];
+    if (window.MediaSource) this.mse();
+    else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = `/live/${encodeURIComponent(name)}/ll.m3u8`;
+      video.play().catch(() => {});
+    } else video.src = `/live/${encodeURIComponent(name)}.mp4`;
+  }
+  latency() {
+    const v = this.video;
+    if (v.getStartDate && !isNaN(v.getStartDate().getTime())) {
+      return Date.now() - (v.getStartDate().getTime() + v.currentTime * 1000);
+    }
+    if (!this.stamp || v.readyState < 2) return null;
+    const [media, wall] = this.stamp;
+    return Date.now() - (wall + (v.currentTime - media) * 1000);
+  }
+  stop() {
+    this.abort.abort();
+    this.video.removeAttribute('src');
+    this.video.load();
+  }
+  async mse() {
+    const ms = new MediaSource();
+    this.video.src = URL.createObjectURL(ms);
+    await new Promise((ok) => ms.addEventListener('sourceopen', ok, { once: true }));
+    this.video.dataset.phase = 'open';
+    let resp;
+    try {
+      resp = await fetch(`/live/${encodeURIComponent(this.name)}.mp4`, { signal: this.abort.signal });
+    } catch (e) { this.video.dataset.phase = 'fetch failed: ' + e; return; }
+    this.video.dataset.phase = 'response ' + resp.status;
+    if (!resp.ok) return;
+    const reader = resp.body.getReader();
+    let buf = new Uint8Array(0), init = [], sb = null, got = 0;
+    for (;;) {
+      let chunk;
+      try { chunk = await reader.read(); } catch (e) { return; }
+      if (chunk.done) break;
+      got += chunk.value.length;
+      if (!sb) this.video.dataset.phase = `read ${got} bytes, ${buf.length} held, first box ${String.fromCharCode(...(buf.length >= 8 ? buf.subarray(4, 8) : chunk.value.subarray(4, 8)))}`;
+      const joined = new Uint8Array(buf.length + chunk.value.length);
+      joined.set(buf); joined.set(chunk.value, buf.length);
+      buf = joined;
+      let at = 0;
+      while (buf.length - at >= 8) {
+        const dv = new DataView(buf.buffer, buf.byteOffset + at);
+        const size = dv.getUint32(0);
+        const type = String.fromCharCode(...buf.subarray(at + 4, at + 8));
+        if (size < 8) return; // not a box stream: give up rather than guess
+        if (buf.length - at < size) break;
+        const box = buf.slice(at, at + size);
+        at += size;
+        if (type === 'ftyp') init = [box];
+        else if (type === 'moov') {
+          init.push(box);
+          const mime = `video/mp4; codecs="${codecs(box)}"`;
+          if (!sb) {
+            if (!MediaSource.isTypeSupported(mime)) { this.video.dataset.error = mime; return; }
+            sb = ms.addSourceBuffer(mime);
+            this.video.dataset.phase = 'playing ' + mime;
+            sb.mode = 'segments';
+            sb.addEventListener('updateend', () => this.pump(sb));
+          }
+          for (const b of init) this.append(sb, b);
+        } else if (type === 'prft') {
+          const v = new DataView(box.buffer);
+          const ntp = Number(v.getBigUint64(16));
+          const secs = Math.floor(ntp / 2 ** 32) - 2208988800, frac = (ntp % 2 ** 32) / 2 ** 32;
+          const media = box[8] === 1 ? Number(v.getBigUint64(24)) : v.getUint32(24);
+          this.stamp = [media / 1000, (secs + frac) * 1000];
+        } else if (sb) this.append(sb, box);
+      }
+      buf = buf.slice(at);
+      this.chase();
+    }
+  }
+  append(sb, box) {
+    this.queue.push(box);
+    this.pump(sb);
+  }
+  pump(sb) {
+    if (sb.updating || !this.queue.length) return;
+    try { sb.appendBuffer(this.queue.shift()); } catch (e) { this.queue.length = 0; }
+  }
+  // Stay near the live edge: start at the newest data, and jump ahead after a stall.
+  chase() {
+    const v = this.video, b = v.buffered;
+    if (!b.length) return;
+    const end = b.end(b.length - 1);
+    if (v.currentTime < b.start(b.length - 1) || end - v.currentTime > 3) v.currentTime = Math.max(b.start(b.length - 1), end - 0.3);
+    if (v.paused) v.play().catch(() => {});
+  }
+}
+
+// The codecs parameter of an init segment: avc1.PPCCLL from avcC, hvc1 from hvcC, mp4a.40.N,
+// Opus.
+function codecs(moov) {
+  const find = (name) => {
+    for (let i = 4; i + 4 <= moov.length; i++) {
+      if (moov[i] === name.charCodeAt(0) && moov[i + 1] === name.charCodeAt(1) &&
+          moov[i + 2] === name.charCodeAt(2) && moov[i + 3] === name.charCodeAt(3)) return i + 4;
+    }
+    return -1;
+  };
+  const out = [], hex = (b) => b.toString(16).padStart(2, '0');
+  let i = find('avcC');
+  if (i > 0) out.push('avc1.' + hex(moov[i + 1]) + hex(moov[i + 2]) + hex(moov[i + 3]));
+  else if (find('hvcC') > 0) out.push('hvc1.1.6.L93.B0');
+  if (find('mp4a') > 0) out.push('mp4a.40.2');
+  else if (find('Opus') > 0) out.push('opus');
+  return out.join(',');
+}
+
+// --- Live streams.
+const cards = new Map();
+function urlList(doc) {
+  const base = location.origin;
+  const rows = [
+    ['MP4', base + doc.mp4_url], ['LL-HLS', base + doc.ll_hls_url], ['HLS', base + doc.hls_url],
+    ['TS', base + doc.ts_url], ['FLV', base + doc.flv_url],
+  ];
+  if (rtmpPort) rows.push(['RTMP', `rtmp://${host}:${rtmpPort}/live/${doc.name}`]);
+  return make('ul', { className: 'urls' }, ...rows.map(([k, u]) => make('li', {}, make('span', { textContent: k }), make('code', { textContent: u }))));
+}
+// Live players that start by themselves: each holds one of the browser's (about six) HTTP/1.1
+// connections to this server for as long as it plays.
+const AUTOPLAY = 2;
+function addCard(doc) {
+  const video = make('video', { muted: true, autoplay: true, playsInline: true, controls: true });
+  const badge = make('span', { className: 'badge' });
+  const stats = make('dl', { className: 'stats' });
+  const el = make('article', { className: 'card stream' }, make('h3', {}, doc.name, badge), video, stats, urlList(doc));
+  el.dataset.name = doc.name;
+  $('#streams').append(el);
+  const card = { el, badge, stats, player: null };
+  const start = () => { if (!card.player) card.player = new LivePlayer(video, doc.name); };
+  if ([...cards.values()].filter((c) => c.player).length < AUTOPLAY) start();
+  else {
+    const go = make('button', { className: 'watch', textContent: '▶ Watch' });
+    go.addEventListener('click', () => { go.remove(); start(); });
+    video.before(go);
+  }
+  cards.set(doc.name, card);
+  return card;
+}
+function update(card, doc) {
+  card.badge.textContent = doc.state;
+  card.badge.className = 'badge ' + doc.state;
+  const v = doc.viewers;
+  const lat = card.player ? card.player.latency() : null;
+  const rows = [
+    ['uptime', since(doc.uptime_seconds)],
+    ['input', rate(doc.input_bitrate)],
+    ['codecs', [doc.video_codec, ...doc.audio_codecs].filter(Boolean).join(' + ') || '…'],
+    ['viewers', `mp4 ${v.mp4} · ts ${v.ts} · flv ${v.flv} · rtmp ${v.rtmp} · hls ${v.hls_segment_requests} requests`],
+    ['latency', lat === null ? '…' : (lat / 1000).toFixed(2) + ' s behind the ingest'],
+  ];
+  card.stats.replaceChildren(...rows.flatMap(([k, val]) => [make('dt', { textContent: k }), make('dd', { textContent: val })]));
+  card.el.dataset.latencyMs = lat === null ? '' : Math.round(lat);
+}
+async function refresh() {
+  let docs;
+  try { docs = await (await fetch('/api/streams')).json(); } catch (e) { return; }
+  const names = new Set(docs.map((d) => d.name));
+  for (const d of docs) update(cards.get(d.name) || addCard(d), d);
+  for (const [n, c] of cards) if (!names.has(n)) { if (c.player) c.player.stop(); c.el.remove(); cards.delete(n); }
+  $('#live-empty').hidden = docs.length > 0;
+}
+refresh();
+setInterval(refresh, 2000);
+
+// --- Library: players the browser cannot play are replaced by a note; timecode boxes seek.
+for (const v of document.querySelectorAll('.title video')) {
+  v.addEventListener('error', () => v.replaceWith(make('div', { className: 'noplayer', textContent: 'This browser cannot play this file.' })));
+}
+async function seek(card, t) {
+  const out = $('output', card), video = $('video', card);
+  out.className = '';
+  out.textContent = 'seeking…';
+  let r, doc;
+  try {
+    r = await fetch(card.dataset.seek + '?t=' + encodeURIComponent(t));
+    doc = await r.json();
+  } catch (e) { out.className = 'error'; out.textContent = String(e); return; }
+  if (!r.ok) { out.className = 'error'; out.textContent = doc.error || r.statusText; return; }
+  out.textContent = `keyframe ${doc.keyframe.timecode} at byte ${doc.offset.toLocaleString('en')} of ${doc.size.toLocaleString('en')}`;
+  card.dataset.offset = doc.offset;
+  card.dataset.keyframe = doc.keyframe.seconds;
+  if (video) {
+    // A title loads nothing until asked (preload=none): its metadata first, then the seek.
+    if (video.readyState < 1) {
+      video.preload = 'metadata';
+      video.load();
+      await new Promise((ok) => video.addEventListener('loadedmetadata', ok, { once: true }));
+    }
+    video.addEventListener('seeked', () => { card.dataset.seeked = video.currentTime; }, { once: true });
+    video.currentTime = doc.keyframe.seconds;
+  }
+}
+for (const form of document.querySelectorAll('form.seek')) {
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    seek(form.closest('.title'), form.elements.t.value.trim());
+  });
+}
