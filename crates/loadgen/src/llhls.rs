@@ -29,32 +29,49 @@ pub async fn viewer(
     };
     let mut check = BoxCheck::after_init(Instant::now());
     let mut query = String::new();
+    let mut last: Option<(u64, u64)> = None;
     while !sh.stop.load(Relaxed) {
         let mut playlist = Vec::new();
         conn.get(&format!("/live/{stream}/ll.m3u8{query}"), |d| {
             playlist.extend_from_slice(d)
         })
         .await?;
-        let (msn, part) = hint(&playlist).context("no EXT-X-PRELOAD-HINT")?;
+        let listed = parts(&playlist);
+        // The part after the one just read, as a player goes; the hint when starting, or when
+        // that part slid out of the playlist (counted as a gap).
+        let next = last.and_then(|l| {
+            let i = listed.iter().position(|p| *p == l)?;
+            listed.get(i + 1).copied()
+        });
+        if last.is_some() && next.is_none() {
+            st.gaps.fetch_add(1, Relaxed);
+        }
+        let (msn, part) = next
+            .or_else(|| listed.last().copied())
+            .context("no EXT-X-PRELOAD-HINT")?;
         conn.get(&format!("/live/{stream}/{msn}.{part}.m4s"), |d| {
             st.bytes.fetch_add(d.len() as u64, Relaxed);
             check.feed(d, st, sh);
         })
         .await?;
+        last = Some((msn, part));
         query = format!("?_HLS_msn={msn}&_HLS_part={part}");
     }
     Ok(())
 }
 
-/// The part a playlist hints at: (msn, part).
-fn hint(playlist: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(playlist).ok()?;
-    let uri = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))?;
-    let uri = uri.split(['"', '?']).next()?.strip_suffix(".m4s")?;
-    let (msn, part) = uri.split_once('.')?;
-    Some((msn.parse().ok()?, part.parse().ok()?))
+/// The parts a playlist names, in order (`EXT-X-PART`, then the `EXT-X-PRELOAD-HINT` last).
+fn parts(playlist: &[u8]) -> Vec<(u64, u64)> {
+    let text = std::str::from_utf8(playlist).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:") || l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .filter_map(|l| {
+            let uri = l.split("URI=\"").nth(1)?;
+            let uri = uri.split(['"', '?']).next()?.strip_suffix(".m4s")?;
+            let (msn, part) = uri.split_once('.')?;
+            Some((msn.parse().ok()?, part.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A keep-alive connection, one request at a time.
@@ -136,10 +153,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hint_is_read_with_or_without_a_query() {
-        let p = b"#EXTM3U\n#EXT-X-PART:DURATION=0.320,URI=\"4.1.m4s\"\n\
-                  #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"4.2.m4s?sig=x\"\n";
-        assert_eq!(hint(p), Some((4, 2)));
-        assert_eq!(hint(b"#EXTM3U\n#EXT-X-ENDLIST\n"), None);
+    fn the_parts_are_read_in_order_with_the_hint_last() {
+        let p = b"#EXTM3U\n#EXT-X-PART:DURATION=0.320,URI=\"4.1.m4s\",INDEPENDENT=YES\n\
+                  #EXTINF:2.000,\n4.m4s\n\
+                  #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5.0.m4s?sig=x\"\n";
+        assert_eq!(parts(p), vec![(4, 1), (5, 0)]);
+        assert!(parts(b"#EXTM3U\n#EXT-X-ENDLIST\n").is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! Small responses built from a `String`: a text body with its type and length, and JSON (pretty,
+//! Small responses built from a `String` (or `Bytes`): a text body with its type and length, and JSON (pretty,
 //! newline-terminated, not cached). Used by the routes (http/) and by error responses (error.rs).
 //! And the Prometheus text format's two line kinds, for every family of `/metrics`.
 
@@ -6,7 +6,12 @@ use crate::body::Chunks;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-pub(crate) fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Chunks> {
+pub(crate) fn text(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Chunks> {
+    let body: bytes::Bytes = body.into();
     let len = body.len();
     let mut r = Response::new(Chunks::from(body));
     *r.status_mut() = status;

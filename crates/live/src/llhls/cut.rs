@@ -95,6 +95,8 @@ pub struct LlHls {
     pub(super) target_secs: u64,
     pub(super) ended: bool,
     pub(super) limits: LlLimits,
+    /// Bumped by every change (what a rendered playlist is valid for).
+    changes: u64,
     /// Segments cut without a keyframe: they would have outgrown the target duration or
     /// `max_segment_bytes` (a publisher whose keyframes are further apart than the segment
     /// length, or none at all).
@@ -124,7 +126,14 @@ impl LlHls {
             ended: false,
             limits,
             cut_short: 0,
+            changes: 0,
         }
+    }
+
+    /// A number that changes whenever the playlist may have (a rendered one is valid as long as
+    /// it stays the same).
+    pub fn version(&self) -> u64 {
+        self.changes
     }
 
     /// `EXT-X-TARGETDURATION`.
@@ -140,6 +149,7 @@ impl LlHls {
     /// on use it. One that no segment uses yet is replaced, so a publisher that flips its
     /// configuration without sending frames cannot grow the list.
     pub fn init(&mut self, init: Bytes) {
+        self.changes += 1;
         if self.inits.back().is_some_and(|(_, b)| *b == init) {
             return;
         }
@@ -165,6 +175,7 @@ impl LlHls {
     /// Adds one fragment (its `Bytes`, in order): `keyframe` when a player may start at it,
     /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
     pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
+        self.changes += 1;
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
             if d > MAX_STEP_MS {
                 // The clock went back, or far ahead: nothing before can be timed against it.
@@ -287,6 +298,7 @@ impl LlHls {
 
     /// A publisher came back: close what is open; the next segment is marked discontinuous.
     pub fn discontinuity(&mut self) {
+        self.changes += 1;
         let end = self.end_ms();
         self.close(end);
         self.last_ms = None;
@@ -295,6 +307,7 @@ impl LlHls {
 
     /// The stream ended: close what is open and end the playlist.
     pub fn end(&mut self) {
+        self.changes += 1;
         let end = self.end_ms();
         self.close(end);
         self.ended = true;
@@ -307,6 +320,7 @@ impl LlHls {
     /// Keeps only the newest `keep` complete segments (and the open one): the server is over its
     /// memory budget. Returns the bytes they referenced.
     pub fn shrink(&mut self, keep: usize) -> usize {
+        self.changes += 1;
         let mut freed = 0;
         let open = usize::from(self.segments.back().is_some_and(|s| !s.complete));
         while self.segments.len() > keep + open {

@@ -16,6 +16,7 @@ use crate::http::Route;
 use crate::live::{Held, Live};
 use crate::state::State;
 use ::live::llhls::{Awaited, Query};
+use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Request, Response, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
@@ -114,12 +115,27 @@ pub(super) fn playlist(
     s.stats.playlist_requests.fetch_add(1, Relaxed);
     let body = {
         let inner = s.read();
-        let m = inner
+        let ll = &inner
             .media
             .as_ref()
-            .ok_or_else(|| Error::NoFlvOutput(name.into()))?;
-        let carry = carry.map(without_hls_directives).filter(|c| !c.is_empty());
-        m.llhls.playlist(q.skip, carry.as_deref())
+            .ok_or_else(|| Error::NoFlvOutput(name.into()))?
+            .llhls;
+        match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
+            Some(carry) => Bytes::from(ll.playlist(q.skip, Some(&carry))),
+            // Rendered once per change of the playlist, shared by every request until the next.
+            None => {
+                let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
+                let slot = &mut cache[usize::from(q.skip)];
+                match slot {
+                    Some((v, b)) if *v == ll.version() => b.clone(),
+                    _ => {
+                        let b = Bytes::from(ll.playlist(q.skip, None));
+                        *slot = Some((ll.version(), b.clone()));
+                        b
+                    }
+                }
+            }
+        }
     };
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     let cache = match q.is_blocking() {

@@ -296,7 +296,7 @@ fn answer<B>(
         Route::List => Ok(vod::list(lib)),
         Route::Info(id) => vod::info(lib, id),
         Route::Seek(id) => vod::seek(lib, id, req.uri().query()),
-        Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n".into())),
+        Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
         Route::Index => Ok(text(
             StatusCode::OK,
             "text/html; charset=utf-8",

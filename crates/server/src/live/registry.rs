@@ -91,6 +91,10 @@ pub struct Stream {
     kick: watch::Sender<u64>,
     /// Bumped to disconnect every viewer (control API); each viewer loop watches it.
     drop_viewers: watch::Sender<u64>,
+    /// The LL-HLS playlist as last rendered without a carried query, full (0) and delta (1), with
+    /// the `LlHls::version` it was rendered at: the players waiting for the same part all get
+    /// this one `Bytes`.
+    pub(crate) ll_playlist: Mutex<[Option<(u64, bytes::Bytes)>; 2]>,
 }
 
 impl Drop for Stream {
@@ -425,6 +429,7 @@ impl Live {
             memory: self.memory.clone(),
             kick: watch::channel(0).0,
             drop_viewers: watch::channel(0).0,
+            ll_playlist: Mutex::new([None, None]),
         });
         stream.account(&mut stream.write(), now);
         // An ended stream of the same name is replaced; its viewers have already been told.
