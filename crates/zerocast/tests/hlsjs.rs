@@ -128,12 +128,7 @@ fn hls_js_on_another_origin_plays_live_hls_over_https() {
     let url = format!("https://localhost:{port}/live/show/index.m3u8");
     let verdict = play(&url, std::slice::from_ref(&live.trust));
     assert_played(&live.server, &verdict);
-    let metrics = live.server.get("/metrics", &[]);
-    let metrics = String::from_utf8_lossy(&metrics.body);
-    let h2 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
-        .and_then(|n| n.parse::<u64>().ok());
+    let h2 = http2_connections(&live.server);
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }
 
@@ -173,10 +168,15 @@ fn hls_js_plays_ll_hls_in_low_latency_mode_over_https_http2() {
         std::slice::from_ref(&live.trust),
     );
     assert_low_latency(&live.server, &verdict);
-    let metrics = live.server.get("/metrics", &[]);
-    let h2 = String::from_utf8_lossy(&metrics.body)
+    let h2 = http2_connections(&live.server);
+    assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
+}
+
+/// HTTP/2 connections the server counted (`/metrics`).
+fn http2_connections(s: &TestServer) -> Option<u64> {
+    let metrics = s.get("/metrics", &[]);
+    String::from_utf8_lossy(&metrics.body)
         .lines()
         .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
+        .and_then(|n| n.parse::<u64>().ok())
 }

@@ -39,6 +39,16 @@ fn playlist(s: &TestServer, query: &str) -> String {
     String::from_utf8(r.body).unwrap()
 }
 
+/// The newest complete segment a playlist lists.
+fn newest_segment(p: &str) -> u64 {
+    p.lines()
+        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no complete segment in {p}"))
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap()
+}
+
 /// The part the playlist hints at: (msn, part).
 fn hint(p: &str) -> (u64, u64) {
     let line = p
@@ -66,13 +76,7 @@ fn a_segment_is_its_parts_joined_and_decodes_after_the_init_segment() {
     let s = &shared.server;
     let p = playlist(s, "");
     // The newest complete segment, and its parts (listed for the last segments).
-    let msn: u64 = p
-        .lines()
-        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
-        .unwrap()
-        .trim_end_matches(".m4s")
-        .parse()
-        .unwrap();
+    let msn = newest_segment(&p);
     let whole = s.get(&format!("/live/ll/{msn}.m4s"), &[]);
     assert_eq!(whole.status, 200);
     assert_eq!(whole.header("content-type"), Some("video/mp4"));
@@ -126,13 +130,7 @@ fn a_blocking_reload_too_far_ahead_is_refused_at_once() {
     // it may be waited for, three beyond is refused at once.
     let (msn, part) = hint(&playlist(s, ""));
     let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
-    let newest: u64 = p
-        .lines()
-        .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
-        .unwrap()
-        .trim_end_matches(".m4s")
-        .parse()
-        .unwrap();
+    let newest = newest_segment(&p);
     let r = s.get(&format!("/live/ll/ll.m3u8?_HLS_msn={}", newest + 3), &[]);
     assert_eq!(r.status, 400);
     let msg = r.json()["error"].as_str().unwrap().to_string();

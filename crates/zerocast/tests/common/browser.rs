@@ -66,6 +66,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How the tests run Chromium: headless, no sandbox (root in CI), media that plays by itself and
+/// makes no sound, and nothing fetched from outside.
+pub const FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
 /// Headless Chromium on a page, in a fresh profile; closed when dropped.
 pub struct Chromium {
     child: Child,
@@ -82,19 +97,8 @@ impl Chromium {
         super::require("chromium");
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new("chromium")
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ])
+            .args(FLAGS)
+            .arg("--disable-quic")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
             .arg(url)

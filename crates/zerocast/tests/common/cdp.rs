@@ -24,20 +24,8 @@ impl Devtools {
         super::require("chromium");
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new("chromium")
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--remote-debugging-port=0",
-                "--window-size=1280,900",
-            ])
+            .args(super::browser::FLAGS)
+            .args(["--remote-debugging-port=0", "--window-size=1280,900"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
