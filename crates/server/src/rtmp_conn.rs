@@ -189,7 +189,11 @@ pub(crate) async fn connection(
         let live = live.clone();
         async move { follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown).await }
     };
-    live.fanout.run(viewer).await.map_err(ConnError::Io)
+    // Boxed: the caller's future would otherwise keep room for a second copy of the viewer.
+    live.fanout
+        .run(Box::pin(viewer))
+        .await
+        .map_err(ConnError::Io)
 }
 
 /// During setup, acknowledges what the peer sent at once instead of after the kernel's delayed-ACK
@@ -309,7 +313,17 @@ impl Session {
         use crate::auth::hooks::Event as Hook;
         let event = if p.play { Hook::Play } else { Hook::Publish };
         let (server, peer, q) = (&self.server, self.peer, p.query.as_deref());
-        let asked = crate::admit::hook(server, event, &p.name, peer, self.protocol, q).await;
+        // Boxed: the callback's HTTP(S) client future (4.6 KiB) would otherwise stay in every
+        // RTMP player's connection future while it plays.
+        let asked = Box::pin(crate::admit::hook(
+            server,
+            event,
+            &p.name,
+            peer,
+            self.protocol,
+            q,
+        ))
+        .await;
         match asked {
             Ok(()) if p.play => self.play(p.request, &p.name),
             Ok(()) => self.publish(p.request, &p.name),

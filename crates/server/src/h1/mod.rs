@@ -132,8 +132,12 @@ pub(crate) async fn connection(
                         let query = target.split_once('?').map(|(_, q)| q);
                         let protocol = if stream.is_tls() { "https" } else { "http" };
                         let hook = crate::auth::hooks::Event::Play;
-                        let asked =
-                            crate::admit::hook(&state, hook, &name, peer, protocol, query).await;
+                        // Boxed: the callback's HTTP(S) client future would otherwise stay in
+                        // every viewer's future for its whole life (docs/benchmarks.md §10).
+                        let asked = Box::pin(crate::admit::hook(
+                            &state, hook, &name, peer, protocol, query,
+                        ))
+                        .await;
                         if let Err(e) = asked {
                             let resp = with_cors(e.response(), c, origin.as_ref());
                             let mut head = Vec::new();
@@ -148,7 +152,9 @@ pub(crate) async fn connection(
                             live::watch_http(&mut stream, s, l, output, chunked, &cors, shutdown)
                                 .await
                         };
-                        state.live.fanout.run(viewer).await
+                        // Boxed: `run` holds its argument until it spawns it, and this
+                        // future would otherwise keep room for a second copy of the viewer.
+                        state.live.fanout.run(Box::pin(viewer)).await
                     };
                     return Box::pin(w).await;
                 }
