@@ -383,8 +383,13 @@ pub(super) fn append_fragment(
                         bound_samples(count, data_len)?
                     };
                     bound_samples((table.len() + count) as u64, data_len)?;
-                    let mut dts = decode_time
-                        .unwrap_or_else(|| table.dts.last().map_or(0, |d| d + i64::from(dflt_dur)));
+                    // Saturating: a hostile earlier `trun` may have left the clock at i64::MAX.
+                    let mut dts = decode_time.unwrap_or_else(|| {
+                        table
+                            .dts
+                            .last()
+                            .map_or(0, |d| d.saturating_add(i64::from(dflt_dur)))
+                    });
                     for i in 0..count {
                         let dur = if flags & 0x100 != 0 {
                             body.u32()?
