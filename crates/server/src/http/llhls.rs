@@ -156,35 +156,26 @@ pub(super) fn media<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let s = live
-        .get(name)
-        .ok_or_else(|| Error::UnknownStream(name.into()))?;
-    let unknown = || Error::UnknownSegment {
-        stream: s.name.clone(),
-        seq: media.to_string(),
-    };
-    let (msn, part) = parse_media(media).ok_or_else(unknown)?;
-    let data = {
-        let inner = s.read();
-        let ll = &inner.media.as_ref().ok_or_else(unknown)?.llhls;
-        match part {
-            Some(i) => {
-                let p = ll.part(msn, i).filter(|p| p.complete).ok_or_else(unknown)?;
-                p.data.clone()
-            }
+    let (msn, part) = parse_media(media).unwrap_or((u64::MAX, None));
+    serve(
+        live,
+        name,
+        &format!("ll{media}"),
+        policy,
+        req,
+        |ll| match part {
+            Some(i) => Some(ll.part(msn, i).filter(|p| p.complete)?.data.clone()),
             None => {
-                let seg = ll.segment(msn).filter(|s| s.complete).ok_or_else(unknown)?;
-                seg.parts
-                    .iter()
-                    .flat_map(|p| p.data.iter().cloned())
-                    .collect()
+                let seg = ll.segment(msn).filter(|s| s.complete)?;
+                Some(
+                    seg.parts
+                        .iter()
+                        .flat_map(|p| p.data.iter().cloned())
+                        .collect(),
+                )
             }
-        }
-    };
-    let id = format!("ll{media}");
-    let seg = Segment::new(data, s.instance, &id, "video/mp4").ok_or_else(unknown)?;
-    s.stats.segment_requests.fetch_add(1, Relaxed);
-    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+        },
+    )
 }
 
 /// `GET|HEAD /live/{name}/init{version}.mp4`.
@@ -195,21 +186,36 @@ pub(super) fn init<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
+    let v: Option<u64> = version.parse().ok();
+    serve(live, name, &format!("init{version}"), policy, req, |ll| {
+        Some(vec![ll.init_segment(v?)?.clone()])
+    })
+}
+
+/// One LL-HLS file of stream `name` as an entity: `pick` takes its `Bytes` from the stream's
+/// LL-HLS state (`None`: no such file, 404); `id` names it in the ETag and the message.
+fn serve<B>(
+    live: &Live,
+    name: &str,
+    id: &str,
+    policy: &Policy,
+    req: &Request<B>,
+    pick: impl FnOnce(&::live::LlHls) -> Option<Vec<Bytes>>,
+) -> Result<Response<Chunks>, Error> {
     let s = live
         .get(name)
         .ok_or_else(|| Error::UnknownStream(name.into()))?;
     let unknown = || Error::UnknownSegment {
         stream: s.name.clone(),
-        seq: format!("init{version}"),
+        seq: id.to_string(),
     };
-    let v: u64 = version.parse().map_err(|_| unknown())?;
-    let init = {
+    let data = {
         let inner = s.read();
-        let ll = &inner.media.as_ref().ok_or_else(unknown)?.llhls;
-        ll.init_segment(v).cloned().ok_or_else(unknown)?
+        inner.media.as_ref().and_then(|m| pick(&m.llhls))
     };
-    let seg = Segment::new(vec![init], s.instance, &format!("init{v}"), "video/mp4")
-        .ok_or_else(unknown)?;
+    let seg =
+        Segment::new(data.ok_or_else(unknown)?, s.instance, id, "video/mp4").ok_or_else(unknown)?;
+    s.stats.segment_requests.fetch_add(1, Relaxed);
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))
 }
 
