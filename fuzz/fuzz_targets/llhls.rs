@@ -1,13 +1,15 @@
-//! LL-HLS cutting and its requests: a publisher's fragment times, keyframes and configurations
-//! (any order, any clock), interleaved with players' playlist queries. Input: records of
-//! [op, ...]; op 0: an init segment (len, bytes), 1: a fragment (flags, ms as 4 bytes, size as
-//! 2), 2: a query (len, bytes), 3: a reconnect, 4: the end, 5: a shrink (keep). Checks that the
-//! target duration never changes, that a segment is found by its own number, and that what is
-//! kept stays within the window.
+//! LL-HLS cutting and its requests, and the LL-DASH manifest of the same segments: a publisher's
+//! fragment times, keyframes and configurations (any order, any clock), interleaved with
+//! players' playlist queries. Input: records of [op, ...]; op 0: an init segment (len, bytes),
+//! 1: a fragment (flags, ms as 4 bytes, size as 2), 2: a query (len, bytes), 3: a reconnect,
+//! 4: the end, 5: a shrink (keep). Checks that the target duration never changes, that a
+//! segment is found by its own number, that what is kept stays within the window, and that
+//! every Period of the manifest is one timeline without gaps or overlaps.
 #![no_main]
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use live::llhls::{Awaited, LlHls, LlLimits, Query};
+use live::dash::{mpd, Manifest};
+use live::llhls::{Awaited, LlHls, LlLimits, Query, TrackInit};
 use std::time::Duration;
 
 const LIMITS: LlLimits = LlLimits {
@@ -28,14 +30,26 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let Some((&n, tail)) = rest.split_first() else { break };
                 let (init, tail) = tail.split_at(usize::from(n).min(tail.len()));
-                ll.init(Bytes::copy_from_slice(init));
+                let track = |codecs: &str| TrackInit {
+                    init: Bytes::copy_from_slice(init),
+                    codecs: codecs.into(),
+                    shape: (init.len() as u32, 2),
+                };
+                let tracks = [
+                    (n & 1 == 0).then(|| track("avc1.64001f")),
+                    (n & 2 == 0).then(|| track("mp4a.40.2")),
+                ];
+                ll.init_tracks(Bytes::copy_from_slice(init), tracks);
                 rest = tail;
             }
             1 => {
                 let Some((head, tail)) = rest.split_at_checked(7) else { break };
                 let ms = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
                 let size = usize::from(u16::from_be_bytes([head[5], head[6]]) % 2048);
-                ll.fragment(vec![Bytes::from(vec![0; size])], head[0] & 1 == 1, ms, Some(u64::from(ms)));
+                let muxed = Bytes::from(vec![0; size]);
+                let tracks = [vec![muxed.slice(..size / 2)], vec![muxed.slice(size / 2..)]];
+                let wall = (head[0] & 2 == 0).then_some(u64::from(ms));
+                ll.fragment_tracks(vec![muxed], tracks, head[0] & 1 == 1, ms, wall);
                 rest = tail;
             }
             2 => {
@@ -49,8 +63,13 @@ fuzz_target!(|data: &[u8]| {
                     let msn = query.msn.unwrap_or(0);
                     let part = query.part.unwrap_or(0) as usize;
                     let _ = ll.awaited(&Awaited::Part { msn, part, begun: query.skip });
+                    let _ = ll.awaited(&Awaited::Segment { msn, begun: query.skip });
                     let p = ll.playlist(query.skip, Some("sig=x"));
                     assert!(p.starts_with("#EXTM3U\n"));
+                    let m = Manifest { now_ms: 0, carry: Some(&q), clock_url: "/api/time" };
+                    if let Some(m) = mpd(&ll, &m) {
+                        assert_timelines_are_contiguous(&m);
+                    }
                 }
             }
             3 => ll.discontinuity(),
@@ -62,10 +81,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert_eq!(ll.target_duration(), target, "EXT-X-TARGETDURATION changed");
-        // Window + spare + the open one, each within its byte limit (plus a last fragment), and
-        // the init segments they need (at most one per segment, plus one waiting).
-        let bound = (LIMITS.window + LIMITS.spare + 2) * (LIMITS.max_segment_bytes + 2048)
-            + (LIMITS.window + LIMITS.spare + 3) * 256;
+        // Window + spare + the open one, each within its byte limit (plus a last fragment), twice
+        // (muxed and per track), and the init segments they need (at most one per segment, plus
+        // one waiting; muxed and two tracks).
+        let bound = 2 * (LIMITS.window + LIMITS.spare + 2) * (LIMITS.max_segment_bytes + 2048)
+            + 3 * (LIMITS.window + LIMITS.spare + 3) * 256;
         assert!(ll.bytes() <= bound, "{} bytes kept", ll.bytes());
         if let Some(first) = ll.first_msn() {
             for msn in first..=ll.newest_msn() {
@@ -76,3 +96,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Every `<S t d>` of each Period's timelines begins where the one before it ends.
+fn assert_timelines_are_contiguous(m: &str) {
+    for set in m.split("<SegmentTimeline>").skip(1) {
+        let set = set.split("</SegmentTimeline>").next().unwrap_or("");
+        let mut end = None;
+        for s in set.split("<S ").skip(1) {
+            let num = |name: &str| -> u64 {
+                let v = s.split(&format!("{name}=\"")).nth(1).unwrap_or("");
+                v[..v.find('"').unwrap_or(0)].parse().unwrap_or(u64::MAX)
+            };
+            let (t, d) = (num("t"), num("d"));
+            if let Some(e) = end {
+                assert_eq!(t, e, "a gap or overlap in {m}");
+            }
+            end = Some(t + d);
+        }
+    }
+}

@@ -21,6 +21,7 @@
 
 pub mod body;
 pub mod budget;
+pub mod dash;
 pub mod hls;
 pub mod ingest;
 pub mod lifecycle;

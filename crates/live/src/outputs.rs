@@ -18,7 +18,7 @@
 //! The RTMP clock of the stream (the latest timestamp pushed) is kept here too, so that a
 //! publisher that comes back within the grace period continues it instead of starting over.
 
-use crate::llhls::{wallclock, LlHls, LlLimits};
+use crate::llhls::{wallclock, LlHls, LlLimits, TrackInit};
 use crate::ring::{Limits, Ring};
 use bytes::Bytes;
 use media::cmaf::{self, Event, Fragmenter};
@@ -128,6 +128,22 @@ impl MediaOutputs {
         }
     }
 
+    /// Each configured track's own init segment and description (video, audio), for DASH.
+    fn track_inits(&self) -> [Option<TrackInit>; 2] {
+        let (video, audio) = self.fragmenter.tracks();
+        let v = video.map(|v| TrackInit {
+            init: Bytes::from(self.fragmenter.track_init(true).unwrap_or_default()),
+            codecs: v.codecs(),
+            shape: (u32::from(v.width), u32::from(v.height)),
+        });
+        let a = audio.map(|a| TrackInit {
+            init: Bytes::from(self.fragmenter.track_init(false).unwrap_or_default()),
+            codecs: a.codecs(),
+            shape: (a.sample_rate, u32::from(a.channels)),
+        });
+        [v, a]
+    }
+
     /// The fMP4 output of one FLV tag (`tag`: header, body, PreviousTagSize).
     fn push_mp4(&mut self, video: bool, tag: &Bytes, ms: u32, now: Duration, ntp: u64) {
         const HEAD: usize = 11;
@@ -140,13 +156,14 @@ impl MediaOutputs {
         let _ = self
             .fragmenter
             .tag(video, ms, body, sample, &mut self.events);
-        for e in self.events.drain(..) {
+        let mut events = std::mem::take(&mut self.events);
+        for e in events.drain(..) {
             match e {
                 Event::Init(init) => {
                     // Viewers already watching get the new configuration where it changed.
                     let init = Bytes::from(init);
                     self.init = Some(init.clone());
-                    self.llhls.init(init.clone());
+                    self.llhls.init_tracks(init.clone(), self.track_inits());
                     self.mp4.push(init, now);
                 }
                 Event::Fragment {
@@ -154,6 +171,7 @@ impl MediaOutputs {
                     data,
                     keyframe,
                     ms,
+                    tracks,
                 } => {
                     // The producer reference time first: when the frame reached the ingest.
                     let track = if self.fragmenter.has_video() {
@@ -166,7 +184,22 @@ impl MediaOutputs {
                     let prft = Bytes::from(prft);
                     let unit = std::iter::once(prft.clone()).chain(data.iter().cloned());
                     let wall = wallclock::ntp_to_unix_ms(ntp);
-                    self.llhls.fragment(unit.collect(), keyframe, ms, wall);
+                    // Each track alone (DASH): its own head, then its samples (video's is the
+                    // first of `data`).
+                    let video = usize::from(tracks[0].is_some());
+                    let [v, a] = tracks;
+                    let own = |head: Option<Vec<u8>>, samples: &[Bytes]| match head {
+                        Some(h) => std::iter::once(Bytes::from(h))
+                            .chain(samples.iter().cloned())
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let split = [
+                        own(v, data.get(..video).unwrap_or_default()),
+                        own(a, data.get(video..).unwrap_or_default()),
+                    ];
+                    self.llhls
+                        .fragment_tracks(unit.collect(), split, keyframe, ms, wall);
                     // One unit: a viewer gets a fragment's head and samples together or not at
                     // all (a skip never leaves it inside an mdat).
                     let init = if keyframe {
@@ -178,6 +211,7 @@ impl MediaOutputs {
                 }
             }
         }
+        self.events = events;
     }
 }
 

@@ -79,8 +79,7 @@ pub(crate) async fn answer<B>(
                 return boxed(refused);
             }
             // A part still being written: its fragments as they arrive.
-            let follow =
-                streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part));
+            let follow = streamed.and_then(|(name, what)| state.live.follow(name, what));
             if let Some(f) = follow {
                 let mut r = crate::live::llhls::part_response(f, &state.live);
                 let origin = req.headers().get(http::header::ORIGIN);

@@ -60,6 +60,7 @@ fn the_page_plays_a_live_stream_and_shows_its_stats_and_urls() {
         "latency",
         "/live/show.mp4",
         "/live/show/ll.m3u8",
+        "/live/show/manifest.mpd",
         "/live/show/index.m3u8",
         "/live/show.ts",
         "/live/show.flv",

@@ -39,6 +39,9 @@ impl Default for LlLimits {
 #[derive(Debug, Clone)]
 pub struct Part {
     pub data: Vec<Bytes>,
+    /// The same fragments as separate CMAF tracks (video, audio: each fragment's per-track head
+    /// and that track's sample slices), what DASH serves.
+    pub tracks: [Vec<Bytes>; 2],
     pub bytes: usize,
     /// Decode time of its first fragment, ms.
     pub(super) start_ms: u32,
@@ -55,6 +58,8 @@ pub struct LlSegment {
     pub msn: u64,
     pub parts: Vec<Part>,
     pub bytes: usize,
+    /// Bytes of its parts' per-track fragments (DASH; their samples are the muxed ones' slices).
+    pub track_bytes: usize,
     pub(super) start_ms: u32,
     /// Set when it closes.
     pub duration: Duration,
@@ -64,13 +69,55 @@ pub struct LlSegment {
     pub init: u64,
     pub discontinuity: bool,
     pub complete: bool,
+    /// The DASH Period it belongs to.
+    pub period: PeriodStart,
+}
+
+/// Where a DASH Period begins: `at_ms` after the stream's epoch (when its first segment reached
+/// the ingest, the MPD's `availabilityStartTime`), at media time (decode ms) `origin_ms`. A new
+/// one begins at a discontinuity (a publisher came back: at its wall clock, never overlapping the
+/// last) or a new init segment (where the last ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodStart {
+    pub at_ms: u64,
+    pub origin_ms: u32,
 }
 
 impl LlSegment {
+    /// Decode time of its first fragment, ms (the stream's media clock).
+    pub fn start_ms(&self) -> u32 {
+        self.start_ms
+    }
+
+    /// Its start on its Period's timeline: ms of media time, from which the Period's origin is
+    /// subtracted (`presentationTimeOffset`); monotonic within a Period.
+    pub fn period_ms(&self) -> u64 {
+        u64::from(self.period.origin_ms)
+            + u64::from(elapsed_ms(self.period.origin_ms, self.start_ms))
+    }
+
     /// The part being written, if this segment is still open.
     fn open_part(&mut self) -> Option<&mut Part> {
         self.parts.last_mut().filter(|p| !p.complete)
     }
+}
+
+/// One track's own init segment (a CMAF header) and what a DASH manifest says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInit {
+    pub init: Bytes,
+    /// RFC 6381 `codecs`.
+    pub codecs: String,
+    /// Video: width and height; audio: sample rate and channels.
+    pub shape: (u32, u32),
+}
+
+/// An init segment version: the muxed one (HLS, HTTP-fMP4) and each track's own (DASH).
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub version: u64,
+    pub muxed: Bytes,
+    pub tracks: [Option<TrackInit>; 2],
 }
 
 #[derive(Debug)]
@@ -82,7 +129,7 @@ pub struct LlHls {
     pub(super) discontinuity_seq: u64,
     pending_discontinuity: bool,
     /// Init segments by version, as long as a kept segment needs them; the last is current.
-    inits: VecDeque<(u64, Bytes)>,
+    inits: VecDeque<Init>,
     /// The init segment changed since the open segment began.
     init_changed: bool,
     last_ms: Option<u32>,
@@ -97,6 +144,8 @@ pub struct LlHls {
     pub(super) limits: LlLimits,
     /// Bumped by every change (what a rendered playlist is valid for).
     changes: u64,
+    /// When the first segment reached the ingest, Unix ms (DASH's `availabilityStartTime`).
+    pub(crate) epoch_ms: Option<u64>,
     /// Segments cut without a keyframe: they would have outgrown the target duration or
     /// `max_segment_bytes` (a publisher whose keyframes are further apart than the segment
     /// length, or none at all).
@@ -127,6 +176,7 @@ impl LlHls {
             limits,
             cut_short: 0,
             changes: 0,
+            epoch_ms: None,
         }
     }
 
@@ -149,16 +199,28 @@ impl LlHls {
     /// on use it. One that no segment uses yet is replaced, so a publisher that flips its
     /// configuration without sending frames cannot grow the list.
     pub fn init(&mut self, init: Bytes) {
+        self.init_tracks(init, [None, None]);
+    }
+
+    /// [`Self::init`], with each track's own init segment (video, audio) for DASH.
+    pub fn init_tracks(&mut self, muxed: Bytes, tracks: [Option<TrackInit>; 2]) {
         self.changes += 1;
-        if self.inits.back().is_some_and(|(_, b)| *b == init) {
+        if self.inits.back().is_some_and(|i| i.muxed == muxed) {
             return;
         }
         let newest_used = self.segments.back().map(|s| s.init);
         match self.inits.back_mut() {
-            Some((v, b)) if newest_used != Some(*v) => *b = init,
+            Some(i) if newest_used != Some(i.version) => {
+                i.muxed = muxed;
+                i.tracks = tracks;
+            }
             last => {
-                let version = last.map_or(0, |(v, _)| *v + 1);
-                self.inits.push_back((version, init));
+                let version = last.map_or(0, |i| i.version + 1);
+                self.inits.push_back(Init {
+                    version,
+                    muxed,
+                    tracks,
+                });
             }
         }
         self.init_changed = true;
@@ -166,15 +228,34 @@ impl LlHls {
 
     /// The init segment of `version`, while a kept segment needs it.
     pub fn init_segment(&self, version: u64) -> Option<&Bytes> {
-        self.inits
-            .iter()
-            .find(|(v, _)| *v == version)
-            .map(|(_, b)| b)
+        self.init_version(version).map(|i| &i.muxed)
+    }
+
+    /// Init segment `version` with its tracks', while a kept segment needs it.
+    pub fn init_version(&self, version: u64) -> Option<&Init> {
+        self.inits.iter().find(|i| i.version == version)
     }
 
     /// Adds one fragment (its `Bytes`, in order): `keyframe` when a player may start at it,
     /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
     pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
+        self.fragment_tracks(data, [Vec::new(), Vec::new()], keyframe, ms, wall_ms);
+    }
+
+    /// [`Self::fragment`], with the fragment as separate tracks (video, audio) for DASH.
+    pub fn fragment_tracks(
+        &mut self,
+        data: Vec<Bytes>,
+        tracks: [Vec<Bytes>; 2],
+        keyframe: bool,
+        ms: u32,
+        wall_ms: Option<u64>,
+    ) {
+        // An ended stream stays ended (its playlist has EXT-X-ENDLIST; a publisher that comes
+        // back makes a new stream).
+        if self.ended {
+            return;
+        }
         self.changes += 1;
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
             if d > MAX_STEP_MS {
@@ -208,20 +289,24 @@ impl LlHls {
             }
         };
         if start {
-            let Some(&(init, _)) = self.inits.back() else {
+            let Some(init) = self.inits.back().map(|i| i.version) else {
                 return;
             };
             self.close(ms);
+            let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+            let period = self.period_for(ms, wall_ms, discontinuity, init);
             self.segments.push_back(LlSegment {
                 msn: self.next_msn,
                 parts: Vec::new(),
                 bytes: 0,
+                track_bytes: 0,
                 start_ms: ms,
                 duration: Duration::ZERO,
                 wall_ms,
                 init,
-                discontinuity: std::mem::take(&mut self.pending_discontinuity),
+                discontinuity,
                 complete: false,
+                period,
             });
             self.next_msn += 1;
             self.init_changed = false;
@@ -246,6 +331,7 @@ impl LlHls {
             };
             seg.parts.push(Part {
                 data: Vec::new(),
+                tracks: [Vec::new(), Vec::new()],
                 bytes: 0,
                 start_ms: ms,
                 duration: Duration::ZERO,
@@ -254,9 +340,46 @@ impl LlHls {
             });
         }
         seg.bytes += bytes;
+        seg.track_bytes += tracks.iter().flatten().map(Bytes::len).sum::<usize>();
         if let Some(part) = seg.open_part() {
             part.bytes += bytes;
             part.data.extend(data);
+            for (kept, new) in part.tracks.iter_mut().zip(tracks) {
+                kept.extend(new);
+            }
+        }
+    }
+
+    /// The DASH Period of a segment that begins at `ms` (see [`PeriodStart`]).
+    fn period_for(
+        &mut self,
+        ms: u32,
+        wall_ms: Option<u64>,
+        discontinuity: bool,
+        init: u64,
+    ) -> PeriodStart {
+        let epoch = *self.epoch_ms.get_or_insert(wall_ms.unwrap_or(0));
+        let wall = wall_ms.map_or(0, |w| w.saturating_sub(epoch));
+        match self.segments.back() {
+            Some(prev) if !discontinuity && prev.init == init => prev.period,
+            Some(prev) => {
+                let prev_end = prev.period.at_ms
+                    + (prev.period_ms() - u64::from(prev.period.origin_ms))
+                    + u64::try_from(prev.duration.as_millis()).unwrap_or(u64::MAX);
+                let at_ms = if discontinuity {
+                    wall.max(prev_end)
+                } else {
+                    prev_end
+                };
+                PeriodStart {
+                    at_ms,
+                    origin_ms: ms,
+                }
+            }
+            None => PeriodStart {
+                at_ms: wall,
+                origin_ms: ms,
+            },
         }
     }
 
@@ -286,7 +409,7 @@ impl LlHls {
 
     fn drop_unused_inits(&mut self) {
         let oldest = self.segments.front().map(|s| s.init);
-        while self.inits.len() > 1 && oldest.is_some_and(|o| self.inits[0].0 < o) {
+        while self.inits.len() > 1 && oldest.is_some_and(|o| self.inits[0].version < o) {
             self.inits.pop_front();
         }
     }
@@ -326,7 +449,7 @@ impl LlHls {
         while self.segments.len() > keep + open {
             if let Some(old) = self.segments.pop_front() {
                 self.discontinuity_seq += u64::from(old.discontinuity);
-                freed += old.bytes;
+                freed += old.bytes + old.track_bytes;
             }
         }
         self.drop_unused_inits();
@@ -335,8 +458,32 @@ impl LlHls {
 
     /// Bytes referenced by the kept segments (shared with the MP4 ring) and init segments.
     pub fn bytes(&self) -> usize {
-        self.segments.iter().map(|s| s.bytes).sum::<usize>()
-            + self.inits.iter().map(|(_, b)| b.len()).sum::<usize>()
+        self.segments
+            .iter()
+            .map(|s| s.bytes + s.track_bytes)
+            .sum::<usize>()
+            + self
+                .inits
+                .iter()
+                .map(|i| {
+                    i.muxed.len()
+                        + i.tracks
+                            .iter()
+                            .flatten()
+                            .map(|t| t.init.len())
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
+    /// The kept segments, oldest first (the last may be open).
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &LlSegment> + ExactSizeIterator {
+        self.segments.iter()
+    }
+
+    /// When the first segment reached the ingest, Unix ms.
+    pub fn epoch_ms(&self) -> Option<u64> {
+        self.epoch_ms
     }
 
     /// A kept segment, open or complete.

@@ -22,5 +22,5 @@ pub mod wallclock;
 #[cfg(test)]
 mod tests;
 
-pub use cut::{LlHls, LlLimits, LlSegment, Part};
+pub use cut::{Init, LlHls, LlLimits, LlSegment, Part, PeriodStart, TrackInit};
 pub use request::{Awaited, Query, QueryError, Readiness};

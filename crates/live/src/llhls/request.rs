@@ -66,6 +66,9 @@ pub enum Awaited {
     Playlist(Query),
     /// A part: complete, or only begun when the server streams it as it is written.
     Part { msn: u64, part: usize, begun: bool },
+    /// A whole segment (a DASH segment of one track): complete, or only begun when the server
+    /// streams it as it is written.
+    Segment { msn: u64, begun: bool },
 }
 
 /// What to do with a held request now.
@@ -103,6 +106,21 @@ impl LlHls {
                     },
                     None if self.ended => Readiness::Gone,
                     None => self.too_far(msn, Some(part as u64)),
+                }
+            }
+            Awaited::Segment { msn, begun } => {
+                if self.first_msn().is_some_and(|first| msn < first) {
+                    return Readiness::Gone;
+                }
+                match self.segment(msn) {
+                    Some(s) if s.complete || begun => Readiness::Ready,
+                    Some(_) => Readiness::Wait,
+                    None if self.ended => Readiness::Gone,
+                    // Only the next segment to begin is waited for: a player a little early.
+                    None if msn > self.newest_msn().saturating_add(1) => Readiness::TooFar {
+                        newest: self.last_segment().unwrap_or(0),
+                    },
+                    None => Readiness::Wait,
                 }
             }
         }

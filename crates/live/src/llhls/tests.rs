@@ -373,3 +373,17 @@ fn a_part_request_waits_until_the_part_is_complete_or_begun_when_it_can_be_strea
     feed(&mut fresh, 30, 30, 50);
     assert_eq!(fresh.awaited(&first), Readiness::Ready);
 }
+
+#[test]
+fn an_ended_stream_takes_no_more_fragments() {
+    // Found by the llhls fuzz target: a fragment after the end opened a segment at the time the
+    // last one began, and the DASH timeline overlapped itself.
+    let mut l = stream();
+    feed(&mut l, 0, 60, 50);
+    l.end();
+    let newest = l.newest_msn();
+    feed(&mut l, 50, 60, 50);
+    assert_eq!(l.newest_msn(), newest);
+    assert!(l.playlist(false, None).ends_with("#EXT-X-ENDLIST\n"));
+    assert_eq!(l.hint(), None);
+}

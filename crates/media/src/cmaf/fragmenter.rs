@@ -37,6 +37,11 @@ pub enum Event<T> {
         keyframe: bool,
         /// Decode time of its video frame (or first audio frame), ms.
         ms: u32,
+        /// Per track (video, audio): the head of a fragment of that track alone, followed on
+        /// the wire by that track's frames of `data` (video: the first, audio: the others);
+        /// `None` for a track with no frame here. Separate CMAF tracks, as DASH needs them,
+        /// from the same sample bytes.
+        tracks: [Option<Vec<u8>>; 2],
     },
 }
 
@@ -112,6 +117,19 @@ impl<T> Fragmenter<T> {
     /// Whether a video track is configured (fragments' times then refer to it).
     pub fn has_video(&self) -> bool {
         self.video.is_some()
+    }
+
+    /// The configured tracks (video, audio).
+    pub fn tracks(&self) -> (Option<&VideoTrack>, Option<&AudioTrack>) {
+        (self.video.as_ref(), self.audio.as_ref())
+    }
+
+    /// The init segment of one track alone (a CMAF header: video, or audio), if it is configured.
+    pub fn track_init(&self, video: bool) -> Option<Vec<u8>> {
+        match video {
+            true => self.video.as_ref().map(|v| init_segment(Some(v), None)),
+            false => self.audio.as_ref().map(|a| init_segment(None, Some(a))),
+        }
     }
 
     /// The init segment of the tracks configured so far.
@@ -264,6 +282,15 @@ impl<T> Fragmenter<T> {
         }
         self.sequence = self.sequence.wrapping_add(1);
         let head = fragment_head(self.sequence, &runs)?;
+        let mut tracks = [None, None];
+        for run in &runs {
+            let i = usize::from(run.track_id == AUDIO_TRACK);
+            tracks[i] = Some(if runs.len() == 1 {
+                head.clone()
+            } else {
+                fragment_head(self.sequence, std::slice::from_ref(run))?
+            });
+        }
         let (keyframe, ms) = match &video {
             Some((ms, s, _)) => (s.keyframe, *ms),
             None => (self.video.is_none(), queued.first().map_or(0, |p| p.ms)),
@@ -278,6 +305,7 @@ impl<T> Fragmenter<T> {
             data,
             keyframe,
             ms,
+            tracks,
         });
         Ok(())
     }

@@ -51,6 +51,84 @@ pub(crate) fn fmp4_of_clip() -> (Vec<u8>, usize, Vec<u64>) {
     (file, frames, keys)
 }
 
+/// demo/clip.ts through the fragmenter as two CMAF tracks (what DASH serves): per track, its own
+/// init segment then its own fragment of every fragment that has its frames.
+fn track_files_of_clip() -> [Vec<u8>; 2] {
+    let data = clip();
+    let mut tags = Vec::new();
+    FromTs::default().feed(&data, &mut tags);
+    let mut f = Fragmenter::<Vec<u8>>::default();
+    let mut events = Vec::new();
+    let mut files = [Vec::new(), Vec::new()];
+    for t in &tags {
+        let sample = |start: usize| t.body[start..].to_vec();
+        f.tag(t.video, t.ms, &t.body, sample, &mut events).unwrap();
+        for e in events.drain(..) {
+            match e {
+                Event::Init(_) => {
+                    for (i, file) in files.iter_mut().enumerate() {
+                        assert!(file.is_empty(), "one configuration");
+                        file.extend_from_slice(&f.track_init(i == 0).unwrap());
+                    }
+                }
+                Event::Fragment { data, tracks, .. } => {
+                    let video = usize::from(tracks[0].is_some());
+                    let [v, a] = tracks;
+                    if let Some(head) = v {
+                        files[0].extend_from_slice(&head);
+                        files[0].extend_from_slice(&data[0]);
+                    }
+                    if let Some(head) = a {
+                        files[1].extend_from_slice(&head);
+                        data[video..]
+                            .iter()
+                            .for_each(|d| files[1].extend_from_slice(d));
+                    }
+                }
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn each_track_alone_is_a_fragmented_mp4_that_indexes_and_decodes() {
+    let [video, audio] = track_files_of_clip();
+    let (muxed, frames, keys) = fmp4_of_clip();
+    let v = crate::index(&video).unwrap();
+    assert_eq!(v.video.as_ref().map(|t| t.codec.as_str()), Some("h264"));
+    assert!(v.audio.is_none(), "the video track holds no audio");
+    assert_eq!(
+        v.keyframes.len(),
+        keys.len(),
+        "every keyframe of the muxed output"
+    );
+    let a = crate::index(&audio).unwrap();
+    assert_eq!(a.audio.as_ref().map(|t| t.codec.as_str()), Some("aac"));
+    assert!(a.video.is_none());
+    // The same samples, split: the muxed file's sample bytes are in one track or the other.
+    let m = crate::index(&muxed).unwrap();
+    assert!(frames > 0);
+    let dir = std::env::temp_dir().join(format!("zerocast-cmaf-tracks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, file, expect) in [("v.mp4", &video, "h264,"), ("a.mp4", &audio, "aac")] {
+        let path = dir.join(name);
+        std::fs::write(&path, file).unwrap();
+        assert!(
+            streams(&path).starts_with(expect),
+            "{name}: {}",
+            streams(&path)
+        );
+        assert_decodes_without_errors(&path);
+    }
+    let (m, v) = (m.duration.as_secs_f64(), v.duration.as_secs_f64());
+    assert!(
+        (m - v).abs() < 0.1,
+        "the video track plays {v} s, the muxed output {m} s"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_live_ts_stream_becomes_fragments_the_mp4_indexer_reads_back() {
     let (file, frames, keys) = fmp4_of_clip();

@@ -236,8 +236,7 @@ async fn playlist(
         return Waited::Answer(refused);
     }
     // A part still being written: its fragments as they arrive (part.rs).
-    if let Some(f) = streamed.and_then(|(name, msn, part)| state.live.follow_part(name, msn, part))
-    {
+    if let Some(f) = streamed.and_then(|(name, what)| state.live.follow(name, what)) {
         return Waited::Follow(f);
     }
     Waited::Answer(match refused_playlist(state, req, peer, secure).await {

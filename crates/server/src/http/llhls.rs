@@ -13,6 +13,7 @@ use crate::body::Chunks;
 use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::http::Route;
+use crate::live::llhls::Followed;
 use crate::live::{Held, Live};
 use crate::state::State;
 use ::live::llhls::{Awaited, Query};
@@ -29,21 +30,24 @@ pub(crate) fn parse_media(media: &str) -> Option<(u64, Option<usize>)> {
     }
 }
 
-/// A request that may be streamed while its part is written: a GET of a part, without `Range`,
-/// over HTTP/1.1 or later. Its stream, segment and part.
-pub(crate) fn streamable<'a, B>(
-    route: Route<'a>,
-    req: &Request<B>,
-) -> Option<(&'a str, u64, usize)> {
-    let Route::LlMedia(name, media) = route else {
-        return None;
-    };
+/// A request that may be streamed while what it asks for is written: a GET of an LL-HLS part or
+/// a DASH segment, without `Range`, over HTTP/1.1 or later. Its stream, and what it follows.
+pub(crate) fn streamable<'a, B>(route: Route<'a>, req: &Request<B>) -> Option<(&'a str, Followed)> {
     let ranged = req.headers().contains_key(http::header::RANGE);
     if req.method() != http::Method::GET || ranged || req.version() < http::Version::HTTP_11 {
         return None;
     }
-    let (msn, part) = parse_media(media)?;
-    Some((name, msn, part?))
+    match route {
+        Route::LlMedia(name, media) => {
+            let (msn, part) = parse_media(media)?;
+            Some((name, Followed::Part { msn, part: part? }))
+        }
+        Route::DashMedia(name, file) => {
+            let (track, msn) = super::dash::parse_media(file)?;
+            Some((name, Followed::Track { msn, track }))
+        }
+        _ => None,
+    }
 }
 
 /// Holds an LL-HLS playlist request until the playlist has the segment or part it names (or, with
@@ -76,6 +80,18 @@ pub(crate) async fn hold<B>(
             ),
             _ => return Ok(()),
         },
+        // A manifest waits, as a playlist without `_HLS_msn`, for a first segment.
+        Route::DashManifest(name) => (name, Awaited::Playlist(Query::default())),
+        Route::DashMedia(name, file) => match super::dash::parse_media(file) {
+            Some((_, msn)) => (
+                name,
+                Awaited::Segment {
+                    msn,
+                    begun: stream_open,
+                },
+            ),
+            None => return Ok(()),
+        },
         _ => return Ok(()),
     };
     // Checked before the wait, and for a streamed part, which `http::handle` never sees.
@@ -83,10 +99,12 @@ pub(crate) async fn hold<B>(
     crate::admit::viewer_request(state, name, req)?;
     let (asked, blocking) = match awaited {
         Awaited::Playlist(q) => (q.msn.unwrap_or(0), q.is_blocking()),
-        Awaited::Part { msn, .. } => (msn, true),
+        Awaited::Part { msn, .. } | Awaited::Segment { msn, .. } => (msn, true),
     };
     match state.live.hold_ll(name, |ll| ll.awaited(&awaited)).await? {
         Held::Ready => Ok(()),
+        // A DASH segment that is not the next to begin: not there (404).
+        Held::TooFar { .. } if matches!(route, Route::DashMedia(..)) => Ok(()),
         Held::TooFar { newest } => Err(Error::LlTooFar {
             stream: name.into(),
             asked,
@@ -161,6 +179,7 @@ pub(super) fn media<B>(
         live,
         name,
         &format!("ll{media}"),
+        "video/mp4",
         policy,
         req,
         |ll| match part {
@@ -187,17 +206,20 @@ pub(super) fn init<B>(
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
     let v: Option<u64> = version.parse().ok();
-    serve(live, name, &format!("init{version}"), policy, req, |ll| {
+    let id = format!("init{version}");
+    serve(live, name, &id, "video/mp4", policy, req, |ll| {
         Some(vec![ll.init_segment(v?)?.clone()])
     })
 }
 
-/// One LL-HLS file of stream `name` as an entity: `pick` takes its `Bytes` from the stream's
-/// LL-HLS state (`None`: no such file, 404); `id` names it in the ETag and the message.
-fn serve<B>(
+/// One LL-HLS (or DASH) file of stream `name` as an entity: `pick` takes its `Bytes` from the
+/// stream's LL-HLS state (`None`: no such file, 404); `id` names it in the ETag and the message.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn serve<B>(
     live: &Live,
     name: &str,
     id: &str,
+    content_type: &'static str,
     policy: &Policy,
     req: &Request<B>,
     pick: impl FnOnce(&::live::LlHls) -> Option<Vec<Bytes>>,
@@ -213,8 +235,8 @@ fn serve<B>(
         let inner = s.read();
         inner.media.as_ref().and_then(|m| pick(&m.llhls))
     };
-    let seg =
-        Segment::new(data.ok_or_else(unknown)?, s.instance, id, "video/mp4").ok_or_else(unknown)?;
+    let seg = Segment::new(data.ok_or_else(unknown)?, s.instance, id, content_type)
+        .ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))
 }

@@ -25,6 +25,7 @@
 //! then rendered; errors become responses in one place, [`Error::response`].
 
 mod admin;
+mod dash;
 mod hls;
 pub(crate) mod llhls;
 mod page;
@@ -67,6 +68,15 @@ pub enum Route<'a> {
     LlInit(&'a str, &'a str),
     /// `GET /live/{name}/{msn}.m4s` (a segment) or `/{msn}.{part}.m4s` (a part, may be held).
     LlMedia(&'a str, &'a str),
+    /// `GET /live/{name}/manifest.mpd`: LL-DASH (waits for a first segment).
+    DashManifest(&'a str),
+    /// `GET /live/{name}/dash/init-{v|a}{version}.mp4`: a track's init segment.
+    DashInit(&'a str, &'a str),
+    /// `GET /live/{name}/dash/{v|a}{msn}.m4s`: a track's segment (may be held, streamed while it
+    /// is written).
+    DashMedia(&'a str, &'a str),
+    /// `GET /api/time`: the server's clock (DASH `UTCTiming`).
+    Clock,
     Streams,
     StreamInfo(&'a str),
     Metrics,
@@ -103,6 +113,9 @@ impl Route<'_> {
                 | Route::LlPlaylist(_)
                 | Route::LlInit(..)
                 | Route::LlMedia(..)
+                | Route::DashManifest(_)
+                | Route::DashInit(..)
+                | Route::DashMedia(..)
         )
     }
 
@@ -111,7 +124,11 @@ impl Route<'_> {
     pub fn waits(&self) -> bool {
         matches!(
             self,
-            Route::Playlist(_) | Route::LlPlaylist(_) | Route::LlMedia(..)
+            Route::Playlist(_)
+                | Route::LlPlaylist(_)
+                | Route::LlMedia(..)
+                | Route::DashManifest(_)
+                | Route::DashMedia(..)
         )
     }
 }
@@ -148,6 +165,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
         };
     }
     match path {
+        "/api/time" => Some(Route::Clock),
         "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Health),
         "/" => Some(Route::Index),
@@ -171,6 +189,14 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
         }
         Some((name, "index.m3u8")) => Some(Route::Playlist(name)),
         Some((name, "ll.m3u8")) => Some(Route::LlPlaylist(name)),
+        Some((name, "manifest.mpd")) => Some(Route::DashManifest(name)),
+        Some((name, file)) if file.starts_with("dash/") => {
+            let file = &file["dash/".len()..];
+            match file.strip_prefix("init-") {
+                Some(init) => Some(Route::DashInit(name, init.strip_suffix(".mp4")?)),
+                None => Some(Route::DashMedia(name, file.strip_suffix(".m4s")?)),
+            }
+        }
         Some((name, file)) => {
             if let Some(seq) = file.strip_suffix(".ts") {
                 Some(Route::Segment(name, seq))
@@ -186,7 +212,7 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
 
 /// Answers one request/response route. Never fails: errors become responses here. Every answer
 /// (errors and preflights included) carries the CORS headers for the request's `Origin`.
-pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
+pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
     let m = req.method();
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
@@ -208,10 +234,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
                 admin::control(r, state, req)
             }
             Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-            Some(r) if r.is_api() && config.private_api => {
-                admin::authorize(state, req).and_then(|()| answer(r, state, &config, req, None))
-            }
-            Some(r) => answer(r, state, &config, req, carry.as_deref()),
+            Some(r) if r.is_api() && config.private_api => admin::authorize(state, req)
+                .and_then(|()| answer(r, state, &config, req, None, secure)),
+            Some(r) => answer(r, state, &config, req, carry.as_deref(), secure),
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
@@ -280,13 +305,15 @@ fn methods(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Answers a route; `carry`: the signed-link query a playlist passes on to its segment URIs.
+/// Answers a route; `carry`: the signed-link query a playlist passes on to its segment URIs;
+/// `secure`: the request came over TLS (what the manifest's clock URL says).
 fn answer<B>(
     r: Route<'_>,
     state: &State,
     config: &crate::config::Config,
     req: &Request<B>,
     carry: Option<&str>,
+    secure: bool,
 ) -> Result<Response<Chunks>, Error> {
     let library = state.library();
     let (lib, live, conns) = (&*library, &*state.live, &state.conns);
@@ -336,6 +363,25 @@ fn answer<B>(
             crate::admit::viewer_request(state, name, req)?;
             llhls::media(live, name, media, policy, req)
         }
+        Route::DashManifest(name) => {
+            crate::admit::viewer_request(state, name, req)?;
+            let carried = carried_query(state, name, req, carry);
+            dash::manifest(
+                live,
+                name,
+                carried.as_deref(),
+                &dash::clock_url(req, secure),
+            )
+        }
+        Route::DashInit(name, file) => {
+            crate::admit::viewer_request(state, name, req)?;
+            dash::init(live, name, file, policy, req)
+        }
+        Route::DashMedia(name, file) => {
+            crate::admit::viewer_request(state, name, req)?;
+            dash::media(live, name, file, policy, req)
+        }
+        Route::Clock => Ok(dash::clock()),
         Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
         Route::StreamInfo(name) => {
             let s = live

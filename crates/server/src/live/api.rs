@@ -49,6 +49,9 @@ pub struct StreamDoc {
     /// Low-latency HLS (fMP4 parts).
     #[serde(default)]
     pub ll_hls_url: String,
+    /// Low-latency DASH (the same parts, one track per representation).
+    #[serde(default)]
+    pub dash_url: String,
 }
 
 /// Viewers per output.
@@ -115,6 +118,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         flv_url: format!("/live/{}.flv", s.name),
         mp4_url: format!("/live/{}.mp4", s.name),
         ll_hls_url: format!("/live/{}/ll.m3u8", s.name),
+        dash_url: format!("/live/{}/manifest.mpd", s.name),
     }
 }
 

@@ -76,14 +76,48 @@ impl Live {
     }
 }
 
-/// A part that is still being written, followed by a request for it (RFC 8216bis lets a server
-/// hold such a request until the part is complete; zerocast answers at once and sends each
-/// fragment as it arrives, so a player gets a frame as soon as the ingest did).
+/// What a request streamed as it is written asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// An LL-HLS part (both tracks).
+    Part { msn: u64, part: usize },
+    /// A DASH segment of one track (0 video, 1 audio): every part's fragments of that track.
+    Track { msn: u64, track: usize },
+}
+
+impl Followed {
+    /// Its `Bytes` so far, and whether it is complete; `None` if it is not kept.
+    fn pick(self, ll: &LlHls, from: usize) -> Option<(Vec<bytes::Bytes>, bool)> {
+        match self {
+            Followed::Part { msn, part } => {
+                let p = ll.part(msn, part)?;
+                Some((p.data.get(from..).unwrap_or_default().to_vec(), p.complete))
+            }
+            Followed::Track { msn, track } => {
+                let s = ll.segment(msn)?;
+                let all = s.parts.iter().flat_map(|p| p.tracks.get(track)).flatten();
+                Some((all.skip(from).cloned().collect(), s.complete))
+            }
+        }
+    }
+
+    /// It exists and is not complete (a complete one is served as an entity).
+    fn open(self, ll: &LlHls) -> bool {
+        match self {
+            Followed::Part { msn, part } => ll.part(msn, part).is_some_and(|p| !p.complete),
+            Followed::Track { msn, .. } => ll.segment(msn).is_some_and(|s| !s.complete),
+        }
+    }
+}
+
+/// A part (or a DASH segment) that is still being written, followed by a request for it
+/// (RFC 8216bis lets a server hold such a request until the part is complete; zerocast answers
+/// at once and sends each fragment as it arrives, so a player gets a frame as soon as the ingest
+/// did).
 #[derive(Debug)]
 pub struct PartFollow {
     stream: Arc<Stream>,
-    msn: u64,
-    part: usize,
+    what: Followed,
     /// `Bytes` of the part already handed out.
     taken: usize,
     rx: tokio::sync::watch::Receiver<u64>,
@@ -92,21 +126,22 @@ pub struct PartFollow {
 }
 
 impl Live {
-    /// A follower for part `part` of segment `msn` of stream `name`, if that part is begun and not
-    /// complete (a complete one is served as an entity, with ranges and an ETag).
-    pub fn follow_part(&self, name: &str, msn: u64, part: usize) -> Option<PartFollow> {
+    /// A follower for `what` of stream `name`, if it is begun and not complete (a complete one is
+    /// served as an entity, with ranges and an ETag).
+    pub fn follow(&self, name: &str, what: Followed) -> Option<PartFollow> {
         let stream = self.get(name)?;
         let rx = stream.subscribe(Output::Mp4);
         let limit = {
             let inner = stream.read();
             let ll = &inner.media.as_ref()?.llhls;
-            ll.part(msn, part).filter(|p| !p.complete)?;
+            if !what.open(ll) {
+                return None;
+            }
             ll.target_duration() * 3
         };
         Some(PartFollow {
             stream,
-            msn,
-            part,
+            what,
             taken: 0,
             rx,
             limit,
@@ -125,13 +160,11 @@ impl PartFollow {
             self.rx.borrow_and_update();
             let (new, complete) = {
                 let inner = self.stream.read();
-                let part = inner
+                inner
                     .media
                     .as_ref()
-                    .and_then(|m| m.llhls.part(self.msn, self.part))
-                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "the part was dropped"))?;
-                let new = part.data.get(self.taken..).unwrap_or_default().to_vec();
-                (new, part.complete)
+                    .and_then(|m| self.what.pick(&m.llhls, self.taken))
+                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "the part was dropped"))?
             };
             self.taken += new.len();
             if !new.is_empty() {

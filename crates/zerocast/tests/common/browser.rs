@@ -131,3 +131,15 @@ pub fn hls_js() -> String {
         )
     })
 }
+
+/// dash.js (the npm package's minified modern build), which `scripts/test` installs under
+/// `target/npm` when missing.
+pub fn dash_js() -> String {
+    let path = super::repo().join("target/npm/node_modules/dashjs/dist/modern/umd/dash.all.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run the test suite with `scripts/test`, which installs dash.js from npm",
+            path.display()
+        )
+    })
+}

@@ -149,7 +149,8 @@ const cards = new Map();
 function urlList(doc) {
   const base = location.origin;
   const rows = [
-    ['MP4', base + doc.mp4_url], ['LL-HLS', base + doc.ll_hls_url], ['HLS', base + doc.hls_url],
+    ['MP4', base + doc.mp4_url], ['LL-HLS', base + doc.ll_hls_url], ['DASH', base + doc.dash_url],
+    ['HLS', base + doc.hls_url],
     ['TS', base + doc.ts_url], ['FLV', base + doc.flv_url],
   ];
   if (rtmpPort) rows.push(['RTMP', `rtmp://${host}:${rtmpPort}/live/${doc.name}`]);

@@ -1,0 +1,245 @@
+//! The dynamic MPD of a stream's LL-DASH output.
+//!
+//! URIs are relative to the manifest: `dash/init-v{version}.mp4` and `dash/v$Number$.m4s` (video),
+//! `dash/init-a{version}.mp4` and `dash/a$Number$.m4s` (audio); `carry` (a signed link's query) is
+//! appended to each.
+
+use crate::llhls::wallclock::rfc3339_ms;
+use crate::llhls::{LlHls, LlSegment, PeriodStart};
+use std::fmt::Write as _;
+
+/// What a manifest is rendered with, besides the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Manifest<'a> {
+    /// Now, Unix ms (`publishTime`).
+    pub now_ms: u64,
+    /// Appended to every URI as its query (a signed link's credentials).
+    pub carry: Option<&'a str>,
+    /// The absolute URL of the server's clock (`UTCTiming`, ISO 8601 in the body).
+    pub clock_url: &'a str,
+}
+
+/// The two tracks: representation id, content type, MIME type.
+const TRACKS: [(&str, &str, &str); 2] = [("v", "video", "video/mp4"), ("a", "audio", "audio/mp4")];
+
+/// The latency a player aims for, and the bounds it keeps to (`ServiceDescription`), ms.
+const LATENCY_TARGET_MS: u64 = 1500;
+const LATENCY_MIN_MS: u64 = 800;
+const LATENCY_MAX_MS: u64 = 5000;
+
+fn secs(ms: u64) -> String {
+    format!("PT{}.{:03}S", ms / 1000, ms % 1000)
+}
+
+/// The manifest, or `None` before the stream has a segment.
+pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
+    let epoch = ll.epoch_ms()?;
+    let limits = ll.limits();
+    let q = m
+        .carry
+        .map_or(String::new(), |c| xml_attr(&format!("?{c}")));
+    // Listed: the newest `window` complete segments, and the open one.
+    let complete = ll.segments().filter(|s| s.complete).count();
+    let listed: Vec<&LlSegment> = ll
+        .segments()
+        .skip(complete.saturating_sub(limits.window))
+        .collect();
+    let first = listed.first()?;
+    let min_segment = u64::try_from(limits.min_segment.as_millis()).unwrap_or(u64::MAX);
+    let part_ms = u64::try_from(limits.part_target.as_millis()).unwrap_or(u64::MAX);
+    // What a segment not yet complete is listed as lasting: at least as long as any segment is
+    // (the target duration and the half second it may round up from), so that dash.js, which
+    // looks for the next segment at the listed end of the last one, lands in the next one.
+    let expected = ll.target_duration().as_secs().saturating_mul(1000) + 500;
+    let mut durations: Vec<u64> = listed
+        .iter()
+        .map(|s| duration_ms(s, expected, part_ms))
+        .collect();
+    let depth: u64 = durations.iter().sum();
+    // While the stream is live, the segment after the open one is listed too (at the open one's
+    // expected end): a player asks for it as soon as it has the open one, and the request is held
+    // until it begins, instead of waiting for the next manifest to name it.
+    let next = listed
+        .last()
+        .filter(|s| !s.complete && !ll.is_ended())
+        .map(|s| Next {
+            t: s.period_ms() + durations.last().copied().unwrap_or(expected),
+        });
+    if next.is_some() {
+        durations.push(expected);
+    }
+    let mut out = String::with_capacity(1024 + 64 * listed.len());
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" \
+         type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" ",
+        rfc3339_ms(epoch),
+        rfc3339_ms(m.now_ms),
+    );
+    if ll.is_ended() {
+        let last = listed.last().unwrap_or(first);
+        let end = last.period.at_ms
+            + (last.period_ms() - u64::from(last.period.origin_ms))
+            + durations.last().copied().unwrap_or(0);
+        let _ = write!(out, "mediaPresentationDuration=\"{}\" ", secs(end));
+    } else {
+        let _ = write!(out, "minimumUpdatePeriod=\"{}\" ", secs(min_segment));
+    }
+    let _ = writeln!(
+        out,
+        "timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
+        secs(depth.max(min_segment)),
+        secs(ll.target_duration().as_secs().saturating_mul(1000)),
+        secs(part_ms),
+    );
+    let _ = writeln!(
+        out,
+        "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{LATENCY_TARGET_MS}\" \
+         min=\"{LATENCY_MIN_MS}\" max=\"{LATENCY_MAX_MS}\"/>\n    \
+         <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>"
+    );
+    // One Period per run of segments that share their PeriodStart.
+    let mut i = 0;
+    while i < listed.len() {
+        let period = listed[i].period;
+        let n = listed[i..]
+            .iter()
+            .take_while(|s| s.period == period)
+            .count();
+        let run = &listed[i..i + n];
+        // The next segment belongs to the last Period.
+        let upcoming = next.filter(|_| i + n == listed.len());
+        let ds = &durations[i..(i + n + usize::from(upcoming.is_some())).min(durations.len())];
+        period_xml(&mut out, ll, period, run, ds, upcoming, &q, expected);
+        i += n;
+    }
+    let _ = writeln!(
+        out,
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>",
+        xml_attr(m.clock_url)
+    );
+    Some(out)
+}
+
+/// The segment after the open one: its expected start on the Period's timeline.
+#[derive(Debug, Clone, Copy)]
+struct Next {
+    t: u64,
+}
+
+/// How long a listed segment lasts: its duration, or for the open one what it is expected to
+/// (`expected`, or longer when it already is).
+fn duration_ms(s: &LlSegment, expected: u64, part_ms: u64) -> u64 {
+    if s.complete {
+        return u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX);
+    }
+    let played: u64 = s
+        .parts
+        .iter()
+        .filter(|p| p.complete)
+        .map(|p| u64::try_from(p.duration.as_millis()).unwrap_or(0))
+        .sum();
+    (played + part_ms).max(expected)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn period_xml(
+    out: &mut String,
+    ll: &LlHls,
+    period: PeriodStart,
+    run: &[&LlSegment],
+    durations: &[u64],
+    next: Option<Next>,
+    q: &str,
+    expected: u64,
+) {
+    let Some(first) = run.first() else {
+        return;
+    };
+    let Some(init) = ll.init_version(first.init) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  <Period id=\"p{}\" start=\"{}\">",
+        period.at_ms,
+        secs(period.at_ms)
+    );
+    for (t, track) in init.tracks.iter().enumerate() {
+        let Some(track) = track else {
+            continue;
+        };
+        let (id, content, mime) = TRACKS[t];
+        let _ = writeln!(
+            out,
+            "    <AdaptationSet id=\"{t}\" contentType=\"{content}\" mimeType=\"{mime}\" \
+             segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
+             <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{}\" startNumber=\"{}\" \
+             initialization=\"dash/init-{id}{}.mp4{q}\" media=\"dash/{id}$Number$.m4s{q}\" \
+             availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\">\n        \
+             <SegmentTimeline>",
+            period.origin_ms,
+            first.msn,
+            first.init,
+            // A segment is available from half a second before it begins: the request is held
+            // until then, and streamed as it is written.
+            (expected + 500) as f64 / 1000.0,
+        );
+        let starts = run.iter().map(|s| s.period_ms()).chain(next.map(|n| n.t));
+        for (t, d) in starts.zip(durations) {
+            let _ = writeln!(out, "          <S t=\"{t}\" d=\"{d}\"/>");
+        }
+        let _ = write!(
+            out,
+            "        </SegmentTimeline>\n      </SegmentTemplate>\n      \
+             <Representation id=\"{id}\" codecs=\"{}\" bandwidth=\"{}\"",
+            xml_attr(&track.codecs),
+            bandwidth(run, t),
+        );
+        let (a, b) = track.shape;
+        if t == 0 {
+            let _ = writeln!(out, " width=\"{a}\" height=\"{b}\"/>");
+        } else {
+            let _ = writeln!(
+                out,
+                " audioSamplingRate=\"{a}\">\n        <AudioChannelConfiguration \
+                 schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" \
+                 value=\"{b}\"/>\n      </Representation>"
+            );
+        }
+        out.push_str("    </AdaptationSet>\n");
+    }
+    out.push_str("  </Period>\n");
+}
+
+/// Bits per second of track `t` over the complete segments of `run` (1 Mbit/s before one is).
+fn bandwidth(run: &[&LlSegment], t: usize) -> u64 {
+    let (bytes, ms) = run
+        .iter()
+        .filter(|s| s.complete)
+        .fold((0u64, 0u64), |(b, ms), s| {
+            let track: usize = s
+                .parts
+                .iter()
+                .flat_map(|p| &p.tracks[t])
+                .map(|b| b.len())
+                .sum();
+            (
+                b + track as u64,
+                ms + u64::try_from(s.duration.as_millis()).unwrap_or(0),
+            )
+        });
+    match ms {
+        0 => 1_000_000,
+        _ => (bytes * 8 * 1000 / ms).max(1),
+    }
+}
+
+/// `s` as an XML attribute value (between double quotes).
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}

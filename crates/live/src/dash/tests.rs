@@ -1,0 +1,238 @@
+use super::*;
+use crate::llhls::request::{Awaited, Readiness};
+use crate::llhls::{LlHls, LlLimits, TrackInit};
+use bytes::Bytes;
+use std::time::Duration;
+
+fn limits() -> LlLimits {
+    LlLimits {
+        part_target: Duration::from_millis(333),
+        min_segment: Duration::from_secs(2),
+        window: 4,
+        spare: 1,
+        max_segment_bytes: 1 << 20,
+    }
+}
+
+/// Wall clock of media time 0: 2026-11-26 00:00:00 UTC.
+const WALL0: u64 = 1_795_651_200_000;
+
+fn tracks() -> [Option<TrackInit>; 2] {
+    [
+        Some(TrackInit {
+            init: Bytes::from_static(b"video init"),
+            codecs: "avc1.64001f".into(),
+            shape: (1280, 720),
+        }),
+        Some(TrackInit {
+            init: Bytes::from_static(b"audio init"),
+            codecs: "mp4a.40.2".into(),
+            shape: (48_000, 2),
+        }),
+    ]
+}
+
+/// 25 fps frames `from..from+frames` (a keyframe every 50) at media time `n * 40 + shift` ms,
+/// received at `WALL0 + n * 40 + late` ms: each fragment a 100-byte video and a 10-byte audio
+/// track.
+fn feed(l: &mut LlHls, from: u32, frames: u32, shift: u32, late: u64) {
+    for n in from..from + frames {
+        let ms = n * 40 + shift;
+        let v = vec![Bytes::from_static(b"vhead"), Bytes::from(vec![1; 100])];
+        let a = vec![Bytes::from_static(b"ahead"), Bytes::from(vec![2; 10])];
+        let muxed = vec![Bytes::from(vec![0; 120])];
+        l.fragment_tracks(
+            muxed,
+            [v, a],
+            n % 50 == 0,
+            ms,
+            Some(WALL0 + u64::from(n * 40) + late),
+        );
+    }
+}
+
+fn stream() -> LlHls {
+    let mut l = LlHls::new(limits());
+    l.init_tracks(Bytes::from_static(b"muxed init"), tracks());
+    l
+}
+
+fn render(l: &LlHls) -> String {
+    mpd(
+        l,
+        &Manifest {
+            now_ms: WALL0 + 60_000,
+            carry: None,
+            clock_url: "http://127.0.0.1:8080/api/time",
+        },
+    )
+    .unwrap()
+}
+
+/// The `(t, d)` of every `<S>` of the first AdaptationSet of each Period.
+fn timelines(mpd: &str) -> Vec<Vec<(u64, u64)>> {
+    mpd.split("<Period ")
+        .skip(1)
+        .map(|p| {
+            let set = p.split("</AdaptationSet>").next().unwrap();
+            set.split("<S ")
+                .skip(1)
+                .map(|s| (attr(s, "t").parse().unwrap(), attr(s, "d").parse().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+fn attr<'a>(s: &'a str, name: &str) -> &'a str {
+    let at = s.find(&format!(" {name}=\"")).map(|i| i + name.len() + 3);
+    let at = at.or_else(|| {
+        s.strip_prefix(&format!("{name}=\""))
+            .map(|_| name.len() + 2)
+    });
+    let rest = &s[at.unwrap_or_else(|| panic!("no {name} in {s}"))..];
+    &rest[..rest.find('"').unwrap()]
+}
+
+#[test]
+fn the_manifest_lists_the_window_and_the_segment_being_written() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 6 + 10, 0, 0);
+    let m = render(&l);
+    assert!(m.contains("type=\"dynamic\""));
+    assert!(
+        m.contains("availabilityStartTime=\"2026-11-26T00:00:00.000Z\""),
+        "{m}"
+    );
+    assert!(m.contains("minimumUpdatePeriod=\"PT2.000S\""));
+    // Segments 0..=5 are complete, 6 is open: the window's four complete ones, the open one
+    // (listed as lasting as long as any segment may: the 2 s target and half a second), and the
+    // one after it.
+    let t = timelines(&m);
+    assert_eq!(t.len(), 1, "one Period");
+    assert_eq!(
+        t[0],
+        [
+            (4000, 2000),
+            (6000, 2000),
+            (8000, 2000),
+            (10000, 2000),
+            (12000, 2500),
+            (14500, 2500)
+        ]
+    );
+    // Available from half a second before it begins.
+    assert!(m.contains("availabilityTimeOffset=\"3\""), "{m}");
+    assert!(m.contains("startNumber=\"2\""), "{m}");
+    assert!(m.contains("presentationTimeOffset=\"0\""));
+    assert!(m.contains("media=\"dash/v$Number$.m4s\""));
+    assert!(m.contains("initialization=\"dash/init-a0.mp4\""));
+    assert!(m.contains("codecs=\"avc1.64001f\""));
+    assert!(m.contains("width=\"1280\" height=\"720\""));
+    assert!(m.contains("audioSamplingRate=\"48000\""));
+    assert!(m.contains("availabilityTimeComplete=\"false\""));
+    // 105 video bytes a frame, 25 a second.
+    assert!(m.contains("bandwidth=\"21000\""), "{m}");
+    assert!(m.contains("value=\"http://127.0.0.1:8080/api/time\""));
+}
+
+#[test]
+fn a_publisher_that_comes_back_begins_a_new_period_at_its_wall_clock() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 3, 0, 0);
+    l.discontinuity();
+    // Back 5 s later (wall clock); its media clock continues where the stream's stopped.
+    feed(&mut l, 150, 50 * 2 + 5, 0, 5000);
+    let m = render(&l);
+    let t = timelines(&m);
+    assert_eq!(t.len(), 2, "{m}");
+    assert_eq!(t[0].last(), Some(&(4000, 2000)));
+    assert_eq!(t[1][0], (6000, 2000));
+    // The second Period starts when its first segment reached the ingest: 11 s after the first.
+    assert!(
+        m.contains("<Period id=\"p11000\" start=\"PT11.000S\">"),
+        "{m}"
+    );
+    assert!(m.contains("presentationTimeOffset=\"6000\""));
+}
+
+#[test]
+fn a_new_init_segment_begins_a_period_where_the_last_one_ends() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 2, 0, 0);
+    let mut other = tracks();
+    other[0].as_mut().unwrap().shape = (640, 360);
+    l.init_tracks(Bytes::from_static(b"muxed init 2"), other);
+    feed(&mut l, 100, 60, 0, 0);
+    let m = render(&l);
+    assert!(
+        m.contains("<Period id=\"p4000\" start=\"PT4.000S\">"),
+        "{m}"
+    );
+    assert!(m.contains("initialization=\"dash/init-v1.mp4\""));
+    assert!(m.contains("width=\"640\""));
+}
+
+#[test]
+fn an_ended_stream_has_a_duration_and_is_no_longer_updated() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 2 + 25, 0, 0);
+    l.end();
+    let m = render(&l);
+    assert!(!m.contains("minimumUpdatePeriod"));
+    // Segments of 2 s, 2 s and 1 s.
+    assert!(m.contains("mediaPresentationDuration=\"PT5.000S\""), "{m}");
+    assert_eq!(timelines(&m)[0].last(), Some(&(4000, 1000)));
+}
+
+#[test]
+fn a_signed_query_is_carried_to_every_uri_escaped() {
+    let mut l = stream();
+    feed(&mut l, 0, 60, 0, 0);
+    let m = mpd(
+        &l,
+        &Manifest {
+            now_ms: WALL0,
+            carry: Some("expires=9&sig=a\"b"),
+            clock_url: "/api/time",
+        },
+    )
+    .unwrap();
+    assert!(
+        m.contains("media=\"dash/a$Number$.m4s?expires=9&amp;sig=a&quot;b\""),
+        "{m}"
+    );
+    assert!(m.contains("initialization=\"dash/init-v0.mp4?expires=9&amp;sig=a&quot;b\""));
+}
+
+#[test]
+fn nothing_is_rendered_before_the_first_segment() {
+    let l = stream();
+    assert!(mpd(
+        &l,
+        &Manifest {
+            now_ms: 0,
+            carry: None,
+            clock_url: "/"
+        }
+    )
+    .is_none());
+}
+
+#[test]
+fn a_segment_request_waits_only_for_the_next_segment_to_begin() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 2 + 5, 0, 0);
+    // 0 and 1 complete, 2 open.
+    let ask = |l: &LlHls, msn, begun| l.awaited(&Awaited::Segment { msn, begun });
+    assert_eq!(ask(&l, 1, false), Readiness::Ready);
+    assert_eq!(
+        ask(&l, 2, true),
+        Readiness::Ready,
+        "streamed as it is written"
+    );
+    assert_eq!(ask(&l, 2, false), Readiness::Wait, "or held until complete");
+    assert_eq!(ask(&l, 3, true), Readiness::Wait, "the next to begin");
+    assert_eq!(ask(&l, 4, true), Readiness::TooFar { newest: 1 });
+    feed(&mut l, 105, 50 * 5, 0, 0);
+    assert_eq!(ask(&l, 0, true), Readiness::Gone, "slid out");
+}

@@ -1,0 +1,187 @@
+//! LL-DASH over HTTP: the manifest (rendered by `live::dash` from the stream's LL-HLS segments),
+//! each track's init segment and segments as entities (immutable, strong ETag, ranges), and the
+//! server's clock that the manifest's `UTCTiming` names. A segment still being written is
+//! streamed as it grows (`live::llhls::PartFollow`, on HTTP/1.1 in h1/part.rs, on HTTP/2 in
+//! `live::llhls::part_response`); a request for the next segment waits until it begins
+//! (`llhls::hold`).
+
+use super::llhls::serve;
+use super::text;
+use crate::body::Chunks;
+use crate::entity::Policy;
+use crate::error::Error;
+use crate::live::Live;
+use ::live::llhls::wallclock::rfc3339_ms;
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Request, Response, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A track's letter in DASH URIs (`v`, `a`) to its index (0 video, 1 audio), and the rest.
+fn track(file: &str) -> Option<(usize, &str)> {
+    match file.split_at_checked(1)? {
+        ("v", rest) => Some((0, rest)),
+        ("a", rest) => Some((1, rest)),
+        _ => None,
+    }
+}
+
+/// `v12` (video segment 12) or `a3`: the track and the segment's number.
+pub(crate) fn parse_media(file: &str) -> Option<(usize, u64)> {
+    let (t, n) = track(file)?;
+    // Digits only (`parse` would take a sign).
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((t, n.parse().ok()?))
+}
+
+const CONTENT_TYPES: [&str; 2] = ["video/mp4", "audio/mp4"];
+
+/// The absolute URL of `/api/time` as the client reached this server (the manifest is read
+/// from another origin by players on other pages).
+pub(super) fn clock_url<B>(req: &Request<B>, secure: bool) -> String {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    match host.filter(|h| !h.contains(['"', '<', '>', '/', ' '])) {
+        Some(h) => format!("{}://{h}/api/time", if secure { "https" } else { "http" }),
+        None => "/api/time".into(),
+    }
+}
+
+/// `GET /live/{name}/manifest.mpd`, once `llhls::hold` let it through.
+pub(super) fn manifest(
+    live: &Live,
+    name: &str,
+    carry: Option<&str>,
+    clock_url: &str,
+) -> Result<Response<Chunks>, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    s.stats.playlist_requests.fetch_add(1, Relaxed);
+    let body = {
+        let inner = s.read();
+        let ll = &inner
+            .media
+            .as_ref()
+            .ok_or_else(|| Error::NoFlvOutput(name.into()))?
+            .llhls;
+        ::live::dash::mpd(
+            ll,
+            &::live::dash::Manifest {
+                now_ms: now_ms(),
+                carry,
+                clock_url,
+            },
+        )
+    };
+    // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
+    let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
+    let mut r = text(StatusCode::OK, "application/dash+xml", Bytes::from(body));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+/// `GET|HEAD /live/{name}/dash/init-{v|a}{version}.mp4`.
+pub(super) fn init<B>(
+    live: &Live,
+    name: &str,
+    file: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let parsed = track(file).and_then(|(t, v)| Some((t, v.parse::<u64>().ok()?)));
+    let t = parsed.map_or(0, |(t, _)| t);
+    let id = format!("dash-init-{file}");
+    serve(live, name, &id, CONTENT_TYPES[t], policy, req, |ll| {
+        let (t, version) = parsed?;
+        let init = ll.init_version(version)?.tracks[t].as_ref()?;
+        Some(vec![init.init.clone()])
+    })
+}
+
+/// `GET|HEAD /live/{name}/dash/{v|a}{msn}.m4s`: a complete segment of one track (one being
+/// written is streamed before `http::handle`, see the module's doc).
+pub(super) fn media<B>(
+    live: &Live,
+    name: &str,
+    file: &str,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let parsed = parse_media(file);
+    let t = parsed.map_or(0, |(t, _)| t);
+    let id = format!("dash-{file}");
+    serve(live, name, &id, CONTENT_TYPES[t], policy, req, |ll| {
+        let (t, msn) = parsed?;
+        let seg = ll.segment(msn).filter(|s| s.complete)?;
+        Some(
+            seg.parts
+                .iter()
+                .flat_map(|p| p.tracks[t].iter().cloned())
+                .collect(),
+        )
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `GET /api/time`: the server's clock in ISO 8601 with milliseconds (DASH's
+/// `urn:mpeg:dash:utc:http-iso:2014`), never cached.
+pub(super) fn clock() -> Response<Chunks> {
+    let mut r = text(StatusCode::OK, "text/plain", rfc3339_ms(now_ms()));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_uris_name_a_track_and_a_segment() {
+        assert_eq!(parse_media("v12"), Some((0, 12)));
+        assert_eq!(parse_media("a0"), Some((1, 0)));
+        for bad in [
+            "x1",
+            "v",
+            "v+1",
+            "v-1",
+            "a1.2",
+            "",
+            "v99999999999999999999999",
+        ] {
+            assert_eq!(parse_media(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_clock_url_is_where_the_client_reached_the_server() {
+        let req = Request::get("/live/a/manifest.mpd")
+            .header("host", "cdn.example:8443")
+            .body(())
+            .unwrap();
+        assert_eq!(clock_url(&req, true), "https://cdn.example:8443/api/time");
+        let h2 = Request::get("http://127.0.0.1:8080/live/a/manifest.mpd")
+            .body(())
+            .unwrap();
+        assert_eq!(clock_url(&h2, false), "http://127.0.0.1:8080/api/time");
+        let odd = Request::get("/").header("host", "a\"b").body(()).unwrap();
+        assert_eq!(clock_url(&odd, false), "/api/time");
+    }
+}
