@@ -187,6 +187,39 @@ pub fn h264_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
     ))
 }
 
+/// An HEVCDecoderConfigurationRecord (`hvcC`, ISO/IEC 14496-15 §8.3.3.1) for one VPS, SPS and
+/// PPS (NAL units with their two-byte headers), with 4-byte NAL unit lengths: the profile, tier
+/// and level fields copied from the SPS's `profile_tier_level`, 4:2:0 8-bit assumed for the
+/// informative fields (decoders read the parameter sets themselves). `None` for an SPS too short
+/// to hold a profile_tier_level, or a parameter set longer than 64 KiB.
+pub fn hevc_config(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
+    let body = rbsp(sps.get(2..)?);
+    // sps_video_parameter_set_id, max_sub_layers_minus1, temporal_id_nesting: one byte; then the
+    // general profile_tier_level: 12 bytes.
+    let ptl = body.get(1..13)?;
+    let mut c = Vec::with_capacity(32 + vps.len() + sps.len() + pps.len());
+    c.push(1); // configurationVersion
+    c.extend_from_slice(ptl);
+    c.extend_from_slice(&[
+        0xf0, 0x00, // min_spatial_segmentation_idc: 0
+        0xfc, // parallelismType: unknown
+        0xfd, // chroma_format_idc: 4:2:0
+        0xf8, // bit_depth_luma_minus8: 0
+        0xf8, // bit_depth_chroma_minus8: 0
+        0x00, 0x00, // avgFrameRate: unknown
+        0x0f, // one temporal layer, nested, 4-byte lengths
+        3,    // numOfArrays
+    ]);
+    for (kind, unit) in [(32u8, vps), (33, sps), (34, pps)] {
+        let len = u16::try_from(unit.len()).ok()?;
+        c.push(0x80 | kind); // array_completeness, NAL unit type
+        c.extend_from_slice(&1u16.to_be_bytes());
+        c.extend_from_slice(&len.to_be_bytes());
+        c.extend_from_slice(unit);
+    }
+    Some(c)
+}
+
 /// Picture width and height from an H.265 sequence parameter set (NAL unit including its
 /// two-byte header), after the conformance window (ITU-T H.265 §7.3.2.2).
 pub fn h265_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {

@@ -331,6 +331,7 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
 }
 
 pub mod mux;
+pub mod opus;
 mod restamp;
 mod splitter;
 

@@ -53,7 +53,7 @@ pub enum Error {
     #[error("no live stream '{}'", Clip(.0))]
     UnknownStream(String),
     #[error(
-        "no live stream '{}' with H.264 video (FLV, RTMP and MP4 carry H.264 only from TS sources)",
+        "no live stream '{}' with H.264 or H.265 video (FLV, RTMP and MP4 carry only those from TS sources)",
         Clip(.0)
     )]
     NoFlvOutput(String),

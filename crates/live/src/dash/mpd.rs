@@ -23,9 +23,9 @@ pub struct Manifest<'a> {
 const TRACKS: [(&str, &str, &str); 2] = [("v", "video", "video/mp4"), ("a", "audio", "audio/mp4")];
 
 /// The latency a player aims for, and the bounds it keeps to (`ServiceDescription`), ms.
-const LATENCY_TARGET_MS: u64 = 1500;
-const LATENCY_MIN_MS: u64 = 800;
-const LATENCY_MAX_MS: u64 = 5000;
+const LATENCY_TARGET_MS: u64 = 1000;
+const LATENCY_MIN_MS: u64 = 500;
+const LATENCY_MAX_MS: u64 = 3000;
 
 fn secs(ms: u64) -> String {
     format!("PT{}.{:03}S", ms / 1000, ms % 1000)
@@ -91,7 +91,7 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
         out,
         "timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
         secs(depth.max(min_segment)),
-        secs(ll.target_duration().as_secs().saturating_mul(1000)),
+        secs(expected),
         secs(part_ms),
     );
     let _ = writeln!(

@@ -26,7 +26,7 @@ pub struct LlLimits {
 impl Default for LlLimits {
     fn default() -> Self {
         LlLimits {
-            part_target: Duration::from_millis(333),
+            part_target: Duration::from_millis(250),
             min_segment: Duration::from_secs(2),
             window: 12,
             spare: 3,

@@ -5,12 +5,14 @@
 //! comes out one frame late; an audio PES with a length ends when complete). H.264 Annex B
 //! becomes length-prefixed NAL units with an AVCDecoderConfigurationRecord built from the
 //! stream's SPS and PPS; AAC ADTS frames become raw frames with an AudioSpecificConfig from the
-//! ADTS header. Times are milliseconds from the first DTS (33-bit wrap unwrapped). H.265 and
-//! other codecs are skipped (counted): FLV output of TS sources is H.264 + AAC.
+//! ADTS header. H.265 and Opus become enhanced-RTMP tags (FourCC `hvc1`, with an `hvcC` built
+//! from the VPS, SPS and PPS; FourCC `Opus`, with an `OpusHead`, each packet out of its TS
+//! control header). Times are milliseconds from the first DTS (33-bit wrap unwrapped). Other
+//! codecs are skipped (counted).
 
 use crate::nal;
 use crate::time::{Ts90k, Unwrapper};
-use crate::ts::{header, pat_pmt_pid, pes_header, pmt_streams, PACKET};
+use crate::ts::{header, opus, pat_pmt_pid, pes_header, pmt_streams, PACKET};
 
 /// One FLV tag body to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +52,19 @@ pub struct FromTs {
     pmt_pid: Option<u16>,
     video_pid: Option<u16>,
     audio_pid: Option<u16>,
+    /// The video is H.265 (else H.264); the audio Opus (else AAC).
+    hevc: bool,
+    opus: bool,
     video: Pes,
     audio: Pes,
+    vps: Option<Vec<u8>>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
-    avc_sent: Option<(Vec<u8>, Vec<u8>)>,
+    /// The video decoder configuration record last sent (avcC or hvcC).
+    config_sent: Option<Vec<u8>>,
     asc_sent: Option<[u8; 2]>,
+    /// Opus channels of the OpusHead last sent.
+    opus_sent: Option<u8>,
     clock: Unwrapper,
     first: Option<i64>,
     /// Frames skipped (codec not carried, or before the decoder configuration).
@@ -75,9 +84,15 @@ impl FromTs {
                 self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
             } else if Some(h.pid) == self.pmt_pid && h.pusi {
                 for s in pmt_streams(payload) {
-                    match s.stream_type {
-                        0x1b if self.video_pid.is_none() => self.video_pid = Some(s.pid),
-                        0x0f if self.audio_pid.is_none() => self.audio_pid = Some(s.pid),
+                    match (s.stream_type, s.registration.as_ref()) {
+                        (0x1b | 0x24, _) if self.video_pid.is_none() => {
+                            self.video_pid = Some(s.pid);
+                            self.hevc = s.stream_type == 0x24;
+                        }
+                        (0x0f, _) | (0x06, Some(b"Opus")) if self.audio_pid.is_none() => {
+                            self.audio_pid = Some(s.pid);
+                            self.opus = s.stream_type == 0x06;
+                        }
                         _ => {}
                     }
                 }
@@ -145,54 +160,94 @@ impl FromTs {
         let cts = ((pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1)) / 90).min(0x7f_ffff) as u32;
         if video {
             self.video_frame(&pes.data, ms, cts, out);
+        } else if self.opus {
+            self.opus_packets(&pes.data, ms, out);
         } else {
             self.audio_frames(&pes.data, ms, out);
         }
     }
 
+    /// The video decoder configuration record of the parameter sets seen, and the tag that
+    /// carries it.
+    fn video_config(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (sps, pps) = (self.sps.as_ref()?, self.pps.as_ref()?);
+        if self.hevc {
+            let record = nal::hevc_config(self.vps.as_ref()?, sps, pps)?;
+            // Enhanced RTMP: IsExHeader, keyframe, packet type 0 (sequence start), FourCC.
+            let mut tag = vec![0x90, b'h', b'v', b'c', b'1'];
+            tag.extend_from_slice(&record);
+            return Some((record, tag));
+        }
+        if sps.len() < 4 {
+            return None;
+        }
+        let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+        c.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
+        c.extend_from_slice(sps);
+        c.push(1);
+        c.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
+        c.extend_from_slice(pps);
+        let mut tag = vec![0x17, 0, 0, 0, 0];
+        tag.extend_from_slice(&c);
+        Some((c, tag))
+    }
+
     fn video_frame(&mut self, data: &[u8], ms: u32, cts: u32, out: &mut Vec<Tag>) {
         let mut key = false;
-        let mut body = vec![0, 1, (cts >> 16) as u8, (cts >> 8) as u8, cts as u8];
+        let cts = [(cts >> 16) as u8, (cts >> 8) as u8, cts as u8];
+        // Legacy AVC: frame type and codec, packet type 1, composition time. Enhanced HEVC:
+        // IsExHeader, frame type, packet type 1 (coded frames), FourCC, composition time.
+        let mut body = match self.hevc {
+            false => vec![0, 1, cts[0], cts[1], cts[2]],
+            true => vec![0, b'h', b'v', b'c', b'1', cts[0], cts[1], cts[2]],
+        };
+        let head = body.len();
         for unit in nal::annex_b(data) {
             let Some(&b) = unit.first() else { continue };
-            match b & 0x1f {
-                7 => self.sps = Some(unit.to_vec()),
-                8 => self.pps = Some(unit.to_vec()),
-                9 => {} // access unit delimiter: not carried in FLV
-                t => {
-                    key |= t == 5;
-                    body.extend_from_slice(&(unit.len() as u32).to_be_bytes());
-                    body.extend_from_slice(unit);
-                }
+            let (param, skip, irap) = match self.hevc {
+                false => match b & 0x1f {
+                    7 => (Some(&mut self.sps), false, false),
+                    8 => (Some(&mut self.pps), false, false),
+                    // An access unit delimiter is not carried in FLV.
+                    t => (None, t == 9, t == 5),
+                },
+                true => match (b >> 1) & 0x3f {
+                    32 => (Some(&mut self.vps), false, false),
+                    33 => (Some(&mut self.sps), false, false),
+                    34 => (Some(&mut self.pps), false, false),
+                    t => (None, t == 35, (16..=21).contains(&t)),
+                },
+            };
+            if let Some(slot) = param {
+                *slot = Some(unit.to_vec());
+            } else if !skip {
+                key |= irap;
+                body.extend_from_slice(&(unit.len() as u32).to_be_bytes());
+                body.extend_from_slice(unit);
             }
         }
-        if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-            let fresh = self
-                .avc_sent
-                .as_ref()
-                .is_none_or(|(s, p)| s != sps || p != pps);
-            if fresh && sps.len() >= 4 {
-                let mut c = vec![0x17, 0, 0, 0, 0, 1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-                c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-                c.extend_from_slice(sps);
-                c.push(1);
-                c.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-                c.extend_from_slice(pps);
+        if let Some((record, tag)) = self.video_config() {
+            if self.config_sent.as_ref() != Some(&record) {
                 out.push(Tag {
                     video: true,
                     sequence: true,
                     keyframe: false,
                     ms,
-                    body: c,
+                    body: tag,
                 });
-                self.avc_sent = Some((sps.clone(), pps.clone()));
+                self.config_sent = Some(record);
             }
         }
-        if self.avc_sent.is_none() || body.len() == 5 {
+        if self.config_sent.is_none() || body.len() == head {
             self.skipped += 1;
             return;
         }
-        body[0] = if key { 0x17 } else { 0x27 };
+        body[0] = match (self.hevc, key) {
+            (false, true) => 0x17,
+            (false, false) => 0x27,
+            (true, true) => 0x91,
+            (true, false) => 0xa1,
+        };
         out.push(Tag {
             video: true,
             sequence: false,
@@ -202,9 +257,54 @@ impl FromTs {
         });
     }
 
+    /// Opus packets out of their TS control headers, each a tag (after an `OpusHead` when the
+    /// channels change), timed from the PES's by the packets before it.
+    fn opus_packets(&mut self, data: &[u8], ms: u32, out: &mut Vec<Tag>) {
+        let hold = self.holds_audio(ms);
+        for (at_us, packet) in opus::packets(data) {
+            let channels = opus::channels(packet);
+            if self.opus_sent != Some(channels) {
+                // Enhanced audio: SoundFormat 9, packet type 0 (sequence start), FourCC, then
+                // the identification header (RFC 7845 §5.1, little-endian): version 1, the
+                // channels, no pre-skip known here, 48 kHz, no gain, mapping family 0.
+                let mut body = vec![0x90, b'O', b'p', b'u', b's'];
+                body.extend_from_slice(b"OpusHead");
+                body.extend_from_slice(&[1, channels, 0, 0]);
+                body.extend_from_slice(&48_000u32.to_le_bytes());
+                body.extend_from_slice(&[0, 0, 0]);
+                out.push(Tag {
+                    video: false,
+                    sequence: true,
+                    keyframe: false,
+                    ms,
+                    body,
+                });
+                self.opus_sent = Some(channels);
+            }
+            if hold {
+                self.skipped += 1;
+                continue;
+            }
+            let mut body = vec![0x91, b'O', b'p', b'u', b's'];
+            body.extend_from_slice(packet);
+            out.push(Tag {
+                video: false,
+                sequence: false,
+                keyframe: false,
+                ms: ms.wrapping_add((at_us / 1000) as u32),
+                body,
+            });
+        }
+    }
+
+    /// Whether audio at `ms` waits for the video's configuration (see [`AUDIO_ALONE_AFTER_MS`]).
+    fn holds_audio(&self, ms: u32) -> bool {
+        self.video_pid.is_some() && self.config_sent.is_none() && ms < AUDIO_ALONE_AFTER_MS
+    }
+
     fn audio_frames(&mut self, mut data: &[u8], ms: u32, out: &mut Vec<Tag>) {
         let mut n = 0u32;
-        let hold = self.video_pid.is_some() && self.avc_sent.is_none() && ms < AUDIO_ALONE_AFTER_MS;
+        let hold = self.holds_audio(ms);
         while data.len() >= 7 && data[0] == 0xff && data[1] & 0xf0 == 0xf0 {
             let head = if data[1] & 1 == 1 { 7 } else { 9 };
             let len = (usize::from(data[3] & 3) << 11)
@@ -320,6 +420,60 @@ mod tests {
             tags.iter().any(|t| !t.video && !t.sequence),
             "audio follows"
         );
+    }
+
+    #[test]
+    fn h265_and_opus_become_enhanced_tags_the_fmp4_writer_reads() {
+        // fuzz/seeds/ts_to_flv/hevc-opus.ts: 0.6 s of 64x48 H.265 (a keyframe every 3 frames) and
+        // Opus, made by fuzz/make-seeds.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/seeds/ts_to_flv/hevc-opus.ts"
+        );
+        let data = std::fs::read(path).unwrap();
+        let mut tags = Vec::new();
+        FromTs::default().feed(&data, &mut tags);
+        let seq: Vec<&Tag> = tags.iter().filter(|t| t.sequence).collect();
+        assert_eq!(seq.len(), 2, "hvcC and OpusHead");
+        assert_eq!(&seq[0].body[..5], b"\x90hvc1");
+        assert_eq!(&seq[1].body[..13], b"\x90OpusOpusHead");
+        assert!(tags.iter().any(|t| t.video && t.keyframe));
+        let audio: Vec<u32> = tags
+            .iter()
+            .filter(|t| !t.video && !t.sequence)
+            .map(|t| t.ms)
+            .collect();
+        assert!(audio.len() >= 20, "20 ms packets: {audio:?}");
+        assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
+        // Through the fMP4 writer: an H.265 + Opus fragmented MP4 the indexer reads back. (The
+        // configurations first: in so short a clip the first audio comes after the last
+        // keyframe, and the writer starts at a keyframe once it knows both tracks.)
+        let mut f = crate::cmaf::Fragmenter::<Vec<u8>>::default();
+        let mut events = Vec::new();
+        let (configs, frames): (Vec<&Tag>, Vec<&Tag>) = tags.iter().partition(|t| t.sequence);
+        for t in configs.into_iter().chain(frames) {
+            f.tag(
+                t.video,
+                t.ms,
+                &t.body,
+                |at| t.body[at..].to_vec(),
+                &mut events,
+            )
+            .unwrap();
+        }
+        let mut file = Vec::new();
+        for e in events {
+            match e {
+                crate::cmaf::Event::Init(i) => file.extend_from_slice(&i),
+                crate::cmaf::Event::Fragment { head, data, .. } => {
+                    file.extend_from_slice(&head);
+                    data.iter().for_each(|d| file.extend_from_slice(d));
+                }
+            }
+        }
+        let info = crate::index(&file).unwrap();
+        assert_eq!(info.video.map(|v| v.codec).as_deref(), Some("hevc"));
+        assert_eq!(info.audio.map(|a| a.codec).as_deref(), Some("opus"));
     }
 
     #[test]

@@ -22,8 +22,10 @@ pub fn classify(video: bool, body: &[u8]) -> Kind {
         return Kind::default();
     };
     if !video {
+        // AAC: packet type 0 is the AudioSpecificConfig; enhanced audio (SoundFormat 9): packet
+        // type 0 is the sequence start.
         return Kind {
-            sequence: b0 >> 4 == 10 && b1 == 0,
+            sequence: (b0 >> 4 == 10 && b1 == 0) || (b0 >> 4 == 9 && b0 & 0x0f == 0),
             keyframe: false,
         };
     }
@@ -69,6 +71,25 @@ pub fn flv_tag(kind: u8, ms: u32, body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_headers_are_told_apart_from_frames_in_every_flavour() {
+        let seq = |video, body: &[u8]| classify(video, body).sequence;
+        assert!(
+            seq(false, &[0xaf, 0, 0x12, 0x10]),
+            "AAC AudioSpecificConfig"
+        );
+        assert!(!seq(false, &[0xaf, 1, 0x21]), "an AAC frame");
+        assert!(
+            seq(false, b"\x90OpusOpusHead"),
+            "enhanced Opus sequence start"
+        );
+        assert!(!seq(false, b"\x91Opus\xfc"), "an Opus packet");
+        assert!(seq(true, &[0x17, 0, 0, 0, 0]), "AVC configuration");
+        assert!(seq(true, b"\x90hvc1\x01"), "enhanced HEVC sequence start");
+        let key = |body: &[u8]| classify(true, body).keyframe;
+        assert!(key(b"\x91hvc1\0\0\0") && !key(b"\xa1hvc1\0\0\0"));
+    }
 
     #[test]
     fn flv_tags_carry_the_timestamp_top_byte_and_previous_tag_size() {

@@ -115,10 +115,12 @@ impl Stream {
 
     /// Makes sure the stream has FLV and RTMP outputs: an RTMP source always has them; a TS source
     /// gets them from the first FLV or RTMP viewer on (converted from its TS by the publisher;
-    /// that viewer starts at the next keyframe). False for a TS source whose video is not H.264.
+    /// that viewer starts at the next keyframe). False for a TS source whose video is neither
+    /// H.264 nor H.265 (FLV, RTMP and MP4 carry those, H.265 as enhanced RTMP).
     pub fn want_media(&self, limits: live::Limits, ll: live::LlLimits) -> bool {
         let mut inner = self.write();
-        if inner.video_codec.is_some_and(|c| c != "h264") && inner.media.is_none() {
+        let carried = |c: &str| c == "h264" || c == "hevc";
+        if inner.video_codec.is_some_and(|c| !carried(c)) && inner.media.is_none() {
             return false;
         }
         inner

@@ -96,8 +96,19 @@ pub fn audio_only_ts() -> PathBuf {
 /// A 4 s 320x240 H.265 (1 s GOP) + Opus MPEG-TS.
 pub fn hevc_opus_ts() -> PathBuf {
     static F: OnceLock<PathBuf> = OnceLock::new();
-    F.get_or_init(|| {
-        let out = dir().join("hevc.ts");
+    F.get_or_init(|| make_hevc_opus_ts("hevc.ts", "4")).clone()
+}
+
+/// The same, 20 s long, published in real time while a test reads its outputs.
+pub fn long_hevc_opus_ts() -> PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| make_hevc_opus_ts("long-hevc.ts", "20"))
+        .clone()
+}
+
+fn make_hevc_opus_ts(name: &str, secs: &str) -> PathBuf {
+    {
+        let out = dir().join(name);
         ffmpeg(&[
             "-f",
             "lavfi",
@@ -108,7 +119,7 @@ pub fn hevc_opus_ts() -> PathBuf {
             "-i",
             "sine=sample_rate=48000",
             "-t",
-            "4",
+            secs,
             "-c:v",
             "libx265",
             "-preset",
@@ -122,8 +133,7 @@ pub fn hevc_opus_ts() -> PathBuf {
             out.to_str().unwrap(),
         ]);
         out
-    })
-    .clone()
+    }
 }
 
 /// A 6 s 320x240 H.264 (1 s GOP, with B-frames) + AAC MP4, as an RTMP publisher sends it: 150

@@ -115,12 +115,15 @@ class LivePlayer {
     if (sb.updating || !this.queue.length) return;
     try { sb.appendBuffer(this.queue.shift()); } catch (e) { this.queue.length = 0; }
   }
-  // Stay near the live edge: start at the newest data, and jump ahead after a stall.
+  // Stay near the live edge: start at the newest data, jump ahead after a stall, and close the
+  // rest (the GOP the stream starts with) by playing a tenth faster: frames arrive as soon as
+  // the ingest has them, so a quarter of a second of buffer is enough.
   chase() {
     const v = this.video, b = v.buffered;
     if (!b.length) return;
-    const end = b.end(b.length - 1);
-    if (v.currentTime < b.start(b.length - 1) || end - v.currentTime > 3) v.currentTime = Math.max(b.start(b.length - 1), end - 0.3);
+    const start = b.start(b.length - 1), end = b.end(b.length - 1), ahead = end - v.currentTime;
+    if (v.currentTime < start || ahead > 3) v.currentTime = Math.max(start, end - 0.3);
+    else v.playbackRate = ahead > 0.25 ? 1.1 : 1;
     if (v.paused) v.play().catch(() => {});
   }
 }
