@@ -1,5 +1,6 @@
-//! The shell of LL-HLS's blocking requests: a request waits on the stream's per-frame tick and
-//! asks `live::llhls` again after each frame, for at most three target durations.
+//! The shell of LL-HLS's blocking requests: a request waits on the stream's LL tick (a part
+//! completed, or the stream changed state) and asks `live::llhls` again after each, for at most
+//! three target durations; a part being streamed follows the per-frame tick.
 
 use super::registry::Stream;
 use super::{Live, Output};
@@ -30,8 +31,10 @@ pub enum Held {
 const FIRST_WAIT: Duration = Duration::from_secs(8);
 
 impl Live {
-    /// Waits until `ready` says so, re-asking after every frame of the stream. Makes sure the
-    /// stream has its fMP4 output (a TS source converts from now on).
+    /// Waits until `ready` says so, re-asking whenever a part completes (what every held request
+    /// waits for: a part or segment to complete, or to begin, which happens at the same
+    /// fragment) or the stream changes state. Makes sure the stream has its fMP4 output (a TS
+    /// source converts from now on).
     pub async fn hold_ll(
         &self,
         name: &str,
@@ -44,7 +47,7 @@ impl Live {
         if !ended && !s.want_media(self.config.ring, self.config.ll_hls) {
             return Err(Error::NoFlvOutput(name.into()));
         }
-        let mut rx = s.subscribe(Output::Mp4);
+        let mut rx = s.subscribe_ll();
         let limit = {
             let inner = s.read();
             match &inner.media {

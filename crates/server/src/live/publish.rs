@@ -101,11 +101,12 @@ impl Publish {
             let ntp = self.live.ntp(now);
             let keyframe = self.tags.iter().any(|t| t.keyframe);
             let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
-            {
+            let part_done = {
                 let mut inner = self.stream.write();
                 let media = inner
                     .media
                     .get_or_insert_with(|| MediaOutputs::new(limits, ll));
+                let before = media.llhls.last_part();
                 for t in &self.tags {
                     let kind = Kind {
                         sequence: t.sequence,
@@ -113,10 +114,15 @@ impl Publish {
                     };
                     media.push(t.video, &t.body, t.ms, kind, now, ntp);
                 }
+                let part_done = media.llhls.last_part() != before;
                 self.stream.account(&mut inner, now);
-            }
+                part_done
+            };
             if self.wake_media.due(keyframe, now) {
                 self.stream.wake_media();
+            }
+            if part_done {
+                self.stream.wake_ll();
             }
         }
         self.commit(packets, true)
@@ -128,7 +134,7 @@ impl Publish {
         let now = self.live.now();
         let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
         let kind = classify(video, body);
-        let ms = {
+        let (ms, part_done) = {
             let mut inner = self.stream.write();
             let media = inner
                 .media
@@ -139,10 +145,15 @@ impl Publish {
                 .clock_offset
                 .get_or_insert_with(|| media.continuation(ms));
             let ms = ms.wrapping_add(offset);
+            let before = media.llhls.last_part();
             media.push(video, body, ms, kind, now, self.live.ntp(now));
+            let part_done = media.llhls.last_part() != before;
             self.stream.account(&mut inner, now);
-            ms
+            (ms, part_done)
         };
+        if part_done {
+            self.stream.wake_ll();
+        }
         self.muxed.clear();
         let muxed = if video {
             self.to_ts.video(body, ms, &mut self.muxed)

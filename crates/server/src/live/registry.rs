@@ -81,6 +81,11 @@ pub struct Stream {
     tick: watch::Sender<u64>,
     /// Wakes FLV and RTMP viewers, batched (see `LiveConfig::media_batch`).
     tick_media: watch::Sender<u64>,
+    /// Wakes the LL-HLS and DASH requests that wait (blocking playlist reloads, parts and
+    /// segments that have not begun): when a part completes (a part and a segment begin at the
+    /// same fragment), and when the stream changes state. Not per frame: a thousand players
+    /// waiting for the next part would otherwise be woken seven times each for nothing.
+    tick_ll: watch::Sender<u64>,
     /// A TS source converts its TS to FLV tags once someone watches FLV or RTMP.
     pub(super) media_wanted: AtomicBool,
     pub stats: Stats,
@@ -181,10 +186,21 @@ impl Stream {
         }
     }
 
+    /// A receiver of the LL-HLS wake-ups (see `tick_ll`).
+    pub(super) fn subscribe_ll(&self) -> watch::Receiver<u64> {
+        self.tick_ll.subscribe()
+    }
+
+    /// Wakes the LL-HLS and DASH requests that wait.
+    pub(super) fn wake_ll(&self) {
+        self.tick_ll.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Wakes every viewer once.
     pub(super) fn wake(&self) {
         self.wake_ts();
         self.wake_media();
+        self.wake_ll();
     }
 
     /// Wakes the `.ts` viewers (and HLS playlist waiters).
@@ -393,6 +409,8 @@ impl Live {
                     let mut ingest = inner.ingest.take().unwrap_or_default();
                     ingest.new_session();
                     drop(inner);
+                    // The open LL-HLS segment and part were closed.
+                    s.wake_ll();
                     tracing::info!(stream = %Clip(name), %peer, "publisher is back within the grace period; stream continues");
                     return Ok(Publish::new(self.clone(), s, ingest, generation));
                 }
@@ -408,6 +426,7 @@ impl Live {
         }
         let (tick, _) = watch::channel(0);
         let (tick_media, _) = watch::channel(0);
+        let (tick_ll, _) = watch::channel(0);
         let stream = Arc::new(Stream {
             name: name.to_string(),
             instance: self.next_instance.fetch_add(1, Relaxed),
@@ -425,6 +444,7 @@ impl Live {
             }),
             tick,
             tick_media,
+            tick_ll,
             media_wanted: AtomicBool::new(false),
             stats: Stats::default(),
             held: AtomicUsize::new(0),
