@@ -35,6 +35,9 @@ impl Default for LlLimits {
     }
 }
 
+/// A part by its segment's media sequence number and its index in the segment.
+pub type PartId = (u64, usize);
+
 /// A partial segment: whole fragments, in order.
 #[derive(Debug, Clone)]
 pub struct Part {
@@ -515,6 +518,13 @@ impl LlHls {
             let i = s.parts.iter().rposition(|p| p.complete)?;
             Some((s.msn, i))
         })
+    }
+
+    /// What changes when a part completes or begins (a segment begins with its first part):
+    /// what a held request waits for, so the server wakes them when this changes and not on
+    /// every fragment.
+    pub fn parts_mark(&self) -> (Option<PartId>, Option<PartId>) {
+        (self.last_part(), self.hint())
     }
 
     /// The newest complete segment's msn.

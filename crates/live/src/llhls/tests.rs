@@ -387,3 +387,24 @@ fn an_ended_stream_takes_no_more_fragments() {
     assert!(l.playlist(false, None).ends_with("#EXT-X-ENDLIST\n"));
     assert_eq!(l.hint(), None);
 }
+
+#[test]
+fn the_parts_mark_changes_when_a_part_begins_or_completes_and_not_in_between() {
+    let mut l = stream();
+    let mut marks = Vec::new();
+    for n in 0..60 {
+        let before = l.parts_mark();
+        feed(&mut l, n, 1, 50);
+        marks.push(l.parts_mark() != before);
+    }
+    // The first fragment begins the first part; then every 8 frames (320 ms of the 333 ms part
+    // target) a part completes and the next begins at the same fragment, and at frame 50 (a
+    // keyframe 2 s in) the segment ends early with its last, short part.
+    let changed: Vec<usize> = (0..60).filter(|&n| marks[n]).collect();
+    assert_eq!(changed[0], 0, "the first part began");
+    assert!(
+        changed.windows(2).all(|w| w[1] - w[0] == 8 || w[1] == 50),
+        "{changed:?}"
+    );
+    assert!(changed.len() < 10, "not per fragment: {changed:?}");
+}

@@ -1,5 +1,5 @@
 //! The shell of LL-HLS's blocking requests: a request waits on the stream's LL tick (a part
-//! completed, or the stream changed state) and asks `live::llhls` again after each, for at most
+//! completed or began, or the stream changed state) and asks `live::llhls` again after each, for at most
 //! three target durations; a part being streamed follows the per-frame tick.
 
 use super::registry::Stream;
@@ -31,9 +31,9 @@ pub enum Held {
 const FIRST_WAIT: Duration = Duration::from_secs(8);
 
 impl Live {
-    /// Waits until `ready` says so, re-asking whenever a part completes (what every held request
-    /// waits for: a part or segment to complete, or to begin, which happens at the same
-    /// fragment) or the stream changes state. Makes sure the stream has its fMP4 output (a TS
+    /// Waits until `ready` says so, re-asking whenever a part completes or begins (what every
+    /// held request waits for: a part or segment to complete, or to begin) or the stream
+    /// changes state. Makes sure the stream has its fMP4 output (a TS
     /// source converts from now on).
     pub async fn hold_ll(
         &self,

@@ -101,12 +101,12 @@ impl Publish {
             let ntp = self.live.ntp(now);
             let keyframe = self.tags.iter().any(|t| t.keyframe);
             let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
-            let part_done = {
+            let ll_changed = {
                 let mut inner = self.stream.write();
                 let media = inner
                     .media
                     .get_or_insert_with(|| MediaOutputs::new(limits, ll));
-                let before = media.llhls.last_part();
+                let before = media.llhls.parts_mark();
                 for t in &self.tags {
                     let kind = Kind {
                         sequence: t.sequence,
@@ -114,14 +114,14 @@ impl Publish {
                     };
                     media.push(t.video, &t.body, t.ms, kind, now, ntp);
                 }
-                let part_done = media.llhls.last_part() != before;
+                let ll_changed = media.llhls.parts_mark() != before;
                 self.stream.account(&mut inner, now);
-                part_done
+                ll_changed
             };
             if self.wake_media.due(keyframe, now) {
                 self.stream.wake_media();
             }
-            if part_done {
+            if ll_changed {
                 self.stream.wake_ll();
             }
         }
@@ -134,7 +134,7 @@ impl Publish {
         let now = self.live.now();
         let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
         let kind = classify(video, body);
-        let (ms, part_done) = {
+        let (ms, ll_changed) = {
             let mut inner = self.stream.write();
             let media = inner
                 .media
@@ -145,13 +145,13 @@ impl Publish {
                 .clock_offset
                 .get_or_insert_with(|| media.continuation(ms));
             let ms = ms.wrapping_add(offset);
-            let before = media.llhls.last_part();
+            let before = media.llhls.parts_mark();
             media.push(video, body, ms, kind, now, self.live.ntp(now));
-            let part_done = media.llhls.last_part() != before;
+            let ll_changed = media.llhls.parts_mark() != before;
             self.stream.account(&mut inner, now);
-            (ms, part_done)
+            (ms, ll_changed)
         };
-        if part_done {
+        if ll_changed {
             self.stream.wake_ll();
         }
         self.muxed.clear();

@@ -82,8 +82,8 @@ pub struct Stream {
     /// Wakes FLV and RTMP viewers, batched (see `LiveConfig::media_batch`).
     tick_media: watch::Sender<u64>,
     /// Wakes the LL-HLS and DASH requests that wait (blocking playlist reloads, parts and
-    /// segments that have not begun): when a part completes (a part and a segment begin at the
-    /// same fragment), and when the stream changes state. Not per frame: a thousand players
+    /// segments that have not begun): when a part completes or begins (`LlHls::parts_mark`),
+    /// and when the stream changes state. Not per frame: a thousand players
     /// waiting for the next part would otherwise be woken seven times each for nothing.
     tick_ll: watch::Sender<u64>,
     /// A TS source converts its TS to FLV tags once someone watches FLV or RTMP.
