@@ -59,9 +59,11 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
     // While the stream is live, the segment after the open one is listed too (at the open one's
     // expected end): a player asks for it as soon as it has the open one, and the request is held
     // until it begins, instead of waiting for the next manifest to name it.
+    // Not when the next one begins a new Period (a new init segment): a player would take it
+    // with this Period's init segment.
     let next = listed
         .last()
-        .filter(|s| !s.complete && !ll.is_ended())
+        .filter(|s| !s.complete && !ll.is_ended() && !ll.period_change_pending())
         .map(|s| Next {
             t: s.period_ms() + durations.last().copied().unwrap_or(expected),
         });

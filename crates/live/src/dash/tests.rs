@@ -236,3 +236,25 @@ fn a_segment_request_waits_only_for_the_next_segment_to_begin() {
     feed(&mut l, 105, 50 * 5, 0, 0);
     assert_eq!(ask(&l, 0, true), Readiness::Gone, "slid out");
 }
+
+#[test]
+fn the_next_segment_is_not_listed_when_it_will_begin_a_new_period() {
+    let mut l = stream();
+    feed(&mut l, 0, 60, 0, 0);
+    // Segment 1 is open; a new init segment takes effect at the next keyframe, in a new Period
+    // with another init segment: the player must not fetch it with this one's.
+    let mut other = tracks();
+    other[0].as_mut().unwrap().shape = (640, 360);
+    l.init_tracks(Bytes::from_static(b"muxed init 2"), other);
+    let t = timelines(&render(&l));
+    assert_eq!(t, [vec![(0, 2000), (2000, 2500)]], "the open one, no next");
+}
+
+#[test]
+fn the_per_track_fragments_cost_only_their_heads_in_memory() {
+    let mut l = stream();
+    feed(&mut l, 0, 60, 0, 0);
+    // 60 fragments of 120 muxed bytes and two 5-byte track heads (their samples are counted
+    // with the muxed bytes they are slices of in the live wing), and three 10-byte inits.
+    assert_eq!(l.bytes(), 60 * (120 + 10) + 30);
+}

@@ -61,7 +61,7 @@ pub struct LlSegment {
     pub msn: u64,
     pub parts: Vec<Part>,
     pub bytes: usize,
-    /// Bytes of its parts' per-track fragments (DASH; their samples are the muxed ones' slices).
+    /// Bytes of its parts' per-track fragment heads (DASH; their samples are the muxed ones').
     pub track_bytes: usize,
     pub(super) start_ms: u32,
     /// Set when it closes.
@@ -343,7 +343,12 @@ impl LlHls {
             });
         }
         seg.bytes += bytes;
-        seg.track_bytes += tracks.iter().flatten().map(Bytes::len).sum::<usize>();
+        // The per-track heads only (each track's first `Bytes`): its samples are the muxed ones'.
+        seg.track_bytes += tracks
+            .iter()
+            .filter_map(|t| t.first())
+            .map(Bytes::len)
+            .sum::<usize>();
         if let Some(part) = seg.open_part() {
             part.bytes += bytes;
             part.data.extend(data);
@@ -482,6 +487,12 @@ impl LlHls {
     /// The kept segments, oldest first (the last may be open).
     pub fn segments(&self) -> impl DoubleEndedIterator<Item = &LlSegment> + ExactSizeIterator {
         self.segments.iter()
+    }
+
+    /// The next segment will begin a new DASH Period (the init segment changed, or a
+    /// discontinuity is pending): what it will be is not known yet.
+    pub fn period_change_pending(&self) -> bool {
+        self.init_changed || self.pending_discontinuity
     }
 
     /// When the first segment reached the ingest, Unix ms.

@@ -85,9 +85,9 @@ impl FromTs {
             } else if Some(h.pid) == self.pmt_pid && h.pusi {
                 for s in pmt_streams(payload) {
                     match (s.stream_type, s.registration.as_ref()) {
-                        (0x1b | 0x24, _) if self.video_pid.is_none() => {
+                        (0x1b | 0x24, _) | (0x06, Some(b"HEVC")) if self.video_pid.is_none() => {
                             self.video_pid = Some(s.pid);
-                            self.hevc = s.stream_type == 0x24;
+                            self.hevc = s.stream_type != 0x1b;
                         }
                         (0x0f, _) | (0x06, Some(b"Opus")) if self.audio_pid.is_none() => {
                             self.audio_pid = Some(s.pid);
@@ -262,8 +262,10 @@ impl FromTs {
     fn opus_packets(&mut self, data: &[u8], ms: u32, out: &mut Vec<Tag>) {
         let hold = self.holds_audio(ms);
         for (at_us, packet) in opus::packets(data) {
+            // A stereo encoder sends mono packets at low bitrates: the channels only ever grow
+            // (a stereo decoder plays mono packets), so the configuration does not flip.
             let channels = opus::channels(packet);
-            if self.opus_sent != Some(channels) {
+            if self.opus_sent.is_none_or(|sent| channels > sent) {
                 // Enhanced audio: SoundFormat 9, packet type 0 (sequence start), FourCC, then
                 // the identification header (RFC 7845 §5.1, little-endian): version 1, the
                 // channels, no pre-skip known here, 48 kHz, no gain, mapping family 0.

@@ -125,12 +125,13 @@ pub(super) fn media<B>(
     serve(live, name, &id, CONTENT_TYPES[t], policy, req, |ll| {
         let (t, msn) = parsed?;
         let seg = ll.segment(msn).filter(|s| s.complete)?;
-        Some(
-            seg.parts
-                .iter()
-                .flat_map(|p| p.tracks[t].iter().cloned())
-                .collect(),
-        )
+        let data: Vec<Bytes> = seg
+            .parts
+            .iter()
+            .flat_map(|p| p.tracks[t].iter().cloned())
+            .collect();
+        // A track the stream does not have (or none of its frames in this segment): not there.
+        (!data.is_empty()).then_some(data)
     })
 }
 
