@@ -177,6 +177,7 @@ fn the_next_segment_is_held_until_it_begins_and_one_further_is_not_found() {
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("content-type: audio/mp4"), "{head}");
     assert!(
         asked.elapsed() < Duration::from_secs(3),
         "{:?}",

@@ -22,7 +22,8 @@ pub(super) async fn write(
     live: &Live,
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncache-control: public, max-age=600, immutable\r\n{cors}transfer-encoding: chunked\r\n{}date: ",
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: public, max-age=600, immutable\r\n{cors}transfer-encoding: chunked\r\n{}date: ",
+        follow.content_type(),
         if close { "connection: close\r\n" } else { "" }
     )
     .into_bytes();

@@ -88,18 +88,36 @@ pub enum Followed {
     Track { msn: u64, track: usize },
 }
 
+/// Where a follower is: the part (of a DASH segment; 0 for an LL-HLS part) and the `Bytes` of
+/// it already handed out.
+type Cursor = (usize, usize);
+
 impl Followed {
-    /// Its `Bytes` so far, and whether it is complete; `None` if it is not kept.
-    fn pick(self, ll: &LlHls, from: usize) -> Option<(Vec<bytes::Bytes>, bool)> {
+    /// Its `Bytes` after `at`, whether it is complete, and where that leaves the cursor; `None`
+    /// if it is not kept. Walks only what is new: a segment's complete parts are passed once.
+    fn pick(self, ll: &LlHls, at: Cursor) -> Option<(Vec<bytes::Bytes>, bool, Cursor)> {
         match self {
             Followed::Part { msn, part } => {
                 let p = ll.part(msn, part)?;
-                Some((p.data.get(from..).unwrap_or_default().to_vec(), p.complete))
+                let new = p.data.get(at.1..).unwrap_or_default().to_vec();
+                let next = (0, at.1 + new.len());
+                Some((new, p.complete, next))
             }
             Followed::Track { msn, track } => {
                 let s = ll.segment(msn)?;
-                let all = s.parts.iter().flat_map(|p| p.tracks.get(track)).flatten();
-                Some((all.skip(from).cloned().collect(), s.complete))
+                let (mut part, mut at) = at;
+                let mut new = Vec::new();
+                while let Some(p) = s.parts.get(part) {
+                    let list = p.tracks.get(track).map_or(&[][..], Vec::as_slice);
+                    new.extend(list.get(at..).unwrap_or_default().iter().cloned());
+                    at = list.len().max(at);
+                    // A complete part no longer grows: on to the next one, if it has begun.
+                    if !p.complete || part + 1 >= s.parts.len() {
+                        break;
+                    }
+                    (part, at) = (part + 1, 0);
+                }
+                Some((new, s.complete, (part, at)))
             }
         }
     }
@@ -121,8 +139,8 @@ impl Followed {
 pub struct PartFollow {
     stream: Arc<Stream>,
     what: Followed,
-    /// `Bytes` of the part already handed out.
-    taken: usize,
+    /// What of it was already handed out.
+    taken: Cursor,
     rx: tokio::sync::watch::Receiver<u64>,
     /// The longest wait for the next fragment.
     limit: Duration,
@@ -145,7 +163,7 @@ impl Live {
         Some(PartFollow {
             stream,
             what,
-            taken: 0,
+            taken: (0, 0),
             rx,
             limit,
         })
@@ -153,6 +171,14 @@ impl Live {
 }
 
 impl PartFollow {
+    /// The `Content-Type` of what it follows (a DASH audio segment is `audio/mp4`).
+    pub fn content_type(&self) -> &'static str {
+        match self.what {
+            Followed::Track { track: 1, .. } => "audio/mp4",
+            _ => "video/mp4",
+        }
+    }
+
     /// The part's `Bytes` added since the last call, waiting for the next fragment if there are
     /// none; `None` once the part is complete and all of it was handed out. An error when the
     /// part is gone (its segment was dropped) or no fragment came for three target durations:
@@ -161,7 +187,7 @@ impl PartFollow {
         use std::io::{Error, ErrorKind};
         loop {
             self.rx.borrow_and_update();
-            let (new, complete) = {
+            let (new, complete, taken) = {
                 let inner = self.stream.read();
                 inner
                     .media
@@ -169,7 +195,7 @@ impl PartFollow {
                     .and_then(|m| self.what.pick(&m.llhls, self.taken))
                     .ok_or_else(|| Error::new(ErrorKind::NotFound, "the part was dropped"))?
             };
-            self.taken += new.len();
+            self.taken = taken;
             if !new.is_empty() {
                 self.stream
                     .stats
@@ -209,6 +235,7 @@ pub(crate) fn part_response(
     use http_body_util::BodyExt;
     let (tx, rx) = tokio::sync::mpsc::channel(QUEUED);
     let stall = live.config.stall_timeout;
+    let content_type = follow.content_type();
     live.fanout.spawn(async move {
         loop {
             let (sent, last) = match follow.next().await {
@@ -231,7 +258,7 @@ pub(crate) fn part_response(
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("video/mp4"),
+        http::HeaderValue::from_static(content_type),
     );
     h.insert(
         http::header::CACHE_CONTROL,
@@ -272,5 +299,48 @@ impl http_body::Body for PartBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// 25 fps fragments `from..to` (a keyframe every 50), each with a one-`Bytes` muxed unit and
+    /// per track a head and a sample, numbered by the frame.
+    fn feed(ll: &mut LlHls, from: u32, to: u32) {
+        for n in from..to {
+            let b = |tag: u8| Bytes::from(vec![tag, n as u8]);
+            let tracks = [vec![b(b'V'), b(b'v')], vec![b(b'A'), b(b'a')]];
+            ll.fragment_tracks(vec![b(0)], tracks, n % 50 == 0, n * 40, None);
+        }
+    }
+
+    #[test]
+    fn a_dash_segment_follower_hands_out_each_bytes_once_in_order_across_parts() {
+        let mut ll = LlHls::new(live::LlLimits::default());
+        ll.init(Bytes::from_static(b"init"));
+        let what = Followed::Track { msn: 0, track: 1 };
+        let (mut got, mut at) = (Vec::new(), (0, 0));
+        // Picked after every fragment, as a follower woken per frame is.
+        for n in 0..60 {
+            feed(&mut ll, n, n + 1);
+            let (new, _, next) = what.pick(&ll, at).unwrap();
+            got.extend(new);
+            at = next;
+        }
+        let (rest, complete, _) = what.pick(&ll, at).unwrap();
+        assert!(rest.is_empty() && complete, "segment 0 ended at frame 50");
+        let whole: Vec<Bytes> = ll
+            .segment(0)
+            .unwrap()
+            .parts
+            .iter()
+            .flat_map(|p| p.tracks[1].iter().cloned())
+            .collect();
+        assert_eq!(got, whole);
+        assert_eq!(got.len(), 2 * 50, "a head and a sample per frame");
+        assert!(ll.segment(0).unwrap().parts.len() > 1, "across parts");
     }
 }
