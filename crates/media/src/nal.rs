@@ -189,26 +189,31 @@ pub fn h264_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
 
 /// An HEVCDecoderConfigurationRecord (`hvcC`, ISO/IEC 14496-15 §8.3.3.1) for one VPS, SPS and
 /// PPS (NAL units with their two-byte headers), with 4-byte NAL unit lengths: the profile, tier
-/// and level fields copied from the SPS's `profile_tier_level`, 4:2:0 8-bit assumed for the
-/// informative fields (decoders read the parameter sets themselves). `None` for an SPS too short
-/// to hold a profile_tier_level, or a parameter set longer than 64 KiB.
+/// and level fields copied from the SPS's `profile_tier_level`, the chroma format, bit depths
+/// and temporal layers read from the SPS. `None` for an SPS that cannot be read that far, or a
+/// parameter set longer than 64 KiB.
 pub fn hevc_config(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
     let body = rbsp(sps.get(2..)?);
+    let info = h265_sps(sps).ok()?;
     // sps_video_parameter_set_id, max_sub_layers_minus1, temporal_id_nesting: one byte; then the
     // general profile_tier_level: 12 bytes.
     let ptl = body.get(1..13)?;
     let mut c = Vec::with_capacity(32 + vps.len() + sps.len() + pps.len());
     c.push(1); // configurationVersion
     c.extend_from_slice(ptl);
+    let minus8 = |d: u8| d.saturating_sub(8) & 0x07;
     c.extend_from_slice(&[
-        0xf0, 0x00, // min_spatial_segmentation_idc: 0
+        0xf0,
+        0x00, // min_spatial_segmentation_idc: 0
         0xfc, // parallelismType: unknown
-        0xfd, // chroma_format_idc: 4:2:0
-        0xf8, // bit_depth_luma_minus8: 0
-        0xf8, // bit_depth_chroma_minus8: 0
-        0x00, 0x00, // avgFrameRate: unknown
-        0x0f, // one temporal layer, nested, 4-byte lengths
-        3,    // numOfArrays
+        0xfc | info.chroma_format,
+        0xf8 | minus8(info.bit_depth_luma),
+        0xf8 | minus8(info.bit_depth_chroma),
+        0x00,
+        0x00, // avgFrameRate: unknown
+        // constantFrameRate 0, numTemporalLayers, temporalIdNested, lengthSizeMinusOne 3.
+        ((info.max_sub_layers & 0x07) << 3) | (u8::from(info.temporal_id_nested) << 2) | 3,
+        3, // numOfArrays
     ]);
     for (kind, unit) in [(32u8, vps), (33, sps), (34, pps)] {
         let len = u16::try_from(unit.len()).ok()?;
@@ -223,13 +228,32 @@ pub fn hevc_config(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
 /// Picture width and height from an H.265 sequence parameter set (NAL unit including its
 /// two-byte header), after the conformance window (ITU-T H.265 §7.3.2.2).
 pub fn h265_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
+    h265_sps(sps).map(|s| (s.width, s.height))
+}
+
+/// What an H.265 sequence parameter set says that an `hvcC` repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H265Sps {
+    /// After the conformance window.
+    pub width: u32,
+    pub height: u32,
+    pub max_sub_layers: u8,
+    pub temporal_id_nested: bool,
+    pub chroma_format: u8,
+    pub bit_depth_luma: u8,
+    pub bit_depth_chroma: u8,
+}
+
+/// Reads an H.265 sequence parameter set (NAL unit including its two-byte header) up to its bit
+/// depths (ITU-T H.265 §7.3.2.2).
+pub fn h265_sps(sps: &[u8]) -> Result<H265Sps> {
     let data = rbsp(sps.get(2..).unwrap_or_default());
     let mut r = BitReader::new(&data);
     r.bits(4)?; // sps_video_parameter_set_id
     let sub_layers = r.bits(3)?; // sps_max_sub_layers_minus1
-    r.bit()?; // sps_temporal_id_nesting_flag
-              // profile_tier_level: general profile (8), compatibility flags (32), constraint flags (48),
-              // level (8).
+    let nested = r.bit()? == 1; // sps_temporal_id_nesting_flag
+                                // profile_tier_level: general profile (8), compatibility flags (32), constraint flags (48),
+                                // level (8).
     for n in [8, 16, 16, 16, 16, 16, 8] {
         r.bits(n)?;
     }
@@ -271,10 +295,18 @@ pub fn h265_sps_dimensions(sps: &[u8]) -> Result<(u32, u32)> {
     let sub_h = if chroma_format == 1 { 2 } else { 1 };
     let w = width.saturating_sub(sub_w * cl.saturating_add(cr));
     let h = height.saturating_sub(sub_h * ct.saturating_add(cb));
-    Ok((
-        w.min(u64::from(u32::MAX)) as u32,
-        h.min(u64::from(u32::MAX)) as u32,
-    ))
+    let depth = |v: u32| u8::try_from(v.saturating_add(8)).unwrap_or(u8::MAX);
+    let bit_depth_luma = depth(r.ue()?);
+    let bit_depth_chroma = depth(r.ue()?);
+    Ok(H265Sps {
+        width: w.min(u64::from(u32::MAX)) as u32,
+        height: h.min(u64::from(u32::MAX)) as u32,
+        max_sub_layers: (sub_layers + 1) as u8,
+        temporal_id_nested: nested,
+        chroma_format: chroma_format.min(3) as u8,
+        bit_depth_luma,
+        bit_depth_chroma,
+    })
 }
 
 #[cfg(test)]
@@ -293,6 +325,38 @@ mod tests {
         crate::mutations(&sps, 7, 500, |d| {
             let _ = h265_sps_dimensions(d);
         });
+    }
+
+    #[test]
+    fn an_hvcc_repeats_the_profile_depth_and_layers_of_its_sps() {
+        let sps = hex(
+            "42010101600000030090000003000003003ca00a080b9f796566924caf01680800000300080000\
+                       0300c840",
+        );
+        let info = h265_sps(&sps).unwrap();
+        assert_eq!(
+            (
+                info.chroma_format,
+                info.bit_depth_luma,
+                info.bit_depth_chroma
+            ),
+            (1, 8, 8)
+        );
+        let c = hevc_config(&[0x40, 1, 9], &sps, &[0x44, 1, 7]).unwrap();
+        assert_eq!(c[0], 1, "configurationVersion");
+        // general_profile_space/tier/idc: Main (1); level 60 (2.0), from the SPS.
+        assert_eq!((c[1], c[12]), (0x01, 60));
+        assert_eq!(&c[16..19], &[0xfd, 0xf8, 0xf8], "4:2:0, 8-bit");
+        assert_eq!(
+            c[21] & 0x3b,
+            (1 << 3) | 3,
+            "one temporal layer, 4-byte lengths"
+        );
+        assert_eq!(c[22], 3, "VPS, SPS and PPS arrays");
+        assert!(
+            hevc_config(&[0x40, 1], &sps[..6], &[0x44, 1]).is_none(),
+            "cut SPS"
+        );
     }
 
     fn hex(s: &str) -> Vec<u8> {
