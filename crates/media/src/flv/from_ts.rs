@@ -65,6 +65,8 @@ pub struct FromTs {
     asc_sent: Option<[u8; 2]>,
     /// Opus channels of the OpusHead last sent.
     opus_sent: Option<u8>,
+    /// The Opus encoder's pre-skip: the start trim of the stream's first packet.
+    opus_pre_skip: u16,
     clock: Unwrapper,
     first: Option<i64>,
     /// Frames skipped (codec not carried, or before the decoder configuration).
@@ -261,17 +263,23 @@ impl FromTs {
     /// channels change), timed from the PES's by the packets before it.
     fn opus_packets(&mut self, data: &[u8], ms: u32, out: &mut Vec<Tag>) {
         let hold = self.holds_audio(ms);
-        for (at_us, packet) in opus::packets(data) {
+        for p in opus::packets(data) {
+            let (at_us, packet) = (p.at_us, p.data);
+            if let Some(trim) = p.start_trim.filter(|_| self.opus_sent.is_none()) {
+                self.opus_pre_skip = trim;
+            }
             // A stereo encoder sends mono packets at low bitrates: the channels only ever grow
             // (a stereo decoder plays mono packets), so the configuration does not flip.
             let channels = opus::channels(packet);
             if self.opus_sent.is_none_or(|sent| channels > sent) {
                 // Enhanced audio: SoundFormat 9, packet type 0 (sequence start), FourCC, then
                 // the identification header (RFC 7845 §5.1, little-endian): version 1, the
-                // channels, no pre-skip known here, 48 kHz, no gain, mapping family 0.
+                // channels, the pre-skip (the first packet's start trim), 48 kHz, no gain,
+                // mapping family 0.
                 let mut body = vec![0x90, b'O', b'p', b'u', b's'];
                 body.extend_from_slice(b"OpusHead");
-                body.extend_from_slice(&[1, channels, 0, 0]);
+                body.extend_from_slice(&[1, channels]);
+                body.extend_from_slice(&self.opus_pre_skip.to_le_bytes());
                 body.extend_from_slice(&48_000u32.to_le_bytes());
                 body.extend_from_slice(&[0, 0, 0]);
                 out.push(Tag {
@@ -439,6 +447,11 @@ mod tests {
         assert_eq!(seq.len(), 2, "hvcC and OpusHead");
         assert_eq!(&seq[0].body[..5], b"\x90hvc1");
         assert_eq!(&seq[1].body[..13], b"\x90OpusOpusHead");
+        let pre_skip = u16::from_le_bytes([seq[1].body[15], seq[1].body[16]]);
+        assert_eq!(
+            pre_skip, 312,
+            "libopus's pre-skip, from the first packet's start trim"
+        );
         assert!(tags.iter().any(|t| t.video && t.keyframe));
         let audio: Vec<u32> = tags
             .iter()

@@ -4,9 +4,19 @@
 //! extension), the packet's size in bytes of 255 (until one below), the optional trims and
 //! extension, then the packet. Sans-I/O, total: every length is bounded by the bytes present.
 
-/// The Opus packets of a PES payload, in order, with their start within it (µs from the PES
-/// start, from each packet's TOC). Stops at the first malformed control header.
-pub fn packets(mut data: &[u8]) -> Vec<(u64, &[u8])> {
+/// One Opus packet of a PES.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// Its start within the PES, µs from the PES's time (from the TOCs before it).
+    pub at_us: u64,
+    pub data: &'a [u8],
+    /// Samples (at 48 kHz) to drop from its start: the encoder's pre-skip, on a stream's first
+    /// packet.
+    pub start_trim: Option<u16>,
+}
+
+/// The Opus packets of a PES payload, in order. Stops at the first malformed control header.
+pub fn packets(mut data: &[u8]) -> Vec<Packet<'_>> {
     let mut out = Vec::new();
     let mut at_us = 0u64;
     while data.len() >= 2 && data[0] == 0x7f && data[1] & 0xe0 == 0xe0 {
@@ -22,7 +32,15 @@ pub fn packets(mut data: &[u8]) -> Vec<(u64, &[u8])> {
             }
         }
         // Start trim, end trim: 16 bits each; a control extension: its length, then its bytes.
-        i += 2 * usize::from(flags & 0x10 != 0) + 2 * usize::from(flags & 0x08 != 0);
+        let mut start_trim = None;
+        if flags & 0x10 != 0 {
+            let Some(t) = data.get(i..i + 2) else {
+                return out;
+            };
+            start_trim = Some(u16::from_be_bytes([t[0], t[1]]));
+            i += 2;
+        }
+        i += 2 * usize::from(flags & 0x08 != 0);
         if flags & 0x04 != 0 {
             let Some(&n) = data.get(i) else { return out };
             i += 1 + usize::from(n);
@@ -31,7 +49,11 @@ pub fn packets(mut data: &[u8]) -> Vec<(u64, &[u8])> {
             return out;
         };
         if !packet.is_empty() {
-            out.push((at_us, packet));
+            out.push(Packet {
+                at_us,
+                data: packet,
+                start_trim,
+            });
             at_us += duration_us(packet);
         }
         data = &data[i + size..];
@@ -81,10 +103,12 @@ mod tests {
         pes.extend_from_slice(&[0x7f, 0xe0, 50, 0xfc]);
         let p = packets(&pes);
         assert_eq!(p.len(), 2, "the truncated packet is left out");
-        assert_eq!(p[0], (0, &[0xfc, 1, 2][..]));
-        assert_eq!(p[1].0, 20_000);
-        assert_eq!(p[1].1.len(), 300);
-        assert_eq!(channels(p[0].1), 2);
+        assert_eq!((p[0].at_us, p[0].data), (0, &[0xfc, 1, 2][..]));
+        assert_eq!(p[0].start_trim, None);
+        assert_eq!(p[1].at_us, 20_000);
+        assert_eq!(p[1].data.len(), 300);
+        assert_eq!(p[1].start_trim, Some(0x38), "a start trim of 56 samples");
+        assert_eq!(channels(p[0].data), 2);
         assert_eq!(channels(&[0x78]), 1);
     }
 
@@ -107,8 +131,8 @@ mod tests {
                 d[0] = 0x7f;
                 d[1] |= 0xe0;
             }
-            for (_, p) in packets(&d) {
-                let _ = duration_us(p);
+            for p in packets(&d) {
+                let _ = duration_us(p.data);
             }
         }
     }
