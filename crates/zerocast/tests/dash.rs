@@ -7,7 +7,8 @@ mod common;
 
 use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
-    rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared, WAIT,
+    chunks, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared,
+    WAIT,
 };
 use common::TestServer;
 use std::io::{Read, Write};
@@ -95,34 +96,6 @@ fn each_track_is_its_own_init_segment_and_segments_that_decode() {
         common::assert_decodes_without_errors(file, None);
     }
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Reads a response head (to its blank line) from a raw connection.
-fn read_head(c: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        c.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// The chunks of a chunked body, in order (and whether the last chunk came).
-fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return (out, false);
-        };
-        let size = std::str::from_utf8(&raw[..eol]).unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            return (out, true);
-        }
-        out.push(raw[eol + 2..eol + 2 + n].to_vec());
-        raw = &raw[eol + 2 + n + 2..];
-    }
 }
 
 fn raw_get(s: &TestServer, path: &str) -> TcpStream {

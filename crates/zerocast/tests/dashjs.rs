@@ -5,14 +5,10 @@
 
 mod common;
 
-use common::browser::{beacon_server, dash_js, Chromium};
-use common::fixtures::long_live_ts;
-use common::live::{ffmpeg_publish, stream_doc, wait_for, Proc};
-use common::tls::{spki_sha256, TestCa};
-use common::{demo_copy, library, TestServer};
-use server::tls::TlsConfig;
+use common::browser::{dash_js, verdict, LiveTls};
+use common::live::stream_doc;
+use common::TestServer;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// A page that plays `manifest` with dash.js and reports `playing` once the video has advanced
 /// six seconds (three segments: past the segment changes, where a player that misses the next
@@ -49,50 +45,7 @@ player.initialize(v, '{manifest}', true);
 
 /// Opens the page in Chromium and waits for its first verdict.
 fn play(manifest: &str, flags: &[String]) -> HashMap<String, String> {
-    let (base, beacons) = beacon_server(page(manifest));
-    let _chromium = Chromium::open_with(&format!("{base}/page.html"), flags);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(b) = beacons.recv_timeout(Duration::from_millis(200)) {
-            return b;
-        }
-    }
-    panic!("no verdict from the page within 60 s");
-}
-
-/// A live stream `show` (TS over HTTP, real time) on a server with HTTPS too.
-struct Live {
-    server: TestServer,
-    trust: String,
-    _ca: TestCa,
-    _publisher: Proc,
-}
-
-fn live_server() -> Live {
-    let mut ca = TestCa::new();
-    let (cert, key) = ca.issue();
-    let trust = format!(
-        "--ignore-certificate-errors-spki-list={}",
-        spki_sha256(&cert)
-    );
-    let any = "127.0.0.1:0".parse().unwrap();
-    let config = server::Config {
-        tls: Some(TlsConfig::new(vec![any], cert, key)),
-        ..server::Config::default()
-    };
-    let dir = demo_copy();
-    let server = TestServer::start_with(config, library(dir.path()));
-    let url = server.url("/live/show");
-    let publisher = ffmpeg_publish(&long_live_ts(), &["-re"], "mpegts", &[], &url);
-    wait_for(&server, "show", "three HLS segments", |d| {
-        d["hls_segments"].as_u64() >= Some(3)
-    });
-    Live {
-        server,
-        trust,
-        _ca: ca,
-        _publisher: publisher,
-    }
+    verdict(page(manifest), flags)
 }
 
 /// dash.js played the stream, past segment changes, and the picture it showed was close to the live edge. The bound
@@ -123,22 +76,18 @@ fn assert_played_at_low_latency(s: &TestServer, verdict: &HashMap<String, String
 
 #[test]
 fn dash_js_on_another_origin_plays_ll_dash_over_http() {
-    let live = live_server();
+    let live = LiveTls::start();
     let verdict = play(&live.server.url("/live/show/manifest.mpd"), &[]);
     assert_played_at_low_latency(&live.server, &verdict);
 }
 
 #[test]
 fn dash_js_plays_ll_dash_over_https_http2() {
-    let live = live_server();
+    let live = LiveTls::start();
     let port = live.server.https[0].port();
     let url = format!("https://localhost:{port}/live/show/manifest.mpd");
     let verdict = play(&url, std::slice::from_ref(&live.trust));
     assert_played_at_low_latency(&live.server, &verdict);
-    let metrics = live.server.get("/metrics", &[]);
-    let h2 = String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
-        .and_then(|n| n.parse::<u64>().ok());
+    let h2 = live.http2_connections();
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }

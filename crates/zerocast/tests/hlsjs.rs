@@ -4,14 +4,10 @@
 
 mod common;
 
-use common::browser::{beacon_server, hls_js, Chromium};
-use common::fixtures::long_live_ts;
-use common::live::{ffmpeg_publish, stream_doc, wait_for, Proc};
-use common::tls::{spki_sha256, TestCa};
-use common::{demo_copy, library, TestServer};
-use server::tls::TlsConfig;
+use common::browser::{hls_js, verdict, LiveTls};
+use common::live::stream_doc;
+use common::TestServer;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// A page that plays `playlist` with hls.js and reports `playing` (with the time reached) once
 /// the video has advanced two seconds, or `error` with hls.js's fatal error.
@@ -51,55 +47,7 @@ v.play().catch(() => {{}});
 
 /// Opens the page in Chromium and waits for its first verdict.
 fn play(playlist: &str, flags: &[String]) -> HashMap<String, String> {
-    play_page(page(playlist), flags)
-}
-
-fn play_page(page: String, flags: &[String]) -> HashMap<String, String> {
-    let (base, beacons) = beacon_server(page);
-    let _chromium = Chromium::open_with(&format!("{base}/page.html"), flags);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(b) = beacons.recv_timeout(Duration::from_millis(200)) {
-            return b;
-        }
-    }
-    panic!("no verdict from the page within 60 s");
-}
-
-/// A live stream `show` on a server with HTTPS: the server, the Chromium flag that trusts its
-/// certificate's key, and the publisher (ffmpeg, real time).
-struct Live {
-    server: TestServer,
-    trust: String,
-    _ca: TestCa,
-    _publisher: Proc,
-}
-
-fn live_server() -> Live {
-    let mut ca = TestCa::new();
-    let (cert, key) = ca.issue();
-    let trust = format!(
-        "--ignore-certificate-errors-spki-list={}",
-        spki_sha256(&cert)
-    );
-    let any = "127.0.0.1:0".parse().unwrap();
-    let config = server::Config {
-        tls: Some(TlsConfig::new(vec![any], cert, key)),
-        ..server::Config::default()
-    };
-    let dir = demo_copy();
-    let server = TestServer::start_with(config, library(dir.path()));
-    let url = server.url("/live/show");
-    let publisher = ffmpeg_publish(&long_live_ts(), &["-re"], "mpegts", &[], &url);
-    wait_for(&server, "show", "three HLS segments", |d| {
-        d["hls_segments"].as_u64() >= Some(3)
-    });
-    Live {
-        server,
-        trust,
-        _ca: ca,
-        _publisher: publisher,
-    }
+    verdict(page(playlist), flags)
 }
 
 #[track_caller]
@@ -116,19 +64,19 @@ fn assert_played(s: &TestServer, verdict: &HashMap<String, String>) {
 
 #[test]
 fn hls_js_on_another_origin_plays_live_hls_over_http() {
-    let live = live_server();
+    let live = LiveTls::start();
     let verdict = play(&live.server.url("/live/show/index.m3u8"), &[]);
     assert_played(&live.server, &verdict);
 }
 
 #[test]
 fn hls_js_on_another_origin_plays_live_hls_over_https() {
-    let live = live_server();
+    let live = LiveTls::start();
     let port = live.server.https[0].port();
     let url = format!("https://localhost:{port}/live/show/index.m3u8");
     let verdict = play(&url, std::slice::from_ref(&live.trust));
     assert_played(&live.server, &verdict);
-    let h2 = http2_connections(&live.server);
+    let h2 = live.http2_connections();
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }
 
@@ -152,31 +100,22 @@ const LOW_LATENCY: &str = "{lowLatencyMode: true}";
 
 #[test]
 fn hls_js_plays_ll_hls_in_low_latency_mode_over_http() {
-    let live = live_server();
+    let live = LiveTls::start();
     let url = live.server.url("/live/show/ll.m3u8");
-    let verdict = play_page(page_with(&url, LOW_LATENCY), &[]);
+    let verdict = verdict(page_with(&url, LOW_LATENCY), &[]);
     assert_low_latency(&live.server, &verdict);
 }
 
 #[test]
 fn hls_js_plays_ll_hls_in_low_latency_mode_over_https_http2() {
-    let live = live_server();
+    let live = LiveTls::start();
     let port = live.server.https[0].port();
     let url = format!("https://localhost:{port}/live/show/ll.m3u8");
-    let verdict = play_page(
+    let verdict = verdict(
         page_with(&url, LOW_LATENCY),
         std::slice::from_ref(&live.trust),
     );
     assert_low_latency(&live.server, &verdict);
-    let h2 = http2_connections(&live.server);
+    let h2 = live.http2_connections();
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
-}
-
-/// HTTP/2 connections the server counted (`/metrics`).
-fn http2_connections(s: &TestServer) -> Option<u64> {
-    let metrics = s.get("/metrics", &[]);
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
-        .and_then(|n| n.parse::<u64>().ok())
 }

@@ -6,7 +6,8 @@ mod common;
 
 use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
-    rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared, WAIT,
+    chunks, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared,
+    WAIT,
 };
 use common::TestServer;
 use std::io::{Read, Write};
@@ -165,34 +166,6 @@ fn a_delta_update_replaces_the_oldest_segments_with_ext_x_skip() {
         listed(&full).abs_diff(listed(&delta) + skipped) <= 1,
         "{full}\n{delta}"
     );
-}
-
-/// Reads a response head (to its blank line) from a raw connection.
-fn read_head(c: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        c.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// The chunks of a chunked body, in order (and whether the last chunk came).
-fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return (out, false);
-        };
-        let size = std::str::from_utf8(&raw[..eol]).unwrap();
-        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return (out, true);
-        }
-        out.push(raw[eol + 2..eol + 2 + n].to_vec());
-        raw = &raw[eol + 2 + n + 2..];
-    }
 }
 
 #[test]

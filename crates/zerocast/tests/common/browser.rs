@@ -143,3 +143,66 @@ pub fn dash_js() -> String {
         )
     })
 }
+
+/// Serves `page` from the beacon server (another origin than zerocast's), opens it in Chromium
+/// with `flags`, and waits for its first verdict (at most 60 s).
+pub fn verdict(page: String, flags: &[String]) -> HashMap<String, String> {
+    let (base, beacons) = beacon_server(page);
+    let _chromium = Chromium::open_with(&format!("{base}/page.html"), flags);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(b) = beacons.recv_timeout(std::time::Duration::from_millis(200)) {
+            return b;
+        }
+    }
+    panic!("no verdict from the page within 60 s");
+}
+
+/// A live stream `show` (MPEG-TS over HTTP, real time) on a server with HTTPS too: the server,
+/// the Chromium flag that trusts its certificate's key, the authority, and the publisher.
+pub struct LiveTls {
+    pub server: super::TestServer,
+    pub trust: String,
+    _ca: super::tls::TestCa,
+    _publisher: super::live::Proc,
+}
+
+impl LiveTls {
+    /// Started, with three HLS segments out.
+    pub fn start() -> LiveTls {
+        let mut ca = super::tls::TestCa::new();
+        let (cert, key) = ca.issue();
+        let trust = format!(
+            "--ignore-certificate-errors-spki-list={}",
+            super::tls::spki_sha256(&cert)
+        );
+        let any = "127.0.0.1:0".parse().unwrap();
+        let config = server::Config {
+            tls: Some(server::tls::TlsConfig::new(vec![any], cert, key)),
+            ..server::Config::default()
+        };
+        let dir = super::demo_copy();
+        let server = super::TestServer::start_with(config, super::library(dir.path()));
+        let url = server.url("/live/show");
+        let input = super::fixtures::long_live_ts();
+        let publisher = super::live::ffmpeg_publish(&input, &["-re"], "mpegts", &[], &url);
+        super::live::wait_for(&server, "show", "three HLS segments", |d| {
+            d["hls_segments"].as_u64() >= Some(3)
+        });
+        LiveTls {
+            server,
+            trust,
+            _ca: ca,
+            _publisher: publisher,
+        }
+    }
+
+    /// HTTP/2 connections the server counted (`/metrics`).
+    pub fn http2_connections(&self) -> Option<u64> {
+        let metrics = self.server.get("/metrics", &[]);
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("zerocast_tls_http2_connections_total "))
+            .and_then(|n| n.parse::<u64>().ok())
+    }
+}

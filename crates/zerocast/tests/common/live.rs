@@ -382,3 +382,32 @@ impl Drop for Viewer {
         }
     }
 }
+
+/// Reads a response head (to its blank line) from a raw connection.
+pub fn read_head(c: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// The chunks of a chunked body, in order (and whether the last chunk came).
+pub fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size = std::str::from_utf8(&raw[..eol]).unwrap();
+        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return (out, true);
+        }
+        out.push(raw[eol + 2..eol + 2 + n].to_vec());
+        raw = &raw[eol + 2 + n + 2..];
+    }
+}
