@@ -5,7 +5,7 @@
 //! `live::llhls::part_response`); a request for the next segment waits until it begins
 //! (`llhls::hold`).
 
-use super::llhls::serve;
+use super::llhls::{render, serve};
 use super::text;
 use crate::body::Chunks;
 use crate::entity::Policy;
@@ -15,7 +15,6 @@ use ::live::llhls::wallclock::rfc3339_ms;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Request, Response, StatusCode};
-use std::sync::atomic::Ordering::Relaxed;
 
 /// A track's letter in DASH URIs (`v`, `a`) to its index (0 video, 1 audio), and the rest.
 fn track(file: &str) -> Option<(usize, &str)> {
@@ -64,17 +63,7 @@ pub(super) fn manifest(
     carry: Option<&str>,
     clock_url: &str,
 ) -> Result<Response<Chunks>, Error> {
-    let s = live
-        .get(name)
-        .ok_or_else(|| Error::UnknownStream(name.into()))?;
-    s.stats.playlist_requests.fetch_add(1, Relaxed);
-    let body = {
-        let inner = s.read();
-        let ll = &inner
-            .media
-            .as_ref()
-            .ok_or_else(|| Error::NoFlvOutput(name.into()))?
-            .llhls;
+    let body = render(live, name, |_, ll| {
         ::live::dash::mpd(
             ll,
             &::live::dash::Manifest {
@@ -83,7 +72,7 @@ pub(super) fn manifest(
                 clock_url,
             },
         )
-    };
+    })?;
     // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
     let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
     let mut r = text(StatusCode::OK, "application/dash+xml", Bytes::from(body));

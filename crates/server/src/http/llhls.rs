@@ -14,7 +14,7 @@ use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::http::Route;
 use crate::live::llhls::Followed;
-use crate::live::{Held, Live};
+use crate::live::{Held, Live, Stream};
 use crate::state::State;
 use ::live::llhls::{Awaited, Query};
 use bytes::Bytes;
@@ -119,6 +119,26 @@ pub(crate) async fn hold<B>(
     }
 }
 
+/// A playlist or manifest of stream `name`: counts the request, then `f` renders it from the
+/// stream and its LL-HLS state under the stream's read lock. 404 without the stream, or without
+/// its fMP4 output.
+pub(super) fn render<T>(
+    live: &Live,
+    name: &str,
+    f: impl FnOnce(&Stream, &::live::LlHls) -> T,
+) -> Result<T, Error> {
+    let s = live
+        .get(name)
+        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    s.stats.playlist_requests.fetch_add(1, Relaxed);
+    let inner = s.read();
+    let media = inner
+        .media
+        .as_ref()
+        .ok_or_else(|| Error::NoFlvOutput(name.into()))?;
+    Ok(f(&s, &media.llhls))
+}
+
 /// `GET /live/{name}/ll.m3u8`, once [`hold`] let it through.
 pub(super) fn playlist(
     live: &Live,
@@ -127,17 +147,7 @@ pub(super) fn playlist(
     carry: Option<&str>,
 ) -> Result<Response<Chunks>, Error> {
     let q = Query::parse(query).map_err(Error::LlQuery)?;
-    let s = live
-        .get(name)
-        .ok_or_else(|| Error::UnknownStream(name.into()))?;
-    s.stats.playlist_requests.fetch_add(1, Relaxed);
-    let body = {
-        let inner = s.read();
-        let ll = &inner
-            .media
-            .as_ref()
-            .ok_or_else(|| Error::NoFlvOutput(name.into()))?
-            .llhls;
+    let body = render(live, name, |s, ll| {
         match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
             Some(carry) => Bytes::from(ll.playlist(q.skip, Some(&carry))),
             // Rendered once per change of the playlist, shared by every request until the next.
@@ -154,7 +164,7 @@ pub(super) fn playlist(
                 }
             }
         }
-    };
+    })?;
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     let cache = match q.is_blocking() {
         // What it answers only grows: a second-old copy is at most a part behind.
