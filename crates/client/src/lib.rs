@@ -51,6 +51,12 @@ impl Error {
         matches!(self, Error::Status { status, .. } if *status == StatusCode::NOT_FOUND)
     }
 
+    /// True when the server cannot do this for this video (HTTP 422: a clip of a container it
+    /// does not clip, a seek in a title without keyframes).
+    pub fn is_unprocessable(&self) -> bool {
+        matches!(self, Error::Status { status, .. } if *status == StatusCode::UNPROCESSABLE_ENTITY)
+    }
+
     /// True for a URL the call cannot take: bad usage.
     pub fn is_bad_url(&self) -> bool {
         matches!(self, Error::BadUrl { .. })
@@ -108,6 +114,22 @@ impl VideoUrl {
             percent_encoding::utf8_percent_encode(timecode, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
         format!("/api/videos/{}/seek?t={t}", self.id)
+    }
+
+    /// The path of the clip between two times (an absent start is the beginning, an absent end
+    /// the end).
+    pub fn clip_path(&self, start: Option<&str>, end: Option<&str>) -> String {
+        let enc = |t: &str| {
+            percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut q = Vec::new();
+        if let Some(s) = start {
+            q.push(format!("start={}", enc(s)));
+        }
+        if let Some(e) = end {
+            q.push(format!("end={}", enc(e)));
+        }
+        format!("/videos/{}?{}", self.id, q.join("&"))
     }
 }
 
@@ -208,16 +230,67 @@ pub async fn request_chunk<W: AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<u64> {
     let url = VideoUrl::parse(video)?;
+    range_into(&url, video, &url.video_path(), offset, size, out).await
+}
+
+/// Fetches the clip of `video` between two times (a file of the video's container that players
+/// open) into `out`: all of it, or its first `size` bytes. Returns the number of bytes written.
+pub async fn request_clip<W: AsyncWrite + Unpin>(
+    video: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    size: Option<u64>,
+    out: &mut W,
+) -> Result<u64> {
+    let url = VideoUrl::parse(video)?;
+    let path = url.clip_path(start, end);
+    if let Some(size) = size {
+        return range_into(&url, video, &path, 0, size, out).await;
+    }
+    let resp = send(&url, &path, None).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(failure(video, resp).await);
+    }
+    let expected = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = resp.into_body();
+    let mut written = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| Error::Http {
+            addr: url.authority.clone(),
+            error,
+        })?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data).await.map_err(Error::Output)?;
+            written += data.len() as u64;
+        }
+    }
+    out.flush().await.map_err(Error::Output)?;
+    match expected {
+        Some(expected) if written < expected => Err(Error::ShortBody {
+            expected,
+            got: written,
+        }),
+        _ => Ok(written),
+    }
+}
+
+/// `size` bytes of `path` from `offset`, streamed into `out`.
+async fn range_into<W: AsyncWrite + Unpin>(
+    url: &VideoUrl,
+    video: &str,
+    path: &str,
+    offset: u64,
+    size: u64,
+    out: &mut W,
+) -> Result<u64> {
     if size == 0 {
         return Ok(0);
     }
     let last = offset.saturating_add(size - 1);
-    let resp = send(
-        &url,
-        &url.video_path(),
-        Some(format!("bytes={offset}-{last}")),
-    )
-    .await?;
+    let resp = send(url, path, Some(format!("bytes={offset}-{last}"))).await?;
     // 200 means the range covered the whole video; anything else than 206 is an error.
     let (skip, expected) = match resp.status() {
         StatusCode::PARTIAL_CONTENT => {
@@ -316,6 +389,14 @@ mod tests {
         assert_eq!(
             u.seek_path("01:02:03;04"),
             "/api/videos/movies/a%20b.mp4/seek?t=01%3A02%3A03%3B04"
+        );
+        assert_eq!(
+            u.clip_path(Some("1:00"), Some("90.5")),
+            "/videos/movies/a%20b.mp4?start=1%3A00&end=90%2E5"
+        );
+        assert_eq!(
+            u.clip_path(None, Some("9")),
+            "/videos/movies/a%20b.mp4?end=9"
         );
     }
 

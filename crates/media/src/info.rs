@@ -108,9 +108,53 @@ impl MediaInfo {
             keyframe: self.keyframes[index],
         })
     }
+
+    /// The keyframes that bound a clip of `[from, to)`: the one at or before `from`, and the
+    /// first one after it at or after `to` (`None`: the clip runs to the end of the title).
+    /// Errors for a time past the end or an end not after the start.
+    pub fn clip_span(
+        &self,
+        from: MediaTime,
+        to: Option<MediaTime>,
+    ) -> Result<(SeekPoint, Option<SeekPoint>)> {
+        check_clip(from, to, self.duration)?;
+        let start = self.seek(from)?;
+        let end = to.and_then(|to| {
+            let index = start.index
+                + 1
+                + self.keyframes[start.index + 1..].partition_point(|k| k.time < to);
+            self.keyframes
+                .get(index)
+                .map(|&keyframe| SeekPoint { index, keyframe })
+        });
+        Ok((start, end))
+    }
 }
 
 /// The most common value of a list of frame durations, ignoring zeros; used for frame rates.
+/// A clip's times against the title's duration: the start before the end of the title, the end
+/// after the start and not past the end of the title.
+pub(crate) fn check_clip(
+    from: MediaTime,
+    to: Option<MediaTime>,
+    duration: MediaTime,
+) -> Result<()> {
+    for t in std::iter::once(from).chain(to) {
+        if t > duration || (t == duration && t == from) {
+            return Err(Error::PastEnd {
+                requested: t,
+                duration,
+            });
+        }
+    }
+    match to {
+        Some(to) if to <= from => Err(Error::Timecode(format!(
+            "the clip's end ({to} s) is not after its start ({from} s)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn most_common(deltas: impl Iterator<Item = u64>) -> Option<u64> {
     let mut counts: Vec<(u64, u64)> = Vec::new();
     for d in deltas.filter(|d| *d > 0) {

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clip;
 pub mod cmaf;
 pub mod error;
 pub mod flv;

@@ -48,6 +48,8 @@ pub enum Error {
     BadTime(media::Error),
     #[error("'{}' cannot be searched by time: {reason}", Clip(.id))]
     NotSeekable { id: String, reason: String },
+    #[error("'{}' cannot be clipped: {reason}", Clip(.id))]
+    NotClippable { id: String, reason: String },
     #[error("bad stream name '{}' (1 to 128 of A-Z a-z 0-9 _ - .)", Clip(.0))]
     BadStreamName(String),
     #[error("no live stream '{}'", Clip(.0))]
@@ -135,7 +137,9 @@ impl Error {
             }
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
-            Error::NotSeekable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotSeekable { .. } | Error::NotClippable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,
             Error::BadRequest(_) | Error::LlQuery(_) | Error::LlTooFar { .. } => {
                 StatusCode::BAD_REQUEST

@@ -33,7 +33,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve a video library over HTTP (the embedded demo library without --library).
     Serve(ServeArgs),
-    /// Fetch a chunk of a video: from a byte offset or from the keyframe at a timecode.
+    /// Fetch a chunk of a video: from a byte offset, or the start of the clip from the keyframe at
+    /// a timecode (a file players open: MP4, fragmented MP4 and MPEG-TS titles).
     Get {
         /// http://HOST:PORT/videos/ID
         url: String,
@@ -46,6 +47,21 @@ pub enum Command {
         /// How many bytes (20MiB, 1GB, 1048576).
         #[arg(long, default_value = "20MiB", value_parser = size::parse)]
         size: u64,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Save the part of a video between two times as a file of its container that players open
+    /// (from the keyframe at or before --start to the keyframe at or after --end).
+    Clip {
+        /// http://HOST:PORT/videos/ID
+        url: String,
+        /// Where the clip starts (01:09:14:28, 4154.93, 1h9m14s); the beginning without it.
+        #[arg(long)]
+        start: Option<String>,
+        /// Where it ends; the end of the video without it.
+        #[arg(long)]
+        end: Option<String>,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,

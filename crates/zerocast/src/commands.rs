@@ -1,4 +1,4 @@
-//! The client subcommands: `get` and `seek` (against a running server), `index` (a local file,
+//! The client subcommands: `get`, `clip` and `seek` (against a running server), `index` (a local file,
 //! no server), `publish` and `watch` (live streams). Results go to standard output, progress and
 //! notes to standard error.
 
@@ -17,6 +17,23 @@ pub async fn get(
     size: u64,
     output: Option<&Path>,
 ) -> Result<()> {
+    if let Some(tc) = at {
+        match write_to(output, async |mut out| {
+            client::request_clip(url, Some(tc), None, Some(size), &mut out).await
+        })
+        .await
+        {
+            Ok(n) => {
+                eprintln!("{n} bytes of the clip from {tc}");
+                return Ok(());
+            }
+            // A container the server does not clip: the raw bytes from the keyframe's offset.
+            Err(e) if e.is_unprocessable() => {
+                eprintln!("{e}; the raw bytes from the keyframe follow")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let offset = match (at, offset) {
         (Some(tc), _) => {
             let s = client::timecode_to_index(url, tc).await?;
@@ -31,20 +48,43 @@ pub async fn get(
         (None, Some(o)) => o,
         (None, None) => 0,
     };
-    let n = match output {
+    let n = write_to(output, async |mut out| {
+        client::request_chunk(url, offset, size, &mut out).await
+    })
+    .await?;
+    eprintln!("{n} bytes from offset {offset}");
+    Ok(())
+}
+
+/// `zerocast clip`: the clip between two times, whole.
+pub async fn clip(
+    url: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    output: Option<&Path>,
+) -> Result<()> {
+    let n = write_to(output, async |mut out| {
+        client::request_clip(url, start, end, None, &mut out).await
+    })
+    .await?;
+    eprintln!("{n} bytes");
+    Ok(())
+}
+
+/// Runs `fetch` into the output file (created) or standard output.
+async fn write_to<F>(output: Option<&Path>, fetch: F) -> Result<u64, client::Error>
+where
+    F: AsyncFnOnce(&mut (dyn tokio::io::AsyncWrite + Unpin + Send)) -> client::Result<u64>,
+{
+    match output {
         Some(p) => {
             let mut f = tokio::fs::File::create(p)
                 .await
-                .with_context(|| format!("creating {}", p.display()))?;
-            client::request_chunk(url, offset, size, &mut f).await?
+                .map_err(client::Error::Output)?;
+            fetch(&mut f).await
         }
-        None => {
-            let mut out = tokio::io::stdout();
-            client::request_chunk(url, offset, size, &mut out).await?
-        }
-    };
-    eprintln!("{n} bytes from offset {offset}");
-    Ok(())
+        None => fetch(&mut tokio::io::stdout()).await,
+    }
 }
 
 /// What `seek` prints: with `--json` this struct as JSON, otherwise one tab-separated line

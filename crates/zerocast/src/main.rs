@@ -75,6 +75,17 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(file.log_format(cli.log_format));
             rt.block_on(serve::run(args, file))
         }
+        Command::Clip {
+            url,
+            start,
+            end,
+            output,
+        } => rt.block_on(commands::clip(
+            &url,
+            start.as_deref(),
+            end.as_deref(),
+            output.as_deref(),
+        )),
         Command::Get {
             url,
             at,

@@ -2,7 +2,7 @@
 //! the body is written.
 
 /// Writes a box of `kind` whose body `body` writes, at the end of `out`.
-pub(super) fn bx(out: &mut Vec<u8>, kind: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn bx(out: &mut Vec<u8>, kind: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(kind);
@@ -13,7 +13,7 @@ pub(super) fn bx(out: &mut Vec<u8>, kind: &[u8; 4], body: impl FnOnce(&mut Vec<u
 }
 
 /// A full box: a box whose body starts with a version and 24 bits of flags.
-pub(super) fn full(
+pub(crate) fn full(
     out: &mut Vec<u8>,
     kind: &[u8; 4],
     version: u8,
@@ -26,24 +26,24 @@ pub(super) fn full(
     });
 }
 
-pub(super) fn u16(out: &mut Vec<u8>, v: u16) {
+pub(crate) fn u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-pub(super) fn u32(out: &mut Vec<u8>, v: u32) {
+pub(crate) fn u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-pub(super) fn u64(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-pub(super) fn zeros(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn zeros(out: &mut Vec<u8>, n: usize) {
     out.resize(out.len() + n, 0);
 }
 
 /// The unity transformation matrix of `mvhd` and `tkhd`.
-pub(super) fn matrix(out: &mut Vec<u8>) {
+pub(crate) fn matrix(out: &mut Vec<u8>) {
     for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
         u32(out, v);
     }

@@ -12,7 +12,7 @@
 //! [`crate::flv::FromTs`]) into track configurations and samples: their video is already
 //! length-prefixed NAL units and their audio raw AAC frames, as MP4 stores them.
 
-mod boxes;
+pub(crate) mod boxes;
 mod codecs;
 pub mod flv;
 mod fragment;

@@ -20,7 +20,7 @@ use crate::read::Reader;
 use crate::time::{FrameRate, MediaTime};
 use stbl::SampleTable;
 
-type FourCC = [u8; 4];
+pub(crate) type FourCC = [u8; 4];
 
 /// One box: its type, its body, and the absolute offset of its first header byte.
 pub(crate) struct Mp4Box<'a> {
@@ -75,7 +75,7 @@ pub(crate) fn show(k: FourCC) -> String {
 }
 
 /// Finds the first child box of the given type.
-fn child<'a>(parent: &Reader<'a>, kind: &FourCC) -> Result<Option<Reader<'a>>> {
+pub(crate) fn child<'a>(parent: &Reader<'a>, kind: &FourCC) -> Result<Option<Reader<'a>>> {
     let mut r = parent.clone();
     while let Some(b) = next_box(&mut r, false)? {
         if &b.kind == kind {
@@ -86,7 +86,7 @@ fn child<'a>(parent: &Reader<'a>, kind: &FourCC) -> Result<Option<Reader<'a>>> {
 }
 
 /// Version and flags of a full box.
-fn full_box(r: &mut Reader<'_>) -> Result<(u8, u32)> {
+pub(crate) fn full_box(r: &mut Reader<'_>) -> Result<(u8, u32)> {
     let v = r.u32()?;
     Ok(((v >> 24) as u8, v & 0x00ff_ffff))
 }
@@ -99,21 +99,32 @@ struct Trex {
 }
 
 #[derive(Debug, Default)]
-struct Track<'a> {
-    id: u32,
-    handler: FourCC,
-    timescale: u32,
+pub(crate) struct Track<'a> {
+    pub(crate) id: u32,
+    pub(crate) handler: FourCC,
+    pub(crate) timescale: u32,
     /// First media time shown, from the edit list (0 without one).
-    media_time: i64,
-    codec: String,
-    width: Option<u32>,
-    height: Option<u32>,
-    channels: Option<u16>,
-    sample_rate: Option<u32>,
-    stbl: Option<Reader<'a>>,
+    pub(crate) media_time: i64,
+    pub(crate) codec: String,
+    pub(crate) width: Option<u32>,
+    pub(crate) height: Option<u32>,
+    pub(crate) channels: Option<u16>,
+    pub(crate) sample_rate: Option<u32>,
+    pub(crate) stbl: Option<Reader<'a>>,
     /// The first sample entry: its type and body (codec configuration boxes inside).
-    entry: Option<(FourCC, Reader<'a>)>,
+    pub(crate) entry: Option<(FourCC, Reader<'a>)>,
     trex: Trex,
+}
+
+/// Whether an MP4 holds movie fragments (`moof` at the top level).
+pub fn is_fragmented(data: &[u8]) -> bool {
+    let mut top = Reader::new(data, 0, "mp4");
+    while let Ok(Some(b)) = next_box(&mut top, true) {
+        if &b.kind == b"moof" {
+            return true;
+        }
+    }
+    false
 }
 
 /// Indexes an MP4 held in memory.
@@ -243,7 +254,7 @@ fn parse_moov<'a>(moov: &Reader<'a>) -> Result<(u32, u64, Vec<Track<'a>>)> {
     Ok((scale.max(1), duration, tracks))
 }
 
-fn parse_trak<'a>(trak: &Reader<'a>) -> Result<Track<'a>> {
+pub(crate) fn parse_trak<'a>(trak: &Reader<'a>) -> Result<Track<'a>> {
     let mut t = Track::default();
     if let Some(mut tkhd) = child(trak, b"tkhd")? {
         let (v, _) = full_box(&mut tkhd)?;

@@ -25,6 +25,7 @@
 //! then rendered; errors become responses in one place, [`Error::response`].
 
 mod admin;
+mod clips;
 mod dash;
 mod hls;
 pub(crate) mod llhls;

@@ -27,6 +27,9 @@ pub(super) fn video<B>(
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
     let t = lookup(lib, id)?;
+    if super::clips::wanted(req.uri().query()) {
+        return super::clips::serve(t, policy, req);
+    }
     Ok(entity::serve(&**t, policy, req.method(), req.headers()))
 }
 
@@ -62,7 +65,14 @@ pub(super) fn seek(
     })?;
     let rate = info.frame_rate();
     let at = media::timecode::parse(&value, rate).map_err(Error::BadTime)?;
-    let point = info.seek(at).map_err(|e| match e {
+    let point = info.seek(at).map_err(|e| time_error(t, &value, e))?;
+    Ok(json(StatusCode::OK, &SeekDoc::new(t, at, point, rate)))
+}
+
+/// Why a time in a request for `t` cannot be used: no keyframes (422), past the end (400, with
+/// the title's duration), or not a time (400).
+pub(super) fn time_error(t: &Title, value: &str, e: media::Error) -> Error {
+    match e {
         media::Error::NoKeyframes => Error::NotSeekable {
             id: t.id.clone(),
             reason: e.to_string(),
@@ -75,6 +85,5 @@ pub(super) fn seek(
             t.id
         ))),
         e => Error::BadTime(e),
-    })?;
-    Ok(json(StatusCode::OK, &SeekDoc::new(t, at, point, rate)))
+    }
 }

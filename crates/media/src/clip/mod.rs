@@ -1,0 +1,132 @@
+//! Clips: the part of a title between two times, as a file of the title's own container that
+//! players open, made of a small head written for the clip and one range of the title's bytes.
+//!
+//! | container | head | body |
+//! |---|---|---|
+//! | MP4 | `ftyp`, a new `moov` for the kept samples, the `mdat` header ([`mp4`]) | the kept samples' span of the original `mdat` |
+//! | fragmented MP4 | `ftyp`, `moov` (without `mehd`, edit lists from the first fragment) ([`fragmented`]) | the fragments from the keyframe's |
+//! | MPEG-TS | PAT, PMT ([`ts`]) | the packets from the keyframe's |
+//!
+//! Every clip starts at the video keyframe at or before its start and ends just before the first
+//! keyframe at or after its end (the end snaps forward): whole GOPs, so every frame decodes.
+
+mod fragmented;
+mod mp4;
+mod ts;
+
+use crate::error::{Error, Result};
+use crate::info::{Container, MediaInfo};
+use crate::time::MediaTime;
+use std::ops::Range;
+
+/// A clip: the head to send, then the title's bytes `body`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clip {
+    /// Written for this clip (container headers and tables).
+    pub head: Vec<u8>,
+    /// The range of the title's bytes that follows the head, unchanged.
+    pub body: Range<u64>,
+    /// Where the clip starts and ends on the title's timeline (the keyframes that bound it).
+    pub start: MediaTime,
+    pub end: MediaTime,
+}
+
+impl Clip {
+    /// The clip's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.head.len() as u64 + (self.body.end - self.body.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The clip of a title (`data`, indexed as `info`) from the keyframe at or before `from` to the
+/// keyframe at or after `to` (`None`: to the end of the title).
+pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
+    match info.container {
+        Container::Mp4 if crate::mp4::is_fragmented(data) => {
+            fragmented::fragmented(data, info, from, to)
+        }
+        Container::Mp4 => mp4::clip(data, from, to),
+        Container::MpegTs => ts::clip(data, info, from, to),
+        Container::WebM | Container::Matroska | Container::Unknown => Err(Error::malformed(
+            "clip",
+            format!(
+                "clips of {} titles are not supported yet (MP4, fragmented MP4 and MPEG-TS are)",
+                info.container.name()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ts as mpegts;
+
+    const TS: &[u8] = include_bytes!("../../../../demo/clip.ts");
+    const FRAGMENTED: &[u8] = include_bytes!("../../../../demo/fragmented.mp4");
+    const WEBM: &[u8] = include_bytes!("../../../../demo/vp9-opus.webm");
+
+    fn secs(s: i64) -> MediaTime {
+        MediaTime::new(s, 1)
+    }
+
+    fn file(data: &[u8], c: &Clip) -> Vec<u8> {
+        let mut f = c.head.clone();
+        f.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
+        f
+    }
+
+    fn keyframe_times(info: &MediaInfo) -> Vec<f64> {
+        info.keyframes
+            .iter()
+            .map(|k| k.time.as_secs_f64())
+            .collect()
+    }
+
+    #[test]
+    fn an_mpegts_clip_is_pat_pmt_then_whole_packets_from_the_keyframe() {
+        let info = crate::index(TS).unwrap();
+        let c = clip(TS, &info, secs(3), Some(secs(5))).unwrap();
+        assert_eq!((c.start, c.end), (secs(2), secs(6)));
+        assert_eq!(c.head.len(), 2 * mpegts::PACKET);
+        assert_eq!(c.body.start, info.seek(secs(3)).unwrap().keyframe.offset);
+        assert_eq!((c.body.end - c.body.start) % mpegts::PACKET as u64, 0);
+        let f = file(TS, &c);
+        let pat = mpegts::header(&f).unwrap();
+        assert_eq!(pat.pid, 0);
+        // The clip's next PAT continues the head's counter.
+        let next = f[mpegts::PACKET..]
+            .chunks_exact(mpegts::PACKET)
+            .filter_map(mpegts::header)
+            .find(|h| h.pid == 0);
+        if let Some(n) = next {
+            assert_eq!(n.cc, (pat.cc + 1) & 0x0f);
+        }
+        let clipped = crate::index(&f).unwrap();
+        assert_eq!(keyframe_times(&clipped), [0.0, 2.0]);
+        assert!((clipped.duration.as_secs_f64() - 4.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_fragmented_mp4_clip_is_the_init_then_whole_fragments() {
+        let info = crate::index(FRAGMENTED).unwrap();
+        let c = clip(FRAGMENTED, &info, secs(3), Some(secs(5))).unwrap();
+        assert_eq!((c.start, c.end), (secs(2), secs(6)));
+        let f = file(FRAGMENTED, &c);
+        assert_eq!(&FRAGMENTED[c.body.start as usize + 4..][..4], b"moof");
+        let clipped = crate::index(&f).unwrap();
+        assert_eq!(clipped.keyframes.len(), 2);
+        assert!(!f.windows(4).take(c.head.len()).any(|w| w == b"mehd"));
+    }
+
+    #[test]
+    fn webm_clips_are_refused_with_a_clear_error() {
+        let info = crate::index(WEBM).unwrap();
+        let e = clip(WEBM, &info, secs(1), None).unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+    }
+}

@@ -1,0 +1,153 @@
+use super::*;
+use crate::mp4::stbl::SampleTable;
+
+const FASTSTART: &[u8] = include_bytes!("../../../../../demo/faststart.mp4");
+const MOOV_AT_END: &[u8] = include_bytes!("../../../../../demo/ntsc-moov-at-end.mp4");
+
+fn secs(s: i64) -> MediaTime {
+    MediaTime::new(s, 1)
+}
+
+/// The clip as one file.
+fn file(data: &[u8], c: &Clip) -> Vec<u8> {
+    let mut f = c.head.clone();
+    f.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
+    f
+}
+
+/// Every track's samples (video first) as (presentation time in seconds, bytes).
+fn samples(data: &[u8]) -> Vec<Vec<(f64, Vec<u8>)>> {
+    let mut top = Reader::new(data, 0, "mp4");
+    let mut moov = None;
+    while let Some(b) = next_box(&mut top, true).unwrap() {
+        if &b.kind == b"moov" {
+            moov = Some(b.body);
+        }
+    }
+    let mut r = moov.unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = next_box(&mut r, false).unwrap() {
+        if &b.kind != b"trak" {
+            continue;
+        }
+        let t = parse_trak(&b.body).unwrap();
+        let table: SampleTable = stbl::expand(t.stbl.as_ref().unwrap(), data.len() as u64).unwrap();
+        let col = Column {
+            table: &table,
+            timescale: t.timescale,
+            media_time: t.media_time,
+        };
+        out.push(
+            (0..table.len())
+                .map(|i| {
+                    let o = table.offset[i] as usize;
+                    (
+                        col.pts(i) as f64 / f64::from(t.timescale),
+                        data[o..o + table.size[i] as usize].to_vec(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+#[test]
+fn a_clip_holds_whole_gops_with_the_titles_own_sample_bytes() {
+    // faststart.mp4: 8 s, a keyframe every 2 s. 3 s .. 5 s is the GOPs at 2 s and 4 s.
+    let c = clip(FASTSTART, secs(3), Some(secs(5))).unwrap();
+    assert_eq!((c.start, c.end), (secs(2), secs(6)));
+    let f = file(FASTSTART, &c);
+    assert_eq!(f.len() as u64, c.len());
+    let info = crate::mp4::index(&f).unwrap();
+    let times: Vec<f64> = info
+        .keyframes
+        .iter()
+        .map(|k| k.time.as_secs_f64())
+        .collect();
+    assert_eq!(times, [0.0, 2.0]);
+    assert!(
+        (info.duration.as_secs_f64() - 4.0).abs() < 0.05,
+        "{}",
+        info.duration
+    );
+
+    let title = samples(FASTSTART);
+    let clipped = samples(&f);
+    assert_eq!(clipped.len(), 2, "video and audio");
+    for (t, c) in title.iter().zip(&clipped) {
+        let wanted: Vec<&Vec<u8>> = t
+            .iter()
+            .filter(|(pts, _)| (2.0..6.0).contains(pts))
+            .map(|(_, b)| b)
+            .collect();
+        let got: Vec<&Vec<u8>> = c.iter().map(|(_, b)| b).collect();
+        assert_eq!(got, wanted, "the same samples, byte for byte");
+    }
+    // The first video frame is presented at the clip's start.
+    let first = clipped[0].iter().map(|(p, _)| *p).fold(f64::MAX, f64::min);
+    assert_eq!(first, 0.0);
+}
+
+#[test]
+fn a_clip_of_a_file_with_moov_at_the_end_puts_moov_first() {
+    let c = clip(MOOV_AT_END, secs(30), Some(secs(40))).unwrap();
+    let f = file(MOOV_AT_END, &c);
+    let mut top = Reader::new(&f, 0, "clip");
+    let kinds: Vec<[u8; 4]> = std::iter::from_fn(|| next_box(&mut top, false).unwrap())
+        .map(|b| b.kind)
+        .collect();
+    assert_eq!(kinds, [*b"ftyp", *b"moov", *b"mdat"]);
+    let info = crate::mp4::index(&f).unwrap();
+    // Keyframes every 60 frames at 30000/1001: 28.03 s .. 40.04 s.
+    let span = c.end.as_secs_f64() - c.start.as_secs_f64();
+    assert!((info.duration.as_secs_f64() - span).abs() < 0.05);
+    assert!(c.start <= secs(30) && c.end >= secs(40));
+}
+
+#[test]
+fn an_open_ended_clip_runs_to_the_end_of_the_title() {
+    let c = clip(FASTSTART, secs(7), None).unwrap();
+    assert_eq!(c.start, secs(6));
+    let info = crate::mp4::index(&file(FASTSTART, &c)).unwrap();
+    assert!((info.duration.as_secs_f64() - 2.0).abs() < 0.05);
+}
+
+#[test]
+fn times_past_the_end_or_reversed_are_errors() {
+    assert!(matches!(
+        clip(FASTSTART, secs(9), None),
+        Err(Error::PastEnd { .. })
+    ));
+    assert!(matches!(
+        clip(FASTSTART, secs(2), Some(secs(60))),
+        Err(Error::PastEnd { .. })
+    ));
+    assert!(matches!(
+        clip(FASTSTART, secs(5), Some(secs(4))),
+        Err(Error::Timecode(_))
+    ));
+}
+
+#[test]
+fn a_fragmented_file_is_not_clipped_by_sample_tables() {
+    let frag = include_bytes!("../../../../../demo/fragmented.mp4");
+    assert!(matches!(
+        clip(frag, secs(1), None),
+        Err(Error::Malformed { .. })
+    ));
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let head = &FASTSTART[..8192.min(FASTSTART.len())];
+    for _ in 0..300 {
+        let mut d = FASTSTART.to_vec();
+        for _ in 0..rng.usize(1..8) {
+            let i = rng.usize(..head.len());
+            d[i] = rng.u8(..);
+        }
+        let _ = clip(&d, secs(rng.i64(0..8)), Some(secs(rng.i64(1..10))));
+    }
+}

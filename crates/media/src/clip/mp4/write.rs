@@ -1,0 +1,324 @@
+//! Writing a clip's `ftyp` and `moov`: the original boxes where they still hold (sample
+//! descriptions, handlers, media headers with their durations patched) and new sample tables for
+//! the samples kept, whose chunk offsets point into the clip's `mdat` (the title's bytes
+//! `lo..hi`, unchanged, right after the head).
+
+use super::select::Column;
+use crate::cmaf::boxes::{bx, full, u32 as put32, u64 as put64};
+use crate::error::{Error, Result};
+use crate::mp4::{child, next_box, FourCC};
+use crate::read::Reader;
+use crate::time::MediaTime;
+use std::ops::Range;
+
+/// One track of the clip: its original `trak` body, its samples, and which of them are kept.
+#[derive(Debug)]
+pub(super) struct Kept<'a, 't> {
+    pub trak: Reader<'a>,
+    pub col: Column<'t>,
+    pub samples: Range<usize>,
+    /// Whether the original lists sync samples (`stss`); without one every sample is sync.
+    pub has_stss: bool,
+    /// How late the track's first sample is presented after the clip's start (movie ticks).
+    pub delay: u64,
+}
+
+impl Kept<'_, '_> {
+    /// Media duration of the kept samples (track ticks).
+    fn duration(&self) -> u64 {
+        self.samples
+            .clone()
+            .map(|i| self.col.duration(i) as u64)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    fn movie_duration(&self, movie_scale: u32) -> u64 {
+        let d = MediaTime::new(
+            i64::try_from(self.duration()).unwrap_or(i64::MAX),
+            self.col.timescale,
+        );
+        (d.rescale(movie_scale).max(0) as u64).saturating_add(self.delay)
+    }
+}
+
+/// The children of a box body, in order, as (type, body).
+fn children<'a>(parent: &Reader<'a>) -> Result<Vec<(FourCC, &'a [u8])>> {
+    let mut r = parent.clone();
+    let mut out = Vec::new();
+    while let Some(mut b) = next_box(&mut r, false)? {
+        out.push((b.kind, b.body.rest()));
+    }
+    Ok(out)
+}
+
+/// A copy of a (version 0 or 1) full box body whose duration field is `duration`: at `v0_at`
+/// (32 bits) or `v1_at` (64 bits). A 32-bit field saturates.
+fn with_duration(body: &[u8], v0_at: usize, v1_at: usize, duration: u64) -> Result<Vec<u8>> {
+    let mut out = body.to_vec();
+    let v1 = out.first() == Some(&1);
+    let (at, len) = if v1 { (v1_at, 8) } else { (v0_at, 4) };
+    let field = out
+        .get_mut(at..at + len)
+        .ok_or_else(|| Error::malformed("mp4 clip", "a header box is too short"))?;
+    if v1 {
+        field.copy_from_slice(&duration.to_be_bytes());
+    } else {
+        let d = u32::try_from(duration).unwrap_or(u32::MAX);
+        field.copy_from_slice(&d.to_be_bytes());
+    }
+    Ok(out)
+}
+
+/// `ftyp`, `moov` and the `mdat` header of a clip whose `mdat` body is the title's bytes `lo..hi`.
+pub(super) fn head(
+    ftyp: Option<&[u8]>,
+    mvhd: &[u8],
+    movie_scale: u32,
+    tracks: &[Kept<'_, '_>],
+    body: Range<u64>,
+) -> Result<Vec<u8>> {
+    let len = body.end - body.start;
+    let mdat_header: u64 = if len + 8 > u64::from(u32::MAX) { 16 } else { 8 };
+    // Chunk offsets depend on the head's length, which does not depend on their values (only on
+    // 32 or 64 bits, decided from the largest possible offset): write once to measure, then
+    // again with the offsets placed.
+    let wide = |head: u64| head.saturating_add(len) > u64::from(u32::MAX);
+    let narrow = moov(ftyp, mvhd, movie_scale, tracks, body.start, 0, false)?;
+    let use_wide = wide(narrow.len() as u64 + mdat_header);
+    let moov_len = if use_wide {
+        moov(ftyp, mvhd, movie_scale, tracks, body.start, 0, true)?.len()
+    } else {
+        narrow.len()
+    };
+    let base = moov_len as u64 + mdat_header;
+    let mut out = moov(ftyp, mvhd, movie_scale, tracks, body.start, base, use_wide)?;
+    debug_assert_eq!(out.len() as u64 + mdat_header, base);
+    if mdat_header == 16 {
+        put32(&mut out, 1);
+        out.extend_from_slice(b"mdat");
+        put64(&mut out, len + 16);
+    } else {
+        put32(&mut out, (len + 8) as u32);
+        out.extend_from_slice(b"mdat");
+    }
+    Ok(out)
+}
+
+/// `ftyp` and `moov`, with chunk offsets `offset - lo + base`.
+fn moov(
+    ftyp: Option<&[u8]>,
+    mvhd: &[u8],
+    movie_scale: u32,
+    tracks: &[Kept<'_, '_>],
+    lo: u64,
+    base: u64,
+    wide: bool,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match ftyp {
+        Some(f) => bx(&mut out, b"ftyp", |o| o.extend_from_slice(f)),
+        None => bx(&mut out, b"ftyp", |o| {
+            o.extend_from_slice(b"isom");
+            put32(o, 0x200);
+            o.extend_from_slice(b"isomiso2mp41");
+        }),
+    }
+    let movie_duration = tracks
+        .iter()
+        .map(|t| t.movie_duration(movie_scale))
+        .max()
+        .unwrap_or(0);
+    let mvhd = with_duration(mvhd, 16, 24, movie_duration)?;
+    let mut traks = Vec::new();
+    for t in tracks {
+        traks.push(trak(t, movie_scale, lo, base, wide)?);
+    }
+    bx(&mut out, b"moov", |o| {
+        bx(o, b"mvhd", |o| o.extend_from_slice(&mvhd));
+        for t in &traks {
+            o.extend_from_slice(t);
+        }
+    });
+    Ok(out)
+}
+
+fn trak(t: &Kept<'_, '_>, movie_scale: u32, lo: u64, base: u64, wide: bool) -> Result<Vec<u8>> {
+    let tkhd = child(&t.trak, b"tkhd")?
+        .ok_or_else(|| Error::malformed("mp4 trak", "no tkhd box"))?
+        .rest();
+    let tkhd = with_duration(tkhd, 20, 28, t.movie_duration(movie_scale))?;
+    let mdia =
+        child(&t.trak, b"mdia")?.ok_or_else(|| Error::malformed("mp4 trak", "no mdia box"))?;
+    let mut mdia_out = Vec::new();
+    for (kind, body) in children(&mdia)? {
+        match &kind {
+            b"mdhd" => {
+                let d = with_duration(body, 16, 24, t.duration())?;
+                bx(&mut mdia_out, b"mdhd", |o| o.extend_from_slice(&d));
+            }
+            b"minf" => {
+                let minf = Reader::new(body, 0, "mp4 minf");
+                let mut minf_out = Vec::new();
+                for (kind, body) in children(&minf)? {
+                    if &kind == b"stbl" {
+                        let stsd = child(&Reader::new(body, 0, "mp4 stbl"), b"stsd")?
+                            .ok_or_else(|| Error::malformed("mp4 stbl", "no stsd box"))?
+                            .rest();
+                        stbl(&mut minf_out, t, stsd, lo, base, wide);
+                    } else {
+                        bx(&mut minf_out, &kind, |o| o.extend_from_slice(body));
+                    }
+                }
+                bx(&mut mdia_out, b"minf", |o| o.extend_from_slice(&minf_out));
+            }
+            _ => bx(&mut mdia_out, &kind, |o| o.extend_from_slice(body)),
+        }
+    }
+    let mut out = Vec::new();
+    bx(&mut out, b"trak", |o| {
+        bx(o, b"tkhd", |o| o.extend_from_slice(&tkhd));
+        edts(o, t, movie_scale);
+        bx(o, b"mdia", |o| o.extend_from_slice(&mdia_out));
+    });
+    Ok(out)
+}
+
+/// The edit list: an empty edit for a track that starts after the clip, then the kept samples
+/// from the first one presented.
+fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
+    let table = t.col.table;
+    let first_dts = table.dts.get(t.samples.start).copied().unwrap_or(0);
+    let media_time = t
+        .samples
+        .clone()
+        .map(|i| {
+            table.dts[i]
+                .saturating_sub(first_dts)
+                .saturating_add(i64::from(table.cto[i]))
+        })
+        .min()
+        .unwrap_or(0)
+        .max(0);
+    let shown = t.movie_duration(movie_scale).saturating_sub(t.delay);
+    let mut edits = Vec::new();
+    if t.delay > 0 {
+        edits.push((t.delay, -1i64));
+    }
+    edits.push((shown, media_time));
+    let v1 = edits
+        .iter()
+        .any(|&(d, m)| d > u64::from(u32::MAX) || m > i64::from(i32::MAX));
+    bx(out, b"edts", |o| {
+        full(o, b"elst", u8::from(v1), 0, |o| {
+            put32(o, edits.len() as u32);
+            for (d, m) in edits {
+                if v1 {
+                    put64(o, d);
+                    put64(o, m as u64);
+                } else {
+                    put32(o, d as u32);
+                    put32(o, m as i32 as u32);
+                }
+                put32(o, 0x0001_0000); // media rate 1.0
+            }
+        });
+    });
+}
+
+/// Run-length pairs of a sequence.
+fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Vec<(u32, T)> {
+    let mut out: Vec<(u32, T)> = Vec::new();
+    for v in values {
+        match out.last_mut() {
+            Some((n, last)) if *last == v => *n += 1,
+            _ => out.push((1, v)),
+        }
+    }
+    out
+}
+
+fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, base: u64, wide: bool) {
+    let table = t.col.table;
+    let range = t.samples.clone();
+    let count = range.len() as u32;
+    bx(out, b"stbl", |o| {
+        bx(o, b"stsd", |o| o.extend_from_slice(stsd));
+        let durations = runs(
+            range
+                .clone()
+                .map(|i| u32::try_from(t.col.duration(i)).unwrap_or(u32::MAX)),
+        );
+        full(o, b"stts", 0, 0, |o| {
+            put32(o, durations.len() as u32);
+            for (n, d) in &durations {
+                put32(o, *n);
+                put32(o, *d);
+            }
+        });
+        if range.clone().any(|i| table.cto[i] != 0) {
+            let offsets = runs(range.clone().map(|i| table.cto[i]));
+            let version = u8::from(offsets.iter().any(|(_, c)| *c < 0));
+            full(o, b"ctts", version, 0, |o| {
+                put32(o, offsets.len() as u32);
+                for (n, c) in &offsets {
+                    put32(o, *n);
+                    put32(o, *c as u32);
+                }
+            });
+        }
+        if t.has_stss {
+            let sync: Vec<u32> = range
+                .clone()
+                .filter(|&i| table.keyframe[i])
+                .map(|i| (i - range.start + 1) as u32)
+                .collect();
+            full(o, b"stss", 0, 0, |o| {
+                put32(o, sync.len() as u32);
+                for s in sync {
+                    put32(o, s);
+                }
+            });
+        }
+        full(o, b"stsz", 0, 0, |o| {
+            put32(o, 0);
+            put32(o, count);
+            for i in range.clone() {
+                put32(o, table.size[i]);
+            }
+        });
+        // Chunks: runs of samples that follow each other in the file.
+        let mut chunks: Vec<(u64, u32)> = Vec::new();
+        for i in range.clone() {
+            let contiguous = i > range.start
+                && table.offset[i - 1].saturating_add(u64::from(table.size[i - 1]))
+                    == table.offset[i];
+            match chunks.last_mut() {
+                Some((_, n)) if contiguous => *n += 1,
+                _ => chunks.push((table.offset[i], 1)),
+            }
+        }
+        let per_chunk = runs(chunks.iter().map(|(_, n)| *n));
+        full(o, b"stsc", 0, 0, |o| {
+            put32(o, per_chunk.len() as u32);
+            let mut first = 1u32;
+            for (n, per) in &per_chunk {
+                put32(o, first);
+                put32(o, *per);
+                put32(o, 1); // sample description index
+                first += n;
+            }
+        });
+        let kind = if wide { b"co64" } else { b"stco" };
+        full(o, kind, 0, 0, |o| {
+            put32(o, chunks.len() as u32);
+            for (offset, _) in &chunks {
+                let at = offset.saturating_sub(lo).saturating_add(base);
+                if wide {
+                    put64(o, at);
+                } else {
+                    put32(o, at as u32);
+                }
+            }
+        });
+    });
+}

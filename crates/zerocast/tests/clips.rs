@@ -1,0 +1,288 @@
+//! Clips (`/videos/{id}?start=T&end=T`): files of the title's own container that ffprobe,
+//! ffmpeg, Chromium and the CLI open, served as entities (Range, HEAD, validators).
+
+mod common;
+use common::browser::{beacon_server, Chromium};
+use common::*;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// (title, start, end, GOP length in seconds) for every container that is clipped.
+const CASES: [(&str, &str, &str, f64); 4] = [
+    ("faststart.mp4", "3", "5", 2.0),
+    ("ntsc-moov-at-end.mp4", "00:00:30;00", "00:00:40;00", 2.002),
+    ("fragmented.mp4", "2.5", "00:00:05:12", 2.0),
+    ("clip.ts", "1s", "5.5", 2.0),
+];
+
+fn seconds(t: &str) -> f64 {
+    match t {
+        "00:00:30;00" => 30.0,
+        "00:00:40;00" => 40.0,
+        "00:00:05:12" => 5.5,
+        "1s" => 1.0,
+        t => t.parse().unwrap(),
+    }
+}
+
+/// ffprobe's duration of a file (the container's, else the longest stream's).
+fn duration(path: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of"])
+        .args(["csv=p=0", path])
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{path}: no duration: {:?}", out))
+}
+
+fn clip_path(name: &str, start: &str, end: &str) -> String {
+    format!("/videos/{name}?start={start}&end={end}")
+}
+
+#[test]
+fn every_clip_decodes_and_lasts_its_span_within_a_gop_starting_at_the_keyframe_seek_names() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, start, end, gop) in CASES {
+        let resp = srv.get(&clip_path(name, start, end), &[]);
+        assert_eq!(
+            resp.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let file = dir.path().join(name);
+        std::fs::write(&file, &resp.body).unwrap();
+        let file = file.to_str().unwrap();
+        assert_decodes_without_errors(file, None);
+        let d = duration(file);
+        let span = seconds(end) - seconds(start);
+        assert!(
+            d >= span - 0.05 && d <= span + 2.0 * gop + 0.1,
+            "{name}: {d} s for a clip of {span} s"
+        );
+        // The first frame is the keyframe that seek names, byte for byte the same size.
+        let seek = srv
+            .get(&format!("/api/videos/{name}/seek?t={start}"), &[])
+            .json();
+        let offset = seek["offset"].as_u64().unwrap();
+        let title = ffprobe_video_packets(demo_dir().join(name).to_str().unwrap());
+        let keyframe_pts = title
+            .iter()
+            .find(|p| p.1 == Some(offset))
+            .unwrap_or_else(|| panic!("{name}: no packet at {offset}"))
+            .0;
+        let clip = ffprobe_video_packets(file);
+        assert!(clip[0].2, "{name}: the clip starts with a keyframe");
+        let title_first = title.iter().map(|p| p.0).fold(f64::MAX, f64::min);
+        // As many frames as the title shows over the clip's own span from that keyframe.
+        let (lo, hi) = clip.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+        let frames_in_title = title
+            .iter()
+            .filter(|p| p.0 >= keyframe_pts - 1e-6 && p.0 <= keyframe_pts + (hi - lo) + 1e-3)
+            .count();
+        assert_eq!(clip.len(), frames_in_title, "{name}: frames");
+        // An MP4 clip's timeline starts where the title's does (zero, or the title's own
+        // composition delay); a TS clip keeps the stream's own clock.
+        let origin = if name.ends_with(".ts") {
+            keyframe_pts
+        } else {
+            title_first
+        };
+        assert!(
+            (lo - origin).abs() < 0.01,
+            "{name}: the clip's timeline starts at {lo} s"
+        );
+        let shown = seek["keyframe"]["seconds"].as_f64().unwrap();
+        assert!(
+            ((keyframe_pts - title_first) - shown).abs() < 0.01,
+            "{name}: seek says {shown} s, ffprobe {keyframe_pts}"
+        );
+    }
+}
+
+#[test]
+fn a_clip_answers_ranges_head_and_validators_like_a_title() {
+    let srv = TestServer::demo();
+    let path = clip_path("ntsc-moov-at-end.mp4", "10", "20");
+    let full = srv.get(&path, &[]);
+    assert_eq!(full.status, 200);
+    let etag = full.header("etag").unwrap().to_string();
+    let title = srv.get("/videos/ntsc-moov-at-end.mp4", &[("range", "bytes=0-0")]);
+    assert_ne!(Some(etag.as_str()), title.header("etag"));
+    assert_eq!(full.header("accept-ranges"), Some("bytes"));
+    let len = full.body.len() as u64;
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..40 {
+        let a = rng.u64(..len);
+        let b = rng.u64(a..len);
+        let part = srv.get(&path, &[("range", &format!("bytes={a}-{b}"))]);
+        assert_eq!(part.status, 206);
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {a}-{b}/{len}").as_str())
+        );
+        assert_eq!(
+            part.body,
+            full.body[a as usize..=b as usize],
+            "bytes {a}-{b}"
+        );
+    }
+    let head = request(srv.addr, "HEAD", &path, &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert!(head.body.is_empty());
+    let again = srv.get(&path, &[("if-none-match", &etag)]);
+    assert_eq!(again.status, 304);
+    let other = srv.get(&clip_path("ntsc-moov-at-end.mp4", "10", "30"), &[]);
+    assert_ne!(other.header("etag"), Some(etag.as_str()));
+    assert_eq!(full.header("content-type"), Some("video/mp4"));
+}
+
+#[test]
+fn bad_clip_times_get_a_clear_error() {
+    let srv = TestServer::demo();
+    for (query, status, says) in [
+        ("start=5&end=3", 400, "not after its start"),
+        ("start=4&end=4", 400, "not after its start"),
+        ("start=9", 400, "past the end"),
+        ("start=1&end=60", 400, "past the end"),
+        ("start=banana", 400, "banana"),
+        ("end=00:00:01:99", 400, "00:00:01:99"),
+    ] {
+        let resp = srv.get(&format!("/videos/faststart.mp4?{query}"), &[]);
+        let body = String::from_utf8_lossy(&resp.body);
+        assert_eq!(resp.status, status, "{query}: {body}");
+        assert!(body.contains(says), "{query}: {body}");
+    }
+    let webm = srv.get("/videos/vp9-opus.webm?start=1", &[]);
+    assert_eq!(webm.status, 422);
+    assert!(String::from_utf8_lossy(&webm.body).contains("cannot be clipped"));
+}
+
+fn zerocast(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(args)
+        .output()
+        .expect("run zerocast")
+}
+
+#[test]
+fn cli_clip_saves_a_file_that_ffprobe_opens() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.mp4");
+    let url = srv.url("/videos/ntsc-moov-at-end.mp4");
+    let run = zerocast(&[
+        "clip",
+        &url,
+        "--start",
+        "00:01:00;02",
+        "--end",
+        "65",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = out.to_str().unwrap();
+    assert_decodes_without_errors(out, None);
+    let d = duration(out);
+    assert!((5.0..=9.1).contains(&d), "{d} s");
+    assert_eq!(codecs(out), ["aac", "h264"]);
+}
+
+#[test]
+fn cli_get_at_saves_the_start_of_a_clip_that_ffprobe_opens() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["faststart.mp4", "clip.ts"] {
+        let out = dir.path().join(name);
+        let run = zerocast(&[
+            "get",
+            &srv.url(&format!("/videos/{name}")),
+            "--at",
+            "4.5",
+            "--size",
+            "40KiB",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 40 * 1024, "{name}");
+        // The first frames decode: a file that opens, cut short.
+        let probe = ffprobe_video_packets(out.to_str().unwrap());
+        assert!(
+            probe.len() > 5 && probe[0].2,
+            "{name}: {} packets",
+            probe.len()
+        );
+    }
+}
+
+#[test]
+fn chromium_plays_mp4_clips_in_a_plain_video_element() {
+    require("chromium");
+    let srv = TestServer::demo();
+    let clips = [
+        ("a", clip_path("faststart.mp4", "3", "5")),
+        ("b", clip_path("ntsc-moov-at-end.mp4", "30", "34")),
+    ];
+    let mut page = String::from("<!doctype html><meta charset=utf-8><body><script>\n");
+    page.push_str("const send = (m) => fetch('/beacon?' + new URLSearchParams(m));\n");
+    for (id, path) in &clips {
+        page.push_str(&format!(
+            "(() => {{ const v = document.createElement('video'); v.muted = true; let done = false;
+  v.addEventListener('loadedmetadata', () => send({{id: '{id}', ev: 'meta', duration: v.duration}}));
+  v.addEventListener('timeupdate', () => {{ if (!done && v.currentTime > 1) {{ done = true;
+    send({{id: '{id}', ev: 'playing', w: v.videoWidth}}); }} }});
+  v.addEventListener('error', () => send({{id: '{id}', ev: 'error', msg: String(v.error && v.error.code)}}));
+  v.src = '{}'; document.body.appendChild(v); v.play(); }})();\n",
+            srv.url(path)
+        ));
+    }
+    page.push_str("</script>");
+    let (base, beacons) = beacon_server(page);
+    let chromium = Chromium::open(&format!("{base}/page.html"));
+    let mut seen: HashMap<(String, String), HashMap<String, String>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && seen.keys().filter(|k| k.1 == "playing").count() < 2 {
+        if let Ok(b) = beacons.recv_timeout(Duration::from_millis(200)) {
+            assert_ne!(b["ev"], "error", "chromium reported an error: {b:?}");
+            seen.insert((b["id"].clone(), b["ev"].clone()), b);
+        }
+    }
+    drop(chromium);
+    for (id, path) in &clips {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), srv.get(path, &[]).body).unwrap();
+        let want = duration(file.path().to_str().unwrap());
+        let id = *id;
+        let meta = seen
+            .get(&(id.into(), "meta".into()))
+            .unwrap_or_else(|| panic!("{id}: no metadata; saw {seen:?}"));
+        let d: f64 = meta["duration"].parse().unwrap();
+        assert!((d - want).abs() < 0.1, "{id}: {d} s");
+        let playing = seen
+            .get(&(id.into(), "playing".into()))
+            .unwrap_or_else(|| panic!("{id}: never played; saw {seen:?}"));
+        assert_eq!(playing["w"], "320");
+    }
+}
