@@ -32,6 +32,7 @@ pub mod index;
 pub mod info;
 pub mod mp4;
 pub mod nal;
+pub mod package;
 pub mod read;
 pub mod time;
 pub mod timecode;

@@ -50,6 +50,10 @@ pub enum Error {
     NotSeekable { id: String, reason: String },
     #[error("'{}' cannot be clipped: {reason}", Clip(.id))]
     NotClippable { id: String, reason: String },
+    #[error("'{}' has no HLS or DASH: {reason}", Clip(.id))]
+    NotPackaged { id: String, reason: String },
+    #[error("'{}': {what}", Clip(.id))]
+    NoSuchPart { id: String, what: String },
     #[error("bad stream name '{}' (1 to 128 of A-Z a-z 0-9 _ - .)", Clip(.0))]
     BadStreamName(String),
     #[error("no live stream '{}'", Clip(.0))]
@@ -122,7 +126,8 @@ impl Error {
             | Error::NoRoute
             | Error::UnknownStream(_)
             | Error::NoFlvOutput(_)
-            | Error::UnknownSegment { .. } => StatusCode::NOT_FOUND,
+            | Error::UnknownSegment { .. }
+            | Error::NoSuchPart { .. } => StatusCode::NOT_FOUND,
             Error::BadIngest(IngestError::Kicked) => StatusCode::FORBIDDEN,
             Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,
             Error::KeyRequired(_) | Error::AdminRequired => StatusCode::UNAUTHORIZED,
@@ -137,7 +142,7 @@ impl Error {
             }
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
-            Error::NotSeekable { .. } | Error::NotClippable { .. } => {
+            Error::NotSeekable { .. } | Error::NotClippable { .. } | Error::NotPackaged { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::UnknownApp(_) | Error::PlayStreamId(_) => StatusCode::BAD_REQUEST,

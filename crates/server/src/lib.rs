@@ -26,6 +26,7 @@ mod jwks;
 pub mod library;
 pub mod live;
 mod outbound;
+pub mod package;
 pub mod precondition;
 pub mod range;
 pub mod reload;

@@ -39,6 +39,8 @@ pub struct Title {
     pub last_modified_header: http::HeaderValue,
     /// What identified the file when it was read (a rescan keeps a title whose file still has it).
     pub stamp: Option<FileStamp>,
+    /// Its packaging for clips, HLS and DASH, built on first use (see [`Title::package`]).
+    package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
 }
 
 /// A file's identity and version without reading it: length, modification time, inode, device.
@@ -105,7 +107,17 @@ impl Title {
             index,
             etag,
             last_modified,
+            package: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The title's packaging (its parsed movie for an MP4, its segments), built on first use and
+    /// kept; or why it has none. Building it walks the title's sample tables once.
+    pub fn package(&self) -> Result<&Arc<crate::package::Package>, &str> {
+        self.package
+            .get_or_init(|| crate::package::Package::build(&self.data, &self.index).map(Arc::new))
+            .as_ref()
+            .map_err(String::as_str)
     }
 }
 

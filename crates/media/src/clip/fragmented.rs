@@ -12,7 +12,7 @@ use crate::read::Reader;
 use crate::time::MediaTime;
 
 /// See the module documentation; `info` is the title's index.
-pub(super) fn fragmented(
+pub fn fragmented(
     data: &[u8],
     info: &MediaInfo,
     from: MediaTime,
@@ -180,4 +180,24 @@ fn trak(out: &mut Vec<u8>, body: &Reader<'_>, starts: &[(u32, u64)]) -> Result<(
         }
     });
     Ok(())
+}
+
+/// The title's own `ftyp` and `moov`: the init segment its fragments play from.
+pub fn init(data: &[u8]) -> Result<Vec<u8>> {
+    let mut top = Reader::new(data, 0, "mp4");
+    let mut out = Vec::new();
+    while let Some(mut b) = next_box(&mut top, true)? {
+        match &b.kind {
+            b"ftyp" | b"moov" => {
+                let kind = b.kind;
+                bx(&mut out, &kind, |o| o.extend_from_slice(b.body.rest()));
+            }
+            b"moof" => break,
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::malformed("mp4", "no moov box"));
+    }
+    Ok(out)
 }

@@ -10,9 +10,9 @@
 //! Every clip starts at the video keyframe at or before its start and ends just before the first
 //! keyframe at or after its end (the end snaps forward): whole GOPs, so every frame decodes.
 
-mod fragmented;
-mod mp4;
-mod ts;
+pub mod fragmented;
+pub mod mp4;
+pub mod ts;
 
 use crate::error::{Error, Result};
 use crate::info::{Container, MediaInfo};
@@ -49,7 +49,7 @@ pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime
         Container::Mp4 if crate::mp4::is_fragmented(data) => {
             fragmented::fragmented(data, info, from, to)
         }
-        Container::Mp4 => mp4::clip(data, from, to),
+        Container::Mp4 => mp4::clip(&mp4::Movie::parse(data)?, from, to),
         Container::MpegTs => ts::clip(data, info, from, to),
         Container::WebM | Container::Matroska | Container::Unknown => Err(Error::malformed(
             "clip",

@@ -16,12 +16,7 @@ use crate::ts::{find_sync, header, pat_pmt_pid, Header, PACKET};
 
 /// The clip of `data` (an MPEG-TS title indexed as `info`) from the keyframe at or before `from`
 /// to the keyframe at or after `to` (`None`: to the end).
-pub(super) fn clip(
-    data: &[u8],
-    info: &MediaInfo,
-    from: MediaTime,
-    to: Option<MediaTime>,
-) -> Result<Clip> {
+pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
     let (start, end) = info.clip_span(from, to)?;
     let lo = start.keyframe.offset.min(data.len() as u64);
     // The last whole packet after `lo` bounds an open-ended clip.

@@ -11,16 +11,21 @@ impl VideoTrack {
     /// Annex E) from the `hvcC`. A record too short for them gives the bare sample entry name.
     pub fn codecs(&self) -> String {
         match &self.codec {
-            VideoCodec::Avc { avcc } => match avcc.get(1..4) {
-                Some(p) => format!("avc1.{:02x}{:02x}{:02x}", p[0], p[1], p[2]),
-                None => "avc1".into(),
-            },
+            VideoCodec::Avc { avcc } => avc(avcc),
             VideoCodec::Hevc { hvcc } => hevc(hvcc).unwrap_or_else(|| "hvc1".into()),
         }
     }
 }
 
-fn hevc(hvcc: &[u8]) -> Option<String> {
+/// `avc1.PPCCLL` from an `avcC`.
+pub(crate) fn avc(avcc: &[u8]) -> String {
+    match avcc.get(1..4) {
+        Some(p) => format!("avc1.{:02x}{:02x}{:02x}", p[0], p[1], p[2]),
+        None => "avc1".into(),
+    }
+}
+
+pub(crate) fn hevc(hvcc: &[u8]) -> Option<String> {
     let head = hvcc.get(..13)?;
     let space = ["", "A", "B", "C"][usize::from(head[1] >> 6)];
     let tier = if head[1] & 0x20 != 0 { 'H' } else { 'L' };
@@ -44,12 +49,17 @@ impl AudioTrack {
     /// `mp4a.40.{object type}` from the AudioSpecificConfig, or `opus`.
     pub fn codecs(&self) -> String {
         match &self.codec {
-            AudioCodec::Aac { asc } => match asc.first().map(|b| b >> 3) {
-                Some(aot @ 1..=30) => format!("mp4a.40.{aot}"),
-                _ => "mp4a.40.2".into(),
-            },
+            AudioCodec::Aac { asc } => aac(asc.first().map_or(2, |b| b >> 3)),
             AudioCodec::Opus { .. } => "opus".into(),
         }
+    }
+}
+
+/// `mp4a.40.{object type}` (AAC-LC for an object type out of range).
+pub(crate) fn aac(object_type: u8) -> String {
+    match object_type {
+        aot @ 1..=30 => format!("mp4a.40.{aot}"),
+        _ => "mp4a.40.2".into(),
     }
 }
 

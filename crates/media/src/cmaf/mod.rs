@@ -13,7 +13,7 @@
 //! length-prefixed NAL units and their audio raw AAC frames, as MP4 stores them.
 
 pub(crate) mod boxes;
-mod codecs;
+pub(crate) mod codecs;
 pub mod flv;
 mod fragment;
 mod fragmenter;

@@ -99,7 +99,7 @@ pub fn tracks(data: &[u8]) -> Result<(Option<Track>, Option<Track>)> {
     Ok((video, audio))
 }
 
-fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Codec>> {
+pub(crate) fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Codec>> {
     match (handler, &kind) {
         (b"vide", b"avc1" | b"avc3" | b"hvc1" | b"hev1") => {
             e.skip(78)?; // the visual sample entry's fixed fields

@@ -100,7 +100,14 @@ pub(super) fn serve<B>(
         None => MediaTime::ZERO,
     };
     let to = end.as_deref().map(parse).transpose()?;
-    let clip = media::clip::clip(&t.data, info, from, to).map_err(|e| match e {
+    // An MP4's movie is parsed once and kept with the title (its packaging).
+    let clip = match t.package().ok().map(|p| &**p) {
+        Some(crate::package::Package::Movie { movie, .. }) => {
+            media::clip::mp4::clip(movie, from, to)
+        }
+        _ => media::clip::clip(&t.data, info, from, to),
+    };
+    let clip = clip.map_err(|e| match e {
         media::Error::Malformed { .. } | media::Error::Truncated { .. } => Error::NotClippable {
             id: t.id.clone(),
             reason: e.to_string(),

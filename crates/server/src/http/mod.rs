@@ -29,6 +29,7 @@ mod clips;
 mod dash;
 mod hls;
 pub(crate) mod llhls;
+mod packaged;
 mod page;
 mod vod;
 

@@ -26,7 +26,20 @@ pub(super) fn video<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let t = lookup(lib, id)?;
+    let t = match lookup(lib, id) {
+        Ok(t) => t,
+        Err(e) => {
+            // Not a title: perhaps an HLS or DASH asset of one (`{id}/index.m3u8`, ...).
+            let decoded = percent_decode_str(id).decode_utf8().map_err(|_| e)?;
+            let Some((title, asset)) = super::packaged::split(&decoded) else {
+                return Err(Error::UnknownTitle(decoded.into_owned()));
+            };
+            let t = lib
+                .get(title)
+                .ok_or_else(|| Error::UnknownTitle(title.to_string()))?;
+            return super::packaged::serve(t, asset, policy, req);
+        }
+    };
     if super::clips::wanted(req.uri().query()) {
         return super::clips::serve(t, policy, req);
     }

@@ -15,84 +15,57 @@
 //! The clip starts at the keyframe at or before `from` and ends just before the first keyframe at
 //! or after `to`: whole GOPs, so every frame in it decodes ([`select`]).
 
+mod movie;
+mod segment;
 mod select;
 mod write;
 
+pub use movie::{Movie, MovieTrack};
+pub use segment::{init, plan, segment, Segment, Slot};
+
 use crate::clip::Clip;
-use crate::error::{Error, Result};
-use crate::mp4::{child, next_box, parse_trak, stbl};
-use crate::read::Reader;
+use crate::error::Result;
 use crate::time::MediaTime;
-use select::Column;
+use select::Span;
+use std::ops::Range;
 use write::Kept;
 
-/// The clip of `data` (an unfragmented MP4 in memory) from the keyframe at or before `from` to the
-/// keyframe at or after `to` (`None`: to the end). Errors for a time past the end, an end not
-/// after the start, a fragmented file, or a file without video or audio samples.
-pub(super) fn clip(data: &[u8], from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
-    let mut top = Reader::new(data, 0, "mp4");
-    let (mut ftyp, mut moov) = (None, None);
-    while let Some(mut b) = next_box(&mut top, true)? {
-        match &b.kind {
-            b"ftyp" => ftyp = Some(b.body.rest()),
-            b"moov" => moov = Some(b.body),
-            b"moof" => {
-                return Err(Error::malformed(
-                    "mp4 clip",
-                    "fragmented MP4 is clipped by fragments, not by sample tables",
-                ))
-            }
-            _ => {}
-        }
-    }
-    let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov box"))?;
-    let mvhd = child(&moov, b"mvhd")?.ok_or_else(|| Error::malformed("mp4", "no mvhd box"))?;
-    let movie_scale = {
-        let mut m = mvhd.clone();
-        let v = m.u8()?;
-        m.skip(if v == 1 { 19 } else { 11 })?;
-        m.u32()?.max(1)
-    };
-
-    // The video and audio tracks with samples, in file order.
-    let data_len = data.len() as u64;
-    let mut found = Vec::new();
-    let mut r = moov.clone();
-    while let Some(b) = next_box(&mut r, false)? {
-        if &b.kind != b"trak" {
-            continue;
-        }
-        let t = parse_trak(&b.body)?;
-        let (Some(stbl_box), true) = (&t.stbl, matches!(&t.handler, b"vide" | b"soun")) else {
-            continue;
-        };
-        let mut table = stbl::expand(stbl_box, data_len)?;
-        table.clip_to(data_len);
-        if table.is_empty() {
-            continue;
-        }
-        let has_stss = child(stbl_box, b"stss")?.is_some();
-        found.push((b.body, t, table, has_stss));
-    }
-    let lead = found
-        .iter()
-        .position(|(_, t, _, _)| &t.handler == b"vide")
-        .or_else(|| (!found.is_empty()).then_some(0))
-        .ok_or_else(|| Error::malformed("mp4 clip", "no video or audio samples"))?;
-    let column = |i: usize| Column {
-        table: &found[i].2,
-        timescale: found[i].1.timescale,
-        media_time: found[i].1.media_time,
-    };
-    let lead_col = column(lead);
+/// The clip of `movie` from the keyframe at or before `from` to the keyframe at or after `to`
+/// (`None`: to the end), title times counted from the lead track's first frame. Errors for a
+/// time past the end or an end not after the start.
+pub fn clip(movie: &Movie, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
+    let lead = &movie.tracks[movie.lead];
+    let lead_col = lead.column();
     let span = select::lead(&lead_col, from, to)?;
-    let start = MediaTime::new(span.start, lead_col.timescale);
-    let end = MediaTime::new(span.end, lead_col.timescale);
+    let first = lead_col.first();
+    let scale = lead_col.timescale;
+    let kept = keep(movie, &span);
+    let body = bounds(&kept);
+    let head = write::head(
+        movie.ftyp.as_deref(),
+        &movie.mvhd,
+        movie.movie_scale,
+        &kept,
+        body.clone(),
+    )?;
+    Ok(Clip {
+        head,
+        body,
+        start: MediaTime::new(span.start - first, scale),
+        end: MediaTime::new(span.end - first, scale),
+    })
+}
 
+/// Each track's samples for the lead's `span`: the lead's own, and every other track's samples
+/// presented within it.
+fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
+    let lead = movie.tracks[movie.lead].column();
+    let start = MediaTime::new(span.start, lead.timescale);
+    let end = MediaTime::new(span.end, lead.timescale);
     let mut kept = Vec::new();
-    for (i, (trak, _, _, has_stss)) in found.iter().enumerate() {
-        let col = column(i);
-        let samples = if i == lead {
+    for (i, t) in movie.tracks.iter().enumerate() {
+        let col = t.column();
+        let samples = if i == movie.lead {
             span.samples.clone()
         } else {
             select::follower(&col, start, end)
@@ -101,30 +74,29 @@ pub(super) fn clip(data: &[u8], from: MediaTime, to: Option<MediaTime>) -> Resul
             continue;
         }
         let late = col.pts(samples.start) - start.rescale(col.timescale);
-        let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie_scale) as u64;
+        let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie.movie_scale) as u64;
         kept.push(Kept {
-            trak: trak.clone(),
+            trak: t.trak(),
+            track: t,
             col,
+            has_stss: t.has_stss,
             samples,
-            has_stss: *has_stss,
             delay,
         });
     }
-    let bounds = kept.iter().flat_map(|k| {
+    kept
+}
+
+/// The range of the title's bytes that holds every kept sample.
+fn bounds(kept: &[Kept<'_, '_>]) -> Range<u64> {
+    let each = kept.iter().flat_map(|k| {
         k.samples.clone().map(|i| {
             let o = k.col.table.offset[i];
             (o, o.saturating_add(u64::from(k.col.table.size[i])))
         })
     });
-    let (lo, hi) = bounds.fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
-    let body = lo..hi.max(lo);
-    let head = write::head(ftyp, mvhd.clone().rest(), movie_scale, &kept, body.clone())?;
-    Ok(Clip {
-        head,
-        body,
-        start,
-        end,
-    })
+    let (lo, hi) = each.fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+    lo..hi.max(lo)
 }
 
 #[cfg(test)]

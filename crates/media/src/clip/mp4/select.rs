@@ -13,7 +13,7 @@ use std::ops::Range;
 
 /// One track's samples as the clip needs them.
 #[derive(Debug, Clone)]
-pub(super) struct Column<'t> {
+pub(crate) struct Column<'t> {
     pub table: &'t SampleTable,
     pub timescale: u32,
     /// The edit list's first shown media time: presentation times are relative to it.
@@ -52,46 +52,88 @@ impl Column<'_> {
 
 /// The lead's span: sample indices, and its presentation start and end (track ticks).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Span {
+pub(crate) struct Span {
     pub samples: Range<usize>,
     pub start: i64,
     pub end: i64,
 }
 
-/// The lead track's samples for `[from, to)`; `to = None` runs to the end of the title.
+impl Column<'_> {
+    /// Presentation time of the track's first frame: title times count from there.
+    pub fn first(&self) -> i64 {
+        (0..self.table.len())
+            .map(|i| self.pts(i))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The span from sync sample `a` to sample `b` (exclusive; the next span's sync sample, or
+    /// the end).
+    pub fn span(&self, a: usize, b: usize) -> Span {
+        let end = if b < self.table.len() {
+            self.pts(b)
+        } else {
+            self.end()
+        };
+        Span {
+            samples: a..b,
+            start: self.pts(a),
+            end,
+        }
+    }
+}
+
+/// The lead track's samples for `[from, to)` (title times: from its first frame); `to = None`
+/// runs to the end of the title.
 pub(super) fn lead(c: &Column<'_>, from: MediaTime, to: Option<MediaTime>) -> Result<Span> {
     let n = c.table.len();
     let scale = c.timescale;
-    let end_of_track = c.end();
-    let duration = MediaTime::new(end_of_track, scale);
+    let first = c.first();
+    let t = |i: usize| MediaTime::new(c.pts(i).saturating_sub(first), scale);
+    let duration = MediaTime::new(c.end().saturating_sub(first), scale);
     check_clip(from, to, duration)?;
     let sync: Vec<usize> = (0..n).filter(|&i| c.table.keyframe[i]).collect();
-    let first = *sync.first().ok_or(Error::NoKeyframes)?;
+    let first_sync = *sync.first().ok_or(Error::NoKeyframes)?;
     // The sync sample at or before `from` (a request before the first keyframe starts there).
     let a = sync
         .iter()
         .copied()
-        .rfind(|&i| MediaTime::new(c.pts(i), scale) <= from)
-        .unwrap_or(first);
+        .rfind(|&i| t(i) <= from)
+        .unwrap_or(first_sync);
     let b = match to {
         None => n,
         Some(to) => sync
             .iter()
             .copied()
-            .find(|&i| i > a && MediaTime::new(c.pts(i), scale) >= to)
+            .find(|&i| i > a && t(i) >= to)
             .unwrap_or(n),
     };
-    let end = if b < n { c.pts(b) } else { end_of_track };
-    Ok(Span {
-        samples: a..b,
-        start: c.pts(a),
-        end,
-    })
+    Ok(c.span(a, b))
+}
+
+/// The lead track cut into spans of whole GOPs: each begins at a sync sample and is at least
+/// `target` long where the GOPs allow (the last one may be shorter).
+pub(crate) fn spans(c: &Column<'_>, target: MediaTime) -> Vec<Span> {
+    let n = c.table.len();
+    let target = target.rescale(c.timescale).max(1);
+    let mut starts = Vec::new();
+    for i in (0..n).filter(|&i| c.table.keyframe[i]) {
+        match starts.last() {
+            Some(&s) if c.pts(i).saturating_sub(c.pts(s)) < target => {}
+            _ => starts.push(i),
+        }
+    }
+    let ends = starts.iter().skip(1).copied().chain(std::iter::once(n));
+    starts
+        .iter()
+        .zip(ends)
+        .map(|(&a, b)| c.span(a, b))
+        .collect()
 }
 
 /// Another track's samples presented within `[start, end)` (given in `scale` ticks): a run in
 /// decode order.
-pub(super) fn follower(c: &Column<'_>, start: MediaTime, end: MediaTime) -> Range<usize> {
+pub(crate) fn follower(c: &Column<'_>, start: MediaTime, end: MediaTime) -> Range<usize> {
     let n = c.table.len();
     let s = start.rescale(c.timescale);
     let e = end.rescale(c.timescale);

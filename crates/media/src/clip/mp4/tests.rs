@@ -1,5 +1,13 @@
 use super::*;
-use crate::mp4::stbl::SampleTable;
+use crate::error::Error;
+use crate::mp4::stbl::{self, SampleTable};
+use crate::mp4::{next_box, parse_trak};
+use crate::read::Reader;
+use select::Column;
+
+fn cut(data: &[u8], from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
+    clip(&Movie::parse(data)?, from, to)
+}
 
 const FASTSTART: &[u8] = include_bytes!("../../../../../demo/faststart.mp4");
 const MOOV_AT_END: &[u8] = include_bytes!("../../../../../demo/ntsc-moov-at-end.mp4");
@@ -55,7 +63,7 @@ fn samples(data: &[u8]) -> Vec<Vec<(f64, Vec<u8>)>> {
 #[test]
 fn a_clip_holds_whole_gops_with_the_titles_own_sample_bytes() {
     // faststart.mp4: 8 s, a keyframe every 2 s. 3 s .. 5 s is the GOPs at 2 s and 4 s.
-    let c = clip(FASTSTART, secs(3), Some(secs(5))).unwrap();
+    let c = cut(FASTSTART, secs(3), Some(secs(5))).unwrap();
     assert_eq!((c.start, c.end), (secs(2), secs(6)));
     let f = file(FASTSTART, &c);
     assert_eq!(f.len() as u64, c.len());
@@ -91,7 +99,7 @@ fn a_clip_holds_whole_gops_with_the_titles_own_sample_bytes() {
 
 #[test]
 fn a_clip_of_a_file_with_moov_at_the_end_puts_moov_first() {
-    let c = clip(MOOV_AT_END, secs(30), Some(secs(40))).unwrap();
+    let c = cut(MOOV_AT_END, secs(30), Some(secs(40))).unwrap();
     let f = file(MOOV_AT_END, &c);
     let mut top = Reader::new(&f, 0, "clip");
     let kinds: Vec<[u8; 4]> = std::iter::from_fn(|| next_box(&mut top, false).unwrap())
@@ -107,7 +115,7 @@ fn a_clip_of_a_file_with_moov_at_the_end_puts_moov_first() {
 
 #[test]
 fn an_open_ended_clip_runs_to_the_end_of_the_title() {
-    let c = clip(FASTSTART, secs(7), None).unwrap();
+    let c = cut(FASTSTART, secs(7), None).unwrap();
     assert_eq!(c.start, secs(6));
     let info = crate::mp4::index(&file(FASTSTART, &c)).unwrap();
     assert!((info.duration.as_secs_f64() - 2.0).abs() < 0.05);
@@ -116,15 +124,15 @@ fn an_open_ended_clip_runs_to_the_end_of_the_title() {
 #[test]
 fn times_past_the_end_or_reversed_are_errors() {
     assert!(matches!(
-        clip(FASTSTART, secs(9), None),
+        cut(FASTSTART, secs(9), None),
         Err(Error::PastEnd { .. })
     ));
     assert!(matches!(
-        clip(FASTSTART, secs(2), Some(secs(60))),
+        cut(FASTSTART, secs(2), Some(secs(60))),
         Err(Error::PastEnd { .. })
     ));
     assert!(matches!(
-        clip(FASTSTART, secs(5), Some(secs(4))),
+        cut(FASTSTART, secs(5), Some(secs(4))),
         Err(Error::Timecode(_))
     ));
 }
@@ -133,7 +141,7 @@ fn times_past_the_end_or_reversed_are_errors() {
 fn a_fragmented_file_is_not_clipped_by_sample_tables() {
     let frag = include_bytes!("../../../../../demo/fragmented.mp4");
     assert!(matches!(
-        clip(frag, secs(1), None),
+        cut(frag, secs(1), None),
         Err(Error::Malformed { .. })
     ));
 }
@@ -148,6 +156,30 @@ fn random_mutations_never_panic() {
             let i = rng.usize(..head.len());
             d[i] = rng.u8(..);
         }
-        let _ = clip(&d, secs(rng.i64(0..8)), Some(secs(rng.i64(1..10))));
+        let _ = cut(&d, secs(rng.i64(0..8)), Some(secs(rng.i64(1..10))));
+    }
+}
+#[test]
+fn tmp_hls() {
+    for (name, data) in [("a", MOOV_AT_END), ("b", FASTSTART)] {
+        let m = Movie::parse(data).unwrap();
+        let dir = format!("/tmp/hls-{name}");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/init.mp4"), init(&m, None).unwrap()).unwrap();
+        let mut pl = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+        for (n, slot) in plan(&m, MediaTime::new(6, 1)).iter().enumerate() {
+            let s = segment(&m, slot, n as u32 + 1, None).unwrap();
+            let mut f = s.head.clone();
+            for r in &s.body {
+                f.extend_from_slice(&data[r.start as usize..r.end as usize]);
+            }
+            std::fs::write(format!("{dir}/{n}.m4s"), f).unwrap();
+            pl.push_str(&format!(
+                "#EXTINF:{:.5},\n{n}.m4s\n",
+                slot.duration.as_secs_f64()
+            ));
+        }
+        pl.push_str("#EXT-X-ENDLIST\n");
+        std::fs::write(format!("{dir}/index.m3u8"), pl).unwrap();
     }
 }

@@ -15,6 +15,7 @@ use std::ops::Range;
 #[derive(Debug)]
 pub(super) struct Kept<'a, 't> {
     pub trak: Reader<'a>,
+    pub track: &'t super::MovieTrack,
     pub col: Column<'t>,
     pub samples: Range<usize>,
     /// Whether the original lists sync samples (`stss`); without one every sample is sync.
@@ -42,7 +43,7 @@ impl Kept<'_, '_> {
 }
 
 /// The children of a box body, in order, as (type, body).
-fn children<'a>(parent: &Reader<'a>) -> Result<Vec<(FourCC, &'a [u8])>> {
+pub(super) fn children<'a>(parent: &Reader<'a>) -> Result<Vec<(FourCC, &'a [u8])>> {
     let mut r = parent.clone();
     let mut out = Vec::new();
     while let Some(mut b) = next_box(&mut r, false)? {
@@ -53,7 +54,12 @@ fn children<'a>(parent: &Reader<'a>) -> Result<Vec<(FourCC, &'a [u8])>> {
 
 /// A copy of a (version 0 or 1) full box body whose duration field is `duration`: at `v0_at`
 /// (32 bits) or `v1_at` (64 bits). A 32-bit field saturates.
-fn with_duration(body: &[u8], v0_at: usize, v1_at: usize, duration: u64) -> Result<Vec<u8>> {
+pub(super) fn with_duration(
+    body: &[u8],
+    v0_at: usize,
+    v1_at: usize,
+    duration: u64,
+) -> Result<Vec<u8>> {
     let mut out = body.to_vec();
     let v1 = out.first() == Some(&1);
     let (at, len) = if v1 { (v1_at, 8) } else { (v0_at, 4) };

@@ -1,0 +1,175 @@
+//! An unfragmented MP4's movie, parsed once and kept: its video and audio tracks with their
+//! sample tables expanded, and the original boxes the clip and fragment writers copy. Owned, so
+//! a server keeps one per title and cuts any number of clips and segments from it without
+//! walking the sample tables again.
+
+use super::select::Column;
+use crate::cmaf::codecs;
+use crate::error::{Error, Result};
+use crate::mp4::remux::{self, Codec};
+use crate::mp4::stbl::{self, SampleTable};
+use crate::mp4::{child, next_box, parse_trak, FourCC};
+use crate::read::Reader;
+
+/// One video or audio track.
+#[derive(Debug, Clone)]
+pub struct MovieTrack {
+    /// The original `trak` body.
+    pub(crate) trak: Vec<u8>,
+    pub id: u32,
+    pub handler: FourCC,
+    pub timescale: u32,
+    pub(crate) media_time: i64,
+    pub(crate) table: SampleTable,
+    /// Whether the original lists sync samples (`stss`).
+    pub(crate) has_stss: bool,
+    /// The first sample entry's type (`avc1`, `mp4a`, ...).
+    pub entry: FourCC,
+    /// Its RFC 6381 name (`avc1.64000d`, `mp4a.40.2`), as DASH and HLS name codecs.
+    pub codecs: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sample_rate: Option<u32>,
+}
+
+impl MovieTrack {
+    pub(crate) fn column(&self) -> Column<'_> {
+        Column {
+            table: &self.table,
+            timescale: self.timescale,
+            media_time: self.media_time,
+        }
+    }
+
+    /// The bytes of all its samples.
+    pub fn bytes(&self) -> u64 {
+        self.table.size.iter().map(|&s| u64::from(s)).sum()
+    }
+
+    pub fn is_video(&self) -> bool {
+        &self.handler == b"vide"
+    }
+
+    /// The track's `trak` body as a reader.
+    pub(crate) fn trak(&self) -> Reader<'_> {
+        Reader::new(&self.trak, 0, "mp4 trak")
+    }
+}
+
+/// The RFC 6381 name of a sample entry.
+fn codecs(handler: &FourCC, entry: Option<&(FourCC, Reader<'_>)>) -> Result<String> {
+    let Some((kind, body)) = entry else {
+        return Ok(String::new());
+    };
+    Ok(match kind {
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
+            let mut e = body.clone();
+            e.skip(78)?; // the visual sample entry's fixed fields
+            let h264 = matches!(kind, b"avc1" | b"avc3");
+            let config = child(&e, if h264 { b"avcC" } else { b"hvcC" })?.map(|mut c| c.rest());
+            match (h264, config) {
+                (true, Some(c)) => codecs::avc(c),
+                (false, Some(c)) => codecs::hevc(c).unwrap_or_else(|| "hvc1".into()),
+                _ => crate::mp4::show(*kind),
+            }
+        }
+        b"mp4a" => match remux::codec(handler, *kind, body.clone())? {
+            Some(Codec::Aac { object_type, .. }) => codecs::aac(object_type),
+            _ => "mp4a.40.2".into(),
+        },
+        b"Opus" => "opus".into(),
+        other => crate::mp4::show(*other),
+    })
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Movie {
+    pub(crate) ftyp: Option<Vec<u8>>,
+    pub(crate) mvhd: Vec<u8>,
+    pub movie_scale: u32,
+    pub tracks: Vec<MovieTrack>,
+    /// The track clips and segments are cut by: the first video track, else the first audio.
+    pub lead: usize,
+}
+
+impl Movie {
+    /// Parses `data`, an unfragmented MP4 in memory. Errors for a fragmented file and for one with
+    /// no video or audio samples.
+    pub fn parse(data: &[u8]) -> Result<Movie> {
+        let mut top = Reader::new(data, 0, "mp4");
+        let (mut ftyp, mut moov) = (None, None);
+        while let Some(mut b) = next_box(&mut top, true)? {
+            match &b.kind {
+                b"ftyp" => ftyp = Some(b.body.rest().to_vec()),
+                b"moov" => moov = Some(b.body),
+                b"moof" => {
+                    return Err(Error::malformed(
+                        "mp4 clip",
+                        "fragmented MP4 is cut by fragments, not by sample tables",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov box"))?;
+        let mvhd = child(&moov, b"mvhd")?.ok_or_else(|| Error::malformed("mp4", "no mvhd box"))?;
+        let movie_scale = {
+            let mut m = mvhd.clone();
+            let v = m.u8()?;
+            m.skip(if v == 1 { 19 } else { 11 })?;
+            m.u32()?.max(1)
+        };
+        let data_len = data.len() as u64;
+        let mut tracks = Vec::new();
+        let mut r = moov.clone();
+        while let Some(b) = next_box(&mut r, false)? {
+            if &b.kind != b"trak" {
+                continue;
+            }
+            let t = parse_trak(&b.body)?;
+            let (Some(stbl_box), true) = (&t.stbl, matches!(&t.handler, b"vide" | b"soun")) else {
+                continue;
+            };
+            let mut table = stbl::expand(stbl_box, data_len)?;
+            table.clip_to(data_len);
+            if table.is_empty() {
+                continue;
+            }
+            tracks.push(MovieTrack {
+                trak: b.body.clone().rest().to_vec(),
+                id: t.id,
+                handler: t.handler,
+                timescale: t.timescale,
+                media_time: t.media_time,
+                has_stss: child(stbl_box, b"stss")?.is_some(),
+                entry: t.entry.as_ref().map_or(*b"????", |e| e.0),
+                codecs: codecs(&t.handler, t.entry.as_ref())?,
+                width: t.width,
+                height: t.height,
+                sample_rate: t.sample_rate,
+                table,
+            });
+        }
+        let lead = tracks
+            .iter()
+            .position(MovieTrack::is_video)
+            .or_else(|| (!tracks.is_empty()).then_some(0))
+            .ok_or_else(|| Error::malformed("mp4 clip", "no video or audio samples"))?;
+        Ok(Movie {
+            ftyp,
+            mvhd: mvhd.clone().rest().to_vec(),
+            movie_scale,
+            tracks,
+            lead,
+        })
+    }
+
+    /// Bytes the movie holds beyond the title's (its sample tables): what keeping it costs.
+    pub fn memory(&self) -> usize {
+        self.tracks
+            .iter()
+            .map(|t| t.trak.len() + t.table.len() * 25)
+            .sum()
+    }
+}

@@ -1,0 +1,62 @@
+//! A VOD media playlist (RFC 8216 §4.3): every segment listed, `EXT-X-ENDLIST`, the init segment
+//! in `EXT-X-MAP` for fMP4.
+
+use super::Seg;
+use std::fmt::Write as _;
+
+/// The playlist of `segments`, whose URIs `uri(n)` gives (relative to the playlist), with the
+/// init segment `map` for fMP4 segments.
+pub fn playlist(segments: &[Seg], map: Option<&str>, uri: impl Fn(usize) -> String) -> String {
+    let longest = segments
+        .iter()
+        .map(|s| s.duration.as_secs_f64())
+        .fold(0.0, f64::max);
+    // EXTINF rounded to the nearest integer may not exceed the target (§4.3.3.1).
+    let target = (longest.round() as u64).max(1);
+    let mut p = String::with_capacity(64 + 40 * segments.len());
+    // Version 6 for EXT-X-MAP in a playlist without I-frames only (§7), 3 for fractional EXTINF.
+    let version = if map.is_some() { 6 } else { 3 };
+    let _ = write!(
+        p,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n\
+         #EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+    );
+    if let Some(m) = map {
+        let _ = writeln!(p, "#EXT-X-MAP:URI=\"{m}\"");
+    }
+    for (n, s) in segments.iter().enumerate() {
+        let _ = write!(p, "#EXTINF:{:.6},\n{}\n", s.duration.as_secs_f64(), uri(n));
+    }
+    p.push_str("#EXT-X-ENDLIST\n");
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::MediaTime;
+
+    #[test]
+    fn a_vod_playlist_lists_every_segment_and_ends() {
+        let segs = [
+            Seg {
+                start: MediaTime::ZERO,
+                duration: MediaTime::new(6006, 1000),
+            },
+            Seg {
+                start: MediaTime::new(6006, 1000),
+                duration: MediaTime::new(2, 1),
+            },
+        ];
+        let p = playlist(&segs, Some("hls/init.mp4"), |n| format!("hls/{n}.m4s"));
+        assert_eq!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"hls/init.mp4\"\n#EXTINF:6.006000,\nhls/0.m4s\n\
+             #EXTINF:2.000000,\nhls/1.m4s\n#EXT-X-ENDLIST\n"
+        );
+        let ts = playlist(&segs, None, |n| format!("hls/{n}.ts"));
+        assert!(ts.contains("#EXT-X-VERSION:3\n") && !ts.contains("EXT-X-MAP"));
+    }
+}

@@ -1,0 +1,310 @@
+//! Every library title as HLS and DASH, from its [`Package`]: no sample byte is copied.
+//!
+//! | path under `/videos/{id}/` | what |
+//! |---|---|
+//! | `index.m3u8` | VOD media playlist (fMP4 segments with `EXT-X-MAP` for MP4 titles, TS for TS) |
+//! | `hls/init.mp4`, `hls/{n}.m4s`, `hls/{n}.ts` | its init and media segments |
+//! | `manifest.mpd` | static DASH manifest, an AdaptationSet per track (MP4 titles) |
+//! | `dash/init-{track}.mp4`, `dash/{track}-{n}.m4s` | one track's init and media segments |
+//!
+//! Each answer is an [`Entity`] (Range, preconditions, `HEAD`) made of a few `Bytes`: the written
+//! head, then slices of the cached title. Their ETags derive from the title's, so they change
+//! exactly when the title does.
+
+use crate::body::Chunks;
+use crate::entity::{self, Entity, Policy};
+use crate::error::Error;
+use crate::library::Title;
+use crate::package::Package;
+use crate::range::ByteRange;
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Request, Response};
+use media::clip::mp4;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What under a title's path is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asset {
+    Playlist,
+    Manifest,
+    HlsInit,
+    HlsSegment(usize),
+    DashInit(usize),
+    DashSegment(usize, usize),
+}
+
+/// Splits `/videos/{id}/{asset}` (the part after `/videos/`, decoded) into the title id and the
+/// asset, or `None` when the path names no asset.
+pub(super) fn split(path: &str) -> Option<(&str, Asset)> {
+    for (suffix, asset) in [
+        ("/index.m3u8", Asset::Playlist),
+        ("/manifest.mpd", Asset::Manifest),
+        ("/hls/init.mp4", Asset::HlsInit),
+    ] {
+        if let Some(id) = path.strip_suffix(suffix).filter(|id| !id.is_empty()) {
+            return Some((id, asset));
+        }
+    }
+    let (head, file) = path.rsplit_once('/')?;
+    let (id, dir) = head.rsplit_once('/').filter(|(id, _)| !id.is_empty())?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let asset = match dir {
+        "hls" => {
+            let n = file
+                .strip_suffix(".m4s")
+                .or_else(|| file.strip_suffix(".ts"))?;
+            Asset::HlsSegment(number(n)?)
+        }
+        "dash" => {
+            if let Some(t) = file
+                .strip_prefix("init-")
+                .and_then(|f| f.strip_suffix(".mp4"))
+            {
+                Asset::DashInit(number(t)?)
+            } else {
+                let (t, n) = file.strip_suffix(".m4s")?.split_once('-')?;
+                Asset::DashSegment(number(t)?, number(n)?)
+            }
+        }
+        _ => return None,
+    };
+    Some((id, asset))
+}
+
+/// An answer made of `Bytes` pieces.
+#[derive(Debug)]
+struct Pieces {
+    parts: Vec<Bytes>,
+    len: u64,
+    content_type: &'static str,
+    etag: String,
+    etag_header: HeaderValue,
+    modified: Option<(SystemTime, HeaderValue)>,
+}
+
+impl Entity for Pieces {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn content_type(&self) -> &'static str {
+        self.content_type
+    }
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+    fn etag_header(&self) -> HeaderValue {
+        self.etag_header.clone()
+    }
+    fn last_modified(&self) -> Option<(SystemTime, HeaderValue)> {
+        self.modified.clone()
+    }
+    fn cache_control(&self) -> Option<HeaderValue> {
+        None
+    }
+    fn slice(&self, range: ByteRange) -> Chunks {
+        entity::slice_parts(&self.parts, range)
+    }
+}
+
+fn not_found(t: &Title, what: &str) -> Error {
+    Error::NoSuchPart {
+        id: t.id.clone(),
+        what: what.to_string(),
+    }
+}
+
+/// Answers `asset` of title `t`.
+pub(super) fn serve<B>(
+    t: &Arc<Title>,
+    asset: Asset,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<Response<Chunks>, Error> {
+    let package = t.package().map_err(|reason| Error::NotPackaged {
+        id: t.id.clone(),
+        reason: reason.to_string(),
+    })?;
+    let slice = |r: std::ops::Range<u64>| t.data.slice(r.start as usize..r.end as usize);
+    let (parts, content_type, tag): (Vec<Bytes>, &'static str, String) = match (&**package, asset) {
+        (p, Asset::Playlist) => {
+            let (map, ext) = match p {
+                Package::Clips { init: None, .. } => (None, "ts"),
+                _ => (Some("hls/init.mp4"), "m4s"),
+            };
+            let text = media::package::hls::playlist(p.segs(), map, |n| format!("hls/{n}.{ext}"));
+            (
+                vec![Bytes::from(text)],
+                "application/vnd.apple.mpegurl",
+                "m3u8".into(),
+            )
+        }
+        (Package::Movie { movie, .. }, Asset::HlsInit) => {
+            let init = mp4::init(movie, None).map_err(|e| not_found(t, &e.to_string()))?;
+            (vec![Bytes::from(init)], "video/mp4", "init".into())
+        }
+        (Package::Clips { init: Some(i), .. }, Asset::HlsInit) => {
+            (vec![i.clone()], "video/mp4", "init".into())
+        }
+        (Package::Movie { movie, slots, .. }, Asset::HlsSegment(n)) => {
+            let slot = slots
+                .get(n)
+                .ok_or_else(|| not_found(t, "no such segment"))?;
+            let s = mp4::segment(movie, slot, n as u32 + 1, None)
+                .map_err(|e| not_found(t, &e.to_string()))?;
+            let mut parts = vec![Bytes::from(s.head)];
+            parts.extend(s.body.into_iter().map(slice));
+            (parts, "video/mp4", format!("h{n}"))
+        }
+        (Package::Clips { init, segments, .. }, Asset::HlsSegment(n)) => {
+            let (head, body) = segments
+                .get(n)
+                .ok_or_else(|| not_found(t, "no such segment"))?;
+            let kind = if init.is_some() {
+                "video/mp4"
+            } else {
+                "video/mp2t"
+            };
+            (
+                vec![head.clone(), slice(body.clone())],
+                kind,
+                format!("h{n}"),
+            )
+        }
+        (Package::Movie { movie, .. }, Asset::Manifest) => {
+            let text = manifest(movie, package.segs());
+            (
+                vec![Bytes::from(text)],
+                "application/dash+xml",
+                "mpd".into(),
+            )
+        }
+        (Package::Movie { movie, .. }, Asset::DashInit(k)) => {
+            let track = movie
+                .tracks
+                .get(k)
+                .ok_or_else(|| not_found(t, "no such track"))?;
+            let init = mp4::init(movie, Some(k)).map_err(|e| not_found(t, &e.to_string()))?;
+            (vec![Bytes::from(init)], mime(track), format!("i{k}"))
+        }
+        (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n)) => {
+            let track = movie
+                .tracks
+                .get(k)
+                .ok_or_else(|| not_found(t, "no such track"))?;
+            let slot = slots
+                .get(n)
+                .ok_or_else(|| not_found(t, "no such segment"))?;
+            let s = mp4::segment(movie, slot, n as u32 + 1, Some(k))
+                .map_err(|e| not_found(t, &e.to_string()))?;
+            let mut parts = vec![Bytes::from(s.head)];
+            parts.extend(s.body.into_iter().map(slice));
+            (parts, mime(track), format!("d{k}-{n}"))
+        }
+        (Package::Clips { .. }, Asset::Manifest | Asset::DashInit(_) | Asset::DashSegment(..)) => {
+            return Err(Error::NotPackaged {
+                id: t.id.clone(),
+                reason: "DASH is served for MP4 titles (their tracks can be served apart); \
+                         use its index.m3u8"
+                    .into(),
+            })
+        }
+        (Package::Clips { init: None, .. }, Asset::HlsInit) => {
+            return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
+        }
+    };
+    let etag = format!("\"{}-{tag}\"", t.etag.trim_matches('"'));
+    let etag_header = HeaderValue::from_str(&etag).map_err(|_| not_found(t, "bad entity tag"))?;
+    let e = Pieces {
+        len: parts.iter().map(|p| p.len() as u64).sum(),
+        parts,
+        content_type,
+        etag,
+        etag_header,
+        modified: t.last_modified(),
+    };
+    Ok(entity::serve(&e, policy, req.method(), req.headers()))
+}
+
+fn mime(track: &mp4::MovieTrack) -> &'static str {
+    if track.is_video() {
+        "video/mp4"
+    } else {
+        "audio/mp4"
+    }
+}
+
+/// The DASH manifest of an MP4 title: every track cut at the lead's segment times.
+fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
+    let duration = segs.last().map_or(media::MediaTime::ZERO, |s| {
+        let scale = s.start.scale.max(s.duration.scale);
+        media::MediaTime::new(s.start.rescale(scale) + s.duration.rescale(scale), scale)
+    });
+    let secs = duration.as_secs_f64().max(0.001);
+    let tracks: Vec<media::package::dash::Track<'_>> = movie
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(id, tr)| media::package::dash::Track {
+            id,
+            video: tr.is_video(),
+            codecs: &tr.codecs,
+            bandwidth: (tr.bytes() as f64 * 8.0 / secs) as u64,
+            width: tr.width,
+            height: tr.height,
+            sample_rate: tr.sample_rate,
+        })
+        .collect();
+    let timescale = movie.tracks[movie.lead].timescale;
+    media::package::dash::manifest(&tracks, segs, timescale, duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_paths_split_into_the_title_and_what_is_asked() {
+        assert_eq!(
+            split("a/b.mp4/index.m3u8"),
+            Some(("a/b.mp4", Asset::Playlist))
+        );
+        assert_eq!(
+            split("b.mp4/manifest.mpd"),
+            Some(("b.mp4", Asset::Manifest))
+        );
+        assert_eq!(split("b.mp4/hls/init.mp4"), Some(("b.mp4", Asset::HlsInit)));
+        assert_eq!(
+            split("b.ts/hls/12.ts"),
+            Some(("b.ts", Asset::HlsSegment(12)))
+        );
+        assert_eq!(
+            split("b.mp4/hls/3.m4s"),
+            Some(("b.mp4", Asset::HlsSegment(3)))
+        );
+        assert_eq!(
+            split("b.mp4/dash/init-1.mp4"),
+            Some(("b.mp4", Asset::DashInit(1)))
+        );
+        assert_eq!(
+            split("x/b.mp4/dash/0-7.m4s"),
+            Some(("x/b.mp4", Asset::DashSegment(0, 7)))
+        );
+        for bad in [
+            "b.mp4",
+            "b.mp4/hls/x.ts",
+            "b.mp4/hls/-1.ts",
+            "b.mp4/hls/99999999999.ts",
+            "b.mp4/dash/0.m4s",
+            "b.mp4/other/1.ts",
+            "/hls/1.ts",
+        ] {
+            assert_eq!(split(bad), None, "{bad}");
+        }
+    }
+}

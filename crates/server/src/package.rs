@@ -1,0 +1,94 @@
+//! A title's packaging for clips, HLS and DASH, built on first use and kept with the title
+//! (`Title::package`): for an MP4 its parsed movie (sample tables expanded once) and the
+//! segment plan; for MPEG-TS and fragmented MP4 each segment as a clip of the title (a small head
+//! and one range of its bytes). Nothing here copies sample bytes.
+
+use bytes::Bytes;
+use media::clip::mp4::{self, Movie, Slot};
+use media::package::{self, Seg};
+use media::{Container, MediaTime};
+use std::ops::Range;
+
+/// Segments last at least this long where the keyframes allow (HLS's recommended 6 s).
+pub const TARGET: MediaTime = MediaTime { ticks: 6, scale: 1 };
+
+/// See the module documentation.
+#[derive(Debug)]
+pub enum Package {
+    /// An unfragmented MP4: CMAF segments written over its samples, for HLS and DASH.
+    Movie {
+        movie: Movie,
+        slots: Vec<Slot>,
+        segs: Vec<Seg>,
+    },
+    /// MPEG-TS (`init: None`) or fragmented MP4: segments that are clips of the title.
+    Clips {
+        init: Option<Bytes>,
+        segments: Vec<(Bytes, Range<u64>)>,
+        segs: Vec<Seg>,
+    },
+}
+
+impl Package {
+    /// Packages a title (its bytes and its index), or says why it cannot be.
+    pub fn build(data: &[u8], index: &Result<media::MediaInfo, String>) -> Result<Package, String> {
+        let info = index.as_ref().map_err(Clone::clone)?;
+        match info.container {
+            Container::Mp4 if !media::mp4::is_fragmented(data) => {
+                let movie = Movie::parse(data).map_err(|e| e.to_string())?;
+                let slots = mp4::plan(&movie, TARGET);
+                let segs = slots
+                    .iter()
+                    .map(|s| Seg {
+                        start: s.start,
+                        duration: s.duration,
+                    })
+                    .collect();
+                Ok(Package::Movie { movie, slots, segs })
+            }
+            Container::Mp4 | Container::MpegTs => {
+                let ts = info.container == Container::MpegTs;
+                let init = if ts {
+                    None
+                } else {
+                    let i = media::clip::fragmented::init(data).map_err(|e| e.to_string())?;
+                    Some(Bytes::from(i))
+                };
+                let mut segments = Vec::new();
+                let mut segs = Vec::new();
+                for (a, b, seg) in package::by_keyframes(info, TARGET) {
+                    let from = info.keyframes[a].time;
+                    let to = b.map(|b| info.keyframes[b].time);
+                    let c = if ts {
+                        media::clip::ts::clip(data, info, from, to)
+                    } else {
+                        media::clip::fragmented::fragmented(data, info, from, to)
+                    }
+                    .map_err(|e| e.to_string())?;
+                    let head = if ts { Bytes::from(c.head) } else { Bytes::new() };
+                    segments.push((head, c.body));
+                    segs.push(seg);
+                }
+                if segments.is_empty() {
+                    return Err("no keyframes to cut segments at".into());
+                }
+                Ok(Package::Clips {
+                    init,
+                    segments,
+                    segs,
+                })
+            }
+            c => Err(format!(
+                "HLS and DASH of {} titles are not served yet (MP4, fragmented MP4 and MPEG-TS are)",
+                c.name()
+            )),
+        }
+    }
+
+    /// The segments' times.
+    pub fn segs(&self) -> &[Seg] {
+        match self {
+            Package::Movie { segs, .. } | Package::Clips { segs, .. } => segs,
+        }
+    }
+}
