@@ -68,7 +68,16 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
         let samples = if i == movie.lead {
             span.samples.clone()
         } else {
-            select::follower(&col, start, end)
+            // A span from the lead's first sample or to its last takes the other tracks' samples
+            // before or after the lead's too (AAC priming, audio that outlasts the video).
+            let mut r = select::follower(&col, start, end);
+            if span.samples.start == 0 {
+                r.start = 0;
+            }
+            if span.samples.end == lead.table.len() {
+                r.end = col.table.len();
+            }
+            r
         };
         if samples.is_empty() {
             continue;

@@ -183,3 +183,37 @@ fn tmp_hls() {
         std::fs::write(format!("{dir}/index.m3u8"), pl).unwrap();
     }
 }
+
+#[test]
+fn segments_over_the_titles_samples_index_like_the_title() {
+    let m = Movie::parse(MOOV_AT_END).unwrap();
+    let slots = plan(&m, MediaTime::new(6, 1));
+    assert_eq!(
+        slots.len(),
+        12,
+        "70 s in GOPs of 2.002 s, at least 6 s each"
+    );
+    let mut file = init(&m, None).unwrap();
+    for (n, slot) in slots.iter().enumerate() {
+        let s = segment(&m, slot, n as u32 + 1, None).unwrap();
+        let before = file.len();
+        file.extend_from_slice(&s.head);
+        for r in &s.body {
+            file.extend_from_slice(&MOOV_AT_END[r.start as usize..r.end as usize]);
+        }
+        assert_eq!((file.len() - before) as u64, s.len());
+    }
+    let ours = crate::mp4::index(&file).unwrap();
+    let title = crate::mp4::index(MOOV_AT_END).unwrap();
+    let times =
+        |i: &crate::MediaInfo| -> Vec<MediaTime> { i.keyframes.iter().map(|k| k.time).collect() };
+    assert_eq!(times(&ours), times(&title));
+    assert_eq!(ours.duration, title.duration);
+    // The samples are the title's: every keyframe's first bytes are the same.
+    for (a, b) in ours.keyframes.iter().zip(&title.keyframes) {
+        assert_eq!(
+            file[a.offset as usize..][..64],
+            MOOV_AT_END[b.offset as usize..][..64]
+        );
+    }
+}

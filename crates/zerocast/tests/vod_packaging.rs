@@ -1,0 +1,213 @@
+//! Every library title as HLS (`/videos/{id}/index.m3u8`) and MP4 titles as DASH
+//! (`/videos/{id}/manifest.mpd`): ffmpeg reads the title's own frames from them, Chromium plays
+//! the HLS natively and dash.js plays the manifest; their parts are entities like the title.
+
+mod common;
+use common::browser::{dash_js, verdict};
+use common::*;
+use std::process::Command;
+
+/// (pts, keyframe) of a stream's packets, as ffprobe demuxes them from `input`.
+fn packets(input: &str, stream: &str) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries"])
+        .args(["packet=pts_time,flags", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "{input}: {:?}", out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// ffmpeg copies `input` (every stream, `-c copy`) without a word on its error output.
+fn copies_cleanly(input: &str) {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-nostdin", "-i", input, "-map", "0", "-c", "copy",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ffmpeg_reads_the_titles_own_frames_from_the_hls_of_every_mp4_and_ts_title() {
+    let srv = TestServer::demo();
+    for name in [
+        "faststart.mp4",
+        "ntsc-moov-at-end.mp4",
+        "fragmented.mp4",
+        "clip.ts",
+    ] {
+        let hls = srv.url(&format!("/videos/{name}/index.m3u8"));
+        let file = demo_dir().join(name);
+        let file = file.to_str().unwrap();
+        copies_cleanly(&hls);
+        let (ours, theirs) = (packets(&hls, "v:0"), packets(file, "v:0"));
+        assert_eq!(ours.len(), theirs.len(), "{name}: video frames");
+        assert_eq!(ours, theirs, "{name}: video PTS and keyframes");
+        assert_eq!(
+            pts(packets(&hls, "a:0")),
+            pts(packets(file, "a:0")),
+            "{name}: audio"
+        );
+    }
+}
+
+/// The PTS column alone (ffmpeg flags the file's AAC priming frame as discarded from its edit
+/// list; the segments start with the same frame at the same time, without the flag).
+fn pts(v: Vec<String>) -> Vec<String> {
+    v.iter()
+        .map(|p| p.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn ffmpeg_reads_the_titles_own_frames_from_the_dash_manifest_of_mp4_titles() {
+    let srv = TestServer::demo();
+    for name in ["faststart.mp4", "ntsc-moov-at-end.mp4"] {
+        let mpd = srv.url(&format!("/videos/{name}/manifest.mpd"));
+        let file = demo_dir().join(name);
+        let file = file.to_str().unwrap();
+        copies_cleanly(&mpd);
+        assert_eq!(packets(&mpd, "v:0"), packets(file, "v:0"), "{name}: video");
+        assert_eq!(
+            pts(packets(&mpd, "a:0")),
+            pts(packets(file, "a:0")),
+            "{name}: audio"
+        );
+    }
+}
+
+#[test]
+fn a_playlist_and_its_segments_are_cacheable_entities_that_follow_the_title() {
+    let srv = TestServer::demo();
+    let base = "/videos/ntsc-moov-at-end.mp4";
+    let title_tag = srv
+        .get(base, &[("range", "bytes=0-0")])
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let playlist = srv.get(&format!("{base}/index.m3u8"), &[]);
+    assert_eq!(playlist.status, 200);
+    assert_eq!(
+        playlist.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let text = String::from_utf8_lossy(&playlist.body).to_string();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD") && text.ends_with("#EXT-X-ENDLIST\n"));
+    let segments: Vec<&str> = text.lines().filter(|l| l.starts_with("hls/")).collect();
+    assert_eq!(segments.len(), 12, "70 s in segments of at least 6 s");
+    for path in [
+        "index.m3u8",
+        "manifest.mpd",
+        "hls/init.mp4",
+        "hls/3.m4s",
+        "dash/1-3.m4s",
+    ] {
+        let full = srv.get(&format!("{base}/{path}"), &[]);
+        assert_eq!(full.status, 200, "{path}");
+        let etag = full.header("etag").unwrap().to_string();
+        assert!(
+            etag.starts_with(&format!("\"{title_tag}-")),
+            "{path}: {etag} is not derived from the title's"
+        );
+        let len = full.body.len();
+        let part = srv.get(&format!("{base}/{path}"), &[("range", "bytes=5-40")]);
+        assert_eq!(part.status, 206, "{path}");
+        assert_eq!(part.body, full.body[5..41.min(len)], "{path}");
+        let again = srv.get(&format!("{base}/{path}"), &[("if-none-match", &etag)]);
+        assert_eq!(again.status, 304, "{path}");
+        assert!(full.header("cache-control").unwrap().contains("max-age"));
+    }
+}
+
+#[test]
+fn parts_that_do_not_exist_and_titles_that_are_not_packaged_get_clear_errors() {
+    let srv = TestServer::demo();
+    for (path, status, says) in [
+        ("/videos/faststart.mp4/hls/99.m4s", 404, "no such segment"),
+        ("/videos/faststart.mp4/dash/7-0.m4s", 404, "no such track"),
+        (
+            "/videos/faststart.mp4/dash/init-9.mp4",
+            404,
+            "no such track",
+        ),
+        (
+            "/videos/clip.ts/manifest.mpd",
+            422,
+            "DASH is served for MP4 titles",
+        ),
+        ("/videos/clip.ts/hls/init.mp4", 404, "no init segment"),
+        ("/videos/vp9-opus.webm/index.m3u8", 422, "not served yet"),
+        ("/videos/nothing.mp4/index.m3u8", 404, "nothing.mp4"),
+        ("/videos/faststart.mp4/hls/1x.m4s", 404, ""),
+    ] {
+        let resp = srv.get(path, &[]);
+        let body = String::from_utf8_lossy(&resp.body);
+        assert_eq!(resp.status, status, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+}
+
+/// A page that plays `src` in a `<video>` (natively, or through dash.js when `dash`) and reports
+/// once it has played 3 s past the start, with the decoded frames and the picture width.
+fn player_page(src: &str, dash: bool) -> String {
+    let (script, start) = if dash {
+        (
+            format!("<script>{}</script>", dash_js()),
+            format!("dashjs.MediaPlayer().create().initialize(v, '{src}', true);"),
+        )
+    } else {
+        (String::new(), format!("v.src = '{src}'; v.play();"))
+    };
+    format!(
+        "<!doctype html><meta charset=utf-8><body><video id=v muted></video>{script}<script>
+const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
+const v = document.getElementById('v'); let done = false;
+v.addEventListener('error', () => send({{ev: 'error', msg: String(v.error && v.error.message)}}));
+v.addEventListener('timeupdate', () => {{ if (!done && v.currentTime > 3) {{ done = true;
+  send({{ev: 'playing', t: v.currentTime, w: v.videoWidth, d: v.duration,
+    frames: v.getVideoPlaybackQuality().totalVideoFrames}}); }} }});
+{start}
+</script>"
+    )
+}
+
+#[test]
+fn chromium_plays_the_hls_of_an_mp4_title_natively() {
+    require("chromium");
+    let srv = TestServer::demo();
+    let v = verdict(
+        player_page(&srv.url("/videos/ntsc-moov-at-end.mp4/index.m3u8"), false),
+        &[],
+    );
+    assert_eq!(v["ev"], "playing", "{v:?}");
+    assert_eq!(v["w"], "320");
+    assert!(v["frames"].parse::<u32>().unwrap() >= 60, "{v:?}");
+    let d: f64 = v["d"].parse().unwrap();
+    assert!((d - 70.0).abs() < 0.5, "duration {d}");
+}
+
+#[test]
+fn dashjs_plays_the_manifest_of_an_mp4_title() {
+    require("chromium");
+    let srv = TestServer::demo();
+    let v = verdict(
+        player_page(&srv.url("/videos/ntsc-moov-at-end.mp4/manifest.mpd"), true),
+        &[],
+    );
+    assert_eq!(v["ev"], "playing", "{v:?}");
+    assert_eq!(v["w"], "320");
+    assert!(v["frames"].parse::<u32>().unwrap() >= 60, "{v:?}");
+}
