@@ -17,9 +17,10 @@ pub struct Chunks {
     file: Option<FileSource>,
 }
 
-/// Where the bytes of a single-part body also live in a file (a title's sealed memfd, or the
+/// Where the last `len` bytes of a body also live in a file (a title's sealed memfd, or the
 /// title's own file), so a writer that can use `sendfile` (the HTTP/1.1 fast path) may send them
-/// from there instead of writing the `Bytes`. hyper ignores it and writes the `Bytes`.
+/// from there instead of writing the `Bytes`: all of a plain range, or what follows the written
+/// head of a clip or segment. hyper ignores it and writes the `Bytes`.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     pub file: Arc<std::fs::File>,
@@ -32,10 +33,13 @@ impl Chunks {
         Chunks::default()
     }
 
-    /// Marks this single-part body as also readable from `file` (see [`FileSource`]).
+    /// Marks this body's last `file.len` bytes (all of it, or what follows a head) as also
+    /// readable from `file` (see [`FileSource`]).
     pub fn with_file(mut self, file: FileSource) -> Self {
-        debug_assert_eq!(file.len, self.remaining);
-        self.file = Some(file);
+        debug_assert!(file.len <= self.remaining);
+        if file.len <= self.remaining {
+            self.file = Some(file);
+        }
         self
     }
 

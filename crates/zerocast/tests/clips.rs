@@ -286,3 +286,40 @@ fn chromium_plays_mp4_clips_in_a_plain_video_element() {
         assert_eq!(playing["w"], "320");
     }
 }
+
+/// With `sendfile_min` at 1 byte every clip and segment answer sends its written head, then the
+/// title's bytes with `sendfile` from the title's file: the bytes are the same as written ones.
+#[test]
+fn clips_and_segments_sent_with_sendfile_after_their_head_are_byte_exact() {
+    let dir = demo_copy();
+    let mut config = server::Config::default();
+    config.policy.sendfile_min = 1;
+    let srv = TestServer::start_with(config, library(dir.path()));
+    let reference = TestServer::demo();
+    let paths = [
+        clip_path("ntsc-moov-at-end.mp4", "10", "20"),
+        clip_path("clip.ts", "1", "5"),
+        clip_path("fragmented.mp4", "2", "4"),
+        "/videos/ntsc-moov-at-end.mp4/hls/2.m4s".to_string(),
+        "/videos/ntsc-moov-at-end.mp4/dash/0-2.m4s".to_string(),
+        "/videos/clip.ts/hls/0.ts".to_string(),
+    ];
+    let mut rng = fastrand::Rng::with_seed(9);
+    for path in paths {
+        let want = reference.get(&path, &[]).body;
+        let full = srv.get(&path, &[]);
+        assert_eq!(full.status, 200, "{path}");
+        assert!(full.body == want, "{path}: the full body differs");
+        let len = want.len() as u64;
+        for _ in 0..10 {
+            let a = rng.u64(..len);
+            let b = rng.u64(a..len);
+            let part = srv.get(&path, &[("range", &format!("bytes={a}-{b}"))]);
+            assert_eq!(part.status, 206, "{path}");
+            assert!(
+                part.body == want[a as usize..=b as usize],
+                "{path}: bytes {a}-{b}"
+            );
+        }
+    }
+}

@@ -68,21 +68,25 @@ pub(crate) fn reset_on_close(stream: &TcpStream) {
     let _ = rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO));
 }
 
-/// The head (with `MSG_MORE`, so the kernel sends it with the first body segment), then the body
-/// with `sendfile` from the entity's file; each call must take some bytes within `timeout`.
+/// The head and what precedes the file's part of the body (a clip's or segment's written head),
+/// each with `MSG_MORE` so the kernel sends them with the first body segment, then the rest of
+/// the body with `sendfile` from the entity's file; each call must take some bytes within
+/// `timeout`.
 async fn sendfile(
     stream: &TcpStream,
-    head: &[u8],
+    pieces: &[&[u8]],
     src: &crate::body::FileSource,
     timeout: Duration,
 ) -> io::Result<()> {
-    let mut sent = 0;
-    while sent < head.len() {
-        let write = stream.async_io(Interest::WRITABLE, || {
-            rustix::net::send(&*stream, &head[sent..], rustix::net::SendFlags::MORE)
-                .map_err(io::Error::from)
-        });
-        sent += within(timeout, write).await?;
+    for piece in pieces {
+        let mut sent = 0;
+        while sent < piece.len() {
+            let write = stream.async_io(Interest::WRITABLE, || {
+                rustix::net::send(&*stream, &piece[sent..], rustix::net::SendFlags::MORE)
+                    .map_err(io::Error::from)
+            });
+            sent += within(timeout, write).await?;
+        }
     }
     let mut offset = src.offset;
     let end = src.offset + src.len;
@@ -130,8 +134,21 @@ async fn send(
     let sendfile_min = config.policy.sendfile_min;
     if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {
         if let Some(sock) = stream.sendfile_socket() {
+            // What comes before the file's part of the body (a clip's or segment's written head)
+            // goes out after the response head, from where it is: container structure.
+            let mut pieces: Vec<&[u8]> = vec![&head[..]];
+            let mut before = body.len() - src.len;
+            for part in body.parts() {
+                if before == 0 {
+                    break;
+                }
+                let n = (part.len() as u64).min(before) as usize;
+                pieces.push(&part[..n]);
+                before -= n as u64;
+            }
             // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
-            return Box::pin(sendfile(sock, head, src, timeout)).await;
+            let r = Box::pin(sendfile(sock, &pieces, src, timeout)).await;
+            return r;
         }
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.

@@ -3,7 +3,7 @@
 //! like the title itself. The body is the clip's small head followed by a slice of the cached
 //! title (never copied); a range inside that slice goes out with `sendfile` from the title's file.
 
-use crate::body::Chunks;
+use crate::body::{Chunks, FileSource};
 use crate::entity::{self, Entity, Policy};
 use crate::error::Error;
 use crate::library::Title;
@@ -65,7 +65,16 @@ impl Entity for Clip {
             .title
             .data
             .slice(self.body.start as usize..self.body.end as usize);
-        entity::slice_parts(&[self.head.clone(), body], range)
+        let chunks = entity::slice_parts(&[self.head.clone(), body], range);
+        // The part after the head is also in the title's file: sendfile it after the head.
+        match &self.title.file {
+            Some(file) if range.end > head => chunks.with_file(FileSource {
+                file: file.clone(),
+                offset: self.body.start,
+                len: range.end - head,
+            }),
+            _ => chunks,
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 //! head, then slices of the cached title. Their ETags derive from the title's, so they change
 //! exactly when the title does.
 
-use crate::body::Chunks;
+use crate::body::{Chunks, FileSource};
 use crate::entity::{self, Entity, Policy};
 use crate::error::Error;
 use crate::library::Title;
@@ -86,6 +86,8 @@ struct Pieces {
     etag: String,
     etag_header: HeaderValue,
     modified: Option<(SystemTime, HeaderValue)>,
+    /// Where the last part also lies in a file (the title's), for `sendfile`.
+    file: Option<(Arc<std::fs::File>, u64)>,
 }
 
 impl Entity for Pieces {
@@ -108,7 +110,19 @@ impl Entity for Pieces {
         None
     }
     fn slice(&self, range: ByteRange) -> Chunks {
-        entity::slice_parts(&self.parts, range)
+        let chunks = entity::slice_parts(&self.parts, range);
+        let last = self.len - self.parts.last().map_or(0, |p| p.len() as u64);
+        match &self.file {
+            Some((file, offset)) if range.end > last => {
+                let from = range.start.max(last);
+                chunks.with_file(FileSource {
+                    file: file.clone(),
+                    offset: offset + (from - last),
+                    len: range.end - from,
+                })
+            }
+            _ => chunks,
+        }
     }
 }
 
@@ -131,93 +145,104 @@ pub(super) fn serve<B>(
         reason: reason.to_string(),
     })?;
     let slice = |r: std::ops::Range<u64>| t.data.slice(r.start as usize..r.end as usize);
-    let (parts, content_type, tag): (Vec<Bytes>, &'static str, String) = match (&**package, asset) {
-        (p, Asset::Playlist) => {
-            let (map, ext) = match p {
-                Package::Clips { init: None, .. } => (None, "ts"),
-                _ => (Some("hls/init.mp4"), "m4s"),
-            };
-            let text = media::package::hls::playlist(p.segs(), map, |n| format!("hls/{n}.{ext}"));
+    // The title offset of the last part when it is the one slice of the title after a head.
+    let (parts, content_type, tag, tail): (Vec<Bytes>, &'static str, String, Option<u64>) =
+        match (&**package, asset) {
+            (p, Asset::Playlist) => {
+                let (map, ext) = match p {
+                    Package::Clips { init: None, .. } => (None, "ts"),
+                    _ => (Some("hls/init.mp4"), "m4s"),
+                };
+                let text =
+                    media::package::hls::playlist(p.segs(), map, |n| format!("hls/{n}.{ext}"));
+                (
+                    vec![Bytes::from(text)],
+                    "application/vnd.apple.mpegurl",
+                    "m3u8".into(),
+                    None,
+                )
+            }
+            (Package::Movie { movie, .. }, Asset::HlsInit) => {
+                let init = mp4::init(movie, None).map_err(|e| not_found(t, &e.to_string()))?;
+                (vec![Bytes::from(init)], "video/mp4", "init".into(), None)
+            }
+            (Package::Clips { init: Some(i), .. }, Asset::HlsInit) => {
+                (vec![i.clone()], "video/mp4", "init".into(), None)
+            }
+            (Package::Movie { movie, slots, .. }, Asset::HlsSegment(n)) => {
+                let slot = slots
+                    .get(n)
+                    .ok_or_else(|| not_found(t, "no such segment"))?;
+                let s = mp4::segment(movie, slot, n as u32 + 1, None)
+                    .map_err(|e| not_found(t, &e.to_string()))?;
+                let tail = (s.body.len() == 1).then(|| s.body[0].start);
+                let mut parts = vec![Bytes::from(s.head)];
+                parts.extend(s.body.into_iter().map(slice));
+                (parts, "video/mp4", format!("h{n}"), tail)
+            }
+            (Package::Clips { init, segments, .. }, Asset::HlsSegment(n)) => {
+                let (head, body) = segments
+                    .get(n)
+                    .ok_or_else(|| not_found(t, "no such segment"))?;
+                let kind = if init.is_some() {
+                    "video/mp4"
+                } else {
+                    "video/mp2t"
+                };
+                (
+                    vec![head.clone(), slice(body.clone())],
+                    kind,
+                    format!("h{n}"),
+                    Some(body.start),
+                )
+            }
+            (Package::Movie { movie, .. }, Asset::Manifest) => {
+                let text = manifest(movie, package.segs());
+                (
+                    vec![Bytes::from(text)],
+                    "application/dash+xml",
+                    "mpd".into(),
+                    None,
+                )
+            }
+            (Package::Movie { movie, .. }, Asset::DashInit(k)) => {
+                let track = movie
+                    .tracks
+                    .get(k)
+                    .ok_or_else(|| not_found(t, "no such track"))?;
+                let init = mp4::init(movie, Some(k)).map_err(|e| not_found(t, &e.to_string()))?;
+                (vec![Bytes::from(init)], mime(track), format!("i{k}"), None)
+            }
+            (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n)) => {
+                let track = movie
+                    .tracks
+                    .get(k)
+                    .ok_or_else(|| not_found(t, "no such track"))?;
+                let slot = slots
+                    .get(n)
+                    .ok_or_else(|| not_found(t, "no such segment"))?;
+                let s = mp4::segment(movie, slot, n as u32 + 1, Some(k))
+                    .map_err(|e| not_found(t, &e.to_string()))?;
+                let tail = (s.body.len() == 1).then(|| s.body[0].start);
+                let mut parts = vec![Bytes::from(s.head)];
+                parts.extend(s.body.into_iter().map(slice));
+                (parts, mime(track), format!("d{k}-{n}"), tail)
+            }
             (
-                vec![Bytes::from(text)],
-                "application/vnd.apple.mpegurl",
-                "m3u8".into(),
-            )
-        }
-        (Package::Movie { movie, .. }, Asset::HlsInit) => {
-            let init = mp4::init(movie, None).map_err(|e| not_found(t, &e.to_string()))?;
-            (vec![Bytes::from(init)], "video/mp4", "init".into())
-        }
-        (Package::Clips { init: Some(i), .. }, Asset::HlsInit) => {
-            (vec![i.clone()], "video/mp4", "init".into())
-        }
-        (Package::Movie { movie, slots, .. }, Asset::HlsSegment(n)) => {
-            let slot = slots
-                .get(n)
-                .ok_or_else(|| not_found(t, "no such segment"))?;
-            let s = mp4::segment(movie, slot, n as u32 + 1, None)
-                .map_err(|e| not_found(t, &e.to_string()))?;
-            let mut parts = vec![Bytes::from(s.head)];
-            parts.extend(s.body.into_iter().map(slice));
-            (parts, "video/mp4", format!("h{n}"))
-        }
-        (Package::Clips { init, segments, .. }, Asset::HlsSegment(n)) => {
-            let (head, body) = segments
-                .get(n)
-                .ok_or_else(|| not_found(t, "no such segment"))?;
-            let kind = if init.is_some() {
-                "video/mp4"
-            } else {
-                "video/mp2t"
-            };
-            (
-                vec![head.clone(), slice(body.clone())],
-                kind,
-                format!("h{n}"),
-            )
-        }
-        (Package::Movie { movie, .. }, Asset::Manifest) => {
-            let text = manifest(movie, package.segs());
-            (
-                vec![Bytes::from(text)],
-                "application/dash+xml",
-                "mpd".into(),
-            )
-        }
-        (Package::Movie { movie, .. }, Asset::DashInit(k)) => {
-            let track = movie
-                .tracks
-                .get(k)
-                .ok_or_else(|| not_found(t, "no such track"))?;
-            let init = mp4::init(movie, Some(k)).map_err(|e| not_found(t, &e.to_string()))?;
-            (vec![Bytes::from(init)], mime(track), format!("i{k}"))
-        }
-        (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n)) => {
-            let track = movie
-                .tracks
-                .get(k)
-                .ok_or_else(|| not_found(t, "no such track"))?;
-            let slot = slots
-                .get(n)
-                .ok_or_else(|| not_found(t, "no such segment"))?;
-            let s = mp4::segment(movie, slot, n as u32 + 1, Some(k))
-                .map_err(|e| not_found(t, &e.to_string()))?;
-            let mut parts = vec![Bytes::from(s.head)];
-            parts.extend(s.body.into_iter().map(slice));
-            (parts, mime(track), format!("d{k}-{n}"))
-        }
-        (Package::Clips { .. }, Asset::Manifest | Asset::DashInit(_) | Asset::DashSegment(..)) => {
-            return Err(Error::NotPackaged {
-                id: t.id.clone(),
-                reason: "DASH is served for MP4 titles (their tracks can be served apart); \
+                Package::Clips { .. },
+                Asset::Manifest | Asset::DashInit(_) | Asset::DashSegment(..),
+            ) => {
+                return Err(Error::NotPackaged {
+                    id: t.id.clone(),
+                    reason: "DASH is served for MP4 titles (their tracks can be served apart); \
                          use its index.m3u8"
-                    .into(),
-            })
-        }
-        (Package::Clips { init: None, .. }, Asset::HlsInit) => {
-            return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
-        }
-    };
+                        .into(),
+                })
+            }
+            (Package::Clips { init: None, .. }, Asset::HlsInit) => {
+                return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
+            }
+        };
     let etag = format!("\"{}-{tag}\"", t.etag.trim_matches('"'));
     let etag_header = HeaderValue::from_str(&etag).map_err(|_| not_found(t, "bad entity tag"))?;
     let e = Pieces {
@@ -227,6 +252,7 @@ pub(super) fn serve<B>(
         etag,
         etag_header,
         modified: t.last_modified(),
+        file: tail.and_then(|at| Some((t.file.clone()?, at))),
     };
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }

@@ -3,7 +3,7 @@
 //! a server keeps one per title and cuts any number of clips and segments from it without
 //! walking the sample tables again.
 
-use super::select::Column;
+use super::select::{Column, Facts};
 use crate::cmaf::codecs;
 use crate::error::{Error, Result};
 use crate::mp4::remux::{self, Codec};
@@ -21,6 +21,7 @@ pub struct MovieTrack {
     pub timescale: u32,
     pub(crate) media_time: i64,
     pub(crate) table: SampleTable,
+    pub(crate) facts: Facts,
     /// Whether the original lists sync samples (`stss`).
     pub(crate) has_stss: bool,
     /// The first sample entry's type (`avc1`, `mp4a`, ...).
@@ -38,6 +39,7 @@ impl MovieTrack {
             table: &self.table,
             timescale: self.timescale,
             media_time: self.media_time,
+            facts: &self.facts,
         }
     }
 
@@ -145,6 +147,7 @@ impl Movie {
                 has_stss: child(stbl_box, b"stss")?.is_some(),
                 entry: t.entry.as_ref().map_or(*b"????", |e| e.0),
                 codecs: codecs(&t.handler, t.entry.as_ref())?,
+                facts: Facts::of(&table, t.timescale, t.media_time),
                 width: t.width,
                 height: t.height,
                 sample_rate: t.sample_rate,

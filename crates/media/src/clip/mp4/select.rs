@@ -18,6 +18,61 @@ pub(crate) struct Column<'t> {
     pub timescale: u32,
     /// The edit list's first shown media time: presentation times are relative to it.
     pub media_time: i64,
+    pub facts: &'t Facts,
+}
+
+/// What every cut of a track needs, found once per track (O(samples)) so that a cut costs only
+/// binary searches and the samples it keeps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// The first presentation time, and where the last sample ends.
+    first: i64,
+    end: i64,
+    /// Sync samples, in decode order.
+    sync: Vec<usize>,
+    /// Whether presentation times never go down in decode order (audio; video without
+    /// B-frames): then samples are found by binary search.
+    sorted: bool,
+    /// Whether the sync samples' presentation times never go down.
+    sync_sorted: bool,
+}
+
+impl Facts {
+    pub fn of(table: &SampleTable, timescale: u32, media_time: i64) -> Facts {
+        let mut f = Facts::default();
+        let c = Column {
+            table,
+            timescale,
+            media_time,
+            facts: &f,
+        };
+        let n = table.len();
+        let pts: Vec<i64> = (0..n).map(|i| c.pts(i)).collect();
+        let end = (0..n)
+            .map(|i| pts[i].saturating_add(c.duration(i)))
+            .max()
+            .unwrap_or(0);
+        let sync: Vec<usize> = (0..n).filter(|&i| table.keyframe[i]).collect();
+        f.first = pts.iter().copied().min().unwrap_or(0);
+        f.end = end;
+        f.sorted = pts.windows(2).all(|w| w[0] <= w[1]);
+        f.sync_sorted = sync.windows(2).all(|w| pts[w[0]] <= pts[w[1]]);
+        f.sync = sync;
+        f
+    }
+}
+
+/// The first index in `lo..hi` at which `below` stops holding (`below` holds for a prefix).
+fn partition(mut lo: usize, mut hi: usize, below: impl Fn(usize) -> bool) -> usize {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 impl Column<'_> {
@@ -43,10 +98,7 @@ impl Column<'_> {
 
     /// Presentation end of the track.
     pub fn end(&self) -> i64 {
-        (0..self.table.len())
-            .map(|i| self.pts(i).saturating_add(self.duration(i)))
-            .max()
-            .unwrap_or(0)
+        self.facts.end
     }
 }
 
@@ -92,21 +144,30 @@ pub(super) fn lead(c: &Column<'_>, from: MediaTime, to: Option<MediaTime>) -> Re
     let t = |i: usize| MediaTime::new(c.pts(i).saturating_sub(first), scale);
     let duration = MediaTime::new(c.end().saturating_sub(first), scale);
     check_clip(from, to, duration)?;
-    let sync: Vec<usize> = (0..n).filter(|&i| c.table.keyframe[i]).collect();
+    let sync = &c.facts.sync;
     let first_sync = *sync.first().ok_or(Error::NoKeyframes)?;
-    // The sync sample at or before `from` (a request before the first keyframe starts there).
-    let a = sync
-        .iter()
-        .copied()
-        .rfind(|&i| t(i) <= from)
-        .unwrap_or(first_sync);
-    let b = match to {
-        None => n,
-        Some(to) => sync
+    // The sync sample at or before `from` (a request before the first keyframe starts there),
+    // and the first one after it at or after `to`.
+    let (a, b) = if c.facts.sync_sorted {
+        let at = partition(0, sync.len(), |k| t(sync[k]) <= from).saturating_sub(1);
+        let b = to.map_or(n, |to| {
+            let k = partition(at + 1, sync.len(), |k| t(sync[k]) < to);
+            sync.get(k).copied().unwrap_or(n)
+        });
+        (sync[at], b)
+    } else {
+        let a = sync
             .iter()
             .copied()
-            .find(|&i| i > a && t(i) >= to)
-            .unwrap_or(n),
+            .rfind(|&i| t(i) <= from)
+            .unwrap_or(first_sync);
+        let b = to.map_or(n, |to| {
+            sync.iter()
+                .copied()
+                .find(|&i| i > a && t(i) >= to)
+                .unwrap_or(n)
+        });
+        (a, b)
     };
     Ok(c.span(a, b))
 }
@@ -117,7 +178,7 @@ pub(crate) fn spans(c: &Column<'_>, target: MediaTime) -> Vec<Span> {
     let n = c.table.len();
     let target = target.rescale(c.timescale).max(1);
     let mut starts = Vec::new();
-    for i in (0..n).filter(|&i| c.table.keyframe[i]) {
+    for &i in &c.facts.sync {
         match starts.last() {
             Some(&s) if c.pts(i).saturating_sub(c.pts(s)) < target => {}
             _ => starts.push(i),
@@ -137,6 +198,11 @@ pub(crate) fn follower(c: &Column<'_>, start: MediaTime, end: MediaTime) -> Rang
     let n = c.table.len();
     let s = start.rescale(c.timescale);
     let e = end.rescale(c.timescale);
+    if c.facts.sorted {
+        let a = partition(0, n, |i| c.pts(i) < s);
+        let b = partition(a, n, |i| c.pts(i) < e);
+        return a..b;
+    }
     let a = (0..n).find(|&i| c.pts(i) >= s).unwrap_or(n);
     let b = (a..n).find(|&i| c.pts(i) >= e).unwrap_or(n);
     a..b
@@ -164,10 +230,12 @@ mod tests {
     #[test]
     fn the_lead_starts_at_the_keyframe_before_and_ends_at_the_keyframe_after() {
         let tb = table();
+        let f = Facts::of(&tb, 1, 0);
         let c = Column {
             table: &tb,
             timescale: 1,
             media_time: 0,
+            facts: &f,
         };
         let s = lead(&c, t(5), Some(t(6))).unwrap();
         assert_eq!((s.samples, s.start, s.end), (4..8, 4, 8));
@@ -186,10 +254,12 @@ mod tests {
     #[test]
     fn the_lead_refuses_empty_reversed_and_past_the_end_spans() {
         let tb = table();
+        let f = Facts::of(&tb, 1, 0);
         let c = Column {
             table: &tb,
             timescale: 1,
             media_time: 0,
+            facts: &f,
         };
         assert!(matches!(lead(&c, t(10), None), Err(Error::PastEnd { .. })));
         assert!(matches!(
@@ -216,12 +286,61 @@ mod tests {
             cto: vec![0; 20],
             keyframe: vec![true; 20],
         };
+        let f = Facts::of(&tb, 2, 0);
         let c = Column {
             table: &tb,
             timescale: 2,
             media_time: 0,
+            facts: &f,
         };
         assert_eq!(follower(&c, t(4), t(8)), 8..16);
         assert_eq!(follower(&c, t(9), t(10)), 18..20);
+    }
+
+    #[test]
+    fn binary_searches_agree_with_linear_scans() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..200 {
+            let n = rng.usize(1..60);
+            let mut dts = 0;
+            let tb = SampleTable {
+                offset: (0..n as u64).collect(),
+                size: vec![1; n],
+                dts: (0..n)
+                    .map(|_| {
+                        dts += rng.i64(0..3);
+                        dts
+                    })
+                    .collect(),
+                cto: vec![0; n],
+                keyframe: (0..n).map(|i| i == 0 || rng.u8(..) < 40).collect(),
+            };
+            let fast = Facts::of(&tb, 1, 0);
+            assert!(fast.sorted && fast.sync_sorted);
+            let slow = Facts {
+                sorted: false,
+                sync_sorted: false,
+                ..fast.clone()
+            };
+            let col = |f| Column {
+                table: &tb,
+                timescale: 1,
+                media_time: 0,
+                facts: f,
+            };
+            let end = fast.end.max(1);
+            let from = rng.i64(0..end);
+            let to = (rng.bool()).then(|| rng.i64(from + 1..=end));
+            let (from_t, to_t) = (t(from), to.map(t));
+            let a = lead(&col(&fast), from_t, to_t);
+            let b = lead(&col(&slow), from_t, to_t);
+            assert_eq!(
+                a, b,
+                "from {from} to {to:?} in {:?} {:?}",
+                tb.dts, tb.keyframe
+            );
+            let (s, e) = (t(from), t(to.unwrap_or(end)));
+            assert_eq!(follower(&col(&fast), s, e), follower(&col(&slow), s, e));
+        }
     }
 }

@@ -3,7 +3,7 @@ use crate::error::Error;
 use crate::mp4::stbl::{self, SampleTable};
 use crate::mp4::{next_box, parse_trak};
 use crate::read::Reader;
-use select::Column;
+use select::{Column, Facts};
 
 fn cut(data: &[u8], from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
     clip(&Movie::parse(data)?, from, to)
@@ -40,10 +40,12 @@ fn samples(data: &[u8]) -> Vec<Vec<(f64, Vec<u8>)>> {
         }
         let t = parse_trak(&b.body).unwrap();
         let table: SampleTable = stbl::expand(t.stbl.as_ref().unwrap(), data.len() as u64).unwrap();
+        let facts = Facts::of(&table, t.timescale, t.media_time);
         let col = Column {
             table: &table,
             timescale: t.timescale,
             media_time: t.media_time,
+            facts: &facts,
         };
         out.push(
             (0..table.len())

@@ -25,12 +25,19 @@ pub(super) struct Kept<'a, 't> {
 }
 
 impl Kept<'_, '_> {
-    /// Media duration of the kept samples (track ticks).
+    /// Media duration of the kept samples (track ticks): from the first one's decode time to the
+    /// next sample's, or to the end of the last one (O(1): decode times only go up).
     fn duration(&self) -> u64 {
-        self.samples
-            .clone()
-            .map(|i| self.col.duration(i) as u64)
-            .fold(0u64, u64::saturating_add)
+        let (a, b) = (self.samples.start, self.samples.end);
+        let dts = &self.col.table.dts;
+        if a >= b {
+            return 0;
+        }
+        let end = match dts.get(b) {
+            Some(&next) => next,
+            None => dts[b - 1].saturating_add(self.col.duration(b - 1)),
+        };
+        end.saturating_sub(dts[a]).max(0) as u64
     }
 
     fn movie_duration(&self, movie_scale: u32) -> u64 {
@@ -86,18 +93,18 @@ pub(super) fn head(
     let len = body.end - body.start;
     let mdat_header: u64 = if len + 8 > u64::from(u32::MAX) { 16 } else { 8 };
     // Chunk offsets depend on the head's length, which does not depend on their values (only on
-    // 32 or 64 bits, decided from the largest possible offset): write once to measure, then
-    // again with the offsets placed.
+    // 32 or 64 bits, decided from the largest possible offset): write with offsets from the
+    // start of the mdat body, then add the head's length to each.
     let wide = |head: u64| head.saturating_add(len) > u64::from(u32::MAX);
-    let narrow = moov(ftyp, mvhd, movie_scale, tracks, body.start, 0, false)?;
+    let narrow = moov(ftyp, mvhd, movie_scale, tracks, body.start, false)?;
     let use_wide = wide(narrow.len() as u64 + mdat_header);
-    let moov_len = if use_wide {
-        moov(ftyp, mvhd, movie_scale, tracks, body.start, 0, true)?.len()
+    let mut out = if use_wide {
+        moov(ftyp, mvhd, movie_scale, tracks, body.start, true)?
     } else {
-        narrow.len()
+        narrow
     };
-    let base = moov_len as u64 + mdat_header;
-    let mut out = moov(ftyp, mvhd, movie_scale, tracks, body.start, base, use_wide)?;
+    let base = out.len() as u64 + mdat_header;
+    add_to_chunk_offsets(&mut out, base);
     debug_assert_eq!(out.len() as u64 + mdat_header, base);
     if mdat_header == 16 {
         put32(&mut out, 1);
@@ -110,17 +117,133 @@ pub(super) fn head(
     Ok(out)
 }
 
-/// `ftyp` and `moov`, with chunk offsets `offset - lo + base`.
+/// The boxes in `buf[from..to]` (ones this module wrote: 32-bit sizes) as (type, body range).
+fn boxes(buf: &[u8], from: usize, to: usize) -> Vec<(FourCC, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at + 8 <= to {
+        let size = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let kind = [buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]];
+        if size < 8 || at + size > to {
+            break;
+        }
+        out.push((kind, at + 8..at + size));
+        at += size;
+    }
+    out
+}
+
+/// Adds `base` to every chunk offset (`stco`, `co64`) of the `moov` in `head`.
+fn add_to_chunk_offsets(head: &mut [u8], base: u64) {
+    let path: [&FourCC; 5] = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
+    let mut level: Vec<Range<usize>> = std::iter::once(0..head.len()).collect();
+    for kind in path {
+        level = level
+            .into_iter()
+            .flat_map(|r| boxes(head, r.start, r.end))
+            .filter(|(k, _)| k == kind)
+            .map(|(_, r)| r)
+            .collect();
+    }
+    for stbl in level {
+        for (kind, body) in boxes(head, stbl.start, stbl.end) {
+            let width = match &kind {
+                b"stco" => 4,
+                b"co64" => 8,
+                _ => continue,
+            };
+            // Version and flags, the entry count, then the entries.
+            for at in (body.start + 8..body.end).step_by(width) {
+                let Some(slot) = head.get_mut(at..at + width) else {
+                    break;
+                };
+                if width == 4 {
+                    let v = u32::from_be_bytes([slot[0], slot[1], slot[2], slot[3]]);
+                    let v = u64::from(v).saturating_add(base).min(u64::from(u32::MAX)) as u32;
+                    slot.copy_from_slice(&v.to_be_bytes());
+                } else {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(slot);
+                    let v = u64::from_be_bytes(b).saturating_add(base);
+                    slot.copy_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// A track's boxes, prepared (the fallible part: reading the original) before anything is
+/// written, so that the whole head is written into one buffer.
+struct Prepared<'a> {
+    tkhd: Vec<u8>,
+    /// `mdia`'s children: the original's, with `mdhd` patched and `minf`'s children listed.
+    mdia: Vec<MdiaChild<'a>>,
+    /// The original `stsd`.
+    stsd: &'a [u8],
+}
+
+enum MdiaChild<'a> {
+    Copy(FourCC, &'a [u8]),
+    Mdhd(Vec<u8>),
+    /// `minf`'s children, `None` where the new `stbl` goes.
+    Minf(Vec<Option<(FourCC, &'a [u8])>>),
+}
+
+fn prepare<'a>(t: &Kept<'a, '_>, movie_scale: u32) -> Result<Prepared<'a>> {
+    let tkhd = child(&t.trak, b"tkhd")?
+        .ok_or_else(|| Error::malformed("mp4 trak", "no tkhd box"))?
+        .rest();
+    let tkhd = with_duration(tkhd, 20, 28, t.movie_duration(movie_scale))?;
+    let mdia_box =
+        child(&t.trak, b"mdia")?.ok_or_else(|| Error::malformed("mp4 trak", "no mdia box"))?;
+    let mut mdia = Vec::new();
+    let mut stsd = None;
+    for (kind, body) in children(&mdia_box)? {
+        mdia.push(match &kind {
+            b"mdhd" => MdiaChild::Mdhd(with_duration(body, 16, 24, t.duration())?),
+            b"minf" => {
+                let mut minf = Vec::new();
+                for (kind, body) in children(&Reader::new(body, 0, "mp4 minf"))? {
+                    if &kind == b"stbl" {
+                        let found = child(&Reader::new(body, 0, "mp4 stbl"), b"stsd")?
+                            .ok_or_else(|| Error::malformed("mp4 stbl", "no stsd box"))?;
+                        stsd = Some(found.clone().rest());
+                        minf.push(None);
+                    } else {
+                        minf.push(Some((kind, body)));
+                    }
+                }
+                MdiaChild::Minf(minf)
+            }
+            _ => MdiaChild::Copy(kind, body),
+        });
+    }
+    let stsd = stsd.ok_or_else(|| Error::malformed("mp4 trak", "no stbl box"))?;
+    Ok(Prepared { tkhd, mdia, stsd })
+}
+
+/// `ftyp` and `moov`, with chunk offsets `offset - lo` (from the start of the `mdat` body).
 fn moov(
     ftyp: Option<&[u8]>,
     mvhd: &[u8],
     movie_scale: u32,
     tracks: &[Kept<'_, '_>],
     lo: u64,
-    base: u64,
     wide: bool,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    let movie_duration = tracks
+        .iter()
+        .map(|t| t.movie_duration(movie_scale))
+        .max()
+        .unwrap_or(0);
+    let mvhd = with_duration(mvhd, 16, 24, movie_duration)?;
+    let prepared = tracks
+        .iter()
+        .map(|t| prepare(t, movie_scale))
+        .collect::<Result<Vec<_>>>()?;
+    // About 4 bytes per sample in stsz, 4 or 8 per chunk, a few per run of the other tables.
+    let samples: usize = tracks.iter().map(|t| t.samples.len()).sum();
+    let mut out = Vec::with_capacity(4096 + samples * 12);
     match ftyp {
         Some(f) => bx(&mut out, b"ftyp", |o| o.extend_from_slice(f)),
         None => bx(&mut out, b"ftyp", |o| {
@@ -129,62 +252,34 @@ fn moov(
             o.extend_from_slice(b"isomiso2mp41");
         }),
     }
-    let movie_duration = tracks
-        .iter()
-        .map(|t| t.movie_duration(movie_scale))
-        .max()
-        .unwrap_or(0);
-    let mvhd = with_duration(mvhd, 16, 24, movie_duration)?;
-    let mut traks = Vec::new();
-    for t in tracks {
-        traks.push(trak(t, movie_scale, lo, base, wide)?);
-    }
     bx(&mut out, b"moov", |o| {
         bx(o, b"mvhd", |o| o.extend_from_slice(&mvhd));
-        for t in &traks {
-            o.extend_from_slice(t);
-        }
-    });
-    Ok(out)
-}
-
-fn trak(t: &Kept<'_, '_>, movie_scale: u32, lo: u64, base: u64, wide: bool) -> Result<Vec<u8>> {
-    let tkhd = child(&t.trak, b"tkhd")?
-        .ok_or_else(|| Error::malformed("mp4 trak", "no tkhd box"))?
-        .rest();
-    let tkhd = with_duration(tkhd, 20, 28, t.movie_duration(movie_scale))?;
-    let mdia =
-        child(&t.trak, b"mdia")?.ok_or_else(|| Error::malformed("mp4 trak", "no mdia box"))?;
-    let mut mdia_out = Vec::new();
-    for (kind, body) in children(&mdia)? {
-        match &kind {
-            b"mdhd" => {
-                let d = with_duration(body, 16, 24, t.duration())?;
-                bx(&mut mdia_out, b"mdhd", |o| o.extend_from_slice(&d));
-            }
-            b"minf" => {
-                let minf = Reader::new(body, 0, "mp4 minf");
-                let mut minf_out = Vec::new();
-                for (kind, body) in children(&minf)? {
-                    if &kind == b"stbl" {
-                        let stsd = child(&Reader::new(body, 0, "mp4 stbl"), b"stsd")?
-                            .ok_or_else(|| Error::malformed("mp4 stbl", "no stsd box"))?
-                            .rest();
-                        stbl(&mut minf_out, t, stsd, lo, base, wide);
-                    } else {
-                        bx(&mut minf_out, &kind, |o| o.extend_from_slice(body));
+        for (t, p) in tracks.iter().zip(&prepared) {
+            bx(o, b"trak", |o| {
+                bx(o, b"tkhd", |o| o.extend_from_slice(&p.tkhd));
+                edts(o, t, movie_scale);
+                bx(o, b"mdia", |o| {
+                    for c in &p.mdia {
+                        match c {
+                            MdiaChild::Copy(kind, body) => {
+                                bx(o, kind, |o| o.extend_from_slice(body))
+                            }
+                            MdiaChild::Mdhd(body) => bx(o, b"mdhd", |o| o.extend_from_slice(body)),
+                            MdiaChild::Minf(kids) => bx(o, b"minf", |o| {
+                                for k in kids {
+                                    match k {
+                                        Some((kind, body)) => {
+                                            bx(o, kind, |o| o.extend_from_slice(body))
+                                        }
+                                        None => stbl(o, t, p.stsd, lo, wide),
+                                    }
+                                }
+                            }),
+                        }
                     }
-                }
-                bx(&mut mdia_out, b"minf", |o| o.extend_from_slice(&minf_out));
-            }
-            _ => bx(&mut mdia_out, &kind, |o| o.extend_from_slice(body)),
+                });
+            });
         }
-    }
-    let mut out = Vec::new();
-    bx(&mut out, b"trak", |o| {
-        bx(o, b"tkhd", |o| o.extend_from_slice(&tkhd));
-        edts(o, t, movie_scale);
-        bx(o, b"mdia", |o| o.extend_from_slice(&mdia_out));
     });
     Ok(out)
 }
@@ -243,7 +338,7 @@ fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Vec<(u32, T)> {
     out
 }
 
-fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, base: u64, wide: bool) {
+fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, wide: bool) {
     let table = t.col.table;
     let range = t.samples.clone();
     let count = range.len() as u32;
@@ -318,7 +413,7 @@ fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, base: u64, wi
         full(o, kind, 0, 0, |o| {
             put32(o, chunks.len() as u32);
             for (offset, _) in &chunks {
-                let at = offset.saturating_sub(lo).saturating_add(base);
+                let at = offset.saturating_sub(lo);
                 if wide {
                     put64(o, at);
                 } else {
