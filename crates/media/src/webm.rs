@@ -16,16 +16,16 @@ use crate::error::{Error, Result};
 use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
 use crate::time::{FrameRate, MediaTime};
 
-const EBML: u32 = 0x1A45_DFA3;
+pub(crate) const EBML: u32 = 0x1A45_DFA3;
 const DOC_TYPE: u32 = 0x4282;
-const SEGMENT: u32 = 0x1853_8067;
-const INFO: u32 = 0x1549_A966;
-const TIMECODE_SCALE: u32 = 0x2A_D7B1;
-const DURATION: u32 = 0x4489;
-const TRACKS: u32 = 0x1654_AE6B;
-const TRACK_ENTRY: u32 = 0xAE;
-const TRACK_NUMBER: u32 = 0xD7;
-const TRACK_TYPE: u32 = 0x83;
+pub(crate) const SEGMENT: u32 = 0x1853_8067;
+pub(crate) const INFO: u32 = 0x1549_A966;
+pub(crate) const TIMECODE_SCALE: u32 = 0x2A_D7B1;
+pub(crate) const DURATION: u32 = 0x4489;
+pub(crate) const TRACKS: u32 = 0x1654_AE6B;
+pub(crate) const TRACK_ENTRY: u32 = 0xAE;
+pub(crate) const TRACK_NUMBER: u32 = 0xD7;
+pub(crate) const TRACK_TYPE: u32 = 0x83;
 const CODEC_ID: u32 = 0x86;
 const DEFAULT_DURATION: u32 = 0x23_E383;
 const VIDEO: u32 = 0xE0;
@@ -34,14 +34,14 @@ const PIXEL_HEIGHT: u32 = 0xBA;
 const AUDIO: u32 = 0xE1;
 const SAMPLING_FREQUENCY: u32 = 0xB5;
 const CHANNELS: u32 = 0x9F;
-const CUES: u32 = 0x1C53_BB6B;
-const CUE_POINT: u32 = 0xBB;
-const CUE_TIME: u32 = 0xB3;
-const CUE_TRACK_POSITIONS: u32 = 0xB7;
-const CUE_TRACK: u32 = 0xF7;
-const CUE_CLUSTER_POSITION: u32 = 0xF1;
-const CLUSTER: u32 = 0x1F43_B675;
-const TIMECODE: u32 = 0xE7;
+pub(crate) const CUES: u32 = 0x1C53_BB6B;
+pub(crate) const CUE_POINT: u32 = 0xBB;
+pub(crate) const CUE_TIME: u32 = 0xB3;
+pub(crate) const CUE_TRACK_POSITIONS: u32 = 0xB7;
+pub(crate) const CUE_TRACK: u32 = 0xF7;
+pub(crate) const CUE_CLUSTER_POSITION: u32 = 0xF1;
+pub(crate) const CLUSTER: u32 = 0x1F43_B675;
+pub(crate) const TIMECODE: u32 = 0xE7;
 const SIMPLE_BLOCK: u32 = 0xA3;
 const BLOCK_GROUP: u32 = 0xA0;
 const BLOCK: u32 = 0xA1;
@@ -60,11 +60,11 @@ const SEGMENT_LEVEL: [u32; 8] = [
 
 /// An element header: its ID, where it starts, where its data starts and ends (`None` = unknown).
 #[derive(Debug, Clone, Copy)]
-struct El {
-    id: u32,
-    start: usize,
-    data: usize,
-    end: Option<usize>,
+pub(crate) struct El {
+    pub id: u32,
+    pub start: usize,
+    pub data: usize,
+    pub end: Option<usize>,
 }
 
 fn truncated(what: &'static str, at: usize, needed: usize, limit: usize) -> Error {
@@ -106,7 +106,7 @@ fn vint(data: &[u8], pos: usize, limit: usize, keep_marker: bool) -> Result<(u64
     Ok((v, len, ones))
 }
 
-fn element(data: &[u8], pos: usize, limit: usize) -> Result<El> {
+pub(crate) fn element(data: &[u8], pos: usize, limit: usize) -> Result<El> {
     let (id, id_len, _) = vint(data, pos, limit, true)?;
     if id_len > 4 {
         return Err(Error::malformed(
@@ -137,7 +137,7 @@ fn element(data: &[u8], pos: usize, limit: usize) -> Result<El> {
 }
 
 /// Calls `f` for each child in `[start, end)`; an element that overruns its parent is an error.
-fn children(
+pub(crate) fn children(
     data: &[u8],
     start: usize,
     end: usize,
@@ -159,11 +159,11 @@ fn children(
     Ok(())
 }
 
-fn body(data: &[u8], el: El) -> &[u8] {
+pub(crate) fn body(data: &[u8], el: El) -> &[u8] {
     &data[el.data..el.end.unwrap_or(el.data).min(data.len())]
 }
 
-fn uint(b: &[u8]) -> u64 {
+pub(crate) fn uint(b: &[u8]) -> u64 {
     b.iter().take(8).fold(0, |v, &x| (v << 8) | u64::from(x))
 }
 

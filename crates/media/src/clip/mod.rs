@@ -6,6 +6,7 @@
 //! | MP4 | `ftyp`, a new `moov` for the kept samples, the `mdat` header ([`mp4`]) | the kept samples' span of the original `mdat` |
 //! | fragmented MP4 | `ftyp`, `moov` (without `mehd`, edit lists from the first fragment) ([`fragmented`]) | the fragments from the keyframe's |
 //! | MPEG-TS | PAT, PMT ([`ts`]) | the packets from the keyframe's |
+//! | WebM, Matroska | EBML header, Segment of unknown size, Info (Duration), Tracks, Cues ([`webm`]) | the Clusters from the keyframe's |
 //!
 //! Every clip starts at the video keyframe at or before its start and ends just before the first
 //! keyframe at or after its end (the end snaps forward): whole GOPs, so every frame decodes.
@@ -13,6 +14,7 @@
 pub mod fragmented;
 pub mod mp4;
 pub mod ts;
+pub mod webm;
 
 use crate::error::{Error, Result};
 use crate::info::{Container, MediaInfo};
@@ -51,12 +53,10 @@ pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime
         }
         Container::Mp4 => mp4::clip(&mp4::Movie::parse(data)?, from, to),
         Container::MpegTs => ts::clip(data, info, from, to),
-        Container::WebM | Container::Matroska | Container::Unknown => Err(Error::malformed(
+        Container::WebM | Container::Matroska => webm::clip(data, info, from, to),
+        Container::Unknown => Err(Error::malformed(
             "clip",
-            format!(
-                "clips of {} titles are not supported yet (MP4, fragmented MP4 and MPEG-TS are)",
-                info.container.name()
-            ),
+            "clips of titles of an unknown container are not made",
         )),
     }
 }
@@ -124,9 +124,22 @@ mod tests {
     }
 
     #[test]
-    fn webm_clips_are_refused_with_a_clear_error() {
+    fn a_webm_clip_is_the_header_info_tracks_new_cues_then_whole_clusters() {
         let info = crate::index(WEBM).unwrap();
-        let e = clip(WEBM, &info, secs(1), None).unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let c = clip(WEBM, &info, secs(3), Some(MediaTime::new(35, 10))).unwrap();
+        assert_eq!((c.start, c.end), (secs(2), secs(4)));
+        assert_eq!(c.body.start, info.seek(secs(3)).unwrap().keyframe.offset);
+        let f = file(WEBM, &c);
+        let clipped = crate::index(&f).unwrap();
+        // One keyframe, at the start (an audio block a few ms earlier opens the cluster).
+        let times = keyframe_times(&clipped);
+        assert!(times.len() == 1 && times[0].abs() < 0.05, "{times:?}");
+        assert!(
+            (clipped.duration.as_secs_f64() - 2.0).abs() < 0.01,
+            "{}",
+            clipped.duration
+        );
+        // Its Cues name the kept clusters where they are in the clip.
+        assert_eq!(clipped.keyframes[0].offset, c.head.len() as u64);
     }
 }
