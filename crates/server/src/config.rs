@@ -25,6 +25,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// How long in-flight responses may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// On SIGTERM or a drain request: how long `/readyz` answers 503 while everything is still
+    /// served, so that load balancers stop sending new clients, before accepting stops.
+    pub drain_delay: Duration,
     pub policy: Policy,
     /// Which origins' pages may read responses (CORS); `*` by default.
     pub cors: Cors,
@@ -60,6 +63,7 @@ impl Default for Config {
             send_timeout: Duration::from_secs(15),
             max_connections: None,
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             policy: Policy::default(),
             cors: Cors::default(),
             admin_token: None,

@@ -18,6 +18,7 @@ pub mod cors;
 mod date;
 pub mod entity;
 pub mod error;
+pub mod etags;
 mod h1;
 mod h2;
 pub mod http;
@@ -232,9 +233,29 @@ impl Server {
             .unwrap_or(self.state.config().listen)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets in-flight responses finish
-    /// within the grace period.
+    /// Serves until `shutdown` completes or the control API asks for a drain; then drains:
+    /// `/readyz` answers 503 for `drain_delay` while everything is still served, then accepting
+    /// stops, live viewers' responses end cleanly, and in-flight responses get the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let drained = {
+            let state = self.state.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = state.drain.notified() => {}
+                }
+                state
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                let delay = state.config().drain_delay;
+                tracing::info!(
+                    ?delay,
+                    "draining: /readyz answers 503; accepting stops after the delay"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
+        let shutdown = drained;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; the count tells when all have finished.
         let active = Arc::new(());

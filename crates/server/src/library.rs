@@ -12,7 +12,6 @@ use bytes::Bytes;
 use media::{Container, MediaInfo};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -179,9 +178,7 @@ impl Library {
     pub fn from_static(files: &[(&str, &'static [u8])], modified: SystemTime) -> Self {
         let mut lib = Library::default();
         for (id, data) in files {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            data.hash(&mut h);
-            let etag = format!("\"{:x}-{:016x}\"", data.len(), h.finish());
+            let etag = crate::etags::of(data);
             lib.insert(Title::new(
                 id.to_string(),
                 Bytes::from_static(data),
@@ -285,8 +282,20 @@ impl Library {
             .filter(|t| t.cached)
             .map(|t| t.data.len() as u64)
             .sum();
+        let mut etags = crate::etags::Etags::open(&canon_root);
         for (id, path, len) in files {
             if let Some(t) = kept.remove(&id) {
+                if let Some(st) = t.stamp {
+                    let version = crate::etags::Version {
+                        len: st.len,
+                        modified_ns: st
+                            .modified
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos()),
+                        inode: st.ino,
+                    };
+                    etags.keep(&path, version, &t.etag);
+                }
                 lib.titles.insert(id, t);
                 continue;
             }
@@ -298,13 +307,14 @@ impl Library {
                     if cache {
                         used += len;
                     }
-                    let etag = format!(
-                        "\"{:x}-{:x}\"",
-                        data.len(),
-                        modified
+                    let version = crate::etags::Version {
+                        len: data.len() as u64,
+                        modified_ns: modified
                             .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_nanos())
-                    );
+                            .map_or(0, |d| d.as_nanos()),
+                        inode: stamp.map_or(0, |s| s.ino),
+                    };
+                    let etag = etags.tag(&path, version, &data);
                     let read = started.elapsed();
                     let mut title = Title::new(id, data, cache, etag, modified);
                     title.file = file;
@@ -322,6 +332,12 @@ impl Library {
                     reason: e.to_string(),
                 }),
             }
+        }
+        if let Err(e) = etags.save() {
+            tracing::warn!(
+                "could not keep the titles' entity tags for the next start ({e}); \
+                 they will be computed again"
+            );
         }
         Ok(lib)
     }

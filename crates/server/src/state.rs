@@ -20,6 +20,10 @@ pub(crate) struct State {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The port the RTMP listener is bound to (the page shows RTMP URLs with it).
     pub rtmp_port: Option<u16>,
+    /// Set once draining began (`/readyz` answers 503 from then on).
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Wakes `Server::run` when the control API asks for a drain.
+    pub drain: tokio::sync::Notify,
 }
 
 impl State {
@@ -39,6 +43,8 @@ impl State {
             vod,
             tls,
             rtmp_port: None,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain: tokio::sync::Notify::new(),
         }
     }
 

@@ -163,3 +163,57 @@ fn a_preflight_for_the_control_api_allows_delete() {
         Some("DELETE, OPTIONS")
     );
 }
+
+fn post(s: &TestServer, path: &str, token: Option<&str>) -> Resp {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    headers.push(("Content-Length", "0"));
+    request(s.addr, "POST", path, &headers)
+}
+
+/// A drain asked for through the control API: `/readyz` answers 503 while everything is still
+/// served for the drain delay, then the server stops accepting and ends its live viewers'
+/// responses with the last chunk, so they see a clean end rather than a reset.
+#[test]
+fn a_drain_turns_readyz_to_503_then_stops_accepting_and_ends_live_viewers_cleanly() {
+    let config = server::Config {
+        admin_token: Some(TOKEN.into()),
+        drain_delay: std::time::Duration::from_millis(1500),
+        shutdown_grace: std::time::Duration::from_secs(3),
+        ..server::Config::default()
+    };
+    let s = TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    assert_eq!(request(s.addr, "GET", "/readyz", &[]).status, 200);
+    let _publisher = publishing(&s);
+    let viewer = Viewer::start(s.addr, "/live/show.ts", Reading::Fast);
+    viewer.wait_body("the first bytes", |b| !b.is_empty());
+    assert_eq!(
+        post(&s, "/api/drain", None).status,
+        401,
+        "no token, no drain"
+    );
+    assert_eq!(request(s.addr, "GET", "/readyz", &[]).status, 200);
+    let r = post(&s, "/api/drain", Some(TOKEN));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    // During the delay: not ready, but still serving.
+    let ready = request(s.addr, "GET", "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body, b"draining\n");
+    assert_eq!(request(s.addr, "GET", "/healthz", &[]).status, 200);
+    wait_until("accepting to stop", WAIT, || {
+        std::net::TcpStream::connect(s.addr).is_err()
+    });
+    wait_until("the viewer's response to end", WAIT, || {
+        viewer.body().is_some_and(|(_, ended)| ended)
+    });
+    let (resp, body, ended) = viewer.response();
+    assert_eq!(resp.status, 200);
+    assert!(
+        ended && !body.is_empty(),
+        "a clean end after {} bytes",
+        body.len()
+    );
+}

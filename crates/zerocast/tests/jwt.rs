@@ -326,3 +326,27 @@ fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
         publish_status(&s, &format!("/live/secret-j?jwt={token}")) == 200
     });
 }
+
+/// What a viewer got with its token is private: a shared cache in front must not hand the
+/// playlist or a segment to someone without one.
+#[test]
+fn answers_to_a_request_with_a_token_are_private_to_shared_caches() {
+    let s = server(rules(&[]), None);
+    let _p = live_secret(&s);
+    let t = token("read", "secret-live", 60);
+    let r = s.get(&format!("/live/secret-live/index.m3u8?jwt={t}"), &[]);
+    assert_eq!(r.status, 200);
+    let cc = r.header("cache-control").unwrap_or("");
+    assert!(
+        cc.contains("private") && !cc.contains("public"),
+        "playlist: {cc}"
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    let seg = text.lines().find(|l| l.ends_with(&t)).unwrap().to_string();
+    let seg = s.get(&format!("/live/secret-live/{seg}"), &[]);
+    let cc = seg.header("cache-control").unwrap_or("");
+    assert!(
+        cc.starts_with("private") && cc.contains("max-age"),
+        "segment: {cc}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The control API, behind the admin token (`Authorization: Bearer TOKEN`): disconnect a
-//! stream's publisher, disconnect its viewers. The same token keeps the read-only API (JSON and
+//! stream's publisher, disconnect its viewers, drain the server (`POST /api/drain`: what SIGTERM
+//! does, for a load balancer's or orchestrator's hook). The same token keeps the read-only API (JSON and
 //! `/metrics`) private when `private_api` is set. Without a token configured the control API is
 //! off (403), so nothing can be kicked by accident of configuration.
 
@@ -35,6 +36,12 @@ pub(super) fn authorize<B>(state: &State, req: &Request<B>) -> Result<(), Error>
 struct Kicked<'a> {
     stream: &'a str,
     publisher: String,
+}
+
+#[derive(serde::Serialize)]
+struct Draining {
+    draining: bool,
+    delay_seconds: f64,
 }
 
 #[derive(serde::Serialize)]
@@ -80,6 +87,18 @@ pub(super) fn control<B>(
                 &Dropped {
                     stream: name,
                     viewers,
+                },
+            ))
+        }
+        Route::Drain => {
+            let delay = state.config().drain_delay;
+            tracing::info!(?delay, "drain asked for through the control API");
+            state.drain.notify_one();
+            Ok(json(
+                StatusCode::ACCEPTED,
+                &Draining {
+                    draining: true,
+                    delay_seconds: delay.as_secs_f64(),
                 },
             ))
         }

@@ -57,6 +57,10 @@ pub enum Route<'a> {
     Info(&'a str),
     Seek(&'a str),
     Health,
+    /// `/readyz`: 200 while serving, 503 once draining.
+    Ready,
+    /// `POST /api/drain` (control API).
+    Drain,
     Index,
     /// `PUT|POST /live/{name}`: a publisher.
     Publish(&'a str),
@@ -170,6 +174,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
         "/api/time" => Some(Route::Clock),
         "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Health),
+        "/readyz" => Some(Route::Ready),
+        "/api/drain" if *method == Method::POST => Some(Route::Drain),
         "/" => Some(Route::Index),
         _ => None,
     }
@@ -232,7 +238,7 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
             None => Err(Error::NoRoute),
             // A publisher the HTTP/1.1 loop could not take (it hands unusual framing to hyper).
             Some(Route::Publish(_)) => Err(Error::NoRoute),
-            Some(r @ (Route::KickPublisher(_) | Route::DropViewers(_))) => {
+            Some(r @ (Route::KickPublisher(_) | Route::DropViewers(_) | Route::Drain)) => {
                 admin::control(r, state, req)
             }
             Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
@@ -242,6 +248,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
+    if resp.status().is_success() && credentialed(req) {
+        private(resp.headers_mut());
+    }
     if m == Method::HEAD {
         *resp.body_mut() = Chunks::empty();
     }
@@ -250,6 +259,35 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
     }
     cors.apply(origin, resp.headers_mut());
     resp
+}
+
+/// Whether a request carried a viewer's credentials: an `Authorization` header, or a token or key
+/// in its query. (Signed links are not: they are made to be cached by a CDN that keys on the
+/// query, `auth::signed`.)
+fn credentialed<B>(req: &Request<B>) -> bool {
+    let query = req.uri().query();
+    req.headers().contains_key(http::header::AUTHORIZATION)
+        || ["jwt", "key", "token"]
+            .iter()
+            .any(|k| crate::auth::query_param(query, k).is_some())
+}
+
+/// Makes a response to a credentialed request private: a shared cache must not hand it to
+/// someone else (RFC 9111 §5.2.2.7); a browser may still keep it as it was told.
+fn private(h: &mut http::HeaderMap) {
+    let was = h
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no-cache")
+        .replace("public", "private");
+    let value = if was.contains("private") {
+        was
+    } else {
+        format!("private, {was}")
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&value) {
+        h.insert(http::header::CACHE_CONTROL, v);
+    }
 }
 
 /// What a playlist passes on to its segment URIs: the signed link's query, and a token that came
@@ -298,6 +336,8 @@ pub(crate) fn signed_link<B>(
 fn methods(path: &str) -> Option<&'static str> {
     if let Some(Route::KickPublisher(_) | Route::DropViewers(_)) = route(&Method::DELETE, path) {
         Some("DELETE, OPTIONS")
+    } else if let Some(Route::Drain) = route(&Method::POST, path) {
+        Some("POST, OPTIONS")
     } else if route(&Method::GET, path).is_some() {
         Some("GET, HEAD, OPTIONS")
     } else if route(&Method::PUT, path).is_some() {
@@ -326,6 +366,12 @@ fn answer<B>(
         Route::Info(id) => vod::info(lib, id),
         Route::Seek(id) => vod::seek(lib, id, req.uri().query()),
         Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
+        Route::Ready if state.draining.load(std::sync::atomic::Ordering::SeqCst) => Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n",
+        )),
+        Route::Ready => Ok(text(StatusCode::OK, "text/plain", "ready\n")),
         Route::Index => Ok(text(
             StatusCode::OK,
             "text/html; charset=utf-8",
@@ -405,7 +451,9 @@ fn answer<B>(
                 out,
             ))
         }
-        Route::Publish(_) | Route::KickPublisher(_) | Route::DropViewers(_) => Err(Error::NoRoute),
+        Route::Publish(_) | Route::KickPublisher(_) | Route::DropViewers(_) | Route::Drain => {
+            Err(Error::NoRoute)
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub struct FileConfig {
     /// A response whose client takes no bytes for this long is reset.
     send_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    /// On SIGTERM or `POST /api/drain`: seconds `/readyz` answers 503 before accepting stops.
+    drain_delay_secs: Option<u64>,
     /// Most open connections (default: the descriptor limit less a margin).
     max_connections: Option<usize>,
     /// Origins whose pages may read responses (CORS): `["*"]` (the default), a list of
@@ -238,6 +240,9 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     }
     if let Some(b) = file.listen_backlog {
         config.listen_backlog = b;
+    }
+    if let Some(s) = file.drain_delay_secs {
+        config.drain_delay = Duration::from_secs(s);
     }
     if let Some(s) = file.shutdown_grace_secs {
         config.shutdown_grace = Duration::from_secs(s);
