@@ -335,20 +335,27 @@ fn block(
 }
 
 /// Indexes a WebM/Matroska file held in memory.
-pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
+/// Where the EBML header ends, and the Segment element.
+pub(crate) fn segment(data: &[u8]) -> Result<(usize, El)> {
     let head = element(data, 0, data.len())?;
-    let mut pos = head
+    let header_end = head
         .end
+        .filter(|&e| e <= data.len())
         .ok_or_else(|| Error::malformed("ebml", "EBML header of unknown size"))?;
-    let seg = loop {
+    let mut pos = header_end;
+    loop {
         let el = element(data, pos, data.len())?;
         if el.id == SEGMENT {
-            break el;
+            return Ok((header_end, el));
         }
         pos = el
             .end
             .ok_or_else(|| Error::malformed("ebml", "element of unknown size before Segment"))?;
-    };
+    }
+}
+
+pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
+    let (_, seg) = segment(data)?;
     let seg_end = seg.end.unwrap_or(data.len()).min(data.len());
     let mut scale: u64 = 1_000_000;
     let mut duration: Option<f64> = None;

@@ -30,6 +30,7 @@ mod outbound;
 pub mod package;
 pub mod precondition;
 pub mod range;
+pub mod recent;
 pub mod reload;
 mod response;
 mod rtmp_conn;

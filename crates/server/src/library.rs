@@ -40,6 +40,8 @@ pub struct Title {
     pub stamp: Option<FileStamp>,
     /// Its packaging for clips, HLS and DASH, built on first use (see [`Title::package`]).
     package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
+    /// The clips made most recently (a player asks for one clip many times, by ranges).
+    pub clips: crate::recent::RecentClips,
 }
 
 /// A file's identity and version without reading it: length, modification time, inode, device.
@@ -107,6 +109,7 @@ impl Title {
             etag,
             last_modified,
             package: std::sync::OnceLock::new(),
+            clips: crate::recent::RecentClips::default(),
         }
     }
 

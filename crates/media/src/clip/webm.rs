@@ -37,21 +37,7 @@ fn put_uint(out: &mut Vec<u8>, id: u32, v: u64) {
 /// See the module documentation; `info` is the title's index.
 pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
     let (start, end) = info.clip_span(from, to)?;
-    let header = element(data, 0, data.len())?;
-    let header_end = header
-        .end
-        .filter(|&e| e <= data.len())
-        .ok_or_else(|| Error::malformed("webm clip", "EBML header of unknown size"))?;
-    let mut pos = header_end;
-    let seg = loop {
-        let el = element(data, pos, data.len())?;
-        if el.id == SEGMENT {
-            break el;
-        }
-        pos = el
-            .end
-            .ok_or_else(|| Error::malformed("ebml", "element of unknown size before Segment"))?;
-    };
+    let (header_end, seg) = crate::webm::segment(data)?;
     let seg_end = seg.end.unwrap_or(data.len()).min(data.len());
     // The Segment's top-level elements before the first Cluster: Info and Tracks.
     let (mut info_el, mut tracks_el) = (None, None);

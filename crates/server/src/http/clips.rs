@@ -8,6 +8,7 @@ use crate::entity::{self, Entity, Policy};
 use crate::error::Error;
 use crate::library::Title;
 use crate::range::ByteRange;
+use crate::recent::CutClip;
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
@@ -109,19 +110,29 @@ pub(super) fn serve<B>(
         None => MediaTime::ZERO,
     };
     let to = end.as_deref().map(parse).transpose()?;
-    // An MP4's movie is parsed once and kept with the title (its packaging).
-    let clip = match t.package().ok().map(|p| &**p) {
-        Some(crate::package::Package::Movie { movie, .. }) => {
-            media::clip::mp4::clip(movie, from, to)
-        }
-        _ => media::clip::clip(&t.data, info, from, to),
-    };
-    let clip = clip.map_err(|e| match e {
-        media::Error::Malformed { .. } | media::Error::Truncated { .. } => Error::NotClippable {
-            id: t.id.clone(),
-            reason: e.to_string(),
-        },
-        e => super::vod::time_error(t, start.as_deref().unwrap_or("0"), e),
+    let clip = t.clips.get_or_make((from, to), || {
+        // An MP4's movie is parsed once and kept with the title (its packaging).
+        let clip = match t.package().ok().map(|p| &**p) {
+            Some(crate::package::Package::Movie { movie, .. }) => {
+                media::clip::mp4::clip(movie, from, to)
+            }
+            _ => media::clip::clip(&t.data, info, from, to),
+        };
+        clip.map(|c| CutClip {
+            head: Bytes::from(c.head),
+            body: c.body,
+            start: c.start,
+            end: c.end,
+        })
+        .map_err(|e| match e {
+            media::Error::Malformed { .. } | media::Error::Truncated { .. } => {
+                Error::NotClippable {
+                    id: t.id.clone(),
+                    reason: e.to_string(),
+                }
+            }
+            e => super::vod::time_error(t, start.as_deref().unwrap_or("0"), e),
+        })
     })?;
     let inner = t.etag.trim_matches('"');
     let etag = format!(
@@ -134,8 +145,8 @@ pub(super) fn serve<B>(
     })?;
     let e = Clip {
         title: t.clone(),
-        head: Bytes::from(clip.head),
-        body: clip.body,
+        head: clip.head.clone(),
+        body: clip.body.clone(),
         etag,
         etag_header,
     };
