@@ -82,6 +82,21 @@ impl Ring {
         self.units.get(usize::try_from(i).ok()?)
     }
 
+    /// DVR: the newest keyframe unit that arrived at or before `at`; `None` when the oldest
+    /// keyframe held arrived after it (the time is outside the ring's window).
+    pub fn keyframe_at(&self, at: Duration) -> Option<u64> {
+        self.units
+            .iter()
+            .rev()
+            .find(|u| u.keyframe && u.arrived <= at)
+            .map(|u| u.seq)
+    }
+
+    /// When the oldest keyframe held arrived: the start of what a DVR viewer can rewind to.
+    pub fn oldest_keyframe(&self) -> Option<Duration> {
+        self.units.iter().find(|u| u.keyframe).map(|u| u.arrived)
+    }
+
     /// The units held, oldest first.
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
         self.units.iter()
@@ -192,11 +207,23 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct Viewer {
     next: Option<u64>,
+    /// Where a DVR viewer starts instead of the newest keyframe (a keyframe unit).
+    start: Option<u64>,
     skips: VecDeque<Duration>,
     pub total_skips: u64,
 }
 
 impl Viewer {
+    /// A viewer that starts at the keyframe unit `seq` (found with [`Ring::keyframe_at`]) rather
+    /// than at the newest keyframe, and follows on from there; if `seq` has left the ring by its
+    /// first step, it starts at the newest keyframe.
+    pub fn starting_at(seq: u64) -> Viewer {
+        Viewer {
+            start: Some(seq),
+            ..Viewer::default()
+        }
+    }
+
     /// Units between this viewer and the publisher.
     pub fn lag(&self, ring: &Ring) -> u64 {
         self.next.map_or(0, |n| ring.end_seq().saturating_sub(n))
@@ -208,7 +235,11 @@ impl Viewer {
         let next = match self.next {
             Some(n) if n >= ring.first_seq() => n,
             started => {
-                let Some(k) = ring.last_keyframe() else {
+                let asked = self
+                    .start
+                    .take()
+                    .filter(|&s| ring.get(s).is_some_and(|u| u.keyframe));
+                let Some(k) = asked.or(ring.last_keyframe()) else {
                     return Step::Wait;
                 };
                 if started.is_some() {
@@ -340,6 +371,44 @@ mod tests {
             Viewer::default().step(&ring(100), ms(0), &POLICY),
             Step::Wait
         );
+    }
+
+    #[test]
+    fn a_dvr_viewer_starts_at_the_keyframe_of_its_time_and_follows_on_to_the_live_edge() {
+        let mut r = ring(1 << 20);
+        // Units every 100 ms, a keyframe every 4th.
+        for s in 0..12 {
+            put(&mut r, unit(s, 10), s % 4 == 0, ms(s * 100));
+        }
+        assert_eq!(r.oldest_keyframe(), Some(ms(0)));
+        assert_eq!(
+            r.keyframe_at(ms(650)),
+            Some(4),
+            "the keyframe at or before 650 ms"
+        );
+        assert_eq!(r.keyframe_at(ms(800)), Some(8));
+        let mut v = Viewer::starting_at(r.keyframe_at(ms(650)).unwrap());
+        let Step::Send { parts, skipped } = v.step(&r, ms(1200), &POLICY) else {
+            panic!("nothing to send");
+        };
+        assert!(!skipped);
+        assert_eq!(parts[0], Bytes::from_static(b"PSI"));
+        let seqs: Vec<u8> = parts[1..].iter().map(|p| p[0]).collect();
+        assert_eq!(
+            seqs,
+            (4..12).collect::<Vec<u8>>(),
+            "from unit 4 to the live edge, no gap"
+        );
+        // Before the oldest keyframe held: outside the window.
+        let mut late = ring(1 << 20);
+        put(&mut late, unit(0, 10), true, ms(500));
+        assert_eq!(late.keyframe_at(ms(400)), None);
+        // A start that has left the ring by the first step: the newest keyframe.
+        let mut gone = Viewer::starting_at(1);
+        let Step::Send { parts, .. } = gone.step(&r, ms(1200), &POLICY) else {
+            panic!("nothing to send");
+        };
+        assert_eq!(parts[1][0], 8);
     }
 
     #[test]

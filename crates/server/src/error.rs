@@ -50,6 +50,11 @@ pub enum Error {
     NotSeekable { id: String, reason: String },
     #[error("'{}' cannot be clipped: {reason}", Clip(.id))]
     NotClippable { id: String, reason: String },
+    #[error(
+        "{asked:.1} s back is outside the DVR window: the stream holds its last {window:.1} s \
+         (live.window_secs sets how far back viewers can go)"
+    )]
+    OutsideDvr { asked: f64, window: f64 },
     #[error("'{}' has no HLS or DASH: {reason}", Clip(.id))]
     NotPackaged { id: String, reason: String },
     #[error("'{}': {what}", Clip(.id))]
@@ -142,6 +147,7 @@ impl Error {
             }
             Error::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingTime | Error::BadTime(_) => StatusCode::BAD_REQUEST,
+            Error::OutsideDvr { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::NotSeekable { .. } | Error::NotClippable { .. } | Error::NotPackaged { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -59,10 +59,17 @@ pub(crate) async fn answer<B>(
                     .map(|()| s),
                 Err(e) => Err(e),
             };
+            // DVR (`?t=-S`): where in the ring this viewer starts.
+            let watched = watched.and_then(|s| {
+                let start = crate::auth::query_param(q, "t")
+                    .map(|t| crate::live::dvr::start(&s, &state.live, output, &t))
+                    .transpose()?;
+                Ok((s, start))
+            });
             return match watched {
-                Ok(s) => {
-                    let mut r =
-                        crate::live::frames::response(s, state.live.clone(), output, shutdown);
+                Ok((s, start)) => {
+                    let live = state.live.clone();
+                    let mut r = crate::live::frames::response(s, live, output, shutdown, start);
                     state.config().cors.apply(origin, r.headers_mut());
                     r
                 }

@@ -187,7 +187,7 @@ pub(crate) async fn connection(
     // On the fan-out workers (live::fanout), with the socket.
     let viewer = {
         let live = live.clone();
-        async move { follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown).await }
+        async move { follow::follow(&mut sock, play, &live, Output::Rtmp, false, shutdown, None).await }
     };
     // Boxed: the caller's future would otherwise keep room for a second copy of the viewer.
     live.fanout

@@ -144,13 +144,36 @@ pub(crate) async fn connection(
                             return write::response(&mut stream, resp, false, true, c, &mut head)
                                 .await;
                         }
+                        // DVR (`?t=-S`): where in the ring this viewer starts.
+                        let dvr = crate::auth::query_param(query, "t")
+                            .map(|t| live::dvr::start(&s, &state.live, output, &t))
+                            .transpose();
+                        let start = match dvr {
+                            Ok(start) => start,
+                            Err(e) => {
+                                let resp = with_cors(e.response(), c, origin.as_ref());
+                                let mut head = Vec::new();
+                                return write::response(
+                                    &mut stream,
+                                    resp,
+                                    false,
+                                    true,
+                                    c,
+                                    &mut head,
+                                )
+                                .await;
+                            }
+                        };
                         let cors = c.cors.lines(origin.as_ref());
                         let live = state.live.clone();
                         // On the fan-out workers (live::fanout), with the socket.
                         let viewer = async move {
-                            let (chunked, l) = (!http10, &live);
-                            live::watch_http(&mut stream, s, l, output, chunked, &cors, shutdown)
-                                .await
+                            let how = live::follow::Watching {
+                                output,
+                                chunked: !http10,
+                                start,
+                            };
+                            live::watch_http(&mut stream, s, &live, how, &cors, shutdown).await
                         };
                         // Boxed: `run` holds its argument until it spawns it, and this
                         // future would otherwise keep room for a second copy of the viewer.

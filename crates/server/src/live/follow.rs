@@ -27,11 +27,15 @@ pub(crate) async fn watch_http(
     sock: &mut Transport,
     stream: Arc<Stream>,
     live: &Live,
-    output: Output,
-    chunked: bool,
+    how: Watching,
     cors: &str,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let Watching {
+        output,
+        chunked,
+        start,
+    } = how;
     let mut head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\n{cors}{}date: ",
         output.content_type(),
@@ -56,7 +60,16 @@ pub(crate) async fn watch_http(
     sock.write_all(&head).await?;
     sock.flush().await?;
     drop(head);
-    follow(sock, stream, live, output, chunked, shutdown).await
+    follow(sock, stream, live, output, chunked, shutdown, start).await
+}
+
+/// What an HTTP viewer watches: the output, whether the body is chunked, and where a DVR
+/// viewer starts (`live::dvr`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watching {
+    pub output: Output,
+    pub chunked: bool,
+    pub start: Option<u64>,
 }
 
 /// Sets a viewer socket's send buffer (see `LiveConfig::viewer_send_buffer`).
@@ -76,8 +89,9 @@ impl Drop for Connected<'_> {
     }
 }
 
-/// Writes a stream's units of one output to a viewer, from the latest keyframe on, until the
-/// stream ends or the viewer goes or is dropped. `chunked`: HTTP chunked framing per batch.
+/// Writes a stream's units of one output to a viewer, from the latest keyframe (or the DVR
+/// keyframe `start`, `live::dvr`) on, until the stream ends or the viewer goes or is dropped.
+/// `chunked`: HTTP chunked framing per batch.
 pub(crate) async fn follow(
     sock: &mut Transport,
     stream: Arc<Stream>,
@@ -85,6 +99,7 @@ pub(crate) async fn follow(
     output: Output,
     chunked: bool,
     mut shutdown: watch::Receiver<bool>,
+    start: Option<u64>,
 ) -> io::Result<()> {
     viewer_socket(sock.tcp(), live);
     let stats = &stream.stats;
@@ -95,7 +110,7 @@ pub(crate) async fn follow(
     let mut rx = stream.subscribe(output);
     // The control API's "drop viewers".
     let mut drops = stream.drops();
-    let mut viewer = Viewer::default();
+    let mut viewer = start.map_or_else(Viewer::default, Viewer::starting_at);
     let input_limit = RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now());
     let mut input: u64 = 0;
     loop {

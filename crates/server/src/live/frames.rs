@@ -30,10 +30,11 @@ pub(crate) fn response(
     live: Arc<Live>,
     output: Output,
     shutdown: watch::Receiver<bool>,
+    start: Option<u64>,
 ) -> Response<UnsyncBoxBody<Bytes, std::io::Error>> {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     live.fanout
-        .spawn(feed(tx, stream, live.clone(), output, shutdown));
+        .spawn(feed(tx, stream, live.clone(), output, shutdown, start));
     let body = Frames(rx).map_err(|never| match never {});
     let mut r = Response::new(body.boxed_unsync());
     let h = r.headers_mut();
@@ -77,6 +78,7 @@ async fn feed(
     live: Arc<Live>,
     output: Output,
     mut shutdown: watch::Receiver<bool>,
+    start: Option<u64>,
 ) {
     let stats = &stream.stats;
     stats.viewers[output as usize].fetch_add(1, Relaxed);
@@ -88,7 +90,7 @@ async fn feed(
     let policy = live.config.viewer;
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
-    let mut viewer = Viewer::default();
+    let mut viewer = start.map_or_else(Viewer::default, Viewer::starting_at);
     loop {
         if drops.has_changed().unwrap_or(true) {
             return;

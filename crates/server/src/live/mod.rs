@@ -23,6 +23,7 @@
 //! segmenter and the lifecycle are given.
 
 pub mod api;
+pub(crate) mod dvr;
 pub mod fanout;
 pub(crate) mod follow;
 pub(crate) mod frames;
