@@ -37,6 +37,9 @@ impl Package {
             Container::Mp4 if !media::mp4::is_fragmented(data) => {
                 let movie = Movie::parse(data).map_err(|e| e.to_string())?;
                 let slots = mp4::plan(&movie, TARGET);
+                if slots.is_empty() {
+                    return Err("no keyframes to cut segments at".into());
+                }
                 let segs = slots
                     .iter()
                     .map(|s| Seg {
@@ -47,27 +50,50 @@ impl Package {
                 Ok(Package::Movie { movie, slots, segs })
             }
             Container::Mp4 | Container::MpegTs => {
+                // The title's layout is found once; each segment is then a cut of it (no
+                // rescan per segment: a title of many small fragments stays linear).
                 let ts = info.container == Container::MpegTs;
-                let init = if ts {
-                    None
+                let err = |e: media::Error| e.to_string();
+                let (tables, frags) = if ts {
+                    (Some(media::clip::ts::Tables::find(data).map_err(err)?), None)
                 } else {
-                    let i = media::clip::fragmented::init(data).map_err(|e| e.to_string())?;
-                    Some(Bytes::from(i))
+                    let frags = media::clip::fragmented::Fragments::scan(data).map_err(err)?;
+                    frags.check_movable(data).map_err(err)?;
+                    (None, Some(frags))
                 };
-                let mut segments = Vec::new();
-                let mut segs = Vec::new();
+                let init = frags.as_ref().map(|f| Bytes::from(f.init()));
+                let mut segments: Vec<(Bytes, Range<u64>)> = Vec::new();
+                let mut segs: Vec<Seg> = Vec::new();
                 for (a, b, seg) in package::by_keyframes(info, TARGET) {
                     let from = info.keyframes[a].time;
                     let to = b.map(|b| info.keyframes[b].time);
-                    let c = if ts {
-                        media::clip::ts::clip(data, info, from, to)
-                    } else {
-                        media::clip::fragmented::fragmented(data, info, from, to)
+                    let (head, mut body) = match (&tables, &frags) {
+                        (Some(t), _) => {
+                            let c = media::clip::ts::clip_with(data, info, t, from, to)
+                                .map_err(err)?;
+                            (Bytes::from(c.head), c.body)
+                        }
+                        (None, Some(f)) => (Bytes::new(), f.span(info, from, to).map_err(err)?.0),
+                        (None, None) => return Err("no layout".into()),
+                    };
+                    // Fragments holding several GOPs: a segment begins where the one before
+                    // ended (never the same fragment twice); one left empty joins the previous.
+                    if let Some(prev) = segments.last() {
+                        body.start = body.start.max(prev.1.end);
                     }
-                    .map_err(|e| e.to_string())?;
-                    let head = if ts { Bytes::from(c.head) } else { Bytes::new() };
-                    segments.push((head, c.body));
-                    segs.push(seg);
+                    match (segs.last_mut(), body.is_empty()) {
+                        (Some(last), true) => {
+                            let scale = last.duration.scale.max(seg.duration.scale);
+                            last.duration = media::MediaTime::new(
+                                last.duration.rescale(scale) + seg.duration.rescale(scale),
+                                scale,
+                            );
+                        }
+                        _ => {
+                            segments.push((head, body));
+                            segs.push(seg);
+                        }
+                    }
                 }
                 if segments.is_empty() {
                     return Err("no keyframes to cut segments at".into());

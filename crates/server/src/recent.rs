@@ -29,6 +29,9 @@ pub struct RecentClips {
 /// How many clips a title keeps.
 const KEEP: usize = 8;
 
+/// The largest head kept (bytes).
+const MAX_KEPT_HEAD: usize = 4 << 20;
+
 impl RecentClips {
     /// The clip for `key`: a kept one, or `make`'s (then kept, the oldest dropped).
     pub fn get_or_make<E>(
@@ -45,6 +48,10 @@ impl RecentClips {
             return Ok(c);
         }
         let clip = Arc::new(make()?);
+        if clip.head.len() > MAX_KEPT_HEAD {
+            // A very long MP4 clip's moov: made again rather than held for the title's life.
+            return Ok(clip);
+        }
         if let Ok(mut slots) = self.slots.lock() {
             slots.push_front((key, clip.clone()));
             slots.truncate(KEEP);

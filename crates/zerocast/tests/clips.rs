@@ -296,6 +296,9 @@ fn clips_and_segments_sent_with_sendfile_after_their_head_are_byte_exact() {
     let reference = TestServer::demo();
     let paths = [
         clip_path("ntsc-moov-at-end.mp4", "10", "20"),
+        // From the start of a title whose mdat comes first: the body starts before the head
+        // would end.
+        clip_path("ntsc-moov-at-end.mp4", "0", "4"),
         clip_path("clip.ts", "1", "5"),
         clip_path("fragmented.mp4", "2", "4"),
         "/videos/ntsc-moov-at-end.mp4/hls/2.m4s".to_string(),
@@ -320,4 +323,27 @@ fn clips_and_segments_sent_with_sendfile_after_their_head_are_byte_exact() {
             );
         }
     }
+}
+
+/// ffmpeg's default fragmented MP4 (`frag_keyframe+empty_moov`, no `default_base_moof`) points
+/// at its samples by absolute file offsets: it cannot be cut behind a new head, and says so.
+#[test]
+fn a_fragmented_mp4_that_addresses_samples_by_file_offsets_is_refused_with_the_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    ffmpeg(&[
+        "-i",
+        demo_dir().join("faststart.mp4").to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        dir.path().join("absolute.mp4").to_str().unwrap(),
+    ]);
+    let srv = TestServer::start(library(dir.path()));
+    let r = srv.get(&clip_path("absolute.mp4", "2", "4"), &[]);
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 422, "{body}");
+    assert!(body.contains("default_base_moof"), "{body}");
+    let hls = srv.get("/videos/absolute.mp4/index.m3u8", &[]);
+    assert_eq!(hls.status, 422, "{}", String::from_utf8_lossy(&hls.body));
 }

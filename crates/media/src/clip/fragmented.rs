@@ -11,6 +11,150 @@ use crate::mp4::{full_box, next_box, parse_trak, FourCC};
 use crate::read::Reader;
 use crate::time::MediaTime;
 
+/// A fragmented MP4's layout, found in one walk of its top-level boxes: its `ftyp` and `moov`,
+/// where each fragment (`moof`) begins, and where its media ends (after the last `mdat`, so an
+/// `mfra` index behind it is not carried into a clip).
+#[derive(Debug)]
+pub struct Fragments<'a> {
+    ftyp: Option<&'a [u8]>,
+    moov: Reader<'a>,
+    moofs: Vec<u64>,
+    media_end: u64,
+}
+
+impl<'a> Fragments<'a> {
+    pub fn scan(data: &'a [u8]) -> Result<Fragments<'a>> {
+        let mut top = Reader::new(data, 0, "mp4");
+        let (mut ftyp, mut moov) = (None, None);
+        let mut moofs = Vec::new();
+        let mut media_end = 0;
+        loop {
+            match next_box(&mut top, false) {
+                Ok(Some(mut b)) => match &b.kind {
+                    b"ftyp" => ftyp = Some(b.body.rest()),
+                    b"moov" => moov = Some(b.body),
+                    b"moof" => moofs.push(b.start),
+                    b"mdat" => media_end = top.position(),
+                    _ => {}
+                },
+                Ok(None) => break,
+                // A truncated last box: the media ends before it.
+                Err(Error::Truncated { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov box"))?;
+        Ok(Fragments {
+            ftyp,
+            moov,
+            moofs,
+            media_end,
+        })
+    }
+
+    /// The index of the fragment that holds a sample at `offset`.
+    fn fragment(&self, offset: u64) -> Option<usize> {
+        self.moofs.partition_point(|&m| m <= offset).checked_sub(1)
+    }
+
+    /// The first keyframe (of `info`, in time order) held by fragment `f`.
+    fn first_in<'i>(&self, info: &'i MediaInfo, f: usize) -> Option<&'i crate::info::Keyframe> {
+        let start = *self.moofs.get(f)?;
+        let k = info.keyframes.partition_point(|k| k.offset < start);
+        info.keyframes
+            .get(k)
+            .filter(|k| self.fragment(k.offset) == Some(f))
+    }
+
+    /// The bytes of the whole fragments for `[from, to)`, and their times: from the fragment
+    /// holding the keyframe at or before `from` to the one that begins at or after `to`.
+    pub fn span(
+        &self,
+        info: &MediaInfo,
+        from: MediaTime,
+        to: Option<MediaTime>,
+    ) -> Result<(std::ops::Range<u64>, MediaTime, MediaTime)> {
+        let (start, end) = info.clip_span(from, to)?;
+        let f = self
+            .fragment(start.keyframe.offset)
+            .ok_or_else(|| Error::malformed("mp4 clip", "the keyframe is in no fragment"))?;
+        let lo = self.moofs[f];
+        let start_time = self
+            .first_in(info, f)
+            .map_or(start.keyframe.time, |k| k.time);
+        let (hi, end_time) = match end.and_then(|e| Some((e, self.fragment(e.keyframe.offset)?))) {
+            None => (self.media_end, info.duration),
+            Some((e, g)) => {
+                // The end keyframe begins its fragment: cut there; otherwise after that fragment.
+                let begins = self.first_in(info, g).map(|k| k.offset) == Some(e.keyframe.offset);
+                let cut = if begins { g } else { g + 1 };
+                match self.moofs.get(cut) {
+                    Some(&m) => (
+                        m,
+                        self.first_in(info, cut).map_or(info.duration, |k| k.time),
+                    ),
+                    None => (self.media_end, info.duration),
+                }
+            }
+        };
+        Ok((lo..hi.max(lo), start_time, end_time))
+    }
+
+    /// An error when the fragments address their samples by absolute file offsets (they cannot
+    /// be served apart from the file, as segments or behind a clip's head).
+    pub fn check_movable(&self, data: &[u8]) -> Result<()> {
+        decode_starts(data, &self.moofs).map(|_| ())
+    }
+
+    /// The title's own `ftyp` and `moov`: what its fragments play from (an HLS init segment).
+    pub fn init(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(f) = self.ftyp {
+            bx(&mut out, b"ftyp", |o| o.extend_from_slice(f));
+        }
+        bx(&mut out, b"moov", |o| {
+            o.extend_from_slice(self.moov.clone().rest())
+        });
+        out
+    }
+
+    /// A clip's head for fragments from `lo`: `ftyp`, and `moov` without `mehd` and with edit
+    /// lists from each track's first decode time there.
+    fn head(&self, data: &[u8], lo: u64) -> Result<Vec<u8>> {
+        let mut head = Vec::new();
+        if let Some(f) = self.ftyp {
+            bx(&mut head, b"ftyp", |o| o.extend_from_slice(f));
+        }
+        let first = self.moofs.partition_point(|&m| m < lo);
+        let starts = decode_starts(data, &self.moofs[first..])?;
+        let mut moov_out = Vec::new();
+        let mut r = self.moov.clone();
+        while let Some(b) = next_box(&mut r, false)? {
+            let body = b.body.clone().rest();
+            match &b.kind {
+                b"mvex" => {
+                    let mut m = Reader::new(body, 0, "mp4 mvex");
+                    let mut kept: Vec<(FourCC, &[u8])> = Vec::new();
+                    while let Some(mut c) = next_box(&mut m, false)? {
+                        if &c.kind != b"mehd" {
+                            kept.push((c.kind, c.body.rest()));
+                        }
+                    }
+                    bx(&mut moov_out, b"mvex", |o| {
+                        for (k, body) in kept {
+                            bx(o, &k, |o| o.extend_from_slice(body));
+                        }
+                    });
+                }
+                b"trak" => trak(&mut moov_out, &b.body, &starts)?,
+                _ => bx(&mut moov_out, &b.kind, |o| o.extend_from_slice(body)),
+            }
+        }
+        bx(&mut head, b"moov", |o| o.extend_from_slice(&moov_out));
+        Ok(head)
+    }
+}
+
 /// See the module documentation; `info` is the title's index.
 pub fn fragmented(
     data: &[u8],
@@ -18,126 +162,64 @@ pub fn fragmented(
     from: MediaTime,
     to: Option<MediaTime>,
 ) -> Result<Clip> {
-    let (start, end) = info.clip_span(from, to)?;
-    let mut top = Reader::new(data, 0, "mp4");
-    let (mut ftyp, mut moov) = (None, None);
-    let mut moofs = Vec::new();
-    let mut whole = 0;
-    loop {
-        match next_box(&mut top, false) {
-            Ok(Some(mut b)) => {
-                match &b.kind {
-                    b"ftyp" => ftyp = Some(b.body.rest()),
-                    b"moov" => moov = Some(b.body),
-                    b"moof" => moofs.push(b.start),
-                    _ => {}
-                }
-                whole = top.position();
-            }
-            Ok(None) => break,
-            // A truncated last box: the clip ends before it.
-            Err(Error::Truncated { .. }) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov box"))?;
-    // The fragment (its moof's offset) that holds a sample at `offset`.
-    let fragment = |offset: u64| {
-        moofs[..moofs.partition_point(|&m| m <= offset)]
-            .last()
-            .copied()
-    };
-    let first_in = |f: Option<u64>| info.keyframes.iter().find(|k| fragment(k.offset) == f);
-    let start_fragment = fragment(start.keyframe.offset);
-    let lo = start_fragment
-        .ok_or_else(|| Error::malformed("mp4 clip", "the keyframe is in no fragment"))?;
-    let start_time = first_in(start_fragment).map_or(start.keyframe.time, |k| k.time);
-    let (hi, end_time) = match end {
-        None => (whole, info.duration),
-        Some(e) => {
-            let f = fragment(e.keyframe.offset);
-            // The end keyframe begins its fragment: cut there; otherwise after that fragment.
-            let cut = if first_in(f).map(|k| k.offset) == Some(e.keyframe.offset) {
-                f
-            } else {
-                moofs.iter().copied().find(|&m| Some(m) > f)
-            };
-            match cut {
-                Some(m) => (m, first_in(Some(m)).map_or(info.duration, |k| k.time)),
-                None => (whole, info.duration),
-            }
-        }
-    };
-    let mut head = Vec::new();
-    if let Some(f) = ftyp {
-        bx(&mut head, b"ftyp", |o| o.extend_from_slice(f));
-    }
-    let starts = decode_starts(data, lo)?;
-    let mut moov_out = Vec::new();
-    let mut r = moov;
-    while let Some(b) = next_box(&mut r, false)? {
-        let body = b.body.clone().rest();
-        match &b.kind {
-            b"mvex" => {
-                let mut m = Reader::new(body, 0, "mp4 mvex");
-                let mut kept: Vec<(FourCC, &[u8])> = Vec::new();
-                while let Some(mut c) = next_box(&mut m, false)? {
-                    if &c.kind != b"mehd" {
-                        kept.push((c.kind, c.body.rest()));
-                    }
-                }
-                bx(&mut moov_out, b"mvex", |o| {
-                    for (k, body) in kept {
-                        bx(o, &k, |o| o.extend_from_slice(body));
-                    }
-                });
-            }
-            b"trak" => trak(&mut moov_out, &b.body, &starts)?,
-            _ => bx(&mut moov_out, &b.kind, |o| o.extend_from_slice(body)),
-        }
-    }
-    bx(&mut head, b"moov", |o| o.extend_from_slice(&moov_out));
+    let frags = Fragments::scan(data)?;
+    let (body, start, end) = frags.span(info, from, to)?;
+    let head = frags.head(data, body.start)?;
     Ok(Clip {
         head,
-        body: lo..hi.max(lo),
-        start: start_time,
-        end: end_time,
+        body,
+        start,
+        end,
     })
 }
 
-/// Each track's first decode time in the fragment at `moof` (its `tfdt`), by track id.
-fn decode_starts(data: &[u8], moof: u64) -> Result<Vec<(u32, u64)>> {
-    let mut r = Reader::new(data.get(moof as usize..).unwrap_or(&[]), moof, "mp4");
-    let Some(b) = next_box(&mut r, true)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    let mut m = b.body;
-    while let Some(traf) = next_box(&mut m, false)? {
-        if &traf.kind != b"traf" {
-            continue;
-        }
-        let (mut id, mut start) = (None, None);
-        let mut t = traf.body;
-        while let Some(mut c) = next_box(&mut t, false)? {
-            match &c.kind {
-                b"tfhd" => {
-                    full_box(&mut c.body)?;
-                    id = Some(c.body.u32()?);
-                }
-                b"tfdt" => {
-                    let (v, _) = full_box(&mut c.body)?;
-                    start = Some(if v == 1 {
-                        c.body.u64()?
-                    } else {
-                        u64::from(c.body.u32()?)
-                    });
-                }
-                _ => {}
+/// Each track's first decode time (its first `tfdt`) in the fragments at `moofs`, looked for in
+/// the first few of them, by track id. Fragments whose `tfhd` gives an absolute base data
+/// offset cannot be moved behind a new head: an error.
+fn decode_starts(data: &[u8], moofs: &[u64]) -> Result<Vec<(u32, u64)>> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    for &moof in moofs.iter().take(16) {
+        let mut r = Reader::new(data.get(moof as usize..).unwrap_or(&[]), moof, "mp4");
+        let Some(b) = next_box(&mut r, true)? else {
+            break;
+        };
+        let mut m = b.body;
+        while let Some(traf) = next_box(&mut m, false)? {
+            if &traf.kind != b"traf" {
+                continue;
             }
-        }
-        if let (Some(id), Some(start)) = (id, start) {
-            out.push((id, start));
+            let (mut id, mut start) = (None, None);
+            let mut t = traf.body;
+            while let Some(mut c) = next_box(&mut t, false)? {
+                match &c.kind {
+                    b"tfhd" => {
+                        let (_, flags) = full_box(&mut c.body)?;
+                        if flags & 0x01 != 0 {
+                            return Err(Error::malformed(
+                                "mp4 clip",
+                                "its fragments address their samples by absolute file offsets \
+                                 (tfhd base-data-offset); remux it with \
+                                 -movflags +default_base_moof",
+                            ));
+                        }
+                        id = Some(c.body.u32()?);
+                    }
+                    b"tfdt" => {
+                        let (v, _) = full_box(&mut c.body)?;
+                        start = Some(if v == 1 {
+                            c.body.u64()?
+                        } else {
+                            u64::from(c.body.u32()?)
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(id), Some(start)) = (id, start) {
+                if !out.iter().any(|(i, _)| *i == id) {
+                    out.push((id, start));
+                }
+            }
         }
     }
     Ok(out)
@@ -180,24 +262,4 @@ fn trak(out: &mut Vec<u8>, body: &Reader<'_>, starts: &[(u32, u64)]) -> Result<(
         }
     });
     Ok(())
-}
-
-/// The title's own `ftyp` and `moov`: the init segment its fragments play from.
-pub fn init(data: &[u8]) -> Result<Vec<u8>> {
-    let mut top = Reader::new(data, 0, "mp4");
-    let mut out = Vec::new();
-    while let Some(mut b) = next_box(&mut top, true)? {
-        match &b.kind {
-            b"ftyp" | b"moov" => {
-                let kind = b.kind;
-                bx(&mut out, &kind, |o| o.extend_from_slice(b.body.rest()));
-            }
-            b"moof" => break,
-            _ => {}
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::malformed("mp4", "no moov box"));
-    }
-    Ok(out)
 }

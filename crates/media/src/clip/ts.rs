@@ -17,14 +17,34 @@ use crate::ts::{find_sync, header, pat_pmt_pid, Header, PACKET};
 /// The clip of `data` (an MPEG-TS title indexed as `info`) from the keyframe at or before `from`
 /// to the keyframe at or after `to` (`None`: to the end).
 pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
+    clip_with(data, info, &Tables::find(data)?, from, to)
+}
+
+/// The title's PAT and PMT packets, found once for any number of clips.
+#[derive(Debug, Clone, Copy)]
+pub struct Tables<'a>([(Header, &'a [u8]); 2]);
+
+impl<'a> Tables<'a> {
+    pub fn find(data: &'a [u8]) -> Result<Tables<'a>> {
+        tables(data).map(Tables)
+    }
+}
+
+/// [`clip`] with the title's tables already found.
+pub fn clip_with(
+    data: &[u8],
+    info: &MediaInfo,
+    tables: &Tables<'_>,
+    from: MediaTime,
+    to: Option<MediaTime>,
+) -> Result<Clip> {
     let (start, end) = info.clip_span(from, to)?;
     let lo = start.keyframe.offset.min(data.len() as u64);
     // The last whole packet after `lo` bounds an open-ended clip.
     let whole = lo + (data.len() as u64).saturating_sub(lo) / PACKET as u64 * PACKET as u64;
     let hi = end.map_or(whole, |e| e.keyframe.offset.clamp(lo, whole));
-    let tables = tables(data)?;
     let mut head = Vec::with_capacity(2 * PACKET);
-    for (h, packet) in tables {
+    for &(h, packet) in &tables.0 {
         // The next packet of the same PID in the clip continues from this one's counter.
         let next = packets(&data[lo as usize..hi as usize]).find(|(n, _)| n.pid == h.pid);
         let mut p = packet.to_vec();

@@ -55,10 +55,9 @@ impl Entity for Clip {
         let head = self.head.len() as u64;
         if range.start >= head {
             // Inside the title's bytes: a slice of the title, and of its file for sendfile.
-            let shift = self.body.start - head;
             let inner = ByteRange {
-                start: range.start + shift,
-                end: range.end + shift,
+                start: self.body.start + (range.start - head),
+                end: self.body.start + (range.end - head),
             };
             return entity::file_backed(&self.title.data, self.title.file.as_ref(), inner);
         }

@@ -82,7 +82,9 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
         if samples.is_empty() {
             continue;
         }
-        let late = col.pts(samples.start) - start.rescale(col.timescale);
+        let late = col
+            .pts(samples.start)
+            .saturating_sub(start.rescale(col.timescale));
         let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie.movie_scale) as u64;
         kept.push(Kept {
             trak: t.trak(),

@@ -146,7 +146,12 @@ impl Movie {
                 media_time: t.media_time,
                 has_stss: child(stbl_box, b"stss")?.is_some(),
                 entry: t.entry.as_ref().map_or(*b"????", |e| e.0),
-                codecs: codecs(&t.handler, t.entry.as_ref())?,
+                // RFC 6381 names are letters, digits and dots; anything else (a crafted
+                // sample entry type) is left out, so the name is safe in XML and playlists.
+                codecs: codecs(&t.handler, t.entry.as_ref())?
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+                    .collect(),
                 facts: Facts::of(&table, t.timescale, t.media_time),
                 width: t.width,
                 height: t.height,

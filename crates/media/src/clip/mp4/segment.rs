@@ -202,6 +202,16 @@ pub fn segment(movie: &Movie, slot: &Slot, sequence: u32, track: Option<usize>) 
         }
     }
     runs.sort_by_key(|r| r.offset);
+    // Samples that share bytes (crafted tables) would make a segment larger than the title.
+    if runs
+        .windows(2)
+        .any(|w| w[0].offset.saturating_add(w[0].len) > w[1].offset)
+    {
+        return Err(Error::malformed(
+            "cmaf segment",
+            "samples overlap in the file",
+        ));
+    }
     // Each run's place in the mdat body.
     let mut at = Vec::with_capacity(runs.len());
     let mut total = 0u64;

@@ -113,10 +113,7 @@ pub(crate) struct Span {
 impl Column<'_> {
     /// Presentation time of the track's first frame: title times count from there.
     pub fn first(&self) -> i64 {
-        (0..self.table.len())
-            .map(|i| self.pts(i))
-            .min()
-            .unwrap_or(0)
+        self.facts.first
     }
 
     /// The span from sync sample `a` to sample `b` (exclusive; the next span's sync sample, or
