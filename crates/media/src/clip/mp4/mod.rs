@@ -86,6 +86,7 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
             .pts(samples.start)
             .saturating_sub(start.rescale(col.timescale));
         let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie.movie_scale) as u64;
+        let skip = late.min(0).saturating_neg();
         kept.push(Kept {
             trak: t.trak(),
             track: t,
@@ -93,6 +94,7 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
             has_stss: t.has_stss,
             samples,
             delay,
+            skip,
         });
     }
     kept

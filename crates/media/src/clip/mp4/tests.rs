@@ -219,3 +219,22 @@ fn segments_over_the_titles_samples_index_like_the_title() {
         );
     }
 }
+
+#[test]
+fn a_clip_from_the_start_skips_the_audio_priming_as_the_title_does() {
+    // faststart.mp4's AAC starts with a priming frame its edit list skips (media time 1024).
+    let c = cut(FASTSTART, secs(0), Some(secs(2))).unwrap();
+    let f = file(FASTSTART, &c);
+    let title = samples(FASTSTART);
+    let clipped = samples(&f);
+    let first = |s: &Vec<(f64, Vec<u8>)>| s.iter().map(|x| x.0).fold(f64::MAX, f64::min);
+    assert!(
+        first(&title[1]) < 0.0,
+        "the title's audio starts with priming"
+    );
+    assert_eq!(
+        first(&clipped[1]),
+        first(&title[1]),
+        "the clip skips it the same way"
+    );
+}

@@ -22,6 +22,9 @@ pub(super) struct Kept<'a, 't> {
     pub has_stss: bool,
     /// How late the track's first sample is presented after the clip's start (movie ticks).
     pub delay: u64,
+    /// How much of the track's first kept samples comes before the clip's start (track ticks):
+    /// an AAC encoder's priming, which the original's edit list skipped and the clip's skips too.
+    pub skip: i64,
 }
 
 impl Kept<'_, '_> {
@@ -299,8 +302,15 @@ fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
         })
         .min()
         .unwrap_or(0)
-        .max(0);
-    let shown = t.movie_duration(movie_scale).saturating_sub(t.delay);
+        .max(0)
+        .saturating_add(t.skip);
+    let skipped = MediaTime::new(t.skip, t.col.timescale)
+        .rescale(movie_scale)
+        .max(0) as u64;
+    let shown = t
+        .movie_duration(movie_scale)
+        .saturating_sub(t.delay)
+        .saturating_sub(skipped);
     let mut edits = Vec::new();
     if t.delay > 0 {
         edits.push((t.delay, -1i64));
