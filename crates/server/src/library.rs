@@ -113,6 +113,14 @@ impl Title {
         }
     }
 
+    /// Bytes its packaging holds, once built (0 before).
+    pub fn package_memory(&self) -> usize {
+        match self.package.get() {
+            Some(Ok(p)) => p.memory(),
+            _ => 0,
+        }
+    }
+
     /// The title's packaging (its parsed movie for an MP4, its segments), built on first use and
     /// kept; or why it has none. Building it walks the title's sample tables once.
     pub fn package(&self) -> Result<&Arc<crate::package::Package>, &str> {

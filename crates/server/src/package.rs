@@ -111,6 +111,25 @@ impl Package {
         }
     }
 
+    /// Bytes it holds beyond the title's own.
+    pub fn memory(&self) -> usize {
+        let seg = std::mem::size_of::<Seg>();
+        match self {
+            Package::Movie { movie, slots, segs } => {
+                movie.memory() + slots.len() * std::mem::size_of::<Slot>() + segs.len() * seg
+            }
+            Package::Clips {
+                init,
+                segments,
+                segs,
+            } => {
+                init.as_ref().map_or(0, Bytes::len)
+                    + segments.iter().map(|(h, _)| h.len() + 48).sum::<usize>()
+                    + segs.len() * seg
+            }
+        }
+    }
+
     /// The segments' times.
     pub fn segs(&self) -> &[Seg] {
         match self {

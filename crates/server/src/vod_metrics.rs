@@ -42,12 +42,13 @@ impl VodMetrics {
                 n.load(Relaxed),
             );
         }
-        let (mut bytes, mut cached) = (0u64, 0u64);
+        let (mut bytes, mut cached, mut packaged) = (0u64, 0u64, 0u64);
         for t in lib.titles() {
             bytes += t.data.len() as u64;
             if t.cached {
                 cached += t.data.len() as u64;
             }
+            packaged += t.package_memory() as u64;
         }
         for (name, kind, help, value) in [
             (
@@ -69,6 +70,13 @@ impl VodMetrics {
                 "gauge",
                 "Bytes of titles held in memory (the rest is mapped from the files).",
                 cached,
+            ),
+            (
+                "library_package_bytes",
+                "gauge",
+                "Bytes held for clips, HLS and DASH beyond the titles' own (MP4 sample tables, \
+                 segment heads), outside the cache budget.",
+                packaged,
             ),
         ] {
             metric(out, name, kind, help, value);

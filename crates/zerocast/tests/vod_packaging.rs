@@ -211,3 +211,30 @@ fn dashjs_plays_the_manifest_of_an_mp4_title() {
     assert_eq!(v["w"], "320");
     assert!(v["frames"].parse::<u32>().unwrap() >= 60, "{v:?}");
 }
+
+/// What packaging holds (an MP4's sample tables) shows in `/metrics` once a playlist was asked
+/// for, and not before.
+#[test]
+fn what_packaging_holds_shows_in_metrics() {
+    let srv = TestServer::demo();
+    let held = |srv: &TestServer| -> u64 {
+        let m = srv.get("/metrics", &[]);
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("zerocast_library_package_bytes ")?
+                    .parse()
+                    .ok()
+            })
+            .expect("zerocast_library_package_bytes")
+    };
+    assert_eq!(held(&srv), 0);
+    assert_eq!(
+        srv.get("/videos/ntsc-moov-at-end.mp4/index.m3u8", &[])
+            .status,
+        200
+    );
+    // 2,098 video and 3,282 audio samples at about 25 bytes each, and the trak boxes.
+    let bytes = held(&srv);
+    assert!((100_000..1_000_000).contains(&bytes), "{bytes}");
+}
