@@ -4,13 +4,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn zerocast(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zerocast"))
-        .args(args)
-        .output()
-        .expect("run zerocast")
-}
-
 #[test]
 fn ffmpeg_seeks_and_decodes_a_frame_over_http() {
     let srv = TestServer::demo();

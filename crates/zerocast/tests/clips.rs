@@ -168,13 +168,6 @@ fn bad_clip_times_get_a_clear_error() {
     }
 }
 
-fn zerocast(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zerocast"))
-        .args(args)
-        .output()
-        .expect("run zerocast")
-}
-
 #[test]
 fn cli_clip_saves_a_file_that_ffprobe_opens() {
     let srv = TestServer::demo();

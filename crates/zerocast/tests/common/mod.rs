@@ -267,6 +267,14 @@ pub fn ffprobe_frames(input: &str) -> Vec<(f64, bool)> {
     v
 }
 
+/// Runs the `zerocast` binary (the CLI) with `args` and waits for it.
+pub fn zerocast(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(args)
+        .output()
+        .expect("run zerocast")
+}
+
 pub fn ffmpeg(args: &[&str]) {
     require("ffmpeg");
     let out = Command::new("ffmpeg")

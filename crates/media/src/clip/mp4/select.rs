@@ -224,16 +224,21 @@ mod tests {
         MediaTime::new(s, 1)
     }
 
+    /// A column over `tb` at `timescale`, with no edit list.
+    fn column<'t>(tb: &'t SampleTable, f: &'t Facts, timescale: u32) -> Column<'t> {
+        Column {
+            table: tb,
+            timescale,
+            media_time: 0,
+            facts: f,
+        }
+    }
+
     #[test]
     fn the_lead_starts_at_the_keyframe_before_and_ends_at_the_keyframe_after() {
         let tb = table();
         let f = Facts::of(&tb, 1, 0);
-        let c = Column {
-            table: &tb,
-            timescale: 1,
-            media_time: 0,
-            facts: &f,
-        };
+        let c = column(&tb, &f, 1);
         let s = lead(&c, t(5), Some(t(6))).unwrap();
         assert_eq!((s.samples, s.start, s.end), (4..8, 4, 8));
         let s = lead(&c, t(4), Some(t(8))).unwrap();
@@ -252,12 +257,7 @@ mod tests {
     fn the_lead_refuses_empty_reversed_and_past_the_end_spans() {
         let tb = table();
         let f = Facts::of(&tb, 1, 0);
-        let c = Column {
-            table: &tb,
-            timescale: 1,
-            media_time: 0,
-            facts: &f,
-        };
+        let c = column(&tb, &f, 1);
         assert!(matches!(lead(&c, t(10), None), Err(Error::PastEnd { .. })));
         assert!(matches!(
             lead(&c, t(2), Some(t(11))),
@@ -284,12 +284,7 @@ mod tests {
             keyframe: vec![true; 20],
         };
         let f = Facts::of(&tb, 2, 0);
-        let c = Column {
-            table: &tb,
-            timescale: 2,
-            media_time: 0,
-            facts: &f,
-        };
+        let c = column(&tb, &f, 2);
         assert_eq!(follower(&c, t(4), t(8)), 8..16);
         assert_eq!(follower(&c, t(9), t(10)), 18..20);
     }
