@@ -1,82 +1,18 @@
 //! `GET|HEAD /videos/{id}?start=T&end=T`: the part of a title between two times as a file of its
-//! own container ([`media::clip`]), served as an [`Entity`]: Range, preconditions and `HEAD`
+//! own container ([`media::clip`]), served as an entity (`Pieces`): Range, preconditions and `HEAD`
 //! like the title itself. The body is the clip's small head followed by a slice of the cached
 //! title (never copied); a range inside that slice goes out with `sendfile` from the title's file.
 
-use crate::body::{Chunks, FileSource};
-use crate::entity::{self, Entity, Policy};
+use super::pieces::Pieces;
+use crate::body::Chunks;
+use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::library::Title;
-use crate::range::ByteRange;
 use crate::recent::CutClip;
 use bytes::Bytes;
-use http::header::HeaderValue;
 use http::{Request, Response};
 use media::MediaTime;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-/// A clip of a title.
-#[derive(Debug)]
-struct Clip {
-    title: Arc<Title>,
-    head: Bytes,
-    body: std::ops::Range<u64>,
-    etag: String,
-    etag_header: HeaderValue,
-}
-
-impl Entity for Clip {
-    fn len(&self) -> u64 {
-        self.head.len() as u64 + (self.body.end - self.body.start)
-    }
-
-    fn content_type(&self) -> &'static str {
-        self.title.content_type()
-    }
-
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-
-    fn etag_header(&self) -> HeaderValue {
-        self.etag_header.clone()
-    }
-
-    fn last_modified(&self) -> Option<(SystemTime, HeaderValue)> {
-        self.title.last_modified()
-    }
-
-    fn cache_control(&self) -> Option<HeaderValue> {
-        None
-    }
-
-    fn slice(&self, range: ByteRange) -> Chunks {
-        let head = self.head.len() as u64;
-        if range.start >= head {
-            // Inside the title's bytes: a slice of the title, and of its file for sendfile.
-            let inner = ByteRange {
-                start: self.body.start + (range.start - head),
-                end: self.body.start + (range.end - head),
-            };
-            return entity::file_backed(&self.title.data, self.title.file.as_ref(), inner);
-        }
-        let body = self
-            .title
-            .data
-            .slice(self.body.start as usize..self.body.end as usize);
-        let chunks = entity::slice_parts(&[self.head.clone(), body], range);
-        // The part after the head is also in the title's file: sendfile it after the head.
-        match &self.title.file {
-            Some(file) if range.end > head => chunks.with_file(FileSource {
-                file: file.clone(),
-                offset: self.body.start,
-                len: range.end - head,
-            }),
-            _ => chunks,
-        }
-    }
-}
 
 /// The clip's times from the query (`start`, `end`), or `None` when it names neither.
 fn times(query: Option<&str>) -> Option<(Option<String>, Option<String>)> {
@@ -133,22 +69,19 @@ pub(super) fn serve<B>(
             e => super::vod::time_error(t, start.as_deref().unwrap_or("0"), e),
         })
     })?;
-    let inner = t.etag.trim_matches('"');
-    let etag = format!(
-        "\"{inner}-clip-{}.{}-{}.{}\"",
+    let tag = format!(
+        "clip-{}.{}-{}.{}",
         clip.start.ticks, clip.start.scale, clip.end.ticks, clip.end.scale
     );
-    let etag_header = HeaderValue::from_str(&etag).map_err(|_| Error::NotClippable {
-        id: t.id.clone(),
-        reason: "its entity tag cannot be extended".into(),
-    })?;
-    let e = Clip {
-        title: t.clone(),
-        head: clip.head.clone(),
-        body: clip.body.clone(),
-        etag,
-        etag_header,
-    };
+    let body = t
+        .data
+        .slice(clip.body.start as usize..clip.body.end as usize);
+    let parts = vec![clip.head.clone(), body];
+    let e = Pieces::of_title(t, parts, t.container.mime(), &tag, Some(clip.body.start))
+        .ok_or_else(|| Error::NotClippable {
+            id: t.id.clone(),
+            reason: "its entity tag cannot be extended".into(),
+        })?;
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }
 

@@ -31,6 +31,7 @@ mod hls;
 pub(crate) mod llhls;
 mod packaged;
 mod page;
+mod pieces;
 mod vod;
 
 use crate::body::Chunks;

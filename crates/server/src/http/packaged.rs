@@ -11,18 +11,16 @@
 //! head, then slices of the cached title. Their ETags derive from the title's, so they change
 //! exactly when the title does.
 
-use crate::body::{Chunks, FileSource};
-use crate::entity::{self, Entity, Policy};
+use super::pieces::Pieces;
+use crate::body::Chunks;
+use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::library::Title;
 use crate::package::Package;
-use crate::range::ByteRange;
 use bytes::Bytes;
-use http::header::HeaderValue;
 use http::{Request, Response};
 use media::clip::mp4;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// What under a title's path is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,55 +73,6 @@ pub(super) fn split(path: &str) -> Option<(&str, Asset)> {
         _ => return None,
     };
     Some((id, asset))
-}
-
-/// An answer made of `Bytes` pieces.
-#[derive(Debug)]
-struct Pieces {
-    parts: Vec<Bytes>,
-    len: u64,
-    content_type: &'static str,
-    etag: String,
-    etag_header: HeaderValue,
-    modified: Option<(SystemTime, HeaderValue)>,
-    /// Where the last part also lies in a file (the title's), for `sendfile`.
-    file: Option<(Arc<std::fs::File>, u64)>,
-}
-
-impl Entity for Pieces {
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn content_type(&self) -> &'static str {
-        self.content_type
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn etag_header(&self) -> HeaderValue {
-        self.etag_header.clone()
-    }
-    fn last_modified(&self) -> Option<(SystemTime, HeaderValue)> {
-        self.modified.clone()
-    }
-    fn cache_control(&self) -> Option<HeaderValue> {
-        None
-    }
-    fn slice(&self, range: ByteRange) -> Chunks {
-        let chunks = entity::slice_parts(&self.parts, range);
-        let last = self.len - self.parts.last().map_or(0, |p| p.len() as u64);
-        match &self.file {
-            Some((file, offset)) if range.end > last => {
-                let from = range.start.max(last);
-                chunks.with_file(FileSource {
-                    file: file.clone(),
-                    offset: offset + (from - last),
-                    len: range.end - from,
-                })
-            }
-            _ => chunks,
-        }
-    }
 }
 
 fn not_found(t: &Title, what: &str) -> Error {
@@ -243,17 +192,8 @@ pub(super) fn serve<B>(
                 return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
             }
         };
-    let etag = format!("\"{}-{tag}\"", t.etag.trim_matches('"'));
-    let etag_header = HeaderValue::from_str(&etag).map_err(|_| not_found(t, "bad entity tag"))?;
-    let e = Pieces {
-        len: parts.iter().map(|p| p.len() as u64).sum(),
-        parts,
-        content_type,
-        etag,
-        etag_header,
-        modified: t.last_modified(),
-        file: tail.and_then(|at| Some((t.file.clone()?, at))),
-    };
+    let e = Pieces::of_title(t, parts, content_type, &tag, tail)
+        .ok_or_else(|| not_found(t, "bad entity tag"))?;
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }
 
