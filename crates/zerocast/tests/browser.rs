@@ -92,8 +92,17 @@ fn chromium_plays_and_seeks_every_container_it_supports() {
 fn chromium_plays_a_live_stream_as_fragmented_mp4_in_a_plain_video_element() {
     require("chromium");
     let s = common::live::server(|_| {});
-    let _publisher = common::live::ts_publisher(&s.url("/live/web"), None);
+    // The 40 s fixture: a slow machine's Chromium may take most of the short one to start.
+    let _publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &s.url("/live/web"),
+    );
     common::live::wait_for(&s, "web", "live", |d| d["ring_units"].as_u64() > Some(5));
+    // What the browser is given is an MP4 that ffprobe reads as the stream's two codecs.
+    assert_eq!(common::codecs(&s.url("/live/web.mp4")), ["aac", "h264"]);
     let page = format!(
         "<!doctype html><meta charset=utf-8><body><script>
 const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
@@ -112,8 +121,6 @@ v.src = '{}'; document.body.appendChild(v);
         .expect("the video played 1.5 s within 30 s");
     drop(chromium);
     assert_eq!(b.get("ev").map(String::as_str), Some("playing"), "{b:?}");
-    let ffprobe = common::codecs(&s.url("/live/web.mp4"));
-    assert_eq!(ffprobe, ["aac", "h264"]);
     assert!(
         b["w"].parse::<u32>().unwrap() > 0 && b["h"].parse::<u32>().unwrap() > 0,
         "{b:?}"
