@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod llhls;
 pub mod outputs;
+pub mod record;
 pub mod ring;
 pub mod slab;
 

@@ -25,6 +25,12 @@ pub struct TitleDoc {
     pub frame_rate: Option<String>,
     pub frames_per_second: Option<f64>,
     pub keyframes: Option<usize>,
+    /// For a live recording: when its first frame was received (RFC 3339, UTC).
+    #[serde(default)]
+    pub recording_started: Option<String>,
+    /// A recording still being written (its size, duration and keyframes grow).
+    #[serde(default)]
+    pub growing: bool,
 }
 
 impl TitleDoc {
@@ -49,6 +55,10 @@ impl TitleDoc {
             frame_rate: rate.map(|r| r.to_string()),
             frames_per_second: rate.map(FrameRate::as_f64),
             keyframes: info.map(|i| i.keyframes.len()),
+            recording_started: t
+                .recording
+                .map(|r| ::live::llhls::wallclock::rfc3339_ms(r.started_ms)),
+            growing: t.is_growing(),
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Config {
     /// Paths served only with a signed link (`auth::signed`); `None`: none.
     pub signed: Option<crate::auth::signed::Signed>,
     pub live: LiveConfig,
+    /// Which live streams are recorded into the library, and how (`[[record]]`); read when a
+    /// stream starts, so a reload applies to the streams that start after it.
+    pub record: Vec<RecordRule>,
     /// Plain HTTP on `listen` (off: HTTPS only).
     pub plain_http: bool,
     /// HTTPS (and RTMPS) with rustls (`None`: off).
@@ -72,10 +75,37 @@ impl Default for Config {
             auth: crate::auth::Rules::default(),
             hooks: None,
             live: LiveConfig::default(),
+            record: Vec::new(),
             plain_http: true,
             tls: None,
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,
         }
+    }
+}
+
+/// One `[[record]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRule {
+    /// A stream name, or a pattern with one `*`.
+    pub streams: String,
+    /// The directory of this rule's recordings (inside the library); each stream has its own
+    /// directory in it.
+    pub dir: std::path::PathBuf,
+    /// That directory's path inside the library (`/`-separated): the start of the titles' ids.
+    pub id_prefix: String,
+    pub rotation: live::record::Rotation,
+    pub keep: live::record::retention::Keep,
+}
+
+impl RecordRule {
+    /// The directory of `stream`'s recordings and the start of their ids.
+    pub(crate) fn of_stream(&self, stream: &str) -> (std::path::PathBuf, String) {
+        let prefix = if self.id_prefix.is_empty() {
+            stream.to_string()
+        } else {
+            format!("{}/{stream}", self.id_prefix)
+        };
+        (self.dir.join(stream), prefix)
     }
 }

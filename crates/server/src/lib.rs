@@ -31,6 +31,8 @@ pub mod package;
 pub mod precondition;
 pub mod range;
 pub mod recent;
+pub mod record;
+mod record_metrics;
 pub mod reload;
 mod response;
 mod rtmp_conn;
@@ -183,12 +185,23 @@ impl Server {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
+        let state = Arc::new(state);
+        // New streams are offered to the recorders (a weak reference: the state owns the hook).
+        let weak = Arc::downgrade(&state);
+        let _ = state
+            .live
+            .on_new_stream
+            .set(live::NewStream(Box::new(move |s| {
+                if let Some(state) = weak.upgrade() {
+                    record::start(&state, s);
+                }
+            })));
         Server {
             listener,
             rtmp,
             https,
             rtmps,
-            state: Arc::new(state),
+            state,
         }
     }
 

@@ -106,6 +106,12 @@ impl Reload {
         restart
     }
 
+    /// Notified when the library should be rescanned because the server changed it (a
+    /// recording file was finished or removed).
+    pub fn library_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.state.library_changed.clone()
+    }
+
     /// Rescans the library directory and serves what it holds now.
     pub fn library(
         &self,

@@ -24,6 +24,11 @@ pub(crate) struct State {
     pub draining: std::sync::atomic::AtomicBool,
     /// Wakes `Server::run` when the control API asks for a drain.
     pub drain: tokio::sync::Notify,
+    /// Wakes the binary's reload task for a library rescan (a recording file was finished or
+    /// removed).
+    pub library_changed: Arc<tokio::sync::Notify>,
+    /// What the recorders did (`/metrics`).
+    pub record: crate::record_metrics::RecordStats,
 }
 
 impl State {
@@ -45,6 +50,8 @@ impl State {
             rtmp_port: None,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain: tokio::sync::Notify::new(),
+            library_changed: Arc::new(tokio::sync::Notify::new()),
+            record: crate::record_metrics::RecordStats::default(),
         }
     }
 
@@ -69,8 +76,18 @@ impl State {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
-    /// Replaces the library.
+    /// Replaces the library with a rescan of its directory, keeping the growing recordings the
+    /// scan cannot see (under the lock, so a recording's update is never lost to a rescan).
     pub(crate) fn set_library(&self, library: Library) {
-        *self.library.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(library);
+        let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
+        *now = Arc::new(now.with_growing_of(library));
+    }
+
+    /// Adds or replaces one title (a growing recording's newest state).
+    pub(crate) fn put_title(&self, title: crate::library::Title) {
+        let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = Library::clone(&now);
+        next.insert(title);
+        *now = Arc::new(next);
     }
 }

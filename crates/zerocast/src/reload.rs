@@ -115,8 +115,11 @@ pub async fn run(mut hup: tokio::signal::unix::Signal, r: Reloader, watch: bool)
         (Some(dir), true) => watcher(dir, changed.clone()),
         _ => None,
     };
+    let recorded = r.server.library_changed();
     loop {
         tokio::select! {
+            // A recording file was finished or removed: rescan at once.
+            () = recorded.notified() => r.library().await,
             s = hup.recv() => match s {
                 Some(()) => r.hangup().await,
                 None => return,
@@ -138,10 +141,17 @@ fn watcher(
     use notify::{EventKind, RecursiveMode, Watcher};
     let handler = move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
+            // Dotfiles are not titles: a recording being written (a dotfile until it is
+            // finished) must not keep the library rescanning, nor its quiet period from coming.
+            let dotfile = |p: &std::path::PathBuf| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            };
             if matches!(
                 ev.kind,
                 EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-            ) {
+            ) && !ev.paths.iter().all(dotfile)
+            {
                 changed.notify_one();
             }
         }

@@ -23,6 +23,13 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     } = config::merge(args.clone(), file)?;
     let library_dir = library.clone();
     let listeners = Listeners::bind(&config)?;
+    // Recording files a stopped server was writing become titles (cut to whole packets).
+    let rule_dirs: Vec<_> = config.record.iter().map(|r| r.dir.clone()).collect();
+    for (file, cut) in
+        tokio::task::spawn_blocking(move || server::record::files::recover(&rule_dirs)).await?
+    {
+        tracing::warn!(file = %file.display(), cut_bytes = cut, "recovered a recording the last run did not finish");
+    }
     let library = match library {
         Some(dir) => {
             let dir2 = dir.clone();
@@ -49,6 +56,11 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     // Before the "listening" line: from then on a SIGHUP reloads and no longer ends the process.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    // A file-size limit (`ulimit -f`) reached by a recording must fail that write (EFBIG, and the
+    // recording ends with a log line), not kill the server: SIGXFSZ is handled, and ignored.
+    let _file_size_limit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .context("installing the SIGXFSZ handler")?;
     if plain {
         tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
     }

@@ -443,6 +443,7 @@ fn answer<B>(
             live::api::metrics(live, &mut out);
             conns.metrics(&mut out);
             state.vod.metrics(lib, &mut out);
+            state.record.metrics(&mut out);
             if let Some(tls) = &state.tls {
                 tls.metrics(&mut out);
             }

@@ -77,9 +77,35 @@ pub(super) fn seek(
         reason: reason.clone(),
     })?;
     let rate = info.frame_rate();
-    let at = media::timecode::parse(&value, rate).map_err(Error::BadTime)?;
+    let at = match ::live::llhls::wallclock::parse_rfc3339_ms(&value) {
+        Some(wall) => wall_clock(t, &value, wall)?,
+        None => media::timecode::parse(&value, rate).map_err(Error::BadTime)?,
+    };
     let point = info.seek(at).map_err(|e| time_error(t, &value, e))?;
     Ok(json(StatusCode::OK, &SeekDoc::new(t, at, point, rate)))
+}
+
+/// A wall-clock time (Unix milliseconds) as a time in the recording `t`: from when its first
+/// frame was received. A title that is not a recording, or a time before it began, is a 400.
+fn wall_clock(t: &Title, value: &str, wall_ms: u64) -> Result<media::MediaTime, Error> {
+    let bad = |why: String| Error::BadTime(media::Error::Timecode(why));
+    let Some(rec) = t.recording else {
+        return Err(bad(format!(
+            "'{value}' is a wall-clock time, and {} is not a recording (it has no start time)",
+            t.id
+        )));
+    };
+    let since = wall_ms.checked_sub(rec.started_ms).ok_or_else(|| {
+        bad(format!(
+            "'{value}' is before {} began ({})",
+            t.id,
+            ::live::llhls::wallclock::rfc3339_ms(rec.started_ms)
+        ))
+    })?;
+    Ok(media::MediaTime::new(
+        i64::try_from(since).unwrap_or(i64::MAX),
+        1000,
+    ))
 }
 
 /// Why a time in a request for `t` cannot be used: no keyframes (422), past the end (400, with

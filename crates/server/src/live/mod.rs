@@ -37,7 +37,7 @@ pub(crate) use follow::watch_http;
 pub use llhls::Held;
 pub use publish::Publish;
 pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
-pub(crate) use registry::{query_key, same_key};
+pub(crate) use registry::{query_key, same_key, NewStream};
 
 pub use fanout::FanoutConfig;
 pub use live::Budget;

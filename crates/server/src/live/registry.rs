@@ -178,7 +178,7 @@ impl Stream {
     }
 
     /// A receiver of the wake-ups of one output.
-    pub(super) fn subscribe(&self, output: Output) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self, output: Output) -> watch::Receiver<u64> {
         match output {
             // Per video frame: `.mp4` viewers too, for low latency (a fragment is a frame).
             Output::Ts | Output::Mp4 => self.tick.subscribe(),
@@ -229,6 +229,19 @@ pub struct Live {
     keys: RwLock<Arc<PublishKeys>>,
     /// Where viewers run (fanout.rs).
     pub fanout: super::fanout::Fanout,
+    /// Called with each new stream (not a publisher's return within the grace): the recorders.
+    pub(crate) on_new_stream: std::sync::OnceLock<NewStream>,
+}
+
+/// What is done with each new stream.
+pub(crate) struct NewStream(pub Box<OnNewStream>);
+
+type OnNewStream = dyn Fn(&Arc<Stream>) + Send + Sync;
+
+impl std::fmt::Debug for NewStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewStream")
+    }
 }
 
 /// Publish keys: per stream, and one that may publish any stream without a key of its own.
@@ -304,6 +317,7 @@ impl Live {
             epoch: Instant::now(),
             epoch_ntp: ntp_now(),
             next_instance: AtomicU64::new(seed),
+            on_new_stream: std::sync::OnceLock::new(),
         }
     }
 
@@ -314,7 +328,7 @@ impl Live {
 
     /// The wall clock at a time on the live clock, NTP format (seconds since 1900 in the high
     /// 32 bits, a binary fraction in the low ones).
-    pub(super) fn ntp(&self, at: Duration) -> u64 {
+    pub(crate) fn ntp(&self, at: Duration) -> u64 {
         let secs = at.as_secs() << 32;
         let frac = (u64::from(at.subsec_nanos()) << 32) / 1_000_000_000;
         self.epoch_ntp.wrapping_add(secs | frac)
@@ -457,6 +471,9 @@ impl Live {
         // An ended stream of the same name is replaced; its viewers have already been told.
         map.insert(name.to_string(), stream.clone());
         tracing::info!(stream = %Clip(name), %peer, "publishing");
+        if let Some(f) = self.on_new_stream.get() {
+            (f.0)(&stream);
+        }
         Ok(Publish::new(self.clone(), stream, Ingest::default(), 0))
     }
 

@@ -3,6 +3,7 @@
 //! `apply_live`). Flags win over the file, the file over the server's defaults.
 
 mod access;
+mod record;
 
 use crate::cli::{LogFormat, ServeArgs};
 use crate::size;
@@ -66,6 +67,10 @@ pub struct FileConfig {
     /// `read = ["jwt"]` (first match wins).
     #[serde(default)]
     auth: Vec<access::AuthRuleFile>,
+    /// Live streams recorded into the library: `[[record]] streams = "show*"`, `dir`,
+    /// `segment_secs`, `keep_secs`, `keep_size` (first match wins).
+    #[serde(default)]
+    record: Vec<record::RecordFile>,
     /// HTTP callbacks: `[callbacks] on_publish = "http://..."`, `on_play`, `on_unpublish`.
     callbacks: Option<access::CallbacksFile>,
     max_ranges: Option<usize>,
@@ -265,6 +270,8 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
             ),
         };
     }
+    let library = args.library.or(file.library);
+    config.record = record::rules(&file.record, library.as_deref())?;
     let cache_budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,
         (None, Some(s)) => size::parse(s)
@@ -276,7 +283,7 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
         config,
         cache_budget,
         watch: args.watch || file.watch.unwrap_or(false),
-        library: args.library.or(file.library),
+        library,
     })
 }
 

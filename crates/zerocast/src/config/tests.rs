@@ -38,6 +38,8 @@ fn readme_config_example_parses() {
     assert!(tls.rtmps_listen.is_some() && tls.hsts.is_some());
     assert!(s.config.auth.jwt.is_some() && s.config.auth.rules.len() == 1);
     assert!(s.config.hooks.is_some_and(|h| h.on_unpublish.is_some()));
+    assert_eq!(s.config.record.len(), 1);
+    assert_eq!(s.config.record[0].dir, Path::new("/srv/videos/recordings"));
 }
 
 #[test]
@@ -266,4 +268,60 @@ fn the_file_is_strict() {
     );
     std::fs::write(&path, "workers = 2").unwrap();
     assert_eq!(FileConfig::load(Some(&path)).unwrap().workers, Some(2));
+}
+
+#[test]
+fn record_rules_are_read_with_their_directory_inside_the_library() {
+    let f = file(
+        "library = \"/lib\"\n[[record]]\nstreams = \"a*\"\ndir = \"rec/live\"\nsegment_secs = 5\nkeep_secs = 60\nkeep_size = \"1GiB\"\n[[record]]\nstreams = \"b\"\n",
+    );
+    let s = merge(ServeArgs::default(), f).unwrap();
+    let [a, b] = &s.config.record[..] else {
+        panic!("two rules: {:?}", s.config.record)
+    };
+    assert_eq!(
+        (a.dir.as_path(), a.id_prefix.as_str()),
+        (Path::new("/lib/rec/live"), "rec/live")
+    );
+    assert_eq!(a.rotation.segment, Duration::from_secs(5));
+    assert_eq!(a.keep.max_age, Some(Duration::from_secs(60)));
+    assert_eq!(a.keep.max_bytes, Some(1 << 30));
+    assert_eq!(
+        (b.dir.as_path(), b.keep.max_bytes),
+        (Path::new("/lib/recordings"), None)
+    );
+}
+
+#[test]
+fn record_rules_that_cannot_work_are_refused_with_the_reason() {
+    for (text, why) in [
+        ("[[record]]\nstreams = \"a\"\n", "needs a library directory"),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\nformat = \"fmp4\"\n",
+            "not supported yet",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\nformat = \"avi\"\n",
+            "unknown format",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\ndir = \"../x\"\n",
+            "inside the library",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\ndir = \"/abs\"\n",
+            "inside the library",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a*b*\"\n",
+            "one '*'",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\nkeep_size = \"lots\"\n",
+            "keep_size",
+        ),
+    ] {
+        let e = merge(ServeArgs::default(), file(text)).unwrap_err();
+        assert!(format!("{e:#}").contains(why), "{text}: {e:#}");
+    }
 }

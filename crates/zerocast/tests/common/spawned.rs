@@ -32,15 +32,22 @@ impl Served {
 
     /// [`Served::start`] with environment variables set for the server.
     pub fn start_with_env(nofile: Option<u32>, extra: &[&str], env: &[(&str, &str)]) -> Served {
+        let limits: Vec<String> = nofile
+            .map(|n| format!("--nofile={n}:{n}"))
+            .into_iter()
+            .collect();
+        Served::start_under(&limits, extra, env)
+    }
+
+    /// [`Served::start_with_env`] under `prlimit` with these limits (`--fsize=N`, ...).
+    pub fn start_under(limits: &[String], extra: &[&str], env: &[(&str, &str)]) -> Served {
         let listen = format!("127.0.0.1:{}", free_port());
-        let mut cmd = match nofile {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}"))
-                    .args(["--", env!("CARGO_BIN_EXE_zerocast")]);
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_zerocast")),
+        let mut cmd = if limits.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        } else {
+            let mut c = Command::new("prlimit");
+            c.args(limits).args(["--", env!("CARGO_BIN_EXE_zerocast")]);
+            c
         };
         let mut child = cmd
             .args(["serve", "--listen", &listen, "--rtmp-listen", "127.0.0.1:0"])

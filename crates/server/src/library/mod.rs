@@ -7,12 +7,15 @@
 //! in a map built at load time and never joined to a filesystem path, so no request can reach outside
 //! the library.
 
+mod files;
+
 use crate::error::StartError;
 use bytes::Bytes;
+use files::{read, walk};
 use media::{Container, MediaInfo};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +45,18 @@ pub struct Title {
     package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
     /// The clips made most recently (a player asks for one clip many times, by ranges).
     pub clips: crate::recent::RecentClips,
+    /// A live recording's: when it began, and whether it is still being written.
+    pub recording: Option<Recording>,
+}
+
+/// What a title that is a live recording adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recording {
+    /// When its first frame was received (Unix milliseconds): what wall-clock seeks count from.
+    pub started_ms: u64,
+    /// Still being written: its length and index grow, its `ETag` is weak and fixed until it is
+    /// finished (then the file is read as any other title, with a content `ETag`).
+    pub growing: bool,
 }
 
 /// A file's identity and version without reading it: length, modification time, inode, device.
@@ -96,7 +111,17 @@ impl Title {
         let header = |s: String| {
             http::HeaderValue::try_from(s).unwrap_or(http::HeaderValue::from_static(""))
         };
+        // A file named as a recording is (`20261126T135500.250Z.ts`) knows when it began.
+        let recording = id
+            .rsplit('/')
+            .next()
+            .and_then(::live::record::started)
+            .map(|started_ms| Recording {
+                started_ms,
+                growing: false,
+            });
         Title {
+            recording,
             file: None,
             stamp: None,
             etag_header: header(etag.clone()),
@@ -111,6 +136,42 @@ impl Title {
             package: std::sync::OnceLock::new(),
             clips: crate::recent::RecentClips::default(),
         }
+    }
+
+    /// A recording still being written: `data` is the file's bytes so far (a mapping of its first
+    /// `data.len()` bytes; the file only grows), `index` what its keyframes say so far.
+    pub fn growing(
+        id: String,
+        data: Bytes,
+        file: Arc<File>,
+        index: Result<MediaInfo, String>,
+        started_ms: u64,
+    ) -> Self {
+        let started = UNIX_EPOCH + Duration::from_millis(started_ms);
+        // Fixed while it grows (so a player's ranges within it agree), and weak: the bytes are
+        // not final, so no cache may take it for the finished file and `If-Range` never matches.
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(id.as_bytes());
+        let etag = format!(
+            "W/\"rec-{started_ms:x}-{:02x}{:02x}{:02x}{:02x}\"",
+            h[0], h[1], h[2], h[3]
+        );
+        let mut t = Title::new(String::new(), Bytes::new(), false, etag, started);
+        t.id = id;
+        t.container = Container::MpegTs;
+        t.data = data;
+        t.index = index;
+        t.file = Some(file);
+        t.recording = Some(Recording {
+            started_ms,
+            growing: true,
+        });
+        t
+    }
+
+    /// A recording still being written.
+    pub fn is_growing(&self) -> bool {
+        self.recording.is_some_and(|r| r.growing)
     }
 
     /// Bytes its packaging holds, once built (0 before).
@@ -159,7 +220,7 @@ pub enum LoadEvent<'a> {
 }
 
 /// All titles by id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Library {
     titles: BTreeMap<String, Arc<Title>>,
 }
@@ -183,6 +244,17 @@ impl Library {
 
     pub fn insert(&mut self, title: Title) {
         self.titles.insert(title.id.clone(), Arc::new(title));
+    }
+
+    /// `next`, a rescan of this library's directory, with this library's growing recordings
+    /// that it does not hold (their files are still dotfiles, which a scan leaves out).
+    pub fn with_growing_of(&self, mut next: Library) -> Library {
+        for (id, t) in &self.titles {
+            if t.is_growing() && !next.titles.contains_key(id) {
+                next.titles.insert(id.clone(), t.clone());
+            }
+        }
+        next
     }
 
     /// A library of static byte strings (the embedded demo titles).
@@ -231,11 +303,12 @@ impl Library {
                 Some(_) => {}
             }
         }
+        // A growing recording is not a file yet: the scan cannot see it, so it is not gone.
         changes.removed = self
             .titles
-            .keys()
-            .filter(|id| !next.titles.contains_key(*id))
-            .cloned()
+            .iter()
+            .filter(|(id, t)| !t.is_growing() && !next.titles.contains_key(*id))
+            .map(|(id, _)| id.clone())
             .collect();
         Ok((next, changes))
     }
@@ -354,112 +427,6 @@ impl Library {
     }
 }
 
-fn read(path: &Path, cache: bool) -> std::io::Result<(Bytes, Option<Arc<File>>, SystemTime)> {
-    let mut file = File::open(path)?;
-    let meta = file.metadata()?;
-    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-    if meta.len() == 0 {
-        return Ok((Bytes::new(), None, modified));
-    }
-    if cache {
-        // The cache is a memfd: the kernel copies the file into it (copy_file_range), it is sealed
-        // so its bytes can never change or shrink, and it is mapped read-only as the title's
-        // `Bytes`. One copy in memory serves both `writev` (from the mapping) and `sendfile`
-        // (from the fd).
-        let fd = rustix::fs::memfd_create(
-            "zerocast-title",
-            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-        )?;
-        let mut mem = File::from(fd);
-        let copied = std::io::copy(&mut file, &mut mem)?;
-        if copied != meta.len() {
-            return Err(std::io::Error::other(format!(
-                "file changed while loading ({copied} of {} bytes)",
-                meta.len()
-            )));
-        }
-        use rustix::fs::SealFlags;
-        rustix::fs::fcntl_add_seals(
-            &mem,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-        )?;
-        // SAFETY: the memfd is sealed against writes, shrinking and growing, so the mapped bytes
-        // can never change and no access inside the mapping can fault for lack of backing.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&mem)? };
-        Ok((Bytes::from_owner(map), Some(Arc::new(mem)), modified))
-    } else {
-        // SAFETY: the mapping is read-only and private to us. The library directory is expected not
-        // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
-        // file is truncated anyway, reads past its new end would fault. Titles beyond the memory
-        // budget are mapped so the kernel's page cache can hold and evict them.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok((Bytes::from_owner(map), Some(Arc::new(file)), modified))
-    }
-}
-
-/// Collects (id, path, len) of regular files under `dir`.
-fn walk(
-    root: &Path,
-    dir: &Path,
-    seen: &mut HashSet<PathBuf>,
-    out: &mut Vec<(String, PathBuf, u64)>,
-    skipped: &mut Vec<(PathBuf, String)>,
-) {
-    if !seen.insert(dir.to_path_buf()) {
-        return; // a symlink loop
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            skipped.push((dir.to_path_buf(), e.to_string()));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        // Resolve symlinks and keep only what stays inside the library.
-        let real = match path.canonicalize() {
-            Ok(r) => r,
-            Err(e) => {
-                skipped.push((path, e.to_string()));
-                continue;
-            }
-        };
-        if !real.starts_with(root) {
-            skipped.push((path, "symlink leads outside the library".into()));
-            continue;
-        }
-        let Ok(meta) = std::fs::metadata(&real) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(root, &real, seen, out, skipped);
-        } else if meta.is_file() {
-            let Some(id) = id_of(root, dir, &path) else {
-                skipped.push((path, "file name is not UTF-8".into()));
-                continue;
-            };
-            out.push((id, real, meta.len()));
-        }
-    }
-}
-
-/// The id of `path` (found while walking `dir`, itself inside `root`).
-fn id_of(root: &Path, dir: &Path, path: &Path) -> Option<String> {
-    let rel_dir = dir.strip_prefix(root).ok()?;
-    let name = path.file_name()?.to_str()?;
-    let mut parts: Vec<&str> = rel_dir
-        .components()
-        .map(|c| c.as_os_str().to_str())
-        .collect::<Option<_>>()?;
-    parts.push(name);
-    Some(parts.join("/"))
-}
-
 /// Half of the machine's memory, or 1 GiB when that cannot be read.
 pub fn default_cache_budget() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -494,7 +461,9 @@ impl crate::entity::Entity for Title {
     }
 
     fn cache_control(&self) -> Option<http::HeaderValue> {
-        None
+        // A growing recording changes with every keyframe: caches must ask again each time.
+        self.is_growing()
+            .then(|| http::HeaderValue::from_static("no-cache"))
     }
 
     fn slice(&self, range: crate::range::ByteRange) -> crate::body::Chunks {

@@ -1,0 +1,160 @@
+//! What recording does to the directory: opening a new file under its dotfile name, renaming it
+//! when it is finished, recovering the dotfile a crash left, and retention. Blocking calls: the
+//! recorder runs them off the async threads.
+
+use live::record::retention::{self, Finished, Keep};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The TS packet: a recovered file is cut to whole packets.
+const PACKET: u64 = 188;
+
+/// A file being written: where it is now, and the name it gets when finished.
+#[derive(Debug)]
+pub(super) struct Part {
+    pub file: std::sync::Arc<File>,
+    pub part: PathBuf,
+    pub path: PathBuf,
+    /// Its final file name.
+    pub name: String,
+    pub started_ms: u64,
+}
+
+/// The dotfile a file named `name` is written as (library scans leave dotfiles out).
+fn part_name(name: &str) -> String {
+    format!(".{name}.part")
+}
+
+/// Opens a new recording file in `dir` (made if missing) for a recording that began at
+/// `started_ms`; a name already taken moves on by a millisecond.
+pub(super) fn open(dir: &Path, started_ms: u64) -> io::Result<Part> {
+    std::fs::create_dir_all(dir)?;
+    for ms in started_ms..started_ms + 1000 {
+        let name = live::record::file_name(ms, "ts");
+        let path = dir.join(&name);
+        let part = dir.join(part_name(&name));
+        if path.exists() {
+            continue;
+        }
+        // Read too: the growing title maps what is written so far.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&part)
+        {
+            Ok(file) => {
+                return Ok(Part {
+                    file: std::sync::Arc::new(file),
+                    part,
+                    path,
+                    name,
+                    started_ms: ms,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free recording file name"))
+}
+
+/// Gives a finished file its name.
+pub(super) fn finish(part: &Part) -> io::Result<()> {
+    std::fs::rename(&part.part, &part.path)
+}
+
+/// Finishes the files a stopped server left being written under the rule directories `dirs`:
+/// each is cut to whole TS packets (a write cut short by the crash leaves part of one) and given
+/// its name, so the library loads it as a title. Returns the files recovered and the bytes cut.
+pub fn recover(dirs: &[PathBuf]) -> Vec<(PathBuf, u64)> {
+    let mut done = Vec::new();
+    for dir in dirs {
+        let Ok(streams) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for stream in streams.flatten() {
+            let Ok(entries) = std::fs::read_dir(stream.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Some(real) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part"))
+                else {
+                    continue;
+                };
+                if live::record::started(real).is_none() {
+                    continue;
+                }
+                let (from, to) = (e.path(), stream.path().join(real));
+                match recover_one(&from, &to) {
+                    Ok(cut) => done.push((to, cut)),
+                    Err(err) => {
+                        tracing::error!(file = %from.display(), error = %err, "could not recover a recording file")
+                    }
+                }
+            }
+        }
+    }
+    done
+}
+
+fn recover_one(from: &Path, to: &Path) -> io::Result<u64> {
+    let f = OpenOptions::new().write(true).open(from)?;
+    let len = f.metadata()?.len();
+    let whole = len / PACKET * PACKET;
+    if whole != len {
+        f.set_len(whole)?;
+    }
+    drop(f);
+    if to.exists() {
+        return Err(io::Error::other(format!("{} exists", to.display())));
+    }
+    std::fs::rename(from, to)?;
+    Ok(len - whole)
+}
+
+/// Removes the finished recordings under the rule directory `dir` that `keep` no longer keeps
+/// at `now_ms`; returns them.
+pub(super) fn apply_retention(dir: &Path, keep: Keep, now_ms: u64) -> Vec<PathBuf> {
+    if keep == Keep::default() {
+        return Vec::new();
+    }
+    let mut found: Vec<(PathBuf, Finished)> = Vec::new();
+    for stream in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(stream.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name();
+            let Some(started_ms) = name.to_str().and_then(live::record::started) else {
+                continue;
+            };
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_file() {
+                found.push((
+                    e.path(),
+                    Finished {
+                        started_ms,
+                        bytes: meta.len(),
+                    },
+                ));
+            }
+        }
+    }
+    let files: Vec<Finished> = found.iter().map(|f| f.1.clone()).collect();
+    let mut removed = Vec::new();
+    for i in retention::expired(&files, now_ms, keep) {
+        let path = &found[i].0;
+        match std::fs::remove_file(path) {
+            Ok(()) => removed.push(path.clone()),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "retention could not remove a recording")
+            }
+        }
+    }
+    removed
+}

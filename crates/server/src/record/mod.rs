@@ -1,0 +1,46 @@
+//! Recording live streams into the library (`[[record]]`): the async shell around
+//! `live::record`. A stream that starts and matches a rule gets a recorder task
+//! ([`writer::record`]) that follows the stream's MPEG-TS ring like a viewer that never skips on
+//! purpose, and writes every unit, as the ring holds it (no remux), to files that rotate at
+//! keyframes. The file being written is a dotfile (`.20261126T135500.250Z.ts.part`, which library
+//! scans leave out) and a growing title in the library under its final name; when it is finished
+//! it is renamed and the library rescanned, so it becomes an ordinary title. [`files`] holds what
+//! touches the directory: recovery of a file a crash left, retention.
+//!
+//! The ring is the bounded queue between ingest and the disk: ingest never waits for a write,
+//! and a recorder that falls out of the ring loses units (counted, logged, and the next file
+//! starts at the next keyframe).
+
+pub mod files;
+mod writer;
+
+pub use crate::config::RecordRule as Rule;
+pub use crate::record_metrics::RecordStats;
+use crate::state::State;
+pub use live::record::{retention::Keep, Rotation};
+use std::sync::Arc;
+
+/// Starts recording `stream` if a rule of the settings now matches its name (the first that
+/// does). Called once per stream, when it is created (a publisher back within the grace
+/// continues the same stream, and so the same recording).
+pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
+    let config = state.config();
+    let Some(rule) = config
+        .record
+        .iter()
+        .find(|r| crate::auth::jwt::matches(&r.streams, &stream.name))
+    else {
+        return;
+    };
+    let (dir, prefix) = rule.of_stream(&stream.name);
+    let job = writer::Job {
+        state: state.clone(),
+        stream: stream.clone(),
+        rule_dir: rule.dir.clone(),
+        dir,
+        prefix,
+        rotation: rule.rotation,
+        keep: rule.keep,
+    };
+    tokio::spawn(writer::record(job));
+}

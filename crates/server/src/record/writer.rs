@@ -1,0 +1,257 @@
+//! One stream's recorder: follows its MPEG-TS ring, writes every unit to the open file off the
+//! async threads, rotates at keyframes, and keeps the growing title in the library current.
+
+use super::files::{self, Part};
+use crate::library::Title;
+use crate::live::{Output, Stream};
+use crate::state::State;
+use bytes::Bytes;
+use live::record::index::Growing;
+use live::record::retention::Keep;
+use live::record::{Follow, Open, Rotation};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most bytes taken from the ring per write.
+const MAX_BATCH: usize = 4 << 20;
+/// The growing title is updated on each keyframe, and at least this often.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a recorder records, and where.
+pub(super) struct Job {
+    pub state: Arc<State>,
+    pub stream: Arc<Stream>,
+    /// The rule's directory (retention counts all its streams' files).
+    pub rule_dir: PathBuf,
+    /// This stream's directory in it, and the start of its titles' ids.
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub rotation: Rotation,
+    pub keep: Keep,
+}
+
+/// The file being written.
+struct Writing {
+    part: Arc<Part>,
+    /// When its first unit arrived, on the live clock.
+    started: Duration,
+    len: u64,
+    index: Growing,
+    /// The index could not follow the bytes (then the title has none).
+    index_failed: Option<String>,
+    published_keyframes: usize,
+    published_at: Instant,
+}
+
+/// Records until the stream ends or a write fails.
+pub(super) async fn record(job: Job) {
+    let stats = &job.state.record;
+    stats.active.fetch_add(1, Relaxed);
+    tracing::info!(stream = %job.stream.name, dir = %job.dir.display(), "recording");
+    let mut writing = None;
+    let result = follow(&job, &mut writing).await;
+    if let Err(e) = &result {
+        stats.failures.fetch_add(1, Relaxed);
+        tracing::error!(stream = %job.stream.name, error = %e, "recording stopped (the live stream goes on)");
+    }
+    if let Some(w) = writing {
+        if let Err(e) = close(&job, w).await {
+            stats.failures.fetch_add(1, Relaxed);
+            tracing::error!(stream = %job.stream.name, error = %e, "could not finish the recording file");
+        }
+    }
+    if result.is_ok() {
+        tracing::info!(stream = %job.stream.name, "recording ended with the stream");
+    }
+    stats.active.fetch_sub(1, Relaxed);
+}
+
+async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
+    let stats = &job.state.record;
+    let mut rx = job.stream.subscribe(Output::Ts);
+    let mut cursor = Follow::default();
+    loop {
+        rx.borrow_and_update();
+        let (taken, ended) = {
+            let inner = job.stream.read();
+            let ended = inner.lifecycle.is_ended();
+            match inner.ring(Output::Ts) {
+                Some(ring) => {
+                    stats.max_lag_units.fetch_max(cursor.lag(ring), Relaxed);
+                    (cursor.take(ring, MAX_BATCH), ended)
+                }
+                None => (Default::default(), ended),
+            }
+        };
+        if taken.lost > 0 {
+            stats.lost_units.fetch_add(taken.lost, Relaxed);
+            tracing::warn!(stream = %job.stream.name, units = taken.lost, "the recording fell behind the stream and lost units; a new file starts at the next keyframe");
+            if let Some(w) = writing.take() {
+                close(job, w).await?;
+            }
+        }
+        if taken.units.is_empty() {
+            if ended {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0u64;
+        for u in taken.units {
+            let open = writing.as_ref().map(|w| Open {
+                started: w.started,
+                bytes: w.len + batched,
+            });
+            if job.rotation.starts_file(open, u.keyframe, u.arrived) {
+                if let Some(mut w) = writing.take() {
+                    write(job, &mut w, std::mem::take(&mut batch)).await?;
+                    close(job, w).await?;
+                }
+                batched = 0;
+                *writing = Some(start(job, u.arrived).await?);
+                for p in &u.psi {
+                    batched += p.len() as u64;
+                    batch.push(p.clone());
+                }
+            }
+            if writing.is_none() {
+                continue; // before the first keyframe
+            }
+            batched += u.len() as u64;
+            batch.push(u.data);
+            batch.extend(u.more);
+        }
+        if let Some(w) = writing.as_mut() {
+            write(job, w, batch).await?;
+            publish(job, w, false);
+        }
+    }
+}
+
+/// Opens the next file, for a recording whose first unit arrived at `arrived` (live clock).
+async fn start(job: &Job, arrived: Duration) -> io::Result<Writing> {
+    let ntp = job.state.live.ntp(arrived);
+    let started_ms = live::llhls::wallclock::ntp_to_unix_ms(ntp).unwrap_or(0);
+    let dir = job.dir.clone();
+    let part = blocking(move || files::open(&dir, started_ms)).await?;
+    tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
+    Ok(Writing {
+        part: Arc::new(part),
+        started: arrived,
+        len: 0,
+        index: Growing::default(),
+        index_failed: None,
+        published_keyframes: 0,
+        published_at: Instant::now(),
+    })
+}
+
+/// Appends `parts` to the file (off the async threads), and to its index.
+async fn write(job: &Job, w: &mut Writing, parts: Vec<Bytes>) -> io::Result<()> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let part = w.part.clone();
+    let parts = blocking(move || {
+        let mut f: &std::fs::File = &part.file;
+        for p in &parts {
+            f.write_all(p)?;
+        }
+        Ok(parts)
+    })
+    .await?;
+    for p in &parts {
+        w.len += p.len() as u64;
+        if w.index_failed.is_none() {
+            if let Err(e) = w.index.feed(p) {
+                tracing::warn!(stream = %job.stream.name, error = %e, "the recording's index stops here; the file is indexed when finished");
+                w.index_failed = Some(e.to_string());
+            }
+        }
+    }
+    job.state
+        .record
+        .bytes
+        .fetch_add(parts.iter().map(|p| p.len() as u64).sum::<u64>(), Relaxed);
+    Ok(())
+}
+
+/// Puts the file's state now into the library as a growing title, when a keyframe was written
+/// since the last time or `PUBLISH_EVERY` passed (`force`: in any case).
+fn publish(job: &Job, w: &mut Writing, force: bool) {
+    let due =
+        w.index.keyframes() > w.published_keyframes || w.published_at.elapsed() >= PUBLISH_EVERY;
+    if !(force || due) || w.len == 0 {
+        return;
+    }
+    let Ok(len) = usize::try_from(w.len) else {
+        return;
+    };
+    // SAFETY: the mapping covers the first `len` bytes of a file that holds them already (they
+    // were written before) and that nothing truncates: the recorder only appends, retention
+    // removes finished files only (and removing a mapped file keeps its pages), and recovery
+    // runs before the server starts. The mapping is read-only.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(&*w.part.file) };
+    let map = match map {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(stream = %job.stream.name, error = %e, "cannot map the recording; its title is not updated");
+            return;
+        }
+    };
+    let data = Bytes::from_owner(map);
+    let index = match &w.index_failed {
+        Some(e) => Err(e.clone()),
+        None => w.index.info(&data),
+    };
+    let id = format!("{}/{}", job.prefix, w.part.name);
+    job.state.put_title(Title::growing(
+        id,
+        data,
+        w.part.file.clone(),
+        index,
+        w.part.started_ms,
+    ));
+    w.published_keyframes = w.index.keyframes();
+    w.published_at = Instant::now();
+}
+
+/// Finishes a file: its last bytes into the growing title, then to disk, its name, a library
+/// rescan (which turns it into an ordinary title), and retention.
+async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
+    publish(job, &mut w, true);
+    let part = w.part.clone();
+    blocking(move || {
+        part.file.sync_data()?;
+        files::finish(&part)
+    })
+    .await?;
+    job.state.record.files.fetch_add(1, Relaxed);
+    tracing::info!(stream = %job.stream.name, file = %w.part.path.display(), bytes = w.len, "recording file finished");
+    job.state.library_changed.notify_one();
+    let (dir, keep) = (job.rule_dir.clone(), job.keep);
+    let now_ms = live::llhls::wallclock::ntp_to_unix_ms(job.state.live.ntp(job.state.live.now()))
+        .unwrap_or(0);
+    let removed = blocking(move || Ok(files::apply_retention(&dir, keep, now_ms))).await?;
+    if !removed.is_empty() {
+        tracing::info!(stream = %job.stream.name, files = ?removed, "retention removed recordings");
+        job.state.library_changed.notify_one();
+    }
+    Ok(())
+}
+
+/// Runs blocking file work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+}

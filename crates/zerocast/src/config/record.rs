@@ -1,0 +1,89 @@
+//! The `[[record]]` rules: which live streams are written into the library, and how.
+
+use crate::size;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+/// One `[[record]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFile {
+    /// A stream name or a pattern with one `*`.
+    streams: String,
+    /// "ts" (the default): the stream's MPEG-TS as ingested, no remux.
+    format: Option<String>,
+    /// Where in the library (a relative path; default "recordings"); each stream gets a
+    /// directory in it.
+    dir: Option<String>,
+    /// A new file starts at the first keyframe after this much stream time (default 600).
+    segment_secs: Option<u64>,
+    /// ... or once a file holds this much (default "4GiB").
+    max_file_size: Option<String>,
+    /// Retention: finished files older than this are removed (default: kept).
+    keep_secs: Option<u64>,
+    /// Retention: the oldest finished files go until the rule's files fit (default: no limit).
+    keep_size: Option<String>,
+}
+
+/// The rules, with their directories inside `library` (recording needs a library directory).
+pub(super) fn rules(
+    files: &[RecordFile],
+    library: Option<&Path>,
+) -> Result<Vec<server::record::Rule>> {
+    let mut rules = Vec::new();
+    for (i, r) in files.iter().enumerate() {
+        let at = || format!("[[record]] #{} (streams = {:?})", i + 1, r.streams);
+        let Some(library) = library else {
+            bail!(
+                "{}: recording needs a library directory (library = ...)",
+                at()
+            );
+        };
+        if r.streams.is_empty() || r.streams.matches('*').count() > 1 {
+            bail!("{}: streams is a name or a pattern with one '*'", at());
+        }
+        match r.format.as_deref().unwrap_or("ts") {
+            "ts" => {}
+            "fmp4" => bail!("{}: format \"fmp4\" is not supported yet; use \"ts\"", at()),
+            f => bail!("{}: unknown format {f:?} (\"ts\")", at()),
+        }
+        let dir = r.dir.as_deref().unwrap_or("recordings");
+        let rel = Path::new(dir);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')));
+        if dir.is_empty() || !plain {
+            bail!("{}: dir {dir:?} must be a relative path inside the library, without '..' or dotfiles", at());
+        }
+        let id_prefix = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let bytes = |s: &Option<String>, what: &str| -> Result<Option<u64>> {
+            s.as_deref()
+                .map(size::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: {what}", at()))
+        };
+        rules.push(server::record::Rule {
+            streams: r.streams.clone(),
+            dir: library.join(rel),
+            id_prefix,
+            rotation: server::record::Rotation {
+                segment: Duration::from_secs(r.segment_secs.unwrap_or(600).max(1)),
+                max_bytes: bytes(&r.max_file_size, "max_file_size")?
+                    .unwrap_or(4 << 30)
+                    .max(1 << 20),
+            },
+            keep: server::record::Keep {
+                max_age: r.keep_secs.map(Duration::from_secs),
+                max_bytes: bytes(&r.keep_size, "keep_size")?,
+            },
+        });
+    }
+    Ok(rules)
+}

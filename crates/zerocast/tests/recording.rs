@@ -1,0 +1,302 @@
+//! Live recordings (issue 14, parts 1 and 2): a stream matching a `[[record]]` rule is written
+//! into the library as it arrives, is a title while it is written, rotates at keyframes,
+//! survives a crash, is pruned by retention, and a failed write never disturbs the live stream.
+//! Each test runs the `zerocast` binary on a library of its own, fed by ffmpeg in real time.
+
+mod common;
+
+use common::fixtures::long_live_ts;
+use common::live::{ffmpeg_publish, wait_until, Proc};
+use common::spawned::Served;
+use common::{request, Resp};
+use live::llhls::wallclock::{parse_rfc3339_ms, rfc3339_ms};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// Long enough for a real-time publisher on a loaded machine.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A library directory with a config file holding `rules`, and the server on it.
+fn serve(lib: &Path, rules: &str, limits: &[String]) -> Served {
+    let config = lib.parent().unwrap().join("zerocast.toml");
+    std::fs::write(&config, rules).unwrap();
+    Served::start_under(
+        limits,
+        &[
+            "--library",
+            lib.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+fn get(s: &Served, path: &str, headers: &[(&str, &str)]) -> Resp {
+    request(s.addr, "GET", path, headers)
+}
+
+/// ffmpeg publishes the 40 s fixture in real time to `/live/{name}`.
+fn publish(s: &Served, name: &str) -> Proc {
+    ffmpeg_publish(
+        &long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &format!("http://{}/live/{name}", s.addr),
+    )
+}
+
+/// The titles whose ids start with `prefix`, as `/api/videos` lists them.
+fn titles(s: &Served, prefix: &str) -> Vec<Value> {
+    let r = get(s, "/api/videos", &[]);
+    assert_eq!(r.status, 200);
+    let all: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    all.into_iter()
+        .filter(|t| t["id"].as_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
+/// Waits for a title under `prefix` that satisfies `ok`, and returns it.
+#[track_caller]
+fn wait_title(s: &Served, prefix: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let mut found = None;
+    wait_until(what, WAIT, || {
+        found = titles(s, prefix).into_iter().find(&ok);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn a_recording_is_a_growing_title_that_seeks_by_timecode_and_wall_clock_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(&lib, "[[record]]\nstreams = \"show*\"\n", &[]);
+    let _publisher = publish(&s, "show1");
+    let t = wait_title(
+        &s,
+        "recordings/show1/",
+        "a growing title with 4 keyframes",
+        |t| t["growing"] == true && t["keyframes"].as_u64() >= Some(4),
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (t["video_codec"].as_str(), t["audio_codec"].as_str()),
+        (Some("h264"), Some("aac"))
+    );
+    assert_eq!(
+        (t["width"].as_u64(), t["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    // The file being written is a dotfile beside where the finished one will be.
+    let name = id.rsplit('/').next().unwrap();
+    assert!(lib
+        .join("recordings/show1")
+        .join(format!(".{name}.part"))
+        .exists());
+
+    // Seek by timecode, and by wall clock from when the first frame was received.
+    let seek = get(&s, &format!("/api/videos/{id}/seek?t=00:00:02"), &[]);
+    assert_eq!(seek.status, 200, "{}", String::from_utf8_lossy(&seek.body));
+    let seek = seek.json();
+    let at = seek["keyframe"]["seconds"].as_f64().unwrap();
+    assert!((1.5..=2.05).contains(&at), "{seek}");
+    let started = t["recording_started"].as_str().unwrap();
+    let started = parse_rfc3339_ms(started).expect("an RFC 3339 time");
+    let wall = rfc3339_ms(started + 2000);
+    let by_wall = get(&s, &format!("/api/videos/{id}/seek?t={wall}"), &[]).json();
+    assert_eq!(by_wall["offset"], seek["offset"], "{by_wall}");
+    let before = get(
+        &s,
+        &format!("/api/videos/{id}/seek?t=2001-01-01T00:00:00Z"),
+        &[],
+    );
+    assert_eq!(before.status, 400);
+    assert!(
+        String::from_utf8_lossy(&before.body).contains("before"),
+        "{:?}",
+        before.body
+    );
+
+    // Ranges within the written part; a weak ETag that stays while it grows; no caching.
+    let r = get(&s, &format!("/videos/{id}"), &[("range", "bytes=0-187")]);
+    assert_eq!(r.status, 206);
+    assert_eq!((r.body.len(), r.body[0]), (188, 0x47));
+    let etag = r.header("etag").unwrap().to_string();
+    assert!(etag.starts_with("W/"), "{etag}");
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let size = t["size"].as_u64().unwrap();
+    let keyframes = t["keyframes"].as_u64();
+    wait_title(&s, &id, "the title grows by a keyframe", |t| {
+        t["size"].as_u64() > Some(size) && t["keyframes"].as_u64() > keyframes
+    });
+    let r = get(&s, &format!("/videos/{id}"), &[("range", "bytes=0-187")]);
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    // ffprobe reads what is written so far as the stream's two codecs.
+    assert_eq!(
+        common::codecs(&format!("http://{}/videos/{id}", s.addr)),
+        ["aac", "h264"]
+    );
+}
+
+/// The finished recordings of `stream` on disk, oldest first.
+fn finished_files(lib: &Path, stream: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(lib.join("recordings").join(stream))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p: &std::path::PathBuf| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    v.sort();
+    v
+}
+
+#[test]
+fn files_rotate_at_keyframes_and_each_finished_one_is_a_title_with_a_content_etag() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"cam\"\nsegment_secs = 2\n",
+        &[],
+    );
+    let _publisher = publish(&s, "cam");
+    wait_until("two finished files are titles", WAIT, || {
+        titles(&s, "recordings/cam/")
+            .iter()
+            .filter(|t| t["growing"] == false)
+            .count()
+            >= 2
+    });
+    let finished: Vec<Value> = titles(&s, "recordings/cam/")
+        .into_iter()
+        .filter(|t| t["growing"] == false)
+        .collect();
+    for t in &finished {
+        let id = t["id"].as_str().unwrap();
+        let url = format!("http://{}/videos/{id}", s.addr);
+        // Whole GOPs of about the segment length, starting on a keyframe, decoding cleanly.
+        let d = t["duration_seconds"].as_f64().unwrap();
+        assert!((1.5..=3.5).contains(&d), "{id}: {d} s");
+        let packets = common::ffprobe_video_packets(&url);
+        let first = packets.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        assert!(first.2, "{id} starts on a keyframe");
+        common::assert_decodes_without_errors(&url, None);
+        let r = get(&s, &format!("/videos/{id}"), &[]);
+        let etag = r.header("etag").unwrap();
+        assert!(!etag.starts_with("W/"), "{id}: {etag}");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
+        assert_eq!(
+            r.body,
+            std::fs::read(lib.join(id)).unwrap(),
+            "{id}: the file on disk"
+        );
+    }
+}
+
+#[test]
+fn a_file_a_killed_server_was_writing_is_a_title_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let rules = "[[record]]\nstreams = \"night\"\n";
+    let s = serve(&lib, rules, &[]);
+    let publisher = publish(&s, "night");
+    let t = wait_title(&s, "recordings/night/", "a growing title", |t| {
+        t["growing"] == true && t["keyframes"].as_u64() >= Some(3)
+    });
+    let id = t["id"].as_str().unwrap().to_string();
+    drop(publisher);
+    drop(s); // SIGKILL: the file is left as a dotfile
+    let name = id.rsplit('/').next().unwrap();
+    let part = lib.join("recordings/night").join(format!(".{name}.part"));
+    // A write cut short: part of a packet at the end.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&part)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0x47, 1, 2, 3, 4]).unwrap();
+    drop(f);
+    let s = serve(&lib, rules, &[]);
+    let t = get(&s, &format!("/api/videos/{id}"), &[]);
+    assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+    let t = t.json();
+    assert_eq!(t["growing"], false);
+    assert_eq!(t["size"].as_u64().unwrap() % 188, 0, "cut to whole packets");
+    assert!(t["keyframes"].as_u64() >= Some(3), "{t}");
+    assert!(!part.exists());
+    assert_eq!(s.log_lines("recovered a recording").len(), 1);
+    common::assert_decodes_without_errors(&format!("http://{}/videos/{id}", s.addr), None);
+}
+
+#[test]
+fn retention_removes_the_oldest_files_and_their_titles() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"short\"\nsegment_secs = 1\nkeep_secs = 2\n",
+        &[],
+    );
+    let _publisher = publish(&s, "short");
+    let first = wait_title(&s, "recordings/short/", "a finished title", |t| {
+        t["growing"] == false
+    });
+    let first = first["id"].as_str().unwrap().to_string();
+    wait_until("the first file is removed, and its title", WAIT, || {
+        !lib.join(&first).exists() && get(&s, &format!("/api/videos/{first}"), &[]).status == 404
+    });
+    // What is left is younger than the limit (plus the file being finished and one segment).
+    let files = finished_files(&lib, "short");
+    assert!(files.len() <= 4, "{files:?}");
+    assert!(!s.log_lines("retention removed recordings").is_empty());
+}
+
+#[test]
+fn a_failed_write_ends_the_recording_and_the_live_stream_plays_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    // Files of at most 300 KB: the recording's write fails with EFBIG a few seconds in.
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"full\"\n",
+        &["--fsize=300000".to_string()],
+    );
+    let _publisher = publish(&s, "full");
+    wait_until("the recording stopped with a log line", WAIT, || {
+        !s.log_lines("recording stopped (the live stream goes on)")
+            .is_empty()
+    });
+    // The stream is still live and a new viewer gets its bytes.
+    let mut viewer = std::net::TcpStream::connect(s.addr).unwrap();
+    std::io::Write::write_all(
+        &mut viewer,
+        b"GET /live/full.ts HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    viewer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = vec![0u8; 64 << 10];
+    let mut n = 0;
+    while n < got.len() {
+        let k = std::io::Read::read(&mut viewer, &mut got[n..]).unwrap();
+        assert!(k > 0, "the live stream ended");
+        n += k;
+    }
+    assert!(String::from_utf8_lossy(&got[..12]).starts_with("HTTP/1.1 200"));
+    let m = String::from_utf8(get(&s, "/metrics", &[]).body).unwrap();
+    assert!(m.contains("zerocast_record_failures_total 1"), "{m}");
+    // What was written before the failure is kept, as a finished title.
+    let t = wait_title(
+        &s,
+        "recordings/full/",
+        "the cut-short file as a title",
+        |t| t["growing"] == false,
+    );
+    assert!(t["size"].as_u64().unwrap() <= 300_000, "{t}");
+}
