@@ -52,7 +52,7 @@ pub enum Error {
     NotClippable { id: String, reason: String },
     #[error(
         "{asked:.1} s back is outside the DVR window: the stream holds its last {window:.1} s \
-         (live.window_secs sets how far back viewers can go)"
+         (its ring, live.window_secs, and its recording when it is recorded)"
     )]
     OutsideDvr { asked: f64, window: f64 },
     #[error("'{}' has no HLS or DASH: {reason}", Clip(.id))]

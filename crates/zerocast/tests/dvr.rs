@@ -1,6 +1,6 @@
-//! DVR from the ring (`/live/{name}.ts?t=-S`): a viewer starts at the keyframe that arrived about
-//! S seconds ago and follows on to the live edge without a gap; a time past the ring's window is
-//! a 416 that says how far back the stream goes.
+//! DVR (`/live/{name}.ts?t=-S`): a viewer starts at the keyframe that arrived about S seconds
+//! ago and follows on to the live edge without a gap, from the ring, or from the recording before
+//! it; a time past what the stream holds is a 416 that says how far back it goes.
 
 mod common;
 use common::live::{server, ts_publisher, wait_for_within, Reading, Viewer, WAIT};
@@ -19,37 +19,40 @@ fn first_keyframe_pts(ts: &[u8]) -> f64 {
         .expect("a keyframe with a PTS")
 }
 
-#[test]
-fn a_ts_viewer_asking_for_t_minus_5_starts_5_s_behind_the_live_edge_and_plays_on() {
-    let s = server(|c| c.ring.max_age = Duration::from_secs(30));
-    let _publisher = ts_publisher(&s.url("/live/dvr"), None);
-    wait_for_within(&s, "dvr", "7 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(7.0)
-    });
-    let live = Viewer::start(s.addr, "/live/dvr.ts", Reading::Fast);
-    let back = Viewer::start(s.addr, "/live/dvr.ts?t=-00:00:05", Reading::Fast);
-    let enough = |b: &[u8]| {
-        cuts(b)
-            .iter()
-            .filter(|c| matches!(c, Cut::Keyframe { .. }))
-            .count()
-            >= 2
+/// A live viewer and one asking for `?t=-{back}` of `/live/{name}.ts`: the rewound one starts
+/// with PAT, PMT and a keyframe within a GOP of `back` seconds behind the live edge, and plays on
+/// without a gap (continuity counters, keyframe PTS rising by at most a GOP).
+#[track_caller]
+fn assert_rewinds(addr: std::net::SocketAddr, name: &str, back: f64) {
+    let live = Viewer::start(addr, &format!("/live/{name}.ts"), Reading::Fast);
+    let rewound = Viewer::start(addr, &format!("/live/{name}.ts?t=-{back}"), Reading::Fast);
+    // Enough to cover the rewound part and the move onto the ring.
+    let keyframes = |n: usize| {
+        move |b: &[u8]| {
+            cuts(b)
+                .iter()
+                .filter(|c| matches!(c, Cut::Keyframe { .. }))
+                .count()
+                >= n
+        }
     };
-    live.wait_body("two keyframes live", enough);
-    back.wait_body("two keyframes from 5 s back", enough);
+    live.wait_body("two keyframes live", keyframes(2));
+    rewound.wait_body(
+        "the rewound part and two keyframes more",
+        keyframes(back as usize + 2),
+    );
     let (_, live_ts, _) = live.response();
-    let (resp, back_ts, _) = back.response();
+    let (resp, back_ts, _) = rewound.response();
     assert_eq!(resp.status, 200);
     let whole = |b: &[u8]| b[..b.len() / 188 * 188].to_vec();
     let (live_ts, back_ts) = (whole(&live_ts), whole(&back_ts));
     assert_starts_with_psi_and_keyframe(&back_ts);
-    // The fixture has a keyframe every second: the DVR viewer starts within a GOP of 5 s back.
+    // The fixture has a keyframe every second: the DVR viewer starts within a GOP of `back`.
     let behind = first_keyframe_pts(&live_ts) - first_keyframe_pts(&back_ts);
     assert!(
-        (4.0..=6.1).contains(&behind),
+        (back - 1.0..=back + 1.1).contains(&behind),
         "{behind:.2} s behind the live edge"
     );
-    // Continuous from there on: counters and rising keyframe PTS.
     assert_continuous(&back_ts, "the DVR viewer");
     let pts: Vec<f64> = cuts(&back_ts)
         .into_iter()
@@ -62,6 +65,48 @@ fn a_ts_viewer_asking_for_t_minus_5_starts_5_s_behind_the_live_edge_and_plays_on
         pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
         "{pts:?}"
     );
+}
+
+#[test]
+fn a_ts_viewer_asking_for_t_minus_5_starts_5_s_behind_the_live_edge_and_plays_on() {
+    let s = server(|c| c.ring.max_age = Duration::from_secs(30));
+    let _publisher = ts_publisher(&s.url("/live/dvr"), None);
+    wait_for_within(&s, "dvr", "7 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(7.0)
+    });
+    assert_rewinds(s.addr, "dvr", 5.0);
+}
+
+#[test]
+fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live_edge() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    // A ring of 2 s; the recording rotates every 3 s, so 9 s back spans several files.
+    config.live.ring.max_age = Duration::from_secs(2);
+    config.record = vec![server::record::Rule {
+        streams: "kept".into(),
+        dir: lib.path().join("rec"),
+        id_prefix: "rec".into(),
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(3),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+    }];
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &s.url("/live/kept"),
+    );
+    wait_for_within(&s, "kept", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    // The ring holds 2 s and the current GOP: 9 s back is only in the recording.
+    assert_rewinds(s.addr, "kept", 9.0);
 }
 
 #[test]
@@ -78,7 +123,16 @@ fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window
         text.contains("3600.0 s back is outside the DVR window"),
         "{text}"
     );
-    for bad in ["?t=00:00:05", "?t=-banana", "?t=2026-11-25T20:15:00Z"] {
+    // Before the stream began, by wall clock: outside the window too.
+    let r = s.get("/live/dvr.ts?t=2026-11-25T20:15:00Z", &[]);
+    assert_eq!(r.status, 416, "{}", String::from_utf8_lossy(&r.body));
+    // Not before the live edge (from the stream's start, or ahead by wall clock), or no time.
+    for bad in [
+        "?t=01:00:00",
+        "?t=2099-01-01T00:00:00Z",
+        "?t=-banana",
+        "?t=banana",
+    ] {
         let r = s.get(&format!("/live/dvr.ts{bad}"), &[]);
         assert_eq!(r.status, 400, "{bad}: {}", String::from_utf8_lossy(&r.body));
     }

@@ -300,3 +300,31 @@ fn a_failed_write_ends_the_recording_and_the_live_stream_plays_on() {
     );
     assert!(t["size"].as_u64().unwrap() <= 300_000, "{t}");
 }
+
+#[test]
+fn a_publisher_back_within_the_grace_period_continues_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(&lib, "[[record]]\nstreams = \"again\"\n", &[]);
+    let first = publish(&s, "again");
+    let t = wait_title(&s, "recordings/again/", "a growing title", |t| {
+        t["keyframes"].as_u64() >= Some(3)
+    });
+    drop(first);
+    wait_until("the stream waits for its publisher", WAIT, || {
+        get(&s, "/api/streams/again", &[]).json()["state"] == "reconnecting"
+    });
+    let _second = publish(&s, "again");
+    let keyframes = t["keyframes"].as_u64().unwrap();
+    let id = t["id"].as_str().unwrap();
+    wait_title(
+        &s,
+        id,
+        "the same title grows with the second publisher",
+        |t| t["keyframes"].as_u64() > Some(keyframes + 3),
+    );
+    assert_eq!(titles(&s, "recordings/again/").len(), 1, "one file");
+    assert!(finished_files(&lib, "again").is_empty());
+    assert_eq!(s.log_lines("recording to a new file").len(), 1);
+}

@@ -4,6 +4,7 @@
 //! ([`index::Growing`]). The server's shell (crates/server/src/record/) follows the stream's
 //! MPEG-TS ring, writes, renames and deletes.
 
+pub mod checkpoints;
 pub mod index;
 pub mod retention;
 

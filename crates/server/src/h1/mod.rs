@@ -146,7 +146,9 @@ pub(crate) async fn connection(
                         }
                         // DVR (`?t=-S`): where in the ring this viewer starts.
                         let dvr = crate::auth::query_param(query, "t")
-                            .map(|t| live::dvr::start(&s, &state.live, output, &t))
+                            .map(|t| {
+                                live::dvr::start(&s, &state.live, &state.library(), output, &t)
+                            })
                             .transpose();
                         let start = match dvr {
                             Ok(start) => start,

@@ -1,38 +1,136 @@
-//! DVR from the ring: a viewer asking for `?t=-S` (`-20`, `-00:05:00`, `-1m30s`) starts at the
-//! keyframe that arrived at or before S seconds ago, while the stream's ring still holds it
-//! (`live.window_secs`), and follows on to the live edge without a gap. Past the window: 416,
-//! with the window in the message. Times from the stream's start and wall-clock times need a
-//! recording, which zerocast does not make yet: 400.
+//! DVR: a viewer asking for `?t=` starts at the keyframe that arrived at or before that time and
+//! follows on to the live edge without a gap. The time is `-S` before the live edge (`-20`,
+//! `-00:05:00`, `-1m30s`), a time from the stream's start (`01:09:14:28`, `95`), or a wall-clock
+//! time (`2026-11-26T14:15:00Z`). From the ring while it holds that keyframe
+//! (`live.window_secs`); further back, for a recorded stream's `.ts`, from the recording: its
+//! files from that keyframe on to the newest keyframe both hold, then the ring from there
+//! (`live::record::checkpoints`). Past what either holds: 416, with the window in the message;
+//! a time not before the live edge: 400.
 
 use super::{Live, Output, Stream};
 use crate::error::Error;
+use crate::library::Library;
+use bytes::Bytes;
 use std::time::Duration;
 
-/// The keyframe unit (of `output`'s ring) a viewer asking for `t` starts at.
-pub(crate) fn start(stream: &Stream, live: &Live, output: Output, t: &str) -> Result<u64, Error> {
-    let bad = |why: String| Error::BadTime(media::Error::Timecode(why));
-    let Some(back) = t.strip_prefix('-') else {
-        return Err(bad(format!(
-            "'{}': a live stream is rewound by a time before its live edge, t=-SECONDS or \
-             t=-HH:MM:SS (times from its start and wall-clock times need a recording)",
-            crate::clip::Clip(t)
-        )));
-    };
-    let back = media::timecode::parse(back, None).map_err(Error::BadTime)?;
-    if back.ticks < 0 {
-        return Err(bad(format!("'{}' is not a time", crate::clip::Clip(t))));
-    }
-    let back = Duration::from_secs_f64(back.as_secs_f64().min(1e9));
+/// Where a DVR viewer starts: the bytes of the recording to send first (empty when the ring
+/// reaches back far enough), then the ring from keyframe unit `seq`.
+#[derive(Debug, Default)]
+pub(crate) struct Start {
+    pub seq: u64,
+    pub prefix: Vec<Bytes>,
+}
+
+/// The most bytes of one prefix slice (a write or a body frame).
+const SLICE: usize = 256 << 10;
+
+/// Where a viewer asking for `t` starts.
+pub(crate) fn start(
+    stream: &Stream,
+    live: &Live,
+    library: &Library,
+    output: Output,
+    t: &str,
+) -> Result<Start, Error> {
     let now = live.now();
+    let (at, back) = when(stream, live, t, now)?;
     let inner = stream.read();
     let ring = inner.ring(output);
-    let window = ring
-        .and_then(|r| r.oldest_keyframe())
-        .map_or(Duration::ZERO, |t| now.saturating_sub(t));
+    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)) {
+        return Ok(Start {
+            seq,
+            prefix: Vec::new(),
+        });
+    }
+    let recorded = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    let oldest = [
+        ring.and_then(live::Ring::oldest_keyframe),
+        (output == Output::Ts).then(|| recorded.oldest()).flatten(),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let outside = || Error::OutsideDvr {
-        asked: back.as_secs_f64(),
-        window: window.as_secs_f64(),
+        asked: back,
+        window: oldest.map_or(0.0, |o| now.saturating_sub(o).as_secs_f64()),
     };
-    let at = now.checked_sub(back).ok_or_else(outside)?;
-    ring.and_then(|r| r.keyframe_at(at)).ok_or_else(outside)
+    let (Some(ring), Output::Ts) = (ring, output) else {
+        return Err(outside());
+    };
+    let from = at.and_then(|at| recorded.at(at)).ok_or_else(outside)?;
+    // The newest keyframe both the recording and the ring hold: where the viewer moves over.
+    let to = recorded
+        .newest_where(|seq| ring.get(seq).is_some_and(|u| u.keyframe))
+        .filter(|&to| to > from)
+        .ok_or_else(outside)?;
+    let first = recorded.get(from).ok_or_else(outside)?;
+    let mut prefix = vec![first.psi.clone()];
+    for p in recorded.pieces(from, to) {
+        let title = library.get(&p.file).ok_or_else(outside)?;
+        let len = title.data.len() as u64;
+        let end = p.end.unwrap_or(len).min(len);
+        let (Ok(mut a), Ok(end)) = (usize::try_from(p.start), usize::try_from(end)) else {
+            return Err(outside());
+        };
+        while a < end {
+            let b = end.min(a + SLICE);
+            prefix.push(title.data.slice(a..b));
+            a = b;
+        }
+    }
+    let seq = recorded.get(to).ok_or_else(outside)?.seq;
+    Ok(Start { seq, prefix })
+}
+
+/// The live-clock time `t` names (`None`: before the live clock began, so before anything the
+/// stream holds), and how many seconds before the live edge that is.
+fn when(
+    stream: &Stream,
+    live: &Live,
+    t: &str,
+    now: Duration,
+) -> Result<(Option<Duration>, f64), Error> {
+    let bad = |why: String| Error::BadTime(media::Error::Timecode(why));
+    let shown = crate::clip::Clip(t);
+    if let Some(back) = t.strip_prefix('-') {
+        let back = media::timecode::parse(back, None).map_err(Error::BadTime)?;
+        if back.ticks < 0 {
+            return Err(bad(format!("'{shown}' is not a time")));
+        }
+        let secs = back.as_secs_f64().min(1e9);
+        if secs <= 0.0 {
+            return Err(bad(format!(
+                "'{shown}' is not before the live edge: play the stream without t"
+            )));
+        }
+        return Ok((now.checked_sub(Duration::from_secs_f64(secs)), secs));
+    }
+    let at = if let Some(ms) = ::live::llhls::wallclock::parse_rfc3339_ms(t) {
+        match live.at_wall(ms) {
+            Some(at) => at,
+            None => {
+                let epoch_ms = ::live::llhls::wallclock::ntp_to_unix_ms(live.ntp(now))
+                    .unwrap_or(0)
+                    .saturating_sub(ms);
+                return Ok((None, epoch_ms as f64 / 1000.0));
+            }
+        }
+    } else {
+        let since = media::timecode::parse(t, None).map_err(|_| {
+            bad(format!(
+                "'{shown}': t is -SECONDS or -HH:MM:SS before the live edge, a time from the \
+                 stream's start (HH:MM:SS, seconds), or a wall-clock time (2026-11-26T14:15:00Z)"
+            ))
+        })?;
+        if since.ticks < 0 {
+            return Err(bad(format!("'{shown}' is not a time")));
+        }
+        stream.created + Duration::from_secs_f64(since.as_secs_f64().min(1e9))
+    };
+    if at >= now {
+        return Err(bad(format!(
+            "'{shown}' is not before the live edge: play the stream without t"
+        )));
+    }
+    Ok((Some(at), (now - at).as_secs_f64()))
 }

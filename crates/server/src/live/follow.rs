@@ -65,11 +65,11 @@ pub(crate) async fn watch_http(
 
 /// What an HTTP viewer watches: the output, whether the body is chunked, and where a DVR
 /// viewer starts (`live::dvr`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Watching {
     pub output: Output,
     pub chunked: bool,
-    pub start: Option<u64>,
+    pub start: Option<super::dvr::Start>,
 }
 
 /// Sets a viewer socket's send buffer (see `LiveConfig::viewer_send_buffer`).
@@ -99,7 +99,7 @@ pub(crate) async fn follow(
     output: Output,
     chunked: bool,
     mut shutdown: watch::Receiver<bool>,
-    start: Option<u64>,
+    start: Option<super::dvr::Start>,
 ) -> io::Result<()> {
     viewer_socket(sock.tcp(), live);
     let stats = &stream.stats;
@@ -110,7 +110,18 @@ pub(crate) async fn follow(
     let mut rx = stream.subscribe(output);
     // The control API's "drop viewers".
     let mut drops = stream.drops();
-    let mut viewer = start.map_or_else(Viewer::default, Viewer::starting_at);
+    let mut viewer = Viewer::default();
+    if let Some(start) = start {
+        // A DVR start from the recording: its bytes first, a slice per write.
+        for p in &start.prefix {
+            write_batch(sock, std::slice::from_ref(p), chunked, live, &stream).await?;
+        }
+        viewer = if start.prefix.is_empty() {
+            Viewer::starting_at(start.seq)
+        } else {
+            Viewer::continuing_at(start.seq)
+        };
+    }
     let input_limit = RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now());
     let mut input: u64 = 0;
     loop {
@@ -134,33 +145,7 @@ pub(crate) async fn follow(
                     log_skip(&stream, now, viewer.total_skips);
                 }
                 stats.max_lag_units.fetch_max(lag, Relaxed);
-                let n: usize = parts.iter().map(|p| p.len()).sum();
-                let mut size = [0u8; 20];
-                let size = chunk_size_line(n, &mut size);
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
-                if chunked {
-                    slices.push(IoSlice::new(size));
-                }
-                slices.extend(parts.iter().map(|p| IoSlice::new(p)));
-                if chunked {
-                    slices.push(IoSlice::new(b"\r\n"));
-                }
-                let mut stall = Stall::new(live.config.stall_timeout, now);
-                let progress = |n: usize| {
-                    let now = live.now();
-                    stall.wrote(n, now);
-                    Some(live.instant(stall.deadline()))
-                };
-                match vectored::write_all(sock, &mut slices, progress).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        stats.stalled_disconnects.fetch_add(1, Relaxed);
-                        tracing::info!(stream = %stream.name, "viewer took nothing for {:?}; disconnected", live.config.stall_timeout);
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-                stats.bytes_out.fetch_add(n as u64, Relaxed);
+                write_batch(sock, &parts, chunked, live, &stream).await?;
             }
             Step::Disconnect => {
                 stats.slow_disconnects.fetch_add(1, Relaxed);
@@ -193,6 +178,46 @@ pub(crate) async fn follow(
             }
         }
     }
+}
+
+/// Writes `parts` in one vectored write (one chunk when `chunked`); a viewer whose socket takes
+/// nothing for the stall timeout is disconnected.
+async fn write_batch(
+    sock: &mut Transport,
+    parts: &[bytes::Bytes],
+    chunked: bool,
+    live: &Live,
+    stream: &Stream,
+) -> io::Result<()> {
+    let stats = &stream.stats;
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    let mut size = [0u8; 20];
+    let size = chunk_size_line(n, &mut size);
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
+    if chunked {
+        slices.push(IoSlice::new(size));
+    }
+    slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+    if chunked {
+        slices.push(IoSlice::new(b"\r\n"));
+    }
+    let mut stall = Stall::new(live.config.stall_timeout, live.now());
+    let progress = |n: usize| {
+        let now = live.now();
+        stall.wrote(n, now);
+        Some(live.instant(stall.deadline()))
+    };
+    match vectored::write_all(sock, &mut slices, progress).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            stats.stalled_disconnects.fetch_add(1, Relaxed);
+            tracing::info!(stream = %stream.name, "viewer took nothing for {:?}; disconnected", live.config.stall_timeout);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
+    stats.bytes_out.fetch_add(n as u64, Relaxed);
+    Ok(())
 }
 
 /// Ends a chunked body; a viewer whose socket takes nothing for the stall timeout is not waited

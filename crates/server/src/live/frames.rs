@@ -30,7 +30,7 @@ pub(crate) fn response(
     live: Arc<Live>,
     output: Output,
     shutdown: watch::Receiver<bool>,
-    start: Option<u64>,
+    start: Option<super::dvr::Start>,
 ) -> Response<UnsyncBoxBody<Bytes, std::io::Error>> {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     live.fanout
@@ -78,7 +78,7 @@ async fn feed(
     live: Arc<Live>,
     output: Output,
     mut shutdown: watch::Receiver<bool>,
-    start: Option<u64>,
+    start: Option<super::dvr::Start>,
 ) {
     let stats = &stream.stats;
     stats.viewers[output as usize].fetch_add(1, Relaxed);
@@ -90,7 +90,23 @@ async fn feed(
     let policy = live.config.viewer;
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
-    let mut viewer = start.map_or_else(Viewer::default, Viewer::starting_at);
+    let mut viewer = Viewer::default();
+    if let Some(start) = start {
+        // A DVR start from the recording: its bytes first.
+        let continuing = !start.prefix.is_empty();
+        for p in start.prefix {
+            let n = p.len() as u64;
+            if !send(&tx, p, &live).await {
+                return;
+            }
+            stats.bytes_out.fetch_add(n, Relaxed);
+        }
+        viewer = if continuing {
+            Viewer::continuing_at(start.seq)
+        } else {
+            Viewer::starting_at(start.seq)
+        };
+    }
     loop {
         if drops.has_changed().unwrap_or(true) {
             return;

@@ -100,6 +100,8 @@ pub struct Stream {
     /// the `LlHls::version` it was rendered at: the players waiting for the same part all get
     /// this one `Bytes`.
     pub(crate) ll_playlist: Mutex<[Option<(u64, bytes::Bytes)>; 2]>,
+    /// Where its recorder wrote each keyframe (empty when it is not recorded): DVR past the ring.
+    pub(crate) recorded: Mutex<live::record::checkpoints::Checkpoints>,
 }
 
 impl Drop for Stream {
@@ -334,6 +336,13 @@ impl Live {
         self.epoch_ntp.wrapping_add(secs | frac)
     }
 
+    /// The live-clock time of a wall-clock time (Unix milliseconds); `None` before the clock
+    /// began.
+    pub(crate) fn at_wall(&self, unix_ms: u64) -> Option<Duration> {
+        let epoch = live::llhls::wallclock::ntp_to_unix_ms(self.epoch_ntp)?;
+        unix_ms.checked_sub(epoch).map(Duration::from_millis)
+    }
+
     /// The instant of a time on the live clock (for timers).
     pub(super) fn instant(&self, at: Duration) -> Instant {
         self.epoch + at
@@ -466,6 +475,7 @@ impl Live {
             kick: watch::channel(0).0,
             drop_viewers: watch::channel(0).0,
             ll_playlist: Mutex::new([None, None]),
+            recorded: Mutex::default(),
         });
         stream.account(&mut stream.write(), now);
         // An ended stream of the same name is replaced; its viewers have already been told.

@@ -6,6 +6,7 @@ use crate::library::Title;
 use crate::live::{Output, Stream};
 use crate::state::State;
 use bytes::Bytes;
+use live::record::checkpoints::Checkpoint;
 use live::record::index::Growing;
 use live::record::retention::Keep;
 use live::record::{Follow, Open, Rotation};
@@ -36,6 +37,8 @@ pub(super) struct Job {
 /// The file being written.
 struct Writing {
     part: Arc<Part>,
+    /// Its title id.
+    id: Arc<str>,
     /// When its first unit arrived, on the live clock.
     started: Duration,
     len: u64,
@@ -73,6 +76,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
     let stats = &job.state.record;
     let mut rx = job.stream.subscribe(Output::Ts);
     let mut cursor = Follow::default();
+    let mut psi = Psi::default();
     loop {
         rx.borrow_and_update();
         let (taken, ended) = {
@@ -104,6 +108,8 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         }
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0u64;
+        // Keyframes of this batch, pushed once they are written.
+        let mut marks: Vec<Checkpoint> = Vec::new();
         for u in taken.units {
             let open = writing.as_ref().map(|w| Open {
                 started: w.started,
@@ -112,6 +118,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
             if job.rotation.starts_file(open, u.keyframe, u.arrived) {
                 if let Some(mut w) = writing.take() {
                     write(job, &mut w, std::mem::take(&mut batch)).await?;
+                    mark(job, std::mem::take(&mut marks));
                     close(job, w).await?;
                 }
                 batched = 0;
@@ -121,8 +128,17 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
                     batch.push(p.clone());
                 }
             }
-            if writing.is_none() {
+            let Some(w) = writing.as_ref() else {
                 continue; // before the first keyframe
+            };
+            if u.keyframe {
+                marks.push(Checkpoint {
+                    seq: u.seq,
+                    arrived: u.arrived,
+                    file: w.id.clone(),
+                    offset: w.len + batched,
+                    psi: psi.of(&u.psi),
+                });
             }
             batched += u.len() as u64;
             batch.push(u.data);
@@ -130,8 +146,47 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         }
         if let Some(w) = writing.as_mut() {
             write(job, w, batch).await?;
+            mark(job, marks);
             publish(job, w, false);
         }
+    }
+}
+
+/// Notes keyframes as written (DVR reads the recording from them).
+fn mark(job: &Job, marks: Vec<Checkpoint>) {
+    if marks.is_empty() {
+        return;
+    }
+    let mut c = job
+        .stream
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for m in marks {
+        c.push(m);
+    }
+}
+
+/// The PAT and PMT of the newest keyframe, copied once each time they change: a checkpoint
+/// holds them for hours, and must not hold the receive slabs they were sliced from.
+#[derive(Default)]
+struct Psi(Bytes);
+
+impl Psi {
+    fn of(&mut self, parts: &[Bytes]) -> Bytes {
+        let same = self.0.len() == parts.iter().map(Bytes::len).sum::<usize>()
+            && parts
+                .iter()
+                .scan(0, |at, p| {
+                    let i = *at;
+                    *at += p.len();
+                    Some(self.0[i..i + p.len()] == p[..])
+                })
+                .all(|eq| eq);
+        if !same {
+            self.0 = Bytes::from(parts.concat());
+        }
+        self.0.clone()
     }
 }
 
@@ -142,7 +197,9 @@ async fn start(job: &Job, arrived: Duration) -> io::Result<Writing> {
     let dir = job.dir.clone();
     let part = blocking(move || files::open(&dir, started_ms)).await?;
     tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
+    let id: Arc<str> = format!("{}/{}", job.prefix, part.name).into();
     Ok(Writing {
+        id,
         part: Arc::new(part),
         started: arrived,
         len: 0,
@@ -211,9 +268,8 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
         Some(e) => Err(e.clone()),
         None => w.index.info(&data),
     };
-    let id = format!("{}/{}", job.prefix, w.part.name);
     job.state.put_title(Title::growing(
-        id,
+        w.id.to_string(),
         data,
         w.part.file.clone(),
         index,
@@ -242,6 +298,18 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     let removed = blocking(move || Ok(files::apply_retention(&dir, keep, now_ms))).await?;
     if !removed.is_empty() {
         tracing::info!(stream = %job.stream.name, files = ?removed, "retention removed recordings");
+        // DVR no longer reaches into this stream's removed files.
+        let gone: Vec<String> = removed
+            .iter()
+            .filter(|p| p.parent() == Some(job.dir.as_path()))
+            .filter_map(|p| p.file_name()?.to_str())
+            .map(|n| format!("{}/{n}", job.prefix))
+            .collect();
+        job.stream
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain_files(|f| !gone.iter().any(|g| g == f));
         job.state.library_changed.notify_one();
     }
     Ok(())

@@ -1,0 +1,222 @@
+//! Where each keyframe of a recorded stream went: its ring sequence number, when it arrived, and
+//! the recording file and offset it was written at. A DVR viewer that asks for a time older than
+//! the ring starts from the recording at the checkpoint at or before that time, reads the files
+//! on to the newest checkpoint the ring still holds, and follows the ring from there: no gap, no
+//! overlap.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One keyframe, written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Its unit's sequence number in the stream's TS ring.
+    pub seq: u64,
+    /// When it arrived, on the live clock.
+    pub arrived: Duration,
+    /// The title id of the file it was written to.
+    pub file: Arc<str>,
+    /// Where its unit starts in that file.
+    pub offset: u64,
+    /// The PAT and PMT a reader starting here needs first (shared while they do not change).
+    pub psi: Bytes,
+}
+
+/// A run of one file's bytes: `[start, end)`, or to the file's end when `end` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub file: Arc<str>,
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// A stream's checkpoints, oldest first, at most `max` of them (the oldest go first).
+#[derive(Debug)]
+pub struct Checkpoints {
+    list: VecDeque<Checkpoint>,
+    max: usize,
+}
+
+impl Default for Checkpoints {
+    /// A day and a half of one-second GOPs.
+    fn default() -> Self {
+        Checkpoints::new(1 << 17)
+    }
+}
+
+impl Checkpoints {
+    pub fn new(max: usize) -> Self {
+        Checkpoints {
+            list: VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    pub fn push(&mut self, c: Checkpoint) {
+        if self.list.len() == self.max {
+            self.list.pop_front();
+        }
+        self.list.push_back(c);
+    }
+
+    /// Forgets the checkpoints in files that `keep` says are gone (retention removed them).
+    pub fn retain_files(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.list.retain(|c| keep(&c.file));
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Checkpoint> {
+        self.list.get(i)
+    }
+
+    /// When the oldest arrived.
+    pub fn oldest(&self) -> Option<Duration> {
+        self.list.front().map(|c| c.arrived)
+    }
+
+    /// The newest checkpoint that arrived at or before `at`.
+    pub fn at(&self, at: Duration) -> Option<usize> {
+        self.list
+            .partition_point(|c| c.arrived <= at)
+            .checked_sub(1)
+    }
+
+    /// The newest checkpoint for which `in_ring` holds (its unit is still in the ring).
+    pub fn newest_where(&self, mut in_ring: impl FnMut(u64) -> bool) -> Option<usize> {
+        (0..self.list.len())
+            .rev()
+            .find(|&i| in_ring(self.list[i].seq))
+    }
+
+    /// The bytes from checkpoint `from` up to checkpoint `to` (not included), file by file, each
+    /// file from its first keyframe (what precedes it there, the PAT and PMT the recorder wrote
+    /// at the file's start, is already sent). Empty when `to` is not after `from`.
+    pub fn pieces(&self, from: usize, to: usize) -> Vec<Piece> {
+        let mut out: Vec<Piece> = Vec::new();
+        if to <= from || to >= self.list.len() {
+            return out;
+        }
+        for i in from..=to {
+            let c = &self.list[i];
+            match out.last_mut() {
+                Some(p) if p.file == c.file => {}
+                last => {
+                    if let Some(p) = last {
+                        p.end = None; // the previous file, to its end
+                    }
+                    // From the file's first keyframe: the PAT and PMT the recorder wrote
+                    // before it repeat those already sent (and their continuity counters).
+                    out.push(Piece {
+                        file: c.file.clone(),
+                        start: c.offset,
+                        end: None,
+                    });
+                }
+            }
+            if i == to {
+                if let Some(p) = out.last_mut() {
+                    p.end = Some(c.offset);
+                }
+            }
+        }
+        out.retain(|p| p.end != Some(p.start));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(seq: u64, secs: u64, file: &str, offset: u64) -> Checkpoint {
+        Checkpoint {
+            seq,
+            arrived: Duration::from_secs(secs),
+            file: file.into(),
+            offset,
+            psi: Bytes::from_static(b"PSI"),
+        }
+    }
+
+    fn piece(file: &str, start: u64, end: Option<u64>) -> Piece {
+        Piece {
+            file: file.into(),
+            start,
+            end,
+        }
+    }
+
+    fn three_files() -> Checkpoints {
+        let mut c = Checkpoints::new(100);
+        for (i, (f, off)) in [
+            ("a", 3),
+            ("a", 50),
+            ("b", 3),
+            ("b", 40),
+            ("c", 3),
+            ("c", 70),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            c.push(cp(10 + i as u64, i as u64 * 2, f, off));
+        }
+        c
+    }
+
+    #[test]
+    fn a_time_finds_the_keyframe_at_or_before_it() {
+        let c = three_files();
+        assert_eq!(c.at(Duration::from_secs(0)), Some(0));
+        assert_eq!(c.at(Duration::from_secs(5)), Some(2));
+        assert_eq!(c.at(Duration::from_secs(100)), Some(5));
+        let mut late = Checkpoints::new(4);
+        late.push(cp(1, 10, "a", 0));
+        assert_eq!(late.at(Duration::from_secs(9)), None);
+        assert_eq!(c.newest_where(|seq| seq <= 13), Some(3));
+        assert_eq!(c.newest_where(|_| false), None);
+    }
+
+    #[test]
+    fn pieces_run_from_one_keyframe_across_files_to_another() {
+        let c = three_files();
+        assert_eq!(
+            c.pieces(1, 3),
+            [piece("a", 50, None), piece("b", 3, Some(40))]
+        );
+        assert_eq!(
+            c.pieces(0, 5),
+            [
+                piece("a", 3, None),
+                piece("b", 3, None),
+                piece("c", 3, Some(70))
+            ]
+        );
+        assert_eq!(c.pieces(2, 3), [piece("b", 3, Some(40))]);
+        // Up to the first keyframe of the next file: the previous file to its end.
+        assert_eq!(c.pieces(1, 2), [piece("a", 50, None)]);
+        assert!(c.pieces(3, 3).is_empty());
+        assert!(c.pieces(4, 2).is_empty());
+        assert!(c.pieces(0, 9).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_go_past_the_limit_and_removed_files_are_forgotten() {
+        let mut c = Checkpoints::new(3);
+        for i in 0..5 {
+            c.push(cp(i, i, if i < 3 { "a" } else { "b" }, i));
+        }
+        assert_eq!((c.len(), c.oldest()), (3, Some(Duration::from_secs(2))));
+        c.retain_files(|f| f != "a");
+        assert_eq!((c.len(), c.get(0).map(|c| c.seq)), (2, Some(3)));
+    }
+}
