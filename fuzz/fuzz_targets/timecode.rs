@@ -1,7 +1,9 @@
-//! Timecodes as users type them (`01:09:14:28`, `;` drop-frame, seconds, `-00:05`), at the frame
-//! rates titles have.
+//! Times as users type them: timecodes (`01:09:14:28`, `;` drop-frame, seconds, `-00:05`) at the
+//! frame rates titles have, wall-clock times (`2026-11-26T14:15:00Z`, DVR and recording seeks)
+//! and recording file names (`20261126T135500.250Z.ts`), which must read back what they write.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use live::llhls::wallclock::{parse_rfc3339_ms, rfc3339_ms};
 use media::timecode;
 use media::FrameRate;
 
@@ -21,5 +23,11 @@ fuzz_target!(|data: &[u8]| {
                 let _ = r.frame_at(t);
             }
         }
+    }
+    if let Some(ms) = parse_rfc3339_ms(s) {
+        assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms), "{s}");
+    }
+    if let Some(ms) = live::record::started(s) {
+        assert_eq!(live::record::started(&live::record::file_name(ms, "ts")), Some(ms), "{s}");
     }
 });

@@ -42,13 +42,18 @@ impl LlHls {
                 .sum::<u64>();
         let total: Duration = listed.iter().map(|s| self.played(s)).sum();
         // A delta update leaves out the segments that start more than CAN-SKIP-UNTIL before the
-        // end (never the open one).
+        // end (never the open one), up to the first discontinuity listed: a player counts
+        // discontinuities from the tags it sees (hls.js numbers the segments after a skipped
+        // `EXT-X-DISCONTINUITY` as if it were not there, and stops on the mismatch).
         let mut skipped = 0;
         // What the segments still written out play for, to the end.
         let mut to_end = total;
         if skip {
             for s in &listed {
-                if !s.complete || to_end <= Duration::from_secs(self.skip_until()) {
+                if !s.complete
+                    || s.discontinuity
+                    || to_end <= Duration::from_secs(self.skip_until())
+                {
                     break;
                 }
                 to_end = to_end.saturating_sub(s.duration);

@@ -256,6 +256,31 @@ fn a_new_init_segment_starts_a_segment_at_the_next_keyframe_and_is_mapped() {
 }
 
 #[test]
+fn a_delta_update_never_skips_a_discontinuity() {
+    let mut l = LlHls::new(LlLimits {
+        window: 10,
+        ..limits()
+    });
+    l.init(Bytes::from_static(b"init"));
+    feed(&mut l, 0, 50 * 4, 50);
+    l.discontinuity();
+    feed(&mut l, 10_000, 50 * 8 + 10, 50);
+    // Segments 0 to 3, then the break, then 4 to 11 and the open one: without the break the
+    // delta would skip past it (segments older than 12 s from the end: 0 to 5).
+    let delta = l.playlist(true, None);
+    assert!(
+        delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=2\n"),
+        "{delta}"
+    );
+    assert!(delta.contains("#EXT-X-DISCONTINUITY\n"), "{delta}");
+    let full = l.playlist(false, None);
+    assert_eq!(
+        full.matches("#EXT-X-DISCONTINUITY\n").count(),
+        delta.matches("#EXT-X-DISCONTINUITY\n").count()
+    );
+}
+
+#[test]
 fn a_reconnect_is_a_discontinuity_and_memory_stays_bounded() {
     let mut l = stream();
     feed(&mut l, 0, 120, 50);
