@@ -94,6 +94,8 @@ pub struct RecordRule {
     pub dir: std::path::PathBuf,
     /// That directory's path inside the library (`/`-separated): the start of the titles' ids.
     pub id_prefix: String,
+    /// TS (the ring's bytes as ingested) or fragmented MP4.
+    pub format: live::record::Format,
     pub rotation: live::record::Rotation,
     pub keep: live::record::retention::Keep,
 }

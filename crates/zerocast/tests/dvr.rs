@@ -87,6 +87,7 @@ fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live
         streams: "kept".into(),
         dir: lib.path().join("rec"),
         id_prefix: "rec".into(),
+        format: server::record::Format::Ts,
         rotation: server::record::Rotation {
             segment: Duration::from_secs(3),
             max_bytes: 1 << 30,

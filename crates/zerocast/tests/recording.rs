@@ -328,3 +328,80 @@ fn a_publisher_back_within_the_grace_period_continues_the_same_file() {
     assert!(finished_files(&lib, "again").is_empty());
     assert_eq!(s.log_lines("recording to a new file").len(), 1);
 }
+
+#[test]
+fn an_fmp4_recording_is_an_mp4_title_while_written_and_each_finished_file_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"cmaf\"\nformat = \"fmp4\"\nsegment_secs = 2\n",
+        &[],
+    );
+    let _publisher = publish(&s, "cmaf");
+    let growing = wait_title(
+        &s,
+        "recordings/cmaf/",
+        "a growing MP4 title that can seek",
+        |t| t["growing"] == true && t["keyframes"].as_u64() >= Some(2),
+    );
+    assert_eq!(growing["container"], "mp4", "{growing}");
+    assert!(growing["id"].as_str().unwrap().ends_with(".mp4"));
+    assert_eq!(growing["video_codec"], "h264", "{growing}");
+    wait_until("two finished files are titles", WAIT, || {
+        titles(&s, "recordings/cmaf/")
+            .iter()
+            .filter(|t| t["growing"] == false)
+            .count()
+            >= 2
+    });
+    for t in titles(&s, "recordings/cmaf/")
+        .iter()
+        .filter(|t| t["growing"] == false)
+    {
+        let id = t["id"].as_str().unwrap();
+        let url = format!("http://{}/videos/{id}", s.addr);
+        let d = t["duration_seconds"].as_f64().unwrap();
+        assert!((1.5..=3.5).contains(&d), "{id}: {d} s");
+        assert_eq!(common::codecs(&url), ["aac", "h264"], "{id}");
+        let packets = common::ffprobe_video_packets(&url);
+        let first = packets.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        assert!(first.2, "{id} starts on a keyframe");
+        common::assert_decodes_without_errors(&url, None);
+    }
+}
+
+#[test]
+fn an_fmp4_file_a_killed_server_was_writing_is_cut_to_whole_fragments_at_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let rules = "[[record]]\nstreams = \"cut\"\nformat = \"fmp4\"\n";
+    let s = serve(&lib, rules, &[]);
+    let publisher = publish(&s, "cut");
+    let t = wait_title(&s, "recordings/cut/", "a growing title", |t| {
+        t["keyframes"].as_u64() >= Some(3)
+    });
+    let id = t["id"].as_str().unwrap().to_string();
+    drop(publisher);
+    drop(s);
+    let name = id.rsplit('/').next().unwrap();
+    let part = lib.join("recordings/cut").join(format!(".{name}.part"));
+    // A fragment cut short: a moof header whose box runs past the end.
+    let whole = std::fs::metadata(&part).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&part)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"\0\0\x10\0moof\0\0\0\x10mfhd").unwrap();
+    drop(f);
+    let s = serve(&lib, rules, &[]);
+    let t = get(&s, &format!("/api/videos/{id}"), &[]).json();
+    assert_eq!(
+        (t["growing"].as_bool(), t["size"].as_u64()),
+        (Some(false), Some(whole)),
+        "{t}"
+    );
+    common::assert_decodes_without_errors(&format!("http://{}/videos/{id}", s.addr), None);
+}

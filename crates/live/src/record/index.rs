@@ -6,6 +6,37 @@ use media::time::{Ts90k, Unwrapper};
 use media::ts::{Cut, Splitter};
 use media::{AudioInfo, Container, Keyframe, MediaInfo, MediaTime, VideoInfo};
 
+/// The growing index of a recording file, by format.
+#[derive(Debug)]
+pub enum FileIndex {
+    Ts(Growing),
+    Mp4(media::mp4::growing::Growing),
+}
+
+impl FileIndex {
+    /// Notes a unit written at `at` in the file: its parts, in order.
+    pub fn feed(&mut self, parts: &[bytes::Bytes], at: u64) -> Result<(), media::Error> {
+        match self {
+            FileIndex::Ts(g) => parts.iter().try_for_each(|p| g.feed(p)),
+            FileIndex::Mp4(g) => {
+                let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                match parts.first() {
+                    Some(head) => g.feed(head, at, at + len),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// What the file holds so far (`written`: its bytes so far).
+    pub fn info(&mut self, written: &[u8]) -> Result<MediaInfo, String> {
+        match self {
+            FileIndex::Ts(g) => g.info(written),
+            FileIndex::Mp4(g) => Ok(g.info()),
+        }
+    }
+}
+
 /// How many GOPs at the start of a file are looked at for its codecs and picture size.
 const DESCRIBE_GOPS: usize = 8;
 

@@ -60,6 +60,26 @@ impl Follow {
     }
 }
 
+/// What a recording file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The stream's MPEG-TS ring as ingested (or as muxed from RTMP): no remux.
+    #[default]
+    Ts,
+    /// The stream's fragmented MP4 (CMAF) ring: its init segment, then its fragments.
+    Fmp4,
+}
+
+impl Format {
+    /// The file name extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Ts => "ts",
+            Format::Fmp4 => "mp4",
+        }
+    }
+}
+
 /// When a recording moves on to a new file: only ever at a keyframe, once the file holds
 /// `segment` of stream time or `max_bytes`, whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +125,9 @@ pub fn file_name(started_unix_ms: u64, ext: &str) -> String {
 /// milliseconds; `None` for a name [`file_name`] did not make.
 pub fn started(name: &str) -> Option<u64> {
     let (stem, _ext) = name.rsplit_once('.')?;
-    // YYYYMMDDTHHMMSS.mmmZ
+    // YYYYMMDDTHHMMSS.mmmZ, ASCII (so the slices below fall on character boundaries).
     let b = stem.as_bytes();
-    if b.len() != 20 || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
+    if b.len() != 20 || !stem.is_ascii() || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
         return None;
     }
     let ext = format!(
@@ -195,6 +215,9 @@ mod tests {
             started(&file_name(951_782_400_000, "mp4")),
             Some(951_782_400_000)
         );
+        // Found by the fuzzer: a name of the right length with a multi-byte character.
+        assert_eq!(started("2026\0\u{168}6T135500.250Z.t\u{1}\0\0`s"), None);
+        assert_eq!(started("2026\u{e9}\u{e9}6T135500.250Z.ts"), None);
         for bad in [
             "",
             "x.ts",

@@ -11,6 +11,7 @@
 //! box by box (O(number of top-level boxes)) and `moov` is found wherever it is. Fragmented files
 //! are indexed by walking every `moof`, which makes `sidx` and `mfra` unnecessary (they are skipped).
 
+pub mod growing;
 pub mod remux;
 pub mod stbl;
 

@@ -142,6 +142,7 @@ impl Title {
     /// `data.len()` bytes; the file only grows), `index` what its keyframes say so far.
     pub fn growing(
         id: String,
+        container: Container,
         data: Bytes,
         file: Arc<File>,
         index: Result<MediaInfo, String>,
@@ -158,7 +159,7 @@ impl Title {
         );
         let mut t = Title::new(String::new(), Bytes::new(), false, etag, started);
         t.id = id;
-        t.container = Container::MpegTs;
+        t.container = container;
         t.data = data;
         t.index = index;
         t.file = Some(file);

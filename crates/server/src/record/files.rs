@@ -28,10 +28,10 @@ fn part_name(name: &str) -> String {
 
 /// Opens a new recording file in `dir` (made if missing) for a recording that began at
 /// `started_ms`; a name already taken moves on by a millisecond.
-pub(super) fn open(dir: &Path, started_ms: u64) -> io::Result<Part> {
+pub(super) fn open(dir: &Path, started_ms: u64, ext: &str) -> io::Result<Part> {
     std::fs::create_dir_all(dir)?;
     for ms in started_ms..started_ms + 1000 {
-        let name = live::record::file_name(ms, "ts");
+        let name = live::record::file_name(ms, ext);
         let path = dir.join(&name);
         let part = dir.join(part_name(&name));
         if path.exists() {
@@ -66,8 +66,8 @@ pub(super) fn finish(part: &Part) -> io::Result<()> {
 }
 
 /// Finishes the files a stopped server left being written under the rule directories `dirs`:
-/// each is cut to whole TS packets (a write cut short by the crash leaves part of one) and given
-/// its name, so the library loads it as a title. Returns the files recovered and the bytes cut.
+/// each is cut to whole TS packets or whole MP4 fragments (a write cut short by the crash leaves
+/// part of one) and given its name, so the library loads it as a title. Returns the files recovered and the bytes cut.
 pub fn recover(dirs: &[PathBuf]) -> Vec<(PathBuf, u64)> {
     let mut done = Vec::new();
     for dir in dirs {
@@ -88,8 +88,9 @@ pub fn recover(dirs: &[PathBuf]) -> Vec<(PathBuf, u64)> {
                 if live::record::started(real).is_none() {
                     continue;
                 }
+                let mp4 = real.ends_with(".mp4");
                 let (from, to) = (e.path(), stream.path().join(real));
-                match recover_one(&from, &to) {
+                match recover_one(&from, &to, mp4) {
                     Ok(cut) => done.push((to, cut)),
                     Err(err) => {
                         tracing::error!(file = %from.display(), error = %err, "could not recover a recording file")
@@ -101,10 +102,14 @@ pub fn recover(dirs: &[PathBuf]) -> Vec<(PathBuf, u64)> {
     done
 }
 
-fn recover_one(from: &Path, to: &Path) -> io::Result<u64> {
-    let f = OpenOptions::new().write(true).open(from)?;
+fn recover_one(from: &Path, to: &Path, mp4: bool) -> io::Result<u64> {
+    let f = OpenOptions::new().read(true).write(true).open(from)?;
     let len = f.metadata()?.len();
-    let whole = len / PACKET * PACKET;
+    let whole = if mp4 {
+        whole_fragments(&f, len)?
+    } else {
+        len / PACKET * PACKET
+    };
     if whole != len {
         f.set_len(whole)?;
     }
@@ -114,6 +119,36 @@ fn recover_one(from: &Path, to: &Path) -> io::Result<u64> {
     }
     std::fs::rename(from, to)?;
     Ok(len - whole)
+}
+
+/// Where a fragmented MP4 cut short by a crash ends usefully: after its last whole `mdat` (or
+/// the init segment's `moov`, when no fragment is whole). What follows is a fragment cut short
+/// (its `prft` and `moof` without all of its `mdat`).
+fn whole_fragments(f: &File, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let (mut at, mut keep) = (0u64, 0u64);
+    let mut head = [0u8; 16];
+    while at + 8 <= len {
+        f.read_exact_at(&mut head[..8], at)?;
+        let size32 = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let size = match size32 {
+            1 if at + 16 <= len => {
+                f.read_exact_at(&mut head[8..16], at + 8)?;
+                u64::from_be_bytes([
+                    head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+                ])
+            }
+            _ => size32,
+        };
+        let Some(end) = at.checked_add(size).filter(|&e| size >= 8 && e <= len) else {
+            break; // cut off (or a box to the end of the file, which only a finished file has)
+        };
+        if matches!(&head[4..8], b"mdat" | b"moov") {
+            keep = end;
+        }
+        at = end;
+    }
+    Ok(keep)
 }
 
 /// Removes the finished recordings under the rule directory `dir` that `keep` no longer keeps

@@ -17,7 +17,7 @@ mod writer;
 pub use crate::config::RecordRule as Rule;
 pub use crate::record_metrics::RecordStats;
 use crate::state::State;
-pub use live::record::{retention::Keep, Rotation};
+pub use live::record::{retention::Keep, Format, Rotation};
 use std::sync::Arc;
 
 /// Starts recording `stream` if a rule of the settings now matches its name (the first that
@@ -41,6 +41,7 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
         prefix,
         rotation: rule.rotation,
         keep: rule.keep,
+        format: rule.format,
     };
     tokio::spawn(writer::record(job));
 }

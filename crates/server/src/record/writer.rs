@@ -7,9 +7,9 @@ use crate::live::{Output, Stream};
 use crate::state::State;
 use bytes::Bytes;
 use live::record::checkpoints::Checkpoint;
-use live::record::index::Growing;
+use live::record::index::{FileIndex, Growing};
 use live::record::retention::Keep;
-use live::record::{Follow, Open, Rotation};
+use live::record::{Follow, Format, Open, Rotation};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,6 +32,7 @@ pub(super) struct Job {
     pub prefix: String,
     pub rotation: Rotation,
     pub keep: Keep,
+    pub format: Format,
 }
 
 /// The file being written.
@@ -42,11 +43,23 @@ struct Writing {
     /// When its first unit arrived, on the live clock.
     started: Duration,
     len: u64,
-    index: Growing,
+    index: FileIndex,
     /// The index could not follow the bytes (then the title has none).
     index_failed: Option<String>,
+    /// The fMP4 init segment the file began with (a new one starts a new file).
+    init: Option<Bytes>,
+    keyframes: usize,
     published_keyframes: usize,
     published_at: Instant,
+}
+
+/// Bytes to append: a unit's parts (or the PAT/PMT or init segment that starts a file), where
+/// they land, and whether the index reads them.
+struct Chunk {
+    parts: Vec<Bytes>,
+    at: u64,
+    indexed: bool,
+    keyframe: bool,
 }
 
 /// Records until the stream ends or a write fails.
@@ -74,7 +87,17 @@ pub(super) async fn record(job: Job) {
 
 async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
     let stats = &job.state.record;
-    let mut rx = job.stream.subscribe(Output::Ts);
+    let output = match job.format {
+        Format::Ts => Output::Ts,
+        Format::Fmp4 => Output::Mp4,
+    };
+    let live = &job.state.live;
+    if output == Output::Mp4 && !job.stream.want_media(live.config.ring, live.config.ll_hls) {
+        return Err(io::Error::other(
+            "fmp4 needs H.264 or H.265 video; this stream's is neither",
+        ));
+    }
+    let mut rx = job.stream.subscribe(output);
     let mut cursor = Follow::default();
     let mut psi = Psi::default();
     loop {
@@ -82,7 +105,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         let (taken, ended) = {
             let inner = job.stream.read();
             let ended = inner.lifecycle.is_ended();
-            match inner.ring(Output::Ts) {
+            match inner.ring(output) {
                 Some(ring) => {
                     stats.max_lag_units.fetch_max(cursor.lag(ring), Relaxed);
                     (cursor.take(ring, MAX_BATCH), ended)
@@ -106,43 +129,63 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
             }
             continue;
         }
-        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch: Vec<Chunk> = Vec::new();
         let mut batched = 0u64;
-        // Keyframes of this batch, pushed once they are written.
+        // Keyframes of this batch (TS), pushed once they are written.
         let mut marks: Vec<Checkpoint> = Vec::new();
         for u in taken.units {
+            // An fMP4 stream's new init segment, inline for its viewers: a file cannot hold a
+            // second one, so the next file starts with it, at the next keyframe.
+            if output == Output::Mp4 && !u.keyframe && is_init(&u.data) {
+                continue;
+            }
             let open = writing.as_ref().map(|w| Open {
                 started: w.started,
                 bytes: w.len + batched,
             });
-            if job.rotation.starts_file(open, u.keyframe, u.arrived) {
+            let new_init = u.keyframe
+                && output == Output::Mp4
+                && writing
+                    .as_ref()
+                    .is_some_and(|w| w.init.as_ref() != u.psi.first());
+            if new_init || job.rotation.starts_file(open, u.keyframe, u.arrived) {
                 if let Some(mut w) = writing.take() {
                     write(job, &mut w, std::mem::take(&mut batch)).await?;
                     mark(job, std::mem::take(&mut marks));
                     close(job, w).await?;
                 }
-                batched = 0;
-                *writing = Some(start(job, u.arrived).await?);
-                for p in &u.psi {
-                    batched += p.len() as u64;
-                    batch.push(p.clone());
-                }
+                *writing = Some(start(job, u.arrived, u.psi.first()).await?);
+                batched = u.psi.iter().map(|p| p.len() as u64).sum();
+                batch.push(Chunk {
+                    parts: u.psi.clone(),
+                    at: 0,
+                    indexed: output == Output::Ts,
+                    keyframe: false,
+                });
             }
             let Some(w) = writing.as_ref() else {
                 continue; // before the first keyframe
             };
-            if u.keyframe {
+            let at = w.len + batched;
+            if u.keyframe && output == Output::Ts {
                 marks.push(Checkpoint {
                     seq: u.seq,
                     arrived: u.arrived,
                     file: w.id.clone(),
-                    offset: w.len + batched,
+                    offset: at,
                     psi: psi.of(&u.psi),
                 });
             }
             batched += u.len() as u64;
-            batch.push(u.data);
-            batch.extend(u.more);
+            let mut parts = Vec::with_capacity(1 + u.more.len());
+            parts.push(u.data);
+            parts.extend(u.more);
+            batch.push(Chunk {
+                parts,
+                at,
+                indexed: true,
+                keyframe: u.keyframe,
+            });
         }
         if let Some(w) = writing.as_mut() {
             write(job, w, batch).await?;
@@ -150,6 +193,11 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
             publish(job, w, false);
         }
     }
+}
+
+/// An init segment (`ftyp` first) rather than a fragment.
+fn is_init(data: &[u8]) -> bool {
+    data.get(4..8) == Some(b"ftyp")
 }
 
 /// Notes keyframes as written (DVR reads the recording from them).
@@ -190,12 +238,23 @@ impl Psi {
     }
 }
 
-/// Opens the next file, for a recording whose first unit arrived at `arrived` (live clock).
-async fn start(job: &Job, arrived: Duration) -> io::Result<Writing> {
+/// Opens the next file, for a recording whose first unit arrived at `arrived` (live clock);
+/// `init`: an fMP4 file's init segment.
+async fn start(job: &Job, arrived: Duration, init: Option<&Bytes>) -> io::Result<Writing> {
     let ntp = job.state.live.ntp(arrived);
     let started_ms = live::llhls::wallclock::ntp_to_unix_ms(ntp).unwrap_or(0);
-    let dir = job.dir.clone();
-    let part = blocking(move || files::open(&dir, started_ms)).await?;
+    let index = match job.format {
+        Format::Ts => FileIndex::Ts(Growing::default()),
+        Format::Fmp4 => {
+            let init =
+                init.ok_or_else(|| io::Error::other("an fMP4 keyframe without an init segment"))?;
+            let g = media::mp4::growing::Growing::new(init)
+                .map_err(|e| io::Error::other(format!("the stream's init segment: {e}")))?;
+            FileIndex::Mp4(g)
+        }
+    };
+    let (dir, ext) = (job.dir.clone(), job.format.ext());
+    let part = blocking(move || files::open(&dir, started_ms, ext)).await?;
     tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
     let id: Arc<str> = format!("{}/{}", job.prefix, part.name).into();
     Ok(Writing {
@@ -203,48 +262,49 @@ async fn start(job: &Job, arrived: Duration) -> io::Result<Writing> {
         part: Arc::new(part),
         started: arrived,
         len: 0,
-        index: Growing::default(),
+        index,
         index_failed: None,
+        init: init.cloned(),
+        keyframes: 0,
         published_keyframes: 0,
         published_at: Instant::now(),
     })
 }
 
-/// Appends `parts` to the file (off the async threads), and to its index.
-async fn write(job: &Job, w: &mut Writing, parts: Vec<Bytes>) -> io::Result<()> {
-    if parts.is_empty() {
+/// Appends the chunks to the file (off the async threads), and to its index.
+async fn write(job: &Job, w: &mut Writing, chunks: Vec<Chunk>) -> io::Result<()> {
+    if chunks.is_empty() {
         return Ok(());
     }
     let part = w.part.clone();
-    let parts = blocking(move || {
+    let chunks = blocking(move || {
         let mut f: &std::fs::File = &part.file;
-        for p in &parts {
+        for p in chunks.iter().flat_map(|c| &c.parts) {
             f.write_all(p)?;
         }
-        Ok(parts)
+        Ok(chunks)
     })
     .await?;
-    for p in &parts {
-        w.len += p.len() as u64;
-        if w.index_failed.is_none() {
-            if let Err(e) = w.index.feed(p) {
+    let mut bytes = 0;
+    for c in &chunks {
+        bytes += c.parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        w.keyframes += usize::from(c.keyframe);
+        if c.indexed && w.index_failed.is_none() {
+            if let Err(e) = w.index.feed(&c.parts, c.at) {
                 tracing::warn!(stream = %job.stream.name, error = %e, "the recording's index stops here; the file is indexed when finished");
                 w.index_failed = Some(e.to_string());
             }
         }
     }
-    job.state
-        .record
-        .bytes
-        .fetch_add(parts.iter().map(|p| p.len() as u64).sum::<u64>(), Relaxed);
+    w.len += bytes;
+    job.state.record.bytes.fetch_add(bytes, Relaxed);
     Ok(())
 }
 
 /// Puts the file's state now into the library as a growing title, when a keyframe was written
 /// since the last time or `PUBLISH_EVERY` passed (`force`: in any case).
 fn publish(job: &Job, w: &mut Writing, force: bool) {
-    let due =
-        w.index.keyframes() > w.published_keyframes || w.published_at.elapsed() >= PUBLISH_EVERY;
+    let due = w.keyframes > w.published_keyframes || w.published_at.elapsed() >= PUBLISH_EVERY;
     if !(force || due) || w.len == 0 {
         return;
     }
@@ -268,14 +328,19 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
         Some(e) => Err(e.clone()),
         None => w.index.info(&data),
     };
+    let container = match job.format {
+        Format::Ts => media::Container::MpegTs,
+        Format::Fmp4 => media::Container::Mp4,
+    };
     job.state.put_title(Title::growing(
         w.id.to_string(),
+        container,
         data,
         w.part.file.clone(),
         index,
         w.part.started_ms,
     ));
-    w.published_keyframes = w.index.keyframes();
+    w.published_keyframes = w.keyframes;
     w.published_at = Instant::now();
 }
 

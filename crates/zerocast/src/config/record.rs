@@ -12,7 +12,8 @@ use std::time::Duration;
 pub struct RecordFile {
     /// A stream name or a pattern with one `*`.
     streams: String,
-    /// "ts" (the default): the stream's MPEG-TS as ingested, no remux.
+    /// "ts" (the default): the stream's MPEG-TS as ingested, no remux; "fmp4": its fragmented
+    /// MP4 (CMAF), as the `.mp4` output serves it.
     format: Option<String>,
     /// Where in the library (a relative path; default "recordings"); each stream gets a
     /// directory in it.
@@ -44,11 +45,11 @@ pub(super) fn rules(
         if r.streams.is_empty() || r.streams.matches('*').count() > 1 {
             bail!("{}: streams is a name or a pattern with one '*'", at());
         }
-        match r.format.as_deref().unwrap_or("ts") {
-            "ts" => {}
-            "fmp4" => bail!("{}: format \"fmp4\" is not supported yet; use \"ts\"", at()),
-            f => bail!("{}: unknown format {f:?} (\"ts\")", at()),
-        }
+        let format = match r.format.as_deref().unwrap_or("ts") {
+            "ts" => server::record::Format::Ts,
+            "fmp4" => server::record::Format::Fmp4,
+            f => bail!("{}: unknown format {f:?} (\"ts\" or \"fmp4\")", at()),
+        };
         let dir = r.dir.as_deref().unwrap_or("recordings");
         let rel = Path::new(dir);
         let plain = rel
@@ -73,6 +74,7 @@ pub(super) fn rules(
             streams: r.streams.clone(),
             dir: library.join(rel),
             id_prefix,
+            format,
             rotation: server::record::Rotation {
                 segment: Duration::from_secs(r.segment_secs.unwrap_or(600).max(1)),
                 max_bytes: bytes(&r.max_file_size, "max_file_size")?

@@ -273,7 +273,7 @@ fn the_file_is_strict() {
 #[test]
 fn record_rules_are_read_with_their_directory_inside_the_library() {
     let f = file(
-        "library = \"/lib\"\n[[record]]\nstreams = \"a*\"\ndir = \"rec/live\"\nsegment_secs = 5\nkeep_secs = 60\nkeep_size = \"1GiB\"\n[[record]]\nstreams = \"b\"\n",
+        "library = \"/lib\"\n[[record]]\nstreams = \"a*\"\ndir = \"rec/live\"\nsegment_secs = 5\nkeep_secs = 60\nkeep_size = \"1GiB\"\n[[record]]\nstreams = \"b\"\nformat = \"fmp4\"\n",
     );
     let s = merge(ServeArgs::default(), f).unwrap();
     let [a, b] = &s.config.record[..] else {
@@ -287,19 +287,20 @@ fn record_rules_are_read_with_their_directory_inside_the_library() {
     assert_eq!(a.keep.max_age, Some(Duration::from_secs(60)));
     assert_eq!(a.keep.max_bytes, Some(1 << 30));
     assert_eq!(
-        (b.dir.as_path(), b.keep.max_bytes),
-        (Path::new("/lib/recordings"), None)
+        (b.dir.as_path(), b.keep.max_bytes, b.format),
+        (
+            Path::new("/lib/recordings"),
+            None,
+            server::record::Format::Fmp4
+        )
     );
+    assert_eq!(a.format, server::record::Format::Ts);
 }
 
 #[test]
 fn record_rules_that_cannot_work_are_refused_with_the_reason() {
     for (text, why) in [
         ("[[record]]\nstreams = \"a\"\n", "needs a library directory"),
-        (
-            "library = \"/l\"\n[[record]]\nstreams = \"a\"\nformat = \"fmp4\"\n",
-            "not supported yet",
-        ),
         (
             "library = \"/l\"\n[[record]]\nstreams = \"a\"\nformat = \"avi\"\n",
             "unknown format",
