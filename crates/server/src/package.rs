@@ -31,7 +31,13 @@ pub enum Package {
 
 impl Package {
     /// Packages a title (its bytes and its index), or says why it cannot be.
-    pub fn build(data: &[u8], index: &Result<media::MediaInfo, String>) -> Result<Package, String> {
+    /// `growing`: a recording still being written, whose last segment is not whole yet (it is
+    /// left out: what is listed never changes as the title grows).
+    pub fn build(
+        data: &[u8],
+        index: &Result<media::MediaInfo, String>,
+        growing: bool,
+    ) -> Result<Package, String> {
         let info = index.as_ref().map_err(Clone::clone)?;
         match info.container {
             Container::Mp4 if !media::mp4::is_fragmented(data) => {
@@ -65,6 +71,9 @@ impl Package {
                 let mut segments: Vec<(Bytes, Range<u64>)> = Vec::new();
                 let mut segs: Vec<Seg> = Vec::new();
                 for (a, b, seg) in package::by_keyframes(info, TARGET) {
+                    if growing && b.is_none() {
+                        continue;
+                    }
                     let from = info.keyframes[a].time;
                     let to = b.map(|b| info.keyframes[b].time);
                     let (head, mut body) = match (&tables, &frags) {
@@ -94,6 +103,9 @@ impl Package {
                             segs.push(seg);
                         }
                     }
+                }
+                if segments.is_empty() && growing {
+                    return Err("no whole segment written yet".into());
                 }
                 if segments.is_empty() {
                     return Err("no keyframes to cut segments at".into());

@@ -405,3 +405,40 @@ fn an_fmp4_file_a_killed_server_was_writing_is_cut_to_whole_fragments_at_the_res
     );
     common::assert_decodes_without_errors(&format!("http://{}/videos/{id}", s.addr), None);
 }
+
+#[test]
+fn a_growing_recording_has_an_event_playlist_that_only_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let s = serve(&lib, "[[record]]\nstreams = \"ev\"\n", &[]);
+    let _publisher = publish(&s, "ev");
+    let t = wait_title(&s, "recordings/ev/", "a growing title of 7 s", |t| {
+        t["duration_seconds"].as_f64() >= Some(7.0)
+    });
+    let id = t["id"].as_str().unwrap().to_string();
+    let playlist = |s: &Served| {
+        let r = get(s, &format!("/videos/{id}/index.m3u8"), &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        let etag = r.header("etag").unwrap().to_string();
+        (String::from_utf8(r.body).unwrap(), etag)
+    };
+    let (first, first_tag) = playlist(&s);
+    assert!(first.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{first}");
+    assert!(!first.contains("#EXT-X-ENDLIST"), "{first}");
+    let segments = |p: &str| p.lines().filter(|l| l.starts_with("hls/")).count();
+    assert!(segments(&first) >= 1, "{first}");
+    let mut later = (String::new(), String::new());
+    wait_until("a segment more", WAIT, || {
+        later = playlist(&s);
+        segments(&later.0) > segments(&first)
+    });
+    // What was listed stays as it was: the later playlist runs on from the earlier one.
+    let listed: String = first.lines().map(|l| format!("{l}\n")).collect();
+    assert!(later.0.starts_with(&listed), "{first}\n---\n{}", later.0);
+    assert_ne!(later.1, first_tag);
+    // A listed segment is a whole GOP run of TS that decodes.
+    let seg = format!("http://{}/videos/{id}/hls/0.ts", s.addr);
+    common::assert_decodes_without_errors(&seg, None);
+}

@@ -1,25 +1,33 @@
 //! A VOD media playlist (RFC 8216 §4.3): every segment listed, `EXT-X-ENDLIST`, the init segment
-//! in `EXT-X-MAP` for fMP4.
+//! in `EXT-X-MAP` for fMP4; or, for a title still being written, an EVENT playlist (segments are
+//! only ever added, and no `EXT-X-ENDLIST` yet).
 
 use super::Seg;
 use std::fmt::Write as _;
 
 /// The playlist of `segments`, whose URIs `uri(n)` gives (relative to the playlist), with the
-/// init segment `map` for fMP4 segments.
-pub fn playlist(segments: &[Seg], map: Option<&str>, uri: impl Fn(usize) -> String) -> String {
+/// init segment `map` for fMP4 segments. `event`: the title is still being written, and the
+/// target duration it declares (which may not change as segments are added): at least this.
+pub fn playlist(
+    segments: &[Seg],
+    map: Option<&str>,
+    event: Option<u64>,
+    uri: impl Fn(usize) -> String,
+) -> String {
     let longest = segments
         .iter()
         .map(|s| s.duration.as_secs_f64())
         .fold(0.0, f64::max);
     // EXTINF rounded to the nearest integer may not exceed the target (§4.3.3.1).
-    let target = (longest.round() as u64).max(1);
+    let target = (longest.round() as u64).max(event.unwrap_or(1)).max(1);
+    let kind = if event.is_some() { "EVENT" } else { "VOD" };
     let mut p = String::with_capacity(64 + 40 * segments.len());
     // Version 6 for EXT-X-MAP in a playlist without I-frames only (§7), 3 for fractional EXTINF.
     let version = if map.is_some() { 6 } else { 3 };
     let _ = write!(
         p,
         "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n\
-         #EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+         #EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
     );
     if let Some(m) = map {
         let _ = writeln!(p, "#EXT-X-MAP:URI=\"{m}\"");
@@ -27,7 +35,9 @@ pub fn playlist(segments: &[Seg], map: Option<&str>, uri: impl Fn(usize) -> Stri
     for (n, s) in segments.iter().enumerate() {
         let _ = write!(p, "#EXTINF:{:.6},\n{}\n", s.duration.as_secs_f64(), uri(n));
     }
-    p.push_str("#EXT-X-ENDLIST\n");
+    if event.is_none() {
+        p.push_str("#EXT-X-ENDLIST\n");
+    }
     p
 }
 
@@ -48,7 +58,9 @@ mod tests {
                 duration: MediaTime::new(2, 1),
             },
         ];
-        let p = playlist(&segs, Some("hls/init.mp4"), |n| format!("hls/{n}.m4s"));
+        let p = playlist(&segs, Some("hls/init.mp4"), None, |n| {
+            format!("hls/{n}.m4s")
+        });
         assert_eq!(
             p,
             "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
@@ -56,7 +68,12 @@ mod tests {
              #EXT-X-MAP:URI=\"hls/init.mp4\"\n#EXTINF:6.006000,\nhls/0.m4s\n\
              #EXTINF:2.000000,\nhls/1.m4s\n#EXT-X-ENDLIST\n"
         );
-        let ts = playlist(&segs, None, |n| format!("hls/{n}.ts"));
+        let ts = playlist(&segs, None, None, |n| format!("hls/{n}.ts"));
         assert!(ts.contains("#EXT-X-VERSION:3\n") && !ts.contains("EXT-X-MAP"));
+        // Still being written: an EVENT playlist, not ended, its target at least the one given.
+        let event = playlist(&segs, None, Some(12), |n| format!("hls/{n}.ts"));
+        assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{event}");
+        assert!(event.contains("#EXT-X-TARGETDURATION:12\n"), "{event}");
+        assert!(!event.contains("ENDLIST"), "{event}");
     }
 }

@@ -69,9 +69,10 @@ pub(super) fn serve<B>(
             e => super::vod::time_error(t, start.as_deref().unwrap_or("0"), e),
         })
     })?;
+    // The body's end too: a clip to the end of a growing recording grows between keyframes.
     let tag = format!(
-        "clip-{}.{}-{}.{}",
-        clip.start.ticks, clip.start.scale, clip.end.ticks, clip.end.scale
+        "clip-{}.{}-{}.{}-{}",
+        clip.start.ticks, clip.start.scale, clip.end.ticks, clip.end.scale, clip.body.end
     );
     let body = t
         .data

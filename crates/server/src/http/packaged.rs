@@ -102,12 +102,22 @@ pub(super) fn serve<B>(
                     Package::Clips { init: None, .. } => (None, "ts"),
                     _ => (Some("hls/init.mp4"), "m4s"),
                 };
-                let text =
-                    media::package::hls::playlist(p.segs(), map, |n| format!("hls/{n}.{ext}"));
+                // A recording being written: an EVENT playlist, which grows (so its tag names
+                // how many segments it lists), with a target that holds for the segments to come.
+                let growing = t.is_growing();
+                let event = growing.then(|| 2 * crate::package::TARGET.ticks as u64);
+                let text = media::package::hls::playlist(p.segs(), map, event, |n| {
+                    format!("hls/{n}.{ext}")
+                });
+                let tag = if growing {
+                    format!("m3u8-{}", p.segs().len())
+                } else {
+                    "m3u8".into()
+                };
                 (
                     vec![Bytes::from(text)],
                     "application/vnd.apple.mpegurl",
-                    "m3u8".into(),
+                    tag,
                     None,
                 )
             }
@@ -192,8 +202,11 @@ pub(super) fn serve<B>(
                 return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
             }
         };
-    let e = Pieces::of_title(t, parts, content_type, &tag, tail)
+    let mut e = Pieces::of_title(t, parts, content_type, &tag, tail)
         .ok_or_else(|| not_found(t, "bad entity tag"))?;
+    if t.is_growing() && asset == Asset::Playlist {
+        e.no_cache();
+    }
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }
 

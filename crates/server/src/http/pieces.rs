@@ -22,6 +22,8 @@ pub(super) struct Pieces {
     modified: Option<(SystemTime, HeaderValue)>,
     /// Where the last part also lies in a file (the title's), for `sendfile`.
     file: Option<(Arc<std::fs::File>, u64)>,
+    /// `Cache-Control: no-cache` (a growing recording's playlist).
+    no_cache: bool,
 }
 
 impl Pieces {
@@ -34,7 +36,10 @@ impl Pieces {
         tag: &str,
         tail: Option<u64>,
     ) -> Option<Pieces> {
-        let etag = format!("\"{}-{tag}\"", t.etag.trim_matches('"'));
+        // A growing recording's tag is weak (`W/"..."`); what is derived from it is whole (a
+        // segment never changes, a playlist's tag names its length), so the derived tag is strong.
+        let base = t.etag.trim_start_matches("W/").trim_matches('"');
+        let etag = format!("\"{base}-{tag}\"");
         let etag_header = HeaderValue::from_str(&etag).ok()?;
         Some(Pieces {
             len: parts.iter().map(|p| p.len() as u64).sum(),
@@ -44,7 +49,13 @@ impl Pieces {
             etag_header,
             modified: t.last_modified(),
             file: tail.and_then(|at| Some((t.file.clone()?, at))),
+            no_cache: false,
         })
+    }
+
+    /// Caches must ask again each time (a playlist that grows).
+    pub(super) fn no_cache(&mut self) {
+        self.no_cache = true;
     }
 }
 
@@ -65,7 +76,7 @@ impl Entity for Pieces {
         self.modified.clone()
     }
     fn cache_control(&self) -> Option<HeaderValue> {
-        None
+        self.no_cache.then(|| HeaderValue::from_static("no-cache"))
     }
     fn slice(&self, range: ByteRange) -> Chunks {
         let chunks = entity::slice_parts(&self.parts, range);

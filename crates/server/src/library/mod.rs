@@ -187,7 +187,10 @@ impl Title {
     /// kept; or why it has none. Building it walks the title's sample tables once.
     pub fn package(&self) -> Result<&Arc<crate::package::Package>, &str> {
         self.package
-            .get_or_init(|| crate::package::Package::build(&self.data, &self.index).map(Arc::new))
+            .get_or_init(|| {
+                crate::package::Package::build(&self.data, &self.index, self.is_growing())
+                    .map(Arc::new)
+            })
             .as_ref()
             .map_err(String::as_str)
     }
