@@ -111,6 +111,67 @@ fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live
 }
 
 #[test]
+fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(2);
+    config.record = vec![server::record::Rule {
+        streams: "cmaf".into(),
+        dir: lib.path().join("rec"),
+        id_prefix: "rec".into(),
+        format: server::record::Format::Fmp4,
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(3),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+    }];
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &s.url("/live/cmaf"),
+    );
+    wait_for_within(&s, "cmaf", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    let live = Viewer::start(s.addr, "/live/cmaf.mp4", Reading::Fast);
+    let back = Viewer::start(s.addr, "/live/cmaf.mp4?t=-9", Reading::Fast);
+    // A fragment per video frame (25 a second) and per audio run: 11 s and more.
+    let moofs = |b: &[u8]| b.windows(4).filter(|w| w == b"moof").count();
+    live.wait_body("a second of fragments live", |b| moofs(b) >= 50);
+    back.wait_body("11 s of fragments from 9 s back", |b| {
+        moofs(b) >= 11 * 25 * 2
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |name: &str, body: Vec<u8>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        common::ffprobe_frames(path.to_str().unwrap())
+    };
+    let (resp, body, _) = back.response();
+    assert_eq!(resp.status, 200);
+    let rewound = probe("back.mp4", body);
+    let live = probe("live.mp4", live.response().1);
+    assert!(rewound[0].1, "starts on a keyframe");
+    let behind = live[0].0 - rewound[0].0;
+    assert!(
+        (8.0..=10.1).contains(&behind),
+        "{behind:.2} s behind the live edge"
+    );
+    // Every frame from there on, through the move from the recording onto the ring.
+    assert!(
+        rewound.windows(2).all(|w| w[1].0 - w[0].0 < 0.05),
+        "a gap: {:?}",
+        rewound.windows(2).find(|w| w[1].0 - w[0].0 >= 0.05)
+    );
+    assert!(rewound.last().unwrap().0 - rewound[0].0 > 10.0);
+}
+
+#[test]
 fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window() {
     let s = server(|c| c.ring.max_age = Duration::from_secs(30));
     let _publisher = ts_publisher(&s.url("/live/dvr"), None);

@@ -98,9 +98,11 @@ impl Checkpoints {
     }
 
     /// The bytes from checkpoint `from` up to checkpoint `to` (not included), file by file, each
-    /// file from its first keyframe (what precedes it there, the PAT and PMT the recorder wrote
-    /// at the file's start, is already sent). Empty when `to` is not after `from`.
-    pub fn pieces(&self, from: usize, to: usize) -> Vec<Piece> {
+    /// file from its first keyframe: what the recorder wrote before it there repeats what was
+    /// already sent. `in_band`: the stream carries those headers itself (TS: its PAT and PMT,
+    /// whose continuity counters must not repeat); otherwise (fMP4: the init segment) a file
+    /// that begins with different ones is read from its start.
+    pub fn pieces(&self, from: usize, to: usize, in_band: bool) -> Vec<Piece> {
         let mut out: Vec<Piece> = Vec::new();
         if to <= from || to >= self.list.len() {
             return out;
@@ -113,11 +115,12 @@ impl Checkpoints {
                     if let Some(p) = last {
                         p.end = None; // the previous file, to its end
                     }
-                    // From the file's first keyframe: the PAT and PMT the recorder wrote
-                    // before it repeat those already sent (and their continuity counters).
+                    // From the file's first keyframe, unless it begins with an init segment
+                    // the reader does not have yet.
+                    let changed = !in_band && i > from && self.list[i - 1].psi != c.psi;
                     out.push(Piece {
                         file: c.file.clone(),
-                        start: c.offset,
+                        start: if changed { 0 } else { c.offset },
                         end: None,
                     });
                 }
@@ -190,23 +193,41 @@ mod tests {
     fn pieces_run_from_one_keyframe_across_files_to_another() {
         let c = three_files();
         assert_eq!(
-            c.pieces(1, 3),
+            c.pieces(1, 3, true),
             [piece("a", 50, None), piece("b", 3, Some(40))]
         );
         assert_eq!(
-            c.pieces(0, 5),
+            c.pieces(0, 5, true),
             [
                 piece("a", 3, None),
                 piece("b", 3, None),
                 piece("c", 3, Some(70))
             ]
         );
-        assert_eq!(c.pieces(2, 3), [piece("b", 3, Some(40))]);
+        assert_eq!(c.pieces(2, 3, true), [piece("b", 3, Some(40))]);
         // Up to the first keyframe of the next file: the previous file to its end.
-        assert_eq!(c.pieces(1, 2), [piece("a", 50, None)]);
-        assert!(c.pieces(3, 3).is_empty());
-        assert!(c.pieces(4, 2).is_empty());
-        assert!(c.pieces(0, 9).is_empty());
+        assert_eq!(c.pieces(1, 2, true), [piece("a", 50, None)]);
+        assert!(c.pieces(3, 3, true).is_empty());
+        assert!(c.pieces(4, 2, true).is_empty());
+        assert!(c.pieces(0, 9, true).is_empty());
+    }
+
+    #[test]
+    fn a_file_that_begins_with_a_new_init_segment_is_read_from_its_start() {
+        let mut c = three_files();
+        let mut changed = cp(20, 20, "d", 5);
+        changed.psi = Bytes::from_static(b"NEW!!");
+        c.push(changed);
+        c.push(cp(21, 22, "d", 60));
+        assert_eq!(
+            c.pieces(5, 7, false),
+            [piece("c", 70, None), piece("d", 0, Some(60))]
+        );
+        // TS: the stream carries its PAT and PMT itself (their counters change every time).
+        assert_eq!(
+            c.pieces(5, 7, true),
+            [piece("c", 70, None), piece("d", 5, Some(60))]
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! follows on to the live edge without a gap. The time is `-S` before the live edge (`-20`,
 //! `-00:05:00`, `-1m30s`), a time from the stream's start (`01:09:14:28`, `95`), or a wall-clock
 //! time (`2026-11-26T14:15:00Z`). From the ring while it holds that keyframe
-//! (`live.window_secs`); further back, for a recorded stream's `.ts`, from the recording: its
+//! (`live.window_secs`); further back, from the stream's recording (`.ts` of a TS recording,
+//! `.mp4` of an fMP4 one; its first bytes are the PAT and PMT or the init segment): its
 //! files from that keyframe on to the newest keyframe both hold, then the ring from there
 //! (`live::record::checkpoints`). Past what either holds: 416, with the window in the message;
 //! a time not before the live edge: 400.
@@ -42,10 +43,12 @@ pub(crate) fn start(
             prefix: Vec::new(),
         });
     }
-    let recorded = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`).
+    let recorded = guard.as_ref().filter(|(o, _)| *o == output).map(|(_, c)| c);
     let oldest = [
         ring.and_then(live::Ring::oldest_keyframe),
-        (output == Output::Ts).then(|| recorded.oldest()).flatten(),
+        recorded.and_then(|c| c.oldest()),
     ]
     .into_iter()
     .flatten()
@@ -54,7 +57,7 @@ pub(crate) fn start(
         asked: back,
         window: oldest.map_or(0.0, |o| now.saturating_sub(o).as_secs_f64()),
     };
-    let (Some(ring), Output::Ts) = (ring, output) else {
+    let (Some(ring), Some(recorded)) = (ring, recorded) else {
         return Err(outside());
     };
     let from = at.and_then(|at| recorded.at(at)).ok_or_else(outside)?;
@@ -65,7 +68,7 @@ pub(crate) fn start(
         .ok_or_else(outside)?;
     let first = recorded.get(from).ok_or_else(outside)?;
     let mut prefix = vec![first.psi.clone()];
-    for p in recorded.pieces(from, to) {
+    for p in recorded.pieces(from, to, output == Output::Ts) {
         let title = library.get(&p.file).ok_or_else(outside)?;
         let len = title.data.len() as u64;
         let end = p.end.unwrap_or(len).min(len);

@@ -100,8 +100,9 @@ pub struct Stream {
     /// the `LlHls::version` it was rendered at: the players waiting for the same part all get
     /// this one `Bytes`.
     pub(crate) ll_playlist: Mutex<[Option<(u64, bytes::Bytes)>; 2]>,
-    /// Where its recorder wrote each keyframe (empty when it is not recorded): DVR past the ring.
-    pub(crate) recorded: Mutex<live::record::checkpoints::Checkpoints>,
+    /// Where its recorder wrote each keyframe of the output it records (`None`: not recorded):
+    /// DVR past that output's ring.
+    pub(crate) recorded: Mutex<Option<(Output, live::record::checkpoints::Checkpoints)>>,
 }
 
 impl Drop for Stream {

@@ -131,7 +131,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         }
         let mut batch: Vec<Chunk> = Vec::new();
         let mut batched = 0u64;
-        // Keyframes of this batch (TS), pushed once they are written.
+        // Keyframes of this batch, pushed once they are written.
         let mut marks: Vec<Checkpoint> = Vec::new();
         for u in taken.units {
             // An fMP4 stream's new init segment, inline for its viewers: a file cannot hold a
@@ -151,7 +151,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
             if new_init || job.rotation.starts_file(open, u.keyframe, u.arrived) {
                 if let Some(mut w) = writing.take() {
                     write(job, &mut w, std::mem::take(&mut batch)).await?;
-                    mark(job, std::mem::take(&mut marks));
+                    mark(job, output, std::mem::take(&mut marks));
                     close(job, w).await?;
                 }
                 *writing = Some(start(job, u.arrived, u.psi.first()).await?);
@@ -167,7 +167,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
                 continue; // before the first keyframe
             };
             let at = w.len + batched;
-            if u.keyframe && output == Output::Ts {
+            if u.keyframe {
                 marks.push(Checkpoint {
                     seq: u.seq,
                     arrived: u.arrived,
@@ -189,7 +189,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         }
         if let Some(w) = writing.as_mut() {
             write(job, w, batch).await?;
-            mark(job, marks);
+            mark(job, output, marks);
             publish(job, w, false);
         }
     }
@@ -200,16 +200,17 @@ fn is_init(data: &[u8]) -> bool {
     data.get(4..8) == Some(b"ftyp")
 }
 
-/// Notes keyframes as written (DVR reads the recording from them).
-fn mark(job: &Job, marks: Vec<Checkpoint>) {
+/// Notes keyframes of `output` as written (DVR reads the recording from them).
+fn mark(job: &Job, output: Output, marks: Vec<Checkpoint>) {
     if marks.is_empty() {
         return;
     }
-    let mut c = job
+    let mut g = job
         .stream
         .recorded
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let (_, c) = g.get_or_insert_with(|| (output, Default::default()));
     for m in marks {
         c.push(m);
     }
@@ -370,11 +371,15 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
             .filter_map(|p| p.file_name()?.to_str())
             .map(|n| format!("{}/{n}", job.prefix))
             .collect();
-        job.stream
+        if let Some((_, c)) = job
+            .stream
             .recorded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain_files(|f| !gone.iter().any(|g| g == f));
+            .as_mut()
+        {
+            c.retain_files(|f| !gone.iter().any(|g| g == f));
+        }
         job.state.library_changed.notify_one();
     }
     Ok(())
