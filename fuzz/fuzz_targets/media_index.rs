@@ -1,5 +1,6 @@
 //! Container detection, indexing and seeking (MP4, fragmented MP4, MPEG-TS, WebM/Matroska) over
-//! arbitrary bytes: what the library does with every file it loads.
+//! arbitrary bytes: what the library does with every file it loads; and the growing indexes of
+//! recordings (TS fed in packet runs, fMP4 fed its init then its fragments).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::MediaTime;
@@ -11,5 +12,21 @@ fuzz_target!(|data: &[u8]| {
         for ms in [0i64, 1, 999, 1_000_000, i64::MAX / 4, -1] {
             let _ = info.seek(MediaTime::new(ms, 1000));
         }
+    }
+    // A recording's index: the file's whole packets in runs of 7, or its boxes as fragments.
+    let mut ts = live::record::index::Growing::default();
+    let packets = &data[..data.len() / 188 * 188];
+    for run in packets.chunks(188 * 7) {
+        if ts.feed(run).is_err() {
+            break;
+        }
+    }
+    let _ = ts.info(packets);
+    if let Ok(mut mp4) = media::mp4::growing::Growing::new(data) {
+        let len = data.len() as u64;
+        let half = data.len() / 2;
+        let _ = mp4.feed(&data[half..], half as u64, len);
+        let _ = mp4.feed(data, 0, len.saturating_mul(2));
+        let _ = mp4.info();
     }
 });
