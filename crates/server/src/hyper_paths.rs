@@ -62,7 +62,7 @@ pub(crate) async fn answer<B>(
             // DVR (`?t=-S`): where in the ring this viewer starts.
             let watched = watched.and_then(|s| {
                 let start = crate::auth::query_param(q, "t")
-                    .map(|t| crate::live::dvr::start(&s, &state.live, &state.library(), output, &t))
+                    .map(|t| state.dvr_start(&s, output, &t))
                     .transpose()?;
                 Ok((s, start))
             });

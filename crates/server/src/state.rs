@@ -29,6 +29,8 @@ pub(crate) struct State {
     pub library_changed: Arc<tokio::sync::Notify>,
     /// What the recorders did (`/metrics`).
     pub record: crate::record_metrics::RecordStats,
+    /// The ids of the recording files being written now (a rescan keeps their growing titles).
+    pub recording: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl State {
@@ -52,6 +54,7 @@ impl State {
             drain: tokio::sync::Notify::new(),
             library_changed: Arc::new(tokio::sync::Notify::new()),
             record: crate::record_metrics::RecordStats::default(),
+            recording: std::sync::Mutex::default(),
         }
     }
 
@@ -79,8 +82,29 @@ impl State {
     /// Replaces the library with a rescan of its directory, keeping the growing recordings the
     /// scan cannot see (under the lock, so a recording's update is never lost to a rescan).
     pub(crate) fn set_library(&self, library: Library) {
+        let writing = self.recording.lock().unwrap_or_else(|p| p.into_inner());
         let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
-        *now = Arc::new(now.with_growing_of(library));
+        *now = Arc::new(now.with_growing_of(library, &writing));
+    }
+
+    /// Where a DVR viewer of `stream`'s `output` asking for `t` starts (`live::dvr`); one that
+    /// starts in the recording can read on in it, from the library as it is then.
+    pub(crate) fn dvr_start(
+        self: &Arc<Self>,
+        stream: &Arc<crate::live::Stream>,
+        output: crate::live::Output,
+        t: &str,
+    ) -> Result<crate::live::dvr::Start, crate::error::Error> {
+        let mut start = crate::live::dvr::start(stream, &self.live, &self.library(), output, t)?;
+        if !start.prefix.is_empty() {
+            let state = self.clone();
+            start.more = Some(crate::live::dvr::Resume {
+                stream: stream.clone(),
+                output,
+                library: Box::new(move || state.library()),
+            });
+        }
+        Ok(start)
     }
 
     /// Adds or replaces one title (a growing recording's newest state).

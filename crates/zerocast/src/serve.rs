@@ -25,6 +25,8 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     let listeners = Listeners::bind(&config)?;
     // Recording files a stopped server was writing become titles (cut to whole packets).
     let rule_dirs: Vec<_> = config.record.iter().map(|r| r.dir.clone()).collect();
+    // Held until the server stops: one server records into a directory.
+    let _recording_locks = server::record::files::lock(&rule_dirs).context("recording")?;
     for (file, cut) in
         tokio::task::spawn_blocking(move || server::record::files::recover(&rule_dirs)).await?
     {

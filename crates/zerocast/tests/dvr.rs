@@ -111,6 +111,65 @@ fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live
 }
 
 #[test]
+fn a_dvr_viewer_reading_in_real_time_reads_on_in_the_recording_and_never_jumps() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(2);
+    config.record = vec![server::record::Rule {
+        streams: "slow".into(),
+        dir: lib.path().join("rec"),
+        id_prefix: "rec".into(),
+        format: server::record::Format::Ts,
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(600),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+    }];
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &s.url("/live/slow"),
+    );
+    wait_for_within(&s, "slow", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    // About the fixture's bitrate (94 kB/s): the 9 s from the recording take about 9 s to read,
+    // and the keyframe where they end has left the 2 s ring long before.
+    let reading = Reading::Slow {
+        size: 24_000,
+        pause: Duration::from_millis(250),
+    };
+    let back = Viewer::start(s.addr, "/live/slow.ts?t=-9", reading);
+    let keyframes = |b: &[u8]| {
+        cuts(b)
+            .iter()
+            .filter(|c| matches!(c, Cut::Keyframe { .. }))
+            .count()
+    };
+    back.wait_body("14 s of keyframes", |b| keyframes(b) >= 14);
+    let (resp, ts, _) = back.response();
+    assert_eq!(resp.status, 200);
+    let ts = ts[..ts.len() / 188 * 188].to_vec();
+    assert_continuous(&ts, "the slow DVR viewer");
+    let pts: Vec<f64> = cuts(&ts)
+        .into_iter()
+        .filter_map(|c| match c {
+            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
+        "a jump: {pts:?}"
+    );
+}
+
+#[test]
 fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
     let lib = tempfile::tempdir().unwrap();
     let mut config = server::Config::default();

@@ -442,3 +442,47 @@ fn a_growing_recording_has_an_event_playlist_that_only_grows() {
     let seg = format!("http://{}/videos/{id}/hls/0.ts", s.addr);
     common::assert_decodes_without_errors(&seg, None);
 }
+
+#[test]
+fn a_file_retention_removes_as_soon_as_it_is_finished_leaves_no_title_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    // Files of 2 s kept for 1 s: each is removed the moment it is finished.
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"gone\"\nsegment_secs = 2\nkeep_secs = 1\n",
+        &[],
+    );
+    let _publisher = publish(&s, "gone");
+    wait_until("three files finished and removed", WAIT, || {
+        s.log_lines("retention removed recordings").len() >= 3
+    });
+    // A rescan follows each: only the file being written is a title, and it is growing.
+    wait_until("one title left, the growing one", WAIT, || {
+        let t = titles(&s, "recordings/gone/");
+        t.len() == 1 && t[0]["growing"] == true
+    });
+    assert!(finished_files(&lib, "gone").is_empty());
+}
+
+#[test]
+fn a_second_server_recording_into_the_same_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let rules = "[[record]]\nstreams = \"x\"\n";
+    let _first = serve(&lib, rules, &[]);
+    let config = dir.path().join("zerocast.toml");
+    let listen = format!("127.0.0.1:{}", common::spawned::free_port());
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(["serve", "--listen", &listen, "--rtmp-listen", "off", "--library"])
+        .arg(&lib)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(err.contains("another zerocast is recording into"), "{err}");
+}

@@ -24,6 +24,11 @@ pub struct Checkpoint {
     pub psi: Bytes,
 }
 
+/// How many checkpoints a stream keeps by default: four and a half hours of one-second GOPs. A
+/// TS checkpoint holds its own copy of the PAT and PMT (their continuity counters differ from one
+/// keyframe to the next): about 0.5 KB each, 8 MB a stream at most.
+pub const MAX: usize = 1 << 14;
+
 /// A run of one file's bytes: `[start, end)`, or to the file's end when `end` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
@@ -40,9 +45,8 @@ pub struct Checkpoints {
 }
 
 impl Default for Checkpoints {
-    /// A day and a half of one-second GOPs.
     fn default() -> Self {
-        Checkpoints::new(1 << 17)
+        Checkpoints::new(MAX)
     }
 }
 
@@ -88,6 +92,12 @@ impl Checkpoints {
         self.list
             .partition_point(|c| c.arrived <= at)
             .checked_sub(1)
+    }
+
+    /// The checkpoint of the keyframe unit `seq`.
+    pub fn by_seq(&self, seq: u64) -> Option<usize> {
+        let i = self.list.partition_point(|c| c.seq < seq);
+        (self.list.get(i)?.seq == seq).then_some(i)
     }
 
     /// The newest checkpoint for which `in_ring` holds (its unit is still in the ring).
@@ -187,6 +197,10 @@ mod tests {
         assert_eq!(late.at(Duration::from_secs(9)), None);
         assert_eq!(c.newest_where(|seq| seq <= 13), Some(3));
         assert_eq!(c.newest_where(|_| false), None);
+        assert_eq!(
+            (c.by_seq(12), c.by_seq(9), c.by_seq(16)),
+            (Some(2), None, None)
+        );
     }
 
     #[test]

@@ -6,12 +6,14 @@ use super::Seg;
 use std::fmt::Write as _;
 
 /// The playlist of `segments`, whose URIs `uri(n)` gives (relative to the playlist), with the
-/// init segment `map` for fMP4 segments. `event`: the title is still being written, and the
-/// target duration it declares (which may not change as segments are added): at least this.
+/// init segment `map` for fMP4 segments. `event`: the title is still being written. The target
+/// duration is at least `min_target` (a playlist that grows may not change it; a recording's
+/// keeps the same one when it is finished).
 pub fn playlist(
     segments: &[Seg],
     map: Option<&str>,
-    event: Option<u64>,
+    event: bool,
+    min_target: u64,
     uri: impl Fn(usize) -> String,
 ) -> String {
     let longest = segments
@@ -19,8 +21,8 @@ pub fn playlist(
         .map(|s| s.duration.as_secs_f64())
         .fold(0.0, f64::max);
     // EXTINF rounded to the nearest integer may not exceed the target (§4.3.3.1).
-    let target = (longest.round() as u64).max(event.unwrap_or(1)).max(1);
-    let kind = if event.is_some() { "EVENT" } else { "VOD" };
+    let target = (longest.round() as u64).max(min_target).max(1);
+    let kind = if event { "EVENT" } else { "VOD" };
     let mut p = String::with_capacity(64 + 40 * segments.len());
     // Version 6 for EXT-X-MAP in a playlist without I-frames only (§7), 3 for fractional EXTINF.
     let version = if map.is_some() { 6 } else { 3 };
@@ -35,7 +37,7 @@ pub fn playlist(
     for (n, s) in segments.iter().enumerate() {
         let _ = write!(p, "#EXTINF:{:.6},\n{}\n", s.duration.as_secs_f64(), uri(n));
     }
-    if event.is_none() {
+    if !event {
         p.push_str("#EXT-X-ENDLIST\n");
     }
     p
@@ -58,7 +60,7 @@ mod tests {
                 duration: MediaTime::new(2, 1),
             },
         ];
-        let p = playlist(&segs, Some("hls/init.mp4"), None, |n| {
+        let p = playlist(&segs, Some("hls/init.mp4"), false, 1, |n| {
             format!("hls/{n}.m4s")
         });
         assert_eq!(
@@ -68,10 +70,10 @@ mod tests {
              #EXT-X-MAP:URI=\"hls/init.mp4\"\n#EXTINF:6.006000,\nhls/0.m4s\n\
              #EXTINF:2.000000,\nhls/1.m4s\n#EXT-X-ENDLIST\n"
         );
-        let ts = playlist(&segs, None, None, |n| format!("hls/{n}.ts"));
+        let ts = playlist(&segs, None, false, 1, |n| format!("hls/{n}.ts"));
         assert!(ts.contains("#EXT-X-VERSION:3\n") && !ts.contains("EXT-X-MAP"));
         // Still being written: an EVENT playlist, not ended, its target at least the one given.
-        let event = playlist(&segs, None, Some(12), |n| format!("hls/{n}.ts"));
+        let event = playlist(&segs, None, true, 12, |n| format!("hls/{n}.ts"));
         assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{event}");
         assert!(event.contains("#EXT-X-TARGETDURATION:12\n"), "{event}");
         assert!(!event.contains("ENDLIST"), "{event}");

@@ -146,9 +146,7 @@ pub(crate) async fn connection(
                         }
                         // DVR (`?t=-S`): where in the ring this viewer starts.
                         let dvr = crate::auth::query_param(query, "t")
-                            .map(|t| {
-                                live::dvr::start(&s, &state.live, &state.library(), output, &t)
-                            })
+                            .map(|t| state.dvr_start(&s, output, &t))
                             .transpose();
                         let start = match dvr {
                             Ok(start) => start,

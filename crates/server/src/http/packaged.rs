@@ -103,10 +103,16 @@ pub(super) fn serve<B>(
                     _ => (Some("hls/init.mp4"), "m4s"),
                 };
                 // A recording being written: an EVENT playlist, which grows (so its tag names
-                // how many segments it lists), with a target that holds for the segments to come.
+                // how many segments it lists). A recording's target (growing or finished) is
+                // twice the segment target: a segment is the target and less than a GOP, so
+                // the target holds for the segments to come (GOPs up to 6 s).
                 let growing = t.is_growing();
-                let event = growing.then(|| 2 * crate::package::TARGET.ticks as u64);
-                let text = media::package::hls::playlist(p.segs(), map, event, |n| {
+                let min_target = if t.recording.is_some() {
+                    2 * crate::package::TARGET.ticks.unsigned_abs()
+                } else {
+                    1
+                };
+                let text = media::package::hls::playlist(p.segs(), map, growing, min_target, |n| {
                     format!("hls/{n}.{ext}")
                 });
                 let tag = if growing {

@@ -148,7 +148,9 @@ impl Title {
         index: Result<MediaInfo, String>,
         started_ms: u64,
     ) -> Self {
-        let started = UNIX_EPOCH + Duration::from_millis(started_ms);
+        // Last-Modified: now, as it grows (a client revalidating by date must not get a 304
+        // for bytes it does not have).
+        let started = SystemTime::now();
         // Fixed while it grows (so a player's ranges within it agree), and weak: the bytes are
         // not final, so no cache may take it for the finished file and `If-Range` never matches.
         use sha2::Digest;
@@ -251,10 +253,16 @@ impl Library {
     }
 
     /// `next`, a rescan of this library's directory, with this library's growing recordings
-    /// that it does not hold (their files are still dotfiles, which a scan leaves out).
-    pub fn with_growing_of(&self, mut next: Library) -> Library {
+    /// that it does not hold (their files are still dotfiles, which a scan leaves out) and that
+    /// are still being written (`writing`: their ids). A finished one is what the scan found:
+    /// its file under its name, or nothing (removed by retention, or a failed rename).
+    pub fn with_growing_of(
+        &self,
+        mut next: Library,
+        writing: &std::collections::HashSet<String>,
+    ) -> Library {
         for (id, t) in &self.titles {
-            if t.is_growing() && !next.titles.contains_key(id) {
+            if t.is_growing() && writing.contains(id) && !next.titles.contains_key(id) {
                 next.titles.insert(id.clone(), t.clone());
             }
         }

@@ -12,6 +12,7 @@ use super::{Live, Output, Stream};
 use crate::error::Error;
 use crate::library::Library;
 use bytes::Bytes;
+use live::record::checkpoints::{Checkpoints, Piece};
 use std::time::Duration;
 
 /// Where a DVR viewer starts: the bytes of the recording to send first (empty when the ring
@@ -20,6 +21,30 @@ use std::time::Duration;
 pub(crate) struct Start {
     pub seq: u64,
     pub prefix: Vec<Bytes>,
+    /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
+    /// the prefix is sent (see [`resume`]).
+    pub more: Option<Resume>,
+}
+
+/// What a DVR viewer that reads from the recording needs to read on from it.
+pub(crate) struct Resume {
+    pub stream: std::sync::Arc<Stream>,
+    pub output: Output,
+    /// The library now (a growing recording is a new title at each keyframe).
+    pub library: Box<dyn Fn() -> std::sync::Arc<Library> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resume").finish_non_exhaustive()
+    }
+}
+
+impl Resume {
+    /// The next stretch after the keyframe unit `seq`, if the ring no longer holds it.
+    pub fn next(&self, seq: u64) -> Option<Start> {
+        resume(&self.stream, &(self.library)(), self.output, seq)
+    }
 }
 
 /// The most bytes of one prefix slice (a write or a body frame).
@@ -41,6 +66,7 @@ pub(crate) fn start(
         return Ok(Start {
             seq,
             prefix: Vec::new(),
+            more: None,
         });
     }
     let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,28 +87,81 @@ pub(crate) fn start(
         return Err(outside());
     };
     let from = at.and_then(|at| recorded.at(at)).ok_or_else(outside)?;
-    // The newest keyframe both the recording and the ring hold: where the viewer moves over.
+    let (psi, pieces, seq) = stretch(recorded, ring, output, from).ok_or_else(outside)?;
+    drop(guard);
+    drop(inner);
+    let mut prefix = vec![psi];
+    slices(library, &pieces, &mut prefix).ok_or_else(outside)?;
+    Ok(Start {
+        seq,
+        prefix,
+        more: None,
+    })
+}
+
+/// The recording's next stretch for a DVR viewer that was sent it up to the keyframe unit `seq`
+/// and whose ring no longer holds that keyframe (it read slower than the stream went on): from
+/// there to the newest keyframe both the recording and the ring hold. `None`: that keyframe has
+/// left the recording's checkpoints too, or nothing newer is written yet.
+pub(crate) fn resume(
+    stream: &Stream,
+    library: &Library,
+    output: Output,
+    seq: u64,
+) -> Option<Start> {
+    let inner = stream.read();
+    let ring = inner.ring(output)?;
+    if ring.get(seq).is_some_and(|u| u.keyframe) {
+        return None; // still in the ring: go on from there
+    }
+    let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    let (o, recorded) = guard.as_ref()?;
+    if *o != output {
+        return None;
+    }
+    let from = recorded.by_seq(seq)?;
+    let (_, pieces, seq) = stretch(recorded, ring, output, from)?;
+    drop(guard);
+    drop(inner);
+    let mut prefix = Vec::new();
+    slices(library, &pieces, &mut prefix)?;
+    Some(Start {
+        seq,
+        prefix,
+        more: None,
+    })
+}
+
+/// From checkpoint `from` to the newest keyframe both the recording and the ring hold: the
+/// headers a reader starting there needs, the file runs, and that keyframe's unit.
+fn stretch(
+    recorded: &Checkpoints,
+    ring: &live::Ring,
+    output: Output,
+    from: usize,
+) -> Option<(Bytes, Vec<Piece>, u64)> {
     let to = recorded
         .newest_where(|seq| ring.get(seq).is_some_and(|u| u.keyframe))
-        .filter(|&to| to > from)
-        .ok_or_else(outside)?;
-    let first = recorded.get(from).ok_or_else(outside)?;
-    let mut prefix = vec![first.psi.clone()];
-    for p in recorded.pieces(from, to, output == Output::Ts) {
-        let title = library.get(&p.file).ok_or_else(outside)?;
+        .filter(|&to| to > from)?;
+    let psi = recorded.get(from)?.psi.clone();
+    let seq = recorded.get(to)?.seq;
+    Some((psi, recorded.pieces(from, to, output == Output::Ts), seq))
+}
+
+/// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone.
+fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
+    for p in pieces {
+        let title = library.get(&p.file)?;
         let len = title.data.len() as u64;
         let end = p.end.unwrap_or(len).min(len);
-        let (Ok(mut a), Ok(end)) = (usize::try_from(p.start), usize::try_from(end)) else {
-            return Err(outside());
-        };
+        let (mut a, end) = (usize::try_from(p.start).ok()?, usize::try_from(end).ok()?);
         while a < end {
             let b = end.min(a + SLICE);
-            prefix.push(title.data.slice(a..b));
+            out.push(title.data.slice(a..b));
             a = b;
         }
     }
-    let seq = recorded.get(to).ok_or_else(outside)?.seq;
-    Ok(Start { seq, prefix })
+    Some(())
 }
 
 /// The live-clock time `t` names (`None`: before the live clock began, so before anything the

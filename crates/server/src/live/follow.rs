@@ -4,7 +4,7 @@
 //! `live::Viewer::step` under the read lock, and writes it outside the lock in one `writev`;
 //! a socket that takes nothing for the stall timeout ends it (`live::Stall`).
 
-use super::{Live, Output, Stream};
+use super::{dvr, Live, Output, Stream};
 use crate::date;
 use crate::transport::Transport;
 use crate::vectored;
@@ -111,15 +111,27 @@ pub(crate) async fn follow(
     // The control API's "drop viewers".
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
-    if let Some(start) = start {
-        // A DVR start from the recording: its bytes first, a slice per write.
-        for p in &start.prefix {
-            write_batch(sock, std::slice::from_ref(p), chunked, live, &stream).await?;
+    if let Some(mut start) = start {
+        // A DVR start from the recording: its bytes first, a slice per write; then more of it
+        // for as long as the ring no longer holds where they end (a viewer reading in real
+        // time takes as long to get them as they play for).
+        let continuing = !start.prefix.is_empty();
+        loop {
+            for p in &start.prefix {
+                write_batch(sock, std::slice::from_ref(p), chunked, live, &stream).await?;
+            }
+            let more = start.more.take();
+            match more.as_ref().and_then(|m| m.next(start.seq)) {
+                Some(next) if continuing && !next.prefix.is_empty() => {
+                    start = dvr::Start { more, ..next };
+                }
+                _ => break,
+            }
         }
-        viewer = if start.prefix.is_empty() {
-            Viewer::starting_at(start.seq)
-        } else {
+        viewer = if continuing {
             Viewer::continuing_at(start.seq)
+        } else {
+            Viewer::starting_at(start.seq)
         };
     }
     let input_limit = RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now());

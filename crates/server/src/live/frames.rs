@@ -91,15 +91,25 @@ async fn feed(
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
-    if let Some(start) = start {
-        // A DVR start from the recording: its bytes first.
+    if let Some(mut start) = start {
+        // A DVR start from the recording: its bytes first, then more of it while the ring no
+        // longer holds where they end (as in follow.rs).
         let continuing = !start.prefix.is_empty();
-        for p in start.prefix {
-            let n = p.len() as u64;
-            if !send(&tx, p, &live).await {
-                return;
+        loop {
+            for p in std::mem::take(&mut start.prefix) {
+                let n = p.len() as u64;
+                if !send(&tx, p, &live).await {
+                    return;
+                }
+                stats.bytes_out.fetch_add(n, Relaxed);
             }
-            stats.bytes_out.fetch_add(n, Relaxed);
+            let more = start.more.take();
+            match more.as_ref().and_then(|m| m.next(start.seq)) {
+                Some(next) if continuing && !next.prefix.is_empty() => {
+                    start = super::dvr::Start { more, ..next };
+                }
+                _ => break,
+            }
         }
         viewer = if continuing {
             Viewer::continuing_at(start.seq)

@@ -65,6 +65,32 @@ pub(super) fn finish(part: &Part) -> io::Result<()> {
     std::fs::rename(&part.part, &part.path)
 }
 
+/// Takes each rule directory for this process (made if missing): an exclusive lock on its
+/// `.lock` file, held as long as the files returned are open. A second server recording into
+/// the same directory would "recover" (cut and rename) the files this one is writing.
+pub fn lock(dirs: &[PathBuf]) -> io::Result<Vec<File>> {
+    let mut held = Vec::new();
+    for dir in dirs {
+        std::fs::create_dir_all(dir)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        match f.try_lock() {
+            Ok(()) => held.push(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::other(format!(
+                    "another zerocast is recording into {}",
+                    dir.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(held)
+}
+
 /// Finishes the files a stopped server left being written under the rule directories `dirs`:
 /// each is cut to whole TS packets or whole MP4 fragments (a write cut short by the crash leaves
 /// part of one) and given its name, so the library loads it as a title. Returns the files recovered and the bytes cut.

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Most bytes taken from the ring per write.
 const MAX_BATCH: usize = 4 << 20;
+/// A stream without a keyframe for this long is said not to be recorded.
+const NO_KEYFRAME: Duration = Duration::from_secs(30);
 /// The growing title is updated on each keyframe, and at least this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -100,6 +102,8 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
     let mut rx = job.stream.subscribe(output);
     let mut cursor = Follow::default();
     let mut psi = Psi::default();
+    // When the first unit came, while no file could start yet (no keyframe).
+    let mut waiting: Option<Duration> = None;
     loop {
         rx.borrow_and_update();
         let (taken, ended) = {
@@ -149,12 +153,17 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
                     .as_ref()
                     .is_some_and(|w| w.init.as_ref() != u.psi.first());
             if new_init || job.rotation.starts_file(open, u.keyframe, u.arrived) {
-                if let Some(mut w) = writing.take() {
-                    write(job, &mut w, std::mem::take(&mut batch)).await?;
+                if let Some(w) = writing.as_mut() {
+                    // On failure the file stays in `writing`, for `record` to finish.
+                    write(job, w, std::mem::take(&mut batch)).await?;
+                    publish(job, w, true);
                     mark(job, output, std::mem::take(&mut marks));
+                }
+                if let Some(w) = writing.take() {
                     close(job, w).await?;
                 }
                 *writing = Some(start(job, u.arrived, u.psi.first()).await?);
+                waiting = None;
                 batched = u.psi.iter().map(|p| p.len() as u64).sum();
                 batch.push(Chunk {
                     parts: u.psi.clone(),
@@ -164,7 +173,14 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
                 });
             }
             let Some(w) = writing.as_ref() else {
-                continue; // before the first keyframe
+                // Before the first keyframe: say so once if none comes (an audio-only stream,
+                // or video whose keyframes are not marked, is not recorded).
+                let since = *waiting.get_or_insert(u.arrived);
+                if u.arrived.saturating_sub(since) >= NO_KEYFRAME && since != Duration::MAX {
+                    tracing::warn!(stream = %job.stream.name, "nothing recorded: no video keyframe in {NO_KEYFRAME:?} of stream (a file starts at one)");
+                    waiting = Some(Duration::MAX);
+                }
+                continue;
             };
             let at = w.len + batched;
             if u.keyframe {
@@ -189,8 +205,8 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
         }
         if let Some(w) = writing.as_mut() {
             write(job, w, batch).await?;
-            mark(job, output, marks);
             publish(job, w, false);
+            mark(job, output, marks);
         }
     }
 }
@@ -258,6 +274,11 @@ async fn start(job: &Job, arrived: Duration, init: Option<&Bytes>) -> io::Result
     let part = blocking(move || files::open(&dir, started_ms, ext)).await?;
     tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
     let id: Arc<str> = format!("{}/{}", job.prefix, part.name).into();
+    job.state
+        .recording
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string());
     Ok(Writing {
         id,
         part: Arc::new(part),
@@ -278,10 +299,15 @@ async fn write(job: &Job, w: &mut Writing, chunks: Vec<Chunk>) -> io::Result<()>
         return Ok(());
     }
     let part = w.part.clone();
+    let whole = w.len;
     let chunks = blocking(move || {
         let mut f: &std::fs::File = &part.file;
         for p in chunks.iter().flat_map(|c| &c.parts) {
-            f.write_all(p)?;
+            if let Err(e) = f.write_all(p) {
+                // Part of a unit may have gone in: the file ends with its last whole one.
+                let _ = part.file.set_len(whole);
+                return Err(e);
+            }
         }
         Ok(chunks)
     })
@@ -350,11 +376,22 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
 async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     publish(job, &mut w, true);
     let part = w.part.clone();
-    blocking(move || {
+    let finished = blocking(move || {
         part.file.sync_data()?;
         files::finish(&part)
     })
-    .await?;
+    .await;
+    // Whatever happened, it is no longer being written: the next rescan shows the file as it
+    // is (finished under its name; or, not renamed, left out until the next start recovers it).
+    job.state
+        .recording
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&*w.id);
+    if let Err(e) = finished {
+        job.state.library_changed.notify_one();
+        return Err(e);
+    }
     job.state.record.files.fetch_add(1, Relaxed);
     tracing::info!(stream = %job.stream.name, file = %w.part.path.display(), bytes = w.len, "recording file finished");
     job.state.library_changed.notify_one();
