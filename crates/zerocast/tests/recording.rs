@@ -476,7 +476,14 @@ fn a_second_server_recording_into_the_same_directory_is_refused_at_start() {
     let config = dir.path().join("zerocast.toml");
     let listen = format!("127.0.0.1:{}", common::spawned::free_port());
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_zerocast"))
-        .args(["serve", "--listen", &listen, "--rtmp-listen", "off", "--library"])
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--rtmp-listen",
+            "off",
+            "--library",
+        ])
         .arg(&lib)
         .arg("--config")
         .arg(&config)
@@ -485,4 +492,112 @@ fn a_second_server_recording_into_the_same_directory_is_refused_at_start() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "{err}");
     assert!(err.contains("another zerocast is recording into"), "{err}");
+}
+
+/// The RTMP address a spawned server listens on, from its log.
+fn rtmp_addr(s: &Served) -> String {
+    let line = s
+        .log_lines("RTMP ingest: rtmp://")
+        .pop()
+        .expect("an RTMP listener");
+    let from = line.find("rtmp://").unwrap() + "rtmp://".len();
+    line[from..].split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn an_rtmp_recording_reads_as_the_disk_holds_it_while_written_then_is_a_title_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let rules = "[live]\ngrace_secs = 1\n\n[[record]]\nstreams = \"cam*\"\n";
+    let s = serve(&lib, rules, &[]);
+    let publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_rtmp_mp4(),
+        &["-re"],
+        "flv",
+        &[],
+        &format!("rtmp://{}/live/cam1", rtmp_addr(&s)),
+    );
+    let t = wait_title(
+        &s,
+        "recordings/cam1/",
+        "a growing title with 4 keyframes",
+        |t| t["growing"] == true && t["keyframes"].as_u64() >= Some(4),
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+    let url = format!("http://{}/videos/{id}", s.addr);
+    // While it is written: seek answers inside it, and a range is the bytes on disk.
+    let seek = get(&s, &format!("/api/videos/{id}/seek?t=2"), &[]).json();
+    let offset = seek["offset"].as_u64().unwrap();
+    let r = get(
+        &s,
+        &format!("/videos/{id}"),
+        &[("range", &format!("bytes={offset}-{}", offset + 18799))],
+    );
+    assert_eq!(r.status, 206);
+    let name = id.rsplit('/').next().unwrap();
+    let disk = std::fs::read(lib.join("recordings/cam1").join(format!(".{name}.part"))).unwrap();
+    assert_eq!(r.body, disk[offset as usize..offset as usize + 18800]);
+    // ffmpeg seeks into it over HTTP and decodes a frame.
+    let frame = dir.path().join("frame.png");
+    common::ffmpeg(&[
+        "-ss",
+        "2",
+        "-i",
+        &url,
+        "-frames:v",
+        "1",
+        frame.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&frame).unwrap().len() > 0);
+    // The publisher stops: the stream ends after the grace, and the file is finished.
+    drop(publisher);
+    let done = wait_title(&s, &id, "the finished title", |t| t["growing"] == false);
+    let keys = common::ffprobe_keyframes(&url);
+    assert_eq!(
+        done["keyframes"].as_u64(),
+        Some(keys.len() as u64),
+        "{keys:?}"
+    );
+    for (secs, pos) in keys.iter().take(4) {
+        let at = get(&s, &format!("/api/videos/{id}/seek?t={secs:.3}"), &[]).json();
+        assert_eq!(
+            at["offset"].as_u64(),
+            Some(*pos),
+            "keyframe at {secs} s: {at}"
+        );
+    }
+    let etag = get(&s, &format!("/videos/{id}"), &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    drop(s);
+    // After a restart: the same title, the same entity.
+    let s = serve(&lib, rules, &[]);
+    let r = get(&s, &format!("/videos/{id}"), &[]);
+    assert_eq!((r.status, r.header("etag")), (200, Some(etag.as_str())));
+    assert_eq!(r.body, std::fs::read(lib.join(&id)).unwrap());
+}
+
+#[test]
+fn a_recording_directory_that_cannot_be_written_ends_the_recording_and_not_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir_all(lib.join("recordings")).unwrap();
+    // Where the stream's directory would be, a file: nothing can be written there (as root, a
+    // directory without write permission would still be writable).
+    std::fs::write(lib.join("recordings/blocked"), b"in the way").unwrap();
+    let s = serve(&lib, "[[record]]\nstreams = \"blocked\"\n", &[]);
+    let _publisher = publish(&s, "blocked");
+    wait_until("the recording stopped with a log line", WAIT, || {
+        !s.log_lines("recording stopped (the live stream goes on)")
+            .is_empty()
+    });
+    let line = s.log_lines("recording stopped").pop().unwrap();
+    assert!(line.contains("blocked"), "{line}");
+    let doc = get(&s, "/api/streams/blocked", &[]).json();
+    assert_eq!(doc["state"], "live", "{doc}");
+    assert!(titles(&s, "recordings/")
+        .iter()
+        .all(|t| t["id"] == "recordings/blocked"));
 }
