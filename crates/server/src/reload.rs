@@ -120,9 +120,8 @@ impl Reload {
         events: impl FnMut(LoadEvent<'_>),
     ) -> Result<Changes, StartError> {
         let (next, changes) = self.state.library().rescan(dir, budget, events)?;
-        if !changes.is_empty() {
-            self.state.set_library(next);
-        }
+        // Even without a change of files: a recording finished since may leave the library.
+        self.state.set_library(next);
         Ok(changes)
     }
 }

@@ -111,7 +111,7 @@ impl State {
     pub(crate) fn put_title(&self, title: crate::library::Title) {
         let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
         let mut next = Library::clone(&now);
-        next.insert(title);
+        next.put_growing(title);
         *now = Arc::new(next);
     }
 }

@@ -5,69 +5,12 @@
 
 mod common;
 
-use common::fixtures::long_live_ts;
-use common::live::{ffmpeg_publish, wait_until, Proc};
+use common::live::wait_until;
+use common::recorded::*;
 use common::spawned::Served;
-use common::{request, Resp};
 use live::llhls::wallclock::{parse_rfc3339_ms, rfc3339_ms};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
-
-/// Long enough for a real-time publisher on a loaded machine.
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A library directory with a config file holding `rules`, and the server on it.
-fn serve(lib: &Path, rules: &str, limits: &[String]) -> Served {
-    let config = lib.parent().unwrap().join("zerocast.toml");
-    std::fs::write(&config, rules).unwrap();
-    Served::start_under(
-        limits,
-        &[
-            "--library",
-            lib.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-}
-
-fn get(s: &Served, path: &str, headers: &[(&str, &str)]) -> Resp {
-    request(s.addr, "GET", path, headers)
-}
-
-/// ffmpeg publishes the 40 s fixture in real time to `/live/{name}`.
-fn publish(s: &Served, name: &str) -> Proc {
-    ffmpeg_publish(
-        &long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &format!("http://{}/live/{name}", s.addr),
-    )
-}
-
-/// The titles whose ids start with `prefix`, as `/api/videos` lists them.
-fn titles(s: &Served, prefix: &str) -> Vec<Value> {
-    let r = get(s, "/api/videos", &[]);
-    assert_eq!(r.status, 200);
-    let all: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
-    all.into_iter()
-        .filter(|t| t["id"].as_str().unwrap().starts_with(prefix))
-        .collect()
-}
-
-/// Waits for a title under `prefix` that satisfies `ok`, and returns it.
-#[track_caller]
-fn wait_title(s: &Served, prefix: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let mut found = None;
-    wait_until(what, WAIT, || {
-        found = titles(s, prefix).into_iter().find(&ok);
-        found.is_some()
-    });
-    found.unwrap()
-}
 
 #[test]
 fn a_recording_is_a_growing_title_that_seeks_by_timecode_and_wall_clock_while_it_is_written() {
@@ -140,16 +83,6 @@ fn a_recording_is_a_growing_title_that_seeks_by_timecode_and_wall_clock_while_it
         common::codecs(&format!("http://{}/videos/{id}", s.addr)),
         ["aac", "h264"]
     );
-}
-
-/// The finished recordings of `stream` on disk, oldest first.
-fn finished_files(lib: &Path, stream: &str) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(lib.join("recordings").join(stream))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.retain(|p: &std::path::PathBuf| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
-    v.sort();
-    v
 }
 
 #[test]
@@ -492,16 +425,6 @@ fn a_second_server_recording_into_the_same_directory_is_refused_at_start() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "{err}");
     assert!(err.contains("another zerocast is recording into"), "{err}");
-}
-
-/// The RTMP address a spawned server listens on, from its log.
-fn rtmp_addr(s: &Served) -> String {
-    let line = s
-        .log_lines("RTMP ingest: rtmp://")
-        .pop()
-        .expect("an RTMP listener");
-    let from = line.find("rtmp://").unwrap() + "rtmp://".len();
-    line[from..].split('/').next().unwrap().to_string()
 }
 
 #[test]

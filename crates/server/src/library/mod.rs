@@ -225,31 +225,56 @@ pub enum LoadEvent<'a> {
     Skipped { path: &'a Path, reason: String },
 }
 
-/// All titles by id.
+/// All titles by id: those a scan found (shared between the library's versions: a recording's
+/// update copies only the few growing titles, however large the library) and the recordings
+/// being written.
 #[derive(Debug, Default, Clone)]
 pub struct Library {
-    titles: BTreeMap<String, Arc<Title>>,
+    titles: Arc<BTreeMap<String, Arc<Title>>>,
+    growing: BTreeMap<String, Arc<Title>>,
 }
 
 impl Library {
     pub fn get(&self, id: &str) -> Option<&Arc<Title>> {
-        self.titles.get(id)
+        self.titles.get(id).or_else(|| self.growing.get(id))
     }
 
+    /// Every title, in id order.
     pub fn titles(&self) -> impl Iterator<Item = &Arc<Title>> {
-        self.titles.values()
+        let mut a = self.titles.iter().peekable();
+        let mut b = self
+            .growing
+            .iter()
+            .filter(|(id, _)| !self.titles.contains_key(*id))
+            .peekable();
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        })
+        .map(|(_, t)| t)
     }
 
     pub fn len(&self) -> usize {
         self.titles.len()
+            + self
+                .growing
+                .keys()
+                .filter(|id| !self.titles.contains_key(*id))
+                .count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.titles.is_empty()
+        self.len() == 0
     }
 
     pub fn insert(&mut self, title: Title) {
-        self.titles.insert(title.id.clone(), Arc::new(title));
+        Arc::make_mut(&mut self.titles).insert(title.id.clone(), Arc::new(title));
+    }
+
+    /// Adds or replaces a recording being written.
+    pub fn put_growing(&mut self, title: Title) {
+        self.growing.insert(title.id.clone(), Arc::new(title));
     }
 
     /// `next`, a rescan of this library's directory, with this library's growing recordings
@@ -261,11 +286,12 @@ impl Library {
         mut next: Library,
         writing: &std::collections::HashSet<String>,
     ) -> Library {
-        for (id, t) in &self.titles {
-            if t.is_growing() && writing.contains(id) && !next.titles.contains_key(id) {
-                next.titles.insert(id.clone(), t.clone());
-            }
-        }
+        next.growing = self
+            .growing
+            .iter()
+            .filter(|(id, _)| writing.contains(*id) && !next.titles.contains_key(*id))
+            .map(|(id, t)| (id.clone(), t.clone()))
+            .collect();
         next
     }
 
@@ -308,19 +334,18 @@ impl Library {
     ) -> Result<(Library, Changes), StartError> {
         let next = Library::scan(root, budget, Some(self), events)?;
         let mut changes = Changes::default();
-        for (id, t) in &next.titles {
+        for (id, t) in next.titles.iter() {
             match self.titles.get(id) {
                 None => changes.added.push(id.clone()),
                 Some(old) if !Arc::ptr_eq(old, t) => changes.changed.push(id.clone()),
                 Some(_) => {}
             }
         }
-        // A growing recording is not a file yet: the scan cannot see it, so it is not gone.
         changes.removed = self
             .titles
-            .iter()
-            .filter(|(id, t)| !t.is_growing() && !next.titles.contains_key(*id))
-            .map(|(id, _)| id.clone())
+            .keys()
+            .filter(|id| !next.titles.contains_key(*id))
+            .cloned()
             .collect();
         Ok((next, changes))
     }
@@ -392,7 +417,7 @@ impl Library {
                     };
                     etags.keep(&path, version, &t.etag);
                 }
-                lib.titles.insert(id, t);
+                Arc::make_mut(&mut lib.titles).insert(id, t);
                 continue;
             }
             let stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
@@ -500,6 +525,39 @@ pub fn encode_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growing_recordings_list_in_id_order_with_the_scanned_titles_and_give_way_to_them() {
+        let mut lib = Library::from_static(&[("a", b"x"), ("c", b"y")], SystemTime::now());
+        let file = Arc::new(File::open("/dev/null").unwrap());
+        let growing = |id: &str| {
+            Title::growing(
+                id.into(),
+                Container::MpegTs,
+                Bytes::from_static(b"zz"),
+                file.clone(),
+                Err("not yet".into()),
+                1,
+            )
+        };
+        lib.put_growing(growing("b"));
+        lib.put_growing(growing("d"));
+        let ids: Vec<&str> = lib.titles().map(|t| t.id.as_str()).collect();
+        assert_eq!((ids, lib.len()), (vec!["a", "b", "c", "d"], 4));
+        assert!(lib.get("b").unwrap().is_growing());
+        // A scan that finds the finished file: the scanned title wins.
+        lib.put_growing(growing("c"));
+        assert!(!lib.get("c").unwrap().is_growing());
+        assert_eq!(lib.len(), 4);
+        // A rescan keeps only the growing titles still being written.
+        let writing: std::collections::HashSet<String> = ["b".to_string()].into();
+        let next = lib.with_growing_of(
+            Library::from_static(&[("a", b"x")], SystemTime::now()),
+            &writing,
+        );
+        let ids: Vec<&str> = next.titles().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
 
     #[test]
     fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {

@@ -9,6 +9,7 @@ pub mod cdp;
 pub mod crowd;
 pub mod fixtures;
 pub mod live;
+pub mod recorded;
 pub mod soak;
 pub mod spawned;
 pub mod tls;
