@@ -67,6 +67,48 @@ fn assert_rewinds(addr: std::net::SocketAddr, name: &str, back: f64) {
     );
 }
 
+/// A server whose ring holds 2 s and that records `name` (as `format`, a file every `segment`
+/// seconds), with ffmpeg publishing the 40 s fixture to it in real time, 12 s in.
+struct Recorded {
+    server: common::TestServer,
+    _publisher: common::live::Proc,
+    _library: tempfile::TempDir,
+}
+
+fn recorded(name: &str, format: server::record::Format, segment: u64) -> Recorded {
+    let library = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(2);
+    config.record = vec![server::record::Rule {
+        streams: name.into(),
+        dir: library.path().join("rec"),
+        id_prefix: "rec".into(),
+        format,
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(segment),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+    }];
+    let server =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &server.url(&format!("/live/{name}")),
+    );
+    wait_for_within(&server, name, "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    Recorded {
+        server,
+        _publisher: publisher,
+        _library: library,
+    }
+}
+
 #[test]
 fn a_ts_viewer_asking_for_t_minus_5_starts_5_s_behind_the_live_edge_and_plays_on() {
     let s = server(|c| c.ring.max_age = Duration::from_secs(30));
@@ -79,65 +121,17 @@ fn a_ts_viewer_asking_for_t_minus_5_starts_5_s_behind_the_live_edge_and_plays_on
 
 #[test]
 fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live_edge() {
-    let lib = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    // A ring of 2 s; the recording rotates every 3 s, so 9 s back spans several files.
-    config.live.ring.max_age = Duration::from_secs(2);
-    config.record = vec![server::record::Rule {
-        streams: "kept".into(),
-        dir: lib.path().join("rec"),
-        id_prefix: "rec".into(),
-        format: server::record::Format::Ts,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(3),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-    }];
-    let s =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    let _publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &s.url("/live/kept"),
-    );
-    wait_for_within(&s, "kept", "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
-    });
+    // A file every 3 s: 9 s back spans several.
+    let r = recorded("kept", server::record::Format::Ts, 3);
+    let s = &r.server;
     // The ring holds 2 s and the current GOP: 9 s back is only in the recording.
     assert_rewinds(s.addr, "kept", 9.0);
 }
 
 #[test]
 fn a_dvr_viewer_reading_in_real_time_reads_on_in_the_recording_and_never_jumps() {
-    let lib = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    config.live.ring.max_age = Duration::from_secs(2);
-    config.record = vec![server::record::Rule {
-        streams: "slow".into(),
-        dir: lib.path().join("rec"),
-        id_prefix: "rec".into(),
-        format: server::record::Format::Ts,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(600),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-    }];
-    let s =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    let _publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &s.url("/live/slow"),
-    );
-    wait_for_within(&s, "slow", "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
-    });
+    let r = recorded("slow", server::record::Format::Ts, 600);
+    let s = &r.server;
     // About the fixture's bitrate (94 kB/s): the 9 s from the recording take about 9 s to read,
     // and the keyframe where they end has left the 2 s ring long before.
     let reading = Reading::Slow {
@@ -171,32 +165,8 @@ fn a_dvr_viewer_reading_in_real_time_reads_on_in_the_recording_and_never_jumps()
 
 #[test]
 fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
-    let lib = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    config.live.ring.max_age = Duration::from_secs(2);
-    config.record = vec![server::record::Rule {
-        streams: "cmaf".into(),
-        dir: lib.path().join("rec"),
-        id_prefix: "rec".into(),
-        format: server::record::Format::Fmp4,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(3),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-    }];
-    let s =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    let _publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &s.url("/live/cmaf"),
-    );
-    wait_for_within(&s, "cmaf", "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
-    });
+    let r = recorded("cmaf", server::record::Format::Fmp4, 3);
+    let s = &r.server;
     let live = Viewer::start(s.addr, "/live/cmaf.mp4", Reading::Fast);
     let back = Viewer::start(s.addr, "/live/cmaf.mp4?t=-9", Reading::Fast);
     // A fragment per video frame (25 a second) and per audio run: 11 s and more.

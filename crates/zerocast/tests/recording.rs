@@ -350,6 +350,13 @@ fn a_growing_recording_has_an_event_playlist_that_only_grows() {
         t["duration_seconds"].as_f64() >= Some(7.0)
     });
     let id = t["id"].as_str().unwrap().to_string();
+    // The live stream names the file it is recorded to, and that file's playlist.
+    let doc = get(&s, "/api/streams/ev", &[]).json();
+    assert_eq!(doc["recording"], id.as_str(), "{doc}");
+    assert_eq!(
+        doc["recording_hls_url"],
+        format!("/videos/{id}/index.m3u8").as_str()
+    );
     let playlist = |s: &Served| {
         let r = get(s, &format!("/videos/{id}/index.m3u8"), &[]);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -40,14 +40,7 @@ impl Growing {
         }
         let moov = moov.ok_or_else(|| Error::malformed("mp4", "no moov in the init segment"))?;
         let (_, _, tracks) = parse_moov(&moov)?;
-        let audio = tracks
-            .iter()
-            .find(|t| &t.handler == b"soun")
-            .map(|t| AudioInfo {
-                codec: t.codec.clone(),
-                sample_rate: t.sample_rate,
-                channels: t.channels,
-            });
+        let audio = super::audio_info(&tracks);
         let video = tracks
             .iter()
             .find(|t| &t.handler == b"vide")

@@ -156,14 +156,7 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
     let data_len = data.len() as u64;
 
     let video_pos = tracks.iter().position(|t| &t.handler == b"vide");
-    let audio = tracks
-        .iter()
-        .find(|t| &t.handler == b"soun")
-        .map(|t| AudioInfo {
-            codec: t.codec.clone(),
-            sample_rate: t.sample_rate,
-            channels: t.channels,
-        });
+    let audio = audio_info(&tracks);
     let Some(vi) = video_pos else {
         return Ok(MediaInfo {
             container: Container::Mp4,
@@ -203,6 +196,18 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
             })
             .collect(),
     })
+}
+
+/// The first audio track's description.
+fn audio_info(tracks: &[Track<'_>]) -> Option<AudioInfo> {
+    tracks
+        .iter()
+        .find(|t| &t.handler == b"soun")
+        .map(|t| AudioInfo {
+            codec: t.codec.clone(),
+            sample_rate: t.sample_rate,
+            channels: t.channels,
+        })
 }
 
 fn parse_moov<'a>(moov: &Reader<'a>) -> Result<(u32, u64, Vec<Track<'a>>)> {

@@ -52,6 +52,12 @@ pub struct StreamDoc {
     /// Low-latency DASH (the same parts, one track per representation).
     #[serde(default)]
     pub dash_url: String,
+    /// The library title of the recording file being written (`None`: not recorded), and its
+    /// HLS (an EVENT playlist from the file's start: a DVR window of the current file).
+    #[serde(default)]
+    pub recording: Option<String>,
+    #[serde(default)]
+    pub recording_hls_url: Option<String>,
 }
 
 /// Viewers per output.
@@ -78,6 +84,13 @@ fn viewers(s: &Stream, i: usize) -> u64 {
 /// The JSON document of a stream.
 pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
     let now = live.now();
+    // The file its newest recorded keyframe went to.
+    let recording = s
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|(_, c)| Some(c.get(c.len().checked_sub(1)?)?.file.to_string()));
     let inner = s.read();
     let st = &s.stats;
     let life = &inner.lifecycle;
@@ -119,6 +132,10 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         mp4_url: format!("/live/{}.mp4", s.name),
         ll_hls_url: format!("/live/{}/ll.m3u8", s.name),
         dash_url: format!("/live/{}/manifest.mpd", s.name),
+        recording_hls_url: recording
+            .as_ref()
+            .map(|id| format!("/videos/{}/index.m3u8", crate::library::encode_id(id))),
+        recording,
     }
 }
 
