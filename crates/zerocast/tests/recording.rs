@@ -531,3 +531,60 @@ fn a_recording_directory_that_cannot_be_written_ends_the_recording_and_not_the_s
         .iter()
         .all(|t| t["id"] == "recordings/blocked"));
 }
+
+/// A tmpfs of `size` mounted at `dir` while it lives (`None`: this machine does not let the
+/// tests mount one).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_recording_and_the_live_stream_plays_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let Some(_disk) = Tmpfs::mount(&lib.join("recordings"), "600k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN); the file-size-limit test covers a failed write");
+        return;
+    };
+    let s = serve(&lib, "[[record]]\nstreams = \"disk\"\n", &[]);
+    let _publisher = publish(&s, "disk");
+    wait_until("the recording stopped on the full disk", WAIT, || {
+        !s.log_lines("recording stopped (the live stream goes on)")
+            .is_empty()
+    });
+    let line = s.log_lines("recording stopped").pop().unwrap();
+    assert!(line.contains("No space left on device"), "{line}");
+    assert_eq!(get(&s, "/api/streams/disk", &[]).json()["state"], "live");
+    // What fitted is kept, whole packets, as a finished title.
+    let t = wait_title(
+        &s,
+        "recordings/disk/",
+        "the file that filled the disk, finished",
+        |t| t["growing"] == false,
+    );
+    let size = t["size"].as_u64().unwrap();
+    assert!(
+        size > 100_000 && size <= 600 * 1024 && size % 188 == 0,
+        "{t}"
+    );
+    common::assert_decodes_without_errors(
+        &format!("http://{}/videos/{}", s.addr, t["id"].as_str().unwrap()),
+        None,
+    );
+}
