@@ -72,6 +72,7 @@ pub fn needs_restart(now: &Config, next: &Config) -> Vec<&'static str> {
         format!("{l:?}")
     };
     differs("[live] (other than keys)", live(now) != live(next));
+    differs("[[record]]", now.record != next.record);
     v
 }
 
@@ -100,6 +101,7 @@ impl Reload {
         }
         let keys = (next.live.keys.clone(), next.live.global_key.clone());
         next.live = now.live.clone();
+        next.record = now.record.clone();
         self.state.live.set_keys(keys.0, keys.1);
         self.state.conns.set_max(next.max_connections);
         self.state.set_config(next);
@@ -119,9 +121,10 @@ impl Reload {
         budget: u64,
         events: impl FnMut(LoadEvent<'_>),
     ) -> Result<Changes, StartError> {
+        let scan = self.state.scan_started();
         let (next, changes) = self.state.library().rescan(dir, budget, events)?;
         // Even without a change of files: a recording finished since may leave the library.
-        self.state.set_library(next);
+        self.state.set_library(next, scan);
         Ok(changes)
     }
 }

@@ -29,8 +29,12 @@ pub(crate) struct State {
     pub library_changed: Arc<tokio::sync::Notify>,
     /// What the recorders did (`/metrics`).
     pub record: crate::record_metrics::RecordStats,
-    /// The ids of the recording files being written now (a rescan keeps their growing titles).
-    pub recording: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The recording files being written (`None`), or finished when this many rescans had
+    /// started (`Some`): a rescan keeps their growing titles until one that started after the
+    /// file was finished has seen it.
+    pub recording: std::sync::Mutex<std::collections::HashMap<String, Option<u64>>>,
+    /// Library rescans started.
+    pub scans: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -55,6 +59,7 @@ impl State {
             library_changed: Arc::new(tokio::sync::Notify::new()),
             record: crate::record_metrics::RecordStats::default(),
             recording: std::sync::Mutex::default(),
+            scans: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -81,10 +86,33 @@ impl State {
 
     /// Replaces the library with a rescan of its directory, keeping the growing recordings the
     /// scan cannot see (under the lock, so a recording's update is never lost to a rescan).
-    pub(crate) fn set_library(&self, library: Library) {
-        let writing = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+    /// `scan`: the number [`State::scan_started`] gave the rescan.
+    pub(crate) fn set_library(&self, library: Library, scan: u64) {
+        let mut recording = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        // A file finished before this scan began is what the scan found (its title, or none).
+        recording.retain(|_, finished| finished.is_none_or(|at| at >= scan));
+        let kept: std::collections::HashSet<String> = recording.keys().cloned().collect();
         let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
-        *now = Arc::new(now.with_growing_of(library, &writing));
+        *now = Arc::new(now.with_growing_of(library, &kept));
+    }
+
+    /// A library rescan begins: its number, for [`State::set_library`].
+    pub(crate) fn scan_started(&self) -> u64 {
+        self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// A recording file is being written.
+    pub(crate) fn recording_started(&self, id: &str) {
+        let mut r = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        r.insert(id.to_string(), None);
+    }
+
+    /// A recording file is finished (or given up): the next rescan that starts shows it as the
+    /// file is then.
+    pub(crate) fn recording_finished(&self, id: &str) {
+        let at = self.scans.load(std::sync::atomic::Ordering::SeqCst);
+        let mut r = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        r.insert(id.to_string(), Some(at));
     }
 
     /// Where a DVR viewer of `stream`'s `output` asking for `t` starts (`live::dvr`); one that

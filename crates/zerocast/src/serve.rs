@@ -24,7 +24,10 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     let library_dir = library.clone();
     let listeners = Listeners::bind(&config)?;
     // Recording files a stopped server was writing become titles (cut to whole packets).
-    let rule_dirs: Vec<_> = config.record.iter().map(|r| r.dir.clone()).collect();
+    let mut rule_dirs: Vec<_> = config.record.iter().map(|r| r.dir.clone()).collect();
+    // Rules may share a directory (the default one): each is locked and recovered once.
+    rule_dirs.sort();
+    rule_dirs.dedup();
     // Held until the server stops: one server records into a directory.
     let _recording_locks = server::record::files::lock(&rule_dirs).context("recording")?;
     for (file, cut) in

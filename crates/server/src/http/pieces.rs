@@ -36,10 +36,10 @@ impl Pieces {
         tag: &str,
         tail: Option<u64>,
     ) -> Option<Pieces> {
-        // A growing recording's tag is weak (`W/"..."`); what is derived from it is whole (a
-        // segment never changes, a playlist's tag names its length), so the derived tag is strong.
-        let base = t.etag.trim_start_matches("W/").trim_matches('"');
-        let etag = format!("\"{base}-{tag}\"");
+        // A growing recording's tag is weak (`W/"..."`) and names its length; what is derived
+        // from it is whole (a segment never changes, a playlist's or clip's tag names its
+        // length), so the derived tag is strong, from the part of the title's that stays.
+        let etag = format!("\"{}-{tag}\"", t.tag_base);
         let etag_header = HeaderValue::from_str(&etag).ok()?;
         Some(Pieces {
             len: parts.iter().map(|p| p.len() as u64).sum(),

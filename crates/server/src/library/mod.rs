@@ -47,6 +47,9 @@ pub struct Title {
     pub clips: crate::recent::RecentClips,
     /// A live recording's: when it began, and whether it is still being written.
     pub recording: Option<Recording>,
+    /// What the tags of entities derived from the title (clips, segments, playlists) start with:
+    /// its `ETag` unquoted; for a growing recording, a part that stays the same as it grows.
+    pub tag_base: String,
 }
 
 /// What a title that is a live recording adds.
@@ -125,6 +128,7 @@ impl Title {
             file: None,
             stamp: None,
             etag_header: header(etag.clone()),
+            tag_base: etag.trim_start_matches("W/").trim_matches('"').to_string(),
             last_modified_header: header(httpdate::fmt_http_date(last_modified)),
             id,
             data,
@@ -151,15 +155,19 @@ impl Title {
         // Last-Modified: now, as it grows (a client revalidating by date must not get a 304
         // for bytes it does not have).
         let started = SystemTime::now();
-        // Fixed while it grows (so a player's ranges within it agree), and weak: the bytes are
-        // not final, so no cache may take it for the finished file and `If-Range` never matches.
+        // Weak (the bytes are not final: no cache may take them for the finished file, and
+        // `If-Range` never matches), and naming the length written, so a client revalidating
+        // is never told 304 for bytes it does not have. What is derived from the title (its
+        // HLS segments, whose bytes never change) is tagged from `tag_base`, which stays.
         use sha2::Digest;
         let h = sha2::Sha256::digest(id.as_bytes());
-        let etag = format!(
-            "W/\"rec-{started_ms:x}-{:02x}{:02x}{:02x}{:02x}\"",
+        let base = format!(
+            "rec-{started_ms:x}-{:02x}{:02x}{:02x}{:02x}",
             h[0], h[1], h[2], h[3]
         );
+        let etag = format!("W/\"{base}-{:x}\"", data.len());
         let mut t = Title::new(String::new(), Bytes::new(), false, etag, started);
+        t.tag_base = base;
         t.id = id;
         t.container = container;
         t.data = data;

@@ -120,6 +120,10 @@ pub(crate) async fn follow(
             for p in &start.prefix {
                 write_batch(sock, std::slice::from_ref(p), chunked, live, &stream).await?;
             }
+            // Dropped by the control API, or the server stops: not another stretch.
+            if drops.has_changed().unwrap_or(true) || *shutdown.borrow() {
+                return Ok(());
+            }
             let more = start.more.take();
             match more.as_ref().and_then(|m| m.next(start.seq)) {
                 Some(next) if continuing && !next.prefix.is_empty() => {

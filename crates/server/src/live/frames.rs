@@ -103,6 +103,9 @@ async fn feed(
                 }
                 stats.bytes_out.fetch_add(n, Relaxed);
             }
+            if drops.has_changed().unwrap_or(true) || *shutdown.borrow() {
+                return;
+            }
             let more = start.more.take();
             match more.as_ref().and_then(|m| m.next(start.seq)) {
                 Some(next) if continuing && !next.prefix.is_empty() => {

@@ -274,11 +274,7 @@ async fn start(job: &Job, arrived: Duration, init: Option<&Bytes>) -> io::Result
     let part = blocking(move || files::open(&dir, started_ms, ext)).await?;
     tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
     let id: Arc<str> = format!("{}/{}", job.prefix, part.name).into();
-    job.state
-        .recording
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.to_string());
+    job.state.recording_started(&id);
     Ok(Writing {
         id,
         part: Arc::new(part),
@@ -383,11 +379,7 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     .await;
     // Whatever happened, it is no longer being written: the next rescan shows the file as it
     // is (finished under its name; or, not renamed, left out until the next start recovers it).
-    job.state
-        .recording
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&*w.id);
+    job.state.recording_finished(&w.id);
     if let Err(e) = finished {
         job.state.library_changed.notify_one();
         return Err(e);
