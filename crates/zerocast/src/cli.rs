@@ -70,6 +70,8 @@ pub enum Command {
     Seek {
         /// http://HOST:PORT/videos/ID
         url: String,
+        /// A timecode (01:09:14:28), seconds, or for a recording a wall-clock time
+        /// (2026-11-26T14:15:00Z).
         timecode: String,
         /// Print the server's whole JSON answer.
         #[arg(long)]
