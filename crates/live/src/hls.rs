@@ -23,6 +23,9 @@ pub struct HlsLimits {
     pub spare: usize,
     /// A segment that grows beyond this (no keyframe for a long time) is dropped.
     pub max_segment_bytes: usize,
+    /// Segments remembered (not held) after they leave memory, for a recorded stream's
+    /// playlist to list from its recording (a DVR window); 0: none.
+    pub dvr: usize,
 }
 
 impl Default for HlsLimits {
@@ -32,6 +35,7 @@ impl Default for HlsLimits {
             window: 6,
             spare: 3,
             max_segment_bytes: 32 << 20,
+            dvr: 0,
         }
     }
 }
@@ -45,6 +49,18 @@ pub struct Segment {
     pub bytes: usize,
     pub duration: Duration,
     pub discontinuity: bool,
+    /// The ring sequence number of its first unit (a keyframe).
+    pub first_unit: u64,
+}
+
+/// A segment that left memory: what a playlist lists of it, and where its bytes begin in the
+/// stream (its first unit), so they can be read from a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Past {
+    pub seq: u64,
+    pub duration: Duration,
+    pub discontinuity: bool,
+    pub first_unit: u64,
 }
 
 #[derive(Debug)]
@@ -54,11 +70,14 @@ struct Open {
     start_pts: Option<Ts90k>,
     started: Duration,
     discontinuity: bool,
+    first_unit: u64,
 }
 
 #[derive(Debug)]
 pub struct Segmenter {
     segments: VecDeque<Segment>,
+    /// Segments that left memory, oldest first (at most `limits.dvr`).
+    past: VecDeque<Past>,
     open: Option<Open>,
     next_seq: u64,
     /// Discontinuities that slid out of the list (EXT-X-DISCONTINUITY-SEQUENCE).
@@ -74,6 +93,7 @@ impl Segmenter {
     pub fn new(limits: HlsLimits) -> Self {
         Segmenter {
             segments: VecDeque::new(),
+            past: VecDeque::new(),
             open: None,
             next_seq: 0,
             discontinuity_seq: 0,
@@ -97,8 +117,16 @@ impl Segmenter {
         }
     }
 
-    /// Adds a unit that starts with a keyframe, with the PAT/PMT to begin a segment with.
-    pub fn push_keyframe(&mut self, data: Bytes, psi: &[Bytes], pts: Option<Ts90k>, now: Duration) {
+    /// Adds a unit that starts with a keyframe, with the PAT/PMT to begin a segment with;
+    /// `unit`: its sequence number in the ring.
+    pub fn push_keyframe(
+        &mut self,
+        data: Bytes,
+        psi: &[Bytes],
+        pts: Option<Ts90k>,
+        now: Duration,
+        unit: u64,
+    ) {
         if let Some(open) = &self.open {
             let elapsed = match (open.start_pts, pts) {
                 (Some(a), Some(b)) => {
@@ -121,6 +149,7 @@ impl Segmenter {
             start_pts: pts,
             started: now,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            first_unit: unit,
         });
     }
 
@@ -150,13 +179,46 @@ impl Segmenter {
             bytes: open.bytes,
             duration,
             discontinuity: open.discontinuity,
+            first_unit: open.first_unit,
         });
         self.next_seq += 1;
         while self.segments.len() > self.limits.window + self.limits.spare {
             if let Some(old) = self.segments.pop_front() {
-                self.discontinuity_seq += u64::from(old.discontinuity);
+                self.retire(&old);
             }
         }
+    }
+
+    /// A segment leaves memory: remembered for the DVR window, or gone.
+    fn retire(&mut self, old: &Segment) {
+        if self.limits.dvr == 0 {
+            self.discontinuity_seq += u64::from(old.discontinuity);
+            return;
+        }
+        self.past.push_back(Past {
+            seq: old.seq,
+            duration: old.duration,
+            discontinuity: old.discontinuity,
+            first_unit: old.first_unit,
+        });
+        while self.past.len() > self.limits.dvr {
+            if let Some(gone) = self.past.pop_front() {
+                self.discontinuity_seq += u64::from(gone.discontinuity);
+            }
+        }
+    }
+
+    /// A segment that left memory, and the ring sequence number where the next one begins
+    /// (its bytes run up to there).
+    pub fn past(&self, seq: u64) -> Option<(Past, u64)> {
+        let first = self.past.front()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let p = *self.past.get(i)?;
+        let next = match self.past.get(i + 1) {
+            Some(n) => n.first_unit,
+            None => self.segments.front()?.first_unit,
+        };
+        Some((p, next))
     }
 
     /// Keeps only the newest `keep` closed segments (the server is over its memory budget);
@@ -166,7 +228,7 @@ impl Segmenter {
         let mut freed = 0;
         while self.segments.len() > keep {
             if let Some(old) = self.segments.pop_front() {
-                self.discontinuity_seq += u64::from(old.discontinuity);
+                self.retire(&old);
                 freed += old.bytes;
             }
         }
@@ -201,10 +263,52 @@ impl Segmenter {
 
     /// The media playlist; segment URIs are `{seq}.ts`, relative to the playlist.
     pub fn playlist(&self) -> String {
-        let skip = self.segments.len().saturating_sub(self.limits.window);
-        let listed = self.segments.iter().skip(skip);
-        // Discontinuities in the kept-but-unlisted segments count as slid out too.
+        self.playlist_with(|_, _| false)
+    }
+
+    /// The media playlist with a DVR window: before the segments in memory, the newest run of
+    /// those that left it whose bytes `recorded` says can be read (it is given a segment's
+    /// first unit and the next one's). Without any: [`Segmenter::playlist`].
+    pub fn playlist_with(&self, recorded: impl Fn(u64, u64) -> bool) -> String {
+        // The past segments that can be read, newest first, as far back as it goes unbroken.
+        let mut back = 0;
+        let mut next = self.segments.front().map(|s| s.first_unit);
+        for p in self.past.iter().rev() {
+            match next {
+                Some(n) if recorded(p.first_unit, n) => {
+                    back += 1;
+                    next = Some(p.first_unit);
+                }
+                _ => break,
+            }
+        }
+        let from_past = self.past.len() - back;
+        // With a DVR window every segment in memory is listed; without, the last `window`.
+        let skip = if back > 0 {
+            0
+        } else {
+            self.segments.len().saturating_sub(self.limits.window)
+        };
+        let listed: Vec<(u64, Duration, bool)> = self
+            .past
+            .iter()
+            .skip(from_past)
+            .map(|p| (p.seq, p.duration, p.discontinuity))
+            .chain(
+                self.segments
+                    .iter()
+                    .skip(skip)
+                    .map(|s| (s.seq, s.duration, s.discontinuity)),
+            )
+            .collect();
+        // Discontinuities in what is remembered or kept but not listed count as slid out too.
         let disc_seq = self.discontinuity_seq
+            + self
+                .past
+                .iter()
+                .take(from_past)
+                .map(|p| u64::from(p.discontinuity))
+                .sum::<u64>()
             + self
                 .segments
                 .iter()
@@ -212,28 +316,23 @@ impl Segmenter {
                 .map(|s| u64::from(s.discontinuity))
                 .sum::<u64>();
         let target = listed
-            .clone()
-            .map(|s| s.duration.as_secs_f64().ceil() as u64)
+            .iter()
+            .map(|s| s.1.as_secs_f64().ceil() as u64)
             .max()
             .unwrap_or(1)
             .max(1);
-        let first = listed.clone().next().map_or(self.next_seq, |s| s.seq);
+        let first = listed.first().map_or(self.next_seq, |s| s.0);
         let mut out = String::with_capacity(256 + 40 * self.limits.window);
         let _ = write!(
             out,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n\
              #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}\n"
         );
-        for s in listed {
-            if s.discontinuity {
+        for (seq, duration, discontinuity) in listed {
+            if discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = write!(
-                out,
-                "#EXTINF:{:.3},\n{}.ts\n",
-                s.duration.as_secs_f64(),
-                s.seq
-            );
+            let _ = write!(out, "#EXTINF:{:.3},\n{seq}.ts\n", duration.as_secs_f64());
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
@@ -252,6 +351,7 @@ mod tests {
             window: 3,
             spare: 1,
             max_segment_bytes: 10_000,
+            dvr: 0,
         }
     }
 
@@ -268,11 +368,37 @@ mod tests {
                 &[Bytes::from_static(b"PSI")],
                 Some(Ts90k(t * 90_000)),
                 now,
+                t * 4,
             );
             for _ in 0..3 {
                 s.push(b(t as u8));
             }
         }
+    }
+
+    #[test]
+    fn a_dvr_window_lists_the_segments_that_left_memory_while_their_bytes_are_recorded() {
+        let mut s = Segmenter::new(HlsLimits { dvr: 5, ..limits() });
+        // 20 s of 1 s keyframes: segments of 2 s; 3 listed + 1 spare in memory, 5 remembered.
+        feed(&mut s, 0, 20);
+        assert_eq!(s.len(), 4);
+        let plain = s.playlist();
+        assert_eq!(plain.matches("#EXTINF").count(), 3, "{plain}");
+        // Everything recorded: the 5 remembered, then all 4 in memory, in order.
+        let dvr = s.playlist_with(|_, _| true);
+        let seqs: Vec<&str> = dvr.lines().filter(|l| l.ends_with(".ts")).collect();
+        assert_eq!(
+            seqs,
+            ["0.ts", "1.ts", "2.ts", "3.ts", "4.ts", "5.ts", "6.ts", "7.ts", "8.ts"]
+        );
+        assert!(dvr.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{dvr}");
+        // Where the first unit of segment 2 (second 4) is not recorded, the window begins after.
+        let partial = s.playlist_with(|first, _| first > 4 * 4);
+        assert!(partial.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{partial}");
+        // A remembered segment's bytes run from its first unit to the next one's.
+        let (p, next) = s.past(4).unwrap();
+        assert_eq!((p.seq, p.first_unit, next), (4, 8 * 4, 10 * 4));
+        assert!(s.past(5).is_none() && s.get(5).is_some());
     }
 
     #[test]

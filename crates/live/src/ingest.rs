@@ -90,8 +90,8 @@ impl Ingest {
         match key {
             Some((pts, psi)) => {
                 self.keyframes += 1;
-                hls.push_keyframe(unit.clone(), &psi, pts, now);
-                ring.push_keyframe(unit, psi, now);
+                let seq = ring.push_keyframe(unit.clone(), psi.clone(), now);
+                hls.push_keyframe(unit, &psi, pts, now, seq);
             }
             None => {
                 hls.push(unit.clone());

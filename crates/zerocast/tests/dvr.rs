@@ -201,6 +201,66 @@ fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
 }
 
 #[test]
+fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_on_into_memory() {
+    let library = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(2);
+    // Segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
+    config.live.hls.min_segment = Duration::from_secs(1);
+    config.live.hls.window = 3;
+    config.live.hls.spare = 1;
+    config.live.hls.dvr = 30;
+    config.record = vec![server::record::Rule {
+        streams: "event".into(),
+        dir: library.path().join("rec"),
+        id_prefix: "rec".into(),
+        format: server::record::Format::Ts,
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(4),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+    }];
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &s.url("/live/event"),
+    );
+    wait_for_within(&s, "event", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    let p = String::from_utf8(s.get("/live/event/index.m3u8", &[]).body).unwrap();
+    let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
+    assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
+    assert_eq!(segs[0], "0.ts", "{p}");
+    // The first segments (long gone from memory) and on into memory: one continuous stream.
+    let mut ts = Vec::new();
+    for seg in &segs[..segs.len() - 1] {
+        let r = s.get(&format!("/live/event/{seg}"), &[]);
+        assert_eq!(r.status, 200, "{seg}");
+        assert_starts_with_psi_and_keyframe(&r.body);
+        // Each segment repeats the PAT and PMT it starts with: check the media between.
+        ts.extend_from_slice(&r.body[188 * 2..]);
+    }
+    let pts: Vec<f64> = cuts(&ts)
+        .into_iter()
+        .filter_map(|c| match c {
+            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
+            _ => None,
+        })
+        .collect();
+    assert!(pts.len() >= 8, "8 s and more: {pts:?}");
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
+        "a gap between segments: {pts:?}"
+    );
+}
+
+#[test]
 fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window() {
     let s = server(|c| c.ring.max_age = Duration::from_secs(30));
     let _publisher = ts_publisher(&s.url("/live/dvr"), None);

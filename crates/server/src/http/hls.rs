@@ -24,7 +24,21 @@ pub(super) fn playlist(
         .get(name)
         .ok_or_else(|| Error::UnknownStream(name.into()))?;
     s.stats.playlist_requests.fetch_add(1, Relaxed);
-    let mut body = s.read().hls.playlist();
+    let mut body = {
+        let inner = s.read();
+        let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        match recorded
+            .as_ref()
+            .filter(|(o, _)| *o == crate::live::Output::Ts)
+        {
+            // A recorded stream: segments that left memory are listed while the recording
+            // holds them (`hls_dvr_secs`).
+            Some((_, c)) => inner
+                .hls
+                .playlist_with(|a, b| c.by_seq(a).is_some() && c.by_seq(b).is_some()),
+            None => inner.hls.playlist(),
+        }
+    };
     if let Some(q) = carry {
         body = body
             .lines()
@@ -104,6 +118,7 @@ impl Entity for Segment {
 /// `GET|HEAD /live/{name}/{seq}.ts`.
 pub(super) fn segment<B>(
     live: &Live,
+    library: &crate::library::Library,
     name: &str,
     seq: &str,
     policy: &Policy,
@@ -117,12 +132,32 @@ pub(super) fn segment<B>(
         seq: seq.to_string(),
     };
     let n: u64 = seq.parse().map_err(|_| unknown())?;
-    let seg = {
+    let parts = {
         let inner = s.read();
-        let seg = inner.hls.get(n).ok_or_else(unknown)?;
-        Segment::new(seg.parts.clone(), s.instance, &n.to_string(), "video/mp2t")
-            .ok_or_else(unknown)?
+        match inner.hls.get(n) {
+            Some(seg) => seg.parts.clone(),
+            // Left memory: from the recording, the same bytes (its PAT and PMT, then the units
+            // from its keyframe up to the next segment's).
+            None => {
+                let (past, next) = inner.hls.past(n).ok_or_else(unknown)?;
+                let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
+                let (_, c) = recorded
+                    .as_ref()
+                    .filter(|(o, _)| *o == crate::live::Output::Ts)
+                    .ok_or_else(unknown)?;
+                let from = c.by_seq(past.first_unit).ok_or_else(unknown)?;
+                let to = c.by_seq(next).ok_or_else(unknown)?;
+                let psi = c.get(from).ok_or_else(unknown)?.psi.clone();
+                let pieces = c.pieces(from, to, true);
+                drop(recorded);
+                drop(inner);
+                let mut parts = vec![psi];
+                crate::live::dvr::slices(library, &pieces, &mut parts).ok_or_else(unknown)?;
+                parts
+            }
+        }
     };
+    let seg = Segment::new(parts, s.instance, &n.to_string(), "video/mp2t").ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))
 }

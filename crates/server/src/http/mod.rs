@@ -397,7 +397,7 @@ fn answer<B>(
         }
         Route::Segment(name, seq) => {
             crate::admit::viewer_request(state, name, req)?;
-            hls::segment(live, name, seq, policy, req)
+            hls::segment(live, lib, name, seq, policy, req)
         }
         Route::LlPlaylist(name) => {
             crate::admit::viewer_request(state, name, req)?;

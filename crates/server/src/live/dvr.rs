@@ -149,7 +149,7 @@ fn stretch(
 }
 
 /// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone.
-fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
+pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
     for p in pieces {
         let title = library.get(&p.file)?;
         let len = title.data.len() as u64;

@@ -118,6 +118,9 @@ pub struct LiveFile {
     window_size: Option<String>,
     hls_segment_secs: Option<f64>,
     hls_window: Option<usize>,
+    /// A recorded stream's HLS playlist also lists this much from its recording (a DVR window;
+    /// default 0: the sliding window only).
+    hls_dvr_secs: Option<u64>,
     /// LL-HLS (`ll.m3u8`): the part target, milliseconds (100-2000).
     ll_hls_part_ms: Option<u64>,
     ll_hls_segment_secs: Option<f64>,
@@ -323,6 +326,11 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(n) = f.hls_window {
         c.hls.window = n.max(2);
+    }
+    if let Some(secs) = f.hls_dvr_secs {
+        // Segments of about `min_segment`: as many as span `secs` (at most a day of 1 s ones).
+        let per = c.hls.min_segment.as_secs_f64().max(0.1);
+        c.hls.dvr = ((secs as f64 / per).ceil() as usize).min(86_400);
     }
     if let Some(ms) = f.ll_hls_part_ms {
         c.ll_hls.part_target = Duration::from_millis(ms.clamp(100, 2000));
