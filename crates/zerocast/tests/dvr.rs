@@ -76,9 +76,20 @@ struct Recorded {
 }
 
 fn recorded(name: &str, format: server::record::Format, segment: u64) -> Recorded {
+    recorded_with(name, format, segment, |_| {})
+}
+
+/// [`recorded`], with more settings.
+fn recorded_with(
+    name: &str,
+    format: server::record::Format,
+    segment: u64,
+    more: impl FnOnce(&mut server::Config),
+) -> Recorded {
     let library = tempfile::tempdir().unwrap();
     let mut config = server::Config::default();
     config.live.ring.max_age = Duration::from_secs(2);
+    more(&mut config);
     config.record = vec![server::record::Rule {
         streams: name.into(),
         dir: library.path().join("rec"),
@@ -202,37 +213,14 @@ fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
 
 #[test]
 fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_on_into_memory() {
-    let library = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    config.live.ring.max_age = Duration::from_secs(2);
     // Segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
-    config.live.hls.min_segment = Duration::from_secs(1);
-    config.live.hls.window = 3;
-    config.live.hls.spare = 1;
-    config.live.hls.dvr = 30;
-    config.record = vec![server::record::Rule {
-        streams: "event".into(),
-        dir: library.path().join("rec"),
-        id_prefix: "rec".into(),
-        format: server::record::Format::Ts,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(4),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-    }];
-    let s =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    let _publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &s.url("/live/event"),
-    );
-    wait_for_within(&s, "event", "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    let r = recorded_with("event", server::record::Format::Ts, 4, |c| {
+        c.live.hls.min_segment = Duration::from_secs(1);
+        c.live.hls.window = 3;
+        c.live.hls.spare = 1;
+        c.live.hls.dvr = 30;
     });
+    let s = &r.server;
     let p = String::from_utf8(s.get("/live/event/index.m3u8", &[]).body).unwrap();
     let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
     assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
