@@ -8,6 +8,17 @@ use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, cuts};
 use media::ts::Cut;
 use std::time::Duration;
 
+/// The PTS (seconds) of every keyframe in `ts`, in stream order.
+fn keyframe_pts(ts: &[u8]) -> Vec<f64> {
+    cuts(ts)
+        .into_iter()
+        .filter_map(|c| match c {
+            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The PTS (seconds) of the first keyframe in `ts`.
 fn first_keyframe_pts(ts: &[u8]) -> f64 {
     cuts(ts)
@@ -54,13 +65,7 @@ fn assert_rewinds(addr: std::net::SocketAddr, name: &str, back: f64) {
         "{behind:.2} s behind the live edge"
     );
     assert_continuous(&back_ts, "the DVR viewer");
-    let pts: Vec<f64> = cuts(&back_ts)
-        .into_iter()
-        .filter_map(|c| match c {
-            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
-            _ => None,
-        })
-        .collect();
+    let pts = keyframe_pts(&back_ts);
     assert!(
         pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
         "{pts:?}"
@@ -161,13 +166,7 @@ fn a_dvr_viewer_reading_in_real_time_reads_on_in_the_recording_and_never_jumps()
     assert_eq!(resp.status, 200);
     let ts = ts[..ts.len() / 188 * 188].to_vec();
     assert_continuous(&ts, "the slow DVR viewer");
-    let pts: Vec<f64> = cuts(&ts)
-        .into_iter()
-        .filter_map(|c| match c {
-            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
-            _ => None,
-        })
-        .collect();
+    let pts = keyframe_pts(&ts);
     assert!(
         pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
         "a jump: {pts:?}"
@@ -234,13 +233,7 @@ fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_o
         // Each segment repeats the PAT and PMT it starts with: check the media between.
         ts.extend_from_slice(&r.body[188 * 2..]);
     }
-    let pts: Vec<f64> = cuts(&ts)
-        .into_iter()
-        .filter_map(|c| match c {
-            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
-            _ => None,
-        })
-        .collect();
+    let pts = keyframe_pts(&ts);
     assert!(pts.len() >= 8, "8 s and more: {pts:?}");
     assert!(
         pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
