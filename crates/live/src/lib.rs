@@ -28,6 +28,7 @@ pub mod lifecycle;
 pub mod llhls;
 pub mod outputs;
 pub mod record;
+pub mod relay;
 pub mod ring;
 pub mod slab;
 

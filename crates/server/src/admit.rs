@@ -30,6 +30,16 @@ pub(crate) fn publisher(
     }
 }
 
+/// On an edge, pulls a stream that is not here from the origins (`edge::Edge::ensure`), for an
+/// admitted viewer; nothing to do elsewhere.
+pub(crate) async fn pulled(state: &State, name: &str) -> Result<(), Error> {
+    match &state.edge {
+        // Boxed: the pull's wait stays out of futures that never pull.
+        Some(edge) => Box::pin(edge.ensure(name)).await,
+        None => Ok(()),
+    }
+}
+
 /// A viewer's credentials (HTTP `.ts`/`.flv`, RTMP play, HLS playlists and segments).
 pub(crate) fn viewer(state: &State, name: &str, token: Option<&str>) -> Result<(), Error> {
     let presented = Presented { key: None, token };

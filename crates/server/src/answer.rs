@@ -21,6 +21,18 @@ pub(crate) async fn wait<B>(
     route: Route<'_>,
     stream_open: bool,
 ) -> Result<(), Response<Chunks>> {
+    // On an edge, a player's first playlist or manifest pulls the stream (admitted players only:
+    // the route's own checks answer the others).
+    if let (Route::Playlist(name) | Route::LlPlaylist(name) | Route::DashManifest(name), true) =
+        (route, req.method() == Method::GET)
+    {
+        if crate::admit::viewer_request(state, name, req).is_ok() {
+            if let Err(e) = crate::admit::pulled(state, name).await {
+                let origin = req.headers().get(::http::header::ORIGIN);
+                return Err(with_cors(e.response(), &state.config(), origin));
+            }
+        }
+    }
     match route {
         Route::Playlist(name) if req.method() == Method::GET => {
             state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;

@@ -49,6 +49,8 @@ pub struct Config {
     pub plain_http: bool,
     /// HTTPS (and RTMPS) with rustls (`None`: off).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Live edge: streams not here are pulled from these origins (`None`: not an edge).
+    pub edge: Option<crate::edge::EdgeConfig>,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
     /// Worker threads, each a single-threaded runtime that owns the connections handed to it
@@ -78,6 +80,7 @@ impl Default for Config {
             record: Vec::new(),
             plain_http: true,
             tls: None,
+            edge: None,
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,
         }

@@ -119,6 +119,8 @@ pub enum Error {
     #[error("stream '{}' did not reach the requested segment or part in time", Clip(.0))]
     LlHoldTimeout(String),
     /// Request framing that cannot be trusted (RFC 9112 §6.3).
+    #[error("live stream '{}' could not be pulled from the origins: {why}", Clip(.stream))]
+    Upstream { stream: String, why: String },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
 }
@@ -156,6 +158,7 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::Token(crate::auth::TokenError::Missing) => StatusCode::UNAUTHORIZED,
             Error::Token(_) | Error::Hook(_) => StatusCode::FORBIDDEN,
@@ -172,7 +175,9 @@ impl Error {
                 "NetStream.Play.StreamNotFound"
             }
             // A token or a callback refused: a player's play failed; a publisher's name is bad.
-            Error::Token(_) | Error::Hook(_) if play => "NetStream.Play.Failed",
+            Error::Token(_) | Error::Hook(_) | Error::Upstream { .. } if play => {
+                "NetStream.Play.Failed"
+            }
             Error::Token(_) | Error::Hook(_) => "NetStream.Publish.BadName",
             _ => "NetStream.Publish.Unauthorized",
         }

@@ -48,9 +48,14 @@ pub(crate) async fn answer<B>(
         }
         Some(Route::Watch(name, output)) if m == Method::GET => {
             let origin = req.headers().get(http::header::ORIGIN);
-            let watched = crate::http::signed_link(&state.config(), &req)
-                .and_then(|_| crate::admit::viewer_request(state, name, &req))
-                .and_then(|()| state.live.watchable(name, output));
+            let admitted = crate::http::signed_link(&state.config(), &req)
+                .and_then(|_| crate::admit::viewer_request(state, name, &req));
+            let watched = match admitted {
+                Ok(()) => crate::admit::pulled(state, name)
+                    .await
+                    .and_then(|()| state.live.watchable(name, output)),
+                Err(e) => Err(e),
+            };
             let hook = crate::auth::hooks::Event::Play;
             let q = req.uri().query();
             let watched = match watched {

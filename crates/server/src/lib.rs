@@ -16,6 +16,7 @@ mod config;
 mod conns;
 pub mod cors;
 mod date;
+pub mod edge;
 pub mod entity;
 pub mod error;
 pub mod etags;
@@ -181,6 +182,11 @@ impl Server {
             tls,
             config,
         );
+        state.edge = state
+            .config()
+            .edge
+            .clone()
+            .map(|c| Arc::new(edge::Edge::new(c, state.live.clone())));
         state.rtmp_port = rtmp
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -330,6 +336,9 @@ impl Server {
             loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
         }
         loops.push(tokio::spawn(jwks::keep_fresh(self.state.clone())));
+        if let Some(edge) = &self.state.edge {
+            loops.push(edge.run());
+        }
         let plain = self.listener.into_iter().map(|l| (l, false));
         let mut http: Vec<_> = plain
             .chain(self.https.into_iter().map(|l| (l, true)))
@@ -368,6 +377,10 @@ impl Server {
         }
         tracing::info!("shutting down: no new connections, waiting for in-flight responses");
         let _ = stop.send(true);
+        if let Some(edge) = &self.state.edge {
+            // Pulled streams end cleanly, as their viewers' responses do.
+            edge.stop();
+        }
         for l in loops {
             // Accept loops end on the stop signal (their listeners closed); the watcher is ended.
             l.abort();

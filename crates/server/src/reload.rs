@@ -73,6 +73,7 @@ pub fn needs_restart(now: &Config, next: &Config) -> Vec<&'static str> {
     };
     differs("[live] (other than keys)", live(now) != live(next));
     differs("[[record]]", now.record != next.record);
+    differs("[edge]", now.edge != next.edge);
     v
 }
 
@@ -102,6 +103,7 @@ impl Reload {
         let keys = (next.live.keys.clone(), next.live.global_key.clone());
         next.live = now.live.clone();
         next.record = now.record.clone();
+        next.edge = now.edge.clone();
         self.state.live.set_keys(keys.0, keys.1);
         self.state.conns.set_max(next.max_connections);
         self.state.set_config(next);

@@ -324,6 +324,13 @@ impl Session {
             q,
         ))
         .await;
+        let asked = match asked {
+            Ok(()) if p.play => {
+                let server = self.server.clone();
+                crate::admit::pulled(&server, &p.name).await
+            }
+            other => other,
+        };
         match asked {
             Ok(()) if p.play => self.play(p.request, &p.name),
             Ok(()) => self.publish(p.request, &p.name),
@@ -375,7 +382,9 @@ impl Session {
                 h.on_publish.is_some()
             }
         });
-        if hooked {
+        // On an edge, a stream that is not here is pulled first (the wait is the pending one's).
+        let pull = play && self.server.edge.as_ref().is_some_and(|e| !e.here(name));
+        if hooked || pull {
             self.pending = Some(Pending {
                 request,
                 name: name.to_string(),

@@ -18,6 +18,8 @@ pub(crate) struct State {
     pub vod: Arc<crate::vod_metrics::VodMetrics>,
     /// HTTPS/RTMPS: certificate, acceptors, counters (`None`: no TLS).
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Live edge: pulls streams it does not have from its origins (`None`: not an edge).
+    pub edge: Option<Arc<crate::edge::Edge>>,
     /// The port the RTMP listener is bound to (the page shows RTMP URLs with it).
     pub rtmp_port: Option<u16>,
     /// Set once draining began (`/readyz` answers 503 from then on).
@@ -53,6 +55,7 @@ impl State {
             conns,
             vod,
             tls,
+            edge: None,
             rtmp_port: None,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain: tokio::sync::Notify::new(),

@@ -146,4 +146,8 @@ pub struct ServeArgs {
     /// Without any key, only publishers on this machine (loopback) may publish.
     #[arg(long = "publish-key", value_name = "[NAME=]SECRET")]
     pub publish_keys: Vec<String>,
+    /// Be a live edge: a stream asked for here and not published here is pulled from this
+    /// origin (http://HOST:PORT; repeatable, tried in order) while anyone watches.
+    #[arg(long = "origin", value_name = "URL")]
+    pub origins: Vec<String>,
 }

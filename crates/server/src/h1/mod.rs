@@ -119,10 +119,7 @@ pub(crate) async fn connection(
                 origin,
                 target,
                 token,
-            }) => match watch_link(&state, &target)
-                .and_then(|()| crate::admit::viewer(&state, &name, token.as_deref()))
-                .and_then(|()| state.live.watchable(&name, output))
-            {
+            }) => match watched(&state, &target, &name, token.as_deref(), output).await {
                 Ok(s) => {
                     drop(buf);
                     drop(head);
@@ -415,6 +412,20 @@ fn redirect_port(state: &State, stream: &Transport) -> Option<u16> {
         true => None,
         false => tls.https_port,
     }
+}
+
+/// The stream a `.ts`/`.flv`/`.mp4` viewer asks for, once its link and credentials pass (pulled
+/// from the origins first on an edge).
+async fn watched(
+    state: &State,
+    target: &str,
+    name: &str,
+    token: Option<&str>,
+    output: crate::live::Output,
+) -> Result<Arc<crate::live::Stream>, Error> {
+    watch_link(state, target).and_then(|()| crate::admit::viewer(state, name, token))?;
+    crate::admit::pulled(state, name).await?;
+    state.live.watchable(name, output)
 }
 
 /// A viewer's signed link (`auth::signed`), when its path needs one.

@@ -372,6 +372,11 @@ fn answer<B>(
             "text/plain",
             "draining\n",
         )),
+        Route::Ready if state.edge.as_ref().is_some_and(|e| !e.reachable()) => Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "no origin reachable\n",
+        )),
         Route::Ready => Ok(text(StatusCode::OK, "text/plain", "ready\n")),
         Route::Index => Ok(text(
             StatusCode::OK,
@@ -444,6 +449,9 @@ fn answer<B>(
             conns.metrics(&mut out);
             state.vod.metrics(lib, &mut out);
             state.record.metrics(&mut out);
+            if let Some(edge) = &state.edge {
+                edge.metrics(&mut out);
+            }
             if let Some(tls) = &state.tls {
                 tls.metrics(&mut out);
             }

@@ -12,8 +12,11 @@ pub struct StreamDoc {
     pub name: String,
     /// `live`, `reconnecting` (the publisher dropped and may come back) or `ended`.
     pub state: String,
-    /// The publisher's address while one is connected.
+    /// The publisher's address while one is connected (on an edge: the origin's).
     pub publisher: Option<String>,
+    /// On an edge: the origin this stream is pulled from (`None`: pushed here by a publisher).
+    #[serde(default)]
+    pub origin: Option<String>,
     pub uptime_seconds: f64,
     /// Since the current publisher connected.
     pub session_uptime_seconds: Option<f64>,
@@ -98,6 +101,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         name: s.name.clone(),
         state: life.state().name().into(),
         publisher: inner.publisher.map(|p| p.to_string()),
+        origin: inner.origin.clone(),
         uptime_seconds: now.saturating_sub(s.created).as_secs_f64(),
         session_uptime_seconds: life
             .is_live()

@@ -52,6 +52,8 @@ pub struct Inner {
     pub(super) ingest: Option<Ingest>,
     pub video_codec: Option<&'static str>,
     pub audio_codecs: Vec<&'static str>,
+    /// The origin an edge pulls this stream from (`None`: a publisher pushed it here).
+    pub origin: Option<String>,
     /// Input rate over the last whole second.
     pub bitrate: Bitrate,
 }
@@ -119,6 +121,11 @@ impl Stream {
 
     pub(super) fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records where an edge pulls the stream from (`/api/streams`).
+    pub(crate) fn set_origin(&self, origin: Option<String>) {
+        self.write().origin = origin;
     }
 
     /// Makes sure the stream has FLV and RTMP outputs: an RTMP source always has them; a TS source
@@ -464,6 +471,7 @@ impl Live {
                 ingest: None,
                 video_codec: None,
                 audio_codecs: Vec::new(),
+                origin: None,
                 bitrate: Bitrate::new(Duration::from_secs(1), now),
             }),
             tick,

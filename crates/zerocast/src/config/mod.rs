@@ -3,6 +3,7 @@
 //! `apply_live`). Flags win over the file, the file over the server's defaults.
 
 mod access;
+mod edge;
 mod record;
 
 use crate::cli::{LogFormat, ServeArgs};
@@ -77,6 +78,8 @@ pub struct FileConfig {
     sendfile_min: Option<String>,
     /// "0.0.0.0:1935", or "off".
     rtmp_listen: Option<String>,
+    /// Live edge: `[edge] origins = ["http://origin:8080"]`, `idle_secs`, `token`.
+    edge: Option<edge::EdgeFile>,
     /// Worker threads (default: one per core; 0: tokio's work-stealing runtime instead).
     workers: Option<usize>,
     /// Accept queue length asked of the kernel (capped by net.core.somaxconn).
@@ -273,6 +276,7 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
             ),
         };
     }
+    config.edge = edge::edge(&args.origins, file.edge.as_ref())?;
     let library = args.library.or(file.library);
     config.record = record::rules(&file.record, library.as_deref())?;
     let cache_budget = match (args.cache_size, &file.cache_size) {

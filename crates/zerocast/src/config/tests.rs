@@ -326,3 +326,34 @@ fn record_rules_that_cannot_work_are_refused_with_the_reason() {
         assert!(format!("{e:#}").contains(why), "{text}: {e:#}");
     }
 }
+
+#[test]
+fn origin_flags_make_an_edge_and_replace_the_files_origins() {
+    let f = file(
+        "[edge]\norigins = [\"http://a:8080\", \"http://b:8080\"]\nidle_secs = 30\ntoken = \"T\"\n",
+    );
+    let s = merge(ServeArgs::default(), f).unwrap();
+    let edge = s.config.edge.expect("an edge");
+    let urls: Vec<&str> = edge.origins.iter().map(|o| o.url.as_str()).collect();
+    assert_eq!(urls, ["http://a:8080", "http://b:8080"]);
+    assert_eq!(
+        (edge.idle, edge.token.as_deref()),
+        (Duration::from_secs(30), Some("T"))
+    );
+    let f = file("[edge]\norigins = [\"http://a:8080\"]\n");
+    let s = merge(flags("--origin http://c:9000"), f).unwrap();
+    assert_eq!(s.config.edge.unwrap().origins[0].authority, "c:9000");
+    assert!(merge(ServeArgs::default(), FileConfig::default())
+        .unwrap()
+        .config
+        .edge
+        .is_none());
+}
+
+#[test]
+fn an_edge_without_a_usable_origin_is_refused_at_start() {
+    let e = merge(flags("--origin https://a:443"), FileConfig::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("not supported"), "{e:#}");
+    let e = merge(ServeArgs::default(), file("[edge]\nidle_secs = 5\n")).unwrap_err();
+    assert!(format!("{e:#}").contains("needs origins"), "{e:#}");
+}

@@ -88,6 +88,12 @@ impl TestServer {
 
     pub fn start_with(mut config: Config, library: Library) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
+        Self::start_bound(config, library)
+    }
+
+    /// As [`TestServer::start_with`], on `config.listen` as it is (a server restarted on the
+    /// address it had).
+    pub fn start_bound(mut config: Config, library: Library) -> Self {
         config.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
         if let Some(t) = &mut config.tls {
             let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

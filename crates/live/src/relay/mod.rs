@@ -1,0 +1,408 @@
+//! An edge's pull of one stream from its origins (`zerocast serve --origin URL`), sans-I/O: the
+//! decisions of [`Relay`] on the live clock (which origin to try next and when, when to give up,
+//! when the pull stops for want of viewers) and the upstream's response head ([`head`]). The
+//! shell (crates/server/src/edge/) connects, reads the origin's `.ts` into the edge's own ring,
+//! and asks.
+//!
+//! ```text
+//!  start ──try origin 0, 1, … at once──> none has it: give up (the viewer gets 404/502)
+//!    │ connected: streaming ──upstream lost──> every origin in turn, backing off
+//!    │                                          (200 ms doubling to 2 s) until the grace is
+//!    │                                          over: give up (the stream ends)
+//!    └ no viewer and no HLS request for `idle` (any time): stop
+//! ```
+
+pub mod head;
+
+use std::time::Duration;
+
+/// The last attempt after a lost upstream comes this long before the grace ends.
+const GRACE_MARGIN: Duration = Duration::from_millis(100);
+
+/// How an edge pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The pull stops this long after the stream's last viewer left (and no HLS request came).
+    pub idle: Duration,
+    /// How long a lost upstream is retried before the stream ends (the publisher grace).
+    pub grace: Duration,
+    /// The first wait between rounds of attempts, doubled per round up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            idle: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Connect to origin number `origin` (in the configured order) at `at`.
+    Try { origin: usize, at: Duration },
+    /// Stop pulling.
+    GiveUp,
+}
+
+/// One stream's pull, on the live clock.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    config: RelayConfig,
+    origins: usize,
+    /// The origin the last attempt went to.
+    current: usize,
+    /// Attempts that failed since the last connection (or the start).
+    failed: usize,
+    /// When the upstream was last lost (`None`: never connected, or connected now).
+    lost_at: Option<Duration>,
+    connected_once: bool,
+    /// When the stream last had a viewer.
+    last_seen: Duration,
+}
+
+impl Relay {
+    /// A pull that begins at `now` (a viewer asked for the stream), with `origins` origins (at
+    /// least one).
+    pub fn new(origins: usize, config: RelayConfig, now: Duration) -> Self {
+        Relay {
+            config,
+            origins: origins.max(1),
+            current: 0,
+            failed: 0,
+            lost_at: None,
+            connected_once: false,
+            last_seen: now,
+        }
+    }
+
+    /// The first attempt: the first origin, at once.
+    pub fn first(&self, now: Duration) -> Attempt {
+        Attempt::Try { origin: 0, at: now }
+    }
+
+    /// Whether the pull has streamed from an origin at some point.
+    pub fn connected_once(&self) -> bool {
+        self.connected_once
+    }
+
+    /// The attempt at origin `origin` connected and is streaming.
+    pub fn connected(&mut self, origin: usize) {
+        self.current = origin;
+        self.failed = 0;
+        self.lost_at = None;
+        self.connected_once = true;
+    }
+
+    /// The attempt at origin `origin` failed at `now` (unreachable, refused, no such stream).
+    pub fn failed(&mut self, origin: usize, now: Duration) -> Attempt {
+        self.current = origin;
+        self.failed += 1;
+        let next = (origin + 1) % self.origins;
+        if !self.failed.is_multiple_of(self.origins) {
+            // The next origin of this round, at once.
+            return self.unless_over(
+                Attempt::Try {
+                    origin: next,
+                    at: now,
+                },
+                now,
+            );
+        }
+        if !self.connected_once {
+            // Every origin was asked once and none has the stream.
+            return Attempt::GiveUp;
+        }
+        let rounds = self.failed / self.origins;
+        let shift = u32::try_from(rounds - 1).unwrap_or(u32::MAX).min(16);
+        let wait = self
+            .config
+            .backoff_min
+            .saturating_mul(1 << shift)
+            .min(self.config.backoff_max);
+        self.unless_over(
+            Attempt::Try {
+                origin: next,
+                at: now + wait,
+            },
+            now,
+        )
+    }
+
+    /// The upstream connection was lost at `now` (dropped, timed out, bad input): the same
+    /// origin first, at once, then the others.
+    pub fn lost(&mut self, now: Duration) -> Attempt {
+        self.lost_at = Some(now);
+        self.failed = 0;
+        self.unless_over(
+            Attempt::Try {
+                origin: self.current,
+                at: now,
+            },
+            now,
+        )
+    }
+
+    /// Gives up when the grace since the upstream was lost is over, or nobody watches.
+    fn unless_over(&self, attempt: Attempt, now: Duration) -> Attempt {
+        if self.idle(now) {
+            return Attempt::GiveUp;
+        }
+        let Some(lost) = self.lost_at else {
+            return attempt;
+        };
+        // The last attempt comes a little before the stream's grace ends (the registry ends the
+        // stream then), so that an origin back late in the grace still continues it.
+        let deadline = (lost + self.config.grace).saturating_sub(GRACE_MARGIN);
+        if now >= deadline {
+            return Attempt::GiveUp;
+        }
+        match attempt {
+            Attempt::Try { origin, at } => Attempt::Try {
+                origin,
+                at: at.min(deadline),
+            },
+            Attempt::GiveUp => Attempt::GiveUp,
+        }
+    }
+
+    /// Tells whether the stream had a viewer (or an HLS request) since the last call, at `now`.
+    pub fn seen(&mut self, active: bool, now: Duration) {
+        if active {
+            self.last_seen = self.last_seen.max(now);
+        }
+    }
+
+    /// Whether nobody has watched for the idle time: the pull stops.
+    pub fn idle(&self, now: Duration) -> bool {
+        now.saturating_sub(self.last_seen) >= self.config.idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn relay(origins: usize) -> Relay {
+        Relay::new(origins, RelayConfig::default(), Duration::ZERO)
+    }
+
+    fn ms(n: u64) -> Duration {
+        MS * n as u32
+    }
+
+    #[test]
+    fn every_origin_is_asked_once_before_the_first_connection_gives_up() {
+        let mut r = relay(3);
+        assert_eq!(
+            r.first(ms(0)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(0)
+            }
+        );
+        assert_eq!(
+            r.failed(0, ms(5)),
+            Attempt::Try {
+                origin: 1,
+                at: ms(5)
+            }
+        );
+        assert_eq!(
+            r.failed(1, ms(9)),
+            Attempt::Try {
+                origin: 2,
+                at: ms(9)
+            }
+        );
+        assert_eq!(r.failed(2, ms(12)), Attempt::GiveUp);
+    }
+
+    #[test]
+    fn a_later_origin_that_has_the_stream_is_kept() {
+        let mut r = relay(2);
+        assert_eq!(
+            r.failed(0, ms(1)),
+            Attempt::Try {
+                origin: 1,
+                at: ms(1)
+            }
+        );
+        r.connected(1);
+        assert!(r.connected_once());
+        // Lost: the origin that served it first, at once.
+        assert_eq!(
+            r.lost(ms(100)),
+            Attempt::Try {
+                origin: 1,
+                at: ms(100)
+            }
+        );
+    }
+
+    #[test]
+    fn a_lost_upstream_is_retried_round_by_round_with_growing_waits() {
+        let mut r = relay(2);
+        r.connected(0);
+        assert_eq!(
+            r.lost(ms(1000)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(1000)
+            }
+        );
+        assert_eq!(
+            r.failed(0, ms(1000)),
+            Attempt::Try {
+                origin: 1,
+                at: ms(1000)
+            }
+        );
+        // A round over: 200 ms, then 400 ms, then 800 ms...
+        assert_eq!(
+            r.failed(1, ms(1001)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(1201)
+            }
+        );
+        assert_eq!(
+            r.failed(0, ms(1201)),
+            Attempt::Try {
+                origin: 1,
+                at: ms(1201)
+            }
+        );
+        assert_eq!(
+            r.failed(1, ms(1202)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(1602)
+            }
+        );
+        r.failed(0, ms(1602));
+        assert_eq!(
+            r.failed(1, ms(1603)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(2403)
+            }
+        );
+    }
+
+    #[test]
+    fn waits_stop_growing_at_the_maximum() {
+        let mut r = relay(1);
+        r.seen(true, ms(0));
+        r.connected(0);
+        r.lost(ms(0));
+        let mut now = ms(0);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            // Someone still watches.
+            r.seen(true, now);
+            match r.failed(0, now) {
+                Attempt::Try { at, .. } => {
+                    waits.push((at - now).as_millis());
+                    now = at;
+                }
+                Attempt::GiveUp => break,
+            }
+        }
+        assert_eq!(waits, [200, 400, 800, 1600, 2000, 2000]);
+    }
+
+    #[test]
+    fn a_lost_upstream_gives_up_once_the_grace_is_over() {
+        let config = RelayConfig {
+            grace: Duration::from_secs(3),
+            ..RelayConfig::default()
+        };
+        let mut r = Relay::new(1, config, ms(0));
+        r.connected(0);
+        r.lost(ms(1000));
+        let mut now = ms(1000);
+        let mut last = now;
+        loop {
+            r.seen(true, now);
+            match r.failed(0, now) {
+                Attempt::Try { at, .. } => {
+                    assert!(at - ms(1000) < Duration::from_secs(3), "{at:?}");
+                    last = at;
+                    now = at;
+                }
+                Attempt::GiveUp => break,
+            }
+        }
+        assert_eq!(last, ms(3900), "retried until just before the grace ends");
+    }
+
+    #[test]
+    fn a_connection_resets_the_backoff() {
+        let mut r = relay(1);
+        r.connected(0);
+        r.lost(ms(0));
+        r.seen(true, ms(0));
+        assert_eq!(
+            r.failed(0, ms(0)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(200)
+            }
+        );
+        r.seen(true, ms(200));
+        assert_eq!(
+            r.failed(0, ms(200)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(600)
+            }
+        );
+        r.connected(0);
+        r.lost(ms(5000));
+        r.seen(true, ms(5000));
+        assert_eq!(
+            r.failed(0, ms(5000)),
+            Attempt::Try {
+                origin: 0,
+                at: ms(5200)
+            }
+        );
+    }
+
+    #[test]
+    fn the_pull_is_idle_after_the_idle_time_without_viewers() {
+        let mut r = relay(1);
+        r.connected(0);
+        r.seen(true, ms(1000));
+        r.seen(false, ms(5000));
+        assert!(!r.idle(ms(10_999)));
+        assert!(r.idle(ms(11_000)));
+        // A viewer came back in time.
+        r.seen(true, ms(10_500));
+        assert!(!r.idle(ms(11_000)));
+    }
+
+    #[test]
+    fn a_stream_nobody_watches_is_not_retried() {
+        let mut r = relay(2);
+        r.connected(0);
+        assert_eq!(r.lost(ms(20_000)), Attempt::GiveUp);
+    }
+
+    #[test]
+    fn a_stale_seen_does_not_move_the_clock_back() {
+        let mut r = relay(1);
+        r.seen(true, ms(9000));
+        r.seen(true, ms(3000));
+        assert!(!r.idle(ms(18_999)));
+    }
+}

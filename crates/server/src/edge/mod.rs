@@ -1,0 +1,306 @@
+//! Live edges: `zerocast serve --origin http://origin:8080`. A viewer asking this server for a
+//! stream it does not have (`.ts`, `.flv`, `.mp4`, HLS, LL-HLS, DASH, RTMP play) makes it pull
+//! the stream once from its origins, over the origin's HTTP-TS output, into its own ring, as if a
+//! publisher had pushed it here: every output, the memory budget, the publisher grace and the
+//! recorders work as they do for a local stream. One pull per stream however many viewers ask
+//! ([`Edge::ensure`] collapses them); it stops `idle` after the last viewer left. Edges chain:
+//! an origin may itself be an edge.
+//!
+//! - `pull.rs`: one stream's pull task: the decisions are `live::relay::Relay`'s (sans-I/O),
+//!   the bytes go through the HTTP ingest loop (`crate::live::ingest`).
+//! - `upstream.rs`: the connection to an origin and its response head (`live::relay::head`).
+//! - `probe.rs`: whether an origin is reachable, for `/readyz`.
+
+mod probe;
+mod pull;
+mod upstream;
+
+use crate::error::Error;
+use crate::live::Live;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a viewer waits for the origins to answer before it is refused (502).
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// Edge settings (`[edge]`, `--origin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// Tried in this order.
+    pub origins: Vec<Origin>,
+    /// The pull stops this long after the stream's last viewer left.
+    pub idle: Duration,
+    /// Sent to the origins as `Authorization: Bearer` (a `read` JWT, when the origin's rules ask
+    /// for one).
+    pub token: Option<String>,
+}
+
+/// An origin: `http://host[:port][/prefix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// As configured (shown in `/api/streams` and the logs).
+    pub url: String,
+    /// `host:port`, to connect to and for the `Host` header.
+    pub authority: String,
+    /// Before `/live/...` (no trailing slash; empty for none).
+    pub prefix: String,
+}
+
+impl Origin {
+    /// Parses `http://host[:port][/prefix]` (port 80 by default).
+    pub fn parse(url: &str) -> Result<Origin, String> {
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "origin '{url}': {scheme}:// is not supported; edges pull over http:// (keep the origin link on a private network)"
+                ))
+            }
+            None => return Err(format!("origin '{url}': expected http://HOST[:PORT]")),
+        };
+        let (host, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let fine = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
+        if host.is_empty() || !host.chars().all(fine) {
+            return Err(format!("origin '{url}': bad host '{host}'"));
+        }
+        if prefix.contains(['?', '#', ' ']) {
+            return Err(format!("origin '{url}': a path prefix only (no query)"));
+        }
+        let has_port = match host.rfind(']') {
+            Some(close) => host[close..].contains(':'),
+            None => host.contains(':'),
+        };
+        let authority = if has_port {
+            host.to_string()
+        } else {
+            format!("{host}:80")
+        };
+        Ok(Origin {
+            url: url.to_string(),
+            authority,
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+/// Where a pull stands, for the viewers waiting on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pulled {
+    Connecting,
+    /// The stream is in the registry (and fed from an origin).
+    Streaming,
+    /// No origin has the stream.
+    Absent,
+    /// No origin could be asked (unreachable, refused the edge, answered junk).
+    Failed(String),
+    /// The pull ended after it had streamed.
+    Over,
+}
+
+/// One pull in progress.
+#[derive(Debug)]
+struct Pulling {
+    id: u64,
+    state: watch::Receiver<Pulled>,
+}
+
+/// The pulls of this edge.
+#[derive(Debug)]
+pub struct Edge {
+    pub config: EdgeConfig,
+    live: Arc<Live>,
+    pulls: Mutex<HashMap<String, Pulling>>,
+    next_id: AtomicU64,
+    /// Set when the server stops: every pull ends.
+    stop: watch::Sender<bool>,
+    /// Whether some origin answered `/healthz` at the last probe.
+    reachable: AtomicBool,
+    /// The runtime pulls run on (the server's main one, once it runs).
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Upstream connections made, and those open now.
+    connects: AtomicU64,
+    open: AtomicU64,
+}
+
+impl Edge {
+    pub fn new(config: EdgeConfig, live: Arc<Live>) -> Edge {
+        Edge {
+            config,
+            live,
+            pulls: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            stop: watch::channel(false).0,
+            reachable: AtomicBool::new(false),
+            runtime: std::sync::OnceLock::new(),
+            connects: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+        }
+    }
+
+    /// The server runs: pulls start on this runtime, and the origins are probed for `/readyz`
+    /// until the server stops.
+    pub(crate) fn run(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
+        tokio::spawn(probe::keep_probing(self.clone()))
+    }
+
+    /// The server stops: every pull ends (its stream ends cleanly).
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Whether an origin answered its health check lately (`/readyz`).
+    pub(crate) fn reachable(&self) -> bool {
+        self.reachable.load(Relaxed)
+    }
+
+    /// Makes sure the stream `name` is here, pulling it from the origins when it is not: returns
+    /// once it is (or the origins said they do not have it: the caller's lookup answers 404).
+    /// Concurrent callers for the same stream share one pull.
+    pub(crate) async fn ensure(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+        if !crate::live::valid_name(name) || self.here(name) {
+            return Ok(());
+        }
+        let mut state = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            match pulls.get(name) {
+                // A pull that is over but not yet forgotten is replaced.
+                Some(p) if *p.state.borrow() != Pulled::Over => p.state.clone(),
+                _ => {
+                    let id = self.next_id.fetch_add(1, Relaxed);
+                    let (tx, rx) = watch::channel(Pulled::Connecting);
+                    let pull = pull::run(self.clone(), name.to_string(), id, tx);
+                    match self.runtime.get() {
+                        Some(rt) => drop(rt.spawn(pull)),
+                        None => drop(tokio::spawn(pull)),
+                    }
+                    pulls.insert(
+                        name.to_string(),
+                        Pulling {
+                            id,
+                            state: rx.clone(),
+                        },
+                    );
+                    rx
+                }
+            }
+        };
+        let answered = tokio::time::timeout(ANSWER_WAIT, async {
+            loop {
+                let now = state.borrow_and_update().clone();
+                if now != Pulled::Connecting {
+                    return now;
+                }
+                if state.changed().await.is_err() {
+                    return Pulled::Over;
+                }
+            }
+        })
+        .await;
+        match answered {
+            Ok(Pulled::Failed(why)) => Err(Error::Upstream {
+                stream: name.to_string(),
+                why,
+            }),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Upstream {
+                stream: name.to_string(),
+                why: format!("no origin answered within {ANSWER_WAIT:?}"),
+            }),
+        }
+    }
+
+    /// Whether a viewer of `name` would find the stream here (live, or waiting for its
+    /// publisher).
+    pub(crate) fn here(&self, name: &str) -> bool {
+        self.live
+            .get(name)
+            .is_some_and(|s| !s.read().lifecycle.is_ended())
+    }
+
+    /// A pull ended: forgotten, unless a newer one of the same stream has replaced it.
+    fn forget(&self, name: &str, id: u64) {
+        let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        if pulls.get(name).is_some_and(|p| p.id == id) {
+            pulls.remove(name);
+        }
+    }
+
+    /// The edge's Prometheus families.
+    pub(crate) fn metrics(&self, out: &mut String) {
+        use crate::response::metric;
+        let pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner()).len();
+        metric(
+            out,
+            "edge_pulls",
+            "gauge",
+            "Streams this edge pulls from its origins now.",
+            pulls as u64,
+        );
+        metric(
+            out,
+            "edge_upstream_connections",
+            "gauge",
+            "Connections to origins open now.",
+            self.open.load(Relaxed),
+        );
+        metric(
+            out,
+            "edge_upstream_connects_total",
+            "counter",
+            "Connections to origins made.",
+            self.connects.load(Relaxed),
+        );
+        let up = u64::from(self.reachable());
+        metric(
+            out,
+            "edge_origin_reachable",
+            "gauge",
+            "1 when an origin answered its health check lately.",
+            up,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_a_plain_http_base_url() {
+        let o = Origin::parse("http://10.0.0.5:8080").unwrap();
+        assert_eq!(
+            (o.authority.as_str(), o.prefix.as_str()),
+            ("10.0.0.5:8080", "")
+        );
+        let o = Origin::parse("http://origin.example/zc/").unwrap();
+        assert_eq!(
+            (o.authority.as_str(), o.prefix.as_str()),
+            ("origin.example:80", "/zc")
+        );
+        let o = Origin::parse("http://[::1]:9000").unwrap();
+        assert_eq!(o.authority, "[::1]:9000");
+        let o = Origin::parse("http://[::1]").unwrap();
+        assert_eq!(o.authority, "[::1]:80");
+    }
+
+    #[test]
+    fn an_origin_that_cannot_be_pulled_from_says_why() {
+        for (bad, why) in [
+            ("https://o:443", "not supported"),
+            ("o:8080", "expected http://"),
+            ("http://", "bad host"),
+            ("http://a b", "bad host"),
+            ("http://o/x?y", "no query"),
+        ] {
+            let e = Origin::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! One stream's pull: connect to an origin (`upstream.rs`), take the stream in the registry as
+//! its publisher (`Live::begin_publish`: a reconnect within the grace continues the stream, so
+//! the edge's viewers stay), read the origin's `.ts` through the HTTP ingest loop, and watch for
+//! viewers. What to do when is `live::relay::Relay`'s decision.
+
+use super::upstream::{self, Failure};
+use super::{Edge, Pulled};
+use crate::live::ingest::{ingest, Ended};
+use crate::live::{Publish, Stream};
+use live::relay::{Attempt, Relay, RelayConfig};
+use live::End;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often a pull looks for viewers.
+const LOOK: Duration = Duration::from_secs(1);
+
+/// Why a connected pull stopped reading.
+enum Stopped {
+    /// Nobody watches, or the server stops: the stream ends cleanly.
+    Done(&'static str),
+    /// The ingest loop ended.
+    Ingest(Ended),
+}
+
+/// Pulls `name` until nobody watches, the origin ends it, or it cannot be pulled any more.
+pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Sender<Pulled>) {
+    let live = edge.live.clone();
+    let config = RelayConfig {
+        idle: edge.config.idle,
+        grace: live.config.grace,
+        ..RelayConfig::default()
+    };
+    let mut relay = Relay::new(edge.config.origins.len(), config, live.now());
+    let mut attempt = relay.first(live.now());
+    let mut stop = edge.stop.subscribe();
+    let mut looked = Looked::default();
+    // Why the last origin that was asked did not stream (`None`: they said they do not have it).
+    let mut why: Option<String> = None;
+    // An origin's answer already in hand (after it ended a response cleanly).
+    let mut answered: Option<upstream::Upstream> = None;
+    while let Attempt::Try { origin, at } = attempt {
+        if *stop.borrow() {
+            break;
+        }
+        // Waiting for the next attempt: still watching for viewers.
+        while live.now() < at {
+            let wait = at.saturating_sub(live.now()).min(LOOK);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => break,
+            }
+            if let Some(s) = live.get(&name) {
+                relay.seen(looked.active(&s), live.now());
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let o = &edge.config.origins[origin];
+        let next = match answered.take() {
+            Some(up) => Ok(up),
+            None => upstream::open(o, &name, edge.config.token.as_deref()).await,
+        };
+        let up = match next {
+            Ok(up) => up,
+            Err(failure) => {
+                match failure {
+                    Failure::NotFound => {
+                        tracing::debug!(stream = %name, origin = %o.url, "the origin has no such stream");
+                    }
+                    Failure::Other(e) => {
+                        tracing::warn!(stream = %name, origin = %o.url, error = %e, "pull from the origin failed");
+                        why = Some(format!("{}: {e}", o.url));
+                    }
+                }
+                if let Some(s) = live.get(&name) {
+                    relay.seen(looked.active(&s), live.now());
+                }
+                attempt = relay.failed(origin, live.now());
+                continue;
+            }
+        };
+        let mut publish = match live.begin_publish(&name, up.peer) {
+            Ok(p) => p,
+            Err(e) => {
+                // A local publisher took the name, or the memory budget is spent.
+                tracing::warn!(stream = %name, error = %e, "pulled stream not taken");
+                why = Some(e.to_string());
+                break;
+            }
+        };
+        publish.stream.set_origin(Some(o.url.clone()));
+        relay.connected(origin);
+        state.send_replace(Pulled::Streaming);
+        edge.connects.fetch_add(1, Relaxed);
+        edge.open.fetch_add(1, Relaxed);
+        tracing::info!(stream = %name, origin = %o.url, "pulling from the origin");
+        let stopped = follow(&edge, &mut relay, &mut looked, up, &mut publish, &mut stop).await;
+        edge.open.fetch_sub(1, Relaxed);
+        match stopped {
+            Stopped::Done(reason) => {
+                tracing::info!(stream = %name, reason, "pull stopped");
+                publish.finish(End::Clean);
+                break;
+            }
+            Stopped::Ingest(Ended::Clean) => {
+                // The stream ended at the origin, or the origin is going away (a restart or a
+                // drain ends its viewers' responses cleanly too): asked again, it says which.
+                match upstream::open(o, &name, edge.config.token.as_deref()).await {
+                    Err(Failure::NotFound) => {
+                        tracing::info!(stream = %name, origin = %o.url, "the origin ended the stream");
+                        publish.finish(End::Clean);
+                        break;
+                    }
+                    Ok(up) => answered = Some(up),
+                    Err(Failure::Other(e)) => {
+                        tracing::info!(stream = %name, origin = %o.url, error = %e, "the origin went away; reconnecting");
+                    }
+                }
+                publish.finish(End::Dropped("the origin ended its response".into()));
+            }
+            Stopped::Ingest(Ended::Dropped(e)) => {
+                tracing::info!(stream = %name, origin = %o.url, error = %e, "lost the origin; reconnecting");
+                publish.finish(End::Dropped(e.to_string()));
+            }
+            Stopped::Ingest(Ended::Refused(e)) => {
+                // Bad bytes from an origin: another connection may do better, within the grace.
+                tracing::warn!(stream = %name, origin = %o.url, error = %e, "bad stream from the origin; reconnecting");
+                publish.finish(End::Dropped(e.to_string()));
+            }
+        }
+        attempt = relay.lost(live.now());
+    }
+    let end = match (relay.connected_once(), why) {
+        (true, _) => Pulled::Over,
+        (false, Some(why)) => Pulled::Failed(why),
+        (false, None) => Pulled::Absent,
+    };
+    state.send_replace(end);
+    edge.forget(&name, id);
+}
+
+/// Reads the origin's stream into the registry until it ends or nobody watches.
+async fn follow(
+    edge: &Edge,
+    relay: &mut Relay,
+    looked: &mut Looked,
+    up: upstream::Upstream,
+    publish: &mut Publish,
+    stop: &mut watch::Receiver<bool>,
+) -> Stopped {
+    let live = &edge.live;
+    let stream = publish.stream.clone();
+    let upstream::Upstream {
+        mut sock,
+        body,
+        side,
+        ..
+    } = up;
+    let (end, ended) = watch::channel(false);
+    let reading = ingest(&mut sock, publish, body, side, live, ended);
+    tokio::pin!(reading);
+    let mut look = tokio::time::interval(LOOK);
+    let mut done: Option<&'static str> = None;
+    loop {
+        tokio::select! {
+            e = &mut reading => return done.map_or(Stopped::Ingest(e), Stopped::Done),
+            _ = look.tick(), if done.is_none() => {
+                relay.seen(looked.active(&stream), live.now());
+                if relay.idle(live.now()) {
+                    done = Some("no viewers");
+                    end.send_replace(true);
+                }
+            }
+            _ = stop.changed(), if done.is_none() => {
+                done = Some("the server stops");
+                end.send_replace(true);
+            }
+        }
+    }
+}
+
+/// What a pull last saw of its stream's HLS requests (viewers that hold no connection).
+#[derive(Debug, Default)]
+struct Looked {
+    requests: u64,
+}
+
+impl Looked {
+    /// Whether the stream has a connected viewer, or HLS/DASH requests came since the last look.
+    fn active(&mut self, s: &Stream) -> bool {
+        let viewers: i64 = s.stats.viewers.iter().map(|v| v.load(Relaxed)).sum();
+        let requests =
+            s.stats.playlist_requests.load(Relaxed) + s.stats.segment_requests.load(Relaxed);
+        let moved = requests != self.requests;
+        self.requests = requests;
+        viewers > 0 || moved
+    }
+}

@@ -1,0 +1,242 @@
+//! Live edges (`zerocast serve --origin URL`): an origin, edges of it and an edge of an edge, all
+//! on loopback; ffmpeg publishes to the origin; viewers ask the edges. One upstream connection
+//! per edge per stream, every output on every edge, publisher reconnects and origin restarts
+//! followed without dropping the edges' viewers, the pull released when nobody watches.
+
+mod common;
+
+use common::fixtures::long_live_ts;
+use common::live::{
+    ffmpeg_publish, server, stream_doc, wait_for, wait_until, Proc, Reading, Viewer, WAIT,
+};
+use common::{assert_plays_h264_aac, TestServer};
+use server::edge::{EdgeConfig, Origin};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A server that pulls the streams it does not have from `origins` (in order).
+fn edge_of(origins: &[SocketAddr], idle: Duration) -> TestServer {
+    let config = server::Config {
+        edge: Some(EdgeConfig {
+            origins: origins
+                .iter()
+                .map(|a| Origin::parse(&format!("http://{a}")).unwrap())
+                .collect(),
+            idle,
+            token: None,
+        }),
+        ..server::Config::default()
+    };
+    TestServer::start_with(config, server::Library::from_static(&[], common::now()))
+}
+
+/// ffmpeg publishes the 40 s fixture to `s` as `name`, in real time, over HTTP PUT.
+fn publish(s: &TestServer, name: &str) -> Proc {
+    let url = s.url(&format!("/live/{name}"));
+    ffmpeg_publish(
+        &long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &["-method", "PUT"],
+        &url,
+    )
+}
+
+/// Waits until `s` has `name` live with a few units in its ring.
+fn wait_live(s: &TestServer, name: &str) {
+    wait_for(s, name, "live with a keyframe", |d| {
+        d["state"] == "live" && d["ring_units"].as_u64() > Some(2)
+    });
+}
+
+/// How many viewers (`.ts`, `.flv`, `.mp4`, RTMP) the server has had for `name`; each edge's
+/// pull is one.
+fn viewers_total(s: &TestServer, name: &str) -> u64 {
+    stream_doc(s, name).map_or(0, |d| d["viewers"]["ts_total"].as_u64().unwrap())
+}
+
+#[test]
+fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edge() {
+    let origin = server(|_| {});
+    let _publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let a = edge_of(&[origin.addr], Duration::from_secs(30));
+    let b = edge_of(&[origin.addr], Duration::from_secs(30));
+    // An edge of an edge.
+    let c = edge_of(&[a.addr], Duration::from_secs(30));
+    std::thread::scope(|scope| {
+        for edge in [&a, &b, &c] {
+            for url in [
+                edge.url("/live/cam.ts"),
+                edge.url("/live/cam.flv"),
+                edge.url("/live/cam.mp4"),
+                edge.url("/live/cam/index.m3u8"),
+                format!("rtmp://{}/live/cam", edge.rtmp),
+            ] {
+                scope.spawn(move || assert_plays_h264_aac(&url, "3"));
+            }
+        }
+    });
+    // Fifteen players (and their probes) on three edges: the origin served one connection to
+    // each of its two edges, and the first edge one to the edge behind it.
+    assert_eq!(
+        viewers_total(&origin, "cam"),
+        2,
+        "{:?}",
+        stream_doc(&origin, "cam")
+    );
+    assert_eq!(
+        viewers_total(&a, "cam"),
+        viewers_total(&b, "cam") + 1,
+        "a served its own players and c's pull, b its players only"
+    );
+    let origin_url = format!("http://{}", origin.addr);
+    for (edge, from) in [
+        (&a, &origin_url),
+        (&b, &origin_url),
+        (&c, &format!("http://{}", a.addr)),
+    ] {
+        let d = stream_doc(edge, "cam").expect("the edge lists the stream");
+        assert_eq!(d["origin"].as_str(), Some(from.as_str()), "{d}");
+    }
+    assert_eq!(
+        stream_doc(&origin, "cam").unwrap()["origin"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn a_publisher_reconnecting_within_the_grace_keeps_the_edge_viewers() {
+    let origin = server(|c| c.grace = Duration::from_secs(10));
+    let publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let edge = edge_of(&[origin.addr], Duration::from_secs(30));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the edge", |b| b.len() > 100_000);
+    drop(publisher);
+    wait_for(&origin, "cam", "the publisher gone", |d| {
+        d["state"] == "reconnecting"
+    });
+    let before = viewer.raw_len();
+    let _back = publish(&origin, "cam");
+    wait_for(&origin, "cam", "the publisher back", |d| {
+        d["state"] == "live" && d["sessions"] == 2
+    });
+    viewer.wait_body("the stream after the reconnect", |b| {
+        b.len() > before + 100_000
+    });
+    assert!(!viewer.finished(), "the edge's viewer stayed connected");
+    // The edge never lost its upstream: still its first session, one connection to the origin.
+    let d = stream_doc(&edge, "cam").unwrap();
+    assert_eq!(
+        (d["state"].as_str(), d["sessions"].as_u64()),
+        (Some("live"), Some(1)),
+        "{d}"
+    );
+    assert_eq!(viewers_total(&origin, "cam"), 1);
+}
+
+#[test]
+fn an_origin_restart_within_the_grace_keeps_the_edge_viewers() {
+    let origin = server(|_| {});
+    let at = origin.addr;
+    let _publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let edge = edge_of(&[at], Duration::from_secs(30));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the edge", |b| b.len() > 100_000);
+    // The origin goes away (its publisher with it) and comes back on the same address.
+    drop(_publisher);
+    drop(origin);
+    wait_for(&edge, "cam", "the upstream lost", |d| {
+        d["state"] == "reconnecting"
+    });
+    let config = server::Config {
+        listen: at,
+        ..server::Config::default()
+    };
+    let origin = TestServer::start_bound(config, server::Library::from_static(&[], common::now()));
+    let _publisher = publish(&origin, "cam");
+    let before = viewer.raw_len();
+    wait_for(&edge, "cam", "the upstream back", |d| {
+        d["state"] == "live" && d["sessions"] == 2
+    });
+    viewer.wait_body("the stream after the restart", |b| {
+        b.len() > before + 100_000
+    });
+    assert!(!viewer.finished(), "the edge's viewer stayed connected");
+}
+
+#[test]
+fn an_edge_releases_the_stream_after_its_idle_time() {
+    let origin = server(|_| {});
+    let _publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let edge = edge_of(&[origin.addr], Duration::from_secs(1));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the edge", |b| b.len() > 50_000);
+    wait_for(&origin, "cam", "the edge's pull", |d| {
+        d["viewers"]["ts"] == 1
+    });
+    drop(viewer.stop());
+    // Nobody watches on the edge: after its idle time it lets go of the origin.
+    wait_for(&origin, "cam", "the edge gone", |d| d["viewers"]["ts"] == 0);
+    let d = stream_doc(&edge, "cam").unwrap();
+    assert_eq!(d["state"], "ended", "{d}");
+    // A new viewer pulls it again.
+    let again = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    again.wait_body("the stream pulled again", |b| b.len() > 50_000);
+    assert_eq!(viewers_total(&origin, "cam"), 2);
+}
+
+#[test]
+fn a_stream_no_origin_has_is_not_found_on_the_edge() {
+    let origin = server(|_| {});
+    let edge = edge_of(&[origin.addr], Duration::from_secs(5));
+    for path in ["/live/none.ts", "/live/none.flv", "/live/none/index.m3u8"] {
+        let r = edge.get(path, &[]);
+        assert_eq!(
+            r.status,
+            404,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert_eq!(edge.get("/readyz", &[]).status, 200);
+}
+
+#[test]
+fn an_edge_whose_origins_are_down_answers_bad_gateway_and_is_not_ready() {
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let edge = edge_of(&[dead], Duration::from_secs(5));
+    let r = edge.get("/live/cam.ts", &[]);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    assert!(why.contains(&dead.to_string()), "names the origin: {why}");
+    wait_until("/readyz says no origin", WAIT, || {
+        edge.get("/readyz", &[]).status == 503
+    });
+}
+
+#[test]
+fn an_edge_tries_its_origins_in_order() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let origin = server(|_| {});
+    let _publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let edge = edge_of(&[dead, origin.addr], Duration::from_secs(5));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream from the second origin", |b| b.len() > 50_000);
+    let d = stream_doc(&edge, "cam").unwrap();
+    assert_eq!(
+        d["origin"].as_str(),
+        Some(format!("http://{}", origin.addr).as_str())
+    );
+}
