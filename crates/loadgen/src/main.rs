@@ -74,6 +74,10 @@ struct Args {
     /// The publish key.
     #[arg(long)]
     key: Option<String>,
+    /// Publish to this server instead of `--server` (http://HOST:PORT): an origin, with the
+    /// viewers on one of its edges.
+    #[arg(long)]
+    publish_to: Option<String>,
     /// The server's PID, for its CPU time and RSS.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
@@ -108,6 +112,10 @@ fn authority(server: &str) -> Result<SocketAddr> {
 
 async fn run(args: Args) -> Result<()> {
     let addr = authority(&args.server)?;
+    let publish_addr = match &args.publish_to {
+        Some(p) => authority(p)?,
+        None => addr,
+    };
     let shared = Arc::new(Shared::default());
     let streams: Vec<String> = if args.publishers > 0 {
         (0..args.publishers)
@@ -127,7 +135,7 @@ async fn run(args: Args) -> Result<()> {
                 (shared.clone(), name.clone(), args.key.clone(), data.clone());
             tokio::spawn(async move {
                 if let Err(e) =
-                    publish::publish(addr, &name, key.as_deref(), &data, sh, &counter).await
+                    publish::publish(publish_addr, &name, key.as_deref(), &data, sh, &counter).await
                 {
                     eprintln!("publisher {name}: {e:#}");
                 }
@@ -136,7 +144,7 @@ async fn run(args: Args) -> Result<()> {
         // Wait for a keyframe in every ring.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let docs = http::api_all(addr).await.unwrap_or_default();
+            let docs = http::api_all(publish_addr).await.unwrap_or_default();
             let up = docs
                 .iter()
                 .filter(|d| d["ring_units"].as_u64() > Some(1) && d["state"] == "live")
@@ -196,7 +204,7 @@ async fn run(args: Args) -> Result<()> {
     shared.stop.store(true, Relaxed);
     // Publishers stop at their next chunk; then every byte sent must have been counted.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (ingest_sent, ingest_lost) = report::ingest(addr, &streams, &sent).await;
+    let (ingest_sent, ingest_lost) = report::ingest(publish_addr, &streams, &sent).await;
     let report = report::json(Window {
         viewers: args.viewers,
         connected_in: ramp,

@@ -26,7 +26,9 @@ pub(crate) async fn wait<B>(
     if let (Route::Playlist(name) | Route::LlPlaylist(name) | Route::DashManifest(name), true) =
         (route, req.method() == Method::GET)
     {
-        if crate::admit::viewer_request(state, name, req).is_ok() {
+        let admitted = crate::http::signed_link(&state.config(), req).is_ok()
+            && crate::admit::viewer_request(state, name, req).is_ok();
+        if admitted {
             if let Err(e) = crate::admit::pulled(state, name).await {
                 let origin = req.headers().get(::http::header::ORIGIN);
                 return Err(with_cors(e.response(), &state.config(), origin));

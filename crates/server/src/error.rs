@@ -118,9 +118,13 @@ pub enum Error {
     },
     #[error("stream '{}' did not reach the requested segment or part in time", Clip(.0))]
     LlHoldTimeout(String),
-    /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("live stream '{}' could not be pulled from the origins: {why}", Clip(.stream))]
     Upstream { stream: String, why: String },
+    #[error("live stream '{}': no origin answered within {}s", Clip(.0), .1.as_secs())]
+    UpstreamTimeout(String, std::time::Duration),
+    #[error("live stream '{}' cannot be pulled here now: {}; try again later", Clip(.0), .1)]
+    EdgeBusy(String, String),
+    /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
 }
@@ -159,6 +163,8 @@ impl Error {
             }
             Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            Error::EdgeBusy(..) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::Token(crate::auth::TokenError::Missing) => StatusCode::UNAUTHORIZED,
             Error::Token(_) | Error::Hook(_) => StatusCode::FORBIDDEN,
@@ -175,7 +181,13 @@ impl Error {
                 "NetStream.Play.StreamNotFound"
             }
             // A token or a callback refused: a player's play failed; a publisher's name is bad.
-            Error::Token(_) | Error::Hook(_) | Error::Upstream { .. } if play => {
+            Error::Token(_)
+            | Error::Hook(_)
+            | Error::Upstream { .. }
+            | Error::UpstreamTimeout(..)
+            | Error::EdgeBusy(..)
+                if play =>
+            {
                 "NetStream.Play.Failed"
             }
             Error::Token(_) | Error::Hook(_) => "NetStream.Publish.BadName",
@@ -197,7 +209,7 @@ impl Error {
             Error::Method(_) => {
                 h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
-            Error::TooManyStreams(_) | Error::MemoryBudget(_) => {
+            Error::TooManyStreams(_) | Error::MemoryBudget(_) | Error::EdgeBusy(..) => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Error::KeyRequired(_) => {

@@ -18,6 +18,10 @@ use std::time::Duration;
 
 /// The last attempt after a lost upstream comes this long before the grace ends.
 const GRACE_MARGIN: Duration = Duration::from_millis(100);
+/// A connection that streamed at least this long was a real one: its loss starts a new grace
+/// and is retried at once. One that ended sooner (an origin that answers 200 and closes, or sends
+/// what cannot be published) counts as a failed attempt: backoff, within the first loss's grace.
+pub const STEADY: Duration = Duration::from_secs(2);
 
 /// How an edge pulls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +64,10 @@ pub struct Relay {
     current: usize,
     /// Attempts that failed since the last connection (or the start).
     failed: usize,
-    /// When the upstream was last lost (`None`: never connected, or connected now).
+    /// When the upstream was lost, and not since connected steadily.
     lost_at: Option<Duration>,
+    /// When the connection now streaming began.
+    connected_at: Option<Duration>,
     connected_once: bool,
     /// When the stream last had a viewer.
     last_seen: Duration,
@@ -77,6 +83,7 @@ impl Relay {
             current: 0,
             failed: 0,
             lost_at: None,
+            connected_at: None,
             connected_once: false,
             last_seen: now,
         }
@@ -92,11 +99,10 @@ impl Relay {
         self.connected_once
     }
 
-    /// The attempt at origin `origin` connected and is streaming.
-    pub fn connected(&mut self, origin: usize) {
+    /// The attempt at origin `origin` connected at `now` and is streaming.
+    pub fn connected(&mut self, origin: usize, now: Duration) {
         self.current = origin;
-        self.failed = 0;
-        self.lost_at = None;
+        self.connected_at = Some(now);
         self.connected_once = true;
     }
 
@@ -129,15 +135,24 @@ impl Relay {
         self.unless_over(
             Attempt::Try {
                 origin: next,
-                at: now + wait,
+                at: now.saturating_add(wait),
             },
             now,
         )
     }
 
-    /// The upstream connection was lost at `now` (dropped, timed out, bad input): the same
-    /// origin first, at once, then the others.
+    /// The upstream connection was lost at `now` (dropped, timed out, bad input): after a
+    /// steady connection, the same origin first, at once, then the others; after a short one,
+    /// as a failed attempt (see [`STEADY`]).
     pub fn lost(&mut self, now: Duration) -> Attempt {
+        let steady = self
+            .connected_at
+            .take()
+            .is_some_and(|at| now.saturating_sub(at) >= STEADY);
+        if !steady {
+            self.lost_at.get_or_insert(now);
+            return self.failed(self.current, now);
+        }
         self.lost_at = Some(now);
         self.failed = 0;
         self.unless_over(
@@ -159,7 +174,9 @@ impl Relay {
         };
         // The last attempt comes a little before the stream's grace ends (the registry ends the
         // stream then), so that an origin back late in the grace still continues it.
-        let deadline = (lost + self.config.grace).saturating_sub(GRACE_MARGIN);
+        let deadline = lost
+            .saturating_add(self.config.grace)
+            .saturating_sub(GRACE_MARGIN);
         if now >= deadline {
             return Attempt::GiveUp;
         }
@@ -236,14 +253,15 @@ mod tests {
                 at: ms(1)
             }
         );
-        r.connected(1);
+        r.connected(1, ms(1));
         assert!(r.connected_once());
-        // Lost: the origin that served it first, at once.
+        // Lost after streaming a while: the origin that served it first, at once.
+        r.seen(true, ms(5000));
         assert_eq!(
-            r.lost(ms(100)),
+            r.lost(ms(5000)),
             Attempt::Try {
                 origin: 1,
-                at: ms(100)
+                at: ms(5000)
             }
         );
     }
@@ -251,49 +269,50 @@ mod tests {
     #[test]
     fn a_lost_upstream_is_retried_round_by_round_with_growing_waits() {
         let mut r = relay(2);
-        r.connected(0);
+        r.connected(0, ms(0));
+        r.seen(true, ms(1000));
         assert_eq!(
-            r.lost(ms(1000)),
+            r.lost(ms(2000)),
             Attempt::Try {
                 origin: 0,
-                at: ms(1000)
+                at: ms(2000)
             }
         );
         assert_eq!(
-            r.failed(0, ms(1000)),
+            r.failed(0, ms(2000)),
             Attempt::Try {
                 origin: 1,
-                at: ms(1000)
+                at: ms(2000)
             }
         );
         // A round over: 200 ms, then 400 ms, then 800 ms...
         assert_eq!(
-            r.failed(1, ms(1001)),
+            r.failed(1, ms(2001)),
             Attempt::Try {
                 origin: 0,
-                at: ms(1201)
+                at: ms(2201)
             }
         );
         assert_eq!(
-            r.failed(0, ms(1201)),
+            r.failed(0, ms(2201)),
             Attempt::Try {
                 origin: 1,
-                at: ms(1201)
+                at: ms(2201)
             }
         );
         assert_eq!(
-            r.failed(1, ms(1202)),
+            r.failed(1, ms(2202)),
             Attempt::Try {
                 origin: 0,
-                at: ms(1602)
+                at: ms(2602)
             }
         );
-        r.failed(0, ms(1602));
+        r.failed(0, ms(2602));
         assert_eq!(
-            r.failed(1, ms(1603)),
+            r.failed(1, ms(2603)),
             Attempt::Try {
                 origin: 0,
-                at: ms(2403)
+                at: ms(3403)
             }
         );
     }
@@ -301,10 +320,10 @@ mod tests {
     #[test]
     fn waits_stop_growing_at_the_maximum() {
         let mut r = relay(1);
-        r.seen(true, ms(0));
-        r.connected(0);
-        r.lost(ms(0));
-        let mut now = ms(0);
+        r.connected(0, ms(0));
+        r.seen(true, ms(3000));
+        r.lost(ms(3000));
+        let mut now = ms(3000);
         let mut waits = Vec::new();
         for _ in 0..6 {
             // Someone still watches.
@@ -327,61 +346,94 @@ mod tests {
             ..RelayConfig::default()
         };
         let mut r = Relay::new(1, config, ms(0));
-        r.connected(0);
-        r.lost(ms(1000));
-        let mut now = ms(1000);
+        r.connected(0, ms(0));
+        r.seen(true, ms(3000));
+        r.lost(ms(3000));
+        let mut now = ms(3000);
         let mut last = now;
         loop {
             r.seen(true, now);
             match r.failed(0, now) {
                 Attempt::Try { at, .. } => {
-                    assert!(at - ms(1000) < Duration::from_secs(3), "{at:?}");
+                    assert!(at - ms(3000) < Duration::from_secs(3), "{at:?}");
                     last = at;
                     now = at;
                 }
                 Attempt::GiveUp => break,
             }
         }
-        assert_eq!(last, ms(3900), "retried until just before the grace ends");
+        assert_eq!(last, ms(5900), "retried until just before the grace ends");
     }
 
     #[test]
     fn a_connection_resets_the_backoff() {
         let mut r = relay(1);
-        r.connected(0);
-        r.lost(ms(0));
-        r.seen(true, ms(0));
+        r.connected(0, ms(0));
+        r.seen(true, ms(3000));
+        r.lost(ms(3000));
+        let next = |r: &mut Relay, now: u64| {
+            r.seen(true, ms(now));
+            r.failed(0, ms(now))
+        };
         assert_eq!(
-            r.failed(0, ms(0)),
+            next(&mut r, 3000),
             Attempt::Try {
                 origin: 0,
-                at: ms(200)
+                at: ms(3200)
             }
         );
-        r.seen(true, ms(200));
         assert_eq!(
-            r.failed(0, ms(200)),
+            next(&mut r, 3200),
             Attempt::Try {
                 origin: 0,
-                at: ms(600)
+                at: ms(3600)
             }
         );
-        r.connected(0);
-        r.lost(ms(5000));
-        r.seen(true, ms(5000));
+        r.connected(0, ms(3600));
+        r.seen(true, ms(9000));
         assert_eq!(
-            r.failed(0, ms(5000)),
+            r.lost(ms(9000)),
             Attempt::Try {
                 origin: 0,
-                at: ms(5200)
+                at: ms(9000)
+            }
+        );
+        assert_eq!(
+            next(&mut r, 9000),
+            Attempt::Try {
+                origin: 0,
+                at: ms(9200)
             }
         );
     }
 
     #[test]
+    fn a_connection_that_ends_at_once_backs_off_within_the_first_grace() {
+        // An origin that answers 200 and closes at once, again and again.
+        let mut r = relay(1);
+        let mut now = ms(0);
+        let mut tries = 0;
+        loop {
+            r.connected(0, now);
+            r.seen(true, now);
+            tries += 1;
+            match r.lost(now) {
+                Attempt::Try { at, .. } => {
+                    assert!(at > now, "never at once after a short session");
+                    now = at;
+                }
+                Attempt::GiveUp => break,
+            }
+        }
+        // 200 + 400 + 800 + 1600 + 2000 ms, then the last try just before the 10 s grace.
+        assert!((5..=10).contains(&tries), "{tries} tries");
+        assert!(now < ms(10_000), "{now:?}");
+    }
+
+    #[test]
     fn the_pull_is_idle_after_the_idle_time_without_viewers() {
         let mut r = relay(1);
-        r.connected(0);
+        r.connected(0, ms(0));
         r.seen(true, ms(1000));
         r.seen(false, ms(5000));
         assert!(!r.idle(ms(10_999)));
@@ -394,7 +446,7 @@ mod tests {
     #[test]
     fn a_stream_nobody_watches_is_not_retried() {
         let mut r = relay(2);
-        r.connected(0);
+        r.connected(0, ms(0));
         assert_eq!(r.lost(ms(20_000)), Attempt::GiveUp);
     }
 

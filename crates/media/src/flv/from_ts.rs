@@ -7,8 +7,10 @@
 //! stream's SPS and PPS; AAC ADTS frames become raw frames with an AudioSpecificConfig from the
 //! ADTS header. H.265 and Opus become enhanced-RTMP tags (FourCC `hvc1`, with an `hvcC` built
 //! from the VPS, SPS and PPS; FourCC `Opus`, with an `OpusHead`, each packet out of its TS
-//! control header). Times are milliseconds from the first DTS (33-bit wrap unwrapped). Other
-//! codecs are skipped (counted).
+//! control header). Times are milliseconds from the first video DTS (33-bit wrap unwrapped), or
+//! the first audio one of a stream without video; audio from before that time is dropped (a
+//! conversion that starts at a keyframe, as an edge's does, gets audio PES that began before it).
+//! Other codecs are skipped (counted).
 
 use crate::nal;
 use crate::time::{Ts90k, Unwrapper};
@@ -39,8 +41,16 @@ struct Pes {
 /// fMP4 writer, start with both tracks at the first keyframe instead of with audio alone.
 const AUDIO_ALONE_AFTER_MS: u32 = 10_000;
 
+/// Most audio PES (and bytes) kept while the first video PES completes.
+const EARLY_AUDIO: (usize, usize) = (64, 1 << 20);
+
 /// Largest PES gathered before it is dropped (a stream without PES starts for a long time).
 const MAX_PES: usize = 16 << 20;
+
+/// Milliseconds of a non-negative 90 kHz time (0 for one before the start).
+fn ms_of(at: i64) -> u32 {
+    u32::try_from(at.max(0) / 90).unwrap_or(u32::MAX)
+}
 
 /// AAC sampling rates by frequency index.
 const RATES: [u32; 13] = [
@@ -68,7 +78,14 @@ pub struct FromTs {
     /// The Opus encoder's pre-skip: the start trim of the stream's first packet.
     opus_pre_skip: u16,
     clock: Unwrapper,
+    /// The DTS times are counted from (90 kHz, unwrapped): the first video PES's, or where
+    /// audio went on alone (see [`AUDIO_ALONE_AFTER_MS`]).
     first: Option<i64>,
+    /// The first audio DTS seen while video was awaited.
+    audio_first: Option<i64>,
+    /// Audio PES that completed before the first video PES (a video PES completes one frame
+    /// late): converted once the video has started the clock (bounded by [`EARLY_AUDIO`]).
+    early_audio: Vec<Pes>,
     /// Frames skipped (codec not carried, or before the decoder configuration).
     pub skipped: u64,
 }
@@ -148,24 +165,43 @@ impl FromTs {
         }
     }
 
-    fn ms(&mut self, t: Ts90k) -> u32 {
-        let t = self.clock.unwrap(t);
-        let first = *self.first.get_or_insert(t);
-        ((t - first).max(0) / 90) as u32
-    }
-
     fn emit(&mut self, video: bool, pes: Pes, out: &mut Vec<Tag>) {
         let (Some(pts), Some(dts)) = (pes.pts, pes.dts) else {
             return;
         };
-        let ms = self.ms(dts);
+        let t = self.clock.unwrap(dts);
+        if !video && self.first.is_none() && self.video_pid.is_some() {
+            // Audio before any video: it does not start the clock (the video keyframe that
+            // follows may be earlier than it), unless the video stays away.
+            let waited = t.saturating_sub(*self.audio_first.get_or_insert(t));
+            if waited < i64::from(AUDIO_ALONE_AFTER_MS) * 90 {
+                let held: usize = self.early_audio.iter().map(|p| p.data.len()).sum();
+                if self.early_audio.len() < EARLY_AUDIO.0 && held + pes.data.len() <= EARLY_AUDIO.1
+                {
+                    self.early_audio.push(pes);
+                } else {
+                    self.skipped += 1;
+                }
+                return;
+            }
+        }
+        let first = *self.first.get_or_insert(t);
+        let early = std::mem::take(&mut self.early_audio);
+        // 90 kHz ticks from the first; an audio PES may begin before it (its earlier frames are
+        // dropped, so that no two frames share a time).
+        let at = t.saturating_sub(first);
         let cts = ((pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1)) / 90).min(0x7f_ffff) as u32;
         if video {
-            self.video_frame(&pes.data, ms, cts, out);
+            self.video_frame(&pes.data, ms_of(at), cts, out);
         } else if self.opus {
-            self.opus_packets(&pes.data, ms, out);
+            self.opus_packets(&pes.data, at, out);
         } else {
-            self.audio_frames(&pes.data, ms, out);
+            self.audio_frames(&pes.data, at, out);
+        }
+        // The audio that completed before the clock started, on it now (what began before the
+        // first video frame is dropped).
+        for pes in early {
+            self.emit(false, pes, out);
         }
     }
 
@@ -261,7 +297,8 @@ impl FromTs {
 
     /// Opus packets out of their TS control headers, each a tag (after an `OpusHead` when the
     /// channels change), timed from the PES's by the packets before it.
-    fn opus_packets(&mut self, data: &[u8], ms: u32, out: &mut Vec<Tag>) {
+    fn opus_packets(&mut self, data: &[u8], at: i64, out: &mut Vec<Tag>) {
+        let ms = ms_of(at);
         let hold = self.holds_audio(ms);
         for p in opus::packets(data) {
             let (at_us, packet) = (p.at_us, p.data);
@@ -291,7 +328,9 @@ impl FromTs {
                 });
                 self.opus_sent = Some(channels);
             }
-            if hold {
+            let packet_at =
+                at.saturating_add(i64::try_from(at_us).unwrap_or(i64::MAX).saturating_mul(9) / 100);
+            if hold || packet_at < 0 {
                 self.skipped += 1;
                 continue;
             }
@@ -301,7 +340,7 @@ impl FromTs {
                 video: false,
                 sequence: false,
                 keyframe: false,
-                ms: ms.wrapping_add((at_us / 1000) as u32),
+                ms: ms_of(packet_at),
                 body,
             });
         }
@@ -312,8 +351,9 @@ impl FromTs {
         self.video_pid.is_some() && self.config_sent.is_none() && ms < AUDIO_ALONE_AFTER_MS
     }
 
-    fn audio_frames(&mut self, mut data: &[u8], ms: u32, out: &mut Vec<Tag>) {
-        let mut n = 0u32;
+    fn audio_frames(&mut self, mut data: &[u8], at: i64, out: &mut Vec<Tag>) {
+        let mut n = 0i64;
+        let ms = ms_of(at);
         let hold = self.holds_audio(ms);
         while data.len() >= 7 && data[0] == 0xff && data[1] & 0xf0 == 0xf0 {
             let head = if data[1] & 1 == 1 { 7 } else { 9 };
@@ -337,7 +377,10 @@ impl FromTs {
                 });
                 self.asc_sent = Some(asc);
             }
-            if hold {
+            // 1024 samples per AAC frame: later frames of the PES are that much later.
+            let rate = RATES.get(usize::from(freq)).copied().unwrap_or(48000);
+            let frame_at = at.saturating_add(n * 1024 * 90_000 / i64::from(rate));
+            if hold || frame_at < 0 {
                 self.skipped += 1;
                 n += 1;
                 data = &data[len..];
@@ -345,13 +388,11 @@ impl FromTs {
             }
             let mut body = vec![0xaf, 1];
             body.extend_from_slice(&data[head..len]);
-            // 1024 samples per AAC frame: later frames of the PES are that much later.
-            let rate = RATES.get(usize::from(freq)).copied().unwrap_or(48000);
             out.push(Tag {
                 video: false,
                 sequence: false,
                 keyframe: false,
-                ms: ms + n * 1024 * 1000 / rate,
+                ms: ms_of(frame_at),
                 body,
             });
             n += 1;
@@ -429,6 +470,46 @@ mod tests {
         assert!(
             tags.iter().any(|t| !t.video && !t.sequence),
             "audio follows"
+        );
+    }
+
+    #[test]
+    fn audio_that_began_before_the_first_keyframe_is_dropped_instead_of_stacked_at_zero() {
+        // What an edge receives from its origin's `.ts`: a keyframe first, then audio whose
+        // time is before it (a muxer writes an audio PES after the video it began before).
+        let mut tags = Vec::new();
+        FromTs::default().feed(&clip(), &mut tags);
+        let find = |f: &dyn Fn(&Tag) -> bool| tags.iter().find(|t| f(t)).unwrap().clone();
+        let avc = find(&|t| t.video && t.sequence);
+        let key = find(&|t| t.keyframe);
+        let asc = find(&|t| !t.video && t.sequence);
+        let aac = find(&|t| !t.video && !t.sequence);
+        let mut mux = crate::flv::ToTs::default();
+        let mut ts = Vec::new();
+        mux.audio(&asc.body, 100, &mut ts).unwrap();
+        mux.video(&avc.body, 300, &mut ts).unwrap();
+        mux.video(&key.body, 300, &mut ts).unwrap();
+        for n in 0..16 {
+            mux.audio(&aac.body, 100 + n * 21, &mut ts).unwrap();
+        }
+        mux.video(&key.body, 400, &mut ts).unwrap();
+        let mut out = Vec::new();
+        FromTs::default().feed(&ts, &mut out);
+        let audio: Vec<u32> = out
+            .iter()
+            .filter(|t| !t.video && !t.sequence)
+            .map(|t| t.ms)
+            .collect();
+        let all: Vec<(bool, bool, u32)> = out.iter().map(|t| (t.video, t.sequence, t.ms)).collect();
+        assert!(
+            !audio.is_empty(),
+            "the audio from the keyframe on is kept: {all:?}"
+        );
+        assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
+        assert_eq!(
+            audio[0],
+            100 + 10 * 21 - 300,
+            "the first frame at or after the keyframe"
         );
     }
 

@@ -99,6 +99,8 @@ enum Pulled {
     Absent,
     /// No origin could be asked (unreachable, refused the edge, answered junk).
     Failed(String),
+    /// This server could not take the stream (its memory budget, its stream limit).
+    Busy(String),
     /// The pull ended after it had streamed.
     Over,
 }
@@ -164,14 +166,30 @@ impl Edge {
     /// once it is (or the origins said they do not have it: the caller's lookup answers 404).
     /// Concurrent callers for the same stream share one pull.
     pub(crate) async fn ensure(self: &Arc<Self>, name: &str) -> Result<(), Error> {
-        if !crate::live::valid_name(name) || self.here(name) {
+        if !crate::live::valid_name(name) {
             return Ok(());
+        }
+        // A stream published here is served as it is; one pulled earlier needs its pull (a
+        // viewer may come back while the pull gives up, or after it did, within the grace).
+        if let Some(s) = self.live.get(name) {
+            let inner = s.read();
+            if !inner.lifecycle.is_ended() && inner.origin.is_none() {
+                return Ok(());
+            }
         }
         let mut state = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            // A pull that is over but not yet forgotten, or whose task is gone, is replaced;
+            // one that found nothing is kept for a moment (`pull::FORGET_ABSENT`) and answers
+            // again without asking the origins.
+            let running =
+                |p: &Pulling| *p.state.borrow() != Pulled::Over && p.state.has_changed().is_ok();
             match pulls.get(name) {
-                // A pull that is over but not yet forgotten is replaced.
-                Some(p) if *p.state.borrow() != Pulled::Over => p.state.clone(),
+                Some(p) if running(p) => p.state.clone(),
+                _ if pulls.len() >= self.live.config.max_streams => {
+                    let why = format!("{} pulls already", pulls.len());
+                    return Err(Error::EdgeBusy(name.to_string(), why));
+                }
                 _ => {
                     let id = self.next_id.fetch_add(1, Relaxed);
                     let (tx, rx) = watch::channel(Pulled::Connecting);
@@ -208,23 +226,27 @@ impl Edge {
                 stream: name.to_string(),
                 why,
             }),
+            Ok(Pulled::Busy(why)) => Err(Error::EdgeBusy(name.to_string(), why)),
             Ok(_) => Ok(()),
-            Err(_) => Err(Error::Upstream {
-                stream: name.to_string(),
-                why: format!("no origin answered within {ANSWER_WAIT:?}"),
-            }),
+            Err(_) => Err(Error::UpstreamTimeout(name.to_string(), ANSWER_WAIT)),
         }
     }
 
-    /// Whether a viewer of `name` would find the stream here (live, or waiting for its
-    /// publisher).
+    /// Whether a viewer of `name` finds the stream here without a pull (RTMP play waits for
+    /// [`Edge::ensure`] otherwise).
     pub(crate) fn here(&self, name: &str) -> bool {
-        self.live
-            .get(name)
-            .is_some_and(|s| !s.read().lifecycle.is_ended())
+        let pulling = || {
+            let pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            pulls.contains_key(name)
+        };
+        self.live.get(name).is_some_and(|s| {
+            let inner = s.read();
+            !inner.lifecycle.is_ended() && (inner.origin.is_none() || pulling())
+        })
     }
 
-    /// A pull ended: forgotten, unless a newer one of the same stream has replaced it.
+    /// A pull ended: forgotten, unless a newer one of the same stream has replaced it (a task's
+    /// end, through `pull::Forget`).
     fn forget(&self, name: &str, id: u64) {
         let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
         if pulls.get(name).is_some_and(|p| p.id == id) {

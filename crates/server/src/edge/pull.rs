@@ -3,12 +3,14 @@
 //! the edge's viewers stay), read the origin's `.ts` through the HTTP ingest loop, and watch for
 //! viewers. What to do when is `live::relay::Relay`'s decision.
 
-use super::upstream::{self, Failure};
+use super::upstream::{self, Failure, Upstream};
 use super::{Edge, Pulled};
+use crate::error::{Error, IngestError};
 use crate::live::ingest::{ingest, Ended};
 use crate::live::{Publish, Stream};
 use live::relay::{Attempt, Relay, RelayConfig};
 use live::End;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,9 @@ use tokio::sync::watch;
 
 /// How often a pull looks for viewers.
 const LOOK: Duration = Duration::from_secs(1);
+/// A pull that found nothing is remembered this long: viewers asking again meanwhile get the
+/// same answer without a request to the origins.
+const FORGET_ABSENT: Duration = Duration::from_secs(1);
 
 /// Why a connected pull stopped reading.
 enum Stopped {
@@ -25,8 +30,37 @@ enum Stopped {
     Ingest(Ended),
 }
 
+/// Takes the pull out of the edge's list when its task ends, however it ends.
+struct Forget {
+    edge: Arc<Edge>,
+    name: String,
+    id: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.edge.forget(&self.name, self.id);
+    }
+}
+
 /// Pulls `name` until nobody watches, the origin ends it, or it cannot be pulled any more.
 pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Sender<Pulled>) {
+    let forget = Forget {
+        edge: edge.clone(),
+        name: name.clone(),
+        id,
+    };
+    let end = pull(&edge, &name, &state).await;
+    let absent = end != Pulled::Over;
+    state.send_replace(end);
+    if absent {
+        tokio::time::sleep(FORGET_ABSENT).await;
+    }
+    drop(forget);
+}
+
+/// The pull's loop; returns how it ended.
+async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pulled {
     let live = edge.live.clone();
     let config = RelayConfig {
         idle: edge.config.idle,
@@ -40,19 +74,18 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
     // Why the last origin that was asked did not stream (`None`: they said they do not have it).
     let mut why: Option<String> = None;
     // An origin's answer already in hand (after it ended a response cleanly).
-    let mut answered: Option<upstream::Upstream> = None;
+    let mut answered: Option<Upstream> = None;
+    // The origin's address of the last session, while the stream waits for it to come back.
+    let mut waiting: Option<SocketAddr> = None;
     while let Attempt::Try { origin, at } = attempt {
-        if *stop.borrow() {
-            break;
-        }
         // Waiting for the next attempt: still watching for viewers.
-        while live.now() < at {
+        while live.now() < at && !*stop.borrow() {
             let wait = at.saturating_sub(live.now()).min(LOOK);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => break,
+                _ = stop.changed() => {}
             }
-            if let Some(s) = live.get(&name) {
+            if let Some(s) = live.get(name) {
                 relay.seen(looked.active(&s), live.now());
             }
         }
@@ -62,7 +95,7 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
         let o = &edge.config.origins[origin];
         let next = match answered.take() {
             Some(up) => Ok(up),
-            None => upstream::open(o, &name, edge.config.token.as_deref()).await,
+            None => upstream::open(o, name, edge.config.token.as_deref()).await,
         };
         let up = match next {
             Ok(up) => up,
@@ -76,29 +109,34 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
                         why = Some(format!("{}: {e}", o.url));
                     }
                 }
-                if let Some(s) = live.get(&name) {
+                if let Some(s) = live.get(name) {
                     relay.seen(looked.active(&s), live.now());
                 }
                 attempt = relay.failed(origin, live.now());
                 continue;
             }
         };
-        let mut publish = match live.begin_publish(&name, up.peer) {
+        let mut publish = match live.begin_publish(name, up.peer) {
             Ok(p) => p,
+            // A publisher took the name here meanwhile: viewers watch that.
+            Err(Error::StreamBusy(_)) if !relay.connected_once() => return Pulled::Absent,
             Err(e) => {
-                // A local publisher took the name, or the memory budget is spent.
                 tracing::warn!(stream = %name, error = %e, "pulled stream not taken");
-                why = Some(e.to_string());
-                break;
+                return match relay.connected_once() {
+                    true => Pulled::Over,
+                    false => Pulled::Busy(e.to_string()),
+                };
             }
         };
+        waiting = None;
         publish.stream.set_origin(Some(o.url.clone()));
-        relay.connected(origin);
+        relay.connected(origin, live.now());
         state.send_replace(Pulled::Streaming);
         edge.connects.fetch_add(1, Relaxed);
         edge.open.fetch_add(1, Relaxed);
         tracing::info!(stream = %name, origin = %o.url, "pulling from the origin");
-        let stopped = follow(&edge, &mut relay, &mut looked, up, &mut publish, &mut stop).await;
+        let peer = up.peer;
+        let stopped = follow(edge, &mut relay, &mut looked, up, &mut publish, &mut stop).await;
         edge.open.fetch_sub(1, Relaxed);
         match stopped {
             Stopped::Done(reason) => {
@@ -106,10 +144,15 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
                 publish.finish(End::Clean);
                 break;
             }
+            Stopped::Ingest(Ended::Refused(IngestError::Kicked)) => {
+                tracing::info!(stream = %name, "pull ended through the control API");
+                publish.finish(End::Refused(IngestError::Kicked.to_string()));
+                break;
+            }
             Stopped::Ingest(Ended::Clean) => {
                 // The stream ended at the origin, or the origin is going away (a restart or a
                 // drain ends its viewers' responses cleanly too): asked again, it says which.
-                match upstream::open(o, &name, edge.config.token.as_deref()).await {
+                match upstream::open(o, name, edge.config.token.as_deref()).await {
                     Err(Failure::NotFound) => {
                         tracing::info!(stream = %name, origin = %o.url, "the origin ended the stream");
                         publish.finish(End::Clean);
@@ -132,15 +175,21 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
                 publish.finish(End::Dropped(e.to_string()));
             }
         }
+        waiting = Some(peer);
         attempt = relay.lost(live.now());
     }
-    let end = match (relay.connected_once(), why) {
+    if let Some(peer) = waiting {
+        // Given up while the stream waits for its upstream: it ends now, not when its grace
+        // would have (its viewers are told, new ones pull it afresh).
+        if let Ok(p) = live.begin_publish(name, peer) {
+            p.finish(End::Clean);
+        }
+    }
+    match (relay.connected_once(), why) {
         (true, _) => Pulled::Over,
         (false, Some(why)) => Pulled::Failed(why),
         (false, None) => Pulled::Absent,
-    };
-    state.send_replace(end);
-    edge.forget(&name, id);
+    }
 }
 
 /// Reads the origin's stream into the registry until it ends or nobody watches.
@@ -148,13 +197,13 @@ async fn follow(
     edge: &Edge,
     relay: &mut Relay,
     looked: &mut Looked,
-    up: upstream::Upstream,
+    up: Upstream,
     publish: &mut Publish,
     stop: &mut watch::Receiver<bool>,
 ) -> Stopped {
     let live = &edge.live;
     let stream = publish.stream.clone();
-    let upstream::Upstream {
+    let Upstream {
         mut sock,
         body,
         side,
@@ -190,13 +239,14 @@ struct Looked {
 }
 
 impl Looked {
-    /// Whether the stream has a connected viewer, or HLS/DASH requests came since the last look.
+    /// Whether the stream has someone waiting on it (a viewer of any output, a player held for a
+    /// playlist, part or segment, a recorder), or HLS/LL-HLS/DASH requests came since the last
+    /// look.
     fn active(&mut self, s: &Stream) -> bool {
-        let viewers: i64 = s.stats.viewers.iter().map(|v| v.load(Relaxed)).sum();
         let requests =
             s.stats.playlist_requests.load(Relaxed) + s.stats.segment_requests.load(Relaxed);
         let moved = requests != self.requests;
         self.requests = requests;
-        viewers > 0 || moved
+        s.waiting() > 0 || moved
     }
 }

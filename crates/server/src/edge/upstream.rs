@@ -11,8 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Connecting and reading the response head, together, may take this long.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The response head may take this long once connected: longer than an edge's own wait for its
+/// origins (`super::ANSWER_WAIT`), so that an edge of an edge hears its origin's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// An origin streaming to the edge.
 #[derive(Debug)]
@@ -40,7 +43,8 @@ pub(super) async fn open(
     name: &str,
     token: Option<&str>,
 ) -> Result<Upstream, Failure> {
-    let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(origin, name, token)).await;
+    let asked =
+        tokio::time::timeout(CONNECT_TIMEOUT + ANSWER_TIMEOUT, ask(origin, name, token)).await;
     asked.unwrap_or_else(|_| {
         Err(Failure::Other(format!(
             "no answer within {ANSWER_TIMEOUT:?}"
@@ -50,9 +54,15 @@ pub(super) async fn open(
 
 async fn ask(origin: &Origin, name: &str, token: Option<&str>) -> Result<Upstream, Failure> {
     let io = |e: std::io::Error| Failure::Other(e.to_string());
-    let sock = TcpStream::connect(origin.authority.as_str())
-        .await
-        .map_err(io)?;
+    let connect = TcpStream::connect(origin.authority.as_str());
+    let sock = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(sock) => sock.map_err(io)?,
+        Err(_) => {
+            return Err(Failure::Other(format!(
+                "no connection within {CONNECT_TIMEOUT:?}"
+            )))
+        }
+    };
     let _ = sock.set_nodelay(true);
     let peer = sock.peer_addr().map_err(io)?;
     let mut sock = Transport::Plain(sock);

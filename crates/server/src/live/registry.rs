@@ -123,6 +123,14 @@ impl Stream {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many wait on the stream now: viewers of every output, players held for a playlist,
+    /// part or segment, and recorders (each holds a receiver of one of its wake-ups).
+    pub(crate) fn waiting(&self) -> usize {
+        self.tick.receiver_count()
+            + self.tick_media.receiver_count()
+            + self.tick_ll.receiver_count()
+    }
+
     /// Records where an edge pulls the stream from (`/api/streams`).
     pub(crate) fn set_origin(&self, origin: Option<String>) {
         self.write().origin = origin;
