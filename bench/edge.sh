@@ -65,7 +65,7 @@ for n in $COUNTS; do
   # The second edge's viewers once the stream is up at the origin.
   until curl -sf "$O/api/streams/cam" | grep -q '"state": *"live"'; do sleep 0.2; done
   $BIN/zerocast-load --server $E2 --stream cam --viewers "$n" --duration "$DUR" \
-    --bind 127.0.0.4,127.0.0.5 > "$OUT/edge2-$n.json"
+    --server-pid "${PIDS[2]}" --bind 127.0.0.4,127.0.0.5 > "$OUT/edge2-$n.json"
   wait "$first"
   curl -s "$O/api/streams/cam" > "$OUT/origin-doc-$n.json"
   stop_all
@@ -78,7 +78,7 @@ def get(d, *keys):
         if isinstance(d, dict) and k in d:
             return d[k]
     return None
-print(f"{'viewers/edge':>12} {'origin CPU %':>13} {'origin .ts viewers':>19} {'p50/p99 ms on origin':>21} {'p50/p99 ms on edge1':>20} {'on edge2':>12}")
+print("viewers/edge | origin CPU % (viewers on it / on edges) | edge2 CPU % | origin .ts viewers | arrival p50/p99 ms: on origin | on edge1 | on edge2 | skips, gaps, failed")
 for n in sys.argv[2:]:
     base = json.loads((out / f"origin-{n}.json").read_text())
     e1 = json.loads((out / f"edge1-{n}.json").read_text())
@@ -86,5 +86,6 @@ for n in sys.argv[2:]:
     doc = json.loads((out / f"origin-doc-{n}.json").read_text())
     lat = lambda r: r.get("arrival_latency_ms") or r.get("latency_ms") or {}
     fmt = lambda r: f"{lat(r).get('p50', '?')}/{lat(r).get('p99', '?')}"
-    print(f"{n:>12} {e1.get('server_cpu_percent')!s:>13} {doc['viewers']['ts']:>19} {fmt(base):>21} {fmt(e1):>20} {fmt(e2):>12}")
+    bad = lambda r: (r.get("server_skips_in_window"), r.get("gaps_in_window"), r.get("failed"))
+    print(f"{n} | {base.get('server_cpu_percent'):.2f} / {e1.get('server_cpu_percent'):.2f} | {e2.get('server_cpu_percent'):.2f} | {doc['viewers']['ts']} | {fmt(base)} | {fmt(e1)} | {fmt(e2)} | {bad(base)} {bad(e1)} {bad(e2)}")
 PY

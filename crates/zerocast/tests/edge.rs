@@ -242,3 +242,25 @@ fn an_edge_tries_its_origins_in_order() {
         Some(format!("http://{}", origin.addr).as_str())
     );
 }
+
+#[test]
+fn a_stream_that_ends_at_the_origin_ends_on_the_edge_at_once() {
+    // No grace at the origin: the publisher gone is the stream's end there.
+    let origin = server(|c| c.grace = Duration::ZERO);
+    let publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let edge = edge_of(&[origin.addr], Duration::from_secs(30));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the edge", |b| b.len() > 50_000);
+    drop(publisher);
+    wait_for(&origin, "cam", "the stream ended", |d| {
+        d["state"] == "ended"
+    });
+    // The origin ended its response; asked again it has no such stream: the edge ends it too,
+    // without waiting out its own grace.
+    let d = wait_for(&edge, "cam", "the stream ended on the edge", |d| {
+        d["state"] == "ended"
+    });
+    assert_eq!(d["sessions"], 1, "{d}");
+    viewer.wait_closed();
+}
