@@ -76,13 +76,15 @@ fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edg
                 edge.url("/live/cam.flv"),
                 edge.url("/live/cam.mp4"),
                 edge.url("/live/cam/index.m3u8"),
+                edge.url("/live/cam/ll.m3u8"),
+                edge.url("/live/cam/manifest.mpd"),
                 format!("rtmp://{}/live/cam", edge.rtmp),
             ] {
                 scope.spawn(move || assert_plays_h264_aac(&url, "3"));
             }
         }
     });
-    // Fifteen players (and their probes) on three edges: the origin served one connection to
+    // Twenty-one players (and their probes) on three edges: the origin served one connection to
     // each of its two edges, and the first edge one to the edge behind it.
     assert_eq!(
         viewers_total(&origin, "cam"),
