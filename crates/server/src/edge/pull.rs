@@ -180,9 +180,16 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
     }
     if let Some(peer) = waiting {
         // Given up while the stream waits for its upstream: it ends now, not when its grace
-        // would have (its viewers are told, new ones pull it afresh).
-        if let Ok(p) = live.begin_publish(name, peer) {
-            p.finish(End::Clean);
+        // would have (its viewers are told, new ones pull it afresh). Only that stream: one
+        // that already ended is not made again.
+        let reconnecting = live.get(name).is_some_and(|s| {
+            let inner = s.read();
+            !inner.lifecycle.is_ended() && inner.publisher.is_none()
+        });
+        if reconnecting {
+            if let Ok(p) = live.begin_publish(name, peer) {
+                p.finish(End::Clean);
+            }
         }
     }
     match (relay.connected_once(), why) {
