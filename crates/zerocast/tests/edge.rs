@@ -16,6 +16,11 @@ use std::time::Duration;
 
 /// A server that pulls the streams it does not have from `origins` (in order).
 fn edge_of(origins: &[SocketAddr], idle: Duration) -> TestServer {
+    edge_with(origins, idle, None)
+}
+
+/// The same, presenting `token` to its origins.
+fn edge_with(origins: &[SocketAddr], idle: Duration, token: Option<String>) -> TestServer {
     let config = server::Config {
         edge: Some(EdgeConfig {
             origins: origins
@@ -23,7 +28,7 @@ fn edge_of(origins: &[SocketAddr], idle: Duration) -> TestServer {
                 .map(|a| Origin::parse(&format!("http://{a}")).unwrap())
                 .collect(),
             idle,
-            token: None,
+            token,
         }),
         ..server::Config::default()
     };
@@ -265,4 +270,34 @@ fn a_stream_that_ends_at_the_origin_ends_on_the_edge_at_once() {
     });
     assert_eq!(d["sessions"], 1, "{d}");
     viewer.wait_closed();
+}
+
+#[test]
+fn an_edge_presents_its_credential_to_an_origin_that_asks_for_one() {
+    use common::auth::{rules, token};
+    // At the origin, `secret-*` streams need a JWT to publish and to watch.
+    let origin = common::auth::server(rules(&[]), None);
+    let jwt = token("publish", "secret-cam", 60);
+    let url = origin.url(&format!("/live/secret-cam?jwt={jwt}"));
+    let _publisher = ffmpeg_publish(
+        &long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &["-method", "PUT"],
+        &url,
+    );
+    wait_live(&origin, "secret-cam");
+    let trusted = edge_with(
+        &[origin.addr],
+        Duration::from_secs(5),
+        Some(token("read", "secret-*", 600)),
+    );
+    let viewer = Viewer::start(trusted.addr, "/live/secret-cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the edge", |b| b.len() > 50_000);
+    // An edge without the credential is refused by the origin, and says so.
+    let stranger = edge_of(&[origin.addr], Duration::from_secs(5));
+    let r = stranger.get("/live/secret-cam.ts", &[]);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    assert!(why.contains("answered 401"), "{why}");
 }
