@@ -147,7 +147,7 @@ pub struct ServeArgs {
     #[arg(long = "publish-key", value_name = "[NAME=]SECRET")]
     pub publish_keys: Vec<String>,
     /// Be a live edge: a stream asked for here and not published here is pulled from this
-    /// origin (http://HOST:PORT; repeatable, tried in order) while anyone watches.
+    /// origin (http[s]://HOST:PORT; repeatable, tried in order) while anyone watches.
     #[arg(long = "origin", value_name = "URL")]
     pub origins: Vec<String>,
 }

@@ -21,14 +21,23 @@ fn edge_of(origins: &[SocketAddr], idle: Duration) -> TestServer {
 
 /// The same, presenting `token` to its origins.
 fn edge_with(origins: &[SocketAddr], idle: Duration, token: Option<String>) -> TestServer {
+    let urls: Vec<String> = origins.iter().map(|a| format!("http://{a}")).collect();
+    edge_to(&urls, idle, token, None)
+}
+
+/// An edge of the origins at `urls`, checking `https://` ones against `ca`.
+fn edge_to(
+    urls: &[String],
+    idle: Duration,
+    token: Option<String>,
+    ca: Option<std::path::PathBuf>,
+) -> TestServer {
     let config = server::Config {
         edge: Some(EdgeConfig {
-            origins: origins
-                .iter()
-                .map(|a| Origin::parse(&format!("http://{a}")).unwrap())
-                .collect(),
+            origins: urls.iter().map(|u| Origin::parse(u).unwrap()).collect(),
             idle,
             token,
+            ca,
         }),
         ..server::Config::default()
     };
@@ -300,4 +309,36 @@ fn an_edge_presents_its_credential_to_an_origin_that_asks_for_one() {
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
     let why = r.json()["error"].as_str().unwrap().to_string();
     assert!(why.contains("answered 401"), "{why}");
+}
+
+#[test]
+fn an_edge_pulls_from_an_https_origin_whose_certificate_it_checks() {
+    let (origin, ca) = common::tls::https_server(|_| {});
+    let _publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    let https = format!("https://127.0.0.1:{}", origin.https[0].port());
+    let edge = edge_to(
+        std::slice::from_ref(&https),
+        Duration::from_secs(5),
+        None,
+        Some(ca.ca.clone()),
+    );
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream over TLS", |b| b.len() > 50_000);
+    assert_eq!(
+        stream_doc(&edge, "cam").unwrap()["origin"].as_str(),
+        Some(https.as_str())
+    );
+    // An edge that trusts another CA refuses the origin's certificate.
+    let other = common::tls::TestCa::new();
+    let wary = edge_to(
+        &[https],
+        Duration::from_secs(5),
+        None,
+        Some(other.ca.clone()),
+    );
+    let r = wary.get("/live/cam.ts", &[]);
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    assert!(why.contains("TLS"), "{why}");
 }

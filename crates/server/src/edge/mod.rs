@@ -36,30 +36,37 @@ pub struct EdgeConfig {
     /// Sent to the origins as `Authorization: Bearer` (a `read` JWT, when the origin's rules ask
     /// for one).
     pub token: Option<String>,
+    /// The CAs `https://` origins are checked against (PEM; `None`: the system's bundle).
+    pub ca: Option<std::path::PathBuf>,
 }
 
-/// An origin: `http://host[:port][/prefix]`.
+/// An origin: `http[s]://host[:port][/prefix]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// As configured (shown in `/api/streams` and the logs).
     pub url: String,
     /// `host:port`, to connect to and for the `Host` header.
     pub authority: String,
+    /// The host alone (the name its certificate must have, over TLS).
+    pub host: String,
+    /// `https://`: TLS (rustls) to the origin.
+    pub tls: bool,
     /// Before `/live/...` (no trailing slash; empty for none).
     pub prefix: String,
 }
 
 impl Origin {
-    /// Parses `http://host[:port][/prefix]` (port 80 by default).
+    /// Parses `http[s]://host[:port][/prefix]` (port 80 or 443 by default).
     pub fn parse(url: &str) -> Result<Origin, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "origin '{url}': {scheme}:// is not supported; edges pull over http:// (keep the origin link on a private network)"
+                    "origin '{url}': {scheme}:// is not supported (http:// or https://)"
                 ))
             }
-            None => return Err(format!("origin '{url}': expected http://HOST[:PORT]")),
+            None => return Err(format!("origin '{url}': expected http[s]://HOST[:PORT]")),
         };
         let (host, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -76,14 +83,20 @@ impl Origin {
             Some(close) => host[close..].contains(':'),
             None => host.contains(':'),
         };
-        let authority = if has_port {
-            host.to_string()
-        } else {
-            format!("{host}:80")
+        let authority = match (has_port, tls) {
+            (true, _) => host.to_string(),
+            (false, false) => format!("{host}:80"),
+            (false, true) => format!("{host}:443"),
+        };
+        let name = match host.rfind(']') {
+            Some(close) => &host[1..close],
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
         };
         Ok(Origin {
             url: url.to_string(),
             authority,
+            host: name.to_string(),
+            tls,
             prefix: prefix.to_string(),
         })
     }
@@ -128,11 +141,21 @@ pub struct Edge {
     /// Upstream connections made, and those open now.
     connects: AtomicU64,
     open: AtomicU64,
+    /// The TLS client for `https://` origins (`Err`: why there is none).
+    tls: Result<Arc<rustls::ClientConfig>, String>,
 }
 
 impl Edge {
     pub fn new(config: EdgeConfig, live: Arc<Live>) -> Edge {
+        let tls = match config.origins.iter().any(|o| o.tls) {
+            true => crate::outbound::tls_client(config.ca.as_deref()),
+            false => Err("no https:// origin".into()),
+        };
+        if let (Err(e), true) = (&tls, config.origins.iter().any(|o| o.tls)) {
+            tracing::error!(error = %e, "no TLS client for the https:// origins; pulls from them fail");
+        }
         Edge {
+            tls,
             config,
             live,
             pulls: Mutex::default(),
@@ -295,28 +318,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_origin_is_a_plain_http_base_url() {
+    fn an_origin_is_an_http_or_https_base_url() {
         let o = Origin::parse("http://10.0.0.5:8080").unwrap();
         assert_eq!(
             (o.authority.as_str(), o.prefix.as_str()),
             ("10.0.0.5:8080", "")
         );
+        assert_eq!((o.host.as_str(), o.tls), ("10.0.0.5", false));
         let o = Origin::parse("http://origin.example/zc/").unwrap();
         assert_eq!(
             (o.authority.as_str(), o.prefix.as_str()),
             ("origin.example:80", "/zc")
         );
         let o = Origin::parse("http://[::1]:9000").unwrap();
-        assert_eq!(o.authority, "[::1]:9000");
+        assert_eq!(
+            (o.authority.as_str(), o.host.as_str()),
+            ("[::1]:9000", "::1")
+        );
         let o = Origin::parse("http://[::1]").unwrap();
         assert_eq!(o.authority, "[::1]:80");
+        let o = Origin::parse("https://origin.example").unwrap();
+        assert_eq!(
+            (o.authority.as_str(), o.host.as_str(), o.tls),
+            ("origin.example:443", "origin.example", true)
+        );
     }
 
     #[test]
     fn an_origin_that_cannot_be_pulled_from_says_why() {
         for (bad, why) in [
-            ("https://o:443", "not supported"),
-            ("o:8080", "expected http://"),
+            ("rtmp://o:1935", "not supported"),
+            ("o:8080", "expected http"),
             ("http://", "bad host"),
             ("http://a b", "bad host"),
             ("http://o/x?y", "no query"),

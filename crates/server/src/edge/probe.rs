@@ -1,12 +1,12 @@
 //! Whether an origin is reachable, for `/readyz`: every [`PERIOD`], `GET /healthz` on each origin
 //! in turn until one answers 200 within [`TIMEOUT`].
 
+use super::upstream::{connect, TlsClient};
 use super::{Edge, Origin};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const PERIOD: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -17,7 +17,7 @@ pub(super) async fn keep_probing(edge: Arc<Edge>) {
     loop {
         let mut up = false;
         for o in &edge.config.origins {
-            if tokio::time::timeout(TIMEOUT, healthy(o)).await == Ok(true) {
+            if tokio::time::timeout(TIMEOUT, healthy(o, &edge.tls)).await == Ok(true) {
                 up = true;
                 break;
             }
@@ -38,15 +38,15 @@ pub(super) async fn keep_probing(edge: Arc<Edge>) {
 }
 
 /// Whether the origin answers `/healthz` with 200.
-async fn healthy(origin: &Origin) -> bool {
-    let Ok(mut sock) = TcpStream::connect(origin.authority.as_str()).await else {
+async fn healthy(origin: &Origin, tls: &TlsClient) -> bool {
+    let Ok((mut sock, _)) = connect(origin, tls).await else {
         return false;
     };
     let req = format!(
         "GET {}/healthz HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
         origin.prefix, origin.authority
     );
-    if sock.write_all(req.as_bytes()).await.is_err() {
+    if sock.write_all(req.as_bytes()).await.is_err() || sock.flush().await.is_err() {
         return false;
     }
     let mut head = [0u8; 16];

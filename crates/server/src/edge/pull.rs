@@ -95,7 +95,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
         let o = &edge.config.origins[origin];
         let next = match answered.take() {
             Some(up) => Ok(up),
-            None => upstream::open(o, name, edge.config.token.as_deref()).await,
+            None => upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await,
         };
         let up = match next {
             Ok(up) => up,
@@ -152,7 +152,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
             Stopped::Ingest(Ended::Clean) => {
                 // The stream ended at the origin, or the origin is going away (a restart or a
                 // drain ends its viewers' responses cleanly too): asked again, it says which.
-                match upstream::open(o, name, edge.config.token.as_deref()).await {
+                match upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await {
                     Err(Failure::NotFound) => {
                         tracing::info!(stream = %name, origin = %o.url, "the origin ended the stream");
                         publish.finish(End::Clean);

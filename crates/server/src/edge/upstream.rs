@@ -1,26 +1,33 @@
-//! The connection to an origin: `GET {prefix}/live/{name}.ts` over HTTP/1.1, and its response head
-//! read (bounded, `live::relay::head`) so that the body can go to the ingest loop.
+//! The connection to an origin (plain TCP, or TLS with rustls for `https://`): `GET
+//! {prefix}/live/{name}.ts` over HTTP/1.1, and its response head read (bounded,
+//! `live::relay::head`) so that the body can go to the ingest loop.
 
 use super::Origin;
-use crate::transport::Transport;
 use bytes::BytesMut;
 use live::relay::head::{self, Answer, MAX_HEAD};
 use live::RequestBody;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Connecting may take this long.
+/// Connecting (and the TLS handshake) may take this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The response head may take this long once connected: longer than an edge's own wait for its
 /// origins (`super::ANSWER_WAIT`), so that an edge of an edge hears its origin's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(12);
 
+/// The TLS client for `https://` origins, or why there is none.
+pub(super) type TlsClient = Result<Arc<rustls::ClientConfig>, String>;
+
 /// An origin streaming to the edge.
 #[derive(Debug)]
 pub(super) struct Upstream {
-    pub sock: Transport,
+    pub sock: Io,
     /// How its body is framed.
     pub body: RequestBody,
     /// Body bytes read with the head.
@@ -37,14 +44,86 @@ pub(super) enum Failure {
     Other(String),
 }
 
+/// A connection to an origin.
+#[derive(Debug)]
+pub(super) enum Io {
+    Plain(TcpStream),
+    /// Boxed: rustls's client state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, b),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects to `origin` (with a TLS handshake for `https://`, its certificate checked against
+/// `tls`'s CAs and the origin's host name), within [`CONNECT_TIMEOUT`]; and the origin's address.
+pub(super) async fn connect(origin: &Origin, tls: &TlsClient) -> Result<(Io, SocketAddr), String> {
+    let connected = async {
+        let sock = TcpStream::connect(origin.authority.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = sock.set_nodelay(true);
+        let peer = sock.peer_addr().map_err(|e| e.to_string())?;
+        if !origin.tls {
+            return Ok((Io::Plain(sock), peer));
+        }
+        let config = tls.as_ref().map_err(|e| format!("no TLS client: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+            .map_err(|e| format!("'{}' as a TLS server name: {e}", origin.host))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = connector
+            .connect(name, sock)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        Ok((Io::Tls(Box::new(tls)), peer))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connected)
+        .await
+        .unwrap_or_else(|_| Err(format!("no connection within {CONNECT_TIMEOUT:?}")))
+}
+
 /// Asks `origin` for the stream.
 pub(super) async fn open(
     origin: &Origin,
+    tls: &TlsClient,
     name: &str,
     token: Option<&str>,
 ) -> Result<Upstream, Failure> {
-    let asked =
-        tokio::time::timeout(CONNECT_TIMEOUT + ANSWER_TIMEOUT, ask(origin, name, token)).await;
+    let (sock, peer) = connect(origin, tls).await.map_err(Failure::Other)?;
+    let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(sock, peer, origin, name, token)).await;
     asked.unwrap_or_else(|_| {
         Err(Failure::Other(format!(
             "no answer within {ANSWER_TIMEOUT:?}"
@@ -52,23 +131,18 @@ pub(super) async fn open(
     })
 }
 
-async fn ask(origin: &Origin, name: &str, token: Option<&str>) -> Result<Upstream, Failure> {
+async fn ask(
+    mut sock: Io,
+    peer: SocketAddr,
+    origin: &Origin,
+    name: &str,
+    token: Option<&str>,
+) -> Result<Upstream, Failure> {
     let io = |e: std::io::Error| Failure::Other(e.to_string());
-    let connect = TcpStream::connect(origin.authority.as_str());
-    let sock = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(sock) => sock.map_err(io)?,
-        Err(_) => {
-            return Err(Failure::Other(format!(
-                "no connection within {CONNECT_TIMEOUT:?}"
-            )))
-        }
-    };
-    let _ = sock.set_nodelay(true);
-    let peer = sock.peer_addr().map_err(io)?;
-    let mut sock = Transport::Plain(sock);
     sock.write_all(request(origin, name, token).as_bytes())
         .await
         .map_err(io)?;
+    sock.flush().await.map_err(io)?;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if buf.len() >= MAX_HEAD {

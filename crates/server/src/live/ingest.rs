@@ -6,11 +6,10 @@
 
 use super::{Live, Publish};
 use crate::error::{ConnError, IngestError};
-use crate::transport::Transport;
 use bytes::{Buf, BytesMut};
 use live::{RateLimit, RequestBody, Slab, Want};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
 /// How an ingest session ended, as the shell saw it.
@@ -54,9 +53,9 @@ fn outcome(
 }
 
 /// Reads a publisher's body into slabs and publishes it. `side` holds body bytes that arrived with
-/// the request head.
-pub(crate) async fn ingest(
-    sock: &mut Transport,
+/// the request head. (`sock`: a publisher's connection, or an edge's to its origin.)
+pub(crate) async fn ingest<S: AsyncRead + Unpin>(
+    sock: &mut S,
     publish: &mut Publish,
     mut body: RequestBody,
     mut side: BytesMut,

@@ -17,6 +17,8 @@ pub struct EdgeFile {
     idle_secs: Option<u64>,
     /// Sent to the origins as `Authorization: Bearer` (a `read` JWT, when their rules ask).
     token: Option<String>,
+    /// The CAs `https://` origins are checked against (PEM; default: the system's bundle).
+    pub(super) ca: Option<std::path::PathBuf>,
 }
 
 /// The edge settings: `--origin` flags replace the file's origins; `None` without any origin.
@@ -26,7 +28,7 @@ pub(super) fn edge(flags: &[String], file: Option<&EdgeFile>) -> Result<Option<E
         (flags, _) => flags,
     };
     if origins.is_empty() {
-        if file.is_some_and(|f| f.idle_secs.is_some() || f.token.is_some()) {
+        if file.is_some_and(|f| f.idle_secs.is_some() || f.token.is_some() || f.ca.is_some()) {
             bail!("[edge] needs origins (or --origin URL)");
         }
         return Ok(None);
@@ -40,5 +42,6 @@ pub(super) fn edge(flags: &[String], file: Option<&EdgeFile>) -> Result<Option<E
         origins,
         idle: Duration::from_secs(idle),
         token: file.and_then(|f| f.token.clone()),
+        ca: file.and_then(|f| f.ca.clone()),
     }))
 }

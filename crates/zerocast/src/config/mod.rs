@@ -165,7 +165,8 @@ impl FileConfig {
             .jwt
             .iter_mut()
             .flat_map(|j| j.public_keys.iter_mut().chain(j.jwks_ca.as_mut()))
-            .chain(self.callbacks.iter_mut().flat_map(|c| c.ca.as_mut()));
+            .chain(self.callbacks.iter_mut().flat_map(|c| c.ca.as_mut()))
+            .chain(self.edge.iter_mut().flat_map(|e| e.ca.as_mut()));
         for p in [&mut self.library, &mut self.tls_cert, &mut self.tls_key]
             .into_iter()
             .flatten()

@@ -352,7 +352,7 @@ fn origin_flags_make_an_edge_and_replace_the_files_origins() {
 
 #[test]
 fn an_edge_without_a_usable_origin_is_refused_at_start() {
-    let e = merge(flags("--origin https://a:443"), FileConfig::default()).unwrap_err();
+    let e = merge(flags("--origin rtmp://a:1935"), FileConfig::default()).unwrap_err();
     assert!(format!("{e:#}").contains("not supported"), "{e:#}");
     let e = merge(ServeArgs::default(), file("[edge]\nidle_secs = 5\n")).unwrap_err();
     assert!(format!("{e:#}").contains("needs origins"), "{e:#}");
