@@ -124,6 +124,15 @@ fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edg
         stream_doc(&origin, "cam").unwrap()["origin"],
         serde_json::Value::Null
     );
+    let metrics = String::from_utf8(a.get("/metrics", &[]).body).unwrap();
+    for line in [
+        "zerocast_edge_pulls 1",
+        "zerocast_edge_upstream_connections 1",
+        "zerocast_edge_upstream_connects_total 1",
+        "zerocast_edge_origin_reachable 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
 }
 
 #[test]
@@ -241,6 +250,15 @@ fn an_edge_whose_origins_are_down_answers_bad_gateway_and_is_not_ready() {
     wait_until("/readyz says no origin", WAIT, || {
         edge.get("/readyz", &[]).status == 503
     });
+    let metrics = String::from_utf8(edge.get("/metrics", &[]).body).unwrap();
+    assert!(
+        metrics.contains("zerocast_edge_origin_reachable 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zerocast_edge_upstream_connects_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
