@@ -126,10 +126,10 @@ fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edg
     );
     let metrics = String::from_utf8(a.get("/metrics", &[]).body).unwrap();
     for line in [
-        "zerocast_edge_pulls 1",
-        "zerocast_edge_upstream_connections 1",
-        "zerocast_edge_upstream_connects_total 1",
-        "zerocast_edge_origin_reachable 1",
+        "zerocast_edge_pulls 1\n",
+        "zerocast_edge_upstream_connections 1\n",
+        "zerocast_edge_upstream_connects_total 1\n",
+        "zerocast_edge_origin_reachable 1\n",
     ] {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
@@ -252,11 +252,11 @@ fn an_edge_whose_origins_are_down_answers_bad_gateway_and_is_not_ready() {
     });
     let metrics = String::from_utf8(edge.get("/metrics", &[]).body).unwrap();
     assert!(
-        metrics.contains("zerocast_edge_origin_reachable 0"),
+        metrics.contains("zerocast_edge_origin_reachable 0\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("zerocast_edge_upstream_connects_total 0"),
+        metrics.contains("zerocast_edge_upstream_connects_total 0\n"),
         "{metrics}"
     );
 }
@@ -290,11 +290,17 @@ fn a_stream_that_ends_at_the_origin_ends_on_the_edge_at_once() {
     wait_for(&origin, "cam", "the stream ended", |d| {
         d["state"] == "ended"
     });
+    let ended = std::time::Instant::now();
     // The origin ended its response; asked again it has no such stream: the edge ends it too,
-    // without waiting out its own grace.
+    // without waiting out its own grace (10 s).
     let d = wait_for(&edge, "cam", "the stream ended on the edge", |d| {
         d["state"] == "ended"
     });
+    assert!(
+        ended.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        ended.elapsed()
+    );
     assert_eq!(d["sessions"], 1, "{d}");
     viewer.wait_closed();
 }

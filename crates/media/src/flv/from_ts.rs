@@ -85,7 +85,9 @@ pub struct FromTs {
     audio_first: Option<i64>,
     /// Audio PES that completed before the first video PES (a video PES completes one frame
     /// late): converted once the video has started the clock (bounded by [`EARLY_AUDIO`]).
-    early_audio: Vec<Pes>,
+    early_audio: std::collections::VecDeque<Pes>,
+    /// The clock was started by audio alone (the video stayed away): audio is not held.
+    audio_alone: bool,
     /// Frames skipped (codec not carried, or before the decoder configuration).
     pub skipped: u64,
 }
@@ -175,15 +177,20 @@ impl FromTs {
             // follows may be earlier than it), unless the video stays away.
             let waited = t.saturating_sub(*self.audio_first.get_or_insert(t));
             if waited < i64::from(AUDIO_ALONE_AFTER_MS) * 90 {
-                let held: usize = self.early_audio.iter().map(|p| p.data.len()).sum();
-                if self.early_audio.len() < EARLY_AUDIO.0 && held + pes.data.len() <= EARLY_AUDIO.1
+                // Kept newest first: the oldest is what the video's clock would drop anyway.
+                self.early_audio.push_back(pes);
+                let held = |q: &std::collections::VecDeque<Pes>| {
+                    q.iter().map(|p| p.data.len()).sum::<usize>()
+                };
+                while self.early_audio.len() > EARLY_AUDIO.0
+                    || (self.early_audio.len() > 1 && held(&self.early_audio) > EARLY_AUDIO.1)
                 {
-                    self.early_audio.push(pes);
-                } else {
+                    self.early_audio.pop_front();
                     self.skipped += 1;
                 }
                 return;
             }
+            self.audio_alone = true;
         }
         let first = *self.first.get_or_insert(t);
         let early = std::mem::take(&mut self.early_audio);
@@ -348,7 +355,10 @@ impl FromTs {
 
     /// Whether audio at `ms` waits for the video's configuration (see [`AUDIO_ALONE_AFTER_MS`]).
     fn holds_audio(&self, ms: u32) -> bool {
-        self.video_pid.is_some() && self.config_sent.is_none() && ms < AUDIO_ALONE_AFTER_MS
+        self.video_pid.is_some()
+            && self.config_sent.is_none()
+            && !self.audio_alone
+            && ms < AUDIO_ALONE_AFTER_MS
     }
 
     fn audio_frames(&mut self, mut data: &[u8], at: i64, out: &mut Vec<Tag>) {

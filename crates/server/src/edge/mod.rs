@@ -72,25 +72,43 @@ impl Origin {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        let fine = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
-        if host.is_empty() || !host.chars().all(fine) {
+        // `host`, `host:port`, `[v6]` or `[v6]:port`; a port is a number.
+        let (name, port) = match host.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((addr, "")) => (addr, None),
+                Some((addr, rest)) => match rest.strip_prefix(':') {
+                    Some(p) => (addr, Some(p)),
+                    None => return Err(format!("origin '{url}': bad host '{host}'")),
+                },
+                None => return Err(format!("origin '{url}': bad host '{host}'")),
+            },
+            None => match host.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host, None),
+            },
+        };
+        let fine = |c: char| c.is_ascii_alphanumeric() || "-._".contains(c);
+        let v6 = host.starts_with('[');
+        let name_ok = match v6 {
+            true => name.parse::<std::net::Ipv6Addr>().is_ok(),
+            false => !name.is_empty() && name.chars().all(fine),
+        };
+        if !name_ok {
             return Err(format!("origin '{url}': bad host '{host}'"));
         }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("origin '{url}': bad port '{p}'"))?,
+            None if tls => 443,
+            None => 80,
+        };
         if prefix.contains(['?', '#', ' ']) {
             return Err(format!("origin '{url}': a path prefix only (no query)"));
         }
-        let has_port = match host.rfind(']') {
-            Some(close) => host[close..].contains(':'),
-            None => host.contains(':'),
-        };
-        let authority = match (has_port, tls) {
-            (true, _) => host.to_string(),
-            (false, false) => format!("{host}:80"),
-            (false, true) => format!("{host}:443"),
-        };
-        let name = match host.rfind(']') {
-            Some(close) => &host[1..close],
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        let authority = match v6 {
+            true => format!("[{name}]:{port}"),
+            false => format!("{name}:{port}"),
         };
         Ok(Origin {
             url: url.to_string(),
@@ -352,6 +370,13 @@ mod tests {
             ("http://", "bad host"),
             ("http://a b", "bad host"),
             ("http://o/x?y", "no query"),
+            ("http://]", "bad host"),
+            ("http://]:80", "bad host"),
+            ("http://[::1", "bad host"),
+            ("http://::1", "bad host"),
+            ("http://h:abc", "bad port"),
+            ("http://h:80:1", "bad port"),
+            ("http://[zz]:80", "bad host"),
         ] {
             let e = Origin::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

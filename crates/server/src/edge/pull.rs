@@ -73,8 +73,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
     let mut looked = Looked::default();
     // Why the last origin that was asked did not stream (`None`: they said they do not have it).
     let mut why: Option<String> = None;
-    // An origin's answer already in hand (after it ended a response cleanly).
-    let mut answered: Option<Upstream> = None;
+    // An origin's answer already in hand (after it ended a response cleanly), and which origin.
+    let mut answered: Option<(usize, Upstream)> = None;
     // The origin's address of the last session, while the stream waits for it to come back.
     let mut waiting: Option<SocketAddr> = None;
     while let Attempt::Try { origin, at } = attempt {
@@ -94,8 +94,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
         }
         let o = &edge.config.origins[origin];
         let next = match answered.take() {
-            Some(up) => Ok(up),
-            None => upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await,
+            Some((from, up)) if from == origin => Ok(up),
+            _ => upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await,
         };
         let up = match next {
             Ok(up) => up,
@@ -137,6 +137,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
         tracing::info!(stream = %name, origin = %o.url, "pulling from the origin");
         let peer = up.peer;
         let stopped = follow(edge, &mut relay, &mut looked, up, &mut publish, &mut stop).await;
+        // When the session ended (asking the origin again below takes time of its own).
+        let ended_at = live.now();
         edge.open.fetch_sub(1, Relaxed);
         match stopped {
             Stopped::Done(reason) => {
@@ -158,7 +160,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
                         publish.finish(End::Clean);
                         break;
                     }
-                    Ok(up) => answered = Some(up),
+                    Ok(up) => answered = Some((origin, up)),
                     Err(Failure::Other(e)) => {
                         tracing::info!(stream = %name, origin = %o.url, error = %e, "the origin went away; reconnecting");
                     }
@@ -176,7 +178,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
             }
         }
         waiting = Some(peer);
-        attempt = relay.lost(live.now());
+        attempt = relay.lost(ended_at);
     }
     if let Some(peer) = waiting {
         // Given up while the stream waits for its upstream: it ends now, not when its grace
