@@ -61,6 +61,14 @@ fn publish(s: &TestServer, name: &str) -> Proc {
     )
 }
 
+/// An origin with the live settings changed by `f`, and `cam` published to it and live.
+fn origin_with_cam(f: impl FnOnce(&mut server::live::LiveConfig)) -> (TestServer, Proc) {
+    let origin = server(f);
+    let publisher = publish(&origin, "cam");
+    wait_live(&origin, "cam");
+    (origin, publisher)
+}
+
 /// Waits until `s` has `name` live with a few units in its ring.
 fn wait_live(s: &TestServer, name: &str) {
     wait_for(s, name, "live with a keyframe", |d| {
@@ -76,9 +84,7 @@ fn viewers_total(s: &TestServer, name: &str) -> u64 {
 
 #[test]
 fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edge() {
-    let origin = server(|_| {});
-    let _publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
+    let (origin, _publisher) = origin_with_cam(|_| {});
     let a = edge_of(&[origin.addr], Duration::from_secs(30));
     let b = edge_of(&[origin.addr], Duration::from_secs(30));
     // An edge of an edge.
@@ -137,9 +143,7 @@ fn every_output_on_every_edge_plays_and_the_origin_serves_one_connection_per_edg
 
 #[test]
 fn a_publisher_reconnecting_within_the_grace_keeps_the_edge_viewers() {
-    let origin = server(|c| c.grace = Duration::from_secs(10));
-    let publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
+    let (origin, publisher) = origin_with_cam(|c| c.grace = Duration::from_secs(10));
     let edge = edge_of(&[origin.addr], Duration::from_secs(30));
     let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
     viewer.wait_body("the stream through the edge", |b| b.len() > 100_000);
@@ -168,10 +172,8 @@ fn a_publisher_reconnecting_within_the_grace_keeps_the_edge_viewers() {
 
 #[test]
 fn an_origin_restart_within_the_grace_keeps_the_edge_viewers() {
-    let origin = server(|_| {});
+    let (origin, _publisher) = origin_with_cam(|_| {});
     let at = origin.addr;
-    let _publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
     let edge = edge_of(&[at], Duration::from_secs(30));
     let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
     viewer.wait_body("the stream through the edge", |b| b.len() > 100_000);
@@ -199,9 +201,7 @@ fn an_origin_restart_within_the_grace_keeps_the_edge_viewers() {
 
 #[test]
 fn an_edge_releases_the_stream_after_its_idle_time() {
-    let origin = server(|_| {});
-    let _publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
+    let (origin, _publisher) = origin_with_cam(|_| {});
     let edge = edge_of(&[origin.addr], Duration::from_secs(1));
     let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
     viewer.wait_body("the stream through the edge", |b| b.len() > 50_000);
@@ -264,9 +264,7 @@ fn an_edge_whose_origins_are_down_answers_bad_gateway_and_is_not_ready() {
 #[test]
 fn an_edge_tries_its_origins_in_order() {
     let dead = dead_origin();
-    let origin = server(|_| {});
-    let _publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
+    let (origin, _publisher) = origin_with_cam(|_| {});
     let edge = edge_of(&[dead, origin.addr], Duration::from_secs(5));
     let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
     viewer.wait_body("the stream from the second origin", |b| b.len() > 50_000);
@@ -280,9 +278,7 @@ fn an_edge_tries_its_origins_in_order() {
 #[test]
 fn a_stream_that_ends_at_the_origin_ends_on_the_edge_at_once() {
     // No grace at the origin: the publisher gone is the stream's end there.
-    let origin = server(|c| c.grace = Duration::ZERO);
-    let publisher = publish(&origin, "cam");
-    wait_live(&origin, "cam");
+    let (origin, publisher) = origin_with_cam(|c| c.grace = Duration::ZERO);
     let edge = edge_of(&[origin.addr], Duration::from_secs(30));
     let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
     viewer.wait_body("the stream through the edge", |b| b.len() > 50_000);
