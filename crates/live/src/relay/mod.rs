@@ -212,6 +212,10 @@ mod tests {
         Relay::new(origins, RelayConfig::default(), Duration::ZERO)
     }
 
+    fn try_at(origin: usize, at: u64) -> Attempt {
+        Attempt::Try { origin, at: ms(at) }
+    }
+
     fn ms(n: u64) -> Duration {
         MS * n as u32
     }
@@ -219,51 +223,21 @@ mod tests {
     #[test]
     fn every_origin_is_asked_once_before_the_first_connection_gives_up() {
         let mut r = relay(3);
-        assert_eq!(
-            r.first(ms(0)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(0)
-            }
-        );
-        assert_eq!(
-            r.failed(0, ms(5)),
-            Attempt::Try {
-                origin: 1,
-                at: ms(5)
-            }
-        );
-        assert_eq!(
-            r.failed(1, ms(9)),
-            Attempt::Try {
-                origin: 2,
-                at: ms(9)
-            }
-        );
+        assert_eq!(r.first(ms(0)), try_at(0, 0));
+        assert_eq!(r.failed(0, ms(5)), try_at(1, 5));
+        assert_eq!(r.failed(1, ms(9)), try_at(2, 9));
         assert_eq!(r.failed(2, ms(12)), Attempt::GiveUp);
     }
 
     #[test]
     fn a_later_origin_that_has_the_stream_is_kept() {
         let mut r = relay(2);
-        assert_eq!(
-            r.failed(0, ms(1)),
-            Attempt::Try {
-                origin: 1,
-                at: ms(1)
-            }
-        );
+        assert_eq!(r.failed(0, ms(1)), try_at(1, 1));
         r.connected(1, ms(1));
         assert!(r.connected_once());
         // Lost after streaming a while: the origin that served it first, at once.
         r.seen(true, ms(5000));
-        assert_eq!(
-            r.lost(ms(5000)),
-            Attempt::Try {
-                origin: 1,
-                at: ms(5000)
-            }
-        );
+        assert_eq!(r.lost(ms(5000)), try_at(1, 5000));
     }
 
     #[test]
@@ -271,50 +245,14 @@ mod tests {
         let mut r = relay(2);
         r.connected(0, ms(0));
         r.seen(true, ms(1000));
-        assert_eq!(
-            r.lost(ms(2000)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(2000)
-            }
-        );
-        assert_eq!(
-            r.failed(0, ms(2000)),
-            Attempt::Try {
-                origin: 1,
-                at: ms(2000)
-            }
-        );
+        assert_eq!(r.lost(ms(2000)), try_at(0, 2000));
+        assert_eq!(r.failed(0, ms(2000)), try_at(1, 2000));
         // A round over: 200 ms, then 400 ms, then 800 ms...
-        assert_eq!(
-            r.failed(1, ms(2001)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(2201)
-            }
-        );
-        assert_eq!(
-            r.failed(0, ms(2201)),
-            Attempt::Try {
-                origin: 1,
-                at: ms(2201)
-            }
-        );
-        assert_eq!(
-            r.failed(1, ms(2202)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(2602)
-            }
-        );
+        assert_eq!(r.failed(1, ms(2001)), try_at(0, 2201));
+        assert_eq!(r.failed(0, ms(2201)), try_at(1, 2201));
+        assert_eq!(r.failed(1, ms(2202)), try_at(0, 2602));
         r.failed(0, ms(2602));
-        assert_eq!(
-            r.failed(1, ms(2603)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(3403)
-            }
-        );
+        assert_eq!(r.failed(1, ms(2603)), try_at(0, 3403));
     }
 
     #[test]
@@ -375,36 +313,12 @@ mod tests {
             r.seen(true, ms(now));
             r.failed(0, ms(now))
         };
-        assert_eq!(
-            next(&mut r, 3000),
-            Attempt::Try {
-                origin: 0,
-                at: ms(3200)
-            }
-        );
-        assert_eq!(
-            next(&mut r, 3200),
-            Attempt::Try {
-                origin: 0,
-                at: ms(3600)
-            }
-        );
+        assert_eq!(next(&mut r, 3000), try_at(0, 3200));
+        assert_eq!(next(&mut r, 3200), try_at(0, 3600));
         r.connected(0, ms(3600));
         r.seen(true, ms(9000));
-        assert_eq!(
-            r.lost(ms(9000)),
-            Attempt::Try {
-                origin: 0,
-                at: ms(9000)
-            }
-        );
-        assert_eq!(
-            next(&mut r, 9000),
-            Attempt::Try {
-                origin: 0,
-                at: ms(9200)
-            }
-        );
+        assert_eq!(r.lost(ms(9000)), try_at(0, 9000));
+        assert_eq!(next(&mut r, 9000), try_at(0, 9200));
     }
 
     #[test]
