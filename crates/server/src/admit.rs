@@ -32,12 +32,18 @@ pub(crate) fn publisher(
 
 /// On an edge, pulls a stream that is not here from the origins (`edge::Edge::ensure`), for an
 /// admitted viewer; nothing to do elsewhere.
-pub(crate) async fn pulled(state: &State, name: &str) -> Result<(), Error> {
+/// `via`: the request's `x-zerocast-via` (the edges it came through), to refuse a loop.
+pub(crate) async fn pulled(state: &State, name: &str, via: Option<&str>) -> Result<(), Error> {
     match &state.edge {
         // Boxed: the pull's wait stays out of futures that never pull.
-        Some(edge) => Box::pin(edge.ensure(name)).await,
+        Some(edge) => Box::pin(edge.ensure(name, via)).await,
         None => Ok(()),
     }
+}
+
+/// The `x-zerocast-via` of a request (see [`pulled`]).
+pub(crate) fn via(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(crate::edge::VIA).and_then(|v| v.to_str().ok())
 }
 
 /// A viewer's credentials (HTTP `.ts`/`.flv`, RTMP play, HLS playlists and segments).

@@ -29,7 +29,8 @@ pub(crate) async fn wait<B>(
         let admitted = crate::http::signed_link(&state.config(), req).is_ok()
             && crate::admit::viewer_request(state, name, req).is_ok();
         if admitted {
-            if let Err(e) = crate::admit::pulled(state, name).await {
+            let via = crate::admit::via(req.headers());
+            if let Err(e) = crate::admit::pulled(state, name, via).await {
                 let origin = req.headers().get(::http::header::ORIGIN);
                 return Err(with_cors(e.response(), &state.config(), origin));
             }

@@ -124,6 +124,8 @@ pub enum Error {
     UpstreamTimeout(String, std::time::Duration),
     #[error("live stream '{}' cannot be pulled here now: {}; try again later", Clip(.0), .1)]
     EdgeBusy(String, String),
+    #[error("live stream '{}': a loop of edges (this server's pull of it asks for it back)", Clip(.0))]
+    EdgeLoop(String),
     /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -165,6 +167,7 @@ impl Error {
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
             Error::EdgeBusy(..) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::EdgeLoop(_) => StatusCode::LOOP_DETECTED,
             Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::Token(crate::auth::TokenError::Missing) => StatusCode::UNAUTHORIZED,
             Error::Token(_) | Error::Hook(_) => StatusCode::FORBIDDEN,
@@ -186,6 +189,7 @@ impl Error {
             | Error::Upstream { .. }
             | Error::UpstreamTimeout(..)
             | Error::EdgeBusy(..)
+            | Error::EdgeLoop(_)
                 if play =>
             {
                 "NetStream.Play.Failed"

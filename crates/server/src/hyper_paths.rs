@@ -51,7 +51,7 @@ pub(crate) async fn answer<B>(
             let admitted = crate::http::signed_link(&state.config(), &req)
                 .and_then(|_| crate::admit::viewer_request(state, name, &req));
             let watched = match admitted {
-                Ok(()) => crate::admit::pulled(state, name)
+                Ok(()) => crate::admit::pulled(state, name, crate::admit::via(req.headers()))
                     .await
                     .and_then(|()| state.live.watchable(name, output)),
                 Err(e) => Err(e),

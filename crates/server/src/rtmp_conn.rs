@@ -327,7 +327,7 @@ impl Session {
         let asked = match asked {
             Ok(()) if p.play => {
                 let server = self.server.clone();
-                crate::admit::pulled(&server, &p.name).await
+                crate::admit::pulled(&server, &p.name, None).await
             }
             other => other,
         };

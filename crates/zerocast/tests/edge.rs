@@ -362,3 +362,42 @@ fn an_edge_pulls_from_an_https_origin_whose_certificate_it_checks() {
     let why = r.json()["error"].as_str().unwrap().to_string();
     assert!(why.contains("TLS"), "{why}");
 }
+
+#[test]
+fn two_edges_that_pull_from_each_other_refuse_the_loop_at_once() {
+    // Each edge's origin is the other (a misconfiguration): a viewer asking one for a stream
+    // neither has gets 508 naming the loop at once, not the 10 s wait of two edges waiting on
+    // each other (each pull says which edges it came through, `x-zerocast-via`).
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap();
+    let (la, lb) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (a_addr, b_addr) = (port(&la), port(&lb));
+    drop((la, lb));
+    let edge_at = |at: SocketAddr, origin: SocketAddr| {
+        let config = server::Config {
+            listen: at,
+            edge: Some(EdgeConfig {
+                origins: vec![Origin::parse(&format!("http://{origin}")).unwrap()],
+                idle: Duration::from_secs(5),
+                token: None,
+                ca: None,
+            }),
+            ..server::Config::default()
+        };
+        TestServer::start_bound(config, server::Library::from_static(&[], common::now()))
+    };
+    let a = edge_at(a_addr, b_addr);
+    let _b = edge_at(b_addr, a_addr);
+    let asked = std::time::Instant::now();
+    let r = a.get("/live/cam.ts", &[]);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(r.status, 508, "{}", String::from_utf8_lossy(&r.body));
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    assert!(why.contains("loop of edges"), "{why}");
+}

@@ -23,8 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long a viewer waits for the origins to answer before it is refused (502).
+/// How long a viewer waits for the origins to answer before it is refused (504).
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// The request header naming the edges a pull came through (their ids, comma-separated): an
+/// edge that finds its own id in it is asked for a stream by its own pull, a loop (508).
+pub const VIA: &str = "x-zerocast-via";
+/// The longest `x-zerocast-via` taken (about 40 edges); a longer one is refused as a loop.
+const MAX_VIA: usize = 512;
 
 /// Edge settings (`[edge]`, `--origin`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +138,8 @@ enum Pulled {
     Failed(String),
     /// This server could not take the stream (its memory budget, its stream limit).
     Busy(String),
+    /// An origin's pull of the stream would come back here.
+    Loop,
     /// The pull ended after it had streamed.
     Over,
 }
@@ -161,6 +169,8 @@ pub struct Edge {
     open: AtomicU64,
     /// The TLS client for `https://` origins (`Err`: why there is none).
     tls: Result<Arc<rustls::ClientConfig>, String>,
+    /// This edge in `x-zerocast-via` (random per process).
+    id: String,
 }
 
 impl Edge {
@@ -172,7 +182,19 @@ impl Edge {
         if let (Err(e), true) = (&tls, config.origins.iter().any(|o| o.tls)) {
             tracing::error!(error = %e, "no TLS client for the https:// origins; pulls from them fail");
         }
+        // Random enough to tell a few edges apart: the standard library's hasher keys.
+        let id = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            format!("{:016x}", h.finish())
+        };
         Edge {
+            id,
             tls,
             config,
             live,
@@ -206,9 +228,18 @@ impl Edge {
     /// Makes sure the stream `name` is here, pulling it from the origins when it is not: returns
     /// once it is (or the origins said they do not have it: the caller's lookup answers 404).
     /// Concurrent callers for the same stream share one pull.
-    pub(crate) async fn ensure(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+    /// `via`: the edges the request came through (`x-zerocast-via`).
+    pub(crate) async fn ensure(
+        self: &Arc<Self>,
+        name: &str,
+        via: Option<&str>,
+    ) -> Result<(), Error> {
         if !crate::live::valid_name(name) {
             return Ok(());
+        }
+        let via = via.unwrap_or("");
+        if via.len() > MAX_VIA || via.split(',').any(|id| id.trim() == self.id) {
+            return Err(Error::EdgeLoop(name.to_string()));
         }
         // A stream published here is served as it is; one pulled earlier needs its pull (a
         // viewer may come back while the pull gives up, or after it did, within the grace).
@@ -234,7 +265,12 @@ impl Edge {
                 _ => {
                     let id = self.next_id.fetch_add(1, Relaxed);
                     let (tx, rx) = watch::channel(Pulled::Connecting);
-                    let pull = pull::run(self.clone(), name.to_string(), id, tx);
+                    // Those it came through, and this edge.
+                    let via = match via {
+                        "" => self.id.clone(),
+                        via => format!("{via}, {}", self.id),
+                    };
+                    let pull = pull::run(self.clone(), name.to_string(), id, tx, via);
                     match self.runtime.get() {
                         Some(rt) => drop(rt.spawn(pull)),
                         None => drop(tokio::spawn(pull)),
@@ -268,6 +304,7 @@ impl Edge {
                 why,
             }),
             Ok(Pulled::Busy(why)) => Err(Error::EdgeBusy(name.to_string(), why)),
+            Ok(Pulled::Loop) => Err(Error::EdgeLoop(name.to_string())),
             Ok(_) => Ok(()),
             Err(_) => Err(Error::UpstreamTimeout(name.to_string(), ANSWER_WAIT)),
         }

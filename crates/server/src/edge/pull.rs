@@ -3,7 +3,7 @@
 //! the edge's viewers stay), read the origin's `.ts` through the HTTP ingest loop, and watch for
 //! viewers. What to do when is `live::relay::Relay`'s decision.
 
-use super::upstream::{self, Failure, Upstream};
+use super::upstream::{self, Ask, Failure, Upstream};
 use super::{Edge, Pulled};
 use crate::error::{Error, IngestError};
 use crate::live::ingest::{ingest, Ended};
@@ -44,13 +44,20 @@ impl Drop for Forget {
 }
 
 /// Pulls `name` until nobody watches, the origin ends it, or it cannot be pulled any more.
-pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Sender<Pulled>) {
+/// `via`: sent to the origins as `x-zerocast-via`.
+pub(super) async fn run(
+    edge: Arc<Edge>,
+    name: String,
+    id: u64,
+    state: watch::Sender<Pulled>,
+    via: String,
+) {
     let forget = Forget {
         edge: edge.clone(),
         name: name.clone(),
         id,
     };
-    let end = pull(&edge, &name, &state).await;
+    let end = pull(&edge, &name, &state, &via).await;
     let absent = end != Pulled::Over;
     state.send_replace(end);
     if absent {
@@ -60,7 +67,12 @@ pub(super) async fn run(edge: Arc<Edge>, name: String, id: u64, state: watch::Se
 }
 
 /// The pull's loop; returns how it ended.
-async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pulled {
+async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: &str) -> Pulled {
+    let ask = Ask {
+        name,
+        token: edge.config.token.as_deref(),
+        via,
+    };
     let live = edge.live.clone();
     let config = RelayConfig {
         idle: edge.config.idle,
@@ -73,6 +85,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
     let mut looked = Looked::default();
     // Why the last origin that was asked did not stream (`None`: they said they do not have it).
     let mut why: Option<String> = None;
+    // An origin answered that its pull would come back here.
+    let mut looped = false;
     // An origin's answer already in hand (after it ended a response cleanly), and which origin.
     let mut answered: Option<(usize, Upstream)> = None;
     // The origin's address of the last session, while the stream waits for it to come back.
@@ -95,7 +109,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
         let o = &edge.config.origins[origin];
         let next = match answered.take() {
             Some((from, up)) if from == origin => Ok(up),
-            _ => upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await,
+            _ => upstream::open(o, &edge.tls, &ask).await,
         };
         let up = match next {
             Ok(up) => up,
@@ -103,6 +117,10 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
                 match failure {
                     Failure::NotFound => {
                         tracing::debug!(stream = %name, origin = %o.url, "the origin has no such stream");
+                    }
+                    Failure::Loop => {
+                        tracing::warn!(stream = %name, origin = %o.url, "a loop of edges: the origin's pull of the stream comes back here");
+                        looped = true;
                     }
                     Failure::Other(e) => {
                         tracing::warn!(stream = %name, origin = %o.url, error = %e, "pull from the origin failed");
@@ -154,7 +172,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
             Stopped::Ingest(Ended::Clean) => {
                 // The stream ended at the origin, or the origin is going away (a restart or a
                 // drain ends its viewers' responses cleanly too): asked again, it says which.
-                match upstream::open(o, &edge.tls, name, edge.config.token.as_deref()).await {
+                match upstream::open(o, &edge.tls, &ask).await {
                     Err(Failure::NotFound) => {
                         tracing::info!(stream = %name, origin = %o.url, "the origin ended the stream");
                         publish.finish(End::Clean);
@@ -164,6 +182,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
                     Err(Failure::Other(e)) => {
                         tracing::info!(stream = %name, origin = %o.url, error = %e, "the origin went away; reconnecting");
                     }
+                    Err(Failure::Loop) => {}
                 }
                 publish.finish(End::Dropped("the origin ended its response".into()));
             }
@@ -196,6 +215,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>) -> Pu
     }
     match (relay.connected_once(), why) {
         (true, _) => Pulled::Over,
+        (false, _) if looped => Pulled::Loop,
         (false, Some(why)) => Pulled::Failed(why),
         (false, None) => Pulled::Absent,
     }

@@ -40,6 +40,8 @@ pub(super) struct Upstream {
 pub(super) enum Failure {
     /// It has no such stream.
     NotFound,
+    /// It answered 508: its pull of the stream would come back here (a loop of edges).
+    Loop,
     /// It could not be asked, or refused.
     Other(String),
 }
@@ -115,15 +117,25 @@ pub(super) async fn connect(origin: &Origin, tls: &TlsClient) -> Result<(Io, Soc
         .unwrap_or_else(|_| Err(format!("no connection within {CONNECT_TIMEOUT:?}")))
 }
 
+/// What an edge asks its origins for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ask<'a> {
+    /// The stream (a valid stream name: nothing to escape).
+    pub name: &'a str,
+    /// Sent as `Authorization: Bearer`.
+    pub token: Option<&'a str>,
+    /// Sent as `x-zerocast-via`: the edges the pull came through, this one last.
+    pub via: &'a str,
+}
+
 /// Asks `origin` for the stream.
 pub(super) async fn open(
     origin: &Origin,
     tls: &TlsClient,
-    name: &str,
-    token: Option<&str>,
+    what: &Ask<'_>,
 ) -> Result<Upstream, Failure> {
     let (sock, peer) = connect(origin, tls).await.map_err(Failure::Other)?;
-    let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(sock, peer, origin, name, token)).await;
+    let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(sock, peer, origin, what)).await;
     asked.unwrap_or_else(|_| {
         Err(Failure::Other(format!(
             "no answer within {ANSWER_TIMEOUT:?}"
@@ -135,11 +147,10 @@ async fn ask(
     mut sock: Io,
     peer: SocketAddr,
     origin: &Origin,
-    name: &str,
-    token: Option<&str>,
+    what: &Ask<'_>,
 ) -> Result<Upstream, Failure> {
     let io = |e: std::io::Error| Failure::Other(e.to_string());
-    sock.write_all(request(origin, name, token).as_bytes())
+    sock.write_all(request(origin, what).as_bytes())
         .await
         .map_err(io)?;
     sock.flush().await.map_err(io)?;
@@ -167,6 +178,7 @@ async fn ask(
                 });
             }
             Ok(Some(Answer::NotFound)) => return Err(Failure::NotFound),
+            Ok(Some(Answer::Refused(508))) => return Err(Failure::Loop),
             Ok(Some(Answer::Refused(status))) => {
                 return Err(Failure::Other(format!("the origin answered {status}")))
             }
@@ -175,14 +187,19 @@ async fn ask(
     }
 }
 
-/// The request line and head (the name is a valid stream name: nothing to escape).
-fn request(origin: &Origin, name: &str, token: Option<&str>) -> String {
-    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+/// The request line and head.
+fn request(origin: &Origin, what: &Ask<'_>) -> String {
+    let auth = what
+        .token
+        .map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
     format!(
-        "GET {}/live/{name}.ts HTTP/1.1\r\nhost: {}\r\nuser-agent: zerocast-edge/{}\r\naccept: video/mp2t\r\n{auth}\r\n",
+        "GET {}/live/{}.ts HTTP/1.1\r\nhost: {}\r\nuser-agent: zerocast-edge/{}\r\naccept: video/mp2t\r\n{}: {}\r\n{auth}\r\n",
         origin.prefix,
+        what.name,
         origin.authority,
         env!("CARGO_PKG_VERSION"),
+        super::VIA,
+        what.via,
     )
 }
 
@@ -191,15 +208,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_request_asks_for_the_ts_output_under_the_prefix_with_the_credential() {
+    fn the_request_asks_for_the_ts_output_under_the_prefix_with_the_credential_and_via() {
         let o = Origin::parse("http://o:81/zc").unwrap();
-        let r = request(&o, "show", Some("T0K"));
+        let mut what = Ask {
+            name: "show",
+            token: Some("T0K"),
+            via: "a1, b2",
+        };
+        let r = request(&o, &what);
         assert!(
             r.starts_with("GET /zc/live/show.ts HTTP/1.1\r\nhost: o:81\r\n"),
             "{r}"
         );
         assert!(r.contains("authorization: Bearer T0K\r\n"), "{r}");
+        assert!(r.contains("x-zerocast-via: a1, b2\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\n"));
-        assert!(!request(&o, "show", None).contains("authorization"));
+        what.token = None;
+        assert!(!request(&o, &what).contains("authorization"));
     }
 }

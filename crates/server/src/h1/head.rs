@@ -41,6 +41,8 @@ pub(super) enum Kind {
         target: String,
         /// A JWT (`?jwt=` or Bearer), for the stream's rules.
         token: Option<String>,
+        /// The edges the request came through (`x-zerocast-via`), to refuse a loop.
+        via: Option<String>,
     },
     /// A publisher, its body's framing, and whether it expects `100 Continue`.
     Publish {
@@ -213,6 +215,7 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             origin: req.headers().get(http::header::ORIGIN).cloned(),
             target: target.to_string(),
             token: crate::auth::token(req.uri(), req.headers()),
+            via: crate::admit::via(req.headers()).map(str::to_string),
         }
     } else {
         Kind::Plain { req, close }

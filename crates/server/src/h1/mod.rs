@@ -119,7 +119,17 @@ pub(crate) async fn connection(
                 origin,
                 target,
                 token,
-            }) => match watched(&state, &target, &name, token.as_deref(), output).await {
+                via,
+            }) => match watched(
+                &state,
+                &target,
+                &name,
+                token.as_deref(),
+                via.as_deref(),
+                output,
+            )
+            .await
+            {
                 Ok(s) => {
                     drop(buf);
                     drop(head);
@@ -421,10 +431,11 @@ async fn watched(
     target: &str,
     name: &str,
     token: Option<&str>,
+    via: Option<&str>,
     output: crate::live::Output,
 ) -> Result<Arc<crate::live::Stream>, Error> {
     watch_link(state, target).and_then(|()| crate::admit::viewer(state, name, token))?;
-    crate::admit::pulled(state, name).await?;
+    crate::admit::pulled(state, name, via).await?;
     state.live.watchable(name, output)
 }
 
