@@ -23,8 +23,10 @@ pub(crate) async fn wait<B>(
 ) -> Result<(), Response<Chunks>> {
     // On an edge, a player's first playlist or manifest pulls the stream (admitted players only:
     // the route's own checks answer the others).
+    // (Checked only on an edge: a blocking playlist request elsewhere pays nothing for it.)
+    let edge = state.edge.is_some() && req.method() == Method::GET;
     if let (Route::Playlist(name) | Route::LlPlaylist(name) | Route::DashManifest(name), true) =
-        (route, req.method() == Method::GET)
+        (route, edge)
     {
         let admitted = crate::http::signed_link(&state.config(), req).is_ok()
             && crate::admit::viewer_request(state, name, req).is_ok();
