@@ -32,7 +32,18 @@ fn edge_to(
     token: Option<String>,
     ca: Option<std::path::PathBuf>,
 ) -> TestServer {
-    let config = server::Config {
+    let config = edge_config(urls, idle, token, ca);
+    TestServer::start_with(config, server::Library::from_static(&[], common::now()))
+}
+
+/// The settings of an edge of the origins at `urls`.
+fn edge_config(
+    urls: &[String],
+    idle: Duration,
+    token: Option<String>,
+    ca: Option<std::path::PathBuf>,
+) -> server::Config {
+    server::Config {
         edge: Some(EdgeConfig {
             origins: urls.iter().map(|u| Origin::parse(u).unwrap()).collect(),
             idle,
@@ -40,8 +51,7 @@ fn edge_to(
             ca,
         }),
         ..server::Config::default()
-    };
-    TestServer::start_with(config, server::Library::from_static(&[], common::now()))
+    }
 }
 
 /// An address nothing listens on (the servers of these tests listen on 127.0.0.1 only).
@@ -378,13 +388,12 @@ fn two_edges_that_pull_from_each_other_refuse_the_loop_at_once() {
     let edge_at = |at: SocketAddr, origin: SocketAddr| {
         let config = server::Config {
             listen: at,
-            edge: Some(EdgeConfig {
-                origins: vec![Origin::parse(&format!("http://{origin}")).unwrap()],
-                idle: Duration::from_secs(5),
-                token: None,
-                ca: None,
-            }),
-            ..server::Config::default()
+            ..edge_config(
+                &[format!("http://{origin}")],
+                Duration::from_secs(5),
+                None,
+                None,
+            )
         };
         TestServer::start_bound(config, server::Library::from_static(&[], common::now()))
     };

@@ -106,7 +106,10 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
         if *stop.borrow() {
             break;
         }
-        let o = &edge.config.origins[origin];
+        // (The relay names origins by their index in the configured list, which is not empty.)
+        let Some(o) = edge.config.origins.get(origin) else {
+            break;
+        };
         let next = match answered.take() {
             Some((from, up)) if from == origin => Ok(up),
             _ => upstream::open(o, &edge.tls, &ask).await,
