@@ -13,6 +13,26 @@ fuzz_target!(|data: &[u8]| {
             let _ = info.seek(MediaTime::new(ms, 1000));
         }
     }
+    // A title in object storage: its top-level box headers walked one at a time, then its
+    // `moov` indexed alone; where both ways succeed on a file without fragments, they agree.
+    let len = data.len() as u64;
+    let (mut at, mut moofs) = (0u64, false);
+    let mut moov = None;
+    while at < len {
+        let Ok(b) = media::mp4::top_box(&data[at as usize..], at, len) else {
+            break;
+        };
+        moofs |= &b.kind == b"moof";
+        if &b.kind == b"moov" && moov.is_none() {
+            moov = Some(media::mp4::index_moov(&data[at as usize..(at + b.size) as usize], at, len));
+        }
+        at += b.size;
+    }
+    if let (Some(Ok(alone)), false, Ok(whole)) = (&moov, moofs, media::index(data)) {
+        if at == len {
+            assert_eq!(alone, &whole, "the moov alone indexes as the whole file");
+        }
+    }
     // A recording's index: the file's whole packets in runs of 7, or its boxes as fragments.
     let mut ts = live::record::index::Growing::default();
     let packets = &data[..data.len() / 188 * 188];

@@ -31,6 +31,9 @@ pub struct TitleDoc {
     /// A recording still being written (its size, duration and keyframes grow).
     #[serde(default)]
     pub growing: bool,
+    /// Where the bytes are, for a title in object storage (`s3://bucket/prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl TitleDoc {
@@ -43,7 +46,7 @@ impl TitleDoc {
             url: format!("/videos/{}", crate::library::encode_id(&t.id)),
             container: t.container.name().into(),
             content_type: t.container.mime().into(),
-            size: t.data.len() as u64,
+            size: t.len(),
             cached_in_memory: t.cached,
             seekable: info.is_some_and(|i| !i.keyframes.is_empty()),
             index_error: t.index.as_ref().err().cloned(),
@@ -59,6 +62,7 @@ impl TitleDoc {
                 .recording
                 .map(|r| ::live::llhls::wallclock::rfc3339_ms(r.started_ms)),
             growing: t.is_growing(),
+            source: t.remote.as_ref().map(|o| o.source.url.clone()),
         }
     }
 }
@@ -102,7 +106,7 @@ impl SeekDoc {
             keyframe_index: p.index,
             requested: TimeDoc::new(requested, rate),
             frame_rate: rate.map(|r| r.to_string()),
-            size: t.data.len() as u64,
+            size: t.len(),
         }
     }
 }

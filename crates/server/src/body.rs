@@ -1,20 +1,49 @@
 //! A response body made of `Bytes` that already exist: slices of a cached title, and for multipart
 //! responses the small part headers between them. hyper writes the frames with `writev`
 //! (`http1::Builder::writev(true)`), so video bytes are never copied in user space.
+//!
+//! A title in object storage adds one more kind of part, [`Part::Remote`]: a range whose bytes
+//! are slices of the store's cached blocks, fetched as the body is written (block by block, so
+//! a body longer than the cache streams through it). A fetch that fails ends the body with an
+//! error: the connection is cut, never a short body that looks whole.
 
+use crate::store::Object;
+use crate::store::StoreError;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-#[derive(Debug, Default)]
+/// One piece of a body.
+#[derive(Debug)]
+pub enum Part {
+    Ready(Bytes),
+    /// Bytes of an object in a store, fetched when they are due.
+    Remote(Arc<Object>, std::ops::Range<u64>),
+}
+
+type Fetch = Pin<Box<dyn Future<Output = Result<Bytes, StoreError>> + Send>>;
+
+#[derive(Default)]
 pub struct Chunks {
-    parts: VecDeque<Bytes>,
+    parts: VecDeque<Part>,
     remaining: u64,
     file: Option<FileSource>,
+    /// The block being fetched (a `Mutex` only to make the body `Sync`; never contended).
+    fetching: Option<std::sync::Mutex<Fetch>>,
+}
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunks")
+            .field("parts", &self.parts.len())
+            .field("remaining", &self.remaining)
+            .field("file", &self.file)
+            .finish()
+    }
 }
 
 /// Where the last `len` bytes of a body also live in a file (a title's sealed memfd, or the
@@ -31,6 +60,16 @@ pub struct FileSource {
 impl Chunks {
     pub fn empty() -> Self {
         Chunks::default()
+    }
+
+    /// The bytes `range` of a stored object, fetched as they are written.
+    pub fn remote(obj: Arc<Object>, range: std::ops::Range<u64>) -> Self {
+        let mut c = Chunks::default();
+        if range.end > range.start {
+            c.remaining = range.end - range.start;
+            c.parts.push_back(Part::Remote(obj, range));
+        }
+        c
     }
 
     /// Marks this body's last `file.len` bytes (all of it, or what follows a head) as also
@@ -56,24 +95,85 @@ impl Chunks {
         self.remaining == 0
     }
 
-    /// The frames still to send.
+    /// Whether some of it is still to be fetched from a store (then write it frame by frame,
+    /// [`http_body_util::BodyExt::frame`], after [`Chunks::prime`]).
+    pub fn is_remote(&self) -> bool {
+        self.fetching.is_some() || self.parts.iter().any(|p| matches!(p, Part::Remote(..)))
+    }
+
+    /// The frames still to send (of a body that is not remote).
     pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
-        self.parts.iter()
+        self.parts.iter().filter_map(|p| match p {
+            Part::Ready(b) => Some(b),
+            Part::Remote(..) => None,
+        })
     }
 
     /// Appends another body's frames (its file source, if any, is dropped: a body of several
     /// pieces is written with `writev`).
     pub fn append(&mut self, other: Chunks) {
-        for b in other.parts {
-            self.push(b);
+        for p in other.parts {
+            match p {
+                Part::Ready(b) => self.push(b),
+                Part::Remote(o, r) => {
+                    self.remaining += r.end - r.start;
+                    self.parts.push_back(Part::Remote(o, r));
+                }
+            }
         }
     }
 
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.remaining += b.len() as u64;
-            self.parts.push_back(b);
+            self.parts.push_back(Part::Ready(b));
         }
+    }
+
+    /// Fetches the first block a remote body needs before anything is sent, so that a store
+    /// that cannot be read makes an error response (502/504) rather than a cut body.
+    pub async fn prime(&mut self) -> Result<(), StoreError> {
+        let Some(i) = self
+            .parts
+            .iter()
+            .position(|p| matches!(p, Part::Remote(..)))
+        else {
+            return Ok(());
+        };
+        if i > 0 || self.fetching.is_some() {
+            return Ok(());
+        }
+        let fetch = self.next_fetch(i);
+        let b = fetch.await?;
+        self.parts.push_front(Part::Ready(b));
+        Ok(())
+    }
+
+    /// The fetch of the next block of the remote part at `i` (the part shrinks by it, and goes
+    /// when it is all handed out).
+    fn next_fetch(&mut self, i: usize) -> Fetch {
+        let Some(Part::Remote(obj, range)) = self.parts.get_mut(i) else {
+            return Box::pin(async { Ok(Bytes::new()) });
+        };
+        let bs = obj.source.blocks.block_size;
+        let n = range.start / bs;
+        let (from, to) = (range.start, range.end.min((n + 1) * bs));
+        range.start = to;
+        let obj = obj.clone();
+        if range.start >= range.end {
+            self.parts.remove(i);
+        }
+        Box::pin(async move {
+            let block = obj.source.blocks.get(&obj, n).await?;
+            let (a, b) = ((from - n * bs) as usize, (to - n * bs) as usize);
+            if b > block.len() {
+                return Err(StoreError::Short {
+                    got: block.len() as u64,
+                    want: b as u64,
+                });
+            }
+            Ok(block.slice(a..b))
+        })
     }
 }
 
@@ -93,20 +193,48 @@ impl From<String> for Chunks {
 
 impl http_body::Body for Chunks {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.parts.pop_front().map(|b| {
-            self.remaining -= b.len() as u64;
-            Ok(Frame::data(b))
-        }))
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        loop {
+            if let Some(f) = self.fetching.as_mut() {
+                let f = f.get_mut().unwrap_or_else(|e| e.into_inner());
+                let r = std::task::ready!(f.as_mut().poll(cx));
+                self.fetching = None;
+                return Poll::Ready(Some(match r {
+                    Ok(b) => {
+                        self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                        Ok(Frame::data(b))
+                    }
+                    Err(e) => {
+                        self.parts.clear();
+                        self.remaining = 0;
+                        Err(std::io::Error::other(e))
+                    }
+                }));
+            }
+            match self.parts.front() {
+                None => return Poll::Ready(None),
+                Some(Part::Ready(_)) => {
+                    let Some(Part::Ready(b)) = self.parts.pop_front() else {
+                        return Poll::Ready(None);
+                    };
+                    self.remaining -= b.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                Some(Part::Remote(..)) => {
+                    let f = self.next_fetch(0);
+                    self.fetching = Some(std::sync::Mutex::new(f));
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.parts.is_empty()
+        self.parts.is_empty() && self.fetching.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -51,6 +51,9 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsConfig>,
     /// Live edge: streams not here are pulled from these origins (`None`: not an edge).
     pub edge: Option<crate::edge::EdgeConfig>,
+    /// Library titles in S3-compatible object storage (`library = "s3://..."`); read by the
+    /// binary when it starts the server (`Server::set_stores`).
+    pub store: crate::store::StoreConfig,
     /// Where RTMP publishers connect (`None`: no RTMP).
     pub rtmp_listen: Option<SocketAddr>,
     /// Worker threads, each a single-threaded runtime that owns the connections handed to it
@@ -81,6 +84,7 @@ impl Default for Config {
             plain_http: true,
             tls: None,
             edge: None,
+            store: crate::store::StoreConfig::default(),
             rtmp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
             workers: None,
         }

@@ -17,6 +17,7 @@
 
 use crate::body::Chunks;
 use crate::clip::Clip;
+pub use crate::store::StoreError;
 use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
@@ -126,6 +127,9 @@ pub enum Error {
     EdgeBusy(String, String),
     #[error("live stream '{}': a loop of edges (this server's pull of it asks for it back)", Clip(.0))]
     EdgeLoop(String),
+    /// A title in object storage whose bytes could not be fetched.
+    #[error("the title's bytes could not be read: {0}")]
+    Store(StoreError),
     /// Request framing that cannot be trusted (RFC 9112 §6.3).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -166,6 +170,8 @@ impl Error {
             Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Store(StoreError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Store(_) => StatusCode::BAD_GATEWAY,
             Error::EdgeBusy(..) => StatusCode::SERVICE_UNAVAILABLE,
             Error::EdgeLoop(_) => StatusCode::LOOP_DETECTED,
             Error::Http2Publish => StatusCode::HTTP_VERSION_NOT_SUPPORTED,

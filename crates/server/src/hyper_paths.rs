@@ -34,7 +34,7 @@ pub(crate) async fn answer<B>(
     shutdown: watch::Receiver<bool>,
     how: How,
 ) -> Response<Body> {
-    let boxed = |r: Response<Chunks>| r.map(|b| b.map_err(|never| match never {}).boxed_unsync());
+    let boxed = |r: Response<Chunks>| r.map(BodyExt::boxed_unsync);
     let (m, path) = (req.method().clone(), req.uri().path().to_owned());
     let protocol = if how.secure { "https" } else { "http" };
     match crate::http::route(&m, &path) {
@@ -106,5 +106,14 @@ pub(crate) async fn answer<B>(
         }
         _ => {}
     }
-    boxed(crate::answer::answer(state, &req, how.secure))
+    let mut r = crate::answer::answer(state, &req, how.secure);
+    // A title in object storage: its first block before the head, so that a store that cannot
+    // be read gives an error status rather than a cut body.
+    if r.body().is_remote() {
+        if let Err(e) = r.body_mut().prime().await {
+            let origin = req.headers().get(http::header::ORIGIN);
+            r = crate::answer::with_cors(Error::Store(e).response(), &state.config(), origin);
+        }
+    }
+    boxed(r)
 }

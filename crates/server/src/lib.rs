@@ -38,6 +38,7 @@ pub mod reload;
 mod response;
 mod rtmp_conn;
 mod state;
+pub mod store;
 pub mod tls;
 mod transport;
 mod vectored;
@@ -229,6 +230,16 @@ impl Server {
         self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Serves titles from object storage: lists every source now (indexing what it finds), and
+    /// again on the sources' interval while the server runs, and on SIGHUP (`Reload::relist`).
+    /// Call once, before `run`.
+    pub async fn set_stores(&self, stores: store::Stores) -> Option<library::Listing> {
+        if self.state.stores.set(Arc::new(stores)).is_err() {
+            return None;
+        }
+        self.reloader().relist().await
+    }
+
     /// Applies new settings and library rescans to the running server (SIGHUP, library watch).
     pub fn reloader(&self) -> reload::Reload {
         reload::Reload::new(self.state.clone())
@@ -336,6 +347,21 @@ impl Server {
             loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
         }
         loops.push(tokio::spawn(jwks::keep_fresh(self.state.clone())));
+        if let Some(every) = self.state.stores.get().and_then(|s| s.relist) {
+            let reload = reload::Reload::new(self.state.clone());
+            loops.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Some(r) = reload.relist().await {
+                        tracing::debug!(
+                            titles = r.titles,
+                            indexed = r.indexed,
+                            "object storage relisted"
+                        );
+                    }
+                }
+            }));
+        }
         if let Some(edge) = &self.state.edge {
             loops.push(edge.run());
         }

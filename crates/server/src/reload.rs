@@ -74,6 +74,7 @@ pub fn needs_restart(now: &Config, next: &Config) -> Vec<&'static str> {
     differs("[live] (other than keys)", live(now) != live(next));
     differs("[[record]]", now.record != next.record);
     differs("[edge]", now.edge != next.edge);
+    differs("library (s3://) and [s3]", now.store != next.store);
     v
 }
 
@@ -104,6 +105,7 @@ impl Reload {
         next.live = now.live.clone();
         next.record = now.record.clone();
         next.edge = now.edge.clone();
+        next.store = now.store.clone();
         self.state.live.set_keys(keys.0, keys.1);
         self.state.conns.set_max(next.max_connections);
         self.state.set_config(next);
@@ -114,6 +116,22 @@ impl Reload {
     /// recording file was finished or removed).
     pub fn library_changed(&self) -> Arc<tokio::sync::Notify> {
         self.state.library_changed.clone()
+    }
+
+    /// Lists the object-storage sources again and serves what they hold now (unchanged objects
+    /// keep their titles; a source that cannot be listed keeps its titles); `None` without
+    /// sources.
+    pub async fn relist(&self) -> Option<crate::library::Listing> {
+        let stores = self.state.stores.get()?.clone();
+        let _one = stores.listing.lock().await;
+        let lib = self.state.library();
+        let (stored, report) =
+            crate::library::list_stored(&stores.sources, &lib, stores.index_max).await;
+        self.state.set_stored(stored);
+        for (url, why) in &report.failed {
+            tracing::warn!(source = %url, %why, "object storage could not be listed; its titles stay as they were");
+        }
+        Some(report)
     }
 
     /// Rescans the library directory and serves what it holds now.

@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub recording: std::sync::Mutex<std::collections::HashMap<String, Option<u64>>>,
     /// Library rescans started.
     pub scans: std::sync::atomic::AtomicU64,
+    /// Object-storage sources of titles, once set (`Server::set_stores`).
+    pub stores: std::sync::OnceLock<Arc<crate::store::Stores>>,
 }
 
 impl State {
@@ -63,6 +65,7 @@ impl State {
             record: crate::record_metrics::RecordStats::default(),
             recording: std::sync::Mutex::default(),
             scans: std::sync::atomic::AtomicU64::new(0),
+            stores: std::sync::OnceLock::new(),
         }
     }
 
@@ -97,6 +100,15 @@ impl State {
         let kept: std::collections::HashSet<String> = recording.keys().cloned().collect();
         let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
         *now = Arc::new(now.with_growing_of(library, &kept));
+    }
+
+    /// Replaces the titles in object storage with a new listing's.
+    pub(crate) fn set_stored(
+        &self,
+        stored: std::collections::BTreeMap<String, Arc<crate::library::Title>>,
+    ) {
+        let mut now = self.library.write().unwrap_or_else(|p| p.into_inner());
+        *now = Arc::new(now.with_stored(stored));
     }
 
     /// A library rescan begins: its number, for [`State::set_library`].

@@ -44,9 +44,9 @@ impl VodMetrics {
         }
         let (mut bytes, mut cached, mut packaged) = (0u64, 0u64, 0u64);
         for t in lib.titles() {
-            bytes += t.data.len() as u64;
+            bytes += t.len();
             if t.cached {
-                cached += t.data.len() as u64;
+                cached += t.len();
             }
             packaged += t.package_memory() as u64;
         }
@@ -81,6 +81,64 @@ impl VodMetrics {
         ] {
             metric(out, name, kind, help, value);
         }
+    }
+}
+
+/// The Prometheus families of object storage.
+pub(crate) fn stores(stores: &crate::store::Stores, out: &mut String) {
+    let s = &stores.blocks.stats;
+    let load = |a: &AtomicU64| a.load(Relaxed);
+    for (name, kind, help, v) in [
+        (
+            "s3_requests_total",
+            "counter",
+            "Requests made to object storage (each try).",
+            load(&s.requests),
+        ),
+        (
+            "s3_request_failures_total",
+            "counter",
+            "Requests to object storage that failed after their tries.",
+            load(&s.failures),
+        ),
+        (
+            "s3_block_hits_total",
+            "counter",
+            "Block reads served from the block cache.",
+            load(&s.hits),
+        ),
+        (
+            "s3_block_misses_total",
+            "counter",
+            "Block reads that fetched the block.",
+            load(&s.misses),
+        ),
+        (
+            "s3_block_collapsed_total",
+            "counter",
+            "Block reads that waited on a fetch already under way.",
+            load(&s.collapsed),
+        ),
+        (
+            "s3_block_read_ahead_total",
+            "counter",
+            "Blocks fetched ahead of a viewer reading on.",
+            load(&s.read_ahead),
+        ),
+        (
+            "s3_block_evictions_total",
+            "counter",
+            "Blocks let go to stay within the cache's bytes.",
+            load(&s.evictions),
+        ),
+        (
+            "s3_cache_bytes",
+            "gauge",
+            "Bytes of object-storage blocks held in memory.",
+            stores.blocks.held(),
+        ),
+    ] {
+        metric(out, name, kind, help, v);
     }
 }
 

@@ -111,9 +111,10 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ServeArgs {
-    /// Directory of videos, scanned recursively (default: the embedded demo library).
-    #[arg(long)]
-    pub library: Option<PathBuf>,
+    /// Directory of videos, scanned recursively, or `s3://bucket/prefix` (repeatable: one
+    /// directory and any number of buckets; default: the embedded demo library).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub library: Vec<String>,
     /// Address for plain HTTP, or `off` (HTTPS only) [default: 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR|off")]
     pub listen: Option<String>,

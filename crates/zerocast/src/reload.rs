@@ -36,6 +36,15 @@ impl Reloader {
             let _ = t.reload();
         }
         self.library().await;
+        if let Some(r) = self.server.relist().await {
+            tracing::info!(
+                titles = r.titles,
+                indexed = r.indexed,
+                kept = r.kept,
+                seconds = r.took.as_secs_f64(),
+                "object storage relisted"
+            );
+        }
     }
 
     fn settings(&self) -> Result<()> {

@@ -42,13 +42,14 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
                 .await?
                 .with_context(|| format!("loading the library {}", dir.display()))?
         }
+        None if !config.store.sources.is_empty() => Library::default(),
         None => {
             tracing::info!("no --library given: serving the embedded demo library");
             let lib = Library::from_static(demo::FILES, SystemTime::now());
             for t in lib.titles() {
                 report(&LoadEvent::Loaded {
                     title: t,
-                    bytes: t.data.len() as u64,
+                    bytes: t.len(),
                     read: Duration::ZERO,
                     indexed: Duration::ZERO,
                 });
@@ -57,7 +58,28 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
         }
     };
     let plain = config.plain_http;
+    // Object storage's blocks share the memory budget with the titles held in memory.
+    let cached: u64 = library.titles().filter(|t| t.cached).map(|t| t.len()).sum();
+    let stores = if config.store.sources.is_empty() {
+        None
+    } else {
+        let env = |n: &str| std::env::var(n).ok();
+        let stores = server::store::Stores::new(&config.store, budget.saturating_sub(cached), env)
+            .map_err(anyhow::Error::msg)
+            .context("object storage")?;
+        Some(stores)
+    };
     let server = Server::new(config, listeners, library);
+    if let Some(stores) = stores {
+        let urls: Vec<String> = stores.sources.iter().map(|s| s.url.clone()).collect();
+        let cache_bytes = stores.blocks.limit();
+        if let Some(r) = server.set_stores(stores).await {
+            tracing::info!(
+                sources = ?urls, titles = r.titles, cache_bytes,
+                seconds = r.took.as_secs_f64(), "object storage listed"
+            );
+        }
+    }
     // Before the "listening" line: from then on a SIGHUP reloads and no longer ends the process.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
@@ -156,12 +178,8 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
             dir.display()
         );
     }
-    let bytes: u64 = lib.titles().map(|t| t.data.len() as u64).sum();
-    let cached: u64 = lib
-        .titles()
-        .filter(|t| t.cached)
-        .map(|t| t.data.len() as u64)
-        .sum();
+    let bytes: u64 = lib.titles().map(|t| t.len()).sum();
+    let cached: u64 = lib.titles().filter(|t| t.cached).map(|t| t.len()).sum();
     tracing::info!(
         titles = lib.len(),
         bytes,

@@ -152,8 +152,70 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
             "no moov box (the index is missing; the file may be truncated)",
         )
     })?;
-    let (movie_scale, movie_duration, mut tracks) = parse_moov(&moov)?;
-    let data_len = data.len() as u64;
+    from_boxes(&moov, &moofs, data.len() as u64)
+}
+
+/// Indexes an unfragmented MP4 of `file_len` bytes from its `moov` box alone (header included),
+/// found at `at`: what a title whose bytes are elsewhere (object storage) reads to be indexed.
+/// Sample offsets are checked against `file_len` as they would be against the whole file.
+pub fn index_moov(moov_box: &[u8], at: u64, file_len: u64) -> Result<MediaInfo> {
+    let mut top = Reader::new(moov_box, at, "mp4");
+    match next_box(&mut top, false)? {
+        Some(b) if &b.kind == b"moov" => from_boxes(&b.body, &[], file_len),
+        _ => Err(Error::malformed("mp4", "not a moov box")),
+    }
+}
+
+/// A top-level box as its header says: its type, where it starts, and its whole size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopBox {
+    pub kind: [u8; 4],
+    pub start: u64,
+    pub size: u64,
+}
+
+/// Reads the top-level box header at `at` from `head` (the file's bytes from `at`: 16 are enough;
+/// fewer only at its end) in a file of `file_len` bytes. A box that claims more than the file
+/// holds is an error, except `mdat` (clamped, as a truncated file's is when it is in memory).
+pub fn top_box(head: &[u8], at: u64, file_len: u64) -> Result<TopBox> {
+    let mut r = Reader::new(head, at, "mp4 box");
+    let size = u64::from(r.u32()?);
+    let kind = r.fourcc()?;
+    let left = file_len.saturating_sub(at);
+    let (header, size) = match size {
+        1 => (16u64, r.u64()?),
+        0 => (8, left),
+        s => (8, s),
+    };
+    if size < header {
+        return Err(Error::malformed(
+            "mp4 box",
+            format!("{} at {at} has size {size}", show(kind)),
+        ));
+    }
+    let size = if size > left {
+        if &kind != b"mdat" {
+            return Err(Error::Truncated {
+                what: "mp4 box",
+                offset: at,
+                needed: size,
+                available: left,
+            });
+        }
+        left
+    } else {
+        size
+    };
+    Ok(TopBox {
+        kind,
+        start: at,
+        size,
+    })
+}
+
+/// The index from a `moov` body and the `moof`s after it (with where each starts).
+fn from_boxes(moov: &Reader<'_>, moofs: &[(u64, Reader<'_>)], data_len: u64) -> Result<MediaInfo> {
+    let (movie_scale, movie_duration, mut tracks) = parse_moov(moov)?;
 
     let video_pos = tracks.iter().position(|t| &t.handler == b"vide");
     let audio = audio_info(&tracks);
@@ -171,7 +233,7 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
         Some(stbl) => stbl::expand(stbl, data_len)?,
         None => SampleTable::default(),
     };
-    for (start, body) in &moofs {
+    for (start, body) in moofs {
         stbl::append_fragment(&mut table, *start, body, track.id, track.trex, data_len)?;
     }
     table.clip_to(data_len);
@@ -376,6 +438,72 @@ mod tests {
         let data = bx(b"ftyp", b"isom");
         let e = index(&data).unwrap_err().to_string();
         assert!(e.contains("no moov"), "{e}");
+    }
+
+    /// Walks the top level with `top_box` (as a title in object storage is indexed) and
+    /// indexes its `moov` alone.
+    fn by_headers(data: &[u8]) -> Result<MediaInfo> {
+        let (mut at, len) = (0u64, data.len() as u64);
+        while at < len {
+            let b = top_box(&data[at as usize..], at, len)?;
+            if &b.kind == b"moov" {
+                let moov = &data[at as usize..(at + b.size) as usize];
+                return index_moov(moov, at, len);
+            }
+            at += b.size;
+        }
+        Err(Error::malformed("mp4", "no moov"))
+    }
+
+    #[test]
+    fn box_headers_and_the_moov_alone_give_the_whole_files_index() {
+        for name in ["faststart.mp4", "ntsc-moov-at-end.mp4"] {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/").to_string() + name;
+            let data = std::fs::read(path).unwrap();
+            let whole = index(&data).unwrap();
+            assert!(!whole.keyframes.is_empty());
+            assert_eq!(by_headers(&data).unwrap(), whole, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_top_box_header_gives_its_size_64_bit_or_to_the_end_and_past_the_end_is_refused() {
+        let mut large = vec![0, 0, 0, 1];
+        large.extend_from_slice(b"mdat");
+        large.extend_from_slice(&100u64.to_be_bytes());
+        let b = top_box(&large, 40, 140).unwrap();
+        assert_eq!((b.kind, b.start, b.size), (*b"mdat", 40, 100));
+        let to_end = [0, 0, 0, 0, b'm', b'o', b'o', b'v'];
+        assert_eq!(top_box(&to_end, 10, 50).unwrap().size, 40);
+        // A moov past the end is an error; an mdat past it is clamped (a truncated file).
+        let over = [0, 0, 1, 0, b'm', b'o', b'o', b'v'];
+        assert!(matches!(
+            top_box(&over, 0, 100),
+            Err(Error::Truncated { .. })
+        ));
+        let over = [0, 0, 1, 0, b'm', b'd', b'a', b't'];
+        assert_eq!(top_box(&over, 0, 100).unwrap().size, 100);
+        assert!(top_box(&[0, 0, 0, 7, b'f', b'r', b'e', b'e'], 0, 100).is_err());
+        assert!(top_box(&[0, 0, 0], 0, 100).is_err());
+        assert!(index_moov(&bx(b"free", &[]), 0, 8).is_err());
+    }
+
+    #[test]
+    fn random_mutations_of_a_moov_read_alone_never_panic() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/faststart.mp4");
+        let data = std::fs::read(path).unwrap();
+        let mut at = 0u64;
+        let moov = loop {
+            let b = top_box(&data[at as usize..], at, data.len() as u64).unwrap();
+            if &b.kind == b"moov" {
+                break data[at as usize..(at + b.size) as usize].to_vec();
+            }
+            at += b.size;
+        };
+        crate::mutations(&moov, 11, 3_000, |d| {
+            let _ = index_moov(d, at, data.len() as u64);
+            let _ = top_box(d, at, data.len() as u64);
+        });
     }
 
     #[test]

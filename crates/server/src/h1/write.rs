@@ -54,6 +54,14 @@ pub(super) async fn response(
     config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let mut resp = resp;
+    // A title in object storage: its first block before the head, so that a store that cannot
+    // be read gives an error status rather than a cut body.
+    if !head_only && resp.body().is_remote() {
+        if let Err(e) = Box::pin(resp.body_mut().prime()).await {
+            resp = crate::error::Error::Store(e).response();
+        }
+    }
     let r = send(stream, resp, head_only, close, config, head).await;
     if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
         tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
@@ -107,6 +115,35 @@ async fn sendfile(
     Ok(())
 }
 
+/// A body with parts in object storage: the head with the first block, then each block as it
+/// is fetched (slices of the cached blocks). A fetch that fails ends the connection mid-body.
+async fn remote(
+    stream: &mut Transport,
+    head: &[u8],
+    mut body: Chunks,
+    timeout: Duration,
+) -> io::Result<()> {
+    use http_body_util::BodyExt;
+    let deadline = |_| Some(Instant::now() + timeout);
+    let mut head = Some(head);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match head.take() {
+            Some(h) => {
+                let mut s = [IoSlice::new(h), IoSlice::new(&data)];
+                vectored::write_all(stream, &mut s, deadline).await?;
+            }
+            None => vectored::write_all(stream, &mut [IoSlice::new(&data)], deadline).await?,
+        }
+    }
+    if let Some(h) = head {
+        vectored::write_all(stream, &mut [IoSlice::new(h)], deadline).await?;
+    }
+    Ok(())
+}
+
 /// One write (or a `write_all` of a small head) that must take some bytes by `timeout`.
 async fn within<T>(timeout: Duration, write: impl Future<Output = io::Result<T>>) -> io::Result<T> {
     match tokio::time::timeout(timeout, write).await {
@@ -130,6 +167,9 @@ async fn send(
         let mut only = [IoSlice::new(head)];
         let deadline = |_| Some(Instant::now() + timeout);
         return Box::pin(vectored::write_all(stream, &mut only, deadline)).await;
+    }
+    if body.is_remote() {
+        return Box::pin(remote(stream, head, body, timeout)).await;
     }
     let sendfile_min = config.policy.sendfile_min;
     if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {

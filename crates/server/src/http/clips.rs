@@ -32,6 +32,12 @@ pub(super) fn serve<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
+    if t.remote.is_some() {
+        return Err(Error::NotClippable {
+            id: t.id.clone(),
+            reason: "a title in object storage is served as bytes and by seek only".into(),
+        });
+    }
     let (start, end) = times(req.uri().query()).unwrap_or_default();
     let info = t.index.as_ref().map_err(|reason| Error::NotSeekable {
         id: t.id.clone(),

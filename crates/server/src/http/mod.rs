@@ -449,6 +449,9 @@ fn answer<B>(
             conns.metrics(&mut out);
             state.vod.metrics(lib, &mut out);
             state.record.metrics(&mut out);
+            if let Some(stores) = state.stores.get() {
+                crate::vod_metrics::stores(stores, &mut out);
+            }
             if let Some(edge) = &state.edge {
                 edge.metrics(&mut out);
             }

@@ -8,6 +8,9 @@
 //! the library.
 
 mod files;
+mod stored;
+
+pub use stored::{list as list_stored, Listing};
 
 use crate::error::StartError;
 use bytes::Bytes;
@@ -30,6 +33,8 @@ pub struct Title {
     /// when it is mapped. `None` for static titles. Used for `sendfile`.
     pub file: Option<Arc<std::fs::File>>,
     pub container: Container,
+    /// For a title in object storage (`data` is then empty): the object its bytes are read from.
+    pub remote: Option<Arc<crate::store::Object>>,
     /// The seek index, or why the title could not be indexed (it is still served as bytes).
     pub index: Result<MediaInfo, String>,
     /// A strong entity tag, quoted.
@@ -125,6 +130,7 @@ impl Title {
             });
         Title {
             recording,
+            remote: None,
             file: None,
             stamp: None,
             etag_header: header(etag.clone()),
@@ -196,6 +202,9 @@ impl Title {
     /// The title's packaging (its parsed movie for an MP4, its segments), built on first use and
     /// kept; or why it has none. Building it walks the title's sample tables once.
     pub fn package(&self) -> Result<&Arc<crate::package::Package>, &str> {
+        if self.remote.is_some() {
+            return Err("a title in object storage is served as bytes and by seek only");
+        }
         self.package
             .get_or_init(|| {
                 crate::package::Package::build(&self.data, &self.index, self.is_growing())
@@ -240,36 +249,40 @@ pub enum LoadEvent<'a> {
 pub struct Library {
     titles: Arc<BTreeMap<String, Arc<Title>>>,
     growing: BTreeMap<String, Arc<Title>>,
+    /// Titles in object storage (`stored.rs`); a local title of the same id comes first.
+    stored: Arc<BTreeMap<String, Arc<Title>>>,
 }
 
 impl Library {
     pub fn get(&self, id: &str) -> Option<&Arc<Title>> {
-        self.titles.get(id).or_else(|| self.growing.get(id))
+        self.titles
+            .get(id)
+            .or_else(|| self.growing.get(id))
+            .or_else(|| self.stored.get(id))
     }
 
-    /// Every title, in id order.
+    /// Every title, in id order (where two hold one id: the scanned, the growing, the stored).
     pub fn titles(&self) -> impl Iterator<Item = &Arc<Title>> {
-        let mut a = self.titles.iter().peekable();
-        let mut b = self
-            .growing
-            .iter()
-            .filter(|(id, _)| !self.titles.contains_key(*id))
-            .peekable();
-        std::iter::from_fn(move || match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
-            (Some(_), _) => a.next(),
-            (None, _) => b.next(),
+        let mut all = [
+            self.titles.iter().peekable(),
+            self.growing.iter().peekable(),
+            self.stored.iter().peekable(),
+        ];
+        std::iter::from_fn(move || {
+            let min = all.iter_mut().filter_map(|i| i.peek().map(|p| p.0)).min()?;
+            let mut first = None;
+            for i in all.iter_mut() {
+                if i.peek().is_some_and(|p| p.0 == min) {
+                    let t = i.next().map(|p| p.1);
+                    first = first.or(t);
+                }
+            }
+            first
         })
-        .map(|(_, t)| t)
     }
 
     pub fn len(&self) -> usize {
-        self.titles.len()
-            + self
-                .growing
-                .keys()
-                .filter(|id| !self.titles.contains_key(*id))
-                .count()
+        self.titles().count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -294,6 +307,7 @@ impl Library {
         mut next: Library,
         writing: &std::collections::HashSet<String>,
     ) -> Library {
+        next.stored = self.stored.clone();
         next.growing = self
             .growing
             .iter()
@@ -486,7 +500,7 @@ pub fn default_cache_budget() -> u64 {
 
 impl crate::entity::Entity for Title {
     fn len(&self) -> u64 {
-        self.data.len() as u64
+        Title::len(self)
     }
 
     fn content_type(&self) -> &'static str {
@@ -512,6 +526,9 @@ impl crate::entity::Entity for Title {
     }
 
     fn slice(&self, range: crate::range::ByteRange) -> crate::body::Chunks {
+        if let Some(obj) = &self.remote {
+            return crate::body::Chunks::remote(obj.clone(), range.start..range.end);
+        }
         crate::entity::file_backed(&self.data, self.file.as_ref(), range)
     }
 }
@@ -531,65 +548,4 @@ pub fn encode_id(id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn growing_recordings_list_in_id_order_with_the_scanned_titles_and_give_way_to_them() {
-        let mut lib = Library::from_static(&[("a", b"x"), ("c", b"y")], SystemTime::now());
-        let file = Arc::new(File::open("/dev/null").unwrap());
-        let growing = |id: &str| {
-            Title::growing(
-                id.into(),
-                Container::MpegTs,
-                Bytes::from_static(b"zz"),
-                file.clone(),
-                Err("not yet".into()),
-                1,
-            )
-        };
-        lib.put_growing(growing("b"));
-        lib.put_growing(growing("d"));
-        let ids: Vec<&str> = lib.titles().map(|t| t.id.as_str()).collect();
-        assert_eq!((ids, lib.len()), (vec!["a", "b", "c", "d"], 4));
-        assert!(lib.get("b").unwrap().is_growing());
-        // A scan that finds the finished file: the scanned title wins.
-        lib.put_growing(growing("c"));
-        assert!(!lib.get("c").unwrap().is_growing());
-        assert_eq!(lib.len(), 4);
-        // A rescan keeps only the growing titles still being written.
-        let writing: std::collections::HashSet<String> = ["b".to_string()].into();
-        let next = lib.with_growing_of(
-            Library::from_static(&[("a", b"x")], SystemTime::now()),
-            &writing,
-        );
-        let ids: Vec<&str> = next.titles().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-    }
-
-    #[test]
-    fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
-        let dir = std::env::temp_dir().join(format!(
-            "zc-lib-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("b.bin"), vec![1u8; 1000]).unwrap();
-        let lib = Library::load(&dir, 1500, |_| {}).unwrap();
-        assert!(lib.get("b.bin").unwrap().cached);
-        // A new title that sorts first: the kept one already holds 1000 of the 1500 bytes.
-        std::fs::write(dir.join("a.bin"), vec![2u8; 1000]).unwrap();
-        let (next, changes) = lib.rescan(&dir, 1500, |_| {}).unwrap();
-        assert_eq!(changes.added, ["a.bin"]);
-        assert!(
-            Arc::ptr_eq(next.get("b.bin").unwrap(), lib.get("b.bin").unwrap()),
-            "kept"
-        );
-        assert!(
-            !next.get("a.bin").unwrap().cached,
-            "mapped: the budget was spent"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

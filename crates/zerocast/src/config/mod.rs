@@ -5,6 +5,7 @@
 mod access;
 mod edge;
 mod record;
+mod store;
 
 use crate::cli::{LogFormat, ServeArgs};
 use crate::size;
@@ -20,7 +21,10 @@ use std::time::Duration;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    library: Option<PathBuf>,
+    /// A directory, `s3://bucket/prefix`, or a list of them (one directory at most).
+    library: Option<store::LibraryFile>,
+    /// Settings of the `s3://` library entries: `[s3] endpoint`, `region`, credentials...
+    s3: Option<store::S3File>,
     /// Rescan the library when its files change (default false: on SIGHUP only).
     watch: Option<bool>,
     /// Plain HTTP: "HOST:PORT", or "off" (HTTPS only).
@@ -167,7 +171,8 @@ impl FileConfig {
             .flat_map(|j| j.public_keys.iter_mut().chain(j.jwks_ca.as_mut()))
             .chain(self.callbacks.iter_mut().flat_map(|c| c.ca.as_mut()))
             .chain(self.edge.iter_mut().flat_map(|e| e.ca.as_mut()));
-        for p in [&mut self.library, &mut self.tls_cert, &mut self.tls_key]
+        let keys = keys.chain(self.s3.iter_mut().flat_map(|s| s.ca.as_mut()));
+        for p in [&mut self.tls_cert, &mut self.tls_key]
             .into_iter()
             .flatten()
             .chain(keys)
@@ -175,6 +180,17 @@ impl FileConfig {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
+        }
+        // The library's directory, not its buckets.
+        let relative = |e: &mut String| {
+            if !e.starts_with("s3://") && Path::new(e.as_str()).is_relative() {
+                *e = dir.join(&*e).display().to_string();
+            }
+        };
+        match &mut self.library {
+            Some(store::LibraryFile::One(e)) => relative(e),
+            Some(store::LibraryFile::Many(v)) => v.iter_mut().for_each(relative),
+            None => {}
         }
     }
 
@@ -278,7 +294,8 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
         };
     }
     config.edge = edge::edge(&args.origins, file.edge.as_ref())?;
-    let library = args.library.or(file.library);
+    let (library, store) = store::library(&args.library, &file)?;
+    config.store = store;
     config.record = record::rules(&file.record, library.as_deref())?;
     let cache_budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,

@@ -298,6 +298,62 @@ fn record_rules_are_read_with_their_directory_inside_the_library() {
 }
 
 #[test]
+fn library_entries_name_one_directory_and_any_buckets_set_by_the_s3_table() {
+    let text = "library = [\"s3://media/films\", \"/srv/v\", \"s3://archive\"]\n\
+        [s3]\nendpoint = \"http://127.0.0.1:9000\"\nblock_size = \"256KiB\"\n\
+        relist_secs = 0\nretries = 5\nindex_max = \"1GiB\"\n";
+    let s = merge(ServeArgs::default(), file(text)).unwrap();
+    assert_eq!(s.library, Some(PathBuf::from("/srv/v")));
+    let store = &s.config.store;
+    let urls: Vec<&str> = store.sources.iter().map(|x| x.url.as_str()).collect();
+    assert_eq!(urls, ["s3://media/films", "s3://archive"]);
+    assert_eq!(
+        store.sources[1].endpoint.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    assert_eq!(
+        (
+            store.block_size,
+            store.relist,
+            store.retries,
+            store.index_max
+        ),
+        (256 << 10, None, 5, 1 << 30)
+    );
+    // Flags replace the file's entries.
+    let s = merge(flags("--library s3://other --library /x"), file(text)).unwrap();
+    assert_eq!(s.library, Some(PathBuf::from("/x")));
+    assert_eq!(s.config.store.sources.len(), 1);
+    // Without a bucket there is no object storage.
+    let s = merge(ServeArgs::default(), file("library = \"/srv/v\"")).unwrap();
+    assert!(s.config.store.sources.is_empty());
+}
+
+#[test]
+fn library_entries_and_s3_settings_that_cannot_work_are_refused_with_the_reason() {
+    for (text, why) in [
+        ("library = [\"/a\", \"/b\"]", "one directory at most"),
+        ("library = \"s3://Bad_Name\"", "bucket names"),
+        ("library = \"s3://ok-bucket/../x\"", "'..'"),
+        ("library = \"/a\"\n[s3]\nregion = \"x\"", "names a bucket"),
+        (
+            "library = \"s3://bkt\"\n[s3]\nblock_size = \"4KiB\"",
+            "64KiB to 64MiB",
+        ),
+        (
+            "library = \"s3://bkt\"\n[s3]\nsecret = \"x\"",
+            "unknown field",
+        ),
+    ] {
+        let e = toml::from_str::<FileConfig>(text)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| merge(ServeArgs::default(), f));
+        let e = e.unwrap_err();
+        assert!(format!("{e:#}").contains(why), "{text}: {e:#}");
+    }
+}
+
+#[test]
 fn record_rules_that_cannot_work_are_refused_with_the_reason() {
     for (text, why) in [
         ("[[record]]\nstreams = \"a\"\n", "needs a library directory"),

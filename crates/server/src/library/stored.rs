@@ -1,0 +1,151 @@
+//! Titles in object storage: built from each source's listing (indexed by Range reads,
+//! `store::index`), and the library's set of them replaced on each relist. An object whose key,
+//! length and ETag are unchanged keeps its title (and its index and cached blocks); a source
+//! that cannot be listed keeps the titles it had.
+
+use super::{Library, Title};
+use crate::store::{Listed, Object, Source};
+use bytes::Bytes;
+use media::{Container, MediaInfo};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Titles indexed at once while listing.
+const INDEXING: usize = 8;
+
+impl Title {
+    /// A title whose bytes are the object's (its ETag is the object's: every server reading the
+    /// bucket gives the same).
+    pub fn stored(
+        id: String,
+        obj: Arc<Object>,
+        container: Container,
+        index: Result<MediaInfo, String>,
+        modified: SystemTime,
+    ) -> Title {
+        let mut t = Title::new(
+            String::new(),
+            Bytes::new(),
+            false,
+            obj.etag.clone(),
+            modified,
+        );
+        t.id = id;
+        t.container = container;
+        t.index = index;
+        t.remote = Some(obj);
+        t
+    }
+
+    /// Its length: its bytes', or its object's.
+    pub fn len(&self) -> u64 {
+        match &self.remote {
+            Some(o) => o.len,
+            None => self.data.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Library {
+    /// This library with `stored` as its titles in object storage.
+    pub fn with_stored(&self, stored: BTreeMap<String, Arc<Title>>) -> Library {
+        let mut next = self.clone();
+        next.stored = Arc::new(stored);
+        next
+    }
+
+    /// Its titles in object storage.
+    pub fn stored(&self) -> impl Iterator<Item = &Arc<Title>> {
+        self.stored.values()
+    }
+}
+
+/// What a listing did, for the log.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub titles: usize,
+    pub indexed: usize,
+    pub kept: usize,
+    /// Sources that could not be listed (their titles kept), with why.
+    pub failed: Vec<(String, String)>,
+    pub took: Duration,
+}
+
+/// Lists every source and builds the titles they hold; `previous` gives the titles kept.
+pub async fn list(
+    sources: &[Arc<Source>],
+    previous: &Library,
+    index_max: u64,
+) -> (BTreeMap<String, Arc<Title>>, Listing) {
+    let started = Instant::now();
+    let mut out = BTreeMap::new();
+    let mut report = Listing::default();
+    for source in sources {
+        let of_source = |t: &&Arc<Title>| {
+            t.remote
+                .as_ref()
+                .is_some_and(|o| Arc::ptr_eq(&o.source, source))
+        };
+        let listed = match source.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                report.failed.push((source.url.clone(), e.to_string()));
+                for t in previous.stored().filter(of_source) {
+                    out.entry(t.id.clone()).or_insert_with(|| t.clone());
+                }
+                continue;
+            }
+        };
+        let mut todo = Vec::new();
+        for l in listed {
+            if out.contains_key(&l.id) {
+                continue; // an earlier source has this id
+            }
+            let old = previous
+                .stored()
+                .filter(of_source)
+                .find(|t| t.id == l.id && t.remote.as_ref().is_some_and(|o| o.is(&l)));
+            match old {
+                Some(t) => {
+                    report.kept += 1;
+                    out.insert(l.id.clone(), t.clone());
+                }
+                None => todo.push(l),
+            }
+        }
+        report.indexed += todo.len();
+        for batch in todo.chunks(INDEXING) {
+            let mut set = tokio::task::JoinSet::new();
+            for l in batch {
+                let (source, l) = (source.clone(), l.clone());
+                set.spawn(async move { build(source, l, index_max).await });
+            }
+            while let Some(t) = set.join_next().await {
+                if let Ok(t) = t {
+                    out.entry(t.id.clone()).or_insert_with(|| Arc::new(t));
+                }
+            }
+        }
+    }
+    report.titles = out.len();
+    report.took = started.elapsed();
+    (out, report)
+}
+
+async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
+    let obj = Arc::new(Object::new(source, &l));
+    let (container, index) = crate::store::index(&obj, index_max).await;
+    match &index {
+        Ok(i) => tracing::info!(id = %l.id, bytes = l.len, container = container.name(),
+            keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), "listed"),
+        Err(e) => tracing::warn!(id = %l.id, bytes = l.len, reason = %e,
+            "cannot index; served as plain bytes without seek"),
+    }
+    let modified = l.modified.unwrap_or(UNIX_EPOCH);
+    Title::stored(l.id, obj, container, index, modified)
+}

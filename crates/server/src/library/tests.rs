@@ -1,0 +1,60 @@
+use super::*;
+
+#[test]
+fn growing_recordings_list_in_id_order_with_the_scanned_titles_and_give_way_to_them() {
+    let mut lib = Library::from_static(&[("a", b"x"), ("c", b"y")], SystemTime::now());
+    let file = Arc::new(File::open("/dev/null").unwrap());
+    let growing = |id: &str| {
+        Title::growing(
+            id.into(),
+            Container::MpegTs,
+            Bytes::from_static(b"zz"),
+            file.clone(),
+            Err("not yet".into()),
+            1,
+        )
+    };
+    lib.put_growing(growing("b"));
+    lib.put_growing(growing("d"));
+    let ids: Vec<&str> = lib.titles().map(|t| t.id.as_str()).collect();
+    assert_eq!((ids, lib.len()), (vec!["a", "b", "c", "d"], 4));
+    assert!(lib.get("b").unwrap().is_growing());
+    // A scan that finds the finished file: the scanned title wins.
+    lib.put_growing(growing("c"));
+    assert!(!lib.get("c").unwrap().is_growing());
+    assert_eq!(lib.len(), 4);
+    // A rescan keeps only the growing titles still being written.
+    let writing: std::collections::HashSet<String> = ["b".to_string()].into();
+    let next = lib.with_growing_of(
+        Library::from_static(&[("a", b"x")], SystemTime::now()),
+        &writing,
+    );
+    let ids: Vec<&str> = next.titles().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+#[test]
+fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
+    let dir = std::env::temp_dir().join(format!(
+        "zc-lib-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("b.bin"), vec![1u8; 1000]).unwrap();
+    let lib = Library::load(&dir, 1500, |_| {}).unwrap();
+    assert!(lib.get("b.bin").unwrap().cached);
+    // A new title that sorts first: the kept one already holds 1000 of the 1500 bytes.
+    std::fs::write(dir.join("a.bin"), vec![2u8; 1000]).unwrap();
+    let (next, changes) = lib.rescan(&dir, 1500, |_| {}).unwrap();
+    assert_eq!(changes.added, ["a.bin"]);
+    assert!(
+        Arc::ptr_eq(next.get("b.bin").unwrap(), lib.get("b.bin").unwrap()),
+        "kept"
+    );
+    assert!(
+        !next.get("a.bin").unwrap().cached,
+        "mapped: the budget was spent"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,383 @@
+//! Titles in S3-compatible object storage (`library = "s3://bucket/prefix"`).
+//!
+//! A bucket's objects are listed ([`Source::list`], ListObjectsV2, relisted on SIGHUP and on an
+//! interval) and become library titles whose bytes stay in the store: each is indexed from Range
+//! reads of only what its parser needs (an MP4's top-level box headers and its `moov`; other
+//! containers are read once, up to `index_max`, see `index.rs`), and served from [`Blocks`], an
+//! LRU cache of aligned blocks fetched by Range within the library's memory budget. A response
+//! is slices of cached blocks, never copies; concurrent misses of one block make one request;
+//! a viewer reading on gets the next blocks fetched ahead. Each fetch asks for the bytes of the
+//! version that was listed (`If-Match` with its ETag): a title never mixes two versions.
+//!
+//! Requests are signed by `rusty-s3` (sans-I/O: SigV4 presigned URLs, the listing's XML) and
+//! made with hyper's client (`client.rs`), with a timeout and retries with a backoff.
+
+mod blocks;
+mod client;
+mod config;
+mod error;
+mod index;
+mod lru;
+
+pub use blocks::{Blocks, Stats};
+pub use config::{S3Source, StoreConfig};
+pub use error::StoreError;
+pub use index::index;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use rusty_s3::S3Action;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a signed request stays valid (it is made at once; this only bounds clock skew).
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// Most bytes of one listing page's body.
+const MAX_LISTING: usize = 8 << 20;
+/// Most objects listed from one source.
+const MAX_OBJECTS: usize = 1_000_000;
+
+/// The configured sources and the block cache they share.
+#[derive(Debug)]
+pub struct Stores {
+    pub sources: Vec<Arc<Source>>,
+    pub blocks: Arc<Blocks>,
+    pub index_max: u64,
+    pub relist: Option<Duration>,
+    /// One listing at a time (SIGHUP and the interval may meet).
+    pub(crate) listing: tokio::sync::Mutex<()>,
+}
+
+impl Stores {
+    /// The sources of `cfg` (each completed from the environment by `env`), sharing a block
+    /// cache of `cache_bytes` (at least 4 blocks).
+    pub fn new(
+        cfg: &StoreConfig,
+        cache_bytes: u64,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Stores, String> {
+        let limit = cache_bytes.max(cfg.block_size.saturating_mul(4));
+        let blocks = Blocks::new(limit, cfg.block_size, cfg.read_ahead);
+        let sources = cfg
+            .sources
+            .iter()
+            .map(|s| Source::new(&s.clone().with_env(&env), cfg, blocks.clone()).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Stores {
+            sources,
+            blocks,
+            index_max: cfg.index_max,
+            relist: cfg.relist,
+            listing: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+/// A bucket (and prefix) titles are listed from and read from.
+pub struct Source {
+    /// As configured (`s3://bucket/prefix`), for logs and `/api/videos`.
+    pub url: String,
+    bucket: rusty_s3::Bucket,
+    credentials: Option<rusty_s3::Credentials>,
+    prefix: String,
+    client: client::Client,
+    pub(crate) blocks: Arc<Blocks>,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("url", &self.url).finish()
+    }
+}
+
+/// An object a listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key after the source's prefix: the title's id.
+    pub id: String,
+    pub key: String,
+    pub len: u64,
+    /// Quoted, as the store gives it.
+    pub etag: String,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// An RFC 3339 UTC time as listings give it (`2026-11-26T20:15:00.000Z`), to the second.
+pub fn parse_time(s: &str) -> Option<std::time::SystemTime> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+impl Source {
+    /// A source from its settings (already completed by [`S3Source::with_env`]).
+    pub fn new(s: &S3Source, cfg: &StoreConfig, blocks: Arc<Blocks>) -> Result<Source, String> {
+        let (bucket, prefix) = s.bucket_and_prefix()?;
+        let region = s.region.clone().unwrap_or_else(|| "us-east-1".into());
+        let endpoint = s
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let endpoint: url::Url = endpoint
+            .parse()
+            .map_err(|e| format!("{}: endpoint {endpoint:?}: {e}", s.url))?;
+        let style = if s.path_style.unwrap_or(s.endpoint.is_some()) {
+            rusty_s3::UrlStyle::Path
+        } else {
+            rusty_s3::UrlStyle::VirtualHost
+        };
+        let bucket = rusty_s3::Bucket::new(endpoint.clone(), style, bucket, region)
+            .map_err(|e| format!("{}: {e}", s.url))?;
+        let credentials = match (&s.access_key_id, &s.secret_access_key) {
+            (Some(k), Some(sec)) => Some(match &s.session_token {
+                Some(t) => rusty_s3::Credentials::new_with_token(k.clone(), sec.clone(), t.clone()),
+                None => rusty_s3::Credentials::new(k.clone(), sec.clone()),
+            }),
+            (None, None) => None,
+            _ => return Err(format!("{}: an access key id needs its secret key", s.url)),
+        };
+        let tls = match bucket.base_url().scheme() {
+            "https" => Some(crate::outbound::tls_client(s.ca.as_deref())?),
+            _ => None,
+        };
+        let client = client::Client::new(bucket.base_url(), tls)?;
+        Ok(Source {
+            url: s.url.clone(),
+            bucket,
+            credentials,
+            prefix,
+            client,
+            blocks,
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+        })
+    }
+
+    /// Every object under the prefix (ListObjectsV2, page by page), dotfiles and "folders" left
+    /// out, in key order.
+    pub async fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(self.credentials.as_ref());
+            if !self.prefix.is_empty() {
+                action.with_prefix(self.prefix.as_str());
+            }
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let answer = self.with_retries(&url, &[], MAX_LISTING).await?;
+            if answer.status != StatusCode::OK {
+                return Err(StoreError::Status(answer.status.as_u16()));
+            }
+            let text = std::str::from_utf8(&answer.body)
+                .map_err(|_| StoreError::Listing("not UTF-8".into()))?;
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(text)
+                .map_err(|e| StoreError::Listing(e.to_string()))?;
+            for o in page.contents {
+                let Some(id) = o.key.strip_prefix(self.prefix.as_str()) else {
+                    continue;
+                };
+                let hidden = id.split('/').any(|p| p.starts_with('.') || p.is_empty());
+                if hidden || id.ends_with('/') {
+                    continue;
+                }
+                let etag = o.etag.unwrap_or_default();
+                let etag = if etag.starts_with('"') {
+                    etag
+                } else {
+                    format!("\"{etag}\"")
+                };
+                out.push(Listed {
+                    modified: o.last_modified.as_deref().and_then(parse_time),
+                    id: id.to_string(),
+                    len: o.size.unwrap_or(0),
+                    key: o.key,
+                    etag,
+                });
+                if out.len() >= MAX_OBJECTS {
+                    return Err(StoreError::Listing(format!(
+                        "more than {MAX_OBJECTS} objects under the prefix"
+                    )));
+                }
+            }
+            match page.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The bytes `range` of the object `key` in the version tagged `etag`.
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        etag: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), key)
+            .sign(SIGNED_FOR);
+        let want = range.end - range.start;
+        let header =
+            |s: String| HeaderValue::try_from(s).map_err(|e| StoreError::Listing(e.to_string()));
+        let headers = [
+            (
+                http::header::RANGE,
+                header(format!("bytes={}-{}", range.start, range.end - 1))?,
+            ),
+            (http::header::IF_MATCH, header(etag.to_string())?),
+        ];
+        let answer = self
+            .with_retries(&url, &headers, usize::try_from(want).unwrap_or(usize::MAX))
+            .await?;
+        match answer.status {
+            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::OK if range.start == 0 => {}
+            StatusCode::PRECONDITION_FAILED => return Err(StoreError::Changed),
+            s => return Err(StoreError::Status(s.as_u16())),
+        }
+        if answer.body.len() as u64 != want {
+            return Err(StoreError::Short {
+                got: answer.body.len() as u64,
+                want,
+            });
+        }
+        Ok(answer.body)
+    }
+
+    /// One request, tried again after a failure, no answer in time, or a 5xx/429 answer.
+    async fn with_retries(
+        &self,
+        url: &url::Url,
+        headers: &[(HeaderName, HeaderValue)],
+        max_body: usize,
+    ) -> Result<client::Answer, StoreError> {
+        let mut attempt = 0;
+        loop {
+            self.blocks.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let r = self.client.get(url, headers, max_body, self.timeout).await;
+            let again = match &r {
+                Ok(a) => a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS,
+                Err(_) => true,
+            };
+            if !again || attempt >= self.retries {
+                return match r {
+                    Ok(a) => Ok(a),
+                    Err(client::Failed::Timeout) => {
+                        self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        Err(StoreError::Timeout(self.timeout))
+                    }
+                    Err(client::Failed::Io(e)) => {
+                        self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        self.client.forget_idle();
+                        Err(StoreError::Unreachable(e))
+                    }
+                };
+            }
+            if r.is_err() {
+                self.client.forget_idle();
+            }
+            tokio::time::sleep(Duration::from_millis(100) * 4u32.pow(attempt.min(4))).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// An object served as a title: which source, which key and version, how long.
+#[derive(Debug)]
+pub struct Object {
+    pub source: Arc<Source>,
+    pub key: String,
+    pub len: u64,
+    /// Quoted.
+    pub etag: String,
+    /// This process's number for it (the block cache's key).
+    pub(crate) uid: u64,
+}
+
+impl Object {
+    pub fn new(source: Arc<Source>, listed: &Listed) -> Object {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Object {
+            source,
+            key: listed.key.clone(),
+            len: listed.len,
+            etag: listed.etag.clone(),
+            uid: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Whether a listing found this same version.
+    pub fn is(&self, listed: &Listed) -> bool {
+        self.key == listed.key && self.len == listed.len && self.etag == listed.etag
+    }
+
+    /// The bytes `range` (within the object): one cached block's slice, or several blocks
+    /// joined (a copy: for indexing, not for responses).
+    pub async fn read(self: &Arc<Self>, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        let bs = self.source.blocks.block_size;
+        let end = range.end.min(self.len);
+        if range.start >= end {
+            return Ok(Bytes::new());
+        }
+        let (first, last) = (range.start / bs, (end - 1) / bs);
+        if first == last {
+            let b = self.source.blocks.get(self, first).await?;
+            let at = (range.start - first * bs) as usize;
+            let to = at + (end - range.start) as usize;
+            if to > b.len() {
+                return Err(StoreError::Short {
+                    got: b.len() as u64,
+                    want: to as u64,
+                });
+            }
+            return Ok(b.slice(at..to));
+        }
+        let mut out = Vec::with_capacity((end - range.start) as usize);
+        for n in first..=last {
+            let b = self.source.blocks.get(self, n).await?;
+            let from = range.start.max(n * bs) - n * bs;
+            let to = end.min((n + 1) * bs) - n * bs;
+            let piece = b.get(from as usize..to as usize).ok_or(StoreError::Short {
+                got: b.len() as u64,
+                want: to,
+            })?;
+            out.extend_from_slice(piece);
+        }
+        Ok(out.into())
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        self.source.blocks.forget(self.uid);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! Titles in S3-compatible object storage (`library = "s3://bucket/prefix"`), against a real S3
+//! server (moto, `common::s3`): the range and seek oracles pass on bucket titles as on local
+//! files; a title larger than the block cache streams through it; concurrent viewers of one
+//! block cost one request to the store; a store that goes away cuts the responses that need it
+//! (never a short body that looks whole) and its titles serve again when it is back.
+
+mod common;
+use common::s3::Moto;
+use common::spawned::Served;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const BUCKET: &str = "media";
+
+/// A store holding the demo titles under `videos/`.
+fn store_with_demo() -> Moto {
+    let m = Moto::start();
+    m.create_bucket(BUCKET);
+    for name in DEMO {
+        m.put(BUCKET, &format!("videos/{name}"), &file(name));
+    }
+    m
+}
+
+fn file(name: &str) -> Vec<u8> {
+    std::fs::read(demo_dir().join(name)).unwrap()
+}
+
+/// `zerocast serve` reading `store` (and `extra` arguments), with `config` as its config file.
+fn serve(store: &Moto, extra: &[&str], config: &str) -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zerocast.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Served::start_with_env(None, &args, &env);
+    (dir, s)
+}
+
+fn metric(s: &Served, name: &str) -> u64 {
+    let r = request(s.addr, "GET", "/metrics", &[]);
+    let text = String::from_utf8(r.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("zerocast_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// The parts of a multipart/byteranges body: (Content-Range, bytes).
+fn multipart(r: &Resp) -> Vec<(String, Vec<u8>)> {
+    let ct = r.header("content-type").unwrap();
+    let boundary = format!("--{}", ct.split("boundary=").nth(1).unwrap());
+    let mut out = Vec::new();
+    let body = &r.body;
+    let mut at = 0;
+    while let Some(p) = find(&body[at..], boundary.as_bytes()) {
+        let start = at + p + boundary.len();
+        if body[start..].starts_with(b"--") {
+            break;
+        }
+        let head_end = start + find(&body[start..], b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&body[start..head_end]).to_lowercase();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-range: "))
+            .unwrap()
+            .to_string();
+        let next = head_end + find(&body[head_end..], boundary.as_bytes()).unwrap();
+        out.push((range, body[head_end..next - 2].to_vec()));
+        at = next;
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn titles_in_a_bucket_answer_whole_ranged_and_conditional_requests_as_their_files() {
+    let store = store_with_demo();
+    let (_d, s) = serve(&store, &["--library", "s3://media/videos"], "");
+    let mut rng = fastrand::Rng::with_seed(15);
+    for name in DEMO {
+        let bytes = file(name);
+        let len = bytes.len() as u64;
+        let path = format!("/videos/{name}");
+        let whole = request(s.addr, "GET", &path, &[]);
+        assert_eq!(whole.status, 200, "{name}");
+        assert!(whole.body == bytes, "{name}: whole title differs");
+        let etag = whole.header("etag").unwrap().to_string();
+        for _ in 0..25 {
+            let a = rng.u64(0..len);
+            let b = rng.u64(a..len);
+            let r = request(
+                s.addr,
+                "GET",
+                &path,
+                &[("Range", &format!("bytes={a}-{b}"))],
+            );
+            assert_eq!(r.status, 206, "{name} {a}-{b}");
+            assert_eq!(
+                r.header("content-range").unwrap(),
+                format!("bytes {a}-{b}/{len}")
+            );
+            assert!(
+                r.body[..] == bytes[a as usize..=b as usize],
+                "{name} {a}-{b}"
+            );
+        }
+        let n = rng.u64(1..len.min(100_000));
+        let r = request(s.addr, "GET", &path, &[("Range", &format!("bytes=-{n}"))]);
+        assert!(
+            r.body[..] == bytes[(len - n) as usize..],
+            "{name} suffix {n}"
+        );
+        // Two ranges: a multipart body, each part the file's bytes.
+        let (a, b) = (rng.u64(0..len / 2), rng.u64(len / 2 + 1..len));
+        let spec = format!("bytes=0-{a},{}-{b}", a + 1 + rng.u64(0..(len / 2 - a)));
+        let r = request(s.addr, "GET", &path, &[("Range", &spec)]);
+        assert_eq!(r.status, 206, "{name} {spec}");
+        for (range, part) in multipart(&r) {
+            let (x, y) = range
+                .trim_start_matches("bytes ")
+                .split('/')
+                .next()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!(part == bytes[x..=y], "{name} part {range}");
+        }
+        // If-Range with the object's ETag: the range; with another: the whole title.
+        let r = request(
+            s.addr,
+            "GET",
+            &path,
+            &[("Range", "bytes=5-9"), ("If-Range", &etag)],
+        );
+        assert_eq!((r.status, &r.body[..]), (206, &bytes[5..10]), "{name}");
+        let r = request(
+            s.addr,
+            "GET",
+            &path,
+            &[("Range", "bytes=5-9"), ("If-Range", "\"x\"")],
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let r = request(s.addr, "GET", &path, &[("If-None-Match", &etag)]);
+        assert_eq!(r.status, 304, "{name}");
+        let r = request(s.addr, "HEAD", &path, &[]);
+        assert_eq!(
+            r.header("content-length"),
+            Some(&*len.to_string()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn two_servers_reading_one_bucket_give_every_title_the_same_etag_the_stores_own() {
+    let store = store_with_demo();
+    let (_d1, a) = serve(&store, &["--library", "s3://media/videos"], "");
+    let (_d2, b) = serve(&store, &["--library", "s3://media"], "");
+    for name in DEMO {
+        let x = request(a.addr, "HEAD", &format!("/videos/{name}"), &[]);
+        let y = request(b.addr, "HEAD", &format!("/videos/videos/{name}"), &[]);
+        let (x, y) = (x.header("etag").unwrap(), y.header("etag").unwrap());
+        assert_eq!(x, y, "{name}");
+        // S3's ETag of a single-part upload: the MD5 of the bytes, quoted.
+        assert!(
+            x.len() == 34 && x.starts_with('"') && x.ends_with('"'),
+            "{x}"
+        );
+    }
+}
+
+#[test]
+fn seek_on_bucket_titles_answers_as_on_the_same_files_in_a_directory_served_beside_them() {
+    let store = store_with_demo();
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lib.path().join("local")).unwrap();
+    for name in DEMO {
+        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
+    }
+    let dir = lib.path().to_str().unwrap();
+    let (_d, s) = serve(
+        &store,
+        &["--library", dir, "--library", "s3://media/videos"],
+        "",
+    );
+    let list = request(s.addr, "GET", "/api/videos", &[]).json();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2 * DEMO.len(),
+        "both sources listed"
+    );
+    let mut rng = fastrand::Rng::with_seed(3);
+    for name in DEMO {
+        let mut stored = request(s.addr, "GET", &format!("/api/videos/{name}"), &[]).json();
+        let mut local = request(s.addr, "GET", &format!("/api/videos/local/{name}"), &[]).json();
+        assert_eq!(stored["source"], "s3://media/videos", "{name}");
+        for doc in [&mut stored, &mut local] {
+            let o = doc.as_object_mut().unwrap();
+            for k in ["id", "url", "cached_in_memory", "source"] {
+                o.remove(k);
+            }
+        }
+        assert_eq!(stored, local, "{name}: the same index from Range reads");
+        let duration = local["duration_seconds"].as_f64().unwrap();
+        for _ in 0..10 {
+            let t = format!("{:.3}", rng.f64() * duration);
+            let a = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/{name}/seek?t={t}"),
+                &[],
+            );
+            let b = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/local/{name}/seek?t={t}"),
+                &[],
+            );
+            assert_eq!(a.status, 200, "{name} at {t}");
+            let (mut a, mut b) = (a.json(), b.json());
+            a.as_object_mut().unwrap().remove("id");
+            b.as_object_mut().unwrap().remove("id");
+            assert_eq!(a, b, "{name} at {t}");
+            // The offset is where the keyframe's bytes are in the bucket's object too.
+            let off = a["offset"].as_u64().unwrap();
+            let r = request(
+                s.addr,
+                "GET",
+                &format!("/videos/{name}"),
+                &[("Range", &format!("bytes={off}-{}", off + 187))],
+            );
+            assert!(
+                r.body[..] == file(name)[off as usize..off as usize + 188],
+                "{name}"
+            );
+        }
+    }
+    // What needs the bytes in memory says so (422), it does not guess.
+    let clip = request(s.addr, "GET", "/videos/faststart.mp4?start=1&end=3", &[]);
+    assert_eq!(clip.status, 422);
+    assert!(String::from_utf8_lossy(&clip.body).contains("object storage"));
+}
+
+#[test]
+fn a_title_larger_than_the_block_cache_streams_through_it_with_blocks_evicted_and_fetched_again() {
+    let store = store_with_demo();
+    let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 0\n";
+    let (_d, s) = serve(
+        &store,
+        &["--library", "s3://media/videos", "--cache-size", "256KiB"],
+        config,
+    );
+    let name = "ntsc-moov-at-end.mp4";
+    let bytes = file(name);
+    assert!(
+        bytes.len() > 8 * (256 << 10),
+        "the title is several times the cache"
+    );
+    let before = metric(&s, "s3_requests_total");
+    for round in 0..2 {
+        let r = request(s.addr, "GET", &format!("/videos/{name}"), &[]);
+        assert_eq!(r.status, 200);
+        assert!(r.body == bytes, "round {round}: the title's bytes");
+        assert!(
+            metric(&s, "s3_cache_bytes") <= 256 << 10,
+            "within the cache"
+        );
+    }
+    let blocks = bytes.len().div_ceil(64 << 10) as u64;
+    let requests = metric(&s, "s3_requests_total") - before;
+    assert!(
+        requests >= 2 * blocks - 8,
+        "{requests} requests for {blocks} blocks twice"
+    );
+    assert!(metric(&s, "s3_block_evictions_total") >= blocks);
+}
+
+#[test]
+fn a_hundred_concurrent_viewers_of_one_block_make_one_request_to_the_store() {
+    let store = store_with_demo();
+    let config = "[s3]\nblock_size = \"64KiB\"\n";
+    let (_d, s) = serve(&store, &["--library", "s3://media/videos"], config);
+    let name = "ntsc-moov-at-end.mp4";
+    let bytes = file(name);
+    // Block 10: neither it nor the block before it was read to index the title.
+    let (a, b) = (10 * 65_536 + 1_000, 10 * 65_536 + 50_000);
+    let before = metric(&s, "s3_requests_total");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(100));
+    let addr = s.addr;
+    let viewers: Vec<_> = (0..100)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let req = format!(
+                    "GET /videos/{name} HTTP/1.1\r\nHost: x\r\nRange: bytes={a}-{b}\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                barrier.wait();
+                c.write_all(req.as_bytes()).unwrap();
+                let mut raw = Vec::new();
+                c.read_to_end(&mut raw).unwrap();
+                parse_response(&raw)
+            })
+        })
+        .collect();
+    for v in viewers {
+        let r = v.join().unwrap();
+        assert_eq!(r.status, 206);
+        assert!(r.body[..] == bytes[a..=b]);
+    }
+    assert_eq!(
+        metric(&s, "s3_requests_total") - before,
+        1,
+        "one request to the store"
+    );
+}
+
+#[test]
+fn the_store_going_away_cuts_the_responses_that_need_it_and_its_titles_serve_again_when_it_is_back()
+{
+    let store = Moto::start();
+    store.create_bucket(BUCKET);
+    let mut big = vec![0u8; 32 << 20];
+    fastrand::Rng::with_seed(9).fill(&mut big);
+    store.put(BUCKET, "big.bin", &big);
+    let config = "[s3]\nblock_size = \"1MiB\"\ntimeout_secs = 2\nretries = 0\n";
+    let (_d, s) = serve(
+        &store,
+        &["--library", "s3://media", "--cache-size", "4MiB"],
+        config,
+    );
+    // A download that has its head and a first megabyte when the store goes away.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    small_receive_buffer(&c);
+    c.write_all(b"GET /videos/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    c.read_exact(&mut got).unwrap();
+    let port = store.kill();
+    c.read_to_end(&mut got).unwrap();
+    let head_end = find(&got, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200")
+            && head.contains(&format!("content-length: {}", big.len()))
+    );
+    let body = &got[head_end..];
+    assert!(
+        body.len() < big.len(),
+        "cut: {} of {} bytes",
+        body.len(),
+        big.len()
+    );
+    assert!(body == &big[..body.len()], "what came is the title's bytes");
+    // While it is away: a block not in the cache is a 502 that says why.
+    let r = request(
+        s.addr,
+        "GET",
+        "/videos/big.bin",
+        &[("Range", "bytes=-1000")],
+    );
+    assert_eq!(r.status, 502);
+    assert!(String::from_utf8_lossy(&r.body).contains("object store could not be reached"));
+    // Back (moto keeps nothing: the same bytes are put again, so the same ETag).
+    let store = Moto::start_on(port);
+    store.create_bucket(BUCKET);
+    store.put(BUCKET, "big.bin", &big);
+    let r = request(s.addr, "GET", "/videos/big.bin", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "whole again");
+}
+
+/// A receive buffer of 64 KiB that the kernel does not grow (loopback may otherwise take a
+/// whole title before the client reads a byte), so the server writes as the client reads.
+fn small_receive_buffer(c: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 64 << 10;
+    // SAFETY: a valid socket descriptor, and a c_int option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}
