@@ -54,20 +54,20 @@ mkdir -p "$LIB/local"
 cp bench/media/small.mp4 "$LIB/local/small.mp4"
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MPORT AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 
-serve() { # serve PORT LOG ARGS... -> PID
+serve() { # serve PORT LOG ARGS... -> sets SPID
   local port=$1 log=$2
   shift 2
-  target/release/zerocast serve --listen "127.0.0.1:$port" --rtmp-listen off "$@" 2> "$log" &
-  local pid=$!
-  PIDS_TO_STOP+=("$pid")
-  until grep -q listening "$log"; do kill -0 "$pid" || { cat "$log"; exit 1; }; sleep 0.1; done
-  echo "$pid"
+  target/release/zerocast serve --listen "127.0.0.1:$port" --rtmp-listen off "$@" > /dev/null 2> "$log" &
+  SPID=$!
+  PIDS_TO_STOP+=("$SPID")
+  until grep -q listening "$log"; do kill -0 "$SPID" || { cat "$log"; exit 1; }; sleep 0.1; done
 }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="zerocast_$2" '$1 == n {print $2}'; }
 
 # Warm: the same bytes from the directory (memfd, sendfile) and from the bucket (cached blocks).
-WPID=$(serve $WPORT "$OUT/warm.log" --library "$LIB" --library s3://bench --cache-size 1GiB)
-curl -s -f "http://127.0.0.1:$WPORT/videos/small.mp4" -o "$OUT/whole.mp4"
+serve $WPORT "$OUT/warm.log" --library "$LIB" --library s3://bench --cache-size 1GiB
+WPID=$SPID
+curl -s -f "http://127.0.0.1:$WPORT/videos/s3/small.mp4" -o "$OUT/whole.mp4"
 cmp -s "$OUT/whole.mp4" bench/media/small.mp4 || { echo "the bucket's title differs"; exit 1; }
 rm "$OUT/whole.mp4"
 before=$(metric $WPORT s3_requests_total)
@@ -75,7 +75,7 @@ for round in $(seq "$ROUNDS"); do
   for row in "1MiB 1048576" "whole 0"; do
     set -- $row
     for src in local s3; do
-      path=/videos/small.mp4
+      path=/videos/s3/small.mp4
       [ "$src" = local ] && path=/videos/local/small.mp4
       wrk_run "$OUT/warm-$1.$src.$round.txt" "$CONNS" 2 "http://127.0.0.1:$WPORT" "$path" "$2" "$SIZE" "$DUR" "$WPID"
     done
@@ -85,7 +85,7 @@ after=$(metric $WPORT s3_requests_total)
 echo "requests to the S3 server during the warm rows: $((after - before))" | tee "$OUT/warm-requests.txt"
 
 # Cold: a 4-block cache, random 1 MiB ranges one after the other.
-CPID=$(serve $CPORT "$OUT/cold.log" --library s3://bench --cache-size 4MiB)
+serve $CPORT "$OUT/cold.log" --library s3://bench --cache-size 4MiB
 python3 - "$SIZE" "$COLD_N" > "$OUT/ranges.txt" <<'PY'
 import random, sys
 size, n = int(sys.argv[1]), int(sys.argv[2])
@@ -97,7 +97,7 @@ PY
 before=$(metric $CPORT s3_requests_total)
 while read -r r; do
   curl -s -o /dev/null -r "$r" -w '%{http_code} %{time_starttransfer} %{time_total}\n' \
-    "http://127.0.0.1:$CPORT/videos/small.mp4"
+    "http://127.0.0.1:$CPORT/videos/s3/small.mp4"
 done < "$OUT/ranges.txt" > "$OUT/cold-zerocast.txt"
 after=$(metric $CPORT s3_requests_total)
 echo "$((after - before)) $COLD_N" > "$OUT/cold-requests.txt"

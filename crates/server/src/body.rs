@@ -22,7 +22,17 @@ use std::task::{Context, Poll};
 pub enum Part {
     Ready(Bytes),
     /// Bytes of an object in a store, fetched when they are due.
-    Remote(Arc<Object>, std::ops::Range<u64>),
+    Remote(Remote),
+}
+
+/// A range of a stored object still to be sent.
+#[derive(Debug)]
+pub struct Remote {
+    obj: Arc<Object>,
+    range: std::ops::Range<u64>,
+    /// The last block fetched ahead while it is sent: its own last one, or a few more past it
+    /// for a reader going through the object range after range.
+    ahead_to: u64,
 }
 
 type Fetch = Pin<Box<dyn Future<Output = Result<Bytes, StoreError>> + Send>>;
@@ -67,7 +77,12 @@ impl Chunks {
         let mut c = Chunks::default();
         if range.end > range.start {
             c.remaining = range.end - range.start;
-            c.parts.push_back(Part::Remote(obj, range));
+            let ahead_to = obj.source.blocks.ahead_to(&obj, &range);
+            c.parts.push_back(Part::Remote(Remote {
+                obj,
+                range,
+                ahead_to,
+            }));
         }
         c
     }
@@ -115,9 +130,9 @@ impl Chunks {
         for p in other.parts {
             match p {
                 Part::Ready(b) => self.push(b),
-                Part::Remote(o, r) => {
-                    self.remaining += r.end - r.start;
-                    self.parts.push_back(Part::Remote(o, r));
+                Part::Remote(r) => {
+                    self.remaining += r.range.end - r.range.start;
+                    self.parts.push_back(Part::Remote(r));
                 }
             }
         }
@@ -140,31 +155,42 @@ impl Chunks {
         else {
             return Ok(());
         };
-        if i > 0 || self.fetching.is_some() {
+        if self.fetching.is_some() {
             return Ok(());
         }
+        // The first remote part's first block takes its place in front of the rest of it (a
+        // multipart body's part header stays before it).
         let fetch = self.next_fetch(i);
         let b = fetch.await?;
-        self.parts.push_front(Part::Ready(b));
+        self.parts.insert(i, Part::Ready(b));
         Ok(())
     }
 
     /// The fetch of the next block of the remote part at `i` (the part shrinks by it, and goes
     /// when it is all handed out).
     fn next_fetch(&mut self, i: usize) -> Fetch {
-        let Some(Part::Remote(obj, range)) = self.parts.get_mut(i) else {
+        let Some(Part::Remote(Remote {
+            obj,
+            range,
+            ahead_to,
+        })) = self.parts.get_mut(i)
+        else {
             return Box::pin(async { Ok(Bytes::new()) });
         };
+        let ahead_to = *ahead_to;
         let bs = obj.source.blocks.block_size;
         let n = range.start / bs;
-        let (from, to) = (range.start, range.end.min((n + 1) * bs));
+        let (from, to) = (
+            range.start,
+            range.end.min(n.saturating_add(1).saturating_mul(bs)),
+        );
         range.start = to;
         let obj = obj.clone();
         if range.start >= range.end {
             self.parts.remove(i);
         }
         Box::pin(async move {
-            let block = obj.source.blocks.get(&obj, n).await?;
+            let block = obj.source.blocks.get(&obj, n, ahead_to).await?;
             let (a, b) = ((from - n * bs) as usize, (to - n * bs) as usize);
             if b > block.len() {
                 return Err(StoreError::Short {

@@ -327,6 +327,56 @@ fn a_hundred_concurrent_viewers_of_one_block_make_one_request_to_the_store() {
 }
 
 #[test]
+fn a_player_reading_a_title_range_after_range_gets_the_next_blocks_fetched_ahead() {
+    let store = store_with_demo();
+    let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 2\n";
+    let (_d, s) = serve(&store, &["--library", "s3://media/videos"], config);
+    let name = "ntsc-moov-at-end.mp4";
+    let bytes = file(name);
+    let (misses, ahead) = (
+        metric(&s, "s3_block_misses_total"),
+        metric(&s, "s3_block_read_ahead_total"),
+    );
+    for k in 5..20 {
+        let (a, b) = (k * 65_536, (k + 1) * 65_536 - 1);
+        let r = request(
+            s.addr,
+            "GET",
+            &format!("/videos/{name}"),
+            &[("Range", &format!("bytes={a}-{b}"))],
+        );
+        assert!(r.body[..] == bytes[a..=b], "range {k}");
+    }
+    let misses = metric(&s, "s3_block_misses_total") - misses;
+    let ahead = metric(&s, "s3_block_read_ahead_total") - ahead;
+    // The first two ranges miss; from the second on, each range's next blocks are on their way
+    // before the player asks.
+    assert!(misses <= 3, "{misses} misses for 15 ranges");
+    assert!(ahead >= 12, "{ahead} blocks fetched ahead");
+}
+
+#[test]
+fn random_ranges_fetch_only_their_own_blocks() {
+    let store = store_with_demo();
+    let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 2\n";
+    let (_d, s) = serve(&store, &["--library", "s3://media/videos"], config);
+    let name = "ntsc-moov-at-end.mp4";
+    let before = metric(&s, "s3_requests_total");
+    // Ranges inside blocks 3, 9 and 20 (not block-aligned: no player reading on).
+    for k in [3usize, 9, 20] {
+        let a = k * 65_536 + 100;
+        let r = request(
+            s.addr,
+            "GET",
+            &format!("/videos/{name}"),
+            &[("Range", &format!("bytes={a}-{}", a + 1000))],
+        );
+        assert_eq!(r.status, 206);
+    }
+    assert_eq!(metric(&s, "s3_requests_total") - before, 3);
+}
+
+#[test]
 fn the_store_going_away_cuts_the_responses_that_need_it_and_its_titles_serve_again_when_it_is_back()
 {
     let store = Moto::start();

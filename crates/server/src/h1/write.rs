@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::date;
 use crate::transport::Transport;
 use crate::vectored;
+use bytes::Bytes;
 use http::Response;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -115,8 +116,9 @@ async fn sendfile(
     Ok(())
 }
 
-/// A body with parts in object storage: the head with the first block, then each block as it
-/// is fetched (slices of the cached blocks). A fetch that fails ends the connection mid-body.
+/// A body with parts in object storage: the head with what is ready, then the rest as blocks
+/// come (slices of the cached blocks); blocks already held go out together, in one `writev`.
+/// A fetch that fails ends the connection mid-body.
 async fn remote(
     stream: &mut Transport,
     head: &[u8],
@@ -126,22 +128,44 @@ async fn remote(
     use http_body_util::BodyExt;
     let deadline = |_| Some(Instant::now() + timeout);
     let mut head = Some(head);
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        match head.take() {
-            Some(h) => {
-                let mut s = [IoSlice::new(h), IoSlice::new(&data)];
-                vectored::write_all(stream, &mut s, deadline).await?;
+    let mut ready: Vec<Bytes> = Vec::with_capacity(READY_FRAMES);
+    loop {
+        // What is ready now (held blocks, part headers); else wait for the next block.
+        while ready.len() < READY_FRAMES {
+            match ready_frame(&mut body) {
+                Some(Some(frame)) => ready.extend(frame?.into_data().ok()),
+                Some(None) | None => break,
             }
-            None => vectored::write_all(stream, &mut [IoSlice::new(&data)], deadline).await?,
         }
+        if ready.is_empty() {
+            match body.frame().await {
+                Some(frame) => ready.extend(frame?.into_data().ok()),
+                None => break,
+            }
+        }
+        let mut slices: Vec<IoSlice<'_>> = head.take().map(IoSlice::new).into_iter().collect();
+        slices.extend(ready.iter().map(|b| IoSlice::new(b)));
+        vectored::write_all(stream, &mut slices, deadline).await?;
+        ready.clear();
     }
     if let Some(h) = head {
         vectored::write_all(stream, &mut [IoSlice::new(h)], deadline).await?;
     }
     Ok(())
+}
+
+/// Most body frames gathered into one `writev` of a stored title's blocks.
+const READY_FRAMES: usize = 16;
+
+/// The body's next frame if it is ready without waiting (`Some(None)`: the end; `None`: not
+/// yet, a block is being fetched: the fetch is started and the next await picks it up).
+fn ready_frame(body: &mut Chunks) -> Option<Option<io::Result<http_body::Frame<Bytes>>>> {
+    use http_body::Body;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(f) => Some(f),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// One write (or a `write_all` of a small head) that must take some bytes by `timeout`.

@@ -24,14 +24,8 @@ impl Title {
         index: Result<MediaInfo, String>,
         modified: SystemTime,
     ) -> Title {
-        let mut t = Title::new(
-            String::new(),
-            Bytes::new(),
-            false,
-            obj.etag.clone(),
-            modified,
-        );
-        t.id = id;
+        // Built with its id: a recording's name says when it began, in a bucket as on disk.
+        let mut t = Title::new(id, Bytes::new(), false, obj.etag.clone(), modified);
         t.container = container;
         t.index = index;
         t.remote = Some(obj);
@@ -106,10 +100,13 @@ pub async fn list(
             if out.contains_key(&l.id) {
                 continue; // an earlier source has this id
             }
-            let old = previous
-                .stored()
-                .filter(of_source)
-                .find(|t| t.id == l.id && t.remote.as_ref().is_some_and(|o| o.is(&l)));
+            // The same version, indexed (a title whose index failed because the store did
+            // not answer is indexed again).
+            let old = previous.stored.get(&l.id).filter(|t| {
+                t.remote.as_ref().is_some_and(|o| {
+                    Arc::ptr_eq(&o.source, source) && o.is(&l) && !o.index_failed_by_store()
+                })
+            });
             match old {
                 Some(t) => {
                     report.kept += 1;

@@ -10,9 +10,16 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
-type Flight = Arc<OnceCell<Result<Bytes, StoreError>>>;
+/// A fetch's result, once it landed.
+type Landed = watch::Receiver<Option<Result<Bytes, StoreError>>>;
+
+enum Flight {
+    Held(Bytes),
+    /// Wait for it to land (`true`: this read started it).
+    Wait(Landed, bool),
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -37,7 +44,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Blocks {
     lru: Mutex<Lru>,
-    flights: Mutex<HashMap<Key, Flight>>,
+    flights: Mutex<HashMap<Key, Landed>>,
     pub block_size: u64,
     read_ahead: u64,
     pub stats: Stats,
@@ -68,64 +75,97 @@ impl Blocks {
         self.lru.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Flight>> {
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Landed>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Block `n` of `obj` (`n * block_size..`, shorter at the object's end).
-    pub async fn get(&self, obj: &Arc<Object>, n: u64) -> Result<Bytes, StoreError> {
-        let key = (obj.uid, n);
-        if let Some(b) = self.lru().get(key) {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(b);
-        }
-        let (flight, first) = self.flight(key);
-        if first {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            if n > 0 && self.lru().contains((obj.uid, n - 1)) {
-                self.ahead(obj, n);
+    /// Block `n` of `obj` (`n * block_size..`, shorter at the object's end); the blocks after
+    /// it up to `ahead_to` (within `read_ahead`) that are neither held nor in flight start
+    /// being fetched.
+    pub async fn get(
+        self: &Arc<Self>,
+        obj: &Arc<Object>,
+        n: u64,
+        ahead_to: u64,
+    ) -> Result<Bytes, StoreError> {
+        let r = match self.flight(obj, n) {
+            Flight::Held(b) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.ahead(obj, n, ahead_to);
+                return Ok(b);
             }
+            Flight::Wait(landed, first) => {
+                let counter = if first {
+                    &self.stats.misses
+                } else {
+                    &self.stats.collapsed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.ahead(obj, n, ahead_to);
+                landed
+            }
+        };
+        let mut landed = r;
+        let answer = match landed.wait_for(Option::is_some).await {
+            Ok(r) => r
+                .clone()
+                .unwrap_or(Err(StoreError::Short { got: 0, want: 1 })),
+            Err(_) => Err(StoreError::Unreachable(format!(
+                "the fetch of block {n} of {} ended without an answer",
+                obj.key
+            ))),
+        };
+        answer
+    }
+
+    /// How far ahead a response for `range` of `obj` reads: to its own last block (they will
+    /// all be sent), and `read_ahead` blocks past it when it continues where another read of
+    /// the object ended (it starts on a block boundary whose block before is held: a player or
+    /// a cache going through the title range after range).
+    pub fn ahead_to(&self, obj: &Object, range: &std::ops::Range<u64>) -> u64 {
+        let bs = self.block_size;
+        let last = range.end.saturating_sub(1) / bs;
+        let first = range.start / bs;
+        let continues = range.start.is_multiple_of(bs)
+            && first > 0
+            && self.lru().contains((obj.uid, first - 1));
+        if continues {
+            last.saturating_add(self.read_ahead)
         } else {
-            self.stats.collapsed.fetch_add(1, Ordering::Relaxed);
-        }
-        self.fly(obj, n, &flight).await
-    }
-
-    /// The fetch of `key` in flight, or a new one (`true`).
-    fn flight(&self, key: Key) -> (Flight, bool) {
-        let mut flights = self.flights();
-        match flights.get(&key) {
-            Some(f) => (f.clone(), false),
-            None => {
-                let f = Flight::default();
-                flights.insert(key, f.clone());
-                (f, true)
-            }
+            last
         }
     }
 
-    /// Waits for the flight (or flies it: the first reader whose wait is still running does),
-    /// then lands it: the block into the cache, the flight off the board.
-    async fn fly(&self, obj: &Arc<Object>, n: u64, flight: &Flight) -> Result<Bytes, StoreError> {
+    /// The block if it is held, else the fetch of it in flight, or a new one (`true`): a task
+    /// of its own, so it lands (into the cache, off the board) and its timeout runs whether
+    /// or not the reader that started it is still there, or still polled.
+    fn flight(self: &Arc<Self>, obj: &Arc<Object>, n: u64) -> Flight {
         let key = (obj.uid, n);
-        let r = flight
-            .get_or_init(|| async {
-                let r = self.fetch(obj, n).await;
-                if let Ok(b) = &r {
-                    let evicted = self.lru().put(key, b.clone());
-                    self.stats
-                        .evictions
-                        .fetch_add(evicted as u64, Ordering::Relaxed);
-                }
-                r
-            })
-            .await
-            .clone();
         let mut flights = self.flights();
-        if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            flights.remove(&key);
+        // Under the flights' lock: a fetch puts its block in the cache before it leaves the
+        // board, so a block that is neither held nor in flight is not there.
+        if let Some(b) = self.lru().get(key) {
+            return Flight::Held(b);
         }
-        r
+        if let Some(landed) = flights.get(&key) {
+            return Flight::Wait(landed.clone(), false);
+        }
+        let (tx, landed) = watch::channel(None);
+        flights.insert(key, landed.clone());
+        drop(flights);
+        let (me, obj) = (self.clone(), obj.clone());
+        tokio::spawn(async move {
+            let r = me.fetch(&obj, n).await;
+            if let Ok(b) = &r {
+                let evicted = me.lru().put(key, b.clone());
+                me.stats
+                    .evictions
+                    .fetch_add(evicted as u64, Ordering::Relaxed);
+            }
+            me.flights().remove(&key);
+            let _ = tx.send(Some(r));
+        });
+        Flight::Wait(landed, true)
     }
 
     async fn fetch(&self, obj: &Arc<Object>, n: u64) -> Result<Bytes, StoreError> {
@@ -137,27 +177,15 @@ impl Blocks {
         obj.source.get(&obj.key, &obj.etag, start..end).await
     }
 
-    /// Starts fetching the blocks after `n` that are neither held nor in flight.
-    fn ahead(&self, obj: &Arc<Object>, n: u64) {
-        let Some(blocks) = tokio::runtime::Handle::try_current().ok() else {
-            return;
-        };
+    /// Starts fetching the blocks after `n`, to `ahead_to` and at most `read_ahead` of them,
+    /// that are neither held nor in flight.
+    fn ahead(self: &Arc<Self>, obj: &Arc<Object>, n: u64, ahead_to: u64) {
         let last = obj.len.saturating_sub(1) / self.block_size;
-        for m in n + 1..=(n + self.read_ahead).min(last) {
-            let key = (obj.uid, m);
-            if self.lru().contains(key) {
-                continue;
+        let to = n.saturating_add(self.read_ahead).min(ahead_to).min(last);
+        for m in n.saturating_add(1)..=to {
+            if let Flight::Wait(_, true) = self.flight(obj, m) {
+                self.stats.read_ahead.fetch_add(1, Ordering::Relaxed);
             }
-            let (flight, first) = self.flight(key);
-            if !first {
-                continue;
-            }
-            self.stats.read_ahead.fetch_add(1, Ordering::Relaxed);
-            let obj = obj.clone();
-            let me = obj.source.blocks.clone();
-            blocks.spawn(async move {
-                let _ = me.fly(&obj, m, &flight).await;
-            });
         }
     }
 

@@ -16,6 +16,8 @@ const MAX_IDLE: usize = 32;
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
+    /// Where a 206's `Content-Range` says its bytes start.
+    pub content_range_start: Option<u64>,
     pub body: Bytes,
 }
 
@@ -140,6 +142,13 @@ impl Client {
         self.keep(sender);
         Ok(Answer {
             status: parts.status,
+            content_range_start: parts
+                .headers
+                .get(http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse().ok()),
             body,
         })
     }

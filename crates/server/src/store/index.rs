@@ -1,29 +1,65 @@
 //! Indexing a title whose bytes are in object storage, from Range reads of what its parser
 //! needs: an unfragmented MP4's top-level box headers (16 bytes each, the next one found from
 //! each size) and its `moov` (`media::mp4::index_moov`), wherever it sits; other containers
-//! (fragmented MP4, MPEG-TS, WebM) read whole once, up to `index_max` bytes, through the block
-//! cache, and indexed as a local file is.
+//! (fragmented MP4, MPEG-TS, WebM) read whole once, up to `index_max` bytes, one title at a
+//! time and past the block cache (its blocks are for viewers), and indexed as a local file is.
 
-use super::Object;
+use super::{Object, StoreError};
+use bytes::Bytes;
 use media::{Container, MediaInfo};
 use std::sync::Arc;
 
 /// Most top-level boxes walked in an MP4 (a file of more is indexed whole, within `index_max`).
 const MAX_TOP_BOXES: usize = 4096;
 
-/// The container (from the first bytes) and the index of `obj`, or why it has none. A store
-/// that cannot be read is the second's error too: the title is then listed and served as bytes.
+/// One whole-object read for indexing at a time (each holds up to `index_max` bytes).
+static WHOLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Why a title has no index.
+enum Failure {
+    /// The store did not give the bytes (the title is indexed again at the next listing).
+    Store(StoreError),
+    Index(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// The container (from the first bytes) and the index of `obj`, or why it has none (then it
+/// is listed and served as bytes; a failure of the store marks it to be indexed again).
 pub async fn index(obj: &Arc<Object>, index_max: u64) -> (Container, Result<MediaInfo, String>) {
+    let (container, r) = container_and_index(obj, index_max).await;
+    let r = r.map_err(|f| match f {
+        Failure::Store(e) => {
+            obj.mark_index_failed_by_store();
+            e.to_string()
+        }
+        Failure::Index(e) => e,
+    });
+    (container, r)
+}
+
+async fn container_and_index(
+    obj: &Arc<Object>,
+    index_max: u64,
+) -> (Container, Result<MediaInfo, Failure>) {
     if obj.len == 0 {
-        return (Container::Unknown, Err("empty object".into()));
+        return (
+            Container::Unknown,
+            Err(Failure::Index("empty object".into())),
+        );
     }
     let head = match obj.read(0..obj.len.min(64 << 10)).await {
         Ok(h) => h,
-        Err(e) => return (Container::Unknown, Err(e.to_string())),
+        Err(e) => return (Container::Unknown, Err(e.into())),
     };
     let container = media::detect(&head);
     if container == Container::Unknown {
-        return (container, Err(media::Error::UnknownContainer.to_string()));
+        let e = media::Error::UnknownContainer.to_string();
+        return (container, Err(Failure::Index(e)));
     }
     if container == Container::Mp4 {
         match moov(obj, index_max).await {
@@ -38,51 +74,64 @@ pub async fn index(obj: &Arc<Object>, index_max: u64) -> (Container, Result<Medi
              (index_max is {index_max})",
             obj.len
         );
-        return (container, Err(e));
+        return (container, Err(Failure::Index(e)));
     }
-    match obj.read(0..obj.len).await {
-        Ok(all) => (container, media::index(&all).map_err(|e| e.to_string())),
-        Err(e) => (container, Err(e.to_string())),
+    let whole = match whole(obj).await {
+        Ok(w) => w,
+        Err(e) => return (container, Err(e.into())),
+    };
+    let info = media::index(&whole).map_err(|e| Failure::Index(e.to_string()));
+    (container, info)
+}
+
+/// The whole object, read block by block past the cache (one title at a time).
+async fn whole(obj: &Arc<Object>) -> Result<Bytes, StoreError> {
+    let _one = WHOLE.acquire().await;
+    let bs = obj.source.blocks.block_size;
+    let mut out = Vec::with_capacity(usize::try_from(obj.len).unwrap_or(0));
+    let mut at = 0;
+    while at < obj.len {
+        let end = at.saturating_add(bs).min(obj.len);
+        out.extend_from_slice(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
+        at = end;
     }
+    Ok(out.into())
 }
 
 /// An unfragmented MP4's index from its box headers and `moov`; `None` when it holds `moof`s.
-async fn moov(obj: &Arc<Object>, index_max: u64) -> Result<Option<MediaInfo>, String> {
+async fn moov(obj: &Arc<Object>, index_max: u64) -> Result<Option<MediaInfo>, Failure> {
     let mut at = 0u64;
     let mut found = None;
     for _ in 0..MAX_TOP_BOXES {
         if at >= obj.len {
             break;
         }
-        let head = obj
-            .read(at..at.saturating_add(16).min(obj.len))
-            .await
-            .map_err(|e| e.to_string())?;
-        let b = media::mp4::top_box(&head, at, obj.len).map_err(|e| e.to_string())?;
+        let head = obj.read(at..at.saturating_add(16).min(obj.len)).await?;
+        let b =
+            media::mp4::top_box(&head, at, obj.len).map_err(|e| Failure::Index(e.to_string()))?;
         match &b.kind {
             b"moof" => return Ok(None),
             b"moov" if found.is_none() => {
                 if b.size > index_max {
-                    return Err(format!(
+                    return Err(Failure::Index(format!(
                         "moov box of {} bytes is more than index_max ({index_max})",
                         b.size
-                    ));
+                    )));
                 }
                 found = Some(b);
             }
             _ => {}
         }
-        at = b.start + b.size;
+        at = b.start.saturating_add(b.size);
     }
     if at < obj.len {
         return Ok(None);
     }
-    let b = found.ok_or("no moov box (the index is missing; the file may be truncated)")?;
-    let moov = obj
-        .read(b.start..b.start + b.size)
-        .await
-        .map_err(|e| e.to_string())?;
+    let b = found.ok_or_else(|| {
+        Failure::Index("no moov box (the index is missing; the file may be truncated)".into())
+    })?;
+    let moov = obj.read(b.start..b.start.saturating_add(b.size)).await?;
     media::mp4::index_moov(&moov, b.start, obj.len)
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(|e| Failure::Index(e.to_string()))
 }

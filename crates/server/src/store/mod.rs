@@ -35,6 +35,9 @@ use std::time::Duration;
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 /// Most bytes of one listing page's body.
 const MAX_LISTING: usize = 8 << 20;
+/// The largest object listed (S3's limit is 50 TB); a larger size is a store's error, and the
+/// block arithmetic stays far from overflowing.
+const MAX_OBJECT: u64 = 1 << 50;
 /// Most objects listed from one source.
 const MAX_OBJECTS: usize = 1_000_000;
 
@@ -195,6 +198,7 @@ impl Source {
                 .map_err(|_| StoreError::Listing("not UTF-8".into()))?;
             let page = rusty_s3::actions::ListObjectsV2::parse_response(text)
                 .map_err(|e| StoreError::Listing(e.to_string()))?;
+            let empty = page.contents.is_empty();
             for o in page.contents {
                 let Some(id) = o.key.strip_prefix(self.prefix.as_str()) else {
                     continue;
@@ -209,10 +213,15 @@ impl Source {
                 } else {
                     format!("\"{etag}\"")
                 };
+                let len = o.size.unwrap_or(0);
+                if len > MAX_OBJECT {
+                    tracing::warn!(key = %o.key, len, "left out: larger than an object can be");
+                    continue;
+                }
                 out.push(Listed {
                     modified: o.last_modified.as_deref().and_then(parse_time),
                     id: id.to_string(),
-                    len: o.size.unwrap_or(0),
+                    len,
                     key: o.key,
                     etag,
                 });
@@ -223,7 +232,14 @@ impl Source {
                 }
             }
             match page.next_continuation_token {
-                Some(t) if !t.is_empty() => token = Some(t),
+                // A store that sends the same token again, or pages of nothing, would keep
+                // this loop (and the listing lock) forever.
+                Some(t) if !t.is_empty() && token.as_ref() != Some(&t) && !empty => token = Some(t),
+                Some(t) if !t.is_empty() => {
+                    return Err(StoreError::Listing(format!(
+                        "the store's continuation token {t:?} leads nowhere"
+                    )))
+                }
                 _ => break,
             }
         }
@@ -245,18 +261,25 @@ impl Source {
         let want = range.end - range.start;
         let header =
             |s: String| HeaderValue::try_from(s).map_err(|e| StoreError::Listing(e.to_string()));
-        let headers = [
-            (
-                http::header::RANGE,
-                header(format!("bytes={}-{}", range.start, range.end - 1))?,
-            ),
-            (http::header::IF_MATCH, header(etag.to_string())?),
-        ];
+        let mut headers = vec![(
+            http::header::RANGE,
+            header(format!("bytes={}-{}", range.start, range.end - 1))?,
+        )];
+        // A listing without ETags (some S3-compatible servers): no version to hold to.
+        if etag.len() > 2 {
+            headers.push((http::header::IF_MATCH, header(etag.to_string())?));
+        }
         let answer = self
             .with_retries(&url, &headers, usize::try_from(want).unwrap_or(usize::MAX))
             .await?;
         match answer.status {
-            StatusCode::PARTIAL_CONTENT => {}
+            // The range asked for, not another (a proxy or server that got the header wrong).
+            StatusCode::PARTIAL_CONTENT => {
+                let starts = answer.content_range_start;
+                if starts.is_some_and(|s| s != range.start) {
+                    return Err(StoreError::Status(206));
+                }
+            }
             StatusCode::OK if range.start == 0 => {}
             StatusCode::PRECONDITION_FAILED => return Err(StoreError::Changed),
             s => return Err(StoreError::Status(s.as_u16())),
@@ -287,7 +310,12 @@ impl Source {
             };
             if !again || attempt >= self.retries {
                 return match r {
-                    Ok(a) => Ok(a),
+                    Ok(a) => {
+                        if again {
+                            self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(a)
+                    }
                     Err(client::Failed::Timeout) => {
                         self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
                         Err(StoreError::Timeout(self.timeout))
@@ -318,6 +346,9 @@ pub struct Object {
     pub etag: String,
     /// This process's number for it (the block cache's key).
     pub(crate) uid: u64,
+    /// Its index could not be built because the store did not answer (the next listing
+    /// indexes it again).
+    index_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Object {
@@ -329,7 +360,17 @@ impl Object {
             len: listed.len,
             etag: listed.etag.clone(),
             uid: NEXT.fetch_add(1, Ordering::Relaxed),
+            index_failed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_index_failed_by_store(&self) {
+        self.index_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its index failed because the store did not answer.
+    pub fn index_failed_by_store(&self) -> bool {
+        self.index_failed.load(Ordering::Relaxed)
     }
 
     /// Whether a listing found this same version.
@@ -347,7 +388,7 @@ impl Object {
         }
         let (first, last) = (range.start / bs, (end - 1) / bs);
         if first == last {
-            let b = self.source.blocks.get(self, first).await?;
+            let b = self.source.blocks.get(self, first, first).await?;
             let at = (range.start - first * bs) as usize;
             let to = at + (end - range.start) as usize;
             if to > b.len() {
@@ -360,9 +401,10 @@ impl Object {
         }
         let mut out = Vec::with_capacity((end - range.start) as usize);
         for n in first..=last {
-            let b = self.source.blocks.get(self, n).await?;
-            let from = range.start.max(n * bs) - n * bs;
-            let to = end.min((n + 1) * bs) - n * bs;
+            let b = self.source.blocks.get(self, n, n).await?;
+            let at = n.saturating_mul(bs);
+            let from = range.start.max(at) - at;
+            let to = end.min(at.saturating_add(bs)) - at;
             let piece = b.get(from as usize..to as usize).ok_or(StoreError::Short {
                 got: b.len() as u64,
                 want: to,

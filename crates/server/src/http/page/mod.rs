@@ -123,6 +123,9 @@ fn title(s: &mut String, d: &TitleDoc) {
     if let Some(a) = &d.audio_codec {
         let _ = write!(s, "<dt>audio</dt><dd>{}</dd>", html_escape(a));
     }
+    if let Some(src) = &d.source {
+        let _ = write!(s, "<dt>stored</dt><dd>{}</dd>", html_escape(src));
+    }
     let _ = write!(
         s,
         "<dt>file</dt><dd>{} · {}</dd></dl>",
