@@ -105,6 +105,9 @@ pub struct RecordRule {
     pub format: live::record::Format,
     pub rotation: live::record::Rotation,
     pub keep: live::record::retention::Keep,
+    /// Each finished file is also put into this bucket (`s3://bucket/prefix`; its key: the
+    /// prefix, then the file's title id), completed from the environment by the binary.
+    pub upload: Option<crate::store::S3Source>,
 }
 
 impl RecordRule {

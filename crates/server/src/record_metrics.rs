@@ -15,6 +15,11 @@ pub struct RecordStats {
     pub failures: AtomicU64,
     /// The most units any recorder was behind its stream when it last took some.
     pub max_lag_units: AtomicU64,
+    /// Finished files put into a bucket (`[[record]] upload`), their bytes, and those that
+    /// could not be (after their tries; the local file stays).
+    pub uploads: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    pub upload_failures: AtomicU64,
 }
 
 impl RecordStats {
@@ -50,6 +55,25 @@ impl RecordStats {
                 "counter",
                 "Recordings ended by a failed open, write or rename (the live stream goes on).",
                 &self.failures,
+            ),
+            (
+                "record_uploads_total",
+                "counter",
+                "Finished recording files put into their rule's bucket.",
+                &self.uploads,
+            ),
+            (
+                "record_upload_bytes_total",
+                "counter",
+                "Bytes of the recording files put into buckets.",
+                &self.upload_bytes,
+            ),
+            (
+                "record_upload_failures_total",
+                "counter",
+                "Recording files that could not be put into their bucket after their tries \
+                 (the local file stays).",
+                &self.upload_failures,
             ),
             (
                 "record_max_lag_units",

@@ -105,6 +105,7 @@ fn recorded_with(
             max_bytes: 1 << 30,
         },
         keep: server::record::Keep::default(),
+        upload: None,
     }];
     let server =
         common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));

@@ -449,3 +449,49 @@ fn small_receive_buffer(c: &TcpStream) {
     };
     assert_eq!(r, 0);
 }
+
+#[test]
+fn finished_recording_files_are_put_into_the_bucket_and_serve_from_it_as_recordings() {
+    let store = Moto::start();
+    store.create_bucket("rec");
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let config = dir.path().join("zerocast.toml");
+    let rule = "[[record]]\nstreams = \"cam\"\nsegment_secs = 2\nupload = \"s3://rec/archive\"\n";
+    std::fs::write(&config, rule).unwrap();
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = [
+        "--library",
+        lib.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let s = Served::start_with_env(None, &args, &env);
+    let publisher = common::recorded::publish(&s, "cam");
+    common::live::wait_until("two files uploaded", common::recorded::WAIT, || {
+        metric(&s, "record_uploads_total") >= 2
+    });
+    drop(publisher);
+    // A server reading the bucket lists them under the ids they have on the recording server.
+    let (_d, b) = serve(&store, &["--library", "s3://rec/archive"], "");
+    let files = common::recorded::finished_files(&lib, "cam");
+    assert!(files.len() >= 2);
+    for path in &files[..2] {
+        let id = format!(
+            "recordings/cam/{}",
+            path.file_name().unwrap().to_str().unwrap()
+        );
+        let r = request(b.addr, "GET", &format!("/videos/{id}"), &[]);
+        assert_eq!(r.status, 200, "{id}");
+        assert!(
+            r.body == std::fs::read(path).unwrap(),
+            "{id}: the file's bytes"
+        );
+        let doc = request(b.addr, "GET", &format!("/api/videos/{id}"), &[]).json();
+        assert!(doc["recording_started"].is_string(), "{id}: {doc}");
+        assert_eq!(doc["container"], "mpegts");
+    }
+    assert_eq!(metric(&s, "record_upload_failures_total"), 0);
+}

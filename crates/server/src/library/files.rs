@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(super) fn read(
+pub(crate) fn read(
     path: &Path,
     cache: bool,
 ) -> std::io::Result<(Bytes, Option<Arc<File>>, SystemTime)> {

@@ -10,6 +10,7 @@
 mod files;
 mod stored;
 
+pub(crate) use files::read as read_file;
 pub use stored::{list as list_stored, Listing};
 
 use crate::error::StartError;

@@ -12,6 +12,7 @@
 //! starts at the next keyframe).
 
 pub mod files;
+mod upload;
 mod writer;
 
 pub use crate::config::RecordRule as Rule;
@@ -33,6 +34,17 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
         return;
     };
     let (dir, prefix) = rule.of_stream(&stream.name);
+    // Uploads need no block cache: a source of their own with an empty one.
+    let upload = rule.upload.as_ref().and_then(|s| {
+        let blocks = crate::store::Blocks::new(0, 1 << 20, 0);
+        match crate::store::Source::new(s, &config.store, blocks) {
+            Ok(src) => Some(Arc::new(src)),
+            Err(e) => {
+                tracing::error!(stream = %stream.name, error = %e, "recordings of this stream will not be uploaded");
+                None
+            }
+        }
+    });
     let job = writer::Job {
         state: state.clone(),
         stream: stream.clone(),
@@ -42,6 +54,7 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
         rotation: rule.rotation,
         keep: rule.keep,
         format: rule.format,
+        upload,
     };
     tokio::spawn(writer::record(job));
 }

@@ -35,6 +35,8 @@ pub(super) struct Job {
     pub rotation: Rotation,
     pub keep: Keep,
     pub format: Format,
+    /// Where finished files are also put (`[[record]] upload`).
+    pub upload: Option<Arc<crate::store::Source>>,
 }
 
 /// The file being written.
@@ -387,6 +389,15 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     job.state.record.files.fetch_add(1, Relaxed);
     tracing::info!(stream = %job.stream.name, file = %w.part.path.display(), bytes = w.len, "recording file finished");
     job.state.library_changed.notify_one();
+    if let Some(source) = &job.upload {
+        let (state, path) = (job.state.clone(), w.part.path.clone());
+        tokio::spawn(super::upload::upload(
+            state,
+            source.clone(),
+            path,
+            w.id.to_string(),
+        ));
+    }
     let (dir, keep) = (job.rule_dir.clone(), job.keep);
     let now_ms = live::llhls::wallclock::ntp_to_unix_ms(job.state.live.ntp(job.state.live.now()))
         .unwrap_or(0);

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use rustls::pki_types::ServerName;
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,7 @@ pub(crate) struct Client {
     host: String,
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
-    idle: Mutex<Vec<SendRequest<Empty<Bytes>>>>,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -78,16 +78,20 @@ impl Client {
         })
     }
 
-    /// GET `url` (on this client's host) with `headers`; the whole exchange within `timeout`, the
-    /// body at most `max_body` bytes.
-    pub(crate) async fn get(
+    /// `method` `url` (on this client's host) with `headers` and `body` (a `Bytes` handed to
+    /// the socket as it is); the whole exchange within `timeout`, the answer's body at most
+    /// `max_body` bytes.
+    pub(crate) async fn request(
         &self,
+        method: &http::Method,
         url: &url::Url,
         headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
         max_body: usize,
         timeout: Duration,
     ) -> Result<Answer, Failed> {
-        match tokio::time::timeout(timeout, self.exchange(url, headers, max_body)).await {
+        let exchange = self.exchange(method, url, headers, body, max_body);
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r.map_err(Failed::Io),
             Err(_) => Err(Failed::Timeout),
         }
@@ -95,8 +99,10 @@ impl Client {
 
     async fn exchange(
         &self,
+        method: &http::Method,
         url: &url::Url,
         headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
         max_body: usize,
     ) -> Result<Answer, String> {
         let path = match url.query() {
@@ -108,11 +114,14 @@ impl Client {
             None => url.host_str().unwrap_or_default().to_string(),
         };
         let build = || {
-            let mut req = Request::get(&path).header(http::header::HOST, &authority);
+            let mut req = Request::builder()
+                .method(method)
+                .uri(&path)
+                .header(http::header::HOST, &authority);
             for (k, v) in headers {
                 req = req.header(k, v);
             }
-            req.body(Empty::new()).map_err(|e| e.to_string())
+            req.body(Full::new(body.clone())).map_err(|e| e.to_string())
         };
         let req = build()?;
         let pooled = self.take_idle();
@@ -153,7 +162,7 @@ impl Client {
         })
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Empty<Bytes>>> {
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = idle.pop() {
             if s.is_ready() {
@@ -163,7 +172,7 @@ impl Client {
         None
     }
 
-    fn keep(&self, s: SendRequest<Empty<Bytes>>) {
+    fn keep(&self, s: SendRequest<Full<Bytes>>) {
         if s.is_closed() {
             return;
         }
@@ -178,7 +187,7 @@ impl Client {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("connecting to {}:{}: {e}", self.host, self.port))?;
@@ -197,7 +206,7 @@ impl Client {
     }
 }
 
-async fn handshake<T>(io: T) -> Result<SendRequest<Empty<Bytes>>, String>
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {

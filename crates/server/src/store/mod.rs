@@ -190,7 +190,16 @@ impl Source {
                 action.with_continuation_token(t.as_str());
             }
             let url = action.sign(SIGNED_FOR);
-            let answer = self.with_retries(&url, &[], MAX_LISTING).await?;
+            let answer = self
+                .with_retries(
+                    &http::Method::GET,
+                    &url,
+                    &[],
+                    &Bytes::new(),
+                    MAX_LISTING,
+                    self.timeout,
+                )
+                .await?;
             if answer.status != StatusCode::OK {
                 return Err(StoreError::Status(answer.status.as_u16()));
             }
@@ -269,8 +278,16 @@ impl Source {
         if etag.len() > 2 {
             headers.push((http::header::IF_MATCH, header(etag.to_string())?));
         }
+        let max = usize::try_from(want).unwrap_or(usize::MAX);
         let answer = self
-            .with_retries(&url, &headers, usize::try_from(want).unwrap_or(usize::MAX))
+            .with_retries(
+                &http::Method::GET,
+                &url,
+                &headers,
+                &Bytes::new(),
+                max,
+                self.timeout,
+            )
             .await?;
         match answer.status {
             // The range asked for, not another (a proxy or server that got the header wrong).
@@ -293,17 +310,52 @@ impl Source {
         Ok(answer.body)
     }
 
+    /// Puts `bytes` (a finished recording, mapped) as the object at the prefix, then `id`.
+    pub async fn put(&self, id: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let key = format!("{}{id}", self.prefix);
+        let url = self
+            .bucket
+            .put_object(self.credentials.as_ref(), &key)
+            .sign(SIGNED_FOR);
+        let headers = [(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )];
+        // Its time: the request's limit, and a second per MiB on top (a slow uplink).
+        let timeout = self.timeout + Duration::from_secs(bytes.len() as u64 >> 20);
+        let answer = self
+            .with_retries(
+                &http::Method::PUT,
+                &url,
+                &headers,
+                &bytes,
+                64 << 10,
+                timeout,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(StoreError::Status(answer.status.as_u16()));
+        }
+        Ok(())
+    }
+
     /// One request, tried again after a failure, no answer in time, or a 5xx/429 answer.
     async fn with_retries(
         &self,
+        method: &http::Method,
         url: &url::Url,
         headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
         max_body: usize,
+        timeout: Duration,
     ) -> Result<client::Answer, StoreError> {
         let mut attempt = 0;
         loop {
             self.blocks.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let r = self.client.get(url, headers, max_body, self.timeout).await;
+            let r = self
+                .client
+                .request(method, url, headers, body, max_body, timeout)
+                .await;
             let again = match &r {
                 Ok(a) => a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS,
                 Err(_) => true,
@@ -318,7 +370,7 @@ impl Source {
                     }
                     Err(client::Failed::Timeout) => {
                         self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        Err(StoreError::Timeout(self.timeout))
+                        Err(StoreError::Timeout(timeout))
                     }
                     Err(client::Failed::Io(e)) => {
                         self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);

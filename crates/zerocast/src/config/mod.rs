@@ -296,7 +296,7 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
     config.edge = edge::edge(&args.origins, file.edge.as_ref())?;
     let (library, store) = store::library(&args.library, &file)?;
     config.store = store;
-    config.record = record::rules(&file.record, library.as_deref())?;
+    config.record = record::rules(&file.record, library.as_deref(), file.s3.as_ref())?;
     let cache_budget = match (args.cache_size, &file.cache_size) {
         (Some(s), _) => s,
         (None, Some(s)) => size::parse(s)

@@ -26,12 +26,16 @@ pub struct RecordFile {
     keep_secs: Option<u64>,
     /// Retention: the oldest finished files go until the rule's files fit (default: no limit).
     keep_size: Option<String>,
+    /// Each finished file is also put into this bucket ("s3://bucket/prefix"; the `[s3]` table
+    /// and the AWS variables say where and as whom).
+    upload: Option<String>,
 }
 
 /// The rules, with their directories inside `library` (recording needs a library directory).
 pub(super) fn rules(
     files: &[RecordFile],
     library: Option<&Path>,
+    s3: Option<&super::store::S3File>,
 ) -> Result<Vec<server::record::Rule>> {
     let mut rules = Vec::new();
     for (i, r) in files.iter().enumerate() {
@@ -85,7 +89,24 @@ pub(super) fn rules(
                 max_age: r.keep_secs.map(Duration::from_secs),
                 max_bytes: bytes(&r.keep_size, "keep_size")?,
             },
+            upload: match &r.upload {
+                Some(url) => {
+                    let s = super::store::source(url, s3).with_env(|n| std::env::var(n).ok());
+                    s.bucket_and_prefix()
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("{}: upload", at()))?;
+                    Some(s)
+                }
+                None => None,
+            },
         });
     }
     Ok(rules)
+}
+
+impl RecordFile {
+    /// Whether its files are uploaded to a bucket.
+    pub(super) fn uploads(&self) -> bool {
+        self.upload.is_some()
+    }
 }

@@ -73,24 +73,19 @@ pub(super) fn library(
     let mut store = StoreConfig::default();
     let s3 = file.s3.clone().unwrap_or_default();
     for url in buckets {
-        let source = S3Source {
-            url,
-            endpoint: s3.endpoint.clone(),
-            region: s3.region.clone(),
-            access_key_id: s3.access_key_id.clone(),
-            secret_access_key: s3.secret_access_key.clone(),
-            session_token: s3.session_token.clone(),
-            path_style: s3.path_style,
-            ca: s3.ca.clone(),
-        };
+        let source = source(&url, file.s3.as_ref());
         source
             .bucket_and_prefix()
             .map_err(anyhow::Error::msg)
             .context("library")?;
         store.sources.push(source);
     }
-    if store.sources.is_empty() && file.s3.is_some() {
-        bail!("[s3] needs a library entry that names a bucket (library = \"s3://bucket/prefix\")");
+    let uploads = file.record.iter().any(|r| r.uploads());
+    if store.sources.is_empty() && file.s3.is_some() && !uploads {
+        bail!(
+            "[s3] needs a library entry that names a bucket (library = \"s3://bucket/prefix\") \
+             or a [[record]] upload"
+        );
     }
     if let Some(b) = &s3.block_size {
         let b = size::parse(b)
@@ -119,4 +114,19 @@ pub(super) fn library(
             .context("[s3] index_max")?;
     }
     Ok((dirs.into_iter().next().map(PathBuf::from), store))
+}
+
+/// The source `url` with the `[s3]` table's settings (the environment fills the rest later).
+pub(super) fn source(url: &str, s3: Option<&S3File>) -> S3Source {
+    let s3 = s3.cloned().unwrap_or_default();
+    S3Source {
+        url: url.to_string(),
+        endpoint: s3.endpoint,
+        region: s3.region,
+        access_key_id: s3.access_key_id,
+        secret_access_key: s3.secret_access_key,
+        session_token: s3.session_token,
+        path_style: s3.path_style,
+        ca: s3.ca,
+    }
 }

@@ -330,6 +330,23 @@ fn library_entries_name_one_directory_and_any_buckets_set_by_the_s3_table() {
 }
 
 #[test]
+fn a_record_rule_may_upload_its_finished_files_to_a_bucket_set_by_the_s3_table() {
+    let text = "library = \"/lib\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+        [[record]]\nstreams = \"cam\"\nupload = \"s3://archive/live\"\n";
+    let s = merge(ServeArgs::default(), file(text)).unwrap();
+    let up = s.config.record[0].upload.as_ref().expect("an upload");
+    assert_eq!(up.url, "s3://archive/live");
+    assert_eq!(up.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert!(
+        s.config.store.sources.is_empty(),
+        "the bucket is not a library source"
+    );
+    let bad = "library = \"/lib\"\n[[record]]\nstreams = \"cam\"\nupload = \"s3://X\"\n";
+    let e = merge(ServeArgs::default(), file(bad)).unwrap_err();
+    assert!(format!("{e:#}").contains("upload"), "{e:#}");
+}
+
+#[test]
 fn library_entries_and_s3_settings_that_cannot_work_are_refused_with_the_reason() {
     for (text, why) in [
         ("library = [\"/a\", \"/b\"]", "one directory at most"),
