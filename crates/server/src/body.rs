@@ -18,11 +18,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// One piece of a body.
-#[derive(Debug)]
 pub enum Part {
     Ready(Bytes),
     /// Bytes of an object in a store, fetched when they are due.
     Remote(Remote),
+    /// The block of the remote part behind it being fetched (a `Mutex` only to make the body
+    /// `Sync`; never contended). Kept among the parts, not beside them: every body (and so
+    /// every connection's future) stays as small as before.
+    Fetching(std::sync::Mutex<Fetch>),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Ready(b) => write!(f, "Ready({})", b.len()),
+            Part::Remote(r) => write!(f, "Remote({}, {:?})", r.obj.key, r.range),
+            Part::Fetching(_) => f.write_str("Fetching"),
+        }
+    }
 }
 
 /// A range of a stored object still to be sent.
@@ -42,8 +55,6 @@ pub struct Chunks {
     parts: VecDeque<Part>,
     remaining: u64,
     file: Option<FileSource>,
-    /// The block being fetched (a `Mutex` only to make the body `Sync`; never contended).
-    fetching: Option<std::sync::Mutex<Fetch>>,
 }
 
 impl std::fmt::Debug for Chunks {
@@ -113,14 +124,16 @@ impl Chunks {
     /// Whether some of it is still to be fetched from a store (then write it frame by frame,
     /// [`http_body_util::BodyExt::frame`], after [`Chunks::prime`]).
     pub fn is_remote(&self) -> bool {
-        self.fetching.is_some() || self.parts.iter().any(|p| matches!(p, Part::Remote(..)))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Remote(..) | Part::Fetching(_)))
     }
 
     /// The frames still to send (of a body that is not remote).
     pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
         self.parts.iter().filter_map(|p| match p {
             Part::Ready(b) => Some(b),
-            Part::Remote(..) => None,
+            Part::Remote(..) | Part::Fetching(_) => None,
         })
     }
 
@@ -134,6 +147,8 @@ impl Chunks {
                     self.remaining += r.range.end - r.range.start;
                     self.parts.push_back(Part::Remote(r));
                 }
+                // Only a body being written has one; a body appended is a fresh one.
+                Part::Fetching(f) => self.parts.push_back(Part::Fetching(f)),
             }
         }
     }
@@ -151,11 +166,11 @@ impl Chunks {
         let Some(i) = self
             .parts
             .iter()
-            .position(|p| matches!(p, Part::Remote(..)))
+            .position(|p| matches!(p, Part::Remote(..) | Part::Fetching(_)))
         else {
             return Ok(());
         };
-        if self.fetching.is_some() {
+        if matches!(self.parts.get(i), Some(Part::Fetching(_))) {
             return Ok(());
         }
         // The first remote part's first block takes its place in front of the rest of it (a
@@ -226,24 +241,24 @@ impl http_body::Body for Chunks {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         loop {
-            if let Some(f) = self.fetching.as_mut() {
-                let f = f.get_mut().unwrap_or_else(|e| e.into_inner());
-                let r = std::task::ready!(f.as_mut().poll(cx));
-                self.fetching = None;
-                return Poll::Ready(Some(match r {
-                    Ok(b) => {
-                        self.remaining = self.remaining.saturating_sub(b.len() as u64);
-                        Ok(Frame::data(b))
-                    }
-                    Err(e) => {
-                        self.parts.clear();
-                        self.remaining = 0;
-                        Err(std::io::Error::other(e))
-                    }
-                }));
-            }
-            match self.parts.front() {
+            match self.parts.front_mut() {
                 None => return Poll::Ready(None),
+                Some(Part::Fetching(f)) => {
+                    let f = f.get_mut().unwrap_or_else(|e| e.into_inner());
+                    let r = std::task::ready!(f.as_mut().poll(cx));
+                    self.parts.pop_front();
+                    return Poll::Ready(Some(match r {
+                        Ok(b) => {
+                            self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                            Ok(Frame::data(b))
+                        }
+                        Err(e) => {
+                            self.parts.clear();
+                            self.remaining = 0;
+                            Err(std::io::Error::other(e))
+                        }
+                    }));
+                }
                 Some(Part::Ready(_)) => {
                     let Some(Part::Ready(b)) = self.parts.pop_front() else {
                         return Poll::Ready(None);
@@ -253,14 +268,15 @@ impl http_body::Body for Chunks {
                 }
                 Some(Part::Remote(..)) => {
                     let f = self.next_fetch(0);
-                    self.fetching = Some(std::sync::Mutex::new(f));
+                    self.parts
+                        .push_front(Part::Fetching(std::sync::Mutex::new(f)));
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.parts.is_empty() && self.fetching.is_none()
+        self.parts.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {

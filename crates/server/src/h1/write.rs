@@ -55,14 +55,6 @@ pub(super) async fn response(
     config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let mut resp = resp;
-    // A title in object storage: its first block before the head, so that a store that cannot
-    // be read gives an error status rather than a cut body.
-    if !head_only && resp.body().is_remote() {
-        if let Err(e) = Box::pin(resp.body_mut().prime()).await {
-            resp = crate::error::Error::Store(e).response();
-        }
-    }
     let r = send(stream, resp, head_only, close, config, head).await;
     if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
         tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
@@ -114,6 +106,23 @@ async fn sendfile(
         }
     }
     Ok(())
+}
+
+/// A response with a body in object storage: its first block is fetched before the head, so
+/// that a store that cannot be read gives an error status (502/504) rather than a cut body.
+async fn stored(
+    stream: &mut Transport,
+    mut resp: Response<Chunks>,
+    close: bool,
+    config: &Config,
+    head: &mut Vec<u8>,
+) -> io::Result<()> {
+    if let Err(e) = resp.body_mut().prime().await {
+        let refused = crate::error::Error::Store(e).response();
+        return Box::pin(send(stream, refused, false, close, config, head)).await;
+    }
+    render_head(&resp, close, head);
+    remote(stream, head, resp.into_body(), config.send_timeout).await
 }
 
 /// A body with parts in object storage: the head with what is ready, then the rest as blocks
@@ -185,15 +194,16 @@ async fn send(
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
     let timeout = config.send_timeout;
+    if !head_only && resp.body().is_remote() {
+        // Boxed: it would otherwise grow every connection's future (see lib.rs).
+        return Box::pin(stored(stream, resp, close, config, head)).await;
+    }
     render_head(&resp, close, head);
     let body = resp.into_body();
     if head_only {
         let mut only = [IoSlice::new(head)];
         let deadline = |_| Some(Instant::now() + timeout);
         return Box::pin(vectored::write_all(stream, &mut only, deadline)).await;
-    }
-    if body.is_remote() {
-        return Box::pin(remote(stream, head, body, timeout)).await;
     }
     let sendfile_min = config.policy.sendfile_min;
     if let Some(src) = body.file().filter(|f| f.len >= sendfile_min) {
