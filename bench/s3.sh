@@ -40,12 +40,17 @@ machine_report | tee "$OUT/env.txt"
 SIZE=$(stat -c %s bench/media/small.mp4)
 
 PIDS_TO_STOP=()
-cleanup() { for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "${LIB:-}"; }
+cleanup() {
+  for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS_TO_STOP[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "${LIB:-}"
+}
 trap cleanup EXIT
 
 "$MOTO" -H 127.0.0.1 -p $MPORT > "$OUT/moto.log" 2>&1 &
 PIDS_TO_STOP+=("$!")
-until curl -s -o /dev/null "http://127.0.0.1:$MPORT/"; do sleep 0.1; done
+MPID=$!
+for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$MPORT/" && break; kill -0 "$MPID" || exit 1; sleep 0.1; done
 curl -s -f -X PUT "http://127.0.0.1:$MPORT/bench" -o /dev/null
 curl -s -f -X PUT -H "Content-Type: application/octet-stream" --data-binary @bench/media/small.mp4 \
   "http://127.0.0.1:$MPORT/bench/s3/small.mp4" -o /dev/null
@@ -82,6 +87,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 after=$(metric $WPORT s3_requests_total)
+[ -n "$before" ] && [ -n "$after" ] || { echo "no zerocast_s3_requests_total in /metrics"; exit 1; }
 echo "requests to the S3 server during the warm rows: $((after - before))" | tee "$OUT/warm-requests.txt"
 
 # Cold: a 4-block cache, random 1 MiB ranges one after the other.
@@ -97,13 +103,14 @@ PY
 before=$(metric $CPORT s3_requests_total)
 while read -r r; do
   curl -s -o /dev/null -r "$r" -w '%{http_code} %{time_starttransfer} %{time_total}\n' \
-    "http://127.0.0.1:$CPORT/videos/s3/small.mp4"
+    "http://127.0.0.1:$CPORT/videos/s3/small.mp4" || echo "000 0 0"
 done < "$OUT/ranges.txt" > "$OUT/cold-zerocast.txt"
 after=$(metric $CPORT s3_requests_total)
 echo "$((after - before)) $COLD_N" > "$OUT/cold-requests.txt"
 while read -r r; do
   curl -s -o /dev/null -r "$r" --aws-sigv4 "aws:amz:us-east-1:s3" --user bench:bench \
-    -w '%{http_code} %{time_starttransfer} %{time_total}\n' "http://127.0.0.1:$MPORT/bench/s3/small.mp4"
+    -w '%{http_code} %{time_starttransfer} %{time_total}\n' "http://127.0.0.1:$MPORT/bench/s3/small.mp4" \
+    || echo "000 0 0"
 done < "$OUT/ranges.txt" > "$OUT/cold-s3.txt"
 
 python3 - "$OUT" "$ROUNDS" "$DUR" <<'PY'

@@ -147,7 +147,8 @@ impl Chunks {
                     self.remaining += r.range.end - r.range.start;
                     self.parts.push_back(Part::Remote(r));
                 }
-                // Only a body being written has one; a body appended is a fresh one.
+                // Only a body being written has one; a body appended is a fresh one (and if
+                // it were not, its block's bytes were counted by the part it came from).
                 Part::Fetching(f) => self.parts.push_back(Part::Fetching(f)),
             }
         }

@@ -390,13 +390,21 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     tracing::info!(stream = %job.stream.name, file = %w.part.path.display(), bytes = w.len, "recording file finished");
     job.state.library_changed.notify_one();
     if let Some(source) = &job.upload {
-        let (state, path) = (job.state.clone(), w.part.path.clone());
-        tokio::spawn(super::upload::upload(
-            state,
-            source.clone(),
-            path,
-            w.id.to_string(),
-        ));
+        let path = w.part.path.clone();
+        let p = path.clone();
+        match blocking(move || super::upload::map(&p)).await {
+            Ok(bytes) => {
+                let (state, id) = (job.state.clone(), w.id.to_string());
+                tokio::spawn(super::upload::upload(
+                    state,
+                    source.clone(),
+                    path,
+                    id,
+                    bytes,
+                ));
+            }
+            Err(e) => super::upload::failed(&job.state, &path, source, &e.to_string()),
+        }
     }
     let (dir, keep) = (job.rule_dir.clone(), job.keep);
     let now_ms = live::llhls::wallclock::ntp_to_unix_ms(job.state.live.ntp(job.state.live.now()))

@@ -132,8 +132,9 @@ impl Client {
         };
         let resp = match sender.send_request(req).await {
             Ok(r) => r,
-            // A kept connection the store closed meanwhile: once more on a new one.
-            Err(_) if reused => {
+            // A kept connection the store closed meanwhile: once more on a new one (not with a
+            // body: it may have gone out already).
+            Err(_) if reused && body.is_empty() => {
                 sender = self.connect().await?;
                 sender
                     .send_request(build()?)

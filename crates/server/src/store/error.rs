@@ -16,4 +16,6 @@ pub enum StoreError {
     Short { got: u64, want: u64 },
     #[error("the object store's listing could not be read: {0}")]
     Listing(String),
+    #[error("{0} bytes is more than one upload may hold (5 GiB: lower max_file_size)")]
+    TooLarge(u64),
 }

@@ -38,6 +38,8 @@ const MAX_LISTING: usize = 8 << 20;
 /// The largest object listed (S3's limit is 50 TB); a larger size is a store's error, and the
 /// block arithmetic stays far from overflowing.
 const MAX_OBJECT: u64 = 1 << 50;
+/// The most bytes one PUT may carry (S3's limit for a single-part upload).
+const MAX_PUT: u64 = 5 << 30;
 /// Most objects listed from one source.
 const MAX_OBJECTS: usize = 1_000_000;
 
@@ -310,33 +312,53 @@ impl Source {
         Ok(answer.body)
     }
 
-    /// Puts `bytes` (a finished recording, mapped) as the object at the prefix, then `id`.
+    /// Puts `bytes` (a finished recording, mapped) as the object at the prefix, then `id`;
+    /// tried again after a failure, no answer in time or a 5xx/429 (`retries`, 1 s × 4ⁿ apart),
+    /// each try signed anew. At most 5 GiB (S3's limit for one PUT).
     pub async fn put(&self, id: &str, bytes: Bytes) -> Result<(), StoreError> {
+        if bytes.len() as u64 > MAX_PUT {
+            return Err(StoreError::TooLarge(bytes.len() as u64));
+        }
         let key = format!("{}{id}", self.prefix);
-        let url = self
-            .bucket
-            .put_object(self.credentials.as_ref(), &key)
-            .sign(SIGNED_FOR);
         let headers = [(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )];
         // Its time: the request's limit, and a second per MiB on top (a slow uplink).
         let timeout = self.timeout + Duration::from_secs(bytes.len() as u64 >> 20);
-        let answer = self
-            .with_retries(
-                &http::Method::PUT,
-                &url,
-                &headers,
-                &bytes,
-                64 << 10,
-                timeout,
-            )
-            .await?;
-        if !answer.status.is_success() {
-            return Err(StoreError::Status(answer.status.as_u16()));
+        let mut attempt = 0;
+        loop {
+            let url = self
+                .bucket
+                .put_object(self.credentials.as_ref(), &key)
+                .sign(SIGNED_FOR + timeout);
+            self.blocks.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let r = self
+                .client
+                .request(
+                    &http::Method::PUT,
+                    &url,
+                    &headers,
+                    &bytes,
+                    64 << 10,
+                    timeout,
+                )
+                .await;
+            let e = match r {
+                Ok(a) if a.status.is_success() => return Ok(()),
+                Ok(a) => StoreError::Status(a.status.as_u16()),
+                Err(client::Failed::Timeout) => StoreError::Timeout(timeout),
+                Err(client::Failed::Io(e)) => StoreError::Unreachable(e),
+            };
+            let again = !matches!(&e, StoreError::Status(s) if *s < 500 && *s != 429);
+            if !again || attempt >= self.retries {
+                self.blocks.stats.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            self.client.forget_idle();
+            tokio::time::sleep(Duration::from_secs(1) * 4u32.pow(attempt.min(4))).await;
+            attempt += 1;
         }
-        Ok(())
     }
 
     /// One request, tried again after a failure, no answer in time, or a 5xx/429 answer.

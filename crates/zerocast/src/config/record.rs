@@ -74,6 +74,9 @@ pub(super) fn rules(
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("{}: {what}", at()))
         };
+        let max_bytes = bytes(&r.max_file_size, "max_file_size")?
+            .unwrap_or(4 << 30)
+            .max(1 << 20);
         rules.push(server::record::Rule {
             streams: r.streams.clone(),
             dir: library.join(rel),
@@ -81,9 +84,7 @@ pub(super) fn rules(
             format,
             rotation: server::record::Rotation {
                 segment: Duration::from_secs(r.segment_secs.unwrap_or(600).max(1)),
-                max_bytes: bytes(&r.max_file_size, "max_file_size")?
-                    .unwrap_or(4 << 30)
-                    .max(1 << 20),
+                max_bytes,
             },
             keep: server::record::Keep {
                 max_age: r.keep_secs.map(Duration::from_secs),
@@ -92,9 +93,17 @@ pub(super) fn rules(
             upload: match &r.upload {
                 Some(url) => {
                     let s = super::store::source(url, s3).with_env(|n| std::env::var(n).ok());
-                    s.bucket_and_prefix()
+                    // Checked as it will be used (endpoint, credentials, CA file), at start.
+                    let blocks = server::store::Blocks::new(0, 1 << 20, 0);
+                    server::store::Source::new(&s, &server::store::StoreConfig::default(), blocks)
                         .map_err(anyhow::Error::msg)
                         .with_context(|| format!("{}: upload", at()))?;
+                    if max_bytes > 5 << 30 {
+                        bail!(
+                            "{}: upload: max_file_size is at most 5GiB (one upload)",
+                            at()
+                        );
+                    }
                     Some(s)
                 }
                 None => None,
