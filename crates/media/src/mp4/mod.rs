@@ -136,7 +136,8 @@ pub fn index(data: &[u8]) -> Result<MediaInfo> {
     loop {
         match next_box(&mut top, true) {
             Ok(Some(b)) => match &b.kind {
-                b"moov" => moov = Some(b.body),
+                // The first, as players take it (ffmpeg skips a duplicated moov).
+                b"moov" if moov.is_none() => moov = Some(b.body),
                 b"moof" => moofs.push((b.start, b.body)),
                 _ => {}
             },
@@ -464,6 +465,29 @@ mod tests {
             assert!(!whole.keyframes.is_empty());
             assert_eq!(by_headers(&data).unwrap(), whole, "{name}");
         }
+    }
+
+    #[test]
+    fn a_second_moov_is_ignored_as_players_ignore_it_whole_or_by_headers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/faststart.mp4");
+        let data = std::fs::read(path).unwrap();
+        let first = index(&data).unwrap();
+        // A copy of the file with a second, broken moov (an empty one) right after the first.
+        let mut at = 0usize;
+        let mut twice = Vec::new();
+        while at < data.len() {
+            let b = top_box(&data[at..], at as u64, data.len() as u64).unwrap();
+            let end = at + b.size as usize;
+            twice.extend_from_slice(&data[at..end]);
+            if &b.kind == b"moov" {
+                twice.extend_from_slice(&bx(b"moov", &[]));
+            }
+            at = end;
+        }
+        // Its samples moved by 8 bytes: compare what does not depend on offsets.
+        let whole = index(&twice).unwrap();
+        assert_eq!(whole.keyframes.len(), first.keyframes.len());
+        assert_eq!(by_headers(&twice).unwrap(), whole);
     }
 
     #[test]
