@@ -495,3 +495,79 @@ fn finished_recording_files_are_put_into_the_bucket_and_serve_from_it_as_recordi
     }
     assert_eq!(metric(&s, "record_upload_failures_total"), 0);
 }
+
+#[test]
+fn over_http2_the_store_going_away_resets_the_download_stream_rather_than_ending_it_short() {
+    common::require("curl");
+    let store = Moto::start();
+    store.create_bucket(BUCKET);
+    let mut big = vec![0u8; 96 << 20];
+    fastrand::Rng::with_seed(5).fill(&mut big);
+    store.put(BUCKET, "big.bin", &big);
+    let mut ca = common::tls::TestCa::new();
+    let (cert, key) = ca.issue();
+    let port = common::spawned::free_port();
+    let tls_listen = format!("127.0.0.1:{port}");
+    let config = "[s3]\ntimeout_secs = 2\nretries = 0\n";
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let args = [
+        "--library",
+        "s3://media",
+        "--cache-size",
+        "4MiB",
+        "--tls-listen",
+        &tls_listen,
+        "--tls-cert",
+        c,
+        "--tls-key",
+        k,
+    ];
+    let (dir, _s) = serve(&store, &args, config);
+    // curl over HTTP/2, reading slowly, into a file.
+    let out = dir.path().join("got.bin");
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--limit-rate",
+            "4M",
+            "--max-time",
+            "60",
+            "--cacert",
+        ])
+        .arg(&ca.ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1"), "-o"])
+        .arg(&out)
+        .args(["-w", "%{http_version} %{http_code}"])
+        .arg(format!("https://localhost:{port}/videos/big.bin"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let size = || std::fs::metadata(&out).map_or(0, |m| m.len());
+    common::live::wait_until("a first megabyte", Duration::from_secs(30), || {
+        size() >= 1 << 20
+    });
+    store.kill();
+    let done = curl.wait_with_output().unwrap();
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        "2 200",
+        "an HTTP/2 200 had begun"
+    );
+    assert!(
+        !done.status.success(),
+        "curl saw the transfer fail, not end"
+    );
+    assert!(
+        got.len() < big.len(),
+        "cut: {} of {} bytes",
+        got.len(),
+        big.len()
+    );
+    assert!(
+        got[..] == big[..got.len()],
+        "what came is the title's bytes"
+    );
+}
