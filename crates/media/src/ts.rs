@@ -11,10 +11,8 @@
 //! 26.5 h; they are unwrapped in order ([`Unwrapper`]), and times are made relative to the first
 //! frame, so a stream that starts at PTS 95,000 s still starts at 0.
 
-use crate::error::{Error, Result};
-use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
-use crate::nal::{self, Codec};
-use crate::time::{FrameRate, MediaTime, Ts90k, Unwrapper};
+use crate::nal::Codec;
+use crate::time::Ts90k;
 
 pub const PACKET: usize = 188;
 pub const SYNC: u8 = 0x47;
@@ -185,156 +183,13 @@ pub fn audio_codec(s: &Stream) -> Option<&'static str> {
     }
 }
 
-/// A video PES being collected.
-struct Pending {
-    offset: u64,
-    pts: Option<i64>,
-    flagged: bool,
-    head: Vec<u8>,
-}
-
-/// Indexes an MPEG-TS held in memory.
-pub fn index(data: &[u8]) -> Result<MediaInfo> {
-    let start =
-        find_sync(data).ok_or_else(|| Error::malformed("mpegts", "no sync byte pattern"))?;
-    let mut pmt_pid = None;
-    let mut video: Option<(Stream, &'static str, Option<Codec>)> = None;
-    let mut audio: Option<&'static str> = None;
-    let mut unwrap = Unwrapper::default();
-    let mut pending: Option<Pending> = None;
-    let mut frames: Vec<i64> = Vec::new();
-    let mut keys: Vec<(i64, u64)> = Vec::new();
-    let mut dims = None;
-    let mut scratch = Vec::new();
-
-    let finish = |p: Pending,
-                  keys: &mut Vec<(i64, u64)>,
-                  codec: Option<Codec>,
-                  dims: &mut Option<(u32, u32)>| {
-        let key = p.flagged || codec.is_some_and(|c| nal::scan(c, &p.head).random_access);
-        if key && dims.is_none() && codec == Some(Codec::H264) {
-            *dims = nal::find_h264_sps(&p.head).and_then(|s| nal::h264_sps_dimensions(s).ok());
-        }
-        if let (true, Some(pts)) = (key, p.pts) {
-            keys.push((pts, p.offset));
-        }
-    };
-
-    let mut pos = start;
-    while pos + PACKET <= data.len() {
-        let p = &data[pos..pos + PACKET];
-        let Some(h) = header(p) else {
-            // Lost sync: find the next packet start.
-            match find_sync(&data[pos + 1..]) {
-                Some(skip) => {
-                    pos += 1 + skip;
-                    continue;
-                }
-                None => break,
-            }
-        };
-        let at = pos as u64;
-        pos += PACKET;
-        if !h.has_payload {
-            continue;
-        }
-        let payload = &p[h.payload_start..];
-        if h.pid == 0 && h.pusi {
-            pmt_pid = pat_pmt_pid(payload).or(pmt_pid);
-            continue;
-        }
-        if Some(h.pid) == pmt_pid && h.pusi && video.is_none() {
-            for s in pmt_streams(payload) {
-                if let Some((name, codec)) = video_codec(&s) {
-                    video.get_or_insert((s, name, codec));
-                } else if let Some(a) = audio_codec(&s) {
-                    audio.get_or_insert(a);
-                }
-            }
-            continue;
-        }
-        let Some((vs, _, codec)) = video else {
-            continue;
-        };
-        if h.pid != vs.pid {
-            continue;
-        }
-        if h.pusi {
-            if let Some(prev) = pending.take() {
-                finish(prev, &mut keys, codec, &mut dims);
-            }
-            let (pts, _dts, body) = pes_header(payload).unwrap_or((None, None, payload.len()));
-            let pts = pts.map(|t| unwrap.unwrap(t));
-            if let Some(t) = pts {
-                frames.push(t);
-            }
-            scratch.clear();
-            scratch.extend_from_slice(&payload[body..]);
-            pending = Some(Pending {
-                offset: at,
-                pts,
-                flagged: h.random_access,
-                head: std::mem::take(&mut scratch),
-            });
-        } else if let Some(p) = pending.as_mut() {
-            if !p.flagged && p.head.len() < SCAN_LIMIT {
-                // Copies at most SCAN_LIMIT bytes per frame, at index time only.
-                p.head.extend_from_slice(payload);
-            }
-        }
-    }
-    if let Some(prev) = pending.take() {
-        finish(prev, &mut keys, video.and_then(|v| v.2), &mut dims);
-    }
-
-    let Some((_, vname, _)) = video else {
-        return Ok(MediaInfo {
-            container: Container::MpegTs,
-            duration: MediaTime::ZERO,
-            video: None,
-            audio: audio.map(|a| AudioInfo {
-                codec: a.into(),
-                sample_rate: None,
-                channels: None,
-            }),
-            keyframes: Vec::new(),
-        });
-    };
-    frames.sort_unstable();
-    let first = frames.first().copied().unwrap_or(0);
-    let delta = most_common(frames.windows(2).map(|w| (w[1] - w[0]) as u64));
-    let last = frames.last().copied().unwrap_or(0);
-    let duration = last - first + delta.unwrap_or(0) as i64;
-    keys.sort_by_key(|k| k.0);
-    Ok(MediaInfo {
-        container: Container::MpegTs,
-        duration: MediaTime::new(duration, Ts90k::HZ),
-        video: Some(VideoInfo {
-            codec: vname.into(),
-            width: dims.map(|d| d.0),
-            height: dims.map(|d| d.1),
-            frame_rate: delta.and_then(|d| FrameRate::from_frame_duration(u64::from(Ts90k::HZ), d)),
-        }),
-        audio: audio.map(|a| AudioInfo {
-            codec: a.into(),
-            sample_rate: None,
-            channels: None,
-        }),
-        keyframes: keys
-            .into_iter()
-            .map(|(t, offset)| Keyframe {
-                time: MediaTime::new(t - first, Ts90k::HZ),
-                offset,
-            })
-            .collect(),
-    })
-}
-
+mod index;
 pub mod mux;
 pub mod opus;
 mod restamp;
 mod splitter;
 
+pub use index::{index, Indexer};
 pub use restamp::Restamp;
 pub use splitter::{Cut, Splitter};
 

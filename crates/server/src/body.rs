@@ -123,6 +123,15 @@ impl Chunks {
 
     /// Whether some of it is still to be fetched from a store (then write it frame by frame,
     /// [`http_body_util::BodyExt::frame`], after [`Chunks::prime`]).
+    /// The arena that holds the blocks of the body's first remote part, when its store's
+    /// cache keeps them in one (a writer that can `sendfile` sends them from there).
+    pub fn arena(&self) -> Option<Arc<crate::store::Arena>> {
+        self.parts.iter().find_map(|p| match p {
+            Part::Remote(r) => r.obj.source.blocks.arena.clone(),
+            _ => None,
+        })
+    }
+
     pub fn is_remote(&self) -> bool {
         self.parts
             .iter()

@@ -132,6 +132,12 @@ pub(crate) fn stores(stores: &crate::store::Stores, out: &mut String) {
             load(&s.evictions),
         ),
         (
+            "s3_block_sendfile_bytes_total",
+            "counter",
+            "Bytes of cached blocks sent with sendfile from the block cache's memfd.",
+            stores.blocks.arena.as_ref().map_or(0, |a| load(&a.sent)),
+        ),
+        (
             "s3_cache_bytes",
             "gauge",
             "Bytes of object-storage blocks held in memory.",

@@ -1,54 +1,16 @@
 //! Titles in S3-compatible object storage (`library = "s3://bucket/prefix"`), against a real S3
-//! server (moto, `common::s3`): the range and seek oracles pass on bucket titles as on local
-//! files; a title larger than the block cache streams through it; concurrent viewers of one
+//! server (moto, `common::s3`): the range oracle passes on bucket titles as on local files
+//! (the seek oracle and indexing: `s3_index.rs`); a title larger than the block cache streams through it; concurrent viewers of one
 //! block cost one request to the store; a store that goes away cuts the responses that need it
 //! (never a short body that looks whole) and its titles serve again when it is back.
 
 mod common;
-use common::s3::Moto;
+use common::s3::{file, metric, serve, store_with_demo, Moto, BUCKET};
 use common::spawned::Served;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-
-const BUCKET: &str = "media";
-
-/// A store holding the demo titles under `videos/`.
-fn store_with_demo() -> Moto {
-    let m = Moto::start();
-    m.create_bucket(BUCKET);
-    for name in DEMO {
-        m.put(BUCKET, &format!("videos/{name}"), &file(name));
-    }
-    m
-}
-
-fn file(name: &str) -> Vec<u8> {
-    std::fs::read(demo_dir().join(name)).unwrap()
-}
-
-/// `zerocast serve` reading `store` (and `extra` arguments), with `config` as its config file.
-fn serve(store: &Moto, extra: &[&str], config: &str) -> (tempfile::TempDir, Served) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zerocast.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut args = vec!["--config", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let env = store.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let s = Served::start_with_env(None, &args, &env);
-    (dir, s)
-}
-
-fn metric(s: &Served, name: &str) -> u64 {
-    let r = request(s.addr, "GET", "/metrics", &[]);
-    let text = String::from_utf8(r.body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("zerocast_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
 
 /// The parts of a multipart/byteranges body: (Content-Range, bytes).
 fn multipart(r: &Resp) -> Vec<(String, Vec<u8>)> {
@@ -179,78 +141,6 @@ fn two_servers_reading_one_bucket_give_every_title_the_same_etag_the_stores_own(
 }
 
 #[test]
-fn seek_on_bucket_titles_answers_as_on_the_same_files_in_a_directory_served_beside_them() {
-    let store = store_with_demo();
-    let lib = tempfile::tempdir().unwrap();
-    std::fs::create_dir(lib.path().join("local")).unwrap();
-    for name in DEMO {
-        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
-    }
-    let dir = lib.path().to_str().unwrap();
-    let (_d, s) = serve(
-        &store,
-        &["--library", dir, "--library", "s3://media/videos"],
-        "",
-    );
-    let list = request(s.addr, "GET", "/api/videos", &[]).json();
-    assert_eq!(
-        list.as_array().unwrap().len(),
-        2 * DEMO.len(),
-        "both sources listed"
-    );
-    let mut rng = fastrand::Rng::with_seed(3);
-    for name in DEMO {
-        let mut stored = request(s.addr, "GET", &format!("/api/videos/{name}"), &[]).json();
-        let mut local = request(s.addr, "GET", &format!("/api/videos/local/{name}"), &[]).json();
-        assert_eq!(stored["source"], "s3://media/videos", "{name}");
-        for doc in [&mut stored, &mut local] {
-            let o = doc.as_object_mut().unwrap();
-            for k in ["id", "url", "cached_in_memory", "source"] {
-                o.remove(k);
-            }
-        }
-        assert_eq!(stored, local, "{name}: the same index from Range reads");
-        let duration = local["duration_seconds"].as_f64().unwrap();
-        for _ in 0..10 {
-            let t = format!("{:.3}", rng.f64() * duration);
-            let a = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/{name}/seek?t={t}"),
-                &[],
-            );
-            let b = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/local/{name}/seek?t={t}"),
-                &[],
-            );
-            assert_eq!(a.status, 200, "{name} at {t}");
-            let (mut a, mut b) = (a.json(), b.json());
-            a.as_object_mut().unwrap().remove("id");
-            b.as_object_mut().unwrap().remove("id");
-            assert_eq!(a, b, "{name} at {t}");
-            // The offset is where the keyframe's bytes are in the bucket's object too.
-            let off = a["offset"].as_u64().unwrap();
-            let r = request(
-                s.addr,
-                "GET",
-                &format!("/videos/{name}"),
-                &[("Range", &format!("bytes={off}-{}", off + 187))],
-            );
-            assert!(
-                r.body[..] == file(name)[off as usize..off as usize + 188],
-                "{name}"
-            );
-        }
-    }
-    // What needs the bytes in memory says so (422), it does not guess.
-    let clip = request(s.addr, "GET", "/videos/faststart.mp4?start=1&end=3", &[]);
-    assert_eq!(clip.status, 422);
-    assert!(String::from_utf8_lossy(&clip.body).contains("object storage"));
-}
-
-#[test]
 fn a_title_larger_than_the_block_cache_streams_through_it_with_blocks_evicted_and_fetched_again() {
     let store = store_with_demo();
     let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 0\n";
@@ -282,6 +172,14 @@ fn a_title_larger_than_the_block_cache_streams_through_it_with_blocks_evicted_an
         "{requests} requests for {blocks} blocks twice"
     );
     assert!(metric(&s, "s3_block_evictions_total") >= blocks);
+    // Over plain HTTP/1.1 the blocks went out with sendfile from the cache's memfd (slots
+    // reused as blocks were let go, the bytes above still the title's).
+    let sent = metric(&s, "s3_block_sendfile_bytes_total");
+    assert!(
+        sent >= bytes.len() as u64,
+        "{sent} bytes sent with sendfile of 2 × {}",
+        bytes.len()
+    );
 }
 
 #[test]
@@ -414,15 +312,20 @@ fn the_store_going_away_cuts_the_responses_that_need_it_and_its_titles_serve_aga
         big.len()
     );
     assert!(body == &big[..body.len()], "what came is the title's bytes");
-    // While it is away: a block not in the cache is a 502 that says why.
+    // While it is away: a block not in the cache is a 502 that says why, which a browser
+    // player on another origin may read.
     let r = request(
         s.addr,
         "GET",
         "/videos/big.bin",
-        &[("Range", "bytes=-1000")],
+        &[
+            ("Range", "bytes=-1000"),
+            ("Origin", "https://player.example"),
+        ],
     );
     assert_eq!(r.status, 502);
     assert!(String::from_utf8_lossy(&r.body).contains("object store could not be reached"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     // Back (moto keeps nothing: the same bytes are put again, so the same ETag).
     let store = Moto::start_on(port);
     store.create_bucket(BUCKET);

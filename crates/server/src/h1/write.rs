@@ -55,7 +55,7 @@ pub(super) async fn response(
     config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let r = send(stream, resp, head_only, close, config, head).await;
+    let r = respond(stream, resp, head_only, close, config, head).await;
     if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
         tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
         reset_on_close(stream.tcp());
@@ -80,14 +80,7 @@ async fn sendfile(
     timeout: Duration,
 ) -> io::Result<()> {
     for piece in pieces {
-        let mut sent = 0;
-        while sent < piece.len() {
-            let write = stream.async_io(Interest::WRITABLE, || {
-                rustix::net::send(&*stream, &piece[sent..], rustix::net::SendFlags::MORE)
-                    .map_err(io::Error::from)
-            });
-            sent += within(timeout, write).await?;
-        }
+        send(stream, piece, rustix::net::SendFlags::MORE, timeout).await?;
     }
     let mut offset = src.offset;
     let end = src.offset + src.len;
@@ -108,6 +101,24 @@ async fn sendfile(
     Ok(())
 }
 
+/// All of `piece`, with `flags` (`MSG_MORE`: more follows at once); each call must take some
+/// bytes within `timeout`.
+async fn send(
+    stream: &TcpStream,
+    piece: &[u8],
+    flags: rustix::net::SendFlags,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < piece.len() {
+        let write = stream.async_io(Interest::WRITABLE, || {
+            rustix::net::send(stream, &piece[sent..], flags).map_err(io::Error::from)
+        });
+        sent += within(timeout, write).await?;
+    }
+    Ok(())
+}
+
 /// A response with a body in object storage: its first block is fetched before the head, so
 /// that a store that cannot be read gives an error status (502/504) rather than a cut body.
 async fn stored(
@@ -117,12 +128,84 @@ async fn stored(
     config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let arena = resp.body().arena();
     if let Err(e) = resp.body_mut().prime().await {
-        let refused = crate::error::Error::Store(e).response();
-        return Box::pin(send(stream, refused, false, close, config, head)).await;
+        let mut refused = crate::error::Error::Store(e).response();
+        // The CORS answer the title's response had (a browser player reads why it failed).
+        for (k, v) in resp.headers() {
+            if k.as_str().starts_with("access-control-") || k == http::header::VARY {
+                refused.headers_mut().append(k.clone(), v.clone());
+            }
+        }
+        return Box::pin(respond(stream, refused, false, close, config, head)).await;
     }
     render_head(&resp, close, head);
-    remote(stream, head, resp.into_body(), config.send_timeout).await
+    let to = Sink {
+        timeout: config.send_timeout,
+        arena,
+        sendfile_min: config.policy.sendfile_min.min(BLOCK_SENDFILE_MIN),
+    };
+    remote(stream, head, resp.into_body(), &to).await
+}
+
+/// Blocks (or their slices) of at least this many bytes go out with `sendfile`: a page
+/// reference per 4 KiB costs less than copying it, and the blocks come one by one anyway.
+const BLOCK_SENDFILE_MIN: u64 = 64 << 10;
+
+/// How a stored body is written: blocks in the cache's arena of at least `sendfile_min` go
+/// out with `sendfile` where the transport allows it, the rest with `writev`.
+struct Sink {
+    timeout: Duration,
+    arena: Option<std::sync::Arc<crate::store::Arena>>,
+    sendfile_min: u64,
+}
+
+impl Sink {
+    /// Where `b` is in the arena's file, when it is to be sent from there.
+    fn located(&self, b: &[u8]) -> Option<crate::body::FileSource> {
+        let a = self
+            .arena
+            .as_ref()
+            .filter(|_| b.len() as u64 >= self.sendfile_min)?;
+        Some(crate::body::FileSource {
+            file: a.file().clone(),
+            offset: a.locate(b)?,
+            len: b.len() as u64,
+        })
+    }
+
+    /// `head` (if still to send) and `frames`: each block in the arena with `sendfile`, what
+    /// comes between with `MSG_MORE` before it, what is left after the last at the end.
+    async fn blocks(
+        &self,
+        sock: &TcpStream,
+        head: Option<&[u8]>,
+        frames: &[Bytes],
+    ) -> io::Result<()> {
+        let mut pieces: Vec<&[u8]> = head.into_iter().collect();
+        for b in frames {
+            match self.located(b) {
+                Some(src) => {
+                    sendfile(sock, &pieces, &src, self.timeout).await?;
+                    pieces.clear();
+                    if let Some(a) = &self.arena {
+                        a.sent
+                            .fetch_add(src.len, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                None => pieces.push(b),
+            }
+        }
+        for (i, piece) in pieces.iter().enumerate() {
+            let more = if i + 1 < pieces.len() {
+                rustix::net::SendFlags::MORE
+            } else {
+                rustix::net::SendFlags::empty()
+            };
+            send(sock, piece, more, self.timeout).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A body with parts in object storage: the head with what is ready, then the rest as blocks
@@ -132,10 +215,10 @@ async fn remote(
     stream: &mut Transport,
     head: &[u8],
     mut body: Chunks,
-    timeout: Duration,
+    to: &Sink,
 ) -> io::Result<()> {
     use http_body_util::BodyExt;
-    let deadline = |_| Some(Instant::now() + timeout);
+    let deadline = |_| Some(Instant::now() + to.timeout);
     let mut head = Some(head);
     let mut ready: Vec<Bytes> = Vec::with_capacity(READY_FRAMES);
     loop {
@@ -150,6 +233,13 @@ async fn remote(
             match body.frame().await {
                 Some(frame) => ready.extend(frame?.into_data().ok()),
                 None => break,
+            }
+        }
+        if ready.iter().any(|b| to.located(b).is_some()) {
+            if let Some(sock) = stream.sendfile_socket() {
+                to.blocks(sock, head.take(), &ready).await?;
+                ready.clear();
+                continue;
             }
         }
         let mut slices: Vec<IoSlice<'_>> = head.take().map(IoSlice::new).into_iter().collect();
@@ -185,7 +275,7 @@ async fn within<T>(timeout: Duration, write: impl Future<Output = io::Result<T>>
     }
 }
 
-async fn send(
+async fn respond(
     stream: &mut Transport,
     resp: Response<Chunks>,
     head_only: bool,

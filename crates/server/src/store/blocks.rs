@@ -1,10 +1,11 @@
 //! The block cache of object-storage titles: aligned blocks fetched by Range, kept in an LRU
-//! bounded by bytes (the library's memory budget, less what local titles hold), concurrent
+//! bounded by bytes (the library's memory budget, less what local titles hold) in a memfd
+//! arena (`arena.rs`: `sendfile` can send them), concurrent
 //! misses of one block collapsed into one request, the next blocks fetched ahead of a viewer
 //! that reads on (a miss right after its predecessor block).
 
 use super::lru::{Key, Lru};
-use super::Object;
+use super::{Arena, Object};
 use crate::store::StoreError;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -48,11 +49,21 @@ pub struct Blocks {
     pub block_size: u64,
     read_ahead: u64,
     pub stats: Stats,
+    /// Where blocks are kept so that `sendfile` can send them (`None`: on the heap).
+    pub arena: Option<Arc<Arena>>,
 }
 
 impl Blocks {
     pub fn new(limit: u64, block_size: u64, read_ahead: u64) -> Arc<Blocks> {
+        let arena = match Arena::new(limit, block_size.max(1)) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "block cache on the heap: blocks are written, not sent with sendfile");
+                None
+            }
+        };
         Arc::new(Blocks {
+            arena,
             lru: Mutex::new(Lru::new(limit)),
             flights: Mutex::new(HashMap::new()),
             block_size: block_size.max(1),
@@ -155,7 +166,7 @@ impl Blocks {
         drop(flights);
         let (me, obj) = (self.clone(), obj.clone());
         tokio::spawn(async move {
-            let r = me.fetch(&obj, n).await;
+            let r = me.fetch(&obj, n).await.map(|b| me.keep(b));
             if let Ok(b) = &r {
                 let evicted = me.lru().put(key, b.clone());
                 me.stats
@@ -166,6 +177,11 @@ impl Blocks {
             let _ = tx.send(Some(r));
         });
         Flight::Wait(landed, true)
+    }
+
+    /// A fetched block as the cache keeps it: in the arena while it has a free slot.
+    fn keep(&self, b: Bytes) -> Bytes {
+        self.arena.as_ref().and_then(|a| a.hold(&b)).unwrap_or(b)
     }
 
     async fn fetch(&self, obj: &Arc<Object>, n: u64) -> Result<Bytes, StoreError> {

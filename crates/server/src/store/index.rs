@@ -1,8 +1,15 @@
 //! Indexing a title whose bytes are in object storage, from Range reads of what its parser
-//! needs: an unfragmented MP4's top-level box headers (16 bytes each, the next one found from
-//! each size) and its `moov` (`media::mp4::index_moov`), wherever it sits; other containers
-//! (fragmented MP4, MPEG-TS, WebM) read whole once, up to `index_max` bytes, one title at a
-//! time and past the block cache (its blocks are for viewers), and indexed as a local file is.
+//! needs:
+//! - an unfragmented MP4: its top-level box headers (16 bytes each, the next one found from
+//!   each size) and its `moov` (`media::mp4::index_moov`), wherever it sits;
+//! - a WebM/Matroska file: its head, its Cues where the SeekHead puts them, and the opening
+//!   bytes of its first cluster (`media::webm::ranged`);
+//! - an MPEG-TS (which has no index of its own): one scan, block by block past the block
+//!   cache, through `media::ts::Indexer`, which holds a few packets between blocks (any size,
+//!   one title at a time);
+//! - anything else (a fragmented MP4, a WebM without Cues or a stated duration): read whole
+//!   once, up to `index_max` bytes, one title at a time and past the block cache (its blocks
+//!   are for viewers), and indexed as a local file is.
 
 use super::{Object, StoreError};
 use bytes::Bytes;
@@ -68,6 +75,20 @@ async fn container_and_index(
             Err(e) => return (container, Err(e)),
         }
     }
+    if matches!(container, Container::WebM | Container::Matroska) {
+        match webm(obj, &head, container, index_max).await {
+            Ok(Some(info)) => return (container, Ok(info)),
+            Ok(None) => {} // read whole below
+            Err(e) => return (container, Err(e)),
+        }
+    }
+    if container == Container::MpegTs {
+        let info = match scan_ts(obj).await {
+            Ok(ix) => ix.finish().map_err(|e| Failure::Index(e.to_string())),
+            Err(e) => Err(e.into()),
+        };
+        return (container, info);
+    }
     if obj.len > index_max {
         let e = format!(
             "not indexed: a {container:?} title is read whole to be indexed, and this one is {} bytes \
@@ -96,6 +117,61 @@ async fn whole(obj: &Arc<Object>) -> Result<Bytes, StoreError> {
         at = end;
     }
     Ok(out.into())
+}
+
+/// A WebM's index from its head, Cues and first cluster; `None` when it must be read whole
+/// (its parts are not where the ranged index looks, or they do not parse: the whole file is
+/// then indexed as a local one is, errors and all).
+async fn webm(
+    obj: &Arc<Object>,
+    head: &[u8],
+    container: Container,
+    index_max: u64,
+) -> Result<Option<MediaInfo>, Failure> {
+    use media::webm::ranged;
+    let Ok(Some(mut h)) = ranged::head(head) else {
+        return Ok(None);
+    };
+    if let Some(at) = h.cues_at() {
+        let hdr = obj.read(at..at.saturating_add(12).min(obj.len)).await?;
+        let Ok((_, Some(len))) = ranged::element_len(&hdr) else {
+            return Ok(None);
+        };
+        if len > index_max || at.saturating_add(len) > obj.len {
+            return Ok(None);
+        }
+        let cues = obj.read(at..at + len).await?;
+        if h.cues(&cues).is_err() {
+            return Ok(None);
+        }
+    }
+    let Some(at) = h.first_cluster().filter(|&at| at < obj.len) else {
+        return Ok(None);
+    };
+    let mut want = ranged::CLUSTER_PREFIX;
+    loop {
+        let cluster = obj.read(at..at.saturating_add(want).min(obj.len)).await?;
+        let more = want < ranged::CLUSTER_MAX && at + want < obj.len;
+        match h.index(&cluster, obj.len, container, more) {
+            ranged::Step::Index(info) => return Ok(Some(info)),
+            ranged::Step::More => want = want.saturating_mul(4),
+            ranged::Step::Whole => return Ok(None),
+        }
+    }
+}
+
+/// An MPEG-TS scanned block by block (one title at a time).
+async fn scan_ts(obj: &Arc<Object>) -> Result<media::ts::Indexer, StoreError> {
+    let _one = WHOLE.acquire().await;
+    let bs = obj.source.blocks.block_size;
+    let mut ix = media::ts::Indexer::default();
+    let mut at = 0;
+    while at < obj.len {
+        let end = at.saturating_add(bs).min(obj.len);
+        ix.feed(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
+        at = end;
+    }
+    Ok(ix)
 }
 
 /// An unfragmented MP4's index from its box headers and `moov`; `None` when it holds `moof`s.

@@ -12,6 +12,7 @@
 //! Requests are signed by `rusty-s3` (sans-I/O: SigV4 presigned URLs, the listing's XML) and
 //! made with hyper's client (`client.rs`), with a timeout and retries with a backoff.
 
+mod arena;
 mod blocks;
 mod client;
 mod config;
@@ -19,6 +20,7 @@ mod error;
 mod index;
 mod lru;
 
+pub use arena::Arena;
 pub use blocks::{Blocks, Stats};
 pub use config::{S3Source, StoreConfig};
 pub use error::StoreError;

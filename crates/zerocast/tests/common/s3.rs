@@ -2,7 +2,8 @@
 //! into `target/moto` when it is not on the PATH), on a port of 127.0.0.1, stopped by its PID.
 //! Objects are put with plain HTTP PUTs, as any S3 client's unsigned upload.
 
-use super::spawned::free_port;
+use super::spawned::{free_port, Served};
+use super::{demo_dir, request, DEMO};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -117,4 +118,42 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub const BUCKET: &str = "media";
+
+/// A store holding the demo titles under `videos/`.
+pub fn store_with_demo() -> Moto {
+    let m = Moto::start();
+    m.create_bucket(BUCKET);
+    for name in DEMO {
+        m.put(BUCKET, &format!("videos/{name}"), &file(name));
+    }
+    m
+}
+
+pub fn file(name: &str) -> Vec<u8> {
+    std::fs::read(demo_dir().join(name)).unwrap()
+}
+
+/// `zerocast serve` reading `store` (and `extra` arguments), with `config` as its config file.
+pub fn serve(store: &Moto, extra: &[&str], config: &str) -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zerocast.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Served::start_with_env(None, &args, &env);
+    (dir, s)
+}
+
+pub fn metric(s: &Served, name: &str) -> u64 {
+    let r = request(s.addr, "GET", "/metrics", &[]);
+    let text = String::from_utf8(r.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("zerocast_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }

@@ -13,8 +13,12 @@
 //! parsing there.
 
 use crate::error::{Error, Result};
-use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
-use crate::time::{FrameRate, MediaTime};
+use crate::info::{Container, MediaInfo};
+
+mod parts;
+pub mod ranged;
+
+use parts::Parts;
 
 pub(crate) const EBML: u32 = 0x1A45_DFA3;
 const DOC_TYPE: u32 = 0x4282;
@@ -42,12 +46,12 @@ pub(crate) const CUE_TRACK: u32 = 0xF7;
 pub(crate) const CUE_CLUSTER_POSITION: u32 = 0xF1;
 pub(crate) const CLUSTER: u32 = 0x1F43_B675;
 pub(crate) const TIMECODE: u32 = 0xE7;
-const SIMPLE_BLOCK: u32 = 0xA3;
+pub(crate) const SIMPLE_BLOCK: u32 = 0xA3;
 const BLOCK_GROUP: u32 = 0xA0;
 const BLOCK: u32 = 0xA1;
 const REFERENCE_BLOCK: u32 = 0xFB;
 /// Elements that live directly in a Segment: one of these ends an unknown-size Cluster.
-const SEGMENT_LEVEL: [u32; 8] = [
+pub(crate) const SEGMENT_LEVEL: [u32; 8] = [
     CLUSTER,
     CUES,
     INFO,
@@ -201,7 +205,7 @@ fn doc_type(data: &[u8]) -> Option<&[u8]> {
     out
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Track {
     number: u64,
     kind: u64,
@@ -261,7 +265,7 @@ fn codec_name(id: &str) -> String {
 }
 
 /// A video block seen in a cluster scan: (time in timecode-scale units, cluster offset, keyframe).
-type Block = (i64, u64, bool);
+pub(crate) type Block = (i64, u64, bool);
 
 /// Scans one cluster's blocks; returns where the cluster ends (for unknown-size clusters: at the
 /// next segment-level element).
@@ -310,7 +314,7 @@ fn scan_cluster(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn block(
+pub(crate) fn block(
     data: &[u8],
     start: usize,
     end: usize,
@@ -357,13 +361,7 @@ pub(crate) fn segment(data: &[u8]) -> Result<(usize, El)> {
 pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
     let (_, seg) = segment(data)?;
     let seg_end = seg.end.unwrap_or(data.len()).min(data.len());
-    let mut scale: u64 = 1_000_000;
-    let mut duration: Option<f64> = None;
-    let mut tracks = Vec::new();
-    let mut cues: Vec<(u64, u64, u64)> = Vec::new(); // (time, track, cluster position)
-    let mut blocks: Vec<Block> = Vec::new();
-    let mut cues_seen = false;
-
+    let mut parts = Parts::default();
     let mut pos = seg.data;
     while pos < seg_end {
         let el = match element(data, pos, seg_end) {
@@ -373,159 +371,21 @@ pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
         };
         let declared_end = el.end.unwrap_or(seg_end);
         let end = declared_end.min(seg_end);
-        match el.id {
-            INFO => children(data, el.data, end, |c| {
-                match c.id {
-                    TIMECODE_SCALE => scale = uint(body(data, c)).max(1),
-                    DURATION => duration = float(body(data, c)),
-                    _ => {}
-                }
-                Ok(())
-            })?,
-            TRACKS => children(data, el.data, end, |c| {
-                if c.id == TRACK_ENTRY {
-                    tracks.push(parse_track(data, c)?);
-                }
-                Ok(())
-            })?,
-            CUES => {
-                cues_seen = true;
-                children(data, el.data, end, |p| {
-                    if p.id != CUE_POINT {
-                        return Ok(());
-                    }
-                    let mut time = None;
-                    let mut positions = Vec::new();
-                    children(data, p.data, p.end.unwrap_or(p.data), |c| {
-                        match c.id {
-                            CUE_TIME => time = Some(uint(body(data, c))),
-                            CUE_TRACK_POSITIONS => {
-                                let (mut track, mut cluster) = (None, None);
-                                children(data, c.data, c.end.unwrap_or(c.data), |t| {
-                                    match t.id {
-                                        CUE_TRACK => track = Some(uint(body(data, t))),
-                                        CUE_CLUSTER_POSITION => cluster = Some(uint(body(data, t))),
-                                        _ => {}
-                                    }
-                                    Ok(())
-                                })?;
-                                if let (Some(t), Some(c)) = (track, cluster) {
-                                    positions.push((t, c));
-                                }
-                            }
-                            _ => {}
-                        }
-                        Ok(())
-                    })?;
-                    if let Some(time) = time {
-                        cues.extend(positions.into_iter().map(|(t, c)| (time, t, c)));
-                    }
-                    Ok(())
-                })?;
+        if el.id == CLUSTER {
+            let next = scan_cluster(data, el, seg_end, parts.video_number(), &mut parts.blocks)?;
+            pos = next.max(el.data);
+            if pos == el.data {
+                break;
             }
-            CLUSTER => {
-                let video = tracks
-                    .iter()
-                    .find(|t| t.kind == 1)
-                    .map_or(u64::MAX, |t| t.number);
-                let next = scan_cluster(data, el, seg_end, video, &mut blocks)?;
-                pos = next.max(el.data);
-                if pos == el.data {
-                    break;
-                }
-                continue;
-            }
-            _ => {}
+            continue;
         }
+        parts.element(data, el, end)?;
         if el.end.is_none() {
             break;
         }
         pos = end;
     }
-
-    let video = tracks.iter().find(|t| t.kind == 1);
-    let audio = tracks.iter().find(|t| t.kind == 2).map(|t| AudioInfo {
-        codec: codec_name(&t.codec),
-        sample_rate: t.sample_rate,
-        channels: t.channels,
-    });
-    let ns = |units: i64| {
-        MediaTime::new(
-            units.saturating_mul(scale.min(i64::MAX as u64) as i64),
-            1_000_000_000,
-        )
-    };
-    let first = blocks.iter().map(|b| b.0).min().unwrap_or(0);
-    let frame_units = most_common({
-        let mut times: Vec<i64> = blocks.iter().map(|b| b.0).collect();
-        times.sort_unstable();
-        times
-            .windows(2)
-            .map(|w| w[1].abs_diff(w[0]))
-            .collect::<Vec<_>>()
-            .into_iter()
-    });
-    let frame_rate = video.and_then(|v| match v.default_duration {
-        Some(d) => FrameRate::from_frame_duration(1_000_000_000, d),
-        None => frame_units
-            .and_then(|u| FrameRate::from_frame_duration(1_000_000_000, u.saturating_mul(scale))),
-    });
-
-    let video_cues: Vec<(u64, u64)> = video
-        .map(|v| {
-            cues.iter()
-                .filter(|c| c.1 == v.number)
-                .map(|c| (c.0, c.2))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut keyframes: Vec<Keyframe> = if !video_cues.is_empty() {
-        video_cues
-            .into_iter()
-            .filter_map(|(time, cluster)| {
-                let offset = (seg.data as u64).checked_add(cluster)?;
-                (offset < data.len() as u64).then(|| Keyframe {
-                    time: ns((time.min(i64::MAX as u64) as i64).saturating_sub(first)),
-                    offset,
-                })
-            })
-            .collect()
-    } else {
-        let _ = cues_seen;
-        blocks
-            .iter()
-            .filter(|b| b.2)
-            .map(|b| Keyframe {
-                time: ns(b.0.saturating_sub(first)),
-                offset: b.1,
-            })
-            .collect()
-    };
-    keyframes.sort_by_key(|k| k.time);
-    keyframes.dedup_by_key(|k| k.time);
-
-    let last_block = blocks.iter().map(|b| b.0).max().unwrap_or(0);
-    let frame = i64::try_from(frame_units.unwrap_or(0)).unwrap_or(i64::MAX);
-    let scanned = ns(last_block.saturating_sub(first).saturating_add(frame));
-    let duration = match duration {
-        Some(d) if d.is_finite() && d > 0.0 => MediaTime::new(
-            (d * scale as f64).min(i64::MAX as f64) as i64,
-            1_000_000_000,
-        ),
-        _ => scanned,
-    };
-    Ok(MediaInfo {
-        container,
-        duration,
-        video: video.map(|v| VideoInfo {
-            codec: codec_name(&v.codec),
-            width: v.width,
-            height: v.height,
-            frame_rate,
-        }),
-        audio,
-        keyframes,
-    })
+    Ok(parts.info(container, seg.data as u64, data.len() as u64))
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! Indexing titles in S3-compatible object storage, against a real S3 server (moto,
+//! `common::s3`): a bucket title's index, from Range reads of only what its parser needs,
+//! answers seeks as the same file's in a directory does.
+
+mod common;
+use common::s3::{file, metric, serve, store_with_demo, Moto, BUCKET};
+use common::*;
+
+#[test]
+fn seek_on_bucket_titles_answers_as_on_the_same_files_in_a_directory_served_beside_them() {
+    let store = store_with_demo();
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lib.path().join("local")).unwrap();
+    for name in DEMO {
+        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
+    }
+    let dir = lib.path().to_str().unwrap();
+    let (_d, s) = serve(
+        &store,
+        &["--library", dir, "--library", "s3://media/videos"],
+        "",
+    );
+    let list = request(s.addr, "GET", "/api/videos", &[]).json();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2 * DEMO.len(),
+        "both sources listed"
+    );
+    let mut rng = fastrand::Rng::with_seed(3);
+    for name in DEMO {
+        let mut stored = request(s.addr, "GET", &format!("/api/videos/{name}"), &[]).json();
+        let mut local = request(s.addr, "GET", &format!("/api/videos/local/{name}"), &[]).json();
+        assert_eq!(stored["source"], "s3://media/videos", "{name}");
+        for doc in [&mut stored, &mut local] {
+            let o = doc.as_object_mut().unwrap();
+            for k in ["id", "url", "cached_in_memory", "source"] {
+                o.remove(k);
+            }
+        }
+        assert_eq!(stored, local, "{name}: the same index from Range reads");
+        let duration = local["duration_seconds"].as_f64().unwrap();
+        for _ in 0..10 {
+            let t = format!("{:.3}", rng.f64() * duration);
+            let a = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/{name}/seek?t={t}"),
+                &[],
+            );
+            let b = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/local/{name}/seek?t={t}"),
+                &[],
+            );
+            assert_eq!(a.status, 200, "{name} at {t}");
+            let (mut a, mut b) = (a.json(), b.json());
+            a.as_object_mut().unwrap().remove("id");
+            b.as_object_mut().unwrap().remove("id");
+            assert_eq!(a, b, "{name} at {t}");
+            // The offset is where the keyframe's bytes are in the bucket's object too.
+            let off = a["offset"].as_u64().unwrap();
+            let r = request(
+                s.addr,
+                "GET",
+                &format!("/videos/{name}"),
+                &[("Range", &format!("bytes={off}-{}", off + 187))],
+            );
+            assert!(
+                r.body[..] == file(name)[off as usize..off as usize + 188],
+                "{name}"
+            );
+        }
+    }
+    // What needs the bytes in memory says so (422), it does not guess.
+    let clip = request(s.addr, "GET", "/videos/faststart.mp4?start=1&end=3", &[]);
+    assert_eq!(clip.status, 422);
+    assert!(String::from_utf8_lossy(&clip.body).contains("object storage"));
+}
+
+#[test]
+fn webm_and_matroska_titles_in_a_bucket_are_indexed_from_their_head_cues_and_first_cluster() {
+    let lib = tempfile::tempdir().unwrap();
+    let local = lib.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let (webm, mkv) = (local.join("720p.webm"), local.join("720p.mkv"));
+    let src = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=48000",
+        "-t",
+        "8",
+        "-g",
+        "50",
+        "-c:a",
+        "libopus",
+    ];
+    let vp9 = [
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "3M",
+    ];
+    ffmpeg(&[&src[..], &vp9[..], &[webm.to_str().unwrap()]].concat());
+    let h264 = ["-c:v", "libx264", "-preset", "ultrafast"];
+    ffmpeg(&[&src[..], &h264[..], &[mkv.to_str().unwrap()]].concat());
+    let store = Moto::start();
+    store.create_bucket(BUCKET);
+    let mut blocks = 0;
+    for f in [&webm, &mkv] {
+        let bytes = std::fs::read(f).unwrap();
+        blocks += bytes.len().div_ceil(64 << 10);
+        let name = f.file_name().unwrap().to_str().unwrap();
+        store.put(BUCKET, &format!("videos/{name}"), &bytes);
+    }
+    let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 0\n";
+    let dir = lib.path().to_str().unwrap();
+    let (_d, s) = serve(
+        &store,
+        &["--library", dir, "--library", "s3://media/videos"],
+        config,
+    );
+    // Listing and indexing both titles: a few reads each, not the files' blocks.
+    let requests = metric(&s, "s3_requests_total");
+    assert!(
+        requests <= 10,
+        "{requests} requests to the store to list and index two titles of {blocks} blocks"
+    );
+    for name in ["720p.webm", "720p.mkv"] {
+        let mut stored = request(s.addr, "GET", &format!("/api/videos/{name}"), &[]).json();
+        let mut local = request(s.addr, "GET", &format!("/api/videos/local/{name}"), &[]).json();
+        assert!(
+            local["keyframes"].as_u64().unwrap_or(0) >= 4,
+            "{name}: {local}"
+        );
+        for doc in [&mut stored, &mut local] {
+            let o = doc.as_object_mut().unwrap();
+            for k in ["id", "url", "cached_in_memory", "source"] {
+                o.remove(k);
+            }
+        }
+        assert_eq!(
+            stored, local,
+            "{name}: the same index from its head, Cues and a cluster"
+        );
+        for t in ["0", "1.9", "2.1", "4.99", "7.5"] {
+            let a = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/{name}/seek?t={t}"),
+                &[],
+            );
+            let b = request(
+                s.addr,
+                "GET",
+                &format!("/api/videos/local/{name}/seek?t={t}"),
+                &[],
+            );
+            let (a, b) = (a.json(), b.json());
+            assert_eq!(a["offset"], b["offset"], "{name} at {t}: {a} {b}");
+            assert_eq!(a["keyframe"], b["keyframe"], "{name} at {t}");
+            assert_eq!(a["keyframe_index"], b["keyframe_index"], "{name} at {t}");
+        }
+    }
+}
