@@ -89,6 +89,40 @@ pub(crate) fn with_cors(
     resp
 }
 
+/// `resp` as the answer to `req`, unless it asks for a title's packaging to be read from
+/// object storage first ([`crate::library::LoadPackage`]: a clip, playlist or segment of a
+/// bucket title asked for the first time): then that is read and the request answered again;
+/// a store that cannot be read is a 502/504. Async, so the paths call it only when asked.
+pub(crate) async fn after_loading<B>(
+    state: &State,
+    req: &Request<B>,
+    secure: bool,
+    resp: Response<Chunks>,
+) -> Response<Chunks> {
+    let Some(crate::library::LoadPackage(t)) = resp.extensions().get().cloned() else {
+        return resp;
+    };
+    let index_max = state.stores.get().map_or(u64::MAX, |s| s.index_max);
+    match t.load_package(index_max).await {
+        Ok(()) => answer(state, req, secure),
+        Err(e) => {
+            let origin = req.headers().get(::http::header::ORIGIN);
+            with_cors(
+                crate::error::Error::Store(e).response(),
+                &state.config(),
+                origin,
+            )
+        }
+    }
+}
+
+/// Whether an answer must wait for [`after_loading`].
+pub(crate) fn loads(resp: &Response<Chunks>) -> bool {
+    resp.extensions()
+        .get::<crate::library::LoadPackage>()
+        .is_some()
+}
+
 /// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug
 /// level. `secure`: it came over TLS (HSTS applies).
 pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {

@@ -121,8 +121,6 @@ impl Chunks {
         self.remaining == 0
     }
 
-    /// Whether some of it is still to be fetched from a store (then write it frame by frame,
-    /// [`http_body_util::BodyExt::frame`], after [`Chunks::prime`]).
     /// The arena that holds the blocks of the body's first remote part, when its store's
     /// cache keeps them in one (a writer that can `sendfile` sends them from there).
     pub fn arena(&self) -> Option<Arc<crate::store::Arena>> {
@@ -132,6 +130,8 @@ impl Chunks {
         })
     }
 
+    /// Whether some of it is still to be fetched from a store (then write it frame by frame,
+    /// [`http_body_util::BodyExt::frame`], after [`Chunks::prime`]).
     pub fn is_remote(&self) -> bool {
         self.parts
             .iter()

@@ -58,6 +58,10 @@ pub enum Error {
     OutsideDvr { asked: f64, window: f64 },
     #[error("'{}' has no HLS or DASH: {reason}", Clip(.id))]
     NotPackaged { id: String, reason: String },
+    /// A title in object storage whose packaging is being read (the async shells read it and
+    /// answer again, so a client sees this only if that did not happen).
+    #[error("'{}' is being read from object storage; ask again", Clip(.0))]
+    Pending(String),
     #[error("'{}': {what}", Clip(.id))]
     NoSuchPart { id: String, what: String },
     #[error("bad stream name '{}' (1 to 128 of A-Z a-z 0-9 _ - .)", Clip(.0))]
@@ -170,6 +174,7 @@ impl Error {
             Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Pending(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Error::Store(_) => StatusCode::BAD_GATEWAY,
             Error::EdgeBusy(..) => StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +239,7 @@ impl Error {
                     HeaderValue::from_static("Bearer realm=\"zerocast admin\""),
                 );
             }
-            Error::Overloaded => {
+            Error::Overloaded | Error::Pending(_) => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -107,6 +107,9 @@ pub(crate) async fn answer<B>(
         _ => {}
     }
     let mut r = crate::answer::answer(state, &req, how.secure);
+    if crate::answer::loads(&r) {
+        r = crate::answer::after_loading(state, &req, how.secure, r).await;
+    }
     // A title in object storage: its first block before the head, so that a store that cannot
     // be read gives an error status rather than a cut body.
     if r.body().is_remote() {

@@ -41,19 +41,7 @@ impl Package {
         let info = index.as_ref().map_err(Clone::clone)?;
         match info.container {
             Container::Mp4 if !media::mp4::is_fragmented(data) => {
-                let movie = Movie::parse(data).map_err(|e| e.to_string())?;
-                let slots = mp4::plan(&movie, TARGET);
-                if slots.is_empty() {
-                    return Err("no keyframes to cut segments at".into());
-                }
-                let segs = slots
-                    .iter()
-                    .map(|s| Seg {
-                        start: s.start,
-                        duration: s.duration,
-                    })
-                    .collect();
-                Ok(Package::Movie { movie, slots, segs })
+                Self::movie(Movie::parse(data).map_err(|e| e.to_string())?)
             }
             Container::Mp4 | Container::MpegTs => {
                 // The title's layout is found once; each segment is then a cut of it (no
@@ -121,6 +109,28 @@ impl Package {
                 c.name()
             )),
         }
+    }
+
+    /// Packages an unfragmented MP4 in object storage (of `file_len` bytes) from its `ftyp`
+    /// and `moov` boxes alone (`boxes`, one after the other).
+    pub fn build_stored(boxes: &[u8], file_len: u64) -> Result<Package, String> {
+        let movie = Movie::parse_boxes(boxes, file_len).map_err(|e| e.to_string())?;
+        Self::movie(movie)
+    }
+
+    fn movie(movie: Movie) -> Result<Package, String> {
+        let slots = mp4::plan(&movie, TARGET);
+        if slots.is_empty() {
+            return Err("no keyframes to cut segments at".into());
+        }
+        let segs = slots
+            .iter()
+            .map(|s| Seg {
+                start: s.start,
+                duration: s.duration,
+            })
+            .collect();
+        Ok(Package::Movie { movie, slots, segs })
     }
 
     /// Bytes it holds beyond the title's own.

@@ -143,7 +143,8 @@ fn two_servers_reading_one_bucket_give_every_title_the_same_etag_the_stores_own(
 #[test]
 fn a_title_larger_than_the_block_cache_streams_through_it_with_blocks_evicted_and_fetched_again() {
     let store = store_with_demo();
-    let config = "[s3]\nblock_size = \"64KiB\"\nread_ahead = 0\n";
+    // Blocks of 64 KiB, sent with sendfile (as local titles are from `sendfile_min` on).
+    let config = "sendfile_min = \"64KiB\"\n[s3]\nblock_size = \"64KiB\"\nread_ahead = 0\n";
     let (_d, s) = serve(
         &store,
         &["--library", "s3://media/videos", "--cache-size", "256KiB"],

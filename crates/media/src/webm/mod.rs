@@ -47,8 +47,8 @@ pub(crate) const CUE_CLUSTER_POSITION: u32 = 0xF1;
 pub(crate) const CLUSTER: u32 = 0x1F43_B675;
 pub(crate) const TIMECODE: u32 = 0xE7;
 pub(crate) const SIMPLE_BLOCK: u32 = 0xA3;
-const BLOCK_GROUP: u32 = 0xA0;
-const BLOCK: u32 = 0xA1;
+pub(crate) const BLOCK_GROUP: u32 = 0xA0;
+pub(crate) const BLOCK: u32 = 0xA1;
 const REFERENCE_BLOCK: u32 = 0xFB;
 /// Elements that live directly in a Segment: one of these ends an unknown-size Cluster.
 pub(crate) const SEGMENT_LEVEL: [u32; 8] = [

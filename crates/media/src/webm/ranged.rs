@@ -27,6 +27,8 @@ pub struct Head {
     seg_data: u64,
     /// Where the Cues element starts, when the head does not hold it.
     cues_at: Option<u64>,
+    /// Where the first cluster starts, when the head reaches it.
+    cluster_at: Option<u64>,
 }
 
 /// The ID and whole length (header and body) of the element that starts `data`; `None` for
@@ -44,12 +46,14 @@ pub fn head(data: &[u8]) -> Result<Option<Head>> {
     let mut parts = Parts::default();
     let (mut info, mut tracks, mut cues) = (false, false, false);
     let mut cues_pos = None;
+    let mut cluster_at = None;
     let mut pos = seg.data;
     while pos < seg_end && pos < data.len() {
         let Ok(el) = element(data, pos, data.len()) else {
             break;
         };
         if el.id == CLUSTER {
+            cluster_at = Some(el.start as u64);
             break;
         }
         let Some(end) = el.end.filter(|&e| e <= data.len() && e <= seg_end) else {
@@ -78,6 +82,7 @@ pub fn head(data: &[u8]) -> Result<Option<Head>> {
         parts,
         seg_data,
         cues_at,
+        cluster_at,
     }))
 }
 
@@ -134,10 +139,13 @@ impl Head {
         Ok(())
     }
 
-    /// Where the first cluster the video track's Cues name starts (`None`: they name none).
+    /// Where the first cluster starts: the first in the file when the head reaches it (its
+    /// blocks may come before the first that a Cue names), else the first the video track's
+    /// Cues name (`None`: they name none, and the file is indexed whole).
     pub fn first_cluster(&self) -> Option<u64> {
         let first = self.parts.video_cues().into_iter().map(|c| c.1).min()?;
-        self.seg_data.checked_add(first)
+        let cued = self.seg_data.checked_add(first)?;
+        Some(self.cluster_at.map_or(cued, |c| c.min(cued)))
     }
 
     /// The index, given the opening bytes of the first cluster (`cluster`, [`CLUSTER_PREFIX`]
@@ -158,12 +166,12 @@ impl Head {
         let whole = prefix_blocks(cluster, el, parts.video_number(), &mut parts.blocks);
         let stated = parts.video().is_some_and(|v| v.default_duration.is_some());
         let n = parts.blocks.len();
-        if n == 0 && (whole || !more) {
-            Step::Whole
-        } else if more && !whole && (n == 0 || (n < FRAME_RATE_BLOCKS && !stated)) {
+        if n > 0 && (stated || n >= FRAME_RATE_BLOCKS) {
+            Step::Index(parts.info(container, self.seg_data, len))
+        } else if more && !whole {
             Step::More
         } else {
-            Step::Index(parts.info(container, self.seg_data, len))
+            Step::Whole
         }
     }
 }
@@ -206,6 +214,27 @@ fn prefix_blocks(data: &[u8], c: El, video: u64, out: &mut Vec<super::Block>) ->
                 let to = el_end.min(data.len());
                 if super::block(data, el.data, to, tc, c.start, None, video, out).is_err() {
                     return false;
+                }
+            }
+            super::BLOCK_GROUP => {
+                // Its Block (a frame with a duration of its own, or one that references others).
+                let to = el_end.min(data.len());
+                let mut at = el.data;
+                while at < to {
+                    let Ok(g) = element(data, at, data.len()) else {
+                        return false;
+                    };
+                    if g.id == super::BLOCK {
+                        let end = g.end.unwrap_or(to).min(to);
+                        if super::block(data, g.data, end, tc, c.start, None, video, out).is_err() {
+                            return false;
+                        }
+                        break;
+                    }
+                    match g.end {
+                        Some(e) if e > at => at = e,
+                        _ => break,
+                    }
                 }
             }
             _ => {}
@@ -299,6 +328,29 @@ mod tests {
             panic!("{step:?}")
         };
         assert_eq!(info, whole);
+    }
+
+    #[test]
+    fn blocks_in_a_block_group_count_as_simple_blocks_do() {
+        #[rustfmt::skip]
+        let cluster = [
+            0x1F, 0x43, 0xB6, 0x75, 0x94, // Cluster, 20 bytes
+            0xE7, 0x81, 0x05, // Timecode 5
+            0xA0, 0x88, 0xA1, 0x86, 0x81, 0x00, 0x02, 0x80, 0xAA, 0xBB, // BlockGroup(Block: track 1, +2)
+            0xA3, 0x85, 0x81, 0x00, 0x04, 0x80, 0xCC, // SimpleBlock: track 1, +4
+        ];
+        let el = element(&cluster, 0, cluster.len()).unwrap();
+        let mut out = Vec::new();
+        assert!(
+            prefix_blocks(&cluster, el, 1, &mut out),
+            "the whole cluster"
+        );
+        let times: Vec<i64> = out.iter().map(|b| b.0).collect();
+        assert_eq!(times, [7, 9]);
+        // Cut inside the BlockGroup's frame: its header still counts.
+        let mut out = Vec::new();
+        assert!(!prefix_blocks(&cluster[..17], el, 1, &mut out));
+        assert_eq!(out.iter().map(|b| b.0).collect::<Vec<_>>(), [7]);
     }
 
     #[test]

@@ -219,8 +219,9 @@ pub(crate) async fn connection(
             }
         };
         let resp = match crate::http::route(req.method(), req.uri().path()) {
-            // Boxed: the wait and the callback stay out of every connection's future.
-            Some(r) if r.waits() => {
+            // Boxed: the wait, the callback and the store's reads stay out of every
+            // connection's future.
+            Some(r) if r.waits() || crate::http::loads_first(&state, r, &req) => {
                 match Box::pin(waiting(&mut stream, &state, &req, r, peer, close)).await? {
                     Some(resp) => resp,
                     // A part streamed while it was written (part.rs).
@@ -275,7 +276,9 @@ async fn playlist(
     })
 }
 
-/// A request that may wait: its answer, or `None` when it was a part written as it arrived.
+/// A request that may wait, or whose answer needs a title's packaging read from its store
+/// ([`crate::http::loads_first`]): its answer, or `None` when it was a part written as it
+/// arrived.
 async fn waiting(
     stream: &mut Transport,
     state: &State,
@@ -284,6 +287,13 @@ async fn waiting(
     peer: SocketAddr,
     close: bool,
 ) -> io::Result<Option<Response<Chunks>>> {
+    if !route.waits() {
+        // A clip, playlist or segment of a title in object storage, read from it first.
+        let (secure, resp) = (stream.is_tls(), answer(state, req, stream.is_tls()));
+        return Ok(Some(
+            crate::answer::after_loading(state, req, secure, resp).await,
+        ));
+    }
     match playlist(state, req, route, peer, stream.is_tls()).await {
         Waited::Answer(resp) => Ok(Some(resp)),
         Waited::Follow(mut f) => {

@@ -143,16 +143,14 @@ async fn stored(
     let to = Sink {
         timeout: config.send_timeout,
         arena,
-        sendfile_min: config.policy.sendfile_min.min(BLOCK_SENDFILE_MIN),
+        sendfile_min: config.policy.sendfile_min,
     };
     remote(stream, head, resp.into_body(), &to).await
 }
 
-/// Blocks (or their slices) of at least this many bytes go out with `sendfile`: a page
-/// reference per 4 KiB costs less than copying it, and the blocks come one by one anyway.
-const BLOCK_SENDFILE_MIN: u64 = 64 << 10;
-
-/// How a stored body is written: blocks in the cache's arena of at least `sendfile_min` go
+/// How a stored body is written: blocks (or their slices) in the cache's arena of at least
+/// `sendfile_min` (as for local titles: 1 MiB unless configured; a whole block of the default
+/// size, not the partial blocks at a range's ends, which `writev` sends as cheaply) go
 /// out with `sendfile` where the transport allows it, the rest with `writev`.
 struct Sink {
     timeout: Duration,

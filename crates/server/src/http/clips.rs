@@ -3,7 +3,7 @@
 //! like the title itself. The body is the clip's small head followed by a slice of the cached
 //! title (never copied); a range inside that slice goes out with `sendfile` from the title's file.
 
-use super::pieces::Pieces;
+use super::pieces::{Piece, Pieces};
 use crate::body::Chunks;
 use crate::entity::{self, Policy};
 use crate::error::Error;
@@ -32,10 +32,15 @@ pub(super) fn serve<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    if t.remote.is_some() {
+    // A title in object storage: its movie is read from the store first (then asked again).
+    if t.package_pending() {
+        return Ok(super::pieces::pending(t));
+    }
+    // Of a title in object storage, only an unfragmented MP4's movie is read (its `moov`).
+    if let (Some(_), Err(reason)) = (&t.remote, t.package()) {
         return Err(Error::NotClippable {
             id: t.id.clone(),
-            reason: "a title in object storage is served as bytes and by seek only".into(),
+            reason: reason.to_string(),
         });
     }
     let (start, end) = times(req.uri().query()).unwrap_or_default();
@@ -80,10 +85,8 @@ pub(super) fn serve<B>(
         "clip-{}.{}-{}.{}-{}",
         clip.start.ticks, clip.start.scale, clip.end.ticks, clip.end.scale, clip.body.end
     );
-    let body = t
-        .data
-        .slice(clip.body.start as usize..clip.body.end as usize);
-    let parts = vec![clip.head.clone(), body];
+    let body = Piece::of(t, clip.body.start..clip.body.end);
+    let parts = vec![clip.head.clone().into(), body];
     let e = Pieces::of_title(t, parts, t.container.mime(), &tag, Some(clip.body.start))
         .ok_or_else(|| Error::NotClippable {
             id: t.id.clone(),

@@ -221,6 +221,19 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
 
 /// Answers one request/response route. Never fails: errors become responses here. Every answer
 /// (errors and preflights included) carries the CORS headers for the request's `Origin`.
+/// Whether `req` (on `route`) asks for a clip, playlist or segment of a title in object storage
+/// whose packaging is still to be read from its store: the async shells then take the path that
+/// reads it ([`crate::answer::after_loading`]) before answering. Free for a server without
+/// object storage.
+pub(crate) fn loads_first<B>(state: &State, route: Route<'_>, req: &Request<B>) -> bool {
+    match route {
+        Route::Video(id) if state.stores.get().is_some() => {
+            vod::pending(&state.library(), id, req).is_some()
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
     let m = req.method();
     let path = req.uri().path();

@@ -11,7 +11,7 @@
 //! head, then slices of the cached title. Their ETags derive from the title's, so they change
 //! exactly when the title does.
 
-use super::pieces::Pieces;
+use super::pieces::{Piece, Pieces};
 use crate::body::Chunks;
 use crate::entity::{self, Policy};
 use crate::error::Error;
@@ -89,13 +89,17 @@ pub(super) fn serve<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
+    // A title in object storage: its movie is read from the store first (then asked again).
+    if t.package_pending() {
+        return Ok(super::pieces::pending(t));
+    }
     let package = t.package().map_err(|reason| Error::NotPackaged {
         id: t.id.clone(),
         reason: reason.to_string(),
     })?;
-    let slice = |r: std::ops::Range<u64>| t.data.slice(r.start as usize..r.end as usize);
+    let slice = |r: std::ops::Range<u64>| Piece::of(t, r);
     // The title offset of the last part when it is the one slice of the title after a head.
-    let (parts, content_type, tag, tail): (Vec<Bytes>, &'static str, String, Option<u64>) =
+    let (parts, content_type, tag, tail): (Vec<Piece>, &'static str, String, Option<u64>) =
         match (&**package, asset) {
             (p, Asset::Playlist) => {
                 let (map, ext) = match p {
@@ -121,7 +125,7 @@ pub(super) fn serve<B>(
                     "m3u8".into()
                 };
                 (
-                    vec![Bytes::from(text)],
+                    vec![Bytes::from(text).into()],
                     "application/vnd.apple.mpegurl",
                     tag,
                     None,
@@ -129,10 +133,15 @@ pub(super) fn serve<B>(
             }
             (Package::Movie { movie, .. }, Asset::HlsInit) => {
                 let init = mp4::init(movie, None).map_err(|e| not_found(t, &e.to_string()))?;
-                (vec![Bytes::from(init)], "video/mp4", "init".into(), None)
+                (
+                    vec![Bytes::from(init).into()],
+                    "video/mp4",
+                    "init".into(),
+                    None,
+                )
             }
             (Package::Clips { init: Some(i), .. }, Asset::HlsInit) => {
-                (vec![i.clone()], "video/mp4", "init".into(), None)
+                (vec![i.clone().into()], "video/mp4", "init".into(), None)
             }
             (Package::Movie { movie, slots, .. }, Asset::HlsSegment(n)) => {
                 let slot = slots
@@ -141,7 +150,7 @@ pub(super) fn serve<B>(
                 let s = mp4::segment(movie, slot, n as u32 + 1, None)
                     .map_err(|e| not_found(t, &e.to_string()))?;
                 let tail = (s.body.len() == 1).then(|| s.body[0].start);
-                let mut parts = vec![Bytes::from(s.head)];
+                let mut parts: Vec<Piece> = vec![Bytes::from(s.head).into()];
                 parts.extend(s.body.into_iter().map(slice));
                 (parts, "video/mp4", format!("h{n}"), tail)
             }
@@ -155,7 +164,7 @@ pub(super) fn serve<B>(
                     "video/mp2t"
                 };
                 (
-                    vec![head.clone(), slice(body.clone())],
+                    vec![head.clone().into(), slice(body.clone())],
                     kind,
                     format!("h{n}"),
                     Some(body.start),
@@ -164,7 +173,7 @@ pub(super) fn serve<B>(
             (Package::Movie { movie, .. }, Asset::Manifest) => {
                 let text = manifest(movie, package.segs());
                 (
-                    vec![Bytes::from(text)],
+                    vec![Bytes::from(text).into()],
                     "application/dash+xml",
                     "mpd".into(),
                     None,
@@ -176,7 +185,12 @@ pub(super) fn serve<B>(
                     .get(k)
                     .ok_or_else(|| not_found(t, "no such track"))?;
                 let init = mp4::init(movie, Some(k)).map_err(|e| not_found(t, &e.to_string()))?;
-                (vec![Bytes::from(init)], mime(track), format!("i{k}"), None)
+                (
+                    vec![Bytes::from(init).into()],
+                    mime(track),
+                    format!("i{k}"),
+                    None,
+                )
             }
             (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n)) => {
                 let track = movie
@@ -189,7 +203,7 @@ pub(super) fn serve<B>(
                 let s = mp4::segment(movie, slot, n as u32 + 1, Some(k))
                     .map_err(|e| not_found(t, &e.to_string()))?;
                 let tail = (s.body.len() == 1).then(|| s.body[0].start);
-                let mut parts = vec![Bytes::from(s.head)];
+                let mut parts: Vec<Piece> = vec![Bytes::from(s.head).into()];
                 parts.extend(s.body.into_iter().map(slice));
                 (parts, mime(track), format!("d{k}-{n}"), tail)
             }

@@ -1,10 +1,11 @@
-//! An answer made of a few `Bytes` derived from a library title (a clip, a VOD playlist, a
-//! segment): the written head and slices of the title. Its ETag is the title's with a tag for
-//! what was derived, so it changes exactly when the title does; when its last piece is a slice of
+//! An answer made of a few pieces derived from a library title (a clip, a VOD playlist, a
+//! segment): the written head and ranges of the title (slices of its bytes, or of its object's
+//! cached blocks for a title in object storage). Its ETag is the title's with a tag for what
+//! was derived, so it changes exactly when the title does; when its last piece is a slice of
 //! the title, a range reaching into it goes out with `sendfile` from the title's file.
 
 use crate::body::{Chunks, FileSource};
-use crate::entity::{self, Entity};
+use crate::entity::Entity;
 use crate::library::Title;
 use crate::range::ByteRange;
 use bytes::Bytes;
@@ -12,9 +13,48 @@ use http::header::HeaderValue;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// One piece of an answer: written bytes, or a range of a title in object storage.
+#[derive(Debug, Clone)]
+pub(super) enum Piece {
+    Held(Bytes),
+    Stored(Arc<crate::store::Object>, std::ops::Range<u64>),
+}
+
+impl From<Bytes> for Piece {
+    fn from(b: Bytes) -> Piece {
+        Piece::Held(b)
+    }
+}
+
+impl Piece {
+    /// The bytes `r` of title `t`: a slice of its bytes, or a range of its object.
+    pub(super) fn of(t: &Title, r: std::ops::Range<u64>) -> Piece {
+        match &t.remote {
+            Some(obj) => Piece::Stored(obj.clone(), r),
+            None => Piece::Held(t.data.slice(r.start as usize..r.end as usize)),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Held(b) => b.len() as u64,
+            Piece::Stored(_, r) => r.end - r.start,
+        }
+    }
+}
+
+/// The answer for a title in object storage whose packaging is still to be read: it carries
+/// the title, for the async shell to read it and answer again ([`crate::library::LoadPackage`]).
+pub(super) fn pending(t: &Arc<Title>) -> http::Response<Chunks> {
+    let mut r = crate::error::Error::Pending(t.id.clone()).response();
+    r.extensions_mut()
+        .insert(crate::library::LoadPackage(t.clone()));
+    r
+}
+
 #[derive(Debug)]
 pub(super) struct Pieces {
-    parts: Vec<Bytes>,
+    parts: Vec<Piece>,
     len: u64,
     content_type: &'static str,
     etag: String,
@@ -31,7 +71,7 @@ impl Pieces {
     /// last part when it is a slice of the title. `None` when the tag makes no header value.
     pub(super) fn of_title(
         t: &Title,
-        parts: Vec<Bytes>,
+        parts: Vec<Piece>,
         content_type: &'static str,
         tag: &str,
         tail: Option<u64>,
@@ -42,7 +82,7 @@ impl Pieces {
         let etag = format!("\"{}-{tag}\"", t.tag_base);
         let etag_header = HeaderValue::from_str(&etag).ok()?;
         Some(Pieces {
-            len: parts.iter().map(|p| p.len() as u64).sum(),
+            len: parts.iter().map(Piece::len).sum(),
             parts,
             content_type,
             etag,
@@ -56,6 +96,35 @@ impl Pieces {
     /// Caches must ask again each time (a playlist that grows).
     pub(super) fn no_cache(&mut self) {
         self.no_cache = true;
+    }
+}
+
+impl Pieces {
+    /// The body of `range`: slices of the held pieces, ranges of the object for the stored.
+    fn chunks(&self, range: ByteRange) -> Chunks {
+        let mut body = Chunks::empty();
+        let mut at = 0u64;
+        for p in &self.parts {
+            let (start, end) = (at, at + p.len());
+            at = end;
+            if end <= range.start {
+                continue;
+            }
+            if start >= range.end {
+                break;
+            }
+            let (from, to) = (
+                range.start.saturating_sub(start),
+                range.end.min(end) - start,
+            );
+            match p {
+                Piece::Held(b) => body.push(b.slice(from as usize..to as usize)),
+                Piece::Stored(obj, r) => {
+                    body.append(Chunks::remote(obj.clone(), r.start + from..r.start + to));
+                }
+            }
+        }
+        body
     }
 }
 
@@ -79,8 +148,8 @@ impl Entity for Pieces {
         self.no_cache.then(|| HeaderValue::from_static("no-cache"))
     }
     fn slice(&self, range: ByteRange) -> Chunks {
-        let chunks = entity::slice_parts(&self.parts, range);
-        let last = self.len - self.parts.last().map_or(0, |p| p.len() as u64);
+        let chunks = self.chunks(range);
+        let last = self.len - self.parts.last().map_or(0, Piece::len);
         match &self.file {
             Some((file, offset)) if range.end > last => {
                 let from = range.start.max(last);

@@ -46,6 +46,18 @@ pub(super) fn video<B>(
     Ok(entity::serve(&**t, policy, req.method(), req.headers()))
 }
 
+/// The title in object storage whose packaging a `GET|HEAD /videos/{id}` (a clip, or an HLS or
+/// DASH asset of it) needs read from its store before it can be answered.
+pub(super) fn pending<B>(lib: &Library, id: &str, req: &Request<B>) -> Option<Arc<Title>> {
+    let decoded = percent_decode_str(id).decode_utf8().ok()?;
+    let t = match lib.get(&decoded) {
+        Some(t) if super::clips::wanted(req.uri().query()) => t,
+        Some(_) => return None,
+        None => lib.get(super::packaged::split(&decoded)?.0)?,
+    };
+    t.package_pending().then(|| t.clone())
+}
+
 /// `GET /api/videos`.
 pub(super) fn list(lib: &Library) -> Response<Chunks> {
     let docs: Vec<TitleDoc> = lib.titles().map(|t| TitleDoc::new(t)).collect();

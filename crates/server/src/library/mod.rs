@@ -11,7 +11,7 @@ mod files;
 mod stored;
 
 pub(crate) use files::read as read_file;
-pub use stored::{list as list_stored, Listing};
+pub use stored::{list as list_stored, Listing, LoadPackage};
 
 use crate::error::StartError;
 use bytes::Bytes;
@@ -192,6 +192,15 @@ impl Title {
         self.recording.is_some_and(|r| r.growing)
     }
 
+    /// Whether the packaging of this title (in object storage) is still to be read from its
+    /// store ([`Title::load_package`]) before a clip, playlist or segment can be made of it.
+    pub fn package_pending(&self) -> bool {
+        self.remote.is_some()
+            && self.container == Container::Mp4
+            && self.index.is_ok()
+            && self.package.get().is_none()
+    }
+
     /// Bytes its packaging holds, once built (0 before).
     pub fn package_memory(&self) -> usize {
         match self.package.get() {
@@ -202,9 +211,17 @@ impl Title {
 
     /// The title's packaging (its parsed movie for an MP4, its segments), built on first use and
     /// kept; or why it has none. Building it walks the title's sample tables once.
+    /// A title in object storage has one once [`Title::load_package`] read it.
     pub fn package(&self) -> Result<&Arc<crate::package::Package>, &str> {
         if self.remote.is_some() {
-            return Err("a title in object storage is served as bytes and by seek only");
+            return match self.package.get() {
+                Some(built) => built.as_ref().map_err(String::as_str),
+                None if self.container != Container::Mp4 => Err(
+                    "HLS, DASH and clips of a title in object storage are made from an \
+                     unfragmented MP4; this one is served as bytes and by seek",
+                ),
+                None => Err("its movie is not read from the store yet"),
+            };
         }
         self.package
             .get_or_init(|| {

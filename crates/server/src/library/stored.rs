@@ -146,3 +146,29 @@ async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
     let modified = l.modified.unwrap_or(UNIX_EPOCH);
     Title::stored(l.id, obj, container, index, modified)
 }
+
+/// A response that needs a title's packaging read from its store first carries this: the
+/// async shells read it ([`Title::load_package`]) and answer the request again.
+#[derive(Debug, Clone)]
+pub struct LoadPackage(pub Arc<Title>);
+
+impl Title {
+    /// Reads what the packaging of an MP4 in object storage is built from (its `ftyp` and
+    /// `moov`, through the block cache) and builds it; a title that cannot be packaged keeps the
+    /// reason (clips and playlists of it then say why). An error of the store leaves it to be
+    /// read again by the next request.
+    pub async fn load_package(&self, index_max: u64) -> Result<(), crate::store::StoreError> {
+        let Some(obj) = &self.remote else {
+            return Ok(());
+        };
+        if !self.package_pending() {
+            return Ok(());
+        }
+        let built = crate::store::skeleton(obj, index_max)
+            .await?
+            .and_then(|s| crate::package::Package::build_stored(&s, obj.len))
+            .map(Arc::new);
+        let _ = self.package.set(built);
+        Ok(())
+    }
+}

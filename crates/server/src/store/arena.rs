@@ -21,6 +21,11 @@ use std::sync::{Arc, Mutex};
 /// Where the kernel says whether shared memory (memfds) gets huge pages.
 const SHMEM_HUGE: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 
+/// Slots start and end on multiples of this: whole pages for every page size Linux uses (4, 16
+/// or 64 KiB), so a punch never reaches into a neighbouring slot's page (it would zero that
+/// part in place instead of taking the page away).
+const SLOT_ALIGN: u64 = 64 << 10;
+
 /// The blocks' memory: `slots` slots of `slot` bytes in one memfd.
 pub struct Arena {
     file: Arc<File>,
@@ -56,8 +61,7 @@ impl Arena {
                 )));
             }
         }
-        let page = 4096;
-        let slot = usize::try_from(block_size.max(1).div_ceil(page) * page)
+        let slot = usize::try_from(block_size.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN)
             .map_err(|_| io::Error::other("block size too large"))?;
         let slots = usize::try_from(limit / block_size.max(1))
             .unwrap_or(usize::MAX / 2)
@@ -172,6 +176,7 @@ mod tests {
     #[test]
     fn a_block_is_a_slice_of_the_arena_and_its_slot_is_free_again_when_the_last_slice_goes() {
         let a = Arena::new(8 << 10, 4096).unwrap();
+        assert_eq!(a.slot, 64 << 10, "whole 64 KiB pages");
         let slots = a.free().len();
         let b = a.hold(b"block bytes").unwrap();
         assert_eq!(&b[..], b"block bytes");

@@ -5,8 +5,8 @@
 //! - a WebM/Matroska file: its head, its Cues where the SeekHead puts them, and the opening
 //!   bytes of its first cluster (`media::webm::ranged`);
 //! - an MPEG-TS (which has no index of its own): one scan, block by block past the block
-//!   cache, through `media::ts::Indexer`, which holds a few packets between blocks (any size,
-//!   one title at a time);
+//!   cache, through `media::ts::Indexer`, which holds a few packets between blocks and its
+//!   frames' times (up to `index_max` bytes, one title at a time);
 //! - anything else (a fragmented MP4, a WebM without Cues or a stated duration): read whole
 //!   once, up to `index_max` bytes, one title at a time and past the block cache (its blocks
 //!   are for viewers), and indexed as a local file is.
@@ -82,13 +82,6 @@ async fn container_and_index(
             Err(e) => return (container, Err(e)),
         }
     }
-    if container == Container::MpegTs {
-        let info = match scan_ts(obj).await {
-            Ok(ix) => ix.finish().map_err(|e| Failure::Index(e.to_string())),
-            Err(e) => Err(e.into()),
-        };
-        return (container, info);
-    }
     if obj.len > index_max {
         let e = format!(
             "not indexed: a {container:?} title is read whole to be indexed, and this one is {} bytes \
@@ -96,6 +89,13 @@ async fn container_and_index(
             obj.len
         );
         return (container, Err(Failure::Index(e)));
+    }
+    if container == Container::MpegTs {
+        let info = match scan_ts(obj).await {
+            Ok(ix) => ix.finish().map_err(|e| Failure::Index(e.to_string())),
+            Err(e) => Err(e.into()),
+        };
+        return (container, info);
     }
     let whole = match whole(obj).await {
         Ok(w) => w,
@@ -174,10 +174,19 @@ async fn scan_ts(obj: &Arc<Object>) -> Result<media::ts::Indexer, StoreError> {
     Ok(ix)
 }
 
-/// An unfragmented MP4's index from its box headers and `moov`; `None` when it holds `moof`s.
-async fn moov(obj: &Arc<Object>, index_max: u64) -> Result<Option<MediaInfo>, Failure> {
+/// Where an MP4's `ftyp` and first `moov` are, from its top-level box headers; `None` when it
+/// holds `moof`s (or more boxes than are walked: it is then read whole).
+struct Layout {
+    ftyp: Option<media::mp4::TopBox>,
+    moov: Option<media::mp4::TopBox>,
+}
+
+async fn layout(obj: &Arc<Object>) -> Result<Option<Layout>, Failure> {
     let mut at = 0u64;
-    let mut found = None;
+    let mut l = Layout {
+        ftyp: None,
+        moov: None,
+    };
     for _ in 0..MAX_TOP_BOXES {
         if at >= obj.len {
             break;
@@ -185,29 +194,63 @@ async fn moov(obj: &Arc<Object>, index_max: u64) -> Result<Option<MediaInfo>, Fa
         let head = obj.read(at..at.saturating_add(16).min(obj.len)).await?;
         let b =
             media::mp4::top_box(&head, at, obj.len).map_err(|e| Failure::Index(e.to_string()))?;
+        at = b.start.saturating_add(b.size);
         match &b.kind {
             b"moof" => return Ok(None),
-            b"moov" if found.is_none() => {
-                if b.size > index_max {
-                    return Err(Failure::Index(format!(
-                        "moov box of {} bytes is more than index_max ({index_max})",
-                        b.size
-                    )));
-                }
-                found = Some(b);
-            }
+            b"moov" if l.moov.is_none() => l.moov = Some(b),
+            b"ftyp" if l.ftyp.is_none() => l.ftyp = Some(b),
             _ => {}
         }
-        at = b.start.saturating_add(b.size);
     }
-    if at < obj.len {
+    Ok((at >= obj.len).then_some(l))
+}
+
+/// An unfragmented MP4's index from its box headers and `moov`; `None` when it holds `moof`s.
+async fn moov(obj: &Arc<Object>, index_max: u64) -> Result<Option<MediaInfo>, Failure> {
+    let Some(l) = layout(obj).await? else {
         return Ok(None);
-    }
-    let b = found.ok_or_else(|| {
+    };
+    let b = l.moov.ok_or_else(|| {
         Failure::Index("no moov box (the index is missing; the file may be truncated)".into())
     })?;
+    if b.size > index_max {
+        return Err(Failure::Index(format!(
+            "moov box of {} bytes is more than index_max ({index_max})",
+            b.size
+        )));
+    }
     let moov = obj.read(b.start..b.start.saturating_add(b.size)).await?;
     media::mp4::index_moov(&moov, b.start, obj.len)
         .map(Some)
         .map_err(|e| Failure::Index(e.to_string()))
+}
+
+/// What the packaging of an unfragmented MP4 in object storage is built from: its `ftyp` and
+/// `moov` boxes, one after the other (the sample tables give file offsets, so where the boxes
+/// sat does not matter); the reason when the object is not one (or its `moov` is past
+/// `index_max`).
+pub async fn skeleton(
+    obj: &Arc<Object>,
+    index_max: u64,
+) -> Result<Result<Bytes, String>, StoreError> {
+    let l = match layout(obj).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Ok(Err(
+                "HLS, DASH and clips of a title in object storage are made from \
+                           an unfragmented MP4; this one holds fragments"
+                    .into(),
+            ))
+        }
+        Err(Failure::Store(e)) => return Err(e),
+        Err(Failure::Index(e)) => return Ok(Err(e)),
+    };
+    let Some(moov) = l.moov.filter(|b| b.size <= index_max) else {
+        return Ok(Err("no moov box within index_max".into()));
+    };
+    let mut out = Vec::new();
+    for b in l.ftyp.iter().chain([&moov]) {
+        out.extend_from_slice(&obj.read(b.start..b.start.saturating_add(b.size)).await?);
+    }
+    Ok(Ok(out.into()))
 }

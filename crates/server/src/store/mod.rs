@@ -24,7 +24,7 @@ pub use arena::Arena;
 pub use blocks::{Blocks, Stats};
 pub use config::{S3Source, StoreConfig};
 pub use error::StoreError;
-pub use index::index;
+pub use index::{index, skeleton};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};

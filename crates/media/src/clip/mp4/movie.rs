@@ -99,6 +99,13 @@ impl Movie {
     /// Parses `data`, an unfragmented MP4 in memory. Errors for a fragmented file and for one with
     /// no video or audio samples.
     pub fn parse(data: &[u8]) -> Result<Movie> {
+        Self::parse_boxes(data, data.len() as u64)
+    }
+
+    /// Parses the `ftyp` and `moov` boxes of an unfragmented MP4 of `file_len` bytes, given
+    /// without the rest of the file (`data`: those boxes one after the other; a title in object
+    /// storage). The sample tables' offsets are the file's, and are bounded by `file_len`.
+    pub fn parse_boxes(data: &[u8], file_len: u64) -> Result<Movie> {
         let mut top = Reader::new(data, 0, "mp4");
         let (mut ftyp, mut moov) = (None, None);
         while let Some(mut b) = next_box(&mut top, true)? {
@@ -122,7 +129,7 @@ impl Movie {
             m.skip(if v == 1 { 19 } else { 11 })?;
             m.u32()?.max(1)
         };
-        let data_len = data.len() as u64;
+        let data_len = file_len;
         let mut tracks = Vec::new();
         let mut r = moov.clone();
         while let Some(b) = next_box(&mut r, false)? {
