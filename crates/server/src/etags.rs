@@ -43,7 +43,7 @@ pub struct Etags {
 }
 
 /// The cache directory (see the module documentation).
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     let var = |k| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())

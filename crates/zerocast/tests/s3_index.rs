@@ -3,7 +3,7 @@
 //! answers seeks as the same file's in a directory does.
 
 mod common;
-use common::s3::{file, metric, serve, store_with_demo, Moto, BUCKET};
+use common::s3::{file, metric, serve, serve_with_cache, store_with_demo, Moto, BUCKET};
 use common::*;
 
 #[test]
@@ -167,4 +167,39 @@ fn webm_and_matroska_titles_in_a_bucket_are_indexed_from_their_head_cues_and_fir
             assert_eq!(a["keyframe_index"], b["keyframe_index"], "{name} at {t}");
         }
     }
+}
+
+#[test]
+fn a_server_started_again_takes_the_indexes_it_kept_and_reads_only_the_listing() {
+    let store = store_with_demo();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let args = ["--library", "s3://media/videos"];
+    let first = serve_with_cache(&store, &args, "", &cache, &dir);
+    let indexed = metric(&first, "s3_requests_total");
+    assert!(
+        indexed > DEMO.len() as u64,
+        "{indexed} requests to list and index"
+    );
+    let titles = request(first.addr, "GET", "/api/videos", &[]).json();
+    drop(first);
+    let again = serve_with_cache(&store, &args, "", &cache, &dir);
+    assert_eq!(
+        metric(&again, "s3_requests_total"),
+        1,
+        "the listing only: every index was kept"
+    );
+    let kept = request(again.addr, "GET", "/api/videos", &[]).json();
+    assert_eq!(kept, titles, "the same titles and indexes");
+    // Seeks and bytes answer from the kept index as from the one read.
+    let r = request(again.addr, "GET", "/api/videos/faststart.mp4/seek?t=3", &[]);
+    assert_eq!(r.status, 200);
+    let off = r.json()["offset"].as_u64().unwrap();
+    let r = request(
+        again.addr,
+        "GET",
+        "/videos/faststart.mp4",
+        &[("Range", &format!("bytes={off}-{}", off + 99))],
+    );
+    assert!(r.body[..] == file("faststart.mp4")[off as usize..off as usize + 100]);
 }

@@ -4,7 +4,7 @@
 //! that cannot be listed keeps the titles it had.
 
 use super::{Library, Title};
-use crate::store::{Listed, Object, Source};
+use crate::store::{kept, Listed, Object, Source};
 use bytes::Bytes;
 use media::{Container, MediaInfo};
 use std::collections::BTreeMap;
@@ -135,11 +135,34 @@ pub async fn list(
 }
 
 async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
-    let obj = Arc::new(Object::new(source, &l));
-    let (container, index) = crate::store::index(&obj, index_max).await;
+    let obj = Arc::new(Object::new(source.clone(), &l));
+    // An index kept from an earlier start, for exactly this version of the object.
+    let dir = crate::etags::cache_dir();
+    let kept = match &dir {
+        Some(d) => {
+            let (d, url, l) = (d.clone(), source.url.clone(), l.clone());
+            tokio::task::spawn_blocking(move || kept::load(&d, &url, &l))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
+    let was_kept = kept.is_some();
+    let (container, index) = match kept {
+        Some((c, i)) => (c, Ok(i)),
+        None => crate::store::index(&obj, index_max).await,
+    };
+    if let (Some(d), Ok(i), false) = (dir, &index, was_kept) {
+        let (url, l2, i) = (source.url.clone(), l.clone(), i.clone());
+        let saved = tokio::task::spawn_blocking(move || kept::save(&d, &url, &l2, container, &i));
+        if let Ok(Err(e)) = saved.await {
+            tracing::debug!(error = %e, id = %l.id, "the index could not be kept in the cache directory");
+        }
+    }
     match &index {
         Ok(i) => tracing::info!(id = %l.id, bytes = l.len, container = container.name(),
-            keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), "listed"),
+            keyframes = i.keyframes.len(), duration = i.duration.as_secs_f64(), kept = was_kept, "listed"),
         Err(e) => tracing::warn!(id = %l.id, bytes = l.len, reason = %e,
             "cannot index; served as plain bytes without seek"),
     }

@@ -18,6 +18,7 @@ mod client;
 mod config;
 mod error;
 mod index;
+pub mod kept;
 mod lru;
 
 pub use arena::Arena;

@@ -136,17 +136,31 @@ pub fn file(name: &str) -> Vec<u8> {
     std::fs::read(demo_dir().join(name)).unwrap()
 }
 
-/// `zerocast serve` reading `store` (and `extra` arguments), with `config` as its config file.
+/// `zerocast serve` reading `store` (and `extra` arguments), with `config` as its config file
+/// and a cache directory of its own (so that no index kept by another test is used).
 pub fn serve(store: &Moto, extra: &[&str], config: &str) -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let s = serve_with_cache(store, extra, config, &cache, &dir);
+    (dir, s)
+}
+
+/// As [`serve`], with `cache` as its cache directory and its config file in `dir`.
+pub fn serve_with_cache(
+    store: &Moto,
+    extra: &[&str],
+    config: &str,
+    cache: &std::path::Path,
+    dir: &tempfile::TempDir,
+) -> Served {
     let path = dir.path().join("zerocast.toml");
     std::fs::write(&path, config).unwrap();
     let mut args = vec!["--config", path.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let env = store.env();
+    let mut env = store.env();
+    env.push(("ZEROCAST_CACHE_DIR", cache.to_str().unwrap().to_string()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let s = Served::start_with_env(None, &args, &env);
-    (dir, s)
+    Served::start_with_env(None, &args, &env)
 }
 
 pub fn metric(s: &Served, name: &str) -> u64 {

@@ -1,0 +1,252 @@
+//! The indexes of titles in object storage, kept in the cache directory across restarts: a
+//! server that starts again (or relists after a restart) reads each object's index from here
+//! rather than from the store, when the object's key, length and ETag are those it was indexed
+//! at (a store's ETag names one version of an object, and every read of the title is pinned to
+//! it with `If-Match`, so a kept index is never applied to other bytes).
+//!
+//! One small JSON file per indexed object (`<cache>/s3-index/<sha256 of source, key, ETag and
+//! length>.json`), written after the object is indexed (to a temporary name, then renamed) and
+//! read back through `serde_json` with every field checked (a file of another version, of
+//! another object, too large, or whose keyframes lie past the object is ignored, and the object
+//! indexed again). Where the directory cannot be written, indexes are built at every start.
+
+use super::Listed;
+use media::{AudioInfo, Container, FrameRate, Keyframe, MediaInfo, MediaTime, VideoInfo};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The format's version: a file of another is ignored.
+const VERSION: u32 = 1;
+/// A kept index larger than this is ignored (a title of 10⁶ keyframes is about 40 MB).
+const MAX_FILE: u64 = 64 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Doc {
+    v: u32,
+    source: String,
+    key: String,
+    etag: String,
+    len: u64,
+    container: String,
+    /// (ticks, scale)
+    duration: (i64, u32),
+    video: Option<VideoDoc>,
+    audio: Option<AudioDoc>,
+    /// (ticks, scale, byte offset)
+    keyframes: Vec<(i64, u32, u64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct VideoDoc {
+    codec: String,
+    width: Option<u32>,
+    height: Option<u32>,
+    frame_rate: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AudioDoc {
+    codec: String,
+    sample_rate: Option<u32>,
+    channels: Option<u16>,
+}
+
+/// Where the index of `l` (listed from the source `source`) is kept under `dir`.
+fn path(dir: &Path, source: &str, l: &Listed) -> PathBuf {
+    let mut h = Sha256::new();
+    for part in [source, &l.key, &l.etag, &l.len.to_string()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let mut name = String::with_capacity(37);
+    for b in &h.finalize()[..16] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push_str(".json");
+    dir.join("s3-index").join(name)
+}
+
+fn container(name: &str) -> Option<Container> {
+    [
+        Container::Mp4,
+        Container::MpegTs,
+        Container::WebM,
+        Container::Matroska,
+    ]
+    .into_iter()
+    .find(|c| c.name() == name)
+}
+
+/// The index kept for `l`, when there is one for exactly this version of it.
+pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> {
+    let p = path(dir, source, l);
+    if std::fs::metadata(&p).ok()?.len() > MAX_FILE {
+        return None;
+    }
+    let doc: Doc = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+    decode(doc, source, l)
+}
+
+fn decode(doc: Doc, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> {
+    let same = doc.v == VERSION
+        && doc.source == source
+        && doc.key == l.key
+        && doc.etag == l.etag
+        && doc.len == l.len;
+    let c = container(&doc.container).filter(|_| same)?;
+    let time = |(ticks, scale): (i64, u32)| (scale > 0).then(|| MediaTime::new(ticks, scale));
+    let mut keyframes = Vec::with_capacity(doc.keyframes.len());
+    for (ticks, scale, offset) in doc.keyframes {
+        if offset >= l.len {
+            return None;
+        }
+        keyframes.push(Keyframe {
+            time: time((ticks, scale))?,
+            offset,
+        });
+    }
+    if keyframes.windows(2).any(|w| w[1].time < w[0].time) {
+        return None;
+    }
+    let video = match doc.video {
+        Some(v) => Some(VideoInfo {
+            codec: v.codec,
+            width: v.width,
+            height: v.height,
+            frame_rate: match v.frame_rate {
+                Some((num, den)) if num > 0 && den > 0 => Some(FrameRate { num, den }),
+                Some(_) => return None,
+                None => None,
+            },
+        }),
+        None => None,
+    };
+    let info = MediaInfo {
+        container: c,
+        duration: time(doc.duration)?,
+        video,
+        audio: doc.audio.map(|a| AudioInfo {
+            codec: a.codec,
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+        }),
+        keyframes,
+    };
+    Some((c, info))
+}
+
+fn encode(source: &str, l: &Listed, c: Container, i: &MediaInfo) -> Doc {
+    Doc {
+        v: VERSION,
+        source: source.to_string(),
+        key: l.key.clone(),
+        etag: l.etag.clone(),
+        len: l.len,
+        container: c.name().to_string(),
+        duration: (i.duration.ticks, i.duration.scale),
+        video: i.video.as_ref().map(|v| VideoDoc {
+            codec: v.codec.clone(),
+            width: v.width,
+            height: v.height,
+            frame_rate: v.frame_rate.map(|f| (f.num, f.den)),
+        }),
+        audio: i.audio.as_ref().map(|a| AudioDoc {
+            codec: a.codec.clone(),
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+        }),
+        keyframes: i
+            .keyframes
+            .iter()
+            .map(|k| (k.time.ticks, k.time.scale, k.offset))
+            .collect(),
+    }
+}
+
+/// Keeps the index of `l` (written to a temporary name, then renamed into place).
+pub fn save(
+    dir: &Path,
+    source: &str,
+    l: &Listed,
+    c: Container,
+    i: &MediaInfo,
+) -> std::io::Result<()> {
+    let p = path(dir, source, l);
+    let parent = p.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)?;
+    let json = serde_json::to_vec(&encode(source, l, c, i)).map_err(std::io::Error::other)?;
+    let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(etag: &str) -> Listed {
+        Listed {
+            id: "a/b.mp4".into(),
+            key: "videos/a/b.mp4".into(),
+            len: 1_000_000,
+            etag: etag.into(),
+            modified: None,
+        }
+    }
+
+    fn info() -> MediaInfo {
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../demo/faststart.mp4"
+        ))
+        .unwrap();
+        let mut i = media::index(&data).unwrap();
+        i.keyframes.retain(|k| k.offset < 1_000_000);
+        i
+    }
+
+    #[test]
+    fn a_kept_index_reads_back_as_it_was_for_the_same_version_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, l, i) = ("s3://media/videos", listed("\"e1\""), info());
+        assert!(load(dir.path(), src, &l).is_none(), "nothing kept yet");
+        save(dir.path(), src, &l, Container::Mp4, &i).unwrap();
+        assert_eq!(load(dir.path(), src, &l), Some((Container::Mp4, i.clone())));
+        assert!(
+            load(dir.path(), src, &listed("\"e2\"")).is_none(),
+            "another ETag"
+        );
+        assert!(
+            load(dir.path(), "s3://other", &l).is_none(),
+            "another source"
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, l, i) = ("s3://media/videos", listed("\"e1\""), info());
+        save(dir.path(), src, &l, Container::Mp4, &i).unwrap();
+        let p = path(dir.path(), src, &l);
+        let good = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+        assert!(load(dir.path(), src, &l).is_none(), "cut short");
+        // Another object's index under this name (a collision, or a copied file).
+        let mut doc: Doc = serde_json::from_slice(&good).unwrap();
+        doc.key = "videos/other.mp4".into();
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert!(load(dir.path(), src, &l).is_none(), "another key");
+        // A keyframe past the object's end.
+        let mut doc: Doc = serde_json::from_slice(&good).unwrap();
+        doc.keyframes.push((i64::MAX, 1, l.len));
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert!(load(dir.path(), src, &l).is_none(), "offset past the end");
+        // A zero time scale.
+        let mut doc: Doc = serde_json::from_slice(&good).unwrap();
+        doc.duration.1 = 0;
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert!(load(dir.path(), src, &l).is_none(), "zero scale");
+    }
+}
