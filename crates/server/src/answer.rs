@@ -118,9 +118,7 @@ pub(crate) async fn after_loading<B>(
 
 /// Whether an answer must wait for [`after_loading`].
 pub(crate) fn loads(resp: &Response<Chunks>) -> bool {
-    resp.extensions()
-        .get::<crate::library::LoadPackage>()
-        .is_some()
+    crate::library::LoadPackage::asked(resp)
 }
 
 /// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug

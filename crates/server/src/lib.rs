@@ -347,6 +347,25 @@ impl Server {
             loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
         }
         loops.push(tokio::spawn(jwks::keep_fresh(self.state.clone())));
+        if self
+            .state
+            .config()
+            .record
+            .iter()
+            .any(|r| r.upload.is_some())
+        {
+            // Finished recordings their bucket lacks: at start, then on the relist interval.
+            let every = self
+                .state
+                .config()
+                .store
+                .relist
+                .unwrap_or(Duration::from_secs(300));
+            loops.push(tokio::spawn(record::reconcile_uploads(
+                self.state.clone(),
+                every,
+            )));
+        }
         if let Some(every) = self.state.stores.get().and_then(|s| s.relist) {
             let reload = reload::Reload::new(self.state.clone());
             loops.push(tokio::spawn(async move {

@@ -336,6 +336,51 @@ fn the_store_going_away_cuts_the_responses_that_need_it_and_its_titles_serve_aga
     assert!(r.body == big, "whole again");
 }
 
+#[test]
+fn finished_recordings_the_bucket_lacks_are_uploaded_when_the_server_starts() {
+    let store = Moto::start();
+    store.create_bucket("rec");
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let cam = lib.join("recordings/cam");
+    std::fs::create_dir_all(&cam).unwrap();
+    // Two files a stopped server finished: one it uploaded, one whose upload failed.
+    let clip = file("clip.ts");
+    let (done, missing) = ("20261126T100000.000Z.ts", "20261126T100010.000Z.ts");
+    for name in [done, missing] {
+        let f = std::fs::File::create(cam.join(name)).unwrap();
+        std::io::Write::write_all(&mut &f, &clip).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
+            .unwrap();
+    }
+    store.put("rec", &format!("archive/recordings/cam/{done}"), &clip);
+    let config = dir.path().join("zerocast.toml");
+    let rule = "[[record]]\nstreams = \"cam\"\nupload = \"s3://rec/archive\"\n";
+    std::fs::write(&config, rule).unwrap();
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lib_arg = lib.to_str().unwrap();
+    let args = ["--library", lib_arg, "--config", config.to_str().unwrap()];
+    let s = Served::start_with_env(None, &args, &env);
+    common::live::wait_until("the missing file uploaded", common::recorded::WAIT, || {
+        metric(&s, "record_uploads_total") >= 1
+    });
+    // Only the missing one (the other has its object, of its length).
+    assert_eq!(metric(&s, "record_uploads_total"), 1);
+    assert_eq!(metric(&s, "record_upload_failures_total"), 0);
+    let (_d, b) = serve(&store, &["--library", "s3://rec/archive"], "");
+    for name in [done, missing] {
+        let r = request(
+            b.addr,
+            "GET",
+            &format!("/videos/recordings/cam/{name}"),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{name}");
+        assert!(r.body == clip, "{name}: the file's bytes");
+    }
+}
+
 /// A receive buffer of 64 KiB that the kernel does not grow (loopback may otherwise take a
 /// whole title before the client reads a byte), so the server writes as the client reads.
 fn small_receive_buffer(c: &TcpStream) {

@@ -97,8 +97,20 @@ impl SampleTable {
     }
 }
 
-/// A declared sample count must fit the file: every sample needs at least one byte of it.
+/// The most samples a track's table is expanded to (25 bytes a sample in memory: about 420 MB):
+/// two hours of 60 fps video are 432,000; a longer track is not expanded (only PCM audio
+/// stored a sample per frame gets there: 5.8 minutes at 48 kHz).
+pub(crate) const MAX_SAMPLES: u64 = 1 << 24;
+
+/// A declared sample count must fit the file (every sample needs at least one byte of it) and
+/// [`MAX_SAMPLES`].
 fn bound_samples(count: u64, data_len: u64) -> Result<usize> {
+    if count > MAX_SAMPLES {
+        return Err(Error::malformed(
+            "mp4 sample table",
+            format!("{count} samples in a track: more than {MAX_SAMPLES} are not expanded"),
+        ));
+    }
     if count > data_len {
         return Err(Error::malformed(
             "mp4 sample table",
@@ -124,6 +136,7 @@ fn sizes(stbl: &Reader<'_>, data_len: u64) -> Result<Vec<u32>> {
         let constant = stsz.u32()?;
         let count = u64::from(stsz.u32()?);
         if constant != 0 {
+            bound_samples(count, data_len)?;
             if count.saturating_mul(u64::from(constant)) > data_len {
                 return Err(Error::malformed(
                     "mp4 stsz",

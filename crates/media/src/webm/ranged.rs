@@ -170,6 +170,10 @@ impl Head {
             Step::Index(parts.info(container, self.seg_data, len))
         } else if more && !whole {
             Step::More
+        } else if n >= 2 {
+            // The whole first cluster (or CLUSTER_MAX of it), with few blocks: the frame rate
+            // from those (a whole read could give another, or none past `index_max`).
+            Step::Index(parts.info(container, self.seg_data, len))
         } else {
             Step::Whole
         }

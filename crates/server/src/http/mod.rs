@@ -268,7 +268,8 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
     if m == Method::HEAD {
         *resp.body_mut() = Chunks::empty();
     }
-    if let Some(Route::Video(_)) = routed {
+    // (Not the answer that asks for a title's packaging to be read: the one after it counts.)
+    if let (Some(Route::Video(_)), false) = (routed, crate::library::LoadPackage::asked(&resp)) {
         state.vod.answered(resp.status(), resp.body().len());
     }
     cors.apply(origin, resp.headers_mut());

@@ -216,6 +216,7 @@ impl Title {
         if self.remote.is_some() {
             return match self.package.get() {
                 Some(built) => built.as_ref().map_err(String::as_str),
+                None if self.index.is_err() => Err("it has no index (see its index_error)"),
                 None if self.container != Container::Mp4 => Err(
                     "HLS, DASH and clips of a title in object storage are made from an \
                      unfragmented MP4; this one is served as bytes and by seek",

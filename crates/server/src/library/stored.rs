@@ -170,10 +170,20 @@ async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
     Title::stored(l.id, obj, container, index, modified)
 }
 
+/// Packagings read from the store at once.
+static LOADING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// A response that needs a title's packaging read from its store first carries this: the
 /// async shells read it ([`Title::load_package`]) and answer the request again.
 #[derive(Debug, Clone)]
 pub struct LoadPackage(pub Arc<Title>);
+
+impl LoadPackage {
+    /// Whether `resp` asks for a title's packaging to be read first.
+    pub fn asked<T>(resp: &http::Response<T>) -> bool {
+        resp.extensions().get::<LoadPackage>().is_some()
+    }
+}
 
 impl Title {
     /// Reads what the packaging of an MP4 in object storage is built from (its `ftyp` and
@@ -184,6 +194,9 @@ impl Title {
         let Some(obj) = &self.remote else {
             return Ok(());
         };
+        // One at a time (then the second request for a title finds it built): a burst of first
+        // requests after a start reads each `moov` once, and holds one at a time.
+        let _one = LOADING.acquire().await;
         if !self.package_pending() {
             return Ok(());
         }

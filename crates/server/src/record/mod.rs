@@ -20,6 +20,7 @@ pub use crate::record_metrics::RecordStats;
 use crate::state::State;
 pub use live::record::{retention::Keep, Format, Rotation};
 use std::sync::Arc;
+pub(crate) use upload::reconcile as reconcile_uploads;
 
 /// Starts recording `stream` if a rule of the settings now matches its name (the first that
 /// does). Called once per stream, when it is created (a publisher back within the grace

@@ -44,3 +44,93 @@ pub(super) fn failed(state: &State, path: &std::path::Path, source: &Source, why
     state.record.upload_failures.fetch_add(1, Relaxed);
     tracing::error!(file = %path.display(), to = %source.url, %why, "recording not uploaded; the local file stays");
 }
+
+/// A finished file is left to the recorder's own upload for this long after it was last
+/// written (it may still be on its way).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Puts every finished recording of the rules with `upload` that its bucket lacks (an upload
+/// that failed, a file recovered after a crash, one finished while the server stopped): at start
+/// and then every `every`. An object of the same key and length counts as uploaded.
+pub(crate) async fn reconcile(state: Arc<State>, every: std::time::Duration) {
+    loop {
+        let config = state.config();
+        for rule in config.record.iter() {
+            let Some(target) = &rule.upload else {
+                continue;
+            };
+            let blocks = crate::store::Blocks::new(0, 1 << 20, 0);
+            match Source::new(target, &config.store, blocks) {
+                Ok(source) => reconcile_rule(&state, rule, Arc::new(source)).await,
+                Err(e) => {
+                    tracing::error!(to = %target.url, error = %e, "recordings cannot be uploaded")
+                }
+            }
+        }
+        drop(config);
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Source>) {
+    let listed = match source.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(to = %source.url, error = %e, "cannot list the recordings' bucket; missing uploads are tried later");
+            return;
+        }
+    };
+    let have: std::collections::HashMap<String, u64> =
+        listed.into_iter().map(|l| (l.id, l.len)).collect();
+    let rule2 = rule.clone();
+    let Ok(files) = tokio::task::spawn_blocking(move || finished_files(&rule2)).await else {
+        return;
+    };
+    for (path, id, len) in files {
+        if have.get(&id) == Some(&len) {
+            continue;
+        }
+        let p = path.clone();
+        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || map(&p)).await else {
+            continue;
+        };
+        tracing::info!(file = %path.display(), to = %source.url, %id, "recording missing from the bucket; uploading it");
+        upload(state.clone(), source.clone(), path, id, bytes).await;
+    }
+}
+
+/// The rule's finished recordings (not being written, last written more than [`SETTLE`] ago):
+/// (path, title id, length).
+fn finished_files(rule: &super::Rule) -> Vec<(PathBuf, String, u64)> {
+    let mut out = Vec::new();
+    let Ok(streams) = std::fs::read_dir(&rule.dir) else {
+        return out;
+    };
+    for stream in streams.flatten() {
+        let Some(name) = stream.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let (dir, prefix) = rule.of_stream(&name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Some(file) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if file.starts_with('.') || live::record::started(&file).is_none() {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            let settled = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= SETTLE);
+            if meta.is_file() && settled {
+                out.push((e.path(), format!("{prefix}/{file}"), meta.len()));
+            }
+        }
+    }
+    out
+}

@@ -55,9 +55,12 @@ pub struct Blocks {
 
 impl Blocks {
     pub fn new(limit: u64, block_size: u64, read_ahead: u64) -> Arc<Blocks> {
-        let arena = match Arena::new(limit, block_size.max(1)) {
-            Ok(a) => Some(a),
-            Err(e) => {
+        // A store that only takes uploads caches nothing: no arena.
+        let made = (limit > 0).then(|| Arena::new(limit, block_size.max(1)));
+        let arena = match made {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "block cache on the heap: blocks are written, not sent with sendfile");
                 None
             }

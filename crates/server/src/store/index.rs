@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// Most top-level boxes walked in an MP4 (a file of more is indexed whole, within `index_max`).
 const MAX_TOP_BOXES: usize = 4096;
 
+/// The largest `ftyp` box kept with a skeleton.
+const MAX_FTYP: u64 = 4096;
+
 /// One whole-object read for indexing at a time (each holds up to `index_max` bytes).
 static WHOLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
@@ -238,7 +241,8 @@ pub async fn skeleton(
         Ok(None) => {
             return Ok(Err(
                 "HLS, DASH and clips of a title in object storage are made from \
-                           an unfragmented MP4; this one holds fragments"
+                 an unfragmented MP4; this one holds fragments (or more top-level boxes \
+                 than are walked)"
                     .into(),
             ))
         }
@@ -248,8 +252,10 @@ pub async fn skeleton(
     let Some(moov) = l.moov.filter(|b| b.size <= index_max) else {
         return Ok(Err("no moov box within index_max".into()));
     };
+    // An `ftyp` is a few dozen bytes; one of more is left out (the movie does without it).
+    let ftyp = l.ftyp.filter(|b| b.size <= MAX_FTYP);
     let mut out = Vec::new();
-    for b in l.ftyp.iter().chain([&moov]) {
+    for b in ftyp.iter().chain([&moov]) {
         out.extend_from_slice(&obj.read(b.start..b.start.saturating_add(b.size)).await?);
     }
     Ok(Ok(out.into()))

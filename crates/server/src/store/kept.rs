@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The format's version: a file of another is ignored.
+/// The format's and the indexers' version: a file of another is ignored (raise it whenever an
+/// index would come out differently).
 const VERSION: u32 = 1;
 /// A kept index larger than this is ignored (a title of 10⁶ keyframes is about 40 MB).
 const MAX_FILE: u64 = 64 << 20;
@@ -79,8 +80,12 @@ fn container(name: &str) -> Option<Container> {
     .find(|c| c.name() == name)
 }
 
-/// The index kept for `l`, when there is one for exactly this version of it.
+/// The index kept for `l`, when there is one for exactly this version of it (an object listed
+/// without an ETag has none: its version cannot be told).
 pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> {
+    if l.etag.is_empty() {
+        return None;
+    }
     let p = path(dir, source, l);
     if std::fs::metadata(&p).ok()?.len() > MAX_FILE {
         return None;
@@ -173,11 +178,18 @@ pub fn save(
     c: Container,
     i: &MediaInfo,
 ) -> std::io::Result<()> {
+    if l.etag.is_empty() {
+        return Ok(());
+    }
     let p = path(dir, source, l);
     let parent = p.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)?;
     let json = serde_json::to_vec(&encode(source, l, c, i)).map_err(std::io::Error::other)?;
-    let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
+    // Unique to this writer: servers sharing the directory may index the same object at once.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = p.with_extension(format!("json.{}.{nanos}.tmp", std::process::id()));
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, &p)
 }
