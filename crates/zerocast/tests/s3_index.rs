@@ -3,17 +3,24 @@
 //! answers seeks as the same file's in a directory does.
 
 mod common;
-use common::s3::{file, metric, serve, serve_with_cache, store_with_demo, Moto, BUCKET};
+use common::s3::{
+    demo_in_local, file, metric, serve, serve_with_cache, store_with_demo, Moto, BUCKET,
+};
 use common::*;
+
+/// A seek at `t` in the bucket's title `name` and in the directory's copy of it.
+fn seek_both(s: &common::spawned::Served, name: &str, t: &str) -> (Resp, Resp) {
+    let seek = |path: &str| request(s.addr, "GET", &format!("{path}/seek?t={t}"), &[]);
+    (
+        seek(&format!("/api/videos/{name}")),
+        seek(&format!("/api/videos/local/{name}")),
+    )
+}
 
 #[test]
 fn seek_on_bucket_titles_answers_as_on_the_same_files_in_a_directory_served_beside_them() {
     let store = store_with_demo();
-    let lib = tempfile::tempdir().unwrap();
-    std::fs::create_dir(lib.path().join("local")).unwrap();
-    for name in DEMO {
-        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
-    }
+    let lib = demo_in_local();
     let dir = lib.path().to_str().unwrap();
     let (_d, s) = serve(
         &store,
@@ -41,18 +48,7 @@ fn seek_on_bucket_titles_answers_as_on_the_same_files_in_a_directory_served_besi
         let duration = local["duration_seconds"].as_f64().unwrap();
         for _ in 0..10 {
             let t = format!("{:.3}", rng.f64() * duration);
-            let a = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/{name}/seek?t={t}"),
-                &[],
-            );
-            let b = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/local/{name}/seek?t={t}"),
-                &[],
-            );
+            let (a, b) = seek_both(&s, name, &t);
             assert_eq!(a.status, 200, "{name} at {t}");
             let (mut a, mut b) = (a.json(), b.json());
             a.as_object_mut().unwrap().remove("id");
@@ -149,18 +145,7 @@ fn webm_and_matroska_titles_in_a_bucket_are_indexed_from_their_head_cues_and_fir
             "{name}: the same index from its head, Cues and a cluster"
         );
         for t in ["0", "1.9", "2.1", "4.99", "7.5"] {
-            let a = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/{name}/seek?t={t}"),
-                &[],
-            );
-            let b = request(
-                s.addr,
-                "GET",
-                &format!("/api/videos/local/{name}/seek?t={t}"),
-                &[],
-            );
+            let (a, b) = seek_both(&s, name, t);
             let (a, b) = (a.json(), b.json());
             assert_eq!(a["offset"], b["offset"], "{name} at {t}: {a} {b}");
             assert_eq!(a["keyframe"], b["keyframe"], "{name} at {t}");

@@ -4,7 +4,7 @@
 //! ranges of the object); other containers in a bucket say why they have none.
 
 mod common;
-use common::s3::{serve, store_with_demo};
+use common::s3::{demo_in_local, serve, store_with_demo};
 use common::*;
 
 /// The same paths asked of the bucket's title and of the directory's copy.
@@ -27,11 +27,7 @@ fn same(s: &common::spawned::Served, path: &str, headers: &[(&str, &str)]) -> Re
 #[test]
 fn clips_hls_and_dash_of_an_mp4_in_a_bucket_are_those_of_the_same_file_in_a_directory() {
     let store = store_with_demo();
-    let lib = tempfile::tempdir().unwrap();
-    std::fs::create_dir(lib.path().join("local")).unwrap();
-    for name in DEMO {
-        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
-    }
+    let lib = demo_in_local();
     let dir = lib.path().to_str().unwrap();
     let config = "[s3]\nblock_size = \"64KiB\"\n";
     let (_d, s) = serve(

@@ -171,3 +171,14 @@ pub fn metric(s: &Served, name: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
+
+/// A library directory holding the demo titles under `local/` (to serve beside a bucket of
+/// them: `local/{name}` against `{name}`).
+pub fn demo_in_local() -> tempfile::TempDir {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lib.path().join("local")).unwrap();
+    for name in DEMO {
+        std::fs::copy(demo_dir().join(name), lib.path().join("local").join(name)).unwrap();
+    }
+    lib
+}
