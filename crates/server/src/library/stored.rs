@@ -95,6 +95,13 @@ pub async fn list(
                 continue;
             }
         };
+        let first = !previous.stored().any(|t| of_source(&t));
+        if let (Some(dir), true) = (crate::etags::cache_dir(), first) {
+            // Kept indexes of versions the bucket no longer holds: once, at the source's first
+            // listing of this run (a hash per object, off the async threads).
+            let (url, names) = (source.url.clone(), listed.clone());
+            let _ = tokio::task::spawn_blocking(move || kept::prune(&dir, &url, &names)).await;
+        }
         let mut todo = Vec::new();
         for l in listed {
             if out.contains_key(&l.id) {

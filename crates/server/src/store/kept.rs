@@ -4,8 +4,9 @@
 //! at (a store's ETag names one version of an object, and every read of the title is pinned to
 //! it with `If-Match`, so a kept index is never applied to other bytes).
 //!
-//! One small JSON file per indexed object (`<cache>/s3-index/<sha256 of source, key, ETag and
-//! length>.json`), written after the object is indexed (to a temporary name, then renamed) and
+//! One small JSON file per indexed object (`<cache>/s3-index/<hash of the source>/<hash of key,
+//! ETag and length>.json`), removed when a listing of its source no longer names that version;
+//! written after the object is indexed (to a temporary name, then renamed) and
 //! read back through `serde_json` with every field checked (a file of another version, of
 //! another object, too large, or whose keyframes lie past the object is ignored, and the object
 //! indexed again). Where the directory cannot be written, indexes are built at every start.
@@ -54,19 +55,52 @@ struct AudioDoc {
     channels: Option<u16>,
 }
 
-/// Where the index of `l` (listed from the source `source`) is kept under `dir`.
-fn path(dir: &Path, source: &str, l: &Listed) -> PathBuf {
+/// 32 hex digits of the SHA-256 of `parts` (each ended by a NUL).
+fn hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    for part in [source, &l.key, &l.etag, &l.len.to_string()] {
+    for part in parts {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    let mut name = String::with_capacity(37);
+    let mut name = String::with_capacity(32);
     for b in &h.finalize()[..16] {
         let _ = write!(name, "{b:02x}");
     }
-    name.push_str(".json");
-    dir.join("s3-index").join(name)
+    name
+}
+
+/// The directory of the indexes kept for the source `source` under `dir`.
+fn source_dir(dir: &Path, source: &str) -> PathBuf {
+    dir.join("s3-index").join(hash(&[source]))
+}
+
+/// The file name of the index of `l` in its source's directory.
+fn file_name(l: &Listed) -> String {
+    format!("{}.json", hash(&[&l.key, &l.etag, &l.len.to_string()]))
+}
+
+/// Where the index of `l` (listed from the source `source`) is kept under `dir`.
+fn path(dir: &Path, source: &str, l: &Listed) -> PathBuf {
+    source_dir(dir, source).join(file_name(l))
+}
+
+/// Removes the kept indexes of `source` that its listing `listed` no longer names (objects
+/// gone or replaced); returns how many. Called after a listing that succeeded.
+pub fn prune(dir: &Path, source: &str, listed: &[Listed]) -> usize {
+    let keep: std::collections::HashSet<String> = listed.iter().map(file_name).collect();
+    let Ok(entries) = std::fs::read_dir(source_dir(dir, source)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".json") && !keep.contains(name) && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn container(name: &str) -> Option<Container> {
@@ -233,6 +267,29 @@ mod tests {
         assert!(
             load(dir.path(), "s3://other", &l).is_none(),
             "another source"
+        );
+    }
+
+    #[test]
+    fn a_listing_that_no_longer_names_a_version_removes_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, i) = ("s3://media/videos", info());
+        let (old, new) = (listed("\"e1\""), listed("\"e2\""));
+        save(dir.path(), src, &old, Container::Mp4, &i).unwrap();
+        save(dir.path(), src, &new, Container::Mp4, &i).unwrap();
+        save(dir.path(), "s3://other", &old, Container::Mp4, &i).unwrap();
+        assert_eq!(prune(dir.path(), src, std::slice::from_ref(&new)), 1);
+        assert!(
+            load(dir.path(), src, &old).is_none(),
+            "the replaced version's"
+        );
+        assert!(
+            load(dir.path(), src, &new).is_some(),
+            "the listed one's stays"
+        );
+        assert!(
+            load(dir.path(), "s3://other", &old).is_some(),
+            "another source's stays"
         );
     }
 
