@@ -110,16 +110,23 @@ async fn container_and_index(
 
 /// The whole object, read block by block past the cache (one title at a time).
 async fn whole(obj: &Arc<Object>) -> Result<Bytes, StoreError> {
+    let mut out = Vec::with_capacity(usize::try_from(obj.len).unwrap_or(0));
+    each_block(obj, |b| out.extend_from_slice(b)).await?;
+    Ok(out.into())
+}
+
+/// Hands `f` the whole object, block by block in order, read past the cache (one title at a
+/// time: each such read is of a whole object).
+async fn each_block(obj: &Arc<Object>, mut f: impl FnMut(&[u8])) -> Result<(), StoreError> {
     let _one = WHOLE.acquire().await;
     let bs = obj.source.blocks.block_size;
-    let mut out = Vec::with_capacity(usize::try_from(obj.len).unwrap_or(0));
     let mut at = 0;
     while at < obj.len {
         let end = at.saturating_add(bs).min(obj.len);
-        out.extend_from_slice(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
+        f(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
         at = end;
     }
-    Ok(out.into())
+    Ok(())
 }
 
 /// A WebM's index from its head, Cues and first cluster; `None` when it must be read whole
@@ -165,15 +172,8 @@ async fn webm(
 
 /// An MPEG-TS scanned block by block (one title at a time).
 async fn scan_ts(obj: &Arc<Object>) -> Result<media::ts::Indexer, StoreError> {
-    let _one = WHOLE.acquire().await;
-    let bs = obj.source.blocks.block_size;
     let mut ix = media::ts::Indexer::default();
-    let mut at = 0;
-    while at < obj.len {
-        let end = at.saturating_add(bs).min(obj.len);
-        ix.feed(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
-        at = end;
-    }
+    each_block(obj, |b| ix.feed(b)).await?;
     Ok(ix)
 }
 
