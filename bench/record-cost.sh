@@ -62,3 +62,4 @@ for r in $(seq "$ROUNDS"); do
   done
 done | tee "$OUT/summary.txt"
 du -sh "$OUT/library" | tee -a "$OUT/summary.txt"
+rm -rf "$OUT/library"   # the recordings are tens of MB: not kept with the results
