@@ -1,6 +1,6 @@
 //! Clips (`/videos/{id}?start=&end=`) and VOD packaging (HLS/DASH segments) of arbitrary bytes:
-//! index, cut at a few spans, package; every body lies inside the title and every clip indexes
-//! without a panic.
+//! index, cut at a few spans, package; every body lies inside the title, every clip indexes
+//! without a panic, and every written WebM Cluster head declares the bytes that follow it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::MediaTime;
@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         let to = b.map(|b| info.keyframes[b].time);
         let _ = media::clip::clip(data, &info, info.keyframes[*a].time, to);
     }
+    webm_dash(data);
     let Ok(movie) = media::clip::mp4::Movie::parse(data) else {
         return;
     };
@@ -40,3 +41,41 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A WebM title's DASH layout: every listed segment of every track is served, its title ranges
+/// lie inside the title, and each written Cluster head's size is what follows it.
+fn webm_dash(data: &[u8]) {
+    use media::webm::dash::{Layout, Span};
+    let Ok(l) = Layout::scan(data, MediaTime::new(1, 1)) else {
+        return;
+    };
+    let segs = l.segs();
+    for t in 0..l.tracks.len() {
+        assert!(l.init(t).is_some());
+        for n in 0..segs.len().min(4) {
+            let spans = l.segment(t, n).expect("a listed segment");
+            let mut open: Option<(u64, u64)> = None; // (declared, seen)
+            for s in spans {
+                match s {
+                    Span::Written(w) => {
+                        if let Some((declared, seen)) = open {
+                            assert_eq!(declared, seen);
+                        }
+                        assert_eq!(&w[..5], &[0x1f, 0x43, 0xb6, 0x75, 0x01]);
+                        let mut size = [0u8; 8];
+                        size[1..].copy_from_slice(&w[5..12]);
+                        open = Some((u64::from_be_bytes(size), w.len() as u64 - 12));
+                    }
+                    Span::Title(r) => {
+                        assert!(r.start < r.end && r.end <= data.len() as u64);
+                        let o = open.as_mut().expect("a head before the blocks");
+                        o.1 += r.end - r.start;
+                    }
+                }
+            }
+            if let Some((declared, seen)) = open {
+                assert_eq!(declared, seen);
+            }
+        }
+    }
+}

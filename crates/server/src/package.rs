@@ -1,7 +1,8 @@
 //! A title's packaging for clips, HLS and DASH, built on first use and kept with the title
 //! (`Title::package`): for an MP4 its parsed movie (sample tables expanded once) and the
 //! segment plan; for MPEG-TS and fragmented MP4 each segment as a clip of the title (a small head
-//! and one range of its bytes). Nothing here copies sample bytes.
+//! and one range of its bytes); for WebM where each track's blocks lie (DASH only: HLS carries
+//! no WebM). Nothing here copies sample bytes.
 
 use bytes::Bytes;
 use media::clip::mp4::{self, Movie, Slot};
@@ -25,6 +26,12 @@ pub enum Package {
     Clips {
         init: Option<Bytes>,
         segments: Vec<(Bytes, Range<u64>)>,
+        segs: Vec<Seg>,
+    },
+    /// WebM: per track, an init segment and media segments of written Cluster heads over the
+    /// title's blocks (DASH).
+    Clusters {
+        layout: media::webm::dash::Layout,
         segs: Vec<Seg>,
     },
 }
@@ -104,8 +111,14 @@ impl Package {
                     segs,
                 })
             }
+            Container::WebM | Container::Matroska => {
+                let layout =
+                    media::webm::dash::Layout::scan(data, TARGET).map_err(|e| e.to_string())?;
+                let segs = layout.segs();
+                Ok(Package::Clusters { layout, segs })
+            }
             c => Err(format!(
-                "HLS and DASH of {} titles are not served yet (MP4, fragmented MP4 and MPEG-TS are)",
+                "HLS and DASH of {} titles are not served (MP4, fragmented MP4, MPEG-TS and WebM are)",
                 c.name()
             )),
         }
@@ -149,13 +162,16 @@ impl Package {
                     + segments.iter().map(|(h, _)| h.len() + 48).sum::<usize>()
                     + segs.len() * seg
             }
+            Package::Clusters { layout, segs } => layout.memory() + segs.len() * seg,
         }
     }
 
     /// The segments' times.
     pub fn segs(&self) -> &[Seg] {
         match self {
-            Package::Movie { segs, .. } | Package::Clips { segs, .. } => segs,
+            Package::Movie { segs, .. }
+            | Package::Clips { segs, .. }
+            | Package::Clusters { segs, .. } => segs,
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Every library title as HLS (`/videos/{id}/index.m3u8`) and MP4 titles as DASH
-//! (`/videos/{id}/manifest.mpd`): ffmpeg reads the title's own frames from them, Chromium plays
-//! the HLS natively and dash.js plays the manifest; their parts are entities like the title.
+//! Every MP4 and MPEG-TS title as HLS (`/videos/{id}/index.m3u8`) and MP4 and WebM titles as
+//! DASH (`/videos/{id}/manifest.mpd`): ffmpeg reads the title's own frames from them, Chromium
+//! plays the HLS natively and dash.js plays the manifests; their parts are entities like the
+//! title.
 
 mod common;
 use common::browser::{dash_js, verdict};
@@ -89,6 +90,69 @@ fn ffmpeg_reads_the_titles_own_frames_from_the_dash_manifest_of_mp4_titles() {
 }
 
 #[test]
+fn ffmpeg_reads_the_titles_own_frames_from_the_dash_manifest_of_a_webm_title() {
+    // 20 s of VP9 and Opus, a keyframe every 2 s: segments of 6 s, so several of them.
+    let lib = tempfile::tempdir().unwrap();
+    let webm = lib.path().join("long.webm");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=24",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=48000",
+        "-t",
+        "20",
+        "-g",
+        "48",
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "200k",
+        "-c:a",
+        "libopus",
+        webm.to_str().unwrap(),
+    ]);
+    let srv = TestServer::start(library(lib.path()));
+    let mpd = srv.url("/videos/long.webm/manifest.mpd");
+    let text = String::from_utf8(srv.get("/videos/long.webm/manifest.mpd", &[]).body).unwrap();
+    assert!(text.contains("mimeType=\"video/webm\"") && text.contains("codecs=\"opus\""));
+    // Every segment listed is served, for both tracks.
+    let timeline = text.split("<SegmentTimeline>").nth(1).unwrap();
+    let segments: usize = timeline
+        .split("</SegmentTimeline>")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("<S "))
+        .map(|l| {
+            1 + l.split("r=\"").nth(1).map_or(0, |r| {
+                r.split('"').next().unwrap().parse::<usize>().unwrap()
+            })
+        })
+        .sum();
+    assert!(segments >= 3, "{text}");
+    for track in 0..2 {
+        for n in 0..segments {
+            let r = srv.get(&format!("/videos/long.webm/dash/{track}-{n}.webm"), &[]);
+            assert_eq!(r.status, 200, "{track}-{n}");
+        }
+    }
+    let file = webm.to_str().unwrap();
+    copies_cleanly(&mpd);
+    let (ours, theirs) = (packets(&mpd, "v:0"), packets(file, "v:0"));
+    assert_eq!(ours.len(), theirs.len(), "video frames");
+    assert_eq!(ours, theirs, "video PTS and keyframes");
+    assert_eq!(packets(&mpd, "a:0"), packets(file, "a:0"), "audio");
+}
+
+#[test]
 fn a_playlist_and_its_segments_are_cacheable_entities_that_follow_the_title() {
     let srv = TestServer::demo();
     let base = "/videos/ntsc-moov-at-end.mp4";
@@ -146,10 +210,20 @@ fn parts_that_do_not_exist_and_titles_that_are_not_packaged_get_clear_errors() {
         (
             "/videos/clip.ts/manifest.mpd",
             422,
-            "DASH is served for MP4 titles",
+            "DASH is served for MP4 and WebM titles",
         ),
         ("/videos/clip.ts/hls/init.mp4", 404, "no init segment"),
-        ("/videos/vp9-opus.webm/index.m3u8", 422, "not served yet"),
+        (
+            "/videos/vp9-opus.webm/index.m3u8",
+            422,
+            "a WebM title is served as DASH",
+        ),
+        ("/videos/vp9-opus.webm/dash/init-0.mp4", 404, "no such part"),
+        (
+            "/videos/vp9-opus.webm/dash/0-9.webm",
+            404,
+            "no such track or segment",
+        ),
         ("/videos/nothing.mp4/index.m3u8", 404, "nothing.mp4"),
         ("/videos/faststart.mp4/hls/1x.m4s", 404, ""),
     ] {
@@ -205,6 +279,19 @@ fn dashjs_plays_the_manifest_of_an_mp4_title() {
     let srv = TestServer::demo();
     let v = verdict(
         player_page(&srv.url("/videos/ntsc-moov-at-end.mp4/manifest.mpd"), true),
+        &[],
+    );
+    assert_eq!(v["ev"], "playing", "{v:?}");
+    assert_eq!(v["w"], "320");
+    assert!(v["frames"].parse::<u32>().unwrap() >= 60, "{v:?}");
+}
+
+#[test]
+fn dashjs_plays_the_manifest_of_a_webm_title() {
+    require("chromium");
+    let srv = TestServer::demo();
+    let v = verdict(
+        player_page(&srv.url("/videos/vp9-opus.webm/manifest.mpd"), true),
         &[],
     );
     assert_eq!(v["ev"], "playing", "{v:?}");

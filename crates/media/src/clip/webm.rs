@@ -15,24 +15,10 @@ use crate::error::{Error, Result};
 use crate::info::MediaInfo;
 use crate::time::MediaTime;
 use crate::webm::{
-    body, children, element, uint, El, CLUSTER, CUES, CUE_CLUSTER_POSITION, CUE_POINT, CUE_TIME,
-    CUE_TRACK, CUE_TRACK_POSITIONS, DURATION, INFO, SEGMENT, TIMECODE, TIMECODE_SCALE, TRACKS,
-    TRACK_ENTRY, TRACK_NUMBER, TRACK_TYPE,
+    body, children, element, put, put_uint, uint, El, CLUSTER, CUES, CUE_CLUSTER_POSITION,
+    CUE_POINT, CUE_TIME, CUE_TRACK, CUE_TRACK_POSITIONS, DURATION, INFO, SEGMENT, TIMECODE,
+    TIMECODE_SCALE, TRACKS, TRACK_ENTRY, TRACK_NUMBER, TRACK_TYPE,
 };
-
-/// Writes an element: its ID, an 8-byte size, its body.
-fn put(out: &mut Vec<u8>, id: u32, body: &[u8]) {
-    let id_bytes = id.to_be_bytes();
-    let skip = id_bytes.iter().position(|&b| b != 0).unwrap_or(3);
-    out.extend_from_slice(&id_bytes[skip..]);
-    out.push(0x01);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
-    out.extend_from_slice(body);
-}
-
-fn put_uint(out: &mut Vec<u8>, id: u32, v: u64) {
-    put(out, id, &v.to_be_bytes());
-}
 
 /// See the module documentation; `info` is the title's index.
 pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {

@@ -19,6 +19,8 @@ pub struct Track<'a> {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub sample_rate: Option<u32>,
+    /// WebM segments (`video/webm`, `init-{id}.webm`, `{id}-{n}.webm`) instead of CMAF.
+    pub webm: bool,
 }
 
 /// ISO 8601 duration in seconds with milliseconds (`PT6.006S`).
@@ -26,7 +28,9 @@ fn iso(t: MediaTime) -> String {
     format!("PT{:.3}S", t.as_secs_f64().max(0.0))
 }
 
-/// The manifest of `tracks`, all cut into `segments` (times at `timescale`).
+/// The manifest of `tracks`, all cut into `segments` (times at `timescale`). WebM tracks are
+/// described as ffmpeg's WebM DASH muxer describes live WebM (the same profile and
+/// `SegmentTemplate`; `video/webm` initialization and media segments).
 pub fn manifest(
     tracks: &[Track<'_>],
     segments: &[Seg],
@@ -62,13 +66,18 @@ pub fn manifest(
                 .unwrap_or_default();
             ("audio", a)
         };
+        let (sub, init, media) = if t.webm {
+            ("webm", "webm", "webm")
+        } else {
+            ("mp4", "mp4", "m4s")
+        };
         let _ = write!(
             m,
-            "<AdaptationSet id=\"{id}\" contentType=\"{kind}\" mimeType=\"{kind}/mp4\" \
+            "<AdaptationSet id=\"{id}\" contentType=\"{kind}\" mimeType=\"{kind}/{sub}\" \
              segmentAlignment=\"true\" startWithSAP=\"1\">\n\
              <Representation id=\"{id}\" codecs=\"{codecs}\" bandwidth=\"{bw}\"{attrs}>\n\
-             <SegmentTemplate timescale=\"{timescale}\" initialization=\"dash/init-{id}.mp4\" \
-             media=\"dash/{id}-$Number$.m4s\" startNumber=\"0\">\n<SegmentTimeline>\n",
+             <SegmentTemplate timescale=\"{timescale}\" initialization=\"dash/init-{id}.{init}\" \
+             media=\"dash/{id}-$Number$.{media}\" startNumber=\"0\">\n<SegmentTimeline>\n",
             id = t.id,
             codecs = t.codecs,
             bw = t.bandwidth.max(1),
@@ -124,6 +133,7 @@ mod tests {
                 width: Some(320),
                 height: Some(180),
                 sample_rate: None,
+                webm: false,
             },
             Track {
                 id: 1,
@@ -133,6 +143,7 @@ mod tests {
                 width: None,
                 height: None,
                 sample_rate: Some(48_000),
+                webm: false,
             },
         ];
         let m = manifest(&tracks, &segs, 90_000, MediaTime::new(7, 1));

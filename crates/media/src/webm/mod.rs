@@ -15,6 +15,7 @@
 use crate::error::{Error, Result};
 use crate::info::{Container, MediaInfo};
 
+pub mod dash;
 mod parts;
 pub mod ranged;
 
@@ -161,6 +162,25 @@ pub(crate) fn children(
         pos = el_end;
     }
     Ok(())
+}
+
+/// Writes an element: its ID, an 8-byte size, its body.
+pub(crate) fn put(out: &mut Vec<u8>, id: u32, body: &[u8]) {
+    put_head(out, id, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// Writes an element's ID and an 8-byte size (`len` bytes of body to follow).
+pub(crate) fn put_head(out: &mut Vec<u8>, id: u32, len: u64) {
+    let id_bytes = id.to_be_bytes();
+    let skip = id_bytes.iter().position(|&b| b != 0).unwrap_or(3);
+    out.extend_from_slice(&id_bytes[skip..]);
+    out.push(0x01);
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+}
+
+pub(crate) fn put_uint(out: &mut Vec<u8>, id: u32, v: u64) {
+    put(out, id, &v.to_be_bytes());
 }
 
 pub(crate) fn body(data: &[u8], el: El) -> &[u8] {

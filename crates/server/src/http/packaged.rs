@@ -4,8 +4,9 @@
 //! |---|---|
 //! | `index.m3u8` | VOD media playlist (fMP4 segments with `EXT-X-MAP` for MP4 titles, TS for TS) |
 //! | `hls/init.mp4`, `hls/{n}.m4s`, `hls/{n}.ts` | its init and media segments |
-//! | `manifest.mpd` | static DASH manifest, an AdaptationSet per track (MP4 titles) |
+//! | `manifest.mpd` | static DASH manifest, an AdaptationSet per track (MP4 and WebM titles) |
 //! | `dash/init-{track}.mp4`, `dash/{track}-{n}.m4s` | one track's init and media segments |
+//! | `dash/init-{track}.webm`, `dash/{track}-{n}.webm` | the same of a WebM title |
 //!
 //! Each answer is an [`Entity`] (Range, preconditions, `HEAD`) made of a few `Bytes`: the written
 //! head, then slices of the cached title. Their ETags derive from the title's, so they change
@@ -29,8 +30,9 @@ pub(super) enum Asset {
     Manifest,
     HlsInit,
     HlsSegment(usize),
-    DashInit(usize),
-    DashSegment(usize, usize),
+    /// A track's init segment; `true`: named `.webm`.
+    DashInit(usize, bool),
+    DashSegment(usize, usize, bool),
 }
 
 /// Splits `/videos/{id}/{asset}` (the part after `/videos/`, decoded) into the title id and the
@@ -60,14 +62,21 @@ pub(super) fn split(path: &str) -> Option<(&str, Asset)> {
             Asset::HlsSegment(number(n)?)
         }
         "dash" => {
-            if let Some(t) = file
-                .strip_prefix("init-")
-                .and_then(|f| f.strip_suffix(".mp4"))
-            {
-                Asset::DashInit(number(t)?)
-            } else {
-                let (t, n) = file.strip_suffix(".m4s")?.split_once('-')?;
-                Asset::DashSegment(number(t)?, number(n)?)
+            let (stem, webm) = match file.strip_suffix(".webm") {
+                Some(stem) => (stem, true),
+                None => (
+                    file.strip_suffix(".mp4").or(file.strip_suffix(".m4s"))?,
+                    false,
+                ),
+            };
+            match stem.strip_prefix("init-") {
+                Some(t) if webm || file.ends_with(".mp4") => Asset::DashInit(number(t)?, webm),
+                Some(_) => return None,
+                None if !webm && !file.ends_with(".m4s") => return None,
+                None => {
+                    let (t, n) = stem.split_once('-')?;
+                    Asset::DashSegment(number(t)?, number(n)?, webm)
+                }
             }
         }
         _ => return None,
@@ -101,7 +110,7 @@ pub(super) fn serve<B>(
     // The title offset of the last part when it is the one slice of the title after a head.
     let (parts, content_type, tag, tail): (Vec<Piece>, &'static str, String, Option<u64>) =
         match (&**package, asset) {
-            (p, Asset::Playlist) => {
+            (p @ (Package::Movie { .. } | Package::Clips { .. }), Asset::Playlist) => {
                 let (map, ext) = match p {
                     Package::Clips { init: None, .. } => (None, "ts"),
                     _ => (Some("hls/init.mp4"), "m4s"),
@@ -179,7 +188,7 @@ pub(super) fn serve<B>(
                     None,
                 )
             }
-            (Package::Movie { movie, .. }, Asset::DashInit(k)) => {
+            (Package::Movie { movie, .. }, Asset::DashInit(k, false)) => {
                 let track = movie
                     .tracks
                     .get(k)
@@ -192,7 +201,7 @@ pub(super) fn serve<B>(
                     None,
                 )
             }
-            (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n)) => {
+            (Package::Movie { movie, slots, .. }, Asset::DashSegment(k, n, false)) => {
                 let track = movie
                     .tracks
                     .get(k)
@@ -207,16 +216,66 @@ pub(super) fn serve<B>(
                 parts.extend(s.body.into_iter().map(slice));
                 (parts, mime(track), format!("d{k}-{n}"), tail)
             }
+            (Package::Clusters { layout, .. }, Asset::Manifest) => (
+                vec![Bytes::from(webm_manifest(layout, package.segs())).into()],
+                "application/dash+xml",
+                "mpd".into(),
+                None,
+            ),
+            (Package::Clusters { layout, .. }, Asset::DashInit(k, true)) => {
+                let init = layout
+                    .init(k)
+                    .ok_or_else(|| not_found(t, "no such track"))?;
+                (
+                    vec![Bytes::copy_from_slice(init).into()],
+                    webm_mime(&layout.tracks[k]),
+                    format!("i{k}"),
+                    None,
+                )
+            }
+            (Package::Clusters { layout, .. }, Asset::DashSegment(k, n, true)) => {
+                let spans = layout
+                    .segment(k, n)
+                    .ok_or_else(|| not_found(t, "no such track or segment"))?;
+                let parts = spans
+                    .into_iter()
+                    .map(|s| match s {
+                        media::webm::dash::Span::Written(w) => Bytes::from(w).into(),
+                        media::webm::dash::Span::Title(r) => slice(r),
+                    })
+                    .collect();
+                (
+                    parts,
+                    webm_mime(&layout.tracks[k]),
+                    format!("d{k}-{n}"),
+                    None,
+                )
+            }
+            (Package::Clusters { .. }, Asset::Playlist | Asset::HlsInit | Asset::HlsSegment(_)) => {
+                return Err(Error::NotPackaged {
+                    id: t.id.clone(),
+                    reason: "HLS carries MPEG-TS or fragmented MP4, not WebM; a WebM title is \
+                         served as DASH: its manifest.mpd"
+                        .into(),
+                })
+            }
             (
                 Package::Clips { .. },
-                Asset::Manifest | Asset::DashInit(_) | Asset::DashSegment(..),
+                Asset::Manifest | Asset::DashInit(..) | Asset::DashSegment(..),
             ) => {
                 return Err(Error::NotPackaged {
                     id: t.id.clone(),
-                    reason: "DASH is served for MP4 titles (their tracks can be served apart); \
-                         use its index.m3u8"
+                    reason: "DASH is served for MP4 and WebM titles (their tracks can be served \
+                         apart); use its index.m3u8"
                         .into(),
                 })
+            }
+            (Package::Movie { .. } | Package::Clusters { .. }, Asset::DashInit(..))
+            | (Package::Movie { .. } | Package::Clusters { .. }, Asset::DashSegment(..)) => {
+                return Err(not_found(
+                    t,
+                    "no such part (an MP4 title's are .mp4 and .m4s, a WebM title's .webm)",
+                ))
             }
             (Package::Clips { init: None, .. }, Asset::HlsInit) => {
                 return Err(not_found(t, "an MPEG-TS playlist has no init segment"))
@@ -238,13 +297,50 @@ fn mime(track: &mp4::MovieTrack) -> &'static str {
     }
 }
 
-/// The DASH manifest of an MP4 title: every track cut at the lead's segment times.
-fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
-    let duration = segs.last().map_or(media::MediaTime::ZERO, |s| {
+fn webm_mime(track: &media::webm::dash::Track) -> &'static str {
+    if track.video {
+        "video/webm"
+    } else {
+        "audio/webm"
+    }
+}
+
+/// Bits per second of `bytes` over the segments' span.
+fn bandwidth(bytes: u64, segs: &[media::package::Seg]) -> u64 {
+    let secs = end(segs).as_secs_f64().max(0.001);
+    (bytes as f64 * 8.0 / secs) as u64
+}
+
+/// Where the last segment ends.
+fn end(segs: &[media::package::Seg]) -> media::MediaTime {
+    segs.last().map_or(media::MediaTime::ZERO, |s| {
         let scale = s.start.scale.max(s.duration.scale);
         media::MediaTime::new(s.start.rescale(scale) + s.duration.rescale(scale), scale)
-    });
-    let secs = duration.as_secs_f64().max(0.001);
+    })
+}
+
+/// The DASH manifest of a WebM title: every track cut at the lead's segment times.
+fn webm_manifest(layout: &media::webm::dash::Layout, segs: &[media::package::Seg]) -> String {
+    let tracks: Vec<media::package::dash::Track<'_>> = layout
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(id, tr)| media::package::dash::Track {
+            id,
+            video: tr.video,
+            codecs: tr.codecs,
+            bandwidth: bandwidth(tr.bytes, segs),
+            width: tr.width,
+            height: tr.height,
+            sample_rate: tr.sample_rate,
+            webm: true,
+        })
+        .collect();
+    media::package::dash::manifest(&tracks, segs, layout.timescale(), end(segs))
+}
+
+/// The DASH manifest of an MP4 title: every track cut at the lead's segment times.
+fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
     let tracks: Vec<media::package::dash::Track<'_>> = movie
         .tracks
         .iter()
@@ -253,14 +349,15 @@ fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
             id,
             video: tr.is_video(),
             codecs: &tr.codecs,
-            bandwidth: (tr.bytes() as f64 * 8.0 / secs) as u64,
+            bandwidth: bandwidth(tr.bytes(), segs),
             width: tr.width,
             height: tr.height,
             sample_rate: tr.sample_rate,
+            webm: false,
         })
         .collect();
     let timescale = movie.tracks[movie.lead].timescale;
-    media::package::dash::manifest(&tracks, segs, timescale, duration)
+    media::package::dash::manifest(&tracks, segs, timescale, end(segs))
 }
 
 #[cfg(test)]
@@ -288,11 +385,19 @@ mod tests {
         );
         assert_eq!(
             split("b.mp4/dash/init-1.mp4"),
-            Some(("b.mp4", Asset::DashInit(1)))
+            Some(("b.mp4", Asset::DashInit(1, false)))
         );
         assert_eq!(
             split("x/b.mp4/dash/0-7.m4s"),
-            Some(("x/b.mp4", Asset::DashSegment(0, 7)))
+            Some(("x/b.mp4", Asset::DashSegment(0, 7, false)))
+        );
+        assert_eq!(
+            split("v.webm/dash/init-1.webm"),
+            Some(("v.webm", Asset::DashInit(1, true)))
+        );
+        assert_eq!(
+            split("v.webm/dash/1-3.webm"),
+            Some(("v.webm", Asset::DashSegment(1, 3, true)))
         );
         for bad in [
             "b.mp4",
@@ -300,6 +405,9 @@ mod tests {
             "b.mp4/hls/-1.ts",
             "b.mp4/hls/99999999999.ts",
             "b.mp4/dash/0.m4s",
+            "b.mp4/dash/init-0.m4s",
+            "b.mp4/dash/0-1.mp4",
+            "b.mp4/dash/init-x.webm",
             "b.mp4/other/1.ts",
             "/hls/1.ts",
         ] {
