@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         FrameRate::new(30000, 1001),
         FrameRate::new(25, 1),
         FrameRate::new(60, 1),
+        // The fastest a title can state (`from_frame_duration` refuses faster), and a rate made
+        // directly at the limit of the type.
+        FrameRate::new(10_000, 1),
+        FrameRate::new(u64::from(u32::MAX), 1),
     ] {
         if let Ok(t) = timecode::parse(s, rate) {
             if let Some(r) = rate {

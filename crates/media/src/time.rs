@@ -126,6 +126,10 @@ impl FrameRate {
     /// 0.05% of one (timestamps in milliseconds cannot express 1/24 s exactly).
     pub fn from_frame_duration(timescale: u64, delta: u64) -> Option<Self> {
         let exact = Self::new(timescale, delta)?;
+        // No video runs faster; a track that says so has no usable rate (as `from_f64`).
+        if exact.as_f64() > 10_000.0 {
+            return None;
+        }
         Some(exact.snapped())
     }
 

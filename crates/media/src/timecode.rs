@@ -141,8 +141,12 @@ fn frames(input: &str, f: &[&str], drop: bool, rate: Option<FrameRate>) -> Resul
             format!("frame {ff} out of range for {rate} fps (0-{})", n - 1),
         ));
     }
-    let mut frame = ((h * 3600 + m * 60 + s) * n)
-        .checked_add(ff)
+    // Hours reach 10^9 and a rate up to 10,000 fps: checked throughout.
+    let mut frame = h
+        .checked_mul(3600)
+        .and_then(|x| x.checked_add(m * 60 + s))
+        .and_then(|x| x.checked_mul(n))
+        .and_then(|x| x.checked_add(ff))
         .ok_or_else(|| bad(input, "too large"))?;
     if drop {
         let d = u64::from(rate.drop_frames().ok_or_else(|| {
@@ -262,6 +266,19 @@ mod tests {
         assert_eq!(secs("90s", FILM), 90.0);
         assert_eq!(secs("09:14.5", FILM), 554.5);
         assert_eq!(secs("00:00:00:00", NTSC), 0.0);
+    }
+
+    #[test]
+    fn a_frame_count_too_large_for_the_rate_is_an_error_not_an_overflow() {
+        let fast = FrameRate {
+            num: u32::MAX,
+            den: 1,
+        };
+        let e = parse("999999999:00:00:00", Some(fast)).unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        // A title cannot state such a rate: it has none.
+        assert_eq!(FrameRate::from_frame_duration(1_000_000_000, 1), None);
+        assert!(FrameRate::from_frame_duration(10_000, 1).is_some());
     }
 
     #[test]

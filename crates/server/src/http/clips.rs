@@ -58,7 +58,10 @@ pub(super) fn serve<B>(
     let to = end.as_deref().map(parse).transpose()?;
     let clip = t.clips.get_or_make((from, to), || {
         // An MP4's movie is parsed once and kept with the title (its packaging).
-        let clip = match t.package().ok().map(|p| &**p) {
+        let movie = (t.container == media::Container::Mp4)
+            .then(|| t.package().ok())
+            .flatten();
+        let clip = match movie.map(|p| &**p) {
             Some(crate::package::Package::Movie { movie, .. }) => {
                 media::clip::mp4::clip(movie, from, to)
             }

@@ -315,7 +315,12 @@ fn bandwidth(bytes: u64, segs: &[media::package::Seg]) -> u64 {
 fn end(segs: &[media::package::Seg]) -> media::MediaTime {
     segs.last().map_or(media::MediaTime::ZERO, |s| {
         let scale = s.start.scale.max(s.duration.scale);
-        media::MediaTime::new(s.start.rescale(scale) + s.duration.rescale(scale), scale)
+        media::MediaTime::new(
+            s.start
+                .rescale(scale)
+                .saturating_add(s.duration.rescale(scale)),
+            scale,
+        )
     })
 }
 

@@ -24,10 +24,11 @@ use crate::package::Seg;
 use crate::time::MediaTime;
 use std::ops::Range;
 
-/// At most this many blocks are laid out (24 bytes each): a bigger title is not packaged.
-pub const MAX_BLOCKS: usize = 1 << 24;
-/// At most this many tracks.
-const MAX_TRACKS: usize = 64;
+/// At most this many blocks are laid out (36 bytes each with their order): a bigger title (more
+/// than 24 hours of 30 fps video and 50 audio packets a second) is not packaged.
+pub const MAX_BLOCKS: usize = 1 << 23;
+/// At most this many tracks are listed.
+const MAX_TRACKS: usize = 16;
 
 /// One track of the title.
 #[derive(Debug, Clone)]
@@ -48,30 +49,29 @@ pub struct Track {
 struct Block {
     /// Title offset of the block element (SimpleBlock or BlockGroup) and its length.
     at: u64,
-    len: u32,
-    track: u16,
-    key: bool,
     /// Cluster time + the block's relative time, in ticks of the timecode scale.
     time: i64,
-}
-
-#[derive(Debug, Clone)]
-struct Cluster {
-    time: u64,
-    blocks: Range<usize>,
+    len: u32,
+    /// Its cluster (an index into `Layout::clusters`) and segment.
+    cluster: u32,
+    seg: u32,
+    track: u16,
+    key: bool,
 }
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub tracks: Vec<Track>,
-    clusters: Vec<Cluster>,
+    /// The Timecode of each cluster that holds a block of a listed track.
+    clusters: Vec<u64>,
     blocks: Vec<Block>,
+    /// Block indices ordered by (segment, track), in file order within each.
+    order: Vec<u32>,
     /// Nanoseconds per tick.
     scale: u64,
-    /// Each segment's first tick (increasing), and the clusters its blocks lie in.
+    /// Each segment's first tick (increasing).
     cuts: Vec<i64>,
-    spans: Vec<Range<usize>>,
     /// Where the last segment ends, in ticks.
     end: i64,
 }
@@ -93,13 +93,18 @@ fn codecs(id: &str) -> Option<&'static str> {
     })
 }
 
+fn malformed(why: impl Into<String>) -> Error {
+    Error::malformed("webm dash", why.into())
+}
+
 impl Layout {
     /// Lays out a WebM title held in memory, its segments at least `target` long where the
-    /// keyframes allow.
+    /// keyframes allow. Listed: the first video track and the Opus and Vorbis tracks; other
+    /// tracks (subtitles, a second video) are left out; a first video track in another codec
+    /// (AV1, H.264) is refused, with the reason.
     pub fn scan(data: &[u8], target: MediaTime) -> Result<Layout> {
         if doc_type(data) != Some(b"webm") {
-            return Err(Error::malformed(
-                "webm dash",
+            return Err(malformed(
                 "DASH is defined for WebM, not other Matroska files",
             ));
         }
@@ -109,14 +114,15 @@ impl Layout {
             tracks: Vec::new(),
             clusters: Vec::new(),
             blocks: Vec::new(),
+            order: Vec::new(),
             scale: 1_000_000,
             cuts: Vec::new(),
-            spans: Vec::new(),
             end: 0,
         };
         let mut info = None;
         let mut duration = None;
         let mut entries: Vec<Range<usize>> = Vec::new();
+        let mut numbers: Vec<u64> = Vec::new();
         let mut pos = seg.data;
         while pos < seg_end {
             let el = match element(data, pos, seg_end) {
@@ -126,7 +132,7 @@ impl Layout {
             };
             let end = el.end.unwrap_or(seg_end).min(seg_end);
             match el.id {
-                INFO => {
+                INFO if info.is_none() => {
                     info = Some(el.start..end);
                     children(data, el.data, end, |c| {
                         match c.id {
@@ -137,26 +143,36 @@ impl Layout {
                         Ok(())
                     })?;
                 }
-                TRACKS => children(data, el.data, end, |c| {
+                TRACKS if numbers.is_empty() => children(data, el.data, end, |c| {
                     if c.id != TRACK_ENTRY {
                         return Ok(());
                     }
-                    if l.tracks.len() == MAX_TRACKS {
-                        return Err(Error::malformed("webm dash", "more than 64 tracks"));
-                    }
                     let t = parse_track(data, c)?;
-                    let Some(codecs) = codecs(&t.codec) else {
-                        return Err(Error::malformed(
-                            "webm dash",
-                            format!(
-                                "DASH of WebM carries VP8, VP9, Opus and Vorbis; track {} is {}",
+                    if numbers.contains(&t.number) {
+                        return Err(malformed(format!("two tracks numbered {}", t.number)));
+                    }
+                    if numbers.len() == 4 * MAX_TRACKS {
+                        return Err(malformed("too many tracks"));
+                    }
+                    numbers.push(t.number);
+                    let video = t.kind == 1;
+                    let first_video = video && !l.tracks.iter().any(|t| t.video);
+                    let codecs = match codecs(&t.codec) {
+                        Some(c) if video == c.starts_with('v') => c,
+                        _ if first_video => {
+                            return Err(malformed(format!(
+                                "DASH of WebM carries VP8 and VP9 video; track {} is {}",
                                 t.number, t.codec
-                            ),
-                        ));
+                            )))
+                        }
+                        _ => return Ok(()), // left out
                     };
+                    if (video && !first_video) || l.tracks.len() == MAX_TRACKS {
+                        return Ok(());
+                    }
                     l.tracks.push(Track {
                         number: t.number,
-                        video: t.kind == 1,
+                        video,
                         codecs,
                         width: t.width,
                         height: t.height,
@@ -185,9 +201,9 @@ impl Layout {
             }
             pos = end;
         }
-        let info = info.ok_or_else(|| Error::malformed("webm dash", "no Info"))?;
+        let info = info.ok_or_else(|| malformed("no Info"))?;
         if l.tracks.is_empty() {
-            return Err(Error::malformed("webm dash", "no tracks"));
+            return Err(malformed("no VP8, VP9, Opus or Vorbis track"));
         }
         for (t, entry) in l.tracks.iter_mut().zip(entries) {
             let mut init = data[..header_end].to_vec();
@@ -203,35 +219,32 @@ impl Layout {
     }
 
     /// Takes one cluster's blocks; returns where the cluster ends (for unknown-size clusters:
-    /// at the next segment-level element).
+    /// at the next segment-level element). Blocks before its (first) Timecode are left out, as
+    /// is everything from a child of unknown size or past the cluster's end.
     fn cluster(&mut self, data: &[u8], c: super::El, limit: usize) -> Result<usize> {
         let end = c.end.unwrap_or(limit).min(limit);
-        let first = self.blocks.len();
-        let mut time = 0u64;
+        let index = u32::try_from(self.clusters.len()).unwrap_or(u32::MAX);
+        let mut time = None;
+        let mut taken = false;
         let mut pos = c.data;
-        let mut stop = end;
         while pos < end {
             let Ok(el) = element(data, pos, end) else {
-                stop = pos;
-                break;
+                return Ok(pos);
             };
             if c.end.is_none() && SEGMENT_LEVEL.contains(&el.id) {
-                stop = pos;
-                break;
+                return Ok(pos);
             }
-            let el_end = el.end.unwrap_or(end);
-            if el_end > end {
-                // A truncated last element: the cluster ends before it.
-                stop = pos;
-                break;
-            }
-            let block = match el.id {
-                TIMECODE => {
-                    time = uint(body(data, el));
+            let Some(el_end) = el.end.filter(|&e| e <= end) else {
+                return Ok(pos);
+            };
+            let block = match (el.id, time) {
+                (TIMECODE, None) => {
+                    let t = uint(body(data, el));
+                    time = Some(t);
                     None
                 }
-                SIMPLE_BLOCK => Some((el.data, el_end, None)),
-                BLOCK_GROUP => {
+                (SIMPLE_BLOCK, Some(t)) => Some((el.data, el_end, None, t)),
+                (BLOCK_GROUP, Some(t)) => {
                     let (mut b, mut referenced) = (None, false);
                     children(data, el.data, el_end, |g| {
                         match g.id {
@@ -241,23 +254,24 @@ impl Layout {
                         }
                         Ok(())
                     })?;
-                    b.map(|(s, e)| (s, e, Some(!referenced)))
+                    b.map(|(s, e)| (s, e, Some(!referenced), t))
                 }
                 _ => None,
             };
-            if let Some((s, e, key)) = block {
-                self.block(data, el.start..el_end, s, e, key, time)?;
+            if let Some((s, e, key, t)) = block {
+                if self.block(data, el.start..el_end, s, e, key, t, index)? && !taken {
+                    taken = true;
+                    self.clusters.push(t);
+                }
             }
             pos = el_end;
         }
-        self.clusters.push(Cluster {
-            time,
-            blocks: first..self.blocks.len(),
-        });
-        Ok(stop)
+        Ok(end)
     }
 
-    /// Takes a block element at `at` whose block header lies in `[s, e)`.
+    /// Takes a block element at `at` whose block header lies in `[s, e)`, in cluster `cluster`
+    /// (of time `cluster_time`); whether it is of a listed track.
+    #[allow(clippy::too_many_arguments)]
     fn block(
         &mut self,
         data: &[u8],
@@ -266,45 +280,51 @@ impl Layout {
         e: usize,
         key: Option<bool>,
         cluster_time: u64,
-    ) -> Result<()> {
+        cluster: u32,
+    ) -> Result<bool> {
         let (number, n, _) = vint(data, s, e, false)?;
         let Some(track) = self.tracks.iter().position(|t| t.number == number) else {
-            return Ok(());
+            return Ok(false);
         };
         let h = s + n;
         if h + 3 > e {
-            return Err(Error::malformed(
-                "webm dash",
-                "block shorter than its header",
-            ));
+            return Err(malformed("block shorter than its header"));
         }
         if self.blocks.len() == MAX_BLOCKS {
-            return Err(Error::malformed(
-                "webm dash",
-                "more than 16.7 million blocks: not packaged",
-            ));
+            return Err(malformed(format!(
+                "more than {MAX_BLOCKS} blocks: not packaged"
+            )));
         }
-        let len = u32::try_from(at.len())
-            .map_err(|_| Error::malformed("webm dash", "a block of 4 GiB or more"))?;
+        let len = u32::try_from(at.len()).map_err(|_| malformed("a block of 4 GiB or more"))?;
         let rel = i64::from(i16::from_be_bytes([data[h], data[h + 1]]));
         self.tracks[track].bytes += u64::from(len);
         self.blocks.push(Block {
             at: at.start as u64,
+            time: (cluster_time.min(i64::MAX as u64) as i64).saturating_add(rel),
             len,
+            cluster,
+            seg: 0,
             track: track as u16,
             key: key.unwrap_or(data[h + 2] & 0x80 != 0),
-            time: (cluster_time.min(i64::MAX as u64) as i64).saturating_add(rel),
         });
-        Ok(())
+        Ok(true)
     }
 
     /// Cuts at the lead track's keyframes, `target` apart; `duration`: the title's, in ticks.
     fn plan(&mut self, target: MediaTime, duration: i64) -> Result<()> {
+        let scale = i64::try_from(self.scale).map_err(|_| malformed("TimecodeScale too large"))?;
         let lead = self.tracks.iter().position(|t| t.video).unwrap_or(0) as u16;
-        let target =
-            (target.rescale(1_000_000_000) / self.scale.min(i64::MAX as u64) as i64).max(1);
+        let target = (target.rescale(1_000_000_000) / scale).max(1);
+        let (mut last, mut gap) = (None::<i64>, 1);
         for b in &self.blocks {
-            if b.track != lead || !b.key {
+            if b.track != lead {
+                continue;
+            }
+            if let Some(l) = last {
+                gap = b.time.saturating_sub(l).max(1);
+            }
+            last = Some(b.time);
+            if !b.key {
                 continue;
             }
             match self.cuts.last() {
@@ -313,25 +333,26 @@ impl Layout {
             }
         }
         if self.cuts.is_empty() {
-            return Err(Error::malformed(
-                "webm dash",
-                "no keyframes to cut segments at",
-            ));
+            return Err(malformed("no keyframes to cut segments at"));
         }
-        let last = self.blocks.iter().map(|b| b.time).max().unwrap_or(0);
-        self.end = duration.max(last.saturating_add(1));
-        // (first, last + 1) cluster of each segment's blocks; none: (MAX, 0), made empty.
-        let mut spans = vec![(usize::MAX, 0); self.cuts.len()];
-        for (ci, c) in self.clusters.iter().enumerate() {
-            for b in &self.blocks[c.blocks.clone()] {
-                let s = &mut spans[seg_of(&self.cuts, b.time)];
-                *s = (s.0.min(ci), s.1.max(ci + 1));
-            }
+        let latest = self.blocks.iter().map(|b| b.time).max().unwrap_or(0);
+        let earliest = self.blocks.iter().map(|b| b.time).min().unwrap_or(0);
+        self.end = duration.max(latest.saturating_add(gap));
+        // Times go out in nanoseconds where the scale does not divide a second: they must fit.
+        if 1_000_000_000 % scale != 0
+            && [earliest, self.end]
+                .iter()
+                .any(|t| t.checked_mul(scale).is_none())
+        {
+            return Err(malformed("block times beyond what nanoseconds can count"));
         }
-        self.spans = spans
-            .into_iter()
-            .map(|(a, b)| if a < b { a..b } else { 0..0 })
-            .collect();
+        for b in &mut self.blocks {
+            b.seg = seg_of(&self.cuts, b.time) as u32;
+        }
+        let blocks = &self.blocks;
+        self.order = (0..blocks.len() as u32).collect();
+        self.order
+            .sort_by_key(|&i| (blocks[i as usize].seg, blocks[i as usize].track));
         Ok(())
     }
 
@@ -375,25 +396,30 @@ impl Layout {
 
     /// Track `track`'s media segment `n`: a Cluster head per cluster it draws on, each followed
     /// by the title's bytes of the track's blocks in that cluster (adjacent ones as one range).
+    /// Its cost is its own blocks' (found by two binary searches).
     pub fn segment(&self, track: usize, n: usize) -> Option<Vec<Span>> {
-        let span = self.spans.get(n)?.clone();
-        if track >= self.tracks.len() {
+        if track >= self.tracks.len() || n >= self.cuts.len() {
             return None;
         }
+        let key = |i: &u32| {
+            let b = &self.blocks[*i as usize];
+            (b.seg as usize, usize::from(b.track))
+        };
+        let lo = self.order.partition_point(|i| key(i) < (n, track));
+        let hi = self.order.partition_point(|i| key(i) <= (n, track));
+        let mine: Vec<&Block> = self.order[lo..hi]
+            .iter()
+            .map(|&i| &self.blocks[i as usize])
+            .collect();
         let mut out = Vec::new();
-        for c in &self.clusters[span] {
-            let mine = self.blocks[c.blocks.clone()]
-                .iter()
-                .filter(|b| usize::from(b.track) == track && seg_of(&self.cuts, b.time) == n);
-            let size: u64 = mine.clone().map(|b| u64::from(b.len)).sum();
-            if size == 0 {
-                continue;
-            }
+        for run in mine.chunk_by(|a, b| a.cluster == b.cluster) {
+            let size: u64 = run.iter().map(|b| u64::from(b.len)).sum();
+            let time = self.clusters.get(run[0].cluster as usize).copied()?;
             let mut head = Vec::with_capacity(32);
             put_head(&mut head, CLUSTER, TIMECODE_LEN + size);
-            put_uint(&mut head, TIMECODE, c.time);
+            put_uint(&mut head, TIMECODE, time);
             out.push(Span::Written(head));
-            for b in mine {
+            for b in run {
                 let r = b.at..b.at + u64::from(b.len);
                 match out.last_mut() {
                     Some(Span::Title(last)) if last.end == r.start => last.end = r.end,
@@ -413,9 +439,9 @@ impl Layout {
 
     /// Bytes it holds.
     pub fn memory(&self) -> usize {
-        self.blocks.len() * std::mem::size_of::<Block>()
-            + self.clusters.len() * std::mem::size_of::<Cluster>()
-            + self.cuts.len() * (8 + std::mem::size_of::<Range<usize>>())
+        self.blocks.len() * (std::mem::size_of::<Block>() + 4)
+            + self.clusters.len() * 8
+            + self.cuts.len() * 8
             + self.tracks.iter().map(|t| t.init.len() + 64).sum::<usize>()
     }
 }

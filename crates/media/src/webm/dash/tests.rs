@@ -5,8 +5,41 @@ use super::*;
 /// A block: (track, time relative to its cluster, keyframe, payload).
 type TestBlock<'a> = (u64, i16, bool, &'a [u8]);
 
+/// A cluster's Timecode element.
+fn tc(time: u64) -> Vec<u8> {
+    let mut c = Vec::new();
+    put_uint(&mut c, TIMECODE, time);
+    c
+}
+
+/// A SimpleBlock element.
+fn sb(&(track, rel, key, payload): &TestBlock<'_>) -> Vec<u8> {
+    let mut b = vec![0x80 | track as u8];
+    b.extend_from_slice(&rel.to_be_bytes());
+    b.push(if key { 0x80 } else { 0 });
+    b.extend_from_slice(payload);
+    let mut out = Vec::new();
+    put(&mut out, SIMPLE_BLOCK, &b);
+    out
+}
+
 /// A WebM of `clusters`, each (time, blocks).
 fn webm(tracks: &[(u64, u64, &str)], clusters: &[(u64, Vec<TestBlock<'_>>)]) -> Vec<u8> {
+    let raw: Vec<Vec<u8>> = clusters
+        .iter()
+        .map(|(time, blocks)| {
+            [tc(*time)]
+                .into_iter()
+                .chain(blocks.iter().map(sb))
+                .flatten()
+                .collect()
+        })
+        .collect();
+    webm_raw(tracks, &raw)
+}
+
+/// A WebM of clusters whose bodies are given.
+fn webm_raw(tracks: &[(u64, u64, &str)], clusters: &[Vec<u8>]) -> Vec<u8> {
     let mut header = Vec::new();
     put(&mut header, 0x4282, b"webm");
     let mut out = Vec::new();
@@ -24,17 +57,8 @@ fn webm(tracks: &[(u64, u64, &str)], clusters: &[(u64, Vec<TestBlock<'_>>)]) -> 
         put(&mut entries, TRACK_ENTRY, &e);
     }
     put(&mut seg, TRACKS, &entries);
-    for (time, blocks) in clusters {
-        let mut c = Vec::new();
-        put_uint(&mut c, TIMECODE, *time);
-        for &(track, rel, key, payload) in blocks {
-            let mut b = vec![0x80 | track as u8];
-            b.extend_from_slice(&rel.to_be_bytes());
-            b.push(if key { 0x80 } else { 0 });
-            b.extend_from_slice(payload);
-            put(&mut c, SIMPLE_BLOCK, &b);
-        }
-        put(&mut seg, CLUSTER, &c);
+    for c in clusters {
+        put(&mut seg, CLUSTER, c);
     }
     put(&mut out, SEGMENT, &seg);
     out
@@ -95,7 +119,7 @@ fn segments_start_at_keyframes_at_least_the_target_apart() {
         .iter()
         .map(|s| (s.start.ticks, s.duration.ticks))
         .collect();
-    assert_eq!(segs, [(0, 4000), (4000, 1001)]);
+    assert_eq!(segs, [(0, 4000), (4000, 2000)]);
     assert_eq!(l.timescale(), 1000);
     assert_eq!(l.tracks.len(), 2);
     assert!(l.tracks[0].video && !l.tracks[1].video);
@@ -166,7 +190,10 @@ fn other_codecs_and_matroska_files_are_refused_with_the_reason() {
     let e = Layout::scan(&h264, MediaTime::new(6, 1))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("VP8, VP9, Opus and Vorbis"), "{e}");
+    assert!(
+        e.contains("VP8 and VP9 video; track 1 is V_MPEG4/ISO/AVC"),
+        "{e}"
+    );
     let mut mkv = title();
     let at = mkv.windows(4).position(|w| w == b"webm").unwrap();
     mkv[at..at + 4].copy_from_slice(b"mkvx");
@@ -192,4 +219,125 @@ fn garbage_never_panics_and_every_span_lies_in_the_title() {
             }
         }
     });
+}
+
+/// The names of the payloads in `spans` (two-letter names, as the titles here write them).
+fn names(data: &[u8], spans: &[Span]) -> Vec<String> {
+    let body = bytes(data, spans);
+    let mut found = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let c = element(&body, pos, body.len()).unwrap();
+        let end = c.end.unwrap();
+        children(&body, c.data, end, |e| {
+            if e.id == SIMPLE_BLOCK {
+                found.push(String::from_utf8_lossy(&crate::webm::body(&body, e)[4..]).into());
+            }
+            Ok(())
+        })
+        .unwrap();
+        pos = end;
+    }
+    found
+}
+
+#[test]
+fn blocks_before_a_clusters_timecode_are_left_out_and_its_first_timecode_holds() {
+    let v = (1, 1, "V_VP9");
+    let c0 = [
+        sb(&(1, 0, true, b"xx")),
+        tc(0),
+        sb(&(1, 0, true, b"k0")),
+        tc(500),
+        sb(&(1, 40, false, b"p1")),
+    ]
+    .concat();
+    let data = webm_raw(&[v], &[c0]);
+    let l = Layout::scan(&data, MediaTime::new(6, 1)).unwrap();
+    assert_eq!(names(&data, &l.segment(0, 0).unwrap()), ["k0", "p1"]);
+    assert_eq!(l.blocks.iter().map(|b| b.time).collect::<Vec<_>>(), [0, 40]);
+}
+
+#[test]
+fn a_child_of_unknown_size_ends_its_cluster_and_the_next_cluster_is_read() {
+    let v = (1, 1, "V_VP9");
+    // A SimpleBlock of unknown size (size byte 0xff) in the first cluster.
+    let c0 = [
+        tc(0),
+        sb(&(1, 0, true, b"k0")),
+        vec![0xa3, 0xff, 0x81, 0, 0, 0x80],
+    ]
+    .concat();
+    let c1 = [tc(2000), sb(&(1, 0, true, b"k2"))].concat();
+    let data = webm_raw(&[v], &[c0, c1]);
+    let l = Layout::scan(&data, MediaTime::new(1, 1)).unwrap();
+    assert_eq!(l.segs().len(), 2);
+    assert_eq!(names(&data, &l.segment(0, 0).unwrap()), ["k0"]);
+    assert_eq!(names(&data, &l.segment(0, 1).unwrap()), ["k2"]);
+}
+
+#[test]
+fn tracks_dash_cannot_carry_are_left_out_and_duplicate_numbers_refused() {
+    let tracks = [
+        (1, 1, "V_VP9"),
+        (2, 17, "S_TEXT/WEBVTT"),
+        (3, 1, "V_VP8"),
+        (4, 2, "A_OPUS"),
+    ];
+    let data = webm(
+        &tracks,
+        &[(
+            0,
+            vec![
+                (1, 0, true, b"k0"),
+                (2, 0, true, b"s0"),
+                (3, 0, true, b"v0"),
+                (4, 0, true, b"a0"),
+            ],
+        )],
+    );
+    let l = Layout::scan(&data, MediaTime::new(6, 1)).unwrap();
+    let listed: Vec<u64> = l.tracks.iter().map(|t| t.number).collect();
+    assert_eq!(
+        listed,
+        [1, 4],
+        "the subtitles and the second video are left out"
+    );
+    assert_eq!(names(&data, &l.segment(1, 0).unwrap()), ["a0"]);
+    let twice = webm(
+        &[(1, 1, "V_VP9"), (1, 2, "A_OPUS")],
+        &[(0, vec![(1, 0, true, b"k0")])],
+    );
+    let e = Layout::scan(&twice, MediaTime::new(6, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("two tracks numbered 1"), "{e}");
+}
+
+#[test]
+fn a_segments_work_is_its_own_blocks_however_the_title_spreads_them() {
+    // Every cluster holds blocks of every segment (relative times reach far back and ahead):
+    // each segment still gets exactly its own blocks, in file order.
+    let v = (1, 1, "V_VP9");
+    let mut clusters = Vec::new();
+    for c in 0..3u64 {
+        let mut blocks = Vec::new();
+        for k in 0..3i16 {
+            let rel = k * 2000 - c as i16 * 2000;
+            blocks.push((1, rel, true, &b"bb"[..]));
+        }
+        clusters.push((c * 2000, blocks));
+    }
+    let data = webm(&[v], &clusters);
+    let l = Layout::scan(&data, MediaTime::new(1, 1)).unwrap();
+    assert_eq!(l.segs().len(), 3);
+    for n in 0..3 {
+        let spans = l.segment(0, n).unwrap();
+        let heads = spans
+            .iter()
+            .filter(|s| matches!(s, Span::Written(_)))
+            .count();
+        assert_eq!(heads, 3, "segment {n}: a block from each cluster");
+        assert_eq!(names(&data, &spans).len(), 3);
+    }
 }
