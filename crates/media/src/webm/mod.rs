@@ -313,17 +313,8 @@ fn scan_cluster(
             TIMECODE => tc = uint(body(data, el)).min(i64::MAX as u64) as i64,
             SIMPLE_BLOCK => block(data, el.data, el_end, tc, c.start, None, video, out)?,
             BLOCK_GROUP => {
-                let (mut b, mut referenced) = (None, false);
-                children(data, el.data, el_end, |g| {
-                    match g.id {
-                        BLOCK => b = Some((g.data, g.end.unwrap_or(g.data))),
-                        REFERENCE_BLOCK => referenced = true,
-                        _ => {}
-                    }
-                    Ok(())
-                })?;
-                if let Some((s, e)) = b {
-                    block(data, s, e, tc, c.start, Some(!referenced), video, out)?;
+                if let Some((s, e, key)) = block_group(data, el.data, el_end)? {
+                    block(data, s, e, tc, c.start, Some(key), video, out)?;
                 }
             }
             _ => {}
@@ -331,6 +322,24 @@ fn scan_cluster(
         pos = el_end;
     }
     Ok(end)
+}
+
+/// A BlockGroup's Block (where its data lies) and whether it is a keyframe (no ReferenceBlock).
+pub(crate) fn block_group(
+    data: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<Option<(usize, usize, bool)>> {
+    let (mut b, mut referenced) = (None, false);
+    children(data, start, end, |g| {
+        match g.id {
+            BLOCK => b = Some((g.data, g.end.unwrap_or(g.data))),
+            REFERENCE_BLOCK => referenced = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(b.map(|(s, e)| (s, e, !referenced)))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -15,9 +15,9 @@
 //! title's (block times are relative to their cluster's, which the written head repeats).
 
 use super::{
-    body, children, doc_type, element, parse_track, put, put_head, put_uint, uint, vint, BLOCK,
-    BLOCK_GROUP, CLUSTER, INFO, REFERENCE_BLOCK, SEGMENT, SEGMENT_LEVEL, SIMPLE_BLOCK, TIMECODE,
-    TIMECODE_SCALE, TRACKS, TRACK_ENTRY,
+    body, children, doc_type, element, parse_track, put, put_head, put_uint, uint, vint,
+    BLOCK_GROUP, CLUSTER, INFO, SEGMENT, SEGMENT_LEVEL, SIMPLE_BLOCK, TIMECODE, TIMECODE_SCALE,
+    TRACKS, TRACK_ENTRY,
 };
 use crate::error::{Error, Result};
 use crate::package::Seg;
@@ -244,18 +244,8 @@ impl Layout {
                     None
                 }
                 (SIMPLE_BLOCK, Some(t)) => Some((el.data, el_end, None, t)),
-                (BLOCK_GROUP, Some(t)) => {
-                    let (mut b, mut referenced) = (None, false);
-                    children(data, el.data, el_end, |g| {
-                        match g.id {
-                            BLOCK => b = Some((g.data, g.end.unwrap_or(g.data))),
-                            REFERENCE_BLOCK => referenced = true,
-                            _ => {}
-                        }
-                        Ok(())
-                    })?;
-                    b.map(|(s, e)| (s, e, Some(!referenced), t))
-                }
+                (BLOCK_GROUP, Some(t)) => super::block_group(data, el.data, el_end)?
+                    .map(|(s, e, key)| (s, e, Some(key), t)),
                 _ => None,
             };
             if let Some((s, e, key, t)) = block {
