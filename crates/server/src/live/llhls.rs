@@ -43,18 +43,18 @@ impl Live {
         let s: Arc<Stream> = self
             .get(name)
             .ok_or_else(|| Error::UnknownStream(name.into()))?;
-        let ended = s.read().lifecycle.is_ended();
+        let (ended, limit) = {
+            let inner = s.read();
+            let limit = match &inner.media {
+                Some(m) if m.llhls.last_segment().is_some() => m.llhls.target_duration() * 3,
+                _ => FIRST_WAIT,
+            };
+            (inner.lifecycle.is_ended(), limit)
+        };
         if !ended && !s.want_media(self.config.ring, self.config.ll_hls) {
             return Err(Error::NoFlvOutput(name.into()));
         }
         let mut rx = s.subscribe_ll();
-        let limit = {
-            let inner = s.read();
-            match &inner.media {
-                Some(m) if m.llhls.last_segment().is_some() => m.llhls.target_duration() * 3,
-                _ => FIRST_WAIT,
-            }
-        };
         let deadline = Instant::now() + limit;
         loop {
             let r = {

@@ -141,6 +141,11 @@ impl Stream {
     /// that viewer starts at the next keyframe). False for a TS source whose video is neither
     /// H.264 nor H.265 (FLV, RTMP and MP4 carry those, H.265 as enhanced RTMP).
     pub fn want_media(&self, limits: live::Limits, ll: live::LlLimits) -> bool {
+        // Asked on every held LL-HLS/DASH request: once the output exists a read lock answers,
+        // so waiting players do not queue behind ingest for the write lock.
+        if self.media_wanted.load(Relaxed) && self.read().media.is_some() {
+            return true;
+        }
         let mut inner = self.write();
         let carried = |c: &str| c == "h264" || c == "hevc";
         if inner.video_codec.is_some_and(|c| !carried(c)) && inner.media.is_none() {
