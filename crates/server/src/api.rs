@@ -34,6 +34,12 @@ pub struct TitleDoc {
     /// Where the bytes are, for a title in object storage (`s3://bucket/prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The title as VOD HLS (MP4, fragmented MP4 and MPEG-TS titles; in object storage, MP4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls_url: Option<String>,
+    /// The title as DASH (MP4 and WebM titles; in object storage, MP4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dash_url: Option<String>,
 }
 
 impl TitleDoc {
@@ -41,9 +47,13 @@ impl TitleDoc {
         let info = t.index.as_ref().ok();
         let video = info.and_then(|i| i.video.as_ref());
         let rate = video.and_then(|v| v.frame_rate);
+        let url = format!("/videos/{}", crate::library::encode_id(&t.id));
+        let (hls, dash) = packaged(t);
         TitleDoc {
+            hls_url: hls.then(|| format!("{url}/index.m3u8")),
+            dash_url: dash.then(|| format!("{url}/manifest.mpd")),
             id: t.id.clone(),
-            url: format!("/videos/{}", crate::library::encode_id(&t.id)),
+            url,
             container: t.container.name().into(),
             content_type: t.container.mime().into(),
             size: t.len(),
@@ -64,6 +74,25 @@ impl TitleDoc {
             growing: t.is_growing(),
             source: t.remote.as_ref().map(|o| o.source.url.clone()),
         }
+    }
+}
+
+/// Whether `t` is served as VOD HLS and as DASH (`http::packaged`): what its container allows,
+/// without building its packaging (which happens on the first request).
+fn packaged(t: &Title) -> (bool, bool) {
+    use media::Container;
+    let seekable = t.index.as_ref().is_ok_and(|i| !i.keyframes.is_empty());
+    if !seekable {
+        return (false, false);
+    }
+    // In object storage only the `moov` is read for packaging: MP4s.
+    let stored = t.remote.is_some();
+    match t.container {
+        Container::Mp4 if stored => (true, true),
+        Container::Mp4 => (true, !media::mp4::is_fragmented(&t.data)),
+        Container::MpegTs => (!stored, false),
+        Container::WebM => (false, !stored && !t.is_growing()),
+        _ => (false, false),
     }
 }
 

@@ -234,6 +234,31 @@ fn parts_that_do_not_exist_and_titles_that_are_not_packaged_get_clear_errors() {
     }
 }
 
+#[test]
+fn the_library_page_links_every_titles_hls_and_dash_and_each_link_answers() {
+    let srv = TestServer::demo();
+    let page = String::from_utf8(srv.get("/", &[]).body).unwrap();
+    let links: Vec<&str> = page
+        .split("href=\"")
+        .skip(1)
+        .map(|h| h.split('"').next().unwrap())
+        .filter(|h| h.ends_with("/index.m3u8") || h.ends_with("/manifest.mpd"))
+        .collect();
+    for want in [
+        "/videos/clip.ts/index.m3u8",
+        "/videos/faststart.mp4/index.m3u8",
+        "/videos/faststart.mp4/manifest.mpd",
+        "/videos/vp9-opus.webm/manifest.mpd",
+    ] {
+        assert!(links.contains(&want), "{want} not in {links:?}");
+    }
+    assert!(!links.contains(&"/videos/vp9-opus.webm/index.m3u8"));
+    assert!(!links.contains(&"/videos/clip.ts/manifest.mpd"));
+    for link in links {
+        assert_eq!(srv.get(link, &[]).status, 200, "{link}");
+    }
+}
+
 /// A page that plays `src` in a `<video>` (natively, or through dash.js when `dash`) and reports
 /// once it has played 3 s past the start, with the decoded frames and the picture width.
 fn player_page(src: &str, dash: bool) -> String {

@@ -143,8 +143,15 @@ fn title(s: &mut String, d: &TitleDoc) {
     }
     let _ = write!(
         s,
-        "<p class=links><a href=\"{url}\">bytes</a> · <a href=\"{api}\">info</a></p></article>"
+        "<p class=links><a href=\"{url}\">bytes</a> · <a href=\"{api}\">info</a>"
     );
+    if let Some(hls) = &d.hls_url {
+        let _ = write!(s, " · <a href=\"{}\">HLS</a>", html_escape(hls));
+    }
+    if let Some(dash) = &d.dash_url {
+        let _ = write!(s, " · <a href=\"{}\">DASH</a>", html_escape(dash));
+    }
+    s.push_str("</p></article>");
 }
 
 #[cfg(test)]
