@@ -102,8 +102,13 @@ fn title(s: &mut String, d: &TitleDoc) {
         let _ = write!(
             s,
             "<div class=noplayer><p>Browsers do not play {} files: open it in a player such as \
-             <code>ffplay</code>, <code>mpv</code> or VLC, from the link below.</p></div>",
-            html_escape(name)
+             <code>ffplay</code>, <code>mpv</code> or VLC, from the links below{}.</p></div>",
+            html_escape(name),
+            if d.hls_url.is_some() {
+                " (Safari plays its HLS)"
+            } else {
+                ""
+            }
         );
     }
     s.push_str("<dl class=facts>");
