@@ -85,13 +85,21 @@ fn packaged(t: &Title) -> (bool, bool) {
     if !seekable {
         return (false, false);
     }
-    // In object storage only the `moov` is read for packaging: MP4s.
+    // In object storage only an unfragmented MP4's `moov` is read for packaging.
     let stored = t.remote.is_some();
+    let info = t.index.as_ref().ok();
+    // DASH of WebM: VP8 or VP9 video, or Opus or Vorbis alone (`media::webm::dash`).
+    let webm_dash = match info.and_then(|i| i.video.as_ref()) {
+        Some(v) => matches!(v.codec.as_str(), "vp8" | "vp9"),
+        None => info
+            .and_then(|i| i.audio.as_ref())
+            .is_some_and(|a| matches!(a.codec.as_str(), "opus" | "vorbis")),
+    };
     match t.container {
-        Container::Mp4 if stored => (true, true),
-        Container::Mp4 => (true, !media::mp4::is_fragmented(&t.data)),
+        Container::Mp4 if t.is_fragmented() => (!stored, false),
+        Container::Mp4 => (true, true),
         Container::MpegTs => (!stored, false),
-        Container::WebM => (false, !stored && !t.is_growing()),
+        Container::WebM => (false, !stored && webm_dash),
         _ => (false, false),
     }
 }

@@ -78,3 +78,53 @@ fn clips_hls_and_dash_of_an_mp4_in_a_bucket_are_those_of_the_same_file_in_a_dire
         );
     }
 }
+
+/// `/api/videos` names a title's `hls_url` and `dash_url` only where they answer: in a bucket,
+/// for unfragmented MP4s (packaged from their `moov`); a fragmented MP4, a TS and a WebM in a
+/// bucket name none, as the same files in a directory name theirs.
+#[test]
+fn a_bucket_title_names_only_the_hls_and_dash_that_answer_it() {
+    let store = store_with_demo();
+    let lib = demo_in_local();
+    let dir = lib.path().to_str().unwrap();
+    let (_d, s) = serve(
+        &store,
+        &["--library", dir, "--library", "s3://media/videos"],
+        "",
+    );
+    let list = request(s.addr, "GET", "/api/videos", &[]).json();
+    let urls = |id: &str| {
+        let t = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed"));
+        (
+            t["hls_url"].as_str().map(String::from),
+            t["dash_url"].as_str().map(String::from),
+        )
+    };
+    let has = |id: &str| {
+        let (h, d) = urls(id);
+        (h.is_some(), d.is_some())
+    };
+    assert_eq!(has("faststart.mp4"), (true, true));
+    assert_eq!(
+        has("fragmented.mp4"),
+        (false, false),
+        "a bucket fMP4 is not packaged"
+    );
+    assert_eq!(has("clip.ts"), (false, false));
+    assert_eq!(has("vp9-opus.webm"), (false, false));
+    assert_eq!(has("local/fragmented.mp4"), (true, false));
+    assert_eq!(has("local/clip.ts"), (true, false));
+    assert_eq!(has("local/vp9-opus.webm"), (false, true));
+    for t in list.as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        let (h, d) = urls(id);
+        for url in h.into_iter().chain(d) {
+            assert_eq!(request(s.addr, "GET", &url, &[]).status, 200, "{url}");
+        }
+    }
+}

@@ -58,7 +58,7 @@ pub(super) fn serve<B>(
     let to = end.as_deref().map(parse).transpose()?;
     let clip = t.clips.get_or_make((from, to), || {
         // An MP4's movie is parsed once and kept with the title (its packaging).
-        let movie = (t.container == media::Container::Mp4)
+        let movie = (t.container == media::Container::Mp4 && !t.is_fragmented())
             .then(|| t.package().ok())
             .flatten();
         let clip = match movie.map(|p| &**p) {

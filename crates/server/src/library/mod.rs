@@ -49,6 +49,8 @@ pub struct Title {
     pub stamp: Option<FileStamp>,
     /// Its packaging for clips, HLS and DASH, built on first use (see [`Title::package`]).
     package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
+    /// An MP4 of fragments (see [`Title::is_fragmented`]), found out once.
+    fragmented: std::sync::OnceLock<bool>,
     /// The clips made most recently (a player asks for one clip many times, by ranges).
     pub clips: crate::recent::RecentClips,
     /// A live recording's: when it began, and whether it is still being written.
@@ -145,6 +147,7 @@ impl Title {
             etag,
             last_modified,
             package: std::sync::OnceLock::new(),
+            fragmented: std::sync::OnceLock::new(),
             clips: crate::recent::RecentClips::default(),
         }
     }
@@ -190,6 +193,16 @@ impl Title {
     /// A recording still being written.
     pub fn is_growing(&self) -> bool {
         self.recording.is_some_and(|r| r.growing)
+    }
+
+    /// Whether it is an MP4 of fragments (`moof`s), which is packaged as its own fragments
+    /// (HLS, no DASH): its top-level boxes are walked once; in object storage, one not indexed
+    /// from its `moov` alone counts as one (its packaging is refused).
+    pub fn is_fragmented(&self) -> bool {
+        *self.fragmented.get_or_init(|| match &self.remote {
+            Some(o) => !o.indexed_from_moov(),
+            None => self.container == Container::Mp4 && media::mp4::is_fragmented(&self.data),
+        })
     }
 
     /// Whether the packaging of this title (in object storage) is still to be read from its

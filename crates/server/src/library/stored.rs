@@ -157,12 +157,23 @@ async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
     };
     let was_kept = kept.is_some();
     let (container, index) = match kept {
-        Some((c, i)) => (c, Ok(i)),
+        Some((c, i, moov)) => {
+            if moov {
+                obj.mark_indexed_from_moov();
+            }
+            (c, Ok(i))
+        }
         None => crate::store::index(&obj, index_max).await,
     };
     if let (Some(d), Ok(i), false) = (dir, &index, was_kept) {
-        let (url, l2, i) = (source.url.clone(), l.clone(), i.clone());
-        let saved = tokio::task::spawn_blocking(move || kept::save(&d, &url, &l2, container, &i));
+        let (url, l2, i, moov) = (
+            source.url.clone(),
+            l.clone(),
+            i.clone(),
+            obj.indexed_from_moov(),
+        );
+        let saved =
+            tokio::task::spawn_blocking(move || kept::save(&d, &url, &l2, container, &i, moov));
         if let Ok(Err(e)) = saved.await {
             tracing::debug!(error = %e, id = %l.id, "the index could not be kept in the cache directory");
         }

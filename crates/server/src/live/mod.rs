@@ -28,16 +28,19 @@ pub mod fanout;
 pub(crate) mod follow;
 pub(crate) mod frames;
 pub(crate) mod ingest;
+mod keys;
 pub(crate) mod llhls;
 pub mod memory;
 mod publish;
 mod registry;
 
 pub(crate) use follow::watch_http;
+pub use keys::presented_key;
+pub(crate) use keys::{query_key, same_key};
 pub use llhls::Held;
 pub use publish::Publish;
-pub use registry::{presented_key, valid_name, Inner, Live, Stats, Stream};
-pub(crate) use registry::{query_key, same_key, NewStream};
+pub(crate) use registry::NewStream;
+pub use registry::{valid_name, Inner, Live, Stats, Stream};
 
 pub use fanout::FanoutConfig;
 pub use live::Budget;

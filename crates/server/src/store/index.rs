@@ -73,7 +73,10 @@ async fn container_and_index(
     }
     if container == Container::Mp4 {
         match moov(obj, index_max).await {
-            Ok(Some(info)) => return (container, Ok(info)),
+            Ok(Some(info)) => {
+                obj.mark_indexed_from_moov();
+                return (container, Ok(info));
+            }
             Ok(None) => {} // fragmented: read whole below
             Err(e) => return (container, Err(e)),
         }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 /// The format's and the indexers' version: a file of another is ignored (raise it whenever an
 /// index would come out differently).
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// A kept index larger than this is ignored (a title of 10⁶ keyframes is about 40 MB).
 const MAX_FILE: u64 = 64 << 20;
 
@@ -38,6 +38,8 @@ struct Doc {
     audio: Option<AudioDoc>,
     /// (ticks, scale, byte offset)
     keyframes: Vec<(i64, u32, u64)>,
+    /// Indexed from its `moov` alone (an unfragmented MP4: packaged from its `moov`).
+    moov: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,7 +118,9 @@ fn container(name: &str) -> Option<Container> {
 
 /// The index kept for `l`, when there is one for exactly this version of it (an object listed
 /// without an ETag has none: its version cannot be told).
-pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> {
+/// The kept index of `l`: its container, its index, and whether it was read from the `moov`
+/// alone (see [`Doc::moov`]).
+pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInfo, bool)> {
     if l.etag.is_empty() {
         return None;
     }
@@ -128,7 +132,7 @@ pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInf
     decode(doc, source, l)
 }
 
-fn decode(doc: Doc, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> {
+fn decode(doc: Doc, source: &str, l: &Listed) -> Option<(Container, MediaInfo, bool)> {
     let same = doc.v == VERSION
         && doc.source == source
         && doc.key == l.key
@@ -155,7 +159,10 @@ fn decode(doc: Doc, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> 
             width: v.width,
             height: v.height,
             frame_rate: match v.frame_rate {
-                Some((num, den)) if num > 0 && den > 0 => Some(FrameRate { num, den }),
+                // As the indexers give them: no more than 10,000 fps.
+                Some((num, den)) if num > 0 && den > 0 && num / den <= 10_000 => {
+                    Some(FrameRate { num, den })
+                }
                 Some(_) => return None,
                 None => None,
             },
@@ -173,10 +180,10 @@ fn decode(doc: Doc, source: &str, l: &Listed) -> Option<(Container, MediaInfo)> 
         }),
         keyframes,
     };
-    Some((c, info))
+    Some((c, info, doc.moov))
 }
 
-fn encode(source: &str, l: &Listed, c: Container, i: &MediaInfo) -> Doc {
+fn encode(source: &str, l: &Listed, c: Container, i: &MediaInfo, moov: bool) -> Doc {
     Doc {
         v: VERSION,
         source: source.to_string(),
@@ -201,6 +208,7 @@ fn encode(source: &str, l: &Listed, c: Container, i: &MediaInfo) -> Doc {
             .iter()
             .map(|k| (k.time.ticks, k.time.scale, k.offset))
             .collect(),
+        moov,
     }
 }
 
@@ -211,6 +219,7 @@ pub fn save(
     l: &Listed,
     c: Container,
     i: &MediaInfo,
+    moov: bool,
 ) -> std::io::Result<()> {
     if l.etag.is_empty() {
         return Ok(());
@@ -218,7 +227,7 @@ pub fn save(
     let p = path(dir, source, l);
     let parent = p.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)?;
-    let json = serde_json::to_vec(&encode(source, l, c, i)).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec(&encode(source, l, c, i, moov)).map_err(std::io::Error::other)?;
     // Unique to this writer: servers sharing the directory may index the same object at once.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -258,8 +267,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (src, l, i) = ("s3://media/videos", listed("\"e1\""), info());
         assert!(load(dir.path(), src, &l).is_none(), "nothing kept yet");
-        save(dir.path(), src, &l, Container::Mp4, &i).unwrap();
-        assert_eq!(load(dir.path(), src, &l), Some((Container::Mp4, i.clone())));
+        save(dir.path(), src, &l, Container::Mp4, &i, true).unwrap();
+        assert_eq!(
+            load(dir.path(), src, &l),
+            Some((Container::Mp4, i.clone(), true))
+        );
         assert!(
             load(dir.path(), src, &listed("\"e2\"")).is_none(),
             "another ETag"
@@ -275,9 +287,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (src, i) = ("s3://media/videos", info());
         let (old, new) = (listed("\"e1\""), listed("\"e2\""));
-        save(dir.path(), src, &old, Container::Mp4, &i).unwrap();
-        save(dir.path(), src, &new, Container::Mp4, &i).unwrap();
-        save(dir.path(), "s3://other", &old, Container::Mp4, &i).unwrap();
+        save(dir.path(), src, &old, Container::Mp4, &i, true).unwrap();
+        save(dir.path(), src, &new, Container::Mp4, &i, true).unwrap();
+        save(dir.path(), "s3://other", &old, Container::Mp4, &i, true).unwrap();
         assert_eq!(prune(dir.path(), src, std::slice::from_ref(&new)), 1);
         assert!(
             load(dir.path(), src, &old).is_none(),
@@ -297,7 +309,7 @@ mod tests {
     fn a_damaged_or_foreign_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let (src, l, i) = ("s3://media/videos", listed("\"e1\""), info());
-        save(dir.path(), src, &l, Container::Mp4, &i).unwrap();
+        save(dir.path(), src, &l, Container::Mp4, &i, true).unwrap();
         let p = path(dir.path(), src, &l);
         let good = std::fs::read(&p).unwrap();
         std::fs::write(&p, &good[..good.len() / 2]).unwrap();

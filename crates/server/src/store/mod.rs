@@ -426,6 +426,9 @@ pub struct Object {
     /// Its index could not be built because the store did not answer (the next listing
     /// indexes it again).
     index_failed: std::sync::atomic::AtomicBool,
+    /// Its index was read from its `moov` alone: an unfragmented MP4, whose clips, HLS and
+    /// DASH are made from that box (`store::skeleton`).
+    moov: std::sync::atomic::AtomicBool,
 }
 
 impl Object {
@@ -438,7 +441,17 @@ impl Object {
             etag: listed.etag.clone(),
             uid: NEXT.fetch_add(1, Ordering::Relaxed),
             index_failed: std::sync::atomic::AtomicBool::new(false),
+            moov: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_indexed_from_moov(&self) {
+        self.moov.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is an unfragmented MP4 indexed from its `moov` (see the field).
+    pub fn indexed_from_moov(&self) -> bool {
+        self.moov.load(Ordering::Relaxed)
     }
 
     pub(crate) fn mark_index_failed_by_store(&self) {

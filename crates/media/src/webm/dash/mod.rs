@@ -158,7 +158,7 @@ impl Layout {
                     let video = t.kind == 1;
                     let first_video = video && !l.tracks.iter().any(|t| t.video);
                     let codecs = match codecs(&t.codec) {
-                        Some(c) if video == c.starts_with('v') => c,
+                        Some(c) if video == t.codec.starts_with("V_") => c,
                         _ if first_video => {
                             return Err(malformed(format!(
                                 "DASH of WebM carries VP8 and VP9 video; track {} is {}",

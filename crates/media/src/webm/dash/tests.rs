@@ -341,3 +341,15 @@ fn a_segments_work_is_its_own_blocks_however_the_title_spreads_them() {
         assert_eq!(names(&data, &spans).len(), 3);
     }
 }
+
+#[test]
+fn vp8_and_vorbis_are_listed_as_video_and_audio() {
+    let data = webm(
+        &[(1, 1, "V_VP8"), (2, 2, "A_VORBIS")],
+        &[(0, vec![(1, 0, true, b"k0"), (2, 0, true, b"a0")])],
+    );
+    let l = Layout::scan(&data, MediaTime::new(6, 1)).unwrap();
+    let listed: Vec<(&str, bool)> = l.tracks.iter().map(|t| (t.codecs, t.video)).collect();
+    assert_eq!(listed, [("vp8", true), ("vorbis", false)]);
+    assert_eq!(names(&data, &l.segment(1, 0).unwrap()), ["a0"]);
+}
