@@ -36,10 +36,18 @@ fn ktls_range() -> (TestServer, TestCa) {
     (s, ca)
 }
 
+/// Says that a test did not run, where the suite's output shows it: written to the process's
+/// standard error directly, which the test harness does not capture (`eprintln!` it does, and
+/// shows only for a failing test).
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({}): {why}", module_path!());
+}
+
 #[test]
 fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
     if server::tls::kernel_lists_tls() {
-        eprintln!("SKIPPED: this kernel offers the tls ULP; the kTLS test below runs instead");
+        skipped("this kernel offers the tls ULP; the kTLS test below runs instead");
         return;
     }
     let (s, _ca) = ktls_range();
@@ -57,9 +65,9 @@ fn with_ktls_asked_for_a_kernel_without_the_tls_ulp_serves_from_user_space() {
 #[test]
 fn with_ktls_the_kernel_encrypts_ranges_sent_with_sendfile() {
     if !server::tls::kernel_lists_tls() {
-        eprintln!(
-            "SKIPPED: this kernel offers no tls ULP (/proc/sys/net/ipv4/tcp_available_ulp); \
-             run `modprobe tls` where the module exists to test the kTLS path"
+        skipped(
+            "this kernel offers no tls ULP (/proc/sys/net/ipv4/tcp_available_ulp); \
+             run `modprobe tls` where the module exists to test the kTLS path",
         );
         return;
     }
@@ -76,7 +84,7 @@ fn with_ktls_the_kernel_encrypts_ranges_sent_with_sendfile() {
 #[test]
 fn the_ktls_hand_over_reaches_the_kernel_after_a_corked_handshake() {
     if server::tls::kernel_lists_tls() {
-        eprintln!("SKIPPED: this kernel offers the tls ULP; the end-to-end kTLS test runs instead");
+        skipped("this kernel offers the tls ULP; the end-to-end kTLS test runs instead");
         return;
     }
     // The ULP check is told to pass: the handshake runs corked, rustls is flushed, the keys are
