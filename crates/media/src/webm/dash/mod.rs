@@ -397,19 +397,19 @@ impl Layout {
         };
         let lo = self.order.partition_point(|i| key(i) < (n, track));
         let hi = self.order.partition_point(|i| key(i) <= (n, track));
-        let mine: Vec<&Block> = self.order[lo..hi]
-            .iter()
-            .map(|&i| &self.blocks[i as usize])
-            .collect();
+        let block = |i: &u32| &self.blocks[*i as usize];
         let mut out = Vec::new();
-        for run in mine.chunk_by(|a, b| a.cluster == b.cluster) {
-            let size: u64 = run.iter().map(|b| u64::from(b.len)).sum();
-            let time = self.clusters.get(run[0].cluster as usize).copied()?;
+        for run in self.order[lo..hi].chunk_by(|a, b| block(a).cluster == block(b).cluster) {
+            let size: u64 = run.iter().map(|i| u64::from(block(i).len)).sum();
+            let time = self
+                .clusters
+                .get(block(&run[0]).cluster as usize)
+                .copied()?;
             let mut head = Vec::with_capacity(32);
             put_head(&mut head, CLUSTER, TIMECODE_LEN + size);
             put_uint(&mut head, TIMECODE, time);
             out.push(Span::Written(head));
-            for b in run {
+            for b in run.iter().map(block) {
                 let r = b.at..b.at + u64::from(b.len);
                 match out.last_mut() {
                     Some(Span::Title(last)) if last.end == r.start => last.end = r.end,
