@@ -1,4 +1,6 @@
-//! MPEG-TS → FLV tags (the `.flv` and RTMP outputs of a TS-published stream).
+//! MPEG-TS → FLV tags (the `.flv` and RTMP outputs of a TS-published stream); then the same
+//! bytes again on the first conversion's clock, as an `.flv` DVR viewer converts a recording
+//! (`live::rewind`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::flv::FromTs;
@@ -10,6 +12,13 @@ fuzz_target!(|data: &[u8]| {
     for read in data.chunks(PACKET * 7) {
         let whole = read.len() - read.len() % PACKET;
         from.feed(&read[..whole], &mut tags);
+        tags.clear();
+    }
+    let Some(clock) = from.clock() else { return };
+    let mut again = FromTs::on_clock(clock);
+    for read in data.chunks(PACKET * 5) {
+        let whole = read.len() - read.len() % PACKET;
+        again.feed(&read[..whole], &mut tags);
         tags.clear();
     }
 });

@@ -5,7 +5,7 @@
 use crate::hls::Segmenter;
 use crate::ring::Ring;
 use bytes::{Bytes, BytesMut};
-use media::time::Ts90k;
+use media::time::{Ts90k, Unwrapper};
 use media::ts::{Cut, Restamp, Splitter, PACKET};
 use std::time::Duration;
 
@@ -20,6 +20,12 @@ pub struct Ingest {
     pmt: Option<Bytes>,
     pub keyframes: u64,
     pub units: u64,
+    /// The keyframes' PTS, unwrapped, and the first one: the stream's clock (restamped, so it
+    /// runs on across publisher sessions).
+    key_times: Unwrapper,
+    first_key: Option<i64>,
+    /// The clock the stream's FLV conversion runs on, once one ran (kept across sessions).
+    flv_clock: Option<media::flv::Clock>,
 }
 
 impl Ingest {
@@ -48,7 +54,39 @@ impl Ingest {
         self.restamp.apply(&mut packets);
         self.cuts.clear();
         self.splitter.feed(&packets, &mut self.cuts)?;
+        for c in &self.cuts {
+            if let Cut::Keyframe { pts: Some(pts), .. } = c {
+                let t = self.key_times.unwrap(*pts);
+                self.first_key.get_or_insert(t);
+            }
+        }
         Ok(packets.freeze())
+    }
+
+    /// The clock a TS source's FLV tags are timed on (`media::flv::FromTs::on_clock`): the one
+    /// its conversion ran on ([`Ingest::kept_flv_clock`]); before any did, 1 s before the
+    /// stream's first keyframe is 0 ms, so that every frame the stream ever had (and its
+    /// recording holds) has a time. The TS is restamped, so a publisher that comes back
+    /// continues it.
+    pub fn flv_clock(&self) -> Option<media::flv::Clock> {
+        self.flv_clock.or_else(|| {
+            Some(media::flv::Clock {
+                first: self.first_key?.saturating_sub(90_000),
+                last: self.key_times.last()?,
+            })
+        })
+    }
+
+    /// Keeps the clock the stream's FLV conversion runs on now.
+    pub fn kept_flv_clock(&mut self, clock: Option<media::flv::Clock>) {
+        if clock.is_some() {
+            self.flv_clock = clock;
+        }
+    }
+
+    /// What the current session's timestamps are shifted by (`media::ts::Restamp::offset`).
+    pub fn restamp_offset(&self) -> u64 {
+        self.restamp.offset()
     }
 
     /// Publishes what `prepare` returned: one unit per run that starts at a keyframe (or

@@ -47,6 +47,10 @@ pub struct MediaOutputs {
     seq: [Option<(Bytes, Bytes)>; 2],
     /// The latest RTMP timestamp (ms) pushed.
     clock: Option<u32>,
+    /// The 90 kHz clock of the stream's TS that the FLV timestamps count from (set by the
+    /// publisher): what an `.flv` DVR viewer converting a TS recording times its tags on
+    /// ([`crate::rewind`]).
+    pub flv_clock: Option<media::flv::Clock>,
 }
 
 impl MediaOutputs {
@@ -61,6 +65,7 @@ impl MediaOutputs {
             events: Vec::new(),
             seq: [None, None],
             clock: None,
+            flv_clock: None,
         }
     }
 

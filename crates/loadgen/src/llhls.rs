@@ -49,6 +49,7 @@ pub async fn viewer(
         let (msn, part) = next
             .or_else(|| listed.last().copied())
             .context("no EXT-X-PRELOAD-HINT")?;
+        check.asked_at_us = Some(crate::stamp::now_us());
         conn.get(&format!("/live/{stream}/{msn}.{part}.m4s"), |d| {
             st.bytes.fetch_add(d.len() as u64, Relaxed);
             check.feed(d, st, sh);

@@ -195,6 +195,7 @@ async fn run(args: Args) -> Result<()> {
     // Measure.
     let before = Sample::take(addr, &streams, &args.server_pid, &stats).await;
     shared.latencies_us.lock().unwrap().clear();
+    shared.waiting_us.lock().unwrap().clear();
     shared.arrivals_us.lock().unwrap().clear();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
@@ -214,6 +215,7 @@ async fn run(args: Args) -> Result<()> {
         rss,
         stats: &stats,
         latencies_us: std::mem::take(&mut *shared.latencies_us.lock().unwrap()),
+        waiting_us: std::mem::take(&mut *shared.waiting_us.lock().unwrap()),
         arrivals_us: std::mem::take(&mut *shared.arrivals_us.lock().unwrap()),
         publishers: sent.len(),
         ingest_sent,

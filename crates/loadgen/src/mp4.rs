@@ -44,6 +44,9 @@ pub(crate) struct BoxCheck {
     start: Instant,
     /// The body of a `prft` being gathered.
     prft: Option<Vec<u8>>,
+    /// When the request these boxes answer was sent (wall clock, µs; LL-HLS parts): marks of
+    /// frames that reached the ingest after it are also counted as a waiting request's.
+    pub(crate) asked_at_us: Option<u64>,
 }
 
 impl BoxCheck {
@@ -54,6 +57,7 @@ impl BoxCheck {
             boxes: 0,
             start,
             prft: None,
+            asked_at_us: None,
         }
     }
 
@@ -78,6 +82,9 @@ impl BoxCheck {
                     let sent = ntp_to_unix_us(ntp);
                     let us = now_us().saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
                     sh.latencies_us.lock().unwrap().push(us);
+                    if self.asked_at_us.is_some_and(|a| sent >= a) {
+                        sh.waiting_us.lock().unwrap().push(us);
+                    }
                     self.prft = None;
                 }
                 continue;

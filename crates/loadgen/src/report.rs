@@ -30,6 +30,9 @@ pub struct Shared {
     pub latencies_us: Mutex<Vec<u32>>,
     /// Mark to kernel receive timestamp, TS viewers.
     pub arrivals_us: Mutex<Vec<u32>>,
+    /// Mark to read time, LL-HLS: only frames that reached the ingest while the part request
+    /// was already waiting (not those that came before the client asked for their part).
+    pub waiting_us: Mutex<Vec<u32>>,
 }
 
 /// Counters read at one end of the measurement window.
@@ -118,6 +121,7 @@ pub struct Window<'a> {
     /// Latency samples of the window, microseconds.
     pub latencies_us: Vec<u32>,
     pub arrivals_us: Vec<u32>,
+    pub waiting_us: Vec<u32>,
     pub publishers: usize,
     pub ingest_sent: u64,
     pub ingest_lost: u64,
@@ -140,12 +144,14 @@ pub fn json(w: Window<'_>) -> serde_json::Value {
         stats,
         mut latencies_us,
         mut arrivals_us,
+        mut waiting_us,
         publishers,
         ingest_sent,
         ingest_lost,
     } = w;
     latencies_us.sort_unstable();
     arrivals_us.sort_unstable();
+    waiting_us.sort_unstable();
     let mut ttfk: Vec<u64> = stats
         .iter()
         .map(|s| s.first_keyframe_us.load(Relaxed))
@@ -166,6 +172,7 @@ pub fn json(w: Window<'_>) -> serde_json::Value {
     per_viewer.sort_by(f64::total_cmp);
     let lat64: Vec<u64> = latencies_us.iter().map(|&x| u64::from(x)).collect();
     let arr64: Vec<u64> = arrivals_us.iter().map(|&x| u64::from(x)).collect();
+    let wait64: Vec<u64> = waiting_us.iter().map(|&x| u64::from(x)).collect();
     let (api0, api1) = (&before.api, &after.api);
     let delta = |k: &str| api1.get(k).copied().unwrap_or(0) - api0.get(k).copied().unwrap_or(0);
     let percent = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -186,6 +193,7 @@ pub fn json(w: Window<'_>) -> serde_json::Value {
         "time_to_first_keyframe_ms": {"p50": pct(&ttfk, 0.5), "p99": pct(&ttfk, 0.99), "max": pct(&ttfk, 1.0), "count": ttfk.len()},
         "latency_ms": {"p50": pct(&lat64, 0.5), "p99": pct(&lat64, 0.99), "max": pct(&lat64, 1.0), "samples": lat64.len()},
         "arrival_latency_ms": {"p50": pct(&arr64, 0.5), "p99": pct(&arr64, 0.99), "max": pct(&arr64, 1.0), "samples": arr64.len()},
+        "waiting_request_latency_ms": {"p50": pct(&wait64, 0.5), "p99": pct(&wait64, 0.99), "max": pct(&wait64, 1.0), "samples": wait64.len()},
         "server_cpu_percent": percent(before.server_cpu, after.server_cpu),
         "server_rss_kib": rss,
         "load_client_cpu_percent": percent(before.self_cpu, after.self_cpu),
@@ -241,6 +249,7 @@ mod tests {
             stats: &stats,
             latencies_us: vec![30_000, 10_000, 20_000],
             arrivals_us: vec![],
+            waiting_us: vec![],
             publishers: 1,
             ingest_sent: 10,
             ingest_lost: 0,

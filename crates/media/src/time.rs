@@ -210,6 +210,17 @@ pub struct Unwrapper {
 }
 
 impl Unwrapper {
+    /// An unwrapper whose next time lands in the period nearest `last` (an unwrapped time): one
+    /// that goes on from another's clock.
+    pub fn near(last: i64) -> Self {
+        Unwrapper { last: Some(last) }
+    }
+
+    /// The last time unwrapped.
+    pub fn last(&self) -> Option<i64> {
+        self.last
+    }
+
     pub fn unwrap(&mut self, ts: Ts90k) -> i64 {
         let raw = (ts.0 % Ts90k::WRAP) as i64;
         let out = match self.last {
@@ -218,9 +229,12 @@ impl Unwrapper {
                 let wrap = Ts90k::WRAP as i64;
                 let base = last - last.rem_euclid(wrap);
                 // Three candidates around the previous value's period; take the nearest.
-                [base - wrap + raw, base + raw, base + wrap + raw]
+                // (Saturating: a stream whose every time jumps half a period ahead climbs by
+                // 2^32 each, and must not overflow however long it does.)
+                let base = base.saturating_add(raw);
+                [base.saturating_sub(wrap), base, base.saturating_add(wrap)]
                     .into_iter()
-                    .min_by_key(|c| (c - last).abs())
+                    .min_by_key(|c| c.abs_diff(last))
                     .unwrap_or(raw)
             }
         };

@@ -143,7 +143,7 @@ impl State {
             let state = self.clone();
             start.more = Some(crate::live::dvr::Resume {
                 stream: stream.clone(),
-                output,
+                output: crate::live::dvr::recorded_as(output),
                 library: Box::new(move || state.library()),
             });
         }

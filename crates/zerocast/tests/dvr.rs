@@ -270,3 +270,125 @@ fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window
         assert_eq!(r.status, 400, "{bad}: {}", String::from_utf8_lossy(&r.body));
     }
 }
+
+/// Video tags in an FLV body (after its 13-byte header; a tag cut at the end is not counted).
+fn flv_video_tags(b: &[u8]) -> usize {
+    let (mut at, mut n) = (13, 0);
+    while let Some(h) = b.get(at..at + 11) {
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        at += 11 + size + 4;
+        if at > b.len() {
+            break;
+        }
+        n += usize::from(h[0] == 9);
+    }
+    n
+}
+
+/// The packet times (seconds) of one stream of `file` (`v:0`, `a:0`), in file order.
+fn packet_times(file: &str, stream: &str) -> Vec<f64> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries"])
+        .args(["packet=pts_time", "-of", "csv=p=0", file])
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// A live `.flv` viewer and one asking for `?t=-{back}`: the rewound one starts at a keyframe
+/// about `back` s behind the live viewer's first, and every video frame and audio frame follows
+/// with no gap and no repeat, for `secs` seconds: through its own conversion of the TS (from
+/// the recording or the TS ring) and on into the FLV ring.
+#[track_caller]
+fn assert_flv_rewinds(addr: std::net::SocketAddr, name: &str, back: f64, secs: f64) {
+    let live = Viewer::start(addr, &format!("/live/{name}.flv"), Reading::Fast);
+    let rewound = Viewer::start(addr, &format!("/live/{name}.flv?t=-{back}"), Reading::Fast);
+    live.wait_body("a second of video live", |b| flv_video_tags(b) >= 25);
+    // 25 frames a second.
+    let frames = (secs * 25.0) as usize;
+    rewound.wait_body("the rewound part and on", |b| flv_video_tags(b) >= frames);
+    let dir = tempfile::tempdir().unwrap();
+    let save = |file: &str, v: &Viewer| {
+        let (resp, body, _) = v.response();
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+        let path = dir.path().join(file);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (live, back_file) = (save("live.flv", &live), save("back.flv", &rewound));
+    let rewound = common::ffprobe_frames(&back_file);
+    let live = common::ffprobe_frames(&live);
+    assert!(rewound[0].1, "starts on a keyframe");
+    // The rewound viewer starts at the keyframe at or before `back` (a GOP is 1 s); the live one
+    // at the FLV output's newest keyframe, up to a GOP after the request when the output begins
+    // with these viewers.
+    let behind = live[0].0 - rewound[0].0;
+    assert!(
+        (back - 1.0..=back + 2.1).contains(&behind),
+        "{behind:.2} s behind the live edge"
+    );
+    for (stream, most) in [("v:0", 0.05), ("a:0", 0.05)] {
+        let t = packet_times(&back_file, stream);
+        assert!(t.len() > 10, "{stream}: {t:?}");
+        let bad = t.windows(2).find(|w| !(w[1] > w[0] && w[1] - w[0] < most));
+        assert!(bad.is_none(), "{stream}: a gap or a repeat at {bad:?}");
+        assert!(t[t.len() - 1] - t[0] > secs - 1.0, "{stream}: {t:?}");
+    }
+}
+
+#[test]
+fn an_flv_viewer_rewinds_past_the_ring_into_a_ts_recording_and_plays_on_into_the_flv_ring() {
+    let r = recorded("flvback", server::record::Format::Ts, 3);
+    // Nobody watched `.flv` before: the FLV output begins with these viewers; 9 s back is only
+    // in the recording (the rings hold 2 s).
+    assert_flv_rewinds(r.server.addr, "flvback", 9.0, 12.0);
+}
+
+#[test]
+fn an_flv_viewer_of_a_ts_source_rewinds_before_its_own_output_began_from_the_ts_ring() {
+    let s = server(|c| c.ring.max_age = Duration::from_secs(30));
+    let _publisher = ts_publisher(&s.url("/live/flvring"), None);
+    wait_for_within(&s, "flvring", "7 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(7.0)
+    });
+    assert_flv_rewinds(s.addr, "flvring", 5.0, 7.0);
+}
+
+#[test]
+fn an_flv_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() {
+    let library = tempfile::tempdir().unwrap();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(2);
+    config.record = vec![server::record::Rule {
+        streams: "rtmpback".into(),
+        dir: library.path().join("rec"),
+        id_prefix: "rec".into(),
+        format: server::record::Format::Ts,
+        rotation: server::record::Rotation {
+            segment: Duration::from_secs(3),
+            max_bytes: 1 << 30,
+        },
+        keep: server::record::Keep::default(),
+        upload: None,
+    }];
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher = common::live::rtmp_publisher(
+        &s,
+        "/live/rtmpback",
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+    );
+    wait_for_within(&s, "rtmpback", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    assert_flv_rewinds(s.addr, "rtmpback", 9.0, 12.0);
+}

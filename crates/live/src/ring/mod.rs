@@ -238,6 +238,17 @@ impl Viewer {
         }
     }
 
+    /// A viewer that was already sent the stream up to the unit before `seq`, exactly as the
+    /// ring holds it (an FLV DVR viewer converted it from a recording): it goes on at `seq`, which
+    /// need not be a keyframe. If `seq` has left the ring by its first step, it skips to the
+    /// newest keyframe, as a lagging viewer does.
+    pub fn after(seq: u64) -> Viewer {
+        Viewer {
+            next: Some(seq),
+            ..Viewer::default()
+        }
+    }
+
     /// Units between this viewer and the publisher.
     pub fn lag(&self, ring: &Ring) -> u64 {
         self.next.map_or(0, |n| ring.end_seq().saturating_sub(n))

@@ -57,6 +57,15 @@ const RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 
+/// The clock a conversion's tags are timed on: the unwrapped 90 kHz time that is 0 ms, and the
+/// newest unwrapped time seen. A second conversion of the same stream started on it (from a
+/// recording of it) gives every frame the same time as the first did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub first: i64,
+    pub last: i64,
+}
+
 #[derive(Debug, Default)]
 pub struct FromTs {
     pmt_pid: Option<u16>,
@@ -88,11 +97,33 @@ pub struct FromTs {
     early_audio: std::collections::VecDeque<Pes>,
     /// The clock was started by audio alone (the video stayed away): audio is not held.
     audio_alone: bool,
+    /// The time of the first frame this conversion timed (ms): audio is held for
+    /// [`AUDIO_ALONE_AFTER_MS`] from there, also on another conversion's clock.
+    began: Option<u32>,
     /// Frames skipped (codec not carried, or before the decoder configuration).
     pub skipped: u64,
 }
 
 impl FromTs {
+    /// A conversion timed on `clock` (from [`FromTs::clock`] of another conversion of the same
+    /// stream, or an RTMP source's, see `ToTs`): its times are unwrapped near `clock.last`, so it
+    /// may start up to half the 33-bit period (13 h) before or after that.
+    pub fn on_clock(clock: Clock) -> Self {
+        FromTs {
+            first: Some(clock.first),
+            clock: Unwrapper::near(clock.last),
+            ..FromTs::default()
+        }
+    }
+
+    /// The clock its tags are timed on, once it has begun.
+    pub fn clock(&self) -> Option<Clock> {
+        Some(Clock {
+            first: self.first?,
+            last: self.clock.last()?,
+        })
+    }
+
     /// Looks at whole packets; appends the tags that completed.
     pub fn feed(&mut self, packets: &[u8], out: &mut Vec<Tag>) {
         for p in packets.chunks_exact(PACKET) {
@@ -197,6 +228,7 @@ impl FromTs {
         // 90 kHz ticks from the first; an audio PES may begin before it (its earlier frames are
         // dropped, so that no two frames share a time).
         let at = t.saturating_sub(first);
+        self.began.get_or_insert(ms_of(at));
         let cts = ((pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1)) / 90).min(0x7f_ffff) as u32;
         if video {
             self.video_frame(&pes.data, ms_of(at), cts, out);
@@ -358,7 +390,7 @@ impl FromTs {
         self.video_pid.is_some()
             && self.config_sent.is_none()
             && !self.audio_alone
-            && ms < AUDIO_ALONE_AFTER_MS
+            && ms < self.began.unwrap_or(0).saturating_add(AUDIO_ALONE_AFTER_MS)
     }
 
     fn audio_frames(&mut self, mut data: &[u8], at: i64, out: &mut Vec<Tag>) {
@@ -412,189 +444,4 @@ impl FromTs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clip() -> Vec<u8> {
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
-    }
-
-    #[test]
-    fn a_ts_becomes_flv_tags_and_back_with_the_same_keyframes() {
-        let data = clip();
-        let info = crate::ts::index(&data).unwrap();
-        let mut conv = FromTs::default();
-        let mut tags = Vec::new();
-        for chunk in data.chunks(PACKET * 7) {
-            conv.feed(chunk, &mut tags);
-        }
-        assert_eq!(
-            tags.iter().filter(|t| t.sequence).count(),
-            2,
-            "AVC and AAC headers"
-        );
-        let keys = tags.iter().filter(|t| t.keyframe).count();
-        assert_eq!(keys, info.keyframes.len());
-        let video: Vec<u32> = tags
-            .iter()
-            .filter(|t| t.video && !t.sequence)
-            .map(|t| t.ms)
-            .collect();
-        assert!(video.windows(2).all(|w| w[1] >= w[0]));
-        // Back to TS through the RTMP path's converter: the same keyframes and codecs.
-        let mut back = crate::flv::ToTs::default();
-        let mut ts = Vec::new();
-        for t in &tags {
-            if t.video {
-                back.video(&t.body, t.ms, &mut ts).unwrap();
-            } else {
-                back.audio(&t.body, t.ms, &mut ts).unwrap();
-            }
-        }
-        let again = crate::ts::index(&ts).unwrap();
-        assert_eq!(again.keyframes.len(), info.keyframes.len());
-        assert_eq!(back.codecs(), (Some("h264"), Some("aac")));
-    }
-
-    #[test]
-    fn a_conversion_begun_mid_gop_holds_audio_frames_until_the_video_configuration() {
-        let data = clip();
-        let info = crate::ts::index(&data).unwrap();
-        // From the packet after the first keyframe's start: the video configuration comes with
-        // the second keyframe, and audio goes on in between.
-        let from = (info.keyframes[0].offset as usize / PACKET + 1) * PACKET;
-        let mut conv = FromTs::default();
-        // The PAT and PMT first, as a live stream repeats them.
-        let mut input = data[..2 * PACKET].to_vec();
-        input.extend_from_slice(&data[from..]);
-        let mut tags = Vec::new();
-        conv.feed(&input, &mut tags);
-        let first_frame = tags.iter().position(|t| !t.sequence).unwrap();
-        let avc = tags.iter().position(|t| t.video && t.sequence).unwrap();
-        assert!(avc < first_frame, "no frame before the video configuration");
-        assert!(tags[first_frame].video && tags[first_frame].keyframe);
-        assert!(
-            tags.iter().any(|t| !t.video && t.sequence),
-            "the audio configuration came"
-        );
-        assert!(
-            tags.iter().any(|t| !t.video && !t.sequence),
-            "audio follows"
-        );
-    }
-
-    #[test]
-    fn audio_that_began_before_the_first_keyframe_is_dropped_instead_of_stacked_at_zero() {
-        // What an edge receives from its origin's `.ts`: a keyframe first, then audio whose
-        // time is before it (a muxer writes an audio PES after the video it began before).
-        let mut tags = Vec::new();
-        FromTs::default().feed(&clip(), &mut tags);
-        let find = |f: &dyn Fn(&Tag) -> bool| tags.iter().find(|t| f(t)).unwrap().clone();
-        let avc = find(&|t| t.video && t.sequence);
-        let key = find(&|t| t.keyframe);
-        let asc = find(&|t| !t.video && t.sequence);
-        let aac = find(&|t| !t.video && !t.sequence);
-        let mut mux = crate::flv::ToTs::default();
-        let mut ts = Vec::new();
-        mux.audio(&asc.body, 100, &mut ts).unwrap();
-        mux.video(&avc.body, 300, &mut ts).unwrap();
-        mux.video(&key.body, 300, &mut ts).unwrap();
-        for n in 0..16 {
-            mux.audio(&aac.body, 100 + n * 21, &mut ts).unwrap();
-        }
-        mux.video(&key.body, 400, &mut ts).unwrap();
-        let mut out = Vec::new();
-        FromTs::default().feed(&ts, &mut out);
-        let audio: Vec<u32> = out
-            .iter()
-            .filter(|t| !t.video && !t.sequence)
-            .map(|t| t.ms)
-            .collect();
-        let all: Vec<(bool, bool, u32)> = out.iter().map(|t| (t.video, t.sequence, t.ms)).collect();
-        assert!(
-            !audio.is_empty(),
-            "the audio from the keyframe on is kept: {all:?}"
-        );
-        assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
-        assert_eq!(
-            audio[0],
-            100 + 10 * 21 - 300,
-            "the first frame at or after the keyframe"
-        );
-    }
-
-    #[test]
-    fn h265_and_opus_become_enhanced_tags_the_fmp4_writer_reads() {
-        // fuzz/seeds/ts_to_flv/hevc-opus.ts: 0.6 s of 64x48 H.265 (a keyframe every 3 frames) and
-        // Opus, made by fuzz/make-seeds.
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fuzz/seeds/ts_to_flv/hevc-opus.ts"
-        );
-        let data = std::fs::read(path).unwrap();
-        let mut tags = Vec::new();
-        FromTs::default().feed(&data, &mut tags);
-        let seq: Vec<&Tag> = tags.iter().filter(|t| t.sequence).collect();
-        assert_eq!(seq.len(), 2, "hvcC and OpusHead");
-        assert_eq!(&seq[0].body[..5], b"\x90hvc1");
-        assert_eq!(&seq[1].body[..13], b"\x90OpusOpusHead");
-        let pre_skip = u16::from_le_bytes([seq[1].body[15], seq[1].body[16]]);
-        assert_eq!(
-            pre_skip, 312,
-            "libopus's pre-skip, from the first packet's start trim"
-        );
-        assert!(tags.iter().any(|t| t.video && t.keyframe));
-        let audio: Vec<u32> = tags
-            .iter()
-            .filter(|t| !t.video && !t.sequence)
-            .map(|t| t.ms)
-            .collect();
-        assert!(audio.len() >= 20, "20 ms packets: {audio:?}");
-        assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
-        // Through the fMP4 writer: an H.265 + Opus fragmented MP4 the indexer reads back. (The
-        // configurations first: in so short a clip the first audio comes after the last
-        // keyframe, and the writer starts at a keyframe once it knows both tracks.)
-        let mut f = crate::cmaf::Fragmenter::<Vec<u8>>::default();
-        let mut events = Vec::new();
-        let (configs, frames): (Vec<&Tag>, Vec<&Tag>) = tags.iter().partition(|t| t.sequence);
-        for t in configs.into_iter().chain(frames) {
-            f.tag(
-                t.video,
-                t.ms,
-                &t.body,
-                |at| t.body[at..].to_vec(),
-                &mut events,
-            )
-            .unwrap();
-        }
-        let mut file = Vec::new();
-        for e in events {
-            match e {
-                crate::cmaf::Event::Init(i) => file.extend_from_slice(&i),
-                crate::cmaf::Event::Fragment { head, data, .. } => {
-                    file.extend_from_slice(&head);
-                    data.iter().for_each(|d| file.extend_from_slice(d));
-                }
-            }
-        }
-        let info = crate::index(&file).unwrap();
-        assert_eq!(info.video.map(|v| v.codec).as_deref(), Some("hevc"));
-        assert_eq!(info.audio.map(|a| a.codec).as_deref(), Some("opus"));
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        let mut rng = fastrand::Rng::with_seed(21);
-        let mut conv = FromTs::default();
-        let mut tags = Vec::new();
-        let clip = clip();
-        for _ in 0..300 {
-            let mut d = clip[..PACKET * 40].to_vec();
-            for _ in 0..20 {
-                let i = rng.usize(..d.len());
-                d[i] = rng.u8(..);
-            }
-            conv.feed(&d, &mut tags);
-        }
-    }
-}
+mod tests;

@@ -19,7 +19,7 @@
 mod from_ts;
 pub mod wire;
 
-pub use from_ts::{FromTs, Tag};
+pub use from_ts::{Clock, FromTs, Tag};
 
 use crate::error::{Error, Result};
 use crate::mp4::remux::{adts, annex_b, audio_specific_config, avcc, hvcc};
@@ -45,6 +45,17 @@ fn si24(b: &[u8]) -> i64 {
 }
 
 impl ToTs {
+    /// The clock on which [`FromTs`] turns this TS back into tags with the timestamps they came
+    /// with ([`FromTs::on_clock`]); `ms`: the newest timestamp muxed; `shift`: what the TS was
+    /// shifted by after muxing (`Restamp::offset`, mod 2^33).
+    pub fn clock(ms: u32, shift: u64) -> Clock {
+        let offset = (OFFSET_90K + shift % crate::time::Ts90k::WRAP) as i64;
+        Clock {
+            first: offset,
+            last: i64::from(ms) * 90 + offset,
+        }
+    }
+
     /// Codec names, once known.
     pub fn codecs(&self) -> (Option<&'static str>, Option<&'static str>) {
         let v = self.video.as_ref().map(|(v, _, _)| match v {

@@ -42,6 +42,11 @@ impl Restamp {
         }
     }
 
+    /// What the current session's timestamps are shifted by (mod 2^33; 0 before its first).
+    pub fn offset(&self) -> u64 {
+        self.offset.unwrap_or(0)
+    }
+
     /// How many sessions there were before the current one.
     pub fn sessions(&self) -> u64 {
         self.sessions

@@ -5,8 +5,10 @@
 //! (`live.window_secs`); further back, from the stream's recording (`.ts` of a TS recording,
 //! `.mp4` of an fMP4 one; its first bytes are the PAT and PMT or the init segment): its
 //! files from that keyframe on to the newest keyframe both hold, then the ring from there
-//! (`live::record::checkpoints`). Past what either holds: 416, with the window in the message;
-//! a time not before the live edge: 400.
+//! (`live::record::checkpoints`). An `.flv` viewer (no recording is FLV) is sent a TS
+//! recording and then the TS ring converted to FLV tags on its own until the FLV ring goes on
+//! with what comes next (`live::rewind`, rewind.rs). Past what either holds: 416, with the
+//! window in the message; a time not before the live edge: 400.
 
 use super::{Live, Output, Stream};
 use crate::error::Error;
@@ -24,6 +26,19 @@ pub(crate) struct Start {
     /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
     /// the prefix is sent (see [`resume`]).
     pub more: Option<Resume>,
+    /// An `.flv` viewer that starts in a TS recording: `prefix` is TS and `seq` a unit of the
+    /// TS ring, to be converted to FLV (rewind.rs).
+    pub to_flv: bool,
+}
+
+/// The output whose recording and ring a DVR viewer of `output` rewinds into: its own, or TS for
+/// `.flv` (converted, rewind.rs).
+pub(crate) fn recorded_as(output: Output) -> Output {
+    if output == Output::Flv {
+        Output::Ts
+    } else {
+        output
+    }
 }
 
 /// What a DVR viewer that reads from the recording needs to read on from it.
@@ -61,12 +76,22 @@ pub(crate) fn start(
     let now = live.now();
     let (at, back) = when(stream, live, t, now)?;
     let inner = stream.read();
-    let ring = inner.ring(output);
-    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)) {
+    if let Some(seq) = at.and_then(|at| inner.ring(output)?.keyframe_at(at)) {
         return Ok(Start {
             seq,
-            prefix: Vec::new(),
-            more: None,
+            ..Start::default()
+        });
+    }
+    let to_flv = output == Output::Flv;
+    let output = recorded_as(output);
+    let ring = inner.ring(output);
+    // `.flv`: its ring did not reach back (a TS source's FLV output begins with its first FLV
+    // viewer), the TS ring may.
+    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)).filter(|_| to_flv) {
+        return Ok(Start {
+            seq,
+            to_flv,
+            ..Start::default()
         });
     }
     let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,6 +121,7 @@ pub(crate) fn start(
         seq,
         prefix,
         more: None,
+        to_flv,
     })
 }
 
@@ -129,6 +155,7 @@ pub(crate) fn resume(
         seq,
         prefix,
         more: None,
+        to_flv: false,
     })
 }
 

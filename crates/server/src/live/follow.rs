@@ -4,7 +4,7 @@
 //! `live::Viewer::step` under the read lock, and writes it outside the lock in one `writev`;
 //! a socket that takes nothing for the stall timeout ends it (`live::Stall`).
 
-use super::{dvr, Live, Output, Stream};
+use super::{dvr, rewind, Live, Output, Stream};
 use crate::date;
 use crate::transport::Transport;
 use crate::vectored;
@@ -99,7 +99,7 @@ pub(crate) async fn follow(
     output: Output,
     chunked: bool,
     mut shutdown: watch::Receiver<bool>,
-    start: Option<super::dvr::Start>,
+    mut start: Option<super::dvr::Start>,
 ) -> io::Result<()> {
     viewer_socket(sock.tcp(), live);
     let stats = &stream.stats;
@@ -111,6 +111,36 @@ pub(crate) async fn follow(
     // The control API's "drop viewers".
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
+    if let Some(start) = start.take_if(|s| s.to_flv) {
+        // An `.flv` DVR viewer before its ring: converted TS first (rewind.rs).
+        let mut to = Socket {
+            sock: &mut *sock,
+            chunked,
+            live,
+            stream: &stream,
+            limit: RateLimit::new(VIEWER_INPUT_BITS_PER_SECOND, VIEWER_INPUT_BURST, live.now()),
+            input: 0,
+        };
+        let caught = Box::pin(rewind::catch_up(
+            &stream,
+            live,
+            start,
+            &mut to,
+            &mut drops,
+            &mut shutdown,
+        ))
+        .await;
+        match caught {
+            rewind::Caught::Up(seq) => viewer = Viewer::after(seq),
+            rewind::Caught::Done => {
+                // The stream ended or the server stops: the body ends cleanly.
+                if chunked && (stream.read().lifecycle.is_ended() || *shutdown.borrow()) {
+                    last_chunk(sock, live).await?;
+                }
+                return Ok(());
+            }
+        }
+    }
     if let Some(mut start) = start {
         // A DVR start from the recording: its bytes first, a slice per write; then more of it
         // for as long as the ring no longer holds where they end (a viewer reading in real
@@ -193,6 +223,29 @@ pub(crate) async fn follow(
                 }
             }
         }
+    }
+}
+
+/// An HTTP/1.1 viewer's socket, for rewind.rs.
+struct Socket<'a> {
+    sock: &'a mut Transport,
+    chunked: bool,
+    live: &'a Live,
+    stream: &'a Stream,
+    /// What the viewer may send, and has sent (see [`closed`]).
+    limit: RateLimit,
+    input: u64,
+}
+
+impl rewind::Sink for Socket<'_> {
+    async fn send(&mut self, parts: Vec<bytes::Bytes>) -> bool {
+        write_batch(self.sock, &parts, self.chunked, self.live, self.stream)
+            .await
+            .is_ok()
+    }
+
+    async fn gone(&mut self) {
+        closed(self.sock, self.live, &self.limit, &mut self.input).await;
     }
 }
 

@@ -72,13 +72,40 @@ async fn send(tx: &mpsc::Sender<Bytes>, b: Bytes, live: &Live) -> bool {
     )
 }
 
+/// An HTTP/2 viewer's body, for rewind.rs.
+struct Body<'a> {
+    tx: &'a mpsc::Sender<Bytes>,
+    live: &'a Live,
+    stream: &'a Stream,
+}
+
+impl super::rewind::Sink for Body<'_> {
+    async fn send(&mut self, parts: Vec<Bytes>) -> bool {
+        for p in parts {
+            let n = p.len() as u64;
+            if !send(self.tx, p, self.live).await {
+                if !self.tx.is_closed() {
+                    self.stream.stats.stalled_disconnects.fetch_add(1, Relaxed);
+                }
+                return false;
+            }
+            self.stream.stats.bytes_out.fetch_add(n, Relaxed);
+        }
+        true
+    }
+
+    async fn gone(&mut self) {
+        self.tx.closed().await;
+    }
+}
+
 async fn feed(
     tx: mpsc::Sender<Bytes>,
     stream: Arc<Stream>,
     live: Arc<Live>,
     output: Output,
     mut shutdown: watch::Receiver<bool>,
-    start: Option<super::dvr::Start>,
+    mut start: Option<super::dvr::Start>,
 ) {
     let stats = &stream.stats;
     stats.viewers[output as usize].fetch_add(1, Relaxed);
@@ -91,6 +118,27 @@ async fn feed(
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
+    if let Some(start) = start.take_if(|s| s.to_flv) {
+        // An `.flv` DVR viewer before its ring: converted TS first (rewind.rs).
+        let mut to = Body {
+            tx: &tx,
+            live: &live,
+            stream: &stream,
+        };
+        let caught = Box::pin(super::rewind::catch_up(
+            &stream,
+            &live,
+            start,
+            &mut to,
+            &mut drops,
+            &mut shutdown,
+        ))
+        .await;
+        match caught {
+            super::rewind::Caught::Up(seq) => viewer = Viewer::after(seq),
+            super::rewind::Caught::Done => return,
+        }
+    }
     if let Some(mut start) = start {
         // A DVR start from the recording: its bytes first, then more of it while the ring no
         // longer holds where they end (as in follow.rs).

@@ -13,6 +13,8 @@
 //! - `publish.rs`: a publisher's hold on a stream; TS packets and FLV tags go in here.
 //! - `ingest.rs`: the HTTP ingest read loop. (The RTMP shell is `crate::rtmp_conn`.)
 //! - `follow.rs`: the viewer loop of every output.
+//! - `dvr.rs`, `rewind.rs`: where a `?t=` viewer starts (ring or recording); an `.flv` one that
+//!   starts before its ring converts TS on its own until the FLV ring takes over.
 //! - `memory.rs`: what each stream holds, summed against the server-wide budget.
 //! - `api.rs`: the JSON documents and the Prometheus families.
 //!
@@ -33,6 +35,7 @@ pub(crate) mod llhls;
 pub mod memory;
 mod publish;
 mod registry;
+pub(crate) mod rewind;
 
 pub(crate) use follow::watch_http;
 pub use keys::presented_key;

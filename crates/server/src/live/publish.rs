@@ -89,12 +89,21 @@ impl Publish {
     /// Publishes whole TS packets of a TS source, and, once FLV or RTMP viewers want them, the
     /// same frames as FLV tags.
     pub fn packets(&mut self, packets: BytesMut) -> Result<(), IngestError> {
+        let Some(ingest) = self.ingest.as_mut() else {
+            return Ok(());
+        };
+        // Restamped first: the FLV tags are timed on the stream's clock, as its recording is.
+        let data = ingest.prepare(packets).map_err(IngestError::Ts)?;
         if self.to_flv.is_none() && self.stream.media_wanted.load(Relaxed) {
-            self.to_flv = Some(media::flv::FromTs::default());
+            self.to_flv = Some(match ingest.flv_clock() {
+                Some(clock) => media::flv::FromTs::on_clock(clock),
+                None => media::flv::FromTs::default(),
+            });
         }
+        self.tags.clear();
         if let Some(conv) = &mut self.to_flv {
-            self.tags.clear();
-            conv.feed(&packets, &mut self.tags);
+            conv.feed(&data, &mut self.tags);
+            ingest.kept_flv_clock(conv.clock());
         }
         if !self.tags.is_empty() {
             let now = self.live.now();
@@ -107,6 +116,7 @@ impl Publish {
                     .media
                     .get_or_insert_with(|| MediaOutputs::new(limits, ll));
                 let before = media.llhls.parts_mark();
+                media.flv_clock = self.to_flv.as_ref().and_then(media::flv::FromTs::clock);
                 for t in &self.tags {
                     let kind = Kind {
                         sequence: t.sequence,
@@ -125,7 +135,8 @@ impl Publish {
                 self.stream.wake_ll();
             }
         }
-        self.commit(packets, true)
+        self.commit_prepared(data, true);
+        Ok(())
     }
 
     /// Publishes one FLV tag body of an RTMP source at `ms`: serialised once for the FLV and
@@ -145,6 +156,10 @@ impl Publish {
                 .clock_offset
                 .get_or_insert_with(|| media.continuation(ms));
             let ms = ms.wrapping_add(offset);
+            // The TS muxed from these tags is restamped after a reconnect (the tags' clock
+            // continues, the TS's may not): a conversion back must undo that too.
+            let shift = self.ingest.as_ref().map_or(0, Ingest::restamp_offset);
+            media.flv_clock = Some(media::flv::ToTs::clock(ms, shift));
             let before = media.llhls.parts_mark();
             media.push(video, body, ms, kind, now, self.live.ntp(now));
             let ll_changed = media.llhls.parts_mark() != before;
@@ -183,6 +198,15 @@ impl Publish {
             return Ok(());
         };
         let data = ingest.prepare(packets).map_err(IngestError::Ts)?;
+        self.commit_prepared(data, wake);
+        Ok(())
+    }
+
+    /// Commits what `Ingest::prepare` returned; wakes the `.ts` viewers if `wake`.
+    fn commit_prepared(&mut self, data: Bytes, wake: bool) {
+        let Some(ingest) = self.ingest.as_mut() else {
+            return;
+        };
         let now = self.live.now();
         {
             let mut inner = self.stream.write();
@@ -201,7 +225,6 @@ impl Publish {
             // woken per frame; FLV/RTMP viewers have their own, batched wake-ups.
             self.stream.wake_ts();
         }
-        Ok(())
     }
 }
 

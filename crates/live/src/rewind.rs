@@ -1,0 +1,347 @@
+//! An `.flv` DVR viewer that rewinds past its ring, sans-I/O. Recordings are MPEG-TS (or fMP4),
+//! never FLV, so such a viewer converts the TS it is sent (the recording from a keyframe, then
+//! the TS ring) to FLV tags itself, with a [`FromTs`] started on the clock of the stream's own
+//! conversion ([`Clock`]): every frame gets the timestamp and body the FLV ring gave it. As soon
+//! as the FLV ring holds what comes next, the viewer leaves its conversion and goes on in the
+//! ring ([`crate::Viewer::after`]): the per-viewer work lasts as long as the rewound part.
+//!
+//! Where it joins: right after the ring's unit of the last video tag it sent (the same time, both
+//! keyframes or neither; the stream's clock never repeats a time, as it runs on across publisher
+//! sessions, see `Ingest::flv_clock`; the bodies may differ, an RTMP publisher's carrying NAL
+//! units that TS drops), once every audio
+//! tag the ring holds before that unit was sent and none after it was. A TS source's FLV ring is
+//! made by the same conversion from the same packets, so its order is the viewer's and the join
+//! comes at the first video frame it checks. An RTMP source's ring is in the publisher's order;
+//! the viewer's conversion emits a video frame when the next one begins (it has every audio tag
+//! from before that next frame then), so the first check after a frame finds the join too.
+//! Until it joins (a publisher reconnect restarted the stream's clock, a stream without video),
+//! the viewer simply goes on converting.
+
+use crate::ring::Ring;
+use bytes::Bytes;
+use media::flv::{wire, Clock, FromTs, Tag};
+use media::ts::PACKET;
+use std::collections::VecDeque;
+
+/// The most FLV ring units indexed (the newest): about a minute of a stream's tags. A viewer
+/// further behind the live edge than that cannot join yet; one that reads faster than real time
+/// gets there, one that reads in real time stays that far behind and converts on (its output
+/// is the same).
+const INDEXED: usize = 4096;
+
+/// How far before the last video tag sent the join looks for it in the index (ms): tags are in
+/// time order within this (audio and video interleave by less).
+const LOOK_BACK_MS: u32 = 10_000;
+
+/// One FLV ring unit, as far as the join needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Indexed {
+    seq: u64,
+    video: bool,
+    ms: u32,
+    /// A video keyframe.
+    key: bool,
+}
+
+/// The time and kind of an FLV tag's wire bytes (`None`: not an audio or video tag).
+fn tag_time(tag: &[u8]) -> Option<(bool, u32)> {
+    let head = tag.get(..8)?;
+    let video = match head[0] & 0x1f {
+        wire::VIDEO => true,
+        wire::AUDIO => false,
+        _ => return None,
+    };
+    Some((
+        video,
+        u32::from_be_bytes([head[7], head[4], head[5], head[6]]),
+    ))
+}
+
+/// A DVR viewer's own TS to FLV conversion, and where it joins the FLV ring.
+#[derive(Debug)]
+pub struct FlvRewind {
+    conv: FromTs,
+    /// The start of a packet cut off at the end of the bytes last fed.
+    rest: Vec<u8>,
+    tags: Vec<Tag>,
+    /// The newest video tag sent (time, keyframe) and audio tag's time (sequence headers are
+    /// not ring units).
+    last_video: Option<(u32, bool)>,
+    last_audio: Option<u32>,
+    /// The FLV ring's units, oldest first, as far as [`FlvRewind::index`] has seen them.
+    index: VecDeque<Indexed>,
+    /// The ring's next unit to index.
+    indexed_to: u64,
+}
+
+impl FlvRewind {
+    /// A conversion on the stream's FLV clock (`MediaOutputs::flv_clock`).
+    pub fn new(clock: Clock) -> Self {
+        FlvRewind {
+            conv: FromTs::on_clock(clock),
+            rest: Vec::new(),
+            tags: Vec::new(),
+            last_video: None,
+            last_audio: None,
+            index: VecDeque::new(),
+            indexed_to: 0,
+        }
+    }
+
+    /// Notes the FLV ring's units not seen before (cheap under the stream's read lock: only the
+    /// new ones are read) and forgets those that left it.
+    pub fn index(&mut self, flv: &Ring) {
+        let first = flv.first_seq();
+        while self.index.front().is_some_and(|u| u.seq < first) {
+            self.index.pop_front();
+        }
+        let from = self
+            .indexed_to
+            .max(first)
+            .max(flv.end_seq().saturating_sub(INDEXED as u64));
+        for seq in from..flv.end_seq() {
+            let Some((video, ms)) = flv.get(seq).and_then(|u| tag_time(&u.data)) else {
+                continue;
+            };
+            let key = flv.get(seq).is_some_and(|u| u.keyframe);
+            self.index.push_back(Indexed {
+                seq,
+                video,
+                ms,
+                key,
+            });
+        }
+        while self.index.len() > INDEXED {
+            self.index.pop_front();
+        }
+        self.indexed_to = flv.end_seq();
+    }
+
+    /// The next bytes fed start at a packet boundary (a new stretch of the recording, or the TS
+    /// ring): a packet cut short before them is dropped.
+    pub fn realign(&mut self) {
+        self.rest.clear();
+    }
+
+    /// Converts TS bytes (cut anywhere) to FLV tags, appended to `out` as wire tags. Returns the
+    /// FLV ring unit to go on at once the ring (as indexed) holds exactly what was not sent: the
+    /// rest of `ts` is not needed then, and this conversion is done.
+    pub fn feed(&mut self, mut ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
+        if !self.rest.is_empty() {
+            let n = (PACKET - self.rest.len()).min(ts.len());
+            self.rest.extend_from_slice(&ts[..n]);
+            ts = &ts[n..];
+            if self.rest.len() < PACKET {
+                return None;
+            }
+            let packet = std::mem::take(&mut self.rest);
+            if let Some(seq) = self.packet(&packet, out) {
+                return Some(seq);
+            }
+        }
+        let mut packets = ts.chunks_exact(PACKET);
+        for p in packets.by_ref() {
+            if let Some(seq) = self.packet(p, out) {
+                return Some(seq);
+            }
+        }
+        self.rest.extend_from_slice(packets.remainder());
+        None
+    }
+
+    /// One packet: its tags out, then the join, checked after each video frame.
+    fn packet(&mut self, packet: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
+        self.tags.clear();
+        self.conv.feed(packet, &mut self.tags);
+        for t in std::mem::take(&mut self.tags) {
+            let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
+            out.push(Bytes::from(wire::flv_tag(kind, t.ms, &t.body)));
+            if t.sequence {
+                continue;
+            }
+            if !t.video {
+                self.last_audio = Some(t.ms);
+                continue;
+            }
+            self.last_video = Some((t.ms, t.keyframe));
+            if let Some(seq) = self.join() {
+                return Some(seq);
+            }
+        }
+        None
+    }
+
+    /// The ring unit after the last video tag sent, if the ring goes on from there with exactly
+    /// what was not sent.
+    fn join(&self) -> Option<u64> {
+        let (ms, key) = self.last_video?;
+        // From the newest back, only as far as tags of about that time.
+        let floor = ms.saturating_sub(LOOK_BACK_MS);
+        let mut back = self.index.iter().rev().take_while(|u| u.ms >= floor);
+        let i = self.index.len() - 1 - back.position(|u| u.video && u.ms == ms && u.key == key)?;
+        let sent = |u: &Indexed| self.last_audio.is_some_and(|a| u.ms <= a);
+        // Audio between the previous video frame and this one: all sent.
+        let before = self.index.range(..i).rev().take_while(|u| !u.video);
+        // Everything after it: none sent.
+        let mut after = self.index.range(i + 1..);
+        let clean = before.into_iter().all(sent) && !after.any(|u| !u.video && sent(u));
+        clean.then_some(self.index[i].seq + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
+    use std::time::Duration;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 64 << 20,
+        max_age: Duration::from_secs(600),
+    };
+    const POLICY: ViewerPolicy = ViewerPolicy {
+        max_skips: 3,
+        skip_period: Duration::from_secs(60),
+        max_batch_bytes: 64 << 20,
+        max_batch_units: 1 << 20,
+    };
+
+    /// The FLV ring a stream's own conversion makes of `ts` (as the publisher does, in slabs of
+    /// `slab` packets), and that conversion's clock.
+    fn ring_of(ts: &[u8], slab: usize) -> (Ring, Clock) {
+        let mut conv = FromTs::default();
+        let mut ring = Ring::new(LIMITS);
+        let mut tags = Vec::new();
+        for chunk in ts.chunks(PACKET * slab) {
+            tags.clear();
+            conv.feed(chunk, &mut tags);
+            for t in tags.iter().filter(|t| !t.sequence) {
+                let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
+                let tag = Bytes::from(wire::flv_tag(kind, t.ms, &t.body));
+                if t.keyframe {
+                    ring.push_keyframe(tag, Vec::new(), Duration::ZERO);
+                } else {
+                    ring.push(tag, Duration::ZERO);
+                }
+            }
+        }
+        (ring, conv.clock().expect("the stream's conversion began"))
+    }
+
+    fn demo() -> Vec<u8> {
+        let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts"))
+            .expect("demo/clip.ts");
+        data[..data.len() / PACKET * PACKET].to_vec()
+    }
+
+    /// The byte offset of the `n`th video keyframe's first packet in `ts`.
+    fn keyframe_offset(ts: &[u8], n: usize) -> usize {
+        let mut cuts = Vec::new();
+        media::ts::Splitter::default()
+            .feed(ts, &mut cuts)
+            .expect("the demo splits");
+        let offsets: Vec<usize> = cuts
+            .iter()
+            .filter_map(|c| match c {
+                media::ts::Cut::Keyframe { at, .. } => Some(*at),
+                _ => None,
+            })
+            .collect();
+        offsets[n]
+    }
+
+    #[test]
+    fn a_rewound_viewer_gets_the_rings_own_tags_then_joins_it_with_no_gap_or_repeat() {
+        let ts = demo();
+        let (ring, clock) = ring_of(&ts, 7);
+        let all: Vec<Bytes> = ring.units().map(|u| u.data.clone()).collect();
+        // The viewer rewinds to the second keyframe (its PAT and PMT first) and is fed in
+        // pieces cut anywhere, as a recording's slices are.
+        let from = keyframe_offset(&ts, 1);
+        let mut input = ts[..PACKET * 2].to_vec();
+        input.extend_from_slice(&ts[from..]);
+        let mut r = FlvRewind::new(clock);
+        r.index(&ring);
+        let mut sent = Vec::new();
+        let mut joined = None;
+        for piece in input.chunks(1000) {
+            if let Some(seq) = r.feed(piece, &mut sent) {
+                joined = Some(seq);
+                break;
+            }
+        }
+        let seq = joined.expect("joins the ring");
+        let mut viewer = Viewer::after(seq);
+        let Step::Send { parts, skipped } = viewer.step(&ring, Duration::ZERO, &POLICY) else {
+            panic!("the ring goes on");
+        };
+        assert!(!skipped);
+        // Sequence headers first, then the ring's own tags from a keyframe to its end: each
+        // exactly once, in order.
+        let media: Vec<Bytes> = sent
+            .iter()
+            .filter(|t| !wire::classify(t[0] == wire::VIDEO, &t[11..]).sequence)
+            .cloned()
+            .chain(parts)
+            .collect();
+        let start = all
+            .iter()
+            .position(|t| *t == media[0])
+            .expect("the first tag sent is the ring's");
+        assert_eq!(media, all[start..].to_vec());
+        assert!(wire::classify(true, &media[0][11..]).keyframe || media[0][0] == wire::AUDIO);
+    }
+
+    #[test]
+    fn a_viewer_whose_clock_differs_from_the_rings_never_joins_it() {
+        let ts = demo();
+        let (ring, clock) = ring_of(&ts, 7);
+        // Half a frame later: no frame has a time the ring's has.
+        let other = Clock {
+            first: clock.first - 1_800,
+            last: clock.last,
+        };
+        let mut r = FlvRewind::new(other);
+        r.index(&ring);
+        let mut sent = Vec::new();
+        assert_eq!(r.feed(&ts, &mut sent), None);
+        assert!(sent.len() > 10, "it converts all the same");
+    }
+
+    #[test]
+    fn the_index_holds_the_newest_units_only() {
+        let mut ring = Ring::new(LIMITS);
+        for i in 0..(INDEXED as u32 + 1000) {
+            let tag = Bytes::from(wire::flv_tag(wire::VIDEO, i * 40, &[0x27, 1, 0, 0, 0]));
+            ring.push(tag, Duration::ZERO);
+        }
+        let mut r = FlvRewind::new(Clock { first: 0, last: 0 });
+        r.index(&ring);
+        assert_eq!(r.index.len(), INDEXED);
+        assert_eq!(
+            r.index.front().map(|u| u.seq),
+            Some(ring.end_seq() - INDEXED as u64)
+        );
+        ring.push(
+            Bytes::from(wire::flv_tag(wire::VIDEO, 1 << 30, &[0x27, 1, 0, 0, 0])),
+            Duration::ZERO,
+        );
+        r.index(&ring);
+        assert_eq!(r.index.len(), INDEXED);
+        assert_eq!(r.index.back().map(|u| u.ms), Some(1 << 30));
+    }
+
+    #[test]
+    fn the_index_forgets_units_that_left_the_ring() {
+        let ts = demo();
+        let (mut ring, clock) = ring_of(&ts, 7);
+        let mut r = FlvRewind::new(clock);
+        r.index(&ring);
+        let held = r.index.len();
+        assert_eq!(held as u64, ring.end_seq() - ring.first_seq());
+        ring.shrink_to_gop(Duration::from_secs(3600), Duration::ZERO);
+        r.index(&ring);
+        assert!(r.index.len() < held);
+        assert_eq!(r.index.front().map(|u| u.seq), Some(ring.first_seq()));
+    }
+}

@@ -1,0 +1,284 @@
+use super::*;
+
+fn clip() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
+}
+
+#[test]
+fn a_ts_becomes_flv_tags_and_back_with_the_same_keyframes() {
+    let data = clip();
+    let info = crate::ts::index(&data).unwrap();
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    for chunk in data.chunks(PACKET * 7) {
+        conv.feed(chunk, &mut tags);
+    }
+    assert_eq!(
+        tags.iter().filter(|t| t.sequence).count(),
+        2,
+        "AVC and AAC headers"
+    );
+    let keys = tags.iter().filter(|t| t.keyframe).count();
+    assert_eq!(keys, info.keyframes.len());
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.video && !t.sequence)
+        .map(|t| t.ms)
+        .collect();
+    assert!(video.windows(2).all(|w| w[1] >= w[0]));
+    // Back to TS through the RTMP path's converter: the same keyframes and codecs.
+    let mut back = crate::flv::ToTs::default();
+    let mut ts = Vec::new();
+    for t in &tags {
+        if t.video {
+            back.video(&t.body, t.ms, &mut ts).unwrap();
+        } else {
+            back.audio(&t.body, t.ms, &mut ts).unwrap();
+        }
+    }
+    let again = crate::ts::index(&ts).unwrap();
+    assert_eq!(again.keyframes.len(), info.keyframes.len());
+    assert_eq!(back.codecs(), (Some("h264"), Some("aac")));
+}
+
+#[test]
+fn a_conversion_begun_mid_gop_holds_audio_frames_until_the_video_configuration() {
+    let data = clip();
+    let info = crate::ts::index(&data).unwrap();
+    // From the packet after the first keyframe's start: the video configuration comes with
+    // the second keyframe, and audio goes on in between.
+    let from = (info.keyframes[0].offset as usize / PACKET + 1) * PACKET;
+    let mut conv = FromTs::default();
+    // The PAT and PMT first, as a live stream repeats them.
+    let mut input = data[..2 * PACKET].to_vec();
+    input.extend_from_slice(&data[from..]);
+    let mut tags = Vec::new();
+    conv.feed(&input, &mut tags);
+    let first_frame = tags.iter().position(|t| !t.sequence).unwrap();
+    let avc = tags.iter().position(|t| t.video && t.sequence).unwrap();
+    assert!(avc < first_frame, "no frame before the video configuration");
+    assert!(tags[first_frame].video && tags[first_frame].keyframe);
+    assert!(
+        tags.iter().any(|t| !t.video && t.sequence),
+        "the audio configuration came"
+    );
+    assert!(
+        tags.iter().any(|t| !t.video && !t.sequence),
+        "audio follows"
+    );
+}
+
+#[test]
+fn audio_that_began_before_the_first_keyframe_is_dropped_instead_of_stacked_at_zero() {
+    // What an edge receives from its origin's `.ts`: a keyframe first, then audio whose
+    // time is before it (a muxer writes an audio PES after the video it began before).
+    let mut tags = Vec::new();
+    FromTs::default().feed(&clip(), &mut tags);
+    let find = |f: &dyn Fn(&Tag) -> bool| tags.iter().find(|t| f(t)).unwrap().clone();
+    let avc = find(&|t| t.video && t.sequence);
+    let key = find(&|t| t.keyframe);
+    let asc = find(&|t| !t.video && t.sequence);
+    let aac = find(&|t| !t.video && !t.sequence);
+    let mut mux = crate::flv::ToTs::default();
+    let mut ts = Vec::new();
+    mux.audio(&asc.body, 100, &mut ts).unwrap();
+    mux.video(&avc.body, 300, &mut ts).unwrap();
+    mux.video(&key.body, 300, &mut ts).unwrap();
+    for n in 0..16 {
+        mux.audio(&aac.body, 100 + n * 21, &mut ts).unwrap();
+    }
+    mux.video(&key.body, 400, &mut ts).unwrap();
+    let mut out = Vec::new();
+    FromTs::default().feed(&ts, &mut out);
+    let audio: Vec<u32> = out
+        .iter()
+        .filter(|t| !t.video && !t.sequence)
+        .map(|t| t.ms)
+        .collect();
+    let all: Vec<(bool, bool, u32)> = out.iter().map(|t| (t.video, t.sequence, t.ms)).collect();
+    assert!(
+        !audio.is_empty(),
+        "the audio from the keyframe on is kept: {all:?}"
+    );
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
+    assert_eq!(
+        audio[0],
+        100 + 10 * 21 - 300,
+        "the first frame at or after the keyframe"
+    );
+}
+
+#[test]
+fn h265_and_opus_become_enhanced_tags_the_fmp4_writer_reads() {
+    // fuzz/seeds/ts_to_flv/hevc-opus.ts: 0.6 s of 64x48 H.265 (a keyframe every 3 frames) and
+    // Opus, made by fuzz/make-seeds.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/ts_to_flv/hevc-opus.ts"
+    );
+    let data = std::fs::read(path).unwrap();
+    let mut tags = Vec::new();
+    FromTs::default().feed(&data, &mut tags);
+    let seq: Vec<&Tag> = tags.iter().filter(|t| t.sequence).collect();
+    assert_eq!(seq.len(), 2, "hvcC and OpusHead");
+    assert_eq!(&seq[0].body[..5], b"\x90hvc1");
+    assert_eq!(&seq[1].body[..13], b"\x90OpusOpusHead");
+    let pre_skip = u16::from_le_bytes([seq[1].body[15], seq[1].body[16]]);
+    assert_eq!(
+        pre_skip, 312,
+        "libopus's pre-skip, from the first packet's start trim"
+    );
+    assert!(tags.iter().any(|t| t.video && t.keyframe));
+    let audio: Vec<u32> = tags
+        .iter()
+        .filter(|t| !t.video && !t.sequence)
+        .map(|t| t.ms)
+        .collect();
+    assert!(audio.len() >= 20, "20 ms packets: {audio:?}");
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "{audio:?}");
+    // Through the fMP4 writer: an H.265 + Opus fragmented MP4 the indexer reads back. (The
+    // configurations first: in so short a clip the first audio comes after the last
+    // keyframe, and the writer starts at a keyframe once it knows both tracks.)
+    let mut f = crate::cmaf::Fragmenter::<Vec<u8>>::default();
+    let mut events = Vec::new();
+    let (configs, frames): (Vec<&Tag>, Vec<&Tag>) = tags.iter().partition(|t| t.sequence);
+    for t in configs.into_iter().chain(frames) {
+        f.tag(
+            t.video,
+            t.ms,
+            &t.body,
+            |at| t.body[at..].to_vec(),
+            &mut events,
+        )
+        .unwrap();
+    }
+    let mut file = Vec::new();
+    for e in events {
+        match e {
+            crate::cmaf::Event::Init(i) => file.extend_from_slice(&i),
+            crate::cmaf::Event::Fragment { head, data, .. } => {
+                file.extend_from_slice(&head);
+                data.iter().for_each(|d| file.extend_from_slice(d));
+            }
+        }
+    }
+    let info = crate::index(&file).unwrap();
+    assert_eq!(info.video.map(|v| v.codec).as_deref(), Some("hevc"));
+    assert_eq!(info.audio.map(|a| a.codec).as_deref(), Some("opus"));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    let clip = clip();
+    for _ in 0..300 {
+        let mut d = clip[..PACKET * 40].to_vec();
+        for _ in 0..20 {
+            let i = rng.usize(..d.len());
+            d[i] = rng.u8(..);
+        }
+        conv.feed(&d, &mut tags);
+    }
+}
+
+#[test]
+fn a_conversion_on_anothers_clock_gives_each_frame_the_time_and_body_it_gave() {
+    let data = clip();
+    let data = &data[..data.len() / PACKET * PACKET];
+    let mut whole = FromTs::default();
+    let mut all = Vec::new();
+    whole.feed(data, &mut all);
+    let clock = whole.clock().expect("begun");
+    // From the second keyframe's PES on (its PAT and PMT first), as a recording is read.
+    let mut cuts = Vec::new();
+    crate::ts::Splitter::default()
+        .feed(data, &mut cuts)
+        .unwrap();
+    let keys: Vec<usize> = cuts
+        .iter()
+        .filter_map(|c| match c {
+            crate::ts::Cut::Keyframe { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    let mut later = data[..PACKET * 2].to_vec();
+    later.extend_from_slice(&data[keys[1]..]);
+    let mut again = FromTs::on_clock(clock);
+    let mut tags = Vec::new();
+    again.feed(&later, &mut tags);
+    let media = |t: &[Tag]| -> Vec<(bool, u32, Vec<u8>)> {
+        t.iter()
+            .filter(|t| !t.sequence)
+            .map(|t| (t.video, t.ms, t.body.clone()))
+            .collect()
+    };
+    let (all, tags) = (media(&all), media(&tags));
+    let first_video = tags.iter().position(|t| t.0).unwrap();
+    let at = all.iter().position(|t| *t == tags[first_video]).unwrap();
+    assert!(at > 0, "a later keyframe");
+    assert_eq!(tags[first_video..], all[at..at + tags.len() - first_video]);
+}
+
+#[test]
+fn an_rtmp_sources_clock_gives_back_the_timestamps_it_came_with() {
+    let c = super::super::ToTs::clock(5_000, 0);
+    let mut conv = FromTs::on_clock(c);
+    assert_eq!(conv.clock(), Some(c));
+    // 5 s in, as ToTs muxes it: DTS = ms · 90 + 1 s.
+    let t = conv.clock.unwrap(Ts90k(5_000 * 90 + 90_000));
+    assert_eq!(ms_of(t - c.first), 5_000);
+}
+
+#[test]
+fn an_rtmp_sources_restamped_ts_converts_back_to_the_timestamps_it_came_with() {
+    // Tag bodies as an RTMP publisher sends them (the demo's frames), published twice: the
+    // second session's RTMP clock continues the first's, its TS is restamped to continue too.
+    let data = clip();
+    let mut bodies = Vec::new();
+    FromTs::default().feed(&data[..data.len() / PACKET * PACKET], &mut bodies);
+    let span = bodies.iter().map(|t| t.ms).max().unwrap();
+    let mut restamp = crate::ts::Restamp::default();
+    let mut second = Vec::new();
+    for session in 0..2u32 {
+        if session == 1 {
+            restamp.new_session();
+        }
+        let mut to_ts = super::super::ToTs::default();
+        let mut ts = Vec::new();
+        let mut sent = Vec::new();
+        for t in &bodies {
+            // The second session's publisher starts its clock at 0 again; the server continues it.
+            let ms = t.ms + session * (span + 40);
+            let start = ts.len();
+            if t.video {
+                to_ts.video(&t.body, ms, &mut ts).unwrap();
+            } else {
+                to_ts.audio(&t.body, ms, &mut ts).unwrap();
+            }
+            restamp.apply(&mut ts[start..]);
+            if !t.sequence {
+                sent.push((t.video, ms));
+            }
+        }
+        if session == 1 {
+            let clock = super::super::ToTs::clock(span * 2 + 40, restamp.offset());
+            let mut back = Vec::new();
+            FromTs::on_clock(clock).feed(&ts, &mut back);
+            second = back
+                .iter()
+                .filter(|t| !t.sequence)
+                .map(|t| (t.video, t.ms))
+                .collect();
+            let videos =
+                |v: &[(bool, u32)]| v.iter().filter(|t| t.0).map(|t| t.1).collect::<Vec<_>>();
+            assert!(restamp.offset() > 0, "the second session was shifted");
+            let (got, want) = (videos(&second), videos(&sent));
+            // Every video frame comes back at its time (the last waits for a next one).
+            assert_eq!(got[..], want[..got.len()]);
+            assert!(got.len() + 1 >= want.len());
+        }
+    }
+    assert!(!second.is_empty());
+}

@@ -1,0 +1,170 @@
+//! The shell of an `.flv` DVR viewer that rewinds past the FLV ring (`live::rewind`): it is sent
+//! the TS recording's stretch (and the next ones while the TS ring no longer holds where they
+//! end, as a `.ts` DVR viewer is), then the TS ring, each converted to FLV tags on the stream's
+//! FLV clock, until the FLV ring goes on with exactly what comes next. The caller then follows
+//! the FLV ring from that unit (`live::Viewer::after`) like any viewer; over HTTP/1.1
+//! (follow.rs) and HTTP/2 (frames.rs), each with its own way to send.
+
+use super::dvr::Start;
+use super::{Live, Output, Stream};
+use bytes::Bytes;
+use live::rewind::FlvRewind;
+use live::{Step, Viewer};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Where a viewer's bytes go: `false` when the viewer is gone (HTTP/1.1: a write to its socket;
+/// HTTP/2: frames to its body).
+pub(crate) trait Sink {
+    fn send(&mut self, parts: Vec<Bytes>) -> impl std::future::Future<Output = bool> + Send;
+    /// Completes when the viewer has gone (closed its connection, or sent what a viewer may
+    /// not), for the waits between writes.
+    fn gone(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// How an FLV DVR viewer's catch-up ended.
+pub(crate) enum Caught {
+    /// Go on in the FLV ring at this unit.
+    Up(u64),
+    /// The viewer is done: the stream ended, it was dropped or fell behind too often, the
+    /// server stops, or a write failed.
+    Done,
+}
+
+/// Sends `start` (TS: the recording's bytes, then the TS ring from `start.seq`) converted to FLV
+/// tags through `send` (`false`: the viewer is gone), until the FLV ring can take over.
+pub(crate) async fn catch_up(
+    stream: &Arc<Stream>,
+    live: &Live,
+    mut start: Start,
+    to: &mut impl Sink,
+    drops: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Caught {
+    let Some(clock) = clock(stream, live, drops, shutdown).await else {
+        return Caught::Done;
+    };
+    let mut rewind = FlvRewind::new(clock);
+    let index = |r: &mut FlvRewind| {
+        if let Some(flv) = stream.read().ring(Output::Flv) {
+            r.index(flv);
+        }
+    };
+    // The recording, a stretch at a time.
+    let continuing = !start.prefix.is_empty();
+    loop {
+        rewind.realign();
+        for p in std::mem::take(&mut start.prefix) {
+            index(&mut rewind);
+            let mut out = Vec::new();
+            let joined = rewind.feed(&p, &mut out);
+            if !out.is_empty() && !to.send(out).await {
+                return Caught::Done;
+            }
+            if let Some(seq) = joined {
+                tracing::debug!(stream = %stream.name, seq, "FLV DVR viewer joined the FLV ring");
+                return Caught::Up(seq);
+            }
+        }
+        if drops.has_changed().unwrap_or(true) || *shutdown.borrow() {
+            return Caught::Done;
+        }
+        let more = start.more.take();
+        match more.as_ref().and_then(|m| m.next(start.seq)) {
+            Some(next) if continuing && !next.prefix.is_empty() => {
+                start = Start { more, ..next };
+            }
+            _ => break,
+        }
+    }
+    // Then the TS ring.
+    rewind.realign();
+    let mut ts = if continuing {
+        Viewer::continuing_at(start.seq)
+    } else {
+        Viewer::starting_at(start.seq)
+    };
+    let policy = live.config.viewer;
+    let mut rx = stream.subscribe(Output::Ts);
+    loop {
+        if drops.has_changed().unwrap_or(true) {
+            return Caught::Done;
+        }
+        rx.borrow_and_update();
+        let now = live.now();
+        let (step, ended) = {
+            let inner = stream.read();
+            if let Some(flv) = inner.ring(Output::Flv) {
+                rewind.index(flv);
+            }
+            (
+                ts.step(&inner.ring, now, &policy),
+                inner.lifecycle.is_ended(),
+            )
+        };
+        match step {
+            Step::Send { parts, skipped } => {
+                if skipped {
+                    stream
+                        .stats
+                        .skips
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    super::follow::log_skip(stream, now, ts.total_skips);
+                }
+                let mut out = Vec::new();
+                let joined = parts.iter().find_map(|p| rewind.feed(p, &mut out));
+                if !out.is_empty() && !to.send(out).await {
+                    return Caught::Done;
+                }
+                if let Some(seq) = joined {
+                    tracing::debug!(stream = %stream.name, seq, "FLV DVR viewer joined the FLV ring");
+                    return Caught::Up(seq);
+                }
+            }
+            Step::Disconnect => {
+                stream
+                    .stats
+                    .slow_disconnects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Caught::Done;
+            }
+            Step::Wait if ended => return Caught::Done,
+            Step::Wait => {
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return Caught::Done },
+                    _ = drops.changed() => return Caught::Done,
+                    _ = shutdown.changed() => return Caught::Done,
+                    () = to.gone() => return Caught::Done,
+                }
+            }
+        }
+    }
+}
+
+/// The stream's FLV clock; a TS source's FLV output begins with its first FLV viewer (this one,
+/// maybe), and has a clock once its first frame is converted. `None`: none came within the
+/// stall timeout, or the viewer is done.
+async fn clock(
+    stream: &Stream,
+    live: &Live,
+    drops: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<media::flv::Clock> {
+    let mut rx = stream.subscribe(Output::Flv);
+    let deadline = tokio::time::Instant::now() + live.config.stall_timeout;
+    loop {
+        rx.borrow_and_update();
+        if let Some(c) = stream.read().media.as_ref().and_then(|m| m.flv_clock) {
+            return Some(c);
+        }
+        tokio::select! {
+            r = rx.changed() => r.ok()?,
+            _ = drops.changed() => return None,
+            _ = shutdown.changed() => return None,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::info!(stream = %stream.name, "no FLV output to rewind on; viewer ended");
+                return None;
+            }
+        }
+    }
+}
