@@ -22,6 +22,7 @@ pub mod error;
 pub mod etags;
 mod h1;
 mod h2;
+mod heads;
 pub mod http;
 mod hyper_paths;
 mod jwks;

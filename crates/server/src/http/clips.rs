@@ -9,7 +9,6 @@ use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::library::Title;
 use crate::recent::CutClip;
-use bytes::Bytes;
 use http::{Request, Response};
 use media::MediaTime;
 use std::sync::Arc;
@@ -63,12 +62,12 @@ pub(super) fn serve<B>(
             .flatten();
         let clip = match movie.map(|p| &**p) {
             Some(crate::package::Package::Movie { movie, .. }) => {
-                media::clip::mp4::clip(movie, from, to)
+                media::clip::mp4::clip_in(crate::heads::take(), movie, from, to)
             }
             _ => media::clip::clip(&t.data, info, from, to),
         };
         clip.map(|c| CutClip {
-            head: Bytes::from(c.head),
+            head: crate::heads::shared(c.head),
             body: c.body,
             start: c.start,
             end: c.end,

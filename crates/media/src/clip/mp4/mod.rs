@@ -34,6 +34,17 @@ use write::Kept;
 /// (`None`: to the end), title times counted from the lead track's first frame. Errors for a
 /// time past the end or an end not after the start.
 pub fn clip(movie: &Movie, from: MediaTime, to: Option<MediaTime>) -> Result<Clip> {
+    clip_in(Vec::new(), movie, from, to)
+}
+
+/// [`clip`], its head written into `buf` (emptied first): a server that reuses the buffers of
+/// heads it no longer holds writes into memory already mapped.
+pub fn clip_in(
+    buf: Vec<u8>,
+    movie: &Movie,
+    from: MediaTime,
+    to: Option<MediaTime>,
+) -> Result<Clip> {
     let lead = &movie.tracks[movie.lead];
     let lead_col = lead.column();
     let span = select::lead(&lead_col, from, to)?;
@@ -42,6 +53,7 @@ pub fn clip(movie: &Movie, from: MediaTime, to: Option<MediaTime>) -> Result<Cli
     let kept = keep(movie, &span);
     let body = bounds(&kept);
     let head = write::head(
+        buf,
         movie.ftyp.as_deref(),
         &movie.mvhd,
         movie.movie_scale,
@@ -103,10 +115,20 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
 /// The range of the title's bytes that holds every kept sample.
 fn bounds(kept: &[Kept<'_, '_>]) -> Range<u64> {
     let each = kept.iter().flat_map(|k| {
-        k.samples.clone().map(|i| {
-            let o = k.col.table.offset[i];
-            (o, o.saturating_add(u64::from(k.col.table.size[i])))
-        })
+        let t = k.col.table;
+        let (offset, size) = (&t.offset[k.samples.clone()], &t.size[k.samples.clone()]);
+        let ends = offset
+            .iter()
+            .zip(size)
+            .map(|(&o, &s)| (o, o.saturating_add(u64::from(s))));
+        // In file order: the first sample's offset and the last one's end (O(1)).
+        let (first, last) = (ends.clone().next(), ends.clone().next_back());
+        let sorted = k.col.facts.in_file_order;
+        let all: Box<dyn Iterator<Item = (u64, u64)>> = match (first, last) {
+            (Some(a), Some(b)) if sorted => Box::new([a, b].into_iter()),
+            _ => Box::new(ends),
+        };
+        all
     });
     let (lo, hi) = each.fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
     lo..hi.max(lo)

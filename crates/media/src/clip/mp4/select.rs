@@ -29,12 +29,19 @@ pub(crate) struct Facts {
     first: i64,
     end: i64,
     /// Sync samples, in decode order.
-    sync: Vec<usize>,
+    pub(super) sync: Vec<usize>,
     /// Whether presentation times never go down in decode order (audio; video without
     /// B-frames): then samples are found by binary search.
     sorted: bool,
     /// Whether the sync samples' presentation times never go down.
     sync_sorted: bool,
+    /// Where each chunk starts (a sample that does not follow the one before it in the file).
+    pub(super) chunks: Vec<usize>,
+    /// Whether each sample lies after the one before it in the file, not overlapping it: then
+    /// a run of samples spans from its first one's offset to its last one's end.
+    pub(super) in_file_order: bool,
+    /// Whether no composition offset is negative: then presentation never precedes decoding.
+    pub(super) cto_nonnegative: bool,
 }
 
 impl Facts {
@@ -58,6 +65,12 @@ impl Facts {
         f.sorted = pts.windows(2).all(|w| w[0] <= w[1]);
         f.sync_sorted = sync.windows(2).all(|w| pts[w[0]] <= pts[w[1]]);
         f.sync = sync;
+        let end = |i: usize| table.offset[i].saturating_add(u64::from(table.size[i]));
+        f.chunks = (0..n)
+            .filter(|&i| i == 0 || end(i - 1) != table.offset[i])
+            .collect();
+        f.in_file_order = (1..n).all(|i| end(i - 1) <= table.offset[i]);
+        f.cto_nonnegative = table.cto.iter().all(|&c| c >= 0);
         f
     }
 }

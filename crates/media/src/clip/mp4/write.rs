@@ -85,8 +85,10 @@ pub(super) fn with_duration(
     Ok(out)
 }
 
-/// `ftyp`, `moov` and the `mdat` header of a clip whose `mdat` body is the title's bytes `lo..hi`.
+/// `ftyp`, `moov` and the `mdat` header of a clip whose `mdat` body is the title's bytes `lo..hi`,
+/// written into `buf` (emptied first: a buffer used before keeps its memory).
 pub(super) fn head(
+    buf: Vec<u8>,
     ftyp: Option<&[u8]>,
     mvhd: &[u8],
     movie_scale: u32,
@@ -99,10 +101,18 @@ pub(super) fn head(
     // 32 or 64 bits, decided from the largest possible offset): write with offsets from the
     // start of the mdat body, then add the head's length to each.
     let wide = |head: u64| head.saturating_add(len) > u64::from(u32::MAX);
-    let narrow = moov(ftyp, mvhd, movie_scale, tracks, body.start, false)?;
+    let narrow = moov(buf, ftyp, mvhd, movie_scale, tracks, body.start, false)?;
     let use_wide = wide(narrow.len() as u64 + mdat_header);
     let mut out = if use_wide {
-        moov(ftyp, mvhd, movie_scale, tracks, body.start, true)?
+        moov(
+            Vec::new(),
+            ftyp,
+            mvhd,
+            movie_scale,
+            tracks,
+            body.start,
+            true,
+        )?
     } else {
         narrow
     };
@@ -227,6 +237,7 @@ fn prepare<'a>(t: &Kept<'a, '_>, movie_scale: u32) -> Result<Prepared<'a>> {
 
 /// `ftyp` and `moov`, with chunk offsets `offset - lo` (from the start of the `mdat` body).
 fn moov(
+    mut out: Vec<u8>,
     ftyp: Option<&[u8]>,
     mvhd: &[u8],
     movie_scale: u32,
@@ -246,7 +257,8 @@ fn moov(
         .collect::<Result<Vec<_>>>()?;
     // About 4 bytes per sample in stsz, 4 or 8 per chunk, a few per run of the other tables.
     let samples: usize = tracks.iter().map(|t| t.samples.len()).sum();
-    let mut out = Vec::with_capacity(4096 + samples * 12);
+    out.clear();
+    out.reserve(4096 + samples * 12);
     match ftyp {
         Some(f) => bx(&mut out, b"ftyp", |o| o.extend_from_slice(f)),
         None => bx(&mut out, b"ftyp", |o| {
@@ -292,16 +304,19 @@ fn moov(
 fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
     let table = t.col.table;
     let first_dts = table.dts.get(t.samples.start).copied().unwrap_or(0);
-    let media_time = t
-        .samples
-        .clone()
-        .map(|i| {
-            table.dts[i]
-                .saturating_sub(first_dts)
-                .saturating_add(i64::from(table.cto[i]))
-        })
-        .min()
-        .unwrap_or(0)
+    let range = t.samples.clone();
+    // The earliest presentation among the kept samples (from the first one's decode time).
+    // Decode times only go up: without negative composition offsets, none after a sample
+    // decoded at or past the earliest so far is presented before it.
+    let mut earliest = i64::MAX;
+    for (&d, &c) in table.dts[range.clone()].iter().zip(&table.cto[range]) {
+        let decoded = d.saturating_sub(first_dts);
+        if t.col.facts.cto_nonnegative && decoded >= earliest {
+            break;
+        }
+        earliest = earliest.min(decoded.saturating_add(i64::from(c)));
+    }
+    let media_time = if earliest == i64::MAX { 0 } else { earliest }
         .max(0)
         .saturating_add(t.skip);
     let skipped = MediaTime::new(t.skip, t.col.timescale)
@@ -336,99 +351,129 @@ fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
     });
 }
 
-/// Run-length pairs of a sequence.
-fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Vec<(u32, T)> {
-    let mut out: Vec<(u32, T)> = Vec::new();
+/// Appends `n` big-endian u32 values (the first `n` of `values`) in one resize: the table
+/// writers' inner loop, a copy per entry with no capacity check.
+fn put32s(o: &mut Vec<u8>, n: usize, values: impl Iterator<Item = u32>) {
+    let at = o.len();
+    o.resize(at + 4 * n, 0);
+    for (slot, v) in o[at..].chunks_exact_mut(4).zip(values) {
+        slot.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// A table of run-length entries: its entry count, then `entry(run length, value)` per run of
+/// equal values, written as the runs close (no list of them is made). Returns the values seen.
+fn runs<T: PartialEq + Copy>(
+    o: &mut Vec<u8>,
+    values: impl Iterator<Item = T>,
+    mut entry: impl FnMut(&mut Vec<u8>, u32, T),
+) -> u32 {
+    let at = o.len();
+    put32(o, 0);
+    let (mut count, mut seen) = (0u32, 0u32);
+    let mut run: Option<(u32, T)> = None;
     for v in values {
-        match out.last_mut() {
+        seen += 1;
+        match &mut run {
             Some((n, last)) if *last == v => *n += 1,
-            _ => out.push((1, v)),
+            _ => {
+                if let Some((n, last)) = run.replace((1, v)) {
+                    entry(o, n, last);
+                    count += 1;
+                }
+            }
         }
     }
-    out
+    if let Some((n, last)) = run {
+        entry(o, n, last);
+        count += 1;
+    }
+    o[at..at + 4].copy_from_slice(&count.to_be_bytes());
+    seen
 }
 
 fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, wide: bool) {
     let table = t.col.table;
     let range = t.samples.clone();
-    let count = range.len() as u32;
+    let count = range.len();
+    let (dts, cto) = (&table.dts[range.clone()], &table.cto[range.clone()]);
+    let size = &table.size[range.clone()];
+    let facts = t.col.facts;
     bx(out, b"stbl", |o| {
         bx(o, b"stsd", |o| o.extend_from_slice(stsd));
-        let durations = runs(
-            range
-                .clone()
-                .map(|i| u32::try_from(t.col.duration(i)).unwrap_or(u32::MAX)),
-        );
+        // Each sample's duration: to the next one's decode time (the last: `Column::duration`).
+        let last = u32::try_from(t.col.duration(range.end.saturating_sub(1))).unwrap_or(u32::MAX);
+        let durations = dts
+            .windows(2)
+            .map(|w| u32::try_from(w[1].saturating_sub(w[0]).max(0)).unwrap_or(u32::MAX))
+            .chain((count > 0).then_some(last));
         full(o, b"stts", 0, 0, |o| {
-            put32(o, durations.len() as u32);
-            for (n, d) in &durations {
-                put32(o, *n);
-                put32(o, *d);
-            }
+            runs(o, durations, |o, n, d| {
+                put32(o, n);
+                put32(o, d);
+            });
         });
-        if range.clone().any(|i| table.cto[i] != 0) {
-            let offsets = runs(range.clone().map(|i| table.cto[i]));
-            let version = u8::from(offsets.iter().any(|(_, c)| *c < 0));
-            full(o, b"ctts", version, 0, |o| {
-                put32(o, offsets.len() as u32);
-                for (n, c) in &offsets {
-                    put32(o, *n);
-                    put32(o, *c as u32);
-                }
+        let (shifted, negative) = cto
+            .iter()
+            .fold((false, false), |(s, n), &c| (s || c != 0, n || c < 0));
+        if shifted {
+            full(o, b"ctts", u8::from(negative), 0, |o| {
+                runs(o, cto.iter().copied(), |o, n, c| {
+                    put32(o, n);
+                    put32(o, c as u32);
+                });
             });
         }
         if t.has_stss {
-            let sync: Vec<u32> = range
-                .clone()
-                .filter(|&i| table.keyframe[i])
-                .map(|i| (i - range.start + 1) as u32)
-                .collect();
+            let sync = &facts.sync;
+            let a = sync.partition_point(|&i| i < range.start);
+            let b = sync.partition_point(|&i| i < range.end);
             full(o, b"stss", 0, 0, |o| {
-                put32(o, sync.len() as u32);
-                for s in sync {
-                    put32(o, s);
-                }
+                put32(o, (b - a) as u32);
+                let numbers = sync[a..b].iter().map(|&i| (i - range.start + 1) as u32);
+                put32s(o, b - a, numbers);
             });
         }
         full(o, b"stsz", 0, 0, |o| {
             put32(o, 0);
-            put32(o, count);
-            for i in range.clone() {
-                put32(o, table.size[i]);
-            }
+            put32(o, count as u32);
+            put32s(o, count, size.iter().copied());
         });
-        // Chunks: runs of samples that follow each other in the file.
-        let mut chunks: Vec<(u64, u32)> = Vec::new();
-        for i in range.clone() {
-            let contiguous = i > range.start
-                && table.offset[i - 1].saturating_add(u64::from(table.size[i - 1]))
-                    == table.offset[i];
-            match chunks.last_mut() {
-                Some((_, n)) if contiguous => *n += 1,
-                _ => chunks.push((table.offset[i], 1)),
-            }
-        }
-        let per_chunk = runs(chunks.iter().map(|(_, n)| *n));
+        // Chunks: runs of samples that follow each other in the file (the track's, found once,
+        // cut at the first kept sample). Their lengths, from one start to the next.
+        let (a, b) = (
+            facts.chunks.partition_point(|&i| i <= range.start),
+            facts.chunks.partition_point(|&i| i < range.end),
+        );
+        let b = b.max(a);
+        let chunk_starts =
+            || std::iter::once(range.start).chain(facts.chunks[a..b].iter().copied());
+        let mut starts = chunk_starts().chain(std::iter::once(range.end)).peekable();
+        let lengths = std::iter::from_fn(|| {
+            let a = starts.next()?;
+            let b = *starts.peek()?;
+            Some((b - a) as u32)
+        });
+        let mut first = 1u32;
+        let mut chunks = 0;
         full(o, b"stsc", 0, 0, |o| {
-            put32(o, per_chunk.len() as u32);
-            let mut first = 1u32;
-            for (n, per) in &per_chunk {
+            chunks = runs(o, lengths, |o, n, per| {
                 put32(o, first);
-                put32(o, *per);
+                put32(o, per);
                 put32(o, 1); // sample description index
                 first += n;
-            }
+            }) as usize;
         });
         let kind = if wide { b"co64" } else { b"stco" };
         full(o, kind, 0, 0, |o| {
-            put32(o, chunks.len() as u32);
-            for (offset, _) in &chunks {
-                let at = offset.saturating_sub(lo);
-                if wide {
-                    put64(o, at);
-                } else {
-                    put32(o, at as u32);
+            put32(o, chunks as u32);
+            let at = chunk_starts().map(|i| table.offset[i].saturating_sub(lo));
+            if wide {
+                for a in at {
+                    put64(o, a);
                 }
+            } else {
+                put32s(o, chunks, at.map(|a| a as u32));
             }
         });
     });
