@@ -91,6 +91,31 @@ fn recorded_with(
     segment: u64,
     more: impl FnOnce(&mut server::Config),
 ) -> Recorded {
+    let (server, library) = recording_server(name, format, segment, more);
+    let publisher = common::live::ffmpeg_publish(
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+        "mpegts",
+        &[],
+        &server.url(&format!("/live/{name}")),
+    );
+    wait_for_within(&server, name, "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    Recorded {
+        server,
+        _publisher: publisher,
+        _library: library,
+    }
+}
+
+/// A server whose ring holds 2 s and that records `name` into a library of its own.
+fn recording_server(
+    name: &str,
+    format: server::record::Format,
+    segment: u64,
+    more: impl FnOnce(&mut server::Config),
+) -> (common::TestServer, tempfile::TempDir) {
     let library = tempfile::tempdir().unwrap();
     let mut config = server::Config::default();
     config.live.ring.max_age = Duration::from_secs(2);
@@ -109,21 +134,7 @@ fn recorded_with(
     }];
     let server =
         common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    let publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &server.url(&format!("/live/{name}")),
-    );
-    wait_for_within(&server, name, "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
-    });
-    Recorded {
-        server,
-        _publisher: publisher,
-        _library: library,
-    }
+    (server, library)
 }
 
 #[test]
@@ -364,23 +375,7 @@ fn an_flv_viewer_of_a_ts_source_rewinds_before_its_own_output_began_from_the_ts_
 
 #[test]
 fn an_flv_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() {
-    let library = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    config.live.ring.max_age = Duration::from_secs(2);
-    config.record = vec![server::record::Rule {
-        streams: "rtmpback".into(),
-        dir: library.path().join("rec"),
-        id_prefix: "rec".into(),
-        format: server::record::Format::Ts,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(3),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-        upload: None,
-    }];
-    let s =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let (s, _library) = recording_server("rtmpback", server::record::Format::Ts, 3, |_| {});
     let _publisher = common::live::rtmp_publisher(
         &s,
         "/live/rtmpback",
