@@ -1,11 +1,17 @@
 //! FLV/RTMP audio and video message bodies → CMAF init segments and fragments (the fMP4 outputs
 //! of a live stream). Input: records of [kind, ms (4 bytes), len (2 bytes), body], as for
-//! `flv_to_ts`. Checks that every fragment's head declares exactly the bytes that follow it.
+//! `flv_to_ts`. Checks that every fragment's head declares exactly the bytes that follow it and
+//! reads back ([`fragment_runs`]) with as many samples; the input itself, read as a fragment unit
+//! (`read_prft`, `fragment_runs`), never panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use media::cmaf::{Event, Fragmenter};
+use media::cmaf::{fragment_runs, read_prft, Event, Fragmenter};
 
 fuzz_target!(|data: &[u8]| {
+    if let Some((_, at)) = read_prft(data) {
+        let _ = fragment_runs(&data[at..]);
+    }
+    let _ = fragment_runs(data);
     let mut f = Fragmenter::<usize>::default();
     let mut out = Vec::new();
     let mut rest = data;
@@ -26,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
                 let n = head.len();
                 let mdat = u32::from_be_bytes([head[n - 8], head[n - 7], head[n - 6], head[n - 5]]);
                 assert_eq!(mdat as usize, 8 + data.iter().sum::<usize>());
+                let runs = fragment_runs(&head).expect("a fragment head reads back");
+                let samples: u32 = runs.iter().flatten().map(|r| r.1).sum();
+                assert_eq!(samples as usize, data.len());
             }
         }
         rest = after;

@@ -133,6 +133,13 @@ impl MediaOutputs {
         }
     }
 
+    /// The stream's tracks as its fMP4 output has them: what an `.mp4` DVR viewer's own
+    /// fragmenter starts with ([`crate::rewind`]).
+    pub fn tracks(&self) -> (Option<cmaf::VideoTrack>, Option<cmaf::AudioTrack>) {
+        let (v, a) = self.fragmenter.tracks();
+        (v.cloned(), a.cloned())
+    }
+
     /// Each configured track's own init segment and description (video, audio), for DASH.
     fn track_inits(&self) -> [Option<TrackInit>; 2] {
         let (video, audio) = self.fragmenter.tracks();

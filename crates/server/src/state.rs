@@ -143,7 +143,12 @@ impl State {
             let state = self.clone();
             start.more = Some(crate::live::dvr::Resume {
                 stream: stream.clone(),
-                output: crate::live::dvr::recorded_as(output),
+                // A converting viewer reads the TS recording.
+                output: if start.convert {
+                    crate::live::Output::Ts
+                } else {
+                    output
+                },
                 library: Box::new(move || state.library()),
             });
         }

@@ -192,7 +192,6 @@ fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
     let live = Viewer::start(s.addr, "/live/cmaf.mp4", Reading::Fast);
     let back = Viewer::start(s.addr, "/live/cmaf.mp4?t=-9", Reading::Fast);
     // A fragment per video frame (25 a second) and per audio run: 11 s and more.
-    let moofs = |b: &[u8]| b.windows(4).filter(|w| w == b"moof").count();
     live.wait_body("a second of fragments live", |b| moofs(b) >= 50);
     back.wait_body("11 s of fragments from 9 s back", |b| {
         moofs(b) >= 11 * 25 * 2
@@ -314,18 +313,41 @@ fn packet_times(file: &str, stream: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Fragments in an fMP4 body so far: one per video frame.
+fn moofs(b: &[u8]) -> usize {
+    b.windows(4).filter(|w| w == b"moof").count()
+}
+
 /// A live `.flv` viewer and one asking for `?t=-{back}`: the rewound one starts at a keyframe
 /// about `back` s behind the live viewer's first, and every video frame and audio frame follows
 /// with no gap and no repeat, for `secs` seconds: through its own conversion of the TS (from
 /// the recording or the TS ring) and on into the FLV ring.
 #[track_caller]
 fn assert_flv_rewinds(addr: std::net::SocketAddr, name: &str, back: f64, secs: f64) {
-    let live = Viewer::start(addr, &format!("/live/{name}.flv"), Reading::Fast);
-    let rewound = Viewer::start(addr, &format!("/live/{name}.flv?t=-{back}"), Reading::Fast);
-    live.wait_body("a second of video live", |b| flv_video_tags(b) >= 25);
+    assert_converted_rewinds(addr, name, "flv", back, secs);
+}
+
+/// [`assert_flv_rewinds`] for the viewer's format `ext` (`flv`, or `mp4`: TS converted to
+/// fragments, then the fMP4 ring).
+#[track_caller]
+fn assert_converted_rewinds(
+    addr: std::net::SocketAddr,
+    name: &str,
+    ext: &str,
+    back: f64,
+    secs: f64,
+) {
+    let live = Viewer::start(addr, &format!("/live/{name}.{ext}"), Reading::Fast);
+    let rewound = Viewer::start(
+        addr,
+        &format!("/live/{name}.{ext}?t=-{back}"),
+        Reading::Fast,
+    );
+    let frames_in = if ext == "flv" { flv_video_tags } else { moofs };
+    live.wait_body("a second of video live", |b| frames_in(b) >= 25);
     // 25 frames a second.
     let frames = (secs * 25.0) as usize;
-    rewound.wait_body("the rewound part and on", |b| flv_video_tags(b) >= frames);
+    rewound.wait_body("the rewound part and on", |b| frames_in(b) >= frames);
     let dir = tempfile::tempdir().unwrap();
     let save = |file: &str, v: &Viewer| {
         let (resp, body, _) = v.response();
@@ -334,7 +356,10 @@ fn assert_flv_rewinds(addr: std::net::SocketAddr, name: &str, back: f64, secs: f
         std::fs::write(&path, body).unwrap();
         path.to_str().unwrap().to_string()
     };
-    let (live, back_file) = (save("live.flv", &live), save("back.flv", &rewound));
+    let (live, back_file) = (
+        save(&format!("live.{ext}"), &live),
+        save(&format!("back.{ext}"), &rewound),
+    );
     let rewound = common::ffprobe_frames(&back_file);
     let live = common::ffprobe_frames(&live);
     assert!(rewound[0].1, "starts on a keyframe");
@@ -386,4 +411,37 @@ fn an_flv_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() 
         d["session_uptime_seconds"].as_f64() >= Some(12.0)
     });
     assert_flv_rewinds(s.addr, "rtmpback", 9.0, 12.0);
+}
+
+#[test]
+fn an_mp4_viewer_rewinds_past_the_ring_into_a_ts_recording_and_plays_on_into_the_mp4_ring() {
+    let r = recorded("mp4back", server::record::Format::Ts, 3);
+    // Nobody watched `.mp4` before: the fMP4 output begins with these viewers; 9 s back is only
+    // in the TS recording (the rings hold 2 s).
+    assert_converted_rewinds(r.server.addr, "mp4back", "mp4", 9.0, 12.0);
+}
+
+#[test]
+fn an_mp4_viewer_of_a_ts_source_rewinds_before_its_own_output_began_from_the_ts_ring() {
+    let s = server(|c| c.ring.max_age = Duration::from_secs(30));
+    let _publisher = ts_publisher(&s.url("/live/mp4ring"), None);
+    wait_for_within(&s, "mp4ring", "7 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(7.0)
+    });
+    assert_converted_rewinds(s.addr, "mp4ring", "mp4", 5.0, 7.0);
+}
+
+#[test]
+fn an_mp4_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() {
+    let (s, _library) = recording_server("rtmpmp4", server::record::Format::Ts, 3, |_| {});
+    let _publisher = common::live::rtmp_publisher(
+        &s,
+        "/live/rtmpmp4",
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+    );
+    wait_for_within(&s, "rtmpmp4", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    assert_converted_rewinds(s.addr, "rtmpmp4", "mp4", 9.0, 12.0);
 }

@@ -4,6 +4,7 @@
 //! there.
 
 use super::boxes::{bx, full, u32, u64};
+use super::{AUDIO_TRACK, VIDEO_TRACK};
 use crate::error::{Error, Result};
 
 /// One sample of a run.
@@ -101,4 +102,57 @@ pub fn prft(track_id: u32, ntp_time: u64, media_time: u64) -> Vec<u8> {
         u64(o, media_time);
     });
     o
+}
+
+/// A fragment unit that begins with a [`prft`] (as the live wing writes them): the `prft`'s
+/// media time, and where the `moof` after it begins. `None`: no such `prft` at its start.
+pub fn read_prft(unit: &[u8]) -> Option<(u64, usize)> {
+    let size = usize::try_from(u32::from_be_bytes(unit.get(..4)?.try_into().ok()?)).ok()?;
+    if unit.get(4..8)? != b"prft" || *unit.get(8)? != 1 || size < 32 || size > unit.len() {
+        return None;
+    }
+    let time = u64::from_be_bytes(unit.get(24..32)?.try_into().ok()?);
+    Some((time, size))
+}
+
+/// What a fragment head's runs hold, per track (video, audio): the decode time of the first
+/// sample (`tfdt`) and the number of samples; `None` for a track with no run. Two conversions of
+/// a stream that agree here carry the same frames, whatever their bytes (an RTMP publisher's
+/// frames hold NAL units its MPEG-TS does not).
+pub fn fragment_runs(head: &[u8]) -> Result<[Option<(u64, u32)>; 2]> {
+    use crate::mp4::{child, full_box, next_box};
+    let not = || Error::malformed("cmaf fragment", "no moof");
+    let mut r = crate::read::Reader::new(head, 0, "cmaf fragment");
+    let moof = match next_box(&mut r, true)? {
+        Some(b) if &b.kind == b"moof" => b.body,
+        _ => return Err(not()),
+    };
+    let mut runs = [None, None];
+    let mut m = moof;
+    while let Some(traf) = next_box(&mut m, false)? {
+        if &traf.kind != b"traf" {
+            continue;
+        }
+        let (Some(mut tfhd), Some(mut tfdt), Some(mut trun)) = (
+            child(&traf.body, b"tfhd")?,
+            child(&traf.body, b"tfdt")?,
+            child(&traf.body, b"trun")?,
+        ) else {
+            return Err(Error::malformed("cmaf fragment", "a traf without its runs"));
+        };
+        full_box(&mut tfhd)?;
+        let track = tfhd.u32()?;
+        let time = match full_box(&mut tfdt)?.0 {
+            1 => tfdt.u64()?,
+            _ => u64::from(tfdt.u32()?),
+        };
+        full_box(&mut trun)?;
+        let count = trun.u32()?;
+        match track {
+            VIDEO_TRACK => runs[0] = Some((time, count)),
+            AUDIO_TRACK => runs[1] = Some((time, count)),
+            _ => {}
+        }
+    }
+    Ok(runs)
 }

@@ -432,3 +432,79 @@ fn assert_decodes_without_errors(path: &std::path::Path) {
         "{errors}"
     );
 }
+
+#[test]
+fn a_prft_written_before_a_fragment_reads_back_with_where_the_moof_begins() {
+    let head = super::fragment_head(
+        7,
+        &[super::Run {
+            track_id: super::VIDEO_TRACK,
+            base_time: 1234,
+            samples: &[super::Sample {
+                duration: 40,
+                size: 10,
+                keyframe: true,
+                cto: 0,
+            }],
+        }],
+    )
+    .unwrap();
+    let mut unit = super::prft(super::VIDEO_TRACK, 5 << 32, 1234);
+    let at = unit.len();
+    unit.extend_from_slice(&head);
+    assert_eq!(super::read_prft(&unit), Some((1234, at)));
+    assert_eq!(&unit[at + 4..at + 8], b"moof");
+    // Cut short, another box, or nothing: not a prft.
+    assert_eq!(super::read_prft(&unit[..31]), None);
+    assert_eq!(super::read_prft(&head), None);
+    assert_eq!(super::read_prft(&[]), None);
+}
+
+#[test]
+fn a_fragment_heads_runs_read_back_per_track() {
+    let sample = super::Sample {
+        duration: 21,
+        size: 9,
+        keyframe: true,
+        cto: 0,
+    };
+    let head = super::fragment_head(
+        3,
+        &[
+            super::Run {
+                track_id: super::VIDEO_TRACK,
+                base_time: 1 << 33,
+                samples: &[sample],
+            },
+            super::Run {
+                track_id: super::AUDIO_TRACK,
+                base_time: 990,
+                samples: &[sample, sample, sample],
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        super::fragment_runs(&head).unwrap(),
+        [Some((1 << 33, 1)), Some((990, 3))]
+    );
+    let audio_only = super::fragment_head(
+        4,
+        &[super::Run {
+            track_id: super::AUDIO_TRACK,
+            base_time: 5,
+            samples: &[sample],
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        super::fragment_runs(&audio_only).unwrap(),
+        [None, Some((5, 1))]
+    );
+    // Cut anywhere, or not a moof: an error, never a panic.
+    for n in 0..head.len() - 8 {
+        let _ = super::fragment_runs(&head[..n]);
+    }
+    assert!(super::fragment_runs(&head[..40]).is_err());
+    assert!(super::fragment_runs(b"\0\0\0\x08free").is_err());
+}

@@ -58,3 +58,25 @@ fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_title_held_in_memory_is_packaged_as_it_loads_and_a_mapped_one_on_first_use() {
+    let dir = std::env::temp_dir().join(format!(
+        "zc-lib-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let movie = include_bytes!("../../../../demo/faststart.mp4");
+    std::fs::write(dir.join("a.mp4"), movie).unwrap();
+    std::fs::write(dir.join("b.mp4"), movie).unwrap();
+    // The budget holds the first title only.
+    let lib = Library::load(&dir, movie.len() as u64, |_| {}).unwrap();
+    let (held, mapped) = (lib.get("a.mp4").unwrap(), lib.get("b.mp4").unwrap());
+    assert!(held.cached && !mapped.cached);
+    assert!(held.package_memory() > 0, "its movie is parsed at load");
+    assert_eq!(mapped.package_memory(), 0, "not before it is asked for");
+    assert!(mapped.package().is_ok());
+    assert!(mapped.package_memory() > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -5,10 +5,12 @@
 //! (`live.window_secs`); further back, from the stream's recording (`.ts` of a TS recording,
 //! `.mp4` of an fMP4 one; its first bytes are the PAT and PMT or the init segment): its
 //! files from that keyframe on to the newest keyframe both hold, then the ring from there
-//! (`live::record::checkpoints`). An `.flv` viewer (no recording is FLV) is sent a TS
-//! recording and then the TS ring converted to FLV tags on its own until the FLV ring goes on
-//! with what comes next (`live::rewind`, rewind.rs). Past what either holds: 416, with the
-//! window in the message; a time not before the live edge: 400.
+//! (`live::record::checkpoints`). An `.flv` viewer (no recording is FLV), and an `.mp4` one of
+//! a stream not recorded as fMP4, is sent the TS recording and then the TS ring converted to its
+//! format on its own until its ring goes on with what comes next (`live::rewind`, rewind.rs):
+//! a TS source's FLV and fMP4 outputs begin with their first viewer, so the TS ring also reaches
+//! further back than theirs. Past what either holds: 416, with the window in the message; a
+//! time not before the live edge: 400.
 
 use super::{Live, Output, Stream};
 use crate::error::Error;
@@ -26,18 +28,19 @@ pub(crate) struct Start {
     /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
     /// the prefix is sent (see [`resume`]).
     pub more: Option<Resume>,
-    /// An `.flv` viewer that starts in a TS recording: `prefix` is TS and `seq` a unit of the
-    /// TS ring, to be converted to FLV (rewind.rs).
-    pub to_flv: bool,
+    /// An `.flv` or `.mp4` viewer that starts in the TS recording or ring: `prefix` is TS and
+    /// `seq` a unit of the TS ring, to be converted to its format (rewind.rs).
+    pub convert: bool,
 }
 
-/// The output whose recording and ring a DVR viewer of `output` rewinds into: its own, or TS for
-/// `.flv` (converted, rewind.rs).
-pub(crate) fn recorded_as(output: Output) -> Output {
-    if output == Output::Flv {
-        Output::Ts
-    } else {
-        output
+/// The output whose recording and ring a DVR viewer of `output` rewinds into, the stream being
+/// recorded as `recorded`: its own, or TS (converted, rewind.rs) for `.flv`, and for `.mp4`
+/// unless the recording is fMP4.
+fn recorded_as(output: Output, recorded: Option<Output>) -> Output {
+    match output {
+        Output::Flv => Output::Ts,
+        Output::Mp4 if recorded != Some(Output::Mp4) => Output::Ts,
+        _ => output,
     }
 }
 
@@ -75,6 +78,12 @@ pub(crate) fn start(
 ) -> Result<Start, Error> {
     let now = live.now();
     let (at, back) = when(stream, live, t, now)?;
+    let format = stream
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|(o, _)| *o);
     let inner = stream.read();
     if let Some(seq) = at.and_then(|at| inner.ring(output)?.keyframe_at(at)) {
         return Ok(Start {
@@ -82,15 +91,15 @@ pub(crate) fn start(
             ..Start::default()
         });
     }
-    let to_flv = output == Output::Flv;
-    let output = recorded_as(output);
+    let convert = recorded_as(output, format) != output;
+    let output = recorded_as(output, format);
     let ring = inner.ring(output);
-    // `.flv`: its ring did not reach back (a TS source's FLV output begins with its first FLV
+    // Its own ring did not reach back (a TS source's FLV and fMP4 outputs begin with their first
     // viewer), the TS ring may.
-    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)).filter(|_| to_flv) {
+    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)).filter(|_| convert) {
         return Ok(Start {
             seq,
-            to_flv,
+            convert,
             ..Start::default()
         });
     }
@@ -121,7 +130,7 @@ pub(crate) fn start(
         seq,
         prefix,
         more: None,
-        to_flv,
+        convert,
     })
 }
 
@@ -155,7 +164,7 @@ pub(crate) fn resume(
         seq,
         prefix,
         more: None,
-        to_flv: false,
+        convert: false,
     })
 }
 

@@ -111,8 +111,8 @@ pub(crate) async fn follow(
     // The control API's "drop viewers".
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
-    if let Some(start) = start.take_if(|s| s.to_flv) {
-        // An `.flv` DVR viewer before its ring: converted TS first (rewind.rs).
+    if let Some(start) = start.take_if(|s| s.convert) {
+        // An `.flv` or `.mp4` DVR viewer before its ring: converted TS first (rewind.rs).
         let mut to = Socket {
             sock: &mut *sock,
             chunked,
@@ -124,6 +124,7 @@ pub(crate) async fn follow(
         let caught = Box::pin(rewind::catch_up(
             &stream,
             live,
+            output,
             start,
             &mut to,
             &mut drops,

@@ -118,8 +118,8 @@ async fn feed(
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
-    if let Some(start) = start.take_if(|s| s.to_flv) {
-        // An `.flv` DVR viewer before its ring: converted TS first (rewind.rs).
+    if let Some(start) = start.take_if(|s| s.convert) {
+        // An `.flv` or `.mp4` DVR viewer before its ring: converted TS first (rewind.rs).
         let mut to = Body {
             tx: &tx,
             live: &live,
@@ -128,6 +128,7 @@ async fn feed(
         let caught = Box::pin(super::rewind::catch_up(
             &stream,
             &live,
+            output,
             start,
             &mut to,
             &mut drops,

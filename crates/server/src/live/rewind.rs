@@ -1,14 +1,14 @@
-//! The shell of an `.flv` DVR viewer that rewinds past the FLV ring (`live::rewind`): it is sent
-//! the TS recording's stretch (and the next ones while the TS ring no longer holds where they
-//! end, as a `.ts` DVR viewer is), then the TS ring, each converted to FLV tags on the stream's
-//! FLV clock, until the FLV ring goes on with exactly what comes next. The caller then follows
-//! the FLV ring from that unit (`live::Viewer::after`) like any viewer; over HTTP/1.1
-//! (follow.rs) and HTTP/2 (frames.rs), each with its own way to send.
+//! The shell of an `.flv` or `.mp4` DVR viewer that rewinds past its ring into TS
+//! (`live::rewind`): it is sent the TS recording's stretch (and the next ones while the TS ring
+//! no longer holds where they end, as a `.ts` DVR viewer is), then the TS ring, each converted to
+//! its format on the stream's FLV clock, until its ring goes on with exactly what comes next. The
+//! caller then follows that ring from that unit (`live::Viewer::after`) like any viewer; over
+//! HTTP/1.1 (follow.rs) and HTTP/2 (frames.rs), each with its own way to send.
 
 use super::dvr::Start;
 use super::{Live, Output, Stream};
 use bytes::Bytes;
-use live::rewind::FlvRewind;
+use live::rewind::{FlvRewind, Mp4Rewind, Rewind};
 use live::{Step, Viewer};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -22,20 +22,21 @@ pub(crate) trait Sink {
     fn gone(&mut self) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// How an FLV DVR viewer's catch-up ended.
+/// How a converting DVR viewer's catch-up ended.
 pub(crate) enum Caught {
-    /// Go on in the FLV ring at this unit.
+    /// Go on in the viewer's ring at this unit.
     Up(u64),
     /// The viewer is done: the stream ended, it was dropped or fell behind too often, the
     /// server stops, or a write failed.
     Done,
 }
 
-/// Sends `start` (TS: the recording's bytes, then the TS ring from `start.seq`) converted to FLV
-/// tags through `send` (`false`: the viewer is gone), until the FLV ring can take over.
+/// Sends `start` (TS: the recording's bytes, then the TS ring from `start.seq`) converted to
+/// `output` (FLV or fMP4) through `to`, until the ring of `output` can take over.
 pub(crate) async fn catch_up(
     stream: &Arc<Stream>,
     live: &Live,
+    output: Output,
     mut start: Start,
     to: &mut impl Sink,
     drops: &mut watch::Receiver<u64>,
@@ -44,10 +45,15 @@ pub(crate) async fn catch_up(
     let Some(clock) = clock(stream, live, drops, shutdown).await else {
         return Caught::Done;
     };
-    let mut rewind = FlvRewind::new(clock);
-    let index = |r: &mut FlvRewind| {
-        if let Some(flv) = stream.read().ring(Output::Flv) {
-            r.index(flv);
+    let mut rewind = if output == Output::Mp4 {
+        let tracks = stream.read().media.as_ref().map(|m| m.tracks());
+        Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
+    } else {
+        Rewind::Flv(Box::new(FlvRewind::new(clock)))
+    };
+    let index = |r: &mut Rewind| {
+        if let Some(ring) = stream.read().ring(output) {
+            r.index(ring);
         }
     };
     // The recording, a stretch at a time.
@@ -62,7 +68,7 @@ pub(crate) async fn catch_up(
                 return Caught::Done;
             }
             if let Some(seq) = joined {
-                tracing::debug!(stream = %stream.name, seq, "FLV DVR viewer joined the FLV ring");
+                tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
                 return Caught::Up(seq);
             }
         }
@@ -94,8 +100,8 @@ pub(crate) async fn catch_up(
         let now = live.now();
         let (step, ended) = {
             let inner = stream.read();
-            if let Some(flv) = inner.ring(Output::Flv) {
-                rewind.index(flv);
+            if let Some(ring) = inner.ring(output) {
+                rewind.index(ring);
             }
             (
                 ts.step(&inner.ring, now, &policy),
@@ -117,7 +123,7 @@ pub(crate) async fn catch_up(
                     return Caught::Done;
                 }
                 if let Some(seq) = joined {
-                    tracing::debug!(stream = %stream.name, seq, "FLV DVR viewer joined the FLV ring");
+                    tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
                     return Caught::Up(seq);
                 }
             }
@@ -141,8 +147,9 @@ pub(crate) async fn catch_up(
     }
 }
 
-/// The stream's FLV clock; a TS source's FLV output begins with its first FLV viewer (this one,
-/// maybe), and has a clock once its first frame is converted. `None`: none came within the
+/// The stream's FLV clock (fMP4 is made from the FLV tags, on the same clock); a TS source's FLV
+/// output begins with its first FLV or fMP4 viewer (this one, maybe), and has a clock once its
+/// first frame is converted. `None`: none came within the
 /// stall timeout, or the viewer is done.
 async fn clock(
     stream: &Stream,

@@ -1,9 +1,6 @@
-//! An `.flv` DVR viewer that rewinds past its ring, sans-I/O. Recordings are MPEG-TS (or fMP4),
-//! never FLV, so such a viewer converts the TS it is sent (the recording from a keyframe, then
-//! the TS ring) to FLV tags itself, with a [`FromTs`] started on the clock of the stream's own
-//! conversion ([`Clock`]): every frame gets the timestamp and body the FLV ring gave it. As soon
-//! as the FLV ring holds what comes next, the viewer leaves its conversion and goes on in the
-//! ring ([`crate::Viewer::after`]): the per-viewer work lasts as long as the rewound part.
+//! An `.flv` DVR viewer's conversion (see the module above): with a [`FromTs`] started on the
+//! clock of the stream's own conversion ([`Clock`]), every frame gets the timestamp and body the
+//! FLV ring gave it.
 //!
 //! Where it joins: right after the ring's unit of the last video tag it sent (the same time, both
 //! keyframes or neither; the stream's clock never repeats a time, as it runs on across publisher
@@ -17,21 +14,11 @@
 //! Until it joins (a publisher reconnect restarted the stream's clock, a stream without video),
 //! the viewer simply goes on converting.
 
+use super::{Packets, INDEXED, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
 use media::flv::{wire, Clock, FromTs, Tag};
-use media::ts::PACKET;
 use std::collections::VecDeque;
-
-/// The most FLV ring units indexed (the newest): about a minute of a stream's tags. A viewer
-/// further behind the live edge than that cannot join yet; one that reads faster than real time
-/// gets there, one that reads in real time stays that far behind and converts on (its output
-/// is the same).
-const INDEXED: usize = 4096;
-
-/// How far before the last video tag sent the join looks for it in the index (ms): tags are in
-/// time order within this (audio and video interleave by less).
-const LOOK_BACK_MS: u32 = 10_000;
 
 /// One FLV ring unit, as far as the join needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +48,7 @@ fn tag_time(tag: &[u8]) -> Option<(bool, u32)> {
 #[derive(Debug)]
 pub struct FlvRewind {
     conv: FromTs,
-    /// The start of a packet cut off at the end of the bytes last fed.
-    rest: Vec<u8>,
+    packets: Packets,
     tags: Vec<Tag>,
     /// The newest video tag sent (time, keyframe) and audio tag's time (sequence headers are
     /// not ring units).
@@ -79,7 +65,7 @@ impl FlvRewind {
     pub fn new(clock: Clock) -> Self {
         FlvRewind {
             conv: FromTs::on_clock(clock),
-            rest: Vec::new(),
+            packets: Packets::default(),
             tags: Vec::new(),
             last_video: None,
             last_audio: None,
@@ -120,33 +106,17 @@ impl FlvRewind {
     /// The next bytes fed start at a packet boundary (a new stretch of the recording, or the TS
     /// ring): a packet cut short before them is dropped.
     pub fn realign(&mut self) {
-        self.rest.clear();
+        self.packets.realign();
     }
 
     /// Converts TS bytes (cut anywhere) to FLV tags, appended to `out` as wire tags. Returns the
     /// FLV ring unit to go on at once the ring (as indexed) holds exactly what was not sent: the
     /// rest of `ts` is not needed then, and this conversion is done.
-    pub fn feed(&mut self, mut ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        if !self.rest.is_empty() {
-            let n = (PACKET - self.rest.len()).min(ts.len());
-            self.rest.extend_from_slice(&ts[..n]);
-            ts = &ts[n..];
-            if self.rest.len() < PACKET {
-                return None;
-            }
-            let packet = std::mem::take(&mut self.rest);
-            if let Some(seq) = self.packet(&packet, out) {
-                return Some(seq);
-            }
-        }
-        let mut packets = ts.chunks_exact(PACKET);
-        for p in packets.by_ref() {
-            if let Some(seq) = self.packet(p, out) {
-                return Some(seq);
-            }
-        }
-        self.rest.extend_from_slice(packets.remainder());
-        None
+    pub fn feed(&mut self, ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
+        let mut packets = std::mem::take(&mut self.packets);
+        let joined = packets.feed(ts, |p| self.packet(p, out));
+        self.packets = packets;
+        joined
     }
 
     /// One packet: its tags out, then the join, checked after each video frame.
@@ -193,6 +163,7 @@ impl FlvRewind {
 mod tests {
     use super::*;
     use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
+    use media::ts::PACKET;
     use std::time::Duration;
 
     const LIMITS: Limits = Limits {

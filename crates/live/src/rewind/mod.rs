@@ -1,0 +1,105 @@
+//! A DVR viewer that rewinds into a recording or ring of another format than its own, sans-I/O.
+//! Recordings are MPEG-TS or fMP4, never FLV, and a TS source's FLV and fMP4 outputs begin with
+//! their first viewer, so an `.flv` viewer (or an `.mp4` one of a stream recorded as TS) that
+//! rewinds past its own ring converts the TS it is sent (the recording from a keyframe, then the
+//! TS ring) itself, timed on the clock of the stream's own conversion: every frame gets the
+//! timestamp (and, from a TS source, the bytes) its output's ring gave it. As soon as that ring
+//! holds exactly what comes next, the viewer leaves its conversion and goes on in the ring
+//! ([`crate::Viewer::after`]): the per-viewer work lasts as long as the rewound part.
+//!
+//! [`FlvRewind`] (flv.rs) joins the FLV ring after the same video tag; [`Mp4Rewind`] (mp4.rs)
+//! makes fragments of those tags as the stream does and joins the fMP4 ring after the same
+//! fragment.
+
+mod flv;
+mod mp4;
+
+pub use flv::FlvRewind;
+pub use mp4::Mp4Rewind;
+
+use bytes::Bytes;
+use media::ts::PACKET;
+
+/// The most ring units indexed (the newest): about a minute of a stream's FLV tags or fMP4
+/// fragments. A viewer further behind the live edge than that cannot join yet; one that reads
+/// faster than real time gets there, one that reads in real time stays that far behind and
+/// converts on (its output is the same).
+const INDEXED: usize = 4096;
+
+/// How far before the last frame sent the join looks for it in the index (ms): units are in
+/// time order within this (audio and video interleave by less).
+const LOOK_BACK_MS: u32 = 10_000;
+
+/// A DVR viewer's conversion, to the format of the ring it joins.
+#[derive(Debug)]
+pub enum Rewind {
+    Flv(Box<FlvRewind>),
+    Mp4(Box<Mp4Rewind>),
+}
+
+impl Rewind {
+    /// Notes the ring's units not seen before (the FLV ring, or the fMP4 one: the ring of the
+    /// viewer's own output); cheap under the stream's read lock: only the new ones are read.
+    pub fn index(&mut self, ring: &crate::ring::Ring) {
+        match self {
+            Rewind::Flv(r) => r.index(ring),
+            Rewind::Mp4(r) => r.index(ring),
+        }
+    }
+
+    /// The next bytes fed start at a packet boundary (a new stretch of the recording, or the TS
+    /// ring): a packet cut short before them is dropped.
+    pub fn realign(&mut self) {
+        match self {
+            Rewind::Flv(r) => r.realign(),
+            Rewind::Mp4(r) => r.realign(),
+        }
+    }
+
+    /// Converts TS bytes (cut anywhere), appending the output's bytes to `out`. Returns the ring
+    /// unit to go on at once the ring (as indexed) holds exactly what was not sent: the rest of
+    /// `ts` is not needed then, and this conversion is done.
+    pub fn feed(&mut self, ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
+        match self {
+            Rewind::Flv(r) => r.feed(ts, out),
+            Rewind::Mp4(r) => r.feed(ts, out),
+        }
+    }
+}
+
+/// TS bytes cut anywhere, as whole packets.
+#[derive(Debug, Default)]
+struct Packets {
+    /// The start of a packet cut off at the end of the bytes last fed.
+    rest: Vec<u8>,
+}
+
+impl Packets {
+    fn realign(&mut self) {
+        self.rest.clear();
+    }
+
+    /// Hands each whole packet of what was fed so far to `each`, until one returns `Some`.
+    fn feed(&mut self, mut ts: &[u8], mut each: impl FnMut(&[u8]) -> Option<u64>) -> Option<u64> {
+        if !self.rest.is_empty() {
+            let n = (PACKET - self.rest.len()).min(ts.len());
+            self.rest.extend_from_slice(&ts[..n]);
+            ts = &ts[n..];
+            if self.rest.len() < PACKET {
+                return None;
+            }
+            let packet = std::mem::take(&mut self.rest);
+            if let Some(seq) = each(&packet) {
+                return Some(seq);
+            }
+        }
+        let mut packets = ts.chunks_exact(PACKET);
+        for p in packets.by_ref() {
+            if let Some(seq) = each(p) {
+                return Some(seq);
+            }
+        }
+        self.rest.extend_from_slice(packets.remainder());
+        None
+    }
+}
