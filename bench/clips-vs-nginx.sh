@@ -8,6 +8,7 @@
 #      random HLS segments (zerocast) and plain ranges of the segments' size (zerocast).
 #
 #   bench/clips-vs-nginx.sh            # DUR=10 ROUNDS=3 CONNS=4
+#   SHMEM_THP=advise bench/clips-vs-nginx.sh   # titles in 2 MiB pages (bench/lib.sh shmem_set)
 #
 # Installs nginx, wrk and ffmpeg from Debian when missing; makes bench/media/ (bench/lib.sh); builds
 # zerocast in release mode; stops what it started by PID; prints a table and keeps the raw outputs
@@ -31,13 +32,18 @@ LEN=$(stat -c %s bench/media/big.mp4)
 SECS=$(ffprobe -v error -show_entries format=duration -of csv=p=0 bench/media/big.mp4 | cut -d. -f1)
 
 PIDS_TO_STOP=()
-cleanup() { for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS_TO_STOP[@]}"; do kill "$p" 2>/dev/null || true; done
+  shmem_restore > /dev/null
+}
 trap cleanup EXIT
 
+shmem_set
 target/release/zerocast serve --library bench/media --rtmp-listen off --listen "127.0.0.1:$ZPORT" 2> "$OUT/zerocast.log" &
 ZPID=$!
 PIDS_TO_STOP+=("$ZPID")
 until grep -q "listening" "$OUT/zerocast.log"; do kill -0 $ZPID || exit 1; sleep 0.1; done
+shmem_restore | tee -a "$OUT/env.txt"
 NDIR=$(mktemp -d)
 sed -e "s|@MEDIA@|$PWD/bench/media|" -e "s|@PORT@|$NPORT|" -e "s|@DIR@|$NDIR|" -e "s|@WORKERS@|$(nproc)|" \
   -e "s|@SSL@||" -e "s|@TLS@||" -e 's|alias \(.*\);|alias \1; mp4; mp4_max_buffer_size 64m;|' \

@@ -32,6 +32,23 @@ machine_report() {
   echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores"
   echo "# tcp_wmem: $(cat /proc/sys/net/ipv4/tcp_wmem)  tcp_rmem: $(cat /proc/sys/net/ipv4/tcp_rmem)  congestion: $(cat /proc/sys/net/ipv4/tcp_congestion_control)"
   echo "# somaxconn: $(cat /proc/sys/net/core/somaxconn)  ulimit -n: $(ulimit -n)"
+  echo "# shmem_enabled (huge pages for titles held in memory): $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null)"
+}
+
+# SHMEM_THP=advise|never: the shmem_enabled mode zerocast's titles are loaded under (they ask
+# for huge pages; `advise` gives them, `never` does not), set before the server starts and put
+# back by shmem_restore once it has loaded; unset: the machine's own.
+SHMEM_WAS=""
+shmem_set() {
+  local f=/sys/kernel/mm/transparent_hugepage/shmem_enabled
+  [ -n "${SHMEM_THP:-}" ] || return 0
+  SHMEM_WAS=$(sed 's/.*\[\(.*\)\].*/\1/' "$f")
+  echo "$SHMEM_THP" > "$f"
+}
+shmem_restore() {
+  [ -n "$SHMEM_WAS" ] && echo "$SHMEM_WAS" > /sys/kernel/mm/transparent_hugepage/shmem_enabled
+  SHMEM_WAS=""
+  grep -E "^Shmem(HugePages)?:" /proc/meminfo | tr -s ' ' | tr '\n' ' '; echo
 }
 
 # wrk_run OUTFILE CONNS THREADS URL PATH SIZE LEN DURATION PIDS... -> appends "user_ticks sys_ticks rss_kib" to OUTFILE.cpu

@@ -38,6 +38,7 @@ mod record_metrics;
 pub mod reload;
 mod response;
 mod rtmp_conn;
+pub mod shmem;
 mod state;
 pub mod store;
 pub mod tls;

@@ -186,11 +186,22 @@ fn load_library(dir: &Path, budget: u64) -> Result<Library> {
         cached_bytes = cached,
         mapped_bytes = bytes - cached,
         index_bytes = lib.titles().map(|t| t.index_bytes()).sum::<usize>(),
+        package_bytes = lib.titles().map(|t| t.package_memory()).sum::<usize>(),
         seconds = started.elapsed().as_secs_f64(),
         read_seconds = read_time.as_secs_f64(),
         index_seconds = index_time.as_secs_f64(),
         "library loaded"
     );
+    let huge = server::shmem::huge_mode();
+    if cached >= 2 << 20 && matches!(huge.as_deref(), Some("never" | "deny")) {
+        tracing::info!(
+            "titles held in memory are in 4 KiB pages ({} is [{}]); with `advise` there they \
+             are in 2 MiB pages, which takes about 40 % off the CPU of sending large ranges \
+             (docs/benchmarks.md section 12)",
+            server::shmem::SHMEM_HUGE,
+            huge.unwrap_or_default()
+        );
+    }
     Ok(lib)
 }
 

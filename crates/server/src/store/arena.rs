@@ -18,9 +18,6 @@ use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-/// Where the kernel says whether shared memory (memfds) gets huge pages.
-const SHMEM_HUGE: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-
 /// Slots start and end on multiples of this: whole pages for every page size Linux uses (4, 16
 /// or 64 KiB), so a punch never reaches into a neighbouring slot's page (it would zero that
 /// part in place instead of taking the page away).
@@ -51,15 +48,14 @@ impl Arena {
     /// blocks (blocks let go by the cache live on while responses still send them), and
     /// address space only: pages are taken as blocks land and given back as they go.
     pub fn new(limit: u64, block_size: u64) -> io::Result<Arc<Arena>> {
-        if let Ok(s) = std::fs::read_to_string(SHMEM_HUGE) {
-            if let Some(mode) =
-                selected(&s).filter(|m| ["always", "within_size", "force"].contains(m))
-            {
-                return Err(io::Error::other(format!(
-                    "{SHMEM_HUGE} is [{mode}]: memfds get huge pages, which a block let go \
-                     cannot be punched out of without changing bytes a socket may still send"
-                )));
-            }
+        if let Some(mode) = crate::shmem::huge_mode()
+            .filter(|m| ["always", "within_size", "force"].contains(&m.as_str()))
+        {
+            return Err(io::Error::other(format!(
+                "{} is [{mode}]: memfds get huge pages, which a block let go \
+                 cannot be punched out of without changing bytes a socket may still send",
+                crate::shmem::SHMEM_HUGE
+            )));
         }
         let slot = usize::try_from(block_size.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN)
             .map_err(|_| io::Error::other("block size too large"))?;
@@ -124,12 +120,6 @@ impl Arena {
 }
 
 /// The mode in brackets of a sysfs choice list (`always [never] advise`).
-fn selected(s: &str) -> Option<&str> {
-    let open = s.find('[')?;
-    let close = s[open..].find(']')? + open;
-    Some(&s[open + 1..close])
-}
-
 /// One taken slot, owned by the `Bytes` of its block.
 struct Slot {
     arena: Arc<Arena>,
@@ -197,16 +187,6 @@ mod tests {
         assert_eq!(held.len(), 8, "the fewest slots");
         assert!(a.hold(b"y").is_none());
         assert!(a.hold(&[0; 4097]).is_none(), "larger than a slot");
-    }
-
-    #[test]
-    fn selected_mode_is_the_bracketed_one() {
-        assert_eq!(
-            selected("always within_size advise [never] deny force\n"),
-            Some("never")
-        );
-        assert_eq!(selected("[always] never"), Some("always"));
-        assert_eq!(selected("never"), None);
     }
 
     /// A block sent with `sendfile` to a reader that has not read it yet, then let go and its
