@@ -445,3 +445,33 @@ fn an_mp4_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() 
     });
     assert_converted_rewinds(s.addr, "rtmpmp4", "mp4", 9.0, 12.0);
 }
+
+#[test]
+fn an_http2_mp4_viewer_rewinds_before_its_own_output_began_and_plays_on() {
+    // The ring holds 10 s; nobody watched `.mp4` before, so its output begins with this viewer
+    // and 5 s back is only in the TS ring: converted, over HTTP/2 (the body's frames).
+    let (s, ca) = common::tls::https_server(|_| {});
+    let _publisher = ts_publisher(&s.url("/live/h2back"), None);
+    wait_for_within(&s, "h2back", "7 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(7.0)
+    });
+    let (body, status) = common::tls::curl(
+        s.https[0],
+        &ca,
+        "/live/h2back.mp4?t=-5",
+        &["--http2", "--max-time", "4"],
+    );
+    assert_eq!(status, "2 200");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("back.mp4");
+    std::fs::write(&file, &body).unwrap();
+    let file = file.to_str().unwrap();
+    assert!(common::ffprobe_frames(file)[0].1, "starts on a keyframe");
+    let t = packet_times(file, "v:0");
+    let bad = t.windows(2).find(|w| !(w[1] > w[0] && w[1] - w[0] < 0.05));
+    assert!(bad.is_none(), "a gap or a repeat at {bad:?}");
+    // About 5 s at once, then 4 s as they come: more than the 4 s an output that began with
+    // this viewer holds.
+    let span = t[t.len() - 1] - t[0];
+    assert!(span > 6.5, "{span:.2} s");
+}
