@@ -1,6 +1,7 @@
 //! The page at `/` (issue 13, part 5), in headless Chromium driven over the DevTools protocol:
 //! a player per live stream that plays, the stream's stats and URLs, a player per title the
-//! browser can play, and the timecode box that seeks the player to the keyframe the server names.
+//! browser can play, the timecode box that seeks the player to the keyframe the server names, and
+//! each live player's rewind box (DVR, issue 14).
 //! Screenshots at a desktop and a phone width are written to target/page-*.png.
 
 mod common;
@@ -74,6 +75,83 @@ fn the_page_plays_a_live_stream_and_shows_its_stats_and_urls() {
     // The server counts the page's player as an fMP4 viewer.
     let doc = common::live::stream_doc(&s, "show").unwrap();
     assert_eq!(doc["viewers"]["mp4"], 1, "{doc}");
+}
+
+/// The stream card's `(latency ms, currentTime)`, once the stats show a latency.
+fn behind_and_at(page: &mut Devtools, card: &str) -> (f64, f64) {
+    let v = page.eval(&format!(
+        "[Number({card}.dataset.latencyMs), {card}.querySelector('video').currentTime]"
+    ));
+    (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+}
+
+#[test]
+fn rewinding_a_live_player_plays_from_that_far_back_and_live_returns_to_the_edge() {
+    let dir = demo_copy();
+    let mut config = server::Config::default();
+    config.live.ring.max_age = Duration::from_secs(30);
+    let s = TestServer::start_with(config, library(dir.path()));
+    let _publisher = rtmp_publisher(&s, "/live/show", &long_rtmp_mp4(), &["-re"]);
+    wait_for(&s, "show", "12 s of stream", |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    let mut page = Devtools::open(&s.url("/"));
+    let card = "document.querySelector('.stream[data-name=show]')";
+    page.wait_for(
+        "the live player plays",
+        WAIT,
+        &format!("{card}.querySelector('video').currentTime > 0.5"),
+    );
+    page.eval(&format!("{card}.querySelector('input[name=t]').focus()"));
+    page.type_and_enter("-10");
+    page.wait_for(
+        "the rewound player shows a picture about 10 s behind the ingest",
+        WAIT,
+        &format!(
+            "{card}.dataset.rewound === '-10' && Number({card}.dataset.latencyMs) > 8000 \
+             && !{card}.querySelector('video').error"
+        ),
+    );
+    let (behind, at) = behind_and_at(&mut page, card);
+    eprintln!("rewound: {behind:.0} ms behind the ingest");
+    assert!((8000.0..14000.0).contains(&behind), "{behind}");
+    // It plays on from there, at normal speed rather than jumping to the edge.
+    page.wait_for(
+        "the rewound player plays on",
+        WAIT,
+        &format!("{card}.querySelector('video').currentTime > {at} + 2"),
+    );
+    let (behind, _) = behind_and_at(&mut page, card);
+    assert!(behind > 8000.0, "still behind: {behind}");
+    page.eval(&format!("{card}.querySelector('button.edge').click()"));
+    page.wait_for(
+        "Live goes back to the live edge",
+        WAIT,
+        &format!(
+            "{card}.dataset.rewound === '' && {card}.dataset.latencyMs !== '' \
+             && Number({card}.dataset.latencyMs) < 5000"
+        ),
+    );
+}
+
+#[test]
+fn a_rewind_outside_the_dvr_window_shows_the_servers_reason() {
+    let (s, _publisher, _dir) = server_with_a_live_stream();
+    let mut page = Devtools::open(&s.url("/"));
+    let card = "document.querySelector('.stream[data-name=show]')";
+    page.wait_for("the stream's card", WAIT, &format!("{card} !== null"));
+    page.eval(&format!("{card}.querySelector('input[name=t]').focus()"));
+    page.type_and_enter("-01:00:00");
+    page.wait_for(
+        "the refusal is shown",
+        WAIT,
+        &format!("{card}.querySelector('.rewind output').className === 'error'"),
+    );
+    let said = page.eval(&format!(
+        "{card}.querySelector('.rewind output').textContent"
+    ));
+    let said = said.as_str().unwrap();
+    assert!(said.contains("outside the DVR window"), "{said}");
 }
 
 #[test]
@@ -155,6 +233,7 @@ fn at_desktop_and_phone_widths_every_part_is_there_and_nothing_overflows() {
                 players: document.querySelectorAll('.title video').length,
                 seek: document.querySelectorAll('.title form.seek input').length,
                 stats: document.querySelectorAll('.stream .stats dt').length,
+                rewind: document.querySelectorAll('.stream form.rewind input').length,
                 overflow: document.documentElement.scrollWidth > innerWidth })",
         );
         assert_eq!(facts["titles"], titles.len(), "{name}: {facts}");
@@ -165,6 +244,10 @@ fn at_desktop_and_phone_widths_every_part_is_there_and_nothing_overflows() {
             "{name}: a timecode box per title: {facts}"
         );
         assert!(facts["stats"].as_u64() >= Some(5), "{name}: {facts}");
+        assert_eq!(
+            facts["rewind"], 1,
+            "{name}: a rewind box per live player: {facts}"
+        );
         assert_eq!(
             facts["overflow"], false,
             "{name}: wider than the viewport: {facts}"

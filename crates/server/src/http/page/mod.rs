@@ -7,6 +7,9 @@
 //! page.js inlined. page.js plays a live stream from its `.mp4` output through a small MSE loop
 //! (it reads each fragment's `prft` to show how far behind the ingest the picture is), or as
 //! native HLS (`ll.m3u8`) where the browser plays HLS itself and has no MSE (iPhone Safari).
+//! Each live player has a rewind box: any `t` the server's DVR takes (`-30`, `-00:05:00`, a
+//! wall-clock time) restarts it on `.mp4?t=...`, played from there at normal speed (reading at
+//! most 30 s ahead); `Live` goes back to the edge.
 //!
 //! A browser opens at most six HTTP/1.1 connections to a server, and a live player holds one for
 //! as long as it plays: titles load nothing until played or sought (`preload=none`), and only

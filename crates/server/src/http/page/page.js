@@ -25,10 +25,15 @@ function since(secs) {
 // box is appended in order; a `prft` box says when the next fragment's frame reached the ingest,
 // so the page knows how far behind the picture is. Where MSE is missing and the browser plays
 // HLS itself (iPhone Safari), the LL-HLS playlist instead (latency from its PROGRAM-DATE-TIME).
+// `t`: a DVR start (`-30`, `-00:05:00`, a time from the stream's start, a wall-clock time): the
+// server starts at the keyframe at or before it and goes on to the live edge; the player then
+// plays on from there at normal speed instead of chasing the edge, and reads only so far ahead.
 class LivePlayer {
-  constructor(video, name) {
+  constructor(video, name, t, said) {
     this.video = video;
     this.name = name;
+    this.t = t || '';
+    this.said = said || (() => {});
     this.stamp = null; // [media seconds, wall clock ms] of the latest prft
     this.abort = new AbortController();
     this.queue = [];
@@ -58,14 +63,27 @@ class LivePlayer {
     await new Promise((ok) => ms.addEventListener('sourceopen', ok, { once: true }));
     this.video.dataset.phase = 'open';
     let resp;
+    const query = this.t ? '?t=' + encodeURIComponent(this.t) : '';
     try {
-      resp = await fetch(`/live/${encodeURIComponent(this.name)}.mp4`, { signal: this.abort.signal });
+      resp = await fetch(`/live/${encodeURIComponent(this.name)}.mp4${query}`, { signal: this.abort.signal });
     } catch (e) { this.video.dataset.phase = 'fetch failed: ' + e; return; }
     this.video.dataset.phase = 'response ' + resp.status;
-    if (!resp.ok) return;
+    if (!resp.ok) {
+      // The server's reason (a time outside the DVR window names the window).
+      let why = resp.statusText;
+      try { why = (await resp.json()).error || why; } catch (e) {}
+      this.said(why, true);
+      return;
+    }
+    this.said(this.t ? `from ${this.t}, then on to the live edge` : '', false);
     const reader = resp.body.getReader();
     let buf = new Uint8Array(0), init = [], sb = null, got = 0;
     for (;;) {
+      // A rewound player reads at most half a minute ahead of what it shows: the server sends
+      // the recording as fast as it is read, and a SourceBuffer holds only so much.
+      while (this.t && this.ahead() > 30 && !this.abort.signal.aborted) {
+        await new Promise((ok) => setTimeout(ok, 500));
+      }
       let chunk;
       try { chunk = await reader.read(); } catch (e) { return; }
       if (chunk.done) break;
@@ -107,6 +125,10 @@ class LivePlayer {
       this.chase();
     }
   }
+  ahead() {
+    const b = this.video.buffered;
+    return b.length ? b.end(b.length - 1) - this.video.currentTime : 0;
+  }
   append(sb, box) {
     this.queue.push(box);
     this.pump(sb);
@@ -118,10 +140,16 @@ class LivePlayer {
   // Stay near the live edge: start at the newest data, jump ahead after a stall, and close the
   // rest (the GOP the stream starts with) by playing a tenth faster: frames arrive as soon as
   // the ingest has them, so a quarter of a second of buffer is enough.
+  // A rewound player starts at the first frame and plays at normal speed.
   chase() {
     const v = this.video, b = v.buffered;
     if (!b.length) return;
     const start = b.start(b.length - 1), end = b.end(b.length - 1), ahead = end - v.currentTime;
+    if (this.t) {
+      if (v.currentTime < b.start(0)) v.currentTime = b.start(0);
+      if (v.paused) v.play().catch(() => {});
+      return;
+    }
     if (v.currentTime < start || ahead > 3) v.currentTime = Math.max(start, end - 0.3);
     else v.playbackRate = ahead > 0.25 ? 1.1 : 1;
     if (v.paused) v.play().catch(() => {});
@@ -166,11 +194,29 @@ function addCard(doc) {
   const video = make('video', { muted: true, autoplay: true, playsInline: true, controls: true });
   const badge = make('span', { className: 'badge' });
   const stats = make('dl', { className: 'stats' });
-  const el = make('article', { className: 'card stream' }, make('h3', {}, doc.name, badge), video, stats, urlList(doc));
+  // DVR: play from a time back (the server's ring, then its recording), or from the live edge.
+  const input = make('input', { name: 't', placeholder: '-30 or -00:05:00', autocomplete: 'off' });
+  const said = make('output');
+  const edge = make('button', { type: 'button', className: 'edge', textContent: 'Live' });
+  const rewind = make('form', { className: 'seek rewind' },
+    make('label', {}, 'Rewind to', input), make('button', { textContent: 'Play' }), edge, said);
+  const el = make('article', { className: 'card stream' }, make('h3', {}, doc.name, badge), video, rewind, stats, urlList(doc));
   el.dataset.name = doc.name;
   $('#streams').append(el);
   const card = { el, badge, stats, player: null };
-  const start = () => { if (!card.player) card.player = new LivePlayer(video, doc.name); };
+  const tell = (text, error) => { said.textContent = text; said.className = error ? 'error' : ''; };
+  const play = (t) => {
+    if (card.player) card.player.stop();
+    const go = $('.watch', el);
+    if (go) go.remove();
+    el.dataset.rewound = t || '';
+    card.player = new LivePlayer(video, doc.name, t, tell);
+  };
+  const start = () => { if (!card.player) play(''); };
+  rewind.addEventListener('submit', (e) => { e.preventDefault(); play(input.value.trim()); });
+  edge.addEventListener('click', () => { input.value = ''; play(''); });
+  // Without MSE the player is the LL-HLS playlist, which keeps no DVR window.
+  if (!window.MediaSource) rewind.hidden = true;
   if ([...cards.values()].filter((c) => c.player).length < AUTOPLAY) start();
   else {
     const go = make('button', { className: 'watch', textContent: '▶ Watch' });
