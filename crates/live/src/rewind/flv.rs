@@ -148,7 +148,9 @@ impl FlvRewind {
         // From the newest back, only as far as tags of about that time.
         let floor = ms.saturating_sub(LOOK_BACK_MS);
         let mut back = self.index.iter().rev().take_while(|u| u.ms >= floor);
-        let i = self.index.len() - 1 - back.position(|u| u.video && u.ms == ms && u.key == key)?;
+        // Found counting from the newest (so the index is not empty).
+        let from_newest = back.position(|u| u.video && u.ms == ms && u.key == key)?;
+        let i = self.index.len() - 1 - from_newest;
         let sent = |u: &Indexed| self.last_audio.is_some_and(|a| u.ms <= a);
         // Audio between the previous video frame and this one: all sent.
         let before = self.index.range(..i).rev().take_while(|u| !u.video);
@@ -274,6 +276,18 @@ mod tests {
         };
         let mut r = FlvRewind::new(other);
         r.index(&ring);
+        let mut sent = Vec::new();
+        assert_eq!(r.feed(&ts, &mut sent), None);
+        assert!(sent.len() > 10, "it converts all the same");
+    }
+
+    #[test]
+    fn a_viewer_converts_on_while_its_ring_holds_no_tag_yet() {
+        let ts = demo();
+        let (_, clock) = ring_of(&ts, 7);
+        // A TS source's FLV output begins with its first viewer: empty at first.
+        let mut r = FlvRewind::new(clock);
+        r.index(&Ring::new(LIMITS));
         let mut sent = Vec::new();
         assert_eq!(r.feed(&ts, &mut sent), None);
         assert!(sent.len() > 10, "it converts all the same");

@@ -7,14 +7,20 @@
 //! Where it joins: right after the ring's fragment that carries the same frames as the last
 //! fragment sent: the same video frame (time, keyframe or not) and the same audio frames (the
 //! first one's time, how many; [`fragment_runs`]). Audio and video times only rise along the
-//! ring, so everything before that fragment was sent and nothing after it was. A fragment with
-//! no audio frame of a stream with audio is not a join: which audio the ring put after it is
-//! not known.
+//! ring, so everything before that fragment was sent and nothing after it was. A fragment
+//! without a frame of each track the stream has is not a join: which frames of the missing track
+//! the ring put before or after it is not known (an RTMP source's order differs from its TS's:
+//! a large video frame comes out of the TS only when the next one begins). And only where the
+//! ring's init segment then declares the tracks the viewer's declares: when its bytes differ (an
+//! RTMP publisher's decoder configuration, rebuilt from the TS), the ring's is sent first, so
+//! the ring's frames play with it.
 
 use super::{Packets, INDEXED, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
-use media::cmaf::{fragment_runs, read_prft, AudioTrack, Event, Fragmenter, VideoTrack};
+use media::cmaf::{
+    fragment_runs, init_tracks, read_prft, AudioTrack, Event, Fragmenter, VideoTrack,
+};
 use media::flv::{Clock, FromTs, Tag};
 use std::collections::VecDeque;
 
@@ -22,12 +28,14 @@ use std::collections::VecDeque;
 type Runs = [Option<(u64, u32)>; 2];
 
 /// One fragment of the fMP4 ring, as far as the join needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Indexed {
     seq: u64,
     ms: u64,
     key: bool,
     runs: Runs,
+    /// The ring's init segment its fragments play with from here (`None`: not seen yet).
+    init: Option<Bytes>,
 }
 
 /// A DVR viewer's own TS to fMP4 conversion, and where it joins the fMP4 ring.
@@ -42,6 +50,10 @@ pub struct Mp4Rewind {
     index: VecDeque<Indexed>,
     /// The ring's next unit to index.
     indexed_to: u64,
+    /// The ring's init segment as of its last unit indexed.
+    ring_init: Option<Bytes>,
+    /// The init segment last sent.
+    sent_init: Option<Bytes>,
 }
 
 impl Mp4Rewind {
@@ -64,6 +76,8 @@ impl Mp4Rewind {
             events: Vec::new(),
             index: VecDeque::new(),
             indexed_to: 0,
+            ring_init: None,
+            sent_init: None,
         }
     }
 
@@ -81,7 +95,14 @@ impl Mp4Rewind {
             let Some(unit) = mp4.get(seq) else {
                 continue;
             };
-            // Init segments have no prft.
+            // A new init segment is a unit of its own; a keyframe carries the one in effect.
+            if unit.data.get(4..8) == Some(b"ftyp") {
+                self.ring_init = Some(unit.data.clone());
+                continue;
+            }
+            if let Some(init) = unit.psi.first().filter(|_| unit.keyframe) {
+                self.ring_init = Some(init.clone());
+            }
             let Some((ms, at)) = read_prft(&unit.data) else {
                 continue;
             };
@@ -93,6 +114,7 @@ impl Mp4Rewind {
                 ms,
                 key: unit.keyframe,
                 runs,
+                init: self.ring_init.clone(),
             });
         }
         while self.index.len() > INDEXED {
@@ -129,7 +151,11 @@ impl Mp4Rewind {
                 .tag(t.video, t.ms, &body, sample, &mut self.events);
             for e in std::mem::take(&mut self.events) {
                 match e {
-                    Event::Init(init) => out.push(Bytes::from(init)),
+                    Event::Init(init) => {
+                        let init = Bytes::from(init);
+                        self.sent_init = Some(init.clone());
+                        out.push(init);
+                    }
                     Event::Fragment {
                         head,
                         data,
@@ -140,8 +166,9 @@ impl Mp4Rewind {
                         let joined = self.join(&head, u64::from(ms), keyframe);
                         out.push(Bytes::from(head));
                         out.extend(data);
-                        if joined.is_some() {
-                            return joined;
+                        if let Some((seq, init)) = joined {
+                            out.extend(init);
+                            return Some(seq);
                         }
                     }
                 }
@@ -151,19 +178,31 @@ impl Mp4Rewind {
     }
 
     /// The ring unit after the one that carries the frames of the fragment `head` (at `ms`),
-    /// if the ring goes on from there with exactly what was not sent.
-    fn join(&self, head: &[u8], ms: u64, key: bool) -> Option<u64> {
+    /// if the ring goes on from there with exactly what was not sent; and the ring's init
+    /// segment where it differs from the one sent (to send before the ring's fragments).
+    fn join(&self, head: &[u8], ms: u64, key: bool) -> Option<(u64, Option<Bytes>)> {
         let runs = fragment_runs(head).ok()?;
-        if runs[1].is_none() && self.fragmenter.tracks().1.is_some() {
+        let sent = self.sent_init.as_ref()?;
+        let tracks = init_tracks(sent).ok()?;
+        if runs
+            .iter()
+            .zip(tracks)
+            .any(|(run, has)| has && run.is_none())
+        {
             return None;
         }
         let floor = ms.saturating_sub(u64::from(LOOK_BACK_MS));
-        self.index
+        let u = self
+            .index
             .iter()
             .rev()
             .take_while(|u| u.ms >= floor)
-            .find(|u| u.ms == ms && u.key == key && u.runs == runs)
-            .map(|u| u.seq + 1)
+            .find(|u| u.ms == ms && u.key == key && u.runs == runs)?;
+        let init = u.init.as_ref()?;
+        if init == sent {
+            return Some((u.seq + 1, None));
+        }
+        (init_tracks(init).ok()? == tracks).then(|| (u.seq + 1, Some(init.clone())))
     }
 }
 

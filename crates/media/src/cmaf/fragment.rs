@@ -156,3 +156,35 @@ pub fn fragment_runs(head: &[u8]) -> Result<[Option<(u64, u32)>; 2]> {
     }
     Ok(runs)
 }
+
+/// The tracks (video, audio) an init segment as [`super::init_segment`] writes it declares, by
+/// their track ids. An error for bytes that are not such an init segment.
+pub fn init_tracks(init: &[u8]) -> Result<[bool; 2]> {
+    use crate::mp4::{child, full_box, next_box};
+    let mut r = crate::read::Reader::new(init, 0, "cmaf init");
+    let mut tracks = [false, false];
+    while let Some(top) = next_box(&mut r, false)? {
+        if &top.kind != b"moov" {
+            continue;
+        }
+        let mut moov = top.body;
+        while let Some(trak) = next_box(&mut moov, false)? {
+            if &trak.kind != b"trak" {
+                continue;
+            }
+            let Some(mut tkhd) = child(&trak.body, b"tkhd")? else {
+                continue;
+            };
+            // Creation and modification times, 32 or 64 bits each, then the track id.
+            let times = if full_box(&mut tkhd)?.0 == 1 { 16 } else { 8 };
+            tkhd.skip(times)?;
+            match tkhd.u32()? {
+                VIDEO_TRACK => tracks[0] = true,
+                AUDIO_TRACK => tracks[1] = true,
+                _ => {}
+            }
+        }
+        return Ok(tracks);
+    }
+    Err(Error::malformed("cmaf init", "no moov"))
+}

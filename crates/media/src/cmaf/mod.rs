@@ -19,7 +19,7 @@ mod fragment;
 mod fragmenter;
 mod init;
 
-pub use fragment::{fragment_head, fragment_runs, prft, read_prft, Run, Sample};
+pub use fragment::{fragment_head, fragment_runs, init_tracks, prft, read_prft, Run, Sample};
 pub use fragmenter::{Event, Fragmenter};
 pub use init::{init_segment, AudioCodec, AudioTrack, VideoCodec, VideoTrack};
 

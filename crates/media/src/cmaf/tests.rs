@@ -508,3 +508,30 @@ fn a_fragment_heads_runs_read_back_per_track() {
     assert!(super::fragment_runs(&head[..40]).is_err());
     assert!(super::fragment_runs(b"\0\0\0\x08free").is_err());
 }
+
+#[test]
+fn an_init_segments_tracks_read_back() {
+    let (file, _, _) = fmp4_of_clip();
+    // The clip's init segment: ftyp and moov, before the first moof.
+    let init = &file[..file.windows(4).position(|w| w == b"moof").unwrap() - 4];
+    assert_eq!(super::init_tracks(init).unwrap(), [true, true]);
+    let audio = super::init_segment(None, Some(&audio_of_clip()));
+    assert_eq!(super::init_tracks(&audio).unwrap(), [false, true]);
+    assert!(super::init_tracks(b"\0\0\0\x08free").is_err());
+    for n in 0..init.len() {
+        let _ = super::init_tracks(&init[..n]);
+    }
+}
+
+/// The demo clip's audio track, as the fragmenter reads it.
+fn audio_of_clip() -> super::AudioTrack {
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    let clip = clip();
+    conv.feed(&clip[..clip.len() / PACKET * PACKET], &mut tags);
+    let mut f = Fragmenter::<()>::default();
+    for t in tags.iter().filter(|t| t.sequence && !t.video) {
+        let _ = f.tag(false, t.ms, &t.body, |_| (), &mut Vec::new());
+    }
+    f.tracks().1.cloned().expect("the clip has audio")
+}

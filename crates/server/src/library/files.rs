@@ -61,8 +61,10 @@ fn fill(file: &mut File, mem: &File, len: u64) -> std::io::Result<()> {
     use std::io::Read;
     mem.set_len(len)?;
     let size = usize::try_from(len).map_err(std::io::Error::other)?;
-    // SAFETY: the memfd is ours alone (not sealed yet, no other mapping or descriptor of it), it
-    // has `len` bytes of backing from `set_len`, and the mapping is dropped before it is sealed.
+    // SAFETY: the memfd is ours alone (not sealed yet, no other mapping or descriptor of it, so
+    // nothing else can shrink it), it is `len` bytes long from `set_len` (its pages are taken as
+    // they are first written: the only writes are the kernel's, inside `read`, where a page it
+    // cannot get is an error, not a fault), and the mapping is dropped before it is sealed.
     let mut map = unsafe { memmap2::MmapOptions::new().len(size).map_mut(mem)? };
     let whole = usize::try_from(len / HUGE * HUGE).map_err(std::io::Error::other)?;
     if whole > 0 {

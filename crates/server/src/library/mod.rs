@@ -263,7 +263,8 @@ pub enum LoadEvent<'a> {
     /// The scan found this many files and bytes in all.
     Found { files: usize, bytes: u64 },
     /// One title is loaded (its `index` may be an error: then it is served as bytes without seek).
-    /// `read` is the time to bring its bytes into memory, `indexed` the time to build its index.
+    /// `read` is the time to bring its bytes into memory, `indexed` the time to build its index
+    /// (and, for a title held in memory, its packaging).
     Loaded {
         title: &'a Title,
         bytes: u64,

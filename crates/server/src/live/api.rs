@@ -36,6 +36,12 @@ pub struct StreamDoc {
     /// Viewers dropped because their socket took nothing for the stall timeout.
     pub stalled_disconnects: u64,
     pub max_lag_units: u64,
+    /// DVR viewers converting the TS to their own format now (an `.flv` or `.mp4` viewer that
+    /// rewound before its ring), and how many such conversions joined their ring.
+    #[serde(default)]
+    pub dvr_converting: i64,
+    #[serde(default)]
+    pub dvr_joins: u64,
     pub ring_bytes: u64,
     /// What the stream holds against the server-wide live memory budget (its rings, HLS
     /// segments and receive buffer).
@@ -125,6 +131,8 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         slow_disconnects: st.slow_disconnects.load(Relaxed),
         stalled_disconnects: st.stalled_disconnects.load(Relaxed),
         max_lag_units: st.max_lag_units.load(Relaxed),
+        dvr_converting: st.dvr_converting.load(Relaxed),
+        dvr_joins: st.dvr_joins.load(Relaxed),
         ring_bytes: inner.ring.bytes() as u64,
         held_bytes: s.held() as u64,
         ring_units: inner.ring.end_seq() - inner.ring.first_seq(),
@@ -193,6 +201,18 @@ const FAMILIES: &[Family] = &[
         "gauge",
         "Largest viewer lag seen, in units",
         |s| s.stats.max_lag_units.load(Relaxed),
+    ),
+    (
+        "dvr_converting",
+        "gauge",
+        "DVR viewers converting the TS to their own format now",
+        |s| u64::try_from(s.stats.dvr_converting.load(Relaxed)).unwrap_or(0),
+    ),
+    (
+        "dvr_joins_total",
+        "counter",
+        "DVR viewers whose conversion joined their own output's ring",
+        |s| s.stats.dvr_joins.load(Relaxed),
     ),
     ("ring_bytes", "gauge", "Bytes held by the ring", |s| {
         s.read().ring.bytes() as u64

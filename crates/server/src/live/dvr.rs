@@ -91,6 +91,7 @@ pub(crate) fn start(
             ..Start::default()
         });
     }
+    let own = inner.ring(output);
     let convert = recorded_as(output, format) != output;
     let output = recorded_as(output, format);
     let ring = inner.ring(output);
@@ -107,6 +108,7 @@ pub(crate) fn start(
     // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`).
     let recorded = guard.as_ref().filter(|(o, _)| *o == output).map(|(_, c)| c);
     let oldest = [
+        own.and_then(live::Ring::oldest_keyframe),
         ring.and_then(live::Ring::oldest_keyframe),
         recorded.and_then(|c| c.oldest()),
     ]

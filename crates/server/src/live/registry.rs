@@ -33,6 +33,10 @@ pub struct Stats {
     pub segment_requests: AtomicU64,
     /// Largest lag (units behind the publisher) seen by a viewer when it was woken.
     pub max_lag_units: AtomicU64,
+    /// DVR viewers converting the TS to their own format now (`live::rewind`), and those whose
+    /// conversion ended in their own output's ring.
+    pub dvr_converting: AtomicI64,
+    pub dvr_joins: AtomicU64,
     /// Milliseconds on the live clock when a skip was last logged.
     pub(super) last_skip_log: AtomicU64,
 }

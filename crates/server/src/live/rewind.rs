@@ -45,6 +45,7 @@ pub(crate) async fn catch_up(
     let Some(clock) = clock(stream, live, drops, shutdown).await else {
         return Caught::Done;
     };
+    let _converting = Converting::new(&stream.stats);
     let mut rewind = if output == Output::Mp4 {
         let tracks = stream.read().media.as_ref().map(|m| m.tracks());
         Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
@@ -69,6 +70,10 @@ pub(crate) async fn catch_up(
             }
             if let Some(seq) = joined {
                 tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
+                stream
+                    .stats
+                    .dvr_joins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Caught::Up(seq);
             }
         }
@@ -124,6 +129,10 @@ pub(crate) async fn catch_up(
                 }
                 if let Some(seq) = joined {
                     tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
+                    stream
+                        .stats
+                        .dvr_joins
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Caught::Up(seq);
                 }
             }
@@ -173,5 +182,25 @@ async fn clock(
                 return None;
             }
         }
+    }
+}
+
+/// Counts a converting DVR viewer while its conversion lives.
+struct Converting<'a>(&'a super::registry::Stats);
+
+impl<'a> Converting<'a> {
+    fn new(stats: &'a super::registry::Stats) -> Self {
+        stats
+            .dvr_converting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Converting(stats)
+    }
+}
+
+impl Drop for Converting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .dvr_converting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

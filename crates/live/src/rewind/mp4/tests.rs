@@ -161,3 +161,90 @@ fn the_mp4_index_forgets_fragments_that_left_the_ring() {
         .front()
         .is_some_and(|u| u.seq >= outputs.mp4.first_seq()));
 }
+
+/// A fragment unit as the stream writes it: `prft`, then the head of these runs.
+fn unit(ms: u64, runs: &[media::cmaf::Run<'_>]) -> (Bytes, Vec<u8>) {
+    let head = media::cmaf::fragment_head(1, runs).unwrap();
+    let mut data = media::cmaf::prft(media::cmaf::VIDEO_TRACK, 0, ms);
+    data.extend_from_slice(&head);
+    (Bytes::from(data), head)
+}
+
+const SAMPLE: media::cmaf::Sample = media::cmaf::Sample {
+    duration: 21,
+    size: 10,
+    keyframe: true,
+    cto: 0,
+};
+
+/// A video run of one frame and an audio run of `n` frames, at `ms`.
+fn runs_at(ms: u64, video: bool, n: usize) -> Vec<media::cmaf::Run<'static>> {
+    const AUDIO: [media::cmaf::Sample; 48] = [SAMPLE; 48];
+    let mut runs = Vec::new();
+    if video {
+        runs.push(media::cmaf::Run {
+            track_id: media::cmaf::VIDEO_TRACK,
+            base_time: ms,
+            samples: &AUDIO[..1],
+        });
+    }
+    runs.push(media::cmaf::Run {
+        track_id: media::cmaf::AUDIO_TRACK,
+        base_time: ms,
+        samples: &AUDIO[..n],
+    });
+    runs
+}
+
+/// A viewer that sent the stream's init segment, and a ring whose keyframe at 0 ms carries
+/// `ring_init`, followed by an audio-only fragment at 1,000 ms (a stream whose video paused).
+fn viewer_and_ring(ring_init: Bytes) -> (Mp4Rewind, Ring, Vec<u8>, Vec<u8>) {
+    let (outputs, clock) = outputs_of(&demo());
+    let tracks = outputs.tracks();
+    let mut r = Mp4Rewind::new(clock, tracks.clone());
+    r.sent_init = Some(Bytes::from(media::cmaf::init_segment(
+        tracks.0.as_ref(),
+        tracks.1.as_ref(),
+    )));
+    let mut ring = Ring::new(LIMITS);
+    let (key, key_head) = unit(0, &runs_at(0, true, 2));
+    ring.push_keyframe(key, vec![ring_init], Duration::ZERO);
+    let (audio, audio_head) = unit(1000, &runs_at(1000, false, 48));
+    ring.push(audio, Duration::ZERO);
+    r.index(&ring);
+    (r, ring, key_head, audio_head)
+}
+
+#[test]
+fn a_fragment_without_video_of_a_stream_with_video_is_not_a_join() {
+    let (outputs, _) = outputs_of(&demo());
+    let (v, a) = outputs.tracks();
+    let init = Bytes::from(media::cmaf::init_segment(v.as_ref(), a.as_ref()));
+    let (r, _ring, key, audio_only) = viewer_and_ring(init);
+    assert_eq!(
+        r.join(&key, 0, true),
+        Some((1, None)),
+        "the same frames, the same init"
+    );
+    assert_eq!(r.join(&audio_only, 1000, false), None);
+}
+
+#[test]
+fn a_ring_with_another_decoder_configuration_is_joined_with_its_init_segment_sent_first() {
+    let (outputs, _) = outputs_of(&demo());
+    let (v, a) = outputs.tracks();
+    let mut other = v.clone().unwrap();
+    other.width += 16;
+    let init = Bytes::from(media::cmaf::init_segment(Some(&other), a.as_ref()));
+    let (r, _ring, key, _) = viewer_and_ring(init.clone());
+    assert_eq!(r.join(&key, 0, true), Some((1, Some(init))));
+}
+
+#[test]
+fn a_ring_whose_init_segment_has_other_tracks_is_not_joined() {
+    let (outputs, _) = outputs_of(&demo());
+    let (v, _) = outputs.tracks();
+    let init = Bytes::from(media::cmaf::init_segment(v.as_ref(), None));
+    let (r, _ring, key, _) = viewer_and_ring(init);
+    assert_eq!(r.join(&key, 0, true), None);
+}
