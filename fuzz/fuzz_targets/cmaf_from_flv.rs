@@ -2,16 +2,17 @@
 //! of a live stream). Input: records of [kind, ms (4 bytes), len (2 bytes), body], as for
 //! `flv_to_ts`. Checks that every fragment's head declares exactly the bytes that follow it and
 //! reads back ([`fragment_runs`]) with as many samples; the input itself, read as a fragment unit
-//! (`read_prft`, `fragment_runs`), never panics.
+//! (`read_prft`, `fragment_runs`, `init_tracks`), never panics; every init segment reads back.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use media::cmaf::{fragment_runs, read_prft, Event, Fragmenter};
+use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter};
 
 fuzz_target!(|data: &[u8]| {
     if let Some((_, at)) = read_prft(data) {
         let _ = fragment_runs(&data[at..]);
     }
     let _ = fragment_runs(data);
+    let _ = init_tracks(data);
     let mut f = Fragmenter::<usize>::default();
     let mut out = Vec::new();
     let mut rest = data;
@@ -27,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = f.tag(video, ms, body, sample, &mut out);
         for e in out.drain(..) {
+            if let Event::Init(init) = &e {
+                init_tracks(init).expect("an init segment reads back");
+            }
             if let Event::Fragment { head, data, .. } = e {
                 // The mdat header is the last 8 bytes of the head: its size covers the samples.
                 let n = head.len();
