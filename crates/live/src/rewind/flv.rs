@@ -14,11 +14,10 @@
 //! Until it joins (a publisher reconnect restarted the stream's clock, a stream without video),
 //! the viewer simply goes on converting.
 
-use super::{Packets, INDEXED, LOOK_BACK_MS};
+use super::{Index, Seq, Tags, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
-use media::flv::{wire, Clock, FromTs, Tag};
-use std::collections::VecDeque;
+use media::flv::{wire, Clock, Tag};
 
 /// One FLV ring unit, as far as the join needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +27,12 @@ struct Indexed {
     ms: u32,
     /// A video keyframe.
     key: bool,
+}
+
+impl Seq for Indexed {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// The time and kind of an FLV tag's wire bytes (`None`: not an audio or video tag).
@@ -47,98 +52,69 @@ fn tag_time(tag: &[u8]) -> Option<(bool, u32)> {
 /// A DVR viewer's own TS to FLV conversion, and where it joins the FLV ring.
 #[derive(Debug)]
 pub struct FlvRewind {
-    conv: FromTs,
-    packets: Packets,
-    tags: Vec<Tag>,
+    tags: Tags,
     /// The newest video tag sent (time, keyframe) and audio tag's time (sequence headers are
     /// not ring units).
     last_video: Option<(u32, bool)>,
     last_audio: Option<u32>,
-    /// The FLV ring's units, oldest first, as far as [`FlvRewind::index`] has seen them.
-    index: VecDeque<Indexed>,
-    /// The ring's next unit to index.
-    indexed_to: u64,
+    /// The FLV ring's units, as far as [`FlvRewind::index`] has seen them.
+    index: Index<Indexed>,
 }
 
 impl FlvRewind {
     /// A conversion on the stream's FLV clock (`MediaOutputs::flv_clock`).
     pub fn new(clock: Clock) -> Self {
         FlvRewind {
-            conv: FromTs::on_clock(clock),
-            packets: Packets::default(),
-            tags: Vec::new(),
+            tags: Tags::new(clock),
             last_video: None,
             last_audio: None,
-            index: VecDeque::new(),
-            indexed_to: 0,
+            index: Index::default(),
         }
     }
 
     /// Notes the FLV ring's units not seen before (cheap under the stream's read lock: only the
     /// new ones are read) and forgets those that left it.
     pub fn index(&mut self, flv: &Ring) {
-        let first = flv.first_seq();
-        while self.index.front().is_some_and(|u| u.seq < first) {
-            self.index.pop_front();
-        }
-        let from = self
-            .indexed_to
-            .max(first)
-            .max(flv.end_seq().saturating_sub(INDEXED as u64));
-        for seq in from..flv.end_seq() {
-            let Some((video, ms)) = flv.get(seq).and_then(|u| tag_time(&u.data)) else {
-                continue;
-            };
-            let key = flv.get(seq).is_some_and(|u| u.keyframe);
-            self.index.push_back(Indexed {
+        self.index.refresh(flv, |seq, u| {
+            let (video, ms) = tag_time(&u.data)?;
+            Some(Indexed {
                 seq,
                 video,
                 ms,
-                key,
-            });
-        }
-        while self.index.len() > INDEXED {
-            self.index.pop_front();
-        }
-        self.indexed_to = flv.end_seq();
+                key: u.keyframe,
+            })
+        });
     }
 
     /// The next bytes fed start at a packet boundary (a new stretch of the recording, or the TS
     /// ring): a packet cut short before them is dropped.
     pub fn realign(&mut self) {
-        self.packets.realign();
+        self.tags.realign();
     }
 
     /// Converts TS bytes (cut anywhere) to FLV tags, appended to `out` as wire tags. Returns the
     /// FLV ring unit to go on at once the ring (as indexed) holds exactly what was not sent: the
     /// rest of `ts` is not needed then, and this conversion is done.
     pub fn feed(&mut self, ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        let mut packets = std::mem::take(&mut self.packets);
-        let joined = packets.feed(ts, |p| self.packet(p, out));
-        self.packets = packets;
+        let mut tags = std::mem::take(&mut self.tags);
+        let joined = tags.feed(ts, |t| self.tag(t, out));
+        self.tags = tags;
         joined
     }
 
-    /// One packet: its tags out, then the join, checked after each video frame.
-    fn packet(&mut self, packet: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        self.tags.clear();
-        self.conv.feed(packet, &mut self.tags);
-        for t in std::mem::take(&mut self.tags) {
-            let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
-            out.push(Bytes::from(wire::flv_tag(kind, t.ms, &t.body)));
-            if t.sequence {
-                continue;
-            }
-            if !t.video {
-                self.last_audio = Some(t.ms);
-                continue;
-            }
-            self.last_video = Some((t.ms, t.keyframe));
-            if let Some(seq) = self.join() {
-                return Some(seq);
-            }
+    /// One tag out, then the join, checked after each video frame.
+    fn tag(&mut self, t: Tag, out: &mut Vec<Bytes>) -> Option<u64> {
+        let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
+        out.push(Bytes::from(wire::flv_tag(kind, t.ms, &t.body)));
+        if t.sequence {
+            return None;
         }
-        None
+        if !t.video {
+            self.last_audio = Some(t.ms);
+            return None;
+        }
+        self.last_video = Some((t.ms, t.keyframe));
+        self.join()
     }
 
     /// The ring unit after the last video tag sent, if the ring goes on from there with exactly
@@ -163,8 +139,10 @@ impl FlvRewind {
 
 #[cfg(test)]
 mod tests {
+    use super::super::INDEXED;
     use super::*;
     use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
+    use media::flv::FromTs;
     use media::ts::PACKET;
     use std::time::Duration;
 

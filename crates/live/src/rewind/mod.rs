@@ -17,8 +17,11 @@ mod mp4;
 pub use flv::FlvRewind;
 pub use mp4::Mp4Rewind;
 
+use crate::ring::{Ring, Unit};
 use bytes::Bytes;
+use media::flv::{Clock, FromTs, Tag};
 use media::ts::PACKET;
+use std::collections::VecDeque;
 
 /// The most ring units indexed (the newest): about a minute of a stream's FLV tags or fMP4
 /// fragments. A viewer further behind the live edge than that cannot join yet; one that reads
@@ -101,5 +104,95 @@ impl Packets {
         }
         self.rest.extend_from_slice(packets.remainder());
         None
+    }
+}
+
+/// A DVR viewer's TS, cut anywhere, as FLV tags on the stream's clock (what both conversions
+/// start from).
+#[derive(Debug, Default)]
+struct Tags {
+    conv: FromTs,
+    packets: Packets,
+    tags: Vec<Tag>,
+}
+
+impl Tags {
+    fn new(clock: Clock) -> Self {
+        Tags {
+            conv: FromTs::on_clock(clock),
+            ..Tags::default()
+        }
+    }
+
+    fn realign(&mut self) {
+        self.packets.realign();
+    }
+
+    /// Hands each tag of what was fed so far to `each`, until one returns `Some` (the rest of
+    /// that packet's tags are dropped: the ring has them).
+    fn feed(&mut self, ts: &[u8], mut each: impl FnMut(Tag) -> Option<u64>) -> Option<u64> {
+        let Tags {
+            conv,
+            packets,
+            tags,
+        } = self;
+        packets.feed(ts, |p| {
+            tags.clear();
+            conv.feed(p, tags);
+            tags.drain(..).find_map(&mut each)
+        })
+    }
+}
+
+/// An indexed ring unit: its sequence number.
+trait Seq {
+    fn seq(&self) -> u64;
+}
+
+/// The newest units of a ring (at most [`INDEXED`]), oldest first, as far as a join needs them.
+#[derive(Debug)]
+struct Index<T> {
+    units: VecDeque<T>,
+    /// The ring's next unit to index.
+    indexed_to: u64,
+}
+
+impl<T> Default for Index<T> {
+    fn default() -> Self {
+        Index {
+            units: VecDeque::new(),
+            indexed_to: 0,
+        }
+    }
+}
+
+impl<T: Seq> Index<T> {
+    /// Notes the ring's units not seen before, as `read` makes them (`None`: not indexed; cheap
+    /// under the stream's read lock: only the new ones are read), and forgets those that left it.
+    fn refresh(&mut self, ring: &Ring, mut read: impl FnMut(u64, &Unit) -> Option<T>) {
+        let first = ring.first_seq();
+        while self.units.front().is_some_and(|u| u.seq() < first) {
+            self.units.pop_front();
+        }
+        let from = self
+            .indexed_to
+            .max(first)
+            .max(ring.end_seq().saturating_sub(INDEXED as u64));
+        for seq in from..ring.end_seq() {
+            if let Some(u) = ring.get(seq).and_then(|unit| read(seq, unit)) {
+                self.units.push_back(u);
+            }
+        }
+        while self.units.len() > INDEXED {
+            self.units.pop_front();
+        }
+        self.indexed_to = ring.end_seq();
+    }
+}
+
+impl<T> std::ops::Deref for Index<T> {
+    type Target = VecDeque<T>;
+    fn deref(&self) -> &VecDeque<T> {
+        &self.units
     }
 }

@@ -15,14 +15,13 @@
 //! RTMP publisher's decoder configuration, rebuilt from the TS), the ring's is sent first, so
 //! the ring's frames play with it.
 
-use super::{Packets, INDEXED, LOOK_BACK_MS};
+use super::{Index, Seq, Tags, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
 use media::cmaf::{
     fragment_runs, init_tracks, read_prft, AudioTrack, Event, Fragmenter, VideoTrack,
 };
-use media::flv::{Clock, FromTs, Tag};
-use std::collections::VecDeque;
+use media::flv::{Clock, Tag};
 
 /// Per track (video, audio): the first sample's decode time and the number of samples.
 type Runs = [Option<(u64, u32)>; 2];
@@ -38,18 +37,20 @@ struct Indexed {
     init: Option<Bytes>,
 }
 
+impl Seq for Indexed {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// A DVR viewer's own TS to fMP4 conversion, and where it joins the fMP4 ring.
 #[derive(Debug)]
 pub struct Mp4Rewind {
-    conv: FromTs,
-    packets: Packets,
-    tags: Vec<Tag>,
+    tags: Tags,
     fragmenter: Fragmenter<Bytes>,
     events: Vec<Event<Bytes>>,
-    /// The fMP4 ring's fragments, oldest first, as far as [`Mp4Rewind::index`] has seen them.
-    index: VecDeque<Indexed>,
-    /// The ring's next unit to index.
-    indexed_to: u64,
+    /// The fMP4 ring's fragments, as far as [`Mp4Rewind::index`] has seen them.
+    index: Index<Indexed>,
     /// The ring's init segment as of its last unit indexed.
     ring_init: Option<Bytes>,
     /// The init segment last sent.
@@ -69,13 +70,10 @@ impl Mp4Rewind {
             fragmenter.audio_config(a);
         }
         Mp4Rewind {
-            conv: FromTs::on_clock(clock),
-            packets: Packets::default(),
-            tags: Vec::new(),
+            tags: Tags::new(clock),
             fragmenter,
             events: Vec::new(),
-            index: VecDeque::new(),
-            indexed_to: 0,
+            index: Index::default(),
             ring_init: None,
             sent_init: None,
         }
@@ -83,93 +81,71 @@ impl Mp4Rewind {
 
     /// Notes the fMP4 ring's fragments not seen before and forgets those that left it.
     pub fn index(&mut self, mp4: &Ring) {
-        let first = mp4.first_seq();
-        while self.index.front().is_some_and(|u| u.seq < first) {
-            self.index.pop_front();
-        }
-        let from = self
-            .indexed_to
-            .max(first)
-            .max(mp4.end_seq().saturating_sub(INDEXED as u64));
-        for seq in from..mp4.end_seq() {
-            let Some(unit) = mp4.get(seq) else {
-                continue;
-            };
+        let ring_init = &mut self.ring_init;
+        self.index.refresh(mp4, |seq, unit| {
             // A new init segment is a unit of its own; a keyframe carries the one in effect.
             if unit.data.get(4..8) == Some(b"ftyp") {
-                self.ring_init = Some(unit.data.clone());
-                continue;
+                *ring_init = Some(unit.data.clone());
+                return None;
             }
             if let Some(init) = unit.psi.first().filter(|_| unit.keyframe) {
-                self.ring_init = Some(init.clone());
+                *ring_init = Some(init.clone());
             }
-            let Some((ms, at)) = read_prft(&unit.data) else {
-                continue;
-            };
-            let Ok(runs) = fragment_runs(&unit.data[at..]) else {
-                continue;
-            };
-            self.index.push_back(Indexed {
+            let (ms, at) = read_prft(&unit.data)?;
+            let runs = fragment_runs(&unit.data[at..]).ok()?;
+            Some(Indexed {
                 seq,
                 ms,
                 key: unit.keyframe,
                 runs,
-                init: self.ring_init.clone(),
-            });
-        }
-        while self.index.len() > INDEXED {
-            self.index.pop_front();
-        }
-        self.indexed_to = mp4.end_seq();
+                init: ring_init.clone(),
+            })
+        });
     }
 
     /// See [`super::Rewind::realign`].
     pub fn realign(&mut self) {
-        self.packets.realign();
+        self.tags.realign();
     }
 
     /// Converts TS bytes (cut anywhere) to an init segment and fragments (head, then samples),
     /// appended to `out`. Returns the fMP4 ring unit to go on at, as [`super::Rewind::feed`].
     pub fn feed(&mut self, ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        let mut packets = std::mem::take(&mut self.packets);
-        let joined = packets.feed(ts, |p| self.packet(p, out));
-        self.packets = packets;
+        let mut tags = std::mem::take(&mut self.tags);
+        let joined = tags.feed(ts, |t| self.tag(t, out));
+        self.tags = tags;
         joined
     }
 
-    /// One packet: its fragments out, the join checked after each.
-    fn packet(&mut self, packet: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        self.tags.clear();
-        self.conv.feed(packet, &mut self.tags);
-        for t in std::mem::take(&mut self.tags) {
-            let body = Bytes::from(t.body);
-            // A frame that cannot be read leaves the tracks as they were (as the stream's own
-            // fragmenter does).
-            let sample = |start: usize| body.slice(start..);
-            let _ = self
-                .fragmenter
-                .tag(t.video, t.ms, &body, sample, &mut self.events);
-            for e in std::mem::take(&mut self.events) {
-                match e {
-                    Event::Init(init) => {
-                        let init = Bytes::from(init);
-                        self.sent_init = Some(init.clone());
-                        out.push(init);
-                    }
-                    Event::Fragment {
-                        head,
-                        data,
-                        keyframe,
-                        ms,
-                        ..
-                    } => {
-                        let joined = self.join(&head, u64::from(ms), keyframe);
-                        out.push(Bytes::from(head));
-                        out.extend(data);
-                        if let Some((seq, init)) = joined {
-                            out.extend(init);
-                            return Some(seq);
-                        }
+    /// One tag: the fragments it completes out, the join checked after each.
+    fn tag(&mut self, t: Tag, out: &mut Vec<Bytes>) -> Option<u64> {
+        let body = Bytes::from(t.body);
+        // A frame that cannot be read leaves the tracks as they were (as the stream's own
+        // fragmenter does).
+        let sample = |start: usize| body.slice(start..);
+        let _ = self
+            .fragmenter
+            .tag(t.video, t.ms, &body, sample, &mut self.events);
+        for e in std::mem::take(&mut self.events) {
+            match e {
+                Event::Init(init) => {
+                    let init = Bytes::from(init);
+                    self.sent_init = Some(init.clone());
+                    out.push(init);
+                }
+                Event::Fragment {
+                    head,
+                    data,
+                    keyframe,
+                    ms,
+                    ..
+                } => {
+                    let joined = self.join(&head, u64::from(ms), keyframe);
+                    out.push(Bytes::from(head));
+                    out.extend(data);
+                    if let Some((seq, init)) = joined {
+                        out.extend(init);
+                        return Some(seq);
                     }
                 }
             }

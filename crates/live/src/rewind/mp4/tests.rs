@@ -2,7 +2,7 @@ use super::*;
 use crate::llhls::LlLimits;
 use crate::outputs::MediaOutputs;
 use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
-use media::flv::wire;
+use media::flv::{wire, FromTs};
 use media::ts::PACKET;
 use std::time::Duration;
 
