@@ -135,23 +135,46 @@ impl FromTs {
             if h.pid == 0 && h.pusi {
                 self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
             } else if Some(h.pid) == self.pmt_pid && h.pusi {
-                for s in pmt_streams(payload) {
-                    match (s.stream_type, s.registration.as_ref()) {
-                        (0x1b | 0x24, _) | (0x06, Some(b"HEVC")) if self.video_pid.is_none() => {
-                            self.video_pid = Some(s.pid);
-                            self.hevc = s.stream_type != 0x1b;
-                        }
-                        (0x0f, _) | (0x06, Some(b"Opus")) if self.audio_pid.is_none() => {
-                            self.audio_pid = Some(s.pid);
-                            self.opus = s.stream_type == 0x06;
-                        }
-                        _ => {}
-                    }
-                }
+                self.program(payload);
             } else if Some(h.pid) == self.video_pid {
                 self.collect(true, h.pusi, payload, out);
             } else if Some(h.pid) == self.audio_pid {
                 self.collect(false, h.pusi, payload, out);
+            }
+        }
+    }
+
+    /// The PMT: its first video and first audio stream. A conversion that runs across a
+    /// publisher's sessions (a DVR viewer's) may see the next session declare them on other PIDs
+    /// or with another codec: it follows, dropping a frame cut short.
+    fn program(&mut self, payload: &[u8]) {
+        let streams = pmt_streams(payload);
+        let video = streams.iter().find(|s| {
+            matches!(
+                (s.stream_type, s.registration.as_ref()),
+                (0x1b | 0x24, _) | (0x06, Some(b"HEVC"))
+            )
+        });
+        if let Some(v) = video {
+            let hevc = v.stream_type != 0x1b;
+            if self.video_pid != Some(v.pid) || self.hevc != hevc {
+                self.video_pid = Some(v.pid);
+                self.hevc = hevc;
+                self.video = Pes::default();
+            }
+        }
+        let audio = streams.iter().find(|s| {
+            matches!(
+                (s.stream_type, s.registration.as_ref()),
+                (0x0f, _) | (0x06, Some(b"Opus"))
+            )
+        });
+        if let Some(a) = audio {
+            let opus = a.stream_type == 0x06;
+            if self.audio_pid != Some(a.pid) || self.opus != opus {
+                self.audio_pid = Some(a.pid);
+                self.opus = opus;
+                self.audio = Pes::default();
             }
         }
     }

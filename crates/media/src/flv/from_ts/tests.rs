@@ -282,3 +282,103 @@ fn an_rtmp_sources_restamped_ts_converts_back_to_the_timestamps_it_came_with() {
     }
     assert!(!second.is_empty());
 }
+
+/// CRC-32/MPEG-2 of a PSI section.
+fn crc32_mpeg2(data: &[u8]) -> u32 {
+    let mut crc = u32::MAX;
+    for &b in data {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// `ts` with every elementary stream moved 0x100 PIDs up (its packets and its PMT), as another
+/// encoder would declare the same streams.
+fn on_other_pids(ts: &[u8]) -> Vec<u8> {
+    let mut out = ts.to_vec();
+    let pmt = ts
+        .chunks_exact(PACKET)
+        .find_map(|p| header(p).filter(|h| h.pid == 0 && h.pusi).map(|h| (p, h)))
+        .and_then(|(p, h)| crate::ts::pat_pmt_pid(&p[h.payload_start..]))
+        .expect("a PAT");
+    let streams: Vec<u16> = ts
+        .chunks_exact(PACKET)
+        .find_map(|p| header(p).filter(|h| h.pid == pmt && h.pusi).map(|h| (p, h)))
+        .map(|(p, h)| {
+            pmt_streams(&p[h.payload_start..])
+                .iter()
+                .map(|s| s.pid)
+                .collect()
+        })
+        .expect("a PMT");
+    for p in out.chunks_exact_mut(PACKET) {
+        let Some(h) = header(p) else { continue };
+        if streams.contains(&h.pid) {
+            let pid = h.pid + 0x100;
+            p[1] = (p[1] & 0xe0) | (pid >> 8) as u8;
+            p[2] = pid as u8;
+        } else if h.pid == pmt && h.pusi {
+            // The section after the pointer field: PCR PID at 8, then the stream loop.
+            let at = h.payload_start + 1 + usize::from(p[h.payload_start]);
+            let len = usize::from(u16::from_be_bytes([p[at + 1] & 0x0f, p[at + 2]]));
+            let s = &mut p[at..at + 3 + len];
+            let bump = |hi: &mut u8, lo: &mut u8| {
+                let pid = (u16::from_be_bytes([*hi & 0x1f, *lo]) + 0x100).to_be_bytes();
+                *hi = (*hi & 0xe0) | pid[0];
+                *lo = pid[1];
+            };
+            let (a, b) = s.split_at_mut(9);
+            bump(&mut a[8], &mut b[0]);
+            let info = usize::from(u16::from_be_bytes([s[10] & 0x0f, s[11]]));
+            let mut i = 12 + info;
+            while i + 5 <= s.len() - 4 {
+                let (a, b) = s.split_at_mut(i + 2);
+                bump(&mut a[i + 1], &mut b[0]);
+                i += 5 + usize::from(u16::from_be_bytes([s[i + 3] & 0x0f, s[i + 4]]));
+            }
+            let end = s.len() - 4;
+            let crc = crc32_mpeg2(&s[..end]).to_be_bytes();
+            s[end..].copy_from_slice(&crc);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_conversion_follows_a_next_session_that_declares_its_streams_on_other_pids() {
+    let data = clip();
+    let data = &data[..data.len() / PACKET * PACKET];
+    let moved = on_other_pids(data);
+    let pmt_pid = |ts: &[u8]| {
+        let mut c = FromTs::default();
+        c.feed(ts, &mut Vec::new());
+        (c.video_pid, c.audio_pid)
+    };
+    assert_ne!(pmt_pid(data), pmt_pid(&moved), "the PIDs moved");
+    // One conversion across both sessions, as a DVR viewer's reads a recording.
+    let mut conv = FromTs::default();
+    let mut first = Vec::new();
+    conv.feed(data, &mut first);
+    let mut second = Vec::new();
+    conv.feed(&moved, &mut second);
+    let frames = |tags: &[Tag], video: bool| {
+        tags.iter()
+            .filter(|t| t.video == video && !t.sequence)
+            .count()
+    };
+    assert!(
+        frames(&second, true) + 2 >= frames(&first, true),
+        "video goes on"
+    );
+    assert!(
+        frames(&second, false) + 2 >= frames(&first, false),
+        "audio goes on"
+    );
+}
