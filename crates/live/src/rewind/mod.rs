@@ -174,11 +174,7 @@ impl<T: Seq> Index<T> {
         while self.units.front().is_some_and(|u| u.seq() < first) {
             self.units.pop_front();
         }
-        let from = self
-            .indexed_to
-            .max(first)
-            .max(ring.end_seq().saturating_sub(INDEXED as u64));
-        for seq in from..ring.end_seq() {
+        for seq in self.next(ring)..ring.end_seq() {
             if let Some(u) = ring.get(seq).and_then(|unit| read(seq, unit)) {
                 self.units.push_back(u);
             }
@@ -187,6 +183,19 @@ impl<T: Seq> Index<T> {
             self.units.pop_front();
         }
         self.indexed_to = ring.end_seq();
+    }
+
+    /// The first unit the next [`Index::refresh`] reads.
+    fn next(&self, ring: &Ring) -> u64 {
+        self.indexed_to
+            .max(ring.first_seq())
+            .max(ring.end_seq().saturating_sub(INDEXED as u64))
+    }
+
+    /// Whether the next [`Index::refresh`] passes over units it never read (they left the ring,
+    /// or more than [`INDEXED`] came since the last one).
+    fn misses(&self, ring: &Ring) -> bool {
+        self.next(ring) > self.indexed_to
     }
 }
 

@@ -81,6 +81,10 @@ impl Mp4Rewind {
 
     /// Notes the fMP4 ring's fragments not seen before and forgets those that left it.
     pub fn index(&mut self, mp4: &Ring) {
+        if self.index.misses(mp4) {
+            // An init segment may have gone by unseen: known again at the next keyframe.
+            self.ring_init = None;
+        }
         let ring_init = &mut self.ring_init;
         self.index.refresh(mp4, |seq, unit| {
             // A new init segment is a unit of its own; a keyframe carries the one in effect.
@@ -168,17 +172,25 @@ impl Mp4Rewind {
             return None;
         }
         let floor = ms.saturating_sub(u64::from(LOOK_BACK_MS));
-        let u = self
+        let (i, u) = self
             .index
             .iter()
+            .enumerate()
             .rev()
-            .take_while(|u| u.ms >= floor)
-            .find(|u| u.ms == ms && u.key == key && u.runs == runs)?;
+            .take_while(|(_, u)| u.ms >= floor)
+            .find(|(_, u)| u.ms == ms && u.key == key && u.runs == runs)?;
         let init = u.init.as_ref()?;
         if init == sent {
             return Some((u.seq + 1, None));
         }
-        (init_tracks(init).ok()? == tracks).then(|| (u.seq + 1, Some(init.clone())))
+        // Another init segment: a player takes the frames after it from a keyframe on (MSE
+        // drops the others until one comes), so the ring must go on with one.
+        let keyframe_next = self
+            .index
+            .get(i + 1)
+            .is_some_and(|n| n.key && n.seq == u.seq + 1);
+        (keyframe_next && init_tracks(init).ok()? == tracks)
+            .then(|| (u.seq + 1, Some(init.clone())))
     }
 }
 

@@ -135,7 +135,7 @@ impl FromTs {
             if h.pid == 0 && h.pusi {
                 self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
             } else if Some(h.pid) == self.pmt_pid && h.pusi {
-                self.program(payload);
+                self.program(payload, out);
             } else if Some(h.pid) == self.video_pid {
                 self.collect(true, h.pusi, payload, out);
             } else if Some(h.pid) == self.audio_pid {
@@ -146,8 +146,10 @@ impl FromTs {
 
     /// The PMT: its first video and first audio stream. A conversion that runs across a
     /// publisher's sessions (a DVR viewer's) may see the next session declare them on other PIDs
-    /// or with another codec: it follows, dropping a frame cut short.
-    fn program(&mut self, payload: &[u8]) {
+    /// or with another codec: it follows. The frame still held from the stream before (a video
+    /// PES has no length: it ends when the next begins) goes out first, as what it was; a new
+    /// codec starts without the old one's configuration.
+    fn program(&mut self, payload: &[u8], out: &mut Vec<Tag>) {
         let streams = pmt_streams(payload);
         let video = streams.iter().find(|s| {
             matches!(
@@ -158,9 +160,12 @@ impl FromTs {
         if let Some(v) = video {
             let hevc = v.stream_type != 0x1b;
             if self.video_pid != Some(v.pid) || self.hevc != hevc {
+                self.flush(true, out);
+                if self.hevc != hevc {
+                    (self.vps, self.sps, self.pps, self.config_sent) = (None, None, None, None);
+                }
                 self.video_pid = Some(v.pid);
                 self.hevc = hevc;
-                self.video = Pes::default();
             }
         }
         let audio = streams.iter().find(|s| {
@@ -172,10 +177,21 @@ impl FromTs {
         if let Some(a) = audio {
             let opus = a.stream_type == 0x06;
             if self.audio_pid != Some(a.pid) || self.opus != opus {
+                self.flush(false, out);
+                if self.opus != opus {
+                    (self.asc_sent, self.opus_sent, self.opus_pre_skip) = (None, None, 0);
+                }
                 self.audio_pid = Some(a.pid);
                 self.opus = opus;
-                self.audio = Pes::default();
             }
+        }
+    }
+
+    /// The frame held for `video` (or audio), out as it is.
+    fn flush(&mut self, video: bool, out: &mut Vec<Tag>) {
+        let held = std::mem::take(self.pes(video));
+        if !held.data.is_empty() {
+            self.emit(video, held, out);
         }
     }
 

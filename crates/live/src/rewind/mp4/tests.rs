@@ -230,14 +230,24 @@ fn a_fragment_without_video_of_a_stream_with_video_is_not_a_join() {
 }
 
 #[test]
-fn a_ring_with_another_decoder_configuration_is_joined_with_its_init_segment_sent_first() {
+fn a_ring_with_another_decoder_configuration_is_joined_before_a_keyframe_with_its_init_sent_first()
+{
     let (outputs, _) = outputs_of(&demo());
     let (v, a) = outputs.tracks();
     let mut other = v.clone().unwrap();
     other.width += 16;
     let init = Bytes::from(media::cmaf::init_segment(Some(&other), a.as_ref()));
-    let (r, _ring, key, _) = viewer_and_ring(init.clone());
-    assert_eq!(r.join(&key, 0, true), Some((1, Some(init))));
+    let (mut r, mut ring, key, _) = viewer_and_ring(init.clone());
+    // Mid-GOP (an audio fragment comes next): a player takes what follows a new init segment
+    // from a keyframe on, and would drop the frames before it.
+    assert_eq!(r.join(&key, 0, true), None);
+    // Right before a keyframe: joined, the ring's init first.
+    let (before, before_head) = unit(2000, &runs_at(2000, true, 2));
+    ring.push(before, Duration::ZERO);
+    let (next, _) = unit(3000, &runs_at(3000, true, 2));
+    ring.push_keyframe(next, vec![init.clone()], Duration::ZERO);
+    r.index(&ring);
+    assert_eq!(r.join(&before_head, 2000, false), Some((3, Some(init))));
 }
 
 #[test]

@@ -54,25 +54,30 @@ class LivePlayer {
   }
   stop() {
     this.abort.abort();
+    if (this.url) URL.revokeObjectURL(this.url);
     this.video.removeAttribute('src');
     this.video.load();
   }
+  get stopped() { return this.abort.signal.aborted; }
   async mse() {
     const ms = new MediaSource();
-    this.video.src = URL.createObjectURL(ms);
+    this.url = URL.createObjectURL(ms);
+    this.video.src = this.url;
     await new Promise((ok) => ms.addEventListener('sourceopen', ok, { once: true }));
+    if (this.stopped) return;
     this.video.dataset.phase = 'open';
     let resp;
     const query = this.t ? '?t=' + encodeURIComponent(this.t) : '';
     try {
       resp = await fetch(`/live/${encodeURIComponent(this.name)}.mp4${query}`, { signal: this.abort.signal });
-    } catch (e) { this.video.dataset.phase = 'fetch failed: ' + e; return; }
+    } catch (e) { if (!this.stopped) this.video.dataset.phase = 'fetch failed: ' + e; return; }
+    if (this.stopped) return;
     this.video.dataset.phase = 'response ' + resp.status;
     if (!resp.ok) {
       // The server's reason (a time outside the DVR window names the window).
-      let why = resp.statusText;
-      try { why = (await resp.json()).error || why; } catch (e) {}
-      this.said(why, true);
+      let why = '';
+      try { why = (await resp.json()).error; } catch (e) {}
+      if (!this.stopped) this.said(why || `HTTP ${resp.status} ${resp.statusText}`.trim(), true);
       return;
     }
     this.said(this.t ? `from ${this.t}, then on to the live edge` : '', false);
@@ -85,8 +90,12 @@ class LivePlayer {
         await new Promise((ok) => setTimeout(ok, 500));
       }
       let chunk;
-      try { chunk = await reader.read(); } catch (e) { return; }
-      if (chunk.done) break;
+      try { chunk = await reader.read(); } catch (e) { chunk = { done: true }; }
+      if (chunk.done) {
+        // A rewound player paused for longer than the server waits for a reader is let go.
+        if (this.t && !this.stopped) this.said('the stream ended here; press Play or Live to go on', true);
+        break;
+      }
       got += chunk.value.length;
       if (!sb) this.video.dataset.phase = `read ${got} bytes, ${buf.length} held, first box ${String.fromCharCode(...(buf.length >= 8 ? buf.subarray(4, 8) : chunk.value.subarray(4, 8)))}`;
       const joined = new Uint8Array(buf.length + chunk.value.length);
@@ -146,8 +155,13 @@ class LivePlayer {
     if (!b.length) return;
     const start = b.start(b.length - 1), end = b.end(b.length - 1), ahead = end - v.currentTime;
     if (this.t) {
-      if (v.currentTime < b.start(0)) v.currentTime = b.start(0);
-      if (v.paused) v.play().catch(() => {});
+      // Start at the first frame; step over a gap (a publisher's reconnect) to what follows it.
+      for (let i = 0; i < b.length; i++) {
+        if (v.currentTime < b.start(i)) { v.currentTime = b.start(i); break; }
+        if (v.currentTime < b.end(i)) break;
+      }
+      // Started once; after that a pause is the viewer's.
+      if (!this.started) { this.started = true; v.play().catch(() => {}); }
       return;
     }
     if (v.currentTime < start || ahead > 3) v.currentTime = Math.max(start, end - 0.3);
