@@ -287,7 +287,7 @@ fn section(table_id: u8, extension: u16, body: &[u8]) -> Vec<u8> {
 }
 
 /// CRC-32/MPEG-2 (polynomial 0x04C11DB7, not reflected, initial 0xFFFFFFFF).
-fn crc32_mpeg2(data: &[u8]) -> u32 {
+pub(crate) fn crc32_mpeg2(data: &[u8]) -> u32 {
     let mut crc = u32::MAX;
     for &b in data {
         crc ^= u32::from(b) << 24;

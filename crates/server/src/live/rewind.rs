@@ -69,12 +69,7 @@ pub(crate) async fn catch_up(
                 return Caught::Done;
             }
             if let Some(seq) = joined {
-                tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
-                stream
-                    .stats
-                    .dvr_joins
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Caught::Up(seq);
+                return joined_at(stream, output, seq);
             }
         }
         if drops.has_changed().unwrap_or(true) || *shutdown.borrow() {
@@ -128,12 +123,7 @@ pub(crate) async fn catch_up(
                     return Caught::Done;
                 }
                 if let Some(seq) = joined {
-                    tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
-                    stream
-                        .stats
-                        .dvr_joins
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Caught::Up(seq);
+                    return joined_at(stream, output, seq);
                 }
             }
             Step::Disconnect => {
@@ -154,6 +144,16 @@ pub(crate) async fn catch_up(
             }
         }
     }
+}
+
+/// The conversion joined `output`'s ring: go on there at `seq` (counted, and logged).
+fn joined_at(stream: &Stream, output: Output, seq: u64) -> Caught {
+    tracing::debug!(stream = %stream.name, seq, ?output, "DVR viewer joined its ring");
+    stream
+        .stats
+        .dvr_joins
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Caught::Up(seq)
 }
 
 /// The stream's FLV clock (fMP4 is made from the FLV tags, on the same clock); a TS source's FLV

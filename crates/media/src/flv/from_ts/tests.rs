@@ -283,22 +283,6 @@ fn an_rtmp_sources_restamped_ts_converts_back_to_the_timestamps_it_came_with() {
     assert!(!second.is_empty());
 }
 
-/// CRC-32/MPEG-2 of a PSI section.
-fn crc32_mpeg2(data: &[u8]) -> u32 {
-    let mut crc = u32::MAX;
-    for &b in data {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 /// `ts` with every elementary stream moved 0x100 PIDs up (its packets and its PMT), as another
 /// encoder would declare the same streams.
 fn on_other_pids(ts: &[u8]) -> Vec<u8> {
@@ -347,7 +331,7 @@ fn on_other_pids(ts: &[u8]) -> Vec<u8> {
                 i += 5 + usize::from(u16::from_be_bytes([s[i + 3] & 0x0f, s[i + 4]]));
             }
             let end = s.len() - 4;
-            let crc = crc32_mpeg2(&s[..end]).to_be_bytes();
+            let crc = crate::ts::mux::crc32_mpeg2(&s[..end]).to_be_bytes();
             s[end..].copy_from_slice(&crc);
         }
     }
