@@ -2,10 +2,12 @@
 //! of a live stream). Input: records of [kind, ms (4 bytes), len (2 bytes), body], as for
 //! `flv_to_ts`. Checks that every fragment's head declares exactly the bytes that follow it and
 //! reads back ([`fragment_runs`]) with as many samples; the input itself, read as a fragment unit
-//! (`read_prft`, `fragment_runs`, `init_tracks`), never panics; every init segment reads back.
+//! (`read_prft`, `fragment_runs`, `init_tracks`, and as a stream to `ToFlv`), never panics; every
+//! init segment reads back; the init segments and fragments read back to FLV (`ToFlv`, what an
+//! `.flv` DVR viewer of an fMP4 recording gets) as one tag per sample, nothing skipped.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter};
+use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter, ToFlv};
 
 fuzz_target!(|data: &[u8]| {
     if let Some((_, at)) = read_prft(data) {
@@ -13,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = fragment_runs(data);
     let _ = init_tracks(data);
-    let mut f = Fragmenter::<usize>::default();
+    let mut tags = Vec::new();
+    ToFlv::default().feed(data, &mut tags);
+    let mut back = ToFlv::default();
+    let mut f = Fragmenter::<Vec<u8>>::default();
     let mut out = Vec::new();
     let mut rest = data;
     while let Some((head, tail)) = rest.split_at_checked(7) {
@@ -21,24 +26,31 @@ fuzz_target!(|data: &[u8]| {
         let ms = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         let len = usize::from(u16::from_be_bytes([head[5], head[6]]));
         let (body, after) = tail.split_at(len.min(tail.len()));
-        // The handle on a sample is its size: what the mdat must add up to.
+        // The handle on a sample is its bytes: the mdat must add up to them.
         let sample = |start: usize| {
             assert!(start <= body.len());
-            body.len() - start
+            body[start..].to_vec()
         };
         let _ = f.tag(video, ms, body, sample, &mut out);
         for e in out.drain(..) {
             if let Event::Init(init) = &e {
                 init_tracks(init).expect("an init segment reads back");
+                back.feed(init, &mut tags);
             }
             if let Event::Fragment { head, data, .. } = e {
                 // The mdat header is the last 8 bytes of the head: its size covers the samples.
                 let n = head.len();
                 let mdat = u32::from_be_bytes([head[n - 8], head[n - 7], head[n - 6], head[n - 5]]);
-                assert_eq!(mdat as usize, 8 + data.iter().sum::<usize>());
+                assert_eq!(mdat as usize, 8 + data.iter().map(Vec::len).sum::<usize>());
                 let runs = fragment_runs(&head).expect("a fragment head reads back");
                 let samples: u32 = runs.iter().flatten().map(|r| r.1).sum();
                 assert_eq!(samples as usize, data.len());
+                tags.clear();
+                back.feed(&head, &mut tags);
+                data.iter().for_each(|d| back.feed(d, &mut tags));
+                assert_eq!(back.skipped, 0);
+                let frames = tags.iter().filter(|t| !t.sequence).count();
+                assert_eq!(frames, data.len(), "a tag per sample");
             }
         }
         rest = after;

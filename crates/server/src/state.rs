@@ -143,12 +143,8 @@ impl State {
             let state = self.clone();
             start.more = Some(crate::live::dvr::Resume {
                 stream: stream.clone(),
-                // A converting viewer reads the TS recording.
-                output: if start.convert {
-                    crate::live::Output::Ts
-                } else {
-                    output
-                },
+                // A converting viewer reads the recording it converts.
+                output: start.convert.unwrap_or(output),
                 library: Box::new(move || state.library()),
             });
         }

@@ -413,6 +413,29 @@ fn an_flv_viewer_of_an_rtmp_source_rewinds_into_its_ts_recording_and_plays_on() 
 }
 
 #[test]
+fn an_flv_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on_into_the_flv_ring() {
+    let r = recorded("flvcmaf", server::record::Format::Fmp4, 3);
+    // 9 s back is only in the fMP4 recording (the rings hold 2 s): its fragments read back into
+    // FLV tags, then the fMP4 ring's, until the FLV ring goes on.
+    assert_flv_rewinds(&r.server, "flvcmaf", 9.0, 12.0);
+}
+
+#[test]
+fn an_flv_viewer_of_an_rtmp_source_rewinds_into_its_fmp4_recording_and_plays_on() {
+    let (s, _library) = recording_server("rtmpcmaf", server::record::Format::Fmp4, 3, |_| {});
+    let _publisher = common::live::rtmp_publisher(
+        &s,
+        "/live/rtmpcmaf",
+        &common::fixtures::long_live_ts(),
+        &["-re"],
+    );
+    wait_for_within(&s, "rtmpcmaf", "12 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(12.0)
+    });
+    assert_flv_rewinds(&s, "rtmpcmaf", 9.0, 12.0);
+}
+
+#[test]
 fn an_mp4_viewer_rewinds_past_the_ring_into_a_ts_recording_and_plays_on_into_the_mp4_ring() {
     let r = recorded("mp4back", server::record::Format::Ts, 3);
     // Nobody watched `.mp4` before: the fMP4 output begins with these viewers; 9 s back is only

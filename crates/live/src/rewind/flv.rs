@@ -1,6 +1,8 @@
 //! An `.flv` DVR viewer's conversion (see the module above): with a [`FromTs`] started on the
 //! clock of the stream's own conversion ([`Clock`]), every frame gets the timestamp and body the
-//! FLV ring gave it.
+//! FLV ring gave it; read back from the stream's fMP4 ([`ToFlv`]), every video frame gets its
+//! timestamp and body, and every audio frame its body and its timestamp within a millisecond
+//! (the fMP4 writer estimated the durations that time it after the first of its fragment).
 //!
 //! Where it joins: right after the ring's unit of the last video tag it sent (the same time, both
 //! keyframes or neither; the stream's clock never repeats a time, as it runs on across publisher
@@ -17,6 +19,7 @@
 use super::{Index, Seq, Tags, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
+use media::cmaf::ToFlv;
 use media::flv::{wire, Clock, Tag};
 
 /// One FLV ring unit, as far as the join needs it.
@@ -49,10 +52,26 @@ fn tag_time(tag: &[u8]) -> Option<(bool, u32)> {
     ))
 }
 
-/// A DVR viewer's own TS to FLV conversion, and where it joins the FLV ring.
+/// A DVR viewer's own conversion to FLV, and where it joins the FLV ring.
 #[derive(Debug)]
 pub struct FlvRewind {
-    tags: Tags,
+    input: Input,
+    join: Join,
+}
+
+/// What an `.flv` DVR viewer's conversion reads.
+#[derive(Debug)]
+enum Input {
+    /// MPEG-TS (a TS recording, the TS ring), converted on the stream's FLV clock.
+    Ts(Box<Tags>),
+    /// The stream's own fMP4 (an fMP4 recording, then the fMP4 ring): made of the FLV ring's
+    /// tags, with their times (`media::cmaf::ToFlv`).
+    Fmp4(Box<ToFlv>),
+}
+
+/// What was sent, and the FLV ring as far as the join needs it.
+#[derive(Debug, Default)]
+struct Join {
     /// The newest video tag sent (time, keyframe) and audio tag's time (sequence headers are
     /// not ring units).
     last_video: Option<(u32, bool)>,
@@ -62,20 +81,26 @@ pub struct FlvRewind {
 }
 
 impl FlvRewind {
-    /// A conversion on the stream's FLV clock (`MediaOutputs::flv_clock`).
+    /// A conversion of TS on the stream's FLV clock (`MediaOutputs::flv_clock`).
     pub fn new(clock: Clock) -> Self {
         FlvRewind {
-            tags: Tags::new(clock),
-            last_video: None,
-            last_audio: None,
-            index: Index::default(),
+            input: Input::Ts(Box::new(Tags::new(clock))),
+            join: Join::default(),
+        }
+    }
+
+    /// A conversion of the stream's fMP4 (a stream recorded as fMP4).
+    pub fn of_fmp4() -> Self {
+        FlvRewind {
+            input: Input::Fmp4(Box::default()),
+            join: Join::default(),
         }
     }
 
     /// Notes the FLV ring's units not seen before (cheap under the stream's read lock: only the
     /// new ones are read) and forgets those that left it.
     pub fn index(&mut self, flv: &Ring) {
-        self.index.refresh(flv, |seq, u| {
+        self.join.index.refresh(flv, |seq, u| {
             let (video, ms) = tag_time(&u.data)?;
             Some(Indexed {
                 seq,
@@ -86,22 +111,32 @@ impl FlvRewind {
         });
     }
 
-    /// The next bytes fed start at a packet boundary (a new stretch of the recording, or the TS
-    /// ring): a packet cut short before them is dropped.
+    /// The next bytes fed start at a packet or box boundary (a new stretch of the recording, or
+    /// the ring): a packet or box cut short before them is dropped.
     pub fn realign(&mut self) {
-        self.tags.realign();
+        match &mut self.input {
+            Input::Ts(tags) => tags.realign(),
+            Input::Fmp4(r) => r.realign(),
+        }
     }
 
-    /// Converts TS bytes (cut anywhere) to FLV tags, appended to `out` as wire tags. Returns the
-    /// FLV ring unit to go on at once the ring (as indexed) holds exactly what was not sent: the
-    /// rest of `ts` is not needed then, and this conversion is done.
-    pub fn feed(&mut self, ts: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
-        let mut tags = std::mem::take(&mut self.tags);
-        let joined = tags.feed(ts, |t| self.tag(t, out));
-        self.tags = tags;
-        joined
+    /// Converts TS or fMP4 bytes (cut anywhere) to FLV tags, appended to `out` as wire tags.
+    /// Returns the FLV ring unit to go on at once the ring (as indexed) holds exactly what was
+    /// not sent: the rest of `bytes` is not needed then, and this conversion is done.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Bytes>) -> Option<u64> {
+        let join = &mut self.join;
+        match &mut self.input {
+            Input::Ts(tags) => tags.feed(bytes, |t| join.tag(t, out)),
+            Input::Fmp4(r) => {
+                let mut tags = Vec::new();
+                r.feed(bytes, &mut tags);
+                tags.into_iter().find_map(|t| join.tag(t, out))
+            }
+        }
     }
+}
 
+impl Join {
     /// One tag out, then the join, checked after each video frame.
     fn tag(&mut self, t: Tag, out: &mut Vec<Bytes>) -> Option<u64> {
         let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
@@ -244,6 +279,79 @@ mod tests {
     }
 
     #[test]
+    fn a_viewer_rewound_into_the_streams_fmp4_gets_the_flv_rings_own_tags_then_joins_it() {
+        use crate::llhls::LlLimits;
+        use crate::outputs::MediaOutputs;
+        // The stream's outputs as its publisher feeds them: the FLV tags, and the fMP4 made
+        // of them (what an fMP4 recording holds).
+        let mut conv = FromTs::default();
+        let mut outputs = MediaOutputs::new(LIMITS, LlLimits::default());
+        let mut tags = Vec::new();
+        for chunk in demo().chunks(PACKET * 7) {
+            tags.clear();
+            conv.feed(chunk, &mut tags);
+            for t in &tags {
+                let kind = wire::classify(t.video, &t.body);
+                outputs.push(t.video, &t.body, t.ms, kind, Duration::ZERO, 0);
+            }
+        }
+        let all: Vec<Bytes> = outputs.flv.units().map(|u| u.data.clone()).collect();
+        // From the fMP4 ring's second keyframe: its init segment, then its fragments, cut
+        // anywhere as a recording's slices are.
+        let from = outputs
+            .mp4
+            .units()
+            .filter(|u| u.keyframe)
+            .nth(1)
+            .expect("two keyframes");
+        let mut input: Vec<u8> = from.psi.iter().flat_map(|b| b.to_vec()).collect();
+        for u in outputs.mp4.units().skip_while(|u| u.seq < from.seq) {
+            input.extend_from_slice(&u.data);
+            u.more.iter().for_each(|m| input.extend_from_slice(m));
+        }
+        let mut r = FlvRewind::of_fmp4();
+        r.index(&outputs.flv);
+        let mut sent = Vec::new();
+        let joined = input
+            .chunks(1000)
+            .find_map(|piece| r.feed(piece, &mut sent))
+            .expect("joins the ring");
+        let mut viewer = Viewer::after(joined);
+        let Step::Send { parts, .. } = viewer.step(&outputs.flv, Duration::ZERO, &POLICY) else {
+            panic!("the ring goes on");
+        };
+        // Sequence headers first; then, from the keyframe, the ring's own video tags each
+        // exactly once, and its audio tags (an audio frame may be timed a millisecond off).
+        let is_sequence = |t: &Bytes| wire::classify(t[0] == wire::VIDEO, &t[11..]).sequence;
+        assert!(is_sequence(&sent[0]) && is_sequence(&sent[1]));
+        let played: Vec<Bytes> = sent
+            .iter()
+            .filter(|t| !is_sequence(t))
+            .cloned()
+            .chain(parts)
+            .collect();
+        assert!(wire::classify(true, &played[0][11..]).keyframe);
+        let start = all
+            .iter()
+            .position(|t| *t == played[0])
+            .expect("the ring's keyframe");
+        let without_time = |t: &Bytes| (t[0], t[11..].to_vec());
+        assert_eq!(
+            played.iter().map(without_time).collect::<Vec<_>>(),
+            all[start..].iter().map(without_time).collect::<Vec<_>>()
+        );
+        for (p, a) in played.iter().zip(&all[start..]) {
+            let (_, pm) = tag_time(p).unwrap();
+            let (video, am) = tag_time(a).unwrap();
+            assert!(if video {
+                pm == am
+            } else {
+                pm.abs_diff(am) <= 1
+            });
+        }
+    }
+
+    #[test]
     fn a_viewer_whose_clock_differs_from_the_rings_never_joins_it() {
         let ts = demo();
         let (ring, clock) = ring_of(&ts, 7);
@@ -280,9 +388,9 @@ mod tests {
         }
         let mut r = FlvRewind::new(Clock { first: 0, last: 0 });
         r.index(&ring);
-        assert_eq!(r.index.len(), INDEXED);
+        assert_eq!(r.join.index.len(), INDEXED);
         assert_eq!(
-            r.index.front().map(|u| u.seq),
+            r.join.index.front().map(|u| u.seq),
             Some(ring.end_seq() - INDEXED as u64)
         );
         ring.push(
@@ -290,8 +398,8 @@ mod tests {
             Duration::ZERO,
         );
         r.index(&ring);
-        assert_eq!(r.index.len(), INDEXED);
-        assert_eq!(r.index.back().map(|u| u.ms), Some(1 << 30));
+        assert_eq!(r.join.index.len(), INDEXED);
+        assert_eq!(r.join.index.back().map(|u| u.ms), Some(1 << 30));
     }
 
     #[test]
@@ -300,11 +408,11 @@ mod tests {
         let (mut ring, clock) = ring_of(&ts, 7);
         let mut r = FlvRewind::new(clock);
         r.index(&ring);
-        let held = r.index.len();
+        let held = r.join.index.len();
         assert_eq!(held as u64, ring.end_seq() - ring.first_seq());
         ring.shrink_to_gop(Duration::from_secs(3600), Duration::ZERO);
         r.index(&ring);
-        assert!(r.index.len() < held);
-        assert_eq!(r.index.front().map(|u| u.seq), Some(ring.first_seq()));
+        assert!(r.join.index.len() < held);
+        assert_eq!(r.join.index.front().map(|u| u.seq), Some(ring.first_seq()));
     }
 }

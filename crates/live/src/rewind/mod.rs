@@ -7,6 +7,10 @@
 //! holds exactly what comes next, the viewer leaves its conversion and goes on in the ring
 //! ([`crate::Viewer::after`]): the per-viewer work lasts as long as the rewound part.
 //!
+//! An `.flv` viewer of a stream recorded as fMP4 reads that recording (then the fMP4 ring) back
+//! into FLV tags instead (`media::cmaf::ToFlv`): the fMP4 was made of the FLV ring's tags, with
+//! their times, so no clock is needed.
+//!
 //! [`FlvRewind`] (flv.rs) joins the FLV ring after the same video tag; [`Mp4Rewind`] (mp4.rs)
 //! makes fragments of those tags as the stream does and joins the fMP4 ring after the same
 //! fragment.

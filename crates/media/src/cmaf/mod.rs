@@ -18,10 +18,12 @@ pub mod flv;
 mod fragment;
 mod fragmenter;
 mod init;
+pub mod to_flv;
 
 pub use fragment::{fragment_head, fragment_runs, init_tracks, prft, read_prft, Run, Sample};
 pub use fragmenter::{Event, Fragmenter};
 pub use init::{init_segment, AudioCodec, AudioTrack, VideoCodec, VideoTrack};
+pub use to_flv::ToFlv;
 
 /// The track id of video in every init segment and fragment written here.
 pub const VIDEO_TRACK: u32 = 1;

@@ -93,7 +93,7 @@ pub(crate) fn full_box(r: &mut Reader<'_>) -> Result<(u8, u32)> {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Trex {
+pub(crate) struct Trex {
     duration: u32,
     size: u32,
     flags: u32,
@@ -114,7 +114,7 @@ pub(crate) struct Track<'a> {
     pub(crate) stbl: Option<Reader<'a>>,
     /// The first sample entry: its type and body (codec configuration boxes inside).
     pub(crate) entry: Option<(FourCC, Reader<'a>)>,
-    trex: Trex,
+    pub(crate) trex: Trex,
 }
 
 /// Whether an MP4 holds movie fragments (`moof` at the top level).
@@ -273,7 +273,7 @@ fn audio_info(tracks: &[Track<'_>]) -> Option<AudioInfo> {
         })
 }
 
-fn parse_moov<'a>(moov: &Reader<'a>) -> Result<(u32, u64, Vec<Track<'a>>)> {
+pub(crate) fn parse_moov<'a>(moov: &Reader<'a>) -> Result<(u32, u64, Vec<Track<'a>>)> {
     let mut scale = 1;
     let mut duration = 0;
     let mut tracks = Vec::new();

@@ -202,6 +202,11 @@ fn descriptor<'a>(r: &mut Reader<'a>) -> Result<(u8, Reader<'a>)> {
 
 /// Object type, sampling frequency index and channel configuration from an `esds`.
 fn esds_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
+    Ok(esds_asc(esds)?.and_then(audio_specific_config))
+}
+
+/// The AudioSpecificConfig an `esds` carries (its DecoderSpecificInfo), as it is.
+pub(crate) fn esds_asc<'a>(esds: &mut Reader<'a>) -> Result<Option<&'a [u8]>> {
     let (tag, mut es) = descriptor(esds)?;
     if tag != 0x03 {
         return Ok(None);
@@ -227,7 +232,7 @@ fn esds_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
     if tag != 0x05 {
         return Ok(None);
     }
-    Ok(audio_specific_config(dsi.rest()))
+    Ok(Some(dsi.rest()))
 }
 
 /// Appends a sample as an Annex B access unit (parameter sets first for a keyframe). NAL lengths

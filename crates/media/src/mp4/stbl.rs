@@ -323,7 +323,7 @@ pub fn expand(stbl: &Reader<'_>, data_len: u64) -> Result<SampleTable> {
 const NON_SYNC: u32 = 0x0001_0000;
 
 /// Appends the samples of `track_id` in one `moof` (ISO/IEC 14496-12 §8.8) to the table.
-pub(super) fn append_fragment(
+pub(crate) fn append_fragment(
     table: &mut SampleTable,
     moof_start: u64,
     moof: &Reader<'_>,

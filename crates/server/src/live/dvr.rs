@@ -9,8 +9,10 @@
 //! a stream not recorded as fMP4, is sent the TS recording and then the TS ring converted to its
 //! format on its own until its ring goes on with what comes next (`live::rewind`, rewind.rs):
 //! a TS source's FLV and fMP4 outputs begin with their first viewer, so the TS ring also reaches
-//! further back than theirs. Past what either holds: 416, with the window in the message; a
-//! time not before the live edge: 400.
+//! further back than theirs. An `.flv` viewer of a stream recorded as fMP4 is sent the fMP4
+//! recording and ring read back into FLV tags the same way. A `.ts` viewer of a stream recorded
+//! as fMP4 rewinds within the TS ring only. Past what either holds: 416, with the window in the
+//! message; a time not before the live edge: 400.
 
 use super::{Live, Output, Stream};
 use crate::error::Error;
@@ -28,18 +30,20 @@ pub(crate) struct Start {
     /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
     /// the prefix is sent (see [`resume`]).
     pub more: Option<Resume>,
-    /// An `.flv` or `.mp4` viewer that starts in the TS recording or ring: `prefix` is TS and
-    /// `seq` a unit of the TS ring, to be converted to its format (rewind.rs).
-    pub convert: bool,
+    /// An `.flv` or `.mp4` viewer that starts in the recording or ring of another output (TS, or
+    /// fMP4 for `.flv` of a stream recorded as fMP4): `prefix` is of that format and `seq` a unit
+    /// of its ring, to be converted to the viewer's (rewind.rs).
+    pub convert: Option<Output>,
 }
 
 /// The output whose recording and ring a DVR viewer of `output` rewinds into, the stream being
-/// recorded as `recorded`: its own, or TS (converted, rewind.rs) for `.flv`, and for `.mp4`
-/// unless the recording is fMP4.
+/// recorded as `recorded`: its own, or another converted to it (rewind.rs): for `.flv`, the fMP4
+/// of a stream recorded as fMP4, else TS; for `.mp4`, TS unless the recording is fMP4.
 fn recorded_as(output: Output, recorded: Option<Output>) -> Output {
-    match output {
-        Output::Flv => Output::Ts,
-        Output::Mp4 if recorded != Some(Output::Mp4) => Output::Ts,
+    match (output, recorded) {
+        (Output::Flv, Some(Output::Mp4)) => Output::Mp4,
+        (Output::Flv, _) => Output::Ts,
+        (Output::Mp4, r) if r != Some(Output::Mp4) => Output::Ts,
         _ => output,
     }
 }
@@ -92,12 +96,15 @@ pub(crate) fn start(
         });
     }
     let own = inner.ring(output);
-    let convert = recorded_as(output, format) != output;
+    let convert = Some(recorded_as(output, format)).filter(|&o| o != output);
     let output = recorded_as(output, format);
     let ring = inner.ring(output);
     // Its own ring did not reach back (a TS source's FLV and fMP4 outputs begin with their first
     // viewer), the TS ring may.
-    if let Some(seq) = at.and_then(|at| ring?.keyframe_at(at)).filter(|_| convert) {
+    if let Some(seq) = at
+        .and_then(|at| ring?.keyframe_at(at))
+        .filter(|_| convert.is_some())
+    {
         return Ok(Start {
             seq,
             convert,
@@ -166,7 +173,7 @@ pub(crate) fn resume(
         seq,
         prefix,
         more: None,
-        convert: false,
+        convert: None,
     })
 }
 

@@ -118,8 +118,9 @@ async fn feed(
     let mut rx = stream.subscribe(output);
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
-    if let Some(start) = start.take_if(|s| s.convert) {
-        // An `.flv` or `.mp4` DVR viewer before its ring: converted TS first (rewind.rs).
+    if let Some(start) = start.take_if(|s| s.convert.is_some()) {
+        // An `.flv` or `.mp4` DVR viewer before its ring: another format converted first
+        // (rewind.rs).
         let mut to = Body {
             tx: &tx,
             live: &live,

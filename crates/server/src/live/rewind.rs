@@ -1,7 +1,8 @@
-//! The shell of an `.flv` or `.mp4` DVR viewer that rewinds past its ring into TS
-//! (`live::rewind`): it is sent the TS recording's stretch (and the next ones while the TS ring
-//! no longer holds where they end, as a `.ts` DVR viewer is), then the TS ring, each converted to
-//! its format on the stream's FLV clock, until its ring goes on with exactly what comes next. The
+//! The shell of an `.flv` or `.mp4` DVR viewer that rewinds past its ring into TS, or (`.flv`
+//! of a stream recorded as fMP4) into fMP4 (`live::rewind`): it is sent the recording's stretch
+//! (and the next ones while that ring no longer holds where they end, as a `.ts` DVR viewer is),
+//! then that ring, each converted to its format (TS on the stream's FLV clock; fMP4 carries the
+//! FLV times), until its ring goes on with exactly what comes next. The
 //! caller then follows that ring from that unit (`live::Viewer::after`) like any viewer; over
 //! HTTP/1.1 (follow.rs) and HTTP/2 (frames.rs), each with its own way to send.
 
@@ -31,8 +32,8 @@ pub(crate) enum Caught {
     Done,
 }
 
-/// Sends `start` (TS: the recording's bytes, then the TS ring from `start.seq`) converted to
-/// `output` (FLV or fMP4) through `to`, until the ring of `output` can take over.
+/// Sends `start` (the recording's bytes, then the ring of `start.convert` from `start.seq`)
+/// converted to `output` (FLV or fMP4) through `to`, until the ring of `output` can take over.
 pub(crate) async fn catch_up(
     stream: &Arc<Stream>,
     live: &Live,
@@ -42,16 +43,23 @@ pub(crate) async fn catch_up(
     drops: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Caught {
-    let Some(clock) = clock(stream, live, drops, shutdown).await else {
-        return Caught::Done;
+    // What it converts: TS, or the fMP4 of a stream recorded as fMP4 (for `.flv`).
+    let from = start.convert.unwrap_or(Output::Ts);
+    let mut rewind = if from == Output::Mp4 {
+        // Made of the FLV tags, with their times: no clock to wait for.
+        Rewind::Flv(Box::new(FlvRewind::of_fmp4()))
+    } else {
+        let Some(clock) = clock(stream, live, drops, shutdown).await else {
+            return Caught::Done;
+        };
+        if output == Output::Mp4 {
+            let tracks = stream.read().media.as_ref().map(|m| m.tracks());
+            Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
+        } else {
+            Rewind::Flv(Box::new(FlvRewind::new(clock)))
+        }
     };
     let _converting = Converting::new(&stream.stats);
-    let mut rewind = if output == Output::Mp4 {
-        let tracks = stream.read().media.as_ref().map(|m| m.tracks());
-        Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
-    } else {
-        Rewind::Flv(Box::new(FlvRewind::new(clock)))
-    };
     let index = |r: &mut Rewind| {
         if let Some(ring) = stream.read().ring(output) {
             r.index(ring);
@@ -83,7 +91,7 @@ pub(crate) async fn catch_up(
             _ => break,
         }
     }
-    // Then the TS ring.
+    // Then the ring it converts.
     rewind.realign();
     let mut ts = if continuing {
         Viewer::continuing_at(start.seq)
@@ -91,7 +99,7 @@ pub(crate) async fn catch_up(
         Viewer::starting_at(start.seq)
     };
     let policy = live.config.viewer;
-    let mut rx = stream.subscribe(Output::Ts);
+    let mut rx = stream.subscribe(from);
     loop {
         if drops.has_changed().unwrap_or(true) {
             return Caught::Done;
@@ -103,10 +111,10 @@ pub(crate) async fn catch_up(
             if let Some(ring) = inner.ring(output) {
                 rewind.index(ring);
             }
-            (
-                ts.step(&inner.ring, now, &policy),
-                inner.lifecycle.is_ended(),
-            )
+            let Some(ring) = inner.ring(from) else {
+                return Caught::Done;
+            };
+            (ts.step(ring, now, &policy), inner.lifecycle.is_ended())
         };
         match step {
             Step::Send { parts, skipped } => {
