@@ -5,12 +5,14 @@
 //! AAC or Opus frame), so a tag is that header and the sample; the decoder configurations of the
 //! init segment become sequence headers. Times are the samples' decode times in milliseconds
 //! (the writer's tracks have a timescale of 1000, so they are the FLV times the fragments were
-//! made from; an audio frame after the first of its fragment is timed by the durations before
-//! it, which the writer estimated, so it may be a millisecond off).
+//! made from: a run's samples are timed by the gaps between the frames, and only the last one's
+//! duration, which times nothing after it, is estimated). The tag headers are the ones this
+//! server writes (legacy AVC, enhanced HEVC and Opus), whatever a publisher's were.
 //!
 //! Bytes come cut anywhere; a top-level box is gathered whole (at most [`MAX_BOX`]), and a
-//! `moof` waits for the `mdat` after it. A box that cannot be read drops what was gathered
-//! (counted in `skipped`) until [`ToFlv::realign`]: MP4 has no sync marker to find the next box by.
+//! `moof` waits for the `mdat` after it. After a box that cannot be read, everything is dropped
+//! (counted in `skipped`) until [`ToFlv::realign`]: MP4 has no sync marker to find the next box
+//! by.
 
 use crate::error::{Error, Result};
 use crate::flv::Tag;
@@ -55,6 +57,8 @@ pub struct ToFlv {
     /// The configurations last sent (video, audio): a new init segment with the same one sends
     /// none again.
     sent: [Option<Vec<u8>>; 2],
+    /// A box could not be read: nothing is read until [`ToFlv::realign`].
+    lost: bool,
     /// Boxes that could not be read, and samples outside their fragment.
     pub skipped: u64,
 }
@@ -65,6 +69,7 @@ impl ToFlv {
     pub fn realign(&mut self) {
         self.buf.clear();
         self.moof_end = None;
+        self.lost = false;
     }
 
     /// Reads `data` (cut anywhere), appending the tags of every fragment completed to `out`: per
@@ -72,6 +77,9 @@ impl ToFlv {
     /// writer holds audio until the next video frame), each track's sequence header before its
     /// first frame after a new configuration.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Tag>) {
+        if self.lost {
+            return;
+        }
         let mut buf = std::mem::take(&mut self.buf);
         buf.extend_from_slice(data);
         // The first byte not read; while a `moof` waits for its `mdat`, it is at `at`.
@@ -84,6 +92,7 @@ impl ToFlv {
                 Err(_) => {
                     self.skipped += 1;
                     self.moof_end = None;
+                    self.lost = true;
                     buf.clear();
                     at = 0;
                     break;
@@ -123,8 +132,11 @@ impl ToFlv {
         self.buf = buf;
     }
 
-    /// A new init segment: its tracks replace the old ones.
+    /// A new init segment: its tracks replace the old ones (none are left when it cannot be
+    /// read: its fragments are not timed or coded as the old ones were).
     fn init(&mut self, moov_box: &[u8]) -> Result<()> {
+        self.video = None;
+        self.audio = None;
         let mut r = Reader::new(moov_box, 0, "cmaf init");
         let Some(moov) = next_box(&mut r, false)? else {
             return Err(Error::malformed("cmaf init", "no moov"));
@@ -196,6 +208,10 @@ impl ToFlv {
                     let rate = dops.u32()?;
                     let gain = dops.u16()?;
                     let family = dops.u8()?;
+                    if family != 0 {
+                        // A channel mapping table follows, which the writer never writes.
+                        continue;
+                    }
                     let mut config = vec![0x90, b'O', b'p', b'u', b's'];
                     config.extend_from_slice(b"OpusHead");
                     config.extend_from_slice(&[1, channels]);
@@ -242,11 +258,14 @@ impl ToFlv {
         };
         let first_ms =
             |table: &stbl::SampleTable, timescale| Some(ms_of(*table.dts.first()?, timescale));
-        // Both tracks' headers at the first fragment with a frame, whichever tracks it holds.
-        let ms = video
-            .as_ref()
-            .and_then(|(v, t)| first_ms(t, v.timescale))
-            .or_else(|| audio.as_ref().and_then(|(a, t)| first_ms(t, a.timescale)));
+        // Both tracks' headers at the first fragment with a frame, whichever tracks it holds, at
+        // its earliest frame's time.
+        let v_ms = video.as_ref().and_then(|(v, t)| first_ms(t, v.timescale));
+        let a_ms = audio.as_ref().and_then(|(a, t)| first_ms(t, a.timescale));
+        let ms = match (v_ms, a_ms) {
+            (Some(v), Some(a)) => Some(v.min(a)),
+            (v, a) => v.or(a),
+        };
         if let Some(ms) = ms {
             if let Some((v, _)) = &video {
                 self.config(0, &v.config, ms, out);

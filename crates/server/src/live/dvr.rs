@@ -6,11 +6,12 @@
 //! `.mp4` of an fMP4 one; its first bytes are the PAT and PMT or the init segment): its
 //! files from that keyframe on to the newest keyframe both hold, then the ring from there
 //! (`live::record::checkpoints`). An `.flv` viewer (no recording is FLV), and an `.mp4` one of
-//! a stream not recorded as fMP4, is sent the TS recording and then the TS ring converted to its
-//! format on its own until its ring goes on with what comes next (`live::rewind`, rewind.rs):
-//! a TS source's FLV and fMP4 outputs begin with their first viewer, so the TS ring also reaches
-//! further back than theirs. An `.flv` viewer of a stream recorded as fMP4 is sent the fMP4
-//! recording and ring read back into FLV tags the same way. A `.ts` viewer of a stream recorded
+//! a stream not recorded as fMP4, is sent the TS ring, or the TS recording and then the TS ring,
+//! converted to its format on its own until its ring goes on with what comes next
+//! (`live::rewind`, rewind.rs): a TS source's FLV and fMP4 outputs begin with their first
+//! viewer, so the TS ring also reaches further back than theirs. An `.flv` viewer of a stream
+//! recorded as fMP4 that reaches back past the TS ring is sent the fMP4 recording and then the
+//! fMP4 ring, read back into FLV tags, the same way. A `.ts` viewer of a stream recorded
 //! as fMP4 rewinds within the TS ring only. Past what either holds: 416, with the window in the
 //! message; a time not before the live edge: 400.
 
@@ -97,25 +98,28 @@ pub(crate) fn start(
     }
     let own = inner.ring(output);
     let convert = Some(recorded_as(output, format)).filter(|&o| o != output);
-    let output = recorded_as(output, format);
-    let ring = inner.ring(output);
     // Its own ring did not reach back (a TS source's FLV and fMP4 outputs begin with their first
-    // viewer), the TS ring may.
-    if let Some(seq) = at
-        .and_then(|at| ring?.keyframe_at(at))
-        .filter(|_| convert.is_some())
-    {
+    // viewer), the TS ring may: converted (`.flv`, whatever the recording is; `.mp4` unless it
+    // has an fMP4 recording).
+    let ts = inner
+        .ring(Output::Ts)
+        .filter(|_| output == Output::Flv || convert == Some(Output::Ts));
+    if let Some(seq) = at.and_then(|at| ts?.keyframe_at(at)) {
         return Ok(Start {
             seq,
-            convert,
+            convert: Some(Output::Ts),
             ..Start::default()
         });
     }
+    let output = recorded_as(output, format);
+    let ring = inner.ring(output);
     let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
-    // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`).
+    // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`; either for
+    // `.flv`).
     let recorded = guard.as_ref().filter(|(o, _)| *o == output).map(|(_, c)| c);
     let oldest = [
         own.and_then(live::Ring::oldest_keyframe),
+        ts.and_then(live::Ring::oldest_keyframe),
         ring.and_then(live::Ring::oldest_keyframe),
         recorded.and_then(|c| c.oldest()),
     ]

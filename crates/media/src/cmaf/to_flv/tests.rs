@@ -48,7 +48,7 @@ fn a_streams_fragments_read_back_as_the_tags_they_were_made_of() {
         assert_eq!(back.len(), frames);
         assert!(back[0].1, "the fragments begin at a keyframe");
         assert_eq!(back[..], orig[orig.len() - back.len()..]);
-        // Audio: the same frames, each within a millisecond of its time.
+        // Audio: the same frames, at the same times.
         let audio = |tags: &[Tag]| -> Vec<(u32, Vec<u8>)> {
             tags.iter()
                 .filter(|t| !t.video && !t.sequence)
@@ -60,7 +60,7 @@ fn a_streams_fragments_read_back_as_the_tags_they_were_made_of() {
         assert!(back.len() > 100);
         for (b, o) in back.iter().zip(&orig[first..]) {
             assert_eq!(b.1, o.1);
-            assert!(b.0.abs_diff(o.0) <= 1, "{} against {}", b.0, o.0);
+            assert_eq!(b.0, o.0);
         }
         // In the order they reached the ingest: a fragment's audio (held by the writer for its
         // video frame) before that frame.
@@ -94,11 +94,15 @@ fn a_box_that_cannot_be_is_dropped_and_reading_goes_on_after_a_realign() {
     // A size smaller than a box header, then one over the limit.
     r.feed(&[0, 0, 0, 3, b'm', b'o', b'o', b'f'], &mut out);
     assert_eq!((r.skipped, out.len()), (1, 0));
+    r.realign();
     let mut huge = (u32::try_from(MAX_BOX).unwrap() + 1).to_be_bytes().to_vec();
     huge.extend_from_slice(b"mdat");
     r.feed(&huge, &mut out);
     assert_eq!((r.skipped, out.len()), (2, 0));
     assert!(r.buf.is_empty(), "nothing is held for it");
+    // Nothing is read until the next whole box is fed.
+    r.feed(&file, &mut out);
+    assert!(out.is_empty());
     r.realign();
     r.feed(&file, &mut out);
     assert_eq!(
