@@ -140,6 +140,12 @@ fn a_rewind_outside_the_dvr_window_shows_the_servers_reason() {
     let mut page = Devtools::open(&s.url("/"));
     let card = "document.querySelector('.stream[data-name=show]')";
     page.wait_for("the stream's card", WAIT, &format!("{card} !== null"));
+    let video = format!("{card}.querySelector('video')");
+    page.wait_for(
+        "the live player plays",
+        WAIT,
+        &format!("{video}.currentTime > 1"),
+    );
     page.eval(&format!("{card}.querySelector('input[name=t]').focus()"));
     page.type_and_enter("-01:00:00");
     page.wait_for(
@@ -152,6 +158,17 @@ fn a_rewind_outside_the_dvr_window_shows_the_servers_reason() {
     ));
     let said = said.as_str().unwrap();
     assert!(said.contains("outside the DVR window"), "{said}");
+    // The live picture was left playing: it goes on from where it was.
+    let at = page.eval(&format!("{video}.currentTime")).as_f64().unwrap();
+    page.wait_for(
+        "the live player plays on",
+        WAIT,
+        &format!("{video}.currentTime > {at} + 1"),
+    );
+    assert_eq!(
+        page.eval(&format!("{card}.dataset.rewound")).as_str(),
+        Some("")
+    );
 }
 
 #[test]

@@ -29,13 +29,16 @@ function since(secs) {
 // server starts at the keyframe at or before it and goes on to the live edge; the player then
 // plays on from there at normal speed instead of chasing the edge, and reads only so far ahead.
 class LivePlayer {
-  constructor(video, name, t, said) {
+  // `asked`: the response to `.mp4?t=` already fetched (and its abort controller), when the
+  // caller checked the server takes that time before it stopped the player it replaces.
+  constructor(video, name, t, said, asked) {
     this.video = video;
     this.name = name;
     this.t = t || '';
     this.said = said || (() => {});
     this.stamp = null; // [media seconds, wall clock ms] of the latest prft
-    this.abort = new AbortController();
+    this.asked = asked ? asked.resp : null;
+    this.abort = asked ? asked.abort : new AbortController();
     this.queue = [];
     if (window.MediaSource) this.mse();
     else if (video.canPlayType('application/vnd.apple.mpegurl')) {
@@ -66,10 +69,10 @@ class LivePlayer {
     await new Promise((ok) => ms.addEventListener('sourceopen', ok, { once: true }));
     if (this.stopped) return;
     this.video.dataset.phase = 'open';
-    let resp;
+    let resp = this.asked;
     const query = this.t ? '?t=' + encodeURIComponent(this.t) : '';
     try {
-      resp = await fetch(`/live/${encodeURIComponent(this.name)}.mp4${query}`, { signal: this.abort.signal });
+      resp = resp || await fetch(`/live/${encodeURIComponent(this.name)}.mp4${query}`, { signal: this.abort.signal });
     } catch (e) { if (!this.stopped) this.video.dataset.phase = 'fetch failed: ' + e; return; }
     if (this.stopped) return;
     this.video.dataset.phase = 'response ' + resp.status;
@@ -217,14 +220,34 @@ function addCard(doc) {
   const el = make('article', { className: 'card stream' }, make('h3', {}, doc.name, badge), video, rewind, stats, urlList(doc));
   el.dataset.name = doc.name;
   $('#streams').append(el);
-  const card = { el, badge, stats, player: null };
+  const card = { el, badge, stats, player: null, presses: 0 };
   const tell = (text, error) => { said.textContent = text; said.className = error ? 'error' : ''; };
-  const play = (t) => {
+  // A time back is asked first: one the server refuses (outside the window, malformed) shows its
+  // reason and leaves the player that plays as it is.
+  const play = async (t) => {
+    // Only the newest press counts (a Live pressed while a time is asked wins).
+    const press = ++card.presses;
+    let asked;
+    if (t && window.MediaSource) {
+      const abort = new AbortController();
+      tell('asking…', false);
+      try {
+        const resp = await fetch(`/live/${encodeURIComponent(doc.name)}.mp4?t=${encodeURIComponent(t)}`, { signal: abort.signal });
+        if (!resp.ok) {
+          let why = '';
+          try { why = (await resp.json()).error; } catch (e) {}
+          if (press === card.presses) tell(why || `HTTP ${resp.status} ${resp.statusText}`.trim(), true);
+          return;
+        }
+        asked = { resp, abort };
+      } catch (e) { tell('could not ask the server: ' + e, true); return; }
+      if (press !== card.presses) { asked.abort.abort(); return; }
+    }
     if (card.player) card.player.stop();
     const go = $('.watch', el);
     if (go) go.remove();
     el.dataset.rewound = t || '';
-    card.player = new LivePlayer(video, doc.name, t, tell);
+    card.player = new LivePlayer(video, doc.name, t, tell, asked);
   };
   const start = () => { if (!card.player) play(''); };
   rewind.addEventListener('submit', (e) => { e.preventDefault(); play(input.value.trim()); });
