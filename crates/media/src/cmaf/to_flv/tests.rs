@@ -148,3 +148,115 @@ fn random_mutations_never_panic_and_hold_at_most_two_boxes() {
         }
     }
 }
+
+/// H.265 from ffmpeg (as an Enhanced-RTMP publisher sends it) and Opus (synthetic frames: the
+/// reader never decodes them), through the fragmenter and back.
+#[test]
+fn h265_and_opus_fragments_read_back_as_the_enhanced_tags_they_were_made_of() {
+    use crate::cmaf::Event;
+    use crate::cmaf::Fragmenter;
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("zerocast-to-flv-hevc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("src.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "testsrc2=size=320x180:rate=25",
+            "-t",
+            "3",
+            "-c:v",
+            "libx265",
+        ])
+        .args([
+            "-x265-params",
+            "log-level=error:keyint=25:open-gop=0",
+            "-tag:v",
+            "hvc1",
+        ])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg (scripts/test installs it)");
+    assert!(made.success());
+    let mp4 = std::fs::read(&src).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
+    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
+    let hvcc = &mp4[at + 4..at - 4 + size];
+    let (video, _) = crate::mp4::remux::tracks(&mp4).unwrap();
+    let video = video.unwrap();
+    let ms = |t: i64| (t * 1000 / i64::from(video.timescale)) as u32;
+    // The tags, in time order: sequence headers, then frames (video every 40 ms, Opus every 20).
+    let mut tags: Vec<(bool, u32, Vec<u8>)> = Vec::new();
+    let mut seq = vec![0x90];
+    seq.extend_from_slice(b"hvc1");
+    seq.extend_from_slice(hvcc);
+    tags.push((true, 0, seq));
+    let mut head = vec![0x90];
+    head.extend_from_slice(b"OpusOpusHead");
+    head.extend_from_slice(&[1, 2]);
+    head.extend_from_slice(&312u16.to_le_bytes());
+    head.extend_from_slice(&48_000u32.to_le_bytes());
+    head.extend_from_slice(&[0, 0, 0]);
+    tags.push((false, 0, head));
+    let mut frames = Vec::new();
+    for s in &video.samples {
+        let mut body = vec![if s.keyframe { 0x91 } else { 0xa1 }];
+        body.extend_from_slice(b"hvc1");
+        body.extend_from_slice(&ms(i64::from(s.cto)).to_be_bytes()[1..]);
+        body.extend_from_slice(&mp4[s.offset as usize..s.offset as usize + s.size as usize]);
+        frames.push((true, ms(s.dts), body));
+    }
+    for i in 0..150u32 {
+        let mut body = vec![0x91];
+        body.extend_from_slice(b"Opus");
+        body.extend_from_slice(&[0xfc, i as u8, (i >> 8) as u8]);
+        frames.push((false, i * 20, body));
+    }
+    frames.sort_by_key(|(video, ms, _)| (*ms, *video));
+    tags.extend(frames);
+    let mut f = Fragmenter::<Vec<u8>>::default();
+    let mut events = Vec::new();
+    for (video, ms, body) in &tags {
+        f.tag(
+            *video,
+            *ms,
+            body,
+            |start| body[start..].to_vec(),
+            &mut events,
+        )
+        .unwrap();
+    }
+    let mut file = Vec::new();
+    for e in events {
+        match e {
+            Event::Init(i) => file.extend_from_slice(&i),
+            Event::Fragment { head, data, .. } => {
+                file.extend_from_slice(&head);
+                data.iter().for_each(|d| file.extend_from_slice(d));
+            }
+        }
+    }
+    let (out, r) = read_all(&file, 777);
+    assert_eq!(r.skipped, 0);
+    // The sequence headers as the publisher sent them, both before any frame.
+    assert_eq!((out[0].video, &out[0].body), (true, &tags[0].2));
+    assert_eq!((out[1].video, &out[1].body), (false, &tags[1].2));
+    // Every frame from the first keyframe on (the writer waits for both tracks), with its time
+    // and body; per track, as the publisher sent them.
+    for video in [true, false] {
+        let back: Vec<(u32, &Vec<u8>)> = out[2..]
+            .iter()
+            .filter(|t| t.video == video)
+            .map(|t| (t.ms, &t.body))
+            .collect();
+        let sent: Vec<(u32, &Vec<u8>)> = tags[2..]
+            .iter()
+            .filter(|t| t.0 == video)
+            .map(|t| (t.1, &t.2))
+            .collect();
+        assert!(back.len() > 40, "{video}: {}", back.len());
+        let first = sent.iter().position(|s| *s == back[0]).unwrap();
+        assert_eq!(back[..], sent[first..first + back.len()]);
+    }
+}
