@@ -297,34 +297,9 @@ fn an_opus_head_with_a_channel_mapping_table_is_refused() {
 /// fragments; ffmpeg decodes every frame of them and ffprobe sees hevc at 320x180.
 #[test]
 fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
-    use std::process::Command;
     let dir = std::env::temp_dir().join(format!("zerocast-cmaf-hevc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("src.mp4");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25",
-        ])
-        .args([
-            "-t",
-            "2",
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            "log-level=error:keyint=25:open-gop=0",
-        ])
-        .args(["-tag:v", "hvc1"])
-        .arg(&src)
-        .status()
-        .expect("ffmpeg (scripts/test installs it)");
-    assert!(made.success());
-    let mp4 = std::fs::read(&src).unwrap();
+    let mp4 = h265_mp4(2);
     // The hvcC box's body, as an Enhanced-RTMP sequence start carries it.
     let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
     let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
@@ -400,6 +375,25 @@ fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
     assert_eq!(streams.trim(), "hevc,320,180");
     assert_decodes_without_errors(&out);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `secs` s of 320x180 25 fps H.265 (a keyframe a second, `hvc1`) made by ffmpeg's x265, as MP4.
+pub(crate) fn h265_mp4(secs: u32) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("zerocast-x265-{}-{secs}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("src.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args(["testsrc2=size=320x180:rate=25", "-t", &secs.to_string()])
+        .args(["-c:v", "libx265", "-x265-params"])
+        .args(["log-level=error:keyint=25:open-gop=0", "-tag:v", "hvc1"])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg (scripts/test installs it)");
+    assert!(made.success());
+    let mp4 = std::fs::read(&src).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    mp4
 }
 
 /// ffprobe's codec name, width and height of each stream, one line each.

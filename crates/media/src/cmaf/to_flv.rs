@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::flv::Tag;
-use crate::mp4::{child, full_box, next_box, parse_moov, stbl};
+use crate::mp4::{child, next_box, parse_moov, remux, stbl};
 use crate::read::Reader;
 
 /// The largest top-level box gathered (an init segment, a fragment's `moof` or `mdat`: one video
@@ -150,10 +150,7 @@ impl ToFlv {
             match (&t.handler, kind) {
                 (b"vide", b"avc1" | b"avc3" | b"hvc1" | b"hev1") if video.is_none() => {
                     let hevc = matches!(kind, b"hvc1" | b"hev1");
-                    let mut e = entry.clone();
-                    e.skip(78)?; // the visual sample entry's fixed fields
-                    let name = if hevc { b"hvcC" } else { b"avcC" };
-                    let Some(mut record) = child(&e, name)? else {
+                    let Some(mut record) = remux::visual_config(*kind, entry.clone())? else {
                         continue;
                     };
                     let (codec, mut config) = if hevc {
@@ -170,20 +167,10 @@ impl ToFlv {
                     });
                 }
                 (b"soun", b"mp4a") if audio.is_none() => {
-                    let mut e = entry.clone();
-                    e.skip(8)?;
-                    let version = e.u16()?;
-                    e.skip(18)?;
-                    e.skip(match version {
-                        1 => 16,
-                        2 => 36,
-                        _ => 0,
-                    })?;
-                    let Some(mut esds) = child(&e, b"esds")? else {
+                    let Some(mut esds) = remux::mp4a_esds(entry.clone())? else {
                         continue;
                     };
-                    full_box(&mut esds)?;
-                    let Some(asc) = crate::mp4::remux::esds_asc(&mut esds)? else {
+                    let Some(asc) = remux::esds_asc(&mut esds)? else {
                         continue;
                     };
                     let mut config = vec![0xaf, 0];

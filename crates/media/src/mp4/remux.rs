@@ -99,13 +99,40 @@ pub fn tracks(data: &[u8]) -> Result<(Option<Track>, Option<Track>)> {
     Ok((video, audio))
 }
 
-pub(crate) fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result<Option<Codec>> {
+/// The decoder configuration record box (`avcC` of `avc1`/`avc3`, `hvcC` of `hvc1`/`hev1`) of
+/// a visual sample entry's body.
+pub(crate) fn visual_config<'a>(kind: FourCC, mut e: Reader<'a>) -> Result<Option<Reader<'a>>> {
+    e.skip(78)?; // the visual sample entry's fixed fields
+    let name = if matches!(&kind, b"avc1" | b"avc3") {
+        b"avcC"
+    } else {
+        b"hvcC"
+    };
+    child(&e, name)
+}
+
+/// The `esds` of an `mp4a` sample entry's body, past its full box header.
+pub(crate) fn mp4a_esds<'a>(mut e: Reader<'a>) -> Result<Option<Reader<'a>>> {
+    e.skip(8)?;
+    let version = e.u16()?;
+    e.skip(18)?;
+    e.skip(match version {
+        1 => 16,
+        2 => 36,
+        _ => 0,
+    })?;
+    let Some(mut esds) = child(&e, b"esds")? else {
+        return Ok(None);
+    };
+    full_box(&mut esds)?;
+    Ok(Some(esds))
+}
+
+pub(crate) fn codec(handler: &FourCC, kind: FourCC, e: Reader<'_>) -> Result<Option<Codec>> {
     match (handler, &kind) {
         (b"vide", b"avc1" | b"avc3" | b"hvc1" | b"hev1") => {
-            e.skip(78)?; // the visual sample entry's fixed fields
             let h264 = matches!(&kind, b"avc1" | b"avc3");
-            let name = if h264 { b"avcC" } else { b"hvcC" };
-            let Some(mut c) = child(&e, name)? else {
+            let Some(mut c) = visual_config(kind, e)? else {
                 return Ok(None);
             };
             let (nal_len, params) = if h264 { avcc(&mut c)? } else { hvcc(&mut c)? };
@@ -116,18 +143,9 @@ pub(crate) fn codec(handler: &FourCC, kind: FourCC, mut e: Reader<'_>) -> Result
             }))
         }
         (b"soun", b"mp4a") => {
-            e.skip(8)?;
-            let version = e.u16()?;
-            e.skip(18)?;
-            e.skip(match version {
-                1 => 16,
-                2 => 36,
-                _ => 0,
-            })?;
-            let Some(mut esds) = child(&e, b"esds")? else {
+            let Some(mut esds) = mp4a_esds(e)? else {
                 return Ok(None);
             };
-            full_box(&mut esds)?;
             let asc = esds_config(&mut esds)?;
             Ok(asc.map(|(o, f, c)| Codec::Aac {
                 object_type: o,

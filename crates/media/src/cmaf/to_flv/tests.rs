@@ -155,31 +155,7 @@ fn random_mutations_never_panic_and_hold_at_most_two_boxes() {
 fn h265_and_opus_fragments_read_back_as_the_enhanced_tags_they_were_made_of() {
     use crate::cmaf::Event;
     use crate::cmaf::Fragmenter;
-    use std::process::Command;
-    let dir = std::env::temp_dir().join(format!("zerocast-to-flv-hevc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("src.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=320x180:rate=25",
-            "-t",
-            "3",
-            "-c:v",
-            "libx265",
-        ])
-        .args([
-            "-x265-params",
-            "log-level=error:keyint=25:open-gop=0",
-            "-tag:v",
-            "hvc1",
-        ])
-        .arg(&src)
-        .status()
-        .expect("ffmpeg (scripts/test installs it)");
-    assert!(made.success());
-    let mp4 = std::fs::read(&src).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let mp4 = crate::cmaf::tests::h265_mp4(3);
     let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
     let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
     let hvcc = &mp4[at + 4..at - 4 + size];
