@@ -4,7 +4,8 @@
 //! reads back ([`fragment_runs`]) with as many samples; the input itself, read as a fragment unit
 //! (`read_prft`, `fragment_runs`, `init_tracks`, and as a stream to `ToFlv`), never panics; every
 //! init segment reads back; the init segments and fragments read back to FLV (`ToFlv`, what an
-//! `.flv` DVR viewer of an fMP4 recording gets) as one tag per sample, nothing skipped.
+//! `.flv` DVR viewer of an fMP4 recording gets) as one tag per sample, nothing skipped, and to
+//! MPEG-TS (`live::rewind::TsRewind`, a `.ts` DVR viewer's) as whole packets.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter, ToFlv};
@@ -17,6 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = init_tracks(data);
     let mut tags = Vec::new();
     ToFlv::default().feed(data, &mut tags);
+    let clock = media::flv::Clock { first: 0, last: 0 };
+    let mut ts = Vec::new();
+    live::rewind::TsRewind::of_fmp4(clock).feed(data, &mut ts);
+    let mut to_ts = live::rewind::TsRewind::of_fmp4(clock);
     let mut back = ToFlv::default();
     let mut f = Fragmenter::<Vec<u8>>::default();
     let mut out = Vec::new();
@@ -36,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
             if let Event::Init(init) = &e {
                 init_tracks(init).expect("an init segment reads back");
                 back.feed(init, &mut tags);
+                to_ts.feed(init, &mut ts);
             }
             if let Event::Fragment { head, data, .. } = e {
                 // The mdat header is the last 8 bytes of the head: its size covers the samples.
@@ -48,6 +54,9 @@ fuzz_target!(|data: &[u8]| {
                 tags.clear();
                 back.feed(&head, &mut tags);
                 data.iter().for_each(|d| back.feed(d, &mut tags));
+                to_ts.feed(&head, &mut ts);
+                data.iter().for_each(|d| to_ts.feed(d, &mut ts));
+                assert!(ts.iter().all(|b| b.len() % 188 == 0), "whole packets");
                 assert_eq!(back.skipped, 0);
                 let frames = tags.iter().filter(|t| !t.sequence).count();
                 assert_eq!(frames, data.len(), "a tag per sample");

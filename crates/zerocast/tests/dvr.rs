@@ -157,6 +157,14 @@ fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live
 }
 
 #[test]
+fn a_ts_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
+    let r = recorded("tscmaf", server::record::Format::Fmp4, 3);
+    // 9 s back is only in the fMP4 recording (the ring holds 2 s): read back into TS on the
+    // stream's timeline, continuous to the live edge.
+    assert_rewinds(r.server.addr, "tscmaf", 9.0);
+}
+
+#[test]
 fn a_dvr_viewer_reading_in_real_time_reads_on_in_the_recording_and_never_jumps() {
     let r = recorded("slow", server::record::Format::Ts, 600);
     let s = &r.server;

@@ -9,7 +9,8 @@
 //!
 //! An `.flv` viewer of a stream recorded as fMP4 reads that recording (then the fMP4 ring) back
 //! into FLV tags instead (`media::cmaf::ToFlv`): the fMP4 was made of the FLV ring's tags, with
-//! their times, so no clock is needed.
+//! their times, so no clock is needed. A `.ts` viewer of such a stream reads it back into TS
+//! ([`TsRewind`], ts.rs), which never joins the TS ring.
 //!
 //! [`FlvRewind`] (flv.rs) joins the FLV ring after the same video tag; [`Mp4Rewind`] (mp4.rs)
 //! makes fragments of those tags as the stream does and joins the fMP4 ring after the same
@@ -17,9 +18,11 @@
 
 mod flv;
 mod mp4;
+mod ts;
 
 pub use flv::FlvRewind;
 pub use mp4::Mp4Rewind;
+pub use ts::TsRewind;
 
 use crate::ring::{Ring, Unit};
 use bytes::Bytes;
@@ -42,6 +45,8 @@ const LOOK_BACK_MS: u32 = 10_000;
 pub enum Rewind {
     Flv(Box<FlvRewind>),
     Mp4(Box<Mp4Rewind>),
+    /// A `.ts` viewer of a stream recorded as fMP4 (ts.rs): it never joins.
+    Ts(Box<TsRewind>),
 }
 
 impl Rewind {
@@ -51,6 +56,7 @@ impl Rewind {
         match self {
             Rewind::Flv(r) => r.index(ring),
             Rewind::Mp4(r) => r.index(ring),
+            Rewind::Ts(_) => {}
         }
     }
 
@@ -60,6 +66,7 @@ impl Rewind {
         match self {
             Rewind::Flv(r) => r.realign(),
             Rewind::Mp4(r) => r.realign(),
+            Rewind::Ts(r) => r.realign(),
         }
     }
 
@@ -70,6 +77,10 @@ impl Rewind {
         match self {
             Rewind::Flv(r) => r.feed(ts, out),
             Rewind::Mp4(r) => r.feed(ts, out),
+            Rewind::Ts(r) => {
+                r.feed(ts, out);
+                None
+            }
         }
     }
 }

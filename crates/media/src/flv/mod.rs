@@ -56,6 +56,13 @@ impl ToTs {
         }
     }
 
+    /// What to add (mod 2^33) to this muxer's timestamps to put them on `clock`'s timeline (the
+    /// inverse of [`ToTs::clock`]): the TS of a stream whose tags [`FromTs`] times on `clock`.
+    pub fn shift_onto(clock: Clock) -> u64 {
+        let wrap = crate::time::Ts90k::WRAP as i64;
+        (clock.first - OFFSET_90K as i64).rem_euclid(wrap) as u64
+    }
+
     /// Codec names, once known.
     pub fn codecs(&self) -> (Option<&'static str>, Option<&'static str>) {
         let v = self.video.as_ref().map(|(v, _, _)| match v {

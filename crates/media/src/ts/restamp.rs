@@ -33,6 +33,15 @@ pub struct Restamp {
 }
 
 impl Restamp {
+    /// A rewriter that shifts every timestamp by `offset` (mod 2^33) and leaves the counters as
+    /// they are: one stream's packets put on another's timeline.
+    pub fn shifted_by(offset: u64) -> Self {
+        Restamp {
+            offset: Some(offset % Ts90k::WRAP),
+            ..Restamp::default()
+        }
+    }
+
     /// Starts a new session: the next packets continue the counters and timestamps of the last.
     pub fn new_session(&mut self) {
         self.sessions += 1;

@@ -11,9 +11,9 @@
 //! (`live::rewind`, rewind.rs): a TS source's FLV and fMP4 outputs begin with their first
 //! viewer, so the TS ring also reaches further back than theirs. An `.flv` viewer of a stream
 //! recorded as fMP4 that reaches back past the TS ring is sent the fMP4 recording and then the
-//! fMP4 ring, read back into FLV tags, the same way. A `.ts` viewer of a stream recorded
-//! as fMP4 rewinds within the TS ring only. Past what either holds: 416, with the window in the
-//! message; a time not before the live edge: 400.
+//! fMP4 ring, read back into FLV tags, the same way; a `.ts` one, the same read back into TS,
+//! for as long as it watches (it cannot join the TS ring: `live::rewind`'s ts.rs). Past what
+//! either holds: 416, with the window in the message; a time not before the live edge: 400.
 
 use super::{Live, Output, Stream};
 use crate::error::Error;
@@ -39,10 +39,11 @@ pub(crate) struct Start {
 
 /// The output whose recording and ring a DVR viewer of `output` rewinds into, the stream being
 /// recorded as `recorded`: its own, or another converted to it (rewind.rs): for `.flv`, the fMP4
-/// of a stream recorded as fMP4, else TS; for `.mp4`, TS unless the recording is fMP4.
+/// of a stream recorded as fMP4, else TS; for `.mp4`, TS unless the recording is fMP4; for
+/// `.ts`, the fMP4 of a stream recorded as fMP4.
 fn recorded_as(output: Output, recorded: Option<Output>) -> Output {
     match (output, recorded) {
-        (Output::Flv, Some(Output::Mp4)) => Output::Mp4,
+        (Output::Flv | Output::Ts, Some(Output::Mp4)) => Output::Mp4,
         (Output::Flv, _) => Output::Ts,
         (Output::Mp4, r) if r != Some(Output::Mp4) => Output::Ts,
         _ => output,

@@ -112,8 +112,8 @@ pub(crate) async fn follow(
     let mut drops = stream.drops();
     let mut viewer = Viewer::default();
     if let Some(start) = start.take_if(|s| s.convert.is_some()) {
-        // An `.flv` or `.mp4` DVR viewer before its ring: another format converted first
-        // (rewind.rs).
+        // A DVR viewer before its ring (`.flv`, `.mp4`; `.ts` of a stream recorded as fMP4):
+        // another format converted first (rewind.rs).
         let mut to = Socket {
             sock: &mut *sock,
             chunked,

@@ -1,5 +1,6 @@
 //! The shell of an `.flv` or `.mp4` DVR viewer that rewinds past its ring into TS, or (`.flv`
-//! of a stream recorded as fMP4) into fMP4 (`live::rewind`): it is sent the recording's stretch
+//! and `.ts` of a stream recorded as fMP4) into fMP4 (`live::rewind`; a `.ts` one converts for
+//! as long as it watches, it never joins its ring): it is sent the recording's stretch
 //! (and the next ones while that ring no longer holds where they end, as a `.ts` DVR viewer is),
 //! then that ring, each converted to its format (TS on the stream's FLV clock; fMP4 carries the
 //! FLV times), until its ring goes on with exactly what comes next. The
@@ -9,7 +10,7 @@
 use super::dvr::Start;
 use super::{Live, Output, Stream};
 use bytes::Bytes;
-use live::rewind::{FlvRewind, Mp4Rewind, Rewind};
+use live::rewind::{FlvRewind, Mp4Rewind, Rewind, TsRewind};
 use live::{Step, Viewer};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -43,20 +44,22 @@ pub(crate) async fn catch_up(
     drops: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Caught {
-    // What it converts: TS, or the fMP4 of a stream recorded as fMP4 (for `.flv`).
+    // What it converts: TS, or the fMP4 of a stream recorded as fMP4 (for `.flv` and `.ts`).
     let from = start.convert.unwrap_or(Output::Ts);
-    let mut rewind = if from == Output::Mp4 {
+    let mut rewind = if from == Output::Mp4 && output == Output::Flv {
         // Made of the FLV tags, with their times: no clock to wait for.
         Rewind::Flv(Box::new(FlvRewind::of_fmp4()))
     } else {
         let Some(clock) = clock(stream, live, drops, shutdown).await else {
             return Caught::Done;
         };
-        if output == Output::Mp4 {
-            let tracks = stream.read().media.as_ref().map(|m| m.tracks());
-            Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
-        } else {
-            Rewind::Flv(Box::new(FlvRewind::new(clock)))
+        match (from, output) {
+            (Output::Mp4, _) => Rewind::Ts(Box::new(TsRewind::of_fmp4(clock))),
+            (_, Output::Mp4) => {
+                let tracks = stream.read().media.as_ref().map(|m| m.tracks());
+                Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
+            }
+            _ => Rewind::Flv(Box::new(FlvRewind::new(clock))),
         }
     };
     let _converting = Converting::new(&stream.stats);
