@@ -21,6 +21,10 @@ pub struct TsRewind {
     mux: ToTs,
     restamp: Restamp,
     scratch: Vec<Tag>,
+    /// The newest sequence header of each track (video, audio).
+    configs: [Option<Vec<u8>>; 2],
+    /// The muxer has taken a frame (its streams are fixed).
+    started: bool,
 }
 
 impl TsRewind {
@@ -32,6 +36,8 @@ impl TsRewind {
             mux: ToTs::default(),
             restamp: Restamp::shifted_by(ToTs::shift_onto(clock)),
             scratch: Vec::new(),
+            configs: [None, None],
+            started: false,
         }
     }
 
@@ -46,18 +52,48 @@ impl TsRewind {
         self.tags.feed(fmp4, &mut self.scratch);
         let mut ts = Vec::new();
         for t in &self.scratch {
-            // A frame the muxer cannot take (no configuration yet, a codec TS does not carry
-            // here) is counted by it and left out.
-            let _ = if t.video {
-                self.mux.video(&t.body, t.ms, &mut ts)
+            if t.sequence {
+                self.configs[usize::from(!t.video)] = Some(t.body.clone());
+                if std::mem::take(&mut self.started) {
+                    // A configuration after frames (`ToFlv` sends one only when it is new: a
+                    // publisher that came back with another encoder, or with audio now). A
+                    // muxer fixes its streams at its first frame, so a new one is given both
+                    // tracks' configurations; its counters go on from the old one's.
+                    self.mux = ToTs::default();
+                    self.restamp.continue_counters();
+                    for (i, c) in self.configs.iter().enumerate() {
+                        if let Some(c) = c {
+                            let _ = mux(&mut self.mux, i == 0, c, t.ms, &mut ts);
+                        }
+                    }
+                    continue;
+                }
             } else {
-                self.mux.audio(&t.body, t.ms, &mut ts)
-            };
+                self.started = true;
+            }
+            // A tag the muxer cannot take (no configuration yet, a codec TS does not carry
+            // here) is counted by it and left out.
+            let _ = mux(&mut self.mux, t.video, &t.body, t.ms, &mut ts);
         }
         if !ts.is_empty() {
             self.restamp.apply(&mut ts);
             out.push(Bytes::from(ts));
         }
+    }
+}
+
+/// One tag body into the muxer.
+fn mux(
+    to: &mut ToTs,
+    video: bool,
+    body: &[u8],
+    ms: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), media::Error> {
+    if video {
+        to.video(body, ms, out)
+    } else {
+        to.audio(body, ms, out)
     }
 }
 
@@ -94,12 +130,12 @@ mod tests {
         (keys, continuous)
     }
 
-    #[test]
-    fn the_streams_fmp4_comes_back_as_ts_with_its_keyframes_where_the_ts_has_them() {
+    /// The demo's source TS, its fMP4 as the stream's outputs make it (init segment first; with
+    /// its audio or not), and its FLV clock.
+    fn demo_fmp4(with_audio: bool) -> (Vec<u8>, Vec<u8>, Clock) {
         let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts"))
             .expect("demo/clip.ts");
-        let ts = &data[..data.len() / PACKET * PACKET];
-        // The stream as its publisher feeds it: FLV tags on a clock, and the fMP4 made of them.
+        let ts = data[..data.len() / PACKET * PACKET].to_vec();
         let mut conv = FromTs::default();
         let limits = Limits {
             max_bytes: 64 << 20,
@@ -110,22 +146,24 @@ mod tests {
         for chunk in ts.chunks(PACKET * 7) {
             tags.clear();
             conv.feed(chunk, &mut tags);
-            for t in &tags {
+            for t in tags.iter().filter(|t| t.video || with_audio) {
                 let kind = wire::classify(t.video, &t.body);
                 outputs.push(t.video, &t.body, t.ms, kind, Duration::ZERO, 0);
             }
         }
-        let clock = conv.clock().expect("the conversion began");
-        let first = outputs
-            .mp4
-            .units()
-            .find(|u| u.keyframe)
-            .expect("a keyframe");
+        let first = outputs.mp4.units().find(|u| u.keyframe);
+        let first = first.expect("a keyframe");
         let mut fmp4: Vec<u8> = first.psi.iter().flat_map(|b| b.to_vec()).collect();
         for u in outputs.mp4.units().skip_while(|u| u.seq < first.seq) {
             fmp4.extend_from_slice(&u.data);
             u.more.iter().for_each(|m| fmp4.extend_from_slice(m));
         }
+        (ts, fmp4, conv.clock().expect("the conversion began"))
+    }
+
+    #[test]
+    fn the_streams_fmp4_comes_back_as_ts_with_its_keyframes_where_the_ts_has_them() {
+        let (ts, fmp4, clock) = demo_fmp4(true);
         let mut r = TsRewind::of_fmp4(clock);
         let mut out = Vec::new();
         for piece in fmp4.chunks(1000) {
@@ -137,7 +175,7 @@ mod tests {
         assert!(continuous, "every PID's counters run on");
         // The source's keyframes from the first the fMP4 has, at the same PTS (within the
         // millisecond FLV times keep).
-        let (source, _) = keyframes_and_counters(ts);
+        let (source, _) = keyframes_and_counters(&ts);
         let at = source
             .iter()
             .position(|&k| k.abs_diff(keys[0]) <= 90)
@@ -147,5 +185,34 @@ mod tests {
             assert!(k.abs_diff(*s) <= 90, "{k} against {s}");
         }
         assert_eq!(keys.len(), source.len() - at);
+    }
+
+    #[test]
+    fn a_publisher_that_comes_back_with_audio_gets_a_new_muxer_whose_counters_go_on() {
+        // Video alone, then the same stream with its audio (a publisher that came back with
+        // another encoder setting, within the grace: one recording).
+        let (_, fmp4, clock) = demo_fmp4(false);
+        let (_, again, _) = demo_fmp4(true);
+        let mut r = TsRewind::of_fmp4(clock);
+        let mut out = Vec::new();
+        r.feed(&fmp4, &mut out);
+        let first: usize = out.iter().map(Bytes::len).sum();
+        r.realign();
+        r.feed(&again, &mut out);
+        let all: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).collect();
+        let (keys, continuous) = keyframes_and_counters(&all);
+        assert!(
+            continuous,
+            "every PID's counters run on across the new muxer"
+        );
+        let (before, _) = keyframes_and_counters(&all[..first]);
+        let (after, _) = keyframes_and_counters(&all[first..]);
+        assert_eq!(keys.len(), before.len() + after.len());
+        assert!(before.len() >= 3 && after.len() >= 3);
+        let audio_pes =
+            |p: &[u8]| p[1] & 0x40 != 0 && p[4..].windows(4).any(|w| w == [0, 0, 1, 0xc0]);
+        let audio = |b: &[u8]| b.chunks_exact(PACKET).filter(|p| audio_pes(p)).count();
+        assert_eq!(audio(&all[..first]), 0);
+        assert!(audio(&all[first..]) > 10, "the audio after it is muxed");
     }
 }

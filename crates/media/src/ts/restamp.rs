@@ -42,6 +42,14 @@ impl Restamp {
         }
     }
 
+    /// The next packets' counters continue, per PID, from the last ones written (a new muxer's,
+    /// which start from 0); the timestamps' shift stays as it is.
+    pub fn continue_counters(&mut self) {
+        for p in &mut self.pids {
+            p.cc_add = None;
+        }
+    }
+
     /// Starts a new session: the next packets continue the counters and timestamps of the last.
     pub fn new_session(&mut self) {
         self.sessions += 1;

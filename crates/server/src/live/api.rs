@@ -36,8 +36,9 @@ pub struct StreamDoc {
     /// Viewers dropped because their socket took nothing for the stall timeout.
     pub stalled_disconnects: u64,
     pub max_lag_units: u64,
-    /// DVR viewers converting the TS to their own format now (an `.flv` or `.mp4` viewer that
-    /// rewound before its ring), and how many such conversions joined their ring.
+    /// DVR viewers converting another output's recording or ring to their own format now (an
+    /// `.flv` or `.mp4` viewer that rewound before its ring, a `.ts` one into an fMP4
+    /// recording), and how many such conversions joined their ring.
     #[serde(default)]
     pub dvr_converting: i64,
     #[serde(default)]
@@ -205,7 +206,7 @@ const FAMILIES: &[Family] = &[
     (
         "dvr_converting",
         "gauge",
-        "DVR viewers converting the TS to their own format now",
+        "DVR viewers converting another output's recording or ring to their own format now",
         |s| u64::try_from(s.stats.dvr_converting.load(Relaxed)).unwrap_or(0),
     ),
     (

@@ -31,9 +31,9 @@ pub(crate) struct Start {
     /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
     /// the prefix is sent (see [`resume`]).
     pub more: Option<Resume>,
-    /// An `.flv` or `.mp4` viewer that starts in the recording or ring of another output (TS, or
-    /// fMP4 for `.flv` of a stream recorded as fMP4): `prefix` is of that format and `seq` a unit
-    /// of its ring, to be converted to the viewer's (rewind.rs).
+    /// A viewer that starts in the recording or ring of another output (TS for `.flv` and `.mp4`;
+    /// fMP4 for `.flv` and `.ts` of a stream recorded as fMP4): `prefix` is of that format and
+    /// `seq` a unit of its ring, to be converted to the viewer's (rewind.rs).
     pub convert: Option<Output>,
 }
 
@@ -112,12 +112,19 @@ pub(crate) fn start(
             ..Start::default()
         });
     }
+    let asked = output;
     let output = recorded_as(output, format);
-    let ring = inner.ring(output);
+    // TS is muxed from the fMP4 at its video frames: a stream without video has none to give.
+    let no_video = || inner.media.as_ref().is_none_or(|m| m.tracks().0.is_none());
+    let usable = !(asked == Output::Ts && output == Output::Mp4 && no_video());
+    let ring = inner.ring(output).filter(|_| usable);
     let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
     // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`; either for
     // `.flv`).
-    let recorded = guard.as_ref().filter(|(o, _)| *o == output).map(|(_, c)| c);
+    let recorded = guard
+        .as_ref()
+        .filter(|(o, _)| *o == output && usable)
+        .map(|(_, c)| c);
     let oldest = [
         own.and_then(live::Ring::oldest_keyframe),
         ts.and_then(live::Ring::oldest_keyframe),
@@ -134,6 +141,7 @@ pub(crate) fn start(
     let (Some(ring), Some(recorded)) = (ring, recorded) else {
         return Err(outside());
     };
+
     let from = at.and_then(|at| recorded.at(at)).ok_or_else(outside)?;
     let (psi, pieces, seq) = stretch(recorded, ring, output, from).ok_or_else(outside)?;
     drop(guard);

@@ -34,7 +34,8 @@ pub(crate) enum Caught {
 }
 
 /// Sends `start` (the recording's bytes, then the ring of `start.convert` from `start.seq`)
-/// converted to `output` (FLV or fMP4) through `to`, until the ring of `output` can take over.
+/// converted to `output` (FLV, fMP4, or TS from fMP4) through `to`, until the ring of `output`
+/// can take over (never, for TS: `Caught::Done` when the viewer or the stream ends).
 pub(crate) async fn catch_up(
     stream: &Arc<Stream>,
     live: &Live,

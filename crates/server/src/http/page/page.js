@@ -207,6 +207,8 @@ function urlList(doc) {
 // Live players that start by themselves: each holds one of the browser's (about six) HTTP/1.1
 // connections to this server for as long as it plays.
 const AUTOPLAY = 2;
+// How long a rewind waits for the server's answer before it replaces the player anyway (ms).
+const ASK_MS = 4000;
 function addCard(doc) {
   const video = make('video', { muted: true, autoplay: true, playsInline: true, controls: true });
   const badge = make('span', { className: 'badge' });
@@ -231,8 +233,17 @@ function addCard(doc) {
     if (t && window.MediaSource) {
       const abort = new AbortController();
       tell('asking…', false);
+      // The browser holds about six connections to this server and every playing player one:
+      // an answer that does not come soon is asked again by the new player, the old one stopped.
+      const waited = setTimeout(() => {
+        if (press !== card.presses) return;
+        card.presses++; // this ask is over: its answer, should it come, is dropped
+        abort.abort();
+        replace(t);
+      }, ASK_MS);
       try {
         const resp = await fetch(`/live/${encodeURIComponent(doc.name)}.mp4?t=${encodeURIComponent(t)}`, { signal: abort.signal });
+        clearTimeout(waited);
         if (!resp.ok) {
           let why = '';
           try { why = (await resp.json()).error; } catch (e) {}
@@ -240,9 +251,16 @@ function addCard(doc) {
           return;
         }
         asked = { resp, abort };
-      } catch (e) { tell('could not ask the server: ' + e, true); return; }
+      } catch (e) {
+        clearTimeout(waited);
+        if (press === card.presses && !abort.signal.aborted) tell('could not ask the server: ' + e, true);
+        return;
+      }
       if (press !== card.presses) { asked.abort.abort(); return; }
     }
+    replace(t, asked);
+  };
+  const replace = (t, asked) => {
     if (card.player) card.player.stop();
     const go = $('.watch', el);
     if (go) go.remove();
@@ -283,7 +301,7 @@ async function refresh() {
   try { docs = await (await fetch('/api/streams')).json(); } catch (e) { return; }
   const names = new Set(docs.map((d) => d.name));
   for (const d of docs) update(cards.get(d.name) || addCard(d), d);
-  for (const [n, c] of cards) if (!names.has(n)) { if (c.player) c.player.stop(); c.el.remove(); cards.delete(n); }
+  for (const [n, c] of cards) if (!names.has(n)) { c.presses++; if (c.player) c.player.stop(); c.el.remove(); cards.delete(n); }
   $('#live-empty').hidden = docs.length > 0;
 }
 refresh();
