@@ -119,8 +119,8 @@ pub(crate) fn start(
     let usable = !(asked == Output::Ts && output == Output::Mp4 && no_video());
     let ring = inner.ring(output).filter(|_| usable);
     let guard = stream.recorded.lock().unwrap_or_else(|p| p.into_inner());
-    // The recording of this output (a TS recording for `.ts`, an fMP4 one for `.mp4`; either for
-    // `.flv`).
+    // The recording this viewer reads: its own output's (a TS one for `.ts`, an fMP4 one for
+    // `.mp4`), or the one it converts (TS for `.flv` and `.mp4`; fMP4 for `.flv` and `.ts`).
     let recorded = guard
         .as_ref()
         .filter(|(o, _)| *o == output && usable)
@@ -141,7 +141,6 @@ pub(crate) fn start(
     let (Some(ring), Some(recorded)) = (ring, recorded) else {
         return Err(outside());
     };
-
     let from = at.and_then(|at| recorded.at(at)).ok_or_else(outside)?;
     let (psi, pieces, seq) = stretch(recorded, ring, output, from).ok_or_else(outside)?;
     drop(guard);
