@@ -299,11 +299,8 @@ fn an_opus_head_with_a_channel_mapping_table_is_refused() {
 fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
     let dir = std::env::temp_dir().join(format!("zerocast-cmaf-hevc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mp4 = h265_mp4(2);
-    // The hvcC box's body, as an Enhanced-RTMP sequence start carries it.
-    let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
-    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
-    let hvcc = &mp4[at + 4..at - 4 + size];
+    let (mp4, hvcc) = h265_mp4(2);
+    let hvcc = &hvcc[..];
     let (video, _) = crate::mp4::remux::tracks(&mp4).unwrap();
     let video = video.unwrap();
     let ms = |t: i64| (t * 1000 / i64::from(video.timescale)) as u32;
@@ -377,8 +374,9 @@ fn h265_frames_from_enhanced_rtmp_tags_become_fragments_ffmpeg_decodes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `secs` s of 320x180 25 fps H.265 (a keyframe a second, `hvc1`) made by ffmpeg's x265, as MP4.
-pub(crate) fn h265_mp4(secs: u32) -> Vec<u8> {
+/// `secs` s of 320x180 25 fps H.265 (a keyframe a second, `hvc1`) made by ffmpeg's x265, as MP4,
+/// and its `hvcC` box's body (what an Enhanced-RTMP sequence start carries).
+pub(crate) fn h265_mp4(secs: u32) -> (Vec<u8>, Vec<u8>) {
     let dir = std::env::temp_dir().join(format!("zerocast-x265-{}-{secs}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("src.mp4");
@@ -393,7 +391,10 @@ pub(crate) fn h265_mp4(secs: u32) -> Vec<u8> {
     assert!(made.success());
     let mp4 = std::fs::read(&src).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    mp4
+    let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
+    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
+    let hvcc = mp4[at + 4..at - 4 + size].to_vec();
+    (mp4, hvcc)
 }
 
 /// ffprobe's codec name, width and height of each stream, one line each.

@@ -236,11 +236,11 @@ impl ToFlv {
             Ok(table)
         };
         let video = match &self.video {
-            Some(v) => Some((v.clone(), samples(v.id)?)),
+            Some(v) => Some((v, samples(v.id)?)),
             None => None,
         };
         let audio = match &self.audio {
-            Some(a) => Some((a.clone(), samples(a.id)?)),
+            Some(a) => Some((a, samples(a.id)?)),
             None => None,
         };
         let first_ms =
@@ -255,36 +255,36 @@ impl ToFlv {
         };
         if let Some(ms) = ms {
             if let Some((v, _)) = &video {
-                self.config(0, &v.config, ms, out);
+                send_config(&mut self.sent[0], true, &v.config, ms, out);
             }
             if let Some((a, _)) = &audio {
-                self.config(1, &a.config, ms, out);
+                send_config(&mut self.sent[1], false, &a.config, ms, out);
             }
         }
-        if let Some((a, table)) = audio {
+        let mut skipped = 0;
+        if let Some((a, table)) = &audio {
             for i in 0..table.len() {
                 let Some(sample) = sample_bytes(frag, table.offset[i], table.size[i]) else {
-                    self.skipped += 1;
+                    skipped += 1;
                     continue;
                 };
-                let mut body = match a.codec {
-                    Audio::Aac => vec![0xaf, 1],
-                    Audio::Opus => vec![0x91, b'O', b'p', b'u', b's'],
+                let head: &[u8] = match a.codec {
+                    Audio::Aac => &[0xaf, 1],
+                    Audio::Opus => &[0x91, b'O', b'p', b'u', b's'],
                 };
-                body.extend_from_slice(sample);
                 out.push(Tag {
                     video: false,
                     sequence: false,
                     keyframe: false,
                     ms: ms_of(table.dts[i], a.timescale),
-                    body,
+                    body: [head, sample].concat(),
                 });
             }
         }
-        if let Some((v, table)) = video {
+        if let Some((v, table)) = &video {
             for i in 0..table.len() {
                 let Some(sample) = sample_bytes(frag, table.offset[i], table.size[i]) else {
-                    self.skipped += 1;
+                    skipped += 1;
                     continue;
                 };
                 let cto = i64::from(table.cto[i]) * 1000 / i64::from(v.timescale.max(1));
@@ -293,40 +293,45 @@ impl ToFlv {
                     .clamp(-(1 << 23), (1 << 23) - 1)
                     .to_be_bytes();
                 let key = table.keyframe[i];
-                let mut body = match (v.codec, key) {
-                    (Video::Avc, true) => vec![0x17, 1],
-                    (Video::Avc, false) => vec![0x27, 1],
-                    (Video::Hevc, true) => vec![0x91, b'h', b'v', b'c', b'1'],
-                    (Video::Hevc, false) => vec![0xa1, b'h', b'v', b'c', b'1'],
+                let head: &[u8] = match (v.codec, key) {
+                    (Video::Avc, true) => &[0x17, 1],
+                    (Video::Avc, false) => &[0x27, 1],
+                    (Video::Hevc, true) => &[0x91, b'h', b'v', b'c', b'1'],
+                    (Video::Hevc, false) => &[0xa1, b'h', b'v', b'c', b'1'],
                 };
-                body.extend_from_slice(&cts[1..]);
-                body.extend_from_slice(sample);
                 out.push(Tag {
                     video: true,
                     sequence: false,
                     keyframe: key,
                     ms: ms_of(table.dts[i], v.timescale),
-                    body,
+                    body: [head, &cts[1..], sample].concat(),
                 });
             }
         }
+        self.skipped += skipped;
         Ok(())
     }
+}
 
-    /// The sequence header of track `i` (0 video, 1 audio) before its next frame, unless sent.
-    fn config(&mut self, i: usize, config: &[u8], ms: u32, out: &mut Vec<Tag>) {
-        if self.sent[i].as_deref() == Some(config) {
-            return;
-        }
-        self.sent[i] = Some(config.to_vec());
-        out.push(Tag {
-            video: i == 0,
-            sequence: true,
-            keyframe: false,
-            ms,
-            body: config.to_vec(),
-        });
+/// A track's sequence header before its next frame, unless it was the last one sent (`sent`).
+fn send_config(
+    sent: &mut Option<Vec<u8>>,
+    video: bool,
+    config: &[u8],
+    ms: u32,
+    out: &mut Vec<Tag>,
+) {
+    if sent.as_deref() == Some(config) {
+        return;
     }
+    *sent = Some(config.to_vec());
+    out.push(Tag {
+        video,
+        sequence: true,
+        keyframe: false,
+        ms,
+        body: config.to_vec(),
+    });
 }
 
 /// A top-level box header at the start of `b`: its type and whole size; `None` until the header

@@ -155,10 +155,7 @@ fn random_mutations_never_panic_and_hold_at_most_two_boxes() {
 fn h265_and_opus_fragments_read_back_as_the_enhanced_tags_they_were_made_of() {
     use crate::cmaf::Event;
     use crate::cmaf::Fragmenter;
-    let mp4 = crate::cmaf::tests::h265_mp4(3);
-    let at = mp4.windows(4).position(|w| w == b"hvcC").unwrap();
-    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
-    let hvcc = &mp4[at + 4..at - 4 + size];
+    let (mp4, hvcc) = crate::cmaf::tests::h265_mp4(3);
     let (video, _) = crate::mp4::remux::tracks(&mp4).unwrap();
     let video = video.unwrap();
     let ms = |t: i64| (t * 1000 / i64::from(video.timescale)) as u32;
@@ -166,7 +163,7 @@ fn h265_and_opus_fragments_read_back_as_the_enhanced_tags_they_were_made_of() {
     let mut tags: Vec<(bool, u32, Vec<u8>)> = Vec::new();
     let mut seq = vec![0x90];
     seq.extend_from_slice(b"hvc1");
-    seq.extend_from_slice(hvcc);
+    seq.extend_from_slice(&hvcc);
     tags.push((true, 0, seq));
     let mut head = vec![0x90];
     head.extend_from_slice(b"OpusOpusHead");
