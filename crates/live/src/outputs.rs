@@ -210,8 +210,10 @@ impl MediaOutputs {
                         own(v, data.get(..video).unwrap_or_default()),
                         own(a, data.get(video..).unwrap_or_default()),
                     ];
+                    // The unit's number in the MP4 ring, which it is pushed to next.
+                    let seq = Some(self.mp4.end_seq());
                     self.llhls
-                        .fragment_tracks(unit.collect(), split, keyframe, ms, wall);
+                        .fragment_tracks(unit.collect(), split, keyframe, ms, wall, seq);
                     // One unit: a viewer gets a fragment's head and samples together or not at
                     // all (a skip never leaves it inside an mdat).
                     let init = if keyframe {

@@ -261,6 +261,77 @@ fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_o
 }
 
 #[test]
+fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_that_play_on() {
+    // LL-HLS segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
+    let r = recorded_with("llevent", server::record::Format::Fmp4, 4, |c| {
+        c.live.ll_hls.min_segment = Duration::from_secs(1);
+        c.live.ll_hls.window = 3;
+        c.live.ll_hls.spare = 1;
+        c.live.ll_hls.dvr = 30;
+    });
+    let s = &r.server;
+    let p = String::from_utf8(s.get("/live/llevent/ll.m3u8", &[]).body).unwrap();
+    let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".m4s")).collect();
+    assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
+    assert!(p.contains("#EXT-X-MAP:URI=\"init0.mp4\"\n"), "{p}");
+    // The init segment, the first segments (long gone from memory) and on into memory: one
+    // stream that ffprobe reads from a keyframe on, every frame.
+    let mut mp4 = s.get("/live/llevent/init0.mp4", &[]).body;
+    for seg in &segs {
+        let r = s.get(&format!("/live/llevent/{seg}"), &[]);
+        assert_eq!(r.status, 200, "{seg}");
+        mp4.extend_from_slice(&r.body);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dvr.mp4");
+    std::fs::write(&file, &mp4).unwrap();
+    let frames = common::ffprobe_frames(file.to_str().unwrap());
+    assert!(frames[0].1, "starts on a keyframe");
+    assert!(
+        frames.windows(2).all(|w| w[1].0 - w[0].0 < 0.05),
+        "a gap: {:?}",
+        frames.windows(2).find(|w| w[1].0 - w[0].0 >= 0.05)
+    );
+    assert!(frames.last().unwrap().0 - frames[0].0 > 8.0);
+}
+
+#[test]
+fn an_ll_hls_segment_that_left_memory_is_the_same_bytes_under_the_same_etag() {
+    let r = recorded_with("llsame", server::record::Format::Fmp4, 4, |c| {
+        c.live.ll_hls.min_segment = Duration::from_secs(1);
+        c.live.ll_hls.window = 3;
+        c.live.ll_hls.spare = 1;
+        c.live.ll_hls.dvr = 30;
+    });
+    let s = &r.server;
+    let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
+    let newest = p.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
+    let msn: u64 = newest.trim_end_matches(".m4s").parse().unwrap();
+    let url = format!("/live/llsame/{newest}");
+    let before = s.get(&url, &[]);
+    assert_eq!(before.status, 200);
+    // Blocking reloads, one segment at a time, until it has left memory (4 more kept after it
+    // and the open one).
+    for next in msn + 1..=msn + 6 {
+        let r = s.get(&format!("/live/llsame/ll.m3u8?_HLS_msn={next}"), &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
+    assert!(p.contains(&format!("\n{newest}\n")), "still listed: {p}");
+    let after = s.get(&url, &[]);
+    assert_eq!(after.status, 200);
+    assert_eq!(after.header("etag"), before.header("etag"));
+    assert!(
+        after.body == before.body,
+        "the same bytes from the recording"
+    );
+    // And a range of it, as of any segment.
+    let part = s.get(&url, &[("range", "bytes=100-1099")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, before.body[100..1100]);
+}
+
+#[test]
 fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window() {
     let s = server(|c| c.ring.max_age = Duration::from_secs(30));
     let _publisher = ts_publisher(&s.url("/live/dvr"), None);

@@ -119,3 +119,71 @@ fn hls_js_plays_ll_hls_in_low_latency_mode_over_https_http2() {
     let h2 = live.http2_connections();
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }
+
+/// A page that plays `playlist` with hls.js in low-latency mode, seeks to a second after the
+/// start of what the player can seek in, and reports `seeked` once it has played two seconds
+/// from there: how long that window is, and how far behind the ingest wall clock the picture
+/// shown is then (`EXT-X-PROGRAM-DATE-TIME`).
+fn seek_back_page(playlist: &str) -> String {
+    format!(
+        "<!doctype html><meta charset=utf-8><body><video id=v muted autoplay></video>
+<script>{}</script><script>
+const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
+const v = document.getElementById('v');
+const hls = new Hls({LOW_LATENCY});
+let from = null, span = 0, done = false;
+hls.on(Hls.Events.ERROR, (e, d) => {{ if (d.fatal) send({{ev: 'error', msg: d.type + '/' + d.details}}); }});
+v.addEventListener('timeupdate', () => {{
+  if (from === null && v.currentTime > 0 && v.seekable.length) {{
+    span = v.seekable.end(0) - v.seekable.start(0);
+    from = v.seekable.start(0) + 1;
+    v.currentTime = from;
+  }} else if (from !== null && !done && v.currentTime > from + 2 && v.currentTime < from + 6) {{
+    done = true;
+    const behind = (Date.now() - hls.playingDate.getTime()) / 1000;
+    send({{ev: 'seeked', span, behind, w: v.videoWidth}});
+  }}
+}});
+hls.loadSource('{playlist}');
+hls.attachMedia(v);
+v.play().catch(() => {{}});
+</script>",
+        hls_js()
+    )
+}
+
+#[test]
+fn hls_js_seeks_back_into_the_ll_hls_dvr_window_of_an_fmp4_recording() {
+    use common::recorded::{get, publish, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    // LL-HLS segments of 1 s, 3 listed; the ring holds 2 s; 60 s of DVR window.
+    let s = serve(
+        &lib,
+        "[live]\nwindow_secs = 2\nll_hls_segment_secs = 1\nll_hls_window = 3\n\
+         hls_dvr_secs = 60\n\n[[record]]\nstreams = \"dvr\"\nformat = \"fmp4\"\n\
+         segment_secs = 4\n",
+        &[],
+    );
+    let _publisher = publish(&s, "dvr");
+    common::live::wait_until("14 s of stream", common::recorded::WAIT, || {
+        let r = get(&s, "/api/streams/dvr", &[]);
+        let d: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        d["session_uptime_seconds"].as_f64() >= Some(14.0)
+    });
+    let url = format!("http://{}/live/dvr/ll.m3u8", s.addr);
+    let verdict = verdict(seek_back_page(&url), &[]);
+    assert_eq!(
+        verdict.get("ev").map(String::as_str),
+        Some("seeked"),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict["w"], "320", "decoded video: {verdict:?}");
+    // Without the recording the player could go back about 4 s (3 segments and the open one).
+    let span: f64 = verdict["span"].parse().unwrap();
+    let behind: f64 = verdict["behind"].parse().unwrap();
+    eprintln!("hls.js DVR: a window of {span:.1} s, played {behind:.1} s behind the ingest");
+    assert!(span >= 10.0, "a DVR window from the recording: {verdict:?}");
+    assert!(behind >= 8.0, "playing from the recording: {verdict:?}");
+}

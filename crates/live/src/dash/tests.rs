@@ -11,6 +11,7 @@ fn limits() -> LlLimits {
         window: 4,
         spare: 1,
         max_segment_bytes: 1 << 20,
+        dvr: 0,
     }
 }
 
@@ -47,6 +48,7 @@ fn feed(l: &mut LlHls, from: u32, frames: u32, shift: u32, late: u64) {
             n % 50 == 0,
             ms,
             Some(WALL0 + u64::from(n * 40) + late),
+            None,
         );
     }
 }

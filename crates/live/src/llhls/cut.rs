@@ -21,6 +21,9 @@ pub struct LlLimits {
     pub spare: usize,
     /// A segment that grows beyond this (no keyframe for a long time) is dropped.
     pub max_segment_bytes: usize,
+    /// Segments remembered (not held) after they leave memory, for a stream recorded as fMP4 to
+    /// list from its recording (a DVR window, [`super::past`]); 0: none.
+    pub dvr: usize,
 }
 
 impl Default for LlLimits {
@@ -31,6 +34,7 @@ impl Default for LlLimits {
             window: 12,
             spare: 3,
             max_segment_bytes: 32 << 20,
+            dvr: 0,
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct LlSegment {
     pub complete: bool,
     /// The DASH Period it belongs to.
     pub period: PeriodStart,
+    /// The MP4 ring's sequence number of its first fragment (where a recording of that ring
+    /// holds its bytes), if known.
+    pub first_unit: Option<u64>,
 }
 
 /// Where a DASH Period begins: `at_ms` after the stream's epoch (when its first segment reached
@@ -127,6 +134,8 @@ pub struct Init {
 pub struct LlHls {
     /// Oldest first; the last one may be open.
     pub(super) segments: VecDeque<LlSegment>,
+    /// Segments that left memory, oldest first (at most `limits.dvr`).
+    pub(super) past: VecDeque<super::past::LlPast>,
     next_msn: u64,
     /// Discontinuities that slid out of the kept segments.
     pub(super) discontinuity_seq: u64,
@@ -166,6 +175,7 @@ impl LlHls {
     pub fn new(limits: LlLimits) -> Self {
         LlHls {
             segments: VecDeque::new(),
+            past: VecDeque::new(),
             next_msn: 0,
             discontinuity_seq: 0,
             pending_discontinuity: false,
@@ -242,10 +252,11 @@ impl LlHls {
     /// Adds one fragment (its `Bytes`, in order): `keyframe` when a player may start at it,
     /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
     pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
-        self.fragment_tracks(data, [Vec::new(), Vec::new()], keyframe, ms, wall_ms);
+        self.fragment_tracks(data, [Vec::new(), Vec::new()], keyframe, ms, wall_ms, None);
     }
 
-    /// [`Self::fragment`], with the fragment as separate tracks (video, audio) for DASH.
+    /// [`Self::fragment`], with the fragment as separate tracks (video, audio) for DASH, and
+    /// `unit`: its sequence number in the MP4 ring (what a recording of the ring is indexed by).
     pub fn fragment_tracks(
         &mut self,
         data: Vec<Bytes>,
@@ -253,6 +264,7 @@ impl LlHls {
         keyframe: bool,
         ms: u32,
         wall_ms: Option<u64>,
+        unit: Option<u64>,
     ) {
         // An ended stream stays ended (its playlist has EXT-X-ENDLIST; a publisher that comes
         // back makes a new stream).
@@ -310,6 +322,7 @@ impl LlHls {
                 discontinuity,
                 complete: false,
                 period,
+                first_unit: unit,
             });
             self.next_msn += 1;
             self.init_changed = false;
@@ -409,14 +422,19 @@ impl LlHls {
         // The open segment is not counted.
         while self.segments.len() > self.limits.window + self.limits.spare + 1 {
             if let Some(old) = self.segments.pop_front() {
-                self.discontinuity_seq += u64::from(old.discontinuity);
+                self.retire(&old);
             }
         }
         self.drop_unused_inits();
     }
 
     fn drop_unused_inits(&mut self) {
-        let oldest = self.segments.front().map(|s| s.init);
+        // A remembered segment's init segment is kept too (a few hundred bytes): the playlist
+        // names it for the segments read from the recording.
+        let oldest = match self.past.front() {
+            Some(p) => Some(p.init),
+            None => self.segments.front().map(|s| s.init),
+        };
         while self.inits.len() > 1 && oldest.is_some_and(|o| self.inits[0].version < o) {
             self.inits.pop_front();
         }
@@ -456,7 +474,7 @@ impl LlHls {
         let open = usize::from(self.segments.back().is_some_and(|s| !s.complete));
         while self.segments.len() > keep + open {
             if let Some(old) = self.segments.pop_front() {
-                self.discontinuity_seq += u64::from(old.discontinuity);
+                self.retire(&old);
                 freed += old.bytes + old.track_bytes;
             }
         }

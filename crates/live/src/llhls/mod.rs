@@ -9,12 +9,14 @@
 //!  playlist: EXT-X-MAP, PROGRAM-DATE-TIME (ingest wall clock), EXTINF + EXT-X-PART for the last
 //!            three target durations, EXT-X-PRELOAD-HINT for the part being written
 //! ```
-//! [`cut`] keeps the segments and parts, [`playlist`] renders the media playlist (full or as a
+//! [`cut`] keeps the segments and parts ([`past`] remembers those that left memory, for a DVR
+//! window from a recording), [`playlist`] renders the media playlist (full or as a
 //! delta update), [`request`] reads a playlist request's `_HLS_` query and decides whether it is
 //! answered now, held, or refused. The server holds a request by waiting for the stream's next
 //! frame and asking again.
 
 pub mod cut;
+pub mod past;
 pub mod playlist;
 pub mod request;
 pub mod wallclock;
@@ -23,4 +25,5 @@ pub mod wallclock;
 mod tests;
 
 pub use cut::{Init, LlHls, LlLimits, LlSegment, Part, PeriodStart, TrackInit};
+pub use past::LlPast;
 pub use request::{Awaited, Query, QueryError, Readiness};

@@ -3,7 +3,7 @@
 //! URIs are relative to the playlist: `init{version}.mp4`, `{msn}.m4s` (a segment),
 //! `{msn}.{part}.m4s` (a part); `carry` (a signed link's query) is appended to every one of them.
 
-use super::cut::{LlHls, LlSegment};
+use super::cut::{LlHls, LlSegment, Part};
 use super::wallclock::rfc3339_ms;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -28,19 +28,66 @@ impl LlHls {
     /// The media playlist; `skip`: a delta update (segments older than `CAN-SKIP-UNTIL` from the
     /// end replaced by `EXT-X-SKIP`).
     pub fn playlist(&self, skip: bool, carry: Option<&str>) -> String {
+        self.playlist_with(skip, carry, |_, _| false)
+    }
+
+    /// The media playlist with a DVR window: before the segments in memory, the newest run of
+    /// those that left it whose bytes `recorded` says can be read (it is given a segment's first
+    /// unit and the next one's, [`LlHls::past`]). Without any: [`LlHls::playlist`].
+    pub fn playlist_with(
+        &self,
+        skip: bool,
+        carry: Option<&str>,
+        recorded: impl Fn(u64, u64) -> bool,
+    ) -> String {
         let q = carry.map_or(String::new(), |c| format!("?{c}"));
-        // Listed: the newest `window` complete segments, and the open one.
+        let back = self.readable_past(recorded);
+        let from_past = self.past.len() - back;
+        // Listed: the newest `window` complete segments, and the open one; with a DVR window,
+        // every kept segment after the remembered ones.
         let complete = self.segments.iter().filter(|s| s.complete).count();
-        let unlisted = complete.saturating_sub(self.limits.window);
-        let listed: Vec<&LlSegment> = self.segments.iter().skip(unlisted).collect();
+        let unlisted = match back {
+            0 => complete.saturating_sub(self.limits.window),
+            _ => 0,
+        };
+        let listed: Vec<Entry> = self
+            .past
+            .iter()
+            .skip(from_past)
+            .map(|p| Entry {
+                msn: p.msn,
+                played: p.duration,
+                discontinuity: p.discontinuity,
+                init: p.init,
+                wall_ms: p.wall_ms,
+                complete: true,
+                parts: &[],
+            })
+            .chain(self.segments.iter().skip(unlisted).map(|s| Entry {
+                msn: s.msn,
+                played: self.played(s),
+                discontinuity: s.discontinuity,
+                init: s.init,
+                wall_ms: s.wall_ms,
+                complete: s.complete,
+                parts: &s.parts,
+            }))
+            .collect();
+        // Discontinuities remembered or kept but not listed count as slid out.
         let disc_seq = self.discontinuity_seq
+            + self
+                .past
+                .iter()
+                .take(from_past)
+                .map(|p| u64::from(p.discontinuity))
+                .sum::<u64>()
             + self
                 .segments
                 .iter()
                 .take(unlisted)
                 .map(|s| u64::from(s.discontinuity))
                 .sum::<u64>();
-        let total: Duration = listed.iter().map(|s| self.played(s)).sum();
+        let total: Duration = listed.iter().map(|s| s.played).sum();
         // A delta update leaves out the segments that start more than CAN-SKIP-UNTIL before the
         // end (never the open one), up to the first discontinuity listed: a player counts
         // discontinuities from the tags it sees (hls.js numbers the segments after a skipped
@@ -56,7 +103,7 @@ impl LlHls {
                 {
                     break;
                 }
-                to_end = to_end.saturating_sub(s.duration);
+                to_end = to_end.saturating_sub(s.played);
                 skipped += 1;
             }
         }
@@ -82,7 +129,7 @@ impl LlHls {
         let mut init = None;
         for s in listed.iter().skip(skipped) {
             let with_parts = to_end <= parts_from || !s.complete;
-            to_end = to_end.saturating_sub(self.played(s));
+            to_end = to_end.saturating_sub(s.played);
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
@@ -109,7 +156,7 @@ impl LlHls {
                 }
             }
             if s.complete {
-                let _ = writeln!(out, "#EXTINF:{:.3},\n{}.m4s{q}", secs(s.duration), s.msn);
+                let _ = writeln!(out, "#EXTINF:{:.3},\n{}.m4s{q}", secs(s.played), s.msn);
             }
         }
         if self.ended {
@@ -123,7 +170,7 @@ impl LlHls {
         out
     }
 
-    /// How long a listed segment plays: its duration, or its complete parts' while it is open.
+    /// How long a kept segment plays: its duration, or its complete parts' while it is open.
     fn played(&self, s: &LlSegment) -> Duration {
         if s.complete {
             s.duration
@@ -135,4 +182,16 @@ impl LlHls {
                 .sum()
         }
     }
+}
+
+/// A segment as the playlist lists it, kept or remembered (a remembered one lists no parts).
+struct Entry<'a> {
+    msn: u64,
+    /// How long it plays: its duration, or its complete parts' while it is open.
+    played: Duration,
+    discontinuity: bool,
+    init: u64,
+    wall_ms: Option<u64>,
+    complete: bool,
+    parts: &'a [Part],
 }

@@ -9,6 +9,7 @@ fn limits() -> LlLimits {
         window: 4,
         spare: 1,
         max_segment_bytes: 1 << 20,
+        dvr: 0,
     }
 }
 

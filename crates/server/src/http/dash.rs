@@ -10,7 +10,7 @@ use super::text;
 use crate::body::Chunks;
 use crate::entity::Policy;
 use crate::error::Error;
-use crate::live::Live;
+use crate::live::{Live, Stream};
 use ::live::llhls::wallclock::rfc3339_ms;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -92,10 +92,13 @@ pub(super) fn init<B>(
     let parsed = track(file).and_then(|(t, v)| Some((t, v.parse::<u64>().ok()?)));
     let t = parsed.map_or(0, |(t, _)| t);
     let id = format!("dash-init-{file}");
-    serve(live, name, &id, CONTENT_TYPES[t], policy, req, |ll| {
+    let pick = |_: &Stream, ll: &::live::LlHls| {
         let (t, version) = parsed?;
         let init = ll.init_version(version)?.tracks[t].as_ref()?;
         Some(vec![init.init.clone()])
+    };
+    serve(live, name, &id, CONTENT_TYPES[t], policy, req, pick, || {
+        None
     })
 }
 
@@ -111,7 +114,7 @@ pub(super) fn media<B>(
     let parsed = parse_media(file);
     let t = parsed.map_or(0, |(t, _)| t);
     let id = format!("dash-{file}");
-    serve(live, name, &id, CONTENT_TYPES[t], policy, req, |ll| {
+    let pick = |_: &Stream, ll: &::live::LlHls| {
         let (t, msn) = parsed?;
         let seg = ll.segment(msn).filter(|s| s.complete)?;
         let data: Vec<Bytes> = seg
@@ -121,6 +124,9 @@ pub(super) fn media<B>(
             .collect();
         // A track the stream does not have (or none of its frames in this segment): not there.
         (!data.is_empty()).then_some(data)
+    };
+    serve(live, name, &id, CONTENT_TYPES[t], policy, req, pick, || {
+        None
     })
 }
 

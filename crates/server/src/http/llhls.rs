@@ -13,10 +13,12 @@ use crate::body::Chunks;
 use crate::entity::{self, Policy};
 use crate::error::Error;
 use crate::http::Route;
+use crate::library::Library;
 use crate::live::llhls::Followed;
-use crate::live::{Held, Live, Stream};
+use crate::live::{Held, Live, Output, Stream};
 use crate::state::State;
 use ::live::llhls::{Awaited, Query};
+use ::live::record::checkpoints::Piece;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Request, Response, StatusCode};
@@ -149,7 +151,7 @@ pub(super) fn playlist(
     let q = Query::parse(query).map_err(Error::LlQuery)?;
     let body = render(live, name, |s, ll| {
         match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
-            Some(carry) => Bytes::from(ll.playlist(q.skip, Some(&carry))),
+            Some(carry) => Bytes::from(with_dvr(s, ll, q.skip, Some(&carry))),
             // Rendered once per change of the playlist, shared by every request until the next.
             None => {
                 let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,7 +159,7 @@ pub(super) fn playlist(
                 match slot {
                     Some((v, b)) if *v == ll.version() => b.clone(),
                     _ => {
-                        let b = Bytes::from(ll.playlist(q.skip, None));
+                        let b = Bytes::from(with_dvr(s, ll, q.skip, None));
                         *slot = Some((ll.version(), b.clone()));
                         b
                     }
@@ -176,26 +178,36 @@ pub(super) fn playlist(
     Ok(r)
 }
 
+/// The LL-HLS playlist of `s`; for a stream recorded as fMP4, with a DVR window of the segments
+/// that left memory and whose bytes the recording holds (`hls_dvr_secs`).
+fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool, carry: Option<&str>) -> String {
+    let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    match recorded.as_ref().filter(|(o, _)| *o == Output::Mp4) {
+        Some((_, c)) if ll.past_segments().len() > 0 => ll.playlist_with(skip, carry, |a, b| {
+            c.by_seq(a).is_some() && c.by_seq(b).is_some()
+        }),
+        _ => ll.playlist(skip, carry),
+    }
+}
+
 /// `GET|HEAD /live/{name}/{msn}.m4s` (a complete segment) or `/{msn}.{part}.m4s` (a complete part).
+/// A segment that left memory is read from the stream's fMP4 recording: the same bytes, under
+/// the same ETag.
 pub(super) fn media<B>(
     live: &Live,
+    library: &Library,
     name: &str,
     media: &str,
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
     let (msn, part) = parse_media(media).unwrap_or((u64::MAX, None));
-    serve(
-        live,
-        name,
-        &format!("ll{media}"),
-        "video/mp4",
-        policy,
-        req,
-        |ll| match part {
-            Some(i) => Some(ll.part(msn, i).filter(|p| p.complete)?.data.clone()),
-            None => {
-                let seg = ll.segment(msn).filter(|s| s.complete)?;
+    let pieces = std::cell::Cell::new(None);
+    let kept = |s: &Stream, ll: &::live::LlHls| match part {
+        Some(i) => Some(ll.part(msn, i).filter(|p| p.complete)?.data.clone()),
+        None => match ll.segment(msn) {
+            Some(seg) => {
+                let seg = Some(seg).filter(|s| s.complete)?;
                 Some(
                     seg.parts
                         .iter()
@@ -203,8 +215,40 @@ pub(super) fn media<B>(
                         .collect(),
                 )
             }
+            None => {
+                pieces.set(recorded_pieces(s, ll, msn));
+                None
+            }
+        },
+    };
+    serve(
+        live,
+        name,
+        &format!("ll{media}"),
+        "video/mp4",
+        policy,
+        req,
+        kept,
+        || {
+            // Read after the stream's lock is let go.
+            let (pieces, len) = pieces.take()?;
+            let mut parts = Vec::new();
+            crate::live::dvr::slices(library, &pieces, &mut parts)?;
+            // Never another segment's bytes under this one's name.
+            let read: u64 = parts.iter().map(|b| b.len() as u64).sum();
+            (read == len).then_some(parts)
         },
     )
+}
+
+/// Where the fMP4 recording holds segment `msn` that left memory, and how long it is.
+fn recorded_pieces(s: &Stream, ll: &::live::LlHls, msn: u64) -> Option<(Vec<Piece>, u64)> {
+    let (past, next) = ll.past(msn)?;
+    let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    let (_, c) = recorded.as_ref().filter(|(o, _)| *o == Output::Mp4)?;
+    let from = c.by_seq(past.first_unit?)?;
+    let to = c.by_seq(next)?;
+    Some((c.pieces(from, to, true), past.bytes))
 }
 
 /// `GET|HEAD /live/{name}/init{version}.mp4`.
@@ -217,13 +261,13 @@ pub(super) fn init<B>(
 ) -> Result<Response<Chunks>, Error> {
     let v: Option<u64> = version.parse().ok();
     let id = format!("init{version}");
-    serve(live, name, &id, "video/mp4", policy, req, |ll| {
-        Some(vec![ll.init_segment(v?)?.clone()])
-    })
+    let pick = |_: &Stream, ll: &::live::LlHls| Some(vec![ll.init_segment(v?)?.clone()]);
+    serve(live, name, &id, "video/mp4", policy, req, pick, || None)
 }
 
 /// One LL-HLS (or DASH) file of stream `name` as an entity: `pick` takes its `Bytes` from the
-/// stream's LL-HLS state (`None`: no such file, 404); `id` names it in the ETag and the message.
+/// stream's LL-HLS state, under the stream's read lock, or else `after` once the lock is let go
+/// (`None` from both: no such file, 404); `id` names it in the ETag and the message.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve<B>(
     live: &Live,
@@ -232,7 +276,8 @@ pub(super) fn serve<B>(
     content_type: &'static str,
     policy: &Policy,
     req: &Request<B>,
-    pick: impl FnOnce(&::live::LlHls) -> Option<Vec<Bytes>>,
+    pick: impl FnOnce(&Stream, &::live::LlHls) -> Option<Vec<Bytes>>,
+    after: impl FnOnce() -> Option<Vec<Bytes>>,
 ) -> Result<Response<Chunks>, Error> {
     let s = live
         .get(name)
@@ -243,8 +288,9 @@ pub(super) fn serve<B>(
     };
     let data = {
         let inner = s.read();
-        inner.media.as_ref().and_then(|m| pick(&m.llhls))
+        inner.media.as_ref().and_then(|m| pick(&s, &m.llhls))
     };
+    let data = data.or_else(after);
     let seg = Segment::new(data.ok_or_else(unknown)?, s.instance, id, content_type)
         .ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);

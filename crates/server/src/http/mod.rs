@@ -429,7 +429,7 @@ fn answer<B>(
         }
         Route::LlMedia(name, media) => {
             crate::admit::viewer_request(state, name, req)?;
-            llhls::media(live, name, media, policy, req)
+            llhls::media(live, lib, name, media, policy, req)
         }
         Route::DashManifest(name) => {
             crate::admit::viewer_request(state, name, req)?;

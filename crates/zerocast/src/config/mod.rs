@@ -126,7 +126,8 @@ pub struct LiveFile {
     hls_segment_secs: Option<f64>,
     hls_window: Option<usize>,
     /// A recorded stream's HLS playlist also lists this much from its recording (a DVR window;
-    /// default 0: the sliding window only).
+    /// default 0: the sliding window only): `index.m3u8` of a stream recorded as TS, `ll.m3u8`
+    /// of one recorded as fMP4.
     hls_dvr_secs: Option<u64>,
     /// LL-HLS (`ll.m3u8`): the part target, milliseconds (100-2000).
     ll_hls_part_ms: Option<u64>,
@@ -362,6 +363,11 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(n) = f.ll_hls_window {
         c.ll_hls.window = n.max(2);
+    }
+    if let Some(secs) = f.hls_dvr_secs {
+        // The same DVR window in the LL-HLS playlist of a stream recorded as fMP4.
+        let per = c.ll_hls.min_segment.as_secs_f64().max(0.1);
+        c.ll_hls.dvr = ((secs as f64 / per).ceil() as usize).min(86_400);
     }
     if let Some(b) = f.max_ingest_bitrate {
         c.max_ingest_bitrate = b.max(100_000);

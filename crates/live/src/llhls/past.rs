@@ -1,0 +1,229 @@
+//! Segments that left memory, remembered for a DVR window: what the playlist lists of each, and
+//! where its bytes begin in the MP4 ring's numbering, so that a stream recorded as fMP4 (the
+//! recorder writes that ring's units as they are) can list them and serve them from its
+//! recording. Nothing of their bytes is held.
+
+use super::cut::{LlHls, LlSegment};
+use std::time::Duration;
+
+/// A segment that left memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlPast {
+    pub msn: u64,
+    pub duration: Duration,
+    pub discontinuity: bool,
+    /// The version of the init segment it plays with (kept while it is remembered).
+    pub init: u64,
+    /// When its first frame reached the ingest, Unix ms.
+    pub wall_ms: Option<u64>,
+    /// The MP4 ring's sequence number of its first fragment, if known.
+    pub first_unit: Option<u64>,
+    /// Its length: what its bytes read back from a recording must come to.
+    pub bytes: u64,
+}
+
+impl LlHls {
+    /// A segment leaves memory: remembered for the DVR window, or gone.
+    pub(super) fn retire(&mut self, old: &LlSegment) {
+        if self.limits.dvr == 0 {
+            self.discontinuity_seq += u64::from(old.discontinuity);
+            return;
+        }
+        self.past.push_back(LlPast {
+            msn: old.msn,
+            duration: old.duration,
+            discontinuity: old.discontinuity,
+            init: old.init,
+            wall_ms: old.wall_ms,
+            first_unit: old.first_unit,
+            bytes: old.bytes as u64,
+        });
+        while self.past.len() > self.limits.dvr {
+            if let Some(gone) = self.past.pop_front() {
+                self.discontinuity_seq += u64::from(gone.discontinuity);
+            }
+        }
+    }
+
+    /// A segment that left memory, and the MP4 ring sequence number where the next one begins
+    /// (its bytes run from its `first_unit` up to there); `None` when either is not known.
+    pub fn past(&self, msn: u64) -> Option<(LlPast, u64)> {
+        let first = self.past.front()?.msn;
+        let i = usize::try_from(msn.checked_sub(first)?).ok()?;
+        let p = *self.past.get(i)?;
+        p.first_unit?;
+        let next = match self.past.get(i + 1) {
+            Some(n) => n.first_unit?,
+            None => self.segments.front()?.first_unit?,
+        };
+        Some((p, next))
+    }
+
+    /// How many of the newest remembered segments can be listed: the run, back from the oldest
+    /// kept one, of those whose bytes `recorded` says can be read (it is given a segment's first
+    /// unit and the next one's).
+    pub(super) fn readable_past(&self, recorded: impl Fn(u64, u64) -> bool) -> usize {
+        let mut back = 0;
+        let mut next = self.segments.front().and_then(|s| s.first_unit);
+        for p in self.past.iter().rev() {
+            match (p.first_unit, next) {
+                (Some(a), Some(b)) if recorded(a, b) => {
+                    back += 1;
+                    next = Some(a);
+                }
+                _ => break,
+            }
+        }
+        back
+    }
+
+    /// The remembered segments, oldest first.
+    pub fn past_segments(&self) -> impl DoubleEndedIterator<Item = &LlPast> + ExactSizeIterator {
+        self.past.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llhls::LlLimits;
+    use bytes::Bytes;
+
+    /// Segments of 2 s (25 fps, a keyframe every 50 frames), 4 listed and 1 spare in memory,
+    /// `dvr` remembered.
+    fn stream(dvr: usize) -> LlHls {
+        let mut l = LlHls::new(LlLimits {
+            part_target: Duration::from_millis(333),
+            min_segment: Duration::from_secs(2),
+            window: 4,
+            spare: 1,
+            max_segment_bytes: 1 << 20,
+            dvr,
+        });
+        l.init(Bytes::from_static(b"init0"));
+        l
+    }
+
+    /// Frames `from..to`, each one MP4 ring unit numbered as the frame, of 100 bytes.
+    fn feed(l: &mut LlHls, from: u32, to: u32) {
+        for n in from..to {
+            let data = vec![Bytes::from(vec![n as u8; 100])];
+            let split = [Vec::new(), Vec::new()];
+            let wall = Some(1_000_000_000 + u64::from(n) * 40);
+            l.fragment_tracks(data, split, n % 50 == 0, n * 40, wall, Some(n.into()));
+        }
+    }
+
+    /// The media sequence numbers of the segments a playlist lists.
+    fn listed(p: &str) -> Vec<u64> {
+        p.lines()
+            .filter_map(|l| l.strip_suffix(".m4s")?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn remembered_segments_whose_bytes_are_recorded_are_listed_before_those_in_memory() {
+        let mut l = stream(10);
+        // Segments 0 to 19 complete, 20 open: 15 to 20 in memory, 5 to 14 remembered.
+        feed(&mut l, 0, 50 * 20 + 10);
+        let all = l.playlist_with(false, None, |_, _| true);
+        assert_eq!(listed(&all), (5..20).collect::<Vec<_>>(), "{all}");
+        assert!(all.contains("#EXT-X-MEDIA-SEQUENCE:5\n"), "{all}");
+        // Each remembered segment with its time and wall clock, under the init segment it needs.
+        assert!(all.starts_with(
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:"
+        ));
+        assert!(all.contains(
+            "#EXT-X-MAP:URI=\"init0.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:50.000Z\n\
+             #EXTINF:2.000,\n5.m4s\n#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:52.000Z\n"
+        ));
+        // Only the newest unbroken run that the recording holds.
+        let some = l.playlist_with(false, None, |a, _| a >= 9 * 50 && a != 7 * 50);
+        assert_eq!(listed(&some), (9..20).collect::<Vec<_>>(), "{some}");
+        let gap = l.playlist_with(false, None, |a, _| a != 12 * 50);
+        assert_eq!(listed(&gap), (13..20).collect::<Vec<_>>(), "{gap}");
+        // Nothing recorded: the window in memory, as without a DVR window.
+        let none = l.playlist_with(false, None, |_, _| false);
+        assert_eq!(none, l.playlist(false, None));
+        assert_eq!(listed(&none), (16..20).collect::<Vec<_>>(), "{none}");
+        assert_eq!(none, stream_without_dvr().playlist(false, None));
+    }
+
+    fn stream_without_dvr() -> LlHls {
+        let mut l = stream(0);
+        feed(&mut l, 0, 50 * 20 + 10);
+        l
+    }
+
+    #[test]
+    fn a_remembered_segment_runs_from_its_first_unit_to_the_next_ones() {
+        let mut l = stream(10);
+        feed(&mut l, 0, 50 * 20 + 10);
+        let (p, next) = l.past(7).unwrap();
+        assert_eq!((p.msn, p.first_unit, next), (7, Some(350), 400));
+        assert_eq!((p.bytes, p.duration), (50 * 100, Duration::from_secs(2)));
+        // The newest remembered one runs up to the oldest in memory.
+        assert_eq!(l.past(14).unwrap().1, 750);
+        assert_eq!(l.segment(15).unwrap().first_unit, Some(750));
+        assert!(l.past(4).is_none() && l.past(15).is_none());
+        assert_eq!(l.past_segments().len(), 10);
+        // A segment whose first unit is not known cannot be read, nor the one before it.
+        let mut u = stream(10);
+        feed(&mut u, 0, 50 * 8);
+        u.fragment(vec![Bytes::from_static(b"x")], true, 50 * 8 * 40, None);
+        feed(&mut u, 50 * 8 + 1, 50 * 20 + 10);
+        assert!(u.past(8).is_none() && u.past(7).is_none() && u.past(6).is_some());
+        let p = u.playlist_with(false, None, |_, _| true);
+        assert_eq!(listed(&p), (9..20).collect::<Vec<_>>(), "{p}");
+    }
+
+    #[test]
+    fn a_remembered_segments_init_segment_is_kept_while_it_is_remembered() {
+        let mut l = stream(30);
+        feed(&mut l, 0, 50 * 10);
+        l.init(Bytes::from_static(b"init1"));
+        feed(&mut l, 50 * 10, 50 * 30 + 10);
+        assert_eq!(l.init_segment(0).map(|b| &b[..]), Some(&b"init0"[..]));
+        let p = l.playlist_with(false, None, |_, _| true);
+        let maps: Vec<&str> = p.lines().filter(|l| l.starts_with("#EXT-X-MAP")).collect();
+        assert_eq!(
+            maps,
+            [
+                "#EXT-X-MAP:URI=\"init0.mp4\"",
+                "#EXT-X-MAP:URI=\"init1.mp4\""
+            ]
+        );
+        // Without a DVR window it goes with its last segment.
+        let mut n = stream(0);
+        feed(&mut n, 0, 50 * 10);
+        n.init(Bytes::from_static(b"init1"));
+        feed(&mut n, 50 * 10, 50 * 30 + 10);
+        assert!(n.init_segment(0).is_none());
+    }
+
+    #[test]
+    fn discontinuities_before_the_listed_run_count_in_the_discontinuity_sequence() {
+        let mut l = stream(30);
+        feed(&mut l, 0, 50 * 5);
+        l.discontinuity();
+        feed(&mut l, 50 * 5, 50 * 20 + 10);
+        let all = l.playlist_with(false, None, |_, _| true);
+        assert!(all.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{all}");
+        assert_eq!(all.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{all}");
+        // Recorded only from after the break: it is counted as slid out.
+        let after = l.playlist_with(false, None, |a, _| a >= 50 * 6);
+        assert_eq!(listed(&after)[0], 6, "{after}");
+        assert!(
+            after.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{after}"
+        );
+        assert!(!after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+        // And once it is forgotten too.
+        feed(&mut l, 50 * 20 + 10, 50 * 60);
+        let later = l.playlist_with(false, None, |_, _| true);
+        assert!(
+            later.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{later}"
+        );
+    }
+}
