@@ -5,7 +5,9 @@
 //! (`read_prft`, `fragment_runs`, `init_tracks`, and as a stream to `ToFlv`), never panics; every
 //! init segment reads back; the init segments and fragments read back to FLV (`ToFlv`, what an
 //! `.flv` DVR viewer of an fMP4 recording gets) as one tag per sample, nothing skipped, and to
-//! MPEG-TS (`live::rewind::TsRewind`, a `.ts` DVR viewer's) as whole packets.
+//! MPEG-TS (`live::rewind::TsRewind`, a `.ts` DVR viewer's) as whole packets; and each fragment
+//! splits (`media::cmaf::split`, a DASH DVR segment read from a recording) into exactly the
+//! per-track fragments the fragmenter made, the input itself into whatever it holds or an error.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter, ToFlv};
@@ -16,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = fragment_runs(data);
     let _ = init_tracks(data);
+    for track in 0..2 {
+        if let Ok(split) = media::cmaf::split::split(data, track) {
+            assert!(split.iter().all(|f| f.samples.end <= data.len()));
+        }
+    }
     let mut tags = Vec::new();
     ToFlv::default().feed(data, &mut tags);
     let clock = media::flv::Clock { first: 0, last: 0 };
@@ -43,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
                 back.feed(init, &mut tags);
                 to_ts.feed(init, &mut ts);
             }
-            if let Event::Fragment { head, data, .. } = e {
+            if let Event::Fragment {
+                head, data, tracks, ..
+            } = e
+            {
                 // The mdat header is the last 8 bytes of the head: its size covers the samples.
                 let n = head.len();
                 let mdat = u32::from_be_bytes([head[n - 8], head[n - 7], head[n - 6], head[n - 5]]);
@@ -60,6 +70,25 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(back.skipped, 0);
                 let frames = tags.iter().filter(|t| !t.sequence).count();
                 assert_eq!(frames, data.len(), "a tag per sample");
+                // Split back into each track's own fragment, as the fragmenter made them.
+                let muxed: Vec<u8> = head.iter().chain(data.iter().flatten()).copied().collect();
+                let video = usize::from(tracks[0].is_some());
+                for (t, own) in tracks.iter().enumerate() {
+                    let split = media::cmaf::split::split(&muxed, t).expect("a fragment splits");
+                    let Some(own) = own else {
+                        assert!(split.is_empty());
+                        continue;
+                    };
+                    assert_eq!(split.len(), 1);
+                    assert_eq!(&split[0].head, own);
+                    let samples = if t == 0 {
+                        &data[..video]
+                    } else {
+                        &data[video..]
+                    };
+                    let want: Vec<u8> = samples.iter().flatten().copied().collect();
+                    assert_eq!(muxed[split[0].samples.clone()], want[..]);
+                }
             }
         }
         rest = after;

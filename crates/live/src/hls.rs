@@ -73,6 +73,10 @@ struct Open {
     first_unit: u64,
 }
 
+/// A DVR window: whether the recording holds a remembered segment (given its first unit and the
+/// next one's), and the oldest media sequence number that may be listed.
+pub type TsDvr<'a> = (&'a dyn Fn(u64, u64) -> bool, u64);
+
 #[derive(Debug)]
 pub struct Segmenter {
     segments: VecDeque<Segment>,
@@ -263,32 +267,52 @@ impl Segmenter {
 
     /// The media playlist; segment URIs are `{seq}.ts`, relative to the playlist.
     pub fn playlist(&self) -> String {
-        self.playlist_with(|_, _| false)
+        self.render(self.listing(None))
     }
 
-    /// The media playlist with a DVR window: before the segments in memory, the newest run of
-    /// those that left it whose bytes `recorded` says can be read (it is given a segment's
-    /// first unit and the next one's). Without any: [`Segmenter::playlist`].
-    pub fn playlist_with(&self, recorded: impl Fn(u64, u64) -> bool) -> String {
+    /// The media playlist with a DVR window (when `dvr` segments are remembered): before the
+    /// segments in memory, the newest run of those that left it whose bytes `recorded` says can
+    /// be read (it is given a segment's first unit and the next one's), then every segment in
+    /// memory; nothing before `floor`, where the last playlist given out began (a playlist's
+    /// media sequence never goes back, RFC 8216 §6.2.1).
+    pub fn playlist_with(&self, recorded: impl Fn(u64, u64) -> bool, floor: u64) -> String {
+        self.render(self.listing(Some((&recorded, floor))))
+    }
+
+    /// The media sequence number [`Segmenter::playlist_with`] begins with, given what the
+    /// recording holds and the floor (or [`Segmenter::playlist`], given `None`).
+    pub fn first_listed(&self, dvr: Option<TsDvr<'_>>) -> u64 {
+        let (from_past, skip) = self.listing(dvr);
+        match self.past.get(from_past) {
+            Some(p) => p.seq,
+            None => self.segments.get(skip).map_or(self.next_seq, |s| s.seq),
+        }
+    }
+
+    /// From which remembered segment a playlist lists (`past.len()`: none), and how many kept
+    /// ones it leaves out.
+    fn listing(&self, dvr: Option<TsDvr<'_>>) -> (usize, usize) {
+        let window = self.segments.len().saturating_sub(self.limits.window);
+        let Some((recorded, floor)) = dvr.filter(|_| self.limits.dvr > 0) else {
+            return (self.past.len(), window);
+        };
         // The past segments that can be read, newest first, as far back as it goes unbroken.
         let mut back = 0;
         let mut next = self.segments.front().map(|s| s.first_unit);
         for p in self.past.iter().rev() {
             match next {
-                Some(n) if recorded(p.first_unit, n) => {
+                Some(n) if p.seq >= floor && recorded(p.first_unit, n) => {
                     back += 1;
                     next = Some(p.first_unit);
                 }
                 _ => break,
             }
         }
-        let from_past = self.past.len() - back;
-        // With a DVR window every segment in memory is listed; without, the last `window`.
-        let skip = if back > 0 {
-            0
-        } else {
-            self.segments.len().saturating_sub(self.limits.window)
-        };
+        let skip = self.segments.iter().take_while(|s| s.seq < floor).count();
+        (self.past.len() - back, skip)
+    }
+
+    fn render(&self, (from_past, skip): (usize, usize)) -> String {
         let listed: Vec<(u64, Duration, bool)> = self
             .past
             .iter()
@@ -385,7 +409,7 @@ mod tests {
         let plain = s.playlist();
         assert_eq!(plain.matches("#EXTINF").count(), 3, "{plain}");
         // Everything recorded: the 5 remembered, then all 4 in memory, in order.
-        let dvr = s.playlist_with(|_, _| true);
+        let dvr = s.playlist_with(|_, _| true, 0);
         let seqs: Vec<&str> = dvr.lines().filter(|l| l.ends_with(".ts")).collect();
         assert_eq!(
             seqs,
@@ -393,8 +417,20 @@ mod tests {
         );
         assert!(dvr.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{dvr}");
         // Where the first unit of segment 2 (second 4) is not recorded, the window begins after.
-        let partial = s.playlist_with(|first, _| first > 4 * 4);
+        let partial = s.playlist_with(|first, _| first > 4 * 4, 0);
         assert!(partial.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{partial}");
+        assert_eq!(s.first_listed(Some((&|first, _| first > 4 * 4, 0))), 3);
+        assert_eq!(s.first_listed(None), 6);
+        // Nothing before where the last playlist began, even what the recording holds.
+        let later = s.playlist_with(|_, _| true, 3);
+        assert!(later.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{later}");
+        // Nothing recorded: every segment in memory; none before the floor there either.
+        assert!(s
+            .playlist_with(|_, _| false, 0)
+            .contains("#EXT-X-MEDIA-SEQUENCE:5\n"));
+        assert!(s
+            .playlist_with(|_, _| false, 6)
+            .contains("#EXT-X-MEDIA-SEQUENCE:6\n"));
         // A remembered segment's bytes run from its first unit to the next one's.
         let (p, next) = s.past(4).unwrap();
         assert_eq!((p.seq, p.first_unit, next), (4, 8 * 4, 10 * 4));

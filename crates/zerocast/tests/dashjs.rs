@@ -91,3 +91,70 @@ fn dash_js_plays_ll_dash_over_https_http2() {
     let h2 = live.http2_connections();
     assert!(h2 > Some(0), "Chromium chose HTTP/2: {h2:?}");
 }
+
+/// A page that plays `manifest` with dash.js, seeks to a second after the start of its DVR
+/// window once it plays, and reports `seeked` once it has played two seconds from there: how
+/// long the window is, and how far behind the live edge the picture is then.
+fn seek_back_page(manifest: &str) -> String {
+    format!(
+        "<!doctype html><meta charset=utf-8><body><video id=v muted></video>
+<script>{}</script><script>
+const send = (m) => fetch('/beacon?' + new URLSearchParams(m));
+const v = document.getElementById('v');
+const player = dashjs.MediaPlayer().create();
+let from = null, span = 0, done = false;
+player.on(dashjs.MediaPlayer.events.ERROR, (e) => {{
+  send({{ev: 'error', msg: JSON.stringify(e.error && (e.error.message || e.error.code) || e)}});
+}});
+v.addEventListener('timeupdate', () => {{
+  if (from === null && v.currentTime > 0) {{
+    const w = player.getDvrWindow();
+    span = w.size;
+    from = w.start + 1;
+    player.seekToPresentationTime(from);
+  }} else if (from !== null && !done && v.currentTime > from + 2 && v.currentTime < from + 6) {{
+    done = true;
+    send({{ev: 'seeked', span, behind: player.getCurrentLiveLatency(), w: v.videoWidth}});
+  }}
+}});
+player.initialize(v, '{manifest}', true);
+</script>",
+        dash_js()
+    )
+}
+
+#[test]
+fn dash_js_seeks_back_into_the_dvr_window_of_an_fmp4_recording() {
+    use common::recorded::{get, publish, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    // Segments of 1 s, 3 listed; the ring holds 2 s; 60 s of DVR window.
+    let s = serve(
+        &lib,
+        "[live]\nwindow_secs = 2\nll_hls_segment_secs = 1\nll_hls_window = 3\n\
+         hls_dvr_secs = 60\n\n[[record]]\nstreams = \"dvr\"\nformat = \"fmp4\"\n\
+         segment_secs = 4\n",
+        &[],
+    );
+    let _publisher = publish(&s, "dvr");
+    common::live::wait_until("14 s of stream", common::recorded::WAIT, || {
+        let r = get(&s, "/api/streams/dvr", &[]);
+        let d: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        d["session_uptime_seconds"].as_f64() >= Some(14.0)
+    });
+    let url = format!("http://{}/live/dvr/manifest.mpd", s.addr);
+    let verdict = verdict(seek_back_page(&url), &[]);
+    assert_eq!(
+        verdict.get("ev").map(String::as_str),
+        Some("seeked"),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict["w"], "320", "decoded video: {verdict:?}");
+    // Without the recording the window is about 4 s (3 segments and the open one).
+    let span: f64 = verdict["span"].parse().unwrap();
+    let behind: f64 = verdict["behind"].parse().unwrap();
+    eprintln!("dash.js DVR: a window of {span:.1} s, played {behind:.1} s behind the live edge");
+    assert!(span >= 10.0, "a DVR window from the recording: {verdict:?}");
+    assert!(behind >= 8.0, "playing from the recording: {verdict:?}");
+}

@@ -296,7 +296,7 @@ fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_th
 }
 
 #[test]
-fn an_ll_hls_segment_that_left_memory_is_the_same_bytes_under_the_same_etag() {
+fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_etags() {
     let r = recorded_with("llsame", server::record::Format::Fmp4, 4, |c| {
         c.live.ll_hls.min_segment = Duration::from_secs(1);
         c.live.ll_hls.window = 3;
@@ -307,9 +307,16 @@ fn an_ll_hls_segment_that_left_memory_is_the_same_bytes_under_the_same_etag() {
     let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
     let newest = p.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
     let msn: u64 = newest.trim_end_matches(".m4s").parse().unwrap();
-    let url = format!("/live/llsame/{newest}");
-    let before = s.get(&url, &[]);
-    assert_eq!(before.status, 200);
+    // The LL-HLS segment (both tracks), and each track's own DASH segment of the same frames.
+    let urls = [
+        format!("/live/llsame/{newest}"),
+        format!("/live/llsame/dash/v{msn}.m4s"),
+        format!("/live/llsame/dash/a{msn}.m4s"),
+    ];
+    let before: Vec<_> = urls.iter().map(|u| s.get(u, &[])).collect();
+    for (u, r) in urls.iter().zip(&before) {
+        assert_eq!(r.status, 200, "{u}");
+    }
     // Blocking reloads, one segment at a time, until it has left memory (4 more kept after it
     // and the open one).
     for next in msn + 1..=msn + 6 {
@@ -318,17 +325,30 @@ fn an_ll_hls_segment_that_left_memory_is_the_same_bytes_under_the_same_etag() {
     }
     let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
     assert!(p.contains(&format!("\n{newest}\n")), "still listed: {p}");
-    let after = s.get(&url, &[]);
-    assert_eq!(after.status, 200);
-    assert_eq!(after.header("etag"), before.header("etag"));
-    assert!(
-        after.body == before.body,
-        "the same bytes from the recording"
-    );
-    // And a range of it, as of any segment.
-    let part = s.get(&url, &[("range", "bytes=100-1099")]);
+    let mpd = String::from_utf8(s.get("/live/llsame/manifest.mpd", &[]).body).unwrap();
+    let start: u64 = mpd
+        .split("startNumber=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(start <= msn, "still in the manifest: {mpd}");
+    for (u, before) in urls.iter().zip(&before) {
+        let after = s.get(u, &[]);
+        assert_eq!(after.status, 200, "{u}");
+        assert_eq!(after.header("etag"), before.header("etag"), "{u}");
+        assert!(
+            after.body == before.body,
+            "{u}: the same bytes from the recording"
+        );
+    }
+    // And a range of one, as of any segment.
+    let part = s.get(&urls[0], &[("range", "bytes=100-1099")]);
     assert_eq!(part.status, 206);
-    assert_eq!(part.body, before.body[100..1100]);
+    assert_eq!(part.body, before[0].body[100..1100]);
 }
 
 #[test]

@@ -19,4 +19,4 @@ pub mod mpd;
 #[cfg(test)]
 mod tests;
 
-pub use mpd::{mpd, Manifest};
+pub use mpd::{mpd, mpd_with, Manifest};

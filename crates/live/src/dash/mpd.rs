@@ -5,7 +5,7 @@
 //! appended to each.
 
 use crate::llhls::wallclock::rfc3339_ms;
-use crate::llhls::{LlHls, LlSegment, PeriodStart};
+use crate::llhls::{Dvr, LlHls, LlPast, LlSegment, PeriodStart};
 use std::fmt::Write as _;
 
 /// What a manifest is rendered with, besides the stream.
@@ -31,18 +31,68 @@ fn secs(ms: u64) -> String {
     format!("PT{}.{:03}S", ms / 1000, ms % 1000)
 }
 
+/// A segment as the manifest lists it: kept, or remembered and read from a recording.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    msn: u64,
+    period: PeriodStart,
+    /// Its start on its Period's timeline, ms.
+    period_ms: u64,
+    init: u64,
+    complete: bool,
+    /// Each track's bytes (its own fragments), for the bandwidth.
+    track_bytes: [u64; 2],
+}
+
+impl Listed {
+    fn kept(s: &LlSegment) -> Listed {
+        Listed {
+            msn: s.msn,
+            period: s.period,
+            period_ms: s.period_ms(),
+            init: s.init,
+            complete: s.complete,
+            track_bytes: [0, 1].map(|t| {
+                s.parts
+                    .iter()
+                    .flat_map(|p| &p.tracks[t])
+                    .map(|b| b.len() as u64)
+                    .sum()
+            }),
+        }
+    }
+
+    fn past(p: &LlPast) -> Listed {
+        Listed {
+            msn: p.msn,
+            period: p.period,
+            period_ms: p.period_ms,
+            init: p.init,
+            complete: true,
+            track_bytes: p.track_bytes,
+        }
+    }
+}
+
 /// The manifest, or `None` before the stream has a segment.
 pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
+    mpd_with(ll, m, None)
+}
+
+/// The manifest with a DVR window: the segments [`LlHls::playlist_with`] lists.
+pub fn mpd_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Option<String> {
     let epoch = ll.epoch_ms()?;
     let limits = ll.limits();
     let q = m
         .carry
         .map_or(String::new(), |c| xml_attr(&format!("?{c}")));
-    // Listed: the newest `window` complete segments, and the open one.
-    let complete = ll.segments().filter(|s| s.complete).count();
-    let listed: Vec<&LlSegment> = ll
-        .segments()
-        .skip(complete.saturating_sub(limits.window))
+    let (from_past, unlisted) = ll.listing(dvr);
+    let past = ll.past_segments();
+    let kept: Vec<&LlSegment> = ll.segments().skip(unlisted).collect();
+    let listed: Vec<Listed> = past
+        .skip(from_past)
+        .map(Listed::past)
+        .chain(kept.iter().map(|s| Listed::kept(s)))
         .collect();
     let first = listed.first()?;
     let min_segment = u64::try_from(limits.min_segment.as_millis()).unwrap_or(u64::MAX);
@@ -51,9 +101,11 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
     // (the target duration and the half second it may round up from), so that dash.js, which
     // looks for the next segment at the listed end of the last one, lands in the next one.
     let expected = ll.target_duration().as_secs().saturating_mul(1000) + 500;
-    let mut durations: Vec<u64> = listed
-        .iter()
-        .map(|s| duration_ms(s, expected, part_ms))
+    let mut durations: Vec<u64> = ll
+        .past_segments()
+        .skip(from_past)
+        .map(|p| u64::try_from(p.duration.as_millis()).unwrap_or(u64::MAX))
+        .chain(kept.iter().map(|s| duration_ms(s, expected, part_ms)))
         .collect();
     let depth: u64 = durations.iter().sum();
     // While the stream is live, the segment after the open one is listed too (at the open one's
@@ -65,7 +117,7 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
         .last()
         .filter(|s| !s.complete && !ll.is_ended() && !ll.period_change_pending())
         .map(|s| Next {
-            t: s.period_ms() + durations.last().copied().unwrap_or(expected),
+            t: s.period_ms + durations.last().copied().unwrap_or(expected),
         });
     if next.is_some() {
         durations.push(expected);
@@ -83,7 +135,7 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
     if ll.is_ended() {
         let last = listed.last().unwrap_or(first);
         let end = last.period.at_ms
-            + (last.period_ms() - u64::from(last.period.origin_ms))
+            + (last.period_ms - u64::from(last.period.origin_ms))
             + durations.last().copied().unwrap_or(0);
         let _ = write!(out, "mediaPresentationDuration=\"{}\" ", secs(end));
     } else {
@@ -151,7 +203,7 @@ fn period_xml(
     out: &mut String,
     ll: &LlHls,
     period: PeriodStart,
-    run: &[&LlSegment],
+    run: &[Listed],
     durations: &[u64],
     next: Option<Next>,
     q: &str,
@@ -189,7 +241,7 @@ fn period_xml(
             // until then, and streamed as it is written.
             (expected + 500) as f64 / 1000.0,
         );
-        let starts = run.iter().map(|s| s.period_ms()).chain(next.map(|n| n.t));
+        let starts = run.iter().map(|s| s.period_ms).chain(next.map(|n| n.t));
         for (t, d) in starts.zip(durations) {
             let _ = writeln!(out, "          <S t=\"{t}\" d=\"{d}\"/>");
         }
@@ -198,7 +250,7 @@ fn period_xml(
             "        </SegmentTimeline>\n      </SegmentTemplate>\n      \
              <Representation id=\"{id}\" codecs=\"{}\" bandwidth=\"{}\"",
             xml_attr(&track.codecs),
-            bandwidth(run, t),
+            bandwidth(run, durations, t),
         );
         let (a, b) = track.shape;
         if t == 0 {
@@ -216,22 +268,15 @@ fn period_xml(
     out.push_str("  </Period>\n");
 }
 
-/// Bits per second of track `t` over the complete segments of `run` (1 Mbit/s before one is).
-fn bandwidth(run: &[&LlSegment], t: usize) -> u64 {
+/// Bits per second of track `t` over the complete segments of `run`, which last `durations` ms
+/// (1 Mbit/s before one is complete).
+fn bandwidth(run: &[Listed], durations: &[u64], t: usize) -> u64 {
     let (bytes, ms) = run
         .iter()
-        .filter(|s| s.complete)
-        .fold((0u64, 0u64), |(b, ms), s| {
-            let track: usize = s
-                .parts
-                .iter()
-                .flat_map(|p| &p.tracks[t])
-                .map(|b| b.len())
-                .sum();
-            (
-                b + track as u64,
-                ms + u64::try_from(s.duration.as_millis()).unwrap_or(0),
-            )
+        .zip(durations)
+        .filter(|(s, _)| s.complete)
+        .fold((0u64, 0u64), |(b, ms), (s, d)| {
+            (b.saturating_add(s.track_bytes[t]), ms.saturating_add(*d))
         });
     match ms {
         0 => 1_000_000,

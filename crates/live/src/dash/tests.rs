@@ -48,7 +48,7 @@ fn feed(l: &mut LlHls, from: u32, frames: u32, shift: u32, late: u64) {
             n % 50 == 0,
             ms,
             Some(WALL0 + u64::from(n * 40) + late),
-            None,
+            Some(n.into()),
         );
     }
 }
@@ -259,4 +259,86 @@ fn the_per_track_fragments_cost_only_their_heads_in_memory() {
     // 60 fragments of 120 muxed bytes and two 5-byte track heads (their samples are counted
     // with the muxed bytes they are slices of in the live wing), and three 10-byte inits.
     assert_eq!(l.bytes(), 60 * (120 + 10) + 30);
+}
+
+#[test]
+fn a_dvr_window_from_the_recording_is_listed_before_the_kept_segments() {
+    let mut l = LlHls::new(LlLimits {
+        dvr: 10,
+        ..limits()
+    });
+    l.init_tracks(Bytes::from_static(b"muxed init"), tracks());
+    feed(&mut l, 0, 50 * 20 + 10, 0, 0);
+    let render_with = |recorded: &dyn Fn(u64) -> bool| {
+        let m = Manifest {
+            now_ms: WALL0 + 60_000,
+            carry: None,
+            clock_url: "http://127.0.0.1:8080/api/time",
+        };
+        let r = |a: u64, _: u64, _: u64| recorded(a);
+        let dvr = crate::llhls::Dvr {
+            recorded: &r,
+            floor: 0,
+        };
+        mpd_with(&l, &m, Some(&dvr)).unwrap()
+    };
+    // Segments 5 to 14 listed from the recording (4 remembered too), 15 to 19 kept and
+    // complete, 20 open, and the next one.
+    let all = render_with(&|_| true);
+    let t = timelines(&all);
+    assert_eq!(t.len(), 1, "{all}");
+    assert_eq!(t[0].len(), 15 + 2, "{all}");
+    assert_eq!(t[0][0], (10_000, 2000), "{all}");
+    assert!(t[0].windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{all}");
+    assert!(all.contains("startNumber=\"5\""), "{all}");
+    assert!(all.contains("timeShiftBufferDepth=\"PT32.500S\""), "{all}");
+    // The same rate, with the remembered segments' bytes counted as the kept ones' are.
+    let window = render(&l);
+    let rates = |m: &str| -> Vec<String> {
+        m.split("bandwidth=\"")
+            .skip(1)
+            .map(|r| r[..r.find('"').unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(rates(&all), rates(&window));
+    // Only the newest run the recording holds; none: what is in memory.
+    let some = render_with(&|a| a >= 50 * 12);
+    assert!(some.contains("startNumber=\"12\""), "{some}");
+    assert!(render_with(&|_| false).contains("startNumber=\"15\""));
+}
+
+#[test]
+fn a_period_after_every_kept_segment_was_shrunk_away_begins_after_the_remembered_ones() {
+    let mut l = LlHls::new(LlLimits {
+        dvr: 10,
+        ..limits()
+    });
+    l.init_tracks(Bytes::from_static(b"muxed init"), tracks());
+    feed(&mut l, 0, 50 * 2 + 10, 0, 0);
+    // Over the memory budget: nothing but the open segment kept. The publisher comes back with
+    // its clock restarted, before the wall clock has moved on as far.
+    l.shrink(0);
+    l.discontinuity();
+    l.shrink(0);
+    feed(&mut l, 0, 50 * 2 + 10, 0, 0);
+    let r = |_: u64, _: u64, _: u64| true;
+    let dvr = crate::llhls::Dvr {
+        recorded: &r,
+        floor: 0,
+    };
+    let m = Manifest {
+        now_ms: WALL0 + 60_000,
+        carry: None,
+        clock_url: "/api/time",
+    };
+    let m = mpd_with(&l, &m, Some(&dvr)).unwrap();
+    let t = timelines(&m);
+    assert_eq!(t.len(), 2, "{m}");
+    // The first Period ends at 4.4 s (two segments and the 10 frames closed by the reconnect);
+    // the second begins there, not over it.
+    assert_eq!(t[0].last(), Some(&(4000, 400)), "{m}");
+    assert!(
+        m.contains("<Period id=\"p4400\" start=\"PT4.400S\">"),
+        "{m}"
+    );
 }

@@ -381,12 +381,19 @@ impl LlHls {
     ) -> PeriodStart {
         let epoch = *self.epoch_ms.get_or_insert(wall_ms.unwrap_or(0));
         let wall = wall_ms.map_or(0, |w| w.saturating_sub(epoch));
-        match self.segments.back() {
-            Some(prev) if !discontinuity && prev.init == init => prev.period,
-            Some(prev) => {
-                let prev_end = prev.period.at_ms
-                    + (prev.period_ms() - u64::from(prev.period.origin_ms))
-                    + u64::try_from(prev.duration.as_millis()).unwrap_or(u64::MAX);
+        // The segment before: kept, or (all kept ones shrunk away) remembered, which a DVR
+        // window still lists.
+        let prev = match (self.segments.back(), self.past.back()) {
+            (Some(s), _) => Some((s.period, s.period_ms(), s.duration, s.init)),
+            (None, Some(p)) => Some((p.period, p.period_ms, p.duration, p.init)),
+            (None, None) => None,
+        };
+        match prev {
+            Some((period, _, _, prev_init)) if !discontinuity && prev_init == init => period,
+            Some((period, period_ms, duration, _)) => {
+                let prev_end = period.at_ms
+                    + (period_ms - u64::from(period.origin_ms))
+                    + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
                 let at_ms = if discontinuity {
                     wall.max(prev_end)
                 } else {
@@ -563,6 +570,11 @@ impl LlHls {
             .rev()
             .find(|s| s.complete)
             .map(|s| s.msn)
+    }
+
+    /// The msn the next segment will have (what an empty playlist begins with).
+    pub(crate) fn next_msn(&self) -> u64 {
+        self.next_msn
     }
 
     /// The msn of the newest segment in the playlist (open or not), or of the first to come.

@@ -25,5 +25,5 @@ pub mod wallclock;
 mod tests;
 
 pub use cut::{Init, LlHls, LlLimits, LlSegment, Part, PeriodStart, TrackInit};
-pub use past::LlPast;
+pub use past::{Dvr, LlPast};
 pub use request::{Awaited, Query, QueryError, Readiness};

@@ -3,7 +3,7 @@
 //! recorder writes that ring's units as they are) can list them and serve them from its
 //! recording. Nothing of their bytes is held.
 
-use super::cut::{LlHls, LlSegment};
+use super::cut::{LlHls, LlSegment, PeriodStart};
 use std::time::Duration;
 
 /// A segment that left memory.
@@ -20,6 +20,29 @@ pub struct LlPast {
     pub first_unit: Option<u64>,
     /// Its length: what its bytes read back from a recording must come to.
     pub bytes: u64,
+    /// Each track's own fragments' length (DASH: video, audio).
+    pub track_bytes: [u64; 2],
+    /// Its DASH Period, and its start on that Period's timeline ([`LlSegment::period_ms`]).
+    pub period: PeriodStart,
+    pub period_ms: u64,
+}
+
+/// A DVR window: which remembered segments a recording holds, and where a playlist may begin.
+#[derive(Clone, Copy)]
+pub struct Dvr<'a> {
+    /// Given a remembered segment's first unit, the next one's, and its length: whether the
+    /// recording holds its bytes.
+    pub recorded: &'a dyn Fn(u64, u64, u64) -> bool,
+    /// The oldest media sequence number that may be listed: where the last playlist given out
+    /// began ([`LlHls::first_listed`]). A playlist's media sequence never goes back (RFC 8216bis
+    /// §6.2.1), even when the recording is found to hold an older segment than it did.
+    pub floor: u64,
+}
+
+impl std::fmt::Debug for Dvr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dvr").field("floor", &self.floor).finish()
+    }
 }
 
 impl LlHls {
@@ -37,8 +60,19 @@ impl LlHls {
             wall_ms: old.wall_ms,
             first_unit: old.first_unit,
             bytes: old.bytes as u64,
+            track_bytes: [0, 1].map(|t| {
+                old.parts
+                    .iter()
+                    .flat_map(|p| &p.tracks[t])
+                    .map(|b| b.len() as u64)
+                    .sum()
+            }),
+            period: old.period,
+            period_ms: old.period_ms(),
         });
-        while self.past.len() > self.limits.dvr {
+        // A playlist lists at most `dvr` of them; the `spare` before those are remembered too,
+        // for players still fetching them.
+        while self.past.len() > self.limits.dvr + self.limits.spare {
             if let Some(gone) = self.past.pop_front() {
                 self.discontinuity_seq += u64::from(gone.discontinuity);
             }
@@ -59,22 +93,44 @@ impl LlHls {
         Some((p, next))
     }
 
-    /// How many of the newest remembered segments can be listed: the run, back from the oldest
-    /// kept one, of those whose bytes `recorded` says can be read (it is given a segment's first
-    /// unit and the next one's).
-    pub(super) fn readable_past(&self, recorded: impl Fn(u64, u64) -> bool) -> usize {
+    /// What a playlist lists: from which remembered segment (`past.len()`: none), and how many
+    /// kept complete segments it leaves out. Without a DVR window: the newest `window` complete
+    /// ones and the open one. With one: the newest unbroken run (at most `dvr`) of remembered
+    /// segments the recording holds, then every kept one, none before `floor`.
+    pub(crate) fn listing(&self, dvr: Option<&Dvr<'_>>) -> (usize, usize) {
+        let Some(d) = dvr else {
+            let complete = self.segments.iter().filter(|s| s.complete).count();
+            return (self.past.len(), complete.saturating_sub(self.limits.window));
+        };
         let mut back = 0;
         let mut next = self.segments.front().and_then(|s| s.first_unit);
-        for p in self.past.iter().rev() {
+        for p in self.past.iter().rev().take(self.limits.dvr) {
             match (p.first_unit, next) {
-                (Some(a), Some(b)) if recorded(a, b) => {
+                (Some(a), Some(b)) if p.msn >= d.floor && (d.recorded)(a, b, p.bytes) => {
                     back += 1;
                     next = Some(a);
                 }
                 _ => break,
             }
         }
-        back
+        let unlisted = self
+            .segments
+            .iter()
+            .take_while(|s| s.complete && s.msn < d.floor)
+            .count();
+        (self.past.len() - back, unlisted)
+    }
+
+    /// The media sequence number a playlist rendered with `dvr` begins with.
+    pub fn first_listed(&self, dvr: Option<&Dvr<'_>>) -> u64 {
+        let (from_past, unlisted) = self.listing(dvr);
+        match self.past.get(from_past) {
+            Some(p) => p.msn,
+            None => self
+                .segments
+                .get(unlisted)
+                .map_or(self.next_msn(), |s| s.msn),
+        }
     }
 
     /// The remembered segments, oldest first.
@@ -121,30 +177,52 @@ mod tests {
             .collect()
     }
 
+    /// The playlist with a DVR window of what `recorded` holds (by first unit), from `floor`.
+    fn with(l: &LlHls, floor: u64, recorded: impl Fn(u64) -> bool) -> String {
+        let r = |a: u64, _: u64, _: u64| recorded(a);
+        l.playlist_with(
+            false,
+            None,
+            Some(&Dvr {
+                recorded: &r,
+                floor,
+            }),
+        )
+    }
+
     #[test]
     fn remembered_segments_whose_bytes_are_recorded_are_listed_before_those_in_memory() {
         let mut l = stream(10);
-        // Segments 0 to 19 complete, 20 open: 15 to 20 in memory, 5 to 14 remembered.
+        // Segments 0 to 19 complete, 20 open: 15 to 20 in memory, 4 to 14 remembered (10 listed
+        // at most, and a spare).
         feed(&mut l, 0, 50 * 20 + 10);
-        let all = l.playlist_with(false, None, |_, _| true);
+        let all = with(&l, 0, |_| true);
         assert_eq!(listed(&all), (5..20).collect::<Vec<_>>(), "{all}");
         assert!(all.contains("#EXT-X-MEDIA-SEQUENCE:5\n"), "{all}");
+        assert_eq!(
+            l.first_listed(Some(&Dvr {
+                recorded: &|_, _, _| true,
+                floor: 0
+            })),
+            5
+        );
         // Each remembered segment with its time and wall clock, under the init segment it needs.
-        assert!(all.starts_with(
-            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:"
-        ));
         assert!(all.contains(
             "#EXT-X-MAP:URI=\"init0.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:50.000Z\n\
              #EXTINF:2.000,\n5.m4s\n#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:52.000Z\n"
         ));
         // Only the newest unbroken run that the recording holds.
-        let some = l.playlist_with(false, None, |a, _| a >= 9 * 50 && a != 7 * 50);
+        let some = with(&l, 0, |a| a >= 9 * 50 && a != 7 * 50);
         assert_eq!(listed(&some), (9..20).collect::<Vec<_>>(), "{some}");
-        let gap = l.playlist_with(false, None, |a, _| a != 12 * 50);
+        let gap = with(&l, 0, |a| a != 12 * 50);
         assert_eq!(listed(&gap), (13..20).collect::<Vec<_>>(), "{gap}");
-        // Nothing recorded: the window in memory, as without a DVR window.
-        let none = l.playlist_with(false, None, |_, _| false);
-        assert_eq!(none, l.playlist(false, None));
+        // Nothing recorded: every segment in memory (the window and its spare).
+        assert_eq!(
+            listed(&with(&l, 0, |_| false)),
+            (15..20).collect::<Vec<_>>()
+        );
+        // Without a DVR window, as before: the window in memory.
+        let none = l.playlist(false, None);
         assert_eq!(listed(&none), (16..20).collect::<Vec<_>>(), "{none}");
         assert_eq!(none, stream_without_dvr().playlist(false, None));
     }
@@ -153,6 +231,41 @@ mod tests {
         let mut l = stream(0);
         feed(&mut l, 0, 50 * 20 + 10);
         l
+    }
+
+    #[test]
+    fn the_media_sequence_never_goes_back_whatever_the_recording_is_found_to_hold() {
+        // A model of the server: each playlist begins no earlier than the last one given out.
+        let mut l = stream(10);
+        let mut floor = 0;
+        let mut last = 0;
+        for step in 0..40u32 {
+            feed(&mut l, step * 25, (step + 1) * 25);
+            // What the recording holds flips: none, all, all but the oldest.
+            let holds = |a: u64| match step % 3 {
+                0 => false,
+                1 => true,
+                _ => a > u64::from(step) * 10,
+            };
+            let r = |a: u64, _: u64, _: u64| holds(a);
+            let dvr = Dvr {
+                recorded: &r,
+                floor,
+            };
+            let p = l.playlist_with(false, None, Some(&dvr));
+            let first = l.first_listed(Some(&dvr));
+            let seq: u64 = p
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(seq, first, "{p}");
+            assert!(seq >= last, "step {step}: {seq} after {last}\n{p}");
+            last = seq;
+            floor = floor.max(first);
+        }
+        assert!(last > 5, "{last}");
     }
 
     #[test]
@@ -165,15 +278,16 @@ mod tests {
         // The newest remembered one runs up to the oldest in memory.
         assert_eq!(l.past(14).unwrap().1, 750);
         assert_eq!(l.segment(15).unwrap().first_unit, Some(750));
-        assert!(l.past(4).is_none() && l.past(15).is_none());
-        assert_eq!(l.past_segments().len(), 10);
+        // The spare before the listed ones is still served; older ones are forgotten.
+        assert!(l.past(4).is_some() && l.past(3).is_none() && l.past(15).is_none());
+        assert_eq!(l.past_segments().len(), 11);
         // A segment whose first unit is not known cannot be read, nor the one before it.
         let mut u = stream(10);
         feed(&mut u, 0, 50 * 8);
         u.fragment(vec![Bytes::from_static(b"x")], true, 50 * 8 * 40, None);
         feed(&mut u, 50 * 8 + 1, 50 * 20 + 10);
         assert!(u.past(8).is_none() && u.past(7).is_none() && u.past(6).is_some());
-        let p = u.playlist_with(false, None, |_, _| true);
+        let p = with(&u, 0, |_| true);
         assert_eq!(listed(&p), (9..20).collect::<Vec<_>>(), "{p}");
     }
 
@@ -184,7 +298,7 @@ mod tests {
         l.init(Bytes::from_static(b"init1"));
         feed(&mut l, 50 * 10, 50 * 30 + 10);
         assert_eq!(l.init_segment(0).map(|b| &b[..]), Some(&b"init0"[..]));
-        let p = l.playlist_with(false, None, |_, _| true);
+        let p = with(&l, 0, |_| true);
         let maps: Vec<&str> = p.lines().filter(|l| l.starts_with("#EXT-X-MAP")).collect();
         assert_eq!(
             maps,
@@ -207,20 +321,18 @@ mod tests {
         feed(&mut l, 0, 50 * 5);
         l.discontinuity();
         feed(&mut l, 50 * 5, 50 * 20 + 10);
-        let all = l.playlist_with(false, None, |_, _| true);
+        let all = with(&l, 0, |_| true);
         assert!(all.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{all}");
         assert_eq!(all.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{all}");
-        // Recorded only from after the break: it is counted as slid out.
-        let after = l.playlist_with(false, None, |a, _| a >= 50 * 6);
-        assert_eq!(listed(&after)[0], 6, "{after}");
-        assert!(
-            after.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
-            "{after}"
-        );
-        assert!(!after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+        // Recorded only from after the break, or listed from after it: counted as slid out.
+        for p in [with(&l, 0, |a| a >= 50 * 6), with(&l, 6, |_| true)] {
+            assert_eq!(listed(&p)[0], 6, "{p}");
+            assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
+            assert!(!p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
+        }
         // And once it is forgotten too.
         feed(&mut l, 50 * 20 + 10, 50 * 60);
-        let later = l.playlist_with(false, None, |_, _| true);
+        let later = with(&l, 0, |_| true);
         assert!(
             later.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
             "{later}"

@@ -4,6 +4,7 @@
 //! `{msn}.{part}.m4s` (a part); `carry` (a signed link's query) is appended to every one of them.
 
 use super::cut::{LlHls, LlSegment, Part};
+use super::past::Dvr;
 use super::wallclock::rfc3339_ms;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -28,28 +29,14 @@ impl LlHls {
     /// The media playlist; `skip`: a delta update (segments older than `CAN-SKIP-UNTIL` from the
     /// end replaced by `EXT-X-SKIP`).
     pub fn playlist(&self, skip: bool, carry: Option<&str>) -> String {
-        self.playlist_with(skip, carry, |_, _| false)
+        self.playlist_with(skip, carry, None)
     }
 
-    /// The media playlist with a DVR window: before the segments in memory, the newest run of
-    /// those that left it whose bytes `recorded` says can be read (it is given a segment's first
-    /// unit and the next one's, [`LlHls::past`]). Without any: [`LlHls::playlist`].
-    pub fn playlist_with(
-        &self,
-        skip: bool,
-        carry: Option<&str>,
-        recorded: impl Fn(u64, u64) -> bool,
-    ) -> String {
+    /// The media playlist, with a DVR window (see [`LlHls::listing`]): before the segments in
+    /// memory, the newest run of those that left it whose bytes the recording holds.
+    pub fn playlist_with(&self, skip: bool, carry: Option<&str>, dvr: Option<&Dvr<'_>>) -> String {
         let q = carry.map_or(String::new(), |c| format!("?{c}"));
-        let back = self.readable_past(recorded);
-        let from_past = self.past.len() - back;
-        // Listed: the newest `window` complete segments, and the open one; with a DVR window,
-        // every kept segment after the remembered ones.
-        let complete = self.segments.iter().filter(|s| s.complete).count();
-        let unlisted = match back {
-            0 => complete.saturating_sub(self.limits.window),
-            _ => 0,
-        };
+        let (from_past, unlisted) = self.listing(dvr);
         let listed: Vec<Entry> = self
             .past
             .iter()
@@ -108,7 +95,7 @@ impl LlHls {
             }
         }
         let part_target = self.limits.part_target;
-        let first = listed.first().map_or(self.newest_msn() + 1, |s| s.msn);
+        let first = listed.first().map_or(self.next_msn(), |s| s.msn);
         let mut out = String::with_capacity(512 + 64 * listed.len());
         let _ = write!(
             out,

@@ -30,11 +30,11 @@ pub struct Run<'a> {
 }
 
 /// `trun` flags: data offset, then per sample: duration, size, flags, composition offset.
-const TRUN_FLAGS: u32 = 0x0001 | 0x0100 | 0x0200 | 0x0400 | 0x0800;
+pub(super) const TRUN_FLAGS: u32 = 0x0001 | 0x0100 | 0x0200 | 0x0400 | 0x0800;
 /// `tfhd` flags: the base of data offsets is the `moof`.
 const DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
 /// Sample flags: depends on no other (sync), or depends on others and is not a sync sample.
-const SYNC: u32 = 0x0200_0000;
+pub(super) const SYNC: u32 = 0x0200_0000;
 const NON_SYNC: u32 = 0x0101_0000;
 
 /// `moof` and `mdat` header of fragment `sequence` (counting from 1) carrying `runs`. An error

@@ -18,6 +18,7 @@ pub mod flv;
 mod fragment;
 mod fragmenter;
 mod init;
+pub mod split;
 pub mod to_flv;
 
 pub use fragment::{fragment_head, fragment_runs, init_tracks, prft, read_prft, Run, Sample};

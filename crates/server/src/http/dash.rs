@@ -5,11 +5,12 @@
 //! `live::llhls::part_response`); a request for the next segment waits until it begins
 //! (`llhls::hold`).
 
-use super::llhls::{render, serve};
+use super::llhls::{recorded_pieces, render, serve, with_recording};
 use super::text;
 use crate::body::Chunks;
 use crate::entity::Policy;
 use crate::error::Error;
+use crate::library::Library;
 use crate::live::{Live, Stream};
 use ::live::llhls::wallclock::rfc3339_ms;
 use bytes::Bytes;
@@ -63,15 +64,14 @@ pub(super) fn manifest(
     carry: Option<&str>,
     clock_url: &str,
 ) -> Result<Response<Chunks>, Error> {
-    let body = render(live, name, |_, ll| {
-        ::live::dash::mpd(
-            ll,
-            &::live::dash::Manifest {
-                now_ms: now_ms(),
-                carry,
-                clock_url,
-            },
-        )
+    let body = render(live, name, |s, ll| {
+        let m = ::live::dash::Manifest {
+            now_ms: now_ms(),
+            carry,
+            clock_url,
+        };
+        // A stream recorded as fMP4 lists a DVR window from its recording (`hls_dvr_secs`).
+        with_recording(s, ll, |recorded| ::live::dash::mpd_with(ll, &m, recorded))
     })?;
     // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
     let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
@@ -103,9 +103,12 @@ pub(super) fn init<B>(
 }
 
 /// `GET|HEAD /live/{name}/dash/{v|a}{msn}.m4s`: a complete segment of one track (one being
-/// written is streamed before `http::handle`, see the module's doc).
+/// written is streamed before `http::handle`, see the module's doc). One that left memory is
+/// read from the stream's fMP4 recording, its muxed fragments split into the track's own
+/// (`media::cmaf::split`): the same bytes under the same ETag, the samples not copied.
 pub(super) fn media<B>(
     live: &Live,
+    library: &Library,
     name: &str,
     file: &str,
     policy: &Policy,
@@ -114,9 +117,14 @@ pub(super) fn media<B>(
     let parsed = parse_media(file);
     let t = parsed.map_or(0, |(t, _)| t);
     let id = format!("dash-{file}");
-    let pick = |_: &Stream, ll: &::live::LlHls| {
+    let pieces = std::cell::Cell::new(None);
+    let pick = |s: &Stream, ll: &::live::LlHls| {
         let (t, msn) = parsed?;
-        let seg = ll.segment(msn).filter(|s| s.complete)?;
+        let Some(seg) = ll.segment(msn) else {
+            pieces.set(recorded_pieces(s, ll, msn).map(|(p, past)| (p, past.track_bytes[t])));
+            return None;
+        };
+        let seg = Some(seg).filter(|s| s.complete)?;
         let data: Vec<Bytes> = seg
             .parts
             .iter()
@@ -125,9 +133,31 @@ pub(super) fn media<B>(
         // A track the stream does not have (or none of its frames in this segment): not there.
         (!data.is_empty()).then_some(data)
     };
-    serve(live, name, &id, CONTENT_TYPES[t], policy, req, pick, || {
-        None
-    })
+    // Read after the stream's lock is let go.
+    let recorded = || {
+        let (pieces, len) = pieces.take()?;
+        let mut data = Vec::new();
+        for p in &pieces {
+            let whole = crate::live::dvr::whole(library, p)?;
+            for f in media::cmaf::split::split(&whole, t).ok()? {
+                data.push(Bytes::from(f.head));
+                data.push(whole.slice(f.samples));
+            }
+        }
+        // Never another segment's bytes under this one's name.
+        let read: u64 = data.iter().map(|b| b.len() as u64).sum();
+        (read == len && len > 0).then_some(data)
+    };
+    serve(
+        live,
+        name,
+        &id,
+        CONTENT_TYPES[t],
+        policy,
+        req,
+        pick,
+        recorded,
+    )
 }
 
 fn now_ms() -> u64 {

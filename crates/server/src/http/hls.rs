@@ -32,11 +32,20 @@ pub(super) fn playlist(
             .filter(|(o, _)| *o == crate::live::Output::Ts)
         {
             // A recorded stream: segments that left memory are listed while the recording
-            // holds them (`hls_dvr_secs`).
-            Some((_, c)) => inner
-                .hls
-                .playlist_with(|a, b| c.by_seq(a).is_some() && c.by_seq(b).is_some()),
-            None => inner.hls.playlist(),
+            // holds them (`hls_dvr_secs`), never before where the last playlist began.
+            Some((_, c)) => {
+                let holds = |a: u64, b: u64| c.by_seq(a).is_some() && c.by_seq(b).is_some();
+                let floor = s.hls_floor.load(Relaxed);
+                let body = inner.hls.playlist_with(holds, floor);
+                s.hls_floor
+                    .fetch_max(inner.hls.first_listed(Some((&holds, floor))), Relaxed);
+                body
+            }
+            None => {
+                let body = inner.hls.playlist();
+                s.hls_floor.fetch_max(inner.hls.first_listed(None), Relaxed);
+                body
+            }
         }
     };
     if let Some(q) = carry {

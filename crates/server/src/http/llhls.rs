@@ -17,7 +17,7 @@ use crate::library::Library;
 use crate::live::llhls::Followed;
 use crate::live::{Held, Live, Output, Stream};
 use crate::state::State;
-use ::live::llhls::{Awaited, Query};
+use ::live::llhls::{Awaited, Dvr, Query};
 use ::live::record::checkpoints::Piece;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -156,11 +156,13 @@ pub(super) fn playlist(
             None => {
                 let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
                 let slot = &mut cache[usize::from(q.skip)];
+                // What else it depends on: what the recording holds, where it may begin.
+                let key = (ll.version(), dvr_mark(s));
                 match slot {
-                    Some((v, b)) if *v == ll.version() => b.clone(),
+                    Some((k, b)) if *k == key => b.clone(),
                     _ => {
                         let b = Bytes::from(with_dvr(s, ll, q.skip, None));
-                        *slot = Some((ll.version(), b.clone()));
+                        *slot = Some((key, b.clone()));
                         b
                     }
                 }
@@ -181,13 +183,54 @@ pub(super) fn playlist(
 /// The LL-HLS playlist of `s`; for a stream recorded as fMP4, with a DVR window of the segments
 /// that left memory and whose bytes the recording holds (`hls_dvr_secs`).
 fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool, carry: Option<&str>) -> String {
+    with_recording(s, ll, |recorded| ll.playlist_with(skip, carry, recorded))
+}
+
+/// `f` given the DVR window of `s` (`None`: none): a stream recorded as fMP4 with
+/// `hls_dvr_secs` lists the segments that left memory whose bytes its recording holds (the
+/// checkpoints of both ends in one file the segment's length apart; across two files, checked
+/// when it is read). Every playlist or manifest begins no earlier than the last one did.
+pub(super) fn with_recording<T>(
+    s: &Stream,
+    ll: &::live::LlHls,
+    f: impl FnOnce(Option<&Dvr<'_>>) -> T,
+) -> T {
     let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
-    match recorded.as_ref().filter(|(o, _)| *o == Output::Mp4) {
-        Some((_, c)) if ll.past_segments().len() > 0 => ll.playlist_with(skip, carry, |a, b| {
-            c.by_seq(a).is_some() && c.by_seq(b).is_some()
-        }),
-        _ => ll.playlist(skip, carry),
-    }
+    let c = match recorded.as_ref() {
+        Some((Output::Mp4, c)) if ll.limits().dvr > 0 => c,
+        _ => {
+            drop(recorded);
+            let out = f(None);
+            s.ll_floor.fetch_max(ll.first_listed(None), Relaxed);
+            return out;
+        }
+    };
+    let holds = |a: u64, b: u64, bytes: u64| {
+        let (Some(x), Some(y)) = (
+            c.by_seq(a).and_then(|i| c.get(i)),
+            c.by_seq(b).and_then(|i| c.get(i)),
+        ) else {
+            return false;
+        };
+        x.file != y.file || y.offset.checked_sub(x.offset) == Some(bytes)
+    };
+    let dvr = Dvr {
+        recorded: &holds,
+        floor: s.ll_floor.load(Relaxed),
+    };
+    let out = f(Some(&dvr));
+    s.ll_floor.fetch_max(ll.first_listed(Some(&dvr)), Relaxed);
+    out
+}
+
+/// What a DVR listing of `s` depends on besides its LL-HLS state: how many checkpoints its
+/// recording holds and the oldest (retention removes files), and where a listing may begin.
+fn dvr_mark(s: &Stream) -> (usize, u64, u64) {
+    let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
+    let (len, oldest) = recorded
+        .as_ref()
+        .map_or((0, 0), |(_, c)| (c.len(), c.get(0).map_or(0, |k| k.seq)));
+    (len, oldest, s.ll_floor.load(Relaxed))
 }
 
 /// `GET|HEAD /live/{name}/{msn}.m4s` (a complete segment) or `/{msn}.{part}.m4s` (a complete part).
@@ -216,7 +259,7 @@ pub(super) fn media<B>(
                 )
             }
             None => {
-                pieces.set(recorded_pieces(s, ll, msn));
+                pieces.set(recorded_pieces(s, ll, msn).map(|(p, past)| (p, past.bytes)));
                 None
             }
         },
@@ -241,14 +284,18 @@ pub(super) fn media<B>(
     )
 }
 
-/// Where the fMP4 recording holds segment `msn` that left memory, and how long it is.
-fn recorded_pieces(s: &Stream, ll: &::live::LlHls, msn: u64) -> Option<(Vec<Piece>, u64)> {
+/// Where the fMP4 recording holds segment `msn` that left memory, and what is remembered of it.
+pub(super) fn recorded_pieces(
+    s: &Stream,
+    ll: &::live::LlHls,
+    msn: u64,
+) -> Option<(Vec<Piece>, ::live::llhls::LlPast)> {
     let (past, next) = ll.past(msn)?;
     let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
     let (_, c) = recorded.as_ref().filter(|(o, _)| *o == Output::Mp4)?;
     let from = c.by_seq(past.first_unit?)?;
     let to = c.by_seq(next)?;
-    Some((c.pieces(from, to, true), past.bytes))
+    Some((c.pieces(from, to, true), past))
 }
 
 /// `GET|HEAD /live/{name}/init{version}.mp4`.

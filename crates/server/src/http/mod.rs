@@ -447,7 +447,7 @@ fn answer<B>(
         }
         Route::DashMedia(name, file) => {
             crate::admit::viewer_request(state, name, req)?;
-            dash::media(live, name, file, policy, req)
+            dash::media(live, lib, name, file, policy, req)
         }
         Route::Clock => Ok(dash::clock()),
         Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),

@@ -221,6 +221,19 @@ pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) 
     Some(())
 }
 
+/// All of piece `p` as one `Bytes` of its title's mapping (`None`: the title is gone, or holds
+/// less than `p` says).
+pub(crate) fn whole(library: &Library, p: &Piece) -> Option<Bytes> {
+    let title = library.get(&p.file)?;
+    let len = title.data.len() as u64;
+    let end = p.end.unwrap_or(len);
+    if p.start > end || end > len {
+        return None;
+    }
+    let (a, b) = (usize::try_from(p.start).ok()?, usize::try_from(end).ok()?);
+    Some(title.data.slice(a..b))
+}
+
 /// The live-clock time `t` names (`None`: before the live clock began, so before anything the
 /// stream holds), and how many seconds before the live edge that is.
 fn when(

@@ -75,6 +75,10 @@ impl Inner {
 }
 
 /// One live stream.
+/// What a rendered LL-HLS playlist is valid for: the `LlHls::version`, and the recording's
+/// checkpoints (how many, the oldest) and the floor its DVR window was listed with.
+pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
+
 #[derive(Debug)]
 pub struct Stream {
     pub name: String,
@@ -105,7 +109,12 @@ pub struct Stream {
     /// The LL-HLS playlist as last rendered without a carried query, full (0) and delta (1), with
     /// the `LlHls::version` it was rendered at: the players waiting for the same part all get
     /// this one `Bytes`.
-    pub(crate) ll_playlist: Mutex<[Option<(u64, bytes::Bytes)>; 2]>,
+    pub(crate) ll_playlist: Mutex<[Option<(PlaylistKey, bytes::Bytes)>; 2]>,
+    /// The media sequence number the last LL-HLS playlist (or DASH manifest) given out began
+    /// with: a DVR window never lists anything before it.
+    pub(crate) ll_floor: AtomicU64,
+    /// The same for the TS HLS playlist.
+    pub(crate) hls_floor: AtomicU64,
     /// Where its recorder wrote each keyframe of the output it records (`None`: not recorded):
     /// DVR past that output's ring.
     pub(crate) recorded: Mutex<Option<(Output, live::record::checkpoints::Checkpoints)>>,
@@ -474,6 +483,8 @@ impl Live {
             kick: watch::channel(0).0,
             drop_viewers: watch::channel(0).0,
             ll_playlist: Mutex::new([None, None]),
+            ll_floor: AtomicU64::new(0),
+            hls_floor: AtomicU64::new(0),
             recorded: Mutex::default(),
         });
         stream.account(&mut stream.write(), now);

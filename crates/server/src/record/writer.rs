@@ -412,21 +412,27 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     let removed = blocking(move || Ok(files::apply_retention(&dir, keep, now_ms))).await?;
     if !removed.is_empty() {
         tracing::info!(stream = %job.stream.name, files = ?removed, "retention removed recordings");
-        // DVR no longer reaches into this stream's removed files.
+        // DVR no longer reaches into the removed files, of this stream or of any other the
+        // rule records (retention counts them all): their ids are the rule's prefix and their
+        // path in its directory.
+        let rule_prefix = job
+            .prefix
+            .strip_suffix(job.stream.name.as_str())
+            .unwrap_or_default();
         let gone: Vec<String> = removed
             .iter()
-            .filter(|p| p.parent() == Some(job.dir.as_path()))
-            .filter_map(|p| p.file_name()?.to_str())
-            .map(|n| format!("{}/{n}", job.prefix))
+            .filter_map(|p| p.strip_prefix(&job.rule_dir).ok()?.to_str())
+            .map(|rel| format!("{rule_prefix}{rel}"))
             .collect();
-        if let Some((_, c)) = job
-            .stream
-            .recorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            c.retain_files(|f| !gone.iter().any(|g| g == f));
+        for stream in job.state.live.list() {
+            if let Some((_, c)) = stream
+                .recorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                c.retain_files(|f| !gone.iter().any(|g| g == f));
+            }
         }
         job.state.library_changed.notify_one();
     }

@@ -127,7 +127,7 @@ pub struct LiveFile {
     hls_window: Option<usize>,
     /// A recorded stream's HLS playlist also lists this much from its recording (a DVR window;
     /// default 0: the sliding window only): `index.m3u8` of a stream recorded as TS, `ll.m3u8`
-    /// of one recorded as fMP4.
+    /// and `manifest.mpd` of one recorded as fMP4.
     hls_dvr_secs: Option<u64>,
     /// LL-HLS (`ll.m3u8`): the part target, milliseconds (100-2000).
     ll_hls_part_ms: Option<u64>,
