@@ -91,6 +91,8 @@ pub struct Segmenter {
     limits: HlsLimits,
     /// Segments dropped because they outgrew `max_segment_bytes`.
     pub dropped: u64,
+    /// Bumped by every change of what a playlist lists.
+    changes: u64,
 }
 
 impl Segmenter {
@@ -105,6 +107,7 @@ impl Segmenter {
             ended: false,
             limits,
             dropped: 0,
+            changes: 0,
         }
     }
 
@@ -173,10 +176,12 @@ impl Segmenter {
             self.close(d);
         }
         self.ended = true;
+        self.changes += 1;
     }
 
     fn close(&mut self, duration: Duration) {
         let Some(open) = self.open.take() else { return };
+        self.changes += 1;
         self.segments.push_back(Segment {
             seq: self.next_seq,
             parts: open.parts,
@@ -205,7 +210,9 @@ impl Segmenter {
             discontinuity: old.discontinuity,
             first_unit: old.first_unit,
         });
-        while self.past.len() > self.limits.dvr {
+        // A playlist lists at most `dvr` of them; the `spare` before those are remembered too,
+        // for players still fetching them.
+        while self.past.len() > self.limits.dvr + self.limits.spare {
             if let Some(gone) = self.past.pop_front() {
                 self.discontinuity_seq += u64::from(gone.discontinuity);
             }
@@ -229,6 +236,7 @@ impl Segmenter {
     /// returns the bytes they referenced. Players that still fetch a dropped one get a 404 and
     /// reload the playlist.
     pub fn shrink(&mut self, keep: usize) -> usize {
+        self.changes += 1;
         let mut freed = 0;
         while self.segments.len() > keep {
             if let Some(old) = self.segments.pop_front() {
@@ -265,6 +273,12 @@ impl Segmenter {
             + self.open.as_ref().map_or(0, |o| o.bytes)
     }
 
+    /// A number that changes whenever what a playlist lists may have (a rendered one is valid,
+    /// for the same recording and floor, as long as it stays the same).
+    pub fn version(&self) -> u64 {
+        self.changes
+    }
+
     /// The media playlist; segment URIs are `{seq}.ts`, relative to the playlist.
     pub fn playlist(&self) -> String {
         self.render(self.listing(None))
@@ -299,7 +313,7 @@ impl Segmenter {
         // The past segments that can be read, newest first, as far back as it goes unbroken.
         let mut back = 0;
         let mut next = self.segments.front().map(|s| s.first_unit);
-        for p in self.past.iter().rev() {
+        for p in self.past.iter().rev().take(self.limits.dvr) {
             match next {
                 Some(n) if p.seq >= floor && recorded(p.first_unit, n) => {
                     back += 1;
@@ -308,7 +322,12 @@ impl Segmenter {
                 _ => break,
             }
         }
-        let skip = self.segments.iter().take_while(|s| s.seq < floor).count();
+        // While the recording holds none of them: the window (the spare go first).
+        let below = self.segments.iter().take_while(|s| s.seq < floor).count();
+        let skip = match back {
+            0 => below.max(window),
+            _ => below,
+        };
         (self.past.len() - back, skip)
     }
 
@@ -424,17 +443,42 @@ mod tests {
         // Nothing before where the last playlist began, even what the recording holds.
         let later = s.playlist_with(|_, _| true, 3);
         assert!(later.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{later}");
-        // Nothing recorded: every segment in memory; none before the floor there either.
+        // Nothing recorded: the window in memory (its spare goes first); none before the floor.
+        assert_eq!(s.playlist_with(|_, _| false, 0), s.playlist());
         assert!(s
-            .playlist_with(|_, _| false, 0)
-            .contains("#EXT-X-MEDIA-SEQUENCE:5\n"));
-        assert!(s
-            .playlist_with(|_, _| false, 6)
-            .contains("#EXT-X-MEDIA-SEQUENCE:6\n"));
+            .playlist_with(|_, _| false, 7)
+            .contains("#EXT-X-MEDIA-SEQUENCE:7\n"));
         // A remembered segment's bytes run from its first unit to the next one's.
         let (p, next) = s.past(4).unwrap();
         assert_eq!((p.seq, p.first_unit, next), (4, 8 * 4, 10 * 4));
         assert!(s.past(5).is_none() && s.get(5).is_some());
+    }
+
+    #[test]
+    fn the_version_changes_with_what_the_playlist_lists_and_only_then() {
+        let mut s = Segmenter::new(limits());
+        feed(&mut s, 0, 3);
+        let (v, p) = (s.version(), s.playlist());
+        // Units and a keyframe within the open segment: the same playlist, the same version.
+        s.push(b(9));
+        s.push_keyframe(
+            b(9),
+            &[],
+            Some(Ts90k(3 * 90_000)),
+            Duration::from_secs(3),
+            99,
+        );
+        assert_eq!((s.version(), s.playlist()), (v, p.clone()));
+        // A segment closes, memory shrinks, the stream ends: each a new version.
+        let mut seen = vec![v];
+        feed(&mut s, 4, 2);
+        seen.push(s.version());
+        s.shrink(1);
+        seen.push(s.version());
+        s.end(Duration::from_secs(7));
+        seen.push(s.version());
+        assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
+        assert_ne!(s.playlist(), p);
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn dash_js_seeks_back_into_the_dvr_window_of_an_fmp4_recording() {
         "{verdict:?}"
     );
     assert_eq!(verdict["w"], "320", "decoded video: {verdict:?}");
-    // Without the recording the window is about 4 s (3 segments and the open one).
+    // Without the recording the window is about 5.5 s (3 segments, the open one and the next).
     let span: f64 = verdict["span"].parse().unwrap();
     let behind: f64 = verdict["behind"].parse().unwrap();
     eprintln!("dash.js DVR: a window of {span:.1} s, played {behind:.1} s behind the live edge");

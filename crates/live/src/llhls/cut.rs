@@ -194,7 +194,8 @@ impl LlHls {
     }
 
     /// A number that changes whenever the playlist may have (a rendered one is valid as long as
-    /// it stays the same).
+    /// it stays the same, for the same DVR window): not with every fragment, only when a part
+    /// or a segment completes or begins, or the stream changes state.
     pub fn version(&self) -> u64 {
         self.changes
     }
@@ -266,12 +267,29 @@ impl LlHls {
         wall_ms: Option<u64>,
         unit: Option<u64>,
     ) {
+        // The playlist changes when a part completes or begins, or a segment does (or leaves
+        // memory): most fragments only add to the part being written.
+        let before = (self.parts_mark(), self.segments.len(), self.first_msn());
+        self.add_fragment(data, tracks, keyframe, ms, wall_ms, unit);
+        if (self.parts_mark(), self.segments.len(), self.first_msn()) != before {
+            self.changes += 1;
+        }
+    }
+
+    fn add_fragment(
+        &mut self,
+        data: Vec<Bytes>,
+        tracks: [Vec<Bytes>; 2],
+        keyframe: bool,
+        ms: u32,
+        wall_ms: Option<u64>,
+        unit: Option<u64>,
+    ) {
         // An ended stream stays ended (its playlist has EXT-X-ENDLIST; a publisher that comes
         // back makes a new stream).
         if self.ended {
             return;
         }
-        self.changes += 1;
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
             if d > MAX_STEP_MS {
                 // The clock went back, or far ahead: nothing before can be timed against it.

@@ -96,7 +96,9 @@ impl LlHls {
     /// What a playlist lists: from which remembered segment (`past.len()`: none), and how many
     /// kept complete segments it leaves out. Without a DVR window: the newest `window` complete
     /// ones and the open one. With one: the newest unbroken run (at most `dvr`) of remembered
-    /// segments the recording holds, then every kept one, none before `floor`.
+    /// segments the recording holds, then every kept one; while the recording holds none of
+    /// them, the window (the spare kept beyond it go first, and the recording could not serve
+    /// them after); never anything before `floor`.
     pub(crate) fn listing(&self, dvr: Option<&Dvr<'_>>) -> (usize, usize) {
         let Some(d) = dvr else {
             let complete = self.segments.iter().filter(|s| s.complete).count();
@@ -113,11 +115,18 @@ impl LlHls {
                 _ => break,
             }
         }
-        let unlisted = self
+        let below = self
             .segments
             .iter()
             .take_while(|s| s.complete && s.msn < d.floor)
             .count();
+        let unlisted = match back {
+            0 => {
+                let complete = self.segments.iter().filter(|s| s.complete).count();
+                below.max(complete.saturating_sub(self.limits.window))
+            }
+            _ => below,
+        };
         (self.past.len() - back, unlisted)
     }
 
@@ -216,12 +225,9 @@ mod tests {
         assert_eq!(listed(&some), (9..20).collect::<Vec<_>>(), "{some}");
         let gap = with(&l, 0, |a| a != 12 * 50);
         assert_eq!(listed(&gap), (13..20).collect::<Vec<_>>(), "{gap}");
-        // Nothing recorded: every segment in memory (the window and its spare).
-        assert_eq!(
-            listed(&with(&l, 0, |_| false)),
-            (15..20).collect::<Vec<_>>()
-        );
-        // Without a DVR window, as before: the window in memory.
+        // Nothing recorded: the window in memory (its spare goes first), as without a DVR
+        // window.
+        assert_eq!(with(&l, 0, |_| false), l.playlist(false, None));
         let none = l.playlist(false, None);
         assert_eq!(listed(&none), (16..20).collect::<Vec<_>>(), "{none}");
         assert_eq!(none, stream_without_dvr().playlist(false, None));

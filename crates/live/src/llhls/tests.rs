@@ -434,3 +434,25 @@ fn the_parts_mark_changes_when_a_part_begins_or_completes_and_not_in_between() {
     );
     assert!(changed.len() < 10, "not per fragment: {changed:?}");
 }
+
+#[test]
+fn the_version_changes_when_the_playlist_does_and_not_with_every_fragment() {
+    let mut l = stream();
+    let (mut v, mut p) = (l.version(), l.playlist(false, None));
+    let mut changes = 0;
+    for n in 0..50 * 8 {
+        feed(&mut l, n, 1, 50);
+        if n == 50 * 5 {
+            l.discontinuity();
+        }
+        let now = l.playlist(false, None);
+        if l.version() == v {
+            assert_eq!(now, p, "the same version, another playlist after frame {n}");
+        } else {
+            changes += 1;
+        }
+        (v, p) = (l.version(), now);
+    }
+    // About a part (8 frames) at a time, not 400.
+    assert!((40..120).contains(&changes), "{changes} versions");
+}

@@ -24,39 +24,57 @@ pub(super) fn playlist(
         .get(name)
         .ok_or_else(|| Error::UnknownStream(name.into()))?;
     s.stats.playlist_requests.fetch_add(1, Relaxed);
-    let mut body = {
+    let body = {
         let inner = s.read();
         let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
-        match recorded
+        let c = recorded
             .as_ref()
             .filter(|(o, _)| *o == crate::live::Output::Ts)
-        {
-            // A recorded stream: segments that left memory are listed while the recording
-            // holds them (`hls_dvr_secs`), never before where the last playlist began.
-            Some((_, c)) => {
-                let holds = |a: u64, b: u64| c.by_seq(a).is_some() && c.by_seq(b).is_some();
-                let floor = s.hls_floor.load(Relaxed);
-                let body = inner.hls.playlist_with(holds, floor);
-                s.hls_floor
-                    .fetch_max(inner.hls.first_listed(Some((&holds, floor))), Relaxed);
-                body
-            }
-            None => {
-                let body = inner.hls.playlist();
-                s.hls_floor.fetch_max(inner.hls.first_listed(None), Relaxed);
+            .map(|(_, c)| c);
+        // Rendered once per change, shared by every request until the next.
+        let floor = s.hls_floor.load(Relaxed);
+        let mark = c.map_or((0, 0), |c| (c.len(), c.get(0).map_or(0, |k| k.seq)));
+        let key = |floor| (inner.hls.version(), mark, floor);
+        let mut cache = s.hls_playlist.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((k, b)) if *k == key(floor) => b.clone(),
+            _ => {
+                let body = match c {
+                    // A recorded stream: segments that left memory are listed while the
+                    // recording holds them (`hls_dvr_secs`), never before where the last
+                    // playlist began.
+                    Some(c) => {
+                        let holds = |a: u64, b: u64| c.by_seq(a).is_some() && c.by_seq(b).is_some();
+                        let body = inner.hls.playlist_with(holds, floor);
+                        s.hls_floor
+                            .fetch_max(inner.hls.first_listed(Some((&holds, floor))), Relaxed);
+                        body
+                    }
+                    None => {
+                        let body = inner.hls.playlist();
+                        s.hls_floor.fetch_max(inner.hls.first_listed(None), Relaxed);
+                        body
+                    }
+                };
+                let body = Bytes::from(body);
+                // Valid for the floor as raised by this render too: it lists nothing before it.
+                *cache = Some((key(s.hls_floor.load(Relaxed)), body.clone()));
                 body
             }
         }
     };
-    if let Some(q) = carry {
-        body = body
-            .lines()
-            .map(|l| match l.starts_with('#') || l.is_empty() {
-                true => format!("{l}\n"),
-                false => format!("{l}?{q}\n"),
-            })
-            .collect();
-    }
+    let body = match carry {
+        Some(q) => Bytes::from(
+            String::from_utf8_lossy(&body)
+                .lines()
+                .map(|l| match l.starts_with('#') || l.is_empty() {
+                    true => format!("{l}\n"),
+                    false => format!("{l}?{q}\n"),
+                })
+                .collect::<String>(),
+        ),
+        None => body,
+    };
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -156,13 +156,13 @@ pub(super) fn playlist(
             None => {
                 let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
                 let slot = &mut cache[usize::from(q.skip)];
-                // What else it depends on: what the recording holds, where it may begin.
-                let key = (ll.version(), dvr_mark(s));
+                // What else it depends on: what the recording holds, where it may begin (as
+                // after the render, which may raise it: it lists nothing before that anyway).
                 match slot {
-                    Some((k, b)) if *k == key => b.clone(),
+                    Some((k, b)) if *k == (ll.version(), dvr_mark(s)) => b.clone(),
                     _ => {
                         let b = Bytes::from(with_dvr(s, ll, q.skip, None));
-                        *slot = Some((key, b.clone()));
+                        *slot = Some(((ll.version(), dvr_mark(s)), b.clone()));
                         b
                     }
                 }

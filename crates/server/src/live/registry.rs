@@ -74,11 +74,15 @@ impl Inner {
     }
 }
 
-/// One live stream.
 /// What a rendered LL-HLS playlist is valid for: the `LlHls::version`, and the recording's
 /// checkpoints (how many, the oldest) and the floor its DVR window was listed with.
 pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
 
+/// What a rendered TS HLS playlist is valid for: the `Segmenter::version`, the recording's
+/// checkpoints (how many, the oldest) and the floor.
+pub(crate) type TsPlaylistKey = (u64, (usize, u64), u64);
+
+/// One live stream.
 #[derive(Debug)]
 pub struct Stream {
     pub name: String,
@@ -115,6 +119,10 @@ pub struct Stream {
     pub(crate) ll_floor: AtomicU64,
     /// The same for the TS HLS playlist.
     pub(crate) hls_floor: AtomicU64,
+    /// The TS HLS playlist as last rendered (without a carried query), with what it was
+    /// rendered for: the `Segmenter::version`, the recording's checkpoints (how many, the
+    /// oldest), the floor.
+    pub(crate) hls_playlist: Mutex<Option<(TsPlaylistKey, bytes::Bytes)>>,
     /// Where its recorder wrote each keyframe of the output it records (`None`: not recorded):
     /// DVR past that output's ring.
     pub(crate) recorded: Mutex<Option<(Output, live::record::checkpoints::Checkpoints)>>,
@@ -485,6 +493,7 @@ impl Live {
             ll_playlist: Mutex::new([None, None]),
             ll_floor: AtomicU64::new(0),
             hls_floor: AtomicU64::new(0),
+            hls_playlist: Mutex::new(None),
             recorded: Mutex::default(),
         });
         stream.account(&mut stream.write(), now);
