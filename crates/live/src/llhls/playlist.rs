@@ -171,6 +171,37 @@ impl LlHls {
     }
 }
 
+/// `playlist` (rendered without a query) with `query` appended to every URI, as
+/// [`LlHls::playlist_with`] given it writes them: one render shared by the requests of signed
+/// links, each of which only has its query written in.
+pub fn with_query(playlist: &str, query: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() + playlist.len() / 8);
+    for line in playlist.lines() {
+        if !line.starts_with('#') {
+            if !line.is_empty() {
+                out.push_str(line);
+                out.push('?');
+                out.push_str(query);
+            }
+        } else {
+            // Each `URI="..."` attribute: the query before its closing quote.
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let (head, tail) = rest.split_at(at + 5);
+                out.push_str(head);
+                let end = tail.find('"').unwrap_or(tail.len());
+                out.push_str(&tail[..end]);
+                out.push('?');
+                out.push_str(query);
+                rest = &tail[end..];
+            }
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A segment as the playlist lists it, kept or remembered (a remembered one lists no parts).
 struct Entry<'a> {
     msn: u64,

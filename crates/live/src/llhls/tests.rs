@@ -456,3 +456,24 @@ fn the_version_changes_when_the_playlist_does_and_not_with_every_fragment() {
     // About a part (8 frames) at a time, not 400.
     assert!((40..120).contains(&changes), "{changes} versions");
 }
+
+#[test]
+fn a_query_written_into_a_shared_playlist_is_the_playlist_rendered_with_it() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 3 + 17, 50);
+    l.init(Bytes::from_static(b"other init"));
+    feed(&mut l, 50 * 3 + 17, 50 * 6 + 3, 50);
+    let q = "expires=99&sig=a%2Fb";
+    for skip in [false, true] {
+        let shared = l.playlist(skip, None);
+        assert!(shared.contains("#EXT-X-PRELOAD-HINT") && shared.contains("#EXT-X-MAP"));
+        assert_eq!(
+            playlist::with_query(&shared, q),
+            l.playlist(skip, Some(q)),
+            "skip: {skip}"
+        );
+    }
+    l.end();
+    let ended = l.playlist(false, None);
+    assert_eq!(playlist::with_query(&ended, q), l.playlist(false, Some(q)));
+}

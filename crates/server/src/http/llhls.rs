@@ -150,25 +150,28 @@ pub(super) fn playlist(
 ) -> Result<Response<Chunks>, Error> {
     let q = Query::parse(query).map_err(Error::LlQuery)?;
     let body = render(live, name, |s, ll| {
-        match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
-            Some(carry) => Bytes::from(with_dvr(s, ll, q.skip, Some(&carry))),
-            // Rendered once per change of the playlist, shared by every request until the next.
-            None => {
-                let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
-                let slot = &mut cache[usize::from(q.skip)];
-                // What else it depends on: what the recording holds, where it may begin (as
-                // after the render, which may raise it: it lists nothing before that anyway).
-                match slot {
-                    Some((k, b)) if *k == (ll.version(), dvr_mark(s)) => b.clone(),
-                    _ => {
-                        let b = Bytes::from(with_dvr(s, ll, q.skip, None));
-                        *slot = Some(((ll.version(), dvr_mark(s)), b.clone()));
-                        b
-                    }
-                }
+        // Rendered once per change of the playlist, shared by every request until the next.
+        let mut cache = s.ll_playlist.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut cache[usize::from(q.skip)];
+        // What else it depends on: what the recording holds, where it may begin (as after the
+        // render, which may raise it: it lists nothing before that anyway).
+        match slot {
+            Some((k, b)) if *k == (ll.version(), dvr_mark(s)) => b.clone(),
+            _ => {
+                let b = Bytes::from(with_dvr(s, ll, q.skip));
+                *slot = Some(((ll.version(), dvr_mark(s)), b.clone()));
+                b
             }
         }
     })?;
+    // A signed link's query is written into every URI of the shared playlist.
+    let body = match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
+        Some(carry) => Bytes::from(::live::llhls::playlist::with_query(
+            &String::from_utf8_lossy(&body),
+            &carry,
+        )),
+        None => body,
+    };
     let mut r = text(StatusCode::OK, "application/vnd.apple.mpegurl", body);
     let cache = match q.is_blocking() {
         // What it answers only grows: a second-old copy is at most a part behind.
@@ -182,8 +185,8 @@ pub(super) fn playlist(
 
 /// The LL-HLS playlist of `s`; for a stream recorded as fMP4, with a DVR window of the segments
 /// that left memory and whose bytes the recording holds (`hls_dvr_secs`).
-fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool, carry: Option<&str>) -> String {
-    with_recording(s, ll, |recorded| ll.playlist_with(skip, carry, recorded))
+fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool) -> String {
+    with_recording(s, ll, |recorded| ll.playlist_with(skip, None, recorded))
 }
 
 /// `f` given the DVR window of `s` (`None`: none): a stream recorded as fMP4 with
