@@ -125,25 +125,8 @@ player.initialize(v, '{manifest}', true);
 
 #[test]
 fn dash_js_seeks_back_into_the_dvr_window_of_an_fmp4_recording() {
-    use common::recorded::{get, publish, serve};
-    let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join("lib");
-    std::fs::create_dir(&lib).unwrap();
-    // Segments of 1 s, 3 listed; the ring holds 2 s; 60 s of DVR window.
-    let s = serve(
-        &lib,
-        "[live]\nwindow_secs = 2\nll_hls_segment_secs = 1\nll_hls_window = 3\n\
-         hls_dvr_secs = 60\n\n[[record]]\nstreams = \"dvr\"\nformat = \"fmp4\"\n\
-         segment_secs = 4\n",
-        &[],
-    );
-    let _publisher = publish(&s, "dvr");
-    common::live::wait_until("14 s of stream", common::recorded::WAIT, || {
-        let r = get(&s, "/api/streams/dvr", &[]);
-        let d: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        d["session_uptime_seconds"].as_f64() >= Some(14.0)
-    });
-    let url = format!("http://{}/live/dvr/manifest.mpd", s.addr);
+    let dvr = common::recorded::dvr_stream("dvr");
+    let url = format!("http://{}/live/dvr/manifest.mpd", dvr.server.addr);
     let verdict = verdict(seek_back_page(&url), &[]);
     assert_eq!(
         verdict.get("ev").map(String::as_str),

@@ -5,6 +5,7 @@
 //! after the init segment changed. Times are the fragments' decode times (RTMP milliseconds,
 //! wrapping), so a part's duration is what the player will play, not when it arrived.
 
+pub use super::period::PeriodStart;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -83,16 +84,6 @@ pub struct LlSegment {
     pub first_unit: Option<u64>,
 }
 
-/// Where a DASH Period begins: `at_ms` after the stream's epoch (when its first segment reached
-/// the ingest, the MPD's `availabilityStartTime`), at media time (decode ms) `origin_ms`. A new
-/// one begins at a discontinuity (a publisher came back: at its wall clock, never overlapping the
-/// last) or a new init segment (where the last ended).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeriodStart {
-    pub at_ms: u64,
-    pub origin_ms: u32,
-}
-
 impl LlSegment {
     /// Decode time of its first fragment, ms (the stream's media clock).
     pub fn start_ms(&self) -> u32 {
@@ -167,7 +158,7 @@ pub struct LlHls {
 /// A step between fragments longer than this (or backwards) is a discontinuity.
 const MAX_STEP_MS: u32 = 10_000;
 
-fn elapsed_ms(from: u32, to: u32) -> u32 {
+pub(super) fn elapsed_ms(from: u32, to: u32) -> u32 {
     to.wrapping_sub(from)
 }
 
@@ -386,46 +377,6 @@ impl LlHls {
             for (kept, new) in part.tracks.iter_mut().zip(tracks) {
                 kept.extend(new);
             }
-        }
-    }
-
-    /// The DASH Period of a segment that begins at `ms` (see [`PeriodStart`]).
-    fn period_for(
-        &mut self,
-        ms: u32,
-        wall_ms: Option<u64>,
-        discontinuity: bool,
-        init: u64,
-    ) -> PeriodStart {
-        let epoch = *self.epoch_ms.get_or_insert(wall_ms.unwrap_or(0));
-        let wall = wall_ms.map_or(0, |w| w.saturating_sub(epoch));
-        // The segment before: kept, or (all kept ones shrunk away) remembered, which a DVR
-        // window still lists.
-        let prev = match (self.segments.back(), self.past.back()) {
-            (Some(s), _) => Some((s.period, s.period_ms(), s.duration, s.init)),
-            (None, Some(p)) => Some((p.period, p.period_ms, p.duration, p.init)),
-            (None, None) => None,
-        };
-        match prev {
-            Some((period, _, _, prev_init)) if !discontinuity && prev_init == init => period,
-            Some((period, period_ms, duration, _)) => {
-                let prev_end = period.at_ms
-                    + (period_ms - u64::from(period.origin_ms))
-                    + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-                let at_ms = if discontinuity {
-                    wall.max(prev_end)
-                } else {
-                    prev_end
-                };
-                PeriodStart {
-                    at_ms,
-                    origin_ms: ms,
-                }
-            }
-            None => PeriodStart {
-                at_ms: wall,
-                origin_ms: ms,
-            },
         }
     }
 

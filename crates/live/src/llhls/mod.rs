@@ -17,6 +17,7 @@
 
 pub mod cut;
 pub mod past;
+mod period;
 pub mod playlist;
 pub mod request;
 pub mod wallclock;

@@ -120,7 +120,7 @@ pub fn read_prft(unit: &[u8]) -> Option<(u64, usize)> {
 /// a stream that agree here carry the same frames, whatever their bytes (an RTMP publisher's
 /// frames hold NAL units its MPEG-TS does not).
 pub fn fragment_runs(head: &[u8]) -> Result<[Option<(u64, u32)>; 2]> {
-    use crate::mp4::{child, full_box, next_box};
+    use crate::mp4::next_box;
     let not = || Error::malformed("cmaf fragment", "no moof");
     let mut r = crate::read::Reader::new(head, 0, "cmaf fragment");
     let moof = match next_box(&mut r, true)? {
@@ -133,20 +133,12 @@ pub fn fragment_runs(head: &[u8]) -> Result<[Option<(u64, u32)>; 2]> {
         if &traf.kind != b"traf" {
             continue;
         }
-        let (Some(mut tfhd), Some(mut tfdt), Some(mut trun)) = (
-            child(&traf.body, b"tfhd")?,
-            child(&traf.body, b"tfdt")?,
-            child(&traf.body, b"trun")?,
-        ) else {
-            return Err(Error::malformed("cmaf fragment", "a traf without its runs"));
-        };
-        full_box(&mut tfhd)?;
-        let track = tfhd.u32()?;
-        let time = match full_box(&mut tfdt)?.0 {
-            1 => tfdt.u64()?,
-            _ => u64::from(tfdt.u32()?),
-        };
-        full_box(&mut trun)?;
+        let Traf {
+            track,
+            time,
+            mut trun,
+            ..
+        } = read_traf(&traf.body)?;
         let count = trun.u32()?;
         match track {
             VIDEO_TRACK => runs[0] = Some((time, count)),
@@ -155,6 +147,39 @@ pub fn fragment_runs(head: &[u8]) -> Result<[Option<(u64, u32)>; 2]> {
         }
     }
     Ok(runs)
+}
+
+/// A `traf`: its track, the decode time of its first sample, and its `trun`'s flags and body
+/// (from the sample count on).
+pub(super) struct Traf<'a> {
+    pub track: u32,
+    pub time: u64,
+    pub trun_flags: u32,
+    pub trun: crate::read::Reader<'a>,
+}
+
+pub(super) fn read_traf<'a>(traf: &crate::read::Reader<'a>) -> Result<Traf<'a>> {
+    use crate::mp4::{child, full_box};
+    let (Some(mut tfhd), Some(mut tfdt), Some(mut trun)) = (
+        child(traf, b"tfhd")?,
+        child(traf, b"tfdt")?,
+        child(traf, b"trun")?,
+    ) else {
+        return Err(Error::malformed("cmaf fragment", "a traf without its runs"));
+    };
+    full_box(&mut tfhd)?;
+    let track = tfhd.u32()?;
+    let time = match full_box(&mut tfdt)?.0 {
+        1 => tfdt.u64()?,
+        _ => u64::from(tfdt.u32()?),
+    };
+    let trun_flags = full_box(&mut trun)?.1;
+    Ok(Traf {
+        track,
+        time,
+        trun_flags,
+        trun,
+    })
 }
 
 /// The tracks (video, audio) an init segment as [`super::init_segment`] writes it declares, by

@@ -7,7 +7,7 @@
 //! Only fragments written here are split: each head is written again from what was read of it
 //! and must come out as the same bytes, or the input is refused.
 
-use super::fragment::{fragment_head, Run, Sample, TRUN_FLAGS};
+use super::fragment::{fragment_head, read_traf, Run, Sample, Traf, TRUN_FLAGS};
 use super::{AUDIO_TRACK, VIDEO_TRACK};
 use crate::error::{Error, Result};
 use crate::mp4::{child, full_box, next_box};
@@ -103,20 +103,13 @@ fn read_moof(moof: Reader<'_>) -> Result<(u32, Vec<OwnedRun>)> {
         if &traf.kind != b"traf" {
             continue;
         }
-        let (Some(mut tfhd), Some(mut tfdt), Some(mut trun)) = (
-            child(&traf.body, b"tfhd")?,
-            child(&traf.body, b"tfdt")?,
-            child(&traf.body, b"trun")?,
-        ) else {
-            return Err(bad("a traf without its runs"));
-        };
-        full_box(&mut tfhd)?;
-        let track_id = tfhd.u32()?;
-        let base_time = match full_box(&mut tfdt)?.0 {
-            1 => tfdt.u64()?,
-            _ => u64::from(tfdt.u32()?),
-        };
-        if full_box(&mut trun)?.1 != TRUN_FLAGS {
+        let Traf {
+            track: track_id,
+            time: base_time,
+            trun_flags,
+            mut trun,
+        } = read_traf(&traf.body)?;
+        if trun_flags != TRUN_FLAGS {
             return Err(bad("a trun not written here"));
         }
         let count = trun.u32()?;

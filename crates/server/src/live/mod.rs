@@ -52,6 +52,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Live settings.
+/// What a rendered LL-HLS playlist is valid for: the `LlHls::version`, and the recording's
+/// checkpoints (how many, the oldest) and the floor its DVR window was listed with.
+pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
+
+/// What a rendered TS HLS playlist is valid for: the `Segmenter::version`, the recording's
+/// checkpoints (how many, the oldest) and the floor.
+pub(crate) type TsPlaylistKey = (u64, (usize, u64), u64);
+
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
     pub ring: Limits,

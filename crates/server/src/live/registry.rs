@@ -4,7 +4,7 @@
 
 use super::keys::same_key;
 use super::memory::Memory;
-use super::{LiveConfig, Output, Publish};
+use super::{LiveConfig, Output, PlaylistKey, Publish, TsPlaylistKey};
 use crate::clip::Clip;
 use crate::error::Error;
 use live::{
@@ -73,14 +73,6 @@ impl Inner {
         }
     }
 }
-
-/// What a rendered LL-HLS playlist is valid for: the `LlHls::version`, and the recording's
-/// checkpoints (how many, the oldest) and the floor its DVR window was listed with.
-pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
-
-/// What a rendered TS HLS playlist is valid for: the `Segmenter::version`, the recording's
-/// checkpoints (how many, the oldest) and the floor.
-pub(crate) type TsPlaylistKey = (u64, (usize, u64), u64);
 
 /// One live stream.
 #[derive(Debug)]

@@ -83,3 +83,35 @@ pub fn rtmp_addr(s: &Served) -> String {
     let from = line.find("rtmp://").unwrap() + "rtmp://".len();
     line[from..].split('/').next().unwrap().to_string()
 }
+
+/// A server that records `name` as fMP4 with a DVR window of 60 s in its live playlists (LL-HLS
+/// and LL-DASH segments of 1 s, 3 listed; the ring holds 2 s), ffmpeg publishing to it in real
+/// time, 14 s in: what lies before the last 7 s is only in the recording.
+pub struct DvrStream {
+    pub server: Served,
+    _publisher: Proc,
+    _dir: tempfile::TempDir,
+}
+
+pub fn dvr_stream(name: &str) -> DvrStream {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let config = format!(
+        "[live]\nwindow_secs = 2\nll_hls_segment_secs = 1\nll_hls_window = 3\n\
+         hls_dvr_secs = 60\n\n[[record]]\nstreams = \"{name}\"\nformat = \"fmp4\"\n\
+         segment_secs = 4\n"
+    );
+    let server = serve(&lib, &config, &[]);
+    let publisher = publish(&server, name);
+    wait_until("14 s of stream", WAIT, || {
+        let r = get(&server, &format!("/api/streams/{name}"), &[]);
+        let d: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        d["session_uptime_seconds"].as_f64() >= Some(14.0)
+    });
+    DvrStream {
+        server,
+        _publisher: publisher,
+        _dir: dir,
+    }
+}
