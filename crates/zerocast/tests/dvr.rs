@@ -4,20 +4,10 @@
 
 mod common;
 use common::live::{server, ts_publisher, wait_for_within, Reading, Viewer, WAIT};
-use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, cuts};
+use common::recording::{recorded, recording_server};
+use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, cuts, keyframe_pts};
 use media::ts::Cut;
 use std::time::Duration;
-
-/// The PTS (seconds) of every keyframe in `ts`, in stream order.
-fn keyframe_pts(ts: &[u8]) -> Vec<f64> {
-    cuts(ts)
-        .into_iter()
-        .filter_map(|c| match c {
-            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The PTS (seconds) of the first keyframe in `ts`.
 fn first_keyframe_pts(ts: &[u8]) -> f64 {
@@ -70,71 +60,6 @@ fn assert_rewinds(addr: std::net::SocketAddr, name: &str, back: f64) {
         pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
         "{pts:?}"
     );
-}
-
-/// A server whose ring holds 2 s and that records `name` (as `format`, a file every `segment`
-/// seconds), with ffmpeg publishing the 40 s fixture to it in real time, 12 s in.
-struct Recorded {
-    server: common::TestServer,
-    _publisher: common::live::Proc,
-    _library: tempfile::TempDir,
-}
-
-fn recorded(name: &str, format: server::record::Format, segment: u64) -> Recorded {
-    recorded_with(name, format, segment, |_| {})
-}
-
-/// [`recorded`], with more settings.
-fn recorded_with(
-    name: &str,
-    format: server::record::Format,
-    segment: u64,
-    more: impl FnOnce(&mut server::Config),
-) -> Recorded {
-    let (server, library) = recording_server(name, format, segment, more);
-    let publisher = common::live::ffmpeg_publish(
-        &common::fixtures::long_live_ts(),
-        &["-re"],
-        "mpegts",
-        &[],
-        &server.url(&format!("/live/{name}")),
-    );
-    wait_for_within(&server, name, "12 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(12.0)
-    });
-    Recorded {
-        server,
-        _publisher: publisher,
-        _library: library,
-    }
-}
-
-/// A server whose ring holds 2 s and that records `name` into a library of its own.
-fn recording_server(
-    name: &str,
-    format: server::record::Format,
-    segment: u64,
-    more: impl FnOnce(&mut server::Config),
-) -> (common::TestServer, tempfile::TempDir) {
-    let library = tempfile::tempdir().unwrap();
-    let mut config = server::Config::default();
-    config.live.ring.max_age = Duration::from_secs(2);
-    more(&mut config);
-    config.record = vec![server::record::Rule {
-        streams: name.into(),
-        dir: library.path().join("rec"),
-        id_prefix: "rec".into(),
-        format,
-        rotation: server::record::Rotation {
-            segment: Duration::from_secs(segment),
-            max_bytes: 1 << 30,
-        },
-        keep: server::record::Keep::default(),
-        upload: None,
-    }];
-    let server =
-        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
-    (server, library)
 }
 
 #[test]
@@ -227,128 +152,6 @@ fn an_mp4_viewer_rewinds_past_the_ring_into_an_fmp4_recording_and_plays_on() {
         rewound.windows(2).find(|w| w[1].0 - w[0].0 >= 0.05)
     );
     assert!(rewound.last().unwrap().0 - rewound[0].0 > 10.0);
-}
-
-#[test]
-fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_on_into_memory() {
-    // Segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
-    let r = recorded_with("event", server::record::Format::Ts, 4, |c| {
-        c.live.hls.min_segment = Duration::from_secs(1);
-        c.live.hls.window = 3;
-        c.live.hls.spare = 1;
-        c.live.hls.dvr = 30;
-    });
-    let s = &r.server;
-    let p = String::from_utf8(s.get("/live/event/index.m3u8", &[]).body).unwrap();
-    let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
-    assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
-    assert_eq!(segs[0], "0.ts", "{p}");
-    // The first segments (long gone from memory) and on into memory: one continuous stream.
-    let mut ts = Vec::new();
-    for seg in &segs[..segs.len() - 1] {
-        let r = s.get(&format!("/live/event/{seg}"), &[]);
-        assert_eq!(r.status, 200, "{seg}");
-        assert_starts_with_psi_and_keyframe(&r.body);
-        // Each segment repeats the PAT and PMT it starts with: check the media between.
-        ts.extend_from_slice(&r.body[188 * 2..]);
-    }
-    let pts = keyframe_pts(&ts);
-    assert!(pts.len() >= 8, "8 s and more: {pts:?}");
-    assert!(
-        pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 1.5),
-        "a gap between segments: {pts:?}"
-    );
-}
-
-#[test]
-fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_that_play_on() {
-    // LL-HLS segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
-    let r = recorded_with("llevent", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 30;
-    });
-    let s = &r.server;
-    let p = String::from_utf8(s.get("/live/llevent/ll.m3u8", &[]).body).unwrap();
-    let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".m4s")).collect();
-    assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
-    assert!(p.contains("#EXT-X-MAP:URI=\"init0.mp4\"\n"), "{p}");
-    // The init segment, the first segments (long gone from memory) and on into memory: one
-    // stream that ffprobe reads from a keyframe on, every frame.
-    let mut mp4 = s.get("/live/llevent/init0.mp4", &[]).body;
-    for seg in &segs {
-        let r = s.get(&format!("/live/llevent/{seg}"), &[]);
-        assert_eq!(r.status, 200, "{seg}");
-        mp4.extend_from_slice(&r.body);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("dvr.mp4");
-    std::fs::write(&file, &mp4).unwrap();
-    let frames = common::ffprobe_frames(file.to_str().unwrap());
-    assert!(frames[0].1, "starts on a keyframe");
-    assert!(
-        frames.windows(2).all(|w| w[1].0 - w[0].0 < 0.05),
-        "a gap: {:?}",
-        frames.windows(2).find(|w| w[1].0 - w[0].0 >= 0.05)
-    );
-    assert!(frames.last().unwrap().0 - frames[0].0 > 8.0);
-}
-
-#[test]
-fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_etags() {
-    let r = recorded_with("llsame", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 30;
-    });
-    let s = &r.server;
-    let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
-    let newest = p.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
-    let msn: u64 = newest.trim_end_matches(".m4s").parse().unwrap();
-    // The LL-HLS segment (both tracks), and each track's own DASH segment of the same frames.
-    let urls = [
-        format!("/live/llsame/{newest}"),
-        format!("/live/llsame/dash/v{msn}.m4s"),
-        format!("/live/llsame/dash/a{msn}.m4s"),
-    ];
-    let before: Vec<_> = urls.iter().map(|u| s.get(u, &[])).collect();
-    for (u, r) in urls.iter().zip(&before) {
-        assert_eq!(r.status, 200, "{u}");
-    }
-    // Blocking reloads, one segment at a time, until it has left memory (4 more kept after it
-    // and the open one).
-    for next in msn + 1..=msn + 6 {
-        let r = s.get(&format!("/live/llsame/ll.m3u8?_HLS_msn={next}"), &[]);
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    }
-    let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
-    assert!(p.contains(&format!("\n{newest}\n")), "still listed: {p}");
-    let mpd = String::from_utf8(s.get("/live/llsame/manifest.mpd", &[]).body).unwrap();
-    let start: u64 = mpd
-        .split("startNumber=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(start <= msn, "still in the manifest: {mpd}");
-    for (u, before) in urls.iter().zip(&before) {
-        let after = s.get(u, &[]);
-        assert_eq!(after.status, 200, "{u}");
-        assert_eq!(after.header("etag"), before.header("etag"), "{u}");
-        assert!(
-            after.body == before.body,
-            "{u}: the same bytes from the recording"
-        );
-    }
-    // And a range of one, as of any segment.
-    let part = s.get(&urls[0], &[("range", "bytes=100-1099")]);
-    assert_eq!(part.status, 206);
-    assert_eq!(part.body, before[0].body[100..1100]);
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod crowd;
 pub mod fixtures;
 pub mod live;
 pub mod recorded;
+pub mod recording;
 pub mod s3;
 pub mod soak;
 pub mod spawned;

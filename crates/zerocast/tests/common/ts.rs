@@ -137,3 +137,14 @@ pub fn flv_video_times(flv: &[u8]) -> Vec<u32> {
         .map(|t| t.3)
         .collect()
 }
+
+/// The PTS (seconds) of every keyframe in `ts`, in stream order.
+pub fn keyframe_pts(ts: &[u8]) -> Vec<f64> {
+    cuts(ts)
+        .into_iter()
+        .filter_map(|c| match c {
+            Cut::Keyframe { pts: Some(p), .. } => Some(p.0 as f64 / 90_000.0),
+            _ => None,
+        })
+        .collect()
+}
