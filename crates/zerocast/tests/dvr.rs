@@ -77,7 +77,11 @@ fn a_ts_viewer_rewinds_past_the_ring_into_the_recording_and_plays_on_to_the_live
     // A file every 3 s: 9 s back spans several.
     let r = recorded("kept", server::record::Format::Ts, 3);
     let s = &r.server;
-    // The ring holds 2 s and the current GOP: 9 s back is only in the recording.
+    // The ring holds 2 s and the current GOP: 9 s back is only in the recording, and the API
+    // says the window reaches that far.
+    let doc = common::live::stream_doc(s, "kept").unwrap();
+    let window = doc["dvr_window_seconds"].as_f64().unwrap();
+    assert!(window >= 11.0, "{doc}");
     assert_rewinds(s.addr, "kept", 9.0);
 }
 
@@ -168,6 +172,17 @@ fn a_time_past_the_window_or_not_before_the_live_edge_is_refused_with_the_window
         text.contains("3600.0 s back is outside the DVR window"),
         "{text}"
     );
+    // The window the refusal names is the one the API gives (the ring's, a few seconds).
+    let doc = common::live::stream_doc(&s, "dvr").unwrap();
+    let window = doc["dvr_window_seconds"].as_f64().unwrap();
+    assert!((1.0..30.0).contains(&window), "{doc}");
+    let named: f64 = text
+        .split("holds its last ")
+        .nth(1)
+        .and_then(|w| w.split(" s").next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no window in {text}"));
+    assert!((named - window).abs() < 1.0, "{named} against {window}");
     // Before the stream began, by wall clock: outside the window too.
     let r = s.get("/live/dvr.ts?t=2026-11-25T20:15:00Z", &[]);
     assert_eq!(r.status, 416, "{}", String::from_utf8_lossy(&r.body));

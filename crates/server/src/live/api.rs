@@ -68,6 +68,10 @@ pub struct StreamDoc {
     pub recording: Option<String>,
     #[serde(default)]
     pub recording_hls_url: Option<String>,
+    /// How far back a DVR viewer can start (`?t=-S`), seconds: the oldest keyframe the TS ring
+    /// or the recording holds (0 before the first).
+    #[serde(default)]
+    pub dvr_window_seconds: f64,
 }
 
 /// Viewers per output.
@@ -104,6 +108,16 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
     let inner = s.read();
     let st = &s.stats;
     let life = &inner.lifecycle;
+    let recorded_from = s
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|(_, c)| c.oldest());
+    let dvr_from = [inner.ring.oldest_keyframe(), recorded_from]
+        .into_iter()
+        .flatten()
+        .min();
     StreamDoc {
         name: s.name.clone(),
         state: life.state().name().into(),
@@ -149,6 +163,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
             .as_ref()
             .map(|id| format!("/videos/{}/index.m3u8", crate::library::encode_id(id))),
         recording,
+        dvr_window_seconds: dvr_from.map_or(0.0, |o| now.saturating_sub(o).as_secs_f64()),
     }
 }
 
