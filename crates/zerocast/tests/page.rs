@@ -260,7 +260,8 @@ fn at_desktop_and_phone_widths_every_part_is_there_and_nothing_overflows() {
             titles.len(),
             "{name}: a timecode box per title: {facts}"
         );
-        assert!(facts["stats"].as_u64() >= Some(5), "{name}: {facts}");
+        // Uptime, input, codecs, viewers, latency, and how far back it can rewind.
+        assert!(facts["stats"].as_u64() >= Some(6), "{name}: {facts}");
         assert_eq!(
             facts["rewind"], 1,
             "{name}: a rewind box per live player: {facts}"

@@ -270,7 +270,8 @@ function addCard(doc) {
   const start = () => { if (!card.player) play(''); };
   rewind.addEventListener('submit', (e) => { e.preventDefault(); play(input.value.trim()); });
   edge.addEventListener('click', () => { input.value = ''; play(''); });
-  // Without MSE the player is the LL-HLS playlist, which keeps no DVR window.
+  // Without MSE the player is the LL-HLS playlist: the browser's own controls seek in its DVR
+  // window, where it has one (a stream recorded as fMP4 with hls_dvr_secs).
   if (!window.MediaSource) rewind.hidden = true;
   if ([...cards.values()].filter((c) => c.player).length < AUTOPLAY) start();
   else {
@@ -292,6 +293,7 @@ function update(card, doc) {
     ['codecs', [doc.video_codec, ...doc.audio_codecs].filter(Boolean).join(' + ') || '…'],
     ['viewers', `mp4 ${v.mp4} · ts ${v.ts} · flv ${v.flv} · rtmp ${v.rtmp} · hls ${v.hls_segment_requests} requests`],
     ['latency', lat === null ? '…' : (lat / 1000).toFixed(2) + ' s behind the ingest'],
+    ['rewind', doc.dvr_window_seconds >= 1 ? 'up to ' + since(doc.dvr_window_seconds) + ' back' : '…'],
   ];
   card.stats.replaceChildren(...rows.flatMap(([k, val]) => [make('dt', { textContent: k }), make('dd', { textContent: val })]));
   card.el.dataset.latencyMs = lat === null ? '' : Math.round(lat);
