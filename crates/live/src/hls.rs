@@ -322,11 +322,17 @@ impl Segmenter {
                 _ => break,
             }
         }
-        // While the recording holds none of them: the window (the spare go first).
+        // Every kept one, so that the oldest listed goes on being listed from the recording
+        // when it leaves memory; but while the recording does not hold the oldest kept one (it
+        // lags, or has not begun), the window (the spare beyond it go first).
         let below = self.segments.iter().take_while(|s| s.seq < floor).count();
-        let skip = match back {
-            0 => below.max(window),
-            _ => below,
+        let front_recorded = match (self.segments.front(), self.segments.get(1)) {
+            (Some(s), Some(n)) => recorded(s.first_unit, n.first_unit),
+            _ => false,
+        };
+        let skip = match back > 0 || front_recorded {
+            true => below,
+            false => below.max(window),
         };
         (self.past.len() - back, skip)
     }
@@ -452,6 +458,21 @@ mod tests {
         let (p, next) = s.past(4).unwrap();
         assert_eq!((p.seq, p.first_unit, next), (4, 8 * 4, 10 * 4));
         assert!(s.past(5).is_none() && s.get(5).is_some());
+    }
+
+    #[test]
+    fn a_dvr_window_forms_while_players_reload_from_the_start() {
+        let mut s = Segmenter::new(HlsLimits { dvr: 5, ..limits() });
+        let mut floor = 0;
+        // A player reloads after every second; the recording holds everything.
+        for t in 0..20 {
+            feed(&mut s, t, 1);
+            floor = floor.max(s.first_listed(Some((&|_, _| true, floor))));
+        }
+        let p = s.playlist_with(|_, _| true, floor);
+        let seqs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
+        assert_eq!(seqs.len(), 9, "5 remembered and 4 in memory: {p}");
+        assert_eq!(seqs[0], "0.ts", "{p}");
     }
 
     #[test]

@@ -96,9 +96,10 @@ impl LlHls {
     /// What a playlist lists: from which remembered segment (`past.len()`: none), and how many
     /// kept complete segments it leaves out. Without a DVR window: the newest `window` complete
     /// ones and the open one. With one: the newest unbroken run (at most `dvr`) of remembered
-    /// segments the recording holds, then every kept one; while the recording holds none of
-    /// them, the window (the spare kept beyond it go first, and the recording could not serve
-    /// them after); never anything before `floor`.
+    /// segments the recording holds, then every kept one, so that the oldest listed goes on
+    /// being listed from the recording when it leaves memory; but while the recording does not
+    /// hold the oldest kept one (it lags, or has not begun), the window (the spare beyond it
+    /// go first, and the recording could not serve them then); never anything before `floor`.
     pub(crate) fn listing(&self, dvr: Option<&Dvr<'_>>) -> (usize, usize) {
         let Some(d) = dvr else {
             let complete = self.segments.iter().filter(|s| s.complete).count();
@@ -120,12 +121,21 @@ impl LlHls {
             .iter()
             .take_while(|s| s.complete && s.msn < d.floor)
             .count();
-        let unlisted = match back {
-            0 => {
+        // The oldest kept segment's bytes are in the recording: what leaves memory next can be
+        // listed on.
+        let front_recorded = match (self.segments.front(), self.segments.get(1)) {
+            (Some(s), Some(n)) if s.complete => match (s.first_unit, n.first_unit) {
+                (Some(a), Some(b)) => (d.recorded)(a, b, s.bytes as u64),
+                _ => false,
+            },
+            _ => false,
+        };
+        let unlisted = match back > 0 || front_recorded {
+            true => below,
+            false => {
                 let complete = self.segments.iter().filter(|s| s.complete).count();
                 below.max(complete.saturating_sub(self.limits.window))
             }
-            _ => below,
         };
         (self.past.len() - back, unlisted)
     }
@@ -272,6 +282,40 @@ mod tests {
             floor = floor.max(first);
         }
         assert!(last > 5, "{last}");
+    }
+
+    #[test]
+    fn a_window_forms_while_players_reload_from_the_start() {
+        // A player reloads after every frame from the first on; the recording holds everything.
+        let mut l = stream(10);
+        let mut floor = 0;
+        for n in 0..50 * 20 + 10 {
+            feed(&mut l, n, n + 1);
+            let r = |_: u64, _: u64, _: u64| true;
+            let dvr = Dvr {
+                recorded: &r,
+                floor,
+            };
+            floor = floor.max(l.first_listed(Some(&dvr)));
+        }
+        // 10 remembered, then the 5 kept complete ones and the open one.
+        let p = with(&l, floor, |_| true);
+        assert_eq!(listed(&p), (5..20).collect::<Vec<_>>(), "{p}");
+        // While the recording lags (holds nothing), a reloading player gets the window, and
+        // the window forms again from where the recording holds the oldest kept one.
+        let mut lagging = stream(10);
+        let mut floor = 0;
+        for n in 0..50 * 20 + 10 {
+            feed(&mut lagging, n, n + 1);
+            let r = |a: u64, _: u64, _: u64| n > 50 * 10 && a >= 50 * 9;
+            let dvr = Dvr {
+                recorded: &r,
+                floor,
+            };
+            floor = floor.max(lagging.first_listed(Some(&dvr)));
+        }
+        let p = with(&lagging, floor, |a| a >= 50 * 9);
+        assert_eq!(listed(&p)[0], 9, "{p}");
     }
 
     #[test]

@@ -51,7 +51,6 @@ use live::{HlsLimits, Limits, LlLimits, ViewerPolicy};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Live settings.
 /// What a rendered LL-HLS playlist is valid for: the `LlHls::version`, and the recording's
 /// checkpoints (how many, the oldest) and the floor its DVR window was listed with.
 pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
@@ -60,6 +59,7 @@ pub(crate) type PlaylistKey = (u64, (usize, u64, u64));
 /// checkpoints (how many, the oldest) and the floor.
 pub(crate) type TsPlaylistKey = (u64, (usize, u64), u64);
 
+/// Live settings.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
     pub ring: Limits,
