@@ -206,3 +206,22 @@ impl LiveTls {
             .and_then(|n| n.parse::<u64>().ok())
     }
 }
+
+/// The verdict of a page that seeks `player` back to the start of a live stream's DVR window
+/// and plays from there (`ev=seeked`, the window `span` and how far `behind` it played, s):
+/// decoded video, a window from the recording (without it about 4-6 s, what is in memory),
+/// and the picture from there.
+#[track_caller]
+pub fn assert_played_back_in_dvr(verdict: &HashMap<String, String>, player: &str) {
+    assert_eq!(
+        verdict.get("ev").map(String::as_str),
+        Some("seeked"),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict["w"], "320", "decoded video: {verdict:?}");
+    let span: f64 = verdict["span"].parse().unwrap();
+    let behind: f64 = verdict["behind"].parse().unwrap();
+    eprintln!("{player} DVR: a window of {span:.1} s, played {behind:.1} s behind");
+    assert!(span >= 10.0, "a DVR window from the recording: {verdict:?}");
+    assert!(behind >= 8.0, "playing from the recording: {verdict:?}");
+}
