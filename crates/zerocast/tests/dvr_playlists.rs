@@ -197,3 +197,38 @@ fn the_ll_hls_dvr_window_reaches_back_across_a_publisher_reconnect() {
         assert!(frames.last().unwrap().0 - frames[0].0 > 4.0, "side {side}");
     }
 }
+
+#[test]
+fn an_ll_hls_dvr_window_forms_for_a_player_that_reloads_from_the_start() {
+    let (s, _library) = recording_server("early", server::record::Format::Fmp4, 4, |c| {
+        c.live.ll_hls.min_segment = Duration::from_secs(1);
+        c.live.ll_hls.window = 3;
+        c.live.ll_hls.spare = 1;
+        c.live.ll_hls.dvr = 30;
+    });
+    let input = common::fixtures::long_live_ts();
+    let _publisher = ffmpeg_publish(&input, &["-re"], "mpegts", &[], &s.url("/live/early"));
+    wait_for_within(&s, "early", "the stream", WAIT, |d| d["state"] == "live");
+    // A player at the live edge from the first segment on: a blocking reload per segment.
+    let (mut last_seq, mut p) = (0, String::new());
+    for msn in 0..12 {
+        let r = s.get(&format!("/live/early/ll.m3u8?_HLS_msn={msn}"), &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        p = String::from_utf8(r.body).unwrap();
+        let seq: u64 = p
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(
+            seq >= last_seq,
+            "the media sequence went back: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+    }
+    // 12 segments in: those that left memory are listed from the recording, back to where this
+    // player's first playlists began.
+    let listed = p.lines().filter(|l| l.ends_with(".m4s")).count();
+    assert!(listed >= 9, "a DVR window beyond the 4 in memory: {p}");
+    assert!(last_seq <= 2, "{p}");
+}
