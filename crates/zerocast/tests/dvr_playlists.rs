@@ -9,6 +9,17 @@ use common::recording::{recorded_with, recording_server};
 use common::ts::{assert_starts_with_psi_and_keyframe, keyframe_pts};
 use std::time::Duration;
 
+/// LL-HLS segments of 1 s, 3 listed and 1 spare in memory, and `dvr` remembered for a window
+/// from the recording.
+fn ll_dvr(dvr: usize) -> impl FnOnce(&mut server::Config) {
+    move |c| {
+        c.live.ll_hls.min_segment = Duration::from_secs(1);
+        c.live.ll_hls.window = 3;
+        c.live.ll_hls.spare = 1;
+        c.live.ll_hls.dvr = dvr;
+    }
+}
+
 #[test]
 fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_on_into_memory() {
     // Segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
@@ -43,12 +54,7 @@ fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_o
 #[test]
 fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_that_play_on() {
     // LL-HLS segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
-    let r = recorded_with("llevent", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 30;
-    });
+    let r = recorded_with("llevent", server::record::Format::Fmp4, 4, ll_dvr(30));
     let s = &r.server;
     let p = String::from_utf8(s.get("/live/llevent/ll.m3u8", &[]).body).unwrap();
     let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".m4s")).collect();
@@ -77,12 +83,7 @@ fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_th
 
 #[test]
 fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_etags() {
-    let r = recorded_with("llsame", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 30;
-    });
+    let r = recorded_with("llsame", server::record::Format::Fmp4, 4, ll_dvr(30));
     let s = &r.server;
     let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
     let newest = p.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
@@ -133,12 +134,7 @@ fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_e
 
 #[test]
 fn the_ll_hls_dvr_window_reaches_back_across_a_publisher_reconnect() {
-    let (s, _library) = recording_server("rejoin", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 60;
-    });
+    let (s, _library) = recording_server("rejoin", server::record::Format::Fmp4, 4, ll_dvr(60));
     let url = s.url("/live/rejoin");
     let publish = || {
         let input = common::fixtures::long_live_ts();
@@ -200,12 +196,7 @@ fn the_ll_hls_dvr_window_reaches_back_across_a_publisher_reconnect() {
 
 #[test]
 fn an_ll_hls_dvr_window_forms_for_a_player_that_reloads_from_the_start() {
-    let (s, _library) = recording_server("early", server::record::Format::Fmp4, 4, |c| {
-        c.live.ll_hls.min_segment = Duration::from_secs(1);
-        c.live.ll_hls.window = 3;
-        c.live.ll_hls.spare = 1;
-        c.live.ll_hls.dvr = 30;
-    });
+    let (s, _library) = recording_server("early", server::record::Format::Fmp4, 4, ll_dvr(30));
     let input = common::fixtures::long_live_ts();
     let _publisher = ffmpeg_publish(&input, &["-re"], "mpegts", &[], &s.url("/live/early"));
     wait_for_within(&s, "early", "the stream", WAIT, |d| d["state"] == "live");
