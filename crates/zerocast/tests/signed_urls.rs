@@ -119,3 +119,35 @@ fn ffmpeg_plays_hls_through_a_scoped_link_carried_on_to_the_segments() {
     assert_eq!(s.get(&format!("/live/show/{bare}"), &[]).status, 403);
     common::assert_plays_h264_aac(&s.url(&playlist), "2");
 }
+
+#[test]
+fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
+    let s = server();
+    let data = std::fs::read(live_ts()).unwrap();
+    let _p = raw_publish(s.addr, "/live/show", &data);
+    let expires = now() + 300;
+    let scope = "/live/show/";
+    let q = format!(
+        "expires={expires}&scope={scope}&sig={}",
+        signer().sign(scope, expires)
+    );
+    // Other parameters (a player's own, or one written to end a quoted URI early) stay behind.
+    let playlist = format!("/live/show/ll.m3u8?x=a%22,BYTERANGE=1&{q}&_HLS_skip=YES");
+    wait_until("a part", WAIT, || {
+        let r = s.get(&playlist, &[]);
+        r.status == 200 && String::from_utf8_lossy(&r.body).contains("#EXT-X-PART:")
+    });
+    let body = String::from_utf8(s.get(&playlist, &[]).body).unwrap();
+    assert!(!body.contains("BYTERANGE"), "{body}");
+    let uris: Vec<&str> = body
+        .split("URI=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(uris.len() >= 2, "{body}");
+    for uri in &uris {
+        assert!(uri.ends_with(&format!("?{q}")), "{uri}");
+    }
+    let part = uris.iter().find(|u| !u.starts_with("init")).unwrap();
+    assert_eq!(s.get(&format!("/live/show/{part}"), &[]).status, 200);
+}

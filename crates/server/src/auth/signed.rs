@@ -8,7 +8,8 @@
 //!   SCOPE = the `scope` parameter if present (a path prefix that the request's path must start
 //!           with: one link for a playlist and every segment it lists), else the request's path
 //! ```
-//! A live playlist fetched with a scoped signature carries its query on to its segment URIs
+//! A live playlist fetched with a scoped signature carries the link (`expires`, `scope`, `sig`,
+//! written again from the checked values; nothing else of the query) on to its segment URIs
 //! (`http::hls`), so players need nothing special. A CDN in front keys on (or strips) the query
 //! and caches the bytes; the link still expires at the edge that checks it, here.
 //!
@@ -134,11 +135,25 @@ impl Signed {
         if now > expires {
             return Err(LinkError::Expired(expires));
         }
+        // Only what the link is made of is carried on, written again from what was just
+        // checked: a playlist writes the carry into its URIs (in quoted attributes too), so
+        // nothing else of the requester's query may reach it.
         Ok(Valid {
-            carry: scope.and(query.map(String::from)),
+            carry: scope.map(|_| {
+                let scope = percent_encoding::utf8_percent_encode(&scope_path, SCOPE);
+                format!("expires={expires}&scope={scope}&sig={}", hex(&sig))
+            }),
         })
     }
 }
+
+/// What is escaped in a carried scope: all but RFC 3986's unreserved characters and `/`.
+const SCOPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 /// A 64-digit hex signature as its 32 bytes (on the stack).
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -262,6 +277,35 @@ mod tests {
             signed().check("/live/other/index.m3u8", Some(&q), NOW),
             Err(LinkError::OutOfScope)
         );
+    }
+
+    #[test]
+    fn only_the_link_itself_is_carried_on_never_the_rest_of_the_query() {
+        let q = link("", Some("/live/show/"), NOW + 60);
+        let v = signed()
+            .check(
+                "/live/show/ll.m3u8",
+                Some(&format!("a=\",x=\"y&{q}&b=%22,")),
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(v.carry.as_deref(), Some(q.as_str()));
+    }
+
+    #[test]
+    fn a_carried_scope_is_written_percent_encoded() {
+        let sig = signed().sign("/live/a \"b/", NOW + 60);
+        let q = format!("expires={}&scope=/live/a%20%22b/&sig={sig}", NOW + 60);
+        let v = signed()
+            .check("/live/a \"b/ll.m3u8", Some(&q), NOW)
+            .unwrap();
+        assert_eq!(v.carry.as_deref(), Some(q.as_str()));
+        // The same link with the scope's characters written raw: the same carry.
+        let raw = format!("expires={}&scope=/live/a \"b/&sig={sig}", NOW + 60);
+        let v = signed()
+            .check("/live/a \"b/ll.m3u8", Some(&raw), NOW)
+            .unwrap();
+        assert_eq!(v.carry.as_deref(), Some(q.as_str()));
     }
 
     #[test]

@@ -165,10 +165,12 @@ pub(super) fn playlist(
         }
     })?;
     // A signed link's query is written into every URI of the shared playlist.
-    let body = match carry.map(without_hls_directives).filter(|c| !c.is_empty()) {
+    // It is the link alone (`auth::signed`) and the JWT, never the `_HLS_` directives: every
+    // reload would otherwise name the same part by another URL (and split a CDN's cache).
+    let body = match carry.filter(|c| !c.is_empty()) {
         Some(carry) => Bytes::from(::live::llhls::playlist::with_query(
             &String::from_utf8_lossy(&body),
-            &carry,
+            carry,
         )),
         None => body,
     };
@@ -347,28 +349,9 @@ pub(super) fn serve<B>(
     Ok(entity::serve(&seg, policy, req.method(), req.headers()))
 }
 
-/// A query passed on to the media URIs, without the playlist's own `_HLS_` directives: every
-/// reload would otherwise name the same part by another URL (and split a CDN's cache).
-fn without_hls_directives(query: &str) -> String {
-    query
-        .split('&')
-        .filter(|kv| !kv.starts_with("_HLS_") && !kv.is_empty())
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_query_carried_to_media_uris_keeps_credentials_and_drops_directives() {
-        assert_eq!(
-            without_hls_directives("_HLS_msn=3&expires=9&_HLS_part=1&sig=ab&_HLS_skip=YES"),
-            "expires=9&sig=ab"
-        );
-        assert_eq!(without_hls_directives("_HLS_msn=3"), "");
-    }
 
     #[test]
     fn media_uris_name_a_segment_or_a_part() {
