@@ -200,6 +200,28 @@ fn the_server_clock_answers_in_iso_8601_and_the_manifest_names_it() {
 }
 
 #[test]
+fn players_share_one_manifest_until_it_changes() {
+    let shared = shared_dash();
+    let s = &shared.server;
+    let start = Instant::now();
+    let bodies: Vec<String> = (0..300).map(|_| manifest(s, "dash")).collect();
+    let elapsed = start.elapsed();
+    // It changes when a part completes or begins, or a segment does (200 ms parts, 1 s
+    // segments): at most three times per part, whatever the pace of the requests.
+    let changes = 3 * elapsed.as_millis() / 200 + 4;
+    let mut distinct = bodies.clone();
+    distinct.dedup();
+    assert!(
+        (distinct.len() as u128) <= changes && changes < 300,
+        "{} different manifests in {elapsed:?}",
+        distinct.len()
+    );
+    // Each one says when it was made: a later one, a later publishTime.
+    let published: Vec<&str> = distinct.iter().map(|m| attr(m, "publishTime")).collect();
+    assert!(published.windows(2).all(|w| w[0] < w[1]), "{published:?}");
+}
+
+#[test]
 fn a_ts_source_gets_dash_from_the_first_request_on() {
     let s = server(|_| {});
     let _publisher = ts_publisher(&s.url("/live/tsdash"), None);

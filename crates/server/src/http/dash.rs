@@ -5,7 +5,7 @@
 //! `live::llhls::part_response`); a request for the next segment waits until it begins
 //! (`llhls::hold`).
 
-use super::llhls::{recorded_pieces, render, serve, with_recording};
+use super::llhls::{dvr_mark, recorded_pieces, render, serve, with_recording};
 use super::text;
 use crate::body::Chunks;
 use crate::entity::Policy;
@@ -71,11 +71,29 @@ pub(super) fn manifest(
             clock_url,
         };
         // A stream recorded as fMP4 lists a DVR window from its recording (`hls_dvr_secs`).
-        with_recording(s, ll, |recorded| ::live::dash::mpd_with(ll, &m, recorded))
+        let mpd = || with_recording(s, ll, |recorded| ::live::dash::mpd_with(ll, &m, recorded));
+        if carry.is_some() {
+            // A signed link's own manifest (its query is in every URI).
+            return mpd().map(Bytes::from);
+        }
+        // Rendered once per change, shared by every player until the next (its `publishTime`
+        // is when it was rendered): the same key as the LL-HLS playlist's, which lists the
+        // same segments.
+        let mut cache = s.dash_manifest.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((k, url, b)) if *k == (ll.version(), dvr_mark(s)) && url == clock_url => {
+                Some(b.clone())
+            }
+            _ => {
+                let b = Bytes::from(mpd()?);
+                *cache = Some(((ll.version(), dvr_mark(s)), clock_url.into(), b.clone()));
+                Some(b)
+            }
+        }
     })?;
     // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
     let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
-    let mut r = text(StatusCode::OK, "application/dash+xml", Bytes::from(body));
+    let mut r = text(StatusCode::OK, "application/dash+xml", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(r)

@@ -230,7 +230,7 @@ pub(super) fn with_recording<T>(
 
 /// What a DVR listing of `s` depends on besides its LL-HLS state: how many checkpoints its
 /// recording holds and the oldest (retention removes files), and where a listing may begin.
-fn dvr_mark(s: &Stream) -> (usize, u64, u64) {
+pub(super) fn dvr_mark(s: &Stream) -> (usize, u64, u64) {
     let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
     let (len, oldest) = recorded
         .as_ref()
