@@ -9,15 +9,19 @@ use media::time::{Ts90k, Unwrapper};
 use media::ts::{Cut, Restamp, Splitter, PACKET};
 use std::time::Duration;
 
+/// The most packets a PMT section takes (a 12-bit section_length, 184 bytes of payload each).
+const PMT_PACKETS: usize = (3 + 0xfff_usize + 1).div_ceil(184);
+
 /// What one publisher session (and the ones that continue it) keeps between reads.
 #[derive(Debug, Default)]
 pub struct Ingest {
     splitter: Splitter,
     restamp: Restamp,
     cuts: Vec<Cut>,
-    /// The latest PAT and PMT packets (slices of received units).
+    /// The latest PAT packet and PMT packets (slices of received units): a PMT may run over a
+    /// few packets (at most [`PMT_PACKETS`] are kept).
     pat: Option<Bytes>,
-    pmt: Option<Bytes>,
+    pmt: Vec<Bytes>,
     pub keyframes: u64,
     pub units: u64,
     /// The keyframes' PTS, unwrapped, and the first one: the stream's clock (restamped, so it
@@ -100,7 +104,15 @@ impl Ingest {
         for cut in &cuts {
             match *cut {
                 Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
-                Cut::Pmt(at) => self.pmt = Some(data.slice(at..at + PACKET)),
+                Cut::Pmt(at) => {
+                    self.pmt.clear();
+                    self.pmt.push(data.slice(at..at + PACKET));
+                }
+                Cut::PmtMore(at) => {
+                    if (1..PMT_PACKETS).contains(&self.pmt.len()) {
+                        self.pmt.push(data.slice(at..at + PACKET));
+                    }
+                }
                 Cut::Keyframe { at, pts } => {
                     if at > start {
                         self.emit(data.slice(start..at), key.take(), ring, hls, now);

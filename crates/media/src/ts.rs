@@ -91,8 +91,11 @@ pub fn pes_header(p: &[u8]) -> Option<(Option<Ts90k>, Option<Ts90k>, usize)> {
     Some((pts, dts, hdr_end.min(p.len())))
 }
 
-/// Section payload (after the pointer field) of a PSI packet, bounded by section_length.
-fn section(payload: &[u8]) -> Option<&[u8]> {
+/// The section that begins a PSI packet's payload (after the pointer field), bounded by its
+/// section_length and the payload: what tests read of a one-packet table. Live input is read
+/// with [`psi::Sections`], which gathers sections over packets and checks their CRC.
+#[cfg(test)]
+pub(crate) fn first_section(payload: &[u8]) -> Option<&[u8]> {
     let pointer = usize::from(*payload.first()?);
     let s = payload.get(1 + pointer..)?;
     if s.len() < 3 {
@@ -102,10 +105,14 @@ fn section(payload: &[u8]) -> Option<&[u8]> {
     s.get(..(3 + len).min(s.len()))
 }
 
-/// The program map PID from a PAT section.
-pub fn pat_pmt_pid(payload: &[u8]) -> Option<u16> {
-    let s = section(payload)?;
-    if s[0] != 0x00 {
+/// A table in force now (current_next_indicator), not the next one announced.
+fn current(s: &[u8]) -> bool {
+    s.get(5).is_some_and(|b| b & 1 == 1)
+}
+
+/// The program map PID from a whole PAT section (its first program's).
+pub fn pat_pmt_pid(s: &[u8]) -> Option<u16> {
+    if *s.first()? != 0x00 || !current(s) {
         return None;
     }
     // 8 bytes of header, 4 of CRC at the end, 4 per program.
@@ -125,14 +132,11 @@ pub struct Stream {
     pub registration: Option<[u8; 4]>,
 }
 
-/// Elementary streams from a PMT section.
-pub fn pmt_streams(payload: &[u8]) -> Vec<Stream> {
+/// Elementary streams from a whole PMT section (`None`: not a PMT in force).
+pub fn pmt_streams(s: &[u8]) -> Option<Vec<Stream>> {
     let mut out = Vec::new();
-    let Some(s) = section(payload) else {
-        return out;
-    };
-    if s.len() < 16 || s[0] != 0x02 {
-        return out;
+    if s.len() < 16 || s[0] != 0x02 || !current(s) {
+        return None;
     }
     let info_len = usize::from(u16::from_be_bytes([s[10] & 0x0f, s[11]]));
     let end = s.len() - 4;
@@ -158,7 +162,7 @@ pub fn pmt_streams(payload: &[u8]) -> Vec<Stream> {
         });
         i += 5 + es_len;
     }
-    out
+    Some(out)
 }
 
 /// Codec name of a video stream type, and the NAL syntax to scan it with.
@@ -186,6 +190,7 @@ pub fn audio_codec(s: &Stream) -> Option<&'static str> {
 mod index;
 pub mod mux;
 pub mod opus;
+pub mod psi;
 mod restamp;
 mod splitter;
 

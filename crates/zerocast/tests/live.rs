@@ -516,3 +516,21 @@ fn a_publisher_after_the_end_starts_a_new_stream() {
     });
     assert_eq!(d["sessions"], 1);
 }
+
+#[test]
+fn a_source_whose_pmt_runs_over_packets_is_followed_and_plays() {
+    let s = server(|_| {});
+    // 30 audio streams with a language each, then the video: ffmpeg writes the PMT over two
+    // packets, and declares the video in the second.
+    let mut out = vec!["-metadata:s:a", "language=eng"];
+    for _ in 0..30 {
+        out.extend(["-map", "0:a"]);
+    }
+    out.extend(["-map", "0:v"]);
+    let _p = ffmpeg_publish(&live_ts(), &["-re"], "mpegts", &out, &s.url("/live/long"));
+    let doc = wait_for(&s, "long", "the video and a keyframe", |d| {
+        d["video_codec"] == "h264" && d["ring_units"].as_u64() > Some(1)
+    });
+    assert_eq!(doc["audio_codecs"].as_array().map(Vec::len), Some(30));
+    common::assert_plays_h264_aac(&s.url("/live/long.ts"), "2");
+}

@@ -112,6 +112,37 @@ mod tests {
     }
 
     #[test]
+    fn an_mpegts_clip_of_a_title_whose_pmt_runs_over_packets_starts_with_all_of_it() {
+        let whole = &TS[..TS.len() / mpegts::PACKET * mpegts::PACKET];
+        let long = mpegts::psi::with_long_pmt(whole, 30);
+        let info = crate::index(&long).unwrap();
+        let c = clip(&long, &info, secs(3), Some(secs(5))).unwrap();
+        // The PAT, then every packet of the PMT, their counters running on into the body's.
+        let pmt_packets = long
+            .chunks_exact(mpegts::PACKET)
+            .filter_map(mpegts::header)
+            .filter(|h| h.pid == 0x1000)
+            .skip(1)
+            .take_while(|h| !h.pusi)
+            .count()
+            + 1;
+        assert!(pmt_packets >= 3);
+        assert_eq!(c.head.len(), (1 + pmt_packets) * mpegts::PACKET);
+        let f = file(&long, &c);
+        let pmt: Vec<u8> = f
+            .chunks_exact(mpegts::PACKET)
+            .filter_map(mpegts::header)
+            .filter(|h| h.pid == 0x1000)
+            .take(6)
+            .map(|h| h.cc)
+            .collect();
+        assert!(pmt.windows(2).all(|w| w[1] == (w[0] + 1) & 0x0f), "{pmt:?}");
+        let clipped = crate::index(&f).unwrap();
+        assert_eq!(keyframe_times(&clipped), [0.0, 2.0]);
+        assert_eq!(clipped.video.map(|v| v.codec), info.video.map(|v| v.codec));
+    }
+
+    #[test]
     fn a_fragmented_mp4_clip_is_the_init_then_whole_fragments() {
         let info = crate::index(FRAGMENTED).unwrap();
         let c = clip(FRAGMENTED, &info, secs(3), Some(secs(5))).unwrap();

@@ -6,13 +6,15 @@
 //! clip:  PAT' PMT'     kf(start) v a v v a ...            (PAT', PMT': continuity counters set
 //!                                                          to run on into the clip's own copies)
 //! ```
-//! Only the two head packets are written; the rest is one range of the title's bytes.
+//! Only the head's packets (the PAT's and the PMT's, one each with most muxers) are written; the
+//! rest is one range of the title's bytes.
 
 use crate::clip::Clip;
 use crate::error::{Error, Result};
 use crate::info::MediaInfo;
 use crate::time::MediaTime;
-use crate::ts::{find_sync, header, pat_pmt_pid, Header, PACKET};
+use crate::ts::psi::Sections;
+use crate::ts::{find_sync, header, pat_pmt_pid, pmt_streams, Header, PACKET};
 
 /// The clip of `data` (an MPEG-TS title indexed as `info`) from the keyframe at or before `from`
 /// to the keyframe at or after `to` (`None`: to the end).
@@ -20,13 +22,14 @@ pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime
     clip_with(data, info, &Tables::find(data)?, from, to)
 }
 
-/// The title's PAT and PMT packets, found once for any number of clips.
-#[derive(Debug, Clone, Copy)]
-pub struct Tables<'a>([(Header, &'a [u8]); 2]);
+/// The title's PAT and PMT packets (every packet of each section), found once for any number
+/// of clips.
+#[derive(Debug, Clone)]
+pub struct Tables<'a>(Vec<(Header, &'a [u8])>);
 
 impl<'a> Tables<'a> {
     pub fn find(data: &'a [u8]) -> Result<Tables<'a>> {
-        tables(data).map(Tables)
+        tables(data)
     }
 }
 
@@ -43,13 +46,16 @@ pub fn clip_with(
     // The last whole packet after `lo` bounds an open-ended clip.
     let whole = lo + (data.len() as u64).saturating_sub(lo) / PACKET as u64 * PACKET as u64;
     let hi = end.map_or(whole, |e| e.keyframe.offset.clamp(lo, whole));
-    let mut head = Vec::with_capacity(2 * PACKET);
-    for &(h, packet) in &tables.0 {
-        // The next packet of the same PID in the clip continues from this one's counter.
+    let mut head = Vec::with_capacity(tables.0.len() * PACKET);
+    for (i, &(h, packet)) in tables.0.iter().enumerate() {
+        // The next packet of the same PID in the clip continues from the counter of this PID's
+        // last packet in the head; those before it count up to it.
         let next = packets(&data[lo as usize..hi as usize]).find(|(n, _)| n.pid == h.pid);
+        let after = tables.0[i + 1..].iter().filter(|(t, _)| t.pid == h.pid);
         let mut p = packet.to_vec();
         if let Some((n, _)) = next {
-            p[3] = (p[3] & 0xf0) | (n.cc.wrapping_sub(1) & 0x0f);
+            let cc = n.cc.wrapping_sub(1).wrapping_sub(after.count() as u8);
+            p[3] = (p[3] & 0xf0) | (cc & 0x0f);
         }
         head.extend_from_slice(&p);
     }
@@ -67,20 +73,38 @@ fn packets(data: &[u8]) -> impl Iterator<Item = (Header, &[u8])> {
         .filter_map(|p| header(p).map(|h| (h, p)))
 }
 
-/// The first PAT and the first packet of the PMT it names (both whole sections in one packet, as
-/// every muxer writes them).
-fn tables(data: &[u8]) -> Result<[(Header, &[u8]); 2]> {
+/// The packets of the first whole PAT and of the first whole PMT of the program it names (most
+/// muxers write each in one packet; a long PMT runs on in the PID's next packets).
+fn tables(data: &[u8]) -> Result<Tables<'_>> {
     let start = find_sync(data).unwrap_or(0);
-    let mut pat = None;
-    for (h, p) in packets(&data[start..]) {
+    let (mut pat, mut pmt) = (Sections::default(), Sections::default());
+    let mut pat_packets: Vec<(Header, &[u8])> = Vec::new();
+    let mut pmt_packets: Vec<(Header, &[u8])> = Vec::new();
+    let mut program = None;
+    for (h, p) in packets(&data[start..]).filter(|(h, _)| h.has_payload) {
         let payload = &p[h.payload_start..];
-        match pat {
-            None if h.pid == 0 && h.pusi => {
-                if let Some(pmt) = pat_pmt_pid(payload) {
-                    pat = Some((h, p, pmt));
+        match program {
+            None if h.pid == 0 => {
+                if h.pusi {
+                    pat_packets.clear();
+                }
+                pat_packets.push((h, p));
+                let mut found = None;
+                pat.push(h.pusi, payload, |s| found = pat_pmt_pid(s).or(found));
+                program = found;
+            }
+            Some(pid) if h.pid == pid && (h.pusi || !pmt_packets.is_empty()) => {
+                if h.pusi {
+                    pmt_packets.clear();
+                }
+                pmt_packets.push((h, p));
+                let mut whole = false;
+                pmt.push(h.pusi, payload, |s| whole |= pmt_streams(s).is_some());
+                if whole {
+                    pat_packets.extend(pmt_packets);
+                    return Ok(Tables(pat_packets));
                 }
             }
-            Some((ph, pp, pmt)) if h.pid == pmt && h.pusi => return Ok([(ph, pp), (h, p)]),
             _ => {}
         }
     }

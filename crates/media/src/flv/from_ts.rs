@@ -14,7 +14,8 @@
 
 use crate::nal;
 use crate::time::{Ts90k, Unwrapper};
-use crate::ts::{header, opus, pat_pmt_pid, pes_header, pmt_streams, PACKET};
+use crate::ts::psi::Sections;
+use crate::ts::{header, opus, pat_pmt_pid, pes_header, pmt_streams, Stream, PACKET};
 
 /// One FLV tag body to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct Clock {
 
 #[derive(Debug, Default)]
 pub struct FromTs {
+    /// The PAT's and PMT's sections, gathered over packets.
+    pat: Sections,
+    pmt: Sections,
     pmt_pid: Option<u16>,
     video_pid: Option<u16>,
     audio_pid: Option<u16>,
@@ -132,10 +136,22 @@ impl FromTs {
                 continue;
             }
             let payload = &p[h.payload_start..];
-            if h.pid == 0 && h.pusi {
-                self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
-            } else if Some(h.pid) == self.pmt_pid && h.pusi {
-                self.program(payload, out);
+            if h.pid == 0 {
+                let mut found = None;
+                self.pat
+                    .push(h.pusi, payload, |s| found = pat_pmt_pid(s).or(found));
+                if found.is_some() && found != self.pmt_pid {
+                    self.pmt = Sections::default();
+                    self.pmt_pid = found;
+                }
+            } else if Some(h.pid) == self.pmt_pid {
+                let mut streams = None;
+                self.pmt.push(h.pusi, payload, |s| {
+                    streams = pmt_streams(s).or(streams.take())
+                });
+                if let Some(streams) = streams {
+                    self.program(&streams, out);
+                }
             } else if Some(h.pid) == self.video_pid {
                 self.collect(true, h.pusi, payload, out);
             } else if Some(h.pid) == self.audio_pid {
@@ -149,8 +165,7 @@ impl FromTs {
     /// or with another codec: it follows. The frame still held from the stream before (a video
     /// PES has no length: it ends when the next begins) goes out first, as what it was; a new
     /// codec starts without the old one's configuration.
-    fn program(&mut self, payload: &[u8], out: &mut Vec<Tag>) {
-        let streams = pmt_streams(payload);
+    fn program(&mut self, streams: &[Stream], out: &mut Vec<Tag>) {
         let video = streams.iter().find(|s| {
             matches!(
                 (s.stream_type, s.registration.as_ref()),

@@ -3,6 +3,7 @@
 //! block by block, holding only a few packets between pieces). Both are the same scan, so they
 //! give the same index.
 
+use super::psi::Sections;
 use super::{
     audio_codec, find_sync, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream,
     PACKET, SCAN_LIMIT,
@@ -48,6 +49,9 @@ pub struct Indexer {
     carry: Vec<u8>,
     carry_at: u64,
     sync: Sync,
+    /// The PAT's and PMT's sections, gathered over packets.
+    pat: Sections,
+    pmt: Sections,
     pmt_pid: Option<u16>,
     video: Option<(Stream, &'static str, Option<Codec>)>,
     audio: Option<&'static str>,
@@ -151,12 +155,19 @@ impl Indexer {
             return;
         }
         let payload = &p[h.payload_start..];
-        if h.pid == 0 && h.pusi {
-            self.pmt_pid = pat_pmt_pid(payload).or(self.pmt_pid);
+        if h.pid == 0 {
+            let mut found = None;
+            self.pat
+                .push(h.pusi, payload, |s| found = pat_pmt_pid(s).or(found));
+            self.pmt_pid = found.or(self.pmt_pid);
             return;
         }
-        if Some(h.pid) == self.pmt_pid && h.pusi && self.video.is_none() {
-            for s in pmt_streams(payload) {
+        if Some(h.pid) == self.pmt_pid && self.video.is_none() {
+            let mut streams = None;
+            self.pmt.push(h.pusi, payload, |s| {
+                streams = pmt_streams(s).or(streams.take())
+            });
+            for s in streams.unwrap_or_default() {
                 if let Some((name, codec)) = video_codec(&s) {
                     self.video.get_or_insert((s, name, codec));
                 } else if let Some(a) = audio_codec(&s) {
@@ -277,6 +288,19 @@ mod tests {
             i += 1;
         }
         ix.finish()
+    }
+
+    #[test]
+    fn a_pmt_over_several_packets_indexes_as_the_same_streams() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = &data[..data.len() / PACKET * PACKET];
+        let long = crate::ts::psi::with_long_pmt(data, 30);
+        let (a, b) = (index(data).unwrap(), index(&long).unwrap());
+        let times = |i: &MediaInfo| i.keyframes.iter().map(|k| k.time).collect::<Vec<_>>();
+        assert_eq!(times(&a), times(&b));
+        assert_eq!(b.video.map(|v| v.codec), a.video.map(|v| v.codec));
+        assert_eq!(b.audio.map(|v| v.codec), a.audio.map(|v| v.codec));
     }
 
     #[test]

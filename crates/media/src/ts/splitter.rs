@@ -1,6 +1,9 @@
 //! Where a live MPEG-TS stream can be cut.
 
-use super::{audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, PACKET};
+use super::psi::Sections;
+use super::{
+    audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream, PACKET,
+};
 use crate::error::{Error, Result};
 use crate::nal::{self, Codec};
 use crate::time::Ts90k;
@@ -8,10 +11,12 @@ use crate::time::Ts90k;
 /// One thing the splitter found, at the offset of its packet within the input given to `feed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
-    /// A PAT packet (PID 0, section start).
+    /// A PAT packet (PID 0) that completed a PAT section.
     Pat(usize),
-    /// A PMT packet of the program the PAT names.
+    /// A PMT packet of the program the PAT names where a section begins.
     Pmt(usize),
+    /// A further packet of that PMT section (one longer than a packet).
+    PmtMore(usize),
     /// The first packet of a video keyframe's PES, with its PTS when the header carries one.
     Keyframe { at: usize, pts: Option<Ts90k> },
 }
@@ -22,6 +27,8 @@ pub enum Cut {
 /// `Bytes` at the offsets.
 #[derive(Debug, Default, Clone)]
 pub struct Splitter {
+    pat: Sections,
+    pmt: Sections,
     pmt_pid: Option<u16>,
     video: Option<(u16, Option<Codec>)>,
     video_name: Option<&'static str>,
@@ -44,36 +51,36 @@ impl Splitter {
             let h = header(p).ok_or_else(|| {
                 Error::malformed("mpegts", format!("no sync byte at offset {at}"))
             })?;
-            if !h.has_payload || !h.pusi {
+            if !h.has_payload {
                 continue;
             }
             let payload = &p[h.payload_start..];
             if h.pid == 0 {
-                if let Some(pid) = pat_pmt_pid(payload) {
+                let mut found = None;
+                self.pat
+                    .push(h.pusi, payload, |s| found = pat_pmt_pid(s).or(found));
+                if let Some(pid) = found {
                     if self.pmt_pid != Some(pid) {
                         self.video = None;
+                        self.pmt = Sections::default();
                     }
                     self.pmt_pid = Some(pid);
                     out.push(Cut::Pat(at));
                 }
             } else if Some(h.pid) == self.pmt_pid {
-                let streams = pmt_streams(payload);
-                self.video = None;
-                self.video_name = None;
-                self.audio_names.clear();
-                for s in &streams {
-                    if let Some((name, codec)) = video_codec(s) {
-                        if self.video.is_none() {
-                            self.video = Some((s.pid, codec));
-                            self.video_name = Some(name);
-                        }
-                    } else if let Some(name) = audio_codec(s) {
-                        self.audio_names.push(name);
-                    }
+                out.push(match h.pusi {
+                    true => Cut::Pmt(at),
+                    false => Cut::PmtMore(at),
+                });
+                let mut streams = None;
+                self.pmt.push(h.pusi, payload, |s| {
+                    streams = pmt_streams(s).or(streams.take())
+                });
+                if let Some(streams) = streams {
+                    self.declared(&streams);
                 }
-                out.push(Cut::Pmt(at));
             } else if let Some((pid, codec)) = self.video {
-                if h.pid == pid {
+                if h.pid == pid && h.pusi {
                     let (pts, body) = match pes_header(payload) {
                         Some((pts, _, body)) => (pts, body),
                         None => (None, payload.len()),
@@ -87,6 +94,23 @@ impl Splitter {
             }
         }
         Ok(())
+    }
+
+    /// A whole PMT's streams: the first video one is followed for keyframes.
+    fn declared(&mut self, streams: &[Stream]) {
+        self.video = None;
+        self.video_name = None;
+        self.audio_names.clear();
+        for s in streams {
+            if let Some((name, codec)) = video_codec(s) {
+                if self.video.is_none() {
+                    self.video = Some((s.pid, codec));
+                    self.video_name = Some(name);
+                }
+            } else if let Some(name) = audio_codec(s) {
+                self.audio_names.push(name);
+            }
+        }
     }
 
     /// The video codec the PMT declares (`h264`, `hevc`, ...), once a PMT was seen.
@@ -137,6 +161,7 @@ mod tests {
                         pmt += 1;
                         at
                     }
+                    Cut::PmtMore(at) => panic!("ffmpeg's PMT is one packet, not {at}"),
                     Cut::Keyframe { at, pts: p } => {
                         found.push((off + at) as u64);
                         pts.push(p.expect("ffmpeg writes a PTS on every video PES"));
@@ -167,6 +192,55 @@ mod tests {
             Splitter::default().feed(&bad, &mut cuts).is_err(),
             "lost sync is an error"
         );
+    }
+
+    #[test]
+    fn a_pmt_over_several_packets_declares_the_streams_of_its_last() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let long = crate::ts::psi::with_long_pmt(&data[..data.len() / PACKET * PACKET], 30);
+        let mut s = Splitter::default();
+        let mut cuts = Vec::new();
+        s.feed(&long, &mut cuts).unwrap();
+        assert_eq!(s.video_codec(), Some("h264"));
+        assert_eq!(s.audio_codecs(), ["aac"]);
+        let keyframes = cuts
+            .iter()
+            .filter(|c| matches!(c, Cut::Keyframe { .. }))
+            .count();
+        assert_eq!(keyframes, index(&data).unwrap().keyframes.len());
+        // Each PMT: its first packet, then the ones it runs on in.
+        let psi: Vec<&Cut> = cuts
+            .iter()
+            .filter(|c| matches!(c, Cut::Pmt(_) | Cut::PmtMore(_)))
+            .take(3)
+            .collect();
+        assert!(
+            matches!(psi[..], [Cut::Pmt(a), Cut::PmtMore(b), Cut::PmtMore(c)] if *b == a + PACKET && *c == b + PACKET),
+            "{psi:?}"
+        );
+    }
+
+    #[test]
+    fn a_pmt_with_a_wrong_crc_leaves_the_streams_declared_before() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = &data[..data.len() / PACKET * PACKET];
+        let mut s = Splitter::default();
+        let mut cuts = Vec::new();
+        s.feed(data, &mut cuts).unwrap();
+        // The same stream again with the first stream's PID in every PMT spoiled (its CRC not
+        // fixed): a PMT that does not check out is not taken.
+        let mut spoiled = data.to_vec();
+        for p in spoiled.chunks_exact_mut(PACKET) {
+            if header(p).is_some_and(|h| h.pid == 0x1000 && h.pusi) {
+                p[5 + 13] ^= 0x40;
+            }
+        }
+        cuts.clear();
+        s.feed(&spoiled, &mut cuts).unwrap();
+        assert_eq!(s.video_codec(), Some("h264"));
+        assert!(cuts.iter().any(|c| matches!(c, Cut::Keyframe { .. })));
     }
 
     #[test]

@@ -42,6 +42,25 @@ fn a_ts_becomes_flv_tags_and_back_with_the_same_keyframes() {
 }
 
 #[test]
+fn a_pmt_over_several_packets_converts_to_the_same_tags() {
+    let data = clip();
+    let data = &data[..data.len() / PACKET * PACKET];
+    let convert = |ts: &[u8]| {
+        let mut conv = FromTs::default();
+        let mut tags = Vec::new();
+        for chunk in ts.chunks(PACKET * 5) {
+            conv.feed(chunk, &mut tags);
+        }
+        tags.iter()
+            .map(|t| (t.video, t.keyframe, t.ms, t.body.clone()))
+            .collect::<Vec<_>>()
+    };
+    let tags = convert(data);
+    assert!(tags.len() > 100);
+    assert_eq!(convert(&crate::ts::psi::with_long_pmt(data, 30)), tags);
+}
+
+#[test]
 fn a_conversion_begun_mid_gop_holds_audio_frames_until_the_video_configuration() {
     let data = clip();
     let info = crate::ts::index(&data).unwrap();
@@ -290,13 +309,17 @@ fn on_other_pids(ts: &[u8]) -> Vec<u8> {
     let pmt = ts
         .chunks_exact(PACKET)
         .find_map(|p| header(p).filter(|h| h.pid == 0 && h.pusi).map(|h| (p, h)))
-        .and_then(|(p, h)| crate::ts::pat_pmt_pid(&p[h.payload_start..]))
+        .and_then(|(p, h)| {
+            crate::ts::first_section(&p[h.payload_start..]).and_then(crate::ts::pat_pmt_pid)
+        })
         .expect("a PAT");
     let streams: Vec<u16> = ts
         .chunks_exact(PACKET)
         .find_map(|p| header(p).filter(|h| h.pid == pmt && h.pusi).map(|h| (p, h)))
         .map(|(p, h)| {
-            pmt_streams(&p[h.payload_start..])
+            crate::ts::first_section(&p[h.payload_start..])
+                .and_then(pmt_streams)
+                .unwrap_or_default()
                 .iter()
                 .map(|s| s.pid)
                 .collect()
