@@ -57,6 +57,19 @@ pub(crate) fn viewer(state: &State, name: &str, token: Option<&str>) -> Result<(
     }
 }
 
+/// An RTMP player's signed link (`auth::signed`), where the config asks for them: the stream
+/// `NAME` is the path `/live/NAME`, and the link is the query after the name
+/// (`rtmp://host/live/NAME?expires=..&sig=..`).
+pub(crate) fn signed_play(state: &State, name: &str, query: Option<&str>) -> Result<(), Error> {
+    let Some(signed) = &state.config().signed else {
+        return Ok(());
+    };
+    signed
+        .check(&format!("/live/{name}"), query, auth::unix_now())
+        .map(|_| ())
+        .map_err(Error::Link)
+}
+
 /// A viewer's credentials from its request (`?jwt=` or Bearer), read only when a rule covers the
 /// stream.
 pub(crate) fn viewer_request<B>(

@@ -197,6 +197,7 @@ impl Error {
             // A token or a callback refused: a player's play failed; a publisher's name is bad.
             Error::Token(_)
             | Error::Hook(_)
+            | Error::Link(_)
             | Error::Upstream { .. }
             | Error::UpstreamTimeout(..)
             | Error::EdgeBusy(..)

@@ -438,7 +438,9 @@ impl Session {
             Event::Play { request, name } => {
                 let (name, query) = split_query(&name);
                 let token = crate::auth::query_param(query, "jwt");
-                match crate::admit::viewer(&self.server, name, token.as_deref()) {
+                let admitted = crate::admit::signed_play(&self.server, name, query)
+                    .and_then(|()| crate::admit::viewer(&self.server, name, token.as_deref()));
+                match admitted {
                     Ok(()) => self.admitted(request, name, query, true),
                     Err(e) => self.refuse(request, e, true),
                 }

@@ -123,8 +123,8 @@ fn ffmpeg_plays_hls_through_a_scoped_link_carried_on_to_the_segments() {
 #[test]
 fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
     let s = server();
-    let data = std::fs::read(live_ts()).unwrap();
-    let _p = raw_publish(s.addr, "/live/show", &data);
+    // In real time: a TS source's LL-HLS begins with the first request for it.
+    let _p = common::live::ts_publisher(&s.url("/live/show"), None);
     let expires = now() + 300;
     let scope = "/live/show/";
     let q = format!(
@@ -150,4 +150,24 @@ fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
     }
     let part = uris.iter().find(|u| !u.starts_with("init")).unwrap();
     assert_eq!(s.get(&format!("/live/show/{part}"), &[]).status, 200);
+}
+
+#[test]
+fn an_rtmp_player_needs_a_link_signed_for_its_stream() {
+    let s = server();
+    let _p = common::live::ts_publisher(&s.url("/live/rt"), None);
+    common::live::wait_for(&s, "rt", "a keyframe", |d| {
+        d["ring_units"].as_u64() > Some(1)
+    });
+    let bare = format!("rtmp://{}/live/rt", s.rtmp);
+    assert!(common::codecs(&bare).is_empty(), "played without a link");
+    let expires = now() + 300;
+    let other = signer().sign("/live/other", expires);
+    let wrong = format!("{bare}?expires={expires}&sig={other}");
+    assert!(
+        common::codecs(&wrong).is_empty(),
+        "played with another stream's link"
+    );
+    let sig = signer().sign("/live/rt", expires);
+    common::assert_plays_h264_aac(&format!("{bare}?expires={expires}&sig={sig}"), "2");
 }

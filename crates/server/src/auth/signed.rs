@@ -96,7 +96,11 @@ impl Signed {
     }
 
     /// A request for `path` with `query`, at `now` (Unix seconds). Paths not covered pass.
+    /// The path is taken as decoded (`/videos/%70remium/a.mp4` is `/videos/premium/a.mp4`, as
+    /// the title it names): the prefixes, the scope and the signature all see that one.
     pub fn check(&self, path: &str, query: Option<&str>, now: u64) -> Result<Valid, LinkError> {
+        let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path = path.as_ref();
         if !self.covers(path) {
             return Ok(Valid { carry: None });
         }
@@ -306,6 +310,22 @@ mod tests {
             .check("/live/a \"b/ll.m3u8", Some(&raw), NOW)
             .unwrap();
         assert_eq!(v.carry.as_deref(), Some(q.as_str()));
+    }
+
+    #[test]
+    fn a_path_written_with_percent_escapes_is_the_path_it_names() {
+        let s = Signed::new(b"0123456789abcdef-secret", vec!["/videos/premium/".into()]).unwrap();
+        for path in [
+            "/videos/%70remium/film.mp4",
+            "/videos/premium%2Ffilm.mp4",
+            "/videos/premium%2ffilm.mp4",
+        ] {
+            assert_eq!(s.check(path, None, NOW), Err(LinkError::Unsigned), "{path}");
+            let sig = s.sign("/videos/premium/film.mp4", NOW + 60);
+            let q = format!("expires={}&sig={sig}", NOW + 60);
+            assert!(s.check(path, Some(&q), NOW).is_ok(), "{path}");
+        }
+        assert!(s.check("/videos/free/film.mp4", None, NOW).is_ok());
     }
 
     #[test]
