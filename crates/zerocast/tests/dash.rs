@@ -204,7 +204,18 @@ fn players_share_one_manifest_until_it_changes() {
     let shared = shared_dash();
     let s = &shared.server;
     let start = Instant::now();
-    let bodies: Vec<String> = (0..300).map(|_| manifest(s, "dash")).collect();
+    // Players that reached the server by two names: each manifest's clock is at its own.
+    let bodies: Vec<String> = (0..300)
+        .map(|i| {
+            let host = ["a.example", "b.example"][i % 2];
+            let r = s.get(&format!("http://{host}/live/dash/manifest.mpd"), &[]);
+            let m = String::from_utf8(r.body).unwrap();
+            let clock = format!("value=\"http://{host}/api/time\"/>\n</MPD>\n");
+            m.strip_suffix(&clock)
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{m}"))
+        })
+        .collect();
     let elapsed = start.elapsed();
     // It changes when a part completes or begins, or a segment does (200 ms parts, 1 s
     // segments): at most three times per part, whatever the pace of the requests.

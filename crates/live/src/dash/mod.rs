@@ -19,4 +19,4 @@ pub mod mpd;
 #[cfg(test)]
 mod tests;
 
-pub use mpd::{mpd, mpd_with, Manifest};
+pub use mpd::{clock, mpd, mpd_with, shared_with, Manifest};

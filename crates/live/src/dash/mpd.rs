@@ -81,6 +81,14 @@ pub fn mpd(ll: &LlHls, m: &Manifest<'_>) -> Option<String> {
 
 /// The manifest with a DVR window: the segments [`LlHls::playlist_with`] lists.
 pub fn mpd_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Option<String> {
+    let mut out = shared_with(ll, m, dvr)?;
+    out.push_str(&clock(m.clock_url));
+    Some(out)
+}
+
+/// [`mpd_with`] up to the `UTCTiming` it ends with, which names the host the player asked
+/// ([`clock`]): what every player of the stream shares (`m.clock_url` is not read).
+pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Option<String> {
     let epoch = ll.epoch_ms()?;
     let limits = ll.limits();
     let q = m
@@ -169,12 +177,15 @@ pub fn mpd_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Option<S
         period_xml(&mut out, ll, period, run, ds, upcoming, &q, expected);
         i += n;
     }
-    let _ = writeln!(
-        out,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>",
-        xml_attr(m.clock_url)
-    );
     Some(out)
+}
+
+/// The end of a manifest whose `UTCTiming` names `clock_url`.
+pub fn clock(clock_url: &str) -> String {
+    format!(
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
+        xml_attr(clock_url)
+    )
 }
 
 /// The segment after the open one: its expected start on the Period's timeline.

@@ -14,7 +14,7 @@ use crate::library::Library;
 use crate::live::{Live, Stream};
 use ::live::llhls::wallclock::rfc3339_ms;
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH};
 use http::{Request, Response, StatusCode};
 
 /// A track's letter in DASH URIs (`v`, `a`) to its index (0 video, 1 audio), and the rest.
@@ -71,29 +71,38 @@ pub(super) fn manifest(
             clock_url,
         };
         // A stream recorded as fMP4 lists a DVR window from its recording (`hls_dvr_secs`).
-        let mpd = || with_recording(s, ll, |recorded| ::live::dash::mpd_with(ll, &m, recorded));
+        let shared = || {
+            with_recording(s, ll, |recorded| {
+                ::live::dash::shared_with(ll, &m, recorded)
+            })
+        };
         if carry.is_some() {
             // A signed link's own manifest (its query is in every URI).
-            return mpd().map(Bytes::from);
+            return shared().0.map(Bytes::from);
         }
         // Rendered once per change, shared by every player until the next (its `publishTime`
         // is when it was rendered): the same key as the LL-HLS playlist's, which lists the
         // same segments.
         let mut cache = s.dash_manifest.lock().unwrap_or_else(|e| e.into_inner());
         match &*cache {
-            Some((k, url, b)) if *k == (ll.version(), dvr_mark(s)) && url == clock_url => {
-                Some(b.clone())
-            }
+            Some((k, b)) if *k == (ll.version(), dvr_mark(s, ll)) => Some(b.clone()),
             _ => {
-                let b = Bytes::from(mpd()?);
-                *cache = Some(((ll.version(), dvr_mark(s)), clock_url.into(), b.clone()));
+                let (b, mark) = shared();
+                let b = Bytes::from(b?);
+                *cache = Some(((ll.version(), mark), b.clone()));
                 Some(b)
             }
         }
     })?;
     // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
     let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
+    // Its end names the server's clock at the host this player asked.
+    let clock = Bytes::from(::live::dash::clock(clock_url));
+    let len = body.len() + clock.len();
     let mut r = text(StatusCode::OK, "application/dash+xml", body);
+    r.body_mut().push(clock);
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(r)

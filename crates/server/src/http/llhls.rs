@@ -156,10 +156,11 @@ pub(super) fn playlist(
         // What else it depends on: what the recording holds, where it may begin (as after the
         // render, which may raise it: it lists nothing before that anyway).
         match slot {
-            Some((k, b)) if *k == (ll.version(), dvr_mark(s)) => b.clone(),
+            Some((k, b)) if *k == (ll.version(), dvr_mark(s, ll)) => b.clone(),
             _ => {
-                let b = Bytes::from(with_dvr(s, ll, q.skip));
-                *slot = Some(((ll.version(), dvr_mark(s)), b.clone()));
+                let (b, mark) = with_dvr(s, ll, q.skip);
+                let b = Bytes::from(b);
+                *slot = Some(((ll.version(), mark), b.clone()));
                 b
             }
         }
@@ -187,7 +188,7 @@ pub(super) fn playlist(
 
 /// The LL-HLS playlist of `s`; for a stream recorded as fMP4, with a DVR window of the segments
 /// that left memory and whose bytes the recording holds (`hls_dvr_secs`).
-fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool) -> String {
+fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool) -> (String, DvrMark) {
     with_recording(s, ll, |recorded| ll.playlist_with(skip, None, recorded))
 }
 
@@ -195,20 +196,19 @@ fn with_dvr(s: &Stream, ll: &::live::LlHls, skip: bool) -> String {
 /// `hls_dvr_secs` lists the segments that left memory whose bytes its recording holds (the
 /// checkpoints of both ends in one file the segment's length apart; across two files, checked
 /// when it is read). Every playlist or manifest begins no earlier than the last one did.
+/// Also returns what it was rendered for ([`dvr_mark`], the floor as this render left it: it
+/// lists nothing before that anyway), read under the same lock as the render.
 pub(super) fn with_recording<T>(
     s: &Stream,
     ll: &::live::LlHls,
     f: impl FnOnce(Option<&Dvr<'_>>) -> T,
-) -> T {
+) -> (T, DvrMark) {
     let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
-    let c = match recorded.as_ref() {
-        Some((Output::Mp4, c)) if ll.limits().dvr > 0 => c,
-        _ => {
-            drop(recorded);
-            let out = f(None);
-            s.ll_floor.fetch_max(ll.first_listed(None), Relaxed);
-            return out;
-        }
+    let Some(c) = dvr_recording(&recorded, ll) else {
+        drop(recorded);
+        let out = f(None);
+        s.ll_floor.fetch_max(ll.first_listed(None), Relaxed);
+        return (out, (0, 0, s.ll_floor.load(Relaxed)));
     };
     let holds = |a: u64, b: u64, bytes: u64| {
         let (Some(x), Some(y)) = (
@@ -225,16 +225,32 @@ pub(super) fn with_recording<T>(
     };
     let out = f(Some(&dvr));
     s.ll_floor.fetch_max(ll.first_listed(Some(&dvr)), Relaxed);
-    out
+    let mark = (c.len(), c.get(0).map_or(0, |k| k.seq));
+    (out, (mark.0, mark.1, s.ll_floor.load(Relaxed)))
 }
 
-/// What a DVR listing of `s` depends on besides its LL-HLS state: how many checkpoints its
-/// recording holds and the oldest (retention removes files), and where a listing may begin.
-pub(super) fn dvr_mark(s: &Stream) -> (usize, u64, u64) {
+/// What a DVR listing depends on besides its LL-HLS state: how many checkpoints the recording
+/// it lists from holds and the oldest (retention removes files; `(0, 0)`: none), and where a
+/// listing may begin.
+pub(crate) type DvrMark = (usize, u64, u64);
+
+/// The checkpoints an LL-HLS or DASH DVR window lists from: those of a stream recorded as fMP4,
+/// when the window is asked for.
+fn dvr_recording<'a>(
+    recorded: &'a Option<(Output, ::live::record::checkpoints::Checkpoints)>,
+    ll: &::live::LlHls,
+) -> Option<&'a ::live::record::checkpoints::Checkpoints> {
+    match recorded {
+        Some((Output::Mp4, c)) if ll.limits().dvr > 0 => Some(c),
+        _ => None,
+    }
+}
+
+/// The [`DvrMark`] of `s` now.
+pub(super) fn dvr_mark(s: &Stream, ll: &::live::LlHls) -> DvrMark {
     let recorded = s.recorded.lock().unwrap_or_else(|p| p.into_inner());
-    let (len, oldest) = recorded
-        .as_ref()
-        .map_or((0, 0), |(_, c)| (c.len(), c.get(0).map_or(0, |k| k.seq)));
+    let (len, oldest) =
+        dvr_recording(&recorded, ll).map_or((0, 0), |c| (c.len(), c.get(0).map_or(0, |k| k.seq)));
     (len, oldest, s.ll_floor.load(Relaxed))
 }
 

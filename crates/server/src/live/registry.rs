@@ -106,10 +106,10 @@ pub struct Stream {
     /// the `LlHls::version` it was rendered at: the players waiting for the same part all get
     /// this one `Bytes`.
     pub(crate) ll_playlist: Mutex<[Option<(PlaylistKey, bytes::Bytes)>; 2]>,
-    /// The DASH manifest as last rendered without a carried query, with what it was rendered
-    /// for (as the LL-HLS playlist's) and the `UTCTiming` URL it names (the host the player
-    /// asked).
-    pub(crate) dash_manifest: Mutex<Option<(PlaylistKey, String, bytes::Bytes)>>,
+    /// The DASH manifest as last rendered without a carried query, up to the `UTCTiming` that
+    /// names the host each player asked (`live::dash::shared_with`), with what it was rendered
+    /// for (as the LL-HLS playlist's).
+    pub(crate) dash_manifest: Mutex<Option<(PlaylistKey, bytes::Bytes)>>,
     /// The media sequence number the last LL-HLS playlist (or DASH manifest) given out began
     /// with: a DVR window never lists anything before it.
     pub(crate) ll_floor: AtomicU64,
