@@ -213,21 +213,27 @@ impl LlHls {
         if self.inits.back().is_some_and(|i| i.muxed == muxed) {
             return;
         }
-        let newest_used = self.segments.back().map(|s| s.init);
-        match self.inits.back_mut() {
-            Some(i) if newest_used != Some(i.version) => {
-                i.muxed = muxed;
-                i.tracks = tracks;
-            }
-            last => {
-                let version = last.map_or(0, |i| i.version + 1);
-                self.inits.push_back(Init {
-                    version,
-                    muxed,
-                    tracks,
-                });
-            }
+        // The newest init segment no segment uses yet (one that came before any frame) is
+        // replaced, under a number of its own: a number always names the same bytes (its URL
+        // is served as immutable, and may have been asked for already).
+        let newest_used = self
+            .segments
+            .back()
+            .map(|s| s.init)
+            .or_else(|| self.past.back().map(|p| p.init));
+        let version = self.inits.back().map_or(0, |i| i.version + 1);
+        if self
+            .inits
+            .back()
+            .is_some_and(|i| newest_used != Some(i.version))
+        {
+            self.inits.pop_back();
         }
+        self.inits.push_back(Init {
+            version,
+            muxed,
+            tracks,
+        });
         self.init_changed = true;
     }
 

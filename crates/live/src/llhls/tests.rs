@@ -358,7 +358,29 @@ fn init_segments_that_no_segment_uses_do_not_pile_up() {
     }
     assert!(l.bytes() < 100, "{}", l.bytes());
     feed(&mut l, 0, 60, 50);
-    assert_eq!(l.segment(0).unwrap().init, 0);
+    // The last one, under a number of its own (10,000 came after the first).
+    assert_eq!(l.segment(0).unwrap().init, 10_000);
+    assert_eq!(l.init_segment(10_000).unwrap()[..], 9_999u32.to_be_bytes());
+}
+
+#[test]
+fn an_init_segments_number_always_names_the_same_bytes() {
+    let mut l = stream();
+    let mut seen: std::collections::HashMap<u64, Bytes> = Default::default();
+    let mut frame = 0;
+    for i in 0..200u32 {
+        // Configurations one after another before a frame, or between frames.
+        l.init(Bytes::from(i.to_be_bytes().to_vec()));
+        if i % 3 == 0 {
+            feed(&mut l, frame, 10, 10);
+            frame += 10;
+        }
+        for v in 0..=u64::from(i) + 1 {
+            if let Some(b) = l.init_segment(v) {
+                assert_eq!(seen.entry(v).or_insert_with(|| b.clone()), b, "version {v}");
+            }
+        }
+    }
 }
 
 #[test]
