@@ -6,7 +6,7 @@
 //! (`llhls::hold`).
 
 use super::llhls::{dvr_mark, recorded_pieces, render, serve, with_recording};
-use super::text;
+use super::{text, uri_number};
 use crate::body::Chunks;
 use crate::entity::Policy;
 use crate::error::Error;
@@ -29,11 +29,7 @@ fn track(file: &str) -> Option<(usize, &str)> {
 /// `v12` (video segment 12) or `a3`: the track and the segment's number.
 pub(crate) fn parse_media(file: &str) -> Option<(usize, u64)> {
     let (t, n) = track(file)?;
-    // Digits only (`parse` would take a sign).
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((t, n.parse().ok()?))
+    Some((t, uri_number(n)?))
 }
 
 const CONTENT_TYPES: [&str; 2] = ["video/mp4", "audio/mp4"];
@@ -116,7 +112,7 @@ pub(super) fn init<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let parsed = track(file).and_then(|(t, v)| Some((t, v.parse::<u64>().ok()?)));
+    let parsed = track(file).and_then(|(t, v)| Some((t, uri_number::<u64>(v)?)));
     let t = parsed.map_or(0, |(t, _)| t);
     let id = format!("dash-init-{file}");
     let pick = |_: &Stream, ll: &::live::LlHls| {

@@ -158,7 +158,7 @@ pub(super) fn segment<B>(
         stream: s.name.clone(),
         seq: seq.to_string(),
     };
-    let n: u64 = seq.parse().map_err(|_| unknown())?;
+    let n: u64 = super::uri_number(seq).ok_or_else(unknown)?;
     let parts = {
         let inner = s.read();
         match inner.hls.get(n) {

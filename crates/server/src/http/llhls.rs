@@ -8,7 +8,7 @@
 //! the players waiting for the same part into one (docs/live.md).
 
 use super::hls::Segment;
-use super::text;
+use super::{text, uri_number};
 use crate::body::Chunks;
 use crate::entity::{self, Policy};
 use crate::error::Error;
@@ -27,8 +27,8 @@ use std::sync::atomic::Ordering::Relaxed;
 /// A segment (`7`) or a part (`7.2`) of an LL-HLS media URI.
 pub(crate) fn parse_media(media: &str) -> Option<(u64, Option<usize>)> {
     match media.split_once('.') {
-        None => Some((media.parse().ok()?, None)),
-        Some((msn, part)) => Some((msn.parse().ok()?, Some(part.parse().ok()?))),
+        None => Some((uri_number(media)?, None)),
+        Some((msn, part)) => Some((uri_number(msn)?, Some(uri_number(part)?))),
     }
 }
 
@@ -327,7 +327,7 @@ pub(super) fn init<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let v: Option<u64> = version.parse().ok();
+    let v: Option<u64> = uri_number(version);
     let id = format!("init{version}");
     let pick = |_: &Stream, ll: &::live::LlHls| Some(vec![ll.init_segment(v?)?.clone()]);
     serve(live, name, &id, "video/mp4", policy, req, pick, || None)
@@ -377,5 +377,10 @@ mod tests {
         assert_eq!(parse_media("-1"), None);
         assert_eq!(parse_media("1.2.3"), None);
         assert_eq!(parse_media(""), None);
+        // One URL per resource: no sign, no leading zero.
+        for alias in ["+7", "07", "7.02", "7.+2", "00", " 7"] {
+            assert_eq!(parse_media(alias), None, "{alias}");
+        }
+        assert_eq!(parse_media("0.0"), Some((0, Some(0))));
     }
 }

@@ -42,6 +42,17 @@ use crate::state::State;
 use http::header::{CONTENT_LENGTH, ORIGIN};
 use http::{Method, Request, Response, StatusCode};
 
+/// A number in a media URI as the server writes it: decimal digits, no sign and no leading zero
+/// (`7`, not `+7` or `07`), so that one resource has one URL (and one ETag, one CDN entry).
+pub(crate) fn uri_number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical = match s.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 /// What is escaped in a query value passed on to segment URIs: all but RFC 3986's unreserved
 /// characters (a JWT's base64url and dots pass as they are).
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
