@@ -76,6 +76,9 @@ pub struct FileSource {
     pub file: Arc<std::fs::File>,
     pub offset: u64,
     pub len: u64,
+    /// The file is on disk (a title mapped from its file, not held in memory): its pages are
+    /// read in off the worker before they are sent (`pagein`).
+    pub on_disk: bool,
 }
 
 impl Chunks {

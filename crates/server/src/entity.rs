@@ -212,14 +212,21 @@ pub fn slice_parts(parts: &[Bytes], range: ByteRange) -> Chunks {
     body
 }
 
-/// A slice of `data` that also lives at the same offsets in `file` (for `sendfile`).
-pub fn file_backed(data: &Bytes, file: Option<&Arc<std::fs::File>>, range: ByteRange) -> Chunks {
+/// A slice of `data` that also lives at the same offsets in `file` (for `sendfile`; `on_disk`:
+/// the file is on disk, not in memory).
+pub fn file_backed(
+    data: &Bytes,
+    file: Option<&Arc<std::fs::File>>,
+    range: ByteRange,
+    on_disk: bool,
+) -> Chunks {
     let body = Chunks::from(data.slice(range.start as usize..range.end as usize));
     match file {
         Some(file) if !range.is_empty() => body.with_file(FileSource {
             file: file.clone(),
             offset: range.start,
             len: range.len(),
+            on_disk,
         }),
         _ => body,
     }

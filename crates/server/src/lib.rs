@@ -30,6 +30,7 @@ pub mod library;
 pub mod live;
 mod outbound;
 pub mod package;
+mod pagein;
 pub mod precondition;
 pub mod range;
 pub mod recent;

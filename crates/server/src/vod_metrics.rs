@@ -59,6 +59,13 @@ impl VodMetrics {
                 self.body_bytes.load(Relaxed),
             ),
             (
+                "vod_read_in_bytes_total",
+                "counter",
+                "Bytes of titles mapped from disk that were not in the page cache and were read \
+                 in off the workers before being sent (sendfile on HTTP/1.1).",
+                crate::pagein::READ_IN.load(Relaxed),
+            ),
+            (
                 "library_titles",
                 "gauge",
                 "Titles in the library.",

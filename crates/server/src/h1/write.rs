@@ -85,7 +85,13 @@ async fn sendfile(
     let mut offset = src.offset;
     let end = src.offset + src.len;
     while offset < end {
-        let want = (end - offset).min(1 << 30) as usize;
+        let mut want = (end - offset).min(1 << 30);
+        if src.on_disk {
+            // Its pages read in off the worker first, a stretch at a time (`pagein`).
+            want = want.min(crate::pagein::STRETCH);
+            crate::pagein::ensure(&src.file, offset, want).await;
+        }
+        let want = want as usize;
         let write = stream.async_io(Interest::WRITABLE, || {
             rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
                 .map_err(io::Error::from)
@@ -169,6 +175,7 @@ impl Sink {
             file: a.file().clone(),
             offset: a.locate(b)?,
             len: b.len() as u64,
+            on_disk: false,
         })
     }
 

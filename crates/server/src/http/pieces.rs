@@ -60,8 +60,9 @@ pub(super) struct Pieces {
     etag: String,
     etag_header: HeaderValue,
     modified: Option<(SystemTime, HeaderValue)>,
-    /// Where the last part also lies in a file (the title's), for `sendfile`.
-    file: Option<(Arc<std::fs::File>, u64)>,
+    /// Where the last part also lies in a file (the title's), for `sendfile`, and whether that
+    /// file is on disk.
+    file: Option<(Arc<std::fs::File>, u64, bool)>,
     /// `Cache-Control: no-cache` (a growing recording's playlist).
     no_cache: bool,
 }
@@ -88,7 +89,7 @@ impl Pieces {
             etag,
             etag_header,
             modified: t.last_modified(),
-            file: tail.and_then(|at| Some((t.file.clone()?, at))),
+            file: tail.and_then(|at| Some((t.file.clone()?, at, !t.cached))),
             no_cache: false,
         })
     }
@@ -151,12 +152,13 @@ impl Entity for Pieces {
         let chunks = self.chunks(range);
         let last = self.len - self.parts.last().map_or(0, Piece::len);
         match &self.file {
-            Some((file, offset)) if range.end > last => {
+            Some((file, offset, on_disk)) if range.end > last => {
                 let from = range.start.max(last);
                 chunks.with_file(FileSource {
                     file: file.clone(),
                     offset: offset + (from - last),
                     len: range.end - from,
+                    on_disk: *on_disk,
                 })
             }
             _ => chunks,

@@ -570,7 +570,7 @@ impl crate::entity::Entity for Title {
         if let Some(obj) = &self.remote {
             return crate::body::Chunks::remote(obj.clone(), range.start..range.end);
         }
-        crate::entity::file_backed(&self.data, self.file.as_ref(), range)
+        crate::entity::file_backed(&self.data, self.file.as_ref(), range, !self.cached)
     }
 }
 

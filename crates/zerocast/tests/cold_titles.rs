@@ -1,0 +1,61 @@
+//! A title mapped from disk (beyond the memory budget) whose pages are not in the page cache:
+//! a range of it is read in off the server's workers before it is sent (`pagein`), and once
+//! read in, it is sent from the page cache. One test in this binary: it counts a process-wide
+//! metric.
+
+mod common;
+
+use common::{demo_copy, TestServer};
+use server::library::Library;
+
+/// `zerocast_{name}` from `/metrics`.
+fn metric(s: &TestServer, name: &str) -> u64 {
+    let text = String::from_utf8(s.get("/metrics", &[]).body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("zerocast_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Puts the pages of `data` (a title mapped from its file) out of memory and out of the page
+/// cache, as the kernel does under memory pressure: they must be read from disk again.
+fn page_out(data: &[u8], path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    let start = data.as_ptr() as usize / page * page;
+    let len = data.as_ptr() as usize + data.len() - start;
+    // SAFETY: the range is inside the title's own read-only file mapping, which `data` keeps
+    // alive; MADV_PAGEOUT only reclaims its pages (a later access reads them in again).
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+    assert_eq!(r, 0);
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: an advice on an open descriptor; it touches no memory of ours.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent() {
+    let dir = demo_copy();
+    let path = dir.path().join("ntsc-moov-at-end.mp4");
+    // A budget of nothing: every title is mapped from its file.
+    let library = Library::load(dir.path(), 0, |_| {}).expect("library");
+    let title = library.get("ntsc-moov-at-end.mp4").unwrap().clone();
+    assert!(!title.cached);
+    let s = TestServer::start_with(server::Config::default(), library);
+    page_out(&title.data, &path);
+    let before = metric(&s, "vod_read_in_bytes_total");
+    let range = 0..1_800_000usize;
+    let header = format!("bytes={}-{}", range.start, range.end - 1);
+    let r = s.get("/videos/ntsc-moov-at-end.mp4", &[("Range", &header)]);
+    assert_eq!(r.status, 206);
+    let read_in = metric(&s, "vod_read_in_bytes_total") - before;
+    assert_eq!(r.body, std::fs::read(&path).unwrap()[range.clone()]);
+    assert!(read_in >= range.len() as u64, "{read_in} bytes read in");
+    // Now in the page cache: the same range is sent without reading anything in.
+    let again = metric(&s, "vod_read_in_bytes_total");
+    let r = s.get("/videos/ntsc-moov-at-end.mp4", &[("Range", &header)]);
+    assert_eq!(r.status, 206);
+    assert_eq!(metric(&s, "vod_read_in_bytes_total"), again);
+}
