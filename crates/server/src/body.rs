@@ -76,9 +76,10 @@ pub struct FileSource {
     pub file: Arc<std::fs::File>,
     pub offset: u64,
     pub len: u64,
-    /// The file is on disk (a title mapped from its file, not held in memory): its pages are
-    /// read in off the worker before they are sent (`pagein`).
-    pub on_disk: bool,
+    /// When the file is on disk (a title mapped from its file, not held in memory): the title's
+    /// mapping of it, from its first byte, where `pagein` looks up which pages are in memory
+    /// before they are sent (those that are not are read in off the worker).
+    pub on_disk: Option<bytes::Bytes>,
 }
 
 impl Chunks {

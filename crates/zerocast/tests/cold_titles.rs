@@ -1,6 +1,6 @@
 //! A title mapped from disk (beyond the memory budget) whose pages are not in the page cache:
-//! a range of it is read in off the server's workers before it is sent (`pagein`), and once
-//! read in, it is sent from the page cache. One test in this binary: it counts a process-wide
+//! a range of it, large (`sendfile`) or small (`writev`), is read in off the server's workers
+//! before it is sent (`pagein`), and once read in, it is sent from the page cache. One test in this binary: it counts a process-wide
 //! metric.
 
 mod common;
@@ -58,4 +58,14 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let r = s.get("/videos/ntsc-moov-at-end.mp4", &[("Range", &header)]);
     assert_eq!(r.status, 206);
     assert_eq!(metric(&s, "vod_read_in_bytes_total"), again);
+    // A range under `sendfile_min` (written from the mapping): read in the same way.
+    page_out(&title.data, &path);
+    let small = 200_000..700_000usize;
+    let header = format!("bytes={}-{}", small.start, small.end - 1);
+    let before = metric(&s, "vod_read_in_bytes_total");
+    let r = s.get("/videos/ntsc-moov-at-end.mp4", &[("Range", &header)]);
+    assert_eq!(r.status, 206);
+    let read_in = metric(&s, "vod_read_in_bytes_total") - before;
+    assert_eq!(r.body, std::fs::read(&path).unwrap()[small.clone()]);
+    assert!(read_in >= small.len() as u64, "{read_in} bytes read in");
 }

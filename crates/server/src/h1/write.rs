@@ -86,10 +86,10 @@ async fn sendfile(
     let end = src.offset + src.len;
     while offset < end {
         let mut want = (end - offset).min(1 << 30);
-        if src.on_disk {
+        if let Some(map) = &src.on_disk {
             // Its pages read in off the worker first, a stretch at a time (`pagein`).
             want = want.min(crate::pagein::STRETCH);
-            crate::pagein::ensure(&src.file, offset, want).await;
+            crate::pagein::ensure(&src.file, map, offset, want).await;
         }
         let want = want as usize;
         let write = stream.async_io(Interest::WRITABLE, || {
@@ -175,7 +175,7 @@ impl Sink {
             file: a.file().clone(),
             offset: a.locate(b)?,
             len: b.len() as u64,
-            on_disk: false,
+            on_disk: None,
         })
     }
 
@@ -319,6 +319,12 @@ async fn respond(
             let r = Box::pin(sendfile(sock, &pieces, src, timeout)).await;
             return r;
         }
+    }
+    if let Some((src, map)) = body.file().and_then(|f| Some((f, f.on_disk.as_ref()?))) {
+        // From a title mapped from disk: its first stretch read in off the worker (`pagein`),
+        // all of a body under `sendfile_min`.
+        let len = src.len.min(crate::pagein::STRETCH);
+        Box::pin(crate::pagein::ensure(&src.file, map, src.offset, len)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
