@@ -1,6 +1,7 @@
 //! A title mapped from disk (beyond the memory budget) whose pages are not in the page cache:
-//! a range of it, large (`sendfile`) or small (`writev`), is read in off the server's workers
-//! before it is sent (`pagein`), and once read in, it is sent from the page cache. One test in this binary: it counts a process-wide
+//! a range of it, large (`sendfile`) or small or written from the mapping (`writev`, as over
+//! TLS), is read in off the server's workers before it is sent (`pagein`), and once read in, it
+//! is sent from the page cache. One test in this binary: it counts a process-wide
 //! metric.
 
 mod common;
@@ -68,4 +69,25 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let read_in = metric(&s, "vod_read_in_bytes_total") - before;
     assert_eq!(r.body, std::fs::read(&path).unwrap()[small.clone()]);
     assert!(read_in >= small.len() as u64, "{read_in} bytes read in");
+
+    // A body written from the mapping (as over TLS) several stretches long: each stretch looked
+    // up (and read in) before it is written, the bytes in order.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.bin");
+    let mut rng = fastrand::Rng::with_seed(3);
+    let bytes: Vec<u8> = (0..20_000_000).map(|_| rng.u8(..)).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let library = Library::load(dir.path(), 0, |_| {}).expect("library");
+    let title = library.get("long.bin").unwrap().clone();
+    let mut config = server::Config::default();
+    config.policy.sendfile_min = u64::MAX;
+    let s = TestServer::start_with(config, library);
+    page_out(&title.data, &path);
+    let before = metric(&s, "vod_read_in_bytes_total");
+    let r = s.get("/videos/long.bin", &[("Range", "bytes=1000-")]);
+    assert_eq!(r.status, 206);
+    assert!(r.body == bytes[1000..], "the bytes in order");
+    // The first stretch at least (the kernel's readahead may bring the next ones in first).
+    let read_in = metric(&s, "vod_read_in_bytes_total") - before;
+    assert!(read_in >= 8 << 20, "{read_in} bytes read in");
 }

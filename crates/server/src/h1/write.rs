@@ -321,10 +321,9 @@ async fn respond(
         }
     }
     if let Some((src, map)) = body.file().and_then(|f| Some((f, f.on_disk.as_ref()?))) {
-        // From a title mapped from disk: its first stretch read in off the worker (`pagein`),
-        // all of a body under `sendfile_min`.
-        let len = src.len.min(crate::pagein::STRETCH);
-        Box::pin(crate::pagein::ensure(&src.file, map, src.offset, len)).await;
+        // From a title mapped from disk (TLS, or under `sendfile_min`): written a stretch at a
+        // time, each read in off the worker first (`pagein`).
+        return Box::pin(paged(stream, head, &body, src, map, timeout)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
@@ -343,6 +342,49 @@ async fn respond(
         &mut on_heap[..]
     };
     vectored::write_all(stream, rest, |_| Some(Instant::now() + timeout)).await
+}
+
+/// `head` and `body`, whose last `src.len` bytes are pages of a file on disk mapped as `map`:
+/// written in windows that end a [`crate::pagein::STRETCH`] apart in the file, each window's
+/// pages read in off the worker before it is written.
+async fn paged(
+    stream: &mut Transport,
+    head: &[u8],
+    body: &Chunks,
+    src: &crate::body::FileSource,
+    map: &Bytes,
+    timeout: Duration,
+) -> io::Result<()> {
+    let total = body.len();
+    let file_at = total - src.len;
+    let mut from = 0;
+    let mut first = true;
+    while first || from < total {
+        let to = (from.max(file_at) + crate::pagein::STRETCH).min(total);
+        let (a, b) = (from.max(file_at), to);
+        if b > a {
+            crate::pagein::ensure(&src.file, map, src.offset + (a - file_at), b - a).await;
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::new();
+        if first {
+            slices.push(IoSlice::new(head));
+        }
+        let mut at = 0;
+        for part in body.parts() {
+            let (start, end) = (at, at + part.len() as u64);
+            at = end;
+            if end <= from || start >= to {
+                continue;
+            }
+            let lo = (from.max(start) - start) as usize;
+            let hi = (to.min(end) - start) as usize;
+            slices.push(IoSlice::new(&part[lo..hi]));
+        }
+        vectored::write_all(stream, &mut slices, |_| Some(Instant::now() + timeout)).await?;
+        first = false;
+        from = to;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
