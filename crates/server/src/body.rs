@@ -6,6 +6,10 @@
 //! are slices of the store's cached blocks, fetched as the body is written (block by block, so
 //! a body longer than the cache streams through it). A fetch that fails ends the body with an
 //! error: the connection is cut, never a short body that looks whole.
+//!
+//! A body whose bytes are pages of a file on disk (a title mapped beyond the memory budget, see
+//! [`FileSource::on_disk`]) hands them out a stretch at a time, each read into the page cache
+//! off the worker first ([`Part::Paging`], `pagein`).
 
 use crate::store::Object;
 use crate::store::StoreError;
@@ -26,6 +30,9 @@ pub enum Part {
     /// `Sync`; never contended). Kept among the parts, not beside them: every body (and so
     /// every connection's future) stays as small as before.
     Fetching(std::sync::Mutex<Fetch>),
+    /// The next stretch of a body from a file on disk, its pages being read in off the worker
+    /// (`pagein`) before it is handed out (a `Mutex` for the same reason).
+    Paging(std::sync::Mutex<PageIn>),
 }
 
 impl std::fmt::Debug for Part {
@@ -34,6 +41,7 @@ impl std::fmt::Debug for Part {
             Part::Ready(b) => write!(f, "Ready({})", b.len()),
             Part::Remote(r) => write!(f, "Remote({}, {:?})", r.obj.key, r.range),
             Part::Fetching(_) => f.write_str("Fetching"),
+            Part::Paging(_) => f.write_str("Paging"),
         }
     }
 }
@@ -49,6 +57,7 @@ pub struct Remote {
 }
 
 type Fetch = Pin<Box<dyn Future<Output = Result<Bytes, StoreError>> + Send>>;
+type PageIn = Pin<Box<dyn Future<Output = Bytes> + Send>>;
 
 #[derive(Default)]
 pub struct Chunks {
@@ -146,7 +155,7 @@ impl Chunks {
     pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
         self.parts.iter().filter_map(|p| match p {
             Part::Ready(b) => Some(b),
-            Part::Remote(..) | Part::Fetching(_) => None,
+            Part::Remote(..) | Part::Fetching(_) | Part::Paging(_) => None,
         })
     }
 
@@ -163,6 +172,7 @@ impl Chunks {
                 // Only a body being written has one; a body appended is a fresh one (and if
                 // it were not, its block's bytes were counted by the part it came from).
                 Part::Fetching(f) => self.parts.push_back(Part::Fetching(f)),
+                Part::Paging(f) => self.parts.push_back(Part::Paging(f)),
             }
         }
     }
@@ -193,6 +203,43 @@ impl Chunks {
         let b = fetch.await?;
         self.parts.insert(i, Part::Ready(b));
         Ok(())
+    }
+
+    /// For the frame `b` about to be handed out (taken off the front): when some of it lies in a
+    /// file on disk, what to hand out instead: the part of it before the file, or its next
+    /// stretch (at most `pagein::STRETCH`) with its pages read in first; the rest of `b` goes
+    /// back in front. `Err(b)`: hand `b` out as it is.
+    fn page_in(&mut self, mut b: Bytes) -> Result<Part, Bytes> {
+        let Some((src, map)) = self
+            .file
+            .as_ref()
+            .and_then(|f| Some((f, f.on_disk.clone()?)))
+        else {
+            return Err(b);
+        };
+        let len = b.len() as u64;
+        // Where `b` starts and ends, counted back from the body's end; the file is its last
+        // `src.len` bytes.
+        let start = self.remaining;
+        if start.saturating_sub(len) >= src.len {
+            return Err(b);
+        }
+        if start > src.len {
+            // What comes before the file (a head) goes out as it is.
+            let rest = b.split_off((start - src.len) as usize);
+            self.parts.push_front(Part::Ready(rest));
+            return Ok(Part::Ready(b));
+        }
+        if len > crate::pagein::STRETCH {
+            let rest = b.split_off(crate::pagein::STRETCH as usize);
+            self.parts.push_front(Part::Ready(rest));
+        }
+        let (file, offset) = (src.file.clone(), src.offset + (src.len - start));
+        let n = b.len() as u64;
+        Ok(Part::Paging(std::sync::Mutex::new(Box::pin(async move {
+            crate::pagein::ensure(&file, &map, offset, n).await;
+            b
+        }))))
     }
 
     /// The fetch of the next block of the remote part at `i` (the part shrinks by it, and goes
@@ -273,9 +320,23 @@ impl http_body::Body for Chunks {
                         }
                     }));
                 }
+                Some(Part::Paging(f)) => {
+                    let f = f.get_mut().unwrap_or_else(|e| e.into_inner());
+                    let b = std::task::ready!(f.as_mut().poll(cx));
+                    self.parts.pop_front();
+                    self.remaining -= b.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
                 Some(Part::Ready(_)) => {
                     let Some(Part::Ready(b)) = self.parts.pop_front() else {
                         return Poll::Ready(None);
+                    };
+                    let b = match self.page_in(b) {
+                        Ok(paging) => {
+                            self.parts.push_front(paging);
+                            continue;
+                        }
+                        Err(b) => b,
                     };
                     self.remaining -= b.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(b))));
@@ -295,5 +356,39 @@ impl http_body::Body for Chunks {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_body_from_a_file_on_disk_comes_out_in_stretches_read_in_first_after_its_head() {
+        let len = 20 << 20;
+        let (_f, file, map) = crate::pagein::tests::cold_file(len);
+        let before = crate::pagein::READ_IN.load(std::sync::atomic::Ordering::Relaxed);
+        let head = Bytes::from_static(b"a head written before the file's bytes");
+        let mut body = Chunks::from(head.clone());
+        body.push(map.slice(1000..));
+        let body = body.with_file(FileSource {
+            file,
+            offset: 1000,
+            len: (len - 1000) as u64,
+            on_disk: Some(map.clone()),
+        });
+        let mut frames = Vec::new();
+        let mut body = std::pin::pin!(body);
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(frames[0], head);
+        assert!(frames[1..]
+            .iter()
+            .all(|f| f.len() as u64 <= crate::pagein::STRETCH));
+        assert_eq!(frames[1..].concat(), map[1000..]);
+        let read = crate::pagein::READ_IN.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(read >= crate::pagein::STRETCH, "{read}");
     }
 }

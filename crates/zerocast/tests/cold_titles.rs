@@ -1,7 +1,7 @@
 //! A title mapped from disk (beyond the memory budget) whose pages are not in the page cache:
 //! a range of it, large (`sendfile`) or small or written from the mapping (`writev`, as over
-//! TLS), is read in off the server's workers before it is sent (`pagein`), and once read in, it
-//! is sent from the page cache. One test in this binary: it counts a process-wide
+//! TLS) or over HTTP/2, is read in off the server's workers before it is sent (`pagein`), and
+//! once read in, it is sent from the page cache. One test in this binary: it counts a process-wide
 //! metric.
 
 mod common;
@@ -88,6 +88,28 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     assert_eq!(r.status, 206);
     assert!(r.body == bytes[1000..], "the bytes in order");
     // The first stretch at least (the kernel's readahead may bring the next ones in first).
+    let read_in = metric(&s, "vod_read_in_bytes_total") - before;
+    assert!(read_in >= 8 << 20, "{read_in} bytes read in");
+
+    // Over HTTP/2 (hyper's path): the same. (The server before, and its mapping, gone first:
+    // pages another mapping holds stay in memory.)
+    drop((s, title));
+    let mut ca = common::tls::TestCa::new();
+    let (cert, key) = ca.issue();
+    let mut tls = server::tls::TlsConfig::new(vec!["127.0.0.1:0".parse().unwrap()], cert, key);
+    tls.rtmps_listen = None;
+    let config = server::Config {
+        tls: Some(tls),
+        ..server::Config::default()
+    };
+    let library = Library::load(dir.path(), 0, |_| {}).expect("library");
+    let title = library.get("long.bin").unwrap().clone();
+    let s = TestServer::start_with(config, library);
+    page_out(&title.data, &path);
+    let before = metric(&s, "vod_read_in_bytes_total");
+    let (body, version) = common::tls::curl(s.https[0], &ca, "/videos/long.bin", &["--http2"]);
+    assert_eq!(version, "2 200");
+    assert!(body == bytes, "the bytes in order");
     let read_in = metric(&s, "vod_read_in_bytes_total") - before;
     assert!(read_in >= 8 << 20, "{read_in} bytes read in");
 }
