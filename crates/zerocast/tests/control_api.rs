@@ -138,7 +138,10 @@ fn a_private_api_needs_the_token_and_the_media_routes_do_not() {
         s.get("/live/show/index.m3u8", &[]).status == 200
     });
     assert_eq!(s.get("/api/streams", &[]).status, 401);
+    assert_eq!(s.get("/api/videos", &[]).status, 401);
     assert_eq!(s.get("/metrics", &[]).status, 401);
+    // The page lists what the API does: private too.
+    assert_eq!(s.get("/", &[]).status, 401);
     let bearer = format!("Bearer {TOKEN}");
     let with = s.get("/api/streams/show", &[("Authorization", &bearer)]);
     assert_eq!(with.status, 200);

@@ -105,11 +105,13 @@ pub enum Route<'a> {
 }
 
 impl Route<'_> {
-    /// The read-only API (JSON and metrics): behind the admin token when `private_api` is set.
+    /// The read-only API (JSON and metrics), and the page at `/`, which shows what it lists:
+    /// behind the admin token when `private_api` is set.
     pub fn is_api(&self) -> bool {
         matches!(
             self,
-            Route::List
+            Route::Index
+                | Route::List
                 | Route::Info(_)
                 | Route::Seek(_)
                 | Route::Streams
