@@ -9,19 +9,18 @@ use media::time::{Ts90k, Unwrapper};
 use media::ts::{Cut, Restamp, Splitter, PACKET};
 use std::time::Duration;
 
-/// The most packets a PMT section takes (a 12-bit section_length, 184 bytes of payload each).
-const PMT_PACKETS: usize = (3 + 0xfff_usize + 1).div_ceil(184);
-
 /// What one publisher session (and the ones that continue it) keeps between reads.
 #[derive(Debug, Default)]
 pub struct Ingest {
     splitter: Splitter,
     restamp: Restamp,
     cuts: Vec<Cut>,
-    /// The latest PAT packet and PMT packets (slices of received units): a PMT may run over a
-    /// few packets (at most [`PMT_PACKETS`] are kept).
+    /// The latest PAT packet and the packets of the latest whole PMT (slices of received
+    /// units): a PMT may run over a few packets (at most `media::ts::psi::SECTION_PACKETS` are kept). A late
+    /// viewer gets these; the PMT being received goes in `pmt_next` until it is whole.
     pat: Option<Bytes>,
     pmt: Vec<Bytes>,
+    pmt_next: Vec<Bytes>,
     pub keyframes: u64,
     pub units: u64,
     /// The keyframes' PTS, unwrapped, and the first one: the stream's clock (restamped, so it
@@ -105,14 +104,15 @@ impl Ingest {
             match *cut {
                 Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
                 Cut::Pmt(at) => {
-                    self.pmt.clear();
-                    self.pmt.push(data.slice(at..at + PACKET));
+                    self.pmt_next.clear();
+                    self.pmt_next.push(data.slice(at..at + PACKET));
                 }
                 Cut::PmtMore(at) => {
-                    if (1..PMT_PACKETS).contains(&self.pmt.len()) {
-                        self.pmt.push(data.slice(at..at + PACKET));
+                    if (1..media::ts::psi::SECTION_PACKETS).contains(&self.pmt_next.len()) {
+                        self.pmt_next.push(data.slice(at..at + PACKET));
                     }
                 }
+                Cut::PmtWhole(_) => self.pmt = std::mem::take(&mut self.pmt_next),
                 Cut::Keyframe { at, pts } => {
                     if at > start {
                         self.emit(data.slice(start..at), key.take(), ring, hls, now);

@@ -85,10 +85,10 @@ pub struct FileSource {
     pub file: Arc<std::fs::File>,
     pub offset: u64,
     pub len: u64,
-    /// When the file is on disk (a title mapped from its file, not held in memory): the title's
-    /// mapping of it, from its first byte, where `pagein` looks up which pages are in memory
-    /// before they are sent (those that are not are read in off the worker).
-    pub on_disk: Option<bytes::Bytes>,
+    /// The file is on disk (a title mapped from its file, not held in memory): `pagein` looks
+    /// up which of its pages are in memory before they are sent, and reads the others in off
+    /// the worker.
+    pub on_disk: bool,
 }
 
 impl Chunks {
@@ -210,11 +210,7 @@ impl Chunks {
     /// stretch (at most `pagein::STRETCH`) with its pages read in first; the rest of `b` goes
     /// back in front. `Err(b)`: hand `b` out as it is.
     fn page_in(&mut self, mut b: Bytes) -> Result<Part, Bytes> {
-        let Some((src, map)) = self
-            .file
-            .as_ref()
-            .and_then(|f| Some((f, f.on_disk.clone()?)))
-        else {
+        let Some(src) = self.file.as_ref().filter(|f| f.on_disk) else {
             return Err(b);
         };
         let len = b.len() as u64;
@@ -237,7 +233,7 @@ impl Chunks {
         let (file, offset) = (src.file.clone(), src.offset + (src.len - start));
         let n = b.len() as u64;
         Ok(Part::Paging(std::sync::Mutex::new(Box::pin(async move {
-            crate::pagein::ensure(&file, &map, offset, n).await;
+            crate::pagein::ensure(&file, offset, n).await;
             b
         }))))
     }
@@ -367,7 +363,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_from_a_file_on_disk_comes_out_in_stretches_read_in_first_after_its_head() {
         let len = 20 << 20;
-        let (_f, file, map) = crate::pagein::tests::cold_file(len);
+        let (_f, file, bytes) = crate::pagein::tests::cold_file(len);
+        let map = Bytes::from(bytes);
         let before = crate::pagein::READ_IN.load(std::sync::atomic::Ordering::Relaxed);
         let head = Bytes::from_static(b"a head written before the file's bytes");
         let mut body = Chunks::from(head.clone());
@@ -376,7 +373,7 @@ mod tests {
             file,
             offset: 1000,
             len: (len - 1000) as u64,
-            on_disk: Some(map.clone()),
+            on_disk: true,
         });
         let mut frames = Vec::new();
         let mut body = std::pin::pin!(body);

@@ -213,7 +213,7 @@ pub fn slice_parts(parts: &[Bytes], range: ByteRange) -> Chunks {
 }
 
 /// A slice of `data` that also lives at the same offsets in `file` (for `sendfile`; `on_disk`:
-/// the file is on disk, not in memory, and `data` maps it).
+/// the file is on disk, not in memory).
 pub fn file_backed(
     data: &Bytes,
     file: Option<&Arc<std::fs::File>>,
@@ -226,7 +226,7 @@ pub fn file_backed(
             file: file.clone(),
             offset: range.start,
             len: range.len(),
-            on_disk: on_disk.then(|| data.clone()),
+            on_disk,
         }),
         _ => body,
     }

@@ -4,15 +4,16 @@
 //! would wait for the disk on the worker, holding up every connection the worker serves.
 //!
 //! So before each stretch of such a body is sent, the stretch's first and last pages are looked
-//! up in the title's mapping (`mincore`, without waiting; it counts a page only once its read
-//! has completed, so a page the kernel's readahead is still reading counts as missing). Pages
-//! come in and go out in runs, and looking up every page would cost about 13 µs per 2 MiB, a few
-//! per cent of sending them. When either end is missing, the stretch is read in on the blocking
-//! pool: `sendfile` to `/dev/null`, which waits for its pages to be in the page cache and copies
-//! nothing. The worker then sends them from memory. (nginx offloads its reads to threads the
-//! same way with `aio threads`, which it leaves off by default.)
+//! up: a one-byte `preadv2` with `RWF_NOWAIT`, which answers at once, with the byte only if its
+//! page is in memory with its read completed (a page the kernel's readahead is still reading
+//! counts as missing; and it needs no more than read permission, where `mincore` and `cachestat`
+//! tell a reader that cannot write the file nothing). Pages come in and go out in runs, and
+//! looking up every page would cost about 13 µs per 2 MiB, a few per cent of sending them. When
+//! either end is missing, the stretch is read in on the blocking pool: `sendfile` to
+//! `/dev/null`, which waits for its pages to be in the page cache and copies nothing. The worker
+//! then sends them from memory. (nginx offloads its reads to threads the same way with `aio
+//! threads`, which it leaves off by default.)
 
-use bytes::Bytes;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -22,24 +23,19 @@ use std::sync::{Arc, OnceLock};
 /// `sendfile` calls than sending the body whole.
 pub(crate) const STRETCH: u64 = 8 << 20;
 
-/// The page size the lookups count in (the smallest there is).
-const PAGE: u64 = 4096;
-
 /// Bytes read in off the workers since the start (`vod_read_in_bytes_total`).
 pub(crate) static READ_IN: AtomicU64 = AtomicU64::new(0);
 
-/// Makes sure the pages of `len` bytes at `offset` of `file` (mapped as `map`, from its first
-/// byte) are in the page cache, reading them in on the blocking pool if they are not; returns
-/// once they are (or could not be: the send that follows then reads them itself). Returns how
-/// many bytes it read in.
-pub(crate) async fn ensure(file: &Arc<File>, map: &Bytes, offset: u64, len: u64) -> u64 {
+/// Makes sure the pages of `len` bytes at `offset` of `file` are in the page cache, reading them
+/// in on the blocking pool if they are not; returns once they are (or could not be: the send
+/// that follows then reads them itself). Returns how many bytes it read in.
+pub(crate) async fn ensure(file: &Arc<File>, offset: u64, len: u64) -> u64 {
     if len == 0 {
         return 0;
     }
-    let last = (offset + len - 1) / PAGE * PAGE;
-    if [offset / PAGE * PAGE, last]
+    if [offset, offset + len - 1]
         .iter()
-        .all(|&at| resident(map, at))
+        .all(|&at| in_memory(file, at))
     {
         return 0;
     }
@@ -67,27 +63,13 @@ fn read_in(file: &File, offset: u64, len: u64) -> Option<u64> {
     Some(at - offset)
 }
 
-/// Whether the page at `at` (a multiple of [`PAGE`]) of the file mapped as `map` is in memory
-/// with its bytes read; `false` outside the mapping or when it cannot be told.
-fn resident(map: &Bytes, at: u64) -> bool {
-    let Ok(at) = usize::try_from(at) else {
-        return false;
-    };
-    if at >= map.len() || !(map.as_ptr() as usize).is_multiple_of(PAGE as usize) {
-        return false;
-    }
-    let mut vec = 0u8;
-    // SAFETY: `map` is a live file mapping that starts on a page boundary (checked), `at` is a
-    // page boundary inside it, so the page queried is one of the mapping's; mincore writes one
-    // byte per page queried (one) into `vec`, and reads no memory of the mapping itself.
-    let r = unsafe {
-        libc::mincore(
-            map.as_ptr().add(at) as *mut libc::c_void,
-            PAGE as usize,
-            &mut vec,
-        )
-    };
-    r == 0 && vec & 1 == 1
+/// Whether the byte at `at` of `file` can be read without waiting: its page is in memory with
+/// its read completed, or it is past the end (nothing to read). One byte is read into the stack:
+/// the probe, not video sent.
+fn in_memory(file: &File, at: u64) -> bool {
+    let mut probe = [0u8; 1];
+    let mut bufs = [std::io::IoSliceMut::new(&mut probe)];
+    rustix::io::preadv2(file, &mut bufs, at, rustix::io::ReadWriteFlags::NOWAIT).is_ok()
 }
 
 #[cfg(test)]
@@ -95,41 +77,42 @@ pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    /// A file of `len` bytes, mapped, whose pages are then dropped from the page cache (its clean
-    /// pages, as nothing has touched the mapping yet).
-    pub(crate) fn cold_file(len: usize) -> (tempfile::NamedTempFile, Arc<File>, Bytes) {
+    /// A file of `len` bytes whose pages are then dropped from the page cache (once they are on
+    /// disk).
+    pub(crate) fn cold_file(len: usize) -> (tempfile::NamedTempFile, Arc<File>, Vec<u8>) {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         let mut rng = fastrand::Rng::with_seed(len as u64);
-        f.write_all(&(0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>())
-            .unwrap();
+        let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        f.write_all(&bytes).unwrap();
         f.as_file().sync_all().unwrap();
         let file = Arc::new(File::open(f.path()).unwrap());
-        // SAFETY: a read-only mapping of a file this test owns and does not change.
-        let map = unsafe { memmap2::Mmap::map(&*file).unwrap() };
         rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-        (f, file, Bytes::from_owner(map))
+        (f, file, bytes)
     }
 
     #[test]
     fn pages_dropped_from_the_cache_are_found_missing_read_in_and_then_found() {
-        let (_f, file, map) = cold_file(3 << 20);
-        assert!(!resident(&map, 4096));
+        let (_f, file, _) = cold_file(3 << 20);
+        assert!(!in_memory(&file, 4096));
         assert_eq!(read_in(&file, 4096, 2 << 20), Some(2 << 20));
-        assert!(resident(&map, 4096) && resident(&map, 4096 + (2 << 20) - 4096));
-        assert!(!resident(&map, 3 << 20), "past the mapping");
+        assert!(in_memory(&file, 4096) && in_memory(&file, 4096 + (2 << 20) - 1));
+        assert!(
+            in_memory(&file, 3 << 20),
+            "past the end: nothing to wait for"
+        );
     }
 
     #[tokio::test]
     async fn ensure_reads_in_a_stretch_that_is_missing_and_not_one_that_is_there() {
-        let (_f, file, map) = cold_file(3 << 20);
-        assert_eq!(ensure(&file, &map, 0, 2 << 20).await, 2 << 20);
-        assert!(resident(&map, 0) && resident(&map, (2 << 20) - 4096));
-        assert_eq!(ensure(&file, &map, 0, 2 << 20).await, 0);
+        let (_f, file, _) = cold_file(3 << 20);
+        assert_eq!(ensure(&file, 0, 2 << 20).await, 2 << 20);
+        assert!(in_memory(&file, 0) && in_memory(&file, (2 << 20) - 1));
+        assert_eq!(ensure(&file, 0, 2 << 20).await, 0);
     }
 
     #[test]
     fn reading_in_stops_at_the_end_of_the_file() {
-        let (_f, file, _map) = cold_file(10_000);
+        let (_f, file, _) = cold_file(10_000);
         assert_eq!(read_in(&file, 5_000, 1 << 20), Some(5_000));
         assert_eq!(read_in(&file, 20_000, 10), Some(0));
     }

@@ -13,7 +13,7 @@ use crate::clip::Clip;
 use crate::error::{Error, Result};
 use crate::info::MediaInfo;
 use crate::time::MediaTime;
-use crate::ts::psi::Sections;
+use crate::ts::psi::{Sections, SECTION_PACKETS};
 use crate::ts::{find_sync, header, pat_pmt_pid, pmt_streams, Header, PACKET};
 
 /// The clip of `data` (an MPEG-TS title indexed as `info`) from the keyframe at or before `from`
@@ -94,7 +94,10 @@ fn tables(data: &[u8]) -> Result<Tables<'_>> {
                 program = found;
             }
             Some(pid) if h.pid == pid && (h.pusi || !pmt_packets.is_empty()) => {
-                if h.pusi {
+                // A section begins at the start of a PUSI packet's payload unless its pointer
+                // says the one before ends there first (then that one's packets stay).
+                let pointer = payload.first().copied().unwrap_or(0);
+                if h.pusi && (pointer == 0 || pmt_packets.len() >= SECTION_PACKETS) {
                     pmt_packets.clear();
                 }
                 pmt_packets.push((h, p));

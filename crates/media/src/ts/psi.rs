@@ -9,17 +9,31 @@
 //! A section longer than one packet (a PMT with many streams or descriptors) continues in the
 //! PID's next packets. What is gathered is bounded by the 12-bit section_length (4 KiB); a
 //! section whose CRC does not match is dropped, as is one cut short by the next section's start.
+//! A muxer that never writes a right CRC (there are such) is taken at its word after
+//! [`TRUST_AFTER`] sections in a row without one, as ffmpeg does; once a PID has shown a right
+//! CRC, a wrong one is always dropped.
 
 use super::mux::crc32_mpeg2;
 
 /// The longest section there can be: the 3-byte head and a 12-bit section_length.
 const MAX_SECTION: usize = 3 + 0xfff;
 
+/// The most packets one section takes (with the pointer field, 184 bytes of payload each).
+pub const SECTION_PACKETS: usize = (1 + MAX_SECTION).div_ceil(184);
+
+/// Whole sections in a row whose CRC does not match, on a PID that never had one that does,
+/// after which they are taken anyway.
+pub const TRUST_AFTER: u32 = 8;
+
 /// One PID's sections being gathered.
 #[derive(Debug, Default, Clone)]
 pub struct Sections {
     /// The section begun and not yet whole (empty: none).
     buf: Vec<u8>,
+    /// A section with a matching CRC came by.
+    crc_seen: bool,
+    /// Sections in a row whose CRC did not match.
+    crc_wrong: u32,
 }
 
 impl Sections {
@@ -67,8 +81,16 @@ impl Sections {
         self.buf.extend_from_slice(body);
         if self.buf.len() >= len {
             // With its CRC, a section's CRC_32 is 0.
-            if len >= 3 + 4 && crc32_mpeg2(&self.buf) == 0 {
-                whole(&self.buf);
+            if len >= 3 + 4 {
+                if crc32_mpeg2(&self.buf) == 0 {
+                    (self.crc_seen, self.crc_wrong) = (true, 0);
+                    whole(&self.buf);
+                } else {
+                    self.crc_wrong = self.crc_wrong.saturating_add(1);
+                    if !self.crc_seen && self.crc_wrong >= TRUST_AFTER {
+                        whole(&self.buf);
+                    }
+                }
             }
             self.buf.clear();
         }
@@ -183,6 +205,26 @@ mod tests {
         let mut s = Sections::default();
         assert!(gather(&mut s, &payloads(&bad)).is_empty());
         assert_eq!(gather(&mut s, &payloads(&good)), [good]);
+    }
+
+    #[test]
+    fn a_muxer_that_never_writes_a_right_crc_is_taken_at_its_word_after_a_few_tables() {
+        let mut bad = section(2, &[1; 30]);
+        bad[10] ^= 1;
+        let mut s = Sections::default();
+        let mut taken = Vec::new();
+        for _ in 0..TRUST_AFTER + 2 {
+            taken.push(!gather(&mut s, &payloads(&bad)).is_empty());
+        }
+        let n = TRUST_AFTER as usize;
+        assert!(taken[..n - 1].iter().all(|t| !t) && taken[n - 1..].iter().all(|t| *t));
+        // One that has shown a right CRC: a wrong one is never taken.
+        let good = section(2, &[1; 30]);
+        let mut s = Sections::default();
+        assert_eq!(gather(&mut s, &payloads(&good)), [good]);
+        for _ in 0..TRUST_AFTER + 2 {
+            assert!(gather(&mut s, &payloads(&bad)).is_empty());
+        }
     }
 
     #[test]

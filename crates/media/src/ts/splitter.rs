@@ -17,6 +17,9 @@ pub enum Cut {
     Pmt(usize),
     /// A further packet of that PMT section (one longer than a packet).
     PmtMore(usize),
+    /// The PMT packet just reported completed a whole PMT (its CRC checked): the packets since
+    /// its `Pmt` are the program's table now.
+    PmtWhole(usize),
     /// The first packet of a video keyframe's PES, with its PTS when the header carries one.
     Keyframe { at: usize, pts: Option<Ts90k> },
 }
@@ -78,6 +81,7 @@ impl Splitter {
                 });
                 if let Some(streams) = streams {
                     self.declared(&streams);
+                    out.push(Cut::PmtWhole(at));
                 }
             } else if let Some((pid, codec)) = self.video {
                 if h.pid == pid && h.pusi {
@@ -162,6 +166,10 @@ mod tests {
                         at
                     }
                     Cut::PmtMore(at) => panic!("ffmpeg's PMT is one packet, not {at}"),
+                    Cut::PmtWhole(at) => {
+                        assert_eq!(last, Some(off + at), "right after its packet's Pmt");
+                        continue;
+                    }
                     Cut::Keyframe { at, pts: p } => {
                         found.push((off + at) as u64);
                         pts.push(p.expect("ffmpeg writes a PTS on every video PES"));
@@ -215,6 +223,12 @@ mod tests {
             .filter(|c| matches!(c, Cut::Pmt(_) | Cut::PmtMore(_)))
             .take(3)
             .collect();
+        let whole = cuts
+            .iter()
+            .filter(|c| matches!(c, Cut::PmtWhole(_)))
+            .count();
+        let begun = cuts.iter().filter(|c| matches!(c, Cut::Pmt(_))).count();
+        assert_eq!(whole, begun, "each PMT is whole at its last packet");
         assert!(
             matches!(psi[..], [Cut::Pmt(a), Cut::PmtMore(b), Cut::PmtMore(c)] if *b == a + PACKET && *c == b + PACKET),
             "{psi:?}"

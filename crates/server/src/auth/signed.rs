@@ -67,6 +67,15 @@ impl Signed {
         if let Some(p) = prefixes.iter().find(|p| !p.starts_with('/')) {
             return Err(format!("'{p}': a prefix is a path, starting with '/'"));
         }
+        // Matched against decoded paths: decoded too.
+        let prefixes = prefixes
+            .iter()
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
         let key = <Hmac<Sha256> as Mac>::new_from_slice(secret)
             .map_err(|_| "the secret cannot key HMAC-SHA256".to_string())?;
         Ok(Signed { key, prefixes })
@@ -97,9 +106,11 @@ impl Signed {
 
     /// A request for `path` with `query`, at `now` (Unix seconds). Paths not covered pass.
     /// The path is taken as decoded (`/videos/%70remium/a.mp4` is `/videos/premium/a.mp4`, as
-    /// the title it names): the prefixes, the scope and the signature all see that one.
+    /// the title it names): the prefixes (decoded too) and the scope see that one, and a link
+    /// without a scope may be signed for it or for the path as the request wrote it.
     pub fn check(&self, path: &str, query: Option<&str>, now: u64) -> Result<Valid, LinkError> {
-        let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let raw = path;
+        let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         let path = path.as_ref();
         if !self.covers(path) {
             return Ok(Valid { carry: None });
@@ -132,10 +143,11 @@ impl Signed {
         let Some(sig) = unhex(sig) else {
             return Err(LinkError::BadSignature);
         };
-        // Constant time, by the HMAC crate.
-        self.mac(&scope_path, expires)
-            .verify_slice(&sig)
-            .map_err(|_| LinkError::BadSignature)?;
+        // Constant time, by the HMAC crate. Both forms need the secret.
+        let signed_for = |p: &str| self.mac(p, expires).verify_slice(&sig).is_ok();
+        if !(signed_for(&scope_path) || scope.is_none() && raw != path && signed_for(raw)) {
+            return Err(LinkError::BadSignature);
+        }
         if now > expires {
             return Err(LinkError::Expired(expires));
         }
@@ -326,6 +338,39 @@ mod tests {
             assert!(s.check(path, Some(&q), NOW).is_ok(), "{path}");
         }
         assert!(s.check("/videos/free/film.mp4", None, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_link_signed_for_the_path_as_written_still_opens_it() {
+        let s = signed();
+        let raw = "/videos/my%20film.mp4";
+        let q = format!("expires={}&sig={}", NOW + 60, s.sign(raw, NOW + 60));
+        assert!(s.check(raw, Some(&q), NOW).is_ok());
+        let q = format!(
+            "expires={}&sig={}",
+            NOW + 60,
+            s.sign("/videos/my film.mp4", NOW + 60)
+        );
+        assert!(s.check(raw, Some(&q), NOW).is_ok());
+        // Not for another path.
+        let q = format!("expires={}&sig={}", NOW + 60, s.sign(raw, NOW + 60));
+        assert_eq!(
+            s.check("/videos/my%20other.mp4", Some(&q), NOW),
+            Err(LinkError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_prefix_written_with_percent_escapes_covers_the_paths_it_names() {
+        let s = Signed::new(b"0123456789abcdef-secret", vec!["/videos/my%20dir/".into()]).unwrap();
+        assert_eq!(
+            s.check("/videos/my%20dir/a.mp4", None, NOW),
+            Err(LinkError::Unsigned)
+        );
+        assert_eq!(
+            s.check("/videos/my dir/a.mp4", None, NOW),
+            Err(LinkError::Unsigned)
+        );
     }
 
     #[test]

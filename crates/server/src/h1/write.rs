@@ -86,10 +86,10 @@ async fn sendfile(
     let end = src.offset + src.len;
     while offset < end {
         let mut want = (end - offset).min(1 << 30);
-        if let Some(map) = &src.on_disk {
+        if src.on_disk {
             // Its pages read in off the worker first, a stretch at a time (`pagein`).
             want = want.min(crate::pagein::STRETCH);
-            crate::pagein::ensure(&src.file, map, offset, want).await;
+            crate::pagein::ensure(&src.file, offset, want).await;
         }
         let want = want as usize;
         let write = stream.async_io(Interest::WRITABLE, || {
@@ -175,7 +175,7 @@ impl Sink {
             file: a.file().clone(),
             offset: a.locate(b)?,
             len: b.len() as u64,
-            on_disk: None,
+            on_disk: false,
         })
     }
 
@@ -320,10 +320,10 @@ async fn respond(
             return r;
         }
     }
-    if let Some((src, map)) = body.file().and_then(|f| Some((f, f.on_disk.as_ref()?))) {
+    if let Some(src) = body.file().filter(|f| f.on_disk) {
         // From a title mapped from disk (TLS, or under `sendfile_min`): written a stretch at a
         // time, each read in off the worker first (`pagein`).
-        return Box::pin(paged(stream, head, &body, src, map, timeout)).await;
+        return Box::pin(paged(stream, head, &body, src, timeout)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
@@ -352,7 +352,6 @@ async fn paged(
     head: &[u8],
     body: &Chunks,
     src: &crate::body::FileSource,
-    map: &Bytes,
     timeout: Duration,
 ) -> io::Result<()> {
     let total = body.len();
@@ -363,7 +362,7 @@ async fn paged(
         let to = (from.max(file_at) + crate::pagein::STRETCH).min(total);
         let (a, b) = (from.max(file_at), to);
         if b > a {
-            crate::pagein::ensure(&src.file, map, src.offset + (a - file_at), b - a).await;
+            crate::pagein::ensure(&src.file, src.offset + (a - file_at), b - a).await;
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::new();
         if first {

@@ -60,9 +60,9 @@ pub(super) struct Pieces {
     etag: String,
     etag_header: HeaderValue,
     modified: Option<(SystemTime, HeaderValue)>,
-    /// Where the last part also lies in a file (the title's), for `sendfile`, and the title's
-    /// mapping of it when that file is on disk.
-    file: Option<(Arc<std::fs::File>, u64, Option<Bytes>)>,
+    /// Where the last part also lies in a file (the title's), for `sendfile`, and whether that
+    /// file is on disk.
+    file: Option<(Arc<std::fs::File>, u64, bool)>,
     /// `Cache-Control: no-cache` (a growing recording's playlist).
     no_cache: bool,
 }
@@ -89,8 +89,7 @@ impl Pieces {
             etag,
             etag_header,
             modified: t.last_modified(),
-            file: tail
-                .and_then(|at| Some((t.file.clone()?, at, (!t.cached).then(|| t.data.clone())))),
+            file: tail.and_then(|at| Some((t.file.clone()?, at, !t.cached))),
             no_cache: false,
         })
     }
@@ -159,7 +158,7 @@ impl Entity for Pieces {
                     file: file.clone(),
                     offset: offset + (from - last),
                     len: range.end - from,
-                    on_disk: on_disk.clone(),
+                    on_disk: *on_disk,
                 })
             }
             _ => chunks,
