@@ -10,6 +10,7 @@ use common::live::{
 };
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
 use common::{ffmpeg, request, Resp, TestServer};
+use media::ts::Cut;
 use serde_json::json;
 use server::live::LiveConfig;
 use std::net::SocketAddr;
@@ -532,5 +533,24 @@ fn a_source_whose_pmt_runs_over_packets_is_followed_and_plays() {
         d["video_codec"] == "h264" && d["ring_units"].as_u64() > Some(1)
     });
     assert_eq!(doc["audio_codecs"].as_array().map(Vec::len), Some(30));
+    // A late viewer gets the PAT, the whole PMT (both its packets), then a keyframe.
+    let v = Viewer::start(s.addr, "/live/long.ts", Reading::Fast);
+    v.wait_body("a GOP", |b| b.len() >= 5 * PACKET);
+    let cuts = common::ts::cuts(&v.body().unwrap().0);
+    assert!(
+        matches!(
+            cuts[..],
+            [
+                Cut::Pat(0),
+                Cut::Pmt(188),
+                Cut::PmtMore(376),
+                Cut::PmtWhole(376),
+                Cut::Keyframe { at: 564, .. },
+                ..
+            ]
+        ),
+        "{:?}",
+        &cuts[..cuts.len().min(6)]
+    );
     common::assert_plays_h264_aac(&s.url("/live/long.ts"), "2");
 }

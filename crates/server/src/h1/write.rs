@@ -344,9 +344,9 @@ async fn respond(
     vectored::write_all(stream, rest, |_| Some(Instant::now() + timeout)).await
 }
 
-/// `head` and `body`, whose last `src.len` bytes are pages of a file on disk mapped as `map`:
-/// written in windows that end a [`crate::pagein::STRETCH`] apart in the file, each window's
-/// pages read in off the worker before it is written.
+/// `head` and `body`, whose last `src.len` bytes are (mapped) pages of a file on disk: written
+/// in windows that end a [`crate::pagein::STRETCH`] apart in the file, each window's pages read
+/// in off the worker before it is written.
 async fn paged(
     stream: &mut Transport,
     head: &[u8],
