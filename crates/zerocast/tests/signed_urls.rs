@@ -40,6 +40,15 @@ fn link(path: &str, expires: u64) -> String {
     )
 }
 
+/// The query of a link to every path under `scope`, valid for 5 minutes.
+fn scoped(scope: &str) -> String {
+    let expires = now() + 300;
+    format!(
+        "expires={expires}&scope={scope}&sig={}",
+        signer().sign(scope, expires)
+    )
+}
+
 #[test]
 fn a_title_is_served_with_a_valid_link_and_refused_without_one() {
     let s = server();
@@ -100,12 +109,7 @@ fn ffmpeg_plays_hls_through_a_scoped_link_carried_on_to_the_segments() {
     let s = server();
     let data = std::fs::read(live_ts()).unwrap();
     let _p = raw_publish(s.addr, "/live/show", &data);
-    let expires = now() + 300;
-    let scope = "/live/show/";
-    let q = format!(
-        "expires={expires}&scope={scope}&sig={}",
-        signer().sign(scope, expires)
-    );
+    let q = scoped("/live/show/");
     let playlist = format!("/live/show/index.m3u8?{q}");
     wait_until("a segment", WAIT, || {
         let r = s.get(&playlist, &[]);
@@ -125,12 +129,7 @@ fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
     let s = server();
     // In real time: a TS source's LL-HLS begins with the first request for it.
     let _p = common::live::ts_publisher(&s.url("/live/show"), None);
-    let expires = now() + 300;
-    let scope = "/live/show/";
-    let q = format!(
-        "expires={expires}&scope={scope}&sig={}",
-        signer().sign(scope, expires)
-    );
+    let q = scoped("/live/show/");
     // Other parameters (a player's own, or one written to end a quoted URI early) stay behind.
     let playlist = format!("/live/show/ll.m3u8?x=a%22,BYTERANGE=1&{q}&_HLS_skip=YES");
     wait_until("a part", WAIT, || {
