@@ -63,7 +63,8 @@ type PageIn = Pin<Box<dyn Future<Output = Bytes> + Send>>;
 pub struct Chunks {
     parts: VecDeque<Part>,
     remaining: u64,
-    file: Option<FileSource>,
+    /// Boxed: a body (and so every connection's future that may hold one) stays small.
+    file: Option<Box<FileSource>>,
 }
 
 impl std::fmt::Debug for Chunks {
@@ -116,13 +117,13 @@ impl Chunks {
     pub fn with_file(mut self, file: FileSource) -> Self {
         debug_assert!(file.len <= self.remaining);
         if file.len <= self.remaining {
-            self.file = Some(file);
+            self.file = Some(Box::new(file));
         }
         self
     }
 
     pub fn file(&self) -> Option<&FileSource> {
-        self.file.as_ref()
+        self.file.as_deref()
     }
 
     /// How many bytes are still to send.
@@ -210,7 +211,7 @@ impl Chunks {
     /// stretch (at most `pagein::STRETCH`) with its pages read in first; the rest of `b` goes
     /// back in front. `Err(b)`: hand `b` out as it is.
     fn page_in(&mut self, mut b: Bytes) -> Result<Part, Bytes> {
-        let Some(src) = self.file.as_ref().filter(|f| f.on_disk) else {
+        let Some(src) = self.file.as_deref().filter(|f| f.on_disk) else {
             return Err(b);
         };
         let len = b.len() as u64;

@@ -170,3 +170,31 @@ fn an_rtmp_player_needs_a_link_signed_for_its_stream() {
     let sig = signer().sign("/live/rt", expires);
     common::assert_plays_h264_aac(&format!("{bare}?expires={expires}&sig={sig}"), "2");
 }
+
+#[test]
+fn a_dash_manifest_carries_the_scoped_link_to_its_segments() {
+    let s = server();
+    let _p = common::live::ts_publisher(&s.url("/live/show"), None);
+    let q = scoped("/live/show/");
+    let manifest = format!("/live/show/manifest.mpd?{q}");
+    wait_until("a segment", WAIT, || {
+        let r = s.get(&manifest, &[]);
+        r.status == 200 && String::from_utf8_lossy(&r.body).contains("<S ")
+    });
+    let body = String::from_utf8(s.get(&manifest, &[]).body).unwrap();
+    let escaped = q.replace('&', "&amp;");
+    let init = body
+        .split("initialization=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert!(init.ends_with(&format!("?{escaped}")), "{init}");
+    assert!(
+        body.contains(&format!("$Number$.m4s?{escaped}\"")),
+        "{body}"
+    );
+    let init = init.replace("&amp;", "&");
+    assert_eq!(s.get(&format!("/live/show/{init}"), &[]).status, 200);
+    let bare = init.split('?').next().unwrap();
+    assert_eq!(s.get(&format!("/live/show/{bare}"), &[]).status, 403);
+}

@@ -19,4 +19,4 @@ pub mod mpd;
 #[cfg(test)]
 mod tests;
 
-pub use mpd::{clock, mpd, mpd_with, shared_with, Manifest};
+pub use mpd::{clock, mpd, mpd_with, shared_with, with_query, Manifest};

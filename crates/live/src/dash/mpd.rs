@@ -180,6 +180,29 @@ pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Optio
     Some(out)
 }
 
+/// A manifest rendered without a carry ([`shared_with`]), with `carry` written into its URIs as
+/// rendering with it would: a text pass over the one shared render, for a signed link's player.
+pub fn with_query(shared: &str, carry: &str) -> String {
+    let q = xml_attr(&format!("?{carry}"));
+    let mut out = String::with_capacity(shared.len() + 8 * q.len());
+    let mut rest = shared;
+    // Each URI attribute (`initialization="..."`, `media="..."`): the query before its quote.
+    while let Some(at) = ["initialization=\"", "media=\""]
+        .iter()
+        .filter_map(|a| rest.find(a).map(|i| i + a.len()))
+        .min()
+    {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let end = tail.find('"').unwrap_or(tail.len());
+        out.push_str(&tail[..end]);
+        out.push_str(&q);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The end of a manifest whose `UTCTiming` names `clock_url`.
 pub fn clock(clock_url: &str) -> String {
     format!(

@@ -207,6 +207,25 @@ fn a_signed_query_is_carried_to_every_uri_escaped() {
 }
 
 #[test]
+fn a_signed_query_written_into_the_shared_render_is_the_manifest_rendered_with_it() {
+    let mut l = stream();
+    feed(&mut l, 0, 60, 0, 0);
+    // A publisher that came back: two Periods, each with its own templates.
+    l.discontinuity();
+    feed(&mut l, 60, 60, 0, 0);
+    let carry = "expires=9&sig=a\"b&scope=/live/x/";
+    let m = |carry| Manifest {
+        now_ms: WALL0,
+        carry,
+        clock_url: "/api/time",
+    };
+    let shared = shared_with(&l, &m(None), None).unwrap();
+    let own = shared_with(&l, &m(Some(carry)), None).unwrap();
+    assert!(own.matches("m4s?expires").count() >= 4, "{own}");
+    assert_eq!(with_query(&shared, carry), own);
+}
+
+#[test]
 fn nothing_is_rendered_before_the_first_segment() {
     let l = stream();
     assert!(mpd(

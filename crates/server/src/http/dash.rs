@@ -63,27 +63,20 @@ pub(super) fn manifest(
     let body = render(live, name, |s, ll| {
         let m = ::live::dash::Manifest {
             now_ms: now_ms(),
-            carry,
+            carry: None,
             clock_url,
         };
-        // A stream recorded as fMP4 lists a DVR window from its recording (`hls_dvr_secs`).
-        let shared = || {
-            with_recording(s, ll, |recorded| {
-                ::live::dash::shared_with(ll, &m, recorded)
-            })
-        };
-        if carry.is_some() {
-            // A signed link's own manifest (its query is in every URI).
-            return shared().0.map(Bytes::from);
-        }
         // Rendered once per change, shared by every player until the next (its `publishTime`
         // is when it was rendered): the same key as the LL-HLS playlist's, which lists the
-        // same segments.
+        // same segments. A stream recorded as fMP4 lists a DVR window from its recording
+        // (`hls_dvr_secs`).
         let mut cache = s.dash_manifest.lock().unwrap_or_else(|e| e.into_inner());
         match &*cache {
             Some((k, b)) if *k == (ll.version(), dvr_mark(s, ll)) => Some(b.clone()),
             _ => {
-                let (b, mark) = shared();
+                let (b, mark) = with_recording(s, ll, |recorded| {
+                    ::live::dash::shared_with(ll, &m, recorded)
+                });
                 let b = Bytes::from(b?);
                 *cache = Some(((ll.version(), mark), b.clone()));
                 Some(b)
@@ -92,6 +85,11 @@ pub(super) fn manifest(
     })?;
     // No segment yet (the wait for one ran out): as for a playlist, the stream has no output.
     let body = body.ok_or_else(|| Error::NoFlvOutput(name.into()))?;
+    // A signed link's query is written into every URI of the shared render.
+    let body = match carry {
+        Some(c) => Bytes::from(::live::dash::with_query(&String::from_utf8_lossy(&body), c)),
+        None => body,
+    };
     // Its end names the server's clock at the host this player asked.
     let clock = Bytes::from(::live::dash::clock(clock_url));
     let len = body.len() + clock.len();
