@@ -12,7 +12,9 @@
 //! either end is missing, the stretch is read in on the blocking pool: `sendfile` to
 //! `/dev/null`, which waits for its pages to be in the page cache and copies nothing. The worker
 //! then sends them from memory. (nginx offloads its reads to threads the same way with `aio
-//! threads`, which it leaves off by default.)
+//! threads`, which it leaves off by default.) Where the file system does not take `RWF_NOWAIT`
+//! (some network file systems), every probe fails and every stretch is read in on the pool:
+//! never on the worker, at the cost of one more pass over the pages.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -40,9 +40,22 @@ impl Sections {
     /// One packet's payload of this PID (`pusi`: a section begins in it, after the pointer
     /// field). Calls `whole` with each section it completes whose CRC_32 matches.
     pub fn push(&mut self, pusi: bool, payload: &[u8], mut whole: impl FnMut(&[u8])) {
+        self.push_marked(pusi, payload, |s, _| whole(s));
+    }
+
+    /// Whether a section begun in an earlier packet is being gathered.
+    pub fn gathering(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// [`Sections::push`], telling `whole` also whether each section began in this packet
+    /// (`false`: in an earlier one, ended here).
+    pub fn push_marked(&mut self, pusi: bool, payload: &[u8], whole: impl FnMut(&[u8], bool)) {
+        let mut whole = whole;
+        let mut earlier = |s: &[u8]| whole(s, false);
         if !pusi {
             if !self.buf.is_empty() {
-                self.take(payload, &mut whole);
+                self.take(payload, &mut earlier);
             }
             return;
         }
@@ -55,14 +68,15 @@ impl Sections {
             return;
         };
         if !self.buf.is_empty() {
-            self.take(end_of_last, &mut whole);
+            self.take(end_of_last, &mut earlier);
             // Whatever did not complete with the bytes the pointer gave is cut short.
             self.buf.clear();
         }
+        let mut here = |s: &[u8]| whole(s, true);
         // Sections beginning in this packet, until stuffing.
         while rest.first().is_some_and(|&b| b != 0xff) {
             self.buf.clear();
-            rest = self.take(rest, &mut whole);
+            rest = self.take(rest, &mut here);
         }
     }
 

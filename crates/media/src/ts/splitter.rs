@@ -15,10 +15,11 @@ pub enum Cut {
     Pat(usize),
     /// A PMT packet of the program the PAT names where a section begins.
     Pmt(usize),
-    /// A further packet of that PMT section (one longer than a packet).
+    /// A further packet of the PMT section begun before (one longer than a packet); when the
+    /// packet also begins the next section, this comes first, then `Pmt`.
     PmtMore(usize),
-    /// The PMT packet just reported completed a whole PMT (its CRC checked): the packets since
-    /// its `Pmt` are the program's table now.
+    /// The PMT packet just reported completed a whole PMT (its CRC checked): the packets from
+    /// its `Pmt` to this one are the program's table now.
     PmtWhole(usize),
     /// The first packet of a video keyframe's PES, with its PTS when the header carries one.
     Keyframe { at: usize, pts: Option<Ts90k> },
@@ -71,15 +72,26 @@ impl Splitter {
                     out.push(Cut::Pat(at));
                 }
             } else if Some(h.pid) == self.pmt_pid {
-                out.push(match h.pusi {
-                    true => Cut::Pmt(at),
-                    false => Cut::PmtMore(at),
+                // A packet may end the section begun before (all of it, or the bytes its
+                // pointer field gives) and begin the next: that order, in the cuts too.
+                let ends = self.pmt.gathering() && (!h.pusi || payload.first() != Some(&0));
+                let mut whole: [Option<Vec<Stream>>; 2] = [None, None];
+                self.pmt.push_marked(h.pusi, payload, |s, here| {
+                    if let Some(streams) = pmt_streams(s) {
+                        whole[usize::from(here)] = Some(streams);
+                    }
                 });
-                let mut streams = None;
-                self.pmt.push(h.pusi, payload, |s| {
-                    streams = pmt_streams(s).or(streams.take())
-                });
-                if let Some(streams) = streams {
+                if ends || !h.pusi {
+                    out.push(Cut::PmtMore(at));
+                }
+                if let Some(streams) = whole[0].take() {
+                    self.declared(&streams);
+                    out.push(Cut::PmtWhole(at));
+                }
+                if h.pusi {
+                    out.push(Cut::Pmt(at));
+                }
+                if let Some(streams) = whole[1].take() {
                     self.declared(&streams);
                     out.push(Cut::PmtWhole(at));
                 }
@@ -233,6 +245,42 @@ mod tests {
             matches!(psi[..], [Cut::Pmt(a), Cut::PmtMore(b), Cut::PmtMore(c)] if *b == a + PACKET && *c == b + PACKET),
             "{psi:?}"
         );
+    }
+
+    #[test]
+    fn a_keyframe_between_the_packets_of_a_pmt_comes_before_the_pmt_is_whole() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let long = crate::ts::psi::with_long_pmt(&data[..data.len() / PACKET * PACKET], 30);
+        let packets: Vec<&[u8]> = long.chunks_exact(PACKET).collect();
+        // The second PMT's first packet, a keyframe's first packet, then the rest of the PMT.
+        let pmt = |p: &[u8]| header(p).is_some_and(|h| h.pid == 0x1000);
+        let starts: Vec<usize> = (0..packets.len())
+            .filter(|&i| pmt(packets[i]) && header(packets[i]).unwrap().pusi)
+            .collect();
+        let first = starts[1];
+        let rest = (first + 1..).take_while(|&i| pmt(packets[i])).count();
+        let mut cuts = Vec::new();
+        Splitter::default().feed(&long, &mut cuts).unwrap();
+        let key = cuts
+            .iter()
+            .find_map(|c| match c {
+                Cut::Keyframe { at, .. } if *at > first * PACKET => Some(at / PACKET),
+                _ => None,
+            })
+            .unwrap();
+        let mut s = Splitter::default();
+        cuts.clear();
+        s.feed(&packets[..first].concat(), &mut cuts).unwrap();
+        let mut moved: Vec<&[u8]> = vec![packets[first], packets[key]];
+        moved.extend(&packets[first + 1..first + 1 + rest]);
+        cuts.clear();
+        s.feed(&moved.concat(), &mut cuts).unwrap();
+        assert!(
+            matches!(cuts[..2], [Cut::Pmt(0), Cut::Keyframe { at: 188, .. }]),
+            "{cuts:?}"
+        );
+        assert_eq!(cuts.last(), Some(&Cut::PmtWhole(PACKET * (rest + 1))));
     }
 
     #[test]
