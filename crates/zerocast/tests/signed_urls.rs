@@ -40,6 +40,18 @@ fn link(path: &str, expires: u64) -> String {
     )
 }
 
+/// The body of `path` once it answers 200 with `marker` in it (a playlist or manifest that
+/// lists what the test needs).
+fn body_with(s: &TestServer, path: &str, what: &str, marker: &str) -> String {
+    let mut body = String::new();
+    wait_until(what, WAIT, || {
+        let r = s.get(path, &[]);
+        body = String::from_utf8_lossy(&r.body).into_owned();
+        r.status == 200 && body.contains(marker)
+    });
+    body
+}
+
 /// The query of a link to every path under `scope`, valid for 5 minutes.
 fn scoped(scope: &str) -> String {
     let expires = now() + 300;
@@ -111,11 +123,7 @@ fn ffmpeg_plays_hls_through_a_scoped_link_carried_on_to_the_segments() {
     let _p = raw_publish(s.addr, "/live/show", &data);
     let q = scoped("/live/show/");
     let playlist = format!("/live/show/index.m3u8?{q}");
-    wait_until("a segment", WAIT, || {
-        let r = s.get(&playlist, &[]);
-        r.status == 200 && String::from_utf8_lossy(&r.body).contains(".ts?")
-    });
-    let body = String::from_utf8(s.get(&playlist, &[]).body).unwrap();
+    let body = body_with(&s, &playlist, "a segment", ".ts?");
     let seg = body.lines().find(|l| !l.starts_with('#')).unwrap();
     assert!(seg.ends_with(&q), "{seg}");
     assert_eq!(s.get(&format!("/live/show/{seg}"), &[]).status, 200);
@@ -132,11 +140,7 @@ fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
     let q = scoped("/live/show/");
     // Other parameters (a player's own, or one written to end a quoted URI early) stay behind.
     let playlist = format!("/live/show/ll.m3u8?x=a%22,BYTERANGE=1&{q}&_HLS_skip=YES");
-    wait_until("a part", WAIT, || {
-        let r = s.get(&playlist, &[]);
-        r.status == 200 && String::from_utf8_lossy(&r.body).contains("#EXT-X-PART:")
-    });
-    let body = String::from_utf8(s.get(&playlist, &[]).body).unwrap();
+    let body = body_with(&s, &playlist, "a part", "#EXT-X-PART:");
     assert!(!body.contains("BYTERANGE"), "{body}");
     let uris: Vec<&str> = body
         .split("URI=\"")
@@ -177,11 +181,7 @@ fn a_dash_manifest_carries_the_scoped_link_to_its_segments() {
     let _p = common::live::ts_publisher(&s.url("/live/show"), None);
     let q = scoped("/live/show/");
     let manifest = format!("/live/show/manifest.mpd?{q}");
-    wait_until("a segment", WAIT, || {
-        let r = s.get(&manifest, &[]);
-        r.status == 200 && String::from_utf8_lossy(&r.body).contains("<S ")
-    });
-    let body = String::from_utf8(s.get(&manifest, &[]).body).unwrap();
+    let body = body_with(&s, &manifest, "a segment", "<S ");
     let escaped = q.replace('&', "&amp;");
     let init = body
         .split("initialization=\"")

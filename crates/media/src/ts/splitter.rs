@@ -145,10 +145,14 @@ mod tests {
     use super::*;
     use crate::ts::index;
 
+    /// The demo's MPEG-TS clip (ffmpeg's, a one-packet PMT).
+    fn demo() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
+    }
+
     #[test]
     fn finds_keyframes_and_psi_in_whole_packets_in_order() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = demo();
         let whole = index(&data).unwrap();
         let mut s = Splitter::default();
         // Feed in uneven runs of whole packets, as a socket would deliver them.
@@ -216,8 +220,7 @@ mod tests {
 
     #[test]
     fn a_pmt_over_several_packets_declares_the_streams_of_its_last() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = demo();
         let long = crate::ts::psi::with_long_pmt(&data[..data.len() / PACKET * PACKET], 30);
         let mut s = Splitter::default();
         let mut cuts = Vec::new();
@@ -249,8 +252,7 @@ mod tests {
 
     #[test]
     fn a_keyframe_between_the_packets_of_a_pmt_comes_before_the_pmt_is_whole() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = demo();
         let long = crate::ts::psi::with_long_pmt(&data[..data.len() / PACKET * PACKET], 30);
         let packets: Vec<&[u8]> = long.chunks_exact(PACKET).collect();
         // The second PMT's first packet, a keyframe's first packet, then the rest of the PMT.
@@ -285,8 +287,7 @@ mod tests {
 
     #[test]
     fn a_pmt_with_a_wrong_crc_leaves_the_streams_declared_before() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let data = demo();
         let data = &data[..data.len() / PACKET * PACKET];
         let mut s = Splitter::default();
         let mut cuts = Vec::new();
