@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{demo_copy, TestServer};
+use common::{demo_copy_in, TestServer};
 use server::library::Library;
 
 /// `zerocast_{name}` from `/metrics`.
@@ -18,27 +18,49 @@ fn metric(s: &TestServer, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// A directory on the disk the build is on: pages of a file in memory (a `tmpfs` `/tmp`, as
+/// Debian 13 mounts it) can be put out of the page cache only to swap, if there is any.
+fn on_disk() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
 /// Puts the pages of `data` (a title mapped from its file) out of memory and out of the page
-/// cache, as the kernel does under memory pressure: they must be read from disk again.
+/// cache, as the kernel does under memory pressure: they must be read from disk again. The
+/// kernel keeps a page it is still writing back, or that the journal still holds, so this is
+/// done again until no page of the file is left (a busy machine takes a few tries; there is no
+/// event to wait for).
 fn page_out(data: &[u8], path: &std::path::Path) {
     use std::os::fd::AsRawFd;
     let page = 4096;
     let start = data.as_ptr() as usize / page * page;
     let len = data.as_ptr() as usize + data.len() - start;
-    // SAFETY: the range is inside the title's own read-only file mapping, which `data` keeps
-    // alive; MADV_PAGEOUT only reclaims its pages (a later access reads them in again).
-    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
-    assert_eq!(r, 0);
     let file = std::fs::File::open(path).unwrap();
-    file.sync_all().unwrap();
-    // SAFETY: an advice on an open descriptor; it touches no memory of ours.
-    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(r, 0);
+    for _ in 0..200 {
+        // SAFETY: the range is inside the title's own read-only file mapping, which `data`
+        // keeps alive; MADV_PAGEOUT only reclaims its pages (a later access reads them in).
+        let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+        assert_eq!(r, 0);
+        file.sync_all().unwrap();
+        // SAFETY: an advice on an open descriptor; it touches no memory of ours.
+        let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        let mut resident = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `start..start + len` is the title's live mapping, page-aligned, and `resident`
+        // holds one byte per page of it. (`mincore` reads no page in, where a probe would start
+        // the kernel's readahead.)
+        let r = unsafe { libc::mincore(start as *mut libc::c_void, len, resident.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        if resident.iter().all(|&b| b & 1 == 0) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the pages of {path:?} stay in the page cache");
 }
 
 #[test]
 fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent() {
-    let dir = demo_copy();
+    let dir = demo_copy_in(on_disk());
     let path = dir.path().join("ntsc-moov-at-end.mp4");
     // A budget of nothing: every title is mapped from its file.
     let library = Library::load(dir.path(), 0, |_| {}).expect("library");
@@ -72,7 +94,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
 
     // A body written from the mapping (as over TLS) several stretches long: each stretch looked
     // up (and read in) before it is written, the bytes in order.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(on_disk()).unwrap();
     let path = dir.path().join("long.bin");
     let mut rng = fastrand::Rng::with_seed(3);
     let bytes: Vec<u8> = (0..20_000_000).map(|_| rng.u8(..)).collect();

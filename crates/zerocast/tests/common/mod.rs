@@ -300,7 +300,12 @@ pub fn ffmpeg(args: &[&str]) {
 
 /// A temporary directory holding copies of the demo clips.
 pub fn demo_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    demo_copy_in(&std::env::temp_dir())
+}
+
+/// A copy of the demo library in a new directory under `parent`.
+pub fn demo_copy_in(parent: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(parent).unwrap();
     for name in DEMO {
         std::fs::copy(demo_dir().join(name), dir.path().join(name)).unwrap();
     }
