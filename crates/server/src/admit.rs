@@ -58,14 +58,15 @@ pub(crate) fn viewer(state: &State, name: &str, token: Option<&str>) -> Result<(
 }
 
 /// An RTMP player's signed link (`auth::signed`), where the config asks for them: the stream
-/// `NAME` is the path `/live/NAME`, and the link is the query after the name
-/// (`rtmp://host/live/NAME?expires=..&sig=..`).
+/// `NAME` is the path `/live/NAME.rtmp`, and the link is the query after the name
+/// (`rtmp://host/live/NAME?expires=..&sig=..`). (Not `/live/NAME`: stream names may end in
+/// `.ts`, and a link for stream `a.ts` would then be one for stream `a`'s `.ts` output.)
 pub(crate) fn signed_play(state: &State, name: &str, query: Option<&str>) -> Result<(), Error> {
     let Some(signed) = &state.config().signed else {
         return Ok(());
     };
     signed
-        .check(&format!("/live/{name}"), query, auth::unix_now())
+        .check(&format!("/live/{name}.rtmp"), query, auth::unix_now())
         .map(|_| ())
         .map_err(Error::Link)
 }
@@ -84,8 +85,9 @@ pub(crate) fn viewer_request<B>(
     viewer(state, name, token.as_deref())
 }
 
-/// The `on_play` callback for an HLS playlist request (credentials first, so that the callback
-/// only hears of viewers the rules let in); nothing to do without an `on_play` callback.
+/// The `on_play` callback for an HLS playlist or DASH manifest request (credentials first, and
+/// the caller checks a signed link first, so that the callback only hears of viewers the rules
+/// let in); nothing to do without an `on_play` callback.
 pub(crate) async fn playlist<B>(
     state: &State,
     name: &str,

@@ -53,21 +53,25 @@ pub(crate) async fn wait<B>(
     }
 }
 
-/// A playlist request refused by the `on_play` callback (hyper's paths: HTTP/1.1 hand-over and
-/// HTTP/2), answered with CORS; `None`: not a playlist, or admitted.
+/// A playlist or DASH manifest request refused by the `on_play` callback (on every path),
+/// answered with CORS; `None`: not a playlist, or admitted.
 pub(crate) async fn refused_playlist<B>(
     state: &State,
     req: &Request<B>,
     peer: SocketAddr,
     secure: bool,
 ) -> Option<Response<Chunks>> {
-    let (Route::Playlist(name) | Route::LlPlaylist(name)) =
+    let (Route::Playlist(name) | Route::LlPlaylist(name) | Route::DashManifest(name)) =
         crate::http::route(req.method(), req.uri().path())?
     else {
         return None;
     };
     // A preflight carries no credentials and starts no playback: the callback is not asked.
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    // Nor for a request whose signed link fails: the answer refuses it (403).
+    if crate::http::signed_link(&state.config(), req).is_err() {
         return None;
     }
     let e = crate::admit::playlist(state, name, req, peer, secure)

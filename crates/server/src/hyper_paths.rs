@@ -94,8 +94,8 @@ pub(crate) async fn answer<B>(
             let follow = streamed.and_then(|(name, what)| state.live.follow(name, what));
             if let Some(f) = follow {
                 let mut r = crate::live::llhls::part_response(f, &state.live);
-                let origin = req.headers().get(http::header::ORIGIN);
-                state.config().cors.apply(origin, r.headers_mut());
+                let headers = crate::http::streamed_headers(state, &req, how.secure);
+                r.headers_mut().extend(headers);
                 return r;
             }
             if let Some(refused) =

@@ -384,6 +384,9 @@ impl Session {
         });
         // On an edge, a stream that is not here is pulled first (the wait is the pending one's).
         let pull = play && self.server.edge.as_ref().is_some_and(|e| !e.here(name));
+        // A play of a stream that is not here (nor pulled) is refused without asking the
+        // callback: junk names get their answer without a call to the service, as over HTTP.
+        let hooked = hooked && (!play || pull || self.server.live.get(name).is_some());
         if hooked || pull {
             self.pending = Some(Pending {
                 request,

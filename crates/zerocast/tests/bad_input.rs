@@ -171,6 +171,21 @@ fn only_get_and_head_are_allowed_on_videos() {
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
 }
 
+/// A head with more header lines than the server takes (64) is refused, on whichever path
+/// reads it.
+#[test]
+fn a_request_with_too_many_headers_is_431() {
+    let srv = TestServer::demo();
+    let names: Vec<String> = (0..80).map(|i| format!("X-Pad-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let r = request(srv.addr, "GET", "/videos/clip.ts", &headers);
+    assert_eq!(r.status, 431);
+    assert_eq!(
+        request(srv.addr, "GET", "/videos/clip.ts", &headers[..40]).status,
+        200
+    );
+}
+
 #[test]
 fn clients_that_vanish_mid_body_cost_nothing() {
     let srv = TestServer::demo();

@@ -147,6 +147,77 @@ fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
     assert_eq!(seen[2].1["action"], "unpublish");
 }
 
+/// A DASH player is asked about as an HLS one is: refused by `on_play`, its manifest is a 403,
+/// and the callback is told no more than that the service refused.
+#[test]
+fn a_dash_manifest_asks_on_play_as_a_playlist_does() {
+    let (base, calls) = hook_server(Answer::Status(403));
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let s = server(Rules::default(), Some(h));
+    let _p = raw_publish(s.addr, "/live/dashed", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "dashed", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let r = s.get("/live/dashed/manifest.mpd", &[]);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (path.as_str(), &body["stream"]),
+        ("/on_play", &"dashed".into())
+    );
+}
+
+/// With signed links, a playlist request without one is refused (403) before the callback is
+/// asked: the service hears only of viewers the rules let in.
+#[test]
+fn a_playlist_without_its_signed_link_does_not_ask_on_play() {
+    let (base, calls) = hook_server(Answer::Status(204));
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let signed = server::auth::signed::Signed::new(b"a-secret-of-this-test", vec!["/live/".into()]);
+    let config = server::Config {
+        hooks: Some(h),
+        signed: Some(signed.unwrap()),
+        ..server::Config::default()
+    };
+    let s = common::TestServer::start_with(
+        config,
+        server::Library::from_static(&[], std::time::SystemTime::now()),
+    );
+    let _p = raw_publish(s.addr, "/live/linked", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "linked", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    assert_eq!(s.get("/live/linked/index.m3u8", &[]).status, 403);
+    assert_eq!(s.get("/live/linked/manifest.mpd", &[]).status, 403);
+    assert!(calls.try_recv().is_err(), "the callback was asked");
+}
+
+/// A callback that cannot be reached refuses a viewer without telling it why (the address it
+/// tried, the error): that is for the log.
+#[test]
+fn a_viewer_refused_for_an_unreachable_callback_is_not_told_its_address() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let s = server(Rules::default(), Some(h));
+    let _p = raw_publish(s.addr, "/live/told2", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "told2", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let r = s.get("/live/told2/index.m3u8", &[]);
+    assert_eq!(r.status, 403);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("on_play callback did not answer"), "{body}");
+    assert!(
+        !body.contains("127.0.0.1") && !body.contains("refused"),
+        "{body}"
+    );
+}
+
 #[test]
 fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
     let (base, _calls) = hook_server(Answer::Status(403));
@@ -163,6 +234,25 @@ fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("NetStream.Play.Failed"), "{text}");
+}
+
+/// An RTMP play of a stream that is not there is refused without a call to the service (the
+/// callback would answer before the refusal, so none has come by then).
+#[test]
+fn an_rtmp_play_of_no_stream_does_not_ask_on_play() {
+    let (base, calls) = hook_server(Answer::Status(204));
+    let mut h = hooks(&base);
+    h.on_publish = None;
+    let s = server(Rules::default(), Some(h));
+    require("rtmpdump");
+    let url = format!("rtmp://{}/live/nobody-here", s.rtmp);
+    let out = Command::new("rtmpdump")
+        .args(["-r", &url, "-o", "/dev/null", "-B", "1", "-m", "5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NetStream.Play.StreamNotFound"), "{text}");
+    assert!(calls.try_recv().is_err(), "the callback was asked");
 }
 
 /// base64url without padding (RFC 7515's encoding of JWK numbers).

@@ -327,6 +327,37 @@ fn a_jwks_url_over_https_is_fetched_with_the_given_ca() {
     });
 }
 
+/// A part still being written, streamed to a player with a token as its frames arrive (the
+/// preload hint), is private to shared caches too, as the rest of what it gets.
+#[test]
+fn a_part_streamed_to_a_request_with_a_token_is_private_to_shared_caches() {
+    let s = server(rules(&[]), None);
+    let _p = live_secret(&s);
+    let t = token("read", "secret-live", 60);
+    let r = s.get(&format!("/live/secret-live/ll.m3u8?jwt={t}"), &[]);
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .unwrap_or_else(|| panic!("no preload hint in {text}"))
+        .trim_end_matches('"')
+        .to_string();
+    assert!(hint.ends_with(&t), "{hint}");
+    let part = s.get(&format!("/live/secret-live/{hint}"), &[]);
+    assert_eq!(part.status, 200);
+    assert_eq!(
+        part.header("transfer-encoding"),
+        Some("chunked"),
+        "streamed"
+    );
+    let cc = part.header("cache-control").unwrap_or("");
+    assert!(
+        cc.starts_with("private") && !cc.contains("public") && cc.contains("immutable"),
+        "part: {cc}"
+    );
+}
+
 /// What a viewer got with its token is private: a shared cache in front must not hand the
 /// playlist or a segment to someone without one.
 #[test]

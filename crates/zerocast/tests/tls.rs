@@ -151,6 +151,31 @@ fn plain_http_redirects_to_https_and_https_answers_carry_hsts() {
     );
 }
 
+/// On a listener that redirects to HTTPS, nothing but the health check is served in the clear:
+/// not a request pipelined after it, nor one whose head the server does not take.
+#[test]
+fn plain_http_serves_nothing_in_the_clear_after_a_health_check_or_with_an_odd_head() {
+    let (s, _ca) = https_server(|t| t.redirect_http = true);
+    let mut sock = TcpStream::connect(s.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let two =
+        "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /videos/clip.ts HTTP/1.1\r\nHost: a\r\n\r\n";
+    sock.write_all(two.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        !got.contains("video/mp2t") && !got.contains("HTTP/1.1 206"),
+        "the second request is not served in the clear: {got}"
+    );
+    let names: Vec<String> = (0..80).map(|i| format!("X-Pad-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let r = common::request(s.addr, "GET", "/videos/clip.ts", &headers);
+    assert_eq!(r.status, 400);
+}
+
 #[test]
 fn a_handshake_that_never_completes_is_dropped_after_the_timeout() {
     let (s, ca) = https_server(|t| t.handshake_timeout = Duration::from_secs(1));

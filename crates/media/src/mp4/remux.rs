@@ -157,6 +157,36 @@ pub(crate) fn codec(handler: &FourCC, kind: FourCC, e: Reader<'_>) -> Result<Opt
     }
 }
 
+/// Most parameter sets taken from a decoder configuration: H.264 allows 32 SPS and 256 PPS.
+const MAX_PARAMS: usize = 288;
+/// Most bytes of parameter sets taken from a decoder configuration. Real ones come to a few
+/// hundred bytes (a few KiB with scaling lists); they are written again before every keyframe
+/// of a live stream, so a publisher must not make that costly with a tiny message.
+const MAX_PARAM_BYTES: usize = 16 << 10;
+
+/// Adds a parameter set of `len` bytes read from `c` to `params`, within [`MAX_PARAMS`] and
+/// [`MAX_PARAM_BYTES`]; an empty one carries nothing and is skipped.
+fn param(
+    c: &mut Reader<'_>,
+    len: usize,
+    params: &mut Vec<Vec<u8>>,
+    what: &'static str,
+) -> Result<()> {
+    let bytes = c.bytes(len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let total = params.iter().map(Vec::len).sum::<usize>() + len;
+    if params.len() >= MAX_PARAMS || total > MAX_PARAM_BYTES {
+        return Err(Error::malformed(
+            what,
+            "more parameter sets than a decoder takes",
+        ));
+    }
+    params.push(bytes.to_vec());
+    Ok(())
+}
+
 /// The NAL length size and the parameter sets (SPS, PPS) of an AVCDecoderConfigurationRecord.
 pub fn avcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
     c.skip(4)?;
@@ -167,7 +197,7 @@ pub fn avcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
         let n = c.u8()? & mask;
         for _ in 0..n {
             let len = usize::from(c.u16()?);
-            params.push(c.bytes(len)?.to_vec());
+            param(c, len, &mut params, "avcC")?;
         }
     }
     Ok((nal_len, params))
@@ -184,7 +214,7 @@ pub fn hvcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
         let n = c.u16()?;
         for _ in 0..n {
             let len = usize::from(c.u16()?);
-            params.push(c.bytes(len)?.to_vec());
+            param(c, len, &mut params, "hvcC")?;
         }
     }
     Ok((nal_len, params))
@@ -304,4 +334,59 @@ pub fn adts(
     ]);
     out.extend_from_slice(frame);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An avcC with these SPS and PPS.
+    fn avcc_of(sps: &[Vec<u8>], pps: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = vec![1, 0x64, 0, 0x1f, 0xff, 0xe0 | sps.len() as u8];
+        for (i, list) in [sps, pps].into_iter().enumerate() {
+            if i == 1 {
+                b.push(pps.len() as u8);
+            }
+            for p in list {
+                b.extend_from_slice(&(p.len() as u16).to_be_bytes());
+                b.extend_from_slice(p);
+            }
+        }
+        b
+    }
+
+    fn parse(b: &[u8]) -> Result<(usize, Vec<Vec<u8>>)> {
+        avcc(&mut Reader::new(b, 0, "avcC"))
+    }
+
+    #[test]
+    fn an_avcc_gives_its_nal_length_size_and_parameter_sets_and_skips_empty_ones() {
+        let b = avcc_of(&[vec![0x67, 1, 2]], &[vec![], vec![0x68, 3]]);
+        let (nal_len, params) = parse(&b).unwrap();
+        assert_eq!(nal_len, 4);
+        assert_eq!(params, [vec![0x67, 1, 2], vec![0x68, 3]]);
+    }
+
+    #[test]
+    fn parameter_sets_beyond_what_a_decoder_takes_are_refused() {
+        // 16 KiB of parameter sets at most: written again before every keyframe of a stream.
+        let big = avcc_of(&[vec![0x67; 10_000]], &[vec![0x68; 7_000]]);
+        assert!(parse(&big).is_err());
+        let fits = avcc_of(&[vec![0x67; 9_000]], &[vec![0x68; 7_000]]);
+        assert_eq!(parse(&fits).unwrap().1.len(), 2);
+        // As many as H.264 allows (31 SPS here, 255 PPS), and no more.
+        let many = avcc_of(&vec![vec![0x67, 1]; 31], &vec![vec![0x68, 1]; 255]);
+        assert_eq!(parse(&many).unwrap().1.len(), 286);
+        let mut hvcc = vec![0u8; 22];
+        hvcc.push(1);
+        hvcc.extend_from_slice(&[0x22, 0x01, 0x2c]); // one array of 300 PPS
+        for _ in 0..300 {
+            hvcc.extend_from_slice(&[0, 2, 0x44, 1]);
+        }
+        assert!(hvcc_of(&hvcc).is_err());
+    }
+
+    fn hvcc_of(b: &[u8]) -> Result<(usize, Vec<Vec<u8>>)> {
+        hvcc(&mut Reader::new(b, 0, "hvcC"))
+    }
 }

@@ -78,7 +78,8 @@ pub struct Call<'a> {
 pub enum HookError {
     #[error("refused by the on_{0} callback (it answered {1})")]
     Refused(&'static str, u16),
-    #[error("the on_{0} callback did not answer: {1}")]
+    /// (Why it did not: for the log, not for the client, who is told only that it did not.)
+    #[error("the on_{0} callback did not answer")]
     Unreachable(&'static str, String),
 }
 
@@ -154,7 +155,11 @@ impl Hooks {
         };
         let decided = decide(call.event, answer, self.fail_open);
         if let Err(e) = &decided {
-            tracing::info!(stream = %crate::clip::Clip(call.stream), client = %call.client, error = %e, "callback refused");
+            let why = match e {
+                HookError::Unreachable(_, why) => why.as_str(),
+                HookError::Refused(..) => "",
+            };
+            tracing::info!(stream = %crate::clip::Clip(call.stream), client = %call.client, error = %e, why, "callback refused");
         }
         decided
     }

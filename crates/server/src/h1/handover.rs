@@ -18,13 +18,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-/// Serves the rest of the connection with hyper, starting with the bytes already read.
+/// Serves the rest of the connection with hyper, starting with the bytes already read; `one`:
+/// only the request they begin, then the connection is closed.
 pub(super) async fn hyper_takeover(
     stream: Transport,
     peer: std::net::SocketAddr,
     read: Bytes,
     state: &Arc<State>,
     mut shutdown: watch::Receiver<bool>,
+    one: bool,
 ) -> io::Result<()> {
     let secure = stream.is_tls();
     let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config().send_timeout));
@@ -44,7 +46,11 @@ pub(super) async fn hyper_takeover(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.config().header_read_timeout)
-        .keep_alive(true)
+        .keep_alive(!one)
+        // The fast path's limits on a request head (a head over them is handed over, and
+        // answered here: 431).
+        .max_buf_size(super::head::MAX_HEAD)
+        .max_headers(super::head::MAX_HEADERS)
         // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
         .writev(true);
     let conn = http.serve_connection(io, svc);

@@ -13,7 +13,7 @@ use live::RequestBody;
 
 /// Largest request head accepted (nginx's default large_client_header_buffers is 4 × 8 KiB).
 pub(super) const MAX_HEAD: usize = 32 * 1024;
-const MAX_HEADERS: usize = 64;
+pub(super) const MAX_HEADERS: usize = 64;
 
 /// The outcome of [`parse`]: returned and matched at once, never kept (so its size is moot).
 #[allow(clippy::large_enum_variant)]

@@ -69,10 +69,19 @@ pub(crate) async fn connection(
             match head::parse(&buf) {
                 Head::Complete(n, kind) => break (n, kind),
                 Head::Partial if buf.len() < MAX_HEAD => {}
+                // Too large or malformed, on a listener that redirects to HTTPS: refused here
+                // (hyper could read a head this parser does not, and serve it in the clear).
+                _ if redirect_port(&state, &stream).is_some() => {
+                    let e = Error::BadRequest("a request head this server does not take");
+                    let c = &state.config();
+                    write::response(&mut stream, e.response(), false, true, c, &mut head).await?;
+                    return Box::pin(lingering_close(stream)).await;
+                }
                 // Too large or malformed: hyper answers it properly (431/400).
                 _ => {
                     let read = buf.freeze();
-                    let takeover = handover::hyper_takeover(stream, peer, read, &state, shutdown);
+                    let takeover =
+                        handover::hyper_takeover(stream, peer, read, &state, shutdown, false);
                     return Box::pin(takeover).await;
                 }
             }
@@ -101,7 +110,10 @@ pub(crate) async fn connection(
         let (req, close) = match kind {
             None => {
                 let read = buf.freeze();
-                let takeover = handover::hyper_takeover(stream, peer, read, &state, shutdown);
+                // On a listener that redirects to HTTPS, hyper serves the one request this
+                // head is (`/healthz`) and closes: the next is read here, and redirected.
+                let one = redirect_port(&state, &stream).is_some();
+                let takeover = handover::hyper_takeover(stream, peer, read, &state, shutdown, one);
                 return Box::pin(takeover).await;
             }
             Some(Kind::Plain { req, close }) => (req, close),
@@ -302,11 +314,8 @@ async fn waiting(
                 Ok(Some(first)) => first,
                 Ok(None) | Err(_) => return Ok(Some(answer(state, req, stream.is_tls()))),
             };
-            let cors = state
-                .config()
-                .cors
-                .lines(req.headers().get(::http::header::ORIGIN));
-            part::write(stream, f, first, &cors, close, &state.live).await?;
+            let headers = crate::http::streamed_headers(state, req, stream.is_tls());
+            part::write(stream, f, first, &headers, close, &state.live).await?;
             Ok(None)
         }
     }

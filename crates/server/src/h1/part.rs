@@ -12,21 +12,30 @@ use bytes::Bytes;
 use std::io::{self, IoSlice};
 use tokio::io::AsyncWriteExt;
 
-/// Writes the part's response; `cors`: the CORS header lines for the request's origin.
+/// Writes the part's response; `headers`: its caching, HSTS and CORS headers
+/// ([`crate::http::streamed_headers`]).
 pub(super) async fn write(
     sock: &mut Transport,
     mut follow: PartFollow,
     first: Vec<Bytes>,
-    cors: &str,
+    headers: &http::HeaderMap,
     close: bool,
     live: &Live,
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: public, max-age=600, immutable\r\n{cors}transfer-encoding: chunked\r\n{}date: ",
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n{}",
         follow.content_type(),
         if close { "connection: close\r\n" } else { "" }
     )
     .into_bytes();
+    for (name, value) in headers {
+        // Values the server made, or an Origin that matched the CORS list (valid header values).
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"date: ");
     date::now(|d| head.extend_from_slice(d));
     head.extend_from_slice(b"\r\n\r\n");
     let stall = live.config.stall_timeout;

@@ -32,6 +32,9 @@ pub(crate) mod llhls;
 mod packaged;
 mod page;
 mod pieces;
+mod private;
+pub(crate) use private::streamed_headers;
+use private::{credentialed, private};
 mod vod;
 
 use crate::body::Chunks;
@@ -287,35 +290,6 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
     }
     cors.apply(origin, resp.headers_mut());
     resp
-}
-
-/// Whether a request carried a viewer's credentials: an `Authorization` header, or a token or key
-/// in its query. (Signed links are not: they are made to be cached by a CDN that keys on the
-/// query, `auth::signed`.)
-fn credentialed<B>(req: &Request<B>) -> bool {
-    let query = req.uri().query();
-    req.headers().contains_key(http::header::AUTHORIZATION)
-        || ["jwt", "key", "token"]
-            .iter()
-            .any(|k| crate::auth::query_param(query, k).is_some())
-}
-
-/// Makes a response to a credentialed request private: a shared cache must not hand it to
-/// someone else (RFC 9111 §5.2.2.7); a browser may still keep it as it was told.
-fn private(h: &mut http::HeaderMap) {
-    let was = h
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("no-cache")
-        .replace("public", "private");
-    let value = if was.contains("private") {
-        was
-    } else {
-        format!("private, {was}")
-    };
-    if let Ok(v) = http::HeaderValue::from_str(&value) {
-        h.insert(http::header::CACHE_CONTROL, v);
-    }
 }
 
 /// What a playlist passes on to its segment URIs: the signed link's query, and a token that came

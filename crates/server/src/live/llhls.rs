@@ -225,7 +225,8 @@ enum Sent {
 /// Fragments queued between the task following a part and hyper.
 const QUEUED: usize = 64;
 
-/// The HTTP/2 response for a part being written: a task on the fan-out workers follows it and
+/// The HTTP/2 response for a part being written (its caching, HSTS and CORS headers are the
+/// caller's, [`crate::http::streamed_headers`]): a task on the fan-out workers follows it and
 /// sends each fragment's `Bytes` (no copy) through a short channel. A part cut short resets the
 /// stream, so that no client takes a truncated part for a whole one.
 pub(crate) fn part_response(
@@ -259,10 +260,6 @@ pub(crate) fn part_response(
     h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("public, max-age=600, immutable"),
     );
     r
 }
