@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if split & 0x80 != 0 && i == 3 {
             ingest.new_session();
-            hls.discontinuity(now);
+            hls.discontinuity();
         }
         match ingest.prepare(BytesMut::from(&read[..whole])) {
             Ok(frozen) => ingest.commit(frozen, &mut ring, &mut hls, now),
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         }
         now += Duration::from_millis(40);
     }
-    hls.end(now);
+    hls.end();
     let _ = hls.playlist();
     assert!(ring.bytes() <= (1 << 20) + step);
 });

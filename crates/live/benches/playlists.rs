@@ -62,7 +62,7 @@ fn ll(dvr: usize) -> LlHls {
 fn playlists(c: &mut Criterion) {
     let mut g = c.benchmark_group("playlists");
     g.measurement_time(Duration::from_secs(3));
-    let all = |_: u64, _: u64| true;
+    let all = |_: u64, _: u64, _: u64| true;
     let (plain, dvr) = (ts(0), ts(1800));
     g.bench_function("ts_window", |b| b.iter(|| plain.playlist()));
     g.bench_function("ts_dvr_1800", |b| b.iter(|| dvr.playlist_with(all, 0)));

@@ -61,6 +61,9 @@ pub struct Past {
     pub duration: Duration,
     pub discontinuity: bool,
     pub first_unit: u64,
+    /// Its length (PAT and PMT included): what its bytes read back from a recording must come
+    /// to, or they are not the bytes it was served as.
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -69,13 +72,15 @@ struct Open {
     bytes: usize,
     start_pts: Option<Ts90k>,
     started: Duration,
+    /// When its latest unit arrived: where a segment that a publisher's leaving closes ends.
+    last: Duration,
     discontinuity: bool,
     first_unit: u64,
 }
 
-/// A DVR window: whether the recording holds a remembered segment (given its first unit and the
-/// next one's), and the oldest media sequence number that may be listed.
-pub type TsDvr<'a> = (&'a dyn Fn(u64, u64) -> bool, u64);
+/// A DVR window: whether the recording holds a remembered segment (given its first unit, the
+/// next one's, and its length), and the oldest media sequence number that may be listed.
+pub type TsDvr<'a> = (&'a dyn Fn(u64, u64, u64) -> bool, u64);
 
 #[derive(Debug)]
 pub struct Segmenter {
@@ -112,9 +117,10 @@ impl Segmenter {
     }
 
     /// Adds a unit that continues the current segment (units before the first keyframe are not
-    /// part of any segment).
-    pub fn push(&mut self, data: Bytes) {
+    /// part of any segment); `now`: when it arrived.
+    pub fn push(&mut self, data: Bytes, now: Duration) {
         let Some(open) = &mut self.open else { return };
+        open.last = now;
         open.bytes += data.len();
         open.parts.push(data);
         if open.bytes > self.limits.max_segment_bytes {
@@ -142,7 +148,7 @@ impl Segmenter {
                 _ => now.saturating_sub(open.started),
             };
             if elapsed < self.limits.min_segment {
-                self.push(data);
+                self.push(data, now);
                 return;
             }
             self.close(elapsed);
@@ -155,28 +161,32 @@ impl Segmenter {
             bytes,
             start_pts: pts,
             started: now,
+            last: now,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             first_unit: unit,
         });
     }
 
     /// A publisher came back: close what is open and mark the next segment discontinuous.
-    pub fn discontinuity(&mut self, now: Duration) {
-        if let Some(open) = &self.open {
-            let d = now.saturating_sub(open.started);
-            self.close(d);
-        }
+    pub fn discontinuity(&mut self) {
+        self.close_left();
         self.pending_discontinuity = true;
     }
 
     /// The stream ended: close what is open and end the playlist.
-    pub fn end(&mut self, now: Duration) {
-        if let Some(open) = &self.open {
-            let d = now.saturating_sub(open.started);
-            self.close(d);
-        }
+    pub fn end(&mut self) {
+        self.close_left();
         self.ended = true;
         self.changes += 1;
+    }
+
+    /// Closes the segment a publisher left open: it lasts until its latest unit arrived, not
+    /// until the publisher came back or the stream ended (the wait between holds no media).
+    fn close_left(&mut self) {
+        if let Some(open) = &self.open {
+            let d = open.last.saturating_sub(open.started);
+            self.close(d);
+        }
     }
 
     fn close(&mut self, duration: Duration) {
@@ -209,6 +219,7 @@ impl Segmenter {
             duration: old.duration,
             discontinuity: old.discontinuity,
             first_unit: old.first_unit,
+            bytes: old.bytes as u64,
         });
         // A playlist lists at most `dvr` of them; the `spare` before those are remembered too,
         // for players still fetching them.
@@ -286,10 +297,10 @@ impl Segmenter {
 
     /// The media playlist with a DVR window (when `dvr` segments are remembered): before the
     /// segments in memory, the newest run of those that left it whose bytes `recorded` says can
-    /// be read (it is given a segment's first unit and the next one's), then every segment in
+    /// be read (it is given a segment's first unit, the next one's and its length), then every segment in
     /// memory; nothing before `floor`, where the last playlist given out began (a playlist's
     /// media sequence never goes back, RFC 8216 §6.2.1).
-    pub fn playlist_with(&self, recorded: impl Fn(u64, u64) -> bool, floor: u64) -> String {
+    pub fn playlist_with(&self, recorded: impl Fn(u64, u64, u64) -> bool, floor: u64) -> String {
         self.render(self.listing(Some((&recorded, floor))))
     }
 
@@ -315,7 +326,7 @@ impl Segmenter {
         let mut next = self.segments.front().map(|s| s.first_unit);
         for p in self.past.iter().rev().take(self.limits.dvr) {
             match next {
-                Some(n) if p.seq >= floor && recorded(p.first_unit, n) => {
+                Some(n) if p.seq >= floor && recorded(p.first_unit, n, p.bytes) => {
                     back += 1;
                     next = Some(p.first_unit);
                 }
@@ -327,7 +338,7 @@ impl Segmenter {
         // lags, or has not begun), the window (the spare beyond it go first).
         let below = self.segments.iter().take_while(|s| s.seq < floor).count();
         let front_recorded = match (self.segments.front(), self.segments.get(1)) {
-            (Some(s), Some(n)) => recorded(s.first_unit, n.first_unit),
+            (Some(s), Some(n)) => recorded(s.first_unit, n.first_unit, s.bytes as u64),
             _ => false,
         };
         let skip = match back > 0 || front_recorded {
@@ -391,189 +402,4 @@ impl Segmenter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> HlsLimits {
-        HlsLimits {
-            min_segment: Duration::from_secs(2),
-            window: 3,
-            spare: 1,
-            max_segment_bytes: 10_000,
-            dvr: 0,
-        }
-    }
-
-    fn b(n: u8) -> Bytes {
-        Bytes::from(vec![n; 10])
-    }
-
-    /// Feeds a 1 fps keyframe stream (keyframe each second, 4 units per second).
-    fn feed(s: &mut Segmenter, from_sec: u64, secs: u64) {
-        for t in from_sec..from_sec + secs {
-            let now = Duration::from_secs(t);
-            s.push_keyframe(
-                b(t as u8),
-                &[Bytes::from_static(b"PSI")],
-                Some(Ts90k(t * 90_000)),
-                now,
-                t * 4,
-            );
-            for _ in 0..3 {
-                s.push(b(t as u8));
-            }
-        }
-    }
-
-    #[test]
-    fn a_dvr_window_lists_the_segments_that_left_memory_while_their_bytes_are_recorded() {
-        let mut s = Segmenter::new(HlsLimits { dvr: 5, ..limits() });
-        // 20 s of 1 s keyframes: segments of 2 s; 3 listed + 1 spare in memory, 5 remembered.
-        feed(&mut s, 0, 20);
-        assert_eq!(s.len(), 4);
-        let plain = s.playlist();
-        assert_eq!(plain.matches("#EXTINF").count(), 3, "{plain}");
-        // Everything recorded: the 5 remembered, then all 4 in memory, in order.
-        let dvr = s.playlist_with(|_, _| true, 0);
-        let seqs: Vec<&str> = dvr.lines().filter(|l| l.ends_with(".ts")).collect();
-        assert_eq!(
-            seqs,
-            ["0.ts", "1.ts", "2.ts", "3.ts", "4.ts", "5.ts", "6.ts", "7.ts", "8.ts"]
-        );
-        assert!(dvr.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{dvr}");
-        // Where the first unit of segment 2 (second 4) is not recorded, the window begins after.
-        let partial = s.playlist_with(|first, _| first > 4 * 4, 0);
-        assert!(partial.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{partial}");
-        assert_eq!(s.first_listed(Some((&|first, _| first > 4 * 4, 0))), 3);
-        assert_eq!(s.first_listed(None), 6);
-        // Nothing before where the last playlist began, even what the recording holds.
-        let later = s.playlist_with(|_, _| true, 3);
-        assert!(later.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{later}");
-        // Nothing recorded: the window in memory (its spare goes first); none before the floor.
-        assert_eq!(s.playlist_with(|_, _| false, 0), s.playlist());
-        assert!(s
-            .playlist_with(|_, _| false, 7)
-            .contains("#EXT-X-MEDIA-SEQUENCE:7\n"));
-        // A remembered segment's bytes run from its first unit to the next one's.
-        let (p, next) = s.past(4).unwrap();
-        assert_eq!((p.seq, p.first_unit, next), (4, 8 * 4, 10 * 4));
-        assert!(s.past(5).is_none() && s.get(5).is_some());
-    }
-
-    #[test]
-    fn a_dvr_window_forms_while_players_reload_from_the_start() {
-        let mut s = Segmenter::new(HlsLimits { dvr: 5, ..limits() });
-        let mut floor = 0;
-        // A player reloads after every second; the recording holds everything.
-        for t in 0..20 {
-            feed(&mut s, t, 1);
-            floor = floor.max(s.first_listed(Some((&|_, _| true, floor))));
-        }
-        let p = s.playlist_with(|_, _| true, floor);
-        let seqs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
-        assert_eq!(seqs.len(), 9, "5 remembered and 4 in memory: {p}");
-        assert_eq!(seqs[0], "0.ts", "{p}");
-    }
-
-    #[test]
-    fn the_version_changes_with_what_the_playlist_lists_and_only_then() {
-        let mut s = Segmenter::new(limits());
-        feed(&mut s, 0, 3);
-        let (v, p) = (s.version(), s.playlist());
-        // Units and a keyframe within the open segment: the same playlist, the same version.
-        s.push(b(9));
-        s.push_keyframe(
-            b(9),
-            &[],
-            Some(Ts90k(3 * 90_000)),
-            Duration::from_secs(3),
-            99,
-        );
-        assert_eq!((s.version(), s.playlist()), (v, p.clone()));
-        // A segment closes, memory shrinks, the stream ends: each a new version.
-        let mut seen = vec![v];
-        feed(&mut s, 4, 2);
-        seen.push(s.version());
-        s.shrink(1);
-        seen.push(s.version());
-        s.end(Duration::from_secs(7));
-        seen.push(s.version());
-        assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
-        assert_ne!(s.playlist(), p);
-    }
-
-    #[test]
-    fn segments_start_at_keyframes_with_psi_and_the_playlist_slides() {
-        let mut s = Segmenter::new(limits());
-        assert!(s.is_empty());
-        feed(&mut s, 0, 3);
-        assert_eq!(s.len(), 1, "closed at the first keyframe 2 s in");
-        let seg = s.get(0).unwrap();
-        assert_eq!(seg.parts[0], Bytes::from_static(b"PSI"));
-        assert_eq!(seg.parts.len(), 1 + 8, "2 s of units");
-        assert_eq!(seg.duration, Duration::from_secs(2));
-        feed(&mut s, 3, 20);
-        let p = s.playlist();
-        assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
-        assert_eq!(p.matches("#EXTINF:2.000,").count(), 3, "{p}");
-        let first = s.segments.front().unwrap().seq + (s.len() as u64 - 3);
-        assert!(
-            p.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")),
-            "{p}"
-        );
-        assert!(p.contains(&format!("\n{first}.ts\n")), "{p}");
-        assert!(!p.contains("ENDLIST"));
-        assert!(s.get(0).is_none(), "slid out and dropped");
-        assert!(s.len() <= 4, "window plus spare");
-        s.end(Duration::from_secs(23));
-        assert!(s.playlist().ends_with("#EXT-X-ENDLIST\n"));
-    }
-
-    #[test]
-    fn shrinking_keeps_the_newest_segments_and_the_media_sequence_moves_on() {
-        let mut s = Segmenter::new(limits());
-        feed(&mut s, 0, 9);
-        assert_eq!(s.len(), 4);
-        let newest = s.segments.back().unwrap().seq;
-        let before = s.bytes();
-        let freed = s.shrink(2);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.bytes(), before - freed);
-        let p = s.playlist();
-        assert!(
-            p.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}\n", newest - 1)),
-            "{p}"
-        );
-        assert!(s.get(newest - 2).is_none(), "dropped");
-        assert_eq!(s.shrink(2), 0, "nothing more to drop");
-    }
-
-    #[test]
-    fn a_reconnect_marks_a_discontinuity_and_counts_it_when_it_slides_out() {
-        let mut s = Segmenter::new(limits());
-        feed(&mut s, 0, 5);
-        s.discontinuity(Duration::from_secs(5));
-        feed(&mut s, 100, 5);
-        let p = s.playlist();
-        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
-        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
-        feed(&mut s, 105, 20);
-        let p = s.playlist();
-        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 0, "{p}");
-        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
-    }
-
-    #[test]
-    fn a_stream_without_keyframes_stays_bounded() {
-        let mut s = Segmenter::new(limits());
-        feed(&mut s, 0, 1);
-        for _ in 0..10_000 {
-            s.push(b(1));
-            assert!(s.bytes() <= 10_000 + 10);
-        }
-        assert_eq!(s.dropped, 1);
-        feed(&mut s, 1, 5);
-        let p = s.playlist();
-        assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
-    }
-}
+mod tests;

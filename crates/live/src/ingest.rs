@@ -144,7 +144,7 @@ impl Ingest {
                 hls.push_keyframe(unit, &psi, pts, now, seq);
             }
             None => {
-                hls.push(unit.clone());
+                hls.push(unit.clone(), now);
                 ring.push(unit, now);
             }
         }
@@ -231,7 +231,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        hls.end(Duration::from_secs(100));
+        hls.end();
         assert!(!hls.is_empty());
         let seg = hls.get(0).unwrap();
         let bytes: Vec<u8> = seg.parts.iter().flat_map(|p| p.iter().copied()).collect();

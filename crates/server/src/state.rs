@@ -138,7 +138,8 @@ impl State {
         output: crate::live::Output,
         t: &str,
     ) -> Result<crate::live::dvr::Start, crate::error::Error> {
-        let mut start = crate::live::dvr::start(stream, &self.live, &self.library(), output, t)?;
+        let library = || self.library();
+        let mut start = crate::live::dvr::start(stream, &self.live, &library, output, t)?;
         if !start.prefix.is_empty() {
             let state = self.clone();
             start.more = Some(crate::live::dvr::Resume {

@@ -194,6 +194,69 @@ fn the_ll_hls_dvr_window_reaches_back_across_a_publisher_reconnect() {
     }
 }
 
+/// A TS-recorded stream's playlist reaches back across a publisher's reconnect, and the
+/// segment the reconnect closed is, from the recording, the bytes it was served as from memory
+/// (not with the second session's tables before its keyframe, which the recording holds next).
+#[test]
+fn the_ts_hls_dvr_window_reaches_back_across_a_reconnect_with_the_same_bytes() {
+    let (s, _library) = recording_server("tsrejoin", server::record::Format::Ts, 4, |c| {
+        c.live.hls.min_segment = Duration::from_secs(1);
+        c.live.hls.window = 3;
+        c.live.hls.spare = 1;
+        c.live.hls.dvr = 60;
+    });
+    let url = s.url("/live/tsrejoin");
+    let publish = || {
+        let input = common::fixtures::long_live_ts();
+        ffmpeg_publish(&input, &["-re"], "mpegts", &[], &url)
+    };
+    let first = publish();
+    wait_for_within(&s, "tsrejoin", "6 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(6.0)
+    });
+    drop(first);
+    wait_for_within(&s, "tsrejoin", "the publisher gone", WAIT, |d| {
+        d["state"] == "reconnecting"
+    });
+    let _second = publish();
+    let playlist = || String::from_utf8(s.get("/live/tsrejoin/index.m3u8", &[]).body).unwrap();
+    let last_before = |p: &str| -> String {
+        let (before, _) = p.split_once("#EXT-X-DISCONTINUITY\n").expect(p);
+        before
+            .lines()
+            .rfind(|l| l.ends_with(".ts"))
+            .expect(p)
+            .to_string()
+    };
+    // The segment the reconnect closed, while it is in memory.
+    common::live::wait_until("a segment of the second session", WAIT, || {
+        playlist().contains("#EXT-X-DISCONTINUITY\n#EXTINF")
+    });
+    let closed = last_before(&playlist());
+    let in_memory = s.get(&format!("/live/tsrejoin/{closed}"), &[]);
+    assert_eq!(in_memory.status, 200);
+    wait_for_within(&s, "tsrejoin", "6 s of the second session", WAIT, |d| {
+        d["sessions"] == 2 && d["session_uptime_seconds"].as_f64() >= Some(6.0)
+    });
+    // Long gone from memory (4 segments of 1 s are kept): listed from the recording.
+    let p = playlist();
+    assert_eq!(last_before(&p), closed, "{p}");
+    let (before, _) = p.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    assert!(
+        before.lines().filter(|l| l.ends_with(".ts")).count() >= 4,
+        "{p}"
+    );
+    let recorded = s.get(&format!("/live/tsrejoin/{closed}"), &[]);
+    assert_eq!(recorded.status, 200);
+    assert_eq!(recorded.header("etag"), in_memory.header("etag"));
+    assert!(
+        recorded.body == in_memory.body,
+        "{} bytes from the recording, {} from memory",
+        recorded.body.len(),
+        in_memory.body.len()
+    );
+}
+
 #[test]
 fn an_ll_hls_dvr_window_forms_for_a_player_that_reloads_from_the_start() {
     let (s, _library) = recording_server("early", server::record::Format::Fmp4, 4, ll_dvr(30));

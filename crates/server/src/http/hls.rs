@@ -44,7 +44,7 @@ pub(super) fn playlist(
                     // recording holds them (`hls_dvr_secs`), never before where the last
                     // playlist began.
                     Some(c) => {
-                        let holds = |a: u64, b: u64| c.by_seq(a).is_some() && c.by_seq(b).is_some();
+                        let holds = |a: u64, b: u64, bytes: u64| recorded_whole(c, a, b, bytes);
                         let body = inner.hls.playlist_with(holds, floor);
                         s.hls_floor
                             .fetch_max(inner.hls.first_listed(Some((&holds, floor))), Relaxed);
@@ -79,6 +79,27 @@ pub(super) fn playlist(
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(r)
+}
+
+/// Whether a recording holds the bytes of a segment that left memory, from its first unit `a` up
+/// to the next segment's `b`: both keyframes written and, when they are in one file, at least
+/// `bytes` apart with the PAT and PMT (more when units that were never part of a segment came
+/// between). (Across files the length is known only when it is read: a segment served from
+/// there is checked then.)
+fn recorded_whole(c: &live::record::checkpoints::Checkpoints, a: u64, b: u64, bytes: u64) -> bool {
+    let (Some(from), Some(to)) = (c.by_seq(a), c.by_seq(b)) else {
+        return false;
+    };
+    match (c.get(from), c.get(to)) {
+        (Some(f), Some(t)) if f.file == t.file => {
+            t.offset
+                .checked_sub(f.offset)
+                .and_then(|d| d.checked_add(f.psi.len() as u64))
+                >= Some(bytes)
+        }
+        (Some(_), Some(_)) => true,
+        _ => false,
+    }
 }
 
 /// A live HLS segment (TS, or an LL-HLS segment, part or init segment): the `Bytes` it was cut
@@ -175,11 +196,31 @@ pub(super) fn segment<B>(
                 let from = c.by_seq(past.first_unit).ok_or_else(unknown)?;
                 let to = c.by_seq(next).ok_or_else(unknown)?;
                 let psi = c.get(from).ok_or_else(unknown)?.psi.clone();
-                let pieces = c.pieces(from, to, true);
+                let mut pieces = c.pieces(from, to, true);
+                // Its units alone, where they lie in one file with the next keyframe: not what
+                // came between them and it that was never part of a segment (a reconnecting
+                // publisher's tables before its keyframe, a segment dropped for its size).
+                let units = past
+                    .bytes
+                    .checked_sub(psi.len() as u64)
+                    .ok_or_else(unknown)?;
+                if let [one] = &mut pieces[..] {
+                    if one
+                        .end
+                        .is_some_and(|end| end.saturating_sub(one.start) >= units)
+                    {
+                        one.end = Some(one.start + units);
+                    }
+                }
                 drop(recorded);
                 drop(inner);
                 let mut parts = vec![psi];
                 crate::live::dvr::slices(library, &pieces, &mut parts).ok_or_else(unknown)?;
+                // Other bytes than it was served as (units the recorder lost, or across files,
+                // units that were never part of it): a 404, never other bytes under its ETag.
+                if parts.iter().map(|b| b.len() as u64).sum::<u64>() != past.bytes {
+                    return Err(unknown());
+                }
                 parts
             }
         }

@@ -67,7 +67,7 @@ impl std::fmt::Debug for Resume {
 impl Resume {
     /// The next stretch after the keyframe unit `seq`, if the ring no longer holds it.
     pub fn next(&self, seq: u64) -> Option<Start> {
-        resume(&self.stream, &(self.library)(), self.output, seq)
+        resume(&self.stream, &*self.library, self.output, seq)
     }
 }
 
@@ -78,7 +78,7 @@ const SLICE: usize = 256 << 10;
 pub(crate) fn start(
     stream: &Stream,
     live: &Live,
-    library: &Library,
+    library: &dyn Fn() -> std::sync::Arc<Library>,
     output: Output,
     t: &str,
 ) -> Result<Start, Error> {
@@ -146,7 +146,9 @@ pub(crate) fn start(
     drop(guard);
     drop(inner);
     let mut prefix = vec![psi];
-    slices(library, &pieces, &mut prefix).ok_or_else(outside)?;
+    // The library as it is now, after the checkpoints were read: the recorder publishes a
+    // file's growth before it notes the keyframe there.
+    slices(&library(), &pieces, &mut prefix).ok_or_else(outside)?;
     Ok(Start {
         seq,
         prefix,
@@ -161,7 +163,7 @@ pub(crate) fn start(
 /// left the recording's checkpoints too, or nothing newer is written yet.
 pub(crate) fn resume(
     stream: &Stream,
-    library: &Library,
+    library: &dyn Fn() -> std::sync::Arc<Library>,
     output: Output,
     seq: u64,
 ) -> Option<Start> {
@@ -180,7 +182,7 @@ pub(crate) fn resume(
     drop(guard);
     drop(inner);
     let mut prefix = Vec::new();
-    slices(library, &pieces, &mut prefix)?;
+    slices(&library(), &pieces, &mut prefix)?;
     Some(Start {
         seq,
         prefix,
@@ -205,12 +207,16 @@ fn stretch(
     Some((psi, recorded.pieces(from, to, output == Output::Ts), seq))
 }
 
-/// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone.
+/// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone,
+/// or holds less than a run says (never a run cut short: the reader would miss bytes).
 pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
     for p in pieces {
         let title = library.get(&p.file)?;
         let len = title.data.len() as u64;
-        let end = p.end.unwrap_or(len).min(len);
+        let end = p.end.unwrap_or(len);
+        if p.start > end || end > len {
+            return None;
+        }
         let (mut a, end) = (usize::try_from(p.start).ok()?, usize::try_from(end).ok()?);
         while a < end {
             let b = end.min(a + SLICE);

@@ -435,7 +435,7 @@ impl Live {
                 Begin::Busy => return Err(Error::StreamBusy(name.to_string())),
                 Begin::Continue { generation } => {
                     inner.publisher = Some(peer);
-                    inner.hls.discontinuity(now);
+                    inner.hls.discontinuity();
                     if let Some(m) = &mut inner.media {
                         m.llhls.discontinuity();
                     }
@@ -542,7 +542,7 @@ impl Live {
                     let mut inner = stream.write();
                     inner.publisher = None;
                     let now = self.now();
-                    inner.hls.end(now);
+                    inner.hls.end();
                     if let Some(m) = &mut inner.media {
                         m.llhls.end();
                     }
