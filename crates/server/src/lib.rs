@@ -235,12 +235,39 @@ impl Server {
 
     /// Serves titles from object storage: lists every source now (indexing what it finds), and
     /// again on the sources' interval while the server runs, and on SIGHUP (`Reload::relist`).
-    /// Call once, before `run`.
-    pub async fn set_stores(&self, stores: store::Stores) -> Option<library::Listing> {
+    /// Waits at most `wait` for the first listing: a store with many titles to index, or one
+    /// that stalls, must not keep the server from serving everything else; the listing goes on,
+    /// its titles are served once it ends, and that is logged (`None` is returned then, and
+    /// when stores were set already). Call once, before `run`.
+    pub async fn set_stores(
+        &self,
+        stores: store::Stores,
+        wait: std::time::Duration,
+    ) -> Option<library::Listing> {
         if self.state.stores.set(Arc::new(stores)).is_err() {
             return None;
         }
-        self.reloader().relist().await
+        let reload = self.reloader();
+        let mut listing = tokio::spawn(async move { reload.relist().await });
+        match tokio::time::timeout(wait, &mut listing).await {
+            Ok(listed) => listed.ok().flatten(),
+            Err(_) => {
+                tracing::warn!(
+                    waited = wait.as_secs_f64(),
+                    "object storage is still being listed; serving the rest meanwhile"
+                );
+                tokio::spawn(async move {
+                    if let Ok(Some(r)) = listing.await {
+                        tracing::info!(
+                            titles = r.titles,
+                            seconds = r.took.as_secs_f64(),
+                            "object storage listed"
+                        );
+                    }
+                });
+                None
+            }
+        }
     }
 
     /// Applies new settings and library rescans to the running server (SIGHUP, library watch).

@@ -36,15 +36,20 @@ impl Reloader {
             let _ = t.reload();
         }
         self.library().await;
-        if let Some(r) = self.server.relist().await {
-            tracing::info!(
-                titles = r.titles,
-                indexed = r.indexed,
-                kept = r.kept,
-                seconds = r.took.as_secs_f64(),
-                "object storage relisted"
-            );
-        }
+        // Listing object storage (and indexing what is new there) can take long: in a task of
+        // its own, so that the next SIGHUP and the library's own rescans are not held behind it.
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            if let Some(r) = server.relist().await {
+                tracing::info!(
+                    titles = r.titles,
+                    indexed = r.indexed,
+                    kept = r.kept,
+                    seconds = r.took.as_secs_f64(),
+                    "object storage relisted"
+                );
+            }
+        });
     }
 
     fn settings(&self) -> Result<()> {

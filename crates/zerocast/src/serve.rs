@@ -69,11 +69,13 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
             .context("object storage")?;
         Some(stores)
     };
+    let wait = config.store.start_wait;
     let server = Server::new(config, listeners, library);
     if let Some(stores) = stores {
         let urls: Vec<String> = stores.sources.iter().map(|s| s.url.clone()).collect();
         let cache_bytes = stores.blocks.limit();
-        if let Some(r) = server.set_stores(stores).await {
+        // Serving starts after the first listing, or after `start_wait` without it.
+        if let Some(r) = server.set_stores(stores, wait).await {
             tracing::info!(
                 sources = ?urls, titles = r.titles, cache_bytes,
                 seconds = r.took.as_secs_f64(), "object storage listed"

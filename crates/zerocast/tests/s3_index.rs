@@ -198,3 +198,49 @@ fn a_server_started_again_takes_the_indexes_it_kept_and_reads_only_the_listing()
     );
     assert!(r.body[..] == file("faststart.mp4")[off as usize..off as usize + 100]);
 }
+
+/// A store that takes connections and never answers (a stalled proxy, a hung store) does not
+/// keep the server from serving: it starts after `start_wait_secs` with the listing still
+/// going on.
+#[test]
+fn a_store_that_never_answers_does_not_keep_the_server_from_serving() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zerocast.toml");
+    std::fs::write(
+        &config,
+        "[s3]\ntimeout_secs = 600\nretries = 0\nstart_wait_secs = 1\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--library",
+        "s3://media/videos",
+    ];
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("ZEROCAST_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let s = common::spawned::Served::start_with_env(None, &args, &env);
+    assert_eq!(request(s.addr, "GET", "/healthz", &[]).status, 200);
+    let titles = request(s.addr, "GET", "/api/videos", &[]);
+    assert_eq!(titles.status, 200);
+    let still = s.log_lines("object storage is still being listed");
+    assert_eq!(
+        still.len(),
+        1,
+        "the start says why the bucket's titles are not there yet"
+    );
+}

@@ -163,7 +163,7 @@ impl Keys {
     }
 
     /// Replaces the JWKS keys with those of `doc` (RS256 and ES256 keys; others skipped).
-    /// Returns how many were taken.
+    /// Returns how many were taken; a set with none is refused (the keys held stay).
     pub fn set_jwks(&self, doc: &[u8]) -> Result<usize, String> {
         let set: jsonwebtoken::jwk::JwkSet =
             serde_json::from_slice(doc).map_err(|e| format!("JWKS: {e}"))?;
@@ -181,6 +181,11 @@ impl Keys {
                     key,
                 });
             }
+        }
+        // A set with no key this server can use (a glitch in the middle of a rotation) would
+        // refuse every token until the next refresh: refused, the keys held stay.
+        if keys.is_empty() {
+            return Err("JWKS: no RS256 or ES256 key in the set".into());
         }
         let n = keys.len();
         *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = keys;
@@ -268,6 +273,19 @@ mod tests {
 
     fn claims(action: &str, stream: &str, exp: u64) -> serde_json::Value {
         serde_json::json!({"action": action, "stream": stream, "exp": exp})
+    }
+
+    #[test]
+    fn a_jwks_with_no_key_this_server_uses_is_refused_and_changes_nothing() {
+        let k = keys();
+        assert!(k.set_jwks_at(br#"{"keys":[]}"#, NOW).is_err());
+        let hmac = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}"#;
+        assert!(k.set_jwks_at(hmac, NOW).is_err());
+        assert_eq!(
+            k.jwks_at(),
+            None,
+            "not counted as fetched: tried again soon"
+        );
     }
 
     #[test]

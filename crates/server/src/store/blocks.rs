@@ -193,7 +193,7 @@ impl Blocks {
         if start >= end {
             return Err(StoreError::Short { got: 0, want: 1 });
         }
-        obj.source.get(&obj.key, &obj.etag, start..end).await
+        obj.source.get(obj, start..end).await
     }
 
     /// Starts fetching the blocks after `n`, to `ahead_to` and at most `read_ahead` of them,

@@ -18,6 +18,10 @@ pub(crate) struct Answer {
     pub status: StatusCode,
     /// Where a 206's `Content-Range` says its bytes start.
     pub content_range_start: Option<u64>,
+    /// The whole object's length a 206's `Content-Range` gives (`None`: unknown, `*`).
+    pub content_range_total: Option<u64>,
+    /// The `ETag` the answer names its object's version by.
+    pub etag: Option<String>,
     pub body: Bytes,
 }
 
@@ -150,15 +154,18 @@ impl Client {
             .map_err(|e| format!("reading the body: {e}"))?
             .to_bytes();
         self.keep(sender);
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        // `bytes START-END/TOTAL`
+        let range = header(http::header::CONTENT_RANGE).and_then(|v| v.strip_prefix("bytes "));
         Ok(Answer {
             status: parts.status,
-            content_range_start: parts
-                .headers
-                .get(http::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
+            content_range_start: range
                 .and_then(|v| v.split('-').next())
                 .and_then(|v| v.parse().ok()),
+            content_range_total: range
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, total)| total.parse().ok()),
+            etag: header(http::header::ETAG).map(str::to_string),
             body,
         })
     }

@@ -85,6 +85,9 @@ pub struct StoreConfig {
     pub read_ahead: u64,
     /// Relist every source this often (`None`: on SIGHUP only).
     pub relist: Option<Duration>,
+    /// How long the server waits at start for the first listing before it serves the rest (the
+    /// listing goes on; its titles are served when it ends).
+    pub start_wait: Duration,
     /// One request's limit (connect, answer, body).
     pub timeout: Duration,
     /// Further tries of a request that failed or timed out (with a backoff of 100 ms × 4ⁿ).
@@ -101,6 +104,7 @@ impl Default for StoreConfig {
             block_size: 1 << 20,
             read_ahead: 2,
             relist: Some(Duration::from_secs(300)),
+            start_wait: Duration::from_secs(20),
             timeout: Duration::from_secs(10),
             retries: 2,
             index_max: 256 << 20,

@@ -126,7 +126,7 @@ async fn each_block(obj: &Arc<Object>, mut f: impl FnMut(&[u8])) -> Result<(), S
     let mut at = 0;
     while at < obj.len {
         let end = at.saturating_add(bs).min(obj.len);
-        f(&obj.source.get(&obj.key, &obj.etag, at..end).await?);
+        f(&obj.source.get(obj, at..end).await?);
         at = end;
     }
     Ok(())

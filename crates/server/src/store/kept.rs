@@ -87,7 +87,8 @@ fn path(dir: &Path, source: &str, l: &Listed) -> PathBuf {
 }
 
 /// Removes the kept indexes of `source` that its listing `listed` no longer names (objects
-/// gone or replaced); returns how many. Called after a listing that succeeded.
+/// gone or replaced), and temporary files left older than [`STALE`]; returns how many. Called
+/// after a listing that succeeded.
 pub fn prune(dir: &Path, source: &str, listed: &[Listed]) -> usize {
     let keep: std::collections::HashSet<String> = listed.iter().map(file_name).collect();
     let Ok(entries) = std::fs::read_dir(source_dir(dir, source)) else {
@@ -97,8 +98,14 @@ pub fn prune(dir: &Path, source: &str, listed: &[Listed]) -> usize {
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".json") && !keep.contains(name) && std::fs::remove_file(e.path()).is_ok()
-        {
+        // And what a writer killed between its write and its rename left (not one that may be
+        // writing now: another server sharing the directory).
+        let stale = name.ends_with(".tmp")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m.elapsed().is_ok_and(|age| age > STALE));
+        let gone = name.ends_with(".json") && !keep.contains(name);
+        if (gone || stale) && std::fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }
     }
@@ -233,9 +240,16 @@ pub fn save(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let tmp = p.with_extension(format!("json.{}.{nanos}.tmp", std::process::id()));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, &p)
+    let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &p));
+    if written.is_err() {
+        // (A full disk: what was written of it must not stay and keep the disk full.)
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
+
+/// How old a temporary file must be to be taken for one its writer left.
+const STALE: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {
@@ -247,6 +261,7 @@ mod tests {
             key: "videos/a/b.mp4".into(),
             len: 1_000_000,
             etag: etag.into(),
+            store_etag: true,
             modified: None,
         }
     }
@@ -303,6 +318,28 @@ mod tests {
             load(dir.path(), "s3://other", &old).is_some(),
             "another source's stays"
         );
+    }
+
+    #[test]
+    fn a_temporary_file_a_writer_left_is_removed_once_old_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, i) = ("s3://media/videos", info());
+        let l = listed("\"e1\"");
+        save(dir.path(), src, &l, Container::Mp4, &i, true).unwrap();
+        let folder = source_dir(dir.path(), src);
+        let (old, new) = (folder.join("x.json.1.2.tmp"), folder.join("y.json.3.4.tmp"));
+        std::fs::write(&old, b"{").unwrap();
+        std::fs::write(&new, b"{").unwrap();
+        let then = std::time::SystemTime::now() - STALE - std::time::Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        assert_eq!(prune(dir.path(), src, std::slice::from_ref(&l)), 1);
+        assert!(!old.exists() && new.exists());
+        assert!(load(dir.path(), src, &l).is_some());
     }
 
     #[test]

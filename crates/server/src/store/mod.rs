@@ -19,6 +19,7 @@ mod config;
 mod error;
 mod index;
 pub mod kept;
+pub(crate) mod listing;
 mod lru;
 
 pub use arena::Arena;
@@ -38,13 +39,8 @@ use std::time::Duration;
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 /// Most bytes of one listing page's body.
 const MAX_LISTING: usize = 8 << 20;
-/// The largest object listed (S3's limit is 50 TB); a larger size is a store's error, and the
-/// block arithmetic stays far from overflowing.
-const MAX_OBJECT: u64 = 1 << 50;
 /// The most bytes one PUT may carry (S3's limit for a single-part upload).
 const MAX_PUT: u64 = 5 << 30;
-/// Most objects listed from one source.
-const MAX_OBJECTS: usize = 1_000_000;
 
 /// The configured sources and the block cache they share.
 #[derive(Debug)]
@@ -108,8 +104,11 @@ pub struct Listed {
     pub id: String,
     pub key: String,
     pub len: u64,
-    /// Quoted, as the store gives it.
+    /// Quoted, as the store gives it; or, from a store that gives none, made of its length and
+    /// time (`store_etag` false), so that a new version with another time is a new title.
     pub etag: String,
+    /// `etag` is the store's own: reads hold to that version (`If-Match`).
+    pub store_etag: bool,
     pub modified: Option<std::time::SystemTime>,
 }
 
@@ -184,7 +183,7 @@ impl Source {
     /// Every object under the prefix (ListObjectsV2, page by page), dotfiles and "folders" left
     /// out, in key order.
     pub async fn list(&self) -> Result<Vec<Listed>, StoreError> {
-        let mut out = Vec::new();
+        let mut pages = listing::Pages::default();
         let mut token: Option<String> = None;
         loop {
             let mut action = self.bucket.list_objects_v2(self.credentials.as_ref());
@@ -210,67 +209,24 @@ impl Source {
             }
             let text = std::str::from_utf8(&answer.body)
                 .map_err(|_| StoreError::Listing("not UTF-8".into()))?;
-            let page = rusty_s3::actions::ListObjectsV2::parse_response(text)
-                .map_err(|e| StoreError::Listing(e.to_string()))?;
-            let empty = page.contents.is_empty();
-            for o in page.contents {
-                let Some(id) = o.key.strip_prefix(self.prefix.as_str()) else {
-                    continue;
-                };
-                let hidden = id.split('/').any(|p| p.starts_with('.') || p.is_empty());
-                if hidden || id.ends_with('/') {
-                    continue;
-                }
-                let etag = o.etag.unwrap_or_default();
-                let etag = if etag.starts_with('"') {
-                    etag
-                } else {
-                    format!("\"{etag}\"")
-                };
-                let len = o.size.unwrap_or(0);
-                if len > MAX_OBJECT {
-                    tracing::warn!(key = %o.key, len, "left out: larger than an object can be");
-                    continue;
-                }
-                out.push(Listed {
-                    modified: o.last_modified.as_deref().and_then(parse_time),
-                    id: id.to_string(),
-                    len,
-                    key: o.key,
-                    etag,
-                });
-                if out.len() >= MAX_OBJECTS {
-                    return Err(StoreError::Listing(format!(
-                        "more than {MAX_OBJECTS} objects under the prefix"
-                    )));
-                }
-            }
-            match page.next_continuation_token {
-                // A store that sends the same token again, or pages of nothing, would keep
-                // this loop (and the listing lock) forever.
-                Some(t) if !t.is_empty() && token.as_ref() != Some(&t) && !empty => token = Some(t),
-                Some(t) if !t.is_empty() => {
-                    return Err(StoreError::Listing(format!(
-                        "the store's continuation token {t:?} leads nowhere"
-                    )))
-                }
-                _ => break,
+            match pages.take(&self.prefix, text)? {
+                Some(next) => token = Some(next),
+                None => return Ok(pages.done()),
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
     }
 
-    /// The bytes `range` of the object `key` in the version tagged `etag`.
+    /// The bytes `range` of `obj` in the version it was listed as: an answer that names another
+    /// version, or another length, is [`StoreError::Changed`] (a store or proxy that does not
+    /// hold to `If-Match` must not mix two versions in one title).
     pub(crate) async fn get(
         &self,
-        key: &str,
-        etag: &str,
+        obj: &Object,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, StoreError> {
         let url = self
             .bucket
-            .get_object(self.credentials.as_ref(), key)
+            .get_object(self.credentials.as_ref(), &obj.key)
             .sign(SIGNED_FOR);
         let want = range.end - range.start;
         let header =
@@ -280,8 +236,8 @@ impl Source {
             header(format!("bytes={}-{}", range.start, range.end - 1))?,
         )];
         // A listing without ETags (some S3-compatible servers): no version to hold to.
-        if etag.len() > 2 {
-            headers.push((http::header::IF_MATCH, header(etag.to_string())?));
+        if obj.store_etag {
+            headers.push((http::header::IF_MATCH, header(obj.etag.clone())?));
         }
         let max = usize::try_from(want).unwrap_or(usize::MAX);
         let answer = self
@@ -305,6 +261,11 @@ impl Source {
             StatusCode::OK if range.start == 0 => {}
             StatusCode::PRECONDITION_FAILED => return Err(StoreError::Changed),
             s => return Err(StoreError::Status(s.as_u16())),
+        }
+        let listed = (obj.etag.as_str(), obj.store_etag, obj.len);
+        let total = answer.content_range_total;
+        if !listing::same_version(listed, answer.etag.as_deref(), total) {
+            return Err(StoreError::Changed);
         }
         if answer.body.len() as u64 != want {
             return Err(StoreError::Short {
@@ -419,8 +380,10 @@ pub struct Object {
     pub source: Arc<Source>,
     pub key: String,
     pub len: u64,
-    /// Quoted.
+    /// Quoted ([`Listed::etag`]).
     pub etag: String,
+    /// `etag` is the store's own ([`Listed::store_etag`]).
+    pub store_etag: bool,
     /// This process's number for it (the block cache's key).
     pub(crate) uid: u64,
     /// Its index could not be built because the store did not answer (the next listing
@@ -439,6 +402,7 @@ impl Object {
             key: listed.key.clone(),
             len: listed.len,
             etag: listed.etag.clone(),
+            store_etag: listed.store_etag,
             uid: NEXT.fetch_add(1, Ordering::Relaxed),
             index_failed: std::sync::atomic::AtomicBool::new(false),
             moov: std::sync::atomic::AtomicBool::new(false),

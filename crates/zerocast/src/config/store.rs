@@ -47,6 +47,8 @@ pub struct S3File {
     read_ahead: Option<u64>,
     /// Relist the buckets this often (default 300; 0: on SIGHUP only).
     relist_secs: Option<u64>,
+    /// How long the start waits for the first listing before serving the rest (default 20).
+    start_wait_secs: Option<u64>,
     /// One request's limit (default 10).
     timeout_secs: Option<u64>,
     /// Further tries of a failed request (default 2).
@@ -101,6 +103,9 @@ pub(super) fn library(
     }
     if let Some(s) = s3.relist_secs {
         store.relist = (s > 0).then(|| Duration::from_secs(s));
+    }
+    if let Some(s) = s3.start_wait_secs {
+        store.start_wait = Duration::from_secs(s);
     }
     if let Some(s) = s3.timeout_secs {
         store.timeout = Duration::from_secs(s.max(1));
