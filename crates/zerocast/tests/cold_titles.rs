@@ -35,10 +35,13 @@ fn page_out(data: &[u8], path: &std::path::Path) {
     let start = data.as_ptr() as usize / page * page;
     let len = data.as_ptr() as usize + data.len() - start;
     let file = std::fs::File::open(path).unwrap();
+    let mut left = Vec::new();
     for _ in 0..200 {
         // SAFETY: the range is inside the title's own read-only file mapping, which `data`
-        // keeps alive; MADV_PAGEOUT only reclaims its pages (a later access reads them in).
-        let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+        // keeps alive; MADV_DONTNEED only unmaps its pages from this process (a read-only file
+        // mapping: a later access reads the same bytes from the file again). MADV_PAGEOUT would
+        // leave a large folio it cannot split mapped, and then in the page cache.
+        let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         assert_eq!(r, 0);
         file.sync_all().unwrap();
         // SAFETY: an advice on an open descriptor; it touches no memory of ours.
@@ -50,12 +53,19 @@ fn page_out(data: &[u8], path: &std::path::Path) {
         // the kernel's readahead.)
         let r = unsafe { libc::mincore(start as *mut libc::c_void, len, resident.as_mut_ptr()) };
         assert_eq!(r, 0);
-        if resident.iter().all(|&b| b & 1 == 0) {
+        left = (0..resident.len())
+            .filter(|&i| resident[i] & 1 == 1)
+            .collect();
+        if left.is_empty() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("the pages of {path:?} stay in the page cache");
+    let pages = len.div_ceil(page);
+    panic!(
+        "{} of the {pages} pages of {path:?} stay in the page cache: {left:?}",
+        left.len()
+    );
 }
 
 #[test]

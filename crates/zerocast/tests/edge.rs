@@ -410,3 +410,75 @@ fn two_edges_that_pull_from_each_other_refuse_the_loop_at_once() {
     let why = r.json()["error"].as_str().unwrap().to_string();
     assert!(why.contains("loop of edges"), "{why}");
 }
+
+/// A TCP proxy in front of `to` that can be made to hang: its connections cut, and new ones
+/// taken and never answered (an origin whose process hangs: the kernel still accepts).
+struct Hanging {
+    addr: SocketAddr,
+    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Hanging {
+    fn to(to: SocketAddr) -> Hanging {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (h, o) = (hung.clone(), open.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                let Ok(c) = c else { continue };
+                if h.load(SeqCst) {
+                    held.push(c);
+                    continue;
+                }
+                let Ok(up) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                let mut kept = o.lock().unwrap();
+                kept.push(c.try_clone().unwrap());
+                kept.push(up.try_clone().unwrap());
+                for (mut from, mut into) in
+                    [(c.try_clone().unwrap(), up.try_clone().unwrap()), (up, c)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Hanging { addr, hung, open }
+    }
+
+    fn hang(&self) {
+        self.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// The first origin hangs (it takes connections and never answers): the edge does not spend
+/// the grace waiting for it, but asks the next origin in time, and its viewer stays.
+#[test]
+fn an_origin_that_hangs_hands_the_edge_to_the_next_within_the_grace() {
+    let (first, _p1) = origin_with_cam(|_| {});
+    let (second, _p2) = origin_with_cam(|_| {});
+    let proxy = Hanging::to(first.addr);
+    let edge = edge_of(&[proxy.addr, second.addr], Duration::from_secs(30));
+    let viewer = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    viewer.wait_body("the stream through the first origin", |b| b.len() > 100_000);
+    proxy.hang();
+    wait_for(&edge, "cam", "the second origin", |d| {
+        d["state"] == "live" && d["origin"] == format!("http://{}", second.addr).as_str()
+    });
+    let before = viewer.raw_len();
+    viewer.wait_body("the stream from the second origin", |b| {
+        b.len() > before + 100_000
+    });
+    assert!(!viewer.finished(), "the edge's viewer stayed connected");
+}

@@ -174,9 +174,10 @@ mod tests {
         assert!(!r.starts_file(Some(big), false, S(6)));
     }
 
+    /// A ring of 10 bytes, and what three units cost beyond theirs.
     fn ring() -> Ring {
         Ring::new(crate::ring::Limits {
-            max_bytes: 10,
+            max_bytes: 10 + 3 * crate::ring::UNIT_OVERHEAD,
             max_age: S(60),
         })
     }

@@ -164,6 +164,20 @@ impl Relay {
         )
     }
 
+    /// How long the attempt made at `now` may wait for its origin (to connect and answer) after
+    /// an upstream was lost: what is left of the grace, or half of it where other origins could
+    /// still be asked in it, so that an origin that takes connections and never answers does
+    /// not use the grace up before a good one is asked. `None`: nothing was lost (the shell's
+    /// own limits apply).
+    pub fn patience(&self, now: Duration) -> Option<Duration> {
+        let lost = self.lost_at?;
+        let left = lost
+            .saturating_add(self.config.grace)
+            .saturating_sub(GRACE_MARGIN)
+            .saturating_sub(now);
+        Some(if self.origins > 1 { left / 2 } else { left })
+    }
+
     /// Gives up when the grace since the upstream was lost is over, or nobody watches.
     fn unless_over(&self, attempt: Attempt, now: Duration) -> Attempt {
         if self.idle(now) {
@@ -218,6 +232,22 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         MS * n as u32
+    }
+
+    #[test]
+    fn after_a_loss_an_attempt_waits_half_the_grace_left_while_other_origins_remain() {
+        let mut r = relay(2);
+        assert_eq!(r.patience(ms(0)), None, "a first pull: the shell's limits");
+        r.connected(0, ms(0));
+        assert_eq!(r.lost(ms(5_000)), try_at(0, 5_000));
+        // Grace 10 s less the 100 ms margin: 9.9 s left, half for this origin.
+        assert_eq!(r.patience(ms(5_000)), Some(ms(4_950)));
+        assert_eq!(r.failed(0, ms(9_950)), try_at(1, 9_950));
+        assert_eq!(r.patience(ms(9_950)), Some(ms(2_475)));
+        let mut one = relay(1);
+        one.connected(0, ms(0));
+        one.lost(ms(5_000));
+        assert_eq!(one.patience(ms(5_000)), Some(ms(9_900)));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub struct Unit {
     pub arrived: Duration,
 }
 
+/// What a unit costs in memory beyond its bytes, counted with them against `max_bytes` and the
+/// memory budget: its place in the ring, and the allocation behind its `Bytes` (header and
+/// rounding). Without it, a publisher sending tiny messages (a 2-byte audio frame) would fill
+/// a ring's byte limit with a hundred times as much memory as it counts.
+pub const UNIT_OVERHEAD: usize = std::mem::size_of::<Unit>() + 64;
+
 impl Unit {
     /// Its bytes: `data` and `more`.
     pub fn len(&self) -> usize {
@@ -126,7 +132,7 @@ impl Ring {
             if front.seq >= k || now.saturating_sub(front.arrived) <= keep {
                 break;
             }
-            freed += front.len();
+            freed += front.len() + UNIT_OVERHEAD;
             self.units.pop_front();
         }
         self.bytes -= freed;
@@ -155,7 +161,7 @@ impl Ring {
             psi,
             arrived: now,
         };
-        self.bytes += unit.len();
+        self.bytes += unit.len() + UNIT_OVERHEAD;
         if keyframe {
             self.last_keyframe = Some(seq);
         }
@@ -172,7 +178,7 @@ impl Ring {
                 // A GOP larger than the whole ring: new viewers wait for the next keyframe.
                 self.last_keyframe = None;
             }
-            self.bytes -= front.len();
+            self.bytes -= front.len() + UNIT_OVERHEAD;
             self.units.pop_front();
         }
         seq

@@ -67,7 +67,7 @@ fn a_unit_of_parts_goes_out_whole_in_one_step_even_past_the_batch_limit() {
     let parts = |s: u64| vec![unit(s + 100, 10), unit(s + 200, 10)];
     r.push_parts(unit(0, 10), parts(0), true, Vec::new(), ms(0));
     r.push_parts(unit(1, 10), parts(1), false, Vec::new(), ms(1));
-    assert_eq!(r.bytes(), 60, "every part counts");
+    assert_eq!(r.bytes(), 60 + 2 * UNIT_OVERHEAD, "every part counts");
     let mut v = Viewer::default();
     for s in 0..2 {
         let Step::Send { parts: got, .. } = v.step(&r, ms(2), &policy) else {
@@ -148,11 +148,29 @@ fn a_dvr_viewer_starts_at_the_keyframe_of_its_time_and_follows_on_to_the_live_ed
 }
 
 #[test]
+fn tiny_units_count_what_they_hold_in_memory_not_only_their_bytes() {
+    // 2-byte units (a publisher's smallest audio frames): the ring holds as many as its limit
+    // takes with each one's overhead, not half a million.
+    let mut r = ring(1 << 20);
+    for s in 0..100_000 {
+        put(&mut r, Bytes::from_static(&[1, 2]), s == 0, ms(s));
+    }
+    assert!(r.bytes() <= 1 << 20);
+    assert!(
+        r.units().count() <= (1 << 20) / UNIT_OVERHEAD,
+        "{}",
+        r.units().count()
+    );
+}
+
+#[test]
 fn memory_is_bounded_and_the_current_gop_kept_within_the_limit() {
-    let mut r = ring(10_000);
+    // GOPs of 50 units of 100 bytes; room for a GOP and a half.
+    let limit = 75 * (100 + UNIT_OVERHEAD);
+    let mut r = ring(limit);
     for s in 0..1000 {
         put(&mut r, unit(s, 100), s % 50 == 0, ms(s));
-        assert!(r.bytes() <= 10_000, "seq {s}: {} bytes held", r.bytes());
+        assert!(r.bytes() <= limit, "seq {s}: {} bytes held", r.bytes());
         assert!(
             r.first_seq() <= r.last_keyframe().unwrap(),
             "the current GOP is never evicted"
@@ -227,8 +245,9 @@ fn shrinking_keeps_the_current_gop_and_a_viewer_behind_it_skips_to_its_keyframe(
     put(&mut r, unit(1, 100), false, ms(1));
     put(&mut r, unit(2, 100), true, ms(2));
     put(&mut r, unit(3, 100), false, ms(3));
-    assert_eq!(r.shrink_to_gop(ms(4), ms(0)), 200, "units 0 and 1 dropped");
-    assert_eq!((r.first_seq(), r.bytes()), (2, 200));
+    let two = 200 + 2 * UNIT_OVERHEAD;
+    assert_eq!(r.shrink_to_gop(ms(4), ms(0)), two, "units 0 and 1 dropped");
+    assert_eq!((r.first_seq(), r.bytes()), (2, two));
     match behind.step(&r, ms(4), &POLICY) {
         Step::Send { parts, skipped } => {
             assert!(skipped, "the viewer's next unit is gone: a counted skip");
@@ -251,7 +270,7 @@ fn shrinking_keeps_recent_units_so_a_viewer_a_moment_behind_keeps_its_place() {
     // Unit 2 came 50 ms ago and the viewer has not read it yet.
     assert_eq!(
         r.shrink_to_gop(ms(2000), ms(1000)),
-        200,
+        200 + 2 * UNIT_OVERHEAD,
         "only units 0 and 1"
     );
     match v.step(&r, ms(2000), &POLICY) {
@@ -268,7 +287,7 @@ fn shrinking_without_a_keyframe_keeps_everything() {
     let mut r = ring(1 << 20);
     put(&mut r, unit(0, 100), false, ms(0));
     assert_eq!(r.shrink_to_gop(ms(10_000), ms(0)), 0);
-    assert_eq!(r.bytes(), 100);
+    assert_eq!(r.bytes(), 100 + UNIT_OVERHEAD);
 }
 
 #[test]

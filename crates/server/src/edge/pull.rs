@@ -112,7 +112,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
         };
         let next = match answered.take() {
             Some((from, up)) if from == origin => Ok(up),
-            _ => upstream::open(o, &edge.tls, &ask).await,
+            _ => upstream::open(o, &edge.tls, &ask, relay.patience(live.now())).await,
         };
         let up = match next {
             Ok(up) => up,
@@ -175,7 +175,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
             Stopped::Ingest(Ended::Clean) => {
                 // The stream ended at the origin, or the origin is going away (a restart or a
                 // drain ends its viewers' responses cleanly too): asked again, it says which.
-                match upstream::open(o, &edge.tls, &ask).await {
+                // (Within half the grace: the stream's own begins only once this is known.)
+                match upstream::open(o, &edge.tls, &ask, Some(config.grace / 2)).await {
                     Err(Failure::NotFound) => {
                         tracing::info!(stream = %name, origin = %o.url, "the origin ended the stream");
                         publish.finish(End::Clean);

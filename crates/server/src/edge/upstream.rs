@@ -128,19 +128,28 @@ pub(super) struct Ask<'a> {
     pub via: &'a str,
 }
 
-/// Asks `origin` for the stream.
+/// Asks `origin` for the stream, within `patience` (connecting and answering together) where
+/// one is given (`live::relay::Relay::patience`).
 pub(super) async fn open(
     origin: &Origin,
     tls: &TlsClient,
     what: &Ask<'_>,
+    patience: Option<Duration>,
 ) -> Result<Upstream, Failure> {
-    let (sock, peer) = connect(origin, tls).await.map_err(Failure::Other)?;
-    let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(sock, peer, origin, what)).await;
-    asked.unwrap_or_else(|_| {
-        Err(Failure::Other(format!(
-            "no answer within {ANSWER_TIMEOUT:?}"
-        )))
-    })
+    let limit = CONNECT_TIMEOUT + ANSWER_TIMEOUT;
+    let limit = patience.map_or(limit, |p| p.min(limit));
+    let asked = async {
+        let (sock, peer) = connect(origin, tls).await.map_err(Failure::Other)?;
+        let asked = tokio::time::timeout(ANSWER_TIMEOUT, ask(sock, peer, origin, what)).await;
+        asked.unwrap_or_else(|_| {
+            Err(Failure::Other(format!(
+                "no answer within {ANSWER_TIMEOUT:?}"
+            )))
+        })
+    };
+    tokio::time::timeout(limit, asked)
+        .await
+        .unwrap_or_else(|_| Err(Failure::Other(format!("no answer within {limit:?}"))))
 }
 
 async fn ask(

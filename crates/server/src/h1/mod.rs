@@ -72,10 +72,10 @@ pub(crate) async fn connection(
                 // Too large or malformed, on a listener that redirects to HTTPS: refused here
                 // (hyper could read a head this parser does not, and serve it in the clear).
                 _ if redirect_port(&state, &stream).is_some() => {
-                    let e = Error::BadRequest("a request head this server does not take");
-                    let c = &state.config();
-                    write::response(&mut stream, e.response(), false, true, c, &mut head).await?;
-                    return Box::pin(lingering_close(stream)).await;
+                    break (
+                        0,
+                        Some(Kind::Bad("a request head this server does not take")),
+                    );
                 }
                 // Too large or malformed: hyper answers it properly (431/400).
                 _ => {
@@ -95,7 +95,8 @@ pub(crate) async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        if let Some(port) = redirect_port(&state, &stream) {
+        let bad = matches!(kind, Some(Kind::Bad(_)));
+        if let (Some(port), false) = (redirect_port(&state, &stream), bad) {
             match head::https_location(&buf[..head_len], port) {
                 head::Redirect::To(to) => return Box::pin(redirect(stream, to, state)).await,
                 head::Redirect::NoHost => {
@@ -315,7 +316,8 @@ async fn waiting(
                 Ok(None) | Err(_) => return Ok(Some(answer(state, req, stream.is_tls()))),
             };
             let headers = crate::http::streamed_headers(state, req, stream.is_tls());
-            part::write(stream, f, first, &headers, close, &state.live).await?;
+            // Boxed: only a part being written needs its state.
+            Box::pin(part::write(stream, f, first, headers, close, &state.live)).await?;
             Ok(None)
         }
     }

@@ -18,7 +18,7 @@ pub(super) async fn write(
     sock: &mut Transport,
     mut follow: PartFollow,
     first: Vec<Bytes>,
-    headers: &http::HeaderMap,
+    headers: http::HeaderMap,
     close: bool,
     live: &Live,
 ) -> io::Result<()> {
@@ -28,7 +28,7 @@ pub(super) async fn write(
         if close { "connection: close\r\n" } else { "" }
     )
     .into_bytes();
-    for (name, value) in headers {
+    for (name, value) in &headers {
         // Values the server made, or an Origin that matched the CORS list (valid header values).
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");

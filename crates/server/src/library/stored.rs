@@ -188,8 +188,13 @@ async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
     Title::stored(l.id, obj, container, index, modified)
 }
 
-/// Packagings read from the store at once.
-static LOADING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// Packagings read from the store at once, all titles together (each holds a `moov` of up to
+/// `index_max` bytes while it is read).
+static LOADING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// After the store failed to give a title's packaging, the requests for it in this long are
+/// told so at once (rather than each waiting for the store's tries in turn).
+const FAILED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A response that needs a title's packaging read from its store first carries this: the
 /// async shells read it ([`Title::load_package`]) and answer the request again.
@@ -212,14 +217,28 @@ impl Title {
         let Some(obj) = &self.remote else {
             return Ok(());
         };
-        // One at a time (then the second request for a title finds it built): a burst of first
-        // requests after a start reads each `moov` once, and holds one at a time.
-        let _one = LOADING.acquire().await;
+        // One read per title (the next request for it finds it built, or the store's failure
+        // of a moment ago), and a few titles at a time: a burst of first requests after a
+        // start reads each `moov` once, and a store that stalls on one title holds up the
+        // requests for that title, not every title's.
+        let mut failed = obj.loading.lock().await;
         if !self.package_pending() {
             return Ok(());
         }
-        let built = crate::store::skeleton(obj, index_max)
-            .await?
+        if let Some((at, e)) = &*failed {
+            if at.elapsed() < FAILED_FOR {
+                return Err(e.clone());
+            }
+        }
+        let _turn = LOADING.acquire().await;
+        let skeleton = match crate::store::skeleton(obj, index_max).await {
+            Ok(s) => s,
+            Err(e) => {
+                *failed = Some((std::time::Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
+        let built = skeleton
             .and_then(|s| crate::package::Package::build_stored(&s, obj.len))
             .map(Arc::new);
         let _ = self.package.set(built);

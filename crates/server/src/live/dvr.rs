@@ -191,8 +191,14 @@ pub(crate) fn resume(
     })
 }
 
-/// From checkpoint `from` to the newest keyframe both the recording and the ring hold: the
-/// headers a reader starting there needs, the file runs, and that keyframe's unit.
+/// Most keyframes one stretch of the recording spans: a viewer far back is sent the recording a
+/// stretch at a time, each made into slices when it is reached ([`Resume`]), not hours of
+/// slices held at once.
+const STRETCH_KEYFRAMES: usize = 64;
+
+/// From checkpoint `from` to the newest keyframe both the recording and the ring hold, or
+/// [`STRETCH_KEYFRAMES`] on: the headers a reader starting there needs, the file runs, and the
+/// keyframe unit where they end.
 fn stretch(
     recorded: &Checkpoints,
     ring: &live::Ring,
@@ -201,7 +207,8 @@ fn stretch(
 ) -> Option<(Bytes, Vec<Piece>, u64)> {
     let to = recorded
         .newest_where(|seq| ring.get(seq).is_some_and(|u| u.keyframe))
-        .filter(|&to| to > from)?;
+        .filter(|&to| to > from)?
+        .min(from.saturating_add(STRETCH_KEYFRAMES));
     let psi = recorded.get(from)?.psi.clone();
     let seq = recorded.get(to)?.seq;
     Some((psi, recorded.pieces(from, to, output == Output::Ts), seq))
@@ -291,4 +298,41 @@ fn when(
         )));
     }
     Ok((Some(at), (now - at).as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use live::record::checkpoints::Checkpoint;
+    use std::time::Duration;
+
+    #[test]
+    fn a_viewer_far_back_gets_the_recording_a_stretch_of_keyframes_at_a_time() {
+        // 200 keyframes written to one file, 1000 bytes apart, all still in the ring.
+        let mut c = Checkpoints::new(1000);
+        let mut ring = live::Ring::new(live::Limits {
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(3600),
+        });
+        for k in 0..200u64 {
+            let seq = ring.push_keyframe(Bytes::from(vec![0; 1000]), Vec::new(), Duration::ZERO);
+            c.push(Checkpoint {
+                seq,
+                arrived: Duration::from_secs(k),
+                file: "rec/a.ts".into(),
+                offset: k * 1000,
+                psi: Bytes::new(),
+            });
+        }
+        let (_, pieces, seq) = stretch(&c, &ring, Output::Ts, 0).unwrap();
+        assert_eq!(
+            seq, STRETCH_KEYFRAMES as u64,
+            "the first stretch ends 64 keyframes on"
+        );
+        assert_eq!(pieces.len(), 1);
+        assert_eq!((pieces[0].start, pieces[0].end), (0, Some(64_000)));
+        // The last stretch ends at the newest keyframe the ring holds.
+        let (_, _, seq) = stretch(&c, &ring, Output::Ts, 150).unwrap();
+        assert_eq!(seq, 199);
+    }
 }

@@ -13,8 +13,38 @@ use std::sync::Arc;
 /// out).
 static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// Uploads queued or running, by title id. Each holds its file mapped, and a file that
+/// retention removes keeps its disk while mapped: an uplink slower than the recordings must
+/// not queue them without end. Beyond [`MAX_QUEUED`], a finished file is left to the next
+/// [`reconcile`] pass (which also skips what is queued already).
+static QUEUED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+const MAX_QUEUED: usize = 8;
+
+/// Takes a place in the queue for `id`; `false`: the queue is full, or `id` is in it already.
+pub(super) fn enqueue(id: &str) -> bool {
+    let mut q = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
+    q.len() < MAX_QUEUED && q.insert(id.to_string())
+}
+
+/// Gives `id`'s place in the queue back (an upload that could not begin).
+pub(super) fn dequeue(id: &str) {
+    drop(Queued(id.to_string()));
+}
+
+/// Gives `id`'s place in the queue back when dropped.
+struct Queued(String);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let mut q = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
+        q.remove(&self.0);
+    }
+}
+
 /// Puts `bytes`, the finished file `path` (mapped before retention could remove it), as `id`
-/// (its title id) into `source`; `Source::put` tries it again after a failure.
+/// (its title id, given a place by [`enqueue`]) into `source`; `Source::put` tries it again
+/// after a failure.
 pub(super) async fn upload(
     state: Arc<State>,
     source: Arc<Source>,
@@ -22,6 +52,7 @@ pub(super) async fn upload(
     id: String,
     bytes: bytes::Bytes,
 ) {
+    let _place = Queued(id.clone());
     let _turn = AT_ONCE.acquire().await;
     let len = bytes.len() as u64;
     match source.put(&id, bytes).await {
@@ -87,11 +118,12 @@ async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Sour
         return;
     };
     for (path, id, len) in files {
-        if have.get(&id) == Some(&len) {
+        if have.get(&id) == Some(&len) || !enqueue(&id) {
             continue;
         }
         let p = path.clone();
         let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || map(&p)).await else {
+            dequeue(&id);
             continue;
         };
         tracing::info!(file = %path.display(), to = %source.url, %id, "recording missing from the bucket; uploading it");
@@ -133,4 +165,32 @@ fn finished_files(rule: &super::Rule) -> Vec<(PathBuf, String, u64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upload_queue_takes_each_file_once_and_no_more_than_its_bound() {
+        let ids: Vec<String> = (0..MAX_QUEUED).map(|i| format!("test-queue/{i}")).collect();
+        for id in &ids {
+            assert!(enqueue(id));
+        }
+        assert!(
+            !enqueue("test-queue/one-more"),
+            "full: left to the next pass"
+        );
+        dequeue(&ids[0]);
+        assert!(
+            !enqueue(&ids[1]),
+            "queued already (the pass over the bucket skips it)"
+        );
+        assert!(enqueue("test-queue/one-more"));
+        dequeue("test-queue/one-more");
+        for id in &ids[1..] {
+            dequeue(id);
+        }
+        assert!(QUEUED.lock().unwrap().is_empty());
+    }
 }

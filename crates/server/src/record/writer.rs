@@ -389,7 +389,15 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     job.state.record.files.fetch_add(1, Relaxed);
     tracing::info!(stream = %job.stream.name, file = %w.part.path.display(), bytes = w.len, "recording file finished");
     job.state.library_changed.notify_one();
-    if let Some(source) = &job.upload {
+    let queued = job
+        .upload
+        .as_ref()
+        .filter(|_| super::upload::enqueue(&w.id));
+    if job.upload.is_some() && queued.is_none() {
+        let file = w.part.path.display();
+        tracing::warn!(%file, "uploads are behind; this file is left to the next pass over the bucket");
+    }
+    if let Some(source) = queued {
         let path = w.part.path.clone();
         let p = path.clone();
         match blocking(move || super::upload::map(&p)).await {
@@ -403,7 +411,10 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
                     bytes,
                 ));
             }
-            Err(e) => super::upload::failed(&job.state, &path, source, &e.to_string()),
+            Err(e) => {
+                super::upload::dequeue(&w.id);
+                super::upload::failed(&job.state, &path, source, &e.to_string());
+            }
         }
     }
     let (dir, keep) = (job.rule_dir.clone(), job.keep);

@@ -392,6 +392,9 @@ pub struct Object {
     /// Its index was read from its `moov` alone: an unfragmented MP4, whose clips, HLS and
     /// DASH are made from that box (`store::skeleton`).
     moov: std::sync::atomic::AtomicBool,
+    /// Held while its packaging is read (one read per title; the other requests for it wait
+    /// here, not in the queue of every title's), with the store's last failure at that.
+    pub(crate) loading: tokio::sync::Mutex<Option<(std::time::Instant, StoreError)>>,
 }
 
 impl Object {
@@ -406,6 +409,7 @@ impl Object {
             uid: NEXT.fetch_add(1, Ordering::Relaxed),
             index_failed: std::sync::atomic::AtomicBool::new(false),
             moov: std::sync::atomic::AtomicBool::new(false),
+            loading: tokio::sync::Mutex::new(None),
         }
     }
 
