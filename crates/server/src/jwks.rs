@@ -1,7 +1,8 @@
 //! Keeps the JWT keys of a JWKS URL fresh: fetched at start, then every `refresh` (and within
 //! seconds after a reload that brings a new URL), into the `auth::Keys` of the settings in force.
-//! A fetch that fails or a document that does not parse keeps the keys already held, and is
-//! logged; the next try is 10 s later.
+//! A fetch that fails, a document that does not parse, or a set with no key this server uses
+//! keeps the keys already held, and is logged; the next try is 10 s later (a set with no usable
+//! key said by two fetches in a row is taken: the keys were withdrawn).
 
 use crate::auth::JwksSource;
 use crate::state::State;
@@ -16,6 +17,8 @@ const TICK: Duration = Duration::from_secs(5);
 /// Runs until the task is dropped.
 pub(crate) async fn keep_fresh(state: Arc<State>) {
     let mut failed_at: Option<u64> = None;
+    // The last fetch's document was refused: a set with no usable key said twice is taken.
+    let mut refused = false;
     loop {
         let config = state.config();
         if let (Some(src), Some(keys)) = (&config.auth.jwks, &config.auth.jwt) {
@@ -26,13 +29,17 @@ pub(crate) async fn keep_fresh(state: Arc<State>) {
             let resting = failed_at.is_some_and(|at| now < at + 10);
             if due && !resting {
                 match fetch(src).await {
-                    Ok(doc) => match keys.set_jwks_at(&doc, now) {
+                    Ok(doc) => match keys.set_jwks_at(&doc, now, refused) {
+                        Ok(0) => {
+                            (failed_at, refused) = (None, false);
+                            tracing::warn!(url = %src.url, "JWKS has no key this server uses, twice: every JWT is refused until it has");
+                        }
                         Ok(n) => {
-                            failed_at = None;
+                            (failed_at, refused) = (None, false);
                             tracing::info!(url = %src.url, keys = n, "JWKS fetched");
                         }
                         Err(e) => {
-                            failed_at = Some(now);
+                            (failed_at, refused) = (Some(now), true);
                             tracing::warn!(url = %src.url, error = %e, "JWKS refused; the keys held stay");
                         }
                     },

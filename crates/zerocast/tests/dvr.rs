@@ -414,3 +414,40 @@ fn an_http2_mp4_viewer_rewinds_before_its_own_output_began_and_plays_on() {
     let span = t[t.len() - 1] - t[0];
     assert!(span > 6.5, "{span:.2} s");
 }
+
+/// A time from the stream's start that counts frames (`HH:MM:SS:FF`) is read at the stream's
+/// frame rate as measured (an RTMP source has an fMP4 output that measures it): two such times
+/// 4 s apart start two viewers at keyframes about 4 s apart. A TS source nobody watches as
+/// fMP4 has no measured rate: the answer says to give seconds.
+#[test]
+fn a_time_counting_frames_is_read_at_the_streams_measured_frame_rate() {
+    let s = server(|c| c.ring.max_age = Duration::from_secs(30));
+    let input = common::fixtures::long_live_ts();
+    let _rtmp = common::live::rtmp_publisher(&s, "/live/framed", &input, &["-re"]);
+    wait_for_within(&s, "framed", "7 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(7.0)
+    });
+    let first_pts = |t: &str| {
+        let v = Viewer::start(s.addr, &format!("/live/framed.ts?t={t}"), Reading::Fast);
+        v.wait_body("a keyframe", |b| {
+            cuts(b).iter().any(|c| matches!(c, Cut::Keyframe { .. }))
+        });
+        let (resp, body, _) = v.response();
+        assert_eq!(resp.status, 200, "{t}");
+        first_keyframe_pts(&body[..body.len() / 188 * 188])
+    };
+    let apart = first_pts("00:00:05:12") - first_pts("00:00:01:12");
+    assert!((3.0..=5.0).contains(&apart), "{apart:.2} s apart");
+
+    let _ts = ts_publisher(&s.url("/live/unframed"), None);
+    wait_for_within(&s, "unframed", "2 s of stream", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(2.0)
+    });
+    let r = s.get("/live/unframed.ts?t=00:00:01:12", &[]);
+    assert_eq!(r.status, 400);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("frame rate") && body.contains("seconds"),
+        "{body}"
+    );
+}

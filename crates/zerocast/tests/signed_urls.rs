@@ -181,23 +181,6 @@ fn an_rtmp_player_needs_a_link_signed_for_its_stream() {
     common::assert_plays_h264_aac(&format!("{bare}?expires={expires}&sig={sig}"), "2");
 }
 
-/// Stream names may end in `.ts`: an RTMP link for a stream named `rt.ts` (one a publisher may
-/// name to get a link for) does not open stream `rt`'s `.ts` output over HTTP.
-#[test]
-fn an_rtmp_link_for_a_stream_named_like_an_output_opens_no_http_output() {
-    let s = server();
-    let _p = common::live::ts_publisher(&s.url("/live/rt"), None);
-    common::live::wait_for(&s, "rt", "a keyframe", |d| {
-        d["ring_units"].as_u64() > Some(1)
-    });
-    let expires = now() + 300;
-    let rtmp = signer().sign("/live/rt.ts.rtmp", expires);
-    let r = s.get(&format!("/live/rt.ts?expires={expires}&sig={rtmp}"), &[]);
-    assert_eq!(r.status, 403);
-    let v = Viewer::start(s.addr, &link("/live/rt.ts", expires), Reading::Fast);
-    v.wait_body("a GOP", |b| b.len() >= 3 * common::ts::PACKET);
-}
-
 #[test]
 fn a_dash_manifest_carries_the_scoped_link_to_its_segments() {
     let s = server();

@@ -139,6 +139,12 @@ pub struct LlHls {
     /// What the next fragment is assumed to last, ms (see [`LlHls::fragment`]).
     frame_ms: u32,
     last_interval: u32,
+    /// The frame rate measured since the clock last began (a reconnect, a step): the first
+    /// fragment's time, and how many intervals have followed it.
+    rate_from: Option<(u32, u64)>,
+    /// The rate measured before the measure last began again (given until the new one has 25
+    /// frames).
+    rate_was: Option<media::FrameRate>,
     /// `EXT-X-TARGETDURATION`, seconds: fixed for the stream (RFC 8216bis §4.4.3.1: it must not
     /// change), from `min_segment`; a segment that would round above it is cut without a
     /// keyframe.
@@ -158,6 +164,9 @@ pub struct LlHls {
 /// A step between fragments longer than this (or backwards) is a discontinuity.
 const MAX_STEP_MS: u32 = 10_000;
 
+/// How long the frame rate is measured over before the measure begins again (an hour).
+const RATE_SPAN_MS: u32 = 3_600_000;
+
 pub(super) fn elapsed_ms(from: u32, to: u32) -> u32 {
     to.wrapping_sub(from)
 }
@@ -175,6 +184,8 @@ impl LlHls {
             last_ms: None,
             frame_ms: 40,
             last_interval: 0,
+            rate_from: None,
+            rate_was: None,
             target_secs: limits.min_segment.as_secs_f64().round().max(1.0) as u64,
             ended: false,
             limits,
@@ -296,9 +307,21 @@ impl LlHls {
                 // so that an alternation such as 33/34 ms never makes a part too long.
                 self.frame_ms = d.max(self.last_interval);
                 self.last_interval = d;
+                if let Some((_, n)) = &mut self.rate_from {
+                    *n += 1;
+                }
             }
         }
         self.last_ms = Some(ms);
+        // The measure begins again now and then: the millisecond clock wraps after 49 days.
+        match self.rate_from {
+            Some((from, n)) if elapsed_ms(from, ms) >= RATE_SPAN_MS && n >= 25 => {
+                self.rate_was = self.frame_rate();
+                self.rate_from = Some((ms, 0));
+            }
+            None => self.rate_from = Some((ms, 0)),
+            Some(_) => {}
+        }
         let limits = self.limits;
         let bytes: usize = data.iter().map(Bytes::len).sum();
         let target_ms = self.target_secs.saturating_mul(1000);
@@ -433,6 +456,7 @@ impl LlHls {
         let end = self.end_ms();
         self.close(end);
         self.last_ms = None;
+        (self.rate_from, self.rate_was) = (None, None);
         self.pending_discontinuity = true;
     }
 
@@ -462,6 +486,20 @@ impl LlHls {
         }
         self.drop_unused_inits();
         freed
+    }
+
+    /// The rate its fragments come at (a stream with video: its frame rate), measured over the
+    /// time since its clock began (or the measure last began again, each [`RATE_SPAN_MS`])
+    /// and snapped to a common rate (29.97 and 30 fps are told apart after a few seconds);
+    /// `None` before 25 frames. What a timecode that counts frames (`01:09:14:28`) is read
+    /// with.
+    pub fn frame_rate(&self) -> Option<media::FrameRate> {
+        let (from, n) = self.rate_from?;
+        let elapsed = elapsed_ms(from, self.last_ms?);
+        if n < 25 || elapsed == 0 {
+            return self.rate_was;
+        }
+        media::FrameRate::from_frame_duration(n.checked_mul(1000)?, u64::from(elapsed))
     }
 
     /// Bytes referenced by the kept segments (shared with the MP4 ring) and init segments.

@@ -499,3 +499,20 @@ fn a_query_written_into_a_shared_playlist_is_the_playlist_rendered_with_it() {
     let ended = l.playlist(false, None);
     assert_eq!(playlist::with_query(&ended, q), l.playlist(false, Some(q)));
 }
+
+#[test]
+fn the_frame_rate_is_measured_from_millisecond_times_and_tells_29_97_from_30() {
+    for (num, den) in [(30, 1), (30_000, 1001), (25, 1), (60_000, 1001)] {
+        let mut l = stream();
+        assert_eq!(l.frame_rate(), None);
+        for n in 0..300u64 {
+            let ms = (n * 1000 * den / num) as u32;
+            l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms, None);
+        }
+        let rate = l.frame_rate().unwrap();
+        assert_eq!((rate.num, rate.den), (num as u32, den as u32));
+        // A clock that steps begins the measure again.
+        l.discontinuity();
+        assert_eq!(l.frame_rate(), None);
+    }
+}

@@ -16,6 +16,8 @@ pub mod head;
 
 use std::time::Duration;
 
+/// The least an attempt after a lost upstream waits for its origin ([`Relay::patience`]).
+const MIN_PATIENCE: Duration = Duration::from_secs(1);
 /// The last attempt after a lost upstream comes this long before the grace ends.
 const GRACE_MARGIN: Duration = Duration::from_millis(100);
 /// A connection that streamed at least this long was a real one: its loss starts a new grace
@@ -171,11 +173,10 @@ impl Relay {
     /// own limits apply).
     pub fn patience(&self, now: Duration) -> Option<Duration> {
         let lost = self.lost_at?;
-        let left = lost
-            .saturating_add(self.config.grace)
-            .saturating_sub(GRACE_MARGIN)
-            .saturating_sub(now);
-        Some(if self.origins > 1 { left / 2 } else { left })
+        let left = lost.saturating_add(self.config.grace).saturating_sub(now);
+        let share = if self.origins > 1 { left / 2 } else { left };
+        // The last attempt comes just before the grace ends: it still gets time to be answered.
+        Some(share.max(MIN_PATIENCE))
     }
 
     /// Gives up when the grace since the upstream was lost is over, or nobody watches.
@@ -240,14 +241,17 @@ mod tests {
         assert_eq!(r.patience(ms(0)), None, "a first pull: the shell's limits");
         r.connected(0, ms(0));
         assert_eq!(r.lost(ms(5_000)), try_at(0, 5_000));
-        // Grace 10 s less the 100 ms margin: 9.9 s left, half for this origin.
-        assert_eq!(r.patience(ms(5_000)), Some(ms(4_950)));
-        assert_eq!(r.failed(0, ms(9_950)), try_at(1, 9_950));
-        assert_eq!(r.patience(ms(9_950)), Some(ms(2_475)));
+        // Grace 10 s: half for this origin.
+        assert_eq!(r.patience(ms(5_000)), Some(ms(5_000)));
+        r.seen(true, ms(9_000));
+        assert_eq!(r.failed(0, ms(10_000)), try_at(1, 10_000));
+        assert_eq!(r.patience(ms(10_000)), Some(ms(2_500)));
+        // The last attempt, 100 ms before the grace ends, still gets a second.
+        assert_eq!(r.patience(ms(14_900)), Some(ms(1_000)));
         let mut one = relay(1);
         one.connected(0, ms(0));
         one.lost(ms(5_000));
-        assert_eq!(one.patience(ms(5_000)), Some(ms(9_900)));
+        assert_eq!(one.patience(ms(5_000)), Some(ms(10_000)));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub struct Limits {
 pub struct Ring {
     units: VecDeque<Unit>,
     next_seq: u64,
+    /// The units' bytes and their overhead ([`UNIT_OVERHEAD`]): what `max_bytes` bounds.
     bytes: usize,
+    /// The units' bytes alone.
+    data: usize,
     last_keyframe: Option<u64>,
     limits: Limits,
 }
@@ -61,12 +64,19 @@ impl Ring {
             units: VecDeque::new(),
             next_seq: 0,
             bytes: 0,
+            data: 0,
             last_keyframe: None,
             limits,
         }
     }
 
-    /// Bytes held by the units (shared with viewers, counted once).
+    /// The units' bytes (what was published and is held now).
+    pub fn data_bytes(&self) -> usize {
+        self.data
+    }
+
+    /// Memory held by the units (their bytes, shared with viewers and counted once, and each
+    /// one's [`UNIT_OVERHEAD`]): what `max_bytes` and the memory budget count.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -133,6 +143,7 @@ impl Ring {
                 break;
             }
             freed += front.len() + UNIT_OVERHEAD;
+            self.data -= front.len();
             self.units.pop_front();
         }
         self.bytes -= freed;
@@ -162,6 +173,7 @@ impl Ring {
             arrived: now,
         };
         self.bytes += unit.len() + UNIT_OVERHEAD;
+        self.data += unit.len();
         if keyframe {
             self.last_keyframe = Some(seq);
         }
@@ -179,6 +191,7 @@ impl Ring {
                 self.last_keyframe = None;
             }
             self.bytes -= front.len() + UNIT_OVERHEAD;
+            self.data -= front.len();
             self.units.pop_front();
         }
         seq

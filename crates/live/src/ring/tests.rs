@@ -68,6 +68,7 @@ fn a_unit_of_parts_goes_out_whole_in_one_step_even_past_the_batch_limit() {
     r.push_parts(unit(0, 10), parts(0), true, Vec::new(), ms(0));
     r.push_parts(unit(1, 10), parts(1), false, Vec::new(), ms(1));
     assert_eq!(r.bytes(), 60 + 2 * UNIT_OVERHEAD, "every part counts");
+    assert_eq!(r.data_bytes(), 60);
     let mut v = Viewer::default();
     for s in 0..2 {
         let Step::Send { parts: got, .. } = v.step(&r, ms(2), &policy) else {

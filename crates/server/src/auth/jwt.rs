@@ -154,17 +154,19 @@ impl Keys {
 
     /// Replaces the JWKS keys with those of `doc` (RS256 and ES256 keys; others skipped), taken
     /// at `now` (Unix seconds). Returns how many were taken; a document that does not parse
-    /// changes nothing.
-    pub fn set_jwks_at(&self, doc: &[u8], now: u64) -> Result<usize, String> {
-        let n = self.set_jwks(doc)?;
+    /// changes nothing, nor does one with no key this server uses unless `take_empty` (the
+    /// fetch before said the same: the keys were withdrawn, not lost in a rotation's glitch).
+    pub fn set_jwks_at(&self, doc: &[u8], now: u64, take_empty: bool) -> Result<usize, String> {
+        let n = self.set_jwks(doc, take_empty)?;
         self.jwks_at
             .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 
     /// Replaces the JWKS keys with those of `doc` (RS256 and ES256 keys; others skipped).
-    /// Returns how many were taken; a set with none is refused (the keys held stay).
-    pub fn set_jwks(&self, doc: &[u8]) -> Result<usize, String> {
+    /// Returns how many were taken; a set with none is refused (the keys held stay) unless
+    /// `take_empty`.
+    pub fn set_jwks(&self, doc: &[u8], take_empty: bool) -> Result<usize, String> {
         let set: jsonwebtoken::jwk::JwkSet =
             serde_json::from_slice(doc).map_err(|e| format!("JWKS: {e}"))?;
         let mut keys = Vec::new();
@@ -184,7 +186,7 @@ impl Keys {
         }
         // A set with no key this server can use (a glitch in the middle of a rotation) would
         // refuse every token until the next refresh: refused, the keys held stay.
-        if keys.is_empty() {
+        if keys.is_empty() && !take_empty {
             return Err("JWKS: no RS256 or ES256 key in the set".into());
         }
         let n = keys.len();
@@ -276,16 +278,17 @@ mod tests {
     }
 
     #[test]
-    fn a_jwks_with_no_key_this_server_uses_is_refused_and_changes_nothing() {
+    fn a_jwks_with_no_key_this_server_uses_is_refused_until_a_second_fetch_says_it_too() {
         let k = keys();
-        assert!(k.set_jwks_at(br#"{"keys":[]}"#, NOW).is_err());
+        assert!(k.set_jwks_at(br#"{"keys":[]}"#, NOW, false).is_err());
         let hmac = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}"#;
-        assert!(k.set_jwks_at(hmac, NOW).is_err());
-        assert_eq!(
-            k.jwks_at(),
-            None,
-            "not counted as fetched: tried again soon"
-        );
+        assert!(k.set_jwks_at(hmac, NOW, false).is_err());
+        let tried = k.jwks_at();
+        assert_eq!(tried, None, "not counted as fetched: tried again soon");
+        // Said again by the next fetch: the keys were withdrawn.
+        assert_eq!(k.set_jwks_at(hmac, NOW, true), Ok(0));
+        assert_eq!(k.jwks_at(), Some(NOW));
+        assert!(k.set_jwks_at(b"not json", NOW, true).is_err());
     }
 
     #[test]

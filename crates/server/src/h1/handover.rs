@@ -49,7 +49,7 @@ pub(super) async fn hyper_takeover(
         .keep_alive(!one)
         // The fast path's limits on a request head (a head over them is handed over, and
         // answered here: 431).
-        .max_buf_size(super::head::MAX_HEAD)
+        .max_header_size(super::head::MAX_HEAD)
         .max_headers(super::head::MAX_HEADERS)
         // Queue body `Bytes` and hand them to writev: no flattening copy (see body.rs).
         .writev(true);

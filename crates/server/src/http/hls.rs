@@ -204,12 +204,15 @@ pub(super) fn segment<B>(
                     .bytes
                     .checked_sub(psi.len() as u64)
                     .ok_or_else(unknown)?;
-                if let [one] = &mut pieces[..] {
-                    if one
+                // (The first file's run: to the next keyframe, or to the file's end where the
+                // next keyframe began a new file.)
+                if let Some(first) = pieces.first_mut() {
+                    let end = first
                         .end
-                        .is_some_and(|end| end.saturating_sub(one.start) >= units)
-                    {
-                        one.end = Some(one.start + units);
+                        .or_else(|| library.get(&first.file).map(|t| t.data.len() as u64));
+                    if end.is_some_and(|end| end.saturating_sub(first.start) >= units) {
+                        first.end = Some(first.start + units);
+                        pieces.truncate(1);
                     }
                 }
                 drop(recorded);

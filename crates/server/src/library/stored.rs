@@ -190,7 +190,7 @@ async fn build(source: Arc<Source>, l: Listed, index_max: u64) -> Title {
 
 /// Packagings read from the store at once, all titles together (each holds a `moov` of up to
 /// `index_max` bytes while it is read).
-static LOADING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+static LOADING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// After the store failed to give a title's packaging, the requests for it in this long are
 /// told so at once (rather than each waiting for the store's tries in turn).

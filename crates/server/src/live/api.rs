@@ -148,7 +148,7 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
         max_lag_units: st.max_lag_units.load(Relaxed),
         dvr_converting: st.dvr_converting.load(Relaxed),
         dvr_joins: st.dvr_joins.load(Relaxed),
-        ring_bytes: inner.ring.bytes() as u64,
+        ring_bytes: inner.ring.data_bytes() as u64,
         held_bytes: s.held() as u64,
         ring_units: inner.ring.end_seq() - inner.ring.first_seq(),
         hls_segments: inner.hls.len() as u64,
@@ -231,7 +231,7 @@ const FAMILIES: &[Family] = &[
         |s| s.stats.dvr_joins.load(Relaxed),
     ),
     ("ring_bytes", "gauge", "Bytes held by the ring", |s| {
-        s.read().ring.bytes() as u64
+        s.read().ring.data_bytes() as u64
     }),
     (
         "held_bytes",

@@ -257,8 +257,16 @@ fn when(
 ) -> Result<(Option<Duration>, f64), Error> {
     let bad = |why: String| Error::BadTime(media::Error::Timecode(why));
     let shown = crate::clip::Clip(t);
+    // A timecode that counts frames (`01:09:14:28`) is read at the stream's frame rate, as
+    // measured on its fMP4 output (where that exists: an RTMP source, or a TS source with an
+    // fMP4, LL-HLS or DASH player).
+    let rate = {
+        let inner = stream.read();
+        let m = inner.media.as_ref().filter(|m| m.tracks().0.is_some());
+        m.and_then(|m| m.llhls.frame_rate())
+    };
     if let Some(back) = t.strip_prefix('-') {
-        let back = media::timecode::parse(back, None).map_err(Error::BadTime)?;
+        let back = media::timecode::parse(back, rate).map_err(Error::BadTime)?;
         if back.ticks < 0 {
             return Err(bad(format!("'{shown}' is not a time")));
         }
@@ -281,11 +289,18 @@ fn when(
             }
         }
     } else {
-        let since = media::timecode::parse(t, None).map_err(|_| {
-            bad(format!(
-                "'{shown}': t is -SECONDS or -HH:MM:SS before the live edge, a time from the \
-                 stream's start (HH:MM:SS, seconds), or a wall-clock time (2026-11-26T14:15:00Z)"
-            ))
+        let since = media::timecode::parse(t, rate).map_err(|e| {
+            let frames = t.split([':', ';']).count() == 4;
+            let why = match e {
+                // Frames without a rate known: the parser's words (give seconds instead).
+                media::Error::Timecode(why) if frames => why,
+                _ => format!(
+                    "'{shown}': t is -SECONDS or -HH:MM:SS before the live edge, a time from \
+                     the stream's start (HH:MM:SS, HH:MM:SS:FF, seconds), or a wall-clock time \
+                     (2026-11-26T14:15:00Z)"
+                ),
+            };
+            bad(why)
         })?;
         if since.ticks < 0 {
             return Err(bad(format!("'{shown}' is not a time")));

@@ -13,18 +13,22 @@ use std::sync::Arc;
 /// out).
 static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// Uploads queued or running, by title id. Each holds its file mapped, and a file that
-/// retention removes keeps its disk while mapped: an uplink slower than the recordings must
-/// not queue them without end. Beyond [`MAX_QUEUED`], a finished file is left to the next
-/// [`reconcile`] pass (which also skips what is queued already).
-static QUEUED: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-const MAX_QUEUED: usize = 8;
+/// Uploads queued or running: title id → bytes. Each holds its file mapped (so that retention
+/// may remove the file and the upload still reads it), and a removed file keeps its disk while
+/// mapped: an uplink slower than the recordings must not queue them without end. Past
+/// [`MAX_QUEUED_BYTES`], a finished file is left to the next [`reconcile`] pass (which also
+/// skips what is queued already), and lost to the bucket if retention removes it first.
+static QUEUED: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+const MAX_QUEUED_BYTES: u64 = 4 << 30;
 
-/// Takes a place in the queue for `id`; `false`: the queue is full, or `id` is in it already.
-pub(super) fn enqueue(id: &str) -> bool {
+/// Takes a place in the queue for `id` of `len` bytes; `false`: the queue holds as much as it
+/// takes (one file is always taken), or `id` is in it already.
+pub(super) fn enqueue(id: &str, len: u64) -> bool {
     let mut q = QUEUED.lock().unwrap_or_else(|p| p.into_inner());
-    q.len() < MAX_QUEUED && q.insert(id.to_string())
+    let held: u64 = q.values().sum();
+    let room = q.is_empty() || held.saturating_add(len) <= MAX_QUEUED_BYTES;
+    room && !q.contains_key(id) && q.insert(id.to_string(), len).is_none()
 }
 
 /// Gives `id`'s place in the queue back (an upload that could not begin).
@@ -118,7 +122,7 @@ async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Sour
         return;
     };
     for (path, id, len) in files {
-        if have.get(&id) == Some(&len) || !enqueue(&id) {
+        if have.get(&id) == Some(&len) || !enqueue(&id, len) {
             continue;
         }
         let p = path.clone();
@@ -173,24 +177,26 @@ mod tests {
 
     #[test]
     fn the_upload_queue_takes_each_file_once_and_no_more_than_its_bound() {
-        let ids: Vec<String> = (0..MAX_QUEUED).map(|i| format!("test-queue/{i}")).collect();
+        let quarter = MAX_QUEUED_BYTES / 4;
+        let ids: Vec<String> = (0..4).map(|i| format!("test-queue/{i}")).collect();
         for id in &ids {
-            assert!(enqueue(id));
+            assert!(enqueue(id, quarter));
         }
-        assert!(
-            !enqueue("test-queue/one-more"),
-            "full: left to the next pass"
-        );
+        let full = !enqueue("test-queue/one-more", 1);
+        assert!(full, "full: left to the next pass");
         dequeue(&ids[0]);
-        assert!(
-            !enqueue(&ids[1]),
-            "queued already (the pass over the bucket skips it)"
-        );
-        assert!(enqueue("test-queue/one-more"));
+        let twice = !enqueue(&ids[1], 1);
+        assert!(twice, "queued already (the pass over the bucket skips it)");
+        assert!(enqueue("test-queue/one-more", quarter));
         dequeue("test-queue/one-more");
         for id in &ids[1..] {
             dequeue(id);
         }
         assert!(QUEUED.lock().unwrap().is_empty());
+        assert!(
+            enqueue("test-queue/huge", 2 * MAX_QUEUED_BYTES),
+            "one file is always taken"
+        );
+        dequeue("test-queue/huge");
     }
 }

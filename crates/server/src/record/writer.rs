@@ -392,10 +392,10 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     let queued = job
         .upload
         .as_ref()
-        .filter(|_| super::upload::enqueue(&w.id));
+        .filter(|_| super::upload::enqueue(&w.id, w.len));
     if job.upload.is_some() && queued.is_none() {
         let file = w.part.path.display();
-        tracing::warn!(%file, "uploads are behind; this file is left to the next pass over the bucket");
+        tracing::warn!(%file, "uploads are 4 GiB behind; this file is left to the next pass over the bucket (lost to it if retention removes it first)");
     }
     if let Some(source) = queued {
         let path = w.part.path.clone();
