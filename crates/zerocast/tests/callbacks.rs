@@ -75,6 +75,26 @@ fn hooks(base: &str) -> Hooks {
     h
 }
 
+/// The callbacks at `base` with `on_play` alone (publishers are admitted without a call).
+fn play_hooks(base: &str) -> Hooks {
+    let mut h = hooks(base);
+    h.on_publish = None;
+    h
+}
+
+/// The live fixture published to `s` as `name` (HTTP), once it has a segment.
+fn live_stream(s: &common::TestServer, name: &str) -> common::live::ChunkedPost {
+    let p = raw_publish(
+        s.addr,
+        &format!("/live/{name}"),
+        &std::fs::read(live_ts()).unwrap(),
+    );
+    wait_for(s, name, "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    p
+}
+
 #[test]
 fn on_publish_answering_500_refuses_the_publisher() {
     let (base, calls) = hook_server(Answer::Status(500));
@@ -152,13 +172,8 @@ fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
 #[test]
 fn a_dash_manifest_asks_on_play_as_a_playlist_does() {
     let (base, calls) = hook_server(Answer::Status(403));
-    let mut h = hooks(&base);
-    h.on_publish = None;
-    let s = server(Rules::default(), Some(h));
-    let _p = raw_publish(s.addr, "/live/dashed", &std::fs::read(live_ts()).unwrap());
-    wait_for(&s, "dashed", "a segment", |d| {
-        d["hls_segments"].as_u64() >= Some(1)
-    });
+    let s = server(Rules::default(), Some(play_hooks(&base)));
+    let _p = live_stream(&s, "dashed");
     let r = s.get("/live/dashed/manifest.mpd", &[]);
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
     let (path, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -173,11 +188,9 @@ fn a_dash_manifest_asks_on_play_as_a_playlist_does() {
 #[test]
 fn a_playlist_without_its_signed_link_does_not_ask_on_play() {
     let (base, calls) = hook_server(Answer::Status(204));
-    let mut h = hooks(&base);
-    h.on_publish = None;
     let signed = server::auth::signed::Signed::new(b"a-secret-of-this-test", vec!["/live/".into()]);
     let config = server::Config {
-        hooks: Some(h),
+        hooks: Some(play_hooks(&base)),
         signed: Some(signed.unwrap()),
         ..server::Config::default()
     };
@@ -185,10 +198,7 @@ fn a_playlist_without_its_signed_link_does_not_ask_on_play() {
         config,
         server::Library::from_static(&[], std::time::SystemTime::now()),
     );
-    let _p = raw_publish(s.addr, "/live/linked", &std::fs::read(live_ts()).unwrap());
-    wait_for(&s, "linked", "a segment", |d| {
-        d["hls_segments"].as_u64() >= Some(1)
-    });
+    let _p = live_stream(&s, "linked");
     assert_eq!(s.get("/live/linked/index.m3u8", &[]).status, 403);
     assert_eq!(s.get("/live/linked/manifest.mpd", &[]).status, 403);
     assert!(calls.try_recv().is_err(), "the callback was asked");
@@ -201,13 +211,8 @@ fn a_viewer_refused_for_an_unreachable_callback_is_not_told_its_address() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut h = hooks(&base);
-    h.on_publish = None;
-    let s = server(Rules::default(), Some(h));
-    let _p = raw_publish(s.addr, "/live/told2", &std::fs::read(live_ts()).unwrap());
-    wait_for(&s, "told2", "a segment", |d| {
-        d["hls_segments"].as_u64() >= Some(1)
-    });
+    let s = server(Rules::default(), Some(play_hooks(&base)));
+    let _p = live_stream(&s, "told2");
     let r = s.get("/live/told2/index.m3u8", &[]);
     assert_eq!(r.status, 403);
     let body = String::from_utf8(r.body).unwrap();
@@ -221,9 +226,7 @@ fn a_viewer_refused_for_an_unreachable_callback_is_not_told_its_address() {
 #[test]
 fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
     let (base, _calls) = hook_server(Answer::Status(403));
-    let mut h = hooks(&base);
-    h.on_publish = None;
-    let s = server(Rules::default(), Some(h));
+    let s = server(Rules::default(), Some(play_hooks(&base)));
     let url = format!("rtmp://{}/live/rt", s.rtmp);
     let _p = ffmpeg_publish(&rtmp_mp4(), &["-re"], "flv", &[], &url);
     wait_for(&s, "rt", "live", |d| d["state"] == "live");
@@ -241,9 +244,7 @@ fn an_rtmp_player_refused_by_on_play_gets_play_failed() {
 #[test]
 fn an_rtmp_play_of_no_stream_does_not_ask_on_play() {
     let (base, calls) = hook_server(Answer::Status(204));
-    let mut h = hooks(&base);
-    h.on_publish = None;
-    let s = server(Rules::default(), Some(h));
+    let s = server(Rules::default(), Some(play_hooks(&base)));
     require("rtmpdump");
     let url = format!("rtmp://{}/live/nobody-here", s.rtmp);
     let out = Command::new("rtmpdump")

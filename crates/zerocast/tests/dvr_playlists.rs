@@ -20,6 +20,25 @@ fn ll_dvr(dvr: usize) -> impl FnOnce(&mut server::Config) {
     }
 }
 
+/// ffmpeg publishes the long fixture to `name` for `secs` seconds, goes away, and publishes it
+/// again within the grace: the second publisher.
+fn publish_and_come_back(s: &common::TestServer, name: &str, secs: f64) -> common::live::Proc {
+    let url = s.url(&format!("/live/{name}"));
+    let publish = || {
+        let input = common::fixtures::long_live_ts();
+        ffmpeg_publish(&input, &["-re"], "mpegts", &[], &url)
+    };
+    let first = publish();
+    wait_for_within(s, name, "the first session", WAIT, |d| {
+        d["session_uptime_seconds"].as_f64() >= Some(secs)
+    });
+    drop(first);
+    wait_for_within(s, name, "the publisher gone", WAIT, |d| {
+        d["state"] == "reconnecting"
+    });
+    publish()
+}
+
 #[test]
 fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_on_into_memory() {
     // Segments of 1 s; 3 listed and 1 spare in memory; 30 s more from the recording.
@@ -135,20 +154,7 @@ fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_e
 #[test]
 fn the_ll_hls_dvr_window_reaches_back_across_a_publisher_reconnect() {
     let (s, _library) = recording_server("rejoin", server::record::Format::Fmp4, 4, ll_dvr(60));
-    let url = s.url("/live/rejoin");
-    let publish = || {
-        let input = common::fixtures::long_live_ts();
-        ffmpeg_publish(&input, &["-re"], "mpegts", &[], &url)
-    };
-    let first = publish();
-    wait_for_within(&s, "rejoin", "8 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(8.0)
-    });
-    drop(first);
-    wait_for_within(&s, "rejoin", "the publisher gone", WAIT, |d| {
-        d["state"] == "reconnecting"
-    });
-    let _second = publish();
+    let _second = publish_and_come_back(&s, "rejoin", 8.0);
     wait_for_within(&s, "rejoin", "8 s of the second session", WAIT, |d| {
         d["sessions"] == 2 && d["session_uptime_seconds"].as_f64() >= Some(8.0)
     });
@@ -205,20 +211,7 @@ fn the_ts_hls_dvr_window_reaches_back_across_a_reconnect_with_the_same_bytes() {
         c.live.hls.spare = 1;
         c.live.hls.dvr = 60;
     });
-    let url = s.url("/live/tsrejoin");
-    let publish = || {
-        let input = common::fixtures::long_live_ts();
-        ffmpeg_publish(&input, &["-re"], "mpegts", &[], &url)
-    };
-    let first = publish();
-    wait_for_within(&s, "tsrejoin", "6 s of stream", WAIT, |d| {
-        d["session_uptime_seconds"].as_f64() >= Some(6.0)
-    });
-    drop(first);
-    wait_for_within(&s, "tsrejoin", "the publisher gone", WAIT, |d| {
-        d["state"] == "reconnecting"
-    });
-    let _second = publish();
+    let _second = publish_and_come_back(&s, "tsrejoin", 6.0);
     let playlist = || String::from_utf8(s.get("/live/tsrejoin/index.m3u8", &[]).body).unwrap();
     let last_before = |p: &str| -> String {
         let (before, _) = p.split_once("#EXT-X-DISCONTINUITY\n").expect(p);
