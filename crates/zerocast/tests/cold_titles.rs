@@ -27,9 +27,11 @@ fn on_disk() -> &'static std::path::Path {
 /// Puts the pages of `data` (a title mapped from its file) out of memory and out of the page
 /// cache, as the kernel does under memory pressure: they must be read from disk again. The
 /// kernel keeps a page it is still writing back, or that the journal still holds, so this is
-/// done again until no page of the file is left (a busy machine takes a few tries; there is no
-/// event to wait for).
-fn page_out(data: &[u8], path: &std::path::Path) {
+/// done again (a busy machine takes a few tries; there is no event to wait for) until the pages
+/// at `firsts` (where the ranges the test asks for begin: a stretch with one page missing is
+/// read in whole) are out, and at most a quarter of the others stay: under a full test run the
+/// kernel was seen to keep one 512 KiB large folio of the file for seconds.
+fn page_out(data: &[u8], path: &std::path::Path, firsts: &[usize]) {
     use std::os::fd::AsRawFd;
     let page = 4096;
     let start = data.as_ptr() as usize / page * page;
@@ -56,7 +58,8 @@ fn page_out(data: &[u8], path: &std::path::Path) {
         left = (0..resident.len())
             .filter(|&i| resident[i] & 1 == 1)
             .collect();
-        if left.is_empty() {
+        let firsts_out = firsts.iter().all(|&at| resident[at / page] & 1 == 0);
+        if firsts_out && left.len() * 4 <= resident.len() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -77,7 +80,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let title = library.get("ntsc-moov-at-end.mp4").unwrap().clone();
     assert!(!title.cached);
     let s = TestServer::start_with(server::Config::default(), library);
-    page_out(&title.data, &path);
+    page_out(&title.data, &path, &[0]);
     let before = metric(&s, "vod_read_in_bytes_total");
     let range = 0..1_800_000usize;
     let header = format!("bytes={}-{}", range.start, range.end - 1);
@@ -92,7 +95,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     assert_eq!(r.status, 206);
     assert_eq!(metric(&s, "vod_read_in_bytes_total"), again);
     // A range under `sendfile_min` (written from the mapping): read in the same way.
-    page_out(&title.data, &path);
+    page_out(&title.data, &path, &[200_000]);
     let small = 200_000..700_000usize;
     let header = format!("bytes={}-{}", small.start, small.end - 1);
     let before = metric(&s, "vod_read_in_bytes_total");
@@ -114,7 +117,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let mut config = server::Config::default();
     config.policy.sendfile_min = u64::MAX;
     let s = TestServer::start_with(config, library);
-    page_out(&title.data, &path);
+    page_out(&title.data, &path, &[1000]);
     let before = metric(&s, "vod_read_in_bytes_total");
     let r = s.get("/videos/long.bin", &[("Range", "bytes=1000-")]);
     assert_eq!(r.status, 206);
@@ -137,7 +140,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let library = Library::load(dir.path(), 0, |_| {}).expect("library");
     let title = library.get("long.bin").unwrap().clone();
     let s = TestServer::start_with(config, library);
-    page_out(&title.data, &path);
+    page_out(&title.data, &path, &[0]);
     let before = metric(&s, "vod_read_in_bytes_total");
     let (body, version) = common::tls::curl(s.https[0], &ca, "/videos/long.bin", &["--http2"]);
     assert_eq!(version, "2 200");
