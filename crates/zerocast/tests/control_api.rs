@@ -102,6 +102,28 @@ fn without_the_right_token_nothing_is_disconnected() {
     assert_eq!(stream_doc(&s, "show").unwrap()["state"], "live");
 }
 
+/// A publisher's address is its personal data: the admin sees it, the public API does not.
+#[test]
+fn the_publishers_address_is_shown_to_the_admin_alone() {
+    let s = server_with(Some(TOKEN), false);
+    let _publisher = publishing(&s);
+    let bearer = format!("Bearer {TOKEN}");
+    let admin = s
+        .get("/api/streams/show", &[("Authorization", &bearer)])
+        .json();
+    let address: std::net::SocketAddr = admin["publisher"].as_str().unwrap().parse().unwrap();
+    assert_eq!(address.ip().to_string(), "127.0.0.1");
+    let public = stream_doc(&s, "show").unwrap();
+    assert_eq!(public["state"], "live");
+    assert_eq!(public["publisher"], serde_json::Value::Null, "{public}");
+    let listed = s.get("/api/streams", &[]).json();
+    assert_eq!(listed[0]["publisher"], serde_json::Value::Null, "{listed}");
+    let wrong = s
+        .get("/api/streams/show", &[("Authorization", "Bearer not-it")])
+        .json();
+    assert_eq!(wrong["publisher"], serde_json::Value::Null, "{wrong}");
+}
+
 #[test]
 fn without_an_admin_token_configured_the_control_api_is_off() {
     let s = server_with(None, false);

@@ -402,7 +402,10 @@ async fn publish(
         // Nobody to answer.
         Ended::Dropped(_) => return Ok(()),
         Ended::Refused(e) => Error::BadIngest(e).response(),
-        Ended::Clean => crate::http::json(StatusCode::OK, &live::api::doc(&state.live, &s)),
+        Ended::Clean => crate::http::json(
+            StatusCode::OK,
+            &live::api::doc(&state.live, &s, live::api::Addresses::Shown),
+        ),
     };
     let resp = with_cors(resp, c, origin.as_ref());
     write::response(&mut stream, resp, false, true, c, &mut head).await?;

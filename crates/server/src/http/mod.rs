@@ -294,6 +294,14 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
 
 /// What a playlist passes on to its segment URIs: the signed link's query, and a token that came
 /// in the query (`?jwt=`) when the stream's rules ask viewers for one.
+/// The publisher's address is shown to the admin alone (the token in `Authorization`).
+fn addresses<B>(state: &State, req: &Request<B>) -> live::api::Addresses {
+    match admin::authorize(state, req) {
+        Ok(()) => live::api::Addresses::Shown,
+        Err(_) => live::api::Addresses::Hidden,
+    }
+}
+
 fn carried_query<B>(
     state: &State,
     name: &str,
@@ -437,12 +445,18 @@ fn answer<B>(
             dash::media(live, lib, name, file, policy, req)
         }
         Route::Clock => Ok(dash::clock()),
-        Route::Streams => Ok(json(StatusCode::OK, &live::api::docs(live))),
+        Route::Streams => Ok(json(
+            StatusCode::OK,
+            &live::api::docs(live, addresses(state, req)),
+        )),
         Route::StreamInfo(name) => {
             let s = live
                 .get(name)
                 .ok_or_else(|| Error::UnknownStream(name.into()))?;
-            Ok(json(StatusCode::OK, &live::api::doc(live, &s)))
+            Ok(json(
+                StatusCode::OK,
+                &live::api::doc(live, &s, addresses(state, req)),
+            ))
         }
         Route::Metrics => {
             let mut out = String::new();

@@ -12,7 +12,8 @@ pub struct StreamDoc {
     pub name: String,
     /// `live`, `reconnecting` (the publisher dropped and may come back) or `ended`.
     pub state: String,
-    /// The publisher's address while one is connected (on an edge: the origin's).
+    /// The publisher's address while one is connected (on an edge: the origin's); shown only
+    /// to a request with the admin token (it is a viewer's personal data on the public API).
     pub publisher: Option<String>,
     /// On an edge: the origin this stream is pulled from (`None`: pushed here by a publisher).
     #[serde(default)]
@@ -95,8 +96,16 @@ fn viewers(s: &Stream, i: usize) -> u64 {
     s.stats.viewers[i].load(Relaxed).max(0) as u64
 }
 
+/// Whether a document shows the publisher's address: only to the admin (and to the publisher
+/// itself, in the answer to its upload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addresses {
+    Shown,
+    Hidden,
+}
+
 /// The JSON document of a stream.
-pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
+pub fn doc(live: &Live, s: &Stream, addresses: Addresses) -> StreamDoc {
     let now = live.now();
     // The file its newest recorded keyframe went to.
     let recording = s
@@ -121,7 +130,10 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
     StreamDoc {
         name: s.name.clone(),
         state: life.state().name().into(),
-        publisher: inner.publisher.map(|p| p.to_string()),
+        publisher: inner
+            .publisher
+            .filter(|_| addresses == Addresses::Shown)
+            .map(|p| p.to_string()),
         origin: inner.origin.clone(),
         uptime_seconds: now.saturating_sub(s.created).as_secs_f64(),
         session_uptime_seconds: life
@@ -168,8 +180,11 @@ pub fn doc(live: &Live, s: &Stream) -> StreamDoc {
 }
 
 /// The documents of every stream, sorted by name.
-pub fn docs(live: &Live) -> Vec<StreamDoc> {
-    live.list().iter().map(|s| doc(live, s)).collect()
+pub fn docs(live: &Live, addresses: Addresses) -> Vec<StreamDoc> {
+    live.list()
+        .iter()
+        .map(|s| doc(live, s, addresses))
+        .collect()
 }
 
 /// One Prometheus family: name (after `zerocast_live_`), type, help, and its value per stream.
