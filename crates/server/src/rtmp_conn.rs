@@ -172,7 +172,7 @@ pub(crate) async fn connection(
             }
             Ok(Ok(n)) => {
                 if let Some(p) = &state.publish {
-                    p.received(n);
+                    p.received(n, state.rtmp.pending());
                     published += n as u64;
                 } else {
                     quick_ack(sock.tcp());

@@ -134,6 +134,50 @@ fn chunk_streams_interleaved_mid_message_are_reassembled_and_a_publisher_still_g
     assert_a_publisher_still_gets_in(&s, before);
 }
 
+/// An AMF0 command on chunk stream 3: name, transaction number, null, then string arguments.
+fn command(stream_id: u32, name: &str, transaction: f64, args: &[&str]) -> Vec<u8> {
+    let mut body = amf_string(name);
+    body.extend(amf_number(transaction));
+    body.push(5);
+    for a in args {
+        body.extend(amf_string(a));
+    }
+    chunk0(3, 20, stream_id, body.len(), &body)
+}
+
+/// A publisher's message still arriving (RTMP allows 16 MiB) is held by the server: it counts
+/// against the live memory budget like the stream's rings, not as the 256 KiB receive slab.
+#[test]
+fn an_rtmp_publishers_partial_message_counts_against_the_memory_budget() {
+    const DECLARED: usize = 12 << 20;
+    const CHUNK: usize = 64 << 10;
+    let s = server(|_| {});
+    let mut c = handshaken(s.rtmp);
+    let mut setup = connect_live();
+    setup.extend(command(0, "createStream", 2.0, &[]));
+    setup.extend(command(1, "publish", 3.0, &["big", "live"]));
+    c.write_all(&setup).unwrap();
+    assert!(answer_contains(&mut c, b"NetStream.Publish.Start"));
+    let slab = wait_for(&s, "big", "live", |d| d["state"] == "live")["held_bytes"]
+        .as_u64()
+        .unwrap();
+    // Set Chunk Size, then the first 2 MiB of a 12 MiB video message on chunk stream 6.
+    let mut input = chunk0(2, 1, 0, 4, &(CHUNK as u32).to_be_bytes());
+    input.extend(chunk0(6, 9, 1, DECLARED, &[0x27; CHUNK]));
+    for _ in 1..32 {
+        input.push(0xc6);
+        input.extend_from_slice(&[0x27; CHUNK]);
+    }
+    // Then a whole message on another chunk stream (an AAC sequence header): the stream is
+    // counted again.
+    input.extend(chunk0(4, 8, 1, 4, &[0xaf, 0x00, 0x12, 0x10]));
+    c.write_all(&input).unwrap();
+    let d = wait_for(&s, "big", "the partial message counted", |d| {
+        d["held_bytes"].as_u64() >= Some(DECLARED as u64)
+    });
+    assert!(slab < DECLARED as u64 / 4, "{slab} before, {d}");
+}
+
 /// After hostile input: a real ffmpeg publisher still publishes a whole stream, and nothing in
 /// the process panicked since `before` (the count of panics when the test started).
 #[track_caller]

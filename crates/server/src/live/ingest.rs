@@ -98,7 +98,7 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
                 };
                 body.data(got);
                 received += got as u64;
-                publish.received(got);
+                publish.received(got, 0);
                 if let Err(e) = publish.slab(&mut slab) {
                     break Ended::Refused(e);
                 }

@@ -1,6 +1,7 @@
 //! The live wing's memory accounting: what each stream holds (its TS ring or HLS segments,
 //! whichever reaches further back, since they share their bytes; its FLV and RTMP rings; and a
-//! receive buffer while a publisher is connected), summed across streams and held against
+//! receive buffer while a publisher is connected, or what its RTMP connection holds of partial
+//! messages when that is more), summed across streams and held against
 //! `live::Budget`, which decides what the sum allows. Each stream re-counts itself under its
 //! write lock after every change it makes, and gives its count back when it is dropped (when
 //! the last viewer or request holding it is gone, which is when its bytes are freed).
@@ -60,10 +61,17 @@ impl Memory {
         })
     }
 
-    /// Re-counts a stream after a change (under its write lock; `mine` is its last count).
+    /// Re-counts a stream after a change (under its write lock; `mine` is its last count;
+    /// `receiving`: what its publisher's connection holds of messages still arriving).
     /// Over the budget, the stream first shrinks its windows to its current GOP.
-    pub(super) fn update(&self, mine: &AtomicUsize, inner: &mut Inner, now: Duration) {
-        let mut held = self.count(inner);
+    pub(super) fn update(
+        &self,
+        mine: &AtomicUsize,
+        inner: &mut Inner,
+        now: Duration,
+        receiving: usize,
+    ) {
+        let mut held = self.count(inner, receiving);
         let before = mine.load(Relaxed);
         if self
             .budget
@@ -78,7 +86,7 @@ impl Memory {
                 .map_or(0, |m| m.shrink_to_gop(now, keep, SHRUNK_HLS_SEGMENTS));
             if freed > 0 {
                 self.shrinks.fetch_add(1, Relaxed);
-                held = self.count(inner);
+                held = self.count(inner, receiving);
             }
         }
         self.set(mine, held);
@@ -98,9 +106,9 @@ impl Memory {
         }
     }
 
-    fn count(&self, inner: &Inner) -> usize {
+    fn count(&self, inner: &Inner, receiving: usize) -> usize {
         let publisher = if inner.publisher.is_some() {
-            self.start
+            self.start.max(receiving)
         } else {
             0
         };

@@ -16,7 +16,7 @@
 //! - `dvr.rs`, `rewind.rs`: where a `?t=` viewer starts (ring or recording); an `.flv` one that
 //!   starts before its ring converts TS on its own until the FLV ring takes over.
 //! - `memory.rs`: what each stream holds, summed against the server-wide budget.
-//! - `api.rs`: the JSON documents and the Prometheus families.
+//! - `stats.rs`: a stream's counters; `api.rs`: the JSON documents and the Prometheus families.
 //!
 //! Every viewer of a stream waits on the stream's `watch` channel (one per stream and output
 //! family, not one per viewer, not a broadcast of data): the channel carries no data, only
@@ -36,6 +36,7 @@ pub mod memory;
 mod publish;
 mod registry;
 pub(crate) mod rewind;
+mod stats;
 
 pub(crate) use follow::watch_http;
 pub use keys::presented_key;
@@ -43,7 +44,8 @@ pub(crate) use keys::{query_key, same_key};
 pub use llhls::Held;
 pub use publish::Publish;
 pub(crate) use registry::NewStream;
-pub use registry::{valid_name, Inner, Live, Stats, Stream};
+pub use registry::{valid_name, Inner, Live, Stream};
+pub use stats::Stats;
 
 pub use fanout::FanoutConfig;
 pub use live::Budget;

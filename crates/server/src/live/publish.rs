@@ -73,9 +73,11 @@ impl Publish {
         self.end = Some(end);
     }
 
-    /// Counts bytes received from the publisher.
-    pub fn received(&self, n: usize) {
+    /// Counts bytes received from the publisher; `holding`: what its connection holds of
+    /// messages still arriving (RTMP's partial messages), for the memory budget.
+    pub fn received(&self, n: usize, holding: usize) {
         self.stream.stats.bytes_in.fetch_add(n as u64, Relaxed);
+        self.stream.stats.receiving.store(holding, Relaxed);
     }
 
     /// Publishes the whole TS packets a slab holds (HTTP ingest).

@@ -4,7 +4,7 @@
 
 use super::keys::same_key;
 use super::memory::Memory;
-use super::{LiveConfig, Output, PlaylistKey, Publish, TsPlaylistKey};
+use super::{LiveConfig, Output, PlaylistKey, Publish, Stats, TsPlaylistKey};
 use crate::clip::Clip;
 use crate::error::Error;
 use live::{
@@ -12,34 +12,11 @@ use live::{
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// Counters of one stream (read by the API and /metrics).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Connected viewers per [`Output`].
-    pub viewers: [AtomicI64; 4],
-    pub viewers_total: AtomicU64,
-    pub skips: AtomicU64,
-    pub slow_disconnects: AtomicU64,
-    pub stalled_disconnects: AtomicU64,
-    pub playlist_requests: AtomicU64,
-    pub segment_requests: AtomicU64,
-    /// Largest lag (units behind the publisher) seen by a viewer when it was woken.
-    pub max_lag_units: AtomicU64,
-    /// DVR viewers converting the TS to their own format now (`live::rewind`), and those whose
-    /// conversion ended in their own output's ring.
-    pub dvr_converting: AtomicI64,
-    pub dvr_joins: AtomicU64,
-    /// Milliseconds on the live clock when a skip was last logged.
-    pub(super) last_skip_log: AtomicU64,
-}
 
 /// A stream's state, behind its lock.
 #[derive(Debug)]
@@ -183,7 +160,8 @@ impl Stream {
     /// Re-counts what the stream holds after a change, shrinking it first if the server is
     /// over its memory budget. Called with the write lock held.
     pub(super) fn account(&self, inner: &mut Inner, now: Duration) {
-        self.memory.update(&self.held, inner, now);
+        let receiving = self.stats.receiving.load(Relaxed);
+        self.memory.update(&self.held, inner, now, receiving);
     }
 
     /// Disconnects the publisher, if one is connected (the control API): its session ends as

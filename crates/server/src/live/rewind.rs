@@ -198,10 +198,10 @@ async fn clock(
 }
 
 /// Counts a converting DVR viewer while its conversion lives.
-struct Converting<'a>(&'a super::registry::Stats);
+struct Converting<'a>(&'a super::Stats);
 
 impl<'a> Converting<'a> {
-    fn new(stats: &'a super::registry::Stats) -> Self {
+    fn new(stats: &'a super::Stats) -> Self {
         stats
             .dvr_converting
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
