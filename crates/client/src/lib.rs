@@ -43,6 +43,55 @@ pub enum Error {
     Protocol(String),
     #[error("writing the output: {0}")]
     Output(std::io::Error),
+    #[error("{addr} did not {what} within {} s", TIMEOUT.as_secs())]
+    Timeout { addr: String, what: &'static str },
+}
+
+/// How long a call waits for the server to connect, to answer, and between two pieces of a body.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `fut`, or [`Error::Timeout`] after [`TIMEOUT`].
+pub(crate) async fn within<T>(
+    addr: &str,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout {
+            addr: addr.to_string(),
+            what,
+        }),
+    }
+}
+
+/// A TCP connection to `addr` (`host:port`), with no delay, or an error after [`TIMEOUT`].
+pub(crate) async fn connect(addr: &str) -> Result<TcpStream> {
+    let tcp = within(addr, "accept the connection", async {
+        TcpStream::connect(addr)
+            .await
+            .map_err(|error| Error::Connect {
+                addr: addr.to_string(),
+                error,
+            })
+    })
+    .await?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The next frame of a body: `None` at its end, an error past [`TIMEOUT`] without one.
+async fn next_frame(
+    addr: &str,
+    body: &mut hyper::body::Incoming,
+) -> Result<Option<hyper::body::Frame<Bytes>>> {
+    within(addr, "send more of the body", async {
+        body.frame().await.transpose().map_err(|error| Error::Http {
+            addr: addr.to_string(),
+            error,
+        })
+    })
+    .await
 }
 
 impl Error {
@@ -157,13 +206,7 @@ async fn send(
     range: Option<String>,
 ) -> Result<hyper::Response<hyper::body::Incoming>> {
     let addr = url.authority.clone();
-    let tcp = TcpStream::connect(&addr)
-        .await
-        .map_err(|error| Error::Connect {
-            addr: addr.clone(),
-            error,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = connect(&addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|error| Error::Http {
@@ -178,17 +221,23 @@ async fn send(
     let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| Error::Protocol(e.to_string()))?;
-    sender
-        .send_request(req)
-        .await
-        .map_err(|error| Error::Http { addr, error })
+    within(&addr, "answer", async {
+        sender.send_request(req).await.map_err(|error| Error::Http {
+            addr: addr.clone(),
+            error,
+        })
+    })
+    .await
 }
 
 /// Reads an error document's message (bounded) from a failed response.
 async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Error {
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024);
-    let message = match body.collect().await {
+    let message = match tokio::time::timeout(TIMEOUT, body.collect())
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+    {
         Ok(b) => {
             let b = b.to_bytes();
             serde_json::from_slice::<serde_json::Value>(&b)
@@ -213,11 +262,14 @@ pub async fn timecode_to_index(video: &str, timecode: &str) -> Result<Seek> {
     if !resp.status().is_success() {
         return Err(failure(video, resp).await);
     }
-    let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
-        .collect()
-        .await
-        .map_err(|e| Error::Protocol(e.to_string()))?
-        .to_bytes();
+    let body = within(&url.authority, "send its answer", async {
+        http_body_util::Limited::new(resp.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| Error::Protocol(e.to_string()))
+    })
+    .await?
+    .to_bytes();
     serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("seek answer: {e}")))
 }
 
@@ -251,17 +303,10 @@ pub async fn request_clip<W: AsyncWrite + Unpin>(
     if resp.status() != StatusCode::OK {
         return Err(failure(video, resp).await);
     }
-    let expected = resp
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let expected = content_length(&resp);
     let mut body = resp.into_body();
     let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| Error::Http {
-            addr: url.authority.clone(),
-            error,
-        })?;
+    while let Some(frame) = next_frame(&url.authority, &mut body).await? {
         if let Ok(data) = frame.into_data() {
             out.write_all(&data).await.map_err(Error::Output)?;
             written += data.len() as u64;
@@ -291,24 +336,37 @@ async fn range_into<W: AsyncWrite + Unpin>(
     }
     let last = offset.saturating_add(size - 1);
     let resp = send(url, path, Some(format!("bytes={offset}-{last}"))).await?;
-    // 200 means the range covered the whole video; anything else than 206 is an error.
-    let (skip, expected) = match resp.status() {
+    let past_end = |total: &dyn std::fmt::Display| Error::Status {
+        url: video.into(),
+        status: StatusCode::RANGE_NOT_SATISFIABLE,
+        message: format!("offset {offset} is past the end of the video ({total} bytes)"),
+    };
+    // What to skip of the body, how much to write, and whether that much must come.
+    let (skip, expected, exact) = match resp.status() {
         StatusCode::PARTIAL_CONTENT => {
             let cr = resp
                 .headers()
                 .get(http::header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
+            // Exactly the range asked for, or less of it at the end: never more.
             let (start, end) = parse_content_range(cr)
+                .filter(|&(start, end)| start == offset && end <= last)
+                .ok_or_else(|| {
+                    Error::Protocol(format!("asked for bytes {offset}-{last}, got '{cr}'"))
+                })?;
+            let expected = (end - start)
+                .checked_add(1)
                 .ok_or_else(|| Error::Protocol(format!("Content-Range '{cr}'")))?;
-            if start != offset {
-                return Err(Error::Protocol(format!(
-                    "asked for offset {offset}, got {cr}"
-                )));
-            }
-            (0, end - start + 1)
+            (0, expected, true)
         }
-        StatusCode::OK => (offset, size),
+        // The whole video (the range covered it, or the server ignores ranges): skip to
+        // `offset`, and expect what it holds from there, when its length is known.
+        StatusCode::OK => match content_length(&resp) {
+            Some(total) if offset >= total => return Err(past_end(&total)),
+            Some(total) => (offset, size.min(total - offset), true),
+            None => (offset, size, false),
+        },
         StatusCode::RANGE_NOT_SATISFIABLE => {
             let total = resp
                 .headers()
@@ -317,21 +375,13 @@ async fn range_into<W: AsyncWrite + Unpin>(
                 .and_then(|v| v.strip_prefix("bytes */"))
                 .unwrap_or("?")
                 .to_string();
-            return Err(Error::Status {
-                url: video.into(),
-                status: StatusCode::RANGE_NOT_SATISFIABLE,
-                message: format!("offset {offset} is past the end of the video ({total} bytes)"),
-            });
+            return Err(past_end(&total));
         }
         _ => return Err(failure(video, resp).await),
     };
     let mut body = resp.into_body();
     let (mut skipped, mut written) = (0u64, 0u64);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| Error::Http {
-            addr: url.authority.clone(),
-            error,
-        })?;
+    while let Some(frame) = next_frame(&url.authority, &mut body).await? {
         let Ok(mut data) = frame.into_data() else {
             continue;
         };
@@ -348,13 +398,19 @@ async fn range_into<W: AsyncWrite + Unpin>(
         }
     }
     out.flush().await.map_err(Error::Output)?;
-    if written < expected && skip == 0 {
+    if written < expected && exact {
         return Err(Error::ShortBody {
             expected,
             got: written,
         });
     }
     Ok(written)
+}
+
+fn content_length<B>(resp: &hyper::Response<B>) -> Option<u64> {
+    resp.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
 }
 
 fn parse_content_range(v: &str) -> Option<(u64, u64)> {

@@ -154,13 +154,7 @@ pub async fn publish(
         ));
     }
     let total_ticks = plan.last().map_or(0, |p| p.1) + 3600;
-    let mut sock = TcpStream::connect(&u.authority)
-        .await
-        .map_err(|error| Error::Connect {
-            addr: u.authority.clone(),
-            error,
-        })?;
-    let _ = sock.set_nodelay(true);
+    let mut sock = crate::connect(&u.authority).await?;
     let key = key.map(String::from).or(u.key.clone());
     let mut path = format!("/live/{}", u.name);
     if let Some(k) = &key {
@@ -176,8 +170,10 @@ pub async fn publish(
         u.authority,
         env!("CARGO_PKG_VERSION")
     );
+    // Errors name the stream without its query: the key stays out of logs.
+    let url = url.split('?').next().unwrap_or(url);
     let io = |e: std::io::Error| Error::Protocol(format!("publishing to {url}: {e}"));
-    sock.write_all(head.as_bytes()).await.map_err(io)?;
+    write_within(&mut sock, head.as_bytes()).await.map_err(io)?;
     let (status, body) = read_response(&mut sock).await.map_err(io)?;
     if status != StatusCode::CONTINUE {
         return Err(status_error(url, status, &body));
@@ -186,16 +182,16 @@ pub async fn publish(
     let began = Instant::now();
     let mut restamp = Restamp::default();
     let mut next_report = Duration::from_secs(1);
+    // Each chunk is restamped in a copy of its own (whole packets: the plan cuts between them).
+    let mut chunk = Vec::new();
     loop {
-        let mut copy = BytesMut::from(&data[..]);
         if report.loops > 0 {
             restamp.new_session();
         }
-        restamp.apply(&mut copy);
         let base = report.loops * total_ticks;
         let mut sent = 0;
         let mut i = 0;
-        while sent < copy.len() {
+        while sent < data.len() {
             // Everything due within the next 20 ms goes in one chunk.
             let due_ticks = base + plan.get(i).map_or(total_ticks, |p| p.1);
             let due = Duration::from_micros(due_ticks * 100 / 9);
@@ -207,16 +203,18 @@ pub async fn publish(
             while i < plan.len() && plan[i].1 <= horizon {
                 i += 1;
             }
-            let end = plan.get(i).map_or(copy.len(), |p| p.0);
+            let end = plan.get(i).map_or(data.len(), |p| p.0);
             if end > sent {
-                let chunk = &copy[sent..end];
+                chunk.clear();
+                chunk.extend_from_slice(&data[sent..end]);
+                restamp.apply(&mut chunk);
                 let line = format!("{:x}\r\n", chunk.len());
-                let mut ok = sock.write_all(line.as_bytes()).await;
+                let mut ok = write_within(&mut sock, line.as_bytes()).await;
                 if ok.is_ok() {
-                    ok = sock.write_all(chunk).await;
+                    ok = write_within(&mut sock, &chunk).await;
                 }
                 if ok.is_ok() {
-                    ok = sock.write_all(b"\r\n").await;
+                    ok = write_within(&mut sock, b"\r\n").await;
                 }
                 if let Err(e) = ok {
                     // The server may have refused the stream and said why.
@@ -239,13 +237,25 @@ pub async fn publish(
             break;
         }
     }
-    sock.write_all(b"0\r\n\r\n").await.map_err(io)?;
+    write_within(&mut sock, b"0\r\n\r\n").await.map_err(io)?;
     let (status, body) = read_response(&mut sock).await.map_err(io)?;
     if !status.is_success() {
         return Err(status_error(url, status, &body));
     }
     report.elapsed = began.elapsed();
     Ok(report)
+}
+
+/// Writes all of `b`, or fails once the server has taken none of it for [`crate::TIMEOUT`].
+async fn write_within(sock: &mut TcpStream, b: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(crate::TIMEOUT, sock.write_all(b))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server took nothing for {} s", crate::TIMEOUT.as_secs()),
+            ))
+        })
 }
 
 fn status_error(url: &str, status: StatusCode, body: &[u8]) -> Error {
@@ -331,22 +341,17 @@ pub enum WatchEvent<'a> {
 }
 
 /// Watches `url` (`http://HOST/live/NAME.ts`): writes the stream to `out` (when given) for at
-/// most `duration`, following its keyframes.
+/// most `duration`, following its keyframes. An error from `events` (its own output closed:
+/// `zerocast watch ... | head`) ends the watch as [`Error::Output`], `out` flushed.
 pub async fn watch<W: AsyncWrite + Unpin>(
     url: &str,
     mut out: Option<&mut W>,
     duration: Option<Duration>,
-    mut events: impl FnMut(WatchEvent<'_>),
+    mut events: impl FnMut(WatchEvent<'_>) -> std::io::Result<()>,
 ) -> Result<Watched> {
     let u = LiveUrl::parse_watch(url)?;
     let began = Instant::now();
-    let tcp = TcpStream::connect(&u.authority)
-        .await
-        .map_err(|error| Error::Connect {
-            addr: u.authority.clone(),
-            error,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = crate::connect(&u.authority).await?;
     let http = |error| Error::Http {
         addr: u.authority.clone(),
         error,
@@ -359,7 +364,10 @@ pub async fn watch<W: AsyncWrite + Unpin>(
         .header(http::header::HOST, &u.authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| Error::Protocol(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(http)?;
+    let resp = crate::within(&u.authority, "answer", async {
+        sender.send_request(req).await.map_err(http)
+    })
+    .await?;
     if !resp.status().is_success() {
         return Err(failure(url, resp).await);
     }
@@ -376,7 +384,16 @@ pub async fn watch<W: AsyncWrite + Unpin>(
                 Ok(f) => f,
                 Err(_) => break,
             },
-            None => body.frame().await,
+            // A stream that is reconnecting sends nothing for its grace (10 s by default).
+            None => match tokio::time::timeout(crate::TIMEOUT, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        addr: u.authority.clone(),
+                        what: "send more of the stream",
+                    })
+                }
+            },
         };
         let Some(frame) = frame else {
             seen.ended = true;
@@ -397,12 +414,13 @@ pub async fn watch<W: AsyncWrite + Unpin>(
         splitter
             .feed(&packets, &mut cuts)
             .map_err(|e| Error::Protocol(format!("the stream is not valid MPEG-TS: {e}")))?;
+        let mut told = Ok(());
         for c in &cuts {
             if let Cut::Keyframe { .. } = c {
                 seen.keyframes += 1;
                 let at = began.elapsed();
                 seen.first_keyframe.get_or_insert(at);
-                events(WatchEvent::Keyframe(at));
+                told = told.and_then(|()| events(WatchEvent::Keyframe(at)));
             }
         }
         seen.elapsed = began.elapsed();
@@ -410,7 +428,13 @@ pub async fn watch<W: AsyncWrite + Unpin>(
             let secs = (seen.elapsed - window.0).as_secs_f64();
             seen.bitrate = (seen.bytes - window.1) as f64 * 8.0 / secs;
             window = (seen.elapsed, seen.bytes);
-            events(WatchEvent::Progress(&seen));
+            told = told.and_then(|()| events(WatchEvent::Progress(&seen)));
+        }
+        if let Err(e) = told {
+            if let Some(w) = out.as_mut() {
+                let _ = w.flush().await;
+            }
+            return Err(Error::Output(e));
         }
     }
     if let Some(w) = out.as_mut() {

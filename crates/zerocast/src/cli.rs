@@ -104,7 +104,7 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Stop after this many seconds.
-        #[arg(long)]
+        #[arg(long, value_parser = seconds)]
         duration: Option<f64>,
     },
 }
@@ -151,4 +151,14 @@ pub struct ServeArgs {
     /// origin (http[s]://HOST:PORT; repeatable, tried in order) while anyone watches.
     #[arg(long = "origin", value_name = "URL")]
     pub origins: Vec<String>,
+}
+
+/// A number of seconds a command can wait: finite, not negative, at most a year.
+fn seconds(s: &str) -> Result<f64, String> {
+    const YEAR: f64 = 365.0 * 86_400.0;
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=YEAR).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("'{s}' is not a number of seconds from 0 to {YEAR}")),
+        Err(e) => Err(format!("'{s}': {e}")),
+    }
 }

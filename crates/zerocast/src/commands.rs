@@ -5,7 +5,8 @@
 use crate::serve::shutdown_signal;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `get`: fetches `size` bytes of the video at `url` from `offset`, or from the keyframe at or
@@ -71,20 +72,60 @@ pub async fn clip(
     Ok(())
 }
 
-/// Runs `fetch` into the output file (created) or standard output.
+/// Runs `fetch` into the output file or standard output. A file is written as a dotfile beside
+/// it and renamed over it once all of it came: a failure leaves the file that was there (and no
+/// partial one).
 async fn write_to<F>(output: Option<&Path>, fetch: F) -> Result<u64, client::Error>
 where
     F: AsyncFnOnce(&mut (dyn tokio::io::AsyncWrite + Unpin + Send)) -> client::Result<u64>,
 {
-    match output {
-        Some(p) => {
-            let mut f = tokio::fs::File::create(p)
-                .await
-                .map_err(client::Error::Output)?;
-            fetch(&mut f).await
-        }
-        None => fetch(&mut tokio::io::stdout()).await,
+    let Some(path) = output else {
+        return fetch(&mut tokio::io::stdout()).await;
+    };
+    let partial = partial_path(path);
+    let mut f = tokio::fs::File::create(&partial)
+        .await
+        .map_err(client::Error::Output)?;
+    let written = async {
+        let n = fetch(&mut f).await?;
+        f.sync_all().await.map_err(client::Error::Output)?;
+        tokio::fs::rename(&partial, path)
+            .await
+            .map_err(client::Error::Output)?;
+        Ok(n)
     }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written
+}
+
+/// A local file's bytes, mapped rather than read: `index` and `publish` take files of any size.
+fn map(path: &Path) -> Result<bytes::Bytes> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    // SAFETY: the mapping is read-only and private to this command, and lives as long as the
+    // `Bytes` that owns it. A file truncated while the command reads it would fault it, as it
+    // would any mmap-based reader; files given to `index` and `publish` are not being written.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes::Bytes::from_owner(map))
+}
+
+/// `dir/.name.partial` for `dir/name`: where a download goes until it is whole.
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// One line on standard output; an error when it is closed (`| head`), which `main` turns into
+/// a clean exit instead of `println!`'s panic.
+fn say(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)?;
+    out.write_all(b"\n")
 }
 
 /// What `seek` prints: with `--json` this struct as JSON, otherwise one tab-separated line
@@ -128,9 +169,9 @@ impl SeekOutput {
 pub async fn seek(url: &str, timecode: &str, json: bool) -> Result<()> {
     let out = SeekOutput::from(client::timecode_to_index(url, timecode).await?);
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        say(format_args!("{}", serde_json::to_string_pretty(&out)?))?;
     } else {
-        println!("{}", out.line(timecode));
+        say(format_args!("{}", out.line(timecode)))?;
     }
     Ok(())
 }
@@ -138,23 +179,23 @@ pub async fn seek(url: &str, timecode: &str, json: bool) -> Result<()> {
 /// `index`: prints the keyframe table of a local file, or with `at` the one keyframe at or
 /// before that time.
 pub fn index(path: &Path, at: Option<&str>) -> Result<()> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let data = map(path)?;
     let info = media::index(&data).with_context(|| format!("indexing {}", path.display()))?;
     let rate = info.frame_rate();
     if let Some(tc) = at {
         let t = media::timecode::parse(tc, rate)?;
         let p = info.seek(t)?;
-        println!(
+        say(format_args!(
             "{}\tkeyframe {} ({:.3} s) for {tc}",
             p.keyframe.offset,
             rate.map(|r| media::timecode::format(p.keyframe.time, r))
                 .unwrap_or_default(),
             p.keyframe.time.as_secs_f64()
-        );
+        ))?;
         return Ok(());
     }
     let v = info.video.as_ref();
-    println!(
+    say(format_args!(
         "# {} {} {}x{} {} fps, duration {:.3} s, {} keyframes",
         info.container.name(),
         v.map_or("-", |v| v.codec.as_str()),
@@ -163,19 +204,19 @@ pub fn index(path: &Path, at: Option<&str>) -> Result<()> {
         rate.map_or("-".into(), |r| r.to_string()),
         info.duration.as_secs_f64(),
         info.keyframes.len()
-    );
+    ))?;
     if info.keyframes.is_empty() && info.video.is_none() {
         bail!("{} has no video track to index", path.display());
     }
-    println!("# index\tseconds\ttimecode\toffset");
+    say(format_args!("# index\tseconds\ttimecode\toffset"))?;
     for (i, k) in info.keyframes.iter().enumerate() {
-        println!(
+        say(format_args!(
             "{i}\t{:.6}\t{}\t{}",
             k.time.as_secs_f64(),
             rate.map(|r| media::timecode::format(k.time, r))
                 .unwrap_or_default(),
             k.offset
-        );
+        ))?;
     }
     Ok(())
 }
@@ -183,14 +224,15 @@ pub fn index(path: &Path, at: Option<&str>) -> Result<()> {
 /// `publish`: sends an MPEG-TS file (or an MP4, remuxed to MPEG-TS in memory first) to the live
 /// stream at `url`, paced in real time, once or (`looped`) until interrupted.
 pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) -> Result<()> {
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let data = map(file)?;
     // MP4 is remuxed to MPEG-TS in memory first (H.264/H.265 + AAC).
     let data = match media::index::detect(&data) {
         media::Container::Mp4 => media::ts::mux::from_mp4(&data)
-            .with_context(|| format!("remuxing {} to MPEG-TS", file.display()))?,
+            .with_context(|| format!("remuxing {} to MPEG-TS", file.display()))?
+            .into(),
         _ => data,
     };
-    let publishing = client::live::publish(url, key, data.into(), looped, |p| {
+    let publishing = client::live::publish(url, key, data, looped, |p| {
         eprint!(
             "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}   ",
             p.bytes as f64 / 1e6,
@@ -231,21 +273,23 @@ pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> R
     };
     let duration = duration.map(Duration::from_secs_f64);
     let events = |e: client::live::WatchEvent<'_>| match e {
-        client::live::WatchEvent::Keyframe(at) => println!("{:8.3} s  keyframe", at.as_secs_f64()),
-        client::live::WatchEvent::Progress(w) => println!(
+        client::live::WatchEvent::Keyframe(at) => {
+            say(format_args!("{:8.3} s  keyframe", at.as_secs_f64()))
+        }
+        client::live::WatchEvent::Progress(w) => say(format_args!(
             "{:8.3} s  {:.2} Mbit/s, {} bytes, {} keyframes",
             w.elapsed.as_secs_f64(),
             w.bitrate / 1e6,
             w.bytes,
             w.keyframes
-        ),
+        )),
     };
     let watching = client::live::watch(url, file.as_mut(), duration, events);
     let seen = tokio::select! {
         r = watching => r?,
         () = shutdown_signal() => return Ok(()),
     };
-    println!(
+    say(format_args!(
         "{} bytes, {} keyframes in {:.1} s; first keyframe after {}; {}",
         seen.bytes,
         seen.keyframes,
@@ -259,7 +303,7 @@ pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> R
         } else {
             "stopped"
         }
-    );
+    ))?;
     Ok(())
 }
 

@@ -26,7 +26,11 @@ impl Reloader {
     /// SIGHUP: settings, certificate, library.
     pub async fn hangup(&self) {
         tracing::info!("SIGHUP: reloading the config file, the TLS certificate and the library");
-        if let Err(e) = self.settings() {
+        // A value that slipped past the checks must not end the reload loop (this task, which
+        // also rescans the library and picks up recordings): a panic refuses this reload only.
+        let settings = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settings()))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a setting could not be applied (a panic)")));
+        if let Err(e) = settings {
             tracing::error!(
                 "config reload refused: {}; the settings in use stay",
                 summary(&e)

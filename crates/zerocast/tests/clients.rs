@@ -134,6 +134,120 @@ fn cli_get_with_an_offset_and_a_size_past_the_end_returns_the_rest() {
     );
 }
 
+/// `get` with the default size (20 MiB) of a smaller title: the server answers the whole title
+/// (200, the range covers it), and that is a success with the whole file.
+#[test]
+fn cli_get_with_the_default_size_fetches_a_whole_small_title() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("whole.ts");
+    let get = zerocast(&[
+        "get",
+        &srv.url("/videos/clip.ts"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(demo_dir().join("clip.ts")).unwrap()
+    );
+}
+
+/// A failed `get` leaves the output file that was there as it was, and no partial file beside it.
+#[test]
+fn cli_get_that_fails_leaves_the_output_file_as_it_was() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("precious.mp4");
+    std::fs::write(&out, b"precious").unwrap();
+    let get = zerocast(&[
+        "get",
+        &srv.url("/videos/nope.mp4"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(get.status.code(), Some(1));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["precious.mp4"]);
+}
+
+/// A server that answers more than was asked for (`Content-Range` past the range): `get`
+/// refuses it rather than writing whatever comes.
+#[test]
+fn cli_get_refuses_a_range_answer_larger_than_asked() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = c.read(&mut head).unwrap();
+        let body = vec![b'x'; 64 << 10];
+        let _ = c.write_all(
+            b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-999999999/*\r\n\
+              content-length: 1000000000\r\n\r\n",
+        );
+        let _ = c.write_all(&body);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let get = zerocast(&[
+        "get",
+        &format!("http://{addr}/videos/x.mp4"),
+        "--size",
+        "1000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    server.join().unwrap();
+    assert_eq!(get.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&get.stderr);
+    assert!(
+        err.contains("asked for bytes 0-999, got 'bytes 0-999999999/*'"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// `zerocast index FILE | head`: standard output closed early is a clean exit, not a panic.
+#[test]
+fn cli_index_into_a_closed_pipe_exits_cleanly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(["index", demo_dir().join("faststart.mp4").to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cli_watch_with_a_duration_that_is_not_a_number_of_seconds_is_bad_usage() {
+    for bad in ["-1", "nan", "inf", "1e20"] {
+        let out = zerocast(&[
+            "watch",
+            "http://127.0.0.1:9/live/x.ts",
+            &format!("--duration={bad}"),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "--duration={bad}");
+    }
+}
+
 #[test]
 fn cli_get_without_an_output_file_writes_to_stdout() {
     let srv = TestServer::demo();

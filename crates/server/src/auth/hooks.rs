@@ -132,6 +132,18 @@ impl Hooks {
         made.clone().map(Some)
     }
 
+    /// Makes the TLS client an `https://` callback needs now, so that a CA file that cannot be
+    /// read is an error at start (or reload), not a refusal of every publisher later.
+    pub fn ready(&self) -> Result<(), String> {
+        for url in [&self.on_publish, &self.on_play, &self.on_unpublish]
+            .into_iter()
+            .flatten()
+        {
+            self.tls_for(url)?;
+        }
+        Ok(())
+    }
+
     fn url(&self, event: Event) -> Option<&Uri> {
         match event {
             Event::Publish => self.on_publish.as_ref(),

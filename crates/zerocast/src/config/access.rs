@@ -81,9 +81,14 @@ pub(super) fn hooks(file: &FileConfig) -> Result<Option<server::auth::hooks::Hoo
     hooks.on_publish = url(&c.on_publish, "on_publish")?;
     hooks.on_play = url(&c.on_play, "on_play")?;
     hooks.on_unpublish = url(&c.on_unpublish, "on_unpublish")?;
+    super::at_most_ten_years("callbacks.timeout_ms", c.timeout_ms.map(|ms| ms / 1000))?;
     hooks.timeout = Duration::from_millis(c.timeout_ms.unwrap_or(3000).max(1));
     hooks.fail_open = c.fail_open;
     hooks.ca = c.ca.clone();
+    hooks
+        .ready()
+        .map_err(anyhow::Error::msg)
+        .context("callbacks.ca")?;
     Ok(Some(hooks))
 }
 
@@ -164,7 +169,10 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
             Some(server::auth::JwksSource {
                 url: uri,
                 ca: j.jwks_ca.clone(),
-                refresh: Duration::from_secs(j.jwks_refresh_secs.unwrap_or(300).max(10)),
+                refresh: {
+                    super::at_most_ten_years("jwt.jwks_refresh_secs", j.jwks_refresh_secs)?;
+                    Duration::from_secs(j.jwks_refresh_secs.unwrap_or(300).max(10))
+                },
             })
         }
         None => None,

@@ -37,6 +37,7 @@ pub(super) fn edge(flags: &[String], file: Option<&EdgeFile>) -> Result<Option<E
         .iter()
         .map(|o| Origin::parse(o).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
+    super::at_most_ten_years("edge.idle_secs", file.and_then(|f| f.idle_secs))?;
     let idle = file.and_then(|f| f.idle_secs).unwrap_or(10).max(1);
     Ok(Some(EdgeConfig {
         origins,

@@ -215,6 +215,19 @@ pub struct Settings {
 
 /// Merges the `serve` flags and the config file into the server's settings.
 pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
+    for (key, secs) in [
+        ("hsts_max_age_secs", file.hsts_max_age_secs),
+        (
+            "tls_handshake_timeout_secs",
+            file.tls_handshake_timeout_secs,
+        ),
+        ("header_read_timeout_secs", file.header_read_timeout_secs),
+        ("send_timeout_secs", file.send_timeout_secs),
+        ("shutdown_grace_secs", file.shutdown_grace_secs),
+        ("drain_delay_secs", file.drain_delay_secs),
+    ] {
+        at_most_ten_years(key, secs)?;
+    }
     let mut config = Config::default();
     if let Some(l) = args.listen.as_ref().or(file.listen.as_ref()) {
         match l.as_str() {
@@ -330,6 +343,27 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
             None => bail!("--publish-key: empty key"),
         }
     }
+    for (key, secs) in [
+        ("live.grace_secs", f.grace_secs),
+        ("live.linger_secs", f.linger_secs),
+        ("live.window_secs", f.window_secs),
+        ("live.hls_dvr_secs", f.hls_dvr_secs),
+        ("live.viewer_skip_period_secs", f.viewer_skip_period_secs),
+        (
+            "live.viewer_stall_timeout_secs",
+            f.viewer_stall_timeout_secs,
+        ),
+    ] {
+        at_most_ten_years(key, secs)?;
+    }
+    for (key, secs) in [
+        ("live.hls_segment_secs", f.hls_segment_secs),
+        ("live.ll_hls_segment_secs", f.ll_hls_segment_secs),
+    ] {
+        if let Some(v) = secs {
+            anyhow::ensure!(v.is_finite(), "{key} must be a number of seconds (got {v})");
+        }
+    }
     if let Some(s) = f.grace_secs {
         c.grace = Duration::from_secs(s);
     }
@@ -395,6 +429,11 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         let limit = size::parse(s)
             .map_err(anyhow::Error::msg)
             .context("live.memory_budget")?;
+        anyhow::ensure!(
+            limit >= MIN_MEMORY_BUDGET,
+            "live.memory_budget must be at least 1MiB (a stream's receive buffer and some of its \
+             ring; got {s})"
+        );
         c.memory_budget.limit = usize::try_from(limit).unwrap_or(usize::MAX);
     }
     tracing::info!(
@@ -407,6 +446,19 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         );
     }
     Ok(())
+}
+
+/// Below this, no stream could start (each holds a 256 KiB receive buffer while published).
+const MIN_MEMORY_BUDGET: u64 = 1 << 20;
+
+/// A number of seconds a timer can be set to: at most ten years (a larger one overflows the
+/// clock's deadlines).
+pub(super) fn at_most_ten_years(key: &str, secs: Option<u64>) -> Result<()> {
+    const TEN_YEARS: u64 = 10 * 366 * 86_400;
+    match secs {
+        Some(s) if s > TEN_YEARS => bail!("{key} must be at most {TEN_YEARS} seconds (got {s})"),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

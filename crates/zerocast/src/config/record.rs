@@ -77,18 +77,31 @@ pub(super) fn rules(
         let max_bytes = bytes(&r.max_file_size, "max_file_size")?
             .unwrap_or(4 << 30)
             .max(1 << 20);
+        super::at_most_ten_years(&format!("{}: segment_secs", at()), r.segment_secs)?;
+        super::at_most_ten_years(&format!("{}: keep_secs", at()), r.keep_secs)?;
+        let segment_secs = r.segment_secs.unwrap_or(600).max(1);
+        let keep_bytes = bytes(&r.keep_size, "keep_size")?;
+        // Retention runs as each file is finished: a file older than keep_secs then goes at once
+        // (allowed: only the file being written is kept, for DVR), which is said at start.
+        if let Some(keep) = r.keep_secs.filter(|&k| k < segment_secs) {
+            tracing::warn!(
+                "{}: keep_secs ({keep}) is less than segment_secs ({segment_secs}): each file \
+                 is removed as soon as it is finished",
+                at()
+            );
+        }
         rules.push(server::record::Rule {
             streams: r.streams.clone(),
             dir: library.join(rel),
             id_prefix,
             format,
             rotation: server::record::Rotation {
-                segment: Duration::from_secs(r.segment_secs.unwrap_or(600).max(1)),
+                segment: Duration::from_secs(segment_secs),
                 max_bytes,
             },
             keep: server::record::Keep {
                 max_age: r.keep_secs.map(Duration::from_secs),
-                max_bytes: bytes(&r.keep_size, "keep_size")?,
+                max_bytes: keep_bytes,
             },
             upload: match &r.upload {
                 Some(url) => {

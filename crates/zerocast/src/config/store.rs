@@ -101,6 +101,13 @@ pub(super) fn library(
     if let Some(n) = s3.read_ahead {
         store.read_ahead = n.min(16);
     }
+    for (key, secs) in [
+        ("s3.relist_secs", s3.relist_secs),
+        ("s3.start_wait_secs", s3.start_wait_secs),
+        ("s3.timeout_secs", s3.timeout_secs),
+    ] {
+        super::at_most_ten_years(key, secs)?;
+    }
     if let Some(s) = s3.relist_secs {
         store.relist = (s > 0).then(|| Duration::from_secs(s));
     }

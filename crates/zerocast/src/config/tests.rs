@@ -214,6 +214,12 @@ fn bad_values_get_a_clear_error() {
         "--publish-key a/b=x | => --publish-key a/b=x: expected NAME=SECRET with a valid",
         "--publish-key show= | => --publish-key show=: expected NAME=SECRET",
         "--publish-key= | => --publish-key: empty key",
+        " | [live]\nhls_segment_secs = nan => live.hls_segment_secs must be a number of seconds",
+        " | [live]\nll_hls_segment_secs = inf => live.ll_hls_segment_secs must be a number of",
+        " | send_timeout_secs = 9223372036854775807 => send_timeout_secs must be at most",
+        " | [live]\nviewer_stall_timeout_secs = 9223372036854775807 => live.viewer_stall_timeout_secs",
+        " | [live]\nmemory_budget = '100KiB' => live.memory_budget must be at least 1MiB",
+        " | [callbacks]\non_publish = 'https://auth.example/p'\nca = '/nonexistent/ca.pem' => callbacks.ca",
     ] {
         let (input, expected) = case.split_once(" => ").unwrap();
         let (args, toml_text) = input.split_once('|').unwrap();
@@ -393,6 +399,10 @@ fn record_rules_that_cannot_work_are_refused_with_the_reason() {
         (
             "library = \"/l\"\n[[record]]\nstreams = \"a\"\nkeep_size = \"lots\"\n",
             "keep_size",
+        ),
+        (
+            "library = \"/l\"\n[[record]]\nstreams = \"a\"\nkeep_secs = 999999999999\n",
+            "keep_secs must be at most",
         ),
     ] {
         let e = merge(ServeArgs::default(), file(text)).unwrap_err();
