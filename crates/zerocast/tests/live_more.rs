@@ -248,6 +248,35 @@ fn without_a_keyframe_viewers_wait_and_the_ring_stays_bounded() {
     assert!(ts.is_empty(), "no keyframe, nothing to start a viewer at");
 }
 
+/// `cat live.ts live.ts | curl -T -`: in one upload the second copy's timestamps start over.
+/// Its segments are listed as long as they play, and the timeline runs on (the segment across
+/// the join used to be listed as 26 hours: a step back read forward across the 33-bit wrap).
+#[test]
+fn timestamps_that_start_over_within_an_upload_give_segments_of_their_real_length() {
+    let s = server(|c| c.hls.window = 20);
+    let data = fixture_bytes().repeat(2);
+    let post = raw_publish(s.addr, "/live/again", &data);
+    wait_for(&s, "again", "all data", |d| {
+        d["bytes_in"].as_u64() == Some(data.len() as u64)
+    });
+    assert_eq!(post.end().status, 200);
+    let playlist = String::from_utf8(s.get("/live/again/index.m3u8", &[]).body).unwrap();
+    let durations: Vec<f64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse().unwrap())
+        .collect();
+    // 2 s segments of 1 s GOPs, all of the 24 s listed (the one across the join up to 1 s
+    // longer: the second copy follows the first's latest timestamp, as after a reconnect); the
+    // last one, which the end of the upload closed, lasts as long as its frames took to arrive.
+    let (last, before) = durations.split_last().unwrap();
+    assert_eq!(before.len(), 11, "{playlist}");
+    assert!(before.iter().all(|&d| d > 1.5 && d < 3.0), "{playlist}");
+    assert!(*last < 2.5, "{playlist}");
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:3\n"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+}
+
 #[test]
 fn unknown_streams_and_segments_are_404() {
     let s = server(|_| {});

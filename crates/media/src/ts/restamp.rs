@@ -4,6 +4,15 @@
 //! output continues the previous session: per PID the continuity counter goes on from the last one
 //! sent, and every PTS, DTS and PCR is shifted by one offset (modulo 2^33) that puts the new
 //! session's first timestamp just after the latest one already sent.
+//!
+//! The same within a session: a publisher whose timestamps jump (`cat a.ts b.ts | curl -T -`, an
+//! encoder restarted behind a relay that keeps the upload open) would otherwise give a segment
+//! of 26 hours (a step back read forward across the 33-bit wrap) or of the jump's length. A
+//! decode time more than [`BACK`] behind its PID's last one, or more than [`AHEAD`] past the
+//! latest of the stream, starts a new timeline the same way: the shift changes so that it
+//! follows on just after the latest (other PIDs then land on their own, the shift being one for
+//! the whole stream). Sparse PIDs (data, subtitles) are measured against the latest of the
+//! stream, not their own last, so their gaps are not jumps.
 
 use super::{header, timestamp, PACKET};
 use crate::time::Ts90k;
@@ -11,20 +20,40 @@ use crate::time::Ts90k;
 /// The gap left between the last timestamp of one session and the first of the next (40 ms, one
 /// frame at 25 fps).
 const GAP: u64 = 3600;
+/// A PID's decode time (DTS, or PTS without one; or its PCR) this far behind its last one is a
+/// jump to another timeline (1 s: decode times only go forward).
+const BACK: u64 = 90_000;
+/// A timestamp this far past the latest of the stream is a jump (10 s).
+const AHEAD: u64 = 10 * 90_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Pid {
-    pid: u16,
+    seen: bool,
     /// The last continuity counter written out.
     last_cc: u8,
     /// Added (mod 16) to this PID's counters in the current session; `None` until its first packet.
     cc_add: Option<u8>,
+    /// The last decode time and PCR written out on this PID.
+    last_decode: Option<u64>,
+    last_pcr: Option<u64>,
+}
+
+/// Which timestamp of a packet is checked against its PID's last.
+#[derive(Clone, Copy)]
+enum Clock {
+    Decode,
+    Pcr,
 }
 
 /// Rewrites continuity counters and timestamps so that sessions follow each other seamlessly.
 #[derive(Debug, Default, Clone)]
 pub struct Restamp {
+    /// Indexed by PID (grown to the largest seen, at most 8,192 entries): a lookup per packet
+    /// costs the same whatever the PIDs a publisher sends.
     pids: Vec<Pid>,
+    /// Leave jumps within a session as they are (a stream put on another's timeline, whose
+    /// timestamps are already continuous).
+    keep_jumps: bool,
     /// Added (mod 2^33) to every timestamp in the current session; `None` until its first one.
     offset: Option<u64>,
     /// The latest timestamp written out (PTS, DTS or PCR base).
@@ -38,6 +67,7 @@ impl Restamp {
     pub fn shifted_by(offset: u64) -> Self {
         Restamp {
             offset: Some(offset % Ts90k::WRAP),
+            keep_jumps: true,
             ..Restamp::default()
         }
     }
@@ -77,7 +107,6 @@ impl Restamp {
             if h.pid == 0x1fff {
                 continue;
             }
-            self.continuity(p, h.pid, h.cc, h.has_payload);
             // PCR in the adaptation field.
             if p[3] & 0x20 != 0 && p[4] >= 7 && p[5] & 0x10 != 0 {
                 let b = &p[6..12];
@@ -86,6 +115,7 @@ impl Restamp {
                     | u64::from(b[2]) << 9
                     | u64::from(b[3]) << 1
                     | u64::from(b[4]) >> 7;
+                self.follow(h.pid, Clock::Pcr, base);
                 let out = self.shift(base);
                 p[6] = (out >> 25) as u8;
                 p[7] = (out >> 17) as u8;
@@ -98,30 +128,80 @@ impl Restamp {
                 let pes = &mut p[h.payload_start..];
                 if pes.len() >= 9 && pes[..3] == [0, 0, 1] && has_pes_header(pes[3]) {
                     let flags = pes[7] >> 6;
-                    if flags & 0b10 != 0 && pes.len() >= 14 {
+                    let pts =
+                        (flags & 0b10 != 0 && pes.len() >= 14).then(|| timestamp(&pes[9..14]));
+                    let dts = (flags == 0b11 && pes.len() >= 19).then(|| timestamp(&pes[14..19]));
+                    if let Some(decode) = dts.or(pts) {
+                        self.follow(h.pid, Clock::Decode, decode.0);
+                    }
+                    if pts.is_some() {
                         self.rewrite(&mut pes[9..14]);
                     }
-                    if flags == 0b11 && pes.len() >= 19 {
+                    if dts.is_some() {
                         self.rewrite(&mut pes[14..19]);
                     }
                 }
             }
+            // After the timestamps: a jump they showed continues the counters from here too.
+            self.continuity(p, h.pid, h.cc, h.has_payload);
         }
     }
 
-    fn continuity(&mut self, p: &mut [u8], pid: u16, cc: u8, payload: bool) {
-        let i = match self.pids.iter().position(|e| e.pid == pid) {
-            Some(i) => i,
-            None => {
-                self.pids.push(Pid {
-                    pid,
-                    last_cc: cc,
-                    cc_add: Some(0),
-                });
-                return;
-            }
+    /// The PID's entry (PIDs are 13 bits: at most 8,192 entries).
+    fn pid(&mut self, pid: u16) -> &mut Pid {
+        let i = usize::from(pid & 0x1fff);
+        if self.pids.len() <= i {
+            self.pids.resize(i + 1, Pid::default());
+        }
+        &mut self.pids[i]
+    }
+
+    /// Checks a decode time or PCR (as it came in) against where its PID and the stream are, and
+    /// starts a new timeline when it jumped (the module's comment); notes it as the PID's last.
+    fn follow(&mut self, pid: u16, clock: Clock, ts: u64) {
+        let (offset, latest, keep) = (self.offset, self.latest, self.keep_jumps);
+        let e = self.pid(pid);
+        let last = match clock {
+            Clock::Decode => e.last_decode,
+            Clock::Pcr => e.last_pcr,
         };
-        let e = &mut self.pids[i];
+        let mut out = offset.map(|o| (ts + o) % Ts90k::WRAP);
+        if let (Some(o), false) = (out, keep) {
+            let behind = last.is_some_and(|l| {
+                (l + Ts90k::WRAP - o) % Ts90k::WRAP > BACK
+                    && (l + Ts90k::WRAP - o) % Ts90k::WRAP < Ts90k::WRAP / 2
+            });
+            let ahead = latest.is_some_and(|l| {
+                let d = (o + Ts90k::WRAP - l) % Ts90k::WRAP;
+                d > AHEAD && d < Ts90k::WRAP / 2
+            });
+            if behind || ahead {
+                // A new timeline: it follows on just after the latest, and the counters go on
+                // from the last ones, as for a new session.
+                self.offset = None;
+                self.continue_counters();
+                out = Some(self.shift(ts));
+            }
+        }
+        let e = self.pid(pid);
+        let slot = match clock {
+            Clock::Decode => &mut e.last_decode,
+            Clock::Pcr => &mut e.last_pcr,
+        };
+        *slot = out.or(*slot);
+    }
+
+    fn continuity(&mut self, p: &mut [u8], pid: u16, cc: u8, payload: bool) {
+        let e = self.pid(pid);
+        if !e.seen {
+            *e = Pid {
+                seen: true,
+                last_cc: cc,
+                cc_add: Some(0),
+                ..*e
+            };
+            return;
+        }
         let add = *e.cc_add.get_or_insert_with(|| {
             // The counter goes up by one with each payload packet, and repeats otherwise.
             let want = (e.last_cc + u8::from(payload)) & 0x0f;
@@ -270,6 +350,75 @@ mod tests {
             again.chunks_exact(PACKET).map(|p| p[0]).collect::<Vec<_>>(),
             data.chunks_exact(PACKET).map(|p| p[0]).collect::<Vec<_>>()
         );
+    }
+
+    /// All the timestamps of `data`, in packet order.
+    fn stamps(data: &[u8]) -> Vec<u64> {
+        facts(data).into_iter().flat_map(|f| f.3).collect()
+    }
+
+    /// What a player checks across the join of `first` and `second`: the second's timestamps
+    /// begin just after the first's latest, keep their own spacing, and counters run on.
+    fn assert_follows(first: &[u8], second: &[u8], src: &[u8]) {
+        let max1 = stamps(first).into_iter().max().unwrap();
+        let (ts2, src_ts) = (stamps(second), stamps(src));
+        let min2 = *ts2.iter().min().unwrap();
+        assert!(
+            min2 > max1 && min2 - max1 < 2 * 90_000,
+            "{max1} then {min2}"
+        );
+        let offset = ts2[0].wrapping_sub(src_ts[0]);
+        assert!(ts2
+            .iter()
+            .zip(&src_ts)
+            .all(|(a, b)| a.wrapping_sub(*b) == offset));
+        let mut last_cc: HashMap<u16, u8> = HashMap::new();
+        for (pid, cc, _, _) in facts(first) {
+            last_cc.insert(pid, cc);
+        }
+        // Of the PIDs that carry timestamps (the tables sent before the first timestamp of
+        // the new timeline cannot know of it).
+        let mut seen = HashMap::new();
+        for (pid, cc, payload, ts) in facts(second) {
+            if !ts.is_empty() && seen.insert(pid, ()).is_none() {
+                assert_eq!(cc, (last_cc[&pid] + u8::from(payload)) & 0x0f, "pid {pid}");
+            }
+        }
+    }
+
+    /// `cat a.ts a.ts | curl -T -`: the second copy's timestamps start over within one session.
+    #[test]
+    fn a_step_back_within_a_session_starts_a_timeline_that_follows_on() {
+        let data = clip();
+        let (mut first, mut second) = (data.clone(), data.clone());
+        let mut r = Restamp::default();
+        r.apply(&mut first);
+        r.apply(&mut second);
+        assert_follows(&first, &second, &data);
+    }
+
+    /// The same stream, its timestamps an hour later from its middle on (an encoder restarted
+    /// behind a relay).
+    #[test]
+    fn a_jump_forward_within_a_session_starts_a_timeline_that_follows_on() {
+        let data = clip();
+        let half = data.len() / PACKET / 2 * PACKET;
+        let mut later = data[half..].to_vec();
+        Restamp::shifted_by(3600 * 90_000).apply(&mut later);
+        let (mut first, mut second) = (data[..half].to_vec(), later.clone());
+        let mut r = Restamp::default();
+        r.apply(&mut first);
+        r.apply(&mut second);
+        let max1 = stamps(&first).into_iter().max().unwrap();
+        let min2 = stamps(&second).into_iter().min().unwrap();
+        assert!(min2 < max1 + 2 * 90_000, "{max1} then {min2}");
+        // Nothing jumps back either: from the join on the timestamps are the source's, shifted.
+        let (ts2, src) = (stamps(&second), stamps(&later));
+        let offset = ts2[0].wrapping_sub(src[0]);
+        assert!(ts2
+            .iter()
+            .zip(&src)
+            .all(|(a, b)| a.wrapping_sub(*b) == offset));
     }
 
     #[test]
