@@ -140,7 +140,14 @@ impl LlHls {
         // The Advance Part Limit: three seconds of parts (three parts at least).
         let parts_ahead = (3.0 / self.limits.part_target.as_secs_f64().max(0.001)).ceil() as u64;
         if let (Some(part), Some((m, p))) = (part, self.last_part()) {
-            if msn == m && part > (p as u64).saturating_add(parts_ahead.max(3)) {
+            // Parts beyond the newest: within its segment, the difference; in a later segment,
+            // at least the part's number and one (however many its own segment has left).
+            let ahead = match msn.cmp(&m) {
+                std::cmp::Ordering::Equal => part.saturating_sub(p as u64),
+                std::cmp::Ordering::Greater => part.saturating_add(1),
+                std::cmp::Ordering::Less => 0,
+            };
+            if ahead > parts_ahead.max(3) {
                 return Readiness::TooFar {
                     newest: newest.unwrap_or(0),
                 };

@@ -198,6 +198,12 @@ fn blocking_requests_wait_for_the_part_or_segment_they_name() {
         l.readiness(&q(1, Some(11))),
         Readiness::TooFar { newest: 0 }
     );
+    // In the next segment: its part 10 is at least 11 parts beyond the newest.
+    assert_eq!(l.readiness(&q(2, Some(9))), Readiness::Wait);
+    assert_eq!(
+        l.readiness(&q(2, Some(10))),
+        Readiness::TooFar { newest: 0 }
+    );
     feed(&mut l, 59, 8, 50);
     assert_eq!(l.readiness(&q(1, Some(1))), Readiness::Ready);
     l.end();
