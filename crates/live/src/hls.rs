@@ -247,7 +247,10 @@ impl Segmenter {
     /// returns the bytes they referenced. Players that still fetch a dropped one get a 404 and
     /// reload the playlist.
     pub fn shrink(&mut self, keep: usize) -> usize {
-        self.changes += 1;
+        if self.segments.len() > keep {
+            // Only a change a playlist shows renders it again.
+            self.changes += 1;
+        }
         let mut freed = 0;
         while self.segments.len() > keep {
             if let Some(old) = self.segments.pop_front() {

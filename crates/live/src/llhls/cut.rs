@@ -475,9 +475,12 @@ impl LlHls {
     /// Keeps only the newest `keep` complete segments (and the open one): the server is over its
     /// memory budget. Returns the bytes they referenced.
     pub fn shrink(&mut self, keep: usize) -> usize {
-        self.changes += 1;
         let mut freed = 0;
         let open = usize::from(self.segments.back().is_some_and(|s| !s.complete));
+        if self.segments.len() > keep + open {
+            // Only a change a playlist shows renders it again.
+            self.changes += 1;
+        }
         while self.segments.len() > keep + open {
             if let Some(old) = self.segments.pop_front() {
                 self.retire(&old);

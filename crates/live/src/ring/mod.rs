@@ -131,12 +131,15 @@ impl Ring {
     /// Drops the units before the newest keyframe (the server is over its memory budget) that
     /// arrived more than `keep` before `now`; returns the bytes dropped. Recent units stay, so
     /// viewers that read in batches or are a moment behind keep their place (a unit they have
-    /// not read yet would otherwise be gone: a skip). Without a keyframe in the ring, nothing is
-    /// dropped: new viewers wait for the next one anyway, and `max_bytes` bounds the ring.
+    /// not read yet would otherwise be gone: a skip). Without a keyframe in the ring (none yet,
+    /// or a GOP longer than the ring), every unit older than `keep` goes: no viewer can start
+    /// before the next keyframe anyway, and the stream must not hold its `max_bytes` against
+    /// the budget for as long as its GOP lasts.
     pub fn shrink_to_gop(&mut self, now: Duration, keep: Duration) -> usize {
-        let Some(k) = self.last_keyframe else {
-            return 0;
-        };
+        let k = self
+            .last_keyframe
+            .filter(|&k| self.units.front().is_some_and(|f| f.seq <= k))
+            .unwrap_or(u64::MAX);
         let mut freed = 0;
         while let Some(front) = self.units.front() {
             if front.seq >= k || now.saturating_sub(front.arrived) <= keep {

@@ -283,12 +283,30 @@ fn shrinking_keeps_recent_units_so_a_viewer_a_moment_behind_keeps_its_place() {
     }
 }
 
+/// No viewer can start before the next keyframe: over the budget, a ring without one keeps only
+/// what is more recent than `keep` (it used to keep all of its `max_bytes`).
 #[test]
-fn shrinking_without_a_keyframe_keeps_everything() {
+fn shrinking_without_a_keyframe_keeps_only_the_recent_units() {
     let mut r = ring(1 << 20);
     put(&mut r, unit(0, 100), false, ms(0));
-    assert_eq!(r.shrink_to_gop(ms(10_000), ms(0)), 0);
+    put(&mut r, unit(1, 100), false, ms(5_000));
+    assert_eq!(r.shrink_to_gop(ms(5_500), ms(1_000)), 100 + UNIT_OVERHEAD);
     assert_eq!(r.bytes(), 100 + UNIT_OVERHEAD);
+}
+
+/// A GOP longer than the ring: its keyframe was evicted, and the ring shrinks as without one.
+#[test]
+fn shrinking_after_the_keyframe_was_evicted_keeps_only_the_recent_units() {
+    let mut r = ring(250 + 2 * UNIT_OVERHEAD);
+    put(&mut r, unit(0, 100), true, ms(0));
+    put(&mut r, unit(1, 100), false, ms(1_000));
+    put(&mut r, unit(2, 100), false, ms(5_000));
+    assert_eq!(
+        r.bytes(),
+        2 * (100 + UNIT_OVERHEAD),
+        "the keyframe went for max_bytes"
+    );
+    assert_eq!(r.shrink_to_gop(ms(5_500), ms(1_000)), 100 + UNIT_OVERHEAD);
 }
 
 #[test]
