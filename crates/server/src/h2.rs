@@ -6,6 +6,13 @@
 //! A connection with no stream open for `header_read_timeout` is closed gracefully (GOAWAY), as
 //! an idle HTTP/1.1 keep-alive connection is; a long download or a live viewer keeps it open.
 //!
+//! A response whose client gives it no flow-control credit for `send_timeout` ends the
+//! connection, as a socket that takes nothing ends an HTTP/1.1 one: hyper asks a body for its
+//! next frame only when the stream has credit, so a body that gave a frame and has not been
+//! asked again since is waiting for the client. Without this, a client that sets its window to 0
+//! would hold up to 256 responses (and the live segments or stored blocks they point to) for as
+//! long as it answers PINGs. A body waiting for data (a live stream between frames) is not.
+//!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
 //! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
 
@@ -55,6 +62,9 @@ pub(crate) async fn connection(
         start: Instant::now(),
         open: AtomicUsize::new(0),
         last: AtomicU64::new(0),
+        waiting: std::sync::Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(0),
+        waits: tokio::sync::Notify::new(),
     });
     let (st, stop, s2) = (state.clone(), shutdown.clone(), streams.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -68,11 +78,10 @@ pub(crate) async fn connection(
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             // The stream counts as open until hyper drops its body (sent, or reset).
             Ok::<_, Infallible>(resp.map(|b| {
-                Tracked {
-                    body: b,
-                    _open: open,
-                }
-                .boxed_unsync()
+                let id = open.0.next_id.fetch_add(1, Relaxed);
+                // Until hyper first asks for a frame (at once, when the stream has credit).
+                open.0.wait(id, true);
+                Tracked { body: b, open, id }.boxed_unsync()
             }))
         }
     });
@@ -87,17 +96,33 @@ pub(crate) async fn connection(
     // As HTTP/1.1 keep-alive: no new request for the header-read timeout closes the connection,
     // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
     let idle = state.config().header_read_timeout;
+    let send_timeout = state.config().send_timeout;
     let result = loop {
         let quiet_until = streams.quiet_since() + idle;
+        let stalled_at = streams
+            .waiting_since()
+            .map_or(quiet_until, |since| since + send_timeout);
         tokio::select! {
             r = conn.as_mut() => break r,
             _ = shutdown.changed() => {
                 conn.as_mut().graceful_shutdown();
                 break conn.await;
             }
-            () = tokio::time::sleep_until(quiet_until) => {
+            // A body began to wait: the deadline may be sooner than the one slept to.
+            () = streams.waits.notified() => {}
+            () = tokio::time::sleep_until(quiet_until.min(stalled_at)) => {
+                let now = Instant::now();
+                if streams
+                    .waiting_since()
+                    .is_some_and(|since| since + send_timeout <= now)
+                {
+                    // Dropped, not shut down gracefully: the stalled streams would never end.
+                    return Err(ConnError::Timeout(
+                        "an HTTP/2 client gave a response no flow-control credit",
+                    ));
+                }
                 let quiet = streams.open.load(Relaxed) == 0;
-                if quiet && streams.quiet_since() + idle <= Instant::now() {
+                if quiet && streams.quiet_since() + idle <= now {
                     conn.as_mut().graceful_shutdown();
                     break conn.await;
                 }
@@ -113,6 +138,12 @@ struct Streams {
     open: AtomicUsize,
     /// Milliseconds since `start` when the last stream ended (or began, while none had ended).
     last: AtomicU64,
+    /// The bodies that gave a frame and have not been asked for the next (their stream has no
+    /// credit), and since when: at most one entry per open stream.
+    waiting: std::sync::Mutex<Vec<(u64, Instant)>>,
+    next_id: AtomicU64,
+    /// Told when no body waited and one does now.
+    waits: tokio::sync::Notify,
 }
 
 impl Streams {
@@ -122,6 +153,24 @@ impl Streams {
             return Instant::now();
         }
         self.start + Duration::from_millis(self.last.load(Relaxed))
+    }
+
+    /// Since when the body that has waited longest for credit has waited.
+    fn waiting_since(&self) -> Option<Instant> {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.iter().map(|&(_, since)| since).min()
+    }
+
+    /// Body `id` waits for credit from now (`true`) or no more.
+    fn wait(&self, id: u64, waits: bool) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|&(i, _)| i != id);
+        if waits {
+            if waiting.is_empty() {
+                self.waits.notify_one();
+            }
+            waiting.push((id, Instant::now()));
+        }
     }
 
     fn touch(&self) {
@@ -148,10 +197,17 @@ impl Drop for Open {
     }
 }
 
-/// A response body that keeps its stream counted as open.
+/// A response body that keeps its stream counted as open, and says when it waits for credit.
 struct Tracked {
     body: Body,
-    _open: Open,
+    open: Open,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.open.0.wait(self.id, false);
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -162,7 +218,11 @@ impl http_body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        // A frame given: until hyper asks again, this stream waits for the client's credit.
+        let gave = matches!(polled, std::task::Poll::Ready(Some(Ok(_))));
+        self.open.0.wait(self.id, gave);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -249,6 +249,73 @@ fn a_thousand_stalled_handshakes_do_not_keep_others_out() {
     drop(stalled);
 }
 
+/// A client that gives the server no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE 0) and
+/// answers PINGs: its connection is dropped after the send timeout, as an HTTP/1.1 client that
+/// reads nothing is; it would otherwise hold its responses for as long as it likes.
+#[test]
+fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        send_timeout: Duration::from_secs(1),
+        ..server::Config::default()
+    };
+    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
+    let s = TestServer::start_with(config, empty);
+    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    // The preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = 0, then GET /api/videos on stream 1
+    // (HPACK: :method GET, :scheme https, :authority localhost, :path as a literal).
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    let mut block = vec![0x82, 0x87, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x44, 11]);
+    block.extend_from_slice(b"/api/videos");
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    let started = Instant::now();
+    let (mut got, mut types) = (Vec::new(), Vec::new());
+    let mut b = [0u8; 1024];
+    loop {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+        while got.len() >= 9 {
+            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (got[3], got[4]);
+            types.push(kind);
+            if kind == 4 && flags & 1 == 0 {
+                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
+            }
+            if kind == 6 && flags & 1 == 0 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&got[9..17]);
+                tls.write_all(&ack).unwrap();
+            }
+            tls.flush().unwrap();
+            got.drain(..9 + len);
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}; frames: {types:?}"
+    );
+    // The answer's HEADERS (type 1) came; no DATA (type 0) could.
+    assert!(
+        types.contains(&1) && !types.contains(&0),
+        "frames: {types:?}"
+    );
+}
+
 #[test]
 fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let mut ca = TestCa::new();
