@@ -45,6 +45,32 @@ pub(crate) fn hevc(hvcc: &[u8]) -> Option<String> {
     Some(s)
 }
 
+/// `av01.P.LLT.DD` (AV1 Codec ISO Media File Format Binding §5): profile, level and tier,
+/// bit depth, from an `av1C` body. `None` for a record too short or of another version.
+pub(crate) fn av1(av1c: &[u8]) -> Option<String> {
+    let (&marker, &a, &b) = (av1c.first()?, av1c.get(1)?, av1c.get(2)?);
+    if marker != 0x81 {
+        return None;
+    }
+    let profile = a >> 5;
+    let level = a & 0x1f;
+    let tier = if b & 0x80 != 0 { 'H' } else { 'M' };
+    // high_bitdepth, then twelve_bit (which only profile 2 uses).
+    let depth = match (b & 0x40 != 0, b & 0x20 != 0) {
+        (false, _) => 8,
+        (true, true) if profile == 2 => 12,
+        (true, _) => 10,
+    };
+    Some(format!("av01.{profile}.{level:02}{tier}.{depth:02}"))
+}
+
+/// `vp09.PP.LL.DD` (VP Codec ISO Media File Format Binding): profile, level and bit depth,
+/// from a `vpcC` body (version and flags first). `None` for a record too short.
+pub(crate) fn vp9(vpcc: &[u8]) -> Option<String> {
+    let (&profile, &level, &depth) = (vpcc.get(4)?, vpcc.get(5)?, vpcc.get(6)?);
+    Some(format!("vp09.{profile:02}.{level:02}.{:02}", depth >> 4))
+}
+
 impl AudioTrack {
     /// `mp4a.40.{object type}` from the AudioSpecificConfig, or `opus`.
     pub fn codecs(&self) -> String {
@@ -94,6 +120,28 @@ mod tests {
             video(VideoCodec::Hevc { hvcc: vec![1, 2] }).codecs(),
             "hvc1"
         );
+    }
+
+    #[test]
+    fn av1_and_vp9_name_profile_level_and_bit_depth_of_their_records() {
+        // Main profile, level 8 (4.0), main tier, 8 bits; then level 13, high tier, 10 bits.
+        assert_eq!(
+            av1(&[0x81, 0x08, 0x0c, 0]).as_deref(),
+            Some("av01.0.08M.08")
+        );
+        assert_eq!(av1(&[0x81, 0x0d, 0xcc]).as_deref(), Some("av01.0.13H.10"));
+        // Professional profile, twelve bits.
+        assert_eq!(av1(&[0x81, 0x48, 0x60]).as_deref(), Some("av01.2.08M.12"));
+        assert_eq!(av1(&[0x81, 0x08]), None);
+        assert_eq!(av1(&[0x01, 0x08, 0x0c]), None);
+        // vpcC version 1: profile 0, level 3.1 (31), 8 bits, 4:2:0.
+        let vpcc = [1, 0, 0, 0, 0, 31, 0x82, 1, 1, 1, 0, 0];
+        assert_eq!(vp9(&vpcc).as_deref(), Some("vp09.00.31.08"));
+        assert_eq!(
+            vp9(&[1, 0, 0, 0, 2, 10, 0xa2]).as_deref(),
+            Some("vp09.02.10.10")
+        );
+        assert_eq!(vp9(&vpcc[..6]), None);
     }
 
     #[test]

@@ -253,8 +253,31 @@ fn esds_config(esds: &mut Reader<'_>) -> Result<Option<(u8, u8, u8)>> {
     Ok(esds_asc(esds)?.and_then(audio_specific_config))
 }
 
-/// The AudioSpecificConfig an `esds` carries (its DecoderSpecificInfo), as it is.
+/// The AudioSpecificConfig an `esds` carries (its DecoderSpecificInfo), as it is: `None` for
+/// an object type other than AAC's or without one (MP3, `0x6B`, has none).
 pub(crate) fn esds_asc<'a>(esds: &mut Reader<'a>) -> Result<Option<&'a [u8]>> {
+    Ok(match esds_decoder(esds)? {
+        Some(Decoder {
+            object_type: 0x40 | 0x66..=0x68,
+            specific_info,
+        }) => specific_info,
+        _ => None,
+    })
+}
+
+/// The DecoderConfigDescriptor of an `esds` (ISO/IEC 14496-1 §7.2.6.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decoder<'a> {
+    /// objectTypeIndication: `0x40` MPEG-4 audio, `0x66`-`0x68` MPEG-2 AAC, `0x69` MPEG-2
+    /// audio, `0x6B` MPEG-1 audio.
+    pub object_type: u8,
+    /// The DecoderSpecificInfo (AAC's AudioSpecificConfig), which is optional: `ffmpeg -c:a
+    /// libmp3lame` writes a descriptor of its 13 fixed bytes alone.
+    pub specific_info: Option<&'a [u8]>,
+}
+
+/// The DecoderConfigDescriptor of an `esds`; `None` without one.
+pub(crate) fn esds_decoder<'a>(esds: &mut Reader<'a>) -> Result<Option<Decoder<'a>>> {
     let (tag, mut es) = descriptor(esds)?;
     if tag != 0x03 {
         return Ok(None);
@@ -275,12 +298,18 @@ pub(crate) fn esds_asc<'a>(esds: &mut Reader<'a>) -> Result<Option<&'a [u8]>> {
     if tag != 0x04 {
         return Ok(None);
     }
-    dc.skip(13)?;
-    let (tag, mut dsi) = descriptor(&mut dc)?;
-    if tag != 0x05 {
-        return Ok(None);
-    }
-    Ok(Some(dsi.rest()))
+    let object_type = dc.u8()?;
+    dc.skip(12)?; // streamType, bufferSizeDB, maxBitrate, avgBitrate
+    let specific_info = if dc.remaining() == 0 {
+        None
+    } else {
+        let (tag, mut dsi) = descriptor(&mut dc)?;
+        (tag == 0x05).then(|| dsi.rest())
+    };
+    Ok(Some(Decoder {
+        object_type,
+        specific_info,
+    }))
 }
 
 /// Appends a sample as an Annex B access unit (parameter sets first for a keyframe). NAL lengths
@@ -384,6 +413,46 @@ mod tests {
             hvcc.extend_from_slice(&[0, 2, 0x44, 1]);
         }
         assert!(hvcc_of(&hvcc).is_err());
+    }
+
+    /// An `esds` body (past its version and flags) for `object_type`, with this
+    /// DecoderSpecificInfo or none.
+    fn esds_of(object_type: u8, dsi: Option<&[u8]>) -> Vec<u8> {
+        let dsi = dsi.map_or(Vec::new(), |d| [&[0x05, d.len() as u8], d].concat());
+        let mut dc = vec![0x04, (13 + dsi.len()) as u8, object_type, 0x15];
+        dc.extend_from_slice(&[0; 11]);
+        dc.extend_from_slice(&dsi);
+        let mut es = vec![0x03, (3 + dc.len() + 3) as u8, 0, 1, 0];
+        es.extend_from_slice(&dc);
+        es.extend_from_slice(&[0x06, 0x01, 0x02]);
+        es
+    }
+
+    #[test]
+    fn an_esds_without_decoder_specific_info_as_mp3_in_mp4_has_is_no_error() {
+        // ffmpeg -c:a libmp3lame: objectTypeIndication 0x6B, a DecoderConfigDescriptor of its
+        // 13 fixed bytes and nothing after them.
+        let mp3 = esds_of(0x6b, None);
+        let decoder = esds_decoder(&mut Reader::new(&mp3, 0, "esds")).unwrap();
+        let none = Decoder {
+            object_type: 0x6b,
+            specific_info: None,
+        };
+        assert_eq!(decoder, Some(none));
+        assert_eq!(esds_asc(&mut Reader::new(&mp3, 0, "esds")).unwrap(), None);
+        let aac = esds_of(0x40, Some(&[0x12, 0x10]));
+        let asc = esds_asc(&mut Reader::new(&aac, 0, "esds")).unwrap();
+        assert_eq!(asc, Some(&[0x12, 0x10][..]));
+        // The same bytes under MP3's object type are not an AudioSpecificConfig.
+        let odd = esds_of(0x6b, Some(&[0x12, 0x10]));
+        assert_eq!(esds_asc(&mut Reader::new(&odd, 0, "esds")).unwrap(), None);
+        // An mp4a sample entry holding it is a track left out of remuxing, not an error.
+        let mut entry = vec![0u8; 28];
+        entry.extend_from_slice(&((mp3.len() + 12) as u32).to_be_bytes());
+        entry.extend_from_slice(b"esds\0\0\0\0");
+        entry.extend_from_slice(&mp3);
+        let e = Reader::new(&entry, 0, "mp4a");
+        assert_eq!(codec(b"soun", *b"mp4a", e).unwrap(), None);
     }
 
     fn hvcc_of(b: &[u8]) -> Result<(usize, Vec<Vec<u8>>)> {

@@ -174,12 +174,74 @@ fn sizes(stbl: &Reader<'_>, data_len: u64) -> Result<Vec<u32>> {
     Ok(Vec::new())
 }
 
+/// The most video and audio tracks a movie (`clip::mp4::Movie`) is expanded with: every one
+/// is kept in memory with its sample table, so a `moov` of many small tracks must not add up.
+/// Real titles have a few (video, some audio languages); 64 leaves room for any of them.
+pub(crate) const MAX_TRACKS: usize = 64;
+
+/// The most samples of all a movie's tracks together (about 840 MB expanded): two tracks at
+/// [`MAX_SAMPLES`], as a long PCM track stored a sample per frame beside its video comes to.
+/// [`MAX_SAMPLES`] alone bounds one track, not 64 of them (tens of GB from a 16 MB file).
+pub(crate) const MAX_MOVIE_SAMPLES: u64 = 1 << 25;
+
+/// The number of samples a track's `stsz` (or `stz2`) declares, read before anything is
+/// expanded (0 without either).
+pub(crate) fn declared_samples(stbl: &Reader<'_>) -> Result<u64> {
+    if let Some(mut stsz) = find(stbl, b"stsz")? {
+        full_box(&mut stsz)?;
+        stsz.u32()?; // sample_size
+        return Ok(u64::from(stsz.u32()?));
+    }
+    if let Some(mut stz2) = find(stbl, b"stz2")? {
+        full_box(&mut stz2)?;
+        stz2.skip(4)?; // reserved, field_size
+        return Ok(u64::from(stz2.u32()?));
+    }
+    Ok(0)
+}
+
+/// Refuses a movie of more than [`MAX_TRACKS`] tracks or [`MAX_MOVIE_SAMPLES`] samples (as
+/// their `stbl`s declare them), before any is expanded.
+pub(crate) fn bound_movie(stbls: &[&Reader<'_>]) -> Result<()> {
+    if stbls.len() > MAX_TRACKS {
+        return Err(Error::malformed(
+            "mp4 moov",
+            format!(
+                "{} video and audio tracks: more than {MAX_TRACKS} are not expanded",
+                stbls.len()
+            ),
+        ));
+    }
+    let mut total = 0u64;
+    for stbl in stbls {
+        total = total.saturating_add(declared_samples(stbl)?);
+    }
+    if total > MAX_MOVIE_SAMPLES {
+        return Err(Error::malformed(
+            "mp4 moov",
+            format!(
+                "{total} samples in all tracks: more than {MAX_MOVIE_SAMPLES} are not expanded"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Expands a track's `stbl` into columns.
 pub fn expand(stbl: &Reader<'_>, data_len: u64) -> Result<SampleTable> {
+    expand_described(stbl, data_len).map(|(table, _)| table)
+}
+
+/// [`expand`], and the first sample description index other than 1 that a sample uses (from
+/// `stsc`), if any: such a track's samples are not all described by its first sample entry.
+pub(crate) fn expand_described(
+    stbl: &Reader<'_>,
+    data_len: u64,
+) -> Result<(SampleTable, Option<u32>)> {
     let size = sizes(stbl, data_len)?;
     let n = bound_samples(size.len() as u64, data_len)?;
     if n == 0 {
-        return Ok(SampleTable::default());
+        return Ok((SampleTable::default(), None));
     }
 
     // Chunk offsets.
@@ -209,11 +271,12 @@ pub fn expand(stbl: &Reader<'_>, data_len: u64) -> Result<SampleTable> {
     for _ in 0..runs {
         let first = stsc.u32()?;
         let per = stsc.u32()?;
-        stsc.u32()?;
-        run_list.push((first, per));
+        let description = stsc.u32()?;
+        run_list.push((first, per, description));
     }
     let mut offset = Vec::with_capacity(n);
-    'runs: for (i, &(first, per)) in run_list.iter().enumerate() {
+    let mut other_description = None;
+    'runs: for (i, &(first, per, description)) in run_list.iter().enumerate() {
         let next_first = run_list.get(i + 1).map_or(u64::MAX, |r| u64::from(r.0));
         if first == 0 || u64::from(first) >= next_first {
             return Err(Error::malformed(
@@ -227,6 +290,9 @@ pub fn expand(stbl: &Reader<'_>, data_len: u64) -> Result<SampleTable> {
             for _ in 0..per {
                 if offset.len() == n {
                     break 'runs;
+                }
+                if description != 1 && other_description.is_none() {
+                    other_description = Some(description);
                 }
                 offset.push(at);
                 at = at.saturating_add(u64::from(size[offset.len() - 1]));
@@ -311,13 +377,14 @@ pub fn expand(stbl: &Reader<'_>, data_len: u64) -> Result<SampleTable> {
             k
         }
     };
-    Ok(SampleTable {
+    let table = SampleTable {
         offset,
         size,
         dts,
         cto,
         keyframe,
-    })
+    };
+    Ok((table, other_description))
 }
 
 const NON_SYNC: u32 = 0x0001_0000;

@@ -135,4 +135,6 @@ fn bounds(kept: &[Kept<'_, '_>]) -> Range<u64> {
 }
 
 #[cfg(test)]
+mod movie_tests;
+#[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 use super::select::{Column, Facts};
 use crate::cmaf::codecs;
 use crate::error::{Error, Result};
-use crate::mp4::remux::{self, Codec};
+use crate::mp4::remux;
 use crate::mp4::stbl::{self, SampleTable};
 use crate::mp4::{child, next_box, parse_trak, FourCC};
 use crate::read::Reader;
@@ -58,29 +58,58 @@ impl MovieTrack {
     }
 }
 
-/// The RFC 6381 name of a sample entry.
-fn codecs(handler: &FourCC, entry: Option<&(FourCC, Reader<'_>)>) -> Result<String> {
+/// The RFC 6381 name of a sample entry; the entry's type where its configuration cannot be
+/// read (a name is only what DASH and HLS list, never a reason to refuse the title).
+fn codecs(entry: Option<&(FourCC, Reader<'_>)>) -> String {
     let Some((kind, body)) = entry else {
-        return Ok(String::new());
+        return String::new();
     };
-    Ok(match kind {
-        b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
-            let mut e = body.clone();
+    codecs_of(*kind, body.clone()).unwrap_or_else(|_| crate::mp4::show(*kind))
+}
+
+/// The RFC 6381 name from a decoder configuration record.
+type Namer = fn(&[u8]) -> Option<String>;
+
+fn codecs_of(kind: FourCC, body: Reader<'_>) -> Result<String> {
+    Ok(match &kind {
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"av01" | b"vp09" => {
+            let mut e = body;
             e.skip(78)?; // the visual sample entry's fixed fields
-            let h264 = matches!(kind, b"avc1" | b"avc3");
-            let config = child(&e, if h264 { b"avcC" } else { b"hvcC" })?.map(|mut c| c.rest());
-            match (h264, config) {
-                (true, Some(c)) => codecs::avc(c),
-                (false, Some(c)) => codecs::hevc(c).unwrap_or_else(|| "hvc1".into()),
-                _ => crate::mp4::show(*kind),
+            let (name, of): (&FourCC, Namer) = match &kind {
+                b"avc1" | b"avc3" => (b"avcC", |c| Some(codecs::avc(c))),
+                b"hvc1" | b"hev1" => (b"hvcC", codecs::hevc),
+                b"av01" => (b"av1C", codecs::av1),
+                _ => (b"vpcC", codecs::vp9),
+            };
+            let config = child(&e, name)?.and_then(|mut c| of(c.rest()));
+            match (&kind, config) {
+                (_, Some(c)) => c,
+                (b"hvc1" | b"hev1", None) => "hvc1".into(),
+                _ => crate::mp4::show(kind),
             }
         }
-        b"mp4a" => match remux::codec(handler, *kind, body.clone())? {
-            Some(Codec::Aac { object_type, .. }) => codecs::aac(object_type),
-            _ => "mp4a.40.2".into(),
-        },
+        b"mp4a" => mp4a(body)?,
         b"Opus" => "opus".into(),
+        b".mp3" => "mp3".into(),
         other => crate::mp4::show(*other),
+    })
+}
+
+/// `mp4a.40.{audio object type}` for MPEG-4 AAC, `mp4a.{object type}` for the other MPEG audio
+/// (`mp4a.6B`: MPEG-1 audio, MP3 as ffmpeg writes it; `mp4a.69`: MPEG-2 audio), from the
+/// `esds` (RFC 6381 §3.3).
+fn mp4a(entry: Reader<'_>) -> Result<String> {
+    let Some(mut esds) = remux::mp4a_esds(entry)? else {
+        return Ok("mp4a".into());
+    };
+    Ok(match remux::esds_decoder(&mut esds)? {
+        Some(d) if d.object_type == 0x40 => codecs::aac(
+            d.specific_info
+                .and_then(|a| a.first())
+                .map_or(2, |b| b >> 3),
+        ),
+        Some(d) => format!("mp4a.{:02X}", d.object_type),
+        None => "mp4a".into(),
     })
 }
 
@@ -108,10 +137,19 @@ impl Movie {
     pub fn parse_boxes(data: &[u8], file_len: u64) -> Result<Movie> {
         let mut top = Reader::new(data, 0, "mp4");
         let (mut ftyp, mut moov) = (None, None);
-        while let Some(mut b) = next_box(&mut top, true)? {
+        loop {
+            let mut b = match next_box(&mut top, true) {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                // A box cut off after the moov (a truncated file): the movie is what the seek
+                // index (`mp4::index`) takes it to be.
+                Err(Error::Truncated { .. }) if moov.is_some() => break,
+                Err(e) => return Err(e),
+            };
             match &b.kind {
                 b"ftyp" => ftyp = Some(b.body.rest().to_vec()),
-                b"moov" => moov = Some(b.body),
+                // The first, as the seek index and players take it.
+                b"moov" if moov.is_none() => moov = Some(b.body),
                 b"moof" => {
                     return Err(Error::malformed(
                         "mp4 clip",
@@ -130,34 +168,53 @@ impl Movie {
             m.u32()?.max(1)
         };
         let data_len = file_len;
-        let mut tracks = Vec::new();
+        // The video and audio tracks with sample tables, bounded before any is expanded.
+        let mut traks = Vec::new();
         let mut r = moov.clone();
         while let Some(b) = next_box(&mut r, false)? {
             if &b.kind != b"trak" {
                 continue;
             }
             let t = parse_trak(&b.body)?;
-            let (Some(stbl_box), true) = (&t.stbl, matches!(&t.handler, b"vide" | b"soun")) else {
-                continue;
-            };
-            let mut table = stbl::expand(stbl_box, data_len)?;
+            if let (Some(stbl_box), true) =
+                (t.stbl.clone(), matches!(&t.handler, b"vide" | b"soun"))
+            {
+                traks.push((b.body, t, stbl_box));
+            }
+        }
+        stbl::bound_movie(&traks.iter().map(|(_, _, s)| s).collect::<Vec<_>>())?;
+        let mut tracks = Vec::new();
+        for (body, t, stbl_box) in traks {
+            let (mut table, other) = stbl::expand_described(&stbl_box, data_len)?;
+            if let Some(d) = other {
+                // The clip and fragment writers describe every sample with the first entry.
+                return Err(Error::malformed(
+                    "mp4 clip",
+                    format!(
+                        "track {} has samples of sample description {d}: a track of more than \
+                         one sample description is not clipped or packaged",
+                        t.id
+                    ),
+                ));
+            }
             table.clip_to(data_len);
             if table.is_empty() {
                 continue;
             }
             tracks.push(MovieTrack {
-                trak: b.body.clone().rest().to_vec(),
+                trak: body.clone().rest().to_vec(),
                 id: t.id,
                 handler: t.handler,
                 timescale: t.timescale,
                 media_time: t.media_time,
-                has_stss: child(stbl_box, b"stss")?.is_some(),
+                has_stss: child(&stbl_box, b"stss")?.is_some(),
                 entry: t.entry.as_ref().map_or(*b"????", |e| e.0),
-                // RFC 6381 names are letters, digits and dots; anything else (a crafted
-                // sample entry type) is left out, so the name is safe in XML and playlists.
-                codecs: codecs(&t.handler, t.entry.as_ref())?
+                // RFC 6381 names are letters, digits, dots and hyphens (`ec-3`, `ac-3`);
+                // anything else (a crafted sample entry type) is left out, so the name is
+                // safe in XML and playlists.
+                codecs: codecs(t.entry.as_ref())
                     .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
                     .collect(),
                 facts: Facts::of(&table, t.timescale, t.media_time),
                 width: t.width,
