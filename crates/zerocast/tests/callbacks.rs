@@ -183,6 +183,24 @@ fn a_dash_manifest_asks_on_play_as_a_playlist_does() {
     );
 }
 
+/// A player reloading its playlist asks the service once in a few seconds, with its answer
+/// (here a refusal) holding for the reloads; another query is another question.
+#[test]
+fn playlist_reloads_ask_on_play_once_and_its_answer_holds_for_them() {
+    let (base, calls) = hook_server(Answer::Status(403));
+    let s = server(Rules::default(), Some(play_hooks(&base)));
+    let _p = live_stream(&s, "polled");
+    for _ in 0..5 {
+        assert_eq!(s.get("/live/polled/index.m3u8", &[]).status, 403);
+    }
+    let (_, first) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(first["stream"], "polled");
+    assert!(calls.try_recv().is_err(), "asked more than once");
+    assert_eq!(s.get("/live/polled/index.m3u8?token=2", &[]).status, 403);
+    let (_, other) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(other["query"], "token=2");
+}
+
 /// With signed links, a playlist request without one is refused (403) before the callback is
 /// asked: the service hears only of viewers the rules let in.
 #[test]

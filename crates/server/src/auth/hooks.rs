@@ -8,12 +8,30 @@
 //!
 //! Callback URLs are `http://` or `https://` (checked against the system's CA bundle, or `ca`);
 //! the request is one HTTP/1.1 POST on a fresh connection (`outbound.rs`).
+//!
+//! An `on_play` answer (2xx or a refusal, not silence) holds for [`PLAY_MEMO`] for the same
+//! stream, client address, protocol and query: a player reloading its playlist every part
+//! (LL-HLS: four times a second) asks the service once in that time, not at every reload, which
+//! would also run a busy server out of ports to it. At most [`IN_FLIGHT`] calls wait at once;
+//! one more is refused as unanswered (admitted under `fail_open`).
 
 use bytes::Bytes;
 use http::StatusCode;
 pub use http::Uri;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an `on_play` answer holds for the same request.
+pub const PLAY_MEMO: Duration = Duration::from_secs(5);
+/// Calls waiting for an answer at once, at most.
+pub const IN_FLIGHT: usize = 256;
+/// Answers remembered at most (then none more until the old ones expire).
+const MEMO_ENTRIES: usize = 65_536;
+
+/// (stream, client IP, protocol, query) → when it was answered, and what.
+type Memo = HashMap<(String, IpAddr, &'static str, String), (Instant, Result<(), HookError>)>;
 
 /// The configured callbacks.
 #[derive(Debug, Clone)]
@@ -29,6 +47,10 @@ pub struct Hooks {
     pub ca: Option<std::path::PathBuf>,
     /// The TLS client configuration, made at the first `https://` call.
     tls: std::sync::Arc<std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>>>,
+    /// Recent `on_play` answers ([`PLAY_MEMO`]).
+    memo: Arc<Mutex<Memo>>,
+    /// Calls waiting for an answer ([`IN_FLIGHT`]).
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Hooks {
@@ -41,6 +63,8 @@ impl Default for Hooks {
             fail_open: false,
             ca: None,
             tls: Default::default(),
+            memo: Default::default(),
+            calls: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
         }
     }
 }
@@ -157,14 +181,34 @@ impl Hooks {
         let Some(url) = self.url(call.event) else {
             return Ok(());
         };
+        let key = (call.event == Event::Play).then(|| {
+            let query = call.query.unwrap_or("").to_string();
+            (
+                call.stream.to_string(),
+                call.client.ip(),
+                call.protocol,
+                query,
+            )
+        });
+        if let Some(answered) = key.as_ref().and_then(|k| self.recall(k)) {
+            return answered;
+        }
         let tls = match self.tls_for(url) {
             Ok(t) => t,
             Err(e) => return decide(call.event, Err(e), self.fail_open),
+        };
+        let Ok(_calling) = self.calls.try_acquire() else {
+            let busy = format!("{IN_FLIGHT} callbacks already waiting for an answer");
+            return decide(call.event, Err(busy), self.fail_open);
         };
         let answer = match tokio::time::timeout(self.timeout, post(url, body(&call), tls)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         };
+        // What the service said holds a while; silence is asked about again.
+        if let (Some(k), Ok(status)) = (key, &answer) {
+            self.remember(k, decide(call.event, Ok(*status), false));
+        }
         let decided = decide(call.event, answer, self.fail_open);
         if let Err(e) = &decided {
             let why = match e {
@@ -174,6 +218,26 @@ impl Hooks {
             tracing::info!(stream = %crate::clip::Clip(call.stream), client = %call.client, error = %e, why, "callback refused");
         }
         decided
+    }
+
+    /// The answer to the same `on_play` call within [`PLAY_MEMO`].
+    fn recall(
+        &self,
+        key: &(String, IpAddr, &'static str, String),
+    ) -> Option<Result<(), HookError>> {
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, answer) = memo.get(key)?;
+        (at.elapsed() < PLAY_MEMO).then(|| answer.clone())
+    }
+
+    fn remember(&self, key: (String, IpAddr, &'static str, String), answer: Result<(), HookError>) {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= MEMO_ENTRIES {
+            memo.retain(|_, (at, _)| at.elapsed() < PLAY_MEMO);
+        }
+        if memo.len() < MEMO_ENTRIES {
+            memo.insert(key, (Instant::now(), answer));
+        }
     }
 
     /// Tells the callback (`on_unpublish`), without waiting for it.
