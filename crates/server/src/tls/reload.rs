@@ -41,8 +41,18 @@ impl Reloader {
     /// is refused (logged; the one in use stays).
     pub fn reload(&self) -> Result<(), CertError> {
         let c = &self.tls.config;
-        *self.tls.loaded.lock().unwrap_or_else(|p| p.into_inner()) = stamps(c);
-        match certs::load(&c.cert, &c.key, &super::provider()) {
+        // Held throughout: a SIGHUP and the watcher do not reload at once (the slower one could
+        // put back the pair the faster one replaced, with the stamps saying it is the new one).
+        let mut loaded = self.tls.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let before = stamps(c);
+        let result = certs::load(&c.cert, &c.key, &super::provider());
+        // A file that could not be read (permissions being changed, no descriptor left) is read
+        // again at the next check; a pair that was read and refused, once it changes again.
+        *loaded = match &result {
+            Err(CertError::Read { .. }) => (None, None),
+            _ => before,
+        };
+        match result {
             Ok(next) => {
                 self.tls.certs.replace(next);
                 self.tls.stats.reloads.fetch_add(1, Relaxed);
