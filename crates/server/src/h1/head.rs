@@ -166,6 +166,10 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") || publish.is_none() {
                 return None;
             }
+            // HTTP/1.0 has no chunked coding: faulty framing (RFC 9112 §6.1), as hyper has it.
+            if version == 0 {
+                return Some(Kind::Bad("Transfer-Encoding in an HTTP/1.0 request"));
+            }
             chunked = true;
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = match content_length(h.value) {
@@ -181,7 +185,8 @@ fn classify(parsed: &httparse::Request<'_, '_>) -> Option<Kind> {
             if publish.is_none() || !h.value.eq_ignore_ascii_case(b"100-continue") {
                 return None;
             }
-            expect = true;
+            // An HTTP/1.0 client may take a 100 for the answer: it gets none (RFC 9110 §10.1.1).
+            expect = version == 1;
         } else if name.eq_ignore_ascii_case("connection") {
             close |= h
                 .value
@@ -439,6 +444,22 @@ mod tests {
         assert_eq!(
             put("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
             bad
+        );
+    }
+
+    #[test]
+    fn an_http_1_0_publish_is_not_chunked_and_gets_no_100_continue() {
+        assert_eq!(
+            kind("PUT /live/s HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "bad: Transfer-Encoding in an HTTP/1.0 request"
+        );
+        assert_eq!(
+            kind("PUT /live/s HTTP/1.0\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"),
+            "publish s Data(10) expect=false"
+        );
+        assert_eq!(
+            put("Content-Length: 10\r\nExpect: 100-continue\r\n"),
+            "publish s Data(10) expect=true"
         );
     }
 
