@@ -34,6 +34,14 @@ impl Unit {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// What it costs in memory, as counted against `max_bytes` and the budget: its bytes,
+    /// [`UNIT_OVERHEAD`], and the vectors of `more` and `psi` (a PMT of 20 packets before every
+    /// keyframe of a publisher that marks every packet one would otherwise be uncounted).
+    pub fn cost(&self) -> usize {
+        let handles = self.more.capacity() + self.psi.capacity();
+        self.len() + UNIT_OVERHEAD + handles * std::mem::size_of::<Bytes>()
+    }
 }
 
 /// How much a ring keeps.
@@ -145,7 +153,7 @@ impl Ring {
             if front.seq >= k || now.saturating_sub(front.arrived) <= keep {
                 break;
             }
-            freed += front.len() + UNIT_OVERHEAD;
+            freed += front.cost();
             self.data -= front.len();
             self.units.pop_front();
         }
@@ -175,7 +183,7 @@ impl Ring {
             psi,
             arrived: now,
         };
-        self.bytes += unit.len() + UNIT_OVERHEAD;
+        self.bytes += unit.cost();
         self.data += unit.len();
         if keyframe {
             self.last_keyframe = Some(seq);
@@ -193,7 +201,7 @@ impl Ring {
                 // A GOP larger than the whole ring: new viewers wait for the next keyframe.
                 self.last_keyframe = None;
             }
-            self.bytes -= front.len() + UNIT_OVERHEAD;
+            self.bytes -= front.cost();
             self.data -= front.len();
             self.units.pop_front();
         }

@@ -17,6 +17,9 @@ fn unit(seq: u64, len: usize) -> Bytes {
     Bytes::from(vec![seq as u8; len])
 }
 
+/// What each `Bytes` handle in a unit's `more` and `psi` counts for.
+const HANDLE: usize = std::mem::size_of::<Bytes>();
+
 fn ring(max_bytes: usize) -> Ring {
     Ring::new(Limits {
         max_bytes,
@@ -67,7 +70,11 @@ fn a_unit_of_parts_goes_out_whole_in_one_step_even_past_the_batch_limit() {
     let parts = |s: u64| vec![unit(s + 100, 10), unit(s + 200, 10)];
     r.push_parts(unit(0, 10), parts(0), true, Vec::new(), ms(0));
     r.push_parts(unit(1, 10), parts(1), false, Vec::new(), ms(1));
-    assert_eq!(r.bytes(), 60 + 2 * UNIT_OVERHEAD, "every part counts");
+    assert_eq!(
+        r.bytes(),
+        60 + 2 * UNIT_OVERHEAD + 4 * HANDLE,
+        "every part counts"
+    );
     assert_eq!(r.data_bytes(), 60);
     let mut v = Viewer::default();
     for s in 0..2 {
@@ -246,7 +253,8 @@ fn shrinking_keeps_the_current_gop_and_a_viewer_behind_it_skips_to_its_keyframe(
     put(&mut r, unit(1, 100), false, ms(1));
     put(&mut r, unit(2, 100), true, ms(2));
     put(&mut r, unit(3, 100), false, ms(3));
-    let two = 200 + 2 * UNIT_OVERHEAD;
+    // A keyframe and the unit after it (the keyframe's PSI handle counts).
+    let two = 200 + 2 * UNIT_OVERHEAD + HANDLE;
     assert_eq!(r.shrink_to_gop(ms(4), ms(0)), two, "units 0 and 1 dropped");
     assert_eq!((r.first_seq(), r.bytes()), (2, two));
     match behind.step(&r, ms(4), &POLICY) {
@@ -271,7 +279,7 @@ fn shrinking_keeps_recent_units_so_a_viewer_a_moment_behind_keeps_its_place() {
     // Unit 2 came 50 ms ago and the viewer has not read it yet.
     assert_eq!(
         r.shrink_to_gop(ms(2000), ms(1000)),
-        200 + 2 * UNIT_OVERHEAD,
+        200 + 2 * UNIT_OVERHEAD + HANDLE,
         "only units 0 and 1"
     );
     match v.step(&r, ms(2000), &POLICY) {
