@@ -3,6 +3,7 @@
 use super::psi::Sections;
 use super::{
     audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream, PACKET,
+    SCAN_LIMIT,
 };
 use crate::error::{Error, Result};
 use crate::nal::{self, Codec};
@@ -26,9 +27,12 @@ pub enum Cut {
 }
 
 /// Follows PAT and PMT of a live MPEG-TS and reports, for each run of whole packets it is given,
-/// where PAT, PMT and video keyframes (random_access_indicator, or an IDR/IRAP NAL unit in the
-/// first packet's payload) start, in stream order. It never copies: the caller slices its own
-/// `Bytes` at the offsets.
+/// where PAT, PMT and video keyframes (random_access_indicator, or an IDR/IRAP NAL unit before
+/// the first slice, within [`SCAN_LIMIT`] bytes of the PES) start, in stream order. It never
+/// copies the stream: the caller slices its own `Bytes` at the offsets (the first bytes of a
+/// PES whose first packet is not conclusive are gathered for the scan). A PES whose IDR lies
+/// past the end of the run given is not known as a keyframe (the run is cut already): the
+/// next keyframe is.
 #[derive(Debug, Default, Clone)]
 pub struct Splitter {
     pat: Sections,
@@ -37,6 +41,19 @@ pub struct Splitter {
     video: Option<(u16, Option<Codec>)>,
     video_name: Option<&'static str>,
     audio_names: Vec<&'static str>,
+    /// A video PES begun in this run whose first packet showed neither a slice nor an IDR.
+    scan: Option<Pending>,
+}
+
+/// A keyframe not decided yet: where its PES began and the cut would go.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The packet's offset in the run, and the index in `out` its cut would take.
+    at: usize,
+    index: usize,
+    pts: Option<Ts90k>,
+    codec: Codec,
+    bytes: Vec<u8>,
 }
 
 impl Splitter {
@@ -50,6 +67,8 @@ impl Splitter {
                 "input is not whole 188-byte packets",
             ));
         }
+        // A scan is of one run: its cut could not go into the run before.
+        self.scan = None;
         for (i, p) in data.chunks_exact(PACKET).enumerate() {
             let at = i * PACKET;
             let h = header(p).ok_or_else(|| {
@@ -97,19 +116,50 @@ impl Splitter {
                 }
             } else if let Some((pid, codec)) = self.video {
                 if h.pid == pid && h.pusi {
+                    self.scan = None;
                     let (pts, body) = match pes_header(payload) {
                         Some((pts, _, body)) => (pts, body),
                         None => (None, payload.len()),
                     };
-                    let key = h.random_access
-                        || codec.is_some_and(|c| nal::scan(c, &payload[body..]).random_access);
-                    if key {
+                    let start = payload.get(body..).unwrap_or(&[]);
+                    let found = codec.map(|c| (c, nal::scan(c, start)));
+                    if h.random_access || found.is_some_and(|(_, s)| s.random_access) {
                         out.push(Cut::Keyframe { at, pts });
+                    } else if let Some((codec, s)) = found.filter(|(_, s)| !s.saw_slice) {
+                        self.scan = Some(Pending {
+                            at,
+                            index: out.len(),
+                            pts,
+                            codec,
+                            bytes: start.to_vec(),
+                        });
                     }
+                } else if h.pid == pid {
+                    self.scan_more(payload, out);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The next packet of a video PES whose start did not decide: an IDR before the first slice
+    /// makes it a keyframe, its cut put where the PES began (the cuts after it are later).
+    fn scan_more(&mut self, payload: &[u8], out: &mut Vec<Cut>) {
+        let Some(p) = &mut self.scan else { return };
+        let room = SCAN_LIMIT.saturating_sub(p.bytes.len());
+        p.bytes
+            .extend_from_slice(payload.get(..room.min(payload.len())).unwrap_or(&[]));
+        let s = nal::scan(p.codec, &p.bytes);
+        if s.random_access {
+            let cut = Cut::Keyframe {
+                at: p.at,
+                pts: p.pts,
+            };
+            out.insert(p.index.min(out.len()), cut);
+        }
+        if s.random_access || s.saw_slice || p.bytes.len() >= SCAN_LIMIT {
+            self.scan = None;
+        }
     }
 
     /// A whole PMT's streams: the first video one is followed for keyframes.
@@ -216,6 +266,36 @@ mod tests {
             Splitter::default().feed(&bad, &mut cuts).is_err(),
             "lost sync is an error"
         );
+    }
+
+    /// A muxer that marks no random access: a keyframe is known by its IDR, which may begin
+    /// packets after its PES does (x264's first IDR follows a long SEI). Found as the index
+    /// finds them, at the PES start, in stream order.
+    #[test]
+    fn keyframes_whose_idr_begins_after_the_first_packet_are_found_without_random_access_marks() {
+        let mut data = demo();
+        for p in data.chunks_exact_mut(PACKET) {
+            if p[3] & 0x20 != 0 && p[4] > 0 {
+                p[5] &= !0x40;
+            }
+        }
+        let whole = index(&data).unwrap();
+        let mut cuts = Vec::new();
+        Splitter::default().feed(&data, &mut cuts).unwrap();
+        let found: Vec<u64> = cuts
+            .iter()
+            .filter_map(|c| match *c {
+                Cut::Keyframe { at, .. } => Some(at as u64),
+                _ => None,
+            })
+            .collect();
+        let expect: Vec<u64> = whole.keyframes.iter().map(|k| k.offset).collect();
+        assert_eq!(found, expect);
+        let at = |c: &Cut| match *c {
+            Cut::Pat(a) | Cut::Pmt(a) | Cut::PmtMore(a) | Cut::PmtWhole(a) => a,
+            Cut::Keyframe { at, .. } => at,
+        };
+        assert!(cuts.windows(2).all(|w| at(&w[0]) <= at(&w[1])), "in order");
     }
 
     #[test]
