@@ -125,7 +125,7 @@ impl Splitter {
                     let found = codec.map(|c| (c, nal::scan(c, start)));
                     if h.random_access || found.is_some_and(|(_, s)| s.random_access) {
                         out.push(Cut::Keyframe { at, pts });
-                    } else if let Some((codec, s)) = found.filter(|(_, s)| !s.saw_slice) {
+                    } else if let Some((codec, _)) = found.filter(|(_, s)| !s.saw_slice) {
                         self.scan = Some(Pending {
                             at,
                             index: out.len(),
