@@ -37,6 +37,7 @@ pub mod recent;
 pub mod record;
 mod record_metrics;
 pub mod reload;
+mod rendered;
 mod response;
 mod rtmp_conn;
 pub mod shmem;

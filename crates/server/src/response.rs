@@ -23,10 +23,20 @@ pub(crate) fn text(
 }
 
 pub(crate) fn json<T: serde::Serialize>(status: StatusCode, doc: &T) -> Response<Chunks> {
+    json_bytes(status, json_body(doc))
+}
+
+/// A JSON document as [`json`] writes it.
+pub(crate) fn json_body<T: serde::Serialize>(doc: &T) -> bytes::Bytes {
     let mut s =
         serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
-    let mut r = text(status, "application/json", s);
+    s.into()
+}
+
+/// A JSON answer of a body already written.
+pub(crate) fn json_bytes(status: StatusCode, body: bytes::Bytes) -> Response<Chunks> {
+    let mut r = text(status, "application/json", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r

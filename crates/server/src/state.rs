@@ -39,6 +39,9 @@ pub(crate) struct State {
     pub scans: std::sync::atomic::AtomicU64,
     /// Object-storage sources of titles, once set (`Server::set_stores`).
     pub stores: std::sync::OnceLock<Arc<crate::store::Stores>>,
+    /// `GET /api/videos` and the page, as last rendered (rendered.rs).
+    pub listing: crate::rendered::Rendered,
+    pub page: crate::rendered::Rendered,
 }
 
 impl State {
@@ -66,6 +69,8 @@ impl State {
             recording: std::sync::Mutex::default(),
             scans: std::sync::atomic::AtomicU64::new(0),
             stores: std::sync::OnceLock::new(),
+            listing: Default::default(),
+            page: Default::default(),
         }
     }
 

@@ -372,7 +372,7 @@ fn answer<B>(
     let policy = &config.policy;
     match r {
         Route::Video(id) => vod::video(lib, id, policy, req),
-        Route::List => Ok(vod::list(lib)),
+        Route::List => Ok(vod::list(state, &library)),
         Route::Info(id) => vod::info(lib, id),
         Route::Seek(id) => vod::seek(lib, id, req.uri().query()),
         Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
@@ -390,7 +390,9 @@ fn answer<B>(
         Route::Index => Ok(text(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            page::index(lib, state.rtmp_port),
+            state
+                .page
+                .get(&library, || page::index(lib, state.rtmp_port).into()),
         )),
         Route::Watch(name, output) => {
             // A HEAD of a viewer route: what a GET would start with, without the endless body

@@ -58,10 +58,13 @@ pub(super) fn pending<B>(lib: &Library, id: &str, req: &Request<B>) -> Option<Ar
     t.package_pending().then(|| t.clone())
 }
 
-/// `GET /api/videos`.
-pub(super) fn list(lib: &Library) -> Response<Chunks> {
-    let docs: Vec<TitleDoc> = lib.titles().map(|t| TitleDoc::new(t)).collect();
-    json(StatusCode::OK, &docs)
+/// `GET /api/videos` (rendered at most once a second: `crate::rendered`).
+pub(super) fn list(state: &crate::state::State, lib: &Arc<Library>) -> Response<Chunks> {
+    let body = state.listing.get(lib, || {
+        let docs: Vec<TitleDoc> = lib.titles().map(|t| TitleDoc::new(t)).collect();
+        crate::response::json_body(&docs)
+    });
+    crate::response::json_bytes(StatusCode::OK, body)
 }
 
 /// `GET /api/videos/{id}`.
