@@ -115,7 +115,7 @@ pub(crate) async fn run(
         };
         let e = match accepted {
             Ok((sock, peer)) => {
-                match conns.admit() {
+                match conns.admit(peer.ip()) {
                     Some(admitted) => {
                         if let Some((failures, refused)) = backoff.admitted() {
                             tracing::info!(

@@ -1,10 +1,20 @@
 //! Open connections: the cap (`Config::max_connections`; by default the descriptor limit less
 //! the descriptors open at start and a margin), the count (an [`Admitted`] per connection), and
 //! their `/metrics` families. The accept loops (accept.rs) admit and refuse.
+//!
+//! One client address (an IPv6 one by its /64: a host has a whole prefix) may hold at most a
+//! quarter of the cap ([`PER_ADDRESS_SHARE`]), so that one client cannot take every connection
+//! and shut out publishers and viewers. Loopback is not limited: a proxy in front on the same
+//! machine (nginx, Varnish) brings every client from there.
 
 use crate::response::metric;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// The share of the cap one client address may hold: one in this many.
+pub const PER_ADDRESS_SHARE: usize = 4;
 
 /// Descriptors left over for everything that is not a connection (logs, the reserve, a refused
 /// connection's moment) when the cap is derived from the descriptor limit.
@@ -17,16 +27,42 @@ pub struct Conns {
     /// The cap; a reload may change it (connections over a lowered cap stay).
     max: AtomicUsize,
     refused: AtomicU64,
+    /// Of them, refused for their address's share.
+    refused_address: AtomicU64,
     accept_errors: AtomicU64,
+    /// Open connections per client address (loopback aside), as [`key`] has it.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The address a client's connections are counted under: IPv4 as it is, IPv6 by its /64;
+/// `None` for loopback.
+fn key(peer: IpAddr) -> Option<IpAddr> {
+    match peer.to_canonical() {
+        a if a.is_loopback() => None,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            Some(IpAddr::V6(prefix.into()))
+        }
+        v4 => Some(v4),
+    }
 }
 
 /// One admitted connection; it counts as open until dropped.
 #[derive(Debug)]
-pub(crate) struct Admitted(Arc<Conns>);
+pub(crate) struct Admitted(Arc<Conns>, Option<IpAddr>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Relaxed);
+        if let Some(k) = self.1 {
+            let mut per = self.0.per_address.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per.get_mut(&k) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per.remove(&k);
+                }
+            }
+        }
     }
 }
 
@@ -37,17 +73,36 @@ impl Conns {
             open: AtomicUsize::new(0),
             max: AtomicUsize::new(max.unwrap_or_else(default_max)),
             refused: AtomicU64::new(0),
+            refused_address: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            per_address: Mutex::default(),
         }
     }
 
-    /// Counts a new connection in, unless the cap is reached.
-    pub(crate) fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// Counts a new connection from `peer` in, unless the cap or its address's share of it is
+    /// reached.
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
         let admitted = self
             .open
             .fetch_update(Relaxed, Relaxed, |n| (n < self.max()).then_some(n + 1))
             .is_ok();
-        admitted.then(|| Admitted(self.clone()))
+        if !admitted {
+            return None;
+        }
+        let k = key(peer);
+        if let Some(k) = k {
+            let share = (self.max() / PER_ADDRESS_SHARE).max(1);
+            let mut per = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per.entry(k).or_insert(0);
+            if *n >= share {
+                drop(per);
+                self.open.fetch_sub(1, Relaxed);
+                self.refused_address.fetch_add(1, Relaxed);
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Admitted(self.clone(), k))
     }
 
     pub(crate) fn max(&self) -> usize {
@@ -94,6 +149,12 @@ impl Conns {
                 self.refused.load(Relaxed),
             ),
             (
+                "refused_address_total",
+                "counter",
+                "Of the refused connections, those over their client address's share of the cap.",
+                self.refused_address.load(Relaxed),
+            ),
+            (
                 "accept_errors_total",
                 "counter",
                 "Failed accept calls.",
@@ -125,11 +186,40 @@ mod tests {
     #[test]
     fn the_cap_admits_up_to_max_and_a_closed_connection_makes_room() {
         let c = Arc::new(Conns::new(Some(2)));
-        let a = c.admit().expect("first");
-        let _b = c.admit().expect("second");
-        assert!(c.admit().is_none(), "over the cap");
+        let here = IpAddr::from([127, 0, 0, 1]);
+        let a = c.admit(here).expect("first");
+        let _b = c.admit(here).expect("second");
+        assert!(c.admit(here).is_none(), "over the cap");
         drop(a);
-        assert!(c.admit().is_some(), "room again");
+        assert!(c.admit(here).is_some(), "room again");
+    }
+
+    #[test]
+    fn one_address_holds_at_most_a_quarter_of_the_cap_and_an_ipv6_host_is_its_64() {
+        let c = Arc::new(Conns::new(Some(8)));
+        let one = IpAddr::from([203, 0, 113, 9]);
+        let held: Vec<_> = (0..2)
+            .map(|_| c.admit(one).expect("within its share"))
+            .collect();
+        assert!(c.admit(one).is_none(), "a third is over a quarter of 8");
+        assert!(
+            c.admit(IpAddr::from([203, 0, 113, 10])).is_some(),
+            "others get in"
+        );
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        let _six: Vec<_> = (1..3)
+            .map(|i| c.admit(v6(i)).expect("a /64's share"))
+            .collect();
+        assert!(c.admit(v6(3)).is_none(), "another address of the same /64");
+        let mapped = IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0xcb00, 0x7109]);
+        assert!(c.admit(mapped).is_none(), "203.0.113.9 as IPv4-mapped IPv6");
+        drop(held);
+        assert!(
+            c.admit(one).is_some(),
+            "room again once its connections closed"
+        );
+        let here = IpAddr::from([127, 0, 0, 1]);
+        let _local: Vec<_> = (0..2).map(|_| c.admit(here).expect("loopback")).collect();
     }
 
     #[test]
