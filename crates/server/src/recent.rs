@@ -1,11 +1,17 @@
 //! The clips of a title made most recently, kept with the title: a player plays a clip with many
 //! range requests for the same URL, and each would otherwise write the clip's head (an MP4's
 //! `moov`, 2 ms for ten minutes of a 720p title) again.
+//!
+//! Requests that name other times for the same clip (`?start=10.001`, `?start=10.002`: both
+//! snap to one keyframe) share one head; and all titles together keep at most
+//! [`MAX_KEPT_TOTAL`] of heads (past it a clip is made, served and not kept), so a client
+//! walking the library with odd times cannot hold memory that nothing counts.
 
 use bytes::Bytes;
 use media::MediaTime;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// A clip as served: its written head and the range of the title's bytes after it.
@@ -32,6 +38,32 @@ const KEEP: usize = 8;
 /// The largest head kept (bytes).
 const MAX_KEPT_HEAD: usize = 4 << 20;
 
+/// The heads kept by all titles together, at most.
+pub const MAX_KEPT_TOTAL: usize = 256 << 20;
+
+/// The bytes of heads kept now, all titles together.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+impl CutClip {
+    /// The same clip: the same keyframes and bytes (whatever times were asked for).
+    fn same(&self, other: &CutClip) -> bool {
+        (self.start, self.end, &self.body) == (other.start, other.end, &other.body)
+    }
+}
+
+impl Drop for RecentClips {
+    fn drop(&mut self) {
+        let slots = self.slots.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut counted: Vec<&Arc<CutClip>> = Vec::new();
+        for (_, c) in slots.iter() {
+            if !counted.iter().any(|k| Arc::ptr_eq(k, c)) {
+                counted.push(c);
+                KEPT.fetch_sub(c.head.len(), Relaxed);
+            }
+        }
+    }
+}
+
 impl RecentClips {
     /// The clip for `key`: a kept one, or `make`'s (then kept, the oldest dropped).
     pub fn get_or_make<E>(
@@ -52,11 +84,34 @@ impl RecentClips {
             // A very long MP4 clip's moov: made again rather than held for the title's life.
             return Ok(clip);
         }
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.push_front((key, clip.clone()));
-            slots.truncate(KEEP);
+        let Ok(mut slots) = self.slots.lock() else {
+            return Ok(clip);
+        };
+        // The same clip asked for with other times: its head is kept once.
+        let kept = match slots.iter().find(|(_, c)| c.same(&clip)) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let len = clip.head.len();
+                let room = KEPT
+                    .fetch_update(Relaxed, Relaxed, |k| {
+                        (k.saturating_add(len) <= MAX_KEPT_TOTAL).then_some(k + len)
+                    })
+                    .is_ok();
+                if !room {
+                    return Ok(clip);
+                }
+                clip
+            }
+        };
+        slots.push_front((key, kept.clone()));
+        while slots.len() > KEEP {
+            if let Some((_, gone)) = slots.pop_back() {
+                if !slots.iter().any(|(_, c)| Arc::ptr_eq(c, &gone)) {
+                    KEPT.fetch_sub(gone.head.len(), Relaxed);
+                }
+            }
         }
-        Ok(clip)
+        Ok(kept)
     }
 }
 
@@ -86,5 +141,18 @@ mod tests {
         // The oldest was dropped: made again.
         let remade = r.get_or_make(key(0), || clip(0)).unwrap();
         assert!(!Arc::ptr_eq(&first, &remade));
+    }
+
+    #[test]
+    fn other_times_for_the_same_clip_share_its_head() {
+        let r = RecentClips::default();
+        let same = |_: i64| clip(5);
+        let a = r
+            .get_or_make((MediaTime::new(5001, 1000), None), || same(1))
+            .unwrap();
+        let b = r
+            .get_or_make((MediaTime::new(5002, 1000), None), || same(2))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one head for both");
     }
 }
