@@ -65,7 +65,7 @@ impl Package {
                 let init = frags.as_ref().map(|f| Bytes::from(f.init()));
                 let mut segments: Vec<(Bytes, Range<u64>)> = Vec::new();
                 let mut segs: Vec<Seg> = Vec::new();
-                for (a, b, seg) in package::by_keyframes(info, TARGET) {
+                for (a, b, mut seg) in package::by_keyframes(info, TARGET) {
                     if growing && b.is_none() {
                         continue;
                     }
@@ -77,15 +77,30 @@ impl Package {
                                 .map_err(err)?;
                             (Bytes::from(c.head), c.body)
                         }
-                        (None, Some(f)) => (Bytes::new(), f.span(info, from, to).map_err(err)?.0),
+                        (None, Some(f)) => {
+                            let (body, start, end) = f.span(info, from, to).map_err(err)?;
+                            // Whole fragments: the segment lasts from the first keyframe of its
+                            // first to that of the one after its last (or from where the one
+                            // before ended), not the keyframes it was asked for.
+                            let start = segs
+                                .last()
+                                .map_or(start, |p| start.max(plus(p.start, p.duration)));
+                            seg = package::Seg {
+                                start,
+                                duration: minus(end, start),
+                            };
+                            (Bytes::new(), body)
+                        }
                         (None, None) => return Err("no layout".into()),
                     };
                     // Fragments holding several GOPs: a segment begins where the one before
-                    // ended (never the same fragment twice); one left empty joins the previous.
+                    // ended (never the same fragment twice); one left empty is in the one
+                    // before, whole (its time too, for fragments).
                     if let Some(prev) = segments.last() {
                         body.start = body.start.max(prev.1.end);
                     }
                     match (segs.last_mut(), body.is_empty()) {
+                        (Some(_), true) if frags.is_some() => {}
                         (Some(last), true) => {
                             let scale = last.duration.scale.max(seg.duration.scale);
                             last.duration = media::MediaTime::new(
@@ -174,4 +189,19 @@ impl Package {
             | Package::Clusters { segs, .. } => segs,
         }
     }
+}
+
+/// `a + b`, exact, at the finer of the two timescales.
+fn plus(a: media::MediaTime, b: media::MediaTime) -> media::MediaTime {
+    let scale = a.scale.max(b.scale);
+    media::MediaTime::new(a.rescale(scale).saturating_add(b.rescale(scale)), scale)
+}
+
+/// `a - b` (at least 0), exact, at the finer of the two timescales.
+fn minus(a: media::MediaTime, b: media::MediaTime) -> media::MediaTime {
+    let scale = a.scale.max(b.scale);
+    media::MediaTime::new(
+        a.rescale(scale).saturating_sub(b.rescale(scale)).max(0),
+        scale,
+    )
 }

@@ -152,6 +152,58 @@ fn ffmpeg_reads_the_titles_own_frames_from_the_dash_manifest_of_a_webm_title() {
     assert_eq!(packets(&mpd, "a:0"), packets(file, "a:0"), "audio");
 }
 
+/// A fragmented MP4 whose fragments are longer than the segment target and than its GOPs:
+/// each segment is whole fragments, and its `EXTINF` is what they hold (it used to be the
+/// keyframes' spacing it was cut at: 6 s listed for 10 s of frames).
+#[test]
+fn the_hls_of_long_fragments_lists_each_segment_as_long_as_its_frames() {
+    let lib = tempfile::tempdir().unwrap();
+    let file = lib.path().join("long-frags.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x90:rate=25",
+        "-t",
+        "30",
+        "-g",
+        "50",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-movflags",
+        "frag_keyframe+empty_moov+default_base_moof",
+        "-min_frag_duration",
+        "10000000",
+        file.to_str().unwrap(),
+    ]);
+    let srv = TestServer::start(library(lib.path()));
+    let base = "/videos/long-frags.mp4/";
+    let playlist = String::from_utf8(srv.get(&format!("{base}index.m3u8"), &[]).body).unwrap();
+    let init = srv.get(&format!("{base}hls/init.mp4"), &[]).body;
+    let lines: Vec<&str> = playlist.lines().collect();
+    let mut total = 0.0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(listed) = l.strip_prefix("#EXTINF:") else {
+            continue;
+        };
+        let listed: f64 = listed.trim_end_matches(',').parse().unwrap();
+        let seg = srv.get(&format!("{base}{}", lines[i + 1]), &[]);
+        assert_eq!(seg.status, 200, "{}", lines[i + 1]);
+        let one = lib.path().join("one.mp4");
+        std::fs::write(&one, [init.clone(), seg.body].concat()).unwrap();
+        let frames = packets(one.to_str().unwrap(), "v:0").len() as f64;
+        assert!(
+            (listed - frames / 25.0).abs() < 0.05,
+            "{} lists {listed} s for {frames} frames:\n{playlist}",
+            lines[i + 1]
+        );
+        total += listed;
+    }
+    assert!((total - 30.0).abs() < 0.1, "{total} s in all:\n{playlist}");
+}
+
 #[test]
 fn a_playlist_and_its_segments_are_cacheable_entities_that_follow_the_title() {
     let srv = TestServer::demo();
