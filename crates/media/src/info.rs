@@ -72,7 +72,10 @@ pub struct MediaInfo {
     pub duration: MediaTime,
     pub video: Option<VideoInfo>,
     pub audio: Option<AudioInfo>,
-    /// Video keyframes in presentation order.
+    /// Video keyframes in presentation order. A title without video is cut at its audio: every
+    /// audio PES start (MPEG-TS), the first audio sample of every fragment (fragmented MP4),
+    /// every Cluster (WebM); an unfragmented MP4 without video lists none (its clips are cut
+    /// from its sample tables).
     pub keyframes: Vec<Keyframe>,
 }
 

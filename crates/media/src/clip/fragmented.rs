@@ -1,13 +1,15 @@
 //! A clip of a fragmented MP4: its `ftyp` and `moov` (the movie's fragment duration, `mehd`,
 //! dropped, since the clip is shorter; each track's edit list starting at the clip's first
-//! decode time, so that its timeline begins at zero), then the whole fragments (`moof` + `mdat`) from the one
-//! holding the keyframe at or before the start to the one that begins at or after the end.
+//! decode time, so that its timeline begins at zero, and keeping the tracks' offsets against
+//! each other: a track that starts late in the title starts as late in the clip), then the
+//! whole fragments (`moof` + `mdat`) from the one holding the keyframe at or before the start
+//! to the one that begins at or after the end.
 
 use crate::clip::Clip;
 use crate::cmaf::boxes::{bx, full, u32 as put32, u64 as put64};
 use crate::error::{Error, Result};
 use crate::info::MediaInfo;
-use crate::mp4::{full_box, next_box, parse_trak, FourCC};
+use crate::mp4::{full_box, next_box, parse_moov, parse_trak, FourCC, Track};
 use crate::read::Reader;
 use crate::time::MediaTime;
 
@@ -126,7 +128,9 @@ impl<'a> Fragments<'a> {
             bx(&mut head, b"ftyp", |o| o.extend_from_slice(f));
         }
         let first = self.moofs.partition_point(|&m| m < lo);
-        let starts = decode_starts(data, &self.moofs[first..])?;
+        let starts = decode_starts(data, self.moofs.get(first..).unwrap_or_default())?;
+        let (movie_scale, _, tracks) = parse_moov(&self.moov)?;
+        let edits = edits(&tracks, movie_scale, &starts);
         let mut moov_out = Vec::new();
         let mut r = self.moov.clone();
         while let Some(b) = next_box(&mut r, false)? {
@@ -146,7 +150,7 @@ impl<'a> Fragments<'a> {
                         }
                     });
                 }
-                b"trak" => trak(&mut moov_out, &b.body, &starts)?,
+                b"trak" => trak(&mut moov_out, &b.body, &edits)?,
                 _ => bx(&mut moov_out, &b.kind, |o| o.extend_from_slice(body)),
             }
         }
@@ -225,17 +229,68 @@ fn decode_starts(data: &[u8], moofs: &[u64]) -> Result<Vec<(u32, u64)>> {
     Ok(out)
 }
 
-/// A `trak` whose edit list starts presentation at the clip's first decode time (`starts`), so
-/// the clip's timeline begins at zero like any file's; its other boxes as they were.
-fn trak(out: &mut Vec<u8>, body: &Reader<'_>, starts: &[(u32, u64)]) -> Result<()> {
+/// A track's edit in the clip: its id, how late it starts (an empty edit, movie ticks), and the
+/// first media time it shows.
+type Edit = (u32, u64, u64);
+
+/// Each track's edit in a clip whose fragments begin at the decode times `starts`: the lead
+/// track (the first video track, else the first track) is shown from its first decode time
+/// there, at zero; every other track keeps its place against it as the title has it (its empty
+/// edits and its edit's media time included), starting later (an empty edit) or with its
+/// first samples skipped.
+fn edits(tracks: &[Track<'_>], movie_scale: u32, starts: &[(u32, u64)]) -> Vec<Edit> {
+    let with_start: Vec<(&Track<'_>, u64)> = tracks
+        .iter()
+        .filter_map(|t| Some((t, starts.iter().find(|(id, _)| *id == t.id)?.1)))
+        .collect();
+    // Where the title shows a track's media time `m`, in its ticks: its delay, then `m` less
+    // its edit's first media time.
+    let shown = |t: &Track<'_>, m: u64| {
+        let delay = MediaTime::new(i64::try_from(t.delay).unwrap_or(i64::MAX), movie_scale);
+        let m = i64::try_from(m).unwrap_or(i64::MAX);
+        MediaTime::new(
+            delay
+                .rescale(t.timescale)
+                .saturating_add(m.saturating_sub(t.media_time)),
+            t.timescale,
+        )
+    };
+    let lead = with_start
+        .iter()
+        .find(|(t, _)| &t.handler == b"vide")
+        .or(with_start.first());
+    let Some(&(lead, lead_start)) = lead else {
+        return Vec::new();
+    };
+    let zero = shown(lead, lead_start);
+    with_start
+        .iter()
+        .map(|&(t, start)| {
+            let base = u64::try_from(t.media_time)
+                .unwrap_or(0)
+                .saturating_add(start);
+            let late = shown(t, start)
+                .ticks
+                .saturating_sub(zero.rescale(t.timescale));
+            if late >= 0 {
+                let empty = MediaTime::new(late, t.timescale).rescale(movie_scale);
+                (t.id, empty.max(0) as u64, base)
+            } else {
+                (t.id, 0, base.saturating_add(late.unsigned_abs()))
+            }
+        })
+        .collect()
+}
+
+/// A `trak` whose edit list is its `edits` entry (an empty edit for a track that starts late,
+/// then the media from its first shown time), so the clip's timeline begins at zero like any
+/// file's; its other boxes as they were.
+fn trak(out: &mut Vec<u8>, body: &Reader<'_>, edits: &[Edit]) -> Result<()> {
     let t = parse_trak(body)?;
-    let Some(&(_, start)) = starts.iter().find(|(id, _)| *id == t.id) else {
+    let Some(&(_, empty, media_time)) = edits.iter().find(|(id, _, _)| *id == t.id) else {
         bx(out, b"trak", |o| o.extend_from_slice(body.clone().rest()));
         return Ok(());
     };
-    let media_time = u64::try_from(t.media_time)
-        .unwrap_or(0)
-        .saturating_add(start);
     let mut kids = Vec::new();
     let mut r = body.clone();
     while let Some(mut c) = next_box(&mut r, false)? {
@@ -250,7 +305,12 @@ fn trak(out: &mut Vec<u8>, body: &Reader<'_>, starts: &[(u32, u64)]) -> Result<(
                     // Duration 0: the whole of the (fragmented) media, from `media_time`.
                     bx(o, b"edts", |o| {
                         full(o, b"elst", 1, 0, |o| {
-                            put32(o, 1);
+                            put32(o, if empty > 0 { 2 } else { 1 });
+                            if empty > 0 {
+                                put64(o, empty);
+                                put64(o, u64::MAX); // -1: empty
+                                put32(o, 0x0001_0000);
+                            }
                             put64(o, 0);
                             put64(o, media_time);
                             put32(o, 0x0001_0000);

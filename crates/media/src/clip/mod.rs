@@ -9,7 +9,9 @@
 //! | WebM, Matroska | EBML header, Segment of unknown size, Info (Duration), Tracks, Cues ([`webm`]) | the Clusters from the keyframe's |
 //!
 //! Every clip starts at the video keyframe at or before its start and ends just before the first
-//! keyframe at or after its end (the end snaps forward): whole GOPs, so every frame decodes.
+//! keyframe at or after its end (the end snaps forward): whole GOPs, so every frame decodes. A
+//! WebM clip is whole Clusters, which may reach further on either side. A title without video is
+//! cut at its audio (see [`MediaInfo::keyframes`]).
 
 pub mod fragmented;
 pub mod mp4;
@@ -60,6 +62,13 @@ pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime
         )),
     }
 }
+
+#[cfg(test)]
+mod audio_only_tests;
+#[cfg(test)]
+mod delay_tests;
+#[cfg(test)]
+pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod tests {

@@ -106,6 +106,9 @@ pub(crate) struct Track<'a> {
     pub(crate) timescale: u32,
     /// First media time shown, from the edit list (0 without one).
     pub(crate) media_time: i64,
+    /// How late that media time is shown: the empty edits before it (movie ticks; a track that
+    /// starts after the others).
+    pub(crate) delay: u64,
     pub(crate) codec: String,
     pub(crate) width: Option<u32>,
     pub(crate) height: Option<u32>,
@@ -220,7 +223,12 @@ fn from_boxes(moov: &Reader<'_>, moofs: &[(u64, Reader<'_>)], data_len: u64) -> 
 
     let video_pos = tracks.iter().position(|t| &t.handler == b"vide");
     let audio = audio_info(&tracks);
-    let Some(vi) = video_pos else {
+    // Without video, a fragmented title is cut at its fragments: the first sample of the first
+    // audio track in each is a cut point.
+    let audio_pos = (video_pos.is_none() && !moofs.is_empty())
+        .then(|| tracks.iter().position(|t| &t.handler == b"soun"))
+        .flatten();
+    let Some(vi) = video_pos.or(audio_pos) else {
         return Ok(MediaInfo {
             container: Container::Mp4,
             duration: MediaTime::new(movie_duration as i64, movie_scale),
@@ -234,17 +242,27 @@ fn from_boxes(moov: &Reader<'_>, moofs: &[(u64, Reader<'_>)], data_len: u64) -> 
         Some(stbl) => stbl::expand(stbl, data_len)?,
         None => SampleTable::default(),
     };
+    let mut fragment_starts = Vec::with_capacity(moofs.len());
     for (start, body) in moofs {
+        fragment_starts.push(table.len());
         stbl::append_fragment(&mut table, *start, body, track.id, track.trex, data_len)?;
     }
     table.clip_to(data_len);
+    if audio_pos.is_some() {
+        table.keyframe.iter_mut().for_each(|k| *k = false);
+        for &i in &fragment_starts {
+            if let Some(k) = table.keyframe.get_mut(i) {
+                *k = true;
+            }
+        }
+    }
     let (keyframes, duration, frame_delta) = table.keyframes(track.media_time);
     let frame_rate =
         frame_delta.and_then(|d| FrameRate::from_frame_duration(u64::from(track.timescale), d));
     Ok(MediaInfo {
         container: Container::Mp4,
         duration: MediaTime::new(duration, track.timescale),
-        video: Some(VideoInfo {
+        video: video_pos.map(|_| VideoInfo {
             codec: track.codec,
             width: track.width,
             height: track.height,
@@ -337,19 +355,18 @@ pub(crate) fn parse_trak<'a>(trak: &Reader<'a>) -> Result<Track<'a>> {
             let entry = if v == 1 { 20 } else { 12 };
             let n = elst.check_count(u64::from(n), entry)?;
             for _ in 0..n {
-                let media_time = if v == 1 {
-                    elst.skip(8)?;
-                    elst.u64()? as i64
+                let (duration, media_time) = if v == 1 {
+                    (elst.u64()?, elst.u64()? as i64)
                 } else {
-                    elst.skip(4)?;
-                    i64::from(elst.u32()? as i32)
+                    (u64::from(elst.u32()?), i64::from(elst.u32()? as i32))
                 };
                 elst.skip(4)?; // media rate
-                               // An empty edit (-1) only delays the start; times are relative to the first frame.
                 if media_time >= 0 {
                     t.media_time = media_time;
                     break;
                 }
+                // An empty edit (-1): the track is shown that much later than the movie starts.
+                t.delay = t.delay.saturating_add(duration);
             }
         }
     }

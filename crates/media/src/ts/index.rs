@@ -54,7 +54,12 @@ pub struct Indexer {
     pmt: Sections,
     pmt_pid: Option<u16>,
     video: Option<(Stream, &'static str, Option<Codec>)>,
-    audio: Option<&'static str>,
+    /// The first audio stream: its codec and PID.
+    audio: Option<(&'static str, u16)>,
+    /// While no video stream is known: the audio PES starts (PTS, packet offset), the cut
+    /// points of a title without video.
+    audio_starts: Vec<(i64, u64)>,
+    audio_unwrap: Unwrapper,
     unwrap: Unwrapper,
     pending: Option<Pending>,
     frames: Vec<i64>,
@@ -171,12 +176,18 @@ impl Indexer {
                 if let Some((name, codec)) = video_codec(&s) {
                     self.video.get_or_insert((s, name, codec));
                 } else if let Some(a) = audio_codec(&s) {
-                    self.audio.get_or_insert(a);
+                    self.audio.get_or_insert((a, s.pid));
                 }
             }
             return;
         }
         let Some((vs, _, codec)) = self.video else {
+            if h.pusi && self.audio.is_some_and(|a| a.1 == h.pid) {
+                if let Some((Some(t), _, _)) = pes_header(payload) {
+                    let t = self.audio_unwrap.unwrap(t);
+                    self.audio_starts.push((t, at));
+                }
+            }
             return;
         };
         if h.pid != vs.pid {
@@ -229,17 +240,32 @@ impl Indexer {
             self.finish_frame(prev, codec);
         }
         let audio = self.audio.map(|a| AudioInfo {
-            codec: a.into(),
+            codec: a.0.into(),
             sample_rate: None,
             channels: None,
         });
         let Some((_, vname, _)) = self.video else {
+            // Without video, every audio PES start is a cut point.
+            let mut starts = self.audio_starts;
+            starts.sort_by_key(|k| k.0);
+            let first = starts.first().map_or(0, |k| k.0);
+            let last = starts.last().map_or(0, |k| k.0);
+            let delta = most_common(starts.windows(2).map(|w| w[1].0.abs_diff(w[0].0)));
+            let duration = last
+                .saturating_sub(first)
+                .saturating_add(i64::try_from(delta.unwrap_or(0)).unwrap_or(0));
             return Ok(MediaInfo {
                 container: Container::MpegTs,
-                duration: MediaTime::ZERO,
+                duration: MediaTime::new(duration, Ts90k::HZ),
                 video: None,
                 audio,
-                keyframes: Vec::new(),
+                keyframes: starts
+                    .into_iter()
+                    .map(|(t, offset)| Keyframe {
+                        time: MediaTime::new(t.saturating_sub(first), Ts90k::HZ),
+                        offset,
+                    })
+                    .collect(),
             });
         };
         let (mut frames, mut keys, dims) = (self.frames, self.keys, self.dims);

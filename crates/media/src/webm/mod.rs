@@ -9,8 +9,9 @@
 //! Element sizes are EBML variable-length integers; "unknown size" (all ones, as live muxers write)
 //! is supported for Segment and Cluster: such a cluster ends where the next top-level element begins.
 //! Keyframes come from `Cues` when they index the video track; otherwise from one scan of the
-//! clusters. Offsets are the start of the Cluster element holding the keyframe: a player can start
-//! parsing there.
+//! clusters. A title without video is cut at its Clusters: the first audio track's Cues, else
+//! the first audio block of each Cluster. Offsets are the start of the Cluster element holding
+//! the keyframe: a player can start parsing there.
 
 use crate::error::{Error, Result};
 use crate::info::{Container, MediaInfo};
@@ -19,7 +20,7 @@ pub mod dash;
 mod parts;
 pub mod ranged;
 
-use parts::Parts;
+pub(crate) use parts::Parts;
 
 pub(crate) const EBML: u32 = 0x1A45_DFA3;
 const DOC_TYPE: u32 = 0x4282;
@@ -289,7 +290,7 @@ pub(crate) type Block = (i64, u64, bool);
 
 /// Scans one cluster's blocks; returns where the cluster ends (for unknown-size clusters: at the
 /// next segment-level element).
-fn scan_cluster(
+pub(crate) fn scan_cluster(
     data: &[u8],
     c: El,
     limit: usize,
@@ -401,7 +402,7 @@ pub fn index(data: &[u8], container: Container) -> Result<MediaInfo> {
         let declared_end = el.end.unwrap_or(seg_end);
         let end = declared_end.min(seg_end);
         if el.id == CLUSTER {
-            let next = scan_cluster(data, el, seg_end, parts.video_number(), &mut parts.blocks)?;
+            let next = scan_cluster(data, el, seg_end, parts.lead_number(), &mut parts.blocks)?;
             pos = next.max(el.data);
             if pos == el.data {
                 break;

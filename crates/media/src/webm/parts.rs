@@ -1,6 +1,6 @@
-//! What a WebM/Matroska index is made of (the segment's Info, Tracks and Cues, the video
-//! blocks of the clusters scanned) and the one step that makes a `MediaInfo` of it, for the
-//! whole-file walk and the ranged index alike.
+//! What a WebM/Matroska index is made of (the segment's Info, Tracks and Cues, the lead
+//! track's blocks of the clusters scanned) and the one step that makes a `MediaInfo` of it,
+//! for the whole-file walk and the ranged index alike.
 
 use super::{
     body, children, codec_name, float, parse_track, uint, Block, El, Track, CUES,
@@ -11,13 +11,14 @@ use crate::error::Result;
 use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
 use crate::time::{FrameRate, MediaTime};
 
-/// What the index is made of: the segment's Info, Tracks and Cues, and the video blocks of
-/// the clusters scanned (all of them for a file in memory, the first for one read by range).
+/// What the index is made of: the segment's Info, Tracks and Cues, and the lead track's
+/// blocks of the clusters scanned (all of them for a file in memory, the first for one read
+/// by range).
 #[derive(Debug, Clone)]
 pub(crate) struct Parts {
     pub scale: u64,
     pub duration: Option<f64>,
-    pub tracks: Vec<Track>,
+    pub(super) tracks: Vec<Track>,
     /// (time, track, cluster position within the segment)
     pub cues: Vec<(u64, u64, u64)>,
     pub blocks: Vec<Block>,
@@ -36,13 +37,24 @@ impl Default for Parts {
 }
 
 impl Parts {
-    /// The video track's number (none: a number no block has).
-    pub(crate) fn video_number(&self) -> u64 {
-        self.video().map_or(u64::MAX, |t| t.number)
+    /// The lead track's number (none: a number no block has).
+    pub(crate) fn lead_number(&self) -> u64 {
+        self.lead().map_or(u64::MAX, |t| t.number)
     }
 
-    pub(crate) fn video(&self) -> Option<&Track> {
+    pub(super) fn video(&self) -> Option<&Track> {
         self.tracks.iter().find(|t| t.kind == 1)
+    }
+
+    pub(crate) fn has_video(&self) -> bool {
+        self.video().is_some()
+    }
+
+    /// The track whose blocks are the cut points: the video track, else (a title without
+    /// video) the first audio track, every Cluster of which is a cut point.
+    pub(super) fn lead(&self) -> Option<&Track> {
+        self.video()
+            .or_else(|| self.tracks.iter().find(|t| t.kind == 2))
     }
 
     /// Takes what a segment-level element (ending at `end`) says: Info, Tracks, Cues.
@@ -72,9 +84,9 @@ impl Parts {
         }
     }
 
-    /// The index: keyframes from the Cues of the video track (else from the blocks scanned),
-    /// times from the first video block; `seg_data`: where the segment's data starts; `len`:
-    /// the file's length.
+    /// The index: keyframes from the Cues of the lead track (else from the blocks scanned),
+    /// times from the first lead block; `seg_data`: where the segment's data starts; `len`:
+    /// the file's length. Without video, the first audio block of each Cluster is a cut point.
     pub(crate) fn info(&self, container: Container, seg_data: u64, len: u64) -> MediaInfo {
         let (scale, blocks) = (self.scale, &self.blocks);
         let video = self.video();
@@ -106,9 +118,9 @@ impl Parts {
             }),
         });
 
-        let video_cues = self.video_cues();
-        let mut keyframes: Vec<Keyframe> = if !video_cues.is_empty() {
-            video_cues
+        let lead_cues = self.lead_cues();
+        let mut keyframes: Vec<Keyframe> = if !lead_cues.is_empty() {
+            lead_cues
                 .into_iter()
                 .filter_map(|(time, cluster)| {
                     let offset = seg_data.checked_add(cluster)?;
@@ -119,14 +131,20 @@ impl Parts {
                 })
                 .collect()
         } else {
-            blocks
+            // Audio blocks are all cut points; one a Cluster is enough (its first).
+            let audio = video.is_none();
+            let mut keys: Vec<Keyframe> = blocks
                 .iter()
-                .filter(|b| b.2)
+                .filter(|b| b.2 || audio)
                 .map(|b| Keyframe {
                     time: ns(b.0.saturating_sub(first)),
                     offset: b.1,
                 })
-                .collect()
+                .collect();
+            if audio {
+                keys.dedup_by_key(|k| k.offset);
+            }
+            keys
         };
         keyframes.sort_by_key(|k| k.time);
         keyframes.dedup_by_key(|k| k.time);
@@ -148,9 +166,9 @@ impl Parts {
         }
     }
 
-    /// The Cues of the video track: (time, cluster position within the segment).
-    pub(crate) fn video_cues(&self) -> Vec<(u64, u64)> {
-        self.video()
+    /// The Cues of the lead track: (time, cluster position within the segment).
+    pub(crate) fn lead_cues(&self) -> Vec<(u64, u64)> {
+        self.lead()
             .map(|v| {
                 self.cues
                     .iter()

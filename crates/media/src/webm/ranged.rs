@@ -1,11 +1,12 @@
 //! The seek index of a WebM/Matroska file that is read by range (a title in object storage),
 //! from only the parts that hold it: the head (EBML header, Segment, SeekHead, Info, Tracks),
 //! the Cues wherever the SeekHead says they are (muxers write them after the clusters), and
-//! the opening bytes of the first cluster (the first video block's time, which Cue times are
+//! the opening bytes of the first cluster (the first lead block's time, which Cue times are
 //! counted from). Sans-I/O: the caller reads what each step names.
 //!
-//! Where a file does not allow it (Info or Tracks past the head, no Cues of the video track,
-//! no duration stated), the steps answer `None` and the caller indexes the whole file.
+//! Where a file does not allow it (Info or Tracks past the head, no Cues of the lead track: the
+//! video track, else the first audio track; no duration stated), the steps answer `None` and
+//! the caller indexes the whole file.
 
 use super::{body, children, element, segment, uint, El, Parts, CLUSTER, CUES, INFO, TRACKS};
 use crate::error::{Error, Result};
@@ -140,10 +141,10 @@ impl Head {
     }
 
     /// Where the first cluster starts: the first in the file when the head reaches it (its
-    /// blocks may come before the first that a Cue names), else the first the video track's
+    /// blocks may come before the first that a Cue names), else the first the lead track's
     /// Cues name (`None`: they name none, and the file is indexed whole).
     pub fn first_cluster(&self) -> Option<u64> {
-        let first = self.parts.video_cues().into_iter().map(|c| c.1).min()?;
+        let first = self.parts.lead_cues().into_iter().map(|c| c.1).min()?;
         let cued = self.seg_data.checked_add(first)?;
         Some(self.cluster_at.map_or(cued, |c| c.min(cued)))
     }
@@ -163,8 +164,8 @@ impl Head {
             return Step::Whole;
         }
         let mut parts = self.parts.clone();
-        let whole = prefix_blocks(cluster, el, parts.video_number(), &mut parts.blocks);
-        let stated = parts.video().is_some_and(|v| v.default_duration.is_some());
+        let whole = prefix_blocks(cluster, el, parts.lead_number(), &mut parts.blocks);
+        let stated = parts.video().is_none_or(|v| v.default_duration.is_some());
         let n = parts.blocks.len();
         if n > 0 && (stated || n >= FRAME_RATE_BLOCKS) {
             Step::Index(parts.info(container, self.seg_data, len))
@@ -196,7 +197,7 @@ pub enum Step {
 /// The longest prefix of the first cluster read.
 pub const CLUSTER_MAX: u64 = 4 << 20;
 
-/// Notes the video blocks whose headers are in a cluster's opening bytes (a block cut by the
+/// Notes the lead track's blocks whose headers are in a cluster's opening bytes (a block cut by the
 /// end of them still counts: its header is whole). True when the whole cluster was there.
 fn prefix_blocks(data: &[u8], c: El, video: u64, out: &mut Vec<super::Block>) -> bool {
     let end = c.end.unwrap_or(usize::MAX);

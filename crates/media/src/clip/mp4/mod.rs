@@ -94,11 +94,19 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
         if samples.is_empty() {
             continue;
         }
-        let late = col
-            .pts(samples.start)
-            .saturating_sub(start.rescale(col.timescale));
+        // The clip shows the track from its start, or from where the title first shows it (the
+        // end of its empty edits): samples before that (an AAC encoder's priming) are skipped
+        // by the clip's edit list too, and a track that starts late starts late in the clip.
+        let start_ticks = start.rescale(col.timescale);
+        let shown_from = if t.delay > 0 {
+            start_ticks.max(t.delay)
+        } else {
+            start_ticks
+        };
+        let first = col.pts(samples.start);
+        let skip = shown_from.saturating_sub(first).max(0);
+        let late = first.saturating_add(skip).saturating_sub(start_ticks);
         let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie.movie_scale) as u64;
-        let skip = late.min(0).saturating_neg();
         kept.push(Kept {
             trak: t.trak(),
             track: t,

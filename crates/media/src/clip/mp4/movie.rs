@@ -10,6 +10,7 @@ use crate::mp4::remux;
 use crate::mp4::stbl::{self, SampleTable};
 use crate::mp4::{child, next_box, parse_trak, FourCC};
 use crate::read::Reader;
+use crate::time::MediaTime;
 
 /// One video or audio track.
 #[derive(Debug, Clone)]
@@ -19,7 +20,12 @@ pub struct MovieTrack {
     pub id: u32,
     pub handler: FourCC,
     pub timescale: u32,
+    /// The media time shown at the movie's start (track ticks): the edit list's first shown
+    /// media time less the empty edits before it, so that every track's presentation times
+    /// are on the movie's timeline (a track that starts late keeps its delay).
     pub(crate) media_time: i64,
+    /// Where the title first shows it on that timeline: its empty edits' length (track ticks).
+    pub(crate) delay: i64,
     pub(crate) table: SampleTable,
     pub(crate) facts: Facts,
     /// Whether the original lists sync samples (`stss`).
@@ -201,12 +207,16 @@ impl Movie {
             if table.is_empty() {
                 continue;
             }
+            let delay = MediaTime::new(i64::try_from(t.delay).unwrap_or(i64::MAX), movie_scale)
+                .rescale(t.timescale);
+            let media_time = t.media_time.saturating_sub(delay);
             tracks.push(MovieTrack {
                 trak: body.clone().rest().to_vec(),
                 id: t.id,
                 handler: t.handler,
                 timescale: t.timescale,
-                media_time: t.media_time,
+                media_time,
+                delay,
                 has_stss: child(&stbl_box, b"stss")?.is_some(),
                 entry: t.entry.as_ref().map_or(*b"????", |e| e.0),
                 // RFC 6381 names are letters, digits, dots and hyphens (`ec-3`, `ac-3`);
@@ -216,7 +226,7 @@ impl Movie {
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
                     .collect(),
-                facts: Facts::of(&table, t.timescale, t.media_time),
+                facts: Facts::of(&table, t.timescale, media_time),
                 width: t.width,
                 height: t.height,
                 sample_rate: t.sample_rate,

@@ -16,7 +16,9 @@ use std::ops::Range;
 pub(crate) struct Column<'t> {
     pub table: &'t SampleTable,
     pub timescale: u32,
-    /// The edit list's first shown media time: presentation times are relative to it.
+    /// The media time shown at the movie's start: the edit list's first shown media time less
+    /// the empty edits before it (track ticks). Presentation times are relative to it, so the
+    /// tracks' times are on one timeline and a track that starts late is aligned late.
     pub media_time: i64,
     pub facts: &'t Facts,
 }
@@ -89,7 +91,8 @@ fn partition(mut lo: usize, mut hi: usize, below: impl Fn(usize) -> bool) -> usi
 }
 
 impl Column<'_> {
-    /// Presentation time of sample `i`, relative to the track's first shown frame.
+    /// Presentation time of sample `i` on the movie's timeline (the track's empty edits
+    /// included), in track ticks.
     pub fn pts(&self, i: usize) -> i64 {
         self.table.dts[i]
             .saturating_add(i64::from(self.table.cto[i]))
