@@ -72,8 +72,8 @@ pub struct MediaInfo {
     pub duration: MediaTime,
     pub video: Option<VideoInfo>,
     pub audio: Option<AudioInfo>,
-    /// Video keyframes in presentation order. A title without video is cut at its audio: every
-    /// audio PES start (MPEG-TS), the first audio sample of every fragment (fragmented MP4),
+    /// Video keyframes in presentation order. A title without video is cut at its audio: an
+    /// audio PES start at most every half second (MPEG-TS), the first audio sample of every fragment (fragmented MP4),
     /// every Cluster (WebM); an unfragmented MP4 without video lists none (its clips are cut
     /// from its sample tables).
     pub keyframes: Vec<Keyframe>,

@@ -34,6 +34,11 @@ use tokio::time::Instant;
 /// Most streams a client may open at once on one connection.
 const MAX_STREAMS: u32 = 256;
 
+/// The largest data frame a body gives hyper at once (bodies of mapped titles and stored
+/// blocks come in pieces of megabytes: sent in these, so that a body not asked for its next
+/// frame is one whose stream has no credit, not one whose last frame is still going out).
+const MAX_FRAME: usize = 128 << 10;
+
 /// Whether the handshake chose HTTP/2.
 pub(crate) fn chosen(stream: &Transport) -> bool {
     match stream {
@@ -81,7 +86,14 @@ pub(crate) async fn connection(
                 let id = open.0.next_id.fetch_add(1, Relaxed);
                 // Until hyper first asks for a frame (at once, when the stream has credit).
                 open.0.wait(id, true);
-                Tracked { body: b, open, id }.boxed_unsync()
+                let rest = Bytes::new();
+                Tracked {
+                    body: b,
+                    open,
+                    id,
+                    rest,
+                }
+                .boxed_unsync()
             }))
         }
     });
@@ -202,6 +214,8 @@ struct Tracked {
     body: Body,
     open: Open,
     id: u64,
+    /// What is left of the last data frame, given [`MAX_FRAME`] at a time.
+    rest: Bytes,
 }
 
 impl Drop for Tracked {
@@ -215,21 +229,45 @@ impl http_body::Body for Tracked {
     type Error = std::io::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let this = self.get_mut();
+        let polled = if this.rest.is_empty() {
+            match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+                std::task::Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.rest = data;
+                        let piece = this.rest.split_to(this.rest.len().min(MAX_FRAME));
+                        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+                    }
+                    Err(frame) => std::task::Poll::Ready(Some(Ok(frame))),
+                },
+                other => other,
+            }
+        } else {
+            let piece = this.rest.split_to(this.rest.len().min(MAX_FRAME));
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+        };
         // A frame given: until hyper asks again, this stream waits for the client's credit.
         let gave = matches!(polled, std::task::Poll::Ready(Some(Ok(_))));
-        self.open.0.wait(self.id, gave);
+        this.open.0.wait(this.id, gave);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let extra = self.rest.len() as u64;
+        let mut h = http_body::SizeHint::new();
+        h.set_lower(inner.lower().saturating_add(extra));
+        if let Some(upper) = inner.upper() {
+            // At least the lower bound (set_upper refuses less).
+            h.set_upper(upper.saturating_add(extra).max(h.lower()));
+        }
+        h
     }
 }

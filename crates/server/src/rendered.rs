@@ -6,28 +6,28 @@
 
 use crate::library::Library;
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How long a body is shared.
 pub const FRESH: Duration = Duration::from_secs(1);
 
-/// One body, the library it was rendered from, and when.
+/// One body, the library it was rendered from (a `Weak`: while it is held, no other library
+/// can be at its address), and when.
 #[derive(Debug, Default)]
-pub(crate) struct Rendered(Mutex<Option<(usize, Instant, Bytes)>>);
+pub(crate) struct Rendered(Mutex<Option<(Weak<Library>, Instant, Bytes)>>);
 
 impl Rendered {
     /// The body for `lib`: the one kept, if it is of `lib` and fresh; else `render`'s, kept.
     pub(crate) fn get(&self, lib: &Arc<Library>, render: impl FnOnce() -> Bytes) -> Bytes {
-        let id = Arc::as_ptr(lib) as usize;
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((of, at, body)) = kept.as_ref() {
-            if *of == id && at.elapsed() < FRESH {
+            if std::ptr::eq(of.as_ptr(), Arc::as_ptr(lib)) && at.elapsed() < FRESH {
                 return body.clone();
             }
         }
         let body = render();
-        *kept = Some((id, Instant::now(), body.clone()));
+        *kept = Some((Arc::downgrade(lib), Instant::now(), body.clone()));
         body
     }
 }

@@ -72,9 +72,10 @@ pub async fn clip(
     Ok(())
 }
 
-/// Runs `fetch` into the output file or standard output. A file is written as a dotfile beside
-/// it and renamed over it once all of it came: a failure leaves the file that was there (and no
-/// partial one).
+/// Runs `fetch` into the output file or standard output. A regular file (or a new one) is
+/// written as a dotfile beside it and renamed over it once all of it came: a failure leaves the
+/// file that was there (and no partial one). Anything else (`/dev/null`, a FIFO, a symlink) is
+/// written to as it is.
 async fn write_to<F>(output: Option<&Path>, fetch: F) -> Result<u64, client::Error>
 where
     F: AsyncFnOnce(&mut (dyn tokio::io::AsyncWrite + Unpin + Send)) -> client::Result<u64>,
@@ -82,6 +83,16 @@ where
     let Some(path) = output else {
         return fetch(&mut tokio::io::stdout()).await;
     };
+    let regular = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.file_type().is_file(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !regular {
+        let mut f = tokio::fs::File::create(path)
+            .await
+            .map_err(client::Error::Output)?;
+        return fetch(&mut f).await;
+    }
     let partial = partial_path(path);
     let mut f = tokio::fs::File::create(&partial)
         .await
@@ -104,6 +115,13 @@ where
 /// A local file's bytes, mapped rather than read: `index` and `publish` take files of any size.
 fn map(path: &Path) -> Result<bytes::Bytes> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    // A pipe or a device (`<(curl ...)`, /dev/stdin) cannot be mapped: read it.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut data)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Ok(data.into());
+    }
     // SAFETY: the mapping is read-only and private to this command, and lives as long as the
     // `Bytes` that owns it. A file truncated while the command reads it would fault it, as it
     // would any mmap-based reader; files given to `index` and `publish` are not being written.

@@ -180,6 +180,30 @@ fn cli_get_that_fails_leaves_the_output_file_as_it_was() {
     assert_eq!(names, ["precious.mp4"]);
 }
 
+/// `-o /dev/null` (or any file that is not a regular one) is written to as it is: nothing is
+/// made beside it, and it stays what it was.
+#[test]
+fn cli_get_into_dev_null_writes_through_it() {
+    let srv = TestServer::demo();
+    let get = zerocast(&[
+        "get",
+        &srv.url("/videos/clip.ts"),
+        "--size",
+        "1000",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device());
+    assert!(!std::path::Path::new("/dev/.null.partial").exists());
+}
+
 /// A server that answers more than was asked for (`Content-Range` past the range): `get`
 /// refuses it rather than writing whatever comes.
 #[test]

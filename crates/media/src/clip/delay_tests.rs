@@ -71,6 +71,21 @@ fn elst(trak: &Reader<'_>) -> Vec<(u64, i64)> {
 /// before the whole of its media). The `moov` is rewritten where it is; the titles used here
 /// have it after their samples, or fragments whose data offsets count from their `moof`.
 fn audio_late(data: &[u8], ms: u64) -> Vec<u8> {
+    edited(data, |audio, old, scale| {
+        audio.then(|| {
+            let mut edits = vec![(ms * u64::from(scale) / 1000, -1)];
+            edits.extend(if old.is_empty() { vec![(0, 0)] } else { old });
+            edits
+        })
+    })
+}
+
+/// `data` with the edit lists `edits` gives its tracks (from whether it is audio, its edit
+/// list and the movie's timescale; `None`: as it is).
+fn edited(
+    data: &[u8],
+    edits: impl Fn(bool, Vec<(u64, i64)>, u32) -> Option<Vec<(u64, i64)>>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut top = Reader::new(data, 0, "mp4");
     loop {
@@ -82,19 +97,20 @@ fn audio_late(data: &[u8], ms: u64) -> Vec<u8> {
             out.extend_from_slice(&data[at..top.position() as usize]);
             continue;
         }
-        let empty = ms * u64::from(movie_scale(&b.body)) / 1000;
+        let scale = movie_scale(&b.body);
         bx(&mut out, b"moov", |o| {
             for (kind, body) in kids(&b.body) {
                 let r = Reader::new(body, 0, "trak");
-                let audio =
-                    kind == *b"trak" && crate::mp4::parse_trak(&r).unwrap().handler == *b"soun";
-                if !audio {
+                let new = (kind == *b"trak")
+                    .then(|| {
+                        let audio = crate::mp4::parse_trak(&r).unwrap().handler == *b"soun";
+                        edits(audio, elst(&r), scale)
+                    })
+                    .flatten();
+                let Some(edits) = new else {
                     bx(o, &kind, |o| o.extend_from_slice(body));
                     continue;
-                }
-                let mut edits = vec![(empty, -1)];
-                let old = elst(&r);
-                edits.extend(if old.is_empty() { vec![(0, 0)] } else { old });
+                };
                 bx(o, b"trak", |o| {
                     for (kind, body) in kids(&r) {
                         match &kind {
@@ -206,12 +222,26 @@ fn an_mp4_clip_keeps_a_late_audio_track_as_late_against_the_video_as_the_title()
 #[test]
 fn a_fragmented_mp4_clip_keeps_a_late_audio_track_as_late_against_the_video_as_the_title() {
     let title = audio_late(FRAGMENTED, 500);
-    let info = crate::index(&title).unwrap();
-    let whole = tracks(&title);
-    assert!(whole[1].2 > 0.49, "{whole:?}");
+    assert!(tracks(&title)[1].2 > 0.49, "{:?}", tracks(&title));
+    assert_fragmented_clips_keep_the_tracks_in_step(&title);
+}
+
+/// Tracks whose edit lists begin at different media times (B-frame delay for the video, AAC
+/// priming for the audio), none late: the clip shows them in step as the title does.
+#[test]
+fn a_fragmented_mp4_clip_keeps_tracks_of_other_edit_media_times_in_step() {
+    let title = edited(FRAGMENTED, |audio, _, _| {
+        Some(vec![(0, if audio { 1024 } else { 2000 })])
+    });
+    assert_fragmented_clips_keep_the_tracks_in_step(&title);
+}
+
+fn assert_fragmented_clips_keep_the_tracks_in_step(title: &[u8]) {
+    let (title, info) = (title, crate::index(title).unwrap());
+    let whole = tracks(title);
     for (from, to) in [(0, 2), (3, 5)] {
-        let c = fragmented::fragmented(&title, &info, secs(from), Some(secs(to))).unwrap();
-        let f = file(&title, &c);
+        let c = fragmented::fragmented(title, &info, secs(from), Some(secs(to))).unwrap();
+        let f = file(title, &c);
         assert!(crate::index(&f).is_ok());
         // Samples keep their decode times and composition offsets (the fragments are the
         // title's): how much earlier the clip shows a track's samples than the title does

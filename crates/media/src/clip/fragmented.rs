@@ -87,9 +87,14 @@ impl<'a> Fragments<'a> {
         let (hi, end_time) = match end.and_then(|e| Some((e, self.fragment(e.keyframe.offset)?))) {
             None => (self.media_end, info.duration),
             Some((e, g)) => {
-                // The end keyframe begins its fragment: cut there; otherwise after that fragment.
+                // The end keyframe begins its fragment: cut there; otherwise after that fragment,
+                // before the next that holds a keyframe (fragments not cut at keyframes: the
+                // time of one without any is not known here).
                 let begins = self.first_in(info, g).map(|k| k.offset) == Some(e.keyframe.offset);
                 let cut = if begins { g } else { g + 1 };
+                let cut = (cut..self.moofs.len())
+                    .find(|&c| self.first_in(info, c).is_some())
+                    .unwrap_or(self.moofs.len());
                 match self.moofs.get(cut) {
                     Some(&m) => (
                         m,
@@ -262,14 +267,20 @@ fn edits(tracks: &[Track<'_>], movie_scale: u32, starts: &[(u32, u64)]) -> Vec<E
     let Some(&(lead, lead_start)) = lead else {
         return Vec::new();
     };
-    let zero = shown(lead, lead_start);
+    // Each track is shown in the clip from the media time `base` (its edit's media time, from
+    // its first decode time there): where the title shows that, against where it shows the
+    // lead's.
+    let base = |t: &Track<'_>, start: u64| {
+        u64::try_from(t.media_time)
+            .unwrap_or(0)
+            .saturating_add(start)
+    };
+    let zero = shown(lead, base(lead, lead_start));
     with_start
         .iter()
         .map(|&(t, start)| {
-            let base = u64::try_from(t.media_time)
-                .unwrap_or(0)
-                .saturating_add(start);
-            let late = shown(t, start)
+            let base = base(t, start);
+            let late = shown(t, base)
                 .ticks
                 .saturating_sub(zero.rescale(t.timescale));
             if late >= 0 {

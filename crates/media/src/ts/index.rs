@@ -39,6 +39,9 @@ enum Sync {
     },
 }
 
+/// The least time between two cut points of a title without video (0.5 s, in 90 kHz ticks).
+const AUDIO_CUT: u64 = 45_000;
+
 /// An MPEG-TS indexed one piece at a time: [`Indexer::feed`] the file's bytes in order (pieces
 /// of any size), then [`Indexer::finish`]. Holds the keyframes and the video frames' times, and
 /// at most a few packets of the input between pieces.
@@ -59,6 +62,9 @@ pub struct Indexer {
     /// While no video stream is known: the audio PES starts (PTS, packet offset), the cut
     /// points of a title without video.
     audio_starts: Vec<(i64, u64)>,
+    /// The latest audio PES time, and the step to it from the one before (the duration ends
+    /// one such step after the latest).
+    audio_last: Option<(i64, u64)>,
     audio_unwrap: Unwrapper,
     unwrap: Unwrapper,
     pending: Option<Pending>,
@@ -185,7 +191,17 @@ impl Indexer {
             if h.pusi && self.audio.is_some_and(|a| a.1 == h.pid) {
                 if let Some((Some(t), _, _)) = pes_header(payload) {
                     let t = self.audio_unwrap.unwrap(t);
-                    self.audio_starts.push((t, at));
+                    let step = self.audio_last.map_or(0, |(last, _)| t.abs_diff(last));
+                    self.audio_last = Some((t, step));
+                    // At most one cut point in AUDIO_CUT: a day of one frame per PES would
+                    // otherwise be millions of them.
+                    let near = self
+                        .audio_starts
+                        .last()
+                        .is_some_and(|&(last, _)| t.abs_diff(last) < AUDIO_CUT);
+                    if !near {
+                        self.audio_starts.push((t, at));
+                    }
                 }
             }
             return;
@@ -245,15 +261,14 @@ impl Indexer {
             channels: None,
         });
         let Some((_, vname, _)) = self.video else {
-            // Without video, every audio PES start is a cut point.
+            // Without video, audio PES starts (one each half second at most) are the cut points.
             let mut starts = self.audio_starts;
             starts.sort_by_key(|k| k.0);
             let first = starts.first().map_or(0, |k| k.0);
-            let last = starts.last().map_or(0, |k| k.0);
-            let delta = most_common(starts.windows(2).map(|w| w[1].0.abs_diff(w[0].0)));
+            let (last, step) = self.audio_last.unwrap_or((first, 0));
             let duration = last
                 .saturating_sub(first)
-                .saturating_add(i64::try_from(delta.unwrap_or(0)).unwrap_or(0));
+                .saturating_add(i64::try_from(step).unwrap_or(0));
             return Ok(MediaInfo {
                 container: Container::MpegTs,
                 duration: MediaTime::new(duration, Ts90k::HZ),

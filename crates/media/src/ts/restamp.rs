@@ -8,11 +8,12 @@
 //! The same within a session: a publisher whose timestamps jump (`cat a.ts b.ts | curl -T -`, an
 //! encoder restarted behind a relay that keeps the upload open) would otherwise give a segment
 //! of 26 hours (a step back read forward across the 33-bit wrap) or of the jump's length. A
-//! decode time more than [`BACK`] behind its PID's last one, or more than [`AHEAD`] past the
-//! latest of the stream, starts a new timeline the same way: the shift changes so that it
-//! follows on just after the latest (other PIDs then land on their own, the shift being one for
-//! the whole stream). Sparse PIDs (data, subtitles) are measured against the latest of the
-//! stream, not their own last, so their gaps are not jumps.
+//! decode time (or PCR) of the reference PID (the first to carry a PCR: the program's clock)
+//! more than [`BACK`] behind its last one, or more than [`AHEAD`] past the latest of the
+//! stream, starts a new timeline the same way: the shift changes so that it follows on just
+//! after the latest (other PIDs then land on their own, the shift being one for the whole
+//! stream). Only the reference decides: sparse PIDs (data, subtitles) have gaps, and the
+//! programs of a multi-program stream clocks of their own, that are not jumps.
 
 use super::{header, timestamp, PACKET};
 use crate::time::Ts90k;
@@ -54,6 +55,8 @@ pub struct Restamp {
     /// Leave jumps within a session as they are (a stream put on another's timeline, whose
     /// timestamps are already continuous).
     keep_jumps: bool,
+    /// The PID whose timestamps tell a jump: the first that carried a PCR.
+    reference: Option<u16>,
     /// Added (mod 2^33) to every timestamp in the current session; `None` until its first one.
     offset: Option<u64>,
     /// The latest timestamp written out (PTS, DTS or PCR base).
@@ -115,6 +118,7 @@ impl Restamp {
                     | u64::from(b[2]) << 9
                     | u64::from(b[3]) << 1
                     | u64::from(b[4]) >> 7;
+                self.reference.get_or_insert(h.pid);
                 self.follow(h.pid, Clock::Pcr, base);
                 let out = self.shift(base);
                 p[6] = (out >> 25) as u8;
@@ -159,7 +163,8 @@ impl Restamp {
     /// Checks a decode time or PCR (as it came in) against where its PID and the stream are, and
     /// starts a new timeline when it jumped (the module's comment); notes it as the PID's last.
     fn follow(&mut self, pid: u16, clock: Clock, ts: u64) {
-        let (offset, latest, keep) = (self.offset, self.latest, self.keep_jumps);
+        let keep = self.keep_jumps || self.reference != Some(pid);
+        let (offset, latest) = (self.offset, self.latest);
         let e = self.pid(pid);
         let last = match clock {
             Clock::Decode => e.last_decode,
@@ -419,6 +424,29 @@ mod tests {
             .iter()
             .zip(&src)
             .all(|(a, b)| a.wrapping_sub(*b) == offset));
+    }
+
+    /// A PID on a clock of its own (another program of a multi-program stream), an hour ahead:
+    /// only the reference PID (the one with the PCR) tells jumps, so nothing is re-based and
+    /// the stream passes as it came (it used to jump back and forth at every packet).
+    #[test]
+    fn a_pid_on_a_clock_of_its_own_is_not_a_jump() {
+        let mut data = clip();
+        let pcr_pid = data
+            .chunks_exact(PACKET)
+            .find(|p| p[3] & 0x20 != 0 && p[4] >= 7 && p[5] & 0x10 != 0)
+            .map(|p| header(p).unwrap().pid)
+            .unwrap();
+        let mut hour = Restamp::shifted_by(3600 * 90_000);
+        for p in data.chunks_exact_mut(PACKET) {
+            let h = header(p).unwrap();
+            if h.pid != pcr_pid && h.pusi && h.pid > 0x20 {
+                hour.apply(p);
+            }
+        }
+        let mut out = data.clone();
+        Restamp::default().apply(&mut out);
+        assert_eq!(stamps(&out), stamps(&data));
     }
 
     #[test]

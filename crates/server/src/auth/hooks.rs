@@ -12,8 +12,10 @@
 //! An `on_play` answer (2xx or a refusal, not silence) holds for [`PLAY_MEMO`] for the same
 //! stream, client address, protocol and query: a player reloading its playlist every part
 //! (LL-HLS: four times a second) asks the service once in that time, not at every reload, which
-//! would also run a busy server out of ports to it. At most [`IN_FLIGHT`] calls wait at once;
-//! one more is refused as unanswered (admitted under `fail_open`).
+//! would also run a busy server out of ports to it (the blocking-reload parameters `_HLS_*`
+//! are not part of the query remembered; a query over 512 bytes is not remembered). At most
+//! [`IN_FLIGHT`] calls wait for an answer at once; one more waits its turn for as long as the
+//! callback's timeout, then is refused as unanswered (admitted under `fail_open`).
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -28,7 +30,22 @@ pub const PLAY_MEMO: Duration = Duration::from_secs(5);
 /// Calls waiting for an answer at once, at most.
 pub const IN_FLIGHT: usize = 256;
 /// Answers remembered at most (then none more until the old ones expire).
-const MEMO_ENTRIES: usize = 65_536;
+const MEMO_ENTRIES: usize = 16_384;
+/// The longest query remembered (a longer one is asked about every time): with
+/// [`MEMO_ENTRIES`], at most 8 MiB of queries.
+const MEMO_QUERY: usize = 512;
+
+/// The query an answer is remembered under: without the blocking-reload parameters
+/// (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), which change at every reload; `None` when too long.
+fn memo_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("_HLS_"))
+        .collect();
+    let q = kept.join("&");
+    (q.len() <= MEMO_QUERY).then_some(q)
+}
 
 /// (stream, client IP, protocol, query) → when it was answered, and what.
 type Memo = HashMap<(String, IpAddr, &'static str, String), (Instant, Result<(), HookError>)>;
@@ -159,6 +176,11 @@ impl Hooks {
     /// Makes the TLS client an `https://` callback needs now, so that a CA file that cannot be
     /// read is an error at start (or reload), not a refusal of every publisher later.
     pub fn ready(&self) -> Result<(), String> {
+        // Without `ca`, the system's bundle, read at the first call (`fail_open` may cover a
+        // host without one).
+        if self.ca.is_none() {
+            return Ok(());
+        }
         for url in [&self.on_publish, &self.on_play, &self.on_unpublish]
             .into_iter()
             .flatten()
@@ -181,15 +203,10 @@ impl Hooks {
         let Some(url) = self.url(call.event) else {
             return Ok(());
         };
-        let key = (call.event == Event::Play).then(|| {
-            let query = call.query.unwrap_or("").to_string();
-            (
-                call.stream.to_string(),
-                call.client.ip(),
-                call.protocol,
-                query,
-            )
-        });
+        let key = (call.event == Event::Play)
+            .then(|| memo_query(call.query))
+            .flatten()
+            .map(|q| (call.stream.to_string(), call.client.ip(), call.protocol, q));
         if let Some(answered) = key.as_ref().and_then(|k| self.recall(k)) {
             return answered;
         }
@@ -197,7 +214,9 @@ impl Hooks {
             Ok(t) => t,
             Err(e) => return decide(call.event, Err(e), self.fail_open),
         };
-        let Ok(_calling) = self.calls.try_acquire() else {
+        // A burst (a popular stream starting) waits its turn, within the callback's timeout.
+        let Ok(Ok(_calling)) = tokio::time::timeout(self.timeout, self.calls.acquire()).await
+        else {
             let busy = format!("{IN_FLIGHT} callbacks already waiting for an answer");
             return decide(call.event, Err(busy), self.fail_open);
         };
@@ -316,6 +335,16 @@ mod tests {
             serde_json::json!({"action": "play", "stream": "show", "client": "10.0.0.1:5000",
                                "protocol": "rtmp", "query": "token=1"})
         );
+    }
+
+    #[test]
+    fn an_answer_is_remembered_without_the_blocking_reload_directives_and_not_for_long_queries() {
+        assert_eq!(
+            memo_query(Some("_HLS_msn=5&_HLS_part=2&token=a&_HLS_skip=YES")).as_deref(),
+            Some("token=a")
+        );
+        assert_eq!(memo_query(None).as_deref(), Some(""));
+        assert_eq!(memo_query(Some(&"x".repeat(MEMO_QUERY + 1))), None);
     }
 
     #[test]
