@@ -19,6 +19,10 @@ pub const SYNC: u8 = 0x47;
 /// How much of a PES payload to look through for an IDR/IRAP NAL unit (SEI can be long).
 const SCAN_LIMIT: usize = 4096;
 
+/// The least time between two cut points of a program without video, live (`Splitter`) or
+/// indexed (`index`): 0.5 s, in 90 kHz ticks.
+pub const AUDIO_CUT: u64 = 45_000;
+
 /// The first offset where three packets in a row (or all there are) start with the sync byte.
 pub fn find_sync(data: &[u8]) -> Option<usize> {
     let limit = data.len().min(PACKET * 8);

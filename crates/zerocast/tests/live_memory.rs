@@ -71,7 +71,8 @@ fn a_new_publisher_gets_503_while_the_budget_is_reached() {
         small_budget(c);
         c.memory_budget = Budget { limit: 128 << 10 };
     });
-    // Audio only: no keyframe, so the stream cannot shrink below what it holds.
+    // Audio only, sent at once: all of it arrived within the last second, which a stream
+    // shrinking for the budget keeps, so it cannot shrink below what it holds.
     let data = std::fs::read(audio_only_ts()).unwrap();
     let _first = raw_publish(s.addr, "/live/radio", &data);
     wait_for(&s, "radio", "over the budget", |d| {

@@ -6,7 +6,7 @@
 use super::psi::Sections;
 use super::{
     audio_codec, find_sync, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream,
-    PACKET, SCAN_LIMIT,
+    AUDIO_CUT, PACKET, SCAN_LIMIT,
 };
 use crate::error::{Error, Result};
 use crate::info::{most_common, AudioInfo, Container, Keyframe, MediaInfo, VideoInfo};
@@ -38,9 +38,6 @@ enum Sync {
         found: bool,
     },
 }
-
-/// The least time between two cut points of a title without video (0.5 s, in 90 kHz ticks).
-const AUDIO_CUT: u64 = 45_000;
 
 /// An MPEG-TS indexed one piece at a time: [`Indexer::feed`] the file's bytes in order (pieces
 /// of any size), then [`Indexer::finish`]. Holds the keyframes and the video frames' times, and

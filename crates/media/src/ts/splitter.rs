@@ -2,8 +2,8 @@
 
 use super::psi::Sections;
 use super::{
-    audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream, PACKET,
-    SCAN_LIMIT,
+    audio_codec, header, pat_pmt_pid, pes_header, pmt_streams, video_codec, Stream, AUDIO_CUT,
+    PACKET, SCAN_LIMIT,
 };
 use crate::error::{Error, Result};
 use crate::nal::{self, Codec};
@@ -32,13 +32,17 @@ pub enum Cut {
 /// copies the stream: the caller slices its own `Bytes` at the offsets (the first bytes of a
 /// PES whose first packet is not conclusive are gathered for the scan). A PES whose IDR lies
 /// past the end of the run given is not known as a keyframe (the run is cut already): the
-/// next keyframe is.
+/// next keyframe is. A program without video (a radio stream) is cut at its first audio
+/// stream's PES starts, one each [`AUDIO_CUT`] at most: viewers start there, and HLS
+/// segments begin there.
 #[derive(Debug, Default, Clone)]
 pub struct Splitter {
     pat: Sections,
     pmt: Sections,
     pmt_pid: Option<u16>,
     video: Option<(u16, Option<Codec>)>,
+    /// Without video: the first audio stream's PID, and the PTS of the last cut made at it.
+    audio_cuts: Option<(u16, Option<Ts90k>)>,
     video_name: Option<&'static str>,
     audio_names: Vec<&'static str>,
     /// A video PES begun in this run whose first packet showed neither a slice nor an IDR.
@@ -137,6 +141,22 @@ impl Splitter {
                 } else if h.pid == pid {
                     self.scan_more(payload, out);
                 }
+            } else if let Some((pid, last)) = self.audio_cuts {
+                if h.pid == pid && h.pusi {
+                    let pts = pes_header(payload).and_then(|(pts, _, _)| pts);
+                    let due = match (pts, last) {
+                        (Some(t), Some(l)) => {
+                            let step = t.0.wrapping_sub(l.0) & (Ts90k::WRAP - 1);
+                            step >= AUDIO_CUT
+                        }
+                        (_, None) => true,
+                        (None, Some(_)) => false,
+                    };
+                    if due {
+                        out.push(Cut::Keyframe { at, pts });
+                        self.audio_cuts = Some((pid, pts.or(last)));
+                    }
+                }
             }
         }
         Ok(())
@@ -167,6 +187,7 @@ impl Splitter {
         self.video = None;
         self.video_name = None;
         self.audio_names.clear();
+        let mut audio = None;
         for s in streams {
             if let Some((name, codec)) = video_codec(s) {
                 if self.video.is_none() {
@@ -175,8 +196,15 @@ impl Splitter {
                 }
             } else if let Some(name) = audio_codec(s) {
                 self.audio_names.push(name);
+                audio = audio.or(Some(s.pid));
             }
         }
+        // The same audio stream keeps its last cut (a PMT repeats often).
+        let kept = self.audio_cuts.filter(|&(pid, _)| Some(pid) == audio);
+        self.audio_cuts = match (self.video, audio) {
+            (None, Some(pid)) => Some(kept.unwrap_or((pid, None))),
+            _ => None,
+        };
     }
 
     /// The video codec the PMT declares (`h264`, `hevc`, ...), once a PMT was seen.
@@ -296,6 +324,31 @@ mod tests {
             Cut::Keyframe { at, .. } => at,
         };
         assert!(cuts.windows(2).all(|w| at(&w[0]) <= at(&w[1])), "in order");
+    }
+
+    /// A radio stream (AAC alone, a PES per frame): cut at its PES starts, half a second apart
+    /// at least, so viewers and HLS segments can start there.
+    #[test]
+    fn a_program_without_video_is_cut_at_its_audio_every_half_second() {
+        let data = crate::clip::fixtures::audio_ts(5);
+        let mut cuts = Vec::new();
+        let mut s = Splitter::default();
+        for run in data.chunks(PACKET * 7) {
+            let mut some = Vec::new();
+            s.feed(run, &mut some).unwrap();
+            cuts.extend(some.into_iter().filter_map(|c| match c {
+                Cut::Keyframe { pts, .. } => pts,
+                _ => None,
+            }));
+        }
+        assert_eq!(s.video_codec(), None);
+        assert_eq!(s.audio_codecs(), ["aac"]);
+        assert!((9..=11).contains(&cuts.len()), "{cuts:?}");
+        assert_eq!(cuts[0].0, 90_000, "the first PES");
+        assert!(cuts.windows(2).all(|w| w[1].0 - w[0].0 >= AUDIO_CUT));
+        assert!(cuts
+            .windows(2)
+            .all(|w| w[1].0 - w[0].0 < AUDIO_CUT + 1920 + 1));
     }
 
     #[test]
