@@ -98,6 +98,10 @@ pub struct Segmenter {
     pub dropped: u64,
     /// Bumped by every change of what a playlist lists.
     changes: u64,
+    /// The longest segment the stream has had, whole seconds rounded up: the target duration
+    /// never goes back down as segments slide out (players and validators keep the first value
+    /// they read; HLS has it not change).
+    longest: u64,
 }
 
 impl Segmenter {
@@ -110,6 +114,7 @@ impl Segmenter {
             discontinuity_seq: 0,
             pending_discontinuity: false,
             ended: false,
+            longest: 0,
             limits,
             dropped: 0,
             changes: 0,
@@ -192,6 +197,7 @@ impl Segmenter {
     fn close(&mut self, duration: Duration) {
         let Some(open) = self.open.take() else { return };
         self.changes += 1;
+        self.longest = self.longest.max(duration.as_secs_f64().ceil() as u64);
         self.segments.push_back(Segment {
             seq: self.next_seq,
             parts: open.parts,
@@ -383,6 +389,7 @@ impl Segmenter {
             .map(|s| s.1.as_secs_f64().ceil() as u64)
             .max()
             .unwrap_or(1)
+            .max(self.longest)
             .max(1);
         let first = listed.first().map_or(self.next_seq, |s| s.0);
         let mut out = String::with_capacity(256 + 40 * self.limits.window);

@@ -203,3 +203,25 @@ fn a_stream_without_keyframes_stays_bounded() {
     let p = s.playlist();
     assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
 }
+
+/// A long GOP once (an encoder's scene change, a reconnect) makes a long segment: the target
+/// duration grows to it and stays there after the segment slid out (it went back down to 2).
+#[test]
+fn the_target_duration_never_goes_back_down() {
+    let mut s = Segmenter::new(limits());
+    feed(&mut s, 0, 6);
+    s.push_keyframe(
+        b(6),
+        &[Bytes::from_static(b"PSI")],
+        Some(Ts90k(6 * 90_000)),
+        Duration::from_secs(6),
+        24,
+    );
+    for k in 1..20 {
+        s.push(b(6), Duration::from_millis(6_000 + 250 * k));
+    }
+    feed(&mut s, 11, 20);
+    let p = s.playlist();
+    assert!(!p.contains("#EXTINF:5.000"), "the long one slid out: {p}");
+    assert!(p.contains("#EXT-X-TARGETDURATION:5\n"), "{p}");
+}
