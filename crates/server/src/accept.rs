@@ -116,7 +116,7 @@ pub(crate) async fn run(
         let e = match accepted {
             Ok((sock, peer)) => {
                 match conns.admit(peer.ip()) {
-                    Some(admitted) => {
+                    Ok(admitted) => {
                         if let Some((failures, refused)) = backoff.admitted() {
                             tracing::info!(
                                 ?proto,
@@ -127,7 +127,12 @@ pub(crate) async fn run(
                         }
                         serve(sock, peer, admitted);
                     }
-                    None => {
+                    Err(crate::conns::Refused::Address) => {
+                        // Counted in its own family; a client over its share is not news.
+                        conns.refused();
+                        refuse(sock, proto);
+                    }
+                    Err(crate::conns::Refused::Cap) => {
                         conns.refused();
                         if backoff.refused() {
                             tracing::warn!(?proto, max = conns.max(), "connection limit reached; refusing new connections until some close (logged once)");

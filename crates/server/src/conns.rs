@@ -47,6 +47,15 @@ fn key(peer: IpAddr) -> Option<IpAddr> {
     }
 }
 
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The cap is reached.
+    Cap,
+    /// Its client address holds its share of the cap.
+    Address,
+}
+
 /// One admitted connection; it counts as open until dropped.
 #[derive(Debug)]
 pub(crate) struct Admitted(Arc<Conns>, Option<IpAddr>);
@@ -81,13 +90,13 @@ impl Conns {
 
     /// Counts a new connection from `peer` in, unless the cap or its address's share of it is
     /// reached.
-    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Refused> {
         let admitted = self
             .open
             .fetch_update(Relaxed, Relaxed, |n| (n < self.max()).then_some(n + 1))
             .is_ok();
         if !admitted {
-            return None;
+            return Err(Refused::Cap);
         }
         let k = key(peer);
         if let Some(k) = k {
@@ -98,11 +107,11 @@ impl Conns {
                 drop(per);
                 self.open.fetch_sub(1, Relaxed);
                 self.refused_address.fetch_add(1, Relaxed);
-                return None;
+                return Err(Refused::Address);
             }
             *n += 1;
         }
-        Some(Admitted(self.clone(), k))
+        Ok(Admitted(self.clone(), k))
     }
 
     pub(crate) fn max(&self) -> usize {
@@ -189,9 +198,9 @@ mod tests {
         let here = IpAddr::from([127, 0, 0, 1]);
         let a = c.admit(here).expect("first");
         let _b = c.admit(here).expect("second");
-        assert!(c.admit(here).is_none(), "over the cap");
+        assert!(c.admit(here).is_err(), "over the cap");
         drop(a);
-        assert!(c.admit(here).is_some(), "room again");
+        assert!(c.admit(here).is_ok(), "room again");
     }
 
     #[test]
@@ -201,21 +210,21 @@ mod tests {
         let held: Vec<_> = (0..2)
             .map(|_| c.admit(one).expect("within its share"))
             .collect();
-        assert!(c.admit(one).is_none(), "a third is over a quarter of 8");
+        assert!(c.admit(one).is_err(), "a third is over a quarter of 8");
         assert!(
-            c.admit(IpAddr::from([203, 0, 113, 10])).is_some(),
+            c.admit(IpAddr::from([203, 0, 113, 10])).is_ok(),
             "others get in"
         );
         let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
         let _six: Vec<_> = (1..3)
             .map(|i| c.admit(v6(i)).expect("a /64's share"))
             .collect();
-        assert!(c.admit(v6(3)).is_none(), "another address of the same /64");
+        assert!(c.admit(v6(3)).is_err(), "another address of the same /64");
         let mapped = IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0xcb00, 0x7109]);
-        assert!(c.admit(mapped).is_none(), "203.0.113.9 as IPv4-mapped IPv6");
+        assert!(c.admit(mapped).is_err(), "203.0.113.9 as IPv4-mapped IPv6");
         drop(held);
         assert!(
-            c.admit(one).is_some(),
+            c.admit(one).is_ok(),
             "room again once its connections closed"
         );
         let here = IpAddr::from([127, 0, 0, 1]);
