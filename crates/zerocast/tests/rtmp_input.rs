@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixtures::{long_rtmp_mp4, rtmp_mp4};
-use common::live::{rtmp_publisher, server, wait_for, WAIT};
+use common::live::{ffmpeg_publish, rtmp_publisher, server, wait_for, Reading, Viewer, WAIT};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -176,6 +176,27 @@ fn an_rtmp_publishers_partial_message_counts_against_the_memory_budget() {
         d["held_bytes"].as_u64() >= Some(DECLARED as u64)
     });
     assert!(slab < DECLARED as u64 / 4, "{slab} before, {d}");
+}
+
+/// A radio stream over RTMP (AAC alone: no video sequence header ever): after 2 s its TS output
+/// begins without video, so `.ts` viewers and HLS get it (they used to get nothing).
+#[test]
+fn an_rtmp_publisher_of_audio_alone_is_watchable_as_ts_and_hls() {
+    let s = server(|_| {});
+    let url = format!("rtmp://{}/live/radio", s.rtmp);
+    let _p = ffmpeg_publish(&long_rtmp_mp4(), &["-re"], "flv", &["-vn"], &url);
+    wait_for(&s, "radio", "an HLS segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let v = Viewer::start(s.addr, "/live/radio.ts", Reading::Fast);
+    v.wait_body("audio after the PAT and PMT", |b| {
+        b.len() >= 3 * common::ts::PACKET
+    });
+    let (resp, ts, _) = v.stop();
+    assert_eq!(resp.status, 200);
+    common::ts::assert_starts_with_psi_and_keyframe(&ts);
+    let playlist = String::from_utf8(s.get("/live/radio/index.m3u8", &[]).body).unwrap();
+    assert!(playlist.contains("#EXTINF:"), "{playlist}");
 }
 
 /// After hostile input: a real ffmpeg publisher still publishes a whole stream, and nothing in

@@ -13,8 +13,10 @@
 //! Video becomes Annex B (parameter sets before every keyframe), AAC gets ADTS headers, and both
 //! are muxed by [`crate::ts::mux::Muxer`]: PTS = DTS + composition time. The muxer starts at the
 //! first coded video frame (the sequence headers have come before it); audio before that is
-//! dropped, so the stream starts at a keyframe. AV1 and VP9 are parsed and skipped (TS cannot
-//! carry them here).
+//! dropped, so the stream starts at a keyframe. A publisher that has sent no video sequence
+//! header after [`AUDIO_ONLY_AFTER_MS`] of AAC is audio alone (a radio stream): the muxer
+//! starts then, without video, and video that comes later is left out of the TS (its
+//! other outputs have it). AV1 and VP9 are parsed and skipped (TS cannot carry them here).
 
 mod from_ts;
 pub mod wire;
@@ -29,11 +31,18 @@ use crate::ts::mux::{AccessUnit, Audio, Muxer, Video};
 /// 1 s added to every timestamp so the PCR (a little behind DTS) never goes below zero.
 const OFFSET_90K: u64 = 90_000;
 
+/// AAC for this long without a video sequence header: the stream is audio alone.
+pub const AUDIO_ONLY_AFTER_MS: u32 = 2_000;
+
 #[derive(Debug, Default)]
 pub struct ToTs {
     video: Option<(Video, usize, Vec<Vec<u8>>)>,
     aac: Option<(u8, u8, u8)>,
     muxer: Option<Muxer>,
+    /// The first AAC frame's time, while the muxer waits for video.
+    audio_from: Option<u32>,
+    /// The muxer began without video (see the module's comment).
+    audio_only: bool,
     scratch: Vec<u8>,
     /// Coded frames skipped (before the sequence header, or of a codec TS cannot carry here).
     pub skipped: u64,
@@ -74,6 +83,10 @@ impl ToTs {
 
     /// One video tag body at `ms` (the RTMP timestamp); appends TS packets to `out`.
     pub fn video(&mut self, body: &[u8], ms: u32, out: &mut Vec<u8>) -> Result<()> {
+        if self.audio_only {
+            self.skipped += 1;
+            return Ok(());
+        }
         let bad = |why: &str| Error::malformed("flv video", why.to_string());
         let b0 = *body.first().ok_or_else(|| bad("empty tag"))?;
         let (codec, packet, keyframe, cts, data, config): (
@@ -164,6 +177,13 @@ impl ToTs {
         if packet == 0 {
             self.aac = audio_specific_config(data);
             return Ok(());
+        }
+        if self.muxer.is_none() && self.video.is_none() && self.aac.is_some() {
+            let from = *self.audio_from.get_or_insert(ms);
+            if ms.wrapping_sub(from) >= AUDIO_ONLY_AFTER_MS {
+                self.muxer = Some(Muxer::new(None, Some(Audio::Aac)));
+                self.audio_only = true;
+            }
         }
         let (Some((o, f, c)), Some(muxer)) = (self.aac, self.muxer.as_mut()) else {
             self.skipped += 1;

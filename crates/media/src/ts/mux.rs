@@ -86,7 +86,9 @@ impl Muxer {
         if self.audio.is_none() {
             return;
         }
-        if self.last_psi.is_none() {
+        // Without video, the tables come every 100 ms (with video, before its keyframes).
+        let due = self.video.is_none() && self.last_psi.is_some_and(|t| au.dts >= t + 9000);
+        if self.last_psi.is_none() || due {
             self.psi(out);
             self.last_psi = Some(au.dts);
         }
