@@ -120,6 +120,12 @@ impl FromTs {
         }
     }
 
+    /// Bytes held for the PES being gathered (video and audio; at most 16 MiB each): what the
+    /// conversion holds of the stream besides its output.
+    pub fn holding(&self) -> usize {
+        self.video.data.capacity() + self.audio.data.capacity()
+    }
+
     /// The clock its tags are timed on, once it has begun.
     pub fn clock(&self) -> Option<Clock> {
         Some(Clock {

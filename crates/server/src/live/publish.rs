@@ -106,6 +106,9 @@ impl Publish {
         if let Some(conv) = &mut self.to_flv {
             conv.feed(&data, &mut self.tags);
             ingest.kept_flv_clock(conv.clock());
+            // What the conversion gathers counts against the budget with the receive slab.
+            let holding = conv.holding();
+            self.stream.stats.receiving.store(holding, Relaxed);
         }
         if !self.tags.is_empty() {
             let now = self.live.now();

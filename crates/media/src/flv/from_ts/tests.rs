@@ -399,3 +399,16 @@ fn a_conversion_follows_a_next_session_that_declares_its_streams_on_other_pids()
         "audio goes on"
     );
 }
+
+/// What the conversion holds of a PES still arriving is said (the memory budget counts it):
+/// in the middle of the first keyframe's PES, its bytes so far.
+#[test]
+fn the_bytes_of_a_pes_being_gathered_are_said() {
+    let data = clip();
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    assert_eq!(conv.holding(), 0);
+    // PAT, PMT and the first video packets: a keyframe is larger than a few packets.
+    conv.feed(&data[..PACKET * 8], &mut tags);
+    assert!(conv.holding() >= PACKET * 4, "{}", conv.holding());
+}
