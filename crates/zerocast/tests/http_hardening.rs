@@ -162,3 +162,21 @@ fn a_30_kb_path_gets_a_short_404() {
         );
     }
 }
+
+/// A head sent a byte at a time (each write its own segment) is answered as any other: the
+/// fast path parses it again only when a line ends, and still sees it whole.
+#[test]
+fn a_head_sent_a_byte_at_a_time_is_answered() {
+    let s = TestServer::demo();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for b in b"GET /videos/clip.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=0-187\r\nConnection: close\r\n\r\n" {
+        c.write_all(&[*b]).unwrap();
+    }
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len(), 188);
+}

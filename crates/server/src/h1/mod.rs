@@ -65,24 +65,29 @@ pub(crate) async fn connection(
             }
         }
         // Parse the head once; turn it into a request we serve, or hand the connection to hyper.
+        // Parsed again only when a read brought a line end (a head ends with one): a client
+        // sending its head a byte at a time costs a parse per line, not one per byte.
+        let mut line_ended = true;
         let (head_len, kind) = loop {
-            match head::parse(&buf) {
-                Head::Complete(n, kind) => break (n, kind),
-                Head::Partial if buf.len() < MAX_HEAD => {}
-                // Too large or malformed, on a listener that redirects to HTTPS: refused here
-                // (hyper could read a head this parser does not, and serve it in the clear).
-                _ if redirect_port(&state, &stream).is_some() => {
-                    break (
-                        0,
-                        Some(Kind::Bad("a request head this server does not take")),
-                    );
-                }
-                // Too large or malformed: hyper answers it properly (431/400).
-                _ => {
-                    let read = buf.freeze();
-                    let takeover =
-                        handover::hyper_takeover(stream, peer, read, &state, shutdown, false);
-                    return Box::pin(takeover).await;
+            if line_ended || buf.len() >= MAX_HEAD {
+                match head::parse(&buf) {
+                    Head::Complete(n, kind) => break (n, kind),
+                    Head::Partial if buf.len() < MAX_HEAD => {}
+                    // Too large or malformed, on a listener that redirects to HTTPS: refused here
+                    // (hyper could read a head this parser does not, and serve it in the clear).
+                    _ if redirect_port(&state, &stream).is_some() => {
+                        break (
+                            0,
+                            Some(Kind::Bad("a request head this server does not take")),
+                        );
+                    }
+                    // Too large or malformed: hyper answers it properly (431/400).
+                    _ => {
+                        let read = buf.freeze();
+                        let takeover =
+                            handover::hyper_takeover(stream, peer, read, &state, shutdown, false);
+                        return Box::pin(takeover).await;
+                    }
                 }
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -91,7 +96,10 @@ pub(crate) async fn connection(
             let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf);
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Err(_) => return Ok(()), // closed, or the header-read timeout
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => {
+                    let new = buf.len().saturating_sub(n);
+                    line_ended = buf.get(new..).is_some_and(|b| b.contains(&b'\n'));
+                }
                 Ok(Err(e)) => return Err(e),
             }
         };
