@@ -482,3 +482,32 @@ fn an_origin_that_hangs_hands_the_edge_to_the_next_within_the_grace() {
     });
     assert!(!viewer.finished(), "the edge's viewer stayed connected");
 }
+
+/// The first origin hangs from the start (it takes connections and never answers): the first
+/// pull waits it out and streams from the second; a pull of another stream after that asks the
+/// second at once, not the hanging one first (which would hold it for 15 s).
+#[test]
+fn a_new_pull_asks_the_origin_that_worked_last_first() {
+    let (first, _p1) = origin_with_cam(|_| {});
+    let (second, _p2) = origin_with_cam(|_| {});
+    let _other = publish(&second, "other");
+    wait_live(&second, "other");
+    let proxy = Hanging::to(first.addr);
+    proxy.hang();
+    let edge = edge_of(&[proxy.addr, second.addr], Duration::from_secs(30));
+    let from_second = format!("http://{}", second.addr);
+    let _cam = Viewer::start(edge.addr, "/live/cam.ts", Reading::Fast);
+    common::live::wait_for_within(&edge, "cam", "the second origin", 2 * WAIT, |d| {
+        d["state"] == "live" && d["origin"] == from_second.as_str()
+    });
+    let asked = std::time::Instant::now();
+    let _other_viewer = Viewer::start(edge.addr, "/live/other.ts", Reading::Fast);
+    wait_for(&edge, "other", "the second origin", |d| {
+        d["state"] == "live" && d["origin"] == from_second.as_str()
+    });
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the hanging origin was asked first: {took:?}"
+    );
+}

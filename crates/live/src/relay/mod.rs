@@ -93,7 +93,16 @@ impl Relay {
 
     /// The first attempt: the first origin, at once.
     pub fn first(&self, now: Duration) -> Attempt {
-        Attempt::Try { origin: 0, at: now }
+        self.first_from(0, now)
+    }
+
+    /// The first attempt at origin `origin` (the one the edge last streamed from: an origin
+    /// that hangs is not waited for by every new pull), at once; a round still asks them all.
+    pub fn first_from(&self, origin: usize, now: Duration) -> Attempt {
+        Attempt::Try {
+            origin: origin % self.origins,
+            at: now,
+        }
     }
 
     /// Whether the pull has streamed from an origin at some point.

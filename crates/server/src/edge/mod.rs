@@ -171,6 +171,9 @@ pub struct Edge {
     tls: Result<Arc<rustls::ClientConfig>, String>,
     /// This edge in `x-zerocast-via` (random per process).
     id: String,
+    /// The origin new pulls ask first: the last one a pull streamed from, or the one after an
+    /// origin that failed (an origin that hangs costs one pull its wait, not every one).
+    preferred: std::sync::atomic::AtomicUsize,
 }
 
 impl Edge {
@@ -205,6 +208,7 @@ impl Edge {
             runtime: std::sync::OnceLock::new(),
             connects: AtomicU64::new(0),
             open: AtomicU64::new(0),
+            preferred: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

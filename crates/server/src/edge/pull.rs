@@ -80,7 +80,8 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
         ..RelayConfig::default()
     };
     let mut relay = Relay::new(edge.config.origins.len(), config, live.now());
-    let mut attempt = relay.first(live.now());
+    let preferred = &edge.preferred;
+    let mut attempt = relay.first_from(preferred.load(Relaxed), live.now());
     let mut stop = edge.stop.subscribe();
     let mut looked = Looked::default();
     // Why the last origin that was asked did not stream (`None`: they said they do not have it).
@@ -128,6 +129,9 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
                     Failure::Other(e) => {
                         tracing::warn!(stream = %name, origin = %o.url, error = %e, "pull from the origin failed");
                         why = Some(format!("{}: {e}", o.url));
+                        // New pulls begin with the next origin (unless another pull moved on).
+                        let next = (origin + 1) % edge.config.origins.len().max(1);
+                        let _ = preferred.compare_exchange(origin, next, Relaxed, Relaxed);
                     }
                 }
                 if let Some(s) = live.get(name) {
@@ -152,6 +156,7 @@ async fn pull(edge: &Arc<Edge>, name: &str, state: &watch::Sender<Pulled>, via: 
         waiting = None;
         publish.stream.set_origin(Some(o.url.clone()));
         relay.connected(origin, live.now());
+        preferred.store(origin, Relaxed);
         state.send_replace(Pulled::Streaming);
         edge.connects.fetch_add(1, Relaxed);
         edge.open.fetch_add(1, Relaxed);
