@@ -249,6 +249,37 @@ fn a_thousand_stalled_handshakes_do_not_keep_others_out() {
     drop(stalled);
 }
 
+/// Reads HTTP/2 frames as a client does until the server closes the connection: acknowledges
+/// SETTINGS and PINGs, and returns each frame's type.
+fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
+    let (mut got, mut types) = (Vec::new(), Vec::new());
+    let mut b = [0u8; 1024];
+    loop {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => return types,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+        while got.len() >= 9 {
+            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (got[3], got[4]);
+            types.push(kind);
+            if kind == 4 && flags & 1 == 0 {
+                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
+            }
+            if kind == 6 && flags & 1 == 0 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&got[9..17]);
+                tls.write_all(&ack).unwrap();
+            }
+            tls.flush().unwrap();
+            got.drain(..9 + len);
+        }
+    }
+}
+
 /// A client that gives the server no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE 0) and
 /// answers PINGs: its connection is dropped after the send timeout, as an HTTP/1.1 client that
 /// reads nothing is; it would otherwise hold its responses for as long as it likes.
@@ -278,32 +309,7 @@ fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
     tls.write_all(&out).unwrap();
     tls.flush().unwrap();
     let started = Instant::now();
-    let (mut got, mut types) = (Vec::new(), Vec::new());
-    let mut b = [0u8; 1024];
-    loop {
-        match tls.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-        while got.len() >= 9 {
-            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
-            if got.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (got[3], got[4]);
-            types.push(kind);
-            if kind == 4 && flags & 1 == 0 {
-                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
-            }
-            if kind == 6 && flags & 1 == 0 {
-                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&got[9..17]);
-                tls.write_all(&ack).unwrap();
-            }
-            tls.flush().unwrap();
-            got.drain(..9 + len);
-        }
-    }
+    let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
@@ -336,32 +342,7 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     tls.flush().unwrap();
     // Read frames as a client does: acknowledge SETTINGS and PINGs, note each frame's type.
     let started = Instant::now();
-    let (mut got, mut types) = (Vec::new(), Vec::new());
-    let mut b = [0u8; 1024];
-    loop {
-        match tls.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-        while got.len() >= 9 {
-            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
-            if got.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (got[3], got[4]);
-            types.push(kind);
-            if kind == 4 && flags & 1 == 0 {
-                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
-            }
-            if kind == 6 && flags & 1 == 0 {
-                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&got[9..17]);
-                tls.write_all(&ack).unwrap();
-            }
-            tls.flush().unwrap();
-            got.drain(..9 + len);
-        }
-    }
+    let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
