@@ -130,14 +130,14 @@ pub(crate) async fn run(
                     Err(crate::conns::Refused::Address) => {
                         // Counted in its own family; a client over its share is not news.
                         conns.refused();
-                        refuse(sock, proto);
+                        refuse_lingering(sock, proto);
                     }
                     Err(crate::conns::Refused::Cap) => {
                         conns.refused();
                         if backoff.refused() {
                             tracing::warn!(?proto, max = conns.max(), "connection limit reached; refusing new connections until some close (logged once)");
                         }
-                        refuse(sock, proto);
+                        refuse_lingering(sock, proto);
                     }
                 }
                 continue;
@@ -184,16 +184,58 @@ pub(crate) async fn run(
     }
 }
 
+/// Refused connections being closed gently at once ([`refuse_lingering`]); within the
+/// descriptors the connection cap leaves over (`conns::FD_MARGIN`).
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_LINGERING: usize = 16;
+
+/// [`refuse`], for a connection over the cap (descriptors are left): its 503 is sent, its
+/// request read to its end (at most 1 s), and only then is it closed. A request that arrives
+/// after an immediate close would reset the connection, and the client would lose the 503 it
+/// had been sent. At most [`MAX_LINGERING`] at once; past that, at once.
+fn refuse_lingering(sock: TcpStream, proto: Proto) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let room = LINGERING
+        .fetch_update(Relaxed, Relaxed, |n| (n < MAX_LINGERING).then_some(n + 1))
+        .is_ok();
+    if proto != Proto::Http || !room {
+        if room {
+            LINGERING.fetch_sub(1, Relaxed);
+        }
+        return refuse(sock, proto);
+    }
+    let out = overloaded();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = sock;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            sock.write_all(&out).await?;
+            sock.shutdown().await?;
+            let mut sink = [0u8; 2048];
+            while sock.read(&mut sink).await? > 0 {}
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        LINGERING.fetch_sub(1, Relaxed);
+    });
+}
+
+/// The bytes of a refusal: `503 Service Unavailable` with `Retry-After`.
+fn overloaded() -> Vec<u8> {
+    let resp = Error::Overloaded.response();
+    let mut out = Vec::with_capacity(512);
+    crate::h1::render_head(&resp, true, &mut out);
+    for part in resp.body().parts() {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 /// Refuses a connection at once: HTTP gets `503 Service Unavailable` with `Retry-After`, RTMP is
 /// closed. Best effort, without waiting: a fresh socket's send buffer takes the answer whole.
 fn refuse(sock: TcpStream, proto: Proto) {
     if proto == Proto::Http {
-        let resp = Error::Overloaded.response();
-        let mut out = Vec::with_capacity(512);
-        crate::h1::render_head(&resp, true, &mut out);
-        for part in resp.body().parts() {
-            out.extend_from_slice(part);
-        }
+        let out = overloaded();
         // Take what the request sent so far, so the close is a FIN rather than a reset.
         let mut sink = [0u8; 2048];
         let _ = sock.try_read(&mut sink);
