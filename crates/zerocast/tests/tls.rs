@@ -249,6 +249,25 @@ fn a_thousand_stalled_handshakes_do_not_keep_others_out() {
     drop(stalled);
 }
 
+/// An HTTPS server of an empty library (`tweak` changes its config), and a TLS connection to it
+/// whose ALPN chose `h2`.
+fn h2_to_an_empty_library(
+    tweak: impl FnOnce(&mut server::Config),
+) -> (TestServer, impl Read + Write) {
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        ..server::Config::default()
+    };
+    tweak(&mut config);
+    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
+    let s = TestServer::start_with(config, empty);
+    let tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    (s, tls)
+}
+
 /// Reads HTTP/2 frames as a client does until the server closes the connection: acknowledges
 /// SETTINGS and PINGs, and returns each frame's type.
 fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
@@ -285,17 +304,7 @@ fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
 /// reads nothing is; it would otherwise hold its responses for as long as it likes.
 #[test]
 fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
-    let mut ca = TestCa::new();
-    let (cert, key) = ca.issue();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let config = server::Config {
-        tls: Some(TlsConfig::new(vec![any], cert, key)),
-        send_timeout: Duration::from_secs(1),
-        ..server::Config::default()
-    };
-    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
-    let s = TestServer::start_with(config, empty);
-    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    let (_s, mut tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
     // The preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = 0, then GET /api/videos on stream 1
     // (HPACK: :method GET, :scheme https, :authority localhost, :path as a literal).
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -324,18 +333,8 @@ fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
 
 #[test]
 fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
-    let mut ca = TestCa::new();
-    let (cert, key) = ca.issue();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     // The idle limit is the header-read timeout, as for HTTP/1.1 keep-alive.
-    let config = server::Config {
-        tls: Some(TlsConfig::new(vec![any], cert, key)),
-        header_read_timeout: Duration::from_secs(1),
-        ..server::Config::default()
-    };
-    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
-    let s = TestServer::start_with(config, empty);
-    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    let (_s, mut tls) = h2_to_an_empty_library(|c| c.header_read_timeout = Duration::from_secs(1));
     // The client preface and an empty SETTINGS frame, then nothing.
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .unwrap();
