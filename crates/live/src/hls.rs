@@ -102,6 +102,9 @@ pub struct Segmenter {
     /// never goes back down as segments slide out (players and validators keep the first value
     /// they read; HLS has it not change).
     longest: u64,
+    /// Written in front of every segment URI: the directory of the stream instance
+    /// ([`Segmenter::with_dir`]).
+    dir: String,
 }
 
 impl Segmenter {
@@ -118,7 +121,16 @@ impl Segmenter {
             limits,
             dropped: 0,
             changes: 0,
+            dir: String::new(),
         }
+    }
+
+    /// Segment URIs become `{dir}{seq}.ts`: a directory that names the stream instance, so that
+    /// a stream published again under the same name lists new URIs (its segments are immutable
+    /// in every cache that holds the last one's). `dir` ends with `/`, or is empty.
+    pub fn with_dir(mut self, dir: String) -> Self {
+        self.dir = dir;
+        self
     }
 
     /// Adds a unit that continues the current segment (units before the first keyframe are not
@@ -299,7 +311,7 @@ impl Segmenter {
         self.changes
     }
 
-    /// The media playlist; segment URIs are `{seq}.ts`, relative to the playlist.
+    /// The media playlist; segment URIs are `{dir}{seq}.ts`, relative to the playlist.
     pub fn playlist(&self) -> String {
         self.render(self.listing(None))
     }
@@ -402,7 +414,12 @@ impl Segmenter {
             if discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = write!(out, "#EXTINF:{:.3},\n{seq}.ts\n", duration.as_secs_f64());
+            let _ = write!(
+                out,
+                "#EXTINF:{:.3},\n{}{seq}.ts\n",
+                duration.as_secs_f64(),
+                self.dir
+            );
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");

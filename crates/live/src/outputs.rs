@@ -69,6 +69,12 @@ impl MediaOutputs {
         }
     }
 
+    /// LL-HLS and DASH URIs in directory `dir` ([`LlHls::with_dir`]).
+    pub fn with_dir(mut self, dir: String) -> Self {
+        self.llhls = self.llhls.with_dir(dir);
+        self
+    }
+
     /// The offset that makes a new publisher session's timestamps continue this stream's clock,
     /// 40 ms after where it stopped; `first_ms` is the session's first timestamp.
     pub fn continuation(&self, first_ms: u32) -> u32 {

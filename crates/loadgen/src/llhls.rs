@@ -29,7 +29,7 @@ pub async fn viewer(
     };
     let mut check = BoxCheck::after_init(Instant::now());
     let mut query = String::new();
-    let mut last: Option<(u64, u64)> = None;
+    let mut last: Option<Part> = None;
     while !sh.stop.load(Relaxed) {
         let mut playlist = Vec::new();
         conn.get(&format!("/live/{stream}/ll.m3u8{query}"), |d| {
@@ -39,38 +39,46 @@ pub async fn viewer(
         let listed = parts(&playlist);
         // The part after the one just read, as a player goes; the hint when starting, or when
         // that part slid out of the playlist (counted as a gap).
-        let next = last.and_then(|l| {
-            let i = listed.iter().position(|p| *p == l)?;
-            listed.get(i + 1).copied()
+        let next = last.as_ref().and_then(|l| {
+            let i = listed.iter().position(|p| p == l)?;
+            listed.get(i + 1).cloned()
         });
         if last.is_some() && next.is_none() {
             st.gaps.fetch_add(1, Relaxed);
         }
-        let (msn, part) = next
-            .or_else(|| listed.last().copied())
+        let (dir, msn, part) = next
+            .or_else(|| listed.last().cloned())
             .context("no EXT-X-PRELOAD-HINT")?;
         check.asked_at_us = Some(crate::stamp::now_us());
-        conn.get(&format!("/live/{stream}/{msn}.{part}.m4s"), |d| {
+        conn.get(&format!("/live/{stream}/{dir}{msn}.{part}.m4s"), |d| {
             st.bytes.fetch_add(d.len() as u64, Relaxed);
             check.feed(d, st, sh);
         })
         .await?;
-        last = Some((msn, part));
+        last = Some((dir, msn, part));
         query = format!("?_HLS_msn={msn}&_HLS_part={part}");
     }
     Ok(())
 }
 
+/// A part as a playlist names it: the directory of its URI (the stream instance's, with its
+/// `/`), its segment and its number in that segment.
+type Part = (String, u64, u64);
+
 /// The parts a playlist names, in order (`EXT-X-PART`, then the `EXT-X-PRELOAD-HINT` last).
-fn parts(playlist: &[u8]) -> Vec<(u64, u64)> {
+fn parts(playlist: &[u8]) -> Vec<Part> {
     let text = std::str::from_utf8(playlist).unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("#EXT-X-PART:") || l.starts_with("#EXT-X-PRELOAD-HINT:"))
         .filter_map(|l| {
             let uri = l.split("URI=\"").nth(1)?;
             let uri = uri.split(['"', '?']).next()?.strip_suffix(".m4s")?;
-            let (msn, part) = uri.split_once('.')?;
-            Some((msn.parse().ok()?, part.parse().ok()?))
+            let (dir, file) = match uri.rsplit_once('/') {
+                Some((dir, file)) => (format!("{dir}/"), file),
+                None => (String::new(), uri),
+            };
+            let (msn, part) = file.split_once('.')?;
+            Some((dir, msn.parse().ok()?, part.parse().ok()?))
         })
         .collect()
 }
@@ -155,10 +163,11 @@ mod tests {
 
     #[test]
     fn the_parts_are_read_in_order_with_the_hint_last() {
-        let p = b"#EXTM3U\n#EXT-X-PART:DURATION=0.320,URI=\"4.1.m4s\",INDEPENDENT=YES\n\
-                  #EXTINF:2.000,\n4.m4s\n\
-                  #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5.0.m4s?sig=x\"\n";
-        assert_eq!(parts(p), vec![(4, 1), (5, 0)]);
+        let p = b"#EXTM3U\n#EXT-X-PART:DURATION=0.320,URI=\"1a/4.1.m4s\",INDEPENDENT=YES\n\
+                  #EXTINF:2.000,\n1a/4.m4s\n\
+                  #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1a/5.0.m4s?sig=x\"\n";
+        let dir = || "1a/".to_string();
+        assert_eq!(parts(p), vec![(dir(), 4, 1), (dir(), 5, 0)]);
         assert!(parts(b"#EXTM3U\n#EXT-X-ENDLIST\n").is_empty());
     }
 }

@@ -79,6 +79,12 @@ pub enum Error {
         Clip(.stream)
     )]
     UnknownSegment { stream: String, seq: String },
+    #[error(
+        "no directory '{}' in live stream '{}': its playlist names where its segments are \
+         (those of an earlier publish under that name are gone)",
+        Clip(.tag), Clip(.stream)
+    )]
+    OtherInstance { stream: String, tag: String },
     #[error("publishing '{}' needs a stream key (?key= or Authorization: Bearer)", Clip(.0))]
     KeyRequired(String),
     #[error("wrong stream key for '{}'", Clip(.0))]
@@ -148,6 +154,7 @@ impl Error {
             | Error::UnknownStream(_)
             | Error::NoFlvOutput(_)
             | Error::UnknownSegment { .. }
+            | Error::OtherInstance { .. }
             | Error::NoSuchPart { .. } => StatusCode::NOT_FOUND,
             Error::BadIngest(IngestError::Kicked) => StatusCode::FORBIDDEN,
             Error::BadStreamName(_) | Error::BadIngest(_) => StatusCode::BAD_REQUEST,

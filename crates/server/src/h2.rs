@@ -81,6 +81,7 @@ pub(crate) async fn connection(
                 secure: true,
             };
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
+            let by = crate::response::SendBy::of(&resp);
             // The stream counts as open until hyper drops its body (sent, or reset).
             Ok::<_, Infallible>(resp.map(|b| {
                 let id = open.0.next_id.fetch_add(1, Relaxed);
@@ -92,6 +93,7 @@ pub(crate) async fn connection(
                     open,
                     id,
                     rest,
+                    by,
                 }
                 .boxed_unsync()
             }))
@@ -216,6 +218,9 @@ struct Tracked {
     id: u64,
     /// What is left of the last data frame, given [`MAX_FRAME`] at a time.
     rest: Bytes,
+    /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
+    /// after it is an error, and hyper resets the stream.
+    by: Option<Instant>,
 }
 
 impl Drop for Tracked {
@@ -233,6 +238,9 @@ impl http_body::Body for Tracked {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
+        if this.by.is_some_and(|by| by <= Instant::now()) {
+            return std::task::Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
+        }
         let polled = if this.rest.is_empty() {
             match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
                 std::task::Poll::Ready(Some(Ok(frame))) => match frame.into_data() {

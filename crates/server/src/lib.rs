@@ -45,6 +45,7 @@ mod state;
 pub mod store;
 pub mod tls;
 mod transport;
+pub mod truncated;
 mod vectored;
 mod vod_metrics;
 mod workers;
@@ -378,6 +379,7 @@ impl Server {
             loops.push(tokio::spawn(tls::Reloader::new(tls.clone()).watch()));
         }
         loops.push(tokio::spawn(jwks::keep_fresh(self.state.clone())));
+        loops.extend(truncated::watching(self.state.library_changed.clone()));
         if self
             .state
             .config()

@@ -6,6 +6,24 @@ use crate::body::Chunks;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
+/// A response to be sent whole by this instant, or its connection reset (HTTP/1.1, h1/) or its
+/// stream reset (HTTP/2, h2.rs): a live segment, part or init segment
+/// (`LiveConfig::segment_send_limit`). Carried as a response extension.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendBy(pub tokio::time::Instant);
+
+impl SendBy {
+    /// Sent whole within `limit` from now.
+    pub(crate) fn within(limit: std::time::Duration) -> SendBy {
+        SendBy(tokio::time::Instant::now() + limit)
+    }
+
+    /// The instant `resp` must be sent by, if any.
+    pub(crate) fn of<B>(resp: &Response<B>) -> Option<tokio::time::Instant> {
+        resp.extensions().get::<SendBy>().map(|s| s.0)
+    }
+}
+
 pub(crate) fn text(
     status: StatusCode,
     ctype: &'static str,

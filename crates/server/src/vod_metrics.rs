@@ -66,6 +66,13 @@ impl VodMetrics {
                 crate::pagein::READ_IN.load(Relaxed),
             ),
             (
+                "library_truncated_reads_total",
+                "counter",
+                "Reads of a title mapped from its file that found the file cut short under it \
+                 (read as zeros; the request failed and the library was rescanned).",
+                crate::truncated::FAULTS.load(Relaxed),
+            ),
+            (
                 "library_titles",
                 "gauge",
                 "Titles in the library.",

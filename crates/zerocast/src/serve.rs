@@ -128,6 +128,8 @@ fn encryption() -> &'static str {
 /// Loads the library in `dir`: a progress bar on a terminal, a log line per title otherwise;
 /// then one summary log line.
 fn load_library(dir: &Path, budget: u64) -> Result<Library> {
+    // Before the first title is mapped (its errors are told when the server starts).
+    let _ = server::truncated::install();
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(

@@ -7,8 +7,8 @@ mod common;
 
 use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
-    chunks, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared,
-    WAIT,
+    chunks, instance_dir, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for,
+    wait_until, Shared, WAIT,
 };
 use common::TestServer;
 use std::io::{Read, Write};
@@ -77,12 +77,13 @@ fn each_track_is_its_own_init_segment_and_segments_that_decode() {
     let s = &shared.server;
     let m = manifest(s, "dash");
     let done = listed(&m)[0];
+    let d = instance_dir(&m);
     let dir = std::env::temp_dir().join(format!("zerocast-dash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (t, codec) in [("v", "h264"), ("a", "aac")] {
-        let init = s.get(&format!("/live/dash/dash/init-{t}0.mp4"), &[]);
+        let init = s.get(&format!("/live/dash/{d}dash/init-{t}0.mp4"), &[]);
         assert_eq!(init.status, 200, "{t}");
-        let seg = s.get(&format!("/live/dash/dash/{t}{done}.m4s"), &[]);
+        let seg = s.get(&format!("/live/dash/{d}dash/{t}{done}.m4s"), &[]);
         assert_eq!(seg.status, 200, "{t}{done}");
         assert!(seg.header("etag").is_some());
         let path = dir.join(format!("{t}.mp4"));
@@ -113,9 +114,10 @@ fn raw_get(s: &TestServer, path: &str) -> TcpStream {
 fn the_segment_being_written_is_streamed_frame_by_frame() {
     let shared = shared_dash();
     let s = &shared.server;
-    let l = listed(&manifest(s, "dash"));
+    let m = manifest(s, "dash");
+    let (l, d) = (listed(&m), instance_dir(&m));
     let open = l[l.len() - 2];
-    let mut c = raw_get(s, &format!("/live/dash/dash/v{open}.m4s"));
+    let mut c = raw_get(s, &format!("/live/dash/{d}dash/v{open}.m4s"));
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
@@ -124,7 +126,7 @@ fn the_segment_being_written_is_streamed_frame_by_frame() {
     let (sent, ended) = chunks(&raw);
     assert!(ended, "the last chunk came");
     assert!(sent.len() >= 2, "{} chunks", sent.len());
-    let whole = s.get(&format!("/live/dash/dash/v{open}.m4s"), &[]);
+    let whole = s.get(&format!("/live/dash/{d}dash/v{open}.m4s"), &[]);
     assert_eq!(whole.status, 200);
     assert_eq!(
         sent.concat(),
@@ -138,15 +140,16 @@ fn the_segment_being_written_is_streamed_frame_by_frame() {
 fn the_next_segment_is_held_until_it_begins_and_one_further_is_not_found() {
     let shared = shared_dash();
     let s = &shared.server;
-    let next = *listed(&manifest(s, "dash")).last().unwrap();
-    let far = s.get(&format!("/live/dash/dash/a{}.m4s", next + 1), &[]);
+    let m = manifest(s, "dash");
+    let (next, d) = (*listed(&m).last().unwrap(), instance_dir(&m));
+    let far = s.get(&format!("/live/dash/{d}dash/a{}.m4s", next + 1), &[]);
     assert_eq!(
         far.status, 404,
         "only the next segment is listed before it begins"
     );
     // The next one begins within a segment's length (1 s): its first chunk comes then.
     let asked = Instant::now();
-    let mut c = raw_get(s, &format!("/live/dash/dash/a{next}.m4s"));
+    let mut c = raw_get(s, &format!("/live/dash/{d}dash/a{next}.m4s"));
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");

@@ -4,7 +4,7 @@
 //! LL-HLS and LL-DASH of one recorded as fMP4.
 
 mod common;
-use common::live::{ffmpeg_publish, wait_for_within, WAIT};
+use common::live::{ffmpeg_publish, instance_dir, wait_for_within, WAIT};
 use common::recording::{recorded_with, recording_server};
 use common::ts::{assert_starts_with_psi_and_keyframe, keyframe_pts};
 use std::time::Duration;
@@ -52,7 +52,7 @@ fn a_recorded_streams_hls_playlist_lists_segments_from_the_recording_that_play_o
     let p = String::from_utf8(s.get("/live/event/index.m3u8", &[]).body).unwrap();
     let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".ts")).collect();
     assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
-    assert_eq!(segs[0], "0.ts", "{p}");
+    assert_eq!(segs[0], format!("{}0.ts", instance_dir(&p)), "{p}");
     // The first segments (long gone from memory) and on into memory: one continuous stream.
     let mut ts = Vec::new();
     for seg in &segs[..segs.len() - 1] {
@@ -78,10 +78,14 @@ fn an_fmp4_recorded_streams_ll_hls_playlist_lists_segments_from_the_recording_th
     let p = String::from_utf8(s.get("/live/llevent/ll.m3u8", &[]).body).unwrap();
     let segs: Vec<&str> = p.lines().filter(|l| l.ends_with(".m4s")).collect();
     assert!(segs.len() >= 9, "a DVR window beyond the 4 in memory: {p}");
-    assert!(p.contains("#EXT-X-MAP:URI=\"init0.mp4\"\n"), "{p}");
+    let d = instance_dir(&p);
+    assert!(
+        p.contains(&format!("#EXT-X-MAP:URI=\"{d}init0.mp4\"\n")),
+        "{p}"
+    );
     // The init segment, the first segments (long gone from memory) and on into memory: one
     // stream that ffprobe reads from a keyframe on, every frame.
-    let mut mp4 = s.get("/live/llevent/init0.mp4", &[]).body;
+    let mut mp4 = s.get(&format!("/live/llevent/{d}init0.mp4"), &[]).body;
     for seg in &segs {
         let r = s.get(&format!("/live/llevent/{seg}"), &[]);
         assert_eq!(r.status, 200, "{seg}");
@@ -106,12 +110,17 @@ fn ll_hls_and_dash_segments_that_left_memory_are_the_same_bytes_under_the_same_e
     let s = &r.server;
     let p = String::from_utf8(s.get("/live/llsame/ll.m3u8", &[]).body).unwrap();
     let newest = p.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
-    let msn: u64 = newest.trim_end_matches(".m4s").parse().unwrap();
+    let d = instance_dir(&p);
+    let msn: u64 = newest
+        .trim_start_matches(&d)
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap();
     // The LL-HLS segment (both tracks), and each track's own DASH segment of the same frames.
     let urls = [
         format!("/live/llsame/{newest}"),
-        format!("/live/llsame/dash/v{msn}.m4s"),
-        format!("/live/llsame/dash/a{msn}.m4s"),
+        format!("/live/llsame/{d}dash/v{msn}.m4s"),
+        format!("/live/llsame/{d}dash/a{msn}.m4s"),
     ];
     let before: Vec<_> = urls.iter().map(|u| s.get(u, &[])).collect();
     for (u, r) in urls.iter().zip(&before) {

@@ -5,8 +5,8 @@ mod common;
 
 use common::fixtures::{live_ts, long_live_ts, FPS, LIVE_TS_FRAMES, LONG};
 use common::live::{
-    ffmpeg_publish, raw_publish, server, stream_doc, ts_publisher, wait_for, ChunkedPost, Reading,
-    Shared, Viewer, WAIT,
+    ffmpeg_publish, instance_dir, raw_publish, server, stream_doc, ts_publisher, wait_for,
+    ChunkedPost, Reading, Shared, Viewer, WAIT,
 };
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
 use common::{ffmpeg, request, Resp, TestServer};
@@ -151,10 +151,14 @@ fn a_playlist_asked_for_before_the_first_segment_waits_for_it() {
         Some("application/vnd.apple.mpegurl")
     );
     assert_eq!(p.header("cache-control"), Some("no-cache"));
+    let body = String::from_utf8_lossy(&p.body);
     assert_eq!(
-        String::from_utf8_lossy(&p.body),
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n\
-         #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXTINF:1.000,\n0.ts\n"
+        body,
+        format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXTINF:1.000,\n{}0.ts\n",
+            instance_dir(&body)
+        )
     );
 }
 
@@ -195,9 +199,12 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
     let mut post = raw_publish(s.addr, "/live/h", &data[..k[3]]);
     wait_for(&s, "h", "two segments", |d| d["hls_segments"] == 2);
     let p1 = playlist(&s, "h");
+    let d = instance_dir(&p1);
     assert_eq!(media_sequence(&p1), 0);
     assert!(
-        p1.ends_with("#EXTINF:1.000,\n0.ts\n#EXTINF:1.000,\n1.ts\n"),
+        p1.ends_with(&format!(
+            "#EXTINF:1.000,\n{d}0.ts\n#EXTINF:1.000,\n{d}1.ts\n"
+        )),
         "{p1}"
     );
     // Five more keyframes: segments 2 to 6 close; the window lists the last 3 (4, 5, 6) and the
@@ -209,11 +216,13 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
     let p2 = playlist(&s, "h");
     assert_eq!(media_sequence(&p2), 4, "{p2}");
     assert!(
-        p2.ends_with("4.ts\n#EXTINF:1.000,\n5.ts\n#EXTINF:1.000,\n6.ts\n"),
+        p2.ends_with(&format!(
+            "{d}4.ts\n#EXTINF:1.000,\n{d}5.ts\n#EXTINF:1.000,\n{d}6.ts\n"
+        )),
         "{p2}"
     );
     assert!(!p2.contains("#EXT-X-ENDLIST"));
-    let gone = s.get("/live/h/0.ts", &[]);
+    let gone = s.get(&format!("/live/h/{d}0.ts"), &[]);
     assert_eq!(gone.status, 404, "slid out");
     assert_eq!(
         gone.json(),
@@ -222,7 +231,8 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
             "no segment 0 in stream 'h' (it slid out of the window, or is not cut yet)"
         )
     );
-    assert_eq!(s.get("/live/h/1.ts", &[]).status, 200, "a spare segment");
+    let spare = s.get(&format!("/live/h/{d}1.ts"), &[]);
+    assert_eq!(spare.status, 200, "a spare segment");
 }
 
 #[test]
@@ -232,7 +242,8 @@ fn hls_segments_are_immutable_and_hold_pat_pmt_then_one_gop() {
     let k = keyframes(&data);
     let _post = raw_publish(s.addr, "/live/h", &data[..k[3]]);
     wait_for(&s, "h", "two segments", |d| d["hls_segments"] == 2);
-    let r = s.get("/live/h/1.ts", &[]);
+    let d = instance_dir(&playlist(&s, "h"));
+    let r = s.get(&format!("/live/h/{d}1.ts"), &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("video/mp2t"));
     assert_eq!(
@@ -240,7 +251,7 @@ fn hls_segments_are_immutable_and_hold_pat_pmt_then_one_gop() {
         Some("public, max-age=600, immutable")
     );
     let etag = r.header("etag").unwrap().to_string();
-    let again = s.get("/live/h/1.ts", &[("If-None-Match", &etag)]);
+    let again = s.get(&format!("/live/h/{d}1.ts"), &[("If-None-Match", &etag)]);
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
     assert_starts_with_psi_and_keyframe(&r.body);
@@ -262,7 +273,10 @@ fn when_ffmpeg_finishes_its_post_the_stream_ends_and_the_playlist_gets_endlist()
     let p = playlist(&s, "h");
     assert_eq!(media_sequence(&p), 9, "{p}");
     assert_eq!(p.matches("#EXTINF:").count(), 3, "{p}");
-    assert!(p.ends_with("11.ts\n#EXT-X-ENDLIST\n"), "{p}");
+    assert!(
+        p.ends_with(&format!("{}11.ts\n#EXT-X-ENDLIST\n", instance_dir(&p))),
+        "{p}"
+    );
 }
 
 // --- Publishing rules ---------------------------------------------------------------------------
@@ -455,7 +469,8 @@ fn after_a_reconnect_the_hls_playlist_marks_the_discontinuity() {
     let before = gops_before.div_ceil(2);
     assert!(
         hls.contains(&format!(
-            "\n{}.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:",
+            "\n{}{}.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:",
+            instance_dir(&hls),
             before - 1
         )),
         "{hls}"

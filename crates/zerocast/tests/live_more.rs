@@ -5,8 +5,8 @@ mod common;
 
 use common::fixtures::{audio_only_ts, hevc_opus_ts, live_ts};
 use common::live::{
-    ffmpeg_publish, raw_publish, send_raw, server, stream_doc, ts_publisher, wait_for,
-    wait_for_within, Proc, Reading, Viewer, WAIT,
+    ffmpeg_publish, instance_dir, raw_publish, send_raw, server, stream_doc, ts_publisher,
+    wait_for, wait_for_within, Proc, Reading, Viewer, WAIT,
 };
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
 use common::TestServer;
@@ -283,19 +283,23 @@ fn unknown_streams_and_segments_are_404() {
     let data = fixture_bytes();
     let post = raw_publish(s.addr, "/live/cut", &data[..PACKET * 500]);
     assert_eq!(post.end().status, 200);
+    let p = s.get("/live/cut/index.m3u8", &[]);
+    let d = instance_dir(&String::from_utf8_lossy(&p.body));
     for (path, error) in [
-        ("/live/nope.ts", "no live stream 'nope'"),
-        ("/live/nope/index.m3u8", "no live stream 'nope'"),
+        ("/live/nope.ts".to_string(), "no live stream 'nope'"),
+        ("/live/nope/index.m3u8".to_string(), "no live stream 'nope'"),
         (
-            "/live/cut/99999.ts",
+            format!("/live/cut/{d}99999.ts"),
             "no segment 99999 in stream 'cut' (it slid out of the window, or is not cut yet)",
         ),
         (
-            "/live/cut/x.ts",
+            format!("/live/cut/{d}x.ts"),
             "no segment x in stream 'cut' (it slid out of the window, or is not cut yet)",
         ),
+        // Segments are in the directory the playlist names.
+        ("/live/cut/0.ts".to_string(), "not found"),
     ] {
-        let r = s.get(path, &[]);
+        let r = s.get(&path, &[]);
         assert_eq!((r.status, r.json()), (404, error_doc(404, error)), "{path}");
     }
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
-    chunks, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for, wait_until, Shared,
-    WAIT,
+    chunks, instance_dir, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for,
+    wait_until, Shared, WAIT,
 };
 use common::TestServer;
 use std::io::{Read, Write};
@@ -46,6 +46,7 @@ fn newest_segment(p: &str) -> u64 {
         .rfind(|l| l.ends_with(".m4s") && !l.starts_with('#'))
         .unwrap_or_else(|| panic!("no complete segment in {p}"))
         .trim_end_matches(".m4s")
+        .trim_start_matches(&instance_dir(p))
         .parse()
         .unwrap()
 }
@@ -57,6 +58,7 @@ fn hint(p: &str) -> (u64, u64) {
         .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
         .unwrap_or_else(|| panic!("no preload hint in {p}"));
     let uri = line.trim_end_matches('"').trim_end_matches(".m4s");
+    let uri = uri.trim_start_matches(&instance_dir(p));
     let (msn, part) = uri.split_once('.').unwrap();
     (msn.parse().unwrap(), part.parse().unwrap())
 }
@@ -65,7 +67,11 @@ fn hint(p: &str) -> (u64, u64) {
 fn ffmpeg_plays_the_ll_hls_playlist_of_an_rtmp_stream() {
     let shared = shared_ll();
     let p = playlist(&shared.server, "");
-    assert!(p.contains("#EXT-X-MAP:URI=\"init0.mp4\""), "{p}");
+    let d = instance_dir(&p);
+    assert!(
+        p.contains(&format!("#EXT-X-MAP:URI=\"{d}init0.mp4\"")),
+        "{p}"
+    );
     assert!(p.contains("#EXT-X-PROGRAM-DATE-TIME:20"), "{p}");
     assert!(p.contains(",INDEPENDENT=YES\n"), "{p}");
     common::assert_plays_h264_aac(&shared.server.url("/live/ll/ll.m3u8"), "3");
@@ -78,20 +84,21 @@ fn a_segment_is_its_parts_joined_and_decodes_after_the_init_segment() {
     let p = playlist(s, "");
     // The newest complete segment, and its parts (listed for the last segments).
     let msn = newest_segment(&p);
-    let whole = s.get(&format!("/live/ll/{msn}.m4s"), &[]);
+    let d = instance_dir(&p);
+    let whole = s.get(&format!("/live/ll/{d}{msn}.m4s"), &[]);
     assert_eq!(whole.status, 200);
     assert_eq!(whole.header("content-type"), Some("video/mp4"));
     let mut joined = Vec::new();
     for i in 0.. {
-        if !p.contains(&format!("URI=\"{msn}.{i}.m4s\"")) {
+        if !p.contains(&format!("URI=\"{d}{msn}.{i}.m4s\"")) {
             break;
         }
-        let part = s.get(&format!("/live/ll/{msn}.{i}.m4s"), &[]);
+        let part = s.get(&format!("/live/ll/{d}{msn}.{i}.m4s"), &[]);
         assert_eq!(part.status, 200);
         joined.extend_from_slice(&part.body);
     }
     assert_eq!(joined, whole.body, "segment {msn} is its parts, in order");
-    let init = s.get("/live/ll/init0.mp4", &[]);
+    let init = s.get(&format!("/live/ll/{d}init0.mp4"), &[]);
     assert_eq!(init.status, 200);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("seg.mp4");
@@ -110,10 +117,11 @@ fn a_blocking_reload_is_answered_once_the_part_it_names_is_complete() {
     );
     assert_eq!(r.status, 200);
     let p = String::from_utf8(r.body.clone()).unwrap();
+    let d = instance_dir(&p);
     assert!(
-        p.contains(&format!("URI=\"{msn}.{part}.m4s\""))
+        p.contains(&format!("URI=\"{d}{msn}.{part}.m4s\""))
             && !p.contains(&format!(
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{msn}.{part}.m4s\""
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{d}{msn}.{part}.m4s\""
             )),
         "part {msn}.{part} is listed complete:\n{p}"
     );
@@ -177,11 +185,12 @@ fn the_hinted_part_is_sent_frame_by_frame_while_it_is_written() {
     let (msn, part) = hint(&playlist(s, ""));
     let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
     let (msn, part) = hint(&p);
+    let d = instance_dir(&p);
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         c,
-        "GET /live/ll/{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let head = read_head(&mut c);
@@ -193,7 +202,7 @@ fn the_hinted_part_is_sent_frame_by_frame_while_it_is_written() {
     assert!(ended, "the last chunk came");
     // Held until complete, it would have come as one chunk; it came as its frames arrived.
     assert!(sent.len() >= 2, "{} chunks", sent.len());
-    let whole = s.get(&format!("/live/ll/{msn}.{part}.m4s"), &[]);
+    let whole = s.get(&format!("/live/ll/{d}{msn}.{part}.m4s"), &[]);
     assert_eq!(whole.status, 200);
     assert!(whole.header("etag").is_some());
     assert_eq!(

@@ -260,12 +260,14 @@ fn period_xml(
             continue;
         };
         let (id, content, mime) = TRACKS[t];
+        // The stream instance's directory (hex digits and `/`: nothing to escape).
+        let d = &ll.dir;
         let _ = writeln!(
             out,
             "    <AdaptationSet id=\"{t}\" contentType=\"{content}\" mimeType=\"{mime}\" \
              segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
              <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{}\" startNumber=\"{}\" \
-             initialization=\"dash/init-{id}{}.mp4{q}\" media=\"dash/{id}$Number$.m4s{q}\" \
+             initialization=\"{d}dash/init-{id}{}.mp4{q}\" media=\"{d}dash/{id}$Number$.m4s{q}\" \
              availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\">\n        \
              <SegmentTimeline>",
             period.origin_ms,

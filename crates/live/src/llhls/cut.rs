@@ -159,6 +159,8 @@ pub struct LlHls {
     /// `max_segment_bytes` (a publisher whose keyframes are further apart than the segment
     /// length, or none at all).
     pub cut_short: u64,
+    /// Written in front of every URI a playlist or manifest names ([`LlHls::with_dir`]).
+    pub(crate) dir: String,
 }
 
 /// A step between fragments longer than this (or backwards) is a discontinuity.
@@ -192,6 +194,7 @@ impl LlHls {
             cut_short: 0,
             changes: 0,
             epoch_ms: None,
+            dir: String::new(),
         }
     }
 
@@ -555,28 +558,6 @@ impl LlHls {
     /// A kept part, open or complete.
     pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
         self.segment(msn)?.parts.get(index)
-    }
-
-    /// The part being written (`EXT-X-PRELOAD-HINT`): (msn, index).
-    pub fn hint(&self) -> Option<(u64, usize)> {
-        let seg = self.segments.back().filter(|s| !s.complete)?;
-        let i = seg.parts.iter().position(|p| !p.complete)?;
-        Some((seg.msn, i))
-    }
-
-    /// The newest complete part, (msn, index).
-    pub fn last_part(&self) -> Option<(u64, usize)> {
-        self.segments.iter().rev().find_map(|s| {
-            let i = s.parts.iter().rposition(|p| p.complete)?;
-            Some((s.msn, i))
-        })
-    }
-
-    /// What changes when a part completes or begins (a segment begins with its first part):
-    /// what a held request waits for, so the server wakes them when this changes and not on
-    /// every fragment.
-    pub fn parts_mark(&self) -> (Option<PartId>, Option<PartId>) {
-        (self.last_part(), self.hint())
     }
 
     /// The newest complete segment's msn.

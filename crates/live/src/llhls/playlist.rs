@@ -21,6 +21,15 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl LlHls {
+    /// URIs become `{dir}init{v}.mp4`, `{dir}{msn}.m4s`, `{dir}{msn}.{part}.m4s` (and DASH's
+    /// `{dir}dash/...`): a directory that names the stream instance, so that a stream published
+    /// again under the same name lists new URIs (its segments, parts and init segments are
+    /// immutable in every cache that holds the last one's). `dir` ends with `/`, or is empty.
+    pub fn with_dir(mut self, dir: String) -> Self {
+        self.dir = dir;
+        self
+    }
+
     /// `CAN-SKIP-UNTIL`, seconds.
     pub fn skip_until(&self) -> u64 {
         SKIP_UNTIL * self.target_secs
@@ -36,6 +45,7 @@ impl LlHls {
     /// memory, the newest run of those that left it whose bytes the recording holds.
     pub fn playlist_with(&self, skip: bool, carry: Option<&str>, dvr: Option<&Dvr<'_>>) -> String {
         let q = carry.map_or(String::new(), |c| format!("?{c}"));
+        let d = &self.dir;
         let (from_past, unlisted) = self.listing(dvr);
         let listed: Vec<Entry> = self
             .past
@@ -121,7 +131,7 @@ impl LlHls {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if init != Some(s.init) {
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init{}.mp4{q}\"", s.init);
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{d}init{}.mp4{q}\"", s.init);
                 init = Some(s.init);
             }
             if let Some(wall) = s.wall_ms {
@@ -131,7 +141,7 @@ impl LlHls {
                 for (i, p) in s.parts.iter().enumerate().filter(|(_, p)| p.complete) {
                     let _ = write!(
                         out,
-                        "#EXT-X-PART:DURATION={:.3},URI=\"{}.{i}.m4s{q}\"",
+                        "#EXT-X-PART:DURATION={:.3},URI=\"{d}{}.{i}.m4s{q}\"",
                         secs(p.duration),
                         s.msn
                     );
@@ -143,7 +153,7 @@ impl LlHls {
                 }
             }
             if s.complete {
-                let _ = writeln!(out, "#EXTINF:{:.3},\n{}.m4s{q}", secs(s.played), s.msn);
+                let _ = writeln!(out, "#EXTINF:{:.3},\n{d}{}.m4s{q}", secs(s.played), s.msn);
             }
         }
         if self.ended {
@@ -151,7 +161,7 @@ impl LlHls {
         } else if let Some((msn, i)) = self.hint() {
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{msn}.{i}.m4s{q}\""
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{d}{msn}.{i}.m4s{q}\""
             );
         }
         out

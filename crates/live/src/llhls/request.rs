@@ -1,7 +1,7 @@
 //! A playlist request's LL-HLS query (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) and the decision the
 //! server acts on: answer now, hold the request until the stream has more, or refuse it.
 
-use super::cut::LlHls;
+use super::cut::{LlHls, PartId};
 
 /// What a playlist request asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,5 +178,30 @@ impl LlHls {
         } else {
             self.too_far(msn, q.part)
         }
+    }
+}
+
+/// What a held request waits for.
+impl LlHls {
+    /// The part being written (`EXT-X-PRELOAD-HINT`): (msn, index).
+    pub fn hint(&self) -> Option<(u64, usize)> {
+        let seg = self.segments.back().filter(|s| !s.complete)?;
+        let i = seg.parts.iter().position(|p| !p.complete)?;
+        Some((seg.msn, i))
+    }
+
+    /// The newest complete part, (msn, index).
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        self.segments.iter().rev().find_map(|s| {
+            let i = s.parts.iter().rposition(|p| p.complete)?;
+            Some((s.msn, i))
+        })
+    }
+
+    /// What changes when a part completes or begins (a segment begins with its first part):
+    /// what a held request waits for, so the server wakes them when this changes and not on
+    /// every fragment.
+    pub fn parts_mark(&self) -> (Option<PartId>, Option<PartId>) {
+        (self.last_part(), self.hint())
     }
 }

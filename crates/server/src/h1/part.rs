@@ -39,6 +39,8 @@ pub(super) async fn write(
     date::now(|d| head.extend_from_slice(d));
     head.extend_from_slice(b"\r\n\r\n");
     let stall = live.config.stall_timeout;
+    // Sent whole within the limit, as a complete part would be (`SendBy`).
+    let by = tokio::time::Instant::now() + live.config.segment_send_limit;
     let mut head = Some(head);
     let mut first = Some(first);
     loop {
@@ -62,7 +64,7 @@ pub(super) async fn write(
             slices.push(IoSlice::new(b"\r\n"));
         }
         // Each write must take some bytes within the stall timeout, as a live viewer's.
-        let progress = |_| Some(tokio::time::Instant::now() + stall);
+        let progress = |_| Some((tokio::time::Instant::now() + stall).min(by));
         vectored::write_all(sock, &mut slices, progress).await?;
         head = None;
         if data.is_none() {

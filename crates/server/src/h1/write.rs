@@ -20,6 +20,22 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+/// How long writes may take: each must take some bytes within `each` (`send_timeout`), and
+/// none may end after `by` (a live segment's [`SendBy`](crate::response::SendBy)).
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    each: Duration,
+    by: Option<Instant>,
+}
+
+impl Limit {
+    /// When the next write must have taken some bytes.
+    fn next(&self) -> Instant {
+        let at = Instant::now() + self.each;
+        self.by.map_or(at, |by| at.min(by))
+    }
+}
+
 /// Renders a response head (status line, headers, `Date`, `Connection: close` when closing).
 pub(crate) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8>) {
     out.clear();
@@ -46,7 +62,9 @@ pub(crate) fn render_head(resp: &Response<Chunks>, close: bool, out: &mut Vec<u8
 
 /// Writes a response. `head` is the connection's reused head buffer; bodies of at least
 /// `sendfile_min` that live in a file go out with `sendfile`. A write that takes nothing within
-/// `send_timeout` fails with `TimedOut`, and the connection is then reset when it is dropped.
+/// `send_timeout` fails with `TimedOut`, as does one still going at the response's
+/// [`SendBy`](crate::response::SendBy) (a live segment); the connection is then reset when it
+/// is dropped.
 pub(super) async fn response(
     stream: &mut Transport,
     resp: Response<Chunks>,
@@ -71,16 +89,16 @@ pub(crate) fn reset_on_close(stream: &TcpStream) {
 
 /// The head and what precedes the file's part of the body (a clip's or segment's written head),
 /// each with `MSG_MORE` so the kernel sends them with the first body segment, then the rest of
-/// the body with `sendfile` from the entity's file; each call must take some bytes within
-/// `timeout`.
+/// the body with `sendfile` from the entity's file; each call must take some bytes by
+/// `limit`.
 async fn sendfile(
     stream: &TcpStream,
     pieces: &[&[u8]],
     src: &crate::body::FileSource,
-    timeout: Duration,
+    limit: Limit,
 ) -> io::Result<()> {
     for piece in pieces {
-        send(stream, piece, rustix::net::SendFlags::MORE, timeout).await?;
+        send(stream, piece, rustix::net::SendFlags::MORE, limit).await?;
     }
     let mut offset = src.offset;
     let end = src.offset + src.len;
@@ -96,7 +114,7 @@ async fn sendfile(
             rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
                 .map_err(io::Error::from)
         });
-        let n = within(timeout, write).await?;
+        let n = within(limit, write).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -108,19 +126,19 @@ async fn sendfile(
 }
 
 /// All of `piece`, with `flags` (`MSG_MORE`: more follows at once); each call must take some
-/// bytes within `timeout`.
+/// bytes by `limit`.
 async fn send(
     stream: &TcpStream,
     piece: &[u8],
     flags: rustix::net::SendFlags,
-    timeout: Duration,
+    limit: Limit,
 ) -> io::Result<()> {
     let mut sent = 0;
     while sent < piece.len() {
         let write = stream.async_io(Interest::WRITABLE, || {
             rustix::net::send(stream, &piece[sent..], flags).map_err(io::Error::from)
         });
-        sent += within(timeout, write).await?;
+        sent += within(limit, write).await?;
     }
     Ok(())
 }
@@ -147,7 +165,10 @@ async fn stored(
     }
     render_head(&resp, close, head);
     let to = Sink {
-        timeout: config.send_timeout,
+        limit: Limit {
+            each: config.send_timeout,
+            by: None,
+        },
         arena,
         sendfile_min: config.policy.sendfile_min,
     };
@@ -159,7 +180,7 @@ async fn stored(
 /// size, not the partial blocks at a range's ends, which `writev` sends as cheaply) go
 /// out with `sendfile` where the transport allows it, the rest with `writev`.
 struct Sink {
-    timeout: Duration,
+    limit: Limit,
     arena: Option<std::sync::Arc<crate::store::Arena>>,
     sendfile_min: u64,
 }
@@ -191,7 +212,7 @@ impl Sink {
         for b in frames {
             match self.located(b) {
                 Some(src) => {
-                    sendfile(sock, &pieces, &src, self.timeout).await?;
+                    sendfile(sock, &pieces, &src, self.limit).await?;
                     pieces.clear();
                     if let Some(a) = &self.arena {
                         a.sent
@@ -207,7 +228,7 @@ impl Sink {
             } else {
                 rustix::net::SendFlags::empty()
             };
-            send(sock, piece, more, self.timeout).await?;
+            send(sock, piece, more, self.limit).await?;
         }
         Ok(())
     }
@@ -223,7 +244,7 @@ async fn remote(
     to: &Sink,
 ) -> io::Result<()> {
     use http_body_util::BodyExt;
-    let deadline = |_| Some(Instant::now() + to.timeout);
+    let deadline = |_| Some(to.limit.next());
     let mut head = Some(head);
     let mut ready: Vec<Bytes> = Vec::with_capacity(READY_FRAMES);
     loop {
@@ -272,9 +293,9 @@ fn ready_frame(body: &mut Chunks) -> Option<Option<io::Result<http_body::Frame<B
     }
 }
 
-/// One write (or a `write_all` of a small head) that must take some bytes by `timeout`.
-async fn within<T>(timeout: Duration, write: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    match tokio::time::timeout(timeout, write).await {
+/// One write (or a `write_all` of a small head) that must take some bytes by `limit`.
+async fn within<T>(limit: Limit, write: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout_at(limit.next(), write).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
@@ -288,7 +309,10 @@ async fn respond(
     config: &Config,
     head: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let timeout = config.send_timeout;
+    let limit = Limit {
+        each: config.send_timeout,
+        by: crate::response::SendBy::of(&resp),
+    };
     if !head_only && resp.body().is_remote() {
         // Boxed: it would otherwise grow every connection's future (see lib.rs).
         return Box::pin(stored(stream, resp, close, config, head)).await;
@@ -297,7 +321,7 @@ async fn respond(
     let body = resp.into_body();
     if head_only {
         let mut only = [IoSlice::new(head)];
-        let deadline = |_| Some(Instant::now() + timeout);
+        let deadline = |_| Some(limit.next());
         return Box::pin(vectored::write_all(stream, &mut only, deadline)).await;
     }
     let sendfile_min = config.policy.sendfile_min;
@@ -316,14 +340,14 @@ async fn respond(
                 before -= n as u64;
             }
             // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
-            let r = Box::pin(sendfile(sock, &pieces, src, timeout)).await;
+            let r = Box::pin(sendfile(sock, &pieces, src, limit)).await;
             return r;
         }
     }
     if let Some(src) = body.file().filter(|f| f.on_disk) {
         // From a title mapped from disk (TLS, or under `sendfile_min`): written a stretch at a
         // time, each read in off the worker first (`pagein`).
-        return Box::pin(paged(stream, head, &body, src, timeout)).await;
+        return Box::pin(paged(stream, head, &body, src, limit)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
@@ -341,7 +365,7 @@ async fn respond(
         on_heap = slices_iter.map(IoSlice::new).collect();
         &mut on_heap[..]
     };
-    vectored::write_all(stream, rest, |_| Some(Instant::now() + timeout)).await
+    vectored::write_all(stream, rest, |_| Some(limit.next())).await
 }
 
 /// `head` and `body`, whose last `src.len` bytes are (mapped) pages of a file on disk: written
@@ -352,7 +376,7 @@ async fn paged(
     head: &[u8],
     body: &Chunks,
     src: &crate::body::FileSource,
-    timeout: Duration,
+    limit: Limit,
 ) -> io::Result<()> {
     let total = body.len();
     let file_at = total - src.len;
@@ -379,7 +403,7 @@ async fn paged(
             let hi = (to.min(end) - start) as usize;
             slices.push(IoSlice::new(&part[lo..hi]));
         }
-        vectored::write_all(stream, &mut slices, |_| Some(Instant::now() + timeout)).await?;
+        vectored::write_all(stream, &mut slices, |_| Some(limit.next())).await?;
         first = false;
         from = to;
     }

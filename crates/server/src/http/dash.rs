@@ -6,7 +6,7 @@
 //! (`llhls::hold`).
 
 use super::llhls::{dvr_mark, recorded_pieces, render, serve, with_recording};
-use super::{text, uri_number};
+use super::{text, uri_number, Instance};
 use crate::body::Chunks;
 use crate::entity::Policy;
 use crate::error::Error;
@@ -102,10 +102,10 @@ pub(super) fn manifest(
     Ok(r)
 }
 
-/// `GET|HEAD /live/{name}/dash/init-{v|a}{version}.mp4`.
+/// `GET|HEAD /live/{name}/{tag}/dash/init-{v|a}{version}.mp4`.
 pub(super) fn init<B>(
     live: &Live,
-    name: &str,
+    at: Instance<'_>,
     file: &str,
     policy: &Policy,
     req: &Request<B>,
@@ -118,19 +118,17 @@ pub(super) fn init<B>(
         let init = ll.init_version(version)?.tracks[t].as_ref()?;
         Some(vec![init.init.clone()])
     };
-    serve(live, name, &id, CONTENT_TYPES[t], policy, req, pick, || {
-        None
-    })
+    serve(live, at, &id, CONTENT_TYPES[t], policy, req, pick, || None)
 }
 
-/// `GET|HEAD /live/{name}/dash/{v|a}{msn}.m4s`: a complete segment of one track (one being
+/// `GET|HEAD /live/{name}/{tag}/dash/{v|a}{msn}.m4s`: a complete segment of one track (one being
 /// written is streamed before `http::handle`, see the module's doc). One that left memory is
 /// read from the stream's fMP4 recording, its muxed fragments split into the track's own
 /// (`media::cmaf::split`): the same bytes under the same ETag, the samples not copied.
 pub(super) fn media<B>(
     live: &Live,
     library: &Library,
-    name: &str,
+    at: Instance<'_>,
     file: &str,
     policy: &Policy,
     req: &Request<B>,
@@ -169,16 +167,7 @@ pub(super) fn media<B>(
         let read: u64 = data.iter().map(|b| b.len() as u64).sum();
         (read == len && len > 0).then_some(data)
     };
-    serve(
-        live,
-        name,
-        &id,
-        CONTENT_TYPES[t],
-        policy,
-        req,
-        pick,
-        recorded,
-    )
+    serve(live, at, &id, CONTENT_TYPES[t], policy, req, pick, recorded)
 }
 
 fn now_ms() -> u64 {

@@ -132,6 +132,21 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// Its answer to `req`, to be sent whole within `segment_send_limit`.
+    pub(super) fn serve<B>(
+        &self,
+        live: &Live,
+        policy: &Policy,
+        req: &Request<B>,
+    ) -> Response<Chunks> {
+        let mut r = entity::serve(self, policy, req.method(), req.headers());
+        let by = crate::response::SendBy::within(live.config.segment_send_limit);
+        r.extensions_mut().insert(by);
+        r
+    }
+}
+
 impl Entity for Segment {
     fn len(&self) -> u64 {
         self.len
@@ -163,18 +178,16 @@ impl Entity for Segment {
     }
 }
 
-/// `GET|HEAD /live/{name}/{seq}.ts`.
+/// `GET|HEAD /live/{name}/{tag}/{seq}.ts`.
 pub(super) fn segment<B>(
     live: &Live,
     library: &crate::library::Library,
-    name: &str,
+    at: super::Instance<'_>,
     seq: &str,
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let s = live
-        .get(name)
-        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    let s = at.stream(live)?;
     let unknown = || Error::UnknownSegment {
         stream: s.name.clone(),
         seq: seq.to_string(),
@@ -230,5 +243,5 @@ pub(super) fn segment<B>(
     };
     let seg = Segment::new(parts, s.instance, &n.to_string(), "video/mp2t").ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
-    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+    Ok(seg.serve(live, policy, req))
 }

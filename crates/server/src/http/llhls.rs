@@ -10,9 +10,9 @@
 use super::hls::Segment;
 use super::{text, uri_number};
 use crate::body::Chunks;
-use crate::entity::{self, Policy};
+use crate::entity::Policy;
 use crate::error::Error;
-use crate::http::Route;
+use crate::http::{Instance, Route};
 use crate::library::Library;
 use crate::live::llhls::Followed;
 use crate::live::{Held, Live, Output, Stream};
@@ -40,13 +40,13 @@ pub(crate) fn streamable<'a, B>(route: Route<'a>, req: &Request<B>) -> Option<(&
         return None;
     }
     match route {
-        Route::LlMedia(name, media) => {
+        Route::LlMedia(at, media) => {
             let (msn, part) = parse_media(media)?;
-            Some((name, Followed::Part { msn, part: part? }))
+            Some((at.name, Followed::Part { msn, part: part? }))
         }
-        Route::DashMedia(name, file) => {
+        Route::DashMedia(at, file) => {
             let (track, msn) = super::dash::parse_media(file)?;
-            Some((name, Followed::Track { msn, track }))
+            Some((at.name, Followed::Track { msn, track }))
         }
         _ => None,
     }
@@ -71,9 +71,9 @@ pub(crate) async fn hold<B>(
             let q = Query::parse(req.uri().query()).map_err(Error::LlQuery)?;
             (name, Awaited::Playlist(q))
         }
-        Route::LlMedia(name, media) => match parse_media(media) {
+        Route::LlMedia(at, media) => match parse_media(media) {
             Some((msn, Some(part))) => (
-                name,
+                at.name,
                 Awaited::Part {
                     msn,
                     part,
@@ -84,9 +84,9 @@ pub(crate) async fn hold<B>(
         },
         // A manifest waits, as a playlist without `_HLS_msn`, for a first segment.
         Route::DashManifest(name) => (name, Awaited::Playlist(Query::default())),
-        Route::DashMedia(name, file) => match super::dash::parse_media(file) {
+        Route::DashMedia(at, file) => match super::dash::parse_media(file) {
             Some((_, msn)) => (
-                name,
+                at.name,
                 Awaited::Segment {
                     msn,
                     begun: stream_open,
@@ -99,6 +99,10 @@ pub(crate) async fn hold<B>(
     // Checked before the wait, and for a streamed part, which `http::handle` never sees.
     crate::http::signed_link(&state.config(), req)?;
     crate::admit::viewer_request(state, name, req)?;
+    // A part or segment of an earlier publish under this name is never waited for.
+    if let Route::LlMedia(at, _) | Route::DashMedia(at, _) = route {
+        at.stream(&state.live)?;
+    }
     let (asked, blocking) = match awaited {
         Awaited::Playlist(q) => (q.msn.unwrap_or(0), q.is_blocking()),
         Awaited::Part { msn, .. } | Awaited::Segment { msn, .. } => (msn, true),
@@ -254,13 +258,14 @@ pub(super) fn dvr_mark(s: &Stream, ll: &::live::LlHls) -> DvrMark {
     (len, oldest, s.ll_floor.load(Relaxed))
 }
 
-/// `GET|HEAD /live/{name}/{msn}.m4s` (a complete segment) or `/{msn}.{part}.m4s` (a complete part).
+/// `GET|HEAD /live/{name}/{tag}/{msn}.m4s` (a complete segment) or `/{msn}.{part}.m4s` (a
+/// complete part).
 /// A segment that left memory is read from the stream's fMP4 recording: the same bytes, under
 /// the same ETag.
 pub(super) fn media<B>(
     live: &Live,
     library: &Library,
-    name: &str,
+    at: Instance<'_>,
     media: &str,
     policy: &Policy,
     req: &Request<B>,
@@ -287,7 +292,7 @@ pub(super) fn media<B>(
     };
     serve(
         live,
-        name,
+        at,
         &format!("ll{media}"),
         "video/mp4",
         policy,
@@ -319,10 +324,10 @@ pub(super) fn recorded_pieces(
     Some((c.pieces(from, to, true), past))
 }
 
-/// `GET|HEAD /live/{name}/init{version}.mp4`.
+/// `GET|HEAD /live/{name}/{tag}/init{version}.mp4`.
 pub(super) fn init<B>(
     live: &Live,
-    name: &str,
+    at: Instance<'_>,
     version: &str,
     policy: &Policy,
     req: &Request<B>,
@@ -330,16 +335,16 @@ pub(super) fn init<B>(
     let v: Option<u64> = uri_number(version);
     let id = format!("init{version}");
     let pick = |_: &Stream, ll: &::live::LlHls| Some(vec![ll.init_segment(v?)?.clone()]);
-    serve(live, name, &id, "video/mp4", policy, req, pick, || None)
+    serve(live, at, &id, "video/mp4", policy, req, pick, || None)
 }
 
-/// One LL-HLS (or DASH) file of stream `name` as an entity: `pick` takes its `Bytes` from the
+/// One LL-HLS (or DASH) file of stream instance `at` as an entity: `pick` takes its `Bytes` from the
 /// stream's LL-HLS state, under the stream's read lock, or else `after` once the lock is let go
 /// (`None` from both: no such file, 404); `id` names it in the ETag and the message.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve<B>(
     live: &Live,
-    name: &str,
+    at: Instance<'_>,
     id: &str,
     content_type: &'static str,
     policy: &Policy,
@@ -347,9 +352,7 @@ pub(super) fn serve<B>(
     pick: impl FnOnce(&Stream, &::live::LlHls) -> Option<Vec<Bytes>>,
     after: impl FnOnce() -> Option<Vec<Bytes>>,
 ) -> Result<Response<Chunks>, Error> {
-    let s = live
-        .get(name)
-        .ok_or_else(|| Error::UnknownStream(name.into()))?;
+    let s = at.stream(live)?;
     let unknown = || Error::UnknownSegment {
         stream: s.name.clone(),
         seq: id.to_string(),
@@ -362,7 +365,7 @@ pub(super) fn serve<B>(
     let seg = Segment::new(data.ok_or_else(unknown)?, s.instance, id, content_type)
         .ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
-    Ok(entity::serve(&seg, policy, req.method(), req.headers()))
+    Ok(seg.serve(live, policy, req))
 }
 
 #[cfg(test)]

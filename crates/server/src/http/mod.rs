@@ -11,9 +11,12 @@
 //! | `PUT|POST /live/{name}`            | publish MPEG-TS                           | live/ingest.rs |
 //! | `GET /live/{name}.ts`, `.flv`      | watch from the latest keyframe            | live/follow.rs |
 //! | `GET /live/{name}/index.m3u8`      | live HLS playlist                         | hls.rs     |
-//! | `GET /live/{name}/{seq}.ts`        | live HLS segment (immutable, ranges)      | hls.rs     |
+//! | `GET /live/{name}/{tag}/{seq}.ts`  | live HLS segment (immutable, ranges)      | hls.rs     |
 //! | `GET /live/{name}/ll.m3u8`         | LL-HLS playlist (blocking reload, delta)  | llhls.rs   |
-//! | `GET /live/{name}/init{v}.mp4`, `/{msn}.m4s`, `/{msn}.{part}.m4s` | LL-HLS init, segment, part | llhls.rs |
+//! | `GET /live/{name}/{tag}/init{v}.mp4`, `/{msn}.m4s`, `/{msn}.{part}.m4s` | LL-HLS init, segment, part | llhls.rs |
+//! | `GET /live/{name}/manifest.mpd`, `/{tag}/dash/...` | LL-DASH manifest, init segments, segments | dash.rs |
+//!
+//! `{tag}`: the stream instance, in hex ([`live::Stream::dir`]); the playlists name it.
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
 //! | `GET /metrics`                     | Prometheus text: live, connections, VOD   | live/api.rs, conns.rs, vod_metrics.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
@@ -28,6 +31,8 @@ mod admin;
 mod clips;
 mod dash;
 mod hls;
+mod instance;
+pub use instance::Instance;
 pub(crate) mod llhls;
 mod packaged;
 mod page;
@@ -82,20 +87,22 @@ pub enum Route<'a> {
     /// `GET|HEAD /live/{name}.ts|.flv`: a viewer (GET: the viewer loop; HEAD: answered here).
     Watch(&'a str, Output),
     Playlist(&'a str),
-    Segment(&'a str, &'a str),
+    /// `GET /live/{name}/{tag}/{seq}.ts`.
+    Segment(Instance<'a>, &'a str),
     /// `GET /live/{name}/ll.m3u8`: LL-HLS (may be held: `_HLS_msn`, `_HLS_part`).
     LlPlaylist(&'a str),
-    /// `GET /live/{name}/init{version}.mp4`.
-    LlInit(&'a str, &'a str),
-    /// `GET /live/{name}/{msn}.m4s` (a segment) or `/{msn}.{part}.m4s` (a part, may be held).
-    LlMedia(&'a str, &'a str),
+    /// `GET /live/{name}/{tag}/init{version}.mp4`.
+    LlInit(Instance<'a>, &'a str),
+    /// `GET /live/{name}/{tag}/{msn}.m4s` (a segment) or `/{msn}.{part}.m4s` (a part, may be
+    /// held).
+    LlMedia(Instance<'a>, &'a str),
     /// `GET /live/{name}/manifest.mpd`: LL-DASH (waits for a first segment).
     DashManifest(&'a str),
-    /// `GET /live/{name}/dash/init-{v|a}{version}.mp4`: a track's init segment.
-    DashInit(&'a str, &'a str),
-    /// `GET /live/{name}/dash/{v|a}{msn}.m4s`: a track's segment (may be held, streamed while it
-    /// is written).
-    DashMedia(&'a str, &'a str),
+    /// `GET /live/{name}/{tag}/dash/init-{v|a}{version}.mp4`: a track's init segment.
+    DashInit(Instance<'a>, &'a str),
+    /// `GET /live/{name}/{tag}/dash/{v|a}{msn}.m4s`: a track's segment (may be held, streamed
+    /// while it is written).
+    DashMedia(Instance<'a>, &'a str),
     /// `GET /api/time`: the server's clock (DASH `UTCTiming`).
     Clock,
     Streams,
@@ -215,21 +222,26 @@ fn live_route<'a>(method: &Method, rest: &'a str) -> Option<Route<'a>> {
         Some((name, "index.m3u8")) => Some(Route::Playlist(name)),
         Some((name, "ll.m3u8")) => Some(Route::LlPlaylist(name)),
         Some((name, "manifest.mpd")) => Some(Route::DashManifest(name)),
-        Some((name, file)) if file.starts_with("dash/") => {
-            let file = &file["dash/".len()..];
-            match file.strip_prefix("init-") {
-                Some(init) => Some(Route::DashInit(name, init.strip_suffix(".mp4")?)),
-                None => Some(Route::DashMedia(name, file.strip_suffix(".m4s")?)),
+        // The files of one publish of the stream, in its instance's directory.
+        Some((name, path)) => {
+            let (tag, file) = path.split_once('/')?;
+            let hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+            if tag.is_empty() || !tag.as_bytes().iter().all(hex) {
+                return None;
             }
-        }
-        Some((name, file)) => {
-            if let Some(seq) = file.strip_suffix(".ts") {
-                Some(Route::Segment(name, seq))
+            let at = Instance { name, tag };
+            if let Some(file) = file.strip_prefix("dash/") {
+                match file.strip_prefix("init-") {
+                    Some(init) => Some(Route::DashInit(at, init.strip_suffix(".mp4")?)),
+                    None => Some(Route::DashMedia(at, file.strip_suffix(".m4s")?)),
+                }
+            } else if let Some(seq) = file.strip_suffix(".ts") {
+                Some(Route::Segment(at, seq))
             } else if let Some(media) = file.strip_suffix(".m4s") {
-                Some(Route::LlMedia(name, media))
+                Some(Route::LlMedia(at, media))
             } else {
                 let version = file.strip_prefix("init")?.strip_suffix(".mp4")?;
-                Some(Route::LlInit(name, version))
+                Some(Route::LlInit(at, version))
             }
         }
     }
@@ -411,22 +423,22 @@ fn answer<B>(
             let carried = carried_query(state, name, req, carry);
             hls::playlist(live, name, carried.as_deref())
         }
-        Route::Segment(name, seq) => {
-            crate::admit::viewer_request(state, name, req)?;
-            hls::segment(live, lib, name, seq, policy, req)
+        Route::Segment(at, seq) => {
+            crate::admit::viewer_request(state, at.name, req)?;
+            hls::segment(live, lib, at, seq, policy, req)
         }
         Route::LlPlaylist(name) => {
             crate::admit::viewer_request(state, name, req)?;
             let carried = carried_query(state, name, req, carry);
             llhls::playlist(live, name, req.uri().query(), carried.as_deref())
         }
-        Route::LlInit(name, version) => {
-            crate::admit::viewer_request(state, name, req)?;
-            llhls::init(live, name, version, policy, req)
+        Route::LlInit(at, version) => {
+            crate::admit::viewer_request(state, at.name, req)?;
+            llhls::init(live, at, version, policy, req)
         }
-        Route::LlMedia(name, media) => {
-            crate::admit::viewer_request(state, name, req)?;
-            llhls::media(live, lib, name, media, policy, req)
+        Route::LlMedia(at, media) => {
+            crate::admit::viewer_request(state, at.name, req)?;
+            llhls::media(live, lib, at, media, policy, req)
         }
         Route::DashManifest(name) => {
             crate::admit::viewer_request(state, name, req)?;
@@ -438,13 +450,13 @@ fn answer<B>(
                 &dash::clock_url(req, secure),
             )
         }
-        Route::DashInit(name, file) => {
-            crate::admit::viewer_request(state, name, req)?;
-            dash::init(live, name, file, policy, req)
+        Route::DashInit(at, file) => {
+            crate::admit::viewer_request(state, at.name, req)?;
+            dash::init(live, at, file, policy, req)
         }
-        Route::DashMedia(name, file) => {
-            crate::admit::viewer_request(state, name, req)?;
-            dash::media(live, lib, name, file, policy, req)
+        Route::DashMedia(at, file) => {
+            crate::admit::viewer_request(state, at.name, req)?;
+            dash::media(live, lib, at, file, policy, req)
         }
         Route::Clock => Ok(dash::clock()),
         Route::Streams => Ok(json(
@@ -495,6 +507,10 @@ mod tests {
     fn every_route_from_method_and_path() {
         let get = Method::GET;
         let put = Method::PUT;
+        let at = Instance {
+            name: "show",
+            tag: "1a",
+        };
         let cases: &[(&Method, &str, Option<Route<'_>>)] = &[
             (&get, "/videos/a/b.mp4", Some(Route::Video("a/b.mp4"))),
             (&get, "/api/videos", Some(Route::List)),
@@ -535,25 +551,41 @@ mod tests {
                 Some(Route::Publish("show.ts")),
             ),
             (&get, "/live/show/index.m3u8", Some(Route::Playlist("show"))),
-            (&get, "/live/show/12.ts", Some(Route::Segment("show", "12"))),
-            (&get, "/live/show/12.mp4", None),
+            (&get, "/live/show/1a/12.ts", Some(Route::Segment(at, "12"))),
+            (&get, "/live/show/1a/12.mp4", None),
+            // A stream's files are in its instance's directory, never beside its playlists.
+            (&get, "/live/show/12.ts", None),
+            (&get, "/live/show/12.m4s", None),
+            (&get, "/live/show/init0.mp4", None),
+            (&get, "/live/show/dash/v3.m4s", None),
             (&get, "/live/show/ll.m3u8", Some(Route::LlPlaylist("show"))),
+            (&get, "/live/show/1a/12.m4s", Some(Route::LlMedia(at, "12"))),
             (
                 &get,
-                "/live/show/12.m4s",
-                Some(Route::LlMedia("show", "12")),
+                "/live/show/1a/12.3.m4s",
+                Some(Route::LlMedia(at, "12.3")),
             ),
             (
                 &get,
-                "/live/show/12.3.m4s",
-                Some(Route::LlMedia("show", "12.3")),
+                "/live/show/1a/init0.mp4",
+                Some(Route::LlInit(at, "0")),
+            ),
+            (&get, "/live/show/1a/init.mp3", None),
+            (
+                &get,
+                "/live/show/1a/dash/v3.m4s",
+                Some(Route::DashMedia(at, "v3")),
             ),
             (
                 &get,
-                "/live/show/init0.mp4",
-                Some(Route::LlInit("show", "0")),
+                "/live/show/1a/dash/init-a0.mp4",
+                Some(Route::DashInit(at, "a0")),
             ),
-            (&get, "/live/show/init.mp3", None),
+            (
+                &get,
+                "/live/show/manifest.mpd",
+                Some(Route::DashManifest("show")),
+            ),
             (&get, "/api/streams", Some(Route::Streams)),
             (&get, "/api/streams/show", Some(Route::StreamInfo("show"))),
             (&get, "/metrics", Some(Route::Metrics)),

@@ -256,6 +256,8 @@ pub(crate) fn part_response(
     });
     let body = PartBody { rx, done: false };
     let mut r = http::Response::new(body.boxed_unsync());
+    let by = crate::response::SendBy::within(live.config.segment_send_limit);
+    r.extensions_mut().insert(by);
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,

@@ -5,7 +5,7 @@
 //!  rtmp://…/live/{name}   rtmp_conn --FLV tag bodies-->   Ingest::prepare/commit, MediaOutputs
 //!                                                         (write lock, brief) → wake viewers
 //!  GET /live/{name}.ts|.flv, RTMP play   follow.rs <--one writev per batch-- Viewer::step
-//!  GET /live/{name}/index.m3u8, /{seq}.ts  (http/hls.rs)  Segmenter (same Bytes)
+//!  GET /live/{name}/index.m3u8, /{tag}/{seq}.ts  (http/hls.rs)  Segmenter (same Bytes)
 //!  /api/streams, /metrics                  api.rs
 //! ```
 //! - `registry.rs`: the streams, publish keys, the one-publisher rule, and the shell around
@@ -84,6 +84,12 @@ pub struct LiveConfig {
     pub publisher_timeout: Duration,
     /// A viewer whose socket takes nothing for this long is disconnected.
     pub stall_timeout: Duration,
+    /// A live segment, part or init segment (HLS, LL-HLS, DASH) must be sent whole within this
+    /// of its request, or its connection is reset: it holds the `Bytes` of a segment the stream
+    /// may have let go of, and a client slower than this is behind the live window anyway.
+    /// Without it, clients that read slowly (but read, so never stall) would keep any number of
+    /// old segments in memory, outside the live budget.
+    pub segment_send_limit: Duration,
     /// FLV and RTMP viewers are woken at most this often (and on keyframes), so each write
     /// carries several frames: their cost is mostly per write (docs/benchmarks.md). `.ts`
     /// viewers are woken on every video frame.
@@ -126,6 +132,7 @@ impl Default for LiveConfig {
             max_ingest_bitrate: 100_000_000,
             publisher_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(15),
+            segment_send_limit: Duration::from_secs(30),
             viewer_send_buffer: 256 << 10,
             media_batch: Duration::from_millis(100),
             linger: Duration::from_secs(60),

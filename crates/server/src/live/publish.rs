@@ -117,9 +117,9 @@ impl Publish {
             let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
             let ll_changed = {
                 let mut inner = self.stream.write();
-                let media = inner
-                    .media
-                    .get_or_insert_with(|| MediaOutputs::new(limits, ll));
+                let media = inner.media.get_or_insert_with(|| {
+                    MediaOutputs::new(limits, ll).with_dir(self.stream.dir())
+                });
                 let before = media.llhls.parts_mark();
                 media.flv_clock = self.to_flv.as_ref().and_then(media::flv::FromTs::clock);
                 for t in &self.tags {
@@ -154,7 +154,7 @@ impl Publish {
             let mut inner = self.stream.write();
             let media = inner
                 .media
-                .get_or_insert_with(|| MediaOutputs::new(limits, ll));
+                .get_or_insert_with(|| MediaOutputs::new(limits, ll).with_dir(self.stream.dir()));
             // A publisher that came back within the grace period starts its clock over:
             // continue the stream's clock instead, for every output.
             let offset = *self

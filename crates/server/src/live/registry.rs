@@ -55,7 +55,8 @@ impl Inner {
 #[derive(Debug)]
 pub struct Stream {
     pub name: String,
-    /// Distinguishes this stream from an earlier one of the same name (in segment ETags).
+    /// Distinguishes this stream from an earlier one of the same name: in segment ETags, and as
+    /// the directory of its segment, part and init segment URIs ([`Stream::dir`]).
     pub instance: u64,
     /// On the live clock.
     pub created: Duration,
@@ -108,6 +109,20 @@ impl Drop for Stream {
 }
 
 impl Stream {
+    /// The directory, relative to `/live/{name}/`, that the playlists and manifests of this
+    /// instance of the stream name their segments, parts and init segments in: its instance in
+    /// hex, then `/`. A stream published again under the same name after this one ended lists
+    /// other URIs, so no cache answers them with this one's immutable bytes.
+    pub fn dir(&self) -> String {
+        format!("{:x}/", self.instance)
+    }
+
+    /// Whether `tag` (the directory of a segment's URI, without its `/`) names this instance.
+    pub fn is_instance(&self, tag: &str) -> bool {
+        // Exactly as `dir` writes it (lowercase, no leading zero): one resource, one URL.
+        self.dir().strip_suffix('/') == Some(tag)
+    }
+
     /// The stream's state, for reading. Never held across an await.
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
@@ -147,7 +162,7 @@ impl Stream {
         }
         inner
             .media
-            .get_or_insert_with(|| MediaOutputs::new(limits, ll));
+            .get_or_insert_with(|| MediaOutputs::new(limits, ll).with_dir(self.dir()));
         self.media_wanted.store(true, Relaxed);
         true
     }
@@ -436,17 +451,18 @@ impl Live {
             tracing::warn!(stream = %crate::clip::Clip(name), %peer, error = %e, "publish refused");
             return Err(e);
         }
+        let instance = self.next_instance.fetch_add(1, Relaxed);
         let (tick, _) = watch::channel(0);
         let (tick_media, _) = watch::channel(0);
         let (tick_ll, _) = watch::channel(0);
         let stream = Arc::new(Stream {
             name: name.to_string(),
-            instance: self.next_instance.fetch_add(1, Relaxed),
+            instance,
             created: now,
             inner: RwLock::new(Inner {
                 ring: Ring::new(self.config.ring),
                 media: None,
-                hls: Segmenter::new(self.config.hls),
+                hls: Segmenter::new(self.config.hls).with_dir(format!("{instance:x}/")),
                 lifecycle: Lifecycle::new(self.timing(), now),
                 publisher: Some(peer),
                 ingest: None,

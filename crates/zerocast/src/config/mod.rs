@@ -138,6 +138,8 @@ pub struct LiveFile {
     viewer_max_skips: Option<usize>,
     viewer_skip_period_secs: Option<u64>,
     viewer_stall_timeout_secs: Option<u64>,
+    /// A live segment, part or init segment must be sent whole within this (default 30).
+    segment_send_limit_secs: Option<u64>,
     /// Threads that write to viewers (0: none, viewers share the request workers); default one
     /// per core.
     fanout_threads: Option<usize>,
@@ -353,6 +355,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
             "live.viewer_stall_timeout_secs",
             f.viewer_stall_timeout_secs,
         ),
+        ("live.segment_send_limit_secs", f.segment_send_limit_secs),
     ] {
         at_most_ten_years(key, secs)?;
     }
@@ -414,6 +417,9 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(s) = f.viewer_stall_timeout_secs {
         c.stall_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = f.segment_send_limit_secs {
+        c.segment_send_limit = Duration::from_secs(s.max(1));
     }
     if let Some(n) = f.fanout_threads {
         c.fanout.threads = Some(n);

@@ -411,3 +411,29 @@ pub fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
         raw = &raw[eol + 2 + n + 2..];
     }
 }
+
+/// The directory a live playlist or manifest names its files in, `{hex}/`: the stream
+/// instance's, read from its first URI (a URI line, `URI="..."` or DASH's `media="..."`).
+pub fn instance_dir(listing: &str) -> String {
+    let uri = listing
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            if !l.starts_with('#') && !l.is_empty() && !l.starts_with('<') {
+                return Some(l);
+            }
+            let at = ["URI=\"", "media=\""]
+                .iter()
+                .find_map(|a| l.find(a).map(|i| i + a.len()))?;
+            l[at..].split('"').next()
+        })
+        .unwrap_or_else(|| panic!("no URI in {listing}"));
+    let (dir, _) = uri
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{uri} has no directory"));
+    assert!(
+        !dir.is_empty() && dir.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{uri}"
+    );
+    format!("{dir}/")
+}

@@ -1,0 +1,196 @@
+//! A title's file cut short while the server has it mapped. A title beyond the memory budget
+//! is a read-only mapping of its file, and an operator may shorten the file under it: `cp` over
+//! it and `ffmpeg -y` writing to it truncate it first, as does `rsync --inplace`. The kernel's own
+//! reads of it then see an error or a short file and end that one response (`writev` from the
+//! mapping: `EFAULT`; `sendfile`: fewer bytes). But a read of ours past the file's new end (a
+//! clip's or a segment's head made from the title's `moov`, its clusters, its PSI) raises
+//! SIGBUS, which ends the process, every viewer and publisher on it with it.
+//!
+//! So SIGBUS has a handler ([`install`]): a fault of kind `BUS_ADRERR` (an access to a mapped
+//! page beyond its file's end: the one cause in this process; the arena and title memfds never
+//! shrink, and memory errors are `BUS_MCEERR_*`) gets a page of zeros mapped read-only in place
+//! of the missing one, and the read goes on. It reads zeros where the file's bytes were: the
+//! head made from them fails to parse and the request gets an error, never a crash. The handler
+//! counts the fault and wakes [`watch`] through an eventfd (a `write` is async-signal-safe),
+//! which logs it and has the library rescanned at once: the title is reloaded from what its
+//! file holds now, and the zero pages go with the old mapping when its last response ends.
+//! Any other SIGBUS goes to the handler that was there before (Rust's, then the default: the
+//! process ends, as it should).
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+/// Reads that found their page cut off (`library_truncated_reads_total`).
+pub(crate) static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// The eventfd the handler wakes [`watch`] through (-1: not installed).
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+/// The page size, for the handler (which must not ask for it).
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+/// The SIGBUS action before ours: what a fault that is not ours goes to.
+static PREVIOUS: OnceLock<Previous> = OnceLock::new();
+
+struct Previous(libc::sigaction);
+
+// SAFETY: a `sigaction` is plain data (a handler address, flags and a signal mask), written once
+// before the handler is installed and only read after.
+unsafe impl Sync for Previous {}
+// SAFETY: as above.
+unsafe impl Send for Previous {}
+
+/// Installs the SIGBUS handler, once per process (later calls return the first's result).
+pub fn install() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let os = || std::io::Error::last_os_error().to_string();
+        // SAFETY: asks for a constant of the system; touches no memory of ours.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        PAGE.store(usize::try_from(page).map_err(|_| os())?, Relaxed);
+        // SAFETY: creates a descriptor; no memory of ours is touched.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(os());
+        }
+        WAKE.store(fd, Relaxed);
+        // SAFETY: an all-zero `sigaction` is a valid value to be written over.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reads the current action into `old`, a valid `sigaction`.
+        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
+            return Err(os());
+        }
+        let _ = PREVIOUS.set(Previous(old));
+        // SAFETY: as for `old`.
+        let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+        new.sa_sigaction = on_sigbus as *const () as usize;
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `new.sa_mask` is a valid signal set to empty; `new` is a complete action
+        // whose handler has the SA_SIGINFO signature.
+        let set = unsafe {
+            libc::sigemptyset(&mut new.sa_mask);
+            libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut())
+        };
+        if set != 0 {
+            return Err(os());
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// The handler. Only async-signal-safe calls: `mmap`, `write`, `sigaction`, atomics.
+extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid `siginfo_t`, whose address
+    // field is the one a SIGBUS fills in.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    let page = PAGE.load(Relaxed);
+    if code == libc::BUS_ADRERR && addr != 0 && page != 0 {
+        let at = addr & !(page - 1);
+        // SAFETY: `at` is the page of a mapping of ours that the kernel has no backing for (its
+        // file ends before it): replacing that one page with zeros, read-only, changes no byte
+        // that could be read before, and the mapping's owner unmaps the whole range, this page
+        // with it, when it is dropped.
+        let zeros = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                page,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if zeros != libc::MAP_FAILED {
+            FAULTS.fetch_add(1, Relaxed);
+            let one: u64 = 1;
+            // SAFETY: writes the 8 bytes of `one` to the eventfd (a full counter only makes
+            // the write fail: the watcher is woken already).
+            unsafe {
+                libc::write(
+                    WAKE.load(Relaxed),
+                    (&one as *const u64).cast::<libc::c_void>(),
+                    8,
+                );
+            }
+            return;
+        }
+    }
+    // Not ours: the action before ours takes it when the access runs again on return.
+    match PREVIOUS.get() {
+        // SAFETY: restores the action that was installed before ours, as it was read.
+        Some(p) => unsafe {
+            libc::sigaction(libc::SIGBUS, &p.0, std::ptr::null_mut());
+        },
+        // SAFETY: the default action (the process ends).
+        None => unsafe {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        },
+    }
+}
+
+/// Installs the handler (the binary did before the library was read) and spawns [`watch`]: a
+/// title's file cut short under its mapping is then not the end of the process.
+pub(crate) fn watching(changed: Arc<tokio::sync::Notify>) -> Option<tokio::task::JoinHandle<()>> {
+    match install() {
+        Ok(()) => Some(tokio::spawn(watch(changed))),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "no SIGBUS handler: a title file cut short while mapped ends the process"
+            );
+            None
+        }
+    }
+}
+
+/// The eventfd, as tokio takes it (never closed: it lives as long as the process).
+struct Wake(RawFd);
+
+impl AsRawFd for Wake {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Waits for the handler's wake-ups: each is logged, and has the library rescanned (`changed`).
+/// Returns at once when the handler is not installed.
+async fn watch(changed: Arc<tokio::sync::Notify>) {
+    let fd = WAKE.load(Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: the eventfd is open for the life of the process, never closed or replaced.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(Wake(fd), tokio::io::Interest::READABLE)
+    };
+    // (One server per process in practice; where tests run several, each wake-up is read by
+    // one of them, and a runtime that watches it already refuses a second registration.)
+    let Ok(wake) = registered else {
+        return;
+    };
+    loop {
+        let Ok(mut ready) = wake.readable().await else {
+            return;
+        };
+        let mut n = [0u8; 8];
+        match rustix::io::read(
+            // SAFETY: the eventfd stays open for the life of the process.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            &mut n,
+        ) {
+            Ok(_) => {
+                tracing::warn!(
+                    reads = FAULTS.load(Relaxed),
+                    "a title's file was cut short while it was mapped (copied over or \
+                     rewritten in place): what lay past its new end was read as zeros and the \
+                     requests that read it failed; rescanning the library now"
+                );
+                changed.notify_one();
+            }
+            Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+            Err(_) => return,
+        }
+    }
+}

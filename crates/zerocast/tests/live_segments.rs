@@ -1,0 +1,169 @@
+//! Live HLS segments as a client receives them: under a URL that names the publish (a stream
+//! published again under the same name lists new URLs, never the last broadcast's), and sent
+//! whole within the send limit (a client that reads too slowly is cut off, so slow readers
+//! cannot keep old segments in memory).
+
+mod common;
+
+use common::fixtures::live_ts;
+use common::live::{instance_dir, raw_publish, server, wait_for, WAIT};
+use common::ts::keyframes;
+use common::TestServer;
+use server::live::LiveConfig;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn fixture_bytes() -> Vec<u8> {
+    std::fs::read(live_ts()).unwrap()
+}
+
+fn hls_1s_window_3(c: &mut LiveConfig) {
+    c.hls.min_segment = Duration::from_secs(1);
+    c.hls.window = 3;
+}
+
+fn playlist(s: &TestServer, name: &str) -> String {
+    let r = s.get(&format!("/live/{name}/index.m3u8"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    String::from_utf8(r.body).unwrap()
+}
+
+#[test]
+fn a_stream_published_again_lists_its_segments_under_new_urls() {
+    let s = server(hls_1s_window_3);
+    let data = fixture_bytes();
+    let k = keyframes(&data);
+    // The first broadcast: three GOPs, then the publisher finishes (the stream ends at once).
+    assert_eq!(
+        raw_publish(s.addr, "/live/h", &data[..k[3]]).end().status,
+        200
+    );
+    wait_for(&s, "h", "the end", |d| d["state"] == "ended");
+    let first = playlist(&s, "h");
+    let old = format!("/live/h/{}0.ts", instance_dir(&first));
+    let before = s.get(&old, &[]);
+    assert_eq!(before.status, 200);
+    assert_eq!(
+        before.header("cache-control"),
+        Some("public, max-age=600, immutable")
+    );
+    // The second, under the same name (the same source again: its segment 0 has the same
+    // bytes, under another URL and ETag).
+    let _post = raw_publish(s.addr, "/live/h", &data[..k[3]]);
+    wait_for(&s, "h", "two segments of the second", |d| {
+        d["state"] == "live" && d["hls_segments"] == 2
+    });
+    let second = playlist(&s, "h");
+    let new = format!("/live/h/{}0.ts", instance_dir(&second));
+    assert_ne!(
+        new, old,
+        "a cache that holds the first's segment 0 never answers for this one"
+    );
+    let after = s.get(&new, &[]);
+    assert_eq!(after.status, 200);
+    assert_ne!(after.header("etag"), before.header("etag"));
+    // The first broadcast's URLs are not answered with the second's bytes.
+    let gone = s.get(&old, &[]);
+    assert_eq!(gone.status, 404);
+    let msg = gone.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("earlier publish"), "{msg}");
+}
+
+#[test]
+fn a_live_segment_read_too_slowly_is_cut_off_at_the_send_limit() {
+    let s = server(|c| {
+        // Segments of four 1 s GOPs: more than the socket buffers hold for a slow reader.
+        c.hls.min_segment = Duration::from_secs(4);
+        c.segment_send_limit = Duration::from_secs(1);
+    });
+    let data = fixture_bytes();
+    let k = keyframes(&data);
+    let _post = raw_publish(s.addr, "/live/slow", &data[..k[9]]);
+    wait_for(&s, "slow", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let p = String::from_utf8(s.get("/live/slow/index.m3u8", &[]).body).unwrap();
+    let path = format!(
+        "/live/slow/{}",
+        p.lines().find(|l| l.ends_with(".ts")).unwrap()
+    );
+    let whole = s.get(&path, &[]).body.len();
+    // A client that reads on, slowly (so it never stalls): 1 KiB every 20 ms, 50 KiB/s.
+    let mut c = slow_client(s.addr);
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let asked = Instant::now();
+    let mut got = 0;
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(whole > 200 << 10, "a segment of {whole} bytes");
+    assert!(got < whole, "cut off: {got} of {whole} bytes");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The segment is whole for whoever reads it in time.
+    assert_eq!(s.get(&path, &[]).body.len(), whole);
+}
+
+/// A connection to `addr` from a socket with a receive buffer of 4 KiB and a segment size of
+/// 536 bytes (the Internet's least), set before it connects: the server's send buffer then
+/// grows as it would for a slow client on the Internet, not to the megabytes loopback's 64 KiB
+/// segments let it take (which would hold a whole segment in the kernel).
+fn slow_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("{addr}: IPv4 only")
+    };
+    // SAFETY: creates a descriptor; touches no memory of ours.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: `fd` is a new socket that nothing else owns.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    for (level, name, value) in [
+        (libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 10),
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG, 536),
+    ] {
+        let value: libc::c_int = value;
+        // SAFETY: a valid socket descriptor, and a c_int option value of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sin` is a valid IPv4 address of the size given, read during the call only.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    stream
+}
