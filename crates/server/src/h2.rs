@@ -82,6 +82,7 @@ pub(crate) async fn connection(
             };
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             let by = crate::response::SendBy::of(&resp);
+            let mapped = resp.extensions().get::<crate::truncated::Mapped>().copied();
             // The stream counts as open until hyper drops its body (sent, or reset).
             Ok::<_, Infallible>(resp.map(|b| {
                 let id = open.0.next_id.fetch_add(1, Relaxed);
@@ -94,6 +95,7 @@ pub(crate) async fn connection(
                     id,
                     rest,
                     by,
+                    mapped,
                 }
                 .boxed_unsync()
             }))
@@ -219,8 +221,13 @@ struct Tracked {
     /// What is left of the last data frame, given [`MAX_FRAME`] at a time.
     rest: Bytes,
     /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
-    /// after it is an error, and hyper resets the stream.
+    /// after it is an error, and hyper resets the stream. Such a body does not say it has
+    /// ended with its last frame: hyper asks again once the stream has credit for more, i.e.
+    /// once that frame has gone out, and the end is checked against the limit then.
     by: Option<Instant>,
+    /// A title mapped from disk: a file cut short under it since fails the stream (its last
+    /// frame, too, is followed by a check before the end: it does not say it has ended either).
+    mapped: Option<crate::truncated::Mapped>,
 }
 
 impl Drop for Tracked {
@@ -240,6 +247,10 @@ impl http_body::Body for Tracked {
         let this = self.get_mut();
         if this.by.is_some_and(|by| by <= Instant::now()) {
             return std::task::Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
+        }
+        if this.mapped.is_some_and(|m| m.cut()) {
+            let cut = std::io::Error::other("the title's file was cut short while it was sent");
+            return std::task::Poll::Ready(Some(Err(cut)));
         }
         let polled = if this.rest.is_empty() {
             match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
@@ -264,7 +275,10 @@ impl http_body::Body for Tracked {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty() && self.body.is_end_stream()
+        self.by.is_none()
+            && self.mapped.is_none()
+            && self.rest.is_empty()
+            && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

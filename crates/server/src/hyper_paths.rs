@@ -34,7 +34,13 @@ pub(crate) async fn answer<B>(
     shutdown: watch::Receiver<bool>,
     how: How,
 ) -> Response<Body> {
-    let boxed = |r: Response<Chunks>| r.map(BodyExt::boxed_unsync);
+    let boxed = |mut r: Response<Chunks>| {
+        // A title mapped from disk: its bytes are copied in user space here (truncated.rs).
+        if r.body().file().is_some_and(|f| f.on_disk) {
+            r.extensions_mut().insert(crate::truncated::Mapped::now());
+        }
+        r.map(BodyExt::boxed_unsync)
+    };
     let (m, path) = (req.method().clone(), req.uri().path().to_owned());
     let protocol = if how.secure { "https" } else { "http" };
     match crate::http::route(&m, &path) {

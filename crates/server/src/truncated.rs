@@ -24,6 +24,24 @@ use std::sync::{Arc, OnceLock};
 /// Reads that found their page cut off (`library_truncated_reads_total`).
 pub(crate) static FAULTS: AtomicU64 = AtomicU64::new(0);
 
+/// Set on a response whose body is a title mapped from disk, where that body is copied in user
+/// space (TLS, HTTP/2): the count of faults when it began. Its sender fails it, rather than
+/// finish it, when the count has changed: what it copied may be the zeros of a page cut off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mapped(pub u64);
+
+impl Mapped {
+    /// For a response now.
+    pub(crate) fn now() -> Mapped {
+        Mapped(FAULTS.load(Relaxed))
+    }
+
+    /// Whether a read of a mapped title found its file cut short since.
+    pub(crate) fn cut(&self) -> bool {
+        FAULTS.load(Relaxed) != self.0
+    }
+}
+
 /// The eventfd the handler wakes [`watch`] through (-1: not installed).
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
@@ -80,8 +98,17 @@ pub fn install() -> Result<(), String> {
     .clone()
 }
 
-/// The handler. Only async-signal-safe calls: `mmap`, `write`, `sigaction`, atomics.
+/// The handler. Only async-signal-safe calls: `mmap`, `write`, `sigaction`, `raise`, atomics;
+/// `errno` is left as it was found.
 extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: `__errno_location` gives this thread's errno, valid for the thread's life.
+    let errno = unsafe { *libc::__errno_location() };
+    handle(info);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn handle(info: *mut libc::siginfo_t) {
     // SAFETY: for an SA_SIGINFO handler the kernel passes a valid `siginfo_t`, whose address
     // field is the one a SIGBUS fills in.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
@@ -116,6 +143,17 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
             }
             return;
         }
+    }
+    // Sent by a process (`kill -BUS`: nothing runs again on return): what it asks for, the
+    // default action.
+    if code <= 0 {
+        // SAFETY: the default action, then the signal again (blocked in this handler, it is
+        // taken as it returns).
+        unsafe {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            libc::raise(libc::SIGBUS);
+        }
+        return;
     }
     // Not ours: the action before ours takes it when the access runs again on return.
     match PREVIOUS.get() {

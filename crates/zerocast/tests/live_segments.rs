@@ -67,10 +67,37 @@ fn a_stream_published_again_lists_its_segments_under_new_urls() {
     assert_eq!(gone.status, 404);
     let msg = gone.json()["error"].as_str().unwrap().to_string();
     assert!(msg.contains("earlier publish"), "{msg}");
+    // So are its LL-HLS part and DASH segment URLs, at once: a request for a part or segment
+    // still to come is held, but not one of another publish.
+    let dir = instance_dir(&first);
+    for file in ["1.0.m4s", "dash/v1.m4s", "init0.mp4"] {
+        let asked = Instant::now();
+        let r = s.get(&format!("/live/h/{dir}{file}"), &[]);
+        assert_eq!(r.status, 404, "{file}");
+        // (Held, it would wait for the part: three target durations, 6 s.)
+        assert!(asked.elapsed() < Duration::from_secs(3), "{file}: not held");
+    }
 }
 
 #[test]
 fn a_live_segment_read_too_slowly_is_cut_off_at_the_send_limit() {
+    slow_reader_is_cut_off("");
+}
+
+#[test]
+fn a_live_segment_read_too_slowly_after_a_preflight_is_cut_off_too() {
+    // A CORS preflight first: the connection is then served by hyper (the fast path does not
+    // take OPTIONS), the segment too.
+    slow_reader_is_cut_off(
+        "OPTIONS /live/slow/index.m3u8 HTTP/1.1\r\nHost: x\r\nOrigin: http://player.example\r\n\
+         Access-Control-Request-Method: GET\r\n\r\n",
+    );
+}
+
+/// A client that asks for a live segment of over 200 KiB after `preface` (requests on the same
+/// connection), then reads on slowly, so that it never stalls: it gets less than the segment,
+/// and the connection ends within the send limit (1 s) and what was in the buffers.
+fn slow_reader_is_cut_off(preface: &str) {
     let s = server(|c| {
         // Segments of four 1 s GOPs: more than the socket buffers hold for a slow reader.
         c.hls.min_segment = Duration::from_secs(4);
@@ -88,12 +115,12 @@ fn a_live_segment_read_too_slowly_is_cut_off_at_the_send_limit() {
         p.lines().find(|l| l.ends_with(".ts")).unwrap()
     );
     let whole = s.get(&path, &[]).body.len();
-    // A client that reads on, slowly (so it never stalls): 1 KiB every 20 ms, 50 KiB/s.
+    // 1 KiB every 20 ms: 50 KiB/s.
     let mut c = slow_client(s.addr);
     c.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         c,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{preface}GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let asked = Instant::now();

@@ -3,7 +3,9 @@
 //!
 //! hyper has no write timeout, so the stream we give it keeps one: a write that stays pending
 //! for `Config::send_timeout` fails with `TimedOut` (hyper then drops the connection) and the
-//! socket is set to reset on close, as on the fast path (write.rs).
+//! socket is set to reset on close, as on the fast path (write.rs). So does a write still going
+//! at the current response's [`SendBy`](crate::response::SendBy) (a live segment): the service
+//! sets it as it answers, and hyper writes one response at a time.
 
 use crate::state::State;
 use crate::transport::Transport;
@@ -29,16 +31,24 @@ pub(super) async fn hyper_takeover(
     one: bool,
 ) -> io::Result<()> {
     let secure = stream.is_tls();
-    let io = hyper_util::rt::TokioIo::new(Rewind::new(stream, read, state.config().send_timeout));
+    let current = Arc::new(std::sync::Mutex::new(Current::default()));
+    let mut rewind = Rewind::new(stream, read, state.config().send_timeout);
+    rewind.current = Some(current.clone());
+    let io = hyper_util::rt::TokioIo::new(rewind);
     let (st, stop) = (state.clone(), shutdown.clone());
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (st, stop) = (st.clone(), stop.clone());
+        let (st, stop, current) = (st.clone(), stop.clone(), current.clone());
         async move {
             let how = crate::hyper_paths::How {
                 http2: false,
                 secure,
             };
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
+            // What this response is written under (the last one's is done with).
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = Current {
+                by: crate::response::SendBy::of(&resp),
+                mapped: resp.extensions().get().copied(),
+            };
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
@@ -65,12 +75,23 @@ pub(super) async fn hyper_takeover(
     result.map_err(io::Error::other)
 }
 
+/// What a response handed to hyper is written under: its `SendBy`, and, for a title mapped from
+/// disk, the fault count it began with (truncated.rs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Current {
+    by: Option<Instant>,
+    mapped: Option<crate::truncated::Mapped>,
+}
+
 /// A stream that first yields bytes already read from it, and fails a write that takes nothing
-/// for `send_timeout` (also HTTP/2's stream, h2.rs, with nothing to replay).
+/// for `send_timeout` (also HTTP/2's stream, h2.rs, with nothing to replay), or that is still
+/// going at `by`.
 pub(crate) struct Rewind {
     read: Bytes,
     stream: Transport,
     send_timeout: Duration,
+    /// What the response being written is written under (HTTP/1.1: one at a time).
+    current: Option<Arc<std::sync::Mutex<Current>>>,
     /// The stall timer, made the first time a write has to wait and reset after that.
     stall: Option<Pin<Box<Sleep>>>,
     /// Whether the timer runs: a write is waiting and nothing has been taken since it started.
@@ -83,9 +104,34 @@ impl Rewind {
             read,
             stream,
             send_timeout,
+            current: None,
             stall: None,
             armed: false,
         }
+    }
+
+    /// What the current response is written under.
+    fn current(&self) -> Current {
+        self.current
+            .as_ref()
+            .map(|c| *c.lock().unwrap_or_else(|p| p.into_inner()))
+            .unwrap_or_default()
+    }
+
+    /// Why the current response may not be written further, if it may not: past its `SendBy`,
+    /// or a title whose file was cut short since it began (the connection is then reset).
+    fn refused(&self) -> Option<io::Error> {
+        let Current { by, mapped } = self.current();
+        let e = if by.is_some_and(|by| by <= Instant::now()) {
+            tracing::debug!("a live segment not sent within its limit; connection reset");
+            io::ErrorKind::TimedOut.into()
+        } else if mapped.is_some_and(|m| m.cut()) {
+            io::Error::other("the title's file was cut short while it was sent")
+        } else {
+            return None;
+        };
+        super::write::reset_on_close(self.stream.tcp());
+        Some(e)
     }
 
     /// Applies the send timeout to the result of a write, a flush or a shutdown (TLS: rustls
@@ -94,11 +140,19 @@ impl Rewind {
     where
         T: Progress,
     {
+        let by = self.current().by;
         match r {
             Poll::Pending => {
-                let at = Instant::now() + self.send_timeout;
+                let stalled = Instant::now() + self.send_timeout;
+                let at = by.map_or(stalled, |by| by.min(stalled));
                 let stall = match &mut self.stall {
-                    Some(s) if self.armed => s,
+                    // Armed: it runs on, unless the limit comes first.
+                    Some(s) if self.armed => {
+                        if at < s.deadline() && by.is_some() {
+                            s.as_mut().reset(at);
+                        }
+                        s
+                    }
                     Some(s) => {
                         s.as_mut().reset(at);
                         s
@@ -162,6 +216,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.refused() {
+            return Poll::Ready(Err(e));
+        }
         let r = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.timed(cx, r)
     }
@@ -171,6 +228,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.refused() {
+            return Poll::Ready(Err(e));
+        }
         let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.timed(cx, r)
     }
@@ -180,6 +240,9 @@ impl AsyncWrite for Rewind {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(e) = self.refused() {
+            return Poll::Ready(Err(e));
+        }
         let r = Pin::new(&mut self.stream).poll_flush(cx);
         self.timed(cx, r)
     }

@@ -325,7 +325,14 @@ async fn waiting(
             };
             let headers = crate::http::streamed_headers(state, req, stream.is_tls());
             // Boxed: only a part being written needs its state.
-            Box::pin(part::write(stream, f, first, headers, close, &state.live)).await?;
+            let written = part::write(stream, f, first, headers, close, &state.live);
+            if let Err(e) = Box::pin(written).await {
+                // Stalled, or not sent within the limit: what the kernel holds is dropped.
+                if e.kind() == io::ErrorKind::TimedOut {
+                    write::reset_on_close(stream.tcp());
+                }
+                return Err(e);
+            }
             Ok(None)
         }
     }

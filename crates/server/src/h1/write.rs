@@ -75,7 +75,10 @@ pub(super) async fn response(
 ) -> io::Result<()> {
     let r = respond(stream, resp, head_only, close, config, head).await;
     if matches!(&r, Err(e) if e.kind() == io::ErrorKind::TimedOut) {
-        tracing::debug!(timeout = ?config.send_timeout, "the client took nothing; connection reset");
+        tracing::debug!(
+            timeout = ?config.send_timeout,
+            "the client took nothing, or too little for a live segment's limit; connection reset"
+        );
         reset_on_close(stream.tcp());
     }
     r
@@ -380,11 +383,16 @@ async fn paged(
 ) -> io::Result<()> {
     let total = body.len();
     let file_at = total - src.len;
+    // Its last byte goes out once the rest was copied from a file that was not cut short
+    // meanwhile (over TLS the copy is ours: a page cut off reads as zeros, truncated.rs); a
+    // response that would carry them is cut short instead.
+    let mapped = crate::truncated::Mapped::now();
+    let held = total - 1;
     let mut from = 0;
     let mut first = true;
-    while first || from < total {
-        let to = (from.max(file_at) + crate::pagein::STRETCH).min(total);
-        let (a, b) = (from.max(file_at), to);
+    while first || from < held {
+        let to = (from.max(file_at) + crate::pagein::STRETCH).min(held);
+        let (a, b) = (from.max(file_at), if to == held { total } else { to });
         if b > a {
             crate::pagein::ensure(&src.file, src.offset + (a - file_at), b - a).await;
         }
@@ -407,7 +415,14 @@ async fn paged(
         first = false;
         from = to;
     }
-    Ok(())
+    if mapped.cut() {
+        return Err(io::Error::other(
+            "the title's file was cut short while it was sent",
+        ));
+    }
+    let last = body.parts().filter(|p| !p.is_empty()).last();
+    let mut slices = [IoSlice::new(last.map_or(&[][..], |p| &p[p.len() - 1..]))];
+    vectored::write_all(stream, &mut slices, |_| Some(limit.next())).await
 }
 
 #[cfg(test)]

@@ -15,14 +15,14 @@
 //! | `GET /live/{name}/ll.m3u8`         | LL-HLS playlist (blocking reload, delta)  | llhls.rs   |
 //! | `GET /live/{name}/{tag}/init{v}.mp4`, `/{msn}.m4s`, `/{msn}.{part}.m4s` | LL-HLS init, segment, part | llhls.rs |
 //! | `GET /live/{name}/manifest.mpd`, `/{tag}/dash/...` | LL-DASH manifest, init segments, segments | dash.rs |
-//!
-//! `{tag}`: the stream instance, in hex ([`live::Stream::dir`]); the playlists name it.
 //! | `GET /api/streams[/{name}]`        | JSON of live streams                      | live/api.rs |
 //! | `GET /metrics`                     | Prometheus text: live, connections, VOD   | live/api.rs, conns.rs, vod_metrics.rs |
 //! | `GET /healthz`                     | `ok`                                      | here       |
 //! | `DELETE /api/streams/{name}/publisher`, `/viewers` | control API (admin token) | admin.rs |
 //! | `GET /`                            | an HTML page with a player per title      | page.rs    |
 //! | `OPTIONS` any of the above         | 204: the path's methods; a CORS preflight | cors.rs    |
+//!
+//! `{tag}`: the stream instance, in hex ([`live::Stream::dir`]); the playlists name it.
 //!
 //! Every answer is decided first (an [`Error`] or an entity and its [`crate::entity::Outcome`]),
 //! then rendered; errors become responses in one place, [`Error::response`].

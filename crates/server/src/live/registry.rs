@@ -305,10 +305,15 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Live {
     pub fn new(config: LiveConfig) -> Self {
-        let seed = std::time::SystemTime::now()
+        // The second the server started, then 20 random bits (a restart within the same second
+        // would otherwise give the same instances, and segment URLs, to other bytes).
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new().hash_one(0u8);
+        let seed = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
-            << 20;
+            << 20)
+            | (random & 0xf_ffff);
         let memory = Arc::new(Memory::new(config.memory_budget, config.slab_size));
         let keys = PublishKeys {
             per_stream: config.keys.clone(),
