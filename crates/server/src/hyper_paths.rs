@@ -97,7 +97,7 @@ pub(crate) async fn answer<B>(
                 return boxed(refused);
             }
             // A part still being written: its fragments as they arrive.
-            let follow = streamed.and_then(|(name, what)| state.live.follow(name, what));
+            let follow = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what));
             if let Some(f) = follow {
                 let mut r = crate::live::llhls::part_response(f, &state.live);
                 let headers = crate::http::streamed_headers(state, &req, how.secure);

@@ -288,7 +288,7 @@ async fn playlist(
         return Waited::Answer(refused);
     }
     // A part still being written: its fragments as they arrive (part.rs).
-    if let Some(f) = streamed.and_then(|(name, what)| state.live.follow(name, what)) {
+    if let Some(f) = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what)) {
         return Waited::Follow(f);
     }
     Waited::Answer(match refused_playlist(state, req, peer, secure).await {

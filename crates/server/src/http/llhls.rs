@@ -33,8 +33,12 @@ pub(crate) fn parse_media(media: &str) -> Option<(u64, Option<usize>)> {
 }
 
 /// A request that may be streamed while what it asks for is written: a GET of an LL-HLS part or
-/// a DASH segment, without `Range`, over HTTP/1.1 or later. Its stream, and what it follows.
-pub(crate) fn streamable<'a, B>(route: Route<'a>, req: &Request<B>) -> Option<(&'a str, Followed)> {
+/// a DASH segment, without `Range`, over HTTP/1.1 or later. Its stream instance, and what it
+/// follows.
+pub(crate) fn streamable<'a, B>(
+    route: Route<'a>,
+    req: &Request<B>,
+) -> Option<(Instance<'a>, Followed)> {
     let ranged = req.headers().contains_key(http::header::RANGE);
     if req.method() != http::Method::GET || ranged || req.version() < http::Version::HTTP_11 {
         return None;
@@ -42,11 +46,11 @@ pub(crate) fn streamable<'a, B>(route: Route<'a>, req: &Request<B>) -> Option<(&
     match route {
         Route::LlMedia(at, media) => {
             let (msn, part) = parse_media(media)?;
-            Some((at.name, Followed::Part { msn, part: part? }))
+            Some((at, Followed::Part { msn, part: part? }))
         }
         Route::DashMedia(at, file) => {
             let (track, msn) = super::dash::parse_media(file)?;
-            Some((at.name, Followed::Track { msn, track }))
+            Some((at, Followed::Track { msn, track }))
         }
         _ => None,
     }

@@ -147,10 +147,11 @@ pub struct PartFollow {
 }
 
 impl Live {
-    /// A follower for `what` of stream `name`, if it is begun and not complete (a complete one is
-    /// served as an entity, with ranges and an ETag).
-    pub fn follow(&self, name: &str, what: Followed) -> Option<PartFollow> {
-        let stream = self.get(name)?;
+    /// A follower for `what` of stream `name` (of its instance `tag`), if it is begun and not
+    /// complete (a complete one is served as an entity, with ranges and an ETag).
+    pub fn follow(&self, name: &str, tag: &str, what: Followed) -> Option<PartFollow> {
+        // Of the instance asked for, checked again here: another could have begun since.
+        let stream = self.get(name).filter(|s| s.is_instance(tag))?;
         let rx = stream.subscribe(Output::Mp4);
         let limit = {
             let inner = stream.read();
