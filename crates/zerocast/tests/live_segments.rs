@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixtures::live_ts;
-use common::live::{instance_dir, raw_publish, server, wait_for, WAIT};
+use common::live::{instance_dir, raw_publish, server, wait_for, ChunkedPost, WAIT};
 use common::ts::keyframes;
 use common::TestServer;
 use server::live::LiveConfig;
@@ -94,6 +94,109 @@ fn a_live_segment_read_too_slowly_after_a_preflight_is_cut_off_too() {
     );
 }
 
+#[test]
+fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
+    use common::tls::{connect, TestCa};
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = server::Config {
+        tls: Some(server::tls::TlsConfig::new(vec![any], cert, key)),
+        ..server::Config::default()
+    };
+    config.live.hls.min_segment = Duration::from_secs(4);
+    config.live.segment_send_limit = Duration::from_secs(1);
+    let empty = server::Library::from_static(&[], std::time::SystemTime::now());
+    let s = TestServer::start_with(config, empty);
+    let (_post, path, whole) = slow_segment(&s);
+    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    // The preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = 1024, then GET of the segment on
+    // stream 1 (HPACK: :method GET, :scheme https, :authority and :path as literals).
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0]);
+    let mut block = vec![0x82, 0x87, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x44, path.len() as u8]);
+    block.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    // Read as a slow player does: each DATA frame's credit given back 20 ms after it came
+    // (1 KiB per 20 ms: 50 KiB/s), SETTINGS and PINGs acknowledged.
+    let asked = Instant::now();
+    let (mut got, mut data, mut reset, mut ended) = (Vec::new(), 0, false, false);
+    let mut b = [0u8; 4096];
+    while !reset && !ended {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+        while got.len() >= 9 {
+            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (got[3], got[4]);
+            let stream = u32::from_be_bytes([got[5], got[6], got[7], got[8]]) & 0x7fff_ffff;
+            match kind {
+                0 if stream == 1 => {
+                    data += len;
+                    ended |= flags & 1 == 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                    for id in [0u32, 1] {
+                        let mut update = vec![0, 0, 4, 8, 0];
+                        update.extend_from_slice(&id.to_be_bytes());
+                        update.extend_from_slice(&(len as u32).to_be_bytes());
+                        tls.write_all(&update).unwrap();
+                    }
+                }
+                1 if stream == 1 => ended |= flags & 1 == 1,
+                3 if stream == 1 => reset = true,
+                4 if flags & 1 == 0 => tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap(),
+                6 if flags & 1 == 0 => {
+                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&got[9..17]);
+                    tls.write_all(&ack).unwrap();
+                }
+                _ => {}
+            }
+            tls.flush().unwrap();
+            got.drain(..9 + len);
+        }
+    }
+    assert!(
+        reset,
+        "RST_STREAM for the segment (ended: {ended}, {data} bytes)"
+    );
+    assert!(data < whole, "cut off: {data} of {whole} bytes");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+/// Publishes `slow` (segments of four 1 s GOPs, over 200 KiB: more than socket buffers hold for
+/// a slow reader); returns the publisher (the stream is live while it is kept), the first
+/// segment's path and its length.
+fn slow_segment(s: &TestServer) -> (ChunkedPost, String, usize) {
+    let data = fixture_bytes();
+    let k = keyframes(&data);
+    let post = raw_publish(s.addr, "/live/slow", &data[..k[9]]);
+    wait_for(s, "slow", "a segment", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let p = String::from_utf8(s.get("/live/slow/index.m3u8", &[]).body).unwrap();
+    let path = format!(
+        "/live/slow/{}",
+        p.lines().find(|l| l.ends_with(".ts")).unwrap()
+    );
+    let whole = s.get(&path, &[]).body.len();
+    assert!(whole > 200 << 10, "a segment of {whole} bytes");
+    (post, path, whole)
+}
+
 /// A client that asks for a live segment of over 200 KiB after `preface` (requests on the same
 /// connection), then reads on slowly, so that it never stalls: it gets less than the segment,
 /// and the connection ends within the send limit (1 s) and what was in the buffers.
@@ -103,18 +206,7 @@ fn slow_reader_is_cut_off(preface: &str) {
         c.hls.min_segment = Duration::from_secs(4);
         c.segment_send_limit = Duration::from_secs(1);
     });
-    let data = fixture_bytes();
-    let k = keyframes(&data);
-    let _post = raw_publish(s.addr, "/live/slow", &data[..k[9]]);
-    wait_for(&s, "slow", "a segment", |d| {
-        d["hls_segments"].as_u64() >= Some(1)
-    });
-    let p = String::from_utf8(s.get("/live/slow/index.m3u8", &[]).body).unwrap();
-    let path = format!(
-        "/live/slow/{}",
-        p.lines().find(|l| l.ends_with(".ts")).unwrap()
-    );
-    let whole = s.get(&path, &[]).body.len();
+    let (_post, path, whole) = slow_segment(&s);
     // 1 KiB every 20 ms: 50 KiB/s.
     let mut c = slow_client(s.addr);
     c.set_read_timeout(Some(WAIT)).unwrap();
@@ -133,7 +225,6 @@ fn slow_reader_is_cut_off(preface: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(whole > 200 << 10, "a segment of {whole} bytes");
     assert!(got < whole, "cut off: {got} of {whole} bytes");
     assert!(
         asked.elapsed() < Duration::from_secs(10),
