@@ -14,7 +14,11 @@
 //! long as it answers PINGs. A body waiting for data (a live stream between frames) is not.
 //!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
-//! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway).
+//! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway); a title mapped from its file
+//! on disk is copied first, checked against a file cut short under it (`truncated::Copied`).
+//!
+//! A live segment's body (`SendBy`) ends with its last byte as a frame of its own, so that the
+//! send limit is checked once the rest has the client's credit (`Tracked::hold`).
 
 use crate::error::ConnError;
 use crate::h1::handover::Rewind;
@@ -82,20 +86,21 @@ pub(crate) async fn connection(
             };
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             let by = crate::response::SendBy::of(&resp);
-            let mapped = resp.extensions().get::<crate::truncated::Mapped>().copied();
             // The stream counts as open until hyper drops its body (sent, or reset).
             Ok::<_, Infallible>(resp.map(|b| {
                 let id = open.0.next_id.fetch_add(1, Relaxed);
                 // Until hyper first asks for a frame (at once, when the stream has credit).
                 open.0.wait(id, true);
                 let rest = Bytes::new();
+                // (An empty body, a 304 or a HEAD, ends at once: nothing to hold.)
+                let hold = by.is_some() && !http_body::Body::is_end_stream(&b);
                 Tracked {
                     body: b,
                     open,
                     id,
                     rest,
                     by,
-                    mapped,
+                    hold,
                 }
                 .boxed_unsync()
             }))
@@ -221,13 +226,27 @@ struct Tracked {
     /// What is left of the last data frame, given [`MAX_FRAME`] at a time.
     rest: Bytes,
     /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
-    /// after it is an error, and hyper resets the stream. Such a body does not say it has
-    /// ended with its last frame: hyper asks again once the stream has credit for more, i.e.
-    /// once that frame has gone out, and the end is checked against the limit then.
+    /// after it is an error, and hyper resets the stream.
     by: Option<Instant>,
-    /// A title mapped from disk: a file cut short under it since fails the stream (its last
-    /// frame, too, is followed by a check before the end: it does not say it has ended either).
-    mapped: Option<crate::truncated::Mapped>,
+    /// The body has a `by` and bytes: its last byte is a frame of its own, and its end does
+    /// not come with it. hyper asks for the next frame as soon as it has queued one, but
+    /// queues it only once the stream has credit beyond what is queued already: so it asks
+    /// after the last byte only once everything before it has the client's credit, and the
+    /// limit is checked then (a client that stops giving credit before that is waited for
+    /// as any: `send_timeout`). At most that byte is left queued after the check.
+    hold: bool,
+}
+
+impl Tracked {
+    /// The next frame of `rest`: at most [`MAX_FRAME`]; the body's last byte alone when held.
+    fn piece(&mut self) -> Bytes {
+        let mut n = self.rest.len().min(MAX_FRAME);
+        if self.hold && n == self.rest.len() && n > 1 && http_body::Body::is_end_stream(&self.body)
+        {
+            n -= 1;
+        }
+        self.rest.split_to(n)
+    }
 }
 
 impl Drop for Tracked {
@@ -248,16 +267,12 @@ impl http_body::Body for Tracked {
         if this.by.is_some_and(|by| by <= Instant::now()) {
             return std::task::Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
         }
-        if this.mapped.is_some_and(|m| m.cut()) {
-            let cut = std::io::Error::other("the title's file was cut short while it was sent");
-            return std::task::Poll::Ready(Some(Err(cut)));
-        }
         let polled = if this.rest.is_empty() {
             match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
                 std::task::Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         this.rest = data;
-                        let piece = this.rest.split_to(this.rest.len().min(MAX_FRAME));
+                        let piece = this.piece();
                         std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
                     }
                     Err(frame) => std::task::Poll::Ready(Some(Ok(frame))),
@@ -265,7 +280,7 @@ impl http_body::Body for Tracked {
                 other => other,
             }
         } else {
-            let piece = this.rest.split_to(this.rest.len().min(MAX_FRAME));
+            let piece = this.piece();
             std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
         };
         // A frame given: until hyper asks again, this stream waits for the client's credit.
@@ -275,10 +290,7 @@ impl http_body::Body for Tracked {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.by.is_none()
-            && self.mapped.is_none()
-            && self.rest.is_empty()
-            && self.body.is_end_stream()
+        !self.hold && self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

@@ -34,12 +34,12 @@ pub(crate) async fn answer<B>(
     shutdown: watch::Receiver<bool>,
     how: How,
 ) -> Response<Body> {
-    let boxed = |mut r: Response<Chunks>| {
-        // A title mapped from disk: its bytes are copied in user space here (truncated.rs).
-        if r.body().file().is_some_and(|f| f.on_disk) {
-            r.extensions_mut().insert(crate::truncated::Mapped::now());
+    let boxed = |r: Response<Chunks>| {
+        // A title mapped from disk, over TLS: copied first, its file checked (truncated.rs).
+        match how.secure && r.body().file().is_some_and(|f| f.on_disk) {
+            true => r.map(|b| crate::truncated::Copied::new(b).boxed_unsync()),
+            false => r.map(BodyExt::boxed_unsync),
         }
-        r.map(BodyExt::boxed_unsync)
     };
     let (m, path) = (req.method().clone(), req.uri().path().to_owned());
     let protocol = if how.secure { "https" } else { "http" };

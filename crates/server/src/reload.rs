@@ -11,8 +11,8 @@
 //! changed ones are read again (a new ETag); a request already running keeps the bytes it holds
 //! when the file was replaced by a rename (the usual way: write a new file, rename it over the
 //! old). A title beyond the memory budget is a mapping of its file: a file truncated or
-//! rewritten in place under a running request is read as it changes (and reading past a
-//! truncated end faults), as with any server that maps or `sendfile`s files.
+//! rewritten in place under a running request is read as it changes; a read past a truncated
+//! end faults, which `truncated` answers with zeros, a failed request and a rescan at once.
 
 use crate::config::Config;
 use crate::library::{Changes, LoadEvent};

@@ -17,6 +17,7 @@
 //! Any other SIGBUS goes to the handler that was there before (Rust's, then the default: the
 //! process ends, as it should).
 
+use bytes::Bytes;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -24,9 +25,9 @@ use std::sync::{Arc, OnceLock};
 /// Reads that found their page cut off (`library_truncated_reads_total`).
 pub(crate) static FAULTS: AtomicU64 = AtomicU64::new(0);
 
-/// Set on a response whose body is a title mapped from disk, where that body is copied in user
-/// space (TLS, HTTP/2): the count of faults when it began. Its sender fails it, rather than
-/// finish it, when the count has changed: what it copied may be the zeros of a page cut off.
+/// The count of faults when a body of a title mapped from disk began to be copied in user
+/// space (over TLS): its sender fails it, rather than finish it, when the count has changed
+/// since: what it copied may be the zeros of a page cut off (h1/write.rs, [`Copied`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mapped(pub u64);
 
@@ -39,6 +40,77 @@ impl Mapped {
     /// Whether a read of a mapped title found its file cut short since.
     pub(crate) fn cut(&self) -> bool {
         FAULTS.load(Relaxed) != self.0
+    }
+}
+
+/// The most of a body [`Copied`] copies at once.
+const COPY: usize = 128 << 10;
+
+/// A body of a title mapped from disk that hyper sends over TLS (HTTP/2, or a connection
+/// handed over to it), where rustls copies it: copied here first, [`COPY`] bytes at a time, and
+/// the fault count checked after each copy, so that a page cut off under the copy (read as
+/// zeros) fails the body (the stream or connection is reset, the response never completes)
+/// instead of going out as the title's bytes.
+pub(crate) struct Copied<B> {
+    body: B,
+    since: Mapped,
+    /// What is left of the frame being copied.
+    rest: Bytes,
+}
+
+impl<B> Copied<B> {
+    pub(crate) fn new(body: B) -> Copied<B> {
+        Copied {
+            body,
+            since: Mapped::now(),
+            rest: Bytes::new(),
+        }
+    }
+}
+
+impl<B> http_body::Body for Copied<B>
+where
+    B: http_body::Body<Data = Bytes, Error = std::io::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.rest = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let n = self.rest.len().min(COPY);
+        let copy = Bytes::copy_from_slice(&self.rest.split_to(n));
+        if self.since.cut() {
+            let cut = std::io::Error::other("the title's file was cut short while it was sent");
+            return Poll::Ready(Some(Err(cut)));
+        }
+        Poll::Ready(Some(Ok(http_body::Frame::data(copy))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.body.size_hint();
+        let extra = self.rest.len() as u64;
+        let mut h = http_body::SizeHint::new();
+        h.set_lower(inner.lower().saturating_add(extra));
+        if let Some(upper) = inner.upper() {
+            h.set_upper(upper.saturating_add(extra).max(h.lower()));
+        }
+        h
     }
 }
 

@@ -96,6 +96,53 @@ fn a_live_segment_read_too_slowly_after_a_preflight_is_cut_off_too() {
 
 #[test]
 fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
+    let (s, _post, path, whole, tls) = over_h2(|c| {
+        c.live.segment_send_limit = Duration::from_secs(1);
+    });
+    // A window of 1 KiB, each DATA frame's credit given back 20 ms after it came (50 KiB/s).
+    let mut tls = h2_get(tls, &path, 1024, 0);
+    let asked = Instant::now();
+    let read = read_stream_1(&mut tls, |_| Some(Duration::from_millis(20)));
+    assert!(read.reset, "RST_STREAM for the segment: {read:?}");
+    assert!(read.data < whole, "cut off: {} of {whole} bytes", read.data);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(s);
+}
+
+#[test]
+fn an_http2_client_that_gives_no_credit_for_a_segments_last_byte_is_dropped_after_the_send_timeout()
+{
+    // The send limit far off: the stall of the last byte decides.
+    let (s, _post, path, whole, tls) = over_h2(|c| {
+        c.send_timeout = Duration::from_secs(1);
+        c.header_read_timeout = Duration::from_secs(60);
+    });
+    // Credit for all but the segment's last byte, at once, then none: its last frame waits for
+    // the client as any frame does (before, the body ended with it queued, and nothing watched
+    // the stream: its bytes stayed held for as long as the client answered PINGs).
+    let window = whole as u32 - 1;
+    let mut tls = h2_get(tls, &path, window, window);
+    let asked = Instant::now();
+    let read = read_stream_1(&mut tls, |_| None);
+    assert!(!read.ended, "{read:?}");
+    assert_eq!(read.data, whole - 1, "{read:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "closed after {:?}",
+        asked.elapsed()
+    );
+    drop(s);
+}
+
+/// An HTTPS server (`tweak` changes its config) with `slow` published, the path and length of
+/// its first segment, and a TLS connection to it whose ALPN chose `h2`.
+fn over_h2(
+    tweak: impl FnOnce(&mut server::Config),
+) -> (TestServer, ChunkedPost, String, usize, impl Read + Write) {
     use common::tls::{connect, TestCa};
     let mut ca = TestCa::new();
     let (cert, key) = ca.issue();
@@ -105,15 +152,27 @@ fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
         ..server::Config::default()
     };
     config.live.hls.min_segment = Duration::from_secs(4);
-    config.live.segment_send_limit = Duration::from_secs(1);
+    tweak(&mut config);
     let empty = server::Library::from_static(&[], std::time::SystemTime::now());
     let s = TestServer::start_with(config, empty);
-    let (_post, path, whole) = slow_segment(&s);
-    let mut tls = connect(s.https[0], &ca.ca, &[b"h2"]);
-    // The preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = 1024, then GET of the segment on
-    // stream 1 (HPACK: :method GET, :scheme https, :authority and :path as literals).
+    let (post, path, whole) = slow_segment(&s);
+    let tls = connect(s.https[0], &ca.ca, &[b"h2"]);
+    // A read that waits longer ends the test's reading (and fails what it checks).
+    tls.sock.set_read_timeout(Some(WAIT)).unwrap();
+    (s, post, path, whole, tls)
+}
+
+/// Sends the preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = `window`, `more` bytes of
+/// connection credit (a WINDOW_UPDATE on stream 0), then a GET of `path` on stream 1 (HPACK:
+/// :method GET, :scheme https, :authority and :path as literals).
+fn h2_get<T: Read + Write>(mut tls: T, path: &str, window: u32, more: u32) -> T {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0]);
+    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
+    out.extend_from_slice(&window.to_be_bytes());
+    if more > 0 {
+        out.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&more.to_be_bytes());
+    }
     let mut block = vec![0x82, 0x87, 0x41, 9];
     block.extend_from_slice(b"localhost");
     block.extend_from_slice(&[0x44, path.len() as u8]);
@@ -122,12 +181,32 @@ fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
     out.extend_from_slice(&block);
     tls.write_all(&out).unwrap();
     tls.flush().unwrap();
-    // Read as a slow player does: each DATA frame's credit given back 20 ms after it came
-    // (1 KiB per 20 ms: 50 KiB/s), SETTINGS and PINGs acknowledged.
-    let asked = Instant::now();
-    let (mut got, mut data, mut reset, mut ended) = (Vec::new(), 0, false, false);
+    tls
+}
+
+/// What an HTTP/2 client read of stream 1.
+#[derive(Debug)]
+struct H2Read {
+    data: usize,
+    reset: bool,
+    ended: bool,
+}
+
+/// Reads frames as a client does until stream 1 ends or is reset, or the connection closes:
+/// acknowledges SETTINGS and PINGs, and after each DATA frame of stream 1 gives its credit back
+/// (stream and connection) after the time `back` says, or never (`None`).
+fn read_stream_1(
+    tls: &mut (impl Read + Write),
+    mut back: impl FnMut(usize) -> Option<Duration>,
+) -> H2Read {
+    let mut r = H2Read {
+        data: 0,
+        reset: false,
+        ended: false,
+    };
+    let mut got = Vec::new();
     let mut b = [0u8; 4096];
-    while !reset && !ended {
+    while !r.reset && !r.ended {
         match tls.read(&mut b) {
             Ok(0) | Err(_) => break,
             Ok(n) => got.extend_from_slice(&b[..n]),
@@ -141,18 +220,20 @@ fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
             let stream = u32::from_be_bytes([got[5], got[6], got[7], got[8]]) & 0x7fff_ffff;
             match kind {
                 0 if stream == 1 => {
-                    data += len;
-                    ended |= flags & 1 == 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                    for id in [0u32, 1] {
-                        let mut update = vec![0, 0, 4, 8, 0];
-                        update.extend_from_slice(&id.to_be_bytes());
-                        update.extend_from_slice(&(len as u32).to_be_bytes());
-                        tls.write_all(&update).unwrap();
+                    r.data += len;
+                    r.ended |= flags & 1 == 1;
+                    if let Some(after) = back(len) {
+                        std::thread::sleep(after);
+                        for id in [0u32, 1] {
+                            let mut update = vec![0, 0, 4, 8, 0];
+                            update.extend_from_slice(&id.to_be_bytes());
+                            update.extend_from_slice(&(len as u32).to_be_bytes());
+                            tls.write_all(&update).unwrap();
+                        }
                     }
                 }
-                1 if stream == 1 => ended |= flags & 1 == 1,
-                3 if stream == 1 => reset = true,
+                1 if stream == 1 => r.ended |= flags & 1 == 1,
+                3 if stream == 1 => r.reset = true,
                 4 if flags & 1 == 0 => tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap(),
                 6 if flags & 1 == 0 => {
                     let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
@@ -165,16 +246,7 @@ fn a_live_segment_read_too_slowly_over_http2_is_reset_at_the_send_limit() {
             got.drain(..9 + len);
         }
     }
-    assert!(
-        reset,
-        "RST_STREAM for the segment (ended: {ended}, {data} bytes)"
-    );
-    assert!(data < whole, "cut off: {data} of {whole} bytes");
-    assert!(
-        asked.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        asked.elapsed()
-    );
+    r
 }
 
 /// Publishes `slow` (segments of four 1 s GOPs, over 200 KiB: more than socket buffers hold for

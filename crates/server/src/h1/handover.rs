@@ -47,7 +47,6 @@ pub(super) async fn hyper_takeover(
             // What this response is written under (the last one's is done with).
             *current.lock().unwrap_or_else(|p| p.into_inner()) = Current {
                 by: crate::response::SendBy::of(&resp),
-                mapped: resp.extensions().get().copied(),
             };
             Ok::<_, std::convert::Infallible>(resp)
         }
@@ -75,12 +74,10 @@ pub(super) async fn hyper_takeover(
     result.map_err(io::Error::other)
 }
 
-/// What a response handed to hyper is written under: its `SendBy`, and, for a title mapped from
-/// disk, the fault count it began with (truncated.rs).
+/// What a response handed to hyper is written under: its `SendBy`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Current {
     by: Option<Instant>,
-    mapped: Option<crate::truncated::Mapped>,
 }
 
 /// A stream that first yields bytes already read from it, and fails a write that takes nothing
@@ -118,20 +115,16 @@ impl Rewind {
             .unwrap_or_default()
     }
 
-    /// Why the current response may not be written further, if it may not: past its `SendBy`,
-    /// or a title whose file was cut short since it began (the connection is then reset).
+    /// Why the current response may not be written further, if it may not: past its `SendBy`
+    /// (the connection is then reset). Asked before writes only: a flush with nothing to write
+    /// (hyper flushes while it waits for the next answer) is not the response's.
     fn refused(&self) -> Option<io::Error> {
-        let Current { by, mapped } = self.current();
-        let e = if by.is_some_and(|by| by <= Instant::now()) {
-            tracing::debug!("a live segment not sent within its limit; connection reset");
-            io::ErrorKind::TimedOut.into()
-        } else if mapped.is_some_and(|m| m.cut()) {
-            io::Error::other("the title's file was cut short while it was sent")
-        } else {
+        if self.current().by.is_none_or(|by| by > Instant::now()) {
             return None;
-        };
+        }
+        tracing::debug!("a live segment not sent within its limit; connection reset");
         super::write::reset_on_close(self.stream.tcp());
-        Some(e)
+        Some(io::ErrorKind::TimedOut.into())
     }
 
     /// Applies the send timeout to the result of a write, a flush or a shutdown (TLS: rustls
@@ -240,9 +233,6 @@ impl AsyncWrite for Rewind {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(e) = self.refused() {
-            return Poll::Ready(Err(e));
-        }
         let r = Pin::new(&mut self.stream).poll_flush(cx);
         self.timed(cx, r)
     }

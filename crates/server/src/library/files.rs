@@ -41,7 +41,8 @@ pub(crate) fn read(
     } else {
         // SAFETY: the mapping is read-only and private to us. The library directory is expected not
         // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
-        // file is truncated anyway, reads past its new end would fault. Titles beyond the memory
+        // file is truncated anyway, reads past its new end fault, and `crate::truncated` maps
+        // zeros there (the request fails, the library is rescanned). Titles beyond the memory
         // budget are mapped so the kernel's page cache can hold and evict them.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok((Bytes::from_owner(map), Some(Arc::new(file)), modified))
