@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixtures::live_ts;
-use common::live::{instance_dir, raw_publish, server, wait_for, ChunkedPost, WAIT};
+use common::live::{instance_dir, raw_publish, read_head, server, wait_for, ChunkedPost, WAIT};
 use common::ts::keyframes;
 use common::TestServer;
 use server::live::LiveConfig;
@@ -92,6 +92,36 @@ fn a_live_segment_read_too_slowly_after_a_preflight_is_cut_off_too() {
         "OPTIONS /live/slow/index.m3u8 HTTP/1.1\r\nHost: x\r\nOrigin: http://player.example\r\n\
          Access-Control-Request-Method: GET\r\n\r\n",
     );
+}
+
+#[test]
+fn a_handed_over_connection_serves_on_after_a_segments_limit_has_passed() {
+    let s = server(|c| {
+        c.hls.min_segment = Duration::from_secs(4);
+        c.segment_send_limit = Duration::from_secs(1);
+    });
+    let (_post, path, whole) = slow_segment(&s);
+    // A preflight first (the connection goes to hyper), then the segment, read at once.
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        c,
+        "OPTIONS {path} HTTP/1.1\r\nHost: x\r\nOrigin: http://player.example\r\n\
+         Access-Control-Request-Method: GET\r\n\r\nGET {path} HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 204"));
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; whole];
+    c.read_exact(&mut body).unwrap();
+    // The player comes back after the segment's limit has passed, with a request that is held
+    // (the LL-HLS playlist waits for a first segment that the idle publisher never sends): the
+    // connection is its own while it waits, and the answer comes when the wait ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    write!(c, "GET /live/slow/ll.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
 #[test]
