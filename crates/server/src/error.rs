@@ -85,6 +85,12 @@ pub enum Error {
         Clip(.tag), Clip(.stream)
     )]
     OtherInstance { stream: String, tag: String },
+    #[error(
+        "a title file was cut short while the server had it mapped: '{}' is served again once \
+         the library has been read again (in a moment)",
+        Clip(.0)
+    )]
+    TitleRereading(String),
     #[error("publishing '{}' needs a stream key (?key= or Authorization: Bearer)", Clip(.0))]
     KeyRequired(String),
     #[error("wrong stream key for '{}'", Clip(.0))]
@@ -181,7 +187,7 @@ impl Error {
             Error::LlHoldTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(..) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Pending(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Pending(_) | Error::TitleRereading(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Error::Store(_) => StatusCode::BAD_GATEWAY,
             Error::EdgeBusy(..) => StatusCode::SERVICE_UNAVAILABLE,
@@ -247,7 +253,7 @@ impl Error {
                     HeaderValue::from_static("Bearer realm=\"zerocast admin\""),
                 );
             }
-            Error::Overloaded | Error::Pending(_) => {
+            Error::Overloaded | Error::Pending(_) | Error::TitleRereading(_) => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -37,13 +37,24 @@ pub(super) fn video<B>(
             let t = lib
                 .get(title)
                 .ok_or_else(|| Error::UnknownTitle(title.to_string()))?;
+            readable(t)?;
             return super::packaged::serve(t, asset, policy, req);
         }
     };
+    readable(t)?;
     if super::clips::wanted(req.uri().query()) {
         return super::clips::serve(t, policy, req);
     }
     Ok(entity::serve(&**t, policy, req.method(), req.headers()))
+}
+
+/// 503 while a mapped title may read as zeros: a mapped file was found cut short, and the
+/// rescan that follows has not yet read it again or kept this one (`Title::readable`).
+fn readable(t: &Title) -> Result<(), Error> {
+    match t.readable() {
+        true => Ok(()),
+        false => Err(Error::TitleRereading(t.id.clone())),
+    }
 }
 
 /// The title in object storage whose packaging a `GET|HEAD /videos/{id}` (a clip, or an HLS or

@@ -49,6 +49,29 @@ pub(crate) fn read(
     }
 }
 
+impl super::Title {
+    /// Whether its bytes may be served: always, unless they are a mapping of its file and a
+    /// mapped file has been found cut short since it was read or last kept by a rescan (the
+    /// pages cut off read as zeros, `crate::truncated`, and which file it was is not known):
+    /// until the rescan that follows has read the changed file again and kept this one.
+    pub(crate) fn readable(&self) -> bool {
+        let faults = crate::truncated::FAULTS.load(std::sync::atomic::Ordering::Relaxed);
+        self.readable_at(faults)
+    }
+
+    fn readable_at(&self, faults: u64) -> bool {
+        let mapped = !self.cached && self.file.is_some();
+        !mapped || self.faults_seen.load(std::sync::atomic::Ordering::Relaxed) == faults
+    }
+
+    /// Kept by a rescan that began when `faults` files had been found cut short: its file is
+    /// unchanged since it was read.
+    pub(super) fn kept(&self, faults: u64) {
+        self.faults_seen
+            .store(faults, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The most of a title's memory that may be held in 2 MiB pages: its whole 2 MiB stretches.
 const HUGE: u64 = 2 << 20;
 
@@ -155,6 +178,34 @@ mod tests {
 
     fn memfd() -> File {
         File::from(rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+    }
+
+    #[test]
+    fn a_mapped_title_is_not_served_after_a_file_was_cut_short_until_a_rescan_keeps_it() {
+        let title = |cached| {
+            let mut t = super::super::Title::new(
+                "a.ts".into(),
+                Bytes::from_static(b"x"),
+                cached,
+                "\"e\"".into(),
+                UNIX_EPOCH,
+            );
+            t.file = Some(Arc::new(memfd()));
+            t
+        };
+        let mapped = title(false);
+        let seen = mapped
+            .faults_seen
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(mapped.readable_at(seen));
+        assert!(!mapped.readable_at(seen + 1), "a file was cut short since");
+        mapped.kept(seen + 1);
+        assert!(
+            mapped.readable_at(seen + 1),
+            "kept by the rescan that followed"
+        );
+        // In memory (a sealed memfd): never at stake.
+        assert!(title(true).readable_at(seen + 5));
     }
 
     #[test]

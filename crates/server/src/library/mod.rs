@@ -47,6 +47,8 @@ pub struct Title {
     pub last_modified_header: http::HeaderValue,
     /// What identified the file when it was read (a rescan keeps a title whose file still has it).
     pub stamp: Option<FileStamp>,
+    /// The count of mapped files found cut short when it was read or last kept (files.rs).
+    faults_seen: std::sync::atomic::AtomicU64,
     /// Its packaging for clips, HLS and DASH, built on first use (see [`Title::package`]).
     package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
     /// An MP4 of fragments (see [`Title::is_fragmented`]), found out once.
@@ -149,6 +151,9 @@ impl Title {
             package: std::sync::OnceLock::new(),
             fragmented: std::sync::OnceLock::new(),
             clips: crate::recent::RecentClips::default(),
+            faults_seen: crate::truncated::FAULTS
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into(),
         }
     }
 
@@ -417,6 +422,7 @@ impl Library {
             path: root.display().to_string(),
             error,
         };
+        let faults = crate::truncated::FAULTS.load(std::sync::atomic::Ordering::Relaxed);
         let canon_root = root.canonicalize().map_err(lib_err)?;
         if !canon_root.is_dir() {
             return Err(lib_err(std::io::Error::other("not a directory")));
@@ -474,6 +480,7 @@ impl Library {
                     };
                     etags.keep(&path, version, &t.etag);
                 }
+                t.kept(faults);
                 Arc::make_mut(&mut lib.titles).insert(id, t);
                 continue;
             }
