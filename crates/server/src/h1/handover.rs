@@ -10,6 +10,7 @@
 use crate::state::State;
 use crate::transport::Transport;
 use bytes::{Buf, Bytes};
+use http_body_util::BodyExt;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -45,8 +46,13 @@ pub(super) async fn hyper_takeover(
             };
             let resp = crate::hyper_paths::answer(&st, req, peer, stop, how).await;
             // What this response is written under (the last one's is done with).
-            *current.lock().unwrap_or_else(|p| p.into_inner()) = Current {
-                by: crate::response::SendBy::of(&resp),
+            let by = crate::response::SendBy::of(&resp);
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = Current { by };
+            // Until hyper is done with its body: what hyper writes after it on its own (an
+            // answer to a malformed next request, the close) is not held to it.
+            let resp = match by {
+                Some(_) => resp.map(|body| Limited { body, current }.boxed_unsync()),
+                None => resp,
             };
             Ok::<_, std::convert::Infallible>(resp)
         }
@@ -72,6 +78,39 @@ pub(super) async fn hyper_takeover(
         }
     };
     result.map_err(io::Error::other)
+}
+
+/// A body with a `SendBy`: clears it when hyper is done with the body (its last bytes may still
+/// be in hyper's write queue, a few hundred KiB at most, then held to `send_timeout` only).
+struct Limited {
+    body: crate::hyper_paths::Body,
+    current: Arc<std::sync::Mutex<Current>>,
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).by = None;
+    }
+}
+
+impl http_body::Body for Limited {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// What a response handed to hyper is written under: its `SendBy`.
