@@ -14,6 +14,9 @@
 //! counts the fault and wakes [`watch`] through an eventfd (a `write` is async-signal-safe),
 //! which logs it and has the library rescanned at once: the title is reloaded from what its
 //! file holds now, and the zero pages go with the old mapping when its last response ends.
+//! Which file it was is not known here: until that rescan has read it again, no mapped title is
+//! served (`Title::readable`, 503), and over TLS, where the bytes are copied in user space, a
+//! response going out when a fault comes fails rather than finish ([`Mapped`], [`Copied`]).
 //! Any other SIGBUS goes to the handler that was there before (Rust's, then the default: the
 //! process ends, as it should).
 
