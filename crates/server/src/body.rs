@@ -356,6 +356,19 @@ impl http_body::Body for Chunks {
     }
 }
 
+/// The size of a body that holds `extra` bytes of a frame it took from `inner`, besides what
+/// `inner` still says it holds (bodies that give a frame in pieces: h2.rs, truncated.rs).
+pub(crate) fn size_hint_plus(inner: http_body::SizeHint, extra: usize) -> http_body::SizeHint {
+    let extra = extra as u64;
+    let mut h = http_body::SizeHint::new();
+    h.set_lower(inner.lower().saturating_add(extra));
+    if let Some(upper) = inner.upper() {
+        // At least the lower bound (set_upper refuses less).
+        h.set_upper(upper.saturating_add(extra).max(h.lower()));
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

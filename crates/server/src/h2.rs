@@ -294,14 +294,6 @@ impl http_body::Body for Tracked {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let inner = self.body.size_hint();
-        let extra = self.rest.len() as u64;
-        let mut h = http_body::SizeHint::new();
-        h.set_lower(inner.lower().saturating_add(extra));
-        if let Some(upper) = inner.upper() {
-            // At least the lower bound (set_upper refuses less).
-            h.set_upper(upper.saturating_add(extra).max(h.lower()));
-        }
-        h
+        crate::body::size_hint_plus(self.body.size_hint(), self.rest.len())
     }
 }

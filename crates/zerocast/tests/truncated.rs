@@ -19,13 +19,7 @@ fn a_title_file_cut_short_under_the_server_fails_what_reads_it_and_is_reloaded()
     let s = Served::start(None, &["--library", lib, "--cache-size", "0"]);
     let info = |s: &Served| request(s.addr, "GET", "/api/videos/ntsc-moov-at-end.mp4", &[]).json();
     assert_eq!(info(&s)["cached_in_memory"], false, "mapped from its file");
-    // Cut short in place: the file keeps its inode, which the server has mapped.
-    let title = dir.path().join("ntsc-moov-at-end.mp4");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&title)
-        .unwrap();
-    file.set_len(1000).unwrap();
+    cut_short(dir.path());
     // A clip's head is made from the title's moov, at the end of the file: past the cut.
     let clip = request(
         s.addr,
@@ -81,12 +75,7 @@ fn cut_while_sent_over_tls(protocol: &str) {
             key.to_str().unwrap(),
         ],
     );
-    let title = dir.path().join("ntsc-moov-at-end.mp4");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&title)
-        .unwrap();
-    file.set_len(1000).unwrap();
+    cut_short(dir.path());
     require("curl");
     let out = Command::new("curl")
         .args(["-sS", protocol, "--max-time", "20", "--cacert"])
@@ -105,4 +94,15 @@ fn cut_while_sent_over_tls(protocol: &str) {
     assert!(!out.status.success(), "finished: {stdout} {stderr}");
     let health = request(s.addr, "GET", "/healthz", &[]);
     assert_eq!(health.status, 200, "the server lives on");
+}
+
+/// Cuts the title `ntsc-moov-at-end.mp4` in `dir` to 1,000 bytes in place: the file keeps its
+/// inode, which the server has mapped.
+fn cut_short(dir: &std::path::Path) {
+    let title = dir.join("ntsc-moov-at-end.mp4");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&title)
+        .unwrap();
+    file.set_len(1000).unwrap();
 }
