@@ -260,8 +260,16 @@ impl AsRawFd for Wake {
     }
 }
 
-/// Waits for the handler's wake-ups: each is logged, and has the library rescanned (`changed`).
-/// Returns at once when the handler is not installed.
+/// The library is read again this long after a fault, each time: a file cut short is usually
+/// being written (`cp`), and a rescan in the middle of that reads it half written.
+const AGAIN: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(30),
+];
+
+/// Waits for the handler's wake-ups: each is logged, and has the library rescanned (`changed`)
+/// at once and then [`AGAIN`]. Returns at once when the handler is not installed.
 async fn watch(changed: Arc<tokio::sync::Notify>) {
     let fd = WAKE.load(Relaxed);
     if fd < 0 {
@@ -276,8 +284,21 @@ async fn watch(changed: Arc<tokio::sync::Notify>) {
     let Ok(wake) = registered else {
         return;
     };
+    // The rescans still to come: when the last fault came, and how many were made since.
+    let mut again: Option<(tokio::time::Instant, usize)> = None;
     loop {
-        let Ok(mut ready) = wake.readable().await else {
+        let next = again.and_then(|(at, done)| Some(at + *AGAIN.get(done)?));
+        let woken = tokio::select! {
+            r = wake.readable() => Some(r),
+            () = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)),
+                if next.is_some() => None,
+        };
+        let Some(woken) = woken else {
+            again = again.map(|(at, done)| (at, done + 1));
+            changed.notify_one();
+            continue;
+        };
+        let Ok(mut ready) = woken else {
             return;
         };
         let mut n = [0u8; 8];
@@ -294,6 +315,7 @@ async fn watch(changed: Arc<tokio::sync::Notify>) {
                      requests that read it failed; rescanning the library now"
                 );
                 changed.notify_one();
+                again = Some((tokio::time::Instant::now(), 0));
             }
             Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
             Err(_) => return,

@@ -39,6 +39,15 @@ fn a_title_file_cut_short_under_the_server_fails_what_reads_it_and_is_reloaded()
         || info(&s)["size"] == 1000,
     );
     assert!(!s.log_lines("was cut short while it was mapped").is_empty());
+    // The copy that cut it short goes on and finishes (in place): read again without a
+    // SIGHUP or `--watch`, by the rescans that follow a fault.
+    let whole = std::fs::read(common::demo_dir().join("ntsc-moov-at-end.mp4")).unwrap();
+    std::fs::write(dir.path().join("ntsc-moov-at-end.mp4"), &whole).unwrap();
+    wait_until(
+        "the title read again once written whole",
+        Duration::from_secs(20),
+        || info(&s)["size"] == whole.len(),
+    );
 }
 
 #[test]
