@@ -7,6 +7,7 @@ mod common;
 
 use common::fixtures::live_ts;
 use common::live::{instance_dir, raw_publish, read_head, server, wait_for, ChunkedPost, WAIT};
+use common::tls::{h2_frames, h2_get};
 use common::ts::keyframes;
 use common::TestServer;
 use server::live::LiveConfig;
@@ -192,28 +193,6 @@ fn over_h2(
     (s, post, path, whole, tls)
 }
 
-/// Sends the preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = `window`, `more` bytes of
-/// connection credit (a WINDOW_UPDATE on stream 0), then a GET of `path` on stream 1 (HPACK:
-/// :method GET, :scheme https, :authority and :path as literals).
-fn h2_get<T: Read + Write>(mut tls: T, path: &str, window: u32, more: u32) -> T {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
-    out.extend_from_slice(&window.to_be_bytes());
-    if more > 0 {
-        out.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
-        out.extend_from_slice(&more.to_be_bytes());
-    }
-    let mut block = vec![0x82, 0x87, 0x41, 9];
-    block.extend_from_slice(b"localhost");
-    block.extend_from_slice(&[0x44, path.len() as u8]);
-    block.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    tls.write_all(&out).unwrap();
-    tls.flush().unwrap();
-    tls
-}
-
 /// What an HTTP/2 client read of stream 1.
 #[derive(Debug)]
 struct H2Read {
@@ -222,11 +201,11 @@ struct H2Read {
     ended: bool,
 }
 
-/// Reads frames as a client does until stream 1 ends or is reset, or the connection closes:
-/// acknowledges SETTINGS and PINGs, and after each DATA frame of stream 1 gives its credit back
-/// (stream and connection) after the time `back` says, or never (`None`).
-fn read_stream_1(
-    tls: &mut (impl Read + Write),
+/// Reads as a client does until stream 1 ends or is reset, or the connection closes; after each
+/// DATA frame of stream 1 gives its credit back (stream and connection) after the time `back`
+/// says, or never (`None`).
+fn read_stream_1<T: Read + Write>(
+    tls: &mut T,
     mut back: impl FnMut(usize) -> Option<Duration>,
 ) -> H2Read {
     let mut r = H2Read {
@@ -234,48 +213,27 @@ fn read_stream_1(
         reset: false,
         ended: false,
     };
-    let mut got = Vec::new();
-    let mut b = [0u8; 4096];
-    while !r.reset && !r.ended {
-        match tls.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-        while got.len() >= 9 {
-            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
-            if got.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (got[3], got[4]);
-            let stream = u32::from_be_bytes([got[5], got[6], got[7], got[8]]) & 0x7fff_ffff;
-            match kind {
-                0 if stream == 1 => {
-                    r.data += len;
-                    r.ended |= flags & 1 == 1;
-                    if let Some(after) = back(len) {
-                        std::thread::sleep(after);
-                        for id in [0u32, 1] {
-                            let mut update = vec![0, 0, 4, 8, 0];
-                            update.extend_from_slice(&id.to_be_bytes());
-                            update.extend_from_slice(&(len as u32).to_be_bytes());
-                            tls.write_all(&update).unwrap();
-                        }
+    h2_frames(tls, |tls, kind, flags, stream, payload| {
+        match kind {
+            0 if stream == 1 => {
+                r.data += payload.len();
+                r.ended |= flags & 1 == 1;
+                if let Some(after) = back(payload.len()) {
+                    std::thread::sleep(after);
+                    for id in [0u32, 1] {
+                        let mut update = vec![0, 0, 4, 8, 0];
+                        update.extend_from_slice(&id.to_be_bytes());
+                        update.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                        tls.write_all(&update).unwrap();
                     }
                 }
-                1 if stream == 1 => r.ended |= flags & 1 == 1,
-                3 if stream == 1 => r.reset = true,
-                4 if flags & 1 == 0 => tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap(),
-                6 if flags & 1 == 0 => {
-                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                    ack.extend_from_slice(&got[9..17]);
-                    tls.write_all(&ack).unwrap();
-                }
-                _ => {}
             }
-            tls.flush().unwrap();
-            got.drain(..9 + len);
+            1 if stream == 1 => r.ended |= flags & 1 == 1,
+            3 if stream == 1 => r.reset = true,
+            _ => {}
         }
-    }
+        !r.reset && !r.ended
+    });
     r
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::fixtures::live_ts;
 use common::live::{ffmpeg_publish, wait_for, wait_until, Proc};
-use common::tls::{connect, curl, demo_bytes, get_on, https_server, TestCa};
+use common::tls::{connect, curl, demo_bytes, get_on, h2_frames, h2_get, https_server, TestCa};
 use common::{require, TestServer};
 use server::tls::TlsConfig;
 use std::io::{Read, Write};
@@ -268,35 +268,15 @@ fn h2_to_an_empty_library(
     (s, tls)
 }
 
-/// Reads HTTP/2 frames as a client does until the server closes the connection: acknowledges
-/// SETTINGS and PINGs, and returns each frame's type.
+/// Reads HTTP/2 frames as a client does until the server closes the connection; each frame's
+/// type.
 fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
-    let (mut got, mut types) = (Vec::new(), Vec::new());
-    let mut b = [0u8; 1024];
-    loop {
-        match tls.read(&mut b) {
-            Ok(0) | Err(_) => return types,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-        while got.len() >= 9 {
-            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
-            if got.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (got[3], got[4]);
-            types.push(kind);
-            if kind == 4 && flags & 1 == 0 {
-                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
-            }
-            if kind == 6 && flags & 1 == 0 {
-                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&got[9..17]);
-                tls.write_all(&ack).unwrap();
-            }
-            tls.flush().unwrap();
-            got.drain(..9 + len);
-        }
-    }
+    let mut types = Vec::new();
+    h2_frames(tls, |_, kind, _, _, _| {
+        types.push(kind);
+        true
+    });
+    types
 }
 
 /// A client that gives the server no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE 0) and
@@ -304,19 +284,9 @@ fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
 /// reads nothing is; it would otherwise hold its responses for as long as it likes.
 #[test]
 fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
-    let (_s, mut tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
-    // The preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = 0, then GET /api/videos on stream 1
-    // (HPACK: :method GET, :scheme https, :authority localhost, :path as a literal).
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
-    let mut block = vec![0x82, 0x87, 0x41, 9];
-    block.extend_from_slice(b"localhost");
-    block.extend_from_slice(&[0x44, 11]);
-    block.extend_from_slice(b"/api/videos");
-    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    tls.write_all(&out).unwrap();
-    tls.flush().unwrap();
+    let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
+    // SETTINGS with INITIAL_WINDOW_SIZE = 0, then GET /api/videos on stream 1.
+    let mut tls = h2_get(tls, "/api/videos", 0, 0);
     let started = Instant::now();
     let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();

@@ -272,3 +272,64 @@ pub fn curl(addr: SocketAddr, ca: &TestCa, path: &str, args: &[&str]) -> (Vec<u8
 pub fn demo_bytes(name: &str) -> Vec<u8> {
     std::fs::read(demo_dir().join(name)).unwrap()
 }
+
+/// Sends the preface, SETTINGS with INITIAL_WINDOW_SIZE (4) = `window`, `more` bytes of
+/// connection credit (a WINDOW_UPDATE on stream 0), then a GET of `path` on stream 1 (HPACK:
+/// :method GET, :scheme https, :authority and :path as literals).
+pub fn h2_get<T: std::io::Read + Write>(mut tls: T, path: &str, window: u32, more: u32) -> T {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
+    out.extend_from_slice(&window.to_be_bytes());
+    if more > 0 {
+        out.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&more.to_be_bytes());
+    }
+    let mut block = vec![0x82, 0x87, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x44, path.len() as u8]);
+    block.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    tls
+}
+
+/// Reads HTTP/2 frames as a client does until `each` returns false or the connection closes:
+/// acknowledges SETTINGS and PINGs, and gives each whole frame (type, flags, stream, payload)
+/// to `each`, with the connection to answer on.
+pub fn h2_frames<T: std::io::Read + Write>(
+    tls: &mut T,
+    mut each: impl FnMut(&mut T, u8, u8, u32, &[u8]) -> bool,
+) {
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+        while got.len() >= 9 {
+            let len = (got[0] as usize) << 16 | (got[1] as usize) << 8 | got[2] as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (got[3], got[4]);
+            let stream = u32::from_be_bytes([got[5], got[6], got[7], got[8]]) & 0x7fff_ffff;
+            if kind == 4 && flags & 1 == 0 {
+                tls.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
+            }
+            if kind == 6 && flags & 1 == 0 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&got[9..17]);
+                tls.write_all(&ack).unwrap();
+            }
+            let more = each(tls, kind, flags, stream, &got[9..9 + len]);
+            tls.flush().unwrap();
+            if !more {
+                return;
+            }
+            got.drain(..9 + len);
+        }
+    }
+}
