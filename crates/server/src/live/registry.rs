@@ -119,8 +119,9 @@ impl Stream {
 
     /// Whether `tag` (the directory of a segment's URI, without its `/`) names this instance.
     pub fn is_instance(&self, tag: &str) -> bool {
-        // Exactly as `dir` writes it (lowercase, no leading zero): one resource, one URL.
-        self.dir().strip_suffix('/') == Some(tag)
+        // Exactly as `dir` writes it (the router takes lowercase hex only; no leading zero): one
+        // resource, one URL. Asked per segment request: no string made for it.
+        (tag == "0" || !tag.starts_with('0')) && u64::from_str_radix(tag, 16) == Ok(self.instance)
     }
 
     /// The stream's state, for reading. Never held across an await.
