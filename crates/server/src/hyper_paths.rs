@@ -35,10 +35,10 @@ pub(crate) async fn answer<B>(
     how: How,
 ) -> Response<Body> {
     let boxed = |r: Response<Chunks>| {
-        // A title mapped from disk, over TLS: copied first, its file checked (truncated.rs).
-        match how.secure && r.body().file().is_some_and(|f| f.on_disk) {
-            true => r.map(|b| crate::truncated::Copied::new(b).boxed_unsync()),
-            false => r.map(BodyExt::boxed_unsync),
+        // Read from a mapping of a title's file: copied first, its file checked (truncated.rs).
+        match r.extensions().get::<crate::truncated::Mapped>().copied() {
+            Some(m) => r.map(|b| crate::truncated::Copied::new(b, m).boxed_unsync()),
+            None => r.map(BodyExt::boxed_unsync),
         }
     };
     let (m, path) = (req.method().clone(), req.uri().path().to_owned());

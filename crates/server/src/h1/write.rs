@@ -321,6 +321,8 @@ async fn respond(
         return Box::pin(stored(stream, resp, close, config, head)).await;
     }
     render_head(&resp, close, head);
+    // Read from a mapping of a title's file: checked before its last byte (truncated.rs).
+    let mapped = resp.extensions().get::<crate::truncated::Mapped>().copied();
     let body = resp.into_body();
     if head_only {
         let mut only = [IoSlice::new(head)];
@@ -347,10 +349,11 @@ async fn respond(
             return r;
         }
     }
-    if let Some(src) = body.file().filter(|f| f.on_disk) {
+    if let Some(mapped) = mapped.filter(|_| !body.is_empty()) {
         // From a title mapped from disk (TLS, or under `sendfile_min`): written a stretch at a
-        // time, each read in off the worker first (`pagein`).
-        return Box::pin(paged(stream, head, &body, src, limit)).await;
+        // time, each read in off the worker first (`pagein`), its last byte held back until
+        // the file is known not to have been cut short under the copy.
+        return Box::pin(paged(stream, head, &body, mapped, limit)).await;
     }
     // One writev of the head and every body frame; partial writes resume where they stopped.
     // A single range is two slices: they live on the stack, only multipart bodies allocate.
@@ -371,29 +374,30 @@ async fn respond(
     vectored::write_all(stream, rest, |_| Some(limit.next())).await
 }
 
-/// `head` and `body`, whose last `src.len` bytes are (mapped) pages of a file on disk: written
-/// in windows that end a [`crate::pagein::STRETCH`] apart in the file, each window's pages read
-/// in off the worker before it is written.
+/// `head` and `body` (not empty), read from a mapping of a title's file (all of it, or what
+/// follows a clip's or segment's head; or several slices of it): written in windows a
+/// [`crate::pagein::STRETCH`] long, the pages of each that lie in the body's file read in off
+/// the worker before it is written. Its last byte goes out once the rest was copied from a
+/// file that was not cut short meanwhile: where the copy is ours (TLS) or the kernel's from a
+/// page already replaced by zeros (truncated.rs), a response that would carry them is cut short
+/// instead.
 async fn paged(
     stream: &mut Transport,
     head: &[u8],
     body: &Chunks,
-    src: &crate::body::FileSource,
+    mapped: crate::truncated::Mapped,
     limit: Limit,
 ) -> io::Result<()> {
     let total = body.len();
-    let file_at = total - src.len;
-    // Its last byte goes out once the rest was copied from a file that was not cut short
-    // meanwhile (over TLS the copy is ours: a page cut off reads as zeros, truncated.rs); a
-    // response that would carry them is cut short instead.
-    let mapped = crate::truncated::Mapped::now();
+    let src = body.file().filter(|f| f.on_disk);
+    let file_at = total - src.map_or(0, |s| s.len);
     let held = total - 1;
     let mut from = 0;
     let mut first = true;
     while first || from < held {
         let to = (from.max(file_at) + crate::pagein::STRETCH).min(held);
         let (a, b) = (from.max(file_at), if to == held { total } else { to });
-        if b > a {
+        if let Some(src) = src.filter(|_| b > a) {
             crate::pagein::ensure(&src.file, src.offset + (a - file_at), b - a).await;
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::new();

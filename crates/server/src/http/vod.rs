@@ -26,8 +26,15 @@ pub(super) fn video<B>(
     policy: &Policy,
     req: &Request<B>,
 ) -> Result<Response<Chunks>, Error> {
-    let t = match lookup(lib, id) {
-        Ok(t) => t,
+    let (t, mut resp) = match lookup(lib, id) {
+        Ok(t) => {
+            readable(t)?;
+            let resp = match super::clips::wanted(req.uri().query()) {
+                true => super::clips::serve(t, policy, req)?,
+                false => entity::serve(&**t, policy, req.method(), req.headers()),
+            };
+            (t, resp)
+        }
         Err(e) => {
             // Not a title: perhaps an HLS or DASH asset of one (`{id}/index.m3u8`, ...).
             let decoded = percent_decode_str(id).decode_utf8().map_err(|_| e)?;
@@ -38,14 +45,15 @@ pub(super) fn video<B>(
                 .get(title)
                 .ok_or_else(|| Error::UnknownTitle(title.to_string()))?;
             readable(t)?;
-            return super::packaged::serve(t, asset, policy, req);
+            (t, super::packaged::serve(t, asset, policy, req)?)
         }
     };
-    readable(t)?;
-    if super::clips::wanted(req.uri().query()) {
-        return super::clips::serve(t, policy, req);
+    // Read from a mapping of the title's file: a sender that copies its bytes checks that the
+    // file was not cut short under the copy (`crate::truncated`).
+    if let Some(mapped) = t.mapped {
+        resp.extensions_mut().insert(mapped);
     }
-    Ok(entity::serve(&**t, policy, req.method(), req.headers()))
+    Ok(resp)
 }
 
 /// 503 while a mapped title may read as zeros: a mapped file was found cut short, and the

@@ -8,15 +8,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) fn read(
-    path: &Path,
-    cache: bool,
-) -> std::io::Result<(Bytes, Option<Arc<File>>, SystemTime)> {
+/// A title's file, read.
+pub(crate) struct Read {
+    pub data: Bytes,
+    /// A file holding exactly `data` (for `sendfile`): the sealed memfd, or the file itself.
+    pub file: Option<Arc<File>>,
+    pub modified: SystemTime,
+    /// When `data` is a mapping of the file: whether the file was found cut short under it.
+    pub mapped: Option<crate::truncated::Mapped>,
+}
+
+pub(crate) fn read(path: &Path, cache: bool) -> std::io::Result<Read> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     if meta.len() == 0 {
-        return Ok((Bytes::new(), None, modified));
+        return Ok(Read {
+            data: Bytes::new(),
+            file: None,
+            modified,
+            mapped: None,
+        });
     }
     if cache {
         // The cache is a memfd: the file is read into it, it is sealed so its bytes can never
@@ -37,38 +49,35 @@ pub(crate) fn read(
         // can never change and no access inside the mapping can fault for lack of backing.
         let map = unsafe { memmap2::MmapOptions::new().populate().map(&mem)? };
         let _ = map.advise(memmap2::Advice::HugePage);
-        Ok((Bytes::from_owner(map), Some(Arc::new(mem)), modified))
+        Ok(Read {
+            data: Bytes::from_owner(map),
+            file: Some(Arc::new(mem)),
+            modified,
+            mapped: None,
+        })
     } else {
         // SAFETY: the mapping is read-only and private to us. The library directory is expected not
         // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
         // file is truncated anyway, reads past its new end fault, and `crate::truncated` maps
-        // zeros there (the request fails, the library is rescanned). Titles beyond the memory
-        // budget are mapped so the kernel's page cache can hold and evict them.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok((Bytes::from_owner(map), Some(Arc::new(file)), modified))
+        // zeros there (the request fails, the title is not served until a rescan has read it
+        // again). Titles beyond the memory budget are mapped so the kernel's page cache can hold
+        // and evict them.
+        let (map, mapped) = unsafe { crate::truncated::Mapping::map(&file, None)? };
+        Ok(Read {
+            data: Bytes::from_owner(map),
+            file: Some(Arc::new(file)),
+            modified,
+            mapped,
+        })
     }
 }
 
 impl super::Title {
     /// Whether its bytes may be served: always, unless they are a mapping of its file and a
-    /// mapped file has been found cut short since it was read or last kept by a rescan (the
-    /// pages cut off read as zeros, `crate::truncated`, and which file it was is not known):
-    /// until the rescan that follows has read the changed file again and kept this one.
+    /// read of that mapping has found the file cut short (the pages cut off read as zeros,
+    /// `crate::truncated`): until the rescan that follows has read the file again.
     pub(crate) fn readable(&self) -> bool {
-        let faults = crate::truncated::FAULTS.load(std::sync::atomic::Ordering::Relaxed);
-        self.readable_at(faults)
-    }
-
-    fn readable_at(&self, faults: u64) -> bool {
-        let mapped = !self.cached && self.file.is_some();
-        !mapped || self.faults_seen.load(std::sync::atomic::Ordering::Relaxed) == faults
-    }
-
-    /// Kept by a rescan that began when `faults` files had been found cut short: its file is
-    /// unchanged since it was read.
-    pub(super) fn kept(&self, faults: u64) {
-        self.faults_seen
-            .store(faults, std::sync::atomic::Ordering::Relaxed);
+        !self.mapped.is_some_and(|m| m.cut())
     }
 }
 
@@ -181,31 +190,44 @@ mod tests {
     }
 
     #[test]
-    fn a_mapped_title_is_not_served_after_a_file_was_cut_short_until_a_rescan_keeps_it() {
-        let title = |cached| {
-            let mut t = super::super::Title::new(
-                "a.ts".into(),
-                Bytes::from_static(b"x"),
-                cached,
-                "\"e\"".into(),
-                UNIX_EPOCH,
-            );
-            t.file = Some(Arc::new(memfd()));
-            t
+    fn a_title_file_cut_short_stops_that_title_being_served_and_no_other() {
+        crate::truncated::install().unwrap();
+        let page = crate::truncated::page_size();
+        let dir = tempfile::tempdir().unwrap();
+        let title = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![7u8; 3 * page]).unwrap();
+            let r = read(&path, false).unwrap();
+            let mut t =
+                super::super::Title::new(name.into(), r.data, false, "\"e\"".into(), UNIX_EPOCH);
+            t.file = r.file;
+            t.mapped = r.mapped;
+            (t, path)
         };
-        let mapped = title(false);
-        let seen = mapped
-            .faults_seen
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert!(mapped.readable_at(seen));
-        assert!(!mapped.readable_at(seen + 1), "a file was cut short since");
-        mapped.kept(seen + 1);
+        let (cut, path) = title("cut.ts");
+        let (other, _) = title("other.ts");
+        assert!(cut.readable() && other.readable());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        // Past the new end: a page of zeros in place of the one cut off, and the server lives.
+        // SAFETY: the address is inside the mapping (its third page).
+        let byte = unsafe { std::ptr::read_volatile(cut.data.as_ptr().add(2 * page)) };
+        assert_eq!(byte, 0);
         assert!(
-            mapped.readable_at(seen + 1),
-            "kept by the rescan that followed"
+            !cut.readable(),
+            "its mapping reads zeros: not served until read again"
         );
+        assert!(other.readable(), "another title's mapping is whole");
+        assert_eq!(other.data[2 * page], 7);
         // In memory (a sealed memfd): never at stake.
-        assert!(title(true).readable_at(seen + 5));
+        let mut held =
+            super::super::Title::new("a".into(), Bytes::new(), true, "\"e\"".into(), UNIX_EPOCH);
+        held.file = Some(Arc::new(memfd()));
+        assert!(held.readable());
     }
 
     #[test]
@@ -214,7 +236,7 @@ mod tests {
         let path = dir.path().join("t.bin");
         let bytes: Vec<u8> = (0..(5u32 << 20) + 123).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let (data, file, _) = read(&path, true).unwrap();
+        let Read { data, file, .. } = read(&path, true).unwrap();
         assert_eq!(&data[..], &bytes[..]);
         assert!(file.is_some(), "kept for sendfile");
         // The file is not the length it had when it was listed.

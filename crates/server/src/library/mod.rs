@@ -7,6 +7,7 @@
 //! in a map built at load time and never joined to a filesystem path, so no request can reach outside
 //! the library.
 
+mod entity;
 mod files;
 mod stored;
 
@@ -47,8 +48,8 @@ pub struct Title {
     pub last_modified_header: http::HeaderValue,
     /// What identified the file when it was read (a rescan keeps a title whose file still has it).
     pub stamp: Option<FileStamp>,
-    /// The count of mapped files found cut short when it was read or last kept (files.rs).
-    faults_seen: std::sync::atomic::AtomicU64,
+    /// When `data` is a mapping of its file: whether the file was found cut short under it.
+    pub(crate) mapped: Option<crate::truncated::Mapped>,
     /// Its packaging for clips, HLS and DASH, built on first use (see [`Title::package`]).
     package: std::sync::OnceLock<Result<Arc<crate::package::Package>, String>>,
     /// An MP4 of fragments (see [`Title::is_fragmented`]), found out once.
@@ -151,9 +152,7 @@ impl Title {
             package: std::sync::OnceLock::new(),
             fragmented: std::sync::OnceLock::new(),
             clips: crate::recent::RecentClips::default(),
-            faults_seen: crate::truncated::FAULTS
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .into(),
+            mapped: None,
         }
     }
 
@@ -422,7 +421,6 @@ impl Library {
             path: root.display().to_string(),
             error,
         };
-        let faults = crate::truncated::FAULTS.load(std::sync::atomic::Ordering::Relaxed);
         let canon_root = root.canonicalize().map_err(lib_err)?;
         if !canon_root.is_dir() {
             return Err(lib_err(std::io::Error::other("not a directory")));
@@ -455,7 +453,9 @@ impl Library {
         for (id, path, _) in &files {
             let stamp = std::fs::metadata(path).ok().map(|m| FileStamp::of(&m));
             if let Some(t) = previous.and_then(|p| p.titles.get(id)) {
-                if stamp.is_some() && t.stamp == stamp {
+                // (Not one whose file was found cut short under its mapping: its file may look
+                // the same, `cp -p`, but the mapping reads zeros where the file ended.)
+                if stamp.is_some() && t.stamp == stamp && t.readable() {
                     kept.insert(id.clone(), t.clone());
                 }
             }
@@ -480,7 +480,6 @@ impl Library {
                     };
                     etags.keep(&path, version, &t.etag);
                 }
-                t.kept(faults);
                 Arc::make_mut(&mut lib.titles).insert(id, t);
                 continue;
             }
@@ -488,7 +487,12 @@ impl Library {
             let cache = used.saturating_add(len) <= budget;
             let started = Instant::now();
             match read(&path, cache) {
-                Ok((data, file, modified)) => {
+                Ok(files::Read {
+                    data,
+                    file,
+                    modified,
+                    mapped,
+                }) => {
                     if cache {
                         used += len;
                     }
@@ -503,6 +507,7 @@ impl Library {
                     let read = started.elapsed();
                     let mut title = Title::new(id, data, cache, etag, modified);
                     title.file = file;
+                    title.mapped = mapped;
                     title.stamp = stamp;
                     if cache {
                         // Packaged as it loads (an MP4's sample tables expanded, about 0.5 % of
@@ -544,41 +549,6 @@ pub fn default_cache_budget() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(1 << 30, |kib| kib * 1024 / 2)
-}
-
-impl crate::entity::Entity for Title {
-    fn len(&self) -> u64 {
-        Title::len(self)
-    }
-
-    fn content_type(&self) -> &'static str {
-        self.container.mime()
-    }
-
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-
-    fn etag_header(&self) -> http::HeaderValue {
-        self.etag_header.clone()
-    }
-
-    fn last_modified(&self) -> Option<(SystemTime, http::HeaderValue)> {
-        Some((self.last_modified, self.last_modified_header.clone()))
-    }
-
-    fn cache_control(&self) -> Option<http::HeaderValue> {
-        // A growing recording changes with every keyframe: caches must ask again each time.
-        self.is_growing()
-            .then(|| http::HeaderValue::from_static("no-cache"))
-    }
-
-    fn slice(&self, range: crate::range::ByteRange) -> crate::body::Chunks {
-        if let Some(obj) = &self.remote {
-            return crate::body::Chunks::remote(obj.clone(), range.start..range.end);
-        }
-        crate::entity::file_backed(&self.data, self.file.as_ref(), range, !self.cached)
-    }
 }
 
 const ID_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

@@ -72,7 +72,7 @@ pub(super) async fn upload(
 /// Maps the finished file for [`upload`] (it is not modified again; removing it later keeps
 /// the mapping valid).
 pub(super) fn map(path: &std::path::Path) -> std::io::Result<bytes::Bytes> {
-    crate::library::read_file(path, false).map(|(bytes, _, _)| bytes)
+    crate::library::read_file(path, false).map(|r| r.data)
 }
 
 pub(super) fn failed(state: &State, path: &std::path::Path, source: &Source, why: &str) {

@@ -340,7 +340,7 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
     // were written before) and that nothing truncates: the recorder only appends, retention
     // removes finished files only (and removing a mapped file keeps its pages), and recovery
     // runs before the server starts. The mapping is read-only.
-    let map = unsafe { memmap2::MmapOptions::new().len(len).map(&*w.part.file) };
+    let map = unsafe { crate::truncated::Mapping::map(&w.part.file, Some(len)) };
     let map = match map {
         Ok(m) => m,
         Err(e) => {
@@ -348,6 +348,7 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
             return;
         }
     };
+    let (map, mapped) = map;
     let data = Bytes::from_owner(map);
     let index = match &w.index_failed {
         Some(e) => Err(e.clone()),
@@ -357,14 +358,16 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
         Format::Ts => media::Container::MpegTs,
         Format::Fmp4 => media::Container::Mp4,
     };
-    job.state.put_title(Title::growing(
+    let mut title = Title::growing(
         w.id.to_string(),
         container,
         data,
         w.part.file.clone(),
         index,
         w.part.started_ms,
-    ));
+    );
+    title.mapped = mapped;
+    job.state.put_title(title);
     w.published_keyframes = w.keyframes;
     w.published_at = Instant::now();
 }

@@ -6,109 +6,33 @@
 //! clip's or a segment's head made from the title's `moov`, its clusters, its PSI) raises
 //! SIGBUS, which ends the process, every viewer and publisher on it with it.
 //!
-//! So SIGBUS has a handler ([`install`]): a fault of kind `BUS_ADRERR` (an access to a mapped
-//! page beyond its file's end: the one cause in this process; the arena and title memfds never
-//! shrink, and memory errors are `BUS_MCEERR_*`) gets a page of zeros mapped read-only in place
-//! of the missing one, and the read goes on. It reads zeros where the file's bytes were: the
-//! head made from them fails to parse and the request gets an error, never a crash. The handler
-//! counts the fault and wakes [`watch`] through an eventfd (a `write` is async-signal-safe),
-//! which logs it and has the library rescanned at once: the title is reloaded from what its
-//! file holds now, and the zero pages go with the old mapping when its last response ends.
-//! Which file it was is not known here: until that rescan has read it again, no mapped title is
-//! served (`Title::readable`, 503), and over TLS, where the bytes are copied in user space, a
-//! response going out when a fault comes fails rather than finish ([`Mapped`], [`Copied`]).
-//! Any other SIGBUS goes to the handler that was there before (Rust's, then the default: the
+//! So SIGBUS has a handler ([`install`]). A fault of kind `BUS_ADRERR` (an access to a mapped
+//! page beyond its file's end) at an address inside a title's mapping (made by [`Mapping`],
+//! which keeps a table the handler can read, regions.rs) gets a page of zeros mapped read-only
+//! in place of the missing one, and the read goes on. It reads zeros where the file's bytes
+//! were: the head made from them fails to parse and the request gets an error, never a crash.
+//! The handler counts the fault against that mapping and wakes [`watch`] through an eventfd (a
+//! `write` is async-signal-safe), which logs it and has the library rescanned at once: the
+//! title is reloaded from what its file holds now, and the zero pages go with the old mapping
+//! when its last response ends. Until then that title (and no other) is not served
+//! (`Title::readable`, 503), and a response of it that a sender copies in user space (over TLS,
+//! or any body that is not sent with `sendfile`) fails rather than finish when its mapping
+//! faults ([`Mapped`], [`Copied`]). Any other SIGBUS (another cause, or an address outside the
+//! titles' mappings) goes to the handler that was there before (Rust's, then the default: the
 //! process ends, as it should).
 
-use bytes::Bytes;
+mod copied;
+mod regions;
+
+pub(crate) use copied::Copied;
+pub(crate) use regions::{Mapped, Mapping};
+
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
-/// Reads that found their page cut off (`library_truncated_reads_total`).
+/// Reads that found their page cut off, in all mappings (`library_truncated_reads_total`).
 pub(crate) static FAULTS: AtomicU64 = AtomicU64::new(0);
-
-/// The count of faults when a body of a title mapped from disk began to be copied in user
-/// space (over TLS): its sender fails it, rather than finish it, when the count has changed
-/// since: what it copied may be the zeros of a page cut off (h1/write.rs, [`Copied`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Mapped(pub u64);
-
-impl Mapped {
-    /// For a response now.
-    pub(crate) fn now() -> Mapped {
-        Mapped(FAULTS.load(Relaxed))
-    }
-
-    /// Whether a read of a mapped title found its file cut short since.
-    pub(crate) fn cut(&self) -> bool {
-        FAULTS.load(Relaxed) != self.0
-    }
-}
-
-/// The most of a body [`Copied`] copies at once.
-const COPY: usize = 128 << 10;
-
-/// A body of a title mapped from disk that hyper sends over TLS (HTTP/2, or a connection
-/// handed over to it), where rustls copies it: copied here first, [`COPY`] bytes at a time, and
-/// the fault count checked after each copy, so that a page cut off under the copy (read as
-/// zeros) fails the body (the stream or connection is reset, the response never completes)
-/// instead of going out as the title's bytes.
-pub(crate) struct Copied<B> {
-    body: B,
-    since: Mapped,
-    /// What is left of the frame being copied.
-    rest: Bytes,
-}
-
-impl<B> Copied<B> {
-    pub(crate) fn new(body: B) -> Copied<B> {
-        Copied {
-            body,
-            since: Mapped::now(),
-            rest: Bytes::new(),
-        }
-    }
-}
-
-impl<B> http_body::Body for Copied<B>
-where
-    B: http_body::Body<Data = Bytes, Error = std::io::Error> + Unpin,
-{
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        use std::task::Poll;
-        if self.rest.is_empty() {
-            match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => self.rest = data,
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
-                },
-                other => return other,
-            }
-        }
-        let n = self.rest.len().min(COPY);
-        let copy = Bytes::copy_from_slice(&self.rest.split_to(n));
-        if self.since.cut() {
-            let cut = std::io::Error::other("the title's file was cut short while it was sent");
-            return Poll::Ready(Some(Err(cut)));
-        }
-        Poll::Ready(Some(Ok(http_body::Frame::data(copy))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rest.is_empty() && self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        crate::body::size_hint_plus(self.body.size_hint(), self.rest.len())
-    }
-}
 
 /// The eventfd the handler wakes [`watch`] through (-1: not installed).
 static WAKE: AtomicI32 = AtomicI32::new(-1);
@@ -181,10 +105,14 @@ fn handle(info: *mut libc::siginfo_t) {
     // field is the one a SIGBUS fills in.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     let page = PAGE.load(Relaxed);
-    if code == libc::BUS_ADRERR && addr != 0 && page != 0 {
+    let ours = match code == libc::BUS_ADRERR && page != 0 {
+        true => regions::find(addr),
+        false => None,
+    };
+    if let Some(slot) = ours {
         let at = addr & !(page - 1);
-        // SAFETY: `at` is the page of a mapping of ours that the kernel has no backing for (its
-        // file ends before it): replacing that one page with zeros, read-only, changes no byte
+        // SAFETY: `at` is the page of a title's mapping (the table says so) that the kernel has
+        // no backing for (its file ends before it): replacing that one page with zeros, read-only, changes no byte
         // that could be read before, and the mapping's owner unmaps the whole range, this page
         // with it, when it is dropped.
         let zeros = unsafe {
@@ -198,6 +126,7 @@ fn handle(info: *mut libc::siginfo_t) {
             )
         };
         if zeros != libc::MAP_FAILED {
+            slot.fault();
             FAULTS.fetch_add(1, Relaxed);
             let one: u64 = 1;
             // SAFETY: writes the 8 bytes of `one` to the eventfd (a full counter only makes
@@ -320,5 +249,60 @@ async fn watch(changed: Arc<tokio::sync::Notify>) {
             Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
             Err(_) => return,
         }
+    }
+}
+
+/// The system's page size (for tests that cut a mapped file short).
+#[cfg(test)]
+pub(crate) fn page_size() -> usize {
+    // SAFETY: asks for a constant of the system; touches no memory of ours.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Set in the child process of the test below.
+    const CHILD: &str = "ZEROCAST_TEST_SIGBUS_CHILD";
+
+    #[test]
+    fn a_fault_outside_the_titles_mappings_still_ends_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            super::install().unwrap();
+            let page = crate::truncated::page_size();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("not-a-title");
+            std::fs::write(&path, vec![1u8; 2 * page]).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            // SAFETY: a mapping this test then cuts short on purpose: the read below faults.
+            let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(1)
+                .unwrap();
+            // SAFETY: inside the mapping (its second page, past the file's new end).
+            let byte = unsafe { std::ptr::read_volatile(map.as_ptr().add(page)) };
+            println!("read {byte} and lived");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "truncated::tests::a_fault_outside_the_titles_mappings_still_ends_the_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGBUS),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }

@@ -1,0 +1,39 @@
+//! A title as an HTTP entity: what its ranges, validators and caching are (`crate::entity`).
+
+use super::Title;
+use std::time::SystemTime;
+
+impl crate::entity::Entity for Title {
+    fn len(&self) -> u64 {
+        Title::len(self)
+    }
+
+    fn content_type(&self) -> &'static str {
+        self.container.mime()
+    }
+
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn etag_header(&self) -> http::HeaderValue {
+        self.etag_header.clone()
+    }
+
+    fn last_modified(&self) -> Option<(SystemTime, http::HeaderValue)> {
+        Some((self.last_modified, self.last_modified_header.clone()))
+    }
+
+    fn cache_control(&self) -> Option<http::HeaderValue> {
+        // A growing recording changes with every keyframe: caches must ask again each time.
+        self.is_growing()
+            .then(|| http::HeaderValue::from_static("no-cache"))
+    }
+
+    fn slice(&self, range: crate::range::ByteRange) -> crate::body::Chunks {
+        if let Some(obj) = &self.remote {
+            return crate::body::Chunks::remote(obj.clone(), range.start..range.end);
+        }
+        crate::entity::file_backed(&self.data, self.file.as_ref(), range, !self.cached)
+    }
+}
