@@ -18,9 +18,12 @@ fuzz_target!(|data: &[u8]| {
     ];
     for (from, to) in spans {
         if let Ok(c) = media::clip::clip(data, &info, from, to) {
-            assert!(c.body.start <= c.body.end && c.body.end <= data.len() as u64);
+            assert!(c.body.iter().all(|r| r.start <= r.end && r.end <= data.len() as u64));
+            assert!(c.body.windows(2).all(|w| w[0].end < w[1].start), "in order, apart");
             let mut file = c.head.clone();
-            file.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
+            for r in &c.body {
+                file.extend_from_slice(&data[r.start as usize..r.end as usize]);
+            }
             let _ = media::index(&file);
         }
     }

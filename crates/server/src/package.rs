@@ -75,7 +75,8 @@ impl Package {
                         (Some(t), _) => {
                             let c = media::clip::ts::clip_with(data, info, t, from, to)
                                 .map_err(err)?;
-                            (Bytes::from(c.head), c.body)
+                            let body = c.body_start()..c.body_end();
+                            (Bytes::from(c.head), body)
                         }
                         (None, Some(f)) => {
                             let (body, start, end) = f.span(info, from, to).map_err(err)?;

@@ -14,11 +14,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// A clip as served: its written head and the range of the title's bytes after it.
+/// A clip as served: its written head and the ranges of the title's bytes after it.
 #[derive(Debug)]
 pub struct CutClip {
     pub head: Bytes,
-    pub body: Range<u64>,
+    pub body: Vec<Range<u64>>,
     pub start: MediaTime,
     pub end: MediaTime,
 }
@@ -122,7 +122,7 @@ mod tests {
     fn clip(n: i64) -> Result<CutClip, ()> {
         Ok(CutClip {
             head: Bytes::new(),
-            body: 0..1,
+            body: std::iter::once(0..1).collect(),
             start: MediaTime::new(n, 1),
             end: MediaTime::new(n + 1, 1),
         })

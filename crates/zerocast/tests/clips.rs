@@ -340,3 +340,73 @@ fn a_fragmented_mp4_that_addresses_samples_by_file_offsets_is_refused_with_the_r
     let hls = srv.get("/videos/absolute.mp4/index.m3u8", &[]);
     assert_eq!(hls.status, 422, "{}", String::from_utf8_lossy(&hls.body));
 }
+
+/// The decoded frames of `path` (`ffmpeg -f framemd5`), failing on any decode error.
+fn frames(path: &std::path::Path) -> String {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && errors.is_empty(), "{errors}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A file with all its video first and then all its audio (as some cameras and `MP4Box -flat`
+/// write): its clip decodes to the same frames as the same clip of the interleaved original,
+/// and carries its own samples only, not the rest of the video and audio that lie between
+/// them in the file; ranges of it are byte-exact, sent with `sendfile` or written.
+#[test]
+fn a_clip_of_a_title_whose_tracks_are_not_interleaved_sends_only_its_own_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../media/tests/fixtures/non-interleaved.mp4"
+    );
+    std::fs::copy(fixture, dir.path().join("flat.mp4")).unwrap();
+    std::fs::copy(
+        demo_dir().join("faststart.mp4"),
+        dir.path().join("faststart.mp4"),
+    )
+    .unwrap();
+    let mut config = server::Config::default();
+    config.policy.sendfile_min = 1;
+    let by_sendfile = TestServer::start_with(config, library(dir.path()));
+    let written = TestServer::start(library(dir.path()));
+    let clip = by_sendfile.get(&clip_path("flat.mp4", "3", "5"), &[]);
+    assert_eq!(clip.status, 200);
+    let original = by_sendfile.get(&clip_path("faststart.mp4", "3", "5"), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        out.path().join("flat.mp4"),
+        out.path().join("faststart.mp4"),
+    );
+    std::fs::write(&a, &clip.body).unwrap();
+    std::fs::write(&b, &original.body).unwrap();
+    assert_eq!(frames(&a), frames(&b), "the same frames");
+    let title = std::fs::metadata(dir.path().join("flat.mp4"))
+        .unwrap()
+        .len();
+    assert!(
+        clip.body.len() <= original.body.len(),
+        "{} bytes where the interleaved title's clip is {} (the title: {title})",
+        clip.body.len(),
+        original.body.len()
+    );
+    let want = written.get(&clip_path("flat.mp4", "3", "5"), &[]).body;
+    assert!(want == clip.body, "written and sent with sendfile alike");
+    let mut rng = fastrand::Rng::with_seed(4);
+    for _ in 0..20 {
+        let a = rng.u64(..want.len() as u64);
+        let b = rng.u64(a..want.len() as u64);
+        let range = format!("bytes={a}-{b}");
+        for srv in [&by_sendfile, &written] {
+            let part = srv.get(&clip_path("flat.mp4", "3", "5"), &[("range", &range)]);
+            assert_eq!(part.status, 206);
+            assert!(part.body == want[a as usize..=b as usize], "bytes {a}-{b}");
+        }
+    }
+}

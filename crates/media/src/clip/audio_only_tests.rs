@@ -60,7 +60,7 @@ fn an_audio_only_fragmented_mp4_clip_is_the_fragments_from_the_one_at_or_before_
         "{}",
         c.end
     );
-    assert_eq!(&t[c.body.start as usize + 4..][..4], b"moof");
+    assert_eq!(&t[c.body_start() as usize + 4..][..4], b"moof");
     let clipped = crate::index(&file(&t, &c)).unwrap();
     assert_eq!(clipped.keyframes.len(), 3);
     assert!((clipped.duration.as_secs_f64() - 3.0 * second).abs() < 1e-3);

@@ -192,7 +192,7 @@ fn an_mp4_clip_keeps_a_late_audio_track_as_late_against_the_video_as_the_title()
         let after = presented(&f);
         assert_eq!(after.len(), 2, "video and audio");
         // The title's offset of a clip's sample: the body follows the head.
-        let shift = c.body.start as i64 - c.head.len() as i64;
+        let shift = c.body_start() as i64 - c.head.len() as i64;
         // How much earlier the clip shows each sample than the title does: the same for every
         // sample of every track, or the audio drifts from the video.
         let mut gaps = Vec::new();

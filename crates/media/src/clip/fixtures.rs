@@ -8,10 +8,12 @@ use crate::webm::{
     SIMPLE_BLOCK, TIMECODE, TIMECODE_SCALE, TRACKS, TRACK_ENTRY, TRACK_NUMBER, TRACK_TYPE,
 };
 
-/// The clip as one file: its head, then its range of the title.
+/// The clip as one file: its head, then its ranges of the title.
 pub(crate) fn file(data: &[u8], c: &Clip) -> Vec<u8> {
     let mut f = c.head.clone();
-    f.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
+    for r in &c.body {
+        f.extend_from_slice(&data[r.start as usize..r.end as usize]);
+    }
     f
 }
 

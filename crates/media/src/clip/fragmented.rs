@@ -176,7 +176,7 @@ pub fn fragmented(
     let head = frags.head(data, body.start)?;
     Ok(Clip {
         head,
-        body,
+        body: std::iter::once(body).collect(),
         start,
         end,
     })

@@ -28,8 +28,9 @@ use std::ops::Range;
 pub struct Clip {
     /// Written for this clip (container headers and tables).
     pub head: Vec<u8>,
-    /// The range of the title's bytes that follows the head, unchanged.
-    pub body: Range<u64>,
+    /// The ranges of the title's bytes that follow the head, unchanged, in file order (one,
+    /// but for an MP4 whose tracks are not interleaved).
+    pub body: Vec<Range<u64>>,
     /// Where the clip starts and ends on the title's timeline (the keyframes that bound it).
     pub start: MediaTime,
     pub end: MediaTime,
@@ -38,7 +39,18 @@ pub struct Clip {
 impl Clip {
     /// The clip's length in bytes.
     pub fn len(&self) -> u64 {
-        self.head.len() as u64 + (self.body.end - self.body.start)
+        let body: u64 = self.body.iter().map(|r| r.end - r.start).sum();
+        self.head.len() as u64 + body
+    }
+
+    /// Where its body begins in the title (its first range's start).
+    pub fn body_start(&self) -> u64 {
+        self.body.first().map_or(0, |r| r.start)
+    }
+
+    /// Where its body ends in the title (its last range's end).
+    pub fn body_end(&self) -> u64 {
+        self.body.last().map_or(0, |r| r.end)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,11 +95,7 @@ mod tests {
         MediaTime::new(s, 1)
     }
 
-    fn file(data: &[u8], c: &Clip) -> Vec<u8> {
-        let mut f = c.head.clone();
-        f.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
-        f
-    }
+    use super::fixtures::file;
 
     fn keyframe_times(info: &MediaInfo) -> Vec<f64> {
         info.keyframes
@@ -102,8 +110,8 @@ mod tests {
         let c = clip(TS, &info, secs(3), Some(secs(5))).unwrap();
         assert_eq!((c.start, c.end), (secs(2), secs(6)));
         assert_eq!(c.head.len(), 2 * mpegts::PACKET);
-        assert_eq!(c.body.start, info.seek(secs(3)).unwrap().keyframe.offset);
-        assert_eq!((c.body.end - c.body.start) % mpegts::PACKET as u64, 0);
+        assert_eq!(c.body_start(), info.seek(secs(3)).unwrap().keyframe.offset);
+        assert_eq!((c.body_end() - c.body_start()) % mpegts::PACKET as u64, 0);
         let f = file(TS, &c);
         let pat = mpegts::header(&f).unwrap();
         assert_eq!(pat.pid, 0);
@@ -157,7 +165,7 @@ mod tests {
         let c = clip(FRAGMENTED, &info, secs(3), Some(secs(5))).unwrap();
         assert_eq!((c.start, c.end), (secs(2), secs(6)));
         let f = file(FRAGMENTED, &c);
-        assert_eq!(&FRAGMENTED[c.body.start as usize + 4..][..4], b"moof");
+        assert_eq!(&FRAGMENTED[c.body_start() as usize + 4..][..4], b"moof");
         let clipped = crate::index(&f).unwrap();
         assert_eq!(clipped.keyframes.len(), 2);
         assert!(!f.windows(4).take(c.head.len()).any(|w| w == b"mehd"));
@@ -168,7 +176,7 @@ mod tests {
         let info = crate::index(WEBM).unwrap();
         let c = clip(WEBM, &info, secs(3), Some(MediaTime::new(35, 10))).unwrap();
         assert_eq!((c.start, c.end), (secs(2), secs(4)));
-        assert_eq!(c.body.start, info.seek(secs(3)).unwrap().keyframe.offset);
+        assert_eq!(c.body_start(), info.seek(secs(3)).unwrap().keyframe.offset);
         let f = file(WEBM, &c);
         let clipped = crate::index(&f).unwrap();
         // One keyframe, at the start (an audio block a few ms earlier opens the cluster).

@@ -61,7 +61,7 @@ pub fn clip_with(
     }
     Ok(Clip {
         head,
-        body: lo..hi,
+        body: std::iter::once(lo..hi).collect(),
         start: start.keyframe.time,
         end: end.map_or(info.duration, |e| e.keyframe.time),
     })

@@ -186,7 +186,7 @@ pub fn clip(data: &[u8], info: &MediaInfo, from: MediaTime, to: Option<MediaTime
     head.extend_from_slice(&cues(&points, track, lo, first));
     Ok(Clip {
         head,
-        body: lo as u64..hi as u64,
+        body: std::iter::once(lo as u64..hi as u64).collect(),
         start: start_time,
         end: end_time,
     })

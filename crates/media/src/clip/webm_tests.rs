@@ -42,7 +42,7 @@ fn a_webm_clip_ending_in_a_cluster_of_several_keyframes_keeps_all_of_that_cluste
         assert_eq!(info.keyframes.len(), 15);
         // 1 s .. 6 s: the 0 s Cluster, and the 5 s one (its 6 s keyframe follows the 5 s one).
         let c = clip(&t, &info, secs(1), Some(secs(6))).unwrap();
-        assert_eq!(c.body.start, info.keyframes[0].offset);
+        assert_eq!(c.body_start(), info.keyframes[0].offset);
         assert_eq!((c.start, c.end), (secs(0), secs(10)));
         let (times, duration) = played(&file(&t, &c));
         assert_eq!((times[0], *times.last().unwrap()), (0, 9750), "cues {cues}");
@@ -76,7 +76,7 @@ fn a_webm_clip_ends_before_the_cluster_its_end_keyframe_opens_or_at_the_titles_e
     assert!((duration - 5.0).abs() < 1e-6, "{duration}");
     // To the end: the last Cluster, as long as the rest of the title.
     let c = clip(&t, &info, secs(11), None).unwrap();
-    assert_eq!(c.body.end, t.len() as u64);
+    assert_eq!(c.body_end(), t.len() as u64);
     let (times, duration) = played(&file(&t, &c));
     assert_eq!(times[0], 10000);
     assert!((duration - 5.0).abs() < 1e-6, "{duration}");
@@ -91,7 +91,7 @@ fn random_mutations_of_a_title_of_several_keyframes_a_cluster_never_panic() {
             };
             for (from, to) in [(0, None), (1, Some(6)), (6, Some(8)), (11, None)] {
                 if let Ok(c) = clip(d, &info, secs(from), to.map(secs)) {
-                    assert!(c.body.start <= c.body.end && c.body.end <= d.len() as u64);
+                    assert!(c.body_start() <= c.body_end() && c.body_end() <= d.len() as u64);
                     let _ = crate::index(&file(d, &c));
                 }
             }

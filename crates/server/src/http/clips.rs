@@ -85,15 +85,21 @@ pub(super) fn serve<B>(
     // The body's end too: a clip to the end of a growing recording grows between keyframes.
     let tag = format!(
         "clip-{}.{}-{}.{}-{}",
-        clip.start.ticks, clip.start.scale, clip.end.ticks, clip.end.scale, clip.body.end
+        clip.start.ticks,
+        clip.start.scale,
+        clip.end.ticks,
+        clip.end.scale,
+        clip.body.last().map_or(0, |r| r.end)
     );
-    let body = Piece::of(t, clip.body.start..clip.body.end);
-    let parts = vec![clip.head.clone().into(), body];
-    let e = Pieces::of_title(t, parts, t.container.mime(), &tag, Some(clip.body.start))
-        .ok_or_else(|| Error::NotClippable {
+    let mut parts = vec![clip.head.clone().into()];
+    parts.extend(clip.body.iter().map(|r| Piece::of(t, r.clone())));
+    let tail = clip.body.last().map(|r| r.start);
+    let e = Pieces::of_title(t, parts, t.container.mime(), &tag, tail).ok_or_else(|| {
+        Error::NotClippable {
             id: t.id.clone(),
             reason: "its entity tag cannot be extended".into(),
-        })?;
+        }
+    })?;
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }
 

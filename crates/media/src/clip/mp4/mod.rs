@@ -1,16 +1,18 @@
 //! A clip of an MP4 that is itself a valid MP4: a new `ftyp` + `moov` for the samples between two
-//! times, then an `mdat` whose body is one contiguous range of the title's own bytes.
+//! times, then an `mdat` whose body is ranges of the title's own bytes: in an interleaved file,
+//! one.
 //!
 //! ```text
 //! title: ftyp | moov | mdat [ .... v v a v a v v a .... ]
 //!                                  ^ lo            hi ^   the samples kept (all tracks)
 //! clip:  ftyp | moov' | mdat header | title[lo..hi]       moov' chunk offsets = offset - lo + head
 //! ```
-//! The caller sends the head it gets here and then `title[lo..hi]` as a slice of the cached title:
+//! The caller sends the head it gets here and then each range as a slice of the cached title:
 //! the sample bytes are never copied, and `moov` comes first, so the clip plays progressively.
 //! Bytes of samples that are not kept but lie between kept ones (the other tracks' samples just
-//! outside the span, interleaved) travel along unreferenced, a few frames at most in an
-//! interleaved file.
+//! outside the span, interleaved) travel along unreferenced when they are fewer than [`GAP`]: a
+//! few frames at most in an interleaved file. A file that is not interleaved (all its video,
+//! then all its audio) gives a range per track, not the whole file between them.
 //!
 //! The clip starts at the keyframe at or before `from` and ends just before the first keyframe at
 //! or after `to`: whole GOPs, so every frame in it decodes ([`select`]).
@@ -51,14 +53,14 @@ pub fn clip_in(
     let first = lead_col.first();
     let scale = lead_col.timescale;
     let kept = keep(movie, &span);
-    let body = bounds(&kept);
+    let body = layout(&kept);
     let head = write::head(
         buf,
         movie.ftyp.as_deref(),
         &movie.mvhd,
         movie.movie_scale,
         &kept,
-        body.clone(),
+        &write::Placement::new(&body),
     )?;
     Ok(Clip {
         head,
@@ -120,26 +122,46 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
     kept
 }
 
-/// The range of the title's bytes that holds every kept sample.
-fn bounds(kept: &[Kept<'_, '_>]) -> Range<u64> {
-    let each = kept.iter().flat_map(|k| {
-        let t = k.col.table;
-        let (offset, size) = (&t.offset[k.samples.clone()], &t.size[k.samples.clone()]);
-        let ends = offset
-            .iter()
-            .zip(size)
-            .map(|(&o, &s)| (o, o.saturating_add(u64::from(s))));
-        // In file order: the first sample's offset and the last one's end (O(1)).
-        let (first, last) = (ends.clone().next(), ends.clone().next_back());
-        let sorted = k.col.facts.in_file_order;
-        let all: Box<dyn Iterator<Item = (u64, u64)>> = match (first, last) {
-            (Some(a), Some(b)) if sorted => Box::new([a, b].into_iter()),
-            _ => Box::new(ends),
-        };
-        all
-    });
-    let (lo, hi) = each.fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
-    lo..hi.max(lo)
+/// Bytes of a title between kept samples that a clip sends along rather than cut out there
+/// (one range more to send costs more than a few frames unreferenced).
+const GAP: u64 = 16 << 10;
+
+/// The most ranges a clip's body is made of: past it (samples scattered over the file, each
+/// far from the next), the one range from the first kept sample to the last.
+const MAX_RANGES: usize = 1024;
+
+/// The ranges of the title's bytes that hold every kept sample, in file order: the chunks (runs
+/// of samples that follow each other in the file) of every track, joined where less than
+/// [`GAP`] lies between them.
+fn layout(kept: &[Kept<'_, '_>]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for k in kept {
+        let (t, chunks, s) = (k.col.table, &k.col.facts.chunks, k.samples.clone());
+        let (a, b) = (
+            chunks.partition_point(|&i| i <= s.start),
+            chunks.partition_point(|&i| i < s.end),
+        );
+        let starts = || std::iter::once(s.start).chain(chunks[a..b.max(a)].iter().copied());
+        let ends = starts().skip(1).chain(std::iter::once(s.end));
+        for (first, next) in starts().zip(ends) {
+            let last = next.saturating_sub(1).max(first);
+            let end = t.offset[last].saturating_add(u64::from(t.size[last]));
+            runs.push(t.offset[first]..end.max(t.offset[first]));
+        }
+    }
+    runs.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in runs {
+        match out.last_mut() {
+            Some(o) if o.end.saturating_add(GAP) >= r.start => o.end = o.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    if out.len() > MAX_RANGES {
+        let (lo, hi) = (out[0].start, out.iter().map(|r| r.end).max().unwrap_or(0));
+        out = std::iter::once(lo..hi).collect();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -16,12 +16,7 @@ fn secs(s: i64) -> MediaTime {
     MediaTime::new(s, 1)
 }
 
-/// The clip as one file.
-fn file(data: &[u8], c: &Clip) -> Vec<u8> {
-    let mut f = c.head.clone();
-    f.extend_from_slice(&data[c.body.start as usize..c.body.end as usize]);
-    f
-}
+use crate::clip::fixtures::file;
 
 /// Every track's samples (video first) as (presentation time in seconds, bytes).
 fn samples(data: &[u8]) -> Vec<Vec<(f64, Vec<u8>)>> {
@@ -97,6 +92,37 @@ fn a_clip_holds_whole_gops_with_the_titles_own_sample_bytes() {
     // The first video frame is presented at the clip's start.
     let first = clipped[0].iter().map(|(p, _)| *p).fold(f64::MAX, f64::min);
     assert_eq!(first, 0.0);
+}
+
+/// `faststart.mp4` with all its video first, then all its audio (scripts/make-non-interleaved.py).
+const NON_INTERLEAVED: &[u8] = include_bytes!("../../../tests/fixtures/non-interleaved.mp4");
+
+#[test]
+fn a_clip_of_a_file_that_is_not_interleaved_sends_each_tracks_samples_and_not_the_bytes_between() {
+    let c = cut(NON_INTERLEAVED, secs(3), Some(secs(5))).unwrap();
+    assert_eq!((c.start, c.end), (secs(2), secs(6)));
+    assert_eq!(
+        c.body.len(),
+        2,
+        "the video's run and the audio's: {:?}",
+        c.body
+    );
+    // The same samples as the same clip of the interleaved file, byte for byte.
+    let f = file(NON_INTERLEAVED, &c);
+    let interleaved = file(FASTSTART, &cut(FASTSTART, secs(3), Some(secs(5))).unwrap());
+    assert_eq!(samples(&f), samples(&interleaved));
+    // And nothing else: not the video after the clip nor the audio before it, which lie
+    // between its video and its audio in the file.
+    let sent: u64 = c.body.iter().map(|r| r.end - r.start).sum();
+    let kept: usize = samples(&f).iter().flatten().map(|(_, b)| b.len()).sum();
+    assert_eq!(sent, kept as u64);
+    assert!(sent < c.body_end() - c.body_start());
+    let info = crate::mp4::index(&f).unwrap();
+    assert!(
+        (info.duration.as_secs_f64() - 4.0).abs() < 0.05,
+        "{}",
+        info.duration
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Writing a clip's `ftyp` and `moov`: the original boxes where they still hold (sample
 //! descriptions, handlers, media headers with their durations patched) and new sample tables for
-//! the samples kept, whose chunk offsets point into the clip's `mdat` (the title's bytes
-//! `lo..hi`, unchanged, right after the head).
+//! the samples kept, whose chunk offsets point into the clip's `mdat` (ranges of the title's
+//! bytes, unchanged, one after another right after the head: [`Placement`]).
 
 use super::select::Column;
 use crate::cmaf::boxes::{bx, full, u32 as put32, u64 as put64};
@@ -85,34 +85,71 @@ pub(super) fn with_duration(
     Ok(out)
 }
 
-/// `ftyp`, `moov` and the `mdat` header of a clip whose `mdat` body is the title's bytes `lo..hi`,
-/// written into `buf` (emptied first: a buffer used before keeps its memory).
+/// Where a clip's `mdat` body takes the title's bytes from: `ranges`, in file order, not
+/// overlapping, one after another.
+pub(super) struct Placement<'r> {
+    ranges: &'r [Range<u64>],
+    /// How much of the body comes before each range.
+    before: Vec<u64>,
+}
+
+impl<'r> Placement<'r> {
+    pub(super) fn new(ranges: &'r [Range<u64>]) -> Placement<'r> {
+        let mut total = 0u64;
+        let before = ranges
+            .iter()
+            .map(|r| {
+                let at = total;
+                total = total.saturating_add(r.end - r.start);
+                at
+            })
+            .collect();
+        Placement { ranges, before }
+    }
+
+    fn len(&self) -> u64 {
+        match (self.ranges.last(), self.before.last()) {
+            (Some(r), Some(b)) => b.saturating_add(r.end - r.start),
+            _ => 0,
+        }
+    }
+
+    /// Where the title's byte `offset` (inside one of the ranges) is in the body.
+    fn at(&self, offset: u64) -> u64 {
+        let i = match self.ranges.len() {
+            1 => 0,
+            _ => self
+                .ranges
+                .partition_point(|r| r.end <= offset)
+                .min(self.ranges.len().saturating_sub(1)),
+        };
+        match (self.ranges.get(i), self.before.get(i)) {
+            (Some(r), Some(b)) => b.saturating_add(offset.saturating_sub(r.start)),
+            _ => 0,
+        }
+    }
+}
+
+/// `ftyp`, `moov` and the `mdat` header of a clip whose `mdat` body is the title's bytes
+/// `body`, written into `buf` (emptied first: a buffer used before keeps its memory).
 pub(super) fn head(
     buf: Vec<u8>,
     ftyp: Option<&[u8]>,
     mvhd: &[u8],
     movie_scale: u32,
     tracks: &[Kept<'_, '_>],
-    body: Range<u64>,
+    body: &Placement<'_>,
 ) -> Result<Vec<u8>> {
-    let len = body.end - body.start;
+    let len = body.len();
     let mdat_header: u64 = if len + 8 > u64::from(u32::MAX) { 16 } else { 8 };
     // Chunk offsets depend on the head's length, which does not depend on their values (only on
     // 32 or 64 bits, decided from the largest possible offset): write with offsets from the
     // start of the mdat body, then add the head's length to each.
     let wide = |head: u64| head.saturating_add(len) > u64::from(u32::MAX);
-    let narrow = moov(buf, ftyp, mvhd, movie_scale, tracks, body.start, false)?;
+    let narrow = moov(buf, ftyp, mvhd, movie_scale, tracks, body, false)?;
     let use_wide = wide(narrow.len() as u64 + mdat_header);
     let mut out = if use_wide {
-        moov(
-            Vec::new(),
-            ftyp,
-            mvhd,
-            movie_scale,
-            tracks,
-            body.start,
-            true,
-        )?
+        moov(Vec::new(), ftyp, mvhd, movie_scale, tracks, body, true)?
     } else {
         narrow
     };
@@ -235,14 +272,14 @@ fn prepare<'a>(t: &Kept<'a, '_>, movie_scale: u32) -> Result<Prepared<'a>> {
     Ok(Prepared { tkhd, mdia, stsd })
 }
 
-/// `ftyp` and `moov`, with chunk offsets `offset - lo` (from the start of the `mdat` body).
+/// `ftyp` and `moov`, with chunk offsets from the start of the `mdat` body.
 fn moov(
     mut out: Vec<u8>,
     ftyp: Option<&[u8]>,
     mvhd: &[u8],
     movie_scale: u32,
     tracks: &[Kept<'_, '_>],
-    lo: u64,
+    body: &Placement<'_>,
     wide: bool,
 ) -> Result<Vec<u8>> {
     let movie_duration = tracks
@@ -286,7 +323,7 @@ fn moov(
                                         Some((kind, body)) => {
                                             bx(o, kind, |o| o.extend_from_slice(body))
                                         }
-                                        None => stbl(o, t, p.stsd, lo, wide),
+                                        None => stbl(o, t, p.stsd, body, wide),
                                     }
                                 }
                             }),
@@ -392,7 +429,7 @@ fn runs<T: PartialEq + Copy>(
     seen
 }
 
-fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, wide: bool) {
+fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], body: &Placement<'_>, wide: bool) {
     let table = t.col.table;
     let range = t.samples.clone();
     let count = range.len();
@@ -467,7 +504,7 @@ fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], lo: u64, wide: bool) {
         let kind = if wide { b"co64" } else { b"stco" };
         full(o, kind, 0, 0, |o| {
             put32(o, chunks as u32);
-            let at = chunk_starts().map(|i| table.offset[i].saturating_sub(lo));
+            let at = chunk_starts().map(|i| body.at(table.offset[i]));
             if wide {
                 for a in at {
                     put64(o, a);
