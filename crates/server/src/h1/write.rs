@@ -98,23 +98,49 @@ async fn sendfile(
     stream: &TcpStream,
     pieces: &[&[u8]],
     src: &crate::body::FileSource,
+    mapped: Option<crate::truncated::Mapped>,
     limit: Limit,
 ) -> io::Result<()> {
+    // (What `sendfile` sends is read from the file, never from the mapping.)
+    let mapped = mapped.filter(|m| pieces.iter().any(|p| m.offset_of(p).is_some()));
     for piece in pieces {
+        // A range of the mapped title before the last (a clip of tracks not interleaved):
+        // read in off the worker too.
+        if let Some(at) = mapped.and_then(|m| m.offset_of(piece)) {
+            crate::pagein::ensure(&src.file, at, piece.len() as u64).await;
+        }
         send(stream, piece, rustix::net::SendFlags::MORE, limit).await?;
     }
     let mut offset = src.offset;
     let end = src.offset + src.len;
-    while offset < end {
-        let mut want = (end - offset).min(1 << 30);
+    // Pieces sent from the mapping: its last byte only once they are known not to have been
+    // zeros of a page cut off (truncated.rs).
+    let held = end - u64::from(mapped.is_some() && src.len > 0);
+    sendfile_to(stream, src, &mut offset, held, limit).await?;
+    if mapped.is_some_and(|m| m.cut()) {
+        return Err(cut_short());
+    }
+    sendfile_to(stream, src, &mut offset, end, limit).await
+}
+
+/// `src.file` from `offset` to `end`, with `sendfile`.
+async fn sendfile_to(
+    stream: &TcpStream,
+    src: &crate::body::FileSource,
+    offset: &mut u64,
+    end: u64,
+    limit: Limit,
+) -> io::Result<()> {
+    while *offset < end {
+        let mut want = (end - *offset).min(1 << 30);
         if src.on_disk {
             // Its pages read in off the worker first, a stretch at a time (`pagein`).
             want = want.min(crate::pagein::STRETCH);
-            crate::pagein::ensure(&src.file, offset, want).await;
+            crate::pagein::ensure(&src.file, *offset, want).await;
         }
         let want = want as usize;
         let write = stream.async_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(&*stream, &*src.file, Some(&mut offset), want)
+            rustix::fs::sendfile(&*stream, &*src.file, Some(&mut *offset), want)
                 .map_err(io::Error::from)
         });
         let n = within(limit, write).await?;
@@ -215,7 +241,7 @@ impl Sink {
         for b in frames {
             match self.located(b) {
                 Some(src) => {
-                    sendfile(sock, &pieces, &src, self.limit).await?;
+                    sendfile(sock, &pieces, &src, None, self.limit).await?;
                     pieces.clear();
                     if let Some(a) = &self.arena {
                         a.sent
@@ -324,6 +350,8 @@ async fn respond(
     // Read from a mapping of a title's file: checked before its last byte (truncated.rs).
     let mapped = resp.extensions().get::<crate::truncated::Mapped>().copied();
     let body = resp.into_body();
+    // (Not for what holds none of the title's bytes: a playlist, an init segment.)
+    let mapped = mapped.filter(|m| body.parts().any(|p| m.offset_of(p).is_some()));
     if head_only {
         let mut only = [IoSlice::new(head)];
         let deadline = |_| Some(limit.next());
@@ -345,7 +373,7 @@ async fn respond(
                 before -= n as u64;
             }
             // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
-            let r = Box::pin(sendfile(sock, &pieces, src, limit)).await;
+            let r = Box::pin(sendfile(sock, &pieces, src, mapped, limit)).await;
             return r;
         }
     }
@@ -374,13 +402,13 @@ async fn respond(
     vectored::write_all(stream, rest, |_| Some(limit.next())).await
 }
 
-/// `head` and `body` (not empty), read from a mapping of a title's file (all of it, or what
-/// follows a clip's or segment's head; or several slices of it): written in windows a
-/// [`crate::pagein::STRETCH`] long, the pages of each that lie in the body's file read in off
-/// the worker before it is written. Its last byte goes out once the rest was copied from a
-/// file that was not cut short meanwhile: where the copy is ours (TLS) or the kernel's from a
-/// page already replaced by zeros (truncated.rs), a response that would carry them is cut short
-/// instead.
+/// `head` and `body` (not empty), some of it read from a mapping of a title's file (all of it,
+/// or what follows a clip's or segment's head; one range or several): written in windows a
+/// [`crate::pagein::STRETCH`] long, the pages of each that lie in the mapping read in off the
+/// worker before it is written (where the body says which file it is). Its last byte goes out
+/// once the rest was copied from a file that was not cut short meanwhile: where the copy is
+/// ours (TLS) or the kernel's from a page already replaced by zeros (truncated.rs), a response
+/// that would carry them is cut short instead.
 async fn paged(
     stream: &mut Transport,
     head: &[u8],
@@ -390,43 +418,52 @@ async fn paged(
 ) -> io::Result<()> {
     let total = body.len();
     let src = body.file().filter(|f| f.on_disk);
-    let file_at = total - src.map_or(0, |s| s.len);
     let held = total - 1;
     let mut from = 0;
     let mut first = true;
     while first || from < held {
-        let to = (from.max(file_at) + crate::pagein::STRETCH).min(held);
-        let (a, b) = (from.max(file_at), if to == held { total } else { to });
-        if let Some(src) = src.filter(|_| b > a) {
-            crate::pagein::ensure(&src.file, src.offset + (a - file_at), b - a).await;
+        let to = (from + crate::pagein::STRETCH).min(held);
+        let window = |to: u64| {
+            let mut at = 0;
+            body.parts().filter_map(move |part| {
+                let (start, end) = (at, at + part.len() as u64);
+                at = end;
+                if end <= from || start >= to {
+                    return None;
+                }
+                let lo = (from.max(start) - start) as usize;
+                let hi = (to.min(end) - start) as usize;
+                Some(&part[lo..hi])
+            })
+        };
+        if let Some(src) = src {
+            // The last window's pages with its held byte.
+            for piece in window(if to == held { total } else { to }) {
+                if let Some(at) = mapped.offset_of(piece) {
+                    crate::pagein::ensure(&src.file, at, piece.len() as u64).await;
+                }
+            }
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::new();
         if first {
             slices.push(IoSlice::new(head));
         }
-        let mut at = 0;
-        for part in body.parts() {
-            let (start, end) = (at, at + part.len() as u64);
-            at = end;
-            if end <= from || start >= to {
-                continue;
-            }
-            let lo = (from.max(start) - start) as usize;
-            let hi = (to.min(end) - start) as usize;
-            slices.push(IoSlice::new(&part[lo..hi]));
-        }
+        slices.extend(window(to).map(IoSlice::new));
         vectored::write_all(stream, &mut slices, |_| Some(limit.next())).await?;
         first = false;
         from = to;
     }
-    if mapped.cut() {
-        return Err(io::Error::other(
-            "the title's file was cut short while it was sent",
-        ));
-    }
+    // Read before the check (a byte read after it could be a zero the check did not see).
     let last = body.parts().filter(|p| !p.is_empty()).last();
-    let mut slices = [IoSlice::new(last.map_or(&[][..], |p| &p[p.len() - 1..]))];
-    vectored::write_all(stream, &mut slices, |_| Some(limit.next())).await
+    let last = [last.and_then(|p| p.last().copied()).unwrap_or(0)];
+    if mapped.cut() {
+        return Err(cut_short());
+    }
+    vectored::write_all(stream, &mut [IoSlice::new(&last)], |_| Some(limit.next())).await
+}
+
+fn cut_short() -> io::Error {
+    io::Error::other("the title's file was cut short while it was sent")
 }
 
 #[cfg(test)]

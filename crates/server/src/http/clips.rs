@@ -82,17 +82,21 @@ pub(super) fn serve<B>(
             e => super::vod::time_error(t, start.as_deref().unwrap_or("0"), e),
         })
     })?;
-    // The body's end too: a clip to the end of a growing recording grows between keyframes.
+    let mut parts = vec![clip.head.clone().into()];
+    parts.extend(clip.body.iter().map(|r| Piece::of(t, r.clone())));
+    // The body's end too (a clip to the end of a growing recording grows between keyframes),
+    // and its length (the same times of the same title made into other bytes, as an MP4 whose
+    // tracks are not interleaved became when it was first clipped to its own samples: a resumed
+    // download must not splice them).
+    let len: u64 = clip.head.len() as u64 + clip.body.iter().map(|r| r.end - r.start).sum::<u64>();
     let tag = format!(
-        "clip-{}.{}-{}.{}-{}",
+        "clip-{}.{}-{}.{}-{}-{len}",
         clip.start.ticks,
         clip.start.scale,
         clip.end.ticks,
         clip.end.scale,
         clip.body.last().map_or(0, |r| r.end)
     );
-    let mut parts = vec![clip.head.clone().into()];
-    parts.extend(clip.body.iter().map(|r| Piece::of(t, r.clone())));
     let tail = clip.body.last().map(|r| r.start);
     let e = Pieces::of_title(t, parts, t.container.mime(), &tag, tail).ok_or_else(|| {
         Error::NotClippable {

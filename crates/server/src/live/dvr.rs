@@ -215,10 +215,11 @@ fn stretch(
 }
 
 /// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone,
-/// or holds less than a run says (never a run cut short: the reader would miss bytes).
+/// or holds less than a run says (never a run cut short: the reader would miss bytes), or its
+/// file was found cut short under its mapping (`Title::readable`).
 pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
     for p in pieces {
-        let title = library.get(&p.file)?;
+        let title = library.get(&p.file).filter(|t| t.readable())?;
         let len = title.data.len() as u64;
         let end = p.end.unwrap_or(len);
         if p.start > end || end > len {
@@ -235,9 +236,9 @@ pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) 
 }
 
 /// All of piece `p` as one `Bytes` of its title's mapping (`None`: the title is gone, or holds
-/// less than `p` says).
+/// less than `p` says, or its file was found cut short under its mapping).
 pub(crate) fn whole(library: &Library, p: &Piece) -> Option<Bytes> {
-    let title = library.get(&p.file)?;
+    let title = library.get(&p.file).filter(|t| t.readable())?;
     let len = title.data.len() as u64;
     let end = p.end.unwrap_or(len);
     if p.start > end || end > len {

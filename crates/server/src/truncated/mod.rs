@@ -111,10 +111,14 @@ fn handle(info: *mut libc::siginfo_t) {
     };
     if let Some(slot) = ours {
         let at = addr & !(page - 1);
+        // Counted before the zeros can be read (`Mapped::cut`); should the mapping below fail,
+        // the process ends anyway.
+        slot.fault();
+        FAULTS.fetch_add(1, Relaxed);
         // SAFETY: `at` is the page of a title's mapping (the table says so) that the kernel has
-        // no backing for (its file ends before it): replacing that one page with zeros, read-only, changes no byte
-        // that could be read before, and the mapping's owner unmaps the whole range, this page
-        // with it, when it is dropped.
+        // no backing for (its file ends before it): replacing that one page with zeros,
+        // read-only, changes no byte that could be read before, and the mapping's owner unmaps
+        // the whole range, this page with it, when it is dropped.
         let zeros = unsafe {
             libc::mmap(
                 at as *mut libc::c_void,
@@ -126,8 +130,6 @@ fn handle(info: *mut libc::siginfo_t) {
             )
         };
         if zeros != libc::MAP_FAILED {
-            slot.fault();
-            FAULTS.fetch_add(1, Relaxed);
             let one: u64 = 1;
             // SAFETY: writes the 8 bytes of `one` to the eventfd (a full counter only makes
             // the write fail: the watcher is woken already).

@@ -3,7 +3,7 @@
 //! ours, and which, and counts it there.
 //!
 //! The table is chunks of [`CHUNK`] slots, allocated as needed and never freed (a slot is
-//! 24 bytes; [`CHUNKS`] chunks cover more mappings than Linux lets a process hold by default,
+//! 32 bytes; [`CHUNKS`] chunks cover more mappings than Linux lets a process hold by default,
 //! `vm.max_map_count`, 65,530). A slot is taken by a [`Mapping`] when it is made and given back
 //! when it is dropped, before its pages are unmapped; its fault count only grows, so a
 //! [`Mapped`] snapshot taken from a slot that was given back and taken again can only see
@@ -78,7 +78,7 @@ fn take(start: usize, len: usize) -> Option<&'static Slot> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            slot.len.store(len, Ordering::Relaxed);
+            slot.len.store(len, Ordering::Release);
             // Last: the handler reads `start` first and, when it names a mapping, `len` after.
             slot.start.store(start, Ordering::Release);
             NEXT.store(at + 1, Ordering::Relaxed);
@@ -96,7 +96,13 @@ pub(super) fn find(addr: usize) -> Option<&'static Slot> {
         };
         for slot in c.iter() {
             let start = slot.start.load(Ordering::Acquire);
-            if start != 0 && addr >= start && addr - start < slot.len.load(Ordering::Relaxed) {
+            if start == 0 || addr < start {
+                continue;
+            }
+            let len = slot.len.load(Ordering::Acquire);
+            // Still the same mapping (not given back and taken again between the two loads,
+            // which could pair an old start with a new length).
+            if addr - start < len && slot.start.load(Ordering::Acquire) == start {
                 return Some(slot);
             }
         }
@@ -105,9 +111,10 @@ pub(super) fn find(addr: usize) -> Option<&'static Slot> {
 }
 
 impl Slot {
-    /// A read of its mapping found its page cut off (the handler).
+    /// A read of its mapping found its page cut off (the handler, before it maps the zeros
+    /// that another thread may then read: counted first, so that whoever reads them sees it).
     pub(super) fn fault(&self) {
-        self.faults.fetch_add(1, Ordering::Relaxed);
+        self.faults.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -149,7 +156,9 @@ impl Mapping {
         }
         let mapped = slot.map(|slot| Mapped {
             slot,
-            at: slot.faults.load(Ordering::Relaxed),
+            at: slot.faults.load(Ordering::SeqCst),
+            base: map.as_ptr() as usize,
+            len: map.len(),
         });
         Ok((Mapping { map, slot }, mapped))
     }
@@ -180,6 +189,9 @@ impl Drop for Mapping {
 pub(crate) struct Mapped {
     slot: &'static Slot,
     at: u64,
+    /// Where the mapping lies (the file's byte 0, and its length).
+    base: usize,
+    len: usize,
 }
 
 impl std::fmt::Debug for Mapped {
@@ -189,8 +201,17 @@ impl std::fmt::Debug for Mapped {
 }
 
 impl Mapped {
-    /// Whether a read of the mapping found its file cut short.
+    /// Whether a read of the mapping found its file cut short. (After the bytes it vouches for
+    /// were read: the handler counts a fault before it maps the zeros that could be read.)
     pub(crate) fn cut(&self) -> bool {
-        self.slot.faults.load(Ordering::Relaxed) != self.at
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.slot.faults.load(Ordering::SeqCst) != self.at
+    }
+
+    /// Where `bytes` lie in the mapped file, when they are in the mapping (a body's slice of
+    /// the title, not a head written for it).
+    pub(crate) fn offset_of(&self, bytes: &[u8]) -> Option<u64> {
+        let at = (bytes.as_ptr() as usize).checked_sub(self.base)?;
+        (at.checked_add(bytes.len())? <= self.len).then_some(at as u64)
     }
 }

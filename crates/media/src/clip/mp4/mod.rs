@@ -146,7 +146,10 @@ fn layout(kept: &[Kept<'_, '_>]) -> Vec<Range<u64>> {
         for (first, next) in starts().zip(ends) {
             let last = next.saturating_sub(1).max(first);
             let end = t.offset[last].saturating_add(u64::from(t.size[last]));
-            runs.push(t.offset[first]..end.max(t.offset[first]));
+            // (A run of empty samples holds no bytes to send.)
+            if end > t.offset[first] {
+                runs.push(t.offset[first]..end);
+            }
         }
     }
     runs.sort_unstable_by_key(|r| r.start);
