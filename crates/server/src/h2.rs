@@ -18,7 +18,9 @@
 //! on disk is copied first, checked against a file cut short under it (`truncated::Copied`).
 //!
 //! A live segment's body (`SendBy`) ends with its last byte as a frame of its own, so that the
-//! send limit is checked once the rest has the client's credit (`Tracked::hold`).
+//! send limit is checked once the rest has the client's credit (`Tracked::hold`); so does each
+//! frame of one streamed while it is written (an LL-HLS part, a DASH segment), whose end is not
+//! known until after its last frame.
 
 use crate::error::ConnError;
 use crate::h1::handover::Rewind;
@@ -233,16 +235,23 @@ struct Tracked {
     /// queues it only once the stream has credit beyond what is queued already: so it asks
     /// after the last byte only once everything before it has the client's credit, and the
     /// limit is checked then (a client that stops giving credit before that is waited for
-    /// as any: `send_timeout`). At most that byte is left queued after the check.
+    /// as any: `send_timeout`). At most that byte is left queued after the check. A body
+    /// streamed while it is written does not know its last frame until after it: each of its
+    /// frames gives its last byte apart (one more small frame per frame).
     hold: bool,
 }
 
 impl Tracked {
-    /// The next frame of `rest`: at most [`MAX_FRAME`]; the body's last byte alone when held.
+    /// The next frame of `rest`: at most [`MAX_FRAME`]; the body's last byte alone when held
+    /// (the last byte of each of its frames, when its end is not known before it comes).
     fn piece(&mut self) -> Bytes {
         let mut n = self.rest.len().min(MAX_FRAME);
-        if self.hold && n == self.rest.len() && n > 1 && http_body::Body::is_end_stream(&self.body)
-        {
+        let body = &self.body;
+        let may_end = || {
+            http_body::Body::is_end_stream(body)
+                || http_body::Body::size_hint(body).exact().is_none()
+        };
+        if self.hold && n == self.rest.len() && n > 1 && may_end() {
             n -= 1;
         }
         self.rest.split_to(n)
@@ -295,5 +304,73 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> http_body::SizeHint {
         crate::body::size_hint_plus(self.body.size_hint(), self.rest.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Frame;
+
+    /// `body`'s frames as [`Tracked`] gives them to hyper, with a send limit far off.
+    fn given(body: Body) -> Vec<usize> {
+        let streams = Arc::new(Streams {
+            start: Instant::now(),
+            open: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            waiting: std::sync::Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            waits: tokio::sync::Notify::new(),
+        });
+        let mut t = Tracked {
+            body,
+            open: Open::new(streams),
+            id: 0,
+            rest: Bytes::new(),
+            by: Some(Instant::now() + Duration::from_secs(3600)),
+            hold: true,
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            assert!(
+                !http_body::Body::is_end_stream(&t),
+                "ended before hyper asked past it"
+            );
+            match http_body::Body::poll_frame(std::pin::Pin::new(&mut t), &mut cx) {
+                std::task::Poll::Ready(Some(Ok(f))) => out.push(f.into_data().unwrap().len()),
+                std::task::Poll::Ready(None) => return out,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_body_gives_its_last_byte_apart_and_a_streamed_one_each_frames() {
+        // A segment whose length is known: only its very last byte comes alone.
+        let mut known = crate::body::Chunks::empty();
+        known.push(Bytes::from(vec![1; 10]));
+        known.push(Bytes::from(vec![2; 5]));
+        assert_eq!(given(known.boxed_unsync()), [10, 4, 1]);
+        // A part streamed while it is written: any frame may be its last.
+        let frames = [Bytes::from(vec![1; 10]), Bytes::from(vec![2; 5])];
+        let streamed = Streamed(frames.into_iter().collect());
+        assert_eq!(given(streamed.boxed_unsync()), [9, 1, 4, 1]);
+    }
+
+    /// A body that does not know its length or its end before it comes (as a part being
+    /// written).
+    struct Streamed(std::collections::VecDeque<Bytes>);
+
+    impl http_body::Body for Streamed {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
     }
 }
