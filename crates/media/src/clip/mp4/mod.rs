@@ -122,49 +122,42 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
     kept
 }
 
-/// Bytes of a title between kept samples that a clip sends along rather than cut out there
-/// (one range more to send costs more than a few frames unreferenced).
+/// Bytes of a title between two tracks' kept samples that a clip sends along rather than cut
+/// out there (one range more to send costs more than a few frames unreferenced).
 const GAP: u64 = 16 << 10;
 
-/// The most ranges a clip's body is made of: past it (samples scattered over the file, each
-/// far from the next), the one range from the first kept sample to the last.
-const MAX_RANGES: usize = 1024;
-
-/// The ranges of the title's bytes that hold every kept sample, in file order: the chunks (runs
-/// of samples that follow each other in the file) of every track, joined where less than
-/// [`GAP`] lies between them.
+/// The ranges of the title's bytes that hold every kept sample, in file order: each track's
+/// span (from its first kept sample's offset to its last one's end), joined where they overlap
+/// or less than [`GAP`] lies between them. Interleaved tracks make one range; tracks that are
+/// not (all the video, then all the audio) one each. O(1) per track whose samples lie in file
+/// order: a clip of an interleaved title costs what it did with one range.
 fn layout(kept: &[Kept<'_, '_>]) -> Vec<Range<u64>> {
-    let mut runs: Vec<Range<u64>> = Vec::new();
-    for k in kept {
-        let (t, chunks, s) = (k.col.table, &k.col.facts.chunks, k.samples.clone());
-        let (a, b) = (
-            chunks.partition_point(|&i| i <= s.start),
-            chunks.partition_point(|&i| i < s.end),
-        );
-        let starts = || std::iter::once(s.start).chain(chunks[a..b.max(a)].iter().copied());
-        let ends = starts().skip(1).chain(std::iter::once(s.end));
-        for (first, next) in starts().zip(ends) {
-            let last = next.saturating_sub(1).max(first);
-            let end = t.offset[last].saturating_add(u64::from(t.size[last]));
-            // (A run of empty samples holds no bytes to send.)
-            if end > t.offset[first] {
-                runs.push(t.offset[first]..end);
-            }
-        }
-    }
-    runs.sort_unstable_by_key(|r| r.start);
+    let mut spans: Vec<Range<u64>> = kept.iter().filter_map(span).collect();
+    spans.sort_unstable_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::new();
-    for r in runs {
+    for r in spans {
         match out.last_mut() {
             Some(o) if o.end.saturating_add(GAP) >= r.start => o.end = o.end.max(r.end),
             _ => out.push(r),
         }
     }
-    if out.len() > MAX_RANGES {
-        let (lo, hi) = (out[0].start, out.iter().map(|r| r.end).max().unwrap_or(0));
-        out = std::iter::once(lo..hi).collect();
-    }
     out
+}
+
+/// The bytes that hold a track's kept samples (`None`: they hold none).
+fn span(k: &Kept<'_, '_>) -> Option<Range<u64>> {
+    let t = k.col.table;
+    let (offset, size) = (&t.offset[k.samples.clone()], &t.size[k.samples.clone()]);
+    let ends = offset
+        .iter()
+        .zip(size)
+        .map(|(&o, &s)| (o, o.saturating_add(u64::from(s))));
+    // In file order: the first sample's offset and the last one's end (O(1)).
+    let (lo, hi) = match (ends.clone().next(), ends.clone().next_back()) {
+        (Some((lo, _)), Some((_, hi))) if k.col.facts.in_file_order => (lo, hi),
+        _ => ends.fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b))),
+    };
+    (hi > lo).then_some(lo..hi)
 }
 
 #[cfg(test)]

@@ -116,13 +116,10 @@ impl<'r> Placement<'r> {
 
     /// Where the title's byte `offset` (inside one of the ranges) is in the body.
     fn at(&self, offset: u64) -> u64 {
-        let i = match self.ranges.len() {
-            1 => 0,
-            _ => self
-                .ranges
-                .partition_point(|r| r.end <= offset)
-                .min(self.ranges.len().saturating_sub(1)),
-        };
+        let i = self
+            .ranges
+            .partition_point(|r| r.end <= offset)
+            .min(self.ranges.len().saturating_sub(1));
         match (self.ranges.get(i), self.before.get(i)) {
             (Some(r), Some(b)) => b.saturating_add(offset.saturating_sub(r.start)),
             _ => 0,
@@ -390,6 +387,17 @@ fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
 
 /// Appends `n` big-endian u32 values (the first `n` of `values`) in one resize: the table
 /// writers' inner loop, a copy per entry with no capacity check.
+/// `stco` (32 bits) or `co64` (`wide`) entries: `n` chunk offsets in the clip's `mdat` body.
+fn chunk_offsets(o: &mut Vec<u8>, wide: bool, n: usize, at: impl Iterator<Item = u64>) {
+    if wide {
+        for a in at {
+            put64(o, a);
+        }
+    } else {
+        put32s(o, n, at.map(|a| a as u32));
+    }
+}
+
 fn put32s(o: &mut Vec<u8>, n: usize, values: impl Iterator<Item = u32>) {
     let at = o.len();
     o.resize(at + 4 * n, 0);
@@ -504,13 +512,11 @@ fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], body: &Placement<'_>, 
         let kind = if wide { b"co64" } else { b"stco" };
         full(o, kind, 0, 0, |o| {
             put32(o, chunks as u32);
-            let at = chunk_starts().map(|i| body.at(table.offset[i]));
-            if wide {
-                for a in at {
-                    put64(o, a);
-                }
-            } else {
-                put32s(o, chunks, at.map(|a| a as u32));
+            let offsets = chunk_starts().map(|i| table.offset[i]);
+            match body.ranges {
+                // One range (an interleaved title): the plain subtraction, in the loop.
+                [one] => chunk_offsets(o, wide, chunks, offsets.map(|a| a - one.start.min(a))),
+                _ => chunk_offsets(o, wide, chunks, offsets.map(|a| body.at(a))),
             }
         });
     });
