@@ -98,18 +98,25 @@ async fn sendfile(
     stream: &TcpStream,
     pieces: &[&[u8]],
     src: &crate::body::FileSource,
-    mapped: Option<crate::truncated::Mapped>,
+    mapped: Option<&crate::truncated::Mapped>,
     limit: Limit,
 ) -> io::Result<()> {
     // (What `sendfile` sends is read from the file, never from the mapping.)
     let mapped = mapped.filter(|m| pieces.iter().any(|p| m.offset_of(p).is_some()));
     for piece in pieces {
-        // A range of the mapped title before the last (a clip of tracks not interleaved):
-        // read in off the worker too.
-        if let Some(at) = mapped.and_then(|m| m.offset_of(piece)) {
-            crate::pagein::ensure(&src.file, at, piece.len() as u64).await;
+        match mapped.and_then(|m| Some((m, m.offset_of(piece)?))) {
+            // A range of the mapped title before the last (a clip of tracks not interleaved):
+            // read in off the worker too, a stretch at a time.
+            Some((m, at)) => {
+                let stretch = crate::pagein::STRETCH as usize;
+                for (n, part) in piece.chunks(stretch).enumerate() {
+                    let from = at + (n * stretch) as u64;
+                    crate::pagein::ensure(m.file(), from, part.len() as u64).await;
+                    send(stream, part, rustix::net::SendFlags::MORE, limit).await?;
+                }
+            }
+            None => send(stream, piece, rustix::net::SendFlags::MORE, limit).await?,
         }
-        send(stream, piece, rustix::net::SendFlags::MORE, limit).await?;
     }
     let mut offset = src.offset;
     let end = src.offset + src.len;
@@ -332,7 +339,7 @@ async fn within<T>(limit: Limit, write: impl Future<Output = io::Result<T>>) -> 
 
 async fn respond(
     stream: &mut Transport,
-    resp: Response<Chunks>,
+    mut resp: Response<Chunks>,
     head_only: bool,
     close: bool,
     config: &Config,
@@ -348,7 +355,11 @@ async fn respond(
     }
     render_head(&resp, close, head);
     // Read from a mapping of a title's file: checked before its last byte (truncated.rs).
-    let mapped = resp.extensions().get::<crate::truncated::Mapped>().copied();
+    // (Boxed: it lives across the awaits below, in every connection's future.)
+    let mapped = resp
+        .extensions_mut()
+        .remove::<crate::truncated::Mapped>()
+        .map(Box::new);
     let body = resp.into_body();
     // (Not for what holds none of the title's bytes: a playlist, an init segment.)
     let mapped = mapped.filter(|m| body.parts().any(|p| m.offset_of(p).is_some()));
@@ -373,11 +384,11 @@ async fn respond(
                 before -= n as u64;
             }
             // Boxed: its timed waits would otherwise grow every connection's future (see lib.rs).
-            let r = Box::pin(sendfile(sock, &pieces, src, mapped, limit)).await;
+            let r = Box::pin(sendfile(sock, &pieces, src, mapped.as_deref(), limit)).await;
             return r;
         }
     }
-    if let Some(mapped) = mapped.filter(|_| !body.is_empty()) {
+    if let Some(mapped) = mapped.as_deref().filter(|_| !body.is_empty()) {
         // From a title mapped from disk (TLS, or under `sendfile_min`): written a stretch at a
         // time, each read in off the worker first (`pagein`), its last byte held back until
         // the file is known not to have been cut short under the copy.
@@ -405,7 +416,7 @@ async fn respond(
 /// `head` and `body` (not empty), some of it read from a mapping of a title's file (all of it,
 /// or what follows a clip's or segment's head; one range or several): written in windows a
 /// [`crate::pagein::STRETCH`] long, the pages of each that lie in the mapping read in off the
-/// worker before it is written (where the body says which file it is). Its last byte goes out
+/// worker before it is written. Its last byte goes out
 /// once the rest was copied from a file that was not cut short meanwhile: where the copy is
 /// ours (TLS) or the kernel's from a page already replaced by zeros (truncated.rs), a response
 /// that would carry them is cut short instead.
@@ -413,11 +424,10 @@ async fn paged(
     stream: &mut Transport,
     head: &[u8],
     body: &Chunks,
-    mapped: crate::truncated::Mapped,
+    mapped: &crate::truncated::Mapped,
     limit: Limit,
 ) -> io::Result<()> {
     let total = body.len();
-    let src = body.file().filter(|f| f.on_disk);
     let held = total - 1;
     let mut from = 0;
     let mut first = true;
@@ -436,12 +446,10 @@ async fn paged(
                 Some(&part[lo..hi])
             })
         };
-        if let Some(src) = src {
-            // The last window's pages with its held byte.
-            for piece in window(if to == held { total } else { to }) {
-                if let Some(at) = mapped.offset_of(piece) {
-                    crate::pagein::ensure(&src.file, at, piece.len() as u64).await;
-                }
+        // The last window's pages with its held byte.
+        for piece in window(if to == held { total } else { to }) {
+            if let Some(at) = mapped.offset_of(piece) {
+                crate::pagein::ensure(mapped.file(), at, piece.len() as u64).await;
             }
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::new();

@@ -50,7 +50,7 @@ pub(super) fn video<B>(
     };
     // Read from a mapping of the title's file: a sender that copies its bytes checks that the
     // file was not cut short under the copy (`crate::truncated`).
-    if let Some(mapped) = t.mapped {
+    if let Some(mapped) = t.mapped.clone() {
         resp.extensions_mut().insert(mapped);
     }
     Ok(resp)

@@ -56,6 +56,7 @@ pub(crate) fn read(path: &Path, cache: bool) -> std::io::Result<Read> {
             mapped: None,
         })
     } else {
+        let file = Arc::new(file);
         // SAFETY: the mapping is read-only and private to us. The library directory is expected not
         // to be truncated under a running server (as with any mmap- or sendfile-based server); if a
         // file is truncated anyway, reads past its new end fault, and `crate::truncated` maps
@@ -65,7 +66,7 @@ pub(crate) fn read(path: &Path, cache: bool) -> std::io::Result<Read> {
         let (map, mapped) = unsafe { crate::truncated::Mapping::map(&file, None)? };
         Ok(Read {
             data: Bytes::from_owner(map),
-            file: Some(Arc::new(file)),
+            file: Some(file),
             modified,
             mapped,
         })
@@ -77,7 +78,7 @@ impl super::Title {
     /// read of that mapping has found the file cut short (the pages cut off read as zeros,
     /// `crate::truncated`): until the rescan that follows has read the file again.
     pub(crate) fn readable(&self) -> bool {
-        !self.mapped.is_some_and(|m| m.cut())
+        !self.mapped.as_ref().is_some_and(|m| m.cut())
     }
 }
 

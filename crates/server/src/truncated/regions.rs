@@ -135,7 +135,7 @@ impl Mapping {
     /// it is what this module mends (reads past its new end see zeros, and the fault is counted
     /// in [`Mapped`]); other writers to it must be accepted by the caller.
     pub(crate) unsafe fn map(
-        file: &std::fs::File,
+        file: &std::sync::Arc<std::fs::File>,
         len: Option<usize>,
     ) -> std::io::Result<(Mapping, Option<Mapped>)> {
         let mut options = memmap2::MmapOptions::new();
@@ -143,7 +143,7 @@ impl Mapping {
             options.len(len);
         }
         // SAFETY: the caller's (above).
-        let map = unsafe { options.map(file)? };
+        let map = unsafe { options.map(&**file)? };
         let slot = match map.len() {
             0 => None,
             n => take(map.as_ptr() as usize, n),
@@ -159,6 +159,7 @@ impl Mapping {
             at: slot.faults.load(Ordering::SeqCst),
             base: map.as_ptr() as usize,
             len: map.len(),
+            file: file.clone(),
         });
         Ok((Mapping { map, slot }, mapped))
     }
@@ -185,13 +186,15 @@ impl Drop for Mapping {
 /// title carries it (an extension), so that a sender that copies the bytes itself fails the
 /// response rather than finish it with them (h1/write.rs, [`super::Copied`]); the title is not
 /// served again until a rescan has read its file anew (`Title::readable`).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Mapped {
     slot: &'static Slot,
     at: u64,
     /// Where the mapping lies (the file's byte 0, and its length).
     base: usize,
     len: usize,
+    /// The file mapped (its pages are read in off the workers before they are sent, `pagein`).
+    file: std::sync::Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for Mapped {
@@ -206,6 +209,11 @@ impl Mapped {
     pub(crate) fn cut(&self) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
         self.slot.faults.load(Ordering::SeqCst) != self.at
+    }
+
+    /// The file mapped.
+    pub(crate) fn file(&self) -> &std::sync::Arc<std::fs::File> {
+        &self.file
     }
 
     /// Where `bytes` lie in the mapped file, when they are in the mapping (a body's slice of

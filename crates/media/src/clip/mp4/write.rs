@@ -114,14 +114,17 @@ impl<'r> Placement<'r> {
         }
     }
 
-    /// Where the title's byte `offset` (inside one of the ranges) is in the body.
+    /// Where the title's byte `offset` (inside one of the ranges) is in the body (a chunk of
+    /// empty samples outside them all: within the body still).
     fn at(&self, offset: u64) -> u64 {
         let i = self
             .ranges
             .partition_point(|r| r.end <= offset)
             .min(self.ranges.len().saturating_sub(1));
         match (self.ranges.get(i), self.before.get(i)) {
-            (Some(r), Some(b)) => b.saturating_add(offset.saturating_sub(r.start)),
+            (Some(r), Some(b)) => b
+                .saturating_add(offset.saturating_sub(r.start))
+                .min(self.len()),
             _ => 0,
         }
     }
@@ -385,8 +388,6 @@ fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
     });
 }
 
-/// Appends `n` big-endian u32 values (the first `n` of `values`) in one resize: the table
-/// writers' inner loop, a copy per entry with no capacity check.
 /// `stco` (32 bits) or `co64` (`wide`) entries: `n` chunk offsets in the clip's `mdat` body.
 fn chunk_offsets(o: &mut Vec<u8>, wide: bool, n: usize, at: impl Iterator<Item = u64>) {
     if wide {
@@ -398,6 +399,8 @@ fn chunk_offsets(o: &mut Vec<u8>, wide: bool, n: usize, at: impl Iterator<Item =
     }
 }
 
+/// Appends `n` big-endian u32 values (the first `n` of `values`) in one resize: the table
+/// writers' inner loop, a copy per entry with no capacity check.
 fn put32s(o: &mut Vec<u8>, n: usize, values: impl Iterator<Item = u32>) {
     let at = o.len();
     o.resize(at + 4 * n, 0);
@@ -515,7 +518,11 @@ fn stbl(out: &mut Vec<u8>, t: &Kept<'_, '_>, stsd: &[u8], body: &Placement<'_>, 
             let offsets = chunk_starts().map(|i| table.offset[i]);
             match body.ranges {
                 // One range (an interleaved title): the plain subtraction, in the loop.
-                [one] => chunk_offsets(o, wide, chunks, offsets.map(|a| a - one.start.min(a))),
+                [one] => {
+                    let len = one.end - one.start;
+                    let at = offsets.map(|a| (a - one.start.min(a)).min(len));
+                    chunk_offsets(o, wide, chunks, at)
+                }
                 _ => chunk_offsets(o, wide, chunks, offsets.map(|a| body.at(a))),
             }
         });
