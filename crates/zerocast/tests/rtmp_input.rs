@@ -283,3 +283,93 @@ fn an_rtmp_publisher_is_held_to_the_ingest_bitrate() {
         "it still publishes: {bytes}"
     );
 }
+
+/// One message on chunk stream `csid` with a type 0 header carrying `ms` (under 2^24).
+fn message(csid: u8, type_id: u8, ms: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![csid];
+    b.extend_from_slice(&ms.to_be_bytes()[1..]);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    b.push(type_id);
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+/// The tags of an FLV file: (type, ms, body).
+fn flv_tags(flv: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut at = 9 + 4;
+    let mut tags = Vec::new();
+    while at + 11 <= flv.len() {
+        let h = &flv[at..at + 11];
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let ms = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        tags.push((h[0], ms, flv[at + 11..at + 11 + size].to_vec()));
+        at += 11 + size + 4;
+    }
+    tags
+}
+
+/// A publisher whose audio came alone for 3 s (its TS began without video after 2 s) and
+/// whose video came then: `.ts` viewers get the video too, from its next keyframe (it used to
+/// stay out of the TS for as long as the stream lasted).
+#[test]
+fn an_rtmp_publishers_video_that_comes_after_its_audio_joins_the_ts() {
+    let s = server(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let flv = dir.path().join("faststart.flv");
+    let faststart = common::demo_dir().join("faststart.mp4");
+    common::ffmpeg(&[
+        "-i",
+        faststart.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        flv.to_str().unwrap(),
+    ]);
+    let tags = flv_tags(&std::fs::read(&flv).unwrap());
+    let mut c = handshaken(s.rtmp);
+    let mut setup = connect_live();
+    setup.extend(command(0, "createStream", 2.0, &[]));
+    setup.extend(command(1, "publish", 3.0, &["late", "live"]));
+    c.write_all(&setup).unwrap();
+    assert!(answer_contains(&mut c, b"NetStream.Publish.Start"));
+    let mut input = chunk0(2, 1, 0, 4, &(1u32 << 20).to_be_bytes());
+    // Its audio alone up to 3 s, then its video's sequence header and everything from 3 s on.
+    let (video, audio) = (9, 8);
+    for (kind, ms, body) in tags.iter().filter(|t| t.0 == audio && t.1 < 3000) {
+        input.extend(message(4, *kind, *ms, body));
+    }
+    let config = tags.iter().find(|t| t.0 == video && t.2[1] == 0).unwrap();
+    input.extend(message(6, video, 3000, &config.2));
+    for (kind, ms, body) in tags
+        .iter()
+        .filter(|t| t.1 >= 3000 && (t.0 == audio || t.2[1] == 1))
+    {
+        input.extend(message(
+            if *kind == video { 6 } else { 4 },
+            *kind,
+            *ms,
+            body,
+        ));
+    }
+    c.write_all(&input).unwrap();
+    wait_for(&s, "late", "the video's keyframes in the TS", |d| {
+        d["hls_segments"].as_u64() >= Some(1)
+    });
+    let v = Viewer::start(s.addr, "/live/late.ts", Reading::Fast);
+    v.wait_body("a GOP", |b| b.len() >= 100 * common::ts::PACKET);
+    let (resp, ts, _) = v.stop();
+    assert_eq!(resp.status, 200);
+    let file = dir.path().join("late.ts");
+    std::fs::write(&file, &ts).unwrap();
+    let streams = ffprobe_streams(file.to_str().unwrap());
+    assert!(
+        streams.iter().any(|l| l.contains("Video: h264")),
+        "{streams:#?}"
+    );
+    assert!(
+        streams.iter().any(|l| l.contains("Audio: aac")),
+        "{streams:#?}"
+    );
+}

@@ -15,8 +15,9 @@
 //! first coded video frame (the sequence headers have come before it); audio before that is
 //! dropped, so the stream starts at a keyframe. A publisher that has sent no video sequence
 //! header after [`AUDIO_ONLY_AFTER_MS`] of AAC is audio alone (a radio stream): the muxer
-//! starts then, without video, and video that comes later is left out of the TS (its
-//! other outputs have it). AV1 and VP9 are parsed and skipped (TS cannot carry them here).
+//! starts then, without video. Video whose sequence header comes later joins the TS at its
+//! first keyframe: the PMT is sent again naming it, its version one up
+//! ([`Muxer::add_video`]). AV1 and VP9 are parsed and skipped (TS cannot carry them here).
 
 mod from_ts;
 pub mod wire;
@@ -41,8 +42,10 @@ pub struct ToTs {
     muxer: Option<Muxer>,
     /// The first AAC frame's time, while the muxer waits for video.
     audio_from: Option<u32>,
-    /// The muxer began without video (see the module's comment).
+    /// The muxer began without video (see the module's comment), and no video came since.
     audio_only: bool,
+    /// Video came after the muxer began without it: its frames wait for a keyframe.
+    video_waits_key: bool,
     scratch: Vec<u8>,
     /// Coded frames skipped (before the sequence header, or of a codec TS cannot carry here).
     pub skipped: u64,
@@ -83,10 +86,6 @@ impl ToTs {
 
     /// One video tag body at `ms` (the RTMP timestamp); appends TS packets to `out`.
     pub fn video(&mut self, body: &[u8], ms: u32, out: &mut Vec<u8>) -> Result<()> {
-        if self.audio_only {
-            self.skipped += 1;
-            return Ok(());
-        }
         let bad = |why: &str| Error::malformed("flv video", why.to_string());
         let b0 = *body.first().ok_or_else(|| bad("empty tag"))?;
         let (codec, packet, keyframe, cts, data, config): (
@@ -139,12 +138,25 @@ impl ToTs {
                 Video::H265 => hvcc(&mut r)?,
             };
             self.video = Some((codec, nal_len, params));
+            if self.audio_only {
+                // Late video: the muxer names it from its first keyframe on.
+                if let Some(m) = self.muxer.as_mut() {
+                    m.add_video(codec);
+                }
+                self.audio_only = false;
+                self.video_waits_key = true;
+            }
             return Ok(());
         }
         let Some((vcodec, nal_len, params)) = &self.video else {
             self.skipped += 1;
             return Ok(());
         };
+        if self.video_waits_key && !keyframe {
+            self.skipped += 1;
+            return Ok(());
+        }
+        self.video_waits_key = false;
         let muxer = self
             .muxer
             .get_or_insert_with(|| Muxer::new(Some(*vcodec), self.aac.map(|_| Audio::Aac)));
@@ -209,9 +221,13 @@ impl ToTs {
 mod tests {
     use super::*;
 
-    /// FLV tags from an MP4's samples, as an RTMP publisher would send them.
-    #[test]
-    fn an_mp4_sent_as_flv_tags_becomes_a_ts_with_the_same_keyframes() {
+    /// A tag as a publisher sends it: (video?, ms, body).
+    type TestTag = (bool, u32, Vec<u8>);
+
+    /// faststart.mp4 as an RTMP publisher sends it: (video?, ms, tag body), the sequence
+    /// headers first (an avcC built from the parameter sets, an AAC config), then the frames
+    /// in decode order.
+    fn faststart_tags() -> (Vec<u8>, Vec<TestTag>) {
         use crate::mp4::remux::{tracks, Codec};
         let data = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -223,16 +239,14 @@ mod tests {
         let Codec::H264 { params, .. } = &video.codec else {
             panic!()
         };
-        let mut conv = ToTs::default();
-        let mut out = Vec::new();
-        // Sequence headers: an avcC built from the parameter sets, and an AAC config.
+        let mut tags = Vec::new();
         let mut avcc = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1];
         avcc.extend_from_slice(&(params[0].len() as u16).to_be_bytes());
         avcc.extend_from_slice(&params[0]);
         avcc.push(1);
         avcc.extend_from_slice(&(params[1].len() as u16).to_be_bytes());
         avcc.extend_from_slice(&params[1]);
-        conv.video(&avcc, 0, &mut out).unwrap();
+        tags.push((true, 0, avcc));
         let Codec::Aac {
             object_type,
             frequency_index,
@@ -245,7 +259,7 @@ mod tests {
             (object_type << 3) | (frequency_index >> 1),
             ((frequency_index & 1) << 7) | (channels << 3),
         ];
-        conv.audio(&[0xaf, 0, asc[0], asc[1]], 0, &mut out).unwrap();
+        tags.push((false, 0, vec![0xaf, 0, asc[0], asc[1]]));
         let ms = |dts: i64, scale: u32| (dts * 1000 / i64::from(scale)) as u32;
         let (mut vi, mut ai) = (0, 0);
         while vi < video.samples.len() || ai < audio.samples.len() {
@@ -262,20 +276,81 @@ mod tests {
                 let cts = (i64::from(s.cto) * 1000 / i64::from(video.timescale)) as i32;
                 tag.extend_from_slice(&cts.to_be_bytes()[1..]);
                 tag.extend_from_slice(&data[s.offset as usize..][..s.size as usize]);
-                conv.video(&tag, vt.unwrap(), &mut out).unwrap();
+                tags.push((true, vt.unwrap(), tag));
             } else {
                 let s = audio.samples[ai];
                 ai += 1;
                 let mut tag = vec![0xaf, 1];
                 tag.extend_from_slice(&data[s.offset as usize..][..s.size as usize]);
-                conv.audio(&tag, at.expect("audio left"), &mut out).unwrap();
+                tags.push((false, at.expect("audio left"), tag));
             }
+        }
+        (data, tags)
+    }
+
+    fn send(conv: &mut ToTs, (video, ms, tag): &TestTag, out: &mut Vec<u8>) {
+        match video {
+            true => conv.video(tag, *ms, out).unwrap(),
+            false => conv.audio(tag, *ms, out).unwrap(),
+        }
+    }
+
+    /// FLV tags from an MP4's samples, as an RTMP publisher would send them.
+    #[test]
+    fn an_mp4_sent_as_flv_tags_becomes_a_ts_with_the_same_keyframes() {
+        let (data, tags) = faststart_tags();
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        for t in &tags {
+            send(&mut conv, t, &mut out);
         }
         assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
         let info = crate::ts::index(&out).unwrap();
         let src = crate::index::index(&data).unwrap();
         assert_eq!(info.keyframes.len(), src.keyframes.len());
         assert!((info.duration.as_secs_f64() - src.duration.as_secs_f64()).abs() < 0.1);
+    }
+
+    /// Audio alone for 3 s (past the 2 s after which the TS begins without video), then the
+    /// video's sequence header and its frames from 3 s on: the video joins the TS at its next
+    /// keyframe (4 s), named by a PMT of the next version, which a live splitter follows.
+    #[test]
+    fn video_that_comes_after_the_ts_began_without_it_joins_at_its_next_keyframe() {
+        let (_, tags) = faststart_tags();
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        let audio_first = tags.iter().filter(|t| !t.0 && t.1 < 3000);
+        let rest = tags.iter().filter(|t| t.0 && (t.1 >= 3000 || t.2[1] == 0));
+        let rest = rest.chain(tags.iter().filter(|t| !t.0 && t.1 >= 3000));
+        let mut rest: Vec<_> = rest.collect();
+        rest.sort_by_key(|t| (t.1, t.2[1] != 0));
+        for t in audio_first.chain(rest) {
+            send(&mut conv, t, &mut out);
+        }
+        assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
+        let info = crate::ts::index(&out).unwrap();
+        assert!(info.video.is_some(), "the TS has video");
+        // The keyframes at 4 s and 6 s (the index counts from the first), after 3 s of audio.
+        let times: Vec<f64> = info
+            .keyframes
+            .iter()
+            .map(|k| k.time.as_secs_f64())
+            .collect();
+        assert_eq!(times, [0.0, 2.0], "the keyframes after the video came");
+        assert!(
+            info.keyframes[0].offset > 100 * 188,
+            "after the audio alone"
+        );
+        // A live splitter finds them too, after the PMT that names the video.
+        let mut cuts = Vec::new();
+        crate::ts::Splitter::default()
+            .feed(&out, &mut cuts)
+            .unwrap();
+        let keyframes = cuts
+            .iter()
+            .filter(|c| matches!(c, crate::ts::Cut::Keyframe { .. }))
+            .count();
+        assert!(keyframes >= 2, "{cuts:?}");
     }
 
     #[test]

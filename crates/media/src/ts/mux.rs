@@ -40,6 +40,8 @@ pub struct Muxer {
     cc: [u8; 4],
     last_psi: Option<u64>,
     last_pcr: Option<u64>,
+    /// The PMT's version (one up each time its streams change, [`Muxer::add_video`]).
+    pmt_version: u8,
 }
 
 /// PCR runs this far behind DTS (the decoder's buffer time).
@@ -53,7 +55,23 @@ impl Muxer {
             cc: [0; 4],
             last_psi: None,
             last_pcr: None,
+            pmt_version: 0,
         }
+    }
+
+    /// Video from now on, in a muxer that began without it (an RTMP publisher whose video came
+    /// after its audio had been taken for a radio stream): the PMT names the video stream from
+    /// the next access unit on, its version one up (a demuxer takes a PMT of the version it has
+    /// already seen for the same table), and the PCR moves to the video PID. Continuity
+    /// counters go on. Nothing when it has video already.
+    pub fn add_video(&mut self, video: Video) {
+        if self.video.is_some() {
+            return;
+        }
+        self.video = Some(video);
+        self.pmt_version = (self.pmt_version + 1) & 0x1f;
+        self.last_psi = None;
+        self.last_pcr = None;
     }
 
     pub fn video(&mut self, au: &AccessUnit<'_>, out: &mut Vec<u8>) {
@@ -107,6 +125,7 @@ impl Muxer {
         let pat = section(
             0x00,
             1,
+            0,
             &[0x00, 0x01, 0xe0 | (PMT_PID >> 8) as u8, PMT_PID as u8],
         );
         self.psi_packet(0, 0, &pat, out);
@@ -127,7 +146,7 @@ impl Muxer {
         if let Some(Audio::Aac) = self.audio {
             es(0x0f, AUDIO_PID);
         }
-        let pmt = section(0x02, 1, &body);
+        let pmt = section(0x02, 1, self.pmt_version, &body);
         self.psi_packet(1, PMT_PID, &pmt, out);
     }
 
@@ -270,7 +289,7 @@ fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
 }
 
 /// A PSI section with its CRC: table id, table id extension, then the body.
-fn section(table_id: u8, extension: u16, body: &[u8]) -> Vec<u8> {
+fn section(table_id: u8, extension: u16, version: u8, body: &[u8]) -> Vec<u8> {
     let len = 5 + body.len() + 4;
     let mut s = vec![
         table_id,
@@ -278,7 +297,7 @@ fn section(table_id: u8, extension: u16, body: &[u8]) -> Vec<u8> {
         len as u8,
         (extension >> 8) as u8,
         extension as u8,
-        0xc1,
+        0xc1 | (version & 0x1f) << 1,
         0,
         0,
     ];
