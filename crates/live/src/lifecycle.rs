@@ -230,6 +230,16 @@ impl RateLimit {
         }
     }
 
+    /// How long to wait before reading more, having received `received` bytes since the start
+    /// and made `made` bytes of output from them (an RTMP publisher's TS, whose keyframes each
+    /// repeat the stream's parameter sets, up to 16 KiB: a keyframe of a few bytes makes
+    /// kilobytes). Output up to twice the input is free (TS costs a tenth more than what it
+    /// carries); past that, the output is what is held to the rate, so that a publisher cannot
+    /// make the server write far more than it sends.
+    pub fn wait_made(&self, received: u64, made: u64, now: Duration) -> Option<Duration> {
+        self.wait(received.max(made / 2), now)
+    }
+
     /// How long to wait before reading more, having received `received` bytes since the start.
     pub fn wait(&self, received: u64, now: Duration) -> Option<Duration> {
         let elapsed = now.saturating_sub(self.started) + self.burst;
@@ -333,6 +343,18 @@ impl Stall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publisher_whose_output_outgrows_its_input_is_held_to_its_output() {
+        // 8 kbit/s: 1,000 bytes a second, 1 s ahead allowed.
+        let r = RateLimit::new(8_000, Duration::from_secs(1), Duration::ZERO);
+        let at = Duration::from_secs(1);
+        // What a stream makes of what it sends (TS: a tenth more): its input decides.
+        assert_eq!(r.wait_made(2_000, 2_200, at), None);
+        assert_eq!(r.wait_made(3_000, 3_300, at), Some(Duration::from_secs(1)));
+        // Tiny keyframes that each repeat 16 KiB of parameter sets: the output decides.
+        assert_eq!(r.wait_made(600, 10_000, at), Some(Duration::from_secs(3)));
+    }
 
     fn s(x: u64) -> Duration {
         Duration::from_secs(x)

@@ -63,6 +63,7 @@ pub(crate) async fn connection(
         finished: false,
         pending: None,
         published: None,
+        again: false,
     };
     let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
     // Once publishing: the control API's kicks, the ingest rate limit and what it counts.
@@ -119,10 +120,17 @@ pub(crate) async fn connection(
             // Answered at the top, before more input is read.
             continue;
         }
+        if std::mem::take(&mut state.again) {
+            // More messages already read: the other tasks on this worker first.
+            tokio::task::yield_now().await;
+            continue;
+        }
         if kicks.is_none() {
             kicks = state.publish.as_ref().map(|p| p.stream.kicks());
         }
-        // Publishing: held to the ingest bitrate by not reading (TCP pushes back), as over HTTP.
+        // Publishing: held to the ingest bitrate by not reading (TCP pushes back), as over HTTP
+        // (a wait the control API's kick or the server's shutdown ends, below).
+        let mut wait = None;
         if state.publish.is_some() {
             let cfg = &state.live.config;
             let rate = rate.get_or_insert_with(|| {
@@ -132,9 +140,8 @@ pub(crate) async fn connection(
                     state.live.now(),
                 )
             });
-            if let Some(wait) = rate.wait(published, state.live.now()) {
-                tokio::time::sleep(wait).await;
-            }
+            let made = state.publish.as_ref().map_or(0, Publish::made);
+            wait = rate.wait_made(published, made, state.live.now());
         }
         let limit = match &state.publish {
             Some(_) => state.live.config.publisher_timeout,
@@ -142,7 +149,12 @@ pub(crate) async fn connection(
         };
         buf.reserve(READ_SIZE);
         let read = tokio::select! {
-            r = tokio::time::timeout(limit, sock.read_buf(&mut buf)) => r,
+            r = async {
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
+                }
+                tokio::time::timeout(limit, sock.read_buf(&mut buf)).await
+            } => r,
             _ = shutdown.changed() => {
                 if let Some(p) = state.publish.take() {
                     p.finish(End::Clean);
@@ -258,7 +270,14 @@ struct Session {
     pending: Option<Pending>,
     /// The stream this connection published, for `on_unpublish` when it ends.
     published: Option<String>,
+    /// `input` stopped after [`MESSAGES_PER_TURN`] media messages with more already read.
+    again: bool,
 }
+
+/// Most media messages one turn of a publisher's connection takes from what it read: a read of
+/// 64 KiB can hold ten thousand tiny ones, each muxed, which must not hold the worker that
+/// long (the tasks of other connections on it wait).
+const MESSAGES_PER_TURN: usize = 256;
 
 /// A request waiting for its callback's answer.
 struct Pending {
@@ -286,12 +305,18 @@ impl Session {
     /// Feeds what `buf` holds to the session, handling its events, until it needs more bytes,
     /// a request was refused or a play accepted (the answers are in the session's output).
     fn input(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
+        let mut media = 0;
         while let Some(e) = self
             .rtmp
             .poll(buf)
             .map_err(|e| ConnError::Rtmp(e.to_string()))?
         {
+            media += usize::from(matches!(e, rtmp::Event::Media { .. }));
             self.event(e)?;
+            if media >= MESSAGES_PER_TURN {
+                self.again = true;
+                break;
+            }
             if self.refused.is_some() || self.play.is_some() || self.finished {
                 break;
             }

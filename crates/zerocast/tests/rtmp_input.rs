@@ -6,7 +6,9 @@
 mod common;
 
 use common::fixtures::{long_rtmp_mp4, rtmp_mp4};
-use common::live::{ffmpeg_publish, rtmp_publisher, server, wait_for, Reading, Viewer, WAIT};
+use common::live::{
+    ffmpeg_publish, rtmp_publisher, server, wait_for, wait_until, Reading, Viewer, WAIT,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -372,4 +374,56 @@ fn an_rtmp_publishers_video_that_comes_after_its_audio_joins_the_ts() {
         streams.iter().any(|l| l.contains("Audio: aac")),
         "{streams:#?}"
     );
+}
+
+/// A publisher whose keyframes are a few bytes each after a sequence header of 16 KiB of
+/// parameter sets (repeated before every keyframe in the TS): each byte it sends would make
+/// kilobytes of TS. The TS it makes is held to the ingest bitrate, so the server stops reading
+/// it after its first read instead of muxing gigabytes.
+#[test]
+fn a_publisher_whose_tiny_keyframes_make_far_more_ts_is_held_to_that_output() {
+    let s = server(|c| c.max_ingest_bitrate = 1_000_000);
+    let mut c = handshaken(s.rtmp);
+    let mut setup = connect_live();
+    setup.extend(command(0, "createStream", 2.0, &[]));
+    setup.extend(command(1, "publish", 3.0, &["amp", "live"]));
+    c.write_all(&setup).unwrap();
+    assert!(answer_contains(&mut c, b"NetStream.Publish.Start"));
+    // An avcC: one SPS (baseline, 64x48) and 250 PPS of 64 bytes.
+    let sps = [0x67, 0x42, 0xc0, 0x0a, 0xd9, 0x07, 0x3c, 0x04, 0x40];
+    let mut config = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x0a, 0xff, 0xe1];
+    config.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    config.extend_from_slice(&sps);
+    config.push(250);
+    for n in 0..250u8 {
+        config.extend_from_slice(&64u16.to_be_bytes());
+        config.push(0x68);
+        config.extend(std::iter::repeat_n(n, 63));
+    }
+    let mut input = chunk0(2, 1, 0, 4, &(1u32 << 20).to_be_bytes());
+    input.extend(message(6, 9, 0, &config));
+    // Keyframes of one IDR byte, 1 ms apart: 600 KB.
+    let frame = [0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    for ms in 0..60_000u32 {
+        input.extend(message(6, 9, ms, &frame));
+    }
+    let sent = input.len() as u64;
+    let closer = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = c.write_all(&input);
+        c
+    });
+    let bytes_in = |s: &common::TestServer| {
+        wait_for(s, "amp", "live", |_| true)["bytes_in"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until("the first read", WAIT, || bytes_in(&s) > 0);
+    // Nothing to wait for: what it is held to shows as what it does not do in this time. At
+    // 1 Mbit/s with 2 s ahead, it would have read 375 KB by now, the TS of 37,000 keyframes.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let read = bytes_in(&s);
+    assert!(read < 160 << 10, "{read} of {sent} bytes read");
+    let _ = closer.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
 }

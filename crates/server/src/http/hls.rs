@@ -231,7 +231,8 @@ pub(super) fn segment<B>(
                 drop(recorded);
                 drop(inner);
                 let mut parts = vec![psi];
-                crate::live::dvr::slices(library, &pieces, &mut parts).ok_or_else(unknown)?;
+                crate::live::dvr::slices(library, &pieces, &mut parts, &mut Vec::new())
+                    .ok_or_else(unknown)?;
                 // Other bytes than it was served as (units the recorder lost, or across files,
                 // units that were never part of it): a 404, never other bytes under its ETag.
                 if parts.iter().map(|b| b.len() as u64).sum::<u64>() != past.bytes {

@@ -306,7 +306,7 @@ pub(super) fn media<B>(
             // Read after the stream's lock is let go.
             let (pieces, len) = pieces.take()?;
             let mut parts = Vec::new();
-            crate::live::dvr::slices(library, &pieces, &mut parts)?;
+            crate::live::dvr::slices(library, &pieces, &mut parts, &mut Vec::new())?;
             // Never another segment's bytes under this one's name.
             let read: u64 = parts.iter().map(|b| b.len() as u64).sum();
             (read == len).then_some(parts)

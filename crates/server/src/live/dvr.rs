@@ -28,6 +28,10 @@ use std::time::Duration;
 pub(crate) struct Start {
     pub seq: u64,
     pub prefix: Vec<Bytes>,
+    /// For each of `prefix` that is a slice of a recording mapped from disk: its file and
+    /// where it lies there, to read its pages in off the workers before it is sent
+    /// ([`Start::read_in`]).
+    pub on_disk: Vec<Option<(std::sync::Arc<std::fs::File>, u64)>>,
     /// How to get the recording's next stretch when the ring no longer holds `seq` by the time
     /// the prefix is sent (see [`resume`]).
     pub more: Option<Resume>,
@@ -61,6 +65,17 @@ pub(crate) struct Resume {
 impl std::fmt::Debug for Resume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resume").finish_non_exhaustive()
+    }
+}
+
+impl Start {
+    /// Reads the pages of `prefix[i]` in off the workers when it is a slice of a recording
+    /// mapped from disk (`pagein`): a viewer far back must not make its worker wait for the
+    /// disk, and every connection on it with it.
+    pub async fn read_in(&self, i: usize, len: usize) {
+        if let Some(Some((file, at))) = self.on_disk.get(i) {
+            crate::pagein::ensure(file, *at, len as u64).await;
+        }
     }
 }
 
@@ -145,13 +160,14 @@ pub(crate) fn start(
     let (psi, pieces, seq) = stretch(recorded, ring, output, from).ok_or_else(outside)?;
     drop(guard);
     drop(inner);
-    let mut prefix = vec![psi];
+    let (mut prefix, mut on_disk) = (vec![psi], vec![None]);
     // The library as it is now, after the checkpoints were read: the recorder publishes a
     // file's growth before it notes the keyframe there.
-    slices(&library(), &pieces, &mut prefix).ok_or_else(outside)?;
+    slices(&library(), &pieces, &mut prefix, &mut on_disk).ok_or_else(outside)?;
     Ok(Start {
         seq,
         prefix,
+        on_disk,
         more: None,
         convert,
     })
@@ -181,11 +197,12 @@ pub(crate) fn resume(
     let (_, pieces, seq) = stretch(recorded, ring, output, from)?;
     drop(guard);
     drop(inner);
-    let mut prefix = Vec::new();
-    slices(&library(), &pieces, &mut prefix)?;
+    let (mut prefix, mut on_disk) = (Vec::new(), Vec::new());
+    slices(&library(), &pieces, &mut prefix, &mut on_disk)?;
     Some(Start {
         seq,
         prefix,
+        on_disk,
         more: None,
         convert: None,
     })
@@ -216,8 +233,14 @@ fn stretch(
 
 /// The runs as slices of the titles' bytes, at most `SLICE` each; `None` when a title is gone,
 /// or holds less than a run says (never a run cut short: the reader would miss bytes), or its
-/// file was found cut short under its mapping (`Title::readable`).
-pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) -> Option<()> {
+/// file was found cut short under its mapping (`Title::readable`). `on_disk`, one per slice:
+/// its file and offset when the title is mapped from disk (not held in memory).
+pub(crate) fn slices(
+    library: &Library,
+    pieces: &[Piece],
+    out: &mut Vec<Bytes>,
+    on_disk: &mut Vec<Option<(std::sync::Arc<std::fs::File>, u64)>>,
+) -> Option<()> {
     for p in pieces {
         let title = library.get(&p.file).filter(|t| t.readable())?;
         let len = title.data.len() as u64;
@@ -226,9 +249,11 @@ pub(crate) fn slices(library: &Library, pieces: &[Piece], out: &mut Vec<Bytes>) 
             return None;
         }
         let (mut a, end) = (usize::try_from(p.start).ok()?, usize::try_from(end).ok()?);
+        let file = title.file.as_ref().filter(|_| !title.cached);
         while a < end {
             let b = end.min(a + SLICE);
             out.push(title.data.slice(a..b));
+            on_disk.push(file.map(|f| (f.clone(), a as u64)));
             a = b;
         }
     }

@@ -149,7 +149,8 @@ pub(crate) async fn follow(
         // time takes as long to get them as they play for).
         let continuing = !start.prefix.is_empty();
         loop {
-            for p in &start.prefix {
+            for (i, p) in start.prefix.iter().enumerate() {
+                start.read_in(i, p.len()).await;
                 write_batch(sock, std::slice::from_ref(p), chunked, live, &stream).await?;
             }
             // Dropped by the control API, or the server stops: not another stretch.

@@ -146,7 +146,8 @@ async fn feed(
         // longer holds where they end (as in follow.rs).
         let continuing = !start.prefix.is_empty();
         loop {
-            for p in std::mem::take(&mut start.prefix) {
+            for (i, p) in std::mem::take(&mut start.prefix).into_iter().enumerate() {
+                start.read_in(i, p.len()).await;
                 let n = p.len() as u64;
                 if !send(&tx, p, &live).await {
                     return;

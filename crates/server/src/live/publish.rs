@@ -42,6 +42,8 @@ pub struct Publish {
     clock_offset: Option<u32>,
     wake_ts: Batch,
     wake_media: Batch,
+    /// TS bytes muxed from the tags (what the ingest bitrate holds too, `RateLimit::wait_made`).
+    made: u64,
 }
 
 impl Publish {
@@ -65,7 +67,13 @@ impl Publish {
             clock_offset: None,
             wake_ts: Batch::new(AUDIO_ONLY_WAKE),
             wake_media: Batch::new(media_batch),
+            made: 0,
         }
+    }
+
+    /// TS bytes muxed from the publisher's tags so far.
+    pub fn made(&self) -> u64 {
+        self.made
     }
 
     /// Ends the session.
@@ -181,6 +189,7 @@ impl Publish {
             self.to_ts.audio(body, ms, &mut self.muxed)
         };
         muxed.map_err(|error| IngestError::Tag { video, error })?;
+        self.made += self.muxed.len() as u64;
         if self.wake_media.due(kind.keyframe, now) {
             self.stream.wake_media();
         }

@@ -73,7 +73,8 @@ pub(crate) async fn catch_up(
     let continuing = !start.prefix.is_empty();
     loop {
         rewind.realign();
-        for p in std::mem::take(&mut start.prefix) {
+        for (i, p) in std::mem::take(&mut start.prefix).into_iter().enumerate() {
+            start.read_in(i, p.len()).await;
             index(&mut rewind);
             let mut out = Vec::new();
             let joined = rewind.feed(&p, &mut out);
