@@ -139,7 +139,7 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     };
     let library = Library::load(dir.path(), 0, |_| {}).expect("library");
     let title = library.get("long.bin").unwrap().clone();
-    let s = TestServer::start_with(config, library);
+    let s = TestServer::start_with(config.clone(), library);
     page_out(&title.data, &path, &[0]);
     let before = metric(&s, "vod_read_in_bytes_total");
     let (body, version) = common::tls::curl(s.https[0], &ca, "/videos/long.bin", &["--http2"]);
@@ -147,4 +147,34 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     assert!(body == bytes, "the bytes in order");
     let read_in = metric(&s, "vod_read_in_bytes_total") - before;
     assert!(read_in >= 8 << 20, "{read_in} bytes read in");
+
+    // A clip of a title whose tracks are not interleaved, over HTTP/2: its video's range (not
+    // the body's file part, which is its audio's) is read in too, before it is copied.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../media/tests/fixtures/non-interleaved.mp4"
+    );
+    let path = dir.path().join("flat.mp4");
+    std::fs::copy(fixture, &path).unwrap();
+    drop((s, title));
+    let library = Library::load(dir.path(), 0, |_| {}).expect("library");
+    let title = library.get("flat.mp4").unwrap().clone();
+    let s = TestServer::start_with(config, library);
+    // Where the clip's video begins: its keyframe at 2 s.
+    let seek = s.get("/api/videos/flat.mp4/seek?t=3", &[]).json();
+    let video = seek["offset"].as_u64().unwrap() as usize;
+    // Once first: the clip's head is made then (from the `moov`, whose reading the kernel
+    // follows with a readahead of the whole small file), and kept.
+    let clip = "/videos/flat.mp4?start=3&end=5";
+    assert_eq!(s.get(clip, &[]).status, 200);
+    page_out(&title.data, &path, &[video]);
+    let before = metric(&s, "vod_read_in_bytes_total");
+    let (body, version) = common::tls::curl(s.https[0], &ca, clip, &["--http2"]);
+    assert_eq!(version, "2 200");
+    let read_in = metric(&s, "vod_read_in_bytes_total") - before;
+    assert!(
+        read_in >= body.len() as u64 / 2,
+        "{read_in} bytes read in for a clip of {}",
+        body.len()
+    );
 }

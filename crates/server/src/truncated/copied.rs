@@ -11,12 +11,16 @@ const COPY: usize = 128 << 10;
 /// title's mapping checked after each copy, so that a page cut off under the copy (read as
 /// zeros) fails the body (the stream or connection is reset, the response never completes)
 /// instead of going out as the title's bytes. Whatever the body is made of (a range, several,
-/// a clip's or segment's head and slices): every byte of it is copied before it goes.
+/// a clip's or segment's head and slices): every byte of it is copied before it goes, and a
+/// frame that lies in the mapping has its pages read in off the workers first (`pagein`; the
+/// body hands out the file part of a clip or range read in already, not its other ranges).
 pub(crate) struct Copied<B> {
     body: B,
     since: Mapped,
     /// What is left of the frame being copied.
     rest: Bytes,
+    /// The frame's pages being read in, before it is copied.
+    reading: Option<std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
 }
 
 impl<B> Copied<B> {
@@ -25,6 +29,7 @@ impl<B> Copied<B> {
             body,
             since,
             rest: Bytes::new(),
+            reading: None,
         }
     }
 }
@@ -44,11 +49,23 @@ where
         if self.rest.is_empty() {
             match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => self.rest = data,
+                    Ok(data) => {
+                        if let Some(at) = self.since.offset_of(&data) {
+                            let (file, len) = (self.since.file().clone(), data.len() as u64);
+                            self.reading = Some(Box::pin(async move {
+                                crate::pagein::ensure(&file, at, len).await
+                            }));
+                        }
+                        self.rest = data;
+                    }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 other => return other,
             }
+        }
+        if let Some(reading) = self.reading.as_mut() {
+            std::task::ready!(reading.as_mut().poll(cx));
+            self.reading = None;
         }
         let n = self.rest.len().min(COPY);
         let copy = Bytes::copy_from_slice(&self.rest.split_to(n));
