@@ -165,7 +165,8 @@ pub(super) fn media<B>(
         }
         // Never another segment's bytes under this one's name.
         let read: u64 = data.iter().map(|b| b.len() as u64).sum();
-        (read == len && len > 0).then_some(data)
+        let mapped = crate::live::dvr::mapping(library, &pieces);
+        (read == len && len > 0).then_some((data, mapped))
     };
     serve(live, at, &id, CONTENT_TYPES[t], policy, req, pick, recorded)
 }

@@ -193,6 +193,8 @@ pub(super) fn segment<B>(
         seq: seq.to_string(),
     };
     let n: u64 = super::uri_number(seq).ok_or_else(unknown)?;
+    // Read from the recording's mapping: the response carries it (`truncated::Mapped`).
+    let mut mapped = None;
     let parts = {
         let inner = s.read();
         match inner.hls.get(n) {
@@ -238,11 +240,16 @@ pub(super) fn segment<B>(
                 if parts.iter().map(|b| b.len() as u64).sum::<u64>() != past.bytes {
                     return Err(unknown());
                 }
+                mapped = crate::live::dvr::mapping(library, &pieces);
                 parts
             }
         }
     };
     let seg = Segment::new(parts, s.instance, &n.to_string(), "video/mp2t").ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
-    Ok(seg.serve(live, policy, req))
+    let mut resp = seg.serve(live, policy, req);
+    if let Some(mapped) = mapped {
+        resp.extensions_mut().insert(mapped);
+    }
+    Ok(resp)
 }

@@ -309,7 +309,8 @@ pub(super) fn media<B>(
             crate::live::dvr::slices(library, &pieces, &mut parts, &mut Vec::new())?;
             // Never another segment's bytes under this one's name.
             let read: u64 = parts.iter().map(|b| b.len() as u64).sum();
-            (read == len).then_some(parts)
+            let mapped = crate::live::dvr::mapping(library, &pieces);
+            (read == len).then_some((parts, mapped))
         },
     )
 }
@@ -354,7 +355,7 @@ pub(super) fn serve<B>(
     policy: &Policy,
     req: &Request<B>,
     pick: impl FnOnce(&Stream, &::live::LlHls) -> Option<Vec<Bytes>>,
-    after: impl FnOnce() -> Option<Vec<Bytes>>,
+    after: impl FnOnce() -> Option<(Vec<Bytes>, Option<crate::truncated::Mapped>)>,
 ) -> Result<Response<Chunks>, Error> {
     let s = at.stream(live)?;
     let unknown = || Error::UnknownSegment {
@@ -365,11 +366,18 @@ pub(super) fn serve<B>(
         let inner = s.read();
         inner.media.as_ref().and_then(|m| pick(&s, &m.llhls))
     };
-    let data = data.or_else(after);
-    let seg = Segment::new(data.ok_or_else(unknown)?, s.instance, id, content_type)
-        .ok_or_else(unknown)?;
+    // From memory, or else from the recording (whose mapping the response carries).
+    let (data, mapped) = match data {
+        Some(data) => (data, None),
+        None => after().ok_or_else(unknown)?,
+    };
+    let seg = Segment::new(data, s.instance, id, content_type).ok_or_else(unknown)?;
     s.stats.segment_requests.fetch_add(1, Relaxed);
-    Ok(seg.serve(live, policy, req))
+    let mut resp = seg.serve(live, policy, req);
+    if let Some(mapped) = mapped {
+        resp.extensions_mut().insert(mapped);
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

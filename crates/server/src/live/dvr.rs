@@ -260,6 +260,14 @@ pub(crate) fn slices(
     Some(())
 }
 
+/// The mapping from disk of the recording that holds the first of `pieces` (`None`: in
+/// memory, or gone), for a response made of their slices to carry (`truncated::Mapped`): its
+/// pages are read in off the workers before they are sent, and a file cut short under it is
+/// not sent as zeros.
+pub(crate) fn mapping(library: &Library, pieces: &[Piece]) -> Option<crate::truncated::Mapped> {
+    library.get(&pieces.first()?.file)?.mapped.clone()
+}
+
 /// All of piece `p` as one `Bytes` of its title's mapping (`None`: the title is gone, or holds
 /// less than `p` says, or its file was found cut short under its mapping).
 pub(crate) fn whole(library: &Library, p: &Piece) -> Option<Bytes> {
