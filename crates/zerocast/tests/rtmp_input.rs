@@ -374,6 +374,11 @@ fn an_rtmp_publishers_video_that_comes_after_its_audio_joins_the_ts() {
         streams.iter().any(|l| l.contains("Audio: aac")),
         "{streams:#?}"
     );
+    // Its HLS says where the tracks changed.
+    let playlist = || String::from_utf8(s.get("/live/late/index.m3u8", &[]).body).unwrap();
+    wait_until("a discontinuity where the video joined", WAIT, || {
+        playlist().contains("#EXT-X-DISCONTINUITY\n")
+    });
 }
 
 /// A publisher whose keyframes are a few bytes each after a sequence header of 16 KiB of

@@ -42,10 +42,12 @@ pub struct ToTs {
     muxer: Option<Muxer>,
     /// The first AAC frame's time, while the muxer waits for video.
     audio_from: Option<u32>,
-    /// The muxer began without video (see the module's comment), and no video came since.
+    /// The muxer began without video (see the module's comment), and no video keyframe came
+    /// since: video frames wait for one, and the muxer names the video from it on.
     audio_only: bool,
-    /// Video came after the muxer began without it: its frames wait for a keyframe.
-    video_waits_key: bool,
+    /// The muxer has just begun to carry video after audio alone (taken by
+    /// [`ToTs::take_video_joined`]: the tracks changed, which an HLS playlist marks).
+    video_joined: bool,
     scratch: Vec<u8>,
     /// Coded frames skipped (before the sequence header, or of a codec TS cannot carry here).
     pub skipped: u64,
@@ -138,25 +140,25 @@ impl ToTs {
                 Video::H265 => hvcc(&mut r)?,
             };
             self.video = Some((codec, nal_len, params));
-            if self.audio_only {
-                // Late video: the muxer names it from its first keyframe on.
-                if let Some(m) = self.muxer.as_mut() {
-                    m.add_video(codec);
-                }
-                self.audio_only = false;
-                self.video_waits_key = true;
-            }
             return Ok(());
         }
         let Some((vcodec, nal_len, params)) = &self.video else {
             self.skipped += 1;
             return Ok(());
         };
-        if self.video_waits_key && !keyframe {
-            self.skipped += 1;
-            return Ok(());
+        if self.audio_only {
+            // Late video: until its first keyframe the TS stays as it was (audio, its tables
+            // and PCR); from it on the muxer names the video too.
+            if !keyframe {
+                self.skipped += 1;
+                return Ok(());
+            }
+            if let Some(m) = self.muxer.as_mut() {
+                m.add_video(*vcodec);
+            }
+            self.audio_only = false;
+            self.video_joined = true;
         }
-        self.video_waits_key = false;
         let muxer = self
             .muxer
             .get_or_insert_with(|| Muxer::new(Some(*vcodec), self.aac.map(|_| Audio::Aac)));
@@ -174,6 +176,11 @@ impl ToTs {
             out,
         );
         Ok(())
+    }
+
+    /// Whether the TS began to carry video after audio alone since this was last asked.
+    pub fn take_video_joined(&mut self) -> bool {
+        std::mem::take(&mut self.video_joined)
     }
 
     /// One audio tag body at `ms`; appends TS packets to `out`.
@@ -311,6 +318,36 @@ mod tests {
         assert!((info.duration.as_secs_f64() - src.duration.as_secs_f64()).abs() < 0.1);
     }
 
+    /// A video sequence header after the TS began without video, and no keyframe yet: the TS
+    /// stays a radio stream (its tables and its audio cuts go on) until one comes.
+    #[test]
+    fn a_late_video_sequence_header_without_a_keyframe_changes_nothing_yet() {
+        let (_, tags) = faststart_tags();
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        for t in tags.iter().filter(|t| !t.0 && t.1 < 3000) {
+            send(&mut conv, t, &mut out);
+        }
+        let before = out.len();
+        let config = tags.iter().find(|t| t.0 && t.2[1] == 0).unwrap();
+        send(&mut conv, config, &mut out);
+        for t in tags.iter().filter(|t| !t.0 && (3000..6000).contains(&t.1)) {
+            send(&mut conv, t, &mut out);
+        }
+        assert!(!conv.take_video_joined());
+        // A splitter that follows the radio stream still cuts it at its audio after the header.
+        let mut cuts = Vec::new();
+        crate::ts::Splitter::default()
+            .feed(&out, &mut cuts)
+            .unwrap();
+        let later = cuts
+            .iter()
+            .filter(|c| matches!(c, crate::ts::Cut::Keyframe { at, .. } if *at >= before))
+            .count();
+        assert!(later >= 5, "{later} cuts in the 3 s after the header");
+        assert!(crate::ts::index(&out).unwrap().video.is_none());
+    }
+
     /// Audio alone for 3 s (past the 2 s after which the TS begins without video), then the
     /// video's sequence header and its frames from 3 s on: the video joins the TS at its next
     /// keyframe (4 s), named by a PMT of the next version, which a live splitter follows.
@@ -328,6 +365,7 @@ mod tests {
             send(&mut conv, t, &mut out);
         }
         assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
+        assert!(conv.take_video_joined() && !conv.take_video_joined());
         let info = crate::ts::index(&out).unwrap();
         assert!(info.video.is_some(), "the TS has video");
         // The keyframes at 4 s and 6 s (the index counts from the first), after 3 s of audio.
