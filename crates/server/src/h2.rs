@@ -69,14 +69,7 @@ pub(crate) async fn connection(
     ));
     // Streams open now, and when the last one ended (ms since `start`): a connection with
     // none open for the idle time is closed.
-    let streams = Arc::new(Streams {
-        start: Instant::now(),
-        open: AtomicUsize::new(0),
-        last: AtomicU64::new(0),
-        waiting: std::sync::Mutex::new(Vec::new()),
-        next_id: AtomicU64::new(0),
-        waits: tokio::sync::Notify::new(),
-    });
+    let streams = Arc::new(Streams::new());
     let (st, stop, s2) = (state.clone(), shutdown.clone(), streams.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let open = Open::new(s2.clone());
@@ -170,6 +163,18 @@ struct Streams {
 }
 
 impl Streams {
+    /// None open yet, from now.
+    fn new() -> Streams {
+        Streams {
+            start: Instant::now(),
+            open: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            waiting: std::sync::Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            waits: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Since when the connection has had nothing to do (now, while streams are open).
     fn quiet_since(&self) -> Instant {
         if self.open.load(Relaxed) > 0 {
@@ -314,14 +319,7 @@ mod tests {
 
     /// `body`'s frames as [`Tracked`] gives them to hyper, with a send limit far off.
     fn given(body: Body) -> Vec<usize> {
-        let streams = Arc::new(Streams {
-            start: Instant::now(),
-            open: AtomicUsize::new(0),
-            last: AtomicU64::new(0),
-            waiting: std::sync::Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            waits: tokio::sync::Notify::new(),
-        });
+        let streams = Arc::new(Streams::new());
         let mut t = Tracked {
             body,
             open: Open::new(streams),
