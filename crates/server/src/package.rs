@@ -27,6 +27,9 @@ pub enum Package {
         init: Option<Bytes>,
         segments: Vec<(Bytes, Range<u64>)>,
         segs: Vec<Seg>,
+        /// Every segment begins with a keyframe: not so for a fragmented MP4 whose fragments
+        /// are not cut at keyframes (a segment is whole fragments).
+        independent: bool,
     },
     /// WebM: per track, an init segment and media segments of written Cluster heads over the
     /// title's blocks (DASH).
@@ -65,6 +68,7 @@ impl Package {
                 let init = frags.as_ref().map(|f| Bytes::from(f.init()));
                 let mut segments: Vec<(Bytes, Range<u64>)> = Vec::new();
                 let mut segs: Vec<Seg> = Vec::new();
+                let mut independent = true;
                 for (a, b, mut seg) in package::by_keyframes(info, TARGET) {
                     if growing && b.is_none() {
                         continue;
@@ -80,6 +84,7 @@ impl Package {
                         }
                         (None, Some(f)) => {
                             let (body, start, end) = f.span(info, from, to).map_err(err)?;
+                            independent &= f.begins_with(data, info.keyframes[a].offset);
                             // Whole fragments: the segment lasts from the first keyframe of its
                             // first to that of the one after its last (or from where the one
                             // before ended), not the keyframes it was asked for.
@@ -125,6 +130,7 @@ impl Package {
                     init,
                     segments,
                     segs,
+                    independent,
                 })
             }
             Container::WebM | Container::Matroska => {
@@ -173,6 +179,7 @@ impl Package {
                 init,
                 segments,
                 segs,
+                ..
             } => {
                 init.as_ref().map_or(0, Bytes::len)
                     + segments.iter().map(|(h, _)| h.len() + 48).sum::<usize>()

@@ -204,6 +204,68 @@ fn the_hls_of_long_fragments_lists_each_segment_as_long_as_its_frames() {
     assert!((total - 30.0).abs() < 0.1, "{total} s in all:\n{playlist}");
 }
 
+/// A fragmented MP4 cut into fragments of 0.3 s whatever its keyframes (every 2 s): its
+/// segments (whole fragments) begin with frames of the GOP before, so its playlist does not say
+/// `EXT-X-INDEPENDENT-SEGMENTS`; the demo's, cut at keyframes, does. Each segment's first video
+/// frame is a keyframe exactly where the playlist says so.
+#[test]
+fn the_hls_of_fragments_not_cut_at_keyframes_is_not_said_to_be_independent() {
+    let lib = tempfile::tempdir().unwrap();
+    let file = lib.path().join("short-frags.mp4");
+    ffmpeg(&[
+        "-i",
+        demo_dir().join("faststart.mp4").to_str().unwrap(),
+        "-c",
+        "copy",
+        "-movflags",
+        "empty_moov+default_base_moof",
+        "-frag_duration",
+        "300000",
+        file.to_str().unwrap(),
+    ]);
+    std::fs::copy(
+        demo_dir().join("fragmented.mp4"),
+        lib.path().join("fragmented.mp4"),
+    )
+    .unwrap();
+    let srv = TestServer::start(library(lib.path()));
+    for (name, independent) in [("short-frags.mp4", false), ("fragmented.mp4", true)] {
+        let base = format!("/videos/{name}/");
+        let playlist = srv.get(&format!("{base}index.m3u8"), &[]);
+        assert_eq!(playlist.status, 200, "{name}");
+        let playlist = String::from_utf8(playlist.body).unwrap();
+        assert_eq!(
+            playlist.contains("#EXT-X-INDEPENDENT-SEGMENTS\n"),
+            independent,
+            "{name}:\n{playlist}"
+        );
+        // What it says: the first video frame of each segment (after the init segment).
+        let init = srv.get(&format!("{base}hls/init.mp4"), &[]).body;
+        let first_keys = playlist
+            .lines()
+            .filter(|l| l.ends_with(".m4s"))
+            .map(|uri| {
+                let seg = srv.get(&format!("{base}{uri}"), &[]).body;
+                let one = lib.path().join("one.mp4");
+                std::fs::write(&one, [init.clone(), seg].concat()).unwrap();
+                let out = std::process::Command::new("ffprobe")
+                    .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+                    .args(["packet=flags", "-of", "csv=p=0", "-read_intervals", "%+#1"])
+                    .arg(&one)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).starts_with('K')
+            })
+            .collect::<Vec<bool>>();
+        assert!(first_keys.len() >= 2, "{name}: {first_keys:?}");
+        assert_eq!(
+            first_keys.iter().all(|&k| k),
+            independent,
+            "{name}: {first_keys:?}"
+        );
+    }
+}
+
 #[test]
 fn a_playlist_and_its_segments_are_cacheable_entities_that_follow_the_title() {
     let srv = TestServer::demo();

@@ -107,6 +107,22 @@ impl<'a> Fragments<'a> {
         Ok((lo..hi.max(lo), start_time, end_time))
     }
 
+    /// Whether the fragment holding the keyframe at `offset` (of `info`) begins with it: its
+    /// video track's first sample is that keyframe, so a segment that begins with the fragment
+    /// decodes on its own. Without video (fragments of audio alone): true.
+    pub fn begins_with(&self, data: &[u8], offset: u64) -> bool {
+        let video = parse_moov(&self.moov)
+            .ok()
+            .and_then(|(_, _, tracks)| tracks.iter().find(|t| &t.handler == b"vide").map(|t| t.id));
+        let Some(video) = video else {
+            return true;
+        };
+        let first = self
+            .fragment(offset)
+            .and_then(|f| first_sample(data, *self.moofs.get(f)?, video));
+        first == Some(offset)
+    }
+
     /// An error when the fragments address their samples by absolute file offsets (they cannot
     /// be served apart from the file, as segments or behind a clip's head).
     pub fn check_movable(&self, data: &[u8]) -> Result<()> {
@@ -232,6 +248,40 @@ fn decode_starts(data: &[u8], moofs: &[u64]) -> Result<Vec<(u32, u64)>> {
         }
     }
     Ok(out)
+}
+
+/// Where track `id`'s first sample in the fragment whose `moof` is at `moof` lies in the file:
+/// its `trun`'s data offset from the `moof` (`default-base-is-moof`; fragments with a base data
+/// offset are refused before, `check_movable`). `None`: not said, or the track has no sample
+/// there.
+fn first_sample(data: &[u8], moof: u64, id: u32) -> Option<u64> {
+    let mut r = Reader::new(data.get(usize::try_from(moof).ok()?..)?, moof, "mp4");
+    let mut m = next_box(&mut r, true).ok()??.body;
+    while let Some(traf) = next_box(&mut m, false).ok()? {
+        if &traf.kind != b"traf" {
+            continue;
+        }
+        let (mut ours, mut t) = (false, traf.body);
+        while let Some(mut c) = next_box(&mut t, false).ok()? {
+            match &c.kind {
+                b"tfhd" => {
+                    full_box(&mut c.body).ok()?;
+                    ours = c.body.u32().ok()? == id;
+                }
+                b"trun" if ours => {
+                    let (_, flags) = full_box(&mut c.body).ok()?;
+                    let count = c.body.u32().ok()?;
+                    if flags & 0x01 == 0 || count == 0 {
+                        return None;
+                    }
+                    let offset = c.body.u32().ok()? as i32;
+                    return moof.checked_add_signed(i64::from(offset));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// A track's edit in the clip: its id, how late it starts (an empty edit, movie ticks), and the

@@ -8,12 +8,14 @@ use std::fmt::Write as _;
 /// The playlist of `segments`, whose URIs `uri(n)` gives (relative to the playlist), with the
 /// init segment `map` for fMP4 segments. `event`: the title is still being written. The target
 /// duration is at least `min_target` (a playlist that grows may not change it; a recording's
-/// keeps the same one when it is finished).
+/// keeps the same one when it is finished). `independent`: every segment begins with a
+/// keyframe (`EXT-X-INDEPENDENT-SEGMENTS`).
 pub fn playlist(
     segments: &[Seg],
     map: Option<&str>,
     event: bool,
     min_target: u64,
+    independent: bool,
     uri: impl Fn(usize) -> String,
 ) -> String {
     let longest = segments
@@ -29,8 +31,11 @@ pub fn playlist(
     let _ = write!(
         p,
         "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n\
-         #EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+         #EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:{kind}\n"
     );
+    if independent {
+        p.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
     if let Some(m) = map {
         let _ = writeln!(p, "#EXT-X-MAP:URI=\"{m}\"");
     }
@@ -60,7 +65,7 @@ mod tests {
                 duration: MediaTime::new(2, 1),
             },
         ];
-        let p = playlist(&segs, Some("hls/init.mp4"), false, 1, |n| {
+        let p = playlist(&segs, Some("hls/init.mp4"), false, 1, true, |n| {
             format!("hls/{n}.m4s")
         });
         assert_eq!(
@@ -70,10 +75,15 @@ mod tests {
              #EXT-X-MAP:URI=\"hls/init.mp4\"\n#EXTINF:6.006000,\nhls/0.m4s\n\
              #EXTINF:2.000000,\nhls/1.m4s\n#EXT-X-ENDLIST\n"
         );
-        let ts = playlist(&segs, None, false, 1, |n| format!("hls/{n}.ts"));
+        let ts = playlist(&segs, None, false, 1, true, |n| format!("hls/{n}.ts"));
         assert!(ts.contains("#EXT-X-VERSION:3\n") && !ts.contains("EXT-X-MAP"));
         // Still being written: an EVENT playlist, not ended, its target at least the one given.
-        let event = playlist(&segs, None, true, 12, |n| format!("hls/{n}.ts"));
+        let event = playlist(&segs, None, true, 12, true, |n| format!("hls/{n}.ts"));
+        // Segments that do not all begin with a keyframe are not said to be independent.
+        let not = playlist(&segs, Some("hls/init.mp4"), false, 1, false, |n| {
+            format!("{n}")
+        });
+        assert!(!not.contains("INDEPENDENT"), "{not}");
         assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{event}");
         assert!(event.contains("#EXT-X-TARGETDURATION:12\n"), "{event}");
         assert!(!event.contains("ENDLIST"), "{event}");

@@ -125,9 +125,22 @@ pub(super) fn serve<B>(
                 } else {
                     1
                 };
-                let text = media::package::hls::playlist(p.segs(), map, growing, min_target, |n| {
-                    format!("hls/{n}.{ext}")
-                });
+                let independent = !matches!(
+                    p,
+                    Package::Clips {
+                        independent: false,
+                        ..
+                    }
+                );
+                let uri = |n| format!("hls/{n}.{ext}");
+                let text = media::package::hls::playlist(
+                    p.segs(),
+                    map,
+                    growing,
+                    min_target,
+                    independent,
+                    uri,
+                );
                 let tag = if growing {
                     format!("m3u8-{}", p.segs().len())
                 } else {
