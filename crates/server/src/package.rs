@@ -69,6 +69,7 @@ impl Package {
                 let mut segments: Vec<(Bytes, Range<u64>)> = Vec::new();
                 let mut segs: Vec<Seg> = Vec::new();
                 let mut independent = true;
+                let video = frags.as_ref().and_then(|f| f.video_track());
                 for (a, b, mut seg) in package::by_keyframes(info, TARGET) {
                     if growing && b.is_none() {
                         continue;
@@ -84,7 +85,6 @@ impl Package {
                         }
                         (None, Some(f)) => {
                             let (body, start, end) = f.span(info, from, to).map_err(err)?;
-                            independent &= f.begins_with(data, info.keyframes[a].offset);
                             // Whole fragments: the segment lasts from the first keyframe of its
                             // first to that of the one after its last (or from where the one
                             // before ended), not the keyframes it was asked for.
@@ -115,6 +115,12 @@ impl Package {
                             );
                         }
                         _ => {
+                            // Whole fragments: it begins with a keyframe only if its first
+                            // fragment does (fragments cut by duration, not at keyframes, begin
+                            // with frames of the GOP before).
+                            if let Some(f) = &frags {
+                                independent &= f.begins_with_keyframe(data, info, body.start, video);
+                            }
                             segments.push((head, body));
                             segs.push(seg);
                         }

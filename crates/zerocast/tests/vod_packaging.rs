@@ -181,6 +181,11 @@ fn the_hls_of_long_fragments_lists_each_segment_as_long_as_its_frames() {
     let srv = TestServer::start(library(lib.path()));
     let base = "/videos/long-frags.mp4/";
     let playlist = String::from_utf8(srv.get(&format!("{base}index.m3u8"), &[]).body).unwrap();
+    // Fragments of several GOPs, each begun at a keyframe: every segment begins with one.
+    assert!(
+        playlist.contains("#EXT-X-INDEPENDENT-SEGMENTS\n"),
+        "{playlist}"
+    );
     let init = srv.get(&format!("{base}hls/init.mp4"), &[]).body;
     let lines: Vec<&str> = playlist.lines().collect();
     let mut total = 0.0;

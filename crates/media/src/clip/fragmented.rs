@@ -107,20 +107,31 @@ impl<'a> Fragments<'a> {
         Ok((lo..hi.max(lo), start_time, end_time))
     }
 
-    /// Whether the fragment holding the keyframe at `offset` (of `info`) begins with it: its
-    /// video track's first sample is that keyframe, so a segment that begins with the fragment
-    /// decodes on its own. Without video (fragments of audio alone): true.
-    pub fn begins_with(&self, data: &[u8], offset: u64) -> bool {
-        let video = parse_moov(&self.moov)
-            .ok()
-            .and_then(|(_, _, tracks)| tracks.iter().find(|t| &t.handler == b"vide").map(|t| t.id));
+    /// The id of the video track (the first), if there is one.
+    pub fn video_track(&self) -> Option<u32> {
+        let (_, _, tracks) = parse_moov(&self.moov).ok()?;
+        tracks.iter().find(|t| &t.handler == b"vide").map(|t| t.id)
+    }
+
+    /// Whether the fragment whose `moof` is at `at` begins with a keyframe (of `info`): the
+    /// first sample of its `video` track (from [`Fragments::video_track`]) is one, so a segment
+    /// that begins with the fragment decodes on its own. Without video (fragments of audio
+    /// alone): true.
+    pub fn begins_with_keyframe(
+        &self,
+        data: &[u8],
+        info: &MediaInfo,
+        at: u64,
+        video: Option<u32>,
+    ) -> bool {
         let Some(video) = video else {
             return true;
         };
-        let first = self
-            .fragment(offset)
-            .and_then(|f| first_sample(data, *self.moofs.get(f)?, video));
-        first == Some(offset)
+        first_sample(data, at, video).is_some_and(|first| {
+            info.keyframes
+                .binary_search_by_key(&first, |k| k.offset)
+                .is_ok()
+        })
     }
 
     /// An error when the fragments address their samples by absolute file offsets (they cannot
