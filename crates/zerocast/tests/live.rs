@@ -5,8 +5,8 @@ mod common;
 
 use common::fixtures::{live_ts, long_live_ts, FPS, LIVE_TS_FRAMES, LONG};
 use common::live::{
-    ffmpeg_publish, instance_dir, raw_publish, server, stream_doc, ts_publisher, wait_for,
-    ChunkedPost, Reading, Shared, Viewer, WAIT,
+    ffmpeg_publish, hls_playlist, instance_dir, raw_publish, server, stream_doc, ts_publisher,
+    wait_for, ChunkedPost, Reading, Shared, Viewer, WAIT,
 };
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes, PACKET};
 use common::{ffmpeg, request, Resp, TestServer};
@@ -132,12 +132,6 @@ fn media_sequence(playlist: &str) -> u64 {
         .unwrap()
 }
 
-fn playlist(s: &TestServer, name: &str) -> String {
-    let r = s.get(&format!("/live/{name}/index.m3u8"), &[]);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    String::from_utf8(r.body).unwrap()
-}
-
 #[test]
 fn a_playlist_asked_for_before_the_first_segment_waits_for_it() {
     let s = server(hls_1s_window_3);
@@ -198,7 +192,7 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
     // 1 s on), the third is open.
     let mut post = raw_publish(s.addr, "/live/h", &data[..k[3]]);
     wait_for(&s, "h", "two segments", |d| d["hls_segments"] == 2);
-    let p1 = playlist(&s, "h");
+    let p1 = hls_playlist(&s, "h");
     let d = instance_dir(&p1);
     assert_eq!(media_sequence(&p1), 0);
     assert!(
@@ -213,7 +207,7 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
     wait_for(&s, "h", "the data up to the 9th keyframe", |d| {
         d["ring_bytes"].as_u64() == Some(k[8] as u64)
     });
-    let p2 = playlist(&s, "h");
+    let p2 = hls_playlist(&s, "h");
     assert_eq!(media_sequence(&p2), 4, "{p2}");
     assert!(
         p2.ends_with(&format!(
@@ -242,7 +236,7 @@ fn hls_segments_are_immutable_and_hold_pat_pmt_then_one_gop() {
     let k = keyframes(&data);
     let _post = raw_publish(s.addr, "/live/h", &data[..k[3]]);
     wait_for(&s, "h", "two segments", |d| d["hls_segments"] == 2);
-    let d = instance_dir(&playlist(&s, "h"));
+    let d = instance_dir(&hls_playlist(&s, "h"));
     let r = s.get(&format!("/live/h/{d}1.ts"), &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("video/mp2t"));
@@ -270,7 +264,7 @@ fn when_ffmpeg_finishes_its_post_the_stream_ends_and_the_playlist_gets_endlist()
     let d = wait_for(&s, "h", "the end", |d| d["state"] == "ended");
     assert_eq!(d["end_reason"], "publisher finished");
     // 12 one-second GOPs: 12 segments (the last closed by the end), the last 3 listed.
-    let p = playlist(&s, "h");
+    let p = hls_playlist(&s, "h");
     assert_eq!(media_sequence(&p), 9, "{p}");
     assert_eq!(p.matches("#EXTINF:").count(), 3, "{p}");
     assert!(
@@ -460,7 +454,7 @@ fn after_a_reconnect_the_hls_playlist_marks_the_discontinuity() {
     let second = raw_publish(s.addr, "/live/r", &data);
     assert_eq!(second.end().status, 200);
     wait_for(&s, "r", "ended", |d| d["state"] == "ended");
-    let hls = playlist(&s, "r");
+    let hls = hls_playlist(&s, "r");
     assert_eq!(hls.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{hls}");
     assert!(hls.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{hls}");
     // The first session's segments (one per 2 s from its keyframes, a second apart, the last

@@ -6,7 +6,9 @@
 mod common;
 
 use common::fixtures::live_ts;
-use common::live::{instance_dir, raw_publish, read_head, server, wait_for, ChunkedPost, WAIT};
+use common::live::{
+    hls_playlist, instance_dir, raw_publish, read_head, server, wait_for, ChunkedPost, WAIT,
+};
 use common::tls::{h2_frames, h2_get};
 use common::ts::keyframes;
 use common::TestServer;
@@ -23,12 +25,6 @@ fn hls_1s_window_3(c: &mut LiveConfig) {
     c.hls.window = 3;
 }
 
-fn playlist(s: &TestServer, name: &str) -> String {
-    let r = s.get(&format!("/live/{name}/index.m3u8"), &[]);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    String::from_utf8(r.body).unwrap()
-}
-
 #[test]
 fn a_stream_published_again_lists_its_segments_under_new_urls() {
     let s = server(hls_1s_window_3);
@@ -40,7 +36,7 @@ fn a_stream_published_again_lists_its_segments_under_new_urls() {
         200
     );
     wait_for(&s, "h", "the end", |d| d["state"] == "ended");
-    let first = playlist(&s, "h");
+    let first = hls_playlist(&s, "h");
     let old = format!("/live/h/{}0.ts", instance_dir(&first));
     let before = s.get(&old, &[]);
     assert_eq!(before.status, 200);
@@ -54,7 +50,7 @@ fn a_stream_published_again_lists_its_segments_under_new_urls() {
     wait_for(&s, "h", "two segments of the second", |d| {
         d["state"] == "live" && d["hls_segments"] == 2
     });
-    let second = playlist(&s, "h");
+    let second = hls_playlist(&s, "h");
     let new = format!("/live/h/{}0.ts", instance_dir(&second));
     assert_ne!(
         new, old,

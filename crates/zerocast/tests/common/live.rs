@@ -437,3 +437,10 @@ pub fn instance_dir(listing: &str) -> String {
     );
     format!("{dir}/")
 }
+
+/// Stream `name`'s TS HLS playlist (`/live/{name}/index.m3u8`), answered 200.
+pub fn hls_playlist(s: &TestServer, name: &str) -> String {
+    let r = s.get(&format!("/live/{name}/index.m3u8"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    String::from_utf8(r.body).unwrap()
+}
