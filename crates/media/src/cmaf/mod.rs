@@ -32,4 +32,4 @@ pub const VIDEO_TRACK: u32 = 1;
 pub const AUDIO_TRACK: u32 = 2;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

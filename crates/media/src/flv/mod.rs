@@ -17,7 +17,10 @@
 //! header after [`AUDIO_ONLY_AFTER_MS`] of AAC is audio alone (a radio stream): the muxer
 //! starts then, without video. Video whose sequence header comes later joins the TS at its
 //! first keyframe: the PMT is sent again naming it, its version one up
-//! ([`Muxer::add_video`]). AV1 and VP9 are parsed and skipped (TS cannot carry them here).
+//! ([`Muxer::set_video`]). A publisher that switches codec (H.264 to H.265, a new sequence
+//! header) is treated the same way: the TS names the new codec from its first keyframe on, and
+//! frames of it before that are skipped. AV1 and VP9 are parsed and skipped (TS cannot carry
+//! them here).
 
 mod from_ts;
 pub mod wire;
@@ -42,12 +45,9 @@ pub struct ToTs {
     muxer: Option<Muxer>,
     /// The first AAC frame's time, while the muxer waits for video.
     audio_from: Option<u32>,
-    /// The muxer began without video (see the module's comment), and no video keyframe came
-    /// since: video frames wait for one, and the muxer names the video from it on.
-    audio_only: bool,
-    /// The muxer has just begun to carry video after audio alone (taken by
-    /// [`ToTs::take_video_joined`]: the tracks changed, which an HLS playlist marks).
-    video_joined: bool,
+    /// The muxer's video changed (it began to carry video after audio alone, or another codec):
+    /// taken by [`ToTs::take_tracks_changed`], since an HLS playlist marks it.
+    tracks_changed: bool,
     scratch: Vec<u8>,
     /// Coded frames skipped (before the sequence header, or of a codec TS cannot carry here).
     pub skipped: u64,
@@ -146,18 +146,19 @@ impl ToTs {
             self.skipped += 1;
             return Ok(());
         };
-        if self.audio_only {
-            // Late video: until its first keyframe the TS stays as it was (audio, its tables
-            // and PCR); from it on the muxer names the video too.
+        if let Some(m) = self
+            .muxer
+            .as_mut()
+            .filter(|m| m.video_codec() != Some(*vcodec))
+        {
+            // Late video, or a new codec: until its first keyframe the TS stays as it was (its
+            // tables, its PCR, the old codec's frames); from it on the muxer names this codec.
             if !keyframe {
                 self.skipped += 1;
                 return Ok(());
             }
-            if let Some(m) = self.muxer.as_mut() {
-                m.add_video(*vcodec);
-            }
-            self.audio_only = false;
-            self.video_joined = true;
+            m.set_video(*vcodec);
+            self.tracks_changed = true;
         }
         let muxer = self
             .muxer
@@ -178,9 +179,10 @@ impl ToTs {
         Ok(())
     }
 
-    /// Whether the TS began to carry video after audio alone since this was last asked.
-    pub fn take_video_joined(&mut self) -> bool {
-        std::mem::take(&mut self.video_joined)
+    /// Whether the TS's video changed (video after audio alone, or another codec) since this
+    /// was last asked.
+    pub fn take_tracks_changed(&mut self) -> bool {
+        std::mem::take(&mut self.tracks_changed)
     }
 
     /// One audio tag body at `ms`; appends TS packets to `out`.
@@ -201,7 +203,6 @@ impl ToTs {
             let from = *self.audio_from.get_or_insert(ms);
             if ms.wrapping_sub(from) >= AUDIO_ONLY_AFTER_MS {
                 self.muxer = Some(Muxer::new(None, Some(Audio::Aac)));
-                self.audio_only = true;
             }
         }
         let (Some((o, f, c)), Some(muxer)) = (self.aac, self.muxer.as_mut()) else {
@@ -334,7 +335,7 @@ mod tests {
         for t in tags.iter().filter(|t| !t.0 && (3000..6000).contains(&t.1)) {
             send(&mut conv, t, &mut out);
         }
-        assert!(!conv.take_video_joined());
+        assert!(!conv.take_tracks_changed());
         // A splitter that follows the radio stream still cuts it at its audio after the header.
         let mut cuts = Vec::new();
         crate::ts::Splitter::default()
@@ -365,7 +366,7 @@ mod tests {
             send(&mut conv, t, &mut out);
         }
         assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
-        assert!(conv.take_video_joined() && !conv.take_video_joined());
+        assert!(conv.take_tracks_changed() && !conv.take_tracks_changed());
         let info = crate::ts::index(&out).unwrap();
         assert!(info.video.is_some(), "the TS has video");
         // The keyframes at 4 s and 6 s (the index counts from the first), after 3 s of audio.
@@ -389,6 +390,50 @@ mod tests {
             .filter(|c| matches!(c, crate::ts::Cut::Keyframe { .. }))
             .count();
         assert!(keyframes >= 2, "{cuts:?}");
+    }
+
+    /// H.264 and AAC for 4 s, then the publisher switches to H.265 (an `hvc1` sequence start,
+    /// then its frames): from the first H.265 keyframe on, the PMT names H.265 (a live splitter
+    /// that follows it says `hevc` and cuts at its keyframes), and the change is reported for
+    /// the HLS playlist.
+    #[test]
+    fn a_publisher_that_switches_to_h265_gets_a_pmt_that_names_h265() {
+        let (_, tags) = faststart_tags();
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        for t in tags.iter().filter(|t| t.1 < 4000) {
+            send(&mut conv, t, &mut out);
+        }
+        assert!(!conv.take_tracks_changed());
+        let switched = out.len();
+        let (mp4, hvcc) = crate::cmaf::tests::h265_mp4(2);
+        let (video, _) = crate::mp4::remux::tracks(&mp4).unwrap();
+        let video = video.unwrap();
+        let ms = |t: i64| 4000 + (t * 1000 / i64::from(video.timescale)) as u32;
+        let mut seq = vec![0x90];
+        seq.extend_from_slice(b"hvc1");
+        seq.extend_from_slice(&hvcc);
+        conv.video(&seq, 4000, &mut out).unwrap();
+        for s in &video.samples {
+            let frame_type = if s.keyframe { 1 } else { 2 };
+            let mut body = vec![0x80 | (frame_type << 4) | 1];
+            body.extend_from_slice(b"hvc1");
+            let cto = (ms(i64::from(s.cto)) - 4000).to_be_bytes();
+            body.extend_from_slice(&cto[1..]);
+            body.extend_from_slice(&mp4[s.offset as usize..][..s.size as usize]);
+            conv.video(&body, ms(s.dts), &mut out).unwrap();
+        }
+        assert_eq!(conv.codecs().0, Some("hevc"));
+        assert!(conv.take_tracks_changed() && !conv.take_tracks_changed());
+        let mut splitter = crate::ts::Splitter::default();
+        let mut cuts = Vec::new();
+        splitter.feed(&out, &mut cuts).unwrap();
+        assert_eq!(splitter.video_codec(), Some("hevc"), "the PMT names H.265");
+        let keyframes_after = cuts
+            .iter()
+            .filter(|c| matches!(c, crate::ts::Cut::Keyframe { at, .. } if *at >= switched))
+            .count();
+        assert_eq!(keyframes_after, 2, "the two H.265 keyframes");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Muxer {
     cc: [u8; 4],
     last_psi: Option<u64>,
     last_pcr: Option<u64>,
-    /// The PMT's version (one up each time its streams change, [`Muxer::add_video`]).
+    /// The PMT's version (one up each time its streams change, [`Muxer::set_video`]).
     pmt_version: u8,
 }
 
@@ -59,13 +59,19 @@ impl Muxer {
         }
     }
 
-    /// Video from now on, in a muxer that began without it (an RTMP publisher whose video came
-    /// after its audio had been taken for a radio stream): the PMT names the video stream from
-    /// the next access unit on, its version one up (a demuxer takes a PMT of the version it has
-    /// already seen for the same table), and the PCR moves to the video PID. Continuity
-    /// counters go on. Nothing when it has video already.
-    pub fn add_video(&mut self, video: Video) {
-        if self.video.is_some() {
+    /// The video codec muxed, if any.
+    pub fn video_codec(&self) -> Option<Video> {
+        self.video
+    }
+
+    /// This video codec from now on, in a muxer that began without video (an RTMP publisher
+    /// whose video came after its audio had been taken for a radio stream) or with another
+    /// codec (a publisher that switched from H.264 to H.265): the PMT names it from the next
+    /// access unit on, its version one up (a demuxer takes a PMT of the version it has already
+    /// seen for the same table), and the PCR is on the video PID. Continuity counters go on.
+    /// Nothing when this is the codec muxed already.
+    pub fn set_video(&mut self, video: Video) {
+        if self.video == Some(video) {
             return;
         }
         self.video = Some(video);

@@ -190,9 +190,9 @@ impl Publish {
         };
         muxed.map_err(|error| IngestError::Tag { video, error })?;
         self.made += self.muxed.len() as u64;
-        if self.to_ts.take_video_joined() {
-            // The TS's tracks changed (video after audio alone): HLS players are told, at the
-            // segment its first keyframe begins.
+        if self.to_ts.take_tracks_changed() {
+            // The TS's tracks changed (video after audio alone, or another video codec): HLS
+            // players are told, at the segment its first keyframe begins.
             self.stream.write().hls.discontinuity();
         }
         if self.wake_media.due(kind.keyframe, now) {
