@@ -37,7 +37,7 @@ pub(crate) async fn answer<B>(
     let boxed = |r: Response<Chunks>| {
         // Read from a mapping of a title's file: copied first, its file checked (truncated.rs).
         let mapped = r.extensions().get::<crate::truncated::Mapped>().cloned();
-        match mapped.filter(|m| r.body().parts().any(|p| m.offset_of(p).is_some())) {
+        match mapped.filter(|m| r.body().parts().any(|p| m.locate(p).is_some())) {
             Some(m) => r.map(|b| crate::truncated::Copied::new(b, m).boxed_unsync()),
             None => r.map(BodyExt::boxed_unsync),
         }

@@ -102,16 +102,16 @@ async fn sendfile(
     limit: Limit,
 ) -> io::Result<()> {
     // (What `sendfile` sends is read from the file, never from the mapping.)
-    let mapped = mapped.filter(|m| pieces.iter().any(|p| m.offset_of(p).is_some()));
+    let mapped = mapped.filter(|m| pieces.iter().any(|p| m.locate(p).is_some()));
     for piece in pieces {
-        match mapped.and_then(|m| Some((m, m.offset_of(piece)?))) {
+        match mapped.and_then(|m| m.locate(piece)) {
             // A range of the mapped title before the last (a clip of tracks not interleaved):
             // read in off the worker too, a stretch at a time.
-            Some((m, at)) => {
+            Some((file, at)) => {
                 let stretch = crate::pagein::STRETCH as usize;
                 for (n, part) in piece.chunks(stretch).enumerate() {
                     let from = at + (n * stretch) as u64;
-                    crate::pagein::ensure(m.file(), from, part.len() as u64).await;
+                    crate::pagein::ensure(file, from, part.len() as u64).await;
                     send(stream, part, rustix::net::SendFlags::MORE, limit).await?;
                 }
             }
@@ -362,7 +362,7 @@ async fn respond(
         .map(Box::new);
     let body = resp.into_body();
     // (Not for what holds none of the title's bytes: a playlist, an init segment.)
-    let mapped = mapped.filter(|m| body.parts().any(|p| m.offset_of(p).is_some()));
+    let mapped = mapped.filter(|m| body.parts().any(|p| m.locate(p).is_some()));
     if head_only {
         let mut only = [IoSlice::new(head)];
         let deadline = |_| Some(limit.next());
@@ -448,8 +448,8 @@ async fn paged(
         };
         // The last window's pages with its held byte.
         for piece in window(if to == held { total } else { to }) {
-            if let Some(at) = mapped.offset_of(piece) {
-                crate::pagein::ensure(mapped.file(), at, piece.len() as u64).await;
+            if let Some((file, at)) = mapped.locate(piece) {
+                crate::pagein::ensure(file, at, piece.len() as u64).await;
             }
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::new();

@@ -231,6 +231,51 @@ mod tests {
         assert!(held.readable());
     }
 
+    /// A body made of slices of two files (a DVR segment across two recording files): the
+    /// joined mapping names each slice's own file and offset, and a cut in the second file is
+    /// seen.
+    #[test]
+    fn a_body_from_two_mapped_files_is_checked_against_both() {
+        crate::truncated::install().unwrap();
+        let page = crate::truncated::page_size();
+        let dir = tempfile::tempdir().unwrap();
+        let map = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![7u8; 3 * page]).unwrap();
+            (read(&path, false).unwrap(), path)
+        };
+        let (first, _) = map("1.ts");
+        let (second, path) = map("2.ts");
+        let joined = first
+            .mapped
+            .clone()
+            .unwrap()
+            .with(second.mapped.clone().unwrap());
+        let (a, b) = (
+            first.data.slice(page..2 * page),
+            second.data.slice(2 * page..),
+        );
+        let located = |bytes: &[u8]| joined.locate(bytes).map(|(f, at)| (Arc::as_ptr(f), at));
+        assert_eq!(
+            located(&a),
+            Some((Arc::as_ptr(first.file.as_ref().unwrap()), page as u64))
+        );
+        let second_file = Arc::as_ptr(second.file.as_ref().unwrap());
+        assert_eq!(located(&b), Some((second_file, 2 * page as u64)));
+        assert!(!joined.cut());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        // SAFETY: inside the second mapping (its third page, past the file's new end).
+        let byte = unsafe { std::ptr::read_volatile(b.as_ptr()) };
+        assert_eq!(byte, 0);
+        assert!(joined.cut(), "the second file was cut short under the body");
+        assert!(!first.mapped.unwrap().cut());
+    }
+
     #[test]
     fn a_title_read_into_memory_holds_the_files_bytes_and_a_length_that_changed_is_an_error() {
         let dir = tempfile::tempdir().unwrap();

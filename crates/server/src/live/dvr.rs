@@ -260,12 +260,18 @@ pub(crate) fn slices(
     Some(())
 }
 
-/// The mapping from disk of the recording that holds the first of `pieces` (`None`: in
-/// memory, or gone), for a response made of their slices to carry (`truncated::Mapped`): its
-/// pages are read in off the workers before they are sent, and a file cut short under it is
-/// not sent as zeros.
+/// The mappings from disk of the recordings that hold `pieces` (a segment may span two files),
+/// joined (`None`: all in memory, or gone), for a response made of their slices to carry
+/// (`truncated::Mapped`): their pages are read in off the workers before they are sent, and a
+/// file cut short under them is not sent as zeros.
 pub(crate) fn mapping(library: &Library, pieces: &[Piece]) -> Option<crate::truncated::Mapped> {
-    library.get(&pieces.first()?.file)?.mapped.clone()
+    let mut files: Vec<&str> = pieces.iter().map(|p| &*p.file).collect();
+    files.dedup();
+    let mut mapped = files
+        .into_iter()
+        .filter_map(|f| library.get(f)?.mapped.clone());
+    let first = mapped.next()?;
+    Some(mapped.fold(first, crate::truncated::Mapped::with))
 }
 
 /// All of piece `p` as one `Bytes` of its title's mapping (`None`: the title is gone, or holds

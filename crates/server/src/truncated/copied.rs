@@ -50,8 +50,8 @@ where
             match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        if let Some(at) = self.since.offset_of(&data) {
-                            let (file, len) = (self.since.file().clone(), data.len() as u64);
+                        if let Some((file, at)) = self.since.locate(&data) {
+                            let (file, len) = (file.clone(), data.len() as u64);
                             self.reading = Some(Box::pin(async move {
                                 crate::pagein::ensure(&file, at, len).await
                             }));

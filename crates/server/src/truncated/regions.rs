@@ -160,6 +160,7 @@ impl Mapping {
             base: map.as_ptr() as usize,
             len: map.len(),
             file: file.clone(),
+            others: Vec::new(),
         });
         Ok((Mapping { map, slot }, mapped))
     }
@@ -195,6 +196,9 @@ pub(crate) struct Mapped {
     len: usize,
     /// The file mapped (its pages are read in off the workers before they are sent, `pagein`).
     file: std::sync::Arc<std::fs::File>,
+    /// Other titles' mappings the same body reads from (a DVR segment that spans two recording
+    /// files, [`Mapped::with`]); each has none of its own.
+    others: Vec<Mapped>,
 }
 
 impl std::fmt::Debug for Mapped {
@@ -206,20 +210,27 @@ impl std::fmt::Debug for Mapped {
 impl Mapped {
     /// Whether a read of the mapping found its file cut short. (After the bytes it vouches for
     /// were read: the handler counts a fault before it maps the zeros that could be read.)
+    /// Of this mapping and the ones it was joined [`with`](Mapped::with).
     pub(crate) fn cut(&self) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
-        self.slot.faults.load(Ordering::SeqCst) != self.at
+        self.slot.faults.load(Ordering::SeqCst) != self.at || self.others.iter().any(Mapped::cut)
     }
 
-    /// The file mapped.
-    pub(crate) fn file(&self) -> &std::sync::Arc<std::fs::File> {
-        &self.file
+    /// This mapping and `other`'s (with the ones joined to it): a body that reads from both.
+    pub(crate) fn with(mut self, mut other: Mapped) -> Mapped {
+        let more = std::mem::take(&mut other.others);
+        self.others.push(other);
+        self.others.extend(more);
+        self
     }
 
-    /// Where `bytes` lie in the mapped file, when they are in the mapping (a body's slice of
-    /// the title, not a head written for it).
-    pub(crate) fn offset_of(&self, bytes: &[u8]) -> Option<u64> {
-        let at = (bytes.as_ptr() as usize).checked_sub(self.base)?;
-        (at.checked_add(bytes.len())? <= self.len).then_some(at as u64)
+    /// The file and the offset in it where `bytes` lie, when they are in this mapping or one
+    /// joined to it (a body's slice of a title, not a head written for it).
+    pub(crate) fn locate(&self, bytes: &[u8]) -> Option<(&std::sync::Arc<std::fs::File>, u64)> {
+        let own = || {
+            let at = (bytes.as_ptr() as usize).checked_sub(self.base)?;
+            (at.checked_add(bytes.len())? <= self.len).then_some((&self.file, at as u64))
+        };
+        own().or_else(|| self.others.iter().find_map(|m| m.locate(bytes)))
     }
 }
