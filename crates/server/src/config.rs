@@ -111,6 +111,16 @@ pub struct RecordRule {
 }
 
 impl RecordRule {
+    /// Whether this rule is the one that records `stream`, of the settings' `rules` (the first
+    /// that matches its name). Rules may share a directory: retention and uploads take only
+    /// the stream folders their rule records, and a folder no rule records now is left alone.
+    pub(crate) fn records(&self, rules: &[RecordRule], stream: &str) -> bool {
+        rules
+            .iter()
+            .find(|r| crate::auth::jwt::matches(&r.streams, stream))
+            .is_some_and(|r| r.streams == self.streams && r.dir == self.dir)
+    }
+
     /// The directory of `stream`'s recordings and the start of their ids.
     pub(crate) fn of_stream(&self, stream: &str) -> (std::path::PathBuf, String) {
         let prefix = if self.id_prefix.is_empty() {

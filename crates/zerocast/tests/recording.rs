@@ -164,6 +164,28 @@ fn retention_removes_the_oldest_files_and_their_titles() {
     assert!(!s.log_lines("retention removed recordings").is_empty());
 }
 
+/// Two rules that share the default directory: the retention of one (`short`, 2 s) removes its
+/// own stream's files, and not an old recording of a stream the other rule keeps for ever.
+#[test]
+fn retention_of_one_rule_leaves_the_recordings_of_another_rule_in_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let court = lib.join("recordings/court-1");
+    std::fs::create_dir_all(&court).unwrap();
+    let kept = court.join("20261126T100000.000Z.ts");
+    std::fs::copy(common::fixtures::live_ts(), &kept).unwrap();
+    let rules = "[[record]]\nstreams = \"short\"\nsegment_secs = 1\nkeep_secs = 2\n\n\
+                 [[record]]\nstreams = \"court-*\"\n";
+    let s = serve(&lib, rules, &[]);
+    let _publisher = publish(&s, "short");
+    wait_until("retention removed a file of short's", WAIT, || {
+        !s.log_lines("retention removed recordings").is_empty()
+    });
+    assert!(kept.exists(), "the other rule's recording is kept");
+    let removed = s.log_lines("retention removed recordings").join("\n");
+    assert!(!removed.contains("court-1"), "{removed}");
+}
+
 #[test]
 fn a_publisher_back_within_the_grace_period_continues_the_same_file() {
     let dir = tempfile::tempdir().unwrap();

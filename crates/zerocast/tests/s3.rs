@@ -520,3 +520,35 @@ fn over_http2_the_store_going_away_resets_the_download_stream_rather_than_ending
         "what came is the title's bytes"
     );
 }
+
+/// A rule that uploads its files and keeps them 2 s, whose bucket refuses every upload (it does
+/// not exist): retention removes none of them (neither an old one nor the recorder's own) and
+/// says why, since they are nowhere else.
+#[test]
+fn retention_keeps_the_recordings_that_are_not_in_their_bucket() {
+    let store = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let cam = lib.join("recordings/cam");
+    std::fs::create_dir_all(&cam).unwrap();
+    let old = cam.join("20261126T100000.000Z.ts");
+    std::fs::write(&old, file("clip.ts")).unwrap();
+    let config = dir.path().join("zerocast.toml");
+    let rule = "[[record]]\nstreams = \"cam\"\nsegment_secs = 1\nkeep_secs = 2\n\
+                upload = \"s3://rec/archive\"\n";
+    std::fs::write(&config, rule).unwrap();
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lib_arg = lib.to_str().unwrap();
+    let args = ["--library", lib_arg, "--config", config.to_str().unwrap()];
+    let s = Served::start_with_env(None, &args, &env);
+    let _publisher = common::recorded::publish(&s, "cam");
+    let held = "retention keeps recordings that are not in their bucket yet";
+    common::live::wait_until("retention passes over them", common::recorded::WAIT, || {
+        s.log_lines(held).len() >= 2 && metric(&s, "record_upload_failures_total") >= 2
+    });
+    assert!(old.exists(), "the old recording is kept");
+    assert!(common::recorded::finished_files(&lib, "cam").len() >= 3);
+    assert!(s.log_lines("retention removed recordings").is_empty());
+    assert_eq!(metric(&s, "record_uploads_total"), 0);
+}

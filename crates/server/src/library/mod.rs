@@ -11,7 +11,6 @@ mod entity;
 mod files;
 mod stored;
 
-pub(crate) use files::read as read_file;
 pub use stored::{list as list_stored, Listing, LoadPackage};
 
 use crate::error::StartError;

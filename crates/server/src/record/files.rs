@@ -178,13 +178,24 @@ fn whole_fragments(f: &File, len: u64) -> io::Result<u64> {
 }
 
 /// Removes the finished recordings under the rule directory `dir` that `keep` no longer keeps
-/// at `now_ms`; returns them.
-pub(super) fn apply_retention(dir: &Path, keep: Keep, now_ms: u64) -> Vec<PathBuf> {
+/// at `now_ms`; returns them. Only the stream folders the rule records are counted (`owns`, by
+/// stream name: rules may share a directory, each keeps its own streams' files), and a file
+/// `may_remove` refuses (one not in its rule's bucket yet) stays, logged.
+pub(super) fn apply_retention(
+    dir: &Path,
+    keep: Keep,
+    now_ms: u64,
+    owns: &dyn Fn(&str) -> bool,
+    may_remove: &dyn Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
     if keep == Keep::default() {
         return Vec::new();
     }
     let mut found: Vec<(PathBuf, Finished)> = Vec::new();
     for stream in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !stream.file_name().to_str().is_some_and(owns) {
+            continue;
+        }
         for e in std::fs::read_dir(stream.path())
             .into_iter()
             .flatten()
@@ -208,14 +219,22 @@ pub(super) fn apply_retention(dir: &Path, keep: Keep, now_ms: u64) -> Vec<PathBu
     }
     let files: Vec<Finished> = found.iter().map(|f| f.1.clone()).collect();
     let mut removed = Vec::new();
+    let mut held = Vec::new();
     for i in retention::expired(&files, now_ms, keep) {
         let path = &found[i].0;
+        if !may_remove(path) {
+            held.push(path.display().to_string());
+            continue;
+        }
         match std::fs::remove_file(path) {
             Ok(()) => removed.push(path.clone()),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "retention could not remove a recording")
             }
         }
+    }
+    if !held.is_empty() {
+        tracing::warn!(files = ?held, "retention keeps recordings that are not in their bucket yet");
     }
     removed
 }

@@ -49,6 +49,7 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
     let job = writer::Job {
         state: state.clone(),
         stream: stream.clone(),
+        rule: rule.clone(),
         rule_dir: rule.dir.clone(),
         dir,
         prefix,

@@ -1,7 +1,8 @@
 //! Finished recording files put into their rule's bucket (`[[record]] upload`), off the
-//! recorder: the file is mapped when it is finished (before retention runs) and handed to the
-//! request as it is (no copy), two uploads at a time, tried again by `Source::put`; the local
-//! file stays whatever happens (retention still applies to it).
+//! recorder: the file is mapped by its handle when it is finished and handed to the request as
+//! it is (no copy), two uploads at a time, tried again by `Source::put`. The local file stays
+//! whatever happens, and retention removes it only once it is known to be in the bucket
+//! ([`uploaded`]: put here, or listed there with its length by [`reconcile`]).
 
 use crate::state::State;
 use crate::store::Source;
@@ -21,6 +22,35 @@ static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 static QUEUED: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 const MAX_QUEUED_BYTES: u64 = 4 << 30;
+
+/// Title ids of recordings known to be in their bucket whole: put by this process, or found
+/// there with their length by [`reconcile`] (which runs at start). Retention of a rule with
+/// uploads removes only these; an id goes when its file does ([`forget`]).
+static UPLOADED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether the recording `id` is known to be in its bucket whole.
+pub(super) fn uploaded(id: &str) -> bool {
+    let done = UPLOADED.lock().unwrap_or_else(|p| p.into_inner());
+    done.contains(id)
+}
+
+fn confirm(id: &str) {
+    let mut done = UPLOADED.lock().unwrap_or_else(|p| p.into_inner());
+    done.insert(id.to_string());
+}
+
+/// The recording `id` was removed (by retention).
+pub(super) fn forget(id: &str) {
+    let mut done = UPLOADED.lock().unwrap_or_else(|p| p.into_inner());
+    done.remove(id);
+}
+
+/// A finished file mapped for its upload, and whether it was found cut short under it since.
+pub(super) struct Mapped {
+    bytes: bytes::Bytes,
+    since: Option<crate::truncated::Mapped>,
+}
 
 /// Takes a place in the queue for `id` of `len` bytes; `false`: the queue holds as much as it
 /// takes (one file is always taken), or `id` is in it already.
@@ -46,21 +76,32 @@ impl Drop for Queued {
     }
 }
 
-/// Puts `bytes`, the finished file `path` (mapped before retention could remove it), as `id`
-/// (its title id, given a place by [`enqueue`]) into `source`; `Source::put` tries it again
-/// after a failure.
+/// Puts `mapped`, the finished file `path`, as `id` (its title id, given a place by
+/// [`enqueue`]) into `source`; `Source::put` tries it again after a failure. A file found cut
+/// short under the upload (what was read past its new end was zeros) does not count as
+/// uploaded: its local file stays, and the next [`reconcile`] puts it again (its length now
+/// differs from the object's).
 pub(super) async fn upload(
     state: Arc<State>,
     source: Arc<Source>,
     path: PathBuf,
     id: String,
-    bytes: bytes::Bytes,
+    mapped: Mapped,
 ) {
     let _place = Queued(id.clone());
     let _turn = AT_ONCE.acquire().await;
-    let len = bytes.len() as u64;
-    match source.put(&id, bytes).await {
+    let len = mapped.bytes.len() as u64;
+    let put = source.put(&id, mapped.bytes).await;
+    let cut = mapped.since.is_some_and(|m| m.cut());
+    match put {
+        Ok(()) if cut => failed(
+            &state,
+            &path,
+            &source,
+            "the file was cut short while it was uploaded",
+        ),
         Ok(()) => {
+            confirm(&id);
             state.record.uploads.fetch_add(1, Relaxed);
             state.record.upload_bytes.fetch_add(len, Relaxed);
             tracing::info!(file = %path.display(), to = %source.url, %id, bytes = len, "recording uploaded");
@@ -69,10 +110,30 @@ pub(super) async fn upload(
     }
 }
 
-/// Maps the finished file for [`upload`] (it is not modified again; removing it later keeps
-/// the mapping valid).
-pub(super) fn map(path: &std::path::Path) -> std::io::Result<bytes::Bytes> {
-    crate::library::read_file(path, false).map(|r| r.data)
+/// Maps the first `len` bytes of the finished file `file` for [`upload`] (it is not modified
+/// again; removing it later keeps the mapping valid).
+pub(super) fn map(file: &Arc<std::fs::File>, len: u64) -> std::io::Result<Mapped> {
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    if len == 0 {
+        let (bytes, since) = (bytes::Bytes::new(), None);
+        return Ok(Mapped { bytes, since });
+    }
+    // SAFETY: a read-only mapping of a finished recording, which nothing writes or truncates
+    // (the recorder is done with it, retention removes files whole, and removing a mapped file
+    // keeps its pages); a file cut short anyway reads as zeros past its end
+    // (`crate::truncated`), which `since` tells.
+    let (map, since) = unsafe { crate::truncated::Mapping::map(file, Some(len))? };
+    Ok(Mapped {
+        bytes: bytes::Bytes::from_owner(map),
+        since,
+    })
+}
+
+/// Opens and maps the finished file `path` for [`upload`].
+fn map_path(path: &std::path::Path) -> std::io::Result<Mapped> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    map(&Arc::new(file), len)
 }
 
 pub(super) fn failed(state: &State, path: &std::path::Path, source: &Source, why: &str) {
@@ -117,16 +178,21 @@ async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Sour
     };
     let have: std::collections::HashMap<String, u64> =
         listed.into_iter().map(|l| (l.id, l.len)).collect();
-    let rule2 = rule.clone();
-    let Ok(files) = tokio::task::spawn_blocking(move || finished_files(&rule2)).await else {
+    let (rule2, rules) = (rule.clone(), state.config().record.clone());
+    let found = tokio::task::spawn_blocking(move || finished_files(&rule2, &rules));
+    let Ok(files) = found.await else {
         return;
     };
     for (path, id, len) in files {
-        if have.get(&id) == Some(&len) || !enqueue(&id, len) {
+        if have.get(&id) == Some(&len) {
+            confirm(&id);
+            continue;
+        }
+        if !enqueue(&id, len) {
             continue;
         }
         let p = path.clone();
-        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || map(&p)).await else {
+        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || map_path(&p)).await else {
             dequeue(&id);
             continue;
         };
@@ -135,9 +201,9 @@ async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Sour
     }
 }
 
-/// The rule's finished recordings (not being written, last written more than [`SETTLE`] ago):
-/// (path, title id, length).
-fn finished_files(rule: &super::Rule) -> Vec<(PathBuf, String, u64)> {
+/// The rule's finished recordings (of the streams it records, of the settings' `rules`; not
+/// being written, last written more than [`SETTLE`] ago): (path, title id, length).
+fn finished_files(rule: &super::Rule, rules: &[super::Rule]) -> Vec<(PathBuf, String, u64)> {
     let mut out = Vec::new();
     let Ok(streams) = std::fs::read_dir(&rule.dir) else {
         return out;
@@ -146,6 +212,9 @@ fn finished_files(rule: &super::Rule) -> Vec<(PathBuf, String, u64)> {
         let Some(name) = stream.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if !rule.records(rules, &name) {
+            continue;
+        }
         let (dir, prefix) = rule.of_stream(&name);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

@@ -27,7 +27,10 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Job {
     pub state: Arc<State>,
     pub stream: Arc<Stream>,
-    /// The rule's directory (retention counts all its streams' files).
+    /// The rule that records the stream (its retention counts the files of every stream it
+    /// records, `Rule::records`).
+    pub rule: super::Rule,
+    /// The rule's directory.
     pub rule_dir: PathBuf,
     /// This stream's directory in it, and the start of its titles' ids.
     pub dir: PathBuf,
@@ -79,7 +82,10 @@ pub(super) async fn record(job: Job) {
     }
     if let Some(w) = writing {
         if let Err(e) = close(&job, w).await {
-            stats.failures.fetch_add(1, Relaxed);
+            // One failure per recording that ended: counted above if following failed.
+            if result.is_ok() {
+                stats.failures.fetch_add(1, Relaxed);
+            }
             tracing::error!(stream = %job.stream.name, error = %e, "could not finish the recording file");
         }
     }
@@ -402,16 +408,18 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     }
     if let Some(source) = queued {
         let path = w.part.path.clone();
-        let p = path.clone();
-        match blocking(move || super::upload::map(&p)).await {
-            Ok(bytes) => {
+        // The file as written, by its handle (not its name, which another stream's retention
+        // could have removed by now).
+        let (file, len) = (w.part.file.clone(), w.len);
+        match blocking(move || super::upload::map(&file, len)).await {
+            Ok(mapped) => {
                 let (state, id) = (job.state.clone(), w.id.to_string());
                 tokio::spawn(super::upload::upload(
                     state,
                     source.clone(),
                     path,
                     id,
-                    bytes,
+                    mapped,
                 ));
             }
             Err(e) => {
@@ -423,21 +431,42 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     let (dir, keep) = (job.rule_dir.clone(), job.keep);
     let now_ms = live::llhls::wallclock::ntp_to_unix_ms(job.state.live.ntp(job.state.live.now()))
         .unwrap_or(0);
-    let removed = blocking(move || Ok(files::apply_retention(&dir, keep, now_ms))).await?;
+    // The ids of the rule's files are its prefix and their path in its directory.
+    let rule_prefix = job
+        .prefix
+        .strip_suffix(job.stream.name.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let id_of = {
+        let (dir, rule_prefix) = (job.rule_dir.clone(), rule_prefix.clone());
+        move |p: &std::path::Path| {
+            let rel = p.strip_prefix(&dir).ok()?.to_str()?;
+            Some(format!("{rule_prefix}{rel}"))
+        }
+    };
+    let (rule, rules) = (job.rule.clone(), job.state.config().record.clone());
+    let uploads = job.upload.is_some();
+    let id = id_of.clone();
+    let removed = blocking(move || {
+        let owns = |stream: &str| rule.records(&rules, stream);
+        // Of a rule with uploads, only files in the bucket (nothing stored is lost).
+        let may_remove =
+            |p: &std::path::Path| !uploads || id(p).is_some_and(|id| super::upload::uploaded(&id));
+        Ok(files::apply_retention(
+            &dir,
+            keep,
+            now_ms,
+            &owns,
+            &may_remove,
+        ))
+    })
+    .await?;
     if !removed.is_empty() {
         tracing::info!(stream = %job.stream.name, files = ?removed, "retention removed recordings");
         // DVR no longer reaches into the removed files, of this stream or of any other the
-        // rule records (retention counts them all): their ids are the rule's prefix and their
-        // path in its directory.
-        let rule_prefix = job
-            .prefix
-            .strip_suffix(job.stream.name.as_str())
-            .unwrap_or_default();
-        let gone: Vec<String> = removed
-            .iter()
-            .filter_map(|p| p.strip_prefix(&job.rule_dir).ok()?.to_str())
-            .map(|rel| format!("{rule_prefix}{rel}"))
-            .collect();
+        // rule records (retention counts them all).
+        let gone: Vec<String> = removed.iter().filter_map(|p| id_of(p)).collect();
+        gone.iter().for_each(|id| super::upload::forget(id));
         for stream in job.state.live.list() {
             if let Some((_, c)) = stream
                 .recorded

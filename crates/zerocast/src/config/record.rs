@@ -111,9 +111,11 @@ pub(super) fn rules(
                     server::store::Source::new(&s, &server::store::StoreConfig::default(), blocks)
                         .map_err(anyhow::Error::msg)
                         .with_context(|| format!("{}: upload", at()))?;
-                    if max_bytes > 5 << 30 {
+                    // A file is cut at the first keyframe past it: room for a GOP under S3's
+                    // 5 GiB for one PUT.
+                    if max_bytes > 9 << 29 {
                         bail!(
-                            "{}: upload: max_file_size is at most 5GiB (one upload)",
+                            "{}: upload: max_file_size is at most 4.5GiB (a file runs on to the next keyframe, and one upload takes 5GiB)",
                             at()
                         );
                     }
