@@ -375,3 +375,61 @@ fn an_rtmp_recording_reads_as_the_disk_holds_it_while_written_then_is_a_title_ac
     assert_eq!((r.status, r.header("etag")), (200, Some(etag.as_str())));
     assert_eq!(r.body, std::fs::read(lib.join(&id)).unwrap());
 }
+
+/// A recording of a stream whose viewers need a token (a file named as the recorder names
+/// them, in the stream's folder): its bytes, its seek answers and its HLS need the stream's
+/// token too, and its playlist carries the token on to its segments, which ffmpeg then reads.
+#[test]
+fn a_recording_of_a_stream_whose_viewers_need_a_token_needs_the_same_token() {
+    use common::auth::{token, SECRET};
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let cam = lib.join("recordings/secret-cam");
+    std::fs::create_dir_all(&cam).unwrap();
+    let bytes = std::fs::read(common::fixtures::live_ts()).unwrap();
+    std::fs::write(cam.join("20261126T100000.000Z.ts"), &bytes).unwrap();
+    std::fs::write(lib.join("open.ts"), &bytes).unwrap();
+    let config = format!(
+        "[jwt]\nsecret = \"{}\"\n\n[[auth]]\nstreams = \"secret-*\"\npublish = [\"jwt\"]\n\
+         read = [\"jwt\"]\n",
+        String::from_utf8_lossy(SECRET)
+    );
+    let s = serve(&lib, &config, &[]);
+    let id = "recordings/secret-cam/20261126T100000.000Z.ts";
+    for path in [
+        format!("/videos/{id}"),
+        format!("/videos/{id}/index.m3u8"),
+        format!("/videos/{id}/hls/0.ts"),
+        format!("/api/videos/{id}"),
+        format!("/api/videos/{id}/seek?t=1"),
+        format!("/videos/{id}?start=0&end=2"),
+    ] {
+        assert_eq!(get(&s, &path, &[]).status, 401, "{path}");
+    }
+    let other = token("read", "secret-other", 60);
+    let r = get(&s, &format!("/videos/{id}?jwt={other}"), &[]);
+    assert_eq!(r.status, 403, "another stream's token");
+    let jwt = token("read", "secret-cam", 60);
+    let r = get(&s, &format!("/videos/{id}?jwt={jwt}"), &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == bytes, "the file's bytes");
+    let bearer = format!("Bearer {jwt}");
+    let r = get(
+        &s,
+        &format!("/api/videos/{id}/seek?t=1"),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(r.status, 200);
+    let playlist = get(&s, &format!("/videos/{id}/index.m3u8?jwt={jwt}"), &[]);
+    assert_eq!(playlist.status, 200);
+    let text = String::from_utf8(playlist.body).unwrap();
+    let uris: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!uris.is_empty());
+    for uri in &uris {
+        assert!(uri.ends_with(&format!("?jwt={jwt}")), "{uri}");
+    }
+    let url = format!("http://{}/videos/{id}/index.m3u8?jwt={jwt}", s.addr);
+    assert_eq!(common::codecs(&url), ["aac", "h264"]);
+    // A title that is not a recording of such a stream: open as before.
+    assert_eq!(get(&s, "/videos/open.ts", &[]).status, 200);
+}

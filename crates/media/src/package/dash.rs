@@ -30,13 +30,24 @@ fn iso(t: MediaTime) -> String {
 
 /// The manifest of `tracks`, all cut into `segments` (times at `timescale`). WebM tracks are
 /// described as ffmpeg's WebM DASH muxer describes live WebM (the same profile and
-/// `SegmentTemplate`; `video/webm` initialization and media segments).
+/// `SegmentTemplate`; `video/webm` initialization and media segments). `query`, when not empty,
+/// goes after every segment URI (a token or signed link the manifest was fetched with).
 pub fn manifest(
     tracks: &[Track<'_>],
     segments: &[Seg],
     timescale: u32,
     duration: MediaTime,
+    query: &str,
 ) -> String {
+    let query = match query {
+        "" => String::new(),
+        q => format!(
+            "?{}",
+            q.replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;")
+        ),
+    };
     let longest = segments
         .iter()
         .map(|s| s.duration)
@@ -76,8 +87,9 @@ pub fn manifest(
             "<AdaptationSet id=\"{id}\" contentType=\"{kind}\" mimeType=\"{kind}/{sub}\" \
              segmentAlignment=\"true\" startWithSAP=\"1\">\n\
              <Representation id=\"{id}\" codecs=\"{codecs}\" bandwidth=\"{bw}\"{attrs}>\n\
-             <SegmentTemplate timescale=\"{timescale}\" initialization=\"dash/init-{id}.{init}\" \
-             media=\"dash/{id}-$Number$.{media}\" startNumber=\"0\">\n<SegmentTimeline>\n",
+             <SegmentTemplate timescale=\"{timescale}\" \
+             initialization=\"dash/init-{id}.{init}{query}\" \
+             media=\"dash/{id}-$Number$.{media}{query}\" startNumber=\"0\">\n<SegmentTimeline>\n",
             id = t.id,
             codecs = t.codecs,
             bw = t.bandwidth.max(1),
@@ -146,7 +158,7 @@ mod tests {
                 webm: false,
             },
         ];
-        let m = manifest(&tracks, &segs, 90_000, MediaTime::new(7, 1));
+        let m = manifest(&tracks, &segs, 90_000, MediaTime::new(7, 1), "");
         assert!(m.contains("type=\"static\" mediaPresentationDuration=\"PT7.000S\""));
         assert!(m.contains("codecs=\"avc1.64000d\" bandwidth=\"200000\" width=\"320\""));
         assert!(m.contains("mimeType=\"audio/mp4\""));
@@ -157,5 +169,15 @@ mod tests {
             2
         );
         assert!(m.contains("media=\"dash/1-$Number$.m4s\" startNumber=\"0\""));
+        // A query the manifest was fetched with goes on to every segment URI, escaped.
+        let m = manifest(
+            &tracks,
+            &segs,
+            90_000,
+            MediaTime::new(7, 1),
+            "jwt=a.b&sig=c",
+        );
+        assert!(m.contains("initialization=\"dash/init-0.mp4?jwt=a.b&amp;sig=c\""));
+        assert!(m.contains("media=\"dash/1-$Number$.m4s?jwt=a.b&amp;sig=c\""));
     }
 }

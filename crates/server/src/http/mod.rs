@@ -27,6 +27,9 @@
 //! Every answer is decided first (an [`Error`] or an entity and its [`crate::entity::Outcome`]),
 //! then rendered; errors become responses in one place, [`Error::response`].
 
+mod access;
+pub(crate) use access::signed_link;
+use access::{carried_query, recording_admitted};
 mod admin;
 mod clips;
 mod dash;
@@ -60,14 +63,6 @@ pub(crate) fn uri_number<T: std::str::FromStr>(s: &str) -> Option<T> {
     };
     canonical.then(|| s.parse().ok()).flatten()
 }
-
-/// What is escaped in a query value passed on to segment URIs: all but RFC 3986's unreserved
-/// characters (a JWT's base64url and dots pass as they are).
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// What a request asks for, from its method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,54 +299,12 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
     resp
 }
 
-/// What a playlist passes on to its segment URIs: the signed link's query, and a token that came
-/// in the query (`?jwt=`) when the stream's rules ask viewers for one.
 /// The publisher's address is shown to the admin alone (the token in `Authorization`).
 fn addresses<B>(state: &State, req: &Request<B>) -> live::api::Addresses {
     match admin::authorize(state, req) {
         Ok(()) => live::api::Addresses::Shown,
         Err(_) => live::api::Addresses::Hidden,
     }
-}
-
-fn carried_query<B>(
-    state: &State,
-    name: &str,
-    req: &Request<B>,
-    signed: Option<&str>,
-) -> Option<String> {
-    let rules = &state.config().auth;
-    let jwt = rules
-        .for_stream(crate::auth::Action::Read, name)
-        .and_then(|_| crate::auth::query_param(req.uri().query(), "jwt"))
-        .map(|t| {
-            format!(
-                "jwt={}",
-                percent_encoding::utf8_percent_encode(&t, QUERY_VALUE)
-            )
-        });
-    match (signed, jwt) {
-        (Some(c), Some(j)) => Some(format!("{c}&{j}")),
-        (c, j) => c.map(str::to_string).or(j),
-    }
-}
-
-/// The signed-link check (`auth::signed`) on the server's clock: what a playlist carries on to
-/// its segment URIs, or why the request is refused.
-pub(crate) fn signed_link<B>(
-    config: &crate::config::Config,
-    req: &Request<B>,
-) -> Result<Option<String>, Error> {
-    let Some(signed) = &config.signed else {
-        return Ok(None);
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    signed
-        .check(req.uri().path(), req.uri().query(), now)
-        .map(|v| v.carry)
-        .map_err(Error::Link)
 }
 
 /// The methods a path takes (for `OPTIONS`), `None` if no route has it.
@@ -383,10 +336,27 @@ fn answer<B>(
     let (lib, live, conns) = (&*library, &*state.live, &state.conns);
     let policy = &config.policy;
     match r {
-        Route::Video(id) => vod::video(lib, id, policy, req),
+        Route::Video(id) => {
+            // A recording: its stream's viewers' rules, and the token carried on by its
+            // playlists as by the live stream's.
+            let carried = match vod::recorded_stream(lib, id) {
+                Some(stream) => {
+                    crate::admit::viewer_request(state, &stream, req)?;
+                    carried_query(state, &stream, req, carry)
+                }
+                None => carry.map(str::to_string),
+            };
+            vod::video(lib, id, policy, req, carried.as_deref())
+        }
         Route::List => Ok(vod::list(state, &library)),
-        Route::Info(id) => vod::info(lib, id),
-        Route::Seek(id) => vod::seek(lib, id, req.uri().query()),
+        Route::Info(id) => {
+            recording_admitted(state, lib, id, req)?;
+            vod::info(lib, id)
+        }
+        Route::Seek(id) => {
+            recording_admitted(state, lib, id, req)?;
+            vod::seek(lib, id, req.uri().query())
+        }
         Route::Health => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
         Route::Ready if state.draining.load(std::sync::atomic::Ordering::SeqCst) => Ok(text(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -91,13 +91,16 @@ fn not_found(t: &Title, what: &str) -> Error {
     }
 }
 
-/// Answers `asset` of title `t`.
+/// Answers `asset` of title `t`; `carry`: the query a playlist or manifest passes on to its
+/// segment URIs (a signed link's, a token's).
 pub(super) fn serve<B>(
     t: &Arc<Title>,
     asset: Asset,
     policy: &Policy,
     req: &Request<B>,
+    carry: Option<&str>,
 ) -> Result<Response<Chunks>, Error> {
+    let query = carry.map(|q| format!("?{q}")).unwrap_or_default();
     // A title in object storage: its movie is read from the store first (then asked again).
     if t.package_pending() {
         return Ok(super::pieces::pending(t));
@@ -132,10 +135,11 @@ pub(super) fn serve<B>(
                         ..
                     }
                 );
-                let uri = |n| format!("hls/{n}.{ext}");
+                let uri = |n| format!("hls/{n}.{ext}{query}");
+                let map = map.map(|m| format!("{m}{query}"));
                 let text = media::package::hls::playlist(
                     p.segs(),
-                    map,
+                    map.as_deref(),
                     growing,
                     min_target,
                     independent,
@@ -193,7 +197,7 @@ pub(super) fn serve<B>(
                 )
             }
             (Package::Movie { movie, .. }, Asset::Manifest) => {
-                let text = manifest(movie, package.segs());
+                let text = manifest(movie, package.segs(), carry.unwrap_or_default());
                 (
                     vec![Bytes::from(text).into()],
                     "application/dash+xml",
@@ -230,7 +234,12 @@ pub(super) fn serve<B>(
                 (parts, mime(track), format!("d{k}-{n}"), tail)
             }
             (Package::Clusters { layout, .. }, Asset::Manifest) => (
-                vec![Bytes::from(webm_manifest(layout, package.segs())).into()],
+                vec![Bytes::from(webm_manifest(
+                    layout,
+                    package.segs(),
+                    carry.unwrap_or_default(),
+                ))
+                .into()],
                 "application/dash+xml",
                 "mpd".into(),
                 None,
@@ -338,7 +347,11 @@ fn end(segs: &[media::package::Seg]) -> media::MediaTime {
 }
 
 /// The DASH manifest of a WebM title: every track cut at the lead's segment times.
-fn webm_manifest(layout: &media::webm::dash::Layout, segs: &[media::package::Seg]) -> String {
+fn webm_manifest(
+    layout: &media::webm::dash::Layout,
+    segs: &[media::package::Seg],
+    query: &str,
+) -> String {
     let tracks: Vec<media::package::dash::Track<'_>> = layout
         .tracks
         .iter()
@@ -354,11 +367,11 @@ fn webm_manifest(layout: &media::webm::dash::Layout, segs: &[media::package::Seg
             webm: true,
         })
         .collect();
-    media::package::dash::manifest(&tracks, segs, layout.timescale(), end(segs))
+    media::package::dash::manifest(&tracks, segs, layout.timescale(), end(segs), query)
 }
 
 /// The DASH manifest of an MP4 title: every track cut at the lead's segment times.
-fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
+fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg], query: &str) -> String {
     let tracks: Vec<media::package::dash::Track<'_>> = movie
         .tracks
         .iter()
@@ -375,7 +388,7 @@ fn manifest(movie: &mp4::Movie, segs: &[media::package::Seg]) -> String {
         })
         .collect();
     let timescale = movie.tracks[movie.lead].timescale;
-    media::package::dash::manifest(&tracks, segs, timescale, end(segs))
+    media::package::dash::manifest(&tracks, segs, timescale, end(segs), query)
 }
 
 #[cfg(test)]

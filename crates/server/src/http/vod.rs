@@ -19,12 +19,28 @@ fn lookup<'l>(lib: &'l Library, raw: &str) -> Result<&'l Arc<Title>, Error> {
         .ok_or_else(|| Error::UnknownTitle(id.into_owned()))
 }
 
-/// `GET|HEAD /videos/{id}`.
+/// The live stream a recording title was recorded from (the folder it lies in, the stream's
+/// name: `{dir}/{stream}/{started}.ts`), for `id` as routed (a title, or an HLS or DASH asset of
+/// one): its viewers' rules apply to it. `None`: not a recording.
+pub(super) fn recorded_stream(lib: &Library, id: &str) -> Option<String> {
+    let decoded = percent_decode_str(id).decode_utf8().ok()?;
+    let t = match lib.get(&decoded) {
+        Some(t) => t,
+        None => lib.get(super::packaged::split(&decoded)?.0)?,
+    };
+    t.recording?;
+    let (dir, _) = t.id.rsplit_once('/')?;
+    let stream = dir.rsplit('/').next()?;
+    Some(stream.to_string())
+}
+
+/// `GET|HEAD /videos/{id}`; `carry`: the query its HLS playlist or DASH manifest passes on.
 pub(super) fn video<B>(
     lib: &Library,
     id: &str,
     policy: &Policy,
     req: &Request<B>,
+    carry: Option<&str>,
 ) -> Result<Response<Chunks>, Error> {
     let (t, mut resp) = match lookup(lib, id) {
         Ok(t) => {
@@ -45,7 +61,7 @@ pub(super) fn video<B>(
                 .get(title)
                 .ok_or_else(|| Error::UnknownTitle(title.to_string()))?;
             readable(t)?;
-            (t, super::packaged::serve(t, asset, policy, req)?)
+            (t, super::packaged::serve(t, asset, policy, req, carry)?)
         }
     };
     // Read from a mapping of the title's file: a sender that copies its bytes checks that the
