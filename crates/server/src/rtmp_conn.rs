@@ -411,7 +411,12 @@ impl Session {
         let pull = play && self.server.edge.as_ref().is_some_and(|e| !e.here(name));
         // A play of a stream that is not here (nor pulled) is refused without asking the
         // callback: junk names get their answer without a call to the service, as over HTTP.
-        let hooked = hooked && (!play || pull || self.server.live.get(name).is_some());
+        // Refused here, not looked up again: a publisher that began in between must not let a
+        // player in that the callback was never asked about.
+        if hooked && play && !pull && self.server.live.get(name).is_none() {
+            self.refuse(request, Error::UnknownStream(name.into()), true);
+            return;
+        }
         if hooked || pull {
             self.pending = Some(Pending {
                 request,

@@ -411,6 +411,26 @@ fn two_edges_that_pull_from_each_other_refuse_the_loop_at_once() {
     assert!(why.contains("loop of edges"), "{why}");
 }
 
+/// A viewer that says it came through edges that fill `x-zerocast-via` almost to its bound: the
+/// edge would send on more than the next one takes, so it refuses the viewer (508) before it
+/// starts a pull that every viewer of the stream would then wait on and lose.
+#[test]
+fn a_via_the_edge_could_not_send_on_is_refused_before_any_pull() {
+    let edge = TestServer::start_with(
+        edge_config(
+            &["http://127.0.0.1:9".to_string()],
+            Duration::from_secs(5),
+            None,
+            None,
+        ),
+        server::Library::from_static(&[], common::now()),
+    );
+    let long = "e".repeat(500);
+    let r = edge.get("/live/cam.ts", &[("x-zerocast-via", &long)]);
+    // (Not the 502 of a pull that found its origin unreachable: no pull was started.)
+    assert_eq!(r.status, 508, "{}", String::from_utf8_lossy(&r.body));
+}
+
 /// A TCP proxy in front of `to` that can be made to hang: its connections cut, and new ones
 /// taken and never answered (an origin whose process hangs: the kernel still accepts).
 struct Hanging {

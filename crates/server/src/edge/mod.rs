@@ -242,7 +242,10 @@ impl Edge {
             return Ok(());
         }
         let via = via.unwrap_or("");
-        if via.len() > MAX_VIA || via.split(',').any(|id| id.trim() == self.id) {
+        // What this edge would send on (`via, id`) must fit the next one's bound too: a pull
+        // the origin refuses for its `via` would fail every viewer waiting on it.
+        let onward = via.len() + 2 + self.id.len();
+        if onward > MAX_VIA || via.split(',').any(|id| id.trim() == self.id) {
             return Err(Error::EdgeLoop(name.to_string()));
         }
         // A stream published here is served as it is; one pulled earlier needs its pull (a

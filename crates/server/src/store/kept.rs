@@ -123,12 +123,12 @@ fn container(name: &str) -> Option<Container> {
     .find(|c| c.name() == name)
 }
 
-/// The index kept for `l`, when there is one for exactly this version of it (an object listed
-/// without an ETag has none: its version cannot be told).
-/// The kept index of `l`: its container, its index, and whether it was read from the `moov`
-/// alone (see [`Doc::moov`]).
+/// The kept index of `l`, when there is one for exactly this version of it: its container, its
+/// index, and whether it was read from the `moov` alone (see [`Doc::moov`]). An object the
+/// store listed without an ETag has none: its length and time (the version the listing makes
+/// up) do not tell an object overwritten with one of the same length in the same second.
 pub fn load(dir: &Path, source: &str, l: &Listed) -> Option<(Container, MediaInfo, bool)> {
-    if l.etag.is_empty() {
+    if !l.store_etag {
         return None;
     }
     let p = path(dir, source, l);
@@ -228,7 +228,7 @@ pub fn save(
     i: &MediaInfo,
     moov: bool,
 ) -> std::io::Result<()> {
-    if l.etag.is_empty() {
+    if !l.store_etag {
         return Ok(());
     }
     let p = path(dir, source, l);
@@ -294,6 +294,24 @@ mod tests {
         assert!(
             load(dir.path(), "s3://other", &l).is_none(),
             "another source"
+        );
+    }
+
+    /// A store that lists no ETag: the version the listing makes up (length and time) cannot
+    /// tell an object overwritten with one of the same length, so no index is kept for it.
+    #[test]
+    fn no_index_is_kept_for_an_object_listed_without_an_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, i) = ("s3://media/videos", info());
+        let made_up = Listed {
+            store_etag: false,
+            ..listed("\"zc-f4240-0\"")
+        };
+        save(dir.path(), src, &made_up, Container::Mp4, &i, true).unwrap();
+        assert!(load(dir.path(), src, &made_up).is_none());
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing written"
         );
     }
 

@@ -12,6 +12,12 @@ use rusty_s3::actions::list_objects_v2::ListObjectsContent;
 const MAX_OBJECT: u64 = 1 << 50;
 /// Most keys a listing of one source may return, titles or not.
 pub(super) const MAX_KEYS: usize = 1_000_000;
+/// The longest key, ETag and continuation token taken (S3's keys are at most 1024 bytes): a
+/// store that sends longer ones is refused, not held.
+const MAX_KEY: usize = 1024;
+/// Most bytes of keys, ETags and tokens a listing of one source may hold (a million keys of
+/// 200 bytes): the pages are capped one by one, and this caps them all.
+const MAX_HELD: usize = 256 << 20;
 
 /// What the pages read so far gave.
 #[derive(Debug, Default)]
@@ -21,6 +27,8 @@ pub(crate) struct Pages {
     keys: usize,
     /// The continuation tokens given so far.
     tokens: std::collections::HashSet<String>,
+    /// Bytes of keys, ETags and tokens held.
+    held: usize,
 }
 
 impl Pages {
@@ -36,10 +44,35 @@ impl Pages {
                 "more than {MAX_KEYS} keys under the prefix"
             )));
         }
+        let long = |what: &str, s: &str| {
+            StoreError::Listing(format!(
+                "the store listed a {what} of {} bytes (at most {MAX_KEY})",
+                s.len()
+            ))
+        };
         for o in page.contents {
+            if o.key.len() > MAX_KEY {
+                return Err(long("key", &o.key));
+            }
+            if let Some(e) = o.etag.as_deref().filter(|e| e.len() > MAX_KEY) {
+                return Err(long("ETag", e));
+            }
             if let Some(l) = listed(prefix, o) {
+                self.held += l.id.len() + l.key.len() + l.etag.len();
                 self.out.push(l);
             }
+        }
+        if let Some(t) = page.next_continuation_token.as_deref() {
+            if t.len() > MAX_KEY {
+                return Err(long("continuation token", t));
+            }
+            self.held += t.len();
+        }
+        if self.held > MAX_HELD {
+            return Err(StoreError::Listing(format!(
+                "the listing holds more than {} MiB of keys",
+                MAX_HELD >> 20
+            )));
         }
         match page.next_continuation_token {
             // A store that sends a token again, or pages of nothing, would keep the listing
@@ -189,6 +222,26 @@ mod tests {
         };
         let hidden = page(&[("v/.a", None), ("v/.b", None)], Some("A"));
         assert!(p.take("v/", &hidden).is_err());
+    }
+
+    /// A store that sends keys or tokens longer than S3's, or pages that together hold more
+    /// than the bound, ends the listing with an error instead of filling memory.
+    #[test]
+    fn keys_and_tokens_longer_than_s3s_or_too_many_bytes_of_them_end_the_listing() {
+        let long = format!("v/{}", "k".repeat(MAX_KEY));
+        assert!(Pages::default()
+            .take("v/", &page(&[(&long, None)], None))
+            .is_err());
+        let token = "t".repeat(MAX_KEY + 1);
+        let p = page(&[("v/a", None)], Some(&token));
+        assert!(Pages::default().take("v/", &p).is_err());
+        let mut p = Pages {
+            held: MAX_HELD - 10,
+            ..Pages::default()
+        };
+        let ok = page(&[("v/a", None)], None);
+        assert!(p.take("v/", &ok).is_err(), "past the bytes held");
+        assert!(Pages::default().take("v/", &ok).is_ok());
     }
 
     #[test]

@@ -251,10 +251,11 @@ impl Source {
             )
             .await?;
         match answer.status {
-            // The range asked for, not another (a proxy or server that got the header wrong).
+            // The range asked for, not another (a proxy or server that got the header wrong):
+            // a 206 of one range names it in `Content-Range` (RFC 9110 §15.3.7), and one that
+            // does not (or not readably) says nothing of where its bytes are from.
             StatusCode::PARTIAL_CONTENT => {
-                let starts = answer.content_range_start;
-                if starts.is_some_and(|s| s != range.start) {
+                if answer.content_range_start != Some(range.start) {
                     return Err(StoreError::Status(206));
                 }
             }
@@ -431,9 +432,12 @@ impl Object {
         self.index_failed.load(Ordering::Relaxed)
     }
 
-    /// Whether a listing found this same version.
+    /// Whether a listing found this same version. Never for an object the store lists without
+    /// an ETag or a time: its version is its length alone, and an object overwritten with one of
+    /// the same length would keep the old one's title (index, cached blocks).
     pub fn is(&self, listed: &Listed) -> bool {
-        self.key == listed.key && self.len == listed.len && self.etag == listed.etag
+        let told = listed.store_etag || listed.modified.is_some();
+        told && self.key == listed.key && self.len == listed.len && self.etag == listed.etag
     }
 
     /// The bytes `range` (within the object): one cached block's slice, or several blocks
