@@ -134,7 +134,10 @@ fn recover_one(from: &Path, to: &Path, mp4: bool) -> io::Result<u64> {
     let whole = if mp4 {
         whole_fragments(&f, len)?
     } else {
-        len / PACKET * PACKET
+        // Whole packets, and no video frame the crash cut: a PES of video has no length (it
+        // ends where the next one begins), so the last one is not known to be whole.
+        let packets = len / PACKET * PACKET;
+        last_video_pes(&f, packets)?.unwrap_or(packets)
     };
     if whole != len {
         f.set_len(whole)?;
@@ -145,6 +148,34 @@ fn recover_one(from: &Path, to: &Path, mp4: bool) -> io::Result<u64> {
     }
     std::fs::rename(from, to)?;
     Ok(len - whole)
+}
+
+/// How far back from the end [`last_video_pes`] looks (a frame larger than this keeps its
+/// file's end as it is).
+const TAIL: u64 = (8 << 20) / PACKET * PACKET;
+
+/// Where the last video PES of the TS file `f` (its first `len` bytes, whole packets from the
+/// start) begins, when it begins within [`TAIL`] of the end: a packet that starts a payload
+/// with a PES header of a video stream (stream id `0xE0`–`0xEF`).
+fn last_video_pes(f: &File, len: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let from = len.saturating_sub(TAIL);
+    let mut tail = vec![0u8; (len - from) as usize];
+    f.read_exact_at(&mut tail, from)?;
+    let starts = |p: &[u8]| {
+        let pusi = p[1] & 0x40 != 0;
+        let payload = match (p[3] >> 4) & 3 {
+            1 => Some(4),
+            3 => Some(5 + usize::from(p[4])),
+            _ => None,
+        };
+        let pes = payload.and_then(|at| p.get(at..at + 4));
+        pusi && pes.is_some_and(|h| h[..3] == [0, 0, 1] && (0xe0..=0xef).contains(&h[3]))
+    };
+    let found = tail
+        .chunks_exact(PACKET as usize)
+        .rposition(|p| p[0] == 0x47 && starts(p));
+    Ok(found.map(|i| from + i as u64 * PACKET))
 }
 
 /// Where a fragmented MP4 cut short by a crash ends usefully: after its last whole `mdat` (or
@@ -237,4 +268,49 @@ pub(super) fn apply_retention(
         tracing::warn!(files = ?held, "retention keeps recordings that are not in their bucket yet");
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the demo clip's video PES begin.
+    fn video_pes_starts(ts: &[u8]) -> Vec<u64> {
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, ts).unwrap();
+        let mut starts = Vec::new();
+        let mut len = ts.len() as u64;
+        while let Some(at) = last_video_pes(&file, len).unwrap() {
+            starts.push(at);
+            len = at;
+        }
+        starts.reverse();
+        starts
+    }
+
+    /// A crash in the middle of a video frame's packets: the recovered file ends where that
+    /// frame's PES began (not with part of it, which the index would take as a frame).
+    #[test]
+    fn a_ts_recording_a_crash_cut_inside_a_frame_is_recovered_up_to_that_frame() {
+        let ts = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
+        let starts = video_pes_starts(&ts);
+        assert!(starts.len() > 20, "{} video frames", starts.len());
+        // A frame of several packets; the file ends two packets into it, and with part of one.
+        let i = (10..starts.len() - 1)
+            .find(|&i| starts[i + 1] - starts[i] > 3 * PACKET)
+            .unwrap();
+        let cut = (starts[i] + 2 * PACKET + 100) as usize;
+        let dir = tempfile::tempdir().unwrap();
+        let (part, to) = (dir.path().join(".a.ts.part"), dir.path().join("a.ts"));
+        std::fs::write(&part, &ts[..cut]).unwrap();
+        let dropped = recover_one(&part, &to, false).unwrap();
+        let got = std::fs::read(&to).unwrap();
+        assert_eq!(
+            got.len() as u64,
+            starts[i],
+            "ends where the cut frame began"
+        );
+        assert_eq!(dropped, cut as u64 - starts[i]);
+        assert!(got[..] == ts[..got.len()]);
+    }
 }
