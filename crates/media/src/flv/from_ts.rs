@@ -99,7 +99,9 @@ pub struct FromTs {
     /// Audio PES that completed before the first video PES (a video PES completes one frame
     /// late): converted once the video has started the clock (bounded by [`EARLY_AUDIO`]).
     early_audio: std::collections::VecDeque<Pes>,
-    /// The clock was started by audio alone (the video stayed away): audio is not held.
+    /// The clock was started by audio alone (the video stayed away), or audio frames went out
+    /// while no video was declared (a stream that began as audio alone and whose video joins
+    /// later): audio is not held.
     audio_alone: bool,
     /// The time of the first frame this conversion timed (ms): audio is held for
     /// [`AUDIO_ALONE_AFTER_MS`] from there, also on another conversion's clock.
@@ -433,6 +435,7 @@ impl FromTs {
                 self.skipped += 1;
                 continue;
             }
+            self.audio_alone |= self.video_pid.is_none();
             let mut body = vec![0x91, b'O', b'p', b'u', b's'];
             body.extend_from_slice(packet);
             out.push(Tag {
@@ -488,6 +491,7 @@ impl FromTs {
                 data = &data[len..];
                 continue;
             }
+            self.audio_alone |= self.video_pid.is_none();
             let mut body = vec![0xaf, 1];
             body.extend_from_slice(&data[head..len]);
             out.push(Tag {

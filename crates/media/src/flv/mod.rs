@@ -226,16 +226,16 @@ impl ToTs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A tag as a publisher sends it: (video?, ms, body).
-    type TestTag = (bool, u32, Vec<u8>);
+    pub(crate) type TestTag = (bool, u32, Vec<u8>);
 
     /// faststart.mp4 as an RTMP publisher sends it: (video?, ms, tag body), the sequence
     /// headers first (an avcC built from the parameter sets, an AAC config), then the frames
     /// in decode order.
-    fn faststart_tags() -> (Vec<u8>, Vec<TestTag>) {
+    pub(crate) fn faststart_tags() -> (Vec<u8>, Vec<TestTag>) {
         use crate::mp4::remux::{tracks, Codec};
         let data = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -296,7 +296,7 @@ mod tests {
         (data, tags)
     }
 
-    fn send(conv: &mut ToTs, (video, ms, tag): &TestTag, out: &mut Vec<u8>) {
+    pub(crate) fn send(conv: &mut ToTs, (video, ms, tag): &TestTag, out: &mut Vec<u8>) {
         match video {
             true => conv.video(tag, *ms, out).unwrap(),
             false => conv.audio(tag, *ms, out).unwrap(),

@@ -412,3 +412,61 @@ fn the_bytes_of_a_pes_being_gathered_are_said() {
     conv.feed(&data[..PACKET * 8], &mut tags);
     assert!(conv.holding() >= PACKET * 4, "{}", conv.holding());
 }
+
+/// A stream that began as audio alone (an RTMP publisher's radio start) and whose video joined
+/// at 4 s, converted from about 1 s before the join (a DVR viewer's start): every AAC frame from
+/// there on becomes a tag, also those between the PMT that names the video and the video's
+/// configuration (audio is already flowing: nothing to hold it for).
+#[test]
+fn a_conversion_begun_just_before_late_video_joined_keeps_every_audio_frame() {
+    use crate::flv::tests::{faststart_tags, send};
+    let (_, tags) = faststart_tags();
+    let audio_first = tags.iter().filter(|t| !t.0 && t.1 < 3000);
+    let rest = tags.iter().filter(|t| t.0 && (t.1 >= 3000 || t.2[1] == 0));
+    let rest = rest.chain(tags.iter().filter(|t| !t.0 && t.1 >= 3000));
+    let mut rest: Vec<_> = rest.collect();
+    rest.sort_by_key(|t| (t.1, t.2[1] != 0));
+    let mut mux = crate::flv::ToTs::default();
+    let mut ts = Vec::new();
+    for t in audio_first.chain(rest) {
+        send(&mut mux, t, &mut ts);
+    }
+    // Video PES of no stated length (as most muxers write them): each ends where the next
+    // begins, so the first keyframe is converted only when the second frame starts.
+    for p in ts.chunks_exact_mut(PACKET) {
+        let (pid, pusi) = (
+            (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]),
+            p[1] & 0x40 != 0,
+        );
+        if pid == crate::ts::mux::VIDEO_PID && pusi {
+            let at = if p[3] & 0x20 != 0 {
+                5 + usize::from(p[4])
+            } else {
+                4
+            };
+            p[at + 4..at + 6].copy_from_slice(&[0, 0]);
+        }
+    }
+    let join = crate::ts::index(&ts).unwrap().keyframes[0].offset as usize;
+    // The radio stream's tables come every 100 ms: ten of them back is about 1 s before.
+    let pats: Vec<usize> = (0..join / PACKET)
+        .map(|i| i * PACKET)
+        .filter(|&at| ts[at + 1] & 0x1f == 0 && ts[at + 2] == 0)
+        .collect();
+    let from = pats[pats.len() - 11];
+    let mut conv = FromTs::default();
+    let mut out = Vec::new();
+    conv.feed(&ts[from..], &mut out);
+    let audio: Vec<u32> = out
+        .iter()
+        .filter(|t| !t.video && !t.sequence)
+        .map(|t| t.ms)
+        .collect();
+    assert!(
+        out.iter().any(|t| t.video && t.keyframe),
+        "the video joined"
+    );
+    let gap = audio.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(gap <= 30, "a gap of {gap} ms in the audio");
+    assert_eq!(conv.skipped, 0);
+}
