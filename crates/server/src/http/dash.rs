@@ -171,6 +171,41 @@ pub(super) fn media<B>(
     serve(live, at, &id, CONTENT_TYPES[t], policy, req, pick, recorded)
 }
 
+/// Reads in off the workers the pages of DASH segment `file` of `at` where it left memory and
+/// is read from a recording on disk: [`media`] reads its fragment heads to split it, on the
+/// worker. Nothing when it is in memory, or its recording is.
+pub(crate) async fn read_in_recorded(state: &crate::state::State, at: Instance<'_>, file: &str) {
+    let Some((_, msn)) = parse_media(file) else {
+        return;
+    };
+    let Ok(s) = at.stream(&state.live) else {
+        return;
+    };
+    let pieces = {
+        let inner = s.read();
+        let Some(ll) = inner.media.as_ref().map(|m| &m.llhls) else {
+            return;
+        };
+        if ll.segment(msn).is_some() {
+            return;
+        }
+        match recorded_pieces(&s, ll, msn) {
+            Some((pieces, _)) => pieces,
+            None => return,
+        }
+    };
+    let library = state.library();
+    for p in &pieces {
+        let Some(bytes) = crate::live::dvr::whole(&library, p) else {
+            continue;
+        };
+        let mapped = library.get(&p.file).and_then(|t| t.mapped.clone());
+        if let Some((file, at)) = mapped.as_ref().and_then(|m| m.locate(&bytes)) {
+            crate::pagein::ensure(file, at, bytes.len() as u64).await;
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

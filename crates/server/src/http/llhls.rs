@@ -111,7 +111,13 @@ pub(crate) async fn hold<B>(
         Awaited::Playlist(q) => (q.msn.unwrap_or(0), q.is_blocking()),
         Awaited::Part { msn, .. } | Awaited::Segment { msn, .. } => (msn, true),
     };
-    match state.live.hold_ll(name, |ll| ll.awaited(&awaited)).await? {
+    let held = state.live.hold_ll(name, |ll| ll.awaited(&awaited)).await?;
+    if let Route::DashMedia(at, file) = route {
+        // One that left memory is split from the recording on the worker: its pages first.
+        // (Boxed: only these requests carry its future.)
+        Box::pin(super::dash::read_in_recorded(state, at, file)).await;
+    }
+    match held {
         Held::Ready => Ok(()),
         // A DASH segment that is not the next to begin: not there (404).
         Held::TooFar { .. } if matches!(route, Route::DashMedia(..)) => Ok(()),

@@ -550,6 +550,9 @@ pub fn default_cache_budget() -> u64 {
         .map_or(1 << 30, |kib| kib * 1024 / 2)
 }
 
+/// What a title id's URL path escapes: besides what a path cannot hold, `\` (browsers read it
+/// as `/`, and `..` between them would lead elsewhere) and `&` (an HTML attribute would read
+/// `&amp;` in a name as a character reference).
 const ID_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
@@ -557,7 +560,9 @@ const ID_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'%')
     .add(b'?')
     .add(b'<')
-    .add(b'>');
+    .add(b'>')
+    .add(b'\\')
+    .add(b'&');
 
 /// A title id as it goes into a URL path.
 pub fn encode_id(id: &str) -> String {

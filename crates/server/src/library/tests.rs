@@ -80,3 +80,25 @@ fn a_title_held_in_memory_is_packaged_as_it_loads_and_a_mapped_one_on_first_use(
     assert!(mapped.package_memory() > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A title named as downloads often are (`Q&amp;A.mp4`, `AC\DC live.mp4`): its URL path escapes
+/// what a browser would read otherwise (a character reference in an attribute, `\` as `/`), and
+/// the server decodes it back to the same id.
+#[test]
+fn ids_with_ampersands_and_backslashes_go_into_urls_escaped() {
+    assert_eq!(super::encode_id("Q&amp;A.mp4"), "Q%26amp;A.mp4");
+    assert_eq!(super::encode_id("AC\\DC live.mp4"), "AC%5CDC%20live.mp4");
+    assert_eq!(super::encode_id("a/b.mp4"), "a/b.mp4", "folders stay");
+    for id in [
+        "Q&amp;A.mp4",
+        "AC\\DC live.mp4",
+        "clip\\..\\..\\api\\streams",
+    ] {
+        let url = super::encode_id(id);
+        let back = percent_encoding::percent_decode_str(&url)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(back, id);
+        assert!(!url.contains('\\') && !url.contains('&'), "{url}");
+    }
+}

@@ -86,7 +86,7 @@ pub(crate) fn index(lib: &Library, rtmp_port: Option<u16>) -> String {
 fn title(s: &mut String, d: &TitleDoc) {
     let id = html_escape(&d.id);
     let url = html_escape(&d.url);
-    let api = format!("/api/videos/{}", encode_id(&d.id));
+    let api = html_escape(&format!("/api/videos/{}", encode_id(&d.id)));
     let _ = write!(
         s,
         "<article class=\"card title\" data-id=\"{id}\" data-seek=\"{api}/seek\"><h3>{id}</h3>"
