@@ -92,6 +92,8 @@ pub struct Segmenter {
     /// Discontinuities that slid out of the list (EXT-X-DISCONTINUITY-SEQUENCE).
     discontinuity_seq: u64,
     pending_discontinuity: bool,
+    /// The next keyframe closes the open segment whatever its length ([`Segmenter::tracks_change`]).
+    cut_next: bool,
     ended: bool,
     limits: HlsLimits,
     /// Segments dropped because they outgrew `max_segment_bytes`.
@@ -116,6 +118,7 @@ impl Segmenter {
             next_seq: 0,
             discontinuity_seq: 0,
             pending_discontinuity: false,
+            cut_next: false,
             ended: false,
             longest: 0,
             limits,
@@ -164,12 +167,13 @@ impl Segmenter {
                 }
                 _ => now.saturating_sub(open.started),
             };
-            if elapsed < self.limits.min_segment {
+            if elapsed < self.limits.min_segment && !self.cut_next {
                 self.push(data, now);
                 return;
             }
             self.close(elapsed);
         }
+        self.cut_next = false;
         let mut parts: Vec<Bytes> = psi.to_vec();
         let bytes = parts.iter().map(Bytes::len).sum::<usize>() + data.len();
         parts.push(data);
@@ -187,6 +191,15 @@ impl Segmenter {
     /// A publisher came back: close what is open and mark the next segment discontinuous.
     pub fn discontinuity(&mut self) {
         self.close_left();
+        self.pending_discontinuity = true;
+    }
+
+    /// The stream's tracks change at its next keyframe (video joins a stream that began as
+    /// audio alone, or another video codec): the open segment closes there whatever its length,
+    /// timed by the timestamps as any other (the media runs on: unlike a reconnect, no wait to
+    /// leave out), and the next is marked discontinuous.
+    pub fn tracks_change(&mut self) {
+        self.cut_next = true;
         self.pending_discontinuity = true;
     }
 

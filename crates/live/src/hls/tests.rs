@@ -175,6 +175,30 @@ fn a_segment_a_publisher_left_lasts_until_its_last_unit_not_until_it_came_back()
     assert!(s.playlist().contains("#EXT-X-TARGETDURATION:2\n"));
 }
 
+/// Audio alone, then video joins (its keyframe 1.5 s of media after the audio segment began,
+/// though a publisher faster than real time sent it 0.2 s later): the audio segment closes at
+/// the keyframe, shorter than the 2 s minimum, lasting what its timestamps say, and the video's
+/// segment is discontinuous.
+#[test]
+fn tracks_that_change_close_the_segment_at_the_keyframe_by_its_timestamps() {
+    let mut s = Segmenter::new(limits());
+    let t0 = Duration::from_secs(10);
+    s.push_keyframe(b(1), &[b(0)], Some(Ts90k(900_000)), t0, 0);
+    s.push(b(1), t0 + Duration::from_millis(100));
+    s.tracks_change();
+    let at = t0 + Duration::from_millis(200);
+    s.push_keyframe(b(2), &[b(0)], Some(Ts90k(900_000 + 135_000)), at, 2);
+    let audio = s.segments.back().unwrap();
+    assert_eq!(audio.duration, Duration::from_millis(1500));
+    assert!(!audio.discontinuity);
+    feed(&mut s, 20, 3);
+    let p = s.playlist();
+    assert!(p.contains("#EXTINF:1.500,"), "{p}");
+    assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+    // Later keyframes are cut by the minimum again.
+    assert!(s.segments.back().unwrap().duration >= Duration::from_secs(2));
+}
+
 #[test]
 fn a_reconnect_marks_a_discontinuity_and_counts_it_when_it_slides_out() {
     let mut s = Segmenter::new(limits());

@@ -193,7 +193,7 @@ impl Publish {
         if self.to_ts.take_tracks_changed() {
             // The TS's tracks changed (video after audio alone, or another video codec): HLS
             // players are told, at the segment its first keyframe begins.
-            self.stream.write().hls.discontinuity();
+            self.stream.write().hls.tracks_change();
         }
         if self.wake_media.due(kind.keyframe, now) {
             self.stream.wake_media();
