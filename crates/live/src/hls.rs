@@ -160,11 +160,22 @@ impl Segmenter {
         now: Duration,
         unit: u64,
     ) {
+        let step = |a: Ts90k, b: Ts90k| (b.0 + Ts90k::WRAP - a.0) % Ts90k::WRAP;
+        let went_back = match (self.open.as_ref().and_then(|o| o.start_pts), pts) {
+            (Some(a), Some(b)) => step(a, b) > Ts90k::WRAP / 2,
+            _ => false,
+        };
+        if went_back {
+            // A keyframe earlier than the segment's start (a publisher's clock that stepped
+            // back, by less than the restamping takes for a new session): the segment lasts
+            // until its latest unit, and the next is discontinuous (never the rest of the
+            // 33-bit period, nor a target duration of a day).
+            self.close_left();
+            self.pending_discontinuity = true;
+        }
         if let Some(open) = &self.open {
             let elapsed = match (open.start_pts, pts) {
-                (Some(a), Some(b)) => {
-                    Duration::from_micros((b.0 + Ts90k::WRAP - a.0) % Ts90k::WRAP * 100 / 9)
-                }
+                (Some(a), Some(b)) => Duration::from_micros(step(a, b) * 100 / 9),
                 _ => now.saturating_sub(open.started),
             };
             if elapsed < self.limits.min_segment && !self.cut_next {

@@ -249,3 +249,31 @@ fn the_target_duration_never_goes_back_down() {
     assert!(!p.contains("#EXTINF:5.000"), "the long one slid out: {p}");
     assert!(p.contains("#EXT-X-TARGETDURATION:5\n"), "{p}");
 }
+
+/// Keyframes every 0.5 s, then one 0.3 s earlier than the open segment began (a publisher's
+/// clock that stepped back): that segment lasts until its latest unit, the next is
+/// discontinuous, and the target duration stays what the segments are (not the 26 h of a
+/// step taken as the rest of the 33-bit period).
+#[test]
+fn a_keyframe_earlier_than_the_open_segment_closes_it_by_arrival_and_marks_a_discontinuity() {
+    let mut s = Segmenter::new(limits());
+    let key = |s: &mut Segmenter, pts_ms: u64, at_ms: u64, unit: u64| {
+        let now = Duration::from_millis(at_ms);
+        s.push_keyframe(b(1), &[b(0)], Some(Ts90k(pts_ms * 90)), now, unit);
+        s.push(b(1), now + Duration::from_millis(250));
+    };
+    for i in 0..6 {
+        key(&mut s, 10_000 + i * 500, i * 500, i * 2);
+    }
+    // The open segment began at 12 s; the next keyframe says 11.7 s.
+    key(&mut s, 11_700, 3_000, 12);
+    for i in 1..6 {
+        key(&mut s, 11_700 + i * 500, 3_000 + i * 500, 12 + i * 2);
+    }
+    let p = s.playlist();
+    assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
+    assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+    for d in s.segments.iter().map(|g| g.duration) {
+        assert!(d <= Duration::from_secs(2), "{d:?}\n{p}");
+    }
+}
