@@ -302,8 +302,17 @@ impl LlHls {
             return;
         }
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
-            if d > MAX_STEP_MS {
-                // The clock went back, or far ahead: nothing before can be timed against it.
+            // A gap in the media: longer than a part target and than three frames (a 1 fps
+            // stream's steps are not gaps), an encoder that dropped frames.
+            let part_ms = u32::try_from(self.limits.part_target.as_millis()).unwrap_or(u32::MAX);
+            let gap =
+                self.last_interval > 0 && d > part_ms.max(self.last_interval.saturating_mul(3));
+            if d > MAX_STEP_MS || gap {
+                // The clock went back, or far ahead, or the media stopped for a while: nothing
+                // before can be timed against it. What is open ends with its last frame, and
+                // the next segment begins at a keyframe, discontinuous: no part or segment
+                // outlasts its target by the gap (and a player's decoder, which drops frames
+                // after a gap in decode times until a keyframe, starts again there).
                 self.discontinuity();
             } else if d > 0 {
                 // What the next frame is assumed to last: the longer of the last two intervals,
