@@ -5,12 +5,14 @@
 //!
 //! A connection with no stream open for `header_read_timeout` is closed gracefully (GOAWAY), as
 //! an idle HTTP/1.1 keep-alive connection is; a long download or a live viewer keeps it open.
+//! One that has not ended an idle time after its GOAWAY with no stream open is dropped: hyper
+//! has no timer on the client's preface, nor on a client that never answers the GOAWAY's PING.
 //!
 //! A response whose client gives it no flow-control credit for `send_timeout` ends the
 //! connection, as a socket that takes nothing ends an HTTP/1.1 one: hyper asks a body for its
 //! next frame only when the stream has credit, so a body that gave a frame and has not been
 //! asked again since is waiting for the client. Without this, a client that sets its window to 0
-//! would hold up to 256 responses (and the live segments or stored blocks they point to) for as
+//! would hold up to 100 responses (and the live segments or stored blocks they point to) for as
 //! long as it answers PINGs. A body waiting for data (a live stream between frames) is not.
 //!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
@@ -37,8 +39,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Most streams a client may open at once on one connection.
-const MAX_STREAMS: u32 = 256;
+/// Most streams a client may open at once on one connection (RFC 9113 advises no fewer than
+/// 100): with [`SEND_BUFFER`] and the bodies' own frames, what a client that reads nothing can
+/// make one connection hold.
+const MAX_STREAMS: u32 = 100;
+
+/// What hyper buffers of one stream's response beyond what the socket takes (its default is
+/// 400 KiB: 100 MB a connection of streams whose client reads nothing).
+const SEND_BUFFER: usize = 64 << 10;
+
+/// The flow-control windows the server gives clients: no request it serves over HTTP/2 has a
+/// body (publishing is HTTP/1.1's), so a client cannot make it hold more than this of one.
+const RECEIVE_WINDOW: (u32, u32) = (64 << 10, 16 << 10);
 
 /// The largest data frame a body gives hyper at once (bodies of mapped titles and stored
 /// blocks come in pieces of megabytes: sent in these, so that a body not asked for its next
@@ -104,6 +116,9 @@ pub(crate) async fn connection(
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS)
+        .max_send_buf_size(SEND_BUFFER)
+        .initial_connection_window_size(RECEIVE_WINDOW.0)
+        .initial_stream_window_size(RECEIVE_WINDOW.1)
         .max_header_list_size(32 << 10)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(state.config().send_timeout);
@@ -111,18 +126,26 @@ pub(crate) async fn connection(
     tokio::pin!(conn);
     // As HTTP/1.1 keep-alive: no new request for the header-read timeout closes the connection,
     // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
+    // The watch goes on after the GOAWAY: a stream stalled for credit still ends the
+    // connection, and one with no stream open that has not ended an idle time after it (a
+    // client that never sent its preface, or does not answer the GOAWAY's PING and opens
+    // streams until it does) is dropped.
     let idle = state.config().header_read_timeout;
     let send_timeout = state.config().send_timeout;
+    let mut closing: Option<Instant> = None;
     let result = loop {
-        let quiet_until = streams.quiet_since() + idle;
+        let quiet_until = match closing {
+            Some(since) => since.max(streams.quiet_since()) + idle,
+            None => streams.quiet_since() + idle,
+        };
         let stalled_at = streams
             .waiting_since()
             .map_or(quiet_until, |since| since + send_timeout);
         tokio::select! {
             r = conn.as_mut() => break r,
-            _ = shutdown.changed() => {
+            _ = shutdown.changed(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                break conn.await;
+                closing = Some(Instant::now());
             }
             // A body began to wait: the deadline may be sooner than the one slept to.
             () = streams.waits.notified() => {}
@@ -138,9 +161,17 @@ pub(crate) async fn connection(
                     ));
                 }
                 let quiet = streams.open.load(Relaxed) == 0;
-                if quiet && streams.quiet_since() + idle <= now {
-                    conn.as_mut().graceful_shutdown();
-                    break conn.await;
+                match closing {
+                    Some(since) if quiet && since.max(streams.quiet_since()) + idle <= now => {
+                        return Err(ConnError::Timeout(
+                            "an HTTP/2 connection did not end after its GOAWAY",
+                        ));
+                    }
+                    None if quiet && streams.quiet_since() + idle <= now => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                    }
+                    _ => {}
                 }
             }
         }

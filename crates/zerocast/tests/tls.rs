@@ -321,6 +321,28 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     assert!(types.contains(&7), "frames: {types:?}");
 }
 
+/// A client whose TLS handshake chose `h2` and that then sends no preface (or half of one):
+/// its connection is dropped an idle time after the GOAWAY, not held (with its file
+/// descriptor and its place under the connection limits) for as long as it stays.
+#[test]
+fn an_http2_connection_that_never_sends_its_preface_is_dropped() {
+    let (_s, mut tls) = h2_to_an_empty_library(|c| c.header_read_timeout = Duration::from_secs(1));
+    tls.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    tls.flush().unwrap();
+    let started = Instant::now();
+    let mut b = [0u8; 4096];
+    let closed = loop {
+        match tls.read(&mut b) {
+            Ok(0) | Err(_) => break started.elapsed(),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(8),
+        "closed after {closed:?}"
+    );
+}
+
 #[test]
 fn an_http2_viewer_and_playlist_need_their_jwt_as_over_http_1_1() {
     use server::auth::{Credential, Keys, Rule, Rules};

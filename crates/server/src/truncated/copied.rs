@@ -3,8 +3,9 @@
 use super::Mapped;
 use bytes::Bytes;
 
-/// The most of a body [`Copied`] copies at once.
-const COPY: usize = 128 << 10;
+/// The most of a body [`Copied`] copies at once (a copy held per stream that hyper has not sent
+/// yet: with `h2::SEND_BUFFER`, what one stream of a client that reads nothing holds).
+const COPY: usize = 64 << 10;
 
 /// A body of a title mapped from disk that hyper sends (HTTP/2, or a connection handed over to
 /// it), where hyper or rustls copy it: copied here first, [`COPY`] bytes at a time, and the
