@@ -136,6 +136,32 @@ pub(crate) async fn hook(
     hooks.ask(call).await.map_err(Error::Hook)
 }
 
+/// On an edge, a viewer (or playlist request) of a stream that is not here: the `on_play`
+/// callback is asked before the pull the request would start, so that a viewer the callback
+/// refuses never makes the edge pull a stream (RTMP play asks in this order too). `Ok(true)`:
+/// asked, and admitted (the caller does not ask again); `Ok(false)`: not asked (no callback, not
+/// an edge, or the stream is here).
+pub(crate) async fn before_pull(
+    state: &State,
+    stream: &str,
+    client: SocketAddr,
+    protocol: &'static str,
+    query: Option<&str>,
+) -> Result<bool, Error> {
+    let hooked = state
+        .config()
+        .hooks
+        .as_ref()
+        .is_some_and(|h| h.on_play.is_some());
+    let pulls = state.edge.as_ref().is_some_and(|e| !e.here(stream));
+    if !(hooked && pulls && crate::live::valid_name(stream)) {
+        return Ok(false);
+    }
+    hook(state, Event::Play, stream, client, protocol, query)
+        .await
+        .map(|()| true)
+}
+
 /// Tells `on_unpublish` that a publisher's session ended, when configured.
 pub(crate) fn unpublished(state: &State, stream: &str, client: SocketAddr, protocol: &'static str) {
     if let Some(hooks) = &state.config().hooks {

@@ -14,17 +14,21 @@ use std::time::Duration;
 /// How long a playlist request waits for the first segment of a stream that just started.
 pub(crate) const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 
-/// The wait of a [`Route::waits`] route, on any path; `Err`: the request is refused (with CORS).
+/// The wait of a [`Route::waits`] route, on any path; `Err`: the request is refused (with CORS);
+/// `Ok(true)`: the `on_play` callback was asked (and admitted) before a pull the request started
+/// on an edge, so [`refused_playlist`] is not asked again.
 pub(crate) async fn wait<B>(
     state: &State,
     req: &Request<B>,
     route: Route<'_>,
     stream_open: bool,
-) -> Result<(), Response<Chunks>> {
+    (peer, secure): (SocketAddr, bool),
+) -> Result<bool, Response<Chunks>> {
     // On an edge, a player's first playlist or manifest pulls the stream (admitted players only:
     // the route's own checks answer the others).
     // (Checked only on an edge: a blocking playlist request elsewhere pays nothing for it.)
     let edge = state.edge.is_some() && req.method() == Method::GET;
+    let mut asked = false;
     if let (Route::Playlist(name) | Route::LlPlaylist(name) | Route::DashManifest(name), true) =
         (route, edge)
     {
@@ -32,20 +36,32 @@ pub(crate) async fn wait<B>(
             && crate::admit::viewer_request(state, name, req).is_ok();
         if admitted {
             let via = crate::admit::via(req.headers());
-            if let Err(e) = crate::admit::pulled(state, name, via).await {
-                let origin = req.headers().get(::http::header::ORIGIN);
-                return Err(with_cors(e.response(), &state.config(), origin));
+            let protocol = if secure { "https" } else { "http" };
+            let q = req.uri().query();
+            // The callback first: a player it refuses starts no pull.
+            let pulled = match crate::admit::before_pull(state, name, peer, protocol, q).await {
+                Ok(asked) => crate::admit::pulled(state, name, via).await.map(|()| asked),
+                Err(e) => Err(e),
+            };
+            match pulled {
+                Ok(true) => asked = true,
+                Ok(false) => {}
+                Err(e) => {
+                    let origin = req.headers().get(::http::header::ORIGIN);
+                    return Err(with_cors(e.response(), &state.config(), origin));
+                }
             }
         }
     }
     match route {
         Route::Playlist(name) if req.method() == Method::GET => {
             state.live.wait_for_segment(name, FIRST_SEGMENT_WAIT).await;
-            Ok(())
+            Ok(asked)
         }
-        Route::Playlist(_) => Ok(()),
+        Route::Playlist(_) => Ok(asked),
         _ => crate::http::llhls::hold(state, route, req, stream_open)
             .await
+            .map(|()| asked)
             .map_err(|e| {
                 let origin = req.headers().get(::http::header::ORIGIN);
                 with_cors(e.response(), &state.config(), origin)

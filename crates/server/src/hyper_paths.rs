@@ -57,16 +57,23 @@ pub(crate) async fn answer<B>(
             let origin = req.headers().get(http::header::ORIGIN);
             let admitted = crate::http::signed_link(&state.config(), &req)
                 .and_then(|_| crate::admit::viewer_request(state, name, &req));
-            let watched = match admitted {
-                Ok(()) => crate::admit::pulled(state, name, crate::admit::via(req.headers()))
+            let q = req.uri().query();
+            // On an edge, the callback before the pull the viewer would start.
+            let asked = match admitted {
+                Ok(()) => crate::admit::before_pull(state, name, peer, protocol, q).await,
+                Err(e) => Err(e),
+            };
+            let watched = match asked {
+                Ok(asked) => crate::admit::pulled(state, name, crate::admit::via(req.headers()))
                     .await
-                    .and_then(|()| state.live.watchable(name, output)),
+                    .and_then(|()| state.live.watchable(name, output))
+                    .map(|s| (s, asked)),
                 Err(e) => Err(e),
             };
             let hook = crate::auth::hooks::Event::Play;
-            let q = req.uri().query();
             let watched = match watched {
-                Ok(s) => crate::admit::hook(state, hook, name, peer, protocol, q)
+                Ok((s, true)) => Ok(s),
+                Ok((s, false)) => crate::admit::hook(state, hook, name, peer, protocol, q)
                     .await
                     .map(|()| s),
                 Err(e) => Err(e),
@@ -94,9 +101,12 @@ pub(crate) async fn answer<B>(
         }
         Some(r) if r.waits() => {
             let streamed = crate::http::llhls::streamable(r, &req);
-            if let Err(refused) = crate::answer::wait(state, &req, r, streamed.is_some()).await {
-                return boxed(refused);
-            }
+            let waited =
+                crate::answer::wait(state, &req, r, streamed.is_some(), (peer, how.secure));
+            let asked = match waited.await {
+                Ok(asked) => asked,
+                Err(refused) => return boxed(refused),
+            };
             // A part still being written: its fragments as they arrive.
             let follow = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what));
             if let Some(f) = follow {
@@ -105,9 +115,12 @@ pub(crate) async fn answer<B>(
                 r.headers_mut().extend(headers);
                 return r;
             }
-            if let Some(refused) =
-                crate::answer::refused_playlist(state, &req, peer, how.secure).await
-            {
+            // (Asked already when the request started a pull on an edge.)
+            let refused = match asked {
+                true => None,
+                false => crate::answer::refused_playlist(state, &req, peer, how.secure).await,
+            };
+            if let Some(refused) = refused {
                 return boxed(refused);
             }
         }

@@ -348,3 +348,55 @@ fn an_https_callback_is_checked_against_the_given_ca_and_asked() {
     let line = paths.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(line.starts_with("POST /on_publish "), "{line}");
 }
+
+/// On an edge, viewers that `on_play` refuses (a `.ts` viewer, an HLS player) are refused
+/// before a pull starts: the origin hears nothing of them (the callback is asked first, as for
+/// RTMP play), and the service is asked once per request.
+#[test]
+fn an_edge_asks_on_play_before_it_pulls_a_stream_for_a_viewer() {
+    let (base, calls) = hook_server(Answer::Status(403));
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    origin.set_nonblocking(true).unwrap();
+    let config = server::Config {
+        hooks: Some(play_hooks(&base)),
+        edge: Some(server::edge::EdgeConfig {
+            origins: vec![server::edge::Origin::parse(&format!(
+                "http://{}",
+                origin.local_addr().unwrap()
+            ))
+            .unwrap()],
+            idle: Duration::from_secs(5),
+            token: None,
+            ca: None,
+        }),
+        ..server::Config::default()
+    };
+    let s =
+        common::TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    // (Each its own query: a playlist's answer is remembered for the same one.)
+    for path in [
+        "/live/cam.ts?v=1",
+        "/live/cam/index.m3u8?v=2",
+        "/live/cam/manifest.mpd?v=3",
+    ] {
+        let r = s.get(path, &[]);
+        assert_eq!(r.status, 403, "{path} {}", String::from_utf8_lossy(&r.body));
+        let (called, body) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (called.as_str(), &body["stream"]),
+            ("/on_play", &"cam".into())
+        );
+        assert!(calls.try_recv().is_err(), "{path}: asked twice");
+    }
+    // What reached the origin: its health probes (`/healthz`), and no request for the stream.
+    while let Ok((conn, _)) = origin.accept() {
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(conn).read_line(&mut line);
+        assert!(
+            line.starts_with("GET /healthz "),
+            "the origin was asked: {line}"
+        );
+    }
+}

@@ -148,10 +148,11 @@ pub(crate) async fn connection(
                 token.as_deref(),
                 via.as_deref(),
                 output,
+                (peer, stream.is_tls()),
             )
             .await
             {
-                Ok(s) => {
+                Ok((s, asked_before)) => {
                     drop(buf);
                     drop(head);
                     // Boxed, with what only a viewer needs: an idle connection stays small.
@@ -162,10 +163,16 @@ pub(crate) async fn connection(
                         let hook = crate::auth::hooks::Event::Play;
                         // Boxed: the callback's HTTP(S) client future would otherwise stay in
                         // every viewer's future for its whole life (docs/benchmarks.md §10).
-                        let asked = Box::pin(crate::admit::hook(
-                            &state, hook, &name, peer, protocol, query,
-                        ))
-                        .await;
+                        // (Asked already when the request started a pull.)
+                        let asked = match asked_before {
+                            true => Ok(()),
+                            false => {
+                                Box::pin(crate::admit::hook(
+                                    &state, hook, &name, peer, protocol, query,
+                                ))
+                                .await
+                            }
+                        };
                         if let Err(e) = asked {
                             let resp = with_cors(e.response(), c, origin.as_ref());
                             let mut head = Vec::new();
@@ -284,17 +291,20 @@ async fn playlist(
     secure: bool,
 ) -> Waited {
     let streamed = crate::http::llhls::streamable(route, req);
-    if let Err(refused) = wait(state, req, route, streamed.is_some()).await {
-        return Waited::Answer(refused);
-    }
+    let asked = match wait(state, req, route, streamed.is_some(), (peer, secure)).await {
+        Ok(asked) => asked,
+        Err(refused) => return Waited::Answer(refused),
+    };
     // A part still being written: its fragments as they arrive (part.rs).
     if let Some(f) = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what)) {
         return Waited::Follow(f);
     }
-    Waited::Answer(match refused_playlist(state, req, peer, secure).await {
-        Some(refused) => refused,
-        None => answer(state, req, secure),
-    })
+    // (Asked already when the request started a pull on an edge.)
+    let refused = match asked {
+        true => None,
+        false => refused_playlist(state, req, peer, secure).await,
+    };
+    Waited::Answer(refused.unwrap_or_else(|| answer(state, req, secure)))
 }
 
 /// A request that may wait, or whose answer needs a title's packaging read from its store
@@ -464,7 +474,7 @@ fn redirect_port(state: &State, stream: &Transport) -> Option<u16> {
 }
 
 /// The stream a `.ts`/`.flv`/`.mp4` viewer asks for, once its link and credentials pass (pulled
-/// from the origins first on an edge).
+/// from the origins first on an edge, after the `on_play` callback: `true` when it was asked).
 async fn watched(
     state: &State,
     target: &str,
@@ -472,10 +482,17 @@ async fn watched(
     token: Option<&str>,
     via: Option<&str>,
     output: crate::live::Output,
-) -> Result<Arc<crate::live::Stream>, Error> {
+    (peer, tls): (SocketAddr, bool),
+) -> Result<(Arc<crate::live::Stream>, bool), Error> {
     watch_link(state, target).and_then(|()| crate::admit::viewer(state, name, token))?;
+    let query = target.split_once('?').map(|(_, q)| q);
+    let protocol = if tls { "https" } else { "http" };
+    let asked = Box::pin(crate::admit::before_pull(
+        state, name, peer, protocol, query,
+    ))
+    .await?;
     crate::admit::pulled(state, name, via).await?;
-    state.live.watchable(name, output)
+    state.live.watchable(name, output).map(|s| (s, asked))
 }
 
 /// A viewer's signed link (`auth::signed`), when its path needs one.
