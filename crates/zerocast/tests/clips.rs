@@ -410,3 +410,59 @@ fn a_clip_of_a_title_whose_tracks_are_not_interleaved_sends_only_its_own_samples
         }
     }
 }
+
+/// An open-GOP title (x264 `open-gop`: pictures that follow a keyframe in decode order but are
+/// shown before it, and need the GOP before): a clip shows from the keyframe seek names, where
+/// its audio starts too, not from those leading pictures (which put the video 3 frames behind
+/// its audio for the whole clip).
+#[test]
+fn a_clip_of_an_open_gop_title_shows_from_its_keyframe_with_its_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let title = dir.path().join("open.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "3",
+        "-x264-params",
+        "open-gop=1:keyint=25:min-keyint=25:scenecut=0",
+        "-c:a",
+        "aac",
+        title.to_str().unwrap(),
+    ]);
+    // Open: a packet after the keyframe at 2 s, in decode order, is shown before it.
+    let packets = ffprobe_video_packets(title.to_str().unwrap());
+    let key = packets.iter().position(|p| p.2 && p.0 > 1.9).unwrap();
+    assert!(
+        packets[key + 1].0 < packets[key].0,
+        "{:?}",
+        &packets[key..key + 4]
+    );
+    let srv = TestServer::start(library(dir.path()));
+    let clip = srv.get(&clip_path("open.mp4", "2", "4"), &[]);
+    assert_eq!(clip.status, 200, "{}", String::from_utf8_lossy(&clip.body));
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, &clip.body).unwrap();
+    let shown = ffprobe_video_packets(file.to_str().unwrap());
+    let first_key = shown
+        .iter()
+        .filter(|p| p.2)
+        .map(|p| p.0)
+        .fold(f64::MAX, f64::min);
+    assert!(
+        first_key.abs() < 0.02,
+        "the keyframe is shown at {first_key} s"
+    );
+}

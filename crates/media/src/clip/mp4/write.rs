@@ -337,25 +337,15 @@ fn moov(
 }
 
 /// The edit list: an empty edit for a track that starts after the clip, then the kept samples
-/// from the first one presented.
+/// from the first one's presentation (the keyframe the clip starts at). Samples that follow it
+/// in decode order but are presented before it (the leading pictures of an open GOP: RASL
+/// after an H.265 CRA, x264's `open-gop`) need the GOP before, which the clip does not have:
+/// they stay hidden, and the clip shows from the keyframe, as its audio is placed.
 fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
     let table = t.col.table;
-    let first_dts = table.dts.get(t.samples.start).copied().unwrap_or(0);
-    let range = t.samples.clone();
-    // The earliest presentation among the kept samples (from the first one's decode time).
-    // Decode times only go up: without negative composition offsets, none after a sample
-    // decoded at or past the earliest so far is presented before it.
-    let mut earliest = i64::MAX;
-    for (&d, &c) in table.dts[range.clone()].iter().zip(&table.cto[range]) {
-        let decoded = d.saturating_sub(first_dts);
-        if t.col.facts.cto_nonnegative && decoded >= earliest {
-            break;
-        }
-        earliest = earliest.min(decoded.saturating_add(i64::from(c)));
-    }
-    let media_time = if earliest == i64::MAX { 0 } else { earliest }
-        .max(0)
-        .saturating_add(t.skip);
+    // The first kept sample's presentation, from its decode time (the clip's time 0).
+    let first = table.cto.get(t.samples.start).copied().map_or(0, i64::from);
+    let media_time = first.max(0).saturating_add(t.skip);
     let skipped = MediaTime::new(t.skip, t.col.timescale)
         .rescale(movie_scale)
         .max(0) as u64;
