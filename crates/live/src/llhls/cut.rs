@@ -131,6 +131,9 @@ pub struct LlHls {
     /// Discontinuities that slid out of the kept segments.
     pub(super) discontinuity_seq: u64,
     pending_discontinuity: bool,
+    /// A gap in the media closed the open segment ([`LlHls::gap`]): the next fragment begins
+    /// one, keyframe or not, in the same DASH period.
+    after_gap: bool,
     /// Init segments by version, as long as a kept segment needs them; the last is current.
     inits: VecDeque<Init>,
     /// The init segment changed since the open segment began.
@@ -181,6 +184,7 @@ impl LlHls {
             next_msn: 0,
             discontinuity_seq: 0,
             pending_discontinuity: false,
+            after_gap: false,
             inits: VecDeque::new(),
             init_changed: false,
             last_ms: None,
@@ -307,13 +311,11 @@ impl LlHls {
             let part_ms = u32::try_from(self.limits.part_target.as_millis()).unwrap_or(u32::MAX);
             let gap =
                 self.last_interval > 0 && d > part_ms.max(self.last_interval.saturating_mul(3));
-            if d > MAX_STEP_MS || gap {
-                // The clock went back, or far ahead, or the media stopped for a while: nothing
-                // before can be timed against it. What is open ends with its last frame, and
-                // the next segment begins at a keyframe, discontinuous: no part or segment
-                // outlasts its target by the gap (and a player's decoder, which drops frames
-                // after a gap in decode times until a keyframe, starts again there).
+            if d > MAX_STEP_MS {
+                // The clock went back, or far ahead: nothing before can be timed against it.
                 self.discontinuity();
+            } else if gap {
+                self.gap();
             } else if d > 0 {
                 // What the next frame is assumed to last: the longer of the last two intervals,
                 // so that an alternation such as 33/34 ms never makes a part too long.
@@ -338,11 +340,17 @@ impl LlHls {
         let bytes: usize = data.iter().map(Bytes::len).sum();
         let target_ms = self.target_secs.saturating_mul(1000);
         let (start, independent) = match self.segments.back().filter(|s| !s.complete) {
-            None => (keyframe, true),
+            // (After a gap, at once: nothing is left out.)
+            None => (keyframe || self.after_gap, keyframe),
             Some(s) => {
                 let elapsed = u64::from(elapsed_ms(s.start_ms, ms));
+                // A segment that did not begin at a keyframe (after a gap, or cut short) ends at
+                // the first one, however short: the segments after it begin at keyframes again.
+                let unaligned = s.parts.first().is_some_and(|p| !p.independent);
                 let at_keyframe = keyframe
-                    && (self.init_changed || u128::from(elapsed) >= limits.min_segment.as_millis());
+                    && (self.init_changed
+                        || unaligned
+                        || u128::from(elapsed) >= limits.min_segment.as_millis());
                 // Never longer than the target duration rounds to, nor than the byte limit: cut
                 // without a keyframe then (the new segment's first part is not independent).
                 let too_long = elapsed + u64::from(self.frame_ms) >= target_ms + 500;
@@ -359,7 +367,9 @@ impl LlHls {
             };
             self.close(ms);
             let discontinuity = std::mem::take(&mut self.pending_discontinuity);
-            let period = self.period_for(ms, wall_ms, discontinuity, init);
+            // A gap stays in its DASH period (the timeline says where each segment begins).
+            let gap = std::mem::take(&mut self.after_gap);
+            let period = self.period_for(ms, wall_ms, discontinuity && !gap, init);
             self.segments.push_back(LlSegment {
                 msn: self.next_msn,
                 parts: Vec::new(),
@@ -462,6 +472,20 @@ impl LlHls {
         self.last_ms.map_or(0, |l| l.wrapping_add(self.frame_ms))
     }
 
+    /// A gap in the media (an encoder that dropped frames): what is open ends with its last
+    /// frame, and the next fragment begins a segment, keyframe or not (its first part is then
+    /// not `INDEPENDENT`), marked discontinuous for HLS; DASH keeps its period, its timeline
+    /// showing the gap. No part or segment outlasts its target by the gap, and nothing is left
+    /// out (a browser's decoder drops the video after such a gap until a keyframe by itself;
+    /// the audio plays on).
+    fn gap(&mut self) {
+        self.changes += 1;
+        let end = self.end_ms();
+        self.close(end);
+        self.pending_discontinuity = true;
+        self.after_gap = true;
+    }
+
     /// A publisher came back: close what is open; the next segment is marked discontinuous.
     pub fn discontinuity(&mut self) {
         self.changes += 1;
@@ -470,6 +494,8 @@ impl LlHls {
         self.last_ms = None;
         (self.rate_from, self.rate_was) = (None, None);
         self.pending_discontinuity = true;
+        // (Not a gap: the next segment waits for a keyframe, in a period of its own.)
+        self.after_gap = false;
     }
 
     /// The stream ended: close what is open and end the playlist.
@@ -545,7 +571,7 @@ impl LlHls {
     /// The next segment will begin a new DASH Period (the init segment changed, or a
     /// discontinuity is pending): what it will be is not known yet.
     pub fn period_change_pending(&self) -> bool {
-        self.init_changed || self.pending_discontinuity
+        self.init_changed || (self.pending_discontinuity && !self.after_gap)
     }
 
     /// When the first segment reached the ingest, Unix ms.

@@ -524,9 +524,9 @@ fn the_frame_rate_is_measured_from_millisecond_times_and_tells_29_97_from_30() {
 }
 
 /// 25 fps, a keyframe every 2 s; the encoder drops 1 s of frames (decode time 1.76 s to
-/// 2.8 s), then goes on with a keyframe later: the segment open at the gap ends with its last
-/// frame, nothing is listed longer than its target, and the segment after the gap is
-/// discontinuous and starts independent.
+/// 2.8 s), then goes on, its next keyframe later: the segment open at the gap ends with its
+/// last frame, nothing is listed longer than its target, and the segment after the gap begins
+/// at once (nothing left out), discontinuous, its first part not independent.
 #[test]
 fn a_gap_in_the_media_under_ten_seconds_never_makes_a_part_or_segment_outlast_its_target() {
     let mut l = stream();
@@ -537,7 +537,7 @@ fn a_gap_in_the_media_under_ten_seconds_never_makes_a_part_or_segment_outlast_it
     for n in 0..45 {
         frag(&mut l, n * 40, n % 50 == 0);
     }
-    // 1 s without frames, then on (not at a keyframe: frames until the next one are left out).
+    // 1 s without frames, then on (not at a keyframe).
     for n in 0..150 {
         frag(&mut l, 2_800 + n * 40, n % 50 == 30);
     }
@@ -561,6 +561,15 @@ fn a_gap_in_the_media_under_ten_seconds_never_makes_a_part_or_segment_outlast_it
         "its last frame's end"
     );
     let after = l.segment(1).unwrap();
-    assert!(after.discontinuity && after.parts[0].independent);
-    assert_eq!(after.start_ms, 2_800 + 30 * 40);
+    assert!(after.discontinuity && !after.parts[0].independent);
+    assert_eq!(after.start_ms, 2_800, "from the first frame after the gap");
+    // DASH: one period, its timeline showing the gap.
+    assert_eq!(after.period, first.period);
+    // It ends at the next keyframe, and the segments after it begin at keyframes again.
+    assert_eq!(after.duration, Duration::from_millis(1200));
+    for msn in 2..=l.last_segment().unwrap() {
+        let s = l.segment(msn).unwrap();
+        assert!(s.parts[0].independent, "segment {msn} at {} ms", s.start_ms);
+    }
+    assert_eq!(l.cut_short, 0);
 }
