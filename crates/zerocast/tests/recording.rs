@@ -433,3 +433,40 @@ fn a_recording_of_a_stream_whose_viewers_need_a_token_needs_the_same_token() {
     // A title that is not a recording of such a stream: open as before.
     assert_eq!(get(&s, "/videos/open.ts", &[]).status, 200);
 }
+
+/// With `private_api`, the admin (its token in `Authorization`) reads a protected recording's
+/// title and seek answers, as it reads `/api/videos`: its token is not taken for a viewer's.
+#[test]
+fn the_admin_reads_a_protected_recordings_api_answers_behind_private_api() {
+    use common::auth::SECRET;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    let cam = lib.join("recordings/secret-cam");
+    std::fs::create_dir_all(&cam).unwrap();
+    std::fs::copy(
+        common::fixtures::live_ts(),
+        cam.join("20261126T100000.000Z.ts"),
+    )
+    .unwrap();
+    let config = format!(
+        "admin_token = \"an admin token of at least 32 bytes!!\"\nprivate_api = true\n\n\
+         [jwt]\nsecret = \"{}\"\n\n[[auth]]\nstreams = \"secret-*\"\npublish = [\"jwt\"]\n\
+         read = [\"jwt\"]\n",
+        String::from_utf8_lossy(SECRET)
+    );
+    let s = serve(&lib, &config, &[]);
+    let id = "recordings/secret-cam/20261126T100000.000Z.ts";
+    let admin = [(
+        "authorization",
+        "Bearer an admin token of at least 32 bytes!!",
+    )];
+    for path in [
+        format!("/api/videos/{id}"),
+        format!("/api/videos/{id}/seek?t=1"),
+    ] {
+        assert_eq!(get(&s, &path, &admin).status, 200, "{path}");
+        assert_eq!(get(&s, &path, &[]).status, 401, "{path}: no token");
+    }
+    // Its bytes are a viewer's matter: the admin token is no viewer token.
+    assert_ne!(get(&s, &format!("/videos/{id}"), &admin).status, 200);
+}

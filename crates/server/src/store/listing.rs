@@ -12,11 +12,14 @@ use rusty_s3::actions::list_objects_v2::ListObjectsContent;
 const MAX_OBJECT: u64 = 1 << 50;
 /// Most keys a listing of one source may return, titles or not.
 pub(super) const MAX_KEYS: usize = 1_000_000;
-/// The longest key, ETag and continuation token taken (S3's keys are at most 1024 bytes): a
-/// store that sends longer ones is refused, not held.
+/// The longest key and ETag taken (S3's keys are at most 1024 bytes): a store that sends longer
+/// ones is refused, not held.
 const MAX_KEY: usize = 1024;
+/// The longest continuation token taken: stores make them of the next key (MinIO: its base64,
+/// a third longer than the key), so a 1024-byte key gives a longer one.
+const MAX_TOKEN: usize = 4096;
 /// Most bytes of keys, ETags and tokens a listing of one source may hold (a million keys of
-/// 200 bytes): the pages are capped one by one, and this caps them all.
+/// 200 bytes and their ETags): the pages are capped one by one, and this caps them all.
 const MAX_HELD: usize = 256 << 20;
 
 /// What the pages read so far gave.
@@ -44,27 +47,28 @@ impl Pages {
                 "more than {MAX_KEYS} keys under the prefix"
             )));
         }
-        let long = |what: &str, s: &str| {
+        let long = |what: &str, s: &str, max: usize| {
             StoreError::Listing(format!(
-                "the store listed a {what} of {} bytes (at most {MAX_KEY})",
+                "the store listed a {what} of {} bytes (at most {max})",
                 s.len()
             ))
         };
         for o in page.contents {
             if o.key.len() > MAX_KEY {
-                return Err(long("key", &o.key));
+                return Err(long("key", &o.key, MAX_KEY));
             }
             if let Some(e) = o.etag.as_deref().filter(|e| e.len() > MAX_KEY) {
-                return Err(long("ETag", e));
+                return Err(long("ETag", e, MAX_KEY));
             }
             if let Some(l) = listed(prefix, o) {
-                self.held += l.id.len() + l.key.len() + l.etag.len();
+                // (Its id is the end of its key.)
+                self.held += l.key.len() + l.etag.len();
                 self.out.push(l);
             }
         }
         if let Some(t) = page.next_continuation_token.as_deref() {
-            if t.len() > MAX_KEY {
-                return Err(long("continuation token", t));
+            if t.len() > MAX_TOKEN {
+                return Err(long("continuation token", t, MAX_TOKEN));
             }
             self.held += t.len();
         }
@@ -232,9 +236,13 @@ mod tests {
         assert!(Pages::default()
             .take("v/", &page(&[(&long, None)], None))
             .is_err());
-        let token = "t".repeat(MAX_KEY + 1);
+        let token = "t".repeat(MAX_TOKEN + 1);
         let p = page(&[("v/a", None)], Some(&token));
         assert!(Pages::default().take("v/", &p).is_err());
+        // MinIO's token for a page that ends at a key of S3's longest: taken.
+        let token = "t".repeat(1366);
+        let p = page(&[("v/a", None)], Some(&token));
+        assert!(Pages::default().take("v/", &p).is_ok());
         let mut p = Pages {
             held: MAX_HELD - 10,
             ..Pages::default()
