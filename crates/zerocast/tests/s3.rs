@@ -521,11 +521,12 @@ fn over_http2_the_store_going_away_resets_the_download_stream_rather_than_ending
     );
 }
 
-/// A rule that uploads its files and keeps them 2 s, whose bucket refuses every upload (it does
-/// not exist): retention removes none of them (neither an old one nor the recorder's own) and
-/// says why, since they are nowhere else.
+/// A rule that uploads its files and keeps them 2 s, whose bucket refuses every upload and every
+/// listing (it does not exist): retention removes none of the files not known to be in it
+/// (neither an old one nor the recorder's own) and says why, since they are nowhere else; an
+/// old one an earlier run marked as uploaded goes, with its mark.
 #[test]
-fn retention_keeps_the_recordings_that_are_not_in_their_bucket() {
+fn retention_removes_only_the_recordings_known_to_be_in_their_bucket() {
     let store = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path().join("library");
@@ -533,6 +534,10 @@ fn retention_keeps_the_recordings_that_are_not_in_their_bucket() {
     std::fs::create_dir_all(&cam).unwrap();
     let old = cam.join("20261126T100000.000Z.ts");
     std::fs::write(&old, file("clip.ts")).unwrap();
+    let marked = cam.join("20261126T090000.000Z.ts");
+    let mark = cam.join(".20261126T090000.000Z.ts.uploaded");
+    std::fs::write(&marked, file("clip.ts")).unwrap();
+    std::fs::write(&mark, b"").unwrap();
     let config = dir.path().join("zerocast.toml");
     let rule = "[[record]]\nstreams = \"cam\"\nsegment_secs = 1\nkeep_secs = 2\n\
                 upload = \"s3://rec/archive\"\n";
@@ -549,6 +554,11 @@ fn retention_keeps_the_recordings_that_are_not_in_their_bucket() {
     });
     assert!(old.exists(), "the old recording is kept");
     assert!(common::recorded::finished_files(&lib, "cam").len() >= 3);
-    assert!(s.log_lines("retention removed recordings").is_empty());
+    assert!(
+        !marked.exists() && !mark.exists(),
+        "the one marked uploaded goes"
+    );
+    let removed = s.log_lines("retention removed recordings").join("\n");
+    assert!(removed.contains("20261126T090000.000Z.ts") && !removed.contains("20261126T100000"));
     assert_eq!(metric(&s, "record_uploads_total"), 0);
 }

@@ -9,7 +9,7 @@
 //!  playlist: EXT-X-MAP, PROGRAM-DATE-TIME (ingest wall clock), EXTINF + EXT-X-PART for the last
 //!            three target durations, EXT-X-PRELOAD-HINT for the part being written
 //! ```
-//! [`cut`] keeps the segments and parts ([`past`] remembers those that left memory, for a DVR
+//! [`cut`] keeps the segments and parts ([`segment`] is what they are) ([`past`] remembers those that left memory, for a DVR
 //! window from a recording), [`playlist`] renders the media playlist (full or as a
 //! delta update), [`request`] reads a playlist request's `_HLS_` query and decides whether it is
 //! answered now, held, or refused. The server holds a request by waiting for the stream's next
@@ -20,6 +20,7 @@ pub mod past;
 mod period;
 pub mod playlist;
 pub mod request;
+mod segment;
 pub mod wallclock;
 
 #[cfg(test)]

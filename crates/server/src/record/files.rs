@@ -258,14 +258,21 @@ pub(super) fn apply_retention(
             continue;
         }
         match std::fs::remove_file(path) {
-            Ok(()) => removed.push(path.clone()),
+            Ok(()) => {
+                // Its upload's mark, if it has one.
+                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    let _ = std::fs::remove_file(path.with_file_name(format!(".{name}.uploaded")));
+                }
+                removed.push(path.clone());
+            }
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "retention could not remove a recording")
             }
         }
     }
     if !held.is_empty() {
-        tracing::warn!(files = ?held, "retention keeps recordings that are not in their bucket yet");
+        let (n, first) = (held.len(), &held[..held.len().min(5)]);
+        tracing::warn!(files = n, first = ?first, "retention keeps recordings that are not in their bucket yet");
     }
     removed
 }

@@ -29,15 +29,31 @@ const MAX_QUEUED_BYTES: u64 = 4 << 30;
 static UPLOADED: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Whether the recording `id` is known to be in its bucket whole.
-pub(super) fn uploaded(id: &str) -> bool {
+/// Whether the recording `id` (its file `path`) is known to be in its bucket whole: put or
+/// listed since the start, or marked so on disk by an earlier run ([`marker`]), which a bucket
+/// whose credentials may put but not list needs after a restart.
+pub(super) fn uploaded(id: &str, path: &std::path::Path) -> bool {
     let done = UPLOADED.lock().unwrap_or_else(|p| p.into_inner());
-    done.contains(id)
+    done.contains(id) || marker(path).is_some_and(|m| m.exists())
 }
 
-fn confirm(id: &str) {
+/// The dotfile beside a recording that says it is in its bucket (`.NAME.uploaded`: scans and
+/// retention leave dotfiles alone; retention removes it with the file).
+pub(super) fn marker(path: &std::path::Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(format!(".{name}.uploaded")))
+}
+
+/// `id` (its file `path`) is in its bucket whole: remembered, and marked on disk.
+fn confirm(id: &str, path: &std::path::Path) {
     let mut done = UPLOADED.lock().unwrap_or_else(|p| p.into_inner());
     done.insert(id.to_string());
+    drop(done);
+    if let Some(m) = marker(path).filter(|m| !m.exists()) {
+        if let Err(e) = std::fs::write(&m, b"") {
+            tracing::warn!(file = %m.display(), error = %e, "cannot mark a recording as uploaded; retention keeps it after a restart until the bucket is listed");
+        }
+    }
 }
 
 /// The recording `id` was removed (by retention).
@@ -101,7 +117,8 @@ pub(super) async fn upload(
             "the file was cut short while it was uploaded",
         ),
         Ok(()) => {
-            confirm(&id);
+            let (i, p) = (id.clone(), path.clone());
+            let _ = tokio::task::spawn_blocking(move || confirm(&i, &p)).await;
             state.record.uploads.fetch_add(1, Relaxed);
             state.record.upload_bytes.fetch_add(len, Relaxed);
             tracing::info!(file = %path.display(), to = %source.url, %id, bytes = len, "recording uploaded");
@@ -185,7 +202,8 @@ async fn reconcile_rule(state: &Arc<State>, rule: &super::Rule, source: Arc<Sour
     };
     for (path, id, len) in files {
         if have.get(&id) == Some(&len) {
-            confirm(&id);
+            let (i, p) = (id.clone(), path.clone());
+            let _ = tokio::task::spawn_blocking(move || confirm(&i, &p)).await;
             continue;
         }
         if !enqueue(&id, len) {

@@ -450,8 +450,9 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
     let removed = blocking(move || {
         let owns = |stream: &str| rule.records(&rules, stream);
         // Of a rule with uploads, only files in the bucket (nothing stored is lost).
-        let may_remove =
-            |p: &std::path::Path| !uploads || id(p).is_some_and(|id| super::upload::uploaded(&id));
+        let may_remove = |p: &std::path::Path| {
+            !uploads || id(p).is_some_and(|id| super::upload::uploaded(&id, p))
+        };
         Ok(files::apply_retention(
             &dir,
             keep,
