@@ -269,6 +269,12 @@ pub enum IngestError {
     Ts(media::Error),
     #[error("bad {} tag: {error}", if *.video { "video" } else { "audio" })]
     Tag { video: bool, error: media::Error },
+    #[error(
+        "a {} sequence header of {len} bytes (a codec configuration is at most {} KiB)",
+        if *.video { "video" } else { "audio" },
+        crate::live::MAX_SEQUENCE_HEADER >> 10
+    )]
+    SequenceHeader { video: bool, len: usize },
     #[error("{0}")]
     Body(live::BodyError),
     #[error("the publisher was disconnected through the control API")]

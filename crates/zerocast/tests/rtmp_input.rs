@@ -180,6 +180,38 @@ fn an_rtmp_publishers_partial_message_counts_against_the_memory_budget() {
     assert!(slab < DECLARED as u64 / 4, "{slab} before, {d}");
 }
 
+/// A publisher that sends an audio sequence header of 1 MiB (an AAC configuration is a few
+/// bytes; each keyframe of the outputs would hold a copy the ring does not count): its publish
+/// ends at once, and says why.
+#[test]
+fn a_publisher_whose_sequence_header_is_far_larger_than_a_codec_configuration_is_refused() {
+    const LEN: usize = 1 << 20;
+    const CHUNK: usize = 64 << 10;
+    let s = server(|_| {});
+    let mut c = handshaken(s.rtmp);
+    let mut setup = connect_live();
+    setup.extend(command(0, "createStream", 2.0, &[]));
+    setup.extend(command(1, "publish", 3.0, &["junk", "live"]));
+    c.write_all(&setup).unwrap();
+    assert!(answer_contains(&mut c, b"NetStream.Publish.Start"));
+    let mut body = vec![0xaf, 0x00];
+    body.resize(LEN, 0x11);
+    let mut input = chunk0(2, 1, 0, 4, &(CHUNK as u32).to_be_bytes());
+    input.extend(chunk0(4, 8, 1, LEN, &body[..CHUNK]));
+    for part in body[CHUNK..].chunks(CHUNK) {
+        input.push(0xc4);
+        input.extend_from_slice(part);
+    }
+    c.write_all(&input).unwrap();
+    assert!(
+        closed_by_server(&mut c),
+        "the publisher's connection was not ended"
+    );
+    let d = wait_for(&s, "junk", "ended", |d| d["state"] != "live");
+    let why = d["end_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("sequence header of 1048576 bytes"), "{d}");
+}
+
 /// A radio stream over RTMP (AAC alone: no video sequence header ever): after 2 s its TS output
 /// begins without video, so `.ts` viewers and HLS get it (they used to get nothing).
 #[test]

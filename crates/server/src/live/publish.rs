@@ -24,6 +24,10 @@ use std::time::Duration;
 /// RTMP sources without video wake `.ts` viewers at most this often.
 const AUDIO_ONLY_WAKE: Duration = Duration::from_millis(20);
 
+/// The largest codec configuration (an FLV sequence header) a publisher may send: an avcC or
+/// hvcC is at most a few KiB (parameter sets are taken up to 16 KiB), an AAC or Opus one bytes.
+pub(crate) const MAX_SEQUENCE_HEADER: usize = 64 << 10;
+
 #[derive(Debug)]
 pub struct Publish {
     live: Arc<Live>,
@@ -153,11 +157,18 @@ impl Publish {
     }
 
     /// Publishes one FLV tag body of an RTMP source at `ms`: serialised once for the FLV and
-    /// RTMP outputs, remuxed to TS for the TS output.
+    /// RTMP outputs, remuxed to TS for the TS output. A sequence header over
+    /// [`MAX_SEQUENCE_HEADER`] ends the publish: every keyframe unit of the outputs holds the
+    /// headers current when it came (for viewers that start there), which the ring's byte count
+    /// does not see.
     pub fn tag(&mut self, video: bool, body: &[u8], ms: u32) -> Result<(), IngestError> {
         let now = self.live.now();
         let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
         let kind = classify(video, body);
+        if kind.sequence && body.len() > MAX_SEQUENCE_HEADER {
+            let len = body.len();
+            return Err(IngestError::SequenceHeader { video, len });
+        }
         let (ms, ll_changed) = {
             let mut inner = self.stream.write();
             let media = inner
