@@ -124,7 +124,16 @@ impl MediaOutputs {
             RTMP_PLAY_STREAM_ID,
         ));
         if kind.sequence {
-            self.seq[usize::from(video)] = Some((tag, msg));
+            // A configuration that changed (a publisher's new resolution or sample rate): in
+            // band too, for the viewers watching already (those that start later get it before
+            // their first keyframe).
+            let slot = &mut self.seq[usize::from(video)];
+            let changed = slot.as_ref().is_some_and(|(t, _)| t[11..] != tag[11..]);
+            *slot = Some((tag.clone(), msg.clone()));
+            if changed {
+                self.flv.push(tag, now);
+                self.rtmp.push(msg, now);
+            }
             return;
         }
         if kind.keyframe {
@@ -288,6 +297,34 @@ mod tests {
                 ],
                 "{name}"
             );
+        }
+    }
+
+    /// A publisher's audio configuration changes mid-stream (a new sample rate): a viewer
+    /// watching already gets the new one in band, before the frames that need it; the same one
+    /// sent again changes nothing.
+    #[test]
+    fn a_changed_sequence_header_reaches_the_viewers_watching_already() {
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
+        let t = Duration::ZERO;
+        o.push(true, &[0x17, 0, 1], 0, kind(true, false), t, 0);
+        o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t, 0);
+        o.push(true, &[0x17, 1, 3], 0, kind(false, true), t, 0);
+        let mut viewers = [Viewer::default(), Viewer::default()];
+        for (v, ring) in viewers.iter_mut().zip([&o.flv, &o.rtmp]) {
+            assert!(matches!(v.step(ring, t, &POLICY), Step::Send { .. }));
+        }
+        o.push(false, &[0xaf, 0, 2], 20, kind(true, false), t, 0);
+        assert_eq!(o.flv.end_seq(), 1, "the same configuration again: nothing");
+        o.push(false, &[0xaf, 0, 9], 40, kind(true, false), t, 0);
+        o.push(false, &[0xaf, 1, 4], 40, kind(false, false), t, 0);
+        for (i, (v, ring)) in viewers.iter_mut().zip([&o.flv, &o.rtmp]).enumerate() {
+            let Step::Send { parts, .. } = v.step(ring, t, &POLICY) else {
+                panic!("{i}: nothing to send");
+            };
+            let body_at = if i == 0 { 11 } else { 12 };
+            let bodies: Vec<&[u8]> = parts.iter().map(|p| &p[body_at..body_at + 3]).collect();
+            assert_eq!(bodies, [&[0xaf, 0, 9][..], &[0xaf, 1, 4]], "{i}");
         }
     }
 
