@@ -20,8 +20,45 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
 
-/// Frames queued between the viewer loop and hyper (each a slice of a unit, or a whole unit).
+/// Frames queued between the viewer loop and hyper (each a slice of a unit, or a whole unit)...
 const QUEUED_FRAMES: usize = 64;
+/// ...and their bytes (a frame larger than this is queued alone): a client that gives a stream
+/// just enough credit not to stall holds no more of the ring's units than this, whatever their
+/// size (a `.ts` unit is one ingest read, up to 256 KiB).
+const QUEUED_BYTES: usize = 512 << 10;
+
+/// The viewer loop's end of the queue: frames, and room in bytes that the body gives back as
+/// hyper takes each.
+struct Tx {
+    tx: mpsc::Sender<Bytes>,
+    room: Arc<tokio::sync::Semaphore>,
+}
+
+impl Tx {
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// A viewer loop's queue to hyper's stream: its end, and the body.
+fn queue() -> (Tx, Frames) {
+    let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
+    let room = Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES));
+    let tx = Tx {
+        tx,
+        room: room.clone(),
+    };
+    (tx, Frames { rx, room })
+}
+
+/// The room a frame of `len` bytes takes in the queue.
+fn room_of(len: usize) -> u32 {
+    len.clamp(1, QUEUED_BYTES) as u32
+}
 
 /// The response of an HTTP/2 viewer: its head, and a body fed by a viewer loop task that ends
 /// with the stream, the client, a drop, or `shutdown`.
@@ -32,10 +69,10 @@ pub(crate) fn response(
     shutdown: watch::Receiver<bool>,
     start: Option<super::dvr::Start>,
 ) -> Response<UnsyncBoxBody<Bytes, std::io::Error>> {
-    let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
+    let (tx, frames) = queue();
     live.fanout
         .spawn(feed(tx, stream, live.clone(), output, shutdown, start));
-    let body = Frames(rx).map_err(|never| match never {});
+    let body = frames.map_err(|never| match never {});
     let mut r = Response::new(body.boxed_unsync());
     let h = r.headers_mut();
     h.insert(
@@ -49,8 +86,11 @@ pub(crate) fn response(
     r
 }
 
-/// The body: what the viewer loop sends.
-struct Frames(mpsc::Receiver<Bytes>);
+/// The body: what the viewer loop sends; each frame taken gives its room back.
+struct Frames {
+    rx: mpsc::Receiver<Bytes>,
+    room: Arc<tokio::sync::Semaphore>,
+}
 
 impl http_body::Body for Frames {
     type Data = Bytes;
@@ -60,21 +100,40 @@ impl http_body::Body for Frames {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        self.rx.poll_recv(cx).map(|b| {
+            b.map(|b| {
+                self.room.add_permits(room_of(b.len()) as usize);
+                Ok(Frame::data(b))
+            })
+        })
     }
 }
 
-/// Sends one frame; `false`: the viewer is gone, or took nothing for the stall timeout.
-async fn send(tx: &mpsc::Sender<Bytes>, b: Bytes, live: &Live) -> bool {
-    matches!(
-        tokio::time::timeout(live.config.stall_timeout, tx.send(b)).await,
-        Ok(Ok(()))
-    )
+impl Drop for Frames {
+    fn drop(&mut self) {
+        // A loop waiting for room learns at once that nobody will take its frame.
+        self.room.close();
+    }
+}
+
+/// Sends one frame once the queue has room for it; `false`: the viewer is gone, or took
+/// nothing for the stall timeout.
+async fn send(tx: &Tx, b: Bytes, live: &Live) -> bool {
+    queue_frame(tx, b, live.config.stall_timeout).await
+}
+
+async fn queue_frame(tx: &Tx, b: Bytes, stall: std::time::Duration) -> bool {
+    let queued = async {
+        let room = tx.room.acquire_many(room_of(b.len())).await.ok()?;
+        room.forget();
+        tx.tx.send(b).await.ok()
+    };
+    matches!(tokio::time::timeout(stall, queued).await, Ok(Some(())))
 }
 
 /// An HTTP/2 viewer's body, for rewind.rs.
 struct Body<'a> {
-    tx: &'a mpsc::Sender<Bytes>,
+    tx: &'a Tx,
     live: &'a Live,
     stream: &'a Stream,
 }
@@ -100,7 +159,7 @@ impl super::rewind::Sink for Body<'_> {
 }
 
 async fn feed(
-    tx: mpsc::Sender<Bytes>,
+    tx: Tx,
     stream: Arc<Stream>,
     live: Arc<Live>,
     output: Output,
@@ -216,5 +275,41 @@ async fn feed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A client that takes nothing: the queue to hyper holds at most [`QUEUED_BYTES`] of the
+    /// ring's units (a frame past them waits, and times out as a stall); each frame hyper takes
+    /// makes room again; a body gone ends the wait at once.
+    #[tokio::test]
+    async fn the_queue_to_hyper_holds_at_most_its_bytes() {
+        let (tx, mut frames) = queue();
+        let unit = || Bytes::from(vec![0u8; 256 << 10]);
+        let stall = Duration::from_millis(200);
+        assert!(queue_frame(&tx, unit(), stall).await);
+        assert!(queue_frame(&tx, unit(), stall).await);
+        assert!(
+            !queue_frame(&tx, Bytes::from_static(b"x"), stall).await,
+            "full"
+        );
+        let taken =
+            std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut frames), cx)).await;
+        assert_eq!(
+            taken.unwrap().unwrap().into_data().unwrap().len(),
+            256 << 10
+        );
+        assert!(queue_frame(&tx, unit(), stall).await, "room for one more");
+        drop(frames);
+        let gone = std::time::Instant::now();
+        assert!(!queue_frame(&tx, unit(), Duration::from_secs(60)).await);
+        assert!(
+            gone.elapsed() < Duration::from_secs(30),
+            "not the stall timeout"
+        );
     }
 }
