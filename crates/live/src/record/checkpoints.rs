@@ -26,8 +26,12 @@ pub struct Checkpoint {
 
 /// How many checkpoints a stream keeps by default: four and a half hours of one-second GOPs. A
 /// TS checkpoint holds its own copy of the PAT and PMT (their continuity counters differ from one
-/// keyframe to the next): about 0.5 KB each, 8 MB a stream at most.
+/// keyframe to the next): about 0.5 KB each...
 pub const MAX: usize = 1 << 14;
+
+/// ...and at most this many bytes of them a stream (a PMT may run over many packets: the oldest
+/// checkpoints go first past it).
+pub const MAX_PSI_BYTES: usize = 8 << 20;
 
 /// A run of one file's bytes: `[start, end)`, or to the file's end when `end` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub struct Piece {
 pub struct Checkpoints {
     list: VecDeque<Checkpoint>,
     max: usize,
+    /// Bytes of their PAT and PMT (counted per checkpoint, shared or not).
+    psi_bytes: usize,
 }
 
 impl Default for Checkpoints {
@@ -55,19 +61,25 @@ impl Checkpoints {
         Checkpoints {
             list: VecDeque::new(),
             max: max.max(1),
+            psi_bytes: 0,
         }
     }
 
     pub fn push(&mut self, c: Checkpoint) {
-        if self.list.len() == self.max {
-            self.list.pop_front();
-        }
+        self.psi_bytes += c.psi.len();
         self.list.push_back(c);
+        while self.list.len() > self.max || (self.list.len() > 1 && self.psi_bytes > MAX_PSI_BYTES)
+        {
+            if let Some(old) = self.list.pop_front() {
+                self.psi_bytes -= old.psi.len();
+            }
+        }
     }
 
     /// Forgets the checkpoints in files that `keep` says are gone (retention removed them).
     pub fn retain_files(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.list.retain(|c| keep(&c.file));
+        self.psi_bytes = self.list.iter().map(|c| c.psi.len()).sum();
     }
 
     pub fn len(&self) -> usize {
@@ -158,6 +170,22 @@ mod tests {
             offset,
             psi: Bytes::from_static(b"PSI"),
         }
+    }
+
+    /// A publisher whose PMT runs over 23 packets: the checkpoints hold at most
+    /// [`MAX_PSI_BYTES`] of PAT and PMT copies, the newest kept.
+    #[test]
+    fn the_psi_copies_checkpoints_hold_are_bounded_in_bytes() {
+        let mut c = Checkpoints::default();
+        let big = 24 * 188;
+        for seq in 0..MAX as u64 {
+            let mut k = cp(seq, seq, "f", seq * 1000);
+            k.psi = Bytes::from(vec![0x47; big]);
+            c.push(k);
+        }
+        assert!(c.len() * big <= MAX_PSI_BYTES, "{} kept", c.len());
+        assert!(c.len() >= MAX_PSI_BYTES / big - 1);
+        assert_eq!(c.list.back().map(|k| k.seq), Some(MAX as u64 - 1));
     }
 
     fn piece(file: &str, start: u64, end: Option<u64>) -> Piece {
