@@ -272,9 +272,9 @@ pub enum IngestError {
     #[error(
         "a {} sequence header of {len} bytes (a codec configuration is at most {} KiB)",
         if *.video { "video" } else { "audio" },
-        crate::live::MAX_SEQUENCE_HEADER >> 10
+        max >> 10
     )]
-    SequenceHeader { video: bool, len: usize },
+    SequenceHeader { video: bool, len: usize, max: usize },
     #[error("{0}")]
     Body(live::BodyError),
     #[error("the publisher was disconnected through the control API")]

@@ -43,7 +43,6 @@ pub use keys::presented_key;
 pub(crate) use keys::{query_key, same_key};
 pub use llhls::Held;
 pub use publish::Publish;
-pub(crate) use publish::MAX_SEQUENCE_HEADER;
 pub(crate) use registry::NewStream;
 pub use registry::{valid_name, Inner, Live, Stream};
 pub use stats::Stats;

@@ -167,7 +167,8 @@ impl Publish {
         let kind = classify(video, body);
         if kind.sequence && body.len() > MAX_SEQUENCE_HEADER {
             let len = body.len();
-            return Err(IngestError::SequenceHeader { video, len });
+            let max = MAX_SEQUENCE_HEADER;
+            return Err(IngestError::SequenceHeader { video, len, max });
         }
         let (ms, ll_changed) = {
             let mut inner = self.stream.write();
