@@ -466,3 +466,71 @@ fn a_clip_of_an_open_gop_title_shows_from_its_keyframe_with_its_audio() {
         "the keyframe is shown at {first_key} s"
     );
 }
+
+/// A file cut with `ffmpeg -ss 1.5 -c copy` keeps the GOP before the cut, hidden by its edit
+/// list (ffprobe: 4.5 s, keyframes at -1.52, 0.48 and 2.48 s): its duration, seek answers and
+/// clips count from what it shows, not from the hidden frames.
+#[test]
+fn a_title_whose_edit_list_hides_frames_before_its_start_counts_from_what_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "50",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
+    ]);
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let cut = lib.join("cut.mp4");
+    let (s, c) = (src.to_str().unwrap(), cut.to_str().unwrap());
+    ffmpeg(&["-ss", "1.5", "-i", s, "-c", "copy", c]);
+    let shown = duration(c);
+    let keys: Vec<f64> = ffprobe_video_packets(c)
+        .iter()
+        .filter(|p| p.2)
+        .map(|p| p.0)
+        .collect();
+    assert!(keys[0] < 0.0 && (0.0..1.0).contains(&keys[1]), "{keys:?}");
+    let srv = TestServer::start(library(&lib));
+    let doc = srv.get("/api/videos/cut.mp4", &[]).json();
+    let d = doc["duration_seconds"].as_f64().unwrap();
+    assert!((d - shown).abs() < 0.1, "{d} s, ffprobe {shown} s");
+    let seek = srv.get("/api/videos/cut.mp4/seek?t=1", &[]).json();
+    let at = seek["keyframe"]["seconds"].as_f64().unwrap();
+    assert!(
+        (at - keys[1]).abs() < 0.05,
+        "seek says {at} s, ffprobe {}",
+        keys[1]
+    );
+    // From 0 to the keyframe at or after 2 s (ffprobe's third): what the title shows there.
+    let clip = srv.get(&clip_path("cut.mp4", "0", "2"), &[]);
+    assert_eq!(clip.status, 200);
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, &clip.body).unwrap();
+    let f = file.to_str().unwrap();
+    assert_decodes_without_errors(f, None);
+    let d = duration(f);
+    assert!(
+        (d - keys[2]).abs() < 0.1,
+        "a clip of {d} s, to {} s",
+        keys[2]
+    );
+}

@@ -99,7 +99,7 @@ impl Growing {
                 keyframes: Vec::new(),
             };
         };
-        let (keyframes, duration, delta) = self.table.keyframes(v.media_time);
+        let (keyframes, duration, delta) = self.table.keyframes(v.media_time, false);
         let mut info = v.info.clone();
         info.frame_rate =
             delta.and_then(|d| FrameRate::from_frame_duration(u64::from(v.timescale), d));

@@ -256,7 +256,9 @@ fn from_boxes(moov: &Reader<'_>, moofs: &[(u64, Reader<'_>)], data_len: u64) -> 
             }
         }
     }
-    let (keyframes, duration, frame_delta) = table.keyframes(track.media_time);
+    // (A fragmented title's clips keep its fragments and edit lists: it counts from its first
+    // frame as before.)
+    let (keyframes, duration, frame_delta) = table.keyframes(track.media_time, moofs.is_empty());
     let frame_rate =
         frame_delta.and_then(|d| FrameRate::from_frame_duration(u64::from(track.timescale), d));
     Ok(MediaInfo {

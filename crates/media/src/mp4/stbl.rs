@@ -55,8 +55,16 @@ impl SampleTable {
 
     /// Keyframes as (presentation time relative to the first frame, byte offset), in presentation
     /// order; the presentation duration; and the most common frame duration, all in track ticks.
-    /// `media_time` is the edit list's first shown media time.
-    pub fn keyframes(&self, media_time: i64) -> (Vec<(i64, u64)>, i64, Option<u64>) {
+    /// `media_time` is the edit list's first shown media time. `from_movie_start`: frames the
+    /// edit list hides before it are not title time (an unfragmented file cut with
+    /// `ffmpeg -ss … -c copy` keeps the GOP before the cut, hidden; an AAC encoder's priming):
+    /// the title counts from the movie's start, and a keyframe among the hidden frames is at 0
+    /// (a clip from there hides them again, `clip::mp4`).
+    pub fn keyframes(
+        &self,
+        media_time: i64,
+        from_movie_start: bool,
+    ) -> (Vec<(i64, u64)>, i64, Option<u64>) {
         let pts = |i: usize| {
             self.dts[i]
                 .saturating_add(i64::from(self.cto[i]))
@@ -69,6 +77,11 @@ impl SampleTable {
         let deltas = || (1..n).map(|i| self.dts[i].saturating_sub(self.dts[i - 1]).max(0) as u64);
         let frame = most_common(deltas());
         let first = (0..n).map(pts).min().unwrap_or(0);
+        let first = if from_movie_start {
+            first.max(0)
+        } else {
+            first
+        };
         let end = (0..n)
             .map(|i| {
                 let d = if i + 1 < n {
@@ -82,7 +95,7 @@ impl SampleTable {
             .unwrap_or(0);
         let mut keys: Vec<(i64, u64)> = (0..n)
             .filter(|&i| self.keyframe[i])
-            .map(|i| (pts(i).saturating_sub(first), self.offset[i]))
+            .map(|i| (pts(i).saturating_sub(first).max(0), self.offset[i]))
             .collect();
         keys.sort_by_key(|k| k.0);
         (keys, end.saturating_sub(first), frame)
@@ -527,7 +540,7 @@ mod tests {
             cto: vec![0, i32::MAX],
             keyframe: vec![true, true],
         };
-        let (keys, duration, _) = t.keyframes(0);
+        let (keys, duration, _) = t.keyframes(0, true);
         assert_eq!(keys, vec![(0, 0), (i64::MAX, 10)]);
         assert_eq!(duration, i64::MAX);
     }

@@ -65,7 +65,7 @@ pub fn clip_in(
     Ok(Clip {
         head,
         body,
-        start: MediaTime::new(span.start - first, scale),
+        start: MediaTime::new((span.start - first).max(0), scale),
         end: MediaTime::new(span.end - first, scale),
     })
 }
@@ -99,15 +99,13 @@ fn keep<'m>(movie: &'m Movie, span: &Span) -> Vec<Kept<'m, 'm>> {
         // The clip shows the track from its start, or from where the title first shows it (the
         // end of its empty edits): samples before that (an AAC encoder's priming) are skipped
         // by the clip's edit list too, and a track that starts late starts late in the clip.
-        let start_ticks = start.rescale(col.timescale);
-        let shown_from = if t.delay > 0 {
-            start_ticks.max(t.delay)
-        } else {
-            start_ticks
-        };
+        // The clip's time 0: the span's start, never before the movie's (frames an edit list
+        // hides there stay hidden).
+        let zero = start.rescale(col.timescale).max(0);
+        let shown_from = zero.max(t.delay);
         let first = col.pts(samples.start);
         let skip = shown_from.saturating_sub(first).max(0);
-        let late = first.saturating_add(skip).saturating_sub(start_ticks);
+        let late = first.saturating_add(skip).saturating_sub(zero);
         let delay = MediaTime::new(late.max(0), col.timescale).rescale(movie.movie_scale) as u64;
         kept.push(Kept {
             trak: t.trak(),

@@ -62,7 +62,9 @@ impl Facts {
             .max()
             .unwrap_or(0);
         let sync: Vec<usize> = (0..n).filter(|&i| table.keyframe[i]).collect();
-        f.first = pts.iter().copied().min().unwrap_or(0);
+        // (Frames the edit list hides before the movie's start are not title time, as in the
+        // title's index: `SampleTable::keyframes`.)
+        f.first = pts.iter().copied().min().unwrap_or(0).max(0);
         f.end = end;
         f.sorted = pts.windows(2).all(|w| w[0] <= w[1]);
         f.sync_sorted = sync.windows(2).all(|w| pts[w[0]] <= pts[w[1]]);

@@ -43,12 +43,23 @@ impl Kept<'_, '_> {
         end.saturating_sub(dts[a]).max(0) as u64
     }
 
+    /// How long the clip shows the track (movie ticks): its empty edit, then its kept samples
+    /// less those its edit list skips (what `tkhd` and `mvhd` say).
     fn movie_duration(&self, movie_scale: u32) -> u64 {
         let d = MediaTime::new(
             i64::try_from(self.duration()).unwrap_or(i64::MAX),
             self.col.timescale,
         );
-        (d.rescale(movie_scale).max(0) as u64).saturating_add(self.delay)
+        (d.rescale(movie_scale).max(0) as u64)
+            .saturating_sub(self.skipped(movie_scale))
+            .saturating_add(self.delay)
+    }
+
+    /// What its edit list skips of its kept samples (movie ticks).
+    fn skipped(&self, movie_scale: u32) -> u64 {
+        MediaTime::new(self.skip, self.col.timescale)
+            .rescale(movie_scale)
+            .max(0) as u64
     }
 }
 
@@ -346,13 +357,7 @@ fn edts(out: &mut Vec<u8>, t: &Kept<'_, '_>, movie_scale: u32) {
     // The first kept sample's presentation, from its decode time (the clip's time 0).
     let first = table.cto.get(t.samples.start).copied().map_or(0, i64::from);
     let media_time = first.max(0).saturating_add(t.skip);
-    let skipped = MediaTime::new(t.skip, t.col.timescale)
-        .rescale(movie_scale)
-        .max(0) as u64;
-    let shown = t
-        .movie_duration(movie_scale)
-        .saturating_sub(t.delay)
-        .saturating_sub(skipped);
+    let shown = t.movie_duration(movie_scale).saturating_sub(t.delay);
     let mut edits = Vec::new();
     if t.delay > 0 {
         edits.push((t.delay, -1i64));
