@@ -513,6 +513,19 @@ fn a_title_whose_edit_list_hides_frames_before_its_start_counts_from_what_it_sho
     let doc = srv.get("/api/videos/cut.mp4", &[]).json();
     let d = doc["duration_seconds"].as_f64().unwrap();
     assert!((d - shown).abs() < 0.1, "{d} s, ffprobe {shown} s");
+    // Its VOD HLS lasts what it shows, and its DASH timeline begins at 0.
+    let hls = String::from_utf8(srv.get("/videos/cut.mp4/index.m3u8", &[]).body).unwrap();
+    let listed: f64 = hls
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!((listed - d).abs() < 0.1, "{listed} s listed\n{hls}");
+    let mpd = String::from_utf8(srv.get("/videos/cut.mp4/manifest.mpd", &[]).body).unwrap();
+    assert!(
+        mpd.contains("<S t=\"0\"") && !mpd.contains("t=\"-"),
+        "{mpd}"
+    );
     let seek = srv.get("/api/videos/cut.mp4/seek?t=1", &[]).json();
     let at = seek["keyframe"]["seconds"].as_f64().unwrap();
     assert!(

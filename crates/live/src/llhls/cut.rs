@@ -235,12 +235,14 @@ impl LlHls {
             Some(s) => {
                 let elapsed = u64::from(elapsed_ms(s.start_ms, ms));
                 // A segment that did not begin at a keyframe (after a gap, or cut short) ends at
-                // the first one, however short: the segments after it begin at keyframes again.
+                // the first one once it has lasted half the minimum: the segments after it
+                // begin at keyframes again (never a segment of a frame or two).
                 let unaligned = s.parts.first().is_some_and(|p| !p.independent);
-                let at_keyframe = keyframe
-                    && (self.init_changed
-                        || unaligned
-                        || u128::from(elapsed) >= limits.min_segment.as_millis());
+                let least = match unaligned {
+                    true => limits.min_segment.as_millis() / 2,
+                    false => limits.min_segment.as_millis(),
+                };
+                let at_keyframe = keyframe && (self.init_changed || u128::from(elapsed) >= least);
                 // Never longer than the target duration rounds to, nor than the byte limit: cut
                 // without a keyframe then (the new segment's first part is not independent).
                 let too_long = elapsed + u64::from(self.frame_ms) >= target_ms + 500;
@@ -372,8 +374,9 @@ impl LlHls {
         self.changes += 1;
         let end = self.end_ms();
         self.close(end);
+        // (After a reconnect's discontinuity, that stays what it was: a keyframe, a period.)
+        self.after_gap = !self.pending_discontinuity;
         self.pending_discontinuity = true;
-        self.after_gap = true;
     }
 
     /// A publisher came back: close what is open; the next segment is marked discontinuous.

@@ -24,6 +24,8 @@ mod segment;
 pub mod wallclock;
 
 #[cfg(test)]
+mod gap_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cut::{Init, LlHls, LlLimits, LlSegment, Part, PeriodStart, TrackInit};

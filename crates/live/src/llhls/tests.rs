@@ -2,7 +2,7 @@ use super::*;
 use bytes::Bytes;
 use std::time::Duration;
 
-fn limits() -> LlLimits {
+pub(super) fn limits() -> LlLimits {
     LlLimits {
         part_target: Duration::from_millis(333),
         min_segment: Duration::from_secs(2),
@@ -15,7 +15,7 @@ fn limits() -> LlLimits {
 
 /// 25 fps from frame `from` on, a keyframe every `gop` frames; each fragment two `Bytes` (head and
 /// sample), its first byte the frame number modulo 256. Wall clock: 1 000 000 s + media time.
-fn feed(l: &mut LlHls, from: u32, frames: u32, gop: u32) {
+pub(super) fn feed(l: &mut LlHls, from: u32, frames: u32, gop: u32) {
     for n in from..from + frames {
         let ms = n * 40;
         let head = Bytes::from(vec![n as u8; 8]);
@@ -29,7 +29,7 @@ fn feed(l: &mut LlHls, from: u32, frames: u32, gop: u32) {
     }
 }
 
-fn stream() -> LlHls {
+pub(super) fn stream() -> LlHls {
     let mut l = LlHls::new(limits());
     l.init(Bytes::from_static(b"init"));
     l
@@ -521,55 +521,4 @@ fn the_frame_rate_is_measured_from_millisecond_times_and_tells_29_97_from_30() {
         l.discontinuity();
         assert_eq!(l.frame_rate(), None);
     }
-}
-
-/// 25 fps, a keyframe every 2 s; the encoder drops 1 s of frames (decode time 1.76 s to
-/// 2.8 s), then goes on, its next keyframe later: the segment open at the gap ends with its
-/// last frame, nothing is listed longer than its target, and the segment after the gap begins
-/// at once (nothing left out), discontinuous, its first part not independent.
-#[test]
-fn a_gap_in_the_media_under_ten_seconds_never_makes_a_part_or_segment_outlast_its_target() {
-    let mut l = stream();
-    let frag = |l: &mut LlHls, ms: u32, key: bool| {
-        let b = Bytes::from(vec![1u8; 100]);
-        l.fragment(vec![b], key, ms, Some(1_000_000_000 + u64::from(ms)));
-    };
-    for n in 0..45 {
-        frag(&mut l, n * 40, n % 50 == 0);
-    }
-    // 1 s without frames, then on (not at a keyframe).
-    for n in 0..150 {
-        frag(&mut l, 2_800 + n * 40, n % 50 == 30);
-    }
-    let p = l.playlist(false, None);
-    assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
-    for line in p.lines() {
-        if let Some(d) = line.strip_prefix("#EXTINF:") {
-            let d: f64 = d.trim_end_matches(',').parse().unwrap();
-            assert!(d.round() <= 2.0, "{line}\n{p}");
-        }
-        if let Some(d) = line.strip_prefix("#EXT-X-PART:DURATION=") {
-            let d: f64 = d.split(',').next().unwrap().parse().unwrap();
-            assert!(d <= 0.334, "{line}\n{p}");
-        }
-    }
-    assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
-    let first = l.segment(0).unwrap();
-    assert_eq!(
-        first.duration,
-        Duration::from_millis(1800),
-        "its last frame's end"
-    );
-    let after = l.segment(1).unwrap();
-    assert!(after.discontinuity && !after.parts[0].independent);
-    assert_eq!(after.start_ms, 2_800, "from the first frame after the gap");
-    // DASH: one period, its timeline showing the gap.
-    assert_eq!(after.period, first.period);
-    // It ends at the next keyframe, and the segments after it begin at keyframes again.
-    assert_eq!(after.duration, Duration::from_millis(1200));
-    for msn in 2..=l.last_segment().unwrap() {
-        let s = l.segment(msn).unwrap();
-        assert!(s.parts[0].independent, "segment {msn} at {} ms", s.start_ms);
-    }
-    assert_eq!(l.cut_short, 0);
 }

@@ -33,6 +33,11 @@ pub const MAX: usize = 1 << 14;
 /// checkpoints go first past it).
 pub const MAX_PSI_BYTES: usize = 8 << 20;
 
+/// Whether two checkpoints hold the same PAT/PMT allocation (not only equal bytes).
+fn shared(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
 /// A run of one file's bytes: `[start, end)`, or to the file's end when `end` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
@@ -46,7 +51,8 @@ pub struct Piece {
 pub struct Checkpoints {
     list: VecDeque<Checkpoint>,
     max: usize,
-    /// Bytes of their PAT and PMT (counted per checkpoint, shared or not).
+    /// Bytes of their PAT and PMT (counted once for a run of checkpoints that share them: an
+    /// fMP4 recording's init segment).
     psi_bytes: usize,
 }
 
@@ -66,12 +72,17 @@ impl Checkpoints {
     }
 
     pub fn push(&mut self, c: Checkpoint) {
-        self.psi_bytes += c.psi.len();
+        if !self.list.back().is_some_and(|l| shared(&l.psi, &c.psi)) {
+            self.psi_bytes += c.psi.len();
+        }
         self.list.push_back(c);
         while self.list.len() > self.max || (self.list.len() > 1 && self.psi_bytes > MAX_PSI_BYTES)
         {
             if let Some(old) = self.list.pop_front() {
-                self.psi_bytes -= old.psi.len();
+                // (The run it began goes on from the next one, counted.)
+                if !self.list.front().is_some_and(|f| shared(&f.psi, &old.psi)) {
+                    self.psi_bytes -= old.psi.len();
+                }
             }
         }
     }
@@ -79,7 +90,14 @@ impl Checkpoints {
     /// Forgets the checkpoints in files that `keep` says are gone (retention removed them).
     pub fn retain_files(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.list.retain(|c| keep(&c.file));
-        self.psi_bytes = self.list.iter().map(|c| c.psi.len()).sum();
+        let mut before: Option<&Bytes> = None;
+        self.psi_bytes = 0;
+        for c in &self.list {
+            if !before.is_some_and(|b| shared(b, &c.psi)) {
+                self.psi_bytes += c.psi.len();
+            }
+            before = Some(&c.psi);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -186,6 +204,17 @@ mod tests {
         assert!(c.len() * big <= MAX_PSI_BYTES, "{} kept", c.len());
         assert!(c.len() >= MAX_PSI_BYTES / big - 1);
         assert_eq!(c.list.back().map(|k| k.seq), Some(MAX as u64 - 1));
+        // One init segment shared by every checkpoint (an fMP4 recording's) counts once.
+        let mut c = Checkpoints::default();
+        let init = Bytes::from(vec![0u8; 3 << 10]);
+        for seq in 0..MAX as u64 {
+            let mut k = cp(seq, seq, "f", seq * 1000);
+            k.psi = init.clone();
+            c.push(k);
+        }
+        assert_eq!(c.len(), MAX);
+        c.retain_files(|_| true);
+        assert_eq!(c.psi_bytes, 3 << 10);
     }
 
     fn piece(file: &str, start: u64, end: Option<u64>) -> Piece {

@@ -18,9 +18,9 @@ const MAX_KEY: usize = 1024;
 /// The longest continuation token taken: stores make them of the next key (MinIO: its base64,
 /// a third longer than the key), so a 1024-byte key gives a longer one.
 const MAX_TOKEN: usize = 4096;
-/// Most bytes of keys, ETags and tokens a listing of one source may hold (a million keys of
-/// 200 bytes and their ETags): the pages are capped one by one, and this caps them all.
-const MAX_HELD: usize = 256 << 20;
+/// Most bytes of keys, ids, ETags and tokens a listing of one source may hold (a million keys
+/// of 200 bytes, their ids and ETags): the pages are capped one by one, and this caps them all.
+const MAX_HELD: usize = 512 << 20;
 
 /// What the pages read so far gave.
 #[derive(Debug, Default)]
@@ -61,8 +61,7 @@ impl Pages {
                 return Err(long("ETag", e, MAX_KEY));
             }
             if let Some(l) = listed(prefix, o) {
-                // (Its id is the end of its key.)
-                self.held += l.key.len() + l.etag.len();
+                self.held += l.id.len() + l.key.len() + l.etag.len();
                 self.out.push(l);
             }
         }

@@ -226,7 +226,7 @@ impl Movie {
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
                     .collect(),
-                facts: Facts::of(&table, t.timescale, media_time),
+                facts: Facts::of(&table, t.timescale, media_time, delay),
                 width: t.width,
                 height: t.height,
                 sample_rate: t.sample_rate,

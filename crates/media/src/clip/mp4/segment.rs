@@ -57,10 +57,15 @@ pub fn plan(movie: &Movie, target: MediaTime) -> Vec<Slot> {
     let scale = lead.timescale;
     select::spans(&lead, target)
         .into_iter()
-        .map(|span| Slot {
-            start: MediaTime::new(span.start - first, scale),
-            duration: MediaTime::new(span.end - span.start, scale),
-            span,
+        .map(|span| {
+            // (A first segment that begins with frames the edit list hides before the title's
+            // start lasts what it shows, from the title's start.)
+            let shown = span.start.max(first);
+            Slot {
+                start: MediaTime::new(shown - first, scale),
+                duration: MediaTime::new(span.end - shown, scale),
+                span,
+            }
         })
         .collect()
 }

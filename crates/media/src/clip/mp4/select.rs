@@ -47,7 +47,8 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    pub fn of(table: &SampleTable, timescale: u32, media_time: i64) -> Facts {
+    /// `delay`: the track's empty edits (track ticks): before it is not title time.
+    pub fn of(table: &SampleTable, timescale: u32, media_time: i64, delay: i64) -> Facts {
         let mut f = Facts::default();
         let c = Column {
             table,
@@ -64,7 +65,7 @@ impl Facts {
         let sync: Vec<usize> = (0..n).filter(|&i| table.keyframe[i]).collect();
         // (Frames the edit list hides before the movie's start are not title time, as in the
         // title's index: `SampleTable::keyframes`.)
-        f.first = pts.iter().copied().min().unwrap_or(0).max(0);
+        f.first = pts.iter().copied().min().unwrap_or(0).max(delay.max(0));
         f.end = end;
         f.sorted = pts.windows(2).all(|w| w[0] <= w[1]);
         f.sync_sorted = sync.windows(2).all(|w| pts[w[0]] <= pts[w[1]]);
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn the_lead_starts_at_the_keyframe_before_and_ends_at_the_keyframe_after() {
         let tb = table();
-        let f = Facts::of(&tb, 1, 0);
+        let f = Facts::of(&tb, 1, 0, 0);
         let c = column(&tb, &f, 1);
         let s = lead(&c, t(5), Some(t(6))).unwrap();
         assert_eq!((s.samples, s.start, s.end), (4..8, 4, 8));
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn the_lead_refuses_empty_reversed_and_past_the_end_spans() {
         let tb = table();
-        let f = Facts::of(&tb, 1, 0);
+        let f = Facts::of(&tb, 1, 0, 0);
         let c = column(&tb, &f, 1);
         assert!(matches!(lead(&c, t(10), None), Err(Error::PastEnd { .. })));
         assert!(matches!(
@@ -301,7 +302,7 @@ mod tests {
             cto: vec![0; 20],
             keyframe: vec![true; 20],
         };
-        let f = Facts::of(&tb, 2, 0);
+        let f = Facts::of(&tb, 2, 0, 0);
         let c = column(&tb, &f, 2);
         assert_eq!(follower(&c, t(4), t(8)), 8..16);
         assert_eq!(follower(&c, t(9), t(10)), 18..20);
@@ -325,7 +326,7 @@ mod tests {
                 cto: vec![0; n],
                 keyframe: (0..n).map(|i| i == 0 || rng.u8(..) < 40).collect(),
             };
-            let fast = Facts::of(&tb, 1, 0);
+            let fast = Facts::of(&tb, 1, 0, 0);
             assert!(fast.sorted && fast.sync_sorted);
             let slow = Facts {
                 sorted: false,

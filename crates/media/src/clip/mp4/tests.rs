@@ -35,7 +35,7 @@ fn samples(data: &[u8]) -> Vec<Vec<(f64, Vec<u8>)>> {
         }
         let t = parse_trak(&b.body).unwrap();
         let table: SampleTable = stbl::expand(t.stbl.as_ref().unwrap(), data.len() as u64).unwrap();
-        let facts = Facts::of(&table, t.timescale, t.media_time);
+        let facts = Facts::of(&table, t.timescale, t.media_time, 0);
         let col = Column {
             table: &table,
             timescale: t.timescale,
