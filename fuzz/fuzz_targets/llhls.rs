@@ -144,7 +144,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Every `<S t d>` of each Period's timelines begins where the one before it ends.
+/// Every `<S t d>` of each Period's timelines begins where the one before it ends, or later (a
+/// gap in the media stays in its period, the timeline showing it): never before.
 fn assert_timelines_are_contiguous(m: &str) {
     for set in m.split("<SegmentTimeline>").skip(1) {
         let set = set.split("</SegmentTimeline>").next().unwrap_or("");
@@ -156,7 +157,7 @@ fn assert_timelines_are_contiguous(m: &str) {
             };
             let (t, d) = (num("t"), num("d"));
             if let Some(e) = end {
-                assert_eq!(t, e, "a gap or overlap in {m}");
+                assert!(t >= e, "an overlap in {m}");
             }
             end = Some(t + d);
         }
