@@ -419,29 +419,12 @@ fn a_clip_of_a_title_whose_tracks_are_not_interleaved_sends_only_its_own_samples
 fn a_clip_of_an_open_gop_title_shows_from_its_keyframe_with_its_audio() {
     let dir = tempfile::tempdir().unwrap();
     let title = dir.path().join("open.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "6",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-bf",
-        "3",
-        "-x264-params",
+    let x264 = ["-bf", "3", "-x264-params"];
+    six_seconds(
+        &title,
+        &x264,
         "open-gop=1:keyint=25:min-keyint=25:scenecut=0",
-        "-c:a",
-        "aac",
-        title.to_str().unwrap(),
-    ]);
+    );
     // Open: a packet after the keyframe at 2 s, in decode order, is shown before it.
     let packets = ffprobe_video_packets(title.to_str().unwrap());
     let key = packets.iter().position(|p| p.2 && p.0 > 1.9).unwrap();
@@ -474,29 +457,7 @@ fn a_clip_of_an_open_gop_title_shows_from_its_keyframe_with_its_audio() {
 fn a_title_whose_edit_list_hides_frames_before_its_start_counts_from_what_it_shows() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "6",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-g",
-        "50",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        src.to_str().unwrap(),
-    ]);
+    six_seconds(&src, &["-bf", "2", "-g"], "50");
     let lib = dir.path().join("lib");
     std::fs::create_dir(&lib).unwrap();
     let cut = lib.join("cut.mp4");
@@ -546,4 +507,22 @@ fn a_title_whose_edit_list_hides_frames_before_its_start_counts_from_what_it_sho
         "a clip of {d} s, to {} s",
         keys[2]
     );
+}
+
+/// 6 s of 320x240 25 fps H.264 (x264, `x264` and `last` its last options) and 48 kHz AAC, made
+/// by ffmpeg into `out`.
+fn six_seconds(out: &std::path::Path, x264: &[&str], last: &str) {
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+    ];
+    args.extend(["-i", "sine=frequency=440:sample_rate=48000", "-t", "6"]);
+    args.extend(["-c:v", "libx264", "-preset", "veryfast"]);
+    args.extend(x264);
+    args.extend([last, "-c:a", "aac", out.to_str().unwrap()]);
+    ffmpeg(&args);
 }
