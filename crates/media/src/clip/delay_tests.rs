@@ -260,3 +260,30 @@ fn assert_fragmented_clips_keep_the_tracks_in_step(title: &[u8]) {
         assert!((gaps[0] - c.start.as_secs_f64()).abs() < 0.002);
     }
 }
+
+/// Edit lists that hide the first 15 s of the title: its VOD segments begin at the title's
+/// start, each lasts what it shows (none of nothing or less), and they follow one another.
+#[test]
+fn segments_of_a_title_whose_edit_lists_hide_its_first_seconds_begin_at_its_start() {
+    let title = edited(MOOV_AT_END, |audio, e, _| {
+        let scale = if audio { 48_000 } else { 30_000 };
+        let (d, m) = e.first().copied().unwrap_or((0, 0));
+        Some(vec![(d, m + 15 * scale)])
+    });
+    let m = crate::clip::mp4::Movie::parse(&title).unwrap();
+    let slots = crate::clip::mp4::plan(&m, secs(6));
+    assert_eq!(slots[0].start, MediaTime::ZERO);
+    let mut end = MediaTime::ZERO;
+    for s in &slots {
+        assert!(s.duration > MediaTime::ZERO, "{s:?}");
+        assert!(
+            (s.start.as_secs_f64() - end.as_secs_f64()).abs() < 0.001,
+            "{s:?}"
+        );
+        end = MediaTime::new(
+            s.start.rescale(s.duration.scale) + s.duration.ticks,
+            s.duration.scale,
+        );
+    }
+    assert!((end.as_secs_f64() - 55.0).abs() < 1.0, "{end:?}");
+}

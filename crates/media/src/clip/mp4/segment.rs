@@ -57,6 +57,9 @@ pub fn plan(movie: &Movie, target: MediaTime) -> Vec<Slot> {
     let scale = lead.timescale;
     select::spans(&lead, target)
         .into_iter()
+        // A segment wholly hidden by the edit list is no segment (the next begins at a
+        // keyframe at or before the title's start).
+        .filter(|span| span.end > first)
         .map(|span| {
             // (A first segment that begins with frames the edit list hides before the title's
             // start lasts what it shows, from the title's start.)
