@@ -260,8 +260,8 @@ pub(super) fn apply_retention(
         match std::fs::remove_file(path) {
             Ok(()) => {
                 // Its upload's mark, if it has one.
-                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                    let _ = std::fs::remove_file(path.with_file_name(format!(".{name}.uploaded")));
+                if let Some(mark) = super::upload::marker(path) {
+                    let _ = std::fs::remove_file(mark);
                 }
                 removed.push(path.clone());
             }

@@ -50,12 +50,8 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
         state: state.clone(),
         stream: stream.clone(),
         rule: rule.clone(),
-        rule_dir: rule.dir.clone(),
         dir,
         prefix,
-        rotation: rule.rotation,
-        keep: rule.keep,
-        format: rule.format,
         upload,
     };
     tokio::spawn(writer::record(job));

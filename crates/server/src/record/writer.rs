@@ -8,8 +8,7 @@ use crate::state::State;
 use bytes::Bytes;
 use live::record::checkpoints::Checkpoint;
 use live::record::index::{FileIndex, Growing};
-use live::record::retention::Keep;
-use live::record::{Follow, Format, Open, Rotation};
+use live::record::{Follow, Format, Open};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,17 +26,12 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Job {
     pub state: Arc<State>,
     pub stream: Arc<Stream>,
-    /// The rule that records the stream (its retention counts the files of every stream it
-    /// records, `Rule::records`).
+    /// The rule that records the stream: its directory, rotation, retention (which counts the
+    /// files of every stream it records, `Rule::records`) and format.
     pub rule: super::Rule,
-    /// The rule's directory.
-    pub rule_dir: PathBuf,
-    /// This stream's directory in it, and the start of its titles' ids.
+    /// This stream's directory in the rule's, and the start of its titles' ids.
     pub dir: PathBuf,
     pub prefix: String,
-    pub rotation: Rotation,
-    pub keep: Keep,
-    pub format: Format,
     /// Where finished files are also put (`[[record]] upload`).
     pub upload: Option<Arc<crate::store::Source>>,
 }
@@ -97,7 +91,7 @@ pub(super) async fn record(job: Job) {
 
 async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
     let stats = &job.state.record;
-    let output = match job.format {
+    let output = match job.rule.format {
         Format::Ts => Output::Ts,
         Format::Fmp4 => Output::Mp4,
     };
@@ -160,7 +154,7 @@ async fn follow(job: &Job, writing: &mut Option<Writing>) -> io::Result<()> {
                 && writing
                     .as_ref()
                     .is_some_and(|w| w.init.as_ref() != u.psi.first());
-            if new_init || job.rotation.starts_file(open, u.keyframe, u.arrived) {
+            if new_init || job.rule.rotation.starts_file(open, u.keyframe, u.arrived) {
                 if let Some(w) = writing.as_mut() {
                     // On failure the file stays in `writing`, for `record` to finish.
                     write(job, w, std::mem::take(&mut batch)).await?;
@@ -268,7 +262,7 @@ impl Psi {
 async fn start(job: &Job, arrived: Duration, init: Option<&Bytes>) -> io::Result<Writing> {
     let ntp = job.state.live.ntp(arrived);
     let started_ms = live::llhls::wallclock::ntp_to_unix_ms(ntp).unwrap_or(0);
-    let index = match job.format {
+    let index = match job.rule.format {
         Format::Ts => FileIndex::Ts(Growing::default()),
         Format::Fmp4 => {
             let init =
@@ -278,7 +272,7 @@ async fn start(job: &Job, arrived: Duration, init: Option<&Bytes>) -> io::Result
             FileIndex::Mp4(g)
         }
     };
-    let (dir, ext) = (job.dir.clone(), job.format.ext());
+    let (dir, ext) = (job.dir.clone(), job.rule.format.ext());
     let part = blocking(move || files::open(&dir, started_ms, ext)).await?;
     tracing::info!(stream = %job.stream.name, file = %part.path.display(), "recording to a new file");
     let id: Arc<str> = format!("{}/{}", job.prefix, part.name).into();
@@ -360,7 +354,7 @@ fn publish(job: &Job, w: &mut Writing, force: bool) {
         Some(e) => Err(e.clone()),
         None => w.index.info(&data),
     };
-    let container = match job.format {
+    let container = match job.rule.format {
         Format::Ts => media::Container::MpegTs,
         Format::Fmp4 => media::Container::Mp4,
     };
@@ -428,7 +422,7 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
             }
         }
     }
-    let (dir, keep) = (job.rule_dir.clone(), job.keep);
+    let (dir, keep) = (job.rule.dir.clone(), job.rule.keep);
     let now_ms = live::llhls::wallclock::ntp_to_unix_ms(job.state.live.ntp(job.state.live.now()))
         .unwrap_or(0);
     // The ids of the rule's files are its prefix and their path in its directory.
@@ -438,7 +432,7 @@ async fn close(job: &Job, mut w: Writing) -> io::Result<()> {
         .unwrap_or_default()
         .to_string();
     let id_of = {
-        let (dir, rule_prefix) = (job.rule_dir.clone(), rule_prefix.clone());
+        let (dir, rule_prefix) = (job.rule.dir.clone(), rule_prefix.clone());
         move |p: &std::path::Path| {
             let rel = p.strip_prefix(&dir).ok()?.to_str()?;
             Some(format!("{rule_prefix}{rel}"))
