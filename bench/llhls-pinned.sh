@@ -8,7 +8,9 @@
 #   SERVER_CPUS=0-7 LOAD_CPUS=8-15 VIEWERS=1000 DUR=15 ROUNDS=2 bench/llhls-pinned.sh
 #
 # MEDIA is bench/live.sh's 4 Mbit/s source (it makes it with ffmpeg). Reports go to OUT_DIR
-# (default bench/results/<UTC>-llhls-pinned); a one-line summary per run goes to stdout.
+# (default bench/results/<UTC>-llhls-pinned); a one-line summary per run goes to stdout, and for
+# LL-HLS a second: the server's own histogram of the time from a frame's arrival at the ingest
+# to its bytes written to the part requests waiting for it (from its /metrics after the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
@@ -57,8 +59,12 @@ for round in $(seq "$ROUNDS"); do
     taskset -c "$LOAD_CPUS" "$BIN/zerocast-load" --server "http://127.0.0.1:$PORT" --stream fan \
       --publish "$MEDIA" --viewers "$VIEWERS" --ramp 1000 --duration "$DUR" \
       --server-pid "$SERVER_PID" --output "$output" --bind 127.0.0.2,127.0.0.3 > "$OUT/$name.json"
+    # The server's own side: from a frame's arrival at the ingest to its bytes written to the
+    # part requests that waited for it (the histogram zerocast_live_llhls_part_delivery_seconds).
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+      "http://127.0.0.1:$PORT/metrics" > "$OUT/$name.metrics"
     stop_server
-    python3 - "$OUT/$name.json" "$name" <<'EOF'
+    python3 - "$OUT/$name.json" "$name" "$OUT/$name.metrics" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 l, w = r["latency_ms"], r["waiting_request_latency_ms"]
@@ -66,6 +72,28 @@ print(f"{sys.argv[2]}: server CPU {r['server_cpu_percent']:.1f} %, ingest-to-rea
       f"{l['p50']}/{l['p99']}/{l['max']} ms ({l['samples']} samples), of waiting requests "
       f"{w['p50']}/{w['p99']}/{w['max']} ms ({w['samples']} samples), gaps "
       f"{r['gaps_in_window']}, failed {r['failed']}, viewers {r['viewers']}")
+# Quantiles of the server's histogram, interpolated within a bucket as Prometheus'
+# histogram_quantile does.
+name = "zerocast_live_llhls_part_delivery_seconds_bucket{le=\""
+buckets = []
+for line in open(sys.argv[3]):
+    if line.startswith(name):
+        le, n = line[len(name):].split('"} ')
+        buckets.append((float(le), int(n)))
+total = buckets[-1][1] if buckets else 0
+def quantile(q):
+    rank, lo, below = q * total, 0.0, 0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return lo * 1000
+            return (lo + (le - lo) * (rank - below) / max(n - below, 1)) * 1000
+        lo, below = le, n
+if total:
+    within = next(n for le, n in buckets if le == 0.005) / total * 100
+    print(f"{sys.argv[2]}: server side, ingest to written to a waiting part request: p50 "
+          f"{quantile(0.5):.2f} ms, p99 {quantile(0.99):.2f} ms, {within:.2f} % within 5 ms "
+          f"({total} frames)")
 EOF
   done
 done

@@ -217,6 +217,62 @@ fn the_hinted_part_is_sent_frame_by_frame_while_it_is_written() {
     );
 }
 
+/// `zerocast_live_llhls_part_delivery_seconds` (`_count`, `_sum`, and the buckets' counts).
+fn delivery(s: &TestServer) -> (u64, f64, Vec<u64>) {
+    let text = String::from_utf8(s.get("/metrics", &[]).body).unwrap();
+    let name = "zerocast_live_llhls_part_delivery_seconds";
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
+            .unwrap_or_else(|| panic!("no {name}{suffix} in the metrics"))
+            .to_string()
+    };
+    let buckets = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let count = value("_count").parse().unwrap();
+    (count, value("_sum").parse().unwrap(), buckets)
+}
+
+#[test]
+fn the_frames_a_waiting_part_request_gets_are_timed_from_the_ingest_in_the_metrics() {
+    let shared = shared_ll();
+    let s = &shared.server;
+    let (msn, part) = hint(&playlist(s, ""));
+    let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
+    let (msn, part) = hint(&p);
+    let (before, sum_before, _) = delivery(s);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let d = instance_dir(&p);
+    write!(
+        c,
+        "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let (sent, ended) = chunks(&raw);
+    assert!(ended && sent.len() >= 2, "{} chunks", sent.len());
+    // Every chunk after the first holds frames that came after the request (the first may
+    // hold the part's first frame, there before it): each is timed once it is written.
+    let (after, sum, buckets) = delivery(s);
+    assert!(
+        after - before >= sent.len() as u64 - 1,
+        "{} timed of {} chunks",
+        after - before,
+        sent.len()
+    );
+    // On loopback, a frame is written within a part's duration of its arrival.
+    let mean = (sum - sum_before) / (after - before) as f64;
+    assert!(mean > 0.0 && mean < 0.2, "{mean} s on average");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&after), "+Inf counts them all");
+}
+
 #[test]
 fn a_ts_source_gets_ll_hls_from_the_first_request_on() {
     let s = server(|_| {});

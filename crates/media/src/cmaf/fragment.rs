@@ -107,12 +107,25 @@ pub fn prft(track_id: u32, ntp_time: u64, media_time: u64) -> Vec<u8> {
 /// A fragment unit that begins with a [`prft`] (as the live wing writes them): the `prft`'s
 /// media time, and where the `moof` after it begins. `None`: no such `prft` at its start.
 pub fn read_prft(unit: &[u8]) -> Option<(u64, usize)> {
+    let size = prft_size(unit)?;
+    let time = u64::from_be_bytes(unit.get(24..32)?.try_into().ok()?);
+    Some((time, size))
+}
+
+/// The wall clock (NTP format) of the [`prft`] a fragment unit begins with: when the ingest
+/// received its frame. `None`: no such `prft` at its start.
+pub fn read_prft_ntp(unit: &[u8]) -> Option<u64> {
+    prft_size(unit)?;
+    Some(u64::from_be_bytes(unit.get(16..24)?.try_into().ok()?))
+}
+
+/// The size of the version 1 `prft` box `unit` begins with, all of it present.
+fn prft_size(unit: &[u8]) -> Option<usize> {
     let size = usize::try_from(u32::from_be_bytes(unit.get(..4)?.try_into().ok()?)).ok()?;
     if unit.get(4..8)? != b"prft" || *unit.get(8)? != 1 || size < 32 || size > unit.len() {
         return None;
     }
-    let time = u64::from_be_bytes(unit.get(24..32)?.try_into().ok()?);
-    Some((time, size))
+    Some(size)
 }
 
 /// What a fragment head's runs hold, per track (video, audio): the decode time of the first

@@ -21,7 +21,9 @@ mod init;
 pub mod split;
 pub mod to_flv;
 
-pub use fragment::{fragment_head, fragment_runs, init_tracks, prft, read_prft, Run, Sample};
+pub use fragment::{
+    fragment_head, fragment_runs, init_tracks, prft, read_prft, read_prft_ntp, Run, Sample,
+};
 pub use fragmenter::{Event, Fragmenter};
 pub use init::{init_segment, AudioCodec, AudioTrack, VideoCodec, VideoTrack};
 pub use to_flv::ToFlv;

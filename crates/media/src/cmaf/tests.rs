@@ -448,9 +448,12 @@ fn a_prft_written_before_a_fragment_reads_back_with_where_the_moof_begins() {
     let at = unit.len();
     unit.extend_from_slice(&head);
     assert_eq!(super::read_prft(&unit), Some((1234, at)));
+    assert_eq!(super::read_prft_ntp(&unit), Some(5 << 32));
     assert_eq!(&unit[at + 4..at + 8], b"moof");
     // Cut short, another box, or nothing: not a prft.
     assert_eq!(super::read_prft(&unit[..31]), None);
+    assert_eq!(super::read_prft_ntp(&unit[..31]), None);
+    assert_eq!(super::read_prft_ntp(&head), None);
     assert_eq!(super::read_prft(&head), None);
     assert_eq!(super::read_prft(&[]), None);
 }

@@ -291,12 +291,14 @@ async fn playlist(
     secure: bool,
 ) -> Waited {
     let streamed = crate::http::llhls::streamable(route, req);
+    let came = state.live.ntp(state.live.now());
     let asked = match wait(state, req, route, streamed.is_some(), (peer, secure)).await {
         Ok(asked) => asked,
         Err(refused) => return Waited::Answer(refused),
     };
     // A part still being written: its fragments as they arrive (part.rs).
-    if let Some(f) = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what)) {
+    if let Some(mut f) = streamed.and_then(|(at, what)| state.live.follow(at.name, at.tag, what)) {
+        f.count_after(came);
         return Waited::Follow(f);
     }
     // (Asked already when the request started a pull on an edge.)

@@ -66,6 +66,7 @@ pub(super) async fn write(
         // Each write must take some bytes within the stall timeout, as a live viewer's.
         let progress = |_| Some((tokio::time::Instant::now() + stall).min(by));
         vectored::write_all(sock, &mut slices, progress).await?;
+        follow.delivered(live);
         head = None;
         if data.is_none() {
             return sock.flush().await;

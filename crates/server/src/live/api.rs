@@ -294,6 +294,7 @@ pub fn metrics(live: &Live, out: &mut String) {
     for (name, kind, help, value) in server {
         metric(out, &format!("live_{name}"), kind, help, value);
     }
+    live.delivery.metrics(out);
     let streams = live.list();
     for (name, kind, help, get) in FAMILIES {
         let name = format!("live_{name}");

@@ -144,6 +144,11 @@ pub struct PartFollow {
     rx: tokio::sync::watch::Receiver<u64>,
     /// The longest wait for the next fragment.
     limit: Duration,
+    /// When the ingest received the first frame of what was handed out last (NTP, its `prft`),
+    /// if it came after the request (delivery.rs).
+    arrived: Option<u64>,
+    /// When the request came (NTP), if its deliveries are counted.
+    requested: Option<u64>,
 }
 
 impl Live {
@@ -167,6 +172,8 @@ impl Live {
             taken: (0, 0),
             rx,
             limit,
+            arrived: None,
+            requested: None,
         })
     }
 }
@@ -198,6 +205,9 @@ impl PartFollow {
             };
             self.taken = taken;
             if !new.is_empty() {
+                // A part's new `Bytes` begin with a fragment's `prft` (a fragment is added whole).
+                self.arrived = media::cmaf::read_prft_ntp(&new[0])
+                    .filter(|&ntp| self.requested.is_some_and(|r| ntp >= r));
                 self.stream
                     .stats
                     .bytes_out
@@ -212,6 +222,22 @@ impl PartFollow {
                 Ok(Err(_)) => return Err(Error::new(ErrorKind::NotFound, "the stream is gone")),
                 Err(_) => return Err(Error::new(ErrorKind::TimedOut, "no fragment came")),
             }
+        }
+    }
+}
+
+impl PartFollow {
+    /// Counts in `Live::delivery` the frames that reach the ingest after `ntp`, when the
+    /// request came: what the request waited for, not what was there before it.
+    pub fn count_after(&mut self, ntp: u64) {
+        self.requested = Some(ntp);
+    }
+
+    /// What [`PartFollow::next`] handed out last is written: counted in `live.delivery` if its
+    /// first frame came after the request ([`PartFollow::count_after`]).
+    pub fn delivered(&mut self, live: &Live) {
+        if let Some(at) = self.arrived.take().and_then(|ntp| live.at_ntp(ntp)) {
+            live.delivery.record(live.now().saturating_sub(at));
         }
     }
 }

@@ -16,7 +16,9 @@
 //! - `dvr.rs`, `rewind.rs`: where a `?t=` viewer starts (ring or recording); an `.flv` one that
 //!   starts before its ring converts TS on its own until the FLV ring takes over.
 //! - `memory.rs`: what each stream holds, summed against the server-wide budget.
-//! - `stats.rs`: a stream's counters; `api.rs`: the JSON documents and the Prometheus families.
+//! - `stats.rs`: a stream's counters; `api.rs`: the JSON documents and the Prometheus families;
+//!   `delivery.rs`: how soon a frame reaches the LL-HLS part requests waiting for it.
+//! - `clock.rs`: the live clock's wall-clock side (NTP timestamps of `prft` boxes, and back).
 //!
 //! Every viewer of a stream waits on the stream's `watch` channel (one per stream and output
 //! family, not one per viewer, not a broadcast of data): the channel carries no data, only
@@ -25,6 +27,8 @@
 //! segmenter and the lifecycle are given.
 
 pub mod api;
+mod clock;
+pub(crate) mod delivery;
 pub(crate) mod dvr;
 pub mod fanout;
 pub(crate) mod follow;

@@ -254,8 +254,8 @@ pub struct Live {
     pub config: LiveConfig,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     epoch: Instant,
-    /// The wall clock at `epoch`, as an NTP timestamp (for MP4 `prft` boxes).
-    epoch_ntp: u64,
+    /// The wall clock at `epoch`, as an NTP timestamp (for MP4 `prft` boxes; clock.rs).
+    pub(super) epoch_ntp: u64,
     next_instance: AtomicU64,
     /// What all streams hold, against the budget.
     pub memory: Arc<Memory>,
@@ -265,6 +265,8 @@ pub struct Live {
     pub fanout: super::fanout::Fanout,
     /// Called with each new stream (not a publisher's return within the grace): the recorders.
     pub(crate) on_new_stream: std::sync::OnceLock<NewStream>,
+    /// How soon frames reach the LL-HLS part requests that wait for them.
+    pub(crate) delivery: super::delivery::Delivery,
 }
 
 /// What is done with each new stream.
@@ -283,16 +285,6 @@ impl std::fmt::Debug for NewStream {
 struct PublishKeys {
     per_stream: HashMap<String, String>,
     global: Option<String>,
-}
-
-/// The wall clock now as an NTP timestamp.
-fn ntp_now() -> u64 {
-    // Seconds from 1900 (NTP's era 0) to 1970.
-    const UNIX_TO_NTP: u64 = 2_208_988_800;
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    ((d.as_secs() + UNIX_TO_NTP) << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
 }
 
 /// A stream name: 1 to 128 of `A-Z a-z 0-9 _ - .`, not starting with a dot.
@@ -327,30 +319,16 @@ impl Live {
             config,
             streams: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
-            epoch_ntp: ntp_now(),
+            epoch_ntp: super::clock::ntp_now(),
             next_instance: AtomicU64::new(seed),
             on_new_stream: std::sync::OnceLock::new(),
+            delivery: Default::default(),
         }
     }
 
     /// Time on the live clock: what the rings, segmenters and lifecycles are given.
     pub fn now(&self) -> Duration {
         self.epoch.elapsed()
-    }
-
-    /// The wall clock at a time on the live clock, NTP format (seconds since 1900 in the high
-    /// 32 bits, a binary fraction in the low ones).
-    pub(crate) fn ntp(&self, at: Duration) -> u64 {
-        let secs = at.as_secs() << 32;
-        let frac = (u64::from(at.subsec_nanos()) << 32) / 1_000_000_000;
-        self.epoch_ntp.wrapping_add(secs | frac)
-    }
-
-    /// The live-clock time of a wall-clock time (Unix milliseconds); `None` before the clock
-    /// began.
-    pub(crate) fn at_wall(&self, unix_ms: u64) -> Option<Duration> {
-        let epoch = live::llhls::wallclock::ntp_to_unix_ms(self.epoch_ntp)?;
-        unix_ms.checked_sub(epoch).map(Duration::from_millis)
     }
 
     /// The instant of a time on the live clock (for timers).

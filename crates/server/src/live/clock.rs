@@ -1,0 +1,77 @@
+//! The live clock's wall-clock side: the NTP timestamp (what MP4 `prft` boxes carry) of a time
+//! on the live clock, and back. The live clock itself is monotonic ([`Live::now`]); its epoch's
+//! wall clock is read once, so a step of the system clock moves no timestamp and no delay.
+
+use super::Live;
+use std::time::Duration;
+
+impl Live {
+    /// The wall clock at a time on the live clock, NTP format (seconds since 1900 in the high
+    /// 32 bits, a binary fraction in the low ones).
+    pub(crate) fn ntp(&self, at: Duration) -> u64 {
+        ntp_at(self.epoch_ntp, at)
+    }
+
+    /// The time on the live clock of an NTP timestamp that [`Live::ntp`] made; `None` for one
+    /// before the clock began.
+    pub(crate) fn at_ntp(&self, ntp: u64) -> Option<Duration> {
+        since(self.epoch_ntp, ntp)
+    }
+
+    /// The live-clock time of a wall-clock time (Unix milliseconds); `None` before the clock
+    /// began.
+    pub(crate) fn at_wall(&self, unix_ms: u64) -> Option<Duration> {
+        let epoch = live::llhls::wallclock::ntp_to_unix_ms(self.epoch_ntp)?;
+        unix_ms.checked_sub(epoch).map(Duration::from_millis)
+    }
+}
+
+/// The NTP timestamp `at` after `epoch` (one).
+fn ntp_at(epoch: u64, at: Duration) -> u64 {
+    let secs = at.as_secs() << 32;
+    let frac = (u64::from(at.subsec_nanos()) << 32) / 1_000_000_000;
+    epoch.wrapping_add(secs | frac)
+}
+
+/// How long after `epoch` the NTP timestamp `ntp` is; `None` if it is before.
+fn since(epoch: u64, ntp: u64) -> Option<Duration> {
+    let d = ntp.checked_sub(epoch)?;
+    // The fraction is under 2^32, so the product is under 2^62.
+    let nanos = ((d & 0xffff_ffff) * 1_000_000_000) >> 32;
+    Some(Duration::new(d >> 32, u32::try_from(nanos).ok()?))
+}
+
+/// The wall clock now as an NTP timestamp.
+pub(super) fn ntp_now() -> u64 {
+    // Seconds from 1900 (NTP's era 0) to 1970.
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ((d.as_secs() + UNIX_TO_NTP) << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_on_the_live_clock_comes_back_from_its_ntp_timestamp_within_a_nanosecond() {
+        let epoch = ntp_now();
+        for at in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1_234_567),
+            Duration::new(86_400 * 400, 999_999_999),
+        ] {
+            let back = since(epoch, ntp_at(epoch, at)).unwrap();
+            let off = back.abs_diff(at);
+            assert!(
+                off <= Duration::from_nanos(1),
+                "{at:?} came back as {back:?}"
+            );
+        }
+        // Before the clock began.
+        assert_eq!(since(epoch, epoch - 1), None);
+    }
+}
