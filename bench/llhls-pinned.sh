@@ -93,7 +93,7 @@ if total:
     within = next(n for le, n in buckets if le == 0.005) / total * 100
     print(f"{sys.argv[2]}: server side, ingest to written to a waiting part request: p50 "
           f"{quantile(0.5):.2f} ms, p99 {quantile(0.99):.2f} ms, {within:.2f} % within 5 ms "
-          f"({total} frames)")
+          f"({total} writes)")
 EOF
   done
 done

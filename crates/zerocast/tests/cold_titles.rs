@@ -81,6 +81,10 @@ fn cold_request<T>(
     let mut tries = Vec::new();
     for _ in 0..5 {
         if !page_out(data, path, firsts) {
+            eprintln!(
+                "cold request of {path:?}, try {}: pages stayed",
+                tries.len() + 1
+            );
             tries.push(format!("the pages of {path:?} stayed in the page cache"));
             continue;
         }
@@ -90,7 +94,9 @@ fn cold_request<T>(
         if read_in >= need(&answer) {
             return answer;
         }
-        tries.push(format!("{read_in} bytes read in, {} needed", need(&answer)));
+        let tried = format!("{read_in} bytes read in, {} needed", need(&answer));
+        eprintln!("cold request of {path:?}, try {}: {tried}", tries.len() + 1);
+        tries.push(tried);
     }
     panic!("no try read the pages in: {tries:?}");
 }

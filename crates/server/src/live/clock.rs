@@ -33,9 +33,13 @@ fn ntp_at(epoch: u64, at: Duration) -> u64 {
     epoch.wrapping_add(secs | frac)
 }
 
-/// How long after `epoch` the NTP timestamp `ntp` is; `None` if it is before.
-fn since(epoch: u64, ntp: u64) -> Option<Duration> {
-    let d = ntp.checked_sub(epoch)?;
+/// How long after `epoch` the NTP timestamp `ntp` is; `None` if it is before. (Across the end
+/// of NTP's era 0, in 2036, as well: the timestamps wrap, the difference does not.)
+pub(crate) fn since(epoch: u64, ntp: u64) -> Option<Duration> {
+    let d = ntp.wrapping_sub(epoch);
+    if d >> 63 != 0 {
+        return None;
+    }
     // The fraction is under 2^32, so the product is under 2^62.
     let nanos = ((d & 0xffff_ffff) * 1_000_000_000) >> 32;
     Some(Duration::new(d >> 32, u32::try_from(nanos).ok()?))
@@ -73,5 +77,8 @@ mod tests {
         }
         // Before the clock began.
         assert_eq!(since(epoch, epoch - 1), None);
+        // Across the end of NTP's era 0.
+        let end = u64::MAX - (1 << 32) + 1;
+        assert_eq!(since(end, 1 << 31), Some(Duration::from_millis(1500)));
     }
 }

@@ -206,8 +206,11 @@ impl PartFollow {
             self.taken = taken;
             if !new.is_empty() {
                 // A part's new `Bytes` begin with a fragment's `prft` (a fragment is added whole).
-                self.arrived = media::cmaf::read_prft_ntp(&new[0])
-                    .filter(|&ntp| self.requested.is_some_and(|r| ntp >= r));
+                let after = |ntp| {
+                    self.requested
+                        .is_some_and(|r| super::clock::since(r, ntp).is_some())
+                };
+                self.arrived = media::cmaf::read_prft_ntp(&new[0]).filter(|&ntp| after(ntp));
                 self.stream
                     .stats
                     .bytes_out
