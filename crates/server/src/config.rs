@@ -62,6 +62,15 @@ pub struct Config {
     pub workers: Option<usize>,
 }
 
+impl Config {
+    /// How many worker threads [`Config::workers`] asks for.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -76,11 +76,12 @@ impl Drop for Admitted {
 }
 
 impl Conns {
-    /// `max`: the cap, or `None` for the descriptor limit less what is open now and a margin.
-    pub(crate) fn new(max: Option<usize>) -> Self {
+    /// `max`: the cap, or `None` for the descriptor limit less what is open now and a margin
+    /// (`workers`: the worker threads to be started, which take a few descriptors each).
+    pub(crate) fn new(max: Option<usize>, workers: usize) -> Self {
         Conns {
             open: AtomicUsize::new(0),
-            max: AtomicUsize::new(max.unwrap_or_else(default_max)),
+            max: AtomicUsize::new(max.unwrap_or_else(|| default_max(workers))),
             refused: AtomicU64::new(0),
             refused_address: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
@@ -175,16 +176,16 @@ impl Conns {
     }
 }
 
-/// The soft descriptor limit, less the descriptors open now, [`FD_MARGIN`] and a few per core
-/// for the worker runtimes.
-fn default_max() -> usize {
+/// The soft descriptor limit, less the descriptors open now, [`FD_MARGIN`] and a few for each
+/// of the `workers` runtimes, started after this (as configured: not one per core where fewer
+/// are asked for).
+fn default_max(workers: usize) -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
-    // The worker runtimes, started after this, take a few each (epoll, wake-up and timer fds).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The worker runtimes take a few each (epoll, wake-up and timer fds).
     limit.saturating_sub(open + FD_MARGIN + 4 * workers).max(1)
 }
 
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_cap_admits_up_to_max_and_a_closed_connection_makes_room() {
-        let c = Arc::new(Conns::new(Some(2)));
+        let c = Arc::new(Conns::new(Some(2), 1));
         let here = IpAddr::from([127, 0, 0, 1]);
         let a = c.admit(here).expect("first");
         let _b = c.admit(here).expect("second");
@@ -205,7 +206,7 @@ mod tests {
 
     #[test]
     fn one_address_holds_at_most_a_quarter_of_the_cap_and_an_ipv6_host_is_its_64() {
-        let c = Arc::new(Conns::new(Some(8)));
+        let c = Arc::new(Conns::new(Some(8), 1));
         let one = IpAddr::from([203, 0, 113, 9]);
         let held: Vec<_> = (0..2)
             .map(|_| c.admit(one).expect("within its share"))
@@ -236,10 +237,12 @@ mod tests {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(u64::MAX);
-        let max = default_max() as u64;
+        let max = default_max(2) as u64;
         assert!(
-            max >= 1 && max + FD_MARGIN as u64 <= limit,
+            max >= 1 && max + FD_MARGIN as u64 + 8 <= limit,
             "{max} of {limit}"
         );
+        // Fewer workers leave more for connections.
+        assert!(default_max(64) < default_max(2) || default_max(2) == 1);
     }
 }

@@ -183,7 +183,10 @@ impl Server {
         let mut state = State::new(
             library,
             Arc::new(live::Live::new(config.live.clone())),
-            Arc::new(conns::Conns::new(config.max_connections)),
+            Arc::new(conns::Conns::new(
+                config.max_connections,
+                config.worker_count(),
+            )),
             Arc::new(vod_metrics::VodMetrics::default()),
             tls,
             config,
@@ -322,11 +325,7 @@ impl Server {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Every connection task holds a clone; the count tells when all have finished.
         let active = Arc::new(());
-        let count = match self.state.config().workers {
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        let workers = match workers::Workers::start(count) {
+        let workers = match workers::Workers::start(self.state.config().worker_count()) {
             Ok(w) => Arc::new(w),
             Err(e) => {
                 tracing::error!(error = %e, "could not start worker threads; serving on the main runtime");

@@ -115,8 +115,10 @@ fn the_segment_being_written_is_streamed_frame_by_frame() {
     let shared = shared_dash();
     let s = &shared.server;
     let m = manifest(s, "dash");
-    let (l, d) = (listed(&m), instance_dir(&m));
-    let open = l[l.len() - 2];
+    // The next segment, listed before it begins: the request is held until it does, then it
+    // is streamed from its first frame to its last (the one being written when the manifest
+    // was read could be complete, or all but complete, by the time it is asked for).
+    let (open, d) = (*listed(&m).last().unwrap(), instance_dir(&m));
     let mut c = raw_get(s, &format!("/live/dash/{d}dash/v{open}.m4s"));
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -10,6 +10,18 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// The server under `ulimit -n 128` with `more` settings, two workers and two fan-out threads
+/// whatever the machine (a runtime per core of a 64-core machine would take more descriptors
+/// than the limit); the directory holds its configuration.
+fn served(more: &str) -> (Served, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("zerocast.toml");
+    let toml = format!("workers = 2\n{more}[live]\nfanout_threads = 2\n");
+    std::fs::write(&cfg, toml).unwrap();
+    let s = Served::start(Some(128), &["--config", cfg.to_str().unwrap()]);
+    (s, dir)
+}
+
 /// Opens `n` clients that each ask for the largest demo title and never read.
 fn never_reading(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     (0..n)
@@ -38,7 +50,7 @@ fn assert_answers_when_full(s: &Served) {
 
 #[test]
 fn at_the_connection_cap_healthz_gets_a_fast_answer() {
-    let s = Served::start(Some(128), &[]);
+    let (s, _dir) = served("");
     assert_answers_when_full(&s);
     let lines = s.log_lines("accept");
     assert!(
@@ -50,10 +62,7 @@ fn at_the_connection_cap_healthz_gets_a_fast_answer() {
 #[test]
 fn out_of_descriptors_healthz_gets_a_fast_answer_from_the_reserve() {
     // A cap the descriptors cannot back: accept hits EMFILE, and the reserve answers.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("zerocast.toml");
-    std::fs::write(&cfg, "max_connections = 100000\n").unwrap();
-    let s = Served::start(Some(128), &["--config", cfg.to_str().unwrap()]);
+    let (s, _dir) = served("max_connections = 100000\n");
     assert_answers_when_full(&s);
     let lines = s.log_lines("accept");
     assert!(

@@ -97,6 +97,11 @@ impl TestServer {
     /// address it had).
     pub fn start_bound(mut config: Config, library: Library) -> Self {
         config.rtmp_listen = Some("127.0.0.1:0".parse().unwrap());
+        // Two workers and two fan-out threads unless a test asks otherwise, whatever the
+        // machine: tests run side by side in one process, and a runtime per core each on a
+        // machine of many cores would take thousands of threads and descriptors between them.
+        config.workers = config.workers.or(Some(2));
+        config.live.fanout.threads = config.live.fanout.threads.or(Some(2));
         if let Some(t) = &mut config.tls {
             let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
             t.listen.iter_mut().for_each(|a| *a = any);

@@ -61,7 +61,14 @@ pub fn soak(nofile: Option<u32>, mix: Mix, run: Duration) -> Soak {
     // Never-reading viewers are given up on after 3 s, so they cycle through the run.
     // SOAK_LIVE: more `[live]` settings (to compare, e.g. "fanout_threads = 0").
     let extra = std::env::var("SOAK_LIVE").unwrap_or_default();
-    let toml = format!("[live]\nviewer_stall_timeout_secs = 3\n{extra}\n");
+    // Two workers and two fan-out threads whatever the machine: the descriptors they take, and
+    // so the connection cap under a limit, are those of the runs the limit was chosen by (a
+    // runtime per core of a 64-core machine would take a few hundred).
+    let fanout = match extra.contains("fanout_threads") {
+        true => "",
+        false => "fanout_threads = 2\n",
+    };
+    let toml = format!("workers = 2\n[live]\nviewer_stall_timeout_secs = 3\n{fanout}{extra}\n");
     std::fs::write(&cfg, toml).unwrap();
     let served = super::spawned::Served::start(nofile, &["--config", cfg.to_str().unwrap()]);
     let addr = served.addr;
