@@ -145,8 +145,29 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Every `<S t d>` of each Period's timelines begins where the one before it ends, or later (a
-/// gap in the media stays in its period, the timeline showing it): never before.
+/// gap in the media stays in its period, the timeline showing it): never before. And no segment
+/// is left out: `$Number$` counts the `<S>`s, so each Period's `startNumber` is the one before
+/// it plus that one's segments (a segment missing in the middle would shift every number after
+/// it onto another segment's media).
 fn assert_timelines_are_contiguous(m: &str) {
+    let attr = |s: &str, name: &str| -> u64 {
+        let v = s.split(&format!("{name}=\"")).nth(1).unwrap_or("");
+        v[..v.find('"').unwrap_or(0)].parse().unwrap_or(u64::MAX)
+    };
+    let mut next_number = None;
+    for period in m.split("<Period ").skip(1) {
+        if !period.contains("startNumber") {
+            // No tracks (an init segment without any): nothing numbered, nothing to follow on.
+            next_number = None;
+            continue;
+        }
+        let first = attr(period, "startNumber");
+        if let Some(n) = next_number {
+            assert_eq!(first, n, "a segment left out before a Period in {m}");
+        }
+        let timeline = period.split("</SegmentTimeline>").next().unwrap_or("");
+        next_number = Some(first + timeline.matches("<S ").count() as u64);
+    }
     for set in m.split("<SegmentTimeline>").skip(1) {
         let set = set.split("</SegmentTimeline>").next().unwrap_or("");
         let mut end = None;
