@@ -115,7 +115,20 @@ pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Optio
         .map(|p| u64::try_from(p.duration.as_millis()).unwrap_or(u64::MAX))
         .chain(kept.iter().map(|s| duration_ms(s, expected, part_ms)))
         .collect();
-    let depth: u64 = durations.iter().sum();
+    // Where a listed segment begins on the MPD's timeline (its Period's start plus its place in
+    // it).
+    let at = |s: &Listed| {
+        s.period
+            .at_ms
+            .saturating_add(s.period_ms.saturating_sub(u64::from(s.period.origin_ms)))
+    };
+    // How far back the window reaches: from the first listed segment's start to the last one's
+    // end, a gap in the media included (a sum of durations would leave it out, and a player
+    // would place the window's start after its first segments).
+    let last_end = listed.last().map_or(0, |l| {
+        at(l).saturating_add(durations.last().copied().unwrap_or(0))
+    });
+    let depth = last_end.saturating_sub(at(first));
     // While the stream is live, the segment after the open one is listed too (at the open one's
     // expected end): a player asks for it as soon as it has the open one, and the request is held
     // until it begins, instead of waiting for the next manifest to name it.
@@ -141,11 +154,7 @@ pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Optio
         rfc3339_ms(m.now_ms),
     );
     if ll.is_ended() {
-        let last = listed.last().unwrap_or(first);
-        let end = last.period.at_ms
-            + (last.period_ms - u64::from(last.period.origin_ms))
-            + durations.last().copied().unwrap_or(0);
-        let _ = write!(out, "mediaPresentationDuration=\"{}\" ", secs(end));
+        let _ = write!(out, "mediaPresentationDuration=\"{}\" ", secs(last_end));
     } else {
         let _ = write!(out, "minimumUpdatePeriod=\"{}\" ", secs(min_segment));
     }

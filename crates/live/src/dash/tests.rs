@@ -361,3 +361,27 @@ fn a_period_after_every_kept_segment_was_shrunk_away_begins_after_the_remembered
         "{m}"
     );
 }
+
+/// The encoder drops a second of frames (decode time 1.8 s to 2.8 s) inside one Period: the
+/// time-shift buffer reaches from the first listed segment's start to the open one's listed
+/// end, the gap included, not the sum of the segments' durations.
+#[test]
+fn the_time_shift_buffer_spans_a_gap_in_the_media() {
+    let mut l = stream();
+    feed(&mut l, 0, 45, 0, 0);
+    feed(&mut l, 70, 100, 0, 0);
+    let m = render(&l);
+    let t = timelines(&m);
+    assert_eq!(t.len(), 1, "one Period: {m}");
+    let (first, open) = (t[0][0], t[0][t[0].len() - 2]);
+    assert_eq!(first.0, 0, "{m}");
+    let listed: u64 = t[0][..t[0].len() - 1].iter().map(|s| s.1).sum();
+    let span = open.0 + open.1 - first.0;
+    assert!(span >= listed + 1000, "the gap is in the timeline: {m}");
+    let depth = attr(&m, "timeShiftBufferDepth");
+    assert_eq!(
+        depth,
+        format!("PT{}.{:03}S", span / 1000, span % 1000),
+        "{m}"
+    );
+}
