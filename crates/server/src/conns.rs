@@ -185,8 +185,16 @@ fn default_max(workers: usize) -> usize {
         .unwrap_or(u64::MAX);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+    cap_within(limit, open, workers)
+}
+
+/// The cap that `limit` descriptors leave with `open` open and `workers` runtimes to start.
+fn cap_within(limit: usize, open: usize, workers: usize) -> usize {
     // The worker runtimes take a few each (epoll, wake-up and timer fds).
-    limit.saturating_sub(open + FD_MARGIN + 4 * workers).max(1)
+    let kept = open
+        .saturating_add(FD_MARGIN)
+        .saturating_add(workers.saturating_mul(4));
+    limit.saturating_sub(kept).max(1)
 }
 
 #[cfg(test)]
@@ -242,7 +250,9 @@ mod tests {
             max >= 1 && max + FD_MARGIN as u64 + 8 <= limit,
             "{max} of {limit}"
         );
-        // Fewer workers leave more for connections.
-        assert!(default_max(64) < default_max(2) || default_max(2) == 1);
+        // The workers configured are what is kept for, not the cores; never under one.
+        assert_eq!(cap_within(760, 20, 2), 760 - 20 - 32 - 8);
+        assert_eq!(cap_within(760, 20, 64), 760 - 20 - 32 - 256);
+        assert_eq!(cap_within(128, 20, 64), 1);
     }
 }

@@ -385,3 +385,45 @@ fn the_time_shift_buffer_spans_a_gap_in_the_media() {
         "{m}"
     );
 }
+
+/// A publisher back 5 s later begins a second Period at its wall clock: the time-shift buffer
+/// reaches from the first Period's first listed segment to the second's open one's listed end,
+/// the 5 s between the Periods included.
+#[test]
+fn the_time_shift_buffer_spans_the_time_between_periods() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 3, 0, 0);
+    l.discontinuity();
+    feed(&mut l, 150, 50 * 2 + 5, 0, 5000);
+    let m = render(&l);
+    // Each Period's start and presentationTimeOffset, ms.
+    let periods: Vec<(u64, u64)> = m
+        .split("<Period ")
+        .skip(1)
+        .map(|p| {
+            let start = attr(p, "start")
+                .trim_start_matches("PT")
+                .trim_end_matches('S');
+            let start = (start.parse::<f64>().unwrap() * 1000.0).round() as u64;
+            (start, attr(p, "presentationTimeOffset").parse().unwrap())
+        })
+        .collect();
+    let t = timelines(&m);
+    assert_eq!((periods.len(), t.len()), (2, 2), "{m}");
+    let first = periods[0].0 + t[0][0].0 - periods[0].1;
+    let open = t[1][t[1].len() - 2];
+    let end = periods[1].0 + open.0 - periods[1].1 + open.1;
+    let listed: u64 = t[0]
+        .iter()
+        .chain(&t[1][..t[1].len() - 1])
+        .map(|s| s.1)
+        .sum();
+    assert_eq!(end - first, listed + 5000, "the 5 s between them: {m}");
+    let depth = attr(&m, "timeShiftBufferDepth");
+    let span = end - first;
+    assert_eq!(
+        depth,
+        format!("PT{}.{:03}S", span / 1000, span % 1000),
+        "{m}"
+    );
+}

@@ -51,9 +51,7 @@ impl Fanout {
     /// Starts the fan-out threads per `config`. Where the runtime cannot be built (no threads
     /// left), viewers run on the request workers and the reason is logged.
     pub fn start(config: FanoutConfig) -> Fanout {
-        let threads = config.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        });
+        let threads = config.threads.unwrap_or_else(crate::config::cores);
         if threads == 0 {
             return Fanout::inline();
         }
