@@ -126,6 +126,8 @@ pub struct VideoUrl {
     pub authority: String,
     /// The id, percent-encoded as in the URL.
     pub id: String,
+    /// The URL's query, sent on with every request made of it.
+    pub query: Option<String>,
 }
 
 impl VideoUrl {
@@ -151,18 +153,30 @@ impl VideoUrl {
         Ok(VideoUrl {
             authority,
             id: id.to_string(),
+            query: uri.query().filter(|q| !q.is_empty()).map(String::from),
         })
     }
 
+    /// `&` and the URL's own query (a signed link's `expires` and `sig`, a `jwt`), to be sent
+    /// on with every request made of it; empty without one.
+    fn carried(&self) -> String {
+        self.query
+            .as_ref()
+            .map_or(String::new(), |q| format!("&{q}"))
+    }
+
     pub fn video_path(&self) -> String {
-        format!("/videos/{}", self.id)
+        match &self.query {
+            Some(q) => format!("/videos/{}?{q}", self.id),
+            None => format!("/videos/{}", self.id),
+        }
     }
 
     pub fn seek_path(&self, timecode: &str) -> String {
         let t: String =
             percent_encoding::utf8_percent_encode(timecode, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
-        format!("/api/videos/{}/seek?t={t}", self.id)
+        format!("/api/videos/{}/seek?t={t}{}", self.id, self.carried())
     }
 
     /// The path of the clip between two times (an absent start is the beginning, an absent end
@@ -178,7 +192,7 @@ impl VideoUrl {
         if let Some(e) = end {
             q.push(format!("end={}", enc(e)));
         }
-        format!("/videos/{}?{}", self.id, q.join("&"))
+        format!("/videos/{}?{}{}", self.id, q.join("&"), self.carried())
     }
 }
 
@@ -250,8 +264,23 @@ async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Err
     Error::Status {
         url: url.to_string(),
         status,
-        message,
+        message: printable(&message, 300),
     }
+}
+
+/// Text from a server, fit for a terminal: control characters (escape sequences, carriage
+/// returns) become spaces, and at most `max` characters are kept (an HTML error page whole
+/// says nothing more).
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Resolves a timecode (`01:09:14:28`, `01:09:14;28`, `4154.93`, `1h9m14s`) to the byte offset of
@@ -270,7 +299,18 @@ pub async fn timecode_to_index(video: &str, timecode: &str) -> Result<Seek> {
     })
     .await?
     .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("seek answer: {e}")))
+    let mut seek: Seek =
+        serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("seek answer: {e}")))?;
+    // Printed as they came: no terminal escapes from a server.
+    let texts = [
+        &mut seek.keyframe.timecode,
+        &mut seek.requested.timecode,
+        &mut seek.frame_rate,
+    ];
+    for t in texts.into_iter().flatten() {
+        *t = printable(t, 64);
+    }
+    Ok(seek)
 }
 
 /// Fetches `size` bytes of `video` from `offset` (fewer at the end of the video) and streams them
@@ -349,9 +389,13 @@ async fn range_into<W: AsyncWrite + Unpin>(
                 .get(http::header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            // Exactly the range asked for, or less of it at the end: never more.
+            // Exactly the range asked for, or less of it where the video ends: never more, and
+            // never less before its end (a proxy's or a cache's short answer is not the chunk).
             let (start, end) = parse_content_range(cr)
-                .filter(|&(start, end)| start == offset && end <= last)
+                .filter(|&(start, end, total)| {
+                    start == offset && (end == last || (end < last && total == Some(end + 1)))
+                })
+                .map(|(start, end, _)| (start, end))
                 .ok_or_else(|| {
                     Error::Protocol(format!("asked for bytes {offset}-{last}, got '{cr}'"))
                 })?;
@@ -413,12 +457,17 @@ fn content_length<B>(resp: &hyper::Response<B>) -> Option<u64> {
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
 }
 
-fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+/// `bytes A-B/TOTAL`: A, B and TOTAL (`None` for `*`).
+fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let r = v.strip_prefix("bytes ")?;
-    let (range, _total) = r.split_once('/')?;
+    let (range, total) = r.split_once('/')?;
     let (a, b) = range.split_once('-')?;
     let (a, b) = (a.parse().ok()?, b.parse().ok()?);
-    (a <= b).then_some((a, b))
+    let total = match total {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    (a <= b).then_some((a, b, total))
 }
 
 #[cfg(test)]
@@ -454,11 +503,34 @@ mod tests {
             u.clip_path(None, Some("9")),
             "/videos/movies/a%20b.mp4?end=9"
         );
+        // A signed link's query goes with every request.
+        let s = VideoUrl::parse("http://h/videos/x.mp4?expires=9&sig=ab").unwrap();
+        assert_eq!(s.video_path(), "/videos/x.mp4?expires=9&sig=ab");
+        assert_eq!(
+            s.seek_path("5"),
+            "/api/videos/x.mp4/seek?t=5&expires=9&sig=ab"
+        );
+        assert_eq!(
+            s.clip_path(Some("1"), None),
+            "/videos/x.mp4?start=1&expires=9&sig=ab"
+        );
+    }
+
+    #[test]
+    fn server_text_is_printed_without_escapes_and_cut_short() {
+        assert_eq!(printable("bad\x1b[31m red\r\n", 100), "bad [31m red  ");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("abc", 3), "abc");
     }
 
     #[test]
     fn content_range() {
-        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99)));
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000"),
+            Some((0, 99, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 0-99/*"), Some((0, 99, None)));
+        assert_eq!(parse_content_range("bytes 0-99/x"), None);
         assert_eq!(parse_content_range("bytes 9-1/1000"), None);
         assert_eq!(parse_content_range("bytes */1000"), None);
     }

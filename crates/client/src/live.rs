@@ -17,6 +17,8 @@ pub struct LiveUrl {
     pub authority: String,
     pub name: String,
     pub key: Option<String>,
+    /// The URL's query less `key=` (a token, `t=` for a DVR start), sent on as it was.
+    pub query: Option<String>,
 }
 
 /// What [`watch`] takes.
@@ -29,10 +31,12 @@ impl LiveUrl {
         Self::parse_as(url, "http://HOST[:PORT]/live/NAME")
     }
 
-    /// A stream's URL to watch: `.ts` or no suffix; not `.flv`, HLS or another scheme.
+    /// A stream's URL to watch: `.ts` or no suffix; not `.flv`, `.mp4`, HLS, DASH or another
+    /// scheme.
     pub fn parse_watch(url: &str) -> Result<Self> {
         let u = Self::parse_as(url, WATCH_URL)?;
-        if u.name.ends_with(".flv") {
+        let other = [".flv", ".mp4", ".m3u8", ".mpd"];
+        if other.iter().any(|s| u.name.ends_with(s)) {
             return Err(Error::BadUrl {
                 url: url.into(),
                 expected: WATCH_URL,
@@ -61,20 +65,20 @@ impl LiveUrl {
             .map(|n| n.strip_suffix(".ts").unwrap_or(n))
             .filter(|n| !n.is_empty() && !n.contains('/'))
             .ok_or_else(bad)?;
-        let key = uri
-            .query()
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|kv| kv.strip_prefix("key="))
-            .map(|k| {
-                percent_encoding::percent_decode_str(k)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            });
+        let pairs = || uri.query().into_iter().flat_map(|q| q.split('&'));
+        let key = pairs().find_map(|kv| kv.strip_prefix("key=")).map(|k| {
+            percent_encoding::percent_decode_str(k)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        let rest: Vec<&str> = pairs()
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("key="))
+            .collect();
         Ok(LiveUrl {
             authority,
             name: name.to_string(),
             key,
+            query: (!rest.is_empty()).then(|| rest.join("&")),
         })
     }
 }
@@ -156,13 +160,15 @@ pub async fn publish(
     let total_ticks = plan.last().map_or(0, |p| p.1) + 3600;
     let mut sock = crate::connect(&u.authority).await?;
     let key = key.map(String::from).or(u.key.clone());
-    let mut path = format!("/live/{}", u.name);
+    let mut query: Vec<String> = u.query.iter().cloned().collect();
     if let Some(k) = &key {
-        path.push_str("?key=");
-        path.push_str(
-            &percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC)
-                .to_string(),
-        );
+        let k = percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC);
+        query.push(format!("key={k}"));
+    }
+    let mut path = format!("/live/{}", u.name);
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
     }
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: {}\r\nuser-agent: zerocast/{}\r\ncontent-type: video/mp2t\r\n\
@@ -360,7 +366,8 @@ pub async fn watch<W: AsyncWrite + Unpin>(
         .await
         .map_err(http)?;
     tokio::spawn(conn);
-    let req = Request::get(format!("/live/{}.ts", u.name))
+    let query = u.query.as_ref().map_or(String::new(), |q| format!("?{q}"));
+    let req = Request::get(format!("/live/{}.ts{query}", u.name))
         .header(http::header::HOST, &u.authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| Error::Protocol(e.to_string()))?;
@@ -379,21 +386,19 @@ pub async fn watch<W: AsyncWrite + Unpin>(
     let mut window = (Duration::ZERO, 0u64);
     let deadline = duration.map(|d| began + d);
     loop {
-        let frame = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => break,
-            },
-            // A stream that is reconnecting sends nothing for its grace (10 s by default).
-            None => match tokio::time::timeout(crate::TIMEOUT, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        addr: u.authority.clone(),
-                        what: "send more of the stream",
-                    })
-                }
-            },
+        // A stream that is reconnecting sends nothing for its grace (10 s by default); nothing
+        // for `TIMEOUT` is a stall, with or without a duration asked for.
+        let stall = Instant::now() + crate::TIMEOUT;
+        let until = deadline.map_or(stall, |d| d.min(stall));
+        let frame = match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(f) => f,
+            Err(_) if deadline.is_some_and(|d| d <= until) => break,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    addr: u.authority.clone(),
+                    what: "send more of the stream",
+                })
+            }
         };
         let Some(frame) = frame else {
             seen.ended = true;
@@ -454,7 +459,12 @@ mod tests {
         assert_eq!(u.authority, "127.0.0.1:8080");
         assert_eq!(u.name, "show");
         assert_eq!(u.key.as_deref(), Some("a b"));
+        assert_eq!(u.query, None);
         assert_eq!(LiveUrl::parse("http://h/live/x.ts").unwrap().name, "x");
+        // The rest of the query (a token, a DVR start) is kept to be sent on.
+        let u = LiveUrl::parse("http://h/live/x.ts?jwt=T&key=k&t=-00%3A00%3A20").unwrap();
+        assert_eq!(u.key.as_deref(), Some("k"));
+        assert_eq!(u.query.as_deref(), Some("jwt=T&t=-00%3A00%3A20"));
         for bad in [
             "http://h/videos/x",
             "http://h/live/",
@@ -474,6 +484,8 @@ mod tests {
         assert_eq!(LiveUrl::parse_watch("http://h/live/x").unwrap().name, "x");
         for bad in [
             "http://h/live/x.flv",
+            "http://h/live/x.mp4",
+            "http://h/live/x.m3u8",
             "http://h/live/x/index.m3u8",
             "rtmp://h/live/x",
         ] {

@@ -94,7 +94,11 @@ where
         return fetch(&mut f).await;
     }
     let partial = partial_path(path);
-    let mut f = tokio::fs::File::create(&partial)
+    let _ = tokio::fs::remove_file(&partial).await;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
         .await
         .map_err(client::Error::Output)?;
     let written = async {
@@ -115,11 +119,20 @@ where
 /// A local file's bytes, mapped rather than read: `index` and `publish` take files of any size.
 fn map(path: &Path) -> Result<bytes::Bytes> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    // A pipe or a device (`<(curl ...)`, /dev/stdin) cannot be mapped: read it.
+    // A pipe or a device (`<(curl ...)`, /dev/stdin) cannot be mapped: read it, up to a bound
+    // (a live source piped in never ends: `publish` paces a whole file by its timestamps).
     if !file.metadata().is_ok_and(|m| m.is_file()) {
+        const MAX: u64 = 4 << 30;
         let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut data)
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, MAX + 1), &mut data)
             .with_context(|| format!("reading {}", path.display()))?;
+        if data.len() as u64 > MAX {
+            bail!(
+                "{} holds more than 4 GiB: save it to a file first (for a live source, \
+                 publish with ffmpeg: -re -i SRC -c copy -f mpegts http://HOST/live/NAME)",
+                path.display()
+            );
+        }
         return Ok(data.into());
     }
     // SAFETY: the mapping is read-only and private to this command, and lives as long as the
@@ -128,6 +141,45 @@ fn map(path: &Path) -> Result<bytes::Bytes> {
     let map = unsafe { memmap2::Mmap::map(&file) }
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(bytes::Bytes::from_owner(map))
+}
+
+/// A new file at `path`, for this command alone: whatever was there (a partial file left by
+/// a run that was killed, or a link planted in its place) is removed first, not written
+/// through.
+async fn fresh(path: &Path) -> Result<tokio::fs::File> {
+    let _ = tokio::fs::remove_file(path).await;
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Ends a watch's output: flushed and renamed over `output` if anything was written, removed
+/// if nothing was (what was at `output` stays then). Returns the bytes kept.
+async fn keep(
+    file: Option<tokio::fs::File>,
+    partial: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let (Some(mut f), Some(partial), Some(output)) = (file, partial, output) else {
+        return Ok(0);
+    };
+    f.flush()
+        .await
+        .with_context(|| format!("writing {}", partial.display()))?;
+    let len = f.metadata().await.map_or(0, |m| m.len());
+    drop(f);
+    if len == 0 {
+        let _ = tokio::fs::remove_file(partial).await;
+        return Ok(0);
+    }
+    tokio::fs::rename(partial, output)
+        .await
+        .with_context(|| format!("renaming {} to {}", partial.display(), output.display()))?;
+    Ok(len)
 }
 
 /// `dir/.name.partial` for `dir/name`: where a download goes until it is whole.
@@ -281,12 +333,10 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
 pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> Result<()> {
     // A URL watch cannot follow is refused before anything is created.
     client::live::LiveUrl::parse_watch(url)?;
-    let mut file = match output {
-        Some(p) => Some(
-            tokio::fs::File::create(p)
-                .await
-                .with_context(|| format!("creating {}", p.display()))?,
-        ),
+    // Written beside the file until the watch ends (what was there stays if nothing came).
+    let partial = output.map(partial_path);
+    let mut file = match &partial {
+        Some(p) => Some(fresh(p).await?),
         None => None,
     };
     let duration = duration.map(Duration::from_secs_f64);
@@ -304,8 +354,21 @@ pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> R
     };
     let watching = client::live::watch(url, file.as_mut(), duration, events);
     let seen = tokio::select! {
-        r = watching => r?,
-        () = shutdown_signal() => return Ok(()),
+        r = watching => r,
+        () = shutdown_signal() => {
+            keep(file, partial.as_deref(), output).await?;
+            return Ok(());
+        }
+    };
+    // What came before a failure is kept too (a recording up to the stall), unless nothing did.
+    let kept = keep(file, partial.as_deref(), output).await?;
+    let seen = match seen {
+        Ok(seen) => seen,
+        Err(e) if kept > 0 => {
+            let to = output.map_or(String::new(), |o| o.display().to_string());
+            return Err(anyhow::Error::new(e).context(format!("{kept} bytes saved to {to}")));
+        }
+        Err(e) => return Err(e.into()),
     };
     say(format_args!(
         "{} bytes, {} keyframes in {:.1} s; first keyframe after {}; {}",

@@ -242,6 +242,68 @@ fn cli_get_refuses_a_range_answer_larger_than_asked() {
     assert!(!out.exists());
 }
 
+/// A proxy or cache that answers a short range before the video's end (`bytes 0-99` of five
+/// million when 1000 were asked for): `get` fails rather than save 100 bytes as the chunk.
+#[test]
+fn cli_get_refuses_a_range_answer_shorter_than_asked_before_the_end() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = c.read(&mut head).unwrap();
+        let _ = c.write_all(
+            b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-99/5000000\r\n\
+              content-length: 100\r\n\r\n",
+        );
+        let _ = c.write_all(&[b'x'; 100]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let get = zerocast(&[
+        "get",
+        &format!("http://{addr}/videos/x.mp4"),
+        "--size",
+        "1000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    server.join().unwrap();
+    assert_eq!(get.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&get.stderr);
+    assert!(
+        err.contains("asked for bytes 0-999, got 'bytes 0-99/5000000'"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// `watch -o` of a stream that is not there: the file that was there stays as it was, and
+/// nothing is left beside it.
+#[test]
+fn cli_watch_of_a_stream_that_is_not_there_leaves_the_output_file_as_it_was() {
+    let srv = TestServer::demo();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("precious.ts");
+    std::fs::write(&out, b"precious").unwrap();
+    let watch = zerocast(&[
+        "watch",
+        &srv.url("/live/nope.ts"),
+        "-o",
+        out.to_str().unwrap(),
+        "--duration",
+        "5",
+    ]);
+    assert_eq!(watch.status.code(), Some(1), "{watch:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["precious.ts"]);
+}
+
 /// `zerocast index FILE | head`: standard output closed early is a clean exit, not a panic.
 #[test]
 fn cli_index_into_a_closed_pipe_exits_cleanly() {
