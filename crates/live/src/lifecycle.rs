@@ -190,6 +190,18 @@ impl Lifecycle {
         }
     }
 
+    /// The server is stopping: a stream that is live, or waiting for its publisher to come
+    /// back, ends now (its recordings are finished, its playlists end), whatever its publisher
+    /// does after.
+    pub fn shut_down(&mut self, now: Duration) -> Transition {
+        match self.state {
+            State::Ended { .. } => Transition::None,
+            State::Live | State::Reconnecting { .. } => {
+                self.finish("the server is shutting down".into(), now)
+            }
+        }
+    }
+
     /// When `poll` has something to do next.
     pub fn deadline(&self) -> Option<Duration> {
         match self.state {
@@ -368,6 +380,24 @@ mod tests {
         grace: Duration::from_secs(10),
         linger: Duration::from_secs(60),
     };
+
+    #[test]
+    fn a_shut_down_ends_a_stream_waiting_for_its_publisher_and_nothing_after_it_ends() {
+        let mut l = Lifecycle::new(TIMING, s(0));
+        l.end(0, End::Dropped("reset".into()), s(5));
+        assert!(
+            matches!(l.shut_down(s(6)), Transition::Ended { reason, .. } if reason.contains("shutting down"))
+        );
+        assert!(l.is_ended());
+        assert_eq!(l.shut_down(s(7)), Transition::None);
+        assert_eq!(
+            l.end(0, End::Clean, s(8)),
+            Transition::None,
+            "the publisher's end after it"
+        );
+        let mut live = Lifecycle::new(TIMING, s(0));
+        assert!(matches!(live.shut_down(s(1)), Transition::Ended { .. }));
+    }
 
     #[test]
     fn a_second_publisher_on_a_live_stream_is_busy() {

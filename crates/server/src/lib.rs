@@ -41,6 +41,7 @@ mod rendered;
 mod response;
 mod rtmp_conn;
 pub mod shmem;
+mod shutdown;
 mod state;
 pub mod store;
 pub mod tls;
@@ -463,19 +464,7 @@ impl Server {
             l.abort();
             let _ = l.await;
         }
-        let grace = self.state.config().shutdown_grace;
-        let deadline = tokio::time::Instant::now() + grace;
-        while Arc::strong_count(&active) > 1 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    ?grace,
-                    open = Arc::strong_count(&active) - 1,
-                    "grace period over; closing the remaining connections"
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        shutdown::drain(&self.state, &active).await;
         // What is still open after the grace period ends with its worker's runtime.
         workers.stop();
     }

@@ -14,6 +14,17 @@ use std::time::{Duration, SystemTime};
 
 /// Runs `serve` with its flags and the config file already read.
 pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
+    // First of all: a SIGHUP (`systemctl reload`, logrotate) during the start (a library load,
+    // an object store's first listing) is queued for the reloader, instead of ending the
+    // process by its default action.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    // A file-size limit (`ulimit -f`) reached by a recording must fail that write (EFBIG, and the
+    // recording ends with a log line), not kill the server: SIGXFSZ is handled, and ignored.
+    let _file_size_limit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .context("installing the SIGXFSZ handler")?;
+    raise_descriptor_limit();
     let config_file = args.config.clone();
     let config::Settings {
         config,
@@ -22,6 +33,11 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
         watch,
     } = config::merge(args.clone(), file)?;
     let library_dir = library.clone();
+    // Before anything is made in it (the recordings' directories): a library that is not there
+    // (a mount not up yet) is an error, not an empty directory made on the root disk.
+    if let Some(dir) = library.as_ref().filter(|d| !d.is_dir()) {
+        anyhow::bail!("the library {} is not a directory", dir.display());
+    }
     let listeners = Listeners::bind(&config)?;
     // Recording files a stopped server was writing become titles (cut to whole packets).
     let mut rule_dirs: Vec<_> = config.record.iter().map(|r| r.dir.clone()).collect();
@@ -82,14 +98,6 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
             );
         }
     }
-    // Before the "listening" line: from then on a SIGHUP reloads and no longer ends the process.
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
-    // A file-size limit (`ulimit -f`) reached by a recording must fail that write (EFBIG, and the
-    // recording ends with a log line), not kill the server: SIGXFSZ is handled, and ignored.
-    let _file_size_limit =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
-            .context("installing the SIGXFSZ handler")?;
     if plain {
         tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
     }
@@ -228,8 +236,40 @@ fn report(ev: &LoadEvent<'_>) {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+/// The soft descriptor limit raised to the hard one (a service's soft limit is often 1024, far
+/// below what it may take: one descriptor per connection); said in the log when it changes.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let was = getrlimit(Resource::Nofile);
+    let (Some(soft), Some(hard)) = (was.current, was.maximum) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = soft, to = hard, "descriptor limit raised"),
+        Err(e) => tracing::warn!(soft, hard, error = %e, "could not raise the descriptor limit"),
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. A second one ends the process at once (exit status
+/// 1): a stop that hangs (a disk that does not answer) can still be cut short.
 pub async fn shutdown_signal() {
+    first_signal().await;
+    tracing::info!("signal received");
+    tokio::spawn(async {
+        first_signal().await;
+        tracing::warn!("a second signal: exiting at once");
+        std::process::exit(1);
+    });
+}
+
+async fn first_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -248,5 +288,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("signal received");
 }

@@ -259,3 +259,41 @@ fn a_full_disk_ends_the_recording_and_the_live_stream_plays_on() {
         None,
     );
 }
+
+/// A clean stop (SIGTERM) while a stream waits for its dropped publisher to come back: the
+/// stream ends with the server, and its recording is finished (renamed, no hidden `.part` left
+/// for the next start to recover).
+#[test]
+fn a_clean_stop_finishes_the_recording_of_a_stream_waiting_for_its_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    let rules = "[[record]]\nstreams = \"dusk\"\n[live]\ngrace_secs = 120\n";
+    let mut s = serve(&lib, rules, &[]);
+    let publisher = publish(&s, "dusk");
+    wait_title(&s, "recordings/dusk/", "a growing title", |t| {
+        t["growing"] == true && t["keyframes"].as_u64() >= Some(3)
+    });
+    drop(publisher);
+    wait_until("the stream waiting for its publisher", WAIT, || {
+        let r = get(&s, "/api/streams/dusk", &[]);
+        r.status == 200 && r.json()["state"] == "reconnecting"
+    });
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    wait_until("the server's exit", WAIT, || {
+        s.child.try_wait().unwrap().is_some()
+    });
+    let ended = s.log_lines("stream ended");
+    assert!(
+        ended.iter().any(|l| l.contains("shutting down")),
+        "{ended:?}"
+    );
+    assert_eq!(s.log_lines("recording ended with the stream").len(), 1);
+    let all: Vec<String> = std::fs::read_dir(lib.join("recordings/dusk"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(all.iter().all(|n| !n.ends_with(".part")), "{all:?}");
+    assert_eq!(finished_files(&lib, "dusk").len(), 1, "{all:?}");
+}

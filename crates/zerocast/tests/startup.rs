@@ -112,3 +112,26 @@ fn a_relative_library_in_a_config_file_is_relative_to_the_file() {
     let list = request(s.addr, "GET", "/api/videos", &[]).json();
     assert_eq!(list.as_array().map(Vec::len), Some(DEMO.len()), "{list}");
 }
+
+/// A library that is not there (a mount not up yet), with a recording rule: the start fails
+/// and says so, and makes no directory where the library should be.
+#[test]
+fn a_library_that_is_not_there_is_refused_and_not_made_for_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("videos");
+    let config = dir.path().join("zerocast.toml");
+    std::fs::write(&config, "[[record]]\nstreams = \"*\"\n").unwrap();
+    let out = serve_failing(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--rtmp-listen",
+        "off",
+        "--library",
+        lib.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let line = error_line(&out);
+    assert!(line.contains("is not a directory"), "{line}");
+    assert!(!lib.exists(), "the library directory was made");
+}

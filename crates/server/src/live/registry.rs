@@ -510,6 +510,15 @@ impl Live {
         self.apply(stream, transition);
     }
 
+    /// The server is stopping: every stream ends now, those waiting for a publisher to come
+    /// back too, so that their viewers drain and their recordings are finished.
+    pub(crate) fn shut_down(self: &Arc<Self>) {
+        for stream in self.list() {
+            let t = stream.write().lifecycle.shut_down(self.now());
+            self.apply(&stream, t);
+        }
+    }
+
     /// Carries out what the lifecycle decided, and schedules its next deadline.
     fn apply(self: &Arc<Self>, stream: &Arc<Stream>, transition: Transition) {
         match transition {
