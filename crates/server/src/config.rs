@@ -65,13 +65,8 @@ pub struct Config {
 impl Config {
     /// How many worker threads [`Config::workers`] asks for.
     pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(cores)
+        self.workers.unwrap_or_else(crate::live::fanout::cores)
     }
-}
-
-/// The cores this process may run on: the default count of worker and fan-out threads.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for Config {

@@ -47,11 +47,16 @@ pub struct Fanout {
     runtime: Mutex<Option<Runtime>>,
 }
 
+/// The cores this process may run on: the default count of fan-out and worker threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 impl Fanout {
     /// Starts the fan-out threads per `config`. Where the runtime cannot be built (no threads
     /// left), viewers run on the request workers and the reason is logged.
     pub fn start(config: FanoutConfig) -> Fanout {
-        let threads = config.threads.unwrap_or_else(crate::config::cores);
+        let threads = config.threads.unwrap_or_else(cores);
         if threads == 0 {
             return Fanout::inline();
         }
