@@ -25,6 +25,51 @@ fn error_doc(status: u16, error: &str) -> serde_json::Value {
     json!({ "status": status, "error": error })
 }
 
+// --- A publisher that sends a packet at a time --------------------------------------------------
+
+/// A publisher that sends one TS packet per write, half a millisecond apart (two thousand reads
+/// a second): its `.ts` viewer is woken about every 5 ms, not once per read (each wake a write
+/// to every viewer), and gets every byte.
+#[test]
+fn a_publisher_sending_a_packet_at_a_time_wakes_its_viewers_in_batches() {
+    use std::io::Write;
+    let s = server(|_| {});
+    let data = fixture_bytes();
+    let k = keyframes(&data);
+    let mut p = common::live::ChunkedPost::start(s.addr, "/live/drip");
+    p.0.set_nodelay(true).unwrap();
+    p.send(&data[..k[1]], Duration::ZERO);
+    wait_for(&s, "drip", "its first keyframe", |d| {
+        d["ring_units"].as_u64() >= Some(1)
+    });
+    let viewer = Viewer::start(s.addr, "/live/drip.ts", Reading::Fast);
+    wait_for(&s, "drip", "the viewer", |d| {
+        d["viewers"]["ts"].as_u64() >= Some(1)
+    });
+    let drip = &data[k[1]..k[1] + 1600 * PACKET];
+    let started = Instant::now();
+    for packet in drip.chunks(PACKET) {
+        let mut chunk = format!("{:x}\r\n", packet.len()).into_bytes();
+        chunk.extend_from_slice(packet);
+        chunk.extend_from_slice(b"\r\n");
+        p.0.write_all(&chunk).unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let took = started.elapsed();
+    common::live::wait_until("every byte at the viewer", WAIT, || {
+        viewer.body().is_some_and(|(b, _)| b.ends_with(drip))
+    });
+    let (r, _, _) = viewer.response();
+    let (sent, _) = common::live::chunks(&r.body);
+    // One a read would be 1,600; one per 5 ms of the drip, a few more for the start.
+    let batched = (took.as_millis() / 5) as usize + 20;
+    assert!(
+        sent.len() <= batched,
+        "{} writes to the viewer for 1,600 reads in {took:?}",
+        sent.len()
+    );
+}
+
 // --- Slow, stalled and fast viewers of a fast publisher ------------------------------------------
 
 /// An 8 MiB ring of at most 4 s, two skips allowed, a 2 s stall timeout, a 40 Mbit/s ingest limit.

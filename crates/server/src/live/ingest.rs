@@ -52,6 +52,18 @@ fn outcome(
     }
 }
 
+/// Resolves when the viewers are owed the wake that no read has given them yet (publish.rs:
+/// they are woken at most every few ms); never if they are not.
+fn owed_wake(publish: &Publish, live: &Live) -> impl std::future::Future<Output = ()> {
+    let owed = publish.wake_owed().map(|at| live.instant(at));
+    async move {
+        match owed {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Reads a publisher's body into slabs and publishes it. `side` holds body bytes that arrived with
 /// the request head. (`sock`: a publisher's connection, or an edge's to its origin.)
 pub(crate) async fn ingest<S: AsyncRead + Unpin>(
@@ -86,8 +98,13 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
                     let room = (buf.capacity() - buf.len()) as u64;
                     let mut limited = (&mut *sock).take(n.min(room));
                     let read = limited.read_buf(buf);
+                    let wake = owed_wake(publish, live);
                     let r = tokio::select! {
                         r = tokio::time::timeout(cfg.publisher_timeout, read) => r,
+                        () = wake => {
+                            publish.wake_now();
+                            continue;
+                        }
                         _ = shutdown.changed() => break Ended::Clean,
                         _ = kicks.changed() => break Ended::Refused(IngestError::Kicked),
                     };
@@ -119,8 +136,13 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
                     }
                     let mut limited = (&mut *sock).take(64);
                     let read = limited.read_buf(&mut side);
+                    let wake = owed_wake(publish, live);
                     let r = tokio::select! {
                         r = tokio::time::timeout(cfg.publisher_timeout, read) => r,
+                        () = wake => {
+                            publish.wake_now();
+                            continue;
+                        }
                         _ = shutdown.changed() => break Ended::Clean,
                         _ = kicks.changed() => break Ended::Refused(IngestError::Kicked),
                     };
@@ -131,6 +153,7 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
             }
         }
     };
+    publish.wake_now();
     if slab.pending() > 0 {
         tracing::debug!(stream = %publish.stream.name, bytes = slab.pending(), "partial packet at the end dropped");
     }

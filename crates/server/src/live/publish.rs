@@ -24,6 +24,12 @@ use std::time::Duration;
 /// RTMP sources without video wake `.ts` viewers at most this often.
 const AUDIO_ONLY_WAKE: Duration = Duration::from_millis(20);
 
+/// `.ts` and `.mp4` viewers of a TS source are woken at most this often: a publisher that sends
+/// a packet per read (thousands of reads a second) would otherwise wake every viewer of the
+/// stream for each, a hundred times the work of a wake per frame. What comes in between is
+/// woken by the deadline [`Publish::wake_owed`] gives the read loop.
+const TS_READ_WAKE: Duration = Duration::from_millis(5);
+
 /// The largest codec configuration (an FLV sequence header) a publisher may send: an avcC or
 /// hvcC is at most a few KiB (parameter sets are taken up to 16 KiB), an AAC or Opus one bytes.
 pub(crate) const MAX_SEQUENCE_HEADER: usize = 64 << 10;
@@ -46,6 +52,10 @@ pub struct Publish {
     clock_offset: Option<u32>,
     wake_ts: Batch,
     wake_media: Batch,
+    /// The wakes of a TS source's reads ([`TS_READ_WAKE`]), and when one is owed by (live
+    /// clock) for what was published without one.
+    ts_reads: Batch,
+    owed: Option<Duration>,
     /// TS bytes muxed from the tags (what the ingest bitrate holds too, `RateLimit::wait_made`).
     made: u64,
 }
@@ -71,6 +81,8 @@ impl Publish {
             clock_offset: None,
             wake_ts: Batch::new(AUDIO_ONLY_WAKE),
             wake_media: Batch::new(media_batch),
+            ts_reads: Batch::new(TS_READ_WAKE),
+            owed: None,
             made: 0,
         }
     }
@@ -152,8 +164,29 @@ impl Publish {
                 self.stream.wake_ll();
             }
         }
-        self.commit_prepared(data, true);
+        let now = self.live.now();
+        let wake = self.ts_reads.due(false, now);
+        self.commit_prepared(data, wake);
+        self.owed = match wake {
+            true => None,
+            false => self.owed.or(Some(now + TS_READ_WAKE)),
+        };
         Ok(())
+    }
+
+    /// When the viewers are owed a wake for what was published since the last one (live
+    /// clock), if they are: the read loop wakes them then ([`Publish::wake_now`]) if no read
+    /// has done it before.
+    pub fn wake_owed(&self) -> Option<Duration> {
+        self.owed
+    }
+
+    /// Wakes the `.ts` (and `.mp4`) viewers for what was published without a wake.
+    pub fn wake_now(&mut self) {
+        if self.owed.take().is_some() {
+            self.ts_reads.due(true, self.live.now());
+            self.stream.wake_ts();
+        }
     }
 
     /// Publishes one FLV tag body of an RTMP source at `ms`: serialised once for the FLV and
