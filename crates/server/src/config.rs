@@ -43,7 +43,7 @@ pub struct Config {
     pub signed: Option<crate::auth::signed::Signed>,
     pub live: LiveConfig,
     /// Which live streams are recorded into the library, and how (`[[record]]`); read when a
-    /// stream starts, so a reload applies to the streams that start after it.
+    /// stream starts. Only a restart changes them (a reload keeps them, `reload::needs_restart`).
     pub record: Vec<RecordRule>,
     /// Plain HTTP on `listen` (off: HTTPS only).
     pub plain_http: bool,

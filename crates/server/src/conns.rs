@@ -26,6 +26,9 @@ pub struct Conns {
     open: AtomicUsize,
     /// The cap; a reload may change it (connections over a lowered cap stay).
     max: AtomicUsize,
+    /// The cap without `max_connections`, as worked out at start (a reload that removes the
+    /// setting goes back to it).
+    default: usize,
     refused: AtomicU64,
     /// Of them, refused for their address's share.
     refused_address: AtomicU64,
@@ -79,9 +82,11 @@ impl Conns {
     /// `max`: the cap, or `None` for the descriptor limit less what is open now and a margin
     /// (`workers`: the worker threads to be started, which take a few descriptors each).
     pub(crate) fn new(max: Option<usize>, workers: usize) -> Self {
+        let default = default_max(workers);
         Conns {
             open: AtomicUsize::new(0),
-            max: AtomicUsize::new(max.unwrap_or_else(|| default_max(workers))),
+            max: AtomicUsize::new(max.unwrap_or(default)),
+            default,
             refused: AtomicU64::new(0),
             refused_address: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
@@ -122,9 +127,7 @@ impl Conns {
     /// A new cap (a reload); `None` keeps the one in force (the default is derived from the
     /// descriptors open at start, which a running server cannot measure again).
     pub(crate) fn set_max(&self, max: Option<usize>) {
-        if let Some(m) = max {
-            self.max.store(m, Relaxed);
-        }
+        self.max.store(max.unwrap_or(self.default), Relaxed);
     }
 
     /// A connection was refused (over the cap, or out of descriptors).
@@ -210,6 +213,10 @@ mod tests {
         assert!(c.admit(here).is_err(), "over the cap");
         drop(a);
         assert!(c.admit(here).is_ok(), "room again");
+        // A reload that removes `max_connections` goes back to the default cap.
+        c.set_max(None);
+        assert_eq!(c.max.load(Relaxed), c.default);
+        assert!(c.default >= 1);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Reloader {
     pub config_file: Option<PathBuf>,
     pub library: Option<PathBuf>,
     pub budget: u64,
+    /// Whether the library is watched for changes (`watch`), as at start.
+    pub watch: bool,
     pub server: server::reload::Reload,
     pub tls: Option<server::tls::Reloader>,
 }
@@ -65,6 +67,9 @@ impl Reloader {
         }
         if next.cache_budget != self.budget {
             restart.push("cache_size");
+        }
+        if next.watch != self.watch {
+            restart.push("watch");
         }
         if restart.is_empty() {
             tracing::info!("settings reloaded; new requests and connections use them");

@@ -115,6 +115,7 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
         config_file,
         library: library_dir,
         budget,
+        watch,
         server: server.reloader(),
         tls: server.tls_reloader(),
     };

@@ -291,7 +291,12 @@ impl FromTs {
         // dropped, so that no two frames share a time).
         let at = t.saturating_sub(first);
         self.began.get_or_insert(ms_of(at));
-        let cts = ((pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1)) / 90).min(0x7f_ffff) as u32;
+        // PTS after DTS by less than half the 33-bit period (a wrap between them included);
+        // one before it (invalid: a frame shown before it is decoded) is shown at its decode
+        // time, not 2.3 hours on.
+        let ahead = pts.0.wrapping_sub(dts.0) & (Ts90k::WRAP - 1);
+        let ahead = if ahead > Ts90k::WRAP / 2 { 0 } else { ahead };
+        let cts = (ahead / 90).min(0x7f_ffff) as u32;
         if video {
             self.video_frame(&pes.data, ms_of(at), cts, out);
         } else if self.opus {

@@ -377,9 +377,16 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         c.ring.max_age = Duration::from_secs(s.max(1));
     }
     if let Some(s) = &f.window_size {
-        c.ring.max_bytes = size::parse(s)
+        let bytes = size::parse(s)
             .map_err(anyhow::Error::msg)
-            .context("live.window_size")? as usize;
+            .context("live.window_size")?;
+        // Below a GOP of a low-rate stream, every viewer would skip at every unit and the
+        // recorder start a new file at every keyframe.
+        anyhow::ensure!(
+            bytes >= MIN_WINDOW_SIZE,
+            "live.window_size must be at least 1MiB (a stream's current GOP must fit; got {s})"
+        );
+        c.ring.max_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
     if let Some(s) = f.hls_segment_secs {
         c.hls.min_segment = Duration::from_secs_f64(s.clamp(0.1, 60.0));
@@ -453,6 +460,9 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     Ok(())
 }
+
+/// The smallest `live.window_size`.
+const MIN_WINDOW_SIZE: u64 = 1 << 20;
 
 /// Below this, no stream could start (each holds a 256 KiB receive buffer while published).
 const MIN_MEMORY_BUDGET: u64 = 1 << 20;

@@ -219,6 +219,7 @@ fn bad_values_get_a_clear_error() {
         " | send_timeout_secs = 9223372036854775807 => send_timeout_secs must be at most",
         " | [live]\nviewer_stall_timeout_secs = 9223372036854775807 => live.viewer_stall_timeout_secs",
         " | [live]\nmemory_budget = '100KiB' => live.memory_budget must be at least 1MiB",
+        " | [live]\nwindow_size = '0' => live.window_size must be at least 1MiB",
         " | [callbacks]\non_publish = 'https://auth.example/p'\nca = '/nonexistent/ca.pem' => callbacks.ca",
     ] {
         let (input, expected) = case.split_once(" => ").unwrap();

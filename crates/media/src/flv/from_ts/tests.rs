@@ -470,3 +470,46 @@ fn a_conversion_begun_just_before_late_video_joined_keeps_every_audio_frame() {
     assert!(gap <= 30, "a gap of {gap} ms in the audio");
     assert_eq!(conv.skipped, 0);
 }
+
+/// A video frame whose PTS is before its DTS (invalid, by a millisecond): its composition offset
+/// is 0, not the rest of the 33-bit period (2.3 hours).
+#[test]
+fn a_pts_before_its_dts_is_shown_at_its_decode_time() {
+    let mut data = clip();
+    data.truncate(data.len() / PACKET * PACKET);
+    let read = |b: &[u8]| -> u64 {
+        (u64::from(b[0] >> 1) & 7) << 30
+            | u64::from(b[1]) << 22
+            | u64::from(b[2] >> 1) << 15
+            | u64::from(b[3]) << 7
+            | u64::from(b[4] >> 1)
+    };
+    let mut patched = 0;
+    for p in data.chunks_mut(PACKET) {
+        let Some(h) = crate::ts::header(p) else {
+            continue;
+        };
+        let pes = &mut p[h.payload_start..];
+        // A video PES (stream id 0xE0) with both PTS and DTS.
+        if !h.pusi || pes.len() < 19 || pes[..4] != [0, 0, 1, 0xe0] || pes[7] >> 6 != 3 {
+            continue;
+        }
+        let pts = read(&pes[14..19]).wrapping_sub(90) & ((1 << 33) - 1);
+        pes[9] = 0x31 | ((pts >> 29) & 0x0e) as u8;
+        pes[10] = (pts >> 22) as u8;
+        pes[11] = (((pts >> 14) & 0xfe) | 1) as u8;
+        pes[12] = (pts >> 7) as u8;
+        pes[13] = (((pts << 1) & 0xfe) | 1) as u8;
+        patched += 1;
+    }
+    assert!(patched > 10, "frames with a DTS: {patched}");
+    let mut tags = Vec::new();
+    FromTs::default().feed(&data, &mut tags);
+    let offsets: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.video && !t.sequence)
+        .map(|t| u32::from_be_bytes([0, t.body[2], t.body[3], t.body[4]]))
+        .collect();
+    assert!(!offsets.is_empty());
+    assert!(offsets.iter().all(|&c| c < 1000), "{offsets:?}");
+}
