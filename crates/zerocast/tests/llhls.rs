@@ -240,38 +240,47 @@ fn delivery(s: &TestServer) -> (u64, f64, Vec<u64>) {
 fn the_frames_a_waiting_part_request_gets_are_timed_from_the_ingest_in_the_metrics() {
     let shared = shared_ll();
     let s = &shared.server;
-    let (msn, part) = hint(&playlist(s, ""));
-    let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
-    let (msn, part) = hint(&p);
-    let (before, sum_before, _) = delivery(s);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    let d = instance_dir(&p);
-    write!(
-        c,
-        "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
-    let mut raw = Vec::new();
-    c.read_to_end(&mut raw).unwrap();
-    let (sent, ended) = chunks(&raw);
-    assert!(ended && sent.len() >= 3, "{} chunks", sent.len());
-    // The chunks after the first two hold frames that came after the request (the first holds
-    // the part's first frame, there before it; the second may hold one the ingest had as the
-    // request came): each is timed once it is written.
-    let (after, sum, buckets) = delivery(s);
-    assert!(
-        after - before >= sent.len() as u64 - 2,
-        "{} timed of {} chunks",
-        after - before,
-        sent.len()
-    );
-    // On loopback, a frame is written within a part's duration of its arrival.
-    let mean = (sum - sum_before) / (after - before) as f64;
-    assert!(mean > 0.0 && mean < 0.2, "{mean} s on average");
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
-    assert_eq!(buckets.last(), Some(&after), "+Inf counts them all");
+    // A part that came in three writes or more (on a loaded machine a request can come late
+    // and find most of its part there: it is asked for again, with the next hint).
+    for _ in 0..5 {
+        let (msn, part) = hint(&playlist(s, ""));
+        let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
+        let (msn, part) = hint(&p);
+        let (before, sum_before, _) = delivery(s);
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        let d = instance_dir(&p);
+        write!(
+            c,
+            "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).unwrap();
+        let (sent, ended) = chunks(&raw);
+        assert!(ended, "the last chunk came");
+        if sent.len() < 3 {
+            continue;
+        }
+        // The chunks after the first two hold frames that came after the request (the first
+        // holds the part's first frame, there before it; the second may hold one the ingest had
+        // as the request came): each is timed once it is written.
+        let (after, sum, buckets) = delivery(s);
+        assert!(
+            after - before >= sent.len() as u64 - 2,
+            "{} timed of {} chunks",
+            after - before,
+            sent.len()
+        );
+        // On loopback, a frame is written within a part's duration of its arrival.
+        let mean = (sum - sum_before) / (after - before) as f64;
+        assert!(mean > 0.0 && mean < 0.2, "{mean} s on average");
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert_eq!(buckets.last(), Some(&after), "+Inf counts them all");
+        return;
+    }
+    panic!("no part of five came in three writes or more");
 }
 
 #[test]
