@@ -138,14 +138,19 @@ pub struct Published {
 
 /// Publishes an MPEG-TS file to `url` (`http://HOST/live/NAME`), paced in real time from its
 /// timestamps, as one chunked POST. With `looped`, sends it again and again, continuing counters
-/// and timestamps so players see one stream. `progress` is called about once a second.
+/// and timestamps so players see one stream. `progress` is called about once a second. When
+/// `stop` resolves (a signal), the body is ended properly (its last chunk) between two chunks:
+/// the server ends the stream at once, instead of waiting out its grace for a publisher that
+/// dropped.
 pub async fn publish(
     url: &str,
     key: Option<&str>,
     data: Bytes,
     looped: bool,
     mut progress: impl FnMut(&Published),
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Published> {
+    let mut stop = std::pin::pin!(stop);
     let u = LiveUrl::parse(url)?;
     let start = media::ts::find_sync(&data)
         .filter(|&s| s == 0)
@@ -190,7 +195,7 @@ pub async fn publish(
     let mut next_report = Duration::from_secs(1);
     // Each chunk is restamped in a copy of its own (whole packets: the plan cuts between them).
     let mut chunk = Vec::new();
-    loop {
+    'publishing: loop {
         if report.loops > 0 {
             restamp.new_session();
         }
@@ -202,8 +207,9 @@ pub async fn publish(
             let due_ticks = base + plan.get(i).map_or(total_ticks, |p| p.1);
             let due = Duration::from_micros(due_ticks * 100 / 9);
             let now = began.elapsed();
-            if due > now {
-                tokio::time::sleep(due - now).await;
+            tokio::select! {
+                () = tokio::time::sleep(due.saturating_sub(now)) => {}
+                () = &mut stop => break 'publishing,
             }
             let horizon = plan.get(i).map_or(u64::MAX, |p| p.1 + 1800);
             while i < plan.len() && plan[i].1 <= horizon {

@@ -302,7 +302,7 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
             .into(),
         _ => data,
     };
-    let publishing = client::live::publish(url, key, data, looped, |p| {
+    let progress = |p: &client::live::Published| {
         eprint!(
             "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}   ",
             p.bytes as f64 / 1e6,
@@ -310,14 +310,10 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
             p.bytes as f64 * 8.0 / p.elapsed.as_secs_f64().max(0.001) / 1e6,
             p.loops + 1
         );
-    });
-    let done = tokio::select! {
-        r = publishing => r?,
-        () = shutdown_signal() => {
-            eprintln!();
-            return Ok(());
-        }
     };
+    // A signal ends the body properly: the stream ends at once (not after the server's grace).
+    let done = client::live::publish(url, key, data, looped, progress, shutdown_signal()).await?;
+    eprintln!();
     eprintln!(
         "\rpublished {} bytes in {:.1} s ({} pass{})",
         done.bytes,

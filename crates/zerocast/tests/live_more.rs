@@ -427,6 +427,23 @@ fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
     );
 }
 
+/// Ctrl-C on `zerocast publish` ends the body properly: the stream ends at once ("publisher
+/// finished"), not after the server's grace for a publisher that dropped (60 s here).
+#[test]
+fn a_signal_to_the_cli_publisher_ends_the_stream_at_once() {
+    let s = server(|c| c.grace = Duration::from_secs(60));
+    let f = live_ts();
+    let publisher =
+        Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &s.url("/live/sig")]));
+    wait_for(&s, "sig", "live", |d| d["ring_units"].as_u64() > Some(3));
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe { libc::kill(publisher.0.id() as i32, libc::SIGINT) };
+    let d = wait_for(&s, "sig", "its end", |d| d["state"] == "ended");
+    assert_eq!(d["end_reason"], "publisher finished");
+    let (ok, err) = publisher.wait(WAIT);
+    assert!(ok, "{err}");
+}
+
 #[test]
 fn the_cli_publishes_an_mp4_remuxed_to_mpeg_ts() {
     let s = server(|c| c.global_key = Some("cli".into()));
