@@ -197,6 +197,13 @@ impl ToTs {
         let data = &body[2..];
         if packet == 0 {
             self.aac = audio_specific_config(data);
+            if let Some(m) = self.muxer.as_mut().filter(|m| m.audio_codec().is_none()) {
+                // Audio configured after the TS began without it: named from the next tables.
+                if self.aac.is_some() {
+                    m.set_audio(Audio::Aac);
+                    self.tracks_changed = true;
+                }
+            }
             return Ok(());
         }
         if self.muxer.is_none() && self.video.is_none() && self.aac.is_some() {
@@ -434,6 +441,37 @@ pub(crate) mod tests {
             .filter(|c| matches!(c, crate::ts::Cut::Keyframe { at, .. } if *at >= switched))
             .count();
         assert_eq!(keyframes_after, 2, "the two H.265 keyframes");
+    }
+
+    /// The AVC sequence header and the first keyframe, then the AAC configuration: the TS that
+    /// began without audio names it from the next tables on (a PMT of the next version), its
+    /// frames are muxed, and the change is reported for the HLS playlist.
+    #[test]
+    fn audio_configured_after_the_first_video_frame_joins_the_ts() {
+        let (_, tags) = faststart_tags();
+        let mut conv = ToTs::default();
+        let mut out = Vec::new();
+        let aac_config = tags.iter().find(|t| !t.0 && t.2[1] == 0).unwrap();
+        let first_key = tags.iter().position(|t| t.0 && t.2[1] == 1).unwrap();
+        for t in tags[..=first_key].iter().filter(|t| t.0) {
+            send(&mut conv, t, &mut out);
+        }
+        send(&mut conv, aac_config, &mut out);
+        for t in tags[first_key + 1..].iter().filter(|t| t.2[1] != 0) {
+            send(&mut conv, t, &mut out);
+        }
+        assert_eq!(conv.codecs(), (Some("h264"), Some("aac")));
+        assert!(conv.take_tracks_changed() && !conv.take_tracks_changed());
+        let mut splitter = crate::ts::Splitter::default();
+        splitter.feed(&out, &mut Vec::new()).unwrap();
+        assert_eq!(splitter.audio_codecs(), ["aac"], "the PMT names AAC");
+        // Its frames are muxed on the audio PID (a file index reads the first PMT only).
+        let audio_packets = out
+            .chunks(crate::ts::PACKET)
+            .filter_map(crate::ts::header)
+            .filter(|h| h.pid == crate::ts::mux::AUDIO_PID)
+            .count();
+        assert!(audio_packets > 100, "{audio_packets} audio packets");
     }
 
     #[test]

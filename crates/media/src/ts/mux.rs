@@ -59,6 +59,11 @@ impl Muxer {
         }
     }
 
+    /// The audio codec muxed, if any.
+    pub fn audio_codec(&self) -> Option<Audio> {
+        self.audio
+    }
+
     /// The video codec muxed, if any.
     pub fn video_codec(&self) -> Option<Video> {
         self.video
@@ -78,6 +83,18 @@ impl Muxer {
         self.pmt_version = (self.pmt_version + 1) & 0x1f;
         self.last_psi = None;
         self.last_pcr = None;
+    }
+
+    /// AAC from now on, in a muxer that began without audio (a publisher whose audio
+    /// configuration came after its first video frame): the PMT names it from the next tables
+    /// on, its version one up. Nothing when it is muxed already.
+    pub fn set_audio(&mut self, audio: Audio) {
+        if self.audio == Some(audio) {
+            return;
+        }
+        self.audio = Some(audio);
+        self.pmt_version = (self.pmt_version + 1) & 0x1f;
+        self.last_psi = None;
     }
 
     pub fn video(&mut self, au: &AccessUnit<'_>, out: &mut Vec<u8>) {
