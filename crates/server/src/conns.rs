@@ -124,8 +124,8 @@ impl Conns {
         self.max.load(Relaxed)
     }
 
-    /// A new cap (a reload); `None` keeps the one in force (the default is derived from the
-    /// descriptors open at start, which a running server cannot measure again).
+    /// A new cap (a reload); `None` goes back to the default worked out at start (from the
+    /// descriptors open then, which a running server cannot measure again).
     pub(crate) fn set_max(&self, max: Option<usize>) {
         self.max.store(max.unwrap_or(self.default), Relaxed);
     }

@@ -164,12 +164,14 @@ async fn keep(
     output: Option<&Path>,
 ) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
-    let (Some(mut f), Some(partial), Some(output)) = (file, partial, output) else {
+    let Some(mut f) = file else {
         return Ok(0);
     };
-    f.flush()
-        .await
-        .with_context(|| format!("writing {}", partial.display()))?;
+    f.flush().await.context("writing the output")?;
+    // Written in place (not a regular file): nothing to rename.
+    let (Some(partial), Some(output)) = (partial, output) else {
+        return Ok(0);
+    };
     let len = f.metadata().await.map_or(0, |m| m.len());
     drop(f);
     if len == 0 {
@@ -329,11 +331,21 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
 pub async fn watch(url: &str, output: Option<&Path>, duration: Option<f64>) -> Result<()> {
     // A URL watch cannot follow is refused before anything is created.
     client::live::LiveUrl::parse_watch(url)?;
-    // Written beside the file until the watch ends (what was there stays if nothing came).
-    let partial = output.map(partial_path);
-    let mut file = match &partial {
-        Some(p) => Some(fresh(p).await?),
-        None => None,
+    // Written beside the file until the watch ends (what was there stays if nothing came);
+    // what is not a regular file (/dev/null, a FIFO a player reads, a link) is written as it is.
+    let in_place =
+        output.filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_file()));
+    let partial = output.filter(|_| in_place.is_none()).map(partial_path);
+    let mut file = match (&partial, in_place) {
+        (Some(p), _) => Some(fresh(p).await?),
+        (None, Some(p)) => Some(
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .await
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
+        (None, None) => None,
     };
     let duration = duration.map(Duration::from_secs_f64);
     let events = |e: client::live::WatchEvent<'_>| match e {

@@ -259,34 +259,29 @@ fn raise_descriptor_limit() {
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. A second one ends the process at once (exit status
-/// 1): a stop that hangs (a disk that does not answer) can still be cut short.
+/// 1): a stop that hangs (a disk that does not answer) can still be cut short. Both signals are
+/// listened for before the first comes, so a second that follows at once is not lost.
 pub async fn shutdown_signal() {
-    first_signal().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
     tracing::info!("signal received");
-    tokio::spawn(async {
-        first_signal().await;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
         tracing::warn!("a second signal: exiting at once");
         std::process::exit(1);
     });
-}
-
-async fn first_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -566,3 +566,49 @@ fn watch_refuses_flv_hls_and_rtmp_urls_as_bad_usage() {
         );
     }
 }
+
+/// `watch -o FIFO` (a player reading it, or /dev/null) writes through it as the stream comes:
+/// nothing is made beside it, and it stays what it was.
+#[test]
+fn cli_watch_into_a_fifo_writes_through_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = common::live::server(|_| {});
+    let data = std::fs::read(common::fixtures::live_ts()).unwrap();
+    let half = data.len() / 2 / 188 * 188;
+    let _publisher = common::live::raw_publish(s.addr, "/live/pipe", &data[..half]);
+    common::live::wait_for(&s, "pipe", "a keyframe", |d| {
+        d["ring_units"].as_u64() >= Some(1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("player");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path; mkfifo touches no memory of ours.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap().len())
+    };
+    let w = zerocast(&[
+        "watch",
+        &s.url("/live/pipe.ts"),
+        "-o",
+        fifo.to_str().unwrap(),
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(
+        w.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    // (Before the reader is joined: a FIFO replaced by a file would leave it waiting.)
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(meta.file_type().is_fifo());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["player"]);
+    assert!(reader.join().unwrap() > 0, "the player read the stream");
+}

@@ -90,8 +90,10 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
                     side.advance(k);
                     k
                 } else {
-                    // Over the rate limit: stop reading for a while (TCP pushes back).
+                    // Over the rate limit: stop reading for a while (TCP pushes back); what was
+                    // read is seen by the viewers first.
                     if let Some(wait) = rate.wait(body.wire(), live.now()) {
+                        publish.wake_now();
                         tokio::time::sleep(wait).await;
                     }
                     let buf = slab.spare();
@@ -129,6 +131,7 @@ pub(crate) async fn ingest<S: AsyncRead + Unpin>(
                 if body.want() == Want::Framing && (used == 0 || side.is_empty()) {
                     // Framing is read 64 bytes at a time: it counts against the rate too.
                     if let Some(wait) = rate.wait(body.wire(), live.now()) {
+                        publish.wake_now();
                         tokio::time::sleep(wait).await;
                     }
                     if side.capacity() - side.len() < 64 {
