@@ -269,12 +269,19 @@ async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Err
 }
 
 /// Text from a server, fit for a terminal: control characters (escape sequences, carriage
-/// returns) become spaces, and at most `max` characters are kept (an HTML error page whole
-/// says nothing more).
+/// returns) and the marks that reorder text (bidirectional overrides and isolates) become
+/// spaces, and at most `max` characters are kept (an HTML error page whole says nothing more).
 pub fn printable(text: &str, max: usize) -> String {
+    let reorders = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     let mut out: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || reorders(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .take(max)
         .collect();
     if text.chars().nth(max).is_some() {
@@ -521,6 +528,7 @@ mod tests {
         assert_eq!(printable("bad\x1b[31m red\r\n", 100), "bad [31m red  ");
         assert_eq!(printable("abcdef", 3), "abc…");
         assert_eq!(printable("abc", 3), "abc");
+        assert_eq!(printable("ok\u{202E}gpj.exe", 100), "ok gpj.exe");
     }
 
     #[test]

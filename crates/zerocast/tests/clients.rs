@@ -204,22 +204,17 @@ fn cli_get_into_dev_null_writes_through_it() {
     assert!(!std::path::Path::new("/dev/.null.partial").exists());
 }
 
-/// A server that answers more than was asked for (`Content-Range` past the range): `get`
-/// refuses it rather than writing whatever comes.
-#[test]
-fn cli_get_refuses_a_range_answer_larger_than_asked() {
+/// `get --size 1000 -o FILE` against a server that answers every request with `head` then
+/// `body`: what the command did, what it said, and whether FILE exists.
+fn get_1000_from(head: &'static [u8], body: Vec<u8>) -> (Option<i32>, String, bool) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut c, _) = listener.accept().unwrap();
-        let mut head = [0u8; 4096];
-        let _ = c.read(&mut head).unwrap();
-        let body = vec![b'x'; 64 << 10];
-        let _ = c.write_all(
-            b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-999999999/*\r\n\
-              content-length: 1000000000\r\n\r\n",
-        );
+        let mut asked = [0u8; 4096];
+        let _ = c.read(&mut asked).unwrap();
+        let _ = c.write_all(head);
         let _ = c.write_all(&body);
     });
     let dir = tempfile::tempdir().unwrap();
@@ -233,50 +228,42 @@ fn cli_get_refuses_a_range_answer_larger_than_asked() {
         out.to_str().unwrap(),
     ]);
     server.join().unwrap();
-    assert_eq!(get.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&get.stderr);
+    let err = String::from_utf8_lossy(&get.stderr).into_owned();
+    (get.status.code(), err, out.exists())
+}
+
+/// A server that answers more than was asked for (`Content-Range` past the range): `get`
+/// refuses it rather than writing whatever comes.
+#[test]
+fn cli_get_refuses_a_range_answer_larger_than_asked() {
+    let (code, err, written) = get_1000_from(
+        b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-999999999/*\r\n\
+          content-length: 1000000000\r\n\r\n",
+        vec![b'x'; 64 << 10],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("asked for bytes 0-999, got 'bytes 0-999999999/*'"),
         "{err}"
     );
-    assert!(!out.exists());
+    assert!(!written);
 }
 
 /// A proxy or cache that answers a short range before the video's end (`bytes 0-99` of five
 /// million when 1000 were asked for): `get` fails rather than save 100 bytes as the chunk.
 #[test]
 fn cli_get_refuses_a_range_answer_shorter_than_asked_before_the_end() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut c, _) = listener.accept().unwrap();
-        let mut head = [0u8; 4096];
-        let _ = c.read(&mut head).unwrap();
-        let _ = c.write_all(
-            b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-99/5000000\r\n\
-              content-length: 100\r\n\r\n",
-        );
-        let _ = c.write_all(&[b'x'; 100]);
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("x");
-    let get = zerocast(&[
-        "get",
-        &format!("http://{addr}/videos/x.mp4"),
-        "--size",
-        "1000",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    server.join().unwrap();
-    assert_eq!(get.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&get.stderr);
+    let (code, err, written) = get_1000_from(
+        b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-99/5000000\r\n\
+          content-length: 100\r\n\r\n",
+        vec![b'x'; 100],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("asked for bytes 0-999, got 'bytes 0-99/5000000'"),
         "{err}"
     );
-    assert!(!out.exists());
+    assert!(!written);
 }
 
 /// `zerocast index FILE | head`: standard output closed early is a clean exit, not a panic.

@@ -245,6 +245,8 @@ impl<T> Fragmenter<T> {
     fn fragment(&mut self, video: Option<(u32, Sample, T)>, out: &mut Vec<Event<T>>) -> Result<()> {
         let queued = std::mem::take(&mut self.queued);
         // Each audio frame lasts until the next; the last one, as long as the interval before it.
+        // Never 0 (two frames at one time, from a publisher that repeats a timestamp): players
+        // stall on a sample of no duration.
         let estimates: Vec<u32> = queued
             .iter()
             .map(|p| self.interval(1, p.ms, FIRST_AUDIO_MS))
@@ -255,7 +257,8 @@ impl<T> Fragmenter<T> {
             .map(|(i, p)| Sample {
                 duration: queued
                     .get(i + 1)
-                    .map_or(estimates[i], |next| next.ms.saturating_sub(p.ms)),
+                    .map_or(estimates[i], |next| next.ms.saturating_sub(p.ms))
+                    .max(1),
                 size: p.size,
                 keyframe: true,
                 cto: 0,

@@ -533,3 +533,40 @@ fn audio_of_clip() -> super::AudioTrack {
     }
     f.tracks().1.cloned().expect("the clip has audio")
 }
+
+/// Two audio frames at one time (a publisher that repeats a timestamp, or an Opus packet of no
+/// frames before another): no sample of a fragment lasts 0 (players stall on them).
+#[test]
+fn audio_frames_that_share_a_timestamp_never_make_a_sample_of_no_duration() {
+    let mut f = Fragmenter::<u8>::default();
+    let mut out = Vec::new();
+    f.video_config(avc_track());
+    f.audio_config(aac_track());
+    f.frame(true, true, 0, 0, 1, 0, &mut out).unwrap();
+    for ms in [10, 10, 30] {
+        f.frame(false, true, 0, ms, 1, 0, &mut out).unwrap();
+    }
+    f.frame(true, false, 0, 40, 1, 0, &mut out).unwrap();
+    let mut durations = Vec::new();
+    for e in &out {
+        let Event::Fragment { head, .. } = e else {
+            continue;
+        };
+        // Each `trun`: version and flags, a count, the data offset, then 16 bytes a sample
+        // (duration, size, flags, composition offset).
+        for at in head
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w == b"trun")
+            .map(|(i, _)| i)
+        {
+            let n = u32::from_be_bytes(head[at + 8..at + 12].try_into().unwrap()) as usize;
+            for s in 0..n {
+                let d = at + 16 + 16 * s;
+                durations.push(u32::from_be_bytes(head[d..d + 4].try_into().unwrap()));
+            }
+        }
+    }
+    assert_eq!(durations.len(), 5, "two video frames, three audio ones");
+    assert!(durations.iter().all(|&d| d > 0), "{durations:?}");
+}
