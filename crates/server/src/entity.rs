@@ -121,11 +121,20 @@ pub fn render(e: &dyn Entity, policy: &Policy, outcome: Outcome) -> Response<Chu
     if let Some((_, lm)) = e.last_modified() {
         h.insert(LAST_MODIFIED, lm);
     }
-    h.insert(
-        CACHE_CONTROL,
-        e.cache_control()
-            .unwrap_or_else(|| policy.cache_control.clone()),
-    );
+    // What a cache may keep: the entity and its 304, never a 412 or 416 (one client's odd
+    // conditions or ranges would fail the title for everyone behind a shared cache).
+    if !matches!(
+        outcome,
+        Outcome::PreconditionFailed | Outcome::Unsatisfiable
+    ) {
+        h.insert(
+            CACHE_CONTROL,
+            e.cache_control()
+                .unwrap_or_else(|| policy.cache_control.clone()),
+        );
+    } else {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let ctype = HeaderValue::from_static(e.content_type());
     let (status, body) = match outcome {
         Outcome::NotModified => (StatusCode::NOT_MODIFIED, Chunks::empty()),

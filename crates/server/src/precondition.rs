@@ -34,17 +34,24 @@ fn date(s: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(s.trim()).ok()
 }
 
-/// Whether an `If-Match`/`If-None-Match` list contains our tag. `weak` selects weak comparison
-/// (`W/"x"` matches `"x"`), used by If-None-Match; If-Match uses the strong comparison.
+/// Whether an `If-Match`/`If-None-Match` list contains our tag (which is weak itself when it
+/// begins with `W/`: a growing recording's). `weak` selects weak comparison (`W/"x"` matches
+/// `"x"` and `W/"x"`), used by If-None-Match; If-Match uses the strong comparison, which no weak
+/// tag passes.
 fn list_matches(list: &str, etag: &str, weak: bool) -> bool {
+    let (ours_weak, ours) = match etag.strip_prefix("W/") {
+        Some(e) => (true, e),
+        None => (false, etag),
+    };
     list.split(',').map(str::trim).any(|t| {
         if t == "*" {
             return true;
         }
-        match t.strip_prefix("W/") {
-            Some(w) => weak && w == etag,
-            None => t == etag,
-        }
+        let (theirs_weak, theirs) = match t.strip_prefix("W/") {
+            Some(e) => (true, e),
+            None => (false, t),
+        };
+        theirs == ours && (weak || !(ours_weak || theirs_weak))
     })
 }
 
@@ -166,6 +173,34 @@ mod tests {
         assert_eq!(evaluate(&r, none, true), WHOLE);
         r.insert(IF_RANGE, "\"abc\"".parse().unwrap());
         assert_eq!(evaluate(&r, none, true), OK);
+    }
+
+    /// A weak tag of ours (a growing recording's, `W/"..."`): If-None-Match compares weakly, so
+    /// the tag the client was given matches and a 304 saves the body; If-Match and If-Range
+    /// compare strongly, which a weak tag never passes.
+    #[test]
+    fn a_weak_tag_of_ours_matches_if_none_match_and_never_if_match_or_if_range() {
+        let weak = Validators {
+            etag: "W/\"abc\"",
+            last_modified: None,
+        };
+        let with = |k: &'static str, val: &str, range: bool| {
+            let mut h = HeaderMap::new();
+            h.insert(k, val.parse().unwrap());
+            evaluate(&h, weak, range)
+        };
+        assert_eq!(
+            with("if-none-match", "W/\"abc\"", false),
+            Precondition::NotModified
+        );
+        assert_eq!(
+            with("if-none-match", "\"abc\"", false),
+            Precondition::NotModified
+        );
+        assert_eq!(with("if-none-match", "W/\"abd\"", false), OK);
+        assert_eq!(with("if-match", "W/\"abc\"", false), Precondition::Failed);
+        assert_eq!(with("if-match", "\"abc\"", false), Precondition::Failed);
+        assert_eq!(with("if-range", "W/\"abc\"", true), WHOLE);
     }
 
     #[test]

@@ -374,10 +374,17 @@ fn answers_to_a_request_with_a_token_are_private_to_shared_caches() {
     );
     let text = String::from_utf8(r.body).unwrap();
     let seg = text.lines().find(|l| l.ends_with(&t)).unwrap().to_string();
-    let seg = s.get(&format!("/live/secret-live/{seg}"), &[]);
+    let path = format!("/live/secret-live/{seg}");
+    let seg = s.get(&path, &[]);
     let cc = seg.header("cache-control").unwrap_or("");
     assert!(
         cc.starts_with("private") && cc.contains("max-age"),
         "segment: {cc}"
     );
+    // Its 304 says the same (RFC 9110 §15.4.5): not `public` for a revalidation.
+    let etag = seg.header("etag").unwrap().to_string();
+    let again = s.get(&path, &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    let cc = again.header("cache-control").unwrap_or("");
+    assert!(cc.starts_with("private"), "304: {cc}");
 }

@@ -182,7 +182,10 @@ fn preconditions() {
         r(&[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")]).status,
         200
     );
-    assert_eq!(r(&[("If-Match", "\"other\"")]).status, 412);
+    // A 412 is no answer a shared cache may keep for everyone.
+    let failed = r(&[("If-Match", "\"other\"")]);
+    assert_eq!(failed.status, 412);
+    assert_eq!(failed.header("cache-control"), Some("no-store"));
     assert_eq!(r(&[("If-Match", &etag)]).status, 200);
     assert_eq!(
         r(&[("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")]).status,
@@ -218,6 +221,7 @@ fn unsatisfiable_and_malformed_ranges() {
             r.header("content-range"),
             Some(format!("bytes */{len}").as_str())
         );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{unsat}");
     }
     // Syntactically invalid: ignored (RFC 9110 §14.2), the whole file with 200.
     for bad in [

@@ -80,6 +80,10 @@ fn a_recording_is_a_growing_title_that_seeks_by_timecode_and_wall_clock_while_it
     let etag = r.header("etag").unwrap().to_string();
     assert!(etag.starts_with("W/"), "{etag}");
     assert_eq!(r.header("cache-control"), Some("no-cache"));
+    // So is a clip of it (it grows with the title).
+    let clip = get(&s, &format!("/videos/{id}?start=0&end=1"), &[]);
+    assert_eq!(clip.status, 200);
+    assert_eq!(clip.header("cache-control"), Some("no-cache"));
     let size = t["size"].as_u64().unwrap();
     let keyframes = t["keyframes"].as_u64();
     wait_title(&s, &id, "the title grows by a keyframe", |t| {

@@ -98,12 +98,17 @@ pub(super) fn serve<B>(
         clip.body.last().map_or(0, |r| r.end)
     );
     let tail = clip.body.last().map(|r| r.start);
-    let e = Pieces::of_title(t, parts, t.container.mime(), &tag, tail).ok_or_else(|| {
+    let mut e = Pieces::of_title(t, parts, t.container.mime(), &tag, tail).ok_or_else(|| {
         Error::NotClippable {
             id: t.id.clone(),
             reason: "its entity tag cannot be extended".into(),
         }
     })?;
+    if t.is_growing() {
+        // A clip of a recording being written grows with it (as the title does, no-cache):
+        // a cache must ask again rather than keep a short one for an hour.
+        e.no_cache();
+    }
     Ok(entity::serve(&e, policy, req.method(), req.headers()))
 }
 

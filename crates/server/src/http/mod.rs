@@ -285,7 +285,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
-    if resp.status().is_success() && credentialed(req) {
+    // (A 304 too: it says what the 200 said, RFC 9110 §15.4.5.)
+    let kept = resp.status().is_success() || resp.status() == http::StatusCode::NOT_MODIFIED;
+    if kept && credentialed(req) {
         private(resp.headers_mut());
     }
     if m == Method::HEAD {
