@@ -77,6 +77,22 @@ fn a_title_is_served_with_a_valid_link_and_refused_without_one() {
         .contains("signed link"));
 }
 
+/// An answer through a link is kept by a cache no longer than the link lives: a CDN keying on
+/// the link's query must not serve it after it expires.
+#[test]
+fn an_answer_through_a_link_is_cacheable_no_longer_than_the_link_lives() {
+    let s = server();
+    let r = s.get(&link("/videos/faststart.mp4", now() + 60), &[]);
+    assert_eq!(r.status, 200);
+    let cc = r.header("cache-control").unwrap_or("");
+    let max_age: u64 = cc
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max-age in {cc}"));
+    assert!((55..=60).contains(&max_age), "{cc}");
+}
+
 #[test]
 fn an_expired_link_is_refused_and_says_so() {
     let s = server();

@@ -40,6 +40,43 @@ pub(super) fn credentialed<B>(req: &Request<B>) -> bool {
             .any(|k| crate::auth::query_param(query, k).is_some())
 }
 
+/// When the signed link a request came with (`auth::signed`: its path is covered, so it was
+/// checked) expires, in Unix seconds.
+pub(super) fn link_expiry<B>(config: &crate::config::Config, req: &Request<B>) -> Option<u64> {
+    let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy();
+    if !config.signed.as_ref()?.covers(&path) {
+        return None;
+    }
+    crate::auth::query_param(req.uri().query(), "expires")?
+        .parse()
+        .ok()
+}
+
+/// Caps what a cache may keep an answer for at `left` seconds (a signed link's time to live):
+/// a CDN keying on the link's query must not serve it after the link expires.
+pub(super) fn keep_at_most(h: &mut http::HeaderMap, left: u64) {
+    let Some(was) = h
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let capped: Vec<String> = was
+        .split(',')
+        .map(str::trim)
+        .map(|d| match d.split_once('=') {
+            Some((k @ ("max-age" | "s-maxage"), v)) => match v.parse::<u64>() {
+                Ok(n) => format!("{k}={}", n.min(left)),
+                Err(_) => d.to_string(),
+            },
+            _ => d.to_string(),
+        })
+        .collect();
+    if let Ok(v) = http::HeaderValue::from_str(&capped.join(", ")) {
+        h.insert(http::header::CACHE_CONTROL, v);
+    }
+}
+
 /// Makes a response to a credentialed request private: a shared cache must not hand it to
 /// someone else (RFC 9111 §5.2.2.7); a browser may still keep it as it was told.
 pub(super) fn private(h: &mut http::HeaderMap) {
