@@ -60,7 +60,7 @@ pub trait Entity {
         self.len() == 0
     }
     fn content_type(&self) -> &'static str;
-    /// A strong entity tag, with its quotes.
+    /// The entity tag, with its quotes: strong, or weak (`W/"…"`) for a growing recording.
     fn etag(&self) -> &str;
     /// The same, as a header value (formatted once, not per response).
     fn etag_header(&self) -> HeaderValue;

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 /// The validators of a representation.
 #[derive(Debug, Clone, Copy)]
 pub struct Validators<'a> {
-    /// A strong entity tag, with its quotes: `"1f2e-1a"`.
+    /// The entity tag, with its quotes: `"1f2e-1a"` (strong), or `W/"…"` (weak: a growing
+    /// recording's, which no strong comparison passes).
     pub etag: &'a str,
     /// Truncated to whole seconds; `None` for a representation without one (a live segment):
     /// date conditions are then ignored (RFC 9110 §13.1.3, §13.1.4) and a date in `If-Range`

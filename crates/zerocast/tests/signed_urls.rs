@@ -169,6 +169,22 @@ fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
     }
     let part = uris.iter().find(|u| !u.starts_with("init")).unwrap();
     assert_eq!(s.get(&format!("/live/show/{part}"), &[]).status, 200);
+    // The hinted part, streamed as it is written, is cacheable no longer than the link lives
+    // (five minutes), as every answer through it is.
+    let hint = body
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap();
+    let r = s.get(&format!("/live/show/{hint}"), &[]);
+    assert_eq!(r.status, 200);
+    let cc = r.header("cache-control").unwrap_or("");
+    let max_age: u64 = cc
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max-age in {cc}"));
+    assert!(max_age <= 300, "{cc}");
 }
 
 #[test]

@@ -116,11 +116,16 @@ impl Signed {
         }
         let (mut expires, mut sig, mut scope) = (None, None, None);
         for kv in query.unwrap_or("").split('&') {
-            match kv.split_once('=') {
-                Some(("expires", v)) => expires = Some(v),
-                Some(("sig", v)) => sig = Some(v),
-                Some(("scope", v)) => scope = Some(v),
-                _ => {}
+            let slot = match kv.split_once('=') {
+                Some(("expires", v)) => (&mut expires, v),
+                Some(("sig", v)) => (&mut sig, v),
+                Some(("scope", v)) => (&mut scope, v),
+                _ => continue,
+            };
+            // One of each: a second `expires` is not a link (which one would a cache, or the
+            // cap on what it may keep, read?).
+            if slot.0.replace(slot.1).is_some() {
+                return Err(LinkError::BadSignature);
             }
         }
         let (Some(expires), Some(sig)) = (expires, sig) else {
@@ -221,6 +226,21 @@ mod tests {
             signed().check("/videos/a.mp4", Some(&q), NOW + 61),
             Err(LinkError::Expired(NOW + 60))
         );
+    }
+
+    /// A second `expires` (or `sig`, or `scope`) in front of a valid link: refused, so that
+    /// what a cache and the server's cap on its keeping read is the one expiry checked.
+    #[test]
+    fn a_link_with_a_parameter_twice_is_refused() {
+        let q = link("/videos/a.mp4", None, NOW + 60);
+        for extra in ["expires=99999999999", "sig=00", "scope=/videos/"] {
+            let twice = format!("{extra}&{q}");
+            assert_eq!(
+                signed().check("/videos/a.mp4", Some(&twice), NOW),
+                Err(LinkError::BadSignature),
+                "{twice}"
+            );
+        }
     }
 
     #[test]

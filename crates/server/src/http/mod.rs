@@ -42,7 +42,7 @@ mod page;
 mod pieces;
 mod private;
 pub(crate) use private::streamed_headers;
-use private::{credentialed, keep_at_most, link_expiry, private};
+use private::{cap_to_link, credentialed, private};
 mod vod;
 
 use crate::body::Chunks;
@@ -285,12 +285,7 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Respon
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
-    if let Some(expires) = link_expiry(&config, req) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        keep_at_most(resp.headers_mut(), expires.saturating_sub(now));
-    }
+    cap_to_link(&config, req, resp.headers_mut());
     // (A 304 too: it says what the 200 said, RFC 9110 §15.4.5.)
     let kept = resp.status().is_success() || resp.status() == http::StatusCode::NOT_MODIFIED;
     if kept && credentialed(req) {

@@ -6,8 +6,8 @@ use http::header::ORIGIN;
 use http::Request;
 
 /// The headers of an LL-HLS part or DASH segment streamed as it is written, which is answered
-/// outside [`super::handle`]: the same caching (private to a credentialed request), HSTS over TLS and
-/// CORS as every answer `handle` makes.
+/// outside [`super::handle`]: the same caching (private to a credentialed request, no longer
+/// than a signed link lives), HSTS over TLS and CORS as every answer `handle` makes.
 pub(crate) fn streamed_headers<B>(
     state: &State,
     req: &Request<B>,
@@ -22,6 +22,7 @@ pub(crate) fn streamed_headers<B>(
         private(&mut h);
     }
     let config = state.config();
+    cap_to_link(&config, req, &mut h);
     if secure {
         crate::tls::hsts(config.tls.as_ref(), &mut h);
     }
@@ -42,7 +43,7 @@ pub(super) fn credentialed<B>(req: &Request<B>) -> bool {
 
 /// When the signed link a request came with (`auth::signed`: its path is covered, so it was
 /// checked) expires, in Unix seconds.
-pub(super) fn link_expiry<B>(config: &crate::config::Config, req: &Request<B>) -> Option<u64> {
+fn link_expiry<B>(config: &crate::config::Config, req: &Request<B>) -> Option<u64> {
     let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy();
     if !config.signed.as_ref()?.covers(&path) {
         return None;
@@ -52,9 +53,23 @@ pub(super) fn link_expiry<B>(config: &crate::config::Config, req: &Request<B>) -
         .ok()
 }
 
-/// Caps what a cache may keep an answer for at `left` seconds (a signed link's time to live):
-/// a CDN keying on the link's query must not serve it after the link expires.
-pub(super) fn keep_at_most(h: &mut http::HeaderMap, left: u64) {
+/// Caps what a cache may keep an answer to `req` for at what its signed link has left, if it
+/// came through one: a CDN keying on the link's query must not serve it after the link expires.
+pub(super) fn cap_to_link<B>(
+    config: &crate::config::Config,
+    req: &Request<B>,
+    h: &mut http::HeaderMap,
+) {
+    if let Some(expires) = link_expiry(config, req) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        keep_at_most(h, expires.saturating_sub(now));
+    }
+}
+
+/// Caps what a cache may keep an answer for at `left` seconds.
+fn keep_at_most(h: &mut http::HeaderMap, left: u64) {
     let Some(was) = h
         .get(http::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
