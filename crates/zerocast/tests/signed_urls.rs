@@ -61,6 +61,15 @@ fn scoped(scope: &str) -> String {
     )
 }
 
+/// The `max-age` of an answer's `Cache-Control`.
+fn max_age(r: &common::Resp) -> u64 {
+    let cc = r.header("cache-control").unwrap_or("");
+    cc.split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max-age in {cc}"))
+}
+
 #[test]
 fn a_title_is_served_with_a_valid_link_and_refused_without_one() {
     let s = server();
@@ -84,13 +93,8 @@ fn an_answer_through_a_link_is_cacheable_no_longer_than_the_link_lives() {
     let s = server();
     let r = s.get(&link("/videos/faststart.mp4", now() + 60), &[]);
     assert_eq!(r.status, 200);
-    let cc = r.header("cache-control").unwrap_or("");
-    let max_age: u64 = cc
-        .split(',')
-        .find_map(|d| d.trim().strip_prefix("max-age="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no max-age in {cc}"));
-    assert!((55..=60).contains(&max_age), "{cc}");
+    let max_age = max_age(&r);
+    assert!((55..=60).contains(&max_age), "{max_age}");
 }
 
 #[test]
@@ -178,13 +182,7 @@ fn an_ll_hls_playlist_carries_the_scoped_link_and_nothing_else_of_the_query() {
         .unwrap();
     let r = s.get(&format!("/live/show/{hint}"), &[]);
     assert_eq!(r.status, 200);
-    let cc = r.header("cache-control").unwrap_or("");
-    let max_age: u64 = cc
-        .split(',')
-        .find_map(|d| d.trim().strip_prefix("max-age="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no max-age in {cc}"));
-    assert!(max_age <= 300, "{cc}");
+    assert!(max_age(&r) <= 300, "{:?}", r.header("cache-control"));
 }
 
 #[test]
