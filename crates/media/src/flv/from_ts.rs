@@ -2,7 +2,9 @@
 //! published over HTTP as MPEG-TS can be watched as HTTP-FLV and over RTMP.
 //!
 //! PES packets are reassembled per PID (a video PES ends where the next one starts, so a frame
-//! comes out one frame late; an audio PES with a length ends when complete). H.264 Annex B
+//! comes out one frame late, and a video PES without a time that does not begin with an access
+//! unit delimiter is the rest of the frame before it; an audio PES with a length ends when
+//! complete). H.264 Annex B
 //! becomes length-prefixed NAL units with an AVCDecoderConfigurationRecord built from the
 //! stream's SPS and PPS; AAC ADTS frames become raw frames with an AudioSpecificConfig from the
 //! ADTS header. H.265 and Opus become enhanced-RTMP tags (FourCC `hvc1`, with an `hvcC` built
@@ -16,6 +18,9 @@ use crate::nal;
 use crate::time::{Ts90k, Unwrapper};
 use crate::ts::psi::Sections;
 use crate::ts::{header, opus, pat_pmt_pid, pes_header, pmt_streams, Stream, PACKET};
+use sets::Sets;
+
+mod sets;
 
 /// One FLV tag body to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +86,8 @@ pub struct FromTs {
     video: Pes,
     audio: Pes,
     vps: Option<Vec<u8>>,
-    sps: Option<Vec<u8>>,
-    pps: Option<Vec<u8>>,
+    sps: Sets,
+    pps: Sets,
     /// The video decoder configuration record last sent (avcC or hvcC).
     config_sent: Option<Vec<u8>>,
     asc_sent: Option<[u8; 2]>,
@@ -185,7 +190,8 @@ impl FromTs {
             if self.video_pid != Some(v.pid) || self.hevc != hevc {
                 self.flush(true, out);
                 if self.hevc != hevc {
-                    (self.vps, self.sps, self.pps, self.config_sent) = (None, None, None, None);
+                    (self.vps, self.config_sent) = (None, None);
+                    (self.sps, self.pps) = (Sets::default(), Sets::default());
                 }
                 self.video_pid = Some(v.pid);
                 self.hevc = hevc;
@@ -228,11 +234,21 @@ impl FromTs {
 
     fn collect(&mut self, video: bool, start: bool, payload: &[u8], out: &mut Vec<Tag>) {
         if start {
+            let head = pes_header(payload);
+            if let Some((None, _, body)) = head {
+                if video && self.video.pts.is_some() && !self.begins_access_unit(&payload[body..]) {
+                    // A video PES without a time that does not begin with an access unit
+                    // delimiter: the rest of the frame gathered (a muxer that splits a large
+                    // frame over PES packets of bounded length times only the first).
+                    self.video.expected = 0;
+                    return self.gather(true, &payload[body..]);
+                }
+            }
             let done = std::mem::take(self.pes(video));
             if !done.data.is_empty() {
                 self.emit(video, done, out);
             }
-            let Some((pts, dts, body)) = pes_header(payload) else {
+            let Some((pts, dts, body)) = head else {
                 return;
             };
             let declared = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
@@ -242,22 +258,40 @@ impl FromTs {
             pes.dts = dts.or(pts);
             pes.data.extend_from_slice(&payload[body..]);
         } else {
-            let pes = self.pes(video);
-            if pes.pts.is_none() {
+            if self.pes(video).pts.is_none() {
                 return; // no PES start seen yet
             }
-            pes.data.extend_from_slice(payload);
-            if pes.data.len() > MAX_PES {
-                *pes = Pes::default();
-                self.skipped += 1;
-                return;
-            }
+            self.gather(video, payload);
         }
         let pes = self.pes(video);
-        if pes.expected > 0 && pes.data.len() >= pes.expected {
+        // A video PES ends where the next begins, also one of a declared length: the next may
+        // be the rest of its frame, without a time.
+        if !video && pes.expected > 0 && pes.data.len() >= pes.expected {
             let done = std::mem::take(pes);
             self.emit(video, done, out);
         }
+    }
+
+    /// `bytes` added to the PES being gathered (dropped, with it, past [`MAX_PES`]).
+    fn gather(&mut self, video: bool, bytes: &[u8]) {
+        let pes = self.pes(video);
+        pes.data.extend_from_slice(bytes);
+        if pes.data.len() > MAX_PES {
+            *pes = Pes::default();
+            self.skipped += 1;
+        }
+    }
+
+    /// Whether video PES data begins with an access unit delimiter (a new frame).
+    fn begins_access_unit(&self, data: &[u8]) -> bool {
+        let coded = data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]);
+        coded
+            && nal::annex_b(data)
+                .next()
+                .is_some_and(|unit| match self.hevc {
+                    false => unit.first().is_some_and(|b| b & 0x1f == 9),
+                    true => unit.first().is_some_and(|b| (b >> 1) & 0x3f == 35),
+                })
     }
 
     fn emit(&mut self, video: bool, pes: Pes, out: &mut Vec<Tag>) {
@@ -314,7 +348,7 @@ impl FromTs {
     /// The video decoder configuration record of the parameter sets seen, and the tag that
     /// carries it.
     fn video_config(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let (sps, pps) = (self.sps.as_ref()?, self.pps.as_ref()?);
+        let (sps, pps) = (self.sps.first()?, self.pps.first()?);
         if self.hevc {
             let record = nal::hevc_config(self.vps.as_ref()?, sps, pps)?;
             // Enhanced RTMP: IsExHeader, keyframe, packet type 0 (sequence start), FourCC.
@@ -325,12 +359,18 @@ impl FromTs {
         if sps.len() < 4 {
             return None;
         }
-        let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-        c.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
-        c.extend_from_slice(sps);
-        c.push(1);
-        c.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
-        c.extend_from_slice(pps);
+        // Profile, constraints and level of the first SPS; every SPS and PPS, each after its
+        // length (the sets are bounded in number and length, see [`Sets::keep`]).
+        let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe0 | self.sps.len() as u8];
+        for (n, sets) in [&self.sps, &self.pps].into_iter().enumerate() {
+            if n == 1 {
+                c.push(self.pps.len() as u8);
+            }
+            for unit in sets.all() {
+                c.extend_from_slice(&u16::try_from(unit.len()).ok()?.to_be_bytes());
+                c.extend_from_slice(unit);
+            }
+        }
         let mut tag = vec![0x17, 0, 0, 0, 0];
         tag.extend_from_slice(&c);
         Some((c, tag))
@@ -348,22 +388,34 @@ impl FromTs {
         let head = body.len();
         for unit in nal::annex_b(data) {
             let Some(&b) = unit.first() else { continue };
+            // The parameter set a unit is (VPS, SPS, PPS), whether it is left out, and whether
+            // it is a keyframe's.
             let (param, skip, irap) = match self.hevc {
                 false => match b & 0x1f {
-                    7 => (Some(&mut self.sps), false, false),
-                    8 => (Some(&mut self.pps), false, false),
+                    7 => (Some(Param::Sps), false, false),
+                    8 => (Some(Param::Pps), false, false),
                     // An access unit delimiter is not carried in FLV.
                     t => (None, t == 9, t == 5),
                 },
                 true => match (b >> 1) & 0x3f {
-                    32 => (Some(&mut self.vps), false, false),
-                    33 => (Some(&mut self.sps), false, false),
-                    34 => (Some(&mut self.pps), false, false),
+                    32 => (Some(Param::Vps), false, false),
+                    33 => (Some(Param::Sps), false, false),
+                    34 => (Some(Param::Pps), false, false),
                     t => (None, t == 35, (16..=21).contains(&t)),
                 },
             };
-            if let Some(slot) = param {
-                *slot = Some(unit.to_vec());
+            if let Some(kind) = param {
+                let id = if self.hevc {
+                    Some(0)
+                } else {
+                    sets::avc_id(unit)
+                };
+                match (kind, id) {
+                    (Param::Vps, _) => self.vps = Some(unit.to_vec()),
+                    (Param::Sps, Some(id)) => self.sps.keep(id, unit),
+                    (Param::Pps, Some(id)) => self.pps.keep(id, unit),
+                    _ => {}
+                }
             } else if !skip {
                 key |= irap;
                 body.extend_from_slice(&(unit.len() as u32).to_be_bytes());
@@ -512,5 +564,14 @@ impl FromTs {
     }
 }
 
+/// The kinds of parameter set.
+enum Param {
+    Vps,
+    Sps,
+    Pps,
+}
+
+#[cfg(test)]
+mod split_tests;
 #[cfg(test)]
 mod tests;

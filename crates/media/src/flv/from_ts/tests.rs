@@ -1,6 +1,6 @@
 use super::*;
 
-fn clip() -> Vec<u8> {
+pub(super) fn clip() -> Vec<u8> {
     std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
 }
 
