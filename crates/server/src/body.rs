@@ -112,6 +112,22 @@ impl Chunks {
         c
     }
 
+    /// The blocks of object storage this body reads (read-ahead aside): what sending it costs
+    /// the stores when none of them is cached.
+    pub fn store_blocks(&self) -> u64 {
+        let blocks = |r: &Remote| {
+            let bs = r.obj.source.blocks.block_size;
+            (r.range.end.saturating_sub(1) / bs).saturating_sub(r.range.start / bs) + 1
+        };
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Remote(r) => blocks(r),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Marks this body's last `file.len` bytes (all of it, or what follows a head) as also
     /// readable from `file` (see [`FileSource`]).
     pub fn with_file(mut self, file: FileSource) -> Self {

@@ -52,6 +52,10 @@ impl Default for Policy {
     }
 }
 
+/// The most blocks of object storage the ranges of one multi-range request may read (more:
+/// 416), whatever `max_ranges` allows.
+pub const MULTI_RANGE_STORE_BLOCKS: u64 = 16;
+
 /// A representation served by byte ranges.
 pub trait Entity {
     /// Its length in bytes.
@@ -106,6 +110,16 @@ pub fn decide(method: &Method, headers: &HeaderMap, e: &dyn Entity, policy: &Pol
     };
     match range::resolve(&specs, e.len(), policy.max_ranges) {
         Resolution::Full => Outcome::Full,
+        // Many small ranges over a title in object storage: each would fetch a block of its
+        // own, a few bytes sent for every block read (RFC 9110 §14.2 lets a server refuse
+        // them). One range is sent however long it is.
+        Resolution::Partial(r)
+            if r.len() > 1
+                && r.iter().map(|&r| e.slice(r).store_blocks()).sum::<u64>()
+                    > MULTI_RANGE_STORE_BLOCKS =>
+        {
+            Outcome::Unsatisfiable
+        }
         Resolution::Partial(r) => Outcome::Partial(r),
         Resolution::Unsatisfiable => Outcome::Unsatisfiable,
     }

@@ -29,8 +29,22 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// The request header naming the edges a pull came through (their ids, comma-separated): an
 /// edge that finds its own id in it is asked for a stream by its own pull, a loop (508).
 pub const VIA: &str = "x-zerocast-via";
-/// The longest `x-zerocast-via` taken (about 40 edges); a longer one is refused as a loop.
+/// The longest `x-zerocast-via` an edge sends on (about 28 edges): past it, the oldest edges
+/// are left out (a loop longer than that is not seen as one; its pulls wait on each other
+/// until their answer's time runs out).
 const MAX_VIA: usize = 512;
+
+/// `via` without its oldest edges, at most `room` bytes long (whole ids kept).
+fn recent_edges(via: &str, room: usize) -> &str {
+    let mut kept = via.trim();
+    while kept.len() > room {
+        match kept.split_once(',') {
+            Some((_, newer)) => kept = newer.trim_start(),
+            None => return "",
+        }
+    }
+    kept
+}
 
 /// Edge settings (`[edge]`, `--origin`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,12 +256,14 @@ impl Edge {
             return Ok(());
         }
         let via = via.unwrap_or("");
-        // What this edge would send on (`via, id`) must fit the next one's bound too: a pull
-        // the origin refuses for its `via` would fail every viewer waiting on it.
-        let onward = via.len() + 2 + self.id.len();
-        if onward > MAX_VIA || via.split(',').any(|id| id.trim() == self.id) {
+        if via.split(',').any(|id| id.trim() == self.id) {
             return Err(Error::EdgeLoop(name.to_string()));
         }
+        // What this edge sends on (`via, id`) fits the next one's bound: the oldest edges are
+        // left out. A `via` too long for the next edge would make it refuse the pull, and
+        // every viewer waiting on that pull would be refused with it (whoever sent the `via`:
+        // a viewer may send one).
+        let via = recent_edges(via, MAX_VIA.saturating_sub(2 + self.id.len()));
         // A stream published here is served as it is; one pulled earlier needs its pull (a
         // viewer may come back while the pull gives up, or after it did, within the grace).
         if let Some(s) = self.live.get(name) {
@@ -263,6 +279,15 @@ impl Edge {
             // again without asking the origins.
             let running =
                 |p: &Pulling| *p.state.borrow() != Pulled::Over && p.state.has_changed().is_ok();
+            if pulls.len() >= self.live.config.max_streams && !pulls.contains_key(name) {
+                // At the limit: the answers kept of pulls that found nothing go first (a flood
+                // of names no origin has must not take the places of streams that exist).
+                pulls.retain(|_, p| {
+                    let pulling =
+                        matches!(*p.state.borrow(), Pulled::Connecting | Pulled::Streaming);
+                    pulling && p.state.has_changed().is_ok()
+                });
+            }
             match pulls.get(name) {
                 Some(p) if running(p) => p.state.clone(),
                 _ if pulls.len() >= self.live.config.max_streams => {

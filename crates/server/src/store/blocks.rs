@@ -51,6 +51,19 @@ pub struct Blocks {
     pub stats: Stats,
     /// Where blocks are kept so that `sendfile` can send them (`None`: on the heap).
     pub arena: Option<Arc<Arena>>,
+    /// Fetches that may be in flight at once ([`fetches_at_once`]): each holds its block on
+    /// the heap until it lands, and many misses at once (many viewers, or one request's many
+    /// ranges) must not take the store's capacity or this process's memory.
+    fetching: tokio::sync::Semaphore,
+}
+
+/// Bytes of blocks that may be in flight at once.
+const IN_FLIGHT: u64 = 256 << 20;
+
+/// How many fetches of `block_size` may be in flight at once: [`IN_FLIGHT`] bytes of them,
+/// from 4 to 64.
+fn fetches_at_once(block_size: u64) -> usize {
+    (IN_FLIGHT / block_size.max(1)).clamp(4, 64) as usize
 }
 
 impl Blocks {
@@ -70,6 +83,7 @@ impl Blocks {
             lru: Mutex::new(Lru::new(limit)),
             flights: Mutex::new(HashMap::new()),
             block_size: block_size.max(1),
+            fetching: tokio::sync::Semaphore::new(fetches_at_once(block_size)),
             read_ahead,
             stats: Stats::default(),
         })
@@ -169,7 +183,10 @@ impl Blocks {
         drop(flights);
         let (me, obj) = (self.clone(), obj.clone());
         tokio::spawn(async move {
+            // Never closed: a permit always comes.
+            let permit = me.fetching.acquire().await;
             let r = me.fetch(&obj, n).await.map(|b| me.keep(b));
+            drop(permit);
             if let Ok(b) = &r {
                 let evicted = me.lru().put(key, b.clone());
                 me.stats
@@ -211,5 +228,17 @@ impl Blocks {
     /// Lets an object's blocks go (it left the library or changed).
     pub(crate) fn forget(&self, uid: u64) {
         self.lru().forget(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fetches_in_flight_hold_at_most_256_mib_and_never_fewer_than_4() {
+        use super::fetches_at_once;
+        assert_eq!(fetches_at_once(64 << 10), 64);
+        assert_eq!(fetches_at_once(1 << 20), 64);
+        assert_eq!(fetches_at_once(16 << 20), 16);
+        assert_eq!(fetches_at_once(64 << 20), 4);
     }
 }

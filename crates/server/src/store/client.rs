@@ -12,6 +12,9 @@ use std::time::Duration;
 /// Idle connections kept per store.
 const MAX_IDLE: usize = 32;
 
+/// The most bytes read of an error answer's body.
+const ERROR_BODY: usize = 64 << 10;
+
 /// An answer, its body read whole (up to the limit given).
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -148,6 +151,13 @@ impl Client {
             Err(e) => return Err(e.to_string()),
         };
         let (parts, body) = resp.into_parts();
+        // An error's body (S3's XML, a proxy's page) is read whatever the length asked for:
+        // a 412 or 404 for a block shorter than its message is that answer, not a failure to
+        // read one (which would be tried again, as if the store could not be reached).
+        let max_body = match parts.status.is_success() {
+            true => max_body,
+            false => max_body.max(ERROR_BODY),
+        };
         let body = Limited::new(body, max_body)
             .collect()
             .await

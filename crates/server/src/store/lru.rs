@@ -2,15 +2,16 @@
 //! and which go when the bytes held pass the limit. Unit-tested without I/O.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A block of an object: the object's id within this process and the block's number.
 pub(crate) type Key = (u64, u64);
 
-/// Blocks by key, least recently used first out, bounded by their total length.
+/// Blocks by key, least recently used first out, bounded by their total length. Ordered by
+/// key, so an object's blocks are found without going through every other's.
 #[derive(Debug, Default)]
 pub(crate) struct Lru {
-    blocks: HashMap<Key, (Bytes, u64)>,
+    blocks: BTreeMap<Key, (Bytes, u64)>,
     order: BTreeMap<u64, Key>,
     tick: u64,
     held: u64,
@@ -68,9 +69,8 @@ impl Lru {
     pub(crate) fn forget(&mut self, object: u64) {
         let keys: Vec<Key> = self
             .blocks
-            .keys()
-            .filter(|k| k.0 == object)
-            .copied()
+            .range((object, 0)..=(object, u64::MAX))
+            .map(|(k, _)| *k)
             .collect();
         for k in keys {
             if let Some((b, used)) = self.blocks.remove(&k) {

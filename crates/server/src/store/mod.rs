@@ -369,7 +369,15 @@ impl Source {
             if r.is_err() {
                 self.client.forget_idle();
             }
-            tokio::time::sleep(Duration::from_millis(100) * 4u32.pow(attempt.min(4))).await;
+            // 100 ms, 400 ms, ..., each between half and one and a half of that: the many
+            // fetches a store's `SlowDown` failed at once come back spread out.
+            let wait = Duration::from_millis(100) * 4u32.pow(attempt.min(4));
+            let random = std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                attempt,
+            );
+            let spread = 0.5 + (random % 1024) as f64 / 1024.0;
+            tokio::time::sleep(wait.mul_f64(spread)).await;
             attempt += 1;
         }
     }

@@ -75,6 +75,26 @@ impl Moto {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     }
 
+    /// Puts `bytes` over the object `key` (curl, signed: moto refuses an unsigned PUT of a key
+    /// it holds).
+    pub fn overwrite(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "test:test"])
+            .args(["-X", "PUT", "--data-binary"])
+            .arg(format!("@{}", file.path().display()))
+            .arg(format!("{}/{bucket}/{key}", self.endpoint()))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "overwrite {key}"
+        );
+    }
+
     /// Stops the server (SIGKILL: a store that goes away, mid-request included).
     pub fn kill(mut self) -> u16 {
         let _ = self.child.kill();
