@@ -21,6 +21,8 @@ use std::time::Duration;
 #[derive(Clone, Copy)]
 enum Answer {
     Status(u16),
+    /// The status, a moment (300 ms) after the request.
+    Later(u16),
     /// Reads the request and never answers.
     Hang,
 }
@@ -53,7 +55,10 @@ fn hook_server(answer: Answer) -> (String, mpsc::Receiver<(String, serde_json::V
             let _ = reader.read_exact(&mut body);
             let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or_default()));
             match answer {
-                Answer::Status(code) => {
+                Answer::Status(code) | Answer::Later(code) => {
+                    if matches!(answer, Answer::Later(_)) {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
                     let _ = write!(
                         conn,
                         "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -165,6 +170,29 @@ fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
     assert_eq!(paths, ["/on_publish", "/on_play", "/on_unpublish"]);
     assert_eq!(seen[1].1["query"], "x=1");
     assert_eq!(seen[2].1["action"], "unpublish");
+}
+
+/// A publisher admitted by `on_publish` that resets its connection before it is told to go on
+/// (`100 Continue`): its session ends, and `on_unpublish` hears of it as of any other end.
+#[test]
+fn a_publisher_gone_before_its_100_continue_is_told_to_on_unpublish() {
+    let (base, calls) = hook_server(Answer::Later(204));
+    let s = server(Rules::default(), Some(hooks(&base)));
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    write!(
+        c,
+        "PUT /live/gone HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    let (path, _) = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(path, "/on_publish");
+    // Closed with a reset (linger 0) while the service thinks: the 100 Continue cannot go.
+    common::reset(c);
+    let (path, body) = calls
+        .recv_timeout(Duration::from_secs(10))
+        .expect("on_unpublish called");
+    assert_eq!(path, "/on_unpublish");
+    assert_eq!(body["stream"], "gone");
 }
 
 /// A DASH player is asked about as an HLS one is: refused by `on_play`, its manifest is a 403,

@@ -180,3 +180,24 @@ fn a_head_sent_a_byte_at_a_time_is_answered() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body.len(), 188);
 }
+
+/// The answer to a HEAD that the server refuses has a head and no body (RFC 9110 §9.3.2): a
+/// client or proxy reading it as a HEAD's would take the body for the next response.
+#[test]
+fn a_head_request_refused_for_its_framing_gets_no_body() {
+    let s = common::live::server(|_| {});
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"HEAD /videos/clip.ts HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let end = text.find("\r\n\r\n").expect("a whole head") + 4;
+    assert_eq!(&text[end..], "", "no body after the head");
+    assert!(
+        text.to_ascii_lowercase().contains("content-length:"),
+        "the length the GET's body would have: {text}"
+    );
+}

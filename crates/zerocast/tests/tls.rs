@@ -151,6 +151,27 @@ fn plain_http_redirects_to_https_and_https_answers_carry_hsts() {
     );
 }
 
+/// A HEAD on a listener that redirects to HTTPS gets the redirect's head, or the 400 of a head
+/// without a Host, and no body.
+#[test]
+fn a_head_request_on_a_redirecting_listener_gets_no_body() {
+    let (s, _ca) = https_server(|t| t.redirect_http = true);
+    for (head, status) in [
+        ("HEAD /videos/clip.ts HTTP/1.1\r\nHost: a\r\n\r\n", "308"),
+        ("HEAD /videos/clip.ts HTTP/1.0\r\n\r\n", "400"),
+    ] {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text[9..].starts_with(status), "{text}");
+        let end = text.find("\r\n\r\n").expect("a whole head") + 4;
+        assert_eq!(&text[end..], "", "no body after the head");
+    }
+}
+
 /// On a listener that redirects to HTTPS, nothing but the health check is served in the clear:
 /// not a request pipelined after it, nor one whose head the server does not take.
 #[test]

@@ -104,13 +104,18 @@ pub(crate) async fn connection(
             }
         };
         let bad = matches!(kind, Some(Kind::Bad(_)));
+        // The answers written here to a HEAD carry no body (RFC 9110 §9.3.2).
+        let head_only = buf.starts_with(b"HEAD ");
         if let (Some(port), false) = (redirect_port(&state, &stream), bad) {
             match head::https_location(&buf[..head_len], port) {
-                head::Redirect::To(to) => return Box::pin(redirect(stream, to, state)).await,
+                head::Redirect::To(to) => {
+                    return Box::pin(redirect(stream, to, head_only, state)).await
+                }
                 head::Redirect::NoHost => {
                     let e = Error::BadRequest("a Host header is needed to redirect to HTTPS");
                     let c = &state.config();
-                    write::response(&mut stream, e.response(), false, true, c, &mut head).await?;
+                    let resp = e.response();
+                    write::response(&mut stream, resp, head_only, true, c, &mut head).await?;
                     return Box::pin(lingering_close(stream)).await;
                 }
                 head::Redirect::Serve => {}
@@ -129,7 +134,7 @@ pub(crate) async fn connection(
             Some(Kind::Bad(why)) => {
                 let resp = Error::BadRequest(why).response();
                 let c = &state.config();
-                write::response(&mut stream, resp, false, true, c, &mut head).await?;
+                write::response(&mut stream, resp, head_only, true, c, &mut head).await?;
                 return Box::pin(lingering_close(stream)).await;
             }
             Some(Kind::Watch {
@@ -273,10 +278,23 @@ pub(crate) async fn connection(
 }
 
 /// Plain HTTP redirected to HTTPS (`redirect_http`): a 308 to `to`, and the connection closed.
-async fn redirect(mut stream: Transport, to: String, state: Arc<State>) -> io::Result<()> {
+async fn redirect(
+    mut stream: Transport,
+    to: String,
+    head_only: bool,
+    state: Arc<State>,
+) -> io::Result<()> {
     let resp = crate::response::redirect(&to);
     let mut head = Vec::new();
-    write::response(&mut stream, resp, false, true, &state.config(), &mut head).await?;
+    write::response(
+        &mut stream,
+        resp,
+        head_only,
+        true,
+        &state.config(),
+        &mut head,
+    )
+    .await?;
     lingering_close(stream).await
 }
 
@@ -408,9 +426,18 @@ async fn publish(
             stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             stream.flush().await
         };
-        match tokio::time::timeout(c.send_timeout, write).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
+        let sent = match tokio::time::timeout(c.send_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "100 Continue not taken",
+            )),
+        };
+        if let Err(e) = sent {
+            // Admitted: its session ends as any other, and `on_unpublish` is told.
+            publish.finish(::live::End::Dropped(e.to_string()));
+            crate::admit::unpublished(state, &p.name, p.peer, protocol);
+            return Ok(());
         }
     }
     let ended = live::ingest::ingest(

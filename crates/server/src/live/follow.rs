@@ -57,8 +57,15 @@ pub(crate) async fn watch_http(
             head.extend_from_slice(b"\r\n");
         }
     }
-    sock.write_all(&head).await?;
-    sock.flush().await?;
+    // Bounded as every write after it: a client that pipelined this request behind a response
+    // that filled its socket, and reads nothing, must not hold the connection for ever.
+    let write = async {
+        sock.write_all(&head).await?;
+        sock.flush().await
+    };
+    tokio::time::timeout(live.config.stall_timeout, write)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the viewer took nothing"))??;
     drop(head);
     follow(sock, stream, live, output, chunked, shutdown, start).await
 }
@@ -408,4 +415,41 @@ fn chunk_size_line(n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let _ = write!(w, "{n:x}\r\n");
     let left = w.len();
     &buf[..20 - left]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that pipelined its viewer request behind a response that filled its socket,
+    /// and reads nothing: the viewer's head is not waited for past the stall timeout.
+    #[tokio::test]
+    async fn a_viewer_that_takes_nothing_is_let_go_before_its_head_is_written() {
+        let config = super::super::LiveConfig {
+            stall_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let live = Arc::new(Live::new(config));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let _publish = live.begin_publish("cam", peer).unwrap();
+        let stream = live.get("cam").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (sock, _) = listener.accept().await.unwrap();
+        // The socket full: what the client has not read fills its buffer and the server's.
+        let filler = vec![0u8; 64 << 10];
+        while sock.try_write(&filler).is_ok() {}
+        let mut sock = Transport::Plain(sock);
+        let how = Watching {
+            output: Output::Ts,
+            chunked: true,
+            start: None,
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        let watched = watch_http(&mut sock, stream, &live, how, "", shutdown);
+        let r = tokio::time::timeout(Duration::from_secs(20), watched).await;
+        let e = r.expect("let go within the stall timeout").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        drop(client);
+    }
 }

@@ -182,6 +182,27 @@ impl Resp {
     }
 }
 
+/// Closes `c` with a reset (`SO_LINGER` 0), as a client that crashes or is cut off does.
+pub fn reset(c: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a `linger` option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    drop(c);
+}
+
 /// One request on a fresh connection, read to the end (`Connection: close`).
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect");
