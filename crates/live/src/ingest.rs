@@ -29,7 +29,24 @@ pub struct Ingest {
     first_key: Option<i64>,
     /// The clock the stream's FLV conversion runs on, once one ran (kept across sessions).
     flv_clock: Option<media::flv::Clock>,
+    /// A video PES not known yet as a keyframe or not ([`Cut::Undecided`]): its bytes so far
+    /// (slices of the runs received), kept back from the ring until a later run decides.
+    held: Option<Held>,
 }
+
+/// Bytes kept back while a PES start is undecided, at most [`HELD_MAX`].
+#[derive(Debug)]
+struct Held {
+    units: Vec<Bytes>,
+    pts: Option<Ts90k>,
+    /// The PAT/PMT before it: a viewer's first packets if it is a keyframe.
+    psi: Vec<Bytes>,
+}
+
+/// The most bytes kept back for an undecided PES (its IDR is within `media::ts::SCAN_LIMIT`
+/// bytes of its video, but audio and other streams come between): past it, it is not a
+/// keyframe.
+const HELD_MAX: usize = 256 << 10;
 
 impl Ingest {
     /// A publisher came back: its packets are rewritten to continue the stream, and its PAT/PMT
@@ -58,7 +75,9 @@ impl Ingest {
         self.cuts.clear();
         self.splitter.feed(&packets, &mut self.cuts)?;
         for c in &self.cuts {
-            if let Cut::Keyframe { pts: Some(pts), .. } = c {
+            if let Cut::Keyframe { pts: Some(pts), .. } | Cut::EarlierKeyframe { pts: Some(pts) } =
+                c
+            {
                 let t = self.key_times.unwrap(*pts);
                 self.first_key.get_or_insert(t);
             }
@@ -92,6 +111,17 @@ impl Ingest {
         self.restamp.offset()
     }
 
+    /// The session's bytes kept back for an undecided PES go out as they are (its publisher
+    /// went: nothing will decide it).
+    pub fn flush(&mut self, ring: &mut Ring, hls: &mut Segmenter, now: Duration) {
+        self.splitter.forget_undecided();
+        if let Some(held) = self.held.take() {
+            for unit in held.units {
+                self.emit(unit, None, ring, hls, now);
+            }
+        }
+    }
+
     /// Publishes what `prepare` returned: one unit per run that starts at a keyframe (or
     /// continues the previous one), each a slice of `data`.
     pub fn commit(&mut self, data: Bytes, ring: &mut Ring, hls: &mut Segmenter, now: Duration) {
@@ -100,6 +130,25 @@ impl Ingest {
         // seen before that keyframe (not later ones inside the run).
         let mut key: Option<(Option<Ts90k>, Vec<Bytes>)> = None;
         let cuts = std::mem::take(&mut self.cuts);
+        if let Some(mut held) = self.held.take() {
+            let still = matches!(cuts.first(), Some(Cut::Undecided { earlier: true, .. }));
+            let kept: usize = held.units.iter().map(Bytes::len).sum();
+            if still && kept + data.len() <= HELD_MAX {
+                held.units.push(data);
+                self.held = Some(held);
+                self.cuts = cuts;
+                return;
+            }
+            if still {
+                // Too long undecided: not a keyframe, and this run is not kept back either.
+                self.splitter.forget_undecided();
+            }
+            let keyframe = matches!(cuts.first(), Some(Cut::EarlierKeyframe { .. }));
+            for (i, unit) in held.units.into_iter().enumerate() {
+                let key = (keyframe && i == 0).then(|| (held.pts, held.psi.clone()));
+                self.emit(unit, key, ring, hls, now);
+            }
+        }
         for cut in &cuts {
             match *cut {
                 Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
@@ -119,6 +168,20 @@ impl Ingest {
                     }
                     start = at;
                     key = Some((pts, self.pat.iter().chain(&self.pmt).cloned().collect()));
+                }
+                // Decided above; an earlier PES still undecided keeps this whole run back.
+                Cut::EarlierKeyframe { .. } | Cut::Undecided { earlier: true, .. } => {}
+                Cut::Undecided { at, pts, .. } => {
+                    if at > start {
+                        self.emit(data.slice(start..at), key.take(), ring, hls, now);
+                    }
+                    let psi = self.pat.iter().chain(&self.pmt).cloned().collect();
+                    self.held = Some(Held {
+                        units: vec![data.slice(at..)],
+                        pts,
+                        psi,
+                    });
+                    start = data.len();
                 }
             }
         }
@@ -157,31 +220,36 @@ mod tests {
     use crate::hls::HlsLimits;
     use crate::ring::{Limits, Step, Viewer, ViewerPolicy};
 
-    #[test]
-    fn units_start_at_keyframes_and_a_late_viewer_gets_psi_then_a_keyframe() {
-        let data =
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap();
-        let info = media::ts::index(&data).unwrap();
+    fn demo() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
+    }
+
+    /// `data` through an ingest in reads of `read` bytes (whole packets go in, as the slab
+    /// hands them out), then the session's end.
+    fn ingested(data: &[u8], read: usize) -> (Ingest, Ring, Segmenter) {
         let mut ring = Ring::new(Limits {
             max_bytes: 64 << 20,
             max_age: Duration::from_secs(3600),
         });
         let mut hls = Segmenter::new(HlsLimits::default());
         let mut ingest = Ingest::default();
-        // Reads of odd sizes; whole packets go in, as the slab hands them out.
         let mut pending = BytesMut::new();
-        for (i, chunk) in data.chunks(7_001).enumerate() {
+        for (i, chunk) in data.chunks(read).enumerate() {
             pending.extend_from_slice(chunk);
             let whole = pending.len() / PACKET * PACKET;
             let packets = pending.split_to(whole);
             let frozen = ingest.prepare(packets).unwrap();
             ingest.commit(frozen, &mut ring, &mut hls, Duration::from_millis(i as u64));
         }
-        assert_eq!(ingest.keyframes as usize, info.keyframes.len());
-        // The ring, concatenated, is the input.
+        ingest.flush(&mut ring, &mut hls, Duration::from_secs(3600));
+        (ingest, ring, hls)
+    }
+
+    /// The ring is the input, concatenated, and its keyframe units start exactly at the
+    /// index's keyframe offsets, each with the PAT and PMT before it.
+    fn assert_ring_is_input_cut_at_keyframes(ring: &Ring, data: &[u8]) -> Vec<u64> {
         let all: Vec<u8> = ring.units().flat_map(|u| u.data.iter().copied()).collect();
-        assert_eq!(all, data);
-        // Keyframe units start exactly at the index's keyframe offsets.
+        assert!(all == data, "the ring is the input");
         let mut off = 0u64;
         let mut keys = Vec::new();
         for u in ring.units() {
@@ -192,8 +260,37 @@ mod tests {
             }
             off += u.data.len() as u64;
         }
+        let info = media::ts::index(data).unwrap();
         let want: Vec<u64> = info.keyframes.iter().map(|k| k.offset).collect();
         assert_eq!(keys, want);
+        want
+    }
+
+    /// A muxer that marks no random access, and reads that end right after the first packet
+    /// of a keyframe's PES (its IDR in the next): the PES is kept back until the next read
+    /// decides it, and is a keyframe unit all the same.
+    #[test]
+    fn a_keyframe_whose_idr_comes_in_the_next_read_starts_a_unit() {
+        let mut data = demo();
+        for p in data.chunks_exact_mut(PACKET) {
+            if p[3] & 0x20 != 0 && p[4] > 0 {
+                p[5] &= !0x40;
+            }
+        }
+        for read in [PACKET, 2 * PACKET, 7_001] {
+            let (ingest, ring, _) = ingested(&data, read);
+            let keys = assert_ring_is_input_cut_at_keyframes(&ring, &data);
+            assert_eq!(ingest.keyframes as usize, keys.len(), "reads of {read}");
+        }
+    }
+
+    #[test]
+    fn units_start_at_keyframes_and_a_late_viewer_gets_psi_then_a_keyframe() {
+        let data = demo();
+        let info = media::ts::index(&data).unwrap();
+        let (ingest, ring, mut hls) = ingested(&data, 7_001);
+        assert_eq!(ingest.keyframes as usize, info.keyframes.len());
+        let want = assert_ring_is_input_cut_at_keyframes(&ring, &data);
         let mut v = Viewer::default();
         let policy = ViewerPolicy {
             max_skips: 3,

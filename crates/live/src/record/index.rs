@@ -53,6 +53,9 @@ pub struct Growing {
     /// Bytes fed so far: where the next `feed` lands in the file.
     fed: u64,
     cuts: Vec<Cut>,
+    /// Where a PES began (in the file) that a later feed may find a keyframe
+    /// ([`Cut::Undecided`]), and its PTS.
+    undecided: Option<(u64, Option<Ts90k>)>,
 }
 
 impl Growing {
@@ -62,14 +65,28 @@ impl Growing {
         self.cuts.clear();
         self.splitter.feed(data, &mut self.cuts)?;
         for c in &self.cuts {
-            if let Cut::Keyframe { at, pts: Some(pts) } = *c {
-                let t = self.unwrap.unwrap(pts);
-                let first = *self.first.get_or_insert(t);
-                self.keyframes.push(Keyframe {
-                    time: MediaTime::new(t.saturating_sub(first).max(0), Ts90k::HZ),
-                    offset: self.fed + at as u64,
-                });
-            }
+            let (offset, pts) = match *c {
+                Cut::Keyframe { at, pts: Some(pts) } => (self.fed + at as u64, pts),
+                Cut::Undecided {
+                    at,
+                    pts,
+                    earlier: false,
+                } => {
+                    self.undecided = Some((self.fed + at as u64, pts));
+                    continue;
+                }
+                Cut::EarlierKeyframe { .. } => match self.undecided.take() {
+                    Some((offset, Some(pts))) => (offset, pts),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let t = self.unwrap.unwrap(pts);
+            let first = *self.first.get_or_insert(t);
+            self.keyframes.push(Keyframe {
+                time: MediaTime::new(t.saturating_sub(first).max(0), Ts90k::HZ),
+                offset,
+            });
         }
         self.fed += data.len() as u64;
         Ok(())
@@ -120,21 +137,31 @@ mod tests {
     /// The demo library's MPEG-TS title (made by ffmpeg, see demo/README.md).
     const CLIP: &[u8] = include_bytes!("../../../../demo/clip.ts");
 
+    /// Also from a muxer that marks no random access (a keyframe's IDR may then come in the
+    /// piece after its PES began).
     #[test]
     fn fed_in_pieces_it_finds_the_keyframes_an_index_of_the_whole_file_finds() {
-        let whole = media::ts::index(CLIP).unwrap();
-        assert!(whole.keyframes.len() >= 3, "{:?}", whole.keyframes);
-        for piece in [188, 188 * 7, 188 * 100] {
-            let mut g = Growing::default();
-            let packets = &CLIP[..CLIP.len() / 188 * 188];
-            for chunk in packets.chunks(piece) {
-                g.feed(chunk).unwrap();
+        let mut unmarked = CLIP.to_vec();
+        for p in unmarked.chunks_exact_mut(188) {
+            if p[3] & 0x20 != 0 && p[4] > 0 {
+                p[5] &= !0x40;
             }
-            let info = g.info(packets).unwrap();
-            assert_eq!(info.keyframes, whole.keyframes, "pieces of {piece}");
-            assert_eq!(info.video, whole.video);
-            assert_eq!(info.audio, whole.audio);
-            assert_eq!(info.duration, whole.keyframes.last().unwrap().time);
+        }
+        for data in [CLIP, &unmarked[..]] {
+            let whole = media::ts::index(data).unwrap();
+            assert!(whole.keyframes.len() >= 3, "{:?}", whole.keyframes);
+            for piece in [188, 188 * 7, 188 * 100] {
+                let mut g = Growing::default();
+                let packets = &data[..data.len() / 188 * 188];
+                for chunk in packets.chunks(piece) {
+                    g.feed(chunk).unwrap();
+                }
+                let info = g.info(packets).unwrap();
+                assert_eq!(info.keyframes, whole.keyframes, "pieces of {piece}");
+                assert_eq!(info.video, whole.video);
+                assert_eq!(info.audio, whole.audio);
+                assert_eq!(info.duration, whole.keyframes.last().unwrap().time);
+            }
         }
     }
 

@@ -24,15 +24,27 @@ pub enum Cut {
     PmtWhole(usize),
     /// The first packet of a video keyframe's PES, with its PTS when the header carries one.
     Keyframe { at: usize, pts: Option<Ts90k> },
+    /// A video PES began at `at` whose packets so far (in this run, and in the runs before it
+    /// when `earlier`) show neither an IDR nor a slice: whether it is a keyframe is known in a
+    /// later run. A caller that cuts units keeps the bytes from `at` back until then. It comes
+    /// where the PES began among the cuts (last, but for the PAT/PMT cuts after it).
+    Undecided {
+        at: usize,
+        pts: Option<Ts90k>,
+        earlier: bool,
+    },
+    /// First in a run: the PES reported [`Cut::Undecided`] in the runs before is a keyframe
+    /// (its IDR is in this run). A PES that turns out not to be one is not reported.
+    EarlierKeyframe { pts: Option<Ts90k> },
 }
 
 /// Follows PAT and PMT of a live MPEG-TS and reports, for each run of whole packets it is given,
 /// where PAT, PMT and video keyframes (random_access_indicator, or an IDR/IRAP NAL unit before
 /// the first slice, within [`SCAN_LIMIT`] bytes of the PES) start, in stream order. It never
 /// copies the stream: the caller slices its own `Bytes` at the offsets (the first bytes of a
-/// PES whose first packet is not conclusive are gathered for the scan). A PES whose IDR lies
-/// past the end of the run given is not known as a keyframe (the run is cut already): the
-/// next keyframe is. A program without video (a radio stream) is cut at its first audio
+/// PES whose first packet is not conclusive are gathered for the scan). A PES whose IDR may lie
+/// past the end of the run given is [`Cut::Undecided`]; the next runs decide it
+/// ([`Cut::EarlierKeyframe`]). A program without video (a radio stream) is cut at its first audio
 /// stream's PES starts, one each [`AUDIO_CUT`] at most: viewers start there, and HLS
 /// segments begin there.
 #[derive(Debug, Default, Clone)]
@@ -52,9 +64,11 @@ pub struct Splitter {
 /// A keyframe not decided yet: where its PES began and the cut would go.
 #[derive(Debug, Clone)]
 struct Pending {
-    /// The packet's offset in the run, and the index in `out` its cut would take.
+    /// The packet's offset in the run, and the index in `out` its cut would take (0 for one
+    /// that began in a run before: `earlier`).
     at: usize,
     index: usize,
+    earlier: bool,
     pts: Option<Ts90k>,
     codec: Codec,
     bytes: Vec<u8>,
@@ -71,8 +85,10 @@ impl Splitter {
                 "input is not whole 188-byte packets",
             ));
         }
-        // A scan is of one run: its cut could not go into the run before.
-        self.scan = None;
+        // A scan begun in a run before goes on in this one; its decision comes first.
+        if let Some(p) = &mut self.scan {
+            (p.at, p.index, p.earlier) = (0, 0, true);
+        }
         for (i, p) in data.chunks_exact(PACKET).enumerate() {
             let at = i * PACKET;
             let h = header(p).ok_or_else(|| {
@@ -133,6 +149,7 @@ impl Splitter {
                         self.scan = Some(Pending {
                             at,
                             index: out.len(),
+                            earlier: false,
                             pts,
                             codec,
                             bytes: start.to_vec(),
@@ -159,7 +176,21 @@ impl Splitter {
                 }
             }
         }
+        if let Some(p) = &self.scan {
+            let cut = Cut::Undecided {
+                at: p.at,
+                pts: p.pts,
+                earlier: p.earlier,
+            };
+            out.insert(p.index.min(out.len()), cut);
+        }
         Ok(())
+    }
+
+    /// Forgets a PES not decided yet (a caller that will not keep its bytes back any longer):
+    /// it is not a keyframe.
+    pub fn forget_undecided(&mut self) {
+        self.scan = None;
     }
 
     /// The next packet of a video PES whose start did not decide: an IDR before the first slice
@@ -171,9 +202,12 @@ impl Splitter {
             .extend_from_slice(payload.get(..room.min(payload.len())).unwrap_or(&[]));
         let s = nal::scan(p.codec, &p.bytes);
         if s.random_access {
-            let cut = Cut::Keyframe {
-                at: p.at,
-                pts: p.pts,
+            let cut = match p.earlier {
+                false => Cut::Keyframe {
+                    at: p.at,
+                    pts: p.pts,
+                },
+                true => Cut::EarlierKeyframe { pts: p.pts },
             };
             out.insert(p.index.min(out.len()), cut);
         }
@@ -269,6 +303,9 @@ mod tests {
                         pts.push(p.expect("ffmpeg writes a PTS on every video PES"));
                         at
                     }
+                    // A PES whose first packet, alone in its run, shows no slice yet.
+                    Cut::Undecided { .. } => continue,
+                    Cut::EarlierKeyframe { .. } => panic!("a marked keyframe is known at once"),
                 };
                 assert!(
                     last.is_none_or(|l| off + at > l),
@@ -321,7 +358,8 @@ mod tests {
         assert_eq!(found, expect);
         let at = |c: &Cut| match *c {
             Cut::Pat(a) | Cut::Pmt(a) | Cut::PmtMore(a) | Cut::PmtWhole(a) => a,
-            Cut::Keyframe { at, .. } => at,
+            Cut::Keyframe { at, .. } | Cut::Undecided { at, .. } => at,
+            Cut::EarlierKeyframe { .. } => 0,
         };
         assert!(cuts.windows(2).all(|w| at(&w[0]) <= at(&w[1])), "in order");
     }

@@ -493,10 +493,16 @@ impl Live {
             End::Dropped(why) => Some(why.clone()),
             _ => None,
         };
+        let mut ingest = ingest;
         let transition = {
             let mut inner = stream.write();
             let t = inner.lifecycle.end(generation, end, self.now());
             if t != Transition::None {
+                // What it kept back of its last frame goes out: nothing will decide it now.
+                if let Some(ingest) = &mut ingest {
+                    let inner = &mut *inner;
+                    ingest.flush(&mut inner.ring, &mut inner.hls, self.now());
+                }
                 inner.publisher = None;
                 inner.ingest = ingest;
                 stream.account(&mut inner, self.now());
