@@ -44,8 +44,10 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
     // Rules may share a directory (the default one): each is locked and recovered once.
     rule_dirs.sort();
     rule_dirs.dedup();
-    // Held until the server stops: one server records into a directory.
-    let _recording_locks = server::record::files::lock(&rule_dirs).context("recording")?;
+    // Held until the server stops: one server records into a directory. (Those that cannot
+    // be written are left out, logged.)
+    let recording_locks = server::record::files::lock(&rule_dirs).context("recording")?;
+    let rule_dirs: Vec<_> = recording_locks.iter().map(|(d, _)| d.clone()).collect();
     for (file, cut) in
         tokio::task::spawn_blocking(move || server::record::files::recover(&rule_dirs)).await?
     {

@@ -225,6 +225,33 @@ fn a_recording_directory_that_cannot_be_written_ends_the_recording_and_not_the_s
         .all(|t| t["id"] == "recordings/blocked"));
 }
 
+/// A rule's directory that cannot be made (a file is in the way, as a read-only mount would
+/// refuse it) when the server starts: the server starts all the same, says so, serves its
+/// library and takes the stream live; only the recording fails.
+#[test]
+fn a_recording_directory_that_cannot_be_written_at_start_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(common::demo_dir().join("clip.ts"), lib.join("clip.ts")).unwrap();
+    std::fs::write(lib.join("archive"), b"in the way").unwrap();
+    let s = serve(
+        &lib,
+        "[[record]]\nstreams = \"cam\"\ndir = \"archive\"\n",
+        &[],
+    );
+    let said = s.log_lines("the recordings directory cannot be written");
+    assert!(said.iter().any(|l| l.contains("archive")), "{said:?}");
+    assert_eq!(get(&s, "/videos/clip.ts", &[]).status, 200);
+    let _publisher = publish(&s, "cam");
+    wait_until("the recording stopped with a log line", WAIT, || {
+        !s.log_lines("recording stopped (the live stream goes on)")
+            .is_empty()
+    });
+    let doc = get(&s, "/api/streams/cam", &[]).json();
+    assert_eq!(doc["state"], "live", "{doc}");
+}
+
 #[test]
 fn a_full_disk_ends_the_recording_and_the_live_stream_plays_on() {
     let dir = tempfile::tempdir().unwrap();

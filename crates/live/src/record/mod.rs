@@ -124,7 +124,12 @@ pub fn file_name(started_unix_ms: u64, ext: &str) -> String {
 /// When the recording in the file named `name` (a bare name, no directories) began, in Unix
 /// milliseconds; `None` for a name [`file_name`] did not make.
 pub fn started(name: &str) -> Option<u64> {
-    let (stem, _ext) = name.rsplit_once('.')?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    // A recording's (an operator's sidecar named the same way is not one: retention and
+    // uploads leave it alone).
+    if !matches!(ext, "ts" | "mp4") {
+        return None;
+    }
     // YYYYMMDDTHHMMSS.mmmZ, ASCII (so the slices below fall on character boundaries).
     let b = stem.as_bytes();
     if b.len() != 20 || !stem.is_ascii() || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
@@ -222,6 +227,8 @@ mod tests {
         for bad in [
             "",
             "x.ts",
+            "20261127T010102.345Z.jpg",
+            "20261127T010102.345Z.json",
             "20261127T010102.345Z",
             "20261127X010102.345Z.ts",
             "2026112yT010102.345Z.ts",

@@ -21,7 +21,10 @@ impl crate::entity::Entity for Title {
     }
 
     fn last_modified(&self) -> Option<(SystemTime, http::HeaderValue)> {
-        Some((self.last_modified, self.last_modified_header.clone()))
+        // None for a growing recording: a date to the second cannot tell two lengths written
+        // within one second apart, and a client revalidating by date would be told 304 for
+        // bytes it does not have (its weak tag names the length written).
+        (!self.is_growing()).then(|| (self.last_modified, self.last_modified_header.clone()))
     }
 
     fn cache_control(&self) -> Option<http::HeaderValue> {

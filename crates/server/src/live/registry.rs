@@ -254,8 +254,9 @@ pub struct Live {
     pub config: LiveConfig,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     epoch: Instant,
-    /// The wall clock at `epoch`, as an NTP timestamp (for MP4 `prft` boxes; clock.rs).
-    pub(super) epoch_ntp: u64,
+    /// The wall clock at `epoch`, as an NTP timestamp (for MP4 `prft` boxes, recordings' names;
+    /// moved when the system clock is stepped: clock.rs).
+    pub(super) epoch_ntp: AtomicU64,
     next_instance: AtomicU64,
     /// What all streams hold, against the budget.
     pub memory: Arc<Memory>,
@@ -319,7 +320,7 @@ impl Live {
             config,
             streams: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
-            epoch_ntp: super::clock::ntp_now(),
+            epoch_ntp: AtomicU64::new(super::clock::ntp_now()),
             next_instance: AtomicU64::new(seed),
             on_new_stream: std::sync::OnceLock::new(),
             delivery: Default::default(),

@@ -67,18 +67,29 @@ pub(super) fn finish(part: &Part) -> io::Result<()> {
 
 /// Takes each rule directory for this process (made if missing): an exclusive lock on its
 /// `.lock` file, held as long as the files returned are open. A second server recording into
-/// the same directory would "recover" (cut and rename) the files this one is writing.
-pub fn lock(dirs: &[PathBuf]) -> io::Result<Vec<File>> {
+/// the same directory would "recover" (cut and rename) the files this one is writing: that is
+/// an error. A directory that cannot be written (a read-only mount, another owner) is not:
+/// it is logged, left out (its rules' recordings fail as they start, each with a log line),
+/// and live and VOD are served all the same.
+pub fn lock(dirs: &[PathBuf]) -> io::Result<Vec<(PathBuf, File)>> {
     let mut held = Vec::new();
     for dir in dirs {
-        std::fs::create_dir_all(dir)?;
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(".lock"))?;
+        let opened = std::fs::create_dir_all(dir).and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(".lock"))
+        });
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "the recordings directory cannot be written: nothing is recorded there until it can");
+                continue;
+            }
+        };
         match f.try_lock() {
-            Ok(()) => held.push(f),
+            Ok(()) => held.push((dir.clone(), f)),
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(io::Error::other(format!(
                     "another zerocast is recording into {}",

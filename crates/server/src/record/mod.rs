@@ -35,24 +35,29 @@ pub(crate) fn start(state: &Arc<State>, stream: &Arc<crate::live::Stream>) {
         return;
     };
     let (dir, prefix) = rule.of_stream(&stream.name);
-    // Uploads need no block cache: a source of their own with an empty one.
-    let upload = rule.upload.as_ref().and_then(|s| {
-        let blocks = crate::store::Blocks::new(0, 1 << 20, 0);
-        match crate::store::Source::new(s, &config.store, blocks) {
-            Ok(src) => Some(Arc::new(src)),
-            Err(e) => {
-                tracing::error!(stream = %stream.name, error = %e, "recordings of this stream will not be uploaded");
-                None
+    let (rule, state, stream) = (rule.clone(), state.clone(), stream.clone());
+    // In the recorder's task: the caller holds the registry's lock, and an upload's source
+    // reads its CA bundle.
+    tokio::spawn(async move {
+        // Uploads need no block cache: a source of their own with an empty one.
+        let upload = rule.upload.as_ref().and_then(|s| {
+            let blocks = crate::store::Blocks::new(0, 1 << 20, 0);
+            match crate::store::Source::new(s, &config.store, blocks) {
+                Ok(src) => Some(Arc::new(src)),
+                Err(e) => {
+                    tracing::error!(stream = %stream.name, error = %e, "recordings of this stream will not be uploaded");
+                    None
+                }
             }
-        }
+        });
+        let job = writer::Job {
+            state,
+            stream,
+            rule,
+            dir,
+            prefix,
+            upload,
+        };
+        writer::record(job).await;
     });
-    let job = writer::Job {
-        state: state.clone(),
-        stream: stream.clone(),
-        rule: rule.clone(),
-        dir,
-        prefix,
-        upload,
-    };
-    tokio::spawn(writer::record(job));
 }
