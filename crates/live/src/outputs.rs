@@ -29,6 +29,9 @@ use std::time::Duration;
 pub const RTMP_CHUNK_SIZE: usize = 4096;
 /// The message stream id the shared RTMP messages are written for (the first `createStream`).
 pub const RTMP_PLAY_STREAM_ID: u32 = 1;
+/// How often (stream time) a stream without video has a frame FLV and RTMP viewers may start
+/// at, as the TS splitter cuts a radio stream (`media::ts::AUDIO_CUT`).
+pub const AUDIO_START_MS: u32 = 500;
 
 #[derive(Debug)]
 pub struct MediaOutputs {
@@ -47,6 +50,9 @@ pub struct MediaOutputs {
     seq: [Option<(Bytes, Bytes)>; 2],
     /// The latest RTMP timestamp (ms) pushed.
     clock: Option<u32>,
+    /// A stream without video: the time (ms) of the last audio frame viewers may start at
+    /// ([`AUDIO_START_MS`]).
+    audio_start: Option<u32>,
     /// The 90 kHz clock of the stream's TS that the FLV timestamps count from (set by the
     /// publisher): what an `.flv` DVR viewer converting a TS recording times its tags on
     /// ([`crate::rewind`]).
@@ -65,6 +71,7 @@ impl MediaOutputs {
             events: Vec::new(),
             seq: [None, None],
             clock: None,
+            audio_start: None,
             flv_clock: None,
         }
     }
@@ -127,8 +134,14 @@ impl MediaOutputs {
             // A configuration that changed (a publisher's new resolution or sample rate): in
             // band too, for the viewers watching already (those that start later get it before
             // their first keyframe).
+            // A first one after the stream's first keyframe (an encoder that configures its
+            // audio after its first video frame; a conversion that met audio's after video's
+            // keyframe) is in band too, for the viewers that started at that keyframe.
             let slot = &mut self.seq[usize::from(video)];
-            let changed = slot.as_ref().is_some_and(|(t, _)| t[11..] != tag[11..]);
+            let changed = match slot {
+                Some((t, _)) => t[11..] != tag[11..],
+                None => self.flv.last_keyframe().is_some(),
+            };
             *slot = Some((tag.clone(), msg.clone()));
             if changed {
                 self.flv.push(tag, now);
@@ -136,7 +149,17 @@ impl MediaOutputs {
             }
             return;
         }
-        if kind.keyframe {
+        // Without video, viewers start at an audio frame (one each AUDIO_START_MS at most),
+        // given the audio's configuration first.
+        let audio_start = !video
+            && self.seq[1].is_none()
+            && self
+                .audio_start
+                .is_none_or(|at| ms.wrapping_sub(at) >= AUDIO_START_MS);
+        if audio_start {
+            self.audio_start = Some(ms);
+        }
+        if kind.keyframe || audio_start {
             // Video's configuration first, then audio's.
             let flv_psi = self.seq.iter().rev().flatten().map(|(t, _)| t.clone());
             self.flv.push_keyframe(tag, flv_psi.collect(), now);
@@ -325,6 +348,55 @@ mod tests {
             let body_at = if i == 0 { 11 } else { 12 };
             let bodies: Vec<&[u8]> = parts.iter().map(|p| &p[body_at..body_at + 3]).collect();
             assert_eq!(bodies, [&[0xaf, 0, 9][..], &[0xaf, 1, 4]], "{i}");
+        }
+    }
+
+    /// The bodies of what a new viewer of `ring` gets first (FLV tags, or RTMP messages when
+    /// `rtmp`).
+    fn first_bodies(ring: &Ring, rtmp: bool) -> Vec<Vec<u8>> {
+        let Step::Send { parts, .. } = Viewer::default().step(ring, Duration::ZERO, &POLICY) else {
+            return Vec::new();
+        };
+        let at = if rtmp { 12 } else { 11 };
+        parts.iter().map(|p| p[at..at + 3].to_vec()).collect()
+    }
+
+    /// An encoder that configures its audio after its first video frame: a viewer that started
+    /// at that keyframe gets the audio's configuration in band, before its frames.
+    #[test]
+    fn an_audio_configuration_first_sent_after_the_first_keyframe_reaches_its_viewers() {
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
+        let t = Duration::ZERO;
+        o.push(true, &[0x17, 0, 1], 0, kind(true, false), t, 0);
+        o.push(true, &[0x17, 1, 3], 0, kind(false, true), t, 0);
+        o.push(false, &[0xaf, 0, 2], 10, kind(true, false), t, 0);
+        o.push(false, &[0xaf, 1, 4], 20, kind(false, false), t, 0);
+        for (ring, rtmp) in [(&o.flv, false), (&o.rtmp, true)] {
+            assert_eq!(
+                first_bodies(ring, rtmp),
+                [[0x17, 0, 1], [0x17, 1, 3], [0xaf, 0, 2], [0xaf, 1, 4]],
+                "rtmp: {rtmp}"
+            );
+        }
+    }
+
+    /// A radio stream (AAC alone): FLV and RTMP viewers start at an audio frame, at most half
+    /// a second back, with the audio's configuration first.
+    #[test]
+    fn a_stream_without_video_starts_its_viewers_at_an_audio_frame() {
+        let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
+        let t = Duration::ZERO;
+        o.push(false, &[0xaf, 0, 2], 0, kind(true, false), t, 0);
+        for n in 0..40u8 {
+            let ms = u32::from(n) * 23;
+            o.push(false, &[0xaf, 1, n], ms, kind(false, false), t, 0);
+        }
+        for (ring, rtmp) in [(&o.flv, false), (&o.rtmp, true)] {
+            let got = first_bodies(ring, rtmp);
+            assert_eq!(got[0], [0xaf, 0, 2], "rtmp: {rtmp}");
+            // The last start: the frame at 506 ms (22 × 23), the first 500 ms after the one at 0.
+            assert_eq!(got[1], [0xaf, 1, 22], "rtmp: {rtmp}");
+            assert_eq!(got.len(), 1 + 40 - 22);
         }
     }
 

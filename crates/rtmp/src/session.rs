@@ -10,9 +10,9 @@
 //! play(name)          -> Event::Play      accept: StreamBegin, onStatus NetStream.Play.Reset and
 //!                                                 NetStream.Play.Start
 //!                                         refuse (publish, play): onStatus {level error, code}
-//! deleteStream, closeStream               -> Event::PublishFinished (of the publishing stream)
+//! deleteStream, closeStream, FCUnpublish  -> Event::PublishFinished (of the publishing stream)
 //! audio (8), video (9) on the published stream -> Event::Media (payload, absolute timestamp)
-//! releaseStream, FCPublish, FCUnpublish, getStreamLength, FCSubscribe, other commands: ignored
+//! releaseStream, FCPublish, getStreamLength, FCSubscribe, other commands: ignored
 //! data messages (@setDataFrame, onMetaData), AMF3 data: ignored
 //! ```
 //! Commands may be pipelined: [`Session::poll`] returns one event at a time, in order, and reads
@@ -387,9 +387,12 @@ impl Session {
                     },
                 ))
             }
-            "deleteStream" | "closeStream" => {
+            "deleteStream" | "closeStream" | "FCUnpublish" => {
                 let id = match name {
                     "deleteStream" => arg(0).and_then(Value::as_number).map(|n| n as u32),
+                    // Sent on the connection's stream 0 with the name (a client may close the
+                    // connection right after it): the one stream this connection publishes.
+                    "FCUnpublish" => self.publishing,
                     _ => Some(stream_id),
                 };
                 match self.publishing {

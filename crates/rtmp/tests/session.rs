@@ -180,6 +180,23 @@ fn delete_stream_finishes_the_publish() {
     assert!(srv.media().is_empty());
 }
 
+/// A client that says `FCUnpublish` and closes the connection without `deleteStream`: its
+/// publish ends cleanly there (viewers are not kept waiting for it to come back).
+#[test]
+fn fc_unpublish_alone_finishes_the_publish() {
+    let mut srv = Server::new();
+    srv.feed(&publish_commands("show")).unwrap();
+    srv.feed(&command(
+        0,
+        &[s("FCUnpublish"), n(6.0), Value::Null, s("show")],
+    ))
+    .unwrap();
+    assert_eq!(
+        srv.events.last(),
+        Some(&Event::PublishFinished { stream_id: 1 })
+    );
+}
+
 #[test]
 fn amf3_commands_are_read_after_their_leading_byte() {
     let mut srv = Server::new();

@@ -520,8 +520,13 @@ fn a_clean_rtmp_unpublish_after_the_setup_deadline_logs_a_clean_end() {
         .unwrap()
         .to_string();
     let mut reads = common::fixtures::recorded_rtmp_publish();
-    let delete_stream = reads.pop().unwrap();
-    assert!(delete_stream.windows(12).any(|w| w == b"deleteStream"));
+    // ffmpeg's unpublish: FCUnpublish, then deleteStream.
+    let at = reads
+        .iter()
+        .position(|r| r.windows(11).any(|w| w == b"FCUnpublish"))
+        .unwrap();
+    let unpublish = reads.split_off(at).concat();
+    assert!(unpublish.windows(12).any(|w| w == b"deleteStream"));
     let mut c = TcpStream::connect(&rtmp).unwrap();
     c.write_all(&reads.concat()).unwrap();
     common::live::wait_until("the stream is live", WAIT, || {
@@ -530,7 +535,7 @@ fn a_clean_rtmp_unpublish_after_the_setup_deadline_logs_a_clean_end() {
     });
     // The scenario is a publish that outlasts the setup deadline: nothing to await but time.
     std::thread::sleep(Duration::from_millis(10_500));
-    c.write_all(&delete_stream).unwrap();
+    c.write_all(&unpublish).unwrap();
     // The server ends the connection; what it still sent is read to the end.
     c.set_read_timeout(Some(WAIT)).unwrap();
     let _ = c.read_to_end(&mut Vec::new());

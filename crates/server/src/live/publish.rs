@@ -58,7 +58,14 @@ pub struct Publish {
     owed: Option<Duration>,
     /// TS bytes muxed from the tags (what the ingest bitrate holds too, `RateLimit::wait_made`).
     made: u64,
+    /// Tags in a row that could not be read (skipped; [`BAD_TAGS`] of them end the publish).
+    bad_tags: u32,
 }
+
+/// Unreadable tags in a row that end an RTMP publish: one (an empty message, an encoder's empty
+/// configuration before its real one) is skipped, as other servers do; a publisher that sends
+/// nothing readable is refused.
+const BAD_TAGS: u32 = 64;
 
 impl Publish {
     pub(super) fn new(
@@ -84,6 +91,7 @@ impl Publish {
             ts_reads: Batch::new(TS_READ_WAKE),
             owed: None,
             made: 0,
+            bad_tags: 0,
         }
     }
 
@@ -195,6 +203,10 @@ impl Publish {
     /// headers current when it came (for viewers that start there), which the ring's byte count
     /// does not see.
     pub fn tag(&mut self, video: bool, body: &[u8], ms: u32) -> Result<(), IngestError> {
+        if body.is_empty() {
+            // Nothing to play (some encoders send empty media messages).
+            return Ok(());
+        }
         let now = self.live.now();
         let (limits, ll) = (self.live.config.ring, self.live.config.ll_hls);
         let kind = classify(video, body);
@@ -233,7 +245,17 @@ impl Publish {
         } else {
             self.to_ts.audio(body, ms, &mut self.muxed)
         };
-        muxed.map_err(|error| IngestError::Tag { video, error })?;
+        match muxed {
+            Ok(()) => self.bad_tags = 0,
+            Err(error) if self.bad_tags + 1 >= BAD_TAGS => {
+                return Err(IngestError::Tag { video, error });
+            }
+            Err(error) => {
+                self.bad_tags += 1;
+                tracing::debug!(stream = %self.stream.name, video, %error, "a tag that cannot be read, skipped");
+                return Ok(());
+            }
+        }
         self.made += self.muxed.len() as u64;
         if self.to_ts.take_tracks_changed() {
             // The TS's tracks changed (video after audio alone, or another video codec): HLS
@@ -301,5 +323,30 @@ impl Drop for Publish {
         let ingest = self.ingest.take();
         self.live
             .end_session(&self.stream, self.generation, end, ingest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RTMP publisher's empty media messages and an unreadable configuration (an encoder's
+    /// empty avcC before its real one) are skipped; a publisher that sends nothing readable is
+    /// refused.
+    #[tokio::test]
+    async fn unreadable_tags_are_skipped_and_only_a_run_of_them_ends_the_publish() {
+        let live = Arc::new(Live::new(super::super::LiveConfig::default()));
+        let mut p = live
+            .begin_publish("cam", "127.0.0.1:1".parse().unwrap())
+            .unwrap();
+        assert!(p.tag(true, &[], 0).is_ok(), "an empty message");
+        assert!(p.tag(false, &[], 0).is_ok(), "an empty message");
+        assert!(p.tag(true, &[0x17, 0, 0, 0, 0], 0).is_ok(), "an empty avcC");
+        // The avcC was the first in a row.
+        for n in 2..BAD_TAGS {
+            assert!(p.tag(false, &[0xaf], n).is_ok(), "bad tag {n}");
+        }
+        let e = p.tag(false, &[0xaf], BAD_TAGS).unwrap_err();
+        assert!(matches!(e, IngestError::Tag { video: false, .. }), "{e}");
     }
 }

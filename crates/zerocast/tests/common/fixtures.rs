@@ -197,11 +197,15 @@ pub fn recorded_rtmp_publish() -> Vec<Vec<u8>> {
     reads
 }
 
-/// The recorded RTMP publish, up to the middle of its last read (inside a media chunk): a
-/// publisher whose connection drops mid-message.
+/// The recorded RTMP publish, up to the middle of the read that says `FCUnpublish` (every
+/// frame before it whole, the command cut): a publisher whose connection drops mid-message,
+/// before it said it was done.
 pub fn recorded_rtmp_publish_cut_mid_chunk() -> Vec<u8> {
     let reads = recorded_rtmp_publish();
-    let last = reads.len() - 1;
+    let last = reads
+        .iter()
+        .position(|r| r.windows(11).any(|w| w == b"FCUnpublish"))
+        .expect("ffmpeg's FCUnpublish");
     let mut all: Vec<u8> = reads[..last].concat();
     all.extend_from_slice(&reads[last][..reads[last].len() / 2]);
     all
