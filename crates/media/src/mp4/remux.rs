@@ -221,16 +221,26 @@ pub fn hvcc(c: &mut Reader<'_>) -> Result<(usize, Vec<Vec<u8>>)> {
 }
 
 /// Object type, sampling frequency index and channel configuration of an AudioSpecificConfig
-/// (`None` for what ADTS cannot carry).
+/// (`None` for what ADTS cannot carry). HE-AAC (v1 and v2, object types 5 and 29, signalled
+/// explicitly) gives its core's: AAC-LC at the core rate, as ADTS carries it (the decoder
+/// finds the SBR and PS in the frames).
 pub fn audio_specific_config(asc: &[u8]) -> Option<(u8, u8, u8)> {
-    let (&a, &b) = (asc.first()?, asc.get(1)?);
-    let object_type = a >> 3;
-    let frequency_index = ((a & 7) << 1) | (b >> 7);
-    let channels = (b >> 3) & 0x0f;
+    let mut r = crate::read::BitReader::new(asc);
+    let mut object_type = r.bits(5).ok()?;
+    let frequency_index = r.bits(4).ok()?;
+    let channels = r.bits(4).ok()?;
+    if matches!(object_type, 5 | 29) {
+        // The extension's sampling frequency index (an explicit rate after 15), then the
+        // core's object type.
+        if r.bits(4).ok()? == 15 {
+            r.bits(24).ok()?;
+        }
+        object_type = r.bits(5).ok()?;
+    }
     ((1..=4).contains(&object_type) && frequency_index <= 12).then_some((
-        object_type,
-        frequency_index,
-        channels,
+        object_type as u8,
+        frequency_index as u8,
+        channels as u8,
     ))
 }
 
@@ -386,6 +396,20 @@ mod tests {
 
     fn parse(b: &[u8]) -> Result<(usize, Vec<Vec<u8>>)> {
         avcc(&mut Reader::new(b, 0, "avcC"))
+    }
+
+    #[test]
+    fn an_audio_specific_config_gives_what_adts_carries_and_he_aac_its_core() {
+        // AAC-LC, 44.1 kHz (index 4), stereo.
+        assert_eq!(audio_specific_config(&[0x12, 0x10]), Some((2, 4, 2)));
+        // HE-AAC v1 (5): core 24 kHz (6), stereo, extension 48 kHz (3), core AAC-LC (2).
+        assert_eq!(audio_specific_config(&[0x2b, 0x11, 0x88]), Some((2, 6, 2)));
+        // HE-AAC v2 (29): the same core, mono in the core (1).
+        assert_eq!(audio_specific_config(&[0xeb, 0x09, 0x88]), Some((2, 6, 1)));
+        // Cut short, an escaped object type, an explicit rate: not for ADTS.
+        assert_eq!(audio_specific_config(&[0x2b, 0x11]), None);
+        assert_eq!(audio_specific_config(&[0xf8, 0x00, 0x00]), None);
+        assert_eq!(audio_specific_config(&[0x17, 0x80, 0, 0, 0]), None);
     }
 
     #[test]
