@@ -73,7 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let file = FileConfig::load(args.config.as_deref())?;
             init_logging(file.log_format(cli.log_format));
-            let served = rt.block_on(serve::run(args, file));
+            let served = rt.block_on(serve::run(args, file, cli.log_format));
             // A rescan or a disk write still running on the blocking pool is not waited for
             // without end: the server has drained and finished its recordings by now.
             rt.shutdown_timeout(std::time::Duration::from_secs(10));

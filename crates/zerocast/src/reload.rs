@@ -5,7 +5,7 @@
 //! the `notify` crate, changes gathered until 1 s of quiet). A config file that does not parse is
 //! refused with its error and the settings in use stay.
 
-use crate::cli::ServeArgs;
+use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{self, FileConfig};
 use anyhow::Result;
 use server::library::LoadEvent;
@@ -20,6 +20,8 @@ pub struct Reloader {
     pub budget: u64,
     /// Whether the library is watched for changes (`watch`), as at start.
     pub watch: bool,
+    /// `--log-format` as given, and the log format in use (set at start: a restart changes it).
+    pub log: (Option<LogFormat>, LogFormat),
     pub server: server::reload::Reload,
     pub tls: Option<server::tls::Reloader>,
 }
@@ -60,6 +62,7 @@ impl Reloader {
 
     fn settings(&self) -> Result<()> {
         let file = FileConfig::load(self.config_file.as_deref())?;
+        let file_log = file.log_format(self.log.0);
         let next = config::merge(self.args.clone(), file)?;
         let mut restart = self.server.settings(next.config);
         if next.library != self.library {
@@ -70,6 +73,9 @@ impl Reloader {
         }
         if next.watch != self.watch {
             restart.push("watch");
+        }
+        if file_log != self.log.1 {
+            restart.push("log_format");
         }
         if restart.is_empty() {
             tracing::info!("settings reloaded; new requests and connections use them");

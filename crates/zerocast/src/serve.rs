@@ -3,7 +3,7 @@
 //! on a terminal, log lines otherwise) or the embedded demo library, and runs the server until
 //! SIGINT/SIGTERM (`shutdown_signal`, also used by `publish` and `watch`).
 
-use crate::cli::ServeArgs;
+use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{self, FileConfig};
 use crate::demo;
 use anyhow::{Context, Result};
@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// Runs `serve` with its flags and the config file already read.
-pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
+/// `log_flag`: `--log-format` as given (the format in use is the flag's, else the file's).
+pub async fn run(args: ServeArgs, file: FileConfig, log_flag: Option<LogFormat>) -> Result<()> {
+    let log_format = file.log_format(log_flag);
     // First of all: a SIGHUP (`systemctl reload`, logrotate) during the start (a library load,
     // an object store's first listing) is queued for the reloader, instead of ending the
     // process by its default action.
@@ -118,6 +120,7 @@ pub async fn run(args: ServeArgs, file: FileConfig) -> Result<()> {
         library: library_dir,
         budget,
         watch,
+        log: (log_flag, log_format),
         server: server.reloader(),
         tls: server.tls_reloader(),
     };

@@ -104,13 +104,14 @@ fn a_setting_that_needs_a_restart_is_named_and_the_rest_applies() {
     let cfg = dir.path().join("zerocast.toml");
     write_config(&cfg, "workers = 2\n");
     let mut s = Served::start(None, &["--config", cfg.to_str().unwrap()]);
-    write_config(&cfg, "workers = 1\nmax_ranges = 1\n");
+    write_config(&cfg, "workers = 1\nmax_ranges = 1\nlog_format = \"json\"\n");
     hangup_and_wait(&s, "settings reloaded", 1);
     let line = s.log_lines("settings reloaded").pop().unwrap();
     assert!(
         line.contains("only a restart") && line.contains("workers"),
         "{line}"
     );
+    assert!(line.contains("log_format"), "{line}");
     let r = request(
         s.addr,
         "GET",
