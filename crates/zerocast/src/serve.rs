@@ -21,6 +21,9 @@ pub async fn run(args: ServeArgs, file: FileConfig, log_flag: Option<LogFormat>)
     // process by its default action.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    // So are SIGINT and SIGTERM (a stop right after the start, or during it, drains the server
+    // once it runs instead of killing it).
+    let stops = Stops::listen();
     // A file-size limit (`ulimit -f`) reached by a recording must fail that write (EFBIG, and the
     // recording ends with a log line), not kill the server: SIGXFSZ is handled, and ignored.
     let _file_size_limit =
@@ -125,7 +128,7 @@ pub async fn run(args: ServeArgs, file: FileConfig, log_flag: Option<LogFormat>)
         tls: server.tls_reloader(),
     };
     let reload = tokio::spawn(crate::reload::run(hangups, reloader, watch));
-    server.run(shutdown_signal()).await;
+    server.run(stopped(stops)).await;
     reload.abort();
     Ok(())
 }
@@ -263,15 +266,34 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// The stop signals (SIGINT, SIGTERM), listened for from when this is made: one that comes
+/// earlier (while the server starts) is kept for [`stopped`], instead of ending the process.
+pub struct Stops {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Stops {
+    /// `None` where the handlers cannot be installed ([`stopped`] then waits on Ctrl-C).
+    pub fn listen() -> Option<Stops> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Stops {
+            int: signal(SignalKind::interrupt()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+}
+
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. A second one ends the process at once (exit status
 /// 1): a stop that hangs (a disk that does not answer) can still be cut short. Both signals are
 /// listened for before the first comes, so a second that follows at once is not lost.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    stopped(Stops::listen()).await;
+}
+
+/// [`shutdown_signal`] on signals listened for since `stops` was made.
+pub async fn stopped(stops: Option<Stops>) {
+    let Some(Stops { mut int, mut term }) = stops else {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("signal received");
         return;
