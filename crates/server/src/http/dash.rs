@@ -34,9 +34,11 @@ pub(crate) fn parse_media(file: &str) -> Option<(usize, u64)> {
 
 const CONTENT_TYPES: [&str; 2] = ["video/mp4", "audio/mp4"];
 
-/// The absolute URL of `/api/time` as the client reached this server (the manifest is read
-/// from another origin by players on other pages).
-pub(super) fn clock_url<B>(req: &Request<B>, secure: bool) -> String {
+/// The URL of `/api/time` at the host the client reached this server by (the manifest is read
+/// from another origin by players on other pages), scheme-relative: a player resolves it with
+/// its page's (or the manifest's) scheme, so that behind a proxy or CDN that ends TLS it is
+/// `https:` where the player's page is, not `http:` (blocked as mixed content).
+pub(super) fn clock_url<B>(req: &Request<B>) -> String {
     let host = req
         .uri()
         .authority()
@@ -48,7 +50,7 @@ pub(super) fn clock_url<B>(req: &Request<B>, secure: bool) -> String {
                 .map(str::to_string)
         });
     match host.filter(|h| !h.contains(['"', '<', '>', '/', ' '])) {
-        Some(h) => format!("{}://{h}/api/time", if secure { "https" } else { "http" }),
+        Some(h) => format!("//{h}/api/time"),
         None => "/api/time".into(),
     }
 }
@@ -248,12 +250,12 @@ mod tests {
             .header("host", "cdn.example:8443")
             .body(())
             .unwrap();
-        assert_eq!(clock_url(&req, true), "https://cdn.example:8443/api/time");
+        assert_eq!(clock_url(&req), "//cdn.example:8443/api/time");
         let h2 = Request::get("http://127.0.0.1:8080/live/a/manifest.mpd")
             .body(())
             .unwrap();
-        assert_eq!(clock_url(&h2, false), "http://127.0.0.1:8080/api/time");
+        assert_eq!(clock_url(&h2), "//127.0.0.1:8080/api/time");
         let odd = Request::get("/").header("host", "a\"b").body(()).unwrap();
-        assert_eq!(clock_url(&odd, false), "/api/time");
+        assert_eq!(clock_url(&odd), "/api/time");
     }
 }
