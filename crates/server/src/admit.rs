@@ -104,9 +104,10 @@ pub(crate) async fn playlist<B>(
         return Ok(());
     };
     viewer_request(state, name, req)?;
-    // Only for a stream that exists: junk names get their 404 without a call to the service.
+    // Only for a stream that exists: junk names get their 404 without a call to the service
+    // (here, not after: a publish that begins meanwhile must not be served unasked).
     if state.live.get(name).is_none() {
-        return Ok(());
+        return Err(Error::UnknownStream(name.into()));
     }
     let protocol = if secure { "https" } else { "http" };
     hook(state, Event::Play, name, peer, protocol, req.uri().query()).await

@@ -48,6 +48,10 @@ pub enum TokenError {
     NotYet(u64),
     #[error("the token does not grant {0}")]
     WrongAction(&'static str),
+    #[error("the token is from another issuer (iss)")]
+    WrongIssuer,
+    #[error("the token is for another audience (aud)")]
+    WrongAudience,
     #[error("the token is for another stream")]
     WrongStream,
 }
@@ -60,6 +64,27 @@ struct Claims {
     exp: u64,
     #[serde(default)]
     nbf: Option<u64>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// `aud`: one audience, or several (RFC 7519 §4.1.3).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, want: &str) -> bool {
+        match self {
+            Audience::One(a) => a == want,
+            Audience::Many(v) => v.iter().any(|a| a == want),
+        }
+    }
 }
 
 /// Where JWKS keys come from: fetched at start and every `refresh` (by the server's shell,
@@ -87,6 +112,10 @@ pub struct Keys {
     /// When the JWKS keys were last taken (Unix seconds; 0: never).
     jwks_at: std::sync::atomic::AtomicU64,
     leeway: u64,
+    /// The `iss` and `aud` a token must carry, where the config names them (an identity
+    /// provider that issues tokens for other services too).
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -135,7 +164,15 @@ impl Keys {
             jwks: RwLock::new(Vec::new()),
             jwks_at: std::sync::atomic::AtomicU64::new(0),
             leeway: leeway_secs,
+            issuer: None,
+            audience: None,
         })
+    }
+
+    /// Tokens must name `issuer` (`iss`) and `audience` (in `aud`), where given.
+    pub fn with_claims(mut self, issuer: Option<String>, audience: Option<String>) -> Self {
+        (self.issuer, self.audience) = (issuer, audience);
+        self
     }
 
     /// When the JWKS keys were last taken (Unix seconds), if ever.
@@ -232,6 +269,18 @@ impl Keys {
                 return Err(TokenError::NotYet(nbf));
             }
         }
+        if self
+            .issuer
+            .as_ref()
+            .is_some_and(|i| claims.iss.as_ref() != Some(i))
+        {
+            return Err(TokenError::WrongIssuer);
+        }
+        if let Some(want) = &self.audience {
+            if !claims.aud.as_ref().is_some_and(|a| a.names(want)) {
+                return Err(TokenError::WrongAudience);
+            }
+        }
         if claims.action != action.as_str() {
             return Err(TokenError::WrongAction(action.as_str()));
         }
@@ -289,6 +338,50 @@ mod tests {
         assert_eq!(k.set_jwks_at(hmac, NOW, true), Ok(0));
         assert_eq!(k.jwks_at(), Some(NOW));
         assert!(k.set_jwks_at(b"not json", NOW, true).is_err());
+    }
+
+    #[test]
+    fn an_issuer_and_an_audience_when_configured_must_be_the_tokens() {
+        let k = keys().with_claims(Some("https://idp.example/".into()), Some("zerocast".into()));
+        let exp = NOW + 60;
+        let with = |extra: serde_json::Value| {
+            let mut c = claims("read", "cam", exp);
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            k.check(Some(&token(c)), Action::Read, "cam", NOW)
+        };
+        let iss = "https://idp.example/";
+        assert_eq!(
+            with(serde_json::json!({"iss": iss, "aud": "zerocast"})),
+            Ok(())
+        );
+        assert_eq!(
+            with(serde_json::json!({"iss": iss, "aud": ["other", "zerocast"]})),
+            Ok(())
+        );
+        assert_eq!(
+            with(serde_json::json!({"aud": "zerocast"})),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            with(serde_json::json!({"iss": "https://evil.example/", "aud": "zerocast"})),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            with(serde_json::json!({"iss": iss, "aud": ["other"]})),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            with(serde_json::json!({"iss": iss})),
+            Err(TokenError::WrongAudience)
+        );
+        // Without them configured, neither is asked for.
+        let c = claims("read", "cam", exp);
+        assert_eq!(
+            keys().check(Some(&token(c)), Action::Read, "cam", NOW),
+            Ok(())
+        );
     }
 
     #[test]

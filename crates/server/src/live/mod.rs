@@ -34,6 +34,7 @@ pub mod fanout;
 pub(crate) mod follow;
 pub(crate) mod frames;
 pub(crate) mod ingest;
+mod instance;
 mod keys;
 pub(crate) mod llhls;
 pub mod memory;

@@ -257,7 +257,7 @@ pub struct Live {
     /// The wall clock at `epoch`, as an NTP timestamp (for MP4 `prft` boxes, recordings' names;
     /// moved when the system clock is stepped: clock.rs).
     pub(super) epoch_ntp: AtomicU64,
-    next_instance: AtomicU64,
+    instances: super::instance::Instances,
     /// What all streams hold, against the budget.
     pub memory: Arc<Memory>,
     /// The publish keys now: per stream, and the global one (replaced by a reload).
@@ -299,15 +299,6 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Live {
     pub fn new(config: LiveConfig) -> Self {
-        // The second the server started, then 20 random bits (a restart within the same second
-        // would otherwise give the same instances, and segment URLs, to other bytes).
-        use std::hash::BuildHasher;
-        let random = std::collections::hash_map::RandomState::new().hash_one(0u8);
-        let seed = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            << 20)
-            | (random & 0xf_ffff);
         let memory = Arc::new(Memory::new(config.memory_budget, config.slab_size));
         let keys = PublishKeys {
             per_stream: config.keys.clone(),
@@ -321,7 +312,7 @@ impl Live {
             streams: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             epoch_ntp: AtomicU64::new(super::clock::ntp_now()),
-            next_instance: AtomicU64::new(seed),
+            instances: super::instance::Instances::new(),
             on_new_stream: std::sync::OnceLock::new(),
             delivery: Default::default(),
         }
@@ -436,7 +427,7 @@ impl Live {
             tracing::warn!(stream = %crate::clip::Clip(name), %peer, error = %e, "publish refused");
             return Err(e);
         }
-        let instance = self.next_instance.fetch_add(1, Relaxed);
+        let instance = self.instances.next();
         let (tick, _) = watch::channel(0);
         let (tick_media, _) = watch::channel(0);
         let (tick_ll, _) = watch::channel(0);

@@ -25,6 +25,10 @@ pub struct JwtFile {
     /// The CA that signs the JWKS server's certificate (PEM); default: the system's bundle.
     pub(super) jwks_ca: Option<PathBuf>,
     jwks_refresh_secs: Option<u64>,
+    /// The `iss` a token must carry (default: any).
+    issuer: Option<String>,
+    /// A name a token's `aud` must hold (default: any).
+    audience: Option<String>,
 }
 
 /// One `[[auth]]` rule.
@@ -109,7 +113,8 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
                 bail!("[jwt] needs a secret, public_keys or a jwks_url");
             }
             let keys = Keys::new(secret, &pems, j.leeway_secs.unwrap_or(30))
-                .map_err(anyhow::Error::msg)?;
+                .map_err(anyhow::Error::msg)?
+                .with_claims(j.issuer.clone(), j.audience.clone());
             Some(std::sync::Arc::new(keys))
         }
         None => None,
@@ -165,6 +170,11 @@ pub(super) fn auth(file: &FileConfig) -> Result<server::auth::Rules> {
                 .with_context(|| format!("jwt.jwks_url '{url}'"))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                 bail!("jwt.jwks_url '{url}': expected http(s)://HOST/PATH");
+            }
+            let loopback = matches!(uri.host(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if uri.scheme_str() == Some("http") && !loopback {
+                // Whoever is on the path could serve keys of their own, and sign any token.
+                tracing::warn!(url = %url, "jwt.jwks_url is plain http: the keys that verify tokens can be replaced on the way; use https");
             }
             Some(server::auth::JwksSource {
                 url: uri,

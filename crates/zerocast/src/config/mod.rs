@@ -331,6 +331,13 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
 /// Applies the `[live]` table and the `--publish-key` flags (which add to the file's keys, and
 /// replace its `publish_key` with a bare SECRET) to the live settings.
 pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[String]) -> Result<()> {
+    // An empty key would admit any publisher that sends an empty one (`?key=`).
+    if f.publish_key.as_deref() == Some("") {
+        bail!("[live] publish_key is empty");
+    }
+    if let Some((name, _)) = f.keys.iter().find(|(_, k)| k.is_empty()) {
+        bail!("[live.keys] {name}: the key is empty");
+    }
     c.global_key.clone_from(&f.publish_key);
     c.keys.clone_from(&f.keys);
     for k in flags {

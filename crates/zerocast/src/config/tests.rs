@@ -214,6 +214,8 @@ fn bad_values_get_a_clear_error() {
         "--publish-key a/b=x | => --publish-key a/b=x: expected NAME=SECRET with a valid",
         "--publish-key show= | => --publish-key show=: expected NAME=SECRET",
         "--publish-key= | => --publish-key: empty key",
+        " | [live]\npublish_key = '' => [live] publish_key is empty",
+        " | [live.keys]\nshow = '' => [live.keys] show: the key is empty",
         " | [live]\nhls_segment_secs = nan => live.hls_segment_secs must be a number of seconds",
         " | [live]\nll_hls_segment_secs = inf => live.ll_hls_segment_secs must be a number of",
         " | send_timeout_secs = 9223372036854775807 => send_timeout_secs must be at most",
