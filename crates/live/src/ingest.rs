@@ -134,6 +134,10 @@ impl Ingest {
             let still = matches!(cuts.first(), Some(Cut::Undecided { earlier: true, .. }));
             let kept: usize = held.units.iter().map(Bytes::len).sum();
             if still && kept + data.len() <= HELD_MAX {
+                // Kept back whole: its tables are followed all the same.
+                for cut in &cuts {
+                    self.psi(cut, &data);
+                }
                 held.units.push(data);
                 self.held = Some(held);
                 self.cuts = cuts;
@@ -151,17 +155,9 @@ impl Ingest {
         }
         for cut in &cuts {
             match *cut {
-                Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
-                Cut::Pmt(at) => {
-                    self.pmt_next.clear();
-                    self.pmt_next.push(data.slice(at..at + PACKET));
+                Cut::Pat(_) | Cut::Pmt(_) | Cut::PmtMore(_) | Cut::PmtWhole(_) => {
+                    self.psi(cut, &data);
                 }
-                Cut::PmtMore(at) => {
-                    if (1..media::ts::psi::SECTION_PACKETS).contains(&self.pmt_next.len()) {
-                        self.pmt_next.push(data.slice(at..at + PACKET));
-                    }
-                }
-                Cut::PmtWhole(_) => self.pmt = std::mem::take(&mut self.pmt_next),
                 Cut::Keyframe { at, pts } => {
                     if at > start {
                         self.emit(data.slice(start..at), key.take(), ring, hls, now);
@@ -189,6 +185,25 @@ impl Ingest {
             self.emit(data.slice(start..), key, ring, hls, now);
         }
         self.cuts = cuts;
+    }
+
+    /// The PAT or PMT packets a cut names in `data`: the tables a viewer starting at a
+    /// keyframe gets first.
+    fn psi(&mut self, cut: &Cut, data: &Bytes) {
+        match *cut {
+            Cut::Pat(at) => self.pat = Some(data.slice(at..at + PACKET)),
+            Cut::Pmt(at) => {
+                self.pmt_next.clear();
+                self.pmt_next.push(data.slice(at..at + PACKET));
+            }
+            Cut::PmtMore(at)
+                if (1..media::ts::psi::SECTION_PACKETS).contains(&self.pmt_next.len()) =>
+            {
+                self.pmt_next.push(data.slice(at..at + PACKET));
+            }
+            Cut::PmtWhole(_) => self.pmt = std::mem::take(&mut self.pmt_next),
+            _ => {}
+        }
     }
 
     fn emit(
@@ -257,6 +272,16 @@ mod tests {
                 keys.push(off);
                 assert_eq!(u.psi.len(), 2, "PAT and PMT kept for it");
                 assert_eq!(u.psi[0][1] & 0x1f, 0, "PAT first");
+                // The latest PAT and PMT packets before it (their counters included).
+                let before = &data[..off as usize];
+                for table in &u.psi {
+                    let pid = media::ts::header(table).unwrap().pid;
+                    let last = before
+                        .chunks_exact(PACKET)
+                        .rev()
+                        .find(|p| media::ts::header(p).is_some_and(|h| h.pid == pid && h.pusi));
+                    assert_eq!(last, Some(&table[..]), "the latest of pid {pid} at {off}");
+                }
             }
             off += u.data.len() as u64;
         }
@@ -282,6 +307,43 @@ mod tests {
             let keys = assert_ring_is_input_cut_at_keyframes(&ring, &data);
             assert_eq!(ingest.keyframes as usize, keys.len(), "reads of {read}");
         }
+    }
+
+    /// A PAT that comes while a PES is kept back undecided is the one the next keyframe's
+    /// viewers get first.
+    #[test]
+    fn tables_that_come_while_a_pes_is_kept_back_are_followed() {
+        let mut data = demo();
+        for p in data.chunks_exact_mut(PACKET) {
+            if p[3] & 0x20 != 0 && p[4] > 0 {
+                p[5] &= !0x40;
+            }
+        }
+        let keys: Vec<usize> = media::ts::index(&data)
+            .unwrap()
+            .keyframes
+            .iter()
+            .map(|k| k.offset as usize / PACKET)
+            .collect();
+        let pat = data
+            .chunks_exact(PACKET)
+            .find(|p| media::ts::header(p).unwrap().pid == 0)
+            .unwrap()
+            .to_vec();
+        // No PAT between the first two keyframes but one, right after the first one's PES
+        // began (its counter marks it).
+        let mut packets: Vec<Vec<u8>> = data.chunks_exact(PACKET).map(<[u8]>::to_vec).collect();
+        for p in &mut packets[keys[0]..keys[1]] {
+            if media::ts::header(p).unwrap().pid == 0 {
+                (p[1], p[2]) = (0x1f, 0xff);
+            }
+        }
+        let mut marked = pat.clone();
+        marked[3] = (marked[3] & 0xf0) | 0x0a;
+        packets.insert(keys[0] + 1, marked);
+        let data: Vec<u8> = packets.concat();
+        let (_, ring, _) = ingested(&data, PACKET);
+        assert_ring_is_input_cut_at_keyframes(&ring, &data);
     }
 
     #[test]

@@ -112,20 +112,18 @@ impl Chunks {
         c
     }
 
-    /// The blocks of object storage this body reads (read-ahead aside): what sending it costs
-    /// the stores when none of them is cached.
-    pub fn store_blocks(&self) -> u64 {
-        let blocks = |r: &Remote| {
-            let bs = r.obj.source.blocks.block_size;
-            (r.range.end.saturating_sub(1) / bs).saturating_sub(r.range.start / bs) + 1
-        };
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Remote(r) => blocks(r),
-                _ => 0,
-            })
-            .sum()
+    /// The blocks of object storage this body reads (read-ahead aside), as (object, first,
+    /// last block): what sending it costs the stores when none of them is cached.
+    pub fn store_blocks(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Remote(r) => {
+                let bs = r.obj.source.blocks.block_size;
+                let first = r.range.start / bs;
+                let last = r.range.end.saturating_sub(1) / bs;
+                Some((r.obj.uid, first, last.max(first)))
+            }
+            _ => None,
+        })
     }
 
     /// Marks this body's last `file.len` bytes (all of it, or what follows a head) as also

@@ -113,16 +113,38 @@ pub fn decide(method: &Method, headers: &HeaderMap, e: &dyn Entity, policy: &Pol
         // Many small ranges over a title in object storage: each would fetch a block of its
         // own, a few bytes sent for every block read (RFC 9110 §14.2 lets a server refuse
         // them). One range is sent however long it is.
-        Resolution::Partial(r)
-            if r.len() > 1
-                && r.iter().map(|&r| e.slice(r).store_blocks()).sum::<u64>()
-                    > MULTI_RANGE_STORE_BLOCKS =>
-        {
+        Resolution::Partial(r) if r.len() > 1 && store_blocks(e, &r) > MULTI_RANGE_STORE_BLOCKS => {
             Outcome::Unsatisfiable
         }
         Resolution::Partial(r) => Outcome::Partial(r),
         Resolution::Unsatisfiable => Outcome::Unsatisfiable,
     }
+}
+
+/// The distinct blocks of object storage that sending `ranges` of `e` reads.
+fn store_blocks(e: &dyn Entity, ranges: &[ByteRange]) -> u64 {
+    let mut spans: Vec<(u64, u64, u64)> = ranges
+        .iter()
+        .flat_map(|&r| e.slice(r).store_blocks().collect::<Vec<_>>())
+        .collect();
+    spans.sort_unstable();
+    let mut count = 0u64;
+    // The last block counted, per object (the spans come sorted by object, then first block).
+    let mut counted: Option<(u64, u64)> = None;
+    for (obj, first, last) in spans {
+        let from = match counted {
+            Some((o, upto)) if o == obj => first.max(upto.saturating_add(1)),
+            _ => first,
+        };
+        if last >= from {
+            count += last - from + 1;
+        }
+        counted = Some(match counted {
+            Some((o, upto)) if o == obj => (obj, upto.max(last)),
+            _ => (obj, last),
+        });
+    }
+    count
 }
 
 /// Renders an outcome.

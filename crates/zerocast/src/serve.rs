@@ -21,8 +21,8 @@ pub async fn run(args: ServeArgs, file: FileConfig, log_flag: Option<LogFormat>)
     // process by its default action.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
-    // So are SIGINT and SIGTERM (a stop right after the start, or during it, drains the server
-    // once it runs instead of killing it).
+    // And SIGINT and SIGTERM: during the start, one ends the process at once; right after it,
+    // it drains the server (see `Stops`).
     let stops = Stops::listen();
     // A file-size limit (`ulimit -f`) reached by a recording must fail that write (EFBIG, and the
     // recording ends with a log line), not kill the server: SIGXFSZ is handled, and ignored.
@@ -104,6 +104,10 @@ pub async fn run(args: ServeArgs, file: FileConfig, log_flag: Option<LogFormat>)
                 seconds = r.took.as_secs_f64(), "object storage listed"
             );
         }
+    }
+    // From here on a stop signal drains the server (before, it ended the start).
+    if let Some(s) = &stops {
+        s.running();
     }
     if plain {
         tracing::info!(addr = %server.local_addr(), "listening; open http://{}/ in a browser", server.local_addr());
@@ -266,49 +270,69 @@ fn raise_descriptor_limit() {
     }
 }
 
-/// The stop signals (SIGINT, SIGTERM), listened for from when this is made: one that comes
-/// earlier (while the server starts) is kept for [`stopped`], instead of ending the process.
+/// The stop signals (SIGINT, SIGTERM), listened for from when this is made. Before the server
+/// runs ([`stopped`] first polled), the first one ends the process at once (a start has nothing
+/// to drain: a long library load or object-storage listing is not waited out); after, the first
+/// is a stop and a second ends the process at once (exit status 1): a stop that hangs (a disk
+/// that does not answer) can still be cut short. Listened for before the first comes, so a
+/// second that follows at once is not lost.
 pub struct Stops {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
+    taken: tokio::sync::watch::Receiver<u32>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Stops {
     /// `None` where the handlers cannot be installed ([`stopped`] then waits on Ctrl-C).
     pub fn listen() -> Option<Stops> {
+        use std::sync::atomic::Ordering::Relaxed;
         use tokio::signal::unix::{signal, SignalKind};
-        Some(Stops {
-            int: signal(SignalKind::interrupt()).ok()?,
-            term: signal(SignalKind::terminate()).ok()?,
-        })
+        let mut int = signal(SignalKind::interrupt()).ok()?;
+        let mut term = signal(SignalKind::terminate()).ok()?;
+        let (tx, taken) = tokio::sync::watch::channel(0u32);
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = running.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                let n = *tx.borrow() + 1;
+                if !run.load(Relaxed) {
+                    tracing::info!("signal received during the start: exiting");
+                    std::process::exit(0);
+                }
+                if n >= 2 {
+                    tracing::warn!("a second signal: exiting at once");
+                    std::process::exit(1);
+                }
+                tx.send_replace(n);
+            }
+        });
+        Some(Stops { taken, running })
+    }
+
+    /// The server runs: a stop signal from now on is a stop, not the end of a start.
+    pub fn running(&self) {
+        self.running
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. A second one ends the process at once (exit status
-/// 1): a stop that hangs (a disk that does not answer) can still be cut short. Both signals are
-/// listened for before the first comes, so a second that follows at once is not lost.
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (see [`Stops`]).
 pub async fn shutdown_signal() {
     stopped(Stops::listen()).await;
 }
 
-/// [`shutdown_signal`] on signals listened for since `stops` was made.
+/// Resolves on the first stop signal [`Stops`] takes from now on; one that came before, while
+/// the server started, ended the process.
 pub async fn stopped(stops: Option<Stops>) {
-    let Some(Stops { mut int, mut term }) = stops else {
+    let Some(Stops { mut taken, running }) = stops else {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("signal received");
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    running.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = taken.wait_for(|n| *n >= 1).await;
     tracing::info!("signal received");
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::warn!("a second signal: exiting at once");
-        std::process::exit(1);
-    });
 }

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the callback server does with each request.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Answer {
     Status(u16),
-    /// The status, a moment (300 ms) after the request.
-    Later(u16),
+    /// The status, once the test says so (a service that thinks until then).
+    When(u16, std::sync::Arc<std::sync::Mutex<mpsc::Receiver<()>>>),
     /// Reads the request and never answers.
     Hang,
 }
@@ -54,10 +54,10 @@ fn hook_server(answer: Answer) -> (String, mpsc::Receiver<(String, serde_json::V
             let mut body = vec![0; len];
             let _ = reader.read_exact(&mut body);
             let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or_default()));
-            match answer {
-                Answer::Status(code) | Answer::Later(code) => {
-                    if matches!(answer, Answer::Later(_)) {
-                        std::thread::sleep(Duration::from_millis(300));
+            match &answer {
+                Answer::Status(code) | Answer::When(code, _) => {
+                    if let Answer::When(_, go) = &answer {
+                        let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(30));
                     }
                     let _ = write!(
                         conn,
@@ -176,7 +176,9 @@ fn on_play_and_on_unpublish_hear_of_viewers_and_the_end_of_a_publish() {
 /// (`100 Continue`): its session ends, and `on_unpublish` hears of it as of any other end.
 #[test]
 fn a_publisher_gone_before_its_100_continue_is_told_to_on_unpublish() {
-    let (base, calls) = hook_server(Answer::Later(204));
+    let (go, told) = mpsc::channel();
+    let told = std::sync::Arc::new(std::sync::Mutex::new(told));
+    let (base, calls) = hook_server(Answer::When(204, told));
     let s = server(Rules::default(), Some(hooks(&base)));
     let mut c = std::net::TcpStream::connect(s.addr).unwrap();
     write!(
@@ -188,6 +190,7 @@ fn a_publisher_gone_before_its_100_continue_is_told_to_on_unpublish() {
     assert_eq!(path, "/on_publish");
     // Closed with a reset (linger 0) while the service thinks: the 100 Continue cannot go.
     common::reset(c);
+    go.send(()).unwrap();
     let (path, body) = calls
         .recv_timeout(Duration::from_secs(10))
         .expect("on_unpublish called");

@@ -51,6 +51,19 @@ fn many_small_ranges_over_a_title_in_object_storage_are_refused_before_any_fetch
         );
     }
     assert_eq!(metric(&s, "s3_requests_total") - before, 3);
+    // Many ranges in one block are one block to fetch.
+    let before = metric(&s, "s3_requests_total");
+    let one_block: Vec<String> = (0..20)
+        .map(|k| format!("{0}-{0}", 5 * 65_536 + 7 + k * 100))
+        .collect();
+    let r = request(
+        s.addr,
+        "GET",
+        "/videos/big.bin",
+        &[("Range", &format!("bytes={}", one_block.join(",")))],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(metric(&s, "s3_requests_total") - before, 1);
     // One long range is one range, however many blocks it reads.
     let r = request(
         s.addr,

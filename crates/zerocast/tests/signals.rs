@@ -85,6 +85,46 @@ fn a_sighup_during_the_first_listing_of_object_storage_does_not_end_the_start() 
     });
 }
 
+/// A stop while the start waits on object storage (a listing that does not come): nothing to
+/// drain, the process ends at once, cleanly.
+#[test]
+fn a_sigterm_during_the_start_ends_it_at_once() {
+    let store = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", store.local_addr().unwrap());
+    let library = format!("s3://stop{}/videos", store.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zerocast.toml");
+    std::fs::write(&config, "[s3]\ntimeout_secs = 120\nretries = 0\n").unwrap();
+    let listen = format!("127.0.0.1:{}", common::spawned::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zerocast"))
+        .args(["serve", "--listen", &listen, "--rtmp-listen", "127.0.0.1:0"])
+        .args(["--config", config.to_str().unwrap(), "--library", &library])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("ZEROCAST_CACHE_DIR", dir.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The listing asked for, and never answered.
+    let (_listing, _) = store.accept().unwrap();
+    let pid = child.id();
+    kill(pid, libc::SIGTERM);
+    let (done, exited) = mpsc::channel();
+    let waited = std::thread::spawn(move || {
+        let status = child.wait().unwrap();
+        let _ = done.send(status);
+    });
+    let Ok(status) = exited.recv_timeout(Duration::from_secs(20)) else {
+        kill(pid, libc::SIGKILL);
+        panic!("the start was not ended: its 120 s listing would be waited out");
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+    waited.join().unwrap();
+}
+
 /// A stop right after the start (systemd stopping a unit it just started): the server drains
 /// and exits cleanly, instead of being ended by the signal's default action.
 #[test]

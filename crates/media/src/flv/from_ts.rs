@@ -1,10 +1,10 @@
 //! MPEG-TS to FLV tag bodies, sans-I/O: the reverse of [`super::ToTs`], so that a stream
 //! published over HTTP as MPEG-TS can be watched as HTTP-FLV and over RTMP.
 //!
-//! PES packets are reassembled per PID (a video PES ends where the next one starts, so a frame
-//! comes out one frame late, and a video PES without a time that does not begin with an access
-//! unit delimiter is the rest of the frame before it; an audio PES with a length ends when
-//! complete). H.264 Annex B
+//! PES packets are reassembled per PID (a video PES without a length ends where the next one
+//! starts, so a frame comes out one frame late; a PES with a length ends when complete, but a
+//! video one declared at about 64 KiB waits for the next, and a video PES without a time that
+//! does not begin with an access unit delimiter is the rest of the frame before it). H.264 Annex B
 //! becomes length-prefixed NAL units with an AVCDecoderConfigurationRecord built from the
 //! stream's SPS and PPS; AAC ADTS frames become raw frames with an AudioSpecificConfig from the
 //! ADTS header. H.265 and Opus become enhanced-RTMP tags (FourCC `hvc1`, with an `hvcC` built
@@ -40,7 +40,15 @@ struct Pes {
     dts: Option<Ts90k>,
     /// Bytes the PES header declares after its own header (0: unbounded).
     expected: usize,
+    /// Its declared length is at the bound ([`SPLIT_LENGTH`]): a video frame that may go on in
+    /// the next PES, without a time.
+    bounded: bool,
 }
+
+/// A declared video PES length from which the frame may go on in the next PES (muxers that
+/// bound their PES fill each to about 64 KiB before the next): such a PES waits for the next
+/// one to start. A shorter one is a whole frame, out as soon as it is complete.
+const SPLIT_LENGTH: usize = 0xF000;
 
 /// While a stream whose PMT lists video has sent no decoder configuration yet (a conversion that
 /// began mid-GOP), audio frames are held back, up to this far into it: so that a viewer, and the
@@ -233,17 +241,27 @@ impl FromTs {
     }
 
     fn collect(&mut self, video: bool, start: bool, payload: &[u8], out: &mut Vec<Tag>) {
-        if start {
-            let head = pes_header(payload);
-            if let Some((None, _, body)) = head {
-                if video && self.video.pts.is_some() && !self.begins_access_unit(&payload[body..]) {
-                    // A video PES without a time that does not begin with an access unit
-                    // delimiter: the rest of the frame gathered (a muxer that splits a large
-                    // frame over PES packets of bounded length times only the first).
-                    self.video.expected = 0;
-                    return self.gather(true, &payload[body..]);
-                }
-            }
+        let declared = |body: usize| {
+            let n = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+            (n.saturating_sub(body.saturating_sub(6)), n >= SPLIT_LENGTH)
+        };
+        let head = pes_header(payload).filter(|_| start);
+        let goes_on = head.is_some_and(|(pts, _, body)| {
+            pts.is_none()
+                && video
+                && self.video.pts.is_some()
+                && !self.begins_access_unit(&payload[body..])
+        });
+        if let (Some((_, _, body)), true) = (head, goes_on) {
+            // A video PES without a time that does not begin with an access unit delimiter:
+            // the rest of the frame before it (a muxer that splits a large frame over PES
+            // packets of bounded length times only the first).
+            let (rest, bounded) = declared(body);
+            let pes = &mut self.video;
+            pes.expected = if rest > 0 { pes.data.len() + rest } else { 0 };
+            pes.bounded = bounded;
+            self.gather(true, &payload[body..]);
+        } else if start {
             let done = std::mem::take(self.pes(video));
             if !done.data.is_empty() {
                 self.emit(video, done, out);
@@ -251,9 +269,9 @@ impl FromTs {
             let Some((pts, dts, body)) = head else {
                 return;
             };
-            let declared = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+            let (expected, bounded) = declared(body);
             let pes = self.pes(video);
-            pes.expected = declared.saturating_sub(body.saturating_sub(6));
+            (pes.expected, pes.bounded) = (expected, bounded);
             pes.pts = pts;
             pes.dts = dts.or(pts);
             pes.data.extend_from_slice(&payload[body..]);
@@ -264,9 +282,9 @@ impl FromTs {
             self.gather(video, payload);
         }
         let pes = self.pes(video);
-        // A video PES ends where the next begins, also one of a declared length: the next may
-        // be the rest of its frame, without a time.
-        if !video && pes.expected > 0 && pes.data.len() >= pes.expected {
+        // A video PES declared at the bound ends where the next begins: the next may be the
+        // rest of its frame, without a time.
+        if pes.expected > 0 && pes.data.len() >= pes.expected && !(video && pes.bounded) {
             let done = std::mem::take(pes);
             self.emit(video, done, out);
         }

@@ -5,8 +5,9 @@
 
 use crate::read::BitReader;
 
-/// Most sets kept of each kind: H.264 allows 32 SPS and 256 PPS ids; encoders use a few.
-const MOST: usize = 32;
+/// Most sets kept of each kind: H.264 allows 32 SPS and 256 PPS ids, encoders use a few, and
+/// an avcC counts its SPS in 5 bits.
+const MOST: usize = 31;
 
 /// Sets by id, in the order of their ids.
 #[derive(Debug, Default)]
