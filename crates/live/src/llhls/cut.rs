@@ -195,6 +195,8 @@ impl LlHls {
         if self.ended {
             return;
         }
+        // Where the media before this fragment ends (its last frame and that frame's estimate).
+        let prev_end = self.last_ms.map(|_| self.end_ms());
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
             // A gap in the media: longer than a part target and than three frames (a 1 fps
             // stream's steps are not gaps), an encoder that dropped frames.
@@ -205,7 +207,7 @@ impl LlHls {
                 // The clock went back, or far ahead: nothing before can be timed against it.
                 self.discontinuity();
             } else if gap {
-                self.gap();
+                self.gap(ms);
             } else if d > 0 {
                 // What the next frame is assumed to last: the longer of the last two intervals,
                 // so that an alternation such as 33/34 ms never makes a part too long.
@@ -257,7 +259,19 @@ impl LlHls {
             let Some(init) = self.inits.back().map(|i| i.version) else {
                 return;
             };
-            self.close(ms);
+            // A step past what the segment may last (an encoder that dropped a frame or two,
+            // less than a gap): it ends with its last frame, so that its EXTINF still rounds
+            // to the target duration.
+            let end = match (prev_end, self.segments.back().filter(|s| !s.complete)) {
+                (Some(end), Some(s))
+                    if u64::from(elapsed_ms(s.start_ms, ms)) >= target_ms + 500
+                        && elapsed_ms(s.start_ms, end) < elapsed_ms(s.start_ms, ms) =>
+                {
+                    end
+                }
+                _ => ms,
+            };
+            self.close(end);
             let discontinuity = std::mem::take(&mut self.pending_discontinuity);
             // A gap stays in its DASH period (the timeline says where each segment begins).
             let gap = std::mem::take(&mut self.after_gap);
@@ -286,8 +300,15 @@ impl LlHls {
         };
         if let Some(part) = seg.open_part() {
             let would_last = elapsed_ms(part.start_ms, ms).saturating_add(frame_ms);
-            if u128::from(would_last) > limits.part_target.as_millis() {
-                part.duration = Duration::from_millis(elapsed_ms(part.start_ms, ms).into());
+            let target = limits.part_target.as_millis();
+            if u128::from(would_last) > target {
+                // It ends where this fragment begins; after a step past the target (a dropped
+                // frame), where its own last frame ends: no part lasts longer than the target.
+                let mut lasted = elapsed_ms(part.start_ms, ms);
+                if let Some(end) = prev_end.filter(|_| u128::from(lasted) > target) {
+                    lasted = lasted.min(elapsed_ms(part.start_ms, end));
+                }
+                part.duration = Duration::from_millis(lasted.into());
                 part.complete = true;
             }
         }
@@ -370,9 +391,14 @@ impl LlHls {
     /// showing the gap. No part or segment outlasts its target by the gap, and nothing is left
     /// out (a browser's decoder drops the video after such a gap until a keyframe by itself;
     /// the audio plays on).
-    fn gap(&mut self) {
+    fn gap(&mut self, next: u32) {
         self.changes += 1;
-        let end = self.end_ms();
+        // (Never past the fragment after the gap: the estimate of the last frame's length may
+        // be longer than the gap, after a step as long.)
+        let end = match self.last_ms {
+            Some(l) => l.wrapping_add(self.frame_ms.min(elapsed_ms(l, next))),
+            None => self.end_ms(),
+        };
         self.close(end);
         // (After a reconnect's discontinuity, that stays what it was: a keyframe, a period.)
         self.after_gap = !self.pending_discontinuity;

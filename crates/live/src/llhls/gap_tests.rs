@@ -95,3 +95,30 @@ fn a_gap_just_after_a_reconnect_leaves_the_reconnect_as_it_was() {
     assert!(s.discontinuity && s.parts[0].independent);
     assert_ne!(s.period, period, "a period of its own");
 }
+
+/// A long first step (2.4 s, so the next frame is estimated to last as long) then a gap: the
+/// segment open at the gap ends no later than the fragment after it begins (found by the
+/// fuzzer: a DASH timeline whose segment overlapped the next).
+#[test]
+fn a_segment_closed_at_a_gap_never_ends_after_the_fragment_that_follows_it() {
+    let mut l = stream();
+    for (ms, key) in [
+        (0, true),
+        (0, false),
+        (2_400, false),
+        (2_440, false),
+        (2_807, true),
+    ] {
+        l.fragment(vec![Bytes::from_static(b"x")], key, ms, None);
+    }
+    // The complete ones, and the one open after the gap.
+    let segments: Vec<(u32, Duration)> = (0..=l.newest_msn())
+        .filter_map(|msn| l.segment(msn))
+        .map(|s| (s.start_ms(), s.duration))
+        .collect();
+    assert_eq!(segments.last().map(|s| s.0), Some(2_807), "{segments:?}");
+    for w in segments.windows(2) {
+        let end = u64::from(w[0].0) + w[0].1.as_millis() as u64;
+        assert!(end <= u64::from(w[1].0), "{segments:?}");
+    }
+}
