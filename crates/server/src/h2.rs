@@ -99,8 +99,12 @@ pub(crate) async fn connection(
                 // Until hyper first asks for a frame (at once, when the stream has credit).
                 open.0.wait(id, true);
                 let rest = Bytes::new();
-                // (An empty body, a 304 or a HEAD, ends at once: nothing to hold.)
-                let hold = by.is_some() && !http_body::Body::is_end_stream(&b);
+                // A body of a known length (a range, a segment) or with a send limit holds its
+                // last byte back; a live viewer's, without an end, needs not: it is watched for
+                // as long as it lasts. (An empty body, a 304 or a HEAD, ends at once: nothing
+                // to hold.)
+                let finite = http_body::Body::size_hint(&b).exact().is_some();
+                let hold = (by.is_some() || finite) && !http_body::Body::is_end_stream(&b);
                 Tracked {
                     body: b,
                     open,
@@ -266,14 +270,16 @@ struct Tracked {
     /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
     /// after it is an error, and hyper resets the stream.
     by: Option<Instant>,
-    /// The body has a `by` and bytes: its last byte is a frame of its own, and its end does
-    /// not come with it. hyper asks for the next frame as soon as it has queued one, but
-    /// queues it only once the stream has credit beyond what is queued already: so it asks
-    /// after the last byte only once everything before it has the client's credit, and the
-    /// limit is checked then (a client that stops giving credit before that is waited for
-    /// as any: `send_timeout`). At most that byte is left queued after the check. A body
-    /// streamed while it is written does not know its last frame until after it: each of its
-    /// frames gives its last byte apart (one more small frame per frame).
+    /// The body has bytes and a known length or a `by`: its last byte is a frame of its own,
+    /// and its end does not come with it. hyper asks for the next frame as soon as it has
+    /// queued one, but queues it only once the stream has credit beyond what is queued
+    /// already: so it asks after the last byte only once everything before it has the
+    /// client's credit, and the limit is checked then (a client that stops giving credit
+    /// before that is waited for as any: `send_timeout`). At most that byte is left queued
+    /// when hyper is done with the body, and it is a copy: a client that gives a stream one
+    /// byte of credit holds no block of object storage, no page of a title, past its end. A
+    /// body streamed while it is written does not know its last frame until after it: each
+    /// of its frames gives its last byte apart (one more small frame per frame).
     hold: bool,
 }
 
@@ -287,7 +293,11 @@ impl Tracked {
             http_body::Body::is_end_stream(body)
                 || http_body::Body::size_hint(body).exact().is_none()
         };
-        if self.hold && n == self.rest.len() && n > 1 && may_end() {
+        if self.hold && n == self.rest.len() && may_end() {
+            if n == 1 {
+                // The last byte, apart: a copy (the rest of what it is a slice of can go).
+                return Bytes::copy_from_slice(&self.rest.split_to(1));
+            }
             n -= 1;
         }
         self.rest.split_to(n)

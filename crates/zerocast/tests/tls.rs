@@ -71,6 +71,55 @@ fn ffmpeg_publishes_with_put_over_https_and_an_http2_viewer_gets_h264_and_aac() 
     assert_eq!(common::codecs(file.to_str().unwrap()), ["aac", "h264"]);
 }
 
+/// An HTTP/2 live viewer cut off by the server (here the control API's "drop viewers") sees
+/// its stream reset, not ended: a player takes a clean end for the end of the broadcast and
+/// does not come back.
+#[test]
+fn an_http2_viewer_cut_off_sees_its_stream_reset_not_ended() {
+    require("curl");
+    let mut ca = TestCa::new();
+    let (cert, key) = ca.issue();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = server::Config {
+        tls: Some(TlsConfig::new(vec![any], cert, key)),
+        admin_token: Some("a-long-random-admin-token".into()),
+        ..server::Config::default()
+    };
+    let s = TestServer::start_with(config, server::Library::from_static(&[], common::now()));
+    let _publisher =
+        common::live::raw_publish(s.addr, "/live/cut", &std::fs::read(live_ts()).unwrap());
+    wait_for(&s, "cut", "live", |d| {
+        d["state"] == "live" && d["ring_units"].as_u64() > Some(0)
+    });
+    let port = s.https[0].port();
+    let viewer = Proc::spawn(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--http2",
+                "--max-time",
+                "30",
+                "--cacert",
+            ])
+            .arg(&ca.ca)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .arg(format!("https://localhost:{port}/live/cut.ts")),
+    );
+    wait_for(&s, "cut", "a viewer", |d| d["viewers"]["ts"] == 1);
+    let r = common::request(
+        s.addr,
+        "DELETE",
+        "/api/streams/cut/viewers",
+        &[("Authorization", "Bearer a-long-random-admin-token")],
+    );
+    assert_eq!(r.status, 200);
+    let (ok, err) = viewer.wait(Duration::from_secs(20));
+    assert!(!ok, "curl saw a clean end");
+    assert!(err.contains("HTTP/2") || err.contains("stream"), "{err}");
+}
+
 #[test]
 fn ffprobe_plays_live_hls_over_https() {
     let (s, ca) = https_server(|_| {});
@@ -319,6 +368,23 @@ fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
     assert!(
         types.contains(&1) && !types.contains(&0),
         "frames: {types:?}"
+    );
+}
+
+/// A client that gives a stream one byte of credit: the response's last byte is held back
+/// until it gives the rest, so the stream stays watched and the connection is dropped after
+/// the send timeout (otherwise hyper would queue the whole body as done, holding what it is a
+/// slice of, a cached block or a title's pages, with no timer, for as long as the client likes).
+#[test]
+fn an_http2_client_that_gives_one_byte_of_credit_is_dropped_after_the_send_timeout() {
+    let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
+    let mut tls = h2_get(tls, "/api/videos", 1, 0);
+    let started = Instant::now();
+    let types = frames_until_closed(&mut tls);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}; frames: {types:?}"
     );
 }
 

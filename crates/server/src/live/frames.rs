@@ -13,7 +13,6 @@ use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use live::{Step, Viewer};
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -32,6 +31,11 @@ const QUEUED_BYTES: usize = 512 << 10;
 struct Tx {
     tx: mpsc::Sender<Bytes>,
     room: Arc<tokio::sync::Semaphore>,
+    /// Set when the viewer loop ends cleanly (the stream ended, the server stops): the body
+    /// ends then; otherwise (dropped, too slow, stalled) it ends with an error, so that hyper
+    /// resets the stream (HTTP/2) or closes the connection without the last chunk, and the
+    /// player takes it for a cut, not for the end of the broadcast.
+    clean: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Tx {
@@ -48,11 +52,13 @@ impl Tx {
 fn queue() -> (Tx, Frames) {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     let room = Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES));
+    let clean = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tx = Tx {
         tx,
         room: room.clone(),
+        clean: clean.clone(),
     };
-    (tx, Frames { rx, room })
+    (tx, Frames { rx, room, clean })
 }
 
 /// The room a frame of `len` bytes takes in the queue.
@@ -72,8 +78,7 @@ pub(crate) fn response(
     let (tx, frames) = queue();
     live.fanout
         .spawn(feed(tx, stream, live.clone(), output, shutdown, start));
-    let body = frames.map_err(|never| match never {});
-    let mut r = Response::new(body.boxed_unsync());
+    let mut r = Response::new(frames.boxed_unsync());
     let h = r.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -90,21 +95,24 @@ pub(crate) fn response(
 struct Frames {
     rx: mpsc::Receiver<Bytes>,
     room: Arc<tokio::sync::Semaphore>,
+    clean: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl http_body::Body for Frames {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|b| {
-            b.map(|b| {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|b| match b {
+            Some(b) => {
                 self.room.add_permits(room_of(b.len()) as usize);
-                Ok(Frame::data(b))
-            })
+                Some(Ok(Frame::data(b)))
+            }
+            None if self.clean.load(Relaxed) => None,
+            None => Some(Err(std::io::Error::other("the viewer was cut off"))),
         })
     }
 }
@@ -163,15 +171,32 @@ async fn feed(
     stream: Arc<Stream>,
     live: Arc<Live>,
     output: Output,
+    shutdown: watch::Receiver<bool>,
+    start: Option<super::dvr::Start>,
+) {
+    let stopping = shutdown.clone();
+    let clean = watch_stream(&tx, &stream, &live, output, shutdown, start).await;
+    let ended = stream.read().lifecycle.is_ended();
+    if clean || ended || *stopping.borrow() {
+        tx.clean.store(true, Relaxed);
+    }
+}
+
+/// The viewer loop; `true`: it ended cleanly (the stream ended, the server stops).
+async fn watch_stream(
+    tx: &Tx,
+    stream: &Arc<Stream>,
+    live: &Arc<Live>,
+    output: Output,
     mut shutdown: watch::Receiver<bool>,
     mut start: Option<super::dvr::Start>,
-) {
+) -> bool {
     let stats = &stream.stats;
     stats.viewers[output as usize].fetch_add(1, Relaxed);
     stats.viewers_total.fetch_add(1, Relaxed);
     let _connected = Connected(&stats.viewers[output as usize]);
-    if output == Output::Flv && !send(&tx, Bytes::from_static(FLV_HEADER), &live).await {
-        return;
+    if output == Output::Flv && !send(tx, Bytes::from_static(FLV_HEADER), live).await {
+        return false;
     }
     let policy = live.config.viewer;
     let mut rx = stream.subscribe(output);
@@ -180,14 +205,10 @@ async fn feed(
     if let Some(start) = start.take_if(|s| s.convert.is_some()) {
         // A DVR viewer before its ring (`.flv`, `.mp4`; `.ts` of a stream recorded as fMP4):
         // another format converted first (rewind.rs).
-        let mut to = Body {
-            tx: &tx,
-            live: &live,
-            stream: &stream,
-        };
+        let mut to = Body { tx, live, stream };
         let caught = Box::pin(super::rewind::catch_up(
-            &stream,
-            &live,
+            stream,
+            live,
             output,
             start,
             &mut to,
@@ -197,7 +218,8 @@ async fn feed(
         .await;
         match caught {
             super::rewind::Caught::Up(seq) => viewer = Viewer::after(seq),
-            super::rewind::Caught::Done => return,
+            // (The caller tells a stream that ended, or a stop, from a cut.)
+            super::rewind::Caught::Done => return false,
         }
     }
     if let Some(mut start) = start {
@@ -208,13 +230,16 @@ async fn feed(
             for (i, p) in std::mem::take(&mut start.prefix).into_iter().enumerate() {
                 start.read_in(i, p.len()).await;
                 let n = p.len() as u64;
-                if !send(&tx, p, &live).await {
-                    return;
+                if !send(tx, p, live).await {
+                    return false;
                 }
                 stats.bytes_out.fetch_add(n, Relaxed);
             }
-            if drops.has_changed().unwrap_or(true) || *shutdown.borrow() {
-                return;
+            if drops.has_changed().unwrap_or(true) {
+                return false;
+            }
+            if *shutdown.borrow() {
+                return true;
             }
             let more = start.more.take();
             match more.as_ref().and_then(|m| m.next(start.seq)) {
@@ -232,7 +257,7 @@ async fn feed(
     }
     loop {
         if drops.has_changed().unwrap_or(true) {
-            return;
+            return false;
         }
         rx.borrow_and_update();
         let now = live.now();
@@ -248,30 +273,31 @@ async fn feed(
             Step::Send { parts, skipped } => {
                 if skipped {
                     stats.skips.fetch_add(1, Relaxed);
-                    log_skip(&stream, now, viewer.total_skips);
+                    log_skip(stream, now, viewer.total_skips);
                 }
                 for p in parts {
                     let n = p.len() as u64;
-                    if !send(&tx, p, &live).await {
+                    if !send(tx, p, live).await {
                         if !tx.is_closed() {
                             stats.stalled_disconnects.fetch_add(1, Relaxed);
                         }
-                        return;
+                        return false;
                     }
                     stats.bytes_out.fetch_add(n, Relaxed);
                 }
             }
             Step::Disconnect => {
                 stats.slow_disconnects.fetch_add(1, Relaxed);
-                return;
+                return false;
             }
-            Step::Wait if ended => return,
+            Step::Wait if ended => return true,
             Step::Wait => {
                 tokio::select! {
-                    r = rx.changed() => if r.is_err() { return },
-                    _ = drops.changed() => return,
-                    () = tx.closed() => return,
-                    _ = shutdown.changed() => return,
+                    // (The stream gone: it ended.)
+                    r = rx.changed() => if r.is_err() { return true },
+                    _ = drops.changed() => return false,
+                    () = tx.closed() => return false,
+                    _ = shutdown.changed() => return true,
                 }
             }
         }
