@@ -470,3 +470,32 @@ fn what_packaging_holds_shows_in_metrics_from_the_load_on() {
     );
     assert_eq!(held(&srv), at_load, "nothing built again");
 }
+
+/// A QuickTime file (ffmpeg's `mov`: AAC's `esds` inside the sample entry's `wave` box): its
+/// DASH names the AAC audio as `mp4a.40.2` at its rate, as for an MP4, and ffmpeg reads it.
+#[test]
+fn a_quicktime_titles_aac_is_named_in_its_dash_manifest() {
+    require("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let mov = dir.path().join("qt.mov");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=160x120:rate=25")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "4", "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-f", "mov",
+        ])
+        .arg(&mov)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = std::fs::read(&mov).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"wave"), "a QuickTime entry");
+    let srv = TestServer::start(library(dir.path()));
+    let r = srv.get("/videos/qt.mov/manifest.mpd", &[]);
+    assert_eq!(r.status, 200);
+    let mpd = String::from_utf8(r.body).unwrap();
+    assert!(mpd.contains("codecs=\"mp4a.40.2\""), "{mpd}");
+    assert!(mpd.contains("audioSamplingRate=\"48000\""), "{mpd}");
+    copies_cleanly(&srv.url("/videos/qt.mov/manifest.mpd"));
+}

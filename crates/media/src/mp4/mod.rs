@@ -422,10 +422,23 @@ fn describe(t: &mut Track<'_>, kind: FourCC, mut e: Reader<'_>) -> Result<()> {
             t.height = Some(u32::from(e.u16()?));
         }
         b"soun" => {
-            e.skip(16)?; // reserved, data_reference_index, version, revision, vendor
+            e.skip(8)?; // reserved, data_reference_index
+            let version = e.u16()?;
+            e.skip(6)?; // revision, vendor
             t.channels = Some(e.u16()?);
             e.skip(6)?; // sample size, pre_defined, reserved
             t.sample_rate = Some(e.u32()? >> 16);
+            if version == 2 {
+                // QuickTime's version 2: the fields above are placeholders; the rate (a
+                // 64-bit float) and the channels follow the size of the structure.
+                e.skip(4)?;
+                let rate = f64::from_bits(e.u64()?);
+                let channels = e.u32()?;
+                if rate.is_finite() && (1.0..=1_000_000.0).contains(&rate) {
+                    t.sample_rate = Some(rate.round() as u32);
+                }
+                t.channels = u16::try_from(channels).ok().filter(|c| *c > 0);
+            }
         }
         _ => {}
     }
@@ -451,6 +464,27 @@ mod tests {
         // size 3 is smaller than its own header
         let bad = [0, 0, 0, 3, b'f', b'r', b'e', b'e'];
         assert!(index(&bad).is_err());
+    }
+
+    /// A QuickTime sound description of version 2 (more than two channels, high rates): its
+    /// rate and channels are past the placeholders of version 0's fields.
+    #[test]
+    fn a_version_2_sound_entry_gives_its_own_rate_and_channels() {
+        let mut e = vec![0; 6];
+        e.extend_from_slice(&1u16.to_be_bytes()); // data_reference_index
+        e.extend_from_slice(&2u16.to_be_bytes()); // version
+        e.extend_from_slice(&[0; 6]); // revision, vendor
+        e.extend_from_slice(&[0, 3, 0, 16, 0xff, 0xfe, 0, 0]); // placeholders
+        e.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // rate 1.0
+        e.extend_from_slice(&72u32.to_be_bytes()); // size of the structure
+        e.extend_from_slice(&96_000f64.to_bits().to_be_bytes());
+        e.extend_from_slice(&6u32.to_be_bytes());
+        let mut t = Track {
+            handler: *b"soun",
+            ..Track::default()
+        };
+        describe(&mut t, *b"lpcm", Reader::new(&e, 0, "stsd")).unwrap();
+        assert_eq!((t.sample_rate, t.channels), (Some(96_000), Some(6)));
     }
 
     #[test]

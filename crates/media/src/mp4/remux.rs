@@ -121,7 +121,16 @@ pub(crate) fn mp4a_esds<'a>(mut e: Reader<'a>) -> Result<Option<Reader<'a>>> {
         2 => 36,
         _ => 0,
     })?;
-    let Some(mut esds) = child(&e, b"esds")? else {
+    // An MP4's is a child of the entry; a QuickTime file's (ffmpeg's `mov`, Apple's) is in
+    // the entry's `wave` box.
+    let found = match child(&e, b"esds")? {
+        Some(esds) => Some(esds),
+        None => match child(&e, b"wave")? {
+            Some(wave) => child(&wave, b"esds")?,
+            None => None,
+        },
+    };
+    let Some(mut esds) = found else {
         return Ok(None);
     };
     full_box(&mut esds)?;
