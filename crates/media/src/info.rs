@@ -130,6 +130,22 @@ impl MediaInfo {
                 .get(index)
                 .map(|&keyframe| SeekPoint { index, keyframe })
         });
+        // Keyframes in order of time whose bytes are not in that order: the title's times go
+        // back somewhere between (MPEG-TS files joined one after the other): no span of bytes
+        // holds that stretch of time.
+        let back = self.keyframes[start.index..end.map_or(self.keyframes.len(), |e| e.index + 1)]
+            .windows(2)
+            .find(|w| w[1].offset < w[0].offset);
+        if let Some(w) = back {
+            return Err(Error::malformed(
+                "title",
+                format!(
+                    "its times go back between {} s and {} s (files joined one after the \
+                     other?): no clip or segment spans that",
+                    w[0].time, w[1].time
+                ),
+            ));
+        }
         Ok((start, end))
     }
 }
@@ -204,6 +220,24 @@ mod tests {
             info(&[]).seek(MediaTime::ZERO),
             Err(Error::NoKeyframes)
         ));
+    }
+
+    /// An MPEG-TS title of two files joined (the second's times before the first's end): its
+    /// keyframes, in order of time, are not in order of bytes; a clip across that (or up to
+    /// it) is refused, one within either part is not.
+    #[test]
+    fn a_clip_across_times_that_go_back_is_refused() {
+        let mut i = info(&[0, 2, 4, 6, 8]);
+        // The second file (times 4..) lies before the first in the bytes.
+        for (k, offset) in i.keyframes.iter_mut().zip([500, 520, 0, 20, 40]) {
+            k.offset = offset;
+        }
+        let span = |a: i64, b: i64| i.clip_span(MediaTime::new(a, 1), Some(MediaTime::new(b, 1)));
+        assert!(matches!(span(1, 5), Err(Error::Malformed { .. })));
+        // Up to the junction: its end would be where the second file's first keyframe is.
+        assert!(matches!(span(0, 3), Err(Error::Malformed { .. })));
+        assert!(span(4, 7).is_ok());
+        assert!(span(0, 1).is_ok());
     }
 
     #[test]
