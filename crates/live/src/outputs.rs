@@ -83,10 +83,16 @@ impl MediaOutputs {
     }
 
     /// The offset that makes a new publisher session's timestamps continue this stream's clock,
-    /// 40 ms after where it stopped; `first_ms` is the session's first timestamp.
+    /// 40 ms after where it stopped; `first_ms` is the session's first timestamp. A new stream
+    /// keeps its publisher's clock, unless that is far on (past 2³¹ ms: an encoder that counts
+    /// from its boot): it starts at 1 s then, so that the 32-bit millisecond clock, which the
+    /// fMP4 and DASH timelines do not take across its wrap, does not wrap within weeks.
     pub fn continuation(&self, first_ms: u32) -> u32 {
-        self.clock
-            .map_or(0, |last| last.wrapping_add(40).wrapping_sub(first_ms))
+        match self.clock {
+            Some(last) => last.wrapping_add(40).wrapping_sub(first_ms),
+            None if first_ms >= 1 << 31 => 1000u32.wrapping_sub(first_ms),
+            None => 0,
+        }
     }
 
     /// Bytes held by both rings and the kept sequence headers.
@@ -441,6 +447,9 @@ mod tests {
     fn a_new_session_continues_the_clock_40_ms_on() {
         let mut o = MediaOutputs::new(LIMITS, LlLimits::default());
         assert_eq!(o.continuation(500), 0, "a new stream keeps its own clock");
+        // One far on (an encoder counting from its boot, 35 days up) starts at 1 s.
+        let far = 3_000_000_000u32;
+        assert_eq!(far.wrapping_add(o.continuation(far)), 1000);
         o.push(
             true,
             &[0x27, 1, 0],
