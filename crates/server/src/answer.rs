@@ -144,7 +144,7 @@ pub(crate) fn loads(resp: &Response<Chunks>) -> bool {
 /// Answers one request (on any path: fast, hyper's HTTP/1.1, HTTP/2) and logs it at debug
 /// level. `secure`: it came over TLS (HSTS applies).
 pub(crate) fn answer<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
-    let mut resp = crate::http::handle(state, req);
+    let mut resp = crate::http::handle(state, req, secure);
     if secure {
         crate::tls::hsts(state.config().tls.as_ref(), resp.headers_mut());
     }

@@ -293,7 +293,7 @@ impl Tracked {
             http_body::Body::is_end_stream(body)
                 || http_body::Body::size_hint(body).exact().is_none()
         };
-        if self.hold && n == self.rest.len() && may_end() {
+        if self.hold && n > 0 && n == self.rest.len() && may_end() {
             if n == 1 {
                 // The last byte, apart: a copy (the rest of what it is a slice of can go).
                 return Bytes::copy_from_slice(&self.rest.split_to(1));
@@ -395,6 +395,14 @@ mod tests {
         let frames = [Bytes::from(vec![1; 10]), Bytes::from(vec![2; 5])];
         let streamed = Streamed(frames.into_iter().collect());
         assert_eq!(given(streamed.boxed_unsync()), [9, 1, 4, 1]);
+        // An empty frame among them (a part follower's) is given as it is.
+        let frames = [
+            Bytes::from(vec![1; 3]),
+            Bytes::new(),
+            Bytes::from(vec![2; 2]),
+        ];
+        let streamed = Streamed(frames.into_iter().collect());
+        assert_eq!(given(streamed.boxed_unsync()), [2, 1, 0, 1, 1]);
     }
 
     /// A body that does not know its length or its end before it comes (as a part being

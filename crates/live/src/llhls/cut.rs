@@ -195,8 +195,12 @@ impl LlHls {
         if self.ended {
             return;
         }
-        // Where the media before this fragment ends (its last frame and that frame's estimate).
-        let prev_end = self.last_ms.map(|_| self.end_ms());
+        // Where the media before this fragment ends (its last frame and that frame's estimate,
+        // once a frame interval was measured).
+        let prev_end = self
+            .last_ms
+            .filter(|_| self.last_interval > 0)
+            .map(|_| self.end_ms());
         if let Some(d) = self.last_ms.map(|l| elapsed_ms(l, ms)) {
             // A gap in the media: longer than a part target and than three frames (a 1 fps
             // stream's steps are not gaps), an encoder that dropped frames.
@@ -261,7 +265,9 @@ impl LlHls {
             };
             // A step past what the segment may last (an encoder that dropped a frame or two,
             // less than a gap): it ends with its last frame, so that its EXTINF still rounds
-            // to the target duration.
+            // to the target duration (the next begins at its fragment, as after a gap). A part
+            // may still outlast the part target by such a step: the parts of a segment add up
+            // to it, with no hole between them.
             let end = match (prev_end, self.segments.back().filter(|s| !s.complete)) {
                 (Some(end), Some(s))
                     if u64::from(elapsed_ms(s.start_ms, ms)) >= target_ms + 500
@@ -300,15 +306,9 @@ impl LlHls {
         };
         if let Some(part) = seg.open_part() {
             let would_last = elapsed_ms(part.start_ms, ms).saturating_add(frame_ms);
-            let target = limits.part_target.as_millis();
-            if u128::from(would_last) > target {
-                // It ends where this fragment begins; after a step past the target (a dropped
-                // frame), where its own last frame ends: no part lasts longer than the target.
-                let mut lasted = elapsed_ms(part.start_ms, ms);
-                if let Some(end) = prev_end.filter(|_| u128::from(lasted) > target) {
-                    lasted = lasted.min(elapsed_ms(part.start_ms, end));
-                }
-                part.duration = Duration::from_millis(lasted.into());
+            if u128::from(would_last) > limits.part_target.as_millis() {
+                // It ends where this fragment begins (the parts of a segment add up to it).
+                part.duration = Duration::from_millis(elapsed_ms(part.start_ms, ms).into());
                 part.complete = true;
             }
         }

@@ -34,11 +34,12 @@ pub(crate) fn parse_media(file: &str) -> Option<(usize, u64)> {
 
 const CONTENT_TYPES: [&str; 2] = ["video/mp4", "audio/mp4"];
 
-/// The URL of `/api/time` at the host the client reached this server by (the manifest is read
-/// from another origin by players on other pages), scheme-relative: a player resolves it with
-/// its page's (or the manifest's) scheme, so that behind a proxy or CDN that ends TLS it is
-/// `https:` where the player's page is, not `http:` (blocked as mixed content).
-pub(super) fn clock_url<B>(req: &Request<B>) -> String {
+/// The absolute URL of `/api/time` as the client reached this server (the manifest is read
+/// from another origin by players on other pages; ExoPlayer takes the URL as it is, resolving
+/// nothing): `https` over TLS, and where a proxy or CDN that ends TLS says the client's request
+/// was (`X-Forwarded-Proto: https`; only ever to https, which a page of either scheme may ask:
+/// `http` would be blocked as mixed content on an https page).
+pub(super) fn clock_url<B>(req: &Request<B>, secure: bool) -> String {
     let host = req
         .uri()
         .authority()
@@ -50,7 +51,15 @@ pub(super) fn clock_url<B>(req: &Request<B>) -> String {
                 .map(str::to_string)
         });
     match host.filter(|h| !h.contains(['"', '<', '>', '/', ' '])) {
-        Some(h) => format!("//{h}/api/time"),
+        Some(h) => {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+            let scheme = if secure || forwarded { "https" } else { "http" };
+            format!("{scheme}://{h}/api/time")
+        }
         None => "/api/time".into(),
     }
 }
@@ -101,6 +110,11 @@ pub(super) fn manifest(
         .insert(CONTENT_LENGTH, HeaderValue::from(len));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // (The clock's scheme follows that header: a cache keeps the answers apart.)
+    r.headers_mut().append(
+        http::header::VARY,
+        HeaderValue::from_static("X-Forwarded-Proto"),
+    );
     Ok(r)
 }
 
@@ -250,12 +264,25 @@ mod tests {
             .header("host", "cdn.example:8443")
             .body(())
             .unwrap();
-        assert_eq!(clock_url(&req), "//cdn.example:8443/api/time");
+        assert_eq!(clock_url(&req, true), "https://cdn.example:8443/api/time");
         let h2 = Request::get("http://127.0.0.1:8080/live/a/manifest.mpd")
             .body(())
             .unwrap();
-        assert_eq!(clock_url(&h2), "//127.0.0.1:8080/api/time");
+        assert_eq!(clock_url(&h2, false), "http://127.0.0.1:8080/api/time");
         let odd = Request::get("/").header("host", "a\"b").body(()).unwrap();
-        assert_eq!(clock_url(&odd), "/api/time");
+        assert_eq!(clock_url(&odd, false), "/api/time");
+        // Behind a proxy that ends TLS: https, as the client asked.
+        let proxied = Request::get("/live/a/manifest.mpd")
+            .header("host", "live.example")
+            .header("x-forwarded-proto", "https")
+            .body(())
+            .unwrap();
+        assert_eq!(clock_url(&proxied, false), "https://live.example/api/time");
+        let down = Request::get("/live/a/manifest.mpd")
+            .header("host", "live.example")
+            .header("x-forwarded-proto", "http")
+            .body(())
+            .unwrap();
+        assert_eq!(clock_url(&down, true), "https://live.example/api/time");
     }
 }

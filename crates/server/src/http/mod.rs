@@ -257,7 +257,7 @@ pub(crate) fn loads_first<B>(state: &State, route: Route<'_>, req: &Request<B>) 
     }
 }
 
-pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
+pub(crate) fn handle<B>(state: &State, req: &Request<B>, secure: bool) -> Response<Chunks> {
     let m = req.method();
     let path = req.uri().path();
     let origin = req.headers().get(ORIGIN);
@@ -279,10 +279,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Response<Chunks> {
                 admin::control(r, state, req)
             }
             Some(_) if m != Method::GET && m != Method::HEAD => Err(Error::Method(m.clone())),
-            Some(r) if r.is_api() && config.private_api => {
-                admin::authorize(state, req).and_then(|()| answer(r, state, &config, req, None))
-            }
-            Some(r) => answer(r, state, &config, req, carry.as_deref()),
+            Some(r) if r.is_api() && config.private_api => admin::authorize(state, req)
+                .and_then(|()| answer(r, state, &config, req, None, secure)),
+            Some(r) => answer(r, state, &config, req, carry.as_deref(), secure),
         })
     };
     let mut resp = result.unwrap_or_else(Error::response);
@@ -326,13 +325,15 @@ fn methods(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Answers a route; `carry`: the signed-link query a playlist passes on to its segment URIs.
+/// Answers a route; `carry`: the signed-link query a playlist passes on to its segment URIs;
+/// `secure`: the request came over TLS (what the manifest's clock URL says).
 fn answer<B>(
     r: Route<'_>,
     state: &State,
     config: &crate::config::Config,
     req: &Request<B>,
     carry: Option<&str>,
+    secure: bool,
 ) -> Result<Response<Chunks>, Error> {
     let library = state.library();
     let (lib, live, conns) = (&*library, &*state.live, &state.conns);
@@ -415,7 +416,12 @@ fn answer<B>(
         Route::DashManifest(name) => {
             crate::admit::viewer_request(state, name, req)?;
             let carried = carried_query(state, name, req, carry);
-            dash::manifest(live, name, carried.as_deref(), &dash::clock_url(req))
+            dash::manifest(
+                live,
+                name,
+                carried.as_deref(),
+                &dash::clock_url(req, secure),
+            )
         }
         Route::DashInit(at, file) => {
             crate::admit::viewer_request(state, at.name, req)?;
