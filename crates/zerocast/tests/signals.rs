@@ -109,8 +109,17 @@ fn a_sigterm_during_the_start_ends_it_at_once() {
         .spawn()
         .unwrap();
     // The listing asked for, and never answered.
-    let (_listing, _) = store.accept().unwrap();
+    let (asked, listing) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = asked.send(store.accept().map(|(c, _)| c));
+        // (Held open until the test ends: the store's answer never comes.)
+        std::thread::park();
+    });
     let pid = child.id();
+    let Ok(Ok(_listing)) = listing.recv_timeout(Duration::from_secs(20)) else {
+        kill(pid, libc::SIGKILL);
+        panic!("the server did not ask its store for the listing");
+    };
     kill(pid, libc::SIGTERM);
     let (done, exited) = mpsc::channel();
     let waited = std::thread::spawn(move || {
