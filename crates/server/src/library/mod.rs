@@ -459,12 +459,17 @@ impl Library {
                 }
             }
         }
-        // What they hold in memory counts first, whatever order the new files come in.
-        let mut used: u64 = kept
-            .values()
-            .filter(|t| t.cached)
-            .map(|t| t.data.len() as u64)
-            .sum();
+        // What the library in use holds in memory counts first, whatever order the new files
+        // come in: the titles kept, and those changed or gone too (their bytes are let go only
+        // when this library replaces it: a rescan of a library whose every file changed must
+        // not hold two copies of it). A changed title that does not fit is mapped this time.
+        let mut used: u64 = previous.map_or(0, |p| {
+            p.titles
+                .values()
+                .filter(|t| t.cached)
+                .map(|t| t.data.len() as u64)
+                .sum()
+        });
         let mut etags = crate::etags::Etags::open(&canon_root);
         for (id, path, len) in files {
             if let Some(t) = kept.remove(&id) {

@@ -59,6 +59,39 @@ fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every file changed (re-encoded, restored): the library in use still holds the old bytes
+/// while the rescan reads the new ones, so the new ones are held in memory only within what the
+/// budget leaves: never two copies of the library.
+#[test]
+fn a_rescan_of_changed_titles_counts_the_old_ones_until_they_are_let_go() {
+    let dir = std::env::temp_dir().join(format!(
+        "zc-lib-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a.bin", "b.bin"] {
+        std::fs::write(dir.join(name), vec![1u8; 1000]).unwrap();
+    }
+    let lib = Library::load(&dir, 2500, |_| {}).unwrap();
+    assert!(lib.titles().all(|t| t.cached));
+    // Both rewritten (new files renamed over the old: new inodes).
+    for name in ["a.bin", "b.bin"] {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, vec![2u8; 1000]).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+    let (next, changes) = lib.rescan(&dir, 2500, |_| {}).unwrap();
+    assert_eq!(changes.changed, ["a.bin", "b.bin"]);
+    let held: u64 = next
+        .titles()
+        .filter(|t| t.cached)
+        .map(|t| t.data.len() as u64)
+        .sum();
+    assert!(held + 2000 <= 2500, "{held} bytes held beside the old 2000");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_title_held_in_memory_is_packaged_as_it_loads_and_a_mapped_one_on_first_use() {
     let dir = std::env::temp_dir().join(format!(
