@@ -19,8 +19,18 @@ pub(crate) struct Read {
 }
 
 pub(crate) fn read(path: &Path, cache: bool) -> std::io::Result<Read> {
-    let mut file = File::open(path)?;
+    // The walk found a regular file inside the library here; what is opened must still be one
+    // (a file swapped meanwhile for a symlink out of the library is not followed, and a FIFO
+    // does not block the scan: non-blocking, then refused as not a regular file).
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     if meta.len() == 0 {
         return Ok(Read {
@@ -188,6 +198,25 @@ mod tests {
 
     fn memfd() -> File {
         File::from(rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+    }
+
+    /// A title's file swapped, between the walk and its read, for a symlink (out of the
+    /// library) or a FIFO: neither is followed nor waited on.
+    #[test]
+    fn a_file_swapped_for_a_symlink_or_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.bin");
+        std::fs::write(&outside, b"secret").unwrap();
+        let link = dir.path().join("title.mp4");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(read(&link, false).is_err());
+        assert!(read(&link, true).is_err());
+        let fifo = dir.path().join("fifo.mp4");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path in a directory of our own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read(&fifo, true).err().expect("refused");
+        assert_eq!(e.to_string(), "not a regular file");
     }
 
     #[test]
