@@ -174,6 +174,27 @@ pub(crate) mod tests {
         assert_eq!(resident(&file), 8 << 8);
     }
 
+    /// A frame of a whole mapped title, copied for hyper (a multipart range over HTTP/2): read
+    /// in a stretch at a time as it goes, not whole before its first byte.
+    #[tokio::test]
+    async fn a_large_frame_of_a_mapped_title_is_read_in_a_stretch_at_a_time() {
+        use http_body_util::BodyExt;
+        crate::truncated::install().unwrap();
+        let (_f, file, bytes) = cold_file(32 << 20);
+        // SAFETY: a read-only mapping of a file only this test writes, not changed while mapped.
+        let (map, mapped) = unsafe { crate::truncated::Mapping::map(&file, None) }.unwrap();
+        let data = bytes::Bytes::from_owner(map);
+        let body = crate::body::Chunks::from(data);
+        let mut copied = crate::truncated::Copied::new(body, mapped.unwrap());
+        let first = copied.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first[..], bytes[..first.len()]);
+        let pages = resident(&file);
+        assert!(
+            pages < 16 << 8,
+            "{pages} of 8192 pages read in before the first bytes went"
+        );
+    }
+
     #[test]
     fn reading_in_stops_at_the_end_of_the_file() {
         let (_f, file, _) = cold_file(10_000);

@@ -22,6 +22,11 @@ pub(crate) struct Copied<B> {
     rest: Bytes,
     /// The frame's pages being read in, before it is copied.
     reading: Option<std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
+    /// Bytes at the front of `rest` read in already (`usize::MAX`: not of a mapping). A frame
+    /// is read in a stretch (`pagein::STRETCH`) at a time as it is copied, not whole first: a
+    /// frame of a whole title (a multipart range over HTTP/2) would be read from the disk
+    /// whole before its first byte went, and its first pages let go again meanwhile.
+    paged: usize,
 }
 
 impl<B> Copied<B> {
@@ -31,6 +36,7 @@ impl<B> Copied<B> {
             since,
             rest: Bytes::new(),
             reading: None,
+            paged: 0,
         }
     }
 }
@@ -51,24 +57,34 @@ where
             match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        if let Some((file, at)) = self.since.locate(&data) {
-                            let (file, len) = (file.clone(), data.len() as u64);
-                            self.reading = Some(Box::pin(async move {
-                                crate::pagein::ensure(&file, at, len).await
-                            }));
-                        }
                         self.rest = data;
+                        self.paged = 0;
                     }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 other => return other,
             }
         }
+        if self.reading.is_none() && self.paged == 0 && !self.rest.is_empty() {
+            // The next stretch of the frame, if it lies in the mapping.
+            self.paged = match self.since.locate(&self.rest) {
+                Some((file, at)) => {
+                    let len = self.rest.len().min(crate::pagein::STRETCH as usize);
+                    let file = file.clone();
+                    self.reading = Some(Box::pin(async move {
+                        crate::pagein::ensure(&file, at, len as u64).await
+                    }));
+                    len
+                }
+                None => usize::MAX,
+            };
+        }
         if let Some(reading) = self.reading.as_mut() {
             std::task::ready!(reading.as_mut().poll(cx));
             self.reading = None;
         }
         let n = self.rest.len().min(COPY);
+        self.paged = self.paged.saturating_sub(n);
         let copy = Bytes::copy_from_slice(&self.rest.split_to(n));
         if self.since.cut() {
             let cut = std::io::Error::other("the title's file was cut short while it was sent");
