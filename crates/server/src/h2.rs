@@ -271,8 +271,8 @@ struct Tracked {
     /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
     /// after it is an error, and hyper resets the stream.
     by: Option<Instant>,
-    /// The body has bytes and a known length or a `by`: its last byte is a frame of its own,
-    /// and its end does not come with it. hyper asks for the next frame as soon as it has
+    /// The body has bytes and a known length or a `by`: its last byte is a frame of its own
+    /// (the body's end comes with it: `last`). hyper asks for the next frame as soon as it has
     /// queued one, but queues it only once the stream has credit beyond what is queued
     /// already: so it asks after the last byte only once everything before it has the
     /// client's credit, and the limit is checked then (a client that stops giving credit

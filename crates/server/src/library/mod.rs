@@ -397,7 +397,10 @@ impl Library {
         for (id, t) in next.titles.iter() {
             match self.titles.get(id) {
                 None => changes.added.push(id.clone()),
-                Some(old) if !Arc::ptr_eq(old, t) => changes.changed.push(id.clone()),
+                // (Not one read into memory again with the same bytes: its tag is the same.)
+                Some(old) if !Arc::ptr_eq(old, t) && old.etag != t.etag => {
+                    changes.changed.push(id.clone())
+                }
                 Some(_) => {}
             }
         }
@@ -472,7 +475,12 @@ impl Library {
         });
         let mut etags = crate::etags::Etags::open(&canon_root);
         for (id, path, len) in files {
-            if let Some(t) = kept.remove(&id) {
+            // A title kept mapped from its file that fits in memory now (one a rescan left on
+            // disk while the bytes it replaced were still held) is read into memory again.
+            let kept_title = kept
+                .remove(&id)
+                .filter(|t| t.cached || t.is_growing() || used.saturating_add(len) > budget);
+            if let Some(t) = kept_title {
                 if let Some(st) = t.stamp {
                     let version = crate::etags::Version {
                         len: st.len,
