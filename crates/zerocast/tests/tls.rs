@@ -354,16 +354,7 @@ fn frames_until_closed(tls: &mut (impl Read + Write)) -> Vec<u8> {
 /// reads nothing is; it would otherwise hold its responses for as long as it likes.
 #[test]
 fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
-    let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
-    // SETTINGS with INITIAL_WINDOW_SIZE = 0, then GET /api/videos on stream 1.
-    let mut tls = h2_get(tls, "/api/videos", 0, 0);
-    let started = Instant::now();
-    let types = frames_until_closed(&mut tls);
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
-        "closed after {waited:?}; frames: {types:?}"
-    );
+    let types = dropped_after_the_send_timeout(0);
     // The answer's HEADERS (type 1) came; no DATA (type 0) could.
     assert!(
         types.contains(&1) && !types.contains(&0),
@@ -377,8 +368,15 @@ fn an_http2_client_that_gives_no_window_is_dropped_after_the_send_timeout() {
 /// slice of, a cached block or a title's pages, with no timer, for as long as the client likes).
 #[test]
 fn an_http2_client_that_gives_one_byte_of_credit_is_dropped_after_the_send_timeout() {
+    dropped_after_the_send_timeout(1);
+}
+
+/// A client that sends SETTINGS with INITIAL_WINDOW_SIZE = `window`, then GET /api/videos on
+/// stream 1, and answers PINGs: its connection is closed after the 1 s send timeout (not the
+/// idle timeout, nor never). Returns the types of the frames it got.
+fn dropped_after_the_send_timeout(window: u32) -> Vec<u8> {
     let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
-    let mut tls = h2_get(tls, "/api/videos", 1, 0);
+    let mut tls = h2_get(tls, "/api/videos", window, 0);
     let started = Instant::now();
     let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();
@@ -386,6 +384,7 @@ fn an_http2_client_that_gives_one_byte_of_credit_is_dropped_after_the_send_timeo
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
         "closed after {waited:?}; frames: {types:?}"
     );
+    types
 }
 
 #[test]

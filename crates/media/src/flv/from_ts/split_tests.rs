@@ -1,6 +1,6 @@
 //! Frames split over PES packets, as muxers that bound their PES write them.
 
-use super::tests::clip;
+use super::tests::{clip, convert};
 use super::*;
 
 /// The video PID of a TS's first PMT.
@@ -89,14 +89,6 @@ fn with_split_video_pes(ts: &[u8], bounded: bool) -> Vec<u8> {
 fn a_frame_split_over_pes_packets_without_a_time_converts_whole() {
     let data = clip();
     let data = &data[..data.len() / PACKET * PACKET];
-    let convert = |ts: &[u8]| {
-        let mut conv = FromTs::default();
-        let mut tags = Vec::new();
-        for chunk in ts.chunks(PACKET * 5) {
-            conv.feed(chunk, &mut tags);
-        }
-        (tags, conv.skipped)
-    };
     let (tags, skipped) = convert(data);
     for bounded in [false, true] {
         let split = with_split_video_pes(data, bounded);

@@ -41,23 +41,23 @@ fn a_ts_becomes_flv_tags_and_back_with_the_same_keyframes() {
     assert_eq!(back.codecs(), (Some("h264"), Some("aac")));
 }
 
+/// `ts` through a conversion in reads of five packets: its tags, and the frames it skipped.
+pub(super) fn convert(ts: &[u8]) -> (Vec<Tag>, u64) {
+    let mut conv = FromTs::default();
+    let mut tags = Vec::new();
+    for chunk in ts.chunks(PACKET * 5) {
+        conv.feed(chunk, &mut tags);
+    }
+    (tags, conv.skipped)
+}
+
 #[test]
 fn a_pmt_over_several_packets_converts_to_the_same_tags() {
     let data = clip();
     let data = &data[..data.len() / PACKET * PACKET];
-    let convert = |ts: &[u8]| {
-        let mut conv = FromTs::default();
-        let mut tags = Vec::new();
-        for chunk in ts.chunks(PACKET * 5) {
-            conv.feed(chunk, &mut tags);
-        }
-        tags.iter()
-            .map(|t| (t.video, t.keyframe, t.ms, t.body.clone()))
-            .collect::<Vec<_>>()
-    };
-    let tags = convert(data);
+    let (tags, _) = convert(data);
     assert!(tags.len() > 100);
-    assert_eq!(convert(&crate::ts::psi::with_long_pmt(data, 30)), tags);
+    assert!(convert(&crate::ts::psi::with_long_pmt(data, 30)).0 == tags);
 }
 
 #[test]
