@@ -226,13 +226,7 @@ fn a_store_that_never_answers_does_not_keep_the_server_from_serving() {
         "--library",
         "s3://media/videos",
     ];
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("ZEROCAST_CACHE_DIR", cache.to_str().unwrap()),
-    ];
+    let env = common::s3::store_env(&endpoint, cache.to_str().unwrap());
     let s = common::spawned::Served::start_with_env(None, &args, &env);
     assert_eq!(request(s.addr, "GET", "/healthz", &[]).status, 200);
     let titles = request(s.addr, "GET", "/api/videos", &[]);

@@ -68,13 +68,7 @@ fn a_sighup_during_the_first_listing_of_object_storage_does_not_end_the_start() 
     std::fs::write(&config, "[s3]\ntimeout_secs = 30\nretries = 0\n").unwrap();
     let cache = dir.path().join("cache");
     let args = ["--config", config.to_str().unwrap(), "--library", &library];
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("ZEROCAST_CACHE_DIR", cache.to_str().unwrap()),
-    ];
+    let env = common::s3::store_env(&endpoint, cache.to_str().unwrap());
     let s = Served::start_with_env(None, &args, &env);
     let pid = hup.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(pid, s.child.id(), "the signal went to the server");
@@ -96,14 +90,11 @@ fn a_sigterm_during_the_start_ends_it_at_once() {
     let config = dir.path().join("zerocast.toml");
     std::fs::write(&config, "[s3]\ntimeout_secs = 120\nretries = 0\n").unwrap();
     let listen = format!("127.0.0.1:{}", common::spawned::free_port());
+    let cache = dir.path().join("cache");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zerocast"))
         .args(["serve", "--listen", &listen, "--rtmp-listen", "127.0.0.1:0"])
         .args(["--config", config.to_str().unwrap(), "--library", &library])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("ZEROCAST_CACHE_DIR", dir.path().join("cache"))
+        .envs(common::s3::store_env(&endpoint, cache.to_str().unwrap()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -142,6 +142,18 @@ impl Drop for Moto {
 
 pub const BUCKET: &str = "media";
 
+/// The environment of a server reading a store at `endpoint` (the test credentials), its
+/// index kept in `cache`.
+pub fn store_env<'a>(endpoint: &'a str, cache: &'a str) -> [(&'static str, &'a str); 5] {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("ZEROCAST_CACHE_DIR", cache),
+    ]
+}
+
 /// A store holding the demo titles under `videos/`.
 pub fn store_with_demo() -> Moto {
     let m = Moto::start();
