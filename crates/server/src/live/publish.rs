@@ -215,37 +215,41 @@ impl Publish {
             let max = MAX_SEQUENCE_HEADER;
             return Err(IngestError::SequenceHeader { video, len, max });
         }
-        let (muxed, ll_changed) = {
+        // A publisher that came back within the grace period starts its clock over: continue
+        // the stream's clock instead, for every output (worked out at its first tag).
+        let offset = match self.clock_offset {
+            Some(offset) => offset,
+            None => {
+                let mut inner = self.stream.write();
+                let media = inner.media.get_or_insert_with(|| {
+                    MediaOutputs::new(limits, ll).with_dir(self.stream.dir())
+                });
+                *self.clock_offset.insert(media.continuation(ms))
+            }
+        };
+        let ms = ms.wrapping_add(offset);
+        // Muxed to TS first, outside the stream's lock: a tag that cannot be read reaches no
+        // output (an unreadable configuration would be what new FLV and RTMP viewers get first).
+        self.muxed.clear();
+        let muxed = if video {
+            self.to_ts.video(body, ms, &mut self.muxed)
+        } else {
+            self.to_ts.audio(body, ms, &mut self.muxed)
+        };
+        let ll_changed = muxed.is_ok() && {
             let mut inner = self.stream.write();
             let media = inner
                 .media
                 .get_or_insert_with(|| MediaOutputs::new(limits, ll).with_dir(self.stream.dir()));
-            // A publisher that came back within the grace period starts its clock over:
-            // continue the stream's clock instead, for every output.
-            let offset = *self
-                .clock_offset
-                .get_or_insert_with(|| media.continuation(ms));
-            let ms = ms.wrapping_add(offset);
-            // Muxed to TS first: a tag that cannot be read reaches no output (an unreadable
-            // configuration would be what new FLV and RTMP viewers get first).
-            self.muxed.clear();
-            let muxed = if video {
-                self.to_ts.video(body, ms, &mut self.muxed)
-            } else {
-                self.to_ts.audio(body, ms, &mut self.muxed)
-            };
-            let mut ll_changed = false;
-            if muxed.is_ok() {
-                // The TS muxed from these tags is restamped after a reconnect (the tags' clock
-                // continues, the TS's may not): a conversion back must undo that too.
-                let shift = self.ingest.as_ref().map_or(0, Ingest::restamp_offset);
-                media.flv_clock = Some(media::flv::ToTs::clock(ms, shift));
-                let before = media.llhls.parts_mark();
-                media.push(video, body, ms, kind, now, self.live.ntp(now));
-                ll_changed = media.llhls.parts_mark() != before;
-                self.stream.account(&mut inner, now);
-            }
-            (muxed, ll_changed)
+            // The TS muxed from these tags is restamped after a reconnect (the tags' clock
+            // continues, the TS's may not): a conversion back must undo that too.
+            let shift = self.ingest.as_ref().map_or(0, Ingest::restamp_offset);
+            media.flv_clock = Some(media::flv::ToTs::clock(ms, shift));
+            let before = media.llhls.parts_mark();
+            media.push(video, body, ms, kind, now, self.live.ntp(now));
+            let ll_changed = media.llhls.parts_mark() != before;
+            self.stream.account(&mut inner, now);
+            ll_changed
         };
         if ll_changed {
             self.stream.wake_ll();
