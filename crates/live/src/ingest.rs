@@ -239,6 +239,17 @@ mod tests {
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
     }
 
+    /// The demo clip as a muxer that marks no random access writes it.
+    fn unmarked() -> Vec<u8> {
+        let mut data = demo();
+        for p in data.chunks_exact_mut(PACKET) {
+            if p[3] & 0x20 != 0 && p[4] > 0 {
+                p[5] &= !0x40;
+            }
+        }
+        data
+    }
+
     /// `data` through an ingest in reads of `read` bytes (whole packets go in, as the slab
     /// hands them out), then the session's end.
     fn ingested(data: &[u8], read: usize) -> (Ingest, Ring, Segmenter) {
@@ -296,12 +307,7 @@ mod tests {
     /// decides it, and is a keyframe unit all the same.
     #[test]
     fn a_keyframe_whose_idr_comes_in_the_next_read_starts_a_unit() {
-        let mut data = demo();
-        for p in data.chunks_exact_mut(PACKET) {
-            if p[3] & 0x20 != 0 && p[4] > 0 {
-                p[5] &= !0x40;
-            }
-        }
+        let data = unmarked();
         for read in [PACKET, 2 * PACKET, 7_001] {
             let (ingest, ring, _) = ingested(&data, read);
             let keys = assert_ring_is_input_cut_at_keyframes(&ring, &data);
@@ -313,12 +319,7 @@ mod tests {
     /// viewers get first.
     #[test]
     fn tables_that_come_while_a_pes_is_kept_back_are_followed() {
-        let mut data = demo();
-        for p in data.chunks_exact_mut(PACKET) {
-            if p[3] & 0x20 != 0 && p[4] > 0 {
-                p[5] &= !0x40;
-            }
-        }
+        let data = unmarked();
         let keys: Vec<usize> = media::ts::index(&data)
             .unwrap()
             .keyframes
