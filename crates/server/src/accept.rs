@@ -159,7 +159,7 @@ pub(crate) async fn run(
                     if backoff.refused() {
                         tracing::warn!(?proto, error = %e, "out of descriptors; refusing new connections until some close (logged once)");
                     }
-                    refuse(sock, proto);
+                    refuse_briefly(sock, proto).await;
                 }
                 reserve = File::open("/dev/null").ok();
                 if reserve.is_some() {
@@ -184,28 +184,32 @@ pub(crate) async fn run(
     }
 }
 
-/// Refused connections being closed gently at once ([`refuse_lingering`]); within the
-/// descriptors the connection cap leaves over (`conns::FD_MARGIN`).
-static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Refused connections being closed gently ([`refuse_lingering`]), oldest first; at most
+/// [`MAX_LINGERING`], within the descriptors the connection cap leaves over (`conns::FD_MARGIN`).
+static LINGERING: std::sync::Mutex<std::collections::VecDeque<tokio::task::AbortHandle>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
 const MAX_LINGERING: usize = 16;
 
 /// [`refuse`], for a connection over the cap (descriptors are left): its 503 is sent, its
 /// request read to its end (at most 1 s), and only then is it closed. A request that arrives
 /// after an immediate close would reset the connection, and the client would lose the 503 it
-/// had been sent. At most [`MAX_LINGERING`] at once; past that, at once.
+/// had been sent. At most [`MAX_LINGERING`] at once: a new one closes the oldest, which has had
+/// its answer and (unless the flood is very fast) sent its request; clients that never read
+/// or close would otherwise hold every place for their second, and the next client, however
+/// well it behaves, would be reset.
 fn refuse_lingering(sock: TcpStream, proto: Proto) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let room = LINGERING
-        .fetch_update(Relaxed, Relaxed, |n| (n < MAX_LINGERING).then_some(n + 1))
-        .is_ok();
-    if proto != Proto::Http || !room {
-        if room {
-            LINGERING.fetch_sub(1, Relaxed);
-        }
+    if proto != Proto::Http {
         return refuse(sock, proto);
     }
     let out = overloaded();
-    tokio::spawn(async move {
+    let mut lingering = LINGERING.lock().unwrap_or_else(|e| e.into_inner());
+    lingering.retain(|t| !t.is_finished());
+    while lingering.len() >= MAX_LINGERING {
+        if let Some(oldest) = lingering.pop_front() {
+            oldest.abort();
+        }
+    }
+    let task = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut sock = sock;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -216,8 +220,8 @@ fn refuse_lingering(sock: TcpStream, proto: Proto) {
             Ok::<(), io::Error>(())
         })
         .await;
-        LINGERING.fetch_sub(1, Relaxed);
     });
+    lingering.push_back(task.abort_handle());
 }
 
 /// The bytes of a refusal: `503 Service Unavailable` with `Retry-After`.
@@ -235,11 +239,31 @@ fn overloaded() -> Vec<u8> {
 /// closed. Best effort, without waiting: a fresh socket's send buffer takes the answer whole.
 fn refuse(sock: TcpStream, proto: Proto) {
     if proto == Proto::Http {
-        let out = overloaded();
-        // Take what the request sent so far, so the close is a FIN rather than a reset.
-        let mut sink = [0u8; 2048];
-        let _ = sock.try_read(&mut sink);
-        let _ = sock.try_write(&out);
+        let _ = sock.try_write(&overloaded());
+        drain(&sock);
+    }
+}
+
+/// [`refuse`], for the connection taken with the reserve descriptor (which cannot linger: the
+/// reserve is opened again only once it is closed): its request is waited for, at most 5 ms,
+/// so that the close is a FIN after the answer rather than a reset that loses it.
+async fn refuse_briefly(sock: TcpStream, proto: Proto) {
+    if proto == Proto::Http {
+        let _ = sock.try_write(&overloaded());
+        let _ = tokio::time::timeout(Duration::from_millis(5), sock.readable()).await;
+        drain(&sock);
+    }
+}
+
+/// Takes what a refused request has sent so far (at most 64 KiB), so that the close is a FIN
+/// rather than a reset.
+fn drain(sock: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match sock.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
 

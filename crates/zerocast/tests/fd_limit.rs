@@ -6,7 +6,7 @@ mod common;
 
 use common::soak::healthz;
 use common::spawned::Served;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -69,4 +69,24 @@ fn out_of_descriptors_healthz_gets_a_fast_answer_from_the_reserve() {
         lines.iter().any(|l| l.contains("out of descriptors")),
         "the reserve was used: {lines:#?}"
     );
+}
+
+#[test]
+fn over_the_cap_a_client_with_a_long_request_still_reads_its_503() {
+    // Never-reading clients over the cap would hold every gentle refusal for its second; a
+    // client refused then at once, with more request than the refusal reads (8 KiB of cookies),
+    // would be reset by the close and lose the 503 it had been sent.
+    let (s, _dir) = served("");
+    let _clients = never_reading(s.addr, 200);
+    let cookie = "c".repeat(8 << 10);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
+    for _ in 0..5 {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let read = c.read_to_end(&mut got);
+        assert!(read.is_ok(), "{read:?} after {} bytes", got.len());
+        assert_eq!(common::parse_response(&got).status, 503);
+    }
 }
