@@ -4,8 +4,10 @@
 //!
 //! The tag is the title's length and the first 96 bits of the SHA-256 of its bytes. Hashing a
 //! title reads all of it, so tags are kept in a small file per library (one line per title:
-//! length, modification time, inode, tag, path), and a file whose length, modification time and
-//! inode are unchanged is not read again at the next start. The file lives in the cache
+//! length, modification time, change time, inode, tag, path), and a file whose length,
+//! modification and change times and inode are unchanged is not read again at the next start
+//! (the change time, which no one can set back, sees a file rewritten in place with its length
+//! and modification time kept, as `rsync --inplace -a` does). The file lives in the cache
 //! directory (`$ZEROCAST_CACHE_DIR`, else `$XDG_CACHE_HOME/zerocast`, else
 //! `$HOME/.cache/zerocast`); when it cannot be written, tags are computed at every start.
 
@@ -19,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub struct Version {
     pub len: u64,
     pub modified_ns: u128,
+    /// The inode's change time (`st_ctime`), in nanoseconds.
+    pub changed_ns: i128,
     pub inode: u64,
 }
 
@@ -74,19 +78,23 @@ impl Etags {
         let mut known = HashMap::new();
         if let Some(text) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
             for line in text.lines() {
-                let mut f = line.splitn(5, '\t');
-                let (Some(len), Some(m), Some(ino), Some(tag), Some(path)) =
-                    (f.next(), f.next(), f.next(), f.next(), f.next())
+                // (A line of the earlier form, without the change time, does not parse: its
+                // file is hashed again once.)
+                let mut f = line.splitn(6, '\t');
+                let (Some(len), Some(m), Some(c), Some(ino), Some(tag), Some(path)) =
+                    (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
                 else {
                     continue;
                 };
-                let (Ok(len), Ok(modified_ns), Ok(inode)) = (len.parse(), m.parse(), ino.parse())
+                let (Ok(len), Ok(modified_ns), Ok(changed_ns), Ok(inode)) =
+                    (len.parse(), m.parse(), c.parse(), ino.parse())
                 else {
                     continue;
                 };
                 let v = Version {
                     len,
                     modified_ns,
+                    changed_ns,
                     inode,
                 };
                 known.insert(PathBuf::from(path), (v, tag.to_string()));
@@ -141,8 +149,8 @@ impl Etags {
             };
             let _ = writeln!(
                 text,
-                "{}\t{}\t{}\t{tag}\t{p}",
-                v.len, v.modified_ns, v.inode
+                "{}\t{}\t{}\t{}\t{tag}\t{p}",
+                v.len, v.modified_ns, v.changed_ns, v.inode
             );
         }
         if let Some(dir) = file.parent() {
@@ -173,6 +181,7 @@ mod tests {
         let v = Version {
             len: 3,
             modified_ns: 1,
+            changed_ns: 1,
             inode: 7,
         };
         let mut e = Etags::open_in(Some(dir.clone()), &root);
@@ -190,6 +199,13 @@ mod tests {
         };
         assert_eq!(again.tag(Path::new("/lib/a"), touched, b"abc"), of(b"abc"));
         assert_eq!(again.computed(), 1);
+        // Rewritten in place with the modification time put back: the change time differs.
+        let rewritten = Version { changed_ns: 2, ..v };
+        assert_eq!(
+            again.tag(Path::new("/lib/a"), rewritten, b"xyz"),
+            of(b"xyz")
+        );
+        assert_eq!(again.computed(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -72,11 +72,14 @@ pub struct Recording {
     pub growing: bool,
 }
 
-/// A file's identity and version without reading it: length, modification time, inode, device.
+/// A file's identity and version without reading it: length, modification and change times,
+/// inode, device. (The change time, which cannot be set back, sees a file rewritten in place with
+/// its length and modification time kept: `rsync --inplace -a`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
     len: u64,
     modified: SystemTime,
+    changed_ns: i128,
     ino: u64,
     dev: u64,
 }
@@ -87,6 +90,7 @@ impl FileStamp {
         FileStamp {
             len: meta.len(),
             modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             ino: meta.ino(),
             dev: meta.dev(),
         }
@@ -488,6 +492,7 @@ impl Library {
                             .modified
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| d.as_nanos()),
+                        changed_ns: st.changed_ns,
                         inode: st.ino,
                     };
                     etags.keep(&path, version, &t.etag);
@@ -513,6 +518,7 @@ impl Library {
                         modified_ns: modified
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| d.as_nanos()),
+                        changed_ns: stamp.map_or(0, |s| s.changed_ns),
                         inode: stamp.map_or(0, |s| s.ino),
                     };
                     let etag = etags.tag(&path, version, &data);

@@ -141,3 +141,46 @@ fn ids_with_ampersands_and_backslashes_go_into_urls_escaped() {
         assert!(!url.contains('\\') && !url.contains('&'), "{url}");
     }
 }
+
+/// `rsync --inplace -a`: the same file rewritten with other bytes of the same length, its
+/// modification time put back. Only the change time (which no one can set back) tells.
+#[test]
+fn a_rescan_sees_a_title_rewritten_in_place_with_its_length_and_modification_time_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!(
+        "zc-lib-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.bin");
+    std::fs::write(&path, vec![1u8; 1000]).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    let lib = Library::load(&dir, 1 << 20, |_| {}).unwrap();
+    // The kernel's file clock is coarse (a few milliseconds): wait for it to move, so that the
+    // rewrite's change time differs from the write's.
+    let probe = dir.join("probe");
+    loop {
+        std::fs::write(&probe, b"").unwrap();
+        if std::fs::metadata(&probe).unwrap().ctime_nsec() != before.ctime_nsec() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, &[2u8; 1000]).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    drop(f);
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap(), after.ino()),
+        (before.len(), before.modified().unwrap(), before.ino())
+    );
+    let (next, changes) = lib.rescan(&dir, 1 << 20, |_| {}).unwrap();
+    assert_eq!(changes.changed, ["a.bin"]);
+    let t = next.get("a.bin").unwrap();
+    assert_eq!(&t.data[..], &[2u8; 1000][..]);
+    assert_ne!(t.etag, lib.get("a.bin").unwrap().etag);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
