@@ -27,6 +27,9 @@ const LATENCY_TARGET_MS: u64 = 1000;
 const LATENCY_MIN_MS: u64 = 500;
 const LATENCY_MAX_MS: u64 = 3000;
 
+/// The id of each Period's `ProducerReferenceTime`, which the `Latency` refers to.
+const PRODUCER_REFERENCE_ID: u32 = 0;
+
 fn secs(ms: u64) -> String {
     format!("PT{}.{:03}S", ms / 1000, ms % 1000)
 }
@@ -40,6 +43,8 @@ struct Listed {
     period_ms: u64,
     init: u64,
     complete: bool,
+    /// When its first frame reached the ingest, Unix ms.
+    wall_ms: Option<u64>,
     /// Each track's bytes (its own fragments), for the bandwidth.
     track_bytes: [u64; 2],
 }
@@ -52,6 +57,7 @@ impl Listed {
             period_ms: s.period_ms(),
             init: s.init,
             complete: s.complete,
+            wall_ms: s.wall_ms,
             track_bytes: [0, 1].map(|t| {
                 s.parts
                     .iter()
@@ -69,6 +75,7 @@ impl Listed {
             period_ms: p.period_ms,
             init: p.init,
             complete: true,
+            wall_ms: p.wall_ms,
             track_bytes: p.track_bytes,
         }
     }
@@ -167,7 +174,7 @@ pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Optio
     );
     let _ = writeln!(
         out,
-        "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{LATENCY_TARGET_MS}\" \
+        "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"{PRODUCER_REFERENCE_ID}\" target=\"{LATENCY_TARGET_MS}\" \
          min=\"{LATENCY_MIN_MS}\" max=\"{LATENCY_MAX_MS}\"/>\n    \
          <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>"
     );
@@ -264,6 +271,13 @@ fn period_xml(
         period.at_ms,
         secs(period.at_ms)
     );
+    // The ingest's wall clock at the latest segment of the Period that knows it: what the
+    // `ServiceDescription`'s latency is measured against (its `referenceId`), and what lets a
+    // player see the publisher's clock drift from the timeline (DVB-DASH 10.20.4).
+    let reference = run
+        .iter()
+        .rev()
+        .find_map(|s| s.wall_ms.map(|w| (w, s.period_ms)));
     for (t, track) in init.tracks.iter().enumerate() {
         let Some(track) = track else {
             continue;
@@ -274,8 +288,19 @@ fn period_xml(
         let _ = writeln!(
             out,
             "    <AdaptationSet id=\"{t}\" contentType=\"{content}\" mimeType=\"{mime}\" \
-             segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
-             <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{}\" startNumber=\"{}\" \
+             segmentAlignment=\"true\" startWithSAP=\"1\">"
+        );
+        if let Some((wall_ms, presentation_ms)) = reference {
+            let _ = writeln!(
+                out,
+                "      <ProducerReferenceTime id=\"{PRODUCER_REFERENCE_ID}\" type=\"encoder\" \
+                 wallClockTime=\"{}\" presentationTime=\"{presentation_ms}\"/>",
+                rfc3339_ms(wall_ms)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "      <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{}\" startNumber=\"{}\" \
              initialization=\"{d}dash/init-{id}{}.mp4{q}\" media=\"{d}dash/{id}$Number$.m4s{q}\" \
              availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\">\n        \
              <SegmentTimeline>",

@@ -427,3 +427,26 @@ fn the_time_shift_buffer_spans_the_time_between_periods() {
         "{m}"
     );
 }
+
+#[test]
+fn the_latency_refers_to_a_producer_reference_time_from_the_ingest_wall_clock() {
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 6 + 10, 0, 0);
+    let m = render(&l);
+    let latency = m.split("<Latency ").nth(1).unwrap();
+    let id = attr(latency, "referenceId");
+    // Each AdaptationSet names when the latest segment's first frame reached the ingest: the
+    // open segment 6, at 12 s on the timeline.
+    let sets: Vec<&str> = m.split("<AdaptationSet ").skip(1).collect();
+    assert_eq!(sets.len(), 2);
+    for set in sets {
+        let prt = set
+            .split("<ProducerReferenceTime ")
+            .nth(1)
+            .and_then(|p| p.split("/>").next())
+            .unwrap_or_else(|| panic!("no ProducerReferenceTime in {set}"));
+        assert_eq!(attr(prt, "id"), id);
+        assert_eq!(attr(prt, "wallClockTime"), "2026-11-26T00:00:12.000Z");
+        assert_eq!(attr(prt, "presentationTime"), "12000");
+    }
+}
