@@ -3,8 +3,8 @@
 //!
 //! A segment is closed at the first keyframe at least `min_segment` after its own start (so the
 //! target duration follows the stream's GOP), measured by PTS, or by arrival time when PTS are
-//! missing. The playlist slides over the last `window` segments; a few more are kept for players
-//! still fetching them. After a publisher reconnect the next segment carries
+//! missing. The playlist slides over the last `window` segments; a segment that left it is kept
+//! for its duration and the playlist's (RFC 8216 §6.2.2), for players still fetching it. After a publisher reconnect the next segment carries
 //! `EXT-X-DISCONTINUITY`; when the stream ends the playlist gets `EXT-X-ENDLIST`.
 
 use bytes::Bytes;
@@ -13,13 +13,20 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// How many more segments than the window are kept after they leave the playlist, by default:
+/// a segment that left stays for its duration and the playlist's (RFC 8216 §6.2.2), about the
+/// window and two segments, and two more for segments cut shorter.
+pub const SPARE_BEYOND_WINDOW: usize = 4;
+
 #[derive(Debug, Clone, Copy)]
 pub struct HlsLimits {
     /// A segment ends at the first keyframe at least this long after its start.
     pub min_segment: Duration,
     /// Segments listed in the playlist.
     pub window: usize,
-    /// Segments kept beyond the window for players that are still fetching them.
+    /// Segments that left the playlist are kept for their duration and the playlist's (RFC 8216
+    /// §6.2.2), at most `spare` of them ([`SPARE_BEYOND_WINDOW`] more than the window by
+    /// default: enough for segments of the target duration).
     pub spare: usize,
     /// A segment that grows beyond this (no keyframe for a long time) is dropped.
     pub max_segment_bytes: usize,
@@ -33,7 +40,7 @@ impl Default for HlsLimits {
         HlsLimits {
             min_segment: Duration::from_secs(2),
             window: 6,
-            spare: 3,
+            spare: 6 + SPARE_BEYOND_WINDOW,
             max_segment_bytes: 32 << 20,
             dvr: 0,
         }
@@ -243,7 +250,17 @@ impl Segmenter {
             first_unit: open.first_unit,
         });
         self.next_seq += 1;
-        while self.segments.len() > self.limits.window + self.limits.spare {
+        // Those no longer owed to players (RFC 8216 §6.2.2, [`crate::retention`]) go, and those
+        // beyond the window and its spare whatever they are owed.
+        let window = self.limits.window;
+        let cap = window.saturating_add(self.limits.spare);
+        while self.segments.len() > window {
+            let durations = self.segments.iter().map(|s| s.duration);
+            if self.segments.len() <= cap
+                && crate::retention::owed(durations, window, Duration::ZERO)
+            {
+                break;
+            }
             if let Some(old) = self.segments.pop_front() {
                 self.retire(&old);
             }

@@ -29,6 +29,7 @@ pub mod llhls;
 pub mod outputs;
 pub mod record;
 pub mod relay;
+pub mod retention;
 pub mod rewind;
 pub mod ring;
 pub mod slab;

@@ -202,7 +202,7 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
         "{p1}"
     );
     // Five more keyframes: segments 2 to 6 close; the window lists the last 3 (4, 5, 6) and the
-    // server keeps 3 spare ones (1, 2, 3) for players still fetching them.
+    // server keeps those that left it (0 to 3) for players still fetching them.
     post.send(&data[k[3]..k[8]], Duration::ZERO);
     wait_for(&s, "h", "the data up to the 9th keyframe", |d| {
         d["ring_bytes"].as_u64() == Some(k[8] as u64)
@@ -216,6 +216,14 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
         "{p2}"
     );
     assert!(!p2.contains("#EXT-X-ENDLIST"));
+    // Segment 0 left the playlist when segment 3 closed, 3 s ago: it stays for its 1 s and the
+    // 3 s of the playlist that last listed it (RFC 8216 §6.2.2).
+    let owed = s.get(&format!("/live/h/{d}0.ts"), &[]);
+    assert_eq!(owed.status, 200, "still owed to players");
+    post.send(&data[k[8]..k[9]], Duration::ZERO);
+    wait_for(&s, "h", "the data up to the 10th keyframe", |d| {
+        d["ring_bytes"].as_u64() == Some(k[9] as u64)
+    });
     let gone = s.get(&format!("/live/h/{d}0.ts"), &[]);
     assert_eq!(gone.status, 404, "slid out");
     assert_eq!(
@@ -226,7 +234,7 @@ fn the_hls_playlist_slides_and_segments_that_slid_out_are_gone() {
         )
     );
     let spare = s.get(&format!("/live/h/{d}1.ts"), &[]);
-    assert_eq!(spare.status, 200, "a spare segment");
+    assert_eq!(spare.status, 200, "left 3 s ago, still owed");
 }
 
 #[test]

@@ -277,3 +277,19 @@ fn a_keyframe_earlier_than_the_open_segment_closes_it_by_arrival_and_marks_a_dis
         assert!(d <= Duration::from_secs(2), "{d:?}\n{p}");
     }
 }
+
+#[test]
+fn a_segment_that_left_the_playlist_stays_for_its_duration_and_the_playlists() {
+    let mut s = Segmenter::new(HlsLimits {
+        spare: 3 + SPARE_BEYOND_WINDOW,
+        ..limits()
+    });
+    // 2 s segments, three listed: segment 0 left when segment 3 closed (8 s); it stays for its
+    // 2 s and the 6 s of the last playlist that listed it: 14 s after its end.
+    feed(&mut s, 0, 16);
+    assert!(s.playlist().contains("#EXT-X-MEDIA-SEQUENCE:4\n"));
+    assert!(s.get(0).is_some(), "12 s after its end, still owed");
+    feed(&mut s, 16, 1);
+    assert!(s.get(0).is_none(), "14 s after its end, gone");
+    assert!(s.get(1).is_some());
+}

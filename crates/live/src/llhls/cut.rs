@@ -357,10 +357,23 @@ impl LlHls {
         seg.complete = true;
     }
 
-    /// Drops segments beyond the window and its spare, and the init segments none needs.
+    /// Drops the segments no longer owed to players (RFC 8216 §6.2.2, [`crate::retention`]),
+    /// and beyond the window and its spare whatever they are owed; then the init segments none
+    /// needs.
     fn trim(&mut self) {
+        let window = self.limits.window;
         // The open segment is not counted.
-        while self.segments.len() > self.limits.window + self.limits.spare + 1 {
+        let cap = window.saturating_add(self.limits.spare) + 1;
+        // What the open segment adds to a playlist, at most: a target duration and the half
+        // second it may round up from.
+        let open = self.target_duration() + Duration::from_millis(500);
+        while self.segments.len() > window + 1 {
+            let complete = self.segments.iter().filter(|s| s.complete);
+            if self.segments.len() <= cap
+                && crate::retention::owed(complete.map(|s| s.duration), window, open)
+            {
+                break;
+            }
             if let Some(old) = self.segments.pop_front() {
                 self.retire(&old);
             }

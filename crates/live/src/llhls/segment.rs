@@ -14,7 +14,9 @@ pub struct LlLimits {
     pub min_segment: Duration,
     /// Complete segments listed in the playlist.
     pub window: usize,
-    /// Segments kept beyond the window for players still fetching them.
+    /// Segments that left the playlist are kept for their duration and the playlist's (RFC 8216
+    /// §6.2.2), at most `spare` of them ([`crate::hls::SPARE_BEYOND_WINDOW`] more than the window by
+    /// default: enough for segments of the target duration).
     pub spare: usize,
     /// A segment that grows beyond this (no keyframe for a long time) is dropped.
     pub max_segment_bytes: usize,
@@ -29,7 +31,7 @@ impl Default for LlLimits {
             part_target: Duration::from_millis(250),
             min_segment: Duration::from_secs(2),
             window: 12,
-            spare: 3,
+            spare: 12 + crate::hls::SPARE_BEYOND_WINDOW,
             max_segment_bytes: 32 << 20,
             dvr: 0,
         }

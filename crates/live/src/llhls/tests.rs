@@ -552,3 +552,22 @@ fn a_dropped_frame_stretches_no_segment_past_its_target() {
     }
     assert!(segments.len() > 5 && parts > 30, "{segments:?} {parts}");
 }
+
+#[test]
+fn a_segment_that_left_the_playlist_stays_for_its_duration_and_the_playlists() {
+    let mut l = LlHls::new(LlLimits {
+        spare: 4 + crate::hls::SPARE_BEYOND_WINDOW,
+        ..limits()
+    });
+    l.init(Bytes::from_static(b"init"));
+    // 2 s segments, four listed. Segment 0 left when segment 4 was complete (10 s); it stays
+    // for its 2 s and the 8 s of segments and the 2.5 s the open one may add that the last
+    // playlist listing it held: 20.5 s after its end.
+    feed(&mut l, 0, 50 * 11 + 1, 50);
+    let p = l.playlist(false, None);
+    assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{p}");
+    assert!(l.segment(0).is_some(), "20 s after its end, still owed");
+    feed(&mut l, 50 * 11 + 1, 50, 50);
+    assert!(l.segment(0).is_none(), "22 s after its end, gone");
+    assert!(l.segment(1).is_some());
+}

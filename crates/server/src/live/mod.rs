@@ -53,6 +53,8 @@ pub use registry::{valid_name, Inner, Live, Stream};
 pub use stats::Stats;
 
 pub use fanout::FanoutConfig;
+/// Segments kept beyond a playlist's window by default (RFC 8216 §6.2.2's retention).
+pub use live::hls::SPARE_BEYOND_WINDOW;
 pub use live::Budget;
 use live::{HlsLimits, Limits, LlLimits, ViewerPolicy};
 use std::collections::HashMap;

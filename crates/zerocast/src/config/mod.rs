@@ -400,6 +400,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(n) = f.hls_window {
         c.hls.window = n.max(2);
+        c.hls.spare = c.hls.window + server::live::SPARE_BEYOND_WINDOW;
     }
     if let Some(secs) = f.hls_dvr_secs {
         // Segments of about `min_segment`: as many as span `secs` (at most a day of 1 s ones).
@@ -414,6 +415,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
     }
     if let Some(n) = f.ll_hls_window {
         c.ll_hls.window = n.max(2);
+        c.ll_hls.spare = c.ll_hls.window + server::live::SPARE_BEYOND_WINDOW;
     }
     if let Some(secs) = f.hls_dvr_secs {
         // The same DVR window in the LL-HLS playlist of a stream recorded as fMP4.
