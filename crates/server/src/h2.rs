@@ -8,12 +8,18 @@
 //! One that has not ended an idle time after its GOAWAY with no stream open is dropped: hyper
 //! has no timer on the client's preface, nor on a client that never answers the GOAWAY's PING.
 //!
-//! A response whose client gives it no flow-control credit for `send_timeout` ends the
-//! connection, as a socket that takes nothing ends an HTTP/1.1 one: hyper asks a body for its
-//! next frame only when the stream has credit, so a body that gave a frame and has not been
-//! asked again since is waiting for the client. Without this, a client that sets its window to 0
-//! would hold up to 100 responses (and the live segments or stored blocks they point to) for as
-//! long as it answers PINGs. A body waiting for data (a live stream between frames) is not.
+//! A response whose client gives it no flow-control credit for `send_timeout` is reset
+//! (RST_STREAM): hyper asks a body for its next frame only when the stream has credit, so a body
+//! that gave a frame and has not been asked again since is waiting for the client. The other
+//! streams of the connection go on (a browser's paused video among the page's requests); when
+//! no body of the connection has moved for `send_timeout`, the connection itself is dropped, as
+//! a socket that takes nothing ends an HTTP/1.1 one. Without this, a client that sets its window
+//! to 0 would hold up to 100 responses (and the live segments or stored blocks they point to)
+//! for as long as it answers PINGs. A body waiting for data (a live stream between frames) is
+//! not waiting for credit.
+//!
+//! A stream is reset by ending the task hyper runs it in ([`StreamExec`]): its `SendStream`
+//! dropped, h2 sends `RST_STREAM` (`CANCEL`) and discards what it had queued of it.
 //!
 //! HTTP/2 bodies go out through hyper's frames, so VOD ranges are written from the mapped
 //! `Bytes` (no `sendfile`: TLS in user space needs the bytes anyway); a title mapped from its file
@@ -31,7 +37,7 @@ use crate::transport::Transport;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -87,6 +93,8 @@ pub(crate) async fn connection(
         let open = Open::new(s2.clone());
         let (st, stop) = (st.clone(), stop.clone());
         async move {
+            // The handle that resets this stream (its task's: [`StreamExec`]).
+            let reset = RESET.try_with(Arc::clone).ok();
             let how = crate::hyper_paths::How {
                 http2: true,
                 secure: true,
@@ -97,7 +105,7 @@ pub(crate) async fn connection(
             Ok::<_, Infallible>(resp.map(|b| {
                 let id = open.0.next_id.fetch_add(1, Relaxed);
                 // Until hyper first asks for a frame (at once, when the stream has credit).
-                open.0.wait(id, true);
+                open.0.wait(id, Some(reset.clone()));
                 let rest = Bytes::new();
                 // A body of a known length (a range, a segment) or with a send limit holds its
                 // last byte back; a live viewer's, without an end, needs not: it is watched for
@@ -109,6 +117,7 @@ pub(crate) async fn connection(
                     body: b,
                     open,
                     id,
+                    reset,
                     rest,
                     by,
                     hold,
@@ -118,7 +127,7 @@ pub(crate) async fn connection(
             }))
         }
     });
-    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let mut b = hyper::server::conn::http2::Builder::new(StreamExec);
     b.timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS)
         .max_send_buf_size(SEND_BUFFER)
@@ -131,8 +140,8 @@ pub(crate) async fn connection(
     tokio::pin!(conn);
     // As HTTP/1.1 keep-alive: no new request for the header-read timeout closes the connection,
     // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
-    // The watch goes on after the GOAWAY: a stream stalled for credit still ends the
-    // connection, and one with no stream open that has not ended an idle time after it (a
+    // The watch goes on after the GOAWAY: a stream stalled for credit is still reset (the
+    // connection dropped when nothing moves), and one with no stream open that has not ended an idle time after it (a
     // client that never sent its preface, or does not answer the GOAWAY's PING and opens
     // streams until it does) is dropped.
     let idle = state.config().header_read_timeout;
@@ -160,10 +169,16 @@ pub(crate) async fn connection(
                     .waiting_since()
                     .is_some_and(|since| since + send_timeout <= now)
                 {
-                    // Dropped, not shut down gracefully: the stalled streams would never end.
-                    return Err(ConnError::Timeout(
-                        "an HTTP/2 client gave a response no flow-control credit",
-                    ));
+                    if streams.moved() + send_timeout <= now {
+                        // Nothing moves: dropped, not shut down gracefully (the stalled
+                        // streams would never end).
+                        return Err(ConnError::Timeout(
+                            "an HTTP/2 client gave a response no flow-control credit",
+                        ));
+                    }
+                    // Other streams move: only the stalled ones are reset.
+                    streams.reset_stalled(now - send_timeout);
+                    continue;
                 }
                 let quiet = streams.open.load(Relaxed) == 0;
                 match closing {
@@ -191,8 +206,10 @@ struct Streams {
     /// Milliseconds since `start` when the last stream ended (or began, while none had ended).
     last: AtomicU64,
     /// The bodies that gave a frame and have not been asked for the next (their stream has no
-    /// credit), and since when: at most one entry per open stream.
-    waiting: std::sync::Mutex<Vec<(u64, Instant)>>,
+    /// credit), since when, and what resets their stream: at most one entry per open stream.
+    waiting: std::sync::Mutex<Vec<(u64, Instant, Reset)>>,
+    /// Milliseconds since `start` when a body last gave a frame.
+    moved: AtomicU64,
     next_id: AtomicU64,
     /// Told when no body waited and one does now.
     waits: tokio::sync::Notify,
@@ -206,6 +223,7 @@ impl Streams {
             open: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             waiting: std::sync::Mutex::new(Vec::new()),
+            moved: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             waits: tokio::sync::Notify::new(),
         }
@@ -222,24 +240,80 @@ impl Streams {
     /// Since when the body that has waited longest for credit has waited.
     fn waiting_since(&self) -> Option<Instant> {
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.iter().map(|&(_, since)| since).min()
+        waiting.iter().map(|&(_, since, _)| since).min()
     }
 
-    /// Body `id` waits for credit from now (`true`) or no more.
-    fn wait(&self, id: u64, waits: bool) {
+    /// Body `id` waits for credit from now (`Some`, with what resets its stream) or no more.
+    fn wait(&self, id: u64, waits: Option<Reset>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.retain(|&(i, _)| i != id);
-        if waits {
+        waiting.retain(|&(i, _, _)| i != id);
+        if let Some(reset) = waits {
             if waiting.is_empty() {
                 self.waits.notify_one();
             }
-            waiting.push((id, Instant::now()));
+            waiting.push((id, Instant::now(), reset));
         }
+    }
+
+    /// A body gave a frame now.
+    fn moving(&self) {
+        self.moved
+            .store(self.start.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// When a body last gave a frame.
+    fn moved(&self) -> Instant {
+        self.start + Duration::from_millis(self.moved.load(Relaxed))
+    }
+
+    /// Resets the streams whose bodies have waited for credit since `before` or longer, and
+    /// forgets them (their tasks end at their next turn).
+    fn reset_stalled(&self, before: Instant) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|(_, since, reset)| {
+            if *since > before {
+                return true;
+            }
+            if let Some(r) = reset {
+                r.notify_one();
+            }
+            false
+        });
     }
 
     fn touch(&self) {
         self.last
             .store(self.start.elapsed().as_millis() as u64, Relaxed);
+    }
+}
+
+/// What resets one stream: told, the task hyper runs the stream in ends ([`StreamExec`]).
+type Reset = Option<Arc<tokio::sync::Notify>>;
+
+tokio::task_local! {
+    /// The reset handle of the stream whose task this is.
+    static RESET: Arc<tokio::sync::Notify>;
+}
+
+/// hyper's executor for the streams of a connection: each runs in a task of its own (as with
+/// `TokioExecutor`) that ends when its [`Reset`] handle, which the task's [`RESET`] holds, is
+/// told.
+#[derive(Clone, Copy)]
+struct StreamExec;
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let reset = Arc::new(tokio::sync::Notify::new());
+        let told = reset.clone();
+        tokio::spawn(RESET.scope(reset, async move {
+            tokio::select! {
+                () = fut => {}
+                () = told.notified() => {}
+            }
+        }));
     }
 }
 
@@ -266,6 +340,8 @@ struct Tracked {
     body: Body,
     open: Open,
     id: u64,
+    /// What resets this body's stream.
+    reset: Reset,
     /// What is left of the last data frame, given [`MAX_FRAME`] at a time.
     rest: Bytes,
     /// When the whole body must have been given (a live segment: `SendBy`); a frame asked for
@@ -311,7 +387,7 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.open.0.wait(self.id, false);
+        self.open.0.wait(self.id, None);
     }
 }
 
@@ -345,7 +421,10 @@ impl http_body::Body for Tracked {
         };
         // A frame given: until hyper asks again, this stream waits for the client's credit.
         let gave = matches!(polled, std::task::Poll::Ready(Some(Ok(_))));
-        this.open.0.wait(this.id, gave);
+        if gave {
+            this.open.0.moving();
+        }
+        this.open.0.wait(this.id, gave.then(|| this.reset.clone()));
         polled
     }
 
@@ -370,6 +449,7 @@ mod tests {
             body,
             open: Open::new(streams),
             id: 0,
+            reset: None,
             rest: Bytes::new(),
             by: Some(Instant::now() + Duration::from_secs(3600)),
             hold: true,

@@ -7,7 +7,10 @@ mod common;
 
 use common::fixtures::live_ts;
 use common::live::{ffmpeg_publish, wait_for, wait_until, Proc};
-use common::tls::{connect, curl, demo_bytes, get_on, h2_frames, h2_get, https_server, TestCa};
+use common::tls::{
+    connect, curl, demo_bytes, get_on, h2_credit, h2_frames, h2_get, h2_get_frame, https_server,
+    TestCa,
+};
 use common::{require, TestServer};
 use server::tls::TlsConfig;
 use std::io::{Read, Write};
@@ -385,6 +388,47 @@ fn dropped_after_the_send_timeout(window: u32) -> Vec<u8> {
         "closed after {waited:?}; frames: {types:?}"
     );
     types
+}
+
+/// A browser's paused video gives its stream no credit while the page goes on asking on the
+/// same connection: that stream alone is reset after the send timeout, and the connection and
+/// its other streams go on (the whole connection used to be dropped).
+#[test]
+fn an_http2_stream_without_credit_is_reset_alone_while_the_others_go_on() {
+    let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
+    // Stream 1 gets no window; each later one is given credit of its own.
+    let mut tls = h2_get(tls, "/api/videos", 0, 1 << 20);
+    let ask = |tls: &mut dyn Write, stream: u32| {
+        let mut out = h2_get_frame(stream, "/healthz");
+        out.extend_from_slice(&h2_credit(stream, 1 << 16));
+        tls.write_all(&out).unwrap();
+    };
+    ask(&mut tls, 3);
+    let started = Instant::now();
+    let (mut next, mut reset, mut answered_after, mut goaway) = (3, None, 0, false);
+    h2_frames(&mut tls, |tls, kind, flags, stream, payload| {
+        match (kind, stream) {
+            (3, 1) => reset = Some((started.elapsed(), payload.to_vec())),
+            (7, _) => goaway = true,
+            (0 | 1, s) if s >= 3 && flags & 1 == 1 => {
+                answered_after += usize::from(reset.is_some());
+                // The page asks again a moment later.
+                std::thread::sleep(Duration::from_millis(100));
+                next += 2;
+                ask(tls, next);
+            }
+            _ => {}
+        }
+        !goaway && answered_after < 3 && started.elapsed() < Duration::from_secs(10)
+    });
+    assert!(!goaway, "the connection was ended");
+    let (at, code) = reset.expect("stream 1 was not reset");
+    assert!(
+        at >= Duration::from_millis(900) && at < Duration::from_secs(5),
+        "reset after {at:?}"
+    );
+    assert_eq!(code, 8u32.to_be_bytes(), "RST_STREAM CANCEL");
+    assert_eq!(answered_after, 3, "the other streams went on");
 }
 
 #[test]

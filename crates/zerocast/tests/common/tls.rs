@@ -281,18 +281,33 @@ pub fn h2_get<T: std::io::Read + Write>(mut tls: T, path: &str, window: u32, mor
     out.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
     out.extend_from_slice(&window.to_be_bytes());
     if more > 0 {
-        out.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
-        out.extend_from_slice(&more.to_be_bytes());
+        out.extend_from_slice(&h2_credit(0, more));
     }
+    out.extend_from_slice(&h2_get_frame(1, path));
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    tls
+}
+
+/// A GET of `path` on `stream` (HEADERS with END_STREAM; HPACK: :method GET, :scheme https,
+/// :authority and :path as literals).
+pub fn h2_get_frame(stream: u32, path: &str) -> Vec<u8> {
     let mut block = vec![0x82, 0x87, 0x41, 9];
     block.extend_from_slice(b"localhost");
     block.extend_from_slice(&[0x44, path.len() as u8]);
     block.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    let mut out = vec![0, 0, block.len() as u8, 1, 5];
+    out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(&block);
-    tls.write_all(&out).unwrap();
-    tls.flush().unwrap();
-    tls
+    out
+}
+
+/// A WINDOW_UPDATE giving `stream` (0: the connection) `more` bytes of credit.
+pub fn h2_credit(stream: u32, more: u32) -> Vec<u8> {
+    let mut out = vec![0, 0, 4, 8, 0];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(&more.to_be_bytes());
+    out
 }
 
 /// Reads HTTP/2 frames as a client does until `each` returns false or the connection closes:
