@@ -18,15 +18,37 @@ pub(crate) struct Read {
     pub mapped: Option<crate::truncated::Mapped>,
 }
 
-pub(crate) fn read(path: &Path, cache: bool) -> std::io::Result<Read> {
+/// Opens `path`, which the walk found inside the library at `root` with no symlink on its way
+/// (it is canonical), as it is now: a file or directory swapped meanwhile for a symlink (out of
+/// the library) is not followed, whatever its place on the path (`openat2` beneath the root,
+/// with no symlinks; on kernels before 5.6, which have no `openat2`, only the file itself is
+/// not followed). Non-blocking, so that a FIFO does not block the scan.
+fn open_beneath(root: &Path, path: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let inside = path
+        .strip_prefix(root)
+        .map_err(|_| std::io::Error::other("not inside the library"))?;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    match rustix::fs::openat2(&dir, inside, flags, Mode::empty(), resolve) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(rustix::io::Errno::NOSYS) => {
+            Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads (or maps) the title at `path`, inside the library at `root`.
+pub(crate) fn read(root: &Path, path: &Path, cache: bool) -> std::io::Result<Read> {
     // The walk found a regular file inside the library here; what is opened must still be one
-    // (a file swapped meanwhile for a symlink out of the library is not followed, and a FIFO
-    // does not block the scan: non-blocking, then refused as not a regular file).
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+    // (a FIFO does not block the scan: non-blocking, then refused as not a regular file).
+    let mut file = open_beneath(root, path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
@@ -209,14 +231,33 @@ mod tests {
         std::fs::write(&outside, b"secret").unwrap();
         let link = dir.path().join("title.mp4");
         std::os::unix::fs::symlink(&outside, &link).unwrap();
-        assert!(read(&link, false).is_err());
-        assert!(read(&link, true).is_err());
+        assert!(read(dir.path(), &link, false).is_err());
+        assert!(read(dir.path(), &link, true).is_err());
         let fifo = dir.path().join("fifo.mp4");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path in a directory of our own.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = read(&fifo, true).err().expect("refused");
+        let e = read(dir.path(), &fifo, true).err().expect("refused");
         assert_eq!(e.to_string(), "not a regular file");
+    }
+
+    /// A directory of the library swapped, between the walk and the read of a title in it, for
+    /// a symlink to a directory outside the library: not followed.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_out_of_the_library_is_not_followed() {
+        let top = tempfile::tempdir().unwrap();
+        let (lib, outside) = (top.path().join("lib"), top.path().join("outside"));
+        for d in [lib.join("shows"), outside.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(lib.join("shows/a.ts"), b"a title").unwrap();
+        std::fs::write(outside.join("a.ts"), b"a secret").unwrap();
+        let path = lib.join("shows/a.ts");
+        assert_eq!(&read(&lib, &path, true).unwrap().data[..], b"a title");
+        std::fs::remove_dir_all(lib.join("shows")).unwrap();
+        std::os::unix::fs::symlink(&outside, lib.join("shows")).unwrap();
+        assert!(read(&lib, &path, true).is_err());
+        assert!(read(&lib, &path, false).is_err());
     }
 
     #[test]
@@ -227,7 +268,7 @@ mod tests {
         let title = |name: &str| {
             let path = dir.path().join(name);
             std::fs::write(&path, vec![7u8; 3 * page]).unwrap();
-            let r = read(&path, false).unwrap();
+            let r = read(dir.path(), &path, false).unwrap();
             let mut t =
                 super::super::Title::new(name.into(), r.data, false, "\"e\"".into(), UNIX_EPOCH);
             t.file = r.file;
@@ -271,7 +312,7 @@ mod tests {
         let map = |name: &str| {
             let path = dir.path().join(name);
             std::fs::write(&path, vec![7u8; 3 * page]).unwrap();
-            (read(&path, false).unwrap(), path)
+            (read(dir.path(), &path, false).unwrap(), path)
         };
         let (first, _) = map("1.ts");
         let (second, path) = map("2.ts");
@@ -311,7 +352,7 @@ mod tests {
         let path = dir.path().join("t.bin");
         let bytes: Vec<u8> = (0..(5u32 << 20) + 123).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let Read { data, file, .. } = read(&path, true).unwrap();
+        let Read { data, file, .. } = read(dir.path(), &path, true).unwrap();
         assert_eq!(&data[..], &bytes[..]);
         assert!(file.is_some(), "kept for sendfile");
         // The file is not the length it had when it was listed.

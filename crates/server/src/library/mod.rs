@@ -503,7 +503,7 @@ impl Library {
             let stamp = std::fs::metadata(&path).ok().map(|m| FileStamp::of(&m));
             let cache = used.saturating_add(len) <= budget;
             let started = Instant::now();
-            match read(&path, cache) {
+            match read(&canon_root, &path, cache) {
                 Ok(files::Read {
                     data,
                     file,
