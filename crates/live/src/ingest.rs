@@ -106,6 +106,14 @@ impl Ingest {
         }
     }
 
+    /// Bytes kept back for a PES not yet known as a keyframe or not (at most 256 KiB): what the
+    /// memory budget counts besides the receive buffer.
+    pub fn holding(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(0, |h| h.units.iter().map(Bytes::len).sum())
+    }
+
     /// What the current session's timestamps are shifted by (`media::ts::Restamp::offset`).
     pub fn restamp_offset(&self) -> u64 {
         self.restamp.offset()
@@ -313,6 +321,29 @@ mod tests {
             let keys = assert_ring_is_input_cut_at_keyframes(&ring, &data);
             assert_eq!(ingest.keyframes as usize, keys.len(), "reads of {read}");
         }
+    }
+
+    /// What is kept back undecided is counted (for the memory budget): every byte received is
+    /// in the ring or counted as kept back, after every read.
+    #[test]
+    fn the_bytes_kept_back_are_counted() {
+        let data = unmarked();
+        let mut ring = Ring::new(Limits {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+        });
+        let mut hls = Segmenter::new(HlsLimits::default());
+        let mut ingest = Ingest::default();
+        let (mut fed, mut most) = (0, 0);
+        for packet in data.chunks(PACKET) {
+            let frozen = ingest.prepare(BytesMut::from(packet)).unwrap();
+            ingest.commit(frozen, &mut ring, &mut hls, Duration::ZERO);
+            fed += packet.len();
+            let in_ring: usize = ring.units().map(|u| u.data.len()).sum();
+            assert_eq!(in_ring + ingest.holding(), fed);
+            most = most.max(ingest.holding());
+        }
+        assert!(most > 0, "something was kept back");
     }
 
     /// A PAT that comes while a PES is kept back undecided is the one the next keyframe's

@@ -1,7 +1,7 @@
 //! The live wing's memory accounting: what each stream holds (its TS ring or HLS segments,
 //! whichever reaches further back, since they share their bytes; its FLV and RTMP rings; and a
 //! receive buffer while a publisher is connected, or what its RTMP connection holds of partial
-//! messages when that is more), summed across streams and held against
+//! messages when that is more, and what its ingest keeps back of an undecided PES), summed across streams and held against
 //! `live::Budget`, which decides what the sum allows. Each stream re-counts itself under its
 //! write lock after every change it makes, and gives its count back when it is dropped (when
 //! the last viewer or request holding it is gone, which is when its bytes are freed).
@@ -62,7 +62,8 @@ impl Memory {
     }
 
     /// Re-counts a stream after a change (under its write lock; `mine` is its last count;
-    /// `receiving`: what its publisher's connection holds of messages still arriving).
+    /// `receiving`: what its publisher's connection holds of messages still arriving;
+    /// `held_back`: what its ingest keeps back of a PES not yet decided).
     /// Over the budget, the stream first shrinks its windows to its current GOP.
     pub(super) fn update(
         &self,
@@ -70,7 +71,9 @@ impl Memory {
         inner: &mut Inner,
         now: Duration,
         receiving: usize,
+        held_back: usize,
     ) {
+        let receiving = (receiving, held_back);
         let mut held = self.count(inner, receiving);
         let before = mine.load(Relaxed);
         if self
@@ -106,9 +109,9 @@ impl Memory {
         }
     }
 
-    fn count(&self, inner: &Inner, receiving: usize) -> usize {
+    fn count(&self, inner: &Inner, (receiving, held_back): (usize, usize)) -> usize {
         let publisher = if inner.publisher.is_some() {
-            self.start.max(receiving)
+            self.start.max(receiving).saturating_add(held_back)
         } else {
             0
         };

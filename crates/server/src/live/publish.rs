@@ -307,6 +307,8 @@ impl Publish {
             let mut inner = self.stream.write();
             let inner = &mut *inner;
             ingest.commit(data, &mut inner.ring, &mut inner.hls, now);
+            let held_back = &self.stream.stats.held_back;
+            held_back.store(ingest.holding(), Relaxed);
             if inner.video_codec != ingest.video_codec() {
                 inner.video_codec = ingest.video_codec();
                 inner.audio_codecs = ingest.audio_codecs().to_vec();

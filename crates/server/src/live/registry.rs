@@ -177,7 +177,9 @@ impl Stream {
     /// over its memory budget. Called with the write lock held.
     pub(super) fn account(&self, inner: &mut Inner, now: Duration) {
         let receiving = self.stats.receiving.load(Relaxed);
-        self.memory.update(&self.held, inner, now, receiving);
+        let held_back = self.stats.held_back.load(Relaxed);
+        self.memory
+            .update(&self.held, inner, now, receiving, held_back);
     }
 
     /// Disconnects the publisher, if one is connected (the control API): its session ends as

@@ -25,6 +25,9 @@ pub struct Stats {
     /// partial messages, up to 16 MiB): counted, when more than the receive slab, at the next
     /// change the stream accounts for.
     pub(super) receiving: AtomicUsize,
+    /// What the ingest keeps back of a PES not yet known as a keyframe or not (at most 256 KiB:
+    /// `live::Ingest::holding`), counted besides the receive slab.
+    pub(super) held_back: AtomicUsize,
     /// Milliseconds on the live clock when a skip was last logged.
     pub(super) last_skip_log: AtomicU64,
 }
