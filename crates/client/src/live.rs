@@ -134,11 +134,23 @@ pub struct Published {
     pub bytes: u64,
     pub loops: u64,
     pub elapsed: Duration,
+    /// Times the connection was lost and made again (`looped` only).
+    pub reconnects: u64,
 }
+
+/// How long a publisher waits for `100 Continue` before it sends its body anyway (RFC 9110
+/// §10.1.1: a server may not answer the expectation).
+const CONTINUE_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to connect again after the connection was lost.
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// Publishes an MPEG-TS file to `url` (`http://HOST/live/NAME`), paced in real time from its
 /// timestamps, as one chunked POST. With `looped`, sends it again and again, continuing counters
-/// and timestamps so players see one stream. `progress` is called about once a second. When
+/// and timestamps so players see one stream, and connects again when the connection is lost
+/// (1 s, doubling to 10 s, between attempts, for as long as it takes: the server's grace keeps
+/// the stream for a publisher that comes back), going on from where it was; a refusal (a
+/// status the server answers) ends it. `progress` is called about once a second. When
 /// `stop` resolves (a signal), the body is ended properly (its last chunk) between two chunks:
 /// the server ends the stream at once, instead of waiting out its grace for a publisher that
 /// dropped.
@@ -163,7 +175,6 @@ pub async fn publish(
         ));
     }
     let total_ticks = plan.last().map_or(0, |p| p.1) + 3600;
-    let mut sock = crate::connect(&u.authority).await?;
     let key = key.map(String::from).or(u.key.clone());
     let mut query: Vec<String> = u.query.iter().cloned().collect();
     if let Some(k) = &key {
@@ -184,13 +195,26 @@ pub async fn publish(
     // Errors name the stream without its query: the key stays out of logs.
     let url = url.split('?').next().unwrap_or(url);
     let io = |e: std::io::Error| Error::Protocol(format!("publishing to {url}: {e}"));
-    write_within(&mut sock, head.as_bytes()).await.map_err(io)?;
-    let (status, body) = read_response(&mut sock).await.map_err(io)?;
-    if status != StatusCode::CONTINUE {
-        return Err(status_error(url, status, &body));
-    }
+    let open = || async {
+        let mut sock = crate::connect(&u.authority).await?;
+        write_within(&mut sock, head.as_bytes()).await.map_err(io)?;
+        // The server answers `100 Continue` (or refuses) at once; one that does not answer the
+        // expectation is sent the body after a while.
+        if tokio::time::timeout(CONTINUE_WAIT, sock.readable())
+            .await
+            .is_ok()
+        {
+            let (status, body) = read_response(&mut sock).await.map_err(io)?;
+            if status != StatusCode::CONTINUE {
+                return Err(status_error(url, status, &body));
+            }
+        }
+        Ok(sock)
+    };
+    let mut sock = open().await?;
+    let mut connected = true;
     let mut report = Published::default();
-    let began = Instant::now();
+    let mut began = Instant::now();
     let mut restamp = Restamp::default();
     let mut next_report = Duration::from_secs(1);
     // Each chunk is restamped in a copy of its own (whole packets: the plan cuts between them).
@@ -233,7 +257,29 @@ pub async fn publish(
                     if let Ok((status, body)) = read_response(&mut sock).await {
                         return Err(status_error(url, status, &body));
                     }
-                    return Err(io(e));
+                    if !looped {
+                        return Err(io(e));
+                    }
+                    // Lost: connected again, and on from this chunk, paced as if the time
+                    // without a connection had not passed.
+                    let lost = Instant::now();
+                    let mut wait = Duration::from_secs(1);
+                    connected = false;
+                    sock = loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = &mut stop => break 'publishing,
+                        }
+                        match open().await {
+                            Ok(s) => break s,
+                            Err(e @ Error::Status { .. }) => return Err(e),
+                            Err(_) => wait = (wait * 2).min(RECONNECT_MAX),
+                        }
+                    };
+                    connected = true;
+                    report.reconnects += 1;
+                    began += lost.elapsed();
+                    continue;
                 }
                 report.bytes += chunk.len() as u64;
                 sent = end;
@@ -248,6 +294,11 @@ pub async fn publish(
         if !looped {
             break;
         }
+    }
+    if !connected {
+        // Stopped while the connection was lost: nothing to end.
+        report.elapsed = began.elapsed();
+        return Ok(report);
     }
     write_within(&mut sock, b"0\r\n\r\n").await.map_err(io)?;
     let (status, body) = read_response(&mut sock).await.map_err(io)?;

@@ -92,7 +92,8 @@ pub enum Command {
         /// The stream key (or ?key= in the URL).
         #[arg(long)]
         key: Option<String>,
-        /// Send the file again and again (as one continuous stream) until interrupted.
+        /// Send the file again and again (as one continuous stream) until interrupted, connecting
+        /// again after a network drop.
         #[arg(long = "loop")]
         looped: bool,
     },

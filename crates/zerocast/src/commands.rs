@@ -305,8 +305,12 @@ pub async fn publish(file: &Path, url: &str, key: Option<&str>, looped: bool) ->
         _ => data,
     };
     let progress = |p: &client::live::Published| {
+        let again = match p.reconnects {
+            0 => String::new(),
+            n => format!(", connected again {n}×"),
+        };
         eprint!(
-            "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}   ",
+            "\rpublished {:.1} MB in {:.0} s ({:.2} Mbit/s), loop {}{again}   ",
             p.bytes as f64 / 1e6,
             p.elapsed.as_secs_f64(),
             p.bytes as f64 * 8.0 / p.elapsed.as_secs_f64().max(0.001) / 1e6,

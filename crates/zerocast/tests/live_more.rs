@@ -1,5 +1,6 @@
 //! Live, continued: slow, stalled and fast viewers of a fast publisher, bad input, other codecs,
-//! the CLI, and a TS source's other outputs (the first half is live.rs).
+//! and a TS source's other outputs (the first half is live.rs; the CLI publisher is
+//! cli_publish.rs).
 
 mod common;
 
@@ -12,7 +13,6 @@ use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyfram
 use common::TestServer;
 use serde_json::json;
 use server::live::LiveConfig;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One stream, `show`, that ffmpeg publishes over PUT in real time, for the tests that only watch
@@ -371,119 +371,6 @@ fn hevc_and_opus_pass_through_with_keyframes_found() {
     let (_, ts, _) = v.stop();
     assert_starts_with_psi_and_keyframe(&ts);
     assert!(ts[2 * PACKET..] == data[joined_at..half]);
-}
-
-fn zerocast() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zerocast"))
-}
-
-#[test]
-fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
-    let s = server(|c| c.global_key = Some("cli".into()));
-    let f = live_ts();
-    let _publisher = Proc::spawn(zerocast().args([
-        "publish",
-        f.to_str().unwrap(),
-        &s.url("/live/cli"),
-        "--key",
-        "cli",
-        "--loop",
-    ]));
-    wait_for(&s, "cli", "live", |d| d["ring_units"].as_u64() > Some(3));
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("w.ts");
-    let w = zerocast()
-        .args([
-            "watch",
-            &s.url("/live/cli.ts"),
-            "-o",
-            out.to_str().unwrap(),
-            "--duration",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&w.stdout);
-    assert!(
-        w.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&w.stderr)
-    );
-    assert!(text.contains("Mbit/s"), "{text}");
-    let saved = std::fs::read(&out).unwrap();
-    assert_starts_with_psi_and_keyframe(&saved);
-    // One line per keyframe it saved: the one it starts at and one a second after it, for 3 s
-    // (3 or 4 of them, depending on where in a GOP it joined).
-    let printed = text.matches("keyframe\n").count();
-    assert_eq!(printed, keyframes(&saved).len(), "{text}");
-    assert!((3..=4).contains(&printed), "{text}");
-    // Real-time pacing: about 3 s of a ~700 kbit/s stream, not the whole file at once. A bound,
-    // not a value: the rate is over the server's last whole second.
-    let d = stream_doc(&s, "cli").unwrap();
-    let rate = d["input_bitrate"].as_u64().unwrap();
-    assert!(
-        (350_000..1_400_000).contains(&rate),
-        "publish rate {rate} bit/s"
-    );
-}
-
-/// Ctrl-C on `zerocast publish` ends the body properly: the stream ends at once ("publisher
-/// finished"), not after the server's grace for a publisher that dropped (60 s here).
-#[test]
-fn a_signal_to_the_cli_publisher_ends_the_stream_at_once() {
-    let s = server(|c| c.grace = Duration::from_secs(60));
-    let f = live_ts();
-    let publisher =
-        Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &s.url("/live/sig")]));
-    wait_for(&s, "sig", "live", |d| d["ring_units"].as_u64() > Some(3));
-    // SAFETY: kill only sends a signal to the child this test started.
-    unsafe { libc::kill(publisher.0.id() as i32, libc::SIGINT) };
-    let d = wait_for(&s, "sig", "its end", |d| d["state"] == "ended");
-    assert_eq!(d["end_reason"], "publisher finished");
-    let (ok, err) = publisher.wait(WAIT);
-    assert!(ok, "{err}");
-}
-
-#[test]
-fn the_cli_publishes_an_mp4_remuxed_to_mpeg_ts() {
-    let s = server(|c| c.global_key = Some("cli".into()));
-    let mp4 = common::demo_dir().join("faststart.mp4");
-    let _publisher = Proc::spawn(zerocast().args([
-        "publish",
-        mp4.to_str().unwrap(),
-        &s.url("/live/mp4"),
-        "--key",
-        "cli",
-    ]));
-    let d = wait_for(&s, "mp4", "an MP4 publisher", |d| {
-        d["ring_units"].as_u64() > Some(3) && d["video_codec"] == "h264"
-    });
-    assert_eq!(d["audio_codecs"], json!(["aac"]));
-    let v = Viewer::start(s.addr, "/live/mp4.ts", Reading::Fast);
-    v.wait_body("two keyframes", |ts| keyframes(ts).len() >= 2);
-    let (_, ts, _) = v.stop();
-    assert_starts_with_psi_and_keyframe(&ts);
-    assert_continuous(&ts, "a remuxed MP4");
-}
-
-#[test]
-fn the_cli_publish_with_a_wrong_key_fails_with_403() {
-    let s = server(|c| c.global_key = Some("cli".into()));
-    let bad = zerocast()
-        .args([
-            "publish",
-            live_ts().to_str().unwrap(),
-            &s.url("/live/x"),
-            "--key",
-            "no",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("403"), "{err}");
-    assert!(err.contains("wrong stream key for 'x'"), "{err}");
-    assert_eq!(stream_doc(&s, "x"), None);
 }
 
 /// A stream that ffmpeg publishes over a chunked POST in real time, live for a few keyframes.

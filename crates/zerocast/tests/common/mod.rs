@@ -7,6 +7,7 @@ pub mod auth;
 pub mod browser;
 pub mod cdp;
 pub mod crowd;
+pub mod cutter;
 pub mod fixtures;
 pub mod live;
 pub mod recorded;

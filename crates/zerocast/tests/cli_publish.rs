@@ -1,0 +1,185 @@
+//! `zerocast publish` and `zerocast watch`: a file published in real time (MPEG-TS, or MP4
+//! remuxed), in a loop that comes back after a network drop, to a server that ignores
+//! `Expect: 100-continue`, ended by a signal, refused for a wrong key.
+
+mod common;
+
+use common::fixtures::live_ts;
+use common::live::{server, stream_doc, wait_for, Proc, Reading, Viewer, WAIT};
+use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn zerocast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zerocast"))
+}
+
+#[test]
+fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let f = live_ts();
+    let _publisher = Proc::spawn(zerocast().args([
+        "publish",
+        f.to_str().unwrap(),
+        &s.url("/live/cli"),
+        "--key",
+        "cli",
+        "--loop",
+    ]));
+    wait_for(&s, "cli", "live", |d| d["ring_units"].as_u64() > Some(3));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.ts");
+    let w = zerocast()
+        .args([
+            "watch",
+            &s.url("/live/cli.ts"),
+            "-o",
+            out.to_str().unwrap(),
+            "--duration",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&w.stdout);
+    assert!(
+        w.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    assert!(text.contains("Mbit/s"), "{text}");
+    let saved = std::fs::read(&out).unwrap();
+    assert_starts_with_psi_and_keyframe(&saved);
+    // One line per keyframe it saved: the one it starts at and one a second after it, for 3 s
+    // (3 or 4 of them, depending on where in a GOP it joined).
+    let printed = text.matches("keyframe\n").count();
+    assert_eq!(printed, keyframes(&saved).len(), "{text}");
+    assert!((3..=4).contains(&printed), "{text}");
+    // Real-time pacing: about 3 s of a ~700 kbit/s stream, not the whole file at once. A bound,
+    // not a value: the rate is over the server's last whole second.
+    let d = stream_doc(&s, "cli").unwrap();
+    let rate = d["input_bitrate"].as_u64().unwrap();
+    assert!(
+        (350_000..1_400_000).contains(&rate),
+        "publish rate {rate} bit/s"
+    );
+}
+
+/// A network drop under `zerocast publish --loop`: it connects again and the stream goes on
+/// (a second publisher session within the grace), where it used to exit with an error.
+#[test]
+fn the_cli_publisher_in_a_loop_comes_back_after_a_network_drop() {
+    let s = server(|c| c.grace = Duration::from_secs(60));
+    let relay = common::cutter::Cutter::start(s.addr);
+    let f = live_ts();
+    let url = format!("http://{}/live/drop", relay.addr);
+    let publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url, "--loop"]));
+    wait_for(&s, "drop", "live", |d| d["ring_units"].as_u64() > Some(3));
+    relay.cut();
+    let d = wait_for(&s, "drop", "the publisher back", |d| {
+        d["sessions"] == 2 && d["state"] == "live"
+    });
+    // Paced on from where it was: about a second's worth more comes in.
+    let bytes = d["bytes_in"].as_u64().unwrap();
+    wait_for(&s, "drop", "more bytes", |d| {
+        d["bytes_in"].as_u64() > Some(bytes + 100_000)
+    });
+    drop(publisher);
+}
+
+/// A server (or a proxy before it) that does not answer `Expect: 100-continue` gets the body
+/// after a moment (RFC 9110 §10.1.1), not after the publisher's 30 s wait for an answer.
+#[test]
+fn the_cli_publisher_sends_its_body_to_a_server_that_ignores_the_expectation() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let f = live_ts();
+    let url = format!("http://{addr}/live/quiet");
+    let _publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url]));
+    let (mut c, _) = listener.accept().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    let head_end = loop {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0, "closed before its head");
+        got.extend_from_slice(&b[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let asked = Instant::now();
+    assert!(String::from_utf8_lossy(&got[..head_end])
+        .to_ascii_lowercase()
+        .contains("expect: 100-continue"));
+    while got.len() == head_end {
+        let n = c.read(&mut b).unwrap();
+        assert!(n > 0, "closed before its body");
+        got.extend_from_slice(&b[..n]);
+    }
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "the body came after {waited:?}"
+    );
+}
+
+/// Ctrl-C on `zerocast publish` ends the body properly: the stream ends at once ("publisher
+/// finished"), not after the server's grace for a publisher that dropped (60 s here).
+#[test]
+fn a_signal_to_the_cli_publisher_ends_the_stream_at_once() {
+    let s = server(|c| c.grace = Duration::from_secs(60));
+    let f = live_ts();
+    let publisher =
+        Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &s.url("/live/sig")]));
+    wait_for(&s, "sig", "live", |d| d["ring_units"].as_u64() > Some(3));
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe { libc::kill(publisher.0.id() as i32, libc::SIGINT) };
+    let d = wait_for(&s, "sig", "its end", |d| d["state"] == "ended");
+    assert_eq!(d["end_reason"], "publisher finished");
+    let (ok, err) = publisher.wait(WAIT);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn the_cli_publishes_an_mp4_remuxed_to_mpeg_ts() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let mp4 = common::demo_dir().join("faststart.mp4");
+    let _publisher = Proc::spawn(zerocast().args([
+        "publish",
+        mp4.to_str().unwrap(),
+        &s.url("/live/mp4"),
+        "--key",
+        "cli",
+    ]));
+    let d = wait_for(&s, "mp4", "an MP4 publisher", |d| {
+        d["ring_units"].as_u64() > Some(3) && d["video_codec"] == "h264"
+    });
+    assert_eq!(d["audio_codecs"], json!(["aac"]));
+    let v = Viewer::start(s.addr, "/live/mp4.ts", Reading::Fast);
+    v.wait_body("two keyframes", |ts| keyframes(ts).len() >= 2);
+    let (_, ts, _) = v.stop();
+    assert_starts_with_psi_and_keyframe(&ts);
+    assert_continuous(&ts, "a remuxed MP4");
+}
+
+#[test]
+fn the_cli_publish_with_a_wrong_key_fails_with_403() {
+    let s = server(|c| c.global_key = Some("cli".into()));
+    let bad = zerocast()
+        .args([
+            "publish",
+            live_ts().to_str().unwrap(),
+            &s.url("/live/x"),
+            "--key",
+            "no",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("wrong stream key for 'x'"), "{err}");
+    assert_eq!(stream_doc(&s, "x"), None);
+}
