@@ -14,23 +14,27 @@ pub fn owed(mut durations: impl Iterator<Item = Duration>, listed: usize, open: 
     let Some(oldest) = durations.next() else {
         return false;
     };
-    let (mut listed_with, mut since, mut after) = (Duration::ZERO, Duration::ZERO, 0usize);
+    // The segments listed with it in the last playlist that did (`listed - 1` after it), the
+    // one whose end made it leave, and all of them up to now.
+    let (mut with_it, mut left_after, mut since, mut after) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize);
     for d in durations {
+        after += 1;
         if after < listed {
-            listed_with = listed_with.saturating_add(d);
+            with_it = with_it.saturating_add(d);
+        }
+        if after <= listed {
+            left_after = left_after.saturating_add(d);
         }
         since = since.saturating_add(d);
-        after += 1;
     }
     if after < listed {
         return true;
     }
-    // It left `listed_with` after its end, and stays for itself and the playlist that last
-    // listed it.
-    let until = listed_with
-        .saturating_add(oldest)
-        .saturating_add(listed_with)
-        .saturating_add(open);
+    // It left `left_after` after its end, and stays for itself and the playlist that last
+    // listed it (itself, those after it in that playlist, and the open segment's share).
+    let playlist = oldest.saturating_add(with_it).saturating_add(open);
+    let until = left_after.saturating_add(oldest).saturating_add(playlist);
     since < until
 }
 
@@ -59,12 +63,19 @@ mod tests {
         }
         let since: u64 = d[1..].iter().sum();
         assert_eq!(since, 11);
-        // Longer segments listed with it keep it longer.
-        assert!(owed(
-            secs(&[2, 10, 10, 1, 1, 1, 1, 1, 1, 1]),
-            2,
-            Duration::ZERO
-        ));
-        assert!(!owed(secs(&[2, 10, 10, 10, 10, 2]), 2, Duration::ZERO));
+        // Longer segments listed with it keep it longer: it left 20 s after its end, and stays
+        // for its 2 s and the 12 s playlist it was last in (itself and the first 10 s one).
+        let mut d = vec![2, 10, 10];
+        while owed(secs(&d), 2, Duration::ZERO) {
+            d.push(2);
+        }
+        assert_eq!(d[1..].iter().sum::<u64>(), 34);
+        // A long one pushed out by short ones (a segment cut short at a reconnect): it left 4 s
+        // after its end, and stays for its 10 s and the 12 s playlist that held it: 26 s.
+        let mut d = vec![10, 2, 2];
+        while owed(secs(&d), 2, Duration::ZERO) {
+            d.push(2);
+        }
+        assert_eq!(d[1..].iter().sum::<u64>(), 26);
     }
 }

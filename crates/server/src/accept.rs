@@ -190,18 +190,20 @@ static LINGERING: std::sync::Mutex<std::collections::VecDeque<tokio::task::Abort
     std::sync::Mutex::new(std::collections::VecDeque::new());
 const MAX_LINGERING: usize = 16;
 
-/// [`refuse`], for a connection over the cap (descriptors are left): its 503 is sent, its
-/// request read to its end (at most 1 s), and only then is it closed. A request that arrives
-/// after an immediate close would reset the connection, and the client would lose the 503 it
-/// had been sent. At most [`MAX_LINGERING`] at once: a new one closes the oldest, which has had
-/// its answer and (unless the flood is very fast) sent its request; clients that never read
-/// or close would otherwise hold every place for their second, and the next client, however
-/// well it behaves, would be reset.
+/// Refuses a connection over the cap (descriptors are left): HTTP gets `503 Service
+/// Unavailable` with `Retry-After` (at once: a fresh socket's send buffer takes it whole), its
+/// request is read to its end (at most 1 s), and only then is it closed; RTMP and TLS are
+/// closed. A request that arrives after an immediate close would reset the connection, and the
+/// client would lose the 503 it had been sent. At most [`MAX_LINGERING`] at once: a new one
+/// closes the oldest, which has had its answer and (unless the flood is very fast) sent its
+/// request; clients that never read or close would otherwise hold every place for their second,
+/// and the next client, however well it behaves, would be reset.
 fn refuse_lingering(sock: TcpStream, proto: Proto) {
     if proto != Proto::Http {
-        return refuse(sock, proto);
+        return;
     }
     let out = overloaded();
+    let sent = sock.try_write(&out).unwrap_or(0);
     let mut lingering = LINGERING.lock().unwrap_or_else(|e| e.into_inner());
     lingering.retain(|t| !t.is_finished());
     while lingering.len() >= MAX_LINGERING {
@@ -213,7 +215,7 @@ fn refuse_lingering(sock: TcpStream, proto: Proto) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut sock = sock;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            sock.write_all(&out).await?;
+            sock.write_all(out.get(sent..).unwrap_or_default()).await?;
             sock.shutdown().await?;
             let mut sink = [0u8; 2048];
             while sock.read(&mut sink).await? > 0 {}
@@ -235,21 +237,16 @@ fn overloaded() -> Vec<u8> {
     out
 }
 
-/// Refuses a connection at once: HTTP gets `503 Service Unavailable` with `Retry-After`, RTMP is
-/// closed. Best effort, without waiting: a fresh socket's send buffer takes the answer whole.
-fn refuse(sock: TcpStream, proto: Proto) {
-    if proto == Proto::Http {
-        let _ = sock.try_write(&overloaded());
-        drain(&sock);
-    }
-}
-
-/// [`refuse`], for the connection taken with the reserve descriptor (which cannot linger: the
-/// reserve is opened again only once it is closed): its request is waited for, at most 5 ms,
-/// so that the close is a FIN after the answer rather than a reset that loses it.
+/// Refuses the connection taken with the reserve descriptor, which cannot linger (the reserve
+/// is opened again only once it is closed): HTTP gets its 503 at once and its request is waited
+/// for, at most 5 ms, so that the close is a FIN after the answer rather than a reset that
+/// loses it; RTMP and TLS are closed.
 async fn refuse_briefly(sock: TcpStream, proto: Proto) {
     if proto == Proto::Http {
         let _ = sock.try_write(&overloaded());
+        // A socket just accepted is taken as readable until a read finds nothing: the drain
+        // does, and only then does waiting for readiness wait for the request.
+        drain(&sock);
         let _ = tokio::time::timeout(Duration::from_millis(5), sock.readable()).await;
         drain(&sock);
     }

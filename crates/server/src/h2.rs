@@ -208,7 +208,7 @@ struct Streams {
     /// The bodies that gave a frame and have not been asked for the next (their stream has no
     /// credit), since when, and what resets their stream: at most one entry per open stream.
     waiting: std::sync::Mutex<Vec<(u64, Instant, Reset)>>,
-    /// Milliseconds since `start` when a body last gave a frame.
+    /// Milliseconds since `start` when a body last gave a frame or a stream ended.
     moved: AtomicU64,
     next_id: AtomicU64,
     /// Told when no body waited and one does now.
@@ -255,7 +255,7 @@ impl Streams {
         }
     }
 
-    /// A body gave a frame now.
+    /// A body gave a frame, or a stream ended, now.
     fn moving(&self) {
         self.moved
             .store(self.start.elapsed().as_millis() as u64, Relaxed);
@@ -330,6 +330,8 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
+        // A stream that ended (an empty body, a 304 or a HEAD, never gives a frame) moved.
+        self.0.moving();
         self.0.touch();
         self.0.open.fetch_sub(1, Relaxed);
     }

@@ -8,8 +8,8 @@ mod common;
 use common::fixtures::live_ts;
 use common::live::{ffmpeg_publish, wait_for, wait_until, Proc};
 use common::tls::{
-    connect, curl, demo_bytes, get_on, h2_credit, h2_frames, h2_get, h2_get_frame, https_server,
-    TestCa,
+    connect, curl, demo_bytes, get_on, h2_credit, h2_frames, h2_get, h2_request_frame,
+    https_server, TestCa,
 };
 use common::{require, TestServer};
 use server::tls::TlsConfig;
@@ -395,11 +395,22 @@ fn dropped_after_the_send_timeout(window: u32) -> Vec<u8> {
 /// its other streams go on (the whole connection used to be dropped).
 #[test]
 fn an_http2_stream_without_credit_is_reset_alone_while_the_others_go_on() {
+    reset_alone_while_others("GET");
+}
+
+/// The same where the other requests' answers have no body (HEAD, 304): they move all the same.
+#[test]
+fn an_http2_stream_without_credit_is_reset_alone_while_bodiless_answers_go_on() {
+    reset_alone_while_others("HEAD");
+}
+
+/// Stream 1 gets no credit while `method /healthz` is asked every 100 ms on later streams.
+fn reset_alone_while_others(method: &str) {
     let (_s, tls) = h2_to_an_empty_library(|c| c.send_timeout = Duration::from_secs(1));
     // Stream 1 gets no window; each later one is given credit of its own.
     let mut tls = h2_get(tls, "/api/videos", 0, 1 << 20);
     let ask = |tls: &mut dyn Write, stream: u32| {
-        let mut out = h2_get_frame(stream, "/healthz");
+        let mut out = h2_request_frame(stream, method, "/healthz");
         out.extend_from_slice(&h2_credit(stream, 1 << 16));
         tls.write_all(&out).unwrap();
     };

@@ -27,8 +27,9 @@ const LATENCY_TARGET_MS: u64 = 1000;
 const LATENCY_MIN_MS: u64 = 500;
 const LATENCY_MAX_MS: u64 = 3000;
 
-/// The id of each Period's `ProducerReferenceTime`, which the `Latency` refers to.
-const PRODUCER_REFERENCE_ID: u32 = 0;
+/// The id of each Period's `ProducerReferenceTime`, which the `Latency` refers to (not 0:
+/// dash.js reads `referenceId || NaN`).
+const PRODUCER_REFERENCE_ID: u32 = 1;
 
 fn secs(ms: u64) -> String {
     format!("PT{}.{:03}S", ms / 1000, ms % 1000)

@@ -160,11 +160,17 @@ fn a_rescan_sees_a_title_rewritten_in_place_with_its_length_and_modification_tim
     // The kernel's file clock is coarse (a few milliseconds): wait for it to move, so that the
     // rewrite's change time differs from the write's.
     let probe = dir.join("probe");
+    let waited = std::time::Instant::now();
     loop {
         std::fs::write(&probe, b"").unwrap();
-        if std::fs::metadata(&probe).unwrap().ctime_nsec() != before.ctime_nsec() {
+        let m = std::fs::metadata(&probe).unwrap();
+        if (m.ctime(), m.ctime_nsec()) != (before.ctime(), before.ctime_nsec()) {
             break;
         }
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the clock stood still"
+        );
         std::thread::yield_now();
     }
     std::fs::remove_file(&probe).unwrap();

@@ -292,7 +292,16 @@ pub fn h2_get<T: std::io::Read + Write>(mut tls: T, path: &str, window: u32, mor
 /// A GET of `path` on `stream` (HEADERS with END_STREAM; HPACK: :method GET, :scheme https,
 /// :authority and :path as literals).
 pub fn h2_get_frame(stream: u32, path: &str) -> Vec<u8> {
-    let mut block = vec![0x82, 0x87, 0x41, 9];
+    h2_request_frame(stream, "GET", path)
+}
+
+/// A `method` request for `path` on `stream`, as [`h2_get_frame`].
+pub fn h2_request_frame(stream: u32, method: &str, path: &str) -> Vec<u8> {
+    let mut block = match method {
+        "GET" => vec![0x82],
+        _ => [&[0x42, method.len() as u8][..], method.as_bytes()].concat(),
+    };
+    block.extend_from_slice(&[0x87, 0x41, 9]);
     block.extend_from_slice(b"localhost");
     block.extend_from_slice(&[0x44, path.len() as u8]);
     block.extend_from_slice(path.as_bytes());
