@@ -133,18 +133,14 @@ pub struct VideoUrl {
 impl VideoUrl {
     pub fn parse(url: &str) -> Result<Self> {
         let bad = || Error::BadUrl {
-            url: url.into(),
+            url: shown(url),
             expected: "http://HOST[:PORT]/videos/ID",
         };
         let uri: Uri = url.parse().map_err(|_| bad())?;
         if uri.scheme_str() != Some("http") {
             return Err(bad());
         }
-        let auth = uri.authority().ok_or_else(bad)?;
-        let authority = match auth.port_u16() {
-            Some(_) => auth.to_string(),
-            None => format!("{}:80", auth.host()),
-        };
+        let authority = uri.authority().and_then(authority).ok_or_else(bad)?;
         let id = uri
             .path()
             .strip_prefix("/videos/")
@@ -245,6 +241,32 @@ async fn send(
 }
 
 /// Reads an error document's message (bounded) from a failed response.
+/// `url` as an error shows it: without its query (a signed link's `sig`, a `jwt`, a `key`) or
+/// credentials.
+pub(crate) fn shown(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = auth.rsplit('@').next().unwrap_or(auth);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `host:port` of `auth` (port 80 when none); `None` for one with credentials (`user:pw@`),
+/// which the client does not send.
+pub(crate) fn authority(auth: &http::uri::Authority) -> Option<String> {
+    if auth.as_str().contains('@') {
+        return None;
+    }
+    Some(match auth.port_u16() {
+        Some(_) => auth.to_string(),
+        None => format!("{}:80", auth.host()),
+    })
+}
+
 async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Error {
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024);
@@ -262,7 +284,7 @@ async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Err
         Err(_) => String::new(),
     };
     Error::Status {
-        url: url.to_string(),
+        url: shown(url),
         status,
         message: printable(&message, 300),
     }
@@ -384,7 +406,7 @@ async fn range_into<W: AsyncWrite + Unpin>(
     let last = offset.saturating_add(size - 1);
     let resp = send(url, path, Some(format!("bytes={offset}-{last}"))).await?;
     let past_end = |total: &dyn std::fmt::Display| Error::Status {
-        url: video.into(),
+        url: shown(video),
         status: StatusCode::RANGE_NOT_SATISFIABLE,
         message: format!("offset {offset} is past the end of the video ({total} bytes)"),
     };
@@ -521,6 +543,23 @@ mod tests {
             s.clip_path(Some("1"), None),
             "/videos/x.mp4?start=1&expires=9&sig=ab"
         );
+    }
+
+    /// Credentials in a URL are refused (the client would not send them), and no error shows
+    /// them, nor a URL's query (a signed link's `sig`, a `jwt`).
+    #[test]
+    fn urls_with_credentials_are_refused_and_errors_show_no_secrets() {
+        for url in ["http://user:pw@h:8080/videos/x", "http://user@h/videos/x"] {
+            let e = VideoUrl::parse(url).unwrap_err().to_string();
+            assert!(!e.contains("pw") && !e.contains("user"), "{e}");
+        }
+        let live = crate::live::LiveUrl::parse("http://a:b@h/live/x").unwrap_err();
+        assert!(!live.to_string().contains("a:b"), "{live}");
+        assert_eq!(
+            shown("http://u:p@h:1/videos/x?jwt=e.y.j#t"),
+            "http://h:1/videos/x"
+        );
+        assert_eq!(shown("http://h/live/x.ts?key=k"), "http://h/live/x.ts");
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl LiveUrl {
         let other = [".flv", ".mp4", ".m3u8", ".mpd"];
         if other.iter().any(|s| u.name.ends_with(s)) {
             return Err(Error::BadUrl {
-                url: url.into(),
+                url: crate::shown(url),
                 expected: WATCH_URL,
             });
         }
@@ -47,18 +47,14 @@ impl LiveUrl {
 
     fn parse_as(url: &str, expected: &'static str) -> Result<Self> {
         let bad = || Error::BadUrl {
-            url: url.into(),
+            url: crate::shown(url),
             expected,
         };
         let uri: Uri = url.parse().map_err(|_| bad())?;
         if uri.scheme_str() != Some("http") {
             return Err(bad());
         }
-        let auth = uri.authority().ok_or_else(bad)?;
-        let authority = match auth.port_u16() {
-            Some(_) => auth.to_string(),
-            None => format!("{}:80", auth.host()),
-        };
+        let authority = uri.authority().and_then(crate::authority).ok_or_else(bad)?;
         let name = uri
             .path()
             .strip_prefix("/live/")
@@ -204,7 +200,7 @@ pub async fn publish(
             .await
             .is_ok()
         {
-            let (status, body) = read_response(&mut sock).await.map_err(io)?;
+            let (status, body) = read_response(&mut sock, false).await.map_err(io)?;
             if status != StatusCode::CONTINUE {
                 return Err(status_error(url, status, &body));
             }
@@ -254,7 +250,7 @@ pub async fn publish(
                 }
                 if let Err(e) = ok {
                     // The server may have refused the stream and said why.
-                    if let Ok((status, body)) = read_response(&mut sock).await {
+                    if let Ok((status, body)) = read_response(&mut sock, true).await {
                         return Err(status_error(url, status, &body));
                     }
                     if !looped {
@@ -301,7 +297,7 @@ pub async fn publish(
         return Ok(report);
     }
     write_within(&mut sock, b"0\r\n\r\n").await.map_err(io)?;
-    let (status, body) = read_response(&mut sock).await.map_err(io)?;
+    let (status, body) = read_response(&mut sock, true).await.map_err(io)?;
     if !status.is_success() {
         return Err(status_error(url, status, &body));
     }
@@ -327,14 +323,20 @@ fn status_error(url: &str, status: StatusCode, body: &[u8]) -> Error {
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
     Error::Status {
-        url: url.into(),
+        url: crate::shown(url),
         status,
-        message,
+        // What the server says goes to a terminal: no control sequences, not all of it.
+        message: crate::printable(&message, 300),
     }
 }
 
-/// Reads one response (head, and a body up to 64 KiB by Content-Length or until close).
-async fn read_response(sock: &mut TcpStream) -> std::io::Result<(StatusCode, Vec<u8>)> {
+/// Reads one response (head, and a body up to 64 KiB by Content-Length or until close);
+/// `final_only`: interim ones (`100 Continue` come late, after the body was sent without it)
+/// are passed over.
+async fn read_response(
+    sock: &mut TcpStream,
+    final_only: bool,
+) -> std::io::Result<(StatusCode, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -343,6 +345,10 @@ async fn read_response(sock: &mut TcpStream) -> std::io::Result<(StatusCode, Vec
         if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
             let status = StatusCode::from_u16(resp.code.unwrap_or(500))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if final_only && status.is_informational() {
+                buf.drain(..n);
+                continue;
+            }
             let len = resp
                 .headers
                 .iter()
@@ -355,7 +361,8 @@ async fn read_response(sock: &mut TcpStream) -> std::io::Result<(StatusCode, Vec
                         .ok()
                 });
             let mut body = buf[n..].to_vec();
-            if status != StatusCode::CONTINUE {
+            let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+            if status != StatusCode::CONTINUE && !bodiless {
                 let want = len.unwrap_or(64 << 10).min(64 << 10);
                 while body.len() < want {
                     let mut b = [0u8; 4096];

@@ -45,7 +45,7 @@ pub enum Command {
         #[arg(long)]
         offset: Option<u64>,
         /// How many bytes (20MiB, 1GB, 1048576).
-        #[arg(long, default_value = "20MiB", value_parser = size::parse)]
+        #[arg(long, default_value = "20MiB", value_parser = size::parse_some)]
         size: u64,
         /// Write here instead of standard output.
         #[arg(short, long)]

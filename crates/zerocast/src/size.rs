@@ -1,5 +1,13 @@
 //! Human byte sizes: `20MiB`, `1GB`, `512k`, `1048576`.
 
+/// [`parse`], for how many bytes to fetch: at least one.
+pub fn parse_some(s: &str) -> Result<u64, String> {
+    match parse(s)? {
+        0 => Err(format!("'{s}' is no bytes: ask for at least one")),
+        n => Ok(n),
+    }
+}
+
 /// Parses a size. Decimal units are powers of 1000 (`k`, `KB`, `MB`, `GB`, `TB`), binary units
 /// powers of 1024 (`KiB`, `MiB`, `GiB`, `TiB`); a bare number is bytes.
 pub fn parse(s: &str) -> Result<u64, String> {
@@ -44,5 +52,14 @@ mod tests {
         assert_eq!(super::parse("4096").unwrap(), 4096);
         assert!(super::parse("20 parsecs").is_err());
         assert!(super::parse("").is_err());
+    }
+
+    #[test]
+    fn a_size_to_fetch_is_at_least_one_byte() {
+        assert_eq!(super::parse_some("1").unwrap(), 1);
+        for none in ["0", "0.4", "0KiB"] {
+            let e = super::parse_some(none).unwrap_err();
+            assert!(e.contains("ask for at least one"), "{none}: {e}");
+        }
     }
 }

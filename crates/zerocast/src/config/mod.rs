@@ -280,6 +280,7 @@ pub fn merge(args: ServeArgs, file: FileConfig) -> Result<Settings> {
         config.max_connections = Some(n.max(1));
     }
     if file.workers.is_some() {
+        at_most("workers", file.workers, MAX_THREADS)?;
         config.workers = file.workers;
     }
     if let Some(b) = file.listen_backlog {
@@ -399,6 +400,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         c.hls.min_segment = Duration::from_secs_f64(s.clamp(0.1, 60.0));
     }
     if let Some(n) = f.hls_window {
+        at_most("live.hls_window", Some(n), MAX_WINDOW)?;
         c.hls.window = n.max(2);
         c.hls.spare = c.hls.window + server::live::SPARE_BEYOND_WINDOW;
     }
@@ -414,6 +416,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         c.ll_hls.min_segment = Duration::from_secs_f64(s.clamp(0.5, 60.0));
     }
     if let Some(n) = f.ll_hls_window {
+        at_most("live.ll_hls_window", Some(n), MAX_WINDOW)?;
         c.ll_hls.window = n.max(2);
         c.ll_hls.spare = c.ll_hls.window + server::live::SPARE_BEYOND_WINDOW;
     }
@@ -438,6 +441,7 @@ pub fn apply_live(c: &mut server::live::LiveConfig, f: &LiveFile, flags: &[Strin
         c.segment_send_limit = Duration::from_secs(s.max(1));
     }
     if let Some(n) = f.fanout_threads {
+        at_most("live.fanout_threads", Some(n), MAX_THREADS)?;
         c.fanout.threads = Some(n);
     }
     if let Some(n) = f.fanout_nice {
@@ -478,6 +482,20 @@ const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
 /// A number of seconds a timer can be set to: at most ten years (a larger one overflows the
 /// clock's deadlines).
+/// The most threads `workers` and `live.fanout_threads` may ask for.
+const MAX_THREADS: usize = 1024;
+/// The most segments a live playlist may list (`hls_window`, `ll_hls_window`): a longer look
+/// back is `hls_dvr_secs`'s, from the recording.
+const MAX_WINDOW: usize = 1000;
+
+/// `key`'s value `n`, if given, is at most `max`.
+fn at_most(key: &str, n: Option<usize>, max: usize) -> Result<()> {
+    match n {
+        Some(n) if n > max => bail!("{key} must be at most {max} (got {n})"),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn at_most_ten_years(key: &str, secs: Option<u64>) -> Result<()> {
     const TEN_YEARS: u64 = 10 * 366 * 86_400;
     match secs {

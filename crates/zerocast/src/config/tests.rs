@@ -161,6 +161,34 @@ fn a_fanout_nice_outside_0_to_19_is_refused() {
     }
 }
 
+/// Counts that would make the server ask for terabytes or millions of threads (an abort at
+/// the first playlist request, a panic at start) are refused, naming the key.
+#[test]
+fn thread_counts_and_playlist_windows_past_their_bounds_are_refused() {
+    for (text, expected) in [
+        (
+            "workers = 1025\n",
+            "workers must be at most 1024 (got 1025)",
+        ),
+        (
+            "[live]\nfanout_threads = 1000000\n",
+            "live.fanout_threads must be at most 1024",
+        ),
+        (
+            "[live]\nhls_window = 1000000000000\n",
+            "live.hls_window must be at most 1000",
+        ),
+        (
+            "[live]\nll_hls_window = 1001\n",
+            "live.ll_hls_window must be at most 1000",
+        ),
+    ] {
+        let e = merge(ServeArgs::default(), file(text)).unwrap_err();
+        assert!(format!("{e:#}").contains(expected), "{text}: {e:#}");
+    }
+    assert!(merge(ServeArgs::default(), file("[live]\nhls_window = 1000\n")).is_ok());
+}
+
 #[test]
 fn flags_win_over_the_file() {
     let f = file(

@@ -25,6 +25,12 @@ pub fn live_ts() -> PathBuf {
     F.get_or_init(|| make_live_ts("live.ts", "12")).clone()
 }
 
+/// The same, 2 s long, for a test that publishes it to its end.
+pub fn short_live_ts() -> PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| make_live_ts("short.ts", "2")).clone()
+}
+
 /// The same, 40 s long, for a stream that runs while several tests watch it.
 pub fn long_live_ts() -> PathBuf {
     static F: OnceLock<PathBuf> = OnceLock::new();
