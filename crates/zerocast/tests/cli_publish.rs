@@ -51,16 +51,18 @@ fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
     let saved = std::fs::read(&out).unwrap();
     assert_starts_with_psi_and_keyframe(&saved);
     // One line per keyframe it saved: the one it starts at and one a second after it, for 3 s
-    // (3 or 4 of them, depending on where in a GOP it joined).
+    // (3 or 4 of them, depending on where in a GOP it joined; 5 when a stall on a loaded
+    // machine made the publisher catch up within those 3 s).
     let printed = text.matches("keyframe\n").count();
     assert_eq!(printed, keyframes(&saved).len(), "{text}");
-    assert!((3..=4).contains(&printed), "{text}");
-    // Real-time pacing: about 3 s of a ~700 kbit/s stream, not the whole file at once. A bound,
-    // not a value: the rate is over the server's last whole second.
+    assert!((3..=5).contains(&printed), "{text}");
+    // Real-time pacing: a ~700 kbit/s stream, not the whole file at once. Over the session, not
+    // the server's last second (a publisher catching up after a stall sends a burst).
     let d = stream_doc(&s, "cli").unwrap();
-    let rate = d["input_bitrate"].as_u64().unwrap();
+    let bits = d["bytes_in"].as_f64().unwrap() * 8.0;
+    let rate = bits / d["session_uptime_seconds"].as_f64().unwrap();
     assert!(
-        (350_000..1_400_000).contains(&rate),
+        (350_000.0..1_400_000.0).contains(&rate),
         "publish rate {rate} bit/s"
     );
 }

@@ -66,9 +66,11 @@ fn assert_played_at_low_latency(s: &TestServer, verdict: &HashMap<String, String
     assert!(frames >= 6 * 20, "{frames} frames decoded: {verdict:?}");
     let behind: f64 = verdict["behind"].parse().unwrap();
     eprintln!("dash.js low-latency: {behind:.2} s behind the ingest wall clock");
+    // Loose: a loaded machine of one or two cores (Chromium, the debug server and ffmpeg share
+    // them, and a stall adds to the latency); docs/benchmarks.md has the measured figures.
     assert!(
-        (0.0..4.0).contains(&behind),
-        "picture within 4 s of the ingest: {verdict:?}"
+        (0.0..6.0).contains(&behind),
+        "picture within 6 s of the ingest: {verdict:?}"
     );
     let doc = stream_doc(s, "show").unwrap();
     assert!(doc["viewers"]["hls_segment_requests"].as_u64() > Some(0));

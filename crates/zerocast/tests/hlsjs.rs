@@ -81,8 +81,9 @@ fn hls_js_on_another_origin_plays_live_hls_over_https() {
 }
 
 /// hls.js in low-latency mode on `ll.m3u8`: it loads parts, and the picture it shows is close to
-/// the live edge. The bound is loose (a loaded 2-core machine); the figure is printed, and
-/// docs/benchmarks.md has the measured ones.
+/// the live edge. The bound is loose (a loaded machine of one or two cores, where Chromium, the
+/// debug server and ffmpeg share them and a stall adds to the latency); the figure is printed,
+/// and docs/benchmarks.md has the measured ones.
 #[track_caller]
 fn assert_low_latency(s: &TestServer, verdict: &HashMap<String, String>) {
     assert_played(s, verdict);
@@ -91,8 +92,12 @@ fn assert_low_latency(s: &TestServer, verdict: &HashMap<String, String>) {
     let behind: f64 = verdict["behind"].parse().unwrap();
     eprintln!("hls.js low-latency: {behind:.2} s behind the ingest wall clock, {parts} parts");
     assert!(
-        (0.0..4.0).contains(&behind),
-        "picture within 4 s of the ingest (TS HLS is 7-9 s): {verdict:?}"
+        behind >= 0.0,
+        "hls.js knew no PROGRAM-DATE-TIME of the picture: {verdict:?}"
+    );
+    assert!(
+        behind < 6.0,
+        "picture within 6 s of the ingest (TS HLS is 7-9 s): {verdict:?}"
     );
 }
 

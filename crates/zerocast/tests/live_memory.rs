@@ -124,7 +124,9 @@ fn a_viewer_that_keeps_up_never_skips_while_its_stream_shrinks_for_the_budget() 
     });
     // An FLV viewer: woken every 100 ms (or at a keyframe), so it is always a little behind.
     let v = Viewer::start(s.addr, "/live/big.flv", Reading::Fast);
-    publisher.send(rest, Duration::from_millis(20));
+    // About 1.3 times real time (the fixture is 94 kB/s): faster, a viewer on a loaded core
+    // falls a second behind, which a shrink does not keep.
+    publisher.send(rest, Duration::from_millis(60));
     let doc = wait_for(&s, "big", "all of it received", |d| {
         d["bytes_in"].as_u64() == Some(data.len() as u64)
     });

@@ -311,12 +311,15 @@ fn a_clean_stop_finishes_the_recording_of_a_stream_waiting_for_its_publisher() {
     wait_until("the server's exit", WAIT, || {
         s.child.try_wait().unwrap().is_some()
     });
+    // Its log is read on a thread of its own: the last lines may come after the exit.
+    wait_until("the recording's end logged", WAIT, || {
+        s.log_lines("recording ended with the stream").len() == 1
+    });
     let ended = s.log_lines("stream ended");
     assert!(
         ended.iter().any(|l| l.contains("shutting down")),
         "{ended:?}"
     );
-    assert_eq!(s.log_lines("recording ended with the stream").len(), 1);
     let all: Vec<String> = std::fs::read_dir(lib.join("recordings/dusk"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

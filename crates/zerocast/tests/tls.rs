@@ -374,6 +374,10 @@ fn an_http2_client_that_gives_one_byte_of_credit_is_dropped_after_the_send_timeo
     dropped_after_the_send_timeout(1);
 }
 
+// The lower bounds below are half the 1 s timeout: the server's timer starts before the test's
+// clock does (when it takes the connection or the request), and a loaded machine can pause the
+// test between the two; they tell a close at its time from one at once.
+
 /// A client that sends SETTINGS with INITIAL_WINDOW_SIZE = `window`, then GET /api/videos on
 /// stream 1, and answers PINGs: its connection is closed after the 1 s send timeout (not the
 /// idle timeout, nor never). Returns the types of the frames it got.
@@ -384,7 +388,7 @@ fn dropped_after_the_send_timeout(window: u32) -> Vec<u8> {
     let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(8),
         "closed after {waited:?}; frames: {types:?}"
     );
     types
@@ -435,7 +439,7 @@ fn reset_alone_while_others(method: &str) {
     assert!(!goaway, "the connection was ended");
     let (at, code) = reset.expect("stream 1 was not reset");
     assert!(
-        at >= Duration::from_millis(900) && at < Duration::from_secs(5),
+        at >= Duration::from_millis(500) && at < Duration::from_secs(5),
         "reset after {at:?}"
     );
     assert_eq!(code, 8u32.to_be_bytes(), "RST_STREAM CANCEL");
@@ -455,7 +459,7 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let types = frames_until_closed(&mut tls);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(8),
         "closed after {waited:?}"
     );
     // A GOAWAY frame (type 7) came before the close.
@@ -479,7 +483,7 @@ fn an_http2_connection_that_never_sends_its_preface_is_dropped() {
         }
     };
     assert!(
-        closed >= Duration::from_millis(900) && closed < Duration::from_secs(8),
+        closed >= Duration::from_millis(500) && closed < Duration::from_secs(8),
         "closed after {closed:?}"
     );
 }

@@ -93,6 +93,11 @@ pub(super) fn control<B>(
         Route::Drain => {
             let delay = state.config().drain_delay;
             tracing::info!(?delay, "drain asked for through the control API");
+            // Draining from this answer on (`/readyz` answers 503 as soon as the client knows),
+            // not from when the serving loop next turns to the notice.
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             state.drain.notify_one();
             Ok(json(
                 StatusCode::ACCEPTED,
