@@ -462,7 +462,8 @@ fn serve_reads_a_config_file_and_flags_win() {
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut ok = None;
-    for _ in 0..100 {
+    // Up to 30 s for a debug build to start on a loaded machine.
+    for _ in 0..600 {
         if std::net::TcpStream::connect(addr).is_ok() {
             ok = Some(request(addr, "GET", "/api/videos", &[]));
             break;
