@@ -68,6 +68,23 @@ fn page_out(data: &[u8], path: &std::path::Path, firsts: &[usize]) -> bool {
         if firsts_out && left.len() * 4 <= resident.len() {
             return true;
         }
+        if i == 199 {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let pressure: Vec<&str> = meminfo
+                .lines()
+                .filter(|l| {
+                    ["Dirty:", "Writeback:", "MemFree:", "Cached:"]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .collect();
+            eprintln!(
+                "pages stayed: {} of {} resident (the first ones out: {firsts_out}; first resident: {:?}); {pressure:?}",
+                left.len(),
+                resident.len(),
+                left.iter().take(8).collect::<Vec<_>>()
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     false
