@@ -240,18 +240,19 @@ async fn send(
     .await
 }
 
-/// Reads an error document's message (bounded) from a failed response.
 /// `url` as an error shows it: without its query (a signed link's `sig`, a `jwt`, a `key`) or
-/// credentials.
+/// credentials. Whatever comes before the last `@` after the scheme is left out, wherever it is
+/// (a password may hold `/`, `?` or `#`; a URL with `@` in its path or query is shown cut).
 pub(crate) fn shown(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = auth.rsplit('@').next().unwrap_or(auth);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest.to_string(),
     }
 }
 
@@ -267,6 +268,7 @@ pub(crate) fn authority(auth: &http::uri::Authority) -> Option<String> {
     })
 }
 
+/// Reads an error document's message (bounded) from a failed response.
 async fn failure(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Error {
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024);
@@ -560,6 +562,12 @@ mod tests {
             "http://h:1/videos/x"
         );
         assert_eq!(shown("http://h/live/x.ts?key=k"), "http://h/live/x.ts");
+        // A password with `/`, `?` or `#` (a URL that does not parse).
+        for url in ["http://user:p/ss@h/videos/x", "http://user:p?ss@h/videos/x"] {
+            assert_eq!(shown(url), "http://h/videos/x");
+            let e = VideoUrl::parse(url).unwrap_err().to_string();
+            assert!(!e.contains("ss") && !e.contains("user"), "{e}");
+        }
     }
 
     #[test]

@@ -249,16 +249,23 @@ pub async fn publish(
                     ok = write_within(&mut sock, b"\r\n").await;
                 }
                 if let Err(e) = ok {
-                    // The server may have refused the stream and said why.
-                    if let Ok((status, body)) = read_response(&mut sock, true).await {
+                    // The server may have refused the stream and said why (at once, when it
+                    // did: a lost connection is not waited on for long in a loop).
+                    let why = match looped {
+                        true => Duration::from_secs(2),
+                        false => Duration::from_secs(30),
+                    };
+                    let answer = tokio::time::timeout(why, read_response(&mut sock, true)).await;
+                    if let Ok(Ok((status, body))) = answer {
                         return Err(status_error(url, status, &body));
                     }
                     if !looped {
                         return Err(io(e));
                     }
-                    // Lost: connected again, and on from this chunk, paced as if the time
-                    // without a connection had not passed.
-                    let lost = Instant::now();
+                    // Lost: the old connection ended (a server that still takes it for the
+                    // publisher's lets it go), a new one made, and on from this chunk, paced from
+                    // now as if the time without a connection had not passed.
+                    let _ = sock.shutdown().await;
                     let mut wait = Duration::from_secs(1);
                     connected = false;
                     sock = loop {
@@ -266,15 +273,24 @@ pub async fn publish(
                             () = tokio::time::sleep(wait) => {}
                             () = &mut stop => break 'publishing,
                         }
-                        match open().await {
+                        let opened = tokio::select! {
+                            o = open() => o,
+                            () = &mut stop => break 'publishing,
+                        };
+                        match opened {
                             Ok(s) => break s,
+                            // The server still holds the lost session (it has not seen the
+                            // drop yet: its publisher timeout): tried again.
+                            Err(Error::Status { status, .. }) if status == StatusCode::CONFLICT => {
+                                wait = (wait * 2).min(RECONNECT_MAX)
+                            }
                             Err(e @ Error::Status { .. }) => return Err(e),
                             Err(_) => wait = (wait * 2).min(RECONNECT_MAX),
                         }
                     };
                     connected = true;
                     report.reconnects += 1;
-                    began += lost.elapsed();
+                    began = Instant::now().checked_sub(due).unwrap_or(began);
                     continue;
                 }
                 report.bytes += chunk.len() as u64;

@@ -141,9 +141,9 @@ pub(crate) async fn connection(
     // As HTTP/1.1 keep-alive: no new request for the header-read timeout closes the connection,
     // gracefully (GOAWAY; streams still running, a long download or a live viewer, finish).
     // The watch goes on after the GOAWAY: a stream stalled for credit is still reset (the
-    // connection dropped when nothing moves), and one with no stream open that has not ended an idle time after it (a
-    // client that never sent its preface, or does not answer the GOAWAY's PING and opens
-    // streams until it does) is dropped.
+    // connection dropped when nothing moves), and a connection with no stream open that has not
+    // ended an idle time after it (a client that never sent its preface, or does not answer the
+    // GOAWAY's PING and opens streams until it does) is dropped.
     let idle = state.config().header_read_timeout;
     let send_timeout = state.config().send_timeout;
     let mut closing: Option<Instant> = None;
@@ -177,7 +177,7 @@ pub(crate) async fn connection(
                         ));
                     }
                     // Other streams move: only the stalled ones are reset.
-                    streams.reset_stalled(now - send_timeout);
+                    streams.reset_stalled(now.checked_sub(send_timeout).unwrap_or(now));
                     continue;
                 }
                 let quiet = streams.open.load(Relaxed) == 0;

@@ -89,6 +89,31 @@ fn the_cli_publisher_in_a_loop_comes_back_after_a_network_drop() {
     drop(publisher);
 }
 
+/// A drop the server does not see (a NAT that lost its state resets the publisher only): the
+/// server holds the lost session until its publisher timeout and refuses the publisher that
+/// comes back meanwhile (409); `publish --loop` tries again until it is let in.
+#[test]
+fn the_cli_publisher_in_a_loop_comes_back_after_a_drop_the_server_did_not_see() {
+    let s = server(|c| {
+        c.grace = Duration::from_secs(60);
+        c.publisher_timeout = Duration::from_secs(2);
+    });
+    let relay = common::cutter::Cutter::start(s.addr);
+    let f = live_ts();
+    let url = format!("http://{}/live/nat", relay.addr);
+    let publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url, "--loop"]));
+    wait_for(&s, "nat", "live", |d| d["ring_units"].as_u64() > Some(3));
+    relay.sever();
+    let d = wait_for(&s, "nat", "the publisher back", |d| {
+        d["sessions"] == 2 && d["state"] == "live"
+    });
+    let bytes = d["bytes_in"].as_u64().unwrap();
+    wait_for(&s, "nat", "more bytes", |d| {
+        d["bytes_in"].as_u64() > Some(bytes + 100_000)
+    });
+    drop(publisher);
+}
+
 /// A server (or a proxy before it) that does not answer `Expect: 100-continue` in time (a slow
 /// `on_publish` hook) gets the body after a moment (RFC 9110 §10.1.1), not after the
 /// publisher's 30 s wait for an answer; its `100 Continue`, come late, is passed over, and the

@@ -94,8 +94,8 @@ fn page_out(data: &[u8], path: &std::path::Path, firsts: &[usize]) -> bool {
 /// at least `need(&answer)` bytes of it; returns that answer. The page cache is the kernel's:
 /// on a busy machine a large folio can stay in it whatever it is advised, or a page come back
 /// between the page-out and the request (seen once in CI: nothing left to read in), so this
-/// tries again, ten times at most (seen in CI once: five tries of 2 s each, with the pages of
-/// a file just written staying). A server that sends without reading in fails every try.
+/// tries again, thirty times at most (seen in CI twice: ten tries of 2 s each, with the
+/// pages of a file just written staying; it passed alone right after). A server that sends without reading in fails every try.
 fn cold_request<T>(
     s: &TestServer,
     (data, path, firsts): (&[u8], &std::path::Path, &[usize]),
@@ -103,7 +103,7 @@ fn cold_request<T>(
     need: impl Fn(&T) -> u64,
 ) -> T {
     let mut tries = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..30 {
         if !page_out(data, path, firsts) {
             eprintln!(
                 "cold request of {path:?}, try {}: pages stayed",

@@ -497,6 +497,7 @@ impl Live {
                     let inner = &mut *inner;
                     ingest.flush(&mut inner.ring, &mut inner.hls, self.now());
                 }
+                stream.stats.held_back.store(0, Relaxed);
                 inner.publisher = None;
                 inner.ingest = ingest;
                 stream.account(&mut inner, self.now());

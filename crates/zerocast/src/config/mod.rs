@@ -480,8 +480,6 @@ const MIN_WINDOW_SIZE: u64 = 1 << 20;
 /// Below this, no stream could start (each holds a 256 KiB receive buffer while published).
 const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
-/// A number of seconds a timer can be set to: at most ten years (a larger one overflows the
-/// clock's deadlines).
 /// The most threads `workers` and `live.fanout_threads` may ask for.
 const MAX_THREADS: usize = 1024;
 /// The most segments a live playlist may list (`hls_window`, `ll_hls_window`): a longer look
@@ -496,6 +494,8 @@ fn at_most(key: &str, n: Option<usize>, max: usize) -> Result<()> {
     }
 }
 
+/// A number of seconds a timer can be set to: at most ten years (a larger one overflows the
+/// clock's deadlines).
 pub(super) fn at_most_ten_years(key: &str, secs: Option<u64>) -> Result<()> {
     const TEN_YEARS: u64 = 10 * 366 * 86_400;
     match secs {
