@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::cutter::Cutter;
 use common::fixtures::{live_ts, short_live_ts};
 use common::live::{server, stream_doc, wait_for, Proc, Reading, Viewer, WAIT};
 use common::ts::{assert_continuous, assert_starts_with_psi_and_keyframe, keyframes};
@@ -71,22 +72,7 @@ fn the_cli_publishes_a_file_in_real_time_and_watches_it() {
 /// (a second publisher session within the grace), where it used to exit with an error.
 #[test]
 fn the_cli_publisher_in_a_loop_comes_back_after_a_network_drop() {
-    let s = server(|c| c.grace = Duration::from_secs(60));
-    let relay = common::cutter::Cutter::start(s.addr);
-    let f = live_ts();
-    let url = format!("http://{}/live/drop", relay.addr);
-    let publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url, "--loop"]));
-    wait_for(&s, "drop", "live", |d| d["ring_units"].as_u64() > Some(3));
-    relay.cut();
-    let d = wait_for(&s, "drop", "the publisher back", |d| {
-        d["sessions"] == 2 && d["state"] == "live"
-    });
-    // Paced on from where it was: about a second's worth more comes in.
-    let bytes = d["bytes_in"].as_u64().unwrap();
-    wait_for(&s, "drop", "more bytes", |d| {
-        d["bytes_in"].as_u64() > Some(bytes + 100_000)
-    });
-    drop(publisher);
+    comes_back_after("drop", Duration::from_secs(15), Cutter::cut);
 }
 
 /// A drop the server does not see (a NAT that lost its state resets the publisher only): the
@@ -94,24 +80,30 @@ fn the_cli_publisher_in_a_loop_comes_back_after_a_network_drop() {
 /// comes back meanwhile (409); `publish --loop` tries again until it is let in.
 #[test]
 fn the_cli_publisher_in_a_loop_comes_back_after_a_drop_the_server_did_not_see() {
+    comes_back_after("nat", Duration::from_secs(2), Cutter::sever);
+}
+
+/// `publish --loop` to stream `name` through a relay that `drop` cuts (the server's publisher
+/// timeout `timeout`): the stream's second session comes, and its bytes go on.
+fn comes_back_after(name: &str, timeout: Duration, drop: fn(&Cutter)) {
     let s = server(|c| {
         c.grace = Duration::from_secs(60);
-        c.publisher_timeout = Duration::from_secs(2);
+        c.publisher_timeout = timeout;
     });
-    let relay = common::cutter::Cutter::start(s.addr);
+    let relay = Cutter::start(s.addr);
     let f = live_ts();
-    let url = format!("http://{}/live/nat", relay.addr);
-    let publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url, "--loop"]));
-    wait_for(&s, "nat", "live", |d| d["ring_units"].as_u64() > Some(3));
-    relay.sever();
-    let d = wait_for(&s, "nat", "the publisher back", |d| {
+    let url = format!("http://{}/live/{name}", relay.addr);
+    let _publisher = Proc::spawn(zerocast().args(["publish", f.to_str().unwrap(), &url, "--loop"]));
+    wait_for(&s, name, "live", |d| d["ring_units"].as_u64() > Some(3));
+    drop(&relay);
+    let d = wait_for(&s, name, "the publisher back", |d| {
         d["sessions"] == 2 && d["state"] == "live"
     });
+    // Paced on from where it was: about a second's worth more comes in.
     let bytes = d["bytes_in"].as_u64().unwrap();
-    wait_for(&s, "nat", "more bytes", |d| {
+    wait_for(&s, name, "more bytes", |d| {
         d["bytes_in"].as_u64() > Some(bytes + 100_000)
     });
-    drop(publisher);
 }
 
 /// A server (or a proxy before it) that does not answer `Expect: 100-continue` in time (a slow

@@ -6,12 +6,10 @@ mod common;
 
 use common::fixtures::{long_rtmp_mp4, LONG};
 use common::live::{
-    chunks, instance_dir, read_head, rtmp_publisher, server, shared, ts_publisher, wait_for,
-    wait_until, Shared, WAIT,
+    instance_dir, rtmp_publisher, server, shared, streamed, ts_publisher, wait_for, wait_until,
+    Shared, WAIT,
 };
 use common::TestServer;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -188,20 +186,7 @@ fn the_hinted_part_is_sent_frame_by_frame_while_it_is_written() {
         let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
         let (msn, part) = hint(&p);
         let d = instance_dir(&p);
-        let mut c = TcpStream::connect(s.addr).unwrap();
-        c.set_read_timeout(Some(WAIT)).unwrap();
-        write!(
-            c,
-            "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let head = read_head(&mut c);
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(head.contains("transfer-encoding: chunked"), "{head}");
-        let mut raw = Vec::new();
-        c.read_to_end(&mut raw).unwrap();
-        let (sent, ended) = chunks(&raw);
-        assert!(ended, "the last chunk came");
+        let sent = streamed(s.addr, &format!("/live/ll/{d}{msn}.{part}.m4s"));
         // Held until complete, it would have come as one chunk; it came as its frames arrived.
         if sent.len() < 2 {
             continue;
@@ -254,19 +239,8 @@ fn the_frames_a_waiting_part_request_gets_are_timed_from_the_ingest_in_the_metri
         let p = playlist(s, &format!("?_HLS_msn={msn}&_HLS_part={part}"));
         let (msn, part) = hint(&p);
         let (before, sum_before, _) = delivery(s);
-        let mut c = TcpStream::connect(s.addr).unwrap();
-        c.set_read_timeout(Some(WAIT)).unwrap();
         let d = instance_dir(&p);
-        write!(
-            c,
-            "GET /live/ll/{d}{msn}.{part}.m4s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
-        let mut raw = Vec::new();
-        c.read_to_end(&mut raw).unwrap();
-        let (sent, ended) = chunks(&raw);
-        assert!(ended, "the last chunk came");
+        let sent = streamed(s.addr, &format!("/live/ll/{d}{msn}.{part}.m4s"));
         if sent.len() < 3 {
             continue;
         }

@@ -395,6 +395,27 @@ pub fn read_head(c: &mut std::net::TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
+/// GETs `path` on a connection of its own and reads its body to the end: a 200 sent in chunks
+/// (checked), and its chunks as they were sent (the last chunk checked too).
+pub fn streamed(addr: std::net::SocketAddr, path: &str) -> Vec<Vec<u8>> {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut c);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let (sent, ended) = chunks(&raw);
+    assert!(ended, "the last chunk came");
+    sent
+}
+
 /// The chunks of a chunked body, in order (and whether the last chunk came).
 pub fn chunks(mut raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
     let mut out = Vec::new();
