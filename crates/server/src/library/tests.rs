@@ -35,12 +35,8 @@ fn growing_recordings_list_in_id_order_with_the_scanned_titles_and_give_way_to_t
 
 #[test]
 fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
-    let dir = std::env::temp_dir().join(format!(
-        "zc-lib-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::write(dir.join("b.bin"), vec![1u8; 1000]).unwrap();
     let lib = Library::load(&dir, 1500, |_| {}).unwrap();
     assert!(lib.get("b.bin").unwrap().cached);
@@ -56,7 +52,6 @@ fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
         !next.get("a.bin").unwrap().cached,
         "mapped: the budget was spent"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every file changed (re-encoded, restored): the library in use still holds the old bytes
@@ -64,12 +59,8 @@ fn a_rescan_counts_kept_titles_against_the_budget_before_new_ones() {
 /// budget leaves: never two copies of the library.
 #[test]
 fn a_rescan_of_changed_titles_counts_the_old_ones_until_they_are_let_go() {
-    let dir = std::env::temp_dir().join(format!(
-        "zc-lib-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     for name in ["a.bin", "b.bin"] {
         std::fs::write(dir.join(name), vec![1u8; 1000]).unwrap();
     }
@@ -95,17 +86,12 @@ fn a_rescan_of_changed_titles_counts_the_old_ones_until_they_are_let_go() {
     let (again, changes) = next.rescan(&dir, 2500, |_| {}).unwrap();
     assert!(changes.is_empty(), "{changes:?}");
     assert!(again.titles().all(|t| t.cached));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_title_held_in_memory_is_packaged_as_it_loads_and_a_mapped_one_on_first_use() {
-    let dir = std::env::temp_dir().join(format!(
-        "zc-lib-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let movie = include_bytes!("../../../../demo/faststart.mp4");
     std::fs::write(dir.join("a.mp4"), movie).unwrap();
     std::fs::write(dir.join("b.mp4"), movie).unwrap();
@@ -117,7 +103,6 @@ fn a_title_held_in_memory_is_packaged_as_it_loads_and_a_mapped_one_on_first_use(
     assert_eq!(mapped.package_memory(), 0, "not before it is asked for");
     assert!(mapped.package().is_ok());
     assert!(mapped.package_memory() > 0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A title named as downloads often are (`Q&amp;A.mp4`, `AC\DC live.mp4`): its URL path escapes
@@ -147,12 +132,8 @@ fn ids_with_ampersands_and_backslashes_go_into_urls_escaped() {
 #[test]
 fn a_rescan_sees_a_title_rewritten_in_place_with_its_length_and_modification_time_kept() {
     use std::os::unix::fs::MetadataExt;
-    let dir = std::env::temp_dir().join(format!(
-        "zc-lib-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let path = dir.join("a.bin");
     std::fs::write(&path, vec![1u8; 1000]).unwrap();
     let before = std::fs::metadata(&path).unwrap();
@@ -188,5 +169,4 @@ fn a_rescan_sees_a_title_rewritten_in_place_with_its_length_and_modification_tim
     let t = next.get("a.bin").unwrap();
     assert_eq!(&t.data[..], &[2u8; 1000][..]);
     assert_ne!(t.etag, lib.get("a.bin").unwrap().etag);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
