@@ -29,9 +29,9 @@ fn on_disk() -> &'static std::path::Path {
 /// kernel keeps a page it is still writing back, or that the journal still holds, so this is
 /// done again (a busy machine takes a few tries; there is no event to wait for) until the pages
 /// at `firsts` (where the ranges the test asks for begin: a stretch with one page missing is
-/// read in whole) are out, and at most a quarter of the others stay. Whether it got there in
-/// 2 s: under a full test run the kernel was seen to keep one 512 KiB large folio of the file
-/// for seconds, whatever it was advised.
+/// read in whole) are out, and at most two fifths of the others stay (CI saw 192 of 554 pages
+/// stay for a minute: two large folios, 1.25 to 2 MiB into the demo title, clean and unmapped
+/// here, whatever they were advised). Whether it got there in 2 s.
 fn page_out(data: &[u8], path: &std::path::Path, firsts: &[usize]) -> bool {
     use std::os::fd::AsRawFd;
     let page = 4096;
@@ -65,7 +65,7 @@ fn page_out(data: &[u8], path: &std::path::Path, firsts: &[usize]) -> bool {
             .filter(|&i| resident[i] & 1 == 1)
             .collect();
         let firsts_out = firsts.iter().all(|&at| resident[at / page] & 1 == 0);
-        if firsts_out && left.len() * 4 <= resident.len() {
+        if firsts_out && left.len() * 5 <= resident.len() * 2 {
             return true;
         }
         if i == 199 {
@@ -134,7 +134,8 @@ fn a_range_of_a_title_not_in_the_page_cache_is_read_in_off_the_workers_then_sent
     let title = library.get("ntsc-moov-at-end.mp4").unwrap().clone();
     assert!(!title.cached);
     let s = TestServer::start_with(server::Config::default(), library);
-    let range = 0..1_800_000usize;
+    // Past `sendfile_min` (1 MiB), and short of where the kernel was seen to keep pages.
+    let range = 0..1_200_000usize;
     let header = format!("bytes={}-{}", range.start, range.end - 1);
     let get = || s.get("/videos/ntsc-moov-at-end.mp4", &[("Range", &header)]);
     let r = cold_request(&s, (&title.data, &path, &[0]), get, |_| range.len() as u64);
