@@ -21,8 +21,8 @@ pub(crate) struct Read {
 /// Opens `path`, which the walk found inside the library at `root` with no symlink on its way
 /// (it is canonical), as it is now: a file or directory swapped meanwhile for a symlink (out of
 /// the library) is not followed, whatever its place on the path (`openat2` beneath the root,
-/// with no symlinks; on kernels before 5.6, which have no `openat2`, only the file itself is
-/// not followed). Non-blocking, so that a FIFO does not block the scan.
+/// with no symlinks; where there is no `openat2`, a kernel before 5.6 or a seccomp filter that
+/// refuses it, only the file itself is not followed). Non-blocking, so that a FIFO does not block the scan.
 fn open_beneath(root: &Path, path: &Path) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -37,7 +37,9 @@ fn open_beneath(root: &Path, path: &Path) -> std::io::Result<File> {
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
     match rustix::fs::openat2(&dir, inside, flags, Mode::empty(), resolve) {
         Ok(fd) => Ok(File::from(fd)),
-        Err(rustix::io::Errno::NOSYS) => {
+        // No `openat2` (a kernel before 5.6), or a seccomp filter that refuses system calls it
+        // does not know with `EPERM` (Docker before 20.10): opened as before it.
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
             Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
         }
         Err(e) => Err(e.into()),
