@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 // Some fragments never reach the ring (unknown unit).
                 let at = (head[0] & 4 == 0).then_some(unit);
                 unit += 1;
-                ll.fragment_tracks(vec![muxed], tracks, head[0] & 1 == 1, ms, wall, at);
+                ll.fragment_tracks(vec![muxed], tracks, head[0] & 1 == 1, ms.into(), wall, at);
                 rest = tail;
             }
             2 => {

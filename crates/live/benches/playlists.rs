@@ -51,7 +51,7 @@ fn ll(dvr: usize) -> LlHls {
             vec![frame.clone()],
             tracks,
             n % 25 == 0,
-            n * 40,
+            u64::from(n * 40),
             wall,
             Some(n.into()),
         );

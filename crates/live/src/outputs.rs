@@ -85,8 +85,9 @@ impl MediaOutputs {
     /// The offset that makes a new publisher session's timestamps continue this stream's clock,
     /// 40 ms after where it stopped; `first_ms` is the session's first timestamp. A new stream
     /// keeps its publisher's clock, unless that is far on (past 2³¹ ms: an encoder that counts
-    /// from its boot): it starts at 1 s then, so that the 32-bit millisecond clock, which the
-    /// fMP4 and DASH timelines do not take across its wrap, does not wrap within weeks.
+    /// from its boot): it starts at 1 s then, so that the 32-bit millisecond clock, which FLV
+    /// and RTMP viewers get as it is (players differ in how they take its wrap; the fMP4
+    /// timeline is 64-bit), does not wrap within weeks.
     pub fn continuation(&self, first_ms: u32) -> u32 {
         match self.clock {
             Some(last) => last.wrapping_add(40).wrapping_sub(first_ms),
@@ -184,6 +185,12 @@ impl MediaOutputs {
         (v.cloned(), a.cloned())
     }
 
+    /// Where the fMP4 output's timeline is (`Fragmenter::anchor`): what an `.mp4` DVR viewer's
+    /// own fragmenter starts on, so that its fragments are the ring's.
+    pub fn anchor(&self) -> Option<(u32, u64)> {
+        self.fragmenter.anchor()
+    }
+
     /// Each configured track's own init segment and description (video, audio), for DASH.
     fn track_inits(&self) -> [Option<TrackInit>; 2] {
         let (video, audio) = self.fragmenter.tracks();
@@ -235,7 +242,7 @@ impl MediaOutputs {
                     } else {
                         cmaf::AUDIO_TRACK
                     };
-                    let mut prft = cmaf::prft(track, ntp, u64::from(ms));
+                    let mut prft = cmaf::prft(track, ntp, ms);
                     prft.extend_from_slice(&head);
                     let prft = Bytes::from(prft);
                     let unit = std::iter::once(prft.clone()).chain(data.iter().cloned());

@@ -128,7 +128,7 @@ pub fn shared_with(ll: &LlHls, m: &Manifest<'_>, dvr: Option<&Dvr<'_>>) -> Optio
     let at = |s: &Listed| {
         s.period
             .at_ms
-            .saturating_add(s.period_ms.saturating_sub(u64::from(s.period.origin_ms)))
+            .saturating_add(s.period_ms.saturating_sub(s.period.origin_ms))
     };
     // How far back the window reaches: from the first listed segment's start to the last one's
     // end, a gap in the media included (a sum of durations would leave it out, and a player

@@ -36,9 +36,9 @@ fn tracks() -> [Option<TrackInit>; 2] {
 /// 25 fps frames `from..from+frames` (a keyframe every 50) at media time `n * 40 + shift` ms,
 /// received at `WALL0 + n * 40 + late` ms: each fragment a 100-byte video and a 10-byte audio
 /// track.
-fn feed(l: &mut LlHls, from: u32, frames: u32, shift: u32, late: u64) {
+fn feed(l: &mut LlHls, from: u32, frames: u32, shift: u64, late: u64) {
     for n in from..from + frames {
-        let ms = n * 40 + shift;
+        let ms = u64::from(n * 40) + shift;
         let v = vec![Bytes::from_static(b"vhead"), Bytes::from(vec![1; 100])];
         let a = vec![Bytes::from_static(b"ahead"), Bytes::from(vec![2; 10])];
         let muxed = vec![Bytes::from(vec![0; 120])];
@@ -155,6 +155,27 @@ fn a_publisher_that_comes_back_begins_a_new_period_at_its_wall_clock() {
         "{m}"
     );
     assert!(m.contains("presentationTimeOffset=\"6000\""));
+}
+
+/// Fragments past 2^32 ms on the fragmenter's timeline (a publisher's clock 49.7 days on): a
+/// Period that begins there has its offset and segment times on that timeline, where the
+/// fragments' `tfdt` are, not wrapped back.
+#[test]
+fn a_period_past_the_32_bit_wrap_has_its_times_on_the_fragments_timeline() {
+    let far = 1u64 << 32;
+    let mut l = stream();
+    feed(&mut l, 0, 50 * 3, far - 3000, 0);
+    l.discontinuity();
+    feed(&mut l, 150, 50 * 2 + 5, far - 3000, 5000);
+    let m = render(&l);
+    let t = timelines(&m);
+    assert_eq!(t.len(), 2, "{m}");
+    assert_eq!(t[0].last(), Some(&(far + 1000, 2000)));
+    assert_eq!(t[1][0], (far + 3000, 2000));
+    assert!(
+        m.contains(&format!("presentationTimeOffset=\"{}\"", far + 3000)),
+        "{m}"
+    );
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! frame). A part closes before the fragment that would make it longer than the part target (so
 //! every part is at most `PART-TARGET` and, at a steady frame rate, at least 85 % of it); a
 //! segment closes at the first keyframe at least `min_segment` after its start, or at a keyframe
-//! after the init segment changed. Times are the fragments' decode times (RTMP milliseconds,
-//! wrapping), so a part's duration is what the player will play, not when it arrived.
+//! after the init segment changed. Times are the fragments' decode times (the low 32 bits of
+//! their 64-bit timeline, wrapping; the DASH Periods begin on the whole of it), so a part's
+//! duration is what the player will play, not when it arrived.
 
 pub use super::period::PeriodStart;
 pub use super::segment::{Init, LlLimits, LlSegment, Part, PartId, TrackInit};
@@ -157,7 +158,7 @@ impl LlHls {
 
     /// Adds one fragment (its `Bytes`, in order): `keyframe` when a player may start at it,
     /// `ms` its decode time, `wall_ms` when it reached the ingest (Unix ms, if known).
-    pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u32, wall_ms: Option<u64>) {
+    pub fn fragment(&mut self, data: Vec<Bytes>, keyframe: bool, ms: u64, wall_ms: Option<u64>) {
         self.fragment_tracks(data, [Vec::new(), Vec::new()], keyframe, ms, wall_ms, None);
     }
 
@@ -168,7 +169,7 @@ impl LlHls {
         data: Vec<Bytes>,
         tracks: [Vec<Bytes>; 2],
         keyframe: bool,
-        ms: u32,
+        ms: u64,
         wall_ms: Option<u64>,
         unit: Option<u64>,
     ) {
@@ -186,10 +187,13 @@ impl LlHls {
         data: Vec<Bytes>,
         tracks: [Vec<Bytes>; 2],
         keyframe: bool,
-        ms: u32,
+        time: u64,
         wall_ms: Option<u64>,
         unit: Option<u64>,
     ) {
+        // The fragmenter's timeline is 64-bit; the cuts are timed on its low 32 bits (wrapping),
+        // and the DASH Periods begin on the whole of it, as the fragments' `tfdt` do.
+        let ms = time as u32;
         // An ended stream stays ended (its playlist has EXT-X-ENDLIST; a publisher that comes
         // back makes a new stream).
         if self.ended {
@@ -281,7 +285,7 @@ impl LlHls {
             let discontinuity = std::mem::take(&mut self.pending_discontinuity);
             // A gap stays in its DASH period (the timeline says where each segment begins).
             let gap = std::mem::take(&mut self.after_gap);
-            let period = self.period_for(ms, wall_ms, discontinuity && !gap, init);
+            let period = self.period_for(time, wall_ms, discontinuity && !gap, init);
             self.segments.push_back(LlSegment {
                 msn: self.next_msn,
                 parts: Vec::new(),

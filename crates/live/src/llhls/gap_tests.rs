@@ -15,7 +15,7 @@ fn a_gap_in_the_media_under_ten_seconds_never_makes_a_part_or_segment_outlast_it
     let mut l = stream();
     let frag = |l: &mut LlHls, ms: u32, key: bool| {
         let b = Bytes::from(vec![1u8; 100]);
-        l.fragment(vec![b], key, ms, Some(1_000_000_000 + u64::from(ms)));
+        l.fragment(vec![b], key, ms.into(), Some(1_000_000_000 + u64::from(ms)));
     };
     for n in 0..45 {
         frag(&mut l, n * 40, n % 50 == 0);

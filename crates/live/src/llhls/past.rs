@@ -185,7 +185,14 @@ mod tests {
             let data = vec![Bytes::from(vec![n as u8; 100])];
             let split = [Vec::new(), Vec::new()];
             let wall = Some(1_000_000_000 + u64::from(n) * 40);
-            l.fragment_tracks(data, split, n % 50 == 0, n * 40, wall, Some(n.into()));
+            l.fragment_tracks(
+                data,
+                split,
+                n % 50 == 0,
+                u64::from(n * 40),
+                wall,
+                Some(n.into()),
+            );
         }
     }
 

@@ -10,14 +10,15 @@ use super::cut::LlHls;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeriodStart {
     pub at_ms: u64,
-    pub origin_ms: u32,
+    pub origin_ms: u64,
 }
 
 impl LlHls {
-    /// The DASH Period of a segment that begins at `ms` (see [`PeriodStart`]).
+    /// The DASH Period of a segment that begins at `ms` (the fragments' 64-bit timeline; see
+    /// [`PeriodStart`]).
     pub(super) fn period_for(
         &mut self,
-        ms: u32,
+        ms: u64,
         wall_ms: Option<u64>,
         discontinuity: bool,
         init: u64,
@@ -35,7 +36,7 @@ impl LlHls {
             Some((period, _, _, prev_init)) if !discontinuity && prev_init == init => period,
             Some((period, period_ms, duration, _)) => {
                 let prev_end = period.at_ms
-                    + (period_ms - u64::from(period.origin_ms))
+                    + (period_ms - period.origin_ms)
                     + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
                 let at_ms = if discontinuity {
                     wall.max(prev_end)

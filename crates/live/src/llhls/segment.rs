@@ -91,8 +91,7 @@ impl LlSegment {
     /// Its start on its Period's timeline: ms of media time, from which the Period's origin is
     /// subtracted (`presentationTimeOffset`); monotonic within a Period.
     pub fn period_ms(&self) -> u64 {
-        u64::from(self.period.origin_ms)
-            + u64::from(elapsed_ms(self.period.origin_ms, self.start_ms))
+        self.period.origin_ms + u64::from(elapsed_ms(self.period.origin_ms as u32, self.start_ms))
     }
 
     /// The part being written, if this segment is still open.

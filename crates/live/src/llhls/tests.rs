@@ -23,7 +23,7 @@ pub(super) fn feed(l: &mut LlHls, from: u32, frames: u32, gop: u32) {
         l.fragment(
             vec![head, sample],
             n % gop == 0,
-            ms,
+            ms.into(),
             Some(1_000_000_000 + u64::from(ms)),
         );
     }
@@ -344,7 +344,7 @@ fn parts_stay_within_the_target_at_frame_intervals_that_alternate() {
     let mut l = stream();
     for n in 0..300u32 {
         let ms = n * 1000 / 30;
-        l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms, None);
+        l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms.into(), None);
     }
     let mut parts = 0;
     for msn in 0..l.newest_msn() {
@@ -513,7 +513,7 @@ fn the_frame_rate_is_measured_from_millisecond_times_and_tells_29_97_from_30() {
         assert_eq!(l.frame_rate(), None);
         for n in 0..300u64 {
             let ms = (n * 1000 * den / num) as u32;
-            l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms, None);
+            l.fragment(vec![Bytes::from_static(b"x")], n % 60 == 0, ms.into(), None);
         }
         let rate = l.frame_rate().unwrap();
         assert_eq!((rate.num, rate.den), (num as u32, den as u32));
@@ -532,7 +532,12 @@ fn a_dropped_frame_stretches_no_segment_past_its_target() {
     let mut ms = 0u32;
     let (mut segments, mut parts) = (std::collections::HashSet::new(), 0);
     for n in 0..400u32 {
-        l.fragment(vec![Bytes::from_static(b"x")], n % 100 == 0, ms, None);
+        l.fragment(
+            vec![Bytes::from_static(b"x")],
+            n % 100 == 0,
+            ms.into(),
+            None,
+        );
         // Dropped: the frame after the one at 280 ms, and the one after 2 440 ms, where the
         // first segment (2 s, cut before it rounds above 2) would still have taken one more.
         ms += if matches!(n, 7 | 60) { 80 } else { 40 };

@@ -59,10 +59,20 @@ pub struct Mp4Rewind {
 
 impl Mp4Rewind {
     /// A conversion on the stream's FLV clock (`MediaOutputs::flv_clock`) whose fragmenter
-    /// starts with the stream's tracks (`MediaOutputs::tracks`): fragments start at the first
-    /// keyframe, without waiting for the audio configuration to come by again.
-    pub fn new(clock: Clock, tracks: (Option<VideoTrack>, Option<AudioTrack>)) -> Self {
-        let mut fragmenter = Fragmenter::default();
+    /// starts with the stream's tracks (`MediaOutputs::tracks`), on the stream's fMP4 timeline
+    /// (`MediaOutputs::anchor`: past the 32-bit wrap of the timestamps, the fragments' times
+    /// are the ring's): fragments start at the first keyframe, without waiting for the audio
+    /// configuration to come by again. (Where the stream's timestamps stepped back between the
+    /// viewer's start and the anchor, its times differ from the ring's: it converts on.)
+    pub fn new(
+        clock: Clock,
+        tracks: (Option<VideoTrack>, Option<AudioTrack>),
+        anchor: Option<(u32, u64)>,
+    ) -> Self {
+        let mut fragmenter = match anchor {
+            Some((ms, time)) => Fragmenter::anchored(ms, time),
+            None => Fragmenter::default(),
+        };
         if let Some(v) = tracks.0 {
             fragmenter.video_config(v);
         }
@@ -144,7 +154,7 @@ impl Mp4Rewind {
                     ms,
                     ..
                 } => {
-                    let joined = self.join(&head, u64::from(ms), keyframe);
+                    let joined = self.join(&head, ms, keyframe);
                     out.push(Bytes::from(head));
                     out.extend(data);
                     if let Some((seq, init)) = joined {

@@ -9,6 +9,12 @@
 //! A frame's duration is not known until the next frame of its track arrives; it is written as
 //! the track's previous frame interval, and every fragment's `tfdt` gives the exact decode time,
 //! so an estimate that was off does not accumulate.
+//!
+//! The fragments' timeline is 64-bit and rises per track ([`Clock`]): a publisher's 32-bit
+//! millisecond clock wraps after 49.7 days, and a publisher may step its timestamps back (a
+//! repeated timestamp, jitter, an encoder that restarted its clock without reconnecting), where
+//! a decode time that went back would stall every player of the stream (MSE drops or overlaps
+//! the frames, an HTTP-fMP4 `<video>` stops).
 
 use super::flv::Tag;
 use super::fragment::{fragment_head, Run, Sample};
@@ -22,6 +28,13 @@ const START_WAIT_MS: u32 = 1000;
 /// Assumed frame intervals (ms) until a track has shown its own.
 const FIRST_VIDEO_MS: u32 = 33;
 const FIRST_AUDIO_MS: u32 = 21;
+/// A step back of a track's timestamps by more than this (ms) is a new clock (an encoder that
+/// restarted its own): the track goes on one frame interval after its last frame. A smaller one
+/// (jitter, a repeated timestamp) is held 1 ms after the last frame until the timestamps pass
+/// it again, so the track does not drift from the other.
+const STEP_BACK_MS: i64 = 1000;
+/// A step forward past this (ms) is taken as a step back across the 32-bit wrap.
+const MAX_STEP_FORWARD_MS: i64 = 1 << 30;
 
 /// What the fragmenter produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +48,9 @@ pub enum Event<T> {
         data: Vec<T>,
         /// It starts with a video keyframe (or the stream has no video): a viewer may start here.
         keyframe: bool,
-        /// Decode time of its video frame (or first audio frame), ms.
-        ms: u32,
+        /// Decode time of its video frame (or first audio frame), ms, on the fragments' 64-bit
+        /// timeline (see the module's head).
+        ms: u64,
         /// Per track (video, audio): the head of a fragment of that track alone, followed on
         /// the wire by that track's frames of `data` (video: the first, audio: the others);
         /// `None` for a track with no frame here. Separate CMAF tracks, as DASH needs them,
@@ -47,9 +61,35 @@ pub enum Event<T> {
 
 #[derive(Debug)]
 struct Pending<T> {
-    ms: u32,
+    /// Decode time on the fragments' timeline, ms.
+    time: u64,
+    /// What it is assumed to last if it is the last of its fragment.
+    estimate: u32,
     size: u32,
     data: T,
+}
+
+/// One track's clock: where its last frame is on the fragments' 64-bit timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clock {
+    /// The last frame's timestamp as the publisher gave it (32-bit, wrapping).
+    ms: u32,
+    /// That timestamp on the 64-bit timeline: unwrapped, moved on by the steps back taken as
+    /// a new clock.
+    base: u64,
+    /// The last frame's decode time: `base`, or 1 ms after the frame before where `base` stepped
+    /// back a little.
+    time: u64,
+    /// The interval before the last frame (what the next frame is assumed to last).
+    interval: u32,
+}
+
+impl Clock {
+    /// The place of timestamp `ms` on the timeline this clock is on.
+    fn place(&self, ms: u32) -> (i64, u64) {
+        let step = i64::from(ms.wrapping_sub(self.ms) as i32);
+        (step, self.base.saturating_add_signed(step))
+    }
 }
 
 #[derive(Debug)]
@@ -59,8 +99,11 @@ pub struct Fragmenter<T> {
     /// Whether the current configuration's init segment has been emitted.
     init_sent: bool,
     sequence: u32,
-    /// Per track (video, audio): the last frame's time and the interval before it.
-    last: [Option<(u32, u32)>; 2],
+    /// Per track (video, audio): its clock, once it has had a frame.
+    clocks: [Option<Clock>; 2],
+    /// Where a track's first frame goes when the other track has no clock yet
+    /// ([`Fragmenter::anchored`]); a timestamp as itself otherwise.
+    anchor: Option<(u32, u64)>,
     /// Audio frames waiting for the next video frame.
     queued: Vec<Pending<T>>,
     /// Fragments have started: at the first video keyframe (or first audio frame without video)
@@ -78,7 +121,8 @@ impl<T> Default for Fragmenter<T> {
             audio: None,
             init_sent: false,
             sequence: 0,
-            last: [None, None],
+            clocks: [None, None],
+            anchor: None,
             queued: Vec::new(),
             started: false,
             first_ms: None,
@@ -92,6 +136,22 @@ impl<T> Default for Fragmenter<T> {
 const MAX_QUEUED: usize = 48;
 
 impl<T> Fragmenter<T> {
+    /// A fragmenter whose timeline places timestamp `ms` at `time` (what [`Self::anchor`] of
+    /// another one says): a DVR viewer's own, making the fragments the stream made.
+    pub fn anchored(ms: u32, time: u64) -> Self {
+        Fragmenter {
+            anchor: Some((ms, time)),
+            ..Fragmenter::default()
+        }
+    }
+
+    /// Where the last frame's timestamp is on the fragments' timeline (video's, or audio's
+    /// without video): `(ms, time)`.
+    pub fn anchor(&self) -> Option<(u32, u64)> {
+        let [video, audio] = self.clocks;
+        video.or(audio).map(|c| (c.ms, c.base)).or(self.anchor)
+    }
+
     /// The video track's configuration (a sequence header): a change makes a new init segment.
     /// Once fragments have started, a track that was not in the first init segment is not added
     /// (players cannot take a new track mid-stream): its frames are skipped.
@@ -196,13 +256,14 @@ impl<T> Fragmenter<T> {
             }
             self.started = true;
             self.send_init(out);
+            let (time, duration) = self.advance(0, ms, FIRST_VIDEO_MS);
             let sample = Sample {
-                duration: self.interval(0, ms, FIRST_VIDEO_MS),
+                duration,
                 size,
                 keyframe,
                 cto,
             };
-            self.fragment(Some((ms, sample, data)), out)
+            self.fragment(Some((time, sample, data)), out)
         } else {
             if self.audio.is_none() || (!self.started && (self.video.is_some() || !ready)) {
                 self.skipped += 1;
@@ -210,7 +271,13 @@ impl<T> Fragmenter<T> {
             }
             self.started = true;
             self.send_init(out);
-            self.queued.push(Pending { ms, size, data });
+            let (time, estimate) = self.advance(1, ms, FIRST_AUDIO_MS);
+            self.queued.push(Pending {
+                time,
+                estimate,
+                size,
+                data,
+            });
             if self.video.is_none() || self.queued.len() >= MAX_QUEUED {
                 self.fragment(None, out)?;
             }
@@ -227,37 +294,63 @@ impl<T> Fragmenter<T> {
         }
     }
 
-    /// The interval before this frame of `track` (0 video, 1 audio), as the estimate of its own
-    /// duration; notes the frame.
-    fn interval(&mut self, track: usize, ms: u32, first: u32) -> u32 {
-        let prev = match self.last[track] {
-            Some((at, before)) => match ms.checked_sub(at) {
-                Some(d) if d > 0 && d < 10_000 => d,
-                _ => before,
-            },
-            None => first,
+    /// Notes a frame of `track` (0 video, 1 audio) at timestamp `ms`: its decode time on the
+    /// fragments' timeline (after the track's last frame's), and the interval before it, as the
+    /// estimate of its own duration (`first` for a track's first frame).
+    fn advance(&mut self, track: usize, ms: u32, first: u32) -> (u64, u32) {
+        let clock = match self.clocks[track] {
+            Some(last) => {
+                let (step, mut base) = last.place(ms);
+                let interval = match step {
+                    1..10_000 => step as u32,
+                    _ => last.interval,
+                };
+                if !(-STEP_BACK_MS..=MAX_STEP_FORWARD_MS).contains(&step) {
+                    base = last.time.saturating_add(u64::from(interval.max(1)));
+                }
+                Clock {
+                    ms,
+                    base,
+                    time: base.max(last.time.saturating_add(1)),
+                    interval,
+                }
+            }
+            None => {
+                // On the other track's timeline (or the anchor's), so that the two stay in step.
+                let other = self.clocks[1 - track].map(|c| (c.ms, c.base));
+                let base = match other.or(self.anchor) {
+                    Some((at, base)) => {
+                        let step = i64::from(ms.wrapping_sub(at) as i32);
+                        base.saturating_add_signed(step)
+                    }
+                    None => u64::from(ms),
+                };
+                Clock {
+                    ms,
+                    base,
+                    time: base,
+                    interval: first,
+                }
+            }
         };
-        self.last[track] = Some((ms, prev));
-        prev
+        self.clocks[track] = Some(clock);
+        (clock.time, clock.interval)
     }
 
     /// One fragment: the video frame (if any), then the queued audio frames.
-    fn fragment(&mut self, video: Option<(u32, Sample, T)>, out: &mut Vec<Event<T>>) -> Result<()> {
+    fn fragment(&mut self, video: Option<(u64, Sample, T)>, out: &mut Vec<Event<T>>) -> Result<()> {
         let queued = std::mem::take(&mut self.queued);
         // Each audio frame lasts until the next; the last one, as long as the interval before it.
-        // Never 0 (two frames at one time, from a publisher that repeats a timestamp): players
-        // stall on a sample of no duration.
-        let estimates: Vec<u32> = queued
-            .iter()
-            .map(|p| self.interval(1, p.ms, FIRST_AUDIO_MS))
-            .collect();
+        // Never 0 (the timeline rises): players stall on a sample of no duration.
         let audio: Vec<Sample> = queued
             .iter()
             .enumerate()
             .map(|(i, p)| Sample {
                 duration: queued
                     .get(i + 1)
-                    .map_or(estimates[i], |next| next.ms.saturating_sub(p.ms))
+                    .map_or(p.estimate, |next| {
+                        u32::try_from(next.time.saturating_sub(p.time)).unwrap_or(u32::MAX)
+                    })
                     .max(1),
                 size: p.size,
                 keyframe: true,
@@ -269,14 +362,14 @@ impl<T> Fragmenter<T> {
         if let (Some((ms, _, _)), Some(s)) = (&video, &video_sample) {
             runs.push(Run {
                 track_id: VIDEO_TRACK,
-                base_time: u64::from(*ms),
+                base_time: *ms,
                 samples: s,
             });
         }
         if let Some(first) = queued.first() {
             runs.push(Run {
                 track_id: AUDIO_TRACK,
-                base_time: u64::from(first.ms),
+                base_time: first.time,
                 samples: &audio,
             });
         }
@@ -296,7 +389,7 @@ impl<T> Fragmenter<T> {
         }
         let (keyframe, ms) = match &video {
             Some((ms, s, _)) => (s.keyframe, *ms),
-            None => (self.video.is_none(), queued.first().map_or(0, |p| p.ms)),
+            None => (self.video.is_none(), queued.first().map_or(0, |p| p.time)),
         };
         let mut data = Vec::with_capacity(1 + queued.len());
         if let Some((_, _, d)) = video {
@@ -313,3 +406,6 @@ impl<T> Fragmenter<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

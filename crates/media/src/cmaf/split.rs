@@ -167,7 +167,7 @@ mod tests {
             else {
                 continue;
             };
-            muxed.extend_from_slice(&crate::cmaf::prft(1, 0, u64::from(ms)));
+            muxed.extend_from_slice(&crate::cmaf::prft(1, 0, ms));
             muxed.extend_from_slice(&head);
             data.iter().for_each(|d| muxed.extend_from_slice(d));
             let video = usize::from(own[0].is_some());

@@ -3,7 +3,7 @@ use super::{Event, Fragmenter};
 use crate::flv::FromTs;
 use crate::ts::PACKET;
 
-fn clip() -> Vec<u8> {
+pub(super) fn clip() -> Vec<u8> {
     std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/clip.ts")).unwrap()
 }
 
@@ -229,7 +229,7 @@ fn ffmpeg_decodes_the_fragments_with_no_error() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn avc_track() -> super::VideoTrack {
+pub(super) fn avc_track() -> super::VideoTrack {
     let data = clip();
     let mut tags = Vec::new();
     FromTs::default().feed(&data[..PACKET * 400], &mut tags);
@@ -240,7 +240,7 @@ fn avc_track() -> super::VideoTrack {
     }
 }
 
-fn aac_track() -> super::AudioTrack {
+pub(super) fn aac_track() -> super::AudioTrack {
     super::AudioTrack {
         codec: super::AudioCodec::Aac {
             asc: vec![0x12, 0x10],
@@ -414,7 +414,7 @@ fn streams(path: &std::path::Path) -> String {
 }
 
 /// ffmpeg decodes every frame of `path` and says nothing at `-v error`.
-fn assert_decodes_without_errors(path: &std::path::Path) {
+pub(super) fn assert_decodes_without_errors(path: &std::path::Path) {
     let decode = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)

@@ -61,9 +61,10 @@ const EARLY_AUDIO: (usize, usize) = (64, 1 << 20);
 /// Largest PES gathered before it is dropped (a stream without PES starts for a long time).
 const MAX_PES: usize = 16 << 20;
 
-/// Milliseconds of a non-negative 90 kHz time (0 for one before the start).
+/// Milliseconds of a non-negative 90 kHz time (0 for one before the start), wrapping at 2^32
+/// as RTMP's and FLV's timestamps do (after 49.7 days; the fMP4 timeline unwraps them).
 fn ms_of(at: i64) -> u32 {
-    u32::try_from(at.max(0) / 90).unwrap_or(u32::MAX)
+    (at.max(0) / 90) as u32
 }
 
 /// AAC sampling rates by frequency index.

@@ -342,7 +342,14 @@ mod tests {
         for n in from..to {
             let b = |tag: u8| Bytes::from(vec![tag, n as u8]);
             let tracks = [vec![b(b'V'), b(b'v')], vec![b(b'A'), b(b'a')]];
-            ll.fragment_tracks(vec![b(0)], tracks, n % 50 == 0, n * 40, None, None);
+            ll.fragment_tracks(
+                vec![b(0)],
+                tracks,
+                n % 50 == 0,
+                u64::from(n * 40),
+                None,
+                None,
+            );
         }
     }
 

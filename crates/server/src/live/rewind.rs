@@ -57,8 +57,13 @@ pub(crate) async fn catch_up(
         match (from, output) {
             (Output::Mp4, _) => Rewind::Ts(Box::new(TsRewind::of_fmp4(clock))),
             (_, Output::Mp4) => {
-                let tracks = stream.read().media.as_ref().map(|m| m.tracks());
-                Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks.unwrap_or_default())))
+                let inner = stream.read();
+                let (tracks, anchor) = match inner.media.as_ref() {
+                    Some(m) => (m.tracks(), m.anchor()),
+                    None => Default::default(),
+                };
+                drop(inner);
+                Rewind::Mp4(Box::new(Mp4Rewind::new(clock, tracks, anchor)))
             }
             _ => Rewind::Flv(Box::new(FlvRewind::new(clock))),
         }

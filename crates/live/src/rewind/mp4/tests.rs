@@ -26,6 +26,12 @@ fn demo() -> Vec<u8> {
 /// The outputs a stream makes of `ts` (its FLV conversion, then the fMP4 writer, as the
 /// publisher feeds them), and that conversion's clock.
 fn outputs_of(ts: &[u8]) -> (MediaOutputs, Clock) {
+    outputs_shifted(ts, 0)
+}
+
+/// [`outputs_of`], with the stream's timestamps `shift` ms on (wrapping at 2^32, as a
+/// publisher's do), and the clock that gives them.
+fn outputs_shifted(ts: &[u8], shift: u32) -> (MediaOutputs, Clock) {
     let mut conv = FromTs::default();
     let mut out = MediaOutputs::new(LIMITS, LlLimits::default());
     let mut tags = Vec::new();
@@ -34,10 +40,16 @@ fn outputs_of(ts: &[u8]) -> (MediaOutputs, Clock) {
         conv.feed(chunk, &mut tags);
         for t in &tags {
             let kind = wire::classify(t.video, &t.body);
-            out.push(t.video, &t.body, t.ms, kind, Duration::ZERO, 0);
+            let ms = t.ms.wrapping_add(shift);
+            out.push(t.video, &t.body, ms, kind, Duration::ZERO, 0);
         }
     }
-    (out, conv.clock().expect("the stream's conversion began"))
+    let clock = conv.clock().expect("the stream's conversion began");
+    let clock = Clock {
+        first: clock.first - i64::from(shift) * 90,
+        ..clock
+    };
+    (out, clock)
 }
 
 /// The byte offset of the `n`th video keyframe's first packet in `ts`.
@@ -92,7 +104,7 @@ fn a_rewound_mp4_viewer_gets_the_rings_own_fragments_then_joins_it_with_no_gap_o
     let from = keyframe_offset(&ts, 1);
     let mut input = ts[..PACKET * 2].to_vec();
     input.extend_from_slice(&ts[from..]);
-    let mut r = Mp4Rewind::new(clock, outputs.tracks());
+    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
     r.index(&outputs.mp4);
     let mut sent = Vec::new();
     let joined = input
@@ -127,6 +139,33 @@ fn a_rewound_mp4_viewer_gets_the_rings_own_fragments_then_joins_it_with_no_gap_o
     );
 }
 
+/// A stream whose timestamps passed 2^32 ms (49.7 days) after it began and before the viewer's
+/// start (its second keyframe, 4 s in): the viewer's fragments' times are the ring's (past
+/// 2^32, on the stream's fMP4 timeline), and it joins.
+#[test]
+fn a_rewound_mp4_viewer_joins_the_ring_of_a_stream_past_the_32_bit_wrap() {
+    let ts = demo();
+    let (outputs, clock) = outputs_shifted(&ts, u32::MAX - 3000);
+    let from = keyframe_offset(&ts, 1);
+    let mut input = ts[..PACKET * 2].to_vec();
+    input.extend_from_slice(&ts[from..]);
+    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
+    r.index(&outputs.mp4);
+    let mut sent = Vec::new();
+    let joined = input
+        .chunks(1000)
+        .find_map(|piece| r.feed(piece, &mut sent));
+    let mine = fragments(&sent);
+    let video = mine[0].0[0].expect("a keyframe first").0;
+    assert!(video > 1 << 32, "the viewer's first fragment at {video} ms");
+    let ring = outputs.mp4.units().find_map(|u| read_prft(&u.data));
+    assert!(
+        ring.is_some_and(|(ms, _)| ms < 1 << 32),
+        "the stream began before the wrap"
+    );
+    assert!(joined.is_some(), "joins the ring");
+}
+
 #[test]
 fn an_mp4_viewer_whose_clock_differs_from_the_rings_never_joins_it() {
     let ts = demo();
@@ -136,7 +175,7 @@ fn an_mp4_viewer_whose_clock_differs_from_the_rings_never_joins_it() {
         first: clock.first - 1_800,
         last: clock.last,
     };
-    let mut r = Mp4Rewind::new(other, outputs.tracks());
+    let mut r = Mp4Rewind::new(other, outputs.tracks(), outputs.anchor());
     r.index(&outputs.mp4);
     let mut sent = Vec::new();
     assert_eq!(r.feed(&ts, &mut sent), None);
@@ -147,7 +186,7 @@ fn an_mp4_viewer_whose_clock_differs_from_the_rings_never_joins_it() {
 fn the_mp4_index_forgets_fragments_that_left_the_ring() {
     let ts = demo();
     let (mut outputs, clock) = outputs_of(&ts);
-    let mut r = Mp4Rewind::new(clock, outputs.tracks());
+    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
     r.index(&outputs.mp4);
     let held = r.index.len();
     assert!(held > 10);
@@ -201,7 +240,7 @@ fn runs_at(ms: u64, video: bool, n: usize) -> Vec<media::cmaf::Run<'static>> {
 fn viewer_and_ring(ring_init: Bytes) -> (Mp4Rewind, Ring, Vec<u8>, Vec<u8>) {
     let (outputs, clock) = outputs_of(&demo());
     let tracks = outputs.tracks();
-    let mut r = Mp4Rewind::new(clock, tracks.clone());
+    let mut r = Mp4Rewind::new(clock, tracks.clone(), outputs.anchor());
     r.sent_init = Some(Bytes::from(media::cmaf::init_segment(
         tracks.0.as_ref(),
         tracks.1.as_ref(),
