@@ -8,6 +8,7 @@
 //! MPEG-TS (`live::rewind::TsRewind`, a `.ts` DVR viewer's) as whole packets; and each fragment
 //! splits (`media::cmaf::split`, a DASH DVR segment read from a recording) into exactly the
 //! per-track fragments the fragmenter made, the input itself into whatever it holds or an error.
+//! Whatever the timestamps do, each track's fragments begin later than its last ones did.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use media::cmaf::{fragment_runs, init_tracks, read_prft, Event, Fragmenter, ToFlv};
@@ -32,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let mut back = ToFlv::default();
     let mut f = Fragmenter::<Vec<u8>>::default();
     let mut out = Vec::new();
+    let mut last = [None::<u64>; 2];
     let mut rest = data;
     while let Some((head, tail)) = rest.split_at_checked(7) {
         let video = head[0] & 1 == 1;
@@ -61,6 +63,12 @@ fuzz_target!(|data: &[u8]| {
                 let runs = fragment_runs(&head).expect("a fragment head reads back");
                 let samples: u32 = runs.iter().flatten().map(|r| r.1).sum();
                 assert_eq!(samples as usize, data.len());
+                for (t, run) in runs.iter().enumerate() {
+                    if let Some((time, _)) = run {
+                        assert!(last[t].is_none_or(|l| l < *time), "track {t} went back");
+                        last[t] = Some(*time);
+                    }
+                }
                 tags.clear();
                 back.feed(&head, &mut tags);
                 data.iter().for_each(|d| back.feed(d, &mut tags));

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         again.feed(&read[..whole], &mut tags);
         tags.clear();
     }
-    let mut mp4 = live::rewind::Mp4Rewind::new(clock, (None, None), None);
+    let mut mp4 = live::rewind::Mp4Rewind::new(clock, (None, None), [None, None]);
     let mut out = Vec::new();
     for read in data.chunks(1000) {
         assert_eq!(mp4.feed(read, &mut out), None, "no ring indexed: never joins");

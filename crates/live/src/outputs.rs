@@ -187,7 +187,7 @@ impl MediaOutputs {
 
     /// Where the fMP4 output's timeline is (`Fragmenter::anchor`): what an `.mp4` DVR viewer's
     /// own fragmenter starts on, so that its fragments are the ring's.
-    pub fn anchor(&self) -> Option<(u32, u64)> {
+    pub fn anchor(&self) -> cmaf::Anchor {
         self.fragmenter.anchor()
     }
 

@@ -156,13 +156,19 @@ impl Join {
     /// what was not sent.
     fn join(&self) -> Option<u64> {
         let (ms, key) = self.last_video?;
-        // From the newest back, only as far as tags of about that time.
-        let floor = ms.saturating_sub(LOOK_BACK_MS);
-        let mut back = self.index.iter().rev().take_while(|u| u.ms >= floor);
+        // From the newest back, only as far as tags of about that time. (The times are 32-bit
+        // and wrap after 49.7 days: compared by their difference.)
+        let not_before = |a: u32, b: u32| (a.wrapping_sub(b) as i32) >= 0;
+        let floor = ms.wrapping_sub(LOOK_BACK_MS);
+        let mut back = self
+            .index
+            .iter()
+            .rev()
+            .take_while(|u| not_before(u.ms, floor));
         // Found counting from the newest (so the index is not empty).
         let from_newest = back.position(|u| u.video && u.ms == ms && u.key == key)?;
         let i = self.index.len() - 1 - from_newest;
-        let sent = |u: &Indexed| self.last_audio.is_some_and(|a| u.ms <= a);
+        let sent = |u: &Indexed| self.last_audio.is_some_and(|a| not_before(a, u.ms));
         // Audio between the previous video frame and this one: all sent.
         let before = self.index.range(..i).rev().take_while(|u| !u.video);
         // Everything after it: none sent.
@@ -195,6 +201,12 @@ mod tests {
     /// The FLV ring a stream's own conversion makes of `ts` (as the publisher does, in slabs of
     /// `slab` packets), and that conversion's clock.
     fn ring_of(ts: &[u8], slab: usize) -> (Ring, Clock) {
+        ring_shifted(ts, slab, 0)
+    }
+
+    /// [`ring_of`], with the stream's timestamps `shift` ms on (wrapping at 2^32, as a
+    /// publisher's do), and the clock that gives them.
+    fn ring_shifted(ts: &[u8], slab: usize, shift: u32) -> (Ring, Clock) {
         let mut conv = FromTs::default();
         let mut ring = Ring::new(LIMITS);
         let mut tags = Vec::new();
@@ -203,7 +215,7 @@ mod tests {
             conv.feed(chunk, &mut tags);
             for t in tags.iter().filter(|t| !t.sequence) {
                 let kind = if t.video { wire::VIDEO } else { wire::AUDIO };
-                let tag = Bytes::from(wire::flv_tag(kind, t.ms, &t.body));
+                let tag = Bytes::from(wire::flv_tag(kind, t.ms.wrapping_add(shift), &t.body));
                 if t.keyframe {
                     ring.push_keyframe(tag, Vec::new(), Duration::ZERO);
                 } else {
@@ -211,7 +223,12 @@ mod tests {
                 }
             }
         }
-        (ring, conv.clock().expect("the stream's conversion began"))
+        let clock = conv.clock().expect("the stream's conversion began");
+        let clock = Clock {
+            first: clock.first - i64::from(shift) * 90,
+            ..clock
+        };
+        (ring, clock)
     }
 
     fn demo() -> Vec<u8> {
@@ -276,6 +293,32 @@ mod tests {
             .expect("the first tag sent is the ring's");
         assert_eq!(media, all[start..].to_vec());
         assert!(wire::classify(true, &media[0][11..]).keyframe || media[0][0] == wire::AUDIO);
+    }
+
+    /// A stream whose timestamps wrap at 2^32 half a second after the keyframe the viewer
+    /// rewinds to: it joins the ring at once, as anywhere else.
+    #[test]
+    fn a_rewound_viewer_joins_at_once_just_before_the_32_bit_wrap() {
+        let ts = demo();
+        let (plain, _) = ring_of(&ts, 7);
+        let second = plain
+            .units()
+            .filter(|u| u.keyframe)
+            .nth(1)
+            .expect("two keyframes");
+        let (_, key_ms) = tag_time(&second.data).expect("a tag");
+        let (ring, clock) = ring_shifted(&ts, 7, (u32::MAX - 500).wrapping_sub(key_ms));
+        let mut input = ts[..PACKET * 2].to_vec();
+        input.extend_from_slice(&ts[keyframe_offset(&ts, 1)..]);
+        let mut r = FlvRewind::new(clock);
+        r.index(&ring);
+        let mut sent = Vec::new();
+        let joined = input.chunks(1000).find_map(|p| r.feed(p, &mut sent));
+        assert!(joined.is_some(), "joins the ring");
+        let frames = sent
+            .iter()
+            .filter(|t| !wire::classify(t[0] == wire::VIDEO, &t[11..]).sequence);
+        assert!(frames.count() <= 3, "joined after {} tags", sent.len());
     }
 
     #[test]

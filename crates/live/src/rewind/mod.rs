@@ -9,7 +9,9 @@
 //!
 //! An `.flv` viewer of a stream recorded as fMP4 reads that recording (then the fMP4 ring) back
 //! into FLV tags instead (`media::cmaf::ToFlv`): the fMP4 was made of the FLV ring's tags, with
-//! their times, so no clock is needed. A `.ts` viewer of such a stream reads it back into TS
+//! their times, so no clock is needed. (Where the publisher's timestamps stepped back, the fMP4
+//! timeline went on rising instead: a viewer rewound to before that has times the FLV ring's do
+//! not have, and converts on without joining it.) A `.ts` viewer of such a stream reads it back into TS
 //! ([`TsRewind`], ts.rs), which never joins the TS ring.
 //!
 //! [`FlvRewind`] (flv.rs) joins the FLV ring after the same video tag; [`Mp4Rewind`] (mp4.rs)

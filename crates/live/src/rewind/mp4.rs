@@ -19,7 +19,7 @@ use super::{Index, Seq, Tags, LOOK_BACK_MS};
 use crate::ring::Ring;
 use bytes::Bytes;
 use media::cmaf::{
-    fragment_runs, init_tracks, read_prft, AudioTrack, Event, Fragmenter, VideoTrack,
+    fragment_runs, init_tracks, read_prft, Anchor, AudioTrack, Event, Fragmenter, VideoTrack,
 };
 use media::flv::{Clock, Tag};
 
@@ -67,12 +67,9 @@ impl Mp4Rewind {
     pub fn new(
         clock: Clock,
         tracks: (Option<VideoTrack>, Option<AudioTrack>),
-        anchor: Option<(u32, u64)>,
+        anchor: Anchor,
     ) -> Self {
-        let mut fragmenter = match anchor {
-            Some((ms, time)) => Fragmenter::anchored(ms, time),
-            None => Fragmenter::default(),
-        };
+        let mut fragmenter = Fragmenter::anchored(anchor);
         if let Some(v) = tracks.0 {
             fragmenter.video_config(v);
         }

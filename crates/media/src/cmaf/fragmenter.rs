@@ -10,9 +10,8 @@
 //! the track's previous frame interval, and every fragment's `tfdt` gives the exact decode time,
 //! so an estimate that was off does not accumulate.
 //!
-//! The fragments' timeline is 64-bit and rises per track ([`Clock`]): a publisher's 32-bit
-//! millisecond clock wraps after 49.7 days, and a publisher may step its timestamps back (a
-//! repeated timestamp, jitter, an encoder that restarted its clock without reconnecting), where
+//! The fragments' timeline is 64-bit and rises per track ([`Timeline`]): a publisher's 32-bit
+//! millisecond clock wraps after 49.7 days, and a publisher may step its timestamps back, where
 //! a decode time that went back would stall every player of the stream (MSE drops or overlaps
 //! the frames, an HTTP-fMP4 `<video>` stops).
 
@@ -21,20 +20,11 @@ use super::fragment::{fragment_head, Run, Sample};
 use super::init::{init_segment, AudioTrack, VideoTrack};
 use super::{AUDIO_TRACK, VIDEO_TRACK};
 use crate::error::Result;
+use crate::flv::timeline::{Anchor, Timeline};
 
 /// How long (stream time, ms) fragments wait for the second track's configuration: an init
 /// segment's tracks cannot change under a viewer, so the first one should name both.
 const START_WAIT_MS: u32 = 1000;
-/// Assumed frame intervals (ms) until a track has shown its own.
-const FIRST_VIDEO_MS: u32 = 33;
-const FIRST_AUDIO_MS: u32 = 21;
-/// A step back of a track's timestamps by more than this (ms) is a new clock (an encoder that
-/// restarted its own): the track goes on one frame interval after its last frame. A smaller one
-/// (jitter, a repeated timestamp) is held 1 ms after the last frame until the timestamps pass
-/// it again, so the track does not drift from the other.
-const STEP_BACK_MS: i64 = 1000;
-/// A step forward past this (ms) is taken as a step back across the 32-bit wrap.
-const MAX_STEP_FORWARD_MS: i64 = 1 << 30;
 
 /// What the fragmenter produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,29 +59,6 @@ struct Pending<T> {
     data: T,
 }
 
-/// One track's clock: where its last frame is on the fragments' 64-bit timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Clock {
-    /// The last frame's timestamp as the publisher gave it (32-bit, wrapping).
-    ms: u32,
-    /// That timestamp on the 64-bit timeline: unwrapped, moved on by the steps back taken as
-    /// a new clock.
-    base: u64,
-    /// The last frame's decode time: `base`, or 1 ms after the frame before where `base` stepped
-    /// back a little.
-    time: u64,
-    /// The interval before the last frame (what the next frame is assumed to last).
-    interval: u32,
-}
-
-impl Clock {
-    /// The place of timestamp `ms` on the timeline this clock is on.
-    fn place(&self, ms: u32) -> (i64, u64) {
-        let step = i64::from(ms.wrapping_sub(self.ms) as i32);
-        (step, self.base.saturating_add_signed(step))
-    }
-}
-
 #[derive(Debug)]
 pub struct Fragmenter<T> {
     video: Option<VideoTrack>,
@@ -99,11 +66,10 @@ pub struct Fragmenter<T> {
     /// Whether the current configuration's init segment has been emitted.
     init_sent: bool,
     sequence: u32,
-    /// Per track (video, audio): its clock, once it has had a frame.
-    clocks: [Option<Clock>; 2],
-    /// Where a track's first frame goes when the other track has no clock yet
-    /// ([`Fragmenter::anchored`]); a timestamp as itself otherwise.
-    anchor: Option<(u32, u64)>,
+    /// Where each frame is on the fragments' timeline.
+    timeline: Timeline,
+    /// The time of the last fragment made (what [`Event::Fragment`]'s `ms` never goes below).
+    last_ms: u64,
     /// Audio frames waiting for the next video frame.
     queued: Vec<Pending<T>>,
     /// Fragments have started: at the first video keyframe (or first audio frame without video)
@@ -121,8 +87,8 @@ impl<T> Default for Fragmenter<T> {
             audio: None,
             init_sent: false,
             sequence: 0,
-            clocks: [None, None],
-            anchor: None,
+            timeline: Timeline::default(),
+            last_ms: 0,
             queued: Vec::new(),
             started: false,
             first_ms: None,
@@ -136,20 +102,20 @@ impl<T> Default for Fragmenter<T> {
 const MAX_QUEUED: usize = 48;
 
 impl<T> Fragmenter<T> {
-    /// A fragmenter whose timeline places timestamp `ms` at `time` (what [`Self::anchor`] of
-    /// another one says): a DVR viewer's own, making the fragments the stream made.
-    pub fn anchored(ms: u32, time: u64) -> Self {
+    /// A fragmenter whose timeline places each track's timestamps where `anchor` (what
+    /// [`Self::anchor`] of another one says) does: a DVR viewer's own, making the fragments the
+    /// stream made.
+    pub fn anchored(anchor: Anchor) -> Self {
         Fragmenter {
-            anchor: Some((ms, time)),
+            timeline: Timeline::anchored(anchor),
             ..Fragmenter::default()
         }
     }
 
-    /// Where the last frame's timestamp is on the fragments' timeline (video's, or audio's
-    /// without video): `(ms, time)`.
-    pub fn anchor(&self) -> Option<(u32, u64)> {
-        let [video, audio] = self.clocks;
-        video.or(audio).map(|c| (c.ms, c.base)).or(self.anchor)
+    /// Per track (video, audio): where its last frame's timestamp is on the fragments'
+    /// timeline, `(ms, time)`.
+    pub fn anchor(&self) -> Anchor {
+        self.timeline.anchor()
     }
 
     /// The video track's configuration (a sequence header): a change makes a new init segment.
@@ -244,9 +210,13 @@ impl<T> Fragmenter<T> {
             self.skipped += 1;
             return Ok(());
         };
-        let first = *self.first_ms.get_or_insert(ms);
+        // (A clock that went back before the start begins the wait again.)
+        let first = match self.first_ms {
+            Some(first) if (ms.wrapping_sub(first) as i32) >= 0 => first,
+            _ => *self.first_ms.insert(ms),
+        };
         let ready = (self.video.is_some() && self.audio.is_some())
-            || ms.saturating_sub(first) >= START_WAIT_MS;
+            || ms.wrapping_sub(first) >= START_WAIT_MS;
         if video {
             // A viewer can start only at a keyframe: fragments start at one.
             let may_start = self.started || (keyframe && ready);
@@ -256,7 +226,7 @@ impl<T> Fragmenter<T> {
             }
             self.started = true;
             self.send_init(out);
-            let (time, duration) = self.advance(0, ms, FIRST_VIDEO_MS);
+            let (time, duration) = self.timeline.place(true, ms);
             let sample = Sample {
                 duration,
                 size,
@@ -271,7 +241,7 @@ impl<T> Fragmenter<T> {
             }
             self.started = true;
             self.send_init(out);
-            let (time, estimate) = self.advance(1, ms, FIRST_AUDIO_MS);
+            let (time, estimate) = self.timeline.place(false, ms);
             self.queued.push(Pending {
                 time,
                 estimate,
@@ -292,49 +262,6 @@ impl<T> Fragmenter<T> {
             }
             self.init_sent = true;
         }
-    }
-
-    /// Notes a frame of `track` (0 video, 1 audio) at timestamp `ms`: its decode time on the
-    /// fragments' timeline (after the track's last frame's), and the interval before it, as the
-    /// estimate of its own duration (`first` for a track's first frame).
-    fn advance(&mut self, track: usize, ms: u32, first: u32) -> (u64, u32) {
-        let clock = match self.clocks[track] {
-            Some(last) => {
-                let (step, mut base) = last.place(ms);
-                let interval = match step {
-                    1..10_000 => step as u32,
-                    _ => last.interval,
-                };
-                if !(-STEP_BACK_MS..=MAX_STEP_FORWARD_MS).contains(&step) {
-                    base = last.time.saturating_add(u64::from(interval.max(1)));
-                }
-                Clock {
-                    ms,
-                    base,
-                    time: base.max(last.time.saturating_add(1)),
-                    interval,
-                }
-            }
-            None => {
-                // On the other track's timeline (or the anchor's), so that the two stay in step.
-                let other = self.clocks[1 - track].map(|c| (c.ms, c.base));
-                let base = match other.or(self.anchor) {
-                    Some((at, base)) => {
-                        let step = i64::from(ms.wrapping_sub(at) as i32);
-                        base.saturating_add_signed(step)
-                    }
-                    None => u64::from(ms),
-                };
-                Clock {
-                    ms,
-                    base,
-                    time: base,
-                    interval: first,
-                }
-            }
-        };
-        self.clocks[track] = Some(clock);
-        (clock.time, clock.interval)
     }
 
     /// One fragment: the video frame (if any), then the queued audio frames.
@@ -391,6 +318,10 @@ impl<T> Fragmenter<T> {
             Some((ms, s, _)) => (s.keyframe, *ms),
             None => (self.video.is_none(), queued.first().map_or(0, |p| p.time)),
         };
+        // Audio flushed alone (its video stopped) may begin before the last video frame: the
+        // fragments' times, which LL-HLS cuts by, never go back.
+        let ms = ms.max(self.last_ms);
+        self.last_ms = ms;
         let mut data = Vec::with_capacity(1 + queued.len());
         if let Some((_, _, d)) = video {
             data.push(d);

@@ -21,6 +21,7 @@ mod init;
 pub mod split;
 pub mod to_flv;
 
+pub use crate::flv::timeline::Anchor;
 pub use fragment::{
     fragment_head, fragment_runs, init_tracks, prft, read_prft, read_prft_ntp, Run, Sample,
 };

@@ -5,8 +5,10 @@
 //! AAC or Opus frame), so a tag is that header and the sample; the decoder configurations of the
 //! init segment become sequence headers. Times are the samples' decode times in milliseconds
 //! (the writer's tracks have a timescale of 1000, so they are the FLV times the fragments were
-//! made from: a run's samples are timed by the gaps between the frames, and only the last one's
-//! duration, which times nothing after it, is estimated). The tag headers are the ones this
+//! made from, wrapping at 2^32 as those do: a run's samples are timed by the gaps between the
+//! frames, and only the last one's duration, which times nothing after it, is estimated; where
+//! the publisher's timestamps stepped back, the fragments' timeline went on instead, and so do
+//! these times). The tag headers are the ones this
 //! server writes (legacy AVC, enhanced HEVC and Opus), whatever a publisher's were.
 //!
 //! Bytes come cut anywhere; a top-level box is gathered whole (at most [`MAX_BOX`]), and a

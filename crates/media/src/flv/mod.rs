@@ -23,6 +23,7 @@
 //! them here).
 
 mod from_ts;
+pub mod timeline;
 pub mod wire;
 
 pub use from_ts::{Clock, FromTs, Tag};

@@ -16,6 +16,7 @@ use super::{Live, Stream};
 use crate::error::IngestError;
 use bytes::{Bytes, BytesMut};
 use live::{Batch, End, Ingest, MediaOutputs, Slab};
+use media::flv::timeline::Timeline;
 use media::flv::wire::{classify, Kind};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -47,9 +48,9 @@ pub struct Publish {
     /// FLV tags to TS, for an RTMP source's TS output.
     to_ts: media::flv::ToTs,
     muxed: Vec<u8>,
-    /// Added to an RTMP session's timestamps so that they continue the stream's clock (set at
-    /// its first tag).
-    clock_offset: Option<u32>,
+    /// Where an RTMP session's timestamps are on the stream's timeline: rising per track, and
+    /// continuing the stream's clock (set at its first tag).
+    timeline: Option<Timeline>,
     wake_ts: Batch,
     wake_media: Batch,
     /// The wakes of a TS source's reads ([`TS_READ_WAKE`]), and when one is owed by (live
@@ -85,7 +86,7 @@ impl Publish {
             tags: Vec::new(),
             to_ts: media::flv::ToTs::default(),
             muxed: Vec::new(),
-            clock_offset: None,
+            timeline: None,
             wake_ts: Batch::new(AUDIO_ONLY_WAKE),
             wake_media: Batch::new(media_batch),
             ts_reads: Batch::new(TS_READ_WAKE),
@@ -215,19 +216,28 @@ impl Publish {
             let max = MAX_SEQUENCE_HEADER;
             return Err(IngestError::SequenceHeader { video, len, max });
         }
-        // A publisher that came back within the grace period starts its clock over: continue
-        // the stream's clock instead, for every output (worked out at its first tag).
-        let offset = match self.clock_offset {
-            Some(offset) => offset,
+        // Every output is timed on a timeline that rises per track whatever the publisher's
+        // timestamps do (`media::flv::timeline`: a repeat, jitter, a clock restarted without
+        // reconnecting). A publisher that came back within the grace period starts its clock
+        // over: the timeline continues the stream's (worked out at its first tag).
+        let timeline = match &mut self.timeline {
+            Some(timeline) => timeline,
             None => {
                 let mut inner = self.stream.write();
                 let media = inner.media.get_or_insert_with(|| {
                     MediaOutputs::new(limits, ll).with_dir(self.stream.dir())
                 });
-                *self.clock_offset.insert(media.continuation(ms))
+                let at = Some((ms, u64::from(ms.wrapping_add(media.continuation(ms)))));
+                self.timeline.insert(Timeline::anchored([at, at]))
             }
         };
-        let ms = ms.wrapping_add(offset);
+        // The outputs' timestamps are 32-bit (FLV, RTMP): the timeline's low bits, wrapping.
+        // (A sequence header is not a frame: the frame after it has its timestamp.)
+        let time = match kind.sequence {
+            true => timeline.peek(video, ms),
+            false => timeline.place(video, ms).0,
+        };
+        let ms = time as u32;
         // Muxed to TS first, outside the stream's lock: a tag that cannot be read reaches no
         // output (an unreadable configuration would be what new FLV and RTMP viewers get first).
         self.muxed.clear();

@@ -150,3 +150,87 @@ fn ffmpeg_reads_rising_decode_times_from_a_publisher_whose_clock_wrapped_and_res
     assert!(counts.iter().all(|&n| n > 100), "{counts:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A fragmenter with both tracks configured.
+fn configured() -> Fragmenter<u8> {
+    let mut f = Fragmenter::default();
+    f.video_config(avc_track());
+    f.audio_config(aac_track());
+    f
+}
+
+/// Frames `(video, ms)` into `f`; what it made.
+fn feed(f: &mut Fragmenter<u8>, frames: &[(bool, u32)], out: &mut Vec<Event<u8>>) {
+    for &(video, ms) in frames {
+        f.frame(video, video, 0, ms, 1, 0, out).unwrap();
+    }
+}
+
+/// 25 fps video and AAC at 44.1 kHz (a frame every 23.2 ms) from `from_ms` for `secs`.
+fn av(from_ms: u32, secs: u32) -> Vec<(bool, u32)> {
+    let mut frames: Vec<(bool, u32)> = (0..secs * 25).map(|n| (true, n * 40)).collect();
+    frames.extend((0..secs * 44_100 / 1024).map(|n| (false, n * 1024 * 1000 / 44_100)));
+    frames.sort_by_key(|&(video, ms)| (ms, !video));
+    frames.iter().map(|&(v, ms)| (v, from_ms + ms)).collect()
+}
+
+/// The clock restarts at 0 after 10 s, where the last audio frame was later than the last video
+/// frame and the tracks' intervals differ: each track goes on where the other's new clock puts
+/// it, so a frame of each at one timestamp still has one decode time.
+#[test]
+fn the_tracks_stay_in_step_when_the_clock_restarts() {
+    let mut f = configured();
+    let mut out = Vec::new();
+    feed(&mut f, &av(0, 10), &mut out);
+    let restart = av(0, 2);
+    feed(&mut f, &restart, &mut out);
+    let [video, audio] = samples(&out);
+    // Where each track's timestamps are on the timeline after the restart: the last frame's
+    // decode time less its timestamp.
+    let video_ms = restart
+        .iter()
+        .filter(|f| f.0)
+        .map(|f| f.1)
+        .next_back()
+        .unwrap();
+    let audio_ms: Vec<u32> = restart.iter().filter(|f| !f.0).map(|f| f.1).collect();
+    let offset_v = video.last().unwrap().0 - u64::from(video_ms);
+    // The audio of the restart that went out (the last ones wait for the next video frame).
+    let sent = audio.len() - (av(0, 10).iter().filter(|f| !f.0).count());
+    let offset_a = audio.last().unwrap().0 - u64::from(audio_ms[sent - 1]);
+    assert_eq!(offset_v, offset_a, "video and audio on one clock");
+    assert!(rising(&video) && rising(&audio));
+}
+
+/// A fragmenter anchored where another one is ([`Fragmenter::anchor`], a DVR viewer's) makes
+/// the fragments' times that one makes, per track: here after the audio's clock alone stepped
+/// back (so the two tracks' timestamps are on the timeline at different offsets).
+#[test]
+fn an_anchored_fragmenter_times_each_track_as_the_one_it_was_anchored_on() {
+    let mut f = configured();
+    let mut out = Vec::new();
+    let mut frames = av(0, 4);
+    for (video, ms) in frames.iter_mut() {
+        if !*video && *ms >= 2000 {
+            *ms -= 1500;
+        }
+    }
+    feed(&mut f, &frames, &mut out);
+    let mut g = Fragmenter::anchored(f.anchor());
+    g.video_config(avc_track());
+    g.audio_config(aac_track());
+    let next: Vec<(bool, u32)> = av(4000, 1)
+        .into_iter()
+        .map(|(v, ms)| (v, if v { ms } else { ms - 1500 }))
+        .collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    feed(&mut f, &next, &mut a);
+    feed(&mut g, &next, &mut b);
+    let [fv, fa] = samples(&a);
+    let [gv, ga] = samples(&b);
+    assert_eq!(gv.first().map(|s| s.0), fv.first().map(|s| s.0), "video");
+    // The anchored one's first fragment waited for a keyframe: compare from there.
+    let first = ga[0].0;
+    let same = fa.iter().skip_while(|s| s.0 < first).map(|s| s.0);
+    assert!(same.eq(ga.iter().map(|s| s.0)), "audio: {fa:?} {ga:?}");
+}

@@ -1,0 +1,82 @@
+//! An RTMP publisher whose timestamps step back without reconnecting (an encoder that restarted
+//! its clock, or switched its input): the stream's viewers get timestamps that go on rising.
+//! The publisher is ffmpeg's recorded handshake and `publish`, then the demo clip's frames as
+//! RTMP messages with the timestamps the test gives them.
+
+mod common;
+
+use common::live::{server, wait_for, Reading, Viewer};
+use common::ts::flv_tags;
+use std::io::Write;
+use std::net::TcpStream;
+
+/// The demo clip's FLV tags (sequence headers, then frames), as the publisher sends them.
+fn clip_tags() -> Vec<media::flv::Tag> {
+    let ts = std::fs::read(common::demo_dir().join("clip.ts")).unwrap();
+    let mut tags = Vec::new();
+    media::flv::FromTs::default().feed(&ts[..ts.len() / 188 * 188], &mut tags);
+    tags
+}
+
+/// RTMP messages of `tags` on ffmpeg's stream (message stream 1, chunks of 4096 bytes), each
+/// at the time `at` gives it.
+fn messages<'a>(
+    tags: impl Iterator<Item = &'a media::flv::Tag>,
+    at: impl Fn(u32) -> u32,
+) -> Vec<u8> {
+    tags.flat_map(|t| rtmp::write::av_message(t.video, at(t.ms), &t.body, 4096, 1))
+        .collect()
+}
+
+#[test]
+fn an_rtmp_publisher_whose_clock_restarts_gives_flv_viewers_rising_timestamps() {
+    let s = server(|_| {});
+    let mut reads = common::fixtures::recorded_rtmp_publish();
+    // ffmpeg's handshake, connect, createStream, publish and metadata: what comes before its
+    // first audio message.
+    let media = reads
+        .iter()
+        .position(|r| r.first() == Some(&0x04) && r.get(7) == Some(&0x08))
+        .expect("ffmpeg's first audio message");
+    reads.truncate(media);
+    let mut c = TcpStream::connect(s.rtmp).unwrap();
+    c.write_all(&reads.concat()).unwrap();
+    let tags = clip_tags();
+    let restart = tags
+        .iter()
+        .position(|t| t.ms >= 4000 && t.video && t.keyframe)
+        .expect("a keyframe 4 s in");
+    // The first 4 s as they are.
+    c.write_all(&messages(tags[..restart].iter(), |ms| ms))
+        .unwrap();
+    wait_for(&s, "fixture", "live", |d| {
+        d["ring_units"].as_u64() > Some(5)
+    });
+    let v = Viewer::start(s.addr, "/live/fixture.flv", Reading::Fast);
+    v.wait_body("the FLV header and a keyframe", |b| flv_tags(b).len() > 3);
+    // Then the encoder's clock starts over at 0.
+    let back = tags[restart].ms;
+    let rest = tags[restart..].iter().filter(|t| !t.sequence);
+    c.write_all(&messages(rest, |ms| ms.wrapping_sub(back)))
+        .unwrap();
+    let frames = tags[restart..].iter().filter(|t| !t.sequence).count();
+    v.wait_body("every frame after the restart", |b| {
+        flv_tags(b).iter().filter(|t| t.0 == 8 || t.0 == 9).count() > frames
+    });
+    let (resp, flv, _) = v.stop();
+    assert_eq!(resp.status, 200);
+    for kind in [8u8, 9] {
+        let times: Vec<u32> = flv_tags(&flv)
+            .iter()
+            // Frames, not sequence headers (AVC and AAC packet type 0).
+            .filter(|t| t.0 == kind && t.2 != 0)
+            .map(|t| t.3)
+            .collect();
+        assert!(times.len() > 50, "{kind}: {times:?}");
+        let back = times.windows(2).find(|w| w[1] < w[0]);
+        assert!(
+            back.is_none(),
+            "tag type {kind} went back: {back:?} in {times:?}"
+        );
+    }
+}
