@@ -300,16 +300,18 @@ mod tests {
     #[test]
     fn a_rewound_viewer_joins_at_once_just_before_the_32_bit_wrap() {
         let ts = demo();
-        let (plain, _) = ring_of(&ts, 7);
-        let second = plain
-            .units()
-            .filter(|u| u.keyframe)
-            .nth(1)
-            .expect("two keyframes");
-        let (_, key_ms) = tag_time(&second.data).expect("a tag");
-        let (ring, clock) = ring_shifted(&ts, 7, (u32::MAX - 500).wrapping_sub(key_ms));
         let mut input = ts[..PACKET * 2].to_vec();
         input.extend_from_slice(&ts[keyframe_offset(&ts, 1)..]);
+        // The time of the keyframe the viewer starts at.
+        let (_, plain) = ring_of(&ts, 7);
+        let mut first = Vec::new();
+        FlvRewind::new(plain).feed(&input, &mut first);
+        let key_ms = first
+            .iter()
+            .filter_map(|t| tag_time(t))
+            .find_map(|(video, ms)| video.then_some(ms))
+            .expect("a video tag");
+        let (ring, clock) = ring_shifted(&ts, 7, (u32::MAX - 500).wrapping_sub(key_ms));
         let mut r = FlvRewind::new(clock);
         r.index(&ring);
         let mut sent = Vec::new();
