@@ -99,7 +99,7 @@ impl Muxer {
 
     pub fn video(&mut self, au: &AccessUnit<'_>, out: &mut Vec<u8>) {
         let Some(codec) = self.video else { return };
-        if au.keyframe || self.last_psi.is_none_or(|t| au.dts >= t + 9000) {
+        if au.keyframe || due(self.last_psi, au.dts, 9000) {
             self.psi(out);
             self.last_psi = Some(au.dts);
         }
@@ -107,7 +107,7 @@ impl Muxer {
             Video::H264 => &[0, 0, 0, 1, 0x09, 0xf0],
             Video::H265 => &[0, 0, 0, 1, 0x46, 0x01, 0x50],
         };
-        let pcr = (au.keyframe || self.last_pcr.is_none_or(|t| au.dts >= t + 3600))
+        let pcr = (au.keyframe || due(self.last_pcr, au.dts, 3600))
             .then(|| au.dts.saturating_sub(PCR_DELAY));
         if let Some(p) = pcr {
             self.last_pcr = Some(p + PCR_DELAY);
@@ -128,13 +128,13 @@ impl Muxer {
             return;
         }
         // Without video, the tables come every 100 ms (with video, before its keyframes).
-        let due = self.video.is_none() && self.last_psi.is_some_and(|t| au.dts >= t + 9000);
-        if self.last_psi.is_none() || due {
+        let tables = self.video.is_none() && due(self.last_psi, au.dts, 9000);
+        if self.last_psi.is_none() || tables {
             self.psi(out);
             self.last_psi = Some(au.dts);
         }
         // Without video, the audio PID carries the PCR.
-        let pcr = (self.video.is_none() && self.last_pcr.is_none_or(|t| au.dts >= t + 3600))
+        let pcr = (self.video.is_none() && due(self.last_pcr, au.dts, 3600))
             .then(|| au.dts.saturating_sub(PCR_DELAY));
         if let Some(p) = pcr {
             self.last_pcr = Some(p + PCR_DELAY);
@@ -448,9 +448,49 @@ fn slice(data: &[u8], offset: u64, size: u32) -> crate::error::Result<&[u8]> {
     }
 }
 
+/// Whether `every` (90 kHz) has passed since `last` at `dts` (never: at once). Times are compared
+/// on the 33-bit clock the packets carry: a muxer fed 32-bit millisecond timestamps (RTMP's)
+/// sees them wrap after 49.7 days, where the 33-bit clock goes on (2^32 ms is 45 x 2^33 ticks);
+/// a time that went back is due at once.
+fn due(last: Option<u64>, dts: u64, every: u64) -> bool {
+    let wrap = crate::time::Ts90k::WRAP;
+    last.is_none_or(|t| dts.wrapping_sub(t) & (wrap - 1) >= every)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audio alone, its millisecond clock wrapping at 2^32 (the 90 kHz times drop by 45 x
+    /// 2^33, the same 33-bit times): a PCR every 40 ms at most on both sides of the wrap.
+    #[test]
+    fn audio_alone_carries_a_pcr_across_the_wrap_of_a_millisecond_clock() {
+        let mut m = Muxer::new(None, Some(Audio::Aac));
+        let mut pcr_at = Vec::new();
+        for n in 0..100u32 {
+            let ms = (u32::MAX - 1000).wrapping_add(n * 21);
+            // As `flv::ToTs` times them: 1 s on.
+            let dts = u64::from(ms) * 90 + 90_000;
+            let mut out = Vec::new();
+            let au = AccessUnit {
+                pts: dts,
+                dts,
+                keyframe: false,
+                data: &[0xff, 0xf1, 0x50, 0x80, 0x01, 0x7f, 0xfc, 0],
+            };
+            m.audio(&au, &mut out);
+            // A PCR: an adaptation field whose flags say so.
+            if out
+                .chunks_exact(PACKET)
+                .any(|p| p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x10 != 0)
+            {
+                pcr_at.push(n);
+            }
+        }
+        let gaps = pcr_at.windows(2).map(|w| w[1] - w[0]).max();
+        assert!(gaps.is_some_and(|g| g <= 2), "PCRs at frames {pcr_at:?}");
+        assert!(pcr_at.last() >= Some(&97), "{pcr_at:?}");
+    }
 
     #[test]
     fn crc_matches_the_standard_check_value() {
