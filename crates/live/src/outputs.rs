@@ -123,7 +123,14 @@ impl MediaOutputs {
     /// kept aside instead). `ntp`: the wall clock at `now` (NTP format), what each MP4 fragment's
     /// `prft` says the frame was received at.
     pub fn push(&mut self, video: bool, body: &[u8], ms: u32, kind: Kind, now: Duration, ntp: u64) {
-        self.clock = Some(ms);
+        // The later of the tracks' frames' (a publisher that comes back goes on after both; a
+        // sequence header, which may be timed on another clock than the frames, is not one).
+        if !kind.sequence {
+            self.clock = Some(match self.clock {
+                Some(c) if (ms.wrapping_sub(c) as i32) < 0 => c,
+                _ => ms,
+            });
+        }
         let tag = Bytes::from(wire::flv_tag(
             if video { wire::VIDEO } else { wire::AUDIO },
             ms,
@@ -469,5 +476,15 @@ mod tests {
         assert_eq!(0u32.wrapping_add(offset), 10_000);
         let offset = o.continuation(7);
         assert_eq!(7u32.wrapping_add(offset), 10_000);
+        // Audio that lagged the video: the clock goes on after the video.
+        o.push(
+            false,
+            &[0xaf, 1, 0],
+            9_900,
+            kind(false, false),
+            Duration::ZERO,
+            0,
+        );
+        assert_eq!(o.continuation(0), 10_000, "after the later track");
     }
 }

@@ -53,6 +53,11 @@ impl Clock {
     }
 }
 
+/// Whether a track's timestamps stepping by `step` (ms) began a new clock.
+fn is_new_clock(step: i64) -> bool {
+    !(-STEP_BACK_MS..=MAX_STEP_FORWARD_MS).contains(&step)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     clocks: [Option<Clock>; 2],
@@ -81,11 +86,14 @@ impl Timeline {
     /// Where timestamp `ms` of `video`'s track is on the timeline, without taking it as a
     /// frame (a sequence header, which the frame after it shares its timestamp with): where
     /// [`Self::place`] would put a frame there, but never held after the last frame.
+    /// (A header at a new clock sits at the last frame's time: the keyframe after it may go on
+    /// the other track's new clock, before where this track's own would be.)
     pub fn peek(&self, video: bool, ms: u32) -> u64 {
         let mut probe = self.clone();
         let time = probe.place(video, ms).0;
         match self.clocks[usize::from(!video)] {
             Some(last) if time == last.time.saturating_add(1) => last.time,
+            Some(last) if is_new_clock(last.place(ms).0) => last.time,
             _ => time,
         }
     }
@@ -102,15 +110,20 @@ impl Timeline {
                     Ok(d) if d > 0 && i64::from(d) < MAX_INTERVAL_MS => d,
                     _ => last.interval,
                 };
-                if !(-STEP_BACK_MS..=MAX_STEP_FORWARD_MS).contains(&step) {
-                    let other = self.clocks[1 - track].filter(|o| {
-                        let apart = i64::from(ms.wrapping_sub(o.ms) as i32);
-                        apart.abs() <= STEP_BACK_MS
-                    });
-                    base = match other {
-                        Some(o) => o.place(ms).1,
-                        None => last.time.saturating_add(u64::from(interval.max(1))),
-                    };
+                if is_new_clock(step) {
+                    // On the other track's new clock if it went over to it already (its last
+                    // timestamp near this one, and that clock ahead of this track's last frame:
+                    // not a track that stopped long ago), else a frame after the last.
+                    let other = self.clocks[1 - track]
+                        .filter(|o| i64::from(ms.wrapping_sub(o.ms) as i32).abs() <= STEP_BACK_MS)
+                        .map(|o| o.place(ms).1)
+                        .filter(|&on| on > last.time);
+                    base = other
+                        .unwrap_or_else(|| last.time.saturating_add(u64::from(interval.max(1))));
+                    // A track yet to begin goes on this new clock, not on where the old one was.
+                    if self.clocks[1 - track].is_none() {
+                        self.anchor[1 - track] = None;
+                    }
                 }
                 Clock {
                     ms,
@@ -164,6 +177,49 @@ mod tests {
             "a new header at the last frame's time"
         );
         assert_eq!(t.place(true, 40).0, 7081, "a repeated frame is held");
+    }
+
+    /// The clock restarts while the audio has not begun yet (video alone for 4 s): the audio,
+    /// when it comes, goes on the video's new clock, not on where the publisher began.
+    #[test]
+    fn a_track_that_begins_after_a_restart_goes_on_the_new_clock() {
+        let mut t = Timeline::anchored([Some((0, 7040)), Some((0, 7040))]);
+        for ms in (0..=4000).step_by(40) {
+            assert_eq!(t.place(true, ms).0, 7040 + u64::from(ms));
+        }
+        let restart = t.place(true, 0).0;
+        assert_eq!(restart, 11_080, "the restart: a frame after the last");
+        let audio = t.place(false, 20).0;
+        assert_eq!(audio, 11_100, "audio on the video's new clock");
+    }
+
+    /// The video's clock restarts near where the audio, which stopped long ago, last was: the
+    /// video goes on after its own last frame, not back onto the stopped track's clock (which
+    /// would hold every later frame 1 ms apart).
+    #[test]
+    fn a_restart_near_a_stopped_tracks_last_timestamp_does_not_follow_it() {
+        let mut t = Timeline::default();
+        t.place(false, 500);
+        t.place(true, 500);
+        for ms in (540..3_600_000).step_by(40).take(100) {
+            t.place(true, ms);
+        }
+        let last = t.place(true, 4540).0;
+        assert_eq!(t.place(true, 0).0, last + 40, "a frame after the last");
+        assert_eq!(t.place(true, 40).0, last + 80);
+    }
+
+    /// A header at a restarted clock, which the keyframe after it puts on the other track's new
+    /// clock: the header at the last frame's time, never after its keyframe.
+    #[test]
+    fn a_sequence_header_at_a_restart_is_not_after_its_keyframe() {
+        let mut t = Timeline::default();
+        t.place(true, 10_000);
+        t.place(false, 9_990);
+        let header = t.peek(true, 0);
+        t.place(false, 0);
+        let keyframe = t.place(true, 0).0;
+        assert!(header <= keyframe, "{header} after {keyframe}");
     }
 
     /// Two frames at one timestamp, a step back of half a second, then the timestamps on

@@ -220,23 +220,27 @@ impl Publish {
         // timestamps do (`media::flv::timeline`: a repeat, jitter, a clock restarted without
         // reconnecting). A publisher that came back within the grace period starts its clock
         // over: the timeline continues the stream's (worked out at its first tag).
-        let timeline = match &mut self.timeline {
-            Some(timeline) => timeline,
+        // (A sequence header is not a frame: the frame after it has its timestamp. The timeline
+        // is anchored at the session's first frame, not at a header before it, which an encoder
+        // may time on another clock.)
+        let time = match &mut self.timeline {
+            Some(timeline) if kind.sequence => timeline.peek(video, ms),
+            Some(timeline) => timeline.place(video, ms).0,
             None => {
                 let mut inner = self.stream.write();
                 let media = inner.media.get_or_insert_with(|| {
                     MediaOutputs::new(limits, ll).with_dir(self.stream.dir())
                 });
-                let at = Some((ms, u64::from(ms.wrapping_add(media.continuation(ms)))));
-                self.timeline.insert(Timeline::anchored([at, at]))
+                let at = (ms, u64::from(ms.wrapping_add(media.continuation(ms))));
+                if kind.sequence {
+                    at.1
+                } else {
+                    let timeline = Timeline::anchored([Some(at), Some(at)]);
+                    self.timeline.insert(timeline).place(video, ms).0
+                }
             }
         };
         // The outputs' timestamps are 32-bit (FLV, RTMP): the timeline's low bits, wrapping.
-        // (A sequence header is not a frame: the frame after it has its timestamp.)
-        let time = match kind.sequence {
-            true => timeline.peek(video, ms),
-            false => timeline.place(video, ms).0,
-        };
         let ms = time as u32;
         // Muxed to TS first, outside the stream's lock: a tag that cannot be read reaches no
         // output (an unreadable configuration would be what new FLV and RTMP viewers get first).
