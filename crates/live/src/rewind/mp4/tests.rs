@@ -89,6 +89,25 @@ fn fragments(parts: &[Bytes]) -> Vec<Played> {
     out
 }
 
+/// A viewer rewound to the second keyframe of `ts` (its PAT and PMT first), fed in pieces cut
+/// anywhere, as a recording's slices are: the ring unit it joins at, if it does, and what it
+/// was sent.
+fn rewound_to_second_keyframe(
+    ts: &[u8],
+    outputs: &MediaOutputs,
+    clock: Clock,
+) -> (Option<u64>, Vec<Bytes>) {
+    let mut input = ts[..PACKET * 2].to_vec();
+    input.extend_from_slice(&ts[keyframe_offset(ts, 1)..]);
+    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
+    r.index(&outputs.mp4);
+    let mut sent = Vec::new();
+    let joined = input
+        .chunks(1000)
+        .find_map(|piece| r.feed(piece, &mut sent));
+    (joined, sent)
+}
+
 #[test]
 fn a_rewound_mp4_viewer_gets_the_rings_own_fragments_then_joins_it_with_no_gap_or_repeat() {
     let ts = demo();
@@ -99,18 +118,8 @@ fn a_rewound_mp4_viewer_gets_the_rings_own_fragments_then_joins_it_with_no_gap_o
         .flat_map(|u| std::iter::once(u.data.clone()).chain(u.more.iter().cloned()))
         .collect();
     let ring = fragments(&ring);
-    // The viewer rewinds to the second keyframe (its PAT and PMT first), fed in pieces cut
-    // anywhere, as a recording's slices are.
-    let from = keyframe_offset(&ts, 1);
-    let mut input = ts[..PACKET * 2].to_vec();
-    input.extend_from_slice(&ts[from..]);
-    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
-    r.index(&outputs.mp4);
-    let mut sent = Vec::new();
-    let joined = input
-        .chunks(1000)
-        .find_map(|piece| r.feed(piece, &mut sent))
-        .expect("joins the ring");
+    let (joined, sent) = rewound_to_second_keyframe(&ts, &outputs, clock);
+    let joined = joined.expect("joins the ring");
     assert_eq!(&sent[0][4..8], b"ftyp", "the init segment first");
     let mut viewer = Viewer::after(joined);
     let Step::Send { parts, skipped } = viewer.step(&outputs.mp4, Duration::ZERO, &POLICY) else {
@@ -146,15 +155,7 @@ fn a_rewound_mp4_viewer_gets_the_rings_own_fragments_then_joins_it_with_no_gap_o
 fn a_rewound_mp4_viewer_joins_the_ring_of_a_stream_past_the_32_bit_wrap() {
     let ts = demo();
     let (outputs, clock) = outputs_shifted(&ts, u32::MAX - 3000);
-    let from = keyframe_offset(&ts, 1);
-    let mut input = ts[..PACKET * 2].to_vec();
-    input.extend_from_slice(&ts[from..]);
-    let mut r = Mp4Rewind::new(clock, outputs.tracks(), outputs.anchor());
-    r.index(&outputs.mp4);
-    let mut sent = Vec::new();
-    let joined = input
-        .chunks(1000)
-        .find_map(|piece| r.feed(piece, &mut sent));
+    let (joined, sent) = rewound_to_second_keyframe(&ts, &outputs, clock);
     let mine = fragments(&sent);
     let video = mine[0].0[0].expect("a keyframe first").0;
     assert!(video > 1 << 32, "the viewer's first fragment at {video} ms");
