@@ -81,3 +81,54 @@ fn an_rtmp_publisher_whose_clock_restarts_gives_flv_viewers_rising_timestamps() 
         );
     }
 }
+
+/// A frame that cannot be read, at a timestamp far from the stream's (a corrupt message): it
+/// reaches no output and does not move the clock, so the frames after it go on where they were
+/// (no jump of the stream's time for its viewers).
+#[test]
+fn an_unreadable_frame_at_a_stray_timestamp_does_not_move_the_clock() {
+    let s = server(|_| {});
+    let mut reads = common::fixtures::recorded_rtmp_publish();
+    let media = reads
+        .iter()
+        .position(|r| r.first() == Some(&0x04) && r.get(7) == Some(&0x08))
+        .expect("ffmpeg's first audio message");
+    reads.truncate(media);
+    let mut c = TcpStream::connect(s.rtmp).unwrap();
+    c.write_all(&reads.concat()).unwrap();
+    let tags = clip_tags();
+    let half = tags
+        .iter()
+        .position(|t| t.ms >= 4000 && t.video && t.keyframe)
+        .expect("a keyframe 4 s in");
+    c.write_all(&messages(tags[..half].iter(), |ms| ms))
+        .unwrap();
+    wait_for(&s, "fixture", "live", |d| {
+        d["ring_units"].as_u64() > Some(5)
+    });
+    let v = Viewer::start(s.addr, "/live/fixture.flv", Reading::Fast);
+    v.wait_body("the FLV header and a keyframe", |b| flv_tags(b).len() > 3);
+    // An AVC frame whose NAL unit length runs past its end, 3 s before the stream's time.
+    let bad = [0x27, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0x41, 0x9a];
+    let mut out = rtmp::write::av_message(true, tags[half].ms - 3000, &bad, 4096, 1);
+    out.extend(messages(tags[half..].iter(), |ms| ms));
+    c.write_all(&out).unwrap();
+    let last = &tags.iter().rev().find(|t| t.video).expect("video").body;
+    v.wait_body("the last frame", |b| {
+        b.windows(last.len()).any(|w| w == &last[..])
+    });
+    let (resp, flv, _) = v.stop();
+    assert_eq!(resp.status, 200);
+    let times: Vec<u32> = flv_tags(&flv)
+        .iter()
+        .filter(|t| t.0 == 9 && t.2 != 0)
+        .map(|t| t.3)
+        .collect();
+    let sent: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.video && !t.sequence)
+        .map(|t| t.ms)
+        .collect();
+    // The viewer's frames are the publisher's, with the times it gave them.
+    assert!(sent.ends_with(&times), "{times:?}");
+}

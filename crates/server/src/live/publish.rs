@@ -223,6 +223,9 @@ impl Publish {
         // (A sequence header is not a frame: the frame after it has its timestamp. The timeline
         // is anchored at the session's first frame, not at a header before it, which an encoder
         // may time on another clock.)
+        // (Kept, to be put back if the tag cannot be read: a tag that reaches no output does not
+        // move the clock either.)
+        let timeline_before = self.timeline.clone();
         let time = match &mut self.timeline {
             Some(timeline) if kind.sequence => timeline.peek(video, ms),
             Some(timeline) => timeline.place(video, ms).0,
@@ -267,6 +270,9 @@ impl Publish {
         };
         if ll_changed {
             self.stream.wake_ll();
+        }
+        if muxed.is_err() {
+            self.timeline = timeline_before;
         }
         match muxed {
             Ok(()) => self.bad_tags = 0,
