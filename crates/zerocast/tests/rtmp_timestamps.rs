@@ -7,6 +7,7 @@ mod common;
 
 use common::live::{server, wait_for, Reading, Viewer};
 use common::ts::flv_tags;
+use common::TestServer;
 use std::io::Write;
 use std::net::TcpStream;
 
@@ -28,65 +29,11 @@ fn messages<'a>(
         .collect()
 }
 
-#[test]
-fn an_rtmp_publisher_whose_clock_restarts_gives_flv_viewers_rising_timestamps() {
-    let s = server(|_| {});
-    let mut reads = common::fixtures::recorded_rtmp_publish();
-    // ffmpeg's handshake, connect, createStream, publish and metadata: what comes before its
-    // first audio message.
-    let media = reads
-        .iter()
-        .position(|r| r.first() == Some(&0x04) && r.get(7) == Some(&0x08))
-        .expect("ffmpeg's first audio message");
-    reads.truncate(media);
-    let mut c = TcpStream::connect(s.rtmp).unwrap();
-    c.write_all(&reads.concat()).unwrap();
-    let tags = clip_tags();
-    let restart = tags
-        .iter()
-        .position(|t| t.ms >= 4000 && t.video && t.keyframe)
-        .expect("a keyframe 4 s in");
-    // The first 4 s as they are.
-    c.write_all(&messages(tags[..restart].iter(), |ms| ms))
-        .unwrap();
-    wait_for(&s, "fixture", "live", |d| {
-        d["ring_units"].as_u64() > Some(5)
-    });
-    let v = Viewer::start(s.addr, "/live/fixture.flv", Reading::Fast);
-    v.wait_body("the FLV header and a keyframe", |b| flv_tags(b).len() > 3);
-    // Then the encoder's clock starts over at 0.
-    let back = tags[restart].ms;
-    let rest = tags[restart..].iter().filter(|t| !t.sequence);
-    c.write_all(&messages(rest, |ms| ms.wrapping_sub(back)))
-        .unwrap();
-    // Until the clip's last video frame has come through.
-    let last = &tags.iter().rev().find(|t| t.video).expect("video").body;
-    v.wait_body("the last frame", |b| {
-        b.windows(last.len()).any(|w| w == &last[..])
-    });
-    let (resp, flv, _) = v.stop();
-    assert_eq!(resp.status, 200);
-    for kind in [8u8, 9] {
-        let times: Vec<u32> = flv_tags(&flv)
-            .iter()
-            // Frames, not sequence headers (AVC and AAC packet type 0).
-            .filter(|t| t.0 == kind && t.2 != 0)
-            .map(|t| t.3)
-            .collect();
-        assert!(times.len() > 50, "{kind}: {times:?}");
-        let back = times.windows(2).find(|w| w[1] < w[0]);
-        assert!(
-            back.is_none(),
-            "tag type {kind} went back: {back:?} in {times:?}"
-        );
-    }
-}
-
-/// A frame that cannot be read, at a timestamp far from the stream's (a corrupt message): it
-/// reaches no output and does not move the clock, so the frames after it go on where they were
-/// (no jump of the stream's time for its viewers).
-#[test]
-fn an_unreadable_frame_at_a_stray_timestamp_does_not_move_the_clock() {
+/// A stream published as ffmpeg does (its recorded handshake, connect, createStream, publish
+/// and metadata: what comes before its first audio message), then the demo clip's first 4 s as
+/// RTMP messages with their own times, watched by an FLV viewer: the server, the publisher's
+/// connection, the clip's tags, where the 4 s end (a keyframe), and the viewer.
+fn first_4_s_watched() -> (TestServer, TcpStream, Vec<media::flv::Tag>, usize, Viewer) {
     let s = server(|_| {});
     let mut reads = common::fixtures::recorded_rtmp_publish();
     let media = reads
@@ -108,17 +55,57 @@ fn an_unreadable_frame_at_a_stray_timestamp_does_not_move_the_clock() {
     });
     let v = Viewer::start(s.addr, "/live/fixture.flv", Reading::Fast);
     v.wait_body("the FLV header and a keyframe", |b| flv_tags(b).len() > 3);
-    // An AVC frame whose NAL unit length runs past its end, 3 s before the stream's time.
-    let bad = [0x27, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0x41, 0x9a];
-    let mut out = rtmp::write::av_message(true, tags[half].ms - 3000, &bad, 4096, 1);
-    out.extend(messages(tags[half..].iter(), |ms| ms));
-    c.write_all(&out).unwrap();
+    (s, c, tags, half, v)
+}
+
+/// Waits until the clip's last video frame has reached the viewer; its FLV.
+fn to_the_end(v: Viewer, tags: &[media::flv::Tag]) -> Vec<u8> {
     let last = &tags.iter().rev().find(|t| t.video).expect("video").body;
     v.wait_body("the last frame", |b| {
         b.windows(last.len()).any(|w| w == &last[..])
     });
     let (resp, flv, _) = v.stop();
     assert_eq!(resp.status, 200);
+    flv
+}
+
+#[test]
+fn an_rtmp_publisher_whose_clock_restarts_gives_flv_viewers_rising_timestamps() {
+    let (_s, mut c, tags, restart, v) = first_4_s_watched();
+    // Then the encoder's clock starts over at 0.
+    let back = tags[restart].ms;
+    let rest = tags[restart..].iter().filter(|t| !t.sequence);
+    c.write_all(&messages(rest, |ms| ms.wrapping_sub(back)))
+        .unwrap();
+    let flv = to_the_end(v, &tags);
+    for kind in [8u8, 9] {
+        let times: Vec<u32> = flv_tags(&flv)
+            .iter()
+            // Frames, not sequence headers (AVC and AAC packet type 0).
+            .filter(|t| t.0 == kind && t.2 != 0)
+            .map(|t| t.3)
+            .collect();
+        assert!(times.len() > 50, "{kind}: {times:?}");
+        let back = times.windows(2).find(|w| w[1] < w[0]);
+        assert!(
+            back.is_none(),
+            "tag type {kind} went back: {back:?} in {times:?}"
+        );
+    }
+}
+
+/// A frame that cannot be read, at a timestamp far from the stream's (a corrupt message): it
+/// reaches no output and does not move the clock, so the frames after it go on where they were
+/// (no jump of the stream's time for its viewers).
+#[test]
+fn an_unreadable_frame_at_a_stray_timestamp_does_not_move_the_clock() {
+    let (_s, mut c, tags, half, v) = first_4_s_watched();
+    // An AVC frame whose NAL unit length runs past its end, 3 s before the stream's time.
+    let bad = [0x27, 0x01, 0, 0, 0, 0, 0, 0x10, 0, 0x41, 0x9a];
+    let mut out = rtmp::write::av_message(true, tags[half].ms - 3000, &bad, 4096, 1);
+    out.extend(messages(tags[half..].iter(), |ms| ms));
+    c.write_all(&out).unwrap();
+    let flv = to_the_end(v, &tags);
     let times: Vec<u32> = flv_tags(&flv)
         .iter()
         .filter(|t| t.0 == 9 && t.2 != 0)
@@ -130,5 +117,6 @@ fn an_unreadable_frame_at_a_stray_timestamp_does_not_move_the_clock() {
         .map(|t| t.ms)
         .collect();
     // The viewer's frames are the publisher's, with the times it gave them.
+    assert!(times.len() > 50, "{times:?}");
     assert!(sent.ends_with(&times), "{times:?}");
 }
